@@ -1,0 +1,67 @@
+"""workbench: a notebook-native profiling workbench for ML inference.
+
+The public API is imported lazily so that ``import workbench`` stays fast: torch,
+onnxruntime, numba and panel load only when a function that needs them is called.
+
+Example:
+    >>> import workbench as wb
+    >>> m = wb.samples.load("digits-cnn")
+    >>> p = wb.profile(m, backend="onnxruntime", device="cpu", batch_size=32)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute" (or "module" for a submodule namespace)
+_EXPORTS: dict[str, str] = {
+    "Model": "workbench.model:Model",
+    "TensorSpec": "workbench.model:TensorSpec",
+    "Layer": "workbench.model:Layer",
+    "load": "workbench.loaders:load",
+    "samples": "workbench.loaders.samples",
+    "devices": "workbench.devices:devices",
+    "backend": "workbench.backends.base:get_backend",
+    "backends": "workbench.backends.base:backend_names",
+    "register_backend": "workbench.backends.base:register",
+    "Measurement": "workbench.profiling.timer:Measurement",
+    "Timer": "workbench.profiling.timer:Timer",
+    "Profile": "workbench.profiling.profile:Profile",
+    "profile": "workbench.profiling.run:profile",
+    "compare": "workbench.profiling.compare:compare",
+    "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
+    "Transform": "workbench.optimize.base:Transform",
+    "transform": "workbench.optimize.base:apply",
+    "register_transform": "workbench.optimize.base:register",
+    "quantize": "workbench.optimize.quantize:quantize",
+    "prune": "workbench.optimize.prune:prune",
+    "sensitivity": "workbench.optimize.sensitivity:sensitivity",
+    "suggest": "workbench.optimize.sensitivity:suggest",
+    "Dataset": "workbench.evaluate.data:Dataset",
+    "evaluate": "workbench.evaluate.metrics:evaluate",
+    "sweep": "workbench.evaluate.sweep:sweep",
+    "TradeoffTable": "workbench.evaluate.sweep:TradeoffTable",
+    "runs": "workbench.store:runs",
+    "dashboard": "workbench.dashboard:dashboard",
+    "WorkbenchError": "workbench.errors:WorkbenchError",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

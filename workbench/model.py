@@ -1,0 +1,332 @@
+"""`Model`: one handle over PyTorch and ONNX models.
+
+A `Model` knows its inputs, its canonical layers and how it was derived (its
+`recipe`). Canonical layer names are what lets one layer be compared across backends
+and variants: a torch model's layers are its module paths (``features.0``); the ONNX
+export of a torch model maps each node back to that path (stored in the node's
+``workbench.layer`` metadata so the mapping survives a round trip through a file);
+a plain ONNX model uses node names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from workbench.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+Framework = Literal["torch", "onnx"]
+
+#: ONNX node metadata key holding the canonical layer a node belongs to.
+LAYER_KEY = "workbench.layer"
+
+_ONNX_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
+    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one model input or output.
+
+    Args:
+        name: the input name as the model knows it.
+        shape: dimensions; a string marks a symbolic dimension (``"batch"``).
+        dtype: a numpy dtype name such as ``"float32"``.
+    """
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str = "float32"
+
+    def concrete_shape(self, batch_size: int) -> tuple[int, ...]:
+        """The shape with the first symbolic dimension set to ``batch_size`` (others to 1)."""
+        dims: list[int] = []
+        for i, d in enumerate(self.shape):
+            dims.append(d if isinstance(d, int) else (batch_size if i == 0 else 1))
+        return tuple(dims)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One canonical layer.
+
+    Args:
+        name: canonical name (module path for torch, node name for plain ONNX).
+        op_type: the layer's kind (``Conv2d``, ``Linear`` for torch; ``Conv``, ``Gemm`` for ONNX).
+        params: number of parameters the layer owns.
+        params_bytes: bytes of those parameters.
+        nodes: for ONNX models, the graph nodes that make up the layer.
+    """
+
+    name: str
+    op_type: str
+    params: int = 0
+    params_bytes: int = 0
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass
+class Model:
+    """A loaded model: a torch module or an ONNX graph, with its inputs and layers.
+
+    Build one with `workbench.load`; transforms return new `Model` objects and never
+    change the one they are given.
+
+    Attributes:
+        framework: ``"torch"`` or ``"onnx"``.
+        name: a short display name.
+        inputs: the model's inputs (the first dimension is the batch).
+        outputs: the model's outputs (names known for ONNX; ``output_i`` for torch).
+        layers: canonical layers in execution order.
+        recipe: how it was derived (a serialised transform config); None when loaded.
+        parent: the model it was derived from, if any.
+        module: the torch module (torch models only), in eval mode.
+        proto: the ONNX graph (ONNX models only).
+        source: where it came from (a path, ``sample:digits-cnn``, ``nn.Module``).
+        metadata: free-form facts (e.g. a sample's recorded accuracy).
+    """
+
+    framework: Framework
+    name: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    layers: list[Layer]
+    recipe: dict[str, Any] | None = None
+    parent: Model | None = None
+    module: torch.nn.Module | None = None
+    proto: onnx.ModelProto | None = None
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    onnx_path: Path | None = None
+    _onnx: Model | None = field(default=None, repr=False)
+    _onnx_bytes: bytes | None = field(default=None, repr=False)
+
+    # ---- facts -------------------------------------------------------------------
+    @property
+    def params(self) -> int:
+        """Total parameter count."""
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def params_bytes(self) -> int:
+        """Total bytes of parameters."""
+        return sum(layer.params_bytes for layer in self.layers)
+
+    @property
+    def recipe_name(self) -> str:
+        """A short label for the recipe: ``"baseline"`` for a loaded model."""
+        if not self.recipe:
+            return "baseline"
+        return str(self.recipe.get("label") or self.recipe.get("name", "custom"))
+
+    @property
+    def onnx_bytes(self) -> bytes:
+        """The serialised ONNX graph (ONNX models only; see `to_onnx`)."""
+        if self.framework != "onnx" or self.proto is None:
+            return self.to_onnx().onnx_bytes
+        if self._onnx_bytes is None:
+            self._onnx_bytes = self.proto.SerializeToString()
+        return self._onnx_bytes
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the model as deployed: the ONNX file for ONNX models, parameters for torch."""
+        return len(self.onnx_bytes) if self.framework == "onnx" else self.params_bytes
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights and graph, stable across processes."""
+        digest = hashlib.sha256()
+        if self.framework == "onnx":
+            digest.update(self.onnx_bytes)
+        else:
+            assert self.module is not None
+            for key, value in self.module.state_dict().items():
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(repr(self.recipe).encode())
+        return digest.hexdigest()[:16]
+
+    def layer(self, name: str) -> Layer:
+        """The canonical layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers are {[x.name for x in self.layers][:20]}")
+
+    # ---- inputs ------------------------------------------------------------------
+    def example_inputs(self, batch_size: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs of the right names, shapes and dtypes.
+
+        Floats are uniform in [0, 1) (the range of the sample models' data); integers
+        are zeros, which is a valid index for embeddings and masks.
+
+        Args:
+            batch_size: size of the first (batch) dimension.
+            seed: random seed, so repeated calls give the same inputs.
+
+        Returns:
+            A dict of input name to numpy array.
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        rng = np.random.default_rng(seed)
+        arrays: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            shape = spec.concrete_shape(batch_size)
+            if np.issubdtype(np.dtype(spec.dtype), np.floating):
+                arrays[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+            else:
+                arrays[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        return arrays
+
+    def check_inputs(
+        self, inputs: Mapping[str, Any] | Sequence[Any] | np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Validate inputs against `inputs` and return them as a dict of numpy arrays.
+
+        Accepts a dict keyed by input name, a sequence in input order, or a single
+        array for a single-input model. Torch tensors are converted to numpy.
+
+        Raises:
+            InputError: a missing or unexpected input, or a wrong rank, shape or dtype.
+        """
+        if isinstance(inputs, Mapping):
+            unknown = set(inputs) - {s.name for s in self.inputs}
+            if unknown:
+                raise InputError(
+                    f"unexpected input(s) {sorted(unknown)}; {self.name} takes "
+                    f"{[s.name for s in self.inputs]}"
+                )
+            missing = [s.name for s in self.inputs if s.name not in inputs]
+            if missing:
+                raise InputError(f"missing input(s) {missing} for {self.name}")
+            values = [inputs[s.name] for s in self.inputs]
+        else:
+            values = [inputs] if _is_array(inputs) else list(inputs)
+            if len(values) != len(self.inputs):
+                raise InputError(
+                    f"{self.name} takes {len(self.inputs)} input(s) "
+                    f"{[s.name for s in self.inputs]}, got {len(values)}"
+                )
+        checked: dict[str, np.ndarray] = {}
+        for spec, value in zip(self.inputs, values, strict=True):
+            checked[spec.name] = _check_one(spec, _to_numpy(value))
+        return checked
+
+    # ---- conversion --------------------------------------------------------------
+    def to_onnx(self, path: str | Path | None = None) -> Model:
+        """This model as an ONNX `Model` whose nodes map to this model's layers.
+
+        For an ONNX model, returns itself. For a torch model, exports it once with the
+        torch.export-based exporter (falling back to the TorchScript exporter) and
+        caches the result; each node records its torch module path so per-layer
+        results line up across backends. Never changes this model.
+
+        Args:
+            path: if given, also write the ONNX file there.
+
+        Returns:
+            An ONNX `Model` with the same name, recipe and inputs.
+        """
+        if self.framework == "onnx":
+            onnx_model = self
+        else:
+            if self._onnx is None:
+                from workbench.loaders.export import export_torch
+
+                self._onnx = export_torch(self)
+            onnx_model = self._onnx
+        if path is not None:
+            Path(path).write_bytes(onnx_model.onnx_bytes)
+        return onnx_model
+
+    def derive(self, **changes: Any) -> Model:
+        """A new `Model` like this one with ``changes`` applied and this one as parent."""
+        fields = {
+            "framework": self.framework, "name": self.name, "inputs": self.inputs,
+            "outputs": self.outputs, "layers": self.layers, "recipe": self.recipe,
+            "module": self.module, "proto": self.proto, "source": self.source,
+            "metadata": dict(self.metadata),
+        }
+        fields.update(changes)
+        return Model(parent=self, **fields)
+
+    # ---- display -----------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Headline facts as plain data."""
+        return {
+            "name": self.name, "framework": self.framework, "recipe": self.recipe_name,
+            "inputs": [s.to_dict() for s in self.inputs], "layers": len(self.layers),
+            "params": self.params, "params_bytes": self.params_bytes, "source": self.source,
+        }
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in self.inputs)
+        return (
+            f"Model({self.name!r}, {self.framework}, recipe={self.recipe_name}, "
+            f"inputs=[{shapes}], layers={len(self.layers)}, params={self.params:,})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(x.name)}</td><td>{html.escape(x.op_type)}</td>"
+            f"<td style='text-align:right'>{x.params:,}</td></tr>"
+            for x in self.layers[:50]
+        )
+        more = f"<p>… and {len(self.layers) - 50} more layers</p>" if len(self.layers) > 50 else ""
+        return (
+            f"<b>{html.escape(repr(self))}</b>"
+            f"<table><tr><th>layer</th><th>op type</th><th>params</th></tr>{rows}</table>{more}"
+        )
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    """Numpy dtype name of an ONNX tensor element type."""
+    return _ONNX_DTYPES.get(elem_type, f"onnx-type-{elem_type}")
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if type(value).__name__ == "Tensor":
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _check_one(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    if array.ndim != len(spec.shape):
+        raise InputError(
+            f"input {spec.name!r} should have {len(spec.shape)} dimensions "
+            f"{list(spec.shape)}, got shape {list(array.shape)}"
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+        if isinstance(want, int) and want != got:
+            raise InputError(
+                f"input {spec.name!r} has size {got} on axis {axis}, expected {want} "
+                f"(expected shape {list(spec.shape)}, got {list(array.shape)})"
+            )
+    if array.dtype != np.dtype(spec.dtype):
+        if np.can_cast(array.dtype, spec.dtype, casting="same_kind") and array.dtype.kind == np.dtype(spec.dtype).kind:
+            return array.astype(spec.dtype)
+        raise InputError(
+            f"input {spec.name!r} should be {spec.dtype}, got {array.dtype}; "
+            f"convert it with .astype({spec.dtype!r})"
+        )
+    return np.ascontiguousarray(array)
