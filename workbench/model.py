@@ -31,8 +31,18 @@ Framework = Literal["torch", "onnx"]
 LAYER_KEY = "workbench.layer"
 
 _ONNX_DTYPES = {
-    1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
 }
 
 
@@ -258,9 +268,15 @@ class Model:
     def derive(self, **changes: Any) -> Model:
         """A new `Model` like this one with ``changes`` applied and this one as parent."""
         fields = {
-            "framework": self.framework, "name": self.name, "inputs": self.inputs,
-            "outputs": self.outputs, "layers": self.layers, "recipe": self.recipe,
-            "module": self.module, "proto": self.proto, "source": self.source,
+            "framework": self.framework,
+            "name": self.name,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "layers": self.layers,
+            "recipe": self.recipe,
+            "module": self.module,
+            "proto": self.proto,
+            "source": self.source,
             "metadata": dict(self.metadata),
         }
         fields.update(changes)
@@ -270,9 +286,14 @@ class Model:
     def summary(self) -> dict[str, Any]:
         """Headline facts as plain data."""
         return {
-            "name": self.name, "framework": self.framework, "recipe": self.recipe_name,
-            "inputs": [s.to_dict() for s in self.inputs], "layers": len(self.layers),
-            "params": self.params, "params_bytes": self.params_bytes, "source": self.source,
+            "name": self.name,
+            "framework": self.framework,
+            "recipe": self.recipe_name,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "layers": len(self.layers),
+            "params": self.params,
+            "params_bytes": self.params_bytes,
+            "source": self.source,
         }
 
     def __repr__(self) -> str:
@@ -323,7 +344,10 @@ def _check_one(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
                 f"(expected shape {list(spec.shape)}, got {list(array.shape)})"
             )
     if array.dtype != np.dtype(spec.dtype):
-        if np.can_cast(array.dtype, spec.dtype, casting="same_kind") and array.dtype.kind == np.dtype(spec.dtype).kind:
+        if (
+            np.can_cast(array.dtype, spec.dtype, casting="same_kind")
+            and array.dtype.kind == np.dtype(spec.dtype).kind
+        ):
             return array.astype(spec.dtype)
         raise InputError(
             f"input {spec.name!r} should be {spec.dtype}, got {array.dtype}; "

@@ -1,0 +1,1 @@
+"""Backends: the runtimes that execute models (see `workbench.backends.base`)."""

@@ -1,0 +1,103 @@
+"""`load`: one entry point for every kind of model workbench understands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import ModelLoadError
+from workbench.model import Model
+
+_ONNX_SUFFIXES = {".onnx"}
+_TORCH_SUFFIXES = {".pt2", ".pt", ".pth", ".ts", ".jit", ".zip"}
+
+
+def load(
+    source: Any,
+    *,
+    example_inputs: Any = None,
+    name: str | None = None,
+    input_names: Sequence[str] | None = None,
+    onnx_path: str | Path | None = None,
+) -> Model:
+    """Load a model from an ``nn.Module``, a file, ONNX bytes or a sample name.
+
+    Args:
+        source: a ``torch.nn.Module`` (with ``example_inputs``), an
+            ``ExportedProgram``, a path to ``.onnx`` / ``.pt2`` / TorchScript, ONNX bytes,
+            an ``onnx.ModelProto``, or a sample name such as ``"digits-cnn"``.
+        example_inputs: a tensor or tuple of tensors (torch modules and TorchScript).
+        name: display name.
+        input_names: input names for a torch module (default: ``forward``'s arguments).
+        onnx_path: a ready ONNX export of the torch module, reused by `Model.to_onnx`.
+
+    Returns:
+        A `Model`. The source object is never changed (torch modules are copied).
+
+    Raises:
+        ModelLoadError: the source is missing, corrupt or of an unknown kind.
+        UnsafeModelError: the file would need unsafe unpickling.
+
+    Example:
+        >>> m = wb.load("model.onnx")
+        >>> m = wb.load(my_module, example_inputs=(torch.rand(1, 3, 32, 32),))
+    """
+    if isinstance(source, Model):
+        return source
+    if isinstance(source, bytes | bytearray):
+        from workbench.loaders.onnx import load_onnx
+
+        return load_onnx(bytes(source), name=name)
+    kind = type(source).__module__ + "." + type(source).__name__
+    if kind.startswith("onnx") and hasattr(source, "SerializeToString"):
+        from workbench.loaders.onnx import load_onnx
+
+        return load_onnx(source.SerializeToString(), name=name or source.graph.name)
+    if kind.startswith("torch"):
+        import torch
+
+        from workbench.loaders.torch import from_module
+
+        if isinstance(source, torch.export.ExportedProgram):
+            args = example_inputs if example_inputs is not None else source.example_inputs[0]
+            return from_module(
+                source.module(), args, name=name, input_names=input_names, source="ExportedProgram"
+            )
+    if hasattr(source, "forward") and hasattr(source, "named_modules"):
+        from workbench.loaders.torch import from_module
+
+        return from_module(
+            source, example_inputs, name=name, input_names=input_names, onnx_path=onnx_path
+        )
+    if isinstance(source, str | Path):
+        return _load_path(Path(source), example_inputs, name)
+    raise ModelLoadError(
+        f"cannot load a {type(source).__name__}: pass an nn.Module with example_inputs, "
+        "a path to an .onnx / .pt2 / TorchScript file, ONNX bytes, or a sample name"
+    )
+
+
+def _load_path(path: Path, example_inputs: Any, name: str | None) -> Model:
+    if not path.exists():
+        from workbench.loaders import samples
+
+        if str(path) in samples.names():
+            return samples.load(str(path))
+        raise ModelLoadError(
+            f"no such file: {path} (and not a sample name; samples: {', '.join(samples.names())})"
+        )
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a folder; pass the model file inside it")
+    if path.suffix.lower() in _ONNX_SUFFIXES:
+        from workbench.loaders.onnx import load_onnx
+
+        return load_onnx(path, name=name)
+    if path.suffix.lower() in _TORCH_SUFFIXES:
+        from workbench.loaders.torch import load_torch_file
+
+        return load_torch_file(path, example_inputs=example_inputs, name=name)
+    raise ModelLoadError(
+        f"unknown model file type {path.suffix!r} for {path}: expected .onnx, .pt2, .pt "
+        "(TorchScript) or a sample name"
+    )

@@ -1,0 +1,122 @@
+"""Export torch models to ONNX, keeping each node's torch module path."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from typing import TYPE_CHECKING
+
+from workbench.errors import ModelLoadError
+from workbench.model import LAYER_KEY, Model
+
+if TYPE_CHECKING:
+    import onnx
+
+
+def export_torch(model: Model) -> Model:
+    """The ONNX version of a torch `Model`, with canonical layer names on every node.
+
+    Reuses ``model.onnx_path`` when set (e.g. the committed export of a sample).
+    Otherwise tries the torch.export-based exporter, then the TorchScript exporter.
+    The batch dimension stays dynamic.
+
+    Raises:
+        ModelLoadError: both exporters failed; the message carries both reasons.
+    """
+    from workbench.loaders.onnx import load_onnx, model_from_proto
+
+    if model.onnx_path is not None and model.onnx_path.is_file():
+        exported = load_onnx(model.onnx_path, name=model.name)
+        exported.recipe = model.recipe
+        return exported
+    errors = []
+    for exporter in (_export_dynamo, _export_torchscript):
+        try:
+            proto = exporter(model)
+        except Exception as exc:  # each exporter fails in its own ways; keep both reasons
+            errors.append(
+                f"{exporter.__name__.removeprefix('_export_')}: {type(exc).__name__}: {exc}"
+            )
+            continue
+        annotate_layers(proto)
+        return model_from_proto(
+            proto, name=model.name, source=f"ONNX export of {model.source}", recipe=model.recipe
+        )
+    raise ModelLoadError(
+        f"could not export {model.name!r} to ONNX; " + " | ".join(e[:400] for e in errors)
+    )
+
+
+def annotate_layers(proto: onnx.ModelProto) -> None:
+    """Write each node's canonical layer into its ``workbench.layer`` metadata."""
+    from workbench.loaders.onnx import canonical_layer_name
+
+    for index, node in enumerate(proto.graph.node):
+        layer = canonical_layer_name(node, index)
+        existing = [kv for kv in node.metadata_props if kv.key == LAYER_KEY]
+        if existing:
+            existing[0].value = layer
+        else:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = LAYER_KEY, layer
+
+
+def _example_args(model: Model) -> tuple:
+    import torch
+
+    # batch 2: torch.export specialises a dimension of size 1, which would fix the batch
+    return tuple(torch.from_numpy(a) for a in model.example_inputs(batch_size=2).values())
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress prints and optional-dependency warnings."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_dynamo(model: Model) -> onnx.ModelProto:
+    import torch
+
+    args = _example_args(model)
+    dynamic = tuple({0: torch.export.Dim("batch", min=1)} for _ in args)
+    with _quiet():
+        program = torch.onnx.export(
+            model.module,
+            args,
+            dynamo=True,
+            optimize=False,
+            dynamic_shapes=dynamic,
+            input_names=[s.name for s in model.inputs],
+            verbose=False,
+        )
+    return program.model_proto
+
+
+def _export_torchscript(model: Model) -> onnx.ModelProto:
+    import onnx
+    import torch
+
+    args = _example_args(model)
+    names = [s.name for s in model.inputs]
+    buffer = io.BytesIO()
+    with _quiet():
+        torch.onnx.export(
+            model.module,
+            args,
+            buffer,
+            dynamo=False,
+            input_names=names,
+            dynamic_axes={n: {0: "batch"} for n in names},
+            opset_version=17,
+        )
+    return onnx.load_model_from_string(buffer.getvalue())

@@ -1,0 +1,200 @@
+"""Load PyTorch models: an ``nn.Module``, a TorchScript file or a ``torch.export`` program.
+
+Files are never unpickled unsafely: plain ``torch.save`` pickles are read with
+``weights_only=True`` and refused with an explanation when they hold more than weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import ModelLoadError, UnsafeModelError
+from workbench.model import Layer, Model, TensorSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+def from_module(
+    module: torch.nn.Module,
+    example_inputs: Any,
+    *,
+    name: str | None = None,
+    input_names: Sequence[str] | None = None,
+    onnx_path: str | Path | None = None,
+    source: str = "nn.Module",
+) -> Model:
+    """Wrap a torch module as a `Model`.
+
+    The module is copied and put in eval mode, so the caller's module (and its
+    training flag) is never changed.
+
+    Args:
+        module: the model.
+        example_inputs: a tensor or a tuple of tensors the module accepts; the first
+            dimension of each is taken as the batch.
+        name: display name (defaults to the class name).
+        input_names: names for the inputs (defaults to ``forward``'s parameter names).
+        onnx_path: a ready ONNX export of this module whose nodes carry canonical layer
+            names; `Model.to_onnx` then reuses it instead of exporting.
+        source: where the module came from, for display.
+
+    Raises:
+        ModelLoadError: no example inputs, or they do not run through the module.
+    """
+    import torch
+
+    if example_inputs is None:
+        raise ModelLoadError(
+            "a torch model needs example_inputs to know its input shapes: "
+            "wb.load(module, example_inputs=(torch.rand(1, 3, 224, 224),))"
+        )
+    args = tuple(example_inputs) if isinstance(example_inputs, list | tuple) else (example_inputs,)
+    if not all(isinstance(a, torch.Tensor) for a in args):
+        raise ModelLoadError("example_inputs must be a tensor or a tuple of tensors")
+    model_copy = copy.deepcopy(module).eval()
+    names = list(input_names or _forward_arg_names(model_copy, len(args)))
+    try:
+        with torch.inference_mode():
+            outputs = model_copy(*args)
+    except Exception as exc:
+        shapes = [list(a.shape) for a in args]
+        raise ModelLoadError(
+            f"the module fails on example_inputs of shape {shapes}: {type(exc).__name__}: {exc}"
+        ) from exc
+    outs = outputs if isinstance(outputs, list | tuple) else (outputs,)
+    return Model(
+        framework="torch",
+        name=name or type(module).__name__,
+        inputs=[_spec(n, a) for n, a in zip(names, args, strict=True)],
+        outputs=[
+            _spec(f"output_{i}", o) for i, o in enumerate(outs) if isinstance(o, torch.Tensor)
+        ],
+        layers=module_layers(model_copy),
+        module=model_copy,
+        source=source,
+        onnx_path=Path(onnx_path) if onnx_path else None,
+    )
+
+
+def module_layers(module: torch.nn.Module, containers: bool = False) -> list[Layer]:
+    """Canonical layers of a module: leaf modules (and any module owning parameters directly).
+
+    Args:
+        module: the root module.
+        containers: also list container modules (their params are those of all children).
+    """
+    layers = []
+    for path, sub in module.named_modules():
+        children = list(sub.children())
+        own = list(sub.parameters(recurse=False)) + list(sub.buffers(recurse=False))
+        if children and not own and not containers:
+            continue
+        recurse = containers and bool(children)
+        # running statistics are part of what inference needs, so they count as weights
+        counted = list(sub.parameters(recurse=recurse)) + [
+            b for b in sub.buffers(recurse=recurse) if b.is_floating_point()
+        ]
+        layers.append(
+            Layer(
+                name=path or type(module).__name__,
+                op_type=type(sub).__name__,
+                params=sum(p.numel() for p in counted),
+                params_bytes=sum(p.numel() * p.element_size() for p in counted),
+            )
+        )
+    return layers
+
+
+def load_torch_file(path: Path, example_inputs: Any = None, name: str | None = None) -> Model:
+    """Load a ``.pt2`` exported program or a TorchScript archive.
+
+    Raises:
+        ModelLoadError: missing file, weights-only file (a state_dict), or no example inputs.
+        UnsafeModelError: a pickle holding arbitrary Python objects.
+    """
+    import torch
+
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(
+            f"{path} is neither an ONNX file, a torch.export program nor a TorchScript archive"
+        )
+    if path.suffix == ".pt2" or _is_exported_program(path):
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"{path} is not a loadable torch.export program: {exc}") from exc
+        args = example_inputs if example_inputs is not None else program.example_inputs[0]
+        return from_module(program.module(), args, name=name or path.stem, source=str(path))
+    if _is_torchscript(path):
+        module = torch.jit.load(str(path), map_location="cpu")
+        if example_inputs is None:
+            raise ModelLoadError(
+                f"{path} is TorchScript, which does not record input shapes: pass "
+                "example_inputs=(tensor, ...) to wb.load"
+            )
+        return from_module(module, example_inputs, name=name or path.stem, source=str(path))
+    _refuse_pickle(path)
+    raise AssertionError("unreachable")
+
+
+def _refuse_pickle(path: Path) -> None:
+    import pickle
+
+    import torch
+
+    try:
+        content = torch.load(str(path), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise UnsafeModelError(
+            f"{path} is a pickle holding Python objects, not just weights; workbench never "
+            "unpickles such files. Save the model with torch.export.save (.pt2) or "
+            "torch.jit.save, or, if you trust the file, load it yourself and pass the module "
+            "to wb.load(module, example_inputs=...)."
+        ) from exc
+    kind = "a state_dict" if isinstance(content, dict) else f"a {type(content).__name__}"
+    raise ModelLoadError(
+        f"{path} holds weights only ({kind}), not a model. Build the module, load the weights "
+        "with module.load_state_dict(torch.load(path, weights_only=True)) and pass it to "
+        "wb.load(module, example_inputs=...)."
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(n.split("/", 1)[-1].startswith("code/") for n in archive.namelist())
+
+
+def _is_exported_program(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(
+            "serialized_exported_program" in n or n.endswith("models/model.json")
+            for n in archive.namelist()
+        )
+
+
+def _forward_arg_names(module: torch.nn.Module, count: int) -> list[str]:
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= count:
+        return params[:count]
+    return [f"input_{i}" for i in range(count)]
+
+
+def _spec(name: str, tensor: torch.Tensor) -> TensorSpec:
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    shape: tuple[int | str, ...] = ("batch", *tensor.shape[1:]) if tensor.dim() else ()
+    return TensorSpec(name, tuple(int(d) if isinstance(d, int) else d for d in shape), dtype)
