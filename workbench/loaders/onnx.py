@@ -151,7 +151,7 @@ def onnx_layers(proto: onnx.ModelProto) -> list[Layer]:
 
 
 def _main_op(members: Sequence[onnx.NodeProto], weights: dict[str, Any]) -> str:
-    """The op that characterises a layer: the first one with weights, else the first non-shape op."""
+    """The op characterising a layer: the first with weights, else the first non-shape op."""
     for node in members:
         if any(i in weights for i in node.input):
             return node.op_type
