@@ -1,0 +1,105 @@
+"""Command line: ``workbench devices | profile | sweep | serve``.
+
+Every `WorkbenchError` becomes a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from workbench.errors import WorkbenchError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from workbench.devices import describe_machine, devices
+
+    print(describe_machine())
+    print()
+    print(devices().to_string(index=False))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from workbench.profiling.run import profile
+
+    options = {"threads": args.threads} if args.threads else None
+    result = profile(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        layers=not args.no_layers,
+        budget_s=args.budget,
+        options=options,
+    )
+    print(result.summary(top=args.top))
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="profile a model file or sample on one backend/device")
+    p.add_argument("model", help="a model file (.onnx, .pt2, TorchScript) or a sample name")
+    p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
+    p.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default cpu)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    p.add_argument("--budget", type=float, default=2.0, help="timing budget in seconds")
+    p.add_argument("--top", type=int, default=10, help="layers to print (default 10)")
+    p.add_argument("--no-layers", action="store_true", help="end-to-end timing only")
+    p.add_argument("--json", default=None, help="write the Profile as JSON to this path")
+    p.set_defaults(func=_profile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Profile ML inference across backends and devices."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("devices", help="list backends x devices on this machine").set_defaults(
+        func=_devices
+    )
+    _add_profile(sub)
+    for add in _EXTRA_COMMANDS:
+        add(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Subcommands that live next to the feature they drive (sweep, serve)."""
+    adders = []
+    for module_name in ("workbench.evaluate.sweep_cli", "workbench.dashboard.serve"):
+        try:
+            module = __import__(module_name, fromlist=["add_command"])
+        except ImportError as exc:
+            if exc.name != module_name:  # a real bug inside the module, not its absence
+                raise
+            continue
+        adders.append(module.add_command)
+    return adders
+
+
+_EXTRA_COMMANDS = _extra_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""What this machine has: CPU, GPUs, and every backend x device with its availability."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+_SIMD_LEVELS = (  # best first: (cpuinfo flag, display name)
+    ("amx_tile", "AMX"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("avx", "AVX"),
+    ("sse4_2", "SSE4.2"),
+    ("asimd", "NEON"),
+)
+
+
+@cache
+def cpu_info() -> dict[str, Any]:
+    """CPU model, core counts and SIMD level (``AVX2``, ``AVX-512``, ``AMX``, ``NEON``)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags.update(value.split())
+    except OSError:
+        pass
+    import psutil
+
+    simd = [name for flag, name in _SIMD_LEVELS if flag in flags]
+    return {
+        "model": model,
+        "arch": platform.machine(),
+        "physical_cores": psutil.cpu_count(logical=False) or os.cpu_count(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "simd": simd[0] if simd else "unknown",
+        "simd_all": simd,
+        "memory_bytes": psutil.virtual_memory().total,
+    }
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Each CUDA GPU torch can see: name, memory, compute capability (empty without one)."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append(
+            {
+                "device": f"cuda:{i}",
+                "name": props.name,
+                "memory_bytes": props.total_memory,
+                "compute_capability": f"{props.major}.{props.minor}",
+                "multiprocessors": props.multi_processor_count,
+            }
+        )
+    return gpus
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a measurement."""
+    versions = {"python": platform.python_version()}
+    for package in (
+        "workbench",
+        "numpy",
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "numba",
+        "numba-cuda",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    """Everything a profile records about where it ran."""
+    import sys
+
+    cpu = cpu_info()
+    env: dict[str, Any] = {
+        "versions": library_versions(),
+        "platform": platform.platform(),
+        "cpu": cpu["model"],
+        "simd": cpu["simd"],
+        "cores": cpu["usable_cores"],
+        "hostname": platform.node(),
+    }
+    if "torch" in sys.modules:  # only describe GPUs/threads when torch is already loaded
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["gpus"] = [g["name"] for g in gpu_info()]
+    return env
+
+
+def devices() -> pd.DataFrame:
+    """A table of every backend x device on this machine.
+
+    Each row: ``backend``, ``device``, ``available``, ``version``, ``details``, and
+    ``reason`` (why a backend is unavailable, with what to do).
+
+    Example:
+        >>> wb.devices()
+    """
+    from workbench.backends.base import backend_names, get_backend
+
+    rows = []
+    for name in backend_names():
+        try:
+            availability = get_backend(name).availability()
+        except Exception as exc:  # a broken plugin must not hide the other backends
+            rows.append(
+                {
+                    "backend": name,
+                    "device": "-",
+                    "available": False,
+                    "version": "",
+                    "details": "",
+                    "reason": f"failed to load: {exc}",
+                }
+            )
+            continue
+        if not availability.ok or not availability.details:
+            rows.append(
+                {
+                    "backend": name,
+                    "device": "-",
+                    "available": False,
+                    "version": availability.version,
+                    "details": "",
+                    "reason": availability.reason or "no usable device",
+                }
+            )
+            continue
+        for device, details in availability.details.items():
+            rows.append(
+                {
+                    "backend": name,
+                    "device": device,
+                    "available": True,
+                    "version": availability.version,
+                    "details": details,
+                    "reason": "",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["backend", "device", "available", "version", "details", "reason"]
+    )
+
+
+def describe_machine() -> str:
+    """One paragraph: CPU, cores, SIMD, memory, GPUs."""
+    cpu = cpu_info()
+    text = (
+        f"{cpu['model']} ({cpu['arch']}), {cpu['usable_cores']} usable cores, "
+        f"SIMD {cpu['simd']}, {cpu['memory_bytes'] / 2**30:.0f} GiB RAM"
+    )
+    gpus = gpu_info()
+    for gpu in gpus:
+        text += (
+            f"; {gpu['device']}: {gpu['name']} {gpu['memory_bytes'] / 2**30:.0f} GiB, "
+            f"compute capability {gpu['compute_capability']}"
+        )
+    return text + ("" if gpus else "; no CUDA GPU")

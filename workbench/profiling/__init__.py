@@ -1,0 +1,1 @@
+"""Profiling: honest timing, per-layer tables, memory and cost models."""

@@ -1,0 +1,235 @@
+"""`Profile`: the result of profiling one model on one backend and device."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.profiling.timer import Measurement
+
+#: the columns of `Profile.layers`, in display order (per-layer profiling fills them)
+LAYER_COLUMNS = [
+    "layer",
+    "op_type",
+    "latency_ms",
+    "latency_p90_ms",
+    "share",
+    "flops",
+    "bytes",
+    "intensity",
+    "params_bytes",
+    "activation_bytes",
+]
+
+
+@dataclass
+class Profile:
+    """Measured performance of one model on one backend and device at one batch size.
+
+    Attributes:
+        model: the model's name.
+        backend: backend registry name.
+        device: device string.
+        batch_size: batch size profiled.
+        latency: end-to-end `Measurement`, from an uninstrumented pass (ms).
+        layers: per-layer table (see `LAYER_COLUMNS`); empty when not profiled.
+        memory: memory report (bytes), e.g. ``{"peak_bytes": ...}``.
+        environment: library versions, CPU/GPU, thread counts.
+        recipe: the model's recipe (None for a loaded model).
+        model_fingerprint: hash of the model's weights and graph.
+        notes: what is missing or approximate in this profile, in words.
+        options: backend options used to compile the session.
+        run_id: unique id of this run.
+        created_at: ISO timestamp (UTC).
+    """
+
+    model: str
+    backend: str
+    device: str
+    batch_size: int
+    latency: Measurement
+    layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LAYER_COLUMNS))
+    memory: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None
+    model_fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    layer_method: str = ""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+
+    @property
+    def recipe_name(self) -> str:
+        if not self.recipe:
+            return "baseline"
+        return str(self.recipe.get("label") or self.recipe.get("name", "custom"))
+
+    @property
+    def throughput(self) -> float:
+        """Items per second at the median end-to-end latency."""
+        return self.latency.throughput(self.batch_size)
+
+    @property
+    def label(self) -> str:
+        """A short, unique-enough display label: ``model[recipe] backend/device bs=N``."""
+        recipe = "" if self.recipe_name == "baseline" else f"[{self.recipe_name}]"
+        return f"{self.model}{recipe} {self.backend}/{self.device} bs={self.batch_size}"
+
+    # ---- serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: ``latency_ms`` holds the statistics and samples; ``layers`` a list."""
+        layers = self.layers.astype(object).where(self.layers.notna(), None)
+        return {
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "model": self.model,
+            "model_fingerprint": self.model_fingerprint,
+            "recipe": self.recipe,
+            "backend": self.backend,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "latency_ms": self.latency.to_dict(),
+            "throughput_per_s": self.throughput,
+            "layers": layers.to_dict(orient="records"),
+            "layer_method": self.layer_method,
+            "memory": self.memory,
+            "environment": self.environment,
+            "notes": self.notes,
+            "options": self.options,
+        }
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
+        """The profile as JSON; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        layers = pd.DataFrame.from_records(data.get("layers") or [], columns=None)
+        if layers.empty:
+            layers = pd.DataFrame(columns=LAYER_COLUMNS)
+        return cls(
+            model=data["model"],
+            backend=data["backend"],
+            device=data["device"],
+            batch_size=int(data["batch_size"]),
+            latency=Measurement.from_dict(data["latency_ms"]),
+            layers=layers,
+            memory=dict(data.get("memory") or {}),
+            environment=dict(data.get("environment") or {}),
+            recipe=data.get("recipe"),
+            model_fingerprint=data.get("model_fingerprint", ""),
+            notes=list(data.get("notes") or []),
+            options=dict(data.get("options") or {}),
+            layer_method=data.get("layer_method", ""),
+            run_id=data.get("run_id") or uuid.uuid4().hex[:12],
+            created_at=data.get("created_at", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Profile:
+        """Rebuild a profile from `to_json` output or a path to it."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+    # ---- display ---------------------------------------------------------------------
+    def headline(self) -> dict[str, Any]:
+        """The numbers a summary shows first."""
+        lat = self.latency
+        return {
+            "p50_ms": lat.median,
+            "p90_ms": lat.p90,
+            "p99_ms": lat.p99,
+            "n": lat.n,
+            "throughput_per_s": self.throughput,
+            "noisy": lat.noisy,
+            "peak_bytes": self.memory.get("peak_bytes"),
+        }
+
+    def top_layers(self, n: int = 10) -> pd.DataFrame:
+        """The ``n`` slowest layers (the ``(unattributed)`` row excluded)."""
+        if self.layers.empty or "latency_ms" not in self.layers:
+            return self.layers
+        rows = self.layers[self.layers["layer"] != "(unattributed)"]
+        return rows.sort_values("latency_ms", ascending=False).head(n)
+
+    def summary(self, top: int = 10) -> str:
+        """A readable text summary: headline numbers, then the slowest layers."""
+        lat = self.latency
+        lines = [
+            f"{self.label}",
+            f"  latency  median {lat.median:.4g} ms  p90 {lat.p90:.4g}  p99 {lat.p99:.4g}  "
+            f"std {lat.std:.3g}  (n={lat.n}{', noisy' if lat.noisy else ''})",
+            f"  throughput {self.throughput:,.1f} items/s",
+        ]
+        if self.memory.get("peak_bytes"):
+            lines.append(f"  peak memory {self.memory['peak_bytes'] / 2**20:.1f} MiB")
+        if not self.layers.empty:
+            columns = [
+                c for c in ("layer", "op_type", "latency_ms", "share", "flops") if c in self.layers
+            ]
+            lines += [
+                "",
+                f"Top layers ({self.layer_method or 'instrumented'}):",
+                self.top_layers(top)[columns].to_string(index=False),
+            ]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"Profile({self.label}: median {self.latency.median:.4g} ms, "
+            f"n={self.latency.n}, layers={len(self.layers)})"
+        )
+
+    def _repr_html_(self) -> str:
+        head = self.headline()
+        cells = "".join(
+            f"<td>{_fmt(v)}</td>"
+            for v in (
+                head["p50_ms"],
+                head["p90_ms"],
+                head["p99_ms"],
+                head["throughput_per_s"],
+                head["n"],
+            )
+        )
+        table = ""
+        if not self.layers.empty:
+            table = (
+                f"<p><b>Top layers</b> ({html.escape(self.layer_method or 'instrumented')})"
+                f"</p>{self.top_layers(15).to_html(index=False, float_format='%.4g')}"
+            )
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f"<div><b>{html.escape(self.label)}</b>"
+            "<table><tr><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>items/s</th><th>n</th>"
+            f"</tr><tr>{cells}</tr></table>{table}"
+            f"{'<ul>' + notes + '</ul>' if notes else ''}</div>"
+        )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:,.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

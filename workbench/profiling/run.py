@@ -1,0 +1,105 @@
+"""`profile`: measure a model on one backend and device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.backends.base import Inputs, get_backend
+from workbench.errors import InputError
+from workbench.model import Model
+from workbench.profiling.profile import Profile
+from workbench.profiling.timer import Timer
+from workbench.progress import CancelToken, ProgressCallback
+
+
+def profile(
+    model: Model | Any,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    batch_size: int = 1,
+    *,
+    inputs: Inputs | None = None,
+    layers: bool = True,
+    layer_repeats: int = 20,
+    budget_s: float = 2.0,
+    warmup: int = 3,
+    options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Profile:
+    """Profile ``model`` end to end and, by default, per layer.
+
+    End-to-end latency comes from its own uninstrumented pass (warm-up, adaptive
+    repeats, GC paused, device synchronised); the per-layer pass runs afterwards with
+    the backend's instrumentation. Neither changes ``model``.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts.
+        backend: backend name (see `workbench.devices`).
+        device: device name, e.g. ``"cpu"`` or ``"cuda:0"``.
+        batch_size: batch size of the generated inputs (ignored when ``inputs`` is given).
+        inputs: real inputs to time with instead of generated ones.
+        layers: also profile per layer (fills `Profile.layers` and `Profile.memory`).
+        layer_repeats: instrumented runs for the per-layer statistics.
+        budget_s: time budget of the end-to-end measurement, in seconds.
+        warmup: minimum warm-up calls.
+        options: backend options for ``compile`` (e.g. ``{"threads": 2}``).
+        progress: ``progress(fraction, message)`` callback.
+        cancel: a `CancelToken` checked between phases.
+
+    Returns:
+        A `Profile`.
+
+    Raises:
+        UnknownBackendError, DeviceUnavailableError, UnsupportedModelError, InputError.
+
+    Example:
+        >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
+        >>> p.latency.median
+    """
+    from workbench.devices import environment
+    from workbench.loaders import load
+
+    model = load(model)
+    if inputs is not None:
+        staged = model.check_inputs(inputs)
+        batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
+    else:
+        staged = model.example_inputs(batch_size)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+
+    def step(fraction: float, message: str) -> None:
+        if cancel is not None:
+            cancel.check()
+        if progress is not None:
+            progress(fraction, message)
+
+    step(0.0, f"compiling on {backend}/{device}")
+    session = get_backend(backend).compile(model, device, **(options or {}))
+    try:
+        step(0.1, "timing end to end")
+        label = f"{model.name} {backend}/{device} bs={batch_size}"
+        latency = Timer(
+            session.runner(staged), warmup=warmup, budget_s=budget_s, device=device, label=label
+        ).measure()
+        result = Profile(
+            model=model.name,
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            latency=latency,
+            environment=environment(),
+            recipe=model.recipe,
+            model_fingerprint=model.fingerprint(),
+            options=dict(options or {}),
+        )
+        if layers:
+            from workbench.profiling.layers import profile_layers
+
+            step(0.6, "timing each layer")
+            profile_layers(result, session, staged, repeats=layer_repeats)
+        step(1.0, "done")
+        return result
+    finally:
+        session.close()

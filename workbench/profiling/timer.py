@@ -1,0 +1,249 @@
+"""Honest timing: warm-up, adaptive repeats, kept samples, lazy statistics, noise verdict.
+
+`Timer.clock` is a class attribute so tests can swap in a fake clock
+(`workbench.testing.FakeClock`) and check the statistics exactly.
+"""
+
+from __future__ import annotations
+
+import gc
+import html
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+
+#: IQR / median above which a run is flagged noisy (torch.utils.benchmark uses the same).
+NOISE_THRESHOLD = 0.10
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Raw timing samples (milliseconds) and their statistics.
+
+    Statistics are computed lazily from ``samples_ms``; warm-up samples are kept apart
+    so a chart can show them greyed out but they never enter a statistic.
+
+    Attributes:
+        samples_ms: one duration per timed call, in milliseconds.
+        warmup_ms: durations of the warm-up calls, in milliseconds.
+        label: what was timed (e.g. ``"digits-cnn onnxruntime cpu bs=32"``).
+    """
+
+    samples_ms: tuple[float, ...]
+    warmup_ms: tuple[float, ...] = ()
+    label: str = ""
+    _sorted: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.samples_ms:
+            raise ValueError("a Measurement needs at least one sample")
+        object.__setattr__(self, "_sorted", np.sort(np.asarray(self.samples_ms, dtype=float)))
+
+    @property
+    def n(self) -> int:
+        """Number of timed samples (warm-up excluded)."""
+        return len(self.samples_ms)
+
+    @cached_property
+    def mean(self) -> float:
+        return float(self._sorted.mean())
+
+    @cached_property
+    def median(self) -> float:
+        return float(np.median(self._sorted))
+
+    @cached_property
+    def p90(self) -> float:
+        return float(np.percentile(self._sorted, 90))
+
+    @cached_property
+    def p99(self) -> float:
+        return float(np.percentile(self._sorted, 99))
+
+    @cached_property
+    def std(self) -> float:
+        return float(self._sorted.std(ddof=1)) if self.n > 1 else 0.0
+
+    @property
+    def min(self) -> float:
+        return float(self._sorted[0])
+
+    @property
+    def max(self) -> float:
+        return float(self._sorted[-1])
+
+    @cached_property
+    def iqr(self) -> float:
+        """Interquartile range in ms."""
+        q1, q3 = np.percentile(self._sorted, [25, 75])
+        return float(q3 - q1)
+
+    @cached_property
+    def median_ci(self) -> tuple[float, float]:
+        """A distribution-free 95% confidence interval of the median (order statistics)."""
+        n = self.n
+        half_width = 1.96 * math.sqrt(n) / 2
+        lo = max(0, math.floor(n / 2 - half_width) - 1)
+        hi = min(n - 1, math.ceil(n / 2 + half_width))
+        return float(self._sorted[lo]), float(self._sorted[hi])
+
+    @property
+    def relative_ci(self) -> float:
+        """Half-width of the median's CI as a fraction of the median."""
+        lo, hi = self.median_ci
+        return (hi - lo) / 2 / self.median if self.median > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        """True when the spread (IQR / median) exceeds `NOISE_THRESHOLD`."""
+        return self.median > 0 and self.iqr / self.median > NOISE_THRESHOLD
+
+    def throughput(self, batch_size: int) -> float:
+        """Items per second at the median latency."""
+        return batch_size * 1000.0 / self.median if self.median > 0 else math.inf
+
+    def stats(self) -> dict[str, Any]:
+        """The statistics as plain data (milliseconds)."""
+        lo, hi = self.median_ci
+        return {
+            "median": self.median,
+            "mean": self.mean,
+            "p90": self.p90,
+            "p99": self.p99,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "iqr": self.iqr,
+            "n": self.n,
+            "ci_low": lo,
+            "ci_high": hi,
+            "noisy": self.noisy,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Statistics plus the raw samples, for JSON."""
+        return {
+            **self.stats(),
+            "samples_ms": list(self.samples_ms),
+            "warmup_ms": list(self.warmup_ms),
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        """Rebuild from `to_dict` output (statistics are recomputed from the samples)."""
+        return cls(
+            tuple(data["samples_ms"]), tuple(data.get("warmup_ms", ())), data.get("label", "")
+        )
+
+    def __repr__(self) -> str:
+        flag = "  (noisy)" if self.noisy else ""
+        return (
+            f"Measurement({self.label + ': ' if self.label else ''}median {self.median:.4g} ms, "
+            f"p90 {self.p90:.4g} ms, IQR {self.iqr:.3g} ms, n={self.n}){flag}"
+        )
+
+    def _repr_html_(self) -> str:
+        s = self.stats()
+        cells = "".join(
+            f"<td>{s[k]:.4g}</td>" for k in ("median", "mean", "p90", "p99", "std", "min")
+        )
+        warn = "<br><i>noisy run: IQR above 10% of the median</i>" if self.noisy else ""
+        return (
+            f"<b>{html.escape(self.label or 'Measurement')}</b> (ms, n={self.n})"
+            "<table><tr><th>median</th><th>mean</th><th>p90</th><th>p99</th><th>std</th>"
+            f"<th>min</th></tr><tr>{cells}</tr></table>{warn}"
+        )
+
+
+class Timer:
+    """Times a zero-argument callable with warm-up and adaptive repeats.
+
+    Repeats continue until the median's 95% CI is within ``target_rel_ci`` of the
+    median (after ``min_repeats``), or the time ``budget_s`` is spent, or
+    ``max_repeats`` is reached. Garbage collection is paused while timing. On CUDA
+    devices, pass ``device="cuda:N"`` to time with CUDA events; the callable must
+    still synchronise, as `Session.runner` callables do.
+
+    Example:
+        >>> Timer(session.runner(x), budget_s=1.0).measure().median
+    """
+
+    clock: ClassVar[Callable[[], float]] = time.perf_counter
+
+    def __init__(
+        self,
+        fn: Callable[[], Any],
+        *,
+        warmup: int = 3,
+        warmup_s: float = 0.1,
+        min_repeats: int = 10,
+        max_repeats: int = 2000,
+        budget_s: float = 2.0,
+        target_rel_ci: float = 0.02,
+        device: str = "cpu",
+        label: str = "",
+    ) -> None:
+        self.fn = fn
+        self.warmup, self.warmup_s = warmup, warmup_s
+        self.min_repeats, self.max_repeats = min_repeats, max_repeats
+        self.budget_s, self.target_rel_ci = budget_s, target_rel_ci
+        self.device, self.label = device, label
+
+    def _time_once(self) -> float:
+        clock = type(self).clock
+        start = clock()
+        self.fn()
+        return (clock() - start) * 1000.0
+
+    def _sampler(self) -> Callable[[], float]:
+        if not self.device.startswith("cuda"):
+            return self._time_once
+        import torch
+
+        def with_events() -> float:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            self.fn()
+            end.record()
+            end.synchronize()
+            return float(begin.elapsed_time(end))
+
+        return with_events
+
+    def measure(self) -> Measurement:
+        """Warm up, then time repeatedly; return the `Measurement`."""
+        clock = type(self).clock
+        sample = self._sampler()
+        gc_was_enabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        try:
+            warm: list[float] = []
+            start = clock()
+            while len(warm) < self.warmup or (clock() - start) < self.warmup_s:
+                warm.append(sample())
+                if len(warm) >= 100 * max(1, self.warmup):
+                    break
+            samples: list[float] = []
+            start = clock()
+            while len(samples) < self.max_repeats:
+                samples.append(sample())
+                if len(samples) < self.min_repeats:
+                    continue
+                if (clock() - start) >= self.budget_s:
+                    break
+                if (
+                    len(samples) % 5 == 0
+                    and Measurement(tuple(samples)).relative_ci <= self.target_rel_ci
+                ):
+                    break
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return Measurement(tuple(samples), tuple(warm), self.label)
