@@ -141,6 +141,25 @@ class EncoderBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class PositionalEmbedding(nn.Module):
+    """A learned embedding per token position, added to the tokens."""
+
+    def __init__(self, tokens: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, tokens, dim))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight
+
+
+class MeanPool(nn.Module):
+    """Mean over the token axis: (N, T, D) -> (N, D)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
 class DigitsTransformer(nn.Module):
     """A tiny transformer that reads the 8 rows of a digit as 8 tokens of 8 pixels.
 
@@ -163,18 +182,30 @@ class DigitsTransformer(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
+        self.to_tokens = nn.Flatten(1, 2)  # (N, 1, 8, 8) -> (N, 8 rows, 8 pixels)
         self.embed = nn.Linear(8, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, 8, dim))
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.pos_embed = PositionalEmbedding(8, dim)
         self.blocks = nn.ModuleList(EncoderBlock(dim, heads, mlp_hidden) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
+        self.pool = MeanPool()
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x.flatten(1, 2)) + self.pos_embed  # (N, 8 rows, dim)
+        tokens = self.pos_embed(self.embed(self.to_tokens(x)))
         for block in self.blocks:
             tokens = block(tokens)
-        return self.head(self.norm(tokens).mean(dim=1))
+        return self.head(self.pool(self.norm(tokens)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour upsampling by an integer factor (exports to ONNX Resize)."""
+
+    def __init__(self, scale_factor: int) -> None:
+        super().__init__()
+        self.scale_factor = scale_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="nearest")
 
 
 class BasicBlock(nn.Module):
@@ -225,6 +256,7 @@ class DigitsResNet(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
+        self.upsample = Upsample(4)  # 8x8 -> 32x32
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -244,8 +276,7 @@ class DigitsResNet(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=4, mode="nearest")  # 8x8 -> 32x32
-        x = self.stem(x)
+        x = self.stem(self.upsample(x))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.flatten(self.pool(x)))
 

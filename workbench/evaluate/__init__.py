@@ -1,0 +1,1 @@
+"""Evaluation: datasets of (inputs, labels) batches, metrics and trade-off sweeps."""
