@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "samples": "workbench.loaders.samples",
     "devices": "workbench.devices:devices",
     "backend": "workbench.backends.base:get_backend",
-    "backends": "workbench.backends.base:backend_names",
+    "backend_names": "workbench.backends.base:backend_names",
     "register_backend": "workbench.backends.base:register",
     "Measurement": "workbench.profiling.timer:Measurement",
     "Timer": "workbench.profiling.timer:Timer",

@@ -1,0 +1,71 @@
+"""The torch and onnxruntime backends agree, and the registry behaves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.backends.base import Backend, Session, register
+from workbench.errors import DeviceUnavailableError, UnknownBackendError, UnsupportedModelError
+from workbench.testing import FakeBackend, toy_cnn, toy_mlp
+
+# fp32 on two runtimes: reduction order differs, so allow a few ulps of the output scale
+RTOL, ATOL = 1e-5, 1e-5
+
+
+@pytest.mark.parametrize("build", [toy_mlp, toy_cnn], ids=["mlp", "cnn"])
+def test_torch_and_onnxruntime_outputs_agree(build) -> None:
+    model = build()
+    x = model.example_inputs(batch_size=5)
+    torch_out = wb.backend("torch").compile(model, "cpu").run(x)
+    ort_out = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+    assert torch_out[0].shape == ort_out[0].shape == (5, *model.outputs[0].shape[1:])
+    np.testing.assert_allclose(torch_out[0], ort_out[0], rtol=RTOL, atol=ATOL)
+
+
+def test_runner_runs_the_same_computation() -> None:
+    model = toy_mlp()
+    session = wb.backend("onnxruntime").compile(model, "cpu", threads=1, optimization="basic")
+    x = model.example_inputs(3)
+    expected = session.run(x)[0]
+    got = session.runner(x)()[0]
+    np.testing.assert_array_equal(expected, got)
+
+
+def test_unknown_backend_lists_known_names() -> None:
+    with pytest.raises(UnknownBackendError, match="onnxruntime"):
+        wb.backend("tensorflow")
+
+
+def test_absent_device_is_a_clear_error() -> None:
+    with pytest.raises(DeviceUnavailableError, match="available: cpu|no usable device|cuda"):
+        wb.backend("torch").compile(toy_mlp(), "cuda:7")
+    with pytest.raises(DeviceUnavailableError):
+        wb.backend("onnxruntime").compile(toy_mlp(), "tpu")
+
+
+def test_torch_backend_refuses_onnx_models() -> None:
+    onnx_model = toy_mlp().to_onnx()
+    support = wb.backend("torch").supports(onnx_model)
+    assert not support and "ONNX" in support.reasons[0]
+    with pytest.raises(UnsupportedModelError):
+        wb.backend("torch").compile(onnx_model)
+
+
+def test_backends_satisfy_the_protocols() -> None:
+    for name in ("torch", "onnxruntime"):
+        backend = wb.backend(name)
+        assert isinstance(backend, Backend)
+        session = backend.compile(toy_mlp(), "cpu")
+        assert isinstance(session, Session)
+        session.close()
+
+
+def test_registered_plugin_profiles_like_a_builtin() -> None:
+    register("fake-test")(FakeBackend)
+    assert "fake-test" in wb.backend_names()
+    table = wb.devices()
+    assert table[(table.backend == "fake-test")].available.all()
+    result = wb.profile(toy_mlp(), backend="fake-test", batch_size=2, layers=False, budget_s=0.05)
+    assert result.backend == "fake-test" and result.latency.n >= 10

@@ -1,0 +1,53 @@
+"""Package-level promises: fast import, lazy heavy libraries, layering, devices table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_import_is_fast_and_lazy() -> None:
+    out = _run("""
+        import sys, time
+        start = time.perf_counter()
+        import workbench
+        elapsed = time.perf_counter() - start
+        heavy = [m for m in ("torch", "onnxruntime", "numba", "panel", "plotly") if m in sys.modules]
+        print(f"{elapsed:.3f}", ",".join(heavy))
+    """)
+    elapsed, _, heavy = out.partition(" ")
+    assert float(elapsed) < 0.5
+    assert heavy == ""
+
+
+def test_core_profiling_never_loads_ui_libraries() -> None:
+    out = _run("""
+        import sys
+        import workbench as wb
+        from workbench.testing import toy_mlp
+        wb.profile(toy_mlp(), backend="onnxruntime", budget_s=0.05, layers=False)
+        print(",".join(m for m in ("panel", "ipywidgets", "plotly") if m in sys.modules))
+    """)
+    assert out == ""
+
+
+def test_devices_table_has_every_backend() -> None:
+    import workbench as wb
+
+    table = wb.devices()
+    assert {"torch", "onnxruntime"} <= set(table.backend)
+    cpu_rows = table[(table.device == "cpu") & table.available]
+    assert {"torch", "onnxruntime"} <= set(cpu_rows.backend)
+    assert table[~table.available].reason.str.len().gt(0).all()

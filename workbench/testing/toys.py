@@ -1,0 +1,46 @@
+"""Tiny models for tests and examples: fast to build, run and export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbench.model import Model
+
+
+def toy_mlp(hidden: int = 16, seed: int = 0) -> Model:
+    """A 2-layer MLP on inputs of shape (N, 8), wrapped as a torch `Model`."""
+    import torch
+
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 4)
+    )
+    from workbench.loaders import load
+
+    return load(module, example_inputs=(torch.rand(1, 8),), name="toy-mlp")
+
+
+def toy_cnn(seed: int = 0) -> Model:
+    """A conv/batch-norm/relu/linear model on (N, 1, 8, 8) inputs, wrapped as a torch `Model`."""
+    import torch
+
+    class ToyCNN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = torch.nn.Sequential(
+                torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+            )
+            self.fc = torch.nn.Linear(4 * 64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.features(x).flatten(1))
+
+    torch.manual_seed(seed)
+    module = ToyCNN()
+    # non-trivial running statistics so that batch norm really does something
+    module.features[1].running_mean.uniform_(-0.5, 0.5)
+    module.features[1].running_var.uniform_(0.5, 2.0)
+    from workbench.loaders import load
+
+    return load(module, example_inputs=(torch.rand(1, 1, 8, 8),), name="toy-cnn")
