@@ -24,7 +24,8 @@ def test_import_is_fast_and_lazy() -> None:
         start = time.perf_counter()
         import workbench
         elapsed = time.perf_counter() - start
-        heavy = [m for m in ("torch", "onnxruntime", "numba", "panel", "plotly") if m in sys.modules]
+        names = ("torch", "onnxruntime", "numba", "panel", "plotly")
+        heavy = [m for m in names if m in sys.modules]
         print(f"{elapsed:.3f}", ",".join(heavy))
     """)
     elapsed, _, heavy = out.partition(" ")

@@ -39,7 +39,7 @@ def test_unknown_backend_lists_known_names() -> None:
 
 
 def test_absent_device_is_a_clear_error() -> None:
-    with pytest.raises(DeviceUnavailableError, match="available: cpu|no usable device|cuda"):
+    with pytest.raises(DeviceUnavailableError, match=r"available: cpu|no usable device|cuda"):
         wb.backend("torch").compile(toy_mlp(), "cuda:7")
     with pytest.raises(DeviceUnavailableError):
         wb.backend("onnxruntime").compile(toy_mlp(), "tpu")

@@ -36,7 +36,7 @@ def test_truncated_onnx_is_reported_as_corrupt(tmp_path: Path) -> None:
     data = _tiny_onnx().SerializeToString()
     path = tmp_path / "cut.onnx"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelLoadError, match="corrupt or truncated|not an ONNX|checker"):
+    with pytest.raises(ModelLoadError, match=r"corrupt or truncated|not an ONNX|checker"):
         wb.load(path)
 
 
@@ -84,7 +84,7 @@ def test_valid_onnx_loads_with_inputs_and_layers(tmp_path: Path) -> None:
 def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"model": torch.nn.Linear(2, 2)}, path)  # a pickled module, not weights
-    with pytest.raises(UnsafeModelError, match="never\\s+unpickles|unpickles such files"):
+    with pytest.raises(UnsafeModelError, match=r"unpickles such files"):
         wb.load(path)
 
 
