@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: set-up, lint, then every test (CPU, the Numba
+# CUDA simulator, dashboard in a real browser, notebooks). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh
+
+python -m ruff check workbench tests benchmarks
+python -m ruff format --check workbench tests benchmarks
+python -m pytest -q -p no:cacheprovider "$@"
