@@ -13,8 +13,11 @@ RESULTS = Path(__file__).parent / "results"
 def machine() -> dict[str, Any]:
     from workbench.devices import describe_machine, library_versions
 
-    return {"machine": describe_machine(), "versions": library_versions(),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return {
+        "machine": describe_machine(),
+        "versions": library_versions(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def write_results(name: str, data: dict[str, Any], table: str) -> None:

@@ -15,11 +15,10 @@ import statistics
 import time
 
 import numpy as np
+from _common import write_results
 
 import workbench as wb
 from workbench.profiling.timer import Timer
-
-from _common import write_results
 
 
 def torch_reference(session, x: dict[str, np.ndarray], seconds: float) -> float:
@@ -67,18 +66,27 @@ def main() -> None:
             ours.append(Timer(session.runner(x), budget_s=args.seconds).measure().median)
             theirs.append(reference(session, x, args.seconds))
         ratio = statistics.median(ours) / statistics.median(theirs)
-        rows.append({"backend": backend, "workbench_ms": statistics.median(ours),
-                     "reference_ms": statistics.median(theirs), "ratio": ratio,
-                     "reference": "torch.utils.benchmark.Timer" if backend == "torch"
-                     else "InferenceSession.run loop"})
+        rows.append(
+            {
+                "backend": backend,
+                "workbench_ms": statistics.median(ours),
+                "reference_ms": statistics.median(theirs),
+                "ratio": ratio,
+                "reference": "torch.utils.benchmark.Timer"
+                if backend == "torch"
+                else "InferenceSession.run loop",
+            }
+        )
     table = "| backend | reference | workbench median ms | reference median ms | ratio |\n"
     table += "|---|---|---|---|---|\n" + "\n".join(
         f"| {r['backend']} | {r['reference']} | {r['workbench_ms']:.4f} | "
-        f"{r['reference_ms']:.4f} | {r['ratio']:.3f} |" for r in rows
+        f"{r['reference_ms']:.4f} | {r['ratio']:.3f} |"
+        for r in rows
     )
     table = f"{args.model}, batch {args.batch_size}, {args.rounds} interleaved rounds\n\n{table}"
-    write_results("timer_fidelity", {"model": args.model, "batch_size": args.batch_size,
-                                     "rows": rows}, table)
+    write_results(
+        "timer_fidelity", {"model": args.model, "batch_size": args.batch_size, "rows": rows}, table
+    )
     print(table)
 
 

@@ -7,9 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pip_install() { python -m pip install --disable-pip-version-check -q "$@"; }
 
 # Torch first, pinned to the CPU build: left to resolve `torch>=2.4` on its own, pip would
-# fetch a multi-GB CUDA build. Elsewhere any torch >= 2.4 works.
+# fetch a multi-GB CUDA build. Elsewhere, install any torch >= 2.4 first and this is skipped.
 if ! python -c "import torch" 2>/dev/null; then
-    pip_install "torch==2.13.0" || pip_install "torch>=2.4" --index-url https://download.pytorch.org/whl/cpu
+    pip_install "torch==2.13.0"
 fi
 pip_install -e ".[dev,dashboard]"
 
