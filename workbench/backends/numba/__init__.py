@@ -1,0 +1,172 @@
+"""Our accelerator path: an ONNX-graph executor with kernels written in Numba.
+
+Two backends share one executor (`executor`) and graph compiler (`graph`):
+``numba`` runs ``@njit`` kernels on the CPU (`cpu`, `cpu_ops`), ``numba-cuda`` runs
+``@cuda.jit`` kernels on NVIDIA GPUs (`cuda`, `cuda_ops`), or in Numba's CUDA
+simulator when ``NUMBA_ENABLE_CUDASIM=1`` (slow; for tests). Numba itself is imported
+only when a model is compiled or availability is asked for.
+
+Example:
+    >>> import workbench as wb
+    >>> m = wb.samples.load("digits-cnn")
+    >>> session = wb.backend("numba").compile(m, "cpu")
+    >>> (logits,) = session.run(m.example_inputs(batch_size=8))
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from workbench.backends.base import Availability, Support, check_device, register
+from workbench.backends.numba.registry import register_kernel, unregister_kernel
+from workbench.model import Model
+
+__all__ = ["NumbaBackend", "NumbaCudaBackend", "register_kernel", "unregister_kernel"]
+
+#: Op types each device runs (kept here so `supports` needs no Numba import).
+CPU_OPS = frozenset(
+    "Conv Gemm MatMul MaxPool AveragePool GlobalAveragePool Softmax LayerNormalization "
+    "BatchNormalization Resize Gelu Sum Reshape Flatten Squeeze Unsqueeze Identity Dropout "
+    "Transpose Concat Gather Slice Cast CastLike Shape ConstantOfShape Expand ReduceMean "
+    "Relu Sigmoid Tanh Erf Sqrt Exp Add Sub Mul Div Pow".split()
+)
+CUDA_OPS = CPU_OPS
+
+
+def _supports(model: Model, ops: frozenset[str]) -> Support:
+    from workbench.backends.numba.graph import unsupported_ops
+
+    try:
+        proto = model.to_onnx().proto
+    except Exception as exc:  # an export failure is a reason, not a crash
+        return Support(False, (f"cannot export to ONNX: {exc}",))
+    bad = unsupported_ops(proto, dict.fromkeys(ops))
+    if bad:
+        return Support(False, (f"unsupported op(s): {', '.join(bad)}",))
+    return Support(True)
+
+
+@register("numba")
+class NumbaBackend:
+    """ONNX graphs on the CPU with ``@njit(parallel=True)`` kernels.
+
+    Compile options:
+        gemm: ``"blas"`` (default; NumPy's BLAS called from Numba) or ``"tiled"``
+            (our cache-blocked kernel).
+    """
+
+    name = "numba"
+
+    def availability(self) -> Availability:
+        """Numba's version and the CPU threads it uses."""
+        try:
+            import numba
+        except ImportError as exc:
+            return Availability(False, reason=f"numba is not installed ({exc}); pip install numba")
+        details = {"cpu": f"{numba.get_num_threads()} threads"}
+        return Availability(True, version=numba.__version__, details=details)
+
+    def devices(self) -> list[str]:
+        """``["cpu"]`` when Numba imports."""
+        return ["cpu"] if self.availability().ok else []
+
+    def supports(self, model: Model) -> Support:
+        """Whether every op of ``model`` (exported to ONNX if needed) has a CPU kernel."""
+        return _supports(model, CPU_OPS)
+
+    def compile(self, model: Model, device: str = "cpu", **options: Any) -> Any:
+        """Compile ``model`` for the CPU; never changes ``model``.
+
+        Raises:
+            DeviceUnavailableError: ``device`` is not ``"cpu"``.
+            UnsupportedModelError: naming the ops without a kernel.
+        """
+        check_device(self, device)
+        from workbench.backends.numba.cpu_ops import make_kernels
+        from workbench.backends.numba.executor import CpuDevice
+        from workbench.backends.numba.session import NumbaSession
+
+        kernels = make_kernels(options.pop("gemm", "blas"))
+        if options:
+            raise TypeError(f"unknown option(s) for numba: {sorted(options)}")
+        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu")
+
+    def register_kernel(
+        self, op_type: str | None = None, fn: Any = None, *, node: str | None = None
+    ) -> Any:
+        """Register a custom CPU kernel for ``op_type`` (see `registry.register_kernel`)."""
+        if node is not None:
+            return register_kernel(fn, node=node, device="cpu")
+        return register_kernel(fn, op_type=op_type, device="cpu")
+
+
+@register("numba-cuda")
+class NumbaCudaBackend:
+    """ONNX graphs on NVIDIA GPUs with ``@cuda.jit`` kernels (or the CUDA simulator)."""
+
+    name = "numba-cuda"
+
+    def availability(self) -> Availability:
+        """GPUs Numba-CUDA sees; the simulator when ``NUMBA_ENABLE_CUDASIM=1``."""
+        try:
+            import numba
+            from numba import cuda
+        except ImportError as exc:
+            return Availability(False, reason=f"numba-cuda is not installed ({exc})")
+        simulator = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+        try:
+            ok = bool(cuda.is_available())
+            gpus = list(cuda.gpus) if ok else []
+        except Exception as exc:  # a broken driver must not break `workbench devices`
+            return Availability(
+                False, reason=f"CUDA driver error: {exc}", version=numba.__version__
+            )
+        if not ok or not gpus:
+            return Availability(
+                False,
+                reason="no CUDA GPU found (set NUMBA_ENABLE_CUDASIM=1 for the slow simulator)",
+                version=numba.__version__,
+            )
+        details = {}
+        for i, gpu in enumerate(gpus):
+            name = "Numba CUDA simulator (not a GPU)" if simulator else _gpu_name(gpu)
+            details[f"cuda:{i}"] = name
+        return Availability(True, version=numba.__version__, details=details)
+
+    def devices(self) -> list[str]:
+        """``["cuda:0", ...]`` for each GPU (one simulated device under the simulator)."""
+        return list(self.availability().details)
+
+    def supports(self, model: Model) -> Support:
+        """Whether every op of ``model`` (exported to ONNX if needed) has a CUDA kernel."""
+        return _supports(model, CUDA_OPS)
+
+    def compile(self, model: Model, device: str = "cuda:0", **options: Any) -> Any:
+        """Compile ``model`` for ``device``; weights go to the device once, here.
+
+        Raises:
+            DeviceUnavailableError: no such CUDA device.
+            UnsupportedModelError: naming the ops without a kernel.
+        """
+        check_device(self, device)
+        if options:
+            raise TypeError(f"unknown option(s) for numba-cuda: {sorted(options)}")
+        from workbench.backends.numba.cuda_ops import CudaDevice, make_kernels
+        from workbench.backends.numba.session import NumbaSession
+
+        index = int(device.split(":")[1])
+        return NumbaSession(model, self.name, device, make_kernels(), CudaDevice(index), "cuda")
+
+    def register_kernel(
+        self, op_type: str | None = None, fn: Any = None, *, node: str | None = None
+    ) -> Any:
+        """Register a custom CUDA launcher for ``op_type`` (see `registry.register_kernel`)."""
+        if node is not None:
+            return register_kernel(fn, node=node, device="cuda")
+        return register_kernel(fn, op_type=op_type, device="cuda")
+
+
+def _gpu_name(gpu: Any) -> str:
+    name = gpu.name
+    return name.decode() if isinstance(name, bytes) else str(name)

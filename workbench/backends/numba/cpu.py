@@ -1,0 +1,353 @@
+"""CPU kernels compiled with Numba (``@njit``), cached on disk so a new process reuses them.
+
+Each loop kernel exists twice: parallel (``prange`` over threads) and serial. Starting
+a parallel region costs microseconds, more than the whole job on small tensors, so
+`pick` chooses by the amount of work. Activations are small integer codes so a
+kernel's epilogue can apply them without a second pass over memory.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+ACT_NONE, ACT_RELU = 0, 1
+ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
+
+#: Below this many output elements a serial kernel beats starting the thread pool.
+PARALLEL_MIN_WORK = 1 << 15
+
+#: Tile of the hand-written GEMM: a 64x64 float32 accumulator (16 KiB) stays in L1.
+GEMM_TILE_M = 64
+GEMM_TILE_N = 64
+GEMM_TILE_K = 256
+
+
+def _twin(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """Compile ``fn`` parallel and serial; separate names keep their disk caches apart."""
+    serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
+    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+    parallel = njit(parallel=True, fastmath=True, cache=True, nogil=True)(fn)
+    serial = njit(fastmath=True, cache=True, nogil=True)(serial_fn)
+    return parallel, serial
+
+
+def pick(kernels: tuple[Any, Any], work: int) -> Any:
+    """The parallel kernel for big jobs, the serial one for small."""
+    return kernels[0] if work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1 else kernels[1]
+
+
+@njit(inline="always", fastmath=True)
+def _activate(value: Any, act: int) -> Any:
+    if act == ACT_RELU:
+        return value if value > 0 else value - value
+    return value
+
+
+# ---- GEMM ------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def gemm_blas(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` through the BLAS that NumPy links (sgemm/dgemm)."""
+    np.dot(a, b, out)
+
+
+def _gemm_tiled(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b``: 64x64 output tiles in parallel, K in 256-deep panels.
+
+    The innermost loop runs along a contiguous row of ``b`` and of the accumulator,
+    which LLVM vectorises; the accumulator tile stays in L1 across the K panel.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    tiles_m = (m + GEMM_TILE_M - 1) // GEMM_TILE_M
+    tiles_n = (n + GEMM_TILE_N - 1) // GEMM_TILE_N
+    for tile in prange(tiles_m * tiles_n):
+        i0 = (tile // tiles_n) * GEMM_TILE_M
+        j0 = (tile % tiles_n) * GEMM_TILE_N
+        rows = min(GEMM_TILE_M, m - i0)
+        cols = min(GEMM_TILE_N, n - j0)
+        acc = np.zeros((GEMM_TILE_M, GEMM_TILE_N), dtype=out.dtype)
+        for p0 in range(0, k, GEMM_TILE_K):
+            p1 = min(p0 + GEMM_TILE_K, k)
+            for i in range(rows):
+                for p in range(p0, p1):
+                    av = a[i0 + i, p]
+                    for j in range(cols):
+                        acc[i, j] += av * b[p, j0 + j]
+        for i in range(rows):
+            for j in range(cols):
+                out[i0 + i, j0 + j] = acc[i, j]
+
+
+gemm_tiled = _twin(_gemm_tiled)
+
+
+def _bias_act_rows(y: np.ndarray, bias: np.ndarray, act: int) -> None:
+    """In place: ``y[i, j] = act(y[i, j] + bias[j])`` (bias broadcast over rows)."""
+    m, n = y.shape
+    for i in prange(m):
+        for j in range(n):
+            y[i, j] = _activate(y[i, j] + bias[j], act)
+
+
+bias_act_rows = _twin(_bias_act_rows)
+
+
+def _gemm_epilogue(
+    y: np.ndarray, c: np.ndarray, alpha: float, beta: float, act: int, out: np.ndarray
+) -> None:
+    """``out = act(alpha * y + beta * c)`` with ``c`` already broadcast to 2-D."""
+    m, n = out.shape
+    for i in prange(m):
+        for j in range(n):
+            out[i, j] = _activate(alpha * y[i, j] + beta * c[i, j], act)
+
+
+gemm_epilogue = _twin(_gemm_epilogue)
+
+
+def _bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Batched ``out[i] = a[i] @ b[i]`` over [B, M, K] x [B, K, N], BLAS per item."""
+    for i in prange(a.shape[0]):
+        np.dot(a[i], b[i], out[i])
+
+
+bmm = _twin(_bmm)
+
+
+# ---- convolution ------------------------------------------------------------------
+def _im2col(
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    oh: int,
+    ow: int,
+    col: np.ndarray,
+) -> None:
+    """Unfold ``x`` [N, C, H, W] into ``col`` [C*kh*kw, N*OH*OW] (zeros in the padding).
+
+    ``ph``/``pw`` are the leading pads; trailing pads only show in ``oh``/``ow``.
+    """
+    n, c, h, w = x.shape
+    oh_ow = oh * ow
+    for row in prange(c * kh * kw):
+        ci = row // (kh * kw)
+        ki = (row // kw) % kh
+        kj = row % kw
+        for b in range(n):
+            base = b * oh_ow
+            for oy in range(oh):
+                iy = oy * sh - ph + ki * dh
+                for ox in range(ow):
+                    ix = ox * sw - pw + kj * dw
+                    inside = 0 <= iy < h and 0 <= ix < w
+                    col[row, base + oy * ow + ox] = x[b, ci, iy, ix] if inside else 0
+    return None
+
+
+im2col = _twin(_im2col)
+
+
+def _conv_epilogue(y: np.ndarray, bias: np.ndarray, act: int, out: np.ndarray) -> None:
+    """``out[b, m, p] = act(y[m, b*P + p] + bias[m])``: GEMM layout back to NCHW."""
+    n, m, p = out.shape
+    for t in prange(n * m):
+        b = t // m
+        ch = t % m
+        bv = bias[ch]
+        for q in range(p):
+            out[b, ch, q] = _activate(y[ch, b * p + q] + bv, act)
+
+
+conv_epilogue = _twin(_conv_epilogue)
+
+
+def _conv_direct(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    group: int,
+    act: int,
+    out: np.ndarray,
+) -> None:
+    """Direct convolution, one (image, output channel) plane per task (for grouped convs)."""
+    n, c, h, wid = x.shape
+    m, cg, kh, kw = w.shape
+    oh, ow = out.shape[2], out.shape[3]
+    per_group = m // group
+    for t in prange(n * m):
+        b = t // m
+        oc = t % m
+        c0 = (oc // per_group) * cg
+        for oy in range(oh):
+            for ox in range(ow):
+                acc = bias[oc]
+                for ci in range(cg):
+                    for ki in range(kh):
+                        iy = oy * sh - ph + ki * dh
+                        if iy < 0 or iy >= h:
+                            continue
+                        for kj in range(kw):
+                            ix = ox * sw - pw + kj * dw
+                            if 0 <= ix < wid:
+                                acc += x[b, c0 + ci, iy, ix] * w[oc, ci, ki, kj]
+                out[b, oc, oy, ox] = _activate(acc, act)
+
+
+conv_direct = _twin(_conv_direct)
+
+
+# ---- pooling ---------------------------------------------------------------------
+def _pool2d(
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    pt: int,
+    pl: int,
+    pb: int,
+    pr: int,
+    dh: int,
+    dw: int,
+    is_max: bool,
+    count_pad: bool,
+    out: np.ndarray,
+) -> None:
+    """Max or average pooling over [N, C, H, W]; padding never wins a max.
+
+    With ``count_pad`` an average divides by the window's positions inside the padded
+    input (not those past it, which ``ceil_mode`` can create).
+    """
+    n, c, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for t in prange(n * c):
+        b = t // c
+        ch = t % c
+        for oy in range(oh):
+            for ox in range(ow):
+                acc = -np.inf if is_max else 0.0
+                count = 0
+                for ki in range(kh):
+                    iy = oy * sh - pt + ki * dh
+                    for kj in range(kw):
+                        ix = ox * sw - pl + kj * dw
+                        if 0 <= iy < h and 0 <= ix < w:
+                            v = x[b, ch, iy, ix]
+                            acc = max(acc, v) if is_max else acc + v
+                            count += 1
+                        elif count_pad and iy < h + pb and ix < w + pr:
+                            count += 1
+                out[b, ch, oy, ox] = acc if is_max else acc / max(count, 1)
+
+
+pool2d = _twin(_pool2d)
+
+
+def _mean_last(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = mean(x[i, :])`` for a 2-D view (GlobalAveragePool on [N*C, H*W])."""
+    rows, cols = x.shape
+    for i in prange(rows):
+        acc = 0.0
+        for j in range(cols):
+            acc += x[i, j]
+        out[i] = acc / cols
+
+
+mean_last = _twin(_mean_last)
+
+
+# ---- normalisation and softmax ----------------------------------------------------
+def _softmax(x: np.ndarray, out: np.ndarray) -> None:
+    """Softmax over the middle axis of [outer, n, inner], max-subtracted for stability."""
+    outer, n, inner = x.shape
+    for t in prange(outer * inner):
+        o = t // inner
+        i = t % inner
+        peak = -np.inf
+        for j in range(n):
+            peak = max(peak, x[o, j, i])
+        total = 0.0
+        for j in range(n):
+            e = math.exp(x[o, j, i] - peak)
+            out[o, j, i] = e
+            total += e
+        for j in range(n):
+            out[o, j, i] = out[o, j, i] / total
+
+
+softmax = _twin(_softmax)
+
+
+def _layer_norm(
+    x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, out: np.ndarray
+) -> None:
+    """LayerNormalization over rows of [rows, n]; statistics accumulated in float64."""
+    rows, n = x.shape
+    for i in prange(rows):
+        mean = 0.0
+        for j in range(n):
+            mean += x[i, j]
+        mean /= n
+        var = 0.0
+        for j in range(n):
+            d = x[i, j] - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / n + eps)
+        for j in range(n):
+            out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
+
+
+layer_norm = _twin(_layer_norm)
+
+
+def _channel_affine(x: np.ndarray, mul: np.ndarray, add: np.ndarray, out: np.ndarray) -> None:
+    """``out[b, c, p] = x[b, c, p] * mul[c] + add[c]`` (inference BatchNormalization)."""
+    n, c, p = x.shape
+    for t in prange(n * c):
+        b = t // c
+        ch = t % c
+        for q in range(p):
+            out[b, ch, q] = x[b, ch, q] * mul[ch] + add[ch]
+
+
+channel_affine = _twin(_channel_affine)
+
+
+def _gather4(
+    x: np.ndarray,
+    i0: np.ndarray,
+    i1: np.ndarray,
+    i2: np.ndarray,
+    i3: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]`` (nearest-neighbour Resize)."""
+    n0, n1, n2, n3 = out.shape
+    for t in prange(n0 * n1):
+        a = t // n1
+        b = t % n1
+        for c in range(n2):
+            for d in range(n3):
+                out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
+
+
+gather4 = _twin(_gather4)

@@ -1,0 +1,464 @@
+"""The CPU op table: one kernel per ONNX op type, over NumPy arrays.
+
+A kernel is ``kernel(node, inputs, outs) -> outputs``: ``outs`` holds the planned
+output buffers, or None on the planning run (the kernel then allocates). The heavy
+ops (Conv, Gemm, MatMul, pooling, normalisation, softmax, Resize, elementwise) run
+Numba kernels from `cpu` and `elementwise`; data movement (Transpose, Concat, Gather,
+Slice, Cast) is NumPy, which is already a tight C loop; shape arithmetic is
+usually folded away before it ever runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workbench.backends.numba import cpu, elementwise, shapes
+from workbench.backends.numba.executor import Kernel
+from workbench.backends.numba.graph import Node
+from workbench.errors import UnsupportedModelError
+
+Arrays = list[Any]
+GemmFn = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def _out(outs: Arrays | None, shape: tuple[int, ...], dtype: Any, index: int = 0) -> np.ndarray:
+    return outs[index] if outs is not None else np.empty(shape, dtype=dtype)
+
+
+def _gemm_fn(kind: str) -> GemmFn:
+    if kind == "blas":
+        return cpu.gemm_blas  # type: ignore[no-any-return]
+    if kind == "tiled":
+        return lambda a, b, out: cpu.pick(cpu.gemm_tiled, out.size * a.shape[1])(a, b, out)
+    raise ValueError(f"gemm must be 'blas' or 'tiled', got {kind!r}")
+
+
+def _cached(node: Node, key: str, source: Any, make: Callable[[], Any]) -> Any:
+    """A value derived from ``source`` (usually a weight), computed once per source array."""
+    hit = node.cache.get(key)
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    value = make()
+    node.cache[key] = (source, value)
+    return value
+
+
+def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> None:
+    act = cpu.ACTIVATIONS[node.activation]
+    if bias is None and act == cpu.ACT_NONE:
+        return
+    if bias is None:
+        bias = _cached(node, "zeros", None, lambda: np.zeros(y2d.shape[1], y2d.dtype))
+    cpu.pick(cpu.bias_act_rows, y2d.size)(y2d, bias, act)
+
+
+# ---- linear algebra -----------------------------------------------------------------
+def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+    """Conv (1-D/2-D, groups, strides, pads, dilations) with fused bias and activation."""
+    x, w = ins[0], ins[1]
+    if w.ndim not in (3, 4):
+        raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
+    x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
+    geo = shapes.window(node, x.shape[2:], w.shape[2:])
+    n, c, h, wid = x4.shape
+    m, cg, kh, kw = w4.shape
+    group = int(node.attrs.get("group", 1))
+    oh, ow = geo.out
+    out_shape = (n, m, *geo.out) if x.ndim == 4 else (n, m, ow)
+    out = _out(outs, out_shape, x.dtype)
+    out4 = shapes.as_4d(out)
+    bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if bias is None:
+        bias = _cached(node, "zeros", None, lambda: np.zeros(m, x.dtype))
+    act = cpu.ACTIVATIONS[node.activation]
+    (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
+    if group != 1:
+        cpu.pick(cpu.conv_direct, out.size * cg * kh * kw)(
+            x4, w4, bias, sh, sw, pt, pl, dh, dw, group, act, out4
+        )
+        return [out]
+    k, p = c * kh * kw, oh * ow
+    w2 = _cached(node, "w2", w, lambda: np.ascontiguousarray(w4.reshape(m, k)))
+    pointwise = kh == kw == sh == sw == 1 and not any(geo.pads)
+    if pointwise and n == 1:
+        col = x4.reshape(c, p)
+    else:
+        col = _workspace(node, "col", (k, n * p), x.dtype)
+        cpu.pick(cpu.im2col, col.size)(x4, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
+    # batch 1: the GEMM writes straight into the output and the epilogue runs in place
+    y = out4.reshape(m, p) if n == 1 else _workspace(node, "y", (m, n * p), x.dtype)
+    gemm(w2, col, y)
+    cpu.pick(cpu.conv_epilogue, out.size)(y, bias, act, out4.reshape(n, m, p))
+    return [out]
+
+
+def _workspace(node: Node, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    buffer = node.cache.get((key, shape))
+    if buffer is None:
+        buffer = node.cache[(key, shape)] = np.empty(shape, dtype=dtype)
+    return buffer  # type: ignore[no-any-return]
+
+
+def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+    """Gemm: ``act(alpha * A' @ B' + beta * C)``; a constant B is transposed once."""
+    a, b = ins[0], ins[1]
+    c = ins[2] if len(ins) > 2 else None
+    alpha = float(node.attrs.get("alpha", 1.0))
+    beta = float(node.attrs.get("beta", 1.0))
+    if node.attrs.get("transA", 0):
+        a = np.ascontiguousarray(a.T)
+    if node.attrs.get("transB", 0):
+        b = _cached(node, "bT", ins[1], lambda: np.ascontiguousarray(ins[1].T))
+    out = _out(outs, (a.shape[0], b.shape[1]), a.dtype)
+    simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
+    if alpha == 1 and simple_bias:
+        gemm(a, b, out)
+        bias = None if c is None or beta == 0 else c.reshape(-1)
+        _bias_act(node, out, bias)
+        return [out]
+    y = _workspace(node, "y", out.shape, a.dtype)
+    gemm(a, b, y)
+    c2 = np.zeros((1, 1), a.dtype) if c is None else c
+    c2 = np.broadcast_to(c2.reshape((1,) * (2 - c2.ndim) + c2.shape), out.shape)
+    act = cpu.ACTIVATIONS[node.activation]
+    cpu.pick(cpu.gemm_epilogue, out.size)(y, c2, alpha, beta, act, out)
+    return [out]
+
+
+def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+    """MatMul with NumPy broadcasting of batch dims, plus a fused bias and activation."""
+    a, b = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    if a.ndim < 2 or b.ndim < 2:  # vector operands: rare, NumPy's matmul rules apply
+        result = np.matmul(a, b) if bias is None else np.matmul(a, b) + bias
+        out = _out(outs, result.shape, a.dtype)
+        np.copyto(out, result)
+        return [out]
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    out = _out(outs, (*batch, m, n), a.dtype)
+    if b.ndim == 2:
+        # one GEMM over all rows of a: [batch*M, K] @ [K, N]
+        gemm(a.reshape(-1, k), b, out.reshape(-1, n))
+    else:
+        a3 = np.ascontiguousarray(np.broadcast_to(a, (*batch, m, k))).reshape(-1, m, k)
+        b3 = np.ascontiguousarray(np.broadcast_to(b, (*batch, k, n))).reshape(-1, k, n)
+        cpu.pick(cpu.bmm, out.size * k)(a3, b3, out.reshape(-1, m, n))
+    _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))
+    return [out]
+
+
+# ---- pooling and normalisation ------------------------------------------------------
+def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """MaxPool / AveragePool (1-D and 2-D; ceil_mode, pads, dilations, count_include_pad)."""
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise UnsupportedModelError(f"MaxPool {node.name!r}: the Indices output is not supported")
+    x = ins[0]
+    kernel = node.attrs["kernel_shape"]
+    geo = shapes.window(node, x.shape[2:], kernel, ceil=bool(node.attrs.get("ceil_mode", 0)))
+    out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
+    out = _out(outs, out_shape, x.dtype)
+    is_max = node.op_type == "MaxPool"
+    count_pad = bool(node.attrs.get("count_include_pad", 0))
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
+    cpu.pick(cpu.pool2d, out.size * kh * kw)(
+        shapes.as_4d(x), kh, kw, sh, sw, *geo.pads, dh, dw, is_max, count_pad, shapes.as_4d(out)
+    )
+    return [out]
+
+
+def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """GlobalAveragePool: the mean over every spatial position."""
+    x = ins[0]
+    out = _out(outs, (*x.shape[:2],) + (1,) * (x.ndim - 2), x.dtype)
+    rows = x.shape[0] * x.shape[1]
+    cpu.pick(cpu.mean_last, x.size)(x.reshape(rows, -1), out.reshape(rows))
+    return [out]
+
+
+def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Softmax over one axis (opset 13+) or the flattened trailing axes (before)."""
+    x = ins[0]
+    out = _out(outs, x.shape, x.dtype)
+    view = shapes.softmax_view(node, x.shape)
+    cpu.pick(cpu.softmax, x.size)(x.reshape(view), out.reshape(view))
+    return [out]
+
+
+def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """LayerNormalization over the trailing axes from ``axis`` (the Y output only)."""
+    if len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise UnsupportedModelError(f"{node.name!r}: LayerNormalization Mean/InvStdDev outputs")
+    x = ins[0]
+    axis = int(node.attrs.get("axis", -1)) % x.ndim
+    tail = x.shape[axis:]
+    n = math.prod(tail)
+    scale = _cached(node, "scale", ins[1], lambda: np.broadcast_to(ins[1], tail).reshape(n).copy())
+    has_bias = len(ins) > 2 and ins[2] is not None
+    bias = _cached(
+        node,
+        "bias",
+        ins[2] if has_bias else None,
+        lambda: (
+            np.broadcast_to(ins[2], tail).reshape(n).copy() if has_bias else np.zeros(n, x.dtype)
+        ),
+    )
+    out = _out(outs, x.shape, x.dtype)
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    cpu.pick(cpu.layer_norm, x.size)(x.reshape(-1, n), scale, bias, eps, out.reshape(-1, n))
+    return [out]
+
+
+def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Inference BatchNormalization as a per-channel affine (when not folded into a Conv)."""
+    x, scale, beta, mean, var = ins[:5]
+    if node.attrs.get("training_mode", 0):
+        raise UnsupportedModelError(f"BatchNormalization {node.name!r}: training_mode")
+
+    def affine() -> tuple[np.ndarray, np.ndarray]:
+        mul = scale / np.sqrt(var.astype(np.float64) + node.attrs.get("epsilon", 1e-5))
+        return mul.astype(x.dtype), (beta - mean * mul).astype(x.dtype)
+
+    mul, add = _cached(node, "affine", scale, affine)
+    out = _out(outs, x.shape, x.dtype)
+    shape3 = (x.shape[0], x.shape[1], -1)
+    cpu.pick(cpu.channel_affine, x.size)(x.reshape(shape3), mul, add, out.reshape(shape3))
+    return [out]
+
+
+def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Resize, nearest neighbour, any coordinate mode, rank up to 4."""
+    x = ins[0]
+    if x.ndim > 4:
+        raise UnsupportedModelError(f"Resize {node.name!r}: rank above 4")
+    key = tuple(x.shape)
+    index = node.cache.get(("resize", key))
+    if index is None:
+        index = shapes.resize_indices(node, ins, x.shape)
+        index = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
+        node.cache[("resize", key)] = index
+    out = _out(outs, tuple(len(i) for i in index[4 - x.ndim :]), x.dtype)
+    x4 = x.reshape((1,) * (4 - x.ndim) + x.shape)
+    out4 = out.reshape(tuple(len(i) for i in index))
+    cpu.pick(cpu.gather4, out.size)(x4, *index, out4)
+    return [out]
+
+
+# ---- elementwise ------------------------------------------------------------------------
+def unary(op: str) -> Kernel:
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        return [elementwise.apply(op, [ins[0]], outs[0] if outs else None)]
+
+    return kernel
+
+
+def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    op = "GeluTanh" if node.attrs.get("approximate", "none") == "tanh" else "Gelu"
+    return [elementwise.apply(op, [ins[0]], outs[0] if outs else None)]
+
+
+def binary(op: str) -> Kernel:
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        return [elementwise.apply(op, [ins[0], ins[1]], outs[0] if outs else None)]
+
+    return kernel
+
+
+def sum_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Variadic Sum with broadcasting."""
+    shape = np.broadcast_shapes(*(a.shape for a in ins))
+    out = _out(outs, shape, ins[0].dtype)
+    if len(ins) == 1:
+        np.copyto(out, ins[0])
+        return [out]
+    elementwise.apply("Add", [ins[0], ins[1]], out)
+    for extra in ins[2:]:
+        elementwise.apply("Add", [out, extra], out)
+    return [out]
+
+
+# ---- views (no buffer of their own) ---------------------------------------------------
+def reshape(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    target = shapes.reshape_target(ins[0].shape, ins[1], node.attrs.get("allowzero", 0))
+    return [ins[0].reshape(target)]
+
+
+def flatten(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    axis = int(node.attrs.get("axis", 1)) % (x.ndim + 1)
+    return [x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))]
+
+
+def squeeze(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    axes = shapes.axes_of(node, ins, 1, x.ndim)
+    if axes is None:
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
+    return [x.reshape(tuple(d for i, d in enumerate(x.shape) if i not in axes))]
+
+
+def unsqueeze(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    rank = x.ndim + len(
+        node.attrs.get("axes", np.asarray(ins[1]).reshape(-1) if len(ins) > 1 else [])
+    )
+    axes = sorted(shapes.axes_of(node, ins, 1, rank) or [])
+    dims = list(x.shape)
+    for axis in axes:
+        dims.insert(axis, 1)
+    return [x.reshape(tuple(dims))]
+
+
+def identity(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
+        return [ins[0], np.ones(ins[0].shape, dtype=bool)]
+    return [ins[0]]
+
+
+# ---- data movement and shape arithmetic (NumPy) ------------------------------------------
+def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    perm = node.attrs.get("perm", list(range(ins[0].ndim))[::-1])
+    moved = ins[0].transpose(perm)
+    out = _out(outs, moved.shape, moved.dtype)
+    np.copyto(out, moved)
+    return [out]
+
+
+def concat(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    parts = [a for a in ins if a is not None and a.size]
+    axis = int(node.attrs["axis"]) % ins[0].ndim
+    if outs is None:
+        return [np.concatenate(parts or ins[:1], axis=axis)]
+    np.concatenate(parts or ins[:1], axis=axis, out=outs[0])
+    return [outs[0]]
+
+
+def gather(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, index = ins[0], np.asarray(ins[1])
+    axis = int(node.attrs.get("axis", 0)) % x.ndim
+    if outs is None:
+        return [np.take(x, index, axis=axis)]
+    np.take(x, index, axis=axis, out=outs[0])
+    return [outs[0]]
+
+
+def slice_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    part = ins[0][shapes.slices(node, ins, ins[0].shape)]
+    out = _out(outs, part.shape, part.dtype)
+    np.copyto(out, part)
+    return [out]
+
+
+def cast(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    from onnx import helper
+
+    dtype = helper.tensor_dtype_to_np_dtype(int(node.attrs["to"]))
+    out = _out(outs, ins[0].shape, dtype)
+    np.copyto(out, ins[0], casting="unsafe")
+    return [out]
+
+
+def cast_like(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    out = _out(outs, ins[0].shape, ins[1].dtype)
+    np.copyto(out, ins[0], casting="unsafe")
+    return [out]
+
+
+def shape_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    dims = ins[0].shape
+    start, end = node.attrs.get("start", 0), node.attrs.get("end", len(dims))
+    return [np.array(dims[start:end], dtype=np.int64)]
+
+
+def constant_of_shape(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    from onnx import numpy_helper
+
+    value = node.attrs.get("value")
+    fill = (
+        numpy_helper.to_array(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
+    )
+    out = _out(outs, tuple(int(d) for d in np.asarray(ins[0])), fill.dtype)
+    out.fill(fill[0])
+    return [out]
+
+
+def expand(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    shape = np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in np.asarray(ins[1])))
+    out = _out(outs, shape, ins[0].dtype)
+    np.copyto(out, np.broadcast_to(ins[0], shape))
+    return [out]
+
+
+def reduce_mean(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    axes = shapes.axes_of(node, ins, 1, x.ndim)
+    keep = bool(node.attrs.get("keepdims", 1))
+    if axes is None and node.attrs.get("noop_with_empty_axes", 0):
+        result = x
+    else:
+        axis = None if axes is None else tuple(axes)
+        result = np.mean(x, axis=axis, keepdims=keep, dtype=np.float64).astype(x.dtype)
+    out = _out(outs, result.shape, x.dtype)
+    np.copyto(out, result)
+    return [out]
+
+
+def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
+    """The CPU op table.
+
+    Args:
+        gemm: ``"blas"`` (NumPy's BLAS called from Numba) or ``"tiled"`` (our own kernel).
+
+    Returns:
+        op type -> kernel.
+    """
+    gemm_fn = _gemm_fn(gemm)
+    table: dict[str, Kernel] = {
+        "Conv": functools.partial(conv, gemm=gemm_fn),
+        "Gemm": functools.partial(gemm_op, gemm=gemm_fn),
+        "MatMul": functools.partial(matmul, gemm=gemm_fn),
+        "MaxPool": pool,
+        "AveragePool": pool,
+        "GlobalAveragePool": global_average_pool,
+        "Softmax": softmax,
+        "LayerNormalization": layer_norm,
+        "BatchNormalization": batch_norm,
+        "Resize": resize,
+        "Gelu": gelu,
+        "Sum": sum_op,
+        "Reshape": reshape,
+        "Flatten": flatten,
+        "Squeeze": squeeze,
+        "Unsqueeze": unsqueeze,
+        "Identity": identity,
+        "Dropout": identity,
+        "Transpose": transpose,
+        "Concat": concat,
+        "Gather": gather,
+        "Slice": slice_op,
+        "Cast": cast,
+        "CastLike": cast_like,
+        "Shape": shape_op,
+        "ConstantOfShape": constant_of_shape,
+        "Expand": expand,
+        "ReduceMean": reduce_mean,
+    }
+    for op in ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp"):
+        table[op] = unary(op)
+    for op in ("Add", "Sub", "Mul", "Div", "Pow"):
+        table[op] = binary(op)
+    return table
+
+
+#: The reference table: BLAS GEMM. Also used to fold constants on the host.
+REFERENCE = make_kernels("blas")
+
+
+def fold(node: Node, values: Arrays) -> list[np.ndarray]:
+    """Evaluate ``node`` on host arrays with fresh outputs (constant folding)."""
+    return [np.asarray(v) for v in REFERENCE[node.op_type](node, values, None)]

@@ -1,0 +1,132 @@
+"""Elementwise ops as Numba ufuncs: NumPy broadcasting and ``out=`` for free.
+
+Each ufunc is compiled on first use (and cached on disk), for float32 and float64.
+Integer tensors (shape arithmetic that is not constant) fall back to NumPy's own
+ufuncs, which are exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import vectorize
+
+_FLOAT_UNARY = ["float32(float32)", "float64(float64)"]
+_FLOAT_BINARY = ["float32(float32, float32)", "float64(float64, float64)"]
+
+
+def _relu(x: float) -> float:
+    return x if x > 0 else x - x
+
+
+def _sigmoid(x: float) -> float:
+    # split by sign so exp never overflows
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1 + e)
+
+
+def _gelu(x: float) -> float:
+    return 0.5 * x * (1 + math.erf(x * 0.7071067811865476))
+
+
+def _gelu_tanh(x: float) -> float:
+    return 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def _tanh(x: float) -> float:
+    return math.tanh(x)
+
+
+def _erf(x: float) -> float:
+    return math.erf(x)
+
+
+def _sqrt(x: float) -> float:
+    return math.sqrt(x)
+
+
+def _exp(x: float) -> float:
+    return math.exp(x)
+
+
+def _add(x: float, y: float) -> float:
+    return x + y
+
+
+def _sub(x: float, y: float) -> float:
+    return x - y
+
+
+def _mul(x: float, y: float) -> float:
+    return x * y
+
+
+def _div(x: float, y: float) -> float:
+    return x / y
+
+
+def _pow(x: float, y: float) -> float:
+    return x**y
+
+
+#: op -> (scalar function for Numba, NumPy ufunc for non-float dtypes or None)
+UNARY: dict[str, tuple[Callable[..., Any], Any]] = {
+    "Relu": (_relu, None),
+    "Sigmoid": (_sigmoid, None),
+    "Tanh": (_tanh, np.tanh),
+    "Erf": (_erf, None),
+    "Sqrt": (_sqrt, np.sqrt),
+    "Exp": (_exp, np.exp),
+    "Gelu": (_gelu, None),
+    "GeluTanh": (_gelu_tanh, None),
+}
+
+BINARY: dict[str, tuple[Callable[..., Any], Any]] = {
+    "Add": (_add, np.add),
+    "Sub": (_sub, np.subtract),
+    "Mul": (_mul, np.multiply),
+    "Div": (_div, None),
+    "Pow": (_pow, np.power),
+}
+
+
+@functools.cache
+def ufunc(op: str) -> Any:
+    """The compiled Numba ufunc for ``op`` (an entry of `UNARY` or `BINARY`)."""
+    if op in UNARY:
+        return vectorize(_FLOAT_UNARY, cache=True)(UNARY[op][0])
+    return vectorize(_FLOAT_BINARY, cache=True)(BINARY[op][0])
+
+
+def apply(op: str, args: list[np.ndarray], out: np.ndarray | None) -> np.ndarray:
+    """Apply elementwise ``op`` to ``args`` (broadcasting), into ``out`` when given."""
+    if all(a.dtype in (np.float32, np.float64) for a in args) and len({a.dtype for a in args}) == 1:
+        fn = ufunc(op)
+    else:
+        fn = (UNARY.get(op) or BINARY[op])[1]
+        if fn is None:
+            fn = _integer_fallback(op)
+    return fn(*args, out=out) if out is not None else fn(*args)
+
+
+def _integer_fallback(op: str) -> Any:
+    if op == "Div":
+        return lambda x, y, out=None: _int_div(x, y, out)
+    if op == "Relu":
+        return lambda x, out=None: np.maximum(x, 0, out=out)
+    raise TypeError(f"{op} on non-float tensors is not supported")
+
+
+def _int_div(x: np.ndarray, y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    # ONNX integer division truncates toward zero, unlike numpy's floor division
+    result = np.trunc(np.true_divide(x, y)).astype(np.result_type(x, y))
+    if out is None:
+        return result
+    out[...] = result
+    return out

@@ -1,0 +1,334 @@
+"""Run a `Graph` on a device: plan once per input shapes, then replay with fixed buffers.
+
+The first run at a given set of input shapes is the *planning* run: every node
+executes with freshly allocated outputs, values that depend only on shapes (the
+exporter's Shape/Gather/Concat arithmetic) are evaluated on the host and frozen, and
+the shapes of all intermediates are recorded. From those, one arena of buffers is
+allocated with liveness-based reuse, so every later run allocates nothing: each
+kernel writes into its planned buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from workbench.backends.base import LayerTiming
+from workbench.backends.numba.graph import ALIAS_OPS, Graph, Node
+from workbench.errors import BackendError
+
+#: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays.
+Kernel = Callable[[Node, list[Any], list[Any] | None], list[Any]]
+
+#: Inputs that kernels read on the host (shapes, axes, scales): they stay numpy arrays.
+HOST_INPUTS: dict[str, frozenset[int]] = {
+    "Reshape": frozenset({1}),
+    "Squeeze": frozenset({1}),
+    "Unsqueeze": frozenset({1}),
+    "Resize": frozenset({1, 2, 3}),
+    "ConstantOfShape": frozenset({0}),
+    "ReduceMean": frozenset({1}),
+    "Slice": frozenset({1, 2, 3, 4}),
+    "Expand": frozenset({1}),
+    "Gather": frozenset({1}),
+    "Pad": frozenset({1, 2, 3}),
+}
+
+
+class Device(Protocol):
+    """What the executor needs from a device: memory, copies, clocks."""
+
+    def upload(self, array: np.ndarray) -> Any: ...
+    def download(self, array: Any) -> np.ndarray: ...
+    def empty(self, nbytes: int) -> Any: ...
+    def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any: ...
+    def synchronize(self) -> None: ...
+    def stopwatch(self) -> Stopwatch: ...
+
+
+class Stopwatch(Protocol):
+    """Marks points in the device's timeline; `elapsed_ms` reads them after a sync."""
+
+    def mark(self) -> None: ...
+    def elapsed_ms(self) -> list[float]: ...
+
+
+@dataclass
+class Step:
+    """One node bound to its kernel and (after planning) its output buffers."""
+
+    node: Node
+    kernel: Kernel
+    outs: list[Any] | None = None
+
+
+@dataclass
+class Plan:
+    """Everything fixed for one set of input shapes."""
+
+    steps: list[Step]
+    env: dict[str, Any] = field(default_factory=dict)
+    arena_bytes: int = 0
+
+
+class Executor:
+    """Plans and runs a graph on one device.
+
+    Args:
+        graph: the folded, fused graph.
+        kernels: op type -> kernel for this device (custom kernels already applied).
+        host_fold: CPU kernels, used to evaluate shape arithmetic on the host.
+        device: memory and timing for the target device.
+        overrides: node name -> kernel replacing the op's kernel for that node.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        kernels: Mapping[str, Kernel],
+        host_fold: Callable[[Node, list[Any]], list[np.ndarray]],
+        device: Device,
+        overrides: Mapping[str, Kernel] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.kernels = kernels
+        self.host_fold = host_fold
+        self.device = device
+        self.overrides = dict(overrides or {})
+        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}
+        self._consts = dict(graph.consts)
+
+    def stage(self, inputs: Mapping[str, np.ndarray]) -> tuple[Plan, dict[str, Any]]:
+        """Plan for these input shapes if needed; copy inputs to the device."""
+        key = tuple(inputs[name].shape for name in self.graph.inputs)
+        staged = {name: self.device.upload(inputs[name]) for name in self.graph.inputs}
+        if key not in self._plans:
+            self._plans[key] = self._plan(staged)
+        return self._plans[key], staged
+
+    def execute(self, plan: Plan, staged: Mapping[str, Any]) -> list[Any]:
+        """Run every step into the plan's buffers; return the device outputs (no sync)."""
+        env = dict(plan.env)
+        env.update(staged)
+        for step in plan.steps:
+            node = step.node
+            ins = [env[name] if name else None for name in node.inputs]
+            outs = step.kernel(node, ins, step.outs)
+            for name, value in zip(node.outputs, outs, strict=False):
+                env[name] = value
+        return [env[name] for name in self.graph.outputs]
+
+    def execute_timed(self, plan: Plan, staged: Mapping[str, Any]) -> list[float]:
+        """Run once, timing each step on the device clock; milliseconds per step."""
+        env = dict(plan.env)
+        env.update(staged)
+        watch = self.device.stopwatch()
+        watch.mark()
+        for step in plan.steps:
+            node = step.node
+            ins = [env[name] if name else None for name in node.inputs]
+            outs = step.kernel(node, ins, step.outs)
+            for name, value in zip(node.outputs, outs, strict=False):
+                env[name] = value
+            watch.mark()
+        self.device.synchronize()
+        return watch.elapsed_ms()
+
+    def layer_timings(
+        self, plan: Plan, staged: Mapping[str, Any], repeats: int
+    ) -> list[LayerTiming]:
+        """Per-layer timings over ``repeats`` runs, one `LayerTiming` per canonical layer."""
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        runs = [self.execute_timed(plan, staged) for _ in range(repeats)]
+        order: dict[str, list[int]] = {}
+        for index, step in enumerate(plan.steps):
+            order.setdefault(step.node.layer, []).append(index)
+        fused_into: dict[str, str] = {}
+        for step in plan.steps:
+            for name in step.node.fused:
+                fused_into.setdefault(self._layer_of(name), step.node.layer)
+        timings = []
+        for layer, indices in order.items():
+            steps = [plan.steps[i].node for i in indices]
+            timings.append(
+                LayerTiming(
+                    layer=layer,
+                    op_type=steps[0].op_type,
+                    samples_ms=tuple(sum(run[i] for i in indices) for run in runs),
+                    detail={
+                        "nodes": [n.name for n in steps],
+                        "fused": [f for n in steps for f in n.fused],
+                    },
+                )
+            )
+        for layer, into in fused_into.items():
+            if layer not in order:
+                timings.append(
+                    LayerTiming(
+                        layer=layer,
+                        op_type="fused",
+                        samples_ms=(0.0,) * repeats,
+                        detail={
+                            "nodes": [],
+                            "fused": self.graph.layer_nodes[layer],
+                            "fused_into": into,
+                        },
+                    )
+                )
+        return timings
+
+    def _layer_of(self, node_name: str) -> str:
+        for layer, names in self.graph.layer_nodes.items():
+            if node_name in names:
+                return layer
+        return node_name
+
+    # ---- planning ----------------------------------------------------------------
+    def _plan(self, staged: Mapping[str, Any]) -> Plan:
+        static: dict[str, Any] = dict(self._consts)
+        shapes = {name: (tuple(value.shape), value.dtype) for name, value in staged.items()}
+        env: dict[str, Any] = dict(staged)
+        steps: list[Step] = []
+        for node in self.graph.nodes:
+            if self._is_static(node, static, shapes):
+                host = [self._host_value(name, static, shapes) for name in node.inputs]
+                static.update(zip(node.outputs, self.host_fold(node, host), strict=True))
+                continue
+            kernel = self.overrides.get(node.name) or self.kernels[node.op_type]
+            step = Step(node, kernel)
+            ins = [self._operand(node, i, name, env, static) for i, name in enumerate(node.inputs)]
+            try:
+                outs = kernel(node, ins, None)
+            except (ValueError, IndexError, TypeError) as exc:
+                raise BackendError(f"node {node.name!r} ({node.op_type}) failed: {exc}") from exc
+            for name, value in zip(node.outputs, outs, strict=False):
+                env[name] = value
+                shapes[name] = (tuple(value.shape), value.dtype)
+            steps.append(step)
+        plan = Plan(steps)
+        self._allocate(plan, env, static, staged)
+        return plan
+
+    def _is_static(self, node: Node, static: Mapping[str, Any], shapes: Mapping[str, Any]) -> bool:
+        # Shape reads only a shape, CastLike only its second input's dtype: both known now
+        if node.op_type == "Shape":
+            return True
+        if node.op_type == "CastLike":
+            return node.inputs[0] in static
+        return all(name == "" or name in static for name in node.inputs)
+
+    @staticmethod
+    def _host_value(name: str, static: Mapping[str, Any], shapes: Mapping[str, Any]) -> Any:
+        if not name:
+            return None
+        if name in static:
+            return static[name]
+        # Shape and CastLike need no values: a stand-in avoids copying them to the host
+        shape, dtype = shapes[name]
+        return np.broadcast_to(np.zeros((), dtype), shape)
+
+    def _operand(
+        self, node: Node, index: int, name: str, env: dict[str, Any], static: Mapping[str, Any]
+    ) -> Any:
+        if not name:
+            return None
+        if name in env:
+            return env[name]
+        value = static[name]
+        if index not in HOST_INPUTS.get(node.op_type, ()):
+            value = self.device.upload(np.ascontiguousarray(value))
+        env[name] = value
+        return value
+
+    def _allocate(
+        self, plan: Plan, env: dict[str, Any], static: Mapping[str, Any], staged: Mapping[str, Any]
+    ) -> None:
+        """Give every computed value a buffer, reusing buffers whose values are dead."""
+        root: dict[str, str] = {}
+        last_use: dict[str, int] = {}
+        for index, step in enumerate(plan.steps):
+            for name in step.node.inputs:
+                if name in root:
+                    last_use[root[name]] = index
+            for name in step.node.outputs:
+                aliased = step.node.op_type in ALIAS_OPS and step.node.inputs[0] in root
+                root[name] = root[step.node.inputs[0]] if aliased else name
+        for name in self.graph.outputs:
+            if name in root:
+                last_use[root[name]] = len(plan.steps)
+        free: list[tuple[int, Any]] = []
+        owned: dict[str, tuple[int, Any]] = {}
+        total = 0
+        for index, step in enumerate(plan.steps):
+            node = step.node
+            if node.op_type not in ALIAS_OPS:
+                step.outs = []
+                for name in node.outputs:
+                    value = env[name]
+                    nbytes = max(int(value.nbytes), 1)
+                    fits = [i for i, (size, _) in enumerate(free) if size >= nbytes]
+                    if fits:
+                        best = min(fits, key=lambda i: free[i][0])
+                        buffer = free.pop(best)[1]
+                    else:
+                        buffer = self.device.empty(nbytes)
+                        total += nbytes
+                    view = self.device.view(buffer, tuple(value.shape), value.dtype)
+                    step.outs.append(view)
+                    env[name] = view
+                    last_use.setdefault(name, index)
+                    owned[name] = (nbytes, buffer)
+            for name in {root[n] for n in node.inputs if n in root}:
+                if last_use.get(name) == index and name in owned:
+                    free.append(owned.pop(name))
+            for name in node.outputs:
+                # a value nobody reads is dead as soon as it is written
+                if root.get(name) == name and last_use.get(name) == index and name in owned:
+                    free.append(owned.pop(name))
+        plan.env = {name: value for name, value in env.items() if name not in staged}
+        plan.env.update({k: v for k, v in static.items() if k not in plan.env})
+        plan.arena_bytes = total
+
+
+class CpuDevice:
+    """Host memory and `time.perf_counter` timing."""
+
+    def upload(self, array: np.ndarray) -> np.ndarray:
+        return array
+
+    def download(self, array: np.ndarray) -> np.ndarray:
+        return np.array(array, copy=True)
+
+    def empty(self, nbytes: int) -> np.ndarray:
+        # 64-byte alignment keeps vector loads aligned for every planned view
+        raw = np.empty(nbytes + 64, dtype=np.uint8)
+        offset = (-raw.ctypes.data) % 64
+        return raw[offset : offset + nbytes]
+
+    def view(self, buffer: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        count = int(np.prod(shape, dtype=np.int64))
+        return buffer[: count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    def synchronize(self) -> None:
+        return None
+
+    def stopwatch(self) -> PerfCounterStopwatch:
+        return PerfCounterStopwatch()
+
+
+class PerfCounterStopwatch:
+    """Host wall-clock marks (the CPU kernels are synchronous)."""
+
+    def __init__(self) -> None:
+        self._marks: list[float] = []
+
+    def mark(self) -> None:
+        self._marks.append(time.perf_counter())
+
+    def elapsed_ms(self) -> list[float]:
+        return [(b - a) * 1e3 for a, b in zip(self._marks, self._marks[1:], strict=False)]

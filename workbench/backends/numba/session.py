@@ -1,0 +1,119 @@
+"""`NumbaSession`: a compiled model on the CPU or a CUDA device, behind the Session protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from workbench.backends.base import Inputs, LayerTiming
+from workbench.backends.numba import registry
+from workbench.backends.numba.executor import Device, Executor, Kernel
+from workbench.backends.numba.graph import Node, build_graph
+from workbench.errors import BackendError
+from workbench.model import Model
+
+
+class NumbaSession:
+    """A model compiled by the Numba executor for one device.
+
+    Attributes:
+        model: the model it was compiled from.
+        backend: ``"numba"`` or ``"numba-cuda"``.
+        device: ``"cpu"`` or ``"cuda:N"``.
+        graph: the executed graph after folding and fusion (for inspection).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        backend: str,
+        device: str,
+        kernels: Mapping[str, Kernel],
+        device_api: Device,
+        custom_device: str,
+    ) -> None:
+        from workbench.backends.numba import cpu_ops
+
+        self.model = model
+        self.backend = backend
+        self.device = device
+        self._device = device_api
+        proto = model.to_onnx().proto
+
+        def has_custom(node: Node) -> bool:
+            return registry.custom_kernel(node, custom_device) is not None
+
+        self.graph = build_graph(proto, cpu_ops.fold, kernels, has_custom)
+        overrides = {}
+        for node in self.graph.nodes:
+            fn = registry.custom_kernel(node, custom_device)
+            if fn is not None:
+                reference = kernels[node.op_type]
+                overrides[node.name] = registry.checked(
+                    fn, reference, self._empty_like, self._to_host
+                )
+        self._executor: Executor | None = Executor(
+            self.graph, kernels, cpu_ops.fold, device_api, overrides
+        )
+
+    def _empty_like(self, array: Any) -> Any:
+        return self._device.view(
+            self._device.empty(max(int(array.nbytes), 1)), array.shape, array.dtype
+        )
+
+    def _to_host(self, array: Any) -> np.ndarray:
+        return self._device.download(array)
+
+    def _stage(self, inputs: Inputs) -> tuple[Any, Any]:
+        if self._executor is None:
+            raise BackendError("this session is closed; compile the model again")
+        checked = self.model.check_inputs(inputs)
+        by_graph_name = dict(zip(self.graph.inputs, checked.values(), strict=True))
+        return self._executor, self._executor.stage(by_graph_name)
+
+    def run(self, inputs: Inputs) -> list[np.ndarray]:
+        """Run once; return the outputs as new NumPy arrays (synchronises the device).
+
+        Args:
+            inputs: a dict of input name to array, a sequence in input order, or one array.
+        """
+        executor, (plan, staged) = self._stage(inputs)
+        outputs = executor.execute(plan, staged)
+        return [self._device.download(o) for o in outputs]
+
+    def runner(self, inputs: Inputs) -> Callable[[], Any]:
+        """A zero-argument callable running one inference on inputs staged once.
+
+        The callable returns when the device has finished; outputs stay on the device
+        in the session's planned buffers (overwritten by the next call).
+        """
+        executor, (plan, staged) = self._stage(inputs)
+        executor.execute(plan, staged)  # plan and compile outside the timed calls
+        device = self._device
+
+        def run_once() -> list[Any]:
+            outputs = executor.execute(plan, staged)
+            device.synchronize()
+            return outputs
+
+        return run_once
+
+    def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
+        """Per-layer timings of ``repeats`` instrumented runs, in execution order.
+
+        One `LayerTiming` per canonical layer: the nodes of a layer are summed within
+        each run; ``detail`` lists the executed ``nodes`` and the ``fused`` ones. A layer
+        whose nodes were all fused into another is reported with zero time and
+        ``detail["fused_into"]``. CPU steps are timed with ``perf_counter``, CUDA steps
+        with CUDA events.
+        """
+        executor, (plan, staged) = self._stage(inputs)
+        executor.execute(plan, staged)
+        self._device.synchronize()
+        return executor.layer_timings(plan, staged, repeats)
+
+    def close(self) -> None:
+        """Drop the plans and their buffers (device memory is freed with them)."""
+        self._executor = None

@@ -1,0 +1,195 @@
+"""Shape and index arithmetic shared by the CPU and CUDA kernels (plain Python/NumPy).
+
+Everything here runs once per node and input shape, on the host; the kernels get
+plain integers and index arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from workbench.backends.numba.graph import Node
+from workbench.errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Window:
+    """Geometry of a 2-D sliding window (convolution or pooling).
+
+    Attributes:
+        kernel: (kh, kw). strides: (sh, sw). dilations: (dh, dw).
+        pads: (top, left, bottom, right). out: (oh, ow).
+    """
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    out: tuple[int, int]
+
+
+def window(node: Node, spatial: Sequence[int], kernel: Sequence[int], ceil: bool = False) -> Window:
+    """The 2-D window of a Conv/MaxPool/AveragePool node over ``spatial`` (H, W).
+
+    1-D ops are seen as 2-D with height 1; 3-D ones are rejected.
+
+    Raises:
+        UnsupportedModelError: for 3-D windows.
+    """
+    rank = len(kernel)
+    if rank not in (1, 2):
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: only 1-D and 2-D supported")
+    attrs = node.attrs
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    pads = list(attrs.get("pads", [0] * (2 * rank)))
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [math.ceil(n / s) for n, s in zip(spatial, strides, strict=True)]
+        total = [
+            max((o - 1) * s + e - n, 0)
+            for o, s, e, n in zip(out, strides, extent, spatial, strict=True)
+        ]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        pads = small + big if auto_pad == "SAME_UPPER" else big + small
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    out = []
+    for i in range(rank):
+        span = spatial[i] + pads[i] + pads[i + rank] - extent[i]
+        size = (-(-span // strides[i]) if ceil else span // strides[i]) + 1
+        if ceil and (size - 1) * strides[i] >= spatial[i] + pads[i]:
+            size -= 1  # the last window would start in the trailing padding
+        out.append(size)
+    if rank == 1:
+        return Window(
+            (1, kernel[0]),
+            (1, strides[0]),
+            (1, dilations[0]),
+            (0, pads[0], 0, pads[1]),
+            (1, out[0]),
+        )
+    return Window(
+        (kernel[0], kernel[1]),
+        (strides[0], strides[1]),
+        (dilations[0], dilations[1]),
+        (pads[0], pads[1], pads[2], pads[3]),
+        (out[0], out[1]),
+    )
+
+
+def as_4d(x: Any) -> Any:
+    """[N, C, L] as [N, C, 1, L]; 4-D unchanged (a view either way)."""
+    return x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]) if x.ndim == 3 else x
+
+
+def reshape_target(shape: Sequence[int], target: np.ndarray, allowzero: int = 0) -> tuple[int, ...]:
+    """ONNX Reshape: ``0`` copies the input dimension (unless ``allowzero``), ``-1`` is inferred."""
+    dims = [int(d) for d in target]
+    if not allowzero:
+        dims = [shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    if -1 in dims:
+        known = math.prod(d for d in dims if d != -1)
+        dims[dims.index(-1)] = math.prod(shape) // known if known else 0
+    return tuple(dims)
+
+
+def axes_of(node: Node, ins: Sequence[Any], index: int, rank: int) -> list[int] | None:
+    """Axes given as an attribute (old opsets) or as input ``index`` (new ones), normalised."""
+    axes = node.attrs.get("axes")
+    if axes is None and len(ins) > index and ins[index] is not None:
+        axes = [int(a) for a in np.asarray(ins[index]).reshape(-1)]
+    if axes is None:
+        return None
+    return [a % rank for a in axes]
+
+
+def resize_indices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> list[np.ndarray]:
+    """Per-axis source indices of a nearest-neighbour Resize (ONNX opset 11-19 rules).
+
+    Raises:
+        UnsupportedModelError: for modes other than ``nearest`` or the ``axes`` attribute.
+    """
+    attrs = node.attrs
+    if attrs.get("mode", "nearest") != "nearest" or "axes" in attrs:
+        raise UnsupportedModelError(
+            f"Resize {node.name!r}: only mode='nearest' without axes is supported"
+        )
+    rank = len(shape)
+    scales_in = ins[2] if len(ins) > 2 and ins[2] is not None and np.size(ins[2]) else None
+    sizes_in = ins[3] if len(ins) > 3 and ins[3] is not None and np.size(ins[3]) else None
+    if sizes_in is not None:
+        sizes = [int(s) for s in np.asarray(sizes_in)]
+        scales = [o / i for o, i in zip(sizes, shape, strict=True)]
+    else:
+        assert scales_in is not None
+        scales = [float(s) for s in np.asarray(scales_in)]
+        sizes = [int(math.floor(i * s)) for i, s in zip(shape, scales, strict=True)]
+    mode = attrs.get("coordinate_transformation_mode", "half_pixel")
+    rounding = attrs.get("nearest_mode", "round_prefer_floor")
+    return [
+        _nearest(
+            np.arange(sizes[a], dtype=np.float64), shape[a], sizes[a], scales[a], mode, rounding
+        )
+        for a in range(rank)
+    ]
+
+
+def _nearest(
+    x: np.ndarray, n_in: int, n_out: int, scale: float, mode: str, rounding: str
+) -> np.ndarray:
+    if mode == "half_pixel":
+        src = (x + 0.5) / scale - 0.5
+    elif mode == "pytorch_half_pixel":
+        src = (x + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(x)
+    elif mode == "align_corners":
+        src = x * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(x)
+    elif mode == "asymmetric":
+        src = x / scale
+    elif mode == "tf_half_pixel_for_nn":
+        src = (x + 0.5) / scale
+    else:
+        raise UnsupportedModelError(f"Resize: coordinate_transformation_mode {mode!r}")
+    if rounding == "round_prefer_floor":
+        index = np.where(src - np.floor(src) == 0.5, np.floor(src), np.round(src))
+    elif rounding == "round_prefer_ceil":
+        index = np.where(src - np.floor(src) == 0.5, np.ceil(src), np.round(src))
+    elif rounding == "floor":
+        index = np.floor(src)
+    else:
+        index = np.ceil(src)
+    return np.clip(index, 0, n_in - 1).astype(np.int64)
+
+
+def softmax_view(node: Node, shape: Sequence[int]) -> tuple[int, int, int]:
+    """[outer, n, inner] view of a Softmax input: one axis from opset 13, flattened before."""
+    rank = len(shape)
+    axis = node.attrs.get("axis", -1 if node.opset >= 13 else 1) % rank
+    outer = math.prod(shape[:axis])
+    if node.opset >= 13:
+        return outer, shape[axis], math.prod(shape[axis + 1 :])
+    return outer, math.prod(shape[axis:]), 1
+
+
+def slices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> tuple[slice, ...]:
+    """Python slices for an ONNX Slice node (inputs from opset 10, attributes before)."""
+    if node.opset >= 10:
+        starts, ends = (np.asarray(ins[i]).tolist() for i in (1, 2))
+        axes = np.asarray(ins[3]).tolist() if len(ins) > 3 and ins[3] is not None else None
+        steps = np.asarray(ins[4]).tolist() if len(ins) > 4 and ins[4] is not None else None
+    else:
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes, steps = node.attrs.get("axes"), None
+    axes = list(range(len(starts))) if axes is None else [a % len(shape) for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    result = [slice(None)] * len(shape)
+    for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
+        result[axis] = slice(int(start), int(end), int(step))  # Python clamps as ONNX does
+    return tuple(result)
