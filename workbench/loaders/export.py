@@ -85,7 +85,9 @@ def _quiet():
 
 
 def _export_dynamo(model: Model) -> onnx.ModelProto:
+    import onnx_ir
     import torch
+    from onnxscript import optimizer
 
     args = _example_args(model)
     dynamic = tuple({0: torch.export.Dim("batch", min=1)} for _ in args)
@@ -99,7 +101,12 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
             input_names=[s.name for s in model.inputs],
             verbose=False,
         )
-    return program.model_proto
+    # Fold constants only: the exporter's full optimizer also fuses batch norm into the
+    # preceding conv, which would erase that conv's layer from every per-layer table.
+    graph = onnx_ir.from_proto(program.model_proto)
+    optimizer.fold_constants(graph)
+    optimizer.remove_unused_nodes(graph)
+    return onnx_ir.to_proto(graph)
 
 
 def _export_torchscript(model: Model) -> onnx.ModelProto:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import onnx
 
 _NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+#: canonical layer of the shape arithmetic torch's exporter adds for a dynamic batch
+SHAPE_LAYER = "(shape)"
 
 
 def load_onnx(source: str | Path | bytes, name: str | None = None) -> Model:
@@ -105,14 +107,18 @@ def canonical_layer_name(node: onnx.NodeProto, index: int) -> str:
 
 
 def scope_to_layer(name_scopes: str) -> str:
-    """Module path from torch's ``name_scopes`` metadata (``"['', 'fc', 'linear']"`` -> ``fc``)."""
+    """Module path from torch's ``name_scopes`` metadata (``"['', 'fc', 'linear']"`` -> ``fc``).
+
+    Shape arithmetic that torch adds for dynamic dimensions sits under a hook scope, not a
+    module; it becomes the layer `SHAPE_LAYER`.
+    """
     try:
-        # torch labels shape arithmetic for dynamic dimensions with a hook name, not a module
-        scopes = [
-            s for s in ast.literal_eval(name_scopes) if s and not s.startswith("_empty_nn_module")
-        ]
+        raw = [s for s in ast.literal_eval(name_scopes) if s]
     except (ValueError, SyntaxError):
         return ""
+    scopes = [s for s in raw if not s.startswith("_empty_nn_module")]
+    if len(scopes) < len(raw) and len(scopes) <= 1:
+        return SHAPE_LAYER
     if len(scopes) >= 2:
         return str(scopes[-2])
     return str(scopes[-1]) if scopes else ""
