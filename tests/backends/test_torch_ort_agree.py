@@ -69,3 +69,14 @@ def test_registered_plugin_profiles_like_a_builtin() -> None:
     assert table[(table.backend == "fake-test")].available.all()
     result = wb.profile(toy_mlp(), backend="fake-test", batch_size=2, layers=False, budget_s=0.05)
     assert result.backend == "fake-test" and result.latency.n >= 10
+
+
+@pytest.mark.parametrize("name", wb.samples.names())
+def test_backends_agree_on_every_sample(name: str) -> None:
+    model = wb.samples.load(name)
+    inputs, _ = next(iter(wb.samples.dataset("digits", batch_size=16)))
+    torch_out = wb.backend("torch").compile(model, "cpu").run(inputs)[0]
+    ort_out = wb.backend("onnxruntime").compile(model, "cpu").run(inputs)[0]
+    assert torch_out.shape == ort_out.shape == (16, 10)
+    np.testing.assert_allclose(torch_out, ort_out, rtol=RTOL, atol=5e-5)
+    assert (torch_out.argmax(1) == ort_out.argmax(1)).all()
