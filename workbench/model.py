@@ -10,6 +10,7 @@ a plain ONNX model uses node names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 from collections.abc import Mapping, Sequence
@@ -266,21 +267,19 @@ class Model:
         return onnx_model
 
     def derive(self, **changes: Any) -> Model:
-        """A new `Model` like this one with ``changes`` applied and this one as parent."""
-        fields = {
-            "framework": self.framework,
-            "name": self.name,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "layers": self.layers,
-            "recipe": self.recipe,
-            "module": self.module,
-            "proto": self.proto,
-            "source": self.source,
+        """A new `Model` like this one with ``changes`` applied and this one as parent.
+
+        Cached exports are dropped: a derived model has other weights or another graph,
+        so it must never reuse its parent's ONNX file.
+        """
+        base: dict[str, Any] = {
+            "parent": self,
             "metadata": dict(self.metadata),
+            "onnx_path": None,
+            "_onnx": None,
+            "_onnx_bytes": None,
         }
-        fields.update(changes)
-        return Model(parent=self, **fields)
+        return dataclasses.replace(self, **{**base, **changes})
 
     # ---- display -----------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -89,6 +89,7 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
     import torch
     from onnxscript import optimizer
 
+    assert model.module is not None
     args = _example_args(model)
     dynamic = tuple({0: torch.export.Dim("batch", min=1)} for _ in args)
     with _quiet():
@@ -101,6 +102,8 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
             input_names=[s.name for s in model.inputs],
             verbose=False,
         )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
     # Fold constants only: the exporter's full optimizer also fuses batch norm into the
     # preceding conv, which would erase that conv's layer from every per-layer table.
     graph = onnx_ir.from_proto(program.model_proto)
@@ -113,6 +116,7 @@ def _export_torchscript(model: Model) -> onnx.ModelProto:
     import onnx
     import torch
 
+    assert model.module is not None
     args = _example_args(model)
     names = [s.name for s in model.inputs]
     buffer = io.BytesIO()
@@ -120,7 +124,7 @@ def _export_torchscript(model: Model) -> onnx.ModelProto:
         torch.onnx.export(
             model.module,
             args,
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter accepts file objects
             dynamo=False,
             input_names=names,
             dynamic_axes={n: {0: "batch"} for n in names},
