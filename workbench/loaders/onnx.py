@@ -100,9 +100,9 @@ def canonical_layer_name(node: onnx.NodeProto, index: int) -> str:
         scoped = scope_to_layer(meta[_NAME_SCOPES_KEY])
         if scoped:
             return scoped
-    if node.name.startswith("/") and node.name.count("/") >= 2:
-        parts = [p for p in node.name.split("/") if p]
-        return parts[-2]
+    parts = [p for p in node.name.split("/") if p]
+    if node.name.startswith("/") and parts:
+        return parts[-2] if len(parts) >= 2 else parts[0]
     return node.name or f"{node.op_type}_{index}"
 
 
