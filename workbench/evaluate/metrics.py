@@ -1,0 +1,236 @@
+"""`evaluate`: a model's quality on real data, on any backend; built-in and own metrics.
+
+A metric maps all outputs and labels of a dataset to one number and declares its
+direction (accuracy: higher is better; MSE: lower is better), which sweeps use to find
+the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``;
+any callable ``fn(outputs, labels) -> float`` works too (set ``fn.higher_is_better =
+False`` for an error metric, or wrap it in `Metric`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import InputError, WorkbenchError
+from workbench.progress import CancelToken, ProgressCallback, track
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric with its direction.
+
+    Args:
+        name: display name.
+        fn: ``fn(outputs, labels) -> float``; ``outputs`` is the model's first output
+            for the whole dataset (numpy), ``labels`` the labels.
+        higher_is_better: True for scores (accuracy), False for errors (MSE).
+
+    Example:
+        >>> rmse = Metric("rmse", lambda y, t: float(np.sqrt(((y - t) ** 2).mean())), False)
+    """
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool = True
+
+    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+        return float(self.fn(outputs, labels))
+
+
+def _classes(labels: np.ndarray) -> np.ndarray:
+    # one-hot or probability labels become class indices
+    return labels.argmax(-1) if labels.ndim > 1 else labels
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose highest-scoring class is the label (in [0, 1])."""
+    return float((outputs.argmax(-1) == _classes(labels)).mean())
+
+
+def top_k(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Fraction of samples whose label is among the ``k`` highest-scoring classes."""
+
+    def score(outputs: np.ndarray, labels: np.ndarray) -> float:
+        best = np.argpartition(-outputs, min(k, outputs.shape[-1]) - 1, axis=-1)[..., :k]
+        return float((best == _classes(labels)[..., None]).any(-1).mean())
+
+    return score
+
+
+def mse(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared error between outputs and float labels of the same shape."""
+    return float(np.mean((outputs.astype(np.float64) - labels.reshape(outputs.shape)) ** 2))
+
+
+def mae(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean absolute error between outputs and float labels of the same shape."""
+    return float(np.mean(np.abs(outputs.astype(np.float64) - labels.reshape(outputs.shape))))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("accuracy", accuracy, True),
+    "mse": Metric("mse", mse, False),
+    "mae": Metric("mae", mae, False),
+}
+
+
+def get_metric(metric: str | Metric | Callable[..., float]) -> Metric:
+    """A `Metric` from a name (``"accuracy"``, ``"top5"``, ``"mse"``), a Metric or a callable.
+
+    Raises:
+        WorkbenchError: unknown metric name.
+    """
+    if isinstance(metric, Metric):
+        return metric
+    if callable(metric):
+        name = getattr(metric, "__name__", "metric")
+        return Metric(name, metric, bool(getattr(metric, "higher_is_better", True)))
+    found = re.fullmatch(r"top-?(\d+)", str(metric).lower())
+    if found:
+        k = int(found.group(1))
+        return Metric(f"top{k}", top_k(k), True)
+    if metric in METRICS:
+        return METRICS[metric]
+    raise WorkbenchError(
+        f"unknown metric {metric!r}; built-in metrics: {sorted(METRICS)} and top<k> "
+        "(e.g. top5), or pass a callable fn(outputs, labels) -> float"
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A metric's value for one model on one backend and device.
+
+    Attributes:
+        metric: metric name.
+        value: its value over the whole dataset.
+        higher_is_better: the metric's direction.
+        model: model name.
+        recipe: the model's recipe label (``"baseline"`` for a loaded model).
+        backend: backend name.
+        device: device string.
+        num_samples: samples evaluated.
+        dataset: dataset name, when known.
+        seconds: wall time of the evaluation, in seconds (not a latency measurement).
+    """
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    model: str
+    recipe: str
+    backend: str
+    device: str
+    num_samples: int
+    dataset: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return asdict(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluation({self.metric}={self.value:.4g} for {self.model}[{self.recipe}] on "
+            f"{self.backend}/{self.device}, {self.num_samples} samples)"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<b>{html.escape(self.metric)}</b> = {self.value:.4g} ({html.escape(repr(self))})"
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    backend: str | None = None,
+    device: str = "cpu",
+    metric: str | Metric | Callable[..., float] = "accuracy",
+    *,
+    options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    bar: bool = True,
+) -> Evaluation:
+    """Run ``model`` over ``data`` on a backend and score its first output.
+
+    Never changes ``model``; the backend synchronises the device after each batch.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts.
+        data: a `Dataset` or any iterable of ``(inputs, labels)`` batches (numpy or torch).
+        backend: backend name; default ``"torch"`` for torch models, else ``"onnxruntime"``.
+        device: device string.
+        metric: ``"accuracy"``, ``"top5"``, ``"mse"``, ``"mae"``, a `Metric` or a callable.
+        options: backend options for ``compile`` (e.g. ``{"threads": 1}``).
+        progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
+        cancel: a `CancelToken` checked between batches.
+        bar: show a tqdm bar when no callback is given.
+
+    Returns:
+        An `Evaluation`.
+
+    Raises:
+        UnsupportedModelError: the backend cannot run this model (e.g. torch on an ONNX
+            model); DeviceUnavailableError; InputError for data that does not fit the
+            model; CancelledError.
+
+    Example:
+        >>> wb.evaluate(m, wb.samples.dataset("digits"), backend="onnxruntime").value
+        0.993
+    """
+    from workbench.backends.base import get_backend
+    from workbench.loaders import load
+
+    model = load(model)
+    scorer = get_metric(metric)
+    backend = backend or ("torch" if model.framework == "torch" else "onnxruntime")
+    start = time.perf_counter()
+    session = get_backend(backend).compile(model, device, **(options or {}))
+    outputs, labels = [], []
+    try:
+        total = len(data) if hasattr(data, "__len__") else None
+        batches = track(
+            data, total=total, description="evaluate", progress=progress, cancel=cancel, bar=bar
+        )
+        for inputs, target in batches:
+            feeds = inputs if isinstance(inputs, dict) else _tupled(inputs)
+            outputs.append(session.run(feeds)[0])
+            labels.append(_numpy(target))
+    finally:
+        session.close()
+    if not outputs:
+        raise InputError("the evaluation data holds no batches")
+    value = scorer(np.concatenate(outputs), np.concatenate(labels))
+    return Evaluation(
+        metric=scorer.name,
+        value=value,
+        higher_is_better=scorer.higher_is_better,
+        model=model.name,
+        recipe=model.recipe_name,
+        backend=backend,
+        device=device,
+        num_samples=sum(len(y) for y in labels),
+        dataset=str(getattr(data, "name", "")),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _tupled(inputs: Any) -> Any:
+    if isinstance(inputs, list):
+        return tuple(inputs)
+    if isinstance(inputs, tuple):
+        return inputs
+    return (inputs,)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if type(value).__name__ == "Tensor":
+        return value.detach().cpu().numpy()
+    return np.atleast_1d(np.asarray(value))

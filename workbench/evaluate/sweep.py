@@ -1,0 +1,405 @@
+"""`sweep`: variants x backends x devices -> a `TradeoffTable` with its Pareto front.
+
+Each point is one variant (a transform of the model, or the baseline) on one backend
+and device: its quality on the data (`evaluate`) and its latency (`profile` without
+per-layer timing). A point that fails (a backend that cannot run Q/DQ ops, torch given
+an ONNX INT8 model) is kept with its error and the sweep goes on. Every finished point
+is written to the results store at once; rerunning the same sweep (same ``sweep_id``,
+which by default is derived from the model, variants, backends, devices, batch size and
+metric) skips the points already done, so an interrupted sweep loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import CancelledError, WorkbenchError
+from workbench.evaluate.metrics import get_metric
+from workbench.model import Model
+from workbench.progress import CancelToken, ProgressCallback, track
+from workbench.store import Store, point_key
+
+#: the row columns of a `TradeoffTable`, in display order
+COLUMNS = [
+    "variant", "backend", "device", "batch_size", "latency_ms", "latency_p90_ms",
+    "throughput_per_s", "size_bytes", "metric", "metric_value", "delta", "speedup",
+    "pareto", "error", "recipe", "samples", "run_id", "key",
+]  # fmt: skip
+
+BASELINE = "baseline"
+
+
+def default_variants(model: Model | None = None) -> list[Any]:
+    """The default sweep: baseline, INT8 dynamic, INT8 static, FP16, pruning at 3 levels.
+
+    Torch models get structured channel pruning (25/50/75%) with a 3-epoch fine-tune;
+    ONNX-only models get unstructured magnitude pruning at the same levels.
+
+    Example:
+        >>> [str(v) if isinstance(v, str) else v.label() for v in default_variants()]
+    """
+    from workbench.optimize.prune import ChannelPrune, MagnitudePrune
+    from workbench.optimize.quantize import Fp16, Int8Dynamic, Int8Static
+
+    variants: list[Any] = [BASELINE, Int8Dynamic(), Int8Static(), Fp16()]
+    if model is not None and model.framework == "onnx":
+        return variants + [MagnitudePrune(sparsity=s) for s in (0.25, 0.5, 0.75)]
+    return variants + [ChannelPrune(sparsity=s, finetune_epochs=3) for s in (0.25, 0.5, 0.75)]
+
+
+@dataclass
+class TradeoffTable:
+    """One row per variant x backend x device (see `COLUMNS`), with the Pareto front.
+
+    Attributes:
+        df: the rows. ``latency_ms`` / ``latency_p90_ms`` are the median and 90th
+            percentile of the end-to-end latency; ``delta`` is ``metric_value`` minus the
+            baseline's on the same backend and device; ``speedup`` is the baseline's
+            median latency over this one's; failed points have ``error`` set.
+        metric: the metric's name.
+        higher_is_better: the metric's direction.
+        sweep_id: the id under which the points are stored.
+    """
+
+    df: pd.DataFrame
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    sweep_id: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def pareto(self) -> pd.DataFrame:
+        """The Pareto-optimal rows (no other point is both faster and better), fastest first."""
+        front = self.df[self.df["pareto"].fillna(False).astype(bool)]
+        return front.sort_values("latency_ms", ignore_index=True)
+
+    def failed(self) -> pd.DataFrame:
+        """Rows whose point failed, with their errors."""
+        return self.df[self.df["error"].notna()]
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = self.df.astype(object).where(self.df.notna(), None).to_dict(orient="records")
+        return {
+            "sweep_id": self.sweep_id,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "meta": self.meta,
+            "rows": rows,
+        }
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
+        """The table as JSON (``rows`` holds the columns above); also written to ``path``."""
+        text = json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __repr__(self) -> str:
+        shown = self.df[[c for c in COLUMNS[:14] if c in self.df]]
+        return f"TradeoffTable({self.metric}, sweep {self.sweep_id})\n{shown.to_string()}"
+
+    def _repr_html_(self) -> str:
+        shown = self.df[[c for c in COLUMNS[:14] if c in self.df]].copy()
+        shown["error"] = self.df["error"].fillna("").str.slice(0, 80)
+        styled = shown.style.apply(
+            lambda row: ["font-weight:bold" if row["pareto"] else "" for _ in row], axis=1
+        ).format(precision=3, na_rep="–")
+        title = html.escape(f"Trade-offs ({self.metric}; bold = Pareto front), {self.sweep_id}")
+        return f"<b>{title}</b>" + styled.to_html()
+
+
+def sweep(
+    model: Any,
+    variants: list[Any] | None = None,
+    backends: list[str] | tuple[str, ...] = ("onnxruntime", "torch"),
+    data: Any = None,
+    *,
+    devices: list[str] | tuple[str, ...] = ("cpu",),
+    batch_size: int = 32,
+    metric: Any = "accuracy",
+    calibration: Any = None,
+    budget_s: float = 0.5,
+    options: dict[str, Any] | None = None,
+    store: Store | str | Path | None = None,
+    sweep_id: str | None = None,
+    resume: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TradeoffTable:
+    """Evaluate and time every variant on every backend and device.
+
+    Never changes ``model``. Each finished point is saved to the store before the next
+    starts; with ``resume=True`` points already in the store for this ``sweep_id`` are
+    not measured again.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts (the baseline).
+        variants: transforms (configs, registry names such as ``"int8-dynamic"``, recipe
+            dicts), ready `Model` variants, or ``"baseline"``; default `default_variants`.
+        backends: backend names.
+        data: evaluation data (a `Dataset` or iterable of batches); a sample model's
+            test split when omitted.
+        devices: devices to try on each backend (those a backend lacks are recorded as
+            failed points).
+        batch_size: batch size of the latency measurement.
+        metric: see `workbench.evaluate.metrics.get_metric`.
+        calibration: calibration / fine-tuning data for the transforms (a sample's
+            training split when omitted).
+        budget_s: time budget of each latency measurement, in seconds.
+        options: backend options for every compile (e.g. ``{"threads": 1}``).
+        store: a `Store`, a path, or None for the default store.
+        sweep_id: id of the sweep in the store (default: derived from its settings).
+        resume: skip points already stored under ``sweep_id``.
+        progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
+        cancel: a `CancelToken` checked between points; finished points stay stored.
+
+    Returns:
+        A `TradeoffTable`.
+
+    Raises:
+        CancelledError: the token was cancelled (rerun to resume).
+
+    Example:
+        >>> t = wb.sweep(wb.samples.load("digits-mlp"), backends=["onnxruntime", "torch"])
+        >>> t.pareto()[["variant", "backend", "latency_ms", "metric_value"]]
+    """
+    from workbench.loaders import load
+    from workbench.optimize.data_source import resolve_data
+
+    model = load(model)
+    scorer = get_metric(metric)
+    data = resolve_data(model, data, "test", "a sweep's evaluation")
+    store = store if isinstance(store, Store) else Store(store)
+    specs = _labelled(variants if variants is not None else default_variants(model))
+    settings = {
+        "model": model.name,
+        "fingerprint": model.fingerprint(),
+        "variants": [label for label, _ in specs],
+        "backends": list(backends),
+        "devices": list(devices),
+        "batch_size": batch_size,
+        "metric": scorer.name,
+        "data": str(getattr(data, "name", "")),
+    }
+    sweep_id = sweep_id or _sweep_id(settings)
+    store.start_sweep(sweep_id, model.name, settings)
+    done = store.done_keys(sweep_id) if resume else set()
+    points = [(v, b, d) for v in specs for b in backends for d in devices]
+    todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
+    built: dict[str, Model | Exception] = {}
+    run = _PointRunner(model, data, scorer, batch_size, budget_s, options or {}, calibration)
+    for (label, spec), backend, device in track(
+        todo, description="sweep", progress=progress, cancel=cancel
+    ):
+        if label not in built:
+            built[label] = run.build(spec)
+        row = run.point(label, built[label], backend, device, store, sweep_id)
+        store.save_point(sweep_id, row)
+    if cancel is not None and cancel.cancelled:
+        raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
+    return table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
+
+
+class _PointRunner:
+    """Builds variants and measures points; never raises for a failed point."""
+
+    def __init__(
+        self,
+        model: Model,
+        data: Any,
+        scorer: Any,
+        batch_size: int,
+        budget_s: float,
+        options: dict[str, Any],
+        calibration: Any,
+    ) -> None:
+        self.model, self.data, self.scorer = model, data, scorer
+        self.batch_size, self.budget_s, self.options = batch_size, budget_s, options
+        self.calibration = calibration
+
+    def build(self, spec: Any) -> Model | Exception:
+        from workbench.optimize.base import make_config
+
+        if spec == BASELINE:
+            return self.model
+        if isinstance(spec, Model):
+            return spec
+        try:
+            config = make_config(spec)
+            return config.apply(self.model, self.calibration)
+        except Exception as exc:  # a failed transform is one failed row, not a failed sweep
+            if isinstance(exc, CancelledError):
+                raise
+            return exc
+
+    def point(
+        self,
+        label: str,
+        variant: Model | Exception,
+        backend: str,
+        device: str,
+        store: Store,
+        sweep_id: str,
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "variant": label,
+            "backend": backend,
+            "device": device,
+            "batch_size": self.batch_size,
+            "metric": self.scorer.name,
+            "error": None,
+        }
+        row["key"] = point_key(row)
+        if isinstance(variant, Exception):
+            row["error"] = f"transform failed: {type(variant).__name__}: {variant}"
+            return row
+        row["recipe"] = variant.recipe
+        row["size_bytes"] = variant.size_bytes
+        try:
+            row.update(self._measure(variant, backend, device, store, sweep_id))
+        except CancelledError:
+            raise
+        except Exception as exc:  # unsupported ops, missing devices: record and go on
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        return row
+
+    def _measure(
+        self, variant: Model, backend: str, device: str, store: Store, sweep_id: str
+    ) -> dict[str, Any]:
+        from workbench.backends.base import check_supported, get_backend
+        from workbench.evaluate.metrics import evaluate
+        from workbench.profiling.run import profile
+
+        check_supported(get_backend(backend), variant)
+        start = time.perf_counter()
+        score = evaluate(
+            variant, self.data, backend, device, self.scorer, options=self.options, bar=False
+        )
+        result = profile(
+            variant,
+            backend,
+            device,
+            self.batch_size,
+            layers=False,
+            budget_s=self.budget_s,
+            options=self.options,
+        )
+        store.save_profile(result, sweep_id=sweep_id)
+        return {
+            "latency_ms": result.latency.median,
+            "latency_p90_ms": result.latency.p90,
+            "throughput_per_s": result.throughput,
+            "samples": result.latency.n,
+            "metric_value": score.value,
+            "run_id": result.run_id,
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def table_from_rows(
+    rows: pd.DataFrame | list[dict[str, Any]],
+    metric: str,
+    higher_is_better: bool,
+    sweep_id: str = "",
+) -> TradeoffTable:
+    """A `TradeoffTable` from stored points: adds ``delta``, ``speedup`` and ``pareto``."""
+    df = pd.DataFrame(rows).copy()
+    for column in COLUMNS:
+        if column not in df:
+            df[column] = None
+    for column in (
+        "latency_ms",
+        "latency_p90_ms",
+        "throughput_per_s",
+        "metric_value",
+        "size_bytes",
+    ):
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    df["delta"], df["speedup"] = _relative_to_baseline(df)
+    df["pareto"] = pareto_flags(df["latency_ms"], df["metric_value"], higher_is_better)
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return TradeoffTable(df[COLUMNS + extra], metric, higher_is_better, sweep_id)
+
+
+def pareto_flags(
+    latency: pd.Series, metric: pd.Series, higher_is_better: bool = True
+) -> list[bool]:
+    """True for points no other point dominates (as fast or faster AND as good or better,
+    strictly better in one). Identical points are all on the front; failed points (NaN)
+    never are."""
+    lat = latency.to_numpy(dtype=float)
+    score = metric.to_numpy(dtype=float) * (1.0 if higher_is_better else -1.0)
+    valid = ~(np.isnan(lat) | np.isnan(score))
+    flags = []
+    for i in range(len(lat)):
+        if not valid[i]:
+            flags.append(False)
+            continue
+        others = (
+            valid & (lat <= lat[i]) & (score >= score[i]) & ((lat < lat[i]) | (score > score[i]))
+        )
+        flags.append(not bool(others.any()))
+    return flags
+
+
+def _relative_to_baseline(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    base = df[(df["variant"] == BASELINE) & df["error"].isna()]
+    lookup = {(r.backend, r.device): (r.metric_value, r.latency_ms) for r in base.itertuples()}
+    fallback = (base["metric_value"].iloc[0], np.nan) if len(base) else (np.nan, np.nan)
+    delta, speedup = [], []
+    for row in df.itertuples():
+        value, latency = lookup.get((row.backend, row.device), fallback)
+        delta.append(row.metric_value - value)
+        speedup.append(latency / row.latency_ms if row.latency_ms else np.nan)
+    return pd.Series(delta, index=df.index, dtype=float), pd.Series(
+        speedup, index=df.index, dtype=float
+    )
+
+
+def _labelled(variants: list[Any]) -> list[tuple[str, Any]]:
+    """Unique display labels for the variants (a repeated label gets ``#2``, ``#3``)."""
+    from workbench.optimize.base import make_config
+
+    out: list[tuple[str, Any]] = []
+    seen: dict[str, int] = {}
+    for spec in variants:
+        if spec is None or spec == BASELINE:
+            label, spec = BASELINE, BASELINE
+        elif isinstance(spec, Model):
+            label = spec.recipe_name
+        else:
+            try:
+                label = make_config(spec).label()
+            except WorkbenchError:
+                label = str(spec)
+        seen[label] = seen.get(label, 0) + 1
+        out.append((label if seen[label] == 1 else f"{label}#{seen[label]}", spec))
+    return out
+
+
+def _key(label: str, backend: str, device: str, batch_size: int) -> str:
+    return point_key(
+        {"variant": label, "backend": backend, "device": device, "batch_size": batch_size}
+    )
+
+
+def _sweep_id(settings: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{settings['model']}-{digest}"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,287 @@
+"""Structured channel pruning that physically shrinks torch layers and their consumers.
+
+The module is traced with ``torch.fx``; from each Linear / Conv2d (the producer) the
+graph is followed through ops that keep channels independent (activations, pooling,
+dropout, upsampling) to the layers that read its channels: a following BatchNorm is
+cut to the kept channels, and the next Linear / Conv2d loses the matching inputs (after
+a Flatten, each channel is ``H*W`` consecutive input features). A producer whose output
+reaches anything else (an ``add`` of a residual connection, a reshape, a concat, the
+model output) is left whole, and the reason goes into the recipe's notes: tied channel
+groups are not pruned, which keeps the rule simple and always correct.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.errors import TransformError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import fx, nn
+
+
+@dataclass
+class ChannelGroup:
+    """One prunable producer and the layers that read its output channels.
+
+    Attributes:
+        producer: module path of the Linear / Conv2d whose outputs are pruned.
+        norms: module paths of BatchNorm layers cut to the kept channels.
+        consumers: ``(module path, features per channel)`` of layers losing inputs.
+    """
+
+    producer: str
+    norms: list[str] = field(default_factory=list)
+    consumers: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What can be pruned in a module, and why the rest cannot."""
+
+    groups: list[ChannelGroup]
+    skipped: dict[str, str]
+
+
+_PASS_MODULES = (
+    "ReLU",
+    "ReLU6",
+    "GELU",
+    "SiLU",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "Hardswish",
+    "ELU",
+    "Dropout",
+    "Identity",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "Upsample",
+)
+
+
+def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Plan:
+    """Find the prunable producers of ``module`` (traced on ``example`` inputs).
+
+    Raises:
+        TransformError: the module cannot be traced by ``torch.fx``.
+    """
+    from torch import fx
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        traced = fx.symbolic_trace(module)
+        ShapeProp(traced).propagate(*example)
+    except Exception as exc:  # fx fails on data-dependent control flow, among others
+        raise TransformError(
+            f"structured pruning traces the model with torch.fx, which failed: {exc}; "
+            "use unstructured pruning (prune-magnitude) instead"
+        ) from exc
+    modules = dict(traced.named_modules())
+    groups, skipped = [], {}
+    for node in traced.graph.nodes:
+        if node.op != "call_module" or not _is_producer(modules[node.target]):
+            continue
+        group, reason = _follow(node, modules)
+        if group is None:
+            skipped[str(node.target)] = reason
+        else:
+            groups.append(group)
+    return Plan(groups, skipped)
+
+
+def _is_producer(module: nn.Module) -> bool:
+    from torch import nn
+
+    if isinstance(module, nn.Conv2d):
+        return module.groups == 1
+    return isinstance(module, nn.Linear)
+
+
+def _follow(start: fx.Node, modules: dict[str, nn.Module]) -> tuple[ChannelGroup | None, str]:
+    """Walk from a producer to every layer that reads its channels."""
+    group = ChannelGroup(str(start.target))
+    channel_axis = 1 if type(modules[start.target]).__name__ == "Conv2d" else -1
+    pending: list[tuple[fx.Node, int, int]] = [(start, channel_axis, 1)]
+    while pending:
+        node, axis, factor = pending.pop()
+        for user in node.users:
+            step = _step(user, node, axis, factor, modules, group)
+            if isinstance(step, str):
+                return None, step
+            if step is not None:
+                pending.append((user, *step))
+    if not group.consumers:
+        return None, "no layer consumes its channels"
+    return group, ""
+
+
+def _step(
+    user: fx.Node,
+    source: fx.Node,
+    axis: int,
+    factor: int,
+    modules: dict[str, nn.Module],
+    group: ChannelGroup,
+) -> tuple[int, int] | str | None:
+    """Record what ``user`` does with the channels: continue (axis, factor), stop, or why not."""
+    from torch import nn
+
+    ndim = len(source.meta["tensor_meta"].shape)
+    axis = axis % ndim
+    if user.op == "call_module":
+        sub = modules[user.target]
+        kind = type(sub).__name__
+        if kind in _PASS_MODULES:
+            return axis, factor
+        if isinstance(sub, nn.BatchNorm2d | nn.BatchNorm1d) and axis == 1 and factor == 1:
+            group.norms.append(str(user.target))
+            return axis, factor
+        if isinstance(sub, nn.Flatten):
+            return _flattened(source, axis, factor, sub.start_dim, sub.end_dim)
+        if isinstance(sub, nn.Linear) and axis == ndim - 1:
+            group.consumers.append((str(user.target), factor))
+            return None
+        if isinstance(sub, nn.Conv2d) and sub.groups == 1 and axis == 1 and factor == 1:
+            group.consumers.append((str(user.target), 1))
+            return None
+        return f"its output feeds {user.target} ({kind})"
+    if user.op == "call_function" and _passes(user.target) and user.args[0] is source:
+        return axis, factor
+    if user.op == "call_function" and user.target in (operator.add, operator.iadd):
+        return "its output feeds an add (a residual connection ties its channels)"
+    if user.op == "output":
+        return "its output is a model output"
+    return f"its output feeds {user.op} {getattr(user.target, '__name__', user.target)}"
+
+
+def _flattened(
+    source: fx.Node, axis: int, factor: int, start: int, end: int
+) -> tuple[int, int] | str:
+    shape = list(source.meta["tensor_meta"].shape)
+    start, end = start % len(shape), end % len(shape)
+    if not start <= axis <= end:
+        return axis, factor
+    if axis != start:
+        return "a flatten mixes its channels into a non-leading position"
+    inner = int(np.prod(shape[axis + 1 : end + 1], dtype=np.int64))
+    return start, factor * inner
+
+
+def _passes(target: Any) -> bool:
+    import torch
+    import torch.nn.functional as F
+
+    return target in (
+        F.relu,
+        torch.relu,
+        F.gelu,
+        F.silu,
+        torch.sigmoid,
+        torch.tanh,
+        F.interpolate,
+        F.max_pool2d,
+        F.avg_pool2d,
+        F.adaptive_avg_pool2d,
+        F.dropout,
+    )
+
+
+# ---- applying a plan ------------------------------------------------------------------
+def channel_scores(weight: torch.Tensor, norm: str) -> torch.Tensor:
+    """Importance of each output channel: the L1 or L2 norm of its weights."""
+    flat = weight.detach().flatten(1)
+    return flat.abs().sum(1) if norm == "l1" else flat.pow(2).sum(1).sqrt()
+
+
+def prune_group(
+    root: nn.Module, group: ChannelGroup, sparsity: float, norm: str
+) -> tuple[int, int]:
+    """Shrink one group in place on ``root`` (a private copy); returns (before, after) channels."""
+    import torch
+
+    producer = root.get_submodule(group.producer)
+    weight = producer.weight
+    channels = weight.shape[0]
+    keep_count = max(1, round(channels * (1.0 - sparsity)))
+    order = torch.argsort(channel_scores(weight, norm), descending=True)
+    keep = torch.sort(order[:keep_count]).values
+    root.set_submodule(group.producer, _slice_out(producer, keep))
+    for name in group.norms:
+        root.set_submodule(name, _slice_norm(root.get_submodule(name), keep))
+    for name, factor in group.consumers:
+        index = (keep[:, None] * factor + torch.arange(factor)[None, :]).flatten()
+        root.set_submodule(name, _slice_in(root.get_submodule(name), index))
+    return channels, keep_count
+
+
+def _slice_out(layer: nn.Module, keep: torch.Tensor) -> nn.Module:
+    return _rebuild(layer, out_index=keep)
+
+
+def _slice_in(layer: nn.Module, index: torch.Tensor) -> nn.Module:
+    return _rebuild(layer, in_index=index)
+
+
+def _rebuild(
+    layer: nn.Module, out_index: torch.Tensor | None = None, in_index: torch.Tensor | None = None
+) -> nn.Module:
+    import torch
+    from torch import nn
+
+    weight = layer.weight.detach()
+    if out_index is not None:
+        weight = weight[out_index]
+    if in_index is not None:
+        weight = weight[:, in_index]
+    bias = layer.bias
+    if bias is not None and out_index is not None:
+        bias = bias.detach()[out_index]
+    if isinstance(layer, nn.Linear):
+        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    else:
+        new = nn.Conv2d(
+            weight.shape[1],
+            weight.shape[0],
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            1,
+            bias is not None,
+            layer.padding_mode,
+        )
+    new = new.to(weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias.detach())
+    return new
+
+
+def _slice_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
+    import torch
+
+    new = type(norm)(
+        len(keep),
+        eps=norm.eps,
+        momentum=norm.momentum,
+        affine=norm.affine,
+        track_running_stats=norm.track_running_stats,
+    )
+    with torch.no_grad():
+        if norm.affine:
+            new.weight.copy_(norm.weight.detach()[keep])
+            new.bias.copy_(norm.bias.detach()[keep])
+        if norm.track_running_stats:
+            new.running_mean.copy_(norm.running_mean[keep])
+            new.running_var.copy_(norm.running_var[keep])
+            new.num_batches_tracked.copy_(norm.num_batches_tracked)
+    return new

@@ -1,0 +1,145 @@
+"""ONNX graph helpers shared by the transforms: layer <-> node mapping and new variants.
+
+Tools such as ONNX Runtime's quantizer add nodes (QuantizeLinear, DequantizeLinear,
+Cast) without our ``workbench.layer`` metadata and sometimes rename the nodes they
+replace. `label_nodes` gives every node a canonical layer again, so a variant's
+per-layer profile lines up with its parent's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import TransformError
+from workbench.model import LAYER_KEY, Model
+
+if TYPE_CHECKING:
+    import onnx
+
+#: suffixes ONNX Runtime's quantizer appends to the names of nodes it replaces
+_RENAMED_SUFFIXES = ("_quant", "_QuantizeLinear", "_DequantizeLinear", "_fused", "_output_0")
+
+
+def node_layers(proto: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> canonical layer, for every named node of ``proto``."""
+    from workbench.loaders.onnx import canonical_layer_name
+
+    return {node.name: canonical_layer_name(node, i) for i, node in enumerate(proto.graph.node)}
+
+
+def nodes_for_layers(model: Model, layers: Iterable[str]) -> list[str]:
+    """ONNX node names of the canonical ``layers`` of ``model`` (its ONNX form).
+
+    Raises:
+        TransformError: a layer name the model does not have.
+    """
+    onnx_model = model.to_onnx()
+    by_name = {layer.name: layer for layer in onnx_model.layers}
+    nodes: list[str] = []
+    for name in layers:
+        if name not in by_name:
+            known = [x.name for x in onnx_model.layers]
+            raise TransformError(f"{model.name} has no layer {name!r}; layers are {known}")
+        nodes.extend(by_name[name].nodes)
+    return nodes
+
+
+def label_nodes(proto: onnx.ModelProto, original: dict[str, str]) -> None:
+    """Give every node of ``proto`` a ``workbench.layer`` (in place, on a fresh copy).
+
+    A node keeps its label if it has one; else takes the layer of the original node of
+    the same name (or the name without a quantizer suffix); else the layer of the node
+    consuming its output (a Q/DQ pair belongs to the layer it feeds); else that of the
+    node producing its input.
+    """
+    labels: dict[int, str] = {}
+    for index, node in enumerate(proto.graph.node):
+        meta = {kv.key: kv.value for kv in node.metadata_props}
+        label = meta.get(LAYER_KEY) or _by_name(node.name, original)
+        if label:
+            labels[index] = label
+    consumers: dict[str, list[int]] = {}
+    producers: dict[str, int] = {}
+    for index, node in enumerate(proto.graph.node):
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+        for name in node.output:
+            producers[name] = index
+    for _ in range(len(proto.graph.node)):
+        changed = False
+        for index, node in enumerate(proto.graph.node):
+            if index in labels:
+                continue
+            label = _neighbour_label(node, labels, consumers, producers)
+            if label:
+                labels[index] = label
+                changed = True
+        if not changed:
+            break
+    for index, node in enumerate(proto.graph.node):
+        _set_label(node, labels.get(index) or node.name or f"{node.op_type}_{index}")
+
+
+def _by_name(name: str, original: dict[str, str]) -> str:
+    if name in original:
+        return original[name]
+    for suffix in _RENAMED_SUFFIXES:
+        if name.endswith(suffix) and name.removesuffix(suffix) in original:
+            return original[name.removesuffix(suffix)]
+    return ""
+
+
+def _neighbour_label(
+    node: onnx.NodeProto,
+    labels: dict[int, str],
+    consumers: dict[str, list[int]],
+    producers: dict[str, int],
+) -> str:
+    for output in node.output:
+        for index in consumers.get(output, []):
+            if index in labels:
+                return labels[index]
+    for name in node.input:
+        index = producers.get(name, -1)
+        if index in labels:
+            return labels[index]
+    return ""
+
+
+def _set_label(node: onnx.NodeProto, layer: str) -> None:
+    for kv in node.metadata_props:
+        if kv.key == LAYER_KEY:
+            kv.value = layer
+            return
+    entry = node.metadata_props.add()
+    entry.key, entry.value = LAYER_KEY, layer
+
+
+def onnx_variant(parent: Model, proto: onnx.ModelProto, recipe: dict[str, Any]) -> Model:
+    """A new ONNX `Model` derived from ``parent`` with graph ``proto`` and ``recipe``.
+
+    Nodes are labelled with ``parent``'s canonical layers first (see `label_nodes`).
+    """
+    from workbench.loaders.onnx import model_from_proto
+
+    label_nodes(proto, node_layers(parent.to_onnx().proto))  # type: ignore[arg-type]
+    built = model_from_proto(proto, name=parent.name, source=parent.source, recipe=recipe)
+    return parent.derive(
+        framework="onnx",
+        module=None,
+        proto=proto,
+        inputs=built.inputs,
+        outputs=built.outputs,
+        layers=built.layers,
+        recipe=recipe,
+    )
+
+
+def parent_proto(model: Model) -> onnx.ModelProto:
+    """A private copy of ``model``'s ONNX graph, safe to edit."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model.to_onnx().proto)
+    return copy

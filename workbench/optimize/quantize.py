@@ -1,0 +1,352 @@
+"""Quantization transforms: INT8 dynamic and static (ONNX Runtime), FP16, BF16.
+
+INT8 always goes through ONNX Runtime's quantizer, for torch models too: torch's own
+eager INT8 path (``torch.ao.quantization``) is deprecated, and its successor (torchao)
+is not a dependency here, so a torch model is exported to ONNX and quantized there; the
+result is an ONNX model that runs on onnxruntime (and on any backend that runs ONNX
+with Q/DQ ops). FP16 has a torch route (``module.half()`` on a copy, inputs cast on the
+way in and outputs cast back to float32) and an ONNX route (float16 weights and ops
+with float32 inputs and outputs kept). BF16 is torch only.
+
+Example:
+    >>> q = wb.quantize(m, "int8-static", calibration=wb.samples.dataset("digits", "train"))
+    >>> q.recipe["label"]
+    'int8-static(entropy)'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from workbench.errors import TransformError
+from workbench.model import Model
+from workbench.optimize.base import Transform, config_to_dict, make_config, register
+from workbench.optimize.data_source import input_batches, resolve_data
+from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+Calibration = Literal["minmax", "entropy", "percentile"]
+
+
+@register("int8-dynamic")
+@dataclasses.dataclass(frozen=True)
+class Int8Dynamic(Transform):
+    """INT8 weights, activations quantized on the fly per batch (ONNX Runtime).
+
+    Needs no calibration data. Output is an ONNX model (MatMulInteger / DynamicQuantize
+    ops) that runs on onnxruntime.
+
+    Args:
+        per_channel: one scale per output channel of each weight instead of one per tensor.
+        op_types: ONNX op types to quantize (``MatMul``, ``Gemm``, ``Conv`` ...).
+        exclude: canonical layer names to keep in float.
+        reduce_range: 7-bit weights, for CPUs without VNNI (avoids saturation).
+
+    Example:
+        >>> q = wb.quantize(m, Int8Dynamic(per_channel=True))
+    """
+
+    per_channel: bool = False
+    op_types: tuple[str, ...] = ("MatMul", "Gemm")
+    exclude: tuple[str, ...] = ()
+    reduce_range: bool = False
+
+    def label(self) -> str:
+        return "int8-dynamic" + ("(per-channel)" if self.per_channel else "")
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        def run(source: onnx.ModelProto, out: Path) -> None:
+            quantize_dynamic(
+                source,
+                out,
+                op_types_to_quantize=list(self.op_types) or None,
+                per_channel=self.per_channel,
+                reduce_range=self.reduce_range,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=nodes_for_layers(model, self.exclude),
+                extra_options={"MatMulConstBOnly": True},
+            )
+
+        return _quantize_onnx(model, self, run)
+
+
+@register("int8-static")
+@dataclasses.dataclass(frozen=True)
+class Int8Static(Transform):
+    """INT8 weights and activations with scales calibrated on data (ONNX Runtime).
+
+    Args:
+        calibration: how activation ranges are chosen: ``"minmax"``, ``"entropy"`` or
+            ``"percentile"`` (99.999th).
+        per_channel: per-output-channel weight scales (else one per tensor).
+        op_types: ONNX op types to quantize; None for all that ORT can quantize.
+        exclude: canonical layer names to keep in float.
+        calibration_samples: samples of the calibration data to use.
+        quant_format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs that ORT fuses
+            into integer kernels) or ``"qoperator"`` (QLinearConv, QLinearMatMul ...).
+        activations: activation type, ``"uint8"`` (fastest on x86 VNNI) or ``"int8"``.
+
+    Example:
+        >>> q = wb.quantize(m, Int8Static(calibration="minmax"), calibration=data)
+    """
+
+    calibration: Calibration = "entropy"
+    per_channel: bool = True
+    op_types: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    calibration_samples: int = 256
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    activations: Literal["uint8", "int8"] = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.calibration not in ("minmax", "entropy", "percentile"):
+            raise ValueError(
+                f"calibration must be minmax, entropy or percentile, got {self.calibration!r}"
+            )
+        if self.quant_format not in ("qdq", "qoperator"):
+            raise ValueError(f"quant_format must be qdq or qoperator, got {self.quant_format!r}")
+
+    def label(self) -> str:
+        return f"int8-static({self.calibration})"
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        data = resolve_data(model, data, "train", "INT8 static calibration")
+        onnx_model = model.to_onnx()
+        reader = _reader(list(input_batches(onnx_model, data, self.calibration_samples)))
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[self.calibration]
+
+        def run(source: onnx.ModelProto, out: Path) -> None:
+            quantize_static(
+                source,
+                out,
+                reader,
+                quant_format=QuantFormat.QDQ
+                if self.quant_format == "qdq"
+                else QuantFormat.QOperator,
+                op_types_to_quantize=list(self.op_types) if self.op_types else None,
+                per_channel=self.per_channel,
+                activation_type=QuantType.QUInt8
+                if self.activations == "uint8"
+                else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=nodes_for_layers(model, self.exclude),
+                calibrate_method=method,
+                extra_options={"CalibTensorRangeSymmetric": False},
+            )
+
+        return _quantize_onnx(model, self, run)
+
+
+@register("fp16")
+@dataclasses.dataclass(frozen=True)
+class Fp16(Transform):
+    """Half-precision weights and arithmetic; inputs and outputs stay float32.
+
+    Args:
+        route: ``"auto"`` (torch for torch models, ONNX for ONNX models), ``"torch"``
+            or ``"onnx"`` (a torch model is exported first).
+        exclude: ONNX route only: canonical layers kept in float32.
+
+    Example:
+        >>> h = wb.quantize(m, "fp16")
+    """
+
+    route: Literal["auto", "torch", "onnx"] = "auto"
+    exclude: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        return "fp16" if self.route == "auto" else f"fp16({self.route})"
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        route = self.route if self.route != "auto" else model.framework
+        if route == "torch":
+            return _torch_cast(model, self, "float16")
+        return _onnx_fp16(model, self)
+
+
+@register("bf16")
+@dataclasses.dataclass(frozen=True)
+class Bf16(Transform):
+    """bfloat16 weights and arithmetic in torch (AMX on recent Xeons); float32 I/O.
+
+    Example:
+        >>> b = wb.quantize(m, "bf16")
+    """
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        if model.framework != "torch":
+            raise TransformError(
+                "bf16 has a torch route only (ONNX Runtime's CPU provider has few bfloat16 "
+                "kernels); load the torch model, or use fp16 for an ONNX model"
+            )
+        return _torch_cast(model, self, "bfloat16")
+
+
+def quantize(
+    model: Any,
+    scheme_or_config: Transform | str = "int8-dynamic",
+    calibration: Any = None,
+    **fields: Any,
+) -> Model:
+    """Quantize a model; returns a new `Model`, never changes ``model``.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts.
+        scheme_or_config: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``, ``"bf16"``
+            or a config such as ``Int8Static(calibration="minmax")``.
+        calibration: data for static INT8 (a `Dataset` or an iterable of
+            ``(inputs, labels)`` batches); for a sample model its training split is used
+            when omitted.
+        **fields: config fields overriding the defaults (``per_channel=False``).
+
+    Returns:
+        The quantized model; INT8 variants are ONNX models. ``recipe`` holds the config.
+
+    Raises:
+        TransformError: unknown scheme or field, missing calibration data, or the
+            quantizer failed.
+
+    Example:
+        >>> q = wb.quantize(m, "int8-static", calibration=data, calibration="minmax")
+    """
+    from workbench.loaders import load
+
+    config = make_config(scheme_or_config, **fields)
+    return config.apply(load(model), calibration)
+
+
+# ---- ONNX Runtime quantizer ---------------------------------------------------------
+def _quantize_onnx(model: Model, config: Transform, run: Any) -> Model:
+    import onnx
+
+    source = _prepared(parent_proto(model))
+    with tempfile.TemporaryDirectory(prefix="wb-quant-") as folder:
+        out = Path(folder) / "quantized.onnx"
+        try:
+            with _quiet():
+                run(source, out)
+        except TransformError:
+            raise
+        except Exception as exc:  # ORT's quantizer raises plain exceptions of many kinds
+            raise TransformError(
+                f"{config.label()} failed on {model.name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        proto = onnx.load(str(out))
+    return onnx_variant(model, proto, config_to_dict(config))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the quantizer's prints and root-logger warnings (advice we already follow)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _prepared(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape-inferred copy (the quantizer needs value shapes to pick kernels)."""
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # shape inference is a help, not a requirement
+        return proto
+
+
+def _reader(feeds: list[dict[str, Any]]) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    if not feeds:
+        raise TransformError("the calibration data holds no samples")
+
+    class _Feeds(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._iter = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._iter, None)
+
+        def rewind(self) -> None:
+            self._iter = iter(feeds)
+
+    return _Feeds()
+
+
+# ---- float16 / bfloat16 ---------------------------------------------------------------
+def _onnx_fp16(model: Model, config: Fp16) -> Model:
+    import warnings
+
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = parent_proto(model)
+    blocked = nodes_for_layers(model, config.exclude)
+    with warnings.catch_warnings():
+        # it warns about each weight clipped to the float16 range; we report nothing lost
+        warnings.simplefilter("ignore")
+        converted = convert_float_to_float16(
+            proto, keep_io_types=True, node_block_list=blocked or None
+        )
+    return onnx_variant(model, converted, config_to_dict(config))
+
+
+def _torch_cast(model: Model, config: Transform, dtype_name: str) -> Model:
+    import copy
+
+    import torch
+
+    if model.framework != "torch" or model.module is None:
+        raise TransformError(f"{config.label()} via torch needs a torch model")
+    dtype = getattr(torch, dtype_name)
+    module = copy.deepcopy(model.module).to(dtype).eval()
+    # hooks on the root keep the canonical layer names (no wrapper module) and keep the
+    # model's float32 interface, so the same data and inputs work for every variant
+    module.register_forward_pre_hook(functools.partial(_cast_inputs, dtype=dtype))
+    module.register_forward_hook(functools.partial(_cast_outputs, dtype=torch.float32))
+    return torch_variant(model, module, config_to_dict(config))
+
+
+def _cast_inputs(module: torch.nn.Module, args: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    return tuple(a.to(dtype) if a.is_floating_point() else a for a in args)
+
+
+def _cast_outputs(module: torch.nn.Module, args: Any, output: Any, dtype: Any) -> Any:
+    if isinstance(output, tuple | list):
+        return type(output)(o.to(dtype) if o.is_floating_point() else o for o in output)
+    return output.to(dtype) if output.is_floating_point() else output
+
+
+def torch_variant(parent: Model, module: torch.nn.Module, recipe: dict[str, Any]) -> Model:
+    """A new torch `Model` derived from ``parent`` running ``module`` (not copied again)."""
+    from workbench.loaders.torch import module_layers
+
+    module.eval()
+    return parent.derive(module=module, layers=module_layers(module), recipe=recipe, proto=None)

@@ -1,0 +1,218 @@
+"""A local SQLite store of results: profiles and sweep points, written as they finish.
+
+One file (default ``~/.cache/workbench/runs.sqlite``; set ``WORKBENCH_STORE`` or pass a
+path) holds every saved `Profile` (as its JSON) and every finished sweep point, so an
+interrupted sweep resumes where it stopped and the dashboard's Runs page can list
+what was measured before. Each call opens its own short connection, so a store can be
+used from several threads (a dashboard) and processes (a CLI sweep) at once.
+
+Example:
+    >>> store = Store("/tmp/runs.sqlite")
+    >>> run_id = store.save_profile(wb.profile(m))
+    >>> store.runs()            # one row per saved profile and per sweep
+    >>> store.load_profile(run_id).latency.median
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.profiling.profile import Profile
+
+#: environment variable naming the store file
+STORE_ENV = "WORKBENCH_STORE"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, recipe TEXT, backend TEXT,
+    device TEXT, batch_size INTEGER, latency_ms REAL, sweep_id TEXT, payload TEXT
+);
+CREATE TABLE IF NOT EXISTS points (
+    sweep_id TEXT, key TEXT, created_at TEXT, row TEXT, PRIMARY KEY (sweep_id, key)
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, meta TEXT
+);
+"""
+
+_RUN_COLUMNS = [
+    "run_id", "kind", "created_at", "model", "recipe", "backend", "device", "batch_size",
+    "latency_ms", "points", "sweep_id",
+]  # fmt: skip
+
+
+def default_path() -> Path:
+    """``$WORKBENCH_STORE`` if set, else ``~/.cache/workbench/runs.sqlite``."""
+    configured = os.environ.get(STORE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "workbench" / "runs.sqlite"
+
+
+class Store:
+    """Results persisted in one SQLite file.
+
+    Args:
+        path: the database file (created with its folder when missing); default
+            `default_path`. ``":memory:"`` is refused (each call opens a new connection).
+
+    Raises:
+        WorkbenchError: the file cannot be created or is not a workbench store.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        if str(path) == ":memory:":
+            raise WorkbenchError("Store needs a file path; use a temporary file for tests")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise WorkbenchError(f"cannot open the results store at {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:  # commits on success, rolls back on error
+                yield db
+        finally:
+            db.close()
+
+    # ---- profiles ----------------------------------------------------------------------
+    def save_profile(self, profile: Profile, sweep_id: str | None = None) -> str:
+        """Save a `Profile` (replacing one with the same ``run_id``); returns its run id."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO profiles VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    profile.run_id,
+                    profile.created_at,
+                    profile.model,
+                    profile.recipe_name,
+                    profile.backend,
+                    profile.device,
+                    profile.batch_size,
+                    profile.latency.median,
+                    sweep_id,
+                    profile.to_json(indent=None),
+                ),
+            )
+        return profile.run_id
+
+    def load_profile(self, run_id: str) -> Profile:
+        """The saved `Profile` with ``run_id``.
+
+        Raises:
+            KeyError: no such run.
+        """
+        from workbench.profiling.profile import Profile
+
+        with self._connect() as db:
+            found = db.execute("SELECT payload FROM profiles WHERE run_id=?", (run_id,)).fetchone()
+        if found is None:
+            raise KeyError(f"no saved profile with run id {run_id!r} in {self.path}")
+        return Profile.from_json(found[0])
+
+    # ---- sweeps ------------------------------------------------------------------------
+    def start_sweep(self, sweep_id: str, model: str, meta: dict[str, Any] | None = None) -> None:
+        """Record that a sweep exists (kept if it already does, so resuming keeps its date)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sweeps VALUES (?,?,?,?)",
+                (sweep_id, _now(), model, json.dumps(meta or {}, default=str)),
+            )
+
+    def save_point(self, sweep_id: str, row: dict[str, Any]) -> None:
+        """Save one finished sweep point at once (replacing a point with the same key).
+
+        Args:
+            sweep_id: the sweep.
+            row: the point's values; its ``key`` (or, without one, variant / backend /
+                device / batch size) identifies it within the sweep.
+        """
+        key = str(row.get("key") or point_key(row))
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO points VALUES (?,?,?,?)",
+                (sweep_id, key, _now(), json.dumps(_jsonable(row))),
+            )
+
+    def points(self, sweep_id: str) -> pd.DataFrame:
+        """The saved points of a sweep, in the order they finished (one row each)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT row FROM points WHERE sweep_id=? ORDER BY rowid", (sweep_id,)
+            ).fetchall()
+        return pd.DataFrame([json.loads(r[0]) for r in rows])
+
+    def done_keys(self, sweep_id: str) -> set[str]:
+        """Keys of the points of ``sweep_id`` already saved."""
+        with self._connect() as db:
+            rows = db.execute("SELECT key FROM points WHERE sweep_id=?", (sweep_id,)).fetchall()
+        return {r[0] for r in rows}
+
+    # ---- listing -----------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        """Past runs, newest first: one row per saved profile and one per sweep.
+
+        Columns: run_id, kind (``"profile"`` or ``"sweep"``), created_at, model, recipe,
+        backend, device, batch_size, latency_ms (median), points (sweeps), sweep_id.
+        """
+        with self._connect() as db:
+            profiles = db.execute(
+                "SELECT run_id, 'profile', created_at, model, recipe, backend, device, "
+                "batch_size, latency_ms, NULL, sweep_id FROM profiles"
+            ).fetchall()
+            sweeps = db.execute(
+                "SELECT s.sweep_id, 'sweep', s.created_at, s.model, NULL, NULL, NULL, NULL, "
+                "NULL, (SELECT COUNT(*) FROM points p WHERE p.sweep_id = s.sweep_id), "
+                "s.sweep_id FROM sweeps s"
+            ).fetchall()
+        frame = pd.DataFrame(profiles + sweeps, columns=_RUN_COLUMNS)
+        return frame.sort_values("created_at", ascending=False, ignore_index=True)
+
+
+def point_key(row: dict[str, Any]) -> str:
+    """The identity of a sweep point: ``variant|backend|device|batch_size``."""
+    return "|".join(str(row.get(k, "")) for k in ("variant", "backend", "device", "batch_size"))
+
+
+def runs(path: str | Path | None = None) -> pd.DataFrame:
+    """Past runs in the store as a DataFrame (``wb.runs()``); see `Store.runs`.
+
+    Example:
+        >>> wb.runs().head()
+    """
+    return Store(path).runs()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy scalars and NaN become plain JSON (NaN as null, so other readers cope)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
