@@ -31,6 +31,8 @@ class Metric:
         fn: ``fn(outputs, labels) -> float``; ``outputs`` is the model's first output
             for the whole dataset (numpy), ``labels`` the labels.
         higher_is_better: True for scores (accuracy), False for errors (MSE).
+        points: how many "points" one unit of the metric is, for budgets such as
+            `suggest`'s ``max_drop`` (100 for fractions like accuracy: 1 point = 1%).
 
     Example:
         >>> rmse = Metric("rmse", lambda y, t: float(np.sqrt(((y - t) ** 2).mean())), False)
@@ -39,6 +41,7 @@ class Metric:
     name: str
     fn: Callable[[np.ndarray, np.ndarray], float]
     higher_is_better: bool = True
+    points: float = 1.0
 
     def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         return float(self.fn(outputs, labels))
@@ -75,7 +78,7 @@ def mae(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric("accuracy", accuracy, True),
+    "accuracy": Metric("accuracy", accuracy, True, 100.0),
     "mse": Metric("mse", mse, False),
     "mae": Metric("mae", mae, False),
 }
@@ -95,7 +98,7 @@ def get_metric(metric: str | Metric | Callable[..., float]) -> Metric:
     found = re.fullmatch(r"top-?(\d+)", str(metric).lower())
     if found:
         k = int(found.group(1))
-        return Metric(f"top{k}", top_k(k), True)
+        return Metric(f"top{k}", top_k(k), True, 100.0)
     if metric in METRICS:
         return METRICS[metric]
     raise WorkbenchError(

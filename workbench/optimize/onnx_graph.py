@@ -17,9 +17,6 @@ from workbench.model import LAYER_KEY, Model
 if TYPE_CHECKING:
     import onnx
 
-#: suffixes ONNX Runtime's quantizer appends to the names of nodes it replaces
-_RENAMED_SUFFIXES = ("_quant", "_QuantizeLinear", "_DequantizeLinear", "_fused", "_output_0")
-
 
 def node_layers(proto: onnx.ModelProto) -> dict[str, str]:
     """Node name -> canonical layer, for every named node of ``proto``."""
@@ -41,7 +38,9 @@ def nodes_for_layers(model: Model, layers: Iterable[str]) -> list[str]:
         if name not in by_name:
             known = [x.name for x in onnx_model.layers]
             raise TransformError(f"{model.name} has no layer {name!r}; layers are {known}")
-        nodes.extend(by_name[name].nodes)
+        for node in by_name[name].nodes:
+            # ORT's dynamic quantizer first rewrites Gemm as MatMul + Add named <node>_MatMul
+            nodes.extend((node, f"{node}_MatMul", f"{node}_Add"))
     return nodes
 
 
@@ -84,10 +83,13 @@ def label_nodes(proto: onnx.ModelProto, original: dict[str, str]) -> None:
 def _by_name(name: str, original: dict[str, str]) -> str:
     if name in original:
         return original[name]
-    for suffix in _RENAMED_SUFFIXES:
-        if name.endswith(suffix) and name.removesuffix(suffix) in original:
-            return original[name.removesuffix(suffix)]
-    return ""
+    # the quantizer derives new names from old ones ("node_linear" -> "node_linear_MatMul",
+    # "node_linear_MatMul_quant_scales_mul"): the longest original prefix is the source
+    best = ""
+    for old in original:
+        if old and name.startswith(old + "_") and len(old) > len(best):
+            best = old
+    return original[best] if best else ""
 
 
 def _neighbour_label(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.errors import TransformError
-from workbench.model import Model
+from workbench.model import LAYER_KEY, Model
 from workbench.optimize.base import Transform, config_to_dict, make_config, register
 from workbench.optimize.data_source import input_batches, resolve_data
 from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
@@ -98,6 +98,9 @@ class Int8Static(Transform):
         quant_format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs that ORT fuses
             into integer kernels) or ``"qoperator"`` (QLinearConv, QLinearMatMul ...).
         activations: activation type, ``"uint8"`` (fastest on x86 VNNI) or ``"int8"``.
+        fold_batchnorm: fold BatchNormalization into the preceding Conv before
+            quantizing (else Q/DQ pairs land between them and the batch norm runs in
+            float); the folded layer keeps the Conv's name.
 
     Example:
         >>> q = wb.quantize(m, Int8Static(calibration="minmax"), calibration=data)
@@ -110,6 +113,7 @@ class Int8Static(Transform):
     calibration_samples: int = 256
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     activations: Literal["uint8", "int8"] = "uint8"
+    fold_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration not in ("minmax", "entropy", "percentile"):
@@ -158,7 +162,7 @@ class Int8Static(Transform):
                 extra_options={"CalibTensorRangeSymmetric": False},
             )
 
-        return _quantize_onnx(model, self, run)
+        return _quantize_onnx(model, self, run, fold=self.fold_batchnorm)
 
 
 @register("fp16")
@@ -240,10 +244,10 @@ def quantize(
 
 
 # ---- ONNX Runtime quantizer ---------------------------------------------------------
-def _quantize_onnx(model: Model, config: Transform, run: Any) -> Model:
+def _quantize_onnx(model: Model, config: Transform, run: Any, fold: bool = False) -> Model:
     import onnx
 
-    source = _prepared(parent_proto(model))
+    source = _prepared(_folded(parent_proto(model)) if fold else parent_proto(model))
     with tempfile.TemporaryDirectory(prefix="wb-quant-") as folder:
         out = Path(folder) / "quantized.onnx"
         try:
@@ -280,6 +284,29 @@ def _prepared(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(proto)
     except Exception:  # shape inference is a help, not a requirement
         return proto
+
+
+def _folded(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` after ONNX Runtime's basic graph optimizations (Conv+BatchNorm folding)."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="wb-fold-") as folder:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(folder) / "folded.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        folded = onnx.load(options.optimized_model_filepath)
+    # the optimizer drops node metadata; names survive, so carry the layer labels over
+    labels = {
+        n.name: kv.value for n in proto.graph.node for kv in n.metadata_props if kv.key == LAYER_KEY
+    }
+    for node in folded.graph.node:
+        if node.name in labels and not any(kv.key == LAYER_KEY for kv in node.metadata_props):
+            entry = node.metadata_props.add()
+            entry.key, entry.value = LAYER_KEY, labels[node.name]
+    return folded
 
 
 def _reader(feeds: list[dict[str, Any]]) -> Any:

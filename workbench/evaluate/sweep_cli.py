@@ -1,0 +1,96 @@
+"""``workbench sweep MODEL``: a headless trade-off sweep, written as JSON.
+
+Variants are registry names, optionally with fields: ``int8-static:calibration=minmax``,
+``prune-channels:sparsity=0.5,finetune_epochs=3``; ``baseline`` is the model itself.
+
+Example:
+    workbench sweep digits-mlp --variants baseline int8-dynamic fp16 \\
+        --backends onnxruntime torch --json tradeoffs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def parse_variant(text: str) -> Any:
+    """``"name:field=value,field=value"`` -> ``"baseline"`` or a transform config.
+
+    Values are read as JSON when they parse (``0.5``, ``true``, ``["fc1"]``), else as text.
+
+    Raises:
+        TransformError: unknown transform or field.
+    """
+    from workbench.optimize.base import make_config
+
+    name, _, rest = text.partition(":")
+    if name == "baseline":
+        return "baseline"
+    fields: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            fields[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key.strip()] = value
+    return make_config(name, **fields)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from workbench.errors import WorkbenchError
+    from workbench.evaluate.sweep import sweep
+
+    try:
+        variants = [parse_variant(v) for v in args.variants] if args.variants else None
+        table = sweep(
+            args.model,
+            variants=variants,
+            backends=args.backends,
+            devices=args.devices,
+            batch_size=args.batch_size,
+            metric=args.metric,
+            budget_s=args.budget_s,
+            options={"threads": args.threads} if args.threads else None,
+            store=args.store,
+            sweep_id=args.sweep_id,
+            resume=not args.no_resume,
+        )
+    except WorkbenchError as exc:
+        print(f"error: {exc}")
+        return 2
+    if args.json:
+        table.to_json(args.json)
+    columns = ["variant", "backend", "device", "latency_ms", "size_bytes", "metric_value"]
+    print(table.df[[*columns, "delta", "pareto"]].to_string(index=False))
+    failed = table.failed()
+    for row in failed.itertuples():
+        print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")
+    return 0
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sweep`` to the ``workbench`` command line."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="quantize/prune a model, evaluate and time every variant; write a trade-off table",
+    )
+    p.add_argument("model", help="model file or sample name (e.g. digits-mlp)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        help="baseline and transforms, e.g. int8-dynamic int8-static:calibration=minmax "
+        "prune-channels:sparsity=0.5,finetune_epochs=3 (default: the standard set)",
+    )
+    p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
+    p.add_argument("--devices", nargs="+", default=["cpu"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--metric", default="accuracy")
+    p.add_argument("--budget-s", type=float, default=0.5, help="seconds of timing per point")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
+    p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
+    p.add_argument("--sweep-id", default=None, help="resume or name this sweep")
+    p.add_argument("--no-resume", action="store_true", help="measure every point again")
+    p.add_argument("--json", default=None, help="write the table as JSON to this path")
+    p.set_defaults(func=_run)
