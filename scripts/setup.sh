@@ -12,6 +12,8 @@ if ! python -c "import torch" 2>/dev/null; then
     pip_install "torch==2.13.0"
 fi
 pip_install -e ".[dev,dashboard]"
+# the example plugin, so the tests exercise the entry points the way a third party would
+pip_install -e extensions/workbench-reference
 
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browsers here.
 if [ "${WORKBENCH_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
