@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 
-python -m ruff check workbench tests benchmarks
-python -m ruff format --check workbench tests benchmarks
+python -m ruff check workbench tests benchmarks extensions
+python -m ruff format --check workbench tests benchmarks extensions
 python -m pytest -q -p no:cacheprovider "$@"
