@@ -26,6 +26,12 @@ LAYER_COLUMNS = [
     "intensity",
     "params_bytes",
     "activation_bytes",
+    "achieved_flops_per_s",
+    "bound",
+    "roof_fraction",
+    "samples",
+    "fused_into",
+    "note",
 ]
 
 
@@ -137,6 +143,20 @@ class Profile:
             run_id=data.get("run_id") or uuid.uuid4().hex[:12],
             created_at=data.get("created_at", ""),
         )
+
+    @classmethod
+    def from_onnxruntime_trace(cls, path: str | Path, model: Any = None) -> Profile:
+        """A profile from an ONNX Runtime profiling JSON (see `workbench.profiling.importers`)."""
+        from workbench.profiling.importers import from_onnxruntime_trace
+
+        return from_onnxruntime_trace(path, model=model)
+
+    @classmethod
+    def from_torch_trace(cls, path: str | Path) -> Profile:
+        """A profile from a torch.profiler Chrome trace (see `workbench.profiling.importers`)."""
+        from workbench.profiling.importers import from_torch_trace
+
+        return from_torch_trace(path)
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> Profile:

@@ -1,0 +1,457 @@
+"""FLOPs and bytes per layer, and the roofline against measured machine ceilings.
+
+Conventions (the columns say which): ``flops`` counts a multiply-add as **2 FLOPs**
+(``flops = 2 * MACs`` for Conv, Gemm, MatMul, Einsum), bias adds and fused activation
+epilogues of those ops are not counted (as in ``torch.utils.flop_counter``);
+elementwise ops count one FLOP per output element, batch norm two, layer/group/instance
+norm and softmax five; pooling one per window element. ``bytes`` is what each op reads
+(inputs and weights) plus what it writes, summed over the layer's ops, unfused. An op
+the model does not know makes its layer's FLOPs NaN (unknown, never zero) and a note
+names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.profiling.ceilings import Ceilings, machine_ceilings
+
+if TYPE_CHECKING:
+    import onnx
+
+    from workbench.model import Model
+    from workbench.profiling.profile import Profile
+
+__all__ = [
+    "Ceilings",
+    "add_roofline",
+    "layer_costs",
+    "machine_ceilings",
+    "onnx_costs",
+    "onnx_node_flops",
+    "torch_costs",
+]
+
+COST_COLUMNS = ["flops", "bytes", "params_bytes", "activation_bytes"]
+_MOVE = {
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
+    "Gather", "GatherElements", "GatherND", "Shape", "Size", "Constant", "ConstantOfShape",
+    "Identity", "Cast", "CastLike", "Expand", "Pad", "Tile", "DepthToSpace", "SpaceToDepth",
+    "Range", "Dropout", "ScatterND", "ScatterElements", "NonZero", "OneHot", "ReorderInput",
+    "ReorderOutput",
+}  # fmt: skip
+_ELEMENTWISE = {
+    "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Gelu", "Erf",
+    "Exp", "Log", "Sqrt", "Pow", "Neg", "Abs", "Clip", "Min", "Max", "Sum", "Mean",
+    "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Elu", "Selu", "Celu", "Where", "Equal",
+    "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Reciprocal",
+    "Floor", "Ceil", "Round", "Sign", "Cos", "Sin", "Mish", "BiasGelu", "FastGelu", "QuickGelu",
+    "IsNaN", "IsInf", "Mod", "BitShift", "ThresholdedRelu", "Shrink", "QuantizeLinear",
+    "DequantizeLinear", "DynamicQuantizeLinear",
+}  # fmt: skip
+_REDUCE = {
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "GlobalAveragePool",
+    "GlobalMaxPool", "GlobalLpPool",
+}  # fmt: skip
+_NORM5 = {
+    "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+    "SimplifiedLayerNormalization", "SkipLayerNormalization", "Softmax", "LogSoftmax",
+}  # fmt: skip
+_POOL = {"MaxPool", "AveragePool", "LpPool"}
+
+Shapes = dict[str, tuple[tuple[int, ...], int]]  # tensor -> (shape, itemsize)
+
+
+# ---- ONNX --------------------------------------------------------------------------------
+def onnx_node_flops(node: onnx.NodeProto, shapes: Shapes) -> float | None:
+    """FLOPs of one ONNX node (2 per multiply-add), or None when the op is unknown.
+
+    Args:
+        node: the node.
+        shapes: known tensor shapes and item sizes (see `tensor_shapes`).
+
+    Returns:
+        FLOPs as a float, or None for an unknown op or a missing shape.
+
+    Example:
+        A Conv with weight (16, 3, 3, 3) and output (1, 16, 32, 32) has
+        ``2 * 16*32*32 * 3*3*3 = 884,736`` FLOPs.
+    """
+    op = node.op_type
+    ins = [shapes.get(t, (None, 0))[0] for t in node.input]
+    outs = [shapes.get(t, (None, 0))[0] for t in node.output]
+    out = outs[0] if outs else None
+    if op in _MOVE:
+        return 0.0
+    if out is None:
+        return None
+    if op in ("Conv", "FusedConv", "ConvInteger", "QLinearConv"):
+        w = ins[3] if op == "QLinearConv" else ins[1]
+        return None if w is None else 2.0 * _prod(out) * _prod(w[1:])
+    if op == "ConvTranspose":
+        return None if ins[0] is None or ins[1] is None else 2.0 * _prod(ins[0]) * _prod(ins[1][1:])
+    if op in ("MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "FusedGemm"):
+        a = ins[0]
+        if a is None:
+            return None
+        trans_a = any(x.name == "transA" and x.i for x in node.attribute)
+        k = a[0] if (op in ("Gemm", "FusedGemm") and trans_a) or len(a) == 1 else a[-1]
+        return 2.0 * _prod(out) * k
+    if op == "Einsum":
+        return _einsum_flops(node, ins)
+    if op in _ELEMENTWISE or op == "Resize" or op == "Upsample":
+        return float(_prod(out))
+    if op == "BatchNormalization":
+        return 2.0 * _prod(out)
+    if op in _NORM5:
+        return 5.0 * _prod(out)
+    if op in _REDUCE:
+        return None if ins[0] is None else float(_prod(ins[0]))
+    if op in _POOL:
+        kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+        return None if kernel is None else float(_prod(out) * _prod(kernel))
+    return None
+
+
+def _einsum_flops(node: onnx.NodeProto, ins: Sequence[Any]) -> float | None:
+    equation = next((a.s.decode() for a in node.attribute if a.name == "equation"), "")
+    lhs, _, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if "..." in equation or len(terms) != len(ins) or any(s is None for s in ins):
+        return None
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, ins, strict=True):
+        if len(term) != len(shape):
+            return None
+        sizes.update(zip(term, shape, strict=True))
+    total = float(_prod(sizes.values()))
+    contracted = set(sizes) - set(rhs)
+    return 2.0 * total if contracted and len(terms) > 1 else total
+
+
+def tensor_shapes(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Shapes:
+    """Concrete shapes of every tensor at the given inputs' sizes.
+
+    ONNX shape inference (with data propagation) first, on a copy whose inputs have the
+    concrete sizes; tensors it cannot resolve (old opsets, odd ops) are read from one
+    onnxruntime run that exposes them as outputs. Never changes ``proto``.
+    """
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    for value in model.graph.input:
+        if value.name in inputs:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, inputs[value.name].shape, strict=False):
+                dim.Clear()
+                dim.dim_value = int(size)
+    # inference is best effort; the ORT run below fills the gaps
+    with contextlib.suppress(Exception):
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    shapes: Shapes = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        shape = _static_shape(value)
+        if shape is not None:
+            shapes[value.name] = (shape, _itemsize(value.type.tensor_type.elem_type))
+    for init in graph.initializer:
+        shapes[init.name] = (tuple(int(d) for d in init.dims), _itemsize(init.data_type))
+    missing = [t for n in graph.node for t in n.output if t and t not in shapes]
+    if missing:
+        shapes.update(_shapes_from_ort(proto, inputs, missing))
+    return shapes
+
+
+def _shapes_from_ort(
+    proto: onnx.ModelProto, inputs: dict[str, np.ndarray], names: list[str]
+) -> Shapes:
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    known = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), opts, ["CPUExecutionProvider"])
+        values = session.run(names, inputs)
+    except Exception:  # an op ORT cannot run here: those shapes stay unknown
+        return {}
+    return {
+        n: (tuple(int(d) for d in np.shape(v)), np.asarray(v).dtype.itemsize)
+        for n, v in zip(names, values, strict=True)
+    }
+
+
+def onnx_costs(
+    proto: onnx.ModelProto, inputs: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, list[str]]:
+    """FLOPs, bytes, parameter and activation bytes per canonical layer of an ONNX graph.
+
+    Args:
+        proto: the graph (not changed).
+        inputs: inputs whose sizes fix the shapes (e.g. the profiled batch).
+
+    Returns:
+        A DataFrame indexed by canonical layer name with `COST_COLUMNS`, and notes
+        naming the op types whose cost is unknown.
+    """
+    from workbench.loaders.onnx import canonical_layer_name, onnx_layers
+
+    shapes = tensor_shapes(proto, inputs)
+    graph = proto.graph
+    layer_of = {i: canonical_layer_name(n, i) for i, n in enumerate(graph.node)}
+    consumers: dict[str, set[str]] = {}
+    for i, node in enumerate(graph.node):
+        for t in node.input:
+            consumers.setdefault(t, set()).add(layer_of[i])
+    outputs = {o.name for o in graph.output}
+    rows: dict[str, dict[str, float]] = {}
+    unknown: dict[str, set[str]] = {}
+    for i, node in enumerate(graph.node):
+        layer = layer_of[i]
+        row = rows.setdefault(layer, {"flops": 0.0, "bytes": 0.0, "activation_bytes": 0.0})
+        flops = onnx_node_flops(node, shapes)
+        if flops is None:
+            unknown.setdefault(node.op_type, set()).add(layer)
+            flops = math.nan
+        row["flops"] += flops
+        row["bytes"] += _node_bytes(node, shapes)
+        for t in node.output:
+            leaves_layer = t in outputs or bool(consumers.get(t, set()) - {layer})
+            if t and leaves_layer:
+                row["activation_bytes"] += _tensor_bytes(t, shapes)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    params = {layer.name: layer.params_bytes for layer in onnx_layers(proto)}
+    table["params_bytes"] = pd.Series(params).reindex(table.index).fillna(0)
+    notes = [
+        f"FLOPs unknown for op {op} (layers: {', '.join(sorted(layers)[:5])}); "
+        "those layers show NaN, not zero"
+        for op, layers in sorted(unknown.items())
+    ]
+    return table[COST_COLUMNS], notes
+
+
+def _node_bytes(node: onnx.NodeProto, shapes: Shapes) -> float:
+    tensors = [t for t in [*node.input, *node.output] if t]
+    return float(sum(_tensor_bytes(t, shapes) for t in tensors))
+
+
+def _tensor_bytes(name: str, shapes: Shapes) -> float:
+    if name not in shapes:
+        return math.nan
+    shape, itemsize = shapes[name]
+    return float(_prod(shape) * itemsize)
+
+
+def _static_shape(value: Any) -> tuple[int, ...] | None:
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value"):
+            return None
+        dims.append(int(dim.dim_value))
+    return tuple(dims)
+
+
+def _itemsize(elem_type: int) -> int:
+    from workbench.model import onnx_dtype_name
+
+    name = onnx_dtype_name(elem_type)
+    if name == "bfloat16":
+        return 2
+    return 4 if name.startswith("onnx-type") else np.dtype(name).itemsize
+
+
+def _prod(values: Any) -> int:
+    total = 1
+    for v in values:
+        total *= int(v)
+    return total
+
+
+# ---- torch -------------------------------------------------------------------------------
+def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFrame, list[str]]:
+    """FLOPs and bytes per leaf module of a torch model, from one forward pass with hooks.
+
+    Returns:
+        A DataFrame indexed by module path with `COST_COLUMNS`, and notes naming the
+        module types whose cost is unknown. The model is not changed (hooks are removed).
+    """
+    import torch
+
+    from workbench.profiling.torch_layers import module_paths
+
+    module = model.module
+    assert module is not None
+    seen: dict[str, tuple[Any, list[Any], Any]] = {}
+    handles = []
+    try:
+        for path, sub in module_paths(module).items():
+            if list(sub.children()):
+                continue
+
+            def hook(m: Any, args: Any, out: Any, p: str = path) -> None:
+                seen.setdefault(p, (m, [a for a in args if isinstance(a, torch.Tensor)], out))
+
+            handles.append(sub.register_forward_hook(hook))
+        with torch.inference_mode():
+            module(*(torch.from_numpy(a) for a in inputs.values()))
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = {layer.name: layer.params_bytes for layer in model.layers}
+    rows, unknown = {}, {}
+    for path, (sub, args, out) in seen.items():
+        flat = out if isinstance(out, tuple | list) else (out,)
+        outs = [o for o in flat if hasattr(o, "numel")]
+        flops = _module_flops(sub, args, outs)
+        if flops is None:
+            unknown.setdefault(type(sub).__name__, []).append(path)
+        out_bytes = sum(o.numel() * o.element_size() for o in outs)
+        in_bytes = sum(a.numel() * a.element_size() for a in args)
+        rows[path] = {
+            "flops": math.nan if flops is None else float(flops),
+            "bytes": float(in_bytes + out_bytes + params.get(path, 0)),
+            "params_bytes": params.get(path, 0),
+            "activation_bytes": float(out_bytes),
+        }
+    notes = [
+        f"FLOPs unknown for module type {kind} ({', '.join(paths[:5])}); NaN, not zero"
+        for kind, paths in sorted(unknown.items())
+    ]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=COST_COLUMNS), notes
+
+
+def _module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
+    kind = type(sub).__name__
+    out = outs[0] if outs else None
+    x = args[0] if args else None
+    if out is None:
+        return None
+    n_out = out.numel()
+    if kind.startswith("Conv") and "Transpose" not in kind:
+        return 2.0 * n_out * (sub.in_channels // sub.groups) * _prod(sub.kernel_size)
+    if kind.startswith("ConvTranspose") and x is not None:
+        return 2.0 * x.numel() * (sub.out_channels // sub.groups) * _prod(sub.kernel_size)
+    if kind in ("Linear", "LazyLinear", "NonDynamicallyQuantizableLinear") and x is not None:
+        return 2.0 * x.numel() * sub.out_features
+    if kind == "MultiheadAttention":
+        return _mha_flops(sub, args)
+    if kind.startswith("BatchNorm"):
+        return 2.0 * n_out
+    if kind in ("LayerNorm", "GroupNorm", "RMSNorm", "Softmax", "LogSoftmax") or kind.startswith(
+        "InstanceNorm"
+    ):
+        return 5.0 * n_out
+    if kind in _TORCH_ELEMENTWISE:
+        return float(n_out)
+    if kind in _TORCH_MOVE:
+        return 0.0
+    if kind.startswith(("MaxPool", "AvgPool")):
+        k = sub.kernel_size
+        return float(n_out * _prod(k if isinstance(k, tuple | list) else [k] * (x.dim() - 2)))
+    if kind.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")) and x is not None:
+        return float(x.numel())
+    return None
+
+
+def _mha_flops(sub: Any, args: list[Any]) -> float | None:
+    """Projections and the two attention matmuls (softmax not counted), 2 per multiply-add."""
+    if len(args) < 3:
+        return None
+    q, k = args[0], args[1]
+    e = sub.embed_dim
+    if sub.batch_first or q.dim() == 2:
+        l_q, s = q.shape[-2], k.shape[-2]
+        n = q.shape[0] if q.dim() == 3 else 1
+    else:
+        l_q, n, s = q.shape[0], q.shape[1], k.shape[0]
+    projections = 2.0 * n * (2 * l_q * e * e + 2 * s * e * e)  # q and out; k and v
+    attention = 2.0 * 2 * n * l_q * s * e
+    return projections + attention
+
+
+_TORCH_ELEMENTWISE = {
+    "ReLU", "ReLU6", "GELU", "SiLU", "Sigmoid", "Tanh", "LeakyReLU", "Hardswish", "Hardsigmoid",
+    "ELU", "SELU", "CELU", "Softplus", "Mish", "PReLU", "Hardtanh", "Upsample", "Threshold",
+}  # fmt: skip
+_TORCH_MOVE = {
+    "Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Embedding",
+    "ZeroPad2d", "ConstantPad2d", "PixelShuffle", "ChannelShuffle",
+}  # fmt: skip
+
+
+# ---- choosing and combining ---------------------------------------------------------------
+def layer_costs(
+    model: Model, inputs: dict[str, np.ndarray], layers: Sequence[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Costs for the given canonical layers, from the source whose layers match best.
+
+    A torch model has module-level costs; its ONNX graph (used when already exported, as
+    for a model run on onnxruntime or numba) has node-level costs. Layers one source does
+    not know are filled from the other.
+
+    Returns:
+        A DataFrame indexed by layer with `COST_COLUMNS`, and notes.
+    """
+    sources: list[tuple[pd.DataFrame, list[str]]] = []
+    if model.framework == "torch":
+        sources.append(torch_costs(model, inputs))
+    exported = model._onnx is not None or (model.onnx_path and model.onnx_path.is_file())
+    if model.framework == "onnx" or exported:
+        sources.append(onnx_costs(model.to_onnx().proto, inputs))
+    wanted = list(dict.fromkeys(layers))
+    sources.sort(key=lambda s: -len(set(wanted) & set(s[0].index)))
+    table = pd.DataFrame(index=pd.Index(wanted, dtype=object), columns=COST_COLUMNS, dtype=float)
+    notes: list[str] = []
+    for costs, source_notes in sources:
+        covered = table.index.intersection(costs.index)
+        # a layer one source cannot cost (a custom module) takes the other source's numbers
+        fill = table.loc[covered, "flops"].isna() & costs.loc[covered, "flops"].notna()
+        fill |= table.loc[covered, "bytes"].isna()
+        rows = covered[fill.to_numpy()]
+        table.loc[rows, COST_COLUMNS] = costs.loc[rows, COST_COLUMNS].to_numpy(dtype=float)
+        if len(rows):
+            notes.extend(n for n in source_notes if any(r in n for r in rows))
+    return table, notes
+
+
+def add_roofline(profile: Profile, ceilings: Ceilings | None = None) -> None:
+    """Add ``achieved_flops_per_s``, ``bound`` and ``roof_fraction`` to a profile's layers.
+
+    ``bound`` is ``"compute"`` when a layer's intensity is at or above the machine's
+    ridge point (peak FLOP/s / bandwidth), else ``"memory"``; ``roof_fraction`` is the
+    attained FLOP/s over the roof at that intensity (1.0 = on the roof). Changes
+    ``profile`` in place.
+    """
+    ceilings = ceilings or machine_ceilings(profile.device)
+    table = profile.layers
+    seconds = table["latency_ms"].astype(float) / 1e3
+    flops = table["flops"].astype(float)
+    intensity = table["intensity"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        achieved = (flops / seconds.where(seconds > 0)).astype(float)
+        roof = np.minimum(ceilings.peak_flops_per_s, intensity * ceilings.bandwidth_bytes_per_s)
+        table["achieved_flops_per_s"] = achieved
+        table["roof_fraction"] = achieved / roof.where(roof > 0)
+    ridge = ceilings.ridge_intensity
+    table["bound"] = np.where(
+        intensity.isna(), None, np.where(intensity >= ridge, "compute", "memory")
+    )
+    profile.environment["machine_ceilings"] = ceilings.to_dict()

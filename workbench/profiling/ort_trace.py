@@ -1,0 +1,295 @@
+"""ONNX Runtime node profiles: parse the trace JSON and map kernels back to canonical layers.
+
+ORT rewrites the graph before running it: it folds constants, fuses Conv+BatchNorm+Relu
+into one ``FusedConv`` (or an NCHWc ``Conv`` named after a tensor, ``relu_nchwc``),
+MatMul+Add into ``Gemm``, MatMul+Add+Gelu into ``BiasGelu``, and inserts layout
+conversions (``ReorderInput``/``ReorderOutput``). A kernel in the trace is therefore
+matched to the *optimized* graph (dumped once with ``optimized_model_filepath``) and,
+through the tensors it reads and writes, to the original nodes it covers. Nothing is
+dropped: every original node ends up executed, fused into a kernel, folded at load time,
+or explicitly not seen.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx
+
+#: the pseudo-layer of layout conversions ORT inserts (they belong to no model layer)
+LAYOUT_LAYER = "(layout)"
+_LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
+_SUFFIXES = re.compile(r"(_nchwc|_token_\d+|/[^/]*Fusion/?.*|_fused.*)$")
+
+
+@dataclass
+class TraceRun:
+    """Kernel events of one ``model_run``: ``(kernel name, op, provider, duration ms)``."""
+
+    events: list[tuple[str, str, str, float]] = field(default_factory=list)
+    total_ms: float = float("nan")
+    peak_bytes: int = 0
+
+
+def read_trace(path: str | Path) -> list[TraceRun]:
+    """Split an ORT profiling JSON into runs of kernel events, in execution order.
+
+    Args:
+        path: the file ``end_profiling()`` wrote (a JSON list of Chrome trace events).
+
+    Returns:
+        One `TraceRun` per ``model_run`` event (a single run when the trace has none).
+
+    Raises:
+        ValueError: the file is not an ORT trace (no ``Node`` kernel events).
+    """
+    events = json.loads(Path(path).read_text())
+    if isinstance(events, dict):  # some tools wrap the list in {"traceEvents": [...]}
+        events = events.get("traceEvents", [])
+    kernels = [
+        e
+        for e in events
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+    ]
+    if not kernels:
+        raise ValueError(f"{path} holds no ONNX Runtime node events (cat 'Node', '*_kernel_time')")
+    runs_spans = sorted(
+        (e["ts"], e["ts"] + e["dur"], e["dur"])
+        for e in events
+        if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
+    runs = [TraceRun(total_ms=d / 1000.0) for _, _, d in runs_spans] or [TraceRun()]
+    for event in sorted(kernels, key=lambda e: e["ts"]):
+        index = _run_index(runs_spans, event["ts"])
+        args = event.get("args", {})
+        name = str(event["name"]).removesuffix("_kernel_time")
+        runs[index].events.append(
+            (name, str(args.get("op_name", "")), str(args.get("provider", "")), event["dur"] / 1e3)
+        )
+        peak = args.get("mem_in_use_peak") or args.get("mem_bytes_in_use") or 0
+        runs[index].peak_bytes = max(runs[index].peak_bytes, int(peak))
+    return [r for r in runs if r.events]
+
+
+def _run_index(spans: Sequence[tuple[float, float, float]], ts: float) -> int:
+    for i, (start, end, _) in enumerate(spans):
+        if start <= ts <= end:
+            return i
+    return max(0, len(spans) - 1) if spans else 0
+
+
+@dataclass
+class NodeMap:
+    """How the kernels of an optimized graph cover the original graph's layers.
+
+    Attributes:
+        kernel_layers: per optimized node (in order, ``(name, op)``), the canonical layers
+            it covers; the first is the layer its time is attributed to.
+        not_run: layers no kernel covers, with why: folded into constants when the
+            session loaded, or removed by the graph optimizer.
+        layer_ops: the main op type of each canonical layer (from the original graph).
+        layer_order: canonical layers in the original graph's order.
+    """
+
+    kernel_layers: list[tuple[str, str, list[str]]]
+    not_run: dict[str, str]
+    layer_ops: dict[str, str]
+    layer_order: list[str] = field(default_factory=list)
+
+
+def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) -> NodeMap:
+    """Map every node of ``optimized`` to the canonical layers of ``original`` it computes.
+
+    Without an optimized graph (e.g. an imported trace), kernels map by name only.
+    """
+    from workbench.loaders.onnx import canonical_layer_name, onnx_layers
+
+    graph = original.graph
+    layer_of = {i: canonical_layer_name(n, i) for i, n in enumerate(graph.node)}
+    layers = onnx_layers(original)
+    layer_ops = {layer.name: layer.op_type for layer in layers}
+    order = [layer.name for layer in layers]
+    by_name = {n.name: i for i, n in enumerate(graph.node) if n.name}
+    if optimized is None:
+        kernels = [(n.name, n.op_type, [layer_of[i]]) for i, n in enumerate(graph.node)]
+        return NodeMap(kernels, {}, layer_ops, order)
+    producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
+    dynamic = _dynamic_nodes(original)
+    opt_names = {n.name for n in optimized.graph.node}
+    claimed: dict[int, int] = {}
+    kernels: list[tuple[str, str, list[int]]] = []
+    for k, node in enumerate(optimized.graph.node):
+        covered: list[int] = []
+        if node.op_type not in _LAYOUT_OPS:
+            anchor = _anchor(node, by_name, producer)
+            if anchor is not None and anchor not in claimed:
+                stops = set(node.input)
+                core = node.op_type.removeprefix("Fused")
+                covered = _walk_back(
+                    anchor, core, stops, graph, producer, dynamic, opt_names, claimed
+                )
+        for i in covered:
+            claimed[i] = k
+        kernels.append((node.name, node.op_type, covered))
+    _claim_leftovers(graph, producer, dynamic, claimed, kernels)
+    named = []
+    for name, op, covered in kernels:
+        owned = _unique(layer_of[i] for i in sorted(covered))
+        named.append((name, op, owned or ([LAYOUT_LAYER] if op in _LAYOUT_OPS else [])))
+    executed = {layer for _, _, owned in named for layer in owned}
+    not_run: dict[str, str] = {}
+    for i in range(len(graph.node)):
+        if i not in claimed and layer_of[i] not in executed:
+            why = "removed by the graph optimizer" if i in dynamic else "folded into constants"
+            not_run.setdefault(layer_of[i], why)
+    return NodeMap(named, not_run, layer_ops, order)
+
+
+def _anchor(node: onnx.NodeProto, by_name: dict[str, int], producer: dict[str, int]) -> int | None:
+    """The original node an optimized node is named after, or that writes its output."""
+    for candidate in (node.name, _SUFFIXES.sub("", node.name)):
+        if candidate in by_name:
+            return by_name[candidate]
+        if candidate in producer:  # NCHWc kernels are named after their output tensor
+            return producer[candidate]
+    for output in node.output:
+        if output in producer:
+            return producer[output]
+    return None
+
+
+def _walk_back(
+    anchor: int,
+    core: str,
+    stop_tensors: set[str],
+    graph: onnx.GraphProto,
+    producer: dict[str, int],
+    dynamic: set[int],
+    opt_names: set[str],
+    claimed: dict[int, int],
+) -> list[int]:
+    """Original nodes between a kernel's inputs and its anchor: what the kernel fused.
+
+    The walk stops at the kernel's core op (a Conv kernel holds one Conv), so that a
+    previous kernel's fused epilogue (its Add and Relu) is never claimed by the next one.
+    """
+    covered, stack = [anchor], [anchor]
+    while stack:
+        current = graph.node[stack.pop()]
+        if current.op_type == core:
+            continue
+        for tensor in current.input:
+            if not tensor or tensor in stop_tensors or tensor not in producer:
+                continue
+            source = producer[tensor]
+            if source in covered or source in claimed or source not in dynamic:
+                continue
+            if graph.node[source].name in opt_names:  # it runs as its own kernel
+                continue
+            covered.append(source)
+            stack.append(source)
+    return covered
+
+
+def _claim_leftovers(
+    graph: onnx.GraphProto,
+    producer: dict[str, int],
+    dynamic: set[int],
+    claimed: dict[int, int],
+    kernels: list[tuple[str, str, list[int]]],
+) -> None:
+    """Fused epilogues (a Relu after a Conv, an Add after a MatMul) join their input's kernel."""
+    for i, node in enumerate(graph.node):
+        if i in claimed or i not in dynamic:
+            continue
+        sources = [producer[t] for t in node.input if t in producer and producer[t] in claimed]
+        if sources:
+            owner = claimed[sources[0]]
+            claimed[i] = owner
+            kernels[owner][2].append(i)
+
+
+def _dynamic_nodes(proto: onnx.ModelProto) -> set[int]:
+    """Nodes that depend on a graph input (the others fold into constants at load time)."""
+    graph = proto.graph
+    initializers = {t.name for t in graph.initializer}
+    live = {v.name for v in graph.input if v.name not in initializers}
+    result = set()
+    for i, node in enumerate(graph.node):
+        if any(t in live for t in node.input):
+            result.add(i)
+            live.update(node.output)
+    return result
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def layer_samples(
+    runs: Sequence[TraceRun], node_map: NodeMap
+) -> tuple[dict[str, list[float]], dict[str, dict[str, Any]]]:
+    """Per-layer durations (ms), one per run, and per-layer details (kernels, fusion).
+
+    Kernels are matched to optimized nodes by name, in execution order; a name used by
+    several nodes (``BiasGelu`` twice) is matched occurrence by occurrence.
+    """
+    slots: dict[str, list[int]] = defaultdict(list)
+    for k, (name, _, _) in enumerate(node_map.kernel_layers):
+        slots[name].append(k)
+    samples: dict[str, list[float]] = defaultdict(list)
+    detail: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"kernels": [], "fused_from": [], "provider": set()}
+    )
+    for run in runs:
+        seen: dict[str, int] = defaultdict(int)
+        per_run: dict[str, float] = defaultdict(float)
+        for name, op, provider, ms in run.events:
+            layers = _kernel_layers(node_map, slots, name, seen[name])
+            seen[name] += 1
+            head = _head(layers, op, node_map.layer_ops) if layers else f"({name})"
+            per_run[head] += ms
+            info = detail[head]
+            if f"{name}:{op}" not in info["kernels"]:
+                info["kernels"].append(f"{name}:{op}")
+            rest = [layer for layer in layers if layer != head]
+            info["fused_from"] = _unique([*info["fused_from"], *rest])
+            info["provider"].add(provider)
+            info.setdefault("op", op)
+        for layer, ms in per_run.items():
+            samples[layer].append(ms)
+    for info in detail.values():
+        info["provider"] = ",".join(sorted(info["provider"]))
+    return dict(samples), dict(detail)
+
+
+def _head(layers: list[str], op: str, layer_ops: dict[str, str]) -> str:
+    """The layer a fused kernel's time goes to: the one whose op the kernel implements.
+
+    ``FusedConv`` -> the Conv layer, ``SkipLayerNormalization`` -> the LayerNorm,
+    ``BiasGelu`` -> the Gelu, ``FusedMatMul`` -> the MatMul; otherwise the first layer.
+    """
+    for layer in layers:
+        if layer_ops.get(layer) == op:
+            return layer
+    for layer in layers:
+        main = layer_ops.get(layer, "")
+        if main and main in op:
+            return layer
+    return layers[0]
+
+
+def _kernel_layers(
+    node_map: NodeMap, slots: dict[str, list[int]], name: str, occurrence: int
+) -> list[str]:
+    candidates = slots.get(name)
+    if not candidates:
+        return []
+    return node_map.kernel_layers[candidates[min(occurrence, len(candidates) - 1)]][2]
