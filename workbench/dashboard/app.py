@@ -1,0 +1,168 @@
+"""`App`: one dashboard session (state, pages, pickers, worker threads, upload folder)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench.dashboard.jobs import Jobs
+from workbench.dashboard.pages.compare import ComparePage
+from workbench.dashboard.pages.devices import DevicesPage
+from workbench.dashboard.pages.optimize import OptimizePage
+from workbench.dashboard.pages.profile import ProfilePage
+from workbench.dashboard.pages.runs import RunsPage
+from workbench.dashboard.state import AppState
+from workbench.dashboard.upload import MAX_UPLOAD_BYTES, SUFFIXES, load_upload
+from workbench.model import Model
+
+__all__ = ["App"]
+
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+EXTENSIONS = ("plotly", "tabulator", "filedropper")
+
+
+class App(Viewer):
+    """One dashboard session: the shared state, its pages, pickers and worker threads.
+
+    Args:
+        model: a `Model`, a sample name, or None for the ``digits-cnn`` sample.
+        store: a `workbench.store.Store` (or path) for the Runs page and for saving the
+            profiles measured here; None for the default store.
+        budget_s: timing budget of each end-to-end measurement, in seconds.
+        **params: initial pickers (``backend``, ``device``, ``batch_size``, ``per_layer``).
+    """
+
+    title = param.String(default="workbench", doc="the app's title")
+
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        *,
+        store: Any = None,
+        budget_s: float = 0.5,
+        **params: Any,
+    ) -> None:
+        super().__init__()
+        from workbench.store import Store
+
+        store = store if isinstance(store, Store) or store is False else Store(store)
+        self._notifications = pn.state.notifications  # this session's, captured on its thread
+        self._upload_dir = tempfile.mkdtemp(prefix="workbench-upload-")
+        jobs = Jobs(notify=self.notify)
+        self.state = AppState(model, store=store or None, jobs=jobs, budget_s=budget_s, **params)
+        self.profile = ProfilePage(state=self.state)
+        self.compare = ComparePage(state=self.state)
+        self.optimize = OptimizePage(state=self.state, jobs=Jobs(notify=self.notify))
+        self.devices = DevicesPage(state=self.state, jobs=Jobs(notify=self.notify))
+        self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
+        self.tabs = pn.Tabs(
+            ("Profile", self.profile),
+            ("Compare", self.compare),
+            ("Optimize", self.optimize),
+            ("Devices", self.devices),
+            ("Runs", self.runs),
+            dynamic=True,
+            sizing_mode="stretch_width",
+        )
+        self.tabs.param.watch(self._tab_opened, "active")
+        self.upload = pn.widgets.FileDropper(
+            accepted_filetypes=list(SUFFIXES),
+            max_file_size=f"{MAX_UPLOAD_BYTES // 2**20}MB",
+            multiple=False,
+            sizing_mode="stretch_width",
+            height=90,
+        )
+        self.upload.param.watch(self._uploaded, "value")
+
+    # ---- pickers ------------------------------------------------------------------------
+    def pickers(self, horizontal: bool = False) -> pn.layout.ListPanel:
+        """The shared pickers, progress, cancel and messages (sidebar when served)."""
+        state = self.state
+        batch = pn.widgets.Select(
+            name="Batch size",
+            options=_batch_options(state.batch_size),
+            value=state.batch_size,
+            width=110,
+        )
+        batch.link(state, value="batch_size")
+        state.param.watch(lambda e: setattr(batch, "value", e.new), "batch_size")
+        run = pn.widgets.Button(name="Profile", button_type="primary", width=90)
+        run.on_click(lambda _: state.request_profile())
+        cancel = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
+        cancel.on_click(lambda _: state.jobs.cancel())
+        error = pn.pane.Alert(
+            state.jobs.param.error, alert_type="danger", visible=state.jobs.param.error.rx.bool()
+        )
+        widgets = [
+            pn.widgets.Select.from_param(state.param.model_name, name="Model", width=200),
+            pn.widgets.Select.from_param(state.param.backend, name="Backend", width=140),
+            pn.widgets.Select.from_param(state.param.device, name="Device", width=110),
+            batch,
+            pn.widgets.Checkbox.from_param(state.param.per_layer, name="per layer"),
+            pn.widgets.Checkbox.from_param(state.param.auto, name="profile on change"),
+            pn.Row(run, cancel),
+            pn.indicators.Progress(
+                value=state.jobs.param.progress,
+                max=100,
+                width=200,
+                visible=state.jobs.param.running,
+            ),
+            pn.pane.Markdown(state.jobs.param.message, styles={"font-size": "12px"}),
+            error,
+        ]
+        if horizontal:
+            return pn.Column(pn.FlexBox(*widgets[:6], *widgets[6:8]), *widgets[8:])
+        upload = pn.Column(
+            pn.pane.Markdown("**Upload a model** (.onnx, .pt2, .pt; ≤ 200 MB)"), self.upload
+        )
+        return pn.Column(*widgets, upload, sizing_mode="stretch_width")
+
+    def _uploaded(self, event: param.parameterized.Event) -> None:
+        folder = self._upload_dir
+        for filename, data in (event.new or {}).items():
+            self.state.jobs.submit(
+                f"loading {filename}",
+                lambda progress, cancel, f=filename, d=data: load_upload(f, d, folder),
+                lambda model, f=filename: self.state.add_model(model, key=f"{f} (uploaded)"),
+            )
+
+    def _tab_opened(self, event: param.parameterized.Event) -> None:
+        if event.new == 4:
+            self.runs.refresh()
+
+    def notify(self, level: str, message: str) -> None:
+        """A toast when a job finishes or fails (where notifications are enabled)."""
+        if self._notifications is not None:
+            getattr(self._notifications, level, self._notifications.info)(message, duration=4000)
+
+    # ---- layouts ------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.pickers(horizontal=True), self.tabs, sizing_mode="stretch_width")
+
+    def template(self) -> pn.template.BootstrapTemplate:
+        """The served layout: pickers in the sidebar, pages as tabs in the main area.
+
+        Bootstrap rather than Fast: it loads no web fonts, so the page needs no internet.
+        """
+        return pn.template.BootstrapTemplate(
+            title=self.title,
+            sidebar=[self.pickers()],
+            main=[self.tabs],
+            sidebar_width=320,
+            header_background="#4C78A8",
+        )
+
+    def close(self) -> None:
+        """Cancel running jobs and delete uploaded files (called when a session ends)."""
+        for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs):
+            jobs.close()
+        shutil.rmtree(self._upload_dir, ignore_errors=True)
+
+
+def _batch_options(current: int) -> list[int]:
+    return sorted({*BATCH_SIZES, int(current)})

@@ -1,0 +1,96 @@
+"""Small building blocks shared by the pages: figure panes, tables, headline cards."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from workbench.profiling.profile import Profile
+
+#: rows per page of every table (big unpaginated tables freeze notebooks)
+PAGE_SIZE = 50
+
+
+def figure_pane(figure: Any, height: int | None = None) -> pn.pane.Plotly:
+    """A Plotly pane that stretches to the page width."""
+    options = {"height": height} if height else {}
+    return pn.pane.Plotly(
+        figure, sizing_mode="stretch_width", config={"displaylogo": False}, **options
+    )
+
+
+def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
+    """A paginated, read-only Tabulator (~50 rows a page)."""
+    defaults = {
+        "pagination": "remote",
+        "page_size": PAGE_SIZE,
+        "show_index": False,
+        "disabled": True,
+        "sizing_mode": "stretch_width",
+        "layout": "fit_data_stretch",
+    }
+    return pn.widgets.Tabulator(frame, **{**defaults, **options})
+
+
+def headline(profile: Profile | None) -> str:
+    """HTML cards with a profile's headline numbers (p50, p99, throughput, memory …)."""
+    if profile is None:
+        return "<p><i>No profile yet: pick a model, backend, device and batch size.</i></p>"
+    lat = profile.latency
+    cards = [
+        ("p50", f"{lat.median:.4g} ms"),
+        ("p90", f"{lat.p90:.4g} ms"),
+        ("p99", f"{lat.p99:.4g} ms"),
+        ("throughput", f"{profile.throughput:,.0f} /s"),
+        ("samples", f"{lat.n}{' (noisy)' if lat.noisy else ''}"),
+    ]
+    peak = profile.memory.get("peak_bytes")
+    if peak:
+        cards.append(("peak memory", f"{peak / 2**20:.3g} MiB"))
+    layers = profile.layers
+    if not layers.empty and "latency_ms" in layers:
+        if "params_bytes" in layers:
+            cards.append(
+                ("parameters", f"{layers['params_bytes'].fillna(0).sum() / 2**20:.3g} MiB")
+            )
+        if "flops" in layers:
+            cards.append(("GFLOP", f"{layers['flops'].fillna(0).sum() / 1e9:.3g}"))
+        cards.append(("layer sum", f"{layers['latency_ms'].sum():.4g} ms"))
+    body = "".join(
+        f"<div class='wb-card'><div class='wb-k'>{html.escape(k)}</div>"
+        f"<div class='wb-v'>{html.escape(v)}</div></div>"
+        for k, v in cards
+    )
+    title = f"<div class='wb-title'>{html.escape(profile.label)}</div>"
+    return f"{_CSS}{title}<div class='wb-cards'>{body}</div>{_gap_note(profile)}"
+
+
+def _gap_note(profile: Profile) -> str:
+    layers = profile.layers
+    if layers.empty or "latency_ms" not in layers:
+        return ""
+    total, e2e = float(layers["latency_ms"].sum()), profile.latency.median
+    return (
+        f"<p class='wb-note'>The layers sum to {total:.4g} ms against {e2e:.4g} ms end to end: "
+        "per-layer times come from a separate, instrumented pass (its overhead, and fusion "
+        "across layers, make the two differ); the <code>(unattributed)</code> row holds "
+        "time no layer claimed.</p>"
+    )
+
+
+def notes(profile: Profile | None) -> str:
+    """The profile's notes (what is missing or approximate), as a list."""
+    if profile is None or not profile.notes:
+        return ""
+    return "".join(f"<li>{html.escape(n)}</li>" for n in profile.notes)
+
+
+_CSS = """<style>
+.wb-cards{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0}
+.wb-card{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:90px}
+.wb-k{font-size:11px;color:#666;text-transform:uppercase}.wb-v{font-size:18px;font-weight:600}
+.wb-title{font-weight:600;margin-bottom:4px}.wb-note{font-size:12px;color:#555}
+</style>"""

@@ -1,0 +1,102 @@
+"""Devices page: what this machine has, each backend x device, and the roofline ceilings."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench import viz
+from workbench.dashboard.jobs import Jobs
+from workbench.dashboard.pages.common import figure_pane, table
+from workbench.dashboard.state import AppState
+
+
+def ceilings_function() -> Any | None:
+    """`wb.machine_ceilings`, or None where this build lacks it."""
+    import workbench as wb
+
+    try:
+        return wb.machine_ceilings
+    except (ImportError, AttributeError):
+        return None
+
+
+class DevicesPage(Viewer):
+    """Machine description, backends x devices, measured ceilings and the roofline.
+
+    Example:
+        >>> page = DevicesPage(state=state); page.measure(); page.jobs.wait()
+        >>> page.ceilings   # measured peak FLOP/s and bandwidth of state.device
+    """
+
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    ceilings = param.Dict(default=None, allow_None=True, doc="measured machine ceilings")
+
+    def __init__(self, jobs: Jobs | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        import workbench.devices as machine
+
+        self.jobs = jobs or Jobs()
+        self.machine = pn.pane.Markdown(f"**This machine:** {machine.describe_machine()}")
+        self.devices = table(machine.devices(), height=220)
+        self.ceilings_text = pn.pane.HTML()
+        self.roofline = figure_pane(viz.empty_figure("Profile a model to see its roofline."))
+        self.state.param.watch(self._refresh, ["current"])
+        self.param.watch(self._refresh, ["ceilings"])
+        self.jobs.param.watch(self._waiting, "running")
+        self._refresh()
+
+    def measure(self, *_: Any) -> None:
+        """Measure the peak FLOP/s and memory bandwidth of the picked device (worker thread)."""
+        measure = ceilings_function()
+        if measure is None:
+            self.ceilings_text.object = (
+                "<p>Ceilings need <code>wb.machine_ceilings</code>, which is not installed in "
+                "this build.</p>"
+            )
+            return
+        device = self.state.device
+        self.jobs.submit(
+            f"measuring the ceilings of {device}",
+            lambda progress, cancel: _plain(measure(device)),
+            lambda result: setattr(self, "ceilings", result),
+        )
+
+    def _refresh(self, *_: Any) -> None:
+        if self.ceilings:
+            rows = "".join(
+                f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
+                for k, v in self.ceilings.items()
+            )
+            self.ceilings_text.object = f"<table>{rows}</table>"
+        elif not self.ceilings_text.object:
+            self.ceilings_text.object = "<p><i>Press 'Measure ceilings' for the roofs.</i></p>"
+        if self.state.current is not None:
+            self.roofline.object = viz.roofline(self.state.current, self.ceilings)
+
+    def _waiting(self, *_: Any) -> None:
+        self.roofline.loading = self.jobs.running
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        button = pn.widgets.Button(name="Measure ceilings", button_type="primary")
+        button.on_click(self.measure)
+        return pn.Column(
+            self.machine,
+            self.devices,
+            pn.Row(button, pn.pane.Markdown(self.jobs.param.message)),
+            self.ceilings_text,
+            self.roofline,
+            sizing_mode="stretch_width",
+        )
+
+
+def _plain(ceilings: Any) -> dict[str, Any]:
+    return dict(ceilings.to_dict() if hasattr(ceilings, "to_dict") else ceilings)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))

@@ -1,0 +1,177 @@
+"""Optimize page: a recipe (quantization, calibration, sparsity) measured live beside the baseline.
+
+Moving a control builds the variant and measures accuracy, latency and size on the
+page's own worker thread; the point joins the trade-off plot (cached, so a control
+moved back shows its earlier point at once). Clicking a point shows that variant's
+per-layer latency against the baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench import viz
+from workbench.dashboard import work
+from workbench.dashboard.jobs import Jobs
+from workbench.dashboard.pages.common import figure_pane, table
+from workbench.dashboard.state import AppState
+
+BASELINE = ("none", "entropy", 0.0, False)
+
+
+class OptimizePage(Viewer):
+    """The recipe controls, the baseline-versus-variant numbers and the trade-off plot.
+
+    Example:
+        >>> page = OptimizePage(state=state)
+        >>> page.method = "int8-dynamic"; page.jobs.wait()
+        >>> page.results["int8-dynamic"].metric_value
+    """
+
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    method = param.Selector(
+        default="none", objects=list(work.QUANT_METHODS), doc="quantization method"
+    )
+    calibration = param.Selector(
+        default="entropy",
+        objects=list(work.CALIBRATIONS),
+        doc="how static INT8 picks activation ranges",
+    )
+    sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
+    structured = param.Boolean(default=False, doc="remove whole channels (torch models)")
+    selected = param.String(default=None, allow_None=True, doc="variant shown against baseline")
+
+    def __init__(self, jobs: Jobs | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.jobs = jobs or Jobs()
+        #: measured variants of the current model/backend/device/batch, by label
+        self.results: dict[str, work.VariantResult] = {}
+        self.comparison = pn.pane.HTML(sizing_mode="stretch_width")
+        self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
+        self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
+        self.table = table(pd.DataFrame(), height=300)
+        self.tradeoff.param.watch(self._point_clicked, "click_data")
+        self.param.watch(self.request, ["method", "calibration", "sparsity", "structured"])
+        self.param.watch(self._refresh, "selected")
+        self.state.param.watch(
+            self._context_changed, ["model_name", "backend", "device", "batch_size"]
+        )
+        self.jobs.param.watch(self._waiting, "running")
+        self._refresh()
+
+    def recipe(self) -> tuple[str, str, float, bool]:
+        return (self.method, self.calibration, round(float(self.sparsity), 2), self.structured)
+
+    def request(self, *_: Any) -> None:
+        """Measure the baseline (once) and the current recipe, off the UI thread."""
+        state = self.state
+        model, recipe = state.model(), self.recipe()
+        context = (state.backend, state.device, state.batch_size)
+        label = work.variant_label(*recipe)
+
+        def measure(progress: Any, cancel: Any) -> list[work.VariantResult]:
+            done = []
+            for i, spec in enumerate(dict.fromkeys([BASELINE, recipe])):
+                done.append(
+                    work.measure_variant(
+                        model,
+                        spec,
+                        *context,
+                        store=state.store,
+                        cancel=cancel,
+                        progress=lambda f, m, i=i: progress((i + f) / 2, m),
+                    )
+                )
+            return done
+
+        def show(results: list[work.VariantResult]) -> None:
+            for result in results:
+                self.results[result.label] = result
+            self.selected = label
+            self._refresh()
+
+        self.jobs.submit(f"measuring {label}", measure, show)
+
+    def _context_changed(self, *_: Any) -> None:
+        self.results = {}
+        self.selected = None
+        self._refresh()
+
+    def frame(self) -> pd.DataFrame:
+        """The measured variants as trade-off rows (baseline first)."""
+        rows = [r.row() for r in self.results.values()]
+        return pd.DataFrame(rows)
+
+    def _refresh(self, *_: Any) -> None:
+        frame = self.frame()
+        self.tradeoff.object = viz.tradeoff(frame, selected=self.selected)
+        self.comparison.object = self._numbers()
+        base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
+        if base is not None and chosen is not None and chosen is not base:
+            self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
+        shown = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
+        self.table.value = frame[[c for c in shown if c in frame]] if not frame.empty else frame
+
+    def _numbers(self) -> str:
+        base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
+        if base is None:
+            return "<p><i>Move a control (or press Measure) to measure a variant.</i></p>"
+        rows = [("", "baseline", chosen.label if chosen else "—")]
+        for name, get, fmt in (
+            ("accuracy", lambda r: r.metric_value, "{:.4f}"),
+            ("latency p50 (ms)", lambda r: r.profile.latency.median, "{:.4g}"),
+            ("size (KiB)", lambda r: r.size_bytes / 1024, "{:,.1f}"),
+        ):
+            values = [get(base), get(chosen) if chosen else None]
+            rows.append((name, *[fmt.format(v) if v is not None else "n/a" for v in values]))
+        body = "".join(f"<tr><th>{a}</th><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
+        notes = "".join(f"<li>{n}</li>" for n in (chosen.notes if chosen else ()))
+        return f"<table class='wb-compare'>{body}</table><ul>{notes}</ul>"
+
+    def _point_clicked(self, event: param.parameterized.Event) -> None:
+        points = (event.new or {}).get("points") or []
+        custom = points[0].get("customdata") if points else None
+        if custom:
+            self.selected = str(custom[0])
+
+    def _waiting(self, *_: Any) -> None:
+        self.tradeoff.loading = self.diff.loading = self.jobs.running
+
+    def controls(self) -> pn.Column:
+        """The recipe widgets (the sparsity slider reports on release: `value_throttled`)."""
+        sparsity = pn.widgets.FloatSlider(
+            name="Sparsity", start=0.0, end=0.9, step=0.05, value=self.sparsity
+        )
+        sparsity.param.watch(lambda e: setattr(self, "sparsity", e.new), "value_throttled")
+        measure = pn.widgets.Button(name="Measure", button_type="primary")
+        measure.on_click(self.request)
+        cancel = pn.widgets.Button(name="Cancel", button_type="warning")
+        cancel.on_click(lambda _: self.jobs.cancel())
+        return pn.Column(
+            pn.widgets.Select.from_param(self.param.method, name="Quantization"),
+            pn.widgets.Select.from_param(self.param.calibration, name="Calibration (static INT8)"),
+            sparsity,
+            pn.widgets.Checkbox.from_param(self.param.structured, name="Structured (channels)"),
+            pn.Row(measure, cancel),
+            pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
+            pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),
+            width=280,
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(
+            self.controls(),
+            pn.Column(
+                self.comparison,
+                self.tradeoff,
+                self.diff,
+                self.table,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,118 @@
+"""Profile page: headline numbers, per-layer bars and table, latency and memory figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench import viz
+from workbench.dashboard.pages.common import figure_pane, headline, notes, table
+from workbench.dashboard.state import AppState
+
+#: the layer-table columns shown (the others stay in the data, hidden)
+TABLE_COLUMNS = [
+    "layer",
+    "op_type",
+    "latency_ms",
+    "latency_p90_ms",
+    "share",
+    "flops",
+    "params_bytes",
+    "activation_bytes",
+]
+
+
+class ProfilePage(Viewer):
+    """The current profile: cards, per-layer bars (click selects a layer), table, figures.
+
+    Example:
+        >>> page = ProfilePage(state=AppState(model="digits-mlp"))
+        >>> page.state.order = "graph"; page.bars.object  # the bars, in execution order
+    """
+
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    distribution = param.Selector(default="box", objects=["box", "violin"], doc="chart kind")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        state = self.state
+        self.summary = pn.pane.HTML(sizing_mode="stretch_width")
+        self.notes = pn.pane.HTML(sizing_mode="stretch_width")
+        self.bars = figure_pane(viz.empty_figure("Profiling…"))
+        self.latency = figure_pane(viz.empty_figure("Profiling…"), height=380)
+        self.timeline = figure_pane(viz.empty_figure("Profiling…"), height=380)
+        self.memory = figure_pane(viz.empty_figure("Profiling…"), height=380)
+        self.table = table(pd.DataFrame(columns=TABLE_COLUMNS), selectable=1, height=420)
+        self.bars.param.watch(self._bar_clicked, "click_data")
+        self.table.param.watch(self._row_selected, "selection")
+        state.param.watch(self._refresh, "current")
+        state.param.watch(self._refresh_bars, ["order", "color_by", "selected_layer"])
+        self.param.watch(self._refresh_latency, "distribution")
+        state.jobs.param.watch(self._waiting, "running")
+        self._refresh()
+        self._waiting()
+
+    def _refresh(self, *_: Any) -> None:
+        profile = self.state.current
+        self.summary.object = headline(profile)
+        self.notes.object = f"<ul>{notes(profile)}</ul>" if notes(profile) else ""
+        if profile is None:
+            return
+        self._refresh_bars()
+        self._refresh_latency()
+        self.timeline.object = viz.latency_timeline(profile)
+        self.memory.object = viz.memory(profile)
+        layers = profile.layers
+        self.table.value = layers[[c for c in TABLE_COLUMNS if c in layers]].reset_index(drop=True)
+
+    def _refresh_bars(self, *_: Any) -> None:
+        state = self.state
+        if state.current is not None:
+            self.bars.object = viz.layer_latency(
+                state.current,
+                order=state.order,
+                color_by=state.color_by,
+                selected=state.selected_layer,
+            )
+
+    def _refresh_latency(self, *_: Any) -> None:
+        if self.state.current is not None:
+            self.latency.object = viz.latency_distribution(
+                self.state.current, kind=self.distribution
+            )
+
+    def _bar_clicked(self, event: param.parameterized.Event) -> None:
+        points = (event.new or {}).get("points") or []
+        if points and isinstance(points[0].get("y"), str):
+            self.state.selected_layer = points[0]["y"]
+
+    def _row_selected(self, event: param.parameterized.Event) -> None:
+        if event.new and not self.table.value.empty:
+            self.state.selected_layer = str(self.table.value.iloc[event.new[0]]["layer"])
+
+    def _waiting(self, *_: Any) -> None:
+        busy = self.state.jobs.running
+        for pane in (self.bars, self.latency, self.timeline, self.memory, self.table):
+            pane.loading = busy
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        options = pn.Row(
+            pn.widgets.RadioButtonGroup.from_param(self.state.param.order, name="order"),
+            pn.widgets.RadioButtonGroup.from_param(self.state.param.color_by, name="colour by"),
+            pn.widgets.RadioButtonGroup.from_param(self.param.distribution),
+        )
+        return pn.Column(
+            self.summary,
+            self.notes,
+            options,
+            self.bars,
+            pn.Row(self.latency, self.timeline, sizing_mode="stretch_width"),
+            self.memory,
+            pn.pane.Markdown("**Layers** (click a row or a bar to select a layer)"),
+            self.table,
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,100 @@
+"""Runs page: past profiles and sweeps from the results store, to reopen or compare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench import viz
+from workbench.dashboard.pages.common import figure_pane, table
+from workbench.dashboard.state import AppState
+
+SHOWN = [
+    "kind",
+    "created_at",
+    "model",
+    "recipe",
+    "backend",
+    "device",
+    "batch_size",
+    "latency_ms",
+    "points",
+]
+
+
+class RunsPage(Viewer):
+    """The store's runs; selected profiles reopen in Compare, a sweep shows its trade-offs.
+
+    Example:
+        >>> page = RunsPage(state=state); page.refresh()
+        >>> page.open_runs(list(page.runs["run_id"][:2]))   # into state.history / shown
+    """
+
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+
+    def __init__(self, on_open: Callable[[], None] | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.on_open = on_open
+        self.runs = pd.DataFrame(columns=["run_id", *SHOWN])
+        self.table = table(self.runs[SHOWN], selectable="checkbox", height=420)
+        self.message = pn.pane.HTML()
+        self.sweep = figure_pane(viz.empty_figure("Select a sweep to see its trade-offs."))
+        self.table.param.watch(self._selected, "selection")
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        """Reread the store."""
+        if self.state.store is None:
+            self.message.object = "<p>No results store configured.</p>"
+            return
+        try:
+            self.runs = self.state.store.runs().reset_index(drop=True)
+        except Exception as exc:  # an unreadable store is a message, not a broken page
+            self.message.object = f"<p>Cannot read the results store: {exc}</p>"
+            return
+        self.table.value = self.runs[[c for c in SHOWN if c in self.runs]]
+        self.message.object = f"<p>{len(self.runs)} runs in {self.state.store.path}</p>"
+
+    def selected_ids(self) -> list[str]:
+        return [str(self.runs.iloc[i]["run_id"]) for i in self.table.selection]
+
+    def open_runs(self, run_ids: list[str]) -> None:
+        """Reopen stored profiles into this session and show them on the Compare page."""
+        opened = []
+        for run_id in run_ids:
+            row = self.runs[self.runs["run_id"] == run_id]
+            if row.empty or row.iloc[0]["kind"] != "profile":
+                continue
+            profile = self.state.profile_by_id(run_id) or self.state.store.load_profile(run_id)
+            opened.append(profile)
+        if not opened:
+            self.message.object = "<p>Select one or more <b>profile</b> rows to open.</p>"
+            return
+        for profile in opened:
+            self.state.show(profile)
+        self.state.shown = [p.run_id for p in opened]
+        if self.on_open is not None:
+            self.on_open()
+
+    def _selected(self, *_: Any) -> None:
+        sweeps = [i for i in self.table.selection if self.runs.iloc[i]["kind"] == "sweep"]
+        if sweeps:
+            sweep_id = str(self.runs.iloc[sweeps[-1]]["sweep_id"])
+            self.sweep.object = viz.tradeoff(self.state.store.points(sweep_id))
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        refresh = pn.widgets.Button(name="Refresh")
+        refresh.on_click(self.refresh)
+        open_button = pn.widgets.Button(name="Open in Compare", button_type="primary")
+        open_button.on_click(lambda _: self.open_runs(self.selected_ids()))
+        return pn.Column(
+            pn.Row(refresh, open_button, self.message),
+            self.table,
+            self.sweep,
+            sizing_mode="stretch_width",
+        )

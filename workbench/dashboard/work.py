@@ -1,0 +1,219 @@
+"""The dashboard's long work, as plain functions of the public API (no UI library here).
+
+Each function takes a progress callback and a `CancelToken` so the dashboard can run it
+on a worker thread; none mutates the model it is given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import workbench as wb
+from workbench.dashboard.cache import RESULTS, RunKey
+from workbench.errors import TransformError
+from workbench.model import Model
+from workbench.profiling.profile import Profile
+from workbench.progress import CancelToken, ProgressCallback
+
+#: quantization methods offered by the Optimize page ("none" keeps full precision)
+QUANT_METHODS = ("none", "int8-dynamic", "int8-static", "fp16")
+#: calibration methods of static INT8
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+_samples: dict[str, Model] = {}
+_samples_lock = threading.Lock()
+
+
+def sample_names() -> list[str]:
+    """Names of the shipped sample models."""
+    return list(wb.samples.names())
+
+
+def load_sample(name: str) -> Model:
+    """A sample model, loaded once per process (models are never mutated, so shared)."""
+    with _samples_lock:
+        if name not in _samples:
+            _samples[name] = wb.samples.load(name)
+        return _samples[name]
+
+
+def model_key(model: Model) -> str:
+    """A cache key naming the model and its exact weights."""
+    return f"{model.name}#{model.fingerprint()[:12]}"
+
+
+def layers_available() -> bool:
+    """Whether per-layer profiling is installed (``workbench.profiling.layers``)."""
+    return importlib.util.find_spec("workbench.profiling.layers") is not None
+
+
+def profile_key(model: Model, backend: str, device: str, batch_size: int, layers: bool) -> RunKey:
+    kind = "profile+layers" if layers and layers_available() else "profile"
+    return RunKey(model_key(model), model.recipe_name, backend, device, batch_size, kind)
+
+
+def measure_profile(
+    model: Model,
+    backend: str,
+    device: str,
+    batch_size: int,
+    *,
+    layers: bool = True,
+    budget_s: float = 0.5,
+    store: Any = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Profile:
+    """Profile ``model`` (cached by `profile_key`) and save it to ``store`` when given."""
+    key = profile_key(model, backend, device, batch_size, layers)
+    cached = RESULTS.get(key)
+    if cached is not None:
+        return cached
+    result = wb.profile(
+        model,
+        backend=backend,
+        device=device,
+        batch_size=batch_size,
+        layers=layers and layers_available(),
+        layer_repeats=10,
+        budget_s=budget_s,
+        progress=progress,
+        cancel=cancel,
+    )
+    if not (layers and layers_available()) and layers:
+        result.notes.append("per-layer profiling is not installed in this build")
+    RESULTS.put(key, result)
+    if store is not None:
+        store.save_profile(result)
+    return result
+
+
+def evaluation_data(model: Model, split: str = "test") -> Any | None:
+    """The digits data when the model takes (N, 1, 8, 8) images, else None."""
+    if len(model.inputs) != 1 or tuple(model.inputs[0].shape[1:]) != (1, 8, 8):
+        return None
+    return wb.samples.dataset("digits", split=split)
+
+
+def variant_label(method: str, calibration: str, sparsity: float, structured: bool) -> str:
+    """A short name for a recipe: ``prune-channels(50%)+int8-static(entropy)``."""
+    parts = []
+    if sparsity > 0:
+        kind = "prune-channels" if structured else "prune-magnitude"
+        parts.append(f"{kind}({round(100 * sparsity)}%)")
+    if method != "none":
+        parts.append(f"int8-static({calibration})" if method == "int8-static" else method)
+    return "+".join(parts) or "baseline"
+
+
+def build_variant(
+    model: Model, method: str, calibration: str, sparsity: float, structured: bool
+) -> Model:
+    """Prune (if ``sparsity`` > 0), then quantize (unless ``method`` is ``"none"``).
+
+    Raises:
+        TransformError: the transform cannot apply to this model (explained).
+    """
+    variant = model
+    if sparsity > 0:
+        if structured and model.framework != "torch":
+            raise TransformError("structured pruning needs a PyTorch model; untick 'structured'")
+        variant = wb.prune(variant, sparsity=sparsity, structured=structured)
+    if method == "int8-static":
+        from workbench.optimize.quantize import Int8Static
+
+        # the config carries the calibration method; `calibration=` is the data
+        config = Int8Static(calibration=calibration)
+        variant = wb.quantize(variant, config, calibration=evaluation_data(model, split="train"))
+    elif method != "none":
+        variant = wb.quantize(variant, method)
+    return variant
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One measured variant: its size, metric and profile (never mutated once built).
+
+    Attributes:
+        label: the recipe's short name (`variant_label`).
+        size_bytes: the serialised model's size.
+        metric: the metric's name (``"accuracy"``).
+        metric_value: the metric on the held-out data, None without labelled data.
+        profile: the variant's `Profile` (per layer when available).
+        notes: what is missing, in words.
+    """
+
+    label: str
+    size_bytes: int
+    metric: str
+    metric_value: float | None
+    profile: Profile
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def row(self) -> dict[str, Any]:
+        """One trade-off row (the columns `viz.tradeoff` reads)."""
+        latency = self.profile.latency
+        return {
+            "variant": self.label,
+            "backend": self.profile.backend,
+            "device": self.profile.device,
+            "latency_ms": latency.median,
+            "latency_p90_ms": latency.p90,
+            "size_bytes": self.size_bytes,
+            "metric": self.metric,
+            "metric_value": self.metric_value,
+            "run_id": self.profile.run_id,
+        }
+
+
+def measure_variant(
+    model: Model,
+    recipe: tuple[str, str, float, bool],
+    backend: str,
+    device: str,
+    batch_size: int,
+    *,
+    store: Any = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> VariantResult:
+    """Build the variant ``recipe`` = (method, calibration, sparsity, structured) and measure it.
+
+    Cached by (model, recipe, backend, device, batch size).
+    """
+    label = variant_label(*recipe)
+    key = RunKey(model_key(model), label, backend, device, batch_size, "variant")
+    cached = RESULTS.get(key)
+    if cached is not None:
+        return cached
+    step = progress or (lambda fraction, message: None)
+    step(0.0, f"building {label}")
+    variant = build_variant(model, *recipe)
+    if cancel is not None:
+        cancel.check()
+    data, notes = evaluation_data(model), []
+    value = None
+    if data is None:
+        notes.append("no labelled data for this model's inputs: accuracy not measured")
+    else:
+        step(0.2, "evaluating accuracy")
+        from workbench.evaluate.metrics import evaluate
+
+        value = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
+        value = float(value.value)
+    step(0.4, "profiling")
+    profile = measure_profile(
+        variant,
+        backend,
+        device,
+        batch_size,
+        store=store,
+        cancel=cancel,
+        progress=lambda f, m: step(0.4 + 0.6 * f, m),
+    )
+    result = VariantResult(label, variant.size_bytes, "accuracy", value, profile, tuple(notes))
+    RESULTS.put(key, result)
+    return result

@@ -1,0 +1,736 @@
+"""Plotly figures: pure functions from result objects (`Profile`, trade-off tables) to figures.
+
+Every function takes measured data and returns a new ``plotly.graph_objects.Figure``; none
+measures anything or mutates its input. When data a figure needs is missing, the figure
+says so in words (and how to get it) instead of coming out blank.
+
+Colours are fixed per op type (`op_type_color`) and per precision (`precision_color`) so
+that the same op type has the same colour in every chart, table badge and session.
+
+Example:
+    >>> import workbench as wb
+    >>> from workbench import viz
+    >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", batch_size=32)
+    >>> viz.layer_latency(p).show()
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from workbench.profiling.profile import Profile
+
+__all__ = [
+    "OP_TYPE_COLORS",
+    "PRECISION_COLORS",
+    "empty_figure",
+    "latency_distribution",
+    "latency_timeline",
+    "layer_comparison",
+    "layer_latency",
+    "memory",
+    "op_type_breakdown",
+    "op_type_color",
+    "pareto_mask",
+    "precision_color",
+    "precision_of",
+    "roofline",
+    "tradeoff",
+]
+
+UNATTRIBUTED = "(unattributed)"
+
+# One palette for op types: fixed colours for the common ones, a stable hash for the rest.
+_QUALITATIVE = (
+    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",
+    "#B279A2", "#FF9DA6", "#9D755D", "#79706E", "#1F77B4", "#BCBD22",
+)  # fmt: skip
+OP_TYPE_COLORS: dict[str, str] = {
+    "Conv": "#4C78A8",
+    "Conv2d": "#4C78A8",
+    "Gemm": "#F58518",
+    "Linear": "#F58518",
+    "MatMul": "#E45756",
+    "BatchNormalization": "#72B7B2",
+    "BatchNorm2d": "#72B7B2",
+    "Relu": "#54A24B",
+    "ReLU": "#54A24B",
+    "Add": "#EECA3B",
+    "MultiheadAttention": "#B279A2",
+    "LayerNorm": "#FF9DA6",
+    "LayerNormalization": "#FF9DA6",
+    "QLinearConv": "#2E5A88",
+    "QLinearMatMul": "#B23A3A",
+    "MatMulInteger": "#B23A3A",
+    "ConvInteger": "#2E5A88",
+    UNATTRIBUTED: "#BBBBBB",
+}
+# One palette for precisions, shared by trade-off plots and badges.
+PRECISION_COLORS: dict[str, str] = {
+    "fp32": "#4C78A8",
+    "fp16": "#54A24B",
+    "bf16": "#72B7B2",
+    "int8": "#E45756",
+    "sparse": "#B279A2",
+    "other": "#79706E",
+}
+_WARMUP_COLOR = "#BBBBBB"
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+
+
+def op_type_color(op_type: str) -> str:
+    """The colour of ``op_type``: fixed for common ops, a stable hash for the rest."""
+    if op_type in OP_TYPE_COLORS:
+        return OP_TYPE_COLORS[op_type]
+    return _QUALITATIVE[zlib.crc32(str(op_type).encode()) % len(_QUALITATIVE)]
+
+
+def precision_of(recipe: Mapping[str, Any] | None) -> str:
+    """A display precision for a model recipe: ``fp32`` (none), ``int8``, ``fp16``, ``sparse``…"""
+    if not recipe:
+        return "fp32"
+    text = " ".join(str(v) for v in recipe.values()).lower() + " " + str(recipe.get("name", ""))
+    for key in ("int8", "fp16", "bf16"):
+        if key in text:
+            return key
+    return "sparse" if "prune" in text else "other"
+
+
+def precision_color(precision: str) -> str:
+    """The colour of a precision (``fp32``, ``fp16``, ``bf16``, ``int8``, ``sparse``)."""
+    return PRECISION_COLORS.get(precision, PRECISION_COLORS["other"])
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A blank figure that says what is missing (and how to get it) in its middle."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font_size=14
+    )
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
+    return fig
+
+
+def _layers(profile: Profile, needed: Sequence[str]) -> pd.DataFrame | None:
+    """The profile's layer rows when they have ``needed`` columns, else None."""
+    table = profile.layers
+    if table is None or table.empty or any(c not in table for c in needed):
+        return None
+    return table
+
+
+def _no_layers(profile: Profile, title: str) -> go.Figure:
+    return empty_figure(
+        f"No per-layer data in {profile.label}.<br>Profile with layers=True to see it.", title
+    )
+
+
+def _block(layer: str) -> str:
+    return layer.split(".", 1)[0] if layer != UNATTRIBUTED else UNATTRIBUTED
+
+
+def layer_latency(
+    profile: Profile,
+    *,
+    order: str = "time",
+    top: int | None = 40,
+    color_by: str = "op_type",
+    selected: str | None = None,
+) -> go.Figure:
+    """Per-layer median latency as horizontal bars, coloured (and stacked) by op type.
+
+    Args:
+        profile: a `Profile` with per-layer rows.
+        order: ``"time"`` (slowest first) or ``"graph"`` (execution order).
+        top: keep the ``top`` slowest layers (None keeps all); others are summed into
+            one ``(other layers)`` bar so the total still adds up.
+        color_by: ``"op_type"`` or ``"block"`` (the first part of the module path).
+        selected: a layer to outline.
+
+    Returns:
+        A bar figure, one trace per colour group (so the legend lists op types, not
+        layers); hover shows median, p90 and share of the summed per-layer time.
+    """
+    title = f"Per-layer latency — {profile.label}"
+    table = _layers(profile, ("layer", "op_type", "latency_ms"))
+    if table is None:
+        return _no_layers(profile, title)
+    rows = _top_rows(table, top)
+    if order == "time":
+        rows = rows.sort_values("latency_ms", ascending=False, kind="stable")
+    total = float(table["latency_ms"].sum()) or 1.0
+    op_types = rows["op_type"].where(rows["layer"] != UNATTRIBUTED, UNATTRIBUTED).fillna("")
+    rows = rows.assign(
+        op_type=op_types,
+        group=rows["layer"].map(_block) if color_by == "block" else op_types,
+        pct=100 * rows["latency_ms"] / total,
+        p90=rows["latency_p90_ms"] if "latency_p90_ms" in rows else rows["latency_ms"],
+    )
+    fig = go.Figure()
+    for group, part in rows.groupby("group", sort=False):
+        fig.add_trace(
+            go.Bar(
+                y=part["layer"],
+                x=part["latency_ms"],
+                orientation="h",
+                name=str(group),
+                marker_color=op_type_color(str(group)),
+                marker_line_width=[3 if layer == selected else 0 for layer in part["layer"]],
+                marker_line_color="black",
+                customdata=np.stack([part["op_type"], part["p90"], part["pct"]], axis=-1),
+                hovertemplate="<b>%{y}</b> (%{customdata[0]})<br>median %{x:.4g} ms"
+                "<br>p90 %{customdata[1]:.4g} ms<br>%{customdata[2]:.1f}% of layer time"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="stack",
+        xaxis_title="median latency (ms)",
+        yaxis={"categoryorder": "array", "categoryarray": list(rows["layer"])[::-1]},
+        height=max(320, 22 * len(rows) + 120),
+        legend_title=color_by.replace("_", " "),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _top_rows(table: pd.DataFrame, top: int | None) -> pd.DataFrame:
+    """The ``top`` slowest rows in graph order, the rest summed into one row."""
+    if top is None or len(table) <= top:
+        return table
+    keep = table["latency_ms"].rank(ascending=False, method="first") <= top
+    rest = table[~keep]
+    other = {"layer": f"(other {len(rest)} layers)", "op_type": "(other)"}
+    other["latency_ms"] = float(rest["latency_ms"].sum())
+    if "latency_p90_ms" in table:
+        other["latency_p90_ms"] = float(rest["latency_p90_ms"].sum())
+    return pd.concat([table[keep], pd.DataFrame([other])], ignore_index=True)
+
+
+def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
+    """Summed per-layer latency of each profile, stacked by op type (one bar per profile).
+
+    The end-to-end median is drawn as a diamond beside each bar, so the gap between the
+    sum of layer times and the uninstrumented end-to-end latency stays visible.
+    """
+    title = "Latency by op type"
+    frames = []
+    for p in profiles:
+        table = _layers(p, ("op_type", "latency_ms"))
+        if table is not None:
+            sums = table.groupby("op_type", sort=False)["latency_ms"].sum().reset_index()
+            frames.append(sums.assign(profile=p.label))
+    if not frames:
+        return empty_figure("No per-layer data yet: profile with layers=True.", title)
+    data = pd.concat(frames, ignore_index=True)
+    fig = go.Figure()
+    for op_type, part in data.groupby("op_type", sort=False):
+        fig.add_trace(
+            go.Bar(
+                x=part["profile"],
+                y=part["latency_ms"],
+                name=str(op_type),
+                marker_color=op_type_color(str(op_type)),
+                hovertemplate=f"<b>{op_type}</b><br>%{{x}}<br>%{{y:.4g}} ms<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[p.label for p in profiles],
+            y=[p.latency.median for p in profiles],
+            mode="markers",
+            marker={"symbol": "diamond", "size": 12, "color": "black"},
+            name="end-to-end median",
+            hovertemplate="%{x}<br>end-to-end median %{y:.4g} ms<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, barmode="stack", yaxis_title="latency (ms)", **_LAYOUT)
+    return fig
+
+
+def layer_comparison(
+    profiles: Sequence[Profile], *, baseline: int = 0, top: int | None = 30
+) -> go.Figure:
+    """Per-layer median latency of several profiles side by side, aligned by layer name.
+
+    Layers are matched by canonical name; a layer missing from a profile has no bar there.
+    Rows are sorted by the largest absolute change against ``profiles[baseline]``, and
+    hover shows each candidate's speed-up (``×``) over the baseline.
+
+    Args:
+        profiles: two or more profiles (one alone is drawn as it is).
+        baseline: index of the baseline profile in ``profiles``.
+        top: keep the ``top`` layers with the largest change (None keeps all).
+    """
+    title = "Per-layer comparison"
+    usable = [p for p in profiles if _layers(p, ("layer", "latency_ms")) is not None]
+    if not usable:
+        return empty_figure("Choose profiles measured with per-layer data to compare.", title)
+    base = profiles[baseline] if 0 <= baseline < len(profiles) else usable[0]
+    if base not in usable:
+        base = usable[0]
+    wide = _aligned(usable)
+    delta = (wide.drop(columns=base.label).sub(wide[base.label], axis=0)).abs().max(axis=1)
+    order = delta.fillna(np.inf).sort_values(ascending=False).index
+    wide = wide.loc[order[:top] if top else order]
+    fig = go.Figure()
+    for p in usable:
+        values = wide[p.label]
+        speedup = wide[base.label] / values
+        fig.add_trace(
+            go.Bar(
+                y=wide.index,
+                x=values,
+                orientation="h",
+                name=p.label + (" (baseline)" if p is base else ""),
+                customdata=speedup.to_numpy(),
+                hovertemplate="<b>%{y}</b><br>%{x:.4g} ms<br>%{customdata:.2f}× vs baseline"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        xaxis_title="median latency (ms)",
+        yaxis={"autorange": "reversed"},
+        height=max(320, 18 * len(wide) * len(usable) + 140),
+        legend={"orientation": "h", "y": -0.15},
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _aligned(profiles: Sequence[Profile]) -> pd.DataFrame:
+    """Median latency per layer (rows) and profile label (columns), first-seen order."""
+    series = []
+    for p in profiles:
+        table = p.layers
+        series.append(table.groupby("layer", sort=False)["latency_ms"].sum().rename(p.label))
+    return pd.concat(series, axis=1)
+
+
+def memory(profile: Profile) -> go.Figure:
+    """Parameter and activation bytes per layer in execution order, with peak memory.
+
+    Bars are stacked (parameters + activations) in MiB; the peak reported by the profile's
+    memory report is a dashed horizontal line, and a cumulative parameter line shows
+    where the model's weight bytes sit.
+    """
+    title = f"Memory per layer — {profile.label}"
+    table = _layers(profile, ("layer", "params_bytes", "activation_bytes"))
+    if table is None:
+        return _no_layers(profile, title)
+    table = table[table["layer"] != UNATTRIBUTED]
+    mib = 2.0**20
+    fig = go.Figure()
+    for column, name, color in (
+        ("params_bytes", "parameters", "#4C78A8"),
+        ("activation_bytes", "activations", "#F58518"),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=table["layer"],
+                y=table[column].astype(float) / mib,
+                name=name,
+                marker_color=color,
+                hovertemplate=f"<b>%{{x}}</b><br>{name} %{{y:.4g}} MiB<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=table["layer"],
+            y=table["params_bytes"].astype(float).cumsum() / mib,
+            mode="lines",
+            name="parameters, cumulative",
+            line={"color": "#4C78A8", "dash": "dot"},
+            hovertemplate="<b>%{x}</b><br>cumulative parameters %{y:.4g} MiB<extra></extra>",
+        )
+    )
+    peak = profile.memory.get("peak_bytes")
+    if peak:
+        fig.add_hline(
+            y=float(peak) / mib,
+            line_dash="dash",
+            line_color="#E45756",
+            annotation_text=f"peak {float(peak) / mib:.3g} MiB",
+        )
+    fig.update_layout(title=title, barmode="stack", yaxis_title="MiB", **_LAYOUT)
+    return fig
+
+
+def _ceiling(ceilings: Mapping[str, Any], *names: str) -> float | None:
+    for name in names:
+        value = ceilings.get(name)
+        if value:
+            return float(value)
+    return None
+
+
+def roofline(profile: Profile, ceilings: Any = None) -> go.Figure:
+    """The roofline: each layer at (arithmetic intensity, achieved FLOP/s), log-log.
+
+    Marker size is the layer's share of time and colour its op type (the legend lists op
+    types). The roofs come from measured ``ceilings`` (``peak_flops_per_s`` and
+    ``bandwidth_bytes_per_s``, as from `wb.machine_ceilings`), with the ridge point marked.
+
+    Args:
+        profile: a profile with ``flops``, ``intensity`` and ``latency_ms`` per layer.
+        ceilings: measured machine ceilings (a `Ceilings` or a mapping); without them
+            only the points are drawn.
+    """
+    title = f"Roofline — {profile.label}"
+    table = _layers(profile, ("layer", "op_type", "flops", "latency_ms"))
+    if table is None:
+        return _no_layers(profile, title)
+    points = _roof_points(table)
+    if points.empty:
+        return empty_figure("No layer has both FLOPs and bytes counted.", title)
+    fig = go.Figure()
+    for op_type, part in points.groupby("op_type", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=part["intensity"],
+                y=part["achieved"],
+                mode="markers",
+                name=str(op_type),
+                text=part["layer"],
+                marker={
+                    "size": 8 + 40 * np.sqrt(part["share"].clip(0, 1)),
+                    "color": op_type_color(str(op_type)),
+                    "line": {"width": 1, "color": "white"},
+                },
+                customdata=np.stack([part["latency_ms"], part["roof_pct"], part["bound"]], -1),
+                hovertemplate="<b>%{text}</b><br>intensity %{x:.3g} FLOP/byte<br>"
+                "achieved %{y:.3g} FLOP/s<br>%{customdata[0]:.4g} ms, "
+                "%{customdata[1]:.0f}% of roof (%{customdata[2]})<extra></extra>",
+            )
+        )
+    if ceilings is not None and not isinstance(ceilings, Mapping):
+        ceilings = ceilings.to_dict() if hasattr(ceilings, "to_dict") else vars(ceilings)
+    _add_roofs(fig, points, ceilings or {})
+    fig.update_layout(
+        title=title,
+        xaxis={"type": "log", "title": "arithmetic intensity (FLOP/byte)"},
+        yaxis={"type": "log", "title": "achieved FLOP/s"},
+        legend_title="op type",
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _roof_points(table: pd.DataFrame) -> pd.DataFrame:
+    points = table[(table["flops"].fillna(0) > 0) & (table["latency_ms"].fillna(0) > 0)].copy()
+    if "intensity" not in points or points["intensity"].isna().all():
+        points["intensity"] = points["flops"] / points["bytes"].replace(0, np.nan)
+    points = points[points["intensity"].fillna(0) > 0]
+    if "achieved_flops_per_s" in points and points["achieved_flops_per_s"].notna().any():
+        points["achieved"] = points["achieved_flops_per_s"].astype(float)
+    else:
+        points["achieved"] = points["flops"].astype(float) / (points["latency_ms"] / 1e3)
+    if "share" not in points:
+        points["share"] = points["latency_ms"] / table["latency_ms"].sum()
+    fraction = points.get("roof_fraction", pd.Series(np.nan, index=points.index))
+    points["roof_pct"] = 100 * fraction.astype(float)
+    points["bound"] = points.get("bound", pd.Series("", index=points.index)).fillna("")
+    points["share"] = points["share"].fillna(0).astype(float)
+    return points
+
+
+def _add_roofs(fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any]) -> None:
+    peak = _ceiling(ceilings, "peak_flops_per_s", "flops_per_s", "peak_flops")
+    bandwidth = _ceiling(ceilings, "bandwidth_bytes_per_s", "memory_bytes_per_s", "bandwidth")
+    if not (peak and bandwidth):
+        fig.add_annotation(
+            text="no measured ceilings: see the Devices page",
+            showarrow=False,
+            x=0.02,
+            y=0.98,
+            xref="paper",
+            yref="paper",
+            xanchor="left",
+        )
+        return
+    ridge = peak / bandwidth
+    low = min(float(points["intensity"].min()), ridge) / 4
+    high = max(float(points["intensity"].max()), ridge) * 4
+    xs = np.geomspace(low, high, 64)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=np.minimum(peak, bandwidth * xs),
+            mode="lines",
+            name="roof",
+            line={"color": "black"},
+            hovertemplate="roof %{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[ridge],
+            y=[peak],
+            mode="markers",
+            name="ridge point",
+            marker={"symbol": "x", "size": 10, "color": "black"},
+            hovertemplate="ridge %{x:.3g} FLOP/byte, peak %{y:.3g} FLOP/s<extra></extra>",
+        )
+    )
+
+
+def pareto_mask(
+    latency: Sequence[float], metric: Sequence[float], *, higher_is_better: bool = True
+) -> np.ndarray:
+    """True for points no other point beats: lower-or-equal latency and better-or-equal metric.
+
+    Ties are kept on the front (two identical points are both Pareto-optimal).
+    """
+    lat = np.asarray(latency, dtype=float)
+    met = np.asarray(metric, dtype=float) * (1 if higher_is_better else -1)
+    mask = np.ones(len(lat), dtype=bool)
+    for i in range(len(lat)):
+        better = (lat <= lat[i]) & (met >= met[i]) & ((lat < lat[i]) | (met > met[i]))
+        mask[i] = not better.any()
+    return mask
+
+
+def _tradeoff_frame(table: Any) -> tuple[pd.DataFrame, str | None]:
+    """The rows of a `TradeoffTable` (or DataFrame) with the metric's value in ``metric``.
+
+    A sweep's rows name the metric in ``metric`` and hold its value in ``metric_value``;
+    failed points (``error`` set) are dropped.
+    """
+    frame = getattr(table, "df", table)
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    name = None
+    if "metric_value" in frame:
+        names = frame["metric"].dropna() if "metric" in frame else pd.Series(dtype=object)
+        name = str(names.iloc[0]) if len(names) else None
+        frame = frame.drop(columns=["metric"], errors="ignore").rename(
+            columns={"metric_value": "metric"}
+        )
+    if "error" in frame:
+        frame = frame[frame["error"].isna()]
+    return frame, name
+
+
+def tradeoff(
+    table: Any,
+    *,
+    metric_name: str | None = None,
+    higher_is_better: bool = True,
+    selected: str | None = None,
+) -> go.Figure:
+    """Metric against median latency, one point per (variant, backend, device), with the front.
+
+    Marker size is model size (bytes), colour the variant's precision and symbol the
+    backend; the Pareto front is a step line (computed here, with ties kept, unless the
+    table carries its own ``pareto`` column). Points carry ``customdata[0]`` = variant so
+    a click handler can tell which was clicked.
+
+    Args:
+        table: a `TradeoffTable` (its ``.df``; its ``metric`` and ``higher_is_better``
+            win over the arguments) or a DataFrame with columns variant, latency_ms,
+            metric (the value) or metric_value (then ``metric`` is its name), and
+            optionally backend, latency_p90_ms, size_bytes, precision, pareto, error.
+        metric_name: the metric's axis title (defaults to ``table.metric`` or "metric").
+        higher_is_better: the metric's direction (accuracy: True; error: False).
+        selected: a variant to outline.
+    """
+    frame, named = _tradeoff_frame(table)
+    name = metric_name or named or str(getattr(table, "metric", None) or "metric")
+    higher_is_better = bool(getattr(table, "higher_is_better", higher_is_better))
+    title = f"{name} vs latency"
+    needed = ("variant", "latency_ms", "metric")
+    if frame.empty or any(c not in frame for c in needed):
+        return empty_figure("No variants measured yet: build one on the Optimize page.", title)
+    frame = frame.dropna(subset=["latency_ms", "metric"]).reset_index(drop=True)
+    if frame.empty:
+        return empty_figure(f"No variant has both a latency and a {name}.", title)
+    frame = _with_display_columns(frame, higher_is_better)
+    fig = go.Figure()
+    for (precision, backend), part in frame.groupby(["precision", "backend"], sort=False):
+        fig.add_trace(_tradeoff_trace(part, precision, backend, selected, name))
+    front = frame[frame["pareto"]].sort_values("latency_ms")
+    fig.add_trace(
+        go.Scatter(
+            x=front["latency_ms"],
+            y=front["metric"],
+            mode="lines",
+            line={"shape": "hv" if higher_is_better else "vh", "color": "#333", "dash": "dot"},
+            name="Pareto front",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="median latency (ms) — lower is better",
+        yaxis_title=f"{name} — {'higher' if higher_is_better else 'lower'} is better",
+        legend_title="precision, backend",
+        clickmode="event+select",
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+    frame = frame.copy()
+    if "backend" not in frame:
+        frame["backend"] = ""
+    if "precision" not in frame:
+        frame["precision"] = [
+            "int8"
+            if "int8" in str(v)
+            else "fp16"
+            if "fp16" in str(v)
+            else "sparse"
+            if "prune" in str(v) or "sparse" in str(v)
+            else "fp32"
+            for v in frame["variant"]
+        ]
+    if "pareto" not in frame:
+        frame["pareto"] = pareto_mask(
+            frame["latency_ms"], frame["metric"], higher_is_better=higher_is_better
+        )
+    frame["pareto"] = frame["pareto"].fillna(False).astype(bool)
+    size = frame.get("size_bytes", pd.Series(1.0, index=frame.index)).astype(float)
+    frame["size_mib"] = size / 2**20
+    frame["marker"] = 10 + 30 * np.sqrt(size / max(float(size.max()), 1.0))
+    return frame
+
+
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x")
+
+
+def _tradeoff_trace(
+    part: pd.DataFrame, precision: str, backend: str, selected: str | None, metric: str
+) -> go.Scatter:
+    error = None
+    if "latency_p90_ms" in part:
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "visible": True,
+            "array": (part["latency_p90_ms"] - part["latency_ms"]).clip(lower=0),
+            "arrayminus": [0] * len(part),
+            "thickness": 1,
+        }
+    symbol = _SYMBOLS[zlib.crc32(str(backend).encode()) % len(_SYMBOLS)]
+    return go.Scatter(
+        x=part["latency_ms"],
+        y=part["metric"],
+        mode="markers",
+        name=f"{precision}, {backend}" if backend else precision,
+        error_x=error,
+        marker={
+            "size": part["marker"],
+            "color": precision_color(precision),
+            "symbol": symbol,
+            "line": {
+                "width": [3 if v == selected else 1 for v in part["variant"]],
+                "color": ["black" if v == selected else "white" for v in part["variant"]],
+            },
+        },
+        customdata=np.stack([part["variant"], part["size_mib"], part["pareto"]], -1),
+        hovertemplate=f"<b>%{{customdata[0]}}</b><br>median %{{x:.4g}} ms<br>{metric} "
+        "%{y:.4g}<br>size %{customdata[1]:.3g} MiB<br>Pareto: %{customdata[2]}<extra></extra>",
+    )
+
+
+def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "box") -> go.Figure:
+    """End-to-end latency samples of each profile as a box or violin, warm-up apart.
+
+    The timed samples of each profile make one box (or violin); its warm-up calls are
+    drawn as grey crosses beside it, never mixed into the distribution.
+
+    Args:
+        profiles: one profile or several.
+        kind: ``"box"`` or ``"violin"``.
+    """
+    if isinstance(profiles, Profile):
+        profiles = [profiles]
+    if not profiles:
+        return empty_figure("No profiles yet.", "Latency distribution")
+    fig = go.Figure()
+    for p in profiles:
+        lat = p.latency
+        common = {
+            "y": list(lat.samples_ms),
+            "name": p.label,
+            "hovertemplate": f"%{{y:.4g}} ms<br>n={lat.n}<extra>{p.label}</extra>",
+        }
+        if kind == "violin":
+            fig.add_trace(
+                go.Violin(points="all", box_visible=True, meanline_visible=True, **common)
+            )
+        else:
+            fig.add_trace(go.Box(boxpoints="all", **common))
+        if lat.warmup_ms:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.label] * len(lat.warmup_ms),
+                    y=list(lat.warmup_ms),
+                    mode="markers",
+                    marker={"color": _WARMUP_COLOR, "symbol": "x", "size": 8},
+                    name="warm-up",
+                    legendgroup="warm-up",
+                    showlegend=p is profiles[0],
+                    hovertemplate="warm-up %{y:.4g} ms<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title="End-to-end latency distribution",
+        yaxis_title="latency (ms)",
+        yaxis_type=_value_axis([p.latency for p in profiles]),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _value_axis(measurements: Sequence[Any]) -> str:
+    """``"log"`` when the samples (warm-up included) span more than 20x, else linear."""
+    values = [v for m in measurements for v in (*m.samples_ms, *m.warmup_ms) if v > 0]
+    return "log" if values and max(values) > 20 * min(values) else "linear"
+
+
+def latency_timeline(profile: Profile) -> go.Figure:
+    """Each timed call's latency in order, warm-up calls greyed out first; median dashed."""
+    lat = profile.latency
+    warm = len(lat.warmup_ms)
+    fig = go.Figure()
+    if warm:
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, warm + 1)),
+                y=list(lat.warmup_ms),
+                mode="markers",
+                marker_color=_WARMUP_COLOR,
+                name="warm-up",
+                hovertemplate="warm-up call %{x}: %{y:.4g} ms<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=list(range(warm + 1, warm + lat.n + 1)),
+            y=list(lat.samples_ms),
+            mode="markers",
+            marker_color="#4C78A8",
+            name="timed",
+            hovertemplate="call %{x}: %{y:.4g} ms<extra></extra>",
+        )
+    )
+    fig.add_hline(y=lat.median, line_dash="dash", annotation_text=f"median {lat.median:.4g} ms")
+    fig.update_layout(
+        title=f"Latency per call — {profile.label}",
+        xaxis_title="call",
+        yaxis_title="latency (ms)",
+        yaxis_type=_value_axis([lat]),
+        **_LAYOUT,
+    )
+    return fig
