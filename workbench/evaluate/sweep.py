@@ -202,6 +202,8 @@ def sweep(
     for (label, spec), backend, device in track(
         todo, description="sweep", progress=progress, cancel=cancel
     ):
+        if cancel is not None:
+            cancel.check()  # again after the progress callback, which may have cancelled
         if label not in built:
             built[label] = run.build(spec)
         row = run.point(label, built[label], backend, device, store, sweep_id)

@@ -155,6 +155,10 @@ def _step(
         return f"its output feeds {user.target} ({kind})"
     if user.op == "call_function" and _passes(user.target) and user.args[0] is source:
         return axis, factor
+    if _is_flatten(user) and user.args[0] is source:
+        start = user.kwargs.get("start_dim", user.args[1] if len(user.args) > 1 else 0)
+        end = user.kwargs.get("end_dim", user.args[2] if len(user.args) > 2 else -1)
+        return _flattened(source, axis, factor, int(start), int(end))
     if user.op == "call_function" and user.target in (operator.add, operator.iadd):
         return "its output feeds an add (a residual connection ties its channels)"
     if user.op == "output":
@@ -173,6 +177,14 @@ def _flattened(
         return "a flatten mixes its channels into a non-leading position"
     inner = int(np.prod(shape[axis + 1 : end + 1], dtype=np.int64))
     return start, factor * inner
+
+
+def _is_flatten(user: fx.Node) -> bool:
+    import torch
+
+    if user.op == "call_method":
+        return user.target == "flatten"
+    return user.op == "call_function" and user.target is torch.flatten
 
 
 def _passes(target: Any) -> bool:

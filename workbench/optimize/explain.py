@@ -170,6 +170,41 @@ def kernel_reasons(profile: Profile) -> dict[str, list[str]]:
     return out
 
 
+def compare_reasons(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) -> list[str]:
+    """A `workbench.profiling.compare` reason detector: why a layer got slower than in the
+    first profile, from the per-layer rows alone (op types and notes the trace recorded).
+
+    Registered with ``compare.register_reason`` it fills the ``reasons`` column for
+    quantized variants: time spent in Quantize/Dequantize kernels, layout or type
+    conversions, and integer kernels slower than the float ones they replaced.
+    """
+    base = rows[0] if rows else None
+    out = []
+    if layer == "(layout)" and any(r is not None for r in rows[1:]):
+        out.append("layout conversions ONNX Runtime inserted (ReorderInput/ReorderOutput)")
+    for label, row in zip(labels[1:], rows[1:], strict=True):
+        if row is None or not _slower(base, row):
+            continue
+        op = str(row.get("op_type") or "")
+        note = str(row.get("note") or "")
+        if op in _QDQ_OPS or any(q in note for q in _QDQ_OPS):
+            out.append(f"Quantize/Dequantize work in {label} ({op or 'fused'})")
+        elif op in _LAYOUT_OPS or op in _CAST_OPS:
+            out.append(f"{'layout' if op in _LAYOUT_OPS else 'type'} conversion ({op}) in {label}")
+        elif op in _INTEGER_KERNELS:
+            out.append(
+                f"integer kernel {op} in {label} is slower than the float one: on a layer this "
+                "small, quantizing and dequantizing the activations costs more than it saves"
+            )
+    return out
+
+
+def _slower(base: dict[str, Any] | None, row: dict[str, Any]) -> bool:
+    now = float(row.get("latency_ms") or 0.0)
+    before = float(base.get("latency_ms") or 0.0) if base is not None else 0.0
+    return now - before > SLOWER_MS and now > SLOWER_RATIO * before
+
+
 def _kernel_ops(value: Any) -> list[str]:
     """Op names from a ``kernels`` cell: a list of ``"name:op"`` or a dict with ``kernels``."""
     if isinstance(value, dict):

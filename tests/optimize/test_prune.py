@@ -1,0 +1,150 @@
+"""Pruning: exact sparsity made permanent; channel pruning really shrinks layers and keeps
+outputs identical when the removed channels were dead; residual adds are skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import model_state, run
+from torch import nn
+
+import workbench as wb
+from workbench.errors import TransformError
+from workbench.optimize.prune import ChannelPrune, MagnitudePrune
+from workbench.testing import toy_cnn, toy_mlp
+
+
+def _weights(model: wb.Model) -> dict[str, np.ndarray]:
+    return {
+        name: sub.weight.detach().numpy()
+        for name, sub in model.module.named_modules()
+        if isinstance(sub, nn.Linear | nn.Conv2d)
+    }
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_prune_is_exact_and_permanent(scope: str) -> None:
+    model = toy_mlp(hidden=32)
+    before = model_state(model)
+    sparse = wb.prune(model, sparsity=0.6, scope=scope)
+    assert model_state(model) == before
+    original, pruned = _weights(model), _weights(sparse)
+    zeros = sum(int((w == 0).sum()) for w in pruned.values())
+    total = sum(w.size for w in pruned.values())
+    assert zeros == int(0.6 * total) if scope == "global" else abs(zeros / total - 0.6) < 0.01
+    if scope == "layer":
+        for w in pruned.values():
+            assert abs((w == 0).mean() - 0.6) < 0.02
+    for name, w in pruned.items():  # survivors are untouched and are the largest
+        kept = w != 0
+        np.testing.assert_array_equal(w[kept], original[name][kept])
+        if scope == "layer":
+            assert np.abs(original[name][~kept]).max() <= np.abs(original[name][kept]).min()
+    assert not any("orig" in key or "mask" in key for key in sparse.module.state_dict())
+    assert not any(m._forward_pre_hooks for m in sparse.module.modules())
+    assert sparse.recipe["achieved_sparsity"] == pytest.approx(zeros / total)
+
+
+def test_magnitude_prune_of_an_onnx_model(digits_mlp, digits_test) -> None:
+    onnx_model = digits_mlp.to_onnx()
+    before = model_state(onnx_model)
+    sparse = wb.prune(onnx_model, MagnitudePrune(sparsity=0.5, exclude=("head",)))
+    assert model_state(onnx_model) == before and sparse.framework == "onnx"
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in sparse.proto.graph.initializer}
+    assert (weights["head.weight"] != 0).all()
+    fc = np.concatenate([weights["fc1.weight"].ravel(), weights["fc2.weight"].ravel()])
+    assert (fc == 0).mean() == pytest.approx(0.5, abs=1e-4)
+    out = run(sparse, digits_test.inputs)
+    assert (out.argmax(1) == digits_test.labels).mean() > 0.9
+
+
+def _with_dead_units(model: wb.Model) -> wb.Model:
+    """Zero half the hidden units' weights and biases so pruning them changes nothing."""
+    module = model.module
+    with torch.no_grad():
+        module[0].weight[::2] = 0.0
+        module[0].bias[::2] = 0.0
+    return wb.load(module, example_inputs=(torch.rand(1, 8),))
+
+
+def test_channel_prune_mlp_shrinks_and_keeps_outputs() -> None:
+    model = _with_dead_units(toy_mlp(hidden=16))
+    before = model_state(model)
+    small = wb.prune(model, sparsity=0.5, structured=True, norm="l1")
+    assert model_state(model) == before
+    assert small.module[0].weight.shape == (8, 8) and small.module[2].weight.shape == (4, 8)
+    assert small.recipe["channels"] == {"0": [16, 8]}
+    assert small.params < model.params
+    x = np.random.default_rng(0).random((5, 8), dtype=np.float32)
+    np.testing.assert_allclose(run(small, x, "torch"), run(model, x, "torch"), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(run(small, x), run(model, x, "torch"), rtol=1e-4, atol=1e-5)
+
+
+def test_channel_prune_cnn_follows_batchnorm_and_flatten() -> None:
+    model = toy_cnn()
+    module = model.module
+    with torch.no_grad():  # channels 1 and 3 are dead: conv, bias and bn output all zero
+        module.features[0].weight[1::2] = 0.0
+        module.features[0].bias[1::2] = 0.0
+        module.features[1].running_mean[1::2] = 0.0
+        module.features[1].bias[1::2] = 0.0
+    model = wb.load(module, example_inputs=(torch.rand(1, 1, 8, 8),))
+    small = wb.prune(model, ChannelPrune(sparsity=0.5, norm="l2"))
+    conv, bn, fc = small.module.features[0], small.module.features[1], small.module.fc
+    assert conv.out_channels == 2 and bn.num_features == 2 and fc.in_features == 2 * 64
+    x = np.random.default_rng(1).random((3, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(run(small, x, "torch"), run(model, x, "torch"), rtol=1e-5, atol=1e-6)
+    assert "fc: not pruned, its output is a model output" in small.recipe["notes"]
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv1 = nn.Conv2d(4, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 4, 3, padding=1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        y = y + self.conv2(self.relu(self.conv1(y)))
+        return self.head(y.mean((2, 3)))
+
+
+def test_channel_prune_skips_residual_adds_and_says_so() -> None:
+    torch.manual_seed(0)
+    model = wb.load(_Residual(), example_inputs=(torch.rand(1, 1, 8, 8),))
+    small = wb.prune(model, sparsity=0.5, structured=True)
+    assert small.recipe["channels"] == {"conv1": [8, 4]}
+    assert small.module.conv2.in_channels == 4 and small.module.stem.out_channels == 4
+    notes = " ".join(small.recipe["notes"])
+    assert "stem: not pruned, its output feeds an add" in notes and "conv2" in notes
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    assert run(small, x, "torch").shape == (2, 3)
+
+
+def test_channel_prune_exclude_and_errors(digits_mlp) -> None:
+    small = wb.prune(digits_mlp, ChannelPrune(sparsity=0.5, exclude=("fc1",)))
+    assert small.module.fc1.out_features == 512 and small.module.fc2.out_features == 256
+    with pytest.raises(TransformError, match="needs a torch model"):
+        wb.prune(digits_mlp.to_onnx(), sparsity=0.5, structured=True)
+    with pytest.raises(TransformError, match="no layer"):
+        wb.prune(digits_mlp, ChannelPrune(exclude=("fc1", "fc2")))
+
+
+def test_channel_prune_with_finetune_recovers_accuracy(digits_test, digits_train) -> None:
+    cnn = wb.samples.load("digits-cnn")
+    before = model_state(cnn)
+    small = wb.prune(cnn, sparsity=0.5, structured=True, finetune_epochs=2, data=digits_train)
+    assert model_state(cnn) == before
+    assert [small.module.features[i].out_channels for i in (0, 3, 7)] == [16, 32, 32]
+    assert small.module.classifier[1].in_features == 32 * 16
+    assert not small.module.training
+    out = run(small, digits_test.inputs)  # the shrunk model also exports and runs on ORT
+    base = run(cnn, digits_test.inputs)
+    accuracy = (out.argmax(1) == digits_test.labels).mean()
+    assert accuracy >= (base.argmax(1) == digits_test.labels).mean() - 0.02

@@ -1,0 +1,122 @@
+"""Transform registry and configs: names, JSON round trips, errors, entry-point plugins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from workbench.errors import TransformError
+from workbench.optimize import base
+from workbench.optimize.base import (
+    Transform,
+    config_from_dict,
+    config_to_dict,
+    get_transform,
+    make_config,
+    transform_names,
+)
+from workbench.optimize.prune import ChannelPrune, MagnitudePrune
+from workbench.optimize.quantize import Bf16, Fp16, Int8Dynamic, Int8Static
+
+NON_DEFAULT = [
+    Int8Dynamic(per_channel=True, op_types=("MatMul",), exclude=("fc1",), reduce_range=True),
+    Int8Static(
+        calibration="percentile",
+        per_channel=False,
+        op_types=("Conv", "Gemm"),
+        exclude=("head",),
+        calibration_samples=64,
+        quant_format="qoperator",
+        activations="int8",
+        fold_batchnorm=False,
+    ),
+    Fp16(route="onnx", exclude=("fc2",)),
+    Bf16(),
+    MagnitudePrune(sparsity=0.7, scope="layer", exclude=("fc1",)),
+    ChannelPrune(sparsity=0.25, norm="l2", finetune_epochs=2, learning_rate=1e-4, exclude=("a",)),
+]
+
+
+def test_builtin_names_are_the_ones_users_type() -> None:
+    assert {
+        "int8-dynamic", "int8-static", "fp16", "bf16", "prune-magnitude", "prune-channels"
+    } <= set(transform_names())  # fmt: skip
+    assert get_transform("int8-static") is Int8Static
+
+
+@pytest.mark.parametrize("config", NON_DEFAULT, ids=lambda c: c.name)
+def test_every_config_round_trips_through_json(config: Transform) -> None:
+    recipe = config_to_dict(config)
+    assert recipe["name"] == config.name and recipe["version"] == config.version
+    assert recipe["label"] == config.label()
+    rebuilt = config_from_dict(json.loads(json.dumps(recipe)))
+    assert rebuilt == config and type(rebuilt) is type(config)
+
+
+@pytest.mark.parametrize("name", sorted(base._REGISTRY), ids=str)
+def test_defaults_round_trip_too(name: str) -> None:
+    config = get_transform(name)()
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(config)))) == config
+
+
+def test_labels_are_short_and_informative() -> None:
+    assert Int8Static().label() == "int8-static(entropy)"
+    assert Int8Static(calibration="minmax").label() == "int8-static(minmax)"
+    assert ChannelPrune(sparsity=0.5, finetune_epochs=3).label() == "prune-channels(50%, ft3)"
+    assert MagnitudePrune(sparsity=0.25).label() == "prune-magnitude(25%)"
+
+
+def test_make_config_from_name_fields_and_recipe() -> None:
+    assert make_config("int8-static", calibration="minmax") == Int8Static(calibration="minmax")
+    assert make_config(Int8Static(), per_channel=False) == Int8Static(per_channel=False)
+    assert make_config(config_to_dict(Fp16(route="onnx"))) == Fp16(route="onnx")
+    # JSON lists become tuples again, so configs stay hashable
+    assert make_config("int8-dynamic", exclude=["fc1"]).exclude == ("fc1",)
+
+
+def test_errors_name_the_choices() -> None:
+    with pytest.raises(TransformError, match=r"known transforms: .*int8-dynamic"):
+        make_config("int4-magic")
+    with pytest.raises(TransformError, match="no field"):
+        make_config("int8-static", calibrate="minmax")
+    with pytest.raises(TransformError, match="calibration must be"):
+        make_config("int8-static", calibration="median")
+    with pytest.raises(TransformError, match="sparsity"):
+        make_config("prune-magnitude", sparsity=1.5)
+    newer = {**config_to_dict(Fp16()), "version": 99}
+    with pytest.raises(TransformError, match="newer"):
+        config_from_dict(newer)
+    with pytest.raises(TransformError, match="exclude"):
+        Bf16().with_exclude(["fc1"])
+
+
+def test_plugins_come_from_the_entry_point_group(monkeypatch) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Identity(Transform):
+        strength: float = 1.0
+
+        def apply(self, model: Any, data: Any = None) -> Any:
+            return model.derive(recipe=config_to_dict(self))
+
+    class FakeEntryPoint:
+        name = "identity-plugin"
+
+        def load(self) -> type:
+            return Identity
+
+    calls = []
+
+    def fake_entry_points(group: str) -> list[FakeEntryPoint]:
+        calls.append(group)
+        return [FakeEntryPoint()]
+
+    monkeypatch.setattr(base, "entry_points", fake_entry_points)
+    monkeypatch.setattr(base, "_entry_points_loaded", False)
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    assert get_transform("identity-plugin") is Identity
+    assert calls == ["workbench.transforms"]
+    config = make_config("identity-plugin", strength=2.0)
+    assert config_from_dict(config_to_dict(config)) == config
