@@ -337,7 +337,7 @@ def memory(profile: Profile) -> go.Figure:
         fig.add_trace(
             go.Bar(
                 x=table["layer"],
-                y=table[column].astype(float) / mib,
+                y=table[column].astype(float).fillna(0.0) / mib,
                 name=name,
                 marker_color=color,
                 hovertemplate=f"<b>%{{x}}</b><br>{name} %{{y:.4g}} MiB<extra></extra>",
@@ -346,21 +346,21 @@ def memory(profile: Profile) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=table["layer"],
-            y=table["params_bytes"].astype(float).cumsum() / mib,
+            y=table["params_bytes"].astype(float).fillna(0.0).cumsum() / mib,
             mode="lines",
             name="parameters, cumulative",
             line={"color": "#4C78A8", "dash": "dot"},
             hovertemplate="<b>%{x}</b><br>cumulative parameters %{y:.4g} MiB<extra></extra>",
         )
     )
-    peak = profile.memory.get("peak_bytes")
-    if peak:
+    peak = float(profile.memory.get("peak_bytes") or 0) / mib
+    tallest = float((table["params_bytes"].fillna(0) + table["activation_bytes"].fillna(0)).max())
+    if peak and peak <= 10 * max(tallest / mib, float(table["params_bytes"].sum()) / mib):
         fig.add_hline(
-            y=float(peak) / mib,
-            line_dash="dash",
-            line_color="#E45756",
-            annotation_text=f"peak {float(peak) / mib:.3g} MiB",
+            y=peak, line_dash="dash", line_color="#E45756", annotation_text=f"peak {peak:.3g} MiB"
         )
+    elif peak:  # a process-wide peak would flatten the bars: state it instead
+        title += f" (peak memory {peak:.3g} MiB)"
     fig.update_layout(title=title, barmode="stack", yaxis_title="MiB", **_LAYOUT)
     return fig
 

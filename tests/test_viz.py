@@ -1,0 +1,239 @@
+"""Figures build from real results, carry the measured numbers, say when data is missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+import workbench as wb
+from workbench import viz
+from workbench.profiling.profile import Profile
+from workbench.profiling.timer import Measurement
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return wb.samples.load("digits-cnn")
+
+
+@pytest.fixture(scope="module")
+def real(cnn) -> Profile:
+    """A real per-layer profile of the CNN sample on onnxruntime."""
+    return wb.profile(cnn, "onnxruntime", "cpu", batch_size=4, budget_s=0.2, layer_repeats=5)
+
+
+@pytest.fixture(scope="module")
+def real_torch(cnn) -> Profile:
+    return wb.profile(cnn, "torch", "cpu", batch_size=4, budget_s=0.2, layer_repeats=5)
+
+
+def synthetic(latencies: dict[str, float], **fields) -> Profile:
+    """A profile with a hand-written per-layer table (every documented column)."""
+    names = list(latencies)
+    layers = pd.DataFrame(
+        {
+            "layer": names,
+            "op_type": ["Conv" if "conv" in n else "Gemm" for n in names],
+            "latency_ms": list(latencies.values()),
+            "latency_p90_ms": [v * 1.1 for v in latencies.values()],
+            "share": np.array(list(latencies.values())) / sum(latencies.values()),
+            "flops": [1e6 * (i + 1) for i in range(len(names))],
+            "bytes": [1e4] * len(names),
+            "intensity": [100.0 * (i + 1) for i in range(len(names))],
+            "params_bytes": [4096] * len(names),
+            "activation_bytes": [2048] * len(names),
+        }
+    )
+    latency = Measurement(samples_ms=(1.0, 1.1, 0.9, 1.0), warmup_ms=(5.0, 3.0))
+    settings = {"model": "toy", "backend": "onnxruntime", "device": "cpu", "batch_size": 1}
+    return Profile(latency=latency, layers=layers, **{**settings, **fields})
+
+
+def bar_values(fig: go.Figure) -> dict[str, float]:
+    return {y: x for t in fig.data if t.type == "bar" for y, x in zip(t.y, t.x, strict=True)}
+
+
+def test_layer_latency_from_a_real_profile_has_every_layer_and_its_median(real):
+    fig = viz.layer_latency(real, top=None)
+    values = bar_values(fig)
+    table = real.layers.set_index("layer")["latency_ms"]
+    assert set(values) == set(table.index)
+    for layer, ms in values.items():
+        assert ms == pytest.approx(table[layer])
+    # one legend entry per op type, not per layer
+    assert {t.name for t in fig.data} == set(real.layers["op_type"].replace("", "(unattributed)"))
+    assert "ms" in fig.data[0].hovertemplate
+
+
+def test_layer_latency_orders_by_time_or_graph_and_folds_the_tail():
+    p = synthetic({"conv1": 1.0, "fc1": 3.0, "conv2": 2.0, "fc2": 0.5})
+    by_time = viz.layer_latency(p, order="time").layout.yaxis.categoryarray
+    assert list(by_time)[::-1] == ["fc1", "conv2", "conv1", "fc2"]
+    by_graph = viz.layer_latency(p, order="graph").layout.yaxis.categoryarray
+    assert list(by_graph)[::-1] == ["conv1", "fc1", "conv2", "fc2"]
+    folded = bar_values(viz.layer_latency(p, top=2))
+    assert folded["(other 2 layers)"] == pytest.approx(1.5)  # the total still adds up
+    assert sum(folded.values()) == pytest.approx(6.5)
+
+
+def test_selected_layer_is_outlined_and_block_colouring_groups_by_module():
+    p = synthetic({"features.conv1": 1.0, "features.conv2": 2.0, "head.fc": 1.0})
+    fig = viz.layer_latency(p, selected="head.fc", color_by="block")
+    assert {t.name for t in fig.data} == {"features", "head"}
+    head = next(t for t in fig.data if t.name == "head")
+    assert list(head.marker.line.width) == [3]
+
+
+def test_op_type_colours_are_stable_and_shared():
+    assert viz.op_type_color("Conv") == viz.op_type_color("Conv")
+    assert viz.op_type_color("SomethingNew") == viz.op_type_color("SomethingNew")
+    fig = viz.layer_latency(synthetic({"conv1": 1.0, "fc": 1.0}))
+    colours = {t.name: t.marker.color for t in fig.data}
+    assert colours["Conv"] == viz.op_type_color("Conv")
+
+
+def test_comparison_aligns_layers_by_name_across_backends(real, real_torch):
+    fig = viz.layer_comparison([real, real_torch], top=None)
+    assert len(fig.data) == 2
+    ort = dict(zip(fig.data[0].y, fig.data[0].x, strict=True))
+    expected = real.layers.groupby("layer")["latency_ms"].sum()
+    for layer in ("features.0", "classifier.1"):
+        if layer in expected:
+            assert ort[layer] == pytest.approx(expected[layer])
+    shared = set(real.layers["layer"]) & set(real_torch.layers["layer"])
+    assert shared <= set(fig.data[1].y) | set(fig.data[0].y)
+
+
+def test_comparison_sorts_by_largest_change_and_shows_speedup():
+    a = synthetic({"conv1": 1.0, "fc1": 3.0})
+    b = synthetic({"conv1": 0.9, "fc1": 1.0}, run_id="b", backend="torch")
+    fig = viz.layer_comparison([a, b])
+    assert list(fig.data[0].y) == ["fc1", "conv1"]
+    speedup = dict(zip(fig.data[1].y, fig.data[1].customdata, strict=True))
+    assert speedup["fc1"] == pytest.approx(3.0)
+
+
+def test_op_type_breakdown_stacks_each_profile_and_marks_end_to_end(real, real_torch):
+    fig = viz.op_type_breakdown([real, real_torch])
+    bars = [t for t in fig.data if t.type == "bar"]
+    total = sum(y for t in bars for x, y in zip(t.x, t.y, strict=True) if x == real.label)
+    assert total == pytest.approx(real.layers["latency_ms"].sum())
+    marker = next(t for t in fig.data if t.name == "end-to-end median")
+    assert marker.y[0] == pytest.approx(real.latency.median)
+
+
+def test_memory_stacks_params_and_activations_in_mib(real):
+    fig = viz.memory(real)
+    params = next(t for t in fig.data if t.name == "parameters")
+    rows = real.layers[real.layers["layer"] != "(unattributed)"]
+    assert sum(params.y) == pytest.approx(rows["params_bytes"].sum() / 2**20)
+
+
+def test_memory_draws_a_peak_line_when_it_fits():
+    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"peak_bytes": 16384})
+    fig = viz.memory(p)
+    assert any(s.type == "line" for s in fig.layout.shapes)
+
+
+def test_roofline_places_layers_and_draws_the_roof_from_ceilings(real):
+    ceilings = {"peak_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10}
+    fig = viz.roofline(real, ceilings)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    roof = next(t for t in fig.data if t.name == "roof")
+    assert max(roof.y) == pytest.approx(1e11)
+    ridge = next(t for t in fig.data if t.name == "ridge point")
+    assert ridge.x[0] == pytest.approx(10.0)
+    points = [t for t in fig.data if t.mode == "markers" and t.name not in ("ridge point",)]
+    named = {layer for t in points for layer in t.text}
+    assert "features.3" in named  # the big conv has FLOPs, so it is a point
+
+
+def test_roofline_accepts_a_ceilings_object_and_says_when_they_are_missing():
+    p = synthetic({"conv1": 1.0, "fc": 2.0})
+    fig = viz.roofline(p)
+    assert "no measured ceilings" in fig.layout.annotations[0].text
+
+    class Ceilings:
+        def to_dict(self):
+            return {"peak_flops_per_s": 1e9, "bandwidth_bytes_per_s": 1e9}
+
+    assert any(t.name == "roof" for t in viz.roofline(p, Ceilings()).data)
+
+
+def test_figures_say_when_there_is_no_layer_data(cnn):
+    p = wb.profile(cnn, "onnxruntime", batch_size=1, layers=False, budget_s=0.05)
+    for fig in (viz.layer_latency(p), viz.memory(p), viz.roofline(p)):
+        assert "layers=True" in fig.layout.annotations[0].text
+    assert "Choose profiles" in viz.layer_comparison([p, p]).layout.annotations[0].text
+
+
+def test_pareto_mask_keeps_ties_and_respects_direction():
+    latency = [1.0, 2.0, 2.0, 3.0, 1.0]
+    accuracy = [0.90, 0.95, 0.95, 0.94, 0.90]
+    assert list(viz.pareto_mask(latency, accuracy)) == [True, True, True, False, True]
+    error = [0.10, 0.05, 0.05, 0.06, 0.10]
+    assert list(viz.pareto_mask(latency, error, higher_is_better=False)) == list(
+        viz.pareto_mask(latency, accuracy)
+    )
+
+
+def test_tradeoff_from_a_real_sweep_draws_the_front_as_a_step_line(tmp_path):
+    table = wb.sweep(
+        wb.samples.load("digits-mlp"), variants=["baseline", "int8-dynamic", "fp16"],
+        backends=["onnxruntime"], batch_size=8, budget_s=0.05, store=tmp_path / "runs.sqlite",
+    )  # fmt: skip
+    fig = viz.tradeoff(table)
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    expected = table.pareto()
+    assert list(front.x) == pytest.approx(list(expected["latency_ms"]))
+    assert front.line.shape == "hv"
+    points = [t for t in fig.data if t.mode == "markers"]
+    variants = {str(c[0]) for t in points for c in t.customdata}
+    assert variants == set(table.df[table.df["error"].isna()]["variant"])
+    assert "accuracy" in fig.layout.yaxis.title.text
+
+
+def test_tradeoff_sizes_markers_by_model_size_and_outlines_the_selection():
+    frame = pd.DataFrame(
+        {
+            "variant": ["baseline", "int8-dynamic"],
+            "backend": ["onnxruntime"] * 2,
+            "latency_ms": [2.0, 1.0],
+            "metric": [0.99, 0.98],
+            "size_bytes": [4_000_000, 1_000_000],
+        }
+    )
+    fig = viz.tradeoff(frame, metric_name="accuracy", selected="int8-dynamic")
+    sizes = {str(t.customdata[0][0]): t.marker.size[0] for t in fig.data if t.mode == "markers"}
+    assert sizes["baseline"] > sizes["int8-dynamic"]
+    int8 = next(t for t in fig.data if t.mode == "markers" and t.customdata[0][0] == "int8-dynamic")
+    assert list(int8.marker.line.width) == [3]
+    assert "No variants" in viz.tradeoff(pd.DataFrame()).layout.annotations[0].text
+
+
+def test_latency_distribution_keeps_warmup_apart(real):
+    fig = viz.latency_distribution(real)
+    box = fig.data[0]
+    assert box.type == "box" and len(box.y) == real.latency.n
+    assert sorted(box.y) == sorted(real.latency.samples_ms)
+    warm = [t for t in fig.data if t.name == "warm-up"]
+    assert len(warm) == 1 and len(warm[0].y) == len(real.latency.warmup_ms)
+    violin = viz.latency_distribution([real, real], kind="violin")
+    assert [t.type for t in violin.data].count("violin") == 2
+
+
+def test_latency_timeline_greys_warmup_and_marks_the_median():
+    p = synthetic({"conv1": 1.0})
+    fig = viz.latency_timeline(p)
+    assert list(fig.data[0].y) == [5.0, 3.0] and list(fig.data[0].x) == [1, 2]
+    assert list(fig.data[1].x) == [3, 4, 5, 6]
+    assert fig.layout.shapes[0].y0 == pytest.approx(1.0)
+
+
+def test_viz_never_mutates_its_input(real):
+    before = real.layers.copy()
+    for build in (viz.layer_latency, viz.memory, viz.roofline, viz.latency_distribution):
+        build(real)
+    pd.testing.assert_frame_equal(real.layers, before)
