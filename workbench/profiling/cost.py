@@ -454,4 +454,5 @@ def add_roofline(profile: Profile, ceilings: Ceilings | None = None) -> None:
     table["bound"] = np.where(
         intensity.isna(), None, np.where(intensity >= ridge, "compute", "memory")
     )
+    table["bound"] = table["bound"].astype(object).where(table["bound"].notna(), None)
     profile.environment["machine_ceilings"] = ceilings.to_dict()

@@ -306,6 +306,8 @@ def _row(t: LayerTiming, names: set[str], parents: dict[str, Any], nested: bool)
     note = t.detail.get("note") or t.detail.get("error") or ""
     if fused_from:
         note = "; ".join(filter(None, [note, f"runs fused with {', '.join(fused_from)}"]))
+    if t.detail.get("fused_into") and not note:
+        note = f"fused into {t.detail['fused_into']}"
     if t.detail.get("also_fused_into"):
         note = "; ".join(filter(None, [note, f"partly fused into {t.detail['also_fused_into']}"]))
     return {
@@ -334,6 +336,9 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     for column in LAYER_COLUMNS:
         if column not in table:
             table[column] = np.nan
+    for column in ("fused_into", "bound"):  # text columns: missing is None, as after JSON
+        table[column] = table[column].astype(object).where(table[column].notna(), None)
+    table["note"] = table["note"].fillna("")
     rest = [c for c in table.columns if c not in LAYER_COLUMNS]
     return table[LAYER_COLUMNS + rest]
 

@@ -1,0 +1,198 @@
+"""Per-layer profiles on every sample model and backend: rows, shares, fusion, failures."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import workbench as wb
+from workbench.backends.base import LayerTiming
+from workbench.errors import BackendError
+from workbench.profiling.layers import UNATTRIBUTED, attribution, profile_layers
+from workbench.profiling.torch_layers import torch_layer_timings
+from workbench.testing import toy_cnn
+
+SAMPLES = ["digits-mlp", "digits-cnn", "digits-transformer", "digits-resnet"]
+BACKENDS = [name for name in ("torch", "onnxruntime", "numba") if wb.backend(name).devices()]
+
+
+def _profile(model, backend, **kw):
+    kw.setdefault("batch_size", 4)
+    return wb.profile(model, backend=backend, budget_s=0.05, layer_repeats=3, **kw)
+
+
+def _expected_layers(model, backend: str) -> set[str]:
+    """Canonical layers the backend runs: torch leaves, or the ONNX export's layers."""
+    if backend == "torch":
+        return {layer.name for layer in model.layers if not layer.name[0].isupper()}
+    return {layer.name for layer in model.to_onnx().layers}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_every_sample_on_every_backend(sample: str, backend: str) -> None:
+    model = wb.samples.load(sample)
+    p = _profile(model, backend)
+    table = p.layers
+    assert list(table.columns[:10]) == wb.profiling.profile.LAYER_COLUMNS[:10]
+    assert table["layer"].iloc[-1] == UNATTRIBUTED
+    rows = table[table["layer"] != UNATTRIBUTED]
+    # every canonical layer has a row: timed, fused (with its target) or explained
+    missing = _expected_layers(model, backend) - set(rows["layer"])
+    if backend == "numba":  # the executor folds shape arithmetic at plan time
+        missing -= {"(shape)"}
+    assert not missing, missing
+    assert rows["share"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert (rows["latency_ms"].dropna() >= 0).all()
+    assert rows["latency_ms"].notna().all()
+    numbers = attribution(p)
+    gap = table.loc[table["layer"] == UNATTRIBUTED, "latency_ms"].iloc[0]
+    assert numbers["layers_sum_ms"] + gap == pytest.approx(p.latency.median)
+    assert "instrumented" in p.layer_method and any("ratio" in n for n in p.notes)
+    assert p.memory["peak_bytes"] > 0 and p.memory["params_bytes"] > 0
+    # Conv/Linear layers always get FLOPs, counted as 2 per multiply-add
+    matmuls = rows[rows["op_type"].isin(["Conv2d", "Linear", "Conv", "Gemm"])]
+    assert (matmuls["flops"] > 0).all()
+    again = wb.Profile.from_json(p.to_json())
+    assert json.loads(again.to_json())["layers"] == json.loads(p.to_json())["layers"]
+    numeric = ["latency_ms", "share", "flops", "bytes"]
+    pd.testing.assert_frame_equal(again.layers[numeric], table[numeric], check_dtype=False)
+    assert "Top layers" in p._repr_html_()
+
+
+def test_layers_in_the_cli_json(tmp_path) -> None:
+    from workbench.cli import main
+
+    out = tmp_path / "p.json"
+    code = main(["profile", "digits-cnn", "--batch-size", "4", "--budget", "0.05", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    first = data["layers"][0]
+    for key in ("layer", "op_type", "latency_ms", "latency_p90_ms", "share", "flops", "bytes",
+                "intensity", "params_bytes", "activation_bytes"):  # fmt: skip
+        assert key in first
+    assert data["memory"]["peak_bytes"] > 0
+
+
+def test_onnxruntime_fused_layers_are_shown_as_the_layers_they_cover() -> None:
+    p = _profile(wb.samples.load("digits-resnet"), "onnxruntime")
+    rows = p.layers.set_index("layer")
+    # Conv + BatchNorm + Relu run as one kernel: time on the conv, the others point to it
+    assert rows.loc["stem.1", "fused_into"] == "stem.0"
+    assert rows.loc["stem.2", "fused_into"] == "stem.0"
+    assert rows.loc["stem.1", "latency_ms"] == 0.0
+    assert "stem.1" in rows.loc["stem.0", "note"]
+    # the residual add and its relu run inside the block's second conv, not the next one
+    assert rows.loc["layer1.0", "fused_into"] == "layer1.0.conv2"
+    assert rows.loc["layer1.0.relu2", "fused_into"] == "layer1.0.conv2"
+
+
+def test_onnxruntime_profiling_files_are_deleted() -> None:
+    pattern = os.path.join(tempfile.gettempdir(), "wb-ort-*")
+    before = set(glob.glob(pattern))
+    _profile(toy_cnn(), "onnxruntime")
+    assert set(glob.glob(pattern)) <= before
+
+
+def test_torch_hooks_are_removed_and_the_model_is_unchanged() -> None:
+    model = toy_cnn()
+    state = {k: v.clone() for k, v in model.module.state_dict().items()}
+    _profile(model, "torch")
+    for sub in model.module.modules():
+        assert not sub._forward_hooks and not sub._forward_pre_hooks
+    for key, value in model.module.state_dict().items():
+        assert np.array_equal(value.numpy(), state[key].numpy())
+
+
+def test_containers_view_and_torch_profiler_method() -> None:
+    model = wb.samples.load("digits-transformer")
+    session = wb.backend("torch").compile(model, "cpu")
+    inputs = model.example_inputs(4)
+    base = _profile(model, "torch", layers=False)
+    profile_layers(base, session, inputs, repeats=3, view="containers", roofline=False)
+    rows = base.layers.set_index("layer")
+    assert {"blocks.0", "blocks.0.attn", "blocks.0.attn.q"} <= set(rows.index)
+    # a container's inclusive time covers its children
+    assert rows.loc["blocks.0", "latency_ms"] >= rows.loc["blocks.0.attn", "latency_ms"]
+    assert rows.loc["DigitsTransformer", "share"] == pytest.approx(1.0)
+    other = _profile(model, "torch", layers=False)
+    profile_layers(other, session, inputs, repeats=3, method="torch.profiler", roofline=False)
+    assert "torch.profiler" in other.layer_method
+    assert other.memory["allocated_bytes_by_layer"]
+    assert other.layers.query("layer == 'blocks.0.mlp.fc1'")["latency_ms"].iloc[0] > 0
+    with pytest.raises(ValueError, match="unknown layer method"):
+        profile_layers(other, session, inputs, repeats=1, method="nsight")
+
+
+def test_leaves_view_gives_containers_their_own_code() -> None:
+    p = _profile(wb.samples.load("digits-transformer"), "torch")
+    rows = p.layers.set_index("layer")
+    # the attention module's own matmuls: a row of its own, costed from the ONNX graph
+    assert "own code" in rows.loc["blocks.0.attn", "note"]
+    assert rows.loc["blocks.0.attn", "flops"] > 0
+    assert "blocks" not in rows.index  # a ModuleList has no code of its own
+
+
+def test_a_failing_layer_is_named() -> None:
+    import torch
+
+    class Broken(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ok = torch.nn.Linear(4, 4)
+            self.bad = torch.nn.Linear(4, 4)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            y = self.ok(x)
+            return self.bad(y[:, :2]) if self.calls > 3 else self.bad(y)
+
+    model = wb.load(Broken(), example_inputs=(torch.rand(2, 4),))
+    session = wb.backend("torch").compile(model, "cpu")
+    with pytest.raises(BackendError, match="'bad' failed"):
+        torch_layer_timings(session, model.example_inputs(2), repeats=5)
+    for sub in model.module.modules():
+        assert not sub._forward_hooks
+
+
+class _NoProfiler:
+    """A session whose backend has no per-layer profiler, and one whose profiler fails."""
+
+    backend, device = "plain", "cpu"
+
+    def __init__(self, model, fail: bool = False) -> None:
+        self.model = model
+        if fail:
+            self.run_layers = self._fail
+
+    def run(self, inputs):
+        return [np.zeros(1)]
+
+    def _fail(self, inputs, repeats=10) -> list[LayerTiming]:
+        raise BackendError("the device profiler is not installed")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["no-profiler", "profiler-fails"])
+def test_missing_profiler_gives_a_partial_profile_that_says_so(fail: bool) -> None:
+    model = toy_cnn()
+    p = _profile(model, "torch", layers=False)
+    profile_layers(p, _NoProfiler(model, fail), model.example_inputs(4), repeats=2)
+    assert p.layers.empty and p.layer_method == "failed"
+    assert any("per-layer timing failed" in n for n in p.notes)
+    assert ("not installed" if fail else "no per-layer profiler") in p.notes[-1]
+    assert p.latency.n > 0  # the end-to-end numbers stay
+
+
+def test_ratio_of_layers_to_end_to_end_is_reported() -> None:
+    p = _profile(toy_cnn(), "onnxruntime", batch_size=8)
+    numbers = attribution(p)
+    assert numbers["end_to_end_ms"] == p.latency.median
+    assert numbers["ratio"] == pytest.approx(numbers["layers_sum_ms"] / p.latency.median)
+    assert 0.05 < numbers["ratio"] < 20  # sanity only: overhead limits are a benchmark's job
