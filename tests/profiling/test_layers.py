@@ -70,7 +70,8 @@ def test_layers_in_the_cli_json(tmp_path) -> None:
     from workbench.cli import main
 
     out = tmp_path / "p.json"
-    code = main(["profile", "digits-cnn", "--batch-size", "4", "--budget", "0.05", "--json", str(out)])
+    args = ["profile", "digits-cnn", "--batch-size", "4", "--budget", "0.05", "--json", str(out)]
+    code = main(args)
     assert code == 0
     data = json.loads(out.read_text())
     first = data["layers"][0]
