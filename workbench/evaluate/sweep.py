@@ -328,6 +328,7 @@ def table_from_rows(
         "size_bytes",
     ):
         df[column] = pd.to_numeric(df[column], errors="coerce")
+    df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     df["delta"], df["speedup"] = _relative_to_baseline(df)
     df["pareto"] = pareto_flags(df["latency_ms"], df["metric_value"], higher_is_better)
     extra = [c for c in df.columns if c not in COLUMNS]

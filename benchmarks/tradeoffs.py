@@ -1,0 +1,189 @@
+"""Accuracy versus speed: are the transforms' speed-ups real? (issue: accuracy versus speed)
+
+Three measurements, each side by side in one process with interleaved rounds (the
+median of the per-round medians is reported), all with the same ``--threads``:
+
+1. INT8 on digits-mlp with ONNX Runtime: FP32 against INT8 dynamic / static, QDQ and
+   QOperator, per-tensor and per-channel, at batch 32, 64 and 128.
+   Target: >= 1.5x faster at batch >= 32, accuracy within 1 point.
+2. 50% channel pruning of digits-cnn with a 3-epoch fine-tune, on ORT and torch at
+   batch 32. Target: >= 2x on ORT, >= 1.5x on torch, accuracy within 2 points.
+3. The full default sweep of digits-mlp (baseline, INT8 dynamic, INT8 static, FP16,
+   channel pruning at 3 levels; onnxruntime and torch), wall clock from scratch.
+   Target: under 3 minutes.
+
+    python benchmarks/tradeoffs.py [--threads 1] [--rounds 5] [--budget-s 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import write_results
+
+import workbench as wb
+from workbench.evaluate.metrics import evaluate
+from workbench.optimize.prune import ChannelPrune
+from workbench.optimize.quantize import Int8Dynamic, Int8Static
+from workbench.profiling.timer import Timer
+
+INT8_VARIANTS = {
+    "int8-dynamic": Int8Dynamic(),
+    "int8-dynamic per-channel": Int8Dynamic(per_channel=True),
+    "int8-static qdq minmax per-tensor": Int8Static(calibration="minmax", per_channel=False),
+    "int8-static qdq minmax per-channel": Int8Static(calibration="minmax"),
+    "int8-static qdq entropy per-channel": Int8Static(calibration="entropy"),
+    "int8-static qoperator minmax per-tensor": Int8Static(
+        calibration="minmax", per_channel=False, quant_format="qoperator"
+    ),
+}
+
+
+def side_by_side(
+    models: dict[str, wb.Model],
+    backend: str,
+    batch_size: int,
+    rounds: int,
+    budget_s: float,
+    threads: int,
+) -> dict[str, float]:
+    """Median latency (ms) of each model: median over ``rounds`` interleaved rounds."""
+    x = next(iter(models.values())).example_inputs(batch_size)
+    sessions = {
+        k: wb.backend(backend).compile(m, "cpu", threads=threads) for k, m in models.items()
+    }
+    runners = {k: s.runner(x) for k, s in sessions.items()}
+    medians: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for key, runner in runners.items():
+            medians[key].append(Timer(runner, budget_s=budget_s).measure().median)
+    for session in sessions.values():
+        session.close()
+    return {k: statistics.median(v) for k, v in medians.items()}
+
+
+def accuracy(model: wb.Model, backend: str, threads: int) -> float:
+    data = wb.samples.dataset("digits", split="test")
+    return evaluate(model, data, backend, options={"threads": threads}, bar=False).value
+
+
+def int8_mlp(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = wb.samples.load("digits-mlp")
+    train = wb.samples.dataset("digits", split="train")
+    models = {"fp32": base} | {k: wb.quantize(base, c, train) for k, c in INT8_VARIANTS.items()}
+    acc = {k: accuracy(m, "onnxruntime", args.threads) for k, m in models.items()}
+    rows = []
+    for batch in (32, 64, 128):
+        times = side_by_side(models, "onnxruntime", batch, args.rounds, args.budget_s, args.threads)
+        for key, ms in times.items():
+            rows.append(
+                {
+                    "variant": key,
+                    "batch_size": batch,
+                    "latency_ms": ms,
+                    "speedup": times["fp32"] / ms,
+                    "accuracy": acc[key],
+                    "accuracy_drop_points": 100 * (acc["fp32"] - acc[key]),
+                    "size_bytes": models[key].to_onnx().size_bytes,
+                }
+            )
+    return rows
+
+
+def pruned_cnn(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = wb.samples.load("digits-cnn")
+    start = time.perf_counter()
+    pruned = wb.prune(base, ChannelPrune(sparsity=0.5, finetune_epochs=3))
+    prune_s = time.perf_counter() - start
+    rows = []
+    for backend in ("onnxruntime", "torch"):
+        models = {"fp32": base, "prune-channels(50%, ft3)": pruned}
+        times = side_by_side(models, backend, 32, args.rounds, args.budget_s, args.threads)
+        for key, ms in times.items():
+            acc, base_acc = (accuracy(m, backend, args.threads) for m in (models[key], base))
+            rows.append(
+                {
+                    "backend": backend,
+                    "variant": key,
+                    "batch_size": 32,
+                    "latency_ms": ms,
+                    "speedup": times["fp32"] / ms,
+                    "accuracy": acc,
+                    "accuracy_drop_points": 100 * (base_acc - acc),
+                    "params": models[key].params,
+                    "transform_s": prune_s if key != "fp32" else 0.0,
+                }
+            )
+    return rows
+
+
+def full_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        table = wb.sweep(
+            wb.samples.load("digits-mlp"),
+            backends=["onnxruntime", "torch"],
+            store=Path(folder) / "runs.sqlite",
+            options={"threads": args.threads},
+            budget_s=args.budget_s,
+        )
+        seconds = time.perf_counter() - start
+    columns = ["variant", "backend", "latency_ms", "size_bytes", "metric_value", "pareto", "error"]
+    return {"seconds": seconds, "points": len(table), "rows": table.df[columns].to_dict("records")}
+
+
+def markdown(int8: list[dict[str, Any]], prune: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
+    lines = ["## INT8 on digits-mlp (onnxruntime)", ""]
+    lines += ["| variant | batch | latency ms | speed-up | accuracy | drop (points) |"]
+    lines += ["|---|---:|---:|---:|---:|---:|"]
+    for r in int8:
+        lines.append(
+            f"| {r['variant']} | {r['batch_size']} | {r['latency_ms']:.4f} | "
+            f"{r['speedup']:.2f}x | {r['accuracy']:.4f} | {r['accuracy_drop_points']:.2f} |"
+        )
+    lines += ["", "## 50% channel pruning of digits-cnn, 3-epoch fine-tune (batch 32)", ""]
+    lines += ["| backend | variant | latency ms | speed-up | accuracy | drop (points) | params |"]
+    lines += ["|---|---|---:|---:|---:|---:|---:|"]
+    for r in prune:
+        lines.append(
+            f"| {r['backend']} | {r['variant']} | {r['latency_ms']:.4f} | {r['speedup']:.2f}x | "
+            f"{r['accuracy']:.4f} | {r['accuracy_drop_points']:.2f} | {r['params']:,} |"
+        )
+    lines += ["", "## Full default sweep of digits-mlp (2 backends)", ""]
+    lines += [f"{sweep['points']} points in {sweep['seconds']:.1f} s (target: under 180 s)", ""]
+    lines += ["| variant | backend | latency ms | size bytes | accuracy | pareto | error |"]
+    lines += ["|---|---|---:|---:|---:|---|---|"]
+    for r in sweep["rows"]:
+        latency = f"{r['latency_ms']:.4f}" if r["latency_ms"] == r["latency_ms"] else "–"
+        value = f"{r['metric_value']:.4f}" if r["metric_value"] == r["metric_value"] else "–"
+        error = r["error"][:60] if isinstance(r["error"], str) else ""
+        lines.append(
+            f"| {r['variant']} | {r['backend']} | {latency} | {r['size_bytes']:,} | {value} | "
+            f"{r['pareto']} | {error} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--budget-s", type=float, default=0.3)
+    args = parser.parse_args()
+    int8 = int8_mlp(args)
+    prune = pruned_cnn(args)
+    sweep = full_sweep(args)
+    settings = {"threads": args.threads, "rounds": args.rounds, "budget_s": args.budget_s}
+    data = {"settings": settings, "int8_mlp": int8, "pruned_cnn": prune, "full_sweep": sweep}
+    table = markdown(int8, prune, sweep)
+    write_results("tradeoffs", data, f"Settings: {settings}\n\n{table}")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
