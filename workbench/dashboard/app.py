@@ -84,27 +84,27 @@ class App(Viewer):
         """The shared pickers, progress, cancel and messages (sidebar when served)."""
         state = self.state
         batch = pn.widgets.Select(
-            name="Batch size",
+            label="Batch size",
             options=_batch_options(state.batch_size),
             value=state.batch_size,
             width=110,
         )
         batch.link(state, value="batch_size")
         state.param.watch(lambda e: setattr(batch, "value", e.new), "batch_size")
-        run = pn.widgets.Button(name="Profile", button_type="primary", width=90)
+        run = pn.widgets.Button(label="Profile", color="primary", width=90)
         run.on_click(lambda _: state.request_profile())
-        cancel = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
+        cancel = pn.widgets.Button(label="Cancel", color="warning", width=90)
         cancel.on_click(lambda _: state.jobs.cancel())
         error = pn.pane.Alert(
             state.jobs.param.error, alert_type="danger", visible=state.jobs.param.error.rx.bool()
         )
         widgets = [
-            pn.widgets.Select.from_param(state.param.model_name, name="Model", width=200),
-            pn.widgets.Select.from_param(state.param.backend, name="Backend", width=140),
-            pn.widgets.Select.from_param(state.param.device, name="Device", width=110),
+            pn.widgets.Select.from_param(state.param.model_name, label="Model", width=200),
+            pn.widgets.Select.from_param(state.param.backend, label="Backend", width=140),
+            pn.widgets.Select.from_param(state.param.device, label="Device", width=110),
             batch,
-            pn.widgets.Checkbox.from_param(state.param.per_layer, name="per layer"),
-            pn.widgets.Checkbox.from_param(state.param.auto, name="profile on change"),
+            pn.widgets.Checkbox.from_param(state.param.per_layer, label="per layer"),
+            pn.widgets.Checkbox.from_param(state.param.auto, label="profile on change"),
             pn.Row(run, cancel),
             pn.indicators.Progress(
                 value=state.jobs.param.progress,

@@ -58,9 +58,9 @@ class ComparePage(Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.picker = pn.widgets.MultiChoice(
-            name="Profiles to compare", options={}, sizing_mode="stretch_width"
+            label="Profiles to compare", options={}, sizing_mode="stretch_width"
         )
-        self.baseline_picker = pn.widgets.Select(name="Baseline", options={})
+        self.baseline_picker = pn.widgets.Select(label="Baseline", options={})
         self.layers = figure_pane(viz.empty_figure("Choose two or more profiles."))
         self.by_type = figure_pane(viz.empty_figure(""), height=380)
         self.latency = figure_pane(viz.empty_figure(""), height=380)

@@ -82,7 +82,7 @@ class DevicesPage(Viewer):
         self.roofline.loading = self.jobs.running
 
     def __panel__(self) -> pn.viewable.Viewable:
-        button = pn.widgets.Button(name="Measure ceilings", button_type="primary")
+        button = pn.widgets.Button(label="Measure ceilings", color="primary")
         button.on_click(self.measure)
         return pn.Column(
             self.machine,

@@ -145,18 +145,18 @@ class OptimizePage(Viewer):
     def controls(self) -> pn.Column:
         """The recipe widgets (the sparsity slider reports on release: `value_throttled`)."""
         sparsity = pn.widgets.FloatSlider(
-            name="Sparsity", start=0.0, end=0.9, step=0.05, value=self.sparsity
+            label="Sparsity", start=0.0, end=0.9, step=0.05, value=self.sparsity
         )
         sparsity.param.watch(lambda e: setattr(self, "sparsity", e.new), "value_throttled")
-        measure = pn.widgets.Button(name="Measure", button_type="primary")
+        measure = pn.widgets.Button(label="Measure", color="primary")
         measure.on_click(self.request)
-        cancel = pn.widgets.Button(name="Cancel", button_type="warning")
+        cancel = pn.widgets.Button(label="Cancel", color="warning")
         cancel.on_click(lambda _: self.jobs.cancel())
         return pn.Column(
-            pn.widgets.Select.from_param(self.param.method, name="Quantization"),
-            pn.widgets.Select.from_param(self.param.calibration, name="Calibration (static INT8)"),
+            pn.widgets.Select.from_param(self.param.method, label="Quantization"),
+            pn.widgets.Select.from_param(self.param.calibration, label="Calibration (static INT8)"),
             sparsity,
-            pn.widgets.Checkbox.from_param(self.param.structured, name="Structured (channels)"),
+            pn.widgets.Checkbox.from_param(self.param.structured, label="Structured (channels)"),
             pn.Row(measure, cancel),
             pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
             pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),

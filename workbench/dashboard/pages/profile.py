@@ -101,8 +101,8 @@ class ProfilePage(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         options = pn.Row(
-            pn.widgets.RadioButtonGroup.from_param(self.state.param.order, name="order"),
-            pn.widgets.RadioButtonGroup.from_param(self.state.param.color_by, name="colour by"),
+            pn.widgets.RadioButtonGroup.from_param(self.state.param.order, label="order"),
+            pn.widgets.RadioButtonGroup.from_param(self.state.param.color_by, label="colour by"),
             pn.widgets.RadioButtonGroup.from_param(self.param.distribution),
         )
         return pn.Column(

@@ -88,9 +88,9 @@ class RunsPage(Viewer):
             self.sweep.object = viz.tradeoff(self.state.store.points(sweep_id))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        refresh = pn.widgets.Button(name="Refresh")
+        refresh = pn.widgets.Button(label="Refresh")
         refresh.on_click(self.refresh)
-        open_button = pn.widgets.Button(name="Open in Compare", button_type="primary")
+        open_button = pn.widgets.Button(label="Open in Compare", color="primary")
         open_button.on_click(lambda _: self.open_runs(self.selected_ids()))
         return pn.Column(
             pn.Row(refresh, open_button, self.message),

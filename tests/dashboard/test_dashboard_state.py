@@ -1,0 +1,239 @@
+"""The dashboard driven through its parameters, without a browser."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from workbench.dashboard.jobs import Jobs
+from workbench.errors import CancelledError, ModelLoadError
+
+
+def test_app_profiles_the_picked_model_on_start(make_app):
+    app = make_app("digits-mlp")
+    current = app.state.current
+    assert current is not None and current.model == "digits-mlp"
+    assert current.backend == "onnxruntime" and current.batch_size == 8
+    assert not current.layers.empty  # per layer by default
+    assert app.state.history == [current]
+    assert "p50" in app.profile.summary.object
+    assert app.state.jobs.message.endswith("done") and not app.state.jobs.running
+
+
+def test_changing_a_picker_reprofiles_and_returning_shows_the_cached_result_fast(make_app):
+    app = make_app("digits-mlp")
+    first = app.state.current
+    app.state.batch_size = 16
+    app.state.jobs.wait()
+    assert app.state.current.batch_size == 16
+    assert app.profile.bars.object.layout.title.text.endswith("bs=16")
+
+    start = time.perf_counter()
+    app.state.batch_size = 8  # back to a measured value: page updated synchronously
+    elapsed = time.perf_counter() - start
+    assert app.state.current is first
+    assert app.profile.bars.object.layout.title.text.endswith("bs=8")
+    assert elapsed < 0.3, f"cached update took {elapsed * 1000:.0f} ms"
+    assert len(app.state.history) == 2
+
+
+def test_backend_picker_offers_only_backends_with_devices_and_updates_devices(make_app):
+    app = make_app("digits-mlp")
+    backends = app.state.param.backend.objects
+    assert "onnxruntime" in backends and "torch" in backends
+    assert "numba-cuda" not in backends or app.state._backends["numba-cuda"]
+    app.state.backend = "torch"
+    app.state.jobs.wait()
+    assert app.state.current.backend == "torch"
+    assert app.state.device in app.state.param.device.objects
+
+
+def test_profile_page_controls_update_the_figure_and_selection_is_shared(make_app):
+    app = make_app("digits-cnn")
+    state, page = app.state, app.profile
+    by_time = list(page.bars.object.layout.yaxis.categoryarray)
+    state.order = "graph"
+    by_graph = list(page.bars.object.layout.yaxis.categoryarray)
+    assert sorted(by_time) == sorted(by_graph) and by_time != by_graph
+    state.color_by = "block"
+    assert {t.name for t in page.bars.object.data} >= {"features"}
+    page.bars.click_data = {"points": [{"y": "features.3", "x": 0.1}]}
+    assert state.selected_layer == "features.3"
+    row = list(page.table.value["layer"]).index("classifier.1")
+    page.table.selection = [row]
+    assert state.selected_layer == "classifier.1"
+    widths = [w for t in page.bars.object.data for w in t.marker.line.width]
+    assert widths.count(3) == 1
+
+
+def test_compare_page_aligns_the_last_two_profiles_and_honours_the_pinned_baseline(make_app):
+    app = make_app("digits-mlp")
+    app.state.backend = "torch"
+    app.state.jobs.wait()
+    ort, torch_ = app.state.history
+    assert app.state.shown == [ort.run_id, torch_.run_id]
+    fig = app.compare.layers.object
+    assert [t.name for t in fig.data] == [f"{ort.label} (baseline)", torch_.label]
+    app.state.baseline = torch_.run_id
+    assert app.compare.layers.object.data[0].name == f"{torch_.label} (baseline)"
+    assert "layer" in app.compare.table.value.columns and len(app.compare.table.value) > 0
+
+
+def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(make_app):
+    app = make_app("digits-mlp")
+    page = app.optimize
+    page.method = "int8-dynamic"
+    page.jobs.wait()
+    assert set(page.results) == {"baseline", "int8-dynamic"}
+    base, int8 = page.results["baseline"], page.results["int8-dynamic"]
+    assert 0.8 < base.metric_value <= 1.0 and abs(int8.metric_value - base.metric_value) < 0.05
+    assert int8.size_bytes < base.size_bytes
+    variants = {str(c[0]) for t in page.tradeoff.object.data if t.mode == "markers"
+                for c in t.customdata}  # fmt: skip
+    assert variants == {"baseline", "int8-dynamic"}
+    assert len(page.diff.object.data) == 2  # per-layer diff against the baseline
+    assert "int8-dynamic" in page.comparison.object
+
+    page.sparsity = 0.5
+    page.jobs.wait()
+    assert "prune-magnitude(50%)+int8-dynamic" in page.results
+    page.tradeoff.click_data = {"points": [{"customdata": ["int8-dynamic", 0.1, True]}]}
+    assert page.selected == "int8-dynamic"
+
+    start = time.perf_counter()
+    page.sparsity = 0.0  # measured before: from the cache
+    page.jobs.wait()
+    assert time.perf_counter() - start < 0.3
+    assert page.selected == "int8-dynamic"
+
+
+def test_optimize_reports_an_impossible_recipe_as_a_message(make_app):
+    from workbench.dashboard import work
+
+    app = make_app("digits-mlp")
+    app.state.models["onnx-only"] = work.load_sample("digits-mlp")
+    onnx = app.state.model().to_onnx()
+    app.state.add_model(onnx, key="onnx-only")
+    app.state.jobs.wait()
+    page = app.optimize
+    page.param.update(sparsity=0.5, structured=True)
+    page.jobs.wait()
+    assert "structured pruning needs a PyTorch model" in page.jobs.error
+    assert "Traceback" not in page.jobs.error
+
+
+def test_devices_page_measures_ceilings_and_draws_the_roofline(make_app):
+    app = make_app("digits-cnn")
+    page = app.devices
+    assert "cpu" in set(page.devices.value["device"])
+    page.measure()
+    page.jobs.wait()
+    assert page.ceilings["peak_flops_per_s"] > 0
+    assert any(t.name == "roof" for t in page.roofline.object.data)
+
+
+def test_runs_page_lists_stored_profiles_and_reopens_them_in_compare(make_app):
+    first = make_app("digits-mlp")
+    first.state.batch_size = 4
+    first.state.jobs.wait()
+    stored = {p.run_id for p in first.state.history}
+    opened = []
+    second = make_app("digits-cnn")
+    second.runs.on_open = lambda: opened.append(True)
+    second.runs.refresh()
+    assert stored <= set(second.runs.runs["run_id"])
+    second.runs.open_runs(sorted(stored))
+    assert set(second.state.shown) == stored and opened == [True]
+    assert stored <= {p.run_id for p in second.state.history}
+    assert len(second.compare.layers.object.data) == 2
+
+
+def test_jobs_cancel_errors_and_latest_wins():
+    messages = []
+    jobs = Jobs(notify=lambda level, message: messages.append((level, message)))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(progress, cancel):
+        started.set()
+        release.wait(5)
+        cancel.check()
+        return "slow"
+
+    results = []
+    jobs.submit("slow job", slow, results.append)
+    started.wait(5)
+    assert jobs.running
+    jobs.cancel()
+    release.set()
+    jobs.wait()
+    assert not jobs.running and jobs.message == "slow job: cancelled" and results == []
+
+    def broken(progress, cancel):
+        raise ModelLoadError("model.onnx is corrupt\nlong details")
+
+    jobs.submit("loading", broken, results.append)
+    jobs.wait()
+    assert jobs.error == "loading failed: model.onnx is corrupt"
+    assert messages[-1] == ("error", "loading failed: model.onnx is corrupt")
+
+    def quick(progress, cancel):
+        progress(0.5, "half way")
+        return 42
+
+    jobs.submit("quick", quick, results.append)
+    jobs.wait()
+    assert results == [42] and jobs.error == "" and jobs.progress == 100
+    jobs.close()
+
+
+def test_a_newer_job_supersedes_a_running_one():
+    jobs = Jobs()
+    gate = threading.Event()
+    results = []
+
+    def first(progress, cancel):
+        gate.wait(5)
+        if cancel.cancelled:
+            raise CancelledError("stale")
+        return "first"
+
+    jobs.submit("first", first, results.append)
+    jobs.submit("second", lambda p, c: "second", results.append)
+    gate.set()
+    jobs.wait()
+    assert results == ["second"]
+    jobs.close()
+
+
+def test_two_sessions_are_independent_and_a_long_job_does_not_block_the_other(make_app):
+    a, b = make_app("digits-mlp"), make_app("digits-cnn")
+    gate = threading.Event()
+    a.state.jobs.submit("a long job", lambda p, c: gate.wait(10), lambda _: None)
+    assert a.state.jobs.running
+    start = time.perf_counter()
+    b.state.batch_size = 2  # b measures on its own thread while a's job runs
+    b.state.jobs.wait(timeout=30)
+    assert time.perf_counter() - start < 30
+    assert b.state.current.batch_size == 2 and a.state.jobs.running
+    assert a.state.current.model == "digits-mlp" and a.state.batch_size == 8
+    gate.set()
+    a.state.jobs.wait()
+
+
+@pytest.mark.parametrize("bad", [1, 2])
+def test_uploaded_model_joins_the_picker(make_app, bad):
+    from workbench.dashboard import work
+
+    app = make_app("digits-mlp")
+    data = work.load_sample("digits-mlp").onnx_bytes if bad == 1 else b"not a model"
+    app.upload.value = {"mine.onnx": data}
+    app.state.jobs.wait()
+    if bad == 1:
+        assert app.state.model_name == "mine.onnx (uploaded)"
+        app.state.jobs.wait()
+        assert app.state.current.model != "" and app.state.jobs.error == ""
+    else:
+        assert "mine.onnx" in app.state.jobs.error and "corrupt" in app.state.jobs.error
+        assert app.state.model_name == "digits-mlp"
