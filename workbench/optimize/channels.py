@@ -87,7 +87,7 @@ def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Plan:
     modules = dict(traced.named_modules())
     groups, skipped = [], {}
     for node in traced.graph.nodes:
-        if node.op != "call_module" or not _is_producer(modules[node.target]):
+        if node.op != "call_module" or not _is_producer(modules[str(node.target)]):
             continue
         group, reason = _follow(node, modules)
         if group is None:
@@ -108,7 +108,7 @@ def _is_producer(module: nn.Module) -> bool:
 def _follow(start: fx.Node, modules: dict[str, nn.Module]) -> tuple[ChannelGroup | None, str]:
     """Walk from a producer to every layer that reads its channels."""
     group = ChannelGroup(str(start.target))
-    channel_axis = 1 if type(modules[start.target]).__name__ == "Conv2d" else -1
+    channel_axis = 1 if type(modules[str(start.target)]).__name__ == "Conv2d" else -1
     pending: list[tuple[fx.Node, int, int]] = [(start, channel_axis, 1)]
     while pending:
         node, axis, factor = pending.pop()
@@ -137,7 +137,7 @@ def _step(
     ndim = len(source.meta["tensor_meta"].shape)
     axis = axis % ndim
     if user.op == "call_module":
-        sub = modules[user.target]
+        sub = modules[str(user.target)]
         kind = type(sub).__name__
         if kind in _PASS_MODULES:
             return axis, factor
@@ -156,8 +156,8 @@ def _step(
     if user.op == "call_function" and _passes(user.target) and user.args[0] is source:
         return axis, factor
     if _is_flatten(user) and user.args[0] is source:
-        start = user.kwargs.get("start_dim", user.args[1] if len(user.args) > 1 else 0)
-        end = user.kwargs.get("end_dim", user.args[2] if len(user.args) > 2 else -1)
+        start: Any = user.kwargs.get("start_dim", user.args[1] if len(user.args) > 1 else 0)
+        end: Any = user.kwargs.get("end_dim", user.args[2] if len(user.args) > 2 else -1)
         return _flattened(source, axis, factor, int(start), int(end))
     if user.op == "call_function" and user.target in (operator.add, operator.iadd):
         return "its output feeds an add (a residual connection ties its channels)"
@@ -219,9 +219,9 @@ def prune_group(
     """Shrink one group in place on ``root`` (a private copy); returns (before, after) channels."""
     import torch
 
-    producer = root.get_submodule(group.producer)
+    producer: Any = root.get_submodule(group.producer)
     weight = producer.weight
-    channels = weight.shape[0]
+    channels = int(weight.shape[0])
     keep_count = max(1, round(channels * (1.0 - sparsity)))
     order = torch.argsort(channel_scores(weight, norm), descending=True)
     keep = torch.sort(order[:keep_count]).values
@@ -234,16 +234,16 @@ def prune_group(
     return channels, keep_count
 
 
-def _slice_out(layer: nn.Module, keep: torch.Tensor) -> nn.Module:
+def _slice_out(layer: Any, keep: torch.Tensor) -> nn.Module:
     return _rebuild(layer, out_index=keep)
 
 
-def _slice_in(layer: nn.Module, index: torch.Tensor) -> nn.Module:
+def _slice_in(layer: Any, index: torch.Tensor) -> nn.Module:
     return _rebuild(layer, in_index=index)
 
 
 def _rebuild(
-    layer: nn.Module, out_index: torch.Tensor | None = None, in_index: torch.Tensor | None = None
+    layer: Any, out_index: torch.Tensor | None = None, in_index: torch.Tensor | None = None
 ) -> nn.Module:
     import torch
     from torch import nn
@@ -257,7 +257,7 @@ def _rebuild(
     if bias is not None and out_index is not None:
         bias = bias.detach()[out_index]
     if isinstance(layer, nn.Linear):
-        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        new: Any = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     else:
         new = nn.Conv2d(
             weight.shape[1],
@@ -278,10 +278,10 @@ def _rebuild(
     return new
 
 
-def _slice_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
+def _slice_norm(norm: Any, keep: torch.Tensor) -> nn.Module:
     import torch
 
-    new = type(norm)(
+    new: Any = type(norm)(
         len(keep),
         eps=norm.eps,
         momentum=norm.momentum,

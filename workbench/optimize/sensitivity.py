@@ -271,7 +271,12 @@ def suggest(
     model = load(model)
     config = make_config(transform)
     data = resolve_data(model, data, "test", "suggest")
-    kw = {"backend": backend, "device": device, "batch_size": batch_size, "budget_s": budget_s}
+    kw: dict[str, Any] = {
+        "backend": backend,
+        "device": device,
+        "batch_size": batch_size,
+        "budget_s": budget_s,
+    }
     if report is None:
         report = sensitivity(
             model, data, config, metric=metric, calibration=calibration, options=options,
