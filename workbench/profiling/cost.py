@@ -303,7 +303,7 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
     handles = []
     try:
         for path, sub in module_paths(module).items():
-            if list(sub.children()):
+            if list(sub.children()) and type(sub).__name__ not in _TORCH_CONTAINER_COSTS:
                 continue
 
             def hook(m: Any, args: Any, out: Any, p: str = path) -> None:
@@ -321,6 +321,13 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
         flat = out if isinstance(out, tuple | list) else (out,)
         outs = [o for o in flat if hasattr(o, "numel")]
         flops = _module_flops(sub, args, outs)
+        if flops is not None and list(sub.children()):
+            # a container's own code: its formula less the children that ran as modules
+            flops -= sum(
+                _module_flops(c, seen[p][1], [seen[p][2]]) or 0.0
+                for p, c in module_paths(module).items()
+                if p in seen and p.rsplit(".", 1)[0] == path and c is not sub
+            )
         if flops is None:
             unknown.setdefault(type(sub).__name__, []).append(path)
         out_bytes = sum(o.numel() * o.element_size() for o in outs)
@@ -387,6 +394,8 @@ def _mha_flops(sub: Any, args: list[Any]) -> float | None:
     return projections + attention
 
 
+#: containers whose own code the cost model knows (their functional matmuls)
+_TORCH_CONTAINER_COSTS = {"MultiheadAttention"}
 _TORCH_ELEMENTWISE = {
     "ReLU", "ReLU6", "GELU", "SiLU", "Sigmoid", "Tanh", "LeakyReLU", "Hardswish", "Hardsigmoid",
     "ELU", "SELU", "CELU", "Softplus", "Mish", "PReLU", "Hardtanh", "Upsample", "Threshold",

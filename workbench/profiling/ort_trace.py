@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 #: the pseudo-layer of layout conversions ORT inserts (they belong to no model layer)
 LAYOUT_LAYER = "(layout)"
 _LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
+#: the original op at the heart of a fused kernel (the walk back stops there)
+_CORES = {
+    "FusedConv": ("Conv",),
+    "NhwcFusedConv": ("Conv",),
+    "FusedGemm": ("Gemm", "MatMul"),
+    "Gemm": ("Gemm", "MatMul"),
+    "FusedMatMul": ("MatMul",),
+    "MatMulNBits": ("MatMul",),
+}
+#: no-ops ORT removes (their consumers read the input directly): never "fused"
+_NO_OPS = {"Identity", "Dropout"}
 _SUFFIXES = re.compile(r"(_nchwc|_token_\d+|/[^/]*Fusion/?.*|_fused.*)$")
 
 
@@ -125,23 +136,24 @@ def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) ->
     opt_names = {n.name for n in optimized.graph.node}
     claimed: dict[int, int] = {}
     kernels: list[tuple[str, str, list[int]]] = []
+    anchors: list[int | None] = []
     for k, node in enumerate(optimized.graph.node):
         covered: list[int] = []
-        if node.op_type not in _LAYOUT_OPS:
-            anchor = _anchor(node, by_name, producer)
-            if anchor is not None and anchor not in claimed:
-                stops = set(node.input)
-                core = node.op_type.removeprefix("Fused")
-                covered = _walk_back(
-                    anchor, core, stops, graph, producer, dynamic, opt_names, claimed
-                )
+        anchor = None if node.op_type in _LAYOUT_OPS else _anchor(node, by_name, producer)
+        if anchor is not None and anchor not in claimed:
+            stops = set(node.input)
+            core = _CORES.get(node.op_type, (node.op_type,))
+            covered = _walk_back(anchor, core, stops, graph, producer, dynamic, opt_names, claimed)
         for i in covered:
             claimed[i] = k
         kernels.append((node.name, node.op_type, covered))
+        anchors.append(anchor)
     _claim_leftovers(graph, producer, dynamic, claimed, kernels)
     named = []
-    for name, op, covered in kernels:
+    for (name, op, covered), anchor in zip(kernels, anchors, strict=True):
         owned = _unique(layer_of[i] for i in sorted(covered))
+        if not owned and anchor is not None:  # a helper kernel ORT added next to a layer
+            owned = [layer_of[anchor]]
         named.append((name, op, owned or ([LAYOUT_LAYER] if op in _LAYOUT_OPS else [])))
     executed = {layer for _, _, owned in named for layer in owned}
     not_run: dict[str, str] = {}
@@ -154,7 +166,8 @@ def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) ->
 
 def _anchor(node: onnx.NodeProto, by_name: dict[str, int], producer: dict[str, int]) -> int | None:
     """The original node an optimized node is named after, or that writes its output."""
-    for candidate in (node.name, _SUFFIXES.sub("", node.name)):
+    bare = node.name.removeprefix("fused ")
+    for candidate in (node.name, bare, _SUFFIXES.sub("", bare)):
         if candidate in by_name:
             return by_name[candidate]
         if candidate in producer:  # NCHWc kernels are named after their output tensor
@@ -167,7 +180,7 @@ def _anchor(node: onnx.NodeProto, by_name: dict[str, int], producer: dict[str, i
 
 def _walk_back(
     anchor: int,
-    core: str,
+    core: tuple[str, ...],
     stop_tensors: set[str],
     graph: onnx.GraphProto,
     producer: dict[str, int],
@@ -183,13 +196,15 @@ def _walk_back(
     covered, stack = [anchor], [anchor]
     while stack:
         current = graph.node[stack.pop()]
-        if current.op_type == core:
+        if current.op_type in core:
             continue
         for tensor in current.input:
             if not tensor or tensor in stop_tensors or tensor not in producer:
                 continue
             source = producer[tensor]
             if source in covered or source in claimed or source not in dynamic:
+                continue
+            if graph.node[source].op_type in _NO_OPS:
                 continue
             if graph.node[source].name in opt_names:  # it runs as its own kernel
                 continue
@@ -205,11 +220,24 @@ def _claim_leftovers(
     claimed: dict[int, int],
     kernels: list[tuple[str, str, list[int]]],
 ) -> None:
-    """Fused epilogues (a Relu after a Conv, an Add after a MatMul) join their input's kernel."""
+    """Fused epilogues (a Relu after a Conv, an Add after a MatMul) join their input's kernel.
+
+    Only along an edge with a single consumer: a node reading a tensor that others read
+    too was not fused but removed (e.g. a duplicate merged by common-subexpression
+    elimination), and stays unclaimed.
+    """
+    readers: dict[str, int] = defaultdict(int)
+    for node in graph.node:
+        for t in set(node.input):
+            readers[t] += 1
     for i, node in enumerate(graph.node):
-        if i in claimed or i not in dynamic:
+        if i in claimed or i not in dynamic or node.op_type in _NO_OPS:
             continue
-        sources = [producer[t] for t in node.input if t in producer and producer[t] in claimed]
+        sources = [
+            producer[t]
+            for t in node.input
+            if t in producer and producer[t] in claimed and readers[t] == 1
+        ]
         if sources:
             owner = claimed[sources[0]]
             claimed[i] = owner
@@ -263,6 +291,8 @@ def layer_samples(
             info["fused_from"] = _unique([*info["fused_from"], *rest])
             info["provider"].add(provider)
             info.setdefault("op", op)
+            if not layers:
+                info["note"] = "a kernel ORT added while running; it maps to no model layer"
         for layer, ms in per_run.items():
             samples[layer].append(ms)
     for info in detail.values():
