@@ -121,3 +121,17 @@ def test_bf16_torch_only(digits_mlp, digits_test) -> None:
     assert sqnr_db(ref, run(b, x, "torch")) > 25.0
     with pytest.raises(TransformError, match="torch route only"):
         wb.quantize(digits_mlp.to_onnx(), "bf16")
+
+
+def test_int8_static_conv_net_from_an_onnx_model(digits_train, digits_test) -> None:
+    cnn = wb.samples.load("digits-cnn").to_onnx()  # an ONNX input takes the same route
+    before = model_state(cnn)
+    q = wb.quantize(cnn, Int8Static(calibration="minmax"), digits_train.take(128))
+    assert model_state(cnn) == before
+    assert "BatchNormalization" not in _ops(q)  # folded into the convs before quantizing
+    conv_layers = {x.name for x in q.layers} & {"features.0", "features.3", "features.7"}
+    assert conv_layers == {"features.0", "features.3", "features.7"}  # names survive folding
+    x = digits_test.inputs
+    ref, out = run(cnn, x), run(q, x)
+    assert sqnr_db(ref, out) > 20.0
+    assert _accuracy(out, digits_test.labels) >= _accuracy(ref, digits_test.labels) - 0.01

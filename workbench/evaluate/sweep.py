@@ -185,7 +185,7 @@ def sweep(
     settings = {
         "model": model.name,
         "fingerprint": model.fingerprint(),
-        "variants": [label for label, _ in specs],
+        "variants": [_describe(spec) for _, spec in specs],
         "backends": list(backends),
         "devices": list(devices),
         "batch_size": batch_size,
@@ -389,6 +389,20 @@ def _labelled(variants: list[Any]) -> list[tuple[str, Any]]:
         seen[label] = seen.get(label, 0) + 1
         out.append((label if seen[label] == 1 else f"{label}#{seen[label]}", spec))
     return out
+
+
+def _describe(spec: Any) -> Any:
+    """What identifies a variant in the sweep id: its full config, not just its label."""
+    from workbench.optimize.base import config_to_dict, make_config
+
+    if isinstance(spec, Model):
+        return spec.fingerprint()
+    if spec == BASELINE:
+        return BASELINE
+    try:
+        return config_to_dict(make_config(spec))
+    except WorkbenchError:  # an unknown transform becomes a failed row, not a failed sweep
+        return str(spec)
 
 
 def _key(label: str, backend: str, device: str, batch_size: int) -> str:
