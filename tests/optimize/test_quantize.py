@@ -135,3 +135,12 @@ def test_int8_static_conv_net_from_an_onnx_model(digits_train, digits_test) -> N
     ref, out = run(cnn, x), run(q, x)
     assert sqnr_db(ref, out) > 20.0
     assert _accuracy(out, digits_test.labels) >= _accuracy(ref, digits_test.labels) - 0.01
+
+
+def test_fp16_exclude_keeps_a_layer_in_float32(digits_mlp) -> None:
+    h = wb.quantize(digits_mlp, "fp16", exclude=["head"])
+    assert h.framework == "onnx"  # per-layer control takes the ONNX route
+    dtypes = {i.name: i.data_type for i in h.proto.graph.initializer}
+    assert dtypes["head.weight"] == 1 and dtypes["fc1.weight"] == 10
+    with pytest.raises(TransformError, match="route='onnx'"):
+        wb.quantize(digits_mlp, Fp16(route="torch", exclude=("head",)))

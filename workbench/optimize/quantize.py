@@ -171,9 +171,9 @@ class Fp16(Transform):
     """Half-precision weights and arithmetic; inputs and outputs stay float32.
 
     Args:
-        route: ``"auto"`` (torch for torch models, ONNX for ONNX models), ``"torch"``
-            or ``"onnx"`` (a torch model is exported first).
-        exclude: ONNX route only: canonical layers kept in float32.
+        route: ``"auto"`` (torch for torch models, ONNX for ONNX models and whenever
+            ``exclude`` is set), ``"torch"`` or ``"onnx"`` (a torch model is exported first).
+        exclude: canonical layers kept in float32 (ONNX route).
 
     Example:
         >>> h = wb.quantize(m, "fp16")
@@ -186,8 +186,13 @@ class Fp16(Transform):
         return "fp16" if self.route == "auto" else f"fp16({self.route})"
 
     def apply(self, model: Model, data: Any = None) -> Model:
-        route = self.route if self.route != "auto" else model.framework
+        route = self.route
+        if route == "auto":
+            # per-layer control exists only in the ONNX route (node block list)
+            route = "onnx" if self.exclude or model.framework == "onnx" else "torch"
         if route == "torch":
+            if self.exclude:
+                raise TransformError("fp16 exclude= needs route='onnx' (or 'auto')")
             return _torch_cast(model, self, "float16")
         return _onnx_fp16(model, self)
 
