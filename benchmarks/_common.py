@@ -11,7 +11,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    from workbench.devices import describe_machine, library_versions
+    from workbench.machine import describe_machine, library_versions
 
     return {
         "machine": describe_machine(),

@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Layer": "workbench.model:Layer",
     "load": "workbench.loaders:load",
     "samples": "workbench.loaders.samples",
-    "devices": "workbench.devices:devices",
+    "devices": "workbench.machine:devices",
     "backend": "workbench.backends.base:get_backend",
     "backend_names": "workbench.backends.base:backend_names",
     "register_backend": "workbench.backends.base:register",

@@ -15,7 +15,7 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from workbench.devices import describe_machine, devices
+    from workbench.machine import describe_machine, devices
 
     print(describe_machine())
     print()

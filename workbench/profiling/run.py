@@ -35,7 +35,7 @@ def profile(
 
     Args:
         model: a `Model` or anything `workbench.load` accepts.
-        backend: backend name (see `workbench.devices`).
+        backend: backend name (see `workbench.devices()`).
         device: device name, e.g. ``"cpu"`` or ``"cuda:0"``.
         batch_size: batch size of the generated inputs (ignored when ``inputs`` is given).
         inputs: real inputs to time with instead of generated ones.
@@ -57,7 +57,7 @@ def profile(
         >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
         >>> p.latency.median
     """
-    from workbench.devices import environment
+    from workbench.machine import environment
     from workbench.loaders import load
 
     model = load(model)

@@ -1,4 +1,8 @@
-"""What this machine has: CPU, GPUs, and every backend x device with its availability."""
+"""What this machine has: CPU, GPUs, and every backend x device with its availability.
+
+(Named `machine` rather than `devices` so that the public function `wb.devices()` is never
+shadowed by a submodule of the same name.)
+"""
 
 from __future__ import annotations
 
