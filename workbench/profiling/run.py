@@ -57,8 +57,8 @@ def profile(
         >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
         >>> p.latency.median
     """
-    from workbench.machine import environment
     from workbench.loaders import load
+    from workbench.machine import environment
 
     model = load(model)
     if inputs is not None:
