@@ -76,3 +76,12 @@ def test_compare_detector_explains_slower_rows() -> None:
     )
     assert compare_reasons("fc", [base, {"latency_ms": 0.005, "op_type": "QGemm"}], labels) == []
     assert "layout" in compare_reasons("(layout)", [None, {"latency_ms": 0.1}], labels)[0]
+
+
+def test_wb_compare_fills_reasons_for_a_slower_quantized_layer() -> None:
+    base = _profile({"fc": 0.010}, op_type=["Gemm"])
+    slow = _profile({"fc": 0.030, "x_quant": 0.02}, op_type=["QGemm", "DynamicQuantizeLinear"])
+    slow.recipe = {"name": "int8-dynamic", "label": "int8-dynamic"}
+    table = wb.compare([base, slow]).table.set_index("layer")
+    assert "integer kernel QGemm" in table.loc["fc", "reasons"]
+    assert "Quantize/Dequantize work" in table.loc["x_quant", "reasons"]

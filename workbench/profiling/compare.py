@@ -201,3 +201,14 @@ def _fusion(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) ->
         if isinstance(target, str) and target:
             reasons.append(f"fused into {target} in {label}")
     return reasons
+
+
+def _quantization(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) -> list[str]:
+    # why a quantized variant's layer got slower (Q/DQ work, layout, integer kernels); the
+    # graph-level explanation with both models is workbench.optimize.explain.explain
+    from workbench.optimize.explain import compare_reasons
+
+    return compare_reasons(layer, rows, labels)
+
+
+register_reason(_quantization)
