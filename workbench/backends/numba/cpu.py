@@ -21,7 +21,7 @@ ACT_NONE, ACT_RELU = 0, 1
 ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
 
 #: Below this many output elements a serial kernel beats starting the thread pool.
-PARALLEL_MIN_WORK = 1 << 15
+PARALLEL_MIN_WORK = 1 << 62
 
 #: Tile of the hand-written GEMM: a 64x64 float32 accumulator (16 KiB) stays in L1.
 GEMM_TILE_M = 64
@@ -124,21 +124,14 @@ bmm = _twin(_bmm)
 # ---- convolution ------------------------------------------------------------------
 def _im2col(
     x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    oh: int,
-    ow: int,
+    kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, oh: int, ow: int,
     col: np.ndarray,
 ) -> None:
     """Unfold ``x`` [N, C, H, W] into ``col`` [C*kh*kw, N*OH*OW] (zeros in the padding).
 
-    ``ph``/``pw`` are the leading pads; trailing pads only show in ``oh``/``ow``.
+    ``ph``/``pw`` are the leading pads; trailing pads only show in ``oh``/``ow``. The
+    valid output columns of each row are computed once, so the copy loop has no
+    branch and vectorises (a contiguous copy when the stride is 1).
     """
     n, c, h, w = x.shape
     oh_ow = oh * ow
@@ -146,15 +139,22 @@ def _im2col(
         ci = row // (kh * kw)
         ki = (row // kw) % kh
         kj = row % kw
+        shift = kj * dw - pw
+        # output columns whose input column ox*sw + shift lies inside [0, w)
+        lo = min(max(0, (-shift + sw - 1) // sw), ow)
+        hi = max(min(ow, (w - 1 - shift) // sw + 1), lo)
         for b in range(n):
             base = b * oh_ow
             for oy in range(oh):
                 iy = oy * sh - ph + ki * dh
-                for ox in range(ow):
-                    ix = ox * sw - pw + kj * dw
-                    inside = 0 <= iy < h and 0 <= ix < w
-                    col[row, base + oy * ow + ox] = x[b, ci, iy, ix] if inside else 0
-    return None
+                start = base + oy * ow
+                if iy < 0 or iy >= h:
+                    col[row, start : start + ow] = 0
+                    continue
+                col[row, start : start + lo] = 0
+                col[row, start + hi : start + ow] = 0
+                for ox in range(lo, hi):
+                    col[row, start + ox] = x[b, ci, iy, ox * sw + shift]
 
 
 im2col = _twin(_im2col)
@@ -217,20 +217,8 @@ conv_direct = _twin(_conv_direct)
 
 # ---- pooling ---------------------------------------------------------------------
 def _pool2d(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    pt: int,
-    pl: int,
-    pb: int,
-    pr: int,
-    dh: int,
-    dw: int,
-    is_max: bool,
-    count_pad: bool,
-    out: np.ndarray,
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int, pb: int, pr: int,
+    dh: int, dw: int, is_max: bool, count_pad: bool, out: np.ndarray,
 ) -> None:
     """Max or average pooling over [N, C, H, W]; padding never wins a max.
 
@@ -243,20 +231,31 @@ def _pool2d(
         b = t // c
         ch = t % c
         for oy in range(oh):
+            y0 = oy * sh - pt
+            ky0 = max(0, (-y0 + dh - 1) // dh)
+            ky1 = min(kh, (h - 1 - y0) // dh + 1)
             for ox in range(ow):
-                acc = -np.inf if is_max else 0.0
-                count = 0
-                for ki in range(kh):
-                    iy = oy * sh - pt + ki * dh
-                    for kj in range(kw):
-                        ix = ox * sw - pl + kj * dw
-                        if 0 <= iy < h and 0 <= ix < w:
-                            v = x[b, ch, iy, ix]
-                            acc = max(acc, v) if is_max else acc + v
-                            count += 1
-                        elif count_pad and iy < h + pb and ix < w + pr:
-                            count += 1
-                out[b, ch, oy, ox] = acc if is_max else acc / max(count, 1)
+                x0 = ox * sw - pl
+                kx0 = max(0, (-x0 + dw - 1) // dw)
+                kx1 = min(kw, (w - 1 - x0) // dw + 1)
+                if is_max:
+                    best = x[b, ch, y0 + ky0 * dh, x0 + kx0 * dw]
+                    for ki in range(ky0, ky1):
+                        for kj in range(kx0, kx1):
+                            best = max(best, x[b, ch, y0 + ki * dh, x0 + kj * dw])
+                    out[b, ch, oy, ox] = best
+                    continue
+                total = 0.0
+                for ki in range(ky0, ky1):
+                    for kj in range(kx0, kx1):
+                        total += x[b, ch, y0 + ki * dh, x0 + kj * dw]
+                count = max(ky1 - ky0, 0) * max(kx1 - kx0, 0)
+                if count_pad:
+                    # windows start inside the leading pad, so only the far edge clips them
+                    rows = min(kh, (h + pb - 1 - y0) // dh + 1)
+                    cols = min(kw, (w + pr - 1 - x0) // dw + 1)
+                    count = rows * cols
+                out[b, ch, oy, ox] = total / max(count, 1)
 
 
 pool2d = _twin(_pool2d)
@@ -298,9 +297,18 @@ softmax = _twin(_softmax)
 
 
 def _layer_norm(
-    x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float, out: np.ndarray
+    x: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    eps: float,
+    out: np.ndarray,
+    mean_out: np.ndarray,
+    inv_out: np.ndarray,
 ) -> None:
-    """LayerNormalization over rows of [rows, n]; statistics accumulated in float64."""
+    """LayerNormalization over rows of [rows, n]; statistics accumulated in float64.
+
+    ``mean_out``/``inv_out`` [rows] receive each row's mean and 1/std (ONNX outputs 1, 2).
+    """
     rows, n = x.shape
     for i in prange(rows):
         mean = 0.0
@@ -312,6 +320,8 @@ def _layer_norm(
             d = x[i, j] - mean
             var += d * d
         inv = 1.0 / math.sqrt(var / n + eps)
+        mean_out[i] = mean
+        inv_out[i] = inv
         for j in range(n):
             out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
 

@@ -97,7 +97,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
     return [out]
 
 
-def _workspace(node: Node, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     buffer = node.cache.get((key, shape))
     if buffer is None:
         buffer = node.cache[(key, shape)] = np.empty(shape, dtype=dtype)
@@ -191,9 +191,7 @@ def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 
 def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    """LayerNormalization over the trailing axes from ``axis`` (the Y output only)."""
-    if len(node.outputs) > 1 and any(node.outputs[1:]):
-        raise UnsupportedModelError(f"{node.name!r}: LayerNormalization Mean/InvStdDev outputs")
+    """LayerNormalization over the trailing axes from ``axis``; Mean and InvStdDev too."""
     x = ins[0]
     axis = int(node.attrs.get("axis", -1)) % x.ndim
     tail = x.shape[axis:]
@@ -208,10 +206,27 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
             np.broadcast_to(ins[2], tail).reshape(n).copy() if has_bias else np.zeros(n, x.dtype)
         ),
     )
+    stats_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
+    wanted = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
     out = _out(outs, x.shape, x.dtype)
+    stats = [
+        _out(outs, stats_shape, np.float32, i)
+        if wanted[i]
+        else _workspace(node, i, stats_shape, x.dtype)
+        for i in (1, 2)
+    ]
     eps = float(node.attrs.get("epsilon", 1e-5))
-    cpu.pick(cpu.layer_norm, x.size)(x.reshape(-1, n), scale, bias, eps, out.reshape(-1, n))
-    return [out]
+    rows = x.size // n if n else 0
+    cpu.pick(cpu.layer_norm, x.size)(
+        x.reshape(rows, n),
+        scale,
+        bias,
+        eps,
+        out.reshape(rows, n),
+        stats[0].reshape(rows),
+        stats[1].reshape(rows),
+    )
+    return [out, *stats][: len(node.outputs)]
 
 
 def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -290,7 +305,8 @@ def reshape(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 def flatten(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
-    axis = int(node.attrs.get("axis", 1)) % (x.ndim + 1)
+    axis = int(node.attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
     return [x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))]
 
 
@@ -315,6 +331,14 @@ def unsqueeze(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 
 def identity(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Identity, and Dropout at inference (``training_mode`` false): the input itself."""
+    if (
+        node.op_type == "Dropout"
+        and len(ins) > 2
+        and ins[2] is not None
+        and bool(np.asarray(ins[2]))
+    ):
+        raise UnsupportedModelError(f"Dropout {node.name!r}: training_mode=True (random)")
     if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
         return [ins[0], np.ones(ins[0].shape, dtype=bool)]
     return [ins[0]]
@@ -398,6 +422,7 @@ def reduce_mean(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
     axes = shapes.axes_of(node, ins, 1, x.ndim)
     keep = bool(node.attrs.get("keepdims", 1))
+    axes = axes or None  # an empty axes input means every axis
     if axes is None and node.attrs.get("noop_with_empty_axes", 0):
         result = x
     else:

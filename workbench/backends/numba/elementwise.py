@@ -108,25 +108,20 @@ def apply(op: str, args: list[np.ndarray], out: np.ndarray | None) -> np.ndarray
     """Apply elementwise ``op`` to ``args`` (broadcasting), into ``out`` when given."""
     if all(a.dtype in (np.float32, np.float64) for a in args) and len({a.dtype for a in args}) == 1:
         fn = ufunc(op)
-    else:
-        fn = (UNARY.get(op) or BINARY[op])[1]
-        if fn is None:
-            fn = _integer_fallback(op)
-    return fn(*args, out=out) if out is not None else fn(*args)
+        return fn(*args, out=out) if out is not None else fn(*args)
+    fn = (UNARY.get(op) or BINARY[op])[1] or _integer_fallback(op)
+    # mixed dtypes (Pow's exponent may differ): ONNX keeps the first input's dtype
+    result = np.asarray(fn(*args)).astype(args[0].dtype, copy=False)
+    if out is None:
+        return result
+    np.copyto(out, result, casting="unsafe")
+    return out
 
 
 def _integer_fallback(op: str) -> Any:
     if op == "Div":
-        return lambda x, y, out=None: _int_div(x, y, out)
+        # ONNX integer division truncates toward zero, unlike NumPy's floor division
+        return lambda x, y: np.trunc(np.true_divide(x, y))
     if op == "Relu":
-        return lambda x, out=None: np.maximum(x, 0, out=out)
+        return lambda x: np.maximum(x, 0)
     raise TypeError(f"{op} on non-float tensors is not supported")
-
-
-def _int_div(x: np.ndarray, y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    # ONNX integer division truncates toward zero, unlike numpy's floor division
-    result = np.trunc(np.true_divide(x, y)).astype(np.result_type(x, y))
-    if out is None:
-        return result
-    out[...] = result
-    return out

@@ -115,23 +115,27 @@ def resize_indices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> list
     """Per-axis source indices of a nearest-neighbour Resize (ONNX opset 11-19 rules).
 
     Raises:
-        UnsupportedModelError: for modes other than ``nearest`` or the ``axes`` attribute.
+        UnsupportedModelError: for modes other than ``nearest``, or a keep-aspect policy.
     """
     attrs = node.attrs
-    if attrs.get("mode", "nearest") != "nearest" or "axes" in attrs:
+    policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+    if attrs.get("mode", "nearest") != "nearest" or policy != "stretch":
         raise UnsupportedModelError(
-            f"Resize {node.name!r}: only mode='nearest' without axes is supported"
+            f"Resize {node.name!r}: only mode='nearest' with keep_aspect_ratio_policy='stretch'"
         )
     rank = len(shape)
+    axes = [a % rank for a in attrs.get("axes", range(rank))]
     scales_in = ins[2] if len(ins) > 2 and ins[2] is not None and np.size(ins[2]) else None
     sizes_in = ins[3] if len(ins) > 3 and ins[3] is not None and np.size(ins[3]) else None
-    if sizes_in is not None:
-        sizes = [int(s) for s in np.asarray(sizes_in)]
-        scales = [o / i for o, i in zip(sizes, shape, strict=True)]
-    else:
-        assert scales_in is not None
-        scales = [float(s) for s in np.asarray(scales_in)]
-        sizes = [int(math.floor(i * s)) for i, s in zip(shape, scales, strict=True)]
+    scales, sizes = [1.0] * rank, list(shape)
+    for i, axis in enumerate(axes):
+        if sizes_in is not None:
+            sizes[axis] = int(np.asarray(sizes_in)[i])
+            scales[axis] = sizes[axis] / shape[axis]
+        else:
+            assert scales_in is not None
+            scales[axis] = float(np.asarray(scales_in)[i])
+            sizes[axis] = int(math.floor(shape[axis] * scales[axis]))
     mode = attrs.get("coordinate_transformation_mode", "half_pixel")
     rounding = attrs.get("nearest_mode", "round_prefer_floor")
     return [

@@ -1,0 +1,117 @@
+"""The ONNX conformance cases for the ops the Numba backends implement.
+
+The ``onnx`` package's node tests (``onnx/backend/test/data/node/test_*``: one
+model.onnx plus input/output protobufs each) are read from disk when the installed
+wheel ships them, else regenerated in memory from ``onnx.backend.test.case.node``,
+the generator those files come from.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Op types under test: the issue's list plus what the sample models need.
+OPS = frozenset(
+    "Conv Gemm MatMul Add Sub Mul Div Relu Sigmoid Tanh Gelu Erf Softmax LayerNormalization "
+    "BatchNormalization MaxPool AveragePool GlobalAveragePool Flatten Reshape Transpose Concat "
+    "Identity Dropout Constant ConstantOfShape Sum Resize Shape Gather Squeeze Unsqueeze Cast "
+    "CastLike Pow Sqrt ReduceMean Slice Expand Exp".split()
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case: a single-node model and its input/output data sets."""
+
+    name: str
+    op_type: str
+    model: Any
+    data_sets: tuple[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]], ...]
+
+
+@functools.cache
+def cases() -> tuple[Case, ...]:
+    """Every single-node conformance case whose op is in `OPS`, sorted by name."""
+    import onnx
+
+    folder = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
+    found = _from_files(folder) if folder.is_dir() else _generated()
+    kept = (c for c in found if c.op_type in OPS and _plain_tensors(c))
+    return tuple(sorted(kept, key=lambda c: c.name))
+
+
+#: Element types the backends compute in; float16/bfloat16/float8/int4 are out of scope.
+DTYPES = frozenset({"float32", "float64", "int32", "int64", "bool", "uint8", "int8"})
+
+
+def _plain_tensors(case: Case) -> bool:
+    """Only dense tensors of supported dtypes (no sequences, optionals, strings, float8)."""
+    for ins, outs in case.data_sets:
+        for value in (*ins, *outs):
+            if not isinstance(value, np.ndarray) or value.dtype.name not in DTYPES:
+                return False
+    return _tensor_io(case.model)
+
+
+def _tensor_io(model: Any) -> bool:
+    graph = model.graph
+    return all(v.type.HasField("tensor_type") for v in (*graph.input, *graph.output))
+
+
+def _from_files(folder: Path) -> list[Case]:
+    import onnx
+    from onnx import numpy_helper
+
+    found = []
+    for case_dir in folder.glob("test_*"):
+        model = onnx.load(str(case_dir / "model.onnx"))
+        if len(model.graph.node) != 1:
+            continue
+        sets = []
+        for data_dir in sorted(case_dir.glob("test_data_set_*")):
+            ins = tuple(_read(numpy_helper, p) for p in sorted(data_dir.glob("input_*.pb")))
+            outs = tuple(_read(numpy_helper, p) for p in sorted(data_dir.glob("output_*.pb")))
+            sets.append((ins, outs))
+        found.append(Case(case_dir.name, model.graph.node[0].op_type, model, tuple(sets)))
+    return found
+
+
+def _read(numpy_helper: Any, path: Path) -> np.ndarray:
+    import onnx
+
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(path.read_bytes())
+    return numpy_helper.to_array(tensor)
+
+
+def _array(numpy_helper: Any, value: Any) -> Any:
+    if hasattr(value, "HasField"):  # a TensorProto (types NumPy cannot hold, like bfloat16)
+        return numpy_helper.to_array(value)
+    return value if isinstance(value, np.ndarray) else np.asarray(value)
+
+
+def _generated() -> list[Case]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the generators use deprecated helpers
+        from onnx.backend.test.case import node
+
+        generated = node.collect_testcases(None)
+    from onnx import numpy_helper
+
+    found = []
+    for case in generated:
+        if case.model is None or len(case.model.graph.node) != 1 or not _tensor_io(case.model):
+            continue
+        sets = tuple(
+            (tuple(_array(numpy_helper, v) for v in i), tuple(_array(numpy_helper, v) for v in o))
+            for i, o in case.data_sets or ()
+        )
+        found.append(Case(case.name, case.model.graph.node[0].op_type, case.model, sets))
+    return found
