@@ -81,7 +81,24 @@ PRECISION_COLORS: dict[str, str] = {
     "other": "#79706E",
 }
 _WARMUP_COLOR = "#BBBBBB"
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+# A small template of our own: as readable as plotly_white, but applying it costs ~1 ms
+# instead of ~15 ms (plotly deep-copies a template on every figure), which keeps a
+# dashboard update from the cache well under its 300 ms.
+_AXIS = {"gridcolor": "#EBEBEB", "linecolor": "#BBBBBB", "zerolinecolor": "#CCCCCC",
+         "automargin": True}  # fmt: skip
+_TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12, "color": "#2A3F5F"},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "colorway": list(_QUALITATIVE),
+        "xaxis": _AXIS,
+        "yaxis": _AXIS,
+        "hoverlabel": {"align": "left"},
+        "title": {"x": 0.02, "font": {"size": 15}},
+    }
+)
+_LAYOUT = {"template": _TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
 
 
 def op_type_color(op_type: str) -> str:

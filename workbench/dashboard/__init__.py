@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,3 +55,18 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
 
         model = load(model)
     return App(model, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as `dashboard`.
+
+    ``wb.dashboard`` names both this subpackage and its function: once the subpackage is
+    imported, Python binds ``workbench.dashboard`` to the module and the lazy export is
+    shadowed. Calling the module keeps ``wb.dashboard(m)`` working either way.
+    """
+
+    def __call__(self, model: Model | str | None = None, **options: Any) -> App:
+        return dashboard(model, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

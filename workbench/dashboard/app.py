@@ -132,7 +132,9 @@ class App(Viewer):
             )
 
     def _tab_opened(self, event: param.parameterized.Event) -> None:
-        if event.new == 4:
+        if event.new == 2:
+            self.optimize.opened()
+        elif event.new == 4:
             self.runs.refresh()
 
     def notify(self, level: str, message: str) -> None:

@@ -58,7 +58,7 @@ def headline(profile: Profile | None) -> str:
             )
         if "flops" in layers:
             cards.append(("GFLOP", f"{layers['flops'].fillna(0).sum() / 1e9:.3g}"))
-        cards.append(("layer sum", f"{layers['latency_ms'].sum():.4g} ms"))
+        cards.append(("layers", f"{_attributed_ms(layers):.4g} ms"))
     body = "".join(
         f"<div class='wb-card'><div class='wb-k'>{html.escape(k)}</div>"
         f"<div class='wb-v'>{html.escape(v)}</div></div>"
@@ -72,13 +72,18 @@ def _gap_note(profile: Profile) -> str:
     layers = profile.layers
     if layers.empty or "latency_ms" not in layers:
         return ""
-    total, e2e = float(layers["latency_ms"].sum()), profile.latency.median
+    total, e2e = _attributed_ms(layers), profile.latency.median
     return (
         f"<p class='wb-note'>The layers sum to {total:.4g} ms against {e2e:.4g} ms end to end: "
         "per-layer times come from a separate, instrumented pass (its overhead, and fusion "
-        "across layers, make the two differ); the <code>(unattributed)</code> row holds "
-        "time no layer claimed.</p>"
+        "across layers, make the two differ); the <code>(unattributed)</code> row holds the "
+        "difference (negative when instrumentation added time).</p>"
     )
+
+
+def _attributed_ms(layers: pd.DataFrame) -> float:
+    """Summed median latency of the real layers (the ``(unattributed)`` row left out)."""
+    return float(layers.loc[layers["layer"] != "(unattributed)", "latency_ms"].sum())
 
 
 def notes(profile: Profile | None) -> str:

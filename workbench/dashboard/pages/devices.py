@@ -38,7 +38,7 @@ class DevicesPage(Viewer):
 
     def __init__(self, jobs: Jobs | None = None, **params: Any) -> None:
         super().__init__(**params)
-        import workbench.devices as machine
+        import workbench.machine as machine
 
         self.jobs = jobs or Jobs()
         self.machine = pn.pane.Markdown(f"**This machine:** {machine.describe_machine()}")

@@ -97,6 +97,11 @@ class OptimizePage(Viewer):
 
         self.jobs.submit(f"measuring {label}", measure, show)
 
+    def opened(self) -> None:
+        """The page came into view: measure the baseline if nothing is measured yet."""
+        if not self.results and not self.jobs.running:
+            self.request()
+
     def _context_changed(self, *_: Any) -> None:
         self.results = {}
         self.selected = None
@@ -116,11 +121,13 @@ class OptimizePage(Viewer):
             self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
         shown = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
         self.table.value = frame[[c for c in shown if c in frame]] if not frame.empty else frame
+        self.table.visible = not frame.empty
 
     def _numbers(self) -> str:
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
         if base is None:
             return "<p><i>Move a control (or press Measure) to measure a variant.</i></p>"
+        chosen = None if chosen is base else chosen
         rows = [("", "baseline", chosen.label if chosen else "—")]
         for name, get, fmt in (
             ("accuracy", lambda r: r.metric_value, "{:.4f}"),
@@ -145,7 +152,7 @@ class OptimizePage(Viewer):
     def controls(self) -> pn.Column:
         """The recipe widgets (the sparsity slider reports on release: `value_throttled`)."""
         sparsity = pn.widgets.FloatSlider(
-            label="Sparsity", start=0.0, end=0.9, step=0.05, value=self.sparsity
+            label="Sparsity", start=0.0, end=0.9, step=0.05, value=self.sparsity, width=250
         )
         sparsity.param.watch(lambda e: setattr(self, "sparsity", e.new), "value_throttled")
         measure = pn.widgets.Button(label="Measure", color="primary")
@@ -153,8 +160,10 @@ class OptimizePage(Viewer):
         cancel = pn.widgets.Button(label="Cancel", color="warning")
         cancel.on_click(lambda _: self.jobs.cancel())
         return pn.Column(
-            pn.widgets.Select.from_param(self.param.method, label="Quantization"),
-            pn.widgets.Select.from_param(self.param.calibration, label="Calibration (static INT8)"),
+            pn.widgets.Select.from_param(self.param.method, label="Quantization", width=250),
+            pn.widgets.Select.from_param(
+                self.param.calibration, label="Calibration (static INT8)", width=250
+            ),
             sparsity,
             pn.widgets.Checkbox.from_param(self.param.structured, label="Structured (channels)"),
             pn.Row(measure, cancel),

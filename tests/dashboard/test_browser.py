@@ -1,0 +1,133 @@
+"""The served dashboard in a real browser: Debian's Chromium driven by Playwright.
+
+Starts ``workbench serve`` on a free localhost port, loads the page, checks the console
+stays clean, changes the batch size and waits for the figure to follow, and saves a
+screenshot under ``test-artifacts/``. Skips only when Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"workbench serve exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"workbench serve did not answer on {url} within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`workbench serve` on a free port; killed in the finalizer whatever happens."""
+    port = free_port()
+    store = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
+    command = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port),
+               "--model", "digits-mlp", "--store", str(store), "--budget", "0.1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        wait_until_up(f"http://localhost:{port}/", process)
+        yield f"http://localhost:{port}/"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1400, "height": 1000}, timeout=TIMEOUT_MS,
+        )  # fmt: skip
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(url)
+    title = page.locator(".gtitle", has_text="Per-layer latency")
+    title.first.wait_for()
+    return page, problems
+
+
+def figure_title(page) -> str:
+    return page.locator(".gtitle", has_text="Per-layer latency").first.text_content()
+
+
+def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, problems = open_page(browser, server)
+    assert figure_title(page).endswith("bs=8")
+    page.get_by_text("P50").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+    batch = page.locator("select:has(option[value='256'])").first
+    batch.select_option("16")
+    page.locator(".gtitle", has_text="bs=16").first.wait_for()
+    assert figure_title(page).endswith("bs=16")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-batch16.png"))
+
+    other, other_problems = open_page(browser, server)  # a second, independent session
+    assert figure_title(other).endswith("bs=8")
+    assert figure_title(page).endswith("bs=16")
+
+    page.locator(".bk-tab", has_text="Optimize").first.click()
+    # opening the page measures the baseline: its point joins the trade-off plot
+    page.locator(".gtitle", has_text="accuracy vs latency").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-optimize.png"))
+    assert problems == [] and other_problems == [], problems + other_problems
+    other.close()
+    page.close()
