@@ -119,7 +119,7 @@ def _union_order(orders: list[list[str]]) -> list[str]:
     """All layers, in the first profile's order, others' extra layers after their predecessor."""
     result = [x for x in orders[0] if x != UNATTRIBUTED]
     for order in orders[1:]:
-        previous = None
+        previous = ""
         for layer in order:
             if layer == UNATTRIBUTED:
                 continue

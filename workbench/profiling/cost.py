@@ -316,7 +316,8 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
         for handle in handles:
             handle.remove()
     params = {layer.name: layer.params_bytes for layer in model.layers}
-    rows, unknown = {}, {}
+    rows: dict[str, dict[str, float]] = {}
+    unknown: dict[str, list[str]] = {}
     for path, (sub, args, out) in seen.items():
         flat = out if isinstance(out, tuple | list) else (out,)
         outs = [o for o in flat if hasattr(o, "numel")]
@@ -370,7 +371,7 @@ def _module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
         return float(n_out)
     if kind in _TORCH_MOVE:
         return 0.0
-    if kind.startswith(("MaxPool", "AvgPool")):
+    if kind.startswith(("MaxPool", "AvgPool")) and x is not None:
         k = sub.kernel_size
         return float(n_out * _prod(k if isinstance(k, tuple | list) else [k] * (x.dim() - 2)))
     if kind.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")) and x is not None:
@@ -424,7 +425,9 @@ def layer_costs(
         sources.append(torch_costs(model, inputs))
     exported = model._onnx is not None or (model.onnx_path and model.onnx_path.is_file())
     if model.framework == "onnx" or exported:
-        sources.append(onnx_costs(model.to_onnx().proto, inputs))
+        proto = model.to_onnx().proto
+        assert proto is not None  # an ONNX Model always carries its graph
+        sources.append(onnx_costs(proto, inputs))
     wanted = list(dict.fromkeys(layers))
     sources.sort(key=lambda s: -len(set(wanted) & set(s[0].index)))
     table = pd.DataFrame(index=pd.Index(wanted, dtype=object), columns=COST_COLUMNS, dtype=float)
@@ -460,8 +463,6 @@ def add_roofline(profile: Profile, ceilings: Ceilings | None = None) -> None:
         table["achieved_flops_per_s"] = achieved
         table["roof_fraction"] = achieved / roof.where(roof > 0)
     ridge = ceilings.ridge_intensity
-    table["bound"] = np.where(
-        intensity.isna(), None, np.where(intensity >= ridge, "compute", "memory")
-    )
-    table["bound"] = table["bound"].astype(object).where(table["bound"].notna(), None)
+    bound = pd.Series(np.where(intensity >= ridge, "compute", "memory"), index=table.index)
+    table["bound"] = bound.astype(object).where(intensity.notna(), None)
     profile.environment["machine_ceilings"] = ceilings.to_dict()

@@ -48,6 +48,7 @@ def from_onnxruntime_trace(path: str | Path, model: Any = None) -> Profile:
 
         onnx_model = load(model).to_onnx()
         optimized = _optimized_graph_for(onnx_model, "all", "CPUExecutionProvider")
+        assert onnx_model.proto is not None
         node_map = map_kernels(onnx_model.proto, optimized)
         name = onnx_model.name
     else:
@@ -83,7 +84,7 @@ def _batch(path: str | Path) -> int:
     for e in events:
         shapes = e.get("args", {}).get("input_type_shape") if e.get("cat") == "Node" else None
         for entry in shapes or []:
-            dims = next(iter(entry.values()), [])
+            dims: list[int] = next(iter(entry.values()), [])
             if dims:
                 return int(dims[0])
     return 0

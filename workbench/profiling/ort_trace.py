@@ -129,8 +129,8 @@ def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) ->
     order = [layer.name for layer in layers]
     by_name = {n.name: i for i, n in enumerate(graph.node) if n.name}
     if optimized is None:
-        kernels = [(n.name, n.op_type, [layer_of[i]]) for i, n in enumerate(graph.node)]
-        return NodeMap(kernels, {}, layer_ops, order)
+        by_node = [(n.name, n.op_type, [layer_of[i]]) for i, n in enumerate(graph.node)]
+        return NodeMap(by_node, {}, layer_ops, order)
     producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
     dynamic = _dynamic_nodes(original)
     opt_names = {n.name for n in optimized.graph.node}
@@ -149,7 +149,7 @@ def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) ->
         kernels.append((node.name, node.op_type, covered))
         anchors.append(anchor)
     _claim_leftovers(graph, producer, dynamic, claimed, kernels)
-    named = []
+    named: list[tuple[str, str, list[str]]] = []
     for (name, op, covered), anchor in zip(kernels, anchors, strict=True):
         owned = _unique(layer_of[i] for i in sorted(covered))
         if not owned and anchor is not None:  # a helper kernel ORT added next to a layer
