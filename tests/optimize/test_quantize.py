@@ -114,7 +114,9 @@ def test_fp16_onnx_route(digits_mlp, digits_test) -> None:
 def test_bf16_torch_only(digits_mlp, digits_test) -> None:
     import torch
 
+    before = model_state(digits_mlp)
     b = wb.quantize(digits_mlp, Bf16())
+    assert model_state(digits_mlp) == before
     assert {p.dtype for p in b.module.parameters()} == {torch.bfloat16}
     x = digits_test.inputs[:64]
     ref = run(digits_mlp, x, "torch")

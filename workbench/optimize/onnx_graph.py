@@ -8,11 +8,12 @@ per-layer profile lines up with its parent's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import TransformError
-from workbench.model import LAYER_KEY, Model
+from workbench.model import LAYER_KEY, Layer, Model
 
 if TYPE_CHECKING:
     import onnx
@@ -133,9 +134,21 @@ def onnx_variant(parent: Model, proto: onnx.ModelProto, recipe: dict[str, Any]) 
         proto=proto,
         inputs=built.inputs,
         outputs=built.outputs,
-        layers=built.layers,
+        layers=[_main_compute_op(layer, proto) for layer in built.layers],
         recipe=recipe,
     )
+
+
+_HELPER_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast", "Mul"}
+
+
+def _main_compute_op(layer: Layer, proto: onnx.ModelProto) -> Layer:
+    """The layer with its op type named after its compute node, not an added Q/DQ or Cast."""
+    if layer.op_type not in _HELPER_OPS:
+        return layer
+    ops = {n.name: n.op_type for n in proto.graph.node if n.name in layer.nodes}
+    compute = [ops[n] for n in layer.nodes if ops.get(n) not in _HELPER_OPS | {None}]
+    return dataclasses.replace(layer, op_type=compute[0]) if compute else layer
 
 
 def parent_proto(model: Model) -> onnx.ModelProto:
