@@ -237,3 +237,15 @@ def test_viz_never_mutates_its_input(real):
     for build in (viz.layer_latency, viz.memory, viz.roofline, viz.latency_distribution):
         build(real)
     pd.testing.assert_frame_equal(real.layers, before)
+
+
+def test_profiles_with_the_same_label_stay_apart_in_every_figure():
+    a = synthetic({"conv1": 1.0, "fc": 2.0}, run_id="aaaaaaaa")
+    b = synthetic({"conv1": 2.0, "fc": 2.0}, run_id="bbbbbbbb")
+    assert a.label == b.label
+    names = viz.labels([a, b])
+    assert len(set(names)) == 2 and names[0].endswith("aaaaaa")
+    assert len(viz.layer_comparison([a, b]).data) == 2
+    assert len({t.name for t in viz.latency_distribution([a, b]).data if t.type == "box"}) == 2
+    bars = [t for t in viz.op_type_breakdown([a, b]).data if t.type == "bar"]
+    assert {x for t in bars for x in t.x} == set(names)

@@ -30,6 +30,7 @@ __all__ = [
     "OP_TYPE_COLORS",
     "PRECISION_COLORS",
     "empty_figure",
+    "labels",
     "latency_distribution",
     "latency_timeline",
     "layer_comparison",
@@ -148,6 +149,15 @@ def _no_layers(profile: Profile, title: str) -> go.Figure:
     )
 
 
+def labels(profiles: Sequence[Profile]) -> list[str]:
+    """Display labels, one per profile, made unique with the run id where two coincide."""
+    plain = [p.label for p in profiles]
+    return [
+        f"{label} · {p.run_id[:6]}" if plain.count(label) > 1 else label
+        for label, p in zip(plain, profiles, strict=True)
+    ]
+
+
 def _block(layer: str) -> str:
     return layer.split(".", 1)[0] if layer != UNATTRIBUTED else UNATTRIBUTED
 
@@ -238,12 +248,12 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
     sum of layer times and the uninstrumented end-to-end latency stays visible.
     """
     title = "Latency by op type"
-    frames = []
-    for p in profiles:
+    frames, names = [], labels(profiles)
+    for p, name in zip(profiles, names, strict=True):
         table = _layers(p, ("op_type", "latency_ms"))
         if table is not None:
             sums = table.groupby("op_type", sort=False)["latency_ms"].sum().reset_index()
-            frames.append(sums.assign(profile=p.label))
+            frames.append(sums.assign(profile=name))
     if not frames:
         return empty_figure("No per-layer data yet: profile with layers=True.", title)
     data = pd.concat(frames, ignore_index=True)
@@ -260,7 +270,7 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
         )
     fig.add_trace(
         go.Scatter(
-            x=[p.label for p in profiles],
+            x=names,
             y=[p.latency.median for p in profiles],
             mode="markers",
             marker={"symbol": "diamond", "size": 12, "color": "black"},
@@ -293,20 +303,22 @@ def layer_comparison(
     base = profiles[baseline] if 0 <= baseline < len(profiles) else usable[0]
     if base not in usable:
         base = usable[0]
-    wide = _aligned(usable)
-    delta = (wide.drop(columns=base.label).sub(wide[base.label], axis=0)).abs().max(axis=1)
+    names = dict(zip([id(p) for p in usable], labels(usable), strict=True))
+    wide = _aligned(usable, [names[id(p)] for p in usable])
+    base_name = names[id(base)]
+    delta = (wide.drop(columns=base_name).sub(wide[base_name], axis=0)).abs().max(axis=1)
     order = delta.fillna(np.inf).sort_values(ascending=False).index
     wide = wide.loc[order[:top] if top else order]
     fig = go.Figure()
     for p in usable:
-        values = wide[p.label]
-        speedup = wide[base.label] / values
+        values = wide[names[id(p)]]
+        speedup = wide[base_name] / values
         fig.add_trace(
             go.Bar(
                 y=wide.index,
                 x=values,
                 orientation="h",
-                name=p.label + (" (baseline)" if p is base else ""),
+                name=names[id(p)] + (" (baseline)" if p is base else ""),
                 customdata=speedup.to_numpy(),
                 hovertemplate="<b>%{y}</b><br>%{x:.4g} ms<br>%{customdata:.2f}× vs baseline"
                 "<extra></extra>",
@@ -324,12 +336,12 @@ def layer_comparison(
     return fig
 
 
-def _aligned(profiles: Sequence[Profile]) -> pd.DataFrame:
-    """Median latency per layer (rows) and profile label (columns), first-seen order."""
+def _aligned(profiles: Sequence[Profile], names: Sequence[str]) -> pd.DataFrame:
+    """Median latency per layer (rows) and profile (columns ``names``), first-seen order."""
     series = []
-    for p in profiles:
+    for p, name in zip(profiles, names, strict=True):
         table = p.layers
-        series.append(table.groupby("layer", sort=False)["latency_ms"].sum().rename(p.label))
+        series.append(table.groupby("layer", sort=False)["latency_ms"].sum().rename(name))
     return pd.concat(series, axis=1)
 
 
@@ -675,12 +687,12 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
     if not profiles:
         return empty_figure("No profiles yet.", "Latency distribution")
     fig = go.Figure()
-    for p in profiles:
+    for p, name in zip(profiles, labels(profiles), strict=True):
         lat = p.latency
         common = {
             "y": list(lat.samples_ms),
-            "name": p.label,
-            "hovertemplate": f"%{{y:.4g}} ms<br>n={lat.n}<extra>{p.label}</extra>",
+            "name": name,
+            "hovertemplate": f"%{{y:.4g}} ms<br>n={lat.n}<extra>{name}</extra>",
         }
         if kind == "violin":
             fig.add_trace(
@@ -691,7 +703,7 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
         if lat.warmup_ms:
             fig.add_trace(
                 go.Scatter(
-                    x=[p.label] * len(lat.warmup_ms),
+                    x=[name] * len(lat.warmup_ms),
                     y=list(lat.warmup_ms),
                     mode="markers",
                     marker={"color": _WARMUP_COLOR, "symbol": "x", "size": 8},

@@ -34,6 +34,8 @@ class App(Viewer):
         store: a `workbench.store.Store` (or path) for the Runs page and for saving the
             profiles measured here; None for the default store.
         budget_s: timing budget of each end-to-end measurement, in seconds.
+        start: profile the picked model at once (served, the first profile waits until
+            the page has loaded instead).
         **params: initial pickers (``backend``, ``device``, ``batch_size``, ``per_layer``).
     """
 
@@ -45,6 +47,7 @@ class App(Viewer):
         *,
         store: Any = None,
         budget_s: float = 0.5,
+        start: bool = True,
         **params: Any,
     ) -> None:
         super().__init__()
@@ -53,12 +56,15 @@ class App(Viewer):
         store = store if isinstance(store, Store) or store is False else Store(store)
         self._notifications = pn.state.notifications  # this session's, captured on its thread
         self._upload_dir = tempfile.mkdtemp(prefix="workbench-upload-")
-        jobs = Jobs(notify=self.notify)
-        self.state = AppState(model, store=store or None, jobs=jobs, budget_s=budget_s, **params)
+        dispatch = _session_dispatch()
+        jobs = Jobs(notify=self.notify, dispatch=dispatch)
+        self.state = AppState(
+            model, store=store or None, jobs=jobs, budget_s=budget_s, start=start, **params
+        )
         self.profile = ProfilePage(state=self.state)
         self.compare = ComparePage(state=self.state)
-        self.optimize = OptimizePage(state=self.state, jobs=Jobs(notify=self.notify))
-        self.devices = DevicesPage(state=self.state, jobs=Jobs(notify=self.notify))
+        self.optimize = OptimizePage(state=self.state, jobs=Jobs(self.notify, dispatch))
+        self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
@@ -164,6 +170,14 @@ class App(Viewer):
         for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs):
             jobs.close()
         shutil.rmtree(self._upload_dir, ignore_errors=True)
+
+
+def _session_dispatch() -> Any:
+    """Served: run callbacks on this session's event loop (thread-safe); else None."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return None
+    return doc.add_next_tick_callback
 
 
 def _batch_options(current: int) -> list[int]:

@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 #: ``notify(level, message)`` with level ``"success"``, ``"error"`` or ``"info"``
 Notify = Callable[[str, str], None]
+#: runs a callback where UI updates are safe (a served session's event loop)
+Dispatch = Callable[[Callable[[], None]], None]
 
 
 class Jobs(param.Parameterized):
@@ -39,9 +41,15 @@ class Jobs(param.Parameterized):
     message = param.String(default="", doc="what the running (or last) job is doing")
     error = param.String(default="", doc="the last job's error, in one line ('' when none)")
 
-    def __init__(self, notify: Notify | None = None, **params: Any) -> None:
+    def __init__(
+        self, notify: Notify | None = None, dispatch: Dispatch | None = None, **params: Any
+    ) -> None:
         super().__init__(**params)
         self._notify = notify
+        # Served, results are applied on the session's event loop (bokeh's thread-safe
+        # next-tick callback): updated from the worker thread directly, a page being
+        # rendered can miss updates. In a notebook or a test they apply at once.
+        self._dispatch: Dispatch = dispatch or (lambda callback: callback())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-job")
         self._token: CancelToken | None = None
         self._future: Future[None] | None = None
@@ -74,24 +82,33 @@ class Jobs(param.Parameterized):
         self.param.update(running=True, progress=0, message=description, error="")
 
         def progress(fraction: float, message: str) -> None:
+            percent = int(100 * min(max(fraction, 0.0), 1.0))
             if generation == self._generation:
-                self.param.update(progress=int(100 * min(max(fraction, 0.0), 1.0)))
-                self.message = f"{description}: {message}"
+                self._dispatch(lambda: self._progress(generation, percent, description, message))
+
+        def finish(result: T) -> None:
+            if generation == self._generation and not token.cancelled:
+                done(result)
+                self._finish(generation, f"{description}: done", "success")
 
         def run() -> None:
             try:
                 result = work(progress, token)
-                if generation == self._generation and not token.cancelled:
-                    done(result)
-                    self._finish(generation, f"{description}: done", "success")
             except CancelledError:
-                self._finish(generation, f"{description}: cancelled", None)
+                self._dispatch(lambda: self._finish(generation, f"{description}: cancelled", None))
             except Exception as exc:  # shown as a message; the traceback goes to the log
                 log.warning("job %r failed", description, exc_info=True)
-                self._finish(generation, f"{description} failed: {_one_line(exc)}", "error")
+                text = f"{description} failed: {_one_line(exc)}"
+                self._dispatch(lambda: self._finish(generation, text, "error"))
+            else:
+                self._dispatch(lambda: finish(result))
 
         self._future = self._executor.submit(run)
         return self._future
+
+    def _progress(self, generation: int, percent: int, description: str, message: str) -> None:
+        if generation == self._generation:
+            self.param.update(progress=percent, message=f"{description}: {message}")
 
     def _finish(self, generation: int, message: str, level: str | None) -> None:
         if generation != self._generation:

@@ -64,6 +64,7 @@ class AppState(param.Parameterized):
         store: Any = None,
         jobs: Jobs | None = None,
         budget_s: float = 0.5,
+        start: bool = True,
         **params: Any,
     ) -> None:
         self.jobs = jobs or Jobs()
@@ -84,7 +85,7 @@ class AppState(param.Parameterized):
         self.param.watch(
             self._pickers_changed, ["model_name", "backend", "device", "batch_size", "per_layer"]
         )
-        if self.auto:
+        if self.auto and start:
             self.request_profile()
 
     # ---- models -------------------------------------------------------------------------
