@@ -75,3 +75,15 @@ def test_suggest_refuses_an_impossible_budget(digits_mlp, digits_test, digits_tr
         wb.suggest(digits_mlp, digits_test, transform="int8-dynamic", report=report, budget_s=0.02)
     with pytest.raises(TransformError, match="exclude"):
         wb.sensitivity(digits_mlp, digits_test, transform="bf16")
+
+
+def test_sensitivity_of_channel_pruning_prunes_one_layer_each(digits_mlp, digits_test) -> None:
+    from workbench.optimize.prune import ChannelPrune
+
+    report = wb.sensitivity(
+        digits_mlp, digits_test.take(128), transform=ChannelPrune(sparsity=0.75),
+        backend="torch", budget_s=0.02,
+    )  # fmt: skip
+    assert sorted(report["layer"]) == ["fc1", "fc2"] and report["error"].isna().all()
+    assert (report["sqnr_db"] < 40).all()  # removing 3/4 of a layer's neurons is visible
+    assert report.attrs["metric"] == "accuracy"
