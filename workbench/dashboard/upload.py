@@ -53,8 +53,10 @@ def load_upload(
     try:
         return load(path)
     except WorkbenchError as exc:
-        raise ModelLoadError(f"{name}: {exc}") from exc
+        # say which file in the user's words, without the server's temporary path
+        text = str(exc).replace(str(path), name)
+        raise ModelLoadError(text if name in text else f"{name}: {text}") from exc
     except Exception as exc:  # a corrupt file can fail deep inside a parser
         raise ModelLoadError(
-            f"{name} is corrupt or not a {SUFFIXES[suffix]} model ({type(exc).__name__})"
+            f"{name} is corrupt or not a valid {SUFFIXES[suffix]} model ({type(exc).__name__})"
         ) from exc
