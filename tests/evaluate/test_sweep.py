@@ -114,3 +114,13 @@ def test_cli_sweep_writes_json(tmp_path: Path, capsys) -> None:
             "delta", "pareto", "error"} <= set(rows[0])  # fmt: skip
     assert "baseline" in capsys.readouterr().out
     assert main(["sweep", "digits-mlp", "--variants", "int4-magic"]) == 2
+
+
+def test_a_generator_of_batches_serves_every_point(tmp_path: Path) -> None:
+    data = wb.samples.dataset("digits").take(64)
+    batches = ((x, y) for x, y in data)  # one-shot: the sweep must keep it
+    table = sweep(
+        "digits-mlp", variants=["baseline", "int8-dynamic"], backends=["onnxruntime"],
+        data=batches, store=tmp_path / "s.sqlite", **FAST,
+    )  # fmt: skip
+    assert table.df["error"].isna().all() and table.df["metric_value"].notna().all()

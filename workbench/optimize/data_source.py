@@ -24,7 +24,7 @@ def resolve_data(model: Model, data: Any, split: str, purpose: str) -> Any:
         TransformError: no data and no sample to take it from.
     """
     if data is not None:
-        return data
+        return reiterable(data)
     root = model
     while root.parent is not None and not root.source.startswith("sample:"):
         root = root.parent
@@ -36,6 +36,16 @@ def resolve_data(model: Model, data: Any, split: str, purpose: str) -> Any:
         f"{purpose} needs data: pass a Dataset (e.g. wb.Dataset.from_arrays(x, y)) or any "
         "iterable of (inputs, labels) batches"
     )
+
+
+def reiterable(data: Any) -> Any:
+    """``data`` if it can be iterated again; a one-shot iterator (a generator) is gathered
+    into a `Dataset` first, since sweeps and sensitivity read the data many times."""
+    if data is not None and iter(data) is data:
+        from workbench.evaluate.data import Dataset
+
+        return Dataset.from_batches(data)
+    return data
 
 
 def input_batches(model: Model, data: Any, limit: int | None = None) -> Iterator[dict[str, Any]]:
