@@ -35,6 +35,8 @@ def test_profile_round_trip(tmp_path: Path) -> None:
 def test_points_are_saved_one_by_one_and_replace_by_key(tmp_path: Path) -> None:
     store = Store(tmp_path / "runs.sqlite")
     store.start_sweep("s1", "m", {"backends": ["onnxruntime"]})
+    store.start_sweep("s1", "m", {"backends": ["ignored: the first start wins"]})
+    assert store.sweep_meta("s1") == {"backends": ["onnxruntime"]}
     row = {"variant": "baseline", "backend": "onnxruntime", "device": "cpu", "batch_size": 8}
     store.save_point("s1", {**row, "latency_ms": np.float64(1.5), "metric_value": math.nan})
     assert store.done_keys("s1") == {"baseline|onnxruntime|cpu|8"}

@@ -137,6 +137,19 @@ class Store:
                 (sweep_id, _now(), model, json.dumps(meta or {}, default=str)),
             )
 
+    def sweep_meta(self, sweep_id: str) -> dict[str, Any]:
+        """The settings a sweep was started with (model, variants, backends, metric ...).
+
+        Raises:
+            KeyError: no such sweep.
+        """
+        with self._connect() as db:
+            found = db.execute("SELECT meta FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
+        if found is None:
+            raise KeyError(f"no sweep {sweep_id!r} in {self.path}")
+        meta: dict[str, Any] = json.loads(found[0])
+        return meta
+
     def save_point(self, sweep_id: str, row: dict[str, Any]) -> None:
         """Save one finished sweep point at once (replacing a point with the same key).
 

@@ -13,7 +13,13 @@ import workbench as wb
 from workbench.cli import main
 from workbench.errors import CancelledError
 from workbench.evaluate import sweep as sweep_module
-from workbench.evaluate.sweep import COLUMNS, pareto_flags, sweep, table_from_rows
+from workbench.evaluate.sweep import (
+    COLUMNS,
+    load_sweep,
+    pareto_flags,
+    sweep,
+    table_from_rows,
+)
 from workbench.optimize.prune import ChannelPrune
 from workbench.optimize.quantize import Int8Dynamic
 from workbench.progress import CancelToken
@@ -56,6 +62,9 @@ def test_sweep_rows_failures_and_store(tmp_path: Path) -> None:
     assert (ok["latency_p90_ms"] >= ok["latency_ms"]).all()
     assert table.pareto()["pareto"].all() and len(table.pareto()) >= 1
     assert table_from_rows(store.points(table.sweep_id), "accuracy", True).df.shape == df.shape
+    again = load_sweep(table.sweep_id, store)
+    assert again.metric == "accuracy" and again.higher_is_better
+    assert list(again.df["pareto"]) == list(df["pareto"])
     assert (store.runs()["kind"] == "profile").sum() == 5  # each measured point's profile
     data_back = json.loads(table.to_json())
     assert len(data_back["rows"]) == 6 and "pareto" in data_back["rows"][0]
@@ -98,9 +107,11 @@ def test_interrupted_sweep_resumes_without_redoing_points(tmp_path: Path, monkey
 
 def test_cli_sweep_writes_json(tmp_path: Path, capsys) -> None:
     out = tmp_path / "t.json"
+    data = wb.samples.dataset("digits").take(100)
+    np.savez(tmp_path / "d.npz", x=data.inputs, y=data.labels)
     code = main(
         [
-            "sweep", "digits-mlp", "--variants", "baseline",
+            "sweep", "digits-mlp", "--data", str(tmp_path / "d.npz"), "--variants", "baseline",
             "prune-magnitude:sparsity=0.5,scope=layer", "--backends", "onnxruntime",
             "--budget-s", "0.02", "--threads", "1", "--store", str(tmp_path / "s.sqlite"),
             "--json", str(out),
@@ -113,6 +124,7 @@ def test_cli_sweep_writes_json(tmp_path: Path, capsys) -> None:
     assert {"latency_ms", "latency_p90_ms", "throughput_per_s", "size_bytes", "metric_value",
             "delta", "pareto", "error"} <= set(rows[0])  # fmt: skip
     assert "baseline" in capsys.readouterr().out
+    assert json.loads(out.read_text())["meta"]["data"] == str(tmp_path / "d.npz")
     assert main(["sweep", "digits-mlp", "--variants", "int4-magic"]) == 2
 
 

@@ -190,6 +190,7 @@ def sweep(
         "devices": list(devices),
         "batch_size": batch_size,
         "metric": scorer.name,
+        "higher_is_better": scorer.higher_is_better,
         "data": str(getattr(data, "name", "")),
     }
     sweep_id = sweep_id or _sweep_id(settings)
@@ -210,7 +211,30 @@ def sweep(
         store.save_point(sweep_id, row)
     if cancel is not None and cancel.cancelled:
         raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
-    return table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
+    table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
+    table.meta = settings
+    return table
+
+
+def load_sweep(sweep_id: str, store: Store | str | Path | None = None) -> TradeoffTable:
+    """A stored sweep as a `TradeoffTable` (its points so far, with the Pareto front).
+
+    Args:
+        sweep_id: the sweep's id (``wb.runs()`` lists them).
+        store: a `Store`, a path, or None for the default store.
+
+    Raises:
+        KeyError: no such sweep in the store.
+
+    Example:
+        >>> load_sweep(wb.runs().query("kind == 'sweep'").sweep_id.iloc[0]).pareto()
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    meta = store.sweep_meta(sweep_id)
+    metric, higher = str(meta.get("metric", "metric")), bool(meta.get("higher_is_better", True))
+    table = table_from_rows(store.points(sweep_id), metric, higher, sweep_id)
+    table.meta = meta
+    return table
 
 
 class _PointRunner:

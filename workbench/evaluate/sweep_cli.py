@@ -38,6 +38,27 @@ def parse_variant(text: str) -> Any:
     return make_config(name, **fields)
 
 
+def load_data(path: str, batch_size: int = 64) -> Any:
+    """A `Dataset` from an ``.npz`` file holding ``x`` and ``y`` arrays (or ``inputs``/``labels``).
+
+    Raises:
+        InputError: the file lacks the arrays.
+    """
+    import numpy as np
+
+    from workbench.errors import InputError
+    from workbench.evaluate.data import Dataset
+
+    with np.load(path) as arrays:
+        keys = ("x", "y") if "x" in arrays else ("inputs", "labels")
+        if not set(keys) <= set(arrays.files):
+            raise InputError(
+                f"{path} needs arrays x and y (or inputs and labels); has {arrays.files}"
+            )
+        x, y = arrays[keys[0]], arrays[keys[1]]
+    return Dataset.from_arrays(x, y, batch_size=batch_size, name=str(path))
+
+
 def _run(args: argparse.Namespace) -> int:
     from workbench.errors import WorkbenchError
     from workbench.evaluate.sweep import sweep
@@ -47,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         table = sweep(
             args.model,
             variants=variants,
+            data=load_data(args.data, args.batch_size) if args.data else None,
             backends=args.backends,
             devices=args.devices,
             batch_size=args.batch_size,
@@ -87,6 +109,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=["cpu"])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--metric", default="accuracy")
+    p.add_argument(
+        "--data", default=None, help=".npz with arrays x and y (default: a sample's test split)"
+    )
     p.add_argument("--budget-s", type=float, default=0.5, help="seconds of timing per point")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
