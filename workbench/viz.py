@@ -234,7 +234,7 @@ def _top_rows(table: pd.DataFrame, top: int | None) -> pd.DataFrame:
         return table
     keep = table["latency_ms"].rank(ascending=False, method="first") <= top
     rest = table[~keep]
-    other = {"layer": f"(other {len(rest)} layers)", "op_type": "(other)"}
+    other: dict[str, Any] = {"layer": f"(other {len(rest)} layers)", "op_type": "(other)"}
     other["latency_ms"] = float(rest["latency_ms"].sum())
     if "latency_p90_ms" in table:
         other["latency_p90_ms"] = float(rest["latency_p90_ms"].sum())

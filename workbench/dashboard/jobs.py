@@ -59,7 +59,7 @@ class Jobs(param.Parameterized):
         self,
         description: str,
         work: Callable[[ProgressCallback, CancelToken], T],
-        done: Callable[[T], None],
+        done: Callable[[T], Any],
     ) -> Future[None]:
         """Run ``work(progress, cancel)`` on the worker thread, then ``done(result)``.
 

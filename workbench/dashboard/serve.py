@@ -66,7 +66,7 @@ def app_factory(model: str | None = None, **options: Any) -> Callable[[], Any]:
         pn.extension(*EXTENSIONS, notifications=True)
         app = App(_initial_model(model), start=False, **options)
         # profile once the page is up, so the first result never races the first render
-        pn.state.onload(app.state.request_profile)
+        pn.state.onload(lambda: app.state.request_profile())
         pn.state.on_session_destroyed(lambda context: app.close())
         return app.template()
 

@@ -117,19 +117,15 @@ class AppState(param.Parameterized):
         if self.auto:
             self.request_profile()
 
-    def request_profile(self) -> bool:
-        """Show the profile of the current pickers: from the cache at once, else measure.
-
-        Returns:
-            True when the result came from the cache (already shown on return).
-        """
+    def request_profile(self) -> None:
+        """Show the pickers' profile: from the cache before returning, else measured off-thread."""
         model = self.model()
         args = (model, self.backend, self.device, self.batch_size)
         cached = RESULTS.get(work.profile_key(*args, self.per_layer))
         if cached is not None:
             self.jobs.cancel()  # a job still measuring an older pick is stale now
             self.show(cached)
-            return True
+            return
         self.jobs.submit(
             f"profiling {model.name} on {self.backend}/{self.device}, batch {self.batch_size}",
             lambda progress, cancel: work.measure_profile(
@@ -142,7 +138,6 @@ class AppState(param.Parameterized):
             ),
             self.show,
         )
-        return False
 
     def show(self, profile: Profile) -> None:
         """Make ``profile`` the current one and remember it in the session's history."""

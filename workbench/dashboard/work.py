@@ -126,7 +126,7 @@ def build_variant(
         from workbench.optimize.quantize import Int8Static
 
         # the config carries the calibration method; `calibration=` is the data
-        config = Int8Static(calibration=calibration)
+        config = Int8Static(calibration=calibration)  # type: ignore[arg-type]
         variant = wb.quantize(variant, config, calibration=evaluation_data(model, split="train"))
     elif method != "none":
         variant = wb.quantize(variant, method)
@@ -202,8 +202,8 @@ def measure_variant(
         step(0.2, "evaluating accuracy")
         from workbench.evaluate.metrics import evaluate
 
-        value = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
-        value = float(value.value)
+        scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
+        value = float(scored.value)
     step(0.4, "profiling")
     profile = measure_profile(
         variant,

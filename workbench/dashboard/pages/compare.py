@@ -53,7 +53,7 @@ class ComparePage(Viewer):
         >>> state.shown = [a.run_id, b.run_id]; page.layers.object  # per-layer bars
     """
 
-    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

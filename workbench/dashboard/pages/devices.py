@@ -33,7 +33,7 @@ class DevicesPage(Viewer):
         >>> page.ceilings   # measured peak FLOP/s and bandwidth of state.device
     """
 
-    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     ceilings = param.Dict(default=None, allow_None=True, doc="measured machine ceilings")
 
     def __init__(self, jobs: Jobs | None = None, **params: Any) -> None:

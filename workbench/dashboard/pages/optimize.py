@@ -33,7 +33,7 @@ class OptimizePage(Viewer):
         >>> page.results["int8-dynamic"].metric_value
     """
 
-    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     method = param.Selector(
         default="none", objects=list(work.QUANT_METHODS), doc="quantization method"
     )
@@ -128,7 +128,7 @@ class OptimizePage(Viewer):
         if base is None:
             return "<p><i>Move a control (or press Measure) to measure a variant.</i></p>"
         chosen = None if chosen is base else chosen
-        rows = [("", "baseline", chosen.label if chosen else "—")]
+        rows: list[tuple[str, ...]] = [("", "baseline", chosen.label if chosen else "—")]
         for name, get, fmt in (
             ("accuracy", lambda r: r.metric_value, "{:.4f}"),
             ("latency p50 (ms)", lambda r: r.profile.latency.median, "{:.4g}"),

@@ -34,7 +34,7 @@ class ProfilePage(Viewer):
         >>> page.state.order = "graph"; page.bars.object  # the bars, in execution order
     """
 
-    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     distribution = param.Selector(default="box", objects=["box", "violin"], doc="chart kind")
 
     def __init__(self, **params: Any) -> None:

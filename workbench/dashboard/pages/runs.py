@@ -35,7 +35,7 @@ class RunsPage(Viewer):
         >>> page.open_runs(list(page.runs["run_id"][:2]))   # into state.history / shown
     """
 
-    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
 
     def __init__(self, on_open: Callable[[], None] | None = None, **params: Any) -> None:
         super().__init__(**params)
