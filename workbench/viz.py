@@ -283,7 +283,11 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
 
 
 def layer_comparison(
-    profiles: Sequence[Profile], *, baseline: int = 0, top: int | None = 30
+    profiles: Sequence[Profile],
+    *,
+    baseline: int = 0,
+    top: int | None = 30,
+    selected: str | None = None,
 ) -> go.Figure:
     """Per-layer median latency of several profiles side by side, aligned by layer name.
 
@@ -295,6 +299,7 @@ def layer_comparison(
         profiles: two or more profiles (one alone is drawn as it is).
         baseline: index of the baseline profile in ``profiles``.
         top: keep the ``top`` layers with the largest change (None keeps all).
+        selected: a layer to outline in every profile.
     """
     title = "Per-layer comparison"
     usable = [p for p in profiles if _layers(p, ("layer", "latency_ms")) is not None]
@@ -319,6 +324,8 @@ def layer_comparison(
                 x=values,
                 orientation="h",
                 name=names[id(p)] + (" (baseline)" if p is base else ""),
+                marker_line_width=[3 if layer == selected else 0 for layer in wide.index],
+                marker_line_color="black",
                 customdata=speedup.to_numpy(),
                 hovertemplate="<b>%{y}</b><br>%{x:.4g} ms<br>%{customdata:.2f}× vs baseline"
                 "<extra></extra>",
@@ -402,7 +409,7 @@ def _ceiling(ceilings: Mapping[str, Any], *names: str) -> float | None:
     return None
 
 
-def roofline(profile: Profile, ceilings: Any = None) -> go.Figure:
+def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = None) -> go.Figure:
     """The roofline: each layer at (arithmetic intensity, achieved FLOP/s), log-log.
 
     Marker size is the layer's share of time and colour its op type (the legend lists op
@@ -413,6 +420,7 @@ def roofline(profile: Profile, ceilings: Any = None) -> go.Figure:
         profile: a profile with ``flops``, ``intensity`` and ``latency_ms`` per layer.
         ceilings: measured machine ceilings (a `Ceilings` or a mapping); without them
             only the points are drawn.
+        selected: a layer to outline (each point's ``text`` is its layer, for clicks).
     """
     title = f"Roofline — {profile.label}"
     table = _layers(profile, ("layer", "op_type", "flops", "latency_ms"))
@@ -433,7 +441,12 @@ def roofline(profile: Profile, ceilings: Any = None) -> go.Figure:
                 marker={
                     "size": 8 + 40 * np.sqrt(part["share"].clip(0, 1)),
                     "color": op_type_color(str(op_type)),
-                    "line": {"width": 1, "color": "white"},
+                    "line": {
+                        "width": [3 if layer == selected else 1 for layer in part["layer"]],
+                        "color": [
+                            "black" if layer == selected else "white" for layer in part["layer"]
+                        ],
+                    },
                 },
                 customdata=np.stack([part["latency_ms"], part["roof_pct"], part["bound"]], -1),
                 hovertemplate="<b>%{text}</b><br>intensity %{x:.3g} FLOP/byte<br>"

@@ -237,3 +237,46 @@ def test_uploaded_model_joins_the_picker(make_app, bad):
     else:
         assert "mine.onnx" in app.state.jobs.error and "corrupt" in app.state.jobs.error
         assert app.state.model_name == "digits-mlp"
+
+
+def test_one_selection_everywhere_bars_roofline_and_comparison(make_app):
+    app = make_app("digits-cnn")
+    app.state.batch_size = 4
+    app.state.jobs.wait()
+    app.devices.roofline.click_data = {"points": [{"text": "features.7", "x": 40, "y": 1e9}]}
+    assert app.state.selected_layer == "features.7"
+
+    def outlined(fig):
+        return {
+            layer
+            for t in fig.data
+            if t.type in ("bar", "scatter") and t.y is not None and t.marker.line.width is not None
+            for layer, w in zip(
+                t.text if t.type == "scatter" else t.y, t.marker.line.width, strict=False
+            )
+            if w == 3
+        }
+
+    assert outlined(app.profile.bars.object) == {"features.7"}
+    assert outlined(app.compare.layers.object) == {"features.7"}
+    assert outlined(app.devices.roofline.object) == {"features.7"}
+    app.compare.layers.click_data = {"points": [{"y": "features.3"}]}
+    assert outlined(app.profile.bars.object) == {"features.3"}
+
+
+def test_runs_page_shows_a_stored_sweep_as_a_tradeoff(make_app, tmp_path):
+    import workbench as wb
+
+    app = make_app("digits-mlp")
+    wb.sweep(
+        wb.samples.load("digits-mlp"), variants=["baseline", "int8-dynamic"],
+        backends=["onnxruntime"], batch_size=8, budget_s=0.05, store=app.state.store,
+    )  # fmt: skip
+    app.runs.refresh()
+    kinds = list(app.runs.runs["kind"])
+    assert "sweep" in kinds and "profile" in kinds
+    app.runs.table.selection = [kinds.index("sweep")]
+    points = [t for t in app.runs.sweep.object.data if t.mode == "markers"]
+    assert {str(c[0]) for t in points for c in t.customdata} == {"baseline", "int8-dynamic"}
+    app.runs.open_runs([str(app.runs.runs.iloc[kinds.index("sweep")]["run_id"])])
+    assert "Select one or more" in app.runs.message.object  # a sweep is not a profile

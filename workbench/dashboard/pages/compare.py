@@ -68,7 +68,8 @@ class ComparePage(Viewer):
         self.picker.param.watch(self._picked, "value")
         self.baseline_picker.param.watch(self._pinned, "value")
         self.state.param.watch(self._options, "history")
-        self.state.param.watch(self._refresh, ["shown", "baseline"])
+        self.state.param.watch(self._refresh, ["shown", "baseline", "selected_layer"])
+        self.layers.param.watch(self._clicked, "click_data")
         self._options()
         self._refresh()
 
@@ -78,6 +79,11 @@ class ComparePage(Viewer):
         self.baseline_picker.options = options
         if not self.state.shown and len(options) >= 2:
             self.state.shown = list(options.values())[-2:]
+
+    def _clicked(self, event: param.parameterized.Event) -> None:
+        points = (event.new or {}).get("points") or []
+        if points and isinstance(points[0].get("y"), str):
+            self.state.selected_layer = points[0]["y"]
 
     def _picked(self, event: param.parameterized.Event) -> None:
         self.state.shown = list(event.new)
@@ -108,7 +114,9 @@ class ComparePage(Viewer):
                 "the Runs page reopens stored ones)."
             )
             return
-        self.layers.object = viz.layer_comparison(chosen, baseline=0)
+        self.layers.object = viz.layer_comparison(
+            chosen, baseline=0, selected=self.state.selected_layer
+        )
         self.by_type.object = viz.op_type_breakdown(chosen)
         self.latency.object = viz.latency_distribution(chosen)
         with_layers = [p for p in chosen if not p.layers.empty]

@@ -45,7 +45,8 @@ class DevicesPage(Viewer):
         self.devices = table(machine.devices(), height=220)
         self.ceilings_text = pn.pane.HTML()
         self.roofline = figure_pane(viz.empty_figure("Profile a model to see its roofline."))
-        self.state.param.watch(self._refresh, ["current"])
+        self.state.param.watch(self._refresh, ["current", "selected_layer"])
+        self.roofline.param.watch(self._clicked, "click_data")
         self.param.watch(self._refresh, ["ceilings"])
         self.jobs.param.watch(self._waiting, "running")
         self._refresh()
@@ -76,7 +77,14 @@ class DevicesPage(Viewer):
         elif not self.ceilings_text.object:
             self.ceilings_text.object = "<p><i>Press 'Measure ceilings' for the roofs.</i></p>"
         if self.state.current is not None:
-            self.roofline.object = viz.roofline(self.state.current, self.ceilings)
+            self.roofline.object = viz.roofline(
+                self.state.current, self.ceilings, selected=self.state.selected_layer
+            )
+
+    def _clicked(self, event: param.parameterized.Event) -> None:
+        points = (event.new or {}).get("points") or []
+        if points and isinstance(points[0].get("text"), str):
+            self.state.selected_layer = points[0]["text"]
 
     def _waiting(self, *_: Any) -> None:
         self.roofline.loading = self.jobs.running
