@@ -124,7 +124,16 @@ bmm = _twin(_bmm)
 # ---- convolution ------------------------------------------------------------------
 def _im2col(
     x: np.ndarray,
-    kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, oh: int, ow: int,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+    dh: int,
+    dw: int,
+    oh: int,
+    ow: int,
     col: np.ndarray,
 ) -> None:
     """Unfold ``x`` [N, C, H, W] into ``col`` [C*kh*kw, N*OH*OW] (zeros in the padding).
@@ -217,8 +226,20 @@ conv_direct = _twin(_conv_direct)
 
 # ---- pooling ---------------------------------------------------------------------
 def _pool2d(
-    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int, pb: int, pr: int,
-    dh: int, dw: int, is_max: bool, count_pad: bool, out: np.ndarray,
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    pt: int,
+    pl: int,
+    pb: int,
+    pr: int,
+    dh: int,
+    dw: int,
+    is_max: bool,
+    count_pad: bool,
+    out: np.ndarray,
 ) -> None:
     """Max or average pooling over [N, C, H, W]; padding never wins a max.
 

@@ -38,13 +38,17 @@ def _gemm_fn(kind: str) -> GemmFn:
     raise ValueError(f"gemm must be 'blas' or 'tiled', got {kind!r}")
 
 
-def _cached(node: Node, key: str, source: Any, make: Callable[[], Any]) -> Any:
-    """A value derived from ``source`` (usually a weight), computed once per source array."""
-    hit = node.cache.get(key)
-    if hit is not None and hit[0] is source:
-        return hit[1]
-    value = make()
-    node.cache[key] = (source, value)
+def _cached(node: Node, key: Any, index: int | None, make: Callable[[], Any]) -> Any:
+    """A value derived from input ``index``: made once if that input is a constant.
+
+    ``index`` None means the value depends on no input (made once). Activations change
+    every run in the same buffer, so anything derived from them is made every time.
+    """
+    if index is not None and index not in node.const_inputs:
+        return make()
+    value = node.cache.get(key)
+    if value is None:
+        value = node.cache[key] = make()
     return value
 
 
@@ -53,7 +57,9 @@ def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> None:
     if bias is None and act == cpu.ACT_NONE:
         return
     if bias is None:
-        bias = _cached(node, "zeros", None, lambda: np.zeros(y2d.shape[1], y2d.dtype))
+        bias = _cached(
+            node, ("zeros", y2d.shape[1]), None, lambda: np.zeros(y2d.shape[1], y2d.dtype)
+        )
     cpu.pick(cpu.bias_act_rows, y2d.size)(y2d, bias, act)
 
 
@@ -74,7 +80,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
     out4 = shapes.as_4d(out)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if bias is None:
-        bias = _cached(node, "zeros", None, lambda: np.zeros(m, x.dtype))
+        bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
     act = cpu.ACTIVATIONS[node.activation]
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
     if group != 1:
@@ -83,7 +89,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
         )
         return [out]
     k, p = c * kh * kw, oh * ow
-    w2 = _cached(node, "w2", w, lambda: np.ascontiguousarray(w4.reshape(m, k)))
+    w2 = _cached(node, "w2", 1, lambda: np.ascontiguousarray(w4.reshape(m, k)))
     pointwise = kh == kw == sh == sw == 1 and not any(geo.pads)
     if pointwise and n == 1:
         col = x4.reshape(c, p)
@@ -113,7 +119,7 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Array
     if node.attrs.get("transA", 0):
         a = np.ascontiguousarray(a.T)
     if node.attrs.get("transB", 0):
-        b = _cached(node, "bT", ins[1], lambda: np.ascontiguousarray(ins[1].T))
+        b = _cached(node, "bT", 1, lambda: np.ascontiguousarray(ins[1].T))
     out = _out(outs, (a.shape[0], b.shape[1]), a.dtype)
     simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
     if alpha == 1 and simple_bias:
@@ -196,12 +202,14 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     axis = int(node.attrs.get("axis", -1)) % x.ndim
     tail = x.shape[axis:]
     n = math.prod(tail)
-    scale = _cached(node, "scale", ins[1], lambda: np.broadcast_to(ins[1], tail).reshape(n).copy())
+    scale = _cached(
+        node, ("scale", tail), 1, lambda: np.broadcast_to(ins[1], tail).reshape(n).copy()
+    )
     has_bias = len(ins) > 2 and ins[2] is not None
     bias = _cached(
         node,
-        "bias",
-        ins[2] if has_bias else None,
+        ("bias", tail),
+        2 if has_bias else None,
         lambda: (
             np.broadcast_to(ins[2], tail).reshape(n).copy() if has_bias else np.zeros(n, x.dtype)
         ),
@@ -239,7 +247,8 @@ def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         mul = scale / np.sqrt(var.astype(np.float64) + node.attrs.get("epsilon", 1e-5))
         return mul.astype(x.dtype), (beta - mean * mul).astype(x.dtype)
 
-    mul, add = _cached(node, "affine", scale, affine)
+    all_const = {1, 2, 3, 4} <= node.const_inputs
+    mul, add = _cached(node, "affine", 1 if all_const else -1, affine)
     out = _out(outs, x.shape, x.dtype)
     shape3 = (x.shape[0], x.shape[1], -1)
     cpu.pick(cpu.channel_affine, x.size)(x.reshape(shape3), mul, add, out.reshape(shape3))

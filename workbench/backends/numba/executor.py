@@ -101,11 +101,15 @@ class Executor:
         self.overrides = dict(overrides or {})
         self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}
         self._consts = dict(graph.consts)
+        self._host_only = self._host_only_inputs(graph)
 
     def stage(self, inputs: Mapping[str, np.ndarray]) -> tuple[Plan, dict[str, Any]]:
         """Plan for these input shapes if needed; copy inputs to the device."""
         key = tuple(inputs[name].shape for name in self.graph.inputs)
-        staged = {name: self.device.upload(inputs[name]) for name in self.graph.inputs}
+        staged = {
+            name: inputs[name] if name in self._host_only else self.device.upload(inputs[name])
+            for name in self.graph.inputs
+        }
         if key not in self._plans:
             self._plans[key] = self._plan(staged)
         return self._plans[key], staged
@@ -188,6 +192,16 @@ class Executor:
                 return layer
         return node_name
 
+    @staticmethod
+    def _host_only_inputs(graph: Graph) -> set[str]:
+        """Graph inputs read only as shapes/axes/indices: they stay on the host."""
+        uses: dict[str, set[bool]] = {}
+        for node in graph.nodes:
+            host = HOST_INPUTS.get(node.op_type, frozenset())
+            for i, name in enumerate(node.inputs):
+                uses.setdefault(name, set()).add(i in host)
+        return {name for name in graph.inputs if uses.get(name) == {True}}
+
     # ---- planning ----------------------------------------------------------------
     def _plan(self, staged: Mapping[str, Any]) -> Plan:
         static: dict[str, Any] = dict(self._consts)
@@ -200,6 +214,7 @@ class Executor:
                 static.update(zip(node.outputs, self.host_fold(node, host), strict=True))
                 continue
             kernel = self.overrides.get(node.name) or self.kernels[node.op_type]
+            node.const_inputs = frozenset(i for i, name in enumerate(node.inputs) if name in static)
             step = Step(node, kernel)
             ins = [self._operand(node, i, name, env, static) for i, name in enumerate(node.inputs)]
             try:

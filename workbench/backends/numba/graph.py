@@ -39,6 +39,8 @@ class Node:
         activation: an activation applied in the epilogue (``"Relu"``), or ``""``.
         cache: per-session data a kernel prepares once (transposed weights, workspaces).
         opset: the default-domain opset of the model (some ops changed meaning).
+        const_inputs: positions of inputs that are constants (set when planning), so
+            kernels may prepare them once (transpose a weight) but never an activation.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Node:
     activation: str = ""
     cache: dict[Any, Any] = field(default_factory=dict)
     opset: int = 0
+    const_inputs: frozenset[int] = frozenset()
 
 
 @dataclass

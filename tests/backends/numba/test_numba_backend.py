@@ -1,0 +1,234 @@
+"""The numba backend on the CPU: whole models against ONNX Runtime, and its contract."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+from numba_helpers import ort_outputs, single_node_model
+
+import workbench as wb
+from workbench.backends.base import Backend, LayerTiming, Session
+from workbench.backends.numba import register_kernel, unregister_kernel
+from workbench.errors import BackendError, DeviceUnavailableError, UnsupportedModelError
+from workbench.testing import toy_cnn, toy_mlp
+from workbench.testing.tolerances import assert_close
+
+SAMPLES = ["digits-mlp", "digits-cnn", "digits-transformer", "digits-resnet"]
+
+
+@pytest.fixture(scope="module")
+def backend() -> Backend:
+    return wb.backend("numba")
+
+
+@pytest.mark.parametrize("gemm", ["blas", "tiled"])
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_models_match_onnxruntime(backend, name: str, gemm: str) -> None:
+    model = wb.samples.load(name)
+    session = backend.compile(model, "cpu", gemm=gemm)
+    for batch in (1, 3):
+        inputs = model.example_inputs(batch_size=batch)
+        expected = ort_outputs(model.to_onnx(), inputs)
+        got = session.run(inputs)
+        for ours, reference in zip(got, expected, strict=True):
+            assert_close(ours, reference, scope="model", what=f"{name} batch {batch}")
+
+
+@pytest.mark.parametrize("make", [toy_mlp, toy_cnn], ids=["toy_mlp", "toy_cnn"])
+def test_torch_models_run_through_their_onnx_export(backend, make) -> None:
+    import torch
+
+    model = make()
+    inputs = model.example_inputs(batch_size=4)
+    with torch.no_grad():
+        expected = model.module(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+    (got,) = backend.compile(model, "cpu").run(inputs)
+    assert_close(got, expected, scope="model")
+
+
+def test_repeated_runs_reuse_buffers_but_return_fresh_arrays(backend) -> None:
+    model = wb.samples.load("digits-cnn")
+    session = backend.compile(model, "cpu")
+    a, b = model.example_inputs(2, seed=1), model.example_inputs(2, seed=2)
+    first = session.run(a)[0]
+    second = session.run(b)[0]
+    again = session.run(a)[0]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+    # a new batch size gets its own plan, and the old one still works
+    assert session.run(model.example_inputs(5))[0].shape == (5, 10)
+    np.testing.assert_array_equal(session.run(a)[0], first)
+
+
+def test_planning_reuses_dead_buffers(backend) -> None:
+    model = wb.samples.load("digits-resnet")
+    session = backend.compile(model, "cpu")
+    session.run(model.example_inputs(1))
+    (plan,) = session._executor._plans.values()
+    written = sum(int(np.prod(step.outs[0].shape)) * 4 for step in plan.steps if step.outs)
+    assert 0 < plan.arena_bytes < written / 2
+
+
+def test_folding_and_fusion(backend) -> None:
+    session = backend.compile(wb.samples.load("digits-cnn"), "cpu")
+    ops = [n.op_type for n in session.graph.nodes]
+    assert "BatchNormalization" not in ops and "Relu" not in ops
+    convs = [n for n in session.graph.nodes if n.op_type == "Conv"]
+    assert convs and all(n.activation == "Relu" and len(n.fused) == 2 for n in convs)
+
+
+def test_runner_is_a_zero_argument_callable(backend) -> None:
+    model = wb.samples.load("digits-mlp")
+    session = backend.compile(model, "cpu")
+    assert isinstance(session, Session)
+    inputs = model.example_inputs(2)
+    run = session.runner(inputs)
+    (out,) = run()
+    np.testing.assert_allclose(out, session.run(inputs)[0])
+
+
+def test_run_layers_one_entry_per_canonical_layer(backend) -> None:
+    model = wb.samples.load("digits-cnn")
+    timings = backend.compile(model, "cpu").run_layers(model.example_inputs(2), repeats=3)
+    assert all(isinstance(t, LayerTiming) and len(t.samples_ms) == 3 for t in timings)
+    names = [t.layer for t in timings]
+    assert len(names) == len(set(names))
+    assert set(names) <= {layer.name for layer in model.layers}
+    first = timings[0]
+    assert first.op_type == "Conv" and first.detail["nodes"] and len(first.detail["fused"]) == 2
+    assert all(s > 0 for s in first.samples_ms)
+    fused = [t for t in timings if t.detail.get("fused_into")]
+    assert fused and all(t.samples_ms == (0.0, 0.0, 0.0) for t in fused)
+
+
+def test_unsupported_ops_are_named(backend) -> None:
+    x = np.ones((2, 3), np.float32)
+    model = single_node_model("HardSwish", {"x": x})
+    support = backend.supports(model)
+    assert not support.ok and "HardSwish" in support.reasons[0]
+    with pytest.raises(UnsupportedModelError, match="HardSwish"):
+        backend.compile(model, "cpu")
+
+
+def test_supported_sample_models(backend) -> None:
+    for name in SAMPLES:
+        assert backend.supports(wb.samples.load(name)).ok
+
+
+def test_devices_and_errors(backend) -> None:
+    assert backend.devices() == ["cpu"]
+    assert backend.availability().version == numba.__version__
+    with pytest.raises(DeviceUnavailableError):
+        backend.compile(wb.samples.load("digits-mlp"), "cuda:0")
+    with pytest.raises(TypeError, match="unknown option"):
+        backend.compile(wb.samples.load("digits-mlp"), "cpu", tile=3)
+
+
+def test_gemm_kernels_agree() -> None:
+    from workbench.backends.numba import cpu
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((70, 130), dtype=np.float32)
+    b = rng.standard_normal((130, 90), dtype=np.float32)
+    blas, tiled = np.empty((70, 90), np.float32), np.empty((70, 90), np.float32)
+    cpu.gemm_blas(a, b, blas)
+    for kernel in cpu.gemm_tiled:
+        kernel(a, b, tiled)
+        assert_close(tiled, a @ b)
+    assert_close(blas, a @ b)
+
+
+@numba.njit(cache=False)
+def _relu_kernel(x, out):  # noqa: ANN001, ANN202 - a user's kernel as written in a notebook
+    flat_in, flat_out = x.reshape(-1), out.reshape(-1)
+    for i in range(flat_in.size):
+        flat_out[i] = max(flat_in[i], 0.0)
+
+
+@numba.njit(cache=False)
+def _wrong_relu(x, out):  # noqa: ANN001, ANN202
+    flat_in, flat_out = x.reshape(-1), out.reshape(-1)
+    for i in range(flat_in.size):
+        flat_out[i] = abs(flat_in[i])
+
+
+def test_custom_kernel_is_checked_then_used(backend) -> None:
+    model = wb.samples.load("digits-resnet")
+    inputs = model.example_inputs(1)
+    expected = backend.compile(model, "cpu").run(inputs)[0]
+    calls = []
+
+    def relu(x, out):  # noqa: ANN001, ANN202
+        calls.append(x.shape)
+        _relu_kernel(x, out)
+
+    backend.register_kernel("Relu", relu)
+    try:
+        session = backend.compile(model, "cpu")
+        assert any(n.op_type == "Relu" for n in session.graph.nodes)  # not fused away
+        assert_close(session.run(inputs)[0], expected, scope="model")
+        assert len(calls) > 0
+    finally:
+        unregister_kernel(op_type="Relu")
+
+
+def test_custom_kernel_that_disagrees_is_refused(backend) -> None:
+    model = wb.samples.load("digits-resnet")
+    register_kernel(_wrong_relu, op_type="Relu", device="cpu")
+    try:
+        with pytest.raises(BackendError, match="disagrees with the reference"):
+            backend.compile(model, "cpu").run(model.example_inputs(1))
+    finally:
+        unregister_kernel(op_type="Relu", device="cpu")
+
+
+def test_custom_kernel_for_one_node(backend) -> None:
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    model = single_node_model("Sigmoid", {"x": x})
+
+    def halve(x, out):  # noqa: ANN001, ANN202 - wrong on purpose, for one node only
+        out[...] = x / 2
+
+    register_kernel(halve, node="someone_else")
+    try:
+        (got,) = backend.compile(model, "cpu").run({"x": x})
+        assert_close(got, 1 / (1 + np.exp(-x)))
+    finally:
+        unregister_kernel(node="someone_else")
+    with pytest.raises(ValueError, match="view"):
+        register_kernel(halve, op_type="Reshape")
+
+
+def test_second_process_loads_kernels_from_the_disk_cache(tmp_path) -> None:
+    script = textwrap.dedent(
+        """
+        import workbench as wb
+        from workbench.backends.numba import cpu
+        m = wb.samples.load("digits-cnn")
+        wb.backend("numba").compile(m, "cpu").run(m.example_inputs(2))
+        kernels = [cpu.gemm_blas, *cpu.im2col, *cpu.conv_epilogue, *cpu.pool2d]
+        print(sum(sum(k.stats.cache_misses.values()) for k in kernels),
+              sum(sum(k.stats.cache_hits.values()) for k in kernels))
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    (first_misses, _), (second_misses, second_hits) = [tuple(map(int, r)) for r in runs]
+    assert first_misses > 0
+    assert second_misses == 0 and second_hits > 0

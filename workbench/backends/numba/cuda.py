@@ -1,0 +1,452 @@
+"""CUDA kernels written with Numba-CUDA (``@cuda.jit``).
+
+The heavy kernel is a shared-memory tiled GEMM with register tiling: a block computes
+a BM x BN tile of C, each thread a TM x TN sub-tile held in registers, A and B staged
+through shared memory BK columns at a time (A transposed there so the inner loop reads
+consecutive addresses). The same kernel body serves convolution as an *implicit* GEMM:
+its B loader reads the input image through the im2col index map instead of a
+materialised matrix. Bias (with broadcast strides), alpha/beta, the activation and,
+for convolutions, the NCHW output layout are applied in the epilogue, so a
+Conv+BN+Relu is one kernel launch.
+
+Everything else (elementwise with broadcasting, strided copies for Transpose, Slice,
+Concat and Expand, pooling, normalisation, softmax, gathers) is one thread per output
+element or row, with grid-stride loops.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from numba import cuda, float32
+
+ACT_NONE, ACT_RELU = 0, 1
+
+#: Elementwise op codes (unary below 16, binary from 16).
+UNARY_CODES = {
+    "Relu": 0,
+    "Sigmoid": 1,
+    "Tanh": 2,
+    "Erf": 3,
+    "Sqrt": 4,
+    "Exp": 5,
+    "Gelu": 6,
+    "GeluTanh": 7,
+    "Identity": 8,
+}
+BINARY_CODES = {"Add": 16, "Sub": 17, "Mul": 18, "Div": 19, "Pow": 20}
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile sizes of the GEMM kernel: block tile BM x BN, K step BK, per-thread TM x TN."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+    @property
+    def threads(self) -> int:
+        return (self.bm // self.tm) * (self.bn // self.tn)
+
+
+#: 128x128 tiles, 8x8 outputs per thread (256 threads): the register-tiled kernel.
+LARGE = GemmConfig(bm=128, bn=128, bk=8, tm=8, tn=8)
+#: 32x32 tiles, 2x2 per thread: more blocks for small problems (and a fast simulator).
+SMALL = GemmConfig(bm=32, bn=32, bk=8, tm=2, tn=2)
+
+
+def pick_config(m: int, n: int) -> GemmConfig:
+    """LARGE when it still fills the GPU with blocks; SMALL for small matrices."""
+    return LARGE if m * n >= 256 * 128 * 128 // 4 else SMALL
+
+
+@cuda.jit(device=True, inline=True)
+def _activate(value: Any, act: int) -> Any:
+    if act == ACT_RELU:
+        return max(value, 0.0)
+    return value
+
+
+@cuda.jit(device=True)
+def _load_b_matrix(b: Any, z: int, k: int, n: int, geo: Any) -> Any:
+    """B[z, k, n] of a batched matrix (batch 1 broadcast)."""
+    zb = z if b.shape[0] > 1 else 0
+    if k < b.shape[1] and n < b.shape[2]:
+        return b[zb, k, n]
+    return float32(0.0)
+
+
+@cuda.jit(device=True)
+def _load_b_im2col(x: Any, z: int, k: int, n: int, geo: Any) -> Any:
+    """Element (k, n) of the im2col matrix of image batch ``x`` [N, C, H, W], never stored.
+
+    ``geo`` = (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); column n = (image, oy, ox).
+    """
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = (
+        geo[0],
+        geo[1],
+        geo[2],
+        geo[3],
+        geo[4],
+        geo[5],
+        geo[6],
+        geo[7],
+        geo[8],
+        geo[9],
+    )
+    ohw = oh * ow
+    if k >= x.shape[1] * kh * kw or n >= x.shape[0] * ohw:
+        return float32(0.0)
+    ci = k // (kh * kw)
+    ki = (k // kw) % kh
+    kj = k % kw
+    img = n // ohw
+    p = n % ohw
+    iy = (p // ow) * sh - ph + ki * dh
+    ix = (p % ow) * sw - pw + kj * dw
+    if iy < 0 or iy >= x.shape[2] or ix < 0 or ix >= x.shape[3]:
+        return float32(0.0)
+    return x[img, ci, iy, ix]
+
+
+@functools.cache
+def gemm_kernel(config: GemmConfig, implicit_conv: bool) -> Any:
+    """The tiled GEMM kernel for ``config``; B read as a matrix or through im2col.
+
+    Launch with grid (ceil(N/BN), ceil(M/BM), batch) and ``config.threads`` threads.
+    Computes ``C = act(alpha * A @ B + beta * bias)``, where ``bias[row*rs + col*cs]``
+    broadcasts a vector or matrix; when ``plane`` > 0, column ``n`` of C is stored at
+    ``[n // plane, row, n % plane]`` (the NCHW layout of a convolution's output).
+    """
+    bm, bn, bk, tm, tn = config.bm, config.bn, config.bk, config.tm, config.tn
+    threads = config.threads
+    cols_per_row = bn // tn
+    load_b = _load_b_im2col if implicit_conv else _load_b_matrix
+
+    @cuda.jit
+    def kernel(a, b, c, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane):  # noqa: PLR0913
+        a_tile = cuda.shared.array((bk, bm), dtype=float32)
+        b_tile = cuda.shared.array((bk, bn), dtype=float32)
+        acc = cuda.local.array((tm, tn), dtype=float32)
+        reg_m = cuda.local.array(tm, dtype=float32)
+        reg_n = cuda.local.array(tn, dtype=float32)
+        tid = cuda.threadIdx.x
+        row0 = cuda.blockIdx.y * bm
+        col0 = cuda.blockIdx.x * bn
+        z = cuda.blockIdx.z
+        za = z if a.shape[0] > 1 else 0
+        ty = tid // cols_per_row
+        tx = tid % cols_per_row
+        for i in range(tm):
+            for j in range(tn):
+                acc[i, j] = float32(0.0)
+        for k0 in range(0, k, bk):
+            # out-of-range elements load as zero, so edge tiles need no special case
+            for e in range(tid, bm * bk, threads):
+                r = e // bk
+                q = e % bk
+                value = float32(0.0)
+                if row0 + r < m and k0 + q < k:
+                    value = a[za, row0 + r, k0 + q]
+                a_tile[q, r] = value
+            for e in range(tid, bk * bn, threads):
+                r = e // bn
+                q = e % bn
+                b_tile[r, q] = load_b(b, z, k0 + r, col0 + q, geo)
+            cuda.syncthreads()
+            for kk in range(bk):
+                for i in range(tm):
+                    reg_m[i] = a_tile[kk, ty * tm + i]
+                for j in range(tn):
+                    reg_n[j] = b_tile[kk, tx * tn + j]
+                for i in range(tm):
+                    for j in range(tn):
+                        acc[i, j] += reg_m[i] * reg_n[j]
+            cuda.syncthreads()
+        for i in range(tm):
+            row = row0 + ty * tm + i
+            if row >= m:
+                continue
+            for j in range(tn):
+                col = col0 + tx * tn + j
+                if col >= n:
+                    continue
+                value = alpha * acc[i, j]
+                if bias.size > 0:
+                    value += beta * bias[row * rs + col * cs]
+                value = _activate(value, act)
+                if plane > 0:
+                    c[((col // plane) * m + row) * plane + col % plane] = value
+                else:
+                    c[(z * m + row) * n + col] = value
+
+    return kernel
+
+
+@cuda.jit
+def conv_direct(x, w, bias, geo, group, act, out):
+    """Direct convolution, one thread per output element (grouped and depthwise convs).
+
+    ``geo`` = (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow).
+    """
+    n, m, oh, ow = out.shape
+    cg = w.shape[1]
+    kh, kw, sh, sw, ph, pw, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
+    per_group = m // group
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        ox = e % ow
+        oy = (e // ow) % oh
+        oc = (e // (ow * oh)) % m
+        b = e // (ow * oh * m)
+        c0 = (oc // per_group) * cg
+        acc = bias[oc] if bias.size > 0 else 0.0
+        for ci in range(cg):
+            for ki in range(kh):
+                iy = oy * sh - ph + ki * dh
+                if iy < 0 or iy >= x.shape[2]:
+                    continue
+                for kj in range(kw):
+                    ix = ox * sw - pw + kj * dw
+                    if 0 <= ix < x.shape[3]:
+                        acc += x[b, c0 + ci, iy, ix] * w[oc, ci, ki, kj]
+        out[b, oc, oy, ox] = _activate(acc, act)
+
+
+@cuda.jit(device=True)
+def _scalar_op(code: int, x: Any, y: Any) -> Any:
+    if code == 0:
+        return max(x, 0.0)
+    if code == 1:
+        return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+    if code == 2:
+        return math.tanh(x)
+    if code == 3:
+        return math.erf(x)
+    if code == 4:
+        return math.sqrt(x)
+    if code == 5:
+        return math.exp(x)
+    if code == 6:
+        return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+    if code == 7:
+        return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    if code == 16:
+        return x + y
+    if code == 17:
+        return x - y
+    if code == 18:
+        return x * y
+    if code == 19:
+        return x / y
+    if code == 20:
+        return x**y
+    return x
+
+
+@cuda.jit
+def elementwise_nd(a, b, out, shape, a_strides, b_strides, code, act):
+    """``out = act(op(a, b))`` over ``shape``, with per-operand strides (0 = broadcast).
+
+    ``a``, ``b`` and ``out`` are flat; unary ops ignore ``b``.
+    """
+    rank = shape.size
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        rest = e
+        ia = 0
+        ib = 0
+        for d in range(rank - 1, -1, -1):
+            coord = rest % shape[d]
+            rest //= shape[d]
+            ia += coord * a_strides[d]
+            ib += coord * b_strides[d]
+        out[e] = _activate(_scalar_op(code, a[ia], b[ib]), act)
+
+
+@cuda.jit
+def copy_nd(src, dst, shape, src_strides, src_offset, dst_strides, dst_offset):
+    """``dst[dst_offset + i.dst_strides] = src[src_offset + i.src_strides]`` over ``shape``.
+
+    One kernel for Transpose (permuted strides), Slice (scaled strides and an offset),
+    Expand (zero strides), Concat (a destination offset) and Cast (dtype conversion).
+    """
+    rank = shape.size
+    total = 1
+    for d in range(rank):
+        total *= shape[d]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, total, stride):
+        rest = e
+        i_src = src_offset
+        i_dst = dst_offset
+        for d in range(rank - 1, -1, -1):
+            coord = rest % shape[d]
+            rest //= shape[d]
+            i_src += coord * src_strides[d]
+            i_dst += coord * dst_strides[d]
+        dst[i_dst] = src[i_src]
+
+
+@cuda.jit
+def pool2d(x, geo, is_max, count_pad, out):
+    """Max/average pooling, one thread per output; ``geo`` = (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw)."""
+    n, c, oh, ow = out.shape
+    h, w = x.shape[2], x.shape[3]
+    kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = (
+        geo[0],
+        geo[1],
+        geo[2],
+        geo[3],
+        geo[4],
+        geo[5],
+        geo[6],
+        geo[7],
+        geo[8],
+        geo[9],
+    )
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        ox = e % ow
+        oy = (e // ow) % oh
+        ch = (e // (ow * oh)) % c
+        b = e // (ow * oh * c)
+        y0 = oy * sh - pt
+        x0 = ox * sw - pl
+        best = -math.inf
+        total = 0.0
+        count = 0
+        padded = 0
+        for ki in range(kh):
+            iy = y0 + ki * dh
+            for kj in range(kw):
+                ix = x0 + kj * dw
+                if 0 <= iy < h and 0 <= ix < w:
+                    v = x[b, ch, iy, ix]
+                    best = max(best, v)
+                    total += v
+                    count += 1
+                elif iy < h + pb and ix < w + pr:
+                    padded += 1
+        if is_max:
+            out[b, ch, oy, ox] = best
+        else:
+            out[b, ch, oy, ox] = total / max(count + (padded if count_pad else 0), 1)
+
+
+@cuda.jit
+def mean_rows(x, out):
+    """``out[i] = mean(x[i, :])`` (GlobalAveragePool, ReduceMean over trailing axes)."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    cols = x.shape[1]
+    for i in range(start, x.shape[0], stride):
+        acc = 0.0
+        for j in range(cols):
+            acc += x[i, j]
+        out[i] = acc / cols
+
+
+@cuda.jit
+def softmax(x, out):
+    """Softmax over the middle axis of [outer, n, inner], one thread per (outer, inner)."""
+    outer, n, inner = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for t in range(start, outer * inner, stride):
+        o = t // inner
+        i = t % inner
+        peak = -math.inf
+        for j in range(n):
+            peak = max(peak, x[o, j, i])
+        total = 0.0
+        for j in range(n):
+            e = math.exp(x[o, j, i] - peak)
+            out[o, j, i] = e
+            total += e
+        for j in range(n):
+            out[o, j, i] /= total
+
+
+@cuda.jit
+def layer_norm(x, scale, bias, eps, out, mean_out, inv_out):
+    """LayerNormalization over rows of [rows, n], one thread per row (two-pass variance)."""
+    rows, n = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, rows, stride):
+        mean = 0.0
+        for j in range(n):
+            mean += x[i, j]
+        mean /= n
+        var = 0.0
+        for j in range(n):
+            d = x[i, j] - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / n + eps)
+        mean_out[i] = mean
+        inv_out[i] = inv
+        for j in range(n):
+            out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
+
+
+@cuda.jit
+def channel_affine(x, mul, add, out):
+    """``out[b, c, p] = x[b, c, p] * mul[c] + add[c]`` (inference BatchNormalization)."""
+    n, c, p = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, x.size, stride):
+        q = e % p
+        ch = (e // p) % c
+        b = e // (p * c)
+        out[b, ch, q] = x[b, ch, q] * mul[ch] + add[ch]
+
+
+@cuda.jit
+def gather4(x, i0, i1, i2, i3, out):
+    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]`` (nearest-neighbour Resize)."""
+    n0, n1, n2, n3 = out.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        d = e % n3
+        c = (e // n3) % n2
+        b = (e // (n3 * n2)) % n1
+        a = e // (n3 * n2 * n1)
+        out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
+
+
+@cuda.jit
+def gather_axis(x, index, out):
+    """``out[o, j, i] = x[o, index[j], i]`` over [outer, len(index), inner] (Gather)."""
+    outer, count, inner = out.shape
+    size = x.shape[1]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        i = e % inner
+        j = (e // inner) % count
+        o = e // (inner * count)
+        src = index[j]
+        if src < 0:
+            src += size
+        out[o, j, i] = x[o, src, i]
+
+
+@cuda.jit
+def fill(out, value):
+    """``out[:] = value`` on a flat array (ConstantOfShape)."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        out[e] = value
+
+
+def launch_1d(size: int) -> tuple[int, int]:
+    """Grid and block for a grid-stride kernel over ``size`` items.
+
+    Blocks shrink for tiny jobs (the simulator runs every thread) and the grid is capped:
+    the loops stride over the rest.
+    """
+    threads = min(256, max(32, 1 << max(size - 1, 1).bit_length()))
+    return max(1, min((size + threads - 1) // threads, 4096)), threads

@@ -1,0 +1,673 @@
+"""The CUDA op table and device: kernels from `cuda` over device-resident arrays.
+
+Activations never leave the device between layers: inputs are copied up once per
+run, every intermediate lives in the planned arena, outputs are copied down at the
+end. Small per-node metadata (shapes, strides, window geometry, weights prepared for
+a kernel) is uploaded once per node and input shape, on the planning run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from workbench.backends.numba import cuda as kernels
+from workbench.backends.numba import shapes
+from workbench.backends.numba.executor import Kernel
+from workbench.backends.numba.graph import Node
+from workbench.errors import UnsupportedModelError
+
+Arrays = list[Any]
+
+
+class CudaDevice:
+    """One CUDA device (or the simulator): device memory, copies and CUDA-event timing."""
+
+    def __init__(self, index: int) -> None:
+        cuda.select_device(index)
+        self.index = index
+        self.simulator = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+    def upload(self, array: np.ndarray) -> Any:
+        return cuda.to_device(np.ascontiguousarray(array))
+
+    def download(self, array: Any) -> np.ndarray:
+        return array.copy_to_host() if hasattr(array, "copy_to_host") else np.array(array)
+
+    def empty(self, nbytes: int) -> Any:
+        return cuda.device_array(nbytes, dtype=np.uint8)
+
+    def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        count = math.prod(shape)
+        return buffer[: count * np.dtype(dtype).itemsize].view(np.dtype(dtype)).reshape(shape)
+
+    def synchronize(self) -> None:
+        cuda.synchronize()
+
+    def stopwatch(self) -> EventStopwatch:
+        return EventStopwatch(self.simulator)
+
+
+class EventStopwatch:
+    """CUDA events recorded between kernels; read after a synchronize."""
+
+    def __init__(self, simulator: bool) -> None:
+        self._events: list[Any] = []
+        self._simulator = simulator
+
+    def mark(self) -> None:
+        event = cuda.event()
+        event.record()
+        self._events.append(event)
+
+    def elapsed_ms(self) -> list[float]:
+        with warnings.catch_warnings():
+            if self._simulator:
+                # the simulator says its event times are host times: that is understood here
+                warnings.filterwarnings("ignore", "Simulator timings are bogus")
+            return [
+                float(a.elapsed_time(b))
+                for a, b in zip(self._events, self._events[1:], strict=False)
+            ]
+
+
+def _out(
+    node: Node, outs: Arrays | None, shape: tuple[int, ...], dtype: Any, index: int = 0
+) -> Any:
+    return outs[index] if outs is not None else cuda.device_array(shape, dtype=dtype)
+
+
+def _meta(node: Node, key: Any, make: Callable[[], np.ndarray]) -> Any:
+    """A small array made on the host and uploaded once per node and key."""
+    value = node.cache.get(key)
+    if value is None:
+        value = node.cache[key] = cuda.to_device(np.ascontiguousarray(make()))
+    return value
+
+
+def _prepared(
+    node: Node, key: Any, ins: Arrays, index: int, make: Callable[[np.ndarray], np.ndarray]
+) -> Any:
+    """Device data derived from constant input ``index`` (a weight), prepared once on the host.
+
+    The one copy to the host happens on the planning run, never between layers later.
+
+    Raises:
+        UnsupportedModelError: the input is an activation (it would need a host round trip).
+    """
+    if index not in node.const_inputs:
+        raise UnsupportedModelError(
+            f"{node.op_type} {node.name!r}: input {index} must be a constant on CUDA"
+        )
+    value = node.cache.get(key)
+    if value is None:
+        host = ins[index].copy_to_host()
+        value = node.cache[key] = cuda.to_device(np.ascontiguousarray(make(host)))
+    return value
+
+
+def _empty(node: Node) -> Any:
+    """A zero-length float32 device array (no bias, no geometry), made once per node."""
+    return _meta(node, "empty", lambda: np.zeros(0, np.float32))
+
+
+def _launch(kernel: Any, size: int, *args: Any) -> None:
+    grid, block = kernels.launch_1d(size)
+    kernel[grid, block](*args)
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> np.ndarray:
+    strides = np.ones(len(shape), np.int64)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    return strides
+
+
+def _broadcast_strides(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
+    """Element strides of a contiguous ``shape`` read as ``out_shape`` (0 where broadcast)."""
+    padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides = _contiguous_strides(padded)
+    return np.where(np.array(padded) == 1, 0, strides).astype(np.int64)
+
+
+# ---- linear algebra ---------------------------------------------------------------------
+def _gemm(
+    node: Node,
+    a3: Any,
+    b: Any,
+    out_flat: Any,
+    m: int,
+    n: int,
+    k: int,
+    batch: int,
+    *,
+    implicit_conv: bool = False,
+    geo: Any = None,
+    bias: Any = None,
+    rs: int = 0,
+    cs: int = 0,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    act: int = 0,
+    plane: int = 0,
+) -> None:
+    """Launch the tiled GEMM: ``out = act(alpha * a3 @ b + beta * bias)`` (see `cuda.gemm_kernel`)."""
+    config = kernels.pick_config(m, n)
+    grid = ((n + config.bn - 1) // config.bn, (m + config.bm - 1) // config.bm, batch)
+    kernel = kernels.gemm_kernel(config, implicit_conv)
+    geo = geo if geo is not None else _meta(node, "no_geo", lambda: np.zeros(1, np.int64))
+    bias = bias if bias is not None else _empty(node)
+    kernel[grid, config.threads](
+        a3, b, out_flat, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane
+    )
+
+
+def _activation(node: Node) -> int:
+    return kernels.ACT_RELU if node.activation == "Relu" else kernels.ACT_NONE
+
+
+def conv(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Conv as an implicit GEMM (groups of 1) or a direct kernel (grouped/depthwise)."""
+    x, w = ins[0], ins[1]
+    if w.ndim not in (3, 4):
+        raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
+    geo = shapes.window(node, x.shape[2:], w.shape[2:])
+    x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
+    n, c = x4.shape[:2]
+    m, cg, kh, kw = w4.shape
+    oh, ow = geo.out
+    out = _out(node, outs, (n, m, oh, ow) if x.ndim == 4 else (n, m, ow), x.dtype)
+    group = int(node.attrs.get("group", 1))
+    bias = ins[2] if len(ins) > 2 and ins[2] is not None else _empty(node)
+    act = _activation(node)
+    geometry = (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, oh, ow)
+    geo_dev = _meta(node, ("geo", x.shape), lambda: np.array(geometry, np.int64))
+    if group != 1:
+        _launch(kernels.conv_direct, out.size, x4, w4, bias, geo_dev, group, act, shapes.as_4d(out))
+        return [out]
+    k = c * kh * kw
+    w3 = w4.reshape(1, m, k)
+    _gemm(
+        node,
+        w3,
+        x4,
+        out.reshape(out.size),
+        m,
+        n * oh * ow,
+        k,
+        1,
+        implicit_conv=True,
+        geo=geo_dev,
+        bias=bias,
+        rs=1,
+        cs=0,
+        act=act,
+        plane=oh * ow,
+    )
+    return [out]
+
+
+def gemm_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Gemm; transposed operands are prepared once when constant, copied when not."""
+    a = _transposed(node, ins, 0) if node.attrs.get("transA", 0) else ins[0]
+    b = _transposed(node, ins, 1) if node.attrs.get("transB", 0) else ins[1]
+    c = ins[2] if len(ins) > 2 else None
+    m, k = a.shape
+    n = b.shape[1]
+    out = _out(node, outs, (m, n), a.dtype)
+    rs = cs = 0
+    if c is not None:
+        # element (row, col) of C broadcast to [m, n] sits at row*rs + col*cs
+        cm, cn = (1,) * (2 - c.ndim) + tuple(c.shape)
+        rs, cs = (cn if cm > 1 else 0), (1 if cn > 1 else 0)
+        c = c.reshape(c.size)
+    _gemm(
+        node,
+        a.reshape(1, m, k),
+        b.reshape(1, k, n),
+        out.reshape(m * n),
+        m,
+        n,
+        k,
+        1,
+        bias=c,
+        rs=rs,
+        cs=cs,
+        alpha=float(node.attrs.get("alpha", 1.0)),
+        beta=float(node.attrs.get("beta", 1.0)),
+        act=_activation(node),
+    )
+    return [out]
+
+
+def _transposed(node: Node, ins: Arrays, index: int) -> Any:
+    x = ins[index]
+    if index in node.const_inputs:
+        return _prepared(node, ("T", index), ins, index, lambda h: h.T)
+    out = _workspace(node, ("T", index, x.shape), x.shape[::-1], x.dtype)
+    _copy(node, ("T", index), x, out, x.shape[::-1], _contiguous_strides(x.shape)[::-1].copy())
+    return out
+
+
+def matmul(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Batched MatMul (a batch of 1 broadcasts) with a fused bias and activation."""
+    a, b = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    if a.ndim < 2 or b.ndim < 2:
+        raise UnsupportedModelError(f"MatMul {node.name!r}: 1-D operands on CUDA")
+    # the simulator's shapes reject negative indices, as CUDA kernels would: use tuples
+    a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    out = _out(node, outs, (*batch, m, n), a.dtype)
+    act = _activation(node)
+    if b.ndim == 2:
+        rows = a.size // k  # every row of a against the same b: one big GEMM
+        _gemm(
+            node,
+            a.reshape(1, rows, k),
+            b.reshape(1, k, n),
+            out.reshape(out.size),
+            rows,
+            n,
+            k,
+            1,
+            bias=bias,
+            rs=0,
+            cs=1,
+            act=act,
+        )
+        return [out]
+    count = math.prod(batch)
+    a3, b3 = (_expand_batch(node, i, t, batch, count) for i, t in ((0, a), (1, b)))
+    _gemm(node, a3, b3, out.reshape(out.size), m, n, k, count, bias=bias, rs=0, cs=1, act=act)
+    return [out]
+
+
+def _expand_batch(node: Node, index: int, t: Any, batch: tuple[int, ...], count: int) -> Any:
+    """``t`` as [count, rows, cols]; a batch of one stays one (the kernel broadcasts it)."""
+    shape = tuple(t.shape)
+    if math.prod(shape[:-2]) in (1, count):
+        return t.reshape(math.prod(shape[:-2]), shape[-2], shape[-1])
+    full = (*batch, *shape[-2:])
+    dst = _workspace(node, ("expand", index, full), full, t.dtype)
+    _copy(node, ("expand", index), t, dst, full, _broadcast_strides(t.shape, full))
+    return dst.reshape(count, shape[-2], shape[-1])
+
+
+def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    buffer = node.cache.get(key)
+    if buffer is None:
+        buffer = node.cache[key] = cuda.device_array(shape, dtype=dtype)
+    return buffer
+
+
+def _copy(
+    node: Node,
+    key: Any,
+    src: Any,
+    dst: Any,
+    shape: tuple[int, ...],
+    src_strides: np.ndarray,
+    src_offset: int = 0,
+    dst_strides: np.ndarray | None = None,
+    dst_offset: int = 0,
+) -> None:
+    dst_strides = _contiguous_strides(shape) if dst_strides is None else dst_strides
+    meta_key = ("copy", key, shape, src_strides.tobytes(), dst_strides.tobytes())
+    meta = _meta(node, meta_key, lambda: np.array([shape, src_strides, dst_strides], np.int64))
+    size = math.prod(shape)
+    if size:
+        _launch(
+            kernels.copy_nd,
+            size,
+            src.reshape(src.size),
+            dst.reshape(dst.size),
+            meta[0],
+            meta[1],
+            src_offset,
+            meta[2],
+            dst_offset,
+        )
+
+
+# ---- elementwise ---------------------------------------------------------------------------
+def _elementwise(node: Node, op: str, args: Arrays, outs: Arrays | None, tag: int = 0) -> Arrays:
+    """One broadcasting elementwise kernel launch (plus the node's fused activation)."""
+    out_shape = tuple(np.broadcast_shapes(*(a.shape for a in args)))
+    out = _out(node, outs, out_shape, args[0].dtype)
+    a = args[0]
+    b = args[1] if len(args) > 1 else args[0]
+    code = kernels.BINARY_CODES.get(op, kernels.UNARY_CODES.get(op))
+    shape = out_shape or (1,)
+
+    def meta() -> np.ndarray:
+        return np.array(
+            [shape, _broadcast_strides(a.shape, shape), _broadcast_strides(b.shape, shape)],
+            np.int64,
+        )
+
+    dev = _meta(node, ("ew", tag, a.shape, b.shape), meta)
+    _launch(
+        kernels.elementwise_nd,
+        max(out.size, 1),
+        a.reshape(a.size),
+        b.reshape(b.size),
+        out.reshape(max(out.size, 1)),
+        dev[0],
+        dev[1],
+        dev[2],
+        code,
+        _activation(node),
+    )
+    return [out]
+
+
+def unary(op: str) -> Kernel:
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        return _elementwise(node, op, [ins[0]], outs)
+
+    return kernel
+
+
+def binary(op: str) -> Kernel:
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        return _elementwise(node, op, [ins[0], ins[1]], outs)
+
+    return kernel
+
+
+def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    op = "GeluTanh" if node.attrs.get("approximate", "none") == "tanh" else "Gelu"
+    return _elementwise(node, op, [ins[0]], outs)
+
+
+def sum_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Variadic Sum: pairwise broadcasting adds into the output."""
+    if len(ins) == 1:
+        return _elementwise(node, "Identity", ins, outs)
+    out = _elementwise(node, "Add", ins[:2], outs)[0]
+    for tag, extra in enumerate(ins[2:], start=1):
+        _elementwise(node, "Add", [out, extra], [out], tag)
+    return [out]
+
+
+# ---- pooling and normalisation ----------------------------------------------------------------
+def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise UnsupportedModelError(f"MaxPool {node.name!r}: the Indices output is not supported")
+    x = ins[0]
+    geo = shapes.window(
+        node, x.shape[2:], node.attrs["kernel_shape"], bool(node.attrs.get("ceil_mode", 0))
+    )
+    out = _out(
+        node, outs, (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1]), x.dtype
+    )
+    geometry = (*geo.kernel, *geo.strides, *geo.pads, *geo.dilations)
+    geo_dev = _meta(node, ("geo", x.shape), lambda: np.array(geometry, np.int64))
+    count_pad = bool(node.attrs.get("count_include_pad", 0))
+    _launch(
+        kernels.pool2d,
+        out.size,
+        shapes.as_4d(x),
+        geo_dev,
+        node.op_type == "MaxPool",
+        count_pad,
+        shapes.as_4d(out),
+    )
+    return [out]
+
+
+def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    out = _out(node, outs, (*x.shape[:2],) + (1,) * (x.ndim - 2), x.dtype)
+    rows = x.shape[0] * x.shape[1]
+    _launch(kernels.mean_rows, rows, x.reshape(rows, x.size // rows), out.reshape(rows))
+    return [out]
+
+
+def reduce_mean(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """ReduceMean: the reduced axes are moved last by a strided copy, then row means."""
+    x = ins[0]
+    axes = shapes.axes_of(node, ins, 1, x.ndim) or list(range(x.ndim))
+    keep = bool(node.attrs.get("keepdims", 1))
+    kept = [d for d in range(x.ndim) if d not in axes]
+    out_shape = (
+        tuple(1 if d in axes else x.shape[d] for d in range(x.ndim))
+        if keep
+        else tuple(x.shape[d] for d in kept)
+    )
+    out = _out(node, outs, out_shape, x.dtype)
+    perm = kept + sorted(axes)
+    moved_shape = tuple(x.shape[d] for d in perm)
+    moved = _workspace(node, ("moved", x.shape), moved_shape, x.dtype)
+    _copy(node, "moved", x, moved, moved_shape, _contiguous_strides(x.shape)[perm])
+    rows = math.prod(x.shape[d] for d in kept)
+    _launch(
+        kernels.mean_rows,
+        max(rows, 1),
+        moved.reshape(rows, moved.size // max(rows, 1)),
+        out.reshape(out.size),
+    )
+    return [out]
+
+
+def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    out = _out(node, outs, x.shape, x.dtype)
+    view = shapes.softmax_view(node, x.shape)
+    _launch(kernels.softmax, view[0] * view[2], x.reshape(view), out.reshape(view))
+    return [out]
+
+
+def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    axis = int(node.attrs.get("axis", -1)) % x.ndim
+    tail = x.shape[axis:]
+    n = math.prod(tail)
+    scale = _prepared(node, "scale", ins, 1, lambda h: np.broadcast_to(h, tail).reshape(n))
+    if len(ins) > 2 and ins[2] is not None:
+        bias = _prepared(node, "bias", ins, 2, lambda h: np.broadcast_to(h, tail).reshape(n))
+    else:
+        bias = _meta(node, "zero_bias", lambda: np.zeros(n, x.dtype))
+    rows = x.size // n
+    stats_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
+    wanted = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
+    out = _out(node, outs, x.shape, x.dtype)
+    stats = [
+        _out(node, outs, stats_shape, np.float32, i)
+        if wanted[i]
+        else _workspace(node, ("stats", i, stats_shape), stats_shape, np.float32)
+        for i in (1, 2)
+    ]
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    _launch(
+        kernels.layer_norm,
+        rows,
+        x.reshape(rows, n),
+        scale,
+        bias,
+        eps,
+        out.reshape(rows, n),
+        stats[0].reshape(rows),
+        stats[1].reshape(rows),
+    )
+    return [out, *stats][: len(node.outputs)]
+
+
+def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    if node.attrs.get("training_mode", 0):
+        raise UnsupportedModelError(f"BatchNormalization {node.name!r}: training_mode")
+    x = ins[0]
+    eps = node.attrs.get("epsilon", 1e-5)
+
+    def affine(_: np.ndarray) -> np.ndarray:
+        scale, beta, mean, var = (t.copy_to_host().astype(np.float64) for t in ins[1:5])
+        mul = scale / np.sqrt(var + eps)
+        return np.stack([mul, beta - mean * mul]).astype(x.dtype)
+
+    if not {1, 2, 3, 4} <= node.const_inputs:
+        raise UnsupportedModelError(f"BatchNormalization {node.name!r}: non-constant statistics")
+    params = _prepared(node, "affine", ins, 1, affine)
+    out = _out(node, outs, x.shape, x.dtype)
+    shape3 = (x.shape[0], x.shape[1], x.size // (x.shape[0] * x.shape[1]))
+    _launch(
+        kernels.channel_affine, x.size, x.reshape(shape3), params[0], params[1], out.reshape(shape3)
+    )
+    return [out]
+
+
+def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    if x.ndim > 4:
+        raise UnsupportedModelError(f"Resize {node.name!r}: rank above 4")
+    index = shapes.resize_indices(node, ins, x.shape)
+    index = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
+    dev = [_meta(node, ("resize", x.shape, i), lambda i=i: index[i]) for i in range(4)]
+    out = _out(node, outs, tuple(len(i) for i in index[4 - x.ndim :]), x.dtype)
+    x4 = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
+    _launch(kernels.gather4, out.size, x4, *dev, out.reshape(tuple(len(i) for i in index)))
+    return [out]
+
+
+# ---- data movement ------------------------------------------------------------------------------
+def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    perm = list(node.attrs.get("perm", list(range(x.ndim))[::-1]))
+    out_shape = tuple(x.shape[p] for p in perm)
+    out = _out(node, outs, out_shape, x.dtype)
+    _copy(node, "t", x, out, out_shape, _contiguous_strides(x.shape)[perm])
+    return [out]
+
+
+def concat(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    axis = int(node.attrs["axis"]) % ins[0].ndim
+    shape = list(ins[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in ins)
+    out = _out(node, outs, tuple(shape), ins[0].dtype)
+    out_strides = _contiguous_strides(tuple(shape))
+    offset = 0
+    for i, part in enumerate(ins):
+        if part.size:
+            _copy(
+                node,
+                ("cat", i),
+                part,
+                out,
+                tuple(part.shape),
+                _contiguous_strides(part.shape),
+                0,
+                out_strides,
+                offset * int(out_strides[axis]),
+            )
+        offset += part.shape[axis]
+    return [out]
+
+
+def slice_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    parts = shapes.slices(node, ins, x.shape)
+    ranges = [range(*s.indices(d)) for s, d in zip(parts, x.shape, strict=True)]
+    out_shape = tuple(len(r) for r in ranges)
+    out = _out(node, outs, out_shape, x.dtype)
+    strides = _contiguous_strides(x.shape)
+    offset = sum(int(r.start) * int(s) for r, s in zip(ranges, strides, strict=True) if len(r))
+    steps = np.array([r.step for r in ranges], np.int64) * strides
+    _copy(node, "slice", x, out, out_shape, steps, offset)
+    return [out]
+
+
+def expand(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    shape = tuple(np.broadcast_shapes(x.shape, tuple(int(d) for d in np.asarray(ins[1]))))
+    out = _out(node, outs, shape, x.dtype)
+    _copy(node, "expand", x, out, shape, _broadcast_strides(x.shape, shape))
+    return [out]
+
+
+def cast(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    from onnx import helper
+
+    dtype = (
+        helper.tensor_dtype_to_np_dtype(int(node.attrs["to"]))
+        if node.op_type == "Cast"
+        else ins[1].dtype
+    )
+    x = ins[0]
+    out = _out(node, outs, x.shape, dtype)
+    _copy(node, "cast", x, out, tuple(x.shape) or (1,), _contiguous_strides(tuple(x.shape) or (1,)))
+    return [out]
+
+
+def gather(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, index = ins[0], np.asarray(ins[1])
+    axis = int(node.attrs.get("axis", 0)) % x.ndim
+    out_shape = x.shape[:axis] + index.shape + x.shape[axis + 1 :]
+    out = _out(node, outs, out_shape, x.dtype)
+    outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1 :])
+    index_dev = _meta(node, ("index", index.tobytes()), lambda: index.reshape(-1).astype(np.int64))
+    if out.size:
+        _launch(
+            kernels.gather_axis,
+            out.size,
+            x.reshape(outer, x.shape[axis], inner),
+            index_dev,
+            out.reshape(outer, index.size, inner),
+        )
+    return [out]
+
+
+def constant_of_shape(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    from onnx import numpy_helper
+
+    value = node.attrs.get("value")
+    fill = (
+        numpy_helper.to_array(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
+    )
+    out = _out(node, outs, tuple(int(d) for d in np.asarray(ins[0])), fill.dtype)
+    if out.size:
+        _launch(kernels.fill, out.size, out.reshape(out.size), fill[0])
+    return [out]
+
+
+def make_kernels() -> dict[str, Kernel]:
+    """The CUDA op table (shape-only ops share the CPU's view kernels)."""
+    from workbench.backends.numba import cpu_ops
+
+    table: dict[str, Kernel] = {
+        "Conv": conv,
+        "Gemm": gemm_op,
+        "MatMul": matmul,
+        "MaxPool": pool,
+        "AveragePool": pool,
+        "GlobalAveragePool": global_average_pool,
+        "ReduceMean": reduce_mean,
+        "Softmax": softmax,
+        "LayerNormalization": layer_norm,
+        "BatchNormalization": batch_norm,
+        "Resize": resize,
+        "Gelu": gelu,
+        "Sum": sum_op,
+        "Transpose": transpose,
+        "Concat": concat,
+        "Slice": slice_op,
+        "Expand": expand,
+        "Cast": cast,
+        "CastLike": cast,
+        "Gather": gather,
+        "ConstantOfShape": constant_of_shape,
+    }
+    # views and Shape only touch metadata: the CPU kernels work on device arrays too
+    for op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"):
+        table[op] = cpu_ops.REFERENCE[op]
+    for op in ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp"):
+        table[op] = unary(op)
+    for op in ("Add", "Sub", "Mul", "Div", "Pow"):
+        table[op] = binary(op)
+    return table
