@@ -145,14 +145,14 @@ def test_gemm_kernels_agree() -> None:
 
 
 @numba.njit(cache=False)
-def _relu_kernel(x, out):  # noqa: ANN001, ANN202 - a user's kernel as written in a notebook
+def _relu_kernel(x, out):
     flat_in, flat_out = x.reshape(-1), out.reshape(-1)
     for i in range(flat_in.size):
         flat_out[i] = max(flat_in[i], 0.0)
 
 
 @numba.njit(cache=False)
-def _wrong_relu(x, out):  # noqa: ANN001, ANN202
+def _wrong_relu(x, out):
     flat_in, flat_out = x.reshape(-1), out.reshape(-1)
     for i in range(flat_in.size):
         flat_out[i] = abs(flat_in[i])
@@ -164,7 +164,7 @@ def test_custom_kernel_is_checked_then_used(backend) -> None:
     expected = backend.compile(model, "cpu").run(inputs)[0]
     calls = []
 
-    def relu(x, out):  # noqa: ANN001, ANN202
+    def relu(x, out):
         calls.append(x.shape)
         _relu_kernel(x, out)
 
@@ -192,7 +192,7 @@ def test_custom_kernel_for_one_node(backend) -> None:
     x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
     model = single_node_model("Sigmoid", {"x": x})
 
-    def halve(x, out):  # noqa: ANN001, ANN202 - wrong on purpose, for one node only
+    def halve(x, out):
         out[...] = x / 2
 
     register_kernel(halve, node="someone_else")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from numba_conformance import Case, cases
 from numba_helpers import ort_outputs
+
 from workbench.backends.base import get_backend
 from workbench.errors import UnsupportedModelError
 from workbench.loaders.onnx import model_from_proto

@@ -26,10 +26,47 @@ __all__ = ["NumbaBackend", "NumbaCudaBackend", "register_kernel", "unregister_ke
 
 #: Op types each device runs (kept here so `supports` needs no Numba import).
 CPU_OPS = frozenset(
-    "Conv Gemm MatMul MaxPool AveragePool GlobalAveragePool Softmax LayerNormalization "
-    "BatchNormalization Resize Gelu Sum Reshape Flatten Squeeze Unsqueeze Identity Dropout "
-    "Transpose Concat Gather Slice Cast CastLike Shape ConstantOfShape Expand ReduceMean "
-    "Relu Sigmoid Tanh Erf Sqrt Exp Add Sub Mul Div Pow".split()
+    [
+        "Conv",
+        "Gemm",
+        "MatMul",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Softmax",
+        "LayerNormalization",
+        "BatchNormalization",
+        "Resize",
+        "Gelu",
+        "Sum",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Dropout",
+        "Transpose",
+        "Concat",
+        "Gather",
+        "Slice",
+        "Cast",
+        "CastLike",
+        "Shape",
+        "ConstantOfShape",
+        "Expand",
+        "ReduceMean",
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Erf",
+        "Sqrt",
+        "Exp",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Pow",
+    ]
 )
 CUDA_OPS = CPU_OPS
 

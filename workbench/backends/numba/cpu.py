@@ -198,7 +198,7 @@ def _conv_direct(
     out: np.ndarray,
 ) -> None:
     """Direct convolution, one (image, output channel) plane per task (for grouped convs)."""
-    n, c, h, wid = x.shape
+    n, _c, h, wid = x.shape
     m, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     per_group = m // group

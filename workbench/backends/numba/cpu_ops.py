@@ -71,7 +71,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
         raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
     x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
     geo = shapes.window(node, x.shape[2:], w.shape[2:])
-    n, c, h, wid = x4.shape
+    n, c = x4.shape[:2]
     m, cg, kh, kw = w4.shape
     group = int(node.attrs.get("group", 1))
     oh, ow = geo.out

@@ -130,7 +130,7 @@ def gemm_kernel(config: GemmConfig, implicit_conv: bool) -> Any:
     load_b = _load_b_im2col if implicit_conv else _load_b_matrix
 
     @cuda.jit
-    def kernel(a, b, c, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane):  # noqa: PLR0913
+    def kernel(a, b, c, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane):
         a_tile = cuda.shared.array((bk, bm), dtype=float32)
         b_tile = cuda.shared.array((bk, bn), dtype=float32)
         acc = cuda.local.array((tm, tn), dtype=float32)
@@ -195,7 +195,7 @@ def conv_direct(x, w, bias, geo, group, act, out):
 
     ``geo`` = (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow).
     """
-    n, m, oh, ow = out.shape
+    _n, m, oh, ow = out.shape
     cg = w.shape[1]
     kh, kw, sh, sw, ph, pw, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
     per_group = m // group
@@ -296,8 +296,11 @@ def copy_nd(src, dst, shape, src_strides, src_offset, dst_strides, dst_offset):
 
 @cuda.jit
 def pool2d(x, geo, is_max, count_pad, out):
-    """Max/average pooling, one thread per output; ``geo`` = (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw)."""
-    n, c, oh, ow = out.shape
+    """Max/average pooling, one thread per output.
+
+    ``geo`` = (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw).
+    """
+    _n, c, oh, ow = out.shape
     h, w = x.shape[2], x.shape[3]
     kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = (
         geo[0],
@@ -396,7 +399,7 @@ def layer_norm(x, scale, bias, eps, out, mean_out, inv_out):
 @cuda.jit
 def channel_affine(x, mul, add, out):
     """``out[b, c, p] = x[b, c, p] * mul[c] + add[c]`` (inference BatchNormalization)."""
-    n, c, p = x.shape
+    _n, c, p = x.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, x.size, stride):
         q = e % p
@@ -408,7 +411,7 @@ def channel_affine(x, mul, add, out):
 @cuda.jit
 def gather4(x, i0, i1, i2, i3, out):
     """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]`` (nearest-neighbour Resize)."""
-    n0, n1, n2, n3 = out.shape
+    _n0, n1, n2, n3 = out.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
         d = e % n3
@@ -421,7 +424,7 @@ def gather4(x, i0, i1, i2, i3, out):
 @cuda.jit
 def gather_axis(x, index, out):
     """``out[o, j, i] = x[o, index[j], i]`` over [outer, len(index), inner] (Gather)."""
-    outer, count, inner = out.shape
+    _outer, count, inner = out.shape
     size = x.shape[1]
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):

@@ -157,7 +157,7 @@ def _gemm(
     act: int = 0,
     plane: int = 0,
 ) -> None:
-    """Launch the tiled GEMM: ``out = act(alpha * a3 @ b + beta * bias)`` (see `cuda.gemm_kernel`)."""
+    """Launch the tiled GEMM: ``out = act(alpha * a3 @ b + beta * bias)`` (`cuda.gemm_kernel`)."""
     config = kernels.pick_config(m, n)
     grid = ((n + config.bn - 1) // config.bn, (m + config.bm - 1) // config.bm, batch)
     kernel = kernels.gemm_kernel(config, implicit_conv)
@@ -180,7 +180,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     geo = shapes.window(node, x.shape[2:], w.shape[2:])
     x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
     n, c = x4.shape[:2]
-    m, cg, kh, kw = w4.shape
+    m, _cg, kh, kw = w4.shape
     oh, ow = geo.out
     out = _out(node, outs, (n, m, oh, ow) if x.ndim == 4 else (n, m, ow), x.dtype)
     group = int(node.attrs.get("group", 1))

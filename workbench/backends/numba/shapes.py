@@ -135,7 +135,7 @@ def resize_indices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> list
         else:
             assert scales_in is not None
             scales[axis] = float(np.asarray(scales_in)[i])
-            sizes[axis] = int(math.floor(shape[axis] * scales[axis]))
+            sizes[axis] = math.floor(shape[axis] * scales[axis])
     mode = attrs.get("coordinate_transformation_mode", "half_pixel")
     rounding = attrs.get("nearest_mode", "round_prefer_floor")
     return [
@@ -195,5 +195,5 @@ def slices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> tuple[slice,
     steps = [1] * len(starts) if steps is None else steps
     result = [slice(None)] * len(shape)
     for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
-        result[axis] = slice(int(start), int(end), int(step))  # Python clamps as ONNX does
+        result[axis] = slice(start, end, step)  # Python clamps as ONNX does
     return tuple(result)
