@@ -23,6 +23,9 @@ def measure(model_name: str, backend: str, batch_size: int, rounds: int, threads
     model = wb.samples.load(model_name)
     ratios, sums, e2e = [], [], []
     options = {"threads": threads} if threads and backend != "numba" else None
+    if backend == "torch" and not threads:
+        # torch's thread count is process-wide: put back the default a previous row changed
+        options = {"threads": DEFAULT_TORCH_THREADS}
     for _ in range(rounds):
         p = wb.profile(
             model,
@@ -52,6 +55,15 @@ def measure(model_name: str, backend: str, batch_size: int, rounds: int, threads
     }
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+DEFAULT_TORCH_THREADS = _torch_threads()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits-cnn,digits-resnet,digits-transformer")
@@ -59,28 +71,36 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--threads", type=int, default=0, help="intra-op threads for torch and ORT (0: default)"
+        "--threads",
+        default="1,0",
+        help="intra-op threads for torch and ORT, 0 = the library default",
     )
     args = parser.parse_args()
     rows = []
-    for model_name in args.models.split(","):
-        for backend in args.backends.split(","):
-            if not wb.backend(backend).devices():
-                continue
-            row = measure(model_name, backend, args.batch_size, args.rounds, args.threads)
-            rows.append(row)
-            print(row)
+    for threads in [int(t) for t in args.threads.split(",")]:
+        for model_name in args.models.split(","):
+            for backend in args.backends.split(","):
+                if not wb.backend(backend).devices():
+                    continue
+                if backend == "numba" and threads:
+                    continue  # numba has no thread option: measured once, with its default
+                try:
+                    row = measure(model_name, backend, args.batch_size, args.rounds, threads)
+                except Exception as exc:  # one broken backend must not lose the other rows
+                    print(f"{model_name} {backend}: failed: {exc}")
+                    continue
+                rows.append(row)
+                print(row)
     lines = [
-        f"batch {args.batch_size}, threads {args.threads or 'default'}, {args.rounds} rounds "
-        "each (budget 1 s end to end, "
+        f"batch {args.batch_size}, {args.rounds} rounds each (budget 1 s end to end, "
         "30 instrumented runs per layer pass); ratio = sum of layer medians / end-to-end median",
         "",
-        "| model | backend | layers sum ms | end to end ms | ratio (median) | ratio range |",
-        "|---|---|---|---|---|---|",
+        "| model | backend | threads | layers sum ms | end to end ms | ratio (median) | range |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['layers_sum_ms_median']:.4f} | "
+            f"| {r['model']} | {r['backend']} | {r['threads']} | {r['layers_sum_ms_median']:.4f} | "
             f"{r['end_to_end_ms_median']:.4f} | {r['ratio_median']:.3f} | "
             f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f} |"
         )

@@ -65,6 +65,10 @@ def onnxruntime_layer_timings(session: Any, inputs: Inputs, repeats: int) -> lis
 
     Raises:
         BackendError: ORT could not build the profiling session or wrote no trace.
+
+    Example:
+        >>> s = wb.backend("onnxruntime").compile(m, "cpu")
+        >>> [(t.layer, t.detail.get("fused_into")) for t in s.run_layers(x, repeats=10)]
     """
     from workbench.backends.onnxruntime import OrtSession
     from workbench.profiling.ort_trace import map_kernels, read_trace
@@ -203,6 +207,13 @@ def profile_layers(
 
     Raises:
         ValueError: an unknown ``view`` or ``method``.
+
+    Example:
+        >>> p = wb.profile(m, "torch", batch_size=32, layers=False)
+        >>> s = wb.backend("torch").compile(m, "cpu")
+        >>> profile_layers(p, s, m.example_inputs(32), 20, method="torch.profiler")
+        >>> s.close()
+        >>> p.layers.head()
     """
     from workbench.profiling.memory import peak_memory
 
