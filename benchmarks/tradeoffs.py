@@ -8,7 +8,9 @@ median of the per-round medians is reported), all with the same ``--threads``:
    Target: >= 1.5x faster at batch >= 32, accuracy within 1 point.
 2. 50% channel pruning of digits-cnn with a 3-epoch fine-tune, on ORT and torch at
    batch 32. Target: >= 2x on ORT, >= 1.5x on torch, accuracy within 2 points.
-3. The full default sweep of digits-mlp (baseline, INT8 dynamic, INT8 static, FP16,
+3. Why slower: static INT8 of digits-cnn without batch-norm folding against FP32 and
+   against INT8 with folding, with `explain`'s per-layer reasons.
+4. The full default sweep of digits-mlp (baseline, INT8 dynamic, INT8 static, FP16,
    channel pruning at 3 levels; onnxruntime and torch), wall clock from scratch.
    Target: under 3 minutes.
 
@@ -122,6 +124,29 @@ def pruned_cnn(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def why_slower(args: argparse.Namespace) -> dict[str, Any]:
+    """Static INT8 of digits-cnn without batch-norm folding: slower than FP32, and why."""
+    from workbench.optimize.explain import explain
+
+    base = wb.samples.load("digits-cnn")
+    train = wb.samples.dataset("digits", split="train")
+    unfolded = wb.quantize(base, Int8Static(calibration="minmax", fold_batchnorm=False), train)
+    folded = wb.quantize(base, Int8Static(calibration="minmax"), train)
+    models = {"fp32": base, "int8 unfolded bn": unfolded, "int8 folded bn": folded}
+    times = side_by_side(models, "onnxruntime", 32, args.rounds, args.budget_s, args.threads)
+    options = {"threads": args.threads}
+    profiles = [
+        wb.profile(m, "onnxruntime", batch_size=32, budget_s=args.budget_s, options=options)
+        for m in (base, unfolded)
+    ]
+    table = explain(profiles[0], profiles[1], base, unfolded)
+    slower = table[table["slower"]].head(5)
+    return {
+        "latency_ms": times,
+        "slower_layers": slower[["layer", "base_ms", "variant_ms", "reasons"]].to_dict("records"),
+    }
+
+
 def full_sweep(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -137,7 +162,12 @@ def full_sweep(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "points": len(table), "rows": table.df[columns].to_dict("records")}
 
 
-def markdown(int8: list[dict[str, Any]], prune: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
+def markdown(
+    int8: list[dict[str, Any]],
+    prune: list[dict[str, Any]],
+    sweep: dict[str, Any],
+    why: dict[str, Any],
+) -> str:
     lines = ["## INT8 on digits-mlp (onnxruntime)", ""]
     lines += ["| variant | batch | latency ms | speed-up | accuracy | drop (points) |"]
     lines += ["|---|---:|---:|---:|---:|---:|"]
@@ -153,6 +183,13 @@ def markdown(int8: list[dict[str, Any]], prune: list[dict[str, Any]], sweep: dic
         lines.append(
             f"| {r['backend']} | {r['variant']} | {r['latency_ms']:.4f} | {r['speedup']:.2f}x | "
             f"{r['accuracy']:.4f} | {r['accuracy_drop_points']:.2f} | {r['params']:,} |"
+        )
+    lines += ["", "## Why is my INT8 model slower? digits-cnn, static INT8, batch 32 (ORT)", ""]
+    lines += [", ".join(f"{k}: {v:.4f} ms" for k, v in why["latency_ms"].items()), ""]
+    lines += ["| layer | fp32 ms | int8 unfolded ms | reasons |", "|---|---:|---:|---|"]
+    for r in why["slower_layers"]:
+        lines.append(
+            f"| {r['layer']} | {r['base_ms']:.4f} | {r['variant_ms']:.4f} | {r['reasons']} |"
         )
     lines += ["", "## Full default sweep of digits-mlp (2 backends)", ""]
     lines += [f"{sweep['points']} points in {sweep['seconds']:.1f} s (target: under 180 s)", ""]
@@ -178,9 +215,16 @@ def main() -> None:
     int8 = int8_mlp(args)
     prune = pruned_cnn(args)
     sweep = full_sweep(args)
+    why = why_slower(args)
     settings = {"threads": args.threads, "rounds": args.rounds, "budget_s": args.budget_s}
-    data = {"settings": settings, "int8_mlp": int8, "pruned_cnn": prune, "full_sweep": sweep}
-    table = markdown(int8, prune, sweep)
+    data = {
+        "settings": settings,
+        "int8_mlp": int8,
+        "pruned_cnn": prune,
+        "full_sweep": sweep,
+        "why_slower": why,
+    }
+    table = markdown(int8, prune, sweep, why)
     write_results("tradeoffs", data, f"Settings: {settings}\n\n{table}")
     print(table)
 

@@ -49,9 +49,9 @@ def label_nodes(proto: onnx.ModelProto, original: dict[str, str]) -> None:
     """Give every node of ``proto`` a ``workbench.layer`` (in place, on a fresh copy).
 
     A node keeps its label if it has one; else takes the layer of the original node of
-    the same name (or the name without a quantizer suffix); else the layer of the node
-    consuming its output (a Q/DQ pair belongs to the layer it feeds); else that of the
-    node producing its input.
+    the same name (or of the longest original name it extends); else the layer of the
+    node consuming its output (a Q/DQ pair belongs to the layer it feeds); else that of
+    the node producing its input.
     """
     labels: dict[int, str] = {}
     for index, node in enumerate(proto.graph.node):
@@ -66,17 +66,20 @@ def label_nodes(proto: onnx.ModelProto, original: dict[str, str]) -> None:
             consumers.setdefault(name, []).append(index)
         for name in node.output:
             producers[name] = index
-    for _ in range(len(proto.graph.node)):
-        changed = False
-        for index, node in enumerate(proto.graph.node):
-            if index in labels:
-                continue
-            label = _neighbour_label(node, labels, consumers, producers)
-            if label:
-                labels[index] = label
-                changed = True
-        if not changed:
-            break
+    # consumers first, to a fixed point (a Q -> DQ chain belongs to the op it feeds, even
+    # when the DQ is labelled later in the same pass), then producers for what is left
+    for use_producers in (False, True):
+        for _ in range(len(proto.graph.node)):
+            changed = False
+            for index, node in enumerate(proto.graph.node):
+                if index in labels:
+                    continue
+                label = _neighbour_label(node, labels, consumers, producers, use_producers)
+                if label:
+                    labels[index] = label
+                    changed = True
+            if not changed:
+                break
     for index, node in enumerate(proto.graph.node):
         _set_label(node, labels.get(index) or node.name or f"{node.op_type}_{index}")
 
@@ -98,11 +101,14 @@ def _neighbour_label(
     labels: dict[int, str],
     consumers: dict[str, list[int]],
     producers: dict[str, int],
+    use_producers: bool,
 ) -> str:
     for output in node.output:
         for index in consumers.get(output, []):
             if index in labels:
                 return labels[index]
+    if not use_producers:
+        return ""
     for name in node.input:
         index = producers.get(name, -1)
         if index in labels:
