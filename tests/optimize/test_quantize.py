@@ -146,3 +146,24 @@ def test_fp16_exclude_keeps_a_layer_in_float32(digits_mlp) -> None:
     assert dtypes["head.weight"] == 1 and dtypes["fc1.weight"] == 10
     with pytest.raises(TransformError, match="route='onnx'"):
         wb.quantize(digits_mlp, Fp16(route="torch", exclude=("head",)))
+
+
+def test_added_quantize_nodes_belong_to_the_layer_they_feed(digits_mlp, digits_train) -> None:
+    from workbench.model import LAYER_KEY
+
+    q = wb.quantize(digits_mlp, Int8Static(calibration="minmax"), digits_train.take(64))
+    nodes = list(q.proto.graph.node)
+    label = {
+        n.name: next(kv.value for kv in n.metadata_props if kv.key == LAYER_KEY) for n in nodes
+    }
+    consumers = {i: n for n in nodes for i in n.input}
+    checked = 0
+    for node in nodes:
+        if node.op_type != "QuantizeLinear" or node.output[0] not in consumers:
+            continue
+        dq = consumers[node.output[0]]
+        target = consumers.get(dq.output[0])
+        if target is not None and target.op_type == "Gemm":
+            assert label[node.name] == label[dq.name] == label[target.name]
+            checked += 1
+    assert checked == 3  # the input of each of the three Gemm layers
