@@ -104,3 +104,21 @@ def test_a_torch_model_on_torch_and_on_onnxruntime_lines_up() -> None:
         assert table.loc[layer, "onnxruntime ratio"] > 0
     assert "only in onnxruntime" in table.loc["(shape)", "reasons"]
     assert "fused into features.0" in table.loc["features.1", "reasons"]
+
+
+def test_two_variants_of_one_model_line_up() -> None:
+    from workbench.testing import toy_mlp
+
+    small, wide = toy_mlp(hidden=16), toy_mlp(hidden=512)
+    wide.recipe = {"name": "wider", "hidden": 512}
+    profiles = [
+        wb.profile(m, "onnxruntime", batch_size=16, budget_s=0.05, layer_repeats=3)
+        for m in (small, wide)
+    ]
+    result = wb.compare(profiles)
+    table = result.table.set_index("layer")
+    assert result.labels == ["toy-mlp[baseline]", "toy-mlp[wider]"]
+    assert table.loc["0", "present_in"] == "toy-mlp[baseline], toy-mlp[wider]"
+    # FLOPs are not compared here, but the rows carry each variant's latency
+    assert table.loc["0", "toy-mlp[wider] latency_ms"] > 0
+    assert not table.loc["0", "reasons"]
