@@ -32,7 +32,7 @@ from workbench.store import Store, point_key
 COLUMNS = [
     "variant", "backend", "device", "batch_size", "latency_ms", "latency_p90_ms",
     "throughput_per_s", "size_bytes", "metric", "metric_value", "delta", "speedup",
-    "pareto", "error", "recipe", "samples", "run_id", "key",
+    "pareto", "error", "recipe", "samples", "noisy", "run_id", "key",
 ]  # fmt: skip
 
 BASELINE = "baseline"
@@ -64,7 +64,9 @@ class TradeoffTable:
         df: the rows. ``latency_ms`` / ``latency_p90_ms`` are the median and 90th
             percentile of the end-to-end latency; ``delta`` is ``metric_value`` minus the
             baseline's on the same backend and device; ``speedup`` is the baseline's
-            median latency over this one's; failed points have ``error`` set.
+            median latency over this one's; ``samples`` is the number of timed runs and
+            ``noisy`` flags a spread latency (IQR over 10% of the median: rerun with
+            ``options={"threads": 1}`` or a quieter machine); failed points have ``error``.
         metric: the metric's name.
         higher_is_better: the metric's direction.
         sweep_id: the id under which the points are stored.
@@ -327,6 +329,7 @@ class _PointRunner:
             "latency_p90_ms": result.latency.p90,
             "throughput_per_s": result.throughput,
             "samples": result.latency.n,
+            "noisy": result.latency.noisy,
             "metric_value": score.value,
             "run_id": result.run_id,
             "seconds": time.perf_counter() - start,
