@@ -196,4 +196,6 @@ def test_ratio_of_layers_to_end_to_end_is_reported() -> None:
     numbers = attribution(p)
     assert numbers["end_to_end_ms"] == p.latency.median
     assert numbers["ratio"] == pytest.approx(numbers["layers_sum_ms"] / p.latency.median)
-    assert 0.05 < numbers["ratio"] < 20  # sanity only: overhead limits are a benchmark's job
+    # no bounds here: overhead is a benchmark's claim (benchmarks/layer_overhead.py), and a
+    # busy CI machine can make either pass arbitrarily slow
+    assert numbers["ratio"] > 0
