@@ -167,3 +167,9 @@ def test_added_quantize_nodes_belong_to_the_layer_they_feed(digits_mlp, digits_t
             assert label[node.name] == label[dq.name] == label[target.name]
             checked += 1
     assert checked == 3  # the input of each of the three Gemm layers
+
+
+def test_quantizing_twice_is_refused(digits_mlp) -> None:
+    q = wb.quantize(digits_mlp, "int8-dynamic")
+    with pytest.raises(TransformError, match="already quantized"):
+        wb.quantize(q, "int8-dynamic")

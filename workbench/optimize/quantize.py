@@ -249,9 +249,18 @@ def quantize(
 
 
 # ---- ONNX Runtime quantizer ---------------------------------------------------------
+_QUANTIZED_OPS = {"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearConv"}
+
+
 def _quantize_onnx(model: Model, config: Transform, run: Any, fold: bool = False) -> Model:
     import onnx
 
+    found = {n.op_type for n in model.to_onnx().proto.graph.node} & _QUANTIZED_OPS  # type: ignore[union-attr]
+    if found:
+        raise TransformError(
+            f"{model.name!r} is already quantized ({', '.join(sorted(found))}; recipe "
+            f"{model.recipe_name}); quantize its float parent instead"
+        )
     source = _prepared(_folded(parent_proto(model)) if fold else parent_proto(model))
     with tempfile.TemporaryDirectory(prefix="wb-quant-") as folder:
         out = Path(folder) / "quantized.onnx"
