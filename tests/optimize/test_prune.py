@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import model_state, run
+from optimize_helpers import model_state, run
 from torch import nn
 
 import workbench as wb

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import model_state, run
+from optimize_helpers import model_state, run
 
 import workbench as wb
 from workbench.errors import TransformError
