@@ -249,3 +249,12 @@ def test_profiles_with_the_same_label_stay_apart_in_every_figure():
     assert len({t.name for t in viz.latency_distribution([a, b]).data if t.type == "box"}) == 2
     bars = [t for t in viz.op_type_breakdown([a, b]).data if t.type == "bar"]
     assert {x for t in bars for x in t.x} == set(names)
+
+
+def test_time_share_treemap_nests_layers_under_their_op_type(real):
+    fig = viz.time_share(real)
+    tree = fig.data[0]
+    rows = real.layers[(real.layers["layer"] != "(unattributed)") & (real.layers["latency_ms"] > 0)]
+    conv = dict(zip(tree.ids, tree.values, strict=True))["type/Conv"]
+    assert conv == pytest.approx(rows.loc[rows["op_type"] == "Conv", "latency_ms"].sum())
+    assert set(tree.parents) - {""} <= {f"type/{t}" for t in rows["op_type"]}

@@ -42,6 +42,7 @@ __all__ = [
     "precision_color",
     "precision_of",
     "roofline",
+    "time_share",
     "tradeoff",
 ]
 
@@ -239,6 +240,38 @@ def _top_rows(table: pd.DataFrame, top: int | None) -> pd.DataFrame:
     if "latency_p90_ms" in table:
         other["latency_p90_ms"] = float(rest["latency_p90_ms"].sum())
     return pd.concat([table[keep], pd.DataFrame([other])], ignore_index=True)
+
+
+def time_share(profile: Profile) -> go.Figure:
+    """A treemap of per-layer time: op type, then the layers of that type (area = median ms).
+
+    The ``(unattributed)`` row is left out (it can be negative); hover shows each box's
+    milliseconds and share of the summed layer time.
+    """
+    title = f"Where the time goes — {profile.label}"
+    table = _layers(profile, ("layer", "op_type", "latency_ms"))
+    if table is None:
+        return _no_layers(profile, title)
+    rows = table[(table["layer"] != UNATTRIBUTED) & (table["latency_ms"].fillna(0) > 0)]
+    if rows.empty:
+        return empty_figure("No layer took measurable time.", title)
+    by_type = rows.groupby("op_type", sort=False)["latency_ms"].sum()
+    ids = [f"type/{t}" for t in by_type.index] + [f"layer/{n}" for n in rows["layer"]]
+    fig = go.Figure(
+        go.Treemap(
+            ids=ids,
+            labels=[*by_type.index, *rows["layer"]],
+            parents=["" for _ in by_type.index] + [f"type/{t}" for t in rows["op_type"]],
+            values=[*by_type.to_numpy(), *rows["latency_ms"].to_numpy()],
+            branchvalues="total",
+            marker_colors=[op_type_color(t) for t in by_type.index]
+            + [op_type_color(t) for t in rows["op_type"]],
+            hovertemplate="<b>%{label}</b><br>%{value:.4g} ms<br>"
+            "%{percentRoot:.1%} of layer time<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, **_LAYOUT)
+    return fig
 
 
 def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:

@@ -66,6 +66,9 @@ def test_profile_page_controls_update_the_figure_and_selection_is_shared(make_ap
     assert state.selected_layer == "classifier.1"
     widths = [w for t in page.bars.object.data for w in t.marker.line.width]
     assert widths.count(3) == 1
+    csv = page._csv().getvalue().splitlines()
+    assert csv[0].split(",")[:3] == ["layer", "op_type", "latency_ms"]
+    assert len(csv) == len(state.current.layers) + 1
 
 
 def test_compare_page_aligns_the_last_two_profiles_and_honours_the_pinned_baseline(make_app):

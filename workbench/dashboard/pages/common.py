@@ -35,6 +35,15 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
     return pn.widgets.Tabulator(frame, **{**defaults, **options})
 
 
+def rounded(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """A display copy with float columns at ``digits`` significant digits (input untouched)."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
+    return out
+
+
 def headline(profile: Profile | None) -> str:
     """HTML cards with a profile's headline numbers (p50, p99, throughput, memory …)."""
     if profile is None:

@@ -42,7 +42,7 @@ class DevicesPage(Viewer):
 
         self.jobs = jobs or Jobs()
         self.machine = pn.pane.Markdown(f"**This machine:** {machine.describe_machine()}")
-        self.devices = table(machine.devices(), height=220)
+        self.devices = table(machine.devices())
         self.ceilings_text = pn.pane.HTML()
         self.roofline = figure_pane(viz.empty_figure("Profile a model to see its roofline."))
         self.state.param.watch(self._refresh, ["current", "selected_layer"])

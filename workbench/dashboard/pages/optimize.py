@@ -18,7 +18,7 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboard import work
 from workbench.dashboard.jobs import Jobs
-from workbench.dashboard.pages.common import figure_pane, table
+from workbench.dashboard.pages.common import figure_pane, rounded, table
 from workbench.dashboard.state import AppState
 
 BASELINE = ("none", "entropy", 0.0, False)
@@ -120,7 +120,7 @@ class OptimizePage(Viewer):
         if base is not None and chosen is not None and chosen is not base:
             self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
         shown = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
-        self.table.value = frame[[c for c in shown if c in frame]] if not frame.empty else frame
+        self.table.value = rounded(frame[[c for c in shown if c in frame]]) if len(frame) else frame
         self.table.visible = not frame.empty
 
     def _numbers(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import figure_pane, headline, notes, table
+from workbench.dashboard.pages.common import figure_pane, headline, notes, rounded, table
 from workbench.dashboard.state import AppState
 
 #: the layer-table columns shown (the others stay in the data, hidden)
@@ -23,7 +24,17 @@ TABLE_COLUMNS = [
     "flops",
     "params_bytes",
     "activation_bytes",
+    "note",
 ]
+#: share of time drawn as a bar; layer and op type filterable from the header
+TABLE_OPTIONS: dict[str, Any] = {
+    "formatters": {"share": {"type": "progress", "max": 1, "legend": True}},
+    "header_filters": {
+        "layer": {"type": "input", "func": "like", "placeholder": "filter"},
+        "op_type": {"type": "input", "func": "like", "placeholder": "filter"},
+    },
+    "frozen_columns": ["layer"],
+}
 
 
 class ProfilePage(Viewer):
@@ -46,7 +57,13 @@ class ProfilePage(Viewer):
         self.latency = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.timeline = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.memory = figure_pane(viz.empty_figure("Profiling…"), height=380)
-        self.table = table(pd.DataFrame(columns=TABLE_COLUMNS), selectable=1, height=420)
+        self.table = table(
+            pd.DataFrame(columns=TABLE_COLUMNS), selectable=1, height=420, **TABLE_OPTIONS
+        )
+        self.download = pn.widgets.FileDownload(
+            callback=self._csv, filename="layers.csv", label="Download CSV", width=160
+        )
+        self.share = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.bars.param.watch(self._bar_clicked, "click_data")
         self.table.param.watch(self._row_selected, "selection")
         state.param.watch(self._refresh, "current")
@@ -65,9 +82,11 @@ class ProfilePage(Viewer):
         self._refresh_bars()
         self._refresh_latency()
         self.timeline.object = viz.latency_timeline(profile)
+        self.share.object = viz.time_share(profile)
         self.memory.object = viz.memory(profile)
         layers = profile.layers
-        self.table.value = layers[[c for c in TABLE_COLUMNS if c in layers]].reset_index(drop=True)
+        shown = layers[[c for c in TABLE_COLUMNS if c in layers]].reset_index(drop=True)
+        self.table.value = rounded(shown)
 
     def _refresh_bars(self, *_: Any) -> None:
         state = self.state
@@ -94,9 +113,14 @@ class ProfilePage(Viewer):
         if event.new and not self.table.value.empty:
             self.state.selected_layer = str(self.table.value.iloc[event.new[0]]["layer"])
 
+    def _csv(self) -> io.StringIO:
+        """The current profile's full layer table as CSV (every column, not only those shown)."""
+        layers = self.state.current.layers if self.state.current is not None else pd.DataFrame()
+        return io.StringIO(layers.to_csv(index=False))
+
     def _waiting(self, *_: Any) -> None:
         busy = self.state.jobs.running
-        for pane in (self.bars, self.latency, self.timeline, self.memory, self.table):
+        for pane in (self.bars, self.latency, self.timeline, self.memory, self.share, self.table):
             pane.loading = busy
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -111,8 +135,11 @@ class ProfilePage(Viewer):
             options,
             self.bars,
             pn.Row(self.latency, self.timeline, sizing_mode="stretch_width"),
-            self.memory,
-            pn.pane.Markdown("**Layers** (click a row or a bar to select a layer)"),
+            pn.Row(self.memory, self.share, sizing_mode="stretch_width"),
+            pn.Row(
+                pn.pane.Markdown("**Layers** (click a row or a bar to select a layer)"),
+                self.download,
+            ),
             self.table,
             sizing_mode="stretch_width",
         )

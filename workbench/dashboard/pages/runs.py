@@ -11,7 +11,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import figure_pane, table
+from workbench.dashboard.pages.common import figure_pane, rounded, table
 from workbench.dashboard.state import AppState
 
 SHOWN = [
@@ -57,8 +57,9 @@ class RunsPage(Viewer):
         except Exception as exc:  # an unreadable store is a message, not a broken page
             self.message.object = f"<p>Cannot read the results store: {exc}</p>"
             return
-        self.table.value = self.runs[[c for c in SHOWN if c in self.runs]]
-        self.message.object = f"<p>{len(self.runs)} runs in {self.state.store.path}</p>"
+        self.table.value = rounded(self.runs[[c for c in SHOWN if c in self.runs]])
+        # the file's name only: a served page should not reveal the server's folders
+        self.message.object = f"<p>{len(self.runs)} runs in {self.state.store.path.name}</p>"
 
     def selected_ids(self) -> list[str]:
         return [str(self.runs.iloc[i]["run_id"]) for i in self.table.selection]
