@@ -83,7 +83,8 @@ def onnxruntime_layer_timings(session: Any, inputs: Inputs, repeats: int) -> lis
         for _ in range(repeats):
             prof._run(feeds)
         trace_path = prof.session.end_profiling()
-        runs = read_trace(trace_path)[1:]  # the first run is the warm-up
+        runs = read_trace(trace_path)
+        runs = runs[-repeats:] if len(runs) > repeats else runs  # drop the warm-up run
         level = session.options.get("optimization") or "all"
         optimized = _optimized_graph_for(onnx_model, level, session.provider)
         node_map = map_kernels(onnx_model.proto, optimized)
