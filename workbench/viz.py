@@ -104,14 +104,24 @@ _LAYOUT = {"template": _TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}
 
 
 def op_type_color(op_type: str) -> str:
-    """The colour of ``op_type``: fixed for common ops, a stable hash for the rest."""
+    """The colour of ``op_type``: fixed for common ops, a stable hash for the rest.
+
+    Example:
+        >>> viz.op_type_color("Conv")
+        '#4C78A8'
+    """
     if op_type in OP_TYPE_COLORS:
         return OP_TYPE_COLORS[op_type]
     return _QUALITATIVE[zlib.crc32(str(op_type).encode()) % len(_QUALITATIVE)]
 
 
 def precision_of(recipe: Mapping[str, Any] | None) -> str:
-    """A display precision for a model recipe: ``fp32`` (none), ``int8``, ``fp16``, ``sparse``…"""
+    """A display precision for a model recipe: ``fp32`` (none), ``int8``, ``fp16``, ``sparse``…
+
+    Example:
+        >>> viz.precision_of(wb.quantize(m, "int8-dynamic").recipe)
+        'int8'
+    """
     if not recipe:
         return "fp32"
     text = " ".join(str(v) for v in recipe.values()).lower() + " " + str(recipe.get("name", ""))
@@ -122,12 +132,21 @@ def precision_of(recipe: Mapping[str, Any] | None) -> str:
 
 
 def precision_color(precision: str) -> str:
-    """The colour of a precision (``fp32``, ``fp16``, ``bf16``, ``int8``, ``sparse``)."""
+    """The colour of a precision (``fp32``, ``fp16``, ``bf16``, ``int8``, ``sparse``).
+
+    Example:
+        >>> viz.precision_color("int8")
+        '#E45756'
+    """
     return PRECISION_COLORS.get(precision, PRECISION_COLORS["other"])
 
 
 def empty_figure(message: str, title: str = "") -> go.Figure:
-    """A blank figure that says what is missing (and how to get it) in its middle."""
+    """A blank figure that says what is missing (and how to get it) in its middle.
+
+    Example:
+        >>> viz.empty_figure("No profile yet: run wb.profile(m).")
+    """
     fig = go.Figure()
     fig.add_annotation(
         text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font_size=14
@@ -151,7 +170,11 @@ def _no_layers(profile: Profile, title: str) -> go.Figure:
 
 
 def labels(profiles: Sequence[Profile]) -> list[str]:
-    """Display labels, one per profile, made unique with the run id where two coincide."""
+    """Display labels, one per profile, made unique with the run id where two coincide.
+
+    Example:
+        >>> viz.labels([p, p_again])   # same settings: the run ids tell them apart
+    """
     plain = [p.label for p in profiles]
     return [
         f"{label} · {p.run_id[:6]}" if plain.count(label) > 1 else label
@@ -184,6 +207,9 @@ def layer_latency(
     Returns:
         A bar figure, one trace per colour group (so the legend lists op types, not
         layers); hover shows median, p90 and share of the summed per-layer time.
+
+    Example:
+        >>> viz.layer_latency(p, order="graph", color_by="block")
     """
     title = f"Per-layer latency — {profile.label}"
     table = _layers(profile, ("layer", "op_type", "latency_ms"))
@@ -247,6 +273,9 @@ def time_share(profile: Profile) -> go.Figure:
 
     The ``(unattributed)`` row is left out (it can be negative); hover shows each box's
     milliseconds and share of the summed layer time.
+
+    Example:
+        >>> viz.time_share(wb.profile(m))
     """
     title = f"Where the time goes — {profile.label}"
     table = _layers(profile, ("layer", "op_type", "latency_ms"))
@@ -279,6 +308,9 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
 
     The end-to-end median is drawn as a diamond beside each bar, so the gap between the
     sum of layer times and the uninstrumented end-to-end latency stays visible.
+
+    Example:
+        >>> viz.op_type_breakdown([wb.profile(m, "torch"), wb.profile(m, "onnxruntime")])
     """
     title = "Latency by op type"
     frames, names = [], labels(profiles)
@@ -333,6 +365,9 @@ def layer_comparison(
         baseline: index of the baseline profile in ``profiles``.
         top: keep the ``top`` layers with the largest change (None keeps all).
         selected: a layer to outline in every profile.
+
+    Example:
+        >>> viz.layer_comparison([p_ort, p_torch], baseline=0, top=20)
     """
     title = "Per-layer comparison"
     usable = [p for p in profiles if _layers(p, ("layer", "latency_ms")) is not None]
@@ -391,6 +426,9 @@ def memory(profile: Profile) -> go.Figure:
     Bars are stacked (parameters + activations) in MiB; the peak reported by the profile's
     memory report is a dashed horizontal line, and a cumulative parameter line shows
     where the model's weight bytes sit.
+
+    Example:
+        >>> viz.memory(wb.profile(m))
     """
     title = f"Memory per layer — {profile.label}"
     table = _layers(profile, ("layer", "params_bytes", "activation_bytes"))
@@ -454,6 +492,9 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
         ceilings: measured machine ceilings (a `Ceilings` or a mapping); without them
             only the points are drawn.
         selected: a layer to outline (each point's ``text`` is its layer, for clicks).
+
+    Example:
+        >>> viz.roofline(p, wb.machine_ceilings("cpu"))
     """
     title = f"Roofline — {profile.label}"
     table = _layers(profile, ("layer", "op_type", "flops", "latency_ms"))
@@ -564,6 +605,10 @@ def pareto_mask(
     """True for points no other point beats: lower-or-equal latency and better-or-equal metric.
 
     Ties are kept on the front (two identical points are both Pareto-optimal).
+
+    Example:
+        >>> viz.pareto_mask([1.0, 2.0, 3.0], [0.90, 0.95, 0.94])
+        array([ True,  True, False])
     """
     lat = np.asarray(latency, dtype=float)
     met = np.asarray(metric, dtype=float) * (1 if higher_is_better else -1)
@@ -617,6 +662,9 @@ def tradeoff(
         metric_name: the metric's axis title (defaults to ``table.metric`` or "metric").
         higher_is_better: the metric's direction (accuracy: True; error: False).
         selected: a variant to outline.
+
+    Example:
+        >>> viz.tradeoff(wb.sweep(m, backends=["onnxruntime"]))
     """
     frame, named = _tradeoff_frame(table)
     name = metric_name or named or str(getattr(table, "metric", None) or "metric")
@@ -727,6 +775,9 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
     Args:
         profiles: one profile or several.
         kind: ``"box"`` or ``"violin"``.
+
+    Example:
+        >>> viz.latency_distribution([p_ort, p_torch], kind="violin")
     """
     if isinstance(profiles, Profile):
         profiles = [profiles]
@@ -775,7 +826,11 @@ def _value_axis(measurements: Sequence[Any]) -> str:
 
 
 def latency_timeline(profile: Profile) -> go.Figure:
-    """Each timed call's latency in order, warm-up calls greyed out first; median dashed."""
+    """Each timed call's latency in order, warm-up calls greyed out first; median dashed.
+
+    Example:
+        >>> viz.latency_timeline(p)
+    """
     lat = profile.latency
     warm = len(lat.warmup_ms)
     fig = go.Figure()

@@ -72,6 +72,7 @@ class ResultCache:
             return len(self._items)
 
     def clear(self) -> None:
+        """Forget every result (tests start from an empty cache)."""
         with self._lock:
             self._items.clear()
 

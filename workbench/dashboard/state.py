@@ -18,6 +18,9 @@ from workbench.dashboard.jobs import Jobs
 from workbench.model import Model
 from workbench.profiling.profile import Profile
 
+#: profiles a session keeps for Compare (older ones stay in the results store)
+MAX_HISTORY = 50
+
 
 def _backends() -> dict[str, list[str]]:
     """Backends with at least one device here -> their devices."""
@@ -142,7 +145,8 @@ class AppState(param.Parameterized):
     def show(self, profile: Profile) -> None:
         """Make ``profile`` the current one and remember it in the session's history."""
         if all(p.run_id != profile.run_id for p in self.history):
-            self.history = [*self.history, profile]
+            # bounded, so a long session cannot grow without limit (the store keeps all)
+            self.history = [*self.history, profile][-MAX_HISTORY:]
         self.current = profile
 
     def profile_by_id(self, run_id: str) -> Profile | None:

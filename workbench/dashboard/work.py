@@ -51,6 +51,7 @@ def layers_available() -> bool:
 
 
 def profile_key(model: Model, backend: str, device: str, batch_size: int, layers: bool) -> RunKey:
+    """The cache key of a profile (per-layer and end-to-end-only profiles differ)."""
     kind = "profile+layers" if layers and layers_available() else "profile"
     return RunKey(model_key(model), model.recipe_name, backend, device, batch_size, kind)
 

@@ -65,6 +65,7 @@ class OptimizePage(Viewer):
         self._refresh()
 
     def recipe(self) -> tuple[str, str, float, bool]:
+        """The controls as (method, calibration, sparsity, structured)."""
         return (self.method, self.calibration, round(float(self.sparsity), 2), self.structured)
 
     def request(self, *_: Any) -> None:

@@ -62,6 +62,7 @@ class RunsPage(Viewer):
         self.message.object = f"<p>{len(self.runs)} runs in {self.state.store.path.name}</p>"
 
     def selected_ids(self) -> list[str]:
+        """Run ids of the ticked rows."""
         return [str(self.runs.iloc[i]["run_id"]) for i in self.table.selection]
 
     def open_runs(self, run_ids: list[str]) -> None:
