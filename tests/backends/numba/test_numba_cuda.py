@@ -43,6 +43,16 @@ def test_cuda_kernels_in_the_simulator() -> None:
     assert " passed" in result.stdout
 
 
+def test_gpu_check_skips_cleanly_without_a_gpu() -> None:
+    if _has_gpu():
+        pytest.skip("a GPU is here: the check would run for minutes")
+    script = Path(__file__).parents[3] / "benchmarks" / "gpu_check.py"
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and "skipped, no usable GPU" in result.stdout
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     "name", ["digits-mlp", "digits-cnn", "digits-transformer", "digits-resnet"]
