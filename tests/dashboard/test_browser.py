@@ -123,8 +123,10 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
     assert figure_title(page).endswith("bs=16")
     page.screenshot(path=str(ARTIFACTS / "dashboard-batch16.png"))
 
-    other, other_problems = open_page(browser, server)  # a second, independent session
-    assert figure_title(other).endswith("bs=8")
+    assert "batch_size=16" in page.url  # the pickers live in the URL, to share a view
+    # a second, independent session, opened from a shared URL
+    other, other_problems = open_page(browser, server + "?batch_size=4")
+    other.locator(".gtitle", has_text="bs=4").first.wait_for()
     assert figure_title(page).endswith("bs=16")
 
     start = time.perf_counter()

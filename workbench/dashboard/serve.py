@@ -17,6 +17,8 @@ from typing import Any
 
 DEFAULT_PORT = 5006
 DEFAULT_ADDRESS = "127.0.0.1"
+#: `AppState` parameters mirrored in the served page's URL query
+URL_PARAMETERS = {p: p for p in ("model_name", "backend", "device", "batch_size")}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +67,8 @@ def app_factory(model: str | None = None, **options: Any) -> Callable[[], Any]:
 
         pn.extension(*EXTENSIONS, notifications=True)
         app = App(_initial_model(model), start=False, **options)
+        # the pickers live in the URL (?model_name=…&batch_size=…): a view can be shared
+        pn.state.location.sync(app.state, URL_PARAMETERS)
         # profile once the page is up, so the first result never races the first render
         pn.state.onload(lambda: app.state.request_profile())
         pn.state.on_session_destroyed(lambda context: app.close())
