@@ -138,6 +138,8 @@ def build_graph(
 def _to_node(proto_node: Any, index: int, opset: int) -> Node:
     from onnx import helper
 
+    from workbench.loaders.onnx import canonical_layer_name
+
     attrs = {a.name: helper.get_attribute_value(a) for a in proto_node.attribute}
     for key, value in list(attrs.items()):
         if isinstance(value, bytes):
@@ -149,31 +151,9 @@ def _to_node(proto_node: Any, index: int, opset: int) -> Node:
         inputs=list(proto_node.input),
         outputs=list(proto_node.output),
         attrs=attrs,
-        layer=layer_name(proto_node, index),
+        layer=canonical_layer_name(proto_node, index),
         opset=opset,
     )
-
-
-def layer_name(proto_node: Any, index: int) -> str:
-    """The canonical layer of an ONNX node (see `workbench.loaders.onnx`)."""
-    try:
-        from workbench.loaders.onnx import canonical_layer_name
-    except ImportError:  # the loader is optional for plain-graph use and early tests
-        return _fallback_layer_name(proto_node, index)
-    return str(canonical_layer_name(proto_node, index))
-
-
-def _fallback_layer_name(proto_node: Any, index: int) -> str:
-    from workbench.model import LAYER_KEY
-
-    for prop in proto_node.metadata_props:
-        if prop.key == LAYER_KEY:
-            return str(prop.value)
-    name = proto_node.name
-    if name.startswith("/") and name.count("/") >= 2:
-        # legacy torch exporter names: /features/features.0/Conv -> features.0
-        return name.rsplit("/", 2)[-2]
-    return name or f"{proto_node.op_type}_{index}"
 
 
 def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
