@@ -145,3 +145,25 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
     assert problems == [] and other_problems == [], problems + other_problems
     other.close()
     page.close()
+
+
+def test_uploading_a_model_file_profiles_it_and_a_corrupt_one_is_explained(
+    server, browser, tmp_path
+):
+    page, problems = open_page(browser, server)
+    upload = page.locator("input[type=file]").first
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(b"definitely not a protobuf")
+    upload.set_input_files(str(corrupt))
+    page.get_by_text("broken.onnx is not a valid ONNX model").first.wait_for()
+
+    page.reload()
+    page.locator(".gtitle", has_text="Per-layer latency").first.wait_for()
+    model = Path(__file__).resolve().parents[2] / "sample_models" / "digits-cnn" / "model.onnx"
+    page.locator("input[type=file]").first.set_input_files(str(model))
+    # the upload joins the model picker and is profiled at once (a file's model is "model")
+    page.locator(".gtitle", has_text="Per-layer latency — model ").first.wait_for()
+    assert "model.onnx (uploaded)" in page.locator("select").first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-upload.png"))
+    assert problems == [], problems
+    page.close()

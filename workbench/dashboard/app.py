@@ -76,8 +76,9 @@ class App(Viewer):
             sizing_mode="stretch_width",
         )
         self.tabs.param.watch(self._tab_opened, "active")
+        # No `accepted_filetypes`: browsers give .onnx/.pt2 files no MIME type, so the
+        # drop zone would refuse them; the server checks the suffix (with a clear message).
         self.upload = pn.widgets.FileDropper(
-            accepted_filetypes=list(SUFFIXES),
             max_file_size=f"{MAX_UPLOAD_BYTES // 2**20}MB",
             multiple=False,
             sizing_mode="stretch_width",
@@ -124,7 +125,10 @@ class App(Viewer):
         if horizontal:
             return pn.Column(pn.FlexBox(*widgets[:6], *widgets[6:8]), *widgets[8:])
         upload = pn.Column(
-            pn.pane.Markdown("**Upload a model** (.onnx, .pt2, .pt; ≤ 200 MB)"), self.upload
+            pn.pane.Markdown(
+                f"**Upload a model** ({', '.join(SUFFIXES)}; ≤ {MAX_UPLOAD_BYTES // 2**20} MB)"
+            ),
+            self.upload,
         )
         return pn.Column(*widgets, upload, sizing_mode="stretch_width")
 
