@@ -107,24 +107,63 @@ class _Residual(nn.Module):
         self.conv1 = nn.Conv2d(4, 8, 3, padding=1)
         self.relu = nn.ReLU()
         self.conv2 = nn.Conv2d(8, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
         self.head = nn.Linear(4, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.stem(x)
         y = y + self.conv2(self.relu(self.conv1(y)))
-        return self.head(y.mean((2, 3)))
+        return self.head(self.flatten(self.pool(y)))
 
 
-def test_channel_prune_skips_residual_adds_and_says_so() -> None:
+def _residual_with_dead_channels() -> wb.Model:
     torch.manual_seed(0)
-    model = wb.load(_Residual(), example_inputs=(torch.rand(1, 1, 8, 8),))
+    module = _Residual()
+    with torch.no_grad():  # channels 1, 3 of the residual stream and 4..7 of conv1 are dead
+        for layer in (module.stem, module.conv2):
+            layer.weight[1::2] = 0.0
+            layer.bias[1::2] = 0.0
+        module.conv1.weight[4:] = 0.0
+        module.conv1.bias[4:] = 0.0
+    return wb.load(module, example_inputs=(torch.rand(1, 1, 8, 8),))
+
+
+def test_channel_prune_ties_layers_whose_outputs_are_added() -> None:
+    model = _residual_with_dead_channels()
     small = wb.prune(model, sparsity=0.5, structured=True)
+    assert small.recipe["channels"] == {"conv1": [8, 4], "stem": [4, 2], "conv2": [4, 2]}
+    net = small.module
+    assert (net.stem.out_channels, net.conv1.in_channels, net.conv2.out_channels) == (2, 2, 2)
+    assert net.head.in_features == 2
+    assert any("pruned together" in note for note in small.recipe["notes"])
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(run(small, x, "torch"), run(model, x, "torch"), rtol=1e-5, atol=1e-6)
+
+
+def test_channel_prune_can_skip_residual_adds_and_says_so() -> None:
+    model = _residual_with_dead_channels()
+    small = wb.prune(model, ChannelPrune(sparsity=0.5, tie_residuals=False))
     assert small.recipe["channels"] == {"conv1": [8, 4]}
     assert small.module.conv2.in_channels == 4 and small.module.stem.out_channels == 4
     notes = " ".join(small.recipe["notes"])
     assert "stem: not pruned, its output feeds an add" in notes and "conv2" in notes
-    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
-    assert run(small, x, "torch").shape == (2, 3)
+
+
+class _InputResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.head = nn.Linear(64, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((x + self.conv(x)).flatten(1))
+
+
+def test_an_add_with_a_model_input_is_never_pruned() -> None:
+    model = wb.load(_InputResidual(), example_inputs=(torch.rand(1, 1, 8, 8),))
+    with pytest.raises(TransformError, match="no prunable layer produces"):
+        wb.prune(model, sparsity=0.5, structured=True)
 
 
 def test_channel_prune_exclude_and_errors(digits_mlp) -> None:

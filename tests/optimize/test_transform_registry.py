@@ -36,7 +36,14 @@ NON_DEFAULT = [
     Fp16(route="onnx", exclude=("fc2",)),
     Bf16(),
     MagnitudePrune(sparsity=0.7, scope="layer", exclude=("fc1",)),
-    ChannelPrune(sparsity=0.25, norm="l2", finetune_epochs=2, learning_rate=1e-4, exclude=("a",)),
+    ChannelPrune(
+        sparsity=0.25,
+        norm="l2",
+        finetune_epochs=2,
+        learning_rate=1e-4,
+        exclude=("a",),
+        tie_residuals=False,
+    ),
 ]
 
 

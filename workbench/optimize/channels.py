@@ -33,11 +33,17 @@ class ChannelGroup:
         producer: module path of the Linear / Conv2d whose outputs are pruned.
         norms: module paths of BatchNorm layers cut to the kept channels.
         consumers: ``(module path, features per channel)`` of layers losing inputs.
+        tied: other producers whose outputs are added to this one's (a residual
+            connection); all of them keep the same channels.
     """
 
     producer: str
     norms: list[str] = field(default_factory=list)
     consumers: list[tuple[str, int]] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)
+    channels: int = 0
+    adds: list[Any] = field(default_factory=list, repr=False)
+    visited: set[Any] = field(default_factory=set, repr=False)
 
 
 @dataclass
@@ -67,8 +73,12 @@ _PASS_MODULES = (
 )
 
 
-def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Plan:
+def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...], tie: bool = True) -> Plan:
     """Find the prunable producers of ``module`` (traced on ``example`` inputs).
+
+    With ``tie``, producers whose outputs meet in an ``add`` (residual connections)
+    form one group that keeps the same channels, provided every input of those adds
+    comes from the group's producers; otherwise such producers are skipped.
 
     Raises:
         TransformError: the module cannot be traced by ``torch.fx``.
@@ -89,12 +99,45 @@ def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Plan:
     for node in traced.graph.nodes:
         if node.op != "call_module" or not _is_producer(modules[str(node.target)]):
             continue
-        group, reason = _follow(node, modules)
+        group, reason = _follow(node, modules, tie)
         if group is None:
             skipped[str(node.target)] = reason
         else:
             groups.append(group)
+    if tie:
+        groups = _tie(groups, skipped)
     return Plan(groups, skipped)
+
+
+def _tie(groups: list[ChannelGroup], skipped: dict[str, str]) -> list[ChannelGroup]:
+    """Merge groups that meet in an add; drop (into ``skipped``) clusters that cannot be cut."""
+    untied = [g for g in groups if not g.adds]
+    clusters: list[list[ChannelGroup]] = []
+    for group in (g for g in groups if g.adds):
+        joined = [c for c in clusters if any(set(g.adds) & set(group.adds) for g in c)]
+        merged = [group, *(g for c in joined for g in c)]
+        clusters = [c for c in clusters if c not in joined] + [merged]
+    for cluster in clusters:
+        visited = set().union(*(g.visited for g in cluster))
+        adds = {a for g in cluster for a in g.adds}
+        loose = [a for a in adds for x in a.args if hasattr(x, "op") and x not in visited]
+        names = [g.producer for g in cluster]
+        sizes = {g.channels for g in cluster}
+        if loose or len(sizes) > 1:
+            why = (
+                "an add also reads a tensor no prunable layer produces"
+                if loose
+                else ("the tied layers have different widths")
+            )
+            for name in names:
+                skipped[name] = f"its output feeds an add (tied with {names}); {why}"
+            continue
+        head = cluster[0]
+        head.tied = names[1:]
+        head.norms = list(dict.fromkeys(n for g in cluster for n in g.norms))
+        head.consumers = list(dict.fromkeys(c for g in cluster for c in g.consumers))
+        untied.append(head)
+    return untied
 
 
 def _is_producer(module: nn.Module) -> bool:
@@ -105,15 +148,21 @@ def _is_producer(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def _follow(start: fx.Node, modules: dict[str, nn.Module]) -> tuple[ChannelGroup | None, str]:
+def _follow(
+    start: fx.Node, modules: dict[str, nn.Module], tie: bool = False
+) -> tuple[ChannelGroup | None, str]:
     """Walk from a producer to every layer that reads its channels."""
     group = ChannelGroup(str(start.target))
+    group.channels = int(modules[str(start.target)].weight.shape[0])  # type: ignore[attr-defined]
     channel_axis = 1 if type(modules[str(start.target)]).__name__ == "Conv2d" else -1
     pending: list[tuple[fx.Node, int, int]] = [(start, channel_axis, 1)]
     while pending:
         node, axis, factor = pending.pop()
+        if node in group.visited:
+            continue
+        group.visited.add(node)
         for user in node.users:
-            step = _step(user, node, axis, factor, modules, group)
+            step = _step(user, node, axis, factor, modules, group, tie)
             if isinstance(step, str):
                 return None, step
             if step is not None:
@@ -130,6 +179,7 @@ def _step(
     factor: int,
     modules: dict[str, nn.Module],
     group: ChannelGroup,
+    tie: bool = False,
 ) -> tuple[int, int] | str | None:
     """Record what ``user`` does with the channels: continue (axis, factor), stop, or why not."""
     from torch import nn
@@ -160,6 +210,9 @@ def _step(
         end: Any = user.kwargs.get("end_dim", user.args[2] if len(user.args) > 2 else -1)
         return _flattened(source, axis, factor, int(start), int(end))
     if user.op == "call_function" and user.target in (operator.add, operator.iadd):
+        if tie and factor == 1 and all(not isinstance(a, int | float) for a in user.args):
+            group.adds.append(user)
+            return axis, factor
         return "its output feeds an add (a residual connection ties its channels)"
     if user.op == "output":
         return "its output is a model output"
@@ -219,13 +272,15 @@ def prune_group(
     """Shrink one group in place on ``root`` (a private copy); returns (before, after) channels."""
     import torch
 
-    producer: Any = root.get_submodule(group.producer)
-    weight = producer.weight
-    channels = int(weight.shape[0])
+    producers: list[Any] = [root.get_submodule(n) for n in [group.producer, *group.tied]]
+    channels = int(producers[0].weight.shape[0])
     keep_count = max(1, round(channels * (1.0 - sparsity)))
-    order = torch.argsort(channel_scores(weight, norm), descending=True)
+    # tied producers share one ranking: the sum of their channel norms
+    scores = sum(channel_scores(p.weight, norm) for p in producers)
+    order = torch.argsort(scores, descending=True)  # type: ignore[arg-type]
     keep = torch.sort(order[:keep_count]).values
-    root.set_submodule(group.producer, _slice_out(producer, keep))
+    for name, producer in zip([group.producer, *group.tied], producers, strict=True):
+        root.set_submodule(name, _slice_out(producer, keep))
     for name in group.norms:
         root.set_submodule(name, _slice_norm(root.get_submodule(name), keep))
     for name, factor in group.consumers:

@@ -162,15 +162,20 @@ class ChannelPrune(Transform):
 
     Each prunable layer keeps the ``1 - sparsity`` fraction of its output channels with
     the largest weight norm; a following BatchNorm and the next layer's inputs shrink to
-    match. Layers whose outputs are tied to others (residual adds, reshapes, model
-    outputs) are skipped, and the recipe's ``notes`` say which and why.
+    match. Layers whose outputs are added together (residual connections) are pruned
+    as one group with the same kept channels, when every input of those adds comes from
+    such layers; layers whose outputs reach anything else (reshapes, model outputs,
+    adds with other tensors) are skipped, and the recipe's ``notes`` say which and why.
 
     Args:
         sparsity: fraction of channels removed from each prunable layer, in [0, 1).
         norm: channel importance, ``"l1"`` or ``"l2"`` norm of its weights.
         finetune_epochs: epochs of Adam fine-tuning on the data after pruning (0: none).
         learning_rate: Adam's learning rate for the fine-tune.
-        exclude: canonical layer names whose outputs are not pruned.
+        exclude: canonical layer names whose outputs are not pruned (excluding one layer
+            of a tied group keeps the whole group).
+        tie_residuals: prune layers whose outputs are added together (ResNet blocks) as
+            one group keeping the same channels; False skips them instead.
 
     Example:
         >>> small = wb.prune(m, ChannelPrune(sparsity=0.5, finetune_epochs=3), data=train)
@@ -181,6 +186,7 @@ class ChannelPrune(Transform):
     finetune_epochs: int = 0
     learning_rate: float = 1e-3
     exclude: tuple[str, ...] = ()
+    tie_residuals: bool = True
 
     def __post_init__(self) -> None:
         _check_sparsity(self.sparsity)
@@ -203,13 +209,17 @@ class ChannelPrune(Transform):
             )
         module = copy.deepcopy(model.module).eval()
         example = tuple(torch.from_numpy(a) for a in model.example_inputs(2).values())
-        plan = plan_channels(module, example)
+        plan = plan_channels(module, example, tie=self.tie_residuals)
         notes = [f"{layer}: not pruned, {why}" for layer, why in plan.skipped.items()]
         shapes = {}
         for group in plan.groups:
-            if group.producer in self.exclude:
+            members = [group.producer, *group.tied]
+            if set(members) & set(self.exclude):
                 continue
-            shapes[group.producer] = prune_group(module, group, self.sparsity, self.norm)
+            before_after = prune_group(module, group, self.sparsity, self.norm)
+            shapes.update(dict.fromkeys(members, before_after))
+            if group.tied:
+                notes.append(f"{', '.join(members)}: pruned together (outputs added)")
         if not shapes:
             raise TransformError(f"no layer of {model.name} can be channel-pruned: {notes}")
         if self.finetune_epochs:

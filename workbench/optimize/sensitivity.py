@@ -41,7 +41,8 @@ def candidate_layers(model: Model, config: Transform) -> list[str]:
         from workbench.optimize.channels import plan_channels
 
         example = tuple(torch.from_numpy(a) for a in model.example_inputs(2).values())
-        return [g.producer for g in plan_channels(model.module, example).groups]
+        tie = bool(getattr(config, "tie_residuals", True))
+        return [g.producer for g in plan_channels(model.module, example, tie=tie).groups]
     ops = set(getattr(config, "op_types", None) or _WEIGHT_OPS) & _WEIGHT_OPS
     if "Gemm" in ops or "MatMul" in ops:
         ops |= {"Linear"}  # torch's Linear exports to Gemm or MatMul
