@@ -152,9 +152,9 @@ def _follow(
     start: fx.Node, modules: dict[str, nn.Module], tie: bool = False
 ) -> tuple[ChannelGroup | None, str]:
     """Walk from a producer to every layer that reads its channels."""
-    group = ChannelGroup(str(start.target))
-    group.channels = int(modules[str(start.target)].weight.shape[0])  # type: ignore[attr-defined]
-    channel_axis = 1 if type(modules[str(start.target)]).__name__ == "Conv2d" else -1
+    producer: Any = modules[str(start.target)]
+    group = ChannelGroup(str(start.target), channels=int(producer.weight.shape[0]))
+    channel_axis = 1 if type(producer).__name__ == "Conv2d" else -1
     pending: list[tuple[fx.Node, int, int]] = [(start, channel_axis, 1)]
     while pending:
         node, axis, factor = pending.pop()
