@@ -4,10 +4,12 @@ The module is traced with ``torch.fx``; from each Linear / Conv2d (the producer)
 graph is followed through ops that keep channels independent (activations, pooling,
 dropout, upsampling) to the layers that read its channels: a following BatchNorm is
 cut to the kept channels, and the next Linear / Conv2d loses the matching inputs (after
-a Flatten, each channel is ``H*W`` consecutive input features). A producer whose output
-reaches anything else (an ``add`` of a residual connection, a reshape, a concat, the
-model output) is left whole, and the reason goes into the recipe's notes: tied channel
-groups are not pruned, which keeps the rule simple and always correct.
+a Flatten, each channel is ``H*W`` consecutive input features). Producers whose
+outputs meet in an ``add`` (residual connections) are tied into one group that keeps
+the same channels, when every input of those adds comes from the group. A producer
+whose output reaches anything else (a reshape, a concat, a LayerNorm, the model output,
+an add with a model input or a parameter) is left whole, and the reason goes into the
+recipe's notes.
 """
 
 from __future__ import annotations
