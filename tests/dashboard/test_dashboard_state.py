@@ -283,3 +283,50 @@ def test_runs_page_shows_a_stored_sweep_as_a_tradeoff(make_app, tmp_path):
     assert {str(c[0]) for t in points for c in t.customdata} == {"baseline", "int8-dynamic"}
     app.runs.open_runs([str(app.runs.runs.iloc[kinds.index("sweep")]["run_id"])])
     assert "Select one or more" in app.runs.message.object  # a sweep is not a profile
+
+
+def test_optimize_in_view_remeasures_when_the_pickers_change(make_app):
+    app = make_app("digits-mlp")
+    app.tabs.active = 2  # opening the page measures the baseline
+    app.optimize.jobs.wait()
+    assert set(app.optimize.results) == {"baseline"}
+    assert app.optimize.results["baseline"].profile.batch_size == 8
+    app.state.batch_size = 16
+    app.optimize.jobs.wait()
+    assert app.optimize.results["baseline"].profile.batch_size == 16
+    app.tabs.active = 0
+    app.state.batch_size = 4
+    assert app.optimize.results == {} and not app.optimize.jobs.running
+
+
+def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled():
+    from workbench.dashboard import work
+
+    started, release = threading.Event(), threading.Event()
+
+    def other_session_measuring():
+        with work.measuring():
+            started.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=other_session_measuring)
+    holder.start()
+    started.wait(5)
+
+    def measure(progress, cancel):
+        with work.measuring(cancel, progress):
+            return "measured"
+
+    jobs, results = Jobs(), []
+    jobs.submit("queued", measure, results.append)
+    time.sleep(0.3)
+    assert jobs.running and "waiting for another measurement" in jobs.message
+    jobs.cancel()
+    jobs.wait()
+    assert results == [] and jobs.message == "queued: cancelled"
+    release.set()
+    holder.join(5)
+    jobs.submit("after", measure, results.append)
+    jobs.wait()
+    assert results == ["measured"]
+    jobs.close()

@@ -142,6 +142,7 @@ class App(Viewer):
             )
 
     def _tab_opened(self, event: param.parameterized.Event) -> None:
+        self.optimize.active = event.new == 2
         if event.new == 2:
             self.optimize.opened()
         elif event.new == 4:

@@ -6,8 +6,10 @@ on a worker thread; none mutates the model it is given.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,25 @@ CALIBRATIONS = ("minmax", "entropy", "percentile")
 
 _samples: dict[str, Model] = {}
 _samples_lock = threading.Lock()
+# One measurement at a time in this process: two timings sharing the CPU would each
+# report the other's interference. Jobs of other sessions queue; their pages stay live.
+_measuring = threading.RLock()
+
+
+@contextlib.contextmanager
+def measuring(
+    cancel: CancelToken | None = None, progress: ProgressCallback | None = None
+) -> Iterator[None]:
+    """Hold the process-wide measurement lock; cancellable while waiting for it."""
+    while not _measuring.acquire(timeout=0.1):
+        if cancel is not None:
+            cancel.check()
+        if progress is not None:
+            progress(0.0, "waiting for another measurement to finish")
+    try:
+        yield
+    finally:
+        _measuring.release()
 
 
 def sample_names() -> list[str]:
@@ -73,17 +94,18 @@ def measure_profile(
     cached = RESULTS.get(key)
     if cached is not None:
         return cached
-    result = wb.profile(
-        model,
-        backend=backend,
-        device=device,
-        batch_size=batch_size,
-        layers=layers and layers_available(),
-        layer_repeats=10,
-        budget_s=budget_s,
-        progress=progress,
-        cancel=cancel,
-    )
+    with measuring(cancel, progress):
+        result = wb.profile(
+            model,
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            layers=layers and layers_available(),
+            layer_repeats=10,
+            budget_s=budget_s,
+            progress=progress,
+            cancel=cancel,
+        )
     if not (layers and layers_available()) and layers:
         result.notes.append("per-layer profiling is not installed in this build")
     RESULTS.put(key, result)
@@ -191,30 +213,41 @@ def measure_variant(
     if cached is not None:
         return cached
     step = progress or (lambda fraction, message: None)
-    step(0.0, f"building {label}")
-    variant = build_variant(model, *recipe)
-    if cancel is not None:
-        cancel.check()
-    data, notes = evaluation_data(model), []
-    value = None
-    if data is None:
-        notes.append("no labelled data for this model's inputs: accuracy not measured")
-    else:
-        step(0.2, "evaluating accuracy")
-        from workbench.evaluate.metrics import evaluate
-
-        scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
-        value = float(scored.value)
-    step(0.4, "profiling")
-    profile = measure_profile(
-        variant,
-        backend,
-        device,
-        batch_size,
-        store=store,
-        cancel=cancel,
-        progress=lambda f, m: step(0.4 + 0.6 * f, m),
-    )
+    with measuring(cancel, step):  # building and evaluating load the CPU too
+        variant, value, notes = _build_and_score(model, recipe, backend, device, cancel, step)
+        step(0.4, "profiling")
+        profile = measure_profile(
+            variant,
+            backend,
+            device,
+            batch_size,
+            store=store,
+            cancel=cancel,
+            progress=lambda f, m: step(0.4 + 0.6 * f, m),
+        )
     result = VariantResult(label, variant.size_bytes, "accuracy", value, profile, tuple(notes))
     RESULTS.put(key, result)
     return result
+
+
+def _build_and_score(
+    model: Model,
+    recipe: tuple[str, str, float, bool],
+    backend: str,
+    device: str,
+    cancel: CancelToken | None,
+    step: ProgressCallback,
+) -> tuple[Model, float | None, list[str]]:
+    """The variant, its accuracy on the held-out digits (None without data), and notes."""
+    step(0.0, f"building {variant_label(*recipe)}")
+    variant = build_variant(model, *recipe)
+    if cancel is not None:
+        cancel.check()
+    data = evaluation_data(model)
+    if data is None:
+        return variant, None, ["no labelled data for this model's inputs: accuracy not measured"]
+    step(0.2, "evaluating accuracy")
+    from workbench.evaluate.metrics import evaluate
+
+    scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
+    return variant, float(scored.value), []

@@ -45,6 +45,7 @@ class OptimizePage(Viewer):
     sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
     structured = param.Boolean(default=False, doc="remove whole channels (torch models)")
     selected = param.String(default=None, allow_None=True, doc="variant shown against baseline")
+    active = param.Boolean(default=False, doc="the page is in view (measures on context change)")
 
     def __init__(self, jobs: Jobs | None = None, **params: Any) -> None:
         super().__init__(**params)
@@ -100,6 +101,7 @@ class OptimizePage(Viewer):
 
     def opened(self) -> None:
         """The page came into view: measure the baseline if nothing is measured yet."""
+        self.active = True
         if not self.results and not self.jobs.running:
             self.request()
 
@@ -107,6 +109,8 @@ class OptimizePage(Viewer):
         self.results = {}
         self.selected = None
         self._refresh()
+        if self.active:  # in view: measure the new model/backend/batch at once
+            self.request()
 
     def frame(self) -> pd.DataFrame:
         """The measured variants as trade-off rows (baseline first)."""
