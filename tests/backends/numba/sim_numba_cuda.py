@@ -170,3 +170,42 @@ def test_custom_cuda_kernel_checked(backend, factor: float) -> None:
                 session.run({"x": x})
     finally:
         unregister_kernel(op_type="Sigmoid", device="cuda")
+
+
+def test_fused_epilogues_match_onnxruntime(backend) -> None:
+    """MatMul + bias + Relu and a residual Add + Relu, each fused into one kernel."""
+    from numba_helpers import ort_outputs
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((3, 4), dtype=np.float32)
+    bias = rng.standard_normal(4, dtype=np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["biased"]),
+        helper.make_node("Relu", ["biased"], ["act"]),
+        helper.make_node("Add", ["act", "r"], ["summed"]),
+        helper.make_node("Relu", ["summed"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fused",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    model = model_from_proto(proto, name="fused")
+    session = backend.compile(model, "cuda:0")
+    assert [(n.op_type, n.activation) for n in session.graph.nodes] == [
+        ("MatMul", "Relu"),
+        ("Add", "Relu"),
+    ]
+    inputs = {
+        "x": rng.standard_normal((2, 3), dtype=np.float32),
+        "r": rng.standard_normal((2, 4), dtype=np.float32),
+    }
+    assert_close(session.run(inputs)[0], ort_outputs(model, inputs)[0])

@@ -288,7 +288,10 @@ def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 def binary(op: str) -> Kernel:
     def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-        return [elementwise.apply(op, [ins[0], ins[1]], outs[0] if outs else None)]
+        out = elementwise.apply(op, [ins[0], ins[1]], outs[0] if outs else None)
+        if node.activation:  # a fused Relu, in place while the output is still in cache
+            elementwise.apply(node.activation, [out], out)
+        return [out]
 
     return kernel
 

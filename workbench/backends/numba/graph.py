@@ -3,7 +3,8 @@
 `build_graph` turns an ``onnx.ModelProto`` into a `Graph`: constants gathered,
 sub-graphs that depend only on constants evaluated once, BatchNormalization folded
 into the convolution before it, and a trailing Relu fused into Conv/Gemm/MatMul (with
-a constant bias Add folded into MatMul). Execution lives in `executor`.
+a constant bias Add folded into MatMul) and into the Add of residual blocks. Execution
+lives in `executor`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from workbench.errors import UnsupportedModelError
 #: Ops whose output is a view of their first input: they get no buffer of their own.
 ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
 
-#: Ops that can absorb a following activation into their epilogue.
-FUSABLE_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul"})
+#: Ops that can absorb a following activation into their epilogue (Add: residual blocks).
+FUSABLE_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
 FUSABLE_ACTIVATIONS = frozenset({"Relu"})
 
 
@@ -275,7 +276,7 @@ def _fuse_bias(
 def _fuse_activations(
     nodes: list[Node], outputs: set[str], no_fuse: Callable[[Node], bool]
 ) -> list[Node]:
-    """Apply a Relu that is the only consumer of a Conv/Gemm/MatMul in its epilogue."""
+    """Apply a Relu that is the only consumer of a Conv/Gemm/MatMul/Add in its epilogue."""
     users = _consumers(nodes)
     dropped: set[int] = set()
     for producer in nodes:
