@@ -11,6 +11,7 @@ end-to-end median. Target for the default method: 0.8-1.25 on the sample CNN at 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 from _common import write_results
@@ -77,6 +78,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = []
+    load_before = os.getloadavg()
     for threads in [int(t) for t in args.threads.split(",")]:
         for model_name in args.models.split(","):
             for backend in args.backends.split(","):
@@ -91,9 +93,15 @@ def main() -> None:
                     continue
                 rows.append(row)
                 print(row)
+    load_after = os.getloadavg()
     lines = [
         f"batch {args.batch_size}, {args.rounds} rounds each (budget 1 s end to end, "
         "30 instrumented runs per layer pass); ratio = sum of layer medians / end-to-end median",
+        "",
+        f"Machine load average (1/5/15 min) before {_load(load_before)}, after "
+        f"{_load(load_after)} on {os.cpu_count()} cores: other jobs shared the machine. "
+        "Multi-threaded rows suffer most from that (a descheduled worker thread stalls every "
+        "parallel op), so the single-thread rows are the controlled measurement.",
         "",
         "| model | backend | threads | layers sum ms | end to end ms | ratio (median) | range |",
         "|---|---|---|---|---|---|---|",
@@ -104,7 +112,12 @@ def main() -> None:
             f"{r['end_to_end_ms_median']:.4f} | {r['ratio_median']:.3f} | "
             f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f} |"
         )
-    write_results("layer_overhead", {"rows": rows}, "\n".join(lines))
+    data = {"rows": rows, "loadavg_before": load_before, "loadavg_after": load_after}
+    write_results("layer_overhead", data, "\n".join(lines))
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":
