@@ -29,7 +29,7 @@ from typing import Any
 from _common import write_results
 
 import workbench as wb
-from workbench.evaluate.metrics import evaluate
+from workbench.evaluation.metrics import evaluate
 from workbench.optimize.prune import ChannelPrune
 from workbench.optimize.quantize import Int8Dynamic, Int8Static
 from workbench.profiling.timer import Timer

@@ -247,7 +247,7 @@ def _build_and_score(
     if data is None:
         return variant, None, ["no labelled data for this model's inputs: accuracy not measured"]
     step(0.2, "evaluating accuracy")
-    from workbench.evaluate.metrics import evaluate
+    from workbench.evaluation.metrics import evaluate
 
     scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
     return variant, float(scored.value), []

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ModelLoadError, WorkbenchError
-from workbench.evaluate.data import Dataset
+from workbench.evaluation.data import Dataset
 from workbench.model import Model
 
 __all__ = ["dataset", "info", "load", "names", "samples_dir"]

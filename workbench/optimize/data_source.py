@@ -42,7 +42,7 @@ def reiterable(data: Any) -> Any:
     """``data`` if it can be iterated again; a one-shot iterator (a generator) is gathered
     into a `Dataset` first, since sweeps and sensitivity read the data many times."""
     if data is not None and iter(data) is data:
-        from workbench.evaluate.data import Dataset
+        from workbench.evaluation.data import Dataset
 
         return Dataset.from_batches(data)
     return data

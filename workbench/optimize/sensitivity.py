@@ -68,7 +68,7 @@ class _Bench:
         budget_s: float,
         options: dict[str, Any] | None,
     ) -> None:
-        from workbench.evaluate.metrics import get_metric
+        from workbench.evaluation.metrics import get_metric
 
         self.data, self.metric = data, get_metric(metric)
         self.backend, self.device, self.batch_size = backend, device, batch_size

@@ -47,7 +47,7 @@ def load_data(path: str, batch_size: int = 64) -> Any:
     import numpy as np
 
     from workbench.errors import InputError
-    from workbench.evaluate.data import Dataset
+    from workbench.evaluation.data import Dataset
 
     with np.load(path) as arrays:
         keys = ("x", "y") if "x" in arrays else ("inputs", "labels")
@@ -61,7 +61,7 @@ def load_data(path: str, batch_size: int = 64) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from workbench.errors import WorkbenchError
-    from workbench.evaluate.sweep import sweep
+    from workbench.evaluation.sweep import sweep
 
     try:
         variants = [parse_variant(v) for v in args.variants] if args.variants else None

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import CancelledError, WorkbenchError
-from workbench.evaluate.metrics import get_metric
+from workbench.evaluation.metrics import get_metric
 from workbench.model import Model
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.store import Store, point_key
@@ -155,7 +155,7 @@ def sweep(
         devices: devices to try on each backend (those a backend lacks are recorded as
             failed points).
         batch_size: batch size of the latency measurement.
-        metric: see `workbench.evaluate.metrics.get_metric`.
+        metric: see `workbench.evaluation.metrics.get_metric`.
         calibration: calibration / fine-tuning data for the transforms (a sample's
             training split when omitted).
         budget_s: time budget of each latency measurement, in seconds.
@@ -306,7 +306,7 @@ class _PointRunner:
         self, variant: Model, backend: str, device: str, store: Store, sweep_id: str
     ) -> dict[str, Any]:
         from workbench.backends.base import check_supported, get_backend
-        from workbench.evaluate.metrics import evaluate
+        from workbench.evaluation.metrics import evaluate
         from workbench.profiling.run import profile
 
         check_supported(get_backend(backend), variant)

@@ -12,8 +12,8 @@ import pytest
 import workbench as wb
 from workbench.cli import main
 from workbench.errors import CancelledError
-from workbench.evaluate import sweep as sweep_module
-from workbench.evaluate.sweep import (
+from workbench.evaluation import sweep as sweep_module
+from workbench.evaluation.sweep import (
     COLUMNS,
     load_sweep,
     pareto_flags,

@@ -8,7 +8,7 @@ import torch
 
 import workbench as wb
 from workbench.errors import CancelledError, UnsupportedModelError, WorkbenchError
-from workbench.evaluate.metrics import Metric, evaluate, get_metric
+from workbench.evaluation.metrics import Metric, evaluate, get_metric
 from workbench.progress import CancelToken
 from workbench.testing import toy_mlp
 

@@ -10,7 +10,7 @@ import torch
 
 import workbench as wb
 from workbench.errors import InputError
-from workbench.evaluate.data import Dataset
+from workbench.evaluation.data import Dataset
 
 
 def _arrays(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
