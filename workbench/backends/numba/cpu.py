@@ -20,8 +20,10 @@ from numba import njit, prange
 ACT_NONE, ACT_RELU = 0, 1
 ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
 
-#: Below this many output elements a serial kernel beats starting the thread pool.
-PARALLEL_MIN_WORK = 1 << 62
+#: Below this much work (elements touched) a serial kernel is faster. High on purpose:
+#: measured on 2 cores, parallel regions next to BLAS calls lost, because Numba's OpenMP
+#: workers spin after each region while BLAS's own threads need the same cores.
+PARALLEL_MIN_WORK = 1 << 22
 
 #: Tile of the hand-written GEMM: a 64x64 float32 accumulator (16 KiB) stays in L1.
 GEMM_TILE_M = 64
@@ -112,13 +114,15 @@ def _gemm_epilogue(
 gemm_epilogue = _twin(_gemm_epilogue)
 
 
-def _bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """Batched ``out[i] = a[i] @ b[i]`` over [B, M, K] x [B, K, N], BLAS per item."""
-    for i in prange(a.shape[0]):
+@njit(cache=True, nogil=True)
+def bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Batched ``out[i] = a[i] @ b[i]`` over [B, M, K] x [B, K, N], BLAS per item.
+
+    Serial on purpose: BLAS threads each product, and a BLAS call from inside an
+    OpenMP parallel loop oversubscribes the cores (OpenBLAS warns it may hang).
+    """
+    for i in range(a.shape[0]):
         np.dot(a[i], b[i], out[i])
-
-
-bmm = _twin(_bmm)
 
 
 # ---- convolution ------------------------------------------------------------------

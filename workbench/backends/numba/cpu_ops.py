@@ -154,7 +154,7 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays
     else:
         a3 = np.ascontiguousarray(np.broadcast_to(a, (*batch, m, k))).reshape(-1, m, k)
         b3 = np.ascontiguousarray(np.broadcast_to(b, (*batch, k, n))).reshape(-1, k, n)
-        cpu.pick(cpu.bmm, out.size * k)(a3, b3, out.reshape(-1, m, n))
+        cpu.bmm(a3, b3, out.reshape(-1, m, n))
     _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))
     return [out]
 
