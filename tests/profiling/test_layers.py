@@ -199,3 +199,37 @@ def test_ratio_of_layers_to_end_to_end_is_reported() -> None:
     # no bounds here: overhead is a benchmark's claim (benchmarks/layer_overhead.py), and a
     # busy CI machine can make either pass arbitrarily slow
     assert numbers["ratio"] > 0
+
+
+def test_onnxruntime_transformer_fusions_go_to_the_layer_they_implement() -> None:
+    p = _profile(wb.samples.load("digits-transformer"), "onnxruntime")
+    rows = p.layers.set_index("layer")
+    # MatMul + bias Add + Gelu: the BiasGelu kernel's time is the Gelu layer's
+    assert rows.loc["blocks.0.mlp.act", "latency_ms"] > 0
+    assert "blocks.0.mlp.fc1" in rows.loc["blocks.0.mlp.act", "note"]
+    assert rows.loc["blocks.0.mlp.fc1", "latency_ms"] > 0  # its MatMul still runs alone
+    # residual Add + LayerNorm: the fused kernel's time is the norm's
+    assert rows.loc["norm", "latency_ms"] > 0
+
+
+def _cuda_devices(backend: str) -> list[str]:
+    return [d for d in wb.backend(backend).devices() if d.startswith("cuda")]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_per_layer_profile_on_a_gpu(backend: str) -> None:
+    devices = _cuda_devices(backend)
+    if not devices:
+        pytest.skip(f"no CUDA device for {backend}")
+    model = wb.samples.load("digits-resnet")
+    p = _profile(model, backend, device=devices[0], batch_size=32)
+    rows = p.layers[p.layers["layer"] != UNATTRIBUTED]
+    assert rows["share"].sum() == pytest.approx(1.0)
+    assert (rows.set_index("layer").loc[["stem.0", "fc"], "latency_ms"] > 0).all()
+    if backend == "torch":
+        assert p.memory["device_peak_bytes"] > 0
+        session = wb.backend("torch").compile(model, devices[0])
+        other = _profile(model, backend, device=devices[0], layers=False)
+        profile_layers(other, session, model.example_inputs(8), 3, method="torch.profiler")
+        assert other.layers.set_index("layer").loc["stem.0", "latency_ms"] > 0
