@@ -2,7 +2,8 @@
 
 Both run in this process, interleaved: every round times a block of inferences on
 each backend in turn, so drifting clocks and noisy neighbours hit both alike; the
-reported latency is the median over rounds of each block's mean. Target: numba within
+reported latency is the median over rounds of each block's mean. The machine's load
+average is recorded, since on a shared machine it moves every number. Target: numba within
 1.5x of ORT. Also compares the two GEMMs the numba backend can use: BLAS called from
 ``@njit`` (``np.dot``) and our cache-blocked kernel, on the GEMM shapes these models
 produce, in GFLOP/s.
@@ -13,6 +14,7 @@ produce, in GFLOP/s.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +42,12 @@ def _block_ms(fn: Callable[[], Any], budget_ms: float) -> float:
 
 
 def compare_model(name: str, batch: int, rounds: int, budget_ms: float) -> dict[str, Any]:
+    """ORT against each numba GEMM choice, each pair interleaved in its own phase.
+
+    The phases are separate because the own-GEMM kernel runs OpenMP parallel regions,
+    whose idle workers keep spinning and would slow whatever runs next; interleaving it
+    with the others would charge that to them.
+    """
     import onnxruntime as ort
 
     model = wb.samples.load(name)
@@ -51,26 +59,24 @@ def compare_model(name: str, batch: int, rounds: int, budget_ms: float) -> dict[
     ort_session = ort.InferenceSession(
         model.to_onnx().onnx_bytes, options, providers=["CPUExecutionProvider"]
     )
-    runners = {
-        "onnxruntime": lambda: ort_session.run(None, inputs),
-        "numba (blas gemm)": wb.backend("numba").compile(model, "cpu", gemm="blas").runner(inputs),
-        "numba (own gemm)": wb.backend("numba").compile(model, "cpu", gemm="tiled").runner(inputs),
-    }
-    for run in runners.values():  # warm-up: compile, plan, fill caches
-        for _ in range(5):
-            run()
-    samples: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in range(rounds):
-        for key, run in runners.items():
-            samples[key].append(_block_ms(run, budget_ms))
-    medians = {key: statistics.median(values) for key, values in samples.items()}
-    return {
-        "model": name,
-        "batch": batch,
-        "median_ms": medians,
-        "samples_ms": samples,
-        "ratio_vs_ort": {k: v / medians["onnxruntime"] for k, v in medians.items()},
-    }
+    row: dict[str, Any] = {"model": name, "batch": batch, "phases": {}}
+    for gemm in ("blas", "tiled"):
+        ours = wb.backend("numba").compile(model, "cpu", gemm=gemm).runner(inputs)
+        runners = {"onnxruntime": lambda: ort_session.run(None, inputs), "numba": ours}
+        for run in runners.values():  # warm-up: compile, plan, fill caches
+            for _ in range(5):
+                run()
+        samples: dict[str, list[float]] = {key: [] for key in runners}
+        for _ in range(rounds):
+            for key, run in runners.items():
+                samples[key].append(_block_ms(run, budget_ms))
+        medians = {key: statistics.median(values) for key, values in samples.items()}
+        row["phases"][gemm] = {
+            "median_ms": medians,
+            "samples_ms": samples,
+            "ratio_vs_ort": medians["numba"] / medians["onnxruntime"],
+        }
+    return row
 
 
 def gemm_shapes() -> list[tuple[str, int, int, int]]:
@@ -96,10 +102,10 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
             "blas (np.dot in @njit)": lambda a=a, b=b, out=out: cpu.gemm_blas(a, b, out),
             "own tiled (parallel)": lambda a=a, b=b, out=out: cpu.gemm_tiled[0](a, b, out),
         }
-        times: dict[str, list[float]] = {key: [] for key in kernels}
-        for _ in range(rounds):
-            for key, fn in kernels.items():
-                times[key].append(_block_ms(fn, budget_ms))
+        # one kernel after the other, not alternating: see compare_model
+        times = {
+            key: [_block_ms(fn, budget_ms) for _ in range(rounds)] for key, fn in kernels.items()
+        }
         flops = 2.0 * m * k * n
         rows.append(
             {
@@ -116,16 +122,19 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
 
 def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | batch | ORT ms | numba (blas) ms | ratio | numba (own gemm) ms | ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | ORT ms | numba (BLAS GEMM) ms | ratio | ORT ms | numba (own GEMM) ms "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in models:
-        med, ratio = row["median_ms"], row["ratio_vs_ort"]
-        lines.append(
-            f"| {row['model']} | {row['batch']} | {med['onnxruntime']:.3f} "
-            f"| {med['numba (blas gemm)']:.3f} | {ratio['numba (blas gemm)']:.2f}x "
-            f"| {med['numba (own gemm)']:.3f} | {ratio['numba (own gemm)']:.2f}x |"
-        )
+        cells = []
+        for gemm in ("blas", "tiled"):
+            phase = row["phases"][gemm]
+            med = phase["median_ms"]
+            cells.append(
+                f"{med['onnxruntime']:.3f} | {med['numba']:.3f} | {phase['ratio_vs_ort']:.2f}x"
+            )
+        lines.append(f"| {row['model']} | {row['batch']} | " + " | ".join(cells) + " |")
     lines += ["", "| GEMM | M x K x N | BLAS GFLOP/s | own tiled GFLOP/s |", "|---|---|---|---|"]
     for row in gemms:
         g = row["gflops"]
@@ -144,10 +153,20 @@ def main() -> None:
     models = [compare_model(m, b, args.rounds, args.budget_ms) for m in MODELS for b in BATCHES]
     gemms = compare_gemm(args.rounds, args.budget_ms)
     text = table(models, gemms)
+    load = os.getloadavg()
+    text += (
+        f"\n\nLoad average (1, 5, 15 min) at the end: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
+    )
     print(text)
     write_results(
         "numba_cpu",
-        {"rounds": args.rounds, "budget_ms": args.budget_ms, "models": models, "gemm": gemms},
+        {
+            "rounds": args.rounds,
+            "budget_ms": args.budget_ms,
+            "load_average": load,
+            "models": models,
+            "gemm": gemms,
+        },
         text,
     )
 
