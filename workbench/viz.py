@@ -760,9 +760,18 @@ def _tradeoff_trace(
                 "color": ["black" if v == selected else "white" for v in part["variant"]],
             },
         },
-        customdata=np.stack([part["variant"], part["size_mib"], part["pareto"]], -1),
-        hovertemplate=f"<b>%{{customdata[0]}}</b><br>median %{{x:.4g}} ms<br>{metric} "
-        "%{y:.4g}<br>size %{customdata[1]:.3g} MiB<br>Pareto: %{customdata[2]}<extra></extra>",
+        customdata=np.stack(
+            [
+                part["variant"],
+                part["size_mib"],
+                part["pareto"],
+                part.get("latency_p90_ms", part["latency_ms"]),
+            ],
+            -1,
+        ),
+        hovertemplate=f"<b>%{{customdata[0]}}</b><br>median %{{x:.4g}} ms (bar to p90 "
+        f"%{{customdata[3]:.4g}})<br>{metric} %{{y:.4g}}<br>size %{{customdata[1]:.3g}} MiB"
+        "<br>Pareto: %{customdata[2]}<extra></extra>",
     )
 
 
