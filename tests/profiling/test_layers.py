@@ -233,3 +233,18 @@ def test_per_layer_profile_on_a_gpu(backend: str) -> None:
         other = _profile(model, backend, device=devices[0], layers=False)
         profile_layers(other, session, model.example_inputs(8), 3, method="torch.profiler")
         assert other.layers.set_index("layer").loc["stem.0", "latency_ms"] > 0
+
+
+def test_torchscript_and_exported_programs_say_what_is_missing(tmp_path) -> None:
+    import torch
+
+    module, x = toy_cnn().module, torch.rand(2, 1, 8, 8)
+    torch.jit.save(torch.jit.trace(module, x), tmp_path / "m.ts")
+    torch.export.save(torch.export.export(module, (x,)), tmp_path / "m.pt2")
+    scripted = _profile(wb.load(tmp_path / "m.ts", example_inputs=(x,)), "torch", batch_size=2)
+    assert scripted.layer_method == "failed" and scripted.latency.n > 0
+    assert "eager nn.Module" in scripted.notes[-1]
+    exported = _profile(wb.load(tmp_path / "m.pt2"), "torch", batch_size=2)
+    rows = exported.layers.set_index("layer")
+    assert "traced graph" in rows.iloc[0]["note"]
+    assert rows.loc["features.0", "note"] == "never called"

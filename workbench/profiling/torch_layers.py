@@ -75,20 +75,6 @@ def module_paths(module: torch.nn.Module) -> dict[str, Any]:
     return {path or type(module).__name__: sub for path, sub in module.named_modules()}
 
 
-@contextmanager
-def _hooks(module: torch.nn.Module, recorder: _Recorder) -> Iterator[None]:
-    """Install timing hooks on every module; always removed, so the user's module stays clean."""
-    handles = []
-    try:
-        for path, sub in module_paths(module).items():
-            handles.append(sub.register_forward_pre_hook(lambda m, a, p=path: recorder.pre(p)))
-            handles.append(sub.register_forward_hook(lambda m, a, o, p=path: recorder.post(p)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def torch_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[LayerTiming]:
     """Time every module of a `TorchSession` over ``repeats`` forward passes.
 
@@ -119,7 +105,7 @@ def torch_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[Laye
     recorder = _Recorder(sync=session.synchronize)
     tensors = session._stage(inputs)
     module = session.module
-    with _hooks(module, recorder), torch.inference_mode():
+    with _hook_pair(module, recorder.pre, recorder.post), torch.inference_mode():
         for _ in range(2):  # warm-up (first calls allocate and pick kernels); fixes the order
             _forward(module, tensors, recorder)
         for _ in range(repeats):
@@ -177,7 +163,7 @@ def _timings(
                 max(0.0, run.get(path, 0.0) - sum(out.get(c, 0.0) for c in children))
                 for run, out in zip(totals, outer, strict=True)
             )
-            detail = {"parent": parent, "scope": "self", "note": "own code of a container"}
+            detail = {"parent": parent, "scope": "self", "note": _own_code_note(sub)}
             result.append(LayerTiming(path, op, own, detail))
     ran = set(order)
     for path, sub in paths.items():
@@ -185,6 +171,15 @@ def _timings(
             detail = {"scope": "leaf", "parent": _parent(path, paths), "note": "never called"}
             result.append(LayerTiming(path, type(sub).__name__, (), detail))
     return result
+
+
+def _own_code_note(sub: Any) -> str:
+    if type(sub).__name__ == "GraphModule":  # torch.export / fx: submodules are inlined
+        return (
+            "own code of a container; a traced graph (torch.export/fx) inlines its "
+            "submodules, so their time is here: profile on onnxruntime for per-layer times"
+        )
+    return "own code of a container"
 
 
 def _parent(path: str, paths: dict[str, Any]) -> str | None:
@@ -246,11 +241,18 @@ def torch_profiler_layer_timings(session: Any, inputs: Inputs, repeats: int) -> 
 def _hook_pair(
     module: torch.nn.Module, pre: Callable[[str], None], post: Callable[[str], None]
 ) -> Iterator[None]:
+    """Install timing hooks on every module; always removed, so the user's module stays clean."""
     handles = []
     try:
         for path, sub in module_paths(module).items():
-            handles.append(sub.register_forward_pre_hook(lambda m, a, p=path: pre(p)))
-            handles.append(sub.register_forward_hook(lambda m, a, o, p=path: post(p)))
+            try:
+                handles.append(sub.register_forward_pre_hook(lambda m, a, p=path: pre(p)))
+                handles.append(sub.register_forward_hook(lambda m, a, o, p=path: post(p)))
+            except RuntimeError as exc:  # ScriptModules refuse hooks
+                raise BackendError(
+                    f"cannot time the modules of {type(module).__name__} ({exc}); per-module "
+                    "timing needs an eager nn.Module: profile this model on onnxruntime"
+                ) from exc
         yield
     finally:
         for handle in handles:
