@@ -57,8 +57,15 @@ def _serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def app_factory(model: str | None = None, **options: Any) -> Callable[[], Any]:
-    """A function building one session's served layout (called once per browser session)."""
+def app_factory(model: Any = None, **options: Any) -> Callable[[], Any]:
+    """A function building one session's served layout (called once per browser session).
+
+    Args:
+        model: a sample name, a model file (loaded once, here, and shared by every
+            session: models are never mutated), a `Model`, or None.
+        **options: `App` options (``store``, ``budget_s``).
+    """
+    model = _initial_model(model)
 
     def session() -> Any:
         import panel as pn
@@ -66,7 +73,7 @@ def app_factory(model: str | None = None, **options: Any) -> Callable[[], Any]:
         from workbench.dashboard.app import EXTENSIONS, App
 
         pn.extension(*EXTENSIONS, notifications=True)
-        app = App(_initial_model(model), start=False, **options)
+        app = App(model, start=False, **options)
         # the pickers live in the URL (?model_name=…&batch_size=…): a view can be shared
         pn.state.location.sync(app.state, URL_PARAMETERS)
         # profile once the page is up, so the first result never races the first render
@@ -77,10 +84,10 @@ def app_factory(model: str | None = None, **options: Any) -> Callable[[], Any]:
     return session
 
 
-def _initial_model(model: str | None) -> Any:
+def _initial_model(model: Any) -> Any:
     from workbench.dashboard.work import sample_names
 
-    if model is None or model in sample_names():
+    if model is None or not isinstance(model, str) or model in sample_names():
         return model
     from workbench.loaders import load
 
@@ -121,11 +128,11 @@ def serve(
     """
     import panel as pn
 
-    _initial_model(model)
+    factory = app_factory(model, store=store, budget_s=budget_s)  # loads a file once, now
     origins = websocket_origins(port, address, allow_websocket_origin)
     print(f"workbench dashboard: http://localhost:{port}/ (bound to {address}; Ctrl+C stops)")
     pn.serve(
-        {"/": app_factory(model, store=store, budget_s=budget_s)},
+        {"/": factory},
         port=port,
         address=address,
         websocket_origin=origins,
