@@ -168,9 +168,11 @@ class _NoProfiler:
 
     backend, device = "plain", "cpu"
 
-    def __init__(self, model, fail: bool = False) -> None:
+    def __init__(self, model, fail: bool | str = False) -> None:
         self.model = model
-        if fail:
+        if fail == "empty":
+            self.run_layers = lambda inputs, repeats=10: []
+        elif fail:
             self.run_layers = self._fail
 
     def run(self, inputs):
@@ -180,14 +182,17 @@ class _NoProfiler:
         raise BackendError("the device profiler is not installed")
 
 
-@pytest.mark.parametrize("fail", [False, True], ids=["no-profiler", "profiler-fails"])
-def test_missing_profiler_gives_a_partial_profile_that_says_so(fail: bool) -> None:
+@pytest.mark.parametrize(
+    "fail", [False, True, "empty"], ids=["no-profiler", "profiler-fails", "no-timings"]
+)
+def test_missing_profiler_gives_a_partial_profile_that_says_so(fail: bool | str) -> None:
     model = toy_cnn()
     p = _profile(model, "torch", layers=False)
     profile_layers(p, _NoProfiler(model, fail), model.example_inputs(4), repeats=2)
     assert p.layers.empty and p.layer_method == "failed"
     assert any("per-layer timing failed" in n for n in p.notes)
-    assert ("not installed" if fail else "no per-layer profiler") in p.notes[-1]
+    expected = {False: "no per-layer profiler", True: "not installed", "empty": "no per-layer"}
+    assert expected[fail] in p.notes[-1]
     assert p.latency.n > 0  # the end-to-end numbers stay
 
 

@@ -224,6 +224,8 @@ def profile_layers(
     result.memory.update(peak_memory(session, inputs))
     try:
         timings = timer(inputs, repeats)
+        if not timings:
+            raise BackendError(f"backend {session.backend!r} returned no per-layer timings")
     except Exception as exc:  # a partial profile that says what is missing beats no profile
         result.layer_method = "failed"
         result.notes.append(f"per-layer timing failed, no layer table: {exc}")
@@ -279,8 +281,8 @@ def layer_table(timings: Sequence[LayerTiming], end_to_end_ms: float, view: str)
     table = pd.DataFrame.from_records(records)
     top = table["top_level"] if len(table) else pd.Series(dtype=bool)
     layers_sum = float(table.loc[top, "latency_ms"].sum()) if len(table) else 0.0
+    # nested rows (containers view) get a share of the top-level total too
     table["share"] = table["latency_ms"] / layers_sum if layers_sum > 0 else np.nan
-    table.loc[~top, "share"] = table.loc[~top, "latency_ms"] / (layers_sum or np.nan)
     table = table.drop(columns="top_level")
     gap = end_to_end_ms - layers_sum
     extra = {
