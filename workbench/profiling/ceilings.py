@@ -84,7 +84,7 @@ def machine_ceilings(device: str = "cpu", refresh: bool = False) -> Ceilings:
 
 
 def _key(device: str) -> str:
-    from workbench.devices import cpu_info
+    from workbench.machine import cpu_info
 
     threads = ""
     try:
