@@ -69,7 +69,7 @@ def pick_config(m: int, n: int) -> GemmConfig:
 @cuda.jit(device=True, inline=True)
 def _activate(value: Any, act: int) -> Any:
     if act == ACT_RELU:
-        return max(value, 0.0)
+        return value if value > 0 else value - value  # NaN stays NaN
     return value
 
 
@@ -177,9 +177,9 @@ def gemm_kernel(config: GemmConfig, implicit_conv: bool) -> Any:
                 col = col0 + tx * tn + j
                 if col >= n:
                     continue
-                value = alpha * acc[i, j]
+                value = float32(alpha) * acc[i, j]
                 if bias.size > 0:
-                    value += beta * bias[row * rs + col * cs]
+                    value += float32(beta) * bias[row * rs + col * cs]
                 value = _activate(value, act)
                 if plane > 0:
                     c[((col // plane) * m + row) * plane + col % plane] = value
@@ -222,7 +222,7 @@ def conv_direct(x, w, bias, geo, group, act, out):
 @cuda.jit(device=True)
 def _scalar_op(code: int, x: Any, y: Any) -> Any:
     if code == 0:
-        return max(x, 0.0)
+        return x if x > 0 else x - x
     if code == 1:
         return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
     if code == 2:
@@ -332,7 +332,7 @@ def pool2d(x, geo, is_max, count_pad, out):
                 ix = x0 + kj * dw
                 if 0 <= iy < h and 0 <= ix < w:
                     v = x[b, ch, iy, ix]
-                    best = max(best, v)
+                    best = v if v > best else best
                     total += v
                     count += 1
                 elif iy < h + pb and ix < w + pr:
@@ -340,7 +340,8 @@ def pool2d(x, geo, is_max, count_pad, out):
         if is_max:
             out[b, ch, oy, ox] = best
         else:
-            out[b, ch, oy, ox] = total / max(count + (padded if count_pad else 0), 1)
+            divisor = count + padded if count_pad else count
+            out[b, ch, oy, ox] = total / (divisor if divisor > 0 else 1)
 
 
 @cuda.jit
@@ -365,7 +366,8 @@ def softmax(x, out):
         i = t % inner
         peak = -math.inf
         for j in range(n):
-            peak = max(peak, x[o, j, i])
+            v = x[o, j, i]
+            peak = v if v > peak else peak
         total = 0.0
         for j in range(n):
             e = math.exp(x[o, j, i] - peak)
