@@ -69,3 +69,26 @@ def test_unknown_device_exits_non_zero(tmp_path: Path, capsys) -> None:
     toy_cnn().to_onnx(model_path)
     assert main(["profile", str(model_path), "--device", "cuda:3", "--no-layers"]) == 2
     assert "cuda:3" in capsys.readouterr().err
+
+
+def test_profile_layer_view_containers(tmp_path: Path) -> None:
+    out_path = tmp_path / "p.json"
+    code = main(
+        [
+            "profile",
+            "digits-cnn",
+            "--backend",
+            "torch",
+            "--batch-size",
+            "2",
+            "--budget",
+            "0.1",
+            "--layer-view",
+            "containers",
+            "--json",
+            str(out_path),
+        ]
+    )
+    assert code == 0
+    layers = {row["layer"] for row in json.loads(out_path.read_text())["layers"]}
+    assert {"features", "features.0", "classifier.1"} <= layers  # containers and leaves

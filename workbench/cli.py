@@ -35,6 +35,8 @@ def _profile(args: argparse.Namespace) -> int:
         layers=not args.no_layers,
         budget_s=args.budget,
         options=options,
+        layer_view=args.layer_view,
+        layer_method=args.layer_method,
     )
     print(result.summary(top=args.top))
     if args.json:
@@ -53,6 +55,17 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=2.0, help="timing budget in seconds")
     p.add_argument("--top", type=int, default=10, help="layers to print (default 10)")
     p.add_argument("--no-layers", action="store_true", help="end-to-end timing only")
+    p.add_argument(
+        "--layer-view",
+        default="leaves",
+        choices=["leaves", "containers"],
+        help="torch models: leaf modules (default) or every module, inclusive",
+    )
+    p.add_argument(
+        "--layer-method",
+        default=None,
+        help="per-layer timing method, e.g. torch.profiler (default: the backend's own)",
+    )
     p.add_argument("--json", default=None, help="write the Profile as JSON to this path")
     p.set_defaults(func=_profile)
 

@@ -21,6 +21,8 @@ def profile(
     inputs: Inputs | None = None,
     layers: bool = True,
     layer_repeats: int = 20,
+    layer_view: str = "leaves",
+    layer_method: str | None = None,
     budget_s: float = 2.0,
     warmup: int = 3,
     options: dict[str, Any] | None = None,
@@ -41,6 +43,10 @@ def profile(
         inputs: real inputs to time with instead of generated ones.
         layers: also profile per layer (fills `Profile.layers` and `Profile.memory`).
         layer_repeats: instrumented runs for the per-layer statistics.
+        layer_view: ``"leaves"`` (leaf modules plus containers' own code) or
+            ``"containers"`` (every module, inclusive times); torch models.
+        layer_method: another per-layer timing method, e.g. ``"torch.profiler"`` (with
+            per-layer memory); see `workbench.profiling.layers.METHODS`.
         budget_s: time budget of the end-to-end measurement, in seconds.
         warmup: minimum warm-up calls.
         options: backend options for ``compile`` (e.g. ``{"threads": 2}``).
@@ -98,7 +104,14 @@ def profile(
             from workbench.profiling.layers import profile_layers
 
             step(0.6, "timing each layer")
-            profile_layers(result, session, staged, repeats=layer_repeats)
+            profile_layers(
+                result,
+                session,
+                staged,
+                repeats=layer_repeats,
+                view=layer_view,
+                method=layer_method,
+            )
         step(1.0, "done")
         return result
     finally:
