@@ -115,6 +115,69 @@ def _load_b_im2col(x: Any, z: int, k: int, n: int, geo: Any) -> Any:
     return x[img, ci, iy, ix]
 
 
+@cuda.jit(device=True)
+def _store(
+    c: Any,
+    row: int,
+    col: int,
+    z: int,
+    m: int,
+    n: int,
+    value: Any,
+    bias: Any,
+    rs: int,
+    cs: int,
+    alpha: float,
+    beta: float,
+    act: int,
+    plane: int,
+) -> None:
+    """The GEMM epilogue for one element: scale, bias, activation, layout, bounds."""
+    if row >= m or col >= n:
+        return
+    value = float32(alpha) * value
+    if bias.size > 0:
+        value += float32(beta) * bias[row * rs + col * cs]
+    value = _activate(value, act)
+    if plane > 0:
+        c[((col // plane) * m + row) * plane + col % plane] = value
+    else:
+        c[(z * m + row) * n + col] = value
+
+
+_GEMM_TEMPLATE = """
+def kernel(a, b, c, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane):
+    a_tile = cuda.shared.array(({bk}, {bm}), dtype=float32)
+    b_tile = cuda.shared.array(({bk}, {bn}), dtype=float32)
+    tid = cuda.threadIdx.x
+    row0 = cuda.blockIdx.y * {bm}
+    col0 = cuda.blockIdx.x * {bn}
+    z = cuda.blockIdx.z
+    za = z if a.shape[0] > 1 else 0
+    ty = tid // {cols_per_row}
+    tx = tid % {cols_per_row}
+{zero}
+    for k0 in range(0, k, {bk}):
+        for e in range(tid, {bm} * {bk}, {threads}):
+            r = e // {bk}
+            q = e % {bk}
+            value = float32(0.0)
+            if row0 + r < m and k0 + q < k:
+                value = a[za, row0 + r, k0 + q]
+            a_tile[q, r] = value
+        for e in range(tid, {bk} * {bn}, {threads}):
+            r = e // {bn}
+            q = e % {bn}
+            b_tile[r, q] = load_b(b, z, k0 + r, col0 + q, geo)
+        cuda.syncthreads()
+        for kk in range({bk}):
+{loads}
+{fmas}
+        cuda.syncthreads()
+{stores}
+"""
+
+
 @functools.cache
 def gemm_kernel(config: GemmConfig, implicit_conv: bool) -> Any:
     """The tiled GEMM kernel for ``config``; B read as a matrix or through im2col.
@@ -123,70 +186,41 @@ def gemm_kernel(config: GemmConfig, implicit_conv: bool) -> Any:
     Computes ``C = act(alpha * A @ B + beta * bias)``, where ``bias[row*rs + col*cs]``
     broadcasts a vector or matrix; when ``plane`` > 0, column ``n`` of C is stored at
     ``[n // plane, row, n % plane]`` (the NCHW layout of a convolution's output).
+
+    The source is generated so that each thread's TM x TN accumulators and its TM + TN
+    operands are separate scalars: Numba keeps scalars in registers, whereas a local
+    array indexed in a loop that LLVM does not fully unroll lives in local memory.
+    Out-of-range elements load as zero, so edge tiles need no special case.
     """
-    bm, bn, bk, tm, tn = config.bm, config.bn, config.bk, config.tm, config.tn
-    threads = config.threads
-    cols_per_row = bn // tn
-    load_b = _load_b_im2col if implicit_conv else _load_b_matrix
-
-    @cuda.jit
-    def kernel(a, b, c, m, n, k, geo, bias, rs, cs, alpha, beta, act, plane):
-        a_tile = cuda.shared.array((bk, bm), dtype=float32)
-        b_tile = cuda.shared.array((bk, bn), dtype=float32)
-        acc = cuda.local.array((tm, tn), dtype=float32)
-        reg_m = cuda.local.array(tm, dtype=float32)
-        reg_n = cuda.local.array(tn, dtype=float32)
-        tid = cuda.threadIdx.x
-        row0 = cuda.blockIdx.y * bm
-        col0 = cuda.blockIdx.x * bn
-        z = cuda.blockIdx.z
-        za = z if a.shape[0] > 1 else 0
-        ty = tid // cols_per_row
-        tx = tid % cols_per_row
-        for i in range(tm):
-            for j in range(tn):
-                acc[i, j] = float32(0.0)
-        for k0 in range(0, k, bk):
-            # out-of-range elements load as zero, so edge tiles need no special case
-            for e in range(tid, bm * bk, threads):
-                r = e // bk
-                q = e % bk
-                value = float32(0.0)
-                if row0 + r < m and k0 + q < k:
-                    value = a[za, row0 + r, k0 + q]
-                a_tile[q, r] = value
-            for e in range(tid, bk * bn, threads):
-                r = e // bn
-                q = e % bn
-                b_tile[r, q] = load_b(b, z, k0 + r, col0 + q, geo)
-            cuda.syncthreads()
-            for kk in range(bk):
-                for i in range(tm):
-                    reg_m[i] = a_tile[kk, ty * tm + i]
-                for j in range(tn):
-                    reg_n[j] = b_tile[kk, tx * tn + j]
-                for i in range(tm):
-                    for j in range(tn):
-                        acc[i, j] += reg_m[i] * reg_n[j]
-            cuda.syncthreads()
-        for i in range(tm):
-            row = row0 + ty * tm + i
-            if row >= m:
-                continue
-            for j in range(tn):
-                col = col0 + tx * tn + j
-                if col >= n:
-                    continue
-                value = float32(alpha) * acc[i, j]
-                if bias.size > 0:
-                    value += float32(beta) * bias[row * rs + col * cs]
-                value = _activate(value, act)
-                if plane > 0:
-                    c[((col // plane) * m + row) * plane + col % plane] = value
-                else:
-                    c[(z * m + row) * n + col] = value
-
-    return kernel
+    tm, tn = config.tm, config.tn
+    pad = " " * 12
+    source = _GEMM_TEMPLATE.format(
+        bm=config.bm,
+        bn=config.bn,
+        bk=config.bk,
+        threads=config.threads,
+        cols_per_row=config.bn // tn,
+        zero="\n".join(f"    acc_{i}_{j} = float32(0.0)" for i in range(tm) for j in range(tn)),
+        loads="\n".join(
+            [f"{pad}a_{i} = a_tile[kk, ty * {tm} + {i}]" for i in range(tm)]
+            + [f"{pad}b_{j} = b_tile[kk, tx * {tn} + {j}]" for j in range(tn)]
+        ),
+        fmas="\n".join(f"{pad}acc_{i}_{j} += a_{i} * b_{j}" for i in range(tm) for j in range(tn)),
+        stores="\n".join(
+            f"    store(c, row0 + ty * {tm} + {i}, col0 + tx * {tn} + {j}, z, m, n, acc_{i}_{j}, "
+            "bias, rs, cs, alpha, beta, act, plane)"
+            for i in range(tm)
+            for j in range(tn)
+        ),
+    )
+    namespace = {
+        "cuda": cuda,
+        "float32": float32,
+        "store": _store,
+        "load_b": _load_b_im2col if implicit_conv else _load_b_matrix,
+    }
+    exec(compile(source, f"<gemm {config} conv={implicit_conv}>", "exec"), namespace)
+    return cuda.jit(namespace["kernel"])
 
 
 @cuda.jit
