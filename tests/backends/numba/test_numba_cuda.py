@@ -53,6 +53,54 @@ def test_gpu_check_skips_cleanly_without_a_gpu() -> None:
     assert result.returncode == 0 and "skipped, no usable GPU" in result.stdout
 
 
+def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch) -> None:
+    """The simulator runs kernels as Python and checks no CUDA typing: NVVM does."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("PTX needs the real CUDA target")
+    import types
+
+    from numba import cuda
+    from numba import types as nt
+
+    from workbench.backends.numba import cuda as kernels
+
+    try:
+        cuda.compile_ptx(lambda a: None, (nt.float32[:],), cc=(9, 0))
+    except Exception as exc:  # no libNVVM here
+        pytest.skip(f"NVVM unavailable: {exc}")
+    # device functions are compiled for the current device's capability: fake one
+    fake = types.SimpleNamespace(compute_capability=(9, 0))
+    monkeypatch.setattr("numba.cuda.dispatcher.get_current_device", lambda: fake)
+    f32, i64, f64, flag = nt.float32, nt.int64, nt.float64, nt.boolean
+    arr = {n: nt.Array(f32, n, "C") for n in (1, 2, 3, 4)}
+    idx = nt.Array(i64, 1, "C")
+    gemm_args = (i64, i64, i64, idx, arr[1], i64, i64, f64, f64, i64, i64)
+    signatures = {
+        kernels.gemm_kernel(kernels.LARGE, False): (arr[3], arr[3], arr[1], *gemm_args),
+        kernels.gemm_kernel(kernels.SMALL, True): (arr[3], arr[4], arr[1], *gemm_args),
+        kernels.conv_direct: (arr[4], arr[4], arr[1], idx, i64, i64, arr[4]),
+        kernels.elementwise_nd: (arr[1], arr[1], arr[1], idx, idx, idx, i64, i64),
+        kernels.copy_nd: (arr[1], idx, idx, idx, i64, idx, i64),
+        kernels.pool2d: (arr[4], idx, flag, flag, arr[4]),
+        kernels.mean_rows: (arr[2], arr[1]),
+        kernels.softmax: (arr[3], arr[3]),
+        kernels.layer_norm: (arr[2], arr[1], arr[1], f64, arr[2], arr[1], arr[1]),
+        kernels.channel_affine: (arr[3], arr[1], arr[1], arr[3]),
+        kernels.gather4: (arr[4], idx, idx, idx, idx, arr[4]),
+        kernels.gather_axis: (arr[3], idx, arr[3]),
+        kernels.fill: (arr[1], f32),
+    }
+    for kernel, signature in signatures.items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+        assert ".entry" in ptx
+    large = cuda.compile_ptx(
+        kernels.gemm_kernel(kernels.LARGE, False).py_func,
+        signatures[kernels.gemm_kernel(kernels.LARGE, False)],
+        cc=(9, 0),
+    )[0]
+    assert "ld.local" not in large  # the register tile really is in registers
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     "name", ["digits-mlp", "digits-cnn", "digits-transformer", "digits-resnet"]
