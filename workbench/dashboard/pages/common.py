@@ -35,6 +35,39 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
     return pn.widgets.Tabulator(frame, **{**defaults, **options})
 
 
+class TableSlot:
+    """A place for a Tabulator whose columns can change.
+
+    Tabulator (in the browser) cannot reset the columns of a table it has not drawn yet
+    (in a tab not shown, or one just made visible), so new columns swap in a fresh table
+    instead of editing the old one; same columns just update the rows.
+
+    Args:
+        frame: the first rows.
+        on_selection: called with the `selection` event of whichever table is current.
+        **options: `table` options.
+    """
+
+    def __init__(self, frame: pd.DataFrame, on_selection: Any = None, **options: Any) -> None:
+        self._options, self._on_selection = options, on_selection
+        self.table = self._new(frame)
+        self.layout = pn.Column(self.table, sizing_mode="stretch_width")
+
+    def _new(self, frame: pd.DataFrame) -> pn.widgets.Tabulator:
+        widget = table(frame, **self._options)
+        if self._on_selection is not None:
+            widget.param.watch(self._on_selection, "selection")
+        return widget
+
+    def update(self, frame: pd.DataFrame) -> None:
+        """Show ``frame``: in place when the columns are the same, else in a new table."""
+        if list(frame.columns) == list(self.table.value.columns):
+            self.table.value = frame
+            return
+        self.table = self._new(frame)
+        self.layout[:] = [self.table]
+
+
 def rounded(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """A display copy with float columns at ``digits`` significant digits (input untouched)."""
     out = frame.copy()

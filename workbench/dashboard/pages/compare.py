@@ -10,7 +10,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import figure_pane, rounded, table
+from workbench.dashboard.pages.common import TableSlot, figure_pane, rounded
 from workbench.dashboard.state import AppState
 from workbench.profiling.profile import Profile
 
@@ -64,7 +64,7 @@ class ComparePage(Viewer):
         self.layers = figure_pane(viz.empty_figure("Choose two or more profiles."))
         self.by_type = figure_pane(viz.empty_figure(""), height=380)
         self.latency = figure_pane(viz.empty_figure(""), height=380)
-        self.table = table(pd.DataFrame(), height=380)
+        self.slot = TableSlot(pd.DataFrame(columns=["layer"]), height=380)
         self.picker.param.watch(self._picked, "value")
         self.baseline_picker.param.watch(self._pinned, "value")
         self.state.param.watch(self._options, "history")
@@ -79,6 +79,11 @@ class ComparePage(Viewer):
         self.baseline_picker.options = options
         if not self.state.shown and len(options) >= 2:
             self.state.shown = list(options.values())[-2:]
+
+    @property
+    def table(self) -> pn.widgets.Tabulator:
+        """The aligned table currently shown."""
+        return self.slot.table
 
     def _clicked(self, event: param.parameterized.Event) -> None:
         points = (event.new or {}).get("points") or []
@@ -121,7 +126,7 @@ class ComparePage(Viewer):
         self.latency.object = viz.latency_distribution(chosen)
         with_layers = [p for p in chosen if not p.layers.empty]
         if len(with_layers) >= 2 and with_layers[0] is chosen[0]:
-            self.table.value = rounded(aligned_table(with_layers, chosen[0]))
+            self.slot.update(rounded(aligned_table(with_layers, chosen[0])))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
@@ -129,6 +134,6 @@ class ComparePage(Viewer):
             self.layers,
             pn.Row(self.by_type, self.latency, sizing_mode="stretch_width"),
             pn.pane.Markdown("**Aligned per layer** (Δ and × against the baseline)"),
-            self.table,
+            self.slot.layout,
             sizing_mode="stretch_width",
         )

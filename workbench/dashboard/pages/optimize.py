@@ -22,6 +22,8 @@ from workbench.dashboard.pages.common import figure_pane, rounded, table
 from workbench.dashboard.state import AppState
 
 BASELINE = ("none", "entropy", 0.0, False)
+#: the trade-off table's columns
+SHOWN = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
 
 
 class OptimizePage(Viewer):
@@ -55,7 +57,7 @@ class OptimizePage(Viewer):
         self.comparison = pn.pane.HTML(sizing_mode="stretch_width")
         self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
         self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
-        self.table = table(pd.DataFrame(), height=300)
+        self.table = table(pd.DataFrame(columns=SHOWN), height=300)
         self.tradeoff.param.watch(self._point_clicked, "click_data")
         self.param.watch(self.request, ["method", "calibration", "sparsity", "structured"])
         self.param.watch(self._refresh, "selected")
@@ -124,9 +126,8 @@ class OptimizePage(Viewer):
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
         if base is not None and chosen is not None and chosen is not base:
             self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
-        shown = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
-        self.table.value = rounded(frame[[c for c in shown if c in frame]]) if len(frame) else frame
-        self.table.visible = not frame.empty
+        # fixed columns: Tabulator cannot reset the columns of a table it has not drawn
+        self.table.value = rounded(frame.reindex(columns=SHOWN))
 
     def _numbers(self) -> str:
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")

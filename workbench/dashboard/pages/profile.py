@@ -11,7 +11,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import figure_pane, headline, notes, rounded, table
+from workbench.dashboard.pages.common import TableSlot, figure_pane, headline, notes, rounded
 from workbench.dashboard.state import AppState
 
 #: the layer-table columns shown (the others stay in the data, hidden)
@@ -57,15 +57,18 @@ class ProfilePage(Viewer):
         self.latency = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.timeline = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.memory = figure_pane(viz.empty_figure("Profiling…"), height=380)
-        self.table = table(
-            pd.DataFrame(columns=TABLE_COLUMNS), selectable=1, height=420, **TABLE_OPTIONS
+        self.slot = TableSlot(
+            pd.DataFrame(columns=TABLE_COLUMNS),
+            on_selection=self._row_selected,
+            selectable=1,
+            height=420,
+            **TABLE_OPTIONS,
         )
         self.download = pn.widgets.FileDownload(
             callback=self._csv, filename="layers.csv", label="Download CSV", width=160
         )
         self.share = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.bars.param.watch(self._bar_clicked, "click_data")
-        self.table.param.watch(self._row_selected, "selection")
         state.param.watch(self._refresh, "current")
         state.param.watch(self._refresh_bars, ["order", "color_by", "selected_layer"])
         self.param.watch(self._refresh_latency, "distribution")
@@ -86,7 +89,7 @@ class ProfilePage(Viewer):
         self.memory.object = viz.memory(profile)
         layers = profile.layers
         shown = layers[[c for c in TABLE_COLUMNS if c in layers]].reset_index(drop=True)
-        self.table.value = rounded(shown)
+        self.slot.update(rounded(shown))
 
     def _refresh_bars(self, *_: Any) -> None:
         state = self.state
@@ -112,6 +115,11 @@ class ProfilePage(Viewer):
     def _row_selected(self, event: param.parameterized.Event) -> None:
         if event.new and not self.table.value.empty:
             self.state.selected_layer = str(self.table.value.iloc[event.new[0]]["layer"])
+
+    @property
+    def table(self) -> pn.widgets.Tabulator:
+        """The layer table currently shown."""
+        return self.slot.table
 
     def _csv(self) -> io.StringIO:
         """The current profile's full layer table as CSV (every column, not only those shown)."""
@@ -140,6 +148,6 @@ class ProfilePage(Viewer):
                 pn.pane.Markdown("**Layers** (click a row or a bar to select a layer)"),
                 self.download,
             ),
-            self.table,
+            self.slot.layout,
             sizing_mode="stretch_width",
         )
