@@ -138,6 +138,14 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
         json.dumps({"cached_update_in_browser_s": round(elapsed_s, 3)})
     )
 
+    # every page renders without console errors
+    page.locator(".bk-tab", has_text="Compare").first.click()
+    page.locator(".gtitle", has_text="Per-layer comparison").first.wait_for()
+    page.locator(".bk-tab", has_text="Devices").first.click()
+    page.locator(".gtitle", has_text="Roofline").first.wait_for()
+    page.locator(".bk-tab", has_text="Runs").first.click()
+    page.get_by_text("runs in runs.sqlite").first.wait_for()
+
     page.locator(".bk-tab", has_text="Optimize").first.click()
     # opening the page measures the baseline: its point joins the trade-off plot
     page.locator(".gtitle", has_text="accuracy vs latency").first.wait_for()
