@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WORKBENCH_SKIP_BROWSER=1 source scripts/setup.sh
 
-if [ "${WORKBENCH_MAIN:-dashboard}" = "profile" ] || ! python -c "import workbench.dashboard" 2>/dev/null; then
+if [ "${WORKBENCH_MAIN:-dashboard}" = "profile" ] || ! python -c "import workbench.dashboards" 2>/dev/null; then
     workbench devices
     exec workbench profile digits-cnn --backend onnxruntime --device cpu --batch-size 32
 fi

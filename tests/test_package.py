@@ -52,3 +52,24 @@ def test_devices_table_has_every_backend() -> None:
     cpu_rows = table[(table.device == "cpu") & table.available]
     assert {"torch", "onnxruntime"} <= set(cpu_rows.backend)
     assert table[~table.available].reason.str.len().gt(0).all()
+
+
+def test_public_names_are_never_shadowed_by_submodules() -> None:
+    """``wb.evaluate`` stays the function even after ``workbench.<sub>`` modules are imported."""
+    out = _run("""
+        import importlib, pkgutil
+        import workbench as wb
+        for info in pkgutil.walk_packages(wb.__path__, "workbench."):
+            if not info.name.startswith("workbench.dashboard"):
+                importlib.import_module(info.name)
+        wrong = []
+        for name, target in wb._EXPORTS.items():
+            module_name, _, attribute = target.partition(":")
+            expected = importlib.import_module(module_name)
+            if attribute:
+                expected = getattr(expected, attribute)
+            if getattr(wb, name) is not expected:
+                wrong.append(name)
+        print(",".join(wrong))
+    """)
+    assert out == ""

@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "sweep": "workbench.evaluation.sweep:sweep",
     "TradeoffTable": "workbench.evaluation.sweep:TradeoffTable",
     "runs": "workbench.store:runs",
-    "dashboard": "workbench.dashboard:dashboard",
+    "dashboard": "workbench.dashboards:dashboard",
     "WorkbenchError": "workbench.errors:WorkbenchError",
 }
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import param
 
-from workbench.dashboard import work
-from workbench.dashboard.cache import RESULTS
-from workbench.dashboard.jobs import Jobs
+from workbench.dashboards import work
+from workbench.dashboards.cache import RESULTS
+from workbench.dashboards.jobs import Jobs
 from workbench.model import Model
 from workbench.profiling.profile import Profile
 

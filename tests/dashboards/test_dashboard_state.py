@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from workbench.dashboard.jobs import Jobs
+from workbench.dashboards.jobs import Jobs
 from workbench.errors import CancelledError, ModelLoadError
 
 
@@ -113,7 +113,7 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(ma
 
 
 def test_optimize_reports_an_impossible_recipe_as_a_message(make_app):
-    from workbench.dashboard import work
+    from workbench.dashboards import work
 
     app = make_app("digits-mlp")
     app.state.models["onnx-only"] = work.load_sample("digits-mlp")
@@ -227,7 +227,7 @@ def test_two_sessions_are_independent_and_a_long_job_does_not_block_the_other(ma
 
 @pytest.mark.parametrize("bad", [1, 2])
 def test_uploaded_model_joins_the_picker(make_app, bad):
-    from workbench.dashboard import work
+    from workbench.dashboards import work
 
     app = make_app("digits-mlp")
     data = work.load_sample("digits-mlp").onnx_bytes if bad == 1 else b"not a model"
@@ -300,7 +300,7 @@ def test_optimize_in_view_remeasures_when_the_pickers_change(make_app):
 
 
 def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled():
-    from workbench.dashboard import work
+    from workbench.dashboards import work
 
     started, release = threading.Event(), threading.Event()
 

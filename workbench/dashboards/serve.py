@@ -5,7 +5,7 @@ sessions never share picks or block each other. To expose it beyond this machine
 ``--address 0.0.0.0``, name the public host with ``--allow-websocket-origin`` and put it
 behind an authenticating reverse proxy (see docs/dashboard.md).
 
-Also usable as ``panel serve workbench/dashboard/serve.py``.
+Also usable as ``panel serve workbench/dashboards/serve.py``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def app_factory(model: Any = None, **options: Any) -> Callable[[], Any]:
     def session() -> Any:
         import panel as pn
 
-        from workbench.dashboard.app import EXTENSIONS, App
+        from workbench.dashboards.app import EXTENSIONS, App
 
         pn.extension(*EXTENSIONS, notifications=True)
         app = App(model, start=False, **options)
@@ -85,7 +85,7 @@ def app_factory(model: Any = None, **options: Any) -> Callable[[], Any]:
 
 
 def _initial_model(model: Any) -> Any:
-    from workbench.dashboard.work import sample_names
+    from workbench.dashboards.work import sample_names
 
     if model is None or not isinstance(model, str) or model in sample_names():
         return model
@@ -143,5 +143,5 @@ def serve(
     )
 
 
-if __name__.startswith("bokeh"):  # `panel serve workbench/dashboard/serve.py`
+if __name__.startswith("bokeh"):  # `panel serve workbench/dashboards/serve.py`
     app_factory(os.environ.get("WORKBENCH_MODEL"))().servable()

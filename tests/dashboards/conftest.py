@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.dashboard.cache import RESULTS
+from workbench.dashboards.cache import RESULTS
 
 
 @pytest.fixture
 def make_app(tmp_path):
     """Build `App`s on a fresh cache and a temporary store; close them after the test."""
-    from workbench.dashboard.app import App
+    from workbench.dashboards.app import App
 
     RESULTS.clear()
     apps = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import workbench as wb
-from workbench.dashboard.cache import RESULTS, RunKey
+from workbench.dashboards.cache import RESULTS, RunKey
 from workbench.errors import TransformError
 from workbench.model import Model
 from workbench.profiling.profile import Profile

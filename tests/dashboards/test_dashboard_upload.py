@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.dashboard import work
-from workbench.dashboard.upload import load_upload
+from workbench.dashboards import work
+from workbench.dashboards.upload import load_upload
 from workbench.errors import ModelLoadError
 
 

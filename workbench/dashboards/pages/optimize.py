@@ -16,10 +16,10 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard import work
-from workbench.dashboard.jobs import Jobs
-from workbench.dashboard.pages.common import figure_pane, rounded, table
-from workbench.dashboard.state import AppState
+from workbench.dashboards import work
+from workbench.dashboards.jobs import Jobs
+from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.state import AppState
 
 BASELINE = ("none", "entropy", 0.0, False)
 #: the trade-off table's columns

@@ -11,8 +11,8 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import TableSlot, figure_pane, headline, notes, rounded
-from workbench.dashboard.state import AppState
+from workbench.dashboards.pages.common import TableSlot, figure_pane, headline, notes, rounded
+from workbench.dashboards.state import AppState
 
 #: the layer-table columns shown (the others stay in the data, hidden)
 TABLE_COLUMNS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workbench.cli import build_parser
-from workbench.dashboard.serve import DEFAULT_PORT, websocket_origins
+from workbench.dashboards.serve import DEFAULT_PORT, websocket_origins
 
 
 def test_serve_defaults_to_localhost_on_port_5006():

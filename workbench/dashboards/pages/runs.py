@@ -11,8 +11,8 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import figure_pane, rounded, table
-from workbench.dashboard.state import AppState
+from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.state import AppState
 
 SHOWN = [
     "kind",

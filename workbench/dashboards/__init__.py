@@ -12,12 +12,10 @@ Example:
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.dashboard.app import App
+    from workbench.dashboards.app import App
     from workbench.model import Model
 
 __all__ = ["dashboard"]
@@ -46,8 +44,8 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
     """
     import panel as pn
 
-    from workbench.dashboard.app import EXTENSIONS, App
-    from workbench.dashboard.work import sample_names
+    from workbench.dashboards.app import EXTENSIONS, App
+    from workbench.dashboards.work import sample_names
 
     pn.extension(*EXTENSIONS, notifications=True)
     if isinstance(model, str) and model not in sample_names():
@@ -55,18 +53,3 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
 
         model = load(model)
     return App(model, **options)
-
-
-class _CallableModule(types.ModuleType):
-    """This package, callable as `dashboard`.
-
-    ``wb.dashboard`` names both this subpackage and its function: once the subpackage is
-    imported, Python binds ``workbench.dashboard`` to the module and the lazy export is
-    shadowed. Calling the module keeps ``wb.dashboard(m)`` working either way.
-    """
-
-    def __call__(self, model: Model | str | None = None, **options: Any) -> App:
-        return dashboard(model, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

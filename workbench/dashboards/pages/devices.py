@@ -10,9 +10,9 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.jobs import Jobs
-from workbench.dashboard.pages.common import figure_pane, table
-from workbench.dashboard.state import AppState
+from workbench.dashboards.jobs import Jobs
+from workbench.dashboards.pages.common import figure_pane, table
+from workbench.dashboards.state import AppState
 
 
 def ceilings_function() -> Any | None:

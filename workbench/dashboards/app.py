@@ -10,14 +10,14 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from workbench.dashboard.jobs import Jobs
-from workbench.dashboard.pages.compare import ComparePage
-from workbench.dashboard.pages.devices import DevicesPage
-from workbench.dashboard.pages.optimize import OptimizePage
-from workbench.dashboard.pages.profile import ProfilePage
-from workbench.dashboard.pages.runs import RunsPage
-from workbench.dashboard.state import AppState
-from workbench.dashboard.upload import MAX_UPLOAD_BYTES, SUFFIXES, load_upload
+from workbench.dashboards.jobs import Jobs
+from workbench.dashboards.pages.compare import ComparePage
+from workbench.dashboards.pages.devices import DevicesPage
+from workbench.dashboards.pages.optimize import OptimizePage
+from workbench.dashboards.pages.profile import ProfilePage
+from workbench.dashboards.pages.runs import RunsPage
+from workbench.dashboards.state import AppState
+from workbench.dashboards.upload import MAX_UPLOAD_BYTES, SUFFIXES, load_upload
 from workbench.model import Model
 
 __all__ = ["App"]

@@ -10,8 +10,8 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboard.pages.common import TableSlot, figure_pane, rounded
-from workbench.dashboard.state import AppState
+from workbench.dashboards.pages.common import TableSlot, figure_pane, rounded
+from workbench.dashboards.state import AppState
 from workbench.profiling.profile import Profile
 
 
