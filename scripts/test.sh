@@ -7,4 +7,5 @@ source scripts/setup.sh
 
 python -m ruff check workbench tests benchmarks extensions
 python -m ruff format --check workbench tests benchmarks extensions
+python -m mypy workbench
 python -m pytest -q -p no:cacheprovider "$@"

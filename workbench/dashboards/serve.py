@@ -75,7 +75,8 @@ def app_factory(model: Any = None, **options: Any) -> Callable[[], Any]:
         pn.extension(*EXTENSIONS, notifications=True)
         app = App(model, start=False, **options)
         # the pickers live in the URL (?model_name=…&batch_size=…): a view can be shared
-        pn.state.location.sync(app.state, URL_PARAMETERS)
+        if pn.state.location is not None:  # None only outside a served session
+            pn.state.location.sync(app.state, URL_PARAMETERS)
         # profile once the page is up, so the first result never races the first render
         pn.state.onload(lambda: app.state.request_profile())
         pn.state.on_session_destroyed(lambda context: app.close())

@@ -39,8 +39,10 @@ def toy_cnn(seed: int = 0) -> Model:
     torch.manual_seed(seed)
     module = ToyCNN()
     # non-trivial running statistics so that batch norm really does something
-    module.features[1].running_mean.uniform_(-0.5, 0.5)
-    module.features[1].running_var.uniform_(0.5, 2.0)
+    norm = module.features[1]
+    assert isinstance(norm, torch.nn.BatchNorm2d)
+    norm.running_mean.uniform_(-0.5, 0.5)  # type: ignore[union-attr]
+    norm.running_var.uniform_(0.5, 2.0)  # type: ignore[union-attr]
     from workbench.loaders import load
 
     return load(module, example_inputs=(torch.rand(1, 1, 8, 8),), name="toy-cnn")
