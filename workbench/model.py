@@ -141,9 +141,7 @@ class Model:
     @property
     def recipe_name(self) -> str:
         """A short label for the recipe: ``"baseline"`` for a loaded model."""
-        if not self.recipe:
-            return "baseline"
-        return str(self.recipe.get("label") or self.recipe.get("name", "custom"))
+        return recipe_label(self.recipe)
 
     @property
     def onnx_bytes(self) -> bytes:
@@ -313,6 +311,13 @@ class Model:
             f"<b>{html.escape(repr(self))}</b>"
             f"<table><tr><th>layer</th><th>op type</th><th>params</th></tr>{rows}</table>{more}"
         )
+
+
+def recipe_label(recipe: Mapping[str, Any] | None) -> str:
+    """Display label of a recipe: its ``label``, else its ``name``; ``"baseline"`` for none."""
+    if not recipe:
+        return "baseline"
+    return str(recipe.get("label") or recipe.get("name", "custom"))
 
 
 def onnx_dtype_name(elem_type: int) -> str:

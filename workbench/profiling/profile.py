@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.model import recipe_label
 from workbench.profiling.timer import Measurement
 
 #: the columns of `Profile.layers`, in display order (per-layer profiling fills them)
@@ -76,9 +77,8 @@ class Profile:
 
     @property
     def recipe_name(self) -> str:
-        if not self.recipe:
-            return "baseline"
-        return str(self.recipe.get("label") or self.recipe.get("name", "custom"))
+        """A short label for the model's recipe: ``"baseline"`` for a loaded model."""
+        return recipe_label(self.recipe)
 
     @property
     def throughput(self) -> float:
