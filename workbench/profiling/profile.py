@@ -202,10 +202,14 @@ class Profile:
             columns = [
                 c for c in ("layer", "op_type", "latency_ms", "share", "flops") if c in self.layers
             ]
+            table = self.top_layers(top)[columns + ["fused_into"] * ("fused_into" in self.layers)]
+            if "fused_into" in table:
+                # a 0 ms layer must say it was fused into another rather than look free
+                table = table.assign(fused_into=table["fused_into"].fillna(""))
             lines += [
                 "",
                 f"Top layers ({self.layer_method or 'instrumented'}):",
-                self.top_layers(top)[columns].to_string(index=False),
+                table.to_string(index=False),
             ]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
