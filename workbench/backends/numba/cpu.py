@@ -156,18 +156,25 @@ def _im2col(
         # output columns whose input column ox*sw + shift lies inside [0, w)
         lo = min(max(0, (-shift + sw - 1) // sw), ow)
         hi = max(min(ow, (w - 1 - shift) // sw + 1), lo)
+        dest = col[row]
+        # plain loops, no slice assignments: a slice costs a view per (image, output row),
+        # which dominated the copy for the small planes of the samples
         for b in range(n):
+            plane = x[b, ci]
             base = b * oh_ow
             for oy in range(oh):
                 iy = oy * sh - ph + ki * dh
                 start = base + oy * ow
                 if iy < 0 or iy >= h:
-                    col[row, start : start + ow] = 0
+                    for ox in range(ow):
+                        dest[start + ox] = 0
                     continue
-                col[row, start : start + lo] = 0
-                col[row, start + hi : start + ow] = 0
+                for ox in range(lo):
+                    dest[start + ox] = 0
+                for ox in range(hi, ow):
+                    dest[start + ox] = 0
                 for ox in range(lo, hi):
-                    col[row, start + ox] = x[b, ci, iy, ox * sw + shift]
+                    dest[start + ox] = plane[iy, ox * sw + shift]
 
 
 im2col = _twin(_im2col)
@@ -284,6 +291,33 @@ def _pool2d(
 
 
 pool2d = _twin(_pool2d)
+
+
+def _max_pool2d_unpadded(
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out: np.ndarray
+) -> None:
+    """Max pooling with no padding and no dilation: every window lies inside the input.
+
+    The general kernel clips each window against the padding with floor divisions per
+    output; this common case needs none of that, which makes it several times faster.
+    """
+    n, c = x.shape[0], x.shape[1]
+    oh, ow = out.shape[2], out.shape[3]
+    for t in prange(n * c):
+        plane = x[t // c, t % c]
+        dest = out[t // c, t % c]
+        for oy in range(oh):
+            for ox in range(ow):
+                best = plane[oy * sh, ox * sw]
+                for ki in range(kh):
+                    for kj in range(kw):
+                        value = plane[oy * sh + ki, ox * sw + kj]
+                        if value > best:
+                            best = value
+                dest[oy, ox] = best
+
+
+max_pool2d_unpadded = _twin(_max_pool2d_unpadded)
 
 
 def _mean_last(x: np.ndarray, out: np.ndarray) -> None:
