@@ -215,6 +215,31 @@ def _single_consumer(value: str, users: dict[str, list[Node]], outputs: set[str]
     return nodes[0]
 
 
+def _fuse_pairs(
+    nodes: list[Node],
+    consts: dict[str, np.ndarray],
+    outputs: set[str],
+    no_fuse: Callable[[Node], bool],
+    ops: tuple[str, str],
+    merge: Callable[[Node, Node], bool],
+) -> list[Node]:
+    """Merge each ``ops[1]`` node into the ``ops[0]`` node (with constant weights) it alone
+    consumes, when ``merge(first, second)`` agrees and rewires ``first``'s inputs."""
+    users = _consumers(nodes)
+    dropped: set[int] = set()
+    for first in nodes:
+        if first.op_type != ops[0] or no_fuse(first) or first.inputs[1] not in consts:
+            continue
+        second = _single_consumer(first.outputs[0], users, outputs)
+        if second is None or second.op_type != ops[1] or no_fuse(second):
+            continue
+        if merge(first, second):
+            first.outputs = list(second.outputs)
+            first.fused.append(second.name)
+            dropped.add(id(second))
+    return [n for n in nodes if id(n) not in dropped]
+
+
 def _fold_batchnorm(
     nodes: list[Node],
     consts: dict[str, np.ndarray],
@@ -222,16 +247,10 @@ def _fold_batchnorm(
     no_fuse: Callable[[Node], bool],
 ) -> list[Node]:
     """Fold an inference BatchNormalization into the Conv that feeds it (new weights)."""
-    users = _consumers(nodes)
-    dropped: set[int] = set()
-    for conv in nodes:
-        if conv.op_type != "Conv" or no_fuse(conv) or conv.inputs[1] not in consts:
-            continue
-        bn = _single_consumer(conv.outputs[0], users, outputs)
-        if bn is None or bn.op_type != "BatchNormalization" or no_fuse(bn):
-            continue
+
+    def merge(conv: Node, bn: Node) -> bool:
         if len(bn.outputs) > 1 or not all(n in consts for n in bn.inputs[1:5]):
-            continue
+            return False
         scale, beta, mean, var = (consts[n].astype(np.float64) for n in bn.inputs[1:5])
         factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
         weight = consts[conv.inputs[1]]
@@ -241,10 +260,9 @@ def _fold_batchnorm(
         consts[new_w] = (weight * factor.reshape(shape)).astype(weight.dtype)
         consts[new_b] = ((bias - mean) * factor + beta).astype(weight.dtype)
         conv.inputs = [conv.inputs[0], new_w, new_b]
-        conv.outputs = list(bn.outputs)
-        conv.fused.append(bn.name)
-        dropped.add(id(bn))
-    return [n for n in nodes if id(n) not in dropped]
+        return True
+
+    return _fuse_pairs(nodes, consts, outputs, no_fuse, ("Conv", "BatchNormalization"), merge)
 
 
 def _fuse_bias(
@@ -254,23 +272,16 @@ def _fuse_bias(
     no_fuse: Callable[[Node], bool],
 ) -> list[Node]:
     """Fold ``Add(MatMul(x, W), b)`` with a constant 1-D ``b`` into the MatMul's epilogue."""
-    users = _consumers(nodes)
-    dropped: set[int] = set()
-    for mm in nodes:
-        if mm.op_type != "MatMul" or no_fuse(mm) or mm.inputs[1] not in consts:
-            continue
-        add = _single_consumer(mm.outputs[0], users, outputs)
-        if add is None or add.op_type != "Add" or no_fuse(add):
-            continue
+
+    def merge(mm: Node, add: Node) -> bool:
         other = add.inputs[1] if add.inputs[0] == mm.outputs[0] else add.inputs[0]
         n = consts[mm.inputs[1]].shape[-1]
         if other not in consts or consts[other].size != n or consts[other].ndim > 1:
-            continue
+            return False
         mm.inputs = [*mm.inputs, other]
-        mm.outputs = list(add.outputs)
-        mm.fused.append(add.name)
-        dropped.add(id(add))
-    return [n for n in nodes if id(n) not in dropped]
+        return True
+
+    return _fuse_pairs(nodes, consts, outputs, no_fuse, ("MatMul", "Add"), merge)
 
 
 def _fuse_activations(
