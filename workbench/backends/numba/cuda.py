@@ -88,18 +88,7 @@ def _load_b_im2col(x: Any, z: int, k: int, n: int, geo: Any) -> Any:
 
     ``geo`` = (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); column n = (image, oy, ox).
     """
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = (
-        geo[0],
-        geo[1],
-        geo[2],
-        geo[3],
-        geo[4],
-        geo[5],
-        geo[6],
-        geo[7],
-        geo[8],
-        geo[9],
-    )
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geo
     ohw = oh * ow
     if k >= x.shape[1] * kh * kw or n >= x.shape[0] * ohw:
         return float32(0.0)
@@ -231,7 +220,7 @@ def conv_direct(x, w, bias, geo, group, act, out):
     """
     _n, m, oh, ow = out.shape
     cg = w.shape[1]
-    kh, kw, sh, sw, ph, pw, dh, dw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
+    kh, kw, sh, sw, ph, pw, dh, dw = geo[:8]
     per_group = m // group
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
@@ -336,18 +325,7 @@ def pool2d(x, geo, is_max, count_pad, out):
     """
     _n, c, oh, ow = out.shape
     h, w = x.shape[2], x.shape[3]
-    kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = (
-        geo[0],
-        geo[1],
-        geo[2],
-        geo[3],
-        geo[4],
-        geo[5],
-        geo[6],
-        geo[7],
-        geo[8],
-        geo[9],
-    )
+    kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = geo
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
         ox = e % ow
