@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 _NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 #: canonical layer of the shape arithmetic torch's exporter adds for a dynamic batch
 SHAPE_LAYER = "(shape)"
+#: pseudo-layer of the layout conversions a runtime inserts (ORT's reorders, our transposes)
+LAYOUT_LAYER = "(layout)"
 
 
 def load_onnx(source: str | Path | bytes, name: str | None = None) -> Model:

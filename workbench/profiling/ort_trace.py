@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.loaders.onnx import LAYOUT_LAYER
+
 if TYPE_CHECKING:
     import onnx
 
-#: the pseudo-layer of layout conversions ORT inserts (they belong to no model layer)
-LAYOUT_LAYER = "(layout)"
+#: layout conversions ORT inserts (they belong to no model layer)
 _LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
 #: the original op at the heart of a fused kernel (the walk back stops there)
 _CORES = {

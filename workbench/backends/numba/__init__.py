@@ -91,6 +91,8 @@ class NumbaBackend:
     Compile options:
         gemm: ``"blas"`` (default; NumPy's BLAS called from Numba) or ``"tiled"``
             (our cache-blocked kernel).
+        layout: ``"nhwc"`` (default; convolutions run channels-last, see
+            `workbench.backends.numba.layout`) or ``"nchw"`` (the ONNX layout throughout).
     """
 
     name = "numba"
@@ -125,9 +127,12 @@ class NumbaBackend:
         from workbench.backends.numba.session import NumbaSession
 
         kernels = make_kernels(options.pop("gemm", "blas"))
+        layout = options.pop("layout", "nhwc")
+        if layout not in ("nhwc", "nchw"):
+            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
         if options:
             raise TypeError(f"unknown option(s) for numba: {sorted(options)}")
-        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu")
+        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu", layout == "nhwc")
 
     def register_kernel(
         self, op_type: str | None = None, fn: Any = None, *, node: str | None = None

@@ -67,6 +67,8 @@ def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> None:
 def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
     """Conv (1-D/2-D, groups, strides, pads, dilations) with fused bias and activation."""
     x, w = ins[0], ins[1]
+    if node.channels_last:
+        return [_conv_nhwc(node, ins, outs, gemm)]
     if w.ndim not in (3, 4):
         raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
     x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
@@ -101,6 +103,33 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
     gemm(w2, col, y)
     cpu.pick(cpu.conv_epilogue, out.size)(y, bias, act, out4.reshape(n, m, p))
     return [out]
+
+
+def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> np.ndarray:
+    """A 2-D, ``group == 1`` Conv on NHWC data (see `layout`): im2col, one GEMM whose
+    ``[N*OH*OW, M]`` result is the NHWC output, then bias and activation in place."""
+    x, w = ins[0], ins[1]
+    n, h, wid, c = x.shape
+    m, _, kh, kw = w.shape
+    geo = shapes.window(node, (h, wid), (kh, kw))
+    oh, ow = geo.out
+    out = _out(outs, (n, oh, ow, m), x.dtype)
+    k = kh * kw * c
+    # taps then channels, matching the im2col columns
+    w2t = _cached(
+        node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k, m))
+    )
+    (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
+    if kh == kw == sh == sw == 1 and not any(geo.pads):
+        col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
+    else:
+        col = _workspace(node, "col", (n * oh * ow, k), x.dtype)
+        cpu.pick(cpu.im2col_nhwc, col.size)(x, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
+    y = out.reshape(n * oh * ow, m)
+    gemm(col, w2t, y)
+    bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    _bias_act(node, y, bias)
+    return out
 
 
 def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -166,11 +195,20 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         raise UnsupportedModelError(f"MaxPool {node.name!r}: the Indices output is not supported")
     x = ins[0]
     kernel = node.attrs["kernel_shape"]
-    geo = shapes.window(node, x.shape[2:], kernel, ceil=bool(node.attrs.get("ceil_mode", 0)))
-    out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
-    out = _out(outs, out_shape, x.dtype)
+    ceil = bool(node.attrs.get("ceil_mode", 0))
     is_max = node.op_type == "MaxPool"
     count_pad = bool(node.attrs.get("count_include_pad", 0))
+    if node.channels_last:
+        geo = shapes.window(node, x.shape[1:3], kernel, ceil=ceil)
+        out = _out(outs, (x.shape[0], *geo.out, x.shape[3]), x.dtype)
+        (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
+        cpu.pick(cpu.pool2d_nhwc, out.size * kh * kw)(
+            x, kh, kw, sh, sw, *geo.pads, dh, dw, is_max, count_pad, out
+        )
+        return [out]
+    geo = shapes.window(node, x.shape[2:], kernel, ceil=ceil)
+    out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
+    out = _out(outs, out_shape, x.dtype)
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
     h, w = x.shape[-2] if x.ndim == 4 else 1, x.shape[-1]
     oh, ow = geo.out
@@ -189,6 +227,11 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     """GlobalAveragePool: the mean over every spatial position."""
     x = ins[0]
+    if node.channels_last:  # NHWC in, NCHW [N, C, 1, 1] out: the same bytes as [N, 1, 1, C]
+        n, c = x.shape[0], x.shape[-1]
+        out = _out(outs, (n, c, 1, 1), x.dtype)
+        cpu.pick(cpu.mean_middle, x.size)(x.reshape(n, -1, c), out.reshape(n, c))
+        return [out]
     out = _out(outs, (*x.shape[:2],) + (1,) * (x.ndim - 2), x.dtype)
     rows = x.shape[0] * x.shape[1]
     cpu.pick(cpu.mean_last, x.size)(x.reshape(rows, -1), out.reshape(rows))

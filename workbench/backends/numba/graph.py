@@ -42,6 +42,7 @@ class Node:
         opset: the default-domain opset of the model (some ops changed meaning).
         const_inputs: positions of inputs that are constants (set when planning), so
             kernels may prepare them once (transpose a weight) but never an activation.
+        channels_last: the node reads and writes NHWC data (see `layout`).
     """
 
     name: str
@@ -55,6 +56,7 @@ class Node:
     cache: dict[Any, Any] = field(default_factory=dict)
     opset: int = 0
     const_inputs: frozenset[int] = frozenset()
+    channels_last: bool = False
 
 
 @dataclass

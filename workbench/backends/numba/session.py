@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.base import Inputs, LayerTiming
-from workbench.backends.numba import registry
+from workbench.backends.numba import layout, registry
 from workbench.backends.numba.executor import Device, Executor, Kernel
 from workbench.backends.numba.graph import Node, build_graph
 from workbench.errors import BackendError
@@ -33,6 +33,7 @@ class NumbaSession:
         kernels: Mapping[str, Kernel],
         device_api: Device,
         custom_device: str,
+        channels_last: bool = False,
     ) -> None:
         from workbench.backends.numba import cpu_ops
 
@@ -46,6 +47,8 @@ class NumbaSession:
             return registry.custom_kernel(node, custom_device) is not None
 
         self.graph = build_graph(proto, cpu_ops.fold, kernels, has_custom)
+        if channels_last:
+            self.graph = layout.channels_last(self.graph, has_custom)
         overrides = {}
         for node in self.graph.nodes:
             fn = registry.custom_kernel(node, custom_device)

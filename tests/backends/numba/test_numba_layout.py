@@ -1,0 +1,140 @@
+"""Channels-last execution on the CPU: the graph pass and the NHWC kernels, against ORT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from numba_helpers import OPSET, ort_outputs
+
+import workbench as wb
+from workbench.backends.numba.layout import LAYOUT_LAYER, NHWC_SUFFIX
+from workbench.model import Model
+from workbench.testing.tolerances import assert_close
+
+RNG = np.random.default_rng(7)
+
+
+def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.ndarray]) -> Model:
+    """x [2, 3, 9, 7] -> Conv(3->4, 3x3, pad 1) -> each (op, attrs) of ``tail`` in turn.
+
+    A tail op's inputs are the previous output plus the values its ``"with"`` entry
+    names: ``extra`` constants (broadcasting) or earlier outputs such as ``"t0"``.
+    """
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    weight = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    bias = RNG.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t0"], name="conv", pads=[1, 1, 1, 1])]
+    for i, (op, attrs) in enumerate(tail):
+        attrs = dict(attrs)
+        inputs = [f"t{i}", *attrs.pop("with", [])]
+        nodes.append(helper.make_node(op, inputs, [f"t{i + 1}"], name=f"{op}{i}", **attrs))
+    out = f"t{len(tail)}"
+    initializers = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")]
+    initializers += [numpy_helper.from_array(v, k) for k, v in extra.items()]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", 1, [2, 3, 9, 7])],
+        [helper.make_tensor_value_info(out, 1, None)],
+        initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    return model_from_proto(proto, name="chain")
+
+
+def _check(model: Model) -> Any:
+    inputs = {"x": RNG.standard_normal((2, 3, 9, 7)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
+    (got,) = session.run(inputs)
+    assert got.shape == expected.shape
+    assert_close(got, expected, scope="op")
+    return session
+
+
+POOLS = [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 0, 0, 1]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    (
+        "AveragePool",
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    ),
+    ("AveragePool", {"kernel_shape": [2, 3], "strides": [2, 2], "ceil_mode": 1}),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs"), POOLS, ids=[str(p[1]) for p in POOLS])
+def test_pooling_after_a_convolution_runs_nhwc(op: str, attrs: dict[str, Any]) -> None:
+    session = _check(_chain_model([(op, attrs)], {}))
+    pool = next(n for n in session.graph.nodes if n.op_type == op)
+    assert pool.channels_last and pool.inputs[0].endswith(NHWC_SUFFIX)
+
+
+def test_global_average_pool_reads_nhwc_and_writes_nchw() -> None:
+    session = _check(_chain_model([("Sigmoid", {}), ("GlobalAveragePool", {})], {}))
+    ops = [(n.op_type, n.channels_last) for n in session.graph.nodes]
+    # one conversion in, none out: GlobalAveragePool's [N, C, 1, 1] needs none
+    assert ops == [
+        ("Transpose", False),
+        ("Conv", True),
+        ("Sigmoid", True),
+        ("GlobalAveragePool", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "shape", [(4, 1, 1), (1, 4, 1, 1), (7,), (9, 1), (), (1, 1, 9, 7)], ids=str
+)
+def test_broadcasting_against_constants_of_any_rank(shape: tuple[int, ...]) -> None:
+    const = RNG.standard_normal(shape).astype(np.float32)
+    session = _check(
+        _chain_model([("Mul", {"with": ["c"]}), ("Sub", {"with": ["c"]})], {"c": const})
+    )
+    assert [n.op_type for n in session.graph.nodes if n.channels_last] == ["Conv", "Mul", "Sub"]
+
+
+def test_concat_over_channels_and_residual_add() -> None:
+    tail = [("Relu", {}), ("Add", {"with": ["t0"]}), ("Concat", {"axis": -3, "with": ["t0"]})]
+    session = _check(_chain_model(tail, {}))
+    assert all(n.channels_last for n in session.graph.nodes if n.op_type != "Transpose")
+    concat = next(n for n in session.graph.nodes if n.op_type == "Concat")
+    assert concat.attrs["axis"] == 3
+
+
+def test_layout_conversions_are_shared_and_profiled_as_one_layer() -> None:
+    # two consumers that need NCHW (a Softmax, then the graph output) share one transpose
+    session = _check(_chain_model([("Relu", {}), ("Softmax", {"axis": 1})], {}))
+    names = [n.name for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
+    assert names == ["x::to_nhwc", "t1::to_nchw"]
+    inputs = {"x": RNG.standard_normal((2, 3, 9, 7)).astype(np.float32)}
+    layers = [t.layer for t in session.run_layers(inputs, repeats=2)]
+    assert layers.count(LAYOUT_LAYER) == 1
+
+
+def test_nchw_layout_option_keeps_the_onnx_layout() -> None:
+    model = wb.samples.load("digits-cnn")
+    session = wb.backend("numba").compile(model, "cpu", layout="nchw")
+    assert not any(n.channels_last for n in session.graph.nodes)
+    assert not any(n.op_type == "Transpose" for n in session.graph.nodes)
+    with pytest.raises(ValueError, match="layout must be"):
+        wb.backend("numba").compile(model, "cpu", layout="nchwc")
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "digits-resnet"])
+def test_samples_agree_in_both_layouts(name: str) -> None:
+    model = wb.samples.load(name)
+    inputs = model.example_inputs(batch_size=3)
+    nchw = wb.backend("numba").compile(model, "cpu", layout="nchw").run(inputs)
+    nhwc_session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
+    nhwc = nhwc_session.run(inputs)
+    assert sum(n.op_type == "Conv" and n.channels_last for n in nhwc_session.graph.nodes) >= 3
+    for a, b in zip(nhwc, nchw, strict=True):
+        assert_close(a, b, scope="model")
