@@ -26,6 +26,23 @@ Arrays = list[Any]
 GemmFn = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
+#: What a binder returns: the work as a zero-argument callable, and the output arrays.
+Bound = tuple[Callable[[], Any], Arrays]
+
+
+def _bindable(binder: Callable[..., Bound]) -> Kernel:
+    """A kernel from a binder: called, it binds and runs at once (the planning run);
+    its ``bind`` gives the executor the callable alone, to replay every later run."""
+
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        run, results = binder(node, ins, outs)
+        run()
+        return results
+
+    kernel.bind = lambda node, ins, outs: binder(node, ins, outs)[0]  # type: ignore[attr-defined]
+    return kernel
+
+
 def _out(outs: Arrays | None, shape: tuple[int, ...], dtype: Any, index: int = 0) -> np.ndarray:
     return outs[index] if outs is not None else np.empty(shape, dtype=dtype)
 
@@ -52,23 +69,39 @@ def _cached(node: Node, key: Any, index: int | None, make: Callable[[], Any]) ->
     return value
 
 
-def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> None:
+def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> Callable[[], Any]:
+    """The epilogue ``y2d = act(y2d + bias)`` in place, as a callable (a no-op if none)."""
     act = cpu.ACTIVATIONS[node.activation]
     if bias is None and act == cpu.ACT_NONE:
-        return
+        return _nothing
     if bias is None:
         bias = _cached(
             node, ("zeros", y2d.shape[1]), None, lambda: np.zeros(y2d.shape[1], y2d.dtype)
         )
-    cpu.pick(cpu.bias_act_rows, y2d.size)(y2d, bias, act)
+    return functools.partial(cpu.pick(cpu.bias_act_rows, y2d.size), y2d, bias, act)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _sequence(*calls: Callable[[], Any]) -> Callable[[], None]:
+    """One callable running ``calls`` in order (no-ops dropped)."""
+    steps = tuple(call for call in calls if call is not _nothing)
+
+    def run() -> None:
+        for call in steps:
+            call()
+
+    return run
 
 
 # ---- linear algebra -----------------------------------------------------------------
-def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """Conv (1-D/2-D, groups, strides, pads, dilations) with fused bias and activation."""
     x, w = ins[0], ins[1]
     if node.channels_last:
-        return [_conv_nhwc(node, ins, outs, gemm)]
+        return _conv_nhwc(node, ins, outs, gemm)
     if w.ndim not in (3, 4):
         raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
     x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
@@ -86,26 +119,30 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
     act = cpu.ACTIVATIONS[node.activation]
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
     if group != 1:
-        cpu.pick(cpu.conv_direct, out.size * cg * kh * kw)(
-            x4, w4, bias, sh, sw, pt, pl, dh, dw, group, act, out4
-        )
-        return [out]
+        direct = cpu.pick(cpu.conv_direct, out.size * cg * kh * kw)
+        run = functools.partial(direct, x4, w4, bias, sh, sw, pt, pl, dh, dw, group, act, out4)
+        return run, [out]
     k, p = c * kh * kw, oh * ow
     w2 = _cached(node, "w2", 1, lambda: np.ascontiguousarray(w4.reshape(m, k)))
     pointwise = kh == kw == sh == sw == 1 and not any(geo.pads)
+    unfold: Callable[[], Any] = _nothing
     if pointwise and n == 1:
         col = x4.reshape(c, p)
     else:
         col = _workspace(node, "col", (k, n * p), x.dtype)
-        cpu.pick(cpu.im2col, col.size)(x4, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
+        im2col = cpu.pick(cpu.im2col, col.size)
+        unfold = functools.partial(im2col, x4, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
     # batch 1: the GEMM writes straight into the output and the epilogue runs in place
     y = out4.reshape(m, p) if n == 1 else _workspace(node, "y", (m, n * p), x.dtype)
-    gemm(w2, col, y)
-    cpu.pick(cpu.conv_epilogue, out.size)(y, bias, act, out4.reshape(n, m, p))
-    return [out]
+    epilogue = cpu.pick(cpu.conv_epilogue, out.size)
+    return _sequence(
+        unfold,
+        functools.partial(gemm, w2, col, y),
+        functools.partial(epilogue, y, bias, act, out4.reshape(n, m, p)),
+    ), [out]
 
 
-def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> np.ndarray:
+def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """A 2-D, ``group == 1`` Conv on NHWC data (see `layout`): im2col, one GEMM whose
     ``[N*OH*OW, M]`` result is the NHWC output, then bias and activation in place."""
     x, w = ins[0], ins[1]
@@ -120,16 +157,16 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> np
         node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k, m))
     )
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
+    unfold: Callable[[], Any] = _nothing
     if kh == kw == sh == sw == 1 and not any(geo.pads):
         col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
     else:
         col = _workspace(node, "col", (n * oh * ow, k), x.dtype)
-        cpu.pick(cpu.im2col_nhwc, col.size)(x, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
+        im2col = cpu.pick(cpu.im2col_nhwc, col.size)
+        unfold = functools.partial(im2col, x, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
     y = out.reshape(n * oh * ow, m)
-    gemm(col, w2t, y)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
-    _bias_act(node, y, bias)
-    return out
+    return _sequence(unfold, functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
 
 
 def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -139,30 +176,40 @@ def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.n
     return buffer  # type: ignore[no-any-return]
 
 
-def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """Gemm: ``act(alpha * A' @ B' + beta * C)``; a constant B is transposed once."""
     a, b = ins[0], ins[1]
     c = ins[2] if len(ins) > 2 else None
     alpha = float(node.attrs.get("alpha", 1.0))
     beta = float(node.attrs.get("beta", 1.0))
+    copies: list[Callable[[], Any]] = []
     if node.attrs.get("transA", 0):
-        a = np.ascontiguousarray(a.T)
-    if node.attrs.get("transB", 0):
+        a_t = _workspace(node, "aT", a.shape[::-1], a.dtype)
+        copies.append(functools.partial(np.copyto, a_t, a.T))
+        a = a_t
+    if node.attrs.get("transB", 0) and 1 in node.const_inputs:
         b = _cached(node, "bT", 1, lambda: np.ascontiguousarray(ins[1].T))
+    elif node.attrs.get("transB", 0):  # an activation: transposed on every run
+        b_t = _workspace(node, "bT", b.shape[::-1], b.dtype)
+        copies.append(functools.partial(np.copyto, b_t, b.T))
+        b = b_t
     out = _out(outs, (a.shape[0], b.shape[1]), a.dtype)
     simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
     if alpha == 1 and simple_bias:
-        gemm(a, b, out)
         bias = None if c is None or beta == 0 else c.reshape(-1)
-        _bias_act(node, out, bias)
-        return [out]
+        return _sequence(*copies, functools.partial(gemm, a, b, out), _bias_act(node, out, bias)), [
+            out
+        ]
     y = _workspace(node, "y", out.shape, a.dtype)
-    gemm(a, b, y)
     c2 = np.zeros((1, 1), a.dtype) if c is None else c
     c2 = np.broadcast_to(c2.reshape((1,) * (2 - c2.ndim) + c2.shape), out.shape)
     act = cpu.ACTIVATIONS[node.activation]
-    cpu.pick(cpu.gemm_epilogue, out.size)(y, c2, alpha, beta, act, out)
-    return [out]
+    epilogue = cpu.pick(cpu.gemm_epilogue, out.size)
+    return _sequence(
+        *copies,
+        functools.partial(gemm, a, b, y),
+        functools.partial(epilogue, y, c2, alpha, beta, act, out),
+    ), [out]
 
 
 def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
@@ -184,12 +231,12 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays
         a3 = np.ascontiguousarray(np.broadcast_to(a, (*batch, m, k))).reshape(-1, m, k)
         b3 = np.ascontiguousarray(np.broadcast_to(b, (*batch, k, n))).reshape(-1, k, n)
         cpu.bmm(a3, b3, out.reshape(-1, m, n))
-    _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))
+    _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))()
     return [out]
 
 
 # ---- pooling and normalisation ------------------------------------------------------
-def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """MaxPool / AveragePool (1-D and 2-D; ceil_mode, pads, dilations, count_include_pad)."""
     if len(node.outputs) > 1 and node.outputs[1]:
         raise UnsupportedModelError(f"MaxPool {node.name!r}: the Indices output is not supported")
@@ -202,10 +249,11 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         geo = shapes.window(node, x.shape[1:3], kernel, ceil=ceil)
         out = _out(outs, (x.shape[0], *geo.out, x.shape[3]), x.dtype)
         (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
-        cpu.pick(cpu.pool2d_nhwc, out.size * kh * kw)(
-            x, kh, kw, sh, sw, *geo.pads, dh, dw, is_max, count_pad, out
-        )
-        return [out]
+        nhwc = cpu.pick(cpu.pool2d_nhwc, out.size * kh * kw)
+        pads = geo.pads
+        return functools.partial(nhwc, x, kh, kw, sh, sw, *pads, dh, dw, is_max, count_pad, out), [
+            out
+        ]
     geo = shapes.window(node, x.shape[2:], kernel, ceil=ceil)
     out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
     out = _out(outs, out_shape, x.dtype)
@@ -214,28 +262,29 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     oh, ow = geo.out
     inside = (oh - 1) * sh + kh <= h and (ow - 1) * sw + kw <= w  # ceil_mode can overhang
     if is_max and dh == dw == 1 and not any(geo.pads) and inside:
-        cpu.pick(cpu.max_pool2d_unpadded, out.size * kh * kw)(
-            shapes.as_4d(x), kh, kw, sh, sw, shapes.as_4d(out)
-        )
-        return [out]
-    cpu.pick(cpu.pool2d, out.size * kh * kw)(
-        shapes.as_4d(x), kh, kw, sh, sw, *geo.pads, dh, dw, is_max, count_pad, shapes.as_4d(out)
-    )
-    return [out]
+        unpadded = cpu.pick(cpu.max_pool2d_unpadded, out.size * kh * kw)
+        return functools.partial(unpadded, shapes.as_4d(x), kh, kw, sh, sw, shapes.as_4d(out)), [
+            out
+        ]
+    general = cpu.pick(cpu.pool2d, out.size * kh * kw)
+    x4, out4, pads = shapes.as_4d(x), shapes.as_4d(out), geo.pads
+    return functools.partial(general, x4, kh, kw, sh, sw, *pads, dh, dw, is_max, count_pad, out4), [
+        out
+    ]
 
 
-def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """GlobalAveragePool: the mean over every spatial position."""
     x = ins[0]
     if node.channels_last:  # NHWC in, NCHW [N, C, 1, 1] out: the same bytes as [N, 1, 1, C]
         n, c = x.shape[0], x.shape[-1]
         out = _out(outs, (n, c, 1, 1), x.dtype)
-        cpu.pick(cpu.mean_middle, x.size)(x.reshape(n, -1, c), out.reshape(n, c))
-        return [out]
+        mean = cpu.pick(cpu.mean_middle, x.size)
+        return functools.partial(mean, x.reshape(n, -1, c), out.reshape(n, c)), [out]
     out = _out(outs, (*x.shape[:2],) + (1,) * (x.ndim - 2), x.dtype)
     rows = x.shape[0] * x.shape[1]
-    cpu.pick(cpu.mean_last, x.size)(x.reshape(rows, -1), out.reshape(rows))
-    return [out]
+    mean = cpu.pick(cpu.mean_last, x.size)
+    return functools.partial(mean, x.reshape(rows, -1), out.reshape(rows)), [out]
 
 
 def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -325,26 +374,34 @@ def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 
 # ---- elementwise ------------------------------------------------------------------------
+def _elementwise(op: str, args: Arrays, outs: Arrays | None) -> tuple[np.ndarray, Any]:
+    """The output (planned, or allocated like ONNX's result) and ``op`` bound into it."""
+    out = _out(outs, np.broadcast_shapes(*(a.shape for a in args)), args[0].dtype)
+    return out, elementwise.bind(op, args, out)
+
+
 def unary(op: str) -> Kernel:
-    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-        return [elementwise.apply(op, [ins[0]], outs[0] if outs else None)]
+    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        out, run = _elementwise(op, [ins[0]], outs)
+        return run, [out]
 
-    return kernel
+    return _bindable(binder)
 
 
-def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     op = "GeluTanh" if node.attrs.get("approximate", "none") == "tanh" else "Gelu"
-    return [elementwise.apply(op, [ins[0]], outs[0] if outs else None)]
+    out, run = _elementwise(op, [ins[0]], outs)
+    return run, [out]
 
 
 def binary(op: str) -> Kernel:
-    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-        out = elementwise.apply(op, [ins[0], ins[1]], outs[0] if outs else None)
+    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        out, run = _elementwise(op, [ins[0], ins[1]], outs)
         if node.activation:  # a fused Relu, in place while the output is still in cache
-            elementwise.apply(node.activation, [out], out)
-        return [out]
+            return _sequence(run, elementwise.bind(node.activation, [out], out)), [out]
+        return run, [out]
 
-    return kernel
+    return _bindable(binder)
 
 
 def sum_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -408,12 +465,11 @@ def identity(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 
 # ---- data movement and shape arithmetic (NumPy) ------------------------------------------
-def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     perm = node.attrs.get("perm", list(range(ins[0].ndim))[::-1])
     moved = ins[0].transpose(perm)
     out = _out(outs, moved.shape, moved.dtype)
-    np.copyto(out, moved)
-    return [out]
+    return functools.partial(np.copyto, out, moved), [out]
 
 
 def concat(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -507,17 +563,17 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
     """
     gemm_fn = _gemm_fn(gemm)
     table: dict[str, Kernel] = {
-        "Conv": functools.partial(conv, gemm=gemm_fn),
-        "Gemm": functools.partial(gemm_op, gemm=gemm_fn),
+        "Conv": _bindable(functools.partial(conv, gemm=gemm_fn)),
+        "Gemm": _bindable(functools.partial(gemm_op, gemm=gemm_fn)),
         "MatMul": functools.partial(matmul, gemm=gemm_fn),
-        "MaxPool": pool,
-        "AveragePool": pool,
-        "GlobalAveragePool": global_average_pool,
+        "MaxPool": _bindable(pool),
+        "AveragePool": _bindable(pool),
+        "GlobalAveragePool": _bindable(global_average_pool),
         "Softmax": softmax,
         "LayerNormalization": layer_norm,
         "BatchNormalization": batch_norm,
         "Resize": resize,
-        "Gelu": gelu,
+        "Gelu": _bindable(gelu),
         "Sum": sum_op,
         "Reshape": reshape,
         "Flatten": flatten,
@@ -525,7 +581,7 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "Unsqueeze": unsqueeze,
         "Identity": identity,
         "Dropout": identity,
-        "Transpose": transpose,
+        "Transpose": _bindable(transpose),
         "Concat": concat,
         "Gather": gather,
         "Slice": slice_op,

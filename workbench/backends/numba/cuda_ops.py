@@ -37,6 +37,10 @@ class CudaDevice:
     def upload(self, array: np.ndarray) -> Any:
         return cuda.to_device(np.ascontiguousarray(array))
 
+    def upload_into(self, buffer: Any, array: np.ndarray) -> None:
+        if array.size:  # NumPy gives empty arrays strides that Numba-CUDA rejects
+            buffer.copy_to_device(np.ascontiguousarray(array))
+
     def download(self, array: Any) -> np.ndarray:
         return array.copy_to_host() if hasattr(array, "copy_to_host") else np.array(array)
 

@@ -104,9 +104,23 @@ def ufunc(op: str) -> Any:
     return vectorize(_FLOAT_BINARY, cache=True)(BINARY[op][0])
 
 
+def _compiled(args: list[np.ndarray]) -> bool:
+    """Whether the Numba ufunc takes these operands (one float dtype)."""
+    return (
+        all(a.dtype in (np.float32, np.float64) for a in args) and len({a.dtype for a in args}) == 1
+    )
+
+
+def bind(op: str, args: list[np.ndarray], out: np.ndarray) -> Callable[[], Any]:
+    """`apply` into ``out`` with its dispatch decided once: a zero-argument callable."""
+    if _compiled(args):
+        return functools.partial(ufunc(op), *args, out=out)
+    return functools.partial(apply, op, args, out)
+
+
 def apply(op: str, args: list[np.ndarray], out: np.ndarray | None) -> np.ndarray:
     """Apply elementwise ``op`` to ``args`` (broadcasting), into ``out`` when given."""
-    if all(a.dtype in (np.float32, np.float64) for a in args) and len({a.dtype for a in args}) == 1:
+    if _compiled(args):
         fn = ufunc(op)
         return fn(*args, out=out) if out is not None else fn(*args)
     fn = (UNARY.get(op) or BINARY[op])[1] or _integer_fallback(op)

