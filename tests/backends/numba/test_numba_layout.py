@@ -138,3 +138,12 @@ def test_samples_agree_in_both_layouts(name: str) -> None:
     assert sum(n.op_type == "Conv" and n.channels_last for n in nhwc_session.graph.nodes) >= 3
     for a, b in zip(nhwc, nchw, strict=True):
         assert_close(a, b, scope="model")
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2000, 1 << 30], ids=["row", "rows", "whole"])
+def test_im2col_in_row_blocks_matches(monkeypatch, block_bytes: int) -> None:
+    """Large convolutions run im2col + GEMM a block of output rows at a time."""
+    from workbench.backends.numba import cpu_ops
+
+    monkeypatch.setattr(cpu_ops, "IM2COL_BLOCK_BYTES", block_bytes)
+    _check(_chain_model([("Sigmoid", {})], {}))

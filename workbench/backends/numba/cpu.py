@@ -247,26 +247,35 @@ def _im2col_nhwc(
     dw: int,
     oh: int,
     ow: int,
+    first: int,
+    last: int,
     col: np.ndarray,
 ) -> None:
-    """Unfold NHWC ``x`` [N, H, W, C] into ``col`` [N*OH*OW, kh*kw*C], taps then channels.
+    """Unfold output rows ``first:last`` of NHWC ``x`` [N, H, W, C] (row ``t`` is output
+    row ``t % OH`` of image ``t // OH``) into ``col`` [(last-first)*OW, kh*kw*C], taps
+    then channels.
 
     Each tap copies one pixel's C contiguous values. The copies go through views and
     loop indices that start at 0, which LLVM can prove non-negative: with a computed
     flat offset instead, Numba's negative-index check stays in the loop and blocks
     vectorisation (measured 4x slower).
     """
-    n, h, w, c = x.shape
-    for t in prange(n * oh):
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for t in prange(first, last):
         b = t // oh
         oy = t % oh
         for ox in range(ow):
-            row = col[t * ow + ox]
+            row = col[(t - first) * ow + ox]
             for ki in range(kh):
                 iy = oy * sh - ph + ki * dh
                 for kj in range(kw):
                     ix = ox * sw - pw + kj * dw
                     tap = (ki * kw + kj) * c
+                    if c < 8:  # a view per tap costs more than copying a few scalars
+                        inside = 0 <= iy < h and 0 <= ix < w
+                        for ci in range(c):
+                            row[tap + ci] = x[b, iy, ix, ci] if inside else 0
+                        continue
                     dest = row[tap : tap + c]
                     if 0 <= iy < h and 0 <= ix < w:
                         pixel = x[b, iy, ix]

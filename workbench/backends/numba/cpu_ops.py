@@ -142,6 +142,13 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     ), [out]
 
 
+#: An NHWC im2col matrix larger than this is built and multiplied a block of output rows
+#: at a time: written and read back while still in the core's cache, and the workspace
+#: stays small. Measured on the sample ResNet at batch 32 (2 cores, 4 MB L2 each):
+#: 45 ms with 2 MB blocks, 57 ms with 8 MB, 85 ms unblocked; 1-4 MB are within noise.
+IM2COL_BLOCK_BYTES = 2 << 20
+
+
 def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """A 2-D, ``group == 1`` Conv on NHWC data (see `layout`): im2col, one GEMM whose
     ``[N*OH*OW, M]`` result is the NHWC output, then bias and activation in place."""
@@ -157,16 +164,42 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k, m))
     )
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
-    unfold: Callable[[], Any] = _nothing
-    if kh == kw == sh == sw == 1 and not any(geo.pads):
-        col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
-    else:
-        col = _workspace(node, "col", (n * oh * ow, k), x.dtype)
-        im2col = cpu.pick(cpu.im2col_nhwc, col.size)
-        unfold = functools.partial(im2col, x, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
     y = out.reshape(n * oh * ow, m)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
-    return _sequence(unfold, functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
+    if kh == kw == sh == sw == 1 and not any(geo.pads):
+        col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
+        return _sequence(functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
+    # blocks of whole output rows whose im2col stays in cache until the GEMM reads it
+    rows = n * oh
+    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // (ow * k * x.dtype.itemsize)))
+    col = _workspace(node, "col", (per_block * ow, k), x.dtype)
+    steps: list[Callable[[], Any]] = []
+    for first in range(0, rows, per_block):
+        last = min(first + per_block, rows)
+        block_col, block_y = col[: (last - first) * ow], y[first * ow : last * ow]
+        steps += [
+            # serial: a parallel region beside BLAS's threads fights them for the cores
+            functools.partial(
+                cpu.im2col_nhwc[1],
+                x,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                dh,
+                dw,
+                oh,
+                ow,
+                first,
+                last,
+                block_col,
+            ),
+            functools.partial(gemm, block_col, w2t, block_y),
+            _bias_act(node, block_y, bias),
+        ]
+    return _sequence(*steps), [out]
 
 
 def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
