@@ -290,6 +290,29 @@ im2col_nhwc = _twin(_im2col_nhwc)
 
 
 # ---- pooling ---------------------------------------------------------------------
+@njit(inline="always")
+def _taps_inside(start: int, dilation: int, taps: int, size: int) -> tuple[int, int]:
+    """The window taps ``k0 <= k < k1`` whose position ``start + k * dilation`` lies in
+    ``[0, size)``."""
+    return max(0, (-start + dilation - 1) // dilation), min(
+        taps, (size - 1 - start) // dilation + 1
+    )
+
+
+@njit(inline="always")
+def _average_count(
+    ky: tuple[int, int], kx: tuple[int, int], y0: int, x0: int, geometry: tuple[int, ...]
+) -> int:
+    """How many positions an average divides by: the taps inside the input, or with
+    ``count_pad`` those inside the padded input (not past it, which ``ceil_mode`` can
+    create). ``geometry`` is (kh, kw, dh, dw, h, w, pb, pr, count_pad)."""
+    kh, kw, dh, dw, h, w, pb, pr, count_pad = geometry
+    if count_pad:
+        # windows start inside the leading pad, so only the far edge clips them
+        return min(kh, (h + pb - 1 - y0) // dh + 1) * min(kw, (w + pr - 1 - x0) // dw + 1)
+    return max(ky[1] - ky[0], 0) * max(kx[1] - kx[0], 0)
+
+
 def _pool2d(
     x: np.ndarray,
     kh: int,
@@ -306,24 +329,19 @@ def _pool2d(
     count_pad: bool,
     out: np.ndarray,
 ) -> None:
-    """Max or average pooling over [N, C, H, W]; padding never wins a max.
-
-    With ``count_pad`` an average divides by the window's positions inside the padded
-    input (not those past it, which ``ceil_mode`` can create).
-    """
+    """Max or average pooling over [N, C, H, W]; padding never wins a max."""
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
+    geometry = (kh, kw, dh, dw, h, w, pb, pr, int(count_pad))
     for t in prange(n * c):
         b = t // c
         ch = t % c
         for oy in range(oh):
             y0 = oy * sh - pt
-            ky0 = max(0, (-y0 + dh - 1) // dh)
-            ky1 = min(kh, (h - 1 - y0) // dh + 1)
+            ky0, ky1 = _taps_inside(y0, dh, kh, h)
             for ox in range(ow):
                 x0 = ox * sw - pl
-                kx0 = max(0, (-x0 + dw - 1) // dw)
-                kx1 = min(kw, (w - 1 - x0) // dw + 1)
+                kx0, kx1 = _taps_inside(x0, dw, kw, w)
                 if is_max:
                     best = x[b, ch, y0 + ky0 * dh, x0 + kx0 * dw]
                     for ki in range(ky0, ky1):
@@ -335,12 +353,7 @@ def _pool2d(
                 for ki in range(ky0, ky1):
                     for kj in range(kx0, kx1):
                         total += x[b, ch, y0 + ki * dh, x0 + kj * dw]
-                count = max(ky1 - ky0, 0) * max(kx1 - kx0, 0)
-                if count_pad:
-                    # windows start inside the leading pad, so only the far edge clips them
-                    rows = min(kh, (h + pb - 1 - y0) // dh + 1)
-                    cols = min(kw, (w + pr - 1 - x0) // dw + 1)
-                    count = rows * cols
+                count = _average_count((ky0, ky1), (kx0, kx1), y0, x0, geometry)
                 out[b, ch, oy, ox] = total / max(count, 1)
 
 
@@ -394,16 +407,15 @@ def _pool2d_nhwc(
     the innermost loop runs over the contiguous channels."""
     n, h, w, c = x.shape
     oh, ow = out.shape[1], out.shape[2]
+    geometry = (kh, kw, dh, dw, h, w, pb, pr, int(count_pad))
     for t in prange(n * oh):
         b = t // oh
         oy = t % oh
         y0 = oy * sh - pt
-        ky0 = max(0, (-y0 + dh - 1) // dh)
-        ky1 = min(kh, (h - 1 - y0) // dh + 1)
+        ky0, ky1 = _taps_inside(y0, dh, kh, h)
         for ox in range(ow):
             x0 = ox * sw - pl
-            kx0 = max(0, (-x0 + dw - 1) // dw)
-            kx1 = min(kw, (w - 1 - x0) // dw + 1)
+            kx0, kx1 = _taps_inside(x0, dw, kw, w)
             dest = out[b, oy, ox]
             first = x[b, y0 + ky0 * dh, x0 + kx0 * dw]
             for ci in range(c):
@@ -419,11 +431,7 @@ def _pool2d_nhwc(
                             dest[ci] += pixel[ci]
             if is_max:
                 continue
-            count = max(ky1 - ky0, 0) * max(kx1 - kx0, 0)
-            if count_pad:
-                rows = min(kh, (h + pb - 1 - y0) // dh + 1)
-                cols = min(kw, (w + pr - 1 - x0) // dw + 1)
-                count = rows * cols
+            count = _average_count((ky0, ky1), (kx0, kx1), y0, x0, geometry)
             scale = 1.0 / max(count, 1)
             for ci in range(c):
                 dest[ci] *= scale
