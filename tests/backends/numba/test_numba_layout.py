@@ -147,3 +147,43 @@ def test_im2col_in_row_blocks_matches(monkeypatch, block_bytes: int) -> None:
 
     monkeypatch.setattr(cpu_ops, "IM2COL_BLOCK_BYTES", block_bytes)
     _check(_chain_model([("Sigmoid", {})], {}))
+
+
+@pytest.mark.parametrize(
+    ("hw", "pads", "activation"),
+    [((8, 8), [1, 1, 1, 1], "Relu"), ((7, 5), [0, 0, 0, 0], ""), ((6, 9), [2, 0, 1, 2], "Relu")],
+    ids=["same", "valid-odd", "asymmetric"],
+)
+@pytest.mark.parametrize("block_bytes", [1 << 30, 20000], ids=["one-block", "blocks"])
+def test_winograd_3x3_matches_onnxruntime(
+    monkeypatch, hw: tuple[int, int], pads: list[int], activation: str, block_bytes: int
+) -> None:
+    """3x3 stride-1 convolutions with enough channels run Winograd F(2x2, 3x3), in
+    blocks of tile rows when large (the last block shorter)."""
+    from onnx import helper, numpy_helper
+
+    from workbench.backends.numba import cpu_ops
+    from workbench.loaders.onnx import model_from_proto
+
+    monkeypatch.setattr(cpu_ops, "IM2COL_BLOCK_BYTES", block_bytes)
+
+    c, m = 16, 24
+    weight = RNG.standard_normal((m, c, 3, 3)).astype(np.float32)
+    bias = RNG.standard_normal(m).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y0"], name="conv", pads=pads)]
+    nodes.append(helper.make_node(activation or "Identity", ["y0"], ["y"], name="act"))
+    graph = helper.make_graph(
+        nodes,
+        "winograd",
+        [helper.make_tensor_value_info("x", 1, [3, c, *hw])],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    model = model_from_proto(proto, name="winograd")
+    inputs = {"x": RNG.standard_normal((3, c, *hw)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu")
+    assert_close(session.run(inputs)[0], expected, scope="op")
+    conv = next(n for n in session.graph.nodes if n.op_type == "Conv")
+    assert "winograd_u" in conv.cache

@@ -115,6 +115,14 @@ gemm_epilogue = _twin(_gemm_epilogue)
 
 
 @njit(cache=True, nogil=True)
+def bmm_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray, rows: int) -> None:
+    """``out[i, :rows] = a[i, :rows] @ b[i]``, BLAS per item: for [B, R, K] arrays whose
+    items are padded with spare rows (see `cpu_ops._conv_winograd`)."""
+    for i in range(a.shape[0]):
+        np.dot(a[i][:rows], b[i], out[i][:rows])
+
+
+@njit(cache=True, nogil=True)
 def bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """Batched ``out[i] = a[i] @ b[i]`` over [B, M, K] x [B, K, N], BLAS per item.
 
@@ -287,6 +295,145 @@ def _im2col_nhwc(
 
 
 im2col_nhwc = _twin(_im2col_nhwc)
+
+
+# Winograd F(2x2, 3x3): a 3x3 convolution computed on 4x4 input tiles, 2x2 outputs
+# each, with 16 multiplies per tile and channel pair instead of 36 (2.25x fewer FLOPs).
+# Per tile: V = B'.d.B (input), U = G.g.G' (weights, once), M = V * U summed over
+# input channels (16 GEMMs), Y = A'.M.A (output).
+def _winograd_input(xp: np.ndarray, tiles_w: int, first: int, last: int, v: np.ndarray) -> None:
+    """``v[16, tiles, C]`` = B'.d.B of the 4x4 tiles of tile rows ``first:last`` of the
+    zero-padded NHWC input ``xp`` (tile row ``r`` is row ``r % tiles_h`` of image
+    ``r // tiles_h``; ``tiles_h`` follows from ``xp``'s height)."""
+    _, height, _, c = xp.shape
+    tiles_h = (height - 2) // 2
+    for r in prange(first, last):
+        b = r // tiles_h
+        y = (r % tiles_h) * 2
+        for tx in range(tiles_w):
+            t = (r - first) * tiles_w + tx
+            x = tx * 2
+            for ci in range(c):
+                # the rows of B'.d (a, e, f, g), then each row's columns times B
+                a0, a1 = (
+                    xp[b, y, x, ci] - xp[b, y + 2, x, ci],
+                    xp[b, y, x + 1, ci] - xp[b, y + 2, x + 1, ci],
+                )
+                a2, a3 = (
+                    xp[b, y, x + 2, ci] - xp[b, y + 2, x + 2, ci],
+                    xp[b, y, x + 3, ci] - xp[b, y + 2, x + 3, ci],
+                )
+                e0, e1 = (
+                    xp[b, y + 1, x, ci] + xp[b, y + 2, x, ci],
+                    xp[b, y + 1, x + 1, ci] + xp[b, y + 2, x + 1, ci],
+                )
+                e2, e3 = (
+                    xp[b, y + 1, x + 2, ci] + xp[b, y + 2, x + 2, ci],
+                    xp[b, y + 1, x + 3, ci] + xp[b, y + 2, x + 3, ci],
+                )
+                f0, f1 = (
+                    xp[b, y + 2, x, ci] - xp[b, y + 1, x, ci],
+                    xp[b, y + 2, x + 1, ci] - xp[b, y + 1, x + 1, ci],
+                )
+                f2, f3 = (
+                    xp[b, y + 2, x + 2, ci] - xp[b, y + 1, x + 2, ci],
+                    xp[b, y + 2, x + 3, ci] - xp[b, y + 1, x + 3, ci],
+                )
+                g0, g1 = (
+                    xp[b, y + 1, x, ci] - xp[b, y + 3, x, ci],
+                    xp[b, y + 1, x + 1, ci] - xp[b, y + 3, x + 1, ci],
+                )
+                g2, g3 = (
+                    xp[b, y + 1, x + 2, ci] - xp[b, y + 3, x + 2, ci],
+                    xp[b, y + 1, x + 3, ci] - xp[b, y + 3, x + 3, ci],
+                )
+                v[0, t, ci], v[1, t, ci] = a0 - a2, a1 + a2
+                v[2, t, ci], v[3, t, ci] = a2 - a1, a1 - a3
+                v[4, t, ci], v[5, t, ci] = e0 - e2, e1 + e2
+                v[6, t, ci], v[7, t, ci] = e2 - e1, e1 - e3
+                v[8, t, ci], v[9, t, ci] = f0 - f2, f1 + f2
+                v[10, t, ci], v[11, t, ci] = f2 - f1, f1 - f3
+                v[12, t, ci], v[13, t, ci] = g0 - g2, g1 + g2
+                v[14, t, ci], v[15, t, ci] = g2 - g1, g1 - g3
+
+
+winograd_input = _twin(_winograd_input)
+
+
+def _winograd_output(
+    m: np.ndarray,
+    bias: np.ndarray,
+    act: int,
+    tiles_h: int,
+    tiles_w: int,
+    first: int,
+    last: int,
+    out: np.ndarray,
+) -> None:
+    """``out`` (NHWC) = act(A'.M.A + bias) for the tiles of tile rows ``first:last``,
+    from their products ``m[16, tiles, M]``; outputs past an odd edge are dropped."""
+    oh, ow, channels = out.shape[1], out.shape[2], out.shape[3]
+    for r in prange(first, last):
+        b = r // tiles_h
+        y = (r % tiles_h) * 2
+        for tx in range(tiles_w):
+            t = (r - first) * tiles_w + tx
+            x = tx * 2
+            if y + 1 < oh and x + 1 < ow:  # a whole 2x2 tile: no edge tests per channel
+                for k in range(channels):
+                    s0 = m[0, t, k] + m[4, t, k] + m[8, t, k]
+                    s1 = m[1, t, k] + m[5, t, k] + m[9, t, k]
+                    s2 = m[2, t, k] + m[6, t, k] + m[10, t, k]
+                    s3 = m[3, t, k] + m[7, t, k] + m[11, t, k]
+                    e0 = m[4, t, k] - m[8, t, k] - m[12, t, k]
+                    e1 = m[5, t, k] - m[9, t, k] - m[13, t, k]
+                    e2 = m[6, t, k] - m[10, t, k] - m[14, t, k]
+                    e3 = m[7, t, k] - m[11, t, k] - m[15, t, k]
+                    bk = bias[k]
+                    out[b, y, x, k] = _activate(s0 + s1 + s2 + bk, act)
+                    out[b, y, x + 1, k] = _activate(s1 - s2 - s3 + bk, act)
+                    out[b, y + 1, x, k] = _activate(e0 + e1 + e2 + bk, act)
+                    out[b, y + 1, x + 1, k] = _activate(e1 - e2 - e3 + bk, act)
+                continue
+            tall = y + 1 < oh
+            wide = x + 1 < ow
+            for k in range(channels):
+                s0 = m[0, t, k] + m[4, t, k] + m[8, t, k]
+                s1 = m[1, t, k] + m[5, t, k] + m[9, t, k]
+                s2 = m[2, t, k] + m[6, t, k] + m[10, t, k]
+                s3 = m[3, t, k] + m[7, t, k] + m[11, t, k]
+                e0 = m[4, t, k] - m[8, t, k] - m[12, t, k]
+                e1 = m[5, t, k] - m[9, t, k] - m[13, t, k]
+                e2 = m[6, t, k] - m[10, t, k] - m[14, t, k]
+                e3 = m[7, t, k] - m[11, t, k] - m[15, t, k]
+                bk = bias[k]
+                out[b, y, x, k] = _activate(s0 + s1 + s2 + bk, act)
+                if wide:
+                    out[b, y, x + 1, k] = _activate(s1 - s2 - s3 + bk, act)
+                if tall:
+                    out[b, y + 1, x, k] = _activate(e0 + e1 + e2 + bk, act)
+                    if wide:
+                        out[b, y + 1, x + 1, k] = _activate(e1 - e2 - e3 + bk, act)
+
+
+winograd_output = _twin(_winograd_output)
+
+
+def _pad_interior(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
+    """Copy NHWC ``x`` into ``xp`` at offset (top, left); the border is left as it is
+    (zeros written once), so only the interior is written each run."""
+    n, h, w, c = x.shape
+    for t in prange(n * h):
+        b = t // h
+        y = t % h
+        src = x[b, y]
+        dest = xp[b, y + top, left : left + w]
+        for i in range(w):
+            for ci in range(c):
+                dest[i, ci] = src[i, ci]
+
+
+pad_interior = _twin(_pad_interior)
 
 
 # ---- pooling ---------------------------------------------------------------------

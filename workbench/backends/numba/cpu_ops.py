@@ -142,8 +142,8 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     ), [out]
 
 
-#: An NHWC im2col matrix larger than this is built and multiplied a block of output rows
-#: at a time: written and read back while still in the core's cache, and the workspace
+#: An NHWC im2col matrix (or Winograd transform) larger than this is built and
+#: multiplied a block of output rows at a time: written and read back while still in the core's cache, and the workspace
 #: stays small. Measured on the sample ResNet at batch 32 (2 cores, 4 MB L2 each):
 #: 45 ms with 2 MB blocks, 57 ms with 8 MB, 85 ms unblocked; 1-4 MB are within noise.
 IM2COL_BLOCK_BYTES = 2 << 20
@@ -166,6 +166,10 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
     y = out.reshape(n * oh * ow, m)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if kh == kw == 3 and sh == sw == dh == dw == 1 and min(c, m) >= WINOGRAD_MIN_CHANNELS:
+        if bias is None:
+            bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
+        return _conv_winograd(node, x, w, (oh, ow), (pt, pl), bias, gemm, out), [out]
     if kh == kw == sh == sw == 1 and not any(geo.pads):
         col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
         return _sequence(functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
@@ -200,6 +204,84 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
             _bias_act(node, block_y, bias),
         ]
     return _sequence(*steps), [out]
+
+
+#: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and
+#: output channels; below it the 16 GEMMs are too thin to beat im2col's single one.
+WINOGRAD_MIN_CHANNELS = 16
+
+#: The Winograd weight transform G: U = G.g.G' for each 3x3 filter g.
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def _conv_winograd(
+    node: Node,
+    x: np.ndarray,
+    w: np.ndarray,
+    out_hw: tuple[int, int],
+    pads: tuple[int, int],
+    bias: np.ndarray,
+    gemm: GemmFn,
+    out: np.ndarray,
+) -> Callable[[], None]:
+    """A 3x3, stride-1 NHWC Conv as Winograd F(2x2, 3x3) (see `cpu._winograd_input`).
+
+    The input is copied into a zero-bordered buffer (the border is written once, here),
+    and the tiles are processed in blocks of tile rows whose transforms stay in cache.
+    Measured against im2col + GEMM on 2 cores: the sample CNN's two 3x3 convolutions at
+    batch 32 took 0.42 and 0.18 ms instead of about 0.49 and 0.25 (the 16 GEMMs are
+    thin, so BLAS runs them at 155 GFLOP/s against 260 for the one im2col GEMM); the
+    whole CNN 0.81 ms instead of 0.88 at batch 32, 0.031 instead of 0.049 at batch 1.
+    """
+    n, _, _, c = x.shape
+    m = w.shape[0]
+    (oh, ow), (pt, pl) = out_hw, pads
+    tiles_h, tiles_w = (oh + 1) // 2, (ow + 1) // 2
+
+    def transform_weights() -> np.ndarray:
+        g = _WINOGRAD_G
+        u = np.einsum("ik,mckl,jl->ijcm", g, w.astype(np.float64), g)
+        return np.ascontiguousarray(u.reshape(16, c, m).astype(w.dtype))
+
+    u = _cached(node, "winograd_u", 1, transform_weights)
+    padded = _workspace(node, "padded", (n, 2 * tiles_h + 2, 2 * tiles_w + 2, c), x.dtype)
+    padded.fill(0)
+    act = cpu.ACTIVATIONS[node.activation]
+    batched = cpu.bmm_rows if gemm is cpu.gemm_blas else functools.partial(_each, gemm)
+    rows = n * tiles_h
+    row_bytes = 16 * tiles_w * max(c, m) * x.dtype.itemsize
+    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // row_bytes))
+    steps: list[Callable[[], Any]] = [functools.partial(cpu.pad_interior[1], x, pt, pl, padded)]
+    for first in range(0, rows, per_block):
+        last = min(first + per_block, rows)
+        tiles = (last - first) * tiles_w
+        # a spare row per plane: planes a power-of-two apart share cache sets, and the
+        # transforms touch all 16 at once (measured 10x slower on the sample CNN); the
+        # kernels get the whole (contiguous) arrays, so their loops vectorise
+        v = _workspace(node, "winograd_v", (16, tiles + 1, c), x.dtype)
+        products = _workspace(node, "winograd_m", (16, tiles + 1, m), x.dtype)
+        steps += [
+            functools.partial(cpu.winograd_input[1], padded, tiles_w, first, last, v),
+            functools.partial(batched, v, u, products, tiles),
+            functools.partial(
+                cpu.winograd_output[1],
+                products,
+                bias,
+                act,
+                tiles_h,
+                tiles_w,
+                first,
+                last,
+                out,
+            ),
+        ]
+    return _sequence(*steps)
+
+
+def _each(gemm: GemmFn, a: np.ndarray, b: np.ndarray, out: np.ndarray, rows: int) -> None:
+    """`cpu.bmm_rows` as one ``gemm`` per item (for ``gemm="tiled"``)."""
+    for i in range(a.shape[0]):
+        gemm(a[i, :rows], b[i], out[i, :rows])
 
 
 def _workspace(node: Node, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
