@@ -301,10 +301,20 @@ im2col_nhwc = _twin(_im2col_nhwc)
 # each, with 16 multiplies per tile and channel pair instead of 36 (2.25x fewer FLOPs).
 # Per tile: V = B'.d.B (input), U = G.g.G' (weights, once), M = V * U summed over
 # input channels (16 GEMMs), Y = A'.M.A (output).
+#: Row i of B' (and so column i of B) is +-row ``_B_ROWS[i, 0]`` +- row ``_B_ROWS[i, 1]``.
+_B_ROWS = np.array([[0, 2], [1, 2], [2, 1], [1, 3]], np.int64)
+_B_SIGNS = np.array([[1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [1.0, -1.0]], np.float32)
+
+
 def _winograd_input(xp: np.ndarray, tiles_w: int, first: int, last: int, v: np.ndarray) -> None:
     """``v[16, tiles, C]`` = B'.d.B of the 4x4 tiles of tile rows ``first:last`` of the
     zero-padded NHWC input ``xp`` (tile row ``r`` is row ``r % tiles_h`` of image
-    ``r // tiles_h``; ``tiles_h`` follows from ``xp``'s height)."""
+    ``r // tiles_h``; ``tiles_h`` follows from ``xp``'s height).
+
+    Each of the 16 entries is a signed sum of 4 input pixels, written by its own loop
+    over the channels: with one store stream per loop LLVM vectorises it (one loop
+    storing all 16 measured 1.25-1.5x slower).
+    """
     _, height, _, c = xp.shape
     tiles_h = (height - 2) // 2
     for r in prange(first, last):
@@ -313,48 +323,18 @@ def _winograd_input(xp: np.ndarray, tiles_w: int, first: int, last: int, v: np.n
         for tx in range(tiles_w):
             t = (r - first) * tiles_w + tx
             x = tx * 2
-            for ci in range(c):
-                # the rows of B'.d (a, e, f, g), then each row's columns times B
-                a0, a1 = (
-                    xp[b, y, x, ci] - xp[b, y + 2, x, ci],
-                    xp[b, y, x + 1, ci] - xp[b, y + 2, x + 1, ci],
-                )
-                a2, a3 = (
-                    xp[b, y, x + 2, ci] - xp[b, y + 2, x + 2, ci],
-                    xp[b, y, x + 3, ci] - xp[b, y + 2, x + 3, ci],
-                )
-                e0, e1 = (
-                    xp[b, y + 1, x, ci] + xp[b, y + 2, x, ci],
-                    xp[b, y + 1, x + 1, ci] + xp[b, y + 2, x + 1, ci],
-                )
-                e2, e3 = (
-                    xp[b, y + 1, x + 2, ci] + xp[b, y + 2, x + 2, ci],
-                    xp[b, y + 1, x + 3, ci] + xp[b, y + 2, x + 3, ci],
-                )
-                f0, f1 = (
-                    xp[b, y + 2, x, ci] - xp[b, y + 1, x, ci],
-                    xp[b, y + 2, x + 1, ci] - xp[b, y + 1, x + 1, ci],
-                )
-                f2, f3 = (
-                    xp[b, y + 2, x + 2, ci] - xp[b, y + 1, x + 2, ci],
-                    xp[b, y + 2, x + 3, ci] - xp[b, y + 1, x + 3, ci],
-                )
-                g0, g1 = (
-                    xp[b, y + 1, x, ci] - xp[b, y + 3, x, ci],
-                    xp[b, y + 1, x + 1, ci] - xp[b, y + 3, x + 1, ci],
-                )
-                g2, g3 = (
-                    xp[b, y + 1, x + 2, ci] - xp[b, y + 3, x + 2, ci],
-                    xp[b, y + 1, x + 3, ci] - xp[b, y + 3, x + 3, ci],
-                )
-                v[0, t, ci], v[1, t, ci] = a0 - a2, a1 + a2
-                v[2, t, ci], v[3, t, ci] = a2 - a1, a1 - a3
-                v[4, t, ci], v[5, t, ci] = e0 - e2, e1 + e2
-                v[6, t, ci], v[7, t, ci] = e2 - e1, e1 - e3
-                v[8, t, ci], v[9, t, ci] = f0 - f2, f1 + f2
-                v[10, t, ci], v[11, t, ci] = f2 - f1, f1 - f3
-                v[12, t, ci], v[13, t, ci] = g0 - g2, g1 + g2
-                v[14, t, ci], v[15, t, ci] = g2 - g1, g1 - g3
+            for i in range(4):
+                top, bottom = xp[b, y + _B_ROWS[i, 0]], xp[b, y + _B_ROWS[i, 1]]
+                s_top, s_bottom = _B_SIGNS[i, 0], _B_SIGNS[i, 1]
+                for j in range(4):
+                    left, right = x + _B_ROWS[j, 0], x + _B_ROWS[j, 1]
+                    s_left, s_right = _B_SIGNS[j, 0], _B_SIGNS[j, 1]
+                    tl, tr, bl, br = top[left], top[right], bottom[left], bottom[right]
+                    dest = v[4 * i + j, t]
+                    for ci in range(c):
+                        dest[ci] = s_top * (s_left * tl[ci] + s_right * tr[ci]) + s_bottom * (
+                            s_left * bl[ci] + s_right * br[ci]
+                        )
 
 
 winograd_input = _twin(_winograd_input)

@@ -143,9 +143,10 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
 
 
 #: An NHWC im2col matrix (or Winograd transform) larger than this is built and
-#: multiplied a block of output rows at a time: written and read back while still in the core's cache, and the workspace
-#: stays small. Measured on the sample ResNet at batch 32 (2 cores, 4 MB L2 each):
-#: 45 ms with 2 MB blocks, 57 ms with 8 MB, 85 ms unblocked; 1-4 MB are within noise.
+#: multiplied a block of output rows at a time: written and read back while still in
+#: the core's cache, and the workspace stays small. Measured on the sample ResNet at
+#: batch 32 (2 cores, 4 MB L2 each), im2col only: 45 ms with 2 MB blocks, 57 ms with
+#: 8 MB, 85 ms unblocked; 1-4 MB are within noise.
 IM2COL_BLOCK_BYTES = 2 << 20
 
 
