@@ -88,10 +88,11 @@ def compare_model(name: str, batch: int, rounds: int, budget_ms: float) -> dict[
 
 
 def gemm_shapes() -> list[tuple[str, int, int, int]]:
-    """(label, M, K, N) of the GEMMs the sample CNN and MLP run at batch 32."""
+    """(label, M, K, N) of GEMMs the sample CNN and MLP run at batch 32."""
     return [
-        ("cnn conv2 (NHWC im2col) b32", 32 * 64, 288, 64),
-        ("cnn conv3 (NHWC im2col) b32", 32 * 16, 576, 64),
+        ("cnn conv2 as im2col (layout nhwc) b32", 32 * 64, 288, 64),
+        ("cnn conv2 as Winograd, 1 of 16 (default) b32", 32 * 16, 32, 64),
+        ("cnn conv3 as Winograd, 1 of 16 (default) b32", 32 * 4, 64, 64),
         ("mlp fc2 b32", 32, 512, 512),
         ("square 512", 512, 512, 512),
     ]
