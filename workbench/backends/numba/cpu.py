@@ -359,22 +359,6 @@ def _winograd_output(
         for tx in range(tiles_w):
             t = (r - first) * tiles_w + tx
             x = tx * 2
-            if y + 1 < oh and x + 1 < ow:  # a whole 2x2 tile: no edge tests per channel
-                for k in range(channels):
-                    s0 = m[0, t, k] + m[4, t, k] + m[8, t, k]
-                    s1 = m[1, t, k] + m[5, t, k] + m[9, t, k]
-                    s2 = m[2, t, k] + m[6, t, k] + m[10, t, k]
-                    s3 = m[3, t, k] + m[7, t, k] + m[11, t, k]
-                    e0 = m[4, t, k] - m[8, t, k] - m[12, t, k]
-                    e1 = m[5, t, k] - m[9, t, k] - m[13, t, k]
-                    e2 = m[6, t, k] - m[10, t, k] - m[14, t, k]
-                    e3 = m[7, t, k] - m[11, t, k] - m[15, t, k]
-                    bk = bias[k]
-                    out[b, y, x, k] = _activate(s0 + s1 + s2 + bk, act)
-                    out[b, y, x + 1, k] = _activate(s1 - s2 - s3 + bk, act)
-                    out[b, y + 1, x, k] = _activate(e0 + e1 + e2 + bk, act)
-                    out[b, y + 1, x + 1, k] = _activate(e1 - e2 - e3 + bk, act)
-                continue
             tall = y + 1 < oh
             wide = x + 1 < ow
             for k in range(channels):
@@ -440,26 +424,16 @@ def _average_count(
     return max(ky[1] - ky[0], 0) * max(kx[1] - kx[0], 0)
 
 
-def _pool2d(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    pt: int,
-    pl: int,
-    pb: int,
-    pr: int,
-    dh: int,
-    dw: int,
-    is_max: bool,
-    count_pad: bool,
-    out: np.ndarray,
-) -> None:
-    """Max or average pooling over [N, C, H, W]; padding never wins a max."""
+def _pool2d(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> None:
+    """Max or average pooling over [N, C, H, W]; padding never wins a max.
+
+    ``window`` is (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, count_pad): kernel,
+    strides, the four pads, dilations, and two flags.
+    """
+    kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, count_pad = window
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
-    geometry = (kh, kw, dh, dw, h, w, pb, pr, int(count_pad))
+    geometry = (kh, kw, dh, dw, h, w, pb, pr, count_pad)
     for t in prange(n * c):
         b = t // c
         ch = t % c
@@ -514,27 +488,13 @@ def _max_pool2d_unpadded(
 max_pool2d_unpadded = _twin(_max_pool2d_unpadded)
 
 
-def _pool2d_nhwc(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    pt: int,
-    pl: int,
-    pb: int,
-    pr: int,
-    dh: int,
-    dw: int,
-    is_max: bool,
-    count_pad: bool,
-    out: np.ndarray,
-) -> None:
+def _pool2d_nhwc(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> None:
     """`_pool2d` over NHWC [N, H, W, C]: the window is clipped once per output pixel and
     the innermost loop runs over the contiguous channels."""
+    kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, count_pad = window
     n, h, w, c = x.shape
     oh, ow = out.shape[1], out.shape[2]
-    geometry = (kh, kw, dh, dw, h, w, pb, pr, int(count_pad))
+    geometry = (kh, kw, dh, dw, h, w, pb, pr, count_pad)
     for t in prange(n * oh):
         b = t // oh
         oy = t % oh

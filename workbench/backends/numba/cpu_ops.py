@@ -360,33 +360,25 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     kernel = node.attrs["kernel_shape"]
     ceil = bool(node.attrs.get("ceil_mode", 0))
     is_max = node.op_type == "MaxPool"
-    count_pad = bool(node.attrs.get("count_include_pad", 0))
+    count_pad = int(node.attrs.get("count_include_pad", 0))
+    geo = shapes.window(node, x.shape[1:3] if node.channels_last else x.shape[2:], kernel, ceil)
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
+    window = (kh, kw, sh, sw, *geo.pads, dh, dw, int(is_max), count_pad)
     if node.channels_last:
-        geo = shapes.window(node, x.shape[1:3], kernel, ceil=ceil)
         out = _out(outs, (x.shape[0], *geo.out, x.shape[3]), x.dtype)
-        (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
         nhwc = cpu.pick(cpu.pool2d_nhwc, out.size * kh * kw)
-        pads = geo.pads
-        return functools.partial(nhwc, x, kh, kw, sh, sw, *pads, dh, dw, is_max, count_pad, out), [
-            out
-        ]
-    geo = shapes.window(node, x.shape[2:], kernel, ceil=ceil)
+        return functools.partial(nhwc, x, window, out), [out]
     out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
     out = _out(outs, out_shape, x.dtype)
-    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilations
-    h, w = x.shape[-2] if x.ndim == 4 else 1, x.shape[-1]
+    x4, out4 = shapes.as_4d(x), shapes.as_4d(out)
+    h, w = x4.shape[2], x4.shape[3]
     oh, ow = geo.out
     inside = (oh - 1) * sh + kh <= h and (ow - 1) * sw + kw <= w  # ceil_mode can overhang
     if is_max and dh == dw == 1 and not any(geo.pads) and inside:
         unpadded = cpu.pick(cpu.max_pool2d_unpadded, out.size * kh * kw)
-        return functools.partial(unpadded, shapes.as_4d(x), kh, kw, sh, sw, shapes.as_4d(out)), [
-            out
-        ]
+        return functools.partial(unpadded, x4, kh, kw, sh, sw, out4), [out]
     general = cpu.pick(cpu.pool2d, out.size * kh * kw)
-    x4, out4, pads = shapes.as_4d(x), shapes.as_4d(out), geo.pads
-    return functools.partial(general, x4, kh, kw, sh, sw, *pads, dh, dw, is_max, count_pad, out4), [
-        out
-    ]
+    return functools.partial(general, x4, window, out4), [out]
 
 
 def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
