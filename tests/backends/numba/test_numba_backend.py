@@ -255,3 +255,29 @@ def test_gemm_transposes_activations_on_every_run(backend, trans: dict[str, int]
         left = a2.T if "transA" in trans else a2
         right = b2.T if "transB" in trans else b2
         assert_close(session.run({"a": a2, "b": b2})[0], left @ right)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_residual_add_and_relu_run_as_one_fused_op(backend, dtype: type) -> None:
+    from onnx import helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    nodes = [
+        helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info(n, elem, [2, 3, 4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", elem, None)],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    session = backend.compile(model_from_proto(proto, name="residual"), "cpu")
+    assert [(n.op_type, n.activation) for n in session.graph.nodes] == [("Add", "Relu")]
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
+    b = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
+    np.testing.assert_array_equal(session.run({"a": a, "b": b})[0], np.maximum(a + b, 0))

@@ -504,8 +504,11 @@ def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
 
 def binary(op: str) -> Kernel:
     def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        if op == "Add" and node.activation == "Relu":  # residual blocks: one pass
+            out, run = _elementwise("AddRelu", [ins[0], ins[1]], outs)
+            return run, [out]
         out, run = _elementwise(op, [ins[0], ins[1]], outs)
-        if node.activation:  # a fused Relu, in place while the output is still in cache
+        if node.activation:  # a fused activation, in place while the output is in cache
             return _sequence(run, elementwise.bind(node.activation, [out], out)), [out]
         return run, [out]
 
