@@ -281,3 +281,19 @@ def test_residual_add_and_relu_run_as_one_fused_op(backend, dtype: type) -> None
     a = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
     b = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
     np.testing.assert_array_equal(session.run({"a": a, "b": b})[0], np.maximum(a + b, 0))
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape"),
+    [((2, 1, 3, 4), (3, 4, 5)), ((6, 4), (4, 5)), ((4,), (2, 4, 5))],
+    ids=str,
+)
+def test_matmul_refreshes_broadcast_operands_on_every_run(backend, a_shape, b_shape) -> None:
+    """Bound MatMuls copy broadcast operands each run, and never keep a stale copy."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    session = backend.compile(single_node_model("MatMul", {"a": a, "b": b}), "cpu")
+    for scale in (1.0, -2.0, 0.5):
+        a2, b2 = a * scale, b + scale
+        assert_close(session.run({"a": a2, "b": b2})[0], np.matmul(a2, b2))

@@ -328,27 +328,45 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
     ), [out]
 
 
-def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Arrays:
+def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """MatMul with NumPy broadcasting of batch dims, plus a fused bias and activation."""
     a, b = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     if a.ndim < 2 or b.ndim < 2:  # vector operands: rare, NumPy's matmul rules apply
         result = np.matmul(a, b) if bias is None else np.matmul(a, b) + bias
         out = _out(outs, result.shape, a.dtype)
-        np.copyto(out, result)
-        return [out]
+
+        def vector() -> None:
+            value = np.matmul(a, b) if bias is None else np.matmul(a, b) + bias
+            np.copyto(out, value)
+
+        return vector, [out]
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     out = _out(outs, (*batch, m, n), a.dtype)
+    epilogue = _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))
     if b.ndim == 2:
         # one GEMM over all rows of a: [batch*M, K] @ [K, N]
-        gemm(a.reshape(-1, k), b, out.reshape(-1, n))
-    else:
-        a3 = np.ascontiguousarray(np.broadcast_to(a, (*batch, m, k))).reshape(-1, m, k)
-        b3 = np.ascontiguousarray(np.broadcast_to(b, (*batch, k, n))).reshape(-1, k, n)
-        cpu.bmm(a3, b3, out.reshape(-1, m, n))
-    _bias_act(node, out.reshape(-1, n), None if bias is None else bias.reshape(-1))()
-    return [out]
+        rows, copy_a = _operand(node, "a", a, a.shape, (-1, k))
+        product = functools.partial(gemm, rows, b, out.reshape(-1, n))
+        return _sequence(copy_a, product, epilogue), [out]
+    count = math.prod(batch)
+    a3, copy_a = _operand(node, "a", a, (*batch, m, k), (count, m, k))
+    b3, copy_b = _operand(node, "b", b, (*batch, k, n), (count, k, n))
+    product = functools.partial(cpu.bmm, a3, b3, out.reshape(count, m, n))
+    return _sequence(copy_a, copy_b, product, epilogue), [out]
+
+
+def _operand(
+    node: Node, key: str, value: np.ndarray, full: tuple[int, ...], view: tuple[int, ...]
+) -> tuple[np.ndarray, Callable[[], Any]]:
+    """``value`` broadcast to ``full`` and seen as ``view``, and the step that refreshes
+    it each run: none when that is a view of ``value`` itself, else a copy into a
+    workspace (a broadcast or non-contiguous operand)."""
+    if value.shape == full and value.flags.c_contiguous:
+        return value.reshape(view), _nothing
+    copy = _workspace(node, key, full, value.dtype)
+    return copy.reshape(view), functools.partial(np.copyto, copy, np.broadcast_to(value, full))
 
 
 # ---- pooling and normalisation ------------------------------------------------------
@@ -676,7 +694,7 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
     table: dict[str, Kernel] = {
         "Conv": _bindable(functools.partial(conv, gemm=gemm_fn)),
         "Gemm": _bindable(functools.partial(gemm_op, gemm=gemm_fn)),
-        "MatMul": functools.partial(matmul, gemm=gemm_fn),
+        "MatMul": _bindable(functools.partial(matmul, gemm=gemm_fn)),
         "MaxPool": _bindable(pool),
         "AveragePool": _bindable(pool),
         "GlobalAveragePool": _bindable(global_average_pool),
