@@ -297,3 +297,16 @@ def test_matmul_refreshes_broadcast_operands_on_every_run(backend, a_shape, b_sh
     for scale in (1.0, -2.0, 0.5):
         a2, b2 = a * scale, b + scale
         assert_close(session.run({"a": a2, "b": b2})[0], np.matmul(a2, b2))
+
+
+def test_layer_norm_reads_scale_and_bias_inputs_on_every_run(backend) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    scale, bias = np.ones(6, np.float32), np.zeros(6, np.float32)
+    model = single_node_model("LayerNormalization", {"x": x, "scale": scale, "bias": bias})
+    session = backend.compile(model, "cpu")
+    normalised = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    for step in (1.0, 3.0):
+        s, b = scale * step, bias + step
+        feeds = {"x": x, "scale": s, "bias": b}
+        assert_close(session.run(feeds)[0], normalised * s + b)

@@ -413,33 +413,26 @@ def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     return functools.partial(mean, x.reshape(rows, -1), out.reshape(rows)), [out]
 
 
-def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """Softmax over one axis (opset 13+) or the flattened trailing axes (before)."""
     x = ins[0]
     out = _out(outs, x.shape, x.dtype)
     view = shapes.softmax_view(node, x.shape)
-    cpu.pick(cpu.softmax, x.size)(x.reshape(view), out.reshape(view))
-    return [out]
+    kernel = cpu.pick(cpu.softmax, x.size)
+    return functools.partial(kernel, x.reshape(view), out.reshape(view)), [out]
 
 
-def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """LayerNormalization over the trailing axes from ``axis``; Mean and InvStdDev too."""
     x = ins[0]
     axis = int(node.attrs.get("axis", -1)) % x.ndim
     tail = x.shape[axis:]
     n = math.prod(tail)
-    scale = _cached(
-        node, ("scale", tail), 1, lambda: np.broadcast_to(ins[1], tail).reshape(n).copy()
-    )
     has_bias = len(ins) > 2 and ins[2] is not None
-    bias = _cached(
-        node,
-        ("bias", tail),
-        2 if has_bias else None,
-        lambda: (
-            np.broadcast_to(ins[2], tail).reshape(n).copy() if has_bias else np.zeros(n, x.dtype)
-        ),
-    )
+    zeros = np.zeros((), x.dtype)
+    # scale and bias broadcast to the normalised axes: copied once if constant, else per run
+    scale, copy_scale = _flat_operand(node, "scale", ins[1], tail, 1)
+    bias, copy_bias = _flat_operand(node, "bias", ins[2] if has_bias else zeros, tail, 2)
     stats_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
     wanted = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
     out = _out(outs, x.shape, x.dtype)
@@ -451,7 +444,8 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     ]
     eps = float(node.attrs.get("epsilon", 1e-5))
     rows = x.size // n if n else 0
-    cpu.pick(cpu.layer_norm, x.size)(
+    normalise = functools.partial(
+        cpu.pick(cpu.layer_norm, x.size),
         x.reshape(rows, n),
         scale,
         bias,
@@ -460,7 +454,20 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         stats[0].reshape(rows),
         stats[1].reshape(rows),
     )
-    return [out, *stats][: len(node.outputs)]
+    return _sequence(copy_scale, copy_bias, normalise), [out, *stats][: len(node.outputs)]
+
+
+def _flat_operand(
+    node: Node, key: str, value: np.ndarray, shape: tuple[int, ...], index: int
+) -> tuple[np.ndarray, Callable[[], Any]]:
+    """``value`` broadcast to ``shape`` and flattened into a buffer of this node's: filled
+    once for a constant (input ``index``), else by the returned step on every run."""
+    flat = _workspace(node, key, (math.prod(shape),), value.dtype)
+    fill = functools.partial(np.copyto, flat.reshape(shape), np.broadcast_to(value, shape))
+    if index in node.const_inputs or value.ndim == 0:
+        fill()
+        return flat, _nothing
+    return flat, fill
 
 
 def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -698,8 +705,8 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "MaxPool": _bindable(pool),
         "AveragePool": _bindable(pool),
         "GlobalAveragePool": _bindable(global_average_pool),
-        "Softmax": softmax,
-        "LayerNormalization": layer_norm,
+        "Softmax": _bindable(softmax),
+        "LayerNormalization": _bindable(layer_norm),
         "BatchNormalization": batch_norm,
         "Resize": resize,
         "Gelu": _bindable(gelu),
