@@ -2,13 +2,14 @@
 
 The default numba configuration (channels-last convolutions, BLAS GEMM) is compared,
 and for reference the ONNX layout (``layout="nchw"``) and our own GEMM. Each pair runs
-in this process, interleaved: every round times a block of inferences on
-each backend in turn, so drifting clocks and noisy neighbours hit both alike; the
-reported latency is the median over rounds of each block's mean. The machine's load
-average is recorded, since on a shared machine it moves every number. Target: numba within
-1.5x of ORT on the CNN and MLP (the transformer and ResNet are for information). Also compares the two GEMMs the numba backend can use: BLAS called from
-``@njit`` (``np.dot``) and our cache-blocked kernel, on the GEMM shapes these models
-produce, in GFLOP/s.
+in this process, interleaved: every round times a block of inferences on each backend
+in turn, so drifting clocks and noisy neighbours hit both alike; the reported latency
+is the median over rounds of each block's mean. The machine's load average is
+recorded, since on a shared machine it moves every number. Target: numba within 1.5x
+of ORT on the CNN and MLP (the transformer and ResNet are for information). Also
+compares the two GEMMs the numba backend can use, BLAS called from ``@njit``
+(``np.dot``) and our cache-blocked kernel, on GEMM shapes these models produce, in
+GFLOP/s.
 
     python benchmarks/numba_cpu.py [--rounds 7] [--budget-ms 30]
 """
