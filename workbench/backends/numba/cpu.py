@@ -134,26 +134,17 @@ def bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 # ---- convolution ------------------------------------------------------------------
-def _im2col(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    oh: int,
-    ow: int,
-    col: np.ndarray,
-) -> None:
+def _im2col(x: np.ndarray, geometry: tuple[int, ...], col: np.ndarray) -> None:
     """Unfold ``x`` [N, C, H, W] into ``col`` [C*kh*kw, N*OH*OW] (zeros in the padding).
 
-    ``ph``/``pw`` are the leading pads; trailing pads only show in ``oh``/``ow``. The
-    valid output columns of each row are computed once, so the copy loop has no
-    branch and vectorises (a contiguous copy when the stride is 1).
+    ``geometry`` is (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow): kernel, strides, leading
+    pads, dilations and output size, as `cpu_ops.conv_geometry` makes it.
+
+    Trailing pads only show in ``oh``/``ow``. The valid output columns of each row are
+    computed once, so the copy loop has no branch and vectorises (a contiguous copy
+    when the stride is 1).
     """
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     n, c, h, w = x.shape
     oh_ow = oh * ow
     for row in prange(c * kh * kw):
@@ -206,20 +197,16 @@ def _conv_direct(
     x: np.ndarray,
     w: np.ndarray,
     bias: np.ndarray,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
+    geometry: tuple[int, ...],
     group: int,
     act: int,
     out: np.ndarray,
 ) -> None:
-    """Direct convolution, one (image, output channel) plane per task (for grouped convs)."""
+    """Direct convolution, one (image, output channel) plane per task (for grouped convs);
+    ``geometry`` as for `_im2col`."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     n, _c, h, wid = x.shape
-    m, cg, kh, kw = w.shape
-    oh, ow = out.shape[2], out.shape[3]
+    m, cg = w.shape[0], w.shape[1]
     per_group = m // group
     for t in prange(n * m):
         b = t // m
@@ -244,30 +231,18 @@ conv_direct = _twin(_conv_direct)
 
 
 def _im2col_nhwc(
-    x: np.ndarray,
-    kh: int,
-    kw: int,
-    sh: int,
-    sw: int,
-    ph: int,
-    pw: int,
-    dh: int,
-    dw: int,
-    oh: int,
-    ow: int,
-    first: int,
-    last: int,
-    col: np.ndarray,
+    x: np.ndarray, geometry: tuple[int, ...], first: int, last: int, col: np.ndarray
 ) -> None:
     """Unfold output rows ``first:last`` of NHWC ``x`` [N, H, W, C] (row ``t`` is output
     row ``t % OH`` of image ``t // OH``) into ``col`` [(last-first)*OW, kh*kw*C], taps
-    then channels.
+    then channels. ``geometry`` as for `_im2col`.
 
     Each tap copies one pixel's C contiguous values. The copies go through views and
     loop indices that start at 0, which LLVM can prove non-negative: with a computed
     flat offset instead, Numba's negative-index check stays in the loop and blocks
     vectorisation (measured 4x slower).
     """
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     for t in prange(first, last):
         b = t // oh

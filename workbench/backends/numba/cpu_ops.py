@@ -117,11 +117,10 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     if bias is None:
         bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
     act = cpu.ACTIVATIONS[node.activation]
-    (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
+    (sh, sw), geometry = geo.strides, conv_geometry(geo)
     if group != 1:
         direct = cpu.pick(cpu.conv_direct, out.size * cg * kh * kw)
-        run = functools.partial(direct, x4, w4, bias, sh, sw, pt, pl, dh, dw, group, act, out4)
-        return run, [out]
+        return functools.partial(direct, x4, w4, bias, geometry, group, act, out4), [out]
     k, p = c * kh * kw, oh * ow
     w2 = _cached(node, "w2", 1, lambda: np.ascontiguousarray(w4.reshape(m, k)))
     pointwise = kh == kw == sh == sw == 1 and not any(geo.pads)
@@ -130,8 +129,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
         col = x4.reshape(c, p)
     else:
         col = _workspace(node, "col", (k, n * p), x.dtype)
-        im2col = cpu.pick(cpu.im2col, col.size)
-        unfold = functools.partial(im2col, x4, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
+        unfold = functools.partial(cpu.pick(cpu.im2col, col.size), x4, geometry, col)
     # batch 1: the GEMM writes straight into the output and the epilogue runs in place
     y = out4.reshape(m, p) if n == 1 else _workspace(node, "y", (m, n * p), x.dtype)
     epilogue = cpu.pick(cpu.conv_epilogue, out.size)
@@ -150,6 +148,12 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
 IM2COL_BLOCK_BYTES = 2 << 20
 
 
+def conv_geometry(geo: shapes.Window) -> tuple[int, ...]:
+    """(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow): what the im2col and direct convolution
+    kernels take, leading pads only."""
+    return (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, *geo.out)
+
+
 def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     """A 2-D, ``group == 1`` Conv on NHWC data (see `layout`): im2col, one GEMM whose
     ``[N*OH*OW, M]`` result is the NHWC output, then bias and activation in place."""
@@ -165,6 +169,7 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k, m))
     )
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
+    geometry = conv_geometry(geo)
     y = out.reshape(n * oh * ow, m)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if kh == kw == 3 and sh == sw == dh == dw == 1 and min(c, m) >= WINOGRAD_MIN_CHANNELS:
@@ -184,23 +189,7 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         block_col, block_y = col[: (last - first) * ow], y[first * ow : last * ow]
         steps += [
             # serial: a parallel region beside BLAS's threads fights them for the cores
-            functools.partial(
-                cpu.im2col_nhwc[1],
-                x,
-                kh,
-                kw,
-                sh,
-                sw,
-                pt,
-                pl,
-                dh,
-                dw,
-                oh,
-                ow,
-                first,
-                last,
-                block_col,
-            ),
+            functools.partial(cpu.im2col_nhwc[1], x, geometry, first, last, block_col),
             functools.partial(gemm, block_col, w2t, block_y),
             _bias_act(node, block_y, bias),
         ]
