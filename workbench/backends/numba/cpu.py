@@ -8,7 +8,6 @@ kernel's epilogue can apply them without a second pass over memory.
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import numba
 import numpy as np
 from numba import njit, prange
+
+from workbench.backends.numba.rows import layer_norm_row, softmax_strip
 
 ACT_NONE, ACT_RELU = 0, 1
 ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
@@ -535,21 +536,9 @@ mean_last = _twin(_mean_last)
 
 # ---- normalisation and softmax ----------------------------------------------------
 def _softmax(x: np.ndarray, out: np.ndarray) -> None:
-    """Softmax over the middle axis of [outer, n, inner], max-subtracted for stability."""
-    outer, n, inner = x.shape
-    for t in prange(outer * inner):
-        o = t // inner
-        i = t % inner
-        peak = -np.inf
-        for j in range(n):
-            peak = max(peak, x[o, j, i])
-        total = 0.0
-        for j in range(n):
-            e = math.exp(x[o, j, i] - peak)
-            out[o, j, i] = e
-            total += e
-        for j in range(n):
-            out[o, j, i] = out[o, j, i] / total
+    """Softmax over the middle axis of [outer, n, inner] (see `rows.softmax_strip`)."""
+    for t in prange(x.shape[0] * x.shape[2]):
+        softmax_strip(x, out, t)
 
 
 softmax = _twin(_softmax)
@@ -564,25 +553,9 @@ def _layer_norm(
     mean_out: np.ndarray,
     inv_out: np.ndarray,
 ) -> None:
-    """LayerNormalization over rows of [rows, n]; statistics accumulated in float64.
-
-    ``mean_out``/``inv_out`` [rows] receive each row's mean and 1/std (ONNX outputs 1, 2).
-    """
-    rows, n = x.shape
-    for i in prange(rows):
-        mean = 0.0
-        for j in range(n):
-            mean += x[i, j]
-        mean /= n
-        var = 0.0
-        for j in range(n):
-            d = x[i, j] - mean
-            var += d * d
-        inv = 1.0 / math.sqrt(var / n + eps)
-        mean_out[i] = mean
-        inv_out[i] = inv
-        for j in range(n):
-            out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
+    """LayerNormalization over rows of [rows, n] (see `rows.layer_norm_row`)."""
+    for i in prange(x.shape[0]):
+        layer_norm_row(x, scale, bias, eps, out, mean_out, inv_out, i)
 
 
 layer_norm = _twin(_layer_norm)

@@ -23,6 +23,8 @@ from typing import Any
 
 from numba import cuda, float32
 
+from workbench.backends.numba.rows import layer_norm_row, softmax_strip
+
 ACT_NONE, ACT_RELU = 0, 1
 
 #: Elementwise op codes (unary below 16, binary from 16).
@@ -371,43 +373,17 @@ def mean_rows(x, out):
 @cuda.jit
 def softmax(x, out):
     """Softmax over the middle axis of [outer, n, inner], one thread per (outer, inner)."""
-    outer, n, inner = x.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for t in range(start, outer * inner, stride):
-        o = t // inner
-        i = t % inner
-        peak = -math.inf
-        for j in range(n):
-            v = x[o, j, i]
-            peak = v if v > peak else peak
-        total = 0.0
-        for j in range(n):
-            e = math.exp(x[o, j, i] - peak)
-            out[o, j, i] = e
-            total += e
-        for j in range(n):
-            out[o, j, i] /= total
+    for t in range(start, x.shape[0] * x.shape[2], stride):
+        softmax_strip(x, out, t)
 
 
 @cuda.jit
 def layer_norm(x, scale, bias, eps, out, mean_out, inv_out):
-    """LayerNormalization over rows of [rows, n], one thread per row (two-pass variance)."""
-    rows, n = x.shape
+    """LayerNormalization over rows of [rows, n], one thread per row."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for i in range(start, rows, stride):
-        mean = 0.0
-        for j in range(n):
-            mean += x[i, j]
-        mean /= n
-        var = 0.0
-        for j in range(n):
-            d = x[i, j] - mean
-            var += d * d
-        inv = 1.0 / math.sqrt(var / n + eps)
-        mean_out[i] = mean
-        inv_out[i] = inv
-        for j in range(n):
-            out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
+    for i in range(start, x.shape[0], stride):
+        layer_norm_row(x, scale, bias, eps, out, mean_out, inv_out, i)
 
 
 @cuda.jit

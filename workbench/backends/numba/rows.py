@@ -1,0 +1,55 @@
+"""Per-row bodies shared by the CPU (``@njit``) and CUDA (``@cuda.jit``) kernels.
+
+`numba.extending.register_jitable` compiles a function for whichever target calls
+it, so the arithmetic of a normalisation lives once; each target only decides which
+rows a thread or loop iteration takes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba.extending import register_jitable
+
+
+@register_jitable
+def softmax_strip(x: Any, out: Any, t: int) -> None:
+    """Softmax of strip ``t`` (``x[t // inner, :, t % inner]``) of [outer, n, inner],
+    max-subtracted for stability."""
+    n, inner = x.shape[1], x.shape[2]
+    o = t // inner
+    i = t % inner
+    peak = -math.inf
+    for j in range(n):
+        v = x[o, j, i]
+        peak = v if v > peak else peak
+    total = 0.0
+    for j in range(n):
+        e = math.exp(x[o, j, i] - peak)
+        out[o, j, i] = e
+        total += e
+    for j in range(n):
+        out[o, j, i] /= total
+
+
+@register_jitable
+def layer_norm_row(
+    x: Any, scale: Any, bias: Any, eps: float, out: Any, mean_out: Any, inv_out: Any, i: int
+) -> None:
+    """LayerNormalization of row ``i`` of [rows, n] (two-pass variance); its mean and
+    1/std go to ``mean_out[i]`` and ``inv_out[i]`` (ONNX outputs 1 and 2)."""
+    n = x.shape[1]
+    mean = 0.0
+    for j in range(n):
+        mean += x[i, j]
+    mean /= n
+    var = 0.0
+    for j in range(n):
+        d = x[i, j] - mean
+        var += d * d
+    inv = 1.0 / math.sqrt(var / n + eps)
+    mean_out[i] = mean
+    inv_out[i] = inv
+    for j in range(n):
+        out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
