@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.numba import cpu, elementwise, shapes
-from workbench.backends.numba.executor import Kernel
+from workbench.backends.numba.executor import Kernel, nothing
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
 
@@ -73,7 +73,7 @@ def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> Callable[
     """The epilogue ``y2d = act(y2d + bias)`` in place, as a callable (a no-op if none)."""
     act = cpu.ACTIVATIONS[node.activation]
     if bias is None and act == cpu.ACT_NONE:
-        return _nothing
+        return nothing
     if bias is None:
         bias = _cached(
             node, ("zeros", y2d.shape[1]), None, lambda: np.zeros(y2d.shape[1], y2d.dtype)
@@ -81,13 +81,9 @@ def _bias_act(node: Node, y2d: np.ndarray, bias: np.ndarray | None) -> Callable[
     return functools.partial(cpu.pick(cpu.bias_act_rows, y2d.size), y2d, bias, act)
 
 
-def _nothing() -> None:
-    return None
-
-
 def _sequence(*calls: Callable[[], Any]) -> Callable[[], None]:
     """One callable running ``calls`` in order (no-ops dropped)."""
-    steps = tuple(call for call in calls if call is not _nothing)
+    steps = tuple(call for call in calls if call is not nothing)
 
     def run() -> None:
         for call in steps:
@@ -124,7 +120,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     k, p = c * kh * kw, oh * ow
     w2 = _cached(node, "w2", 1, lambda: np.ascontiguousarray(w4.reshape(m, k)))
     pointwise = kh == kw == sh == sw == 1 and not any(geo.pads)
-    unfold: Callable[[], Any] = _nothing
+    unfold: Callable[[], Any] = nothing
     if pointwise and n == 1:
         col = x4.reshape(c, p)
     else:
@@ -353,7 +349,7 @@ def _operand(
     it each run: none when that is a view of ``value`` itself, else a copy into a
     workspace (a broadcast or non-contiguous operand)."""
     if value.shape == full and value.flags.c_contiguous:
-        return value.reshape(view), _nothing
+        return value.reshape(view), nothing
     copy = _workspace(node, key, full, value.dtype)
     return copy.reshape(view), functools.partial(np.copyto, copy, np.broadcast_to(value, full))
 
@@ -414,25 +410,21 @@ def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
 def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """LayerNormalization over the trailing axes from ``axis``; Mean and InvStdDev too."""
     x = ins[0]
-    axis = int(node.attrs.get("axis", -1)) % x.ndim
-    tail = x.shape[axis:]
-    n = math.prod(tail)
+    view = shapes.layer_norm_view(node, x.shape)
+    rows, n = view.rows, view.n
     has_bias = len(ins) > 2 and ins[2] is not None
     zeros = np.zeros((), x.dtype)
     # scale and bias broadcast to the normalised axes: copied once if constant, else per run
-    scale, copy_scale = _flat_operand(node, "scale", ins[1], tail, 1)
-    bias, copy_bias = _flat_operand(node, "bias", ins[2] if has_bias else zeros, tail, 2)
-    stats_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
-    wanted = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
+    scale, copy_scale = _flat_operand(node, "scale", ins[1], view.tail, 1)
+    bias, copy_bias = _flat_operand(node, "bias", ins[2] if has_bias else zeros, view.tail, 2)
     out = _out(outs, x.shape, x.dtype)
     stats = [
-        _out(outs, stats_shape, np.float32, i)
-        if wanted[i]
-        else _workspace(node, i, stats_shape, x.dtype)
+        _out(outs, view.stats_shape, np.float32, i)
+        if view.wanted[i]
+        else _workspace(node, i, view.stats_shape, x.dtype)
         for i in (1, 2)
     ]
     eps = float(node.attrs.get("epsilon", 1e-5))
-    rows = x.size // n if n else 0
     normalise = functools.partial(
         cpu.pick(cpu.layer_norm, x.size),
         x.reshape(rows, n),
@@ -455,7 +447,7 @@ def _flat_operand(
     fill = functools.partial(np.copyto, flat.reshape(shape), np.broadcast_to(value, shape))
     if index in node.const_inputs or value.ndim == 0:
         fill()
-        return flat, _nothing
+        return flat, nothing
     return flat, fill
 
 

@@ -472,21 +472,17 @@ def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
-    axis = int(node.attrs.get("axis", -1)) % x.ndim
-    tail = x.shape[axis:]
-    n = math.prod(tail)
+    view = shapes.layer_norm_view(node, x.shape)
+    rows, n, tail, stats_shape = view.rows, view.n, view.tail, view.stats_shape
     scale = _prepared(node, "scale", ins, 1, lambda h: np.broadcast_to(h, tail).reshape(n))
     if len(ins) > 2 and ins[2] is not None:
         bias = _prepared(node, "bias", ins, 2, lambda h: np.broadcast_to(h, tail).reshape(n))
     else:
         bias = _meta(node, "zero_bias", lambda: np.zeros(n, x.dtype))
-    rows = x.size // n
-    stats_shape = x.shape[:axis] + (1,) * (x.ndim - axis)
-    wanted = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
     out = _out(node, outs, x.shape, x.dtype)
     stats = [
         _out(node, outs, stats_shape, np.float32, i)
-        if wanted[i]
+        if view.wanted[i]
         else _workspace(node, ("stats", i, stats_shape), stats_shape, np.float32)
         for i in (1, 2)
     ]

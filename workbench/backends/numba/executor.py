@@ -8,8 +8,8 @@ allocated with liveness-based reuse, and the inputs get buffers of their own tha
 each run copies into. Every array a step touches is then fixed, so each step is
 *bound* once: a kernel with a ``bind`` attribute precomputes its geometry and
 workspaces and returns a closure of its compiled calls; views (Reshape and the like)
-are made once and cost nothing per run. A run allocates nothing and, on the sample
-CNN at batch 1, spends 2.5x less time in Python than calling kernels by name did.
+are made once and cost nothing per run. A run allocates nothing; on the sample CNN at
+batch 1 binding took a run from 0.078 to 0.052 ms (2 cores, kernels unchanged).
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ from workbench.errors import BackendError
 #: arguments (outputs given) -> a zero-argument callable doing the work on those arrays.
 Kernel = Callable[[Node, list[Any], list[Any] | None], list[Any]]
 Binder = Callable[[Node, list[Any], list[Any]], Callable[[], Any]]
+
+
+def nothing() -> None:
+    """The bound step of a view, and a binder's placeholder for work it can skip."""
+    return None
+
 
 #: Inputs that kernels read on the host (shapes, axes, scales): they stay numpy arrays.
 HOST_INPUTS: dict[str, frozenset[int]] = {
@@ -259,7 +265,7 @@ class Executor:
             if step.outs is None:  # a view: made once, here, of the fixed buffers
                 outs = step.kernel(node, ins, None)
                 env.update(zip(node.outputs, outs, strict=False))
-                plan.thunks.append(_nothing)
+                plan.thunks.append(nothing)
                 continue
             bind: Binder | None = getattr(step.kernel, "bind", None)
             if bind is not None:
@@ -347,10 +353,6 @@ class Executor:
         plan.env = {name: value for name, value in env.items() if name not in staged}
         plan.env.update({k: v for k, v in static.items() if k not in plan.env})
         plan.arena_bytes = total
-
-
-def _nothing() -> None:
-    return None
 
 
 class CpuDevice:

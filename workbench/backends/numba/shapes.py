@@ -182,6 +182,38 @@ def softmax_view(node: Node, shape: Sequence[int]) -> tuple[int, int, int]:
     return outer, math.prod(shape[axis:]), 1
 
 
+@dataclass(frozen=True)
+class LayerNormView:
+    """How a LayerNormalization sees its input.
+
+    Attributes:
+        tail: the normalised (trailing) axes' sizes. n: their product, a row's length.
+        rows: how many rows. stats_shape: the shape of the Mean and InvStdDev outputs.
+        wanted: whether each of the three outputs is requested.
+    """
+
+    tail: tuple[int, ...]
+    n: int
+    rows: int
+    stats_shape: tuple[int, ...]
+    wanted: tuple[bool, bool, bool]
+
+
+def layer_norm_view(node: Node, shape: Sequence[int]) -> LayerNormView:
+    """The [rows, n] view of a LayerNormalization input and its statistics' shape."""
+    axis = int(node.attrs.get("axis", -1)) % len(shape)
+    tail = tuple(shape[axis:])
+    n = math.prod(tail)
+    requested = [bool(name) for name in node.outputs] + [False] * (3 - len(node.outputs))
+    return LayerNormView(
+        tail=tail,
+        n=n,
+        rows=math.prod(shape) // n if n else 0,
+        stats_shape=tuple(shape[:axis]) + (1,) * (len(shape) - axis),
+        wanted=(requested[0], requested[1], requested[2]),
+    )
+
+
 def slices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> tuple[slice, ...]:
     """Python slices for an ONNX Slice node (inputs from opset 10, attributes before)."""
     if node.opset >= 10:
