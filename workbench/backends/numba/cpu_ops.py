@@ -144,6 +144,13 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
 IM2COL_BLOCK_BYTES = 2 << 20
 
 
+def _row_blocks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
+    """``(first, last)`` blocks of ``rows`` with at most `IM2COL_BLOCK_BYTES` each (at
+    least one row); only the last may be shorter."""
+    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // max(row_bytes, 1)))
+    return [(first, min(first + per_block, rows)) for first in range(0, rows, per_block)]
+
+
 def conv_geometry(geo: shapes.Window) -> tuple[int, ...]:
     """(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow): what the im2col and direct convolution
     kernels take, leading pads only."""
@@ -176,12 +183,10 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
         return _sequence(functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
     # blocks of whole output rows whose im2col stays in cache until the GEMM reads it
-    rows = n * oh
-    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // (ow * k * x.dtype.itemsize)))
-    col = _workspace(node, "col", (per_block * ow, k), x.dtype)
+    blocks = _row_blocks(n * oh, ow * k * x.dtype.itemsize)
+    col = _workspace(node, "col", ((blocks[0][1] - blocks[0][0]) * ow, k), x.dtype)
     steps: list[Callable[[], Any]] = []
-    for first in range(0, rows, per_block):
-        last = min(first + per_block, rows)
+    for first, last in blocks:
         block_col, block_y = col[: (last - first) * ow], y[first * ow : last * ow]
         steps += [
             # serial: a parallel region beside BLAS's threads fights them for the cores
@@ -217,7 +222,7 @@ def _conv_winograd(
     Measured against im2col + GEMM on 2 cores: the sample CNN's two 3x3 convolutions at
     batch 32 took 0.38 and 0.15 ms instead of about 0.49 and 0.25 (the 16 GEMMs are
     thin, so BLAS runs them at 160 GFLOP/s against 255 for the one im2col GEMM); the
-    whole CNN 0.65-0.70 ms instead of 0.88 at batch 32, 0.03 instead of 0.049 at batch 1.
+    whole CNN 0.65-0.74 ms instead of 0.88 at batch 32, 0.03 instead of 0.049 at batch 1.
     """
     n, _, _, c = x.shape
     m = w.shape[0]
@@ -234,12 +239,8 @@ def _conv_winograd(
     padded.fill(0)
     act = cpu.ACTIVATIONS[node.activation]
     batched = cpu.bmm_rows if gemm is cpu.gemm_blas else functools.partial(_each, gemm)
-    rows = n * tiles_h
-    row_bytes = 16 * tiles_w * max(c, m) * x.dtype.itemsize
-    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // row_bytes))
     steps: list[Callable[[], Any]] = [functools.partial(cpu.pad_interior[1], x, pt, pl, padded)]
-    for first in range(0, rows, per_block):
-        last = min(first + per_block, rows)
+    for first, last in _row_blocks(n * tiles_h, 16 * tiles_w * max(c, m) * x.dtype.itemsize):
         tiles = (last - first) * tiles_w
         # a spare row per plane: planes a power-of-two apart share cache sets, and the
         # transforms touch all 16 at once (measured 10x slower on the sample CNN); the
