@@ -325,6 +325,23 @@ def onnx_dtype_name(elem_type: int) -> str:
     return _ONNX_DTYPES.get(elem_type, f"onnx-type-{elem_type}")
 
 
+def set_layer_name(node: onnx.NodeProto, layer: str) -> None:
+    """Record ``layer`` as ``node``'s canonical layer in its ``workbench.layer`` metadata.
+
+    Replaces an existing entry, so a node never carries two competing labels.
+
+    Args:
+        node: the ONNX node to label (changed in place).
+        layer: the canonical layer name.
+    """
+    for entry in node.metadata_props:
+        if entry.key == LAYER_KEY:
+            entry.value = layer
+            return
+    entry = node.metadata_props.add()
+    entry.key, entry.value = LAYER_KEY, layer
+
+
 def _is_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
 

@@ -9,6 +9,7 @@ from onnx import helper
 import workbench as wb
 from workbench.loaders.export import _export_torchscript, annotate_layers
 from workbench.loaders.onnx import canonical_layer_name, model_from_proto
+from workbench.model import LAYER_KEY, set_layer_name
 from workbench.testing import toy_cnn
 
 
@@ -44,6 +45,13 @@ def test_metadata_wins_over_the_node_name() -> None:
     entry = node.metadata_props.add()
     entry.key, entry.value = "workbench.layer", "blocks.3.act"
     assert canonical_layer_name(node, 0) == "blocks.3.act"
+
+
+def test_set_layer_name_replaces_an_existing_label() -> None:
+    node = helper.make_node("Relu", ["a"], ["b"], name="/x/y/Relu")
+    set_layer_name(node, "blocks.3.act")
+    set_layer_name(node, "blocks.4.act")
+    assert [(kv.key, kv.value) for kv in node.metadata_props] == [(LAYER_KEY, "blocks.4.act")]
 
 
 def test_exported_layers_match_torch_layers_with_weights() -> None:

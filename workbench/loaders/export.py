@@ -9,7 +9,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from workbench.errors import ModelLoadError
-from workbench.model import LAYER_KEY, Model
+from workbench.model import Model, set_layer_name
 
 if TYPE_CHECKING:
     import onnx
@@ -54,13 +54,7 @@ def annotate_layers(proto: onnx.ModelProto) -> None:
     from workbench.loaders.onnx import canonical_layer_name
 
     for index, node in enumerate(proto.graph.node):
-        layer = canonical_layer_name(node, index)
-        existing = [kv for kv in node.metadata_props if kv.key == LAYER_KEY]
-        if existing:
-            existing[0].value = layer
-        else:
-            entry = node.metadata_props.add()
-            entry.key, entry.value = LAYER_KEY, layer
+        set_layer_name(node, canonical_layer_name(node, index))
 
 
 def _example_args(model: Model) -> tuple:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import TransformError
-from workbench.model import LAYER_KEY, Layer, Model
+from workbench.model import LAYER_KEY, Layer, Model, set_layer_name
 
 if TYPE_CHECKING:
     import onnx
@@ -81,7 +81,7 @@ def label_nodes(proto: onnx.ModelProto, original: dict[str, str]) -> None:
             if not changed:
                 break
     for index, node in enumerate(proto.graph.node):
-        _set_label(node, labels.get(index) or node.name or f"{node.op_type}_{index}")
+        set_layer_name(node, labels.get(index) or node.name or f"{node.op_type}_{index}")
 
 
 def _by_name(name: str, original: dict[str, str]) -> str:
@@ -114,15 +114,6 @@ def _neighbour_label(
         if index in labels:
             return labels[index]
     return ""
-
-
-def _set_label(node: onnx.NodeProto, layer: str) -> None:
-    for kv in node.metadata_props:
-        if kv.key == LAYER_KEY:
-            kv.value = layer
-            return
-    entry = node.metadata_props.add()
-    entry.key, entry.value = LAYER_KEY, layer
 
 
 def onnx_variant(parent: Model, proto: onnx.ModelProto, recipe: dict[str, Any]) -> Model:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.errors import TransformError
-from workbench.model import LAYER_KEY, Model
+from workbench.model import LAYER_KEY, Model, set_layer_name
 from workbench.optimize.base import Transform, config_to_dict, make_config, register
 from workbench.optimize.data_source import input_batches, resolve_data
 from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
@@ -318,8 +318,7 @@ def _folded(proto: onnx.ModelProto) -> onnx.ModelProto:
     }
     for node in folded.graph.node:
         if node.name in labels and not any(kv.key == LAYER_KEY for kv in node.metadata_props):
-            entry = node.metadata_props.add()
-            entry.key, entry.value = LAYER_KEY, labels[node.name]
+            set_layer_name(node, labels[node.name])
     return folded
 
 
