@@ -1,0 +1,171 @@
+"""The import contract of docs/architecture.md: layers import one way, backends stay apart.
+
+Imports inside functions count (a lazy import is still a dependency); imports under
+``if TYPE_CHECKING:`` do not (they never run). The layer table mirrors the diagram in
+docs/architecture.md: a module may import from its own layer or any layer below it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
+
+#: lowest layer first; a module's layer is that of its first component under workbench/
+LAYERS: list[set[str]] = [
+    {"errors", "progress"},
+    {"model"},
+    {"loaders", "data", "tolerances"},
+    {"backends"},
+    {"machine"},
+    {"profiling"},
+    {"optimize", "evaluation", "store", "scenarios", "cluster"},
+    {"viz", "reports"},
+    {"dashboards", "notebook", "magics", "cli", "testing", "__init__"},
+]
+#: runtime packages under backends/ that must not import one another
+BACKEND_PACKAGES = ("torch", "onnxruntime", "numba")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else "__init__"
+    for index, names in enumerate(LAYERS):
+        if head in names:
+            return index
+    raise AssertionError(f"{module} is in no layer: add its top-level name to LAYERS")
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    return skipped
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """workbench modules imported by ``path``, resolved to the deepest known module."""
+    return _imports_in(path.read_text(), _module_name(path), path.name == "__init__.py", known)
+
+
+def _imports_in(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    tree = ast.parse(source)
+    skipped = _type_checking_nodes(tree)
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                prefix = package[: len(package) - node.level + 1]
+                base = ".".join([*prefix, *([node.module] if node.module else [])])
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != module and target.startswith("workbench"):
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    return {module: _imports(path, known) for module, path in paths.items()}
+
+
+GRAPH = _graph()
+
+
+def _is_ancestor_package(importer: str, target: str) -> bool:
+    """A submodule importing its own package's __init__ (re-exports) is not a dependency loop."""
+    return importer.startswith(target + ".")
+
+
+def test_every_import_goes_down_the_layers() -> None:
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    )
+    assert upward == []
+
+
+def test_no_import_cycles() -> None:
+    cycles: list[list[str]] = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in GRAPH[node]:
+            if _is_ancestor_package(node, nxt):
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
+@pytest.mark.parametrize("runtime", BACKEND_PACKAGES)
+def test_backend_packages_are_independent(runtime: str) -> None:
+    own = f"workbench.backends.{runtime}"
+    others = [f"workbench.backends.{name}" for name in BACKEND_PACKAGES if name != runtime]
+    crossing = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if module == own or module.startswith(own + ".")
+        for target in targets
+        if any(target == other or target.startswith(other + ".") for other in others)
+    )
+    assert crossing == []
+
+
+def test_the_checker_sees_imports_inside_functions() -> None:
+    """The contract would be toothless if lazy imports were missed: check the parser itself."""
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import workbench.viz\n"
+        "def f():\n    from ..dashboards import app\n"
+    )
+    known = {"workbench.viz", "workbench.dashboards", "workbench.dashboards.app"}
+    found = _imports_in(source, "workbench.profiling.probe", False, known)
+    assert found == {"workbench.dashboards", "workbench.dashboards.app"}
