@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from workbench.errors import InputError
+from workbench.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
     import onnx
@@ -30,6 +30,10 @@ Framework = Literal["torch", "onnx"]
 
 #: ONNX node metadata key holding the canonical layer a node belongs to.
 LAYER_KEY = "workbench.layer"
+
+#: Turns a torch `Model` into its ONNX `Model`. `workbench.loaders` registers it on import
+#: (see `register_exporter`): loaders sit above this module, so it cannot import them.
+_exporter: Callable[[Model], Model] | None = None
 
 _ONNX_DTYPES = {
     1: "float32",
@@ -153,6 +157,13 @@ class Model:
         return self._onnx_bytes
 
     @property
+    def has_onnx(self) -> bool:
+        """Whether `to_onnx` needs no export: an ONNX model, a cached or a ready export file."""
+        if self.framework == "onnx" or self._onnx is not None:
+            return True
+        return self.onnx_path is not None and self.onnx_path.is_file()
+
+    @property
     def size_bytes(self) -> int:
         """Size of the model as deployed: the ONNX file for ONNX models, parameters for torch."""
         return len(self.onnx_bytes) if self.framework == "onnx" else self.params_bytes
@@ -256,9 +267,12 @@ class Model:
             onnx_model = self
         else:
             if self._onnx is None:
-                from workbench.loaders.export import export_torch
-
-                self._onnx = export_torch(self)
+                if _exporter is None:
+                    raise ModelLoadError(
+                        f"no ONNX exporter is registered to export {self.name!r}; "
+                        "import workbench.loaders (or load the model with wb.load) first"
+                    )
+                self._onnx = _exporter(self)
             onnx_model = self._onnx
         if path is not None:
             Path(path).write_bytes(onnx_model.onnx_bytes)
@@ -311,6 +325,16 @@ class Model:
             f"<b>{html.escape(repr(self))}</b>"
             f"<table><tr><th>layer</th><th>op type</th><th>params</th></tr>{rows}</table>{more}"
         )
+
+
+def register_exporter(exporter: Callable[[Model], Model]) -> None:
+    """Set the function `Model.to_onnx` uses to export torch models.
+
+    Args:
+        exporter: takes a torch `Model` and returns its ONNX `Model`.
+    """
+    global _exporter
+    _exporter = exporter
 
 
 def recipe_label(recipe: Mapping[str, Any] | None) -> str:

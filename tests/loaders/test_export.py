@@ -7,6 +7,8 @@ import pytest
 from onnx import helper
 
 import workbench as wb
+import workbench.model
+from workbench.errors import ModelLoadError
 from workbench.loaders.export import _export_torchscript, annotate_layers
 from workbench.loaders.onnx import canonical_layer_name, model_from_proto
 from workbench.model import LAYER_KEY, set_layer_name
@@ -64,3 +66,19 @@ def test_exported_layers_match_torch_layers_with_weights() -> None:
         # the exporter gives a bias-free conv an explicit zero bias
         extra = modules[layer.name].out_channels if layer.op_type == "Conv2d" else 0
         assert layer.params <= exported[layer.name].params <= layer.params + extra, layer.name
+
+
+def test_has_onnx_tells_whether_to_onnx_would_export() -> None:
+    model = toy_cnn()
+    assert not model.has_onnx
+    exported = model.to_onnx()
+    assert model.has_onnx and exported.has_onnx
+    assert not model.derive(recipe={"name": "x"}).has_onnx
+
+
+def test_to_onnx_without_a_registered_exporter_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workbench.model, "_exporter", None)
+    with pytest.raises(ModelLoadError, match=r"import workbench\.loaders"):
+        toy_cnn().to_onnx()

@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ModelLoadError
-from workbench.model import Model
+from workbench.loaders.export import export_torch
+from workbench.model import Model, register_exporter
+
+# Model.to_onnx exports through this hook: model.py sits below loaders and cannot import them
+register_exporter(export_torch)
 
 _ONNX_SUFFIXES = {".onnx"}
 _TORCH_SUFFIXES = {".pt2", ".pt", ".pth", ".ts", ".jit", ".zip"}

@@ -423,8 +423,7 @@ def layer_costs(
     sources: list[tuple[pd.DataFrame, list[str]]] = []
     if model.framework == "torch":
         sources.append(torch_costs(model, inputs))
-    exported = model._onnx is not None or (model.onnx_path and model.onnx_path.is_file())
-    if model.framework == "onnx" or exported:
+    if model.has_onnx:
         proto = model.to_onnx().proto
         assert proto is not None  # an ONNX Model always carries its graph
         sources.append(onnx_costs(proto, inputs))
