@@ -11,7 +11,7 @@ pip_install() { python -m pip install --disable-pip-version-check -q "$@"; }
 if ! python -c "import torch" 2>/dev/null; then
     pip_install "torch==2.13.0"
 fi
-pip_install -e ".[dev,dashboard]"
+pip_install -e ".[dev,dashboard,lab]"
 # the example plugin, so the tests exercise the entry points the way a third party would
 pip_install -e extensions/workbench-reference
 
