@@ -337,11 +337,23 @@ def register_exporter(exporter: Callable[[Model], Model]) -> None:
     _exporter = exporter
 
 
+#: recipe key listing the earlier steps of a chained recipe, oldest first
+RECIPE_CHAIN = "chain"
+
+
 def recipe_label(recipe: Mapping[str, Any] | None) -> str:
-    """Display label of a recipe: its ``label``, else its ``name``; ``"baseline"`` for none."""
+    """Display label of a recipe: each step's ``label`` (else ``name``), oldest first.
+
+    Example:
+        >>> recipe_label(wb.quantize(wb.prune(m, structured=True), "int8-static").recipe)
+        'prune-channels(50%) → int8-static(entropy)'
+        >>> recipe_label(None)
+        'baseline'
+    """
     if not recipe:
         return "baseline"
-    return str(recipe.get("label") or recipe.get("name", "custom"))
+    steps = [*recipe.get(RECIPE_CHAIN, ()), recipe]
+    return " → ".join(str(step.get("label") or step.get("name", "custom")) for step in steps)
 
 
 def onnx_dtype_name(elem_type: int) -> str:
