@@ -443,25 +443,77 @@ def layer_costs(
     return table, notes
 
 
-def add_roofline(profile: Profile, ceilings: Ceilings | None = None) -> None:
+#: a layer above this fraction of the roof is impossible: the ceilings are re-measured once
+ROOF_TOLERANCE = 1.05
+
+
+def add_roofline(
+    profile: Profile, ceilings: Ceilings | None = None, *, remeasure: bool = True
+) -> None:
     """Add ``achieved_flops_per_s``, ``bound`` and ``roof_fraction`` to a profile's layers.
 
-    ``bound`` is ``"compute"`` when a layer's intensity is at or above the machine's
-    ridge point (peak FLOP/s / bandwidth), else ``"memory"``; ``roof_fraction`` is the
-    attained FLOP/s over the roof at that intensity (1.0 = on the roof). Changes
-    ``profile`` in place.
+    A layer's work is its ``executed_flops`` where the backend reported them (a Winograd
+    convolution executes fewer multiply-adds than its nominal ``flops``), else the nominal
+    ``flops``; its intensity for the roof is that work over its bytes. ``bound`` is
+    ``"compute"`` when the intensity is at or above the ridge point (peak FLOP/s /
+    bandwidth), else ``"memory"``; ``roof_fraction`` is the attained FLOP/s over the roof at
+    that intensity (1.0 = on the roof).
+
+    A fraction above `ROOF_TOLERANCE` means the ceilings were measured low (a busy machine,
+    a stale cache): unless ``ceilings`` were given or ``remeasure`` is False, they are
+    measured again once. A layer still above the roof keeps its measured fraction, and a
+    note in ``profile.notes`` and ``environment["machine_ceilings"]["above_roof"]`` name it.
+    Changes ``profile`` in place.
+
+    Args:
+        profile: a profile with per-layer ``flops``, ``bytes`` and ``latency_ms``.
+        ceilings: the ceilings to use (default `machine_ceilings` of the profile's device).
+        remeasure: re-measure cached ceilings once when a layer is above the roof.
+
+    Example:
+        >>> add_roofline(p)
+        >>> p.layers[["layer", "roof_fraction", "bound"]]
     """
+    given = ceilings is not None
     ceilings = ceilings or machine_ceilings(profile.device)
     table = profile.layers
+    _roof_columns(table, ceilings)
+    if not given and remeasure and (table["roof_fraction"] > ROOF_TOLERANCE).any():
+        ceilings = machine_ceilings(profile.device, refresh=True)
+        _roof_columns(table, ceilings)
+    record = ceilings.to_dict()
+    above = table.loc[table["roof_fraction"] > ROOF_TOLERANCE, ["layer", "roof_fraction"]]
+    if len(above):
+        named = ", ".join(f"{r.layer} ({r.roof_fraction:.2f})" for r in above.itertuples())
+        record["above_roof"] = dict(zip(above["layer"], above["roof_fraction"], strict=True))
+        profile.notes.append(
+            f"above the measured roof even after re-measuring the ceilings: {named}; "
+            "the ceilings are likely low (a busy machine), the fractions are as measured"
+        )
+    executed = _executed_flops(table)
+    if executed.notna().any():
+        record["flops_basis"] = "executed FLOPs where the backend reported them, else nominal"
+    profile.environment["machine_ceilings"] = record
+
+
+def _executed_flops(table: pd.DataFrame) -> pd.Series:
+    if "executed_flops" not in table:
+        return pd.Series(np.nan, index=table.index)
+    return table["executed_flops"].astype(float)
+
+
+def _roof_columns(table: pd.DataFrame, ceilings: Ceilings) -> None:
     seconds = table["latency_ms"].astype(float) / 1e3
-    flops = table["flops"].astype(float)
-    intensity = table["intensity"].astype(float)
+    executed = _executed_flops(table)
+    flops = executed.where(executed.notna(), table["flops"].astype(float))
     with np.errstate(divide="ignore", invalid="ignore"):
+        nbytes = table["bytes"].astype(float)
+        intensity = flops / nbytes.where(nbytes > 0)
         achieved = (flops / seconds.where(seconds > 0)).astype(float)
         roof = np.minimum(ceilings.peak_flops_per_s, intensity * ceilings.bandwidth_bytes_per_s)
         table["achieved_flops_per_s"] = achieved
         table["roof_fraction"] = achieved / roof.where(roof > 0)
-    ridge = ceilings.ridge_intensity
-    bound = pd.Series(np.where(intensity >= ridge, "compute", "memory"), index=table.index)
+    bound = pd.Series(
+        np.where(intensity >= ceilings.ridge_intensity, "compute", "memory"), index=table.index
+    )
     table["bound"] = bound.astype(object).where(intensity.notna(), None)
-    profile.environment["machine_ceilings"] = ceilings.to_dict()
