@@ -237,7 +237,7 @@ class Model:
                 raise InputError(f"missing input(s) {missing} for {self.name}")
             values = [inputs[s.name] for s in self.inputs]
         else:
-            values = [inputs] if _is_array(inputs) else list(inputs)
+            values = [inputs] if is_array(inputs) else list(inputs)
             if len(values) != len(self.inputs):
                 raise InputError(
                     f"{self.name} takes {len(self.inputs)} input(s) "
@@ -245,7 +245,7 @@ class Model:
                 )
         checked: dict[str, np.ndarray] = {}
         for spec, value in zip(self.inputs, values, strict=True):
-            checked[spec.name] = _check_one(spec, _to_numpy(value))
+            checked[spec.name] = _check_one(spec, to_numpy(value))
         return checked
 
     # ---- conversion --------------------------------------------------------------
@@ -378,12 +378,21 @@ def set_layer_name(node: onnx.NodeProto, layer: str) -> None:
     entry.key, entry.value = LAYER_KEY, layer
 
 
-def _is_array(value: Any) -> bool:
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is a numpy array or a torch tensor (checked without importing torch)."""
     return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if type(value).__name__ == "Tensor":
+def to_numpy(value: Any) -> np.ndarray:
+    """A numpy array from a numpy array, a torch tensor (any device) or a nested list.
+
+    Args:
+        value: the array-like; a torch tensor is detached and copied to the CPU.
+
+    Returns:
+        The numpy array (``value`` itself when it already is one).
+    """
+    if type(value).__name__ == "Tensor":  # torch, without importing it
         return value.detach().cpu().numpy()
     return np.asarray(value)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import InputError, WorkbenchError
+from workbench.model import to_numpy
 from workbench.progress import CancelToken, ProgressCallback, track
 
 
@@ -205,7 +206,7 @@ def evaluate(
         for inputs, target in batches:
             feeds = inputs if isinstance(inputs, dict) else _tupled(inputs)
             outputs.append(session.run(feeds)[0])
-            labels.append(_numpy(target))
+            labels.append(np.atleast_1d(to_numpy(target)))
     finally:
         session.close()
     if not outputs:
@@ -231,9 +232,3 @@ def _tupled(inputs: Any) -> Any:
     if isinstance(inputs, tuple):
         return inputs
     return (inputs,)
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if type(value).__name__ == "Tensor":
-        return value.detach().cpu().numpy()
-    return np.atleast_1d(np.asarray(value))

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.data import Dataset
 from workbench.errors import ModelLoadError, WorkbenchError
-from workbench.evaluation.data import Dataset
 from workbench.model import Model
 
 __all__ = ["dataset", "info", "load", "names", "samples_dir"]
@@ -62,9 +62,8 @@ def samples_dir() -> Path:
         path = Path(configured).expanduser()
         where = f"${SAMPLES_DIR_ENV}"
     else:
-        import workbench
-
-        path = Path(workbench.__file__).resolve().parents[1] / "sample_models"
+        # workbench/loaders/samples.py -> the checkout root holding sample_models/
+        path = Path(__file__).resolve().parents[2] / "sample_models"
         where = "the workbench source checkout"
     if not path.is_dir():
         raise ModelLoadError(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
+from workbench.data import reiterable
 from workbench.errors import TransformError
 from workbench.model import Model
+
+# re-exported: transforms import the one tensor-to-numpy conversion from here
+from workbench.model import to_numpy as to_numpy
 
 
 def resolve_data(model: Model, data: Any, split: str, purpose: str) -> Any:
@@ -38,16 +40,6 @@ def resolve_data(model: Model, data: Any, split: str, purpose: str) -> Any:
     )
 
 
-def reiterable(data: Any) -> Any:
-    """``data`` if it can be iterated again; a one-shot iterator (a generator) is gathered
-    into a `Dataset` first, since sweeps and sensitivity read the data many times."""
-    if data is not None and iter(data) is data:
-        from workbench.evaluation.data import Dataset
-
-        return Dataset.from_batches(data)
-    return data
-
-
 def input_batches(model: Model, data: Any, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Feeds (input name -> numpy array) from ``(inputs, labels)`` batches, up to ``limit`` samples.
 
@@ -74,10 +66,3 @@ def _as_input(inputs: Any) -> Any:
     if isinstance(inputs, list):
         return tuple(inputs)
     return inputs
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    """A numpy array from a numpy array, torch tensor or list."""
-    if type(value).__name__ == "Tensor":
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
