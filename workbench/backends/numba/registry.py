@@ -98,7 +98,7 @@ def checked(
         empty_like: allocates an output like a reference output, on the device.
         to_host: copies a device array to a NumPy array.
     """
-    from workbench.testing.tolerances import allclose, tolerance
+    from workbench.tolerances import allclose, tolerance
 
     def kernel(node: Node, ins: list[Any], outs: list[Any] | None) -> list[Any]:
         if outs is not None:
