@@ -1,0 +1,460 @@
+"""Fair comparison of runtimes: each in its own fresh process, at its own defaults, alternated.
+
+Why a process per runtime: runtimes share a process badly. ONNX Runtime's idle threads
+spin for a while after each run, OpenMP and BLAS pools do the same, and whichever runtime
+runs next in that process loses cores to them; thread pools, allocator caches and numba's
+JIT state also carry over. Timing both in one process measures their interference, not
+either runtime.
+
+Why default settings: a runtime's settings are never changed to make another look better
+(turning ORT's thread spinning off so that numba gets the cores is the example we once got
+wrong: it doubled ORT's latency). Each runtime runs as its users would run it, with only
+the options the caller gives *that* runtime.
+
+Why rounds: a shared machine drifts (turbo, neighbours, thermal state), so the processes
+alternate over several rounds, each round in a rotated order, and the spread over rounds is
+reported next to the median; each child records the machine's load average before and
+after it ran.
+
+The model travels to each child as a reference (a sample name or a model file path),
+never as pickled user code. The child is ``python -m workbench.profiling.fair``, reading
+one JSON spec on stdin and writing one JSON result line on stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.errors import InputError
+from workbench.profiling.timer import Measurement
+
+__all__ = [
+    "RoundResult",
+    "Runtime",
+    "RuntimeComparison",
+    "compare_runtimes",
+    "model_reference",
+    "run_child",
+]
+
+#: marks the child's result line on stdout (libraries may print other lines)
+RESULT_PREFIX = "WORKBENCH_FAIR_RESULT "
+#: a child answers a spec dict with a result dict (tests inject a fake one)
+Launcher = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime to compare: a backend on a device with that backend's own options.
+
+    Attributes:
+        backend: backend registry name (``"onnxruntime"``, ``"numba"``, ``"torch"``).
+        device: device string.
+        options: compile options of this runtime only (empty: its defaults).
+        label: display name; default ``backend`` (plus device and options when set).
+    """
+
+    backend: str
+    device: str = "cpu"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The label, or one made from backend, device and options."""
+        if self.label:
+            return self.label
+        name = self.backend if self.device == "cpu" else f"{self.backend}/{self.device}"
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{name} ({extra})" if extra else name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One child process: one runtime measured once, in one round.
+
+    Attributes:
+        runtime: the runtime's `Runtime.name`.
+        round: the round (0-based); ``position`` its place in that round's order.
+        measurement: the end-to-end `Measurement` (ms), None when the child failed.
+        load_before: the 1, 5, 15 minute load averages when the child started timing.
+        load_after: the same when it finished.
+        pid: the child's process id.
+        environment: the child's thread settings and library versions.
+        error: what went wrong, one line ("" when nothing did).
+    """
+
+    runtime: str
+    round: int
+    position: int
+    measurement: Measurement | None
+    load_before: tuple[float, ...] = ()
+    load_after: tuple[float, ...] = ()
+    pid: int = 0
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["measurement"] = self.measurement.to_dict() if self.measurement else None
+        data["environment"] = dict(self.environment)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoundResult:
+        m = data.get("measurement")
+        return cls(
+            **{
+                **data,
+                "measurement": Measurement.from_dict(m) if m else None,
+                "load_before": tuple(data.get("load_before", ())),
+                "load_after": tuple(data.get("load_after", ())),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeComparison:
+    """Runtimes measured with the fair protocol, round by round.
+
+    ``table`` has one row per runtime: ``median_ms`` is the median of the per-round
+    medians, ``min_ms``/``max_ms`` their range; ``ratio`` is the median over rounds of
+    (this runtime's median / the baseline's median in the same round), ``ratio_min`` and
+    ``ratio_max`` its range; ``load_max`` the highest 1-minute load average any of its
+    children saw.
+
+    Attributes:
+        model: the model reference (sample name or file path).
+        batch_size: batch size of the generated inputs.
+        runtimes: the runtimes, in the order given.
+        baseline: the name of the runtime ratios are against.
+        results: every child's `RoundResult`, in the order they ran.
+        machine: a description of the machine.
+        created_at: ISO timestamp (UTC) of the start.
+    """
+
+    model: str
+    batch_size: int
+    runtimes: tuple[Runtime, ...]
+    baseline: str
+    results: tuple[RoundResult, ...]
+    machine: str = ""
+    created_at: str = ""
+
+    def measurements(self, runtime: str) -> list[Measurement]:
+        """The per-round measurements of one runtime (failed rounds left out)."""
+        return [r.measurement for r in self._rounds(runtime) if r.measurement is not None]
+
+    def _rounds(self, runtime: str) -> list[RoundResult]:
+        return [r for r in self.results if r.runtime == runtime]
+
+    def _round_medians(self, runtime: str) -> dict[int, float]:
+        return {r.round: r.measurement.median for r in self._rounds(runtime) if r.measurement}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per runtime: spread over rounds, ratio to the baseline, load."""
+        base = self._round_medians(self.baseline)
+        rows = []
+        for runtime in self.runtimes:
+            name = runtime.name
+            medians = self._round_medians(name)
+            ratios = [medians[r] / base[r] for r in medians if r in base and base[r] > 0]
+            loads = [r.load_before[0] for r in self._rounds(name) if r.load_before]
+            loads += [r.load_after[0] for r in self._rounds(name) if r.load_after]
+            values = list(medians.values())
+            rows.append(
+                {
+                    "runtime": name,
+                    "backend": runtime.backend,
+                    "device": runtime.device,
+                    "rounds": len(values),
+                    "median_ms": statistics.median(values) if values else float("nan"),
+                    "min_ms": min(values, default=float("nan")),
+                    "max_ms": max(values, default=float("nan")),
+                    "ratio": statistics.median(ratios) if ratios else float("nan"),
+                    "ratio_min": min(ratios, default=float("nan")),
+                    "ratio_max": max(ratios, default=float("nan")),
+                    "samples": sum(m.n for m in self.measurements(name)),
+                    "noisy_rounds": sum(m.noisy for m in self.measurements(name)),
+                    "load_max": max(loads, default=float("nan")),
+                    "errors": "; ".join(sorted({r.error for r in self._rounds(name) if r.error})),
+                }
+            )
+        return pd.DataFrame.from_records(rows).set_index("runtime")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (every round's raw samples included)."""
+        return {
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "runtimes": [r.to_dict() for r in self.runtimes],
+            "baseline": self.baseline,
+            "results": [r.to_dict() for r in self.results],
+            "machine": self.machine,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RuntimeComparison:
+        """Rebuild from `to_dict` output."""
+        return cls(
+            model=data["model"],
+            batch_size=int(data["batch_size"]),
+            runtimes=tuple(Runtime(**r) for r in data["runtimes"]),
+            baseline=data["baseline"],
+            results=tuple(RoundResult.from_dict(r) for r in data["results"]),
+            machine=data.get("machine", ""),
+            created_at=data.get("created_at", ""),
+        )
+
+    def _header(self) -> str:
+        rounds = max((r.round for r in self.results), default=-1) + 1
+        return (
+            f"{self.model} at batch {self.batch_size}: each runtime in its own process at its "
+            f"own defaults, {rounds} alternating rounds; ratio vs {self.baseline}"
+        )
+
+    def __repr__(self) -> str:
+        columns = ["median_ms", "min_ms", "max_ms", "ratio", "ratio_min", "ratio_max", "load_max"]
+        text = self.table[columns].to_string(float_format=lambda v: f"{v:.4g}")
+        return f"RuntimeComparison({self._header()})\n{text}"
+
+    def _repr_html_(self) -> str:
+        table = self.table.drop(columns=["backend", "device"])
+        return f"<b>{html.escape(self._header())}</b>" + table.to_html(
+            float_format=lambda v: f"{v:.4g}"
+        )
+
+
+def compare_runtimes(
+    model: Any,
+    runtimes: Iterable[Runtime | str | tuple[Any, ...]],
+    batch_size: int = 1,
+    *,
+    rounds: int = 5,
+    budget_s: float = 1.0,
+    warmup_s: float = 0.5,
+    baseline: str | None = None,
+    timeout_s: float = 600.0,
+    launcher: Launcher | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> RuntimeComparison:
+    """Compare runtimes fairly: each in a fresh process at its own defaults, alternated.
+
+    Every round starts one child process per runtime, in a rotated order (round ``r``
+    starts with runtime ``r mod n``); each child loads the model, compiles it with only
+    that runtime's options, warms up for ``warmup_s`` and times end-to-end inferences
+    with `Timer` (adaptive repeats within ``budget_s``). A runtime's settings are never
+    changed for another's sake. A failing child is recorded with its error, not raised.
+    Nothing in this process is changed; the model is never mutated.
+
+    Args:
+        model: a sample name (``"digits-cnn"``), a model file path, or a `Model` loaded
+            from either (the child loads it again from there).
+        runtimes: `Runtime` objects, backend names, or ``(backend, device[, options])``.
+        batch_size: batch size of the generated inputs.
+        rounds: how many times each runtime is measured, each time in a new process.
+        budget_s: time budget of each child's measurement, in seconds.
+        warmup_s: minimum warm-up time in each child, in seconds.
+        baseline: the runtime ratios are against (default the first).
+        timeout_s: a child running longer is stopped and its round recorded as failed.
+        launcher: runs one child spec and returns its result (default a subprocess of
+            this Python; tests inject a fake).
+        progress: ``progress(fraction, message)`` callback.
+
+    Returns:
+        A `RuntimeComparison` (``.table`` for the numbers, ``.to_dict()`` for JSON).
+
+    Raises:
+        InputError: a model that cannot travel to a child, no runtimes, duplicate
+            runtime names, an unknown baseline, or rounds/batch size below 1.
+
+    Example:
+        >>> c = wb.compare_runtimes("digits-cnn", ["onnxruntime", "numba"], batch_size=32)
+        >>> c.table[["median_ms", "ratio", "ratio_min", "ratio_max"]]
+    """
+    reference = model_reference(model)
+    chosen = [_as_runtime(r) for r in runtimes]
+    names = [r.name for r in chosen]
+    if not chosen:
+        raise InputError("compare_runtimes needs at least one runtime, e.g. ['onnxruntime']")
+    if len(set(names)) != len(names):
+        raise InputError(f"runtime names must differ, got {names}: give each a label")
+    baseline = baseline or names[0]
+    if baseline not in names:
+        raise InputError(f"baseline {baseline!r} is not one of the runtimes {names}")
+    if rounds < 1 or batch_size < 1:
+        raise InputError(f"rounds and batch_size must be at least 1, got {rounds}, {batch_size}")
+    launch = launcher or (lambda spec: run_child(spec, timeout_s))
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results: list[RoundResult] = []
+    total = rounds * len(chosen)
+    for r in range(rounds):
+        for position in range(len(chosen)):
+            runtime = chosen[(r + position) % len(chosen)]
+            if progress is not None:
+                progress(len(results) / total, f"round {r + 1}/{rounds}: {runtime.name}")
+            spec = {
+                "model": reference,
+                "runtime": runtime.to_dict(),
+                "batch_size": batch_size,
+                "budget_s": budget_s,
+                "warmup_s": warmup_s,
+            }
+            results.append(_round_result(runtime.name, r, position, launch(spec)))
+    return RuntimeComparison(
+        model=reference,
+        batch_size=batch_size,
+        runtimes=tuple(chosen),
+        baseline=baseline,
+        results=tuple(results),
+        machine=_machine(),
+        created_at=started,
+    )
+
+
+def model_reference(model: Any) -> str:
+    """What a child process loads: a sample name or a file path.
+
+    Raises:
+        InputError: the model is not a sample nor a file, or exists only in memory.
+    """
+    from workbench.loaders import samples
+
+    if isinstance(model, Path | str):
+        text = str(model)
+        if text in samples.names() or Path(text).is_file():
+            return str(Path(text).resolve()) if Path(text).is_file() else text
+        raise InputError(
+            f"{text!r} is neither a sample ({', '.join(samples.names())}) nor a model file"
+        )
+    source = str(getattr(model, "source", ""))
+    if getattr(model, "recipe", None) is None:
+        if source.startswith("sample:"):
+            return source.removeprefix("sample:")
+        if Path(source).is_file():
+            return str(Path(source).resolve())
+    raise InputError(
+        "compare_runtimes measures each runtime in a fresh process, which must load the model "
+        "itself: pass a sample name or a model file (save this one with model.to_onnx(path))"
+    )
+
+
+def _as_runtime(value: Runtime | str | tuple[Any, ...]) -> Runtime:
+    if isinstance(value, Runtime):
+        return value
+    if isinstance(value, str):
+        return Runtime(value)
+    if isinstance(value, tuple) and 1 <= len(value) <= 3:
+        defaults: tuple[Any, ...] = ("cpu", {})
+        backend, device, options = (*value, *defaults[len(value) - 1 :])
+        return Runtime(str(backend), str(device), dict(options))
+    raise InputError(
+        f"a runtime is a Runtime, a backend name or (backend, device, options): {value!r}"
+    )
+
+
+def _round_result(name: str, r: int, position: int, data: Mapping[str, Any]) -> RoundResult:
+    measured = data.get("measurement")
+    return RoundResult(
+        runtime=name,
+        round=r,
+        position=position,
+        measurement=Measurement.from_dict(measured) if measured else None,
+        load_before=tuple(data.get("load_before", ())),
+        load_after=tuple(data.get("load_after", ())),
+        pid=int(data.get("pid", 0)),
+        environment=dict(data.get("environment", {})),
+        error=str(data.get("error", "")),
+    )
+
+
+def _machine() -> str:
+    from workbench.machine import describe_machine
+
+    return describe_machine()
+
+
+# ---- the child -----------------------------------------------------------------------------
+def run_child(spec: Mapping[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
+    """Measure one runtime in a fresh Python process; its result, or ``{"error": ...}``."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "workbench.profiling.fair"],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return dict(json.loads(line.removeprefix(RESULT_PREFIX)))
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"child exited with {done.returncode}: {tail}"}
+
+
+def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The child's work: load, compile with this runtime's options only, time; plain data."""
+    from workbench.backends.base import get_backend
+    from workbench.loaders import load, samples
+    from workbench.machine import environment
+    from workbench.profiling.timer import Timer
+
+    reference, runtime = str(spec["model"]), dict(spec["runtime"])
+    model = samples.load(reference) if reference in samples.names() else load(reference)
+    inputs = model.example_inputs(int(spec["batch_size"]))
+    device = runtime.get("device", "cpu")
+    session = get_backend(runtime["backend"]).compile(model, device, **runtime.get("options", {}))
+    try:
+        runner = session.runner(inputs)
+        load_before = os.getloadavg()
+        measurement = Timer(
+            runner,
+            warmup_s=float(spec.get("warmup_s", 0.5)),
+            budget_s=float(spec.get("budget_s", 1.0)),
+            device=device,
+            label=f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}",
+        ).measure()
+        load_after = os.getloadavg()
+    finally:
+        session.close()
+    return {
+        "measurement": measurement.to_dict(),
+        "load_before": load_before,
+        "load_after": load_after,
+        "pid": os.getpid(),
+        "environment": environment(),
+    }
+
+
+def _main() -> None:
+    spec = json.loads(sys.stdin.read())
+    try:
+        result = measure_in_this_process(spec)
+    except Exception as exc:  # the parent records the failed round and carries on
+        result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "pid": os.getpid()}
+    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    _main()
