@@ -1,0 +1,452 @@
+"""The four LoadGen scenarios, run against one compiled session.
+
+`scenario` compiles the model, warms it up and runs one scenario; the runners below
+take a `SystemUnderTest` so that `workbench.scenarios.slo` can run many server points
+on one session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from workbench.backends.base import Session, get_backend
+from workbench.errors import InputError
+from workbench.model import Model
+from workbench.scenarios.clock import Clock, RealClock
+from workbench.scenarios.energy import EnergyMeter
+from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
+from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult, query_frame
+
+#: a multi-stream query starting, or a server query issued, more than this late is late
+#: (a server query also gets one mean inter-arrival gap: lag inside it keeps the rate)
+ISSUE_TOLERANCE_MS = 2.0
+#: share of late issues above which the load generator is said to have fallen behind
+LATE_ISSUE_SHARE = 0.01
+#: the first arrival is scheduled this long after the start, so the generator thread is up
+LEAD_S = 0.005
+
+
+class SystemUnderTest:
+    """A session with one staged runner per batch size, timed on a `Clock`.
+
+    Attributes:
+        session: the compiled session (closed by whoever compiled it).
+        model: the model it runs.
+        clock: the clock every time is read from.
+    """
+
+    def __init__(self, session: Session, model: Model, clock: Clock) -> None:
+        self.session, self.model, self.clock = session, model, clock
+        self._runners: dict[int, Callable[[], Any]] = {}
+
+    def runner(self, batch: int) -> Callable[[], Any]:
+        """The staged runner for ``batch`` samples (inputs staged once, on first use)."""
+        if batch not in self._runners:
+            self._runners[batch] = self.session.runner(self.model.example_inputs(batch))
+        return self._runners[batch]
+
+    def run(self, batch: int) -> tuple[float, float]:
+        """Run one batch; return its start and completion times (seconds, synchronised)."""
+        run = self.runner(batch)
+        start = self.clock.now()
+        run()
+        return start, self.clock.now()
+
+    def warm(self, batches: range | list[int], calls: int) -> None:
+        """Run each batch size ``calls`` times, untimed (first-call allocation, caches)."""
+        for batch in batches:
+            for _ in range(calls):
+                self.runner(batch)()
+
+
+class Run(NamedTuple):
+    """What a runner hands back: the query table, the run's length and failed checks."""
+
+    queries: pd.DataFrame
+    duration_s: float
+    reasons: tuple[str, ...]
+
+
+def _too_short(done: int, elapsed_s: float, minimums: Minimums, unit: str) -> list[str]:
+    reasons = []
+    if done < minimums.queries:
+        reasons.append(f"only {done} {unit}, fewer than the minimum {minimums.queries}")
+    if elapsed_s < minimums.duration_s:
+        reasons.append(f"ran {elapsed_s:.3g} s, shorter than the minimum {minimums.duration_s:g} s")
+    return reasons
+
+
+def single_stream(sut: SystemUnderTest, minimums: Minimums) -> Run:
+    """One query of one sample at a time; the next is issued when the last completes."""
+    clock, origin = sut.clock, sut.clock.now()
+    starts: list[float] = []
+    ends: list[float] = []
+    while len(ends) < minimums.queries or clock.now() - origin < minimums.duration_s:
+        start, end = sut.run(1)
+        starts.append(start)
+        ends.append(end)
+    issue, done = np.asarray(starts), np.asarray(ends)
+    frame = query_frame(origin, issue, issue, issue, done, samples=1, batch=1)
+    duration = float(done[-1] - origin)
+    return Run(frame, duration, tuple(_too_short(len(done), duration, minimums, "queries")))
+
+
+def multi_stream(
+    sut: SystemUnderTest, minimums: Minimums, *, samples_per_query: int, interval_s: float
+) -> Run:
+    """Queries of ``samples_per_query`` samples due every ``interval_s``.
+
+    A query whose interval came while the previous one still ran is issued when it
+    finishes and counted late; more than 1% late queries make the run invalid.
+    """
+    clock = sut.clock
+    origin = clock.now() + LEAD_S
+    due: list[float] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    while len(ends) < minimums.queries or clock.now() - origin < minimums.duration_s:
+        tick = origin + len(due) * interval_s
+        clock.sleep_until(tick)
+        start, end = sut.run(samples_per_query)
+        due.append(tick)
+        starts.append(start)
+        ends.append(end)
+    scheduled, issue, done = np.asarray(due), np.asarray(starts), np.asarray(ends)
+    late = (issue - scheduled) * 1e3 > ISSUE_TOLERANCE_MS
+    frame = query_frame(
+        origin,
+        scheduled,
+        issue,
+        issue,
+        done,
+        samples=samples_per_query,
+        batch=samples_per_query,
+        late=late,
+    )
+    duration = float(done[-1] - origin)
+    reasons = _too_short(len(done), duration, minimums, "queries")
+    if late.mean() > LATE_ISSUE_SHARE:
+        reasons.append(
+            f"{int(late.sum())} of {late.size} queries missed their {interval_s * 1e3:g} ms "
+            "interval (the previous query was still running)"
+        )
+    return Run(frame, duration, tuple(reasons))
+
+
+def offline(sut: SystemUnderTest, minimums: Minimums, *, batch_size: int) -> Run:
+    """All samples issued at once, run in batches of ``batch_size``; one row per batch."""
+    clock, origin = sut.clock, sut.clock.now()
+    starts: list[float] = []
+    ends: list[float] = []
+    while len(ends) * batch_size < minimums.queries or clock.now() - origin < minimums.duration_s:
+        start, end = sut.run(batch_size)
+        starts.append(start)
+        ends.append(end)
+    issued = np.full(len(ends), origin)
+    frame = query_frame(
+        origin,
+        issued,
+        issued,
+        np.asarray(starts),
+        np.asarray(ends),
+        samples=batch_size,
+        batch=batch_size,
+    )
+    duration = float(ends[-1] - origin)
+    samples = len(ends) * batch_size
+    return Run(frame, duration, tuple(_too_short(samples, duration, minimums, "samples")))
+
+
+@contextlib.contextmanager
+def _responsive_threads(clock: Clock) -> Iterator[None]:
+    """Let the load-generator thread take the GIL within 0.5 ms, restored afterwards.
+
+    CPython passes the GIL between threads every 5 ms by default, so a generator thread
+    could wait that long to issue a query while the system under test runs Python code.
+    """
+    if clock.simulated:
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 0.0005))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def server(
+    sut: SystemUnderTest,
+    minimums: Minimums,
+    *,
+    rate_per_s: float,
+    max_batch: int = 1,
+    batch_window_s: float = 0.0,
+    target_latency_ms: float | None = None,
+    drop_after_ms: float = 1000.0,
+    seed: int = 0,
+) -> Run:
+    """Poisson arrivals at ``rate_per_s`` from a load generator; dynamic batching optional.
+
+    The system under test takes the oldest waiting query, then waits until
+    ``batch_window_s`` after that query's arrival (or until ``max_batch`` queries are
+    in hand) before running the batch. A query that waited over ``drop_after_ms`` is
+    dropped unrun. Latency is completion minus issue time.
+    """
+    clock = sut.clock
+    origin = clock.now() + LEAD_S
+    schedule = origin + poisson_arrivals(
+        rate_per_s, min_queries=minimums.queries, min_duration_s=minimums.duration_s, seed=seed
+    )
+    n = schedule.size
+    start, done = np.full(n, np.nan), np.full(n, np.nan)
+    batch_of, dropped = np.zeros(n, np.int64), np.zeros(n, bool)
+    with _responsive_threads(clock), arrivals_for(schedule, clock) as source:
+        while (first := source.next_query(None)) is not None:
+            batch = [first]
+            deadline = source.issue_s[first] + batch_window_s
+            while len(batch) < max_batch and (more := source.next_query(deadline)) is not None:
+                batch.append(more)
+            now = clock.now()
+            waited = np.asarray([(now - source.issue_s[q]) * 1e3 for q in batch])
+            live = [q for q, wait in zip(batch, waited, strict=True) if wait <= drop_after_ms]
+            dropped[[q for q in batch if q not in live]] = True
+            if live:
+                start[live], done[live] = sut.run(len(live))
+                batch_of[live] = len(live)
+    issue = source.issue_s
+    latency_ms = (done - issue) * 1e3
+    late = latency_ms > target_latency_ms if target_latency_ms is not None else None
+    frame = query_frame(
+        origin, schedule, issue, start, done, samples=1, batch=batch_of, dropped=dropped, late=late
+    )
+    last = np.nanmax(done) if np.isfinite(done).any() else np.nanmax(issue)
+    duration = float(last - origin)
+    checks = _server_checks(frame, duration, minimums, rate_per_s, target_latency_ms, drop_after_ms)
+    return Run(frame, duration, tuple(checks))
+
+
+def _server_checks(
+    frame: pd.DataFrame,
+    duration_s: float,
+    minimums: Minimums,
+    rate_per_s: float,
+    target_latency_ms: float | None,
+    drop_after_ms: float,
+) -> list[str]:
+    reasons = _too_short(len(frame), duration_s, minimums, "queries")
+    lag_ms = (frame["issue_s"] - frame["scheduled_s"]).to_numpy() * 1e3
+    tolerance_ms = max(ISSUE_TOLERANCE_MS, 1e3 / rate_per_s)
+    behind = lag_ms > tolerance_ms
+    if behind.mean() > LATE_ISSUE_SHARE:
+        reasons.append(
+            f"the load generator fell behind: {int(behind.sum())} of {behind.size} queries issued "
+            f"over {tolerance_ms:.3g} ms late (worst {lag_ms.max():.3g} ms)"
+        )
+    dropped = int(frame["dropped"].sum())
+    if dropped:
+        reasons.append(f"{dropped} queries dropped after waiting over {drop_after_ms:g} ms")
+    if target_latency_ms is not None:
+        completed = frame.loc[~frame["dropped"], "latency_ms"]
+        p99 = float(np.percentile(completed, 99)) if len(completed) else math.inf
+        if p99 > target_latency_ms:
+            reasons.append(
+                f"p99 latency {p99:.4g} ms is over the target {target_latency_ms:g} ms "
+                f"({int(frame['late'].sum())} queries late)"
+            )
+    return reasons
+
+
+def minimums_for(
+    kind: str, min_queries: int | None = None, min_duration_s: float | None = None
+) -> Minimums:
+    """The scenario's notebook minimums, with any override by the user.
+
+    Raises:
+        InputError: an unknown scenario kind.
+    """
+    if kind not in MINIMUMS:
+        raise InputError(f"unknown scenario {kind!r}; choose one of {', '.join(KINDS)}")
+    base = MINIMUMS[kind]
+    return replace(
+        base,
+        queries=base.queries if min_queries is None else int(min_queries),
+        duration_s=base.duration_s if min_duration_s is None else float(min_duration_s),
+    )
+
+
+def scenario(
+    model: Model | Any,
+    kind: str = "single-stream",
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    *,
+    rate_per_s: float | None = None,
+    max_batch: int = 1,
+    batch_window_ms: float = 0.0,
+    target_latency_ms: float | None = None,
+    drop_after_ms: float = 1000.0,
+    samples_per_query: int = 8,
+    interval_ms: float = 10.0,
+    batch_size: int = 32,
+    min_queries: int | None = None,
+    min_duration_s: float | None = None,
+    seed: int = 0,
+    warmup: int = 10,
+    options: dict[str, Any] | None = None,
+    price_per_hour: float | None = None,
+    tdp_watts: float | None = None,
+    clock: Clock | None = None,
+) -> ScenarioResult:
+    """Run one LoadGen scenario on ``model`` and return every query with its verdict.
+
+    - ``single-stream``: one sample per query, the next issued when the last completes;
+      p50/p90/p99 latency.
+    - ``multi-stream``: ``samples_per_query`` samples per query, one query every
+      ``interval_ms``; p99 over queries, late queries counted.
+    - ``offline``: all samples at once in batches of ``batch_size``; throughput.
+    - ``server``: Poisson arrivals at ``rate_per_s`` from a load-generator thread,
+      optional dynamic batching (``max_batch``, ``batch_window_ms``); p99 latency,
+      late (over ``target_latency_ms``) and dropped (waited over ``drop_after_ms``)
+      queries counted.
+
+    A run is invalid (with reasons) when it misses its minimums (`MINIMUMS`, scaled
+    down from LoadGen; override with ``min_queries`` / ``min_duration_s``), when the
+    load generator fell behind its schedule, when queries were dropped, or when p99 is
+    over ``target_latency_ms``. The model is never changed; the session is warmed up
+    (``warmup`` untimed calls per batch size) and closed afterwards.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts (``"digits-cnn"``).
+        kind: one of `KINDS`.
+        backend: backend name.
+        device: device name (``"cpu"``, ``"cuda:0"``).
+        rate_per_s: offered queries per second (server; required there).
+        max_batch: most queries batched together (server).
+        batch_window_ms: dynamic-batching window (server).
+        target_latency_ms: latency a server query must meet (late above it).
+        drop_after_ms: a server query waiting longer than this is dropped.
+        samples_per_query: samples in each multi-stream query.
+        interval_ms: multi-stream query interval (LoadGen used 50 ms; scaled to 10).
+        batch_size: offline batch size.
+        min_queries: override the minimum queries (offline: samples).
+        min_duration_s: override the minimum duration, in seconds.
+        seed: seed of the server's arrival schedule.
+        warmup: untimed calls per batch size before the run.
+        options: backend options for ``compile``.
+        price_per_hour: the machine's price per hour, for the cost per million.
+        tdp_watts: ask for a labelled TDP x time energy estimate.
+        clock: a `Clock`; a `VirtualClock` simulates the run exactly (tests).
+
+    Returns:
+        A `ScenarioResult`.
+
+    Raises:
+        InputError: unknown kind, missing or bad rate, or bad sizes.
+        UnknownBackendError, DeviceUnavailableError, UnsupportedModelError.
+
+    Example:
+        >>> r = wb.scenario("digits-cnn", "server", rate_per_s=500, target_latency_ms=5)
+        >>> r.p99_ms, r.valid, r.reasons
+    """
+    from workbench.loaders import load
+    from workbench.machine import environment
+
+    minimums = minimums_for(kind, min_queries, min_duration_s)
+    settings = _settings(kind, locals())
+    model = load(model)
+    clock = clock or RealClock()
+    session = get_backend(backend).compile(model, device, **(options or {}))
+    try:
+        sut = SystemUnderTest(session, model, clock)
+        sizes = _batch_sizes(kind, settings)
+        sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
+        sut.warm(sizes, 1)
+        meter = EnergyMeter(device)
+        meter.start()
+        run = _dispatch(kind, sut, minimums, settings)
+        energy = meter.stop(run.duration_s, tdp_watts)
+    finally:
+        session.close()
+    return ScenarioResult(
+        kind=kind,
+        model=f"{model.name} ({model.recipe_name})",
+        backend=backend,
+        device=device,
+        settings=settings,
+        minimums=minimums,
+        queries=run.queries,
+        duration_s=run.duration_s,
+        reasons=run.reasons,
+        energy=energy,
+        price_per_hour=price_per_hour,
+        environment=environment(),
+    )
+
+
+def _settings(kind: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The settings that matter for ``kind``, checked."""
+    names = {
+        "single-stream": (),
+        "multi-stream": ("samples_per_query", "interval_ms"),
+        "offline": ("batch_size",),
+        "server": (
+            "rate_per_s",
+            "max_batch",
+            "batch_window_ms",
+            "target_latency_ms",
+            "drop_after_ms",
+            "seed",
+        ),
+    }[kind]
+    settings = {name: given[name] for name in names}
+    for name in ("samples_per_query", "batch_size", "max_batch"):
+        if name in settings and int(settings[name]) < 1:
+            raise InputError(f"{name} must be at least 1, got {settings[name]}")
+    if kind == "server" and settings["rate_per_s"] is None:
+        raise InputError("the server scenario needs rate_per_s (queries per second)")
+    if given.get("price_per_hour") is not None and not given["price_per_hour"] > 0:
+        raise InputError(f"price_per_hour must be positive, got {given['price_per_hour']}")
+    return settings
+
+
+def _batch_sizes(kind: str, settings: dict[str, Any]) -> list[int]:
+    if kind == "multi-stream":
+        return [settings["samples_per_query"]]
+    if kind == "offline":
+        return [settings["batch_size"]]
+    if kind == "server":
+        return list(range(1, settings["max_batch"] + 1))
+    return [1]
+
+
+def _dispatch(kind: str, sut: SystemUnderTest, minimums: Minimums, settings: dict[str, Any]) -> Run:
+    if kind == "single-stream":
+        return single_stream(sut, minimums)
+    if kind == "multi-stream":
+        return multi_stream(
+            sut,
+            minimums,
+            samples_per_query=settings["samples_per_query"],
+            interval_s=settings["interval_ms"] / 1e3,
+        )
+    if kind == "offline":
+        return offline(sut, minimums, batch_size=settings["batch_size"])
+    return server(
+        sut,
+        minimums,
+        rate_per_s=settings["rate_per_s"],
+        max_batch=settings["max_batch"],
+        batch_window_s=settings["batch_window_ms"] / 1e3,
+        target_latency_ms=settings["target_latency_ms"],
+        drop_after_ms=settings["drop_after_ms"],
+        seed=settings["seed"],
+    )

@@ -1,0 +1,369 @@
+"""`slo`: the highest sustained server rate within a p99 latency budget.
+
+For every variant x backend x device and every dynamic-batching choice, a bisection
+over offered rates runs a full server scenario at each point; the answer is the highest
+rate whose run was valid (minimums met, generator on schedule, nothing dropped) with
+p99 within the budget. Every point run is kept, for the figure and for the record.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.backends.base import get_backend
+from workbench.errors import InputError, WorkbenchError
+from workbench.model import Model
+from workbench.progress import CancelToken, ProgressCallback
+from workbench.scenarios.clock import Clock, RealClock
+from workbench.scenarios.energy import cost_per_million
+from workbench.scenarios.result import Minimums
+from workbench.scenarios.run import SystemUnderTest, minimums_for, server
+
+#: calls timed per batch size to estimate capacity before searching
+CAPACITY_PROBES = 20
+
+TABLE_COLUMNS = [
+    "variant", "backend", "device", "max_rate_per_s", "max_batch", "batch_window_ms",
+    "p99_ms", "throughput_per_s", "capacity_per_s", "cost_per_million", "limited_by", "points",
+]  # fmt: skip
+POINT_COLUMNS = [
+    "variant", "backend", "device", "configuration", "max_batch", "batch_window_ms",
+    "rate_per_s", "p50_ms", "p99_ms", "throughput_per_s", "late", "dropped", "passed", "reasons",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Batching:
+    """A dynamic-batching choice of the server: batch up to ``max_batch`` queries,
+    waiting at most ``window_ms`` after the oldest one's arrival.
+    """
+
+    max_batch: int = 1
+    window_ms: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return (
+            "no batching"
+            if self.max_batch == 1
+            else f"batch<={self.max_batch}, {self.window_ms:g} ms"
+        )
+
+
+def default_batching(p99_ms: float) -> tuple[Batching, ...]:
+    """No batching, and batches of up to 8 gathered over a quarter of the budget."""
+    return (Batching(1, 0.0), Batching(8, p99_ms / 4))
+
+
+@dataclass(frozen=True)
+class SloResult:
+    """Highest sustained rate within a p99 budget, per variant x backend x device.
+
+    Attributes:
+        p99_ms: the latency budget.
+        table: one row per configuration: ``max_rate_per_s`` (0 when no rate met the
+            budget, NaN when the configuration could not run), the ``max_batch`` and
+            ``batch_window_ms`` that achieved it, the ``p99_ms`` and
+            ``throughput_per_s`` of that verified run, the ``capacity_per_s`` estimate
+            the search started from, ``cost_per_million`` (with a price), and
+            ``limited_by``: why the next rate up failed.
+        points: every server run of the search: rate, p50/p99, passed, reasons.
+        minimums: the minimums each point had to meet.
+        price_per_hour: the price the user gave (None: no cost column).
+    """
+
+    p99_ms: float
+    table: pd.DataFrame
+    points: pd.DataFrame
+    minimums: Minimums
+    price_per_hour: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def best(self) -> pd.Series:
+        """The configuration with the highest sustained rate."""
+        return self.table.loc[self.table["max_rate_per_s"].fillna(-1).idxmax()]
+
+    def summary(self) -> str:
+        shown = self.table.drop(columns=["points"])
+        if self.price_per_hour is None:
+            shown = shown.drop(columns=["cost_per_million"])
+        return (
+            f"highest sustained server rate with p99 <= {self.p99_ms:g} ms\n"
+            + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+            + f"\n{self.minimums.describe()} per point"
+            + (f"; cost at {self.price_per_hour:g} per hour" if self.price_per_hour else "")
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        shown = (
+            self.table
+            if self.price_per_hour is not None
+            else self.table.drop(columns=["cost_per_million"])
+        )
+        best = self.best()
+        headline = (
+            f"best: <b>{best['max_rate_per_s']:.4g} queries/s</b> on "
+            f"{html.escape(str(best['variant']))} {html.escape(str(best['backend']))}/"
+            f"{html.escape(str(best['device']))}"
+            if best["max_rate_per_s"] > 0
+            else "no configuration met the budget"
+        )
+        return (
+            f"<b>Highest sustained server rate with p99 &le; {self.p99_ms:g} ms</b><br>{headline}"
+            + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+            + f"<small>{html.escape(self.minimums.describe())} per point; "
+            f"{len(self.points)} verified server runs</small>"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p99_ms": self.p99_ms,
+            "minimums": self.minimums.__dict__,
+            "price_per_hour": self.price_per_hour,
+            "settings": self.settings,
+            "table": json.loads(self.table.to_json(orient="records")),
+            "points": json.loads(self.points.to_json(orient="records")),
+        }
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SloResult:
+        return cls(
+            p99_ms=data["p99_ms"],
+            table=pd.DataFrame(data["table"], columns=TABLE_COLUMNS),
+            points=pd.DataFrame(data["points"], columns=POINT_COLUMNS),
+            minimums=Minimums(**data["minimums"]),
+            price_per_hour=data.get("price_per_hour"),
+            settings=dict(data.get("settings", {})),
+        )
+
+
+def slo(
+    model: Model | Any,
+    p99_ms: float,
+    backends: Sequence[str] = ("onnxruntime",),
+    variants: Sequence[Model | Any] | None = None,
+    *,
+    devices: Sequence[str] = ("cpu",),
+    batching: Sequence[Batching] | None = None,
+    steps: int = 5,
+    min_queries: int | None = None,
+    min_duration_s: float | None = None,
+    drop_after_ms: float | None = None,
+    seed: int = 0,
+    warmup: int = 10,
+    options: dict[str, Any] | None = None,
+    price_per_hour: float | None = None,
+    clock: Clock | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SloResult:
+    """Find the highest offered rate each configuration sustains within ``p99_ms``.
+
+    For each variant, backend, device and batching choice, capacity is estimated from
+    a few timed batches; then ``steps`` server runs bisect the rate between 0 and 1.25x
+    that estimate. A point passes when its run is valid: minimums met, load generator
+    on schedule, nothing dropped, p99 within the budget. The reported rate is the
+    highest passing point, so every number in the table is a verified run. A
+    configuration that cannot run here (unavailable device, unsupported model) gets a
+    row saying why; the others go on. Models are never changed.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts.
+        p99_ms: the p99 latency budget, in milliseconds.
+        backends: backend names.
+        variants: models to compare (fp32, INT8, pruned...); default ``[model]``.
+        devices: device names tried on every backend.
+        batching: dynamic-batching choices (default `default_batching`).
+        steps: server runs per bisection.
+        min_queries: minimum queries per point (default: the server minimums).
+        min_duration_s: minimum seconds per point (default: the server minimums).
+        drop_after_ms: a query waiting longer is dropped (default 4x the budget).
+        seed: seed of every point's arrival schedule.
+        warmup: untimed calls per batch size after compiling.
+        options: backend options for ``compile``.
+        price_per_hour: machine price per hour, for the cost per million at the rate found.
+        clock: a `Clock`; a `VirtualClock` simulates every run exactly (tests).
+        progress: ``progress(fraction, message)`` callback.
+        cancel: a `CancelToken` checked between points.
+
+    Returns:
+        An `SloResult`.
+
+    Raises:
+        InputError: a budget, step count or price that is not positive.
+
+    Example:
+        >>> r = wb.slo("digits-cnn", p99_ms=5, backends=["onnxruntime", "torch"])
+        >>> r.table[["backend", "max_rate_per_s", "max_batch"]]
+    """
+    from workbench.loaders import load
+
+    if not (p99_ms > 0 and math.isfinite(p99_ms)):
+        raise InputError(f"p99_ms must be a positive number of milliseconds, got {p99_ms}")
+    if steps < 1:
+        raise InputError(f"steps must be at least 1, got {steps}")
+    if price_per_hour is not None:
+        cost_per_million(price_per_hour, 1.0)  # validates the price before any run
+    minimums = minimums_for("server", min_queries, min_duration_s)
+    choices = tuple(batching or default_batching(p99_ms))
+    models = [load(v) for v in (variants or [model])]
+    search = _Search(
+        p99_ms, choices, steps, minimums, drop_after_ms or 4 * p99_ms, seed, clock or RealClock()
+    )
+    configs = [(m, b, d) for m in models for b in backends for d in devices]
+    rows: list[dict[str, Any]] = []
+    for index, (variant, backend, device) in enumerate(configs):
+        if cancel is not None:
+            cancel.check()
+        if progress is not None:
+            progress(index / len(configs), f"{variant.recipe_name} {backend}/{device}")
+        rows.append(search.configuration(variant, backend, device, warmup, options, cancel))
+    if progress is not None:
+        progress(1.0, "done")
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if price_per_hour is not None:
+        table["cost_per_million"] = [
+            cost_per_million(price_per_hour, rate) if rate and rate > 0 else math.nan
+            for rate in table["max_rate_per_s"]
+        ]
+    return SloResult(
+        p99_ms=p99_ms,
+        table=table,
+        points=pd.DataFrame(search.points, columns=POINT_COLUMNS),
+        minimums=minimums,
+        price_per_hour=price_per_hour,
+        settings={"steps": steps, "batching": [b.label for b in choices], "seed": seed},
+    )
+
+
+class _Search:
+    """The bisection of one `slo` call; collects every point it runs."""
+
+    def __init__(
+        self,
+        p99_ms: float,
+        batching: tuple[Batching, ...],
+        steps: int,
+        minimums: Minimums,
+        drop_after_ms: float,
+        seed: int,
+        clock: Clock,
+    ) -> None:
+        self.p99_ms, self.batching, self.steps = p99_ms, batching, steps
+        self.minimums, self.drop_after_ms, self.seed, self.clock = (
+            minimums,
+            drop_after_ms,
+            seed,
+            clock,
+        )
+        self.points: list[dict[str, Any]] = []
+
+    def configuration(
+        self,
+        model: Model,
+        backend: str,
+        device: str,
+        warmup: int,
+        options: dict[str, Any] | None,
+        cancel: CancelToken | None,
+    ) -> dict[str, Any]:
+        """The table row of one variant x backend x device: its best batching choice."""
+        row: dict[str, Any] = {
+            "variant": model.recipe_name,
+            "backend": backend,
+            "device": device,
+            "points": 0,
+        }
+        try:
+            session = get_backend(backend).compile(model, device, **(options or {}))
+        except WorkbenchError as exc:
+            return {**row, "max_rate_per_s": math.nan, "limited_by": str(exc)}
+        try:
+            sut = SystemUnderTest(session, model, self.clock)
+            sizes = sorted({b.max_batch for b in self.batching})
+            sut.warm(sizes, warmup)
+            found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
+        finally:
+            session.close()
+        best = max(found, key=lambda f: f["max_rate_per_s"])
+        return {**row, **best, "points": sum(f["points"] for f in found)}
+
+    def _capacity(self, sut: SystemUnderTest, batch: int) -> float:
+        """Queries per second at back-to-back batches of ``batch`` (median of a few)."""
+        times = [end - start for start, end in (sut.run(batch) for _ in range(CAPACITY_PROBES))]
+        return batch / max(float(np.median(times)), 1e-9)
+
+    def _bisect(
+        self,
+        sut: SystemUnderTest,
+        row: dict[str, Any],
+        choice: Batching,
+        cancel: CancelToken | None,
+    ) -> dict[str, Any]:
+        capacity = self._capacity(sut, choice.max_batch)
+        passed_rate, failed_rate = 0.0, 1.25 * capacity
+        best: dict[str, Any] = {"p99_ms": math.nan, "throughput_per_s": math.nan}
+        limited_by = "every point passed: the search range ends at 1.25x the capacity estimate"
+        for _ in range(self.steps):
+            if cancel is not None:
+                cancel.check()
+            rate = (passed_rate + failed_rate) / 2
+            run = server(
+                sut,
+                self.minimums,
+                rate_per_s=rate,
+                max_batch=choice.max_batch,
+                batch_window_s=choice.window_ms / 1e3,
+                target_latency_ms=self.p99_ms,
+                drop_after_ms=self.drop_after_ms,
+                seed=self.seed,
+            )
+            completed = run.queries.loc[~run.queries["dropped"], "latency_ms"]
+            p50, p99 = np.percentile(completed, [50, 99]) if len(completed) else (math.nan,) * 2
+            throughput = int((~run.queries["dropped"]).sum()) / run.duration_s
+            passed = not run.reasons
+            self.points.append(
+                {
+                    **{k: row[k] for k in ("variant", "backend", "device")},
+                    "configuration": choice.label,
+                    "max_batch": choice.max_batch,
+                    "batch_window_ms": choice.window_ms,
+                    "rate_per_s": rate,
+                    "p50_ms": float(p50),
+                    "p99_ms": float(p99),
+                    "throughput_per_s": throughput,
+                    "late": int(run.queries["late"].sum()),
+                    "dropped": int(run.queries["dropped"].sum()),
+                    "passed": passed,
+                    "reasons": "; ".join(run.reasons),
+                }
+            )
+            if passed:
+                passed_rate = rate
+                best = {"p99_ms": float(p99), "throughput_per_s": throughput}
+            else:
+                failed_rate, limited_by = rate, "; ".join(run.reasons)
+        return {
+            "max_rate_per_s": passed_rate,
+            "max_batch": choice.max_batch,
+            "batch_window_ms": choice.window_ms,
+            "capacity_per_s": capacity,
+            "limited_by": limited_by,
+            "points": self.steps,
+            **best,
+        }
