@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "Profile": "workbench.profiling.profile:Profile",
     "profile": "workbench.profiling.run:profile",
     "compare": "workbench.profiling.compare:compare",
+    "compare_runtimes": "workbench.profiling.fair:compare_runtimes",
+    "Runtime": "workbench.profiling.fair:Runtime",
     "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
     "Transform": "workbench.optimize.base:Transform",
     "transform": "workbench.optimize.base:apply",
