@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Runtime": "workbench.profiling.fair:Runtime",
     "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
     "Transform": "workbench.optimize.base:Transform",
-    "transform": "workbench.optimize.base:apply",
+    "transform": "workbench.optimize.base:transform",
     "register_transform": "workbench.optimize.base:register",
     "quantize": "workbench.optimize.quantize:quantize",
     "prune": "workbench.optimize.prune:prune",

@@ -34,7 +34,7 @@ def _accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 @pytest.mark.parametrize("config", INT8, ids=lambda c: f"{c.label()}-{c}"[:60])
 def test_int8_runs_on_ort_and_keeps_accuracy(config, digits_mlp, digits_train, digits_test) -> None:
     before = model_state(digits_mlp)
-    q = wb.quantize(digits_mlp, config, calibration=digits_train.take(128))
+    q = wb.quantize(digits_mlp, config, data=digits_train.take(128))
     assert model_state(digits_mlp) == before  # the input model is untouched
     assert q.framework == "onnx" and q.parent is digits_mlp
     assert q.recipe["label"] == config.label() and q.recipe["config"]["exclude"] == []
@@ -47,7 +47,7 @@ def test_int8_runs_on_ort_and_keeps_accuracy(config, digits_mlp, digits_train, d
 
 
 def test_static_layer_and_op_choice(digits_mlp, digits_train) -> None:
-    q = wb.quantize(digits_mlp, "int8-static", calibration=digits_train.take(64), exclude=["head"])
+    q = wb.quantize(digits_mlp, "int8-static", data=digits_train.take(64), exclude=["head"])
     floats = {i.name for i in q.proto.graph.initializer if i.data_type == 1}
     (gemm,) = [n for n in q.proto.graph.node if n.op_type == "Gemm" and n.input[1] in floats]
     assert gemm.name in q.layer("head").nodes  # the excluded layer keeps float weights
@@ -81,7 +81,7 @@ def test_static_works_on_a_plain_torch_model_with_torch_batches() -> None:
 
     model = toy_mlp()
     batches = [(torch.rand(16, 8), torch.zeros(16)) for _ in range(4)]
-    q = wb.quantize(model, "int8-static", calibration=batches)
+    q = wb.quantize(model, "int8-static", data=batches)
     x = np.random.default_rng(0).random((32, 8), dtype=np.float32)
     assert sqnr_db(run(model, x), run(q, x)) > 20.0
 

@@ -65,7 +65,7 @@ def test_suggest_keeps_only_layers_that_make_it_faster(
         calibration=digits_train, budget_s=0.02,
     )  # fmt: skip
     assert isinstance(plan, Int8Static) and plan.exclude == ("fc1",)
-    q = wb.quantize(digits_mlp, plan, calibration=digits_train.take(64))
+    q = wb.quantize(digits_mlp, plan, data=digits_train.take(64))
     assert q.recipe["config"]["exclude"] == ["fc1"]
 
 

@@ -127,3 +127,38 @@ def test_plugins_come_from_the_entry_point_group(monkeypatch) -> None:
     assert calls == ["workbench.transforms"]
     config = make_config("identity-plugin", strength=2.0)
     assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_older_recipes_are_migrated_to_what_they_were_built_with() -> None:
+    # version 1 recipes predate BatchNorm folding and residual tying: they were built
+    # without them, so they rebuild without them, not with today's defaults
+    v1_static = {"name": "int8-static", "version": 1, "config": {"calibration": "minmax"}}
+    assert config_from_dict(v1_static) == Int8Static(calibration="minmax", fold_batchnorm=False)
+    v1_channels = {"name": "prune-channels", "version": 1, "config": {"sparsity": 0.25}}
+    assert config_from_dict(v1_channels) == ChannelPrune(sparsity=0.25, tie_residuals=False)
+    # a version 1 recipe that already names the field keeps its value
+    named = {"name": "int8-static", "version": 1, "config": {"fold_batchnorm": True}}
+    assert config_from_dict(named) == Int8Static()
+    assert config_to_dict(Int8Static())["version"] == Int8Static.version == 2
+
+
+def test_a_recipe_without_a_migration_path_is_refused_in_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+    @base.register("stepped")
+    @dataclasses.dataclass(frozen=True)
+    class Stepped(Transform):
+        version = 3
+        migrations = {2: base.field_added("gain", 1.0)}  # noqa: RUF012 (a test's own class)
+        gain: float = 2.0
+
+    assert config_from_dict({"name": "stepped", "version": 3, "config": {}}) == Stepped()
+    with pytest.raises(
+        TransformError,
+        match=r"^recipe 'stepped' has version 1, which cannot "
+        r"be upgraded to version 3; rebuild .*wb\.transform",
+    ) as info:
+        config_from_dict({"name": "stepped", "version": 1, "config": {}})
+    assert "\n" not in str(info.value)
+    with pytest.raises(TransformError, match="format 9, newer than this workbench's 1"):
+        config_from_dict({**config_to_dict(Fp16()), "format": 9})

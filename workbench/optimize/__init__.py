@@ -1,13 +1,15 @@
 """Transforms that trade accuracy for speed: quantization, pruning, sensitivity.
 
 Each transform is a config dataclass registered under a short name (see `base`); the
-public entry points are ``wb.quantize``, ``wb.prune``, ``wb.sensitivity`` and
-``wb.suggest``. The configs are importable from here (functions stay in their modules,
-whose names they share):
+public entry points are ``wb.transform`` (with its aliases ``wb.quantize`` and
+``wb.prune``), ``wb.sensitivity`` and ``wb.suggest``. The configs and the recipe
+helpers are importable from here (functions stay in their modules):
 
 Example:
-    >>> from workbench.optimize import ChannelPrune, Int8Static
-    >>> q = wb.quantize(m, Int8Static(calibration="minmax"), calibration=data)
+    >>> from workbench.optimize import ChannelPrune, Int8Static, chain_from_dict
+    >>> q = wb.quantize(wb.prune(m, ChannelPrune()), Int8Static(calibration="minmax"), train)
+    >>> chain_from_dict(q.recipe)
+    [ChannelPrune(sparsity=0.5, ...), Int8Static(calibration='minmax', ...)]
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ _EXPORTS = {
     "Transform": "base",
     "config_to_dict": "base",
     "config_from_dict": "base",
+    "chain_to_dict": "base",
+    "chain_from_dict": "base",
+    "recipe_steps": "base",
+    "transform": "base",
     "register": "base",
     "transform_names": "base",
     "Int8Dynamic": "quantize",

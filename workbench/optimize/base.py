@@ -4,25 +4,38 @@ A transform is a frozen dataclass (torchao style) whose fields are its settings 
 whose `Transform.apply` builds a NEW `Model`; it never changes the one it is given.
 Configs register under the short names users type (``"int8-static"``) with `register`;
 plugins add theirs through the ``workbench.transforms`` entry-point group, loaded
-lazily the first time an unknown name is looked up. The derived model's ``recipe`` is
-`config_to_dict` of the config, so any variant can be rebuilt from a stored result
-with `config_from_dict`.
+lazily the first time an unknown name is looked up.
+
+`transform` (``wb.transform``) is the one entry point; ``wb.quantize`` and ``wb.prune``
+are aliases of it. The derived model's ``recipe`` is `config_to_dict` of the config;
+when the input model was itself derived, the recipe also lists the earlier steps'
+recipes under ``"chain"`` (oldest first), so a pruned-then-quantized model remembers
+the pruning. `chain_from_dict` reads the configs back, and ``wb.transform(base, recipe)``
+rebuilds the variant. A recipe written under an older config ``version`` is upgraded
+through the config's ``migrations`` table, or refused with a message saying what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 from workbench.errors import TransformError
+from workbench.model import RECIPE_CHAIN
 
 if TYPE_CHECKING:
     from workbench.model import Model
 
 #: version of the recipe format written by `config_to_dict`
 RECIPE_FORMAT = 1
+
+#: turns a config's field values of version v into those of version v + 1
+Migration: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: what names a transform: a config, its registry name, or a recipe dict
+ConfigSpec: TypeAlias = "Transform | str | Mapping[str, Any]"
 
 T = TypeVar("T", bound="type[Transform]")
 
@@ -38,7 +51,8 @@ class Transform:
 
     Subclasses are frozen dataclasses registered with `register`; they set the class
     attributes ``name`` (registry key) and ``version`` (bumped when field meanings
-    change) and implement `apply`. Layer lists (``exclude``) hold canonical layer names.
+    change, with an entry in ``migrations`` that upgrades the previous version's field
+    values) and implement `apply`. Layer lists (``exclude``) hold canonical layer names.
 
     Example:
         >>> @register("my-transform")
@@ -51,6 +65,9 @@ class Transform:
 
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
+    #: ``{v: upgrade}``: ``upgrade`` turns the field values of a version-v recipe into
+    #: those of version v + 1; a stored recipe older than the chain of upgrades is refused
+    migrations: ClassVar[Mapping[int, Migration]] = {}
 
     def label(self) -> str:
         """A short display label such as ``"int8-static(entropy)"``."""
@@ -66,6 +83,8 @@ class Transform:
 
         Returns:
             A new `Model` whose ``recipe`` is this config and whose ``parent`` is ``model``.
+            `transform` (not this method) adds the earlier steps of a derived ``model``
+            to the recipe, so call ``wb.transform`` rather than ``apply`` directly.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement apply")
 
@@ -93,6 +112,24 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
+def field_added(name: str, old_value: Any) -> Migration:
+    """A migration for a field new in the next version of a config.
+
+    Args:
+        name: the new field.
+        old_value: the value that reproduces what recipes without the field were built
+            with (not necessarily the new default).
+
+    Example:
+        >>> migrations = {1: field_added("fold_batchnorm", False)}
+    """
+
+    def upgrade(fields: dict[str, Any]) -> dict[str, Any]:
+        return {name: old_value, **fields}
+
+    return upgrade
+
+
 def transform_names() -> list[str]:
     """Registry names of every known transform (built-ins and plugins)."""
     _load_all()
@@ -114,18 +151,18 @@ def get_transform(name: str) -> type[Transform]:
     return _REGISTRY[name]
 
 
-def make_config(config_or_name: Transform | str | dict[str, Any], **fields: Any) -> Transform:
+def make_config(config_or_name: ConfigSpec, **fields: Any) -> Transform:
     """A config from an instance, a registry name plus field values, or a recipe dict.
 
     Args:
-        config_or_name: a `Transform`, a name such as ``"int8-static"``, or a dict from
-            `config_to_dict`.
+        config_or_name: a `Transform`, a name such as ``"int8-static"``, or a
+            single-step dict from `config_to_dict`.
         **fields: field values overriding those of the config or the defaults.
 
     Raises:
-        TransformError: unknown name or field.
+        TransformError: unknown name or field, or a chained recipe (use `chain_from_dict`).
     """
-    if isinstance(config_or_name, dict):
+    if isinstance(config_or_name, Mapping):
         config_or_name = config_from_dict(config_or_name)
     if isinstance(config_or_name, Transform):
         return _replace(config_or_name, fields) if fields else config_or_name
@@ -133,32 +170,50 @@ def make_config(config_or_name: Transform | str | dict[str, Any], **fields: Any)
     return _build(cls, fields)
 
 
-def apply(
-    model: Any, config_or_name: Transform | str | dict[str, Any], data: Any = None, **fields: Any
+def transform(
+    model: Any,
+    config_or_name: ConfigSpec | Sequence[ConfigSpec],
+    data: Any = None,
+    **fields: Any,
 ) -> Model:
-    """Apply a transform to a model; returns a new `Model` (``wb.transform``).
+    """Apply a transform (or a chain of them) to a model; returns a new `Model`.
+
+    ``wb.quantize`` and ``wb.prune`` are aliases of this function. Keyword ``fields``
+    always override the config's own values. Data goes in ``data``, never in a field:
+    ``calibration`` is `Int8Static`'s method name, so ``calibration=<a dataset>`` is
+    refused with a message pointing at ``data=``.
 
     Args:
         model: a `Model` or anything `workbench.load` accepts. Never changed.
-        config_or_name: a `Transform` config, its registry name, or a recipe dict.
-        data: calibration or fine-tuning data for transforms that use it.
-        **fields: config fields (e.g. ``sparsity=0.5``) overriding the config's.
+        config_or_name: a `Transform` config, its registry name, a recipe dict (a stored
+            ``model.recipe``, chained or not), or a list of those applied in order.
+        data: calibration or fine-tuning data (a `Dataset` or an iterable of
+            ``(inputs, labels)`` batches) for the transforms that use it; a sample
+            model's training split is used when omitted.
+        **fields: config fields (e.g. ``sparsity=0.3``) overriding the config's.
 
     Returns:
-        The transformed `Model`, with ``recipe`` set and ``parent`` the input model.
+        The transformed `Model`, with ``parent`` the input model and ``recipe`` the
+        config, plus ``"chain"``: the recipes of the earlier steps when the input was
+        itself derived (see `chain_from_dict`).
 
     Raises:
-        TransformError: unknown transform or field, or the transform cannot handle the model.
+        TransformError: unknown transform or field, data passed as a field, fields
+            given with a chain, or the transform cannot handle the model.
 
     Example:
-        >>> q = wb.transform(m, "int8-dynamic")
-        >>> q.recipe["label"]
-        'int8-dynamic'
+        >>> q = wb.transform(wb.prune(m, sparsity=0.5), "int8-dynamic")
+        >>> q.recipe_name
+        'prune-magnitude(50%) → int8-dynamic'
+        >>> same = wb.transform(m, q.recipe)  # rebuilds the variant from its recipe
     """
     from workbench.loaders import load
 
-    config = make_config(config_or_name, **fields)
-    return config.apply(load(model), data)
+    _check_data_fields(fields)
+    result = load(model)
+    for config in _steps(config_or_name, fields):
+        result = _chained(result, config.apply(result, data))
+    return result
 
 
 def config_to_dict(config: Transform, **extra: Any) -> dict[str, Any]:
@@ -184,23 +239,130 @@ def config_to_dict(config: Transform, **extra: Any) -> dict[str, Any]:
     return recipe
 
 
-def config_from_dict(recipe: dict[str, Any]) -> Transform:
-    """Rebuild a config from `config_to_dict`'s output (or a stored recipe).
+def config_from_dict(recipe: Mapping[str, Any]) -> Transform:
+    """Rebuild a config from `config_to_dict`'s output (or a stored one-step recipe).
+
+    A recipe of an older config version is upgraded through the config's
+    ``migrations``.
 
     Raises:
-        TransformError: unknown transform name, a newer version than this workbench
-            knows, or unknown fields.
+        TransformError: unknown transform name, a newer version or format than this
+            workbench knows, an older version without a migration, unknown fields, or a
+            chained recipe (use `chain_from_dict`).
     """
     if "name" not in recipe:
         raise TransformError(f"a recipe needs a 'name', got keys {sorted(recipe)}")
+    if recipe.get(RECIPE_CHAIN):
+        raise TransformError(
+            f"recipe {recipe.get('label', recipe['name'])!r} is a chain of "
+            f"{len(recipe[RECIPE_CHAIN]) + 1} steps; read it with chain_from_dict, or "
+            "rebuild the variant with wb.transform(model, recipe)"
+        )
+    if int(recipe.get("format", RECIPE_FORMAT)) > RECIPE_FORMAT:
+        raise TransformError(
+            f"recipe {recipe['name']!r} has format {recipe['format']}, newer than this "
+            f"workbench's {RECIPE_FORMAT}; upgrade workbench"
+        )
     cls = get_transform(recipe["name"])
     version = int(recipe.get("version", cls.version))
+    return _build(cls, _migrated(cls, version, dict(recipe.get("config", {}))))
+
+
+def chain_to_dict(configs: Sequence[Transform]) -> dict[str, Any]:
+    """The recipe of configs applied in order, as `transform` would record it.
+
+    Args:
+        configs: one or more configs, first applied first.
+
+    Returns:
+        The last config's `config_to_dict`, with the earlier ones under ``"chain"``.
+
+    Example:
+        >>> recipe_label(chain_to_dict([ChannelPrune(sparsity=0.5), Int8Static()]))
+        'prune-channels(50%) → int8-static(entropy)'
+    """
+    if not configs:
+        raise TransformError("a chain needs at least one config")
+    *earlier, last = configs
+    recipe = config_to_dict(last)
+    if earlier:
+        recipe[RECIPE_CHAIN] = [config_to_dict(c) for c in earlier]
+    return recipe
+
+
+def chain_from_dict(recipe: Mapping[str, Any]) -> list[Transform]:
+    """The configs of a (possibly chained) recipe, first applied first.
+
+    Raises:
+        TransformError: as `config_from_dict`, for any step.
+    """
+    return [config_from_dict(step) for step in recipe_steps(recipe)]
+
+
+def recipe_steps(recipe: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The one-step recipes a model's recipe is made of, first applied first.
+
+    Returns:
+        ``[]`` for a loaded model's ``None`` recipe; else the earlier steps under
+        ``"chain"`` followed by the recipe itself without its chain.
+    """
+    if not recipe:
+        return []
+    own = {k: v for k, v in recipe.items() if k != RECIPE_CHAIN}
+    return [*(dict(step) for step in recipe.get(RECIPE_CHAIN, ())), own]
+
+
+def _steps(spec: ConfigSpec | Sequence[ConfigSpec], fields: dict[str, Any]) -> list[Transform]:
+    if isinstance(spec, Transform | str) or (
+        isinstance(spec, Mapping) and not spec.get(RECIPE_CHAIN)
+    ):
+        return [make_config(spec, **fields)]
+    # a chain: which step a field would override is ambiguous, so none is allowed
+    if fields:
+        raise TransformError(
+            f"field overrides {sorted(fields)} apply to one config, not a chain; "
+            "set them in the chain's configs"
+        )
+    if isinstance(spec, Mapping):
+        return chain_from_dict(spec)
+    return [make_config(step) for step in spec]
+
+
+def _chained(source: Model, derived: Model) -> Model:
+    """``derived`` with ``source``'s recipe recorded as the earlier steps of its own."""
+    recipe = derived.recipe
+    if derived is source or not source.recipe or recipe is None or RECIPE_CHAIN in recipe:
+        return derived
+    chain = recipe_steps(source.recipe)
+    # `derived` was built just now by the transform, so nobody else holds it yet
+    return dataclasses.replace(derived, recipe={**recipe, RECIPE_CHAIN: chain})
+
+
+def _check_data_fields(fields: dict[str, Any]) -> None:
+    # ``calibration=data`` was the old spelling; data is iterable, method names are strings
+    calibration = fields.get("calibration")
+    if isinstance(calibration, Iterable) and not isinstance(calibration, str):
+        raise TransformError(
+            "calibration= names the method (minmax, entropy or percentile); "
+            "pass calibration data as data="
+        )
+
+
+def _migrated(cls: type[Transform], version: int, fields: dict[str, Any]) -> dict[str, Any]:
     if version > cls.version:
         raise TransformError(
-            f"recipe {recipe['name']!r} has version {version}, newer than this workbench's "
+            f"recipe {cls.name!r} has version {version}, newer than this workbench's "
             f"{cls.version}; upgrade workbench"
         )
-    return _build(cls, dict(recipe.get("config", {})))
+    for old in range(version, cls.version):
+        if old not in cls.migrations:
+            raise TransformError(
+                f"recipe {cls.name!r} has version {version}, which cannot be upgraded to "
+                f"version {cls.version}; rebuild the variant with wb.transform(model, "
+                f"{cls.name!r}, ...) and store the new recipe"
+            )
+        fields = cls.migrations[old](fields)
+    return fields
 
 
 def _build(cls: type[Transform], fields: dict[str, Any]) -> Transform:

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from workbench.errors import TransformError
 from workbench.model import Model
-from workbench.optimize.base import Transform, config_to_dict, make_config, register
+from workbench.optimize.base import (
+    Migration,
+    Transform,
+    config_to_dict,
+    field_added,
+    register,
+    transform,
+)
 from workbench.optimize.data_source import resolve_data, to_numpy
 from workbench.optimize.onnx_graph import node_layers, onnx_variant, parent_proto
 from workbench.optimize.quantize import torch_variant
@@ -181,6 +189,11 @@ class ChannelPrune(Transform):
         >>> small = wb.prune(m, ChannelPrune(sparsity=0.5, finetune_epochs=3), data=train)
     """
 
+    # version 2: residual tying (on by default) arrived after version 1 recipes were
+    # written without the field, and those skipped layers whose outputs are added
+    version: ClassVar[int] = 2
+    migrations: ClassVar[Mapping[int, Migration]] = {1: field_added("tie_residuals", False)}
+
     sparsity: float = 0.5
     norm: Literal["l1", "l2"] = "l1"
     finetune_epochs: int = 0
@@ -257,38 +270,43 @@ def finetune(module: torch.nn.Module, model: Model, data: Any, epochs: int, lr: 
 def prune(
     model: Any,
     config: Transform | str | None = None,
-    *,
-    sparsity: float = 0.5,
-    structured: bool = False,
     data: Any = None,
+    *,
+    structured: bool | None = None,
     **fields: Any,
 ) -> Model:
-    """Prune a model; returns a new `Model`, never changes ``model``.
+    """Prune a model; returns a new `Model`, never changes ``model`` (`transform` alias).
 
     Args:
         model: a `Model` or anything `workbench.load` accepts.
         config: a `MagnitudePrune` / `ChannelPrune` config or registry name; when
             omitted, ``structured`` picks one.
-        sparsity: fraction of weights (unstructured) or channels (structured) removed.
-        structured: remove whole channels (torch models; really smaller and faster)
-            instead of zeroing single weights.
         data: fine-tuning data for ``finetune_epochs > 0`` (a sample model's training
             split is used when omitted).
-        **fields: other config fields: ``scope``, ``norm``, ``finetune_epochs``, ``exclude``.
+        structured: remove whole channels (torch models; really smaller and faster)
+            instead of zeroing single weights; only to pick a config, or to check one.
+        **fields: config fields, always overriding the config's: ``sparsity`` (fraction
+            of weights or channels removed; 0.5 by default), ``scope``, ``norm``,
+            ``finetune_epochs``, ``exclude``.
 
     Returns:
         The pruned model, with ``recipe`` recording the config (and, for channel
         pruning, each layer's channels before and after and the layers skipped).
 
     Raises:
-        TransformError: bad settings, or structured pruning of an ONNX model.
+        TransformError: bad settings, ``structured`` contradicting ``config``, or
+            structured pruning of an ONNX model.
 
     Example:
         >>> small = wb.prune(m, sparsity=0.5, structured=True, finetune_epochs=3)
+        >>> lighter = wb.prune(m, "prune-channels", sparsity=0.3)  # 30%, not the default
     """
-    from workbench.loaders import load
-
+    kinds = {True: "prune-channels", False: "prune-magnitude"}
     if config is None:
-        config = "prune-channels" if structured else "prune-magnitude"
-        fields["sparsity"] = sparsity
-    return make_config(config, **fields).apply(load(model), data)
+        config = kinds[bool(structured)]
+    name = config if isinstance(config, str) else config.name
+    if structured is not None and name != kinds[structured]:
+        raise TransformError(
+            f"structured={structured} contradicts the config {name!r}; pass one of them"
+        )
+    return transform(model, config, data, **fields)

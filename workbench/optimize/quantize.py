@@ -9,28 +9,33 @@ way in and outputs cast back to float32) and an ONNX route (float16 weights and 
 with float32 inputs and outputs kept). BF16 is torch only.
 
 Example:
-    >>> q = wb.quantize(m, "int8-static", calibration=wb.samples.dataset("digits", "train"))
+    >>> q = wb.quantize(m, "int8-static", data=wb.samples.dataset("digits", "train"))
     >>> q.recipe["label"]
     'int8-static(entropy)'
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import io
-import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from workbench.errors import TransformError
 from workbench.model import LAYER_KEY, Model, set_layer_name
-from workbench.optimize.base import Transform, config_to_dict, make_config, register
+from workbench.optimize.base import (
+    Migration,
+    Transform,
+    config_to_dict,
+    field_added,
+    register,
+    transform,
+)
 from workbench.optimize.data_source import input_batches, resolve_data
 from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
+from workbench.optimize.quiet import quiet_quantizer
 
 if TYPE_CHECKING:
     import onnx
@@ -103,8 +108,13 @@ class Int8Static(Transform):
             float); the folded layer keeps the Conv's name.
 
     Example:
-        >>> q = wb.quantize(m, Int8Static(calibration="minmax"), calibration=data)
+        >>> q = wb.quantize(m, Int8Static(calibration="minmax"), data=train)
     """
+
+    # version 2: BatchNorm folding (on by default) arrived after version 1 recipes were
+    # written without the field, and those were built unfolded
+    version: ClassVar[int] = 2
+    migrations: ClassVar[Mapping[int, Migration]] = {1: field_added("fold_batchnorm", False)}
 
     calibration: Calibration = "entropy"
     per_channel: bool = True
@@ -218,34 +228,33 @@ class Bf16(Transform):
 def quantize(
     model: Any,
     scheme_or_config: Transform | str = "int8-dynamic",
-    calibration: Any = None,
+    data: Any = None,
     **fields: Any,
 ) -> Model:
-    """Quantize a model; returns a new `Model`, never changes ``model``.
+    """Quantize a model; returns a new `Model`, never changes ``model`` (`transform` alias).
 
     Args:
         model: a `Model` or anything `workbench.load` accepts.
         scheme_or_config: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``, ``"bf16"``
             or a config such as ``Int8Static(calibration="minmax")``.
-        calibration: data for static INT8 (a `Dataset` or an iterable of
+        data: calibration data for static INT8 (a `Dataset` or an iterable of
             ``(inputs, labels)`` batches); for a sample model its training split is used
             when omitted.
-        **fields: config fields overriding the defaults (``per_channel=False``).
+        **fields: config fields, always overriding the config's (``per_channel=False``,
+            ``calibration="minmax"``: the method; the data goes in ``data``).
 
     Returns:
-        The quantized model; INT8 variants are ONNX models. ``recipe`` holds the config.
+        The quantized model; INT8 variants are ONNX models. ``recipe`` holds the config
+        (and the earlier steps when ``model`` was itself derived).
 
     Raises:
-        TransformError: unknown scheme or field, missing calibration data, or the
-            quantizer failed.
+        TransformError: unknown scheme or field, data passed as ``calibration=``, missing
+            calibration data, or the quantizer failed.
 
     Example:
-        >>> q = wb.quantize(m, "int8-static", calibration=data, calibration="minmax")
+        >>> q = wb.quantize(m, "int8-static", data=train, calibration="minmax")
     """
-    from workbench.loaders import load
-
-    config = make_config(scheme_or_config, **fields)
-    return config.apply(load(model), calibration)
+    return transform(model, scheme_or_config, data, **fields)
 
 
 # ---- ONNX Runtime quantizer ---------------------------------------------------------
@@ -265,7 +274,7 @@ def _quantize_onnx(model: Model, config: Transform, run: Any, fold: bool = False
     with tempfile.TemporaryDirectory(prefix="wb-quant-") as folder:
         out = Path(folder) / "quantized.onnx"
         try:
-            with _quiet():
+            with quiet_quantizer():
                 run(source, out)
         except TransformError:
             raise
@@ -275,19 +284,6 @@ def _quantize_onnx(model: Model, config: Transform, run: Any, fold: bool = False
             ) from exc
         proto = onnx.load(str(out))
     return onnx_variant(model, proto, config_to_dict(config))
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the quantizer's prints and root-logger warnings (advice we already follow)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def _prepared(proto: onnx.ModelProto) -> onnx.ModelProto:

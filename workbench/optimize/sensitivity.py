@@ -18,6 +18,7 @@ import pandas as pd
 
 from workbench.errors import CancelledError, TransformError
 from workbench.model import Model
+from workbench.optimize import base
 from workbench.optimize.base import Transform, make_config
 from workbench.progress import CancelToken, ProgressCallback, track
 
@@ -207,7 +208,7 @@ def sensitivity(
         row: dict[str, Any] = {"layer": name, "op_type": kinds.get(name, ""), "error": None}
         try:
             only = _only(config, every, [name])
-            row.update(bench.score(only.apply(model, calibration)))
+            row.update(bench.score(base.transform(model, only, calibration)))
         except CancelledError:
             raise
         except Exception as exc:  # one layer failing must not lose the others
@@ -294,7 +295,8 @@ def suggest(
         if cancel is not None:
             cancel.check()
         trial = _only(config, everything, [*chosen, name])
-        value = bench.score(trial.apply(model, calibration), timed=False)["metric_value"]
+        variant = base.transform(model, trial, calibration)
+        value = bench.score(variant, timed=False)["metric_value"]
         if bench.drop_points(value) <= max_drop:
             chosen.append(name)
     if not chosen:
