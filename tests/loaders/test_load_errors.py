@@ -84,7 +84,7 @@ def test_valid_onnx_loads_with_inputs_and_layers(tmp_path: Path) -> None:
 def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"model": torch.nn.Linear(2, 2)}, path)  # a pickled module, not weights
-    with pytest.raises(UnsafeModelError, match=r"unpickles such files"):
+    with pytest.raises(UnsafeModelError, match=r"pickle holding Python objects.*trust=True"):
         wb.load(path)
 
 
@@ -95,12 +95,14 @@ def test_state_dict_file_says_it_holds_weights_only(tmp_path: Path) -> None:
         wb.load(path)
 
 
-def test_torchscript_needs_example_inputs(tmp_path: Path) -> None:
+def test_torchscript_needs_trust_and_example_inputs(tmp_path: Path) -> None:
     path = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(path))
+    with pytest.raises(UnsafeModelError, match=r"is TorchScript, which is code.*trust=True"):
+        wb.load(path, example_inputs=(torch.rand(1, 3),))
     with pytest.raises(ModelLoadError, match="example_inputs"):
-        wb.load(path)
-    model = wb.load(path, example_inputs=(torch.rand(1, 3),))
+        wb.load(path, trust=True)
+    model = wb.load(path, example_inputs=(torch.rand(1, 3),), trust=True)
     assert model.framework == "torch" and model.inputs[0].shape == ("batch", 3)
 
 

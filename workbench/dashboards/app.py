@@ -17,7 +17,12 @@ from workbench.dashboards.pages.optimize import OptimizePage
 from workbench.dashboards.pages.profile import ProfilePage
 from workbench.dashboards.pages.runs import RunsPage
 from workbench.dashboards.state import AppState
-from workbench.dashboards.upload import MAX_UPLOAD_BYTES, SUFFIXES, load_upload
+from workbench.dashboards.upload import (
+    MAX_UPLOAD_BYTES,
+    SUFFIXES,
+    bounded_dropper,
+    load_upload,
+)
 from workbench.model import Model
 
 __all__ = ["App"]
@@ -77,14 +82,14 @@ class App(Viewer):
         )
         self.tabs.param.watch(self._tab_opened, "active")
         # No `accepted_filetypes`: browsers give .onnx/.pt2 files no MIME type, so the
-        # drop zone would refuse them; the server checks the suffix (with a clear message).
-        self.upload = pn.widgets.FileDropper(
-            max_file_size=f"{MAX_UPLOAD_BYTES // 2**20}MB",
-            multiple=False,
-            sizing_mode="stretch_width",
-            height=90,
+        # drop zone would refuse them; the server checks the suffix (with a clear message)
+        # and counts every chunk against the limit as it arrives.
+        self.upload = bounded_dropper(
+            self._uploaded, self._upload_refused, sizing_mode="stretch_width", height=90
         )
-        self.upload.param.watch(self._uploaded, "value")
+        self._expiry = None
+        if dispatch is not None:  # served: drop uploads that stop arriving
+            self._expiry = pn.state.add_periodic_callback(self.upload.buffer.expire, 30_000)
 
     # ---- pickers ------------------------------------------------------------------------
     def pickers(self, horizontal: bool = False) -> pn.layout.ListPanel:
@@ -132,14 +137,17 @@ class App(Viewer):
         )
         return pn.Column(*widgets, upload, sizing_mode="stretch_width")
 
-    def _uploaded(self, event: param.parameterized.Event) -> None:
+    def _uploaded(self, filename: str, data: bytes) -> None:
         folder = self._upload_dir
-        for filename, data in (event.new or {}).items():
-            self.state.jobs.submit(
-                f"loading {filename}",
-                lambda progress, cancel, f=filename, d=data: load_upload(f, d, folder),
-                lambda model, f=filename: self.state.add_model(model, key=f"{f} (uploaded)"),
-            )
+        self.state.jobs.submit(
+            f"loading {filename}",
+            lambda progress, cancel: load_upload(filename, data, folder),
+            lambda model: self.state.add_model(model, key=f"{filename} (uploaded)"),
+        )
+
+    def _upload_refused(self, message: str) -> None:
+        self.state.jobs.error = message
+        self.notify("error", message)
 
     def _tab_opened(self, event: param.parameterized.Event) -> None:
         self.optimize.active = event.new == 2
@@ -174,6 +182,9 @@ class App(Viewer):
         """Cancel running jobs and delete uploaded files (called when a session ends)."""
         for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs):
             jobs.close()
+        if self._expiry is not None:
+            self._expiry.stop()
+        self.upload.buffer.clear()
         shutil.rmtree(self._upload_dir, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from workbench.errors import ModelLoadError
 from workbench.loaders.export import export_torch
+from workbench.loaders.trust import MAX_MODEL_BYTES, check_size
 from workbench.model import Model, register_exporter
 
 # Model.to_onnx exports through this hook: model.py sits below loaders and cannot import them
@@ -24,6 +25,8 @@ def load(
     name: str | None = None,
     input_names: Sequence[str] | None = None,
     onnx_path: str | Path | None = None,
+    trust: bool = False,
+    max_bytes: int | None = MAX_MODEL_BYTES,
 ) -> Model:
     """Load a model from an ``nn.Module``, a file, ONNX bytes or a sample name.
 
@@ -35,6 +38,9 @@ def load(
         name: display name.
         input_names: input names for a torch module (default: ``forward``'s arguments).
         onnx_path: a ready ONNX export of the torch module, reused by `Model.to_onnx`.
+        trust: the file's author is trusted: TorchScript and pickled modules may load
+            (they run code); see docs/security.md.
+        max_bytes: largest file loaded, in bytes (None: no limit).
 
     Returns:
         A `Model`. The source object is never changed (torch modules are copied).
@@ -75,14 +81,16 @@ def load(
             source, example_inputs, name=name, input_names=input_names, onnx_path=onnx_path
         )
     if isinstance(source, str | Path):
-        return _load_path(Path(source), example_inputs, name)
+        return _load_path(Path(source), example_inputs, name, trust, max_bytes)
     raise ModelLoadError(
         f"cannot load a {type(source).__name__}: pass an nn.Module with example_inputs, "
         "a path to an .onnx / .pt2 / TorchScript file, ONNX bytes, or a sample name"
     )
 
 
-def _load_path(path: Path, example_inputs: Any, name: str | None) -> Model:
+def _load_path(
+    path: Path, example_inputs: Any, name: str | None, trust: bool, max_bytes: int | None
+) -> Model:
     if not path.exists():
         from workbench.loaders import samples
 
@@ -93,6 +101,7 @@ def _load_path(path: Path, example_inputs: Any, name: str | None) -> Model:
         )
     if path.is_dir():
         raise ModelLoadError(f"{path} is a folder; pass the model file inside it")
+    check_size(path, max_bytes)
     if path.suffix.lower() in _ONNX_SUFFIXES:
         from workbench.loaders.onnx import load_onnx
 
@@ -100,7 +109,7 @@ def _load_path(path: Path, example_inputs: Any, name: str | None) -> Model:
     if path.suffix.lower() in _TORCH_SUFFIXES:
         from workbench.loaders.torch import load_torch_file
 
-        return load_torch_file(path, example_inputs=example_inputs, name=name)
+        return load_torch_file(path, example_inputs=example_inputs, name=name, trust=trust)
     raise ModelLoadError(
         f"unknown model file type {path.suffix!r} for {path}: expected .onnx, .pt2, .pt "
         "(TorchScript) or a sample name"

@@ -1,19 +1,21 @@
 """Load PyTorch models: an ``nn.Module``, a TorchScript file or a ``torch.export`` program.
 
-Files are never unpickled unsafely: plain ``torch.save`` pickles are read with
-``weights_only=True`` and refused with an explanation when they hold more than weights.
+Untrusted files run no code (see `workbench.loaders.trust`): ``.pt2`` archives are checked
+before torch reads them, TorchScript and pickles holding Python objects need ``trust=True``.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import io
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ModelLoadError, UnsafeModelError
+from workbench.errors import ModelLoadError
+from workbench.loaders.trust import check_pt2, refuse_code
 from workbench.model import Layer, Model, TensorSpec
 
 if TYPE_CHECKING:
@@ -111,54 +113,81 @@ def module_layers(module: torch.nn.Module, containers: bool = False) -> list[Lay
     return layers
 
 
-def load_torch_file(path: Path, example_inputs: Any = None, name: str | None = None) -> Model:
+def load_torch_file(
+    path: Path, example_inputs: Any = None, name: str | None = None, *, trust: bool = False
+) -> Model:
     """Load a ``.pt2`` exported program or a TorchScript archive.
+
+    Untrusted files run no code: a ``.pt2`` archive is inspected before torch reads it
+    (`workbench.loaders.trust.check_pt2`), TorchScript and pickled modules are refused.
+
+    Args:
+        path: the file.
+        example_inputs: inputs for TorchScript (a ``.pt2`` archive carries its own).
+        name: display name (default: the file's stem).
+        trust: the user trusts the file's author: load TorchScript and pickled modules,
+            and let torch read the ``.pt2`` archive unchecked.
 
     Raises:
         ModelLoadError: missing file, weights-only file (a state_dict), or no example inputs.
-        UnsafeModelError: a pickle holding arbitrary Python objects.
+        UnsafeModelError: an untrusted file whose loading would run code.
     """
     import torch
 
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ModelLoadError(
-            f"{path} is neither an ONNX file, a torch.export program nor a TorchScript archive"
-        )
-    if path.suffix == ".pt2" or _is_exported_program(path):
+    data = path.read_bytes()  # read once: what is checked is what torch loads
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        if not data.startswith(b"\x80"):  # not a pickle either (protocol 2+ starts so)
+            raise ModelLoadError(
+                f"{path} is neither an ONNX file, a torch.export program nor a TorchScript archive"
+            )
+        return _load_pickle(path, data, example_inputs, name, trust)
+    if path.suffix == ".pt2" or _is_exported_program(data):
+        if not trust:
+            check_pt2(data, str(path))
         try:
-            program = torch.export.load(str(path))
+            program = torch.export.load(io.BytesIO(data))
         except Exception as exc:
-            raise ModelLoadError(f"{path} is not a loadable torch.export program: {exc}") from exc
+            raise ModelLoadError(
+                f"{path} is not a loadable torch.export program ({type(exc).__name__}: "
+                f"{_first_line(exc)})"
+            ) from exc
         args = example_inputs if example_inputs is not None else program.example_inputs[0]
         return from_module(program.module(), args, name=name or path.stem, source=str(path))
-    if _is_torchscript(path):
-        module = torch.jit.load(str(path), map_location="cpu")
+    if _is_torchscript(data):
+        if not trust:
+            raise refuse_code(path, "is TorchScript, which is code")
         if example_inputs is None:
             raise ModelLoadError(
                 f"{path} is TorchScript, which does not record input shapes: pass "
                 "example_inputs=(tensor, ...) to wb.load"
             )
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
         return from_module(module, example_inputs, name=name or path.stem, source=str(path))
-    _refuse_pickle(path)
-    raise AssertionError("unreachable")
+    return _load_pickle(path, data, example_inputs, name, trust)
 
 
-def _refuse_pickle(path: Path) -> None:
+def _load_pickle(
+    path: Path, data: bytes, example_inputs: Any, name: str | None, trust: bool
+) -> Model:
+    """A ``torch.save`` file: weights are not a model; a pickled module needs trust."""
     import pickle
 
     import torch
 
     try:
-        content = torch.load(str(path), weights_only=True, map_location="cpu")
+        content = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        raise UnsafeModelError(
-            f"{path} is a pickle holding Python objects, not just weights; workbench never "
-            "unpickles such files. Save the model with torch.export.save (.pt2) or "
-            "torch.jit.save, or, if you trust the file, load it yourself and pass the module "
-            "to wb.load(module, example_inputs=...)."
+        if not trust:
+            raise refuse_code(path, "is a pickle holding Python objects, not just weights") from exc
+        content = torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{path} is neither an ONNX file, a torch.export program nor a TorchScript archive"
         ) from exc
+    if isinstance(content, torch.nn.Module):
+        return from_module(content, example_inputs, name=name or path.stem, source=str(path))
     kind = "a state_dict" if isinstance(content, dict) else f"a {type(content).__name__}"
     raise ModelLoadError(
         f"{path} holds weights only ({kind}), not a model. Build the module, load the weights "
@@ -167,13 +196,17 @@ def _refuse_pickle(path: Path) -> None:
     )
 
 
-def _is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _is_torchscript(data: bytes) -> bool:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return any(n.split("/", 1)[-1].startswith("code/") for n in archive.namelist())
 
 
-def _is_exported_program(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
+def _is_exported_program(data: bytes) -> bool:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return any(
             "serialized_exported_program" in n or n.endswith("models/model.json")
             for n in archive.namelist()
