@@ -1,23 +1,27 @@
-"""The numba backend against ONNX Runtime (fp32, CPU) on the sample models.
+"""The numba backend against ONNX Runtime (fp32, CPU) on the sample models, measured fairly.
 
-The default numba configuration (channels-last convolutions, BLAS GEMM) is compared,
-and for reference the ONNX layout (``layout="nchw"``) and our own GEMM. Each pair runs
-in this process, interleaved: every round times a block of inferences on each backend
-in turn, so drifting clocks and noisy neighbours hit both alike; the reported latency
-is the median over rounds of each block's mean. The machine's load average is
-recorded, since on a shared machine it moves every number. Target: numba within 1.5x
-of ORT on the CNN and MLP (the transformer and ResNet are for information). Also
-compares the two GEMMs the numba backend can use, BLAS called from ``@njit``
-(``np.dot``) and our cache-blocked kernel, on GEMM shapes these models produce, in
-GFLOP/s.
+Protocol (`wb.compare_runtimes`, see docs/profiling.md): each runtime runs in its own
+fresh process at its own default settings, the processes alternate over ``--rounds``
+rounds in a rotated order, and the table gives the median of the per-round medians, their
+range, and numba / ORT round by round with its range. Nothing of ORT is changed for
+numba's sake (no thread-spinning switch, no thread count); each child records the load
+average. Target (issue 12): numba within 1.5x of ORT on digits-cnn and digits-mlp at
+batch 1 and 32; digits-transformer and digits-resnet are for information.
 
-    python benchmarks/numba_cpu.py [--rounds 7] [--budget-ms 30]
+With ``--variants`` numba's other configurations run as further runtimes of their own
+(the ONNX layout, our own GEMM). The GEMM section compares the two GEMMs the numba backend
+can use, BLAS called from ``@njit`` and our cache-blocked kernel, one after the other in
+this process (they are two kernels of one runtime, not two runtimes), in GFLOP/s.
+
+    python benchmarks/numba_cpu.py [--rounds 5] [--budget-s 1.0] [--variants] [--quick]
+
+``--quick`` proves the script works (one model, two rounds, tiny budgets) and writes
+``results/numba_cpu.quick.*``; it is not a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -31,12 +35,38 @@ import workbench as wb
 #: the issue's targets are on the first two; the others are reported for information
 MODELS = ("digits-cnn", "digits-mlp", "digits-transformer", "digits-resnet")
 BATCHES = (1, 32)
-#: compile options of each numba configuration: the default, then two for comparison
-PHASES: dict[str, dict[str, str]] = {
-    "default": {},
-    "nchw": {"layout": "nchw"},
-    "tiled": {"gemm": "tiled"},
-}
+#: numba's other configurations, each its own runtime (``--variants``)
+VARIANTS = (
+    wb.Runtime("numba", options={"layout": "nchw"}, label="numba nchw"),
+    wb.Runtime("numba", options={"gemm": "tiled"}, label="numba own GEMM"),
+)
+
+
+def compare_model(
+    name: str, batch: int, rounds: int, budget_s: float, variants: bool
+) -> dict[str, Any]:
+    """ORT (the baseline) and numba, each in its own processes, alternated over rounds."""
+    runtimes = [wb.Runtime("onnxruntime"), wb.Runtime("numba"), *(VARIANTS if variants else ())]
+    comparison = wb.compare_runtimes(
+        name,
+        runtimes,
+        batch,
+        rounds=rounds,
+        budget_s=budget_s,
+        progress=lambda _, message: print(f"  {name} b{batch} {message}", flush=True),
+    )
+    return comparison.to_dict() | {"table": comparison.table.reset_index().to_dict("records")}
+
+
+def gemm_shapes() -> list[tuple[str, int, int, int]]:
+    """(label, M, K, N) of GEMMs the sample CNN and MLP run at batch 32."""
+    return [
+        ("cnn conv2 as im2col (layout nhwc) b32", 32 * 64, 288, 64),
+        ("cnn conv2 as Winograd, 1 of 16 (default) b32", 32 * 16, 32, 64),
+        ("cnn conv3 as Winograd, 1 of 16 (default) b32", 32 * 4, 64, 64),
+        ("mlp fc2 b32", 32, 512, 512),
+        ("square 512", 512, 512, 512),
+    ]
 
 
 def _block_ms(fn: Callable[[], Any], budget_ms: float) -> float:
@@ -51,56 +81,12 @@ def _block_ms(fn: Callable[[], Any], budget_ms: float) -> float:
     return (time.perf_counter() - start) / calls * 1e3
 
 
-def compare_model(name: str, batch: int, rounds: int, budget_ms: float) -> dict[str, Any]:
-    """ORT against each numba GEMM choice, each pair interleaved in its own phase.
-
-    The phases are separate because the own-GEMM kernel runs OpenMP parallel regions,
-    whose idle workers keep spinning and would slow whatever runs next; interleaving it
-    with the others would charge that to them.
-    """
-    import onnxruntime as ort
-
-    model = wb.samples.load(name)
-    inputs = model.example_inputs(batch_size=batch)
-    options = ort.SessionOptions()
-    # ORT's idle threads spin by default, which starves whichever runtime runs next in
-    # the same process (here: numba and its BLAS); without spinning both get the cores
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    ort_session = ort.InferenceSession(
-        model.to_onnx().onnx_bytes, options, providers=["CPUExecutionProvider"]
-    )
-    row: dict[str, Any] = {"model": name, "batch": batch, "phases": {}}
-    for phase, options in PHASES.items():
-        ours = wb.backend("numba").compile(model, "cpu", **options).runner(inputs)
-        runners = {"onnxruntime": lambda: ort_session.run(None, inputs), "numba": ours}
-        for run in runners.values():  # warm-up: compile, plan, fill caches
-            for _ in range(5):
-                run()
-        samples: dict[str, list[float]] = {key: [] for key in runners}
-        for _ in range(rounds):
-            for key, run in runners.items():
-                samples[key].append(_block_ms(run, budget_ms))
-        medians = {key: statistics.median(values) for key, values in samples.items()}
-        row["phases"][phase] = {
-            "median_ms": medians,
-            "samples_ms": samples,
-            "ratio_vs_ort": medians["numba"] / medians["onnxruntime"],
-        }
-    return row
-
-
-def gemm_shapes() -> list[tuple[str, int, int, int]]:
-    """(label, M, K, N) of GEMMs the sample CNN and MLP run at batch 32."""
-    return [
-        ("cnn conv2 as im2col (layout nhwc) b32", 32 * 64, 288, 64),
-        ("cnn conv2 as Winograd, 1 of 16 (default) b32", 32 * 16, 32, 64),
-        ("cnn conv3 as Winograd, 1 of 16 (default) b32", 32 * 4, 64, 64),
-        ("mlp fc2 b32", 32, 512, 512),
-        ("square 512", 512, 512, 512),
-    ]
-
-
 def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
+    """BLAS from ``@njit`` against our tiled kernel on each shape (one kernel, then the other).
+
+    Not alternated: the tiled kernel's OpenMP workers keep spinning after a parallel
+    region and would slow whatever ran next in this process.
+    """
     from workbench.backends.numba import cpu
 
     rng = np.random.default_rng(0)
@@ -110,10 +96,9 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
         b = rng.standard_normal((k, n), dtype=np.float32)
         out = np.empty((m, n), np.float32)
         kernels = {
-            "blas (np.dot in @njit)": lambda a=a, b=b, out=out: cpu.gemm_blas(a, b, out),
-            "own tiled (parallel)": lambda a=a, b=b, out=out: cpu.gemm_tiled[0](a, b, out),
+            "blas": lambda a=a, b=b, out=out: cpu.gemm_blas(a, b, out),
+            "tiled": lambda a=a, b=b, out=out: cpu.gemm_tiled[0](a, b, out),
         }
-        # one kernel after the other, not alternating: see compare_model
         times = {
             key: [_block_ms(fn, budget_ms) for _ in range(rounds)] for key, fn in kernels.items()
         }
@@ -132,53 +117,67 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
 
 
 def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
+    """The Markdown report: one row per model, batch and runtime; then the GEMMs."""
     lines = [
-        "Ratio = numba latency / ORT latency, each measured interleaved with ORT.",
+        "Each runtime in its own fresh process at its own defaults, alternating rounds.",
+        "ms = median of the per-round medians (range over rounds); ratio = runtime / ORT",
+        "in the same round, median over rounds (range); load = highest 1-min load average",
+        "any of the runtime's processes saw.",
         "",
-        "| model | batch | ORT ms | numba ms | ratio | NCHW layout ratio | own GEMM ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | runtime | rounds | ms | ms range | ratio vs ORT | ratio range | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in models:
-        phases = row["phases"]
-        med = phases["default"]["median_ms"]
-        lines.append(
-            f"| {row['model']} | {row['batch']} | {med['onnxruntime']:.3f} | {med['numba']:.3f} "
-            f"| {phases['default']['ratio_vs_ort']:.2f}x "
-            f"| {phases['nchw']['ratio_vs_ort']:.2f}x | {phases['tiled']['ratio_vs_ort']:.2f}x |"
-        )
-    lines += ["", "| GEMM | M x K x N | BLAS GFLOP/s | own tiled GFLOP/s |", "|---|---|---|---|"]
-    for row in gemms:
-        g = row["gflops"]
-        lines.append(
-            f"| {row['shape']} | {row['m']}x{row['k']}x{row['n']} "
-            f"| {g['blas (np.dot in @njit)']:.1f} | {g['own tiled (parallel)']:.1f} |"
-        )
+    for result in models:
+        for row in result["table"]:
+            lines.append(
+                f"| {result['model']} | {result['batch_size']} | {row['runtime']} "
+                f"| {row['rounds']} | {row['median_ms']:.3f} "
+                f"| {row['min_ms']:.3f}-{row['max_ms']:.3f} | {row['ratio']:.2f}x "
+                f"| {row['ratio_min']:.2f}-{row['ratio_max']:.2f}x | {row['load_max']:.1f} |"
+                + (f" {row['errors']}" if row["errors"] else "")
+            )
+    if gemms:
+        lines += [
+            "",
+            "| GEMM | M x K x N | BLAS GFLOP/s | own tiled GFLOP/s |",
+            "|---|---|---|---|",
+        ]
+        for row in gemms:
+            g = row["gflops"]
+            lines.append(
+                f"| {row['shape']} | {row['m']}x{row['k']}x{row['n']} "
+                f"| {g['blas']:.1f} | {g['tiled']:.1f} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--budget-ms", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--budget-s", type=float, default=1.0, help="per process, seconds")
+    parser.add_argument("--variants", action="store_true", help="also numba nchw / own GEMM")
+    parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
     args = parser.parse_args()
-    models = [compare_model(m, b, args.rounds, args.budget_ms) for m in MODELS for b in BATCHES]
-    gemms = compare_gemm(args.rounds, args.budget_ms)
-    text = table(models, gemms)
-    load = os.getloadavg()
-    text += (
-        f"\n\nLoad average (1, 5, 15 min) at the end: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
-    )
+    models, rounds, budget_s = MODELS, args.rounds, args.budget_s
+    if args.quick:
+        models, rounds, budget_s = MODELS[:1], 2, 0.05
+    results = [
+        compare_model(m, b, rounds, budget_s, args.variants) for m in models for b in BATCHES
+    ]
+    gemms = compare_gemm(rounds, 5.0 if args.quick else 30.0)
+    text = table(results, gemms)
     print(text)
     write_results(
         "numba_cpu",
         {
-            "rounds": args.rounds,
-            "budget_ms": args.budget_ms,
-            "load_average": load,
-            "models": models,
+            "protocol": "wb.compare_runtimes: own process per runtime, own defaults, alternated",
+            "rounds": rounds,
+            "budget_s": budget_s,
+            "models": results,
             "gemm": gemms,
         },
         text,
+        quick=args.quick,
     )
 
 
