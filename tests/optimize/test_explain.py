@@ -9,6 +9,7 @@ import workbench as wb
 from workbench.optimize.explain import explain, graph_reasons, kernel_reasons, reasons
 from workbench.optimize.quantize import Int8Static
 from workbench.profiling.profile import Profile
+from workbench.profiling.reasons import quantization_reasons
 from workbench.profiling.timer import Measurement
 
 
@@ -60,22 +61,22 @@ def test_kernel_reasons_spot_float_kernels_between_qdq() -> None:
 
 
 def test_compare_detector_explains_slower_rows() -> None:
-    from workbench.optimize.explain import compare_reasons
-
     base = {"latency_ms": 0.010, "op_type": "Gemm"}
     labels = ["fp32", "int8"]
     assert (
         "integer kernel QGemm"
-        in compare_reasons("fc", [base, {"latency_ms": 0.02, "op_type": "QGemm"}], labels)[0]
+        in quantization_reasons("fc", [base, {"latency_ms": 0.02, "op_type": "QGemm"}], labels)[0]
     )
     assert (
         "Quantize/Dequantize"
-        in compare_reasons(
+        in quantization_reasons(
             "x", [None, {"latency_ms": 0.02, "op_type": "DynamicQuantizeLinear"}], labels
         )[0]
     )
-    assert compare_reasons("fc", [base, {"latency_ms": 0.005, "op_type": "QGemm"}], labels) == []
-    assert "layout" in compare_reasons("(layout)", [None, {"latency_ms": 0.1}], labels)[0]
+    assert (
+        quantization_reasons("fc", [base, {"latency_ms": 0.005, "op_type": "QGemm"}], labels) == []
+    )
+    assert "layout" in quantization_reasons("(layout)", [None, {"latency_ms": 0.1}], labels)[0]
 
 
 def test_wb_compare_fills_reasons_for_a_slower_quantized_layer() -> None:

@@ -8,8 +8,7 @@ import pytest
 
 import workbench as wb
 from workbench.profiling.compare import op_family, register_reason
-from workbench.profiling.layers import UNATTRIBUTED
-from workbench.profiling.profile import Profile
+from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
 
 
@@ -73,6 +72,18 @@ def test_variants_get_recipe_labels_and_custom_reasons() -> None:
     assert "adds a quantize step" in table.loc["fc1_quant", "reasons"]
     # extra layers sit next to the layer they follow, not at the end
     assert list(table.index).index("fc1_quant") > 0
+
+
+def test_a_slower_integer_kernel_is_explained_in_the_reasons_column() -> None:
+    base = _fake("onnxruntime", [("fc", "Gemm", 0.010), ("head", "Gemm", 0.010)])
+    int8 = _fake(
+        "onnxruntime",
+        [("fc", "QGemm", 0.020), ("head", "QGemm", 0.005)],
+        recipe={"name": "int8-dynamic"},
+    )
+    table = wb.compare([base, int8], labels=["fp32", "int8"]).table.set_index("layer")
+    assert "integer kernel QGemm in int8 is slower" in table.loc["fc", "reasons"]
+    assert "integer kernel" not in table.loc["head", "reasons"]  # it got faster
 
 
 def test_errors() -> None:

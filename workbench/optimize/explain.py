@@ -12,8 +12,9 @@ says why it thinks so, from what the graph and the trace show:
   and, from the trace when the profile recorded kernels, layers whose kernels are float
   ops wrapped in Q/DQ rather than integer ones (QLinearConv, QGemm, MatMulInteger).
 
-`reasons` returns just ``{layer: "reason; reason"}``, for `wb.compare` to show in its
-``reasons`` column.
+`reasons` returns just ``{layer: "reason; reason"}``. `wb.compare`'s ``reasons`` column
+comes from the row-level detector in `workbench.profiling.reasons`, whose op kinds and
+slowdown thresholds this module shares.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.loaders.onnx import LAYOUT_LAYER
+from workbench.profiling.reasons import INTEGER_KERNELS, LAYOUT_OPS, QDQ_OPS, is_slower
+
 if TYPE_CHECKING:
     import onnx
 
     from workbench.model import Model
     from workbench.profiling.profile import Profile
 
-_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-_LAYOUT_OPS = {"Transpose", "ReorderInput", "ReorderOutput"}
-_CAST_OPS = {"Cast"}
 #: ops ONNX Runtime's CPU provider runs on int8 data when wrapped in Q/DQ (or that just
 #: move data); any other op between DequantizeLinear and QuantizeLinear runs in float
 _INT8_CAPABLE = {
@@ -40,16 +41,7 @@ _INT8_CAPABLE = {
     "Squeeze", "Unsqueeze", "Flatten", "Gather", "Split", "Where", "ArgMax", "Relu", "Clip",
     "Shape", "Constant",
 }  # fmt: skip
-_INTEGER_KERNELS = {
-    "QLinearConv", "QLinearMatMul", "QGemm", "MatMulInteger", "ConvInteger",
-    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
-    "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSoftmax", "QLinearConcat",
-}  # fmt: skip
 _FLOAT_COMPUTE = {"Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "FusedMatMul"}
-
-#: a layer counts as slower when it takes this much longer, relatively and absolutely
-SLOWER_RATIO = 1.05
-SLOWER_MS = 0.001
 
 
 def explain(
@@ -79,9 +71,10 @@ def explain(
     table = pd.concat([left, right], axis=1).fillna(0.0)
     table["delta_ms"] = table["variant_ms"] - table["base_ms"]
     table["ratio"] = table["variant_ms"] / table["base_ms"].where(table["base_ms"] > 0)
-    table["slower"] = (table["delta_ms"] > SLOWER_MS) & (
-        table["variant_ms"] > SLOWER_RATIO * table["base_ms"]
-    )
+    table["slower"] = [
+        is_slower(before, after)
+        for before, after in zip(table["base_ms"], table["variant_ms"], strict=True)
+    ]
     why = reasons(base, variant, base_model, variant_model)
     table["reasons"] = [
         why.get(layer, "") if slow else "" for layer, slow in table["slower"].items()
@@ -127,10 +120,10 @@ def graph_reasons(base: onnx.ModelProto | None, variant: onnx.ModelProto) -> dic
     for layer, ops in after.items():
         added = ops - before.get(layer, Counter())
         items = []
-        qdq = sum(added[op] for op in _QDQ_OPS)
+        qdq = sum(added[op] for op in QDQ_OPS)
         if qdq:
             items.append(f"{qdq} added Quantize/Dequantize node(s)")
-        layout = {op: added[op] for op in _LAYOUT_OPS if added[op]}
+        layout = {op: added[op] for op in LAYOUT_OPS if added[op]}
         if layout:
             items.append("layout conversion " + ", ".join(f"{k} x{v}" for k, v in layout.items()))
         if added["Cast"]:
@@ -151,58 +144,23 @@ def kernel_reasons(profile: Profile) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for _, row in layers.iterrows():
         layer = str(row.get("layer"))
-        if layer == "(layout)":
+        if layer == LAYOUT_LAYER:
             out[layer] = ["layout conversions ONNX Runtime inserted (ReorderInput/ReorderOutput)"]
             continue
         ops = _kernel_ops(row.get(column)) if column else []
         if not ops:
             continue
-        has_qdq = any(op in _QDQ_OPS for op in ops)
-        integer = [op for op in ops if op in _INTEGER_KERNELS]
+        has_qdq = any(op in QDQ_OPS for op in ops)
+        integer = [op for op in ops if op in INTEGER_KERNELS]
         floats = [op for op in ops if op in _FLOAT_COMPUTE]
         if has_qdq and floats and not integer:
             out[layer] = [
                 f"fell back to a float kernel ({', '.join(dict.fromkeys(floats))}) with "
                 "Quantize/Dequantize around it"
             ]
-        elif any(op in _LAYOUT_OPS for op in ops):
+        elif any(op in LAYOUT_OPS for op in ops):
             out[layer] = ["layout conversion kernels"]
     return out
-
-
-def compare_reasons(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) -> list[str]:
-    """A `workbench.profiling.compare` reason detector: why a layer got slower than in the
-    first profile, from the per-layer rows alone (op types and notes the trace recorded).
-
-    Registered with ``compare.register_reason`` it fills the ``reasons`` column for
-    quantized variants: time spent in Quantize/Dequantize kernels, layout or type
-    conversions, and integer kernels slower than the float ones they replaced.
-    """
-    base = rows[0] if rows else None
-    out = []
-    if layer == "(layout)" and any(r is not None for r in rows[1:]):
-        out.append("layout conversions ONNX Runtime inserted (ReorderInput/ReorderOutput)")
-    for label, row in zip(labels[1:], rows[1:], strict=True):
-        if row is None or not _slower(base, row):
-            continue
-        op = str(row.get("op_type") or "")
-        note = str(row.get("note") or "")
-        if op in _QDQ_OPS or any(q in note for q in _QDQ_OPS):
-            out.append(f"Quantize/Dequantize work in {label} ({op or 'fused'})")
-        elif op in _LAYOUT_OPS or op in _CAST_OPS:
-            out.append(f"{'layout' if op in _LAYOUT_OPS else 'type'} conversion ({op}) in {label}")
-        elif op in _INTEGER_KERNELS:
-            out.append(
-                f"integer kernel {op} in {label} is slower than the float one: on a layer this "
-                "small, quantizing and dequantizing the activations costs more than it saves"
-            )
-    return out
-
-
-def _slower(base: dict[str, Any] | None, row: dict[str, Any]) -> bool:
-    now = float(row.get("latency_ms") or 0.0)
-    before = float(base.get("latency_ms") or 0.0) if base is not None else 0.0
-    return now - before > SLOWER_MS and now > SLOWER_RATIO * before
 
 
 def _kernel_ops(value: Any) -> list[str]:
@@ -238,7 +196,7 @@ def _float_between_qdq(proto: onnx.ModelProto) -> list[tuple[str, str]]:
     weights = {init.name for init in proto.graph.initializer}
     found = []
     for index, node in enumerate(proto.graph.node):
-        if node.op_type in _INT8_CAPABLE or node.op_type in _QDQ_OPS:
+        if node.op_type in _INT8_CAPABLE or node.op_type in QDQ_OPS:
             continue
         activations = [i for i in node.input if i and i not in weights]
         if activations and any(i in dequantized for i in activations):

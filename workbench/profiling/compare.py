@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.profiling.profile import Profile
-
-UNATTRIBUTED = "(unattributed)"
+from workbench.profiling.profile import UNATTRIBUTED, Profile
+from workbench.profiling.reasons import quantization_reasons
 
 #: a reason detector: (layer, per-profile rows or None, labels) -> reasons in words
 ReasonFn = Callable[[str, list[dict[str, Any] | None], list[str]], list[str]]
@@ -149,7 +148,9 @@ def _row(layer: str, tables: list[pd.DataFrame], labels: list[str], metric: str)
         biggest = max(biggest, abs(delta))
     row["present_in"] = ", ".join(lb for lb, r in zip(labels, found, strict=True) if r is not None)
     reasons: list[str] = []
-    for detector in [_presence, _op_change, _fusion, *_REASONS]:
+    # quantization_reasons: why a quantized variant's layer got slower, from the rows alone;
+    # the graph-level explanation with both models is workbench.optimize.explain.explain
+    for detector in [_presence, _op_change, _fusion, quantization_reasons, *_REASONS]:
         reasons.extend(detector(layer, found, labels))
     row["reasons"] = "; ".join(reasons)
     row["sort_key"] = biggest
@@ -201,14 +202,3 @@ def _fusion(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) ->
         if isinstance(target, str) and target:
             reasons.append(f"fused into {target} in {label}")
     return reasons
-
-
-def _quantization(layer: str, rows: list[dict[str, Any] | None], labels: list[str]) -> list[str]:
-    # why a quantized variant's layer got slower (Q/DQ work, layout, integer kernels); the
-    # graph-level explanation with both models is workbench.optimize.explain.explain
-    from workbench.optimize.explain import compare_reasons
-
-    return compare_reasons(layer, rows, labels)
-
-
-register_reason(_quantization)
