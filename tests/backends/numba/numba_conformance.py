@@ -58,6 +58,12 @@ OPS = frozenset(
         "Slice",
         "Expand",
         "Exp",
+        "LRN",
+        "Pad",
+        "Where",
+        "Clip",
+        "Max",
+        "Min",
     ]
 )
 

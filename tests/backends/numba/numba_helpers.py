@@ -18,9 +18,10 @@ def single_node_model(
     attrs: Mapping[str, Any] | None = None,
     constants: Mapping[str, np.ndarray] | None = None,
     outputs: Sequence[str] = ("y",),
+    opset: int = OPSET,
 ) -> Model:
     """A one-node ONNX `Model`: ``inputs`` become graph inputs, ``constants`` initializers."""
-    from onnx import helper, numpy_helper
+    from onnx import helper, numpy_helper, shape_inference
 
     from workbench.loaders.onnx import model_from_proto
 
@@ -35,7 +36,9 @@ def single_node_model(
         [helper.make_tensor_value_info(name, 0, None) for name in outputs],
         [numpy_helper.from_array(value, name) for name, value in constants.items()],
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+    # the outputs' types, which ONNX Runtime needs declared
+    proto = shape_inference.infer_shapes(proto, strict_mode=True)
     return model_from_proto(proto, name=f"{op_type}-test")
 
 
@@ -52,3 +55,63 @@ def ort_outputs(model: Model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarra
 
     session = ort.InferenceSession(model.onnx_bytes, providers=["CPUExecutionProvider"])
     return [np.asarray(v) for v in session.run(None, dict(feeds))]
+
+
+def _tiny(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+#: Ops whose conformance cases are too big for the CUDA simulator, or that miss an old
+#: opset's form: (op, inputs, attributes, constants, opset); see `tiny_case`.
+TINY_CASES = {
+    "lrn-size3": ("LRN", {"x": _tiny((1, 5, 2, 3))}, {"size": 3, "alpha": 0.5}, {}, 20),
+    "lrn-size4": ("LRN", {"x": _tiny((2, 4, 3))}, {"size": 4, "beta": 0.5, "bias": 2.0}, {}, 20),
+    "pad-reflect-3d": (
+        "Pad",
+        {"x": _tiny((1, 3, 4))},
+        {"mode": "reflect"},
+        {"pads": np.array([0, 0, 2, 0, 1, 3], np.int64)},
+        20,
+    ),
+    "pad-opset10-attributes": (
+        "Pad",
+        {"x": _tiny((2, 3))},
+        {"pads": [1, -1, 0, 2], "value": 1.5},
+        {},
+        2,
+    ),
+    "clip-opset10-attributes": ("Clip", {"x": _tiny((3, 4))}, {"min": -0.5, "max": 0.25}, {}, 10),
+    "where-broadcast": (
+        "Where",
+        {"c": _tiny((3, 1)) > 0, "a": _tiny((1, 4), 1)},
+        {},
+        {"b": np.float32(7.0).reshape(())},
+        20,
+    ),
+}
+
+
+def tiny_case(name: str) -> tuple[Model, dict[str, np.ndarray], np.ndarray]:
+    """The single-node model of `TINY_CASES` ``name``, its inputs and the expected output:
+    ONNX Runtime's, or for LRN `lrn_reference` (ONNX Runtime rejects even sizes and
+    ``onnx.reference`` normalises over the wrong axis)."""
+    op, inputs, attrs, constants, opset = TINY_CASES[name]
+    model = single_node_model(op, inputs, attrs, constants, opset=opset)
+    if op == "LRN":
+        return model, inputs, lrn_reference(inputs["x"], **attrs)
+    return model, inputs, ort_outputs(model, inputs)[0]
+
+
+def lrn_reference(
+    x: np.ndarray, size: int, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0
+) -> np.ndarray:
+    """LRN as the ONNX spec words it: squares summed over channels ``c - floor((size-1)/2)``
+    to ``c + ceil((size-1)/2)`` (clipped), in float64."""
+    before = (size - 1) // 2
+    squares = np.pad(
+        x.astype(np.float64) ** 2,
+        [(0, 0), (before, size - 1 - before)] + [(0, 0)] * (x.ndim - 2),
+    )
+    channels = x.shape[1]
+    total = sum(squares[:, i : i + channels] for i in range(size))
+    return (x / (bias + alpha / size * total) ** beta).astype(x.dtype)

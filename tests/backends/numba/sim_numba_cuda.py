@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numba import cuda
 from numba_conformance import Case, cases
-from numba_helpers import single_node_model
+from numba_helpers import TINY_CASES, single_node_model, tiny_case
 
 import workbench as wb
 from workbench.backends.base import Backend
@@ -210,3 +210,10 @@ def test_fused_epilogues_match_onnxruntime(backend) -> None:
         "r": rng.standard_normal((2, 4), dtype=np.float32),
     }
     assert_close(session.run(inputs)[0], ort_outputs(model, inputs)[0])
+
+
+@pytest.mark.parametrize("name", TINY_CASES)
+def test_tiny_ops_match_the_reference(backend, name: str) -> None:
+    model, inputs, expected = tiny_case(name)
+    (got,) = backend.compile(model, "cuda:0").run(inputs)
+    assert_close(got, expected, what=name)

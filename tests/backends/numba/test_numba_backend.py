@@ -10,7 +10,7 @@ import textwrap
 import numba
 import numpy as np
 import pytest
-from numba_helpers import ort_outputs, single_node_model
+from numba_helpers import TINY_CASES, ort_outputs, single_node_model, tiny_case
 
 import workbench as wb
 from workbench.backends.base import Backend, LayerTiming, Session
@@ -313,3 +313,11 @@ def test_layer_norm_reads_scale_and_bias_inputs_on_every_run(backend) -> None:
         s, b = scale * step, bias + step
         feeds = {"x": x, "scale": s, "bias": b}
         assert_close(session.run(feeds)[0], normalised * s + b)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("name", TINY_CASES)
+def test_tiny_ops_match_the_reference(backend, name: str, layout: str) -> None:
+    model, inputs, expected = tiny_case(name)
+    (got,) = backend.compile(model, "cpu", layout=layout).run(inputs)
+    assert_close(got, expected, what=name)

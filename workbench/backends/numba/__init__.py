@@ -16,13 +16,21 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from workbench.backends.base import Availability, Support, check_device, register
+from workbench.backends.base import Availability, Support, check_device, parse_options, register
 from workbench.backends.numba.registry import register_kernel, unregister_kernel
 from workbench.model import Model
 
-__all__ = ["NumbaBackend", "NumbaCudaBackend", "register_kernel", "unregister_kernel"]
+__all__ = [
+    "NumbaBackend",
+    "NumbaCudaBackend",
+    "NumbaCudaOptions",
+    "NumbaOptions",
+    "register_kernel",
+    "unregister_kernel",
+]
 
 #: Op types each device runs (kept here so `supports` needs no Numba import).
 CPU_OPS = frozenset(
@@ -37,8 +45,14 @@ CPU_OPS = frozenset(
         "LayerNormalization",
         "BatchNormalization",
         "Resize",
+        "Pad",
+        "LRN",
         "Gelu",
         "Sum",
+        "Max",
+        "Min",
+        "Clip",
+        "Where",
         "Reshape",
         "Flatten",
         "Squeeze",
@@ -84,15 +98,31 @@ def _supports(model: Model, ops: frozenset[str]) -> Support:
     return Support(True)
 
 
-@register("numba")
-class NumbaBackend:
-    """ONNX graphs on the CPU with ``@njit(parallel=True)`` kernels.
+@dataclass(frozen=True)
+class NumbaOptions:
+    """Options of the ``numba`` backend's ``compile``.
 
-    Compile options:
+    Attributes:
         gemm: ``"blas"`` (default; NumPy's BLAS called from Numba) or ``"tiled"``
             (our cache-blocked kernel).
         layout: ``"nhwc"`` (default; convolutions run channels-last, see
             `workbench.backends.numba.layout`) or ``"nchw"`` (the ONNX layout throughout).
+    """
+
+    gemm: Literal["blas", "tiled"] = "blas"
+    layout: Literal["nhwc", "nchw"] = "nhwc"
+
+
+@dataclass(frozen=True)
+class NumbaCudaOptions:
+    """Options of the ``numba-cuda`` backend's ``compile``: none yet."""
+
+
+@register("numba")
+class NumbaBackend:
+    """ONNX graphs on the CPU with ``@njit(parallel=True)`` kernels.
+
+    Compile options are the fields of `NumbaOptions` (``gemm``, ``layout``).
     """
 
     name = "numba"
@@ -118,21 +148,19 @@ class NumbaBackend:
         """Compile ``model`` for the CPU; never changes ``model``.
 
         Raises:
+            BackendOptionError: an unknown option or a badly typed value.
             DeviceUnavailableError: ``device`` is not ``"cpu"``.
             UnsupportedModelError: naming the ops without a kernel.
         """
+        config = parse_options(NumbaOptions, self.name, options)
         check_device(self, device)
         from workbench.backends.numba.cpu_ops import make_kernels
         from workbench.backends.numba.executor import CpuDevice
         from workbench.backends.numba.session import NumbaSession
 
-        kernels = make_kernels(options.pop("gemm", "blas"))
-        layout = options.pop("layout", "nhwc")
-        if layout not in ("nhwc", "nchw"):
-            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
-        if options:
-            raise TypeError(f"unknown option(s) for numba: {sorted(options)}")
-        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu", layout == "nhwc")
+        kernels = make_kernels(config.gemm)
+        channels_last = config.layout == "nhwc"
+        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu", channels_last)
 
     def register_kernel(
         self, op_type: str | None = None, fn: Any = None, *, node: str | None = None
@@ -188,12 +216,12 @@ class NumbaCudaBackend:
         """Compile ``model`` for ``device``; weights go to the device once, here.
 
         Raises:
+            BackendOptionError: any option (numba-cuda takes none).
             DeviceUnavailableError: no such CUDA device.
             UnsupportedModelError: naming the ops without a kernel.
         """
+        parse_options(NumbaCudaOptions, self.name, options)
         check_device(self, device)
-        if options:
-            raise TypeError(f"unknown option(s) for numba-cuda: {sorted(options)}")
         from workbench.backends.numba.cuda_ops import CudaDevice, make_kernels
         from workbench.backends.numba.session import NumbaSession
 

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from workbench.backends.numba.rows import layer_norm_row, softmax_strip
+from workbench.backends.numba.rows import layer_norm_row, lrn_strip, softmax_strip
 
 ACT_NONE, ACT_RELU = 0, 1
 ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
@@ -561,6 +561,15 @@ def _layer_norm(
 layer_norm = _twin(_layer_norm)
 
 
+def _lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float, out: np.ndarray) -> None:
+    """LRN across the middle axis of [outer, channels, inner] (see `rows.lrn_strip`)."""
+    for t in prange(x.shape[0] * x.shape[2]):
+        lrn_strip(x, out, t, size, alpha, beta, bias)
+
+
+lrn = _twin(_lrn)
+
+
 def _channel_affine(x: np.ndarray, mul: np.ndarray, add: np.ndarray, out: np.ndarray) -> None:
     """``out[b, c, p] = x[b, c, p] * mul[c] + add[c]`` (inference BatchNormalization)."""
     n, c, p = x.shape
@@ -580,16 +589,21 @@ def _gather4(
     i1: np.ndarray,
     i2: np.ndarray,
     i3: np.ndarray,
+    fill: Any,
     out: np.ndarray,
 ) -> None:
-    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]`` (nearest-neighbour Resize)."""
+    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]``, or ``fill`` where an index is
+    negative (nearest-neighbour Resize; Pad, whose ``-1`` marks the padding)."""
     n0, n1, n2, n3 = out.shape
     for t in prange(n0 * n1):
         a = t // n1
         b = t % n1
         for c in range(n2):
             for d in range(n3):
-                out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
+                if i0[a] < 0 or i1[b] < 0 or i2[c] < 0 or i3[d] < 0:
+                    out[a, b, c, d] = fill
+                else:
+                    out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
 
 
 gather4 = _twin(_gather4)

@@ -470,22 +470,46 @@ def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out]
 
 
-def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """Resize, nearest neighbour, any coordinate mode, rank up to 4."""
-    x = ins[0]
+    return _gather(node, ins[0], shapes.resize_indices(node, ins, ins[0].shape), 0, outs)
+
+
+def pad(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """Pad (constant, reflect, edge, wrap; negative pads crop), rank up to 4."""
+    index, value = shapes.pad_indices(node, ins, ins[0].shape)
+    return _gather(node, ins[0], index, value, outs)
+
+
+def _gather(
+    node: Node, x: np.ndarray, index: list[np.ndarray], fill: Any, outs: Arrays | None
+) -> Bound:
+    """``out = x[index[0], index[1], ...]`` (one index array per axis), ``fill`` where an
+    index is -1: the shared body of Resize and Pad."""
     if x.ndim > 4:
-        raise UnsupportedModelError(f"Resize {node.name!r}: rank above 4")
-    key = tuple(x.shape)
-    index = node.cache.get(("resize", key))
-    if index is None:
-        index = shapes.resize_indices(node, ins, x.shape)
-        index = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
-        node.cache[("resize", key)] = index
-    out = _out(outs, tuple(len(i) for i in index[4 - x.ndim :]), x.dtype)
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: rank above 4")
+    out = _out(outs, tuple(len(i) for i in index), x.dtype)
+    index4 = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
     x4 = x.reshape((1,) * (4 - x.ndim) + x.shape)
-    out4 = out.reshape(tuple(len(i) for i in index))
-    cpu.pick(cpu.gather4, out.size)(x4, *index, out4)
-    return [out]
+    out4 = out.reshape(tuple(len(i) for i in index4))
+    kernel = cpu.pick(cpu.gather4, out.size)
+    return functools.partial(kernel, x4, *index4, x.dtype.type(fill), out4), [out]
+
+
+def lrn(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """LRN: local response normalisation across channels (NCHW, or NHWC in a layout chain)."""
+    x = ins[0]
+    out = _out(outs, x.shape, x.dtype)
+    view = shapes.channel_view(x.shape, node.channels_last)
+    attrs = node.attrs
+    params = (
+        int(attrs["size"]),
+        float(attrs.get("alpha", 1e-4)),
+        float(attrs.get("beta", 0.75)),
+        float(attrs.get("bias", 1.0)),
+    )
+    kernel = cpu.pick(cpu.lrn, x.size * params[0])
+    return functools.partial(kernel, x.reshape(view), *params, out.reshape(view)), [out]
 
 
 # ---- elementwise ------------------------------------------------------------------------
@@ -522,17 +546,38 @@ def binary(op: str) -> Kernel:
     return _bindable(binder)
 
 
-def sum_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    """Variadic Sum with broadcasting."""
-    shape = np.broadcast_shapes(*(a.shape for a in ins))
-    out = _out(outs, shape, ins[0].dtype)
-    if len(ins) == 1:
-        np.copyto(out, ins[0])
-        return [out]
-    elementwise.apply("Add", [ins[0], ins[1]], out)
-    for extra in ins[2:]:
-        elementwise.apply("Add", [out, extra], out)
-    return [out]
+def variadic(op: str) -> Kernel:
+    """Sum, Max or Min of any number of inputs, with broadcasting: pairwise into the output."""
+
+    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        out = _out(outs, np.broadcast_shapes(*(a.shape for a in ins)), ins[0].dtype)
+        if len(ins) == 1:
+            return functools.partial(np.copyto, out, ins[0]), [out]
+        first = elementwise.bind(op, [ins[0], ins[1]], out)
+        return _sequence(first, *(elementwise.bind(op, [out, x], out) for x in ins[2:])), [out]
+
+    return _bindable(binder)
+
+
+def clip(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """Clip to [min, max]: bounds from inputs 1 and 2 (opset 11+) or attributes, each optional."""
+    x = ins[0]
+    out = _out(outs, x.shape, x.dtype)
+    steps, source = [], x
+    for op, bound in zip(("Max", "Min"), shapes.clip_bounds(node, ins, x.dtype), strict=True):
+        if bound is not None:  # the first bound reads x, the second the partial result
+            steps.append(elementwise.bind(op, [source, bound], out))
+            source = out
+    return _sequence(*steps) if steps else functools.partial(np.copyto, out, x), [out]
+
+
+def where(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """Where(condition, x, y), broadcasting all three: y everywhere, then x where true."""
+    condition, x, y = ins
+    out = _out(outs, np.broadcast_shapes(condition.shape, x.shape, y.shape), x.dtype)
+    return _sequence(
+        functools.partial(np.copyto, out, y), functools.partial(np.copyto, out, x, where=condition)
+    ), [out]
 
 
 # ---- views (no buffer of their own) ---------------------------------------------------
@@ -690,9 +735,15 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "Softmax": _bindable(softmax),
         "LayerNormalization": _bindable(layer_norm),
         "BatchNormalization": batch_norm,
-        "Resize": resize,
+        "Resize": _bindable(resize),
+        "Pad": _bindable(pad),
+        "LRN": _bindable(lrn),
         "Gelu": _bindable(gelu),
-        "Sum": sum_op,
+        "Sum": variadic("Add"),
+        "Max": variadic("Max"),
+        "Min": variadic("Min"),
+        "Clip": _bindable(clip),
+        "Where": _bindable(where),
         "Reshape": reshape,
         "Flatten": flatten,
         "Squeeze": squeeze,

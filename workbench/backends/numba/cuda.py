@@ -9,9 +9,9 @@ materialised matrix. Bias (with broadcast strides), alpha/beta, the activation a
 for convolutions, the NCHW output layout are applied in the epilogue, so a
 Conv+BN+Relu is one kernel launch.
 
-Everything else (elementwise with broadcasting, strided copies for Transpose, Slice,
-Concat and Expand, pooling, normalisation, softmax, gathers) is one thread per output
-element or row, with grid-stride loops.
+Everything else (elementwise with broadcasting, Where, strided copies for Transpose,
+Slice, Concat and Expand, pooling, normalisation, LRN, softmax, gathers for Resize, Pad
+and Gather) is one thread per output element or row, with grid-stride loops.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from numba import cuda, float32
 
-from workbench.backends.numba.rows import layer_norm_row, softmax_strip
+from workbench.backends.numba.rows import layer_norm_row, lrn_strip, softmax_strip
 
 ACT_NONE, ACT_RELU = 0, 1
 
@@ -39,7 +39,7 @@ UNARY_CODES = {
     "GeluTanh": 7,
     "Identity": 8,
 }
-BINARY_CODES = {"Add": 16, "Sub": 17, "Mul": 18, "Div": 19, "Pow": 20}
+BINARY_CODES = {"Add": 16, "Sub": 17, "Mul": 18, "Div": 19, "Pow": 20, "Max": 21, "Min": 22}
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,10 @@ def _scalar_op(code: int, x: Any, y: Any) -> Any:
         return x / y
     if code == 20:
         return x**y
+    if code == 21:  # a NaN operand is the result, as on the CPU
+        return x if x >= y or x != x else y
+    if code == 22:
+        return x if x <= y or x != x else y
     return x
 
 
@@ -293,6 +297,26 @@ def elementwise_nd(a, b, out, shape, a_strides, b_strides, code, act):
             ia += coord * a_strides[d]
             ib += coord * b_strides[d]
         out[e] = _activate(_scalar_op(code, a[ia], b[ib]), act)
+
+
+@cuda.jit
+def where_nd(condition, a, b, out, shape, c_strides, a_strides, b_strides):
+    """``out = a if condition else b`` over ``shape``, with per-operand strides (0 =
+    broadcast); all four arrays flat."""
+    rank = shape.size
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        rest = e
+        ic = 0
+        ia = 0
+        ib = 0
+        for d in range(rank - 1, -1, -1):
+            coord = rest % shape[d]
+            rest //= shape[d]
+            ic += coord * c_strides[d]
+            ia += coord * a_strides[d]
+            ib += coord * b_strides[d]
+        out[e] = a[ia] if condition[ic] else b[ib]
 
 
 @cuda.jit
@@ -387,6 +411,14 @@ def layer_norm(x, scale, bias, eps, out, mean_out, inv_out):
 
 
 @cuda.jit
+def lrn(x, size, alpha, beta, bias, out):
+    """LRN across the middle axis of [outer, channels, inner], one thread per strip."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for t in range(start, x.shape[0] * x.shape[2], stride):
+        lrn_strip(x, out, t, size, alpha, beta, bias)
+
+
+@cuda.jit
 def channel_affine(x, mul, add, out):
     """``out[b, c, p] = x[b, c, p] * mul[c] + add[c]`` (inference BatchNormalization)."""
     _n, c, p = x.shape
@@ -399,8 +431,9 @@ def channel_affine(x, mul, add, out):
 
 
 @cuda.jit
-def gather4(x, i0, i1, i2, i3, out):
-    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]`` (nearest-neighbour Resize)."""
+def gather4(x, i0, i1, i2, i3, fill, out):
+    """``out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]``, or ``fill`` where an index is
+    negative (nearest-neighbour Resize; Pad, whose ``-1`` marks the padding)."""
     _n0, n1, n2, n3 = out.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
@@ -408,7 +441,10 @@ def gather4(x, i0, i1, i2, i3, out):
         c = (e // n3) % n2
         b = (e // (n3 * n2)) % n1
         a = e // (n3 * n2 * n1)
-        out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
+        if i0[a] < 0 or i1[b] < 0 or i2[c] < 0 or i3[d] < 0:
+            out[a, b, c, d] = fill
+        else:
+            out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
 
 
 @cuda.jit

@@ -392,13 +392,51 @@ def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return _elementwise(node, op, [ins[0]], outs)
 
 
-def sum_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    """Variadic Sum: pairwise broadcasting adds into the output."""
-    if len(ins) == 1:
-        return _elementwise(node, "Identity", ins, outs)
-    out = _elementwise(node, "Add", ins[:2], outs)[0]
-    for tag, extra in enumerate(ins[2:], start=1):
-        _elementwise(node, "Add", [out, extra], [out], tag)
+def variadic(op: str) -> Kernel:
+    """Sum, Max or Min of any number of inputs: pairwise broadcasting ops into the output."""
+
+    def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+        if len(ins) == 1:
+            return _elementwise(node, "Identity", ins, outs)
+        out = _elementwise(node, op, ins[:2], outs)[0]
+        for tag, extra in enumerate(ins[2:], start=1):
+            _elementwise(node, op, [out, extra], [out], tag)
+        return [out]
+
+    return kernel
+
+
+def clip(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Clip: Max with the lower bound, then Min with the upper, each if given."""
+    x = ins[0]
+    host_dtype = np.dtype(x.dtype)
+    bounds = shapes.clip_bounds(node, ins, host_dtype)
+    out, source = _out(node, outs, x.shape, x.dtype), x
+    for tag, (op, bound) in enumerate(zip(("Max", "Min"), bounds, strict=True)):
+        if bound is None:
+            continue
+        if isinstance(bound, np.ndarray):  # an attribute (before opset 11): uploaded once
+            bound = _meta(node, ("bound", tag), lambda bound=bound: bound.reshape(1))
+        _elementwise(node, op, [source, bound], [out], tag)
+        source = out
+    if source is x:  # no bounds at all
+        _elementwise(node, "Identity", [x], [out])
+    return [out]
+
+
+def where(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Where(condition, x, y) with broadcasting, one thread per output element."""
+    condition, a, b = ins
+    shape = tuple(np.broadcast_shapes(condition.shape, a.shape, b.shape))
+    out = _out(node, outs, shape, a.dtype)
+    full = shape or (1,)
+    strides = _meta(
+        node,
+        ("where", condition.shape, a.shape, b.shape),
+        lambda: np.array([full, *(_broadcast_strides(t.shape, full) for t in ins)], np.int64),
+    )
+    flat = [t.reshape(max(t.size, 1)) for t in (condition, a, b, out)]
+    _launch(kernels.where_nd, max(out.size, 1), *flat, *strides)
     return [out]
 
 
@@ -524,15 +562,47 @@ def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 
 
 def resize(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    x = ins[0]
+    """Resize, nearest neighbour (any coordinate mode), rank up to 4."""
+    return _gather(node, ins[0], shapes.resize_indices(node, ins, ins[0].shape), 0, outs)
+
+
+def pad(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Pad (constant, reflect, edge, wrap; negative pads crop), rank up to 4."""
+    index, value = shapes.pad_indices(node, ins, ins[0].shape)
+    return _gather(node, ins[0], index, value, outs)
+
+
+def _gather(node: Node, x: Any, index: list[np.ndarray], fill: Any, outs: Arrays | None) -> Arrays:
+    """``out = x[index[0], index[1], ...]``, ``fill`` where an index is -1 (Resize, Pad)."""
     if x.ndim > 4:
-        raise UnsupportedModelError(f"Resize {node.name!r}: rank above 4")
-    index = shapes.resize_indices(node, ins, x.shape)
-    index = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
-    dev = [_meta(node, ("resize", x.shape, i), lambda i=i: index[i]) for i in range(4)]
-    out = _out(node, outs, tuple(len(i) for i in index[4 - x.ndim :]), x.dtype)
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: rank above 4")
+    index4 = [np.zeros(1, np.int64)] * (4 - x.ndim) + index
+    key = tuple(i.tobytes() for i in index4)
+    dev = [_meta(node, ("gather", i, key), lambda i=i: index4[i]) for i in range(4)]
+    out = _out(node, outs, tuple(len(i) for i in index), x.dtype)
     x4 = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
-    _launch(kernels.gather4, out.size, x4, *dev, out.reshape(tuple(len(i) for i in index)))
+    out4 = out.reshape(tuple(len(i) for i in index4))
+    if out.size:
+        _launch(kernels.gather4, out.size, x4, *dev, np.dtype(x.dtype).type(fill), out4)
+    return [out]
+
+
+def lrn(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """LRN across channels (NCHW), one thread per (image, pixel) strip."""
+    x = ins[0]
+    out = _out(node, outs, x.shape, x.dtype)
+    view = shapes.channel_view(tuple(x.shape), False)
+    attrs = node.attrs
+    _launch(
+        kernels.lrn,
+        view[0] * view[2],
+        x.reshape(view),
+        int(attrs["size"]),
+        float(attrs.get("alpha", 1e-4)),
+        float(attrs.get("beta", 0.75)),
+        float(attrs.get("bias", 1.0)),
+        out.reshape(view),
+    )
     return [out]
 
 
@@ -652,8 +722,14 @@ def make_kernels() -> dict[str, Kernel]:
         "LayerNormalization": layer_norm,
         "BatchNormalization": batch_norm,
         "Resize": resize,
+        "Pad": pad,
+        "LRN": lrn,
         "Gelu": gelu,
-        "Sum": sum_op,
+        "Sum": variadic("Add"),
+        "Max": variadic("Max"),
+        "Min": variadic("Min"),
+        "Clip": clip,
+        "Where": where,
         "Transpose": transpose,
         "Concat": concat,
         "Slice": slice_op,

@@ -81,6 +81,15 @@ def _pow(x: float, y: float) -> float:
     return x**y
 
 
+def _max(x: float, y: float) -> float:
+    # a NaN in either operand is the result, as with np.maximum
+    return x if x >= y or x != x else y
+
+
+def _min(x: float, y: float) -> float:
+    return x if x <= y or x != x else y
+
+
 #: op -> (scalar function for Numba, NumPy ufunc for non-float dtypes or None)
 UNARY: dict[str, tuple[Callable[..., Any], Any]] = {
     "Relu": (_relu, None),
@@ -100,6 +109,8 @@ BINARY: dict[str, tuple[Callable[..., Any], Any]] = {
     "Mul": (_mul, np.multiply),
     "Div": (_div, None),
     "Pow": (_pow, np.power),
+    "Max": (_max, np.maximum),
+    "Min": (_min, np.minimum),
 }
 
 

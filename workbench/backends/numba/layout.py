@@ -10,7 +10,7 @@ of a 3x3 convolution went from 0.57 ms to 0.08 ms.
 
 `channels_last` rewrites a `Graph` so every 2-D convolution with ``group == 1`` runs
 NHWC, and so do the ops between such convolutions that do not care which axis holds
-the channels (pooling, elementwise ops, Concat). An NHWC value is named
+the channels (pooling, LRN, elementwise ops, Concat). An NHWC value is named
 ``<value>::nhwc``; `Transpose` nodes in the ``(layout)`` layer convert at the
 boundaries, once per value whatever the number of consumers, and graph outputs are
 always NCHW.
@@ -86,6 +86,8 @@ class _Rewriter:
         if op in ("MaxPool", "AveragePool"):
             if len(node.attrs.get("kernel_shape", ())) != 2:
                 return False
+            return self._rewrite(node, [first], nhwc_output=True)
+        if op == "LRN":  # its channel window runs along the contiguous axis in NHWC
             return self._rewrite(node, [first], nhwc_output=True)
         if op == "GlobalAveragePool":
             # [N, 1, 1, C] in NHWC is [N, C, 1, 1] in NCHW, byte for byte

@@ -53,3 +53,22 @@ def layer_norm_row(
     inv_out[i] = inv
     for j in range(n):
         out[i, j] = (x[i, j] - mean) * inv * scale[j] + bias[j]
+
+
+@register_jitable
+def lrn_strip(x: Any, out: Any, t: int, size: int, alpha: float, beta: float, bias: float) -> None:
+    """LRN of strip ``t`` (``x[t // inner, :, t % inner]``) of [outer, channels, inner]:
+    each value divided by ``(bias + alpha / size * s) ** beta``, ``s`` the sum of squares
+    over the ``size`` channels around it (``(size - 1) // 2`` before, the rest after)."""
+    c, inner = x.shape[1], x.shape[2]
+    o = t // inner
+    i = t % inner
+    before = (size - 1) // 2
+    after = size - 1 - before
+    scale = alpha / size
+    for ch in range(c):
+        total = 0.0
+        for j in range(max(ch - before, 0), min(ch + after, c - 1) + 1):
+            v = x[o, j, i]
+            total += v * v
+        out[o, ch, i] = x[o, ch, i] / (bias + scale * total) ** beta

@@ -229,3 +229,75 @@ def slices(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> tuple[slice,
     for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
         result[axis] = slice(start, end, step)  # Python clamps as ONNX does
     return tuple(result)
+
+
+def channel_view(shape: Sequence[int], channels_last: bool) -> tuple[int, int, int]:
+    """[outer, channels, inner] view of an NCHW (or, ``channels_last``, NHWC) tensor."""
+    if channels_last:
+        return math.prod(shape[:-1]), shape[-1], 1
+    return shape[0], shape[1], math.prod(shape[2:])
+
+
+#: Pad modes and how a source index outside [0, n) is brought back inside (constant:
+#: it is not, the output takes the constant value instead).
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def pad_indices(
+    node: Node, ins: Sequence[Any], shape: Sequence[int]
+) -> tuple[list[np.ndarray], Any]:
+    """Per-axis source indices of a Pad (``-1``: the constant value), and that value.
+
+    Pads come from the ``pads`` attribute before opset 11, from input 1 after, limited
+    to input 3's ``axes`` from opset 18; negative pads crop.
+
+    Raises:
+        UnsupportedModelError: an unknown mode, or edge/reflect/wrap padding of an empty axis.
+    """
+    attrs = node.attrs
+    mode = attrs.get("mode", "constant")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode not in PAD_MODES:
+        raise UnsupportedModelError(f"Pad {node.name!r}: mode {mode!r} (have {PAD_MODES})")
+    rank = len(shape)
+    if node.opset >= 11:
+        pads = [int(p) for p in np.asarray(ins[1]).reshape(-1)]
+        given = np.asarray(ins[2] if len(ins) > 2 and ins[2] is not None else 0.0)
+        value = given.reshape(-1)[0] if given.size else 0  # exact for int64 too
+        axes = axes_of(node, ins, 3, rank) or list(range(rank))
+    else:
+        pads = [int(p) for p in attrs["pads"]]
+        value = attrs.get("value", 0.0)
+        axes = list(range(rank))
+    begin, end = [0] * rank, [0] * rank
+    for i, axis in enumerate(axes):
+        begin[axis], end[axis] = pads[i], pads[i + len(axes)]
+    index = []
+    for axis, n in enumerate(shape):
+        src = np.arange(-begin[axis], n + end[axis], dtype=np.int64)
+        if mode == "constant" or (begin[axis] <= 0 and end[axis] <= 0):
+            src[(src < 0) | (src >= n)] = -1
+        elif n == 0:
+            raise UnsupportedModelError(f"Pad {node.name!r}: {mode} padding of an empty axis")
+        elif mode == "edge":
+            src = np.clip(src, 0, n - 1)
+        elif mode == "wrap":
+            src = src % n
+        else:  # reflect, mirrored about the first and last element, repeatedly
+            period = max(2 * (n - 1), 1)
+            src = np.abs(src) % period
+            src = np.where(src >= n, period - src, src)
+        index.append(src)
+    return index, value
+
+
+def clip_bounds(node: Node, ins: Sequence[Any], dtype: Any) -> list[Any]:
+    """Clip's [min, max]: inputs 1 and 2 from opset 11 (as given, so a bound computed by
+    the graph is read on every run), attributes before (as 0-d arrays of ``dtype``);
+    None for a bound that is absent."""
+    if node.opset >= 11:
+        return [ins[i] if len(ins) > i and ins[i] is not None else None for i in (1, 2)]
+    return [
+        np.asarray(node.attrs[key], dtype) if key in node.attrs else None for key in ("min", "max")
+    ]
