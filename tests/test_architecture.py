@@ -23,8 +23,8 @@ LAYERS: list[set[str]] = [
     {"machine"},
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster"},
-    {"viz", "reports"},
-    {"dashboards", "notebook", "magics", "cli", "testing", "__init__"},
+    {"viz", "viz_serving", "reports"},
+    {"dashboards", "notebook", "magics", "cli", "cli_scenarios", "testing", "__init__"},
 ]
 #: runtime packages under backends/ that must not import one another
 BACKEND_PACKAGES = ("torch", "onnxruntime", "numba")

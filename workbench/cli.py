@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Subcommands that live next to the feature they drive (sweep, serve)."""
     adders = []
-    for module_name in ("workbench.evaluation.sweep_cli", "workbench.dashboards.serve"):
+    for module_name in (
+        "workbench.evaluation.sweep_cli",
+        "workbench.dashboards.serve",
+        "workbench.cli_scenarios",
+    ):
         try:
             module = __import__(module_name, fromlist=["add_command"])
         except ImportError as exc:

@@ -9,15 +9,19 @@ themselves (minimums met, generator on schedule) and carry energy and cost.
 
 from __future__ import annotations
 
+from workbench.scenarios.batch import BatchSweep, batch_sweep, knee
 from workbench.scenarios.clock import Clock, RealClock, VirtualClock
 from workbench.scenarios.energy import Energy, EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import LoadGenerator, poisson_arrivals
 from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult
 from workbench.scenarios.run import scenario
+from workbench.scenarios.slo import Batching, SloResult, slo
 
 __all__ = [
     "KINDS",
     "MINIMUMS",
+    "BatchSweep",
+    "Batching",
     "Clock",
     "Energy",
     "EnergyMeter",
@@ -25,8 +29,12 @@ __all__ = [
     "Minimums",
     "RealClock",
     "ScenarioResult",
+    "SloResult",
     "VirtualClock",
+    "batch_sweep",
     "cost_per_million",
+    "knee",
     "poisson_arrivals",
     "scenario",
+    "slo",
 ]

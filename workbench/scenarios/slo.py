@@ -93,14 +93,22 @@ class SloResult:
         return self.table.loc[self.table["max_rate_per_s"].fillna(-1).idxmax()]
 
     def summary(self) -> str:
-        shown = self.table.drop(columns=["points"])
+        shown = self.table.drop(columns=["points", "limited_by"])
         if self.price_per_hour is None:
             shown = shown.drop(columns=["cost_per_million"])
-        return (
-            f"highest sustained server rate with p99 <= {self.p99_ms:g} ms\n"
-            + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-            + f"\n{self.minimums.describe()} per point"
-            + (f"; cost at {self.price_per_hour:g} per hour" if self.price_per_hour else "")
+        limits = [
+            f"  {row.variant} {row.backend}/{row.device}: {row.limited_by}"
+            for row in self.table.itertuples()
+        ]
+        return "\n".join(
+            [
+                f"highest sustained server rate with p99 <= {self.p99_ms:g} ms",
+                shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                "limited by (the next rate up failed because):",
+                *limits,
+                f"{self.minimums.describe()} per point"
+                + (f"; cost at {self.price_per_hour:g} per hour" if self.price_per_hour else ""),
+            ]
         )
 
     def __repr__(self) -> str:

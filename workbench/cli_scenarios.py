@@ -1,0 +1,127 @@
+"""``workbench scenario`` and ``workbench slo``: serving scenarios from the command line.
+
+Example:
+    workbench scenario digits-cnn --kind server --rate 500 --target-ms 5 --json run.json
+    workbench slo digits-cnn --p99-ms 5 --backends onnxruntime torch --price-per-hour 0.10
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    from workbench.scenarios import scenario
+
+    result = scenario(
+        args.model,
+        args.kind,
+        args.backend,
+        args.device,
+        rate_per_s=args.rate,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        target_latency_ms=args.target_ms,
+        samples_per_query=args.samples_per_query,
+        interval_ms=args.interval_ms,
+        batch_size=args.batch_size,
+        min_queries=args.min_queries,
+        min_duration_s=args.min_duration,
+        seed=args.seed,
+        options={"threads": args.threads} if args.threads else None,
+        price_per_hour=args.price_per_hour,
+        tdp_watts=args.tdp_watts,
+    )
+    print(result.summary())
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0 if result.valid else 1
+
+
+def _variants(args: argparse.Namespace) -> list[Any] | None:
+    """The models named by ``--variants`` (``baseline`` or transform specs)."""
+    if not args.variants:
+        return None
+    import workbench as wb
+    from workbench.evaluation.sweep_cli import load_data, parse_variant
+
+    model = wb.load(args.model)
+    data = load_data(args.data) if args.data else None
+    models = []
+    for text in args.variants:
+        spec = parse_variant(text)
+        models.append(model if spec == "baseline" else wb.transform(model, spec, data=data))
+    return models
+
+
+def _slo(args: argparse.Namespace) -> int:
+    from workbench.scenarios import slo
+
+    result = slo(
+        args.model,
+        args.p99_ms,
+        backends=args.backends,
+        variants=_variants(args),
+        devices=args.devices,
+        steps=args.steps,
+        min_queries=args.min_queries,
+        min_duration_s=args.min_duration,
+        options={"threads": args.threads} if args.threads else None,
+        price_per_hour=args.price_per_hour,
+    )
+    print(result.summary())
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a model file (.onnx, .pt2, TorchScript) or a sample name")
+    p.add_argument("--min-queries", type=int, default=None, help="override the minimum queries")
+    p.add_argument("--min-duration", type=float, default=None, help="override the minimum seconds")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    p.add_argument(
+        "--price-per-hour",
+        type=float,
+        default=None,
+        help="the machine's price per hour (from your provider's price list) for cost per million",
+    )
+    p.add_argument("--json", default=None, help="write the result as JSON to this path")
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``scenario`` and ``slo`` on the ``workbench`` command."""
+    from workbench.scenarios.result import KINDS
+
+    p = sub.add_parser("scenario", help="run a LoadGen-style serving scenario")
+    _common(p)
+    p.add_argument("--kind", default="single-stream", choices=KINDS, help="the scenario")
+    p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--rate", type=float, default=None, help="server: offered queries/s")
+    p.add_argument("--max-batch", type=int, default=1, help="server: dynamic batch limit")
+    p.add_argument("--batch-window-ms", type=float, default=0.0, help="server: batching window")
+    p.add_argument("--target-ms", type=float, default=None, help="server: latency target")
+    p.add_argument("--samples-per-query", type=int, default=8, help="multi-stream samples")
+    p.add_argument("--interval-ms", type=float, default=10.0, help="multi-stream interval")
+    p.add_argument("--batch-size", type=int, default=32, help="offline batch size")
+    p.add_argument("--seed", type=int, default=0, help="server arrival seed")
+    p.add_argument(
+        "--tdp-watts", type=float, default=None, help="also show a labelled TDP x time estimate"
+    )
+    p.set_defaults(func=_scenario)
+
+    p = sub.add_parser("slo", help="highest server rate within a p99 budget, per backend")
+    _common(p)
+    p.add_argument("--p99-ms", type=float, required=True, help="the p99 latency budget (ms)")
+    p.add_argument("--backends", nargs="+", default=["onnxruntime"], help="backend names")
+    p.add_argument("--devices", nargs="+", default=["cpu"], help="device names")
+    p.add_argument(
+        "--variants", nargs="+", default=None, help="baseline and transforms, e.g. int8-dynamic"
+    )
+    p.add_argument("--data", default=None, help=".npz with x and y, for calibrated variants")
+    p.add_argument("--steps", type=int, default=5, help="server runs per bisection")
+    p.set_defaults(func=_slo)

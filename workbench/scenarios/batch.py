@@ -1,0 +1,155 @@
+"""Batch-size sweep: latency and throughput against batch size, with the knee marked."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.backends.base import get_backend
+from workbench.errors import InputError
+from workbench.model import Model
+from workbench.profiling.timer import Measurement, Timer
+from workbench.progress import CancelToken, ProgressCallback, track
+
+#: the knee is the smallest batch reaching this share of the best throughput
+KNEE_SHARE = 0.9
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def knee(
+    batch_sizes: Sequence[int], throughputs: Sequence[float], share: float = KNEE_SHARE
+) -> int:
+    """The smallest batch size whose throughput reaches ``share`` of the best one.
+
+    Past the knee, bigger batches buy little throughput and cost latency.
+
+    Example:
+        >>> knee([1, 2, 4, 8], [100.0, 180.0, 300.0, 320.0])
+        4
+    """
+    if not batch_sizes or len(batch_sizes) != len(throughputs):
+        raise InputError("knee needs one throughput per batch size")
+    best = max(throughputs)
+    return min(b for b, t in zip(batch_sizes, throughputs, strict=True) if t >= share * best)
+
+
+@dataclass(frozen=True)
+class BatchSweep:
+    """Latency and throughput per batch size on one backend and device.
+
+    Attributes:
+        model: model name (with its recipe label).
+        backend: backend name.
+        device: device name.
+        table: one row per batch size: ``p50_ms``, ``p99_ms``, ``throughput_per_s``
+            (samples/s at the median), ``n`` (timed calls) and ``noisy``.
+        knee_batch_size: the smallest batch reaching 90% of the best throughput.
+    """
+
+    model: str
+    backend: str
+    device: str
+    table: pd.DataFrame
+    knee_batch_size: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.model} {self.backend}/{self.device}: knee at batch {self.knee_batch_size} "
+            f"(smallest batch with {KNEE_SHARE:.0%} of the best throughput)\n"
+            + self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<b>{html.escape(self.model)} {html.escape(self.backend)}/{html.escape(self.device)}"
+            f"</b>: knee at batch <b>{self.knee_batch_size}</b> (smallest batch with "
+            f"{KNEE_SHARE:.0%} of the best throughput)"
+            + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "device": self.device,
+            "knee_batch_size": self.knee_batch_size,
+            "table": json.loads(self.table.to_json(orient="records")),
+        }
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+
+def batch_sweep(
+    model: Model | Any,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    *,
+    budget_s: float = 0.5,
+    options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> BatchSweep:
+    """Time ``model`` at each batch size (back to back, warmed up) and mark the knee.
+
+    Each batch size is timed by `Timer` (adaptive repeats within ``budget_s``, GC
+    paused, the device synchronised). The model is never changed.
+
+    Args:
+        model: a `Model` or anything `workbench.load` accepts.
+        backend: backend name.
+        device: device name.
+        batch_sizes: batch sizes to time, each at least 1.
+        budget_s: timing budget per batch size, in seconds.
+        options: backend options for ``compile``.
+        progress: ``progress(fraction, message)`` callback.
+        cancel: a `CancelToken` checked between batch sizes.
+
+    Returns:
+        A `BatchSweep`.
+
+    Example:
+        >>> wb.batch_sweep("digits-cnn", "onnxruntime").knee_batch_size
+    """
+    from workbench.loaders import load
+
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise InputError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
+    model = load(model)
+    session = get_backend(backend).compile(model, device, **(options or {}))
+    measured: list[Measurement] = []
+    try:
+        for batch in track(
+            sizes, description="batch sizes", progress=progress, cancel=cancel, bar=False
+        ):
+            runner = session.runner(model.example_inputs(batch))
+            measured.append(
+                Timer(runner, budget_s=budget_s, device=device, label=f"bs={batch}").measure()
+            )
+    finally:
+        session.close()
+    throughputs = [m.throughput(b) for m, b in zip(measured, sizes, strict=True)]
+    table = pd.DataFrame(
+        {
+            "batch_size": sizes,
+            "p50_ms": [m.median for m in measured],
+            "p99_ms": [m.p99 for m in measured],
+            "throughput_per_s": throughputs,
+            "n": [m.n for m in measured],
+            "noisy": [m.noisy for m in measured],
+        }
+    )
+    return BatchSweep(
+        f"{model.name} ({model.recipe_name})", backend, device, table, knee(sizes, throughputs)
+    )

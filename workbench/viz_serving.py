@@ -1,0 +1,151 @@
+"""Plotly figures of serving results: SLO searches, batch sweeps and scenario runs.
+
+Pure functions, as in `workbench.viz`: each takes a result object and returns a new
+figure; none measures anything or changes its input.
+
+Example:
+    >>> from workbench import viz_serving
+    >>> viz_serving.slo_figure(wb.slo("digits-cnn", p99_ms=5)).show()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from workbench.viz import _LAYOUT, empty_figure
+
+__all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]
+
+
+def slo_figure(result: Any) -> go.Figure:
+    """p99 latency against offered rate, one line per configuration, the budget as a line.
+
+    Filled markers are points that passed (valid run, p99 within the budget); open ones
+    failed, with the reason on hover.
+
+    Args:
+        result: a `workbench.scenarios.SloResult`.
+    """
+    points = result.points
+    title = f"p99 latency against offered rate (budget {result.p99_ms:g} ms)"
+    if points.empty:
+        return empty_figure("No server runs: every configuration failed to compile.", title)
+    fig = go.Figure()
+    keys = ["variant", "backend", "device", "configuration"]
+    for key, group in points.groupby(keys, sort=False):
+        group = group.sort_values("rate_per_s")
+        fig.add_trace(
+            go.Scatter(
+                x=group["rate_per_s"],
+                y=group["p99_ms"],
+                mode="lines+markers",
+                name=" ".join(str(k) for k in key),
+                marker={
+                    "symbol": ["circle" if ok else "circle-open" for ok in group["passed"]],
+                    "size": 9,
+                },
+                customdata=group[["reasons"]].to_numpy(),
+                hovertemplate="%{x:.4g} queries/s<br>p99 %{y:.4g} ms<br>%{customdata[0]}"
+                "<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=result.p99_ms,
+        line_dash="dash",
+        line_color="#c33",
+        annotation_text=f"budget {result.p99_ms:g} ms",
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="offered rate (queries/s)",
+        yaxis_title="p99 latency (ms)",
+        yaxis_type="log",
+        **_LAYOUT,
+    )
+    return fig
+
+
+def batch_sweep_figure(sweep: Any) -> go.Figure:
+    """Latency (p50, p99) and throughput against batch size, the knee marked.
+
+    Args:
+        sweep: a `workbench.scenarios.BatchSweep`.
+    """
+    table = sweep.table
+    fig = go.Figure()
+    for column, dash in (("p50_ms", "solid"), ("p99_ms", "dot")):
+        fig.add_trace(
+            go.Scatter(
+                x=table["batch_size"],
+                y=table[column],
+                name=f"latency {column.removesuffix('_ms')} (ms)",
+                line_dash=dash,
+                line_color="#4C78A8",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=table["batch_size"],
+            y=table["throughput_per_s"],
+            name="throughput (samples/s)",
+            yaxis="y2",
+            line_color="#F58518",
+        )
+    )
+    fig.add_vline(
+        x=sweep.knee_batch_size,
+        line_dash="dash",
+        annotation_text=f"knee: batch {sweep.knee_batch_size}",
+    )
+    fig.update_layout(
+        title=f"{sweep.model} {sweep.backend}/{sweep.device}: latency and throughput by batch size",
+        xaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
+        yaxis_title="latency (ms)",
+        yaxis2={"title": "throughput (samples/s)", "overlaying": "y", "side": "right"},
+        **_LAYOUT,
+    )
+    return fig
+
+
+def scenario_figure(result: Any) -> go.Figure:
+    """Each query's latency against its issue time; dropped queries marked at the axis.
+
+    Args:
+        result: a `workbench.scenarios.ScenarioResult`.
+    """
+    queries = result.queries
+    column = "service_ms" if result.kind == "offline" else "latency_ms"
+    ran = queries[~queries["dropped"]]
+    fig = go.Figure(
+        go.Scatter(
+            x=ran["start_s" if result.kind == "offline" else "issue_s"],
+            y=ran[column],
+            mode="markers",
+            name="per batch" if result.kind == "offline" else "completed",
+            marker={"color": ["#E45756" if late else "#4C78A8" for late in ran["late"]], "size": 4},
+        )
+    )
+    dropped = queries[queries["dropped"]]
+    if len(dropped):
+        fig.add_trace(
+            go.Scatter(
+                x=dropped["issue_s"],
+                y=[0.0] * len(dropped),
+                mode="markers",
+                name=f"dropped ({len(dropped)})",
+                marker={"symbol": "x", "color": "#c33"},
+            )
+        )
+    target = result.settings.get("target_latency_ms")
+    if target is not None:
+        fig.add_hline(y=target, line_dash="dash", annotation_text=f"target {target:g} ms")
+    verdict = "valid" if result.valid else "INVALID"
+    fig.update_layout(
+        title=f"{result.label}: {verdict}, p99 {result.p99_ms:.4g} ms",
+        xaxis_title="time since start (s)",
+        yaxis_title="latency (ms)",
+        **_LAYOUT,
+    )
+    return fig
