@@ -9,7 +9,7 @@ import pytest
 
 import workbench as wb
 from workbench import viz
-from workbench.profiling.profile import Profile
+from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
 
 
@@ -63,7 +63,7 @@ def test_layer_latency_from_a_real_profile_has_every_layer_and_its_median(real):
     for layer, ms in values.items():
         assert ms == pytest.approx(table[layer])
     # one legend entry per op type, not per layer
-    assert {t.name for t in fig.data} == set(real.layers["op_type"].replace("", "(unattributed)"))
+    assert {t.name for t in fig.data} == set(real.layers["op_type"].replace("", UNATTRIBUTED))
     assert "ms" in fig.data[0].hovertemplate
 
 
@@ -127,7 +127,7 @@ def test_op_type_breakdown_stacks_each_profile_and_marks_end_to_end(real, real_t
 def test_memory_stacks_params_and_activations_in_mib(real):
     fig = viz.memory(real)
     params = next(t for t in fig.data if t.name == "parameters")
-    rows = real.layers[real.layers["layer"] != "(unattributed)"]
+    rows = real.layers[real.layers["layer"] != UNATTRIBUTED]
     assert sum(params.y) == pytest.approx(rows["params_bytes"].sum() / 2**20)
 
 
@@ -254,7 +254,7 @@ def test_profiles_with_the_same_label_stay_apart_in_every_figure():
 def test_time_share_treemap_nests_layers_under_their_op_type(real):
     fig = viz.time_share(real)
     tree = fig.data[0]
-    rows = real.layers[(real.layers["layer"] != "(unattributed)") & (real.layers["latency_ms"] > 0)]
+    rows = real.layers[(real.layers["layer"] != UNATTRIBUTED) & (real.layers["latency_ms"] > 0)]
     conv = dict(zip(tree.ids, tree.values, strict=True))["type/Conv"]
     assert conv == pytest.approx(rows.loc[rows["op_type"] == "Conv", "latency_ms"].sum())
     assert set(tree.parents) - {""} <= {f"type/{t}" for t in rows["op_type"]}

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.profiling.profile import Profile
+from workbench.evaluation.pareto import pareto_mask
+from workbench.profiling.profile import UNATTRIBUTED, Profile
 
 __all__ = [
     "OP_TYPE_COLORS",
@@ -45,8 +46,6 @@ __all__ = [
     "time_share",
     "tradeoff",
 ]
-
-UNATTRIBUTED = "(unattributed)"
 
 # One palette for op types: fixed colours for the common ones, a stable hash for the rest.
 _QUALITATIVE = (
@@ -485,7 +484,9 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
 
     Marker size is the layer's share of time and colour its op type (the legend lists op
     types). The roofs come from measured ``ceilings`` (``peak_flops_per_s`` and
-    ``bandwidth_bytes_per_s``, as from `wb.machine_ceilings`), with the ridge point marked.
+    ``bandwidth_bytes_per_s``, as from `wb.machine_ceilings`), with the ridge point marked,
+    and a dashed roof at the theoretical peak when the ceilings know it. A layer whose
+    backend reported ``executed_flops`` is drawn at its executed work (hover says so).
 
     Args:
         profile: a profile with ``flops``, ``intensity`` and ``latency_ms`` per layer.
@@ -545,6 +546,10 @@ def _roof_points(table: pd.DataFrame) -> pd.DataFrame:
     points = table[(table["flops"].fillna(0) > 0) & (table["latency_ms"].fillna(0) > 0)].copy()
     if "intensity" not in points or points["intensity"].isna().all():
         points["intensity"] = points["flops"] / points["bytes"].replace(0, np.nan)
+    executed = points.get("executed_flops", pd.Series(np.nan, index=points.index)).astype(float)
+    # a layer whose backend reported its executed work sits at that work's intensity
+    executed_intensity = executed / points["bytes"].replace(0, np.nan)
+    points["intensity"] = executed_intensity.where(executed.notna(), points["intensity"])
     points = points[points["intensity"].fillna(0) > 0]
     if "achieved_flops_per_s" in points and points["achieved_flops_per_s"].notna().any():
         points["achieved"] = points["achieved_flops_per_s"].astype(float)
@@ -555,6 +560,7 @@ def _roof_points(table: pd.DataFrame) -> pd.DataFrame:
     fraction = points.get("roof_fraction", pd.Series(np.nan, index=points.index))
     points["roof_pct"] = 100 * fraction.astype(float)
     points["bound"] = points.get("bound", pd.Series("", index=points.index)).fillna("")
+    points["bound"] = points["bound"].where(executed.isna(), points["bound"] + ", executed FLOPs")
     points["share"] = points["share"].fillna(0).astype(float)
     return points
 
@@ -587,6 +593,18 @@ def _add_roofs(fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any]
             hovertemplate="roof %{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra></extra>",
         )
     )
+    theoretical = _ceiling(ceilings, "theoretical_flops_per_s")
+    if theoretical:  # the specification's peak over the measured one: the headroom left
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=np.minimum(theoretical, bandwidth * xs),
+                mode="lines",
+                name="theoretical peak",
+                line={"color": "grey", "dash": "dash"},
+                hovertemplate="theoretical %{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra></extra>",
+            )
+        )
     fig.add_trace(
         go.Scatter(
             x=[ridge],
@@ -597,26 +615,6 @@ def _add_roofs(fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any]
             hovertemplate="ridge %{x:.3g} FLOP/byte, peak %{y:.3g} FLOP/s<extra></extra>",
         )
     )
-
-
-def pareto_mask(
-    latency: Sequence[float], metric: Sequence[float], *, higher_is_better: bool = True
-) -> np.ndarray:
-    """True for points no other point beats: lower-or-equal latency and better-or-equal metric.
-
-    Ties are kept on the front (two identical points are both Pareto-optimal).
-
-    Example:
-        >>> viz.pareto_mask([1.0, 2.0, 3.0], [0.90, 0.95, 0.94])
-        array([ True,  True, False])
-    """
-    lat = np.asarray(latency, dtype=float)
-    met = np.asarray(metric, dtype=float) * (1 if higher_is_better else -1)
-    mask = np.ones(len(lat), dtype=bool)
-    for i in range(len(lat)):
-        better = (lat <= lat[i]) & (met >= met[i]) & ((lat < lat[i]) | (met > met[i]))
-        mask[i] = not better.any()
-    return mask
 
 
 def _tradeoff_frame(table: Any) -> tuple[pd.DataFrame, str | None]:

@@ -13,10 +13,10 @@ import workbench as wb
 from workbench.cli import main
 from workbench.errors import CancelledError
 from workbench.evaluation import sweep as sweep_module
+from workbench.evaluation.pareto import pareto_mask
 from workbench.evaluation.sweep import (
     COLUMNS,
     load_sweep,
-    pareto_flags,
     sweep,
     table_from_rows,
 )
@@ -32,10 +32,10 @@ def test_pareto_by_hand_with_ties() -> None:
     latency = pd.Series([1.0, 2.0, 2.0, 3.0, 1.0, np.nan, 0.5])
     metric = pd.Series([0.90, 0.95, 0.95, 0.94, 0.90, 0.99, 0.50])
     # 0 and 4 tie (both on the front); 1 and 2 tie; 3 is dominated by 1; NaN never is
-    assert pareto_flags(latency, metric) == [True, True, True, False, True, False, True]
+    assert list(pareto_mask(latency, metric)) == [True, True, True, False, True, False, True]
     # lower-is-better metrics flip the direction
-    assert pareto_flags(pd.Series([1.0, 2.0]), pd.Series([0.1, 0.05]), False) == [True, True]
-    assert pareto_flags(pd.Series([1.0, 2.0]), pd.Series([0.05, 0.1]), False) == [True, False]
+    assert list(pareto_mask([1.0, 2.0], [0.1, 0.05], higher_is_better=False)) == [True, True]
+    assert list(pareto_mask([1.0, 2.0], [0.05, 0.1], higher_is_better=False)) == [True, False]
 
 
 def test_sweep_rows_failures_and_store(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
+from workbench.evaluation.pareto import pareto_mask
 from workbench.model import Model
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.store import Store, point_key
@@ -357,30 +358,11 @@ def table_from_rows(
         df[column] = pd.to_numeric(df[column], errors="coerce")
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     df["delta"], df["speedup"] = _relative_to_baseline(df)
-    df["pareto"] = pareto_flags(df["latency_ms"], df["metric_value"], higher_is_better)
+    df["pareto"] = pareto_mask(
+        df["latency_ms"], df["metric_value"], higher_is_better=higher_is_better
+    )
     extra = [c for c in df.columns if c not in COLUMNS]
     return TradeoffTable(df[COLUMNS + extra], metric, higher_is_better, sweep_id)
-
-
-def pareto_flags(
-    latency: pd.Series, metric: pd.Series, higher_is_better: bool = True
-) -> list[bool]:
-    """True for points no other point dominates (as fast or faster AND as good or better,
-    strictly better in one). Identical points are all on the front; failed points (NaN)
-    never are."""
-    lat = latency.to_numpy(dtype=float)
-    score = metric.to_numpy(dtype=float) * (1.0 if higher_is_better else -1.0)
-    valid = ~(np.isnan(lat) | np.isnan(score))
-    flags = []
-    for i in range(len(lat)):
-        if not valid[i]:
-            flags.append(False)
-            continue
-        others = (
-            valid & (lat <= lat[i]) & (score >= score[i]) & ((lat < lat[i]) | (score > score[i]))
-        )
-        flags.append(not bool(others.any()))
-    return flags
 
 
 def _relative_to_baseline(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from workbench.profiling.profile import Profile
+from workbench.profiling.profile import UNATTRIBUTED, Profile
 
 #: rows per page of every table (big unpaginated tables freeze notebooks)
 PAGE_SIZE = 50
@@ -118,14 +118,14 @@ def _gap_note(profile: Profile) -> str:
     return (
         f"<p class='wb-note'>The layers sum to {total:.4g} ms against {e2e:.4g} ms end to end: "
         "per-layer times come from a separate, instrumented pass (its overhead, and fusion "
-        "across layers, make the two differ); the <code>(unattributed)</code> row holds the "
+        f"across layers, make the two differ); the <code>{UNATTRIBUTED}</code> row holds the "
         "difference (negative when instrumentation added time).</p>"
     )
 
 
 def _attributed_ms(layers: pd.DataFrame) -> float:
     """Summed median latency of the real layers (the ``(unattributed)`` row left out)."""
-    return float(layers.loc[layers["layer"] != "(unattributed)", "latency_ms"].sum())
+    return float(layers.loc[layers["layer"] != UNATTRIBUTED, "latency_ms"].sum())
 
 
 def notes(profile: Profile | None) -> str:
