@@ -136,3 +136,12 @@ def test_a_generator_of_batches_serves_every_point(tmp_path: Path) -> None:
         data=batches, store=tmp_path / "s.sqlite", **FAST,
     )  # fmt: skip
     assert table.df["error"].isna().all() and table.df["metric_value"].notna().all()
+
+
+def test_tradeoff_tables_compare_by_identity_without_raising() -> None:
+    rows = pd.DataFrame({"variant": ["baseline"], "latency_ms": [1.0]})
+    table = sweep_module.TradeoffTable(rows)
+    twin = sweep_module.TradeoffTable(rows.copy())
+    assert table == table
+    assert table != twin
+    assert table in [twin, table]

@@ -133,3 +133,14 @@ def test_two_variants_of_one_model_line_up() -> None:
     # FLOPs are not compared here, but the rows carry each variant's latency
     assert table.loc["0", "toy-mlp[wider] latency_ms"] > 0
     assert not table.loc["0", "reasons"]
+
+
+def test_profiles_and_comparisons_compare_by_identity_without_raising() -> None:
+    a = _fake("torch", [("fc", "Linear", 0.2)])
+    twin = _fake("torch", [("fc", "Linear", 0.2)])
+    assert a == a
+    assert a != twin
+    assert a in [twin, a]
+    result = wb.compare([a, twin])
+    assert result == result
+    assert result != wb.compare([a, twin])

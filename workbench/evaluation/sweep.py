@@ -57,7 +57,8 @@ def default_variants(model: Model | None = None) -> list[Any]:
     return variants + [ChannelPrune(sparsity=s, finetune_epochs=3) for s in (0.25, 0.5, 0.75)]
 
 
-@dataclass
+# eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
+@dataclass(eq=False)
 class TradeoffTable:
     """One row per variant x backend x device (see `COLUMNS`), with the Pareto front.
 

@@ -37,7 +37,8 @@ def register_reason(fn: ReasonFn) -> ReasonFn:
     return fn
 
 
-@dataclass
+# eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
+@dataclass(eq=False)
 class Comparison:
     """An aligned per-layer comparison.
 

@@ -36,7 +36,8 @@ LAYER_COLUMNS = [
 ]
 
 
-@dataclass
+# eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
+@dataclass(eq=False)
 class Profile:
     """Measured performance of one model on one backend and device at one batch size.
 
