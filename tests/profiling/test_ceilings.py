@@ -241,3 +241,20 @@ def test_the_roofline_uses_executed_flops_where_a_backend_reported_them() -> Non
     assert table.loc["l1", "achieved_flops_per_s"] == pytest.approx(90e9)
     assert table.loc["l0", "roof_fraction"] == pytest.approx(0.4)
     assert "executed" in p.environment["machine_ceilings"]["flops_basis"]
+
+
+def test_the_roofline_figure_shows_measured_and_theoretical_roofs_and_executed_work() -> None:
+    from workbench import viz
+
+    p = profile_with([90e6, 90e6], [1.0, 1.0], executed_flops=[40e6, np.nan])
+    c = Ceilings("cpu", 100e9, 1e12, theoretical_flops_per_s=160e9)
+    cost.add_roofline(p, c)
+    fig = viz.roofline(p, c)
+    names = [t.name for t in fig.data]
+    assert "roof" in names and "theoretical peak" in names
+    theory = next(t for t in fig.data if t.name == "theoretical peak")
+    assert max(theory.y) == pytest.approx(160e9)
+    (points,) = [t for t in fig.data if t.name == "Conv"]
+    by_layer = dict(zip(points.text, points.x, strict=True))
+    assert by_layer["l0"] == pytest.approx(40.0) and by_layer["l1"] == pytest.approx(90.0)
+    assert "executed FLOPs" in points.customdata[0][2]
