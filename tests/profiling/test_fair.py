@@ -127,3 +127,15 @@ def test_a_real_child_process_measures_at_the_runtime_defaults() -> None:
     assert result.measurement.n >= 10 and result.measurement.median > 0
     assert len(result.load_before) == 3 and result.pid > 0
     assert "onnxruntime" in json.dumps(result.environment)
+
+
+def test_variants_of_a_model_each_travel_with_their_own_file(tmp_path) -> None:
+    int8 = tmp_path / "int8.onnx"
+    int8.write_bytes(b"a variant's file")
+    children = FakeChildren()
+    variant = Runtime("onnxruntime", label="int8", model=str(int8))
+    with pytest.raises(InputError, match="neither a sample"):
+        compare_runtimes("digits-mlp", [variant, Runtime("numba", model="missing.onnx")])
+    c = compare_runtimes("digits-mlp", ["numba", variant], rounds=1, launcher=children)
+    assert [s["model"] for s in children.specs] == ["digits-mlp", str(int8.resolve())]
+    assert RuntimeComparison.from_dict(json.loads(json.dumps(c.to_dict()))) == c

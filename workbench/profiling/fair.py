@@ -65,12 +65,16 @@ class Runtime:
         device: device string.
         options: compile options of this runtime only (empty: its defaults).
         label: display name; default ``backend`` (plus device and options when set).
+        model: a model reference of this entry's own (a sample name or file path), for
+            comparing variants of one model (its INT8 or pruned file) on a runtime; empty:
+            the comparison's model.
     """
 
     backend: str
     device: str = "cpu"
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    model: str = ""
 
     @property
     def name(self) -> str:
@@ -267,7 +271,8 @@ def compare_runtimes(
 
     Args:
         model: a sample name (``"digits-cnn"``), a model file path, or a `Model` loaded
-            from either (the child loads it again from there).
+            from either (the child loads it again from there); a `Runtime` with its own
+            ``model`` uses that instead (variants of one model).
         runtimes: `Runtime` objects, backend names, or ``(backend, device[, options])``.
         batch_size: batch size of the generated inputs.
         rounds: how many times each runtime is measured, each time in a new process.
@@ -302,6 +307,8 @@ def compare_runtimes(
         raise InputError(f"baseline {baseline!r} is not one of the runtimes {names}")
     if rounds < 1 or batch_size < 1:
         raise InputError(f"rounds and batch_size must be at least 1, got {rounds}, {batch_size}")
+    # every reference checked before the first child starts
+    references = {r.name: model_reference(r.model) if r.model else reference for r in chosen}
     launch = launcher or (lambda spec: run_child(spec, timeout_s))
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results: list[RoundResult] = []
@@ -312,7 +319,7 @@ def compare_runtimes(
             if progress is not None:
                 progress(len(results) / total, f"round {r + 1}/{rounds}: {runtime.name}")
             spec = {
-                "model": reference,
+                "model": references[runtime.name],
                 "runtime": runtime.to_dict(),
                 "batch_size": batch_size,
                 "budget_s": budget_s,
