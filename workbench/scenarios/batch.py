@@ -16,6 +16,7 @@ from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.timer import Measurement, Timer
 from workbench.progress import CancelToken, ProgressCallback, track
+from workbench.scenarios.result import json_rows
 
 #: the knee is the smallest batch reaching this share of the best throughput
 KNEE_SHARE = 0.9
@@ -82,7 +83,7 @@ class BatchSweep:
             "backend": self.backend,
             "device": self.device,
             "knee_batch_size": self.knee_batch_size,
-            "table": json.loads(self.table.to_json(orient="records")),
+            "table": json_rows(self.table),
         }
 
     def to_json(self, path: str | Path) -> None:

@@ -303,7 +303,10 @@ class ScenarioResult:
             "price_per_hour": self.price_per_hour,
             "environment": self.environment,
             "metrics": _json_safe(self.metrics()),
-            "queries": json.loads(self.queries.to_json(orient="split", index=False)),
+            "queries": {
+                "columns": list(self.queries.columns),
+                "data": json_rows(self.queries, as_dicts=False),
+            },
         }
 
     def to_json(self, path: str | Path) -> None:
@@ -333,6 +336,12 @@ class ScenarioResult:
     @classmethod
     def from_json(cls, path: str | Path) -> ScenarioResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def json_rows(frame: pd.DataFrame, *, as_dicts: bool = True) -> list[Any]:
+    """Rows of ``frame`` as exact JSON-ready Python values, NaN written as None."""
+    plain = frame.astype(object).where(frame.notna(), None)
+    return plain.to_dict(orient="records") if as_dicts else plain.to_numpy().tolist()
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:

@@ -230,11 +230,11 @@ def server(
     )
     last = np.nanmax(done) if np.isfinite(done).any() else np.nanmax(issue)
     duration = float(last - origin)
-    checks = _server_checks(frame, duration, minimums, rate_per_s, target_latency_ms, drop_after_ms)
+    checks = server_checks(frame, duration, minimums, rate_per_s, target_latency_ms, drop_after_ms)
     return Run(frame, duration, tuple(checks))
 
 
-def _server_checks(
+def server_checks(
     frame: pd.DataFrame,
     duration_s: float,
     minimums: Minimums,
@@ -242,7 +242,12 @@ def _server_checks(
     target_latency_ms: float | None,
     drop_after_ms: float,
 ) -> list[str]:
-    reasons = _too_short(len(frame), duration_s, minimums, "queries")
+    """Why a server run is invalid: short of its minimums (completed queries), the load
+    generator over one mean gap (at least `ISSUE_TOLERANCE_MS`) late for more than 1% of
+    queries, queries dropped, or p99 over the target. Empty when it is valid.
+    """
+    completed = frame.loc[~frame["dropped"], "latency_ms"]
+    reasons = _too_short(len(completed), duration_s, minimums, "completed queries")
     lag_ms = (frame["issue_s"] - frame["scheduled_s"]).to_numpy() * 1e3
     tolerance_ms = max(ISSUE_TOLERANCE_MS, 1e3 / rate_per_s)
     behind = lag_ms > tolerance_ms
@@ -255,7 +260,6 @@ def _server_checks(
     if dropped:
         reasons.append(f"{dropped} queries dropped after waiting over {drop_after_ms:g} ms")
     if target_latency_ms is not None:
-        completed = frame.loc[~frame["dropped"], "latency_ms"]
         p99 = float(np.percentile(completed, 99)) if len(completed) else math.inf
         if p99 > target_latency_ms:
             reasons.append(

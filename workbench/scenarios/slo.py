@@ -25,7 +25,7 @@ from workbench.model import Model
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
-from workbench.scenarios.result import Minimums
+from workbench.scenarios.result import Minimums, json_rows
 from workbench.scenarios.run import SystemUnderTest, minimums_for, server
 
 #: calls timed per batch size to estimate capacity before searching
@@ -141,23 +141,33 @@ class SloResult:
             "minimums": self.minimums.__dict__,
             "price_per_hour": self.price_per_hour,
             "settings": self.settings,
-            "table": json.loads(self.table.to_json(orient="records")),
-            "points": json.loads(self.points.to_json(orient="records")),
+            "table": json_rows(self.table),
+            "points": json_rows(self.points),
         }
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
+    def from_json(cls, path: str | Path) -> SloResult:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SloResult:
         return cls(
             p99_ms=data["p99_ms"],
-            table=pd.DataFrame(data["table"], columns=TABLE_COLUMNS),
-            points=pd.DataFrame(data["points"], columns=POINT_COLUMNS),
+            table=_floats(pd.DataFrame(data["table"], columns=TABLE_COLUMNS)),
+            points=_floats(pd.DataFrame(data["points"], columns=POINT_COLUMNS)),
             minimums=Minimums(**data["minimums"]),
             price_per_hour=data.get("price_per_hour"),
             settings=dict(data.get("settings", {})),
         )
+
+
+def _floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """JSON writes NaN as null: read those columns back as floats."""
+    measured = [c for c in frame.columns if c.endswith(("_ms", "_per_s", "_per_million"))]
+    return frame.astype(dict.fromkeys(measured, "float64"))
 
 
 def slo(
