@@ -39,6 +39,10 @@ class BackendError(WorkbenchError):
     """The backend failed while compiling or running a model."""
 
 
+class BackendOptionError(BackendError):
+    """A backend was given an option it does not know, or a value of the wrong kind."""
+
+
 class TransformError(WorkbenchError):
     """A transform (quantization, pruning) could not be applied."""
 

@@ -15,7 +15,6 @@ import workbench as wb
 from workbench.backends.base import LayerTiming
 from workbench.errors import BackendError
 from workbench.profiling.layers import UNATTRIBUTED, attribution, profile_layers
-from workbench.profiling.torch_layers import torch_layer_timings
 from workbench.testing import toy_cnn
 
 SAMPLES = ["digits-mlp", "digits-cnn", "digits-transformer", "digits-resnet"]
@@ -138,29 +137,6 @@ def test_leaves_view_gives_containers_their_own_code() -> None:
     assert "own code" in rows.loc["blocks.0.attn", "note"]
     assert rows.loc["blocks.0.attn", "flops"] > 0
     assert "blocks" not in rows.index  # a ModuleList has no code of its own
-
-
-def test_a_failing_layer_is_named() -> None:
-    import torch
-
-    class Broken(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ok = torch.nn.Linear(4, 4)
-            self.bad = torch.nn.Linear(4, 4)
-            self.calls = 0
-
-        def forward(self, x):
-            self.calls += 1
-            y = self.ok(x)
-            return self.bad(y[:, :2]) if self.calls > 3 else self.bad(y)
-
-    model = wb.load(Broken(), example_inputs=(torch.rand(2, 4),))
-    session = wb.backend("torch").compile(model, "cpu")
-    with pytest.raises(BackendError, match="'bad' failed"):
-        torch_layer_timings(session, model.example_inputs(2), repeats=5)
-    for sub in model.module.modules():
-        assert not sub._forward_hooks
 
 
 class _NoProfiler:

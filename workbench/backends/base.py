@@ -4,19 +4,33 @@ A backend is any object satisfying the `Backend` protocol; it need not subclass
 anything. Built-in backends register themselves with `register`; third parties add
 theirs through the ``workbench.backends`` entry-point group, loaded lazily the first
 time a name is looked up. Profiling and sweeps speak only to these protocols.
+
+Each backend's ``compile`` options are a frozen dataclass built by `parse_options`, so
+every backend rejects an unknown option or a badly typed value with the same
+`BackendOptionError` and a one-line message listing the options it knows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from workbench.errors import DeviceUnavailableError, UnknownBackendError, UnsupportedModelError
+from workbench.errors import (
+    BackendOptionError,
+    DeviceUnavailableError,
+    UnknownBackendError,
+    UnsupportedModelError,
+)
 
 if TYPE_CHECKING:
     from workbench.model import Model
@@ -74,6 +88,37 @@ class LayerTiming:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: a per-layer timing method: ``method(inputs, repeats)`` -> timings in execution order
+LayerMethod = Callable[[Inputs, int], list[LayerTiming]]
+
+
+@dataclass(frozen=True)
+class ImportedTrace:
+    """Per-layer timings read from a runtime's own trace file, before they become a `Profile`.
+
+    Attributes:
+        model: the model's name (the file's stem when the trace names none).
+        backend: the runtime that wrote the trace (``"onnxruntime"``, ``"torch"``).
+        device: ``"cpu"`` or ``"cuda:0"``, as far as the trace tells.
+        batch_size: the batch the trace ran (0 when it does not tell).
+        timings: `LayerTiming` per layer, in execution order.
+        run_ms: one end-to-end duration per traced run, in milliseconds (instrumented).
+        method: how the timings were obtained, for `Profile.layer_method`.
+        notes: what the trace could not tell, in order.
+        memory: memory facts the trace holds (``backend_peak_bytes``).
+    """
+
+    model: str
+    backend: str
+    device: str
+    batch_size: int
+    timings: tuple[LayerTiming, ...]
+    run_ms: tuple[float, ...]
+    method: str
+    notes: tuple[str, ...] = ()
+    memory: Mapping[str, int] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Session(Protocol):
     """A model compiled for one device, ready to run.
@@ -105,9 +150,38 @@ class Session(Protocol):
         """Run ``repeats`` instrumented inferences; return per-layer timings in execution order."""
         ...
 
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        """Per-layer timing methods by name: ``"default"`` is `run_layers`; others are
+        alternatives a profile can ask for (torch's ``"torch.profiler"``)."""
+        ...
+
+    def settings(self) -> AbstractContextManager[None]:
+        """A context applying the session's process-wide settings (torch's thread count)
+        while measuring and restoring them on exit; a no-op for per-session runtimes."""
+        ...
+
     def close(self) -> None:
         """Release the session's resources (device memory, temporary files)."""
         ...
+
+
+def layer_methods_of(session: Any) -> Mapping[str, LayerMethod]:
+    """``session.layer_methods()``, or `run_layers` alone for a session written before it.
+
+    Plugins that predate `Session.layer_methods` keep profiling per layer; a session
+    with neither has no per-layer method (an empty mapping).
+    """
+    methods = getattr(session, "layer_methods", None)
+    if callable(methods):
+        return methods()
+    run_layers = getattr(session, "run_layers", None)
+    return {"default": run_layers} if callable(run_layers) else {}
+
+
+def settings_of(session: Any) -> AbstractContextManager[None]:
+    """``session.settings()``, or a no-op context for a session written before it."""
+    settings = getattr(session, "settings", None)
+    return settings() if callable(settings) else contextlib.nullcontext()
 
 
 @runtime_checkable
@@ -131,6 +205,86 @@ class Backend(Protocol):
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> Session:
         """Prepare ``model`` to run on ``device``; never changes ``model``."""
         ...
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+def parse_options(config: type[OptionsT], backend: str, options: Mapping[str, Any]) -> OptionsT:
+    """A backend's options dataclass from ``compile`` keyword arguments, validated.
+
+    Every field's annotation is checked: ``int`` fields take non-negative integers (not
+    bools), ``bool`` fields bools, ``Literal`` fields one of their values, ``X | None``
+    also None. A backend calls this first thing in ``compile``.
+
+    Args:
+        config: a frozen dataclass whose fields (with defaults) are the known options.
+        backend: the backend's name, for the message.
+        options: the keyword arguments given to ``compile``.
+
+    Returns:
+        ``config(**options)``.
+
+    Raises:
+        BackendOptionError: an unknown name or a badly typed value; one line naming it
+            and listing the known options with their types.
+
+    Example:
+        >>> @dataclass(frozen=True)
+        ... class MyOptions:
+        ...     threads: int | None = None
+        >>> parse_options(MyOptions, "mine", {"threads": 2})
+        MyOptions(threads=2)
+    """
+    hints = typing.get_type_hints(config)
+    names = [f.name for f in dataclasses.fields(config)]  # type: ignore[arg-type]
+    known = ", ".join(f"{n} ({_describe(hints[n])})" for n in names) or "none"
+    for name, value in options.items():
+        if name not in names:
+            raise BackendOptionError(f"unknown {backend} option {name!r}; known options: {known}")
+        if not _accepts(hints[name], value):
+            raise BackendOptionError(
+                f"{backend} option {name}={value!r} is not {_describe(hints[name])}; "
+                f"known options: {known}"
+            )
+    return config(**options)
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    for kind in _alternatives(hint):
+        if kind is type(None) and value is None:
+            return True
+        if typing.get_origin(kind) is Literal and value in typing.get_args(kind):
+            return True
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value >= 0
+        if kind is str and isinstance(value, str):
+            return True
+    return False
+
+
+def _describe(hint: Any) -> str:
+    words = []
+    for kind in _alternatives(hint):
+        if kind is type(None):
+            words.append("None")
+        elif typing.get_origin(kind) is Literal:
+            words.append("one of " + ", ".join(repr(v) for v in typing.get_args(kind)))
+        elif kind is int:
+            words.append("an integer >= 0")
+        elif kind is bool:
+            words.append("True or False")
+        else:
+            words.append(f"a {getattr(kind, '__name__', kind)}")
+    return " or ".join(words)
 
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {}

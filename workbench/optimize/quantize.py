@@ -301,11 +301,10 @@ def _folded(proto: onnx.ModelProto) -> onnx.ModelProto:
     import onnx
     import onnxruntime as ort
 
+    from workbench.backends.onnxruntime.options import session_options
+
     with tempfile.TemporaryDirectory(prefix="wb-fold-") as folder:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(Path(folder) / "folded.onnx")
-        options.log_severity_level = 3
+        options = session_options("basic", optimized_model_filepath=f"{folder}/folded.onnx")
         ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         folded = onnx.load(options.optimized_model_filepath)
     # the optimizer drops node metadata; names survive, so carry the layer labels over

@@ -176,15 +176,15 @@ def _shapes_from_ort(
     import onnx
     import onnxruntime as ort
 
+    from workbench.backends.onnxruntime.options import session_options
+
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     known = {o.name for o in model.graph.output}
     for name in names:
         if name not in known:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    opts = session_options("disable")
     try:
         session = ort.InferenceSession(model.SerializeToString(), opts, ["CPUExecutionProvider"])
         values = session.run(names, inputs)
@@ -295,7 +295,7 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
     """
     import torch
 
-    from workbench.profiling.torch_layers import module_paths
+    from workbench.backends.torch.layers import module_paths
 
     module = model.module
     assert module is not None

@@ -8,32 +8,18 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from workbench.model import recipe_label
+from workbench.profiling.table import LAYER_COLUMNS, UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
 
-#: the columns of `Profile.layers`, in display order (per-layer profiling fills them)
-LAYER_COLUMNS = [
-    "layer",
-    "op_type",
-    "latency_ms",
-    "latency_p90_ms",
-    "share",
-    "flops",
-    "bytes",
-    "intensity",
-    "params_bytes",
-    "activation_bytes",
-    "achieved_flops_per_s",
-    "bound",
-    "roof_fraction",
-    "samples",
-    "fused_into",
-    "note",
-]
+if TYPE_CHECKING:
+    from workbench.backends.base import ImportedTrace
+
+__all__ = ["LAYER_COLUMNS", "UNATTRIBUTED", "Profile"]
 
 
 # eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
@@ -147,17 +133,58 @@ class Profile:
 
     @classmethod
     def from_onnxruntime_trace(cls, path: str | Path, model: Any = None) -> Profile:
-        """A profile from an ONNX Runtime profiling JSON (see `workbench.profiling.importers`)."""
-        from workbench.profiling.importers import from_onnxruntime_trace
+        """A profile from an ONNX Runtime profiling JSON (``enable_profiling``).
 
-        return from_onnxruntime_trace(path, model=model)
+        Args:
+            path: the JSON file ``InferenceSession.end_profiling()`` wrote.
+            model: optionally the model that ran (anything `workbench.load` accepts), to
+                map kernels, fused ones included, to canonical layers; without it each
+                kernel name is a layer.
+
+        Raises:
+            ValueError: the file is not an ORT trace.
+
+        Example:
+            >>> p = wb.Profile.from_onnxruntime_trace("ort_profile.json", model="m.onnx")
+        """
+        from workbench.backends.onnxruntime.trace import import_trace
+
+        return cls.from_imported(import_trace(path, model))
 
     @classmethod
     def from_torch_trace(cls, path: str | Path) -> Profile:
-        """A profile from a torch.profiler Chrome trace (see `workbench.profiling.importers`)."""
-        from workbench.profiling.importers import from_torch_trace
+        """A profile from a ``torch.profiler`` Chrome trace (``export_chrome_trace``).
 
-        return from_torch_trace(path)
+        Layers are ``record_function`` ranges, ``nn.Module`` ranges, or else top-level
+        aten ops (see `workbench.backends.torch.trace.import_trace`).
+
+        Raises:
+            ValueError: the file holds no usable events.
+        """
+        from workbench.backends.torch.trace import import_trace
+
+        return cls.from_imported(import_trace(path))
+
+    @classmethod
+    def from_imported(cls, trace: ImportedTrace) -> Profile:
+        """A profile from a runtime's trace read by its backend (``layer_method`` says so).
+
+        The end-to-end `Measurement` holds the traced runs, which ran instrumented (a
+        note says so); the layer table uses the ``leaves`` view.
+        """
+        latency = Measurement(trace.run_ms, label=f"{trace.model} {trace.backend} trace")
+        result = cls(
+            model=trace.model,
+            backend=trace.backend,
+            device=trace.device,
+            batch_size=trace.batch_size,
+            latency=latency,
+        )
+        result.layers = layer_table(trace.timings, latency.median, "leaves")
+        result.layer_method = trace.method
+        result.notes.extend(trace.notes)
+        result.memory.update(trace.memory)
+        return result
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> Profile:
@@ -185,7 +212,7 @@ class Profile:
         """The ``n`` slowest layers (the ``(unattributed)`` row excluded)."""
         if self.layers.empty or "latency_ms" not in self.layers:
             return self.layers
-        rows = self.layers[self.layers["layer"] != "(unattributed)"]
+        rows = self.layers[self.layers["layer"] != UNATTRIBUTED]
         return rows.sort_values("latency_ms", ascending=False).head(n)
 
     def summary(self, top: int = 10) -> str:

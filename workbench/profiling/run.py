@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.backends.base import Inputs, get_backend
+from workbench.backends.base import Inputs, get_backend, settings_of
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.profile import Profile
@@ -46,10 +46,11 @@ def profile(
         layer_view: ``"leaves"`` (leaf modules plus containers' own code) or
             ``"containers"`` (every module, inclusive times); torch models.
         layer_method: another per-layer timing method, e.g. ``"torch.profiler"`` (with
-            per-layer memory); see `workbench.profiling.layers.METHODS`.
+            per-layer memory); the session's ``layer_methods()`` lists them.
         budget_s: time budget of the end-to-end measurement, in seconds.
         warmup: minimum warm-up calls.
-        options: backend options for ``compile`` (e.g. ``{"threads": 2}``).
+        options: backend options for ``compile`` (e.g. ``{"threads": 2}``); process-wide
+            ones (torch's threads) apply during this call only and are restored after.
         progress: ``progress(fraction, message)`` callback.
         cancel: a `CancelToken` checked between phases.
 
@@ -57,7 +58,8 @@ def profile(
         A `Profile`.
 
     Raises:
-        UnknownBackendError, DeviceUnavailableError, UnsupportedModelError, InputError.
+        UnknownBackendError, BackendOptionError, DeviceUnavailableError,
+        UnsupportedModelError, InputError.
 
     Example:
         >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
@@ -83,36 +85,38 @@ def profile(
 
     step(0.0, f"compiling on {backend}/{device}")
     session = get_backend(backend).compile(model, device, **(options or {}))
-    try:
-        step(0.1, "timing end to end")
-        label = f"{model.name} {backend}/{device} bs={batch_size}"
-        latency = Timer(
-            session.runner(staged), warmup=warmup, budget_s=budget_s, device=device, label=label
-        ).measure()
-        result = Profile(
-            model=model.name,
-            backend=backend,
-            device=device,
-            batch_size=batch_size,
-            latency=latency,
-            environment=environment(),
-            recipe=model.recipe,
-            model_fingerprint=model.fingerprint(),
-            options=dict(options or {}),
-        )
-        if layers:
-            from workbench.profiling.layers import profile_layers
-
-            step(0.6, "timing each layer")
-            profile_layers(
-                result,
-                session,
-                staged,
-                repeats=layer_repeats,
-                view=layer_view,
-                method=layer_method,
+    # the session's process-wide settings (torch's threads) hold for the measurement only
+    with settings_of(session):
+        try:
+            step(0.1, "timing end to end")
+            label = f"{model.name} {backend}/{device} bs={batch_size}"
+            latency = Timer(
+                session.runner(staged), warmup=warmup, budget_s=budget_s, device=device, label=label
+            ).measure()
+            result = Profile(
+                model=model.name,
+                backend=backend,
+                device=device,
+                batch_size=batch_size,
+                latency=latency,
+                environment=environment(),
+                recipe=model.recipe,
+                model_fingerprint=model.fingerprint(),
+                options=dict(options or {}),
             )
-        step(1.0, "done")
-        return result
-    finally:
-        session.close()
+            if layers:
+                from workbench.profiling.layers import profile_layers
+
+                step(0.6, "timing each layer")
+                profile_layers(
+                    result,
+                    session,
+                    staged,
+                    repeats=layer_repeats,
+                    view=layer_view,
+                    method=layer_method,
+                )
+            step(1.0, "done")
+            return result
+        finally:
+            session.close()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 
-from workbench.backends.base import Availability, Inputs, LayerTiming, Support, check_device
+from workbench.backends.base import (
+    Availability,
+    Inputs,
+    LayerMethod,
+    LayerTiming,
+    Support,
+    check_device,
+)
 from workbench.model import Model
 
 
@@ -62,6 +71,12 @@ class FakeSession:
             LayerTiming(layer.name, layer.op_type, (self.layer_ms,) * repeats)
             for layer in self.model.layers
         ]
+
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        return {"default": self.run_layers}
+
+    def settings(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         pass

@@ -15,7 +15,12 @@ from numba_helpers import TINY_CASES, ort_outputs, single_node_model, tiny_case
 import workbench as wb
 from workbench.backends.base import Backend, LayerTiming, Session
 from workbench.backends.numba import register_kernel, unregister_kernel
-from workbench.errors import BackendError, DeviceUnavailableError, UnsupportedModelError
+from workbench.errors import (
+    BackendError,
+    BackendOptionError,
+    DeviceUnavailableError,
+    UnsupportedModelError,
+)
 from workbench.testing import toy_cnn, toy_mlp
 from workbench.testing.tolerances import assert_close
 
@@ -126,7 +131,7 @@ def test_devices_and_errors(backend) -> None:
     assert backend.availability().version == numba.__version__
     with pytest.raises(DeviceUnavailableError):
         backend.compile(wb.samples.load("digits-mlp"), "cuda:0")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(BackendOptionError, match="unknown numba option 'tile'"):
         backend.compile(wb.samples.load("digits-mlp"), "cpu", tile=3)
 
 

@@ -10,6 +10,7 @@ from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
 from workbench.backends.numba.layout import LAYOUT_LAYER, NHWC_SUFFIX
+from workbench.errors import BackendOptionError
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
@@ -124,7 +125,7 @@ def test_nchw_layout_option_keeps_the_onnx_layout() -> None:
     session = wb.backend("numba").compile(model, "cpu", layout="nchw")
     assert not any(n.channels_last for n in session.graph.nodes)
     assert not any(n.op_type == "Transpose" for n in session.graph.nodes)
-    with pytest.raises(ValueError, match="layout must be"):
+    with pytest.raises(BackendOptionError, match="layout='nchwc' is not one of 'nhwc', 'nchw'"):
         wb.backend("numba").compile(model, "cpu", layout="nchwc")
 
 

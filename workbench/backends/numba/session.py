@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 
-from workbench.backends.base import Inputs, LayerTiming
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming
 from workbench.backends.numba import layout, registry
 from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
@@ -116,6 +118,14 @@ class NumbaSession:
         executor.execute(plan)
         self._device.synchronize()
         return executor.layer_timings(plan, repeats)
+
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        """Only the executor's own timer: ``{"default": run_layers}``."""
+        return {"default": self.run_layers}
+
+    def settings(self) -> AbstractContextManager[None]:
+        """Nothing process-wide to apply: the session changes no global setting."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Drop the plans and their buffers (device memory is freed with them)."""

@@ -1,20 +1,18 @@
-"""ONNX Runtime, one device per available execution provider."""
+"""`OrtSession`: an ``onnxruntime.InferenceSession`` on one execution provider."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench.backends.base import (
-    Availability,
-    Inputs,
-    LayerTiming,
-    Support,
-    check_device,
-    register,
-)
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming
+from workbench.backends.onnxruntime.layers import onnxruntime_layer_timings
+from workbench.backends.onnxruntime.options import OrtOptions, session_options
 from workbench.errors import BackendError, DeviceUnavailableError, InputError
 
 if TYPE_CHECKING:
@@ -36,7 +34,6 @@ PROVIDER_DEVICES = {
     "XnnpackExecutionProvider": "xnnpack",
     "DnnlExecutionProvider": "dnnl",
 }
-_OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def provider_for(device: str) -> str:
@@ -51,90 +48,34 @@ def provider_for(device: str) -> str:
     )
 
 
-@register("onnxruntime")
-class OnnxRuntimeBackend:
-    """ONNX Runtime with each available execution provider as a device.
-
-    Options for `compile`: ``threads`` (intra-op threads), ``optimization``
-    (``"disable" | "basic" | "extended" | "all"``, default ``"all"``), ``profiling``
-    (enable ORT's node profiler, used by `run_layers`).
-    """
-
-    name = "onnxruntime"
-
-    def availability(self) -> Availability:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            return Availability(False, "onnxruntime is not installed: pip install onnxruntime")
-        providers = ort.get_available_providers()
-        details = {PROVIDER_DEVICES[p]: p for p in providers if p in PROVIDER_DEVICES}
-        return Availability(True, version=ort.__version__, details=details)
-
-    def devices(self) -> list[str]:
-        availability = self.availability()
-        return list(availability.details) if availability.ok else []
-
-    def supports(self, model: Model) -> Support:
-        return Support(True)
-
-    def compile(self, model: Model, device: str = "cpu", **options: Any) -> OrtSession:
-        check_device(self, device)
-        return OrtSession(model, device, **options)
-
-
 class OrtSession:
-    """An ``onnxruntime.InferenceSession`` on one execution provider."""
+    """An ``onnxruntime.InferenceSession`` on one execution provider.
+
+    Attributes:
+        model: the model it was compiled from.
+        device: the device string.
+        options: the validated `OrtOptions`.
+        provider: the execution provider serving ``device``.
+        session: the ``onnxruntime.InferenceSession``.
+    """
 
     backend = "onnxruntime"
 
-    def __init__(
-        self,
-        model: Model,
-        device: str,
-        *,
-        threads: int | None = None,
-        optimization: str = "all",
-        profiling: bool = False,
-        **options: Any,
-    ):
-        if options:
-            raise BackendError(
-                f"unknown onnxruntime option(s): {sorted(options)}; known: threads, "
-                "optimization, profiling"
-            )
-        if optimization not in _OPT_LEVELS:
-            raise BackendError(f"optimization must be one of {_OPT_LEVELS}, got {optimization!r}")
+    def __init__(self, model: Model, device: str, options: OrtOptions | None = None) -> None:
         self.model = model
         self.device = device
-        self.options = {"threads": threads, "optimization": optimization}
+        self.options = options or OrtOptions()
         self.provider = provider_for(device)
-        self._profiling = profiling
-        self.session = self._create(threads, optimization, profiling)
+        self.session = self._create()
 
-    def _create(
-        self, threads: int | None, optimization: str, profiling: bool
-    ) -> onnxruntime.InferenceSession:
+    def _create(self) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(
-            ort.GraphOptimizationLevel,
-            {
-                "disable": "ORT_DISABLE_ALL",
-                "basic": "ORT_ENABLE_BASIC",
-                "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL",
-            }[optimization],
+        opts = session_options(
+            self.options.optimization,
+            threads=self.options.threads,
+            profiling=self.options.profiling,
         )
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        if profiling:
-            import tempfile
-
-            opts.enable_profiling = True
-            opts.profile_file_prefix = tempfile.mkdtemp(prefix="wb-ort-") + "/ort"
         providers = [self.provider] + (
             ["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else []
         )
@@ -152,6 +93,13 @@ class OrtSession:
                 "check the GPU driver and the onnxruntime-gpu install"
             )
         return session
+
+    def profiling_copy(self, model: Model) -> OrtSession:
+        """A new session of ``model`` with these options and ORT's node profiler on.
+
+        `run_layers` profiles a copy so that this session's own runs stay unprofiled.
+        """
+        return OrtSession(model, self.device, dataclasses.replace(self.options, profiling=True))
 
     def _feeds(self, inputs: Inputs) -> dict[str, np.ndarray]:
         return self.model.check_inputs(inputs)
@@ -199,9 +147,16 @@ class OrtSession:
         return run_once
 
     def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
-        from workbench.profiling.layers import onnxruntime_layer_timings
-
+        """Per-layer timings from ORT's node profiler (see `onnxruntime_layer_timings`)."""
         return onnxruntime_layer_timings(self, inputs, repeats)
+
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        """Only the node profiler: ``{"default": run_layers}``."""
+        return {"default": self.run_layers}
+
+    def settings(self) -> AbstractContextManager[None]:
+        """Nothing process-wide to apply: ORT's threads belong to the session."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

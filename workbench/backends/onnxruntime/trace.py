@@ -8,22 +8,34 @@ matched to the *optimized* graph (dumped once with ``optimized_model_filepath``)
 through the tensors it reads and writes, to the original nodes it covers. Nothing is
 dropped: every original node ends up executed, fused into a kernel, folded at load time,
 or explicitly not seen.
+
+`import_trace` reads a trace someone produced outside workbench (``enable_profiling``)
+into the same timings; `workbench.profiling.profile.Profile.from_onnxruntime_trace` turns
+them into a `Profile`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from workbench.backends.base import ImportedTrace, LayerTiming
+from workbench.backends.onnxruntime.options import session_options
 from workbench.loaders.onnx import LAYOUT_LAYER
 
 if TYPE_CHECKING:
     import onnx
+
+    from workbench.model import Model
 
 #: layout conversions ORT inserts (they belong to no model layer)
 _LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
@@ -324,3 +336,129 @@ def _kernel_layers(
     if not candidates:
         return []
     return node_map.kernel_layers[candidates[min(occurrence, len(candidates) - 1)]][2]
+
+
+def timings_from_runs(runs: Sequence[TraceRun], node_map: NodeMap) -> list[LayerTiming]:
+    """`LayerTiming` per canonical layer from parsed ORT runs and a kernel map.
+
+    Args:
+        runs: parsed runs (`read_trace`), one sample per layer per run.
+        node_map: how the kernels cover the canonical layers (`map_kernels`).
+
+    Returns:
+        Executed layers with one sample per run (kernel times summed within the run, ms;
+        a fused kernel's time goes to the layer it implements, ``detail["fused_from"]``
+        naming the rest), fused and folded layers with zero samples and a note, and
+        layers no kernel ran with no samples, in graph order.
+    """
+    samples, detail = layer_samples(runs, node_map)
+    fused_into = {layer: head for head, info in detail.items() for layer in info["fused_from"]}
+    zero = tuple(0.0 for _ in runs)
+    result = []
+    order = list(dict.fromkeys([*node_map.layer_order, *samples]))
+    for layer in order:
+        op = node_map.layer_ops.get(layer) or detail.get(layer, {}).get("op", "")
+        if layer in samples:
+            info = dict(detail[layer])
+            info.pop("op", None)
+            if layer in fused_into:
+                info["also_fused_into"] = fused_into[layer]
+            result.append(LayerTiming(layer, op, tuple(samples[layer]), info))
+        elif layer in fused_into:
+            info = {"fused_into": fused_into[layer], "note": f"fused into {fused_into[layer]}"}
+            result.append(LayerTiming(layer, op, zero, info))
+        elif layer in node_map.not_run:
+            result.append(LayerTiming(layer, op, zero, {"note": node_map.not_run[layer]}))
+        else:
+            result.append(LayerTiming(layer, op, (), {"note": "not seen in the trace"}))
+    return result
+
+
+def optimized_graph(onnx_model: Model, optimization: str, provider: str) -> onnx.ModelProto | None:
+    """The graph ORT really runs (after fusion) at an optimisation level, or None.
+
+    Args:
+        onnx_model: an ONNX `Model` (not changed).
+        optimization: ``"disable" | "basic" | "extended" | "all"``.
+        provider: the execution provider whose fusions apply.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    folder = tempfile.mkdtemp(prefix="wb-ort-opt-")
+    try:
+        opts = session_options(optimization, optimized_model_filepath=f"{folder}/optimized.onnx")
+        providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
+        ort.InferenceSession(onnx_model.onnx_bytes, opts, providers=providers)
+        return onnx.load(f"{folder}/optimized.onnx", load_external_data=False)
+    except Exception:  # without the optimized graph, kernels still map by their names
+        return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def import_trace(path: str | Path, model: Any = None) -> ImportedTrace:
+    """Per-layer timings from an ONNX Runtime profiling JSON written outside workbench.
+
+    Args:
+        path: the JSON file ``InferenceSession.end_profiling()`` wrote.
+        model: optionally the model that was run (anything `workbench.load` accepts); its
+            graph maps kernels (fused ones included) to canonical layers. Without it, each
+            kernel name is a layer.
+
+    Returns:
+        An `ImportedTrace`; ``run_ms`` holds the ``model_run`` durations (these ran with
+        the profiler on, so they are instrumented too, as a note says).
+
+    Raises:
+        ValueError: the file is not an ORT trace.
+
+    Example:
+        >>> import_trace("onnxruntime_profile.json", model="model.onnx").timings[0]
+    """
+    runs = read_trace(path)
+    notes = [f"imported from ONNX Runtime trace {Path(path).name}"]
+    if model is not None:
+        from workbench.loaders import load
+
+        onnx_model = load(model).to_onnx()
+        optimized = optimized_graph(onnx_model, "all", "CPUExecutionProvider")
+        assert onnx_model.proto is not None
+        node_map = map_kernels(onnx_model.proto, optimized)
+        name = onnx_model.name
+    else:
+        kernels = list(dict.fromkeys((n, op) for run in runs for n, op, _, _ in run.events))
+        node_map = NodeMap([(n, op, [n]) for n, op in kernels], {}, dict(kernels))
+        name = Path(path).stem
+        notes.append("no model given: layers are ORT kernel names (fused, after optimization)")
+    totals = [r.total_ms for r in runs if not np.isnan(r.total_ms)]
+    if not totals:
+        totals = [sum(e[3] for e in r.events) for r in runs]
+        notes.append("the trace has no model_run events: end to end is the sum of kernels")
+    providers = {e[2] for r in runs for e in r.events}
+    notes.append("end-to-end times come from the profiled runs themselves (instrumented)")
+    peaks = [r.peak_bytes for r in runs if r.peak_bytes]
+    return ImportedTrace(
+        model=name,
+        backend="onnxruntime",
+        device="cpu" if providers <= {"CPUExecutionProvider", ""} else "cuda:0",
+        batch_size=_batch(path),
+        timings=tuple(timings_from_runs(runs, node_map)),
+        run_ms=tuple(totals),
+        method=f"imported ORT trace ({len(runs)} runs)",
+        notes=tuple(notes),
+        memory={"backend_peak_bytes": max(peaks)} if peaks else {},
+    )
+
+
+def _batch(path: str | Path) -> int:
+    """The first dimension of the first kernel's first input (0 when the trace lacks it)."""
+    events = json.loads(Path(path).read_text())
+    events = events.get("traceEvents", []) if isinstance(events, dict) else events
+    for e in events:
+        shapes = e.get("args", {}).get("input_type_shape") if e.get("cat") == "Node" else None
+        for entry in shapes or []:
+            dims: list[int] = next(iter(entry.values()), [])
+            if dims:
+                return int(dims[0])
+    return 0

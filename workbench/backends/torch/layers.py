@@ -22,6 +22,8 @@ from workbench.errors import BackendError
 if TYPE_CHECKING:
     import torch
 
+    from workbench.backends.torch.session import TorchSession
+
 _PURE_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 
 
@@ -75,7 +77,7 @@ def module_paths(module: torch.nn.Module) -> dict[str, Any]:
     return {path or type(module).__name__: sub for path, sub in module.named_modules()}
 
 
-def torch_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+def torch_layer_timings(session: TorchSession, inputs: Inputs, repeats: int) -> list[LayerTiming]:
     """Time every module of a `TorchSession` over ``repeats`` forward passes.
 
     Each module call is bracketed by forward pre/post hooks reading ``perf_counter``;
@@ -83,7 +85,7 @@ def torch_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[Laye
     time. Hooks are removed before returning, even on error; the module is not changed.
 
     Args:
-        session: a torch backend session (``.module``, ``._stage``, ``.synchronize``).
+        session: a torch backend session (its thread settings already applied).
         inputs: model inputs (dict or sequence of arrays).
         repeats: timed forward passes (after one untimed warm-up pass).
 
@@ -98,7 +100,7 @@ def torch_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[Laye
 
     Example:
         >>> s = wb.backend("torch").compile(m, "cpu")
-        >>> {t.layer: min(t.samples_ms) for t in torch_layer_timings(s, x, 10)}
+        >>> {t.layer: min(t.samples_ms) for t in s.run_layers(x, 10)}
     """
     import torch
 
@@ -189,7 +191,9 @@ def _parent(path: str, paths: dict[str, Any]) -> str | None:
     return None if path == root else root
 
 
-def torch_profiler_layer_timings(session: Any, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+def torch_profiler_layer_timings(
+    session: TorchSession, inputs: Inputs, repeats: int
+) -> list[LayerTiming]:
     """Like `torch_layer_timings`, timed by ``torch.profiler`` with memory per module.
 
     Each module call becomes a ``record_function`` range; its duration is the range's

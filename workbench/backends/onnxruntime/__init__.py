@@ -1,0 +1,73 @@
+"""ONNX Runtime, one device per available execution provider.
+
+The package owns everything ORT-specific: the session (`session`), the one builder of
+``SessionOptions`` and the typed compile options (`options`), per-layer timing with ORT's
+node profiler (`layers`) and the parsing of ORT profiling traces, mapped back through
+ORT's fusions to canonical layers (`trace`). onnxruntime itself is imported only when a
+model is compiled or availability is asked for.
+
+Example:
+    >>> import workbench as wb
+    >>> m = wb.samples.load("digits-cnn")
+    >>> session = wb.backend("onnxruntime").compile(m, "cpu", threads=1)
+    >>> (logits,) = session.run(m.example_inputs(batch_size=8))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workbench.backends.base import (
+    Availability,
+    Support,
+    check_device,
+    parse_options,
+    register,
+)
+from workbench.backends.onnxruntime.options import OrtOptions
+from workbench.backends.onnxruntime.session import PROVIDER_DEVICES, OrtSession, provider_for
+
+if TYPE_CHECKING:
+    from workbench.model import Model
+
+__all__ = ["PROVIDER_DEVICES", "OnnxRuntimeBackend", "OrtOptions", "OrtSession", "provider_for"]
+
+
+@register("onnxruntime")
+class OnnxRuntimeBackend:
+    """ONNX Runtime with each available execution provider as a device.
+
+    Options for `compile` are the fields of `OrtOptions`: ``threads`` (intra-op
+    threads), ``optimization`` (``"disable" | "basic" | "extended" | "all"``, default
+    ``"all"``), ``profiling`` (enable ORT's node profiler).
+    """
+
+    name = "onnxruntime"
+
+    def availability(self) -> Availability:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return Availability(False, "onnxruntime is not installed: pip install onnxruntime")
+        providers = ort.get_available_providers()
+        details = {PROVIDER_DEVICES[p]: p for p in providers if p in PROVIDER_DEVICES}
+        return Availability(True, version=ort.__version__, details=details)
+
+    def devices(self) -> list[str]:
+        availability = self.availability()
+        return list(availability.details) if availability.ok else []
+
+    def supports(self, model: Model) -> Support:
+        return Support(True)
+
+    def compile(self, model: Model, device: str = "cpu", **options: Any) -> OrtSession:
+        """Load ``model`` into an ORT session on ``device``; never changes ``model``.
+
+        Raises:
+            BackendOptionError: an unknown option or a badly typed value.
+            DeviceUnavailableError: no execution provider for ``device`` here.
+            BackendError: ORT could not load the model.
+        """
+        config = parse_options(OrtOptions, self.name, options)
+        check_device(self, device)
+        return OrtSession(model, device, config)

@@ -1,0 +1,81 @@
+"""ONNX Runtime options: the typed `compile` options and the one builder of ``SessionOptions``.
+
+Every ``onnxruntime.InferenceSession`` workbench creates (the backend's sessions, the
+profiling copy, the optimized-graph dump, the cost model's shape probe, the quantizer's
+Conv+BatchNorm folding) gets its ``SessionOptions`` from `session_options`, so the level
+names, the log level and the profiling set-up are written once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+Optimization = Literal["disable", "basic", "extended", "all"]
+#: optimisation level name -> ``onnxruntime.GraphOptimizationLevel`` member
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """Options of the onnxruntime backend's ``compile``.
+
+    Attributes:
+        threads: intra-op threads (None or 0: ORT's default, one per physical core).
+        optimization: graph optimisation level, ``"disable" | "basic" | "extended" | "all"``.
+        profiling: enable ORT's node profiler (the trace `run_layers` reads).
+
+    Example:
+        >>> wb.backend("onnxruntime").compile(m, "cpu", threads=1, optimization="basic")
+    """
+
+    threads: int | None = None
+    optimization: Optimization = "all"
+    profiling: bool = False
+
+
+def session_options(
+    optimization: str = "all",
+    *,
+    threads: int | None = None,
+    profiling: bool = False,
+    optimized_model_filepath: str | None = None,
+) -> onnxruntime.SessionOptions:
+    """``onnxruntime.SessionOptions`` for an optimisation level name, quiet (errors only).
+
+    Args:
+        optimization: ``"disable" | "basic" | "extended" | "all"``.
+        threads: intra-op threads; None or 0 keeps ORT's default.
+        profiling: enable the node profiler, writing into a new temporary folder (the
+            caller deletes it: it is the parent of ``end_profiling()``'s path).
+        optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
+
+    Returns:
+        New options; nothing process-wide is changed.
+
+    Example:
+        >>> opts = session_options("basic", optimized_model_filepath="/tmp/folded.onnx")
+        >>> onnxruntime.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if profiling:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = tempfile.mkdtemp(prefix="wb-ort-") + "/ort"
+    if optimized_model_filepath:
+        opts.optimized_model_filepath = optimized_model_filepath
+    return opts

@@ -1,0 +1,147 @@
+"""`TorchSession`: a torch module placed on one device, run under ``torch.inference_mode``."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming
+from workbench.backends.torch.layers import torch_layer_timings, torch_profiler_layer_timings
+from workbench.errors import BackendError, InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from workbench.model import Model
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """Options of the torch backend's ``compile``.
+
+    Attributes:
+        threads: intra-op threads on the CPU while the session runs or is measured
+            (None or 0: leave torch's setting alone). torch's thread count is
+            process-wide, so `TorchSession.settings` applies it and restores it after.
+    """
+
+    threads: int | None = None
+
+
+class TorchSession:
+    """A torch module placed on one device, run under ``torch.inference_mode``.
+
+    Attributes:
+        model: the model it was compiled from.
+        device: the device string.
+        options: the validated `TorchOptions`.
+        module: the module that runs (the user's on the CPU, a moved copy on a GPU).
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: Model, device: str, options: TorchOptions | None = None) -> None:
+        import torch
+
+        self.model = model
+        self.device = device
+        self.options = options or TorchOptions()
+        assert model.module is not None
+        # moving a module to a GPU changes it in place: move a copy, never the user's model
+        self.module = model.module if device == "cpu" else copy.deepcopy(model.module).to(device)
+        self._torch_device = torch.device(device)
+        self._applied = False  # inside settings(): the thread count is already set
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        """Apply ``options.threads`` process-wide while inside; restore the old count after.
+
+        torch has no per-session thread setting, and a count left changed would slow or
+        skew every later measurement in the process (another backend's included), so it
+        holds only for the duration of a run or a measurement. `run` and `run_layers`
+        enter it themselves. `profile` enters it once around the whole measurement: the
+        `runner` callable then finds the count already set and times the forward pass
+        alone; called outside it, the callable sets and restores the count on each call.
+        Nested entries are no-ops.
+        """
+        import torch
+
+        if not self.options.threads or self._applied:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.options.threads)
+        self._applied = True
+        try:
+            yield
+        finally:
+            self._applied = False
+            torch.set_num_threads(before)
+
+    def _stage(self, inputs: Inputs) -> list[torch.Tensor]:
+        import torch
+
+        arrays = self.model.check_inputs(inputs)
+        return [torch.from_numpy(a).to(self._torch_device) for a in arrays.values()]
+
+    def _forward(self, tensors: list[torch.Tensor]) -> Any:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                return self.module(*tensors)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise BackendError(
+                f"out of GPU memory on {self.device} running {self.model.name!r}: "
+                "use a smaller batch size or free GPU memory"
+            ) from exc
+        except RuntimeError as exc:
+            raise InputError(f"torch failed to run {self.model.name!r}: {exc}") from exc
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work (no-op on the CPU)."""
+        import torch
+
+        if self._torch_device.type == "cuda":
+            torch.cuda.synchronize(self._torch_device)
+
+    def run(self, inputs: Inputs) -> list[np.ndarray]:
+        with self.settings():
+            outputs = self._forward(self._stage(inputs))
+        flat = outputs if isinstance(outputs, list | tuple) else (outputs,)
+        return [o.detach().cpu().numpy() for o in flat]
+
+    def runner(self, inputs: Inputs) -> Callable[[], Any]:
+        tensors = self._stage(inputs)
+
+        def run_once() -> Any:
+            if self._applied or not self.options.threads:
+                out = self._forward(tensors)
+            else:
+                with self.settings():
+                    out = self._forward(tensors)
+            self.synchronize()
+            return out
+
+        return run_once
+
+    def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
+        """Per-module timings with forward hooks (see `torch_layer_timings`)."""
+        with self.settings():
+            return torch_layer_timings(self, inputs, repeats)
+
+    def _profiler_layers(self, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+        with self.settings():
+            return torch_profiler_layer_timings(self, inputs, repeats)
+
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        """``"default"`` (forward hooks) and ``"torch.profiler"`` (with memory per module)."""
+        return {"default": self.run_layers, "torch.profiler": self._profiler_layers}
+
+    def close(self) -> None:
+        self.module = None  # type: ignore[assignment]
