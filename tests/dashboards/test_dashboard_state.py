@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import workbench as wb
 from workbench.dashboards.jobs import Jobs
 from workbench.errors import CancelledError, ModelLoadError
 
@@ -101,7 +102,7 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(ma
 
     page.sparsity = 0.5
     page.jobs.wait()
-    assert "prune-magnitude(50%)+int8-dynamic" in page.results
+    assert "prune-magnitude(50%) → int8-dynamic" in page.results
     page.tradeoff.click_data = {"points": [{"customdata": ["int8-dynamic", 0.1, True]}]}
     assert page.selected == "int8-dynamic"
 
@@ -330,3 +331,21 @@ def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled(
     jobs.wait()
     assert results == ["measured"]
     jobs.close()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "label"),
+    [
+        (("none", "entropy", 0.0, False), "baseline"),
+        (("int8-dynamic", "entropy", 0.0, False), "int8-dynamic"),
+        (("none", "entropy", 0.25, True), "prune-channels(25%)"),
+        (("fp16", "entropy", 0.5, False), "prune-magnitude(50%) → fp16"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v)),
+)
+def test_variant_labels_are_the_built_variants_recipe_labels(recipe, label):
+    from workbench.dashboards import work
+    from workbench.testing import toy_mlp
+
+    assert work.variant_label(*recipe) == label
+    assert work.build_variant(wb.load(toy_mlp()), *recipe).recipe_name == label

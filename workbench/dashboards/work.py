@@ -16,7 +16,8 @@ from typing import Any
 import workbench as wb
 from workbench.dashboards.cache import RESULTS, RunKey
 from workbench.errors import TransformError
-from workbench.model import Model
+from workbench.model import Model, recipe_label
+from workbench.optimize.base import Transform, chain_to_dict, make_config
 from workbench.profiling.profile import Profile
 from workbench.progress import CancelToken, ProgressCallback
 
@@ -121,15 +122,27 @@ def evaluation_data(model: Model, split: str = "test") -> Any | None:
     return wb.samples.dataset("digits", split=split)
 
 
-def variant_label(method: str, calibration: str, sparsity: float, structured: bool) -> str:
-    """A short name for a recipe: ``prune-channels(50%)+int8-static(entropy)``."""
-    parts = []
+def variant_steps(
+    method: str, calibration: str, sparsity: float, structured: bool
+) -> list[Transform]:
+    """The Optimize page's controls as transform configs: prune (if ``sparsity`` > 0),
+    then quantize (unless ``method`` is ``"none"``); empty for the baseline."""
+    steps = []
     if sparsity > 0:
         kind = "prune-channels" if structured else "prune-magnitude"
-        parts.append(f"{kind}({round(100 * sparsity)}%)")
-    if method != "none":
-        parts.append(f"int8-static({calibration})" if method == "int8-static" else method)
-    return "+".join(parts) or "baseline"
+        steps.append(make_config(kind, sparsity=sparsity))
+    if method == "int8-static":
+        steps.append(make_config(method, calibration=calibration))
+    elif method != "none":
+        steps.append(make_config(method))
+    return steps
+
+
+def variant_label(method: str, calibration: str, sparsity: float, structured: bool) -> str:
+    """The recipe's label, as the built variant will carry it: ``prune-channels(50%) →
+    int8-static(entropy)``, or ``baseline``."""
+    steps = variant_steps(method, calibration, sparsity, structured)
+    return recipe_label(chain_to_dict(steps) if steps else None)
 
 
 def build_variant(
@@ -140,20 +153,13 @@ def build_variant(
     Raises:
         TransformError: the transform cannot apply to this model (explained).
     """
-    variant = model
-    if sparsity > 0:
-        if structured and model.framework != "torch":
-            raise TransformError("structured pruning needs a PyTorch model; untick 'structured'")
-        variant = wb.prune(variant, sparsity=sparsity, structured=structured)
-    if method == "int8-static":
-        from workbench.optimize.quantize import Int8Static
-
-        # the config carries the calibration method; `calibration=` is the data
-        config = Int8Static(calibration=calibration)  # type: ignore[arg-type]
-        variant = wb.quantize(variant, config, calibration=evaluation_data(model, split="train"))
-    elif method != "none":
-        variant = wb.quantize(variant, method)
-    return variant
+    steps = variant_steps(method, calibration, sparsity, structured)
+    if not steps:
+        return model
+    if sparsity > 0 and structured and model.framework != "torch":
+        raise TransformError("structured pruning needs a PyTorch model; untick 'structured'")
+    # static INT8 calibrates on the training split; the other steps ignore the data
+    return wb.transform(model, steps, data=evaluation_data(model, split="train"))
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ class VariantResult:
     """One measured variant: its size, metric and profile (never mutated once built).
 
     Attributes:
-        label: the recipe's short name (`variant_label`).
+        label: the recipe's label (`variant_label`, `recipe_label`).
         size_bytes: the serialised model's size.
         metric: the metric's name (``"accuracy"``).
         metric_value: the metric on the held-out data, None without labelled data.
