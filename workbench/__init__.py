@@ -47,6 +47,11 @@ _EXPORTS: dict[str, str] = {
     "sweep": "workbench.evaluation.sweep:sweep",
     "TradeoffTable": "workbench.evaluation.sweep:TradeoffTable",
     "runs": "workbench.store:runs",
+    "scenario": "workbench.scenarios:scenario",
+    "slo": "workbench.scenarios:slo",
+    "batch_sweep": "workbench.scenarios:batch_sweep",
+    "ScenarioResult": "workbench.scenarios:ScenarioResult",
+    "SloResult": "workbench.scenarios:SloResult",
     "dashboard": "workbench.dashboards:dashboard",
     "WorkbenchError": "workbench.errors:WorkbenchError",
 }
