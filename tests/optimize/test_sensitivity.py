@@ -87,3 +87,9 @@ def test_sensitivity_of_channel_pruning_prunes_one_layer_each(digits_mlp, digits
     assert sorted(report["layer"]) == ["fc1", "fc2"] and report["error"].isna().all()
     assert (report["sqnr_db"] < 40).all()  # removing 3/4 of a layer's neurons is visible
     assert report.attrs["metric"] == "accuracy"
+
+
+def test_a_method_name_as_calibration_data_is_refused(digits_mlp, digits_test) -> None:
+    for run in (wb.sensitivity, wb.suggest):
+        with pytest.raises(TransformError, match=r"transform=Int8Static\(calibration='minmax'\)"):
+            run(digits_mlp, digits_test, transform="int8-static", calibration="minmax")

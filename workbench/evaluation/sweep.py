@@ -259,15 +259,15 @@ class _PointRunner:
         self.calibration = calibration
 
     def build(self, spec: Any) -> Model | Exception:
-        from workbench.optimize.base import make_config
+        from workbench.optimize.base import transform
 
         if spec == BASELINE:
             return self.model
         if isinstance(spec, Model):
             return spec
         try:
-            config = make_config(spec)
-            return config.apply(self.model, self.calibration)
+            # through the entry point, so a derived base model's steps stay in the recipe
+            return transform(self.model, spec, self.calibration)
         except Exception as exc:  # a failed transform is one failed row, not a failed sweep
             if isinstance(exc, CancelledError):
                 raise

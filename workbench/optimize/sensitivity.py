@@ -193,6 +193,7 @@ def sensitivity(
     from workbench.loaders import load
     from workbench.optimize.data_source import resolve_data
 
+    _check_calibration_data(calibration)
     model = load(model)
     config = make_config(transform)
     config.with_exclude(())  # fails early for transforms without per-layer control
@@ -270,6 +271,7 @@ def suggest(
     from workbench.loaders import load
     from workbench.optimize.data_source import resolve_data
 
+    _check_calibration_data(calibration)
     model = load(model)
     config = make_config(transform)
     data = resolve_data(model, data, "test", "suggest")
@@ -305,6 +307,15 @@ def suggest(
             f"faster within max_drop={max_drop}; see wb.sensitivity for each layer's cost"
         )
     return _only(config, everything, chosen)
+
+
+def _check_calibration_data(calibration: Any) -> None:
+    # here ``calibration`` is the transform's data; the method belongs in the config
+    if isinstance(calibration, str):
+        raise TransformError(
+            f"calibration= takes the transform's data here, got {calibration!r}; set the "
+            f"method in the config: transform=Int8Static(calibration={calibration!r})"
+        )
 
 
 def _only(config: Transform, layers: list[str], chosen: list[str]) -> Transform:
