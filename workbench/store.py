@@ -137,6 +137,15 @@ class Store:
                 (sweep_id, _now(), model, json.dumps(meta or {}, default=str)),
             )
 
+    def restart_sweep(self, sweep_id: str, model: str, meta: dict[str, Any] | None = None) -> None:
+        """Discard a sweep's stored points and record it anew with ``meta`` (a fresh start)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM points WHERE sweep_id=?", (sweep_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO sweeps VALUES (?,?,?,?)",
+                (sweep_id, _now(), model, json.dumps(meta or {}, default=str)),
+            )
+
     def sweep_meta(self, sweep_id: str) -> dict[str, Any]:
         """The settings a sweep was started with (model, variants, backends, metric ...).
 

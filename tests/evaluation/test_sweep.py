@@ -145,3 +145,131 @@ def test_tradeoff_tables_compare_by_identity_without_raising() -> None:
     assert table == table
     assert table != twin
     assert table in [twin, table]
+
+
+def _one_point(data: wb.Dataset, store: Path, **kwargs) -> sweep_module.TradeoffTable:  # type: ignore[no-untyped-def]
+    settings = {"variants": ["baseline"], "backends": ["onnxruntime"], **FAST, **kwargs}
+    return sweep("digits-mlp", data=data, store=store, **settings)
+
+
+def test_same_inputs_with_wrong_labels_do_not_resume(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    data = wb.samples.dataset("digits").take(128)
+    wrong = wb.Dataset.from_arrays(data.inputs, (data.labels + 1) % 10)  # unnamed, like data
+    right = _one_point(data, store)
+    assert right.df["metric_value"].iloc[0] > 0.8
+    table = _one_point(wrong, store)
+    assert table.sweep_id != right.sweep_id
+    assert table.df["metric_value"].iloc[0] < 0.2  # measured on the wrong labels
+    assert "data_fingerprint" in table.notes[0] and right.sweep_id in table.notes[0]
+    # with one explicit id for both, the stored point is discarded, not returned
+    _one_point(data, store, sweep_id="mine")
+    again = _one_point(wrong, store, sweep_id="mine")
+    assert len(again) == 1 and again.df["metric_value"].iloc[0] < 0.2
+    assert "started fresh" in again.notes[0] and "data_fingerprint" in again.notes[0]
+    assert load_sweep("mine", store).meta["data_fingerprint"] == again.meta["data_fingerprint"]
+
+
+def test_changed_settings_restart_a_named_sweep_and_say_which(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    data = wb.samples.dataset("digits").take(64)
+    first = _one_point(data, store, sweep_id="s")
+    assert first.notes == []
+    resumed = _one_point(data, store, sweep_id="s")
+    assert resumed.notes == [] and list(resumed.df["run_id"]) == list(first.df["run_id"])
+    fresh = _one_point(data, store, sweep_id="s", options={"threads": 2})
+    assert "options" in fresh.notes[0] and list(fresh.df["run_id"]) != list(first.df["run_id"])
+    metric = _one_point(data, store, sweep_id="s", options={"threads": 2}, metric="top5")
+    assert "metric" in metric.notes[0] and metric.df["metric"].iloc[0] == "top5"
+
+
+def test_no_resume_discards_the_stored_points(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    data = wb.samples.dataset("digits").take(64)
+    first = _one_point(data, store)
+    again = _one_point(data, store, resume=False)
+    assert again.sweep_id == first.sweep_id and "resume=False" in again.notes[0]
+    assert list(again.df["run_id"]) != list(first.df["run_id"])
+    assert len(Store(store).points(first.sweep_id)) == 1
+
+
+def test_a_sweep_stored_without_an_identity_is_not_resumed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "runs.sqlite")
+    store.start_sweep("old", "digits-mlp", {"model": "digits-mlp", "data": ""})
+    store.save_point("old", {"variant": "baseline", "backend": "onnxruntime", "device": "cpu",
+                             "batch_size": 32, "metric_value": 0.99})  # fmt: skip
+    table = _one_point(wb.samples.dataset("digits").take(64), store.path, sweep_id="old")
+    assert "data_fingerprint" in table.notes[0] and "versions" in table.notes[0]
+    assert table.df["metric_value"].iloc[0] != 0.99
+
+
+def test_identity_covers_everything_that_changes_results(monkeypatch) -> None:
+    model = wb.samples.load("digits-mlp")
+    data = wb.samples.dataset("digits").take(32)
+    base = {"data": data, "metric": "accuracy", "options": {"threads": 1}}
+
+    def identity(**changes: object) -> dict:
+        settings = {**base, **changes}
+        variants = settings.pop("variants", [Int8Dynamic()])
+        return sweep_module.sweep_identity(model, variants, ["onnxruntime"], **settings)  # type: ignore[arg-type]
+
+    def changed(**changes: object) -> list[str]:
+        return sweep_module.identity_changes(identity(), identity(**changes))
+
+    assert changed() == []
+    assert changed(data=data.with_batch_size(5)) == []  # batching is not content
+    assert changed(data=data.take(31)) == ["data_fingerprint"]
+    assert changed(metric="top5") == ["metric"]
+    assert changed(options={"threads": 2}) == ["options"]
+    assert changed(variants=[Int8Dynamic(per_channel=True)]) == ["variants"]
+    assert changed(calibration=data) == ["calibration_fingerprint"]
+    assert changed(budget_s=1.0) == ["budget_s"]
+    before = identity()
+    monkeypatch.setattr(sweep_module.platform, "python_version", lambda: "3.99.0")
+    assert sweep_module.identity_changes(before, identity()) == ["versions"]
+    assert set(identity()["versions"]) >= {"workbench", "numpy", "onnx", "backend:onnxruntime"}
+
+
+def test_data_fingerprint_reads_content_not_batching() -> None:
+    torch = pytest.importorskip("torch")
+    data = wb.samples.dataset("digits").take(100)
+    fingerprint = sweep_module.data_fingerprint
+    same = [
+        fingerprint(data.with_batch_size(7)),
+        fingerprint(list(data.with_batch_size(33))),
+        fingerprint([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]),
+        fingerprint(wb.Dataset.from_arrays(data.inputs[:, :, ::-1, :][:, :, ::-1, :], data.labels)),
+    ]
+    assert set(same) == {fingerprint(data)}
+    inputs = data.inputs.copy()
+    inputs[99, 0, 7, 7] += 1e-3  # one value of the last sample
+    labels = data.labels.copy()
+    labels[[0, 1]] = labels[[1, 0]]  # two labels swapped
+    different = {
+        fingerprint(wb.Dataset.from_arrays(inputs, data.labels)),
+        fingerprint(wb.Dataset.from_arrays(data.inputs, labels)),
+        fingerprint(wb.Dataset.from_arrays(data.inputs.astype(np.float64), data.labels)),
+        fingerprint(wb.Dataset.from_arrays({"x": data.inputs}, data.labels)),
+        fingerprint(wb.Dataset.from_arrays(data.inputs.reshape(100, 64), data.labels)),
+    }
+    assert len(different) == 5 and fingerprint(data) not in different
+
+
+def test_data_fingerprint_hashes_large_arrays_in_chunks(monkeypatch) -> None:
+    updates: list[int] = []
+    real = sweep_module._hash_array
+
+    def spy(digest, array):  # type: ignore[no-untyped-def]
+        class Counting:
+            def update(self, chunk):  # type: ignore[no-untyped-def]
+                updates.append(len(chunk))
+                digest.update(chunk)
+
+        real(Counting(), array)
+
+    x = np.arange(4096 * 64, dtype=np.float32).reshape(4096, 64)[:, ::2]  # not contiguous
+    whole = sweep_module.data_fingerprint([(x, np.zeros(4096))])
+    monkeypatch.setattr(sweep_module, "_CHUNK_BYTES", 32 * 4 * 100)  # 100 rows a chunk
+    monkeypatch.setattr(sweep_module, "_hash_array", spy)
+    assert sweep_module.data_fingerprint([(x, np.zeros(4096))]) == whole
+    assert max(updates) == 32 * 4 * 100 and sum(updates) == x.nbytes + 4096 * 8

@@ -4,9 +4,16 @@ Each point is one variant (a transform of the model, or the baseline) on one bac
 and device: its quality on the data (`evaluate`) and its latency (`profile` without
 per-layer timing). A point that fails (a backend that cannot run Q/DQ ops, torch given
 an ONNX INT8 model) is kept with its error and the sweep goes on. Every finished point
-is written to the results store at once; rerunning the same sweep (same ``sweep_id``,
-which by default is derived from the model, variants, backends, devices, batch size and
-metric) skips the points already done, so an interrupted sweep loses nothing.
+is written to the results store at once; rerunning the same sweep skips the points
+already done, so an interrupted sweep loses nothing.
+
+A sweep's identity (`sweep_identity`) is everything that changes its results: the model's
+weights, the variants' full configs, backends, devices, batch size, time budget, backend
+options, metric, a content fingerprint of the evaluation and calibration data (inputs
+and labels, `data_fingerprint`) and the versions of the packages and runtimes. The
+default ``sweep_id`` is a hash of it; a stored sweep is resumed only when its recorded
+identity is the same, otherwise it starts fresh and `TradeoffTable.notes` says what
+changed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
+import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +35,7 @@ import pandas as pd
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
 from workbench.evaluation.pareto import pareto_mask
-from workbench.model import Model
+from workbench.model import Model, to_numpy
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.store import Store, point_key
 
@@ -37,6 +47,12 @@ COLUMNS = [
 ]  # fmt: skip
 
 BASELINE = "baseline"
+#: bytes hashed per update when fingerprinting data (bounds the copy of a non-contiguous array)
+_CHUNK_BYTES = 1 << 24
+#: identity entries that describe the sweep without changing its results
+_NOT_IDENTITY = frozenset({"model", "data"})
+
+log = logging.getLogger(__name__)
 
 
 def default_variants(model: Model | None = None) -> list[Any]:
@@ -72,6 +88,9 @@ class TradeoffTable:
         metric: the metric's name.
         higher_is_better: the metric's direction.
         sweep_id: the id under which the points are stored.
+        meta: the settings the sweep was started with (its identity).
+        notes: what the user should know about this run, e.g. why a stored sweep was
+            not resumed.
     """
 
     df: pd.DataFrame
@@ -79,6 +98,7 @@ class TradeoffTable:
     higher_is_better: bool = True
     sweep_id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def pareto(self) -> pd.DataFrame:
         """The Pareto-optimal rows (no other point is both faster and better), fastest first."""
@@ -96,6 +116,7 @@ class TradeoffTable:
             "metric": self.metric,
             "higher_is_better": self.higher_is_better,
             "meta": self.meta,
+            "notes": self.notes,
             "rows": rows,
         }
 
@@ -111,7 +132,8 @@ class TradeoffTable:
 
     def __repr__(self) -> str:
         shown = self.df[[c for c in COLUMNS[:14] if c in self.df]]
-        return f"TradeoffTable({self.metric}, sweep {self.sweep_id})\n{shown.to_string()}"
+        notes = "".join(f"\nnote: {n}" for n in self.notes)
+        return f"TradeoffTable({self.metric}, sweep {self.sweep_id})\n{shown.to_string()}{notes}"
 
     def _repr_html_(self) -> str:
         shown = self.df[[c for c in COLUMNS[:14] if c in self.df]].copy()
@@ -145,7 +167,9 @@ def sweep(
 
     Never changes ``model``. Each finished point is saved to the store before the next
     starts; with ``resume=True`` points already in the store for this ``sweep_id`` are
-    not measured again.
+    not measured again, provided the stored sweep has the same identity (model, variants,
+    data content, metric, options, versions: see `sweep_identity`). Otherwise, and with
+    ``resume=False``, the sweep starts fresh and ``notes`` says why.
 
     Args:
         model: a `Model` or anything `workbench.load` accepts (the baseline).
@@ -163,8 +187,9 @@ def sweep(
         budget_s: time budget of each latency measurement, in seconds.
         options: backend options for every compile (e.g. ``{"threads": 1}``).
         store: a `Store`, a path, or None for the default store.
-        sweep_id: id of the sweep in the store (default: derived from its settings).
-        resume: skip points already stored under ``sweep_id``.
+        sweep_id: id of the sweep in the store (default: a hash of its identity).
+        resume: skip points already stored under ``sweep_id`` when its identity matches;
+            False discards them.
         progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
         cancel: a `CancelToken` checked between points; finished points stay stored.
 
@@ -186,20 +211,21 @@ def sweep(
     data = resolve_data(model, data, "test", "a sweep's evaluation")
     store = store if isinstance(store, Store) else Store(store)
     specs = _labelled(variants if variants is not None else default_variants(model))
-    settings = {
-        "model": model.name,
-        "fingerprint": model.fingerprint(),
-        "variants": [_describe(spec) for _, spec in specs],
-        "backends": list(backends),
-        "devices": list(devices),
-        "batch_size": batch_size,
-        "metric": scorer.name,
-        "higher_is_better": scorer.higher_is_better,
-        "data": str(getattr(data, "name", "")),
-    }
+    settings = sweep_identity(
+        model,
+        [spec for _, spec in specs],
+        backends,
+        data,
+        devices=devices,
+        batch_size=batch_size,
+        metric=scorer,
+        calibration=calibration,
+        budget_s=budget_s,
+        options=options,
+    )
     sweep_id = sweep_id or _sweep_id(settings)
-    store.start_sweep(sweep_id, model.name, settings)
-    done = store.done_keys(sweep_id) if resume else set()
+    notes = _open_sweep(store, sweep_id, model.name, settings, resume)
+    done = store.done_keys(sweep_id)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
     built: dict[str, Model | Exception] = {}
@@ -216,8 +242,189 @@ def sweep(
     if cancel is not None and cancel.cancelled:
         raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
     table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
-    table.meta = settings
+    table.meta, table.notes = settings, notes
     return table
+
+
+def sweep_identity(
+    model: Model,
+    variants: list[Any],
+    backends: Iterable[str],
+    data: Any,
+    *,
+    devices: Iterable[str] = ("cpu",),
+    batch_size: int = 32,
+    metric: Any = "accuracy",
+    calibration: Any = None,
+    budget_s: float = 0.5,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything that changes a sweep's results, as JSON-ready values.
+
+    Two sweeps with equal identities measure the same thing, so one may resume the
+    other; the default sweep id is a hash of it. ``model`` and ``data`` (the names) are
+    recorded for display and do not count (`identity_changes` skips them).
+
+    Args:
+        model: the baseline `Model`.
+        variants: the variant specs (configs, names, recipe dicts, `Model`s, ``"baseline"``).
+        backends: backend names.
+        data: the evaluation data (a `Dataset` or re-iterable of batches).
+        devices: device names.
+        batch_size: the latency batch size.
+        metric: a metric name or scorer (`get_metric`).
+        calibration: the transforms' data, or None for the sample's training split.
+        budget_s: the time budget of each latency measurement.
+        options: backend options.
+
+    Returns:
+        A dict: model name and fingerprint, variants' full configs, backends, devices,
+        batch size, budget, options, metric and direction, data name and content
+        fingerprint, calibration fingerprint, package and runtime versions.
+    """
+    scorer = get_metric(metric)
+    backends = list(backends)
+    return {
+        "model": model.name,
+        "fingerprint": model.fingerprint(),
+        "variants": [_describe(spec) for spec in variants],
+        "backends": backends,
+        "devices": list(devices),
+        "batch_size": batch_size,
+        "budget_s": budget_s,
+        "options": json.loads(json.dumps(options or {}, sort_keys=True, default=str)),
+        "metric": scorer.name,
+        "higher_is_better": scorer.higher_is_better,
+        "data": str(getattr(data, "name", "")),
+        "data_fingerprint": data_fingerprint(data),
+        "calibration_fingerprint": None if calibration is None else data_fingerprint(calibration),
+        "versions": _versions(backends),
+    }
+
+
+def identity_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Names of the identity entries that differ (a missing entry differs), sorted."""
+    keys = (set(before) | set(after)) - _NOT_IDENTITY
+    return sorted(k for k in keys if before.get(k) != after.get(k))
+
+
+def data_fingerprint(data: Any) -> str:
+    """A hash of a dataset's content: every input array and the labels, in order.
+
+    Batching does not matter (a `Dataset` is hashed as whole arrays, other iterables
+    batch by batch, each array's bytes in order with its dtype and per-sample shape), and
+    arrays are fed to the hash in chunks of at most 16 MiB, so large data costs one
+    read and no full copy.
+
+    Args:
+        data: a `Dataset` or an iterable of ``(inputs, labels)`` batches (read once).
+
+    Returns:
+        A 16-character hex digest; equal data gives equal digests across processes.
+    """
+    from workbench.data import Dataset
+
+    batches = [(data.inputs, data.labels)] if isinstance(data, Dataset) else data
+    digests: dict[str, Any] = {}
+    samples = 0
+    for inputs, labels in batches:
+        named = _named_arrays(inputs)
+        samples += len(named[0][1]) if named else 0
+        for name, array in [*named, ("labels", to_numpy(labels))]:
+            if name not in digests:  # dtype and per-sample shape, once: batching is invisible
+                digests[name] = hashlib.sha256(f"{array.dtype.str}{array.shape[1:]}".encode())
+            _hash_array(digests[name], array)
+    total = hashlib.sha256(f"samples={samples}".encode())
+    for name in sorted(digests):
+        total.update(f"{name}={digests[name].hexdigest()}".encode())
+    return total.hexdigest()[:16]
+
+
+def _named_arrays(inputs: Any) -> list[tuple[str, np.ndarray]]:
+    if isinstance(inputs, dict):
+        return [(f"input:{k}", to_numpy(v)) for k, v in sorted(inputs.items())]
+    if isinstance(inputs, list | tuple) and inputs and all(hasattr(v, "shape") for v in inputs):
+        return [(f"input:{i}", to_numpy(v)) for i, v in enumerate(inputs)]
+    return [("input:0", to_numpy(inputs))]
+
+
+def _hash_array(digest: Any, array: np.ndarray) -> None:
+    if array.dtype.hasobject:  # strings or mixed labels: no buffer to read
+        digest.update(repr(array.tolist()).encode())
+        return
+    rows = max(1, _CHUNK_BYTES // max(1, array[:1].nbytes)) if array.ndim else 1
+    flat = array.reshape(1) if array.ndim == 0 else array
+    for start in range(0, len(flat), rows):
+        digest.update(np.ascontiguousarray(flat[start : start + rows]).data.cast("B"))
+
+
+def _versions(backends: list[str]) -> dict[str, str]:
+    """Versions of Python, workbench, numpy, onnx and each backend's runtime."""
+    from importlib import metadata
+
+    from workbench.backends.base import get_backend
+
+    found = {"python": platform.python_version()}
+    for package in ("workbench", "numpy", "onnx"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    for name in backends:
+        try:
+            found[f"backend:{name}"] = str(get_backend(name).availability().version)
+        except WorkbenchError as exc:  # an unknown backend is a failed row, not a failed sweep
+            found[f"backend:{name}"] = f"unavailable ({type(exc).__name__})"
+    return found
+
+
+def _open_sweep(
+    store: Store, sweep_id: str, model: str, identity: dict[str, Any], resume: bool
+) -> list[str]:
+    """Record the sweep in the store, resuming it only when its identity is unchanged.
+
+    Returns:
+        Notes for the user: why stored points were not reused, if any were not.
+    """
+    try:
+        stored: dict[str, Any] | None = store.sweep_meta(sweep_id)
+    except KeyError:
+        stored = None
+    notes = []
+    if stored is None:
+        earlier = _latest_other_sweep(store, model, sweep_id)
+        changes = identity_changes(earlier[1], identity) if earlier else []
+        if earlier is not None and changes and resume:
+            notes.append(
+                f"new sweep {sweep_id}: the last sweep of {model} ({earlier[0]}) was not "
+                f"resumed because its {', '.join(changes)} differ"
+            )
+        store.start_sweep(sweep_id, model, identity)
+    elif not resume:
+        notes.append(f"sweep {sweep_id} started fresh (resume=False); stored points discarded")
+        store.restart_sweep(sweep_id, model, identity)
+    elif changes := identity_changes(stored, identity):
+        notes.append(
+            f"sweep {sweep_id} started fresh: its stored points were measured with a "
+            f"different {', '.join(changes)}"
+        )
+        store.restart_sweep(sweep_id, model, identity)
+    for note in notes:
+        log.warning(note)
+    return notes
+
+
+def _latest_other_sweep(
+    store: Store, model: str, sweep_id: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The newest stored sweep of ``model`` other than ``sweep_id`` with its identity."""
+    runs = store.runs()
+    others = runs[(runs["kind"] == "sweep") & (runs["model"] == model)]
+    others = others[others["sweep_id"] != sweep_id]
+    if others.empty:
+        return None
+    latest = str(others["sweep_id"].iloc[0])
+    return latest, store.sweep_meta(latest)
 
 
 def load_sweep(sweep_id: str, store: Store | str | Path | None = None) -> TradeoffTable:
@@ -402,7 +609,7 @@ def _labelled(variants: list[Any]) -> list[tuple[str, Any]]:
 
 
 def _describe(spec: Any) -> Any:
-    """What identifies a variant in the sweep id: its full config, not just its label."""
+    """What identifies a variant in a sweep's identity: its full config, not just its label."""
     from workbench.optimize.base import config_to_dict, make_config
 
     if isinstance(spec, Model):
