@@ -1,0 +1,28 @@
+"""The Serving page, driven through its parameters: a scenario run and an SLO search."""
+
+from __future__ import annotations
+
+from workbench.dashboards.pages.serving import ServingPage
+
+
+def test_serving_page_runs_a_scenario_and_an_slo_search(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app()
+    page = ServingPage(state=app.state, min_duration_s=0.05, min_queries=16)
+    page.__panel__()
+    page.kind = "offline"
+    page.price_per_hour = 2.0
+    page.run_scenario()
+    page.jobs.wait()
+    assert page.jobs.error == ""
+    assert page.result is not None and page.result.kind == "offline"
+    assert page.result.backend == app.state.backend
+    assert "cost per million" in page.summary.object
+    assert len(page.table.value) == len(page.result.queries)
+
+    page.p99_ms = 50.0
+    page.find_rate()
+    page.jobs.wait()
+    assert page.jobs.error == ""
+    assert page.slo_result is not None and page.slo_result.p99_ms == 50.0
+    assert "Highest sustained server rate" in page.summary.object
+    assert page.figure.object.layout.shapes[0].y0 == 50.0
