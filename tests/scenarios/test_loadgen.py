@@ -77,14 +77,18 @@ def test_a_late_generator_is_seen_and_makes_the_run_invalid() -> None:
     with LoadGenerator(schedule, LaggingClock(0.010)) as generator:
         _drain(generator)
     lag_ms = (generator.issue_s - schedule) * 1e3
-    assert lag_ms.min() >= 10.0 - 1e-9
+    assert lag_ms.min() >= 0.0 and np.median(lag_ms) >= 5.0  # tolerance here: 1/rate = 4 ms
+    late = int((lag_ms > 4.0).sum())
     done = generator.issue_s + 0.001
     frame = query_frame(
         0.0, schedule, generator.issue_s, generator.issue_s, done, samples=1, batch=1
     )
     minimums = MINIMUMS["server"]
     reasons = server_checks(frame, 2.0, minimums, RATE, None, 1000.0)
-    assert len(reasons) == 1 and "load generator fell behind: 300 of 300" in reasons[0]
+    assert reasons == [
+        f"the load generator fell behind: {late} of 300 queries issued over 4 ms late "
+        f"(worst {lag_ms.max():.3g} ms)"
+    ]
     on_time = query_frame(0.0, schedule, schedule, schedule, schedule + 0.001, samples=1, batch=1)
     assert server_checks(on_time, 2.0, minimums, RATE, None, 1000.0) == []
 

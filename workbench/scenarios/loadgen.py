@@ -20,6 +20,9 @@ import numpy as np
 from workbench.errors import InputError
 from workbench.scenarios.clock import Clock
 
+#: longest the generator thread sleeps before looking whether the run was stopped
+STOP_CHECK_S = 0.05
+
 
 def poisson_arrivals(
     rate_per_s: float, *, min_queries: int, min_duration_s: float, seed: int = 0
@@ -102,9 +105,12 @@ class LoadGenerator:
     def _issue(self) -> None:
         try:
             for index, due in enumerate(self.schedule_s):
+                # sleep in short steps so that a run ended early (an error, a cancel) is not
+                # kept waiting for the next arrival of a slow schedule
+                while self._clock.now() < due and not self._stop.is_set():
+                    self._clock.sleep_until(min(float(due), self._clock.now() + STOP_CHECK_S))
                 if self._stop.is_set():
                     break
-                self._clock.sleep_until(float(due))
                 self.issue_s[index] = self._clock.now()
                 self._queue.put(index)
         finally:
