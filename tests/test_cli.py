@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from workbench.cli import main
 from workbench.testing import toy_cnn
 
@@ -92,3 +94,75 @@ def test_profile_layer_view_containers(tmp_path: Path) -> None:
     assert code == 0
     layers = {row["layer"] for row in json.loads(out_path.read_text())["layers"]}
     assert {"features", "features.0", "classifier.1"} <= layers  # containers and leaves
+
+
+# ---- the bad-input catalogue: one line each, exit status 2, no traceback ----------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model files that are fine, but wrong for what the cases below ask of them."""
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+
+    folder = tmp_path_factory.mktemp("bad")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "symbolic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, folder / "symbolic.onnx")
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    torch.export.save(torch.export.export(module, (torch.rand(2, 3),)), folder / "fixed.pt2")
+    torch.jit.save(torch.jit.script(module), str(folder / "scripted.pt"))
+    return folder
+
+
+BAD_INPUTS = [
+    # (case, arguments after "profile" ({dir} is the folder of bad files), message)
+    ("symbolic dims", ["{dir}/symbolic.onnx"], "symbolic dimensions beyond the batch in x"),
+    ("bad --shape", ["{dir}/symbolic.onnx", "--shape", "x=2by5"], "is not NAME=DIMxDIM"),
+    ("unknown --shape", ["{dir}/symbolic.onnx", "--shape", "z=1x2x4"], "unknown input(s) ['z']"),
+    ("fixed batch", ["{dir}/fixed.pt2", "--batch-size", "4"], "runs only batch 2"),
+    (
+        "fixed batch, torch",
+        ["{dir}/fixed.pt2", "--batch-size", "4", "--backend", "torch"],
+        "runs only batch 2",
+    ),
+    ("fractional batch", ["digits-mlp", "--batch-size", "2.5"], "'2.5' is not a whole number"),
+    ("negative budget", ["digits-mlp", "--budget", "-1"], "--budget: must be greater than 0"),
+    ("negative threads", ["digits-mlp", "--threads", "-2"], "--threads: must be at least 1"),
+    ("too large", ["{dir}/fixed.pt2", "--max-size", "0.0001"], "over the 104 bytes limit"),
+    ("huge batch", ["digits-mlp", "--batch-size", "4000000000"], "out of memory (Unable to"),
+    ("code", ["{dir}/scripted.pt"], "is TorchScript, which is code"),
+    (
+        "unknown backend option",
+        ["digits-mlp", "--backend", "numba", "--threads", "1"],
+        "unknown numba option 'threads'",
+    ),
+]
+
+
+def _exit_code(argv: list[str]) -> int:
+    """``main``'s status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_each_bad_input_gets_one_line_and_exit_2(bad_files, capsys, args, message) -> None:
+    argv = ["profile", *(a.format(dir=bad_files) for a in args), "--no-layers"]
+    if "--budget" not in args:
+        argv += ["--budget", "0.05"]
+    code = _exit_code(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("workbench: error: "), err
+    assert message in err and "Traceback" not in err

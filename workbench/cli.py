@@ -1,6 +1,7 @@
 """Command line: ``workbench devices | profile | sweep | serve``.
 
-Every `WorkbenchError` becomes a one-line message on stderr and exit status 2.
+Every `WorkbenchError`, bad argument, out-of-memory and runtime failure becomes a one-line
+message on stderr and exit status 2 (never a traceback).
 """
 
 from __future__ import annotations
@@ -8,7 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
+from workbench.cli_args import (
+    add_model_options,
+    input_shape,
+    inputs_for,
+    load_model,
+    positive_float,
+    positive_int,
+)
 from workbench.errors import WorkbenchError
 
 Command = Callable[[argparse.Namespace], int]
@@ -27,8 +37,10 @@ def _profile(args: argparse.Namespace) -> int:
     from workbench.profiling.run import profile
 
     options = {"threads": args.threads} if args.threads else None
+    model = load_model(args)
     result = profile(
-        args.model,
+        model,
+        inputs=inputs_for(model, args.batch_size, args.shape),
         backend=args.backend,
         device=args.device,
         batch_size=args.batch_size,
@@ -50,10 +62,20 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a model file (.onnx, .pt2, TorchScript) or a sample name")
     p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
     p.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default cpu)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
-    p.add_argument("--budget", type=float, default=2.0, help="timing budget in seconds")
-    p.add_argument("--top", type=int, default=10, help="layers to print (default 10)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+    p.add_argument("--budget", type=positive_float, default=2.0, help="timing budget in seconds")
+    p.add_argument("--top", type=positive_int, default=10, help="layers to print (default 10)")
+    p.add_argument(
+        "--shape",
+        type=input_shape,
+        action="append",
+        default=[],
+        metavar="NAME=DIMxDIM…",
+        help="an input's full shape (repeatable); needed for dimensions beyond the batch "
+        "that the model leaves symbolic",
+    )
+    add_model_options(p)
     p.add_argument("--no-layers", action="store_true", help="end-to-end timing only")
     p.add_argument(
         "--layer-view",
@@ -70,8 +92,15 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_profile)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"workbench: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench", description="Profile ML inference across backends and devices."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,11 +140,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except WorkbenchError as exc:
-        print(f"workbench: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except MemoryError as exc:
+        return _fail(f"out of memory ({exc or 'no detail'}); use a smaller --batch-size")
+    except Exception as exc:
+        # a runtime's own error (e.g. onnxruntime's on a shape it cannot run) is the
+        # user's to read in one line; anything else is a bug and keeps its traceback
+        if not type(exc).__module__.startswith(("onnxruntime", "numba")):
+            raise
+        return _fail(f"{type(exc).__module__.split('.')[0]} failed: {_first_line(exc)}")
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    print(f"workbench: error: {_first_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _first_line(text: object) -> str:
+    return " ".join(str(text).split())[:500]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ notebook nor the CLI ever has to read a traceback from deep inside a library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class WorkbenchError(Exception):
     """Base class of every error workbench raises on purpose."""
@@ -49,3 +52,20 @@ class TransformError(WorkbenchError):
 
 class CancelledError(WorkbenchError):
     """Long work was cancelled through its cancellation token."""
+
+
+def out_of_memory(where: str, model: str, inputs: Iterable[tuple[str, Any]]) -> BackendError:
+    """The one-line error for running out of memory, saying how big the inputs were.
+
+    Args:
+        where: the device, e.g. ``"cpu"`` or ``"cuda:0"``.
+        model: the model's name.
+        inputs: ``(name, array or tensor)`` pairs (anything with ``shape`` and ``nbytes``).
+    """
+    pairs = list(inputs)
+    total = sum(int(a.nbytes) for _, a in pairs)
+    shapes = ", ".join(f"{n} {list(a.shape)}" for n, a in pairs)
+    return BackendError(
+        f"out of memory on {where} running {model!r} with inputs {shapes} "
+        f"({total / 2**20:.1f} MiB); use a smaller batch size or free memory"
+    )

@@ -11,7 +11,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
-from workbench.errors import InputError, ModelLoadError, UnsafeModelError
+from workbench.errors import BackendError, InputError, ModelLoadError, UnsafeModelError
 from workbench.testing import toy_cnn, toy_mlp
 
 
@@ -163,3 +163,60 @@ def test_to_onnx_keeps_module_paths() -> None:
     assert {"0", "1", "2"} <= names
     weights = {layer.name: layer.params for layer in exported.layers}
     assert weights["0"] == model.layer("0").params == 8 * 16 + 16
+
+
+# ---- the same catalogue through the API: one line each ----------------------------------------
+
+
+class _OutOfMemory:
+    """Stands in for an ORT InferenceSession whose allocator fails."""
+
+    def run(self, *args: object) -> None:
+        raise RuntimeError("Failed to allocate memory for requested buffer of size 1073741824")
+
+
+def _ort_out_of_memory() -> None:
+    session = wb.backend("onnxruntime").compile(toy_cnn())
+    session.session = _OutOfMemory()
+    session.run(np.zeros((64, 1, 8, 8), np.float32))
+
+
+def _torch_out_of_memory() -> None:
+    session = wb.backend("torch").compile(toy_cnn())
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory")
+
+    session.module = fail
+    session.run(np.zeros((64, 1, 8, 8), np.float32))
+
+
+def _tiny_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ok.onnx"
+    path.write_bytes(_tiny_onnx().SerializeToString())
+    return path
+
+
+API_CASES = [
+    ("fractional batch", lambda _: wb.profile(toy_mlp(), batch_size=2.5), InputError,
+     "batch_size must be a whole number of at least 1, got 2.5"),
+    ("zero batch", lambda _: wb.profile(toy_mlp(), batch_size=0), InputError,
+     "batch_size must be a whole number of at least 1, got 0"),
+    ("ort out of memory", lambda _: _ort_out_of_memory(), BackendError,
+     "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
+    ("torch out of memory", lambda _: _torch_out_of_memory(), BackendError,
+     "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
+    ("file over the limit", lambda p: wb.load(_tiny_file(p), max_bytes=10), ModelLoadError,
+     "over the 10 bytes limit; pass max_bytes="),
+    ("bad limit", lambda p: wb.load(_tiny_file(p), max_bytes=-1), ModelLoadError,
+     "max_bytes must be a positive number of bytes"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"), [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES]
+)
+def test_each_bad_api_input_gets_one_line(tmp_path: Path, call, error, message) -> None:
+    with pytest.raises(error) as raised:
+        call(tmp_path)
+    assert message in str(raised.value) and "\n" not in str(raised.value)

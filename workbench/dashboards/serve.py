@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from workbench.cli_args import positive_float, positive_int
 from workbench.errors import WorkbenchError
 
 DEFAULT_PORT = 5006
@@ -38,7 +39,9 @@ URL_PARAMETERS = {p: p for p in ("model_name", "backend", "device", "batch_size"
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``workbench`` command line."""
     p = sub.add_parser("serve", help="serve the dashboard (localhost only unless --address)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--port", type=positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
     p.add_argument("--model", default=None, help="sample name or model file to open first")
     p.add_argument(
         "--address",
@@ -80,17 +83,6 @@ def _serve_command(args: argparse.Namespace) -> int:
         trust=args.trust,
     )
     return 0
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a number greater than zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
 
 
 def app_factory(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import io
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ def from_module(
     input_names: Sequence[str] | None = None,
     onnx_path: str | Path | None = None,
     source: str = "nn.Module",
+    fixed_batch: bool = False,
 ) -> Model:
     """Wrap a torch module as a `Model`.
 
@@ -45,6 +47,9 @@ def from_module(
         onnx_path: a ready ONNX export of this module whose nodes carry canonical layer
             names; `Model.to_onnx` then reuses it instead of exporting.
         source: where the module came from, for display.
+        fixed_batch: the module only runs the example inputs' batch size (a program
+            exported without a dynamic batch dimension), so the inputs' first dimension
+            is recorded as that number instead of ``"batch"``.
 
     Raises:
         ModelLoadError: no example inputs, or they do not run through the module.
@@ -59,7 +64,10 @@ def from_module(
     args = tuple(example_inputs) if isinstance(example_inputs, list | tuple) else (example_inputs,)
     if not all(isinstance(a, torch.Tensor) for a in args):
         raise ModelLoadError("example_inputs must be a tensor or a tuple of tensors")
-    model_copy = copy.deepcopy(module).eval()
+    with warnings.catch_warnings():
+        # copying a torch.export module trips torch's own pytree deprecation (torch 2.13)
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
+        model_copy = copy.deepcopy(module).eval()
     names = list(input_names or _forward_arg_names(model_copy, len(args)))
     try:
         with torch.inference_mode():
@@ -73,7 +81,7 @@ def from_module(
     return Model(
         framework="torch",
         name=name or type(module).__name__,
-        inputs=[_spec(n, a) for n, a in zip(names, args, strict=True)],
+        inputs=[_spec(n, a, fixed_batch) for n, a in zip(names, args, strict=True)],
         outputs=[
             _spec(f"output_{i}", o) for i, o in enumerate(outs) if isinstance(o, torch.Tensor)
         ],
@@ -154,7 +162,13 @@ def load_torch_file(
                 f"{_first_line(exc)})"
             ) from exc
         args = example_inputs if example_inputs is not None else program.example_inputs[0]
-        return from_module(program.module(), args, name=name or path.stem, source=str(path))
+        return from_module(
+            program.module(),
+            args,
+            name=name or path.stem,
+            source=str(path),
+            fixed_batch=not _dynamic_batch(program),
+        )
     if _is_torchscript(data):
         if not trust:
             raise refuse_code(path, "is TorchScript, which is code")
@@ -213,6 +227,19 @@ def _is_exported_program(data: bytes) -> bool:
         )
 
 
+def _dynamic_batch(program: Any) -> bool:
+    """Whether every user input of an exported program has a symbolic first dimension."""
+    import torch
+
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    shapes = [
+        placeholders[name].meta["val"].shape
+        for name in program.graph_signature.user_inputs
+        if isinstance(placeholders[name].meta.get("val"), torch.Tensor)
+    ]
+    return all(len(shape) > 0 and not isinstance(shape[0], int) for shape in shapes)
+
+
 def _forward_arg_names(module: torch.nn.Module, count: int) -> list[str]:
     try:
         params = [
@@ -227,7 +254,9 @@ def _forward_arg_names(module: torch.nn.Module, count: int) -> list[str]:
     return [f"input_{i}" for i in range(count)]
 
 
-def _spec(name: str, tensor: torch.Tensor) -> TensorSpec:
+def _spec(name: str, tensor: torch.Tensor, fixed_batch: bool = False) -> TensorSpec:
     dtype = str(tensor.dtype).removeprefix("torch.")
-    shape: tuple[int | str, ...] = ("batch", *tensor.shape[1:]) if tensor.dim() else ()
+    shape: tuple[int | str, ...] = tuple(tensor.shape)
+    if tensor.dim() and not fixed_batch:
+        shape = ("batch", *tensor.shape[1:])
     return TensorSpec(name, tuple(int(d) if isinstance(d, int) else d for d in shape), dtype)

@@ -69,13 +69,21 @@ def profile(
     from workbench.machine import environment
 
     model = load(model)
+    if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if inputs is not None:
         staged = model.check_inputs(inputs)
         batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
     else:
         staged = model.example_inputs(batch_size)
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        # a fixed-batch model's inputs keep their own batch: time only what is asked for
+        fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
+        if fixed:
+            raise InputError(
+                f"{model.name} runs only batch {next(iter(fixed.values()))} (input shapes are "
+                f"fixed: {fixed}), not {batch_size}; use that batch size or re-export it "
+                "with a dynamic batch dimension"
+            )
 
     def step(fraction: float, message: str) -> None:
         if cancel is not None:

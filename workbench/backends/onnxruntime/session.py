@@ -13,7 +13,7 @@ import numpy as np
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming
 from workbench.backends.onnxruntime.layers import onnxruntime_layer_timings
 from workbench.backends.onnxruntime.options import OrtOptions, session_options
-from workbench.errors import BackendError, DeviceUnavailableError, InputError
+from workbench.errors import BackendError, DeviceUnavailableError, InputError, out_of_memory
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -110,10 +110,7 @@ class OrtSession:
         except Exception as exc:
             text = str(exc)
             if "out of memory" in text.lower() or "Failed to allocate" in text:
-                raise BackendError(
-                    f"out of memory on {self.device} running {self.model.name!r}: "
-                    "use a smaller batch size"
-                ) from exc
+                raise out_of_memory(self.device, self.model.name, feeds.items()) from exc
             raise InputError(f"onnxruntime failed to run {self.model.name!r}: {text}") from exc
 
     def run(self, inputs: Inputs) -> list[np.ndarray]:

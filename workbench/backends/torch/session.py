@@ -12,7 +12,7 @@ import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming
 from workbench.backends.torch.layers import torch_layer_timings, torch_profiler_layer_timings
-from workbench.errors import BackendError, InputError
+from workbench.errors import InputError, out_of_memory
 
 if TYPE_CHECKING:
     import torch
@@ -95,12 +95,14 @@ class TorchSession:
         try:
             with torch.inference_mode():
                 return self.module(*tensors)
-        except torch.cuda.OutOfMemoryError as exc:
-            raise BackendError(
-                f"out of GPU memory on {self.device} running {self.model.name!r}: "
-                "use a smaller batch size or free GPU memory"
-            ) from exc
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
+            # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
+            if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or (
+                "can't allocate memory" in str(exc)
+            ):
+                names = [spec.name for spec in self.model.inputs]
+                pairs = zip(names, tensors, strict=False)
+                raise out_of_memory(self.device, self.model.name, pairs) from exc
             raise InputError(f"torch failed to run {self.model.name!r}: {exc}") from exc
 
     def synchronize(self) -> None:
