@@ -17,6 +17,8 @@ def test_cost_per_million_is_price_over_predictions_per_hour() -> None:
     assert math.isinf(cost_per_million(1.0, 0.0))
     with pytest.raises(InputError, match="price_per_hour must be a positive number"):
         cost_per_million(0.0, 100.0)
+    with pytest.raises(InputError, match="tdp_watts must be positive"):
+        EnergyMeter("cpu", tdp_watts=0.0)
 
 
 @pytest.mark.skipif(POWERCAP.is_dir(), reason="this machine exposes RAPL")
@@ -51,10 +53,10 @@ def _rapl(root: Path, values_uj: list[int], max_uj: int = 1_000_000) -> Path:
 
 def test_rapl_counters_give_joules_per_inference_across_a_wrap(tmp_path: Path) -> None:
     domain = _rapl(tmp_path, [900_000])
-    meter = EnergyMeter("cpu", powercap=tmp_path)
+    meter = EnergyMeter("cpu", tdp_watts=10.0, powercap=tmp_path)
     meter.start()
     (domain / "energy_uj").write_text("400000\n")  # wrapped: 100000 to the top, 400000 after
-    energy = meter.stop(seconds=0.5, tdp_watts=10.0)
+    energy = meter.stop(seconds=0.5)
     assert energy.joules == pytest.approx(0.5)
     assert energy.per_inference(1000) == pytest.approx(0.5e-3)
     text = energy.describe(1000)

@@ -136,7 +136,7 @@ def test_result_json_round_trip(clock: VirtualClock, tmp_path) -> None:  # type:
         ("server", {}, "needs rate_per_s"),
         ("offline", {"batch_size": 0}, "batch_size must be at least 1"),
         ("bursty", {}, "unknown scenario 'bursty'"),
-        ("offline", {"price_per_hour": -1.0}, "price_per_hour must be positive"),
+        ("offline", {"price_per_hour": -1.0}, "price_per_hour must be a positive number"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(

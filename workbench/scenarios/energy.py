@@ -162,12 +162,17 @@ class EnergyMeter:
     """Reads the energy counter of a device around a run.
 
     Example:
-        >>> meter = EnergyMeter("cpu")
+        >>> meter = EnergyMeter("cpu", tdp_watts=None)  # a TDP asks for a labelled estimate
         >>> meter.start(); run(); energy = meter.stop(seconds=1.2)
         >>> energy.describe(inferences=1000)
     """
 
-    def __init__(self, device: str, *, powercap: Path = POWERCAP) -> None:
+    def __init__(
+        self, device: str, *, tdp_watts: float | None = None, powercap: Path = POWERCAP
+    ) -> None:
+        if tdp_watts is not None and not tdp_watts > 0:
+            raise InputError(f"tdp_watts must be positive, got {tdp_watts}")
+        self.tdp_watts = tdp_watts
         if device.startswith("cuda"):
             self._read, self.source, self.reason = _nvml_counter(device)
         else:
@@ -182,19 +187,16 @@ class EnergyMeter:
         """Read the counter at the start of the timed part."""
         self._start = self._read() if self._read is not None else None
 
-    def stop(self, seconds: float, tdp_watts: float | None = None) -> Energy:
-        """Energy since `start`; with ``tdp_watts``, also a labelled TDP x time estimate.
+    def stop(self, seconds: float) -> Energy:
+        """Energy since `start`; with a ``tdp_watts``, also a labelled TDP x time estimate.
 
         Args:
             seconds: length of the timed part (for the estimate).
-            tdp_watts: the device's TDP, given by the user, to ask for an estimate.
         """
         estimate, basis = None, ""
-        if tdp_watts is not None:
-            if tdp_watts <= 0:
-                raise InputError(f"tdp_watts must be positive, got {tdp_watts}")
-            estimate = tdp_watts * seconds
-            basis = f"TDP {tdp_watts:g} W x {seconds:.3g} s, an upper bound"
+        if self.tdp_watts is not None:
+            estimate = self.tdp_watts * seconds
+            basis = f"TDP {self.tdp_watts:g} W x {seconds:.3g} s, an upper bound"
         if self._read is None or self._start is None:
             return Energy(None, reason=self.reason, estimate_joules=estimate, estimate_basis=basis)
         return Energy(self._read() - self._start, self.source, "", estimate, basis)

@@ -235,7 +235,7 @@ class ScenarioResult:
         what = "per batch" if self.kind == "offline" else "per query"
         lines = [
             f"{self.label}: {verdict}",
-            f"  {self._settings_text()}",
+            *([f"  {self._settings_text()}"] if self._settings_text() else []),
             f"  {len(self.queries)} queries, {self.samples} samples in {self.duration_s:.3g} s; "
             f"latency {what} p50 {self.p50_ms:.4g} ms, p90 {self.p90_ms:.4g} ms, "
             f"p99 {self.p99_ms:.4g} ms",

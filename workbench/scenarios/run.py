@@ -21,7 +21,7 @@ from workbench.backends.base import Session, get_backend
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.scenarios.clock import Clock, RealClock
-from workbench.scenarios.energy import EnergyMeter
+from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
 from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult, query_frame
 
@@ -365,7 +365,21 @@ def scenario(
     from workbench.machine import environment
 
     minimums = minimums_for(kind, min_queries, min_duration_s)
-    settings = _settings(kind, locals())
+    every = {
+        "rate_per_s": rate_per_s,
+        "max_batch": max_batch,
+        "batch_window_ms": batch_window_ms,
+        "target_latency_ms": target_latency_ms,
+        "drop_after_ms": drop_after_ms,
+        "seed": seed,
+        "samples_per_query": samples_per_query,
+        "interval_ms": interval_ms,
+        "batch_size": batch_size,
+    }
+    settings = _settings(kind, every)
+    if price_per_hour is not None:
+        cost_per_million(price_per_hour, 1.0)  # checks the price before the run
+    meter = EnergyMeter(device, tdp_watts=tdp_watts)
     model = load(model)
     clock = clock or RealClock()
     session = get_backend(backend).compile(model, device, **(options or {}))
@@ -374,10 +388,9 @@ def scenario(
         sizes = _batch_sizes(kind, settings)
         sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
         sut.warm(sizes, 1)
-        meter = EnergyMeter(device)
         meter.start()
         run = _dispatch(kind, sut, minimums, settings)
-        energy = meter.stop(run.duration_s, tdp_watts)
+        energy = meter.stop(run.duration_s)
     finally:
         session.close()
     return ScenarioResult(
@@ -417,8 +430,6 @@ def _settings(kind: str, given: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"{name} must be at least 1, got {settings[name]}")
     if kind == "server" and settings["rate_per_s"] is None:
         raise InputError("the server scenario needs rate_per_s (queries per second)")
-    if given.get("price_per_hour") is not None and not given["price_per_hour"] > 0:
-        raise InputError(f"price_per_hour must be positive, got {given['price_per_hour']}")
     return settings
 
 
