@@ -25,7 +25,8 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
     """The workbench dashboard, inline in JupyterLab (a Panel app).
 
     Loads Panel's extensions (plotly, tabulator) when called, so the first cell that
-    calls it also prepares the notebook.
+    calls it also prepares the notebook. Their JavaScript and CSS are inlined in the
+    outputs (``pn.config.inline`` is set for this kernel): no CDN is needed.
 
     Args:
         model: a `Model`, a sample name or path, or None for the ``digits-cnn`` sample.
@@ -45,9 +46,13 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
     import panel as pn
 
     from workbench.dashboards.app import EXTENSIONS, App
+    from workbench.dashboards.inline import define_notyf
     from workbench.dashboards.work import sample_names
 
-    pn.extension(*EXTENSIONS, notifications=True)
+    define_notyf()
+    # Inline resources: BokehJS, Panel and the extensions travel inside the notebook's
+    # outputs, so the dashboard renders where public CDNs cannot be reached.
+    pn.extension(*EXTENSIONS, notifications=True, inline=True)
     if isinstance(model, str) and model not in sample_names():
         from workbench.loaders import load
 
