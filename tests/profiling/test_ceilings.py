@@ -258,3 +258,37 @@ def test_the_roofline_figure_shows_measured_and_theoretical_roofs_and_executed_w
     by_layer = dict(zip(points.text, points.x, strict=True))
     assert by_layer["l0"] == pytest.approx(40.0) and by_layer["l1"] == pytest.approx(90.0)
     assert "executed FLOPs" in points.customdata[0][2]
+
+
+def test_executed_flops_reported_by_a_backend_become_a_column_next_to_flops() -> None:
+    from workbench.backends.base import LayerTiming
+    from workbench.profiling.table import LAYER_COLUMNS, layer_table
+
+    timings = [
+        LayerTiming("conv", "Conv", (1.0, 1.0), {"executed_flops": 40e6}),
+        LayerTiming("fc", "Gemm", (0.5, 0.5)),
+    ]
+    table = layer_table(timings, 1.5, "leaves").set_index("layer")
+    assert LAYER_COLUMNS.index("executed_flops") == LAYER_COLUMNS.index("flops") + 1
+    assert table.loc["conv", "executed_flops"] == 40e6
+    assert np.isnan(table.loc["fc", "executed_flops"])
+
+
+def test_numba_winograd_convolutions_report_four_ninths_of_their_nominal_work() -> None:
+    import workbench as wb
+    from workbench.profiling.cost import layer_costs
+
+    model = wb.samples.load("digits-cnn")
+    x = model.example_inputs(2)
+    session = wb.backend("numba").compile(model, "cpu")
+    try:
+        timings = {t.layer: t for t in session.run_layers(x, 1)}
+    finally:
+        session.close()
+    costs, _ = layer_costs(model, x, list(timings))
+    reported = {
+        k: t.detail["executed_flops"] for k, t in timings.items() if "executed_flops" in t.detail
+    }
+    assert reported  # the sample's 3x3 convolutions with >= 16 channels run as Winograd
+    for layer, executed in reported.items():
+        assert executed == pytest.approx(costs.loc[layer, "flops"] * 4 / 9), layer

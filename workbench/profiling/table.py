@@ -24,6 +24,7 @@ LAYER_COLUMNS = [
     "latency_p90_ms",
     "share",
     "flops",
+    "executed_flops",
     "bytes",
     "intensity",
     "params_bytes",
@@ -112,6 +113,8 @@ def _row(t: LayerTiming, names: set[str], parents: dict[str, Any], nested: bool)
         "latency_p90_ms": float(np.percentile(samples, 90)) if samples.size else np.nan,
         "samples": int(samples.size),
         "fused_into": t.detail.get("fused_into"),
+        # work the backend really did (e.g. a Winograd conv), next to the nominal flops
+        "executed_flops": float(t.detail.get("executed_flops", np.nan)),
         "note": note,
         "top_level": top,
     }

@@ -176,6 +176,7 @@ class Executor:
         timings = []
         for layer, indices in order.items():
             steps = [plan.steps[i].node for i in indices]
+            executed = [n.cache.get("executed_flops") for n in steps]  # set by e.g. Winograd
             timings.append(
                 LayerTiming(
                     layer=layer,
@@ -184,6 +185,7 @@ class Executor:
                     detail={
                         "nodes": [n.name for n in steps],
                         "fused": [f for n in steps for f in n.fused],
+                        **({"executed_flops": sum(executed)} if None not in executed else {}),
                     },
                 )
             )
