@@ -51,6 +51,8 @@ def test_structured_must_agree_with_a_given_config() -> None:
     assert wb.prune(model, "prune-channels", structured=True).recipe["name"] == "prune-channels"
     with pytest.raises(TransformError, match="structured=False contradicts"):
         wb.prune(model, ChannelPrune(), structured=False)
+    recipe = config_to_dict(MagnitudePrune(sparsity=0.2))
+    assert wb.prune(model, recipe, structured=False).recipe["config"]["sparsity"] == 0.2
 
 
 def test_data_goes_in_data_and_calibration_names_the_method() -> None:

@@ -28,6 +28,7 @@ from workbench.optimize.base import (
     Transform,
     config_to_dict,
     field_added,
+    make_config,
     register,
     transform,
 )
@@ -269,7 +270,7 @@ def finetune(module: torch.nn.Module, model: Model, data: Any, epochs: int, lr: 
 
 def prune(
     model: Any,
-    config: Transform | str | None = None,
+    config: Transform | str | Mapping[str, Any] | None = None,
     data: Any = None,
     *,
     structured: bool | None = None,
@@ -279,8 +280,8 @@ def prune(
 
     Args:
         model: a `Model` or anything `workbench.load` accepts.
-        config: a `MagnitudePrune` / `ChannelPrune` config or registry name; when
-            omitted, ``structured`` picks one.
+        config: a `MagnitudePrune` / `ChannelPrune` config, registry name or recipe
+            dict; when omitted, ``structured`` picks one.
         data: fine-tuning data for ``finetune_epochs > 0`` (a sample model's training
             split is used when omitted).
         structured: remove whole channels (torch models; really smaller and faster)
@@ -304,8 +305,7 @@ def prune(
     kinds = {True: "prune-channels", False: "prune-magnitude"}
     if config is None:
         config = kinds[bool(structured)]
-    name = config if isinstance(config, str) else config.name
-    if structured is not None and name != kinds[structured]:
+    elif structured is not None and (name := make_config(config).name) != kinds[structured]:
         raise TransformError(
             f"structured={structured} contradicts the config {name!r}; pass one of them"
         )
