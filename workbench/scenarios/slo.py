@@ -375,7 +375,8 @@ class _Search:
                 passed_rate = rate
                 best = {"p99_ms": float(p99), "throughput_per_s": throughput}
             else:
-                failed_rate, limited_by = rate, "; ".join(run.reasons)
+                failed_rate = rate
+                limited_by = f"at {rate:.4g}/s: " + "; ".join(run.reasons)
         return {
             "max_rate_per_s": passed_rate,
             "max_batch": choice.max_batch,
