@@ -146,14 +146,6 @@ BAD_INPUTS = [
 ]
 
 
-def _exit_code(argv: list[str]) -> int:
-    """``main``'s status, whether it returns it or argparse exits with it."""
-    try:
-        return main(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
-
-
 @pytest.mark.parametrize(
     ("args", "message"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
 )
@@ -161,7 +153,7 @@ def test_each_bad_input_gets_one_line_and_exit_2(bad_files, capsys, args, messag
     argv = ["profile", *(a.format(dir=bad_files) for a in args), "--no-layers"]
     if "--budget" not in args:
         argv += ["--budget", "0.05"]
-    code = _exit_code(argv)
+    code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("workbench: error: "), err

@@ -9,17 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from workbench.cli_args import (
-    add_model_options,
-    input_shape,
-    inputs_for,
-    load_model,
-    positive_float,
-    positive_int,
-)
-from workbench.errors import WorkbenchError
+from workbench.argtypes import add_model_options, input_shape, positive_float, positive_int
+from workbench.errors import InputError, WorkbenchError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -34,10 +27,12 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
+    from workbench.loaders import load
+    from workbench.loaders.trust import max_bytes_of
     from workbench.profiling.run import profile
 
     options = {"threads": args.threads} if args.threads else None
-    model = load_model(args)
+    model = load(args.model, trust=args.trust, max_bytes=max_bytes_of(args.max_size))
     result = profile(
         model,
         inputs=inputs_for(model, args.batch_size, args.shape),
@@ -55,6 +50,47 @@ def _profile(args: argparse.Namespace) -> int:
         result.to_json(args.json)
         print(f"\nwrote {args.json}")
     return 0
+
+
+def inputs_for(
+    model: Any, batch_size: int, shapes: list[tuple[str, tuple[int, ...]]]
+) -> dict[str, Any] | None:
+    """Inputs with the ``--shape`` values given, or None when generated ones will do.
+
+    Raises:
+        InputError: an unknown input name, a shape of the wrong rank, or an input with
+            symbolic dimensions beyond the batch and no ``--shape`` (names what to give).
+    """
+    import numpy as np
+
+    given = dict(shapes)
+    specs = {spec.name: spec for spec in model.inputs}
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        raise InputError(f"--shape names unknown input(s) {unknown}; inputs are {list(specs)}")
+    missing = [
+        f"{spec.name} {list(spec.shape)}"
+        for spec in model.inputs
+        if spec.name not in given and any(isinstance(d, str) for d in spec.shape[1:])
+    ]
+    if missing:
+        raise InputError(
+            f"{model.name} has symbolic dimensions beyond the batch in {', '.join(missing)}; "
+            "give each such input with --shape NAME=DIMxDIMx…"
+        )
+    if not given:
+        return None
+    arrays = model.example_inputs(batch_size)
+    rng = np.random.default_rng(0)
+    for name, shape in given.items():
+        spec = specs[name]
+        if len(shape) != len(spec.shape):
+            raise InputError(
+                f"--shape {name} has {len(shape)} dimensions; {name} has {len(spec.shape)} "
+                f"{list(spec.shape)}"
+            )
+        arrays[name] = rng.random(shape).astype(spec.dtype)
+    return arrays
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
@@ -136,7 +172,10 @@ _EXTRA_COMMANDS = _extra_commands()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` command."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # a bad argument (one line printed) or --help
+        return int(done.code or 0)
     try:
         return int(args.func(args))
     except WorkbenchError as exc:

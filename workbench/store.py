@@ -97,21 +97,7 @@ class Store:
     def save_profile(self, profile: Profile, sweep_id: str | None = None) -> str:
         """Save a `Profile` (replacing one with the same ``run_id``); returns its run id."""
         with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO profiles VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    profile.run_id,
-                    profile.created_at,
-                    profile.model,
-                    profile.recipe_name,
-                    profile.backend,
-                    profile.device,
-                    profile.batch_size,
-                    profile.latency.median,
-                    sweep_id,
-                    profile.to_json(indent=None),
-                ),
-            )
+            _insert_profile(db, profile, sweep_id)
         return profile.run_id
 
     def load_profile(self, run_id: str) -> Profile:
@@ -159,16 +145,26 @@ class Store:
         meta: dict[str, Any] = json.loads(found[0])
         return meta
 
-    def save_point(self, sweep_id: str, row: dict[str, Any]) -> None:
-        """Save one finished sweep point at once (replacing a point with the same key).
+    def save_point(
+        self, sweep_id: str, row: dict[str, Any], profile: Profile | None = None
+    ) -> None:
+        """Save one finished sweep point, and the profile it measured, in one transaction.
+
+        Either both are stored or neither is, so a sweep interrupted while saving leaves
+        no profile without its point (which a resumed sweep would measure, and store,
+        again).
 
         Args:
             sweep_id: the sweep.
             row: the point's values; its ``key`` (or, without one, variant / backend /
-                device / batch size) identifies it within the sweep.
+                device / batch size) identifies it within the sweep; a point with the
+                same key is replaced.
+            profile: the point's `Profile`, saved under ``sweep_id``.
         """
         key = str(row.get("key") or point_key(row))
         with self._connect() as db:
+            if profile is not None:
+                _insert_profile(db, profile, sweep_id)
             db.execute(
                 "INSERT OR REPLACE INTO points VALUES (?,?,?,?)",
                 (sweep_id, key, _now(), json.dumps(_jsonable(row))),
@@ -182,11 +178,16 @@ class Store:
             ).fetchall()
         return pd.DataFrame([json.loads(r[0]) for r in rows])
 
-    def done_keys(self, sweep_id: str) -> set[str]:
-        """Keys of the points of ``sweep_id`` already saved."""
+    def done_keys(self, sweep_id: str, *, failed: bool = True) -> set[str]:
+        """Keys of the points of ``sweep_id`` already saved.
+
+        Args:
+            sweep_id: the sweep.
+            failed: count failed points as done; False lets a resumed sweep retry them.
+        """
         with self._connect() as db:
-            rows = db.execute("SELECT key FROM points WHERE sweep_id=?", (sweep_id,)).fetchall()
-        return {r[0] for r in rows}
+            rows = db.execute("SELECT key, row FROM points WHERE sweep_id=?", (sweep_id,))
+            return {key for key, row in rows if failed or not json.loads(row).get("error")}
 
     # ---- listing -----------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
@@ -221,6 +222,24 @@ def runs(path: str | Path | None = None) -> pd.DataFrame:
         >>> wb.runs().head()
     """
     return Store(path).runs()
+
+
+def _insert_profile(db: sqlite3.Connection, profile: Profile, sweep_id: str | None) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO profiles VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            profile.run_id,
+            profile.created_at,
+            profile.model,
+            profile.recipe_name,
+            profile.backend,
+            profile.device,
+            profile.batch_size,
+            profile.latency.median,
+            sweep_id,
+            profile.to_json(indent=None),
+        ),
+    )
 
 
 def _now() -> str:

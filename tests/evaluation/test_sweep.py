@@ -77,9 +77,9 @@ def test_interrupted_sweep_resumes_without_redoing_points(tmp_path: Path, monkey
     measured: list[tuple[str, str]] = []
     real = sweep_module._PointRunner._measure
 
-    def counting(self, variant, backend, device, store, sweep_id):  # type: ignore[no-untyped-def]
+    def counting(self, variant, backend, device):  # type: ignore[no-untyped-def]
         measured.append((variant.recipe_name, backend))
-        return real(self, variant, backend, device, store, sweep_id)
+        return real(self, variant, backend, device)
 
     monkeypatch.setattr(sweep_module._PointRunner, "_measure", counting)
     token = CancelToken()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from workbench.cli_args import positive_float, positive_int
+from workbench.argtypes import positive_float, positive_int
 from workbench.errors import WorkbenchError
 
 DEFAULT_PORT = 5006

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from workbench.evaluation.pareto import pareto_mask
 from workbench.model import Model, to_numpy
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.store import Store, point_key
+
+if TYPE_CHECKING:
+    from workbench.profiling.profile import Profile
 
 #: the row columns of a `TradeoffTable`, in display order
 COLUMNS = [
@@ -160,6 +163,7 @@ def sweep(
     store: Store | str | Path | None = None,
     sweep_id: str | None = None,
     resume: bool = True,
+    retry_failed: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> TradeoffTable:
@@ -190,6 +194,7 @@ def sweep(
         sweep_id: id of the sweep in the store (default: a hash of its identity).
         resume: skip points already stored under ``sweep_id`` when its identity matches;
             False discards them.
+        retry_failed: on resume, measure the stored points that failed again.
         progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
         cancel: a `CancelToken` checked between points; finished points stay stored.
 
@@ -225,7 +230,7 @@ def sweep(
     )
     sweep_id = sweep_id or _sweep_id(settings)
     notes = _open_sweep(store, sweep_id, model.name, settings, resume)
-    done = store.done_keys(sweep_id)
+    done = store.done_keys(sweep_id, failed=not retry_failed)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
     built: dict[str, Model | Exception] = {}
@@ -237,8 +242,8 @@ def sweep(
             cancel.check()  # again after the progress callback, which may have cancelled
         if label not in built:
             built[label] = run.build(spec)
-        row = run.point(label, built[label], backend, device, store, sweep_id)
-        store.save_point(sweep_id, row)
+        row, measured = run.point(label, built[label], backend, device)
+        store.save_point(sweep_id, row, measured)  # the point and its profile, atomically
     if cancel is not None and cancel.cancelled:
         raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
     table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
@@ -486,9 +491,7 @@ class _PointRunner:
         variant: Model | Exception,
         backend: str,
         device: str,
-        store: Store,
-        sweep_id: str,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Profile | None]:
         row: dict[str, Any] = {
             "variant": label,
             "backend": backend,
@@ -500,20 +503,19 @@ class _PointRunner:
         row["key"] = point_key(row)
         if isinstance(variant, Exception):
             row["error"] = f"transform failed: {type(variant).__name__}: {variant}"
-            return row
+            return row, None
         row["recipe"] = variant.recipe
         row["size_bytes"] = variant.size_bytes
         try:
-            row.update(self._measure(variant, backend, device, store, sweep_id))
+            values, measured = self._measure(variant, backend, device)
         except CancelledError:
             raise
         except Exception as exc:  # unsupported ops, missing devices: record and go on
             row["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
-        return row
+            return row, None
+        return {**row, **values}, measured
 
-    def _measure(
-        self, variant: Model, backend: str, device: str, store: Store, sweep_id: str
-    ) -> dict[str, Any]:
+    def _measure(self, variant: Model, backend: str, device: str) -> tuple[dict[str, Any], Profile]:
         from workbench.backends.base import check_supported, get_backend
         from workbench.evaluation.metrics import evaluate
         from workbench.profiling.run import profile
@@ -532,7 +534,6 @@ class _PointRunner:
             budget_s=self.budget_s,
             options=self.options,
         )
-        store.save_profile(result, sweep_id=sweep_id)
         return {
             "latency_ms": result.latency.median,
             "latency_p90_ms": result.latency.p90,
@@ -542,7 +543,7 @@ class _PointRunner:
             "metric_value": score.value,
             "run_id": result.run_id,
             "seconds": time.perf_counter() - start,
-        }
+        }, result
 
 
 def table_from_rows(

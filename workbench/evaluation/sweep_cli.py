@@ -14,6 +14,8 @@ import argparse
 import json
 from typing import Any
 
+from workbench.argtypes import add_model_options, positive_float, positive_int
+
 
 def parse_variant(text: str) -> Any:
     """``"name:field=value,field=value"`` -> ``"baseline"`` or a transform config.
@@ -60,28 +62,27 @@ def load_data(path: str, batch_size: int = 64) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from workbench.errors import WorkbenchError
     from workbench.evaluation.sweep import sweep
+    from workbench.loaders import load
+    from workbench.loaders.trust import max_bytes_of
 
-    try:
-        variants = [parse_variant(v) for v in args.variants] if args.variants else None
-        table = sweep(
-            args.model,
-            variants=variants,
-            data=load_data(args.data, args.batch_size) if args.data else None,
-            backends=args.backends,
-            devices=args.devices,
-            batch_size=args.batch_size,
-            metric=args.metric,
-            budget_s=args.budget_s,
-            options={"threads": args.threads} if args.threads else None,
-            store=args.store,
-            sweep_id=args.sweep_id,
-            resume=not args.no_resume,
-        )
-    except WorkbenchError as exc:
-        print(f"error: {exc}")
-        return 2
+    # errors reach `workbench.cli.main`, which prints them in one line with status 2
+    variants = [parse_variant(v) for v in args.variants] if args.variants else None
+    table = sweep(
+        load(args.model, trust=args.trust, max_bytes=max_bytes_of(args.max_size)),
+        variants=variants,
+        data=load_data(args.data, args.batch_size) if args.data else None,
+        backends=args.backends,
+        devices=args.devices,
+        batch_size=args.batch_size,
+        metric=args.metric,
+        budget_s=args.budget_s,
+        options={"threads": args.threads} if args.threads else None,
+        store=args.store,
+        sweep_id=args.sweep_id,
+        resume=not args.no_resume,
+        retry_failed=args.retry_failed,
+    )
     if args.json:
         table.to_json(args.json)
     columns = ["variant", "backend", "device", "latency_ms", "size_bytes", "metric_value"]
@@ -107,15 +108,23 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
     p.add_argument("--devices", nargs="+", default=["cpu"])
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--metric", default="accuracy")
     p.add_argument(
         "--data", default=None, help=".npz with arrays x and y (default: a sample's test split)"
     )
-    p.add_argument("--budget-s", type=float, default=0.5, help="seconds of timing per point")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
+    p.add_argument(
+        "--budget-s", type=positive_float, default=0.5, help="seconds of timing per point"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="intra-op threads per backend"
+    )
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.add_argument("--sweep-id", default=None, help="resume or name this sweep")
     p.add_argument("--no-resume", action="store_true", help="measure every point again")
+    p.add_argument(
+        "--retry-failed", action="store_true", help="on resume, measure failed points again"
+    )
+    add_model_options(p)
     p.add_argument("--json", default=None, help="write the table as JSON to this path")
     p.set_defaults(func=_run)

@@ -123,6 +123,11 @@ _SYMPY_OPS = {"+", "-", "*", "/", "//", "%", "**", "(", ")", ",", "=", "<", ">",
 _SYMPY_OPS |= {"==", "!=", "&", "|", "~"}
 
 
+def max_bytes_of(mib: float | None) -> int:
+    """The byte limit for a ``--max-size`` given in MiB (None: the default limit)."""
+    return MAX_MODEL_BYTES if mib is None else int(mib * 2**20)
+
+
 def check_size(path: Path, max_bytes: int | None) -> None:
     """Refuse a file larger than ``max_bytes`` (None: no limit).
 
