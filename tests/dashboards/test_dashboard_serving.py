@@ -7,7 +7,9 @@ from workbench.dashboards.pages.serving import ServingPage
 
 def test_serving_page_runs_a_scenario_and_an_slo_search(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app()
-    page = ServingPage(state=app.state, min_duration_s=0.05, min_queries=16)
+    assert isinstance(app.serving, ServingPage) and len(app.tabs) == 6  # the last tab
+    page = app.serving
+    page.min_duration_s, page.min_queries = 0.05, 16
     page.__panel__()
     page.kind = "offline"
     page.price_per_hour = 2.0

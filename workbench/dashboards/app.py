@@ -16,6 +16,7 @@ from workbench.dashboards.pages.devices import DevicesPage
 from workbench.dashboards.pages.optimize import OptimizePage
 from workbench.dashboards.pages.profile import ProfilePage
 from workbench.dashboards.pages.runs import RunsPage
+from workbench.dashboards.pages.serving import ServingPage
 from workbench.dashboards.state import AppState
 from workbench.dashboards.upload import (
     MAX_UPLOAD_BYTES,
@@ -71,12 +72,14 @@ class App(Viewer):
         self.optimize = OptimizePage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
+        self.serving = ServingPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
             ("Compare", self.compare),
             ("Optimize", self.optimize),
             ("Devices", self.devices),
             ("Runs", self.runs),
+            ("Serving", self.serving),
             dynamic=True,
             sizing_mode="stretch_width",
         )
@@ -180,7 +183,7 @@ class App(Viewer):
 
     def close(self) -> None:
         """Cancel running jobs and delete uploaded files (called when a session ends)."""
-        for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs):
+        for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs, self.serving.jobs):
             jobs.close()
         if self._expiry is not None:
             self._expiry.stop()
