@@ -217,3 +217,14 @@ def test_tiny_ops_match_the_reference(backend, name: str) -> None:
     model, inputs, expected = tiny_case(name)
     (got,) = backend.compile(model, "cuda:0").run(inputs)
     assert_close(got, expected, what=name)
+
+
+def test_classic_cnn_ops_in_one_graph_match_onnxruntime(backend) -> None:
+    """LRN, Pad, an inception module and the classifier, launched as they are on a GPU."""
+    from classic_cnns import lrn_block
+    from numba_helpers import ort_outputs
+
+    model = lrn_block()
+    inputs = model.example_inputs(batch_size=1)
+    (got,) = backend.compile(model, "cuda:0").run(inputs)
+    assert_close(got, ort_outputs(model, inputs)[0], scope="model")

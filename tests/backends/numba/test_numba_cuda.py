@@ -119,3 +119,19 @@ def test_sample_models_on_a_gpu(name: str) -> None:
     got = wb.backend("numba-cuda").compile(model, "cuda:0").run(inputs)
     for ours, reference in zip(got, ort_outputs(model.to_onnx(), inputs), strict=True):
         assert_close(ours, reference, scope="model")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["alexnet", "zfnet", "inception-v1"])
+def test_classic_cnns_on_a_gpu(name: str) -> None:
+    if not _has_gpu():
+        pytest.skip("no CUDA GPU")
+    from classic_cnns import CLASSIC_CNNS
+    from numba_helpers import ort_outputs
+
+    from workbench.testing.tolerances import assert_close
+
+    model = CLASSIC_CNNS[name]()
+    inputs = model.example_inputs(batch_size=4)
+    (got,) = wb.backend("numba-cuda").compile(model, "cuda:0").run(inputs)
+    assert_close(got, ort_outputs(model, inputs)[0], scope="model")

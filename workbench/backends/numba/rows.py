@@ -68,7 +68,10 @@ def lrn_strip(x: Any, out: Any, t: int, size: int, alpha: float, beta: float, bi
     scale = alpha / size
     for ch in range(c):
         total = 0.0
-        for j in range(max(ch - before, 0), min(ch + after, c - 1) + 1):
+        # no max()/min(): the CUDA target rejects them in a register_jitable body
+        first = ch - before if ch > before else 0
+        last = ch + after + 1 if ch + after < c else c
+        for j in range(first, last):
             v = x[o, j, i]
             total += v * v
         out[o, ch, i] = x[o, ch, i] / (bias + scale * total) ** beta
