@@ -47,7 +47,13 @@ def _rapl(root: Path, values_uj: list[int], max_uj: int = 1_000_000) -> Path:
     (domain / "name").write_text("package-0\n")
     (domain / "max_energy_range_uj").write_text(f"{max_uj}\n")
     (domain / "energy_uj").write_text(f"{values_uj[0]}\n")
-    (root / "intel-rapl:0:0").mkdir(exist_ok=True)  # a sub-domain (core): not counted twice
+    core = root / "intel-rapl:0:0"  # a sub-domain, and psys: neither counted again
+    psys = root / "intel-rapl:1"
+    for other, name in ((core, "core"), (psys, "psys")):
+        other.mkdir(exist_ok=True)
+        (other / "name").write_text(f"{name}\n")
+        (other / "max_energy_range_uj").write_text(f"{max_uj}\n")
+        (other / "energy_uj").write_text("5\n")
     return domain
 
 
@@ -56,6 +62,7 @@ def test_rapl_counters_give_joules_per_inference_across_a_wrap(tmp_path: Path) -
     meter = EnergyMeter("cpu", tdp_watts=10.0, powercap=tmp_path)
     meter.start()
     (domain / "energy_uj").write_text("400000\n")  # wrapped: 100000 to the top, 400000 after
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("900000\n")  # psys: not counted
     energy = meter.stop(seconds=0.5)
     assert energy.joules == pytest.approx(0.5)
     assert energy.per_inference(1000) == pytest.approx(0.5e-3)

@@ -112,7 +112,16 @@ def _rapl_counter(root: Path = POWERCAP) -> tuple[Counter | None, str, str]:
     """Cumulative joules over every CPU package domain, with wrap-around handled."""
     if not root.is_dir():
         return None, "", f"no RAPL counters: {root} is absent (a VM or an unsupported CPU)"
-    domains = sorted(p for p in root.glob("*-rapl:*") if p.name.count(":") == 1)
+    # top-level package domains only: sub-domains (intel-rapl:0:0, cores) are inside them,
+    # and psys or the intel-rapl-mmio copy would count the same energy twice
+    try:
+        domains = sorted(
+            d
+            for d in root.glob("intel-rapl:*")
+            if d.name.count(":") == 1 and (d / "name").read_text().startswith("package")
+        )
+    except OSError as exc:
+        return None, "", f"RAPL domains under {root} could not be read ({exc})"
     if not domains:
         return None, "", f"no RAPL package domains under {root}"
     try:
