@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -249,34 +248,9 @@ class Profile:
         )
 
     def _repr_html_(self) -> str:
-        head = self.headline()
-        cells = "".join(
-            f"<td>{_fmt(v)}</td>"
-            for v in (
-                head["p50_ms"],
-                head["p90_ms"],
-                head["p99_ms"],
-                head["throughput_per_s"],
-                head["n"],
-            )
-        )
-        table = ""
-        if not self.layers.empty:
-            table = (
-                f"<p><b>Top layers</b> ({html.escape(self.layer_method or 'instrumented')})"
-                f"</p>{self.top_layers(15).to_html(index=False, float_format='%.4g')}"
-            )
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (
-            f"<div><b>{html.escape(self.label)}</b>"
-            "<table><tr><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>items/s</th><th>n</th>"
-            f"</tr><tr>{cells}</tr></table>{table}"
-            f"{'<ul>' + notes + '</ul>' if notes else ''}</div>"
-        )
+        from workbench.profiling.display import profile_html
 
-
-def _fmt(value: Any) -> str:
-    return f"{value:,.4g}" if isinstance(value, float) else html.escape(str(value))
+        return profile_html(self)
 
 
 def _json_default(value: Any) -> Any:
