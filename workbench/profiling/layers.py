@@ -39,7 +39,8 @@ def profile_layers(
 ) -> None:
     """Fill ``result.layers``, ``result.memory``, ``result.layer_method`` and ``result.notes``.
 
-    Works for any backend through ``session.run_layers``. When per-layer timing fails
+    Works for any backend through ``session.layer_methods()`` (a session that predates
+    it through ``session.run_layers``). When per-layer timing fails
     (a layer raises, the backend has no profiler), the profile keeps its end-to-end
     numbers, the table stays empty and a note says what is missing.
 
