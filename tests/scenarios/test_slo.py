@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 
+from workbench.backends import base
 from workbench.errors import InputError
 from workbench.scenarios import Batching, SloResult, VirtualClock, slo
 from workbench.testing import toy_mlp
+from workbench.testing.serving import LatencyModelBackend
 from workbench.viz_serving import slo_figure
 
 BUDGET_MS = 5.0
@@ -61,6 +64,25 @@ def test_batching_beats_one_at_a_time_past_the_single_query_capacity(result: Slo
 def test_cost_per_million_at_the_sustained_rate(result: SloResult) -> None:
     row = result.best()
     assert row["cost_per_million"] == pytest.approx(3.6 / 3600 / row["max_rate_per_s"] * 1e6)
+
+
+def test_each_variant_gets_its_own_row(clock: VirtualClock) -> None:
+    base.register("latency-model")(lambda: LatencyModelBackend(clock, 1.0, 0.25, {"fast": 2.0}))
+    model = toy_mlp()
+    fast = dataclasses.replace(model, recipe={"name": "fast"})
+    result = slo(
+        model,
+        BUDGET_MS,
+        ["latency-model"],
+        [model, fast],
+        clock=clock,
+        batching=[Batching()],
+        **SHORT,
+    )  # type: ignore[arg-type]
+    rates = result.table.set_index("variant")["max_rate_per_s"]
+    assert list(rates.index) == ["baseline", "fast"]
+    assert rates["fast"] > 1.5 * rates["baseline"]  # twice as fast: well over 1.5x the rate
+    assert result.table.set_index("variant").loc["fast", "capacity_per_s"] == pytest.approx(1600.0)
 
 
 def test_a_configuration_that_cannot_run_gets_a_row_saying_why(clock: VirtualClock) -> None:

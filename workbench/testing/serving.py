@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,9 @@ from workbench.scenarios.clock import VirtualClock
 class LatencyModelBackend:
     """Each batch of ``b`` samples takes ``base_ms + per_sample_ms * b`` of virtual time.
 
+    ``speedups`` maps a variant's recipe label (``model.recipe_name``) to how many times
+    faster it runs, so variant comparisons have known answers too.
+
     With a `VirtualClock`, scenarios and `slo` searches on it are exact: a server at a
     rate far below ``1 / (base_ms + per_sample_ms)`` sees no queueing at all.
 
@@ -25,11 +28,19 @@ class LatencyModelBackend:
 
     name = "latency-model"
 
-    def __init__(self, clock: VirtualClock, base_ms: float, per_sample_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        clock: VirtualClock,
+        base_ms: float,
+        per_sample_ms: float = 0.0,
+        speedups: Mapping[str, float] | None = None,
+    ) -> None:
         self.clock, self.base_ms, self.per_sample_ms = clock, base_ms, per_sample_ms
+        self.speedups = dict(speedups or {})
 
-    def latency_ms(self, batch: int) -> float:
-        return self.base_ms + self.per_sample_ms * batch
+    def latency_ms(self, batch: int, recipe: str = "baseline") -> float:
+        """Milliseconds a batch takes; a variant listed in ``speedups`` is that much faster."""
+        return (self.base_ms + self.per_sample_ms * batch) / self.speedups.get(recipe, 1.0)
 
     def availability(self) -> Availability:
         return Availability(True, version="0", details={"cpu": "virtual time"})
@@ -55,7 +66,7 @@ class LatencyModelSession:
         arrays = self.model.check_inputs(inputs)
         batch = int(next(iter(arrays.values())).shape[0])
         self.calls.append(batch)
-        self.owner.clock.advance(self.owner.latency_ms(batch) / 1e3)
+        self.owner.clock.advance(self.owner.latency_ms(batch, self.model.recipe_name) / 1e3)
         return [np.zeros((batch, 1), np.float32)]
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
