@@ -79,6 +79,30 @@ def test_pooling_after_a_convolution_runs_nhwc(op: str, attrs: dict[str, Any]) -
     assert pool.channels_last and pool.inputs[0].endswith(NHWC_SUFFIX)
 
 
+#: Ops after a convolution that stay in the NHWC chain: activations of MobileNets
+#: (Clip as Relu6, HardSwish), YOLO (LeakyRelu), AlexNet (LRN).
+CHANNEL_OPS = [
+    ("Clip", {"with": ["lo", "hi"]}),
+    ("HardSwish", {}),
+    ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}),
+    ("LeakyRelu", {"alpha": 0.2}),
+    ("LRN", {"size": 3, "alpha": 0.5, "bias": 2.0}),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs"), CHANNEL_OPS, ids=[p[0] for p in CHANNEL_OPS])
+def test_activations_and_lrn_after_a_convolution_run_nhwc(op: str, attrs: dict[str, Any]) -> None:
+    bounds = {"lo": np.array(-0.5, np.float32), "hi": np.array(0.6, np.float32)}
+    # a second convolution after the op: the chain only ends at the graph output
+    tail = [(op, attrs), ("Conv", {"with": ["w2"], "kernel_shape": [1, 1]})]
+    weight = RNG.standard_normal((2, 4, 1, 1)).astype(np.float32)
+    session = _check(_chain_model(tail, {**bounds, "w2": weight}))
+    node = next(n for n in session.graph.nodes if n.op_type == op)
+    assert node.channels_last and node.inputs[0].endswith(NHWC_SUFFIX)
+    layout_nodes = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
+    assert len(layout_nodes) == 2  # into NHWC at the input, back at the output
+
+
 def test_global_average_pool_reads_nhwc_and_writes_nchw() -> None:
     session = _check(_chain_model([("Sigmoid", {}), ("GlobalAveragePool", {})], {}))
     ops = [(n.op_type, n.channels_last) for n in session.graph.nodes]

@@ -530,6 +530,28 @@ def unary(op: str) -> Kernel:
     return _bindable(binder)
 
 
+def parametric(op: str) -> Kernel:
+    """LeakyRelu, HardSigmoid, HardSwish: a ufunc of x and the node's (alpha, beta)."""
+
+    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        x = ins[0]
+        alpha, beta = (np.asarray(p, x.dtype) for p in elementwise.parameters(op, node.attrs))
+        out, run = _elementwise(op, [x, alpha, beta], outs)
+        return run, [out]
+
+    return _bindable(binder)
+
+
+def logical(op: str) -> Kernel:
+    """Comparisons (Equal, Less, ...) and logic (And, Or, Xor, Not), writing booleans."""
+
+    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        out = _out(outs, np.broadcast_shapes(*(a.shape for a in ins)), np.bool_)
+        return functools.partial(elementwise.LOGICAL[op], *ins, out=out), [out]
+
+    return _bindable(binder)
+
+
 def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     op = "GeluTanh" if node.attrs.get("approximate", "none") == "tanh" else "Gelu"
     out, run = _elementwise(op, [ins[0]], outs)
@@ -764,12 +786,19 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "Expand": expand,
         "ReduceMean": reduce_mean,
     }
-    for op in ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp"):
+    for op in UNARY_OPS:
         table[op] = unary(op)
+    for op in elementwise.PARAMETRIC:
+        table[op] = parametric(op)
+    for op in elementwise.LOGICAL:
+        table[op] = logical(op)
     for op in ("Add", "Sub", "Mul", "Div", "Pow"):
         table[op] = binary(op)
     return table
 
+
+#: The ONNX ops among `elementwise.UNARY` (the others are fused variants).
+UNARY_OPS = tuple(op for op in elementwise.UNARY if op not in ("Gelu", "GeluTanh"))
 
 #: The reference table: BLAS GEMM. Also used to fold constants on the host.
 REFERENCE = make_kernels("blas")

@@ -38,8 +38,30 @@ UNARY_CODES = {
     "Gelu": 6,
     "GeluTanh": 7,
     "Identity": 8,
+    "Neg": 9,
+    "Abs": 10,
+    "Reciprocal": 11,
+    "Log": 12,
+    "Floor": 13,
+    "Ceil": 14,
 }
 BINARY_CODES = {"Add": 16, "Sub": 17, "Mul": 18, "Div": 19, "Pow": 20, "Max": 21, "Min": 22}
+#: Unary ops of x and two attributes, alpha and beta.
+PARAMETRIC_CODES = {"LeakyRelu": 32, "HardSigmoid": 33, "HardSwish": 34}
+#: Comparisons and logic (`compare_nd`), writing booleans.
+LOGICAL_CODES = {
+    "Equal": 0,
+    "Less": 1,
+    "Greater": 2,
+    "LessOrEqual": 3,
+    "GreaterOrEqual": 4,
+    "And": 5,
+    "Or": 6,
+    "Xor": 7,
+    "Not": 8,
+}
+#: From this magnitude on every float is an integer (and math.floor's int64 overflows).
+INTEGRAL = 2.0**52
 
 
 @dataclass(frozen=True)
@@ -245,7 +267,7 @@ def conv_direct(x, w, bias, geo, group, act, out):
 
 
 @cuda.jit(device=True)
-def _scalar_op(code: int, x: Any, y: Any) -> Any:
+def _scalar_op(code: int, x: Any, y: Any, alpha: float, beta: float) -> Any:
     if code == 0:
         return x if x > 0 else x - x
     if code == 1:
@@ -262,6 +284,18 @@ def _scalar_op(code: int, x: Any, y: Any) -> Any:
         return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
     if code == 7:
         return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    if code == 9:
+        return -x
+    if code == 10:
+        return abs(x)
+    if code == 11:
+        return 1 / x
+    if code == 12:
+        return math.log(x)
+    if code == 13:
+        return math.floor(x) if abs(x) < INTEGRAL else x
+    if code == 14:
+        return math.ceil(x) if abs(x) < INTEGRAL else x
     if code == 16:
         return x + y
     if code == 17:
@@ -276,27 +310,70 @@ def _scalar_op(code: int, x: Any, y: Any) -> Any:
         return x if x >= y or x != x else y
     if code == 22:
         return x if x <= y or x != x else y
+    if code == 32:
+        return x if x >= 0 else alpha * x
+    if code >= 33:  # HardSigmoid, and HardSwish: x times it (no max/min: NVVM typing)
+        hard = alpha * x + beta
+        hard = 0.0 if hard < 0.0 else (1.0 if hard > 1.0 else hard)
+        return hard if code == 33 else x * hard
     return x
 
 
+@cuda.jit(device=True)
+def _compare(code: int, x: Any, y: Any) -> bool:
+    if code == 0:
+        return x == y
+    if code == 1:
+        return x < y
+    if code == 2:
+        return x > y
+    if code == 3:
+        return x <= y
+    if code == 4:
+        return x >= y
+    if code == 5:
+        return bool(x) and bool(y)
+    if code == 6:
+        return bool(x) or bool(y)
+    if code == 7:
+        return bool(x) != bool(y)
+    return not x
+
+
 @cuda.jit
-def elementwise_nd(a, b, out, shape, a_strides, b_strides, code, act):
+def elementwise_nd(a, b, out, shape, a_strides, b_strides, code, act, alpha, beta):
     """``out = act(op(a, b))`` over ``shape``, with per-operand strides (0 = broadcast).
 
-    ``a``, ``b`` and ``out`` are flat; unary ops ignore ``b``.
+    ``a``, ``b`` and ``out`` are flat; unary ops ignore ``b``, parametric ones (LeakyRelu,
+    HardSigmoid, HardSwish) read ``alpha`` and ``beta``.
     """
-    rank = shape.size
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
-        rest = e
-        ia = 0
-        ib = 0
-        for d in range(rank - 1, -1, -1):
-            coord = rest % shape[d]
-            rest //= shape[d]
-            ia += coord * a_strides[d]
-            ib += coord * b_strides[d]
-        out[e] = _activate(_scalar_op(code, a[ia], b[ib]), act)
+        ia, ib = _offsets(e, shape, a_strides, b_strides)
+        out[e] = _activate(_scalar_op(code, a[ia], b[ib], alpha, beta), act)
+
+
+@cuda.jit(device=True)
+def _offsets(e: int, shape: Any, a_strides: Any, b_strides: Any) -> tuple[int, int]:
+    """Flat positions in two broadcast operands of output element ``e``."""
+    rest = e
+    ia = 0
+    ib = 0
+    for d in range(shape.size - 1, -1, -1):
+        coord = rest % shape[d]
+        rest //= shape[d]
+        ia += coord * a_strides[d]
+        ib += coord * b_strides[d]
+    return ia, ib
+
+
+@cuda.jit
+def compare_nd(a, b, out, shape, a_strides, b_strides, code):
+    """``out = op(a, b)`` for comparisons and logic (booleans out), as `elementwise_nd`."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for e in range(start, out.size, stride):
+        ia, ib = _offsets(e, shape, a_strides, b_strides)
+        out[e] = _compare(code, a[ia], b[ib])
 
 
 @cuda.jit

@@ -19,6 +19,7 @@ from numba import cuda
 
 from workbench.backends.numba import cuda as kernels
 from workbench.backends.numba import shapes
+from workbench.backends.numba.elementwise import LOGICAL, PARAMETRIC, parameters
 from workbench.backends.numba.executor import Kernel
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
@@ -343,12 +344,13 @@ def _copy(
 
 # ---- elementwise ---------------------------------------------------------------------------
 def _elementwise(node: Node, op: str, args: Arrays, outs: Arrays | None, tag: int = 0) -> Arrays:
-    """One broadcasting elementwise kernel launch (plus the node's fused activation)."""
+    """One broadcasting elementwise kernel launch (plus the node's fused activation);
+    comparisons and logic write booleans."""
     out_shape = tuple(np.broadcast_shapes(*(a.shape for a in args)))
-    out = _out(node, outs, out_shape, args[0].dtype)
+    compare = op in kernels.LOGICAL_CODES
+    out = _out(node, outs, out_shape, np.bool_ if compare else args[0].dtype)
     a = args[0]
     b = args[1] if len(args) > 1 else args[0]
-    code = kernels.BINARY_CODES.get(op, kernels.UNARY_CODES.get(op))
     shape = out_shape or (1,)
 
     def meta() -> np.ndarray:
@@ -358,17 +360,23 @@ def _elementwise(node: Node, op: str, args: Arrays, outs: Arrays | None, tag: in
         )
 
     dev = _meta(node, ("ew", tag, a.shape, b.shape), meta)
+    operands = (a.reshape(a.size), b.reshape(b.size), out.reshape(max(out.size, 1)), *dev)
+    if compare:
+        _launch(kernels.compare_nd, max(out.size, 1), *operands, kernels.LOGICAL_CODES[op])
+        return [out]
+    if op in kernels.PARAMETRIC_CODES:
+        code, (alpha, beta) = kernels.PARAMETRIC_CODES[op], parameters(op, node.attrs)
+    else:
+        code = kernels.BINARY_CODES.get(op, kernels.UNARY_CODES.get(op))
+        alpha = beta = 0.0
     _launch(
         kernels.elementwise_nd,
         max(out.size, 1),
-        a.reshape(a.size),
-        b.reshape(b.size),
-        out.reshape(max(out.size, 1)),
-        dev[0],
-        dev[1],
-        dev[2],
+        *operands,
         code,
         _activation(node),
+        alpha,
+        beta,
     )
     return [out]
 
@@ -742,8 +750,8 @@ def make_kernels() -> dict[str, Kernel]:
     # views and Shape only touch metadata: the CPU kernels work on device arrays too
     for op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"):
         table[op] = cpu_ops.REFERENCE[op]
-    for op in ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp"):
+    for op in (*cpu_ops.UNARY_OPS, *PARAMETRIC, "Not"):
         table[op] = unary(op)
-    for op in ("Add", "Sub", "Mul", "Div", "Pow"):
-        table[op] = binary(op)
+    for op in (*LOGICAL, "Add", "Sub", "Mul", "Div", "Pow"):
+        table.setdefault(op, binary(op))
     return table

@@ -17,6 +17,7 @@ from numba import vectorize
 
 _FLOAT_UNARY = ["float32(float32)", "float64(float64)"]
 _FLOAT_BINARY = ["float32(float32, float32)", "float64(float64, float64)"]
+_FLOAT_TERNARY = ["float32(float32, float32, float32)", "float64(float64, float64, float64)"]
 
 
 def _relu(x: float) -> float:
@@ -53,6 +54,47 @@ def _sqrt(x: float) -> float:
 
 def _exp(x: float) -> float:
     return math.exp(x)
+
+
+def _neg(x: float) -> float:
+    return -x
+
+
+def _abs(x: float) -> float:
+    return abs(x)
+
+
+def _reciprocal(x: float) -> float:
+    return 1 / x
+
+
+def _log(x: float) -> float:
+    return math.log(x)
+
+
+#: From this magnitude on every float is an integer; math.floor would also overflow
+#: its int64 result there (and on inf and NaN, which compare False and pass through).
+_INTEGRAL = 2.0**52
+
+
+def _floor(x: float) -> float:
+    return math.floor(x) if abs(x) < _INTEGRAL else x
+
+
+def _ceil(x: float) -> float:
+    return math.ceil(x) if abs(x) < _INTEGRAL else x
+
+
+def _leaky_relu(x: float, alpha: float, beta: float) -> float:
+    return x if x >= 0 else alpha * x
+
+
+def _hard_sigmoid(x: float, alpha: float, beta: float) -> float:
+    return max(0.0, min(1.0, alpha * x + beta))
+
+
+def _hard_swish(x: float, alpha: float, beta: float) -> float:
+    return x * max(0.0, min(1.0, alpha * x + beta))
 
 
 def _add(x: float, y: float) -> float:
@@ -100,6 +142,32 @@ UNARY: dict[str, tuple[Callable[..., Any], Any]] = {
     "Exp": (_exp, np.exp),
     "Gelu": (_gelu, None),
     "GeluTanh": (_gelu_tanh, None),
+    "Neg": (_neg, np.negative),
+    "Abs": (_abs, np.abs),
+    "Reciprocal": (_reciprocal, None),
+    "Log": (_log, None),
+    "Floor": (_floor, None),
+    "Ceil": (_ceil, None),
+}
+
+#: Float-only ops with two attributes, ``f(x, alpha, beta)``; defaults of each.
+PARAMETRIC: dict[str, tuple[Callable[..., Any], float, float]] = {
+    "LeakyRelu": (_leaky_relu, 0.01, 0.0),
+    "HardSigmoid": (_hard_sigmoid, 0.2, 0.5),
+    "HardSwish": (_hard_swish, 1 / 6, 0.5),  # not attributes: fixed by the spec
+}
+
+#: Comparisons and logic, exact on any dtype: NumPy's own ufuncs, writing booleans.
+LOGICAL: dict[str, Any] = {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+    "Not": np.logical_not,
 }
 
 BINARY: dict[str, tuple[Callable[..., Any], Any]] = {
@@ -116,10 +184,20 @@ BINARY: dict[str, tuple[Callable[..., Any], Any]] = {
 
 @functools.cache
 def ufunc(op: str) -> Any:
-    """The compiled Numba ufunc for ``op`` (an entry of `UNARY` or `BINARY`)."""
+    """The compiled Numba ufunc for ``op`` (an entry of `UNARY`, `PARAMETRIC` or `BINARY`)."""
     if op in UNARY:
         return vectorize(_FLOAT_UNARY, cache=True)(UNARY[op][0])
+    if op in PARAMETRIC:
+        return vectorize(_FLOAT_TERNARY, cache=True)(PARAMETRIC[op][0])
     return vectorize(_FLOAT_BINARY, cache=True)(BINARY[op][0])
+
+
+def parameters(op: str, attrs: dict[str, Any]) -> tuple[float, float]:
+    """``(alpha, beta)`` of a `PARAMETRIC` op from its node's attributes."""
+    _, alpha, beta = PARAMETRIC[op]
+    if op == "HardSwish":
+        return alpha, beta
+    return float(attrs.get("alpha", alpha)), float(attrs.get("beta", beta))
 
 
 def _compiled(args: list[np.ndarray]) -> bool:

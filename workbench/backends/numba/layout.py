@@ -32,7 +32,14 @@ NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 NHWC_SUFFIX = "::nhwc"
 
 #: Ops that compute each element from the same element of their inputs.
-POINTWISE = frozenset({"Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Gelu", "Identity", "Cast"})
+#: (Clip's other inputs are scalar bounds, which no layout changes.)
+POINTWISE = frozenset(
+    {
+        *("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Gelu", "Identity", "Cast", "Clip"),
+        *("Neg", "Abs", "Reciprocal", "Log", "Floor", "Ceil"),
+        *("LeakyRelu", "HardSigmoid", "HardSwish"),
+    }
+)
 #: Pointwise ops with two or more inputs, which broadcast (the same in either layout,
 #: since every 4-D operand is permuted alike).
 BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum"})
