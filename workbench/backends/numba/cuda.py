@@ -48,6 +48,8 @@ UNARY_CODES = {
 BINARY_CODES = {"Add": 16, "Sub": 17, "Mul": 18, "Div": 19, "Pow": 20, "Max": 21, "Min": 22}
 #: Unary ops of x and two attributes, alpha and beta.
 PARAMETRIC_CODES = {"LeakyRelu": 32, "HardSigmoid": 33, "HardSwish": 34}
+#: Every op code of `elementwise_nd`.
+ELEMENTWISE_CODES = {**UNARY_CODES, **BINARY_CODES, **PARAMETRIC_CODES}
 #: Comparisons and logic (`compare_nd`), writing booleans.
 LOGICAL_CODES = {
     "Equal": 0,

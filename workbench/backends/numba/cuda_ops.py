@@ -364,16 +364,12 @@ def _elementwise(node: Node, op: str, args: Arrays, outs: Arrays | None, tag: in
     if compare:
         _launch(kernels.compare_nd, max(out.size, 1), *operands, kernels.LOGICAL_CODES[op])
         return [out]
-    if op in kernels.PARAMETRIC_CODES:
-        code, (alpha, beta) = kernels.PARAMETRIC_CODES[op], parameters(op, node.attrs)
-    else:
-        code = kernels.BINARY_CODES.get(op, kernels.UNARY_CODES.get(op))
-        alpha = beta = 0.0
+    alpha, beta = parameters(op, node.attrs) if op in PARAMETRIC else (0.0, 0.0)
     _launch(
         kernels.elementwise_nd,
         max(out.size, 1),
         *operands,
-        code,
+        kernels.ELEMENTWISE_CODES[op],
         _activation(node),
         alpha,
         beta,
