@@ -82,6 +82,13 @@ OPS = frozenset(
         "Or",
         "Xor",
         "Not",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "Split",
+        "Tile",
+        "Range",
     ]
 )
 

@@ -725,18 +725,77 @@ def expand(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out]
 
 
-def reduce_mean(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+#: Reduce* ops as NumPy ufunc reductions (exact order aside, and allocation-free).
+REDUCERS = {
+    "ReduceSum": np.add,
+    "ReduceMax": np.maximum,
+    "ReduceMin": np.minimum,
+    "ReduceProd": np.multiply,
+}
+
+
+def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """ReduceMean/Sum/Max/Min/Prod over the node's axes (see `shapes.reduce_axes`)."""
     x = ins[0]
-    axes = shapes.axes_of(node, ins, 1, x.ndim)
+    axes, shape = shapes.reduce_axes(node, ins, x.ndim)
+    out = _out(outs, shape, x.dtype)
+    if not axes:
+        return functools.partial(np.copyto, out, x), [out]
     keep = bool(node.attrs.get("keepdims", 1))
-    axes = axes or None  # an empty axes input means every axis
-    if axes is None and node.attrs.get("noop_with_empty_axes", 0):
-        result = x
-    else:
-        axis = None if axes is None else tuple(axes)
-        result = np.mean(x, axis=axis, keepdims=keep, dtype=np.float64).astype(x.dtype)
-    out = _out(outs, result.shape, x.dtype)
-    np.copyto(out, result)
+    if node.op_type == "ReduceMean":  # float64 sums: means of long rows stay exact
+
+        def mean() -> None:
+            np.copyto(out, np.mean(x, axis=tuple(axes), keepdims=keep, dtype=np.float64))
+
+        return mean, [out]
+    ufunc = REDUCERS[node.op_type]
+    extra = {}
+    if ufunc in (np.maximum, np.minimum):  # an empty reduction gives the dtype's extreme
+        extra["initial"] = extremes(x.dtype)[ufunc is np.minimum]
+    reduce = functools.partial(ufunc.reduce, x, axis=tuple(axes), keepdims=keep, out=out, **extra)
+    return reduce, [out]
+
+
+def extremes(dtype: np.dtype) -> tuple[Any, Any]:
+    """The lowest and highest values of ``dtype`` (infinities for floats)."""
+    if dtype.kind == "f":
+        return -np.inf, np.inf
+    if dtype.kind == "b":
+        return False, True
+    info = np.iinfo(dtype)
+    return info.min, info.max
+
+
+def split(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """Split along an axis into parts of the given (or equal) sizes."""
+    x = ins[0]
+    axis, sizes = shapes.split_sizes(node, ins, x.shape)
+    results, copies, start = [], [], 0
+    for i, size in enumerate(sizes):
+        part = x[(slice(None),) * axis + (slice(start, start + size),)]
+        out = _out(outs, part.shape, x.dtype, i)
+        results.append(out)
+        copies.append(functools.partial(np.copyto, out, part))
+        start += size
+    return _sequence(*copies), results
+
+
+def tile(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """Tile: one broadcasting copy (see `shapes.tile_view`)."""
+    x = ins[0]
+    out_view, in_view = shapes.tile_view(x.shape, ins[1])
+    out = _out(
+        outs, tuple(r * d for r, d in zip(out_view[::2], out_view[1::2], strict=True)), x.dtype
+    )
+    return functools.partial(np.copyto, out.reshape(out_view), x.reshape(in_view)), [out]
+
+
+def range_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Range(start, limit, delta); its length must not change between runs of a plan."""
+    start, limit, delta = (np.asarray(v).reshape(()) for v in ins)
+    values = np.arange(start.item(), limit.item(), delta.item()).astype(start.dtype)
+    out = _out(outs, values.shape, values.dtype)
+    np.copyto(out, values)
     return [out]
 
 
@@ -784,8 +843,12 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "Shape": shape_op,
         "ConstantOfShape": constant_of_shape,
         "Expand": expand,
-        "ReduceMean": reduce_mean,
+        "Split": _bindable(split),
+        "Tile": _bindable(tile),
+        "Range": range_op,
     }
+    for op in ("ReduceMean", *REDUCERS):
+        table[op] = _bindable(reduce_op)
     for op in UNARY_OPS:
         table[op] = unary(op)
     for op in elementwise.PARAMETRIC:

@@ -461,16 +461,32 @@ def pool2d(x, geo, is_max, count_pad, out):
             out[b, ch, oy, ox] = total / (divisor if divisor > 0 else 1)
 
 
+#: `reduce_rows` op codes.
+REDUCE_CODES = {"ReduceMean": 0, "ReduceSum": 1, "ReduceMax": 2, "ReduceMin": 3, "ReduceProd": 4}
+
+
 @cuda.jit
-def mean_rows(x, out):
-    """``out[i] = mean(x[i, :])`` (GlobalAveragePool, ReduceMean over trailing axes)."""
+def reduce_rows(x, out, code, empty):
+    """``out[i] = op(x[i, :])``: mean, sum, max, min or product (`REDUCE_CODES`), or
+    ``empty`` for rows of length 0 (GlobalAveragePool, Reduce* over trailing axes)."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
     cols = x.shape[1]
     for i in range(start, x.shape[0], stride):
-        acc = 0.0
-        for j in range(cols):
-            acc += x[i, j]
-        out[i] = acc / cols
+        if cols == 0:
+            out[i] = empty
+            continue
+        acc = x[i, 0]
+        for j in range(1, cols):
+            v = x[i, j]
+            if code <= 1:
+                acc += v
+            elif code == 2:
+                acc = v if v > acc or v != v else acc
+            elif code == 3:
+                acc = v if v < acc or v != v else acc
+            else:
+                acc *= v
+        out[i] = acc / cols if code == 0 else acc
 
 
 @cuda.jit

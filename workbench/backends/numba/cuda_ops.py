@@ -19,6 +19,7 @@ from numba import cuda
 
 from workbench.backends.numba import cuda as kernels
 from workbench.backends.numba import shapes
+from workbench.backends.numba.cpu_ops import extremes
 from workbench.backends.numba.elementwise import LOGICAL, PARAMETRIC, parameters
 from workbench.backends.numba.executor import Kernel
 from workbench.backends.numba.graph import Node
@@ -474,34 +475,83 @@ def global_average_pool(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
     out = _out(node, outs, (*x.shape[:2],) + (1,) * (x.ndim - 2), x.dtype)
     rows = x.shape[0] * x.shape[1]
-    _launch(kernels.mean_rows, rows, x.reshape(rows, x.size // rows), out.reshape(rows))
+    x2 = x.reshape(rows, x.size // rows)
+    _launch(kernels.reduce_rows, rows, x2, out.reshape(rows), 0, np.nan)
     return [out]
 
 
-def reduce_mean(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    """ReduceMean: the reduced axes are moved last by a strided copy, then row means."""
+def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Reduce*: the reduced axes are moved last by a strided copy, then one op per row."""
     x = ins[0]
-    axes = shapes.axes_of(node, ins, 1, x.ndim) or list(range(x.ndim))
-    keep = bool(node.attrs.get("keepdims", 1))
-    kept = [d for d in range(x.ndim) if d not in axes]
-    out_shape = (
-        tuple(1 if d in axes else x.shape[d] for d in range(x.ndim))
-        if keep
-        else tuple(x.shape[d] for d in kept)
-    )
+    axes, out_shape = shapes.reduce_axes(node, ins, x.ndim)
     out = _out(node, outs, out_shape, x.dtype)
-    perm = kept + sorted(axes)
+    if not axes:
+        _copy(node, "same", x, out, tuple(x.shape) or (1,), _contiguous_strides(x.shape or (1,)))
+        return [out]
+    kept = [d for d in range(x.ndim) if d not in axes]
+    perm = kept + axes
     moved_shape = tuple(x.shape[d] for d in perm)
     moved = _workspace(node, ("moved", x.shape), moved_shape, x.dtype)
     _copy(node, "moved", x, moved, moved_shape, _contiguous_strides(x.shape)[perm])
     rows = math.prod(x.shape[d] for d in kept)
+    code = kernels.REDUCE_CODES[node.op_type]
+    # what an empty row reduces to: NaN (mean), 0, the lowest, the highest, 1
+    empty = (np.nan, 0, *extremes(np.dtype(x.dtype)), 1)[code]
     _launch(
-        kernels.mean_rows,
+        kernels.reduce_rows,
         max(rows, 1),
         moved.reshape(rows, moved.size // max(rows, 1)),
         out.reshape(out.size),
+        code,
+        np.dtype(x.dtype).type(empty),
     )
     return [out]
+
+
+def split(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Split: one strided copy per part, from its offset along the axis."""
+    x = ins[0]
+    axis, sizes = shapes.split_sizes(node, ins, tuple(x.shape))
+    strides = _contiguous_strides(tuple(x.shape))
+    results, start = [], 0
+    for i, size in enumerate(sizes):
+        shape = tuple(size if d == axis else n for d, n in enumerate(x.shape))
+        out = _out(node, outs, shape, x.dtype, i)
+        if out.size:
+            _copy(node, ("split", i), x, out, shape, strides, start * int(strides[axis]))
+        results.append(out)
+        start += size
+    return results
+
+
+def tile(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Tile: one copy reading the input with zero strides along the repeats."""
+    x = ins[0]
+    out_view, in_view = shapes.tile_view(tuple(x.shape), ins[1])
+    out = _out(
+        node,
+        outs,
+        tuple(r * d for r, d in zip(out_view[::2], out_view[1::2], strict=True)),
+        x.dtype,
+    )
+    if out.size:
+        _copy(node, "tile", x, out, out_view, _broadcast_strides(in_view, out_view))
+    return [out]
+
+
+def range_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """Range from host scalars (a computed one is copied down: usually all are constants)."""
+    from workbench.backends.numba.cpu_ops import range_op as host_range
+
+    (values,) = host_range(node, [_host(v) for v in ins], None)
+    out = _out(node, outs, values.shape, values.dtype)
+    if values.size:
+        out.copy_to_device(values)
+    return [out]
+
+
+def _host(value: Any) -> np.ndarray:
+    return value.copy_to_host() if hasattr(value, "copy_to_host") else np.asarray(value)
 
 
 def softmax(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -721,7 +771,9 @@ def make_kernels() -> dict[str, Kernel]:
         "MaxPool": pool,
         "AveragePool": pool,
         "GlobalAveragePool": global_average_pool,
-        "ReduceMean": reduce_mean,
+        "Split": split,
+        "Tile": tile,
+        "Range": range_op,
         "Softmax": softmax,
         "LayerNormalization": layer_norm,
         "BatchNormalization": batch_norm,
@@ -746,6 +798,8 @@ def make_kernels() -> dict[str, Kernel]:
     # views and Shape only touch metadata: the CPU kernels work on device arrays too
     for op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"):
         table[op] = cpu_ops.REFERENCE[op]
+    for op in kernels.REDUCE_CODES:
+        table[op] = reduce_op
     for op in (*cpu_ops.UNARY_OPS, *PARAMETRIC, "Not"):
         table[op] = unary(op)
     for op in (*LOGICAL, "Add", "Sub", "Mul", "Div", "Pow"):

@@ -50,6 +50,13 @@ HOST_INPUTS: dict[str, frozenset[int]] = {
     "Expand": frozenset({1}),
     "Gather": frozenset({1}),
     "Pad": frozenset({1, 2, 3}),
+    "ReduceSum": frozenset({1}),
+    "ReduceMax": frozenset({1}),
+    "ReduceMin": frozenset({1}),
+    "ReduceProd": frozenset({1}),
+    "Split": frozenset({1}),
+    "Tile": frozenset({1}),
+    "Range": frozenset({0, 1, 2}),
 }
 
 

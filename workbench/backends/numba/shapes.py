@@ -301,3 +301,42 @@ def clip_bounds(node: Node, ins: Sequence[Any], dtype: Any) -> list[Any]:
     return [
         np.asarray(node.attrs[key], dtype) if key in node.attrs else None for key in ("min", "max")
     ]
+
+
+def reduce_axes(node: Node, ins: Sequence[Any], rank: int) -> tuple[list[int], tuple[int, ...]]:
+    """The sorted axes a Reduce* node reduces (attribute, or input 1 in newer opsets), and
+    its output shape for an input of ``rank``-long shape ``ins[0].shape``.
+
+    No axes means every axis, or none with ``noop_with_empty_axes`` (the output is the
+    input); ``keepdims`` (default 1) keeps reduced axes as size 1.
+    """
+    shape = tuple(ins[0].shape)
+    axes = axes_of(node, ins, 1, rank)
+    if not axes:
+        axes = [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
+    axes = sorted(set(axes))
+    if not axes:
+        return [], shape
+    if node.attrs.get("keepdims", 1):
+        return axes, tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return axes, tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def split_sizes(node: Node, ins: Sequence[Any], shape: Sequence[int]) -> tuple[int, list[int]]:
+    """Split's axis and part sizes: given (input 1 from opset 13, the ``split`` attribute
+    before), or ``num_outputs`` (opset 18) / one per output, equal with a smaller last."""
+    axis = int(node.attrs.get("axis", 0)) % len(shape)
+    given = ins[1] if len(ins) > 1 and ins[1] is not None else node.attrs.get("split")
+    if given is not None and np.size(given):
+        return axis, [int(n) for n in np.asarray(given).reshape(-1)]
+    parts = int(node.attrs.get("num_outputs", len(node.outputs)))
+    size = -(-shape[axis] // parts)
+    return axis, [min(size, shape[axis] - i * size) for i in range(parts)]
+
+
+def tile_view(shape: Sequence[int], repeats: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Tile as a broadcast copy: the output viewed as [r0, d0, r1, d1, ...] receives the
+    input viewed as [1, d0, 1, d1, ...]; returns both views' shapes."""
+    reps = [int(r) for r in np.asarray(repeats).reshape(-1)]
+    out_view = tuple(n for r, d in zip(reps, shape, strict=True) for n in (r, d))
+    return out_view, tuple(n for d in shape for n in (1, d))
