@@ -18,13 +18,14 @@ changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
 import logging
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,13 @@ COLUMNS = [
 ]  # fmt: skip
 
 BASELINE = "baseline"
+#: a point still to measure: ``((label, variant spec), backend, device)``
+Point = tuple[tuple[str, Any], str, str]
+#: saves one finished point's row and its `Profile` (None for a failed point)
+SavePoint = Callable[[dict[str, Any], "Profile | None"], None]
+#: ``runner(point_runner, points, save, progress=, cancel=)``: measures ``points`` and
+#: calls ``save`` once per finished point (`run_points` here; `workbench.cluster` on Dask)
+PointsRunner = Callable[..., None]
 #: bytes hashed per update when fingerprinting data (bounds the copy of a non-contiguous array)
 _CHUNK_BYTES = 1 << 24
 #: identity entries that describe the sweep without changing its results
@@ -166,6 +174,7 @@ def sweep(
     retry_failed: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    runner: PointsRunner | None = None,
 ) -> TradeoffTable:
     """Evaluate and time every variant on every backend and device.
 
@@ -197,6 +206,9 @@ def sweep(
         retry_failed: on resume, measure the stored points that failed again.
         progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
         cancel: a `CancelToken` checked between points; finished points stay stored.
+        runner: runs the points still to measure (default `run_points`, in this
+            process); ``wb.sweep(..., cluster=...)`` passes one that runs them on Dask
+            workers (`workbench.cluster`).
 
     Returns:
         A `TradeoffTable`.
@@ -233,8 +245,30 @@ def sweep(
     done = store.done_keys(sweep_id, failed=not retry_failed)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
-    built: dict[str, Model | Exception] = {}
     run = _PointRunner(model, data, scorer, batch_size, budget_s, options or {}, calibration)
+    # the point and its profile are saved atomically, as each point finishes
+    save = functools.partial(store.save_point, sweep_id)
+    (runner or run_points)(run, todo, save, progress=progress, cancel=cancel)
+    if cancel is not None and cancel.cancelled:
+        raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
+    table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
+    table.meta, table.notes = settings, notes
+    return table
+
+
+def run_points(
+    run: _PointRunner,
+    todo: list[Point],
+    save: SavePoint,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> None:
+    """Measure ``todo`` in this process, one point after another, saving each as it finishes.
+
+    The default `PointsRunner` of `sweep`; each variant is built once, on first use.
+    """
+    built: dict[str, Model | Exception] = {}
     for (label, spec), backend, device in track(
         todo, description="sweep", progress=progress, cancel=cancel
     ):
@@ -243,12 +277,7 @@ def sweep(
         if label not in built:
             built[label] = run.build(spec)
         row, measured = run.point(label, built[label], backend, device)
-        store.save_point(sweep_id, row, measured)  # the point and its profile, atomically
-    if cancel is not None and cancel.cancelled:
-        raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
-    table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
-    table.meta, table.notes = settings, notes
-    return table
+        save(row, measured)
 
 
 def sweep_identity(
