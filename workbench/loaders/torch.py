@@ -145,13 +145,14 @@ def load_torch_file(
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     data = path.read_bytes()  # read once: what is checked is what torch loads
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+    names = _zip_names(data)
+    if names is None:
         if not data.startswith(b"\x80"):  # not a pickle either (protocol 2+ starts so)
             raise ModelLoadError(
                 f"{path} is neither an ONNX file, a torch.export program nor a TorchScript archive"
             )
         return _load_pickle(path, data, example_inputs, name, trust)
-    if path.suffix == ".pt2" or _is_exported_program(data):
+    if path.suffix == ".pt2" or _is_exported_program(names):
         if not trust:
             check_pt2(data, str(path))
         try:
@@ -169,7 +170,7 @@ def load_torch_file(
             source=str(path),
             fixed_batch=not _dynamic_batch(program),
         )
-    if _is_torchscript(data):
+    if _is_torchscript(names):
         if not trust:
             raise refuse_code(path, "is TorchScript, which is code")
         if example_inputs is None:
@@ -214,17 +215,22 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
-def _is_torchscript(data: bytes) -> bool:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return any(n.split("/", 1)[-1].startswith("code/") for n in archive.namelist())
+def _zip_names(data: bytes) -> list[str] | None:
+    """Entry names of a zip archive; None when ``data`` is not one (or too corrupt to read)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.namelist()
+    # a damaged directory fails in many ways (found by tests/test_fuzz.py)
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, OSError):
+        return None
 
 
-def _is_exported_program(data: bytes) -> bool:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return any(
-            "serialized_exported_program" in n or n.endswith("models/model.json")
-            for n in archive.namelist()
-        )
+def _is_torchscript(names: list[str]) -> bool:
+    return any(n.split("/", 1)[-1].startswith("code/") for n in names)
+
+
+def _is_exported_program(names: list[str]) -> bool:
+    return any("serialized_exported_program" in n or n.endswith("models/model.json") for n in names)
 
 
 def _dynamic_batch(program: Any) -> bool:

@@ -190,7 +190,8 @@ def _check_zip_names(data: bytes, label: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
-    except zipfile.BadZipFile as exc:
+    # a damaged directory fails in many ways (found by tests/test_fuzz.py)
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, OSError) as exc:
         raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive") from exc
     roots = {n.split("/", 1)[0] for n in names if "/" in n}
     repeated = [n for n, count in Counter(names).items() if count > 1]

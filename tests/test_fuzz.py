@@ -1,0 +1,143 @@
+"""Property-based fuzzing of the loaders and of `Session.run`'s input checking (bounded).
+
+Mutated bytes of real sample files, random archives and random inputs must end in a
+result or a `WorkbenchError`, never another exception; `benchmarks/fuzz_long.py` runs the
+same targets for longer. Crashes found here are kept as explicit regression cases below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import workbench as wb
+from workbench.testing import fuzz
+
+#: multiplies every example count (benchmarks/fuzz_long.py raises it; the test command keeps 1)
+SCALE = int(os.environ.get("WORKBENCH_FUZZ_SCALE", "1"))
+
+
+def bounded(examples: int) -> settings:
+    """``examples`` cases (times SCALE), no example database, no per-case deadline.
+
+    No database: nothing is written into the checkout. No deadline: the first torch load
+    is slow. The counts keep this file to about a minute in the test command.
+    """
+    return settings(
+        max_examples=examples * SCALE,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+edits = st.lists(
+    st.tuples(st.integers(0, 1 << 20), st.integers(0, 64), st.binary(max_size=16)),
+    min_size=1,
+    max_size=6,
+)
+entries = st.lists(
+    st.tuples(
+        st.sampled_from(fuzz.PT2_NAMES) | st.text("abcdefghij/._", min_size=1, max_size=20),
+        st.sampled_from([b"pt2", b"0", b"{}", b'{"config": {}}', b"\x80\x04N."]) | st.binary(),
+    ),
+    max_size=8,
+)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_torch() -> None:
+    logging.getLogger("torch").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _report_cases() -> Iterator[None]:
+    """Write the cases run per target where benchmarks/fuzz_long.py asks for them."""
+    yield
+    report = os.environ.get("WORKBENCH_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(dict(fuzz.CASES)))
+
+
+@bounded(150)
+@given(edits=edits)
+def test_mutated_onnx_files_load_or_are_refused(tmp_path: Path, edits: Any) -> None:
+    model = fuzz.load_bytes(fuzz.mutate(fuzz.sample_onnx(), edits), ".onnx", tmp_path)
+    assert model is None or model.framework == "onnx"
+
+
+@bounded(40)
+@given(edits=edits)
+def test_mutated_pt2_archives_load_or_are_refused(tmp_path: Path, edits: Any) -> None:
+    model = fuzz.load_bytes(fuzz.mutate(fuzz.sample_pt2(), edits), ".pt2", tmp_path)
+    assert model is None or model.framework == "torch"
+
+
+@bounded(80)
+@given(entries=entries, suffix=st.sampled_from([".pt2", ".pt", ".ts", ".pth"]))
+def test_random_archives_are_refused(tmp_path: Path, entries: Any, suffix: str) -> None:
+    marker = tmp_path / "marker"
+    assert fuzz.load_bytes(fuzz.archive(entries), suffix, tmp_path) is None
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def session() -> Any:
+    return wb.backend("onnxruntime").compile(wb.samples.load("digits-cnn"))
+
+
+dtypes = st.sampled_from(["float32", "float64", "float16", "int64", "int8", "bool", "complex64"])
+shapes = st.lists(st.integers(0, 9), max_size=5)
+
+
+@bounded(150)
+@given(shape=shapes, dtype=dtypes, name=st.sampled_from(["x", "y", ""]), wrap=st.integers(0, 2))
+def test_session_run_checks_names_shapes_and_dtypes(
+    session: Any, shape: list[int], dtype: str, name: str, wrap: int
+) -> None:
+    array = np.zeros(shape, dtype=dtype)
+    inputs = [{name: array}, [array], array][wrap]
+    outputs = fuzz.run_inputs(session, inputs)
+    if outputs is not None:  # accepted only when it really is a batch of digits images
+        assert name in ("x", "") and len(shape) == 4 and shape[1:] == [1, 8, 8]
+        assert outputs[0].shape == (shape[0], 10)
+
+
+# ---- regression cases: crashes the fuzzer found, kept ------------------------------------
+
+#: mutations of `fuzz.sample_pt2` that once escaped as a bare exception from zipfile
+FOUND = {
+    # a file name in the zip directory that is not UTF-8 though flagged so: UnicodeDecodeError
+    "non-utf8-entry-name": [
+        (524614, 1, b"@\x9er \xbb\xdf|A{LH"),
+        (174164, 35, b"o\x8a\xa2\xcchkB\x1bS\xf8"),
+        (125624, 54, b"BU\xcb:K\xed\x99\x0f\x12\x9a\xb3"),
+        (532473, 21, b"\xfc\x1d4q\xfe\xb9w\xa2\xdc6\x9e"),
+        (597538, 61, b"Gx\x15\x18\x8d"),
+        (966088, 19, b"\xbc\xa4\x8f(8\xc4\xff\x84\xec"),
+    ],
+    # an end-of-directory record that `is_zipfile` accepts but `ZipFile` rejects: BadZipFile
+    "broken-directory": [
+        (1039279, 5, b"6\x96\xd3\xed7\xda\xd2\r\x86\x1f\x95\x84"),
+        (682222, 3, b"\x1co\xa11"),
+        (343731, 38, b"I(\xfd \xda\xbbL\xeb\xcf\xa7\x90\xff'"),
+        (283343, 2, b"i\xba"),
+        (1006496, 18, b"C\xd9\x17&\xb6"),
+    ],
+}
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".pt"])
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_fuzz_regressions(tmp_path: Path, case: str, suffix: str) -> None:
+    data = fuzz.mutate(fuzz.sample_pt2(), FOUND[case])
+    assert fuzz.load_bytes(data, suffix, tmp_path) is None
