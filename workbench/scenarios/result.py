@@ -241,6 +241,7 @@ class ScenarioResult:
             f"p99 {self.p99_ms:.4g} ms",
             f"  throughput {self.throughput_per_s:.5g} samples/s; late {self.late}, "
             f"dropped {self.dropped}",
+            *([f"  {self._generator_text()}"] if self.kind == "server" else []),
             f"  {self.energy.describe(self.samples)}",
             f"  {self.minimums.describe('samples' if self.kind == 'offline' else 'queries')}",
         ]
@@ -250,6 +251,13 @@ class ScenarioResult:
                 f"at {self.price_per_hour:g} per hour"
             )
         return "\n".join(lines)
+
+    def _generator_text(self) -> str:
+        lag = self.issue_lag_ms
+        return (
+            f"load generator: issue lag p50 {np.median(lag):.3g} ms, p99 "
+            f"{np.percentile(lag, 99):.3g} ms, max {lag.max():.3g} ms"
+        )
 
     def _settings_text(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.settings.items() if v is not None)

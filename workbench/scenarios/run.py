@@ -25,11 +25,13 @@ from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
 from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult, query_frame
 
-#: a multi-stream query starting, or a server query issued, more than this late is late
-#: (a server query also gets one mean inter-arrival gap: lag inside it keeps the rate)
+#: a multi-stream query starting more than this late missed its interval; a server's load
+#: generator whose median lag is over this (or one mean inter-arrival gap) fell behind
 ISSUE_TOLERANCE_MS = 2.0
-#: share of late issues above which the load generator is said to have fallen behind
+#: share of late multi-stream queries above which the run is invalid
 LATE_ISSUE_SHARE = 0.01
+#: a server's load generator that issued under this share of the scheduled rate fell behind
+ISSUED_RATE_SHARE = 0.95
 #: the first arrival is scheduled this long after the start, so the generator thread is up
 LEAD_S = 0.005
 
@@ -234,6 +236,15 @@ def server(
     return Run(frame, duration, tuple(checks))
 
 
+def issued_rate_share(frame: pd.DataFrame) -> float:
+    """Issued over scheduled rate, between the first and last arrival (1.0: on schedule)."""
+    if len(frame) < 2:
+        return 1.0
+    scheduled = frame["scheduled_s"].iloc[-1] - frame["scheduled_s"].iloc[0]
+    issued = frame["issue_s"].iloc[-1] - frame["issue_s"].iloc[0]
+    return float(scheduled / issued) if issued > 0 else 1.0
+
+
 def server_checks(
     frame: pd.DataFrame,
     duration_s: float,
@@ -243,18 +254,23 @@ def server_checks(
     drop_after_ms: float,
 ) -> list[str]:
     """Why a server run is invalid: short of its minimums (completed queries), the load
-    generator over one mean gap (at least `ISSUE_TOLERANCE_MS`) late for more than 1% of
-    queries, queries dropped, or p99 over the target. Empty when it is valid.
+    generator fell behind, queries dropped, or p99 over the target. Empty when valid.
+
+    The generator fell behind when it under-offered the load: its median lag was over one
+    mean gap (at least `ISSUE_TOLERANCE_MS`), or it issued under `ISSUED_RATE_SHARE` of the
+    scheduled rate. A short stall it caught up from (the OS preempting the thread) only
+    bunches arrivals, which can make latency worse, never better; it is kept in the query
+    table and shown by `ScenarioResult.summary` but does not invalidate the run.
     """
     completed = frame.loc[~frame["dropped"], "latency_ms"]
     reasons = _too_short(len(completed), duration_s, minimums, "completed queries")
     lag_ms = (frame["issue_s"] - frame["scheduled_s"]).to_numpy() * 1e3
     tolerance_ms = max(ISSUE_TOLERANCE_MS, 1e3 / rate_per_s)
-    behind = lag_ms > tolerance_ms
-    if behind.mean() > LATE_ISSUE_SHARE:
+    share = issued_rate_share(frame)
+    if np.median(lag_ms) > tolerance_ms or share < ISSUED_RATE_SHARE:
         reasons.append(
-            f"the load generator fell behind: {int(behind.sum())} of {behind.size} queries issued "
-            f"over {tolerance_ms:.3g} ms late (worst {lag_ms.max():.3g} ms)"
+            f"the load generator fell behind: median lag {np.median(lag_ms):.3g} ms "
+            f"(allowed {tolerance_ms:.3g} ms), issued {share:.1%} of the scheduled rate"
         )
     dropped = int(frame["dropped"].sum())
     if dropped:
