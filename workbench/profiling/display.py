@@ -139,6 +139,9 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         ("samples", samples),
         ("peak memory", format_bytes(profile.memory.get("peak_bytes"))),
     ]
+    if profile.compile_s is not None:  # cold start, when this run measured it
+        headline.append(("compile", format_ms(profile.compile_s * 1e3)))
+        headline.append(("first run", format_ms(profile.first_inference_ms)))
     head = "".join(f"<th>{name}</th>" for name, _ in headline)
     values = "".join(f"<td>{value}</td>" for _, value in headline)
     parts = [

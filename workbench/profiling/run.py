@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from workbench.backends.base import Inputs, get_backend, settings_of
@@ -34,6 +35,11 @@ def profile(
     End-to-end latency comes from its own uninstrumented pass (warm-up, adaptive
     repeats, GC paused, device synchronised); the per-layer pass runs afterwards with
     the backend's instrumentation. Neither changes ``model``.
+
+    Cold start is kept apart from the steady state: ``load_s`` (loading the file, when
+    given one), ``compile_s`` (the backend's ``compile``: conversion, graph optimisation,
+    engine build) and ``first_inference_ms`` (the first run, with its lazy allocations
+    and JIT) are measured once and excluded from ``latency``.
 
     Args:
         model: a `Model` or anything `workbench.load` accepts.
@@ -68,7 +74,11 @@ def profile(
     from workbench.loaders import load
     from workbench.machine import environment
 
+    given = isinstance(model, Model)
+    started = time.perf_counter()
     model = load(model)
+    # load time only when this call loaded the model (a given Model was loaded before)
+    load_s = None if given else time.perf_counter() - started
     if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or batch_size < 1:
         raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if inputs is not None:
@@ -92,14 +102,20 @@ def profile(
             progress(fraction, message)
 
     step(0.0, f"compiling on {backend}/{device}")
+    started = time.perf_counter()
     session = get_backend(backend).compile(model, device, **(options or {}))
+    compile_s = time.perf_counter() - started
     # the session's process-wide settings (torch's threads) hold for the measurement only
     with settings_of(session):
         try:
             step(0.1, "timing end to end")
             label = f"{model.name} {backend}/{device} bs={batch_size}"
+            runner = session.runner(staged)
+            started = time.perf_counter()
+            runner()  # the first inference: lazy allocation, JIT, caches cold
+            first_inference_ms = (time.perf_counter() - started) * 1e3
             latency = Timer(
-                session.runner(staged), warmup=warmup, budget_s=budget_s, device=device, label=label
+                runner, warmup=warmup, budget_s=budget_s, device=device, label=label
             ).measure()
             result = Profile(
                 model=model.name,
@@ -111,6 +127,9 @@ def profile(
                 recipe=model.recipe,
                 model_fingerprint=model.fingerprint(),
                 options=dict(options or {}),
+                load_s=load_s,
+                compile_s=compile_s,
+                first_inference_ms=first_inference_ms,
             )
             if layers:
                 from workbench.profiling.layers import profile_layers

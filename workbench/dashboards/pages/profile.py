@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 from typing import Any
 
@@ -13,6 +14,7 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboards.pages.common import TableSlot, figure_pane, headline, notes, rounded
 from workbench.dashboards.state import AppState
+from workbench.profiling.profile import Profile
 
 #: the layer-table columns shown (the others stay in the data, hidden)
 TABLE_COLUMNS = [
@@ -35,6 +37,16 @@ TABLE_OPTIONS: dict[str, Any] = {
     },
     "frozen_columns": ["layer"],
 }
+
+
+def cold_start(profile: Profile | None) -> str:
+    """A line with the profile's cold start next to its steady state (empty if unmeasured)."""
+    if profile is None or profile.compile_s is None:
+        return ""
+    return (
+        f"<p><b>Cold start</b>: {html.escape(profile.cold_start_text())}; "
+        f"then steady state p50 {profile.latency.median:.4g} ms</p>"
+    )
 
 
 class ProfilePage(Viewer):
@@ -78,7 +90,7 @@ class ProfilePage(Viewer):
 
     def _refresh(self, *_: Any) -> None:
         profile = self.state.current
-        self.summary.object = headline(profile)
+        self.summary.object = headline(profile) + cold_start(profile)
         self.notes.object = f"<ul>{notes(profile)}</ul>" if notes(profile) else ""
         if profile is None:
             return
