@@ -1,0 +1,13 @@
+"""Sweeps and device tables across machines, on Dask distributed.
+
+``wb.sweep(..., cluster="tcp://scheduler:8786")`` runs each sweep point as a Dask task
+on the cluster's workers and streams the results into this machine's store;
+``wb.devices(cluster=...)`` lists every worker's backends and devices with its host.
+Dask is imported only when a cluster is used (``pip install "workbench[cluster]"``).
+See docs/cluster.md.
+"""
+
+from workbench.cluster.client import connect, devices
+from workbench.cluster.sweep import DaskRunner, sweep
+
+__all__ = ["DaskRunner", "connect", "devices", "sweep"]

@@ -1,0 +1,117 @@
+"""What runs on a Dask worker: one sweep point, and the worker's own device table.
+
+These functions are submitted by the client and run inside the worker process. A
+worker keeps the model and variants of the sweep it is working on (`_cache`), so each
+is rebuilt once per worker, not once per point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from workbench.cluster.transport import SweepPayload, unpack_model, unpack_spec
+
+#: the semaphore that keeps two measurements off one machine: one lease per host name
+HOST_SLOT_PREFIX = "workbench-timing-"
+
+#: the sweep this worker process is working on: ``{"token": ..., "runner": ..., label: variant}``
+_cache: dict[str, Any] = {}
+
+
+def run_point(
+    shared: SweepPayload,
+    label: str,
+    spec: Any,
+    backend: str,
+    device: str,
+    host_slot: bool,
+) -> tuple[dict[str, Any], str | None]:
+    """Build the variant (once per worker) and measure one point on this worker.
+
+    Args:
+        shared: the sweep's model, data and settings.
+        label: the variant's label.
+        spec: the packed variant spec (`workbench.cluster.transport.pack_spec`).
+        backend: backend name.
+        device: device name.
+        host_slot: hold this host's timing semaphore while building and measuring, so
+            no other sweep point on this machine runs at the same time.
+
+    Returns:
+        The point's row, with ``worker`` (address), ``host`` (host name) and ``machine``
+        (CPU, cores, SIMD, memory, GPUs), and its `Profile` as JSON (None if it failed).
+    """
+    from workbench.machine import describe_machine
+
+    runner = _runner(shared)
+    with _host_slot(host_slot):
+        if label not in _cache:
+            _cache[label] = runner.build(unpack_spec(spec))
+        row, profile = runner.point(label, _cache[label], backend, device)
+    row.update(worker=_worker_address(), host=platform.node(), machine=describe_machine())
+    return row, None if profile is None else profile.to_json(indent=None)
+
+
+def worker_devices() -> pd.DataFrame:
+    """This worker's backends x devices (`workbench.machine.devices`) with its host.
+
+    Returns:
+        `devices()`'s table with ``host`` (host name) and ``machine`` (CPU, cores, SIMD,
+        memory, GPUs) columns first.
+    """
+    from workbench.machine import describe_machine, devices
+
+    table = devices()
+    table.insert(0, "host", platform.node())
+    table.insert(1, "machine", describe_machine())
+    return table
+
+
+def _runner(shared: SweepPayload) -> Any:
+    """The sweep's point runner on this worker, with its model rebuilt once per sweep."""
+    from workbench.data import Dataset
+    from workbench.evaluation.metrics import get_metric
+
+    # the same runner the in-process sweep uses, so a point measures the same either way
+    from workbench.evaluation.sweep import _PointRunner
+
+    if _cache.get("token") != shared.token:
+        _cache.clear()  # a new sweep: drop the last one's models
+        data: Dataset = shared.data
+        _cache["token"] = shared.token
+        _cache["runner"] = _PointRunner(
+            unpack_model(shared.model),
+            data,
+            get_metric(shared.metric),
+            shared.batch_size,
+            shared.budget_s,
+            shared.options,
+            shared.calibration,
+        )
+    return _cache["runner"]
+
+
+@contextlib.contextmanager
+def _host_slot(wanted: bool) -> Iterator[None]:
+    """Hold this machine's single timing lease (a Dask semaphore named after the host)."""
+    if not wanted:
+        yield
+        return
+    from distributed import Semaphore
+
+    with Semaphore(max_leases=1, name=HOST_SLOT_PREFIX + platform.node()):
+        yield
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # called outside a worker (a test, or the client itself)
+        return "local"
