@@ -26,7 +26,7 @@ _SIMD_LEVELS = (  # best first: (cpuinfo flag, display name)
 
 @cache
 def cpu_info() -> dict[str, Any]:
-    """CPU model, core counts and SIMD level (``AVX2``, ``AVX-512``, ``AMX``, ``NEON``)."""
+    """CPU model, core counts, SIMD level (``AVX2``, ``AVX-512``, ``AMX``, ``NEON``), flags."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -52,6 +52,7 @@ def cpu_info() -> dict[str, Any]:
         else os.cpu_count(),
         "simd": simd[0] if simd else "unknown",
         "simd_all": simd,
+        "flags": sorted(flags),
         "memory_bytes": psutil.virtual_memory().total,
     }
 

@@ -1,16 +1,115 @@
-"""'Why is my INT8 model slower?': per-layer reasons from the graphs and the kernels."""
+"""'Why is my INT8 model slower?': per-layer reasons from the graphs and the kernels.
+
+The first tests run `wb.profile` on a real INT8 and a real FP16 digits-cnn; the rest pin
+the wording on hand-made profiles.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 
 import workbench as wb
+from workbench import machine
+from workbench.model import Model
 from workbench.optimize.explain import explain, graph_reasons, kernel_reasons, reasons
 from workbench.optimize.quantize import Int8Static
+from workbench.profiling import cost
 from workbench.profiling.profile import Profile
-from workbench.profiling.reasons import quantization_reasons
+from workbench.profiling.reasons import NATIVE_HALF_FLAGS, quantization_reasons
 from workbench.profiling.timer import Measurement
+
+CONVS = ["features.0", "features.3", "features.7"]
+FAST = {"budget_s": 0.05, "options": {"threads": 1}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_roofline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The roofline (tens of seconds of ceiling measurements) is not what is tested here."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("wb-cache")))
+        patch.setattr(cost, "add_roofline", lambda profile: None)
+        yield
+
+
+@pytest.fixture(scope="module")
+def cnn() -> Model:
+    return wb.samples.load("digits-cnn")
+
+
+@pytest.fixture(scope="module")
+def int8_profiles(cnn: Model, digits_train: wb.Dataset) -> tuple[Model, Profile, Profile]:
+    q = wb.quantize(cnn, "int8-static", data=digits_train.take(128))
+    base = wb.profile(cnn, "onnxruntime", batch_size=32, **FAST)
+    return q, base, wb.profile(q, "onnxruntime", batch_size=32, **FAST)
+
+
+def test_a_real_int8_profile_records_the_kernels_each_layer_ran(int8_profiles) -> None:
+    _, base, variant = int8_profiles
+    rows = variant.layers.set_index("layer")
+    # the layer is the model's Conv, not the DequantizeLinear of its weights ...
+    assert list(rows.loc[CONVS, "op_type"]) == ["Conv"] * 3
+    # ... and what ONNX Runtime ran for it is the integer convolution
+    assert list(rows.loc[CONVS, "kernels"]) == ["QLinearConv"] * 3
+    assert rows.loc["classifier.1", "kernels"].startswith("QGemm")
+    assert base.layers.set_index("layer").loc["features.0", "kernels"] == "Conv"
+    back = Profile.from_json(variant.to_json()).layers.set_index("layer")
+    assert list(back.loc[CONVS, "kernels"]) == ["QLinearConv"] * 3
+
+
+def test_explain_names_int8_work_on_real_profiles(cnn: Model, int8_profiles) -> None:
+    q, base, variant = int8_profiles
+    found = kernel_reasons(variant, base)
+    for layer in CONVS:
+        assert "runs QLinearConv (INT8 convolution), replacing Conv" in found[layer]
+    assert "runs QGemm (INT8 fully connected layer), replacing Gemm" in found["classifier.1"]
+    # the input's quantization and the NHWC<->NCHW transposes ORT adds for the int8 kernels
+    quantized_input = [r for r in found.values() if any("QuantizeLinear" in i for i in r)]
+    assert quantized_input and any(
+        "layout conversion added (Transpose)" in i for r in found.values() for i in r
+    )
+    table = explain(base, variant, cnn, q).set_index("layer")
+    assert list(table.loc[CONVS, "variant_work"]) == ["QLinearConv"] * 3
+    assert list(table.loc[CONVS, "base_work"]) == ["Conv"] * 3
+    for layer in table.index[table["slower"]]:
+        assert table.loc[layer, "reasons"], f"{layer} got slower with no reason given"
+    compared = wb.compare([base, variant]).table.set_index("layer")
+    assert not compared.loc[CONVS, "reasons"].str.contains("op type differs").any()
+
+
+def test_a_qdq_wrapped_conv_that_ran_in_float_is_named_so(int8_profiles) -> None:
+    q, _, _ = int8_profiles
+    options = {"threads": 1, "optimization": "disable"}
+    raw = wb.profile(q, "onnxruntime", batch_size=8, budget_s=0.02, options=options)
+    kernels = raw.layers.set_index("layer").loc["features.0", "kernels"]
+    assert kernels == "DequantizeLinear, Conv"  # unfused: float Conv on dequantized data
+    found = kernel_reasons(raw)["features.0"]
+    assert any("fell back to a float kernel (Conv)" in r and "QDQ-wrapped Conv" in r for r in found)
+
+
+def test_fp16_on_torch_without_native_fp16_is_explained(cnn: Model, monkeypatch) -> None:
+    half = wb.quantize(cnn, "fp16")
+    base = wb.profile(cnn, "torch", batch_size=8, **FAST)
+    variant = wb.profile(half, "torch", batch_size=8, **FAST)
+    native = set(NATIVE_HALF_FLAGS["float16"]) & set(machine.cpu_info()["flags"])
+    table = explain(base, variant, cnn, half).set_index("layer")
+    if not native:  # this CPU emulates float16: the whole model is several times slower
+        assert variant.latency.median > 3 * base.latency.median
+        slow_convs = [c for c in CONVS if table.loc[c, "slower"]]
+        assert slow_convs
+        for layer in slow_convs:
+            assert (
+                "computes in float16 on a CPU without native float16" in table.loc[layer, "reasons"]
+            )
+    flags = {**machine.cpu_info(), "flags": ["avx512f", "avx512_fp16"]}
+    monkeypatch.setattr(machine, "cpu_info", lambda: flags)
+    assert reasons(base, variant) == {}  # native FP16: nothing to blame on it
+    monkeypatch.setattr(machine, "cpu_info", lambda: {**flags, "flags": ["avx512f"]})
+    found = reasons(None, variant)  # the recipe alone says the variant is FP16
+    assert all("float16" in found[layer] for layer in CONVS)
+    assert reasons(None, base) == {}
 
 
 def _profile(layers: dict[str, float], **columns: list) -> Profile:
@@ -49,14 +148,13 @@ def test_explain_lines_up_layers_and_flags_slower_ones(digits_mlp) -> None:
 
 def test_kernel_reasons_spot_float_kernels_between_qdq() -> None:
     profile = _profile(
-        {"conv": 1.0, "fc": 1.0},
-        kernels=[
-            ["q:QuantizeLinear", "conv:Conv", "dq:DequantizeLinear"],
-            ["fc_quant:QGemm", "q2:QuantizeLinear"],
-        ],
+        {"conv": 1.0, "fc": 1.0, "bn": 1.0},
+        kernels=["QuantizeLinear, Conv, DequantizeLinear", "QGemm", "QLinearConv, Sigmoid"],
     )
     found = kernel_reasons(profile)
-    assert "fell back to a float kernel (Conv)" in found["conv"][0] and "fc" not in found
+    assert "fell back to a float kernel (Conv)" in found["conv"][0]
+    assert found["fc"] == ["runs QGemm (INT8 fully connected layer)"]
+    assert "float kernels remain: Sigmoid" in found["bn"]
     assert "conv" in reasons(None, profile)
 
 

@@ -159,16 +159,25 @@ def onnx_layers(proto: onnx.ModelProto) -> list[Layer]:
 
 
 def _main_op(members: Sequence[onnx.NodeProto], weights: dict[str, Any]) -> str:
-    """The op characterising a layer: the first with weights, else the first non-shape op."""
-    for node in members:
-        if any(i in weights for i in node.input):
+    """The op characterising a layer: the first with weights, else the first non-shape op.
+
+    Quantize/Dequantize nodes are skipped (a QDQ convolution is a ``Conv`` whose weights
+    feed a DequantizeLinear) unless the layer has nothing else.
+    """
+    work = [n for n in members if n.op_type not in _QDQ_OPS] or list(members)
+    dequantized = {  # weights as the layer's compute op sees them
+        o for n in members if n.op_type in _QDQ_OPS and n.input[0] in weights for o in n.output
+    }
+    for node in work:
+        if any(i in weights or i in dequantized for i in node.input):
             return node.op_type
-    for node in members:
+    for node in work:
         if node.op_type not in _SHAPE_OPS:
             return node.op_type
-    return members[0].op_type
+    return work[0].op_type
 
 
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 _SHAPE_OPS = {"Shape", "Gather", "Squeeze", "Unsqueeze", "Concat", "Constant", "Cast", "Slice"}
 
 

@@ -8,9 +8,13 @@ says why it thinks so, from what the graph and the trace show:
   the activations; on a small layer they can cost more than the integer math saves);
 - layout or type conversions (Transpose, ORT's ReorderInput/ReorderOutput, Cast);
 - ops that kept a float kernel although their inputs are quantized (no integer kernel
-  in ONNX Runtime, e.g. BatchNormalization between DequantizeLinear and QuantizeLinear),
-  and, from the trace when the profile recorded kernels, layers whose kernels are float
-  ops wrapped in Q/DQ rather than integer ones (QLinearConv, QGemm, MatMulInteger).
+  in ONNX Runtime, e.g. BatchNormalization between DequantizeLinear and QuantizeLinear);
+- from the kernels each layer ran (the profile's ``kernels`` column, recorded from the
+  trace): the layer's work named as what it is (``QLinearConv``, an INT8 convolution, or
+  a ``QDQ-wrapped Conv`` that fell back to float), the float kernels that remain, the
+  Quantize/Dequantize kernels and the layout conversions ONNX Runtime added;
+- half precision (FP16/BF16) on a CPU without native arithmetic in that type, where
+  the runtime emulates it (torch's digits-cnn in FP16 runs about 14x slower than FP32).
 
 `reasons` returns just ``{layer: "reason; reason"}``. `wb.compare`'s ``reasons`` column
 comes from the row-level detector in `workbench.profiling.reasons`, whose op kinds and
@@ -25,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.loaders.onnx import LAYOUT_LAYER
-from workbench.profiling.reasons import INTEGER_KERNELS, LAYOUT_OPS, QDQ_OPS, is_slower
+from workbench.profiling.reasons import (
+    FLOAT_COMPUTE,
+    INTEGER_KERNELS,
+    INTEGER_WORK,
+    LAYOUT_OPS,
+    QDQ_OPS,
+    half_precision_reason,
+    is_slower,
+    ops_of,
+    work_name,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -41,7 +55,8 @@ _INT8_CAPABLE = {
     "Squeeze", "Unsqueeze", "Flatten", "Gather", "Split", "Where", "ArgMax", "Relu", "Clip",
     "Shape", "Constant",
 }  # fmt: skip
-_FLOAT_COMPUTE = {"Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "FusedMatMul"}
+#: recipe names whose model computes in a half type
+_HALF_RECIPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 def explain(
@@ -60,7 +75,9 @@ def explain(
 
     Returns:
         One row per layer in either profile: ``layer``, ``base_ms``, ``variant_ms``,
-        ``delta_ms``, ``ratio`` (variant / base), ``slower`` and ``reasons`` (text; empty
+        ``delta_ms``, ``ratio`` (variant / base), ``slower``, ``base_work`` and
+        ``variant_work`` (what the layer ran: its kernels when the profile recorded them,
+        e.g. ``Conv`` then ``QLinearConv``, else its op type) and ``reasons`` (text; empty
         for layers that did not get slower). Sorted by ``delta_ms``, largest first.
 
     Example:
@@ -75,6 +92,8 @@ def explain(
         is_slower(before, after)
         for before, after in zip(table["base_ms"], table["variant_ms"], strict=True)
     ]
+    table["base_work"] = _layer_work(base).reindex(table.index).fillna("")
+    table["variant_work"] = _layer_work(variant).reindex(table.index).fillna("")
     why = reasons(base, variant, base_model, variant_model)
     table["reasons"] = [
         why.get(layer, "") if slow else "" for layer, slow in table["slower"].items()
@@ -91,9 +110,10 @@ def reasons(
 ) -> dict[str, str]:
     """``{layer: "reason; reason"}`` for every layer with something to say.
 
-    Uses the graphs of the two models when given, and the kernels recorded in the
-    variant's per-layer profile when it has them. Layers with nothing suspicious are
-    absent. Never changes its inputs.
+    Uses the graphs of the two models when given, the kernels recorded in the variant's
+    per-layer profile (against the baseline's), and the variant's precision (from its
+    recipe or its torch weights) against the CPU's native arithmetic. Layers with nothing
+    suspicious are absent. Never changes its inputs.
     """
     found: dict[str, list[str]] = {}
     if variant_model is not None:
@@ -103,7 +123,9 @@ def reasons(
         for layer, items in graph_reasons(base_proto, variant_proto).items():
             found.setdefault(layer, []).extend(items)
     if variant is not None:
-        for layer, items in kernel_reasons(variant).items():
+        for layer, items in kernel_reasons(variant, base).items():
+            found.setdefault(layer, []).extend(items)
+        for layer, items in precision_reasons(variant, variant_model).items():
             found.setdefault(layer, []).extend(items)
     if base is not None and variant is not None:
         extra = set(_layer_ms(variant).index) - set(_layer_ms(base).index)
@@ -137,41 +159,101 @@ def graph_reasons(base: onnx.ModelProto | None, variant: onnx.ModelProto) -> dic
     return out
 
 
-def kernel_reasons(profile: Profile) -> dict[str, list[str]]:
-    """Reasons read from the kernels a per-layer ONNX Runtime profile recorded."""
-    layers = profile.layers
-    column = next((c for c in ("kernels", "detail") if c in layers.columns), None)
+def kernel_reasons(profile: Profile, base: Profile | None = None) -> dict[str, list[str]]:
+    """Reasons read from the kernels each layer ran (the per-layer ``kernels`` column).
+
+    Args:
+        profile: the variant's per-layer profile.
+        base: the baseline's, to tell added layout conversions and replaced kernels.
+
+    Returns:
+        ``{layer: [reason, ...]}`` naming an integer kernel's work (``QLinearConv``: an
+        INT8 convolution, replacing the baseline's ``Conv``), a float kernel between
+        Quantize/Dequantize kernels (a QDQ-wrapped ``Conv``), float kernels that remain
+        in a quantized layer, Quantize/Dequantize kernels and layout conversions.
+    """
+    before = {row["layer"]: ops_of(row) for row in _rows(base)} if base is not None else {}
     out: dict[str, list[str]] = {}
-    for _, row in layers.iterrows():
+    for row in _rows(profile):
         layer = str(row.get("layer"))
         if layer == LAYOUT_LAYER:
             out[layer] = ["layout conversions ONNX Runtime inserted (ReorderInput/ReorderOutput)"]
             continue
-        ops = _kernel_ops(row.get(column)) if column else []
-        if not ops:
-            continue
-        has_qdq = any(op in QDQ_OPS for op in ops)
-        integer = [op for op in ops if op in INTEGER_KERNELS]
-        floats = [op for op in ops if op in _FLOAT_COMPUTE]
-        if has_qdq and floats and not integer:
-            out[layer] = [
-                f"fell back to a float kernel ({', '.join(dict.fromkeys(floats))}) with "
-                "Quantize/Dequantize around it"
-            ]
-        elif any(op in LAYOUT_OPS for op in ops):
-            out[layer] = ["layout conversion kernels"]
+        ops = ops_of(row) if isinstance(row.get("kernels"), str) else []
+        items = _kernel_items(ops, before.get(layer, []) if base is not None else None)
+        if items:
+            out[layer] = items
     return out
 
 
-def _kernel_ops(value: Any) -> list[str]:
-    """Op names from a ``kernels`` cell: a list of ``"name:op"`` or a dict with ``kernels``."""
-    if isinstance(value, dict):
-        value = value.get("kernels", [])
-    if isinstance(value, str):
-        value = [v for v in value.replace(";", ",").split(",") if v]
-    if not isinstance(value, list | tuple):
+def _kernel_items(ops: list[str], base_ops: list[str] | None) -> list[str]:
+    integer = [op for op in ops if op in INTEGER_KERNELS]
+    floats = list(dict.fromkeys(op for op in ops if op in FLOAT_COMPUTE))
+    qdq = list(dict.fromkeys(op for op in ops if op in QDQ_OPS))
+    layout = [op for op in dict.fromkeys(ops) if op in LAYOUT_OPS]
+    items = []
+    for op in dict.fromkeys(integer):
+        was = f", replacing {work_name(base_ops)}" if base_ops else ""
+        items.append(f"runs {op} ({INTEGER_WORK.get(op, 'integer kernel')}){was}")
+    if integer and floats:
+        items.append(f"float kernels remain: {', '.join(floats)}")
+    if qdq and floats and not integer:
+        items.append(
+            f"fell back to a float kernel ({', '.join(floats)}) with Quantize/Dequantize "
+            f"around it (a {work_name(ops)}: no integer kernel ran)"
+        )
+    elif qdq:
+        items.append(f"Quantize/Dequantize kernels ({', '.join(qdq)}): a pass over the data each")
+    added = [op for op in layout if base_ops is None or op not in base_ops]
+    if added:
+        what = "layout conversion kernels" if base_ops is None else "layout conversion added"
+        items.append(f"{what} ({', '.join(added)})")
+    return items
+
+
+def precision_reasons(profile: Profile, model: Model | None = None) -> dict[str, list[str]]:
+    """Why every layer of a half-precision variant is slow on a CPU without half arithmetic.
+
+    The precision comes from the profile's recipe (``fp16``, ``bf16``) or, for a torch
+    model, from its floating-point weights; the CPU's flags from this machine.
+
+    Returns:
+        ``{layer: [reason]}`` for each timed layer, or ``{}`` when the variant computes in
+        float32, runs on a GPU, or the CPU has native arithmetic in its type.
+    """
+    from workbench.machine import cpu_info
+
+    dtype = _compute_dtype(profile, model)
+    why = half_precision_reason(dtype or "", profile.backend, profile.device, cpu_info()["flags"])
+    if why is None:
+        return {}
+    layers = _layer_ms(profile)
+    return {str(layer): [why] for layer in layers.index if layer != LAYOUT_LAYER}
+
+
+def _compute_dtype(profile: Profile, model: Model | None) -> str | None:
+    recipe = profile.recipe or {}
+    if str(recipe.get("name")) in _HALF_RECIPES:
+        return _HALF_RECIPES[str(recipe["name"])]
+    if model is not None and model.framework == "torch" and model.module is not None:
+        floating = [p.dtype for p in model.module.parameters() if p.dtype.is_floating_point]
+        if floating:
+            return str(floating[0]).removeprefix("torch.")
+    return None
+
+
+def _rows(profile: Profile | None) -> list[dict[str, Any]]:
+    layers = profile.layers if profile is not None else None
+    if layers is None or layers.empty:
         return []
-    return [str(v).rsplit(":", 1)[-1].strip() for v in value]
+    records: list[dict[str, Any]] = layers.to_dict(orient="records")
+    return records
+
+
+def _layer_work(profile: Profile) -> pd.Series:
+    """What each layer ran (`work_name` of its kernels, or its op type)."""
+    work = {str(row["layer"]): work_name(ops_of(row)) for row in _rows(profile)}
+    return pd.Series(work, dtype=object)
 
 
 def _ops_by_layer(proto: onnx.ModelProto) -> dict[str, Counter[str]]:

@@ -35,6 +35,7 @@ LAYER_COLUMNS = [
     "samples",
     "fused_into",
     "note",
+    "kernels",
 ]
 #: name of the row holding end-to-end time no layer accounts for
 UNATTRIBUTED = "(unattributed)"
@@ -116,8 +117,21 @@ def _row(t: LayerTiming, names: set[str], parents: dict[str, Any], nested: bool)
         # work the backend really did (e.g. a Winograd conv), next to the nominal flops
         "executed_flops": float(t.detail.get("executed_flops", np.nan)),
         "note": note,
+        "kernels": kernel_ops(t.detail),
         "top_level": top,
     }
+
+
+def kernel_ops(detail: Any) -> str | None:
+    """The ops a layer's kernels ran, in order and once each (``"QLinearConv"``), or None.
+
+    Read from ``detail["kernels"]`` (``"node:op"`` strings, as ORT's trace names them) or
+    ``detail["ops"]``; a quantized layer is then named by what it ran (``QLinearConv``, or
+    ``Conv`` with Quantize/Dequantize kernels) rather than by its first graph node.
+    """
+    kernels = detail.get("kernels") or detail.get("ops") or []
+    ops = dict.fromkeys(str(k).rsplit(":", 1)[-1].strip() for k in kernels)
+    return ", ".join(op for op in ops if op) or None
 
 
 def _has_ancestor(layer: str, names: set[str], parents: dict[str, Any]) -> bool:
@@ -135,7 +149,8 @@ def order_columns(table: pd.DataFrame) -> pd.DataFrame:
     for column in LAYER_COLUMNS:
         if column not in table:
             table[column] = np.nan
-    for column in ("fused_into", "bound"):  # text columns: missing is None, as after JSON
+    # text columns: missing is None, as after JSON
+    for column in ("fused_into", "bound", "kernels"):
         table[column] = table[column].astype(object).where(table[column].notna(), None)
     table["note"] = table["note"].fillna("")
     rest = [c for c in table.columns if c not in LAYER_COLUMNS]
