@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Layer": "workbench.model:Layer",
     "load": "workbench.loaders:load",
     "samples": "workbench.loaders.samples",
-    "devices": "workbench.machine:devices",
+    "devices": "workbench.cluster:devices",  # this machine's, or a Dask cluster's workers'
     "backend": "workbench.backends.base:get_backend",
     "backend_names": "workbench.backends.base:backend_names",
     "register_backend": "workbench.backends.base:register",
@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "suggest": "workbench.optimize.sensitivity:suggest",
     "Dataset": "workbench.evaluation.data:Dataset",
     "evaluate": "workbench.evaluation.metrics:evaluate",
-    "sweep": "workbench.evaluation.sweep:sweep",
+    "sweep": "workbench.cluster:sweep",  # in process, or on a Dask cluster with cluster=
     "TradeoffTable": "workbench.evaluation.sweep:TradeoffTable",
     "runs": "workbench.store:runs",
     "scenario": "workbench.scenarios:scenario",
@@ -72,3 +72,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext workbench``: the ``%wbprofile`` and ``%wbdevices`` magics."""
+    from workbench.dashboards.magics import load_ipython_extension as load
+
+    load(ipython)
