@@ -67,15 +67,18 @@ def _example_args(model: Model) -> tuple:
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' progress prints and optional-dependency warnings."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # onnxscript's constant folder logs a warning for each value it cannot fold (harmless)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _export_dynamo(model: Model) -> onnx.ModelProto:
@@ -101,8 +104,9 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
     # Fold constants only: the exporter's full optimizer also fuses batch norm into the
     # preceding conv, which would erase that conv's layer from every per-layer table.
     graph = onnx_ir.from_proto(program.model_proto)
-    optimizer.fold_constants(graph)
-    optimizer.remove_unused_nodes(graph)
+    with _quiet():
+        optimizer.fold_constants(graph)
+        optimizer.remove_unused_nodes(graph)
     return onnx_ir.to_proto(graph)
 
 
