@@ -18,11 +18,13 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from workbench.machine import describe_machine, devices
+    from workbench.cluster import devices
+    from workbench.machine import describe_machine
 
-    print(describe_machine())
-    print()
-    print(devices().to_string(index=False))
+    if args.cluster is None:
+        print(describe_machine())
+        print()
+    print(devices(args.cluster).to_string(index=False))
     return 0
 
 
@@ -140,9 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="workbench", description="Profile ML inference across backends and devices."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("devices", help="list backends x devices on this machine").set_defaults(
-        func=_devices
+    devices = sub.add_parser("devices", help="list backends x devices on this machine")
+    devices.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="list every worker of this Dask scheduler instead, e.g. tcp://scheduler:8786",
     )
+    devices.set_defaults(func=_devices)
     _add_profile(sub)
     for add in _EXTRA_COMMANDS:
         add(sub)

@@ -62,7 +62,7 @@ def load_data(path: str, batch_size: int = 64) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from workbench.evaluation.sweep import sweep
+    from workbench.cluster import sweep
     from workbench.loaders import load
     from workbench.loaders.trust import max_bytes_of
 
@@ -82,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         sweep_id=args.sweep_id,
         resume=not args.no_resume,
         retry_failed=args.retry_failed,
+        cluster=args.cluster,
+        trust=args.trust,  # a trusted model may also travel to the workers pickled
     )
     if args.json:
         table.to_json(args.json)
@@ -122,6 +124,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.add_argument("--sweep-id", default=None, help="resume or name this sweep")
     p.add_argument("--no-resume", action="store_true", help="measure every point again")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="run the points on a Dask cluster, e.g. tcp://scheduler:8786 (docs/cluster.md)",
+    )
     p.add_argument(
         "--retry-failed", action="store_true", help="on resume, measure failed points again"
     )
