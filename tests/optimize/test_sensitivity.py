@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ import pytest
 
 import workbench as wb
 from workbench.errors import TransformError
+from workbench.optimize import sensitivity as sensitivity_module
+from workbench.optimize.prune import MagnitudePrune
 from workbench.optimize.quantize import Int8Static
 from workbench.optimize.sensitivity import SENSITIVITY_COLUMNS, candidate_layers, sqnr_db
 
@@ -93,3 +96,53 @@ def test_a_method_name_as_calibration_data_is_refused(digits_mlp, digits_test) -
     for run in (wb.sensitivity, wb.suggest):
         with pytest.raises(TransformError, match=r"transform=Int8Static\(calibration='minmax'\)"):
             run(digits_mlp, digits_test, transform="int8-static", calibration="minmax")
+
+
+def _accuracy(model: Any, data: wb.Dataset) -> float:
+    """Accuracy in points, computed here from the torch module (not through suggest's code)."""
+    import torch
+
+    with torch.no_grad():
+        predicted = model.module(torch.from_numpy(data.inputs)).argmax(1).numpy()
+    return 100.0 * float((predicted == data.labels).mean())
+
+
+def test_suggest_keeps_out_a_layer_whose_harm_breaks_the_budget(digits_mlp, digits_test) -> None:
+    # 97% of the weights pruned: head alone costs ~12 points, fc2 ~24, fc1 ~60. The report
+    # below claims every layer is harmless; suggest must measure each set it builds and
+    # keep the one that fits the budget, whatever the report says.
+    prune = MagnitudePrune(sparsity=0.97)
+    lies = _report({"head": (0.0, -0.03), "fc2": (0.0, -0.02), "fc1": (0.0, -0.01)})
+    lies["speedup"] = [3.0, 2.0, 1.5]  # tried in this order: head, fc2, fc1
+    plan = wb.suggest(
+        digits_mlp, digits_test, transform=prune, max_drop=18.0, report=lies, backend="torch"
+    )
+    assert sorted(plan.exclude) == ["fc1", "fc2"]
+    base = _accuracy(digits_mlp, digits_test)
+    assert base - _accuracy(wb.prune(digits_mlp, plan), digits_test) <= 18.0
+    for harmful in ("fc1", "fc2"):  # each excluded layer would have broken the budget
+        wider = plan.with_exclude(tuple(x for x in plan.exclude if x != harmful))
+        assert base - _accuracy(wb.prune(digits_mlp, wider), digits_test) > 18.0
+
+
+def test_suggest_measures_its_own_report_when_none_is_given(
+    digits_mlp, digits_test, monkeypatch
+) -> None:
+    # latency from the weights left (a deterministic stand-in for timing on a busy machine)
+    timed: list[int] = []
+
+    def nonzero_weights(self, model) -> float:  # type: ignore[no-untyped-def]
+        timed.append(1)
+        return float(sum(int((p != 0).sum()) for p in model.module.parameters()))
+
+    monkeypatch.setattr(sensitivity_module._Bench, "latency", nonzero_weights)
+    prune = MagnitudePrune(sparsity=0.97)
+    plan = wb.suggest(digits_mlp, digits_test, transform=prune, max_drop=18.0, backend="torch")
+    assert len(timed) >= 4  # a report was measured: the baseline and each layer alone
+    assert sorted(plan.exclude) == ["fc1", "fc2"]  # head is the least harmful; no pair fits 18 points
+    assert (
+        _accuracy(digits_mlp, digits_test) - _accuracy(wb.prune(digits_mlp, plan), digits_test)
+        <= 18.0
+    )
+    with pytest.raises(TransformError, match=r"within max_drop=5\.0"):
+        wb.suggest(digits_mlp, digits_test, transform=prune, max_drop=5.0, backend="torch")
