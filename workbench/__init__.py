@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "compare": "workbench.profiling.compare:compare",
     "compare_runtimes": "workbench.profiling.fair:compare_runtimes",
     "Runtime": "workbench.profiling.fair:Runtime",
+    "compare_backends": "workbench.evaluation.backends:compare_backends",
+    "BackendComparison": "workbench.evaluation.backends:BackendComparison",
     "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
     "Transform": "workbench.optimize.base:Transform",
     "transform": "workbench.optimize.base:transform",

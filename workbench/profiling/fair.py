@@ -102,6 +102,9 @@ class RoundResult:
         pid: the child's process id.
         environment: the child's thread settings and library versions.
         error: what went wrong, one line ("" when nothing did).
+        startup: the child's cold start and memory: ``load_s``, ``compile_s``,
+            ``first_inference_ms``, ``rss_before_bytes`` (after loading, before
+            compiling), ``runtime_bytes`` (resident memory compiling and running added).
     """
 
     runtime: str
@@ -113,11 +116,13 @@ class RoundResult:
     pid: int = 0
     environment: Mapping[str, Any] = field(default_factory=dict)
     error: str = ""
+    startup: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["measurement"] = self.measurement.to_dict() if self.measurement else None
         data["environment"] = dict(self.environment)
+        data["startup"] = dict(self.startup)
         return data
 
     @classmethod
@@ -390,6 +395,7 @@ def _round_result(name: str, r: int, position: int, data: Mapping[str, Any]) -> 
         pid=int(data.get("pid", 0)),
         environment=dict(data.get("environment", {})),
         error=str(data.get("error", "")),
+        startup=dict(data.get("startup", {})),
     )
 
 
@@ -421,19 +427,35 @@ def run_child(spec: Mapping[str, Any], timeout_s: float = 600.0) -> dict[str, An
 
 
 def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The child's work: load, compile with this runtime's options only, time; plain data."""
+    """The child's work: load, compile with this runtime's options only, time; plain data.
+
+    Cold start (load, compile, first inference) is timed once on the way, and the
+    resident memory compiling and running added is read after the timed runs.
+    """
+    import time
+
+    import psutil
+
     from workbench.backends.base import get_backend
     from workbench.loaders import load, samples
     from workbench.machine import environment
     from workbench.profiling.timer import Timer
 
     reference, runtime = str(spec["model"]), dict(spec["runtime"])
+    started = time.perf_counter()
     model = samples.load(reference) if reference in samples.names() else load(reference)
+    load_s = time.perf_counter() - started
     inputs = model.example_inputs(int(spec["batch_size"]))
     device = runtime.get("device", "cpu")
+    rss_before = psutil.Process().memory_info().rss
+    started = time.perf_counter()
     session = get_backend(runtime["backend"]).compile(model, device, **runtime.get("options", {}))
+    compile_s = time.perf_counter() - started
     try:
         runner = session.runner(inputs)
+        started = time.perf_counter()
+        runner()
+        first_inference_ms = (time.perf_counter() - started) * 1e3
         load_before = os.getloadavg()
         measurement = Timer(
             runner,
@@ -443,10 +465,18 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
             label=f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}",
         ).measure()
         load_after = os.getloadavg()
+        rss_after = psutil.Process().memory_info().rss
     finally:
         session.close()
     return {
         "measurement": measurement.to_dict(),
+        "startup": {
+            "load_s": load_s,
+            "compile_s": compile_s,
+            "first_inference_ms": first_inference_ms,
+            "rss_before_bytes": rss_before,
+            "runtime_bytes": max(0, rss_after - rss_before),
+        },
         "load_before": load_before,
         "load_after": load_after,
         "pid": os.getpid(),

@@ -98,6 +98,20 @@ class OpenVinoBackend:
             return Support(False, (str(exc),))
         return Support(True)
 
+    def option_sets(self, device: str) -> dict[str, dict[str, Any]]:
+        """The option sets `wb.compare_backends` measures on ``device``, by label.
+
+        OpenVINO's defaults, its throughput hint, and bf16 inference where the device
+        has bf16 units (OpenVINO's own default precision there).
+        """
+        sets: dict[str, dict[str, Any]] = {"defaults": {}, "throughput": {"hint": "throughput"}}
+        ov_device = self._ov_devices().get(device)
+        if ov_device and "BF16" in self._core().get_property(
+            ov_device, "OPTIMIZATION_CAPABILITIES"
+        ):
+            sets["bf16"] = {"precision": "bf16"}
+        return sets
+
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> OpenVinoSession:
         """Read ``model`` with OpenVINO's ONNX frontend and compile it for ``device``.
 

@@ -1,0 +1,345 @@
+"""Which runtime should I use: every backend x device x option set that runs a model, fairly.
+
+`compare_backends` finds every backend on this machine that can run the model (its
+devices, and the option sets a backend offers through an optional
+``option_sets(device)`` method), measures each at each batch size with the fair protocol
+of `workbench.profiling.fair` (each runtime in its own fresh process at its own
+settings, rounds alternated, spread kept), and returns one table: latency, throughput,
+cold start and memory, with the best value of each column flagged per batch size.
+Backends that cannot run the model are listed with their reasons, not measured.
+
+Example:
+    >>> c = wb.compare_backends("digits-cnn", batch_sizes=[1, 32])
+    >>> c.table[["runtime", "batch_size", "latency_ms", "best_latency"]]
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workbench.errors import InputError
+from workbench.profiling.fair import (
+    Launcher,
+    Runtime,
+    RuntimeComparison,
+    compare_runtimes,
+    model_reference,
+)
+
+__all__ = ["BEST_COLUMNS", "BackendComparison", "candidate_runtimes", "compare_backends"]
+
+#: column -> (flag column, whether lower is better)
+BEST_COLUMNS: dict[str, tuple[str, bool]] = {
+    "latency_ms": ("best_latency", True),
+    "throughput_per_s": ("best_throughput", False),
+    "cold_start_s": ("best_cold_start", True),
+    "memory_mib": ("best_memory", True),
+}
+
+
+# eq=False: == is identity; a generated __eq__ would compare DataFrames
+@dataclass(eq=False)
+class BackendComparison:
+    """Every runnable backend x device x option set, measured fairly at each batch size.
+
+    Attributes:
+        model: the model reference the children loaded (a sample name or file path).
+        batch_sizes: the batch sizes measured.
+        comparisons: the fair comparison of every runtime, per batch size.
+        skipped: ``(backend, device, reason)`` for each pairing that was not measured.
+    """
+
+    model: str
+    batch_sizes: tuple[int, ...]
+    comparisons: dict[int, RuntimeComparison]
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per runtime and batch size.
+
+        Columns: ``runtime``, ``backend``, ``device``, ``options``, ``batch_size``,
+        ``latency_ms`` (median of the per-round medians) with ``latency_min_ms`` and
+        ``latency_max_ms`` (their range), ``throughput_per_s`` (items per second at that
+        median), ``load_s``, ``compile_s``, ``first_inference_ms`` and ``cold_start_s``
+        (compile plus first inference), ``memory_mib`` (resident memory compiling and
+        running added), each a median over rounds, ``rounds``, ``errors``, and a
+        ``best_*`` flag per measured column (`BEST_COLUMNS`) within each batch size.
+        """
+        rows = [
+            _row(comparison, runtime)
+            for comparison in self.comparisons.values()
+            for runtime in comparison.runtimes
+        ]
+        table = pd.DataFrame.from_records(rows, columns=_COLUMNS)
+        for column, (flag, lower) in BEST_COLUMNS.items():
+            table[flag] = False
+            for _, group in table.groupby("batch_size"):
+                values = group[column].dropna()
+                if not values.empty:
+                    table.loc[values.idxmin() if lower else values.idxmax(), flag] = True
+        return table
+
+    def best(self, column: str = "latency_ms", batch_size: int | None = None) -> str:
+        """The runtime with the best ``column`` at ``batch_size`` (default the first one).
+
+        Raises:
+            InputError: an unknown column or batch size, or nothing measured there.
+        """
+        if column not in BEST_COLUMNS:
+            raise InputError(f"column must be one of {list(BEST_COLUMNS)}, got {column!r}")
+        batch = self.batch_sizes[0] if batch_size is None else batch_size
+        table = self.table
+        rows = table[(table["batch_size"] == batch) & table[BEST_COLUMNS[column][0]]]
+        if rows.empty:
+            raise InputError(f"no runtime measured {column} at batch {batch}")
+        return str(rows["runtime"].iloc[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: every round's samples and cold start, and the skipped."""
+        return {
+            "model": self.model,
+            "batch_sizes": list(self.batch_sizes),
+            "comparisons": {str(b): c.to_dict() for b, c in self.comparisons.items()},
+            "skipped": [list(s) for s in self.skipped],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendComparison:
+        """Rebuild from `to_dict` output."""
+        return cls(
+            model=data["model"],
+            batch_sizes=tuple(int(b) for b in data["batch_sizes"]),
+            comparisons={
+                int(b): RuntimeComparison.from_dict(c) for b, c in data["comparisons"].items()
+            },
+            skipped=[(str(b), str(d), str(r)) for b, d, r in data.get("skipped", [])],
+        )
+
+    def _header(self) -> str:
+        rounds = {len({r.round for r in c.results}) for c in self.comparisons.values()}
+        return (
+            f"{self.model}: {len(self._runtimes())} runtimes, each in its own processes at its "
+            f"own settings, {'/'.join(map(str, sorted(rounds)))} alternating rounds per batch; "
+            "* marks the best of each column per batch size"
+        )
+
+    def _runtimes(self) -> set[str]:
+        return {r.name for c in self.comparisons.values() for r in c.runtimes}
+
+    def _shown(self) -> pd.DataFrame:
+        """The display table: measured columns with the best value of each starred."""
+        table = self.table
+        shown = table[["runtime", "batch_size"]].copy()
+        for column in ("latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"):
+            flag = BEST_COLUMNS[column][0]
+            shown[column] = [
+                f"{v:.4g}{' *' if best else ''}" if pd.notna(v) else "-"
+                for v, best in zip(table[column], table[flag], strict=True)
+            ]
+        shown["range_ms"] = [
+            f"{lo:.3g}-{hi:.3g}" if pd.notna(lo) else "-"
+            for lo, hi in zip(table["latency_min_ms"], table["latency_max_ms"], strict=True)
+        ]
+        shown["errors"] = table["errors"]
+        return shown
+
+    def __repr__(self) -> str:
+        skipped = "".join(f"\n  skipped {b}/{d}: {r}" for b, d, r in self.skipped)
+        text = self._shown().to_string(index=False)
+        return f"BackendComparison({self._header()})\n{text}{skipped}"
+
+    def _repr_html_(self) -> str:
+        skipped = "".join(f"<li>{html.escape(f'{b}/{d}: {r}')}</li>" for b, d, r in self.skipped)
+        return (
+            f"<b>{html.escape(self._header())}</b>"
+            + self._shown().to_html(index=False)
+            + (f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else "")
+        )
+
+
+_COLUMNS = [
+    "runtime",
+    "backend",
+    "device",
+    "options",
+    "batch_size",
+    "latency_ms",
+    "latency_min_ms",
+    "latency_max_ms",
+    "throughput_per_s",
+    "load_s",
+    "compile_s",
+    "first_inference_ms",
+    "cold_start_s",
+    "memory_mib",
+    "rounds",
+    "errors",
+]
+
+
+def _row(comparison: RuntimeComparison, runtime: Runtime) -> dict[str, Any]:
+    name = runtime.name
+    rounds = [r for r in comparison.results if r.runtime == name]
+    medians = [r.measurement.median for r in rounds if r.measurement is not None]
+
+    def startup(key: str) -> float:
+        values = [r.startup[key] for r in rounds if r.measurement and key in r.startup]
+        return statistics.median(values) if values else float("nan")
+
+    latency = statistics.median(medians) if medians else float("nan")
+    compile_s, first_ms = startup("compile_s"), startup("first_inference_ms")
+    return {
+        "runtime": name,
+        "backend": runtime.backend,
+        "device": runtime.device,
+        "options": ", ".join(f"{k}={v}" for k, v in sorted(runtime.options.items())),
+        "batch_size": comparison.batch_size,
+        "latency_ms": latency,
+        "latency_min_ms": min(medians, default=float("nan")),
+        "latency_max_ms": max(medians, default=float("nan")),
+        "throughput_per_s": comparison.batch_size / latency * 1e3 if medians else float("nan"),
+        "load_s": startup("load_s"),
+        "compile_s": compile_s,
+        "first_inference_ms": first_ms,
+        "cold_start_s": compile_s + first_ms / 1e3,
+        "memory_mib": startup("runtime_bytes") / 2**20,
+        "rounds": len(medians),
+        "errors": "; ".join(sorted({r.error for r in rounds if r.error})),
+    }
+
+
+def candidate_runtimes(
+    model: Any,
+    backends: Iterable[str] | None = None,
+    options: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> tuple[list[Runtime], list[tuple[str, str, str]]]:
+    """Every backend x device x option set here that can run ``model``, and the rest with why.
+
+    Option sets per backend: ``options[backend]`` when given, else the backend's
+    ``option_sets(device)`` when it has one (a mapping of label to options; the empty
+    set, its defaults, should be among them), else its defaults alone.
+
+    Args:
+        model: a loaded `Model` (its ``supports`` checks run in this process).
+        backends: backend names to consider (default every registered one).
+        options: option sets per backend name, overriding the backend's own.
+
+    Returns:
+        ``(runtimes, skipped)``; ``skipped`` holds ``(backend, device, reason)``.
+    """
+    from workbench.backends.base import backend_names, get_backend
+
+    runtimes: list[Runtime] = []
+    skipped: list[tuple[str, str, str]] = []
+    for name in backends if backends is not None else backend_names():
+        try:
+            backend = get_backend(name)
+            devices = backend.devices()
+        except Exception as exc:  # a broken plugin must not stop the comparison
+            skipped.append((name, "-", f"failed to load: {exc}"))
+            continue
+        if not devices:
+            skipped.append((name, "-", backend.availability().reason or "no usable device"))
+            continue
+        support = backend.supports(model)
+        if not support.ok:
+            skipped.extend((name, d, "; ".join(support.reasons)) for d in devices)
+            continue
+        for device in devices:
+            for option_set in _option_sets(backend, device, options):
+                runtimes.append(Runtime(name, device, dict(option_set)))
+    return runtimes, skipped
+
+
+def _option_sets(
+    backend: Any, device: str, given: Mapping[str, Sequence[Mapping[str, Any]]] | None
+) -> list[Mapping[str, Any]]:
+    if given is not None and backend.name in given:
+        return list(given[backend.name])
+    offered = getattr(backend, "option_sets", None)
+    return list(offered(device).values()) if callable(offered) else [{}]
+
+
+def compare_backends(
+    model: Any,
+    batch_sizes: Sequence[int] = (1, 32),
+    *,
+    backends: Iterable[str] | None = None,
+    options: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    rounds: int = 3,
+    budget_s: float = 0.5,
+    warmup_s: float = 0.2,
+    timeout_s: float = 600.0,
+    launcher: Launcher | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> BackendComparison:
+    """Measure every backend x device x option set that can run ``model``, fairly.
+
+    Each runtime runs in fresh child processes (one per round) at its own settings, the
+    runtimes alternating in rotated order (`workbench.compare_runtimes`); every child
+    also times its cold start (load, compile, first inference) and the resident memory
+    the runtime added. Nothing in this process is changed; the model is never mutated.
+
+    Args:
+        model: a sample name, a model file, or a `Model` loaded from either (each child
+            loads it again from there).
+        batch_sizes: the batch sizes to measure at, each its own comparison.
+        backends: backend names to consider (default every registered one).
+        options: option sets per backend name (``{"openvino": [{}, {"hint":
+            "throughput"}]}``), overriding the backend's own ``option_sets(device)``.
+        rounds: processes per runtime and batch size.
+        budget_s: time budget of each child's measurement, in seconds.
+        warmup_s: minimum warm-up time in each child, in seconds.
+        timeout_s: a child running longer is stopped and its round recorded as failed.
+        launcher: runs one child spec and returns its result (tests inject a fake).
+        progress: ``progress(fraction, message)`` callback.
+
+    Returns:
+        A `BackendComparison` (``.table``, ``.best()``, ``.to_dict()``; a figure with
+        `workbench.viz_backends.backend_comparison_figure`).
+
+    Raises:
+        InputError: a model a child cannot load again, no batch sizes, or no backend here
+            that can run the model (the message gives each one's reason).
+
+    Example:
+        >>> c = wb.compare_backends("digits-cnn", batch_sizes=[1, 32])
+        >>> c.best("throughput_per_s", batch_size=32)
+    """
+    from workbench.loaders import load, samples
+
+    reference = model_reference(model)
+    sizes = tuple(batch_sizes)
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+        raise InputError(f"batch_sizes must be whole numbers of at least 1, got {list(sizes)}")
+    loaded = samples.load(reference) if reference in samples.names() else load(reference)
+    runtimes, skipped = candidate_runtimes(loaded, backends, options)
+    if not runtimes:
+        reasons = "; ".join(f"{b}/{d}: {r}" for b, d, r in skipped) or "no backends given"
+        raise InputError(f"no backend here can run {loaded.name}: {reasons}")
+    comparisons: dict[int, RuntimeComparison] = {}
+    for i, batch in enumerate(sizes):
+
+        def step(fraction: float, message: str, i: int = i, batch: int = batch) -> None:
+            if progress is not None:
+                progress((i + fraction) / len(sizes), f"batch {batch}: {message}")
+
+        comparisons[batch] = compare_runtimes(
+            reference,
+            runtimes,
+            batch,
+            rounds=rounds,
+            budget_s=budget_s,
+            warmup_s=warmup_s,
+            timeout_s=timeout_s,
+            launcher=launcher,
+            progress=step,
+        )
+    return BackendComparison(reference, sizes, comparisons, skipped)
