@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -23,7 +22,9 @@ def test_app_profiles_the_picked_model_on_start(make_app):
     assert app.state.jobs.message.endswith("done") and not app.state.jobs.running
 
 
-def test_changing_a_picker_reprofiles_and_returning_shows_the_cached_result_fast(make_app):
+def test_changing_a_picker_reprofiles_and_returning_shows_the_cached_result_at_once(
+    make_app, monkeypatch
+):
     app = make_app("digits-mlp")
     first = app.state.current
     app.state.batch_size = 16
@@ -31,12 +32,12 @@ def test_changing_a_picker_reprofiles_and_returning_shows_the_cached_result_fast
     assert app.state.current.batch_size == 16
     assert app.profile.bars.object.layout.title.text.endswith("bs=16")
 
-    start = time.perf_counter()
+    submitted: list[str] = []
+    monkeypatch.setattr(app.state.jobs, "submit", lambda what, *a: submitted.append(what))
     app.state.batch_size = 8  # back to a measured value: page updated synchronously
-    elapsed = time.perf_counter() - start
+    assert submitted == []  # no job: nothing measured again (its speed is a benchmark's)
     assert app.state.current is first
     assert app.profile.bars.object.layout.title.text.endswith("bs=8")
-    assert elapsed < 0.3, f"cached update took {elapsed * 1000:.0f} ms"
     assert len(app.state.history) == 2
 
 
@@ -85,7 +86,11 @@ def test_compare_page_aligns_the_last_two_profiles_and_honours_the_pinned_baseli
     assert "layer" in app.compare.table.value.columns and len(app.compare.table.value) > 0
 
 
-def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(make_app):
+def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(
+    make_app, monkeypatch
+):
+    from workbench.dashboards import work
+
     app = make_app("digits-mlp")
     page = app.optimize
     page.method = "int8-dynamic"
@@ -106,10 +111,11 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(ma
     page.tradeoff.click_data = {"points": [{"customdata": ["int8-dynamic", 0.1, True]}]}
     assert page.selected == "int8-dynamic"
 
-    start = time.perf_counter()
+    measured: list[object] = []
+    monkeypatch.setattr(work, "measure_profile", lambda *a, **k: measured.append(a))
     page.sparsity = 0.0  # measured before: from the cache
     page.jobs.wait()
-    assert time.perf_counter() - start < 0.3
+    assert measured == [] and page.jobs.error == ""
     assert page.selected == "int8-dynamic"
 
 
@@ -216,10 +222,8 @@ def test_two_sessions_are_independent_and_a_long_job_does_not_block_the_other(ma
     gate = threading.Event()
     a.state.jobs.submit("a long job", lambda p, c: gate.wait(10), lambda _: None)
     assert a.state.jobs.running
-    start = time.perf_counter()
     b.state.batch_size = 2  # b measures on its own thread while a's job runs
-    b.state.jobs.wait(timeout=30)
-    assert time.perf_counter() - start < 30
+    b.state.jobs.wait(timeout=60)  # raises TimeoutError if a's job blocked it
     assert b.state.current.batch_size == 2 and a.state.jobs.running
     assert a.state.current.model == "digits-mlp" and a.state.batch_size == 8
     gate.set()
@@ -314,13 +318,19 @@ def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled(
     holder.start()
     started.wait(5)
 
+    waiting = threading.Event()
+
     def measure(progress, cancel):
-        with work.measuring(cancel, progress):
+        def report(fraction, message):
+            progress(fraction, message)
+            waiting.set()
+
+        with work.measuring(cancel, report):
             return "measured"
 
     jobs, results = Jobs(), []
     jobs.submit("queued", measure, results.append)
-    time.sleep(0.3)
+    assert waiting.wait(10)  # the job said it waits (an event, not a guessed delay)
     assert jobs.running and "waiting for another measurement" in jobs.message
     jobs.cancel()
     jobs.wait()
