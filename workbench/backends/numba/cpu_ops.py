@@ -751,19 +751,9 @@ def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     ufunc = REDUCERS[node.op_type]
     extra = {}
     if ufunc in (np.maximum, np.minimum):  # an empty reduction gives the dtype's extreme
-        extra["initial"] = extremes(x.dtype)[ufunc is np.minimum]
+        extra["initial"] = shapes.dtype_extremes(x.dtype)[ufunc is np.minimum]
     reduce = functools.partial(ufunc.reduce, x, axis=tuple(axes), keepdims=keep, out=out, **extra)
     return reduce, [out]
-
-
-def extremes(dtype: np.dtype) -> tuple[Any, Any]:
-    """The lowest and highest values of ``dtype`` (infinities for floats)."""
-    if dtype.kind == "f":
-        return -np.inf, np.inf
-    if dtype.kind == "b":
-        return False, True
-    info = np.iinfo(dtype)
-    return info.min, info.max
 
 
 def split(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:

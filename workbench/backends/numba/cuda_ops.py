@@ -19,7 +19,6 @@ from numba import cuda
 
 from workbench.backends.numba import cuda as kernels
 from workbench.backends.numba import shapes
-from workbench.backends.numba.cpu_ops import extremes
 from workbench.backends.numba.elementwise import LOGICAL, PARAMETRIC, parameters
 from workbench.backends.numba.executor import Kernel
 from workbench.backends.numba.graph import Node
@@ -496,7 +495,7 @@ def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     rows = math.prod(x.shape[d] for d in kept)
     code = kernels.REDUCE_CODES[node.op_type]
     # what an empty row reduces to: NaN (mean), 0, the lowest, the highest, 1
-    empty = (np.nan, 0, *extremes(np.dtype(x.dtype)), 1)[code]
+    empty = (np.nan, 0, *shapes.dtype_extremes(np.dtype(x.dtype)), 1)[code]
     _launch(
         kernels.reduce_rows,
         max(rows, 1),

@@ -340,3 +340,14 @@ def tile_view(shape: Sequence[int], repeats: Any) -> tuple[tuple[int, ...], tupl
     reps = [int(r) for r in np.asarray(repeats).reshape(-1)]
     out_view = tuple(n for r, d in zip(reps, shape, strict=True) for n in (r, d))
     return out_view, tuple(n for d in shape for n in (1, d))
+
+
+def dtype_extremes(dtype: np.dtype) -> tuple[Any, Any]:
+    """The lowest and highest values of ``dtype`` (infinities for floats): what an empty
+    ReduceMax / ReduceMin gives."""
+    if dtype.kind == "f":
+        return -np.inf, np.inf
+    if dtype.kind == "b":
+        return False, True
+    info = np.iinfo(dtype)
+    return info.min, info.max
