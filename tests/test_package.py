@@ -1,4 +1,4 @@
-"""Package-level promises: fast import, lazy heavy libraries, layering, devices table."""
+"""Package-level promises: lazy heavy libraries, layering, devices table."""
 
 from __future__ import annotations
 
@@ -18,19 +18,17 @@ def _run(code: str) -> str:
     return done.stdout.strip()
 
 
-def test_import_is_fast_and_lazy() -> None:
+def test_import_is_lazy() -> None:
+    # the import time itself (target < 0.5 s) is measured by benchmarks/import_time.py:
+    # a wall-clock limit here would fail on a busy machine; loading no heavy library is
+    # what keeps it fast, and that is checked exactly
     out = _run("""
-        import sys, time
-        start = time.perf_counter()
+        import sys
         import workbench
-        elapsed = time.perf_counter() - start
         names = ("torch", "onnxruntime", "numba", "panel", "plotly")
-        heavy = [m for m in names if m in sys.modules]
-        print(f"{elapsed:.3f}", ",".join(heavy))
+        print(",".join(m for m in names if m in sys.modules))
     """)
-    elapsed, _, heavy = out.partition(" ")
-    assert float(elapsed) < 0.5
-    assert heavy == ""
+    assert out == ""
 
 
 def test_core_profiling_never_loads_ui_libraries() -> None:
