@@ -326,3 +326,11 @@ def test_tiny_ops_match_the_reference(backend, name: str, layout: str) -> None:
     model, inputs, expected = tiny_case(name)
     (got,) = backend.compile(model, "cpu", layout=layout).run(inputs)
     assert_close(got, expected, what=name)
+
+
+def test_supports_lists_exactly_the_ops_with_kernels() -> None:
+    """`supports` answers without importing Numba, from op lists that must match the tables."""
+    from workbench.backends.numba import CPU_OPS, CUDA_OPS, cpu_ops, cuda_ops
+
+    assert set(cpu_ops.make_kernels()) == CPU_OPS
+    assert set(cuda_ops.make_kernels()) == CUDA_OPS
