@@ -236,7 +236,7 @@ def test_uploaded_model_joins_the_picker(make_app, bad):
 
     app = make_app("digits-mlp")
     data = work.load_sample("digits-mlp").onnx_bytes if bad == 1 else b"not a model"
-    app.upload.value = {"mine.onnx": data}
+    app.upload.receive("mine.onnx", 1, 1, data)
     app.state.jobs.wait()
     if bad == 1:
         assert app.state.model_name == "mine.onnx (uploaded)"

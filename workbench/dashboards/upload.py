@@ -208,14 +208,18 @@ def bounded_dropper(
             if event.event_name != "upload_event":
                 return  # a removed file: nothing is kept, so nothing to forget
             try:
-                done = self.buffer.add(
-                    str(data.get("name", "")),
-                    int(data.get("chunk", 0)),
-                    int(data.get("total_chunks", 0)),
-                    data.get("data"),
-                )
-            except (ModelLoadError, TypeError, ValueError) as exc:
-                on_error(str(exc) if isinstance(exc, ModelLoadError) else "bad upload message")
+                chunk, total = int(data.get("chunk", 0)), int(data.get("total_chunks", 0))
+            except (TypeError, ValueError):
+                on_error("bad upload message")
+                return
+            self.receive(str(data.get("name", "")), chunk, total, data.get("data"))
+
+        def receive(self, name: str, chunk: int, total: int, data: Any) -> None:
+            """Take one chunk as the browser sends it (numbered from 1 of ``total``)."""
+            try:
+                done = self.buffer.add(name, chunk, total, data)
+            except ModelLoadError as exc:
+                on_error(str(exc))
                 return
             if done is not None:
                 on_file(*done)
