@@ -89,6 +89,8 @@ OPS = frozenset(
         "Split",
         "Tile",
         "Range",
+        "ArgMax",
+        "ArgMin",
     ]
 )
 

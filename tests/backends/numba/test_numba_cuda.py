@@ -84,6 +84,7 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch) -> None:
         kernels.copy_nd: (arr[1], arr[1], idx, idx, i64, idx, i64),
         kernels.pool2d: (arr[4], idx, flag, flag, arr[4]),
         kernels.reduce_rows: (arr[2], arr[1], i64, f32),
+        kernels.arg_rows: (arr[2], idx, flag, flag),
         kernels.softmax: (arr[3], arr[3]),
         kernels.layer_norm: (arr[2], arr[1], arr[1], f64, arr[2], arr[1], arr[1]),
         kernels.channel_affine: (arr[3], arr[1], arr[1], arr[3]),

@@ -73,6 +73,8 @@ CPU_OPS = frozenset(
         "ReduceMax",
         "ReduceMin",
         "ReduceProd",
+        "ArgMax",
+        "ArgMin",
         "Split",
         "Tile",
         "Range",

@@ -756,6 +756,23 @@ def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     return reduce, [out]
 
 
+def arg_reduce(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """ArgMax / ArgMin along one axis; ``select_last_index`` searches a reversed view."""
+    x = ins[0]
+    axis, shape = shapes.arg_axis(node, x.shape)
+    out = _out(outs, shape, np.int64)
+    search = np.argmax if node.op_type == "ArgMax" else np.argmin
+    keep = bool(node.attrs.get("keepdims", 1))
+    if not node.attrs.get("select_last_index", 0):
+        return functools.partial(search, x, axis=axis, out=out, keepdims=keep), [out]
+    reversed_x = np.flip(x, axis)
+    last = x.shape[axis] - 1
+    return _sequence(
+        functools.partial(search, reversed_x, axis=axis, out=out, keepdims=keep),
+        functools.partial(np.subtract, last, out, out=out),
+    ), [out]
+
+
 def split(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """Split along an axis into parts of the given (or equal) sizes."""
     x = ins[0]
@@ -836,6 +853,8 @@ def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
         "Split": _bindable(split),
         "Tile": _bindable(tile),
         "Range": range_op,
+        "ArgMax": _bindable(arg_reduce),
+        "ArgMin": _bindable(arg_reduce),
     }
     for op in ("ReduceMean", *REDUCERS):
         table[op] = _bindable(reduce_op)

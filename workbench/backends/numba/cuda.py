@@ -490,6 +490,22 @@ def reduce_rows(x, out, code, empty):
 
 
 @cuda.jit
+def arg_rows(x, out, is_max, last):
+    """``out[i]`` = the index of the largest (``is_max``) or smallest value of ``x[i, :]``,
+    the first one or, with ``last``, the last one among equals."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    cols = x.shape[1]
+    for i in range(start, x.shape[0], stride):
+        best = 0
+        for j in range(1, cols):
+            v = x[i, j]
+            b = x[i, best]
+            if (v > b if is_max else v < b) or (last and v == b):
+                best = j
+        out[i] = best
+
+
+@cuda.jit
 def softmax(x, out):
     """Softmax over the middle axis of [outer, n, inner], one thread per (outer, inner)."""
     start, stride = cuda.grid(1), cuda.gridsize(1)

@@ -487,23 +487,41 @@ def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     if not axes:
         _copy(node, "same", x, out, tuple(x.shape) or (1,), _contiguous_strides(x.shape or (1,)))
         return [out]
+    rows = _axes_last(node, x, axes)
+    code = kernels.REDUCE_CODES[node.op_type]
+    # what an empty row reduces to: NaN (mean), 0, the lowest, the highest, 1
+    empty = (np.nan, 0, *shapes.dtype_extremes(np.dtype(x.dtype)), 1)[code]
+    _launch(
+        kernels.reduce_rows,
+        max(rows.shape[0], 1),
+        rows,
+        out.reshape(out.size),
+        code,
+        np.dtype(x.dtype).type(empty),
+    )
+    return [out]
+
+
+def _axes_last(node: Node, x: Any, axes: list[int]) -> Any:
+    """``x`` with ``axes`` moved last by a strided copy, as [kept elements, reduced ones]."""
     kept = [d for d in range(x.ndim) if d not in axes]
     perm = kept + axes
     moved_shape = tuple(x.shape[d] for d in perm)
     moved = _workspace(node, ("moved", x.shape), moved_shape, x.dtype)
     _copy(node, "moved", x, moved, moved_shape, _contiguous_strides(x.shape)[perm])
     rows = math.prod(x.shape[d] for d in kept)
-    code = kernels.REDUCE_CODES[node.op_type]
-    # what an empty row reduces to: NaN (mean), 0, the lowest, the highest, 1
-    empty = (np.nan, 0, *shapes.dtype_extremes(np.dtype(x.dtype)), 1)[code]
-    _launch(
-        kernels.reduce_rows,
-        max(rows, 1),
-        moved.reshape(rows, moved.size // max(rows, 1)),
-        out.reshape(out.size),
-        code,
-        np.dtype(x.dtype).type(empty),
-    )
+    return moved.reshape(rows, moved.size // max(rows, 1))
+
+
+def arg_reduce(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """ArgMax / ArgMin: the axis moved last, then one thread per row."""
+    x = ins[0]
+    axis, out_shape = shapes.arg_axis(node, tuple(x.shape))
+    out = _out(node, outs, out_shape, np.int64)
+    rows = _axes_last(node, x, [axis])
+    last = bool(node.attrs.get("select_last_index", 0))
+    is_max = node.op_type == "ArgMax"
+    _launch(kernels.arg_rows, max(rows.shape[0], 1), rows, out.reshape(out.size), is_max, last)
     return [out]
 
 
@@ -799,6 +817,7 @@ def make_kernels() -> dict[str, Kernel]:
         table[op] = cpu_ops.REFERENCE[op]
     for op in kernels.REDUCE_CODES:
         table[op] = reduce_op
+    table["ArgMax"] = table["ArgMin"] = arg_reduce
     for op in (*cpu_ops.UNARY_OPS, *PARAMETRIC, "Not"):
         table[op] = unary(op)
     for op in (*LOGICAL, "Add", "Sub", "Mul", "Div", "Pow"):

@@ -351,3 +351,11 @@ def dtype_extremes(dtype: np.dtype) -> tuple[Any, Any]:
         return False, True
     info = np.iinfo(dtype)
     return info.min, info.max
+
+
+def arg_axis(node: Node, shape: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """ArgMax/ArgMin's axis and output shape (``keepdims`` default 1)."""
+    axis = int(node.attrs.get("axis", 0)) % len(shape)
+    if node.attrs.get("keepdims", 1):
+        return axis, tuple(1 if d == axis else n for d, n in enumerate(shape))
+    return axis, tuple(n for d, n in enumerate(shape) if d != axis)
