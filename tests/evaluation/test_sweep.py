@@ -60,7 +60,18 @@ def test_sweep_rows_failures_and_store(tmp_path: Path) -> None:
     base = df[(df["variant"] == "baseline")].set_index("backend")
     assert base.loc["torch", "delta"] == 0.0 and base.loc["onnxruntime", "speedup"] == 1.0
     assert (ok["latency_p90_ms"] >= ok["latency_ms"]).all()
-    assert table.pareto()["pareto"].all() and len(table.pareto()) >= 1
+    # the front, found by comparing every pair of measured points here
+    points = list(ok[["latency_ms", "metric_value"]].itertuples(index=False))
+    front = {
+        (r.variant, r.backend)
+        for r in ok.itertuples()
+        if not any(
+            t <= r.latency_ms and m >= r.metric_value and (t, m) != (r.latency_ms, r.metric_value)
+            for t, m in points
+        )
+    }
+    assert set(zip(table.pareto()["variant"], table.pareto()["backend"], strict=True)) == front
+    assert list(table.pareto()["latency_ms"]) == sorted(table.pareto()["latency_ms"])
     assert table_from_rows(store.points(table.sweep_id), "accuracy", True).df.shape == df.shape
     again = load_sweep(table.sweep_id, store)
     assert again.metric == "accuracy" and again.higher_is_better

@@ -63,7 +63,8 @@ def test_old_opset_graph_with_hundreds_of_unnamed_nodes_on_onnxruntime() -> None
     # unnamed nodes are layers named <op>_<index>; every one has a row
     assert {layer.name for layer in model.layers} <= set(table.index)
     rows = table.drop(index=UNATTRIBUTED)
-    assert rows["share"].sum() == pytest.approx(1.0)
+    timed = rows[rows["latency_ms"] > 0]
+    assert len(timed) > 100 and (timed["samples"] == 3).all()  # one sample per traced run
     assert table.loc["MatMul_0", "flops"] == 2 * 8 * 16 * 16
     # ORT removes the Identity nodes and fuses MatMul+Add: the table says so, nothing is lost
     assert "removed" in table.loc["Identity_9", "note"]
@@ -91,7 +92,8 @@ def test_torch_transformer_encoder(encoder, backend: str) -> None:
     p = wb.profile(encoder, backend, batch_size=3, budget_s=0.05, layer_repeats=5)
     table = p.layers.set_index("layer")
     rows = table.drop(index=UNATTRIBUTED)
-    assert rows["share"].sum() == pytest.approx(1.0)
+    timed = rows[rows["latency_ms"] > 0]
+    assert (timed["samples"] == 5).all()  # one sample per instrumented run, none merged
     for name in ("layers.0.self_attn", "layers.0.linear1", "layers.1.norm2"):
         assert table.loc[name, "latency_ms"] > 0, name
     # the feed-forward matmuls: 2 * tokens * in * out FLOPs on either backend
