@@ -39,36 +39,15 @@ def _assert_each_point_once(table: wb.TradeoffTable, store: Path, expected: int)
 
 
 def test_points_spread_over_both_workers_and_rows_say_where(client, store_path) -> None:
-    table = _sweep(client, store_path, ["baseline", "int8-dynamic", "fp16"])
-    _assert_each_point_once(table, store_path, expected=6)
+    table = _sweep(client, store_path, ["baseline", "int8-dynamic"])
+    _assert_each_point_once(table, store_path, expected=4)
     workers = set(client.scheduler_info()["workers"])
     assert set(table.df["worker"]) == workers  # both workers measured points
     assert table.df["host"].notna().all() and table.df["machine"].str.contains("cores").all()
     measured = table.df[table.df["error"].isna()]
-    assert len(measured) >= 4 and (measured["latency_ms"] > 0).all()
+    assert len(measured) >= 3 and (measured["latency_ms"] > 0).all()
     # two workers on one host share no resources: the per-host lock keeps timings apart
     assert any("per-host lock" in note for note in table.notes)
-
-
-def test_a_killed_workers_point_runs_elsewhere_and_is_stored_once(client, store_path) -> None:
-    killed: list[str] = []
-
-    def kill_a_busy_worker(fraction: float, message: str) -> None:
-        if killed or fraction == 0:
-            return  # after the first point arrived, while others are in flight
-        busy = [address for address, keys in client.processing().items() if keys]
-        if busy:
-            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(busy[0])
-
-    table = _sweep(
-        client, store_path, ["baseline", "int8-dynamic", "fp16"], progress=kill_a_busy_worker
-    )
-    assert killed, "no worker was busy to kill"
-    _assert_each_point_once(table, store_path, expected=6)
-    assert not table.df["error"].fillna("").str.contains("KilledWorker").any()
-    client.wait_for_workers(2)  # the nanny restarted it, for the next tests
 
 
 def test_an_interrupted_client_resumes_from_the_store(client, store_path) -> None:
@@ -78,7 +57,7 @@ def test_an_interrupted_client_resumes_from_the_store(client, store_path) -> Non
         if fraction > 0:
             token.cancel()
 
-    variants = ["baseline", "int8-dynamic", "fp16"]
+    variants = ["baseline", "int8-dynamic", "fp16"]  # 6 points: some still to do on cancel
     with pytest.raises(CancelledError):
         _sweep(
             client, store_path, variants, sweep_id="s", progress=cancel_after_first, cancel=token
@@ -108,3 +87,22 @@ def test_an_accelerator_point_runs_only_on_the_worker_that_has_it(client, store_
     )
     on_gpu = table.df[table.df["device"] == "cuda:0"]
     assert len(on_gpu) == 2 and set(on_gpu["worker"]) == {gpu_worker}
+
+
+def test_a_killed_workers_point_runs_elsewhere_and_is_stored_once(client, store_path) -> None:
+    killed: list[str] = []
+
+    def kill_a_busy_worker(fraction: float, message: str) -> None:
+        if killed or fraction == 0:
+            return  # after the first point arrived, while others are in flight
+        busy = [address for address, keys in client.processing().items() if keys]
+        if busy:
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(busy[0])
+
+    # last in this module: the killed worker's restart would slow the tests after it
+    table = _sweep(client, store_path, ["baseline", "int8-dynamic"], progress=kill_a_busy_worker)
+    assert killed, "no worker was busy to kill"
+    _assert_each_point_once(table, store_path, expected=4)
+    assert not table.df["error"].fillna("").str.contains("KilledWorker").any()

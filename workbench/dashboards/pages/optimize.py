@@ -23,7 +23,7 @@ from workbench.dashboards.state import AppState
 
 BASELINE = ("none", "entropy", 0.0, False)
 #: the trade-off table's columns
-SHOWN = ["variant", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
+SHOWN = ["variant", "host", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
 
 
 class OptimizePage(Viewer):
@@ -116,7 +116,11 @@ class OptimizePage(Viewer):
 
     def frame(self) -> pd.DataFrame:
         """The measured variants as trade-off rows (baseline first)."""
-        rows = [r.row() for r in self.results.values()]
+        # the host each was measured on, so rows from several machines stay apart
+        rows = [
+            {**r.row(), "host": r.profile.environment.get("hostname")}
+            for r in self.results.values()
+        ]
         return pd.DataFrame(rows)
 
     def _refresh(self, *_: Any) -> None:

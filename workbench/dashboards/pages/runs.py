@@ -25,6 +25,10 @@ SHOWN = [
     "latency_ms",
     "points",
 ]
+#: a selected sweep's points, with where each ran (``worker``/``host`` on a Dask cluster)
+POINT_COLUMNS = [
+    "variant", "backend", "device", "host", "worker", "latency_ms", "metric_value", "error",
+]  # fmt: skip
 
 
 class RunsPage(Viewer):
@@ -44,6 +48,7 @@ class RunsPage(Viewer):
         self.table = table(self.runs[SHOWN], selectable="checkbox", height=420)
         self.message = pn.pane.HTML()
         self.sweep = figure_pane(viz.empty_figure("Select a sweep to see its trade-offs."))
+        self.points = table(pd.DataFrame(columns=POINT_COLUMNS), height=300)
         self.table.param.watch(self._selected, "selection")
         self.refresh()
 
@@ -87,7 +92,10 @@ class RunsPage(Viewer):
         sweeps = [i for i in self.table.selection if self.runs.iloc[i]["kind"] == "sweep"]
         if sweeps:
             sweep_id = str(self.runs.iloc[sweeps[-1]]["sweep_id"])
-            self.sweep.object = viz.tradeoff(self.state.store.points(sweep_id))
+            points = self.state.store.points(sweep_id)
+            self.sweep.object = viz.tradeoff(points)
+            # local sweeps have no worker or host: those cells stay empty
+            self.points.value = rounded(points.reindex(columns=POINT_COLUMNS))
 
     def __panel__(self) -> pn.viewable.Viewable:
         refresh = pn.widgets.Button(label="Refresh")
@@ -98,5 +106,6 @@ class RunsPage(Viewer):
             pn.Row(refresh, open_button, self.message),
             self.table,
             self.sweep,
+            self.points,
             sizing_mode="stretch_width",
         )
