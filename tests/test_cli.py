@@ -115,6 +115,16 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, folder / "symbolic.onnx")
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [1.0] * 12)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, folder / "matmul.onnx")
     module = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
     torch.export.save(torch.export.export(module, (torch.rand(2, 3),)), folder / "fixed.pt2")
     torch.jit.save(torch.jit.script(module), str(folder / "scripted.pt"))
@@ -126,6 +136,11 @@ BAD_INPUTS = [
     ("symbolic dims", ["{dir}/symbolic.onnx"], "symbolic dimensions beyond the batch in x"),
     ("bad --shape", ["{dir}/symbolic.onnx", "--shape", "x=2by5"], "is not NAME=DIMxDIM"),
     ("unknown --shape", ["{dir}/symbolic.onnx", "--shape", "z=1x2x4"], "unknown input(s) ['z']"),
+    (
+        "runtime error",
+        ["{dir}/matmul.onnx", "--shape", "x=1x5"],
+        "onnxruntime failed ([ONNXRuntimeError]",
+    ),
     ("fixed batch", ["{dir}/fixed.pt2", "--batch-size", "4"], "runs only batch 2"),
     (
         "fixed batch, torch",

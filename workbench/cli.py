@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # user's to read in one line; anything else is a bug and keeps its traceback
         if not type(exc).__module__.startswith(("onnxruntime", "numba")):
             raise
-        return _fail(f"{type(exc).__module__.split('.')[0]} failed: {_first_line(exc)}")
+        runtime = type(exc).__module__.split(".")[0]
+        return _fail(f"{runtime} failed ({_first_line(exc)}); check --shape and --batch-size")
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130

@@ -70,7 +70,9 @@ def session_options(
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
-    opts.log_severity_level = 3
+    # fatal only: a failed run reaches the caller as an exception (one line on the CLI);
+    # ORT's own error log would print the same failure a second time
+    opts.log_severity_level = 4
     if threads:
         opts.intra_op_num_threads = threads
     if profiling:
