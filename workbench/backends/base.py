@@ -291,6 +291,7 @@ _FACTORIES: dict[str, Callable[[], Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}
 _BUILTINS = {
     "torch": "workbench.backends.torch",
+    "torch-compile": "workbench.backends.torch.compiled",
     "onnxruntime": "workbench.backends.onnxruntime",
     "numba": "workbench.backends.numba",
     "numba-cuda": "workbench.backends.numba",

@@ -131,6 +131,8 @@ def profile(
                 compile_s=compile_s,
                 first_inference_ms=first_inference_ms,
             )
+            # what the session itself reports (torch-compile's recompilations)
+            result.notes.extend(getattr(session, "notes", ()))
             if layers:
                 from workbench.profiling.layers import profile_layers
 

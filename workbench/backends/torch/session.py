@@ -94,7 +94,7 @@ class TorchSession:
 
         try:
             with torch.inference_mode():
-                return self.module(*tensors)
+                return self._call(*tensors)
         except (RuntimeError, MemoryError) as exc:
             # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
             if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or (
@@ -104,6 +104,10 @@ class TorchSession:
                 pairs = zip(names, tensors, strict=False)
                 raise out_of_memory(self.device, self.model.name, pairs) from exc
             raise InputError(f"torch failed to run {self.model.name!r}: {exc}") from exc
+
+    def _call(self, *tensors: torch.Tensor) -> Any:
+        """One forward pass of what this session runs (the eager module here)."""
+        return self.module(*tensors)
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work (no-op on the CPU)."""

@@ -1,0 +1,107 @@
+"""The torch-compile backend: compiled once per module (compiling costs seconds on 2 cores)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.backends.torch.compiled import (
+    EAGER_EQUIVALENT,
+    RecompileError,
+    TorchCompileBackend,
+    TorchCompiledSession,
+)
+from workbench.errors import BackendOptionError, UnsupportedModelError
+from workbench.tolerances import tolerance
+
+pytestmark = pytest.mark.skipif(
+    "cpu" not in wb.backend("torch-compile").devices(),
+    reason="torch-compile has no CPU device here (no C++ compiler)",
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    return wb.samples.load("digits-cnn")
+
+
+@pytest.fixture(scope="module")
+def session(model: Any) -> Any:
+    s = wb.backend("torch-compile").compile(model, "cpu", batch_size=4, dynamic=False)
+    yield s
+    s.close()
+
+
+def test_listed_by_devices() -> None:
+    table = wb.devices()
+    row = table[table["backend"] == "torch-compile"]
+    assert len(row) == 1
+
+
+def test_outputs_match_eager_and_compile_time_is_recorded(model: Any, session: Any) -> None:
+    x = model.example_inputs(4)
+    (ours,) = session.run(x)
+    (eager,) = wb.backend("torch").compile(model, "cpu").run(x)
+    assert ours.shape == eager.shape and ours.dtype == eager.dtype
+    tol = tolerance(eager.dtype, "model")
+    np.testing.assert_allclose(ours, eager, rtol=tol.rtol, atol=tol.atol)
+    assert isinstance(session, TorchCompiledSession)
+    assert session.compile_s > 0
+    assert session.recompiles == []  # batch 4 was compiled ahead
+
+
+def test_user_module_untouched(model: Any, session: Any) -> None:
+    assert session.compiled._orig_mod is not model.module
+    assert session.module is model.module
+    assert not any(sub._forward_hooks for sub in model.module.modules())
+
+
+def test_a_new_batch_size_recompiles_before_timing_and_is_reported(
+    model: Any, session: Any
+) -> None:
+    runner = session.runner(model.example_inputs(3))
+    assert [r.shapes[0][0] for r in session.recompiles] == [3]
+    runner()  # compiled already: a timed call does not compile
+    assert any("recompiled for input shapes [(3, 1, 8, 8)]" in n for n in session.notes)
+
+
+def test_a_recompile_during_timed_calls_is_an_error(model: Any, session: Any) -> None:
+    import torch
+
+    tensors = [torch.from_numpy(a) for a in model.example_inputs(5).values()]
+    with pytest.raises(RecompileError, match="during a timed call"):
+        session._checked(tensors)
+
+
+def test_per_layer_table_has_module_names_and_says_eager(model: Any, session: Any) -> None:
+    timings = session.layer_methods()["default"](model.example_inputs(4), 3)
+    names = {t.layer for t in timings}
+    assert {"features.0", "classifier.1"} <= names
+    assert all(t.detail["timed"] == "eager" for t in timings)
+    assert EAGER_EQUIVALENT in session.notes
+
+
+def test_options_are_typed(model: Any) -> None:
+    backend = wb.backend("torch-compile")
+    with pytest.raises(BackendOptionError, match="'default', 'reduce-overhead', 'max-autotune'"):
+        backend.compile(model, "cpu", mode="fast")
+    with pytest.raises(BackendOptionError, match="unknown torch-compile option 'fullgraph'"):
+        backend.compile(model, "cpu", fullgraph=True)
+
+
+def test_onnx_models_are_refused_with_a_reason(model: Any) -> None:
+    with pytest.raises(UnsupportedModelError, match="ONNX model"):
+        wb.backend("torch-compile").compile(model.to_onnx(), "cpu")
+
+
+def test_without_a_cpp_compiler_there_is_no_cpu_device(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("workbench.backends.torch.compiled.cpp_compiler", lambda: None)
+    backend = TorchCompileBackend()
+    assert "cpu" not in backend.devices()
+    support = backend.supports(model)
+    assert not support.ok and "C++ compiler" in support.reasons[0]

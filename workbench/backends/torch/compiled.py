@@ -1,0 +1,300 @@
+"""``torch.compile`` (TorchDynamo + Inductor) as its own backend, ``"torch-compile"``.
+
+The module is compiled in `TorchCompileBackend.compile`: one forward pass on the model's
+example inputs at ``batch_size`` triggers Dynamo's capture and Inductor's code generation,
+so `workbench.profile`'s ``compile_s`` holds the compile and steady-state latency never
+does. Inductor specialises on input shapes (even ``dynamic=True`` graphs branch on the
+batch: CPU convolutions pick their algorithm below and above batch 16), so another batch
+size recompiles. The session notices every recompilation through Dynamo's counters: one
+for a new input shape is done when a runner is set up, before any timing, and reported in
+`TorchCompiledSession.notes`; one during timed calls raises `RecompileError`.
+
+Per-layer times are *eager-equivalent*: Inductor fuses modules into generated kernels
+that no longer carry module boundaries, so the per-layer pass times the user's eager
+module with the same hooks as the ``torch`` backend, and says so.
+
+Example:
+    >>> s = wb.backend("torch-compile").compile(m, "cpu", mode="max-autotune", batch_size=32)
+    >>> s.compile_s, s.run(m.example_inputs(32))[0].shape
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from workbench.backends.base import (
+    Availability,
+    Inputs,
+    LayerMethod,
+    LayerTiming,
+    Support,
+    check_device,
+    check_supported,
+    parse_options,
+    register,
+)
+from workbench.backends.torch import TorchBackend
+from workbench.backends.torch.session import TorchOptions, TorchSession
+from workbench.errors import BackendError
+
+if TYPE_CHECKING:
+    import torch
+
+    from workbench.model import Model
+
+Mode = Literal["default", "reduce-overhead", "max-autotune"]
+
+#: what every per-layer table of this backend says about its numbers
+EAGER_EQUIVALENT = (
+    "per-layer times are eager-equivalent: Inductor fuses modules into generated kernels "
+    "without module boundaries, so each module was timed running eagerly (forward hooks); "
+    "the end-to-end latency is the compiled module's"
+)
+
+
+class RecompileError(BackendError):
+    """torch recompiled the module during a timed call: the time would include a compile."""
+
+
+@dataclass(frozen=True)
+class TorchCompileOptions(TorchOptions):
+    """Options of the torch-compile backend's ``compile``.
+
+    Attributes:
+        threads: as `TorchOptions.threads` (process-wide, applied only while measuring).
+        mode: ``torch.compile`` mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs
+            on a GPU) or ``"max-autotune"`` (benchmarks kernel choices; compiles longer).
+        dynamic: ``torch.compile``'s ``dynamic``: None (torch's default: static first,
+            symbolic shapes after a shape changes), True (symbolic from the start) or
+            False (always specialise).
+        batch_size: the batch compiled ahead in ``compile`` (None: 1); another batch
+            size recompiles when a runner is set up, which the session reports.
+
+    Example:
+        >>> wb.backend("torch-compile").compile(m, "cpu", mode="max-autotune", batch_size=32)
+    """
+
+    mode: Mode = "default"
+    dynamic: bool | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Recompile:
+    """One recompilation the session saw: the input shapes that caused it and its seconds."""
+
+    shapes: tuple[tuple[int, ...], ...]
+    seconds: float
+
+
+class TorchCompiledSession(TorchSession):
+    """A torch module compiled with ``torch.compile``; compiles once on creation.
+
+    Attributes:
+        options: the validated `TorchCompileOptions`.
+        module: the eager module the per-layer pass times (the user's on the CPU).
+        compiled: the ``torch.compile`` wrapper of a private copy of the module.
+        compile_s: seconds the first compile took (capture and code generation).
+        recompiles: every later recompilation, in order.
+        notes: what a profile of this session must say (eager-equivalent layers,
+            recompilations).
+    """
+
+    backend = "torch-compile"
+    options: TorchCompileOptions
+
+    def __init__(self, model: Model, device: str, options: TorchCompileOptions) -> None:
+        import torch
+
+        super().__init__(model, device, options)
+        # Dynamo guards on the module it compiled: compile a private copy, so hooks that
+        # the per-layer pass puts on `module` (the user's) never invalidate the graph
+        self.compiled = torch.compile(
+            copy.deepcopy(self.module), mode=options.mode, dynamic=options.dynamic
+        )
+        self.recompiles: list[Recompile] = []
+        self._shapes: set[tuple[tuple[int, ...], ...]] = set()
+        example = model.example_inputs(options.batch_size or 1)
+        with self.settings():
+            self.compile_s, _ = self._compile_for(self._stage(example))
+
+    @property
+    def notes(self) -> list[str]:
+        """Facts a profile of this session reports next to its numbers."""
+        notes = [EAGER_EQUIVALENT]
+        for r in self.recompiles:
+            notes.append(
+                f"torch recompiled for input shapes {list(r.shapes)} in {r.seconds:.2f} s, "
+                f"before timing; compile_s holds only the first compile (batch "
+                f"{self.options.batch_size or 1}): pass batch_size= to compile for this one"
+            )
+        return notes
+
+    def _call(self, *tensors: torch.Tensor) -> Any:
+        return self.compiled(*tensors)
+
+    def _compile_for(self, tensors: list[torch.Tensor]) -> tuple[float, bool]:
+        """Run once on ``tensors``; the seconds it took and whether torch compiled a graph."""
+        before = _graphs_compiled()
+        started = time.perf_counter()
+        try:
+            self._forward(tensors)
+            self.synchronize()
+        except Exception as exc:  # Dynamo and Inductor raise their own types
+            if isinstance(exc, BackendError):
+                raise
+            raise BackendError(
+                f"torch.compile failed on {self.model.name!r} ({self.device}, "
+                f"mode={self.options.mode}): {type(exc).__name__}: {exc}"
+            ) from exc
+        seconds = time.perf_counter() - started
+        self._shapes.add(_shapes(tensors))
+        return seconds, _graphs_compiled() > before
+
+    def _checked(self, tensors: list[torch.Tensor]) -> Any:
+        """A forward pass that must not compile: raise `RecompileError` when it did."""
+        before = _graphs_compiled()
+        out = self._forward(tensors)
+        if _graphs_compiled() > before:
+            raise RecompileError(
+                f"torch recompiled {self.model.name!r} during a timed call (input shapes "
+                f"{list(_shapes(tensors))}); the time would include a compile: keep input "
+                "shapes fixed while timing, or compile with batch_size= for them"
+            )
+        return out
+
+    def _prepare(self, tensors: list[torch.Tensor]) -> None:
+        """Compile for unseen input shapes now, outside any timing, and record it."""
+        if _shapes(tensors) in self._shapes:
+            return
+        seconds, compiled = self._compile_for(tensors)
+        if compiled:
+            self.recompiles.append(Recompile(_shapes(tensors), seconds))
+
+    def run(self, inputs: Inputs) -> list[Any]:
+        with self.settings():
+            tensors = self._stage(inputs)
+            self._prepare(tensors)
+        return super().run(inputs)
+
+    def runner(self, inputs: Inputs) -> Callable[[], Any]:
+        tensors = self._stage(inputs)
+        with self.settings():
+            self._prepare(tensors)
+
+        def run_once() -> Any:
+            if self._applied or not self.options.threads:
+                out = self._checked(tensors)
+            else:
+                with self.settings():
+                    out = self._checked(tensors)
+            self.synchronize()
+            return out
+
+        return run_once
+
+    def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
+        """Eager-equivalent per-module timings (hooks on the eager module), each noted so."""
+        return [_noted(t) for t in super().run_layers(inputs, repeats)]
+
+    def _profiler_layers(self, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+        return [_noted(t) for t in super()._profiler_layers(inputs, repeats)]
+
+    def layer_methods(self) -> Mapping[str, LayerMethod]:
+        """``"default"`` (hooks) and ``"torch.profiler"``, both on the eager module."""
+        return {"default": self.run_layers, "torch.profiler": self._profiler_layers}
+
+    def close(self) -> None:
+        self.compiled = None  # type: ignore[assignment]
+        super().close()
+
+
+def _noted(timing: LayerTiming) -> LayerTiming:
+    detail = {**timing.detail, "timed": "eager"}
+    return LayerTiming(timing.layer, timing.op_type, timing.samples_ms, detail)
+
+
+def _graphs_compiled() -> int:
+    """Graphs Dynamo has compiled in this process (grows by one on every recompilation)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _shapes(tensors: list[torch.Tensor]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(t.shape) for t in tensors)
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler Inductor's CPU code generation would use, or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def has_triton() -> bool:
+    """Whether Triton (Inductor's GPU code generator) imports."""
+    try:
+        from torch.utils._triton import has_triton as torch_has_triton
+    except ImportError:  # pragma: no cover - every supported torch has it
+        return False
+    return bool(torch_has_triton())
+
+
+@register("torch-compile")
+class TorchCompileBackend(TorchBackend):
+    """``torch.compile`` with Inductor: ``cpu`` (needs a C++ compiler) and ``cuda:N``
+    (needs Triton).
+
+    Options for `compile` are the fields of `TorchCompileOptions`: ``mode``, ``dynamic``,
+    ``batch_size`` (compiled ahead) and ``threads``.
+    """
+
+    name = "torch-compile"
+
+    def availability(self) -> Availability:
+        eager = super().availability()
+        if not eager.ok:
+            return eager
+        details = dict(eager.details)
+        missing = []
+        if cpp_compiler() is None:
+            details.pop("cpu")
+            missing.append("Inductor's CPU code needs a C++ compiler (install g++, or set CXX)")
+        if any(d.startswith("cuda") for d in details) and not has_triton():
+            details = {d: v for d, v in details.items() if not d.startswith("cuda")}
+            missing.append("Inductor's GPU code needs Triton: pip install triton")
+        if not details:
+            return Availability(False, "; ".join(missing), eager.version)
+        return Availability(True, "; ".join(missing), eager.version, details)
+
+    def supports(self, model: Model) -> Support:
+        """As the torch backend, and not at all when Inductor cannot generate code here."""
+        availability = self.availability()
+        if not availability.ok:
+            return Support(False, (availability.reason,))
+        return super().supports(model)
+
+    def compile(self, model: Model, device: str = "cpu", **options: Any) -> TorchCompiledSession:
+        """Compile ``model`` for ``device``; never changes ``model`` (a private copy compiles).
+
+        Runs one forward pass on ``model.example_inputs(batch_size)`` so the compile
+        happens here, not in the first timed call.
+
+        Raises:
+            BackendOptionError: an unknown option or a badly typed value.
+            UnsupportedModelError: ``model`` is not a torch module.
+            DeviceUnavailableError: ``device`` is not usable here (the reason says why).
+            BackendError: torch.compile failed on this model.
+        """
+        config = parse_options(TorchCompileOptions, self.name, options)
+        check_supported(self, model)
+        check_device(self, device)
+        return TorchCompiledSession(model, device, config)
