@@ -1,4 +1,5 @@
-"""Devices page: what this machine has, each backend x device, and the roofline ceilings."""
+"""Devices page: what this machine has, each backend x device, the roofline ceilings, and
+which runtime to use for the picked model (`RuntimesView`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
+from workbench.dashboards.pages.runtimes import RuntimesView
 from workbench.dashboards.state import AppState
 
 
@@ -45,6 +47,7 @@ class DevicesPage(Viewer):
         self.devices = table(machine.devices())
         self.ceilings_text = pn.pane.HTML()
         self.roofline = figure_pane(viz.empty_figure("Profile a model to see its roofline."))
+        self.runtimes = RuntimesView(state=self.state, jobs=self.jobs)
         self.state.param.watch(self._refresh, ["current", "selected_layer"])
         self.roofline.param.watch(self._clicked, "click_data")
         self.param.watch(self._refresh, ["ceilings"])
@@ -98,6 +101,7 @@ class DevicesPage(Viewer):
             pn.Row(button, pn.pane.Markdown(self.jobs.param.message)),
             self.ceilings_text,
             self.roofline,
+            self.runtimes,
             sizing_mode="stretch_width",
         )
 
