@@ -2,7 +2,10 @@
 
 Starts ``workbench serve`` on a free localhost port, loads the page, checks the console
 stays clean, changes the batch size and waits for the figure to follow, and saves a
-screenshot under ``test-artifacts/``. Skips only when Chromium or Playwright is missing.
+screenshot under ``test-artifacts/``. What the figures and tables show is checked against
+the profiles the server saved in its results store (the slowest layer's bar, the
+variant's point on the trade-off plot, the Runs table). Skips only when Chromium or
+Playwright is missing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from workbench.profiling.profile import Profile
+from workbench.store import Store
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -65,7 +71,7 @@ def server(tmp_path_factory):
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:
         wait_until_up(f"http://localhost:{port}/", process)
-        yield f"http://localhost:{port}/"
+        yield f"http://localhost:{port}/", Store(store)
     finally:
         process.terminate()
         try:
@@ -108,14 +114,66 @@ def figure_title(page) -> str:
     return page.locator(".gtitle", has_text="Per-layer latency").first.text_content()
 
 
+def figure_traces(page, title: str) -> list[dict]:
+    """The traces of the Plotly figure whose title contains ``title``, as the browser holds them."""
+    figures = page.locator(".js-plotly-plot").evaluate_all(
+        """els => els.map(e => ({
+            title: (e.layout && e.layout.title && e.layout.title.text) || "",
+            traces: (e.data || []).map(t => ({
+                type: t.type, mode: t.mode || "",
+                x: t.x ? Array.from(t.x) : [], y: t.y ? Array.from(t.y) : [],
+                customdata: t.customdata ? Array.from(t.customdata, c =>
+                    (c !== null && typeof c === "object") ? Array.from(c) : c) : [],
+            })),
+        }))"""
+    )
+    found = [f["traces"] for f in figures if title in f["title"]]
+    assert found, f"no figure titled {title!r} in {[f['title'] for f in figures]}"
+    return found[0]
+
+
+def stored_profile(store: Store, recipe: str = "baseline", batch_size: int = 8) -> Profile:
+    runs = store.runs()
+    runs = runs[(runs["kind"] == "profile") & (runs["batch_size"] == batch_size)]
+    runs = runs[runs["recipe"] == recipe]
+    assert len(runs), f"no stored {recipe} profile at batch {batch_size}"
+    return store.load_profile(str(runs["run_id"].iloc[0]))
+
+
+def wait_for_point(page, title: str, variant: str) -> list[float]:
+    """(latency, metric) of ``variant``'s marker once the figure shows it."""
+    for _ in range(240):  # the variant is measured on the server; polled, no time limit asserted
+        for trace in figure_traces(page, title):
+            for x, y, data in zip(trace["x"], trace["y"], trace["customdata"], strict=False):
+                label = data[0] if isinstance(data, list) else data
+                if "markers" in trace["mode"] and label == variant:
+                    return [x, y]
+        page.wait_for_timeout(500)
+    raise AssertionError(f"{variant} never appeared on {title!r}")
+
+
 def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, browser):
+    url, store = server
     ARTIFACTS.mkdir(exist_ok=True)
-    page, problems = open_page(browser, server)
+    page, problems = open_page(browser, url)
     assert figure_title(page).endswith("bs=8")
     page.get_by_text("P50").first.wait_for()
     page.locator(".wb-title", has_text="bs=8").first.wait_for()
     p50_first = page.locator(".wb-v").first.text_content()
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+    # the bars show the saved profile: its slowest layer is the longest bar, at its value
+    measured = stored_profile(store).top_layers(1).iloc[0]
+    bars = {
+        name: value
+        for trace in figure_traces(page, "Per-layer latency")
+        if trace["type"] == "bar"
+        for name, value in zip(trace["y"], trace["x"], strict=True)
+        if not name.startswith("(")
+    }
+    slowest = max(bars, key=bars.__getitem__)
+    assert slowest == measured["layer"]
+    assert bars[slowest] == pytest.approx(measured["latency_ms"], rel=1e-6)
 
     batch = page.locator("select:has(option[value='256'])").first
     batch.select_option("16")
@@ -125,7 +183,7 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
 
     assert "batch_size=16" in page.url  # the pickers live in the URL, to share a view
     # a second, independent session, opened from a shared URL
-    other, other_problems = open_page(browser, server + "?batch_size=4")
+    other, other_problems = open_page(browser, url + "?batch_size=4")
     other.locator(".gtitle", has_text="bs=4").first.wait_for()
     assert figure_title(page).endswith("bs=16")
 
@@ -145,10 +203,15 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
     page.locator(".gtitle", has_text="Roofline").first.wait_for()
     page.locator(".bk-tab", has_text="Runs").first.click()
     page.get_by_text("runs in runs.sqlite").first.wait_for()
+    page.get_by_text(stored_profile(store).created_at).first.wait_for()  # the stored run
 
     page.locator(".bk-tab", has_text="Optimize").first.click()
     # opening the page measures the baseline: its point joins the trade-off plot
     page.locator(".gtitle", has_text="accuracy vs latency").first.wait_for()
+    page.locator("select:has(option[value='int8-dynamic'])").first.select_option("int8-dynamic")
+    latency, accuracy = wait_for_point(page, "accuracy vs latency", "int8-dynamic")
+    variant = stored_profile(store, recipe="int8-dynamic")
+    assert latency == pytest.approx(variant.latency.median, rel=1e-6) and 0.5 < accuracy <= 1
     page.screenshot(path=str(ARTIFACTS / "dashboard-optimize.png"))
     assert problems == [] and other_problems == [], problems + other_problems
     other.close()
@@ -158,7 +221,7 @@ def test_dashboard_loads_updates_on_a_control_and_sessions_stay_apart(server, br
 def test_uploading_a_model_file_profiles_it_and_a_corrupt_one_is_explained(
     server, browser, tmp_path
 ):
-    page, problems = open_page(browser, server)
+    page, problems = open_page(browser, server[0])
     upload = page.locator("input[type=file]").first
     corrupt = tmp_path / "broken.onnx"
     corrupt.write_bytes(b"definitely not a protobuf")
