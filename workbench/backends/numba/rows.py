@@ -3,6 +3,10 @@
 `numba.extending.register_jitable` compiles a function for whichever target calls
 it, so the arithmetic of a normalisation lives once; each target only decides which
 rows a thread or loop iteration takes.
+
+Numba's disk cache of a CPU kernel is keyed on the kernel's own file (`cpu`), not on
+this one: after changing a body here, delete that kernel's ``__pycache__/cpu.*.nb?``
+files (or touch ``cpu.py``), or the CPU keeps running the old body.
 """
 
 from __future__ import annotations
