@@ -95,8 +95,10 @@ def test_a_configuration_that_cannot_run_gets_a_row_saying_why(clock: VirtualClo
 
 def test_a_budget_below_one_query_finds_no_rate(clock: VirtualClock) -> None:
     result = slo(toy_mlp(), 1.0, ["latency-model"], batching=[Batching()], clock=clock, **SHORT)  # type: ignore[arg-type]
-    assert result.best()["max_rate_per_s"] == 0.0
-    assert result.points["passed"].sum() == 0
+    row = result.best()
+    assert row["max_rate_per_s"] == 0.0 and row["points"] == 0  # no server run was needed
+    assert row["limited_by"] == "a batch of 1 takes 1.25 ms (median of 20), over the 1 ms budget"
+    assert result.points.empty
     assert "no configuration met the budget" in result._repr_html_()
 
 

@@ -321,10 +321,10 @@ class _Search:
         best = max(found, key=lambda f: f["max_rate_per_s"])
         return {**row, **best, "points": sum(f["points"] for f in found)}
 
-    def _capacity(self, sut: SystemUnderTest, batch: int) -> float:
-        """Queries per second at back-to-back batches of ``batch`` (median of a few)."""
+    def _batch_ms(self, sut: SystemUnderTest, batch: int) -> float:
+        """Median milliseconds of back-to-back batches of ``batch`` (a few timed calls)."""
         times = [end - start for start, end in (sut.run(batch) for _ in range(CAPACITY_PROBES))]
-        return batch / max(float(np.median(times)), 1e-9)
+        return max(float(np.median(times)) * 1e3, 1e-6)
 
     def _bisect(
         self,
@@ -333,7 +333,25 @@ class _Search:
         choice: Batching,
         cancel: CancelToken | None,
     ) -> dict[str, Any]:
-        capacity = self._capacity(sut, choice.max_batch)
+        batch_ms = self._batch_ms(sut, choice.max_batch)
+        capacity = choice.max_batch * 1e3 / batch_ms
+        found: dict[str, Any] = {
+            "max_rate_per_s": 0.0,
+            "max_batch": choice.max_batch,
+            "batch_window_ms": choice.window_ms,
+            "capacity_per_s": capacity,
+            "p99_ms": math.nan,
+            "throughput_per_s": math.nan,
+            "points": 0,
+        }
+        if batch_ms > self.p99_ms:
+            # no arrival rate can help: each batch alone already takes longer than the budget
+            # (and a search would spend minutes at the few queries/s such a model serves)
+            return {
+                **found,
+                "limited_by": f"a batch of {choice.max_batch} takes {batch_ms:.4g} ms (median "
+                f"of {CAPACITY_PROBES}), over the {self.p99_ms:g} ms budget",
+            }
         passed_rate, failed_rate = 0.0, 1.25 * capacity
         best: dict[str, Any] = {"p99_ms": math.nan, "throughput_per_s": math.nan}
         limited_by = "every point passed: the search range ends at 1.25x the capacity estimate"
@@ -378,11 +396,9 @@ class _Search:
                 failed_rate = rate
                 limited_by = f"at {rate:.4g}/s: " + "; ".join(run.reasons)
         return {
+            **found,
+            **best,
             "max_rate_per_s": passed_rate,
-            "max_batch": choice.max_batch,
-            "batch_window_ms": choice.window_ms,
-            "capacity_per_s": capacity,
             "limited_by": limited_by,
             "points": self.steps,
-            **best,
         }
