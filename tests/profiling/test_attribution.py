@@ -1,0 +1,59 @@
+"""The layer table's shares and unattributed row, and `attribution`, against known times.
+
+Real profiles cannot check these numbers (they are derived from each other), so the
+timings here are made by hand: medians, the sum of the layers, the gap to the end-to-end
+time and every share are known before the code runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.backends.base import LayerTiming
+from workbench.profiling.layers import attribution
+from workbench.profiling.profile import Profile
+from workbench.profiling.table import UNATTRIBUTED, layer_table
+from workbench.profiling.timer import Measurement
+
+# medians 1.0 (conv) and 3.0 (fc); relu is fused into conv and takes no time of its own
+TIMINGS = [
+    LayerTiming("block", "Sequential", (4.5, 3.5, 4.0), {"scope": "container"}),
+    LayerTiming("conv", "Conv", (1.2, 0.8, 1.0), {"scope": "leaf", "parent": "block"}),
+    LayerTiming("relu", "Relu", (0.0, 0.0, 0.0), {"scope": "leaf", "parent": "block",
+                                                  "fused_into": "conv"}),
+    LayerTiming("fc", "Gemm", (2.0, 4.0, 3.0), {"scope": "leaf", "parent": "block",
+                                                "kernels": ["fc_quant:QGemm"]}),
+]  # fmt: skip
+
+
+def _profile(end_to_end_ms: float, view: str = "leaves") -> Profile:
+    latency = Measurement((end_to_end_ms,) * 3)
+    table = layer_table(TIMINGS, latency.median, view)
+    return Profile("m", "fake", "cpu", 1, latency, layers=table)
+
+
+def test_gap_shares_and_attribution_match_the_known_times() -> None:
+    p = _profile(5.0)
+    rows = p.layers.set_index("layer")
+    assert list(rows.index) == ["conv", "relu", "fc", UNATTRIBUTED]  # the container is not a leaf
+    assert rows.loc[["conv", "relu", "fc"], "latency_ms"].tolist() == [1.0, 0.0, 3.0]
+    assert rows.loc[UNATTRIBUTED, "latency_ms"] == pytest.approx(1.0)  # 5 - (1 + 3)
+    assert rows.loc[["conv", "fc"], "share"].tolist() == pytest.approx([0.25, 0.75])
+    assert rows.loc["fc", "kernels"] == "QGemm" and rows.loc["conv", "kernels"] is None
+    assert attribution(p) == pytest.approx(
+        {"layers_sum_ms": 4.0, "end_to_end_ms": 5.0, "ratio": 0.8}
+    )
+
+
+def test_instrumentation_that_inflates_layers_gives_a_negative_gap() -> None:
+    p = _profile(3.2)
+    assert p.layers.set_index("layer").loc[UNATTRIBUTED, "latency_ms"] == pytest.approx(-0.8)
+    assert attribution(p)["ratio"] == pytest.approx(4.0 / 3.2)
+
+
+def test_containers_view_shares_are_of_the_top_level_total() -> None:
+    rows = _profile(5.0, view="containers").layers.set_index("layer")
+    assert rows.loc["block", "latency_ms"] == 4.0 and rows.loc["block", "share"] == 1.0
+    # nested rows are not summed again: the gap is to the container's 4 ms, not 8 ms
+    assert rows.loc[UNATTRIBUTED, "latency_ms"] == pytest.approx(1.0)
+    assert rows.loc[["conv", "fc"], "share"].tolist() == pytest.approx([0.25, 0.75])
