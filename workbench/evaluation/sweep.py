@@ -348,7 +348,8 @@ def data_fingerprint(data: Any) -> str:
     Batching does not matter (a `Dataset` is hashed as whole arrays, other iterables
     batch by batch, each array's bytes in order with its dtype and per-sample shape), and
     arrays are fed to the hash in chunks of at most 16 MiB, so large data costs one
-    read and no full copy.
+    read and no full copy. Order counts: a loader that shuffles gives a new fingerprint
+    on each pass, so its sweeps never resume (pass a `Dataset` or an unshuffled loader).
 
     Args:
         data: a `Dataset` or an iterable of ``(inputs, labels)`` batches (read once).
