@@ -141,3 +141,21 @@ FOUND = {
 def test_fuzz_regressions(tmp_path: Path, case: str, suffix: str) -> None:
     data = fuzz.mutate(fuzz.sample_pt2(), FOUND[case])
     assert fuzz.load_bytes(data, suffix, tmp_path) is None
+
+
+def test_a_zip_needing_an_unknown_version_is_refused(tmp_path: Path) -> None:
+    # found by atheris: zipfile raises NotImplementedError("zip file version 25.5")
+    data = bytearray(fuzz.archive([("archive_format", b"pt2")]))
+    directory = data.find(b"PK\x01\x02")
+    data[directory + 6 : directory + 8] = b"\xff\x00"  # "version needed to extract"
+    for suffix in (".pt2", ".pt"):
+        assert fuzz.load_bytes(bytes(data), suffix, tmp_path) is None
+
+
+def test_an_entry_torch_cannot_read_is_refused(tmp_path: Path) -> None:
+    # found by atheris: a damaged local header that only torch's own zip reader reads
+    data = bytearray(fuzz.sample_pt2())
+    name = data.find(b"/models/model.json")  # first found in the entry's local header
+    header = data.rfind(b"PK\x03\x04", 0, name)
+    data[header + 3] = 0x05  # not a local header signature: torch's reader fails on it
+    assert fuzz.load_bytes(bytes(data), ".pt2", tmp_path) is None

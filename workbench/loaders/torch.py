@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ModelLoadError
-from workbench.loaders.trust import check_pt2, refuse_code
+from workbench.loaders.trust import ZIP_ERRORS, check_pt2, refuse_code
 from workbench.model import Layer, Model, TensorSpec
 
 if TYPE_CHECKING:
@@ -220,8 +220,7 @@ def _zip_names(data: bytes) -> list[str] | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return archive.namelist()
-    # a damaged directory fails in many ways (found by tests/test_fuzz.py)
-    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, OSError):
+    except ZIP_ERRORS:
         return None
 
 

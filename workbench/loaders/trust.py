@@ -21,7 +21,7 @@ import re
 import tokenize
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,16 @@ from workbench.errors import ModelLoadError, UnsafeModelError
 
 #: largest model file loaded unless the caller raises the limit (``max_bytes=`` / ``--max-size``)
 MAX_MODEL_BYTES = 4 * 2**30
+
+#: what reading a damaged zip directory can raise (each found by fuzzing: tests/test_fuzz.py)
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+    NotImplementedError,
+    ValueError,
+    EOFError,
+    OSError,
+)
 
 #: how a refusal tells the user to opt in
 OPT_IN = "pass trust=True to wb.load (CLI: --trust) only if you trust its author"
@@ -171,16 +181,23 @@ def check_pt2(data: bytes, label: str) -> None:
         names = list(reader.get_file_names())
     except Exception as exc:  # torch's reader raises bare RuntimeError/AssertionError
         raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive") from exc
-    raw = _raw_payloads(reader, names, label)
+
+    def read(name: str) -> bytes:
+        try:
+            return bytes(reader.read_bytes(name))
+        except Exception as exc:  # a damaged entry: torch's reader raises bare RuntimeError
+            raise ModelLoadError(f"{label} has a corrupt entry {name}") from exc
+
+    raw = _raw_payloads(read, names, label)
     for name in names:
         if name.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
             raise refuse_code(label, f"holds compiled code ({name})")
         if name.startswith("xl_model_weights/") or "/custom_obj_" in name or "/opaque_obj_" in name:
             raise refuse_code(label, f"holds Python or TorchBind objects ({name})")
         if name.startswith("models/") and name.endswith(".json"):
-            _check_program(reader.read_bytes(name), label)
+            _check_program(read(name), label)
         elif name.startswith("data/") and not name.endswith(".json") and name not in raw:
-            _check_weights_only(reader.read_bytes(name), label, name)
+            _check_weights_only(read(name), label, name)
 
 
 def _check_zip_names(data: bytes, label: str) -> None:
@@ -190,8 +207,7 @@ def _check_zip_names(data: bytes, label: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
-    # a damaged directory fails in many ways (found by tests/test_fuzz.py)
-    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, OSError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive") from exc
     roots = {n.split("/", 1)[0] for n in names if "/" in n}
     repeated = [n for n, count in Counter(names).items() if count > 1]
@@ -201,7 +217,7 @@ def _check_zip_names(data: bytes, label: str) -> None:
         )
 
 
-def _raw_payloads(reader: Any, names: list[str], label: str) -> set[str]:
+def _raw_payloads(read: Callable[[str], bytes], names: list[str], label: str) -> set[str]:
     """Entries that torch reads as raw tensor bytes (never unpickled)."""
     raw = set()
     for name in names:
@@ -209,7 +225,7 @@ def _raw_payloads(reader: Any, names: list[str], label: str) -> set[str]:
         if not name.endswith(("_weights_config.json", "_constants_config.json")):
             continue
         try:
-            config = json.loads(reader.read_bytes(name))["config"]
+            config = json.loads(read(name))["config"]
             raw |= {folder + e["path_name"] for e in config.values() if not e.get("use_pickle")}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f"{label} has a corrupt payload table ({name})") from exc
