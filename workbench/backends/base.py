@@ -119,9 +119,66 @@ class ImportedTrace:
     memory: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MemoryReport:
+    """The model's own memory in one inference, as its backend measured it (bytes).
+
+    Not the process's resident set: only what the runtime holds for this model. A backend
+    that cannot measure returns ``MemoryReport.unavailable(why)``; it never estimates.
+
+    Attributes:
+        source: how the numbers were measured (``"torch.profiler memory events (CPU)"``).
+        activation_peak_bytes: peak of what the inference itself allocated above what was
+            held before it (activations, outputs, workspaces); None when unavailable.
+        weights_bytes: the weights the runtime holds for the model, counted from its
+            tensors; None when the runtime does not tell.
+        input_bytes: the staged inputs.
+        reserved_bytes: what the allocator held at its peak (ORT's arena, torch's CUDA
+            cache), when it tells; None otherwise.
+        by_layer_bytes: per canonical layer, the memory it allocated that outlived it
+            (its outputs), when measured.
+        reason: why nothing could be measured (empty when measured).
+        notes: what the numbers leave out, in words.
+
+    Example:
+        >>> report = memory_of(session, x)
+        >>> report.peak_bytes if report.measured else report.reason
+    """
+
+    source: str
+    activation_peak_bytes: int | None = None
+    weights_bytes: int | None = None
+    input_bytes: int = 0
+    reserved_bytes: int | None = None
+    by_layer_bytes: Mapping[str, int] = field(default_factory=dict)
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def unavailable(cls, reason: str) -> MemoryReport:
+        """A report saying why the model's memory could not be measured."""
+        return cls(source="unavailable", reason=reason)
+
+    @property
+    def measured(self) -> bool:
+        """True when the activation peak was measured."""
+        return self.activation_peak_bytes is not None
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """Weights + inputs + activation peak: the model's peak (None when unmeasured)."""
+        if self.activation_peak_bytes is None:
+            return None
+        return (self.weights_bytes or 0) + self.input_bytes + self.activation_peak_bytes
+
+
 @runtime_checkable
 class Session(Protocol):
     """A model compiled for one device, ready to run.
+
+    Optional: ``memory(inputs) -> MemoryReport | None``, the model's own memory in one
+    inference as the runtime measures it; it is left out of the protocol so sessions
+    without it still satisfy ``isinstance``, and callers go through `memory_of`.
 
     Attributes:
         model: the `Model` it was compiled from.
@@ -182,6 +239,21 @@ def settings_of(session: Any) -> AbstractContextManager[None]:
     """``session.settings()``, or a no-op context for a session written before it."""
     settings = getattr(session, "settings", None)
     return settings() if callable(settings) else contextlib.nullcontext()
+
+
+def memory_of(session: Any, inputs: Inputs) -> MemoryReport:
+    """``session.memory(inputs)``, or an unavailable report for a session without it.
+
+    ``memory`` is optional in the protocol: a plugin written before it (or one whose
+    runtime cannot measure) still profiles, and the profile says why memory is missing.
+    """
+    memory = getattr(session, "memory", None)
+    if not callable(memory):
+        return MemoryReport.unavailable(
+            f"backend {getattr(session, 'backend', '?')!r} does not measure its memory"
+        )
+    report = memory(inputs)
+    return report if report is not None else MemoryReport.unavailable("the session measured none")
 
 
 @runtime_checkable

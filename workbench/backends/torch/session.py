@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench.backends.base import Inputs, LayerMethod, LayerTiming
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.torch.layers import torch_layer_timings, torch_profiler_layer_timings
 from workbench.errors import InputError, out_of_memory
 
@@ -148,6 +148,13 @@ class TorchSession:
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """``"default"`` (forward hooks) and ``"torch.profiler"`` (with memory per module)."""
         return {"default": self.run_layers, "torch.profiler": self._profiler_layers}
+
+    def memory(self, inputs: Inputs) -> MemoryReport:
+        """The model's own memory in one forward pass (see `torch_memory`)."""
+        from workbench.backends.torch.memory import torch_memory
+
+        with self.settings():
+            return torch_memory(self, inputs)
 
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
