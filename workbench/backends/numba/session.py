@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.backends.base import Inputs, LayerMethod, LayerTiming
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.numba import layout, registry
 from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
@@ -122,6 +122,14 @@ class NumbaSession:
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """Only the executor's own timer: ``{"default": run_layers}``."""
         return {"default": self.run_layers}
+
+    def memory(self, inputs: Inputs) -> MemoryReport:
+        """The buffers planned and bound for these inputs (see `planned_memory`)."""
+        from workbench.backends.numba.memory import planned_memory
+
+        executor, plan = self._stage(inputs)
+        executor.execute(plan)  # kernels may fill their caches on the first run
+        return planned_memory(plan, self.graph.consts)
 
     def settings(self) -> AbstractContextManager[None]:
         """Nothing process-wide to apply: the session changes no global setting."""

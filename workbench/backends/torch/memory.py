@@ -88,9 +88,9 @@ def _cpu_memory(
 
     module = session.module
     session._forward(tensors)  # warm-up: lazy buffers (mkldnn, caches) are not the model's run
-    with _leaf_ranges(module), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        with torch.inference_mode():
-            session._call(*tensors)
+    memory = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _leaf_ranges(module), memory as p, torch.inference_mode():
+        session._call(*tensors)
     records = sorted(
         (e.start_ns(), int(e.nbytes()))
         for e in p.profiler.kineto_results.events()
