@@ -58,12 +58,28 @@ def bar_values(fig: go.Figure) -> dict[str, float]:
 def test_layer_latency_from_a_real_profile_has_every_layer_and_its_median(real):
     fig = viz.layer_latency(real, top=None)
     values = bar_values(fig)
-    table = real.layers.set_index("layer")["latency_ms"]
-    assert set(values) == set(table.index)
+    table = real.layers.set_index("layer")
+    fused = table["fused_into"].notna() & (table["latency_ms"] <= 0)
+    timed = table[~fused].drop(index=UNATTRIBUTED)["latency_ms"]
+    assert set(values) == set(timed.index)
     for layer, ms in values.items():
-        assert ms == pytest.approx(table[layer])
+        assert ms == pytest.approx(timed[layer])
+    # no bar is negative: the unattributed gap is an annotation, not a bar
+    assert min(values.values()) >= 0
+    gap = real.latency.median - timed.sum()
+    note = next(a.text for a in fig.layout.annotations if "unattributed" in a.text)
+    assert f"{abs(gap):.3g} ms unattributed" in note
+    # fused layers are labelled rows under the layer that ran them, not empty bars
+    assert fused.any()
+    text = next(t for t in fig.data if t.type == "scatter")
+    assert dict(zip(text.y, text.text, strict=True)) == {
+        name: f"fused into {host}" for name, host in table.loc[fused, "fused_into"].items()
+    }
+    order = list(fig.layout.yaxis.categoryarray)[::-1]
+    for name, host in table.loc[fused, "fused_into"].items():
+        assert order.index(host) < order.index(name) <= order.index(host) + 2
     # one legend entry per op type, not per layer
-    assert {t.name for t in fig.data} == set(real.layers["op_type"].replace("", UNATTRIBUTED))
+    assert {t.name for t in fig.data if t.type == "bar"} == set(table.loc[timed.index, "op_type"])
     assert "ms" in fig.data[0].hovertemplate
 
 
@@ -94,6 +110,38 @@ def test_op_type_colours_are_stable_and_shared():
     assert colours["Conv"] == viz.op_type_color("Conv")
 
 
+def test_op_type_colours_never_repeat_beyond_the_fixed_palette():
+    onnx_ops = ["Conv", "BatchNormalization", "Shape", "Relu", "Gemm", "MaxPool", "Reshape"]
+    many = onnx_ops + [f"CustomOp{i}" for i in range(120)]
+    colours = [viz.op_type_color(op) for op in many]
+    assert len(set(colours)) == len(many)
+    # torch module names share their ONNX op type's colour
+    assert viz.op_type_color("Conv2d") == viz.op_type_color("Conv")
+    assert viz.op_type_color("BatchNorm2d") != viz.op_type_color("Shape")
+
+
+def test_log_axis_ticks_read_one_two_five_with_units():
+    axis = viz.log_axis([0.3, 40.0], "ms")
+    assert axis["type"] == "log"
+    assert axis["ticktext"] == [f"{v} ms" for v in (0.2, 0.5, 1, 2, 5, 10, 20, 50)]
+    assert axis["tickvals"] == sorted(axis["tickvals"])
+    wide = viz.log_axis([2e6, 3e11], "FLOP/s")
+    assert wide["ticktext"] == ["1M FLOP/s", "10M FLOP/s", "100M FLOP/s", "1G FLOP/s",
+                                "10G FLOP/s", "100G FLOP/s", "1T FLOP/s"]  # fmt: skip
+
+
+def test_a_wide_latency_spread_gets_a_readable_log_axis():
+    p = synthetic({"conv1": 1.0})
+    slow = Measurement(samples_ms=(1.0, 1.2, 0.9, 1.1), warmup_ms=(80.0, 3.0))
+    p = Profile(latency=slow, layers=p.layers, model="toy", backend="onnxruntime",
+                device="cpu", batch_size=1)  # fmt: skip
+    axis = viz.latency_timeline(p).layout.yaxis
+    assert axis.type == "log"
+    values = [float(t.split()[0]) for t in axis.ticktext]
+    assert values == sorted(values) and all(t.endswith(" ms") for t in axis.ticktext)
+    assert values[0] <= 0.9 and values[-1] >= 80
+
+
 def test_comparison_aligns_layers_by_name_across_backends(real, real_torch):
     fig = viz.layer_comparison([real, real_torch], top=None)
     assert len(fig.data) == 2
@@ -102,7 +150,7 @@ def test_comparison_aligns_layers_by_name_across_backends(real, real_torch):
     for layer in ("features.0", "classifier.1"):
         if layer in expected:
             assert ort[layer] == pytest.approx(expected[layer])
-    shared = set(real.layers["layer"]) & set(real_torch.layers["layer"])
+    shared = (set(real.layers["layer"]) & set(real_torch.layers["layer"])) - {UNATTRIBUTED}
     assert shared <= set(fig.data[1].y) | set(fig.data[0].y)
 
 
@@ -119,7 +167,9 @@ def test_op_type_breakdown_stacks_each_profile_and_marks_end_to_end(real, real_t
     fig = viz.op_type_breakdown([real, real_torch])
     bars = [t for t in fig.data if t.type == "bar"]
     total = sum(y for t in bars for x, y in zip(t.x, t.y, strict=True) if x == real.label)
-    assert total == pytest.approx(real.layers["latency_ms"].sum())
+    layers = real.layers[real.layers["layer"] != UNATTRIBUTED]
+    assert total == pytest.approx(layers["latency_ms"].sum())
+    assert min(y for t in bars for y in t.y) >= 0  # the gap is the diamond, not a slice
     marker = next(t for t in fig.data if t.name == "end-to-end median")
     assert marker.y[0] == pytest.approx(real.latency.median)
 
@@ -211,6 +261,25 @@ def test_tradeoff_sizes_markers_by_model_size_and_outlines_the_selection():
     int8 = next(t for t in fig.data if t.mode == "markers" and t.customdata[0][0] == "int8-dynamic")
     assert list(int8.marker.line.width) == [3]
     assert "No variants" in viz.tradeoff(pd.DataFrame()).layout.annotations[0].text
+
+
+def test_tradeoff_fits_the_accuracy_axis_to_the_variants_inside_zero_one():
+    frame = pd.DataFrame(
+        {
+            "variant": ["baseline", "int8-dynamic", "prune(50%)"],
+            "latency_ms": [2.0, 1.0, 1.5],
+            "metric": [0.985, 0.975, 0.999],
+        }
+    )
+    fig = viz.tradeoff(frame, metric_name="accuracy")
+    low, high = fig.layout.yaxis.range
+    assert 0.9 < low < 0.974 and 0.999 < high <= 1.0
+    # the baseline's band: one point either side of its accuracy (capped at 1)
+    (band,) = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert (band.y0, band.y1) == (pytest.approx(0.975), pytest.approx(0.995))
+    far = viz.tradeoff(frame.assign(metric=[0.5, 0.1, 0.9]), band=None)
+    assert far.layout.yaxis.range[0] == 0.0 and far.layout.yaxis.range[1] <= 1.0
+    assert not far.layout.shapes
 
 
 def test_latency_distribution_keeps_warmup_apart(real):

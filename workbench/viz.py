@@ -16,6 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import colorsys
+import math
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,31 +50,49 @@ __all__ = [
     "tradeoff",
 ]
 
-# One palette for op types: fixed colours for the common ones, a stable hash for the rest.
+# One palette for op types. Aliases (torch's module names) map to the ONNX op type, every
+# canonical op type has its own colour: fixed ones for the common types, then colours
+# handed out in first-seen order from a generated sequence that skips every colour in
+# use, so two op types never share one (a hash into a short list did: Shape and
+# BatchNormalization collided).
 _QUALITATIVE = (
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",
     "#B279A2", "#FF9DA6", "#9D755D", "#79706E", "#1F77B4", "#BCBD22",
 )  # fmt: skip
+OP_TYPE_ALIASES: dict[str, str] = {
+    "Conv2d": "Conv",
+    "Conv1d": "Conv",
+    "Linear": "Gemm",
+    "BatchNorm2d": "BatchNormalization",
+    "BatchNorm1d": "BatchNormalization",
+    "ReLU": "Relu",
+    "LayerNorm": "LayerNormalization",
+    "MaxPool2d": "MaxPool",
+    "Flatten": "Reshape",
+}
 OP_TYPE_COLORS: dict[str, str] = {
     "Conv": "#4C78A8",
-    "Conv2d": "#4C78A8",
     "Gemm": "#F58518",
-    "Linear": "#F58518",
     "MatMul": "#E45756",
     "BatchNormalization": "#72B7B2",
-    "BatchNorm2d": "#72B7B2",
     "Relu": "#54A24B",
-    "ReLU": "#54A24B",
     "Add": "#EECA3B",
     "MultiheadAttention": "#B279A2",
-    "LayerNorm": "#FF9DA6",
     "LayerNormalization": "#FF9DA6",
+    "MaxPool": "#9D755D",
+    "Reshape": "#BCBD22",
+    "Shape": "#8C6D31",
     "QLinearConv": "#2E5A88",
+    "ConvInteger": "#17BECF",
     "QLinearMatMul": "#B23A3A",
-    "MatMulInteger": "#B23A3A",
-    "ConvInteger": "#2E5A88",
+    "MatMulInteger": "#D62728",
+    "Softmax": "#9467BD",
+    "ReorderOutput": "#7F7F7F",
+    "(other)": "#C7C7C7",
     UNATTRIBUTED: "#BBBBBB",
 }
+_assigned: dict[str, str] = {}
+_assign_lock = threading.Lock()
 # One palette for precisions, shared by trade-off plots and badges.
 PRECISION_COLORS: dict[str, str] = {
     "fp32": "#4C78A8",
@@ -103,15 +124,36 @@ _LAYOUT = {"template": _TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}
 
 
 def op_type_color(op_type: str) -> str:
-    """The colour of ``op_type``: fixed for common ops, a stable hash for the rest.
+    """The colour of ``op_type``, never shared with another op type in this process.
+
+    Common op types have fixed colours; torch names share their ONNX op type's colour
+    (``Conv2d`` is ``Conv``); any other op type gets the next unused colour of a
+    generated sequence the first time it is drawn, and keeps it.
 
     Example:
         >>> viz.op_type_color("Conv")
         '#4C78A8'
     """
-    if op_type in OP_TYPE_COLORS:
-        return OP_TYPE_COLORS[op_type]
-    return _QUALITATIVE[zlib.crc32(str(op_type).encode()) % len(_QUALITATIVE)]
+    name = OP_TYPE_ALIASES.get(str(op_type), str(op_type))
+    if name in OP_TYPE_COLORS:
+        return OP_TYPE_COLORS[name]
+    with _assign_lock:
+        if name not in _assigned:
+            used = {*OP_TYPE_COLORS.values(), *_assigned.values()}
+            _assigned[name] = next(c for c in _generated_colors() if c not in used)
+        return _assigned[name]
+
+
+def _generated_colors() -> Any:
+    """An endless sequence of distinct colours: golden-angle hues over three lightnesses."""
+    n = 0
+    while True:
+        hue = (n * 0.381966 + 0.07) % 1.0
+        lightness = (0.45, 0.6, 0.35)[(n // 3) % 3]
+        saturation = (0.65, 0.5)[n % 2]
+        r, g, b = colorsys.hls_to_rgb(hue, lightness, saturation)
+        yield f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
+        n += 1
 
 
 def precision_of(recipe: Mapping[str, Any] | None) -> str:
@@ -152,6 +194,50 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     )
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
     return fig
+
+
+_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def _si(value: float) -> str:
+    """``value`` with an SI prefix: 2e9 -> ``2G``, 0.5 -> ``0.5``."""
+    for scale, prefix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:g}{prefix}"
+    return f"{value:g}"
+
+
+def log_axis(values: Sequence[float], unit: str, **axis: Any) -> dict[str, Any]:
+    """A log axis whose ticks read 1, 2, 5, 10, 20… with ``unit`` (powers of ten alone
+    when the values span more than three decades), instead of plotly's bare minor digits.
+
+    Args:
+        values: the values drawn on the axis (non-positive ones are ignored).
+        unit: appended to each tick label (``"ms"``; SI prefixes for large numbers).
+        **axis: other axis properties (``title``…).
+
+    Example:
+        >>> viz.log_axis([0.4, 12.0], "ms")["ticktext"][:3]
+        ['0.2 ms', '0.5 ms', '1 ms']
+    """
+    positive = [float(v) for v in values if v is not None and np.isfinite(v) and v > 0]
+    if not positive:
+        return {"type": "log", **axis}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    steps = (1.0,) if high - low > 3 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in steps]
+    # one tick below and above the data keeps the labels framing it
+    below = [t for t in ticks if t <= min(positive)][-1:]
+    above = [t for t in ticks if t >= max(positive)][:1]
+    ticks = [*below, *[t for t in ticks if min(positive) < t < max(positive)], *above]
+    suffix = f" {unit}" if unit else ""
+    return {
+        "type": "log",
+        "tickmode": "array",
+        "tickvals": ticks,
+        "ticktext": [f"{_si(float(f'{t:.3g}'))}{suffix}" for t in ticks],
+        **axis,
+    }
 
 
 def _layers(profile: Profile, needed: Sequence[str]) -> pd.DataFrame | None:
@@ -195,6 +281,11 @@ def layer_latency(
 ) -> go.Figure:
     """Per-layer median latency as horizontal bars, coloured (and stacked) by op type.
 
+    The ``(unattributed)`` row (end to end minus the layers' sum, negative when
+    instrumentation inflates the layers) is not a bar: an annotation states it beside
+    the end-to-end median. A layer the backend fused into another is a labelled row
+    ("fused into features.0") right under the layer that ran it, not an empty row.
+
     Args:
         profile: a `Profile` with per-layer rows.
         order: ``"time"`` (slowest first) or ``"graph"`` (execution order).
@@ -205,7 +296,8 @@ def layer_latency(
 
     Returns:
         A bar figure, one trace per colour group (so the legend lists op types, not
-        layers); hover shows median, p90 and share of the summed per-layer time.
+        layers), plus a ``fused`` text trace; hover shows median, p90 and share of the
+        summed per-layer time.
 
     Example:
         >>> viz.layer_latency(p, order="graph", color_by="block")
@@ -214,13 +306,14 @@ def layer_latency(
     table = _layers(profile, ("layer", "op_type", "latency_ms"))
     if table is None:
         return _no_layers(profile, title)
-    rows = _top_rows(table, top)
+    real = table[table["layer"] != UNATTRIBUTED]
+    fused = _fused(real)
+    rows = _top_rows(real[~real.index.isin(fused.index)], top)
     if order == "time":
         rows = rows.sort_values("latency_ms", ascending=False, kind="stable")
-    total = float(table["latency_ms"].sum()) or 1.0
-    op_types = rows["op_type"].where(rows["layer"] != UNATTRIBUTED, UNATTRIBUTED).fillna("")
+    total = float(rows["latency_ms"].sum()) or 1.0
+    op_types = rows["op_type"].fillna("")
     rows = rows.assign(
-        op_type=op_types,
         group=rows["layer"].map(_block) if color_by == "block" else op_types,
         pct=100 * rows["latency_ms"] / total,
         p90=rows["latency_p90_ms"] if "latency_p90_ms" in rows else rows["latency_ms"],
@@ -242,12 +335,28 @@ def layer_latency(
                 "<extra></extra>",
             )
         )
+    shown = _with_fused(list(rows["layer"]), fused)
+    if len(shown) > len(rows):
+        kept = fused[fused["layer"].isin(shown)]
+        fig.add_trace(
+            go.Scatter(
+                y=kept["layer"],
+                x=[0.0] * len(kept),
+                mode="text",
+                text=[f"fused into {host}" for host in kept["fused_into"]],
+                textposition="middle right",
+                textfont={"color": "#777"},
+                name="fused (timed in its host)",
+                hovertemplate="<b>%{y}</b>: %{text}<extra></extra>",
+            )
+        )
+    _note_unattributed(fig, [profile])
     fig.update_layout(
         title=title,
         barmode="stack",
         xaxis_title="median latency (ms)",
-        yaxis={"categoryorder": "array", "categoryarray": list(rows["layer"])[::-1]},
-        height=max(320, 22 * len(rows) + 120),
+        yaxis={"categoryorder": "array", "categoryarray": shown[::-1]},
+        height=max(320, 22 * len(shown) + 140),
         legend_title=color_by.replace("_", " "),
         **_LAYOUT,
     )
@@ -265,6 +374,67 @@ def _top_rows(table: pd.DataFrame, top: int | None) -> pd.DataFrame:
     if "latency_p90_ms" in table:
         other["latency_p90_ms"] = float(rest["latency_p90_ms"].sum())
     return pd.concat([table[keep], pd.DataFrame([other])], ignore_index=True)
+
+
+def _fused(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows the backend fused into another layer (their time is in the host's row)."""
+    if "fused_into" not in table:
+        return table.iloc[0:0]
+    host = table["fused_into"].fillna("").astype(str)
+    return table[(host != "") & (table["latency_ms"].fillna(0) <= 0)]
+
+
+def _with_fused(layers: list[str], fused: pd.DataFrame) -> list[str]:
+    """``layers`` with each fused layer placed right after the layer that ran it."""
+    if fused.empty:
+        return layers
+    out = []
+    for layer in layers:
+        out.append(layer)
+        out.extend(fused.loc[fused["fused_into"] == layer, "layer"])
+    return out
+
+
+def unattributed_ms(profile: Profile) -> float | None:
+    """End-to-end median minus the summed layer medians (None without per-layer data).
+
+    Example:
+        >>> viz.unattributed_ms(p)   # negative: instrumentation inflated the layers
+    """
+    table = _layers(profile, ("layer", "latency_ms"))
+    if table is None:
+        return None
+    real = table.loc[table["layer"] != UNATTRIBUTED, "latency_ms"].fillna(0)
+    return float(profile.latency.median - real.sum())
+
+
+def _note_unattributed(fig: go.Figure, profiles: Sequence[Profile]) -> None:
+    """State the end-to-end versus layer-sum gap of each profile above the plot."""
+    parts = []
+    for p, name in zip(profiles, labels(profiles), strict=True):
+        gap = unattributed_ms(p)
+        if gap is not None:
+            who = f"{name}: " if len(profiles) > 1 else ""
+            parts.append(
+                f"{who}end to end {p.latency.median:.4g} ms = layers "
+                f"{p.latency.median - gap:.4g} ms {'+' if gap >= 0 else '−'} {abs(gap):.3g} ms "
+                "unattributed"
+            )
+    if parts:
+        fig.add_annotation(
+            text="<br>".join(parts)
+            + "<br><i>(per-layer times come from an instrumented pass; see the note above)</i>",
+            showarrow=False,
+            x=1.0,
+            y=1.0,
+            xref="paper",
+            yref="paper",
+            xanchor="right",
+            yanchor="bottom",
+            align="right",
+            font={"size": 11, "color": "#555"},
+            name="unattributed",
+        )
 
 
 def time_share(profile: Profile) -> go.Figure:
@@ -306,7 +476,8 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
     """Summed per-layer latency of each profile, stacked by op type (one bar per profile).
 
     The end-to-end median is drawn as a diamond beside each bar, so the gap between the
-    sum of layer times and the uninstrumented end-to-end latency stays visible.
+    sum of layer times and the uninstrumented end-to-end latency stays visible (the
+    ``(unattributed)`` row is that gap, so it is the diamond, not a slice of the stack).
 
     Example:
         >>> viz.op_type_breakdown([wb.profile(m, "torch"), wb.profile(m, "onnxruntime")])
@@ -314,8 +485,9 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
     title = "Latency by op type"
     frames, names = [], labels(profiles)
     for p, name in zip(profiles, names, strict=True):
-        table = _layers(p, ("op_type", "latency_ms"))
+        table = _layers(p, ("layer", "op_type", "latency_ms"))
         if table is not None:
+            table = table[table["layer"] != UNATTRIBUTED]
             sums = table.groupby("op_type", sort=False)["latency_ms"].sum().reset_index()
             frames.append(sums.assign(profile=name))
     if not frames:
@@ -356,6 +528,8 @@ def layer_comparison(
     """Per-layer median latency of several profiles side by side, aligned by layer name.
 
     Layers are matched by canonical name; a layer missing from a profile has no bar there.
+    The ``(unattributed)`` rows are not bars: an annotation gives each profile's gap
+    between end to end and its layers' sum.
     Rows are sorted by the largest absolute change against ``profiles[baseline]``, and
     hover shows each candidate's speed-up (``×``) over the baseline.
 
@@ -376,7 +550,9 @@ def layer_comparison(
     if base not in usable:
         base = usable[0]
     names = dict(zip([id(p) for p in usable], labels(usable), strict=True))
-    wide = _aligned(usable, [names[id(p)] for p in usable])
+    wide = _aligned(usable, [names[id(p)] for p in usable]).drop(
+        index=UNATTRIBUTED, errors="ignore"
+    )
     base_name = names[id(base)]
     delta = (wide.drop(columns=base_name).sub(wide[base_name], axis=0)).abs().max(axis=1)
     order = delta.fillna(np.inf).sort_values(ascending=False).index
@@ -403,10 +579,12 @@ def layer_comparison(
         barmode="group",
         xaxis_title="median latency (ms)",
         yaxis={"autorange": "reversed"},
-        height=max(320, 18 * len(wide) * len(usable) + 140),
+        height=max(320, 18 * len(wide) * len(usable) + 160),
         legend={"orientation": "h", "y": -0.15},
         **_LAYOUT,
     )
+    fig.update_layout(margin_t=50 + 16 * len(usable))
+    _note_unattributed(fig, usable)
     return fig
 
 
@@ -534,12 +712,21 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
     _add_roofs(fig, points, ceilings or {})
     fig.update_layout(
         title=title,
-        xaxis={"type": "log", "title": "arithmetic intensity (FLOP/byte)"},
-        yaxis={"type": "log", "title": "achieved FLOP/s"},
+        xaxis=log_axis(_drawn(fig, "x"), "", title="arithmetic intensity (FLOP/byte)"),
+        yaxis=log_axis(_drawn(fig, "y"), "", title="achieved FLOP/s"),
         legend_title="op type",
         **_LAYOUT,
     )
     return fig
+
+
+def _drawn(fig: go.Figure, axis: str) -> list[float]:
+    """Every value the figure's traces draw on ``axis`` (``"x"`` or ``"y"``)."""
+    return [
+        float(v)
+        for trace in fig.data
+        for v in (() if getattr(trace, axis) is None else getattr(trace, axis))
+    ]
 
 
 def _roof_points(table: pd.DataFrame) -> pd.DataFrame:
@@ -644,6 +831,7 @@ def tradeoff(
     metric_name: str | None = None,
     higher_is_better: bool = True,
     selected: str | None = None,
+    band: float | None = 0.01,
 ) -> go.Figure:
     """Metric against median latency, one point per (variant, backend, device), with the front.
 
@@ -660,13 +848,20 @@ def tradeoff(
         metric_name: the metric's axis title (defaults to ``table.metric`` or "metric").
         higher_is_better: the metric's direction (accuracy: True; error: False).
         selected: a variant to outline.
+        band: half-width of the shaded band around the ``baseline`` row's metric (0.01:
+            one accuracy point either side); None draws none.
+
+    The metric axis is fitted to the points and the band (a metric that lies in [0, 1],
+    such as accuracy, never runs past them), so variants a point apart stay apart.
 
     Example:
         >>> viz.tradeoff(wb.sweep(m, backends=["onnxruntime"]))
     """
     frame, named = _tradeoff_frame(table)
-    name = metric_name or named or str(getattr(table, "metric", None) or "metric")
-    higher_is_better = bool(getattr(table, "higher_is_better", higher_is_better))
+    # a DataFrame's ``metric`` is its column, not the metric's name
+    owner = None if isinstance(table, pd.DataFrame) else table
+    name = metric_name or named or str(getattr(owner, "metric", None) or "metric")
+    higher_is_better = bool(getattr(owner, "higher_is_better", higher_is_better))
     title = f"{name} vs latency"
     needed = ("variant", "latency_ms", "metric")
     if frame.empty or any(c not in frame for c in needed):
@@ -689,6 +884,7 @@ def tradeoff(
             hoverinfo="skip",
         )
     )
+    _fit_metric_axis(fig, frame, band)
     fig.update_layout(
         title=title,
         xaxis_title="median latency (ms) — lower is better",
@@ -698,6 +894,36 @@ def tradeoff(
         **_LAYOUT,
     )
     return fig
+
+
+def _fit_metric_axis(fig: go.Figure, frame: pd.DataFrame, band: float | None) -> None:
+    """Zoom the metric axis to the points (and the baseline's band), inside [0, 1] when
+    every value lies there."""
+    values = [float(v) for v in frame["metric"]]
+    bounded = all(0.0 <= v <= 1.0 for v in values)
+    base = frame.loc[frame["variant"] == "baseline", "metric"]
+    if band and len(base):
+        centre = float(base.iloc[0])
+        low, high = centre - band, centre + band
+        fig.add_hrect(
+            y0=max(low, 0.0) if bounded else low,
+            y1=min(high, 1.0) if bounded else high,
+            fillcolor="#4C78A8",
+            opacity=0.1,
+            line_width=0,
+            layer="below",
+            annotation_text=f"baseline ± {band:g}",
+            annotation_position="top left",
+            annotation_font={"size": 10, "color": "#4C78A8"},
+        )
+        values += [low, high]
+    low, high = min(values), max(values)
+    span = max(high - low, 0.02 if bounded else abs(high) * 0.02 or 1.0)
+    low, high = low - 0.15 * span, high + 0.15 * span
+    if bounded:
+        low, high = max(low, 0.0), min(high, 1.0)
+    fig.update_yaxes(range=[low, high])
+    fig.update_traces(cliponaxis=False, selector={"type": "scatter"})
 
 
 def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
@@ -819,17 +1045,19 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
             )
     fig.update_layout(
         title="End-to-end latency distribution",
-        yaxis_title="latency (ms)",
-        yaxis_type=_value_axis([p.latency for p in profiles]),
+        yaxis=_latency_axis([p.latency for p in profiles]),
         **_LAYOUT,
     )
     return fig
 
 
-def _value_axis(measurements: Sequence[Any]) -> str:
-    """``"log"`` when the samples (warm-up included) span more than 20x, else linear."""
+def _latency_axis(measurements: Sequence[Any]) -> dict[str, Any]:
+    """A log axis (1-2-5 ticks in ms) when the samples, warm-up included, span more than
+    20x; else a linear one."""
     values = [v for m in measurements for v in (*m.samples_ms, *m.warmup_ms) if v > 0]
-    return "log" if values and max(values) > 20 * min(values) else "linear"
+    if values and max(values) > 20 * min(values):
+        return log_axis(values, "ms", title="latency (ms, log)")
+    return {"type": "linear", "title": "latency (ms)"}
 
 
 def latency_timeline(profile: Profile) -> go.Figure:
@@ -866,8 +1094,7 @@ def latency_timeline(profile: Profile) -> go.Figure:
     fig.update_layout(
         title=f"Latency per call — {profile.label}",
         xaxis_title="call",
-        yaxis_title="latency (ms)",
-        yaxis_type=_value_axis([lat]),
+        yaxis=_latency_axis([lat]),
         **_LAYOUT,
     )
     return fig
