@@ -60,6 +60,7 @@ class BatchSweep:
     knee_batch_size: int
 
     def summary(self) -> str:
+        """The knee and the table, as text."""
         return (
             f"{self.model} {self.backend}/{self.device}: knee at batch {self.knee_batch_size} "
             f"(smallest batch with {KNEE_SHARE:.0%} of the best throughput)\n"
@@ -78,6 +79,7 @@ class BatchSweep:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
         return {
             "model": self.model,
             "backend": self.backend,
@@ -87,6 +89,7 @@ class BatchSweep:
         }
 
     def to_json(self, path: str | Path) -> None:
+        """Write `to_dict` as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 

@@ -92,6 +92,7 @@ class Energy:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
         return {
             "joules": self.joules,
             "source": self.source,
@@ -102,6 +103,7 @@ class Energy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Energy:
+        """Rebuild from `to_dict` output."""
         return cls(**data)
 
 
@@ -190,6 +192,7 @@ class EnergyMeter:
 
     @property
     def available(self) -> bool:
+        """True when the device's energy counter can be read here."""
         return self._read is not None
 
     def start(self) -> None:

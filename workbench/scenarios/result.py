@@ -51,6 +51,7 @@ class Minimums:
     loadgen_duration_s: float
 
     def describe(self, unit: str = "queries") -> str:
+        """One line: these minimums and LoadGen's they are scaled from."""
         return (
             f"minimums: {self.queries} {unit} and {self.duration_s:g} s "
             f"(scaled down from LoadGen's {self.loadgen_queries} {unit} and "
@@ -161,14 +162,17 @@ class ScenarioResult:
 
     @property
     def p50_ms(self) -> float:
+        """Median latency in ms (offline: per batch)."""
         return self.percentile(50)
 
     @property
     def p90_ms(self) -> float:
+        """90th-percentile latency in ms (LoadGen's single-stream figure)."""
         return self.percentile(90)
 
     @property
     def p99_ms(self) -> float:
+        """99th-percentile latency in ms (server and multi-stream figure)."""
         return self.percentile(99)
 
     @property
@@ -206,10 +210,12 @@ class ScenarioResult:
 
     @property
     def joules_per_inference(self) -> float | None:
+        """Measured joules per completed sample; None when energy is unavailable."""
         return self.energy.per_inference(self.samples)
 
     @property
     def label(self) -> str:
+        """``"model backend/device kind"``."""
         return f"{self.model} {self.backend}/{self.device} {self.kind}"
 
     def metrics(self) -> dict[str, Any]:
@@ -343,6 +349,7 @@ class ScenarioResult:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ScenarioResult:
+        """Read a result written by `to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 

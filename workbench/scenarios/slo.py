@@ -52,6 +52,7 @@ class Batching:
 
     @property
     def label(self) -> str:
+        """``"no batching"`` or ``"batch<=8, 1.25 ms"``."""
         return (
             "no batching"
             if self.max_batch == 1
@@ -93,6 +94,7 @@ class SloResult:
         return self.table.loc[self.table["max_rate_per_s"].fillna(-1).idxmax()]
 
     def summary(self) -> str:
+        """The table, why each configuration stopped where it did, and the minimums."""
         shown = self.table.drop(columns=["points", "limited_by"])
         if self.price_per_hour is None:
             shown = shown.drop(columns=["cost_per_million"])
@@ -136,6 +138,7 @@ class SloResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON, every point included."""
         return {
             "p99_ms": self.p99_ms,
             "minimums": self.minimums.__dict__,
@@ -146,14 +149,17 @@ class SloResult:
         }
 
     def to_json(self, path: str | Path) -> None:
+        """Write `to_dict` as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_json(cls, path: str | Path) -> SloResult:
+        """Read a result written by `to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SloResult:
+        """Rebuild from `to_dict` output."""
         return cls(
             p99_ms=data["p99_ms"],
             table=_floats(pd.DataFrame(data["table"], columns=TABLE_COLUMNS)),

@@ -56,6 +56,8 @@ class LatencyModelBackend:
 
 
 class LatencyModelSession:
+    """A session of `LatencyModelBackend`; ``calls`` lists the batch size of every run."""
+
     backend = "latency-model"
 
     def __init__(self, owner: LatencyModelBackend, model: Model, device: str) -> None:
