@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "Profile": "workbench.profiling.profile:Profile",
     "profile": "workbench.profiling.run:profile",
     "compare": "workbench.profiling.compare:compare",
-    "compare_runtimes": "workbench.profiling.fair:compare_runtimes",
+    "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
     "Runtime": "workbench.profiling.fair:Runtime",
     "compare_backends": "workbench.evaluation.backends:compare_backends",
     "BackendComparison": "workbench.evaluation.backends:BackendComparison",

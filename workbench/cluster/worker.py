@@ -57,6 +57,23 @@ def run_point(
     return row, None if profile is None else profile.to_json(indent=None)
 
 
+def run_fair_child(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One child of a fair runtime comparison, started on this worker's machine.
+
+    Holds the host's timing semaphore, so no sweep point runs beside it.
+
+    Returns:
+        The child's result (`workbench.profiling.fair.run_child`) plus ``machine``:
+        this host's name and description.
+    """
+    from workbench.machine import describe_machine
+    from workbench.profiling.fair import run_child
+
+    with _host_slot(True):
+        result = run_child(spec, timeout_s)
+    return {**result, "machine": f"{platform.node()}: {describe_machine()}"}
+
+
 def worker_devices() -> pd.DataFrame:
     """This worker's backends x devices (`workbench.machine.devices`) with its host.
 
