@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench.backends.base import Inputs, LayerMethod, LayerTiming
+from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.onnxruntime.layers import onnxruntime_layer_timings
 from workbench.backends.onnxruntime.options import OrtOptions, session_options
 from workbench.errors import BackendError, DeviceUnavailableError, InputError, out_of_memory
@@ -150,6 +150,12 @@ class OrtSession:
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """Only the node profiler: ``{"default": run_layers}``."""
         return {"default": self.run_layers}
+
+    def memory(self, inputs: Inputs) -> MemoryReport:
+        """ORT's arena statistics of a profiled copy (see `onnxruntime_memory`)."""
+        from workbench.backends.onnxruntime.memory import onnxruntime_memory
+
+        return onnxruntime_memory(self, inputs)
 
     def settings(self) -> AbstractContextManager[None]:
         """Nothing process-wide to apply: ORT's threads belong to the session."""
