@@ -284,3 +284,19 @@ def test_data_fingerprint_hashes_large_arrays_in_chunks(monkeypatch) -> None:
     monkeypatch.setattr(sweep_module, "_hash_array", spy)
     assert sweep_module.data_fingerprint([(x, np.zeros(4096))]) == whole
     assert max(updates) == 32 * 4 * 100 and sum(updates) == x.nbytes + 4096 * 8
+
+
+def test_default_variants_are_the_documented_set() -> None:
+    model = wb.samples.load("digits-mlp")
+
+    def labels(variants: list) -> list[str]:
+        return [v if isinstance(v, str) else v.label() for v in variants]
+
+    head = ["baseline", "int8-dynamic", "int8-static(entropy)", "fp16"]
+    levels = ["25%", "50%", "75%"]
+    assert labels(sweep_module.default_variants(model)) == head + [
+        f"prune-channels({p}, ft3)" for p in levels
+    ]
+    assert labels(sweep_module.default_variants(model.to_onnx())) == head + [
+        f"prune-magnitude({p})" for p in levels
+    ]
