@@ -1,7 +1,7 @@
 """What runs on a Dask worker: one sweep point, and the worker's own device table.
 
 These functions are submitted by the client and run inside the worker process. A
-worker keeps the model and variants of the sweep it is working on (`_cache`), so each
+worker keeps the model and variants of the sweeps it is working on (`_sweeps`), so each
 is rebuilt once per worker, not once per point.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +20,13 @@ from workbench.cluster.transport import SweepPayload, unpack_model, unpack_spec
 #: the semaphore that keeps two measurements off one machine: one lease per host name
 HOST_SLOT_PREFIX = "workbench-timing-"
 
-#: the sweep this worker process is working on: ``{"token": ..., "runner": ..., label: variant}``
-_cache: dict[str, Any] = {}
+#: sweeps kept per worker process (their models and variants); older ones are dropped
+KEPT_SWEEPS = 2
+
+#: payload token -> ``(point runner, {label: built variant or its exception})``
+_sweeps: dict[str, tuple[Any, dict[str, Any]]] = {}
+#: a worker may run several tasks at once (``--nthreads`` > 1): one rebuilds a sweep at a time
+_sweeps_lock = threading.Lock()
 
 
 def run_point(
@@ -48,11 +54,11 @@ def run_point(
     """
     from workbench.machine import describe_machine
 
-    runner = _runner(shared)
-    with _host_slot(host_slot):
-        if label not in _cache:
-            _cache[label] = runner.build(unpack_spec(spec))
-        row, profile = runner.point(label, _cache[label], backend, device)
+    with _host_slot(host_slot):  # rebuilding the model and variants is work too
+        runner, variants = _sweep(shared)
+        if label not in variants:
+            variants[label] = runner.build(unpack_spec(spec))
+        row, profile = runner.point(label, variants[label], backend, device)
     row.update(worker=_worker_address(), host=platform.node(), machine=describe_machine())
     return row, None if profile is None else profile.to_json(indent=None)
 
@@ -89,28 +95,30 @@ def worker_devices() -> pd.DataFrame:
     return table
 
 
-def _runner(shared: SweepPayload) -> Any:
-    """The sweep's point runner on this worker, with its model rebuilt once per sweep."""
+def _sweep(shared: SweepPayload) -> tuple[Any, dict[str, Any]]:
+    """The sweep's point runner on this worker and its built variants, made once per sweep."""
     from workbench.data import Dataset
     from workbench.evaluation.metrics import get_metric
 
     # the same runner the in-process sweep uses, so a point measures the same either way
     from workbench.evaluation.sweep import _PointRunner
 
-    if _cache.get("token") != shared.token:
-        _cache.clear()  # a new sweep: drop the last one's models
-        data: Dataset = shared.data
-        _cache["token"] = shared.token
-        _cache["runner"] = _PointRunner(
-            unpack_model(shared.model),
-            data,
-            get_metric(shared.metric),
-            shared.batch_size,
-            shared.budget_s,
-            shared.options,
-            shared.calibration,
-        )
-    return _cache["runner"]
+    with _sweeps_lock:
+        if shared.token not in _sweeps:
+            while len(_sweeps) >= KEPT_SWEEPS:
+                _sweeps.pop(next(iter(_sweeps)))  # the oldest sweep's models
+            data: Dataset = shared.data
+            runner = _PointRunner(
+                unpack_model(shared.model),
+                data,
+                get_metric(shared.metric),
+                shared.batch_size,
+                shared.budget_s,
+                shared.options,
+                shared.calibration,
+            )
+            _sweeps[shared.token] = (runner, {})
+        return _sweeps[shared.token]
 
 
 @contextlib.contextmanager
