@@ -64,6 +64,7 @@ def test_cli_sweep_and_devices_on_a_dask_scheduler(scheduler: str, tmp_path: Pat
     (row,) = json.loads(out.read_text())["rows"]
     assert row["error"] is None and row["latency_ms"] > 0
     assert row["worker"].startswith("tcp://127.0.0.1:") and row["host"] and row["machine"]
+    assert row["host"] in done.stdout  # the printed table says where each row ran
     listed = subprocess.run(
         [*workbench, "devices", "--cluster", scheduler], capture_output=True, text=True, timeout=120
     )

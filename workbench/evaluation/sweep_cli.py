@@ -88,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         table.to_json(args.json)
     columns = ["variant", "backend", "device", "latency_ms", "size_bytes", "metric_value"]
-    print(table.df[[*columns, "delta", "pareto"]].to_string(index=False))
+    where = ["host"] if "host" in table.df else []  # on a cluster: the machine of each row
+    print(table.df[[*columns, "delta", "pareto", *where]].to_string(index=False))
     failed = table.failed()
     for row in failed.itertuples():
         print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")
