@@ -284,6 +284,10 @@ def test_data_fingerprint_hashes_large_arrays_in_chunks(monkeypatch) -> None:
     monkeypatch.setattr(sweep_module, "_hash_array", spy)
     assert sweep_module.data_fingerprint([(x, np.zeros(4096))]) == whole
     assert max(updates) == 32 * 4 * 100 and sum(updates) == x.nbytes + 4096 * 8
+    updates.clear()
+    monkeypatch.setattr(sweep_module, "_CHUNK_BYTES", 64)  # smaller than one row: row by row
+    assert sweep_module.data_fingerprint([(x, np.zeros(4096))]) == whole
+    assert set(updates) == {32 * 4, 8}  # one 128-byte row of x, one 8-byte label at a time
 
 
 def test_default_variants_are_the_documented_set() -> None:
