@@ -287,7 +287,7 @@ def test_data_fingerprint_hashes_large_arrays_in_chunks(monkeypatch) -> None:
     updates.clear()
     monkeypatch.setattr(sweep_module, "_CHUNK_BYTES", 64)  # smaller than one row: row by row
     assert sweep_module.data_fingerprint([(x, np.zeros(4096))]) == whole
-    assert set(updates) == {32 * 4, 8}  # one 128-byte row of x, one 8-byte label at a time
+    assert set(updates) == {32 * 4, 64}  # each 128-byte row of x alone; labels 8 per chunk
 
 
 def test_default_variants_are_the_documented_set() -> None:
