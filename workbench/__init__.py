@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "ScenarioResult": "workbench.scenarios:ScenarioResult",
     "SloResult": "workbench.scenarios:SloResult",
     "dashboard": "workbench.dashboards:dashboard",
+    "report": "workbench.reports:report",  # one self-contained HTML file
     "WorkbenchError": "workbench.errors:WorkbenchError",
 }
 

@@ -163,6 +163,7 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
         "workbench.evaluation.sweep_cli",
         "workbench.dashboards.serve",
         "workbench.cli_scenarios",
+        "workbench.dashboards.report_cli",
     ):
         try:
             module = __import__(module_name, fromlist=["add_command"])
