@@ -182,7 +182,7 @@ def test_memory_stacks_params_and_activations_in_mib(real):
 
 
 def test_memory_draws_a_peak_line_when_it_fits():
-    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"peak_bytes": 16384})
+    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"model_peak_bytes": 16384})
     fig = viz.memory(p)
     assert any(s.type == "line" for s in fig.layout.shapes)
 

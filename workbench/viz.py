@@ -637,14 +637,17 @@ def memory(profile: Profile) -> go.Figure:
             hovertemplate="<b>%{x}</b><br>cumulative parameters %{y:.4g} MiB<extra></extra>",
         )
     )
-    peak = float(profile.memory.get("peak_bytes") or 0) / mib
+    peak = float(profile.memory.get("model_peak_bytes") or 0) / mib
     tallest = float((table["params_bytes"].fillna(0) + table["activation_bytes"].fillna(0)).max())
     if peak and peak <= 10 * max(tallest / mib, float(table["params_bytes"].sum()) / mib):
         fig.add_hline(
-            y=peak, line_dash="dash", line_color="#E45756", annotation_text=f"peak {peak:.3g} MiB"
+            y=peak,
+            line_dash="dash",
+            line_color="#E45756",
+            annotation_text=f"model peak {peak:.3g} MiB",
         )
-    elif peak:  # a process-wide peak would flatten the bars: state it instead
-        title += f" (peak memory {peak:.3g} MiB)"
+    elif peak:  # a peak far above the bars would flatten them: state it instead
+        title += f" (model peak {peak:.3g} MiB)"
     fig.update_layout(title=title, barmode="stack", yaxis_title="MiB", **_LAYOUT)
     return fig
 

@@ -54,7 +54,7 @@ def test_every_sample_on_every_backend(sample: str, backend: str) -> None:
     gap = table.loc[table["layer"] == UNATTRIBUTED, "latency_ms"].iloc[0]
     assert numbers["layers_sum_ms"] + gap == pytest.approx(p.latency.median)
     assert "instrumented" in p.layer_method and any("ratio" in n for n in p.notes)
-    assert p.memory["peak_bytes"] > 0 and p.memory["params_bytes"] > 0
+    assert p.memory["model_peak_bytes"] > 0 and p.memory["params_bytes"] > 0
     # Conv/Linear layers always get FLOPs, counted as 2 per multiply-add
     matmuls = rows[rows["op_type"].isin(["Conv2d", "Linear", "Conv", "Gemm"])]
     assert (matmuls["flops"] > 0).all()
@@ -77,7 +77,7 @@ def test_layers_in_the_cli_json(tmp_path) -> None:
     for key in ("layer", "op_type", "latency_ms", "latency_p90_ms", "share", "flops", "bytes",
                 "intensity", "params_bytes", "activation_bytes"):  # fmt: skip
         assert key in first
-    assert data["memory"]["peak_bytes"] > 0
+    assert data["memory"]["model_peak_bytes"] > 0
 
 
 def test_onnxruntime_fused_layers_are_shown_as_the_layers_they_cover() -> None:
@@ -209,7 +209,7 @@ def test_per_layer_profile_on_a_gpu(backend: str) -> None:
     assert rows["share"].sum() == pytest.approx(1.0)
     assert (rows.set_index("layer").loc[["stem.0", "fc"], "latency_ms"] > 0).all()
     if backend == "torch":
-        assert p.memory["device_peak_bytes"] > 0
+        assert p.memory["model_peak_bytes"] > 0
         session = wb.backend("torch").compile(model, devices[0])
         other = _profile(model, backend, device=devices[0], layers=False)
         profile_layers(other, session, model.example_inputs(8), 3, method="torch.profiler")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from workbench.profiling.memory import PROCESS_RSS_LABEL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +32,7 @@ __all__ = [
     "format_flops",
     "format_ms",
     "format_share",
+    "memory_rows",
     "profile_html",
 ]
 
@@ -119,6 +122,32 @@ LAYER_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 
 
+def memory_rows(memory: Mapping[str, Any], *, sources: bool = True) -> list[tuple[str, str]]:
+    """``(label, text)`` rows every view shows: the model's peak (or why it is missing),
+    the cost model's estimate, and the process's RSS, labelled as not the model.
+
+    Args:
+        memory: a `Profile.memory` mapping (bytes).
+        sources: say how the model's peak was measured (off for small cards).
+
+    Example:
+        >>> memory_rows(profile.memory)
+        [('model peak', '1.51 MiB (torch.profiler memory events ...)'), ...]
+    """
+    rows: list[tuple[str, str]] = []
+    if memory.get("model_peak_bytes") is not None:
+        text = format_bytes(memory["model_peak_bytes"])
+        source = memory.get("model_peak_source")
+        rows.append(("model peak", f"{text} ({source})" if sources and source else text))
+    elif memory.get("model_memory_unavailable"):
+        rows.append(("model peak", f"unavailable ({memory['model_memory_unavailable']})"))
+    if memory.get("estimate_peak_bytes") is not None:
+        rows.append(("estimated peak", format_bytes(memory["estimate_peak_bytes"])))
+    if memory.get("process_rss_bytes"):
+        rows.append((PROCESS_RSS_LABEL, format_bytes(memory["process_rss_bytes"])))
+    return rows
+
+
 def profile_html(profile: Profile, top: int = 15) -> str:
     """The notebook view of a profile: headline numbers, then the slowest layers.
 
@@ -137,8 +166,8 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         ("p99", format_ms(lat.p99)),
         ("throughput", f"{format_count(profile.throughput)} /s"),
         ("samples", samples),
-        ("peak memory", format_bytes(profile.memory.get("peak_bytes"))),
     ]
+    headline += memory_rows(profile.memory)
     if profile.compile_s is not None:  # cold start, when this run measured it
         headline.append(("compile", format_ms(profile.compile_s * 1e3)))
         headline.append(("first run", format_ms(profile.first_inference_ms)))

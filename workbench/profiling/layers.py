@@ -67,12 +67,12 @@ def profile_layers(
         >>> s.close()
         >>> p.layers.head()
     """
-    from workbench.profiling.memory import peak_memory
+    from workbench.profiling.memory import measure_memory
 
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
     timer = _timing_method(session, method)
-    result.memory.update(peak_memory(session, inputs))
+    result.memory.update(measure_memory(session, inputs))
     try:
         timings = timer(inputs, repeats)
         if not timings:

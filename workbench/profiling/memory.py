@@ -1,16 +1,53 @@
-"""Peak memory of one inference: host RSS sampled in the background, device memory on CUDA.
+"""Memory of one inference: the model's own (measured by its backend), the cost model's
+estimate, and the process's resident set, kept apart and named so nobody mistakes one
+for another.
 
-Measured in its own run, so the sampling thread never competes with a timed pass.
+- **model**: what the runtime holds for this model, measured by the backend's
+  ``Session.memory`` (torch's profiler memory events or CUDA allocator peaks, ORT's arena
+  statistics, the Numba executor's planned buffers); ``model_memory_unavailable`` says why
+  when a backend cannot measure. Fields ``model_*``.
+- **estimate**: weights + inputs + the peak of live activations when the ONNX graph's
+  nodes run in order, each value freed after its last reader (`estimate_memory`). Fields
+  ``estimate_*``.
+- **process RSS (not the model)**: the whole process's resident set while the model runs
+  (Python, every imported library, other sessions). Fields ``process_rss_*``.
+
+All in bytes. Each is measured in its own run, so no sampling competes with a timed pass.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from workbench.backends.base import MemoryReport, memory_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from workbench.model import Model
+    from workbench.profiling.profile import Profile
+
+#: ops whose output shares its input's memory (nothing allocated)
+ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+
+#: per-layer activation memory measured by a backend agrees with the cost model's
+#: ``activation_bytes`` within this relative tolerance on layers that allocate (views and
+#: in-place ops allocate nothing and are left out); checked on the samples in the tests
+LAYER_TOLERANCE = 0.05
+
+#: the labels every view uses, so the process's resident set is never read as the model's
+PROCESS_RSS_LABEL = "process RSS (not the model)"
+
+#: keys of profiles written before the model's memory was measured -> today's keys
+_LEGACY_KEYS = {
+    "peak_bytes": "process_rss_bytes",
+    "rss_before_bytes": "process_rss_before_bytes",
+    "run_delta_bytes": "process_rss_delta_bytes",
+}
 
 
 class RssSampler:
@@ -51,43 +88,178 @@ class RssSampler:
         self._sample()
 
 
-def peak_memory(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Peak memory of one ``session.run(inputs)`` (bytes).
+def measure_memory(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The model's memory, the estimate and the process's RSS for ``session.run(inputs)``.
+
+    Args:
+        session: a compiled `Session` (its ``memory`` method is optional).
+        inputs: the inputs to measure at.
 
     Returns:
-        ``peak_bytes`` (host RSS peak during the run, the process's whole footprint),
-        ``rss_before_bytes``, ``run_delta_bytes`` (what the run added), and on CUDA with
-        torch loaded ``device_peak_bytes`` (torch's allocator peak; other runtimes' device
-        arenas are reported by their own profilers, see ``backend_peak_bytes``).
-        Never raises: a failing run is reported as ``error``.
+        ``Profile.memory`` fields (bytes; see the module docstring). Never raises: what
+        fails is reported as ``model_memory_unavailable``, ``estimate_unavailable`` or
+        ``process_rss_error``, with the reason.
+
+    Example:
+        >>> measure_memory(wb.backend("torch").compile(m, "cpu"), m.example_inputs(32))
+        {'process_rss_bytes': ..., 'model_peak_bytes': ..., 'estimate_peak_bytes': ...}
     """
-    device_stats = _cuda_reset(session.device)
+    out = process_rss(session, inputs)
+    try:
+        report = memory_of(session, inputs)
+    except Exception as exc:  # memory is a side report; the timing pass reports failures
+        report = MemoryReport.unavailable(f"the backend's measurement failed: {exc}")
+    out.update(report_fields(report))
+    try:
+        out.update(estimate_memory(session.model, inputs))
+    except Exception as exc:  # a graph the cost model cannot shape: say so, never guess
+        out["estimate_unavailable"] = f"cost model failed: {exc}"
+    return out
+
+
+def process_rss(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The process's resident set during one ``session.run(inputs)`` (not the model's).
+
+    Returns:
+        ``process_rss_bytes`` (the peak), ``process_rss_before_bytes`` and
+        ``process_rss_delta_bytes`` (what the run added), or ``process_rss_error``.
+    """
     try:
         with RssSampler() as rss:
             session.run(inputs)
     except Exception as exc:  # memory is a side report; the timing pass reports failures
-        return {"error": f"memory run failed: {exc}"}
-    report: dict[str, Any] = {
-        "peak_bytes": rss.peak_bytes,
-        "rss_before_bytes": rss.before_bytes,
-        "run_delta_bytes": max(0, rss.peak_bytes - rss.before_bytes),
+        return {"process_rss_error": f"memory run failed: {exc}"}
+    return {
+        "process_rss_bytes": rss.peak_bytes,
+        "process_rss_before_bytes": rss.before_bytes,
+        "process_rss_delta_bytes": max(0, rss.peak_bytes - rss.before_bytes),
     }
-    if device_stats:
-        import torch
-
-        report["device_peak_bytes"] = int(torch.cuda.max_memory_allocated(session.device))
-    return report
 
 
-def _cuda_reset(device: str) -> bool:
-    """Reset torch's CUDA peak counter when torch is already loaded and the device is CUDA."""
-    if not device.startswith("cuda") or "torch" not in sys.modules:
-        return False
-    import torch
+def report_fields(report: MemoryReport) -> dict[str, Any]:
+    """A backend's `MemoryReport` as ``model_*`` profile fields (bytes)."""
+    if not report.measured:
+        return {"model_memory_unavailable": report.reason or "the backend measured nothing"}
+    fields: dict[str, Any] = {
+        "model_peak_bytes": report.peak_bytes,
+        "model_peak_source": report.source,
+        "model_weights_bytes": report.weights_bytes,
+        "model_input_bytes": report.input_bytes,
+        "model_activation_peak_bytes": report.activation_peak_bytes,
+        "model_reserved_bytes": report.reserved_bytes,
+        "model_memory_notes": list(report.notes),
+    }
+    if report.by_layer_bytes:
+        fields["activation_bytes_by_layer"] = dict(report.by_layer_bytes)
+    return {k: v for k, v in fields.items() if v is not None}
 
-    if not torch.cuda.is_available():
-        return False
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    time.sleep(0)
-    return True
+
+def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The cost model's peak: weights + inputs + live activations by execution order.
+
+    Walks the model's ONNX graph in node order at the inputs' shapes: each node's outputs
+    are allocated when it runs and freed after their last reader (graph outputs live to
+    the end); views (`ALIAS_OPS`) allocate nothing and keep their source alive.
+
+    Args:
+        model: the model (a torch model is walked through its ONNX export).
+        inputs: the inputs that fix the shapes.
+
+    Returns:
+        ``estimate_peak_bytes``, ``estimate_weights_bytes``, ``estimate_input_bytes``,
+        ``estimate_activation_peak_bytes`` and ``estimate_source``.
+    """
+    from workbench.profiling.cost import tensor_shapes
+
+    proto = model.to_onnx().proto
+    assert proto is not None
+    graph = proto.graph
+    shapes = tensor_shapes(proto, inputs)
+
+    unknown: list[str] = []
+
+    def size(name: str) -> int:
+        if name not in shapes:
+            unknown.append(name)
+            return 0
+        shape, itemsize = shapes[name]
+        return int(np.prod(shape, dtype=np.int64)) * itemsize
+
+    weights = {init.name for init in graph.initializer}
+    root: dict[str, str] = {}
+    last_use: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if name in root:
+                last_use[root[name]] = index
+        for name in node.output:
+            alias = node.op_type in ALIAS_OPS and node.input and node.input[0] in root
+            root[name] = root[node.input[0]] if alias else name
+    for output in graph.output:
+        if output.name in root:
+            last_use[root[output.name]] = len(graph.node)
+    live: dict[str, int] = {}
+    peak = 0
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name and root.get(name) == name:
+                live[name] = size(name)
+        peak = max(peak, sum(live.values()))
+        for name in [n for n in live if last_use.get(n, index) <= index]:
+            del live[name]
+    input_bytes = sum(int(a.nbytes) for a in inputs.values())
+    weight_bytes = sum(size(name) for name in weights)
+    if unknown:  # a partial sum would understate the peak: say what is missing instead
+        shown = ", ".join(sorted(set(unknown))[:5])
+        return {"estimate_unavailable": f"cost model could not size tensor(s) {shown}"}
+    return {
+        "estimate_peak_bytes": weight_bytes + input_bytes + peak,
+        "estimate_weights_bytes": weight_bytes,
+        "estimate_input_bytes": input_bytes,
+        "estimate_activation_peak_bytes": peak,
+        "estimate_source": "cost model: weights + inputs + live activations by execution order",
+    }
+
+
+def upgrade_memory(memory: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored profile's memory with today's keys: an old ``peak_bytes`` was the process's
+    resident set, so it becomes ``process_rss_bytes`` (and never the model's peak)."""
+    out = dict(memory or {})
+    legacy = [old for old in _LEGACY_KEYS if old in out]
+    for old in legacy:
+        out.setdefault(_LEGACY_KEYS[old], out.pop(old))
+    if legacy and "model_peak_bytes" not in out:
+        out.setdefault(
+            "model_memory_unavailable", "not measured: written before profiles measured it"
+        )
+    return out
+
+
+def activation_agreement(profile: Profile) -> pd.DataFrame:
+    """Measured per-layer activation memory against the cost model's, layer by layer.
+
+    Returns:
+        One row per layer the backend measured and the cost model sized: ``layer``,
+        ``measured_bytes``, ``estimate_bytes``, ``ratio`` (measured / estimate) and
+        ``within_tolerance`` (|ratio - 1| <= `LAYER_TOLERANCE`; views and in-place ops,
+        which allocate nothing, are ``None``).
+    """
+    import pandas as pd
+
+    measured = profile.memory.get("activation_bytes_by_layer") or {}
+    layers = profile.layers
+    if not measured or layers.empty or "activation_bytes" not in layers:
+        return pd.DataFrame(
+            columns=["layer", "measured_bytes", "estimate_bytes", "ratio", "within_tolerance"]
+        )
+    estimate = layers.set_index("layer")["activation_bytes"]
+    rows = []
+    for layer, nbytes in measured.items():
+        if layer not in estimate.index or not estimate[layer] > 0:
+            continue
+        ratio = nbytes / float(estimate[layer])
+        within = None if nbytes == 0 else abs(ratio - 1) <= LAYER_TOLERANCE
+        rows.append((layer, nbytes, float(estimate[layer]), ratio, within))
+    return pd.DataFrame(
+        rows, columns=["layer", "measured_bytes", "estimate_bytes", "ratio", "within_tolerance"]
+    )

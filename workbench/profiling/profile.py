@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.model import recipe_label
+from workbench.profiling.display import memory_rows
+from workbench.profiling.memory import upgrade_memory
 from workbench.profiling.table import LAYER_COLUMNS, UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
 
@@ -33,7 +35,9 @@ class Profile:
         batch_size: batch size profiled.
         latency: end-to-end `Measurement`, from an uninstrumented pass (ms).
         layers: per-layer table (see `LAYER_COLUMNS`); empty when not profiled.
-        memory: memory report (bytes), e.g. ``{"peak_bytes": ...}``.
+        memory: memory report (bytes): the model's own (``model_peak_bytes``, measured by
+            the backend), the cost model's ``estimate_peak_bytes`` and the process's
+            resident set ``process_rss_bytes`` (not the model); see `workbench.profiling.memory`.
         environment: library versions, CPU/GPU, thread counts.
         recipe: the model's recipe (None for a loaded model).
         model_fingerprint: hash of the model's weights and graph.
@@ -130,7 +134,7 @@ class Profile:
             batch_size=int(data["batch_size"]),
             latency=Measurement.from_dict(data["latency_ms"]),
             layers=layers,
-            memory=dict(data.get("memory") or {}),
+            memory=upgrade_memory(data.get("memory")),
             environment=dict(data.get("environment") or {}),
             recipe=data.get("recipe"),
             model_fingerprint=data.get("model_fingerprint", ""),
@@ -218,7 +222,8 @@ class Profile:
             "n": lat.n,
             "throughput_per_s": self.throughput,
             "noisy": lat.noisy,
-            "peak_bytes": self.memory.get("peak_bytes"),
+            "model_peak_bytes": self.memory.get("model_peak_bytes"),
+            "process_rss_bytes": self.memory.get("process_rss_bytes"),
             "compile_s": self.compile_s,
             "first_inference_ms": self.first_inference_ms,
         }
@@ -254,8 +259,7 @@ class Profile:
         ]
         if self.compile_s is not None:
             lines.append(f"  cold start {self.cold_start_text()}")
-        if self.memory.get("peak_bytes"):
-            lines.append(f"  peak memory {self.memory['peak_bytes'] / 2**20:.1f} MiB")
+        lines += [f"  {label}: {text}" for label, text in memory_rows(self.memory)]
         if not self.layers.empty:
             columns = [
                 c for c in ("layer", "op_type", "latency_ms", "share", "flops") if c in self.layers

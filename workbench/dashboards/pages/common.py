@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
+from workbench.profiling.display import memory_rows
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 
 #: rows per page of every table (big unpaginated tables freeze notebooks)
@@ -89,9 +90,7 @@ def headline(profile: Profile | None) -> str:
         ("throughput", f"{profile.throughput:,.0f} /s"),
         ("samples", f"{lat.n}{' (noisy)' if lat.noisy else ''}"),
     ]
-    peak = profile.memory.get("peak_bytes")
-    if peak:
-        cards.append(("peak memory", f"{peak / 2**20:.3g} MiB"))
+    cards += memory_rows(profile.memory, sources=False)
     layers = profile.layers
     if not layers.empty and "latency_ms" in layers:
         if "params_bytes" in layers:
