@@ -157,7 +157,9 @@ def _profile_report(out: Report, p: Profile, ceilings: Any, prefix: str = "") ->
             viz.time_share(p),
             _table(p.layers, LAYER_COLUMNS),
         )
-        out.add(f"{prefix}Memory and roofline", viz.memory(p), viz.roofline(p, ceilings))
+        # without ceilings given, the ones measured with the profile (if any) draw the roofs
+        roofs = ceilings or p.environment.get("machine_ceilings")
+        out.add(f"{prefix}Memory and roofline", viz.memory(p), viz.roofline(p, roofs))
     else:
         out.add(f"{prefix}Per layer", "<p>Profiled end to end only (layers=False).</p>")
     if p.notes:
@@ -198,7 +200,23 @@ def _environment(p: Profile) -> str:
         "run id": p.run_id,
         "created": p.created_at,
     }
-    return _key_values({**settings, **p.environment})
+    environment = {k: _flat(v) for k, v in p.environment.items() if k != "machine_ceilings"}
+    roof = p.environment.get("machine_ceilings") or {}
+    if roof.get("peak_flops_per_s") and roof.get("bandwidth_bytes_per_s"):
+        environment["measured ceilings"] = (
+            f"{roof['peak_flops_per_s'] / 1e9:.3g} GFLOP/s, "
+            f"{roof['bandwidth_bytes_per_s'] / 1e9:.3g} GB/s ({roof.get('method', 'measured')})"
+        )
+    return _key_values({**settings, **environment})
+
+
+def _flat(value: Any) -> Any:
+    """A mapping as ``key value, …`` (nested mappings left out), lists comma-joined."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, dict | list))
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "none"
+    return value
 
 
 def _statistics(p: Profile) -> str:
