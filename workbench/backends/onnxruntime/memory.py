@@ -71,10 +71,12 @@ def arena_report(events: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> Mem
         ``model_run`` minus what was in use before it; ``reserved_bytes``: the highest
         ``mem_arena_held``. Unavailable when no kernel event carries them.
     """
-    if isinstance(events, Mapping):
-        events = events.get("traceEvents", [])
+    # some tools wrap the list in {"traceEvents": [...]}
+    listed: Sequence[Mapping[str, Any]] = (
+        events.get("traceEvents", []) if isinstance(events, Mapping) else events
+    )
     kernels = sorted(
-        (e for e in events if e.get("cat") == "Node" and "mem_bytes_in_use" in e.get("args", {})),
+        (e for e in listed if e.get("cat") == "Node" and "mem_bytes_in_use" in e.get("args", {})),
         key=lambda e: e["ts"],
     )
     if not kernels:
@@ -82,7 +84,7 @@ def arena_report(events: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> Mem
             "onnxruntime's profiler wrote no allocator statistics (mem_bytes_in_use) for "
             "this execution provider"
         )
-    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    runs = sorted(e["ts"] for e in listed if e.get("name") == "model_run")
     start = runs[-1] if runs else kernels[0]["ts"]
     before = [e for e in kernels if e["ts"] < start]
     last = [e for e in kernels if e["ts"] >= start]
