@@ -72,8 +72,8 @@ def inputs_for(
         raise InputError(f"--shape names unknown input(s) {unknown}; inputs are {list(specs)}")
     missing = [
         f"{spec.name} {list(spec.shape)}"
-        for spec in model.inputs
-        if spec.name not in given and any(isinstance(d, str) for d in spec.shape[1:])
+        for spec in model.unsized_inputs()
+        if spec.name not in given
     ]
     if missing:
         raise InputError(

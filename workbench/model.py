@@ -189,6 +189,17 @@ class Model:
         raise KeyError(f"no layer named {name!r}; layers are {[x.name for x in self.layers][:20]}")
 
     # ---- inputs ------------------------------------------------------------------
+    def unsized_inputs(self) -> list[TensorSpec]:
+        """Inputs whose symbolic dimensions beyond the batch generated inputs cannot size.
+
+        `example_inputs` sets such dimensions to 1, which times a different model than
+        the user means (a sequence of one token); callers ask for real shapes instead.
+
+        Returns:
+            The specs of such inputs, in input order (empty when none).
+        """
+        return [spec for spec in self.inputs if any(isinstance(d, str) for d in spec.shape[1:])]
+
     def example_inputs(self, batch_size: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
         """Random inputs of the right names, shapes and dtypes.
 

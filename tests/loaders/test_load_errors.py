@@ -197,6 +197,17 @@ def _tiny_file(tmp_path: Path) -> Path:
     return path
 
 
+def _sequence_model() -> wb.Model:
+    """A model whose second input dimension is symbolic: generated inputs cannot size it."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "tokens"])],
+    )
+    return wb.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
 API_CASES = [
     ("fractional batch", lambda _: wb.profile(toy_mlp(), batch_size=2.5), InputError,
      "batch_size must be a whole number of at least 1, got 2.5"),
@@ -206,6 +217,8 @@ API_CASES = [
      "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
     ("torch out of memory", lambda _: _torch_out_of_memory(), BackendError,
      "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
+    ("symbolic dims", lambda _: wb.profile(_sequence_model(), layers=False), InputError,
+     "symbolic dimensions beyond the batch in x ['batch', 'tokens']; pass inputs="),
     ("file over the limit", lambda p: wb.load(_tiny_file(p), max_bytes=10), ModelLoadError,
      "over the 10 bytes limit; pass max_bytes="),
     ("bad limit", lambda p: wb.load(_tiny_file(p), max_bytes=-1), ModelLoadError,

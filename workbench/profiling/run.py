@@ -85,6 +85,12 @@ def profile(
         staged = model.check_inputs(inputs)
         batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
     else:
+        unsized = [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]
+        if unsized:
+            raise InputError(
+                f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
+                "pass inputs= with arrays of the shapes you want timed"
+            )
         staged = model.example_inputs(batch_size)
         # a fixed-batch model's inputs keep their own batch: time only what is asked for
         fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
