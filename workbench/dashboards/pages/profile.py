@@ -11,6 +11,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
+import workbench as wb
 from workbench import viz
 from workbench.dashboards.pages.common import TableSlot, figure_pane, headline, notes, rounded
 from workbench.dashboards.state import AppState
@@ -79,6 +80,13 @@ class ProfilePage(Viewer):
         self.download = pn.widgets.FileDownload(
             callback=self._csv, filename="layers.csv", label="Download CSV", width=160
         )
+        self.report = pn.widgets.FileDownload(
+            callback=self._report,
+            filename="workbench-report.html",
+            label="Download report",
+            color="primary",
+            width=170,
+        )
         self.share = figure_pane(viz.empty_figure("Profiling…"), height=380)
         self.bars.param.watch(self._bar_clicked, "click_data")
         state.param.watch(self._refresh, "current")
@@ -138,6 +146,12 @@ class ProfilePage(Viewer):
         layers = self.state.current.layers if self.state.current is not None else pd.DataFrame()
         return io.StringIO(layers.to_csv(index=False))
 
+    def _report(self) -> io.StringIO:
+        """The current profile as one self-contained HTML report (`wb.report`)."""
+        if self.state.current is None:
+            return io.StringIO("<p>No profile yet: pick a model, backend and batch size.</p>")
+        return io.StringIO(wb.report(self.state.current).html())
+
     def _waiting(self, *_: Any) -> None:
         busy = self.state.jobs.running
         for pane in (self.bars, self.latency, self.timeline, self.memory, self.share, self.table):
@@ -150,7 +164,7 @@ class ProfilePage(Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.distribution),
         )
         return pn.Column(
-            self.summary,
+            pn.Row(self.summary, self.report, sizing_mode="stretch_width"),
             self.notes,
             options,
             self.bars,
