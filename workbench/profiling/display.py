@@ -141,6 +141,8 @@ def memory_rows(memory: Mapping[str, Any], *, sources: bool = True) -> list[tupl
         rows.append(("model peak", f"{text} ({source})" if sources and source else text))
     elif memory.get("model_memory_unavailable"):
         rows.append(("model peak", f"unavailable ({memory['model_memory_unavailable']})"))
+    else:  # not measured (a profile without layers): shown missing, never guessed
+        rows.append(("model peak", MISSING))
     if memory.get("estimate_peak_bytes") is not None:
         rows.append(("estimated peak", format_bytes(memory["estimate_peak_bytes"])))
     if memory.get("process_rss_bytes"):
