@@ -15,7 +15,7 @@ from workbench.testing import toy_mlp
 #: backend -> (its options dataclass's field names, a good value for one of them)
 BACKENDS = {
     "torch": ("threads", {"threads": 1}),
-    "onnxruntime": ("threads, optimization, profiling", {"optimization": "basic"}),
+    "onnxruntime": ("threads, optimization, provider, profiling", {"optimization": "basic"}),
     "numba": ("gemm, layout", {"layout": "nchw"}),
 }
 

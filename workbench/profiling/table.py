@@ -36,6 +36,7 @@ LAYER_COLUMNS = [
     "fused_into",
     "note",
     "kernels",
+    "provider",
 ]
 #: name of the row holding end-to-end time no layer accounts for
 UNATTRIBUTED = "(unattributed)"
@@ -118,6 +119,8 @@ def _row(t: LayerTiming, names: set[str], parents: dict[str, Any], nested: bool)
         "executed_flops": float(t.detail.get("executed_flops", np.nan)),
         "note": note,
         "kernels": kernel_ops(t.detail),
+        # where the layer ran (ONNX Runtime's execution provider; CPU fallbacks show here)
+        "provider": t.detail.get("provider") or None,
         "top_level": top,
     }
 
@@ -150,7 +153,7 @@ def order_columns(table: pd.DataFrame) -> pd.DataFrame:
         if column not in table:
             table[column] = np.nan
     # text columns: missing is None, as after JSON
-    for column in ("fused_into", "bound", "kernels"):
+    for column in ("fused_into", "bound", "kernels", "provider"):
         table[column] = table[column].astype(object).where(table[column].notna(), None)
     table["note"] = table["note"].fillna("")
     rest = [c for c in table.columns if c not in LAYER_COLUMNS]

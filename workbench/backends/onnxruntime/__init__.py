@@ -38,8 +38,9 @@ class OnnxRuntimeBackend:
     """ONNX Runtime with each available execution provider as a device.
 
     Options for `compile` are the fields of `OrtOptions`: ``threads`` (intra-op
-    threads), ``optimization`` (``"disable" | "basic" | "extended" | "all"``, default
-    ``"all"``), ``profiling`` (enable ORT's node profiler).
+    threads), ``optimization`` (``"disabled" | "basic" | "extended" | "all"``, default
+    ``"all"``), ``provider`` (another execution provider of this build for the device),
+    ``profiling`` (enable ORT's node profiler).
     """
 
     name = "onnxruntime"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from workbench.backends.base import Inputs, LayerTiming
 from workbench.backends.onnxruntime.trace import (
     map_kernels,
+    mark_fallbacks,
     optimized_graph,
     read_trace,
     timings_from_runs,
@@ -44,6 +45,8 @@ def onnxruntime_layer_timings(
         `LayerTiming` per canonical layer in graph order: executed layers with one sample
         per run (kernel times summed within the run, ms), fused and folded layers with
         zero samples and a note, and layers ORT never ran with no samples.
+        ``detail["provider"]`` names the execution provider(s) its kernels ran on, and
+        ``detail["fallback"]`` those other than the session's (see `mark_fallbacks`).
 
     Raises:
         BackendError: ORT could not build the profiling session or wrote no trace.
@@ -70,7 +73,7 @@ def onnxruntime_layer_timings(
         prof.close()
         if trace_path:
             shutil.rmtree(Path(trace_path).parent, ignore_errors=True)
-    return timings_from_runs(runs, node_map)
+    return mark_fallbacks(timings_from_runs(runs, node_map), session.provider)
 
 
 def _named_nodes(onnx_model: Model) -> Model:

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import onnxruntime
 
-Optimization = Literal["disable", "basic", "extended", "all"]
+#: graph optimisation levels; ``"disable"`` is an older spelling of ``"disabled"``
+Optimization = Literal["disabled", "basic", "extended", "all", "disable"]
 #: optimisation level name -> ``onnxruntime.GraphOptimizationLevel`` member
 _LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
     "extended": "ORT_ENABLE_EXTENDED",
@@ -31,7 +33,12 @@ class OrtOptions:
 
     Attributes:
         threads: intra-op threads (None or 0: ORT's default, one per physical core).
-        optimization: graph optimisation level, ``"disable" | "basic" | "extended" | "all"``.
+        optimization: graph optimisation level, ``"disabled" | "basic" | "extended" |
+            "all"`` (``"disable"`` is accepted for ``"disabled"``).
+        provider: an execution provider of the installed build
+            (``onnxruntime.get_available_providers()``) to run instead of the device's
+            own, e.g. ``"TensorrtExecutionProvider"`` on ``cuda:0``; nodes it cannot run
+            fall back to the CPU provider (the per-layer ``provider`` column shows where).
         profiling: enable ORT's node profiler (the trace `run_layers` reads).
 
     Example:
@@ -40,7 +47,12 @@ class OrtOptions:
 
     threads: int | None = None
     optimization: Optimization = "all"
+    provider: str | None = None
     profiling: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimization == "disable":  # one spelling downstream (labels, stored options)
+            object.__setattr__(self, "optimization", "disabled")
 
 
 def session_options(
@@ -53,7 +65,7 @@ def session_options(
     """``onnxruntime.SessionOptions`` for an optimisation level name, quiet (errors only).
 
     Args:
-        optimization: ``"disable" | "basic" | "extended" | "all"``.
+        optimization: ``"disabled" | "basic" | "extended" | "all"`` (or ``"disable"``).
         threads: intra-op threads; None or 0 keeps ORT's default.
         profiling: enable the node profiler, writing into a new temporary folder (the
             caller deletes it: it is the parent of ``end_profiling()``'s path).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,25 @@ PROVIDER_DEVICES = {
 }
 
 
+TENSORRT = "TensorrtExecutionProvider"
+
+
+def provider_chain(provider: str, available: list[str]) -> list[str]:
+    """Providers to ask for, in preference order: ``provider``, then where its nodes fall back.
+
+    TensorRT hands the nodes it cannot build to CUDA (when present), and every provider
+    falls back to the CPU, so a model always loads and the trace shows what ran where.
+    """
+    chain = [provider]
+    if provider == TENSORRT and "CUDAExecutionProvider" in available:
+        chain.append("CUDAExecutionProvider")
+    return list(dict.fromkeys([*chain, "CPUExecutionProvider"]))
+
+
+def _shapes(feeds: Mapping[str, np.ndarray]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(a.shape) for a in feeds.values())
+
+
 def provider_for(device: str) -> str:
     """The execution provider serving ``device`` (``"cuda:0"`` -> ``CUDAExecutionProvider``)."""
     kind = device.split(":")[0]
@@ -65,20 +85,50 @@ class OrtSession:
         self.model = model
         self.device = device
         self.options = options or OrtOptions()
-        self.provider = provider_for(device)
+        self.provider = self.options.provider or provider_for(device)
+        #: facts a profile of this session reports (TensorRT's engine build)
+        self.notes: list[str] = []
+        self.engine_build_s: float | None = None
         self.session = self._create()
+        if self.provider == TENSORRT:
+            self.engine_build_s = self._build_engine()
+
+    def _build_engine(self) -> float:
+        """Run once so TensorRT builds its engine now: ``compile`` (compile_s) holds it.
+
+        TensorRT builds an engine for the shapes it first meets; another batch size
+        builds again, which `runner` does before timing and reports in `notes`.
+        """
+        seconds = self._warm(self._feeds(self.model.example_inputs(1)))
+        self.notes.append(
+            f"TensorRT built its engine in {seconds:.2f} s while compiling (in compile_s), "
+            "for batch 1"
+        )
+        return seconds
+
+    def _warm(self, feeds: dict[str, np.ndarray]) -> float:
+        """Seconds of one run on ``feeds`` (for TensorRT: an engine build for new shapes)."""
+        started = time.perf_counter()
+        self._run(feeds)
+        self._built_shapes.add(_shapes(feeds))
+        return time.perf_counter() - started
 
     def _create(self) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
+        self._built_shapes: set[tuple[tuple[int, ...], ...]] = set()
+        available = ort.get_available_providers()
+        if self.provider not in available:
+            raise DeviceUnavailableError(
+                f"execution provider {self.provider!r} is not in this onnxruntime build; "
+                f"available: {', '.join(available)}"
+            )
         opts = session_options(
             self.options.optimization,
             threads=self.options.threads,
             profiling=self.options.profiling,
         )
-        providers = [self.provider] + (
-            ["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else []
-        )
+        providers = provider_chain(self.provider, available)
         try:
             session = ort.InferenceSession(
                 self.model.to_onnx().onnx_bytes, opts, providers=providers
@@ -118,6 +168,12 @@ class OrtSession:
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
         feeds = self._feeds(inputs)
+        if self.provider == TENSORRT and _shapes(feeds) not in self._built_shapes:
+            seconds = self._warm(feeds)  # an engine build must never be timed as inference
+            self.notes.append(
+                f"TensorRT built an engine for input shapes {list(_shapes(feeds))} in "
+                f"{seconds:.2f} s before timing (not in compile_s, not in latency)"
+            )
         if self.provider == "CPUExecutionProvider":
             return lambda: self.session.run(None, feeds)
         return self._device_runner(feeds)

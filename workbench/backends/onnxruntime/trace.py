@@ -374,12 +374,38 @@ def timings_from_runs(runs: Sequence[TraceRun], node_map: NodeMap) -> list[Layer
     return result
 
 
+def mark_fallbacks(timings: Sequence[LayerTiming], provider: str) -> list[LayerTiming]:
+    """``timings`` with the layers that ran on another provider than ``provider`` noted.
+
+    ORT places each node on the first provider in the session's list that can run it;
+    the trace's ``args.provider`` says which did. A layer whose kernels ran elsewhere
+    (a CPU fallback on a CUDA or TensorRT session) gets ``detail["fallback"]`` naming it
+    and a note, so the per-layer table shows it next to the ``provider`` column.
+    """
+    marked = []
+    for t in timings:
+        ran = [p for p in str(t.detail.get("provider", "")).split(",") if p]
+        elsewhere = [p for p in ran if p != provider]
+        if not elsewhere:
+            marked.append(t)
+            continue
+        note = f"ran on {', '.join(elsewhere)} (fallback from {provider})"
+        old = t.detail.get("note")
+        detail = {
+            **t.detail,
+            "fallback": ",".join(elsewhere),
+            "note": "; ".join(filter(None, [old, note])),
+        }
+        marked.append(LayerTiming(t.layer, t.op_type, t.samples_ms, detail))
+    return marked
+
+
 def optimized_graph(onnx_model: Model, optimization: str, provider: str) -> onnx.ModelProto | None:
     """The graph ORT really runs (after fusion) at an optimisation level, or None.
 
     Args:
         onnx_model: an ONNX `Model` (not changed).
-        optimization: ``"disable" | "basic" | "extended" | "all"``.
+        optimization: ``"disabled" | "basic" | "extended" | "all"``.
         provider: the execution provider whose fusions apply.
     """
     import onnx

@@ -27,6 +27,7 @@ TABLE_COLUMNS = [
     "flops",
     "params_bytes",
     "activation_bytes",
+    "provider",
     "note",
 ]
 #: share of time drawn as a bar; layer and op type filterable from the header
@@ -108,7 +109,10 @@ class ProfilePage(Viewer):
         self.share.object = viz.time_share(profile)
         self.memory.object = viz.memory(profile)
         layers = profile.layers
-        shown = layers[[c for c in TABLE_COLUMNS if c in layers]].reset_index(drop=True)
+        # the provider column only where a runtime placed nodes (ONNX Runtime)
+        placed = "provider" in layers and layers["provider"].notna().any()
+        columns = [c for c in TABLE_COLUMNS if c in layers and (c != "provider" or placed)]
+        shown = layers[columns].reset_index(drop=True)
         self.slot.update(rounded(shown))
 
     def _refresh_bars(self, *_: Any) -> None:
