@@ -89,6 +89,21 @@ def test_an_accelerator_point_runs_only_on_the_worker_that_has_it(client, store_
     assert len(on_gpu) == 2 and set(on_gpu["worker"]) == {gpu_worker}
 
 
+def test_per_host_measures_every_point_on_every_host(client, store_path, monkeypatch) -> None:
+    import workbench.cluster.runner as runner
+
+    workers = sorted(client.scheduler_info()["workers"])
+    # both workers share the loopback host: let each stand for a machine of its own
+    monkeypatch.setattr(runner, "hosts_of", lambda found: sorted(found))
+    table = _sweep(client, store_path, ["baseline"], per_host=True, sweep_id="boxes")
+    assert len(table) == 4 and table.sweep_id == "boxes"
+    for worker in workers:
+        mine = table.df[table.df["worker"] == worker]
+        assert sorted(mine["backend"]) == ["onnxruntime", "torch"]
+        assert list(Store(store_path).points(f"boxes@{worker}")["worker"]) == [worker] * 2
+    assert (table.df["speedup"].dropna() == 1.0).all()  # each host's baseline is its own
+
+
 def test_a_killed_workers_point_runs_elsewhere_and_is_stored_once(client, store_path) -> None:
     killed: list[str] = []
 

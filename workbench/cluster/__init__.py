@@ -10,6 +10,6 @@ See docs/cluster.md.
 
 from workbench.cluster.client import connect, devices
 from workbench.cluster.fair import WorkerLauncher, compare_runtimes
-from workbench.cluster.sweep import DaskRunner, sweep
+from workbench.cluster.runner import DaskRunner, sweep
 
 __all__ = ["DaskRunner", "WorkerLauncher", "compare_runtimes", "connect", "devices", "sweep"]

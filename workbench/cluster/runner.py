@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from workbench.cluster.client import connect, wait_for_workers
@@ -40,6 +41,7 @@ def sweep(
     cluster: Any = None,
     trust: bool = False,
     exclusive: bool = True,
+    per_host: bool = False,
     **kwargs: Any,
 ) -> TradeoffTable:
     """`workbench.evaluation.sweep.sweep`, with its points run on a Dask cluster if given.
@@ -62,6 +64,10 @@ def sweep(
             Without it, models travel as ONNX bytes or a sample name plus state dict.
         exclusive: one measurement per machine at a time (False: faster, but points on
             one machine disturb each other's timings).
+        per_host: measure every point on every host (machine) of the cluster, to compare
+            machines: one sweep per host, ``<sweep_id>@<host>`` (default sweep id
+            ``<model>-per-host``), run at the same time; their rows in one table, with
+            ``delta``, ``speedup`` and ``pareto`` within each host.
         **kwargs: every other argument of the local sweep (``devices``, ``batch_size``,
             ``store``, ``sweep_id``, ``resume``, ``progress``, ``cancel`` ...).
 
@@ -80,11 +86,70 @@ def sweep(
     if cluster is None:
         return local_sweep(model, variants, backends, data, **kwargs)
     with connect(cluster) as client:
-        runner = DaskRunner(client, trust=trust, exclusive=exclusive)
-        table = local_sweep(model, variants, backends, data, runner=runner, **kwargs)
+        if per_host:
+            hosts = hosts_of(wait_for_workers(client))
+            return _sweep_each_host(
+                client, hosts, model, variants, backends, data, trust, exclusive, **kwargs
+            )
+        return _sweep_on(client, None, model, variants, backends, data, trust, exclusive, kwargs)
+
+
+def hosts_of(workers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The hosts the workers run on (the scheduler's ``host`` of each worker), sorted."""
+    return sorted({str(info.get("host") or address) for address, info in workers.items()})
+
+
+def _sweep_on(
+    client: Any,
+    host: str | None,
+    model: Any,
+    variants: Any,
+    backends: Any,
+    data: Any,
+    trust: bool,
+    exclusive: bool,
+    kwargs: dict[str, Any],
+) -> TradeoffTable:
+    """One sweep on the cluster (on ``host``'s workers only, if given), with its placement note."""
+    runner = DaskRunner(client, trust=trust, exclusive=exclusive, host=host)
+    table = local_sweep(model, variants, backends, data, runner=runner, **kwargs)
     if runner.placement is not None:
         table.notes.append(runner.placement.note)
     return table
+
+
+def _sweep_each_host(
+    client: Any,
+    hosts: list[str],
+    model: Any,
+    variants: Any,
+    backends: Any,
+    data: Any,
+    trust: bool,
+    exclusive: bool = True,
+    sweep_id: str | None = None,
+    **kwargs: Any,
+) -> TradeoffTable:
+    """The same sweep on every host at once, as one table (baselines within each host)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from workbench.loaders import load
+
+    model = load(model)  # once, not once per host
+    base = sweep_id or f"{model.name}-per-host"
+
+    def on_host(host: str) -> TradeoffTable:
+        settings = {**kwargs, "sweep_id": f"{base}@{host}"}
+        return _sweep_on(client, host, model, variants, backends, data, trust, exclusive, settings)
+
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        tables = list(pool.map(on_host, hosts))
+    first = tables[0]
+    rows = pd.concat([t.df for t in tables], ignore_index=True)
+    notes = list(dict.fromkeys(note for t in tables for note in t.notes))
+    return TradeoffTable(rows, first.metric, first.higher_is_better, base, first.meta, notes)
 
 
 class DaskRunner:
@@ -94,10 +159,20 @@ class DaskRunner:
         client: a connected ``distributed.Client``.
         trust: see `sweep`.
         exclusive: see `sweep`.
+        host: run only on this host's workers (the scheduler's host of a worker, e.g.
+            its IP; a worker restarted there still counts); default any worker.
     """
 
-    def __init__(self, client: Any, *, trust: bool = False, exclusive: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        trust: bool = False,
+        exclusive: bool = True,
+        host: str | None = None,
+    ) -> None:
         self.client, self.trust, self.exclusive = client, trust, exclusive
+        self.host = host
         self.placement: Placement | None = None
 
     def __call__(
@@ -122,7 +197,11 @@ class DaskRunner:
 
         if not todo:
             return
-        self.placement = plan(wait_for_workers(self.client), self.exclusive)
+        workers = wait_for_workers(self.client)
+        if self.host is not None:
+            # Dask's workers= takes a host or a worker address: so does this filter
+            workers = {a: w for a, w in workers.items() if self.host in (w.get("host"), a)}
+        self.placement = plan(workers, self.exclusive)
         log.info("sweep on Dask: %s", self.placement.note)
         futures = self._submit(run, todo, save)
         try:
@@ -161,6 +240,7 @@ class DaskRunner:
                 device,
                 self.placement.host_slot,
                 resources=needs or None,
+                workers=None if self.host is None else [self.host],
                 retries=RETRIES,
                 pure=False,
                 key=f"workbench-point-{uuid.uuid4().hex[:12]}",
