@@ -15,6 +15,7 @@ pip_install -e ".[dev,dashboard,lab]"
 # the example plugin, so the tests exercise the entry points the way a third party would
 pip_install -e extensions/workbench-reference
 pip_install -e extensions/workbench-openvino  # OpenVINO backend plugin (pulls the openvino wheel)
+pip_install extensions/workbench-jupyterlab  # "Open in workbench" in JupyterLab (not -e: see its README)
 
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browsers here.
 if [ "${WORKBENCH_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then

@@ -3,7 +3,9 @@
 Starts JupyterLab on a free localhost port over copies of notebooks 01 and 05, runs all
 cells through the Run menu, and checks what a person would see: plotly figures drawn in
 01; in 05 the inline dashboard rendered, redrawn when a cell changes its batch size, and
-no script error (notably no "Notyf is not defined"). Screenshots go to test-artifacts/.
+no script error (notably no "Notyf is not defined"). The same JupyterLab checks the
+workbench-jupyterlab extension: "Open in workbench" on an .onnx in the file browser opens
+the dashboard on it in a tab. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     for name in ("01_quick_start.ipynb", "05_dashboard_inline.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, folder / name)
+    from workbench.testing.fuzz import sample_onnx, sample_pt2
+
+    (folder / "tiny-digits.onnx").write_bytes(sample_onnx())
+    (folder / "tiny-export.pt2").write_bytes(sample_pt2())
     port = _free_port()
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
@@ -92,8 +98,8 @@ def browser():
         browser.close()
 
 
-def _run_all(browser, base: str, notebook: str):
-    """Open ``notebook``, run all cells, wait until each has run; the page and its log."""
+def _page(browser, base: str):
+    """A page that blocks every non-local request; the page, its script errors, the URLs."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     problems: list[str] = []
     remote: list[str] = []
@@ -108,6 +114,12 @@ def _run_all(browser, base: str, notebook: str):
     page.route("**/*", route)
     page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
     page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    return page, problems, remote
+
+
+def _run_all(browser, base: str, notebook: str):
+    """Open ``notebook``, run all cells, wait until each has run; the page and its log."""
+    page, problems, remote = _page(browser, base)
     # ?reset: a fresh workspace, so only this notebook is open
     page.goto(f"{base}/lab/tree/{notebook}?reset&token={TOKEN}")
     page.wait_for_selector(".jp-Notebook", timeout=TIMEOUT_MS)
@@ -169,4 +181,29 @@ def test_notebook_05_dashboard_renders_and_redraws_offline(lab, browser):
     page.screenshot(path=str(ARTIFACTS / "lab-05-dashboard-inline.png"), full_page=True)
     assert not [p for p in problems if "Notyf" in p]
     assert _unexpected(problems, remote) == ([], [])
+    page.close()
+
+
+def test_open_in_workbench_opens_an_onnx_in_a_tab_and_asks_before_a_pt2(lab, browser):
+    pytest.importorskip("wb_jupyterlab", reason="extensions/workbench-jupyterlab not installed")
+    page, problems, remote = _page(browser, lab)
+    page.goto(f"{lab}/lab?reset&token={TOKEN}")
+    menu_item = page.get_by_role("menuitem", name="Open in workbench")
+    # a .pt2 may run code when loaded: the command asks first, and cancelling opens nothing
+    page.locator(".jp-DirListing-item", has_text="tiny-export.pt2").click(button="right")
+    menu_item.click()
+    page.locator(".jp-Dialog", has_text="Trust this model file?").wait_for()
+    page.get_by_role("button", name="Cancel").click()
+    page.locator(".jp-DirListing-item", has_text="tiny-digits.onnx").click(button="right")
+    menu_item.click()
+    page.locator(".lm-TabBar-tab", has_text="workbench: tiny-digits.onnx").wait_for()
+    assert page.locator(".lm-TabBar-tab", has_text="tiny-export.pt2").count() == 0
+    # the dashboard, run by a kernel of this Jupyter server, profiles the file it was given
+    dashboard = page.frame_locator("iframe[src*='workbench/open']")
+    dashboard.get_by_text("tiny-digits onnxruntime/cpu").first.wait_for(timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab-open-in-workbench.png"))
+    assert _unexpected(problems, remote) == ([], [])
+    outside = page.request.get(f"{lab}/workbench/open?path=../tiny-digits.onnx")
+    assert outside.status == 403 and "outside the Jupyter root" in outside.text()
     page.close()
