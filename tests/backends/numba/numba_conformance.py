@@ -9,11 +9,14 @@ the generator those files come from.
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 #: Op types under test: the issue's list plus what the sample models need.
 OPS = frozenset(
@@ -93,6 +96,38 @@ OPS = frozenset(
         "ArgMin",
     ]
 )
+
+
+#: Conformance cases both backends decline at run time, by case-name pattern (``*`` is
+#: the only wildcard), with a phrase of the `UnsupportedModelError` they raise: the limits
+#: in docs/numba.md. Any other declined case fails, and so does a listed one that runs.
+EXPECTED_SKIPS = {
+    "test_averagepool_3d_*": "only 1-D and 2-D supported",
+    "test_maxpool_3d_*": "only 1-D and 2-D supported",
+    "test_maxpool_with_argmax_*": "the Indices output is not supported",
+    "test_batchnorm_*_training_mode": "training_mode",
+    "test_training_dropout*": "training_mode=True (random)",
+    "test_resize_*_cubic*": "only mode='nearest'",
+    "test_resize_*_linear*": "only mode='nearest'",
+    "test_resize_tf_crop_and_resize*": "only mode='nearest'",
+    "test_resize_*_nearest_not_larger": "keep_aspect_ratio_policy='stretch'",
+    "test_resize_*_nearest_not_smaller": "keep_aspect_ratio_policy='stretch'",
+}
+#: What numba-cuda declines on top of `EXPECTED_SKIPS` (the simulator runs it).
+CUDA_EXPECTED_SKIPS: dict[str, str] = {}
+
+#: Cases whose stored outputs are rounded to 4 decimals: checked against ONNX Runtime.
+ROUNDED_REFERENCE = {"test_averagepool_2d_ceil_last_window_starts_on_pad"}
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether ``name`` is ``pattern``, where ``*`` stands for any run of characters."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name) is not None
+
+
+def expected_skip(name: str, table: Mapping[str, str]) -> str | None:
+    """The reason ``table`` gives for skipping ``name`` (its first matching pattern), if any."""
+    return next((reason for pattern, reason in table.items() if matches(pattern, name)), None)
 
 
 @dataclass(frozen=True)
@@ -186,3 +221,41 @@ def _generated() -> list[Case]:
         )
         found.append(Case(case.name, case.model.graph.node[0].op_type, case.model, sets))
     return found
+
+
+def run_case(case: Case, backend: str, device: str, expected_skips: Mapping[str, str]) -> None:
+    """Compile ``case`` on ``backend`` and compare every data set's outputs.
+
+    The backend must declare the case's op supported. An `UnsupportedModelError` from
+    compiling or running then skips the case only if ``expected_skips`` pins it with a
+    phrase of that error; any other one fails, and so does a pinned case that runs.
+    """
+    from numba_helpers import ort_outputs
+
+    from workbench.backends.base import get_backend
+    from workbench.errors import UnsupportedModelError
+    from workbench.loaders.onnx import model_from_proto
+    from workbench.testing.tolerances import assert_close
+
+    model = model_from_proto(case.model, name=case.name)
+    target = get_backend(backend)
+    support = target.supports(model)
+    assert support.ok, f"{backend} does not declare {case.op_type} supported: {support.reasons}"
+    reason = expected_skip(case.name, expected_skips)
+    try:
+        session = target.compile(model, device)
+        for inputs, expected in case.data_sets:
+            got = session.run(list(inputs))
+            if case.name in ROUNDED_REFERENCE:
+                feeds = {spec.name: value for spec, value in zip(model.inputs, inputs, strict=True)}
+                expected = tuple(ort_outputs(model, feeds))
+            assert len(got) == len(expected)
+            for i, (ours, reference) in enumerate(zip(got, expected, strict=True)):
+                assert_close(ours, reference, what=f"{case.name} output {i}")
+    except UnsupportedModelError as exc:
+        if reason is None or reason not in str(exc):
+            pinned = f"pinned with {reason!r}" if reason else "not in EXPECTED_SKIPS"
+            pytest.fail(f"{backend} declined {case.name} ({pinned}): {exc}")
+        pytest.skip(f"expected: {exc}")
+    if reason is not None:
+        pytest.fail(f"{case.name} runs on {backend} now: remove its skip ({reason!r})")

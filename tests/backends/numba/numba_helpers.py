@@ -61,9 +61,30 @@ def _tiny(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-#: Ops whose conformance cases are too big for the CUDA simulator, or that miss an old
-#: opset's form: (op, inputs, attributes, constants, opset); see `tiny_case`.
+#: Ops whose conformance cases are too big for the CUDA simulator (Erf, Slice), or miss
+#: an old opset's form or a broadcast: (op, inputs, attributes, constants, opset); see
+#: `tiny_case`.
 TINY_CASES = {
+    "erf": ("Erf", {"x": 2 * _tiny((2, 5))}, {}, {}, 20),
+    "slice-negative-step": (
+        "Slice",
+        {"x": _tiny((3, 5))},
+        {},
+        {
+            "starts": np.array([2, 1], np.int64),
+            "ends": np.array([-4, 5], np.int64),
+            "axes": np.array([0, -1], np.int64),
+            "steps": np.array([-1, 2], np.int64),
+        },
+        20,
+    ),
+    "layernorm-computed-broadcast-scale": (
+        "LayerNormalization",
+        {"x": _tiny((2, 3, 4)), "scale": _tiny((4,), 1), "bias": _tiny((1, 4), 2)},
+        {"axis": 1},
+        {},
+        20,
+    ),
     "lrn-size3": ("LRN", {"x": _tiny((1, 5, 2, 3))}, {"size": 3, "alpha": 0.5}, {}, 20),
     "lrn-size4": ("LRN", {"x": _tiny((2, 4, 3))}, {"size": 4, "beta": 0.5, "bias": 2.0}, {}, 20),
     "pad-reflect-3d": (

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from numba import cuda
-from numba_conformance import Case, cases
+from numba_conformance import CUDA_EXPECTED_SKIPS, EXPECTED_SKIPS, OPS, Case, cases, run_case
 from numba_helpers import TINY_CASES, single_node_model, tiny_case
 
 import workbench as wb
 from workbench.backends.base import Backend
 from workbench.backends.numba import unregister_kernel
-from workbench.errors import BackendError, UnsupportedModelError
+from workbench.errors import BackendError
 from workbench.loaders.onnx import model_from_proto
 from workbench.model import Model
 from workbench.testing import toy_cnn
@@ -33,13 +33,10 @@ pytestmark = pytest.mark.skipif(
 
 #: Conformance cases small enough for the simulator (elements in all inputs and outputs).
 MAX_ELEMENTS = 400
-#: Stored outputs rounded to 4 decimals (see test_numba_conformance.py).
-ROUNDED_REFERENCE = {"test_averagepool_2d_ceil_last_window_starts_on_pad"}
 SMALL_CASES = [
     c
     for c in cases()
     if sum(a.size for ins, outs in c.data_sets for a in (*ins, *outs)) <= MAX_ELEMENTS
-    and c.name not in ROUNDED_REFERENCE
 ]
 
 
@@ -54,20 +51,15 @@ def test_simulator_is_offered_and_labelled(backend) -> None:
     assert "simulator" in availability.details["cuda:0"]
 
 
+def test_every_op_has_a_simulator_case() -> None:
+    """The size filter leaves each op a conformance case, or `TINY_CASES` gives it one."""
+    covered = {c.op_type for c in SMALL_CASES} | {op for op, *_ in TINY_CASES.values()}
+    assert not OPS - covered, f"ops no simulator test runs: {sorted(OPS - covered)}"
+
+
 @pytest.mark.parametrize("case", SMALL_CASES, ids=[c.name for c in SMALL_CASES])
-def test_conformance_cuda_simulator(backend, case: Case) -> None:
-    model = model_from_proto(case.model, name=case.name)
-    try:
-        session = backend.compile(model, "cuda:0")
-    except UnsupportedModelError as exc:
-        pytest.skip(f"declared unsupported: {exc}")
-    for inputs, expected in case.data_sets:
-        try:
-            got = session.run(list(inputs))
-        except UnsupportedModelError as exc:
-            pytest.skip(f"declared unsupported: {exc}")
-        for i, (ours, reference) in enumerate(zip(got, expected, strict=True)):
-            assert_close(ours, reference, what=f"{case.name} output {i}")
+def test_conformance_cuda_simulator(case: Case) -> None:
+    run_case(case, "numba-cuda", "cuda:0", {**EXPECTED_SKIPS, **CUDA_EXPECTED_SKIPS})
 
 
 @pytest.mark.parametrize("implicit_conv", [False, True], ids=["gemm", "implicit-conv"])
@@ -102,7 +94,7 @@ def test_register_tiled_gemm_with_edge_tiles(implicit_conv: bool) -> None:
 def cnn(backend) -> tuple[Model, dict[str, np.ndarray], Any, list[np.ndarray]]:
     """toy_cnn compiled once (each simulated run takes seconds), with its first outputs."""
     model = toy_cnn()
-    inputs = model.example_inputs(batch_size=2)
+    inputs = model.example_inputs(batch_size=1)
     session = backend.compile(model, "cuda:0")
     return model, inputs, session, session.run(inputs)
 

@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from numba_conformance import CUDA_EXPECTED_SKIPS, EXPECTED_SKIPS, expected_skip
 
 import workbench as wb
 from workbench.errors import DeviceUnavailableError
 
 SIMULATOR_TESTS = Path(__file__).with_name("sim_numba_cuda.py")
+#: The simulator tests that may skip, by test-id pattern (``*`` is any run of characters),
+#: with a phrase of the reason: the conformance cases both backends or numba-cuda decline.
+#: Any other skip in the child run fails `test_cuda_kernels_in_the_simulator`.
+SIMULATOR_EXPECTED_SKIPS = {
+    f"test_conformance_cuda_simulator[{case}]": reason
+    for case, reason in {**EXPECTED_SKIPS, **CUDA_EXPECTED_SKIPS}.items()
+}
 
 
 def _has_gpu() -> bool:
@@ -32,15 +41,41 @@ def test_without_a_gpu_the_backend_says_why() -> None:
         backend.compile(wb.samples.load("digits-mlp"), "cuda:0")
 
 
-def test_cuda_kernels_in_the_simulator() -> None:
-    """Runs sim_numba_cuda.py in a fresh process with NUMBA_ENABLE_CUDASIM=1."""
+def test_cuda_kernels_in_the_simulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs sim_numba_cuda.py in a fresh process with NUMBA_ENABLE_CUDASIM=1; its skips
+    must all be in `SIMULATOR_EXPECTED_SKIPS`, and the counts are printed here."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(SIMULATOR_TESTS)]
+    report = tmp_path / "simulator.xml"
+    command = [
+        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+        *(f"--junitxml={report}", str(SIMULATOR_TESTS)),
+    ]
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[3]
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+    passed, skipped = _outcomes(report)
+    unexpected = [
+        f"{test}: {reason}"
+        for test, reason in skipped.items()
+        if (pinned := expected_skip(test, SIMULATOR_EXPECTED_SKIPS)) is None or pinned not in reason
+    ]
+    assert not unexpected, "unexpected skips in the simulator run:\n" + "\n".join(unexpected)
+    assert passed
+    with capsys.disabled():  # shown in the main run's output, not only on failure
+        print(f"\nCUDA simulator: {passed} passed, {len(skipped)} skipped (all expected)")
+
+
+def _outcomes(report: Path) -> tuple[int, dict[str, str]]:
+    """The number of passed tests in a JUnit XML report and each skipped test's reason."""
+    passed, skipped = 0, {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        skip = case.find("skipped")
+        if skip is not None:
+            skipped[case.get("name", "")] = skip.get("message", "")
+        elif case.find("failure") is None and case.find("error") is None:
+            passed += 1
+    return passed, skipped
 
 
 def test_gpu_check_skips_cleanly_without_a_gpu() -> None:

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from numba import cuda, float32
+from numba import cuda, float32, float64
 
 from workbench.backends.numba.rows import layer_norm_row, lrn_strip, softmax_strip
 
@@ -539,6 +539,18 @@ def channel_affine(x, mul, add, out):
         ch = (e // p) % c
         b = e // (p * c)
         out[b, ch, q] = x[b, ch, q] * mul[ch] + add[ch]
+
+
+@cuda.jit
+def batch_norm_affine(scale, beta, mean, var, eps, params):
+    """Per channel, ``params[0] = scale / sqrt(var + eps)`` and ``params[1] = beta - mean *
+    params[0]`` (inference BatchNormalization from statistics computed in the graph), in
+    float64 as the host does for constant statistics."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for c in range(start, scale.size, stride):
+        mul = float64(scale[c]) / math.sqrt(float64(var[c]) + eps)
+        params[0, c] = mul
+        params[1, c] = float64(beta[c]) - float64(mean[c]) * mul
 
 
 @cuda.jit

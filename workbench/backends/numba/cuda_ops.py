@@ -264,13 +264,18 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     """Batched MatMul (a batch of 1 broadcasts) with a fused bias and activation."""
     a, b = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
-    if a.ndim < 2 or b.ndim < 2:
-        raise UnsupportedModelError(f"MatMul {node.name!r}: 1-D operands on CUDA")
+    # as numpy.matmul: a 1-D first operand is a row, a 1-D second one a column, and
+    # that axis is dropped from the result (the GEMM only sees the flat output)
+    out_shape = _matmul_shape(tuple(a.shape), tuple(b.shape))
+    if a.ndim == 1:
+        a = a.reshape(1, a.shape[0])
+    if b.ndim == 1:
+        b = b.reshape(b.shape[0], 1)
     # the simulator's shapes reject negative indices, as CUDA kernels would: use tuples
     a_shape, b_shape = tuple(a.shape), tuple(b.shape)
     m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
     batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
-    out = _out(node, outs, (*batch, m, n), a.dtype)
+    out = _out(node, outs, out_shape, a.dtype)
     act = _activation(node)
     if b.ndim == 2:
         rows = a.size // k  # every row of a against the same b: one big GEMM
@@ -293,6 +298,13 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     a3, b3 = (_expand_batch(node, i, t, batch, count) for i, t in ((0, a), (1, b)))
     _gemm(node, a3, b3, out.reshape(out.size), m, n, k, count, bias=bias, rs=0, cs=1, act=act)
     return [out]
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``a @ b`` under numpy.matmul's rules (1-D operands included)."""
+    rows = a[-2:-1] if len(a) > 1 else ()
+    cols = b[-1:] if len(b) > 1 else ()
+    return (*np.broadcast_shapes(a[:-2], b[:-2]), *rows, *cols)
 
 
 def _expand_batch(node: Node, index: int, t: Any, batch: tuple[int, ...], count: int) -> Any:
@@ -583,9 +595,9 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
     view = shapes.layer_norm_view(node, x.shape)
     rows, n, tail, stats_shape = view.rows, view.n, view.tail, view.stats_shape
-    scale = _prepared(node, "scale", ins, 1, lambda h: np.broadcast_to(h, tail).reshape(n))
+    scale = _row_vector(node, ins, 1, tail)
     if len(ins) > 2 and ins[2] is not None:
-        bias = _prepared(node, "bias", ins, 2, lambda h: np.broadcast_to(h, tail).reshape(n))
+        bias = _row_vector(node, ins, 2, tail)
     else:
         bias = _meta(node, "zero_bias", lambda: np.zeros(n, x.dtype))
     out = _out(node, outs, x.shape, x.dtype)
@@ -610,6 +622,25 @@ def layer_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out, *stats][: len(node.outputs)]
 
 
+def _row_vector(node: Node, ins: Arrays, index: int, tail: tuple[int, ...]) -> Any:
+    """Input ``index`` (LayerNorm's scale or bias) broadcast to ``tail`` and flattened.
+
+    A constant is prepared once on the host; an activation is read in place when it
+    already has that shape, else broadcast by a device copy on every run.
+    """
+    n = math.prod(tail)
+    if index in node.const_inputs:
+        return _prepared(
+            node, ("row", index), ins, index, lambda h: np.broadcast_to(h, tail).reshape(n)
+        )
+    value = ins[index]
+    if tuple(value.shape) == tail:
+        return value.reshape(n)
+    dst = _workspace(node, ("row", index, tail), tail, value.dtype)
+    _copy(node, ("row", index), value, dst, tail, _broadcast_strides(value.shape, tail))
+    return dst.reshape(n)
+
+
 def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     if node.attrs.get("training_mode", 0):
         raise UnsupportedModelError(f"BatchNormalization {node.name!r}: training_mode")
@@ -621,9 +652,12 @@ def batch_norm(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         mul = scale / np.sqrt(var + eps)
         return np.stack([mul, beta - mean * mul]).astype(x.dtype)
 
-    if not {1, 2, 3, 4} <= node.const_inputs:
-        raise UnsupportedModelError(f"BatchNormalization {node.name!r}: non-constant statistics")
-    params = _prepared(node, "affine", ins, 1, affine)
+    if {1, 2, 3, 4} <= node.const_inputs:
+        params = _prepared(node, "affine", ins, 1, affine)
+    else:  # statistics computed in the graph: the same affine form, made on the device
+        channels = x.shape[1]
+        params = _workspace(node, ("affine", channels), (2, channels), x.dtype)
+        _launch(kernels.batch_norm_affine, channels, *ins[1:5], float(eps), params)
     out = _out(node, outs, x.shape, x.dtype)
     shape3 = (x.shape[0], x.shape[1], x.size // (x.shape[0] * x.shape[1]))
     _launch(
