@@ -123,6 +123,7 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch) -> None:
         kernels.softmax: (arr[3], arr[3]),
         kernels.layer_norm: (arr[2], arr[1], arr[1], f64, arr[2], arr[1], arr[1]),
         kernels.channel_affine: (arr[3], arr[1], arr[1], arr[3]),
+        kernels.batch_norm_affine: (arr[1], arr[1], arr[1], arr[1], f64, arr[2]),
         kernels.gather4: (arr[4], idx, idx, idx, idx, f32, arr[4]),
         kernels.lrn: (arr[3], i64, f64, f64, f64, arr[3]),
         kernels.where_nd: (nt.Array(flag, 1, "C"), arr[1], arr[1], arr[1], idx, idx, idx, idx),
