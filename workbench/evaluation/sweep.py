@@ -188,7 +188,9 @@ def sweep(
         model: a `Model` or anything `workbench.load` accepts (the baseline).
         variants: transforms (configs, registry names such as ``"int8-dynamic"``, recipe
             dicts), ready `Model` variants, or ``"baseline"``; default `default_variants`.
-        backends: backend names.
+        backends: backend names, each optionally with its own option set as
+            ``"name[key=value,...]"`` (``"onnxruntime[optimization=basic]"``, see
+            `workbench.backends.spec`): every option set is its own row.
         data: evaluation data (a `Dataset` or iterable of batches); a sample model's
             test split when omitted.
         devices: devices to try on each backend (those a backend lacks are recorded as
@@ -398,6 +400,7 @@ def _versions(backends: list[str]) -> dict[str, str]:
     from importlib import metadata
 
     from workbench.backends.base import get_backend
+    from workbench.backends.spec import parse_backend
 
     found = {"python": platform.python_version()}
     for package in ("workbench", "numpy", "onnx"):
@@ -407,7 +410,8 @@ def _versions(backends: list[str]) -> dict[str, str]:
             found[package] = "not installed"
     for name in backends:
         try:
-            found[f"backend:{name}"] = str(get_backend(name).availability().version)
+            runtime = get_backend(parse_backend(name)[0])
+            found[f"backend:{name}"] = str(runtime.availability().version)
         except WorkbenchError as exc:  # an unknown backend is a failed row, not a failed sweep
             found[f"backend:{name}"] = f"unavailable ({type(exc).__name__})"
     return found
@@ -547,13 +551,17 @@ class _PointRunner:
 
     def _measure(self, variant: Model, backend: str, device: str) -> tuple[dict[str, Any], Profile]:
         from workbench.backends.base import check_supported, get_backend
+        from workbench.backends.spec import parse_backend
         from workbench.evaluation.metrics import evaluate
         from workbench.profiling.run import profile
 
+        # "onnxruntime[optimization=basic]": one backend under its own option set
+        backend, own = parse_backend(backend)
+        options = {**self.options, **own}
         check_supported(get_backend(backend), variant)
         start = time.perf_counter()
         score = evaluate(
-            variant, self.data, backend, device, self.scorer, options=self.options, bar=False
+            variant, self.data, backend, device, self.scorer, options=options, bar=False
         )
         result = profile(
             variant,
@@ -562,7 +570,7 @@ class _PointRunner:
             self.batch_size,
             layers=False,
             budget_s=self.budget_s,
-            options=self.options,
+            options=options,
         )
         return {
             "latency_ms": result.latency.median,
