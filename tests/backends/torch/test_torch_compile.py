@@ -105,3 +105,33 @@ def test_without_a_cpp_compiler_there_is_no_cpu_device(
     assert "cpu" not in backend.devices()
     support = backend.supports(model)
     assert not support.ok and "C++ compiler" in support.reasons[0]
+
+
+def test_gpus_are_listed_only_with_triton(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    class Props:
+        name, total_memory = "Fake H100", 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr("workbench.backends.torch.compiled.has_triton", lambda: True)
+    assert TorchCompileBackend().devices() == ["cpu", "cuda:0"]
+    monkeypatch.setattr("workbench.backends.torch.compiled.has_triton", lambda: False)
+    availability = TorchCompileBackend().availability()
+    assert list(availability.details) == ["cpu"] and "Triton" in availability.reason
+
+
+def test_reduce_overhead_on_a_gpu_marks_each_inference_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    steps: list[int] = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    session = TorchCompiledSession.__new__(TorchCompiledSession)
+    session.compiled = lambda *t: t[0] * 2  # stands in for the CUDA-graph module
+    session._cuda_graphs = True
+    x = torch.ones(2)
+    assert session._call(x).tolist() == [2.0, 2.0] and steps == [1]

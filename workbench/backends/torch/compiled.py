@@ -118,6 +118,8 @@ class TorchCompiledSession(TorchSession):
         self.compiled = torch.compile(
             copy.deepcopy(self.module), mode=options.mode, dynamic=options.dynamic
         )
+        # "reduce-overhead" replays CUDA graphs on a GPU (on the CPU it is plain Inductor)
+        self._cuda_graphs = options.mode == "reduce-overhead" and device.startswith("cuda")
         self.recompiles: list[Recompile] = []
         self._shapes: set[tuple[tuple[int, ...], ...]] = set()
         example = model.example_inputs(options.batch_size or 1)
@@ -137,6 +139,11 @@ class TorchCompiledSession(TorchSession):
         return notes
 
     def _call(self, *tensors: torch.Tensor) -> Any:
+        if self._cuda_graphs:
+            import torch
+
+            # each call is a new inference step: CUDA graph trees may reuse its buffers
+            torch.compiler.cudagraph_mark_step_begin()
         return self.compiled(*tensors)
 
     def _compile_for(self, tensors: list[torch.Tensor]) -> tuple[float, bool]:
