@@ -137,12 +137,25 @@ def test_suggest_measures_its_own_report_when_none_is_given(
 
     monkeypatch.setattr(sensitivity_module._Bench, "latency", nonzero_weights)
     prune = MagnitudePrune(sparsity=0.97)
-    plan = wb.suggest(digits_mlp, digits_test, transform=prune, max_drop=18.0, backend="torch")
+    plan = wb.suggest(digits_mlp, digits_test, transform=prune, max_drop=30.0, backend="torch")
     assert len(timed) >= 4  # a report was measured: the baseline and each layer alone
-    assert sorted(plan.exclude) == ["fc1", "fc2"]  # head is the least harmful; no pair fits 18 points
+    # fc2 alone (24 points) would fit too, but the least harmful goes first: head (12
+    # points), and then no pair fits 30 points (head + fc2 lose 41)
+    assert sorted(plan.exclude) == ["fc1", "fc2"]
     assert (
         _accuracy(digits_mlp, digits_test) - _accuracy(wb.prune(digits_mlp, plan), digits_test)
-        <= 18.0
+        <= 30.0
     )
     with pytest.raises(TransformError, match=r"within max_drop=5\.0"):
         wb.suggest(digits_mlp, digits_test, transform=prune, max_drop=5.0, backend="torch")
+
+
+def test_a_zero_budget_accepts_layers_that_lose_nothing(digits_mlp, digits_test) -> None:
+    # 10% of the smallest weights: the predictions on the test split do not change
+    prune = MagnitudePrune(sparsity=0.1)
+    faster = _report({"head": (0.0, -0.03), "fc2": (0.0, -0.02), "fc1": (0.0, -0.01)})
+    plan = wb.suggest(
+        digits_mlp, digits_test, transform=prune, max_drop=0.0, report=faster, backend="torch"
+    )
+    assert plan.exclude == ()
+    assert _accuracy(wb.prune(digits_mlp, plan), digits_test) == _accuracy(digits_mlp, digits_test)
