@@ -1,5 +1,7 @@
 """GPU check of the numba-cuda backend: correctness against PyTorch CUDA, timings against
-cuBLAS/cuDNN (through torch) and ONNX Runtime's CUDA execution provider when present.
+cuBLAS/cuDNN (through torch) and ONNX Runtime's CUDA execution provider when present; and
+the GPU runtimes side by side (torch-compile on CUDA, ONNX Runtime's CUDA and TensorRT
+providers: outputs, latency, compile / engine build time, CPU fallbacks).
 
 Meant for a session with a lent GPU: a few minutes end to end. Prints a table and, with
 ``--out``, writes JSON. Without a CUDA GPU it says so and exits 0.
@@ -184,6 +186,71 @@ def _ort_cuda_session(model: Any) -> Any:
     return ort.InferenceSession(model.to_onnx().onnx_bytes, providers=["CUDAExecutionProvider"])
 
 
+#: (backend, device, options) the runtimes section profiles on the GPU
+RUNTIMES = (
+    ("torch", "cuda:0", {}),
+    ("torch-compile", "cuda:0", {"mode": "default"}),
+    ("torch-compile", "cuda:0", {"mode": "reduce-overhead"}),
+    ("onnxruntime", "cuda:0", {}),
+    ("onnxruntime", "tensorrt:0", {}),
+)
+
+
+def check_runtimes(batches: list[int], reference: str = "cuda:0") -> list[dict[str, Any]]:
+    """torch-compile and ONNX Runtime (CUDA, TensorRT) on the GPU: outputs against eager
+    torch, steady-state latency next to compile time (TensorRT: engine build), and which
+    layers fell back to the CPU provider. Runtimes this machine lacks are skipped rows.
+    """
+    import workbench as wb
+    from workbench.testing.tolerances import allclose
+
+    model = wb.samples.load("digits-cnn")
+    rows = []
+    for batch in batches:
+        inputs = model.example_inputs(batch)
+        (expected,) = wb.backend("torch").compile(model, reference).run(inputs)
+        for backend, device, options in RUNTIMES:
+            row: dict[str, Any] = {"backend": backend, "device": device, "batch": batch}
+            row["options"] = options
+            if device not in wb.backend(backend).devices():
+                rows.append({**row, "skipped": f"{device} not available for {backend}"})
+                continue
+            compile_options = (
+                {**options, "batch_size": batch} if backend == "torch-compile" else options
+            )
+            try:
+                session = wb.backend(backend).compile(model, device, **compile_options)
+                (out,) = session.run(inputs)
+                session.close()
+                p = wb.profile(
+                    model,
+                    backend,
+                    device,
+                    batch,
+                    layer_repeats=10,
+                    budget_s=1.0,
+                    options=compile_options,
+                )
+            except Exception as exc:  # one runtime failing must not hide the others
+                rows.append({**row, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            fallbacks = []
+            if "provider" in p.layers:
+                placed = p.layers.dropna(subset=["provider"])
+                fallbacks = list(placed.loc[placed["note"].str.contains("fallback"), "layer"])
+            row.update(
+                latency_ms=p.latency.median,
+                compile_s=p.compile_s,
+                first_inference_ms=p.first_inference_ms,
+                max_abs_error=float(np.max(np.abs(out - expected))),
+                match_torch=bool(allclose(out, expected, scope="model")),
+                cpu_fallback_layers=fallbacks,
+                notes=p.notes,
+            )
+            rows.append(row)
+    return rows
+
+
 def run_section(results: dict[str, Any], key: str, fn: Callable[[], Any]) -> None:
     start = time.perf_counter()
     try:
@@ -220,6 +287,20 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['model']:20s} {r['batch']:5d} {r['ours_ms']:8.3f} {r['torch_ms']:9.3f} "
                 f"{ort_ms} {r['ratio_vs_torch']:10.2f}x  {r['match_torch']}"
             )
+    runtimes = results.get("runtimes")
+    if isinstance(runtimes, list):
+        from workbench.backends.spec import backend_spec
+
+        lines += [f"{'runtime':46s} batch  latency ms  compile s  matches  CPU fallbacks"]
+        for r in runtimes:
+            name = f"{backend_spec(r['backend'], r['options'])} {r['device']}"
+            if "latency_ms" not in r:
+                lines.append(f"{name:46s} {r['batch']:5d}  {r.get('skipped') or r.get('error')}")
+                continue
+            lines.append(
+                f"{name:46s} {r['batch']:5d} {r['latency_ms']:11.3f} {r['compile_s']:10.2f}  "
+                f"{r['match_torch']!s:7s}  {', '.join(r['cpu_fallback_layers']) or '-'}"
+            )
     for key, value in results.items():
         if isinstance(value, dict) and "error" in value:
             lines.append(f"{key}: FAILED {value['error']}")
@@ -242,6 +323,7 @@ def main() -> int:
     run_section(results, "gemm", lambda: check_gemm(args.sizes))
     run_section(results, "conv", check_conv)
     run_section(results, "models", lambda: check_models(args.batches))
+    run_section(results, "runtimes", lambda: check_runtimes(args.batches))
     print(f"device: {results['device']}")
     print(render(results))
     if args.out:
