@@ -79,3 +79,8 @@ def test_an_accelerator_no_worker_has_is_refused_with_what_to_do() -> None:
     assert placement.requirements("cuda:0") is None
     assert '--resources "GPU=1' in placement.missing("cuda:0")
     assert device_resource("xpu:0") == "XPU" and device_resource("cpu") is None
+
+
+def test_per_host_without_a_cluster_says_what_is_missing() -> None:
+    with pytest.raises(InputError, match="give cluster="):
+        wb.sweep("digits-mlp", per_host=True)

@@ -19,7 +19,7 @@ from typing import Any
 from workbench.cluster.client import connect, wait_for_workers
 from workbench.cluster.placement import Placement, plan
 from workbench.cluster.transport import SweepPayload, pack_data, pack_metric, pack_model, pack_spec
-from workbench.errors import TransformError
+from workbench.errors import InputError, TransformError
 from workbench.evaluation.sweep import Point, SavePoint, TradeoffTable
 from workbench.evaluation.sweep import sweep as local_sweep
 from workbench.progress import CancelToken, ProgressCallback, track
@@ -75,7 +75,8 @@ def sweep(
         A `TradeoffTable`; ``notes`` says how points were placed.
 
     Raises:
-        InputError: a model or metric that needs ``trust=True`` to travel.
+        InputError: a model or metric that needs ``trust=True`` to travel, or
+            ``per_host`` without ``cluster``.
         WorkbenchError: the scheduler cannot be reached, or no worker joins.
         CancelledError: the token was cancelled (rerun to resume).
 
@@ -84,6 +85,8 @@ def sweep(
         >>> t.df[["variant", "backend", "host", "latency_ms"]]
     """
     if cluster is None:
+        if per_host:
+            raise InputError("per_host=True compares a cluster's machines: give cluster= too")
         return local_sweep(model, variants, backends, data, **kwargs)
     with connect(cluster) as client:
         if per_host:

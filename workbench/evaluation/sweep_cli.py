@@ -83,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         retry_failed=args.retry_failed,
         cluster=args.cluster,
+        per_host=args.per_host,
         trust=args.trust,  # a trusted model may also travel to the workers pickled
     )
     if args.json:
@@ -130,6 +131,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="ADDRESS",
         help="run the points on a Dask cluster, e.g. tcp://scheduler:8786 (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--per-host",
+        action="store_true",
+        help="with --cluster: measure every point on every host, to compare machines",
     )
     p.add_argument(
         "--retry-failed", action="store_true", help="on resume, measure failed points again"
