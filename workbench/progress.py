@@ -1,11 +1,14 @@
 """Progress reporting and cancellation for long calls (profile, evaluate, sweep, sensitivity).
 
 A dashboard passes a ``progress`` callback and a `CancelToken`; in a terminal or a
-notebook the same calls show a tqdm bar instead.
+notebook the same calls show a tqdm bar instead. Interrupted (Ctrl+C, or a notebook's
+kernel interrupt), the long calls keep what they measured, return it, and say so in one
+line (`say_interrupted`).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -72,3 +75,39 @@ def track(
         yield item
     if progress is not None:
         progress(1.0, f"{description} done".strip())
+
+
+def phase_bar(description: str) -> tuple[ProgressCallback, Callable[[], None]]:
+    """A ``tqdm.auto`` bar driven like a ``progress(fraction, message)`` callback.
+
+    For calls made of a few uneven phases (``wb.profile``) rather than a list of items.
+
+    Returns:
+        The callback, and a function that closes the bar.
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=100, desc=description, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.set_description_str(f"{description}: {message}", refresh=False)
+        bar.update(round(fraction * 100) - bar.n)
+
+    return update, bar.close
+
+
+def say_interrupted(what: str, kept: str) -> str:
+    """Tell the user, in one line on stderr, that ``what`` stopped and what was kept.
+
+    Args:
+        what: the interrupted call, e.g. ``"sweep"``.
+        kept: what the returned result holds and how to go on.
+
+    Returns:
+        The line, for the result's notes.
+    """
+    from tqdm.auto import tqdm
+
+    line = f"workbench: {what} interrupted; {kept}"
+    tqdm.write(line, file=sys.stderr)  # on its own line, not inside a bar still drawn
+    return line

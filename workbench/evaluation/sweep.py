@@ -37,7 +37,7 @@ from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
 from workbench.evaluation.pareto import pareto_mask
 from workbench.model import Model, to_numpy
-from workbench.progress import CancelToken, ProgressCallback, track
+from workbench.progress import CancelToken, ProgressCallback, say_interrupted, track
 from workbench.store import Store, point_key
 
 if TYPE_CHECKING:
@@ -208,6 +208,8 @@ def sweep(
         retry_failed: on resume, measure the stored points that failed again.
         progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
         cancel: a `CancelToken` checked between points; finished points stay stored.
+            Interrupted (Ctrl+C, a kernel interrupt), the sweep returns the points stored
+            so far, says so in one line, and notes it in ``notes``.
         runner: runs the points still to measure (default `run_points`, in this
             process); ``wb.sweep(..., cluster=...)`` passes one that runs them on Dask
             workers (`workbench.cluster`).
@@ -250,7 +252,11 @@ def sweep(
     run = _PointRunner(model, data, scorer, batch_size, budget_s, options or {}, calibration)
     # the point and its profile are saved atomically, as each point finishes
     save = functools.partial(store.save_point, sweep_id)
-    (runner or run_points)(run, todo, save, progress=progress, cancel=cancel)
+    try:
+        (runner or run_points)(run, todo, save, progress=progress, cancel=cancel)
+    except KeyboardInterrupt:  # Ctrl+C or a kernel interrupt: the stored points are the result
+        kept = f"{len(store.points(sweep_id))} of {len(points)} points stored, returned"
+        notes.append(say_interrupted("sweep", f"{kept}; rerun with sweep_id={sweep_id!r}"))
     if cancel is not None and cancel.cancelled:
         raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
     table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)

@@ -20,7 +20,7 @@ from workbench.errors import CancelledError, TransformError
 from workbench.model import Model
 from workbench.optimize import base
 from workbench.optimize.base import Transform, make_config
-from workbench.progress import CancelToken, ProgressCallback, track
+from workbench.progress import CancelToken, ProgressCallback, say_interrupted, track
 
 _WEIGHT_OPS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Conv", "Gemm", "MatMul", "ConvTranspose"}
 
@@ -182,7 +182,9 @@ def sensitivity(
     Returns:
         A DataFrame with `SENSITIVITY_COLUMNS`, one row per layer (``error`` set when
         the transform failed for that layer), sorted by metric change (least harmful
-        first). ``attrs`` holds the baseline's metric value and latency.
+        first). ``attrs`` holds the baseline's metric value and latency. Interrupted
+        (Ctrl+C, a kernel interrupt), it holds the layers measured so far, and
+        ``attrs["interrupted"]`` the line that said so.
 
     Raises:
         TransformError: the transform has no per-layer ``exclude``.
@@ -204,23 +206,30 @@ def sensitivity(
     # so e.g. INT8 leaves the activations around the other layers in float too
     every = _all_layers(model, config, names)
     kinds = {x.name: x.op_type for x in _layers(model, config)}
-    rows = []
-    for name in track(names, description="sensitivity", progress=progress, cancel=cancel):
-        row: dict[str, Any] = {"layer": name, "op_type": kinds.get(name, ""), "error": None}
-        try:
-            only = _only(config, every, [name])
-            row.update(bench.score(base.transform(model, only, calibration)))
-        except CancelledError:
-            raise
-        except Exception as exc:  # one layer failing must not lose the others
-            row["error"] = f"{type(exc).__name__}: {exc}"
-        rows.append(row)
+    rows: list[dict[str, Any]] = []
+    interrupted = None
+    try:
+        for name in track(names, description="sensitivity", progress=progress, cancel=cancel):
+            row: dict[str, Any] = {"layer": name, "op_type": kinds.get(name, ""), "error": None}
+            try:
+                only = _only(config, every, [name])
+                row.update(bench.score(base.transform(model, only, calibration)))
+            except CancelledError:
+                raise
+            except Exception as exc:  # one layer failing must not lose the others
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+    except KeyboardInterrupt:  # Ctrl+C or a kernel interrupt: the layers measured so far
+        kept = f"{len(rows)} of {len(names)} layers measured, returned"
+        interrupted = say_interrupted("sensitivity", kept)
     frame = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     frame = frame.sort_values("metric_delta", ascending=not bench.metric.higher_is_better)
     frame = frame.reset_index(drop=True)
     frame.attrs.update(
         metric=bench.metric.name, baseline=bench.base_value, baseline_latency_ms=bench.base_latency
     )
+    if interrupted:
+        frame.attrs["interrupted"] = interrupted
     return frame
 
 

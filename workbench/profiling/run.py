@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from workbench.backends.base import Inputs, get_backend, settings_of
@@ -10,7 +11,7 @@ from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Timer
-from workbench.progress import CancelToken, ProgressCallback
+from workbench.progress import CancelToken, ProgressCallback, phase_bar, say_interrupted
 
 
 def profile(
@@ -57,8 +58,11 @@ def profile(
         warmup: minimum warm-up calls.
         options: backend options for ``compile`` (e.g. ``{"threads": 2}``); process-wide
             ones (torch's threads) apply during this call only and are restored after.
-        progress: ``progress(fraction, message)`` callback.
-        cancel: a `CancelToken` checked between phases.
+        progress: ``progress(fraction, message)`` callback (with ``layers``, replaces the
+            tqdm bar).
+        cancel: a `CancelToken` checked between phases. Interrupted (Ctrl+C, a kernel
+            interrupt) during the per-layer pass, the end-to-end profile is returned
+            without layers, and a line says so.
 
     Returns:
         A `Profile`.
@@ -107,51 +111,64 @@ def profile(
         if progress is not None:
             progress(fraction, message)
 
-    step(0.0, f"compiling on {backend}/{device}")
-    started = time.perf_counter()
-    session = get_backend(backend).compile(model, device, **(options or {}))
-    compile_s = time.perf_counter() - started
-    # the session's process-wide settings (torch's threads) hold for the measurement only
-    with settings_of(session):
-        try:
-            step(0.1, "timing end to end")
-            label = f"{model.name} {backend}/{device} bs={batch_size}"
-            runner = session.runner(staged)
-            started = time.perf_counter()
-            runner()  # the first inference: lazy allocation, JIT, caches cold
-            first_inference_ms = (time.perf_counter() - started) * 1e3
-            latency = Timer(
-                runner, warmup=warmup, budget_s=budget_s, device=device, label=label
-            ).measure()
-            result = Profile(
-                model=model.name,
-                backend=backend,
-                device=device,
-                batch_size=batch_size,
-                latency=latency,
-                environment=environment(),
-                recipe=model.recipe,
-                model_fingerprint=model.fingerprint(),
-                options=dict(options or {}),
-                load_s=load_s,
-                compile_s=compile_s,
-                first_inference_ms=first_inference_ms,
-            )
-            # what the session itself reports (torch-compile's recompilations)
-            result.notes.extend(getattr(session, "notes", ()))
-            if layers:
-                from workbench.profiling.layers import profile_layers
-
-                step(0.6, "timing each layer")
-                profile_layers(
-                    result,
-                    session,
-                    staged,
-                    repeats=layer_repeats,
-                    view=layer_view,
-                    method=layer_method,
+    # a per-layer profile takes a while: show a bar unless the caller reports progress
+    close_bar: Callable[[], None] | None = None
+    if layers and progress is None:
+        progress, close_bar = phase_bar(f"profile {model.name}")
+    try:
+        step(0.0, f"compiling on {backend}/{device}")
+        started = time.perf_counter()
+        session = get_backend(backend).compile(model, device, **(options or {}))
+        compile_s = time.perf_counter() - started
+        # the session's process-wide settings (torch's threads) hold for the measurement only
+        with settings_of(session):
+            try:
+                step(0.1, "timing end to end")
+                label = f"{model.name} {backend}/{device} bs={batch_size}"
+                runner = session.runner(staged)
+                started = time.perf_counter()
+                runner()  # the first inference: lazy allocation, JIT, caches cold
+                first_inference_ms = (time.perf_counter() - started) * 1e3
+                latency = Timer(
+                    runner, warmup=warmup, budget_s=budget_s, device=device, label=label
+                ).measure()
+                result = Profile(
+                    model=model.name,
+                    backend=backend,
+                    device=device,
+                    batch_size=batch_size,
+                    latency=latency,
+                    environment=environment(),
+                    recipe=model.recipe,
+                    model_fingerprint=model.fingerprint(),
+                    options=dict(options or {}),
+                    load_s=load_s,
+                    compile_s=compile_s,
+                    first_inference_ms=first_inference_ms,
                 )
-            step(1.0, "done")
-            return result
-        finally:
-            session.close()
+                # what the session itself reports (torch-compile's recompilations)
+                result.notes.extend(getattr(session, "notes", ()))
+                if layers:
+                    from workbench.profiling.layers import profile_layers
+
+                    step(0.6, "timing each layer")
+                    try:
+                        profile_layers(
+                            result,
+                            session,
+                            staged,
+                            repeats=layer_repeats,
+                            view=layer_view,
+                            method=layer_method,
+                        )
+                    except KeyboardInterrupt:  # Ctrl+C or a kernel interrupt: keep end to end
+                        kept = "the end-to-end measurement is returned"
+                        kept += ", without layers" if result.layers.empty else ", with its layers"
+                        result.notes.append(say_interrupted("per-layer profile", kept))
+                step(1.0, "done")
+                return result
+            finally:
+                session.close()
+    finally:
+        if close_bar is not None:
+            close_bar()
