@@ -135,3 +135,14 @@ def test_reduce_overhead_on_a_gpu_marks_each_inference_step(
     session._cuda_graphs = True
     x = torch.ones(2)
     assert session._call(x).tolist() == [2.0, 2.0] and steps == [1]
+
+
+def test_profile_reports_compile_time_and_eager_layers(model: Any) -> None:
+    options = {"batch_size": 4, "dynamic": False}
+    p = wb.profile(
+        model, "torch-compile", batch_size=4, layer_repeats=2, budget_s=0.1, options=options
+    )
+    assert p.compile_s is not None and p.compile_s > 0
+    assert EAGER_EQUIVALENT in p.notes
+    assert not any("recompiled" in note for note in p.notes)  # batch 4 was compiled ahead
+    assert {"features.0", "classifier.1"} <= set(p.layers["layer"])
