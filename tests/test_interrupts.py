@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import workbench as wb
 from workbench.backends import base as backends_base
 from workbench.evaluation import sweep as sweep_module
@@ -94,3 +96,16 @@ def test_an_interrupted_sensitivity_returns_the_layers_measured(monkeypatch, cap
     assert len(report) == 1 and report["error"].isna().all() and len(calls) == 2
     assert report.attrs["interrupted"] == line
     assert line in capsys.readouterr().err.splitlines()
+
+
+def test_suggest_stops_when_its_sensitivity_pass_is_interrupted(monkeypatch) -> None:
+    from workbench.optimize.prune import ChannelPrune
+
+    score, calls = _interrupt_on_call(2, sensitivity_module._Bench.score)
+    monkeypatch.setattr(sensitivity_module._Bench, "score", score)
+    with pytest.raises(KeyboardInterrupt):
+        wb.suggest(
+            wb.samples.load("digits-mlp"), wb.samples.dataset("digits").take(128),
+            transform=ChannelPrune(sparsity=0.75), backend="torch", budget_s=0.02,
+        )  # fmt: skip
+    assert len(calls) == 2  # no greedy search after the interrupt

@@ -272,6 +272,7 @@ def suggest(
 
     Raises:
         TransformError: no layer can be transformed within the budget.
+        KeyboardInterrupt: interrupted during the sensitivity pass it runs itself.
 
     Example:
         >>> plan = wb.suggest(m, data, transform="int8-static", max_drop=1.0)
@@ -295,6 +296,8 @@ def suggest(
             model, data, config, metric=metric, calibration=calibration, options=options,
             progress=progress, cancel=cancel, **kw,
         )  # fmt: skip
+        if "interrupted" in report.attrs:  # the user stopped it: search no further
+            raise KeyboardInterrupt
     bench = _Bench(model, data, metric, backend, device, batch_size, budget_s, options)
     ok = report[report["error"].isna() & (report["latency_delta_ms"] < 0)]
     order = ok.sort_values(["metric_delta", "speedup"], ascending=[False, False])
