@@ -39,6 +39,7 @@ __all__ = [
     "latency_timeline",
     "layer_comparison",
     "layer_latency",
+    "log_axis",
     "memory",
     "op_type_breakdown",
     "op_type_color",
@@ -46,8 +47,10 @@ __all__ = [
     "precision_color",
     "precision_of",
     "roofline",
+    "sensitivity",
     "time_share",
     "tradeoff",
+    "unattributed_ms",
 ]
 
 # One palette for op types. Aliases (torch's module names) map to the ONNX op type, every
@@ -1098,6 +1101,92 @@ def latency_timeline(profile: Profile) -> go.Figure:
         title=f"Latency per call — {profile.label}",
         xaxis_title="call",
         yaxis=_latency_axis([lat]),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def sensitivity(
+    report: pd.DataFrame,
+    *,
+    kept: Sequence[str] = (),
+    selected: str | None = None,
+    order: Sequence[str] | None = None,
+) -> go.Figure:
+    """Per-layer quality drop of a transform (bars) and its latency gain (diamonds).
+
+    Each layer was transformed alone (`wb.sensitivity`): the bar is the metric lost in
+    points (accuracy: percentage points; above zero is worse), the diamond on the right
+    axis the end-to-end latency change in percent (above zero is faster), hover adds
+    the output SQNR in dB. Layers ``kept`` in full precision are drawn hollow.
+
+    Args:
+        report: a `wb.sensitivity` DataFrame (its ``attrs`` name the metric).
+        kept: layers the recipe keeps untransformed.
+        selected: a layer to outline.
+        order: layer names in execution order (default: the report's order).
+
+    Example:
+        >>> viz.sensitivity(wb.sensitivity(m, data), kept=["features.0"])
+    """
+    title = "Sensitivity per layer"
+    if report is None or report.empty or "metric_delta" not in report:
+        return empty_figure("No sensitivity yet: press Analyse (it transforms one layer "
+                            "at a time and measures each).", title)  # fmt: skip
+    rows = report[report["error"].isna()] if "error" in report else report
+    if order:
+        rank = {name: i for i, name in enumerate(order)}
+        rows = rows.sort_values("layer", key=lambda s: s.map(rank).fillna(len(rank)))
+    metric = str(report.attrs.get("metric", "metric"))
+    scale = 100.0 if metric == "accuracy" else 1.0
+    drop = -rows["metric_delta"].astype(float) * scale + 0.0  # no "-0" on the axis
+    gain = (rows["speedup"].astype(float) - 1.0) * 100 if "speedup" in rows else None
+    hollow = [layer in set(kept) for layer in rows["layer"]]
+    fig = go.Figure(
+        go.Bar(
+            x=rows["layer"],
+            y=drop,
+            name=f"{metric} drop ({'points' if scale == 100 else 'units'})",
+            marker={
+                "color": [
+                    "white" if h else op_type_color(str(t))
+                    for h, t in zip(hollow, rows["op_type"], strict=True)
+                ],
+                "line": {
+                    "color": [op_type_color(str(t)) for t in rows["op_type"]],
+                    "width": [3 if x == selected else 1.5 for x in rows["layer"]],
+                },
+            },
+            customdata=np.stack([rows["sqnr_db"].astype(float), hollow], -1),
+            hovertemplate="<b>%{x}</b><br>drop %{y:.3g}<br>SQNR %{customdata[0]:.1f} dB"
+            "<extra></extra>",
+        )
+    )
+    if gain is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=rows["layer"],
+                y=gain,
+                yaxis="y2",
+                mode="markers",
+                name="latency gain (%)",
+                marker={"symbol": "diamond", "size": 11, "color": "#333"},
+                hovertemplate="<b>%{x}</b><br>%{y:+.1f}% faster end to end<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="layer (execution order); hollow = kept in full precision",
+        yaxis={"title": f"{metric} drop — lower is better", "zeroline": True},
+        yaxis2={
+            "title": "latency gain (%)",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+        },
+        legend={"orientation": "h", "y": -0.25},
+        clickmode="event",
         **_LAYOUT,
     )
     return fig

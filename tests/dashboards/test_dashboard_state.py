@@ -66,7 +66,7 @@ def test_profile_page_controls_update_the_figure_and_selection_is_shared(make_ap
     row = list(page.table.value["layer"]).index("classifier.1")
     page.table.selection = [row]
     assert state.selected_layer == "classifier.1"
-    widths = [w for t in page.bars.object.data for w in t.marker.line.width]
+    widths = [w for t in page.bars.object.data if t.type == "bar" for w in t.marker.line.width]
     assert widths.count(3) == 1
     csv = page._csv().getvalue().splitlines()
     assert csv[0].split(",")[:3] == ["layer", "op_type", "latency_ms"]

@@ -16,6 +16,7 @@ from workbench.dashboards.pages.devices import DevicesPage
 from workbench.dashboards.pages.optimize import OptimizePage
 from workbench.dashboards.pages.profile import ProfilePage
 from workbench.dashboards.pages.runs import RunsPage
+from workbench.dashboards.pages.sensitivity import SensitivityPage
 from workbench.dashboards.pages.serving import ServingPage
 from workbench.dashboards.state import AppState
 from workbench.dashboards.upload import (
@@ -73,6 +74,9 @@ class App(Viewer):
         self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
         self.serving = ServingPage(state=self.state, jobs=Jobs(self.notify, dispatch))
+        self.sensitivity = SensitivityPage(
+            state=self.state, jobs=Jobs(self.notify, dispatch), on_send=self._measure_recipe
+        )
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
             ("Compare", self.compare),
@@ -80,6 +84,7 @@ class App(Viewer):
             ("Devices", self.devices),
             ("Runs", self.runs),
             ("Serving", self.serving),
+            ("Sensitivity", self.sensitivity),
             dynamic=True,
             sizing_mode="stretch_width",
         )
@@ -159,6 +164,11 @@ class App(Viewer):
         elif event.new == 4:
             self.runs.refresh()
 
+    def _measure_recipe(self, method: str, exclude: tuple[str, ...]) -> None:
+        """The Sensitivity page's recipe, measured on the Optimize page (shown at once)."""
+        self.tabs.active = 2
+        self.optimize.measure_recipe(method, exclude)
+
     def notify(self, level: str, message: str) -> None:
         """A toast when a job finishes or fails (where notifications are enabled)."""
         if self._notifications is not None:
@@ -183,7 +193,8 @@ class App(Viewer):
 
     def close(self) -> None:
         """Cancel running jobs and delete uploaded files (called when a session ends)."""
-        for jobs in (self.state.jobs, self.optimize.jobs, self.devices.jobs, self.serving.jobs):
+        pages = (self.optimize, self.devices, self.serving, self.sensitivity)
+        for jobs in (self.state.jobs, *(page.jobs for page in pages)):
             jobs.close()
         if self._expiry is not None:
             self._expiry.stop()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 import workbench as wb
 from workbench.dashboards.cache import RESULTS, RunKey
-from workbench.errors import TransformError
+from workbench.errors import InputError, TransformError
 from workbench.model import Model, recipe_label
 from workbench.optimize.base import Transform, chain_to_dict, make_config
 from workbench.profiling.profile import Profile
@@ -123,37 +126,65 @@ def evaluation_data(model: Model, split: str = "test") -> Any | None:
 
 
 def variant_steps(
-    method: str, calibration: str, sparsity: float, structured: bool
+    method: str,
+    calibration: str,
+    sparsity: float,
+    structured: bool,
+    exclude: tuple[str, ...] = (),
 ) -> list[Transform]:
     """The Optimize page's controls as transform configs: prune (if ``sparsity`` > 0),
-    then quantize (unless ``method`` is ``"none"``); empty for the baseline."""
+    then quantize (unless ``method`` is ``"none"``); empty for the baseline. ``exclude``
+    (layers the Sensitivity page keeps in full precision) goes to the quantization step."""
     steps = []
     if sparsity > 0:
         kind = "prune-channels" if structured else "prune-magnitude"
         steps.append(make_config(kind, sparsity=sparsity))
+    kept = {"exclude": tuple(exclude)} if exclude else {}
     if method == "int8-static":
-        steps.append(make_config(method, calibration=calibration))
+        steps.append(make_config(method, calibration=calibration, **kept))
     elif method != "none":
-        steps.append(make_config(method))
+        steps.append(make_config(method, **kept))
     return steps
 
 
-def variant_label(method: str, calibration: str, sparsity: float, structured: bool) -> str:
+def variant_label(
+    method: str,
+    calibration: str,
+    sparsity: float,
+    structured: bool,
+    exclude: tuple[str, ...] = (),
+) -> str:
     """The recipe's label, as the built variant will carry it: ``prune-channels(50%) →
-    int8-static(entropy)``, or ``baseline``."""
-    steps = variant_steps(method, calibration, sparsity, structured)
-    return recipe_label(chain_to_dict(steps) if steps else None)
+    int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are kept."""
+    steps = variant_steps(method, calibration, sparsity, structured, exclude)
+    label = recipe_label(chain_to_dict(steps) if steps else None)
+    if exclude and method != "none":
+        names = sorted(exclude)
+        # the label is also the cache key: it names every kept layer, or a digest of them
+        shown = ", ".join(names) if len(names) <= 3 else f"{len(names)} layers #{_digest(names)}"
+        label += f" except {shown}"
+    return label
+
+
+def _digest(names: list[str]) -> str:
+    return f"{zlib.crc32(','.join(names).encode()):08x}"
 
 
 def build_variant(
-    model: Model, method: str, calibration: str, sparsity: float, structured: bool
+    model: Model,
+    method: str,
+    calibration: str,
+    sparsity: float,
+    structured: bool,
+    exclude: tuple[str, ...] = (),
 ) -> Model:
-    """Prune (if ``sparsity`` > 0), then quantize (unless ``method`` is ``"none"``).
+    """Prune (if ``sparsity`` > 0), then quantize (unless ``method`` is ``"none"``),
+    keeping the ``exclude`` layers in full precision.
 
     Raises:
         TransformError: the transform cannot apply to this model (explained).
     """
-    steps = variant_steps(method, calibration, sparsity, structured)
+    steps = variant_steps(method, calibration, sparsity, structured, exclude)
     if not steps:
         return model
     if sparsity > 0 and structured and model.framework != "torch":
@@ -200,7 +231,7 @@ class VariantResult:
 
 def measure_variant(
     model: Model,
-    recipe: tuple[str, str, float, bool],
+    recipe: tuple[Any, ...],
     backend: str,
     device: str,
     batch_size: int,
@@ -209,7 +240,8 @@ def measure_variant(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> VariantResult:
-    """Build the variant ``recipe`` = (method, calibration, sparsity, structured) and measure it.
+    """Build the variant ``recipe`` = (method, calibration, sparsity, structured[, exclude])
+    and measure it.
 
     Cached by (model, recipe, backend, device, batch size).
     """
@@ -238,7 +270,7 @@ def measure_variant(
 
 def _build_and_score(
     model: Model,
-    recipe: tuple[str, str, float, bool],
+    recipe: tuple[Any, ...],
     backend: str,
     device: str,
     cancel: CancelToken | None,
@@ -257,3 +289,93 @@ def _build_and_score(
 
     scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
     return variant, float(scored.value), []
+
+
+#: transforms the Sensitivity page can apply one layer at a time (they have ``exclude``)
+SENSITIVITY_TRANSFORMS = ("int8-static", "int8-dynamic", "fp16")
+
+
+def _calibration(model: Model, transform: str) -> Any | None:
+    """The training split for static INT8's calibration; the others need none."""
+    return evaluation_data(model, split="train") if transform == "int8-static" else None
+
+
+def _labelled_data(model: Model) -> Any:
+    data = evaluation_data(model)
+    if data is None:
+        raise InputError(
+            f"{model.name} has no labelled data here (the dashboard knows the digits "
+            "samples' inputs only); run wb.sensitivity(model, data) in a notebook"
+        )
+    return data
+
+
+def measure_sensitivity(
+    model: Model,
+    transform: str,
+    backend: str,
+    device: str,
+    batch_size: int,
+    *,
+    budget_s: float = 0.1,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> pd.DataFrame:
+    """`wb.sensitivity` of ``model`` under ``transform``, one layer at a time (cached).
+
+    Raises:
+        InputError: no labelled data for this model's inputs.
+    """
+    key = RunKey(model_key(model), f"sensitivity {transform}", backend, device, batch_size, "")
+    cached = RESULTS.get(key)
+    if cached is not None:
+        return cached
+    data = _labelled_data(model)
+    with measuring(cancel, progress):
+        frame = wb.sensitivity(
+            model,
+            data,
+            transform,
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            budget_s=budget_s,
+            calibration=_calibration(model, transform),
+            progress=progress,
+            cancel=cancel,
+        )
+    RESULTS.put(key, frame)
+    return frame
+
+
+def suggest_kept(
+    model: Model,
+    transform: str,
+    report: pd.DataFrame,
+    max_drop: float,
+    backend: str,
+    device: str,
+    batch_size: int,
+    *,
+    budget_s: float = 0.1,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[str, ...]:
+    """`wb.suggest`'s plan as the layers it keeps in full precision (its ``exclude``)."""
+    data = _labelled_data(model)
+    with measuring(cancel, progress):
+        config = wb.suggest(
+            model,
+            data,
+            transform,
+            max_drop,
+            report=report,
+            calibration=_calibration(model, transform),
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            budget_s=budget_s,
+            progress=progress,
+            cancel=cancel,
+        )
+    return tuple(sorted(getattr(config, "exclude", ())))

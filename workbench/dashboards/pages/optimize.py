@@ -21,7 +21,7 @@ from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, rounded, table
 from workbench.dashboards.state import AppState
 
-BASELINE = ("none", "entropy", 0.0, False)
+BASELINE: tuple[Any, ...] = ("none", "entropy", 0.0, False, ())
 #: the trade-off table's columns
 SHOWN = ["variant", "host", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
 
@@ -46,6 +46,9 @@ class OptimizePage(Viewer):
     )
     sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
     structured = param.Boolean(default=False, doc="remove whole channels (torch models)")
+    exclude = param.List(
+        default=[], item_type=str, doc="layers kept in full precision (from the Sensitivity page)"
+    )
     selected = param.String(default=None, allow_None=True, doc="variant shown against baseline")
     active = param.Boolean(default=False, doc="the page is in view (measures on context change)")
 
@@ -58,8 +61,12 @@ class OptimizePage(Viewer):
         self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
         self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
         self.table = table(pd.DataFrame(columns=SHOWN), height=300)
+        self.kept = pn.pane.Markdown(_kept_text([]), styles={"font-size": "12px"})
+        self.param.watch(lambda e: setattr(self.kept, "object", _kept_text(e.new)), "exclude")
         self.tradeoff.param.watch(self._point_clicked, "click_data")
-        self.param.watch(self.request, ["method", "calibration", "sparsity", "structured"])
+        self.param.watch(
+            self.request, ["method", "calibration", "sparsity", "structured", "exclude"]
+        )
         self.param.watch(self._refresh, "selected")
         self.state.param.watch(
             self._context_changed, ["model_name", "backend", "device", "batch_size"]
@@ -67,9 +74,19 @@ class OptimizePage(Viewer):
         self.jobs.param.watch(self._waiting, "running")
         self._refresh()
 
-    def recipe(self) -> tuple[str, str, float, bool]:
-        """The controls as (method, calibration, sparsity, structured)."""
-        return (self.method, self.calibration, round(float(self.sparsity), 2), self.structured)
+    def recipe(self) -> tuple[Any, ...]:
+        """The controls as (method, calibration, sparsity, structured, kept layers)."""
+        return (
+            self.method,
+            self.calibration,
+            round(float(self.sparsity), 2),
+            self.structured,
+            tuple(sorted(self.exclude)),
+        )
+
+    def measure_recipe(self, method: str, exclude: tuple[str, ...]) -> None:
+        """Measure ``method`` with the ``exclude`` layers kept (the Sensitivity page's recipe)."""
+        self.param.update(method=method, exclude=list(exclude))
 
     def request(self, *_: Any) -> None:
         """Measure the baseline (once) and the current recipe, off the UI thread."""
@@ -169,6 +186,8 @@ class OptimizePage(Viewer):
         measure.on_click(self.request)
         cancel = pn.widgets.Button(label="Cancel", color="warning")
         cancel.on_click(lambda _: self.jobs.cancel())
+        keep_all = pn.widgets.Button(label="Transform every layer", width=250)
+        keep_all.on_click(lambda _: setattr(self, "exclude", []))
         return pn.Column(
             pn.widgets.Select.from_param(self.param.method, label="Quantization", width=250),
             pn.widgets.Select.from_param(
@@ -176,6 +195,8 @@ class OptimizePage(Viewer):
             ),
             sparsity,
             pn.widgets.Checkbox.from_param(self.param.structured, label="Structured (channels)"),
+            self.kept,
+            keep_all,
             pn.Row(measure, cancel),
             pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
             pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),
@@ -194,3 +215,9 @@ class OptimizePage(Viewer):
             ),
             sizing_mode="stretch_width",
         )
+
+
+def _kept_text(exclude: list[str]) -> str:
+    if exclude:
+        return f"Kept in full precision: {', '.join(exclude)}"
+    return "Every layer transformed (tick layers on the Sensitivity page to keep some)"

@@ -1,0 +1,170 @@
+"""Sensitivity page: what transforming each layer costs and gains, and the recipe it builds.
+
+*Analyse* runs `wb.sensitivity` (each layer transformed alone: accuracy drop, SQNR,
+latency gain) on the page's worker thread. Ticking layers keeps them in full precision;
+*Suggest* fills the ticks with `wb.suggest`'s plan for a quality budget (still editable);
+*Measure on Optimize* hands the recipe (the transform, minus the kept layers) to the
+Optimize page, which builds and measures it beside the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from workbench import viz
+from workbench.dashboards import work
+from workbench.dashboards.jobs import Jobs
+from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.state import AppState
+
+SHOWN = ["layer", "op_type", "metric_delta", "sqnr_db", "latency_delta_ms", "speedup", "error"]
+
+
+class SensitivityPage(Viewer):
+    """Per-layer sensitivity of a transform; the layers kept in full precision; the plan.
+
+    Example:
+        >>> page = SensitivityPage(state=state)
+        >>> page.analyse(); page.jobs.wait()
+        >>> page.kept = ["features.0"]; page.send()     # Optimize measures the recipe
+    """
+
+    state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
+    transform = param.Selector(
+        default="int8-static",
+        objects=list(work.SENSITIVITY_TRANSFORMS),
+        doc="the transform applied one layer at a time",
+    )
+    max_drop = param.Number(
+        default=0.5, bounds=(0.0, 10.0), step=0.1, doc="quality budget of Suggest (points)"
+    )
+    report = param.DataFrame(default=None, allow_None=True, doc="the wb.sensitivity result")
+    kept = param.ListSelector(default=[], objects=[], doc="layers kept in full precision")
+
+    def __init__(
+        self,
+        jobs: Jobs | None = None,
+        on_send: Callable[[str, tuple[str, ...]], None] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.jobs = jobs or Jobs()
+        self.on_send = on_send
+        self.figure = figure_pane(viz.sensitivity(pd.DataFrame()), height=420)
+        self.table = table(pd.DataFrame(columns=SHOWN), height=260)
+        self.plan = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.figure.param.watch(self._bar_clicked, "click_data")
+        self.param.watch(self._refresh, ["report", "kept"])
+        self.param.watch(self._forget, "transform")
+        self.state.param.watch(self._forget, ["model_name", "backend", "device", "batch_size"])
+        self.state.param.watch(self._refresh, "selected_layer")
+        self.jobs.param.watch(self._waiting, "running")
+        self._refresh()
+
+    def _context(self) -> tuple[Any, ...]:
+        state = self.state
+        return (state.model(), self.transform, state.backend, state.device, state.batch_size)
+
+    def analyse(self, *_: Any) -> None:
+        """Measure the sensitivity of every candidate layer, off the UI thread."""
+        model, transform, *where = self._context()
+        self.jobs.submit(
+            f"sensitivity of {model.name} to {transform}",
+            lambda progress, cancel: work.measure_sensitivity(
+                model, transform, *where, progress=progress, cancel=cancel
+            ),
+            self._measured,
+        )
+
+    def suggest(self, *_: Any) -> None:
+        """Tick the layers `wb.suggest` keeps in full precision within ``max_drop``."""
+        if self.report is None:
+            self.jobs.error = "press Analyse first: Suggest starts from the sensitivity"
+            return
+        model, transform, *where = self._context()
+        report, budget = self.report, self.max_drop
+
+        def shown(kept: tuple[str, ...]) -> None:
+            self.kept = [k for k in kept if k in self.param.kept.objects]
+            self.plan.object = (
+                f"**Plan** (`wb.suggest`, drop ≤ {budget:g} points): {transform} on every "
+                f"layer except {', '.join(kept) or 'none'}; untick or tick layers to edit it."
+            )
+
+        self.jobs.submit(
+            f"planning {transform} within {budget:g} points",
+            lambda progress, cancel: work.suggest_kept(
+                model, transform, report, budget, *where, progress=progress, cancel=cancel
+            ),
+            shown,
+        )
+
+    def send(self, *_: Any) -> None:
+        """Hand the recipe (transform, kept layers) to the Optimize page to measure."""
+        if self.on_send is not None:
+            self.on_send(self.transform, tuple(sorted(self.kept)))
+
+    def recipe_text(self) -> str:
+        """The recipe the ticks make, in words."""
+        kept = sorted(self.kept)
+        return f"{self.transform} on every layer" + (f" except {', '.join(kept)}" if kept else "")
+
+    def _measured(self, report: pd.DataFrame) -> None:
+        self.param.kept.objects = list(report["layer"])
+        self.kept = [k for k in self.kept if k in self.param.kept.objects]
+        self.report = report
+
+    def _forget(self, *_: Any) -> None:
+        self.report, self.kept = None, []
+        self.param.kept.objects = []
+        self.plan.object = ""
+
+    def _refresh(self, *_: Any) -> None:
+        report = self.report if self.report is not None else pd.DataFrame()
+        order = [layer.name for layer in self.state.model().layers]
+        self.figure.object = viz.sensitivity(
+            report, kept=self.kept, selected=self.state.selected_layer, order=order
+        )
+        shown = report.reindex(columns=SHOWN) if not report.empty else pd.DataFrame(columns=SHOWN)
+        self.table.value = rounded(shown)
+
+    def _bar_clicked(self, event: param.parameterized.Event) -> None:
+        points = (event.new or {}).get("points") or []
+        if points and isinstance(points[0].get("x"), str):
+            self.state.selected_layer = points[0]["x"]
+
+    def _waiting(self, *_: Any) -> None:
+        self.figure.loading = self.jobs.running
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        analyse = pn.widgets.Button(label="Analyse", color="primary")
+        analyse.on_click(self.analyse)
+        suggest = pn.widgets.Button(label="Suggest plan")
+        suggest.on_click(self.suggest)
+        send = pn.widgets.Button(label="Measure on Optimize", color="success")
+        send.on_click(self.send)
+        controls = pn.Column(
+            pn.widgets.Select.from_param(self.param.transform, label="Transform", width=250),
+            analyse,
+            pn.widgets.FloatInput.from_param(
+                self.param.max_drop, label="Allowed drop (points)", width=250
+            ),
+            suggest,
+            pn.widgets.CheckBoxGroup.from_param(self.param.kept, inline=False),
+            pn.pane.Markdown(pn.bind(lambda *_: f"*{self.recipe_text()}*", self.param.kept)),
+            send,
+            pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
+            pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),
+            width=280,
+        )
+        return pn.Row(
+            controls,
+            pn.Column(self.plan, self.figure, self.table, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
