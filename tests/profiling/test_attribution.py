@@ -7,13 +7,16 @@ time and every share are known before the code runs.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from workbench.backends.base import LayerTiming
-from workbench.profiling.layers import attribution
+from workbench.model import Model
+from workbench.profiling.layers import attribution, profile_layers
 from workbench.profiling.profile import Profile
 from workbench.profiling.table import UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
+from workbench.testing import toy_mlp
 
 # medians 1.0 (conv) and 3.0 (fc); relu is fused into conv and takes no time of its own
 TIMINGS = [
@@ -57,3 +60,35 @@ def test_containers_view_shares_are_of_the_top_level_total() -> None:
     # nested rows are not summed again: the gap is to the container's 4 ms, not 8 ms
     assert rows.loc[UNATTRIBUTED, "latency_ms"] == pytest.approx(1.0)
     assert rows.loc[["conv", "fc"], "share"].tolist() == pytest.approx([0.25, 0.75])
+
+
+class _HandTimings:
+    """A session whose per-layer pass returns the given timings (the model runs for real)."""
+
+    backend, device = "hand", "cpu"
+
+    def __init__(self, model: Model, timings: list[LayerTiming]) -> None:
+        self.model, self.timings = model, timings
+
+    def run(self, inputs: object) -> list[np.ndarray]:
+        return [np.zeros(1)]
+
+    def layer_methods(self) -> dict[str, object]:
+        return {"default": lambda inputs, repeats: list(self.timings)}
+
+
+@pytest.mark.parametrize("missing", [0, 8, 9])
+def test_layers_without_timings_are_named_in_a_note(missing: int) -> None:
+    model = toy_mlp()
+    timings = [LayerTiming("fc", "Gemm", (1.0, 1.0))]
+    timings += [LayerTiming(f"never{i}", "Relu", ()) for i in range(missing)]
+    p = Profile("m", "hand", "cpu", 2, Measurement((2.0, 2.0, 2.0)))
+    profile_layers(p, _HandTimings(model, timings), model.example_inputs(2), 2, roofline=False)
+    notes = [n for n in p.notes if "have no timing" in n]
+    if not missing:
+        assert notes == []
+        return
+    (note,) = notes
+    assert note.startswith(f"{missing} layer(s) have no timing")
+    assert "never7" in note and "never8" not in note  # the first eight are named
+    assert note.endswith("…") == (missing > 8)  # and an ellipsis says there are more
