@@ -39,7 +39,10 @@ TARGETS = {
         "tests/optimize/test_explain.py",
         "tests/profiling/test_compare.py",
     ],
-    "workbench/profiling/layers.py": ["tests/profiling/test_layers.py"],
+    "workbench/profiling/layers.py": [
+        "tests/profiling/test_layers.py",
+        "tests/profiling/test_attribution.py",
+    ],
 }
 _SWAPS: dict[type, type] = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
