@@ -52,3 +52,32 @@ def test_sensitivity_ticks_build_the_recipe_that_optimize_measures(make_app):
     assert kept[0] in str(app.optimize.results[label].profile.recipe)
     assert "baseline" in app.optimize.results
     assert kept[0] in app.optimize.kept.object
+
+
+def test_the_graph_page_colours_the_profiled_graph_and_a_click_selects_the_layer(make_app):
+    app = make_app("digits-cnn")
+    page, state = app.graph, app.state
+    fig = page.figure.object
+    nodes = fig.data[1]
+    # ORT fuses Conv+BatchNorm+Relu: one node each, named after the layer that runs them
+    fused = state.current.layers.dropna(subset=["fused_into"])
+    assert not fused.empty and not set(fused["layer"]) & set(nodes.text)
+    latency = state.current.layers.set_index("layer")["latency_ms"]
+    colours = dict(zip(nodes.text, nodes.marker.color, strict=True))
+    assert colours["features.3"] == pytest.approx(latency["features.3"])
+    layout = page.layout()
+    page.color_by = "memory"
+    assert page.layout() is layout  # recoloured, not laid out again
+    assert "memory" in page.figure.object.data[1].marker.colorbar.title.text
+    page.figure.click_data = {"points": [{"customdata": "features.7", "x": 0, "y": -3}]}
+    assert state.selected_layer == "features.7"
+    widths = dict(zip(page.figure.object.data[1].text,
+                      page.figure.object.data[1].marker.line.width, strict=True))  # fmt: skip
+    assert widths["features.7"] == 3
+    # the Profile page's bars follow the same selection
+    bars = [t for t in app.profile.bars.object.data if t.type == "bar"]
+    assert [y for t in bars for y, w in zip(t.y, t.marker.line.width, strict=True) if w == 3] == [
+        "features.7"
+    ]
+    page.color_by = "sensitivity"
+    assert "press Analyse" in page.figure.object.layout.title.text

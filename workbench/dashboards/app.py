@@ -13,6 +13,7 @@ from panel.viewable import Viewer
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.compare import ComparePage
 from workbench.dashboards.pages.devices import DevicesPage
+from workbench.dashboards.pages.graph import GraphPage
 from workbench.dashboards.pages.optimize import OptimizePage
 from workbench.dashboards.pages.profile import ProfilePage
 from workbench.dashboards.pages.runs import RunsPage
@@ -77,6 +78,8 @@ class App(Viewer):
         self.sensitivity = SensitivityPage(
             state=self.state, jobs=Jobs(self.notify, dispatch), on_send=self._measure_recipe
         )
+        self.graph = GraphPage(state=self.state, sensitivity=lambda: self.sensitivity.report)
+        self.sensitivity.param.watch(self.graph.refresh, "report")
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
             ("Compare", self.compare),
@@ -85,6 +88,7 @@ class App(Viewer):
             ("Runs", self.runs),
             ("Serving", self.serving),
             ("Sensitivity", self.sensitivity),
+            ("Graph", self.graph),
             dynamic=True,
             sizing_mode="stretch_width",
         )
