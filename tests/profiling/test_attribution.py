@@ -7,7 +7,10 @@ time and every share are known before the code runs.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from workbench.backends.base import LayerTiming
@@ -92,3 +95,11 @@ def test_layers_without_timings_are_named_in_a_note(missing: int) -> None:
     assert note.startswith(f"{missing} layer(s) have no timing")
     assert "never7" in note and "never8" not in note  # the first eight are named
     assert note.endswith("…") == (missing > 8)  # and an ellipsis says there are more
+
+
+def test_attribution_without_layer_times_is_unknown_not_an_error() -> None:
+    latency = Measurement((2.0, 2.0, 2.0))
+    for layers in (pd.DataFrame(columns=["layer", "latency_ms"]), pd.DataFrame({"layer": ["a"]})):
+        numbers = attribution(Profile("m", "hand", "cpu", 1, latency, layers=layers))
+        assert numbers["end_to_end_ms"] == 2.0
+        assert math.isnan(numbers["layers_sum_ms"]) and math.isnan(numbers["ratio"])
