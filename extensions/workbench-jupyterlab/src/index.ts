@@ -38,7 +38,15 @@ async function confirmTrust(name: string): Promise<boolean> {
   return result.button.accept;
 }
 
+/** The open dashboard tabs by file: opening a file again shows its tab (one kernel each). */
+const opened = new Map<string, MainAreaWidget<IFrame>>();
+
 function openDashboard(app: JupyterFrontEnd, path: string, trust: boolean): void {
+  const existing = opened.get(path);
+  if (existing !== undefined) {
+    app.shell.activateById(existing.id);
+    return;
+  }
   const query = URLExt.objectToQueryString({ path, trust: trust ? '1' : '0' });
   const content = new IFrame({
     // the dashboard's scripts, its websocket and Jupyter's cookie need the same origin
@@ -51,6 +59,8 @@ function openDashboard(app: JupyterFrontEnd, path: string, trust: boolean): void
   widget.title.label = `workbench: ${name}`;
   widget.title.caption = path;
   widget.title.closable = true;
+  opened.set(path, widget);
+  widget.disposed.connect(() => opened.delete(path));
   app.shell.add(widget, 'main');
   app.shell.activateById(widget.id);
 }
