@@ -201,6 +201,9 @@ def test_open_in_workbench_opens_an_onnx_in_a_tab_and_asks_before_a_pt2(lab, bro
     # the dashboard, run by a kernel of this Jupyter server, profiles the file it was given
     dashboard = page.frame_locator("iframe[src*='workbench/open']")
     dashboard.get_by_text("tiny-digits onnxruntime/cpu").first.wait_for(timeout=TIMEOUT_MS)
+    page.locator(".jp-DirListing-item", has_text="tiny-digits.onnx").click(button="right")
+    menu_item.click()  # again: its tab comes forward, no second dashboard (and kernel) starts
+    assert page.locator(".lm-TabBar-tab", has_text="workbench: tiny-digits.onnx").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lab-open-in-workbench.png"))
     assert _unexpected(problems, remote) == ([], [])
