@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import html
 import json
 import os
 import tempfile
@@ -47,12 +48,12 @@ def test_every_sample_on_every_backend(sample: str, backend: str) -> None:
     if backend == "numba":  # the executor folds shape arithmetic at plan time
         missing -= {"(shape)"}
     assert not missing, missing
-    assert rows["share"].sum() == pytest.approx(1.0, abs=1e-6)
     assert (rows["latency_ms"].dropna() >= 0).all()
     assert rows["latency_ms"].notna().all()
+    # attribution reads the (unattributed) row back; the layer rows themselves must sum to it
     numbers = attribution(p)
-    gap = table.loc[table["layer"] == UNATTRIBUTED, "latency_ms"].iloc[0]
-    assert numbers["layers_sum_ms"] + gap == pytest.approx(p.latency.median)
+    assert numbers["layers_sum_ms"] == pytest.approx(rows["latency_ms"].sum(), rel=1e-9)
+    assert numbers["ratio"] > 0
     assert "instrumented" in p.layer_method and any("ratio" in n for n in p.notes)
     assert p.memory["model_peak_bytes"] > 0 and p.memory["params_bytes"] > 0
     # Conv/Linear layers always get FLOPs, counted as 2 per multiply-add
@@ -62,7 +63,9 @@ def test_every_sample_on_every_backend(sample: str, backend: str) -> None:
     assert json.loads(again.to_json())["layers"] == json.loads(p.to_json())["layers"]
     numeric = ["latency_ms", "share", "flops", "bytes"]
     pd.testing.assert_frame_equal(again.layers[numeric], table[numeric], check_dtype=False)
-    assert "Top layers" in p._repr_html_()
+    slowest = rows.loc[rows["latency_ms"].idxmax(), "layer"]
+    page = p._repr_html_()
+    assert "Slowest layers" in page and html.escape(str(slowest)) in page
 
 
 def test_layers_in_the_cli_json(tmp_path) -> None:
