@@ -109,3 +109,20 @@ def test_suggest_stops_when_its_sensitivity_pass_is_interrupted(monkeypatch) -> 
             transform=ChannelPrune(sparsity=0.75), backend="torch", budget_s=0.02,
         )  # fmt: skip
     assert len(calls) == 2  # no greedy search after the interrupt
+
+
+def test_an_interrupted_cli_sweep_prints_what_it_stored_and_exits_130(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from workbench.cli import main
+
+    point, _ = _interrupt_on_call(2, sweep_module._PointRunner.point)
+    monkeypatch.setattr(sweep_module._PointRunner, "point", point)
+    argv = [
+        "sweep", "digits-mlp", "--variants", "baseline", "fp16", "--backends", "onnxruntime",
+        "--budget-s", "0.02", "--store", str(tmp_path / "s.sqlite"),
+    ]  # fmt: skip
+    assert main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "baseline" in out and "fp16" not in out
+    assert "workbench: sweep interrupted; 1 of 2 points stored" in err

@@ -94,7 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     failed = table.failed()
     for row in failed.itertuples():
         print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")
-    return 0
+    # Ctrl+C: the points stored so far were printed; the status still says it was cut short
+    return 130 if any(" interrupted; " in note for note in table.notes) else 0
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
