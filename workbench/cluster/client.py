@@ -69,15 +69,24 @@ def wait_for_workers(client: Any, timeout_s: float = 60.0) -> dict[str, Any]:
     Raises:
         WorkbenchError: no worker joined in time.
     """
+    import time
+
+    message = (
+        f"no Dask worker joined the scheduler within {timeout_s:.0f} s; start one with "
+        'dask worker SCHEDULER_ADDRESS --resources "timing=1"'
+    )
+    deadline = time.monotonic() + timeout_s
     try:
         client.wait_for_workers(1, timeout=timeout_s)
     except TimeoutError as exc:
-        raise WorkbenchError(
-            f"no Dask worker joined the scheduler within {timeout_s:.0f} s; start one with "
-            'dask worker SCHEDULER_ADDRESS --resources "timing=1"'
-        ) from exc
-    workers: dict[str, Any] = client.scheduler_info(n_workers=-1)["workers"]
-    return workers
+        raise WorkbenchError(message) from exc
+    # the client's view of the scheduler can lag the join it just waited for (seen on a
+    # loaded machine): ask again until the worker shows up
+    while not (workers := client.scheduler_info(n_workers=-1)["workers"]):
+        if time.monotonic() > deadline:
+            raise WorkbenchError(message)
+        time.sleep(0.1)
+    return dict(workers)
 
 
 def devices(cluster: Any = None) -> pd.DataFrame:
