@@ -83,13 +83,17 @@ class _HandTimings:
 @pytest.mark.parametrize("missing", [0, 8, 9])
 def test_layers_without_timings_are_named_in_a_note(missing: int) -> None:
     model = toy_mlp()
-    timings = [LayerTiming("fc", "Gemm", (1.0, 1.0))]
+    timings = [LayerTiming("0", "Linear", (1.0, 1.0))]  # toy_mlp's first layer, 8 -> 16
     timings += [LayerTiming(f"never{i}", "Relu", ()) for i in range(missing)]
     p = Profile("m", "hand", "cpu", 2, Measurement((2.0, 2.0, 2.0)))
     profile_layers(p, _HandTimings(model, timings), model.example_inputs(2), 2, roofline=False)
     notes = [n for n in p.notes if "have no timing" in n]
     if not missing:
         assert notes == []
+        first = p.layers.set_index("layer").loc["0"]
+        assert first["flops"] == 2 * 2 * 8 * 16  # batch 2, one multiply-add per weight
+        assert first["bytes"] >= (8 * 16 + 16) * 4  # at least its float32 weights are read
+        assert first["intensity"] == pytest.approx(first["flops"] / first["bytes"])
         return
     (note,) = notes
     assert note.startswith(f"{missing} layer(s) have no timing")
