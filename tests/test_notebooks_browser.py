@@ -189,6 +189,11 @@ def test_open_in_workbench_opens_an_onnx_in_a_tab_and_asks_before_a_pt2(lab, bro
     page, problems, remote = _page(browser, lab)
     page.goto(f"{lab}/lab?reset&token={TOKEN}")
     menu_item = page.get_by_role("menuitem", name="Open in workbench")
+
+    def kernels() -> int:
+        return len(page.request.get(f"{lab}/api/kernels").json())
+
+    before = kernels()
     # a .pt2 may run code when loaded: the command asks first, and cancelling opens nothing
     page.locator(".jp-DirListing-item", has_text="tiny-export.pt2").click(button="right")
     menu_item.click()
@@ -203,10 +208,16 @@ def test_open_in_workbench_opens_an_onnx_in_a_tab_and_asks_before_a_pt2(lab, bro
     dashboard.get_by_text("tiny-digits onnxruntime/cpu").first.wait_for(timeout=TIMEOUT_MS)
     page.locator(".jp-DirListing-item", has_text="tiny-digits.onnx").click(button="right")
     menu_item.click()  # again: its tab comes forward, no second dashboard (and kernel) starts
-    assert page.locator(".lm-TabBar-tab", has_text="workbench: tiny-digits.onnx").count() == 1
+    tab = page.locator(".lm-TabBar-tab", has_text="workbench: tiny-digits.onnx")
+    assert tab.count() == 1 and kernels() == before + 1  # the dashboard's own kernel
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lab-open-in-workbench.png"))
     assert _unexpected(problems, remote) == ([], [])
     outside = page.request.get(f"{lab}/workbench/open?path=../tiny-digits.onnx")
     assert outside.status == 403 and "outside the Jupyter root" in outside.text()
+    tab.locator(".lm-TabBar-tabCloseIcon").click()  # closing the tab shuts its kernel down
+    deadline = time.monotonic() + 30
+    while kernels() != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert kernels() == before
     page.close()
