@@ -8,6 +8,10 @@ kernel's epilogue can apply them without a second pass over memory.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import glob
+import os
 import types
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +58,56 @@ def _activate(value: Any, act: int) -> Any:
 
 
 # ---- GEMM ------------------------------------------------------------------------
+#: OpenBLAS threads a GEMM above this many multiply-adds (M*N*K; its
+#: ``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD``); smaller ones run on one thread.
+OPENBLAS_THREADED_MIN_WORK = 65536 * 4
+
+
+@functools.cache
+def _scipy_openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get, set) of the thread count of SciPy's OpenBLAS, the BLAS behind Numba's
+    ``np.dot``; None when SciPy links another BLAS (then nothing is changed)."""
+    import scipy
+
+    folder = os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs")
+    for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("", "64_"):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    return get, set_
+    return None
+
+
+def single_threaded_blas(calls: Callable[[], Any]) -> Callable[[], None]:
+    """``calls`` with SciPy's OpenBLAS on one thread, the caller's count restored after.
+
+    Why: OpenBLAS splits a GEMM statically between its threads and waits for all of
+    them. On a loaded machine one of them is often descheduled for a whole time slice,
+    and a convolution makes up to 16 such calls per block (Winograd): measured on 2
+    cores at load 12, the sample CNN at batch 32 took 25 ms (median; 240 ms at the 75th
+    percentile) with 2 BLAS threads and 0.9 ms with one. ONNX Runtime's caller thread
+    takes over work its pool has not started, so it does not collapse. A large single
+    GEMM (the MLP) still gains from both threads, so only convolutions use this.
+    """
+    blas = _scipy_openblas()
+    if blas is None:
+        return calls  # type: ignore[return-value]
+    get, set_ = blas
+
+    def run() -> None:
+        threads = get()
+        set_(1)
+        try:
+            calls()
+        finally:
+            set_(threads)
+
+    return run
+
+
 @njit(cache=True, nogil=True)
 def gemm_blas(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out = a @ b`` through the BLAS that NumPy links (sgemm/dgemm)."""

@@ -194,7 +194,17 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
             functools.partial(gemm, block_col, w2t, block_y),
             _bias_act(node, block_y, bias),
         ]
-    return _sequence(*steps), [out]
+    gemm_work = (blocks[0][1] - blocks[0][0]) * ow * k * m
+    return _blas_scope(gemm, _sequence(*steps), len(blocks), gemm_work), [out]
+
+
+def _blas_scope(gemm: GemmFn, run: Callable[[], None], calls: int, work: int) -> Callable[[], None]:
+    """``run`` on single-threaded BLAS when it makes several GEMM calls that OpenBLAS
+    would thread (``work``: the multiply-adds of one): see `cpu.single_threaded_blas`."""
+    threaded = work >= cpu.OPENBLAS_THREADED_MIN_WORK
+    if gemm is cpu.gemm_blas and calls > 1 and threaded:
+        return cpu.single_threaded_blas(run)
+    return run
 
 
 #: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and
@@ -243,7 +253,8 @@ def _conv_winograd(
     act = cpu.ACTIVATIONS[node.activation]
     batched = cpu.bmm_rows if gemm is cpu.gemm_blas else functools.partial(_each, gemm)
     steps: list[Callable[[], Any]] = [functools.partial(cpu.pad_interior[1], x, pt, pl, padded)]
-    for first, last in _row_blocks(n * tiles_h, 16 * tiles_w * max(c, m) * x.dtype.itemsize):
+    blocks = _row_blocks(n * tiles_h, 16 * tiles_w * max(c, m) * x.dtype.itemsize)
+    for first, last in blocks:
         tiles = (last - first) * tiles_w
         # a spare row per plane: planes a power-of-two apart share cache sets, and the
         # transforms touch all 16 at once (measured 10x slower on the sample CNN); the
@@ -265,7 +276,8 @@ def _conv_winograd(
                 out,
             ),
         ]
-    return _sequence(*steps)
+    gemm_work = (blocks[0][1] - blocks[0][0]) * tiles_w * c * m
+    return _blas_scope(gemm, _sequence(*steps), 16 * len(blocks), gemm_work)
 
 
 def _each(gemm: GemmFn, a: np.ndarray, b: np.ndarray, out: np.ndarray, rows: int) -> None:
