@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +188,25 @@ class Store:
         with self._connect() as db:
             rows = db.execute("SELECT key, row FROM points WHERE sweep_id=?", (sweep_id,))
             return {key for key, row in rows if failed or not json.loads(row).get("error")}
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete saved profiles and sweeps (a sweep with its points and profiles) by id.
+
+        Returns:
+            How many profiles and sweeps were deleted (unknown ids are ignored).
+        """
+        ids = [str(i) for i in run_ids]
+        marks = ",".join("?" * len(ids))
+        if not ids:
+            return 0
+        with self._connect() as db:
+            sweeps = db.execute(f"DELETE FROM sweeps WHERE sweep_id IN ({marks})", ids).rowcount
+            db.execute(f"DELETE FROM points WHERE sweep_id IN ({marks})", ids)
+            profiles = db.execute(
+                f"DELETE FROM profiles WHERE run_id IN ({marks}) OR sweep_id IN ({marks})",
+                ids + ids,
+            ).rowcount
+        return int(sweeps + profiles)
 
     # ---- listing -----------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:

@@ -81,3 +81,40 @@ def test_the_graph_page_colours_the_profiled_graph_and_a_click_selects_the_layer
     ]
     page.color_by = "sensitivity"
     assert "press Analyse" in page.figure.object.layout.title.text
+
+
+def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_app):
+    import datetime as dt
+
+    import pandas as pd
+
+    from workbench.profiling.profile import Profile
+    from workbench.profiling.timer import Measurement
+
+    app = make_app("digits-mlp")
+    store, page = app.state.store, app.runs
+    for model, backend, day in (("a", "torch", "2026-01-02"), ("b", "onnxruntime", "2026-03-04")):
+        store.save_profile(
+            Profile(
+                latency=Measurement(samples_ms=(1.0, 1.0)),
+                layers=pd.DataFrame(),
+                model=model,
+                backend=backend,
+                device="cpu",
+                batch_size=1,
+                created_at=f"{day}T10:00:00+00:00",
+            )
+        )
+    page.refresh()
+    everything = len(page.runs)
+    assert {"a", "b", "digits-mlp"} <= set(page.param.model.objects)
+    page.model = "a"
+    assert list(page.runs["model"]) == ["a"] and f"1 of {everything}" in page.message.object
+    page.model, page.backend = "all", "onnxruntime"
+    assert "a" not in set(page.runs["model"]) and "b" in set(page.runs["model"])
+    page.backend, page.since = "all", dt.date(2026, 3, 1)
+    assert "a" not in set(page.runs["model"]) and len(page.runs) == everything - 1
+    page.since = None
+    page.table.selection = [list(page.runs["model"]).index("b")]
+    page.delete_selected()
+    assert "b" not in set(store.runs()["model"]) and len(page.runs) == everything - 1

@@ -1,4 +1,5 @@
-"""Runs page: past profiles and sweeps from the results store, to reopen or compare."""
+"""Runs page: past profiles and sweeps from the results store, to filter, reopen, compare
+or delete."""
 
 from __future__ import annotations
 
@@ -40,16 +41,21 @@ class RunsPage(Viewer):
     """
 
     state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
+    model = param.Selector(default="all", objects=["all"], doc="show runs of this model")
+    backend = param.Selector(default="all", objects=["all"], doc="show runs on this backend")
+    since = param.CalendarDate(default=None, allow_None=True, doc="show runs from this day on")
 
     def __init__(self, on_open: Callable[[], None] | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.on_open = on_open
         self.runs = pd.DataFrame(columns=["run_id", *SHOWN])
+        self.stored = self.runs
         self.table = table(self.runs[SHOWN], selectable="checkbox", height=420)
         self.message = pn.pane.HTML()
         self.sweep = figure_pane(viz.empty_figure("Select a sweep to see its trade-offs."))
         self.points = table(pd.DataFrame(columns=POINT_COLUMNS), height=300)
         self.table.param.watch(self._selected, "selection")
+        self.param.watch(self._show, ["model", "backend", "since"])
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
@@ -58,13 +64,43 @@ class RunsPage(Viewer):
             self.message.object = "<p>No results store configured.</p>"
             return
         try:
-            self.runs = self.state.store.runs().reset_index(drop=True)
+            self.stored = self.state.store.runs().reset_index(drop=True)
         except Exception as exc:  # an unreadable store is a message, not a broken page
             self.message.object = f"<p>Cannot read the results store: {exc}</p>"
             return
+        for name in ("model", "backend"):
+            values = sorted({str(v) for v in self.stored[name].dropna()})
+            self.param[name].objects = ["all", *values]
+            if getattr(self, name) not in self.param[name].objects:
+                setattr(self, name, "all")
+        self._show()
+
+    def _show(self, *_: Any) -> None:
+        """The stored runs that pass the filters."""
+        runs = self.stored
+        for name in ("model", "backend"):
+            if getattr(self, name) != "all":
+                runs = runs[runs[name].astype(str) == getattr(self, name)]
+        if self.since is not None:
+            day = pd.Timestamp(self.since).strftime("%Y-%m-%d")
+            runs = runs[runs["created_at"].astype(str).str.slice(0, 10) >= day]
+        self.runs = runs.reset_index(drop=True)
         self.table.value = rounded(self.runs[[c for c in SHOWN if c in self.runs]])
         # the file's name only: a served page should not reveal the server's folders
-        self.message.object = f"<p>{len(self.runs)} runs in {self.state.store.path.name}</p>"
+        shown = f"{len(self.runs)} of {len(self.stored)}" if len(runs) < len(self.stored) else ""
+        self.message.object = (
+            f"<p>{shown or len(self.runs)} runs in {self.state.store.path.name}</p>"
+        )
+
+    def delete_selected(self, *_: Any) -> None:
+        """Delete the ticked runs (a sweep with its points) from the store."""
+        ids = self.selected_ids()
+        if not ids:
+            self.message.object = "<p>Tick the runs to delete first.</p>"
+            return
+        self.state.store.delete_runs(ids)
+        self.table.selection = []
+        self.refresh()
 
     def selected_ids(self) -> list[str]:
         """Run ids of the ticked rows."""
@@ -102,8 +138,16 @@ class RunsPage(Viewer):
         refresh.on_click(self.refresh)
         open_button = pn.widgets.Button(label="Open in Compare", color="primary")
         open_button.on_click(lambda _: self.open_runs(self.selected_ids()))
+        delete = pn.widgets.Button(label="Delete ticked", color="danger")
+        delete.on_click(self.delete_selected)
+        filters = pn.Row(
+            pn.widgets.Select.from_param(self.param.model, width=180),
+            pn.widgets.Select.from_param(self.param.backend, width=150),
+            pn.widgets.DatePicker.from_param(self.param.since, width=150),
+        )
         return pn.Column(
-            pn.Row(refresh, open_button, self.message),
+            pn.Row(refresh, open_button, delete, self.message),
+            filters,
             self.table,
             self.sweep,
             self.points,
