@@ -95,6 +95,9 @@ def test_fp16_on_torch_without_native_fp16_is_explained(cnn: Model, monkeypatch)
     variant = wb.profile(half, "torch", batch_size=8, **FAST)
     native = set(NATIVE_HALF_FLAGS["float16"]) & set(machine.cpu_info()["flags"])
     table = explain(base, variant, cnn, half).set_index("layer")
+    # the layer table records what each module ran, with its precision
+    assert list(table.loc[CONVS, "base_work"]) == ["Conv2d(float32)"] * 3
+    assert list(table.loc[CONVS, "variant_work"]) == ["Conv2d(float16)"] * 3
     if not native:  # this CPU emulates float16: the whole model is several times slower
         assert variant.latency.median > 3 * base.latency.median
         slow_convs = [c for c in CONVS if table.loc[c, "slower"]]

@@ -157,7 +157,8 @@ def _timings(
         base = {"parent": parent, "calls": calls.get(path, 0), **(extra or {}).get(path, {})}
         op = type(sub).__name__
         if not list(sub.children()):
-            result.append(LayerTiming(path, op, samples, {**base, "scope": "leaf"}))
+            leaf = {**base, "scope": "leaf", "kernels": _typed_op(path, op, sub)}
+            result.append(LayerTiming(path, op, samples, leaf))
             continue
         result.append(LayerTiming(path, op, samples, {**base, "scope": "container"}))
         if op not in _PURE_CONTAINERS:
@@ -173,6 +174,20 @@ def _timings(
             detail = {"scope": "leaf", "parent": _parent(path, paths), "note": "never called"}
             result.append(LayerTiming(path, type(sub).__name__, (), detail))
     return result
+
+
+def _typed_op(path: str, op: str, sub: Any) -> list[str]:
+    """``["path:Conv2d(float16)"]``: the op a leaf module ran, with its weights' precision.
+
+    The precision is what `workbench.optimize.explain` needs to tell an FP16 model's slow
+    CPU kernels apart; a module without floating-point weights (ReLU) lists nothing.
+    """
+    dtypes = {
+        str(p.dtype).removeprefix("torch.")
+        for p in sub.parameters(recurse=False)
+        if p.is_floating_point()
+    }
+    return [f"{path}:{op}({', '.join(sorted(dtypes))})"] if dtypes else []
 
 
 def _own_code_note(sub: Any) -> str:
