@@ -6,6 +6,9 @@ tests/test_notebooks_browser.py, which shares its JupyterLab.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from workbench.errors import ModelLoadError, UnsafeModelError
@@ -48,3 +51,12 @@ def test_a_pt2_needs_trust(root):
 def test_other_files_are_refused_with_the_reason(root, relative, message):
     with pytest.raises(ModelLoadError, match=message):
         paths.model_path(root, relative)
+
+
+def test_the_prebuilt_frontend_is_committed_with_what_it_loads():
+    """What ``pip install`` ships: the built package.json and the entry point it names."""
+    folder = Path(__file__).resolve().parents[1] / "extensions/workbench-jupyterlab"
+    built = json.loads((folder / "wb_jupyterlab/labextension/package.json").read_text())
+    source = json.loads((folder / "package.json").read_text())
+    assert (built["name"], built["version"]) == (source["name"], source["version"])
+    assert (folder / "wb_jupyterlab/labextension" / built["jupyterlab"]["_build"]["load"]).is_file()
