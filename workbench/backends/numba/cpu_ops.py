@@ -129,9 +129,9 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     # batch 1: the GEMM writes straight into the output and the epilogue runs in place
     y = out4.reshape(m, p) if n == 1 else _workspace(node, "y", (m, n * p), x.dtype)
     epilogue = cpu.pick(cpu.conv_epilogue, out.size)
+    product = _sequence(unfold, functools.partial(gemm, w2, col, y))
     return _sequence(
-        unfold,
-        functools.partial(gemm, w2, col, y),
+        _blas_scope(gemm, product, m * k * n * p),
         functools.partial(epilogue, y, bias, act, out4.reshape(n, m, p)),
     ), [out]
 
@@ -181,7 +181,8 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         return _conv_winograd(node, x, w, (oh, ow), (pt, pl), bias, gemm, out), [out]
     if kh == kw == sh == sw == 1 and not any(geo.pads):
         col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
-        return _sequence(functools.partial(gemm, col, w2t, y), _bias_act(node, y, bias)), [out]
+        product = _blas_scope(gemm, functools.partial(gemm, col, w2t, y), y.size * c)
+        return _sequence(product, _bias_act(node, y, bias)), [out]
     # blocks of whole output rows whose im2col stays in cache until the GEMM reads it
     blocks = _row_blocks(n * oh, ow * k * x.dtype.itemsize)
     col = _workspace(node, "col", ((blocks[0][1] - blocks[0][0]) * ow, k), x.dtype)
@@ -195,14 +196,13 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
             _bias_act(node, block_y, bias),
         ]
     gemm_work = (blocks[0][1] - blocks[0][0]) * ow * k * m
-    return _blas_scope(gemm, _sequence(*steps), len(blocks), gemm_work), [out]
+    return _blas_scope(gemm, _sequence(*steps), gemm_work), [out]
 
 
-def _blas_scope(gemm: GemmFn, run: Callable[[], None], calls: int, work: int) -> Callable[[], None]:
-    """``run`` on single-threaded BLAS when it makes several GEMM calls that OpenBLAS
-    would thread (``work``: the multiply-adds of one): see `cpu.single_threaded_blas`."""
-    threaded = work >= cpu.OPENBLAS_THREADED_MIN_WORK
-    if gemm is cpu.gemm_blas and calls > 1 and threaded:
+def _blas_scope(gemm: GemmFn, run: Callable[[], None], work: int) -> Callable[[], None]:
+    """``run`` on single-threaded BLAS when it makes a GEMM call that OpenBLAS would
+    thread (``work``: the largest call's multiply-adds); see `cpu.single_threaded_blas`."""
+    if gemm is cpu.gemm_blas and work >= cpu.OPENBLAS_THREADED_MIN_WORK:
         return cpu.single_threaded_blas(run)
     return run
 
@@ -277,7 +277,7 @@ def _conv_winograd(
             ),
         ]
     gemm_work = (blocks[0][1] - blocks[0][0]) * tiles_w * c * m
-    return _blas_scope(gemm, _sequence(*steps), 16 * len(blocks), gemm_work)
+    return _blas_scope(gemm, _sequence(*steps), gemm_work)
 
 
 def _each(gemm: GemmFn, a: np.ndarray, b: np.ndarray, out: np.ndarray, rows: int) -> None:
@@ -311,12 +311,15 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
         copies.append(functools.partial(np.copyto, b_t, b.T))
         b = b_t
     out = _out(outs, (a.shape[0], b.shape[1]), a.dtype)
+    work = out.size * a.shape[1]
     simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
     if alpha == 1 and simple_bias:
         bias = None if c is None or beta == 0 else c.reshape(-1)
-        return _sequence(*copies, functools.partial(gemm, a, b, out), _bias_act(node, out, bias)), [
-            out
-        ]
+        return _sequence(
+            *copies,
+            _blas_scope(gemm, functools.partial(gemm, a, b, out), work),
+            _bias_act(node, out, bias),
+        ), [out]
     y = _workspace(node, "y", out.shape, a.dtype)
     c2 = np.zeros((1, 1), a.dtype) if c is None else c
     c2 = np.broadcast_to(c2.reshape((1,) * (2 - c2.ndim) + c2.shape), out.shape)
@@ -324,7 +327,7 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
     epilogue = cpu.pick(cpu.gemm_epilogue, out.size)
     return _sequence(
         *copies,
-        functools.partial(gemm, a, b, y),
+        _blas_scope(gemm, functools.partial(gemm, a, b, y), work),
         functools.partial(epilogue, y, c2, alpha, beta, act, out),
     ), [out]
 
@@ -349,13 +352,17 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     if b.ndim == 2:
         # one GEMM over all rows of a: [batch*M, K] @ [K, N]
         rows, copy_a = _operand(node, "a", a, a.shape, (-1, k))
-        product = functools.partial(gemm, rows, b, out.reshape(-1, n))
+        product = _blas_scope(
+            gemm, functools.partial(gemm, rows, b, out.reshape(-1, n)), out.size * k
+        )
         return _sequence(copy_a, product, epilogue), [out]
     count = math.prod(batch)
     a3, copy_a = _operand(node, "a", a, (*batch, m, k), (count, m, k))
     b3, copy_b = _operand(node, "b", b, (*batch, k, n), (count, k, n))
     product = functools.partial(cpu.bmm, a3, b3, out.reshape(count, m, n))
-    return _sequence(copy_a, copy_b, product, epilogue), [out]
+    # cpu.bmm calls BLAS itself: the scope applies whichever GEMM the session was given
+    run = _blas_scope(cpu.gemm_blas, _sequence(copy_a, copy_b, product), m * k * n)
+    return _sequence(run, epilogue), [out]
 
 
 def _operand(
