@@ -304,3 +304,11 @@ def test_default_variants_are_the_documented_set() -> None:
     assert labels(sweep_module.default_variants(model.to_onnx())) == head + [
         f"prune-magnitude({p})" for p in levels
     ]
+
+
+def test_variant_labels_are_unique_and_none_is_the_baseline() -> None:
+    labelled = sweep_module._labelled([None, "baseline", Int8Dynamic(), "int8-dynamic"])
+    assert [label for label, _ in labelled] == [
+        "baseline", "baseline#2", "int8-dynamic", "int8-dynamic#2",
+    ]  # fmt: skip
+    assert [spec for _, spec in labelled][:2] == ["baseline", "baseline"]
