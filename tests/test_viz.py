@@ -327,3 +327,14 @@ def test_time_share_treemap_nests_layers_under_their_op_type(real):
     conv = dict(zip(tree.ids, tree.values, strict=True))["type/Conv"]
     assert conv == pytest.approx(rows.loc[rows["op_type"] == "Conv", "latency_ms"].sum())
     assert set(tree.parents) - {""} <= {f"type/{t}" for t in rows["op_type"]}
+
+
+def test_comparison_leaves_out_layers_fused_everywhere_and_names_them(real):
+    other = Profile.from_json(real.to_json())
+    other.run_id = "other"
+    fig = viz.layer_comparison([real, other], top=None)
+    fused = real.layers[real.layers["fused_into"].notna() & (real.layers["latency_ms"] <= 0)]
+    assert not fused.empty and not set(fused["layer"]) & set(fig.data[0].y)
+    note = fig.layout.annotations[-1].text
+    assert note.startswith("fused into other layers") and all(x in note for x in fused["layer"])
+    assert UNATTRIBUTED not in set(fig.data[0].y) and min(fig.data[0].x) >= 0

@@ -556,6 +556,10 @@ def layer_comparison(
     wide = _aligned(usable, [names[id(p)] for p in usable]).drop(
         index=UNATTRIBUTED, errors="ignore"
     )
+    # a layer fused into another everywhere has no time of its own: no empty row for it
+    fused = {str(x) for p in usable for x in _fused(p.layers)["layer"]}
+    idle = [x for x in wide.index if x in fused and not (wide.loc[x].fillna(0) > 0).any()]
+    wide = wide.drop(index=idle)
     base_name = names[id(base)]
     delta = (wide.drop(columns=base_name).sub(wide[base_name], axis=0)).abs().max(axis=1)
     order = delta.fillna(np.inf).sort_values(ascending=False).index
@@ -588,6 +592,12 @@ def layer_comparison(
     )
     fig.update_layout(margin_t=50 + 16 * len(usable))
     _note_unattributed(fig, usable)
+    if idle:
+        fig.add_annotation(
+            text=f"fused into other layers (no time of their own): {', '.join(idle)}",
+            showarrow=False, x=0, y=-0.08, xref="paper", yref="paper", xanchor="left",
+            font={"size": 11, "color": "#777"},
+        )  # fmt: skip
     return fig
 
 
