@@ -104,6 +104,7 @@ PRECISION_COLORS: dict[str, str] = {
     "int8": "#E45756",
     "sparse": "#B279A2",
     "other": "#79706E",
+    "estimate": "#C7C7C7",
 }
 _WARMUP_COLOR = "#BBBBBB"
 # A small template of our own: as readable as plotly_white, but applying it costs ~1 ms

@@ -71,7 +71,11 @@ class App(Viewer):
         )
         self.profile = ProfilePage(state=self.state)
         self.compare = ComparePage(state=self.state)
-        self.optimize = OptimizePage(state=self.state, jobs=Jobs(self.notify, dispatch))
+        self.optimize = OptimizePage(
+            state=self.state,
+            jobs=Jobs(self.notify, dispatch),
+            sensitivity=lambda: (self.sensitivity.transform, self.sensitivity.report),
+        )
         self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
         self.serving = ServingPage(state=self.state, jobs=Jobs(self.notify, dispatch))
