@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,11 @@ def test_onnxruntime_trace_with_the_model_maps_to_canonical_layers(ort_trace) ->
     assert table.loc["features.0", "latency_ms"] > 0
     assert table.loc["features.1", "fused_into"] == "features.0"
     assert table.loc["fc", "latency_ms"] > 0
-    assert table.drop(index=UNATTRIBUTED)["share"].sum() == pytest.approx(1.0)
+    # independently of the importer: the trace's own kernel durations, per run
+    events = json.loads(Path(path).read_text())
+    kernel_ms = sum(e["dur"] for e in events if e.get("name", "").endswith("_kernel_time")) / 1e3
+    rows = table.drop(index=UNATTRIBUTED)["latency_ms"].sum()
+    assert rows == pytest.approx(kernel_ms / 5, rel=0.5)
     assert "imported" in p.layer_method and any("instrumented" in n for n in p.notes)
     again = wb.Profile.from_json(p.to_json())
     assert list(again.layers["layer"]) == list(p.layers["layer"])
@@ -69,8 +74,7 @@ def test_torch_trace_with_record_function_ranges(tmp_path) -> None:
     table = p.layers.set_index("layer")
     assert {"encoder", "head"} <= set(table.index)
     assert table.loc["encoder", "samples"] == 4 and table.loc["head", "latency_ms"] > 0
-    # nested ranges count their own time only, so rows partition the traced time
-    assert table.drop(index=UNATTRIBUTED)["share"].sum() == pytest.approx(1.0)
+    # nested ranges count their own time only, so the rows add up to the traced time
     assert p.latency.median == pytest.approx(
         table.loc["encoder", "latency_ms"] + table.loc["head", "latency_ms"], rel=0.5
     )
