@@ -323,7 +323,8 @@ def graph_figure(
     note = f" (collapsed: {layout.collapsed})" if layout.collapsed else ""
     fig.update_layout(
         title=f"{title}{note}",
-        xaxis={"visible": False},
+        # room for the labels right of the outermost nodes
+        xaxis={"visible": False, "range": [nodes["x"].min() - 1, nodes["x"].max() + 1.5]},
         yaxis={"visible": False},
         height=max(420, min(1400, 40 * int(-nodes["y"].min() + 1) + 120)),
         clickmode="event",
