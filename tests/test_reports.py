@@ -101,3 +101,17 @@ def test_the_report_command_writes_a_stored_run_and_a_json_file(tmp_path, capsys
     assert "wrote" in capsys.readouterr().out
     assert main(["report", "no-such-run", "--store", str(store.path), "--out", str(out)]) == 2
     assert "no run or sweep id" in capsys.readouterr().err
+
+
+def test_the_report_command_writes_a_stored_sweep_with_its_front(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    store.start_sweep("s1", "toy", {"metric": "accuracy", "higher_is_better": True})
+    for variant, latency, accuracy in (("baseline", 2.0, 0.98), ("int8-dynamic", 1.0, 0.97),
+                                       ("fp16", 2.5, 0.95)):  # fmt: skip
+        row = {"variant": variant, "backend": "onnxruntime", "device": "cpu", "batch_size": 1,
+               "latency_ms": latency, "metric": "accuracy", "metric_value": accuracy}  # fmt: skip
+        store.save_point("s1", row)
+    out = tmp_path / "sweep.html"
+    assert main(["report", "s1", "--store", str(store.path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Trade-offs — sweep s1" in text and text.count("<tr class=strong>") == 2

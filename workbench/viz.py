@@ -965,7 +965,9 @@ def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.Dat
     frame["pareto"] = frame["pareto"].fillna(False).astype(bool)
     size = frame.get("size_bytes", pd.Series(1.0, index=frame.index)).astype(float)
     frame["size_mib"] = size / 2**20
-    frame["marker"] = 10 + 30 * np.sqrt(size / max(float(size.max()), 1.0))
+    largest = float(size.max()) if size.notna().any() else 1.0
+    # an unknown size gets the smallest marker, not a failed figure
+    frame["marker"] = (10 + 30 * np.sqrt(size / max(largest, 1.0))).fillna(10.0)
     return frame
 
 
