@@ -1,4 +1,4 @@
-"""The OpenVINO plugin (extensions/workbench-openvino) through the public API and its entry point."""
+"""The OpenVINO plugin (extensions/workbench-openvino) through the public API and entry point."""
 
 from __future__ import annotations
 
@@ -93,8 +93,10 @@ def test_digits_cnn_matches_onnxruntime(digits: wb.Model, hint: str) -> None:
 
 
 def test_per_layer_table_uses_canonical_names_and_shows_fusion(digits: wb.Model) -> None:
-    timings = wb.backend("openvino").compile(digits, "cpu").run_layers(
-        digits.example_inputs(batch_size=4), repeats=3
+    timings = (
+        wb.backend("openvino")
+        .compile(digits, "cpu")
+        .run_layers(digits.example_inputs(batch_size=4), repeats=3)
     )
     by_layer = {t.layer: t for t in timings}
     canonical = {layer.name for layer in digits.to_onnx().layers}  # the export's (shape) too
