@@ -191,6 +191,16 @@ def _torch_out_of_memory() -> None:
     session.run(np.zeros((64, 1, 8, 8), np.float32))
 
 
+def _numba_out_of_memory() -> None:
+    session = wb.backend("numba").compile(toy_cnn())
+
+    def fail(*args: object) -> None:
+        raise MemoryError("Unable to allocate 64.0 GiB for an array")
+
+    session._executor.stage = fail  # type: ignore[union-attr, method-assign]
+    session.run(np.zeros((64, 1, 8, 8), np.float32))
+
+
 def _tiny_file(tmp_path: Path) -> Path:
     path = tmp_path / "ok.onnx"
     path.write_bytes(_tiny_onnx().SerializeToString())
@@ -219,6 +229,8 @@ API_CASES = [
      "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
     ("symbolic dims", lambda _: wb.profile(_sequence_model(), layers=False), InputError,
      "symbolic dimensions beyond the batch in x ['batch', 'tokens']; pass inputs="),
+    ("numba out of memory", lambda _: _numba_out_of_memory(), BackendError,
+     "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
     ("file over the limit", lambda p: wb.load(_tiny_file(p), max_bytes=10), ModelLoadError,
      "over the 10 bytes limit; pass max_bytes="),
     ("bad limit", lambda p: wb.load(_tiny_file(p), max_bytes=-1), ModelLoadError,

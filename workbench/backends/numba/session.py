@@ -13,7 +13,7 @@ from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryRepo
 from workbench.backends.numba import layout, registry
 from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
-from workbench.errors import BackendError
+from workbench.errors import BackendError, out_of_memory
 from workbench.model import Model
 
 
@@ -76,7 +76,21 @@ class NumbaSession:
             raise BackendError("this session is closed; compile the model again")
         checked = self.model.check_inputs(inputs)
         by_graph_name = dict(zip(self.graph.inputs, checked.values(), strict=True))
-        return self._executor, self._executor.stage(by_graph_name)
+        with self._memory_guard(checked):
+            # staging allocates every planned buffer: where a too-large batch fails
+            return self._executor, self._executor.stage(by_graph_name)
+
+    @contextlib.contextmanager
+    def _memory_guard(self, checked: Mapping[str, np.ndarray]) -> Any:
+        """Turn an allocation failure (host or device) into one line naming the inputs."""
+        try:
+            yield
+        except MemoryError as exc:
+            raise out_of_memory(self.device, self.model.name, checked.items()) from exc
+        except Exception as exc:  # numba-cuda raises its own driver error types
+            if "out of memory" not in str(exc).lower():
+                raise
+            raise out_of_memory(self.device, self.model.name, checked.items()) from exc
 
     def run(self, inputs: Inputs) -> list[np.ndarray]:
         """Run once; return the outputs as new NumPy arrays (synchronises the device).
