@@ -187,3 +187,56 @@ def test_channel_prune_with_finetune_recovers_accuracy(digits_test, digits_train
     base = run(cnn, digits_test.inputs)
     accuracy = (out.argmax(1) == digits_test.labels).mean()
     assert accuracy >= (base.argmax(1) == digits_test.labels).mean() - 0.02
+
+
+def test_magnitude_prune_per_layer_ratios_touch_their_layer_only(digits_mlp) -> None:
+    before = model_state(digits_mlp)
+    config = MagnitudePrune(sparsity=0.5, scope="layer", layer_sparsity=(("fc1", 0.2),))
+    sparse = wb.prune(digits_mlp, config)
+    assert model_state(digits_mlp) == before  # the model is never mutated
+    zeros = {name: float((w == 0).mean()) for name, w in _weights(sparse).items()}
+    assert zeros["fc1"] == pytest.approx(0.2, abs=1e-3)
+    assert zeros["fc2"] == pytest.approx(0.5, abs=1e-3)
+    assert zeros["head"] == pytest.approx(0.5, abs=1e-3)
+    assert sparse.recipe["config"]["layer_sparsity"] == [["fc1", 0.2]]
+    assert "fc1 20%" in sparse.recipe_name
+    rebuilt = wb.transform(digits_mlp, sparse.recipe)  # the JSON recipe carries the ratios
+    np.testing.assert_array_equal(_weights(rebuilt)["fc1"], _weights(sparse)["fc1"])
+
+
+def test_magnitude_prune_per_layer_ratio_beside_a_global_threshold(digits_mlp) -> None:
+    sparse = wb.prune(digits_mlp, sparsity=0.6, layer_sparsity=(("head", 0.0),))
+    pruned = _weights(sparse)
+    assert (pruned["head"] != 0).all()  # ratio 0: the layer keeps every weight
+    rest = np.concatenate([pruned["fc1"].ravel(), pruned["fc2"].ravel()])
+    assert (rest == 0).mean() == pytest.approx(0.6, abs=1e-4)
+
+
+def test_magnitude_prune_per_layer_ratios_on_onnx(digits_mlp) -> None:
+    onnx_model = digits_mlp.to_onnx()
+    before = model_state(onnx_model)
+    sparse = wb.prune(onnx_model, sparsity=0.5, scope="layer", layer_sparsity=(("fc2", 0.8),))
+    assert model_state(onnx_model) == before
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in sparse.proto.graph.initializer}
+    assert (weights["fc2.weight"] == 0).mean() == pytest.approx(0.8, abs=1e-3)
+    assert (weights["fc1.weight"] == 0).mean() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_per_layer_ratio_errors(digits_mlp) -> None:
+    with pytest.raises(TransformError, match=r"cannot be pruned: \['nope'\]"):
+        wb.prune(digits_mlp, sparsity=0.5, layer_sparsity=(("nope", 0.3),))
+    with pytest.raises(TransformError, match="must be in"):
+        wb.prune(digits_mlp, sparsity=0.5, layer_sparsity=(("fc1", 1.5),))
+    with pytest.raises(TransformError, match="twice"):
+        wb.prune(digits_mlp, layer_sparsity=(("fc1", 0.1), ("fc1", 0.2)))
+
+
+def test_channel_prune_per_layer_ratios(digits_mlp) -> None:
+    before = model_state(digits_mlp)
+    small = wb.prune(digits_mlp, ChannelPrune(sparsity=0.5, layer_sparsity=(("fc1", 0.25),)))
+    assert model_state(digits_mlp) == before
+    assert small.module.fc1.out_features == 384 and small.module.fc2.out_features == 256
+    assert small.recipe["channels"]["fc1"] == [512, 384]
+    assert "fc1 25%" in small.recipe_name

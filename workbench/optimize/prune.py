@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -43,9 +44,43 @@ if TYPE_CHECKING:
 _WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
 
+#: per-layer prune ratios as a config field: ``(("fc1", 0.3), ...)`` (hashable, JSON-ready)
+LayerRatios = tuple[tuple[str, float], ...]
+
+
 def _check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+
+
+def _check_layer_sparsity(layer_sparsity: LayerRatios) -> None:
+    names = [name for name, _ in layer_sparsity]
+    if len(set(names)) != len(names):
+        raise ValueError(f"layer_sparsity names a layer twice: {names}")
+    for name, ratio in layer_sparsity:
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"layer_sparsity of {name!r} must be in [0, 1), got {ratio}")
+
+
+def _check_known(layer_sparsity: LayerRatios, known: set[str]) -> None:
+    """A per-layer ratio for a layer the transform cannot prune is a mistake, not a no-op."""
+    unknown = sorted({name for name, _ in layer_sparsity} - known)
+    if unknown:
+        raise TransformError(
+            f"layer_sparsity names layers that cannot be pruned: {unknown}; "
+            f"prunable layers are {sorted(known)}"
+        )
+
+
+def _ratios_label(layer_sparsity: LayerRatios) -> str:
+    """``", fc1 30%, fc2 0%"``; past three layers a count and a digest (labels are cache keys)."""
+    if not layer_sparsity:
+        return ""
+    pairs = sorted(layer_sparsity)
+    if len(pairs) <= 3:
+        return "".join(f", {name} {ratio:.0%}" for name, ratio in pairs)
+    digest = zlib.crc32(repr(pairs).encode())
+    return f", {len(pairs)} layers own ratio #{digest:08x}"
 
 
 @register("prune-magnitude")
@@ -58,22 +93,28 @@ class MagnitudePrune(Transform):
         scope: ``"global"`` (one threshold over all layers) or ``"layer"`` (each layer
             pruned to ``sparsity``).
         exclude: canonical layer names left untouched.
+        layer_sparsity: ``(layer, ratio)`` pairs: each named layer is pruned alone to its
+            own ratio (the layer's smallest-magnitude weights), whatever ``scope``; the
+            other layers follow ``sparsity`` and ``scope``. ``exclude`` wins over it.
 
     Example:
         >>> sparse = wb.prune(m, MagnitudePrune(sparsity=0.7, scope="layer"))
+        >>> gentle = wb.prune(m, sparsity=0.5, layer_sparsity=(("head", 0.1),))
     """
 
     sparsity: float = 0.5
     scope: Literal["global", "layer"] = "global"
     exclude: tuple[str, ...] = ()
+    layer_sparsity: LayerRatios = ()
 
     def __post_init__(self) -> None:
         _check_sparsity(self.sparsity)
+        _check_layer_sparsity(self.layer_sparsity)
         if self.scope not in ("global", "layer"):
             raise ValueError(f"scope must be global or layer, got {self.scope!r}")
 
     def label(self) -> str:
-        return f"prune-magnitude({self.sparsity:.0%})"
+        return f"prune-magnitude({self.sparsity:.0%}{_ratios_label(self.layer_sparsity)})"
 
     def apply(self, model: Model, data: Any = None) -> Model:
         if model.framework == "torch":
@@ -85,11 +126,9 @@ class MagnitudePrune(Transform):
 
         assert model.module is not None
         module = copy.deepcopy(model.module)
-        weights = {
-            name: sub.weight
-            for name, sub in module.named_modules()
-            if _is_weighted(sub) and name not in self.exclude
-        }
+        weighted = {name: sub.weight for name, sub in module.named_modules() if _is_weighted(sub)}
+        _check_known(self.layer_sparsity, set(weighted))
+        weights = {k: w for k, w in weighted.items() if k not in self.exclude}
         arrays = {k: w.detach().cpu().numpy() for k, w in weights.items()}
         masks = self._masks(arrays)
         with torch.no_grad():
@@ -101,24 +140,38 @@ class MagnitudePrune(Transform):
         from onnx import numpy_helper
 
         proto = parent_proto(model)
-        targets = _onnx_weights(proto, set(self.exclude))
-        inits = {i.name: i for i in proto.graph.initializer if i.name in targets}
-        arrays = {k: numpy_helper.to_array(v) for k, v in inits.items()}
-        masks = self._masks(arrays)
-        for name, init in inits.items():
-            pruned = (arrays[name] * masks[name]).astype(arrays[name].dtype)
-            init.CopyFrom(numpy_helper.from_array(pruned, name))
+        targets = _onnx_weights(proto)  # layer -> its weight initializers
+        _check_known(self.layer_sparsity, set(targets))
+        # the masks are keyed by layer, so a layer's own ratio reaches its weights only
+        kept = {layer: names for layer, names in targets.items() if layer not in self.exclude}
+        inits = {i.name: i for i in proto.graph.initializer}
+        arrays = {
+            layer: [numpy_helper.to_array(inits[n]) for n in names] for layer, names in kept.items()
+        }
+        masks = self._masks({k: np.concatenate([a.ravel() for a in v]) for k, v in arrays.items()})
+        for layer, names in kept.items():
+            start = 0
+            for name, array in zip(names, arrays[layer], strict=True):
+                mask = masks[layer][start : start + array.size].reshape(array.shape)
+                start += array.size
+                pruned = (array * mask).astype(array.dtype)
+                inits[name].CopyFrom(numpy_helper.from_array(pruned, name))
         return onnx_variant(model, proto, self._recipe(masks))
 
     def _masks(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Keep-masks by layer: layers with their own ratio alone, the rest by ``scope``."""
         if not arrays:
             raise TransformError("the model has no Linear/Conv weights to prune")
-        if self.scope == "layer":
-            return {k: _keep_mask(np.abs(a), self.sparsity) for k, a in arrays.items()}
-        flat = np.concatenate([np.abs(a).ravel() for a in arrays.values()])
+        own = {k: v for k, v in self.layer_sparsity if k in arrays}
+        out = {k: _keep_mask(np.abs(arrays[k]), ratio) for k, ratio in own.items()}
+        rest = {k: a for k, a in arrays.items() if k not in own}
+        if self.scope == "layer" or not rest:
+            out.update({k: _keep_mask(np.abs(a), self.sparsity) for k, a in rest.items()})
+            return out
+        flat = np.concatenate([np.abs(a).ravel() for a in rest.values()])
         mask = _keep_mask(flat, self.sparsity)
-        out, start = {}, 0
-        for key, array in arrays.items():
+        start = 0
+        for key, array in rest.items():
             out[key] = mask[start : start + array.size].reshape(array.shape)
             start += array.size
         return out
@@ -146,22 +199,21 @@ def _is_weighted(module: Any) -> bool:
     return isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
 
 
-def _onnx_weights(proto: onnx.ModelProto, exclude: set[str]) -> set[str]:
-    """Initializers used as the weight (second input) of Conv / Gemm / MatMul nodes."""
+def _onnx_weights(proto: onnx.ModelProto) -> dict[str, list[str]]:
+    """Canonical layer -> the initializers its Conv / Gemm / MatMul nodes use as weights
+    (second input); a weight shared by two layers goes to the first only."""
     layers = node_layers(proto)
     floats = {
         i.name for i in proto.graph.initializer if i.data_type in (1, 10, 11) and len(i.dims) >= 2
     }
-    names = set()
+    targets: dict[str, list[str]] = {}
+    seen: set[str] = set()
     for node in proto.graph.node:
         weight = node.input[1] if len(node.input) > 1 else ""
-        if (
-            node.op_type in _WEIGHT_OPS
-            and weight in floats
-            and layers.get(node.name) not in exclude
-        ):
-            names.add(weight)
-    return names
+        if node.op_type in _WEIGHT_OPS and weight in floats and weight not in seen:
+            seen.add(weight)
+            targets.setdefault(layers.get(node.name) or node.name, []).append(weight)
+    return targets
 
 
 @register("prune-channels")
@@ -185,6 +237,9 @@ class ChannelPrune(Transform):
             of a tied group keeps the whole group).
         tie_residuals: prune layers whose outputs are added together (ResNet blocks) as
             one group keeping the same channels; False skips them instead.
+        layer_sparsity: ``(layer, ratio)`` pairs: each named layer loses its own ratio of
+            output channels instead of ``sparsity``; a tied group takes the lowest ratio
+            given to any of its members (the recipe's notes say so).
 
     Example:
         >>> small = wb.prune(m, ChannelPrune(sparsity=0.5, finetune_epochs=3), data=train)
@@ -201,15 +256,25 @@ class ChannelPrune(Transform):
     learning_rate: float = 1e-3
     exclude: tuple[str, ...] = ()
     tie_residuals: bool = True
+    layer_sparsity: LayerRatios = ()
 
     def __post_init__(self) -> None:
         _check_sparsity(self.sparsity)
+        _check_layer_sparsity(self.layer_sparsity)
         if self.norm not in ("l1", "l2"):
             raise ValueError(f"norm must be l1 or l2, got {self.norm!r}")
 
     def label(self) -> str:
         tuned = f", ft{self.finetune_epochs}" if self.finetune_epochs else ""
-        return f"prune-channels({self.sparsity:.0%}{tuned})"
+        return f"prune-channels({self.sparsity:.0%}{_ratios_label(self.layer_sparsity)}{tuned})"
+
+    def _group_ratio(self, members: list[str], notes: list[str]) -> float:
+        """The group's ratio: its members' own (the lowest, if they differ), else ``sparsity``."""
+        own = dict(self.layer_sparsity)
+        ratios = sorted({own[m] for m in members if m in own})
+        if len(ratios) > 1:
+            notes.append(f"{', '.join(members)}: tied, pruned at the lowest ratio {ratios[0]:.0%}")
+        return ratios[0] if ratios else self.sparsity
 
     def apply(self, model: Model, data: Any = None) -> Model:
         import torch
@@ -225,12 +290,14 @@ class ChannelPrune(Transform):
         example = tuple(torch.from_numpy(a) for a in model.example_inputs(2).values())
         plan = plan_channels(module, example, tie=self.tie_residuals)
         notes = [f"{layer}: not pruned, {why}" for layer, why in plan.skipped.items()]
+        _check_known(self.layer_sparsity, {m for g in plan.groups for m in [g.producer, *g.tied]})
         shapes = {}
         for group in plan.groups:
             members = [group.producer, *group.tied]
             if set(members) & set(self.exclude):
                 continue
-            before_after = prune_group(module, group, self.sparsity, self.norm)
+            ratio = self._group_ratio(members, notes)
+            before_after = prune_group(module, group, ratio, self.norm)
             shapes.update(dict.fromkeys(members, before_after))
             if group.tied:
                 notes.append(f"{', '.join(members)}: pruned together (outputs added)")
@@ -288,7 +355,7 @@ def prune(
             instead of zeroing single weights; only to pick a config, or to check one.
         **fields: config fields, always overriding the config's: ``sparsity`` (fraction
             of weights or channels removed; 0.5 by default), ``scope``, ``norm``,
-            ``finetune_epochs``, ``exclude``.
+            ``finetune_epochs``, ``exclude``, ``layer_sparsity`` (per-layer ratios).
 
     Returns:
         The pruned model, with ``recipe`` recording the config (and, for channel
