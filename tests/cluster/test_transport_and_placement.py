@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import workbench as wb
 from workbench.cluster.placement import device_resource, plan
-from workbench.cluster.transport import pack_metric, pack_model, pack_spec, unpack_model
+from workbench.cluster.transport import (
+    ModelFile,
+    pack_metric,
+    pack_model,
+    pack_reference,
+    pack_spec,
+    unpack_model,
+    unpack_reference,
+)
 from workbench.errors import InputError
 from workbench.evaluation.metrics import Metric, get_metric
 from workbench.optimize.quantize import Int8Dynamic
@@ -84,3 +94,22 @@ def test_an_accelerator_no_worker_has_is_refused_with_what_to_do() -> None:
 def test_per_host_without_a_cluster_says_what_is_missing() -> None:
     with pytest.raises(InputError, match="give cluster="):
         wb.sweep("digits-mlp", per_host=True)
+
+
+def test_a_fair_childs_model_file_travels_as_its_bytes_and_a_sample_as_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "worker"))  # the worker's /tmp
+    source = tmp_path / "mlp.onnx"
+    source.write_bytes(wb.samples.load("digits-mlp").onnx_bytes)
+    package = pack_reference(str(source))
+    assert isinstance(package, ModelFile) and package.payload == source.read_bytes()
+    source.unlink()  # the worker's machine does not have the file: it gets its own copy
+    copy = Path(unpack_reference(package))
+    assert copy.is_relative_to(tmp_path / "worker") and copy.name == "mlp.onnx"
+    assert copy.read_bytes() == package.payload
+    assert unpack_reference(package) == str(copy)  # written once per machine
+    assert wb.load(copy).fingerprint() == wb.load(package.payload).fingerprint()
+    assert pack_reference("digits-mlp") == unpack_reference("digits-mlp") == "digits-mlp"

@@ -140,6 +140,61 @@ def _sample_with_weights(name: str, state_bytes: bytes) -> Model:
     return dataclasses.replace(model, onnx_path=None, _onnx=None, _onnx_bytes=None)
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file on its way to a worker, for a child process there to load.
+
+    Attributes:
+        name: the file's name (its suffix tells the loader the format).
+        payload: the file's bytes.
+        digest: their SHA-256, naming the worker's copy (written once per machine).
+    """
+
+    name: str
+    payload: bytes
+    digest: str
+
+
+def pack_reference(reference: str) -> ModelFile | str:
+    """What a fair child's model reference becomes on its way to a worker.
+
+    A sample name stays a name (every worker has the samples, as every local child
+    does); a file path becomes the file's bytes, since the worker's machine may not have
+    the file. The child there loads it as a local child would, with the same checks.
+    """
+    import hashlib
+    from pathlib import Path
+
+    path = Path(reference)
+    if not path.is_file():
+        return reference
+    payload = path.read_bytes()
+    return ModelFile(path.name, payload, hashlib.sha256(payload).hexdigest())
+
+
+def unpack_reference(package: ModelFile | str) -> str:
+    """A reference a child on this machine can load: the sample name, or a local file.
+
+    The file is written once per machine under the temporary directory, named by its
+    digest; a worker that finds it there (another worker's copy) uses that.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if isinstance(package, str):
+        return package
+    folder = Path(tempfile.gettempdir()) / "workbench-models" / package.digest
+    target = folder / package.name
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        # written aside and renamed: two workers on one machine may write it at once
+        partial = folder / f".{package.name}.{os.getpid()}"
+        partial.write_bytes(package.payload)
+        partial.replace(target)
+    return str(target)
+
+
 def pack_spec(spec: Any, trust: bool = False) -> Any:
     """A variant spec as plain data: a recipe dict, a name, or a `ModelPackage`."""
     from workbench.optimize.base import Transform, config_to_dict

@@ -1,4 +1,4 @@
-"""What runs on a Dask worker: one sweep point, and the worker's own device table.
+"""What runs on a Dask worker: a sweep point, a fair-comparison child, the device table.
 
 These functions are submitted by the client and run inside the worker process. A
 worker keeps the model and variants of the sweeps it is working on (`_sweeps`), so each
@@ -15,7 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.cluster.transport import SweepPayload, unpack_model, unpack_spec
+from workbench.cluster.transport import (
+    ModelFile,
+    SweepPayload,
+    unpack_model,
+    unpack_reference,
+    unpack_spec,
+)
 
 #: the semaphore that keeps two measurements off one machine: one lease per host name
 HOST_SLOT_PREFIX = "workbench-timing-"
@@ -63,21 +69,40 @@ def run_point(
     return row, None if profile is None else profile.to_json(indent=None)
 
 
-def run_fair_child(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def run_fair_child(
+    spec: dict[str, Any],
+    timeout_s: float,
+    model: ModelFile | str | None = None,
+    host_slot: bool = True,
+) -> dict[str, Any]:
     """One child of a fair runtime comparison, started on this worker's machine.
 
-    Holds the host's timing semaphore, so no sweep point runs beside it.
+    Args:
+        spec: the child's spec (`workbench.profiling.fair.compare_runtimes`).
+        timeout_s: a child running longer is stopped and reported as failed.
+        model: the packed model (`workbench.cluster.transport.pack_reference`) that
+            replaces the spec's model reference; None keeps the spec's own.
+        host_slot: hold the host's timing semaphore, so no other measurement of this
+            machine runs beside it (False when Dask's ``timing`` resource does that).
 
     Returns:
-        The child's result (`workbench.profiling.fair.run_child`) plus ``machine``:
-        this host's name and description.
+        The child's result (`workbench.profiling.fair.run_child`) with ``worker`` and
+        ``host`` added to its ``environment``, plus ``machine``: this host's name and
+        description.
     """
     from workbench.machine import describe_machine
     from workbench.profiling.fair import run_child
 
-    with _host_slot(True):
+    if model is not None:
+        spec = {**spec, "model": unpack_reference(model)}
+    with _host_slot(host_slot):
         result = run_child(spec, timeout_s)
-    return {**result, "machine": f"{platform.node()}: {describe_machine()}"}
+    where = {"worker": _worker_address(), "host": platform.node()}
+    return {
+        **result,
+        "environment": {**result.get("environment", {}), **where},
+        "machine": f"{platform.node()}: {describe_machine()}",
+    }
 
 
 def worker_devices() -> pd.DataFrame:

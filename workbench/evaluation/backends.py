@@ -26,6 +26,7 @@ import pandas as pd
 from workbench.errors import InputError
 from workbench.profiling.fair import (
     Launcher,
+    RoundResult,
     Runtime,
     RuntimeComparison,
     compare_runtimes,
@@ -71,20 +72,32 @@ class BackendComparison:
         (compile plus first inference), ``memory_mib`` (resident memory compiling and
         running added), each a median over rounds, ``rounds``, ``errors``, and a
         ``best_*`` flag per measured column (`BEST_COLUMNS`) within each batch size.
+        Measured on a cluster, ``host`` and ``worker`` follow ``device``: one row per
+        runtime, batch size and host, since rounds on different machines are not one
+        statistic, and the ``best_*`` flags are within each batch size and host.
         """
         rows = [
-            _row(comparison, runtime)
+            _row(comparison, runtime, rounds)
             for comparison in self.comparisons.values()
             for runtime in comparison.runtimes
+            for rounds in _by_host(comparison, runtime.name)
         ]
-        table = pd.DataFrame.from_records(rows, columns=_COLUMNS)
+        hosts = self.hosts
+        columns = [*_COLUMNS[:3], "host", "worker", *_COLUMNS[3:]] if hosts else _COLUMNS
+        table = pd.DataFrame.from_records(rows, columns=columns)
+        within = ["batch_size", "host"] if hosts else ["batch_size"]
         for column, (flag, lower) in BEST_COLUMNS.items():
             table[flag] = False
-            for _, group in table.groupby("batch_size"):
+            for _, group in table.groupby(within):
                 values = group[column].dropna()
                 if not values.empty:
                     table.loc[values.idxmin() if lower else values.idxmax(), flag] = True
         return table
+
+    @property
+    def hosts(self) -> list[str]:
+        """The hosts the rounds ran on, sorted; empty when measured on this machine."""
+        return sorted({_host(r) for c in self.comparisons.values() for r in c.results} - {""})
 
     def best(self, column: str = "latency_ms", batch_size: int | None = None) -> str:
         """The runtime with the best ``column`` at ``batch_size`` (default the first one).
@@ -136,7 +149,7 @@ class BackendComparison:
     def _shown(self) -> pd.DataFrame:
         """The display table: measured columns with the best value of each starred."""
         table = self.table
-        shown = table[["runtime", "batch_size"]].copy()
+        shown = table[["runtime", "batch_size", *(["host"] if self.hosts else [])]].copy()
         for column in ("latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"):
             flag = BEST_COLUMNS[column][0]
             shown[column] = [
@@ -184,9 +197,23 @@ _COLUMNS = [
 ]
 
 
-def _row(comparison: RuntimeComparison, runtime: Runtime) -> dict[str, Any]:
-    name = runtime.name
-    rounds = [r for r in comparison.results if r.runtime == name]
+def _host(result: RoundResult) -> str:
+    """The host a round ran on: set by a Dask worker (`workbench.cluster`), else ""."""
+    return str(result.environment.get("host", ""))
+
+
+def _by_host(comparison: RuntimeComparison, name: str) -> list[list[RoundResult]]:
+    """One runtime's rounds, grouped by the host they ran on (one group locally)."""
+    groups: dict[str, list[RoundResult]] = {}
+    for result in comparison.results:
+        if result.runtime == name:
+            groups.setdefault(_host(result), []).append(result)
+    return [groups[host] for host in sorted(groups)] or [[]]
+
+
+def _row(
+    comparison: RuntimeComparison, runtime: Runtime, rounds: list[RoundResult]
+) -> dict[str, Any]:
     medians = [r.measurement.median for r in rounds if r.measurement is not None]
 
     def startup(key: str) -> float:
@@ -196,9 +223,11 @@ def _row(comparison: RuntimeComparison, runtime: Runtime) -> dict[str, Any]:
     latency = statistics.median(medians) if medians else float("nan")
     compile_s, first_ms = startup("compile_s"), startup("first_inference_ms")
     return {
-        "runtime": name,
+        "runtime": runtime.name,
         "backend": runtime.backend,
         "device": runtime.device,
+        "host": _host(rounds[0]) if rounds else "",
+        "worker": ", ".join(sorted({str(r.environment.get("worker", "")) for r in rounds})),
         "options": ", ".join(f"{k}={v}" for k, v in sorted(runtime.options.items())),
         "batch_size": comparison.batch_size,
         "latency_ms": latency,
@@ -219,6 +248,7 @@ def candidate_runtimes(
     model: Any,
     backends: Iterable[str] | None = None,
     options: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    devices: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Runtime], list[tuple[str, str, str]]]:
     """Every backend x device x option set here that can run ``model``, and the rest with why.
 
@@ -230,6 +260,8 @@ def candidate_runtimes(
         model: a loaded `Model` (its ``supports`` checks run in this process).
         backends: backend names to consider (default every registered one).
         options: option sets per backend name, overriding the backend's own.
+        devices: each backend's devices where the children run (a cluster's workers);
+            default this machine's. A backend missing from it is skipped.
 
     Returns:
         ``(runtimes, skipped)``; ``skipped`` holds ``(backend, device, reason)``.
@@ -241,18 +273,21 @@ def candidate_runtimes(
     for name in backends if backends is not None else backend_names():
         try:
             backend = get_backend(name)
-            devices = backend.devices()
+            found = backend.devices() if devices is None else list(devices.get(name, []))
         except Exception as exc:  # a broken plugin must not stop the comparison
             skipped.append((name, "-", f"failed to load: {exc}"))
             continue
-        if not devices:
-            skipped.append((name, "-", backend.availability().reason or "no usable device"))
+        if not found:
+            reason = "no Dask worker has it available" if devices is not None else ""
+            skipped.append(
+                (name, "-", reason or backend.availability().reason or "no usable device")
+            )
             continue
         support = backend.supports(model)
         if not support.ok:
-            skipped.extend((name, d, "; ".join(support.reasons)) for d in devices)
+            skipped.extend((name, d, "; ".join(support.reasons)) for d in found)
             continue
-        for device in devices:
+        for device in found:
             for option_set in _option_sets(backend, device, options):
                 runtimes.append(Runtime(name, device, dict(option_set)))
     return runtimes, skipped
@@ -279,6 +314,8 @@ def compare_backends(
     timeout_s: float = 600.0,
     launcher: Launcher | None = None,
     progress: Callable[[float, str], None] | None = None,
+    cluster: Any = None,
+    exclusive: bool = True,
 ) -> BackendComparison:
     """Measure every backend x device x option set that can run ``model``, fairly.
 
@@ -300,14 +337,23 @@ def compare_backends(
         timeout_s: a child running longer is stopped and its round recorded as failed.
         launcher: runs one child spec and returns its result (tests inject a fake).
         progress: ``progress(fraction, message)`` callback.
+        cluster: a Dask scheduler address (``"tcp://host:8786"``), ``distributed.Client``
+            or cluster object: every child (runtime x round x batch size) becomes a Dask
+            task placed like a sweep point (`workbench.cluster.placement`), the devices
+            are the workers', a model file travels as its bytes, and each round records
+            its worker and host. None runs the children on this machine.
+        exclusive: with ``cluster``, one measurement per machine at a time (False:
+            faster, but children on one machine disturb each other's timings).
 
     Returns:
         A `BackendComparison` (``.table``, ``.best()``, ``.to_dict()``; a figure with
-        `workbench.viz_backends.backend_comparison_figure`).
+        `workbench.viz_backends.backend_comparison_figure`); from a cluster its table
+        has one row per runtime, batch size and host.
 
     Raises:
-        InputError: a model a child cannot load again, no batch sizes, or no backend here
-            that can run the model (the message gives each one's reason).
+        InputError: a model a child cannot load again, no batch sizes, no backend here
+            (or on the cluster) that can run the model (the message gives each one's
+            reason), or both ``launcher`` and ``cluster``.
 
     Example:
         >>> c = wb.compare_backends("digits-cnn", batch_sizes=[1, 32])
@@ -320,26 +366,43 @@ def compare_backends(
     if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
         raise InputError(f"batch_sizes must be whole numbers of at least 1, got {list(sizes)}")
     loaded = samples.load(reference) if reference in samples.names() else load(reference)
-    runtimes, skipped = candidate_runtimes(loaded, backends, options)
-    if not runtimes:
-        reasons = "; ".join(f"{b}/{d}: {r}" for b, d, r in skipped) or "no backends given"
-        raise InputError(f"no backend here can run {loaded.name}: {reasons}")
-    comparisons: dict[int, RuntimeComparison] = {}
-    for i, batch in enumerate(sizes):
 
-        def step(fraction: float, message: str, i: int = i, batch: int = batch) -> None:
-            if progress is not None:
-                progress((i + fraction) / len(sizes), f"batch {batch}: {message}")
+    def measure(
+        launcher: Launcher | None,
+        progress: Callable[[float, str], None] | None,
+        devices: Mapping[str, Sequence[str]] | None = None,
+    ) -> BackendComparison:
+        runtimes, skipped = candidate_runtimes(loaded, backends, options, devices)
+        if not runtimes:
+            reasons = "; ".join(f"{b}/{d}: {r}" for b, d, r in skipped) or "no backends given"
+            where = "here" if devices is None else "on the cluster"
+            raise InputError(f"no backend {where} can run {loaded.name}: {reasons}")
+        comparisons: dict[int, RuntimeComparison] = {}
+        for i, batch in enumerate(sizes):
 
-        comparisons[batch] = compare_runtimes(
-            reference,
-            runtimes,
-            batch,
-            rounds=rounds,
-            budget_s=budget_s,
-            warmup_s=warmup_s,
-            timeout_s=timeout_s,
-            launcher=launcher,
-            progress=step,
-        )
-    return BackendComparison(reference, sizes, comparisons, skipped)
+            def step(fraction: float, message: str, i: int = i, batch: int = batch) -> None:
+                if progress is not None:
+                    progress((i + fraction) / len(sizes), f"batch {batch}: {message}")
+
+            comparisons[batch] = compare_runtimes(
+                reference,
+                runtimes,
+                batch,
+                rounds=rounds,
+                budget_s=budget_s,
+                warmup_s=warmup_s,
+                timeout_s=timeout_s,
+                launcher=launcher,
+                progress=step,
+            )
+        return BackendComparison(reference, sizes, comparisons, skipped)
+
+    if cluster is None:
+        return measure(launcher, progress)
+    if launcher is not None:
+        raise InputError("give launcher= or cluster=, not both: a cluster launches the children")
+    from workbench.cluster.backends import compare_on_cluster
+
+    return compare_on_cluster(
+        cluster, measure, exclusive=exclusive, timeout_s=timeout_s, progress=progress
+    )
