@@ -75,3 +75,41 @@ def test_outside_a_kernel_nothing_is_published(capsys):
 
     define_notyf()  # pytest is no notebook kernel
     assert capsys.readouterr() == ("", "")
+
+
+def _linked_stylesheets(root) -> list[str]:
+    """URLs of the stylesheets the page would fetch for ``root``'s models."""
+    from bokeh.models import ImportedStyleSheet
+
+    return sorted(
+        {
+            str(sheet.url if isinstance(sheet, ImportedStyleSheet) else sheet)
+            for model in root.references()
+            for sheet in getattr(model, "stylesheets", None) or []
+            if isinstance(sheet, ImportedStyleSheet) or str(sheet).startswith("http")
+        }
+    )
+
+
+def test_updates_after_the_first_render_link_no_stylesheet(tmp_path):
+    """A profile arriving re-renders Markdown panes in place: their CSS travels as text."""
+    import workbench as wb
+    from workbench.dashboards.cache import RESULTS
+
+    pytest.importorskip("panel")
+    from panel.io.state import state
+
+    RESULTS.clear()
+    app = wb.dashboard("digits-mlp", store=tmp_path / "runs.sqlite", budget_s=0.05, start=False)
+    try:
+        before = set(state._views)
+        app._repr_mimebundle_()  # what a notebook's display does: a view over a comm
+        (ref,) = set(state._views) - before
+        root = state._views[ref][1]
+        assert _linked_stylesheets(root) == []
+        app.state.batch_size = 16  # a profile on the worker thread updates the pages
+        app.state.jobs.wait()
+        assert [p.batch_size for p in app.state.history] == [16]
+        assert _linked_stylesheets(root) == []
+    finally:
+        app.close()

@@ -46,10 +46,11 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
     import panel as pn
 
     from workbench.dashboards.app import EXTENSIONS, App
-    from workbench.dashboards.inline import define_notyf
+    from workbench.dashboards.inline import define_notyf, inline_stylesheets
     from workbench.dashboards.work import sample_names
 
     define_notyf()
+    inline_stylesheets()
     # Inline resources: BokehJS, Panel and the extensions travel inside the notebook's
     # outputs, so the dashboard renders where public CDNs cannot be reached.
     pn.extension(*EXTENSIONS, notifications=True, inline=True)

@@ -1,20 +1,25 @@
-"""Panel's inline resources in a notebook, completed for the notifications.
+"""Panel's inline resources in a notebook, completed for notifications and later updates.
 
 ``pn.extension(inline=True)`` inlines BokehJS, Panel and the extensions in the outputs, but
-notyf (the notifications) is bundled inside a function, so its global is never defined
-and the notification area fails with "Notyf is not defined". `define_notyf` defines it.
+two things still reach for the internet (Panel 1.9):
 
-Known gap (Panel 1.9): models built after the first render from a worker thread (a page's
-content when a profile arrives) still name four small stylesheets on Panel's CDN
-(``loading.css``, ``markdown.css``, the theme's ``default.css`` and ``native.css``); offline
-they fail to load and those elements lose some styling, nothing else.
+- notyf (the notifications) is bundled inside a function, so its global is never defined
+  and the notification area fails with "Notyf is not defined". `define_notyf` defines it.
+- Panel inlines its own stylesheets only when a view is first rendered (and when a layout's
+  children change). A pane that re-renders in place after that, such as a Markdown pane
+  whose text changes when a profile arrives, sends its stylesheets again as links to
+  Panel's CDN (``loading.css``, ``markdown.css``, the theme's ``default.css`` and
+  ``native.css``). `inline_stylesheets` makes every such update carry the CSS text of the
+  file Panel ships instead.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LOAD_MIME", "define_notyf", "notyf_script"]
+__all__ = ["LOAD_MIME", "define_notyf", "inline_stylesheets", "notyf_script"]
 
 # the MIME type Panel's JupyterLab extension (pyviz_comms) runs as a loader script
 LOAD_MIME = "application/vnd.holoviews_load.v0+json"
@@ -46,3 +51,55 @@ def define_notyf() -> None:
     script = notyf_script()
     # both MIME types, as Panel publishes its own loader (JupyterLab renders the second)
     publish_display_data({"application/javascript": script, LOAD_MIME: script})
+
+
+@functools.cache
+def _shipped_css(relative: str) -> str | None:
+    """The text of a stylesheet in Panel's ``dist`` folder, or None when it is not there."""
+    from panel.io.resources import DIST_DIR
+
+    path = DIST_DIR / relative
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _as_text(stylesheet: Any) -> Any:
+    """A stylesheet that links Panel's files, as the CSS text Panel ships; anything else as is.
+
+    Panel links its files on its CDN, or under ``static/extensions/panel/`` where a Panel
+    server would serve them (and later rewrites those links to the CDN outside a server).
+    """
+    from panel.io.resources import CDN_DIST, LOCAL_DIST
+
+    url = getattr(stylesheet, "url", stylesheet)  # an ImportedStyleSheet or a plain URL
+    prefix = next((p for p in (CDN_DIST, LOCAL_DIST) if str(url).startswith(p)), None)
+    if not isinstance(url, str) or prefix is None:
+        return stylesheet
+    text = _shipped_css(url.removeprefix(prefix).split("?")[0])  # ?v=<version> suffixes
+    # Bokeh takes a plain string in ``stylesheets`` as CSS text (an inline stylesheet)
+    return stylesheet if text is None else text
+
+
+def inline_stylesheets() -> None:
+    """Send Panel's own stylesheets as CSS text on every update while ``pn.config.inline``.
+
+    Wraps the one method that builds every component's ``stylesheets`` property (Panel's
+    ``Syncable._process_param_change``), so the first render and every later update alike
+    carry the CSS instead of links to Panel's CDN. Idempotent; with ``pn.config.inline``
+    off, Panel's own behaviour is unchanged.
+    """
+    from panel.config import config
+    from panel.reactive import Syncable
+
+    original = Syncable._process_param_change
+    if getattr(original, "_workbench_inline", False):
+        return
+
+    @functools.wraps(original)
+    def process(self: Any, params: dict[str, Any]) -> dict[str, Any]:
+        properties = original(self, params)
+        if config.inline and "stylesheets" in properties:
+            properties["stylesheets"] = [_as_text(s) for s in properties["stylesheets"]]
+        return properties
+
+    process._workbench_inline = True  # type: ignore[attr-defined]
+    Syncable._process_param_change = process  # type: ignore[method-assign]
