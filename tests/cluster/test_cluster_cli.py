@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -16,25 +18,43 @@ pytest.importorskip("distributed")
 DASK = [sys.executable, "-m", "dask"]
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"dask scheduler did not listen on port {port}")
+
+
 @pytest.fixture
-def scheduler(tmp_path: Path) -> Iterator[str]:
-    """A ``dask scheduler`` and one ``dask worker --resources timing=1``, on loopback."""
-    info = tmp_path / "scheduler.json"
+def scheduler() -> Iterator[str]:
+    """``dask scheduler --port P`` and one ``dask worker tcp://...`` as docs/cluster.md says."""
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    common = ["--scheduler-file", str(info), "--host", "127.0.0.1"]
-    start = [*DASK, "scheduler", *common, "--port", "0", "--dashboard-address", ":0"]
-    processes = [subprocess.Popen(start, **quiet)]
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    start = [*DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    processes = [subprocess.Popen([*start, "--dashboard-address", ":0"], **quiet)]
     try:
-        deadline = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        worker = [*DASK, "worker", *common, "--nthreads", "1", "--resources", "timing=1"]
-        processes.append(subprocess.Popen([*worker, "--no-dashboard"], **quiet))
-        yield json.loads(info.read_text())["address"]
+        _wait_for_port(port, processes[0])
+        worker = [*DASK, "worker", address, "--host", "127.0.0.1", "--nworkers", "1"]
+        worker += ["--nthreads", "1", "--resources", "timing=1", "--no-dashboard"]
+        processes.append(subprocess.Popen(worker, **quiet))
+        yield address
     finally:
         for process in reversed(processes):
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a stuck shutdown must not outlive the test
+                process.kill()
+                process.wait()
 
 
 @pytest.mark.slow
@@ -53,6 +73,7 @@ def test_cli_sweep_and_devices_on_a_dask_scheduler(scheduler: str, tmp_path: Pat
         "baseline",
         "--backends",
         "onnxruntime",
+        "torch",
         "--budget-s",
         "0.02",
         "--store",
@@ -61,10 +82,12 @@ def test_cli_sweep_and_devices_on_a_dask_scheduler(scheduler: str, tmp_path: Pat
     done = subprocess.run(sweep, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Dask dashboard:" in done.stdout
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["error"] is None and row["latency_ms"] > 0
-    assert row["worker"].startswith("tcp://127.0.0.1:") and row["host"] and row["machine"]
-    assert row["host"] in done.stdout  # the printed table says where each row ran
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted(row["backend"] for row in rows) == ["onnxruntime", "torch"]
+    for row in rows:
+        assert row["error"] is None and row["latency_ms"] > 0
+        assert row["worker"].startswith("tcp://127.0.0.1:") and row["host"] and row["machine"]
+        assert row["host"] in done.stdout  # the printed table says where each row ran
     listed = subprocess.run(
         [*workbench, "devices", "--cluster", scheduler], capture_output=True, text=True, timeout=120
     )
