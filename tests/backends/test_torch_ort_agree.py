@@ -45,12 +45,18 @@ def test_absent_device_is_a_clear_error() -> None:
         wb.backend("onnxruntime").compile(toy_mlp(), "tpu")
 
 
-def test_torch_backend_refuses_onnx_models() -> None:
+def test_torch_backend_runs_onnx_models_and_refuses_ops_it_lacks() -> None:
     onnx_model = toy_mlp().to_onnx()
-    support = wb.backend("torch").supports(onnx_model)
-    assert not support and "ONNX" in support.reasons[0]
-    with pytest.raises(UnsupportedModelError):
-        wb.backend("torch").compile(onnx_model)
+    x = onnx_model.example_inputs(3)
+    (ours,) = wb.backend("torch").compile(onnx_model).run(x)
+    (reference,) = wb.backend("onnxruntime").compile(onnx_model, "cpu").run(x)
+    np.testing.assert_allclose(ours, reference, rtol=RTOL, atol=ATOL)
+    quantized = wb.quantize(toy_mlp(), "int8-dynamic")
+    support = wb.backend("torch").supports(quantized)
+    assert not support and "ONNX model with op(s)" in support.reasons[0]
+    assert "MatMulInteger" in support.reasons[0]
+    with pytest.raises(UnsupportedModelError, match="MatMulInteger"):
+        wb.backend("torch").compile(quantized)
 
 
 def test_backends_satisfy_the_protocols() -> None:

@@ -61,7 +61,8 @@ def test_own_data_and_own_metric_from_torch_batches() -> None:
 
 
 def test_wrong_backend_is_a_clear_error() -> None:
-    onnx_model = toy_mlp().to_onnx()
+    # torch runs plain ONNX graphs; one with integer kernels (MatMulInteger) it cannot
+    onnx_model = wb.quantize(toy_mlp(), "int8-dynamic")
     data = [(np.zeros((2, 8), np.float32), np.zeros(2))]
     with pytest.raises(UnsupportedModelError, match="ONNX model"):
         evaluate(onnx_model, data, backend="torch")

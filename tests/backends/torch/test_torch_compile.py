@@ -14,7 +14,8 @@ from workbench.backends.torch.compiled import (
     TorchCompileBackend,
     TorchCompiledSession,
 )
-from workbench.errors import BackendOptionError, UnsupportedModelError
+from workbench.errors import BackendOptionError
+from workbench.testing.tolerances import assert_close
 from workbench.tolerances import tolerance
 
 pytestmark = pytest.mark.skipif(
@@ -92,9 +93,19 @@ def test_options_are_typed(model: Any) -> None:
         backend.compile(model, "cpu", fullgraph=True)
 
 
-def test_onnx_models_are_refused_with_a_reason(model: Any) -> None:
-    with pytest.raises(UnsupportedModelError, match="ONNX model"):
-        wb.backend("torch-compile").compile(model.to_onnx(), "cpu")
+def test_an_onnx_export_compiles_and_matches_onnxruntime_with_canonical_layers(
+    model: Any,
+) -> None:
+    onnx_model = model.to_onnx()
+    x = onnx_model.example_inputs(4)
+    session = wb.backend("torch-compile").compile(onnx_model, "cpu", batch_size=4, dynamic=False)
+    (ours,) = session.run(x)
+    (reference,) = wb.backend("onnxruntime").compile(onnx_model, "cpu").run(x)
+    assert_close(ours, reference, scope="model", what="digits-cnn (ONNX) on torch-compile")
+    assert session.recompiles == []
+    timings = session.layer_methods()["default"](x, 2)
+    assert {"features.0", "classifier.1"} <= {t.layer for t in timings}
+    assert all(t.detail["timed"] == "eager" for t in timings)
 
 
 def test_without_a_cpp_compiler_there_is_no_cpu_device(

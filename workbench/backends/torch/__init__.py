@@ -2,8 +2,9 @@
 
 The package owns everything torch-specific: the session (`session`), per-module timing
 with forward hooks or ``torch.profiler`` (`layers`) and the parsing of ``torch.profiler``
-Chrome traces (`trace`). torch itself is imported only when a model is compiled or
-availability is asked for.
+Chrome traces (`trace`). ONNX models run as a torch module built from their graph (`from_onnx`, with
+the op kernels in `onnx_ops`), their layers named as ONNX Runtime names them. torch itself
+is imported only when a model is compiled or availability is asked for.
 
 Example:
     >>> import workbench as wb
@@ -34,7 +35,7 @@ __all__ = ["TorchBackend", "TorchOptions", "TorchSession"]
 
 @register("torch")
 class TorchBackend:
-    """Eager PyTorch: ``cpu`` and every visible ``cuda:N``.
+    """Eager PyTorch: ``cpu`` and every visible ``cuda:N``; runs torch modules and ONNX graphs.
 
     Options for `compile` are the fields of `TorchOptions`: ``threads`` (intra-op
     threads on the CPU, applied only while the session runs or is measured).
@@ -58,12 +59,22 @@ class TorchBackend:
         return list(availability.details) if availability.ok else []
 
     def supports(self, model: Model) -> Support:
-        if model.framework != "torch" or model.module is None:
+        """A torch module, or an ONNX graph whose every op has a torch kernel (`from_onnx`)."""
+        if model.module is not None:
+            return Support(True)
+        if model.proto is None:
+            return Support(False, (f"{model.name!r} has neither a torch module nor a graph",))
+        if not self.availability().ok:
+            return Support(False, (self.availability().reason,))
+        from workbench.backends.torch.from_onnx import unsupported
+
+        problems = unsupported(model)
+        if problems:
             return Support(
                 False,
                 (
-                    f"{model.name!r} is an ONNX model; the torch backend runs torch modules "
-                    "(use onnxruntime or numba for ONNX)",
+                    f"{model.name!r} is an ONNX model with op(s) the torch backends do not "
+                    f"convert: {', '.join(problems)} (run it on onnxruntime)",
                 ),
             )
         return Support(True)
@@ -71,9 +82,11 @@ class TorchBackend:
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> TorchSession:
         """Place ``model`` on ``device``; never changes ``model`` (a GPU gets a copy).
 
+        An ONNX model is converted to a torch module first (`from_onnx.onnx_module`).
+
         Raises:
             BackendOptionError: an unknown option or a badly typed value.
-            UnsupportedModelError: ``model`` is not a torch module.
+            UnsupportedModelError: an ONNX model with ops the torch kernels lack.
             DeviceUnavailableError: ``device`` is not usable here.
         """
         config = parse_options(TorchOptions, self.name, options)

@@ -297,7 +297,7 @@ class TorchCompileBackend(TorchBackend):
 
         Raises:
             BackendOptionError: an unknown option or a badly typed value.
-            UnsupportedModelError: ``model`` is not a torch module.
+            UnsupportedModelError: an ONNX model with ops the torch kernels lack.
             DeviceUnavailableError: ``device`` is not usable here (the reason says why).
             BackendError: torch.compile failed on this model.
         """

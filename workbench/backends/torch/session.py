@@ -1,4 +1,8 @@
-"""`TorchSession`: a torch module placed on one device, run under ``torch.inference_mode``."""
+"""`TorchSession`: a torch module placed on one device, run under ``torch.inference_mode``.
+
+An ONNX model runs as the torch module `workbench.backends.torch.from_onnx` builds from its
+graph; its per-layer rows and memory are then named after the canonical layers.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ class TorchSession:
         model: the model it was compiled from.
         device: the device string.
         options: the validated `TorchOptions`.
-        module: the module that runs (the user's on the CPU, a moved copy on a GPU).
+        module: the module that runs (the user's on the CPU, a moved copy on a GPU; for an
+            ONNX model, the `OnnxModule` built from its graph).
     """
 
     backend = "torch"
@@ -51,9 +56,7 @@ class TorchSession:
         self.model = model
         self.device = device
         self.options = options or TorchOptions()
-        assert model.module is not None
-        # moving a module to a GPU changes it in place: move a copy, never the user's model
-        self.module = model.module if device == "cpu" else copy.deepcopy(model.module).to(device)
+        self.module = _module_for(model, device)
         self._torch_device = torch.device(device)
         self._applied = False  # inside settings(): the thread count is already set
 
@@ -139,11 +142,17 @@ class TorchSession:
     def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
         """Per-module timings with forward hooks (see `torch_layer_timings`)."""
         with self.settings():
-            return torch_layer_timings(self, inputs, repeats)
+            return self._canonical(torch_layer_timings(self, inputs, repeats))
 
     def _profiler_layers(self, inputs: Inputs, repeats: int) -> list[LayerTiming]:
         with self.settings():
-            return torch_profiler_layer_timings(self, inputs, repeats)
+            return self._canonical(torch_profiler_layer_timings(self, inputs, repeats))
+
+    def _canonical(self, timings: list[LayerTiming]) -> list[LayerTiming]:
+        """Module paths are the canonical layers of a torch model; an ONNX one maps them."""
+        if self.model.module is not None:
+            return timings
+        return self.module.canonical_timings(timings)  # type: ignore[operator]
 
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """``"default"`` (forward hooks) and ``"torch.profiler"`` (with memory per module)."""
@@ -154,7 +163,20 @@ class TorchSession:
         from workbench.backends.torch.memory import torch_memory
 
         with self.settings():
-            return torch_memory(self, inputs)
+            report = torch_memory(self, inputs)
+        if self.model.module is not None:
+            return report
+        return self.module.canonical_memory(report)  # type: ignore[operator]
 
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
+
+
+def _module_for(model: Model, device: str) -> torch.nn.Module:
+    """The module a session on ``device`` runs; the user's model is never changed."""
+    if model.module is None:  # an ONNX model (`supports` has checked its ops)
+        from workbench.backends.torch.from_onnx import onnx_module
+
+        return onnx_module(model).to(device)
+    # moving a module to a GPU changes it in place: move a copy, never the user's model
+    return model.module if device == "cpu" else copy.deepcopy(model.module).to(device)

@@ -1,0 +1,246 @@
+"""ONNX models on the torch backends: the converter's ops against ONNX Runtime, layer names.
+
+Each op is checked on a one-node graph whose attributes take the paths a plain torch
+call would get wrong (asymmetric pads, opset-11 Softmax, shape arithmetic kept in
+Python); whole models are the samples' ONNX exports (eager) and, on torch-compile,
+digits-cnn and the foreign ResNet-50 (compiled once per module).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.errors import UnsupportedModelError
+from workbench.testing.tolerances import assert_close
+
+F32 = 1  # onnx.TensorProto.FLOAT
+I64 = 7  # onnx.TensorProto.INT64
+
+
+def _graph(
+    nodes: list[Any],
+    inputs: dict[str, tuple[int | str, ...]],
+    rank: int,
+    weights: dict[str, np.ndarray] | None = None,
+    opset: int = 17,
+) -> wb.Model:
+    """A small ONNX model: float inputs, one float output ``y`` of ``rank`` (dims unnamed)."""
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, F32, list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info("y", F32, [f"d{i}" for i in range(rank)])],
+        [numpy_helper.from_array(v, k) for k, v in (weights or {}).items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return wb.load(proto.SerializeToString(), name="g")
+
+
+def _both(model: wb.Model, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = {s.name: rng.standard_normal(s.concrete_shape(2)).astype(np.float32) for s in model.inputs}
+    (ours,) = wb.backend("torch").compile(model, "cpu").run(x)
+    (reference,) = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+    return ours, reference
+
+
+def _node(op: str, inputs: list[str], out: str = "y", **attrs: Any) -> Any:
+    from onnx import helper
+
+    return helper.make_node(op, inputs, [out], name=f"the_{op.lower()}_{out}", **attrs)
+
+
+_W = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)
+_B = np.random.default_rng(2).standard_normal(4).astype(np.float32)
+OPS = {
+    "conv-asymmetric-pads-stride-group": (
+        [_node("Conv", ["x", "w", "b"], pads=[0, 1, 2, 1], strides=[2, 1], group=1)],
+        {"x": (2, 3, 9, 8)},
+        4,
+        {"w": _W, "b": _B},
+        17,
+    ),
+    "maxpool-asymmetric-ceil": (
+        [
+            _node(
+                "MaxPool",
+                ["x"],
+                kernel_shape=[3, 3],
+                strides=[2, 2],
+                pads=[0, 0, 1, 1],
+                ceil_mode=1,
+            )
+        ],
+        {"x": (2, 3, 8, 7)},
+        4,
+        None,
+        17,
+    ),
+    "averagepool-excluding-pads": (
+        [_node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+        {"x": (2, 3, 6, 6)},
+        4,
+        None,
+        17,
+    ),
+    "softmax-opset11-flattens-at-axis": (
+        [_node("Softmax", ["x"], axis=1)],
+        {"x": (2, 3, 4)},
+        3,
+        None,
+        11,
+    ),
+    "gemm-transposed-scaled": (
+        [_node("Gemm", ["x", "w", "b"], transA=1, alpha=0.5, beta=2.0)],
+        {"x": (5, 2)},
+        2,
+        {"w": _W.reshape(-1)[:20].reshape(5, 4).copy(), "b": _B},
+        17,
+    ),
+    "clip-opset6-attributes": (
+        [_node("Clip", ["x"], min=-0.5, max=0.25)],
+        {"x": (2, 7)},
+        2,
+        None,
+        6,
+    ),
+    "flatten-axis2-then-transpose": (
+        [
+            _node("Flatten", ["x"], "f", axis=2),
+            _node("Transpose", ["f"], perm=[1, 0]),
+        ],
+        {"x": (2, 3, 4, 5)},
+        2,
+        None,
+        17,
+    ),
+    "global-pool-sum-mul": (
+        [
+            _node("GlobalAveragePool", ["x"], "g"),
+            _node("Sum", ["g", "g", "x"], "s"),
+            _node("Mul", ["s", "b4"]),
+        ],
+        {"x": (2, 4, 3, 3)},
+        4,
+        {"b4": _B.reshape(1, 4, 1, 1)},
+        17,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OPS), ids=list(OPS))
+def test_op_matches_onnxruntime(case: str) -> None:
+    nodes, inputs, rank, weights, opset = OPS[case]
+    ours, reference = _both(_graph(nodes, inputs, rank, weights, opset))
+    assert ours.shape == reference.shape and ours.dtype == reference.dtype
+    assert_close(ours, reference, scope="op", what=case)
+
+
+def test_shape_arithmetic_stays_python_and_reshapes_a_dynamic_batch() -> None:
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, the pattern of a dynamic batch."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+        helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="unsqueeze"),
+        helper.make_node("Constant", [], ["rest"], name="rest", value_ints=[-1]),
+        helper.make_node("Concat", ["n1", "rest"], ["shape"], name="concat", axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"], name="flatten"),
+    ]
+    weights = {"zero": np.array(0, np.int64), "zero1": np.array([0], np.int64)}
+    model = _graph(nodes, {"x": ("N", 3, 4)}, 2, weights)
+    ours, reference = _both(model)
+    assert ours.shape == (2, 12)
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_ops_outside_the_set_are_refused_naming_each_op_type() -> None:
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Einsum", ["x", "x"], ["e"], name="e", equation="ij,ij->ij"),
+        helper.make_node("Resize", ["e", "", "scales"], ["r"], name="r", mode="cubic"),
+        helper.make_node("Relu", ["r"], ["y"], name="relu"),
+    ]
+    weights = {"scales": np.array([1.0, 2.0], np.float32)}
+    model = _graph(nodes, {"x": (2, 3)}, 2, weights)
+    for name in ("torch", "torch-compile"):
+        support = wb.backend(name).supports(model)
+        assert not support.ok
+        assert "Einsum" in support.reasons[0] and "Resize(mode=cubic" in support.reasons[0]
+        assert "Relu" not in support.reasons[0]
+        with pytest.raises(UnsupportedModelError, match=r"ONNX model with op.*Einsum"):
+            wb.backend(name).compile(model, "cpu")
+
+
+@pytest.mark.parametrize("name", wb.samples.names())
+def test_sample_exports_run_eagerly_with_their_canonical_layers(name: str) -> None:
+    model = wb.samples.load(name).to_onnx()
+    before = model.fingerprint()
+    x = model.example_inputs(4)
+    session = wb.backend("torch").compile(model, "cpu")
+    (ours,) = session.run(x)
+    (reference,) = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+    assert_close(ours, reference, scope="model", what=name)
+    timings = session.run_layers(x, repeats=2)
+    layers = {layer.name: layer.op_type for layer in model.layers}
+    assert {t.layer: t.op_type for t in timings}.items() <= layers.items()
+    # every layer with work in it is timed (a layer of folded Constants has none)
+    computing = {
+        layer.name
+        for layer in model.layers
+        if any(n.op_type != "Constant" for n in model.proto.graph.node if n.name in layer.nodes)
+    }
+    assert {t.layer for t in timings} == computing
+    assert all(len(t.samples_ms) == 2 for t in timings)
+    assert model.fingerprint() == before  # the user's graph is untouched
+
+
+def test_memory_per_layer_is_keyed_by_canonical_layer() -> None:
+    model = wb.samples.load("digits-cnn").to_onnx()
+    report = wb.backend("torch").compile(model, "cpu").memory(model.example_inputs(4))
+    assert set(report.by_layer_bytes) <= {layer.name for layer in model.layers}
+    assert report.by_layer_bytes["features.0"] > 0  # the first conv's output
+
+
+@pytest.fixture(scope="module")
+def resnet50(tmp_path_factory: pytest.TempPathFactory) -> wb.Model:
+    from workbench.testing.foreign import foreign_resnet50
+
+    return wb.load(foreign_resnet50(tmp_path_factory.mktemp("r50") / "resnet50.onnx"))
+
+
+@pytest.mark.slow  # Inductor compiles ResNet-50 once here: about 40 s on 2 cores, cache cold
+@pytest.mark.skipif(
+    "cpu" not in wb.backend("torch-compile").devices(),
+    reason="torch-compile has no CPU device here (no C++ compiler)",
+)
+def test_foreign_resnet50_on_torch_compile_matches_onnxruntime_per_layer(
+    resnet50: wb.Model,
+) -> None:
+    from workbench.profiling.table import UNATTRIBUTED, layer_table
+
+    x = resnet50.example_inputs(batch_size=1)
+    session = wb.backend("torch-compile").compile(resnet50, "cpu", dynamic=False)
+    (ours,) = session.run(x)
+    ort = wb.backend("onnxruntime").compile(resnet50, "cpu")
+    (reference,) = ort.run(x)
+    assert ours.shape == reference.shape == (1, 1000)
+    assert_close(ours, reference, scope="model", what="foreign resnet50 on torch-compile")
+    assert session.recompiles == [] and session.compile_s > 0
+    timings = session.run_layers(x, repeats=1)
+    table = layer_table(timings, end_to_end_ms=1.0, view="leaves")
+    names = [name for name in table["layer"] if name != UNATTRIBUTED]
+    # the graph's own node names, in graph order, as ONNX Runtime's table names them
+    assert names == [layer.name for layer in resnet50.layers]
+    assert set(names) <= {t.layer for t in ort.run_layers(x, repeats=1)}
+    ops = dict(zip(table["layer"], table["op_type"], strict=True))
+    assert ops["n0"] == "Conv" and ops["n1"] == "BatchNormalization" and ops["n175"] == "Softmax"
+    assert (table.loc[table["layer"] != UNATTRIBUTED, "samples"] == 1).all()

@@ -1,0 +1,251 @@
+"""An ONNX graph as a torch module, so the torch backends (eager and compiled) run ONNX models.
+
+`onnx_module` builds an `OnnxModule`: one `OnnxNode` submodule per graph node, run in the
+graph's order by a small interpreter loop that ``torch.compile`` unrolls into one graph.
+Weights become buffers copied from the initializers (tensors only: nothing in the file is
+executed). Each submodule remembers its node and canonical layer, and
+`OnnxModule.canonical_timings` turns the per-module timings of the torch backends into
+rows named after the canonical layers, the names ONNX Runtime's per-layer table uses
+(node names for a plain ONNX file, module paths for our own exports), so one layer lines
+up across runtimes.
+
+This module imports torch at its top: the torch backends import it inside the functions
+that handle an ONNX model.
+
+Example:
+    >>> m = wb.load("resnet50.onnx")
+    >>> s = wb.backend("torch-compile").compile(m, "cpu")   # converts, then compiles
+    >>> s.module.layer_of["nodes.n0"]
+    'n0'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from workbench.backends.base import LayerTiming, MemoryReport
+from workbench.backends.torch.onnx_ops import KERNELS, Static, as_tensor, attribute_problem
+from workbench.errors import UnsupportedModelError
+from workbench.loaders.onnx import canonical_layer_name
+
+if TYPE_CHECKING:
+    import onnx
+
+    from workbench.model import Model
+
+#: int64 constants up to this many elements stay Python ints (shape arithmetic)
+_STATIC_MAX = 64
+#: ops whose extra outputs (training statistics, masks, indices) are never computed
+_FIRST_OUTPUT_ONLY = {"BatchNormalization", "Dropout", "MaxPool", "LayerNormalization"}
+
+
+class OnnxNode(torch.nn.Module):
+    """One ONNX node: its op type, its attributes, and the kernel that runs it.
+
+    Attributes:
+        op_type: the ONNX op type (``Conv``).
+        attrs: the node's attributes as Python values, plus ``_opset`` (the graph's).
+    """
+
+    def __init__(self, op_type: str, attrs: dict[str, Any]) -> None:
+        super().__init__()
+        self.op_type = op_type
+        self.attrs = attrs
+        self.kernel = KERNELS[op_type]
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.kernel(self.attrs, *inputs)
+
+    def extra_repr(self) -> str:
+        return self.op_type
+
+
+class OnnxModule(torch.nn.Module):
+    """An ONNX graph run node by node; outputs are a tuple in the graph's output order.
+
+    Attributes:
+        nodes: the `OnnxNode` per graph node, keyed by a torch-safe form of its name.
+        layer_of: module path (``nodes.n0``) -> canonical layer.
+        kernel_of: module path -> ``node:op`` (the node named ``<op>_<index>`` when unnamed).
+        layer_ops: canonical layer -> its op type, as `Model.layers` gives it.
+    """
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        assert model.proto is not None  # callers check `supports` first
+        graph = model.proto.graph
+        opset = _opset(model.proto)
+        self.input_names = [spec.name for spec in model.inputs]
+        self.output_names = [value.name for value in graph.output]
+        self.statics: dict[str, Static] = {}
+        self.tensors: dict[str, str] = {}  # value name -> buffer attribute
+        for init in graph.initializer:
+            self._constant(init.name, _array(init))
+        self.nodes = torch.nn.ModuleDict()
+        self.plan: list[tuple[str, tuple[str, ...], str]] = []
+        self.layer_of: dict[str, str] = {}
+        self.kernel_of: dict[str, str] = {}
+        self.layer_ops = {layer.name: layer.op_type for layer in model.layers}
+        for index, node in enumerate(graph.node):
+            attrs = _attributes(node)
+            if node.op_type == "Constant":  # folded now, as every runtime does
+                self._constant(node.output[0], _constant_value(attrs))
+                continue
+            key = self._key(node, index)
+            self.nodes[key] = OnnxNode(node.op_type, {**attrs, "_opset": opset})
+            self.plan.append((key, tuple(node.input), node.output[0]))
+            self.layer_of[f"nodes.{key}"] = canonical_layer_name(node, index)
+            name = node.name or f"{node.op_type}_{index}"
+            self.kernel_of[f"nodes.{key}"] = f"{name}:{node.op_type}"
+
+    def _constant(self, name: str, value: np.ndarray) -> None:
+        small = value.ndim <= 1 and value.size <= _STATIC_MAX
+        if small and value.dtype in (np.int64, np.int32):
+            self.statics[name] = int(value) if value.ndim == 0 else tuple(int(v) for v in value)
+            return
+        attr = f"const_{len(self.tensors)}"
+        # a copy: the array may be read-only, and the buffer must not alias the proto
+        self.register_buffer(attr, torch.from_numpy(np.array(value, copy=True)))
+        self.tensors[name] = attr
+
+    def _key(self, node: onnx.NodeProto, index: int) -> str:
+        """A ModuleDict key for ``node``: its name with ``.`` and other symbols replaced."""
+        key = re.sub(r"\W", "_", node.name) or f"{node.op_type}_{index}"
+        if key in self.nodes or hasattr(self.nodes, key):
+            key = f"{key}_{index}"
+        return key
+
+    def forward(self, *inputs: Any) -> tuple[Any, ...]:
+        env: dict[str, Any] = dict(self.statics)
+        for value, attr in self.tensors.items():
+            env[value] = getattr(self, attr)
+        env.update(zip(self.input_names, inputs, strict=True))
+        for key, names, output in self.plan:
+            env[output] = self.nodes[key](*[env[n] if n else None for n in names])
+        return tuple(as_tensor(env[name]) for name in self.output_names)
+
+    def canonical_timings(self, timings: Sequence[LayerTiming]) -> list[LayerTiming]:
+        """One row per canonical layer from per-module timings, its nodes summed run by run.
+
+        The graph module's own row (the interpreter loop between nodes) is left out: it
+        belongs to no layer, so it shows in the profile's unattributed time, as a runtime's
+        dispatch overhead does. ``detail["kernels"]`` lists the layer's ``node:op`` pairs.
+        """
+        grouped: dict[str, list[LayerTiming]] = {}
+        for timing in timings:
+            layer = self.layer_of.get(timing.layer)
+            if layer is not None:
+                grouped.setdefault(layer, []).append(timing)
+        rows = []
+        for layer, parts in grouped.items():
+            timed = [p.samples_ms for p in parts if p.samples_ms]
+            samples = tuple(float(sum(run)) for run in zip(*timed, strict=True))
+            kernels = [self.kernel_of[p.layer] for p in parts]
+            detail = {"scope": "leaf", "parent": None, "kernels": kernels}
+            op = self.layer_ops.get(layer, parts[0].op_type)
+            rows.append(LayerTiming(layer, op, samples, detail))
+        return rows
+
+    def canonical_memory(self, report: MemoryReport) -> MemoryReport:
+        """``report`` with its per-module bytes summed per canonical layer."""
+        by_layer: dict[str, int] = {}
+        for path, nbytes in (report.by_layer_bytes or {}).items():
+            layer = self.layer_of.get(path)
+            if layer is not None:
+                by_layer[layer] = by_layer.get(layer, 0) + nbytes
+        return replace(report, by_layer_bytes=by_layer)
+
+
+def onnx_module(model: Model) -> OnnxModule:
+    """A torch module that computes ``model``'s ONNX graph; ``model`` is not changed.
+
+    Args:
+        model: an ONNX `Model`.
+
+    Returns:
+        An `OnnxModule` in eval mode on the CPU; call it with the inputs as tensors in
+        `Model.inputs` order.
+
+    Raises:
+        UnsupportedModelError: the graph holds ops (or op settings) the torch kernels do
+            not implement; the message lists them all.
+    """
+    problems = unsupported(model)
+    if problems:
+        raise UnsupportedModelError(
+            f"{model.name!r} is an ONNX model with op(s) the torch backends do not convert: "
+            f"{', '.join(problems)}; run it on onnxruntime"
+        )
+    return OnnxModule(model).eval()
+
+
+def unsupported(model: Model) -> list[str]:
+    """What in ``model``'s graph the torch kernels cannot run, once each (empty: all of it).
+
+    Op types outside `onnx_ops.KERNELS` (other domains prefixed, ``com.microsoft.FusedConv``),
+    attribute settings the kernels lack (``Resize(mode=cubic, ...)``), and extra outputs that
+    are computed only by training (``MaxPool`` indices) but used by the graph.
+    """
+    assert model.proto is not None
+    graph = model.proto.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    problems: dict[str, None] = {}
+    for node in graph.node:
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if op not in KERNELS and op != "Constant":
+            problems[op] = None
+            continue
+        detail = attribute_problem(op, _attributes(node))
+        if detail:
+            problems[f"{op}({detail})"] = None
+        extra = [o for o in node.output[1:] if o and o in used]
+        if extra and op in _FIRST_OUTPUT_ONLY:
+            problems[f"{op} output {list(node.output).index(extra[0])}"] = None
+    return list(problems)
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _array(tensor: onnx.TensorProto) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return np.asarray(numpy_helper.to_array(tensor))
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """A node's attributes as Python values (strings decoded, lists as lists)."""
+    from onnx import helper
+
+    attrs = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        attrs[attribute.name] = value
+    return attrs
+
+
+def _constant_value(attrs: Mapping[str, Any]) -> np.ndarray:
+    """The value of a ``Constant`` node, whichever of its attributes holds it."""
+    if "value" in attrs:
+        return _array(attrs["value"])
+    for key, dtype in (("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=dtype)
+    for key in ("value_float", "value_floats"):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=np.float32)
+    raise UnsupportedModelError(
+        f"a Constant node holds {sorted(attrs)}; the torch backends read value, value_int(s) "
+        "and value_float(s)"
+    )
