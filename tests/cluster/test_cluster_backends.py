@@ -62,7 +62,8 @@ def test_rounds_on_two_hosts_are_two_rows_with_best_flags_per_host() -> None:
     )
     runtimes = (Runtime("onnxruntime", label="ort"), Runtime("torch", label="torch"))
     comparison = RuntimeComparison("digits-mlp", 1, runtimes, "ort", results)
-    table = BackendComparison("digits-mlp", (1,), {1: comparison}).table
+    compared = BackendComparison("digits-mlp", (1,), {1: comparison})
+    table = compared.table
 
     assert list(zip(table["runtime"], table["host"], strict=True)) == [
         ("ort", "box-a"),
@@ -76,6 +77,9 @@ def test_rounds_on_two_hosts_are_two_rows_with_best_flags_per_host() -> None:
         ("ort", "box-a"),
         ("torch", "box-b"),
     ]
+    assert compared.hosts == ["box-a", "box-b"]
+    assert compared.best() == compared.best(host="box-a") == "ort"
+    assert compared.best(host="box-b") == "torch"
 
 
 def test_launcher_and_cluster_together_are_refused() -> None:

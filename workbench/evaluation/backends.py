@@ -99,19 +99,30 @@ class BackendComparison:
         """The hosts the rounds ran on, sorted; empty when measured on this machine."""
         return sorted({_host(r) for c in self.comparisons.values() for r in c.results} - {""})
 
-    def best(self, column: str = "latency_ms", batch_size: int | None = None) -> str:
+    def best(
+        self, column: str = "latency_ms", batch_size: int | None = None, host: str | None = None
+    ) -> str:
         """The runtime with the best ``column`` at ``batch_size`` (default the first one).
 
+        Args:
+            column: one of `BEST_COLUMNS`.
+            batch_size: default the first batch size.
+            host: measured on a cluster, the best on this host (default the first of
+                `hosts`); ignored for a comparison measured here.
+
         Raises:
-            InputError: an unknown column or batch size, or nothing measured there.
+            InputError: an unknown column, batch size or host, or nothing measured there.
         """
         if column not in BEST_COLUMNS:
             raise InputError(f"column must be one of {list(BEST_COLUMNS)}, got {column!r}")
         batch = self.batch_sizes[0] if batch_size is None else batch_size
         table = self.table
         rows = table[(table["batch_size"] == batch) & table[BEST_COLUMNS[column][0]]]
+        if self.hosts:
+            rows = rows[rows["host"] == (host or self.hosts[0])]
         if rows.empty:
-            raise InputError(f"no runtime measured {column} at batch {batch}")
+            where = f" on {host}" if host and self.hosts else ""
+            raise InputError(f"no runtime measured {column} at batch {batch}{where}")
         return str(rows["runtime"].iloc[0])
 
     def to_dict(self) -> dict[str, Any]:
