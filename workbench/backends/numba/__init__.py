@@ -19,7 +19,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from workbench.backends.base import Availability, Support, check_device, parse_options, register
+from workbench.backends.base import (
+    Availability,
+    BackendOptionError,
+    Support,
+    check_device,
+    parse_options,
+    register,
+)
 from workbench.backends.numba.registry import register_kernel, unregister_kernel
 from workbench.model import Model
 
@@ -134,10 +141,14 @@ class NumbaOptions:
             (our cache-blocked kernel).
         layout: ``"nhwc"`` (default; convolutions run channels-last, see
             `workbench.backends.numba.layout`) or ``"nchw"`` (the ONNX layout throughout).
+        threads: cores a big BLAS product is split over, one single-threaded BLAS call
+            each (default: Numba's thread count). 1 keeps every product on one core,
+            steadier when other work shares the machine.
     """
 
     gemm: Literal["blas", "tiled"] = "blas"
     layout: Literal["nhwc", "nchw"] = "nhwc"
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,11 +192,16 @@ class NumbaBackend:
         """
         config = parse_options(NumbaOptions, self.name, options)
         check_device(self, device)
+        import numba
+
         from workbench.backends.numba.cpu_ops import make_kernels
         from workbench.backends.numba.executor import CpuDevice
         from workbench.backends.numba.session import NumbaSession
 
-        kernels = make_kernels(config.gemm)
+        threads = numba.get_num_threads() if config.threads is None else config.threads
+        if threads < 1:
+            raise BackendOptionError(f"numba: threads must be at least 1, got {threads}")
+        kernels = make_kernels(config.gemm, threads)
         channels_last = config.layout == "nhwc"
         return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu", channels_last)
 

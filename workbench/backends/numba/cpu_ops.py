@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,12 +48,70 @@ def _out(outs: Arrays | None, shape: tuple[int, ...], dtype: Any, index: int = 0
     return outs[index] if outs is not None else np.empty(shape, dtype=dtype)
 
 
-def _gemm_fn(kind: str) -> GemmFn:
+@dataclass(frozen=True)
+class BlasGemm:
+    """``out = a @ b`` through the BLAS that NumPy links, a big product split over
+    ``threads`` cores (see `_product`)."""
+
+    threads: int
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        cpu.gemm_blas(a, b, out)
+
+
+#: A product is split over the threads when each part keeps at least this many rows
+#: (row blocks) or columns (column panels): thinner BLAS calls lose more than a core gives.
+SPLIT_MIN_ROWS = 32
+SPLIT_MIN_COLUMNS = 128
+
+
+def _gemm_fn(kind: str, threads: int) -> GemmFn:
     if kind == "blas":
-        return cpu.gemm_blas  # type: ignore[no-any-return]
+        return BlasGemm(threads)
     if kind == "tiled":
         return lambda a, b, out: cpu.pick(cpu.gemm_tiled, out.size * a.shape[1])(a, b, out)
     raise ValueError(f"gemm must be 'blas' or 'tiled', got {kind!r}")
+
+
+def _splits(gemm: GemmFn, work: int) -> int:
+    """How many threads a BLAS product of ``work`` multiply-adds is split over (1: none)."""
+    if isinstance(gemm, BlasGemm) and work >= cpu.OPENBLAS_THREADED_MIN_WORK:
+        return gemm.threads
+    return 1
+
+
+def _product(gemm: GemmFn, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+    """``out = a @ b`` as a bound call: row blocks on the threads when there are rows
+    enough, else one call (see `_panel_product` for the few-rows case)."""
+    parts = _splits(gemm, out.size * a.shape[1])
+    if parts > 1 and a.shape[0] >= parts * SPLIT_MIN_ROWS:
+        return functools.partial(cpu.gemm_split_rows, a, b, out, parts)
+    return functools.partial(gemm, a, b, out)
+
+
+def _panel_product(
+    node: Node, gemm: GemmFn, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None, out: np.ndarray
+) -> Callable[[], None] | None:
+    """``out = act(a @ b + bias)`` with a constant ``b`` cut into one column panel per
+    thread, or None where row blocks (or one call) serve better."""
+    m, k = a.shape
+    n = b.shape[1]
+    parts = _splits(gemm, m * k * n)
+    if parts == 1 or m >= parts * SPLIT_MIN_ROWS or n < parts * SPLIT_MIN_COLUMNS:
+        return None
+    width = -(-n // parts)
+
+    def cut() -> np.ndarray:
+        padded = np.zeros((k, parts * width), b.dtype)
+        padded[:, :n] = b
+        return np.ascontiguousarray(padded.reshape(k, parts, width).transpose(1, 0, 2))
+
+    panels = _cached(node, ("panels", parts), 1, cut)
+    ys = _workspace(node, "panel_y", (parts, m, width), a.dtype)
+    if bias is None:
+        bias = _cached(node, ("zeros", n), None, lambda: np.zeros(n, a.dtype))
+    act = cpu.ACTIVATIONS[node.activation]
+    return functools.partial(cpu.gemm_panels, a, panels, ys, bias, act, out)
 
 
 def _cached(node: Node, key: Any, index: int | None, make: Callable[[], Any]) -> Any:
@@ -129,7 +188,7 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     # batch 1: the GEMM writes straight into the output and the epilogue runs in place
     y = out4.reshape(m, p) if n == 1 else _workspace(node, "y", (m, n * p), x.dtype)
     epilogue = cpu.pick(cpu.conv_epilogue, out.size)
-    product = _sequence(unfold, functools.partial(gemm, w2, col, y))
+    product = _sequence(unfold, _product(gemm, w2, col, y))
     return _sequence(
         _blas_scope(gemm, product, m * k * n * p),
         functools.partial(epilogue, y, bias, act, out4.reshape(n, m, p)),
@@ -181,7 +240,7 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         return _conv_winograd(node, x, w, (oh, ow), (pt, pl), bias, gemm, out), [out]
     if kh == kw == sh == sw == 1 and not any(geo.pads):
         col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
-        product = _blas_scope(gemm, functools.partial(gemm, col, w2t, y), y.size * c)
+        product = _blas_scope(gemm, _product(gemm, col, w2t, y), y.size * c)
         return _sequence(product, _bias_act(node, y, bias)), [out]
     # blocks of whole output rows whose im2col stays in cache until the GEMM reads it
     blocks = _row_blocks(n * oh, ow * k * x.dtype.itemsize)
@@ -192,7 +251,7 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
         steps += [
             # serial: a parallel region beside BLAS's threads fights them for the cores
             functools.partial(cpu.im2col_nhwc[1], x, geometry, first, last, block_col),
-            functools.partial(gemm, block_col, w2t, block_y),
+            _product(gemm, block_col, w2t, block_y),
             _bias_act(node, block_y, bias),
         ]
     gemm_work = (blocks[0][1] - blocks[0][0]) * ow * k * m
@@ -201,8 +260,9 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
 
 def _blas_scope(gemm: GemmFn, run: Callable[[], None], work: int) -> Callable[[], None]:
     """``run`` on single-threaded BLAS when it makes a GEMM call that OpenBLAS would
-    thread (``work``: the largest call's multiply-adds); see `cpu.single_threaded_blas`."""
-    if gemm is cpu.gemm_blas and work >= cpu.OPENBLAS_THREADED_MIN_WORK:
+    thread (``work``: the largest call's multiply-adds); see `cpu.single_threaded_blas`.
+    Products split over threads (`_product`) run one BLAS call per thread in there."""
+    if isinstance(gemm, BlasGemm) and work >= cpu.OPENBLAS_THREADED_MIN_WORK:
         return cpu.single_threaded_blas(run)
     return run
 
@@ -251,7 +311,10 @@ def _conv_winograd(
     padded = _workspace(node, "padded", (n, 2 * tiles_h + 2, 2 * tiles_w + 2, c), x.dtype)
     padded.fill(0)
     act = cpu.ACTIVATIONS[node.activation]
-    batched = cpu.bmm_rows if gemm is cpu.gemm_blas else functools.partial(_each, gemm)
+    batched: Callable[..., None] = functools.partial(_each, gemm)
+    if isinstance(gemm, BlasGemm):
+        split = _splits(gemm, 16 * n * tiles_h * tiles_w * c * m) > 1
+        batched = cpu.bmm_rows_split if split else cpu.bmm_rows
     steps: list[Callable[[], Any]] = [functools.partial(cpu.pad_interior[1], x, pt, pl, padded)]
     blocks = _row_blocks(n * tiles_h, 16 * tiles_w * max(c, m) * x.dtype.itemsize)
     for first, last in blocks:
@@ -315,9 +378,12 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
     simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
     if alpha == 1 and simple_bias:
         bias = None if c is None or beta == 0 else c.reshape(-1)
+        panels = _panel_product(node, gemm, a, b, bias, out) if 1 in node.const_inputs else None
+        if panels is not None:
+            return _sequence(*copies, _blas_scope(gemm, panels, work)), [out]
         return _sequence(
             *copies,
-            _blas_scope(gemm, functools.partial(gemm, a, b, out), work),
+            _blas_scope(gemm, _product(gemm, a, b, out), work),
             _bias_act(node, out, bias),
         ), [out]
     y = _workspace(node, "y", out.shape, a.dtype)
@@ -327,7 +393,7 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
     epilogue = cpu.pick(cpu.gemm_epilogue, out.size)
     return _sequence(
         *copies,
-        _blas_scope(gemm, functools.partial(gemm, a, b, y), work),
+        _blas_scope(gemm, _product(gemm, a, b, y), work),
         functools.partial(epilogue, y, c2, alpha, beta, act, out),
     ), [out]
 
@@ -352,16 +418,17 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     if b.ndim == 2:
         # one GEMM over all rows of a: [batch*M, K] @ [K, N]
         rows, copy_a = _operand(node, "a", a, a.shape, (-1, k))
-        product = _blas_scope(
-            gemm, functools.partial(gemm, rows, b, out.reshape(-1, n)), out.size * k
-        )
+        product = _blas_scope(gemm, _product(gemm, rows, b, out.reshape(-1, n)), out.size * k)
         return _sequence(copy_a, product, epilogue), [out]
     count = math.prod(batch)
     a3, copy_a = _operand(node, "a", a, (*batch, m, k), (count, m, k))
     b3, copy_b = _operand(node, "b", b, (*batch, k, n), (count, k, n))
-    product = functools.partial(cpu.bmm, a3, b3, out.reshape(count, m, n))
-    # cpu.bmm calls BLAS itself: the scope applies whichever GEMM the session was given
-    run = _blas_scope(cpu.gemm_blas, _sequence(copy_a, copy_b, product), m * k * n)
+    out3 = out.reshape(count, m, n)
+    product = functools.partial(cpu.bmm, a3, b3, out3)
+    if _splits(gemm, count * m * k * n) > 1:
+        product = functools.partial(cpu.bmm_rows_split, a3, b3, out3, m)
+    # cpu.bmm calls BLAS itself whichever GEMM the session was given, so the scope applies
+    run = _blas_scope(BlasGemm(1), _sequence(copy_a, copy_b, product), m * k * n)
     return _sequence(run, epilogue), [out]
 
 
@@ -825,16 +892,17 @@ def range_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out]
 
 
-def make_kernels(gemm: str = "blas") -> dict[str, Kernel]:
+def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
     """The CPU op table.
 
     Args:
         gemm: ``"blas"`` (NumPy's BLAS called from Numba) or ``"tiled"`` (our own kernel).
+        threads: cores a big BLAS product is split over (one BLAS call per core).
 
     Returns:
         op type -> kernel.
     """
-    gemm_fn = _gemm_fn(gemm)
+    gemm_fn = _gemm_fn(gemm, threads)
     table: dict[str, Kernel] = {
         "Conv": _bindable(functools.partial(conv, gemm=gemm_fn)),
         "Gemm": _bindable(functools.partial(gemm_op, gemm=gemm_fn)),
