@@ -130,3 +130,66 @@ def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_a
     page.table.selection = [list(page.runs["model"]).index("b")]
     page.delete_selected()
     assert "b" not in set(store.runs()["model"]) and len(page.runs) == everything - 1
+
+
+def test_sensitivity_ticks_build_per_layer_prune_ratios_that_optimize_measures(make_app):
+    app = make_app("digits-cnn")
+    page, optimize = app.sensitivity, app.optimize
+    page.param.update(transform="prune-magnitude", sparsity=0.5)
+    page.analyse()
+    page.jobs.wait()
+    report = page.report
+    assert report is not None and len(report) >= 2
+    first, second = list(report["layer"])[:2]
+    page.layer_ratio = 0.2
+    page.kept = [first]
+    page.layer_ratio = 0.0
+    page.kept = [first, second]  # each ticked layer keeps the ratio it was ticked with
+    assert page.settings() == {
+        "sparsity": 0.5,
+        "structured": False,
+        "layer_sparsity": {first: 0.2, second: 0.0},
+    }
+    own = sorted([f"{first} 20%", f"{second} 0%"])
+    assert page.recipe_text() == f"prune-magnitude 50% on every layer; {', '.join(own)}"
+
+    optimize.request()
+    optimize.jobs.wait()
+    base = optimize.results["baseline"]
+    page.send()
+    (label,) = [k for k in optimize.estimates if k.startswith("prune-magnitude(")]
+    assert f"{first} 20%" in label and f"{second} 0%" in label
+    estimate = optimize.estimates[label]
+    # the cost model: zeros in dense kernels do the same work, so no faster than baseline
+    assert estimate["latency_ms"] == pytest.approx(base.profile.latency.median)
+    # accuracy: each layer's measured drop, scaled by its ratio over the analysed 50%
+    ratio = report["layer"].map({first: 0.2, second: 0.0}).fillna(0.5) / 0.5
+    assert estimate["metric_value"] == pytest.approx(
+        base.metric_value + (report["metric_delta"] * ratio).sum()
+    )
+    optimize.jobs.wait()
+    measured = optimize.results[label]
+    recipe = measured.profile.recipe
+    steps = [recipe] if "layer_sparsity" in recipe.get("config", {}) else recipe["chain"]
+    assert dict(map(tuple, steps[0]["config"]["layer_sparsity"])) == {first: 0.2, second: 0.0}
+    assert "estimated before measuring" in optimize.comparison.object
+    assert optimize.kept.object == f"Own prune ratios: {', '.join(own)}"
+
+
+def test_the_estimate_of_channel_pruning_comes_from_the_cost_model(make_app):
+    from workbench.dashboards import work
+    from workbench.profiling.cost import estimate_latency_ms
+
+    app = make_app("digits-cnn")
+    optimize = app.optimize
+    optimize.request()
+    optimize.jobs.wait()
+    base = optimize.results["baseline"]
+    recipe = ("none", "entropy", 0.5, True, (), (("features.3", 0.25),))
+    estimate = optimize.estimate(recipe)
+    flops, nbytes = work.cost_scales(base.profile, "none", 0.5, True, (), recipe[-1])
+    assert flops["features.3"] == 0.75 and flops["features.0"] == 0.5
+    assert "classifier.1" not in flops  # the output layer keeps its outputs
+    assert estimate["latency_ms"] == pytest.approx(estimate_latency_ms(base.profile, flops, nbytes))
+    assert estimate["latency_ms"] < base.profile.latency.median
+    assert estimate["metric_value"] is None  # no pruning sensitivity: accuracy unknown

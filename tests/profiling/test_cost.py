@@ -118,3 +118,29 @@ def test_roofline_columns(tmp_path, monkeypatch) -> None:
     ceilings = p.environment["machine_ceilings"]
     expected = "compute" if conv["intensity"] >= ceilings["ridge_intensity"] else "memory"
     assert conv["bound"] == expected
+
+
+def test_the_cost_model_estimates_a_variant_from_each_layers_bounding_resource() -> None:
+    import pandas as pd
+
+    from workbench.profiling.cost import estimate_latency_ms
+    from workbench.profiling.profile import Profile
+    from workbench.profiling.timer import Measurement
+
+    layers = pd.DataFrame(
+        {
+            "layer": ["conv", "bn", "fc", "(unattributed)"],
+            "latency_ms": [3.0, 0.0, 1.0, -0.5],
+            "bound": ["compute", "memory", "memory", None],
+            "fused_into": [None, "conv", None, None],
+        }
+    )
+    profile = Profile(
+        latency=Measurement(samples_ms=(3.5, 3.5)), layers=layers, model="m",
+        backend="onnxruntime", device="cpu", batch_size=1,
+    )  # fmt: skip
+    assert estimate_latency_ms(profile) == pytest.approx(3.5)
+    # conv is compute-bound: its FLOPs ratio counts, not its bytes; fc is memory-bound
+    halved = estimate_latency_ms(profile, {"conv": 0.5, "fc": 0.1}, {"conv": 0.9, "fc": 0.5})
+    # attributed 4 ms -> 1.5 + 0.5 = 2 ms: the end-to-end median scales by the same half
+    assert halved == pytest.approx(3.5 * 2.0 / 4.0)

@@ -74,7 +74,11 @@ class App(Viewer):
         self.optimize = OptimizePage(
             state=self.state,
             jobs=Jobs(self.notify, dispatch),
-            sensitivity=lambda: (self.sensitivity.transform, self.sensitivity.report),
+            sensitivity=lambda: (
+                self.sensitivity.transform,
+                self.sensitivity.report,
+                self.sensitivity.sparsity,
+            ),
         )
         self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
         self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
@@ -172,10 +176,10 @@ class App(Viewer):
         elif event.new == 4:
             self.runs.refresh()
 
-    def _measure_recipe(self, method: str, exclude: tuple[str, ...]) -> None:
+    def _measure_recipe(self, settings: dict[str, Any]) -> None:
         """The Sensitivity page's recipe, measured on the Optimize page (shown at once)."""
         self.tabs.active = 2
-        self.optimize.measure_recipe(method, exclude)
+        self.optimize.measure_recipe(**settings)
 
     def notify(self, level: str, message: str) -> None:
         """A toast when a job finishes or fails (where notifications are enabled)."""

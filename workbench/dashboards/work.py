@@ -125,20 +125,27 @@ def evaluation_data(model: Model, split: str = "test") -> Any | None:
     return wb.samples.dataset("digits", split=split)
 
 
+#: per-layer prune ratios, ``(("features.0", 0.2), ...)`` sorted by layer
+LayerRatios = tuple[tuple[str, float], ...]
+
+
 def variant_steps(
     method: str,
     calibration: str,
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
+    layer_sparsity: LayerRatios = (),
 ) -> list[Transform]:
-    """The Optimize page's controls as transform configs: prune (if ``sparsity`` > 0),
-    then quantize (unless ``method`` is ``"none"``); empty for the baseline. ``exclude``
-    (layers the Sensitivity page keeps in full precision) goes to the quantization step."""
+    """The Optimize page's controls as transform configs: prune (if ``sparsity`` > 0 or a
+    layer has its own ratio), then quantize (unless ``method`` is ``"none"``); empty for
+    the baseline. ``exclude`` (layers the Sensitivity page keeps in full precision) goes
+    to the quantization step, ``layer_sparsity`` (its per-layer prune ratios) to pruning."""
     steps = []
-    if sparsity > 0:
+    if sparsity > 0 or any(ratio > 0 for _, ratio in layer_sparsity):
         kind = "prune-channels" if structured else "prune-magnitude"
-        steps.append(make_config(kind, sparsity=sparsity))
+        own = {"layer_sparsity": layer_sparsity} if layer_sparsity else {}
+        steps.append(make_config(kind, sparsity=sparsity, **own))
     kept = {"exclude": tuple(exclude)} if exclude else {}
     if method == "int8-static":
         steps.append(make_config(method, calibration=calibration, **kept))
@@ -153,10 +160,12 @@ def variant_label(
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
+    layer_sparsity: LayerRatios = (),
 ) -> str:
     """The recipe's label, as the built variant will carry it: ``prune-channels(50%) →
-    int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are kept."""
-    steps = variant_steps(method, calibration, sparsity, structured, exclude)
+    int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are kept;
+    ``prune-magnitude(50%, features.0 20%)`` when a layer has its own prune ratio."""
+    steps = variant_steps(method, calibration, sparsity, structured, exclude, layer_sparsity)
     label = recipe_label(chain_to_dict(steps) if steps else None)
     if exclude and method != "none":
         names = sorted(exclude)
@@ -177,20 +186,60 @@ def build_variant(
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
+    layer_sparsity: LayerRatios = (),
 ) -> Model:
-    """Prune (if ``sparsity`` > 0), then quantize (unless ``method`` is ``"none"``),
-    keeping the ``exclude`` layers in full precision.
+    """Prune (if ``sparsity`` > 0 or a layer has its own ratio), then quantize (unless
+    ``method`` is ``"none"``), keeping the ``exclude`` layers in full precision.
 
     Raises:
         TransformError: the transform cannot apply to this model (explained).
     """
-    steps = variant_steps(method, calibration, sparsity, structured, exclude)
+    steps = variant_steps(method, calibration, sparsity, structured, exclude, layer_sparsity)
     if not steps:
         return model
-    if sparsity > 0 and structured and model.framework != "torch":
+    pruned = steps[0].name.startswith("prune-")
+    if pruned and structured and model.framework != "torch":
         raise TransformError("structured pruning needs a PyTorch model; untick 'structured'")
     # static INT8 calibrates on the training split; the other steps ignore the data
     return wb.transform(model, steps, data=evaluation_data(model, split="train"))
+
+
+#: weight bytes of a quantized layer over its float32 bytes
+_WEIGHT_BYTES = {"int8-dynamic": 0.25, "int8-static": 0.25, "fp16": 0.5}
+_WEIGHTED_OPS = {"Conv", "Gemm", "MatMul", "Linear", "Conv2d", "ConvTranspose"}
+
+
+def cost_scales(
+    profile: Profile,
+    method: str,
+    sparsity: float,
+    structured: bool,
+    exclude: tuple[str, ...] = (),
+    layer_sparsity: LayerRatios = (),
+) -> tuple[dict[str, float], dict[str, float]]:
+    """What the recipe does to each layer's FLOPs and bytes, for `estimate_latency_ms`.
+
+    Channel pruning at ratio r keeps 1 - r of a layer's FLOPs and bytes (its consumer's
+    inputs shrink too, so the saving is underestimated); magnitude pruning leaves dense
+    kernels the same work, so it changes nothing; quantizing (``method``) shrinks the
+    weights' bytes of the layers not in ``exclude``. The model's last weighted layer
+    writes its outputs and is never channel-pruned by the global ratio.
+    """
+    table = profile.layers
+    if table.empty:
+        return {}, {}
+    weighted = table[table["op_type"].isin(_WEIGHTED_OPS) & (table["params_bytes"] > 0)]
+    names = list(weighted["layer"])
+    ratios = {name: sparsity for name in names[:-1]} | dict(layer_sparsity)
+    flops = {k: 1.0 - r for k, r in ratios.items()} if structured else {}
+    nbytes = dict(flops)
+    shrink = _WEIGHT_BYTES.get(method)
+    if shrink is not None:
+        for row in weighted.itertuples():
+            if row.layer not in exclude and row.bytes and row.bytes > 0:
+                saved = (1.0 - shrink) * row.params_bytes * nbytes.get(row.layer, 1.0)
+                nbytes[row.layer] = nbytes.get(row.layer, 1.0) - saved / row.bytes
+    return flops, nbytes
 
 
 @dataclass(frozen=True)
@@ -240,8 +289,8 @@ def measure_variant(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> VariantResult:
-    """Build the variant ``recipe`` = (method, calibration, sparsity, structured[, exclude])
-    and measure it.
+    """Build the variant ``recipe`` = (method, calibration, sparsity, structured[, exclude[,
+    layer_sparsity]]) and measure it.
 
     Cached by (model, recipe, backend, device, batch size).
     """
@@ -292,7 +341,24 @@ def _build_and_score(
 
 
 #: transforms the Sensitivity page can apply one layer at a time (they have ``exclude``)
-SENSITIVITY_TRANSFORMS = ("int8-static", "int8-dynamic", "fp16")
+SENSITIVITY_TRANSFORMS = (
+    "int8-static",
+    "int8-dynamic",
+    "fp16",
+    "prune-magnitude",
+    "prune-channels",
+)
+#: of those, the ones whose ticks set per-layer ratios (the others' ticks keep layers whole)
+PRUNE_TRANSFORMS = ("prune-magnitude", "prune-channels")
+
+
+def sensitivity_config(transform: str, sparsity: float) -> Transform:
+    """The config the Sensitivity page analyses: pruning at ``sparsity``, others as named."""
+    return (
+        make_config(transform, sparsity=sparsity)
+        if transform in PRUNE_TRANSFORMS
+        else make_config(transform)
+    )
 
 
 def _calibration(model: Model, transform: str) -> Any | None:
@@ -317,16 +383,19 @@ def measure_sensitivity(
     device: str,
     batch_size: int,
     *,
+    sparsity: float = 0.5,
     budget_s: float = 0.1,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> pd.DataFrame:
-    """`wb.sensitivity` of ``model`` under ``transform``, one layer at a time (cached).
+    """`wb.sensitivity` of ``model`` under ``transform``, one layer at a time (cached);
+    pruning transforms prune each layer to ``sparsity``.
 
     Raises:
         InputError: no labelled data for this model's inputs.
     """
-    key = RunKey(model_key(model), f"sensitivity {transform}", backend, device, batch_size, "")
+    config = sensitivity_config(transform, sparsity)
+    key = RunKey(model_key(model), f"sensitivity {config.label()}", backend, device, batch_size, "")
     cached = RESULTS.get(key)
     if cached is not None:
         return cached
@@ -335,7 +404,7 @@ def measure_sensitivity(
         frame = wb.sensitivity(
             model,
             data,
-            transform,
+            config,
             backend=backend,
             device=device,
             batch_size=batch_size,
@@ -357,17 +426,18 @@ def suggest_kept(
     device: str,
     batch_size: int,
     *,
+    sparsity: float = 0.5,
     budget_s: float = 0.1,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[str, ...]:
-    """`wb.suggest`'s plan as the layers it keeps in full precision (its ``exclude``)."""
+    """`wb.suggest`'s plan as the layers it leaves untouched (its ``exclude``)."""
     data = _labelled_data(model)
     with measuring(cancel, progress):
         config = wb.suggest(
             model,
             data,
-            transform,
+            sensitivity_config(transform, sparsity),
             max_drop,
             report=report,
             calibration=_calibration(model, transform),

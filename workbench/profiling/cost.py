@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Ceilings",
     "add_roofline",
+    "estimate_latency_ms",
     "layer_costs",
     "machine_ceilings",
     "onnx_costs",
@@ -441,6 +442,56 @@ def layer_costs(
         if len(rows):
             notes.extend(n for n in source_notes if any(r in n for r in rows))
     return table, notes
+
+
+def estimate_latency_ms(
+    profile: Profile,
+    flops_scale: Mapping[str, float] | None = None,
+    bytes_scale: Mapping[str, float] | None = None,
+) -> float:
+    """End-to-end median of a variant of the profiled model, estimated by the cost model.
+
+    Each attributed layer's measured time scales with the resource that bounds it on the
+    roofline (``bound``: its FLOPs when compute-bound, its bytes when memory-bound, the
+    larger of the two ratios when unknown); layers fused into another run inside it and
+    take its ratio. The profile's end-to-end median then scales by the change of the
+    attributed time as a whole, so per-layer instrumentation overhead cancels out.
+
+    Args:
+        profile: a per-layer profile of the original model (``latency_ms``, ``bound``).
+        flops_scale: layer -> the variant's FLOPs over the original's (1 when absent).
+        bytes_scale: layer -> the variant's bytes over the original's (1 when absent).
+
+    Returns:
+        The estimated median latency in ms; the measured median when no layer changes or
+        the profile has no per-layer times.
+
+    Example:
+        >>> estimate_latency_ms(p, flops_scale={"fc1": 0.5}, bytes_scale={"fc1": 0.5})
+    """
+    table = profile.layers
+    base = float(profile.latency.median)
+    if table.empty or "latency_ms" not in table:
+        return base
+    flops, nbytes = flops_scale or {}, bytes_scale or {}
+    times = table["latency_ms"].astype(float).clip(lower=0.0)
+    bounds = table["bound"] if "bound" in table else pd.Series(None, index=table.index)
+    host = table["fused_into"] if "fused_into" in table else pd.Series(None, index=table.index)
+    ratios = []
+    for layer, bound, into in zip(table["layer"], bounds, host, strict=True):
+        owner = into if isinstance(into, str) else layer
+        by_flops, by_bytes = flops.get(owner, 1.0), nbytes.get(owner, 1.0)
+        ratios.append(
+            by_flops
+            if bound == "compute"
+            else by_bytes
+            if bound == "memory"
+            else max(by_flops, by_bytes)
+        )
+    attributed = float(times.sum())
+    if attributed <= 0:
+        return base
+    return base * float((times * np.asarray(ratios)).sum()) / attributed
 
 
 #: a layer above this fraction of the roof is impossible: the ceilings are re-measured once

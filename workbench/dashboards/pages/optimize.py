@@ -2,8 +2,12 @@
 
 Moving a control builds the variant and measures accuracy, latency and size on the
 page's own worker thread; the point joins the trade-off plot (cached, so a control
-moved back shows its earlier point at once). Clicking a point shows that variant's
-per-layer latency against the baseline.
+moved back shows its earlier point at once). Before it is measured, an estimated point
+stands in: latency from the cost model (`estimate_latency_ms`: each layer's FLOPs or
+bytes change, by its roofline bound) plus the Sensitivity page's measured per-layer
+changes, accuracy from the sensitivity; once measured, the page says how far off the
+estimate was. Clicking a point shows that variant's per-layer latency against the
+baseline.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from workbench.dashboards import work
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, rounded, table
 from workbench.dashboards.state import AppState
+from workbench.profiling.cost import estimate_latency_ms
 
-BASELINE: tuple[Any, ...] = ("none", "entropy", 0.0, False, ())
+BASELINE: tuple[Any, ...] = ("none", "entropy", 0.0, False, (), ())
 #: the trade-off table's columns
 SHOWN = ["variant", "host", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
 
@@ -50,19 +55,22 @@ class OptimizePage(Viewer):
     exclude = param.List(
         default=[], item_type=str, doc="layers kept in full precision (from the Sensitivity page)"
     )
+    layer_sparsity = param.Dict(
+        default={}, doc="layer -> its own prune ratio (from the Sensitivity page's ticks)"
+    )
     selected = param.String(default=None, allow_None=True, doc="variant shown against baseline")
     active = param.Boolean(default=False, doc="the page is in view (measures on context change)")
 
     def __init__(
         self,
         jobs: Jobs | None = None,
-        sensitivity: Callable[[], tuple[str, pd.DataFrame | None]] | None = None,
+        sensitivity: Callable[[], tuple[str, pd.DataFrame | None, float]] | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.jobs = jobs or Jobs()
-        #: the Sensitivity page's (transform, report), for estimates before measuring
-        self.sensitivity = sensitivity or (lambda: ("", None))
+        #: the Sensitivity page's (transform, report, prune ratio analysed), for estimates
+        self.sensitivity = sensitivity or (lambda: ("", None, 0.0))
         #: estimated rows by label, placed before the variant is measured (kept after,
         #: to show how far off they were)
         self.estimates: dict[str, dict[str, Any]] = {}
@@ -72,11 +80,12 @@ class OptimizePage(Viewer):
         self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
         self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
         self.table = table(pd.DataFrame(columns=SHOWN), height=300)
-        self.kept = pn.pane.Markdown(_kept_text([]), styles={"font-size": "12px"})
-        self.param.watch(lambda e: setattr(self.kept, "object", _kept_text(e.new)), "exclude")
+        self.kept = pn.pane.Markdown(_kept_text([], {}), styles={"font-size": "12px"})
+        self.param.watch(self._show_kept, ["exclude", "layer_sparsity"])
         self.tradeoff.param.watch(self._point_clicked, "click_data")
         self.param.watch(
-            self.request, ["method", "calibration", "sparsity", "structured", "exclude"]
+            self.request,
+            ["method", "calibration", "sparsity", "structured", "exclude", "layer_sparsity"],
         )
         self.param.watch(self._refresh, "selected")
         self.state.param.watch(
@@ -86,18 +95,23 @@ class OptimizePage(Viewer):
         self._refresh()
 
     def recipe(self) -> tuple[Any, ...]:
-        """The controls as (method, calibration, sparsity, structured, kept layers)."""
+        """The controls as (method, calibration, sparsity, structured, kept layers,
+        per-layer prune ratios)."""
         return (
             self.method,
             self.calibration,
             round(float(self.sparsity), 2),
             self.structured,
             tuple(sorted(self.exclude)),
+            tuple(sorted((str(k), round(float(v), 2)) for k, v in self.layer_sparsity.items())),
         )
 
-    def measure_recipe(self, method: str, exclude: tuple[str, ...]) -> None:
-        """Measure ``method`` with the ``exclude`` layers kept (the Sensitivity page's recipe)."""
-        self.param.update(method=method, exclude=list(exclude))
+    def measure_recipe(self, **settings: Any) -> None:
+        """Measure the Sensitivity page's recipe: ``settings`` are this page's recipe
+        parameters (``method`` and ``exclude``, or ``sparsity``, ``structured`` and
+        ``layer_sparsity``); the others go back to full precision / no pruning."""
+        defaults = {"method": "none", "sparsity": 0.0, "exclude": [], "layer_sparsity": {}}
+        self.param.update(**{**defaults, **settings})
 
     def request(self, *_: Any) -> None:
         """Measure the baseline (once) and the current recipe, off the UI thread."""
@@ -135,21 +149,43 @@ class OptimizePage(Viewer):
         self.jobs.submit(f"measuring {label}", measure, show)
 
     def estimate(self, recipe: tuple[Any, ...]) -> dict[str, Any] | None:
-        """The recipe's latency and accuracy estimated from the baseline and the Sensitivity
-        page's per-layer changes (each transformed layer's change, summed); None when
-        there is nothing to estimate from (no baseline, no sensitivity of this method,
-        or pruning, which the sensitivity did not measure)."""
-        method, _, sparsity, _, exclude = recipe
-        transform, report = self.sensitivity()
+        """The recipe's latency and accuracy, estimated before it is measured.
+
+        Latency: the baseline's, changed by the cost model for what the Sensitivity page
+        did not measure (pruning; quantization without a sensitivity of that method) and
+        by the sensitivity's measured per-layer changes for the rest. Accuracy: the
+        baseline's plus the sensitivity's per-layer drops (a prune drop scaled by the
+        layer's ratio over the ratio analysed); unknown (None) without a matching
+        sensitivity. None when there is no measured baseline to start from.
+        """
+        method, _, sparsity, structured, exclude, ratios = recipe
         base = self.results.get("baseline")
-        if base is None or report is None or transform != method or sparsity:
+        if base is None or recipe == BASELINE:
             return None
-        done = report[report["error"].isna() & ~report["layer"].isin(exclude)]
+        transform, report, analysed = self.sensitivity()
+        report = report[report["error"].isna()] if report is not None else None
+        measured_quant = report is not None and transform == method
+        flops, nbytes = work.cost_scales(
+            base.profile, "none" if measured_quant else method, sparsity, structured,
+            exclude, ratios,
+        )  # fmt: skip
+        latency = estimate_latency_ms(base.profile, flops, nbytes)
+        drops: list[float] = []
+        if report is not None and measured_quant:
+            done = report[~report["layer"].isin(exclude)]
+            latency += float(done["latency_delta_ms"].sum())
+            drops.append(float(done["metric_delta"].sum()))
+        pruning = "prune-channels" if structured else "prune-magnitude"
+        if report is not None and transform == pruning and analysed > 0:
+            own = {layer: sparsity for layer in report["layer"]} | dict(ratios)
+            scale = report["layer"].map(own).fillna(0.0) / analysed
+            drops.append(float((report["metric_delta"] * scale).sum()))
+        quantized = method == "none" or measured_quant
+        pruned = not (sparsity or ratios) or transform == pruning
         metric = base.metric_value
-        return {
-            "latency_ms": base.profile.latency.median + float(done["latency_delta_ms"].sum()),
-            "metric_value": None if metric is None else metric + float(done["metric_delta"].sum()),
-        }
+        if metric is None or report is None or not (quantized and pruned):
+            return {"latency_ms": latency, "metric_value": None}
+        return {"latency_ms": latency, "metric_value": metric + sum(drops)}
 
     def opened(self) -> None:
         """The page came into view: measure the baseline if nothing is measured yet."""
@@ -220,6 +256,12 @@ class OptimizePage(Viewer):
         if custom:
             self.selected = str(custom[0])
 
+    def _transform_all(self, *_: Any) -> None:
+        self.param.update(exclude=[], layer_sparsity={})
+
+    def _show_kept(self, *_: Any) -> None:
+        self.kept.object = _kept_text(self.exclude, self.layer_sparsity)
+
     def _waiting(self, *_: Any) -> None:
         self.tradeoff.loading = self.diff.loading = self.jobs.running
 
@@ -234,7 +276,7 @@ class OptimizePage(Viewer):
         cancel = pn.widgets.Button(label="Cancel", color="warning")
         cancel.on_click(lambda _: self.jobs.cancel())
         keep_all = pn.widgets.Button(label="Transform every layer", width=250)
-        keep_all.on_click(lambda _: setattr(self, "exclude", []))
+        keep_all.on_click(self._transform_all)
         return pn.Column(
             pn.widgets.Select.from_param(self.param.method, label="Quantization", width=250),
             pn.widgets.Select.from_param(
@@ -264,10 +306,14 @@ class OptimizePage(Viewer):
         )
 
 
-def _kept_text(exclude: list[str]) -> str:
-    if exclude:
-        return f"Kept in full precision: {', '.join(exclude)}"
-    return "Every layer transformed (tick layers on the Sensitivity page to keep some)"
+def _kept_text(exclude: list[str], ratios: dict[str, float]) -> str:
+    parts = [f"Kept in full precision: {', '.join(exclude)}"] if exclude else []
+    if ratios:
+        own = ", ".join(f"{k} {v:.0%}" for k, v in sorted(ratios.items()))
+        parts.append(f"Own prune ratios: {own}")
+    return "; ".join(parts) or (
+        "Every layer transformed (tick layers on the Sensitivity page to keep some)"
+    )
 
 
 def _estimate_error(estimate: dict[str, Any], measured: work.VariantResult) -> str:

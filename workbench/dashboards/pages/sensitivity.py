@@ -1,10 +1,12 @@
 """Sensitivity page: what transforming each layer costs and gains, and the recipe it builds.
 
 *Analyse* runs `wb.sensitivity` (each layer transformed alone: accuracy drop, SQNR,
-latency gain) on the page's worker thread. Ticking layers keeps them in full precision;
+latency gain) on the page's worker thread. For quantization, ticking layers keeps them in
+full precision; for pruning, a ticked layer gets its own prune ratio (the "ratio for
+ticked layers" when it was ticked) while the others are pruned to the analysed ratio.
 *Suggest* fills the ticks with `wb.suggest`'s plan for a quality budget (still editable);
-*Measure on Optimize* hands the recipe (the transform, minus the kept layers) to the
-Optimize page, which builds and measures it beside the baseline.
+*Measure on Optimize* hands the recipe to the Optimize page, which builds and measures it
+beside the baseline.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, rounded, table
 from workbench.dashboards.state import AppState
 
+#: a recipe for the Optimize page: its parameters by name (see `OptimizePage.measure_recipe`)
+Settings = dict[str, Any]
+
 SHOWN = ["layer", "op_type", "metric_delta", "sqnr_db", "latency_delta_ms", "speedup", "error"]
 
 
@@ -33,6 +38,9 @@ class SensitivityPage(Viewer):
         >>> page = SensitivityPage(state=state)
         >>> page.analyse(); page.jobs.wait()
         >>> page.kept = ["features.0"]; page.send()     # Optimize measures the recipe
+        >>> page.transform = "prune-magnitude"; page.layer_ratio = 0.2
+        >>> page.kept = ["features.0"]; page.settings()["layer_sparsity"]
+        {'features.0': 0.2}
     """
 
     state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
@@ -44,13 +52,25 @@ class SensitivityPage(Viewer):
     max_drop = param.Number(
         default=0.5, bounds=(0.0, 10.0), step=0.1, doc="quality budget of Suggest (points)"
     )
+    sparsity = param.Number(
+        default=0.5,
+        bounds=(0.05, 0.9),
+        step=0.05,
+        doc="pruning: the ratio each layer is pruned to when analysed, and unticked layers' ratio",
+    )
+    layer_ratio = param.Number(
+        default=0.2, bounds=(0.0, 0.9), step=0.05, doc="pruning: the ratio layers ticked next get"
+    )
     report = param.DataFrame(default=None, allow_None=True, doc="the wb.sensitivity result")
-    kept = param.ListSelector(default=[], objects=[], doc="layers kept in full precision")
+    kept = param.ListSelector(
+        default=[], objects=[], doc="ticked layers: kept in full precision, or own prune ratio"
+    )
+    ratios = param.Dict(default={}, doc="pruning: ticked layer -> its own prune ratio")
 
     def __init__(
         self,
         jobs: Jobs | None = None,
-        on_send: Callable[[str, tuple[str, ...]], None] | None = None,
+        on_send: Callable[[Settings], None] | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
@@ -60,8 +80,9 @@ class SensitivityPage(Viewer):
         self.table = table(pd.DataFrame(columns=SHOWN), height=260)
         self.plan = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.figure.param.watch(self._bar_clicked, "click_data")
+        self.param.watch(self._ticked, "kept")
         self.param.watch(self._refresh, ["report", "kept"])
-        self.param.watch(self._forget, "transform")
+        self.param.watch(self._forget, ["transform", "sparsity"])
         self.state.param.watch(self._forget, ["model_name", "backend", "device", "batch_size"])
         self.state.param.watch(self._refresh, "selected_layer")
         self.jobs.param.watch(self._waiting, "running")
@@ -74,10 +95,11 @@ class SensitivityPage(Viewer):
     def analyse(self, *_: Any) -> None:
         """Measure the sensitivity of every candidate layer, off the UI thread."""
         model, transform, *where = self._context()
+        sparsity = self.sparsity
         self.jobs.submit(
             f"sensitivity of {model.name} to {transform}",
             lambda progress, cancel: work.measure_sensitivity(
-                model, transform, *where, progress=progress, cancel=cancel
+                model, transform, *where, sparsity=sparsity, progress=progress, cancel=cancel
             ),
             self._measured,
         )
@@ -88,9 +110,12 @@ class SensitivityPage(Viewer):
             self.jobs.error = "press Analyse first: Suggest starts from the sensitivity"
             return
         model, transform, *where = self._context()
-        report, budget = self.report, self.max_drop
+        report, budget, sparsity = self.report, self.max_drop, self.sparsity
 
         def shown(kept: tuple[str, ...]) -> None:
+            # the plan leaves these layers untouched: for pruning, their own ratio is 0
+            with param.parameterized.discard_events(self):
+                self.ratios = dict.fromkeys(kept, 0.0) if self.pruning else {}
             self.kept = [k for k in kept if k in self.param.kept.objects]
             self.plan.object = (
                 f"**Plan** (`wb.suggest`, drop ≤ {budget:g} points): {transform} on every "
@@ -100,20 +125,53 @@ class SensitivityPage(Viewer):
         self.jobs.submit(
             f"planning {transform} within {budget:g} points",
             lambda progress, cancel: work.suggest_kept(
-                model, transform, report, budget, *where, progress=progress, cancel=cancel
+                model,
+                transform,
+                report,
+                budget,
+                *where,
+                sparsity=sparsity,
+                progress=progress,
+                cancel=cancel,
             ),
             shown,
         )
 
+    @property
+    def pruning(self) -> bool:
+        """Whether ticks set per-layer prune ratios (else they keep layers whole)."""
+        return self.transform in work.PRUNE_TRANSFORMS
+
+    def settings(self) -> Settings:
+        """The recipe the ticks make, as the Optimize page's parameters."""
+        if self.pruning:
+            return {
+                "sparsity": self.sparsity,
+                "structured": self.transform == "prune-channels",
+                "layer_sparsity": {k: self.ratios[k] for k in sorted(self.kept)},
+            }
+        return {"method": self.transform, "exclude": sorted(self.kept)}
+
     def send(self, *_: Any) -> None:
-        """Hand the recipe (transform, kept layers) to the Optimize page to measure."""
+        """Hand the recipe to the Optimize page to measure."""
         if self.on_send is not None:
-            self.on_send(self.transform, tuple(sorted(self.kept)))
+            self.on_send(self.settings())
 
     def recipe_text(self) -> str:
         """The recipe the ticks make, in words."""
         kept = sorted(self.kept)
+        if self.pruning:
+            own = ", ".join(f"{k} {self.ratios[k]:.0%}" for k in kept)
+            return f"{self.transform} {self.sparsity:.0%} on every layer" + (
+                f"; {own}" if own else ""
+            )
         return f"{self.transform} on every layer" + (f" except {', '.join(kept)}" if kept else "")
+
+    def _ticked(self, event: param.parameterized.Event) -> None:
+        """A newly ticked layer takes the current ratio for ticked layers; unticked, none."""
+        ratios = {k: self.ratios.get(k, self.layer_ratio) for k in event.new}
+        if ratios != self.ratios:
+            self.ratios = ratios
 
     def _measured(self, report: pd.DataFrame) -> None:
         self.param.kept.objects = list(report["layer"])
@@ -121,7 +179,7 @@ class SensitivityPage(Viewer):
         self.report = report
 
     def _forget(self, *_: Any) -> None:
-        self.report, self.kept = None, []
+        self.report, self.kept, self.ratios = None, [], {}
         self.param.kept.objects = []
         self.plan.object = ""
 
@@ -151,13 +209,19 @@ class SensitivityPage(Viewer):
         send.on_click(self.send)
         controls = pn.Column(
             pn.widgets.Select.from_param(self.param.transform, label="Transform", width=250),
+            pn.widgets.FloatInput.from_param(
+                self.param.sparsity, label="Prune ratio (pruning)", width=250
+            ),
             analyse,
             pn.widgets.FloatInput.from_param(
                 self.param.max_drop, label="Allowed drop (points)", width=250
             ),
             suggest,
+            pn.widgets.FloatInput.from_param(
+                self.param.layer_ratio, label="Ratio for ticked layers (pruning)", width=250
+            ),
             pn.widgets.CheckBoxGroup.from_param(self.param.kept, inline=False),
-            pn.pane.Markdown(pn.bind(lambda *_: f"*{self.recipe_text()}*", self.param.kept)),
+            pn.pane.Markdown(pn.bind(lambda *_: f"*{self.recipe_text()}*", self.param.ratios)),
             send,
             pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
             pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),
