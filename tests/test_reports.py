@@ -115,3 +115,48 @@ def test_the_report_command_writes_a_stored_sweep_with_its_front(tmp_path):
     assert main(["report", "s1", "--store", str(store.path), "--out", str(out)]) == 0
     text = out.read_text()
     assert "Trade-offs — sweep s1" in text and text.count("<tr class=strong>") == 2
+
+
+_NETWORK = re.compile(r"<(?:script|link|img)\b[^>]*(?:src|href)\s*=\s*['\"]?(?:https?:)?//", re.I)
+
+
+def without_timestamp(text: str) -> str:
+    return re.sub(r"<p class='meta'>.*?</p>", "", text)
+
+
+def test_profile_to_html_is_the_report_command_file_and_needs_no_network(measured, tmp_path):
+    path = tmp_path / "p.json"
+    measured.to_json(path)
+    cli = tmp_path / "cli.html"
+    assert main(["report", str(path), "--out", str(cli)]) == 0
+    written = tmp_path / "nb.html"
+    text = Profile.from_json(path).to_html(path=written)
+    assert written.read_text(encoding="utf-8") == text
+    assert without_timestamp(text) == without_timestamp(cli.read_text(encoding="utf-8"))
+    assert not _NETWORK.search(text)
+    assert get_plotlyjs() in text  # the figures' library is inline
+    assert len(figures_in(text)) == len(report(measured).figures()) >= 5
+
+
+def test_tradeoff_table_to_html_is_the_sweep_report_with_its_front(tmp_path):
+    from workbench.evaluation.sweep import load_sweep
+
+    store = Store(tmp_path / "runs.sqlite")
+    store.start_sweep("s2", "toy", {"metric": "accuracy", "higher_is_better": True})
+    for variant, latency, accuracy in (("baseline", 2.0, 0.98), ("int8-dynamic", 1.0, 0.97)):
+        row = {"variant": variant, "backend": "onnxruntime", "device": "cpu", "batch_size": 1,
+               "latency_ms": latency, "metric": "accuracy", "metric_value": accuracy}  # fmt: skip
+        store.save_point("s2", row)
+    table = load_sweep("s2", store)
+    cli = tmp_path / "cli.html"
+    assert main(["report", "s2", "--store", str(store.path), "--out", str(cli)]) == 0
+    text = table.to_html()
+    assert without_timestamp(text) == without_timestamp(cli.read_text(encoding="utf-8"))
+    assert not _NETWORK.search(text) and get_plotlyjs() in text
+    (figure,) = figures_in(text)
+    assert {trace["type"] for trace in figure} >= {"scatter"}
+    assert text.count("<tr class=strong>") == 2
+    table.to_html(tmp_path / "t.html")
+    assert without_timestamp((tmp_path / "t.html").read_text(encoding="utf-8")) == (
+        without_timestamp(text)
+    )

@@ -29,7 +29,7 @@ import workbench.viz as viz
 from workbench.errors import InputError
 from workbench.profiling.profile import Profile
 
-__all__ = ["Report", "report"]
+__all__ = ["Report", "report", "report_html"]
 
 #: the per-layer columns a report's table shows
 LAYER_COLUMNS = [
@@ -144,6 +144,22 @@ def report(obj: Any, *, title: str | None = None, ceilings: Any = None) -> Repor
         f"cannot report on a {type(obj).__name__}; give a Profile, a list of profiles "
         "or a TradeoffTable"
     )
+
+
+def report_html(obj: Any, path: str | Path | None = None) -> str:
+    """`report` of ``obj`` as one HTML document, also written to ``path`` when given.
+
+    This is what ``profile.to_html()`` and ``table.to_html()`` return, and the file
+    ``workbench report`` writes.
+
+    Example:
+        >>> text = report_html(p, "digits-cnn.html")
+    """
+    out = report(obj)
+    text = out.html()
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
 
 
 def _profile_report(out: Report, p: Profile, ceilings: Any, prefix: str = "") -> Report:

@@ -138,6 +138,23 @@ class TradeoffTable:
             Path(path).write_text(text)
         return text
 
+    def to_html(self, path: str | Path | None = None) -> str:
+        """The table's self-contained report (trade-off plot, table, Pareto front), as
+        ``workbench report`` writes it for a stored sweep.
+
+        Args:
+            path: also write the HTML file there when given.
+
+        Returns:
+            One HTML document that opens with no network (plotly.js and styles inline).
+
+        Example:
+            >>> table.to_html("sweep.html")
+        """
+        from workbench.profiling.export import to_html
+
+        return to_html(self, path)
+
     def __len__(self) -> int:
         return len(self.df)
 

@@ -122,6 +122,23 @@ class Profile:
             Path(path).write_text(text)
         return text
 
+    def to_html(self, path: str | Path | None = None) -> str:
+        """The profile's self-contained report, as ``workbench report`` writes it.
+
+        Args:
+            path: also write the HTML file there when given.
+
+        Returns:
+            One HTML document (environment, statistics, per-layer table, figures) that
+            opens with no network: plotly.js and styles are inline.
+
+        Example:
+            >>> p.to_html("digits-cnn.html")
+        """
+        from workbench.profiling.export import to_html
+
+        return to_html(self, path)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         layers = pd.DataFrame.from_records(data.get("layers") or [], columns=None)
