@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS sweeps (
 
 _RUN_COLUMNS = [
     "run_id", "kind", "created_at", "model", "recipe", "backend", "device", "batch_size",
-    "latency_ms", "points", "sweep_id",
+    "latency_ms", "points", "sweep_id", "host",
 ]  # fmt: skip
 
 
@@ -213,17 +213,21 @@ class Store:
         """Past runs, newest first: one row per saved profile and one per sweep.
 
         Columns: run_id, kind (``"profile"`` or ``"sweep"``), created_at, model, recipe,
-        backend, device, batch_size, latency_ms (median), points (sweeps), sweep_id.
+        backend, device, batch_size, latency_ms (median), points (sweeps), sweep_id, host
+        (the machine a profile ran on; a sweep's hosts, comma-separated).
         """
         with self._connect() as db:
             profiles = db.execute(
                 "SELECT run_id, 'profile', created_at, model, recipe, backend, device, "
-                "batch_size, latency_ms, NULL, sweep_id FROM profiles"
+                "batch_size, latency_ms, NULL, sweep_id, "
+                "json_extract(payload, '$.environment.hostname') FROM profiles"
             ).fetchall()
             sweeps = db.execute(
                 "SELECT s.sweep_id, 'sweep', s.created_at, s.model, NULL, NULL, NULL, NULL, "
                 "NULL, (SELECT COUNT(*) FROM points p WHERE p.sweep_id = s.sweep_id), "
-                "s.sweep_id FROM sweeps s"
+                "s.sweep_id, (SELECT group_concat(DISTINCT json_extract(r.payload, "
+                "'$.environment.hostname')) FROM profiles r WHERE r.sweep_id = s.sweep_id) "
+                "FROM sweeps s"
             ).fetchall()
         frame = pd.DataFrame(profiles + sweeps, columns=_RUN_COLUMNS)
         return frame.sort_values("created_at", ascending=False, ignore_index=True)

@@ -95,7 +95,7 @@ def test_the_graph_page_colours_the_profiled_graph_and_a_click_selects_the_layer
     assert "press Analyse" in page.figure.object.layout.title.text
 
 
-def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_app):
+def test_runs_filter_by_model_backend_machine_and_day_and_ticked_runs_are_deleted(make_app):
     import datetime as dt
 
     import pandas as pd
@@ -105,7 +105,8 @@ def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_a
 
     app = make_app("digits-mlp")
     store, page = app.state.store, app.runs
-    for model, backend, day in (("a", "torch", "2026-01-02"), ("b", "onnxruntime", "2026-03-04")):
+    runs = (("a", "torch", "2026-01-02", "lab-1"), ("b", "onnxruntime", "2026-03-04", "lab-2"))
+    for model, backend, day, host in runs:
         store.save_profile(
             Profile(
                 latency=Measurement(samples_ms=(1.0, 1.0)),
@@ -115,6 +116,7 @@ def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_a
                 device="cpu",
                 batch_size=1,
                 created_at=f"{day}T10:00:00+00:00",
+                environment={"hostname": host},
             )
         )
     page.refresh()
@@ -124,7 +126,12 @@ def test_runs_filter_by_model_backend_and_day_and_ticked_runs_are_deleted(make_a
     assert list(page.runs["model"]) == ["a"] and f"1 of {everything}" in page.message.object
     page.model, page.backend = "all", "onnxruntime"
     assert "a" not in set(page.runs["model"]) and "b" in set(page.runs["model"])
-    page.backend, page.since = "all", dt.date(2026, 3, 1)
+    # across machines: the stored runs' hosts are offered, and one shows that machine's runs
+    assert {"lab-1", "lab-2"} <= set(page.param.host.objects)
+    page.backend, page.host = "all", "lab-2"
+    assert list(page.runs["model"]) == ["b"] and list(page.runs["host"]) == ["lab-2"]
+    page.host = "all"
+    page.since = dt.date(2026, 3, 1)
     assert "a" not in set(page.runs["model"]) and len(page.runs) == everything - 1
     page.since = None
     page.table.selection = [list(page.runs["model"]).index("b")]

@@ -1,5 +1,5 @@
-"""Runs page: past profiles and sweeps from the results store, to filter, reopen, compare
-or delete."""
+"""Runs page: past profiles and sweeps from the results store, to filter (by model,
+backend, machine and day), reopen, compare across machines, or delete."""
 
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ SHOWN = [
     "recipe",
     "backend",
     "device",
+    "host",
     "batch_size",
     "latency_ms",
     "points",
 ]
+#: the stored columns the page filters on, one picker each ("all" or a value)
+FILTERS = ("model", "backend", "host")
 #: a selected sweep's points, with where each ran (``worker``/``host`` on a Dask cluster)
 POINT_COLUMNS = [
     "variant", "backend", "device", "host", "worker", "latency_ms", "metric_value", "error",
@@ -43,6 +46,7 @@ class RunsPage(Viewer):
     state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     model = param.Selector(default="all", objects=["all"], doc="show runs of this model")
     backend = param.Selector(default="all", objects=["all"], doc="show runs on this backend")
+    host = param.Selector(default="all", objects=["all"], doc="show runs on this machine")
     since = param.CalendarDate(default=None, allow_None=True, doc="show runs from this day on")
 
     def __init__(self, on_open: Callable[[], None] | None = None, **params: Any) -> None:
@@ -55,7 +59,7 @@ class RunsPage(Viewer):
         self.sweep = figure_pane(viz.empty_figure("Select a sweep to see its trade-offs."))
         self.points = table(pd.DataFrame(columns=POINT_COLUMNS), height=300)
         self.table.param.watch(self._selected, "selection")
-        self.param.watch(self._show, ["model", "backend", "since"])
+        self.param.watch(self._show, [*FILTERS, "since"])
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
@@ -68,8 +72,8 @@ class RunsPage(Viewer):
         except Exception as exc:  # an unreadable store is a message, not a broken page
             self.message.object = f"<p>Cannot read the results store: {exc}</p>"
             return
-        for name in ("model", "backend"):
-            values = sorted({str(v) for v in self.stored[name].dropna()})
+        for name in FILTERS:
+            values = sorted({v for cell in self.stored[name].dropna() for v in _values(cell)})
             self.param[name].objects = ["all", *values]
             if getattr(self, name) not in self.param[name].objects:
                 setattr(self, name, "all")
@@ -78,9 +82,10 @@ class RunsPage(Viewer):
     def _show(self, *_: Any) -> None:
         """The stored runs that pass the filters."""
         runs = self.stored
-        for name in ("model", "backend"):
-            if getattr(self, name) != "all":
-                runs = runs[runs[name].astype(str) == getattr(self, name)]
+        for name in FILTERS:
+            wanted = getattr(self, name)
+            if wanted != "all":
+                runs = runs[[wanted in _values(cell) for cell in runs[name]]]
         if self.since is not None:
             day = pd.Timestamp(self.since).strftime("%Y-%m-%d")
             runs = runs[runs["created_at"].astype(str).str.slice(0, 10) >= day]
@@ -143,6 +148,7 @@ class RunsPage(Viewer):
         filters = pn.Row(
             pn.widgets.Select.from_param(self.param.model, width=180),
             pn.widgets.Select.from_param(self.param.backend, width=150),
+            pn.widgets.Select.from_param(self.param.host, name="Machine", width=180),
             pn.widgets.DatePicker.from_param(self.param.since, width=150),
         )
         return pn.Column(
@@ -153,3 +159,10 @@ class RunsPage(Viewer):
             self.points,
             sizing_mode="stretch_width",
         )
+
+
+def _values(cell: Any) -> list[str]:
+    """A stored cell's values: a sweep measured on several machines lists them all."""
+    if cell is None or (isinstance(cell, float) and pd.isna(cell)):
+        return []
+    return str(cell).split(",")
