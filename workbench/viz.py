@@ -680,7 +680,8 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
     Marker size is the layer's share of time and colour its op type (the legend lists op
     types). The roofs come from measured ``ceilings`` (``peak_flops_per_s`` and
     ``bandwidth_bytes_per_s``, as from `wb.machine_ceilings`), with the ridge point marked,
-    and a dashed roof at the theoretical peak when the ceilings know it. A layer whose
+    a dotted roof at the fastest cache bandwidth measured (layers whose bytes fit that
+    cache are held to it), and a dashed roof at the theoretical peak when known. A layer whose
     backend reported ``executed_flops`` is drawn at its executed work (hover says so).
 
     Args:
@@ -797,6 +798,19 @@ def _add_roofs(fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any]
             hovertemplate="roof %{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra></extra>",
         )
     )
+    by_bytes = [(int(size), float(rate)) for size, rate in ceilings.get("bandwidth_by_bytes", ())]
+    cache_size, cache_rate = max(by_bytes, key=lambda pair: pair[1], default=(0, 0.0))
+    if cache_rate > bandwidth:  # layers whose data fit a cache are held to this roof
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=np.minimum(peak, cache_rate * xs),
+                mode="lines",
+                name=f"cache roof (data up to {cache_size / 2**20:.3g} MiB)",
+                line={"color": "black", "dash": "dot"},
+                hovertemplate="cache roof %{y:.3g} FLOP/s at %{x:.3g} FLOP/byte<extra></extra>",
+            )
+        )
     theoretical = _ceiling(ceilings, "theoretical_flops_per_s")
     if theoretical:  # the specification's peak over the measured one: the headroom left
         fig.add_trace(

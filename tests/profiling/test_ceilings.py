@@ -247,11 +247,15 @@ def test_the_roofline_figure_shows_measured_and_theoretical_roofs_and_executed_w
     from workbench import viz
 
     p = profile_with([90e6, 90e6], [1.0, 1.0], executed_flops=[40e6, np.nan])
-    c = Ceilings("cpu", 100e9, 1e12, theoretical_flops_per_s=160e9)
+    c = Ceilings(
+        "cpu", 100e9, 1e12, theoretical_flops_per_s=160e9, bandwidth_by_bytes=((1 << 20, 3e12),)
+    )
     cost.add_roofline(p, c)
     fig = viz.roofline(p, c)
     names = [t.name for t in fig.data]
     assert "roof" in names and "theoretical peak" in names
+    (cache,) = [t for t in fig.data if t.name.startswith("cache roof")]
+    assert "1 MiB" in cache.name and cache.y[0] == pytest.approx(3e12 * cache.x[0])
     theory = next(t for t in fig.data if t.name == "theoretical peak")
     assert max(theory.y) == pytest.approx(160e9)
     (points,) = [t for t in fig.data if t.name == "Conv"]
@@ -292,3 +296,45 @@ def test_numba_winograd_convolutions_report_four_ninths_of_their_nominal_work() 
     assert reported  # the sample's 3x3 convolutions with >= 16 channels run as Winograd
     for layer, executed in reported.items():
         assert executed == pytest.approx(costs.loc[layer, "flops"] * 4 / 9), layer
+
+
+# ---- cache-level bandwidth roofs -----------------------------------------------------------
+def test_cache_probes_give_a_bandwidth_per_working_set_never_below_memory(monkeypatch) -> None:
+    monkeypatch.setattr(ceilings_module, "_load_average", lambda: (0.0, 0.0, 0.0))
+    probes = {
+        "compute": {"gemm": lambda: 100e9},
+        "memory": {"copy": lambda: 20e9},
+        # an L2-sized set measured slower than the L3-sized one: the larger's rate holds
+        "cache": {
+            32 << 10: {"copy": lambda: 300e9},
+            1 << 20: {"copy": lambda: 90e9},
+            16 << 20: {"copy": lambda: 120e9},
+        },
+    }
+    c = measure_ceilings("cpu", probes)
+    assert c.bandwidth_by_bytes == ((32 << 10, 300e9), (1 << 20, 90e9), (16 << 20, 120e9))
+    assert "copy 1024 KiB" in c.probes
+    roofs = c.bandwidth_for(np.array([1e3, 500e3, 10e6, 1e9]))
+    assert roofs.tolist() == [300e9, 120e9, 120e9, 20e9]
+    assert Ceilings.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_a_layer_whose_bytes_fit_a_cache_is_held_to_that_caches_roof() -> None:
+    # 1 MB touched in 0.01 ms = 100 GB/s at 1 FLOP/byte: above memory's 20 GB/s roof,
+    # within the 150 GB/s a 16 MiB working set attains
+    c = Ceilings("cpu", 1e12, 20e9, bandwidth_by_bytes=((16 << 20, 150e9),))
+    p = profile_with([1e6], [0.01])
+    cost.add_roofline(p, c)
+    assert p.layers.loc[0, "roof_fraction"] == pytest.approx(100 / 150)
+    assert p.layers.loc[0, "bound"] == "memory" and not p.notes
+    p = profile_with([1e6], [0.01])
+    cost.add_roofline(p, Ceilings("cpu", 1e12, 20e9))  # without cache roofs: 5x the roof
+    assert p.layers.loc[0, "roof_fraction"] == pytest.approx(5.0)
+
+
+def test_the_real_cache_probes_measure_every_working_set() -> None:
+    probes = ceilings_module._cache_probes()
+    assert sorted(probes) == list(ceilings_module.CACHE_PROBE_BYTES)
+    for named in probes.values():
+        (probe,) = named.values()
+        assert 1e8 < probe() < 1e14  # bytes/s: a real copy, not an eliminated loop

@@ -2,7 +2,10 @@
 
 *Measured*: the compute ceiling is the best fp32 rate over several GEMM shapes and every
 library present (NumPy's BLAS, torch, ONNX Runtime's MatMul), the bandwidth the best of a
-read, a write and a copy test over 256 MiB (NumPy and torch); each probe is repeated until
+read, a write and a copy test over 256 MiB (NumPy and torch), and the bandwidth of each
+cache level a copy over a working set of 32 KiB to 16 MiB attains on all threads (a
+layer whose data fit a cache is held to that cache's roof, not the memory's: a max-pool
+over 640 KiB reached 75 GB/s against 37 GB/s from memory); each probe is repeated until
 its best rate stops moving (the best of the last ``k`` runs within 3% of the best before
 them), and the machine's load average is recorded with the result. *Theoretical*: cores x
 clock x fp32 lanes x 2 (FMA) x FMA units, from ``/proc/cpuinfo`` and ``lscpu``, or
@@ -36,8 +39,12 @@ STABLE_TOLERANCE = 0.03
 STABLE_RUNS = 3
 #: (M, K, N) of the GEMMs behind the compute ceiling: small, square, large
 GEMM_SHAPES = ((512, 512, 512), (1024, 1024, 1024), (2048, 1024, 2048))
+#: working sets (source plus destination bytes) of the cache-level bandwidth probes
+CACHE_PROBE_BYTES = (32 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
 #: a probe returns the rate (FLOP/s or bytes/s) attained by one timed run
 Probe = Callable[[], float]
+#: ``{"compute": {name: Probe}, "memory": {name: Probe}, "cache": {bytes: {name: Probe}}}``
+ProbeSet = Mapping[str, Mapping[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class Ceilings:
         theoretical_note: how the theoretical peak was computed, or why it is unknown.
         probes: the best rate of each probe (``"gemm numpy 1024x1024x1024"``,
             ``"read numpy"``, ...) and how many runs it took, for the record.
+        bandwidth_by_bytes: ``(working set bytes, bytes/s)`` of the cache-level copy
+            probes, smallest first; empty where they were not measured.
         warnings: what is wrong with these numbers (a measured rate above the
             theoretical peak, a busy machine).
     """
@@ -96,11 +105,23 @@ class Ceilings:
     theoretical_note: str = ""
     probes: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    bandwidth_by_bytes: tuple[tuple[int, float], ...] = ()
 
     @property
     def ridge_intensity(self) -> float:
-        """FLOPs per byte above which a kernel is compute bound."""
+        """FLOPs per byte above which a kernel streaming from memory is compute bound."""
         return self.peak_flops_per_s / self.bandwidth_bytes_per_s
+
+    def bandwidth_for(self, nbytes: np.ndarray) -> np.ndarray:
+        """The bandwidth roof of work touching ``nbytes`` bytes (elementwise): the best
+        any cache probe with a working set at least that large attained (data that fit
+        a cache move at least as fast as a larger working set does), never below the
+        memory's."""
+        nbytes = np.asarray(nbytes, dtype=float)
+        roof = np.full(nbytes.shape, self.bandwidth_bytes_per_s)
+        for size, rate in self.bandwidth_by_bytes:
+            roof = np.where(nbytes <= size, np.maximum(roof, rate), roof)
+        return roof
 
     def age(self, now: dt.datetime | None = None) -> dt.timedelta:
         """Time since measurement (infinite-like when the timestamp is missing)."""
@@ -116,6 +137,7 @@ class Ceilings:
         """Plain data for JSON (with the derived ``ridge_intensity``)."""
         data = asdict(self)
         data["load_average"], data["warnings"] = list(self.load_average), list(self.warnings)
+        data["bandwidth_by_bytes"] = [list(pair) for pair in self.bandwidth_by_bytes]
         return {**data, "probes": dict(self.probes), "ridge_intensity": self.ridge_intensity}
 
     @classmethod
@@ -125,6 +147,9 @@ class Ceilings:
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("load_average", "warnings"):
             kwargs[key] = tuple(kwargs.get(key, ()))
+        kwargs["bandwidth_by_bytes"] = tuple(
+            (int(size), float(rate)) for size, rate in kwargs.get("bandwidth_by_bytes", ())
+        )
         return cls(**kwargs)
 
 
@@ -138,7 +163,7 @@ def machine_ceilings(
     refresh: bool = False,
     *,
     max_age: dt.timedelta = MAX_AGE,
-    probes: Mapping[str, Mapping[str, Probe]] | None = None,
+    probes: ProbeSet | None = None,
 ) -> Ceilings:
     """The device's attainable FLOP/s and memory bandwidth, measured and cached on disk.
 
@@ -151,7 +176,8 @@ def machine_ceilings(
         refresh: measure again even when a fresh cached value exists.
         max_age: a cached value older than this is measured again.
         probes: ``{"compute": {name: probe}, "memory": {name: probe}}`` to measure with
-            instead of the built-in kernels (tests inject fake rates here).
+            instead of the built-in kernels (tests inject fake rates here), optionally
+            with ``"cache": {working set bytes: {name: probe}}``.
 
     Returns:
         A `Ceilings`, with the load average at measurement and the theoretical peak.
@@ -184,9 +210,7 @@ def machine_ceilings(
     return ceilings
 
 
-def measure_ceilings(
-    device: str = "cpu", probes: Mapping[str, Mapping[str, Probe]] | None = None
-) -> Ceilings:
+def measure_ceilings(device: str = "cpu", probes: ProbeSet | None = None) -> Ceilings:
     """Measure the ceilings now (no cache): every probe repeated until stable.
 
     Args:
@@ -203,6 +227,10 @@ def measure_ceilings(
         probes = _cpu_probes() if device == "cpu" else _cuda_probes(device)
     results = {name: stable_best(probe) for name, probe in probes["compute"].items()}
     memory = {name: stable_best(probe) for name, probe in probes["memory"].items()}
+    cache = {
+        size: {f"{name} {size >> 10} KiB": stable_best(probe) for name, probe in named.items()}
+        for size, named in probes.get("cache", {}).items()
+    }
     peak = max(rate for rate, _ in results.values())
     bandwidth = max(rate for rate, _ in memory.values())
     load = _load_average()
@@ -222,9 +250,16 @@ def measure_ceilings(
         theoretical_note=theory.note if theory else "no theoretical peak for this device",
         probes={
             name: {"best": rate, "runs": runs}
-            for name, (rate, runs) in {**results, **memory}.items()
+            for name, (rate, runs) in {
+                **results,
+                **memory,
+                **{k: v for named in cache.values() for k, v in named.items()},
+            }.items()
         },
         warnings=tuple(warnings),
+        bandwidth_by_bytes=tuple(
+            (size, max(rate for rate, _ in named.values())) for size, named in sorted(cache.items())
+        ),
     )
 
 
@@ -390,7 +425,7 @@ def _rate(work: float, fn: Callable[[], Any]) -> Probe:
     return probe
 
 
-def _cpu_probes() -> dict[str, dict[str, Probe]]:
+def _cpu_probes() -> ProbeSet:
     rng = np.random.default_rng(0)
     compute: dict[str, Probe] = {}
     for m, k, n in GEMM_SHAPES:
@@ -411,7 +446,40 @@ def _cpu_probes() -> dict[str, dict[str, Probe]]:
         "copy numpy": _rate(2.0 * src.nbytes, lambda: np.copyto(dst, src)),
     }
     memory.update(_torch_memory(src, dst))
-    return {"compute": compute, "memory": memory}
+    return {"compute": compute, "memory": memory, "cache": _cache_probes()}
+
+
+def _cache_probes() -> dict[int, dict[str, Probe]]:
+    """A copy over each working set in `CACHE_PROBE_BYTES`, split over all threads and
+    repeated inside one compiled call (a Python loop would time its own overhead)."""
+    try:
+        import numba
+    except ImportError:
+        return {}
+    copy = _repeated_copy()
+    threads = numba.get_num_threads()
+    probes: dict[int, dict[str, Probe]] = {}
+    for size in CACHE_PROBE_BYTES:
+        src = np.ones(size // 8, dtype=np.float32)  # source and destination: size bytes
+        dst = np.empty_like(src)
+        repeats = max(1, (256 << 20) // size)  # about 256 MiB moved per timed run
+        run = partial(copy, src, dst, repeats, threads)
+        probes[size] = {"copy numba": _rate(2.0 * src.nbytes * repeats, run)}
+    return probes
+
+
+def _repeated_copy() -> Callable[..., Any]:
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def copy(src: np.ndarray, dst: np.ndarray, repeats: int, parts: int) -> None:
+        step = (src.size + parts - 1) // parts
+        for part in prange(parts):
+            first, last = part * step, min(src.size, part * step + step)
+            for _ in range(repeats):  # each thread re-copies its own part: it stays in its cache
+                dst[first:last] = src[first:last]
+
+    return copy  # type: ignore[no-any-return]
 
 
 def _torch_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
@@ -459,7 +527,7 @@ def _torch_memory(src: np.ndarray, dst: np.ndarray) -> dict[str, Probe]:
     }
 
 
-def _cuda_probes(device: str) -> dict[str, dict[str, Probe]]:
+def _cuda_probes(device: str) -> ProbeSet:
     if not device.startswith("cuda"):
         raise ValueError(f"cannot measure ceilings of device {device!r}: only cpu and cuda:N")
     import torch

@@ -561,10 +561,11 @@ def _roof_columns(table: pd.DataFrame, ceilings: Ceilings) -> None:
         nbytes = table["bytes"].astype(float)
         intensity = flops / nbytes.where(nbytes > 0)
         achieved = (flops / seconds.where(seconds > 0)).astype(float)
-        roof = np.minimum(ceilings.peak_flops_per_s, intensity * ceilings.bandwidth_bytes_per_s)
+        # the bytes a layer touches set its bandwidth roof: a cache's when they fit one
+        bandwidth = pd.Series(ceilings.bandwidth_for(nbytes.fillna(np.inf)), index=table.index)
+        roof = np.minimum(ceilings.peak_flops_per_s, intensity * bandwidth)
         table["achieved_flops_per_s"] = achieved
         table["roof_fraction"] = achieved / roof.where(roof > 0)
-    bound = pd.Series(
-        np.where(intensity >= ceilings.ridge_intensity, "compute", "memory"), index=table.index
-    )
+    ridge = ceilings.peak_flops_per_s / bandwidth
+    bound = pd.Series(np.where(intensity >= ridge, "compute", "memory"), index=table.index)
     table["bound"] = bound.astype(object).where(intensity.notna(), None)
