@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import vectorize
+from numba import njit, vectorize
 
 _FLOAT_UNARY = ["float32(float32)", "float64(float64)"]
 _FLOAT_BINARY = ["float32(float32, float32)", "float64(float64, float64)"]
@@ -38,6 +38,33 @@ def _gelu(x: float) -> float:
 
 def _gelu_tanh(x: float) -> float:
     return 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def _erf_rational(x: float) -> float:
+    """erf for float32 as a rational function of x (Eigen's fast erf coefficients): no
+    libm call, so LLVM vectorises the loop; within 4.2e-7 of `math.erf` over the floats
+    (measured on a 200,001-point grid over [-6, 6]), erf(+-4) rounds to +-1 in float32.
+    NaN passes through (both comparisons are False)."""
+    x = 4.0 if x > 4.0 else x
+    x = -4.0 if x < -4.0 else x
+    x2 = x * x
+    p = -2.72614225801306e-10
+    p = p * x2 + 2.77068142495902e-08
+    p = p * x2 - 2.10102402082508e-06
+    p = p * x2 - 5.69250639462346e-05
+    p = p * x2 - 7.34990630326855e-04
+    p = p * x2 - 2.95459980854025e-03
+    p = p * x2 - 1.60960333262415e-02
+    q = -1.45660718464996e-05
+    q = q * x2 - 2.13374055278905e-04
+    q = q * x2 - 1.68282697438203e-03
+    q = q * x2 - 7.37332916720468e-03
+    q = q * x2 - 1.42647390514189e-02
+    return x * p / q
+
+
+def _gelu_rational(x: float) -> float:
+    return 0.5 * x * (1 + _erf_rational_jit(x * 0.7071067811865476))
 
 
 def _tanh(x: float) -> float:
@@ -182,9 +209,20 @@ BINARY: dict[str, tuple[Callable[..., Any], Any]] = {
 }
 
 
+#: float32 versions of ops whose libm call (scalar, one element at a time) dominated: the
+#: sample transformer's two Gelu layers were 40% of its time at batch 32 with `math.erf`.
+#: float64 keeps libm's exact erf.
+FLOAT32_UNARY: dict[str, Callable[..., Any]] = {"Erf": _erf_rational, "Gelu": _gelu_rational}
+
+_erf_rational_jit = njit(inline="always")(_erf_rational)
+
+
 @functools.cache
-def ufunc(op: str) -> Any:
-    """The compiled Numba ufunc for ``op`` (an entry of `UNARY`, `PARAMETRIC` or `BINARY`)."""
+def ufunc(op: str, dtype: Any = np.float64) -> Any:
+    """The compiled Numba ufunc for ``op`` (an entry of `UNARY`, `PARAMETRIC` or `BINARY`)
+    on ``dtype`` operands (float32 takes `FLOAT32_UNARY`'s version where there is one)."""
+    if op in FLOAT32_UNARY and np.dtype(dtype) == np.float32:
+        return vectorize(["float32(float32)"], cache=True)(FLOAT32_UNARY[op])
     if op in UNARY:
         return vectorize(_FLOAT_UNARY, cache=True)(UNARY[op][0])
     if op in PARAMETRIC:
@@ -210,14 +248,14 @@ def _compiled(args: list[np.ndarray]) -> bool:
 def bind(op: str, args: list[np.ndarray], out: np.ndarray) -> Callable[[], Any]:
     """`apply` into ``out`` with its dispatch decided once: a zero-argument callable."""
     if _compiled(args):
-        return functools.partial(ufunc(op), *args, out=out)
+        return functools.partial(ufunc(op, args[0].dtype), *args, out=out)
     return functools.partial(apply, op, args, out)
 
 
 def apply(op: str, args: list[np.ndarray], out: np.ndarray | None) -> np.ndarray:
     """Apply elementwise ``op`` to ``args`` (broadcasting), into ``out`` when given."""
     if _compiled(args):
-        fn = ufunc(op)
+        fn = ufunc(op, args[0].dtype)
         return fn(*args, out=out) if out is not None else fn(*args)
     fn = (UNARY.get(op) or BINARY[op])[1] or _integer_fallback(op)
     # mixed dtypes (Pow's exponent may differ): ONNX keeps the first input's dtype
