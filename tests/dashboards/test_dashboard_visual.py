@@ -1,7 +1,8 @@
 """Visual regression and the workbench flow in a real browser.
 
-Walks every page of the served dashboard in Chromium (the Sensitivity page's flow too:
-Analyse, keep a layer in full precision, measure the recipe on Optimize), takes one
+Walks every page of the served dashboard in Chromium (a short offline run on Serving;
+the Sensitivity page's flow: Analyse, keep a layer in full precision, measure the recipe
+on Optimize), takes one
 screenshot per page with the measured numbers masked, and compares it with the committed
 reference in ``references/`` (grayscale, a quarter of the size, mean absolute pixel
 difference under `TOLERANCE`): a figure that stops drawing, a page that errors or a
@@ -34,7 +35,7 @@ TOLERANCE = 12.0
 LOOSER = {"compare": 16.0}
 UPDATE = os.environ.get("WORKBENCH_UPDATE_REFERENCES") == "1"
 #: what changes from run to run: the measured numbers, messages and table contents
-VOLATILE = [".wb-cards", ".wb-note", ".wb-title", ".tabulator", ".notyf__toast"]
+VOLATILE = [".wb-cards", ".wb-note", ".wb-title", ".wb-volatile", ".tabulator", ".notyf__toast"]
 
 pytestmark = pytest.mark.browser
 
@@ -83,6 +84,14 @@ def test_every_page_matches_its_reference_and_sensitivity_builds_the_recipe(serv
     assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 3
     shoot(page, "graph", shots)
 
+    # Serving: a short offline run draws its per-query latencies
+    page.locator(".bk-tab", has_text="Serving").first.click()
+    page.locator("select:has(option[value='offline'])").first.select_option("offline")
+    page.get_by_role("button", name="Run scenario").click()
+    page.locator(".gtitle", has_text="cpu offline").first.wait_for()
+    assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 10
+    shoot(page, "serving", shots)
+
     # the sensitivity-to-recipe flow: analyse, keep one layer, measure on Optimize
     tab("Sensitivity", "Sensitivity per layer")
     page.get_by_role("button", name="Analyse").click()
@@ -90,6 +99,8 @@ def test_every_page_matches_its_reference_and_sensitivity_builds_the_recipe(serv
     page.locator("label", has_text=layer).locator("input[type=checkbox]").first.check()
     page.get_by_text(f"except {layer}").first.wait_for()
     shoot(page, "sensitivity", shots)
+    # unmasked, for the README (docs/dashboard.png is this picture, compressed)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-sensitivity.png"))
     page.get_by_role("button", name="Measure on Optimize").click()
     page.locator(".gtitle", has_text="accuracy vs latency").first.wait_for()
     wait_for_point(page, "accuracy vs latency", next_variant(page, layer))

@@ -186,9 +186,12 @@ class SensitivityPage(Viewer):
     def _refresh(self, *_: Any) -> None:
         report = self.report if self.report is not None else pd.DataFrame()
         order = [layer.name for layer in self.state.model().layers]
-        self.figure.object = viz.sensitivity(
+        figure = viz.sensitivity(
             report, kept=self.kept, selected=self.state.selected_layer, order=order
         )
+        if self.pruning and not report.empty:  # ticks mean "own ratio" here, not "kept"
+            figure.update_layout(xaxis_title="layer (execution order); hollow = own prune ratio")
+        self.figure.object = figure
         shown = report.reindex(columns=SHOWN) if not report.empty else pd.DataFrame(columns=SHOWN)
         self.table.value = rounded(shown)
 
@@ -207,19 +210,27 @@ class SensitivityPage(Viewer):
         suggest.on_click(self.suggest)
         send = pn.widgets.Button(label="Measure on Optimize", color="success")
         send.on_click(self.send)
+        ratio = pn.widgets.FloatInput.from_param(
+            self.param.sparsity, label="Prune ratio", width=250
+        )
+        ticked_ratio = pn.widgets.FloatInput.from_param(
+            self.param.layer_ratio, label="Ratio for ticked layers", width=250
+        )
+
+        def show_ratios(*_: Any) -> None:  # the ratios mean nothing to quantization
+            ratio.visible = ticked_ratio.visible = self.pruning
+
+        show_ratios()
+        self.param.watch(show_ratios, "transform")
         controls = pn.Column(
             pn.widgets.Select.from_param(self.param.transform, label="Transform", width=250),
-            pn.widgets.FloatInput.from_param(
-                self.param.sparsity, label="Prune ratio (pruning)", width=250
-            ),
+            ratio,
             analyse,
             pn.widgets.FloatInput.from_param(
                 self.param.max_drop, label="Allowed drop (points)", width=250
             ),
             suggest,
-            pn.widgets.FloatInput.from_param(
-                self.param.layer_ratio, label="Ratio for ticked layers (pruning)", width=250
-            ),
+            ticked_ratio,
             pn.widgets.CheckBoxGroup.from_param(self.param.kept, inline=False),
             pn.pane.Markdown(pn.bind(lambda *_: f"*{self.recipe_text()}*", self.param.ratios)),
             send,

@@ -53,7 +53,8 @@ class ServingPage(Viewer):
         self.figure = figure_pane(
             viz.empty_figure("Run a scenario or find the highest rate within the budget.")
         )
-        self.summary = pn.pane.HTML()
+        # measured numbers: the visual regression test masks them by this class
+        self.summary = pn.pane.HTML(css_classes=["wb-volatile"])
         self.table = table(pd.DataFrame())
         self.param.watch(self._show_scenario, "result")
         self.param.watch(self._show_slo, "slo_result")
@@ -137,11 +138,15 @@ class ServingPage(Viewer):
                 "min_duration_s",
             ],
             show_name=False,
-            default_layout=pn.Row,
+            default_layout=pn.FlexBox,  # wraps: seven inputs do not fit one row
         )
         return pn.Column(
             controls,
-            pn.Row(run, search, pn.pane.Markdown(self.jobs.param.message)),
+            pn.Row(
+                run,
+                search,
+                pn.pane.Markdown(self.jobs.param.message, css_classes=["wb-volatile"]),
+            ),
             self.figure,
             self.summary,
             self.table,
