@@ -157,6 +157,7 @@ def test_sensitivity_ticks_build_per_layer_prune_ratios_that_optimize_measures(m
         "structured": False,
         "layer_sparsity": {first: 0.2, second: 0.0},
     }
+    assert "hollow = own prune ratio" in page.figure.object.layout.xaxis.title.text
     own = sorted([f"{first} 20%", f"{second} 0%"])
     assert page.recipe_text() == f"prune-magnitude 50% on every layer; {', '.join(own)}"
 
