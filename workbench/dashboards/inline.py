@@ -15,7 +15,10 @@ two things still reach for the internet (Panel 1.9):
 
 from __future__ import annotations
 
+import base64
 import functools
+import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +56,32 @@ def define_notyf() -> None:
     publish_display_data({"application/javascript": script, LOAD_MIME: script})
 
 
+# a relative url(...) in a stylesheet: the files it names (loading spinners) travel with it
+RELATIVE_URL = re.compile(r"""url\((['"]?)(?!data:|https?:|/)([^'")]+)\1\)""")
+
+
 @functools.cache
 def _shipped_css(relative: str) -> str | None:
-    """The text of a stylesheet in Panel's ``dist`` folder, or None when it is not there."""
+    """The text of a stylesheet in Panel's ``dist`` folder, or None when it is not there.
+
+    Its relative ``url(...)`` references become data URLs: as CSS text in the page, they
+    would resolve against the notebook's address and miss.
+    """
     from panel.io.resources import DIST_DIR
 
     path = DIST_DIR / relative
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if not path.is_file():
+        return None
+
+    def embed(match: re.Match[str]) -> str:
+        target = (path.parent / match.group(2)).resolve()
+        if not target.is_file():
+            return match.group(0)
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        data = base64.b64encode(target.read_bytes()).decode("ascii")
+        return f"url('data:{kind};base64,{data}')"
+
+    return RELATIVE_URL.sub(embed, path.read_text(encoding="utf-8"))
 
 
 def _as_text(stylesheet: Any) -> Any:
