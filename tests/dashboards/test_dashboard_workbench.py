@@ -201,3 +201,12 @@ def test_the_estimate_of_channel_pruning_comes_from_the_cost_model(make_app):
     assert estimate["latency_ms"] == pytest.approx(estimate_latency_ms(base.profile, flops, nbytes))
     assert estimate["latency_ms"] < base.profile.latency.median
     assert estimate["metric_value"] is None  # no pruning sensitivity: accuracy unknown
+    # INT8 without a sensitivity of it: the cost model shrinks the weights' bytes (to a
+    # quarter), so only memory-bound layers with weights get faster
+    flops, nbytes = work.cost_scales(base.profile, "int8-dynamic", 0.0, False, ("classifier.1",))
+    layers = base.profile.layers.set_index("layer")
+    conv = layers.loc["features.0"]
+    assert flops == {} and "classifier.1" not in nbytes
+    assert nbytes["features.0"] == pytest.approx(1 - 0.75 * conv["params_bytes"] / conv["bytes"])
+    quantized = optimize.estimate(("int8-dynamic", "entropy", 0.0, False, ("classifier.1",), ()))
+    assert quantized["latency_ms"] == pytest.approx(estimate_latency_ms(base.profile, {}, nbytes))
