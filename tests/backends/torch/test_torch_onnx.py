@@ -247,3 +247,64 @@ def test_foreign_resnet50_on_torch_compile_matches_onnxruntime_per_layer(
     ops = dict(zip(table["layer"], table["op_type"], strict=True))
     assert ops["n0"] == "Conv" and ops["n1"] == "BatchNormalization" and ops["n175"] == "Softmax"
     assert (table.loc[table["layer"] != UNATTRIBUTED, "samples"] == 1).all()
+
+
+def _upsample_pool(keepdims: int) -> wb.Model:
+    """Resize by constant scales, flatten through shape arithmetic, then ReduceMean."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node(
+            "Resize",
+            ["x", "", "scales"],
+            ["r"],
+            name="up",
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Shape", ["r"], ["s"], name="shape", end=1),
+        helper.make_node("Concat", ["s", "rest"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["flat"], name="flatten"),
+        helper.make_node("ReduceMean", ["flat"], ["y"], name="mean", axes=[1], keepdims=keepdims),
+    ]
+    weights = {
+        "scales": np.array([1.0, 1.0, 2.0, 2.0], np.float32),
+        "rest": np.array([-1], np.int64),
+    }
+    return _graph(nodes, {"x": ("N", 2, 3, 3)}, 2 - (1 - keepdims), weights, opset=17)
+
+
+@pytest.mark.skipif(
+    "cpu" not in wb.backend("torch-compile").devices(),
+    reason="torch-compile has no CPU device here (no C++ compiler)",
+)
+def test_torch_compile_traces_an_onnx_graph_whole_and_each_graph_compiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No graph break (constant scales, shapes in Python); a second graph still compiles.
+
+    Dynamo caches graphs per code object and stops compiling one after
+    ``recompile_limit`` graphs; with the limit at 1, the second graph here would run
+    eagerly if the converted modules shared one ``forward``.
+    """
+    import torch
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    for keepdims in (1, 0):
+        model = _upsample_pool(keepdims)
+        breaks, graphs = sum(counters["graph_break"].values()), _graphs()
+        session = wb.backend("torch-compile").compile(model, "cpu", batch_size=2)
+        assert sum(counters["graph_break"].values()) == breaks
+        assert _graphs() == graphs + 1  # compiled, not fallen back to eager
+        x = model.example_inputs(2)
+        (ours,) = session.run(x)
+        (reference,) = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+        assert_close(ours, reference, scope="op", what=f"keepdims={keepdims}")
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])

@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import re
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 #: int64 constants up to this many elements stay Python ints (shape arithmetic)
 _STATIC_MAX = 64
+#: numbers each module's own ``forward`` code object (see `OnnxModule._own_forward`)
+_SERIAL = itertools.count()
 #: ops whose extra outputs (training statistics, masks, indices) are never computed
 _FIRST_OUTPUT_ONLY = {"BatchNormalization", "Dropout", "MaxPool", "LayerNormalization"}
 
@@ -85,8 +89,9 @@ class OnnxModule(torch.nn.Module):
         self.output_names = [value.name for value in graph.output]
         self.statics: dict[str, Static] = {}
         self.tensors: dict[str, str] = {}  # value name -> buffer attribute
-        for init in graph.initializer:
-            self._constant(init.name, _array(init))
+        constants = {init.name: _array(init) for init in graph.initializer}
+        for name, value in constants.items():
+            self._constant(name, value)
         self.nodes = torch.nn.ModuleDict()
         self.plan: list[tuple[str, tuple[str, ...], str]] = []
         self.layer_of: dict[str, str] = {}
@@ -95,14 +100,17 @@ class OnnxModule(torch.nn.Module):
         for index, node in enumerate(graph.node):
             attrs = _attributes(node)
             if node.op_type == "Constant":  # folded now, as every runtime does
-                self._constant(node.output[0], _constant_value(attrs))
+                constants[node.output[0]] = _constant_value(attrs)
+                self._constant(node.output[0], constants[node.output[0]])
                 continue
             key = self._key(node, index)
-            self.nodes[key] = OnnxNode(node.op_type, {**attrs, "_opset": opset})
+            attrs.update(_opset=opset, **_configuration(node, constants))
+            self.nodes[key] = OnnxNode(node.op_type, attrs)
             self.plan.append((key, tuple(node.input), node.output[0]))
             self.layer_of[f"nodes.{key}"] = canonical_layer_name(node, index)
             name = node.name or f"{node.op_type}_{index}"
             self.kernel_of[f"nodes.{key}"] = f"{name}:{node.op_type}"
+        self._own_forward()
 
     def _constant(self, name: str, value: np.ndarray) -> None:
         small = value.ndim <= 1 and value.size <= _STATIC_MAX
@@ -129,6 +137,18 @@ class OnnxModule(torch.nn.Module):
         for key, names, output in self.plan:
             env[output] = self.nodes[key](*[env[n] if n else None for n in names])
         return tuple(as_tensor(env[name]) for name in self.output_names)
+
+    def _own_forward(self) -> None:
+        """Give this module a ``forward`` with a code object of its own.
+
+        Dynamo keeps compiled graphs per code object and stops compiling one after
+        ``recompile_limit`` (8) different graphs: with one shared ``forward``, the ninth
+        ONNX model compiled in a process would silently run eagerly under torch-compile.
+        """
+        function = OnnxModule.forward
+        code = function.__code__.replace(co_name=f"forward_{next(_SERIAL)}")
+        own = types.FunctionType(code, function.__globals__, code.co_name)
+        self.forward = types.MethodType(own, self)  # type: ignore[method-assign]
 
     def canonical_timings(self, timings: Sequence[LayerTiming]) -> list[LayerTiming]:
         """One row per canonical layer from per-module timings, its nodes summed run by run.
@@ -208,6 +228,17 @@ def unsupported(model: Model) -> list[str]:
         if extra and op in _FIRST_OUTPUT_ONLY:
             problems[f"{op} output {list(node.output).index(extra[0])}"] = None
     return list(problems)
+
+
+def _configuration(node: onnx.NodeProto, constants: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Constant inputs that configure ``node`` rather than feed it data, as Python numbers.
+
+    Reading them from a tensor while ``torch.compile`` traces would break the graph
+    (``tolist()`` of a float tensor); read now, they are plain constants to it.
+    """
+    if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in constants:
+        return {"_scales": tuple(float(v) for v in constants[node.input[2]].reshape(-1))}
+    return {}
 
 
 def _opset(proto: onnx.ModelProto) -> int:

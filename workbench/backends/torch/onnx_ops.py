@@ -283,7 +283,8 @@ def _reduce_mean(attrs: Attrs, x: Any, axes: Any = None) -> Any:
 def _resize(attrs: Attrs, x: Any, roi: Any = None, scales: Any = None, sizes: Any = None) -> Any:
     mode = attrs.get("mode", "nearest")
     size = _ints(sizes)[2:] if sizes is not None and not _empty(sizes) else None
-    factors = None if size else tuple(float(s) for s in scales.tolist()[2:])
+    # constant scales were read when the graph was converted (`from_onnx._configuration`)
+    factors = None if size else tuple(attrs.get("_scales") or scales.tolist())[2:]
     interpolation = (
         "nearest" if mode == "nearest" else ("linear", "bilinear", "trilinear")[x.dim() - 3]
     )
