@@ -77,6 +77,23 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
+def _report_html(obj: Any, path: Any = None) -> str:
+    """``to_html`` of the result objects: the report module, imported on first use."""
+    from workbench.reports import report_html
+
+    return str(report_html(obj, path))
+
+
+def _wire() -> None:
+    # the profiling layer cannot import the report (it sits above it): injected from here
+    from workbench.profiling.export import register_renderer
+
+    register_renderer(_report_html)
+
+
+_wire()
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext workbench``: the ``%wbprofile`` and ``%wbdevices`` magics."""
     from workbench.dashboards.magics import load_ipython_extension as load

@@ -2,19 +2,28 @@
 
 The report itself is built by `workbench.reports` (the same file ``workbench report``
 writes), which sits above the result objects in the layer order: it draws them with
-`workbench.viz`. The result objects reach it through this one hook, named by its module
-path and loaded on first use (the way ``workbench/__init__`` loads the public API), so
-profiling never imports the drawing code and ``import workbench`` stays light.
+`workbench.viz`. So the renderer is injected from above: `workbench/__init__` (the top
+of the package, allowed to reach every layer) registers it with `register_renderer`,
+and profiling never imports the drawing code.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: the function that renders a result object as one self-contained HTML document
-REPORT_HTML = "workbench.reports:report_html"
+from workbench.errors import WorkbenchError
+
+#: renders a result object (and writes it to a path when given) as one HTML document
+Renderer = Callable[[Any, "str | Path | None"], str]
+_renderer: Renderer | None = None
+
+
+def register_renderer(render: Renderer) -> None:
+    """Set the function `to_html` renders with (``workbench/__init__`` sets the report's)."""
+    global _renderer
+    _renderer = render
 
 
 def to_html(obj: Any, path: str | Path | None = None) -> str:
@@ -26,7 +35,10 @@ def to_html(obj: Any, path: str | Path | None = None) -> str:
 
     Returns:
         The HTML document: plotly.js and styles inline, nothing fetched from the network.
+
+    Raises:
+        WorkbenchError: no renderer registered (``workbench`` itself was not imported).
     """
-    module, name = REPORT_HTML.split(":")
-    render = getattr(importlib.import_module(module), name)
-    return str(render(obj, path))
+    if _renderer is None:
+        raise WorkbenchError("no HTML renderer registered: import workbench first")
+    return str(_renderer(obj, path))
