@@ -64,20 +64,13 @@ class TorchBackend:
             return Support(True)
         if model.proto is None:
             return Support(False, (f"{model.name!r} has neither a torch module nor a graph",))
-        if not self.availability().ok:
-            return Support(False, (self.availability().reason,))
-        from workbench.backends.torch.from_onnx import unsupported
+        availability = self.availability()
+        if not availability.ok:
+            return Support(False, (availability.reason,))
+        from workbench.backends.torch.from_onnx import unsupported_reason
 
-        problems = unsupported(model)
-        if problems:
-            return Support(
-                False,
-                (
-                    f"{model.name!r} is an ONNX model with op(s) the torch backends do not "
-                    f"convert: {', '.join(problems)} (run it on onnxruntime)",
-                ),
-            )
-        return Support(True)
+        reason = unsupported_reason(model)
+        return Support(False, (reason,)) if reason else Support(True)
 
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> TorchSession:
         """Place ``model`` on ``device``; never changes ``model`` (a GPU gets a copy).

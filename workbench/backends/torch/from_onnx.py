@@ -113,8 +113,8 @@ class OnnxModule(torch.nn.Module):
         self._own_forward()
 
     def _constant(self, name: str, value: np.ndarray) -> None:
-        small = value.ndim <= 1 and value.size <= _STATIC_MAX
-        if small and value.dtype in (np.int64, np.int32):
+        """Keep a small int64 constant in Python (shape arithmetic), anything else a buffer."""
+        if value.dtype == np.int64 and value.ndim <= 1 and value.size <= _STATIC_MAX:
             self.statics[name] = int(value) if value.ndim == 0 else tuple(int(v) for v in value)
             return
         attr = f"const_{len(self.tensors)}"
@@ -196,13 +196,21 @@ def onnx_module(model: Model) -> OnnxModule:
         UnsupportedModelError: the graph holds ops (or op settings) the torch kernels do
             not implement; the message lists them all.
     """
-    problems = unsupported(model)
-    if problems:
-        raise UnsupportedModelError(
-            f"{model.name!r} is an ONNX model with op(s) the torch backends do not convert: "
-            f"{', '.join(problems)}; run it on onnxruntime"
-        )
+    reason = unsupported_reason(model)
+    if reason:
+        raise UnsupportedModelError(reason)
     return OnnxModule(model).eval()
+
+
+def unsupported_reason(model: Model) -> str | None:
+    """One line naming everything in ``model``'s graph the torch kernels cannot run, or None."""
+    problems = unsupported(model)
+    if not problems:
+        return None
+    return (
+        f"{model.name!r} is an ONNX model with op(s) the torch backends do not convert: "
+        f"{', '.join(problems)} (run it on onnxruntime)"
+    )
 
 
 def unsupported(model: Model) -> list[str]:
