@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,13 +28,14 @@ Attrs = dict[str, Any]
 Static = int | tuple[int, ...]
 Kernel = Callable[..., Any]
 
-#: op type -> kernel; `supported_ops` is its key set
+#: ONNX op type (default domain) -> kernel: the ops the torch backends run
 KERNELS: dict[str, Kernel] = {}
 
 _DTYPES = {
     1: torch.float32,
     2: torch.uint8,
     3: torch.int8,
+    5: torch.int16,
     6: torch.int32,
     7: torch.int64,
     9: torch.bool,
@@ -425,6 +426,8 @@ def attribute_problem(op_type: str, attrs: Attrs) -> str | None:
     """What about a node's attributes the kernels do not implement, or None when nothing."""
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return f"auto_pad={attrs['auto_pad']}"
+    if op_type == "Cast" and attrs.get("to") not in _DTYPES:
+        return f"to={attrs.get('to')}"
     if op_type == "AveragePool" and not attrs.get("count_include_pad", 0):
         pads = list(attrs.get("pads", []))
         if pads[: len(pads) // 2] != pads[len(pads) // 2 :]:  # F.pad's zeros would count
@@ -438,13 +441,3 @@ def attribute_problem(op_type: str, attrs: Attrs) -> str | None:
         ):
             return f"mode={mode}, coordinate_transformation_mode={transform}"
     return None
-
-
-def supported_ops() -> frozenset[str]:
-    """The ONNX op types (default domain) the torch backends can run."""
-    return frozenset(KERNELS)
-
-
-def run_kernel(op_type: str, attrs: Attrs, inputs: Sequence[Any]) -> Any:
-    """Run ``op_type``'s kernel on ``inputs`` (None for omitted optional inputs)."""
-    return KERNELS[op_type](attrs, *inputs)
