@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 
 #: lowest layer first; a module's layer is that of its first component under workbench/
 LAYERS: list[set[str]] = [
-    {"errors", "progress", "argtypes"},
+    {"errors", "progress", "argtypes", "units"},
     {"model"},
     {"loaders", "data", "tolerances"},
     {"backends"},

@@ -319,22 +319,40 @@ class Model:
         }
 
     def __repr__(self) -> str:
+        from workbench.units import format_bytes
+
         shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in self.inputs)
         return (
             f"Model({self.name!r}, {self.framework}, recipe={self.recipe_name}, "
-            f"inputs=[{shapes}], layers={len(self.layers)}, params={self.params:,})"
+            f"inputs=[{shapes}], layers={len(self.layers)}, params={self.params:,} "
+            f"({format_bytes(self.params_bytes)}))"
         )
 
     def _repr_html_(self) -> str:
+        from workbench.units import format_bytes
+
+        shapes = ", ".join(f"{s.name}{list(s.shape)} {s.dtype}" for s in self.inputs)
+        facts = [
+            ("framework", self.framework),
+            ("recipe", self.recipe_name),
+            ("inputs", shapes),
+            ("layers", f"{len(self.layers):,}"),
+            ("parameters", f"{self.params:,} ({format_bytes(self.params_bytes)})"),
+        ]
+        cell = "<td style='text-align:left;padding:2px 10px'>{}</td>"
+        summary = "".join(cell.format(html.escape(f"{k}: {v}")) for k, v in facts)
         rows = "".join(
-            f"<tr><td>{html.escape(x.name)}</td><td>{html.escape(x.op_type)}</td>"
-            f"<td style='text-align:right'>{x.params:,}</td></tr>"
+            f"<tr>{cell.format(html.escape(x.name))}{cell.format(html.escape(x.op_type))}"
+            f"<td style='text-align:right;padding:2px 10px'>{x.params:,}</td>"
+            f"<td style='text-align:right;padding:2px 10px'>{format_bytes(x.params_bytes)}</td>"
+            "</tr>"
             for x in self.layers[:50]
         )
         more = f"<p>… and {len(self.layers) - 50} more layers</p>" if len(self.layers) > 50 else ""
         return (
-            f"<b>{html.escape(repr(self))}</b>"
-            f"<table><tr><th>layer</th><th>op type</th><th>params</th></tr>{rows}</table>{more}"
+            f"<b>{html.escape(self.name)}</b><table><tr>{summary}</tr></table>"
+            "<table><tr><th>layer</th><th>op type</th><th>params</th><th>bytes</th></tr>"
+            f"{rows}</table>{more}"
         )
 
 

@@ -84,7 +84,7 @@ def test_round_trips_through_json_and_shows_the_best(comparison) -> None:
     again = BackendComparison.from_dict(json.loads(json.dumps(comparison.to_dict())))
     assert again.table.equals(comparison.table) and again.skipped == comparison.skipped
     text = repr(comparison)
-    assert "0.4 *" in text and "skipped numba-cuda" in text
+    assert "400 µs *" in text and "skipped numba-cuda" in text
     assert "Not measured" in comparison._repr_html_()
 
 

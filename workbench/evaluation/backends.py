@@ -158,34 +158,50 @@ class BackendComparison:
         return {r.name for c in self.comparisons.values() for r in c.runtimes}
 
     def _shown(self) -> pd.DataFrame:
-        """The display table: measured columns with the best value of each starred."""
+        """The display table: measured columns in their units, the best of each starred."""
+        from workbench.profiling.display import format_cell
+        from workbench.units import format_ms
+
         table = self.table
         shown = table[["runtime", "batch_size", *(["host"] if self.hosts else [])]].copy()
         for column in ("latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"):
             flag = BEST_COLUMNS[column][0]
             shown[column] = [
-                f"{v:.4g}{' *' if best else ''}" if pd.notna(v) else "-"
+                format_cell(column, v) + (" *" if best and pd.notna(v) else "")
                 for v, best in zip(table[column], table[flag], strict=True)
             ]
         shown["range_ms"] = [
-            f"{lo:.3g}-{hi:.3g}" if pd.notna(lo) else "-"
+            f"{format_ms(lo)} – {format_ms(hi)}" if pd.notna(lo) else "—"
             for lo, hi in zip(table["latency_min_ms"], table["latency_max_ms"], strict=True)
         ]
         shown["errors"] = table["errors"]
         return shown
 
     def __repr__(self) -> str:
+        from workbench.profiling.display import frame_text
+
         skipped = "".join(f"\n  skipped {b}/{d}: {r}" for b, d, r in self.skipped)
-        text = self._shown().to_string(index=False)
+        text = frame_text(self._shown())
         return f"BackendComparison({self._header()})\n{text}{skipped}"
 
     def _repr_html_(self) -> str:
+        from workbench.profiling.display import frame_html, summary_html
+        from workbench.units import format_ms
+
+        table = self.table
+        facts = [
+            (f"fastest at batch {batch}", f"{best['runtime']} ({format_ms(best['latency_ms'])})")
+            for batch, best in (
+                (b, rows.loc[rows["latency_ms"].idxmin()])
+                for b, rows in table.groupby("batch_size")
+                if rows["latency_ms"].notna().any()
+            )
+        ]
         skipped = "".join(f"<li>{html.escape(f'{b}/{d}: {r}')}</li>" for b, d, r in self.skipped)
-        return (
-            f"<b>{html.escape(self._header())}</b>"
-            + self._shown().to_html(index=False)
-            + (f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else "")
+        body = frame_html(self._shown()) + (
+            f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else ""
         )
+        return summary_html(self._header(), facts, body)
 
 
 _COLUMNS = [

@@ -9,7 +9,6 @@ False`` for an error metric, or wrap it in `Metric`).
 
 from __future__ import annotations
 
-import html
 import re
 import time
 from collections.abc import Callable
@@ -142,12 +141,38 @@ class Evaluation:
 
     def __repr__(self) -> str:
         return (
-            f"Evaluation({self.metric}={self.value:.4g} for {self.model}[{self.recipe}] on "
-            f"{self.backend}/{self.device}, {self.num_samples} samples)"
+            f"Evaluation({self.metric}={self._value_text()} for {self.model}[{self.recipe}] on "
+            f"{self.backend}/{self.device}, {self.num_samples:,} samples)"
         )
 
+    def _value_text(self) -> str:
+        return metric_text(self.metric, self.value)
+
     def _repr_html_(self) -> str:
-        return f"<b>{html.escape(self.metric)}</b> = {self.value:.4g} ({html.escape(repr(self))})"
+        from workbench.profiling.display import summary_html
+        from workbench.units import format_seconds
+
+        facts = [
+            (self.metric, self._value_text()),
+            ("model", f"{self.model} [{self.recipe}]"),
+            ("on", f"{self.backend}/{self.device}"),
+            ("samples", f"{self.num_samples:,}" + (f" of {self.dataset}" if self.dataset else "")),
+            ("took", format_seconds(self.seconds)),
+        ]
+        return summary_html(f"Evaluation: {self.metric}", facts)
+
+
+def metric_text(metric: str, value: Any) -> str:
+    """A metric's value as text: a percentage for fractions (accuracy), else 3 figures.
+
+    Example:
+        >>> metric_text("accuracy", 0.486653)
+        '48.7%'
+    """
+    from workbench.units import format_number, format_share
+
+    known = METRICS.get(metric)
+    return (format_share if known and known.points == 100 else format_number)(value)
 
 
 def evaluate(

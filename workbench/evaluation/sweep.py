@@ -159,18 +159,45 @@ class TradeoffTable:
         return len(self.df)
 
     def __repr__(self) -> str:
-        shown = self.df[[c for c in COLUMNS[:14] if c in self.df]]
+        from workbench.profiling.display import frame_text
+
+        shown = self._shown()
         notes = "".join(f"\nnote: {n}" for n in self.notes)
-        return f"TradeoffTable({self.metric}, sweep {self.sweep_id})\n{shown.to_string()}{notes}"
+        return f"TradeoffTable({self.metric}, sweep {self.sweep_id})\n{frame_text(shown)}{notes}"
+
+    def _shown(self) -> pd.DataFrame:
+        """The displayed columns, each metric value in its own unit (accuracy in %)."""
+        from workbench.evaluation.metrics import metric_text
+
+        shown = self.df[[c for c in COLUMNS[:14] if c in self.df]].copy()
+        if "metric_value" in shown:
+            metrics = shown["metric"] if "metric" in shown else [self.metric] * len(shown)
+            shown["metric_value"] = [
+                metric_text(str(m), v) for m, v in zip(metrics, shown["metric_value"], strict=True)
+            ]
+        return shown
 
     def _repr_html_(self) -> str:
-        shown = self.df[[c for c in COLUMNS[:14] if c in self.df]].copy()
-        shown["error"] = self.df["error"].fillna("").str.slice(0, 80)
-        styled = shown.style.apply(
-            lambda row: ["font-weight:bold" if row["pareto"] else "" for _ in row], axis=1
-        ).format(precision=3, na_rep="–")
-        title = html.escape(f"Trade-offs ({self.metric}; bold = Pareto front), {self.sweep_id}")
-        return f"<b>{title}</b>" + styled.to_html()
+        from workbench.profiling.display import frame_html, summary_html
+
+        shown = self._shown()
+        if "error" in shown:
+            shown["error"] = self.df["error"].fillna("").astype(str).str.slice(0, 80)
+        front = self.df.get("pareto", pd.Series(False, index=self.df.index))
+        front = front.fillna(False).astype(bool)
+        failed = int(self.df["error"].notna().sum()) if "error" in self.df else 0
+        facts = [
+            ("points", f"{len(self.df):,}"),
+            ("on the Pareto front", f"{int(front.sum()):,} (bold)"),
+            ("failed", f"{failed:,}"),
+            (
+                "metric",
+                f"{self.metric} ({'higher' if self.higher_is_better else 'lower'} is better)",
+            ),
+        ]
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        body = frame_html(shown, bold=list(front)) + (f"<ul>{notes}</ul>" if notes else "")
+        return summary_html(f"Trade-offs, sweep {self.sweep_id}", facts, body)
 
 
 def sweep(

@@ -30,6 +30,47 @@ SENSITIVITY_COLUMNS = [
 ]  # fmt: skip
 
 
+class SensitivityReport(pd.DataFrame):
+    """`sensitivity`'s table: a DataFrame with `SENSITIVITY_COLUMNS` that shows its units.
+
+    ``attrs`` holds the metric's name, the baseline's value and latency. Slices and copies
+    are plain DataFrames.
+    """
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def _facts(self) -> list[tuple[str, str]]:
+        from workbench.profiling.display import format_cell
+
+        failed = int(self["error"].notna().sum()) if "error" in self else 0
+        return [
+            ("layers", f"{len(self):,}" + (f" ({failed:,} failed)" if failed else "")),
+            (
+                f"baseline {self.attrs.get('metric', 'metric')}",
+                format_cell("metric_value", self.attrs.get("baseline")),
+            ),
+            ("baseline latency", format_cell("latency_ms", self.attrs.get("baseline_latency_ms"))),
+        ]
+
+    def __repr__(self) -> str:
+        from workbench.profiling.display import frame_text
+
+        facts = ", ".join(f"{name} {text}" for name, text in self._facts())
+        note = f"\n{self.attrs['interrupted']}" if "interrupted" in self.attrs else ""
+        return f"Sensitivity({facts})\n{frame_text(pd.DataFrame(self))}{note}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from workbench.profiling.display import frame_html, summary_html
+
+        note = self.attrs.get("interrupted")
+        body = frame_html(pd.DataFrame(self)) + (f"<p>{html.escape(note)}</p>" if note else "")
+        return summary_html("Sensitivity, one layer at a time", self._facts(), body)
+
+
 def candidate_layers(model: Model, config: Transform) -> list[str]:
     """Layers a transform can act on one at a time (weighted Linear / Conv / MatMul layers).
 
@@ -160,7 +201,7 @@ def sensitivity(
     options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> pd.DataFrame:
+) -> SensitivityReport:
     """Transform one layer at a time; report its metric change, SQNR and latency change.
 
     Never changes ``model``.
@@ -180,11 +221,11 @@ def sensitivity(
         progress: ``progress(fraction, message)`` callback; cancel: a `CancelToken`.
 
     Returns:
-        A DataFrame with `SENSITIVITY_COLUMNS`, one row per layer (``error`` set when
-        the transform failed for that layer), sorted by metric change (least harmful
-        first). ``attrs`` holds the baseline's metric value and latency. Interrupted
-        (Ctrl+C, a kernel interrupt), it holds the layers measured so far, and
-        ``attrs["interrupted"]`` the line that said so.
+        A `SensitivityReport` (a DataFrame) with `SENSITIVITY_COLUMNS`, one row per
+        layer (``error`` set when the transform failed for that layer), sorted by metric
+        change (least harmful first). ``attrs`` holds the baseline's metric value and
+        latency. Interrupted (Ctrl+C, a kernel interrupt), it holds the layers measured
+        so far, and ``attrs["interrupted"]`` the line that said so.
 
     Raises:
         TransformError: the transform has no per-layer ``exclude``.
@@ -224,7 +265,7 @@ def sensitivity(
         interrupted = say_interrupted("sensitivity", kept)
     frame = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     frame = frame.sort_values("metric_delta", ascending=not bench.metric.higher_is_better)
-    frame = frame.reset_index(drop=True)
+    frame = SensitivityReport(frame.reset_index(drop=True))
     frame.attrs.update(
         metric=bench.metric.name, baseline=bench.base_value, baseline_latency_ms=bench.base_latency
     )

@@ -8,7 +8,6 @@ detectors can be added with `register_reason` (e.g. quantization's added Q/DQ no
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,12 +55,21 @@ class Comparison:
     profiles: list[Profile] = field(repr=False, default_factory=list)
 
     def __repr__(self) -> str:
-        return f"Comparison({self.labels}, {len(self.table)} layers)\n{self.table.to_string()}"
+        from workbench.profiling.display import frame_text
+
+        return f"Comparison({self.labels}, {len(self.table)} layers)\n{frame_text(self.table)}"
 
     def _repr_html_(self) -> str:
-        title = " vs ".join(html.escape(label) for label in self.labels)
-        body = self.table.to_html(index=False, float_format="%.4g", na_rep="—")
-        return f"<div><b>Per-layer comparison: {title}</b>{body}</div>"
+        from workbench.profiling.display import frame_html, summary_html
+        from workbench.units import format_ms
+
+        facts = [
+            (label, format_ms(profile.latency.median))
+            for label, profile in zip(self.labels, self.profiles, strict=False)
+        ]
+        facts.append(("layers", f"{len(self.table):,}"))
+        title = f"Per-layer comparison: {' vs '.join(self.labels)}"
+        return summary_html(title, facts, frame_html(self.table))
 
 
 def compare(

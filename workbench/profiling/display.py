@@ -1,24 +1,37 @@
-"""Readable numbers and the notebook (HTML) view of a `Profile`.
+"""The notebook (HTML) and terminal views of results: a `Profile`, and any result table.
 
-Units a person reads at a glance: times in s/ms/µs with 3 significant figures, FLOPs in
-kFLOP/MFLOP/GFLOP, bytes in KiB/MiB/GiB, shares in %; a missing value shows as "—". The
-formatters are plain functions so other reprs (comparisons, tables) can share them.
+The numbers come from `workbench.units` (re-exported here): times in s/ms/µs with 3
+significant figures, FLOPs in MFLOP/GFLOP, bytes in KiB/MiB, shares in %, "—" for a
+missing value. `format_cell` picks the unit from a column's name (``latency_ms``,
+``size_bytes``, ``share``, ``speedup``...), so `frame_html` and `frame_text` show every
+result table (comparisons, trade-offs, sensitivity) the same way.
 
 Example:
-    >>> format_ms(0.4867)
+    >>> format_cell("latency_ms", 0.4867)
     '487 µs'
-    >>> format_flops(7.55e7)
-    '75.5 MFLOP'
+    >>> print(frame_text(comparison.table))
 """
 
 from __future__ import annotations
 
 import html
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.profiling.memory import PROCESS_RSS_LABEL
+from workbench.units import (
+    MISSING,
+    format_bytes,
+    format_count,
+    format_db,
+    format_flops,
+    format_ms,
+    format_number,
+    format_ratio,
+    format_seconds,
+    format_share,
+    number,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,15 +41,18 @@ if TYPE_CHECKING:
 __all__ = [
     "MISSING",
     "format_bytes",
+    "format_cell",
     "format_count",
     "format_flops",
     "format_ms",
     "format_share",
+    "frame_html",
+    "frame_text",
     "memory_rows",
     "profile_html",
+    "summary_html",
 ]
 
-MISSING = "—"
 STYLE = """<style>
 .wb-profile table {border-collapse: collapse; margin: 4px 0 8px 0;}
 .wb-profile th, .wb-profile td {padding: 2px 10px; height: 22px; line-height: 18px;
@@ -45,71 +61,117 @@ STYLE = """<style>
 .wb-profile td.text, .wb-profile th.text {text-align: left;}
 .wb-profile td.fused {color: #888; font-style: italic; text-align: left;}
 .wb-profile .noisy {color: #b35900;}
+.wb-profile tr.bold td {font-weight: bold;}
 </style>"""
 
-
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, or None when missing (None, NaN, inf, not a number)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _scaled(value: float, units: list[tuple[float, str]]) -> str:
-    """3 significant figures in the largest unit that keeps the number at least 1."""
-    scale, unit = units[0]
-    for scale_i, unit_i in units:
-        if abs(value) >= scale_i:
-            scale, unit = scale_i, unit_i
-    return f"{value / scale:.3g} {unit}"
+# a column's unit from its name: (test on the lower-case name, formatter), first match wins
+_BY_NAME: list[tuple[Callable[[str], bool], Callable[[Any], str]]] = [
+    (lambda n: n.endswith("_ms") or n == "latency", format_ms),
+    (lambda n: n.endswith("_s") and not n.endswith("per_s"), format_seconds),
+    (lambda n: n.endswith("_mib"), lambda v: format_bytes(_times(v, 2.0**20))),
+    (lambda n: "bytes" in n or n in ("size", "parameters"), format_bytes),
+    (lambda n: "flops" in n, format_flops),
+    (lambda n: "share" in n, format_share),
+    (lambda n: "ratio" in n or "speedup" in n, format_ratio),
+    (lambda n: "sqnr" in n or n.endswith("_db"), format_db),
+    (lambda n: "throughput" in n or n.endswith("per_s"), format_count),
+]
 
 
-def format_ms(value: Any) -> str:
-    """A duration given in milliseconds: ``'7.55 ms'``, ``'487 µs'``, ``'1.2 s'``."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if number == 0:
-        return "0"
-    return _scaled(number, [(1e-3, "µs"), (1.0, "ms"), (1e3, "s")])
+def _times(value: Any, scale: float) -> float | None:
+    x = number(value)
+    return None if x is None else x * scale
 
 
-def format_flops(value: Any) -> str:
-    """A FLOP count: ``'75.5 MFLOP'``; zero shows as ``'0'``."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if number == 0:
-        return "0"
-    return _scaled(
-        number, [(1, "FLOP"), (1e3, "kFLOP"), (1e6, "MFLOP"), (1e9, "GFLOP"), (1e12, "TFLOP")]
+def format_cell(column: str, value: Any) -> str:
+    """One table cell as text, in the unit its column's name implies.
+
+    Args:
+        column: the column's name (``latency_ms``, ``size_bytes``, ``speedup``...).
+        value: the cell.
+
+    Returns:
+        The text: a unit-bearing number, a count, "—" for a missing number, or the value's
+        own text (strings, booleans).
+    """
+    if value is None or (isinstance(value, float) and number(value) is None):
+        return format_db(value) if "sqnr" in column.lower() else MISSING
+    if isinstance(value, str | bool):
+        return str(value)
+    name = column.lower().rsplit(" ", 1)[-1]  # "<label> latency_ms" in comparisons
+    for test, fmt in _BY_NAME:
+        if test(name):
+            return fmt(value)
+    if number(value) is None:
+        return str(value)
+    if float(value).is_integer() and abs(float(value)) >= 1:
+        return format_count(value)
+    return format_number(value)
+
+
+def _header(column: str) -> str:
+    """A column's name without the unit its cells now carry."""
+    for suffix in ("_ms", "_s", "_bytes", "_mib"):
+        if column.endswith(suffix):
+            column = column.removesuffix(suffix)
+            break
+    return column.replace("_", " ")
+
+
+def frame_text(frame: pd.DataFrame, index: bool = False) -> str:
+    """A result table for a terminal: every number in its unit, "—" when missing."""
+    import pandas as pd
+
+    shown = frame.reset_index() if index else frame
+    cells = {_header(str(c)): [format_cell(str(c), v) for v in shown[c]] for c in shown}
+    return pd.DataFrame(cells).to_string(index=False)
+
+
+def frame_html(frame: pd.DataFrame, bold: Sequence[bool] | None = None, index: bool = False) -> str:
+    """A result table for a notebook: every number in its unit, "—" when missing.
+
+    Args:
+        frame: the table.
+        bold: rows to show in bold (e.g. the Pareto front), one flag per row.
+        index: show the index as the first column.
+
+    Returns:
+        An HTML ``<table>`` (style in `STYLE`; wrap it in ``<div class='wb-profile'>``).
+    """
+    shown = frame.reset_index() if index else frame
+    columns = [str(c) for c in shown.columns]
+    numeric = [not _is_text(shown[c]) for c in shown.columns]
+    head = "".join(
+        f"<th{'' if num else ' class=text'}>{html.escape(_header(c))}</th>"
+        for c, num in zip(columns, numeric, strict=True)
     )
+    rows = [f"<tr>{head}</tr>"]
+    flags = list(bold) if bold is not None else [False] * len(shown)
+    for flag, record in zip(flags, shown.itertuples(index=False), strict=True):
+        cells = "".join(
+            f"<td{'' if num else ' class=text'}>{html.escape(format_cell(c, v))}</td>"
+            for c, num, v in zip(columns, numeric, record, strict=True)
+        )
+        rows.append(f"<tr{' class=bold' if flag else ''}>{cells}</tr>")
+    return f"<table>{''.join(rows)}</table>"
 
 
-def format_bytes(value: Any) -> str:
-    """A size in bytes, binary units: ``'12.5 KiB'``, ``'478 MiB'``."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if number == 0:
-        return "0"
-    if abs(number) < 1024:
-        return f"{number:.0f} B"
-    return _scaled(number, [(2.0**10, "KiB"), (2.0**20, "MiB"), (2.0**30, "GiB"), (2.0**40, "TiB")])
+def summary_html(title: str, facts: Sequence[tuple[str, str]], body: str = "") -> str:
+    """The compact summary every result opens with: a title, then one row of key facts.
+
+    Args:
+        title: what the result is (escaped here).
+        facts: ``(name, text)`` pairs, already formatted (escaped here).
+        body: HTML to show after the summary (tables, notes), as is.
+    """
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in facts)
+    values = "".join(f"<td>{html.escape(text)}</td>" for _, text in facts)
+    table = f"<table><tr>{head}</tr><tr>{values}</tr></table>" if facts else ""
+    return f"{STYLE}<div class='wb-profile'><b>{html.escape(title)}</b>{table}{body}</div>"
 
 
-def format_share(value: Any) -> str:
-    """A fraction in [0, 1] as a percentage: ``'12.3%'``."""
-    number = _number(value)
-    return MISSING if number is None else f"{100 * number:.3g}%"
-
-
-def format_count(value: Any) -> str:
-    """A count or rate with thousands separators: ``'31,166'``."""
-    number = _number(value)
-    return MISSING if number is None else f"{number:,.0f}"
+def _is_text(column: pd.Series) -> bool:
+    return column.dtype == object and not column.map(lambda v: number(v) is not None).all()
 
 
 # per-layer columns shown, in order: (column, header, formatter)

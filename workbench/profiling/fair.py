@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import json
 import os
 import statistics
@@ -241,15 +240,19 @@ class RuntimeComparison:
         )
 
     def __repr__(self) -> str:
+        from workbench.profiling.display import frame_text
+
         columns = ["median_ms", "min_ms", "max_ms", "ratio", "ratio_min", "ratio_max", "load_max"]
-        text = self.table[columns].to_string(float_format=lambda v: f"{v:.4g}")
+        text = frame_text(self.table[columns], index=True)
         return f"RuntimeComparison({self._header()})\n{text}"
 
     def _repr_html_(self) -> str:
+        from workbench.profiling.display import frame_html, summary_html
+        from workbench.units import format_ms
+
         table = self.table.drop(columns=["backend", "device"])
-        return f"<b>{html.escape(self._header())}</b>" + table.to_html(
-            float_format=lambda v: f"{v:.4g}"
-        )
+        facts = [(str(name), format_ms(row["median_ms"])) for name, row in table.iterrows()]
+        return summary_html(self._header(), facts, frame_html(table, index=True))
 
 
 def compare_runtimes(

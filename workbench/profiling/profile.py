@@ -294,9 +294,11 @@ class Profile:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        from workbench.units import format_ms
+
         return (
-            f"Profile({self.label}: median {self.latency.median:.4g} ms, "
-            f"n={self.latency.n}, layers={len(self.layers)})"
+            f"Profile({self.label}: median {format_ms(self.latency.median)}, "
+            f"n={self.latency.n:,}, layers={len(self.layers)})"
         )
 
     def _repr_html_(self) -> str:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import gc
-import html
 import math
 import time
 from collections.abc import Callable
@@ -142,23 +141,28 @@ class Measurement:
         )
 
     def __repr__(self) -> str:
+        from workbench.units import format_ms
+
         flag = "  (noisy)" if self.noisy else ""
         return (
-            f"Measurement({self.label + ': ' if self.label else ''}median {self.median:.4g} ms, "
-            f"p90 {self.p90:.4g} ms, IQR {self.iqr:.3g} ms, n={self.n}){flag}"
+            f"Measurement({self.label + ': ' if self.label else ''}"
+            f"median {format_ms(self.median)}, p90 {format_ms(self.p90)}, "
+            f"IQR {format_ms(self.iqr)}, n={self.n:,}){flag}"
         )
 
     def _repr_html_(self) -> str:
-        s = self.stats()
-        cells = "".join(
-            f"<td>{s[k]:.4g}</td>" for k in ("median", "mean", "p90", "p99", "std", "min")
-        )
-        warn = "<br><i>noisy run: IQR above 10% of the median</i>" if self.noisy else ""
-        return (
-            f"<b>{html.escape(self.label or 'Measurement')}</b> (ms, n={self.n})"
-            "<table><tr><th>median</th><th>mean</th><th>p90</th><th>p99</th><th>std</th>"
-            f"<th>min</th></tr><tr>{cells}</tr></table>{warn}"
-        )
+        from workbench.profiling.display import summary_html
+        from workbench.units import format_ms
+
+        lo, hi = self.median_ci
+        facts = [
+            ("median", format_ms(self.median)),
+            ("95% CI", f"{format_ms(lo)} – {format_ms(hi)}"),
+        ]
+        facts += [(k, format_ms(getattr(self, k))) for k in ("mean", "p90", "p99", "std", "min")]
+        facts.append(("samples", f"{self.n:,}"))
+        warn = "<i>noisy run: IQR above 10% of the median</i>" if self.noisy else ""
+        return summary_html(self.label or "Measurement", facts, warn)
 
 
 class Timer:

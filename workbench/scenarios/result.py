@@ -15,6 +15,7 @@ import pandas as pd
 
 from workbench.profiling.timer import Measurement
 from workbench.scenarios.energy import Energy, cost_per_million
+from workbench.units import format_count, format_ms, format_seconds
 
 KINDS = ("single-stream", "multi-stream", "offline", "server")
 
@@ -242,10 +243,10 @@ class ScenarioResult:
         lines = [
             f"{self.label}: {verdict}",
             *([f"  {self._settings_text()}"] if self._settings_text() else []),
-            f"  {len(self.queries)} queries, {self.samples} samples in {self.duration_s:.3g} s; "
-            f"latency {what} p50 {self.p50_ms:.4g} ms, p90 {self.p90_ms:.4g} ms, "
-            f"p99 {self.p99_ms:.4g} ms",
-            f"  throughput {self.throughput_per_s:.5g} samples/s; late {self.late}, "
+            f"  {len(self.queries):,} queries, {self.samples:,} samples in "
+            f"{format_seconds(self.duration_s)}; latency {what} p50 {format_ms(self.p50_ms)}, "
+            f"p90 {format_ms(self.p90_ms)}, p99 {format_ms(self.p99_ms)}",
+            f"  throughput {format_count(self.throughput_per_s)} samples/s; late {self.late}, "
             f"dropped {self.dropped}",
             *([f"  {self._generator_text()}"] if self.kind == "server" else []),
             f"  {self.energy.describe(self.samples)}",
@@ -277,14 +278,12 @@ class ScenarioResult:
             if self.valid
             else "<span style='color:#c33'>INVALID</span>: " + html.escape("; ".join(self.reasons))
         )
+        latency = (format_ms(v) for v in (self.p50_ms, self.p90_ms, self.p99_ms))
         rows = [
-            ("queries / samples", f"{len(self.queries)} / {self.samples}"),
-            ("duration", f"{self.duration_s:.3g} s"),
-            (
-                "latency p50 / p90 / p99",
-                f"{self.p50_ms:.4g} / {self.p90_ms:.4g} / {self.p99_ms:.4g} ms",
-            ),
-            ("throughput", f"{self.throughput_per_s:.5g} samples/s"),
+            ("queries / samples", f"{len(self.queries):,} / {self.samples:,}"),
+            ("duration", format_seconds(self.duration_s)),
+            ("latency p50 / p90 / p99", " / ".join(latency)),
+            ("throughput", f"{format_count(self.throughput_per_s)} samples/s"),
             ("late / dropped", f"{self.late} / {self.dropped}"),
             ("energy", self.energy.describe(self.samples).removeprefix("energy: ")),
         ]

@@ -1,0 +1,140 @@
+"""Every result shows readable units in a notebook and a terminal (no raw floats, no NaN).
+
+Each result type is built with awkward numbers on purpose: large counts and rates (which
+``.4g`` writes as ``7.55e+07``), fractions with many digits, and missing values (NaN).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.evaluation.backends import BEST_COLUMNS, BackendComparison
+from workbench.evaluation.metrics import Evaluation
+from workbench.evaluation.sweep import TradeoffTable
+from workbench.optimize.sensitivity import SensitivityReport
+from workbench.profiling.fair import RoundResult, Runtime, RuntimeComparison
+from workbench.profiling.timer import Measurement
+from workbench.scenarios.result import MINIMUMS, ScenarioResult, query_frame
+
+# exponent notation, six or more decimals, or a missing value spelled out
+RAW = re.compile(r"\d[eE][+-]?\d|\d\.\d{6,}|\bnan\b|\bNaN\b|\binf\b")
+# the scoped CSS carries numbers of its own (pixels)
+STYLE = re.compile(r"<style>.*?</style>", re.S)
+
+SLOW = Measurement((75_512.3, 75_498.1, 75_530.9, 75_501.2), (), "slow")
+FAST = Measurement((0.486653, 0.4912, 0.4833, 0.4871, 0.4899), (), "fast")
+
+
+def _round(runtime: str, measurement: Measurement | None, index: int) -> RoundResult:
+    startup = {"compile_s": 1.234567, "first_inference_ms": 12.345678} if measurement else {}
+    return RoundResult(
+        runtime, index, index, measurement, (0.123456,), (7.891234,), startup=startup
+    )
+
+
+def _runtime_comparison() -> RuntimeComparison:
+    runtimes = (Runtime("onnxruntime"), Runtime("torch"), Runtime("numba"))
+    results = tuple(
+        _round(name, measurement, i)
+        for i, (name, measurement) in enumerate(
+            [("onnxruntime", FAST), ("torch", SLOW), ("numba", None)]
+        )
+    )
+    return RuntimeComparison("digits-mlp", 64, runtimes, "onnxruntime", results)
+
+
+def _tradeoffs() -> TradeoffTable:
+    rows = [
+        {"variant": "baseline", "backend": "onnxruntime", "device": "cpu", "batch_size": 32,
+         "latency_ms": 0.486653, "latency_p90_ms": 0.5123456, "throughput_per_s": 65_754.123,
+         "size_bytes": 75_500_000.0, "metric": "accuracy", "metric_value": 0.9712345,
+         "delta": 0.0, "speedup": 1.0, "pareto": True, "error": None},
+        {"variant": "int8-static", "backend": "torch", "device": "cpu", "batch_size": 32,
+         "latency_ms": np.nan, "latency_p90_ms": np.nan, "throughput_per_s": np.nan,
+         "size_bytes": np.nan, "metric": "accuracy", "metric_value": np.nan,
+         "delta": np.nan, "speedup": np.nan, "pareto": False, "error": "RuntimeError: no kernel"},
+    ]  # fmt: skip
+    return TradeoffTable(pd.DataFrame(rows), sweep_id="s1")
+
+
+def _sensitivity() -> SensitivityReport:
+    rows = [
+        {"layer": "fc1", "op_type": "Gemm", "metric_value": 0.9654321, "metric_delta": -0.0058024,
+         "sqnr_db": 31.234567, "latency_ms": 0.4123456, "latency_delta_ms": -0.0743074,
+         "speedup": 1.18020202, "error": None},
+        {"layer": "fc2", "op_type": "Gemm", "metric_value": 0.9712345, "metric_delta": 0.0,
+         "sqnr_db": float("inf"), "latency_ms": np.nan, "latency_delta_ms": np.nan,
+         "speedup": np.nan, "error": "ValueError: failed"},
+    ]  # fmt: skip
+    report = SensitivityReport(pd.DataFrame(rows))
+    report.attrs.update(metric="accuracy", baseline=0.9712345, baseline_latency_ms=0.486653)
+    return report
+
+
+def _scenario() -> ScenarioResult:
+    schedule = np.arange(400) * 0.001
+    frame = query_frame(0.0, schedule, schedule, schedule, schedule + 0.0004866, samples=1, batch=1)
+    return ScenarioResult("server", "m", "b", "cpu", {}, MINIMUMS["server"], frame, 0.4)
+
+
+def _results() -> dict[str, object]:
+    import workbench as wb
+
+    comparison = _runtime_comparison()
+    return {
+        "Model": wb.samples.load("digits-mlp"),
+        "Measurement": SLOW,
+        "Measurement (fast)": FAST,
+        "RuntimeComparison": comparison,
+        "BackendComparison": BackendComparison("digits-mlp", (64,), {64: comparison}),
+        "TradeoffTable": _tradeoffs(),
+        "Evaluation": Evaluation("accuracy", 0.486653, True, "m", "baseline", "ort", "cpu", 1797),
+        "Evaluation (mse)": Evaluation(
+            "mse", 75_500_000.0, False, "m", "baseline", "ort", "cpu", 9
+        ),
+        "Sensitivity": _sensitivity(),
+        "ScenarioResult": _scenario(),
+    }
+
+
+RESULTS = _results()
+
+
+@pytest.mark.parametrize("name", list(RESULTS))
+def test_the_notebook_view_has_units_and_no_raw_floats(name):
+    page = STYLE.sub("", RESULTS[name]._repr_html_())
+    assert RAW.findall(page) == []
+    assert re.search(r"\d( |&nbsp;)?(µs|ms|s|KiB|MiB|GiB|%|×)\b|\d%|\d×|\d,\d{3}", page)
+
+
+@pytest.mark.parametrize("name", list(RESULTS))
+def test_the_terminal_view_has_no_raw_floats(name):
+    assert RAW.findall(repr(RESULTS[name])) == []
+
+
+def test_the_compact_summary_comes_first():
+    page = STYLE.sub("", RESULTS["TradeoffTable"]._repr_html_())
+    # the summary (points, Pareto front) precedes the per-point table
+    assert page.index("Pareto front") < page.index("int8-static")
+    assert "75.5 MB" not in page and "72 MiB" in page  # binary units for sizes
+    assert "97.1%" in page and "487 µs" in page and "65,754" in page
+
+
+def test_missing_values_show_as_a_dash_and_infinite_sqnr_as_identical():
+    page = STYLE.sub("", RESULTS["Sensitivity"]._repr_html_())
+    assert "—" in page and "∞ dB" in page and "1.18×" in page and "31.2 dB" in page
+
+
+def test_a_fraction_metric_is_a_percentage_and_others_keep_their_units():
+    assert "accuracy=48.7%" in repr(RESULTS["Evaluation"])
+    assert "mse=75,500,000" in repr(RESULTS["Evaluation (mse)"])
+
+
+def test_the_best_runtime_is_starred_in_its_unit():
+    text = repr(RESULTS["BackendComparison"])
+    assert "487 µs *" in text and "75.5 s" in text
+    assert set(BEST_COLUMNS) == {"latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"}
