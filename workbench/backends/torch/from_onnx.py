@@ -118,8 +118,10 @@ class OnnxModule(torch.nn.Module):
             self.statics[name] = int(value) if value.ndim == 0 else tuple(int(v) for v in value)
             return
         attr = f"const_{len(self.tensors)}"
-        # a copy: the array may be read-only, and the buffer must not alias the proto
-        self.register_buffer(attr, torch.from_numpy(np.array(value, copy=True)))
+        # a copy in torch's own allocation: numpy's buffers are not aligned as oneDNN wants,
+        # and a convolution on such weights ran 10x slower (a ResNet-50 1x1 convolution:
+        # 2.6 ms instead of 0.22)
+        self.register_buffer(attr, torch.tensor(value))
         self.tensors[name] = attr
 
     def _key(self, node: onnx.NodeProto, index: int) -> str:
