@@ -46,6 +46,23 @@ def test_magnitude_prune_is_exact_and_permanent(scope: str) -> None:
     assert sparse.recipe["achieved_sparsity"] == pytest.approx(zeros / total)
 
 
+def _op_types(model: wb.Model) -> list[str]:
+    return sorted(node.op_type for node in model.to_onnx().proto.graph.node)
+
+
+def test_a_magnitude_pruned_cnn_exports_the_graph_of_its_parent() -> None:
+    # zeros cost a dense kernel nothing, so the pruned model must run the very same ops:
+    # no weight_orig * mask re-parametrisation (extra Mul nodes), BatchNorm kept as it was
+    cnn = wb.samples.load("digits-cnn")
+    before = model_state(cnn)
+    pruned = wb.prune(cnn, sparsity=0.5)
+    assert model_state(cnn) == before
+    assert _op_types(pruned) == _op_types(cnn)  # the parent's is the shipped export
+    assert len(pruned.to_onnx().proto.graph.node) == len(cnn.to_onnx().proto.graph.node)
+    assert all(type(p) is nn.Parameter for p in pruned.module.parameters())
+    assert not any(m._forward_pre_hooks for m in pruned.module.modules())
+
+
 def test_magnitude_prune_of_an_onnx_model(digits_mlp, digits_test) -> None:
     onnx_model = digits_mlp.to_onnx()
     before = model_state(onnx_model)

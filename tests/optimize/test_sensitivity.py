@@ -131,7 +131,7 @@ def test_suggest_measures_its_own_report_when_none_is_given(
     # latency from the weights left (a deterministic stand-in for timing on a busy machine)
     timed: list[int] = []
 
-    def nonzero_weights(self, model) -> float:  # type: ignore[no-untyped-def]
+    def nonzero_weights(self, model, budget_s=None) -> float:  # type: ignore[no-untyped-def]
         timed.append(1)
         return float(sum(int((p != 0).sum()) for p in model.module.parameters()))
 
@@ -159,3 +159,23 @@ def test_a_zero_budget_accepts_layers_that_lose_nothing(digits_mlp, digits_test)
     )
     assert plan.exclude == ()
     assert _accuracy(wb.prune(digits_mlp, plan), digits_test) == _accuracy(digits_mlp, digits_test)
+
+
+def test_speedups_are_against_the_baseline_timed_beside_each_variant(
+    digits_mlp, digits_test, monkeypatch
+) -> None:
+    # a shared machine that was quiet while the baseline was first timed and busy after:
+    # a baseline timed once made every layer look ~26% slower alike (digits-cnn, pruned)
+    timed: list[str] = []
+
+    def latency(self, model, budget_s=None) -> float:  # type: ignore[no-untyped-def]
+        timed.append("base" if model is digits_mlp else "variant")
+        return 1.0 if len(timed) == 1 else 1.35
+
+    monkeypatch.setattr(sensitivity_module._Bench, "latency", latency)
+    report = wb.sensitivity(digits_mlp, digits_test.take(64), transform="prune-magnitude")
+    assert report["speedup"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert report["latency_delta_ms"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert report.attrs["baseline_latency_ms"] == 1.0
+    rounds = sensitivity_module._ROUNDS
+    assert timed == ["base"] + ["base", "variant"] * rounds * 3  # alternating, per layer

@@ -96,6 +96,10 @@ def _layers(model: Model, config: Transform) -> list[Any]:
     return model.layers if torch_side else model.to_onnx().layers
 
 
+#: baseline / variant timing rounds per layer (the median of each is kept)
+_ROUNDS = 3
+
+
 class _Bench:
     """Runs a model over the data and times it, against a fixed reference."""
 
@@ -115,6 +119,7 @@ class _Bench:
         self.data, self.metric = data, get_metric(metric)
         self.backend, self.device, self.batch_size = backend, device, batch_size
         self.budget_s, self.options = budget_s, options or {}
+        self.model = model
         self.reference, self.labels = self.outputs(model)
         self.base_value = self.metric(self.reference, self.labels)
         self.base_latency = self.latency(model)
@@ -134,7 +139,7 @@ class _Bench:
             session.close()
         return np.concatenate(outs).astype(np.float64), np.concatenate(labels)
 
-    def latency(self, model: Model) -> float:
+    def latency(self, model: Model, budget_s: float | None = None) -> float:
         from workbench.profiling.run import profile
 
         result = profile(
@@ -143,10 +148,25 @@ class _Bench:
             self.device,
             self.batch_size,
             layers=False,
-            budget_s=self.budget_s,
+            budget_s=self.budget_s if budget_s is None else budget_s,
             options=self.options,
         )
         return result.latency.median
+
+    def paired_latency(self, model: Model) -> tuple[float, float]:
+        """Median latency (ms) of the baseline and ``model``, timed in alternation.
+
+        A shared or throttling machine drifts by tens of percent within seconds (and one
+        session may land in a faster mode than the next), so a baseline timed once at the
+        start would shift every layer's speed-up alike: each variant is compared with the
+        baseline timed beside it, each getting ``budget_s`` over `_ROUNDS` fresh sessions.
+        """
+        share = self.budget_s / _ROUNDS
+        base, variant = [], []
+        for _ in range(_ROUNDS):
+            base.append(self.latency(self.model, share))
+            variant.append(self.latency(model, share))
+        return float(np.median(base)), float(np.median(variant))
 
     def score(self, model: Model, timed: bool = True) -> dict[str, Any]:
         outputs, _ = self.outputs(model)
@@ -157,11 +177,11 @@ class _Bench:
             "sqnr_db": sqnr_db(self.reference, outputs),
         }
         if timed:
-            latency = self.latency(model)
+            reference, latency = self.paired_latency(model)
             row.update(
                 latency_ms=latency,
-                latency_delta_ms=latency - self.base_latency,
-                speedup=self.base_latency / latency,
+                latency_delta_ms=latency - reference,
+                speedup=reference / latency,
             )
         return row
 
@@ -215,7 +235,8 @@ def sensitivity(
         backend: where the metric and latency are measured (the baseline too).
         device: device string.
         batch_size: batch size of the latency measurements.
-        budget_s: seconds of timing per variant.
+        budget_s: seconds of timing per variant, and as many for the baseline timed
+            in alternation with it (each layer's speed-up is against that baseline).
         calibration: calibration / fine-tuning data for the transform.
         options: backend compile options (e.g. ``{"threads": 1}``).
         progress: ``progress(fraction, message)`` callback; cancel: a `CancelToken`.
