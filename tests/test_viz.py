@@ -338,3 +338,38 @@ def test_comparison_leaves_out_layers_fused_everywhere_and_names_them(real):
     note = fig.layout.annotations[-1].text
     assert note.startswith("fused into other layers") and all(x in note for x in fused["layer"])
     assert UNATTRIBUTED not in set(fig.data[0].y) and min(fig.data[0].x) >= 0
+
+
+def _with_fused(count: int, **fields) -> Profile:
+    """A profile whose ``count`` long-named layers all ran inside ``conv1``."""
+    names = [f"encoder.block.{i}.attention.output.layer_norm" for i in range(count)]
+    p = synthetic({"conv1": 1.0, "fc1": 2.0, **dict.fromkeys(names, 0.0)}, **fields)
+    p.layers["fused_into"] = [None, None, *["conv1"] * count]
+    return p
+
+
+@pytest.mark.parametrize("count", [1, 12])
+def test_comparison_puts_the_fused_note_between_the_axis_and_the_legend(count):
+    plain = viz.layer_comparison([synthetic({"conv1": 1.0, "fc1": 2.0}), synthetic(
+        {"conv1": 0.5, "fc1": 2.0}, run_id="b")])  # fmt: skip
+    fig = viz.layer_comparison([_with_fused(count), _with_fused(count, run_id="b")])
+    note = next(a for a in fig.layout.annotations if a.name == "fused")
+    lines = note.text.split("<br>")
+    assert sum(line.count("encoder.block.") for line in lines) == count  # names kept whole
+    assert (len(lines) > 1) == (count > 1)  # wrapped, not run off to the right
+    assert all(len(line) <= viz._NOTE_CHARS for line in lines)
+    # hung from the plot's bottom edge, under the tick labels and the axis title ...
+    assert (note.yref, note.y, note.yanchor, note.yshift) == ("paper", 0, "top", -viz._AXIS_PX)
+    # ... and the legend, anchored to the figure's bottom edge, under the note's last line
+    legend = fig.layout.legend
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
+    below_note = fig.layout.margin.b - viz._AXIS_PX - viz._NOTE_LINE_PX * len(lines)
+    assert below_note >= viz._LEGEND_ROW_PX * viz._legend_rows([t.name for t in fig.data])
+    # the plot itself keeps its size: the figure grows by what the note takes
+    assert fig.layout.height - fig.layout.margin.b == plain.layout.height - plain.layout.margin.b
+    assert not [a for a in plain.layout.annotations if a.name == "fused"]
+
+
+def test_long_legend_names_take_more_legend_rows():
+    assert viz._legend_rows(["a", "b"]) == 1
+    assert viz._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2

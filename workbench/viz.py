@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+import textwrap
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
@@ -585,21 +586,72 @@ def layer_comparison(
     fig.update_layout(
         title=title,
         barmode="group",
-        xaxis_title="median latency (ms)",
+        # a fixed gap under the tick labels: the note below starts `_AXIS_PX` down
+        xaxis={"title": {"text": "median latency (ms)", "standoff": 6}, "automargin": True},
         yaxis={"autorange": "reversed"},
         height=max(320, 18 * len(wide) * len(usable) + 160),
-        legend={"orientation": "h", "y": -0.15},
         **_LAYOUT,
     )
     fig.update_layout(margin_t=50 + 16 * len(usable))
     _note_unattributed(fig, usable)
-    if idle:
-        fig.add_annotation(
-            text=f"fused into other layers (no time of their own): {', '.join(idle)}",
-            showarrow=False, x=0, y=-0.08, xref="paper", yref="paper", xanchor="left",
-            font={"size": 11, "color": "#777"},
-        )  # fmt: skip
+    note = f"fused into other layers (no time of their own): {', '.join(idle)}" if idle else ""
+    _below_axis(fig, note, [trace.name for trace in fig.data])
     return fig
+
+
+#: pixels below the plot taken by the x tick labels and the axis title
+_AXIS_PX = 46
+#: characters per line of a note below the axis (11 px text: under 500 px wide)
+_NOTE_CHARS = 100
+_NOTE_LINE_PX = 15
+#: a horizontal legend row, and the width it fills before wrapping (px; a narrow dashboard column)
+_LEGEND_ROW_PX = 24
+_LEGEND_WIDTH_PX = 450
+
+
+def _legend_rows(names: Sequence[str]) -> int:
+    """Rows a horizontal legend of ``names`` takes (its entries wrap at `_LEGEND_WIDTH_PX`)."""
+    rows, used = 1, 0
+    for name in names:
+        width = 40 + 7 * len(name)  # the swatch and gap, then ~7 px a 12 px character
+        if used and used + width > _LEGEND_WIDTH_PX:
+            rows, used = rows + 1, 0
+        used += width
+    return rows
+
+
+def _below_axis(fig: go.Figure, note: str, legend: Sequence[str]) -> None:
+    """Stack the x axis labels, ``note`` (wrapped) and the legend below the plot.
+
+    Positions are in pixels from the plot's bottom edge and the bottom margin (and the
+    height, so the plot keeps its size) grows by what the note and legend take: long
+    layer lists wrap onto more lines instead of running over the tick labels.
+    """
+    lines = textwrap.wrap(note, _NOTE_CHARS, break_long_words=False, break_on_hyphens=False)
+    note_px = _NOTE_LINE_PX * len(lines)
+    legend_px = _LEGEND_ROW_PX * _legend_rows(legend)
+    bottom = _AXIS_PX + note_px + legend_px + 8
+    fig.update_layout(
+        height=fig.layout.height + bottom - _LAYOUT["margin"]["b"],
+        margin_b=bottom,
+        # anchored to the figure's bottom edge, under the note whatever the plot's height
+        legend={"orientation": "h", "x": 0, "y": 0, "yref": "container", "yanchor": "bottom"},
+    )
+    if lines:
+        fig.add_annotation(
+            text="<br>".join(lines),
+            showarrow=False,
+            x=0,
+            y=0,
+            xref="paper",
+            yref="paper",
+            xanchor="left",
+            yanchor="top",
+            yshift=-_AXIS_PX,
+            align="left",
+            font={"size": 11, "color": "#777"},
+            name="fused",
+        )
 
 
 def _aligned(profiles: Sequence[Profile], names: Sequence[str]) -> pd.DataFrame:
