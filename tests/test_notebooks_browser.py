@@ -69,7 +69,9 @@ def lab(tmp_path_factory):
     if os.geteuid() == 0:
         command.append("--allow-root")
     log = (folder / "lab.log").open("w")
-    env = {**os.environ, "WORKBENCH_STORE": str(folder / "runs.sqlite")}
+    # without PYTEST_CURRENT_TEST, kernels show what C code writes on stderr, as for a person
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["WORKBENCH_STORE"] = str(folder / "runs.sqlite")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
