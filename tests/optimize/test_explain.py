@@ -187,3 +187,20 @@ def test_wb_compare_fills_reasons_for_a_slower_quantized_layer() -> None:
     table = wb.compare([base, slow]).table.set_index("layer")
     assert "integer kernel QGemm" in table.loc["fc", "reasons"]
     assert "Quantize/Dequantize work" in table.loc["x_quant", "reasons"]
+
+
+def test_a_grown_unattributed_row_is_explained_as_not_a_layer() -> None:
+    from workbench.profiling.table import UNATTRIBUTED
+    from workbench.profiling.timer import Measurement
+
+    def profile(unattributed_ms: float) -> Profile:
+        layers = pd.DataFrame(
+            {"layer": ["conv", UNATTRIBUTED], "op_type": ["Conv", ""],
+             "latency_ms": [1.0, unattributed_ms]}
+        )  # fmt: skip
+        return Profile("toy", "onnxruntime", "cpu", 1, Measurement((2.0,)), layers=layers)
+
+    table = explain(profile(0.1), profile(0.9)).set_index("layer")
+    assert table.loc[UNATTRIBUTED, "slower"]
+    assert table.loc[UNATTRIBUTED, "reasons"].startswith("not a layer")
+    assert table.loc["conv", "reasons"] == ""

@@ -40,6 +40,7 @@ from workbench.profiling.reasons import (
     ops_of,
     work_name,
 )
+from workbench.profiling.table import UNATTRIBUTED
 
 if TYPE_CHECKING:
     import onnx
@@ -55,6 +56,12 @@ _INT8_CAPABLE = {
     "Squeeze", "Unsqueeze", "Flatten", "Gather", "Split", "Where", "ArgMax", "Relu", "Clip",
     "Shape", "Constant",
 }  # fmt: skip
+#: why the end-to-end time no layer accounts for grew (it is not a layer of the model)
+_UNATTRIBUTED_REASON = (
+    "not a layer: end-to-end time outside every layer's timing (the runtime's work between "
+    "nodes, which grows with the nodes a variant adds, such as quantize, dequantize and "
+    "layout conversions, and with noise on a busy machine)"
+)
 #: recipe names whose model computes in a half type
 _HALF_RECIPES = {"fp16": "float16", "bf16": "bfloat16"}
 
@@ -94,7 +101,7 @@ def explain(
     ]
     table["base_work"] = _layer_work(base).reindex(table.index).fillna("")
     table["variant_work"] = _layer_work(variant).reindex(table.index).fillna("")
-    why = reasons(base, variant, base_model, variant_model)
+    why = {UNATTRIBUTED: _UNATTRIBUTED_REASON, **reasons(base, variant, base_model, variant_model)}
     table["reasons"] = [
         why.get(layer, "") if slow else "" for layer, slow in table["slower"].items()
     ]
