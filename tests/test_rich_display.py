@@ -127,6 +127,7 @@ def test_the_compact_summary_comes_first():
 def test_missing_values_show_as_a_dash_and_infinite_sqnr_as_identical():
     page = STYLE.sub("", RESULTS["Sensitivity"]._repr_html_())
     assert "—" in page and "∞ dB" in page and "1.18×" in page and "31.2 dB" in page
+    assert "<td class=text>fc1</td>" in page  # words are left-aligned, numbers right
 
 
 def test_a_fraction_metric_is_a_percentage_and_others_keep_their_units():

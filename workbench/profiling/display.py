@@ -171,7 +171,12 @@ def summary_html(title: str, facts: Sequence[tuple[str, str]], body: str = "") -
 
 
 def _is_text(column: pd.Series) -> bool:
-    return column.dtype == object and not column.map(lambda v: number(v) is not None).all()
+    """A column of words (left-aligned): any present value that is not a number."""
+    from pandas.api.types import is_numeric_dtype
+
+    if is_numeric_dtype(column.dtype):
+        return False
+    return any(v is not None and v == v and number(v) is None for v in column)  # v == v: not NaN
 
 
 # per-layer columns shown, in order: (column, header, formatter)
