@@ -85,8 +85,15 @@ def _results() -> dict[str, object]:
     import workbench as wb
 
     comparison = _runtime_comparison()
+    model = wb.samples.load("digits-mlp")
+    profiles = [
+        wb.profile(model, backend=b, batch_size=8, budget_s=0.05, layer_repeats=3)
+        for b in ("onnxruntime", "torch")
+    ]
     return {
-        "Model": wb.samples.load("digits-mlp"),
+        "Model": model,
+        "Profile": profiles[0],
+        "Comparison": wb.compare(profiles),
         "Measurement": SLOW,
         "Measurement (fast)": FAST,
         "RuntimeComparison": comparison,
@@ -101,41 +108,53 @@ def _results() -> dict[str, object]:
     }
 
 
-RESULTS = _results()
+NAMES = [
+    "Model", "Profile", "Comparison", "Measurement", "Measurement (fast)", "RuntimeComparison",
+    "BackendComparison", "TradeoffTable", "Evaluation", "Evaluation (mse)", "Sensitivity",
+    "ScenarioResult",
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(RESULTS))
-def test_the_notebook_view_has_units_and_no_raw_floats(name):
-    page = STYLE.sub("", RESULTS[name]._repr_html_())
+@pytest.fixture(scope="module")
+def results() -> dict[str, object]:
+    """One of each result type (two short real profiles among them)."""
+    built = _results()
+    assert sorted(built) == sorted(NAMES)
+    return built
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_notebook_view_has_units_and_no_raw_floats(results, name):
+    page = STYLE.sub("", results[name]._repr_html_())
     assert RAW.findall(page) == []
     assert re.search(r"\d( |&nbsp;)?(µs|ms|s|KiB|MiB|GiB|%|×)\b|\d%|\d×|\d,\d{3}", page)
 
 
-@pytest.mark.parametrize("name", list(RESULTS))
-def test_the_terminal_view_has_no_raw_floats(name):
-    assert RAW.findall(repr(RESULTS[name])) == []
+@pytest.mark.parametrize("name", NAMES)
+def test_the_terminal_view_has_no_raw_floats(results, name):
+    assert RAW.findall(repr(results[name])) == []
 
 
-def test_the_compact_summary_comes_first():
-    page = STYLE.sub("", RESULTS["TradeoffTable"]._repr_html_())
+def test_the_compact_summary_comes_first(results):
+    page = STYLE.sub("", results["TradeoffTable"]._repr_html_())
     # the summary (points, Pareto front) precedes the per-point table
     assert page.index("Pareto front") < page.index("int8-static")
     assert "75.5 MB" not in page and "72 MiB" in page  # binary units for sizes
     assert "97.1%" in page and "487 µs" in page and "65,754" in page
 
 
-def test_missing_values_show_as_a_dash_and_infinite_sqnr_as_identical():
-    page = STYLE.sub("", RESULTS["Sensitivity"]._repr_html_())
+def test_missing_values_show_as_a_dash_and_infinite_sqnr_as_identical(results):
+    page = STYLE.sub("", results["Sensitivity"]._repr_html_())
     assert "—" in page and "∞ dB" in page and "1.18×" in page and "31.2 dB" in page
     assert "<td class=text>fc1</td>" in page  # words are left-aligned, numbers right
 
 
-def test_a_fraction_metric_is_a_percentage_and_others_keep_their_units():
-    assert "accuracy=48.7%" in repr(RESULTS["Evaluation"])
-    assert "mse=75,500,000" in repr(RESULTS["Evaluation (mse)"])
+def test_a_fraction_metric_is_a_percentage_and_others_keep_their_units(results):
+    assert "accuracy=48.7%" in repr(results["Evaluation"])
+    assert "mse=75,500,000" in repr(results["Evaluation (mse)"])
 
 
-def test_the_best_runtime_is_starred_in_its_unit():
-    text = repr(RESULTS["BackendComparison"])
+def test_the_best_runtime_is_starred_in_its_unit(results):
+    text = repr(results["BackendComparison"])
     assert "487 µs *" in text and "75.5 s" in text
     assert set(BEST_COLUMNS) == {"latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"}
