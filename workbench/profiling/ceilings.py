@@ -1,7 +1,8 @@
 """Machine ceilings for the roofline: attainable FLOP/s and memory bandwidth, honestly.
 
 *Measured*: the compute ceiling is the best fp32 rate over several GEMM shapes and every
-library present (NumPy's BLAS, torch, ONNX Runtime's MatMul), the bandwidth the best of a
+library present (NumPy's BLAS, torch, ONNX Runtime's MatMul) and over a few 3x3
+convolutions on ONNX Runtime, the bandwidth the best of a
 read, a write and a copy test over 256 MiB (NumPy and torch), and the bandwidth of each
 cache level a copy over a working set of 32 KiB to 16 MiB attains on all threads (a
 layer whose data fit a cache is held to that cache's roof, not the memory's: a max-pool
@@ -39,6 +40,11 @@ STABLE_TOLERANCE = 0.03
 STABLE_RUNS = 3
 #: (M, K, N) of the GEMMs behind the compute ceiling: small, square, large
 GEMM_SHAPES = ((512, 512, 512), (1024, 1024, 1024), (2048, 1024, 2048))
+#: (N, C, H, W, M) of the 3x3 convolutions (same padding) behind the compute ceiling too:
+#: ONNX Runtime's direct convolution kernels beat every GEMM shape above on small images
+#: (the sample CNN's 64-channel 4x4 layer ran at 1.09x the best GEMM, the sample ResNet's
+#: 128-channel 8x8 layers at 1.07x)
+CONV_SHAPES = ((32, 32, 8, 8, 64), (32, 64, 4, 4, 64), (32, 128, 8, 8, 128), (8, 64, 28, 28, 64))
 #: working sets (source plus destination bytes) of the cache-level bandwidth probes
 CACHE_PROBE_BYTES = (32 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
 #: a probe returns the rate (FLOP/s or bytes/s) attained by one timed run
@@ -437,6 +443,10 @@ def _cpu_probes() -> ProbeSet:
             fn = make(a, b)
             if fn is not None:
                 compute[f"gemm {library} {shape}"] = _rate(flops, fn)
+    for n, c, h, w, m in CONV_SHAPES:
+        conv = _ort_conv(rng.random((n, c, h, w), dtype=np.float32), m)
+        if conv is not None:
+            compute[f"conv onnxruntime {n}x{c}x{h}x{w}->{m} x{CONV_CHAIN}"] = _rate(*conv)
     # larger than any last-level cache, so every test streams from memory
     src = np.ones(64 * 2**20, dtype=np.float32)
     dst = np.empty_like(src)
@@ -510,6 +520,44 @@ def _ort_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
     # ORT at its own defaults: the ceiling is the best a library attains as shipped
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda: session.run(None, {"a": a})
+
+
+#: convolutions chained in one ONNX Runtime session per conv probe, so the session's own
+#: per-run overhead (tens of microseconds) is spread over them, as a per-layer profile
+#: (which times each node alone) would see it
+CONV_CHAIN = 8
+
+
+def _ort_conv(x: np.ndarray, channels: int) -> tuple[float, Callable[[], Any]] | None:
+    """(FLOPs, run) of `CONV_CHAIN` 3x3 same-padded convolutions on ONNX Runtime: ``x``
+    to ``channels`` outputs, then ``channels`` to ``channels``."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    rng = np.random.default_rng(1)
+    n, c, h, w = x.shape
+    nodes, weights, flops, source = [], [], 0.0, "x"
+    for i in range(CONV_CHAIN):
+        inputs = c if i == 0 else channels
+        weights.append(numpy_helper.from_array(
+            rng.random((channels, inputs, 3, 3), dtype=np.float32) / (9 * inputs), f"w{i}"
+        ))  # fmt: skip
+        nodes.append(helper.make_node("Conv", [source, f"w{i}"], [f"y{i}"], pads=[1, 1, 1, 1]))
+        flops += 2.0 * n * channels * inputs * 9 * h * w
+        source = f"y{i}"
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info(source, TensorProto.FLOAT, [n, channels, h, w])],
+        weights,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = min(proto.ir_version, 9)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return flops, lambda: session.run(None, {"x": x})
 
 
 def _torch_memory(src: np.ndarray, dst: np.ndarray) -> dict[str, Probe]:
