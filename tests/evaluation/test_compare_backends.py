@@ -22,6 +22,7 @@ FAKE = {
     "onnxruntime": ({1: 0.5, 4: 1.0}, 0.3, 2.0, 40),
     "torch": ({1: 0.8, 4: 1.2}, 0.1, 20.0, 8),
     "onnxruntime (threads=1)": ({1: 0.4, 4: 1.6}, 0.3, 2.0, 30),
+    "torch-compile": ({1: 0.6, 4: 0.9}, 9.0, 3.0, 60),
 }
 
 
@@ -60,7 +61,7 @@ def comparison() -> BackendComparison:
 def test_every_runnable_pairing_is_measured_and_the_rest_say_why(comparison) -> None:
     table = comparison.table
     assert len(table) == 6 and sorted(set(table["batch_size"])) == [1, 4]
-    assert set(table["runtime"]) == set(FAKE)
+    assert set(table["runtime"]) == set(FAKE) - {"torch-compile"}
     assert (table["rounds"] == 2).all()
     ((backend, _, reason),) = comparison.skipped
     assert backend == "numba-cuda" and "CUDA" in reason
@@ -115,6 +116,18 @@ def test_a_backend_offers_its_own_option_sets() -> None:
     runtimes, _ = candidate_runtimes(wb.samples.load("digits-mlp"), ["openvino"])
     names = [r.name for r in runtimes]
     assert names[:2] == ["openvino", "openvino (hint=throughput)"]
+
+
+def test_torch_compile_is_compiled_for_each_batch_size_it_is_timed_at() -> None:
+    """Compiled for batch 1 and timed at 4, torch-compile would recompile outside its
+    compile_s: each batch's children get batch_size=that batch, under one name."""
+    children = FakeChildren()
+    result = compare_backends(
+        "digits-mlp", batch_sizes=[1, 4], backends=["torch-compile"], rounds=1, launcher=children
+    )
+    sent = {(s["batch_size"], s["runtime"]["options"].get("batch_size")) for s in children.specs}
+    assert sent == {(1, 1), (4, 4)}
+    assert set(result.table["runtime"]) == {"torch-compile"}
 
 
 def test_a_real_comparison_measures_cold_start_and_memory_in_each_child() -> None:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -320,6 +321,20 @@ def candidate_runtimes(
     return runtimes, skipped
 
 
+def _for_batch(runtime: Runtime, batch: int) -> Runtime:
+    """``runtime`` compiled for ``batch`` when its backend compiles for one batch size
+    (torch-compile): compiled for 1 and timed at 32 it would recompile outside its
+    ``compile_s`` and time a dynamic-shape graph. Its name stays the same."""
+    from workbench.backends.base import get_backend
+
+    if "batch_size" in runtime.options or not getattr(
+        get_backend(runtime.backend), "compiles_for_batch", False
+    ):
+        return runtime
+    options = {**runtime.options, "batch_size": batch}
+    return dataclasses.replace(runtime, options=options, label=runtime.name)
+
+
 def _option_sets(
     backend: Any, device: str, given: Mapping[str, Sequence[Mapping[str, Any]]] | None
 ) -> list[Mapping[str, Any]]:
@@ -413,7 +428,7 @@ def compare_backends(
 
             comparisons[batch] = compare_runtimes(
                 reference,
-                runtimes,
+                [_for_batch(runtime, batch) for runtime in runtimes],
                 batch,
                 rounds=rounds,
                 budget_s=budget_s,

@@ -265,6 +265,8 @@ class TorchCompileBackend(TorchBackend):
     """
 
     name = "torch-compile"
+    #: compiles for one batch size (its ``batch_size`` option); another recompiles
+    compiles_for_batch = True
 
     def availability(self) -> Availability:
         eager = super().availability()
