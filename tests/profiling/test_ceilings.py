@@ -338,3 +338,20 @@ def test_the_real_cache_probes_measure_every_working_set() -> None:
     for named in probes.values():
         (probe,) = named.values()
         assert 1e8 < probe() < 1e14  # bytes/s: a real copy, not an eliminated loop
+
+
+def test_a_gpu_is_checked_against_its_datasheet_peak(monkeypatch) -> None:
+    from workbench.profiling.ceilings import gpu_datasheet_peak
+
+    assert gpu_datasheet_peak("NVIDIA H100 PCIe").flops_per_s == pytest.approx(51e12)
+    assert gpu_datasheet_peak("NVIDIA H100 80GB HBM3").flops_per_s == pytest.approx(67e12)
+    assert gpu_datasheet_peak("NVIDIA L40S").flops_per_s == pytest.approx(91.6e12)
+    assert gpu_datasheet_peak("Some Future Accelerator") is None
+    monkeypatch.setattr(ceilings_module, "_processor", lambda device: "Tesla T4")
+    monkeypatch.setattr(ceilings_module, "_load_average", lambda: (0.0, 0.0, 0.0))
+    probes = {"compute": {"sgemm": lambda: 9e12}, "memory": {"copy": lambda: 3e11}}
+    c = measure_ceilings("cuda:0", probes)
+    assert (
+        c.theoretical_flops_per_s == pytest.approx(8.1e12) and "T4 datasheet" in c.theoretical_note
+    )
+    assert any("exceeds the theoretical" in w for w in c.warnings)

@@ -240,7 +240,7 @@ def measure_ceilings(device: str = "cpu", probes: ProbeSet | None = None) -> Cei
     peak = max(rate for rate, _ in results.values())
     bandwidth = max(rate for rate, _ in memory.values())
     load = _load_average()
-    theory = theoretical_peak() if device == "cpu" else None
+    theory = theoretical_peak() if device == "cpu" else gpu_datasheet_peak(_processor(device))
     warnings = ceiling_warnings(peak, theory.flops_per_s if theory else None, load)
     return Ceilings(
         device=device,
@@ -310,7 +310,8 @@ def ceiling_warnings(
         warnings.append(
             f"measured {measured_flops / 1e9:.1f} GFLOP/s exceeds the theoretical "
             f"{theoretical_flops / 1e9:.1f} GFLOP/s: the clock used for the theory is "
-            "likely below the turbo clock"
+            "likely below the turbo clock (or, on a GPU, the datasheet entry is another "
+            "variant's)"
         )
     cores = os.cpu_count() or 1
     if load and load[0] > 0.5 * cores:
@@ -322,6 +323,41 @@ def ceiling_warnings(
 
 
 # ---- theoretical peak ----------------------------------------------------------------------
+#: fp32 (non-tensor-core) peak in TFLOP/s from NVIDIA's datasheets, by a part of the name
+#: ``torch.cuda.get_device_name`` gives; more specific names first (H100 SXM before H100)
+GPU_DATASHEET_FP32_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 67.0),
+    ("H100 NVL", 60.0),
+    ("H100 PCIe", 51.0),
+    ("H100", 67.0),  # SXM5
+    ("A100", 19.5),
+    ("L40S", 91.6),
+    ("L40", 90.5),
+    ("L4", 30.3),
+    ("A10G", 31.2),
+    ("A10", 31.2),
+    ("V100", 15.7),
+    ("T4", 8.1),
+    ("RTX 4090", 82.6),
+    ("RTX 3090", 35.6),
+)
+
+
+def gpu_datasheet_peak(name: str) -> TheoreticalPeak | None:
+    """The fp32 peak NVIDIA's datasheet gives for the GPU named ``name``, or None when
+    the name matches no entry of `GPU_DATASHEET_FP32_TFLOPS` (then nothing is claimed).
+
+    Example:
+        >>> gpu_datasheet_peak("NVIDIA H100 80GB HBM3").flops_per_s / 1e12
+        67.0
+    """
+    for part, tflops in GPU_DATASHEET_FP32_TFLOPS:
+        if part.lower() in name.lower():
+            note = f"{part} datasheet fp32 (non-tensor-core) peak, {tflops} TFLOP/s"
+            return TheoreticalPeak(tflops * 1e12, 1, None, "datasheet", 0, 0, note)
+    return None
+
+
 def theoretical_peak(
     cpuinfo: str | None = None, lscpu: str | None = None, cores: int | None = None
 ) -> TheoreticalPeak:
