@@ -202,7 +202,31 @@ class BackendComparison:
         body = frame_html(self._shown()) + (
             f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else ""
         )
-        return summary_html(self._header(), facts, body)
+        return summary_html(self._header(), facts, self._figure(table) + body)
+
+    def _figure(self, table: pd.DataFrame) -> str:
+        """Small multiples: per batch size, each runtime's median latency and its range."""
+        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
+
+        colors, hosts = colors_for(table["runtime"]), self.hosts
+        groups = [
+            (
+                f"batch {batch}",
+                [
+                    Bar(
+                        f"{row['runtime']} @ {row['host']}" if hosts else row["runtime"],
+                        row["latency_ms"],
+                        row["latency_min_ms"],
+                        row["latency_max_ms"],
+                        colors[row["runtime"]],
+                    )
+                    for row in rows.to_dict(orient="records")
+                ],
+            )
+            for batch, rows in table.groupby("batch_size", sort=True)
+        ]
+        axis = "median of the round medians per batch; whisker: range over rounds"
+        return bars_svg(groups, axis)
 
 
 _COLUMNS = [

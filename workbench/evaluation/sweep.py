@@ -197,7 +197,34 @@ class TradeoffTable:
         ]
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         body = frame_html(shown, bold=list(front)) + (f"<ul>{notes}</ul>" if notes else "")
-        return summary_html(f"Trade-offs, sweep {self.sweep_id}", facts, body)
+        return summary_html(
+            f"Trade-offs, sweep {self.sweep_id}", facts, self._figure(list(front)) + body
+        )
+
+    def _figure(self, front: list[bool]) -> str:
+        """The metric against the median latency, the Pareto front (one flag per row)
+        highlighted and joined."""
+        from workbench.evaluation.metrics import metric_text
+        from workbench.profiling.sparkfig import Point, scatter_svg
+
+        if not {"latency_ms", "metric_value"} <= set(self.df):
+            return ""
+        points = [
+            Point(
+                row["latency_ms"],
+                row["metric_value"],
+                f"{row.get('variant', '?')} on {row.get('backend', '?')}/{row.get('device', '?')}",
+                on_front,
+            )
+            for row, on_front in zip(self.df.to_dict(orient="records"), front, strict=True)
+        ]
+        return scatter_svg(
+            points,
+            "median latency",
+            self.metric,
+            y_fmt=lambda v: metric_text(self.metric, v),
+            highlight="Pareto front",
+        )
 
 
 def sweep(

@@ -61,6 +61,7 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
         from workbench.units import format_ms
 
         facts = [
@@ -69,7 +70,13 @@ class Comparison:
         ]
         facts.append(("layers", f"{len(self.table):,}"))
         title = f"Per-layer comparison: {' vs '.join(self.labels)}"
-        return summary_html(title, facts, frame_html(self.table))
+        colors = colors_for(self.labels)
+        bars = [
+            Bar(label, profile.latency.median, *profile.latency.median_ci, colors[label])
+            for label, profile in zip(self.labels, self.profiles, strict=False)
+        ]
+        figure = bars_svg([("", bars)], "end-to-end median latency; whisker: 95% CI of the median")
+        return summary_html(title, facts, figure + frame_html(self.table))
 
 
 def compare(

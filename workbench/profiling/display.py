@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.profiling.memory import PROCESS_RSS_LABEL
+from workbench.profiling.table import UNATTRIBUTED
 from workbench.units import (
     MISSING,
     format_bytes,
@@ -49,6 +50,7 @@ __all__ = [
     "frame_html",
     "frame_text",
     "memory_rows",
+    "profile_figure",
     "profile_html",
     "summary_html",
 ]
@@ -247,6 +249,7 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         "<div class='wb-profile'>",
         f"<b>{html.escape(profile.label)}</b>",
         f"<table><tr>{head}</tr><tr>{values}</tr></table>",
+        profile_figure(profile),
     ]
     layers = profile.top_layers(top)
     if not layers.empty:
@@ -257,6 +260,44 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         parts.append("</ul>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def profile_figure(profile: Profile, top: int = 8) -> str:
+    """The key figure of a profile: its slowest layers as bars, coloured by op type.
+
+    Fused layers (timed inside another) and the ``(unattributed)`` row are left out.
+
+    Args:
+        profile: the `Profile` to draw.
+        top: how many layers (the slowest first).
+
+    Returns:
+        An inline ``<svg>`` (see `workbench.profiling.sparkfig`), or "" without layer times.
+    """
+    from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
+
+    layers = profile.layers
+    if layers.empty or "latency_ms" not in layers:
+        return ""
+    timed = layers[layers["layer"] != UNATTRIBUTED]
+    if "fused_into" in timed:
+        fused = timed["fused_into"].fillna("").astype(str) != ""
+        timed = timed[~fused]
+    timed = timed.sort_values("latency_ms", ascending=False).head(top)
+    ops = [str(op or "?") for op in timed.get("op_type", ["?"] * len(timed))]
+    colors = colors_for(ops)
+    bars = [
+        Bar(str(layer), latency, color=colors[op], note=f"{op}, {format_share(share)}")
+        for layer, latency, op, share in zip(
+            timed["layer"],
+            timed["latency_ms"],
+            ops,
+            timed.get("share", [None] * len(timed)),
+            strict=True,
+        )
+    ]
+    axis = f"layer latency, slowest {len(bars)} ({profile.layer_method or 'instrumented'})"
+    return bars_svg([("", bars)], axis, format_ms, legend=list(colors.items()))
 
 
 def _layer_table(layers: pd.DataFrame) -> str:

@@ -248,11 +248,18 @@ class RuntimeComparison:
 
     def _repr_html_(self) -> str:
         from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
         from workbench.units import format_ms
 
         table = self.table.drop(columns=["backend", "device"])
         facts = [(str(name), format_ms(row["median_ms"])) for name, row in table.iterrows()]
-        return summary_html(self._header(), facts, frame_html(table, index=True))
+        colors = colors_for(str(name) for name in table.index)
+        bars = [
+            Bar(str(name), row["median_ms"], row["min_ms"], row["max_ms"], colors[str(name)])
+            for name, row in table.iterrows()
+        ]
+        figure = bars_svg([("", bars)], "median of the round medians; whisker: range over rounds")
+        return summary_html(self._header(), facts, figure + frame_html(table, index=True))
 
 
 def compare_runtimes(
