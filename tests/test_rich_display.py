@@ -158,3 +158,91 @@ def test_the_best_runtime_is_starred_in_its_unit(results):
     text = repr(results["BackendComparison"])
     assert "487 µs *" in text and "75.5 s" in text
     assert set(BEST_COLUMNS) == {"latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"}
+
+
+# ---- the key figure inline (inline SVG, #13) ---------------------------------------------
+FIGURE_KB = 20  # a figure stays small: the notebook stores it with every output
+SVG = re.compile(r"<svg.*?</svg>", re.S)
+BARS = "class='bar'"
+
+
+def _figure(result: object) -> str:
+    page = result._repr_html_()  # type: ignore[attr-defined]
+    assert page.count("<svg") == 1
+    assert "<script" not in page.lower() and "http" not in page.lower()
+    (svg,) = SVG.findall(page)
+    assert len(svg.encode()) < FIGURE_KB * 1024
+    # the figure comes after the compact summary's facts and before the table
+    assert page.index("</table>") < page.index("<svg") < page.rindex("<table>")
+    return svg
+
+
+@pytest.mark.parametrize(
+    "name", ["Profile", "Comparison", "RuntimeComparison", "BackendComparison", "TradeoffTable"]
+)
+def test_each_main_result_shows_one_small_self_contained_figure(results, name):
+    svg = _figure(results[name])
+    assert re.search(r"\d (µs|ms|s)<", svg)  # axis and bars in time units
+    assert "<svg" not in repr(results[name])  # the terminal view keeps to text
+
+
+def test_a_profile_draws_its_slowest_timed_layers(results):
+    profile = results["Profile"]
+    svg = _figure(profile)
+    layers = profile.layers
+    unfused = layers["fused_into"].fillna("") == ""
+    timed = layers[(layers["layer"] != "(unattributed)") & unfused]
+    slowest = timed.sort_values("latency_ms", ascending=False)["layer"].head(8).tolist()
+    assert svg.count(BARS) == len(slowest) > 0
+    labels = re.findall(r"text-anchor='end'[^>]*>([^<]+)</text>", svg)
+    assert labels == slowest  # slowest first, one bar each
+    assert "(unattributed)" not in svg
+    assert all(op in svg for op in timed.set_index("layer").loc[slowest, "op_type"])  # legend
+
+
+def test_comparisons_draw_a_bar_per_measured_runtime_with_its_range(results):
+    assert _figure(results["Comparison"]).count(BARS) == 2
+    svg = _figure(results["RuntimeComparison"])
+    assert svg.count(BARS) == 2  # numba failed: its row says "—" with no bar
+    assert ">numba</text>" in svg and ">—</text>" in svg
+    assert svg.count("<path d='M") == 2  # one whisker per measured runtime
+    assert "range 75.5 s – 75.5 s" in svg  # the whisker's tooltip, in units
+
+
+def test_a_backend_comparison_draws_small_multiples_per_batch_size():
+    comparison = _runtime_comparison()
+    svg = _figure(BackendComparison("digits-mlp", (64, 1), {64: comparison, 1: comparison}))
+    assert svg.count(BARS) == 4
+    assert svg.index(">batch 1<") < svg.index(">batch 64<")
+
+
+def _sweep(points: list[tuple[str, float, float, bool]]) -> TradeoffTable:
+    rows = [
+        {"variant": v, "backend": "onnxruntime", "device": "cpu", "latency_ms": ms,
+         "metric": "accuracy", "metric_value": acc, "pareto": front, "error": None}
+        for v, ms, acc, front in points
+    ]  # fmt: skip
+    return TradeoffTable(pd.DataFrame(rows), sweep_id="s2")
+
+
+def test_a_tradeoff_table_draws_every_point_and_highlights_the_pareto_front(results):
+    table = _sweep(
+        [("baseline", 0.9, 0.97, True), ("int8", 0.4, 0.95, True), ("pruned", 0.8, 0.9, False),
+         ("slow <b>&", 1.5, 0.96, False), ("broken", np.nan, np.nan, False)]
+    )  # fmt: skip
+    svg = _figure(table)
+    assert svg.count("class='pt") == 4  # the failed point has nothing to draw
+    assert svg.count("class='pt front'") == 2
+    assert svg.count("<polyline") == 1  # the front joined, fastest first
+    assert "slow &lt;b&gt;&amp;" in svg and "<b>" not in svg  # labels are escaped
+    assert "95%" in svg and "accuracy" in svg  # the metric's axis in its unit
+    assert _figure(results["TradeoffTable"]).count("class='pt front'") == 1
+
+
+def test_the_figures_escape_text_and_draw_nothing_without_data():
+    from workbench.profiling.sparkfig import Bar, Point, bars_svg, scatter_svg
+
+    svg = bars_svg([("<i>", [Bar("<script>x</script>", 1.0)])], "a & b")
+    assert "<script" not in svg and "&lt;script&gt;" in svg and "a &amp; b" in svg
+    assert bars_svg([("", [Bar("x", None)])], "latency") == ""
+    assert scatter_svg([Point(float("nan"), 0.5, "x")], "latency", "accuracy") == ""
