@@ -101,16 +101,23 @@ def _svg(width: float, height: float, title: str, body: Iterable[str]) -> str:
     )
 
 
-def _legend(y: float, x0: float, keys: Sequence[tuple[str, str]]) -> list[str]:
+def _legend(
+    y: float, x0: float, width: float, keys: Sequence[tuple[str, str]]
+) -> tuple[list[str], float]:
+    """Colour swatches with their names from ``(x0, y)``, wrapped at ``width``; returns
+    the parts and the last line's ``y``."""
     parts, x = [], x0
     for name, color in keys:
+        step = 24 + 6.5 * len(name)
+        if x > x0 and x + step > width:
+            x, y = x0, y + 16
         parts.append(
             f"<rect x='{_f(x)}' y='{_f(y - 5)}' width='10' height='10' fill='{color}' "
             f"stroke='{_MUTED}' stroke-width='0.5'/>"
         )
         parts.append(_text(x + 14, y, name))
-        x += 24 + 6.5 * len(name)
-    return parts
+        x += step
+    return parts, y
 
 
 def bars_svg(
@@ -159,8 +166,9 @@ def bars_svg(
     parts.append(_text((left + right) / 2, y + 4, axis, "middle"))
     y += 12
     if legend:
-        parts += _legend(y + 6, 4, legend)
-        y += 16
+        keys, y = _legend(y + 8, 4, width, legend)
+        parts += keys
+        y += 8
     return _svg(width, y + 4, axis, parts)
 
 
@@ -221,10 +229,13 @@ def scatter_svg(
     shown = [p for p in points if number(p.x) is not None and number(p.y) is not None]
     if not shown:
         return ""
-    left, right, top, bottom = 64.0, width - 16, 10.0, height - 48
     xs, ys = [float(p.x) for p in shown], [float(p.y) for p in shown]
     x_lo, x_hi = _padded(min(xs), max(xs))
     y_lo, y_hi = _padded(min(ys), max(ys))
+    y_ticks = [y_lo + (y_hi - y_lo) * i / 2 for i in range(3)]  # the ends and the middle
+    # the y ticks' text sets the left margin, so a long one never runs into the axis title
+    left = 30 + 6.5 * max(len(y_fmt(y)) for y in y_ticks)
+    right, top, bottom = width - 16, 10.0, height - 48
 
     def px(x: float) -> float:
         return left + (x - x_lo) / (x_hi - x_lo) * (right - left)
@@ -235,9 +246,8 @@ def scatter_svg(
     parts = [
         f"<path d='M{_f(left)} {_f(top)}V{_f(bottom)}H{_f(right)}' stroke='{_MUTED}' fill='none'/>"
     ]
-    for i in range(3):  # three ticks per axis: the ends and the middle
+    for i, y in enumerate(y_ticks):
         x = x_lo + (x_hi - x_lo) * i / 2
-        y = y_lo + (y_hi - y_lo) * i / 2
         parts.append(_text(px(x), bottom + 10, x_fmt(x), "middle", _MUTED))
         parts.append(_text(left - 4, py(y), y_fmt(y), "end", _MUTED))
     parts.append(_text((left + right) / 2, bottom + 26, x_axis, "middle"))
@@ -260,7 +270,7 @@ def scatter_svg(
             f"<circle {style} cx='{_f(px(float(p.x)))}' cy='{_f(py(float(p.y)))}'>"
             f"<title>{tip}</title></circle>"
         )
-    parts += _legend(height - 8, left, [(highlight, PALETTE[3]), ("other", "white")])
+    parts += _legend(height - 8, left, width, [(highlight, PALETTE[3]), ("other", "white")])[0]
     return _svg(width, height, f"{y_axis} vs {x_axis}", parts)
 
 
