@@ -99,13 +99,21 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 + (f" {row['errors']}" if row["errors"] else "")
             )
         lines.append("- torch-compile was compiled for each row's batch size (`batch_size=`)")
+        if any("bf16" in row["runtime"] for row in result["rows"]):
+            lines.append(
+                "- `precision=bf16` computes in bfloat16, not fp32: its stars are for speed "
+                "only; check its accuracy (`wb.evaluate`) before choosing it"
+            )
         lines += [f"- not measured: {b}/{d}: {r}" for b, d, r in result["skipped"]]
         lines.append("")
     return "\n".join(lines)
 
 
 def _cell(row: dict[str, Any], column: str, flag: str) -> str:
-    return f"{row[column]:.4g}{' *' if row[flag] else ''}"
+    value = row[column]
+    # thousands as whole numbers (32,730 items/s), not 3.273e+04
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{text}{' *' if row[flag] else ''}"
 
 
 def main() -> None:
