@@ -6,6 +6,7 @@ Each result type is built with awkward numbers on purpose: large counts and rate
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -210,8 +211,9 @@ def test_comparisons_draw_a_bar_per_measured_runtime_with_its_range(results):
 
 
 def test_a_backend_comparison_draws_small_multiples_per_batch_size():
-    comparison = _runtime_comparison()
-    svg = _figure(BackendComparison("digits-mlp", (64, 1), {64: comparison, 1: comparison}))
+    at_64 = _runtime_comparison()
+    at_1 = dataclasses.replace(at_64, batch_size=1)
+    svg = _figure(BackendComparison("digits-mlp", (64, 1), {64: at_64, 1: at_1}))
     assert svg.count(BARS) == 4
     assert svg.index(">batch 1<") < svg.index(">batch 64<")
 

@@ -235,7 +235,7 @@ def scatter_svg(
     y_ticks = [y_lo + (y_hi - y_lo) * i / 2 for i in range(3)]  # the ends and the middle
     # the y ticks' text sets the left margin, so a long one never runs into the axis title
     left = 30 + 6.5 * max(len(y_fmt(y)) for y in y_ticks)
-    right, top, bottom = width - 16, 10.0, height - 48
+    right, top, bottom = width - 36, 10.0, height - 48  # room for the last x tick's text
 
     def px(x: float) -> float:
         return left + (x - x_lo) / (x_hi - x_lo) * (right - left)
