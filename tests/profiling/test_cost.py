@@ -115,9 +115,12 @@ def test_roofline_columns(tmp_path, monkeypatch) -> None:
     conv = p.layers.set_index("layer").loc["features.0"]
     assert conv["achieved_flops_per_s"] == pytest.approx(conv["flops"] / (conv["latency_ms"] / 1e3))
     assert conv["bound"] in ("compute", "memory") and conv["roof_fraction"] > 0
-    ceilings = p.environment["machine_ceilings"]
-    expected = "compute" if conv["intensity"] >= ceilings["ridge_intensity"] else "memory"
-    assert conv["bound"] == expected
+    from workbench.profiling.ceilings import Ceilings
+
+    ceilings = Ceilings.from_dict(p.environment["machine_ceilings"])
+    # the ridge of the roof for this layer's bytes (a cache's bandwidth when they fit one)
+    ridge = ceilings.peak_flops_per_s / float(ceilings.bandwidth_for(conv["bytes"]))
+    assert conv["bound"] == ("compute" if conv["intensity"] >= ridge else "memory")
 
 
 def test_the_cost_model_estimates_a_variant_from_each_layers_bounding_resource() -> None:
