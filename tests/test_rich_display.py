@@ -248,3 +248,25 @@ def test_the_figures_escape_text_and_draw_nothing_without_data():
     assert "<script" not in svg and "&lt;script&gt;" in svg and "a &amp; b" in svg
     assert bars_svg([("", [Bar("x", None)])], "latency") == ""
     assert scatter_svg([Point(float("nan"), 0.5, "x")], "latency", "accuracy") == ""
+
+
+def test_a_measurement_shows_how_its_runs_spread() -> None:
+    samples = (*(0.40 + 0.01 * (i % 5) for i in range(50)), 0.9)
+    page = Measurement(samples)._repr_html_()
+    (svg,) = SVG.findall(page)
+    assert "<script" not in page.lower() and "http" not in page.lower()
+    assert svg.count(BARS) == 8 and "runs per latency bin" in svg
+    counts = [int(c) for c in re.findall(r"<title>[^<]*?: ([\d,]+)</title>", svg)]
+    assert sum(counts) == len(samples)
+    assert "<svg" not in Measurement((0.4,))._repr_html_()  # one run has no spread
+
+
+def test_a_sensitivity_report_draws_the_layers_that_cost_the_most_first() -> None:
+    report = _sensitivity()
+    svg = _figure(report)
+    assert svg.count(BARS) == 1 and "accuracy drop" in svg  # fc2 failed: nothing measured
+    assert ">fc1<" in svg and "0.58" in svg and ">fc2<" not in svg
+    report.loc[1, "error"] = None
+    svg = _figure(report)
+    assert svg.index(">fc1<") < svg.index(">fc2<")  # fc1 cost 0.58 points, fc2 none
+    assert "-0.00" not in svg

@@ -162,7 +162,23 @@ class Measurement:
         facts += [(k, format_ms(getattr(self, k))) for k in ("mean", "p90", "p99", "std", "min")]
         facts.append(("samples", f"{self.n:,}"))
         warn = "<i>noisy run: IQR above 10% of the median</i>" if self.noisy else ""
-        return summary_html(self.label or "Measurement", facts, warn)
+        return summary_html(self.label or "Measurement", facts, self._histogram_svg() + warn)
+
+    def _histogram_svg(self) -> str:
+        """The key figure: how the timed runs spread, as runs per latency bin."""
+        import numpy as np
+
+        from workbench.profiling.sparkfig import Bar, bars_svg
+        from workbench.units import format_ms
+
+        if self.n < 2:
+            return ""
+        counts, edges = np.histogram(self.samples_ms, bins=min(8, self.n))
+        bars = [
+            Bar(f"{format_ms(lo)} – {format_ms(hi)}", float(count))
+            for count, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True)
+        ]
+        return bars_svg([("", bars)], "runs per latency bin", fmt=lambda v: f"{v:,.0f}")
 
 
 class Timer:
