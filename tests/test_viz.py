@@ -373,32 +373,3 @@ def test_comparison_puts_the_fused_note_between_the_axis_and_the_legend(count):
 def test_long_legend_names_take_more_legend_rows():
     assert viz._legend_rows(["a", "b"]) == 1
     assert viz._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
-
-
-def _sensitivity_report() -> pd.DataFrame:
-    report = pd.DataFrame(
-        {
-            "layer": ["features.0", "features.3", "classifier.1"],
-            "op_type": ["Conv", "Conv", "Gemm"],
-            "metric_delta": [-0.004, -0.002, -0.01],
-            "speedup": [0.98, 1.01, 1.03],
-            "sqnr_db": [30.0, 35.0, 25.0],
-            "error": [None, None, None],
-        }
-    )
-    report.attrs["metric"] = "accuracy"
-    return report
-
-
-@pytest.mark.parametrize("kept", [[], ["features.0"], ["features.0", "features.3"]])
-def test_sensitivity_legend_swatch_stays_solid_whatever_is_ticked(kept):
-    fig = viz.sensitivity(_sensitivity_report(), kept=kept, selected="features.0")
-    bars = fig.data[0]  # the dashboard reads the bars (and their hollow ones) here
-    assert [c == "white" for c in bars.marker.color] == [x in kept for x in bars.x]
-    assert bars.showlegend is False  # plotly draws a bar trace's swatch like its first bar
-    (swatch,) = [t for t in fig.data if t.type == "bar" and t.showlegend is not False]
-    assert swatch.name == bars.name == "accuracy drop (points)"
-    assert swatch.marker.color == swatch.marker.line.color == viz.op_type_color("Conv")
-    assert swatch.marker.line.width == 1.5  # not the selected bar's thick outline
-    assert list(swatch.y) == [None] and swatch.legendgroup == bars.legendgroup
-    assert fig.layout.barmode == "overlay"  # the empty trace takes no room beside the bars

@@ -1221,14 +1221,11 @@ def sensitivity(
     drop = -rows["metric_delta"].astype(float) * scale + 0.0  # no "-0" on the axis
     gain = (rows["speedup"].astype(float) - 1.0) * 100 if "speedup" in rows else None
     hollow = [layer in set(kept) for layer in rows["layer"]]
-    name = f"{metric} drop ({'points' if scale == 100 else 'units'})"
     fig = go.Figure(
         go.Bar(
             x=rows["layer"],
             y=drop,
-            name=name,
-            legendgroup="drop",
-            showlegend=False,  # its swatch would copy the first bar: hollow when kept
+            name=f"{metric} drop ({'points' if scale == 100 else 'units'})",
             marker={
                 "color": [
                     "white" if h else op_type_color(str(t))
@@ -1244,7 +1241,6 @@ def sensitivity(
             "<extra></extra>",
         )
     )
-    _legend_swatch(fig, name, op_type_color(str(rows["op_type"].iloc[0])) if len(rows) else "#888")
     if gain is not None:
         fig.add_trace(
             go.Scatter(
@@ -1269,27 +1265,7 @@ def sensitivity(
             "zeroline": False,
         },
         legend={"orientation": "h", "y": -0.25},
-        barmode="overlay",  # the swatch's empty bar trace must not take half of each slot
         clickmode="event",
         **_LAYOUT,
     )
     return fig
-
-
-def _legend_swatch(fig: go.Figure, name: str, color: str) -> None:
-    """A legend entry ``name`` with a solid ``color`` swatch and no bars of its own.
-
-    It joins the legend group ``"drop"`` (a click on it hides those bars too) and comes
-    first in the legend; it is added after the data so ``fig.data[0]`` stays the bars.
-    """
-    fig.add_trace(
-        go.Bar(
-            x=[None],
-            y=[None],
-            name=name,
-            legendgroup="drop",
-            legendrank=1,
-            marker={"color": color, "line": {"color": color, "width": 1.5}},
-            hoverinfo="skip",
-        )
-    )
