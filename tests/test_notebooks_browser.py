@@ -159,6 +159,12 @@ def _run_all(browser, base: str, notebook: str, *, classic: bool = False):
 # in quick succession can send Bokeh a patch naming a model the page has not received yet
 # ("reference ... isn't known"); the page recovers with the next update.
 KNOWN_RACE = "isn't known"
+# The same race one step earlier: Panel's comm handler (msg_handler) drops the parts of a
+# patch that arrive before its view is registered, so its bokeh Receiver reassembles the
+# rest out of step and bokeh's _apply_json_patch gets no event list ("s is not iterable").
+# Seen once in CI under load, when "Run All" changes the dashboard's state right after
+# displaying it; the next update renders.
+DROPPED_PARTS_RACE = ("is not iterable", "_apply_json_patch", "msg_handler")
 # Thrown by Notebook 7.6's own bundle (notebook_core.js), whatever the notebook holds: its
 # keyboard-shortcuts plugin on every /notebooks/ page (an empty notebook's too), and, on a
 # server where JupyterLab ran first, JupyterLab's file-browser restore on a page that has
@@ -172,6 +178,7 @@ def _unexpected(problems: list[str], remote: list[str]) -> tuple[list[str], list
         p
         for p in problems
         if KNOWN_RACE not in p
+        and not all(part in p for part in DROPPED_PARTS_RACE)
         and not ("/static/notebook/notebook_core." in p and any(e in p for e in NOTEBOOK7_OWN))
     ]
     return problems, remote

@@ -103,7 +103,7 @@ def open_page(browser, url):
     page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("pageerror", lambda e: problems.append(f"{e} at {e.stack}"))
     page.goto(url)
     title = page.locator(".gtitle", has_text="Per-layer latency")
     title.first.wait_for()
