@@ -43,25 +43,19 @@ NOT_BY_DEFAULT = {"onnx-reference"}
 
 def measure(model: str, batch_sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
     """One model's comparison, as plain data (the table's rows and the skipped pairings)."""
-    import pandas as pd
 
     backends = args.backends or [n for n in wb.backend_names() if n not in NOT_BY_DEFAULT]
-    comparisons = [
-        wb.compare_backends(
-            model,
-            batch_sizes=[batch],
-            backends=backends,
-            options={"torch-compile": [{"batch_size": batch}]},
-            rounds=args.rounds,
-            budget_s=args.budget_s,
-            warmup_s=args.warmup_s,
-            progress=lambda fraction, message: print(f"  {fraction:4.0%} {message}", flush=True),
-        )
-        for batch in batch_sizes
-    ]
-    table = pd.concat([c.table for c in comparisons], ignore_index=True)
-    # one runtime name across batch sizes (the compiled-for batch is the row's batch size)
-    table["runtime"] = table["runtime"].str.replace(r" \(batch_size=\d+\)", "", regex=True)
+    # compare_backends compiles torch-compile for each batch size it times (`batch_size=`)
+    comparison = wb.compare_backends(
+        model,
+        batch_sizes=batch_sizes,
+        backends=backends,
+        rounds=args.rounds,
+        budget_s=args.budget_s,
+        warmup_s=args.warmup_s,
+        progress=lambda fraction, message: print(f"  {fraction:4.0%} {message}", flush=True),
+    )
+    table = comparison.table.copy()
     ort = table[table["runtime"] == "onnxruntime"].set_index("batch_size")["latency_ms"]
     table["vs_onnxruntime"] = [
         latency / ort[batch] if batch in ort else float("nan")
@@ -70,8 +64,8 @@ def measure(model: str, batch_sizes: list[int], args: argparse.Namespace) -> dic
     return {
         "model": Path(model).stem,
         "rows": table.to_dict(orient="records"),
-        "skipped": comparisons[0].skipped,
-        "comparisons": [c.to_dict() for c in comparisons],
+        "skipped": comparison.skipped,
+        "comparison": comparison.to_dict(),
     }
 
 

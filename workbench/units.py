@@ -46,13 +46,19 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
-def _scaled(value: float, units: list[tuple[float, str]]) -> str:
-    """3 significant figures in the largest unit that keeps the number at least 1."""
+def _scaled(value: Any, units: list[tuple[float, str]]) -> str:
+    """3 significant figures in the largest unit that keeps the number at least 1;
+    `MISSING` for no number, ``'0'`` for zero."""
+    x = number(value)
+    if x is None:
+        return MISSING
+    if x == 0:
+        return "0"
     scale, unit = units[0]
     for scale_i, unit_i in units:
-        if abs(value) >= scale_i:
+        if abs(x) >= scale_i:
             scale, unit = scale_i, unit_i
-    return f"{format_number(value / scale)} {unit}"
+    return f"{format_number(x / scale)} {unit}"
 
 
 def format_number(value: Any) -> str:
@@ -71,12 +77,7 @@ def format_number(value: Any) -> str:
 
 def format_ms(value: Any) -> str:
     """A duration given in milliseconds: ``'7.55 ms'``, ``'487 µs'``, ``'1.2 s'``."""
-    x = number(value)
-    if x is None:
-        return MISSING
-    if x == 0:
-        return "0"
-    return _scaled(x, [(1e-3, "µs"), (1.0, "ms"), (1e3, "s")])
+    return _scaled(value, [(1e-3, "µs"), (1.0, "ms"), (1e3, "s")])
 
 
 def format_seconds(value: Any) -> str:
@@ -87,24 +88,15 @@ def format_seconds(value: Any) -> str:
 
 def format_flops(value: Any) -> str:
     """A FLOP count: ``'75.5 MFLOP'``; zero shows as ``'0'``."""
-    x = number(value)
-    if x is None:
-        return MISSING
-    if x == 0:
-        return "0"
     return _scaled(
-        x, [(1, "FLOP"), (1e3, "kFLOP"), (1e6, "MFLOP"), (1e9, "GFLOP"), (1e12, "TFLOP")]
+        value, [(1, "FLOP"), (1e3, "kFLOP"), (1e6, "MFLOP"), (1e9, "GFLOP"), (1e12, "TFLOP")]
     )
 
 
 def format_bytes(value: Any) -> str:
     """A size in bytes, binary units: ``'12.5 KiB'``, ``'478 MiB'``."""
     x = number(value)
-    if x is None:
-        return MISSING
-    if x == 0:
-        return "0"
-    if abs(x) < 1024:
+    if x is not None and 0 < abs(x) < 1024:
         return f"{x:.0f} B"
     return _scaled(x, [(2.0**10, "KiB"), (2.0**20, "MiB"), (2.0**30, "GiB"), (2.0**40, "TiB")])
 

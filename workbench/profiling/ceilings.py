@@ -539,7 +539,7 @@ def _torch_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
 
 def _ort_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the probe runs on it)
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
@@ -551,11 +551,19 @@ def _ort_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
         [numpy_helper.from_array(b, "b")],
     )
+    return _ort_run(graph, {"a": a})
+
+
+def _ort_run(graph: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+    """One run of ``graph`` (an ONNX ``GraphProto``) on ``feeds`` in ONNX Runtime's CPU
+    provider at its own defaults: the ceiling is the best a library attains as shipped."""
+    import onnxruntime as ort
+    from onnx import helper
+
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = min(proto.ir_version, 9)
-    # ORT at its own defaults: the ceiling is the best a library attains as shipped
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"a": a})
+    return lambda: session.run(None, feeds)
 
 
 #: convolutions chained in one ONNX Runtime session per conv probe, so the session's own
@@ -568,7 +576,7 @@ def _ort_conv(x: np.ndarray, channels: int) -> tuple[float, Callable[[], Any]] |
     """(FLOPs, run) of `CONV_CHAIN` 3x3 same-padded convolutions on ONNX Runtime: ``x``
     to ``channels`` outputs, then ``channels`` to ``channels``."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the probe runs on it)
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
@@ -590,10 +598,7 @@ def _ort_conv(x: np.ndarray, channels: int) -> tuple[float, Callable[[], Any]] |
         [helper.make_tensor_value_info(source, TensorProto.FLOAT, [n, channels, h, w])],
         weights,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = min(proto.ir_version, 9)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return flops, lambda: session.run(None, {"x": x})
+    return flops, _ort_run(graph, {"x": x})
 
 
 def _torch_memory(src: np.ndarray, dst: np.ndarray) -> dict[str, Probe]:

@@ -267,9 +267,13 @@ def _blas_scope(gemm: GemmFn, run: Callable[[], None], work: int) -> Callable[[]
     """``run`` on single-threaded BLAS when it makes a GEMM call that OpenBLAS would
     thread (``work``: the largest call's multiply-adds); see `cpu.single_threaded_blas`.
     Products split over threads (`_product`) run one BLAS call per thread in there."""
-    if isinstance(gemm, BlasGemm) and work >= cpu.OPENBLAS_THREADED_MIN_WORK:
-        return cpu.single_threaded_blas(run)
-    return run
+    return _one_blas_thread(run, work) if isinstance(gemm, BlasGemm) else run
+
+
+def _one_blas_thread(run: Callable[[], None], work: int) -> Callable[[], None]:
+    """``run`` with OpenBLAS on one thread when a call of ``work`` multiply-adds would
+    otherwise be threaded by OpenBLAS itself."""
+    return cpu.single_threaded_blas(run) if work >= cpu.OPENBLAS_THREADED_MIN_WORK else run
 
 
 #: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least this many input and
@@ -432,8 +436,8 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     product = functools.partial(cpu.bmm, a3, b3, out3)
     if _splits(gemm, count * m * k * n) > 1:
         product = functools.partial(cpu.bmm_rows_split, a3, b3, out3, m)
-    # cpu.bmm calls BLAS itself whichever GEMM the session was given, so the scope applies
-    run = _blas_scope(BlasGemm(1), _sequence(copy_a, copy_b, product), m * k * n)
+    # cpu.bmm calls BLAS itself whichever GEMM the session was given
+    run = _one_blas_thread(_sequence(copy_a, copy_b, product), m * k * n)
     return _sequence(run, epilogue), [out]
 
 
