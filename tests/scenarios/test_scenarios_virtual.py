@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from workbench.backends import base
 from workbench.errors import InputError
 from workbench.scenarios import ScenarioResult, VirtualClock, scenario
 from workbench.testing import toy_mlp
+from workbench.testing.serving import LatencyModelBackend
 
 # the conftest's latency model: a batch of b samples takes 1 ms + 0.25 ms * b
 BASE_MS, PER_SAMPLE_MS = 1.0, 0.25
@@ -144,3 +146,36 @@ def test_bad_settings_say_what_is_wrong(
 ) -> None:
     with pytest.raises(InputError, match=message):
         run(clock, kind, **settings)
+
+
+class _TickingClock(VirtualClock):
+    """Virtual time that also moves 0.4 ms on every read: the gap a real clock shows
+    between a query's completion and the loop's next look at the time."""
+
+    def now(self) -> float:
+        self.advance(0.0004)
+        return super().now()
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [
+        ("single-stream", {}),
+        ("offline", {"batch_size": 4}),
+        ("multi-stream", {"samples_per_query": 2, "interval_ms": 5.0}),
+    ],
+)
+def test_a_closed_loop_run_never_stops_short_of_its_minimum_duration(
+    clock: VirtualClock, kind: str, settings: dict[str, object]
+) -> None:
+    # the clock fixture is here for its clean-up of the latency-model registration
+    ticking = _TickingClock()
+    base.register("latency-model")(lambda: LatencyModelBackend(ticking, BASE_MS, PER_SAMPLE_MS))
+    for minimum_ms in np.arange(5.0, 25.0, 0.35):
+        result = scenario(
+            toy_mlp(), kind, "latency-model", clock=ticking, warmup=1,
+            min_queries=1, min_duration_s=minimum_ms / 1e3, **settings,  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert result.duration_s >= minimum_ms / 1e3 and not any(
+            "shorter than the minimum" in r for r in result.reasons
+        ), (minimum_ms, result.reasons)

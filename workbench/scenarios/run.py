@@ -77,6 +77,13 @@ class Run(NamedTuple):
     reasons: tuple[str, ...]
 
 
+def _short_of_minimums(done: int, ends: list[float], origin: float, minimums: Minimums) -> bool:
+    """Whether a closed-loop run needs another query. Judged on the last completion, as
+    the run's duration is, not on the clock: a check made just after the last completion
+    could pass while the duration recorded stays under the minimum."""
+    return done < minimums.queries or not ends or ends[-1] - origin < minimums.duration_s
+
+
 def _too_short(done: int, elapsed_s: float, minimums: Minimums, unit: str) -> list[str]:
     reasons = []
     if done < minimums.queries:
@@ -88,10 +95,10 @@ def _too_short(done: int, elapsed_s: float, minimums: Minimums, unit: str) -> li
 
 def single_stream(sut: SystemUnderTest, minimums: Minimums) -> Run:
     """One query of one sample at a time; the next is issued when the last completes."""
-    clock, origin = sut.clock, sut.clock.now()
+    origin = sut.clock.now()
     starts: list[float] = []
     ends: list[float] = []
-    while len(ends) < minimums.queries or clock.now() - origin < minimums.duration_s:
+    while _short_of_minimums(len(ends), ends, origin, minimums):
         start, end = sut.run(1)
         starts.append(start)
         ends.append(end)
@@ -114,7 +121,7 @@ def multi_stream(
     due: list[float] = []
     starts: list[float] = []
     ends: list[float] = []
-    while len(ends) < minimums.queries or clock.now() - origin < minimums.duration_s:
+    while _short_of_minimums(len(ends), ends, origin, minimums):
         tick = origin + len(due) * interval_s
         clock.sleep_until(tick)
         start, end = sut.run(samples_per_query)
@@ -145,10 +152,10 @@ def multi_stream(
 
 def offline(sut: SystemUnderTest, minimums: Minimums, *, batch_size: int) -> Run:
     """All samples issued at once, run in batches of ``batch_size``; one row per batch."""
-    clock, origin = sut.clock, sut.clock.now()
+    origin = sut.clock.now()
     starts: list[float] = []
     ends: list[float] = []
-    while len(ends) * batch_size < minimums.queries or clock.now() - origin < minimums.duration_s:
+    while _short_of_minimums(len(ends) * batch_size, ends, origin, minimums):
         start, end = sut.run(batch_size)
         starts.append(start)
         ends.append(end)
