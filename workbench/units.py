@@ -121,7 +121,7 @@ def format_ratio(value: Any) -> str:
 
 def format_db(value: Any) -> str:
     """A signal-to-noise ratio in dB; infinite (identical outputs) as ``'∞ dB'``."""
-    if number(value) is None and isinstance(value, float) and value == math.inf:
-        return "∞ dB"
     x = number(value)
-    return MISSING if x is None else f"{format_number(x)} dB"
+    if x is not None:
+        return f"{format_number(x)} dB"
+    return "∞ dB" if isinstance(value, float) and value == math.inf else MISSING

@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 
 from workbench.evaluation.pareto import pareto_mask
 from workbench.profiling.profile import UNATTRIBUTED, Profile
+from workbench.profiling.sparkfig import PALETTE
 
 __all__ = [
     "OP_TYPE_COLORS",
@@ -59,10 +60,7 @@ __all__ = [
 # handed out in first-seen order from a generated sequence that skips every colour in
 # use, so two op types never share one (a hash into a short list did: Shape and
 # BatchNormalization collided).
-_QUALITATIVE = (
-    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",
-    "#B279A2", "#FF9DA6", "#9D755D", "#79706E", "#1F77B4", "#BCBD22",
-)  # fmt: skip
+_QUALITATIVE = (*PALETTE, "#1F77B4", "#BCBD22")  # the inline SVG figures' palette, then two
 OP_TYPE_ALIASES: dict[str, str] = {
     "Conv2d": "Conv",
     "Conv1d": "Conv",

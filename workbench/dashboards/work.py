@@ -21,6 +21,7 @@ from workbench.dashboards.cache import RESULTS, RunKey
 from workbench.errors import InputError, TransformError
 from workbench.model import Model, recipe_label
 from workbench.optimize.base import Transform, chain_to_dict, make_config
+from workbench.optimize.prune import LayerRatios
 from workbench.profiling.profile import Profile
 from workbench.progress import CancelToken, ProgressCallback
 
@@ -123,10 +124,6 @@ def evaluation_data(model: Model, split: str = "test") -> Any | None:
     if len(model.inputs) != 1 or tuple(model.inputs[0].shape[1:]) != (1, 8, 8):
         return None
     return wb.samples.dataset("digits", split=split)
-
-
-#: per-layer prune ratios, ``(("features.0", 0.2), ...)`` sorted by layer
-LayerRatios = tuple[tuple[str, float], ...]
 
 
 def variant_steps(
@@ -340,16 +337,11 @@ def _build_and_score(
     return variant, float(scored.value), []
 
 
-#: transforms the Sensitivity page can apply one layer at a time (they have ``exclude``)
-SENSITIVITY_TRANSFORMS = (
-    "int8-static",
-    "int8-dynamic",
-    "fp16",
-    "prune-magnitude",
-    "prune-channels",
-)
-#: of those, the ones whose ticks set per-layer ratios (the others' ticks keep layers whole)
+#: the Sensitivity page's transforms whose ticks set per-layer ratios (the others' ticks
+#: keep layers whole)
 PRUNE_TRANSFORMS = ("prune-magnitude", "prune-channels")
+#: transforms the Sensitivity page can apply one layer at a time (they have ``exclude``)
+SENSITIVITY_TRANSFORMS = ("int8-static", "int8-dynamic", "fp16", *PRUNE_TRANSFORMS)
 
 
 def sensitivity_config(transform: str, sparsity: float) -> Transform:

@@ -119,10 +119,11 @@ class BackendComparison:
         batch = self.batch_sizes[0] if batch_size is None else batch_size
         table = self.table
         rows = table[(table["batch_size"] == batch) & table[BEST_COLUMNS[column][0]]]
-        if self.hosts:
-            rows = rows[rows["host"] == (host or self.hosts[0])]
+        hosts = self.hosts
+        if hosts:
+            rows = rows[rows["host"] == (host or hosts[0])]
         if rows.empty:
-            where = f" on {host}" if host and self.hosts else ""
+            where = f" on {host}" if host and hosts else ""
             raise InputError(f"no runtime measured {column} at batch {batch}{where}")
         return str(rows["runtime"].iloc[0])
 
@@ -158,13 +159,13 @@ class BackendComparison:
     def _runtimes(self) -> set[str]:
         return {r.name for c in self.comparisons.values() for r in c.runtimes}
 
-    def _shown(self) -> pd.DataFrame:
-        """The display table: measured columns in their units, the best of each starred."""
+    def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The display form of `table`: measured columns in their units, the best of
+        each starred."""
         from workbench.profiling.display import format_cell
         from workbench.units import format_ms
 
-        table = self.table
-        shown = table[["runtime", "batch_size", *(["host"] if self.hosts else [])]].copy()
+        shown = table[["runtime", "batch_size", *(["host"] if "host" in table else [])]].copy()
         for column in ("latency_ms", "throughput_per_s", "cold_start_s", "memory_mib"):
             flag = BEST_COLUMNS[column][0]
             shown[column] = [
@@ -182,7 +183,7 @@ class BackendComparison:
         from workbench.profiling.display import frame_text
 
         skipped = "".join(f"\n  skipped {b}/{d}: {r}" for b, d, r in self.skipped)
-        text = frame_text(self._shown())
+        text = frame_text(self._shown(self.table))
         return f"BackendComparison({self._header()})\n{text}{skipped}"
 
     def _repr_html_(self) -> str:
@@ -199,7 +200,7 @@ class BackendComparison:
             )
         ]
         skipped = "".join(f"<li>{html.escape(f'{b}/{d}: {r}')}</li>" for b, d, r in self.skipped)
-        body = frame_html(self._shown()) + (
+        body = frame_html(self._shown(table)) + (
             f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else ""
         )
         return summary_html(self._header(), facts, self._figure(table) + body)
@@ -208,7 +209,7 @@ class BackendComparison:
         """Small multiples: per batch size, each runtime's median latency and its range."""
         from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
 
-        colors, hosts = colors_for(table["runtime"]), self.hosts
+        colors, hosts = colors_for(table["runtime"]), "host" in table
         groups = [
             (
                 f"batch {batch}",

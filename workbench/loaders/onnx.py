@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ModelLoadError, UnsafeModelError
+from workbench.errors import ModelLoadError, UnsafeModelError, UnsupportedModelError
 from workbench.model import LAYER_KEY, Layer, Model, TensorSpec, onnx_dtype_name
 
 if TYPE_CHECKING:
@@ -106,6 +106,45 @@ def canonical_layer_name(node: onnx.NodeProto, index: int) -> str:
     if node.name.startswith("/") and parts:
         return parts[-2] if len(parts) >= 2 else parts[0]
     return node.name or f"{node.op_type}_{index}"
+
+
+def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """A node's attributes as Python values: strings (and lists of strings) decoded."""
+    from onnx import helper
+
+    attrs = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        attrs[attribute.name] = value
+    return attrs
+
+
+def constant_value(attrs: Mapping[str, Any], node_name: str) -> Any:
+    """The array a ``Constant`` node holds (``attrs`` from `node_attributes`), whichever
+    of its attributes holds it.
+
+    Raises:
+        UnsupportedModelError: it holds a kind of value no runtime of ours reads.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    if "value" in attrs:
+        return np.asarray(numpy_helper.to_array(attrs["value"]))
+    for key, dtype in (("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=dtype)
+    for key in ("value_float", "value_floats"):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=np.float32)
+    raise UnsupportedModelError(
+        f"Constant node {node_name!r} holds {sorted(attrs)}; value, value_int(s) and "
+        "value_float(s) are read"
+    )
 
 
 def scope_to_layer(name_scopes: str) -> str:

@@ -22,8 +22,8 @@ from workbench.units import format_ms, number
 
 __all__ = ["PALETTE", "Bar", "Point", "bars_svg", "colors_for", "scatter_svg"]
 
-# A fixed qualitative palette (the one `workbench.viz` hands out): readable on white and
-# in print; keys get colours in first-seen order, so one figure never repeats a colour
+# A fixed qualitative palette (`workbench.viz` starts its own from it): readable on white
+# and in print; keys get colours in first-seen order, so one figure never repeats a colour
 # before all are used.
 PALETTE = (
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",

@@ -169,7 +169,7 @@ class Measurement:
         import numpy as np
 
         from workbench.profiling.sparkfig import Bar, bars_svg
-        from workbench.units import format_ms
+        from workbench.units import format_count, format_ms
 
         if self.n < 2:
             return ""
@@ -178,7 +178,7 @@ class Measurement:
             Bar(f"{format_ms(lo)} – {format_ms(hi)}", float(count))
             for count, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True)
         ]
-        return bars_svg([("", bars)], "runs per latency bin", fmt=lambda v: f"{v:,.0f}")
+        return bars_svg([("", bars)], "runs per latency bin", fmt=format_count)
 
 
 class Timer:

@@ -21,6 +21,11 @@ from workbench.tolerances import tolerance
 F32 = 1  # onnx.TensorProto.FLOAT
 I64 = 7  # onnx.TensorProto.INT64
 
+needs_torch_compile = pytest.mark.skipif(
+    "cpu" not in wb.backend("torch-compile").devices(),
+    reason="torch-compile has no CPU device here (no C++ compiler)",
+)
+
 
 def _graph(
     nodes: list[Any],
@@ -222,10 +227,7 @@ def resnet50(tmp_path_factory: pytest.TempPathFactory) -> wb.Model:
 
 
 @pytest.mark.slow  # Inductor compiles ResNet-50 once here: about 40 s on 2 cores, cache cold
-@pytest.mark.skipif(
-    "cpu" not in wb.backend("torch-compile").devices(),
-    reason="torch-compile has no CPU device here (no C++ compiler)",
-)
+@needs_torch_compile
 def test_foreign_resnet50_on_torch_compile_matches_onnxruntime_per_layer(
     resnet50: wb.Model,
 ) -> None:
@@ -278,10 +280,7 @@ def _upsample_pool(keepdims: int) -> wb.Model:
     return _graph(nodes, {"x": ("N", 2, 3, 3)}, 2 - (1 - keepdims), weights, opset=17)
 
 
-@pytest.mark.skipif(
-    "cpu" not in wb.backend("torch-compile").devices(),
-    reason="torch-compile has no CPU device here (no C++ compiler)",
-)
+@needs_torch_compile
 def test_torch_compile_traces_an_onnx_graph_whole_and_each_graph_compiles(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -217,12 +217,21 @@ FLOAT32_UNARY: dict[str, Callable[..., Any]] = {"Erf": _erf_rational, "Gelu": _g
 _erf_rational_jit = njit(inline="always")(_erf_rational)
 
 
-@functools.cache
 def ufunc(op: str, dtype: Any = np.float64) -> Any:
     """The compiled Numba ufunc for ``op`` (an entry of `UNARY`, `PARAMETRIC` or `BINARY`)
     on ``dtype`` operands (float32 takes `FLOAT32_UNARY`'s version where there is one)."""
     if op in FLOAT32_UNARY and np.dtype(dtype) == np.float32:
-        return vectorize(["float32(float32)"], cache=True)(FLOAT32_UNARY[op])
+        return _float32_ufunc(op)
+    return _ufunc(op)  # one ufunc per op, compiled for both float dtypes
+
+
+@functools.cache
+def _float32_ufunc(op: str) -> Any:
+    return vectorize(["float32(float32)"], cache=True)(FLOAT32_UNARY[op])
+
+
+@functools.cache
+def _ufunc(op: str) -> Any:
     if op in UNARY:
         return vectorize(_FLOAT_UNARY, cache=True)(UNARY[op][0])
     if op in PARAMETRIC:

@@ -139,14 +139,9 @@ def build_graph(
 
 
 def _to_node(proto_node: Any, index: int, opset: int) -> Node:
-    from onnx import helper
+    from workbench.loaders.onnx import canonical_layer_name, node_attributes
 
-    from workbench.loaders.onnx import canonical_layer_name
-
-    attrs = {a.name: helper.get_attribute_value(a) for a in proto_node.attribute}
-    for key, value in list(attrs.items()):
-        if isinstance(value, bytes):
-            attrs[key] = value.decode()
+    attrs = node_attributes(proto_node)
     name = proto_node.name or f"{proto_node.op_type}_{index}"
     return Node(
         name=name,
@@ -178,10 +173,12 @@ def _fold_constants(
     """
     from onnx import helper
 
+    from workbench.loaders.onnx import constant_value
+
     kept = []
     for node in nodes:
         if node.op_type == "Constant":
-            consts[node.outputs[0]] = _constant_value(node)
+            consts[node.outputs[0]] = constant_value(node.attrs, node.name)
             continue
         if node.op_type == "CastLike" and node.inputs[0] in consts and node.inputs[1] in dtypes:
             dtype = helper.tensor_dtype_to_np_dtype(dtypes[node.inputs[1]])
@@ -193,21 +190,6 @@ def _fold_constants(
             continue
         kept.append(node)
     return kept
-
-
-def _constant_value(node: Node) -> np.ndarray:
-    from onnx import numpy_helper
-
-    attrs = node.attrs
-    if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
-    for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
-        if key in attrs:
-            return np.array(attrs[key], dtype=dtype)
-    for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
-        if key in attrs:
-            return np.array(list(attrs[key]), dtype=dtype)
-    raise UnsupportedModelError(f"Constant node {node.name!r}: unsupported value attribute")
 
 
 def _single_consumer(value: str, users: dict[str, list[Node]], outputs: set[str]) -> Node | None:

@@ -34,7 +34,7 @@ import torch
 from workbench.backends.base import LayerTiming, MemoryReport
 from workbench.backends.torch.onnx_ops import KERNELS, Static, as_tensor, attribute_problem
 from workbench.errors import UnsupportedModelError
-from workbench.loaders.onnx import canonical_layer_name
+from workbench.loaders.onnx import canonical_layer_name, constant_value, node_attributes
 
 if TYPE_CHECKING:
     import onnx
@@ -98,9 +98,9 @@ class OnnxModule(torch.nn.Module):
         self.kernel_of: dict[str, str] = {}
         self.layer_ops = {layer.name: layer.op_type for layer in model.layers}
         for index, node in enumerate(graph.node):
-            attrs = _attributes(node)
+            attrs = node_attributes(node)
             if node.op_type == "Constant":  # folded now, as every runtime does
-                constants[node.output[0]] = _constant_value(attrs)
+                constants[node.output[0]] = constant_value(attrs, node.name)
                 self._constant(node.output[0], constants[node.output[0]])
                 continue
             key = self._key(node, index)
@@ -231,7 +231,7 @@ def unsupported(model: Model) -> list[str]:
         if op not in KERNELS and op != "Constant":
             problems[op] = None
             continue
-        detail = attribute_problem(op, _attributes(node))
+        detail = attribute_problem(op, node_attributes(node))
         if detail:
             problems[f"{op}({detail})"] = None
         extra = [o for o in node.output[1:] if o and o in used]
@@ -259,34 +259,3 @@ def _array(tensor: onnx.TensorProto) -> np.ndarray:
     from onnx import numpy_helper
 
     return np.asarray(numpy_helper.to_array(tensor))
-
-
-def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    """A node's attributes as Python values (strings decoded, lists as lists)."""
-    from onnx import helper
-
-    attrs = {}
-    for attribute in node.attribute:
-        value = helper.get_attribute_value(attribute)
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode() for v in value]
-        attrs[attribute.name] = value
-    return attrs
-
-
-def _constant_value(attrs: Mapping[str, Any]) -> np.ndarray:
-    """The value of a ``Constant`` node, whichever of its attributes holds it."""
-    if "value" in attrs:
-        return _array(attrs["value"])
-    for key, dtype in (("value_int", np.int64), ("value_ints", np.int64)):
-        if key in attrs:
-            return np.asarray(attrs[key], dtype=dtype)
-    for key in ("value_float", "value_floats"):
-        if key in attrs:
-            return np.asarray(attrs[key], dtype=np.float32)
-    raise UnsupportedModelError(
-        f"a Constant node holds {sorted(attrs)}; the torch backends read value, value_int(s) "
-        "and value_float(s)"
-    )
