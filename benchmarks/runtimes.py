@@ -11,10 +11,10 @@ rounds alternated, the range over rounds kept. Reported per model and batch size
 inference), the resident memory the runtime added, the latency ratio to ONNX Runtime, and
 the best of each column starred.
 
-torch-compile is compiled for the batch size it is timed at (``batch_size=`` option, one
-comparison per batch size): compiled for batch 1 and run at 32 it would recompile with
-symbolic shapes outside ``compile_s``, hiding that compile from the cold start and timing a
-dynamic-shape graph no one deploying at batch 32 would use.
+torch-compile is compiled for the batch size it is timed at (`wb.compare_backends` sets
+its ``batch_size=`` option for each batch size): compiled for batch 1 and run at 32 it
+would recompile with symbolic shapes outside ``compile_s``, hiding that compile from the
+cold start and timing a dynamic-shape graph no one deploying at batch 32 would use.
 
 The ONNX reference evaluator (``onnx-reference``, a correctness reference in pure
 Python) is left out unless named with ``--backends``.
@@ -43,7 +43,6 @@ NOT_BY_DEFAULT = {"onnx-reference"}
 
 def measure(model: str, batch_sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
     """One model's comparison, as plain data (the table's rows and the skipped pairings)."""
-
     backends = args.backends or [n for n in wb.backend_names() if n not in NOT_BY_DEFAULT]
     # compare_backends compiles torch-compile for each batch size it times (`batch_size=`)
     comparison = wb.compare_backends(
