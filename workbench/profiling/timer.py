@@ -222,7 +222,9 @@ class Timer:
         return (clock() - start) * 1000.0
 
     def _sampler(self) -> Callable[[], float]:
-        if not self.device.startswith("cuda"):
+        if not self.device.startswith("cuda") or not _torch_has_cuda():
+            # without a CUDA torch (numba's CUDA simulator, a CPU build) the callable's own
+            # synchronisation makes the wall clock right
             return self._time_once
         import torch
 
@@ -267,3 +269,12 @@ class Timer:
             if gc_was_enabled:
                 gc.enable()
         return Measurement(tuple(samples), tuple(warm), self.label)
+
+
+def _torch_has_cuda() -> bool:
+    """Whether torch is installed with a usable CUDA device (CUDA events need one)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

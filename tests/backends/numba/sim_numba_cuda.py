@@ -220,3 +220,11 @@ def test_classic_cnn_ops_in_one_graph_match_onnxruntime(backend) -> None:
     inputs = model.example_inputs(batch_size=1)
     (got,) = backend.compile(model, "cuda:0").run(inputs)
     assert_close(got, ort_outputs(model, inputs)[0], scope="model")
+
+
+def test_profile_in_the_simulator_times_with_the_wall_clock(backend) -> None:
+    """torch here has no CUDA, so CUDA events cannot time the simulator: the timer falls
+    back to the wall clock around the runner, which synchronises the device itself."""
+    model, inputs, _ = tiny_case(next(iter(TINY_CASES)))
+    p = wb.profile(model, "numba-cuda", "cuda:0", inputs=inputs, layers=False, budget_s=0.05)
+    assert p.device == "cuda:0" and p.latency.n >= 1 and p.latency.median > 0
