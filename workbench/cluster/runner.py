@@ -261,6 +261,7 @@ class DaskRunner:
             batch_size=run.batch_size,
             budget_s=run.budget_s,
             options=dict(run.options),
+            output=run.output,
         )
 
     def _result(self, future: Any, point: Point, run: Any) -> tuple[dict[str, Any], Any]:

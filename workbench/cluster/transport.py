@@ -56,6 +56,7 @@ class SweepPayload:
         batch_size: the latency batch size.
         budget_s: seconds of timing per point.
         options: backend options.
+        output: the model output the metric scores (None: `evaluate` chooses).
     """
 
     token: str
@@ -66,6 +67,7 @@ class SweepPayload:
     batch_size: int
     budget_s: float
     options: dict[str, Any]
+    output: str | int | None = None
 
 
 def pack_model(model: Model, trust: bool = False) -> ModelPackage:

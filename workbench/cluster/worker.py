@@ -141,6 +141,7 @@ def _sweep(shared: SweepPayload) -> tuple[Any, dict[str, Any]]:
                 shared.budget_s,
                 shared.options,
                 shared.calibration,
+                shared.output,
             )
             _sweeps[shared.token] = (runner, {})
         return _sweeps[shared.token]

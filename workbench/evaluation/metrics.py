@@ -5,6 +5,13 @@ direction (accuracy: higher is better; MSE: lower is better), which sweeps use t
 the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``;
 any callable ``fn(outputs, labels) -> float`` works too (set ``fn.higher_is_better =
 False`` for an error metric, or wrap it in `Metric`).
+
+A model with several outputs (a converted classifier's ``label`` and ``probabilities``,
+an anomaly detector's ``label`` and ``scores``) is scored on one of them: the one named
+by ``output=``, else the first, in order of preference (a probabilities, logits or
+scores name, a float type, the model's order), that the metric fits. A built-in metric
+refuses an output whose shape and type it does not fit, in one line, rather than return
+a number computed on the wrong thing (an argmax over a vector of predicted labels).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class Metric:
         higher_is_better: True for scores (accuracy), False for errors (MSE).
         points: how many "points" one unit of the metric is, for budgets such as
             `suggest`'s ``max_drop`` (100 for fractions like accuracy: 1 point = 1%).
+        misfit: ``misfit(output) -> reason``: why the metric cannot score this output
+            (its shape or dtype), or ``""`` when it can; None accepts every output.
 
     Example:
         >>> rmse = Metric("rmse", lambda y, t: float(np.sqrt(((y - t) ** 2).mean())), False)
@@ -42,9 +51,14 @@ class Metric:
     fn: Callable[[np.ndarray, np.ndarray], float]
     higher_is_better: bool = True
     points: float = 1.0
+    misfit: Callable[[np.ndarray], str] | None = None
 
     def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         return float(self.fn(outputs, labels))
+
+    def why_not(self, output: np.ndarray) -> str:
+        """Why this metric cannot score ``output`` (one model output), or ``""``."""
+        return self.misfit(output) if self.misfit is not None else ""
 
 
 def _classes(labels: np.ndarray) -> np.ndarray:
@@ -52,9 +66,40 @@ def _classes(labels: np.ndarray) -> np.ndarray:
     return labels.argmax(-1) if labels.ndim > 1 else labels
 
 
+def _is_labels(outputs: np.ndarray) -> bool:
+    """Predicted class labels: integers, one per sample (``(N,)`` or ``(N, 1)``)."""
+    integer = outputs.dtype.kind in "iub"
+    return integer and (outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1))
+
+
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of samples whose highest-scoring class is the label (in [0, 1])."""
-    return float((outputs.argmax(-1) == _classes(labels)).mean())
+    """Fraction of samples whose highest-scoring class is the label (in [0, 1]).
+
+    ``outputs`` are class scores (``(N, classes)``, probabilities or logits), or the
+    predicted labels themselves (integers, ``(N,)`` or ``(N, 1)``).
+    """
+    predicted = outputs.reshape(-1) if _is_labels(outputs) else outputs.argmax(-1)
+    return float((predicted == _classes(labels)).mean())
+
+
+def _class_scores_misfit(outputs: np.ndarray) -> str:
+    if outputs.dtype.kind != "f":
+        return f"it needs class scores (floats), not {outputs.dtype} values"
+    if outputs.ndim < 2 or outputs.shape[-1] < 2:
+        return (
+            "it needs class scores, one column per class (N, classes), not "
+            f"{outputs.shape[-1] if outputs.ndim else 1} value(s) per sample"
+        )
+    return ""
+
+
+def _accuracy_misfit(outputs: np.ndarray) -> str:
+    return "" if _is_labels(outputs) else _class_scores_misfit(outputs)
+
+
+def _values_misfit(outputs: np.ndarray) -> str:
+    kind = outputs.dtype.kind
+    return "" if kind == "f" else f"it compares float values, not {outputs.dtype} ones"
 
 
 def top_k(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -78,9 +123,9 @@ def mae(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric("accuracy", accuracy, True, 100.0),
-    "mse": Metric("mse", mse, False),
-    "mae": Metric("mae", mae, False),
+    "accuracy": Metric("accuracy", accuracy, True, 100.0, _accuracy_misfit),
+    "mse": Metric("mse", mse, False, misfit=_values_misfit),
+    "mae": Metric("mae", mae, False, misfit=_values_misfit),
 }
 
 
@@ -98,7 +143,7 @@ def get_metric(metric: str | Metric | Callable[..., float]) -> Metric:
     found = re.fullmatch(r"top-?(\d+)", str(metric).lower())
     if found:
         k = int(found.group(1))
-        return Metric(f"top{k}", top_k(k), True, 100.0)
+        return Metric(f"top{k}", top_k(k), True, 100.0, _class_scores_misfit)
     if metric in METRICS:
         return METRICS[metric]
     raise WorkbenchError(
@@ -122,6 +167,7 @@ class Evaluation:
         num_samples: samples evaluated.
         dataset: dataset name, when known.
         seconds: wall time of the evaluation, in seconds (not a latency measurement).
+        output: the name of the model output that was scored.
     """
 
     metric: str
@@ -134,6 +180,7 @@ class Evaluation:
     num_samples: int
     dataset: str = ""
     seconds: float = 0.0
+    output: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -156,6 +203,7 @@ class Evaluation:
             (self.metric, self._value_text()),
             ("model", f"{self.model} [{self.recipe}]"),
             ("on", f"{self.backend}/{self.device}"),
+            *([("output", self.output)] if self.output else []),
             ("samples", f"{self.num_samples:,}" + (f" of {self.dataset}" if self.dataset else "")),
             ("took", format_seconds(self.seconds)),
         ]
@@ -182,12 +230,13 @@ def evaluate(
     device: str = "cpu",
     metric: str | Metric | Callable[..., float] = "accuracy",
     *,
+    output: str | int | None = None,
     options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     bar: bool = True,
 ) -> Evaluation:
-    """Run ``model`` over ``data`` on a backend and score its first output.
+    """Run ``model`` over ``data`` on a backend and score one of its outputs.
 
     Never changes ``model``; the backend synchronises the device after each batch.
 
@@ -197,6 +246,9 @@ def evaluate(
         backend: backend name; default ``"torch"`` for torch models, else ``"onnxruntime"``.
         device: device string.
         metric: ``"accuracy"``, ``"top5"``, ``"mse"``, ``"mae"``, a `Metric` or a callable.
+        output: the output to score, by name (``"probabilities"``, ``"logits"``) or
+            index; default the first the metric fits, preferring probabilities, logits
+            or scores over predicted labels (see `pick_output`).
         options: backend options for ``compile`` (e.g. ``{"threads": 1}``).
         progress: ``progress(fraction, message)`` callback (replaces the tqdm bar).
         cancel: a `CancelToken` checked between batches.
@@ -208,7 +260,8 @@ def evaluate(
     Raises:
         UnsupportedModelError: the backend cannot run this model (e.g. torch on an ONNX
             model); DeviceUnavailableError; InputError for data that does not fit the
-            model; CancelledError.
+            model, an unknown ``output``, or a metric that does not fit the output
+            (accuracy on one float per sample); CancelledError.
 
     Example:
         >>> wb.evaluate(m, wb.samples.dataset("digits"), backend="onnxruntime").value
@@ -223,6 +276,7 @@ def evaluate(
     start = time.perf_counter()
     session = get_backend(backend).compile(model, device, **(options or {}))
     outputs, labels = [], []
+    chosen: tuple[int, str] | None = None
     try:
         total = len(data) if hasattr(data, "__len__") else None
         batches = track(
@@ -230,11 +284,14 @@ def evaluate(
         )
         for inputs, target in batches:
             feeds = inputs if isinstance(inputs, dict) else _tupled(inputs)
-            outputs.append(session.run(feeds)[0])
+            ran = session.run(feeds)
+            if chosen is None:
+                chosen = pick_output(output_names(model, len(ran)), ran, scorer, output)
+            outputs.append(ran[chosen[0]])
             labels.append(np.atleast_1d(to_numpy(target)))
     finally:
         session.close()
-    if not outputs:
+    if not outputs or chosen is None:
         raise InputError("the evaluation data holds no batches")
     value = scorer(np.concatenate(outputs), np.concatenate(labels))
     return Evaluation(
@@ -248,7 +305,83 @@ def evaluate(
         num_samples=sum(len(y) for y in labels),
         dataset=str(getattr(data, "name", "")),
         seconds=time.perf_counter() - start,
+        output=chosen[1],
     )
+
+
+#: output names that hold class scores or anomaly scores, not predicted labels
+_SCORE_NAMES = ("prob", "logit", "score")
+
+
+def output_names(model: Any, count: int) -> list[str]:
+    """The names of ``count`` outputs a session returned for ``model``: its output specs'
+    names when they match in number, else ``output_0``, ``output_1`` ..."""
+    names = [spec.name for spec in model.outputs]
+    return names if len(names) == count else [f"output_{i}" for i in range(count)]
+
+
+def pick_output(
+    names: list[str],
+    outputs: list[np.ndarray],
+    scorer: Metric,
+    output: str | int | None = None,
+) -> tuple[int, str]:
+    """Which of a model's outputs ``scorer`` scores: its index and name.
+
+    Named (or indexed) by ``output``, that one, if the metric fits it. Otherwise the
+    first the metric fits, in order of preference: a name holding ``prob``, ``logit``
+    or ``score``, then float outputs, then the model's order, so a converted
+    classifier's ``probabilities`` wins over its ``label`` and an anomaly detector's
+    ``scores`` over its ``label``.
+
+    Args:
+        names: the outputs' names, in the order the session returns them.
+        outputs: one batch of outputs (their shapes and dtypes are checked).
+        scorer: the metric.
+        output: a name or an index, or None to choose.
+
+    Raises:
+        InputError: an unknown name or index, or no output (or not the named one) the
+            metric fits; the message lists every output with its shape and dtype.
+    """
+    described = ", ".join(_described(n, o) for n, o in zip(names, outputs, strict=True))
+    if output is not None:
+        index = _output_index(names, output)
+        if index is None:
+            raise InputError(f"the model has no output {output!r}; its outputs: {described}")
+        reason = scorer.why_not(np.asarray(outputs[index]))
+        if reason:
+            raise InputError(
+                f"{scorer.name} does not fit output {_described(names[index], outputs[index])}: "
+                f"{reason}; the model's outputs: {described}"
+            )
+        return index, names[index]
+    order = sorted(range(len(outputs)), key=lambda i: _preference(names[i], outputs[i], i))
+    reasons = []
+    for index in order:
+        reason = scorer.why_not(np.asarray(outputs[index]))
+        if not reason:
+            return index, names[index]
+        reasons.append(f"{names[index]}: {reason}")
+    raise InputError(
+        f"{scorer.name} fits none of the model's outputs ({'; '.join(reasons)}); "
+        "pick another metric, or a callable metric with output="
+    )
+
+
+def _output_index(names: list[str], output: str | int) -> int | None:
+    if isinstance(output, int) and not isinstance(output, bool):
+        return output % len(names) if -len(names) <= output < len(names) else None
+    return names.index(output) if output in names else None
+
+
+def _described(name: str, output: Any) -> str:
+    return f"{name!r} {list(np.shape(output))} {np.asarray(output).dtype}"
+
+
+def _preference(name: str, output: Any, index: int) -> tuple[int, int, int]:
+    scores = any(hint in name.lower() for hint in _SCORE_NAMES)
+    return (0 if scores else 1, 0 if np.asarray(output).dtype.kind == "f" else 1, index)
 
 
 def _tupled(inputs: Any) -> Any:

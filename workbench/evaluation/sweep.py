@@ -236,6 +236,7 @@ def sweep(
     devices: list[str] | tuple[str, ...] = ("cpu",),
     batch_size: int = 32,
     metric: Any = "accuracy",
+    output: str | int | None = None,
     calibration: Any = None,
     budget_s: float = 0.5,
     options: dict[str, Any] | None = None,
@@ -268,6 +269,8 @@ def sweep(
             failed points).
         batch_size: batch size of the latency measurement.
         metric: see `workbench.evaluation.metrics.get_metric`.
+        output: the model output the metric scores, by name or index (default: the
+            first it fits, probabilities or logits before labels; see `evaluate`).
         calibration: calibration / fine-tuning data for the transforms (a sample's
             training split when omitted).
         budget_s: time budget of each latency measurement, in seconds.
@@ -311,6 +314,7 @@ def sweep(
         devices=devices,
         batch_size=batch_size,
         metric=scorer,
+        output=output,
         calibration=calibration,
         budget_s=budget_s,
         options=options,
@@ -320,7 +324,9 @@ def sweep(
     done = store.done_keys(sweep_id, failed=not retry_failed)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
-    run = _PointRunner(model, data, scorer, batch_size, budget_s, options or {}, calibration)
+    run = _PointRunner(
+        model, data, scorer, batch_size, budget_s, options or {}, calibration, output
+    )
     # the point and its profile are saved atomically, as each point finishes
     save = functools.partial(store.save_point, sweep_id)
     try:
@@ -368,6 +374,7 @@ def sweep_identity(
     devices: Iterable[str] = ("cpu",),
     batch_size: int = 32,
     metric: Any = "accuracy",
+    output: str | int | None = None,
     calibration: Any = None,
     budget_s: float = 0.5,
     options: dict[str, Any] | None = None,
@@ -386,6 +393,8 @@ def sweep_identity(
         devices: device names.
         batch_size: the latency batch size.
         metric: a metric name or scorer (`get_metric`).
+        output: the output the metric scores; recorded only when given, so sweeps that
+            let `evaluate` choose keep their identity.
         calibration: the transforms' data, or None for the sample's training split.
         budget_s: the time budget of each latency measurement.
         options: backend options.
@@ -412,6 +421,7 @@ def sweep_identity(
         "data_fingerprint": data_fingerprint(data),
         "calibration_fingerprint": None if calibration is None else data_fingerprint(calibration),
         "versions": _versions(backends),
+        **({"output": output} if output is not None else {}),
     }
 
 
@@ -576,10 +586,11 @@ class _PointRunner:
         budget_s: float,
         options: dict[str, Any],
         calibration: Any,
+        output: str | int | None = None,
     ) -> None:
         self.model, self.data, self.scorer = model, data, scorer
         self.batch_size, self.budget_s, self.options = batch_size, budget_s, options
-        self.calibration = calibration
+        self.calibration, self.output = calibration, output
 
     def build(self, spec: Any) -> Model | Exception:
         from workbench.optimize.base import transform
@@ -638,7 +649,14 @@ class _PointRunner:
         check_supported(get_backend(backend), variant)
         start = time.perf_counter()
         score = evaluate(
-            variant, self.data, backend, device, self.scorer, options=options, bar=False
+            variant,
+            self.data,
+            backend,
+            device,
+            self.scorer,
+            output=self.output,
+            options=options,
+            bar=False,
         )
         result = profile(
             variant,

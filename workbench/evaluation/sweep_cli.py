@@ -61,6 +61,11 @@ def load_data(path: str, batch_size: int = 64) -> Any:
     return Dataset.from_arrays(x, y, batch_size=batch_size, name=str(path))
 
 
+def _output(text: str | None) -> str | int | None:
+    """``--output``: an index when it is a whole number, else an output name."""
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text
+
+
 def _run(args: argparse.Namespace) -> int:
     from workbench.cluster import sweep
     from workbench.loaders import load
@@ -76,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         devices=args.devices,
         batch_size=args.batch_size,
         metric=args.metric,
+        output=_output(args.output),
         budget_s=args.budget_s,
         options={"threads": args.threads} if args.threads else None,
         store=args.store,
@@ -115,6 +121,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=["cpu"])
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--metric", default="accuracy")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="model output the metric scores, by name or index (default: the first it "
+        "fits, probabilities or logits before predicted labels)",
+    )
     p.add_argument(
         "--data", default=None, help=".npz with arrays x and y (default: a sample's test split)"
     )
