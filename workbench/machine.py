@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.backends.cpus import cpu_budget
+
 _SIMD_LEVELS = (  # best first: (cpuinfo flag, display name)
     ("amx_tile", "AMX"),
     ("avx512f", "AVX-512"),
@@ -26,7 +28,11 @@ _SIMD_LEVELS = (  # best first: (cpuinfo flag, display name)
 
 @cache
 def cpu_info() -> dict[str, Any]:
-    """CPU model, core counts, SIMD level (``AVX2``, ``AVX-512``, ``AMX``, ``NEON``), flags."""
+    """CPU model, core counts, SIMD level (``AVX2``, ``AVX-512``, ``AMX``, ``NEON``), flags.
+
+    ``usable_cores`` counts the CPUs this process may use: its affinity capped by its
+    cgroup's CPU quota (a container's 2 CPUs on a 64-core host are 2).
+    """
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -47,9 +53,7 @@ def cpu_info() -> dict[str, Any]:
         "arch": platform.machine(),
         "physical_cores": psutil.cpu_count(logical=False) or os.cpu_count(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "usable_cores": cpu_budget().available,
         "simd": simd[0] if simd else "unknown",
         "simd_all": simd,
         "flags": sorted(flags),
@@ -100,19 +104,37 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def environment() -> dict[str, Any]:
-    """Everything a profile records about where it ran."""
+def environment(threads: int | None = None, root: str = "/") -> dict[str, Any]:
+    """Everything a result records about where it ran.
+
+    Besides versions and the CPU: ``cpus`` (the CPUs the process may use: affinity,
+    cgroup quota, the machine's count; see `workbench.backends.cpus.CpuBudget`),
+    ``load`` (1, 5, 15 minute load averages now) and ``threads`` (the runtime's thread
+    count, when the caller knows it). How busy the machine was *during* a measurement
+    is on its `Measurement.contention`.
+
+    Args:
+        threads: the thread count the measured runtime used.
+        root: the file-system root ``/proc`` and ``/sys`` are read under (tests).
+    """
     import sys
 
+    from workbench.backends.cpus import read_sample
+
     cpu = cpu_info()
+    budget = cpu_budget(root)
     env: dict[str, Any] = {
         "versions": library_versions(),
         "platform": platform.platform(),
         "cpu": cpu["model"],
         "simd": cpu["simd"],
-        "cores": cpu["usable_cores"],
+        "cores": budget.available,
+        "cpus": budget.to_dict(),
+        "load": list(read_sample(root).load),
         "hostname": platform.node(),
     }
+    if threads is not None:
+        env["threads"] = threads
     if "torch" in sys.modules:  # only describe GPUs/threads when torch is already loaded
         import torch
 
@@ -180,7 +202,7 @@ def describe_machine() -> str:
     """One paragraph: CPU, cores, SIMD, memory, GPUs."""
     cpu = cpu_info()
     text = (
-        f"{cpu['model']} ({cpu['arch']}), {cpu['usable_cores']} usable cores, "
+        f"{cpu['model']} ({cpu['arch']}), {cpu_budget().text()} usable, "
         f"SIMD {cpu['simd']}, {cpu['memory_bytes'] / 2**30:.0f} GiB RAM"
     )
     gpus = gpu_info()

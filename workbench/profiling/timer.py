@@ -1,12 +1,19 @@
 """Honest timing: warm-up, adaptive repeats, kept samples, lazy statistics, noise verdict.
 
 `Timer.clock` is a class attribute so tests can swap in a fake clock
-(`workbench.testing.FakeClock`) and check the statistics exactly.
+(`workbench.testing.FakeClock`) and check the statistics exactly; `Timer.probe` likewise
+reads the CPU counters around each measurement (tests: a fake ``/proc`` tree).
+
+The verdict (`Measurement.noise_reasons`) joins what the samples say (their spread) to
+what the machine said while they were taken (`workbench.backends.cpus.Contention`: other
+processes on our CPUs, the load, steal, quota throttling, more threads than CPUs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import html
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +22,9 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
+
+from workbench.backends.cpus import Contention, CpuSample, contention_between, cpu_budget
+from workbench.backends.cpus import read_sample as read_cpu_sample
 
 #: IQR / median above which a run is flagged noisy (torch.utils.benchmark uses the same).
 NOISE_THRESHOLD = 0.10
@@ -31,11 +41,17 @@ class Measurement:
         samples_ms: one duration per timed call, in milliseconds.
         warmup_ms: durations of the warm-up calls, in milliseconds.
         label: what was timed (e.g. ``"digits-cnn onnxruntime cpu bs=32"``).
+        contention: how busy the machine was while the samples were taken (None: not
+            watched, e.g. a measurement rebuilt from samples alone).
+        attempts: how many times it was measured (a noisy one is measured again, bounded;
+            see `remeasure`): this is the last or the least noisy.
     """
 
     samples_ms: tuple[float, ...]
     warmup_ms: tuple[float, ...] = ()
     label: str = ""
+    contention: Contention | None = None
+    attempts: int = 1
     _sorted: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,10 +113,32 @@ class Measurement:
         lo, hi = self.median_ci
         return (hi - lo) / 2 / self.median if self.median > 0 else math.inf
 
+    @cached_property
+    def noise_reasons(self) -> tuple[str, ...]:
+        """Why this measurement cannot be trusted, one phrase each (empty: it can).
+
+        The spread of the samples (IQR above `NOISE_THRESHOLD` of the median), and what
+        the machine did meanwhile (`Contention.reasons`: ``"load 3.8 on 2 CPUs"``...).
+        """
+        reasons = []
+        if self.median > 0 and self.iqr / self.median > NOISE_THRESHOLD:
+            reasons.append(f"spread (IQR) {self.iqr / self.median:.0%} of the median")
+        if self.contention is not None:
+            reasons.extend(self.contention.reasons)
+        return tuple(reasons)
+
     @property
     def noisy(self) -> bool:
-        """True when the spread (IQR / median) exceeds `NOISE_THRESHOLD`."""
-        return self.median > 0 and self.iqr / self.median > NOISE_THRESHOLD
+        """True when the samples spread too much or the machine was contended."""
+        return bool(self.noise_reasons)
+
+    @property
+    def verdict(self) -> str:
+        """A short text for tables: ``"noisy: load 3.8 on 2 CPUs"``, or "" when clean."""
+        if not self.noisy:
+            return ""
+        tried = f" (measured {self.attempts} times)" if self.attempts > 1 else ""
+        return f"noisy: {'; '.join(self.noise_reasons)}{tried}"
 
     def throughput(self, batch_size: int) -> float:
         """Items per second at the median latency."""
@@ -122,28 +160,40 @@ class Measurement:
             "ci_low": lo,
             "ci_high": hi,
             "noisy": self.noisy,
+            "verdict": self.verdict,
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Statistics plus the raw samples, for JSON."""
+        """Statistics plus the raw samples and the machine's contention, for JSON."""
         return {
             **self.stats(),
             "samples_ms": list(self.samples_ms),
             "warmup_ms": list(self.warmup_ms),
             "label": self.label,
+            "contention": self.contention.to_dict() if self.contention else None,
+            "attempts": self.attempts,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         """Rebuild from `to_dict` output (statistics are recomputed from the samples)."""
+        contention = data.get("contention")
         return cls(
-            tuple(data["samples_ms"]), tuple(data.get("warmup_ms", ())), data.get("label", "")
+            tuple(data["samples_ms"]),
+            tuple(data.get("warmup_ms", ())),
+            data.get("label", ""),
+            Contention.from_dict(contention) if contention else None,
+            int(data.get("attempts", 1)),
         )
+
+    def with_attempts(self, attempts: int) -> Measurement:
+        """The same measurement, saying it was measured ``attempts`` times."""
+        return dataclasses.replace(self, attempts=attempts)
 
     def __repr__(self) -> str:
         from workbench.units import format_ms
 
-        flag = "  (noisy)" if self.noisy else ""
+        flag = f"  ({self.verdict})" if self.noisy else ""
         return (
             f"Measurement({self.label + ': ' if self.label else ''}"
             f"median {format_ms(self.median)}, p90 {format_ms(self.p90)}, "
@@ -161,7 +211,7 @@ class Measurement:
         ]
         facts += [(k, format_ms(getattr(self, k))) for k in ("mean", "p90", "p99", "std", "min")]
         facts.append(("samples", f"{self.n:,}"))
-        warn = "<i>noisy run: IQR above 10% of the median</i>" if self.noisy else ""
+        warn = f"<i>{html.escape(self.verdict)}</i>" if self.noisy else ""
         return summary_html(self.label or "Measurement", facts, self._histogram_svg() + warn)
 
     def _histogram_svg(self) -> str:
@@ -188,13 +238,20 @@ class Timer:
     median (after ``min_repeats``), or the time ``budget_s`` is spent, or
     ``max_repeats`` is reached. Garbage collection is paused while timing. On CUDA
     devices, pass ``device="cuda:N"`` to time with CUDA events; the callable must
-    still synchronise, as `Session.runner` callables do.
+    still synchronise, as `Session.runner` callables do. The CPU counters are read
+    before and after the timed runs, and the `Measurement` carries the `Contention`
+    they show; ``threads`` (the runtime's thread count, when known) is checked against
+    the CPUs available.
 
     Example:
         >>> Timer(session.runner(x), budget_s=1.0).measure().median
     """
 
     clock: ClassVar[Callable[[], float]] = time.perf_counter
+    #: reads the CPU counters before and after the timed runs (tests swap in a fake)
+    probe: ClassVar[Callable[[], CpuSample]] = read_cpu_sample
+    #: the CPUs the process may use (tests swap in a fake)
+    budget: ClassVar[Callable[[], Any]] = cpu_budget
 
     def __init__(
         self,
@@ -208,8 +265,10 @@ class Timer:
         target_rel_ci: float = 0.02,
         device: str = "cpu",
         label: str = "",
+        threads: int | None = None,
     ) -> None:
         self.fn = fn
+        self.threads = threads
         self.warmup, self.warmup_s = warmup, warmup_s
         self.min_repeats, self.max_repeats = min_repeats, max_repeats
         self.budget_s, self.target_rel_ci = budget_s, target_rel_ci
@@ -253,6 +312,8 @@ class Timer:
                 if len(warm) >= 100 * max(1, self.warmup):
                     break
             samples: list[float] = []
+            cls = type(self)
+            before = cls.probe()
             start = clock()
             while len(samples) < self.max_repeats:
                 samples.append(sample())
@@ -265,10 +326,35 @@ class Timer:
                     and Measurement(tuple(samples)).relative_ci <= self.target_rel_ci
                 ):
                     break
+            contention = contention_between(before, cls.probe(), cls.budget(), self.threads)
         finally:
             if gc_was_enabled:
                 gc.enable()
-        return Measurement(tuple(samples), tuple(warm), self.label)
+        return Measurement(tuple(samples), tuple(warm), self.label, contention)
+
+
+def remeasure(measure: Callable[[], Measurement], attempts: int = 3) -> Measurement:
+    """Measure again while the result is noisy, at most ``attempts`` times in all.
+
+    Returns the first clean measurement, or else the least noisy one (the narrowest
+    confidence interval of the median), saying how many times it was measured: a
+    noisy result that survives its retries is shown as noisy, never as clean.
+
+    Args:
+        measure: takes one measurement (e.g. ``Timer(...).measure``).
+        attempts: at most this many measurements (1: no retry).
+
+    Example:
+        >>> m = remeasure(Timer(runner, budget_s=1.0).measure)
+        >>> m.verdict  # "" or "noisy: ... (measured 3 times)"
+    """
+    tried: list[Measurement] = []
+    for _ in range(max(1, attempts)):
+        tried.append(measure())
+        if not tried[-1].noisy:
+            break
+    best = tried[-1] if not tried[-1].noisy else min(tried, key=lambda m: m.relative_ci)
+    return best.with_attempts(len(tried))
 
 
 def _torch_has_cuda() -> bool:
