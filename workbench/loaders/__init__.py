@@ -30,11 +30,18 @@ def load(
 ) -> Model:
     """Load a model from an ``nn.Module``, a file, ONNX bytes or a sample name.
 
+    A string naming a sample (`workbench.samples.names`) is that sample, even where a file
+    of that name is in the working directory: load such a file by a path that looks like
+    one (``"./digits-cnn"``) or a ``pathlib.Path``.
+
     Args:
         source: a ``torch.nn.Module`` (with ``example_inputs``), an
             ``ExportedProgram``, a path to ``.onnx`` / ``.pt2`` / TorchScript, ONNX bytes,
-            an ``onnx.ModelProto``, or a sample name such as ``"digits-cnn"``.
-        example_inputs: a tensor or tuple of tensors (torch modules and TorchScript).
+            an ``onnx.ModelProto``, a fitted scikit-learn / XGBoost / LightGBM model, an
+            XGBoost ``.json`` / ``.ubj`` or LightGBM text file (docs/trees.md), or a
+            sample name such as ``"digits-cnn"``.
+        example_inputs: a tensor or tuple of tensors (torch modules and TorchScript);
+            for a tree model, feature rows its ONNX conversion is checked on.
         name: display name.
         input_names: input names for a torch module (default: ``forward``'s arguments).
         onnx_path: a ready ONNX export of the torch module, reused by `Model.to_onnx`.
@@ -80,7 +87,19 @@ def load(
         return from_module(
             source, example_inputs, name=name, input_names=input_names, onnx_path=onnx_path
         )
+    from workbench.loaders.trees import is_tree_object
+
+    if is_tree_object(source):  # example_inputs: rows the ONNX conversion is checked on
+        from workbench.loaders.trees import from_estimator
+
+        return from_estimator(source, data=example_inputs, name=name)
     if isinstance(source, str | Path):
+        from workbench.loaders import samples
+
+        # a sample's name is the sample even beside a file of that name: a file is loaded
+        # by a path that looks like one ("./digits-cnn") or a pathlib.Path
+        if isinstance(source, str) and source in samples.names():
+            return samples.load(source)
         return _load_path(Path(source), example_inputs, name, trust, max_bytes)
     raise ModelLoadError(
         f"cannot load a {type(source).__name__}: pass an nn.Module with example_inputs, "
@@ -94,8 +113,6 @@ def _load_path(
     if not path.exists():
         from workbench.loaders import samples
 
-        if str(path) in samples.names():
-            return samples.load(str(path))
         raise ModelLoadError(
             f"no such file: {path} (and not a sample name; samples: {', '.join(samples.names())})"
         )
@@ -109,8 +126,14 @@ def _load_path(
     if path.suffix.lower() in _TORCH_SUFFIXES:
         from workbench.loaders.torch import load_torch_file
 
-        return load_torch_file(path, example_inputs=example_inputs, name=name, trust=trust)
+        return load_torch_file(
+            path, example_inputs=example_inputs, name=name, trust=trust, max_bytes=max_bytes
+        )
+    from workbench.loaders.trees import TREE_SUFFIXES, load_tree_file
+
+    if path.suffix.lower() in TREE_SUFFIXES:
+        return load_tree_file(path, data=example_inputs, name=name, trust=trust)
     raise ModelLoadError(
         f"unknown model file type {path.suffix!r} for {path}: expected .onnx, .pt2, .pt "
-        "(TorchScript) or a sample name"
+        "(TorchScript), a tree model (.json, .ubj, .txt) or a sample name"
     )

@@ -1,0 +1,304 @@
+"""The trees inside an ONNX-ML ``TreeEnsemble*`` node, as flat node arrays.
+
+`ensemble_of` reads one ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (ai.onnx.ml
+opsets 1-3) or ``TreeEnsemble`` (opset 5) node into a `TreeArrays`: one row per node of
+every tree, renumbered depth first so that a node's true child is the next row (the
+walk down a tree then reads memory forwards), with leaf weights in compressed rows.
+The Numba kernels, the profiling facts (nodes, depths) and the tree transforms all read
+this one form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.errors import UnsupportedModelError
+
+if TYPE_CHECKING:
+    import onnx
+
+#: split modes, in the order of the opset-5 ``TreeEnsemble`` enumeration; `LEAF` marks a leaf
+MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
+LEAF = -1
+AGGREGATES = ("SUM", "AVERAGE", "MIN", "MAX")
+POST_TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
+_NEW_AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")  # the opset-5 op numbers them this way
+TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"})
+
+
+@dataclass(frozen=True)
+class TreeArrays:
+    """One ensemble node's trees, flat.
+
+    Attributes:
+        op_type: the ONNX op type.
+        roots: int32 ``(trees,)``: row of each tree's root.
+        feature: int32 ``(nodes,)``: feature a split reads; -1 for a leaf.
+        threshold: ``(nodes,)`` split thresholds (float32, or float64 for ``*_as_tensor``).
+        mode: int8 ``(nodes,)``: index into `MODES`, or `LEAF`.
+        false_child: int32 ``(nodes,)``: row taken when the test fails (the true child
+            is the next row); -1 for a leaf.
+        missing_true: bool ``(nodes,)``: a NaN feature takes the true branch.
+        leaf_start, leaf_count: int32 ``(nodes,)``: a leaf's weights in `leaf_target` /
+            `leaf_weight`.
+        leaf_target: int32 ``(weights,)``: class or target each weight adds to.
+        leaf_weight: float64 ``(weights,)``.
+        n_targets: number of classes or targets.
+        aggregate: index into `AGGREGATES`.
+        post_transform: index into `POST_TRANSFORMS`.
+        base_values: float64 ``(0, 1 or n_targets,)``.
+        class_labels: int64 class labels (classifiers only, else empty).
+        depth: int32 ``(nodes,)``: depth of each node (root 0).
+    """
+
+    op_type: str
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    mode: np.ndarray
+    false_child: np.ndarray
+    missing_true: np.ndarray
+    leaf_start: np.ndarray
+    leaf_count: np.ndarray
+    leaf_target: np.ndarray
+    leaf_weight: np.ndarray
+    n_targets: int
+    aggregate: int
+    post_transform: int
+    base_values: np.ndarray
+    class_labels: np.ndarray
+    depth: np.ndarray
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.feature)
+
+    @property
+    def n_leaves(self) -> int:
+        return int((self.mode == LEAF).sum())
+
+    @property
+    def max_depth(self) -> int:
+        """Depth of the deepest leaf (a single-leaf tree has depth 0)."""
+        return int(self.depth.max(initial=0))
+
+
+def ensembles(proto: onnx.ModelProto) -> Iterator[TreeArrays]:
+    """Every tree-ensemble node of ``proto``'s main graph, in graph order."""
+    for node in proto.graph.node:
+        if node.op_type in TREE_OPS and node.domain == "ai.onnx.ml":
+            yield ensemble_of(node)
+
+
+def ensemble_of(node: onnx.NodeProto | Any) -> TreeArrays:
+    """The `TreeArrays` of one ensemble node (an ``onnx.NodeProto``).
+
+    Raises:
+        UnsupportedModelError: string class labels, set-membership splits or a node id
+            that no tree lists (a malformed graph).
+    """
+    from workbench.loaders.onnx import node_attributes
+
+    attrs = node_attributes(node)
+    if node.op_type == "TreeEnsemble":
+        return _from_opset5(attrs)
+    return _from_legacy(node.op_type, attrs)
+
+
+def _tensor_or_list(attrs: dict[str, Any], name: str, dtype: Any) -> np.ndarray:
+    from onnx import numpy_helper
+
+    if f"{name}_as_tensor" in attrs:
+        return np.asarray(numpy_helper.to_array(attrs[f"{name}_as_tensor"]))
+    return np.asarray(attrs.get(name, []), dtype=dtype)
+
+
+def _from_legacy(op_type: str, attrs: dict[str, Any]) -> TreeArrays:
+    classifier = op_type == "TreeEnsembleClassifier"
+    if classifier and "classlabels_strings" in attrs:
+        raise UnsupportedModelError(
+            "TreeEnsembleClassifier with string class labels: convert the labels to "
+            "integers (e.g. with a LabelEncoder) before converting the model"
+        )
+    prefix = "class" if classifier else "target"
+    tree_ids = np.asarray(attrs["nodes_treeids"], dtype=np.int64)
+    node_ids = np.asarray(attrs["nodes_nodeids"], dtype=np.int64)
+    modes = attrs["nodes_modes"]
+    codes = np.array([LEAF if m == "LEAF" else _mode(m) for m in modes], dtype=np.int8)
+    missing = np.asarray(attrs.get("nodes_missing_value_tracks_true", []), dtype=bool)
+    key = {(int(t), int(n)): i for i, (t, n) in enumerate(zip(tree_ids, node_ids, strict=True))}
+    true_ids = np.asarray(attrs["nodes_truenodeids"], dtype=np.int64)
+    false_ids = np.asarray(attrs["nodes_falsenodeids"], dtype=np.int64)
+    weights: dict[int, list[tuple[int, float]]] = {}
+    w_trees = np.asarray(attrs.get(f"{prefix}_treeids", []), dtype=np.int64)
+    w_nodes = np.asarray(attrs.get(f"{prefix}_nodeids", []), dtype=np.int64)
+    w_ids = np.asarray(attrs.get(f"{prefix}_ids", []), dtype=np.int64)
+    w_values = _tensor_or_list(attrs, f"{prefix}_weights", np.float32).astype(np.float64)
+    for t, n, target, value in zip(w_trees, w_nodes, w_ids, w_values, strict=True):
+        weights.setdefault(_lookup(key, int(t), int(n)), []).append((int(target), float(value)))
+    roots = [key.get((int(t), 0), -1) for t in dict.fromkeys(tree_ids)]
+    if -1 in roots:
+        raise UnsupportedModelError("a tree of the ensemble has no node 0 (its root)")
+
+    def children(i: int) -> tuple[int, int]:
+        t = int(tree_ids[i])
+        return _lookup(key, t, int(true_ids[i])), _lookup(key, t, int(false_ids[i]))
+
+    labels = np.asarray(attrs.get("classlabels_int64s", []), dtype=np.int64)
+    n_targets = len(labels) if classifier else int(attrs.get("n_targets", 1))
+    aggregate = AGGREGATES.index(str(attrs.get("aggregate_function", "SUM")))
+    return _flatten(
+        op_type,
+        roots,
+        children,
+        feature=np.asarray(attrs["nodes_featureids"], dtype=np.int32),
+        threshold=_tensor_or_list(attrs, "nodes_values", np.float32),
+        mode=codes,
+        missing=missing if len(missing) else np.zeros(len(codes), dtype=bool),
+        weights=weights,
+        n_targets=n_targets,
+        aggregate=aggregate,
+        post_transform=POST_TRANSFORMS.index(str(attrs.get("post_transform", "NONE"))),
+        base_values=_tensor_or_list(attrs, "base_values", np.float32).astype(np.float64),
+        class_labels=labels,
+    )
+
+
+def _from_opset5(attrs: dict[str, Any]) -> TreeArrays:
+    from onnx import numpy_helper
+
+    splits = np.asarray(numpy_helper.to_array(attrs["nodes_splits"]))
+    modes = np.asarray(numpy_helper.to_array(attrs["nodes_modes"])).astype(np.int8)
+    if (modes > 5).any():
+        raise UnsupportedModelError(
+            "TreeEnsemble with set-membership (BRANCH_MEMBER) splits is not supported"
+        )
+    n_splits = len(splits)
+    leaf_targets = np.asarray(attrs["leaf_targetids"], dtype=np.int64)
+    leaf_weights = np.asarray(numpy_helper.to_array(attrs["leaf_weights"]), dtype=np.float64)
+    # leaves get rows after the splits: leaf j is row n_splits + j
+    true_ids = np.asarray(attrs["nodes_truenodeids"], dtype=np.int64)
+    false_ids = np.asarray(attrs["nodes_falsenodeids"], dtype=np.int64)
+    true_leaf = np.asarray(attrs.get("nodes_trueleafs", [0] * n_splits), dtype=bool)
+    false_leaf = np.asarray(attrs.get("nodes_falseleafs", [0] * n_splits), dtype=bool)
+    true_rows = np.where(true_leaf, true_ids + n_splits, true_ids)
+    false_rows = np.where(false_leaf, false_ids + n_splits, false_ids)
+    n_leaves = len(leaf_targets)
+    weights = {
+        n_splits + j: [(int(leaf_targets[j]), float(leaf_weights[j]))] for j in range(n_leaves)
+    }
+    missing = np.asarray(attrs.get("nodes_missing_value_tracks_true", [0] * n_splits), dtype=bool)
+    roots = [int(r) for r in attrs["tree_roots"]]
+
+    def children(i: int) -> tuple[int, int]:
+        return int(true_rows[i]), int(false_rows[i])
+
+    post = int(attrs.get("post_transform", 0))
+    return _flatten(
+        "TreeEnsemble",
+        roots,
+        children,
+        feature=np.concatenate(
+            [np.asarray(attrs["nodes_featureids"], np.int32), np.full(n_leaves, -1, np.int32)]
+        ),
+        threshold=np.concatenate([splits, np.zeros(n_leaves, splits.dtype)]),
+        mode=np.concatenate([modes, np.full(n_leaves, LEAF, np.int8)]),
+        missing=np.concatenate([missing, np.zeros(n_leaves, bool)]),
+        weights=weights,
+        n_targets=int(attrs["n_targets"]),
+        aggregate=AGGREGATES.index(_NEW_AGGREGATES[int(attrs.get("aggregate_function", 1))]),
+        post_transform=post,
+        base_values=np.zeros(0),
+        class_labels=np.zeros(0, np.int64),
+    )
+
+
+def _flatten(
+    op_type: str,
+    roots: list[int],
+    children: Any,
+    *,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    mode: np.ndarray,
+    missing: np.ndarray,
+    weights: dict[int, list[tuple[int, float]]],
+    n_targets: int,
+    aggregate: int,
+    post_transform: int,
+    base_values: np.ndarray,
+    class_labels: np.ndarray,
+) -> TreeArrays:
+    """Renumber every tree depth first (true child next) and pack the leaf weights."""
+    order: list[int] = []
+    depth: list[int] = []
+    new_roots = []
+    for root in roots:
+        new_roots.append(len(order))
+        stack = [(root, 0)]
+        while stack:
+            i, d = stack.pop()
+            order.append(i)
+            depth.append(d)
+            if mode[i] != LEAF:
+                true_child, false_child = children(i)
+                stack.append((false_child, d + 1))
+                stack.append((true_child, d + 1))
+    old = np.asarray(order, dtype=np.int64)
+    new_of = {int(o): n for n, o in enumerate(order)}
+    false_child = np.full(len(old), -1, dtype=np.int32)
+    targets: list[int] = []
+    values: list[float] = []
+    start = np.zeros(len(old), dtype=np.int32)
+    count = np.zeros(len(old), dtype=np.int32)
+    for n, o in enumerate(order):
+        if mode[o] != LEAF:
+            false_child[n] = new_of[children(o)[1]]
+            continue
+        start[n] = len(targets)
+        for target, value in weights.get(o, []):
+            targets.append(target)
+            values.append(value)
+        count[n] = len(targets) - start[n]
+    return TreeArrays(
+        op_type=op_type,
+        roots=np.asarray(new_roots, dtype=np.int32),
+        feature=np.where(mode[old] == LEAF, -1, feature[old]).astype(np.int32),
+        threshold=np.ascontiguousarray(threshold[old]),
+        mode=np.ascontiguousarray(mode[old]),
+        false_child=false_child,
+        missing_true=np.ascontiguousarray(missing[old]),
+        leaf_start=start,
+        leaf_count=count,
+        leaf_target=np.asarray(targets, dtype=np.int32),
+        leaf_weight=np.asarray(values, dtype=np.float64),
+        n_targets=n_targets,
+        aggregate=aggregate,
+        post_transform=post_transform,
+        base_values=base_values,
+        class_labels=class_labels,
+        depth=np.asarray(depth, dtype=np.int32),
+    )
+
+
+def _mode(name: str) -> int:
+    if name not in MODES:
+        raise UnsupportedModelError(f"tree split mode {name!r} is not supported; modes: {MODES}")
+    return MODES.index(name)
+
+
+def _lookup(key: dict[tuple[int, int], int], tree: int, node: int) -> int:
+    try:
+        return key[(tree, node)]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"tree {tree} refers to node {node}, which it does not list (a malformed graph)"
+        ) from None
