@@ -1,16 +1,22 @@
-"""The SQLite results store: profiles and sweep points round trip, runs are listed."""
+"""The SQLite results store: profiles and sweep points round trip, runs are listed, and
+no other application's database is ever written to."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import workbench as wb
+from workbench.errors import StoreError
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
-from workbench.store import STORE_ENV, Store, default_path, runs
+from workbench.store import _TABLES, APPLICATION_ID, STORE_ENV, Store, default_path, runs
 
 
 def _profile(model: str = "m", median: float = 2.0) -> Profile:
@@ -68,3 +74,76 @@ def test_runs_lists_profiles_and_sweeps(tmp_path: Path, monkeypatch) -> None:
     assert sweep_row["points"] == 1 and sweep_row["model"] == "a"
     assert sorted(table[table["kind"] == "profile"]["latency_ms"]) == [3.0, 4.0]
     assert wb.runs(path).shape == table.shape
+
+
+# ---- the store writes only to its own files ----------------------------------------------
+
+
+def _tables(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+
+
+def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"app.sqlite is not a workbench results store.*users"):
+        Store(path)
+    assert _tables(path) == ["users"] and path.read_bytes() == before
+
+
+def test_a_database_marked_by_another_application_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "marked.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA application_id = 1234")
+    with pytest.raises(StoreError, match="application id 1234"):
+        Store(path)
+
+
+def test_a_new_or_empty_file_becomes_a_marked_store(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    for path in (empty, tmp_path / "new.sqlite"):
+        Store(path).save_profile(_profile())
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert len(Store(path).runs()) == 1  # reopening our own store is fine
+
+
+def test_a_store_from_before_the_mark_opens_and_is_marked(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:  # the schema the store always wrote
+        for name in ("profiles", "points", "sweeps"):
+            db.execute(f"CREATE TABLE {name} ({_TABLES[name]})")
+        db.execute("INSERT INTO sweeps VALUES ('s1', '2026-01-01', 'm', '{}')")
+        db.commit()
+    assert Store(path).sweep_meta("s1") == {}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_corrupt_file_or_a_damaged_run_is_one_line(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    with pytest.raises(StoreError, match="file is not a database"):
+        Store(corrupt)
+    store = Store(tmp_path / "runs.sqlite")
+    run_id = store.save_profile(_profile())
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        # a payload that is a path must never be read as one
+        db.execute("UPDATE profiles SET payload='/etc/hostname' WHERE run_id=?", (run_id,))
+        db.commit()
+    with pytest.raises(StoreError, match=f"run '{run_id}' in .* is damaged"):
+        store.load_profile(run_id)
+
+
+def test_stores_opened_at_once_on_a_new_file_agree(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    with ThreadPoolExecutor(8) as pool:
+        stores = list(pool.map(lambda _: Store(path), range(8)))
+    for i, store in enumerate(stores):
+        store.save_profile(_profile(f"m{i}"))
+    assert len(runs(path)) == 8 and _tables(path) == ["points", "profiles", "sweeps"]

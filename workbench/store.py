@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.errors import StoreError, WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.profiling.profile import Profile
@@ -35,18 +35,18 @@ if TYPE_CHECKING:
 #: environment variable naming the store file
 STORE_ENV = "WORKBENCH_STORE"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS profiles (
-    run_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, recipe TEXT, backend TEXT,
-    device TEXT, batch_size INTEGER, latency_ms REAL, sweep_id TEXT, payload TEXT
-);
-CREATE TABLE IF NOT EXISTS points (
-    sweep_id TEXT, key TEXT, created_at TEXT, row TEXT, PRIMARY KEY (sweep_id, key)
-);
-CREATE TABLE IF NOT EXISTS sweeps (
-    sweep_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, meta TEXT
-);
-"""
+#: ``PRAGMA application_id`` of a workbench store ("WBst"): a file without it is not ours
+APPLICATION_ID = int.from_bytes(b"WBst", "big")
+
+#: the store's tables and their columns (a store from before the marker has exactly these)
+_TABLES = {
+    "profiles": (
+        "run_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, recipe TEXT, backend TEXT, "
+        "device TEXT, batch_size INTEGER, latency_ms REAL, sweep_id TEXT, payload TEXT"
+    ),
+    "points": "sweep_id TEXT, key TEXT, created_at TEXT, row TEXT, PRIMARY KEY (sweep_id, key)",
+    "sweeps": "sweep_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, meta TEXT",
+}
 
 _RUN_COLUMNS = [
     "run_id", "kind", "created_at", "model", "recipe", "backend", "device", "batch_size",
@@ -70,7 +70,10 @@ class Store:
             `default_path`. ``":memory:"`` is refused (each call opens a new connection).
 
     Raises:
-        WorkbenchError: the file cannot be created or is not a workbench store.
+        StoreError: the file cannot be created, or is not a workbench store: an SQLite
+            file is used only when it is empty, carries the store's ``application_id``,
+            or is a store written before that mark (exactly its three tables, marked
+            on opening). Another application's database is never written to.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -80,9 +83,12 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
-                db.executescript(_SCHEMA)
+                _claim(db, self.path)
         except (OSError, sqlite3.DatabaseError) as exc:
-            raise WorkbenchError(f"cannot open the results store at {self.path}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the results store at {self.path}: {exc}; give another file "
+                f"(--store, or ${STORE_ENV})"
+            ) from exc
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -105,6 +111,7 @@ class Store:
 
         Raises:
             KeyError: no such run.
+            StoreError: the stored run is not a readable profile.
         """
         from workbench.profiling.profile import Profile
 
@@ -112,7 +119,10 @@ class Store:
             found = db.execute("SELECT payload FROM profiles WHERE run_id=?", (run_id,)).fetchone()
         if found is None:
             raise KeyError(f"no saved profile with run id {run_id!r} in {self.path}")
-        return Profile.from_json(found[0])
+        try:
+            return Profile.from_dict(json.loads(found[0]))
+        except (TypeError, ValueError, WorkbenchError) as exc:
+            raise StoreError(f"run {run_id!r} in {self.path} is damaged: {exc}") from exc
 
     # ---- sweeps ------------------------------------------------------------------------
     def start_sweep(self, sweep_id: str, model: str, meta: dict[str, Any] | None = None) -> None:
@@ -263,6 +273,39 @@ def _insert_profile(db: sqlite3.Connection, profile: Profile, sweep_id: str | No
             profile.to_json(indent=None),
         ),
     )
+
+
+def _claim(db: sqlite3.Connection, path: Path) -> None:
+    """Check that ``db`` is a workbench store, making it one if it is empty or unmarked.
+
+    Runs in one immediate transaction, so two processes opening a new file at once
+    agree on it; refuses, without writing, any database with other tables.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    mark = db.execute("PRAGMA application_id").fetchone()[0]
+    found = {
+        name: [col[1] for col in db.execute(f"PRAGMA table_info({name!r})")]
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if mark != APPLICATION_ID:
+        ours = {name: [c.split()[0] for c in _columns(name)] for name in _TABLES}
+        if mark != 0 or (found and found != ours):
+            what = f"tables {', '.join(sorted(found))}" if found else f"application id {mark}"
+            raise StoreError(
+                f"{path} is not a workbench results store (it holds {what}); workbench "
+                f"writes only to its own stores: give another file (--store, or ${STORE_ENV})"
+            )
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    for name, definition in _TABLES.items():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({definition})")
+
+
+def _columns(table: str) -> list[str]:
+    """The column definitions of one of the store's tables."""
+    definition = _TABLES[table].split(", PRIMARY KEY")[0]
+    return [c.strip() for c in definition.split(",")]
 
 
 def _now() -> str:
