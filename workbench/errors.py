@@ -26,6 +26,14 @@ class InputError(WorkbenchError):
     """Inputs do not match the model's inputs (names, shapes or dtypes)."""
 
 
+class ParameterError(InputError):
+    """A numeric setting is of the wrong type or outside what can run (says the range)."""
+
+
+class StoreError(WorkbenchError):
+    """A results store cannot be opened, or the file is not a workbench store."""
+
+
 class UnknownBackendError(WorkbenchError):
     """No backend is registered under the requested name."""
 
