@@ -140,7 +140,8 @@ def test_free_cpus_subtracts_what_others_use(tmp_path: Path) -> None:
     proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
     assert cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=one_neighbour) == 1
     proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
-    assert cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=lambda s: None) == 2  # no tick seen: the whole budget
+    # no tick seen: the whole budget
+    assert cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=lambda s: None) == 2
 
 
 def test_default_threads_never_raises_the_runtimes_own_count(

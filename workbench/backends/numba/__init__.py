@@ -141,9 +141,10 @@ class NumbaOptions:
             (our cache-blocked kernel).
         layout: ``"nhwc"`` (default; convolutions run channels-last, see
             `workbench.backends.numba.layout`) or ``"nchw"`` (the ONNX layout throughout).
-        threads: cores a big BLAS product is split over, one single-threaded BLAS call
-            each (default: Numba's thread count). 1 keeps every product on one core,
-            steadier when other work shares the machine.
+        threads: threads the parallel loops run on and a big BLAS product is split
+            over, one single-threaded BLAS call each (default: Numba's thread count
+            capped by the CPUs free here, see `workbench.backends.cpus.default_threads`).
+            1 keeps every kernel on one core.
     """
 
     gemm: Literal["blas", "tiled"] = "blas"
@@ -198,12 +199,18 @@ class NumbaBackend:
         from workbench.backends.numba.executor import CpuDevice
         from workbench.backends.numba.session import NumbaSession
 
-        threads = numba.get_num_threads() if config.threads is None else config.threads
+        threads = config.threads
+        if threads is None:
+            from workbench.backends.cpus import default_threads
+
+            threads = default_threads(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
         if threads < 1:
             raise BackendOptionError(f"numba: threads must be at least 1, got {threads}")
         kernels = make_kernels(config.gemm, threads)
         channels_last = config.layout == "nhwc"
-        return NumbaSession(model, self.name, device, kernels, CpuDevice(), "cpu", channels_last)
+        return NumbaSession(
+            model, self.name, device, kernels, CpuDevice(), "cpu", channels_last, threads
+        )
 
     def register_kernel(
         self, op_type: str | None = None, fn: Any = None, *, node: str | None = None

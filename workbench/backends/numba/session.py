@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,10 +35,14 @@ class NumbaSession:
         device_api: Device,
         custom_device: str,
         channels_last: bool = False,
+        threads: int | None = None,
     ) -> None:
         from workbench.backends.numba import cpu_ops
 
         self.model = model
+        #: Numba threads its parallel loops run on (None: Numba's own count, on a GPU)
+        self.threads = threads
+        self._applied = False
         self.backend = backend
         self.device = device
         self._device = device_api
@@ -76,7 +79,8 @@ class NumbaSession:
             raise BackendError("this session is closed; compile the model again")
         checked = self.model.check_inputs(inputs)
         by_graph_name = dict(zip(self.graph.inputs, checked.values(), strict=True))
-        with self._memory_guard(checked):
+        # binding picks serial or parallel kernels by the thread count in force
+        with self._memory_guard(checked), self.settings():
             # staging allocates every planned buffer: where a too-large batch fails
             return self._executor, self._executor.stage(by_graph_name)
 
@@ -99,7 +103,8 @@ class NumbaSession:
             inputs: a dict of input name to array, a sequence in input order, or one array.
         """
         executor, plan = self._stage(inputs)
-        outputs = executor.execute(plan)
+        with self.settings():
+            outputs = executor.execute(plan)
         return [self._device.download(o) for o in outputs]
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
@@ -109,11 +114,16 @@ class NumbaSession:
         in the session's planned buffers (overwritten by the next call).
         """
         executor, plan = self._stage(inputs)
-        executor.execute(plan)  # compile outside the timed calls
+        with self.settings():
+            executor.execute(plan)  # compile outside the timed calls
         device = self._device
 
         def run_once() -> list[Any]:
-            outputs = executor.execute(plan)
+            if self._applied or self.threads is None:
+                outputs = executor.execute(plan)
+            else:
+                with self.settings():
+                    outputs = executor.execute(plan)
             device.synchronize()
             return outputs
 
@@ -129,9 +139,10 @@ class NumbaSession:
         with CUDA events.
         """
         executor, plan = self._stage(inputs)
-        executor.execute(plan)
-        self._device.synchronize()
-        return executor.layer_timings(plan, repeats)
+        with self.settings():
+            executor.execute(plan)
+            self._device.synchronize()
+            return executor.layer_timings(plan, repeats)
 
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """Only the executor's own timer: ``{"default": run_layers}``."""
@@ -142,12 +153,37 @@ class NumbaSession:
         from workbench.backends.numba.memory import planned_memory
 
         executor, plan = self._stage(inputs)
-        executor.execute(plan)  # kernels may fill their caches on the first run
+        with self.settings():
+            executor.execute(plan)  # kernels may fill their caches on the first run
         return planned_memory(plan, self.graph.consts)
 
-    def settings(self) -> AbstractContextManager[None]:
-        """Nothing process-wide to apply: the session changes no global setting."""
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        """Numba's thread count set to `threads` while inside, the caller's restored after.
+
+        Numba's count belongs to the calling thread, and its parallel loops wait for all
+        of their threads: the count holds only while this session runs or is measured.
+        `profile` enters it once around the measurement; the `runner` callable otherwise
+        sets it on each call. Nested entries, and a count already in force, are no-ops.
+        """
+        if self.threads is None or self._applied:
+            yield
+            return
+        import numba
+
+        before = numba.get_num_threads()
+        # Numba runs at most the NUMBA_NUM_THREADS it started with
+        wanted = min(self.threads, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+        if before == wanted:
+            yield
+            return
+        numba.set_num_threads(wanted)
+        self._applied = True
+        try:
+            yield
+        finally:
+            self._applied = False
+            numba.set_num_threads(before)
 
     def close(self) -> None:
         """Drop the plans and their buffers (device memory is freed with them)."""

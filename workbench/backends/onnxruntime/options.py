@@ -32,7 +32,8 @@ class OrtOptions:
     """Options of the onnxruntime backend's ``compile``.
 
     Attributes:
-        threads: intra-op threads (None or 0: ORT's default, one per physical core).
+        threads: intra-op threads (None or 0: ORT's default, one per physical core,
+            capped on the CPU by the CPUs free here; see `intra_op_threads`).
         optimization: graph optimisation level, ``"disabled" | "basic" | "extended" |
             "all"`` (``"disable"`` is accepted for ``"disabled"``).
         provider: an execution provider of the installed build
@@ -53,6 +54,33 @@ class OrtOptions:
     def __post_init__(self) -> None:
         if self.optimization == "disable":  # one spelling downstream (labels, stored options)
             object.__setattr__(self, "optimization", "disabled")
+
+
+def ort_default_threads() -> int:
+    """The intra-op threads ORT picks by itself: one per physical core."""
+    import os
+
+    import psutil
+
+    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+def intra_op_threads(threads: int | None, device: str = "cpu") -> int:
+    """The intra-op threads a session runs with: ``threads`` when given, else ORT's own
+    default capped by the CPUs free here (`workbench.backends.cpus.default_threads`).
+
+    ORT counts the machine's physical cores, not a container's quota, and its pool
+    spins on every core it has; capped, a quiet machine keeps ORT's count and a busy one
+    gets no thread more than it has free CPUs for. Other devices keep ORT's default.
+    """
+    if threads:
+        return threads
+    own = ort_default_threads()
+    if device != "cpu":
+        return own
+    from workbench.backends.cpus import default_threads
+
+    return default_threads(own)
 
 
 def session_options(

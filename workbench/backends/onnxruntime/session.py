@@ -13,7 +13,12 @@ import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.onnxruntime.layers import onnxruntime_layer_timings
-from workbench.backends.onnxruntime.options import OrtOptions, session_options
+from workbench.backends.onnxruntime.options import (
+    OrtOptions,
+    intra_op_threads,
+    ort_default_threads,
+    session_options,
+)
 from workbench.errors import BackendError, DeviceUnavailableError, InputError, out_of_memory
 
 if TYPE_CHECKING:
@@ -77,6 +82,7 @@ class OrtSession:
         options: the validated `OrtOptions`.
         provider: the execution provider serving ``device``.
         session: the ``onnxruntime.InferenceSession``.
+        threads: the intra-op threads it runs with (see `intra_op_threads`).
     """
 
     backend = "onnxruntime"
@@ -86,6 +92,7 @@ class OrtSession:
         self.device = device
         self.options = options or OrtOptions()
         self.provider = self.options.provider or provider_for(device)
+        self.threads = intra_op_threads(self.options.threads, device)
         #: facts a profile of this session reports (TensorRT's engine build)
         self.notes: list[str] = []
         self.engine_build_s: float | None = None
@@ -123,9 +130,11 @@ class OrtSession:
                 f"execution provider {self.provider!r} is not in this onnxruntime build; "
                 f"available: {', '.join(available)}"
             )
+        own = ort_default_threads()
         opts = session_options(
             self.options.optimization,
-            threads=self.options.threads,
+            # ORT's own default stays ORT's choice; only a cap or the user's count is set
+            threads=self.options.threads or (self.threads if self.threads < own else None),
             profiling=self.options.profiling,
         )
         providers = provider_chain(self.provider, available)

@@ -196,7 +196,7 @@ class TorchCompiledSession(TorchSession):
             self._prepare(tensors)
 
         def run_once() -> Any:
-            if self._applied or not self.options.threads:
+            if self._applied or not self.threads:
                 out = self._checked(tensors)
             else:
                 with self.settings():
