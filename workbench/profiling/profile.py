@@ -239,6 +239,7 @@ class Profile:
             "n": lat.n,
             "throughput_per_s": self.throughput,
             "noisy": lat.noisy,
+            "verdict": lat.verdict,
             "model_peak_bytes": self.memory.get("model_peak_bytes"),
             "process_rss_bytes": self.memory.get("process_rss_bytes"),
             "compile_s": self.compile_s,
@@ -271,7 +272,7 @@ class Profile:
         lines = [
             f"{self.label}",
             f"  latency  median {lat.median:.4g} ms  p90 {lat.p90:.4g}  p99 {lat.p99:.4g}  "
-            f"std {lat.std:.3g}  (n={lat.n}{', noisy' if lat.noisy else ''})",
+            f"std {lat.std:.3g}  (n={lat.n}{'; ' + lat.verdict if lat.noisy else ''})",
             f"  throughput {self.throughput:,.1f} items/s",
         ]
         if self.compile_s is not None:

@@ -10,7 +10,7 @@ from workbench.backends.base import Inputs, get_backend, settings_of
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.profile import Profile
-from workbench.profiling.timer import Timer
+from workbench.profiling.timer import Timer, remeasure
 from workbench.progress import CancelToken, ProgressCallback, phase_bar, say_interrupted
 
 
@@ -28,6 +28,7 @@ def profile(
     budget_s: float = 2.0,
     warmup: int = 3,
     options: dict[str, Any] | None = None,
+    attempts: int = 1,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Profile:
@@ -58,6 +59,10 @@ def profile(
         warmup: minimum warm-up calls.
         options: backend options for ``compile`` (e.g. ``{"threads": 2}``); process-wide
             ones (torch's threads) apply during this call only and are restored after.
+            Without ``threads``, each runtime sizes its threads to the CPUs free here.
+        attempts: measure end to end up to this many times while the result is noisy
+            (its spread, or a contended machine: `Measurement.noise_reasons`); the first
+            clean one, else the least noisy, is kept and says how often it was measured.
         progress: ``progress(fraction, message)`` callback (with ``layers``, replaces the
             tqdm bar).
         cancel: a `CancelToken` checked between phases. Interrupted (Ctrl+C, a kernel
@@ -129,16 +134,25 @@ def profile(
                 started = time.perf_counter()
                 runner()  # the first inference: lazy allocation, JIT, caches cold
                 first_inference_ms = (time.perf_counter() - started) * 1e3
-                latency = Timer(
-                    runner, warmup=warmup, budget_s=budget_s, device=device, label=label
-                ).measure()
+                threads = getattr(session, "threads", None)
+                latency = remeasure(
+                    Timer(
+                        runner,
+                        warmup=warmup,
+                        budget_s=budget_s,
+                        device=device,
+                        label=label,
+                        threads=threads if device == "cpu" else None,
+                    ).measure,
+                    attempts,
+                )
                 result = Profile(
                     model=model.name,
                     backend=backend,
                     device=device,
                     batch_size=batch_size,
                     latency=latency,
-                    environment=environment(),
+                    environment=environment(threads=threads),
                     recipe=model.recipe,
                     model_fingerprint=model.fingerprint(),
                     options=dict(options or {}),
@@ -148,6 +162,8 @@ def profile(
                 )
                 # what the session itself reports (torch-compile's recompilations)
                 result.notes.extend(getattr(session, "notes", ()))
+                if latency.noisy:  # the verdict in words, where every reader sees notes
+                    result.notes.append(latency.verdict)
                 if layers:
                     from workbench.profiling.layers import profile_layers
 

@@ -364,3 +364,68 @@ def _torch_has_cuda() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two medians (a speed-up, or one runtime's latency over another's) with
+    the interval the two medians' confidence intervals allow.
+
+    Attributes:
+        value: the ratio of the medians.
+        low: the smallest ratio the two 95% CIs of the medians allow.
+        high: the largest.
+        uncertain: either side was noisy (its spread or a contended machine): the ratio
+            must be read with its interval, never alone.
+    """
+
+    value: float
+    low: float
+    high: float
+    uncertain: bool = False
+
+    @classmethod
+    def of(cls, numerator: Measurement, denominator: Measurement) -> Ratio:
+        """``numerator.median / denominator.median`` with its interval.
+
+        Example:
+            >>> Ratio.of(baseline.latency, variant.latency).text()  # a speed-up
+            '1.31×'
+        """
+        n_lo, n_hi = numerator.median_ci
+        d_lo, d_hi = denominator.median_ci
+        return cls.between(
+            (numerator.median, n_lo, n_hi),
+            (denominator.median, d_lo, d_hi),
+            numerator.noisy or denominator.noisy,
+        )
+
+    @classmethod
+    def between(
+        cls,
+        numerator: tuple[float, float, float],
+        denominator: tuple[float, float, float],
+        uncertain: bool,
+    ) -> Ratio:
+        """From (median, CI low, CI high) of each side, e.g. as stored in a table row."""
+
+        def divide(a: float, b: float) -> float:
+            return a / b if b > 0 else math.nan
+
+        return cls(
+            divide(numerator[0], denominator[0]),
+            divide(numerator[1], denominator[2]),
+            divide(numerator[2], denominator[1]),
+            uncertain,
+        )
+
+    def text(self) -> str:
+        """``"1.31×"``, or for an uncertain ratio ``"~98× (uncertain: 3.1×–410×)"``."""
+        from workbench.units import format_ratio
+
+        if not self.uncertain:
+            return format_ratio(self.value)
+        return (
+            f"~{format_ratio(self.value)} (uncertain: {format_ratio(self.low)}–"
+            f"{format_ratio(self.high)})"
+        )

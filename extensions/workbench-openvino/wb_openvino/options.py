@@ -22,7 +22,7 @@ class OpenVinoOptions:
             request) or ``"throughput"`` (several streams sharing the cores, for concurrent
             requests; a single request then gets a share of the cores).
         threads: inference threads on the CPU (None or 0: OpenVINO's default, one per
-            physical core).
+            physical core, capped by the CPUs free here; see `cpu_threads`).
         precision: inference precision, ``"f32" | "bf16" | "f16"``. OpenVINO's own
             default on CPUs with bf16 units is bf16, which does not match other runtimes
             within float32 tolerances; workbench defaults to ``"f32"`` so that outputs do,
@@ -58,6 +58,28 @@ def compile_config(options: OpenVinoOptions, ov_device: str) -> dict[str, Any]:
         props.hint.inference_precision(): getattr(ov.Type, options.precision),
         props.enable_profiling(): options.profiling,
     }
-    if options.threads and ov_device == "CPU":
-        config[props.inference_num_threads()] = options.threads
+    threads = cpu_threads(options) if ov_device == "CPU" else None
+    if threads:
+        config[props.inference_num_threads()] = threads
     return config
+
+
+def cpu_threads(options: OpenVinoOptions) -> int | None:
+    """CPU inference threads: the option, else OpenVINO's own default (one per physical
+    core) capped by the CPUs free here (`workbench.backends.cpus.default_threads`);
+    None where that cap leaves OpenVINO's own choice.
+
+    OpenVINO counts the machine's cores, not a container's quota, and one request's
+    threads wait for each other: a core held by another process stalls them all.
+    """
+    if options.threads:
+        return options.threads
+    import os
+
+    import psutil
+
+    from workbench.backends.cpus import default_threads
+
+    own = int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    chosen = default_threads(own)
+    return chosen if chosen < own else None

@@ -30,6 +30,7 @@ class OpenVinoSession:
         options: the validated `OpenVinoOptions`.
         compiled: the ``openvino.CompiledModel``.
         request: the infer request every run uses.
+        threads: the inference threads the compiled model uses on the CPU (None elsewhere).
     """
 
     backend = "openvino"
@@ -54,6 +55,7 @@ class OpenVinoSession:
                 f"openvino could not compile {model.name!r} for {ov_device}: {_first_line(exc)}"
             ) from exc
         self.request = self.compiled.create_infer_request()
+        self.threads = _cpu_threads(self.compiled) if ov_device == "CPU" else None
 
     def profiling_copy(self) -> OpenVinoSession:
         """A new session with these options and the performance counters on.
@@ -115,6 +117,14 @@ def read_onnx(core: openvino.Core, model: Model) -> openvino.Model:
         return core.read_model(model=model.to_onnx().onnx_bytes)
     except Exception as exc:  # the frontend raises OpConversionFailure and RuntimeError
         raise BackendError(f"openvino cannot read {model.name!r}: {_first_line(exc)}") from exc
+
+
+def _cpu_threads(compiled: openvino.CompiledModel) -> int | None:
+    """The inference threads OpenVINO settled on (None where it does not say)."""
+    try:
+        return int(compiled.get_property("INFERENCE_NUM_THREADS")) or None
+    except Exception:  # an OpenVINO version without the property
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
