@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from workbench.errors import InputError
-from workbench.model import is_array, to_numpy
+from workbench.model import Model, is_array, to_numpy
 
 #: One model input as an array, several as a tuple (input order) or a dict (by name).
 Inputs: TypeAlias = np.ndarray | tuple[np.ndarray, ...] | dict[str, np.ndarray]
@@ -198,6 +198,57 @@ def reiterable(data: Any) -> Any:
     if data is not None and iter(data) is data:
         return Dataset.from_batches(data)
     return data
+
+
+def input_pool(model: Model, inputs: Any) -> dict[str, np.ndarray]:
+    """The samples a timing run takes its batches from, checked against ``model``.
+
+    Args:
+        model: the model the inputs are for.
+        inputs: arrays as `wb.profile`'s ``inputs=`` takes them (a dict by input name, a
+            sequence in input order, one array; numpy or torch), or a `Dataset` or any
+            iterable of ``(inputs, labels)`` batches, whose inputs are used.
+
+    Returns:
+        A dict of input name to array, first axis the sample.
+
+    Raises:
+        InputError: inputs that do not fit the model, or no samples.
+    """
+    if isinstance(inputs, Dataset):
+        arrays = inputs.inputs
+    elif isinstance(inputs, Mapping) or is_array(inputs):
+        arrays = inputs
+    elif isinstance(inputs, list | tuple) and inputs and all(is_array(v) for v in inputs):
+        arrays = tuple(inputs)
+    else:
+        arrays = Dataset.from_batches(inputs).inputs
+    pool = model.check_inputs(arrays)
+    if not pool or any(a.ndim == 0 or len(a) == 0 for a in pool.values()):
+        raise InputError(f"the inputs for {model.name} hold no samples")
+    return pool
+
+
+def batch_inputs(
+    model: Model, pool: Mapping[str, np.ndarray] | None, batch_size: int
+) -> dict[str, np.ndarray]:
+    """``batch_size`` samples to time: the pool's first ones, or generated inputs.
+
+    Args:
+        model: the model (its `Model.example_inputs` when there is no pool).
+        pool: samples from `input_pool`, or None; a pool with fewer samples than
+            ``batch_size`` is repeated from its start.
+        batch_size: samples in the batch.
+
+    Returns:
+        A dict of input name to array with ``batch_size`` rows.
+    """
+    if pool is None:
+        return model.example_inputs(batch_size)
+    return {
+        name: np.ascontiguousarray(np.take(a, np.arange(batch_size) % len(a), axis=0))
+        for name, a in pool.items()
+    }
 
 
 def _labels(labels: np.ndarray) -> np.ndarray:

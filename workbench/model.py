@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     import torch
 
 Framework = Literal["torch", "onnx"]
+IdDistribution = Literal["uniform", "zipf"]
+
+#: exponent of the Zipf law generated ids follow with ``ids="zipf"``
+ZIPF_EXPONENT = 1.1
+#: ONNX ops an index passes through unchanged on its way to a Gather (index input first)
+_INDEX_PASS_OPS = frozenset(
+    {"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Clip"}
+)
 
 #: ONNX node metadata key holding the canonical layer a node belongs to.
 LAYER_KEY = "workbench.layer"
@@ -130,6 +138,7 @@ class Model:
     onnx_path: Path | None = None
     _onnx: Model | None = field(default=None, repr=False)
     _onnx_bytes: bytes | None = field(default=None, repr=False)
+    _bounds: dict[str, int] | None = field(default=None, repr=False)
 
     # ---- facts -------------------------------------------------------------------
     @property
@@ -200,30 +209,59 @@ class Model:
         """
         return [spec for spec in self.inputs if any(isinstance(d, str) for d in spec.shape[1:])]
 
-    def example_inputs(self, batch_size: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-        """Random inputs of the right names, shapes and dtypes.
+    def example_inputs(
+        self, batch_size: int = 1, seed: int = 0, ids: IdDistribution = "uniform"
+    ) -> dict[str, np.ndarray]:
+        """Random inputs of the right names, shapes and dtypes, and of the right meaning.
 
-        Floats are uniform in [0, 1) (the range of the sample models' data); integers
-        are zeros, which is a valid index for embeddings and masks.
+        Floats are uniform in [0, 1) (the range of the sample models' data). Integer
+        inputs follow what they are for, by name and by what the graph does with them:
+        an attention mask (a name holding ``mask``) is ones, ``token_type_ids`` (or a
+        ``segment`` name) zeros, position ids count along the last axis, booleans are
+        True; an input that indexes a table (an embedding, a ``Gather`` on a weight:
+        token ids, categorical features) gets ids spread over that table's rows
+        (`index_bounds`), never all zeros, which would send every lookup to one row and
+        time a cache-hot model. Integers indexing nothing found stay zeros.
 
         Args:
             batch_size: size of the first (batch) dimension.
             seed: random seed, so repeated calls give the same inputs.
+            ids: how ids are drawn over a table's rows: ``"uniform"``, or ``"zipf"``
+                (row ``r`` with weight ``1 / (r + 1) ** 1.1``: a few hot rows, a long
+                tail, as word frequencies and item popularity are).
 
         Returns:
             A dict of input name to numpy array.
+
+        Raises:
+            InputError: a batch size below 1 or an unknown ``ids`` distribution.
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        rng = np.random.default_rng(seed)
-        arrays: dict[str, np.ndarray] = {}
-        for spec in self.inputs:
-            shape = spec.concrete_shape(batch_size)
-            if np.issubdtype(np.dtype(spec.dtype), np.floating):
-                arrays[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+        if ids not in ("uniform", "zipf"):
+            raise InputError(f"ids must be 'uniform' or 'zipf', got {ids!r}")
+        bounds = self.index_bounds()
+        return _generated(self.inputs, batch_size, seed, bounds, ids)
+
+    def index_bounds(self) -> dict[str, int]:
+        """Rows of the table each integer input indexes, for the inputs where one is found.
+
+        An ONNX graph: the first dimension of the weight a ``Gather`` reads with the
+        input (through casts and reshapes), the smallest if several. A torch module:
+        ``num_embeddings`` of the ``nn.Embedding`` / ``nn.EmbeddingBag`` that receives
+        the input, found by one forward pass with hooks (done once, then cached).
+
+        Returns:
+            A dict of input name to rows (ids must be below it).
+        """
+        if self._bounds is None:
+            if self.proto is not None:
+                self._bounds = _onnx_bounds(self.proto, self.inputs)
+            elif self.module is not None:
+                self._bounds = _torch_bounds(self)
             else:
-                arrays[spec.name] = np.zeros(shape, dtype=spec.dtype)
-        return arrays
+                self._bounds = {}
+        return dict(self._bounds)
 
     def check_inputs(
         self, inputs: Mapping[str, Any] | Sequence[Any] | np.ndarray
@@ -301,6 +339,7 @@ class Model:
             "onnx_path": None,
             "_onnx": None,
             "_onnx_bytes": None,
+            "_bounds": None,
         }
         return dataclasses.replace(self, **{**base, **changes})
 
@@ -405,6 +444,124 @@ def set_layer_name(node: onnx.NodeProto, layer: str) -> None:
             return
     entry = node.metadata_props.add()
     entry.key, entry.value = LAYER_KEY, layer
+
+
+def _role(name: str) -> str:
+    """What an integer input is for, from its name: mask, type, position or ids."""
+    lowered = name.lower()
+    if "mask" in lowered:
+        return "mask"
+    if "token_type" in lowered or "segment" in lowered:
+        return "type"
+    if "position" in lowered:
+        return "position"
+    return "ids"
+
+
+def _generated(
+    specs: Sequence[TensorSpec],
+    batch_size: int,
+    seed: int,
+    bounds: Mapping[str, int],
+    ids: IdDistribution = "uniform",
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape = spec.concrete_shape(batch_size)
+        dtype = np.dtype(spec.dtype)
+        role, rows = _role(spec.name), bounds.get(spec.name)
+        if np.issubdtype(dtype, np.floating):
+            arrays[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype == np.bool_ or role == "mask":
+            arrays[spec.name] = np.ones(shape, dtype=dtype)
+        elif role == "position" and shape:
+            count = np.arange(shape[-1]) % (rows or shape[-1])
+            arrays[spec.name] = np.broadcast_to(count, shape).astype(dtype)
+        elif role == "ids" and rows:
+            arrays[spec.name] = _ids(rng, shape, min(rows, np.iinfo(dtype).max + 1), ids)
+            arrays[spec.name] = arrays[spec.name].astype(dtype)
+        else:  # token types, and integers whose meaning the graph does not show
+            arrays[spec.name] = np.zeros(shape, dtype=dtype)
+    return arrays
+
+
+def _ids(
+    rng: np.random.Generator, shape: tuple[int, ...], rows: int, ids: IdDistribution
+) -> np.ndarray:
+    if ids == "uniform":
+        return rng.integers(0, rows, size=shape)
+    weights = 1.0 / np.arange(1, rows + 1, dtype=np.float64) ** ZIPF_EXPONENT
+    return rng.choice(rows, size=shape, p=weights / weights.sum())
+
+
+def _onnx_bounds(proto: onnx.ModelProto, inputs: Sequence[TensorSpec]) -> dict[str, int]:
+    """Rows of the initializer each integer graph input indexes through a Gather."""
+    graph = proto.graph
+    rows = {t.name: int(t.dims[0]) for t in graph.initializer if len(t.dims) >= 1}
+    for node in graph.node:  # weights held by Constant nodes count too
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].t.dims:
+            rows[node.output[0]] = int(node.attribute[0].t.dims[0])
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    found: dict[str, int] = {}
+    for spec in inputs:
+        if np.issubdtype(np.dtype(spec.dtype), np.floating) or spec.dtype.startswith("onnx"):
+            continue
+        pending, seen = [spec.name], set()
+        while pending:
+            value = pending.pop()
+            seen.add(value)
+            for node in readers.get(value, []):
+                if node.op_type in _INDEX_PASS_OPS and node.input[0] == value:
+                    pending.extend(o for o in node.output if o not in seen)
+                elif node.op_type == "Gather" and list(node.input[1:2]) == [value]:
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    if axis == 0 and node.input[0] in rows:
+                        table = rows[node.input[0]]
+                        found[spec.name] = min(found.get(spec.name, table), table)
+    return found
+
+
+def _torch_bounds(model: Model) -> dict[str, int]:
+    """``num_embeddings`` of the embedding each input reaches, seen by forward hooks."""
+    import torch
+
+    assert model.module is not None
+    tables = [
+        m
+        for m in model.module.modules()
+        if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag)
+    ]
+    integer = [s for s in model.inputs if not np.issubdtype(np.dtype(s.dtype), np.floating)]
+    if not tables or not integer:
+        return {}
+    probe = {k: torch.from_numpy(v) for k, v in _generated(model.inputs, 2, 0, {}).items()}
+    found: dict[str, int] = {}
+
+    def seen(table: Any, args: tuple[Any, ...]) -> None:
+        index = args[0] if args else None
+        if not isinstance(index, torch.Tensor) or index.numel() == 0:
+            return
+        for spec in integer:
+            given = probe[spec.name]
+            # the input itself or a view of it (a reshape): the same memory
+            if given.numel() and index.data_ptr() == given.data_ptr():
+                rows = int(table.num_embeddings)
+                found[spec.name] = min(found.get(spec.name, rows), rows)
+
+    hooks = [t.register_forward_pre_hook(seen) for t in tables]
+    try:
+        with torch.inference_mode():
+            model.module(*probe.values())
+    except Exception:  # a module that fails on the probe: no bounds, zeros as before
+        return {}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
 
 
 def is_array(value: Any) -> bool:

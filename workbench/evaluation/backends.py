@@ -383,6 +383,7 @@ def compare_backends(
     progress: Callable[[float, str], None] | None = None,
     cluster: Any = None,
     exclusive: bool = True,
+    inputs: Any = None,
 ) -> BackendComparison:
     """Measure every backend x device x option set that can run ``model``, fairly.
 
@@ -411,6 +412,11 @@ def compare_backends(
             its worker and host. None runs the children on this machine.
         exclusive: with ``cluster``, one measurement per machine at a time (False:
             faster, but children on one machine disturb each other's timings).
+        inputs: real inputs every runtime times instead of generated ones, as
+            `wb.profile` takes them (arrays by name or in input order) or a `Dataset` /
+            iterable of ``(inputs, labels)`` batches; at batch size ``b`` the first
+            ``b`` samples (repeated from the start when there are fewer). On this
+            machine only, not with ``cluster``.
 
     Returns:
         A `BackendComparison` (``.table``, ``.best()``, ``.to_dict()``; a figure with
@@ -420,12 +426,14 @@ def compare_backends(
     Raises:
         InputError: a model a child cannot load again, no batch sizes, no backend here
             (or on the cluster) that can run the model (the message gives each one's
-            reason), or both ``launcher`` and ``cluster``.
+            reason), both ``launcher`` and ``cluster``, inputs that do not fit the
+            model, or inputs with ``cluster``.
 
     Example:
         >>> c = wb.compare_backends("digits-cnn", batch_sizes=[1, 32])
         >>> c.best("throughput_per_s", batch_size=32)
     """
+    from workbench.data import input_pool
     from workbench.loaders import load, samples
 
     reference = model_reference(model)
@@ -433,6 +441,7 @@ def compare_backends(
     if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
         raise InputError(f"batch_sizes must be whole numbers of at least 1, got {list(sizes)}")
     loaded = samples.load(reference) if reference in samples.names() else load(reference)
+    pool = None if inputs is None else input_pool(loaded, inputs)
 
     def measure(
         launcher: Launcher | None,
@@ -461,6 +470,7 @@ def compare_backends(
                 timeout_s=timeout_s,
                 launcher=launcher,
                 progress=step,
+                inputs=pool,
             )
         return BackendComparison(reference, sizes, comparisons, skipped)
 
@@ -468,6 +478,11 @@ def compare_backends(
         return measure(launcher, progress)
     if launcher is not None:
         raise InputError("give launcher= or cluster=, not both: a cluster launches the children")
+    if pool is not None:
+        raise InputError(
+            "inputs= are timed on this machine only: leave cluster= out, or let the "
+            "workers generate inputs"
+        )
     from workbench.cluster.backends import compare_on_cluster
 
     return compare_on_cluster(

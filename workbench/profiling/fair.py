@@ -23,6 +23,7 @@ one JSON spec on stdin and writing one JSON result line on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -30,7 +31,8 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +276,7 @@ def compare_runtimes(
     timeout_s: float = 600.0,
     launcher: Launcher | None = None,
     progress: Callable[[float, str], None] | None = None,
+    inputs: Any = None,
 ) -> RuntimeComparison:
     """Compare runtimes fairly: each in a fresh process at its own defaults, alternated.
 
@@ -298,13 +301,19 @@ def compare_runtimes(
         launcher: runs one child spec and returns its result (default a subprocess of
             this Python; tests inject a fake).
         progress: ``progress(fraction, message)`` callback.
+        inputs: real inputs every child times instead of generated ones, as
+            `wb.profile` takes them (arrays by name or in input order) or a `Dataset`
+            / iterable of ``(inputs, labels)`` batches: the first ``batch_size``
+            samples (repeated from the start when there are fewer). They travel to the
+            children as an ``.npz`` file (``spec["inputs"]``), removed afterwards.
 
     Returns:
         A `RuntimeComparison` (``.table`` for the numbers, ``.to_dict()`` for JSON).
 
     Raises:
         InputError: a model that cannot travel to a child, no runtimes, duplicate
-            runtime names, an unknown baseline, or rounds/batch size below 1.
+            runtime names, an unknown baseline, rounds/batch size below 1, or inputs
+            that do not fit the model.
 
     Example:
         >>> c = wb.compare_runtimes("digits-cnn", ["onnxruntime", "numba"], batch_size=32)
@@ -328,19 +337,21 @@ def compare_runtimes(
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results: list[RoundResult] = []
     total = rounds * len(chosen)
-    for r in range(rounds):
-        for position in range(len(chosen)):
-            runtime = chosen[(r + position) % len(chosen)]
-            if progress is not None:
-                progress(len(results) / total, f"round {r + 1}/{rounds}: {runtime.name}")
-            spec = {
-                "model": references[runtime.name],
-                "runtime": runtime.to_dict(),
-                "batch_size": batch_size,
-                "budget_s": budget_s,
-                "warmup_s": warmup_s,
-            }
-            results.append(_round_result(runtime.name, r, position, launch(spec)))
+    with _inputs_file(reference, inputs, batch_size) as inputs_path:
+        for r in range(rounds):
+            for position in range(len(chosen)):
+                runtime = chosen[(r + position) % len(chosen)]
+                if progress is not None:
+                    progress(len(results) / total, f"round {r + 1}/{rounds}: {runtime.name}")
+                spec = {
+                    "model": references[runtime.name],
+                    "runtime": runtime.to_dict(),
+                    "batch_size": batch_size,
+                    "budget_s": budget_s,
+                    "warmup_s": warmup_s,
+                    **({"inputs": inputs_path} if inputs_path else {}),
+                }
+                results.append(_round_result(runtime.name, r, position, launch(spec)))
     return RuntimeComparison(
         model=reference,
         batch_size=batch_size,
@@ -350,6 +361,26 @@ def compare_runtimes(
         machine=_machine(),
         created_at=started,
     )
+
+
+@contextlib.contextmanager
+def _inputs_file(reference: str, inputs: Any, batch_size: int) -> Iterator[str]:
+    """The path of an ``.npz`` file holding ``batch_size`` samples of ``inputs`` for the
+    children (checked against the model here first), or ``""`` without inputs."""
+    if inputs is None:
+        yield ""
+        return
+    import numpy as np
+
+    from workbench.data import batch_inputs, input_pool
+    from workbench.loaders import load, samples
+
+    model = samples.load(reference) if reference in samples.names() else load(reference)
+    arrays = batch_inputs(model, input_pool(model, inputs), batch_size)
+    with tempfile.TemporaryDirectory(prefix="wb-fair-") as folder:
+        path = str(Path(folder) / "inputs.npz")
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub reads names as flags
+        yield path
 
 
 def model_reference(model: Any) -> str:
@@ -455,7 +486,7 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     model = samples.load(reference) if reference in samples.names() else load(reference)
     load_s = time.perf_counter() - started
-    inputs = model.example_inputs(int(spec["batch_size"]))
+    inputs = _child_inputs(model, spec)
     device = runtime.get("device", "cpu")
     rss_before = psutil.Process().memory_info().rss
     started = time.perf_counter()
@@ -492,6 +523,16 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
         "pid": os.getpid(),
         "environment": environment(),
     }
+
+
+def _child_inputs(model: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs the parent sent (``spec["inputs"]``, an ``.npz`` path), else generated."""
+    if not spec.get("inputs"):
+        return dict(model.example_inputs(int(spec["batch_size"])))
+    import numpy as np
+
+    with np.load(str(spec["inputs"]), allow_pickle=False) as arrays:
+        return model.check_inputs({name: arrays[name] for name in arrays.files})
 
 
 def _main() -> None:

@@ -100,6 +100,7 @@ def batch_sweep(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     *,
     budget_s: float = 0.5,
+    inputs: Any = None,
     options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -115,6 +116,9 @@ def batch_sweep(
         device: device name.
         batch_sizes: batch sizes to time, each at least 1.
         budget_s: timing budget per batch size, in seconds.
+        inputs: real inputs instead of generated ones, as `scenario` takes them
+            (arrays, a `Dataset` or batches); batch ``b`` runs the first ``b`` samples,
+            repeated from the start when there are fewer.
         options: backend options for ``compile``.
         progress: ``progress(fraction, message)`` callback.
         cancel: a `CancelToken` checked between batch sizes.
@@ -125,19 +129,21 @@ def batch_sweep(
     Example:
         >>> wb.batch_sweep("digits-cnn", "onnxruntime").knee_batch_size
     """
+    from workbench.data import batch_inputs, input_pool
     from workbench.loaders import load
 
     sizes = sorted({int(b) for b in batch_sizes})
     if not sizes or sizes[0] < 1:
         raise InputError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
     model = load(model)
+    pool = None if inputs is None else input_pool(model, inputs)
     session = get_backend(backend).compile(model, device, **(options or {}))
     measured: list[Measurement] = []
     try:
         for batch in track(
             sizes, description="batch sizes", progress=progress, cancel=cancel, bar=False
         ):
-            runner = session.runner(model.example_inputs(batch))
+            runner = session.runner(batch_inputs(model, pool, batch))
             measured.append(
                 Timer(runner, budget_s=budget_s, device=device, label=f"bs={batch}").measure()
             )

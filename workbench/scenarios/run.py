@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -43,16 +43,27 @@ class SystemUnderTest:
         session: the compiled session (closed by whoever compiled it).
         model: the model it runs.
         clock: the clock every time is read from.
+        inputs: the samples batches are cut from (`workbench.data.input_pool`), or None
+            for the model's generated inputs.
     """
 
-    def __init__(self, session: Session, model: Model, clock: Clock) -> None:
-        self.session, self.model, self.clock = session, model, clock
+    def __init__(
+        self,
+        session: Session,
+        model: Model,
+        clock: Clock,
+        inputs: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        self.session, self.model, self.clock, self.inputs = session, model, clock, inputs
         self._runners: dict[int, Callable[[], Any]] = {}
 
     def runner(self, batch: int) -> Callable[[], Any]:
         """The staged runner for ``batch`` samples (inputs staged once, on first use)."""
+        from workbench.data import batch_inputs
+
         if batch not in self._runners:
-            self._runners[batch] = self.session.runner(self.model.example_inputs(batch))
+            staged = batch_inputs(self.model, self.inputs, batch)
+            self._runners[batch] = self.session.runner(staged)
         return self._runners[batch]
 
     def run(self, batch: int) -> tuple[float, float]:
@@ -328,6 +339,7 @@ def scenario(
     min_duration_s: float | None = None,
     seed: int = 0,
     warmup: int = 10,
+    inputs: Any = None,
     options: dict[str, Any] | None = None,
     price_per_hour: float | None = None,
     tdp_watts: float | None = None,
@@ -368,6 +380,10 @@ def scenario(
         min_duration_s: override the minimum duration, in seconds.
         seed: seed of the server's arrival schedule.
         warmup: untimed calls per batch size before the run.
+        inputs: real inputs to run instead of generated ones, as `wb.profile` takes
+            them (arrays by name or in input order) or a `Dataset` / iterable of
+            ``(inputs, labels)`` batches; a query of ``b`` samples runs the first
+            ``b`` (repeated from the start when there are fewer).
         options: backend options for ``compile``.
         price_per_hour: the machine's price per hour, for the cost per million.
         tdp_watts: ask for a labelled TDP x time energy estimate.
@@ -377,13 +393,15 @@ def scenario(
         A `ScenarioResult`.
 
     Raises:
-        InputError: unknown kind, missing or bad rate, or bad sizes.
+        InputError: unknown kind, missing or bad rate, bad sizes, or inputs that do
+            not fit the model.
         UnknownBackendError, DeviceUnavailableError, UnsupportedModelError.
 
     Example:
         >>> r = wb.scenario("digits-cnn", "server", rate_per_s=500, target_latency_ms=5)
         >>> r.p99_ms, r.valid, r.reasons
     """
+    from workbench.data import input_pool
     from workbench.loaders import load
     from workbench.machine import environment
 
@@ -404,10 +422,11 @@ def scenario(
         cost_per_million(price_per_hour, 1.0)  # checks the price before the run
     meter = EnergyMeter(device, tdp_watts=tdp_watts)
     model = load(model)
+    pool = None if inputs is None else input_pool(model, inputs)
     clock = clock or RealClock()
     session = get_backend(backend).compile(model, device, **(options or {}))
     try:
-        sut = SystemUnderTest(session, model, clock)
+        sut = SystemUnderTest(session, model, clock, pool)
         sizes = _batch_sizes(kind, settings)
         sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
         sut.warm(sizes, 1)

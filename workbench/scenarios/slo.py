@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,7 @@ def slo(
     drop_after_ms: float | None = None,
     seed: int = 0,
     warmup: int = 10,
+    inputs: Any = None,
     options: dict[str, Any] | None = None,
     price_per_hour: float | None = None,
     clock: Clock | None = None,
@@ -219,6 +220,9 @@ def slo(
         drop_after_ms: a query waiting longer is dropped (default 4x the budget).
         seed: seed of every point's arrival schedule.
         warmup: untimed calls per batch size after compiling.
+        inputs: real inputs for every point instead of generated ones, as `scenario`
+            takes them (arrays, a `Dataset` or batches; a batch of ``b`` runs the
+            first ``b`` samples); checked against each variant before any run.
         options: backend options for ``compile``.
         price_per_hour: machine price per hour, for the cost per million at the rate found.
         clock: a `Clock`; a `VirtualClock` simulates every run exactly (tests).
@@ -235,6 +239,7 @@ def slo(
         >>> r = wb.slo("digits-cnn", p99_ms=5, backends=["onnxruntime", "torch"])
         >>> r.table[["backend", "max_rate_per_s", "max_batch"]]
     """
+    from workbench.data import input_pool
     from workbench.loaders import load
 
     if not (p99_ms > 0 and math.isfinite(p99_ms)):
@@ -246,6 +251,7 @@ def slo(
     minimums = minimums_for("server", min_queries, min_duration_s)
     choices = tuple(batching or default_batching(p99_ms))
     models = [load(v) for v in (variants or [model])]
+    pools = {id(m): None if inputs is None else input_pool(m, inputs) for m in models}
     search = _Search(
         p99_ms, choices, steps, minimums, drop_after_ms or 4 * p99_ms, seed, clock or RealClock()
     )
@@ -256,7 +262,8 @@ def slo(
             cancel.check()
         if progress is not None:
             progress(index / len(configs), f"{variant.recipe_name} {backend}/{device}")
-        rows.append(search.configuration(variant, backend, device, warmup, options, cancel))
+        pool = pools[id(variant)]
+        rows.append(search.configuration(variant, backend, device, warmup, options, cancel, pool))
     if progress is not None:
         progress(1.0, "done")
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -305,6 +312,7 @@ class _Search:
         warmup: int,
         options: dict[str, Any] | None,
         cancel: CancelToken | None,
+        inputs: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, Any]:
         """The table row of one variant x backend x device: its best batching choice."""
         row: dict[str, Any] = {
@@ -318,7 +326,7 @@ class _Search:
         except WorkbenchError as exc:
             return {**row, "max_rate_per_s": math.nan, "limited_by": str(exc)}
         try:
-            sut = SystemUnderTest(session, model, self.clock)
+            sut = SystemUnderTest(session, model, self.clock, inputs)
             sizes = sorted({b.max_batch for b in self.batching})
             sut.warm(sizes, warmup)
             found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
