@@ -270,3 +270,92 @@ def test_a_sensitivity_report_draws_the_layers_that_cost_the_most_first() -> Non
     svg = _figure(report)
     assert svg.index(">fc1<") < svg.index(">fc2<")  # fc1 cost 0.58 points, fc2 none
     assert "-0.00" not in svg
+
+
+# --- one formatting layer: column kinds declared once, rendered for every view ---
+
+
+def test_integers_are_exact_and_units_come_from_the_column_kind() -> None:
+    from workbench.profiling.display import format_cell
+
+    assert format_cell("batch_size", 32.0) == "32"  # a float after a NaN elsewhere
+    assert format_cell("params", 65_536.0) == "65,536"  # exact, not 65540
+    assert format_cell("size_bytes", 65_536) == "64 KiB"
+    assert format_cell("flops", 3.097e11) == "310 GFLOP"
+    assert format_cell("accuracy", 0.9778) == "97.8%"  # the charts show percent
+    assert format_cell("variant", float("nan")) == "—"
+    assert format_cell("latency_ms", 999.7) == "1 s"
+    assert format_cell("latency_ms", 0.9997) == "1 ms"
+    assert format_cell("count", 999.7) == "1,000"  # never 1e+03
+
+
+def test_a_noisy_measurement_marks_its_numbers_not_its_words() -> None:
+    from workbench.profiling.display import format_cell, frame_text
+    from workbench.units import UNCERTAIN
+
+    assert format_cell("latency_ms", 1.5, uncertain=True) == f"{UNCERTAIN}1.5 ms"
+    frame = pd.DataFrame({"variant": ["a", "b"], "latency_ms": [1.5, 2.0], "noisy": [True, False]})
+    text = frame_text(frame)
+    assert f"{UNCERTAIN}1.5 ms" in text and f"{UNCERTAIN}2 ms" not in text and "~a" not in text
+
+
+def test_the_terminal_table_fits_its_width_by_wrapping_the_long_text_column() -> None:
+    from workbench.profiling.display import frame_text
+
+    reason = "no CUDA GPU found (set NUMBA_ENABLE_CUDASIM=1 for the slow simulator) " * 2
+    frame = pd.DataFrame(
+        {"backend": ["numba-cuda", "onnxruntime"], "available": [False, True],
+         "peak_bytes": [None, 65_536], "reason": [reason, None]}
+    )  # fmt: skip
+    text = frame_text(frame, width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    assert "NUMBA_ENABLE_CUDASIM=1" in text and "64 KiB" in text and "—" in text
+    assert lines[0].split() == ["backend", "available", "peak", "reason"]  # headers apart
+    assert not RAW.search(text)
+
+
+def test_the_slo_and_batch_summaries_use_the_same_layer() -> None:
+    from workbench.scenarios.batch import BatchSweep
+    from workbench.scenarios.slo import POINT_COLUMNS, TABLE_COLUMNS, SloResult
+
+    table = pd.DataFrame(
+        {"batch_size": [1.0, 8.0], "p50_ms": [0.4867, 3.1], "throughput_per_s": [2054.9, 3.097e5]}
+    )
+    text = BatchSweep("m", "onnxruntime", "cpu", table, 8).summary()
+    assert not RAW.search(text) and "309,700" in text and "487 µs" in text
+    assert "8.0" not in text
+    row = ["int8-dynamic(per-channel)", "onnxruntime", "cpu", 31_166.4, 8.0, 2.0, 0.8123,
+           3.097e11, 40_000.0, float("nan"), "p99", 7]  # fmt: skip
+    slo = SloResult(
+        p99_ms=1.0,
+        table=pd.DataFrame([row], columns=TABLE_COLUMNS),
+        points=pd.DataFrame(columns=POINT_COLUMNS),
+        minimums=MINIMUMS["offline"],
+    )
+    text = slo.summary()
+    header = text.splitlines()[1]
+    assert not RAW.search(text) and "31,166" in text and "812 µs" in text, text
+    # every header stands apart from its neighbours
+    assert "max rate /s  max batch  batch window" in header, header
+@pytest.mark.skipif(not __import__("shutil").which("node"), reason="node not installed")
+@pytest.mark.parametrize(
+    "kind", ["ms", "seconds", "bytes", "mib", "flops", "share", "percent", "ratio", "db",
+             "rate", "integer", "number", "text"],
+)  # fmt: skip
+def test_the_dashboard_cells_render_each_kind_exactly_as_the_notebook_does(kind) -> None:
+    """The Tabulator formatter (JavaScript, run in node) against `format_value`."""
+    import json
+    import subprocess
+
+    from workbench.units import format_value, js_formatter
+
+    values = [0, 1, 32, 65_536, 1_204_264, 3.097e11, 0.4867, 0.000123, 999.7, 12.34, -2.5e-5,
+              0.9778, 7.55e7, None, float("nan"), "fp32"]  # fmt: skip
+    script = (
+        f"const f={js_formatter(kind)};"
+        f"const vs={json.dumps(values).replace('NaN', 'NaN')};"
+        "console.log(JSON.stringify(vs.map(f)));"
+    )
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [format_value(kind, v) for v in values]

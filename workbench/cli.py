@@ -20,11 +20,12 @@ Command = Callable[[argparse.Namespace], int]
 def _devices(args: argparse.Namespace) -> int:
     from workbench.cluster import devices
     from workbench.machine import describe_machine
+    from workbench.profiling.display import frame_text
 
     if args.cluster is None:
         print(describe_machine())
         print()
-    print(devices(args.cluster).to_string(index=False))
+    print(frame_text(devices(args.cluster)))
     return 0
 
 

@@ -101,6 +101,10 @@ PRECISION_COLORS: dict[str, str] = {
     "fp16": "#54A24B",
     "bf16": "#72B7B2",
     "int8": "#E45756",
+    "int8-dynamic": "#E45756",
+    "int8-static": "#F58518",
+    "int8-weight": "#9D755D",
+    "int4": "#8C6D31",
     "sparse": "#B279A2",
     "other": "#79706E",
     "estimate": "#C7C7C7",
@@ -966,11 +970,12 @@ def tradeoff(
         )
     )
     _fit_metric_axis(fig, frame, band)
+    _fit_latency_axis(fig, frame)
     fig.update_layout(
         title=title,
         xaxis_title="median latency (ms) — lower is better",
         yaxis_title=f"{name} — {'higher' if higher_is_better else 'lower'} is better",
-        legend_title="precision, backend",
+        legend_title="technique, backend",
         clickmode="event+select",
         **_LAYOUT,
     )
@@ -1007,21 +1012,39 @@ def _fit_metric_axis(fig: go.Figure, frame: pd.DataFrame, band: float | None) ->
     fig.update_traces(cliponaxis=False, selector={"type": "scatter"})
 
 
+def technique_of(variant: str) -> str:
+    """A variant's technique, the trade-off plot's colour key: the quantization scheme
+    when quantized (``int8-static``, ``int8-dynamic``, ``fp16``...), ``sparse`` when
+    only pruned, ``fp32`` for the baseline.
+
+    Example:
+        >>> viz.technique_of("prune-channels(50%) → int8-static(entropy)")
+        'int8-static'
+    """
+    text = str(variant).lower()
+    for scheme in ("int8-static", "int8-dynamic", "int8-weight", "int4", "fp16", "bf16"):
+        if scheme in text:
+            return scheme
+    if "int8" in text:
+        return "int8"
+    if "estimate" in text:
+        return "estimate"
+    return "sparse" if "prune" in text or "sparse" in text else "fp32"
+
+
 def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     frame = frame.copy()
-    if "backend" not in frame:
-        frame["backend"] = ""
-    if "precision" not in frame:
+    # a missing backend or precision never drops a point (groupby leaves out NaN keys)
+    frame["backend"] = frame["backend"].fillna("") if "backend" in frame else ""
+    derived = [technique_of(v) for v in frame["variant"]]
+    if "precision" in frame:
+        given = frame["precision"].astype(object)
         frame["precision"] = [
-            "int8"
-            if "int8" in str(v)
-            else "fp16"
-            if "fp16" in str(v)
-            else "sparse"
-            if "prune" in str(v) or "sparse" in str(v)
-            else "fp32"
-            for v in frame["variant"]
+            d if (g is None or g != g or str(g) in ("int8", "")) else str(g)
+            for g, d in zip(given, derived, strict=True)
         ]
+    else:
+        frame["precision"] = derived
     if "pareto" not in frame:
         frame["pareto"] = pareto_mask(
             frame["latency_ms"], frame["metric"], higher_is_better=higher_is_better
@@ -1033,6 +1056,38 @@ def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.Dat
     # an unknown size gets the smallest marker, not a failed figure
     frame["marker"] = (10 + 30 * np.sqrt(size / max(largest, 1.0))).fillna(10.0)
     return frame
+
+
+def _fit_latency_axis(fig: go.Figure, frame: pd.DataFrame) -> None:
+    """Fit the latency axis to the medians when a p90 whisker would stretch it past
+    twice their spread: the whiskers past the edge are clipped and a note names them."""
+    medians = frame["latency_ms"].astype(float)
+    if "latency_p90_ms" not in frame or medians.empty:
+        return
+    low, high = float(medians.min()), float(medians.max())
+    span = max(high - low, 0.25 * high, 1e-9)
+    edge = high + 0.6 * span
+    p90 = frame["latency_p90_ms"].astype(float)
+    long = frame[p90 > edge]
+    if long.empty:
+        return
+    fig.update_xaxes(range=[max(0.0, low - 0.4 * span), edge])
+    names = ", ".join(
+        f"{v} (p90 {p:.3g} ms)"
+        for v, p in zip(long["variant"], long["latency_p90_ms"], strict=True)
+    )
+    fig.add_annotation(
+        text=textwrap.shorten(f"p90 whiskers clipped at the edge: {names}", 160),
+        showarrow=False,
+        x=1.0,
+        y=1.0,
+        xref="paper",
+        yref="paper",
+        xanchor="right",
+        yanchor="bottom",
+        font={"size": 10, "color": "#777"},
+        name="clipped",
+    )
 
 
 _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x")
@@ -1055,7 +1110,10 @@ def _tradeoff_trace(
     return go.Scatter(
         x=part["latency_ms"],
         y=part["metric"],
-        mode="markers",
+        mode="markers+text",
+        text=[_short_variant(v) for v in part["variant"]],
+        textposition="top center",
+        textfont={"size": 10, "color": "#555"},
         name=f"{precision}, {backend}" if backend else precision,
         error_x=error,
         marker={
@@ -1080,6 +1138,12 @@ def _tradeoff_trace(
         f"%{{customdata[3]:.4g}})<br>{metric} %{{y:.4g}}<br>size %{{customdata[1]:.3g}} MiB"
         "<br>Pareto: %{customdata[2]}<extra></extra>",
     )
+
+
+def _short_variant(variant: str, width: int = 28) -> str:
+    """A point's label: the variant's name, cut to ``width`` characters (hover has all)."""
+    text = str(variant)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "box") -> go.Figure:

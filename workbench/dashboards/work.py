@@ -133,15 +133,19 @@ def variant_steps(
     structured: bool,
     exclude: tuple[str, ...] = (),
     layer_sparsity: LayerRatios = (),
+    finetune_epochs: int = 0,
 ) -> list[Transform]:
     """The Optimize page's controls as transform configs: prune (if ``sparsity`` > 0 or a
     layer has its own ratio), then quantize (unless ``method`` is ``"none"``); empty for
     the baseline. ``exclude`` (layers the Sensitivity page keeps in full precision) goes
-    to the quantization step, ``layer_sparsity`` (its per-layer prune ratios) to pruning."""
+    to the quantization step, ``layer_sparsity`` (its per-layer prune ratios) to pruning;
+    structured pruning fine-tunes for ``finetune_epochs`` on the training split."""
     steps = []
     if sparsity > 0 or any(ratio > 0 for _, ratio in layer_sparsity):
         kind = "prune-channels" if structured else "prune-magnitude"
-        own = {"layer_sparsity": layer_sparsity} if layer_sparsity else {}
+        own: dict[str, Any] = {"layer_sparsity": layer_sparsity} if layer_sparsity else {}
+        if structured and finetune_epochs:
+            own["finetune_epochs"] = int(finetune_epochs)
         steps.append(make_config(kind, sparsity=sparsity, **own))
     kept = {"exclude": tuple(exclude)} if exclude else {}
     if method == "int8-static":
@@ -158,11 +162,14 @@ def variant_label(
     structured: bool,
     exclude: tuple[str, ...] = (),
     layer_sparsity: LayerRatios = (),
+    finetune_epochs: int = 0,
 ) -> str:
-    """The recipe's label, as the built variant will carry it: ``prune-channels(50%) →
-    int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are kept;
-    ``prune-magnitude(50%, features.0 20%)`` when a layer has its own prune ratio."""
-    steps = variant_steps(method, calibration, sparsity, structured, exclude, layer_sparsity)
+    """The recipe's label, as the built variant will carry it: ``prune-channels(50%, ft3)
+    → int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are
+    kept; ``prune-magnitude(50%, features.0 20%)`` when a layer has its own prune ratio."""
+    steps = variant_steps(
+        method, calibration, sparsity, structured, exclude, layer_sparsity, finetune_epochs
+    )
     label = recipe_label(chain_to_dict(steps) if steps else None)
     if exclude and method != "none":
         names = sorted(exclude)
@@ -184,20 +191,24 @@ def build_variant(
     structured: bool,
     exclude: tuple[str, ...] = (),
     layer_sparsity: LayerRatios = (),
+    finetune_epochs: int = 0,
 ) -> Model:
-    """Prune (if ``sparsity`` > 0 or a layer has its own ratio), then quantize (unless
-    ``method`` is ``"none"``), keeping the ``exclude`` layers in full precision.
+    """Prune (if ``sparsity`` > 0 or a layer has its own ratio; structured pruning then
+    fine-tunes ``finetune_epochs``), then quantize (unless ``method`` is ``"none"``),
+    keeping the ``exclude`` layers in full precision.
 
     Raises:
         TransformError: the transform cannot apply to this model (explained).
     """
-    steps = variant_steps(method, calibration, sparsity, structured, exclude, layer_sparsity)
+    steps = variant_steps(
+        method, calibration, sparsity, structured, exclude, layer_sparsity, finetune_epochs
+    )
     if not steps:
         return model
     pruned = steps[0].name.startswith("prune-")
     if pruned and structured and model.framework != "torch":
         raise TransformError("structured pruning needs a PyTorch model; untick 'structured'")
-    # static INT8 calibrates on the training split; the other steps ignore the data
+    # static INT8 calibrates and fine-tuning trains on the training split
     return wb.transform(model, steps, data=evaluation_data(model, split="train"))
 
 
@@ -287,7 +298,7 @@ def measure_variant(
     cancel: CancelToken | None = None,
 ) -> VariantResult:
     """Build the variant ``recipe`` = (method, calibration, sparsity, structured[, exclude[,
-    layer_sparsity]]) and measure it.
+    layer_sparsity[, finetune_epochs]]]) and measure it.
 
     Cached by (model, recipe, backend, device, batch size).
     """

@@ -96,7 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         table.to_json(args.json)
     columns = ["variant", "backend", "device", "latency_ms", "size_bytes", "metric_value"]
     where = ["host"] if "host" in table.df else []  # on a cluster: the machine of each row
-    print(table.df[[*columns, "delta", "pareto", *where]].to_string(index=False))
+    from workbench.profiling.display import frame_text
+
+    print(frame_text(table.df[[*columns, "delta", "pareto", *where]]))
     failed = table.failed()
     for row in failed.itertuples():
         print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")

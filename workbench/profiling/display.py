@@ -22,15 +22,13 @@ from workbench.profiling.memory import PROCESS_RSS_LABEL
 from workbench.profiling.table import UNATTRIBUTED
 from workbench.units import (
     MISSING,
+    column_kind,
     format_bytes,
     format_count,
-    format_db,
     format_flops,
     format_ms,
-    format_number,
-    format_ratio,
-    format_seconds,
     format_share,
+    format_value,
     number,
 )
 
@@ -66,53 +64,47 @@ STYLE = """<style>
 .wb-profile tr.bold td {font-weight: bold;}
 </style>"""
 
-# a column's unit from its name: (test on the lower-case name, formatter), first match wins
-_BY_NAME: list[tuple[Callable[[str], bool], Callable[[Any], str]]] = [
-    (lambda n: n.endswith("_ms") or n == "latency", format_ms),
-    (lambda n: n.endswith("_s") and not n.endswith("per_s"), format_seconds),
-    (lambda n: n.endswith("_mib"), lambda v: format_bytes(_times(v, 2.0**20))),
-    (lambda n: "bytes" in n or n in ("size", "parameters"), format_bytes),
-    (lambda n: "flops" in n, format_flops),
-    (lambda n: "share" in n, format_share),
-    (lambda n: "ratio" in n or "speedup" in n, format_ratio),
-    (lambda n: "sqnr" in n or n.endswith("_db"), format_db),
-    (lambda n: "throughput" in n or n.endswith("per_s"), format_count),
-]
 
-
-def _times(value: Any, scale: float) -> float | None:
-    x = number(value)
-    return None if x is None else x * scale
-
-
-def format_cell(column: str, value: Any) -> str:
-    """One table cell as text, in the unit its column's name implies.
+def format_cell(column: str, value: Any, *, uncertain: bool = False) -> str:
+    """One table cell as text, in the unit its column's kind implies (`column_kind`).
 
     Args:
         column: the column's name (``latency_ms``, ``size_bytes``, ``speedup``...).
         value: the cell.
+        uncertain: the measurement behind the cell is noisy (prefixes ``~``).
 
     Returns:
         The text: a unit-bearing number, a count, "—" for a missing number, or the value's
         own text (strings, booleans).
     """
-    if value is None or (isinstance(value, float) and number(value) is None):
-        return format_db(value) if "sqnr" in column.lower() else MISSING
-    if isinstance(value, str | bool):
-        return str(value)
-    name = column.lower().rsplit(" ", 1)[-1]  # "<label> latency_ms" in comparisons
-    for test, fmt in _BY_NAME:
-        if test(name):
-            return fmt(value)
-    if number(value) is None:
-        return str(value)
-    if float(value).is_integer() and abs(float(value)) >= 1:
-        return format_count(value)
-    return format_number(value)
+    kind = column_kind(column)
+    if kind == "number" and number(value) is not None and float(value).is_integer():
+        kind = "integer"  # a whole number in an unnamed column (a float after a NaN)
+    return format_value(kind, value, uncertain=uncertain)
+
+
+def _kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """Each column's kind, from its name and then its values (`column_kind`)."""
+    return {str(c): column_kind(str(c), list(frame[c])) for c in frame.columns}
+
+
+def _cells(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Every cell as text; a row whose ``noisy`` column is true marks its numbers."""
+    kinds = _kinds(frame)
+    noisy = [bool(v) for v in frame["noisy"]] if "noisy" in frame else [False] * len(frame)
+    return {
+        str(c): [
+            format_value(kinds[str(c)], v, uncertain=n and kinds[str(c)] != "text")
+            for v, n in zip(frame[c], noisy, strict=True)
+        ]
+        for c in frame.columns
+    }
 
 
 def _header(column: str) -> str:
     """A column's name without the unit its cells now carry."""
+    if column.endswith("_per_s"):  # a rate: its cells are bare counts
+        return column.removesuffix("_per_s").replace("_", " ") + " /s"
     for suffix in ("_ms", "_s", "_bytes", "_mib"):
         if column.endswith(suffix):
             column = column.removesuffix(suffix)
@@ -120,13 +112,53 @@ def _header(column: str) -> str:
     return column.replace("_", " ")
 
 
-def frame_text(frame: pd.DataFrame, index: bool = False) -> str:
-    """A result table for a terminal: every number in its unit, "—" when missing."""
-    import pandas as pd
+def frame_text(frame: pd.DataFrame, index: bool = False, width: int | None = None) -> str:
+    """A result table for a terminal: every number in its unit, "—" when missing, fitted
+    to ``width`` columns: the longest text column wraps onto more lines instead of the
+    whole table wrapping.
+
+    Args:
+        frame: the table.
+        index: show the index as the first column.
+        width: characters a line may take (default: the terminal's width).
+    """
+    import shutil
 
     shown = frame.reset_index() if index else frame
-    cells = {_header(str(c)): [format_cell(str(c), v) for v in shown[c]] for c in shown}
-    return pd.DataFrame(cells).to_string(index=False)
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    cells = _cells(shown)
+    kinds = _kinds(shown)
+    headers = [_header(str(c)) for c in shown.columns]
+    columns = [[h, *cells[str(c)]] for h, c in zip(headers, shown.columns, strict=True)]
+    widths = [max(len(x) for x in col) for col in columns]
+    texts = [i for i, c in enumerate(shown.columns) if kinds[str(c)] == "text"]
+    # the widest text columns give up what the line lacks, down to their longest word
+    for i in sorted(texts, key=lambda j: -widths[j]):
+        excess = sum(widths) + 2 * (len(widths) - 1) - width
+        if excess <= 0:
+            break
+        longest_word = max((len(w) for x in columns[i] for w in x.split()), default=1)
+        widths[i] = max(min(widths[i], max(16, longest_word)), widths[i] - excess)
+    right = [kinds[str(c)] != "text" for c in shown.columns]
+    lines = []
+    for row in range(len(shown) + 1):
+        parts = [_wrapped(col[row], w) for col, w in zip(columns, widths, strict=True)]
+        for k in range(max(len(p) for p in parts)):
+            texts_k = [p[k] if k < len(p) else "" for p in parts]
+            line = [
+                t.rjust(w) if r else t.ljust(w)
+                for t, w, r in zip(texts_k, widths, right, strict=True)
+            ]
+            lines.append("  ".join(line).rstrip())
+    return "\n".join(lines)
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    import textwrap
+
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [text]
 
 
 def frame_html(frame: pd.DataFrame, bold: Sequence[bool] | None = None, index: bool = False) -> str:
@@ -142,19 +174,20 @@ def frame_html(frame: pd.DataFrame, bold: Sequence[bool] | None = None, index: b
     """
     shown = frame.reset_index() if index else frame
     columns = [str(c) for c in shown.columns]
-    numeric = [not _is_text(shown[c]) for c in shown.columns]
+    kinds, cells = _kinds(shown), _cells(shown)
+    numeric = [kinds[c] != "text" for c in columns]
     head = "".join(
         f"<th{'' if num else ' class=text'}>{html.escape(_header(c))}</th>"
         for c, num in zip(columns, numeric, strict=True)
     )
     rows = [f"<tr>{head}</tr>"]
     flags = list(bold) if bold is not None else [False] * len(shown)
-    for flag, record in zip(flags, shown.itertuples(index=False), strict=True):
-        cells = "".join(
-            f"<td{'' if num else ' class=text'}>{html.escape(format_cell(c, v))}</td>"
-            for c, num, v in zip(columns, numeric, record, strict=True)
+    for i, flag in enumerate(flags):
+        row = "".join(
+            f"<td{'' if num else ' class=text'}>{html.escape(cells[c][i])}</td>"
+            for c, num in zip(columns, numeric, strict=True)
         )
-        rows.append(f"<tr{' class=bold' if flag else ''}>{cells}</tr>")
+        rows.append(f"<tr{' class=bold' if flag else ''}>{row}</tr>")
     return f"<table>{''.join(rows)}</table>"
 
 
@@ -170,15 +203,6 @@ def summary_html(title: str, facts: Sequence[tuple[str, str]], body: str = "") -
     values = "".join(f"<td>{html.escape(text)}</td>" for _, text in facts)
     table = f"<table><tr>{head}</tr><tr>{values}</tr></table>" if facts else ""
     return f"{STYLE}<div class='wb-profile'><b>{html.escape(title)}</b>{table}{body}</div>"
-
-
-def _is_text(column: pd.Series) -> bool:
-    """A column of words (left-aligned): any present value that is not a number."""
-    from pandas.api.types import is_numeric_dtype
-
-    if is_numeric_dtype(column.dtype):
-        return False
-    return any(v is not None and v == v and number(v) is None for v in column)  # v == v: not NaN
 
 
 # per-layer columns shown, in order: (column, header, formatter)

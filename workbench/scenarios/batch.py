@@ -14,6 +14,7 @@ import pandas as pd
 from workbench.backends.base import get_backend
 from workbench.errors import InputError
 from workbench.model import Model
+from workbench.profiling.display import frame_html, frame_text
 from workbench.profiling.timer import Measurement, Timer
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.scenarios.result import json_rows
@@ -64,7 +65,7 @@ class BatchSweep:
         return (
             f"{self.model} {self.backend}/{self.device}: knee at batch {self.knee_batch_size} "
             f"(smallest batch with {KNEE_SHARE:.0%} of the best throughput)\n"
-            + self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+            + frame_text(self.table)
         )
 
     def __repr__(self) -> str:
@@ -75,7 +76,7 @@ class BatchSweep:
             f"<b>{html.escape(self.model)} {html.escape(self.backend)}/{html.escape(self.device)}"
             f"</b>: knee at batch <b>{self.knee_batch_size}</b> (smallest batch with "
             f"{KNEE_SHARE:.0%} of the best throughput)"
-            + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+            + frame_html(self.table)
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import pandas as pd
 from workbench.backends.base import get_backend
 from workbench.errors import InputError, WorkbenchError
 from workbench.model import Model
+from workbench.profiling.display import frame_html, frame_text
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
@@ -105,7 +106,7 @@ class SloResult:
         return "\n".join(
             [
                 f"highest sustained server rate with p99 <= {self.p99_ms:g} ms",
-                shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                frame_text(shown),
                 "limited by (the next rate up failed because):",
                 *limits,
                 f"{self.minimums.describe()} per point"
@@ -132,7 +133,7 @@ class SloResult:
         )
         return (
             f"<b>Highest sustained server rate with p99 &le; {self.p99_ms:g} ms</b><br>{headline}"
-            + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+            + frame_html(shown)
             + f"<small>{html.escape(self.minimums.describe())} per point; "
             f"{len(self.points)} verified server runs</small>"
         )

@@ -10,6 +10,7 @@ import panel as pn
 
 from workbench.profiling.display import memory_rows
 from workbench.profiling.profile import UNATTRIBUTED, Profile
+from workbench.units import column_kind, js_formatter
 
 #: rows per page of every table (big unpaginated tables freeze notebooks)
 PAGE_SIZE = 50
@@ -23,8 +24,36 @@ def figure_pane(figure: Any, height: int | None = None) -> pn.pane.Plotly:
     )
 
 
+def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each column's Tabulator formatter and alignment, from its kind (`column_kind`):
+    the browser renders a cell exactly as the notebook and terminal views do (units,
+    separators, % for shares, "—" when missing), while the cell keeps its number, so
+    sorting stays numeric."""
+    from panel.io.model import JSCode
+
+    formatters: dict[str, Any] = {}
+    align: dict[str, str] = {}
+    for column in frame.columns:
+        kind = column_kind(str(column), list(frame[column]))
+        text = (
+            f"var v=cell.getValue(),t=String(({js_formatter(kind)})(v))"
+            ".replace(/&/g,'&amp;').replace(/</g,'&lt;').replace(/>/g,'&gt;');"
+        )
+        if kind == "share":  # a share also reads as a bar behind its percentage
+            text += (
+                "var w=Math.max(0,Math.min(100,100*Number(v)))||0;"
+                "t='<div style=\"background:linear-gradient(to right,#C6DBEF '+w+'%,"
+                "transparent '+w+'%)\">'+t+'</div>';"
+            )
+        formatters[str(column)] = JSCode(f"function(cell){{{text}return t;}}")
+        align[str(column)] = "left" if kind == "text" else "right"
+    return formatters, align
+
+
 def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
-    """A paginated, read-only Tabulator (~50 rows a page)."""
+    """A paginated, read-only Tabulator (~50 rows a page), each column in its unit
+    (`cell_formatters`); long text wraps instead of widening the table."""
+    formatters, align = cell_formatters(frame)
     defaults = {
         "pagination": "remote",
         "page_size": PAGE_SIZE,
@@ -32,8 +61,13 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
         "disabled": True,
         "sizing_mode": "stretch_width",
         "layout": "fit_data_stretch",
+        "formatters": formatters,
+        "text_align": align,
     }
-    return pn.widgets.Tabulator(frame, **{**defaults, **options})
+    given = options.pop("formatters", {})
+    return pn.widgets.Tabulator(
+        frame, **{**defaults, **options, "formatters": {**formatters, **given}}
+    )
 
 
 class TableSlot:
@@ -67,15 +101,6 @@ class TableSlot:
             return
         self.table = self._new(frame)
         self.layout[:] = [self.table]
-
-
-def rounded(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """A display copy with float columns at ``digits`` significant digits (input untouched)."""
-    out = frame.copy()
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
-    return out
 
 
 def headline(profile: Profile | None) -> str:

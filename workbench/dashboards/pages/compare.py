@@ -10,7 +10,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboards.pages.common import TableSlot, figure_pane, rounded
+from workbench.dashboards.pages.common import TableSlot, figure_pane
 from workbench.dashboards.state import AppState
 from workbench.profiling.profile import Profile
 
@@ -126,7 +126,7 @@ class ComparePage(Viewer):
         self.latency.object = viz.latency_distribution(chosen)
         with_layers = [p for p in chosen if not p.layers.empty]
         if len(with_layers) >= 2 and with_layers[0] is chosen[0]:
-            self.slot.update(rounded(aligned_table(with_layers, chosen[0])))
+            self.slot.update(aligned_table(with_layers, chosen[0]))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(

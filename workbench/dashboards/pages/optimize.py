@@ -23,13 +23,17 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboards import work
 from workbench.dashboards.jobs import Jobs
-from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
 from workbench.profiling.cost import estimate_latency_ms
+from workbench.units import format_ms, format_share, format_value
 
-BASELINE: tuple[Any, ...] = ("none", "entropy", 0.0, False, (), ())
-#: the trade-off table's columns
-SHOWN = ["variant", "host", "latency_ms", "latency_p90_ms", "size_bytes", "metric_value"]
+BASELINE: tuple[Any, ...] = ("none", "entropy", 0.0, False, (), (), 0)
+#: the trade-off table's columns (the dashboard's metric is accuracy)
+SHOWN = ["variant", "backend", "host", "latency_ms", "latency_p90_ms", "size_bytes", "accuracy"]
+#: fine-tuning epochs after structured pruning, by default (the digits samples recover
+#: their accuracy in about three)
+FINETUNE_EPOCHS = 3
 
 
 class OptimizePage(Viewer):
@@ -52,6 +56,11 @@ class OptimizePage(Viewer):
     )
     sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
     structured = param.Boolean(default=False, doc="remove whole channels (torch models)")
+    finetune_epochs = param.Integer(
+        default=FINETUNE_EPOCHS,
+        bounds=(0, 20),
+        doc="epochs of fine-tuning on the training split after structured pruning",
+    )
     exclude = param.List(
         default=[], item_type=str, doc="layers kept in full precision (from the Sensitivity page)"
     )
@@ -74,18 +83,28 @@ class OptimizePage(Viewer):
         #: estimated rows by label, placed before the variant is measured (kept after,
         #: to show how far off they were)
         self.estimates: dict[str, dict[str, Any]] = {}
+        #: the label of the recipe asked for last (its estimate is the one shown)
+        self.pending: str | None = None
         #: measured variants of the current model/backend/device/batch, by label
         self.results: dict[str, work.VariantResult] = {}
         self.comparison = pn.pane.HTML(sizing_mode="stretch_width")
         self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
         self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
-        self.table = table(pd.DataFrame(columns=SHOWN), height=300)
+        self.table = table(_shown(pd.DataFrame()), height=300)
         self.kept = pn.pane.Markdown(_kept_text([], {}), styles={"font-size": "12px"})
         self.param.watch(self._show_kept, ["exclude", "layer_sparsity"])
         self.tradeoff.param.watch(self._point_clicked, "click_data")
         self.param.watch(
             self.request,
-            ["method", "calibration", "sparsity", "structured", "exclude", "layer_sparsity"],
+            [
+                "method",
+                "calibration",
+                "sparsity",
+                "structured",
+                "finetune_epochs",
+                "exclude",
+                "layer_sparsity",
+            ],
         )
         self.param.watch(self._refresh, "selected")
         self.state.param.watch(
@@ -96,14 +115,20 @@ class OptimizePage(Viewer):
 
     def recipe(self) -> tuple[Any, ...]:
         """The controls as (method, calibration, sparsity, structured, kept layers,
-        per-layer prune ratios)."""
+        per-layer prune ratios, fine-tune epochs); the epochs count only where they apply
+        (structured pruning), so other recipes keep one label."""
+        sparsity = round(float(self.sparsity), 2)
+        ratios = tuple(sorted((str(k), round(float(v), 2)) for k, v in self.layer_sparsity.items()))
+        pruned = sparsity > 0 or any(r > 0 for _, r in ratios)
+        epochs = int(self.finetune_epochs) if self.structured and pruned else 0
         return (
             self.method,
             self.calibration,
-            round(float(self.sparsity), 2),
+            sparsity,
             self.structured,
             tuple(sorted(self.exclude)),
-            tuple(sorted((str(k), round(float(v), 2)) for k, v in self.layer_sparsity.items())),
+            ratios,
+            epochs,
         )
 
     def measure_recipe(self, **settings: Any) -> None:
@@ -119,11 +144,14 @@ class OptimizePage(Viewer):
         model, recipe = state.model(), self.recipe()
         context = (state.backend, state.device, state.batch_size)
         label = work.variant_label(*recipe)
+        self.pending = label
         estimate = self.estimate(recipe)
         if estimate is not None and label not in self.results:
             self.estimates[label] = estimate
             self.selected = label
-            self._refresh()  # the estimated point shows at once; measuring replaces it
+        # the estimated point shows at once (measuring replaces it); a recipe left
+        # before it was measured (a slider moved on) leaves no row behind
+        self._refresh()
 
         def measure(progress: Any, cancel: Any) -> list[work.VariantResult]:
             done = []
@@ -158,7 +186,7 @@ class OptimizePage(Viewer):
         layer's ratio over the ratio analysed); unknown (None) without a matching
         sensitivity. None when there is no measured baseline to start from.
         """
-        method, _, sparsity, structured, exclude, ratios = recipe
+        method, _, sparsity, structured, exclude, ratios = recipe[:6]
         base = self.results.get("baseline")
         if base is None or recipe == BASELINE:
             return None
@@ -213,11 +241,13 @@ class OptimizePage(Viewer):
         )
         rows = [{**r, "pareto": bool(m)} for r, m in zip(rows, measured, strict=True)]
         # an estimate stands in until its variant is measured (never on the front)
-        rows += [
-            {"variant": f"{label} (estimate)", "precision": "estimate", "pareto": False, **e}
-            for label, e in self.estimates.items()
-            if label not in self.results
-        ]
+        estimate = self.estimates.get(self.pending or "")
+        if estimate is not None and self.pending not in self.results:
+            context = {"backend": self.state.backend, "device": self.state.device}
+            rows.append(
+                {"variant": f"{self.pending} (estimate)", **context, "precision": "estimate",
+                 "pareto": False, **estimate}
+            )  # fmt: skip
         return pd.DataFrame(rows)
 
     def _refresh(self, *_: Any) -> None:
@@ -228,7 +258,7 @@ class OptimizePage(Viewer):
         if base is not None and chosen is not None and chosen is not base:
             self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
         # fixed columns: Tabulator cannot reset the columns of a table it has not drawn
-        self.table.value = rounded(frame.reindex(columns=SHOWN))
+        self.table.value = _shown(frame)
 
     def _numbers(self) -> str:
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
@@ -236,13 +266,13 @@ class OptimizePage(Viewer):
             return "<p><i>Move a control (or press Measure) to measure a variant.</i></p>"
         chosen = None if chosen is base else chosen
         rows: list[tuple[str, ...]] = [("", "baseline", chosen.label if chosen else "—")]
-        for name, get, fmt in (
-            ("accuracy", lambda r: r.metric_value, "{:.4f}"),
-            ("latency p50 (ms)", lambda r: r.profile.latency.median, "{:.4g}"),
-            ("size (KiB)", lambda r: r.size_bytes / 1024, "{:,.1f}"),
+        for name, get, kind in (
+            ("accuracy", lambda r: r.metric_value, "share"),
+            ("latency p50", lambda r: r.profile.latency.median, "ms"),
+            ("size", lambda r: r.size_bytes, "bytes"),
         ):
             values = [get(base), get(chosen) if chosen else None]
-            rows.append((name, *[fmt.format(v) if v is not None else "n/a" for v in values]))
+            rows.append((name, *[format_value(kind, v) for v in values]))
         estimate = self.estimates.get(chosen.label) if chosen else None
         if estimate is not None and chosen is not None:
             rows.append(("estimated before measuring", "", _estimate_error(estimate, chosen)))
@@ -284,6 +314,11 @@ class OptimizePage(Viewer):
             ),
             sparsity,
             pn.widgets.Checkbox.from_param(self.param.structured, label="Structured (channels)"),
+            pn.widgets.IntInput.from_param(
+                self.param.finetune_epochs,
+                label="Fine-tune epochs (structured pruning)",
+                width=250,
+            ),
             self.kept,
             keep_all,
             pn.Row(measure, cancel),
@@ -306,6 +341,17 @@ class OptimizePage(Viewer):
         )
 
 
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows: the `SHOWN` columns, text columns as text even when empty (an
+    empty frame's columns are floats, and the browser keeps the first columns' types)."""
+    shown = frame.rename(columns={"metric_value": "accuracy"}).reindex(columns=SHOWN)
+    for column in ("variant", "backend", "host"):
+        shown[column] = shown[column].astype(object)
+    for column in ("latency_ms", "latency_p90_ms", "size_bytes", "accuracy"):
+        shown[column] = pd.to_numeric(shown[column], errors="coerce").astype(float)
+    return shown
+
+
 def _kept_text(exclude: list[str], ratios: dict[str, float]) -> str:
     parts = [f"Kept in full precision: {', '.join(exclude)}"] if exclude else []
     if ratios:
@@ -320,8 +366,8 @@ def _estimate_error(estimate: dict[str, Any], measured: work.VariantResult) -> s
     """``0.05 ms (measured 12% slower), accuracy 0.97 (−0.4 points)``."""
     latency = float(estimate["latency_ms"])
     off = measured.profile.latency.median / latency - 1 if latency > 0 else float("nan")
-    text = f"{latency:.4g} ms (measured {abs(off):.0%} {'slower' if off > 0 else 'faster'})"
+    text = f"{format_ms(latency)} (measured {abs(off):.0%} {'slower' if off > 0 else 'faster'})"
     guess, value = estimate.get("metric_value"), measured.metric_value
     if guess is not None and value is not None:
-        text += f", accuracy {guess:.4f} ({100 * (value - guess):+.1f} points)"
+        text += f", accuracy {format_share(guess)} ({100 * (value - guess):+.1f} points)"
     return text

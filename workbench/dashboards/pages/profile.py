@@ -13,7 +13,7 @@ from panel.viewable import Viewer
 
 import workbench as wb
 from workbench import viz
-from workbench.dashboards.pages.common import TableSlot, figure_pane, headline, notes, rounded
+from workbench.dashboards.pages.common import TableSlot, figure_pane, headline, notes
 from workbench.dashboards.state import AppState
 from workbench.profiling.profile import Profile
 
@@ -30,9 +30,8 @@ TABLE_COLUMNS = [
     "provider",
     "note",
 ]
-#: share of time drawn as a bar; layer and op type filterable from the header
+#: layer and op type filterable from the header (share reads as a bar: `cell_formatters`)
 TABLE_OPTIONS: dict[str, Any] = {
-    "formatters": {"share": {"type": "progress", "max": 1, "legend": True}},
     "header_filters": {
         "layer": {"type": "input", "func": "like", "placeholder": "filter"},
         "op_type": {"type": "input", "func": "like", "placeholder": "filter"},
@@ -113,7 +112,7 @@ class ProfilePage(Viewer):
         placed = "provider" in layers and layers["provider"].notna().any()
         columns = [c for c in TABLE_COLUMNS if c in layers and (c != "provider" or placed)]
         shown = layers[columns].reset_index(drop=True)
-        self.slot.update(rounded(shown))
+        self.slot.update(shown)
 
     def _refresh_bars(self, *_: Any) -> None:
         state = self.state

@@ -12,7 +12,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
 
 SHOWN = [
@@ -90,7 +90,7 @@ class RunsPage(Viewer):
             day = pd.Timestamp(self.since).strftime("%Y-%m-%d")
             runs = runs[runs["created_at"].astype(str).str.slice(0, 10) >= day]
         self.runs = runs.reset_index(drop=True)
-        self.table.value = rounded(self.runs[[c for c in SHOWN if c in self.runs]])
+        self.table.value = self.runs[[c for c in SHOWN if c in self.runs]]
         # the file's name only: a served page should not reveal the server's folders
         shown = f"{len(self.runs)} of {len(self.stored)}" if len(runs) < len(self.stored) else ""
         self.message.object = (
@@ -136,7 +136,7 @@ class RunsPage(Viewer):
             points = self.state.store.points(sweep_id)
             self.sweep.object = viz.tradeoff(points)
             # local sweeps have no worker or host: those cells stay empty
-            self.points.value = rounded(points.reindex(columns=POINT_COLUMNS))
+            self.points.value = points.reindex(columns=POINT_COLUMNS)
 
     def __panel__(self) -> pn.viewable.Viewable:
         refresh = pn.widgets.Button(label="Refresh")

@@ -11,7 +11,7 @@ from panel.viewable import Viewer
 
 from workbench import viz, viz_backends
 from workbench.dashboards.jobs import Jobs
-from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
 from workbench.evaluation.backends import BackendComparison
 from workbench.profiling.fair import Launcher
@@ -92,7 +92,7 @@ class RuntimesView(Viewer):
             return
         self.figure.object = viz_backends.backend_comparison_figure(self.result)
         self.summary.object = self.result._repr_html_()
-        self.table.value = rounded(self.result.table[TABLE_COLUMNS])
+        self.table.value = self.result.table[TABLE_COLUMNS]
 
     def _waiting(self, *_: Any) -> None:
         self.figure.loading = self.jobs.running

@@ -22,7 +22,7 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboards import work
 from workbench.dashboards.jobs import Jobs
-from workbench.dashboards.pages.common import figure_pane, rounded, table
+from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
 
 #: a recipe for the Optimize page: its parameters by name (see `OptimizePage.measure_recipe`)
@@ -193,7 +193,7 @@ class SensitivityPage(Viewer):
             figure.update_layout(xaxis_title="layer (execution order); hollow = own prune ratio")
         self.figure.object = figure
         shown = report.reindex(columns=SHOWN) if not report.empty else pd.DataFrame(columns=SHOWN)
-        self.table.value = rounded(shown)
+        self.table.value = shown
 
     def _bar_clicked(self, event: param.parameterized.Event) -> None:
         points = (event.new or {}).get("points") or []
