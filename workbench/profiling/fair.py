@@ -12,9 +12,14 @@ wrong: it doubled ORT's latency). Each runtime runs as its users would run it, w
 the options the caller gives *that* runtime.
 
 Why rounds: a shared machine drifts (turbo, neighbours, thermal state), so the processes
-alternate over several rounds, each round in a rotated order, and the spread over rounds is
-reported next to the median; each child records the machine's load average before and
-after it ran.
+alternate over several rounds (3 at least by default), each round in a rotated order so
+that every runtime runs next to the baseline and drift cancels in the per-round ratios,
+and the spread over rounds is reported next to the median; each child records the
+machine's load before and after it ran, and its `Measurement` the contention during.
+
+Why a verdict: a runtime whose rounds disagree, or whose rounds were noisy (their spread,
+or a contended machine), gets a verdict in words and its ratio is uncertain; the
+comparison then runs more rounds (``retries``, bounded) before giving up and saying so.
 
 The model travels to each child as a reference (a sample name or a model file path),
 never as pickled user code. The child is ``python -m workbench.profiling.fair``, reading
@@ -55,6 +60,9 @@ __all__ = [
 RESULT_PREFIX = "WORKBENCH_FAIR_RESULT "
 #: a child answers a spec dict with a result dict (tests inject a fake one)
 Launcher = Callable[[dict[str, Any]], dict[str, Any]]
+#: per-round values whose interquartile range exceeds this share of their median disagree
+#: (an interquartile range, not the full range, so that more rounds can outvote one outlier)
+ROUND_DISAGREEMENT = 0.15
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,9 @@ class RuntimeComparison:
     medians, ``min_ms``/``max_ms`` their range; ``ratio`` is the median over rounds of
     (this runtime's median / the baseline's median in the same round), ``ratio_min`` and
     ``ratio_max`` its range; ``load_max`` the highest 1-minute load average any of its
-    children saw.
+    children saw; ``threads`` the thread count its children ran with; ``verdict`` why
+    its numbers are not to be trusted ("" when they are: see `verdict`), and ``noisy``
+    (its own verdict or the baseline's is not empty: read the ratio with its range).
 
     Attributes:
         model: the model reference (sample name or file path).
@@ -157,6 +167,8 @@ class RuntimeComparison:
         results: every child's `RoundResult`, in the order they ran.
         machine: a description of the machine.
         created_at: ISO timestamp (UTC) of the start.
+        planned_rounds: the rounds asked for; more ran when the first were noisy
+            (0: as many as ran, for comparisons stored before this field).
     """
 
     model: str
@@ -166,6 +178,7 @@ class RuntimeComparison:
     results: tuple[RoundResult, ...]
     machine: str = ""
     created_at: str = ""
+    planned_rounds: int = 0
 
     def measurements(self, runtime: str) -> list[Measurement]:
         """The per-round measurements of one runtime (failed rounds left out)."""
@@ -177,15 +190,67 @@ class RuntimeComparison:
     def _round_medians(self, runtime: str) -> dict[int, float]:
         return {r.round: r.measurement.median for r in self._rounds(runtime) if r.measurement}
 
+    def _ratios(self, runtime: str) -> list[float]:
+        base, medians = self._round_medians(self.baseline), self._round_medians(runtime)
+        return [medians[r] / base[r] for r in medians if r in base and base[r] > 0]
+
+    @property
+    def rounds_run(self) -> int:
+        """Rounds that ran (more than `planned_rounds` when the first were noisy)."""
+        return max((r.round for r in self.results), default=-1) + 1
+
+    def verdict(self, runtime: str) -> str:
+        """Why this runtime's numbers cannot be trusted, in words ("" when they can).
+
+        Its rounds disagree (the interquartile range of their medians, or of their ratios
+        to the baseline, is over `ROUND_DISAGREEMENT` of the median), half or more of its
+        rounds were
+        noisy (`Measurement.verdict`: spread, load, steal, oversubscription), or too few
+        rounds ran for a median of rounds to mean anything.
+        """
+        count = len(self._round_medians(runtime))
+        reasons = [f"{count} round(s): fewer than 3, no median of rounds"] if count < 3 else []
+        reasons += self._noise_reasons(runtime)
+        if reasons and self.rounds_run > self.planned_rounds > 0:
+            reasons.append(f"after {self.rounds_run - self.planned_rounds} extra round(s)")
+        return "noisy: " + "; ".join(reasons) if reasons else ""
+
+    def _noise_reasons(self, runtime: str) -> list[str]:
+        """What more rounds may cure: disagreeing rounds, noisy rounds."""
+        reasons = []
+        values = list(self._round_medians(runtime).values())
+        ratios = self._ratios(runtime) if runtime != self.baseline else []
+        for what, xs, fmt in (("medians", values, "{:.4g} ms"), ("ratios", ratios, "{:.3g}×")):
+            if len(xs) > 1 and _iqr(xs) > ROUND_DISAGREEMENT * statistics.median(xs):
+                span = f"{fmt.format(min(xs))}–{fmt.format(max(xs))}"
+                reasons.append(f"rounds disagree ({what} {span})")
+                break
+        noisy = [m for m in self.measurements(runtime) if m.noisy]
+        if noisy and 2 * len(noisy) >= len(values):
+            common = statistics.mode(r for m in noisy for r in m.noise_reasons)
+            reasons.append(f"{len(noisy)} of {len(values)} rounds noisy ({common})")
+        return reasons
+
+    def uncertain(self) -> list[str]:
+        """The runtimes whose verdict, or the baseline's, is not empty."""
+        if self.verdict(self.baseline):
+            return [r.name for r in self.runtimes]
+        return [r.name for r in self.runtimes if self.verdict(r.name)]
+
     @property
     def table(self) -> pd.DataFrame:
         """One row per runtime: spread over rounds, ratio to the baseline, load."""
-        base = self._round_medians(self.baseline)
         rows = []
+        uncertain = set(self.uncertain())
         for runtime in self.runtimes:
             name = runtime.name
             medians = self._round_medians(name)
-            ratios = [medians[r] / base[r] for r in medians if r in base and base[r] > 0]
+            ratios = self._ratios(name)
+            threads = {
+                int(r.environment["threads"])
+                for r in self._rounds(name)
+                if r.environment.get("threads")
+            }
             loads = [r.load_before[0] for r in self._rounds(name) if r.load_before]
             loads += [r.load_after[0] for r in self._rounds(name) if r.load_after]
             values = list(medians.values())
@@ -204,6 +269,9 @@ class RuntimeComparison:
                     "samples": sum(m.n for m in self.measurements(name)),
                     "noisy_rounds": sum(m.noisy for m in self.measurements(name)),
                     "load_max": max(loads, default=float("nan")),
+                    "threads": "/".join(map(str, sorted(threads))),
+                    "noisy": name in uncertain,
+                    "verdict": self.verdict(name),
                     "errors": "; ".join(sorted({r.error for r in self._rounds(name) if r.error})),
                 }
             )
@@ -219,6 +287,7 @@ class RuntimeComparison:
             "results": [r.to_dict() for r in self.results],
             "machine": self.machine,
             "created_at": self.created_at,
+            "planned_rounds": self.planned_rounds,
         }
 
     @classmethod
@@ -232,19 +301,27 @@ class RuntimeComparison:
             results=tuple(RoundResult.from_dict(r) for r in data["results"]),
             machine=data.get("machine", ""),
             created_at=data.get("created_at", ""),
+            planned_rounds=int(data.get("planned_rounds", 0)),
         )
 
     def _header(self) -> str:
-        rounds = max((r.round for r in self.results), default=-1) + 1
+        rounds = self.rounds_run
+        extra = rounds - self.planned_rounds if self.planned_rounds else 0
+        more = f" ({extra} more than planned: the first were noisy)" if extra > 0 else ""
+        uncertain = self.uncertain()
+        warning = f"; uncertain (read with the range): {', '.join(uncertain)}" if uncertain else ""
         return (
             f"{self.model} at batch {self.batch_size}: each runtime in its own process at its "
-            f"own defaults, {rounds} alternating rounds; ratio vs {self.baseline}"
+            f"own defaults, {rounds} alternating rounds{more}; ratio vs {self.baseline}{warning}"
         )
 
     def __repr__(self) -> str:
         from workbench.profiling.display import frame_text
 
-        columns = ["median_ms", "min_ms", "max_ms", "ratio", "ratio_min", "ratio_max", "load_max"]
+        columns = [
+            "median_ms", "min_ms", "max_ms", "ratio", "ratio_min", "ratio_max", "load_max",
+            "threads", "noisy", "verdict",
+        ]  # fmt: skip
         text = frame_text(self.table[columns], index=True)
         return f"RuntimeComparison({self._header()})\n{text}"
 
@@ -264,12 +341,20 @@ class RuntimeComparison:
         return summary_html(self._header(), facts, figure + frame_html(table, index=True))
 
 
+def _iqr(values: list[float]) -> float:
+    import numpy as np
+
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q3 - q1)
+
+
 def compare_runtimes(
     model: Any,
     runtimes: Iterable[Runtime | str | tuple[Any, ...]],
     batch_size: int = 1,
     *,
     rounds: int = 5,
+    retries: int = 2,
     budget_s: float = 1.0,
     warmup_s: float = 0.5,
     baseline: str | None = None,
@@ -293,7 +378,10 @@ def compare_runtimes(
             ``model`` uses that instead (variants of one model).
         runtimes: `Runtime` objects, backend names, or ``(backend, device[, options])``.
         batch_size: batch size of the generated inputs.
-        rounds: how many times each runtime is measured, each time in a new process.
+        rounds: how many times each runtime is measured, each time in a new process
+            (3 at least for a median of rounds to mean something; fewer says so).
+        retries: at most this many more rounds, one at a time, while some runtime's
+            `RuntimeComparison.verdict` is not empty; the verdict then says it gave up.
         budget_s: time budget of each child's measurement, in seconds.
         warmup_s: minimum warm-up time in each child, in seconds.
         baseline: the runtime ratios are against (default the first).
@@ -337,12 +425,21 @@ def compare_runtimes(
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results: list[RoundResult] = []
     total = rounds * len(chosen)
+    # a noisy comparison gets more rounds, bounded; each is a full rotated round, so every
+    # ratio stays paired with a baseline run of the same round
+    partial = RuntimeComparison(reference, batch_size, tuple(chosen), baseline, (), "", "", rounds)
     with _inputs_file(reference, inputs, batch_size) as inputs_path:
-        for r in range(rounds):
+        for r in range(rounds + max(0, retries)):
+            if r >= rounds:
+                partial = dataclasses.replace(partial, results=tuple(results))
+                if not any(partial._noise_reasons(runtime.name) for runtime in chosen):
+                    break
+                total += len(chosen)
             for position in range(len(chosen)):
                 runtime = chosen[(r + position) % len(chosen)]
                 if progress is not None:
-                    progress(len(results) / total, f"round {r + 1}/{rounds}: {runtime.name}")
+                    planned = f"{r + 1}/{rounds}" if r < rounds else f"{r + 1} (noisy: one more)"
+                    progress(len(results) / total, f"round {planned}: {runtime.name}")
                 spec = {
                     "model": references[runtime.name],
                     "runtime": runtime.to_dict(),
@@ -360,6 +457,7 @@ def compare_runtimes(
         results=tuple(results),
         machine=_machine(),
         created_at=started,
+        planned_rounds=rounds,
     )
 
 
@@ -477,7 +575,7 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     import psutil
 
-    from workbench.backends.base import get_backend
+    from workbench.backends.base import get_backend, settings_of
     from workbench.loaders import load, samples
     from workbench.machine import environment
     from workbench.profiling.timer import Timer
@@ -492,21 +590,26 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     session = get_backend(runtime["backend"]).compile(model, device, **runtime.get("options", {}))
     compile_s = time.perf_counter() - started
+    threads = getattr(session, "threads", None)
+    # the session's process-wide settings (torch's, Numba's threads) hold while timing, as
+    # in `profile`: the runner then times the forward pass alone
     try:
-        runner = session.runner(inputs)
-        started = time.perf_counter()
-        runner()
-        first_inference_ms = (time.perf_counter() - started) * 1e3
-        load_before = os.getloadavg()
-        measurement = Timer(
-            runner,
-            warmup_s=float(spec.get("warmup_s", 0.5)),
-            budget_s=float(spec.get("budget_s", 1.0)),
-            device=device,
-            label=f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}",
-        ).measure()
-        load_after = os.getloadavg()
-        rss_after = psutil.Process().memory_info().rss
+        with settings_of(session):
+            runner = session.runner(inputs)
+            started = time.perf_counter()
+            runner()
+            first_inference_ms = (time.perf_counter() - started) * 1e3
+            load_before = os.getloadavg()
+            measurement = Timer(
+                runner,
+                warmup_s=float(spec.get("warmup_s", 0.5)),
+                budget_s=float(spec.get("budget_s", 1.0)),
+                device=device,
+                label=f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}",
+                threads=threads if device == "cpu" else None,
+            ).measure()
+            load_after = os.getloadavg()
+            rss_after = psutil.Process().memory_info().rss
     finally:
         session.close()
     return {
@@ -521,7 +624,7 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
         "load_before": load_before,
         "load_after": load_after,
         "pid": os.getpid(),
-        "environment": environment(),
+        "environment": environment(threads=threads),
     }
 
 
