@@ -107,10 +107,14 @@ def ensemble_of(node: onnx.NodeProto | Any) -> TreeArrays:
     """
     from workbench.loaders.onnx import node_attributes
 
-    attrs = node_attributes(node)
-    if node.op_type == "TreeEnsemble":
+    return ensemble_from_attrs(node.op_type, node_attributes(node))
+
+
+def ensemble_from_attrs(op_type: str, attrs: dict[str, Any]) -> TreeArrays:
+    """The `TreeArrays` of an ensemble node given its attributes (from ``node_attributes``)."""
+    if op_type == "TreeEnsemble":
         return _from_opset5(attrs)
-    return _from_legacy(node.op_type, attrs)
+    return _from_legacy(op_type, attrs)
 
 
 def _tensor_or_list(attrs: dict[str, Any], name: str, dtype: Any) -> np.ndarray:
@@ -302,3 +306,62 @@ def _lookup(key: dict[tuple[int, int], int], tree: int, node: int) -> int:
         raise UnsupportedModelError(
             f"tree {tree} refers to node {node}, which it does not list (a malformed graph)"
         ) from None
+
+
+def opset5_node(trees: TreeArrays, name: str, inputs: list[str], outputs: list[str]) -> Any:
+    """An ai.onnx.ml opset-5 ``TreeEnsemble`` node holding ``trees``.
+
+    Args:
+        trees: the trees of a regressor whose leaves each add to one target, and whose
+            roots are splits (the opset-5 op has no single-leaf tree). The op has no
+            base values: a single target's summed ensemble carries its base value in
+            the leaves (each adds base / trees).
+        name: the node's name.
+        inputs, outputs: its value names.
+
+    Raises:
+        UnsupportedModelError: a leaf adds to several targets, or a tree is a lone leaf.
+    """
+    from onnx import helper, numpy_helper
+
+    if (trees.leaf_count[trees.mode == LEAF] != 1).any() or (trees.mode[trees.roots] == LEAF).any():
+        raise UnsupportedModelError(
+            "the opset-5 TreeEnsemble op takes one weight per leaf and a split at each root"
+        )
+    base = np.zeros(1)
+    if np.any(trees.base_values):
+        if trees.n_targets != 1 or AGGREGATES[trees.aggregate] != "SUM":
+            raise UnsupportedModelError(
+                "the opset-5 TreeEnsemble op has no base values; only a summed single-target "
+                "ensemble can carry them in its leaves"
+            )
+        base = trees.base_values[:1] / trees.n_trees
+    split = trees.mode != LEAF
+    index = np.where(split, np.cumsum(split) - 1, np.cumsum(~split) - 1)
+    rows = np.flatnonzero(split)
+    true_child, false_child = rows + 1, trees.false_child[rows]
+    leaf_rows = np.flatnonzero(~split)
+    dtype = trees.threshold.dtype
+    return helper.make_node(
+        "TreeEnsemble",
+        inputs,
+        outputs,
+        name=name,
+        domain="ai.onnx.ml",
+        tree_roots=index[trees.roots].tolist(),
+        nodes_featureids=trees.feature[rows].tolist(),
+        nodes_splits=numpy_helper.from_array(trees.threshold[rows].astype(dtype)),
+        nodes_modes=numpy_helper.from_array(trees.mode[rows].astype(np.uint8)),
+        nodes_truenodeids=index[true_child].tolist(),
+        nodes_falsenodeids=index[false_child].tolist(),
+        nodes_trueleafs=(~split[true_child]).astype(int).tolist(),
+        nodes_falseleafs=(~split[false_child]).astype(int).tolist(),
+        nodes_missing_value_tracks_true=trees.missing_true[rows].astype(int).tolist(),
+        leaf_targetids=trees.leaf_target[trees.leaf_start[leaf_rows]].tolist(),
+        leaf_weights=numpy_helper.from_array(
+            (trees.leaf_weight[trees.leaf_start[leaf_rows]] + base[0]).astype(dtype)
+        ),
+        n_targets=trees.n_targets,
+        aggregate_function=_NEW_AGGREGATES.index(AGGREGATES[trees.aggregate]),
+        post_transform=trees.post_transform,
+    )

@@ -254,7 +254,10 @@ def probe_rows(model: Model, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarra
     """Rows whose features fall on both sides of the trees' thresholds, for checks.
 
     Each feature is drawn uniformly between its smallest and largest threshold, widened
-    by a tenth of that span on each side, so every branch of every split can be taken.
+    on each side by a tenth of that span plus a twentieth of the thresholds' magnitude, so
+    every branch of every split can be taken. The widening also keeps a feature with one
+    threshold from being drawn onto that threshold's float32 rounding, where a library
+    comparing in float64 (LightGBM) and the float32 graph legitimately part ways.
     Features no tree splits on are 0.
 
     Returns:
@@ -269,9 +272,44 @@ def probe_rows(model: Model, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarra
         np.maximum.at(high, trees.feature[split], trees.threshold[split])
     used = np.isfinite(low)
     low, high = np.where(used, low, 0.0), np.where(used, high, 0.0)
-    margin = 0.1 * (high - low) + 1e-3 * used
+    margin = 0.1 * (high - low) + 0.05 * np.maximum(np.abs(low), np.abs(high)) + 1e-3 * used
     rng = np.random.default_rng(seed)
     return rng.uniform(low - margin, high + margin, (rows, n_features)).astype(np.float32)
+
+
+def to_opset5(model: Model) -> Model:
+    """``model`` with each legacy ``TreeEnsembleRegressor`` as an opset-5 ``TreeEnsemble``.
+
+    A new `Model` (the given one is not changed); see `tree_graph.opset5_node` for which
+    regressors the newer op can hold.
+
+    Raises:
+        UnsupportedModelError: a classifier, or trees the newer op cannot hold.
+    """
+    import onnx
+
+    from workbench.errors import UnsupportedModelError
+    from workbench.loaders.onnx import load_onnx
+    from workbench.loaders.tree_graph import ensemble_of, opset5_node
+
+    proto = onnx.ModelProto.FromString(model.onnx_bytes)
+    for i, node in enumerate(proto.graph.node):
+        if node.op_type == "TreeEnsembleClassifier":
+            raise UnsupportedModelError(
+                "the opset-5 TreeEnsemble op has no class labels: only regressors move to it"
+            )
+        if node.op_type == "TreeEnsembleRegressor":
+            new = opset5_node(ensemble_of(node), node.name, list(node.input), list(node.output))
+            new.metadata_props.extend(node.metadata_props)
+            proto.graph.node[i].CopyFrom(new)
+    for entry in proto.opset_import:
+        if entry.domain == "ai.onnx.ml":
+            entry.version = 5
+    proto.ir_version = max(proto.ir_version, 10)  # ml opset 5 needs IR 10
+    new_model = load_onnx(proto.SerializeToString(), name=model.name)
+    new_model.source, new_model.metadata = model.source, dict(model.metadata)
+    new_model.metadata.pop("native", None)
+    return new_model
 
 
 def stage_of(proto: onnx.ModelProto) -> dict[str, str]:
@@ -448,6 +486,9 @@ def _tidy(proto: onnx.ModelProto) -> onnx.ModelProto:
                 graph.output.insert(
                     i, helper.make_tensor_value_info(source, TensorProto.FLOAT, [None, None])
                 )
+    for out in graph.output:  # converters write wrong sizes (ORT warns); inference redoes them
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            dim.dim_param = "batch" if i == 0 else f"d{i}"
     for i, node in enumerate(graph.node):
         node.name = node.name or f"{node.op_type}_{i}"
     stages = stage_of(proto)

@@ -28,6 +28,7 @@ from workbench.backends.base import (
     register,
 )
 from workbench.backends.numba.registry import register_kernel, unregister_kernel
+from workbench.loaders.tree_graph import TREE_OPS
 from workbench.model import Model
 
 __all__ = [
@@ -115,6 +116,9 @@ CPU_OPS = frozenset(
         "Xor",
         "Not",
     ]
+    # ai.onnx.ml tree ensembles (tree_ops, tree_cuda): the graph checks support by the
+    # domain-qualified name, the executor looks kernels up by the bare op type
+    + [f"{domain}{op}" for op in TREE_OPS for domain in ("", "ai.onnx.ml.")]
 )
 CUDA_OPS = CPU_OPS
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.backends.numba import cpu, elementwise, shapes
+from workbench.backends.numba import cpu, elementwise, shapes, tree_ops
 from workbench.backends.numba.executor import Kernel, nothing
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
@@ -962,6 +962,9 @@ def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
         table[op] = logical(op)
     for op in ("Add", "Sub", "Mul", "Div", "Pow"):
         table[op] = binary(op)
+    for op in tree_ops.TREE_OPS:  # ai.onnx.ml tree ensembles: our traversal kernel
+        # the graph checks support by domain-qualified name, the executor runs by op type
+        table[op] = table[f"ai.onnx.ml.{op}"] = _bindable(tree_ops.bind_tree_ensemble)
     return table
 
 

@@ -856,4 +856,8 @@ def make_kernels() -> dict[str, Kernel]:
         table[op] = unary(op)
     for op in (*LOGICAL, "Add", "Sub", "Mul", "Div", "Pow"):
         table.setdefault(op, binary(op))
+    from workbench.backends.numba import tree_cuda
+
+    for op in tree_cuda.tree_ops.TREE_OPS:  # checked by qualified name, run by op type
+        table[op] = table[f"ai.onnx.ml.{op}"] = tree_cuda.tree_ensemble
     return table
