@@ -124,6 +124,24 @@ def test_unknown_name_lists_the_samples() -> None:
         samples.info("mnist")
 
 
+@pytest.mark.parametrize("shadow", ["file", "folder"])
+def test_a_sample_name_is_the_sample_beside_a_file_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shadow: str
+) -> None:
+    # a file or folder named like a sample in the working directory does not replace it;
+    # a path that looks like a path, or a pathlib.Path, names the file
+    monkeypatch.chdir(tmp_path)
+    planted = tmp_path / "digits-cnn"
+    planted.mkdir() if shadow == "folder" else planted.write_bytes(b"not a model")
+    mlp = tmp_path / "digits-cnn.onnx"
+    mlp.write_bytes(samples.load("digits-mlp").onnx_bytes)
+    assert wb.load("digits-cnn").source == "sample:digits-cnn"
+    assert wb.load("./digits-cnn.onnx").framework == "onnx"  # the file, not the sample
+    for path in ("./digits-cnn", Path("digits-cnn")):
+        with pytest.raises(ModelLoadError, match=r"folder|unknown model file type"):
+            wb.load(path)
+
+
 def test_dataset_is_the_stratified_digits_split() -> None:
     test, train, full = (samples.dataset(split=s) for s in ("test", "train", "all"))
     assert (test.num_samples, train.num_samples, full.num_samples) == (450, 1347, 1797)

@@ -11,13 +11,14 @@ import inspect
 import io
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ModelLoadError
-from workbench.loaders.trust import ZIP_ERRORS, check_pt2, refuse_code
-from workbench.model import Layer, Model, TensorSpec
+from workbench.errors import ModelLoadError, WorkbenchError
+from workbench.loaders.export import with_dynamic_axes
+from workbench.loaders.trust import MAX_MODEL_BYTES, ZIP_ERRORS, open_zip, refuse_code
+from workbench.model import Layer, Model, TensorSpec, named_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +33,7 @@ def from_module(
     onnx_path: str | Path | None = None,
     source: str = "nn.Module",
     fixed_batch: bool = False,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Model:
     """Wrap a torch module as a `Model`.
 
@@ -50,6 +52,10 @@ def from_module(
         fixed_batch: the module only runs the example inputs' batch size (a program
             exported without a dynamic batch dimension), so the inputs' first dimension
             is recorded as that number instead of ``"batch"``.
+        dynamic_axes: axes beyond the batch that may vary, per input name:
+            ``{"input_ids": {1: "seq"}}`` (see `workbench.loaders.export.with_dynamic_axes`).
+        dynamic_axes: axes beyond the batch that may vary, per input name:
+            ``{"input_ids": {1: "seq"}}`` (see `workbench.loaders.export.with_dynamic_axes`).
 
     Raises:
         ModelLoadError: no example inputs, or they do not run through the module.
@@ -77,18 +83,20 @@ def from_module(
         raise ModelLoadError(
             f"the module fails on example_inputs of shape {shapes}: {type(exc).__name__}: {exc}"
         ) from exc
-    outs = outputs if isinstance(outputs, list | tuple) else (outputs,)
+    specs = [_spec(n, a, fixed_batch) for n, a in zip(names, args, strict=True)]
     return Model(
         framework="torch",
         name=name or type(module).__name__,
-        inputs=[_spec(n, a, fixed_batch) for n, a in zip(names, args, strict=True)],
-        outputs=[
-            _spec(f"output_{i}", o) for i, o in enumerate(outs) if isinstance(o, torch.Tensor)
-        ],
+        inputs=with_dynamic_axes(specs, dynamic_axes) if dynamic_axes else specs,
+        # a Hugging Face ModelOutput, a tuple or dict: its tensors, named (`logits`)
+        outputs=[_spec(n, o) for n, o in named_outputs(outputs) if isinstance(o, torch.Tensor)],
         layers=module_layers(model_copy),
         module=model_copy,
         source=source,
         onnx_path=Path(onnx_path) if onnx_path else None,
+        metadata={"example_shapes": {n: list(a.shape) for n, a in zip(names, args, strict=True)}}
+        if dynamic_axes
+        else {},
     )
 
 
@@ -122,12 +130,18 @@ def module_layers(module: torch.nn.Module, containers: bool = False) -> list[Lay
 
 
 def load_torch_file(
-    path: Path, example_inputs: Any = None, name: str | None = None, *, trust: bool = False
+    path: Path,
+    example_inputs: Any = None,
+    name: str | None = None,
+    *,
+    trust: bool = False,
+    max_bytes: int | None = MAX_MODEL_BYTES,
 ) -> Model:
     """Load a ``.pt2`` exported program or a TorchScript archive.
 
-    Untrusted files run no code: a ``.pt2`` archive is inspected before torch reads it
-    (`workbench.loaders.trust.check_pt2`), TorchScript and pickled modules are refused.
+    Untrusted files run no code: a ``.pt2`` archive is read item by item by
+    `workbench.loaders.pt2`, never by torch's own loader; TorchScript and pickled modules
+    are refused. Every zip archive is bounded before torch inflates it.
 
     Args:
         path: the file.
@@ -135,6 +149,7 @@ def load_torch_file(
         name: display name (default: the file's stem).
         trust: the user trusts the file's author: load TorchScript and pickled modules,
             and let torch read the ``.pt2`` archive unchecked.
+        max_bytes: most bytes a zip archive may expand to (None: no limit).
 
     Raises:
         ModelLoadError: missing file, weights-only file (a state_dict), or no example inputs.
@@ -146,6 +161,8 @@ def load_torch_file(
         raise ModelLoadError(f"model file not found: {path}")
     data = path.read_bytes()  # read once: what is checked is what torch loads
     names = _zip_names(data)
+    if names is not None:  # torch allocates each entry at its declared size: bound them first
+        open_zip(data, str(path), max_bytes, untrusted=not trust).close()
     if names is None:
         if not data.startswith(b"\x80"):  # not a pickle either (protocol 2+ starts so)
             raise ModelLoadError(
@@ -153,10 +170,15 @@ def load_torch_file(
             )
         return _load_pickle(path, data, example_inputs, name, trust)
     if path.suffix == ".pt2" or _is_exported_program(names):
-        if not trust:
-            check_pt2(data, str(path))
+        from workbench.loaders.pt2 import load_program
+
         try:
-            program = torch.export.load(io.BytesIO(data))
+            if trust:
+                program = torch.export.load(io.BytesIO(data))
+            else:
+                program = load_program(data, str(path), max_bytes)
+        except WorkbenchError:
+            raise
         except Exception as exc:
             raise ModelLoadError(
                 f"{path} is not a loadable torch.export program ({type(exc).__name__}: "

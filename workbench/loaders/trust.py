@@ -4,24 +4,28 @@ A model file is untrusted unless the user says otherwise (``wb.load(path, trust=
 ``--trust`` on the command line). Untrusted:
 
 - ONNX files load (they hold a graph and weights, never code);
-- ``.pt2`` archives (``torch.export``) are inspected *before* torch sees them: every pickled
-  entry must pass torch's weights-only unpickler, every graph node must call a plain
-  operator, every symbolic-shape expression must be arithmetic, and entries that are code
-  (AOTInductor libraries, TorchBind or opaque objects, guard code) are refused. torch's own
-  loader would otherwise retry a failed weights-only load with full unpickling, and it
-  evaluates shape expressions with ``sympy.sympify`` (which calls ``eval``);
+- ``.pt2`` archives (``torch.export``) are read by `workbench.loaders.pt2`, never by torch's
+  own loader (which unpickles weights and constants with full pickle and retries a failed
+  weights-only load of the sample inputs without it): every pickled item goes through
+  torch's weights-only unpickler, every graph node must call a plain operator, every
+  symbolic-shape expression must fit a grammar that ``sympy.sympify`` (which calls
+  ``eval``) parses quickly, and entries that are code (AOTInductor libraries, TorchBind or
+  opaque objects, guard code) are refused;
+- every zip archive is bounded before anything is inflated: its entries' declared sizes
+  must fit the size limit together, and an untrusted entry may not expand like a
+  decompression bomb;
 - TorchScript archives and plain pickles are refused: loading them runs the author's code.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import math
 import re
-import tokenize
 import zipfile
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +47,23 @@ ZIP_ERRORS = (
 #: how a refusal tells the user to opt in
 OPT_IN = "pass trust=True to wb.load (CLI: --trust) only if you trust its author"
 
+#: most entries a zip archive may list (each costs memory before anything is read)
+MAX_ZIP_ENTRIES = 100_000
+
+#: largest JSON entry (program, payload tables) of an untrusted archive: parsing takes
+#: several times its size in memory
+MAX_JSON_BYTES = 128 * 2**20
+
+#: an entry of an untrusted archive over this size may not expand more than `MAX_ZIP_RATIO`
+#: times its compressed size (torch writes entries stored; a deflated run of zeros expands
+#: about 1000 times, which is how a 1.5 MB file asks for 1.5 GiB)
+RATIO_FLOOR_BYTES = 2**20
+MAX_ZIP_RATIO = 100
+
 # Graph targets an untrusted program may call. Operators outside these namespaces, and the
 # two aten operators that touch the file system, are refused (a target such as
 # ``torch.os.system`` would otherwise be resolved by attribute lookup and called).
+# fmt: off  (name tables, several names a line)
 _OP_NAMESPACES = {"aten", "prims", "quantized", "quantized_decomposed", "_quantized"}
 _FILE_OPS = {"from_file", "save"}
 _HIGHER_ORDER = {
@@ -63,20 +81,24 @@ _PYTHON_TARGETS = re.compile(
     r"_operator\.(add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|"
     r"and_|or_|not_|lshift|rshift|getitem)|math\.[a-z0-9_]+|torch\.sym_[a-z_]+|torch\._sym_sqrt"
 )
-# Names a symbolic-shape expression may use (sympy classes and torch's sympy functions);
-# anything else (``eval``, ``open``, ``__import__``, attribute access) is refused.
-_SYMPY_NAMES = {
-    "Symbol",
-    "Integer",
-    "Rational",
-    "Float",
-    "Add",
-    "Mul",
-    "Pow",
-    "Mod",
+
+# Shape expressions are parsed here with `ast` (which evaluates nothing) against a grammar
+# of what torch writes: numbers, symbols, arithmetic, comparisons and calls of sympy's and
+# torch's sympy functions. torch hands the string to ``sympy.sympify``, which calls
+# ``eval`` and computes constant powers exactly (``10**10**10`` never returns), so every
+# exponent must be a small number and the size of the numbers an expression can reach is
+# bounded (a symbol, a tensor size, counts as 64 bits).
+_SYMBOL = re.compile(r"[a-z]+[0-9]{1,7}")
+_CONSTANTS = {"oo", "zoo", "nan", "pi", "E"}
+# functions whose result is about as large as their largest argument
+_ADDITIVE = {
     "Max",
     "Min",
     "Abs",
+    "Mod",
+    "PythonMod",
+    "ModularIndexing",
+    "Where",
     "Eq",
     "Ne",
     "Lt",
@@ -90,14 +112,32 @@ _SYMPY_NAMES = {
     "floor",
     "ceiling",
     "sqrt",
-    "oo",
-    "zoo",
-    "nan",
-    "pi",
-    "E",
-    "S",
-    "True",
-    "False",
+    "Integer",
+    "Float",
+    "CeilToInt",
+    "FloorToInt",
+    "RShift",
+    "TruncToFloat",
+    "TruncToInt",
+    "RoundToInt",
+    "ToFloat",
+    "Identity",
+    "IsNonOverlappingAndDenseIndicator",
+    "Add",
+}
+# functions whose result can need their arguments' sizes added up
+_MULTIPLICATIVE = {
+    "Mul",
+    "Rational",
+    "FloorDiv",
+    "CleanDiv",
+    "CeilDiv",
+    "FloatTrueDiv",
+    "IntTrueDiv",
+}
+# functions whose second argument is an exponent (or a shift, or a count of digits)
+_POWERS = {"Pow", "PowByNatural", "FloatPow", "LShift", "RoundDecimal"}
+_ASSUMPTIONS = {
     "positive",
     "negative",
     "nonnegative",
@@ -106,31 +146,15 @@ _SYMPY_NAMES = {
     "real",
     "finite",
     "zero",
-    "FloorDiv",
-    "ModularIndexing",
-    "Where",
-    "PythonMod",
-    "CleanDiv",
-    "CeilToInt",
-    "FloorToInt",
-    "CeilDiv",
-    "LShift",
-    "RShift",
-    "PowByNatural",
-    "FloatPow",
-    "FloatTrueDiv",
-    "IntTrueDiv",
-    "IsNonOverlappingAndDenseIndicator",
-    "TruncToFloat",
-    "TruncToInt",
-    "RoundToInt",
-    "RoundDecimal",
-    "ToFloat",
-    "Identity",
 }
-_SYMBOL = re.compile(r"[a-z]+[0-9]+")
-_SYMPY_OPS = {"+", "-", "*", "/", "//", "%", "**", "(", ")", ",", "=", "<", ">", "<=", ">="}
-_SYMPY_OPS |= {"==", "!=", "&", "|", "~"}
+# fmt: on
+_MAX_EXPR_CHARS = 4096
+_MAX_EXPR_NODES = 1024
+_MAX_EXPR_DEPTH = 64
+_MAX_CALL_ARGS = 32
+_MAX_EXPONENT = 64
+_MAX_EXPR_BITS = 4096
+_SYMBOL_BITS = 64
 
 
 def max_bytes_of(mib: float | None) -> int:
@@ -161,105 +185,113 @@ def refuse_code(path: Path | str, what: str) -> UnsafeModelError:
     return UnsafeModelError(f"{path} {what}: loading it could run arbitrary code; {OPT_IN}")
 
 
-def check_pt2(data: bytes, label: str) -> None:
-    """Check an untrusted ``.pt2`` archive so that ``torch.export.load`` runs none of its code.
+def open_zip(data: bytes, label: str, max_bytes: int | None, *, untrusted: bool) -> zipfile.ZipFile:
+    """Open a zip archive once its entries are known to expand within the limits.
+
+    Nothing is inflated: the sizes counted are the uncompressed sizes the archive's
+    directory declares, by which a reader allocates, and `read_entry` never returns more
+    than its entry declares.
 
     Args:
-        data: the archive's bytes (the caller then hands these same bytes to torch).
+        data: the archive's bytes.
         label: the file's name, for messages.
+        max_bytes: most bytes all entries together may expand to (None: no limit).
+        untrusted: also refuse an entry that expands more than `MAX_ZIP_RATIO` times.
+
+    Returns:
+        The open archive (over ``data`` in memory).
 
     Raises:
-        UnsafeModelError: an entry holds code, a non-weights pickle, an operator outside
-            the allowed set, or a shape expression that is not arithmetic.
-        ModelLoadError: the bytes are not a ``torch.export`` archive.
+        ModelLoadError: not a readable zip archive, too many entries, or over the limit.
+        UnsafeModelError: an untrusted entry that expands like a decompression bomb.
     """
-    from torch.export.pt2_archive import _package as pt2
-
-    _check_zip_names(data, label)
     try:
-        reader = pt2.PT2ArchiveReader(io.BytesIO(data))
-        names = list(reader.get_file_names())
-    except Exception as exc:  # torch's reader raises bare RuntimeError/AssertionError
-        raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive") from exc
-
-    def read(name: str) -> bytes:
-        try:
-            return bytes(reader.read_bytes(name))
-        except Exception as exc:  # a damaged entry: torch's reader raises bare RuntimeError
-            raise ModelLoadError(f"{label} has a corrupt entry {name}") from exc
-
-    raw = _raw_payloads(read, names, label)
-    for name in names:
-        if name.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
-            raise refuse_code(label, f"holds compiled code ({name})")
-        if name.startswith("xl_model_weights/") or "/custom_obj_" in name or "/opaque_obj_" in name:
-            raise refuse_code(label, f"holds Python or TorchBind objects ({name})")
-        if name.startswith("models/") and name.endswith(".json"):
-            _check_program(read(name), label)
-        elif name.startswith("data/") and not name.endswith(".json") and name not in raw:
-            _check_weights_only(read(name), label, name)
-
-
-def _check_zip_names(data: bytes, label: str) -> None:
-    # torch reads the archive with its own (C++) zip reader and falls back to an older
-    # format read with Python's: both must see one root folder and no repeated names,
-    # so that what is checked here is what torch loads.
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
+        archive = zipfile.ZipFile(_counted(data, label))
     except ZIP_ERRORS as exc:
-        raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive") from exc
-    roots = {n.split("/", 1)[0] for n in names if "/" in n}
-    repeated = [n for n, count in Counter(names).items() if count > 1]
-    if len(roots) != 1 or any("/" not in n for n in names) or repeated:
-        raise UnsafeModelError(
-            f"{label} is a malformed torch.export archive (repeated or loose entries); {OPT_IN}"
-        )
+        raise ModelLoadError(f"{label} is not a readable zip archive") from exc
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if max_bytes is not None and total > max_bytes:
+            raise ModelLoadError(
+                f"{label} expands to more than the {_mib(max_bytes)} limit when unpacked "
+                f"(at {info.filename}); pass max_bytes= (CLI: --max-size MB) to allow more"
+            )
+        ratio = info.file_size / max(info.compress_size, 1)
+        if untrusted and info.file_size > RATIO_FLOOR_BYTES and ratio > MAX_ZIP_RATIO:
+            raise UnsafeModelError(
+                f"{label} has an entry that expands {ratio:,.0f} times ({info.filename}: "
+                f"{_mib(info.compress_size)} to {_mib(info.file_size)}), a decompression "
+                f"bomb; {OPT_IN}"
+            )
+    return archive
 
 
-def _raw_payloads(read: Callable[[str], bytes], names: list[str], label: str) -> set[str]:
-    """Entries that torch reads as raw tensor bytes (never unpickled)."""
-    raw = set()
-    for name in names:
-        folder = name.rsplit("/", 1)[0] + "/"
-        if not name.endswith(("_weights_config.json", "_constants_config.json")):
-            continue
-        try:
-            config = json.loads(read(name))["config"]
-            raw |= {folder + e["path_name"] for e in config.values() if not e.get("use_pickle")}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelLoadError(f"{label} has a corrupt payload table ({name})") from exc
-    return raw
-
-
-def _check_weights_only(payload: bytes, label: str, name: str) -> None:
-    import pickle
-
-    import torch
-
-    # the same call torch makes first; it then retries without weights_only, which we forbid
-    try:
-        torch.load(io.BytesIO(payload), weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise refuse_code(label, f"holds a pickle that is more than weights ({name})") from exc
-    except Exception as exc:
+def _counted(data: bytes, label: str) -> io.BytesIO:
+    """``data`` as a file, once its directory says it lists at most `MAX_ZIP_ENTRIES`."""
+    stream = io.BytesIO(data)
+    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]  # read before the directory
+    if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:  # type: ignore[attr-defined]
         raise ModelLoadError(
-            f"{label} has an unreadable entry {name} ({type(exc).__name__})"
-        ) from exc
+            f"{label} lists {end[zipfile._ECD_ENTRIES_TOTAL]:,} entries, over the "  # type: ignore[attr-defined]
+            f"{MAX_ZIP_ENTRIES:,} a model archive may hold"
+        )
+    return stream
 
 
-def _check_program(payload: bytes, label: str) -> None:
+def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> bytes:
+    """One entry's bytes, never more than its declared size (`open_zip` bounded those).
+
+    Raises:
+        ModelLoadError: the entry is damaged (bad data, CRC or header).
+    """
+    try:
+        with archive.open(info) as stream:
+            return stream.read(info.file_size)
+    except (*ZIP_ERRORS, RuntimeError) as exc:  # zlib.error is neither; RuntimeError: encrypted
+        raise ModelLoadError(f"{label} has a corrupt entry {info.filename}") from exc
+
+
+def check_program(payload: bytes, label: str) -> Any:
+    """Parse an exported program's JSON and check that deserializing it runs none of its code.
+
+    Args:
+        payload: the program's JSON (``models/<name>.json`` in a ``.pt2`` archive).
+        label: the file's name, for messages.
+
+    Returns:
+        The parsed JSON.
+
+    Raises:
+        UnsafeModelError: guard code, a node calling something that is not a plain
+            operator, a shape expression outside the grammar, or a symbol name torch
+            would count up to.
+        ModelLoadError: the payload is not JSON.
+    """
     try:
         program = json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ModelLoadError(f"{label} has a corrupt program (not JSON)") from exc
-    if isinstance(program, dict) and program.get("guards_code"):
+    if not isinstance(program, dict):
+        raise ModelLoadError(f"{label} has a corrupt program (not a JSON object)")
+    if program.get("guards_code"):
         raise refuse_code(label, "carries guard code")
+    # torch counts unbacked symbols up to the largest index named here, one by one
+    for symbol in program.get("range_constraints") or {}:
+        if not _SYMBOL.fullmatch(symbol):
+            raise UnsafeModelError(
+                f"{label} has a range for {symbol[:40]!r}, which is not a symbol torch writes "
+                f"(torch counts up to a symbol's number one by one); {OPT_IN}"
+            )
     for key, value in _items(program):
         if key == "target" and isinstance(value, str) and not _allowed_target(value):
-            raise refuse_code(label, f"calls {value!r}, which is not a plain operator")
-        if key == "expr_str" and not (isinstance(value, str) and _arithmetic(value)):
-            raise refuse_code(label, f"has a shape expression that is not arithmetic: {value!r}")
+            raise refuse_code(label, f"calls {value[:80]!r}, which is not a plain operator")
+        if key == "expr_str" and (problem := expression_problem(value)):
+            raise UnsafeModelError(
+                f"{label} has a shape expression {str(value)[:60]!r} that {problem} (sympy "
+                f"evaluates these while loading: it could run code or never finish); {OPT_IN}"
+            )
+    return program
 
 
 def _items(node: Any) -> Iterator[tuple[str, Any]]:
@@ -284,24 +316,125 @@ def _allowed_target(target: str) -> bool:
     return parts[2] in _OP_NAMESPACES and parts[3] not in _FILE_OPS
 
 
-def _arithmetic(expr: str) -> bool:
-    """True when ``expr`` uses only numbers, symbol names, sympy names and operators."""
+class _Refused(Exception):
+    """Why a shape expression is outside the grammar (caught by `expression_problem`)."""
+
+
+def expression_problem(expr: object) -> str | None:
+    """Why ``sympy.sympify(expr)`` could run code or not return (None: it is safe to parse).
+
+    Args:
+        expr: a symbolic-shape expression as torch writes it, e.g. ``"s0*s1 + 1"``.
+
+    Returns:
+        None for an expression inside the grammar, else a short reason.
+    """
+    if not isinstance(expr, str):
+        return "is not a string"
+    if len(expr) > _MAX_EXPR_CHARS:
+        return f"is longer than {_MAX_EXPR_CHARS:,} characters"
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(expr).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return False
-    for token in tokens:
-        if token.type == tokenize.NAME:
-            ok = token.string in _SYMPY_NAMES or bool(_SYMBOL.fullmatch(token.string))
-        elif token.type == tokenize.STRING:
-            ok = bool(re.fullmatch(r"'[a-z]+[0-9]+'", token.string))
-        elif token.type == tokenize.OP:
-            ok = token.string in _SYMPY_OPS
-        else:
-            ok = token.type in (tokenize.NUMBER, tokenize.NEWLINE, tokenize.ENDMARKER)
-        if not ok:
-            return False
-    return True
+        tree = ast.parse(expr.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "is not an expression"
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    count = 0
+    while stack:  # without recursion: the tree's size and depth are not known yet
+        node, depth = stack.pop()
+        count += 1
+        if depth > _MAX_EXPR_DEPTH or count > _MAX_EXPR_NODES:
+            return "is nested too deeply or too long"
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    try:
+        bits = _bits(tree)
+    except _Refused as exc:
+        return str(exc)
+    return None if bits <= _MAX_EXPR_BITS else "reaches numbers too large for a shape"
+
+
+def _bits(node: ast.AST) -> int:
+    """An upper bound of the bits the value of ``node`` needs; `_Refused` outside the grammar."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, bool):
+            return 1
+        if isinstance(value, int):
+            return max(value.bit_length(), 1)
+        if isinstance(value, float):
+            return 64
+        raise _Refused(f"holds {type(value).__name__} {value!r:.20}")
+    if isinstance(node, ast.Name):
+        if _SYMBOL.fullmatch(node.id):
+            return _SYMBOL_BITS
+        if node.id in _CONSTANTS:
+            return 1
+        raise _Refused(f"names {node.id[:40]!r}")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd | ast.Invert):
+        return _bits(node.operand)
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Pow):
+            return _bits(node.left) * _exponent(node.right)
+        if isinstance(node.op, ast.Mult | ast.Div | ast.FloorDiv):
+            return _bits(node.left) + _bits(node.right)
+        if isinstance(node.op, ast.Add | ast.Sub | ast.Mod | ast.BitAnd | ast.BitOr):
+            return max(_bits(node.left), _bits(node.right)) + 1
+    if isinstance(node, ast.Compare) and all(isinstance(op, _COMPARISONS) for op in node.ops):
+        return max(_bits(n) for n in (node.left, *node.comparators)) + 1
+    if isinstance(node, ast.Tuple):  # Piecewise's (value, condition) pairs
+        return max((_bits(n) for n in node.elts), default=1)
+    if isinstance(node, ast.Call):
+        return _call_bits(node)
+    raise _Refused(f"is not arithmetic ({type(node).__name__})")
+
+
+_COMPARISONS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+
+
+def _call_bits(node: ast.Call) -> int:
+    name = node.func.id if isinstance(node.func, ast.Name) else ""
+    if name == "Symbol":  # Symbol('s0', positive=True, integer=True)
+        symbol = node.args[0] if len(node.args) == 1 else None
+        if not (
+            isinstance(symbol, ast.Constant)
+            and isinstance(symbol.value, str)
+            and _SYMBOL.fullmatch(symbol.value)
+            and all(
+                k.arg in _ASSUMPTIONS
+                and isinstance(k.value, ast.Constant)
+                and isinstance(k.value.value, bool)
+                for k in node.keywords
+            )
+        ):
+            raise _Refused("declares a symbol torch does not write")
+        return _SYMBOL_BITS
+    if node.keywords or len(node.args) > _MAX_CALL_ARGS or not node.args:
+        raise _Refused(f"calls {name or 'something'} with arguments torch does not write")
+    if any(isinstance(arg, ast.Starred) for arg in node.args):
+        raise _Refused("unpacks arguments")
+    if name in _POWERS and len(node.args) == 2:
+        base, exponent = _bits(node.args[0]), _exponent(node.args[1])
+        return base + exponent if name == "LShift" else base * exponent
+    if name in _MULTIPLICATIVE:
+        return sum(_bits(arg) for arg in node.args)
+    if name in _ADDITIVE:
+        return max(_bits(arg) for arg in node.args) + 1
+    raise _Refused(f"calls {name[:40] or 'something'!r}")
+
+
+def _exponent(node: ast.AST) -> int:
+    """A small number (an exponent, a shift): a literal, signed, or a ratio of two."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return _exponent(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return max(_exponent(node.left), _exponent(node.right))
+    value = node.value if isinstance(node, ast.Constant) else None
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) <= _MAX_EXPONENT
+    ):
+        return max(math.ceil(abs(value)), 1)
+    raise _Refused(f"has an exponent that is not a number up to {_MAX_EXPONENT}")
 
 
 def _mib(size: int) -> str:

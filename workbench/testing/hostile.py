@@ -1,8 +1,12 @@
 """Hostile model files for tests: each writes a marker file if any of its code runs.
 
-Built at test time (never committed), each one attacks one way a loader could run code:
-a pickle torch would retry without ``weights_only``, a graph that calls Python, a shape
-expression ``sympy`` would ``eval``, a TorchScript ``__setstate__`` and a plain pickle.
+Built at test time (never committed), each one attacks one way a loader could run code or
+never return: a pickle torch would retry without ``weights_only``, pickled weights and
+constants that torch unpickles with full pickle (listed twice, once raw and once pickled,
+or named by an absolute or ``..`` path outside their folder), a graph that calls Python, a
+shape expression ``sympy`` would ``eval`` or never finish computing, a symbol index torch
+counts up to, an entry that inflates a thousand times, a TorchScript ``__setstate__`` and
+a plain pickle.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ def _pickle(marker: Path) -> bytes:
     return buffer.getvalue()
 
 
+@cache
 def _exported(dynamic: bool = False) -> bytes:
     import torch
 
@@ -73,6 +79,115 @@ def _pt2_pickled_weight(marker: Path) -> bytes:
         return evil if name == "data/weights/weight_0" else data
 
     return _rewrite(_exported(), change)
+
+
+def _raw_bytes_item(path_name: str, size: int) -> dict[str, Any]:
+    """A payload-table item reading ``path_name`` as ``size`` raw bytes (uint8)."""
+    return {
+        "path_name": path_name,
+        "is_param": False,
+        "use_pickle": False,
+        "tensor_meta": {
+            "dtype": 1,  # uint8: any length is a whole number of elements
+            "sizes": [{"as_int": size}],
+            "requires_grad": False,
+            "device": {"type": "cpu", "index": None},
+            "strides": [{"as_int": 1}],
+            "storage_offset": {"as_int": 0},
+            "layout": 7,
+        },
+    }
+
+
+def _with_payload(kind: str, items: dict[str, dict[str, Any]], entries: dict[str, bytes]) -> bytes:
+    """The sample program with ``items`` added to its ``kind`` payload table and ``entries``
+    added to the archive (names relative to the root folder)."""
+    table = f"data/{kind}/model_{kind}_config.json"
+
+    def change(name: str, data: bytes) -> bytes:
+        if name != table:
+            return data
+        config = json.loads(data)
+        config["config"].update(items)
+        return json.dumps(config).encode()
+
+    archive = _rewrite(_exported(), change)
+    return _add_entries(archive, entries)
+
+
+def _add_entries(archive: bytes, entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO(archive)
+    with zipfile.ZipFile(out, "a") as dst:
+        for name, data in entries.items():
+            dst.writestr(f"archive/{name}", data)
+    return out.getvalue()
+
+
+def _pt2_listed_twice(kind: str, folder_file: str) -> Callable[[Path], bytes]:
+    """A payload listed once raw (as bytes, so any length reads) and once pickled."""
+
+    def build(marker: Path) -> bytes:
+        evil = _pickle(marker)
+        pickled = {**_raw_bytes_item(folder_file, len(evil)), "use_pickle": True}
+        items = {"as_bytes": _raw_bytes_item(folder_file, len(evil)), "evil": pickled}
+        return _with_payload(kind, items, {f"data/{kind}/{folder_file}": evil})
+
+    return build
+
+
+def _pt2_weight_outside(path_name: str, entry: str) -> Callable[[Path], bytes]:
+    """A pickled weight whose path leaves ``data/weights/`` (torch joins it with os.path)."""
+
+    def build(marker: Path) -> bytes:
+        evil = _pickle(marker)
+        items = {"evil": {**_raw_bytes_item(path_name, len(evil)), "use_pickle": True}}
+        return _with_payload("weights", items, {entry: evil})
+
+    return build
+
+
+def _program_edit(edit: Callable[[dict[str, Any]], None], dynamic: bool = True) -> bytes:
+    def change(name: str, data: bytes) -> bytes:
+        if not name.startswith("models/"):
+            return data
+        program = json.loads(data)
+        edit(program)
+        return json.dumps(program).encode()
+
+    return _rewrite(_exported(dynamic=dynamic), change)
+
+
+def _pt2_power_tower(marker: Path) -> bytes:
+    """A symbolic size ``10**10**10``: sympy computes it exactly and never returns."""
+
+    def edit(program: dict[str, Any]) -> None:
+        text = json.dumps(program).replace(
+            "Symbol('s31', positive=True, integer=True)", "10**10**10 + s31"
+        )
+        program.clear()
+        program.update(json.loads(text))
+
+    return _program_edit(edit)
+
+
+def _pt2_symbol_index(marker: Path) -> bytes:
+    """A range for unbacked symbol ``u99999999999``: torch counts up to it one by one."""
+    return _program_edit(
+        lambda p: p["range_constraints"].update({"u99999999999": {"min_val": 0, "max_val": 9}})
+    )
+
+
+def _pt2_inflating(marker: Path) -> bytes:
+    """A weight entry deflated from 64 MiB of zeros to 64 KiB (the program reads 128 bytes
+    of it); a 1.5 MB file with a 1.5 GiB entry is the same attack, slower to build."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(_exported())) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename.endswith("/data/weights/weight_0"):
+                dst.writestr(info.filename, bytes(2**26), zipfile.ZIP_DEFLATED)
+            else:
+                dst.writestr(info, src.read(info))
+    return out.getvalue()
 
 
 def pt2_python_call(marker: Path) -> bytes:
@@ -138,6 +253,13 @@ HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "sample_inputs.pt2": _pt2_sample_inputs,
     "pickled_weight.pt2": _pt2_pickled_weight,
     "shape_expression.pt2": _pt2_shape_expression,
+    "weight_listed_twice.pt2": _pt2_listed_twice("weights", "weight_9"),
+    "constant_listed_twice.pt2": _pt2_listed_twice("constants", "tensor_9"),
+    "weight_absolute_path.pt2": _pt2_weight_outside("/evil", "/evil"),
+    "weight_dotdot_path.pt2": _pt2_weight_outside("../../evil", "data/weights/../../evil"),
+    "power_tower.pt2": _pt2_power_tower,
+    "symbol_index.pt2": _pt2_symbol_index,
+    "inflating.pt2": _pt2_inflating,
     "setstate.pt": _torchscript,
     "setstate.ts": _torchscript,
     "plain_pickle.pt": _pickle,
