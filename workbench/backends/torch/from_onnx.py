@@ -99,9 +99,10 @@ class OnnxModule(torch.nn.Module):
         self.layer_ops = {layer.name: layer.op_type for layer in model.layers}
         for index, node in enumerate(graph.node):
             attrs = node_attributes(node)
-            if node.op_type == "Constant":  # folded now, as every runtime does
-                constants[node.output[0]] = constant_value(attrs, node.name)
-                self._constant(node.output[0], constants[node.output[0]])
+            folded = _folded(node, attrs, constants)
+            if folded is not None:  # constants are folded now, as every runtime does
+                constants[node.output[0]] = folded
+                self._constant(node.output[0], folded)
                 continue
             key = self._key(node, index)
             attrs.update(_opset=opset, **_configuration(node, constants))
@@ -240,14 +241,42 @@ def unsupported(model: Model) -> list[str]:
     return list(problems)
 
 
+def _folded(
+    node: onnx.NodeProto, attrs: Mapping[str, Any], constants: Mapping[str, np.ndarray]
+) -> np.ndarray | None:
+    """The value of a node that only makes a constant (``Constant``, ``ConstantOfShape`` of
+    a constant shape: the zoo's light models make every weight so), or None."""
+    if node.op_type == "Constant":
+        return np.asarray(constant_value(attrs, node.name))
+    if node.op_type == "ConstantOfShape" and node.input[0] in constants:
+        fill = _fill_value(attrs)
+        return np.full(tuple(int(d) for d in constants[node.input[0]]), fill, fill.dtype)
+    return None
+
+
+def _fill_value(attrs: Mapping[str, Any]) -> np.ndarray:
+    """A ``ConstantOfShape``'s one-element ``value`` (float32 0 when it has none)."""
+    from onnx import numpy_helper
+
+    if "value" not in attrs:
+        return np.zeros((), np.float32)
+    return np.asarray(numpy_helper.to_array(attrs["value"])).reshape(())
+
+
 def _configuration(node: onnx.NodeProto, constants: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Constant inputs that configure ``node`` rather than feed it data, as Python numbers.
+    """Constant inputs and tensor attributes that configure ``node``, as Python numbers.
 
     Reading them from a tensor while ``torch.compile`` traces would break the graph
     (``tolist()`` of a float tensor); read now, they are plain constants to it.
     """
     if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in constants:
         return {"_scales": tuple(float(v) for v in constants[node.input[2]].reshape(-1))}
+    if node.op_type == "ConstantOfShape":
+        from onnx import helper
+
+        fill = _fill_value(node_attributes(node))
+        # the number replaces the attribute's TensorProto
+        return {"value": fill.item(), "_dtype": helper.np_dtype_to_tensor_dtype(fill.dtype)}
     return {}
 
 

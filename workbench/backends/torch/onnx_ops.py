@@ -164,6 +164,19 @@ def _gelu(attrs: Attrs, x: Any) -> Any:
     return F.gelu(x, approximate=attrs.get("approximate", "none"))
 
 
+@_op("HardSigmoid")
+def _hard_sigmoid(attrs: Attrs, x: Any) -> Any:
+    alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+    if math.isclose(alpha, 1 / 6) and beta == 0.5:  # torch's exporter: its own fused kernel
+        return F.hardsigmoid(x)
+    return torch.clamp(alpha * x + beta, 0.0, 1.0)
+
+
+@_op("HardSwish")
+def _hard_swish(attrs: Attrs, x: Any) -> Any:
+    return F.hardswish(x)
+
+
 @_op("Identity", "Dropout")
 def _identity(attrs: Attrs, x: Any, *unused: Any) -> Any:
     return x
@@ -249,15 +262,25 @@ def _max_pool(attrs: Attrs, x: Any) -> Any:
 
 @_op("AveragePool")
 def _avg_pool(attrs: Attrs, x: Any) -> Any:
-    x, rank, kernel, padding = _pool_args(attrs, x, 0.0)
-    return _AVG_POOL[rank](
-        x,
-        kernel,
-        stride=tuple(attrs.get("strides", [1] * rank)),
-        padding=padding,
-        ceil_mode=bool(attrs.get("ceil_mode", 0)),
-        count_include_pad=bool(attrs.get("count_include_pad", 0)),
-    )
+    padded, rank, kernel, padding = _pool_args(attrs, x, 0.0)
+    include_pad = bool(attrs.get("count_include_pad", 0))
+
+    def pool(value: Any) -> Any:
+        return _AVG_POOL[rank](
+            value,
+            kernel,
+            stride=tuple(attrs.get("strides", [1] * rank)),
+            padding=padding,
+            ceil_mode=bool(attrs.get("ceil_mode", 0)),
+            count_include_pad=include_pad,
+        )
+
+    if padded is x or include_pad:
+        return pool(padded)
+    # asymmetric pads that must not count: F.pad's zeros would, so each window's mean is
+    # divided by the share of it that lies on the input (a padded mask of ones)
+    mask, *_ = _pool_args(attrs, torch.ones_like(x[:1, :1]), 0.0)
+    return pool(padded) / pool(mask)
 
 
 @_op("GlobalAveragePool")
@@ -268,6 +291,20 @@ def _global_avg_pool(attrs: Attrs, x: Any) -> Any:
 @_op("GlobalMaxPool")
 def _global_max_pool(attrs: Attrs, x: Any) -> Any:
     return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+@_op("LRN")
+def _lrn(attrs: Attrs, x: Any) -> Any:
+    # F.local_response_norm centres an even window one channel later than ONNX does, so
+    # the window's sum of squares is taken here: floor((size-1)/2) channels before, the
+    # rest after
+    size = attrs["size"]
+    before = (size - 1) // 2
+    squares = (x * x).reshape(x.shape[0], 1, x.shape[1], -1)
+    squares = F.pad(squares, (0, 0, before, size - 1 - before))
+    total = F.avg_pool2d(squares, (size, 1), stride=1) * size
+    scale = attrs.get("bias", 1.0) + attrs.get("alpha", 1e-4) / size * total
+    return x / scale.reshape(x.shape) ** attrs.get("beta", 0.75)
 
 
 @_op("ReduceMean")
@@ -324,6 +361,25 @@ def _softmax(attrs: Attrs, x: Any) -> Any:
 
 
 # ---- shapes --------------------------------------------------------------------------------
+@_op("ConstantOfShape")
+def _constant_of_shape(attrs: Attrs, shape: Any) -> Any:
+    # ``value`` (a number) and ``_dtype`` were read from the value tensor at conversion
+    # (`from_onnx._configuration`); a constant shape was folded there altogether
+    device = shape.device if isinstance(shape, torch.Tensor) else None
+    dtype = _DTYPES[attrs["_dtype"]]
+    return torch.full(_ints(shape), attrs["value"], dtype=dtype, device=device)
+
+
+@_op("Range")
+def _range(attrs: Attrs, start: Any, limit: Any, delta: Any) -> Any:
+    if is_static(start) and is_static(limit) and is_static(delta):
+        return tuple(range(_ints(start)[0], _ints(limit)[0], _ints(delta)[0]))
+    like = next(v for v in (start, limit, delta) if not is_static(v))
+    values = [v.item() if isinstance(v, torch.Tensor) else v for v in (start, limit, delta)]
+    dtype = like.dtype
+    return torch.arange(*values, dtype=dtype, device=like.device)
+
+
 @_op("Shape")
 def _shape(attrs: Attrs, x: Any) -> Static:
     return tuple(x.shape[attrs.get("start", 0) : attrs.get("end")])
@@ -428,10 +484,12 @@ def attribute_problem(op_type: str, attrs: Attrs) -> str | None:
         return f"auto_pad={attrs['auto_pad']}"
     if op_type == "Cast" and attrs.get("to") not in _DTYPES:
         return f"to={attrs.get('to')}"
-    if op_type == "AveragePool" and not attrs.get("count_include_pad", 0):
-        pads = list(attrs.get("pads", []))
-        if pads[: len(pads) // 2] != pads[len(pads) // 2 :]:  # F.pad's zeros would count
-            return "asymmetric pads with count_include_pad=0"
+    if (
+        op_type == "ConstantOfShape"
+        and "value" in attrs
+        and attrs["value"].data_type not in _DTYPES
+    ):
+        return f"value of type {attrs['value'].data_type}"
     if op_type == "Resize":
         mode = attrs.get("mode", "nearest")
         transform = attrs.get("coordinate_transformation_mode", "half_pixel")
