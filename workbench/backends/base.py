@@ -367,6 +367,7 @@ _BUILTINS = {
     "onnxruntime": "workbench.backends.onnxruntime",
     "numba": "workbench.backends.numba",
     "numba-cuda": "workbench.backends.numba",
+    "native": "workbench.backends.native",
 }
 _entry_points_loaded = False
 
