@@ -25,7 +25,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,8 @@ COLUMNS = [
 ]  # fmt: skip
 
 BASELINE = "baseline"
+#: a noisy point is measured at most this many times before it is kept, noisy and saying so
+NOISY_ATTEMPTS = 3
 #: a point still to measure: ``((label, variant spec), backend, device)``
 Point = tuple[tuple[str, Any], str, str]
 #: saves one finished point's row and its `Profile` (None for a failed point)
@@ -93,9 +95,12 @@ class TradeoffTable:
         df: the rows. ``latency_ms`` / ``latency_p90_ms`` are the median and 90th
             percentile of the end-to-end latency; ``delta`` is ``metric_value`` minus the
             baseline's on the same backend and device; ``speedup`` is the baseline's
-            median latency over this one's; ``samples`` is the number of timed runs and
-            ``noisy`` flags a spread latency (IQR over 10% of the median: rerun with
-            ``options={"threads": 1}`` or a quieter machine); failed points have ``error``.
+            median latency over this one's, ``speedup_low`` / ``speedup_high`` the range
+            the two medians' 95% CIs allow; ``samples`` is the number of timed runs,
+            ``noisy`` flags a latency whose verdict (``verdict``: its spread, or a
+            contended machine, see `Measurement.verdict`) survived `NOISY_ATTEMPTS`
+            measurements, and a speed-up from a noisy pair is shown with its range;
+            failed points have ``error``.
         metric: the metric's name.
         higher_is_better: the metric's direction.
         sweep_id: the id under which the points are stored.
@@ -115,6 +120,19 @@ class TradeoffTable:
         """The Pareto-optimal rows (no other point is both faster and better), fastest first."""
         front = self.df[self.df["pareto"].fillna(False).astype(bool)]
         return front.sort_values("latency_ms", ignore_index=True)
+
+    def uncertain_speedups(self) -> list[bool]:
+        """Per row: its speed-up comes from a noisy pair (the row's latency or its
+        baseline's on the same backend and device was noisy)."""
+        if "noisy" not in self.df:
+            return [False] * len(self.df)
+        noisy = self.df["noisy"].fillna(False).astype(bool)
+        base = self.df[(self.df["variant"] == BASELINE) & noisy]
+        noisy_base = set(zip(base["backend"], base["device"], strict=True))
+        return [
+            bool(n) or (b, d) in noisy_base
+            for n, b, d in zip(noisy, self.df["backend"], self.df["device"], strict=True)
+        ]
 
     def failed(self) -> pd.DataFrame:
         """Rows whose point failed, with their errors."""
@@ -170,6 +188,12 @@ class TradeoffTable:
         from workbench.evaluation.metrics import metric_text
 
         shown = self.df[[c for c in COLUMNS[:14] if c in self.df]].copy()
+        if "speedup" in shown:  # a speed-up from a noisy pair only with its range
+            records = self.df.to_dict(orient="records")
+            shown["speedup"] = [
+                speedup_text(row, True) if uncertain else row["speedup"]
+                for row, uncertain in zip(records, self.uncertain_speedups(), strict=True)
+            ]
         if "metric_value" in shown:
             metrics = shown["metric"] if "metric" in shown else [self.metric] * len(shown)
             shown["metric_value"] = [
@@ -666,13 +690,18 @@ class _PointRunner:
             layers=False,
             budget_s=self.budget_s,
             options=options,
+            attempts=NOISY_ATTEMPTS,
         )
+        ci_low, ci_high = result.latency.median_ci
         return {
             "latency_ms": result.latency.median,
             "latency_p90_ms": result.latency.p90,
             "throughput_per_s": result.throughput,
             "samples": result.latency.n,
             "noisy": result.latency.noisy,
+            "verdict": result.latency.verdict,
+            "latency_ci_low_ms": ci_low,
+            "latency_ci_high_ms": ci_high,
             "metric_value": score.value,
             "run_id": result.run_id,
             "seconds": time.perf_counter() - start,
@@ -700,6 +729,7 @@ def table_from_rows(
         df[column] = pd.to_numeric(df[column], errors="coerce")
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     df["delta"], df["speedup"] = _relative_to_baseline(df)
+    df["speedup_low"], df["speedup_high"] = _speedup_range(df)
     df["pareto"] = pareto_mask(
         df["latency_ms"], df["metric_value"], higher_is_better=higher_is_better
     )
@@ -719,6 +749,45 @@ def _relative_to_baseline(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return pd.Series(delta, index=df.index, dtype=float), pd.Series(
         speedup, index=df.index, dtype=float
     )
+
+
+def _speedup_range(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The speed-ups the baseline's and the row's median CIs allow (NaN without CIs:
+    points stored before they were recorded)."""
+    from workbench.profiling.timer import Ratio
+
+    def sides(row: Any) -> tuple[float, float, float]:
+        return (row.latency_ms, row.latency_ci_low_ms, row.latency_ci_high_ms)
+
+    if not {"latency_ci_low_ms", "latency_ci_high_ms"} <= set(df):
+        return pd.Series(np.nan, index=df.index), pd.Series(np.nan, index=df.index)
+    numeric = df.assign(
+        latency_ci_low_ms=pd.to_numeric(df["latency_ci_low_ms"], errors="coerce"),
+        latency_ci_high_ms=pd.to_numeric(df["latency_ci_high_ms"], errors="coerce"),
+    )
+    base = numeric[(numeric["variant"] == BASELINE) & numeric["error"].isna()]
+    lookup = {(r.backend, r.device): sides(r) for r in base.itertuples()}
+    low, high = [], []
+    for row in numeric.itertuples():
+        pair = lookup.get((row.backend, row.device))
+        ratio = Ratio.between(pair, sides(row), False) if pair else None
+        low.append(ratio.low if ratio else np.nan)
+        high.append(ratio.high if ratio else np.nan)
+    return pd.Series(low, index=df.index, dtype=float), pd.Series(high, index=df.index, dtype=float)
+
+
+def speedup_text(row: Mapping[str, Any], uncertain: bool) -> str:
+    """A row's speed-up for display: ``1.31×``, or with its range when the pair was noisy
+    (``~98× (uncertain: 3.1×–410×)``), never a bare number from a noisy pair."""
+    from workbench.profiling.timer import Ratio
+
+    ratio = Ratio(
+        float(row.get("speedup", np.nan)),
+        float(row.get("speedup_low", np.nan)),
+        float(row.get("speedup_high", np.nan)),
+        uncertain,
+    )
+    return ratio.text()
 
 
 def _labelled(variants: list[Any]) -> list[tuple[str, Any]]:
