@@ -338,6 +338,8 @@ def test_the_slo_and_batch_summaries_use_the_same_layer() -> None:
     assert not RAW.search(text) and "31,166" in text and "812 µs" in text, text
     # every header stands apart from its neighbours
     assert "max rate /s  max batch  batch window" in header, header
+
+
 @pytest.mark.skipif(not __import__("shutil").which("node"), reason="node not installed")
 @pytest.mark.parametrize(
     "kind", ["ms", "seconds", "bytes", "mib", "flops", "share", "percent", "ratio", "db",

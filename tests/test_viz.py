@@ -239,7 +239,7 @@ def test_tradeoff_from_a_real_sweep_draws_the_front_as_a_step_line(tmp_path):
     expected = table.pareto()
     assert list(front.x) == pytest.approx(list(expected["latency_ms"]))
     assert front.line.shape == "hv"
-    points = [t for t in fig.data if t.mode == "markers"]
+    points = [t for t in fig.data if "markers" in t.mode]
     variants = {str(c[0]) for t in points for c in t.customdata}
     assert variants == set(table.df[table.df["error"].isna()]["variant"])
     assert "accuracy" in fig.layout.yaxis.title.text
@@ -256,9 +256,9 @@ def test_tradeoff_sizes_markers_by_model_size_and_outlines_the_selection():
         }
     )
     fig = viz.tradeoff(frame, metric_name="accuracy", selected="int8-dynamic")
-    sizes = {str(t.customdata[0][0]): t.marker.size[0] for t in fig.data if t.mode == "markers"}
+    sizes = {str(t.customdata[0][0]): t.marker.size[0] for t in fig.data if "markers" in t.mode}
     assert sizes["baseline"] > sizes["int8-dynamic"]
-    int8 = next(t for t in fig.data if t.mode == "markers" and t.customdata[0][0] == "int8-dynamic")
+    int8 = next(t for t in fig.data if "markers" in t.mode and t.customdata[0][0] == "int8-dynamic")
     assert list(int8.marker.line.width) == [3]
     assert "No variants" in viz.tradeoff(pd.DataFrame()).layout.annotations[0].text
 
@@ -280,6 +280,60 @@ def test_tradeoff_fits_the_accuracy_axis_to_the_variants_inside_zero_one():
     far = viz.tradeoff(frame.assign(metric=[0.5, 0.1, 0.9]), band=None)
     assert far.layout.yaxis.range[0] == 0.0 and far.layout.yaxis.range[1] <= 1.0
     assert not far.layout.shapes
+
+
+def _markers(fig: go.Figure) -> dict[str, go.Scatter]:
+    """Each drawn variant's marker trace, by variant."""
+    return {
+        str(c[0]): t
+        for t in fig.data
+        if t.type == "scatter" and "markers" in (t.mode or "")
+        for c in t.customdata
+    }
+
+
+def test_tradeoff_draws_rows_without_a_backend_or_precision_and_labels_every_point():
+    """Measured rows beside an estimate row (which alone names a precision): every point
+    is drawn, named on the plot, and int8-dynamic and int8-static look different."""
+    frame = pd.DataFrame(
+        {
+            "variant": [
+                "baseline",
+                "int8-dynamic",
+                "int8-static(entropy)",
+                "prune(15%) (estimate)",
+            ],
+            "backend": ["onnxruntime", "onnxruntime", "onnxruntime", None],
+            "precision": [None, None, None, "estimate"],
+            "latency_ms": [0.06, 0.03, 0.032, 0.05],
+            "metric": [0.978, 0.978, 0.975, 0.97],
+        }
+    )
+    fig = viz.tradeoff(frame, metric_name="accuracy")
+    drawn = _markers(fig)
+    assert set(drawn) == set(frame["variant"])
+    assert drawn["int8-dynamic"].marker.color != drawn["int8-static(entropy)"].marker.color
+    for variant, trace in drawn.items():
+        index = [str(c[0]) for c in trace.customdata].index(variant)
+        assert trace.text[index] == variant[:27] + ("…" if len(variant) > 28 else "")
+
+
+def test_one_slow_p90_whisker_does_not_stretch_the_latency_axis():
+    frame = pd.DataFrame(
+        {
+            "variant": ["baseline", "int8-dynamic", "fp16"],
+            "latency_ms": [0.8, 0.4, 0.6],
+            "latency_p90_ms": [0.9, 20.0, 0.7],
+            "metric": [0.98, 0.97, 0.98],
+        }
+    )
+    fig = viz.tradeoff(frame, metric_name="accuracy")
+    low, high = fig.layout.xaxis.range
+    assert 0.8 < high < 2.0 and low < 0.4
+    note = next(a.text for a in fig.layout.annotations if a.name == "clipped")
+    assert "int8-dynamic (p90 20 ms)" in note
+    calm = viz.tradeoff(frame.assign(latency_p90_ms=[0.9, 0.5, 0.7]), metric_name="accuracy")
+    assert calm.layout.xaxis.range is None  # no tail: the axis fits everything
 
 
 def test_latency_distribution_keeps_warmup_apart(real):

@@ -1060,13 +1060,14 @@ def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.Dat
 
 def _fit_latency_axis(fig: go.Figure, frame: pd.DataFrame) -> None:
     """Fit the latency axis to the medians when a p90 whisker would stretch it past
-    twice their spread: the whiskers past the edge are clipped and a note names them."""
+    twice the slowest median (and twice the medians' spread): the whiskers past the
+    edge are clipped and a note names them, so one slow tail cannot squash the points."""
     medians = frame["latency_ms"].astype(float)
     if "latency_p90_ms" not in frame or medians.empty:
         return
     low, high = float(medians.min()), float(medians.max())
     span = max(high - low, 0.25 * high, 1e-9)
-    edge = high + 0.6 * span
+    edge = max(high + 2 * span, 2 * high)
     p90 = frame["latency_p90_ms"].astype(float)
     long = frame[p90 > edge]
     if long.empty:

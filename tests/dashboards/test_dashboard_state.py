@@ -99,7 +99,7 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(
     base, int8 = page.results["baseline"], page.results["int8-dynamic"]
     assert 0.8 < base.metric_value <= 1.0 and abs(int8.metric_value - base.metric_value) < 0.05
     assert int8.size_bytes < base.size_bytes
-    variants = {str(c[0]) for t in page.tradeoff.object.data if t.mode == "markers"
+    variants = {str(c[0]) for t in page.tradeoff.object.data if "markers" in (t.mode or "")
                 for c in t.customdata}  # fmt: skip
     assert variants == {"baseline", "int8-dynamic"}
     assert len(page.diff.object.data) == 2  # per-layer diff against the baseline
@@ -284,7 +284,7 @@ def test_runs_page_shows_a_stored_sweep_as_a_tradeoff(make_app, tmp_path):
     kinds = list(app.runs.runs["kind"])
     assert "sweep" in kinds and "profile" in kinds
     app.runs.table.selection = [kinds.index("sweep")]
-    points = [t for t in app.runs.sweep.object.data if t.mode == "markers"]
+    points = [t for t in app.runs.sweep.object.data if "markers" in (t.mode or "")]
     assert {str(c[0]) for t in points for c in t.customdata} == {"baseline", "int8-dynamic"}
     app.runs.open_runs([str(app.runs.runs.iloc[kinds.index("sweep")]["run_id"])])
     assert "Select one or more" in app.runs.message.object  # a sweep is not a profile
@@ -359,3 +359,45 @@ def test_variant_labels_are_the_built_variants_recipe_labels(recipe, label):
 
     assert work.variant_label(*recipe) == label
     assert work.build_variant(wb.load(toy_mlp()), *recipe).recipe_name == label
+
+
+def test_optimize_rows_stay_named_and_drawn_while_the_slider_moves_key_by_key(make_app):
+    """Keyboard steps on the sparsity slider: each asks for a new recipe; the table keeps
+    every row named (no NaN variant/backend), shows one estimate (the latest), and the
+    measured points stay on the plot."""
+    app = make_app("digits-mlp")
+    page = app.optimize
+    page.method = "int8-dynamic"
+    page.jobs.wait()
+    for step in (0.05, 0.1, 0.15):  # one key press each, without waiting
+        page.sparsity = step
+        shown = page.table.value
+        assert shown["variant"].notna().all() and shown["backend"].notna().all(), shown
+        assert shown["variant"].str.endswith("(estimate)").sum() <= 1, shown
+        drawn = {str(c[0]) for t in page.tradeoff.object.data if "markers" in (t.mode or "")
+                 for c in t.customdata}  # fmt: skip
+        assert {"baseline", "int8-dynamic"} <= drawn, drawn
+    page.jobs.wait()
+    shown = page.table.value
+    assert not shown["variant"].str.endswith("(estimate)").any(), shown
+    assert set(shown["host"].dropna()) and shown["accuracy"].between(0, 1).all()
+
+
+def test_structured_pruning_fine_tunes_by_default_and_says_so_in_the_recipe(make_app):
+    from workbench.dashboards import work
+    from workbench.evaluation.metrics import evaluate
+
+    app = make_app("digits-mlp")
+    page = app.optimize
+    page.param.update(sparsity=0.5, structured=True)
+    page.jobs.wait()
+    label = work.variant_label(*page.recipe())
+    assert label == f"prune-channels(50%, ft{page.finetune_epochs})" and page.finetune_epochs > 0
+    assert page.results[label].metric_value > 0.9  # without fine-tuning: far lower
+    model = work.load_sample("digits-mlp")
+    untuned = work.build_variant(model, "none", "entropy", 0.5, True)
+    data = work.evaluation_data(model)
+    assert page.results[label].metric_value > evaluate(untuned, data, bar=False).value + 0.02
+    # the epochs belong to structured pruning only: other recipes keep their labels
+    page.param.update(structured=False)
+    assert work.variant_label(*page.recipe()) == "prune-magnitude(50%)"
