@@ -90,6 +90,81 @@ def test_random_archives_are_refused(tmp_path: Path, entries: Any, suffix: str) 
     assert not marker.exists()
 
 
+# ---- structure-aware .pt2 archives ----------------------------------------------------
+
+# Shape expressions from a small grammar: symbols, numbers small and huge, arithmetic and
+# powers, the calls torch writes and a few it never does.
+atoms = st.sampled_from(["s0", "s31", "u0", "2", "64", "10", "10**10", "(1/2)", "oo", "-1"])
+expressions = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "*", "**", "//", "%", "<=", "&"]), inner).map(
+            lambda t: f"({t[0]}){t[1]}({t[2]})"
+        ),
+        st.tuples(
+            st.sampled_from(["Max", "PowByNatural", "LShift", "FloorDiv", "S", "eval", "Symbol"]),
+            st.lists(inner, min_size=1, max_size=3),
+        ).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+    ),
+    max_leaves=12,
+)
+pt2_edits = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("item"),
+            st.integers(0, 7),
+            st.one_of(
+                st.tuples(st.just("path_name"), st.sampled_from(fuzz.PT2_PATHS)),
+                st.tuples(st.just("use_pickle"), st.booleans()),
+                st.tuples(
+                    st.sampled_from(["sizes", "strides"]),
+                    st.lists(st.builds(dict, as_int=st.sampled_from([0, 1, 4, 2**40])), max_size=3),
+                ),
+                st.tuples(st.just("dtype"), st.integers(0, 30)),
+            ),
+        ),
+        st.tuples(
+            st.just("add_item"),
+            st.integers(0, 7),
+            st.tuples(st.sampled_from(fuzz.PT2_PATHS), st.sampled_from(["raw", "pickled", "both"])),
+        ),
+        st.tuples(
+            st.just("payload"),
+            st.integers(0, 7),
+            st.tuples(
+                st.sampled_from(fuzz.PT2_PATHS),
+                st.sampled_from([fuzz.MARKER_PICKLE, b"", b"\x80\x04N."]) | st.binary(max_size=64),
+            ),
+        ),
+        st.tuples(st.just("expr"), st.integers(0, 7), expressions),
+        st.tuples(
+            st.just("target"),
+            st.integers(0, 7),
+            st.sampled_from(["torch.ops.aten.add.Tensor", "torch.os.system", "builtins.eval"]),
+        ),
+        st.tuples(
+            st.just("range"), st.integers(0, 7), st.sampled_from(["s0", "u7", "u99999999999"])
+        ),
+        st.tuples(st.sampled_from(["deflate", "drop", "repeat"]), st.integers(0, 15), st.none()),
+        st.tuples(st.just("inflate"), st.integers(0, 15), st.sampled_from([2**20 + 1, 2**22])),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(bounded(30), derandomize=SCALE == 1)  # the test command runs the same slice
+@given(edits=pt2_edits, dynamic=st.booleans())
+def test_structured_pt2_archives_load_or_are_refused(
+    tmp_path: Path, edits: Any, dynamic: bool
+) -> None:
+    marker = tmp_path / "marker"
+    data = fuzz.mutate_pt2(fuzz.sample_pt2(dynamic), edits, marker)
+    model = fuzz.load_bytes(data, ".pt2", tmp_path)
+    assert model is None or model.framework == "torch"
+    assert not marker.exists()
+
+
 @pytest.fixture(scope="module")
 def session() -> Any:
     return wb.backend("onnxruntime").compile(wb.samples.load("digits-cnn"))

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HOSTILE_FILES", "build"]
+__all__ = ["HOSTILE_FILES", "build", "marker_pickle", "payload_item"]
 
 
 class _Payload:
@@ -32,7 +32,8 @@ class _Payload:
         return (exec, (self.code,))
 
 
-def _pickle(marker: Path) -> bytes:
+def marker_pickle(marker: Path) -> bytes:
+    """A ``torch.save`` file whose unpickling writes ``marker``."""
     import torch
 
     buffer = io.BytesIO()
@@ -64,12 +65,12 @@ def _rewrite(archive: bytes, change: Callable[[str, bytes], bytes]) -> bytes:
 
 
 def _pt2_sample_inputs(marker: Path) -> bytes:
-    evil = _pickle(marker)
+    evil = marker_pickle(marker)
     return _rewrite(_exported(), lambda n, d: evil if n.startswith("data/sample_inputs/") else d)
 
 
 def _pt2_pickled_weight(marker: Path) -> bytes:
-    evil = _pickle(marker)
+    evil = marker_pickle(marker)
 
     def change(name: str, data: bytes) -> bytes:
         if name.endswith("_weights_config.json"):
@@ -81,12 +82,12 @@ def _pt2_pickled_weight(marker: Path) -> bytes:
     return _rewrite(_exported(), change)
 
 
-def _raw_bytes_item(path_name: str, size: int) -> dict[str, Any]:
-    """A payload-table item reading ``path_name`` as ``size`` raw bytes (uint8)."""
+def payload_item(path_name: str, size: int, use_pickle: bool = False) -> dict[str, Any]:
+    """A payload-table item of ``path_name``: pickled, or ``size`` raw bytes (uint8)."""
     return {
         "path_name": path_name,
         "is_param": False,
-        "use_pickle": False,
+        "use_pickle": use_pickle,
         "tensor_meta": {
             "dtype": 1,  # uint8: any length is a whole number of elements
             "sizes": [{"as_int": size}],
@@ -127,9 +128,9 @@ def _pt2_listed_twice(kind: str, folder_file: str) -> Callable[[Path], bytes]:
     """A payload listed once raw (as bytes, so any length reads) and once pickled."""
 
     def build(marker: Path) -> bytes:
-        evil = _pickle(marker)
-        pickled = {**_raw_bytes_item(folder_file, len(evil)), "use_pickle": True}
-        items = {"as_bytes": _raw_bytes_item(folder_file, len(evil)), "evil": pickled}
+        evil = marker_pickle(marker)
+        pickled = payload_item(folder_file, len(evil), use_pickle=True)
+        items = {"as_bytes": payload_item(folder_file, len(evil)), "evil": pickled}
         return _with_payload(kind, items, {f"data/{kind}/{folder_file}": evil})
 
     return build
@@ -139,8 +140,8 @@ def _pt2_weight_outside(path_name: str, entry: str) -> Callable[[Path], bytes]:
     """A pickled weight whose path leaves ``data/weights/`` (torch joins it with os.path)."""
 
     def build(marker: Path) -> bytes:
-        evil = _pickle(marker)
-        items = {"evil": {**_raw_bytes_item(path_name, len(evil)), "use_pickle": True}}
+        evil = marker_pickle(marker)
+        items = {"evil": payload_item(path_name, len(evil), use_pickle=True)}
         return _with_payload("weights", items, {entry: evil})
 
     return build
@@ -262,8 +263,8 @@ HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "inflating.pt2": _pt2_inflating,
     "setstate.pt": _torchscript,
     "setstate.ts": _torchscript,
-    "plain_pickle.pt": _pickle,
-    "plain_pickle.pth": _pickle,
+    "plain_pickle.pt": marker_pickle,
+    "plain_pickle.pth": marker_pickle,
 }
 
 
