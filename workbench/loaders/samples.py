@@ -91,6 +91,10 @@ def info(name: str) -> dict[str, Any]:
         >>> wb.samples.info("digits-cnn")["test_accuracy"]
         0.993333
     """
+    from workbench.loaders import tree_samples
+
+    if name in tree_samples.NAMES:
+        return tree_samples.info(samples_dir(), name)
     path = _folder(name) / "card.json"
     if not path.is_file():
         raise ModelLoadError(
@@ -123,6 +127,10 @@ def load(name: str) -> Model:
         >>> m.to_onnx().framework
         'onnx'
     """
+    from workbench.loaders import tree_samples
+
+    if name in tree_samples.NAMES:  # ONNX-ML tree ensembles (docs/trees.md)
+        return tree_samples.load(samples_dir(), name)
     folder = _folder(name)
     card = info(name)
     weights = folder / "weights.safetensors"
@@ -177,6 +185,10 @@ def dataset(name: str = "digits", split: str = "test", batch_size: int = 64) -> 
         >>> data.num_samples, len(data)
         (450, 15)
     """
+    from workbench.loaders import tree_samples
+
+    if name in tree_samples.NAMES or name in tree_samples.DATASETS:
+        return tree_samples.dataset(samples_dir(), name, split, batch_size)
     if name in _NAMES:
         name = str(info(name).get("dataset", "digits"))
     if name not in _DATASETS:
