@@ -7,11 +7,20 @@ message on stderr and exit status 2 (never a traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
-from workbench.argtypes import add_model_options, input_shape, positive_float, positive_int
+from workbench.argtypes import (
+    add_model_options,
+    batch_int,
+    check_input_bytes,
+    duration_s,
+    input_shape,
+    positive_int,
+    printable,
+)
 from workbench.errors import InputError, WorkbenchError
 
 Command = Callable[[argparse.Namespace], int]
@@ -64,6 +73,9 @@ def inputs_for(
         InputError: an unknown input name, a shape of the wrong rank, or an input with
             symbolic dimensions beyond the batch and no ``--shape`` (names what to give).
     """
+    from dataclasses import replace
+    from types import SimpleNamespace
+
     import numpy as np
 
     given = dict(shapes)
@@ -83,17 +95,21 @@ def inputs_for(
         )
     if not given:
         return None
-    arrays = model.example_inputs(batch_size)
+    for name, shape in given.items():
+        if len(shape) != len(specs[name].shape):
+            raise InputError(
+                f"--shape {name} has {len(shape)} dimensions; {name} has "
+                f"{len(specs[name].shape)} {list(specs[name].shape)}"
+            )
+    # every input counts, with the shape it will have, before anything is allocated
+    check_input_bytes(model, batch_size)
+    sized = [replace(spec, shape=given.get(spec.name, spec.shape)) for spec in model.inputs]
+    check_input_bytes(SimpleNamespace(name=model.name, inputs=sized), batch_size)
+    arrays = {n: a for n, a in model.example_inputs(batch_size).items() if n not in given}
     rng = np.random.default_rng(0)
     for name, shape in given.items():
-        spec = specs[name]
-        if len(shape) != len(spec.shape):
-            raise InputError(
-                f"--shape {name} has {len(shape)} dimensions; {name} has {len(spec.shape)} "
-                f"{list(spec.shape)}"
-            )
-        arrays[name] = rng.random(shape).astype(spec.dtype)
-    return arrays
+        arrays[name] = rng.random(shape).astype(specs[name].dtype)
+    return {spec.name: arrays[spec.name] for spec in model.inputs}
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
@@ -101,9 +117,9 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a model file (.onnx, .pt2, TorchScript) or a sample name")
     p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
     p.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default cpu)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default 1)")
+    p.add_argument("--batch-size", type=batch_int, default=1, help="batch size (default 1)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
-    p.add_argument("--budget", type=positive_float, default=2.0, help="timing budget in seconds")
+    p.add_argument("--budget", type=duration_s, default=2.0, help="timing budget in seconds")
     p.add_argument("--top", type=positive_int, default=10, help="layers to print (default 10)")
     p.add_argument(
         "--shape",
@@ -180,7 +196,19 @@ _EXTRA_COMMANDS = _extra_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` command."""
+    """Entry point of the ``workbench`` command.
+
+    Everything it prints passes through `printable`, so a name in a model file (a layer,
+    an input, the model's own) cannot send escape sequences to the terminal.
+    """
+    with (
+        contextlib.redirect_stdout(_Printable(sys.stdout)),
+        contextlib.redirect_stderr(_Printable(sys.stderr)),
+    ):
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # a bad argument (one line printed) or --help
@@ -209,7 +237,30 @@ def _fail(message: str) -> int:
 
 
 def _first_line(text: object) -> str:
-    return " ".join(str(text).split())[:500]
+    return " ".join(printable(text).split())[:500]
+
+
+class _Printable:
+    """A text stream that escapes control characters before they reach the terminal.
+
+    A carriage return is kept only at either end of a write: that is how a progress bar
+    redraws its own line, while one inside a name could overwrite a printed line.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        body = text.strip("\r")
+        if not body:
+            return self._stream.write(text)
+        start = text[: len(text) - len(text.lstrip("\r"))]
+        end = text[len(text.rstrip("\r")) :]
+        self._stream.write(start + printable(body) + end)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding, fileno ...
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":

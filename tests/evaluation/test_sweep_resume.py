@@ -84,20 +84,22 @@ def test_retry_failed_measures_failed_points_again(tmp_path, monkeypatch) -> Non
         return real(self, label, variant, backend, device)
 
     monkeypatch.setattr(sweep_module._PointRunner, "point", counting)
-    kwargs = _kwargs(tmp_path, ["onnxruntime", "no-such-backend"])
+    kwargs = _kwargs(tmp_path, ["onnxruntime", "onnxruntime[no_such_option=1]"])
     first = sweep(model, **kwargs)
     assert len(first.failed()) == 2 and len(attempts) == 4
     sweep(model, **kwargs)  # resumed: nothing to do
     assert len(attempts) == 4
     sweep(model, retry_failed=True, **kwargs)
-    assert sorted(attempts[4:]) == ["baseline/no-such-backend", "fp16/no-such-backend"]
+    failing = "onnxruntime[no_such_option=1]"
+    assert sorted(attempts[4:]) == [f"baseline/{failing}", f"fp16/{failing}"]
 
 
 def test_cli_retry_failed_flag(tmp_path: Path, capsys) -> None:
     argv = [
-        "sweep", "digits-mlp", "--variants", "baseline", "--backends", "no-such-backend",
+        "sweep", "digits-mlp", "--variants", "baseline", "--backends", "onnxruntime[no_such_option=1]",
         "--budget-s", "0.02", "--store", str(tmp_path / "s.sqlite"),
     ]  # fmt: skip
-    assert main(argv) == 0 and main([*argv, "--retry-failed"]) == 0
-    assert capsys.readouterr().out.count("failed: baseline on no-such-backend/cpu") == 2
+    assert main(argv) == 1 and main([*argv, "--retry-failed"]) == 1  # no point measured
+    out = capsys.readouterr().out
+    assert out.count("failed: baseline on onnxruntime[no_such_option=1]/cpu") == 2
     assert main([*argv, "--budget-s", "-1"]) == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import importlib
 import types
 import typing
@@ -424,8 +425,10 @@ def get_backend(name: str) -> Backend:
         importlib.import_module(_BUILTINS[name])
     _load_entry_points()
     if name not in _FACTORIES:
+        close = difflib.get_close_matches(str(name), backend_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownBackendError(
-            f"unknown backend {name!r}; known backends: {', '.join(backend_names())}"
+            f"unknown backend {name!r}; {hint}known backends: {', '.join(backend_names())}"
         )
     instance = _FACTORIES[name]()
     _INSTANCES[name] = instance

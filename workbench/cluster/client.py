@@ -45,6 +45,10 @@ def connect(cluster: Any) -> Iterator[Any]:
         )
     try:
         client = Client(cluster, timeout="30s")
+    except (ValueError, TypeError) as exc:  # distributed's parser refused the address
+        raise InputError(
+            f"{cluster!r} is not a Dask scheduler address ({exc}); give one such as tcp://host:8786"
+        ) from exc
     except OSError as exc:
         raise WorkbenchError(
             f"cannot reach the Dask scheduler at {cluster}: {exc}; is `dask scheduler` running?"

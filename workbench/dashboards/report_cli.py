@@ -7,6 +7,7 @@ plotly and pandas; they load when the command runs.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +51,11 @@ def _resolve(args: argparse.Namespace) -> Any:
     """A stored profile or sweep by id, a Profile JSON file, else a model profiled now."""
     from workbench.errors import ModelLoadError
     from workbench.evaluation.sweep import load_sweep
-    from workbench.profiling.profile import Profile
     from workbench.store import Store
 
     target = str(args.target)
     if target.endswith(".json") and Path(target).is_file():
-        return Profile.from_json(Path(target).read_text())
+        return _from_json_file(Path(target))
     store = Store(args.store)
     try:
         return store.load_profile(target)
@@ -72,6 +72,38 @@ def _resolve(args: argparse.Namespace) -> Any:
             f"{target} is no run or sweep id in {store.path} and no Profile JSON file; "
             f"as a model: {exc}"
         ) from exc
+
+
+def _from_json_file(path: Path) -> Any:
+    """A Profile (``workbench profile --json``) or a sweep table (``workbench sweep --json``).
+
+    Raises:
+        InputError: the file is neither (one line saying what is accepted).
+    """
+    from workbench.errors import InputError
+    from workbench.evaluation.sweep import table_from_rows
+    from workbench.profiling.profile import Profile
+
+    accepted = "a Profile JSON (workbench profile --json) or a sweep table (workbench sweep --json)"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not readable JSON ({exc}); give {accepted}") from exc
+    if isinstance(data, dict) and isinstance(data.get("rows"), list) and "metric" in data:
+        try:
+            table = table_from_rows(
+                data["rows"],
+                str(data["metric"]),
+                bool(data.get("higher_is_better", True)),
+                str(data.get("sweep_id") or path.stem),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path} is not {accepted}: its rows are malformed ({exc})") from exc
+        table.meta = dict(data.get("meta") or {})
+        return table
+    if isinstance(data, dict) and "latency_ms" in data:
+        return Profile.from_dict(data)
+    raise InputError(f"{path} is not {accepted}")
 
 
 def _profile_now(args: argparse.Namespace) -> Profile:

@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.argtypes import MAX_SECONDS, check_input_bytes, number, seconds, whole
+from workbench.argtypes import batch_size as checked_batch
 from workbench.errors import InputError
 from workbench.profiling.fair import (
     Launcher,
@@ -37,6 +39,9 @@ from workbench.profiling.fair import (
 __all__ = ["BEST_COLUMNS", "BackendComparison", "candidate_runtimes", "compare_backends"]
 
 #: column -> (flag column, whether lower is better)
+#: most rounds (child processes per runtime and batch size) a comparison may ask for
+MAX_ROUNDS = 100
+
 BEST_COLUMNS: dict[str, tuple[str, bool]] = {
     "latency_ms": ("best_latency", True),
     "throughput_per_s": ("best_throughput", False),
@@ -437,10 +442,14 @@ def compare_backends(
     from workbench.loaders import load, samples
 
     reference = model_reference(model)
-    sizes = tuple(batch_sizes)
-    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
-        raise InputError(f"batch_sizes must be whole numbers of at least 1, got {list(sizes)}")
+    sizes = tuple(checked_batch(b, "each of batch_sizes") for b in batch_sizes)
+    if not sizes:
+        raise InputError("batch_sizes must name at least one batch size, got none")
+    rounds = whole("rounds", rounds, maximum=MAX_ROUNDS)
+    budget_s, timeout_s = seconds("budget_s", budget_s), seconds("timeout_s", timeout_s)
+    warmup_s = number("warmup_s", warmup_s, minimum=0.0, maximum=MAX_SECONDS)
     loaded = samples.load(reference) if reference in samples.names() else load(reference)
+    check_input_bytes(loaded, max(sizes))
     pool = None if inputs is None else input_pool(loaded, inputs)
 
     def measure(

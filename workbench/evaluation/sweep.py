@@ -33,6 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.argtypes import batch_size as checked_batch
+from workbench.argtypes import check_input_bytes, seconds
+from workbench.backends.base import get_backend
+from workbench.backends.spec import parse_backend
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
 from workbench.evaluation.pareto import pareto_mask
@@ -325,7 +329,12 @@ def sweep(
     from workbench.loaders import load
     from workbench.optimize.data_source import resolve_data
 
+    batch_size = checked_batch(batch_size)
+    budget_s = seconds("budget_s", budget_s)
+    for name in backends:  # a misspelt backend is refused before any variant is built
+        get_backend(parse_backend(name)[0])
     model = load(model)
+    check_input_bytes(model, batch_size)
     scorer = get_metric(metric)
     data = resolve_data(model, data, "test", "a sweep's evaluation")
     store = store if isinstance(store, Store) else Store(store)
@@ -348,6 +357,13 @@ def sweep(
     done = store.done_keys(sweep_id, failed=not retry_failed)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
+    if len(todo) < len(points):
+        notes.append(
+            f"resumed sweep {sweep_id}: {len(points) - len(todo)} of {len(points)} points "
+            f"measured earlier come from the store {store.path}; resume=False "
+            "(workbench sweep --fresh) measures every point again"
+        )
+        log.warning(notes[-1])
     run = _PointRunner(
         model, data, scorer, batch_size, budget_s, options or {}, calibration, output
     )

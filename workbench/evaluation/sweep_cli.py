@@ -103,7 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     for row in failed.itertuples():
         print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")
     # Ctrl+C: the points stored so far were printed; the status still says it was cut short
-    return 130 if any(" interrupted; " in note for note in table.notes) else 0
+    if any(" interrupted; " in note for note in table.notes):
+        return 130
+    return 1 if len(failed) == len(table.df) else 0  # not one point measured
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -140,7 +142,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.add_argument("--sweep-id", default=None, help="resume or name this sweep")
-    p.add_argument("--no-resume", action="store_true", help="measure every point again")
+    p.add_argument(
+        "--fresh",
+        "--no-resume",
+        dest="no_resume",
+        action="store_true",
+        help="measure every point again (by default a sweep with the same settings resumes "
+        "from the store, reusing the points it holds)",
+    )
     p.add_argument(
         "--cluster",
         default=None,

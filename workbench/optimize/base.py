@@ -250,22 +250,38 @@ def config_from_dict(recipe: Mapping[str, Any]) -> Transform:
             workbench knows, an older version without a migration, unknown fields, or a
             chained recipe (use `chain_from_dict`).
     """
+    if not isinstance(recipe, Mapping):
+        raise TransformError(f"a recipe is a dict with a 'name', got {type(recipe).__name__}")
     if "name" not in recipe:
-        raise TransformError(f"a recipe needs a 'name', got keys {sorted(recipe)}")
+        raise TransformError(f"a recipe needs a 'name', got keys {sorted(map(str, recipe))}")
+    if not isinstance(recipe["name"], str):
+        raise TransformError(f"a recipe's 'name' is a transform name, got {recipe['name']!r}")
     if recipe.get(RECIPE_CHAIN):
         raise TransformError(
             f"recipe {recipe.get('label', recipe['name'])!r} is a chain of "
             f"{len(recipe[RECIPE_CHAIN]) + 1} steps; read it with chain_from_dict, or "
             "rebuild the variant with wb.transform(model, recipe)"
         )
-    if int(recipe.get("format", RECIPE_FORMAT)) > RECIPE_FORMAT:
+    if _recipe_int(recipe, "format", RECIPE_FORMAT) > RECIPE_FORMAT:
         raise TransformError(
             f"recipe {recipe['name']!r} has format {recipe['format']}, newer than this "
             f"workbench's {RECIPE_FORMAT}; upgrade workbench"
         )
     cls = get_transform(recipe["name"])
-    version = int(recipe.get("version", cls.version))
-    return _build(cls, _migrated(cls, version, dict(recipe.get("config", {}))))
+    version = _recipe_int(recipe, "version", cls.version)
+    config = recipe.get("config", {})
+    if not isinstance(config, Mapping):
+        raise TransformError(
+            f"recipe {recipe['name']!r}: 'config' holds field values by name, got {config!r:.80}"
+        )
+    return _build(cls, _migrated(cls, version, dict(config)))
+
+
+def _recipe_int(recipe: Mapping[str, Any], key: str, default: int) -> int:
+    value = recipe.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TransformError(f"recipe {recipe['name']!r}: {key!r} is a whole number, got {value!r}")
+    return value
 
 
 def chain_to_dict(configs: Sequence[Transform]) -> dict[str, Any]:
@@ -308,8 +324,11 @@ def recipe_steps(recipe: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """
     if not recipe:
         return []
+    chain = recipe.get(RECIPE_CHAIN, ())
+    if not isinstance(chain, list | tuple) or not all(isinstance(s, Mapping) for s in chain):
+        raise TransformError(f"a recipe's {RECIPE_CHAIN!r} is a list of recipes, got {chain!r:.80}")
     own = {k: v for k, v in recipe.items() if k != RECIPE_CHAIN}
-    return [*(dict(step) for step in recipe.get(RECIPE_CHAIN, ())), own]
+    return [*(dict(step) for step in chain), own]
 
 
 def _steps(spec: ConfigSpec | Sequence[ConfigSpec], fields: dict[str, Any]) -> list[Transform]:
@@ -370,6 +389,9 @@ def _build(cls: type[Transform], fields: dict[str, Any]) -> Transform:
     unknown = sorted(set(fields) - set(known))
     if unknown:
         raise TransformError(f"{cls.name} has no field(s) {unknown}; fields are {sorted(known)}")
+    for name, value in fields.items():  # a list field (exclude, layer_sparsity) gets a list
+        if isinstance(known[name].default, tuple) and not isinstance(value, list | tuple):
+            raise TransformError(f"{cls.name} field {name} is a list, got {value!r:.80}")
     try:
         return cls(**{k: _tupled(v) for k, v in fields.items()})
     except (TypeError, ValueError) as exc:

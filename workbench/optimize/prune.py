@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from workbench.argtypes import MAX_EPOCHS, number, whole
 from workbench.errors import TransformError
 from workbench.model import Model
 from workbench.optimize.base import (
@@ -263,6 +264,8 @@ class ChannelPrune(Transform):
         _check_layer_sparsity(self.layer_sparsity)
         if self.norm not in ("l1", "l2"):
             raise ValueError(f"norm must be l1 or l2, got {self.norm!r}")
+        whole("finetune_epochs", self.finetune_epochs, minimum=0, maximum=MAX_EPOCHS)
+        number("learning_rate", self.learning_rate, above=0.0, maximum=1.0)
 
     def label(self) -> str:
         tuned = f", ft{self.finetune_epochs}" if self.finetune_epochs else ""

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from workbench.argtypes import whole
 from workbench.errors import TransformError
 from workbench.model import LAYER_KEY, Model, set_layer_name
 from workbench.optimize.base import (
@@ -36,6 +37,9 @@ from workbench.optimize.base import (
 from workbench.optimize.data_source import input_batches, resolve_data
 from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
 from workbench.optimize.quiet import quiet_quantizer
+
+#: most samples a calibration may ask for (each batch is held while calibrating)
+MAX_CALIBRATION_SAMPLES = 10**6
 
 if TYPE_CHECKING:
     import onnx
@@ -132,6 +136,7 @@ class Int8Static(Transform):
             )
         if self.quant_format not in ("qdq", "qoperator"):
             raise ValueError(f"quant_format must be qdq or qoperator, got {self.quant_format!r}")
+        whole("calibration_samples", self.calibration_samples, maximum=MAX_CALIBRATION_SAMPLES)
 
     def label(self) -> str:
         return f"int8-static({self.calibration})"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.errors import InputError
 from workbench.model import recipe_label
 from workbench.profiling.display import memory_rows
 from workbench.profiling.memory import upgrade_memory
@@ -141,6 +142,12 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """Rebuild a profile from `to_dict` output.
+
+        Raises:
+            InputError: ``data`` is not a profile (a field missing or of the wrong type).
+        """
+        _check_fields(data)
         layers = pd.DataFrame.from_records(data.get("layers") or [], columns=None)
         if layers.empty:
             layers = pd.DataFrame(columns=LAYER_COLUMNS)
@@ -314,3 +321,40 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+# the fields a Profile needs, and the optional ones, with their JSON types
+_REQUIRED = {"model": str, "backend": str, "device": str, "batch_size": int, "latency_ms": dict}
+_OPTIONAL = {"layers": list, "memory": dict, "environment": dict, "recipe": dict, "notes": list}
+
+
+def _check_fields(data: Any) -> None:
+    """Refuse, in one line, a dict that is not a profile's (a file someone else wrote)."""
+    if not isinstance(data, dict):
+        raise InputError(f"a Profile is a JSON object, got {type(data).__name__}")
+    wrong = [
+        f"{name} ({type(data.get(name)).__name__}, not {kind.__name__})"
+        for name, kind in _REQUIRED.items()
+        if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool)
+    ]
+    wrong += [
+        f"{name} ({type(data[name]).__name__}, not {kind.__name__})"
+        for name, kind in _OPTIONAL.items()
+        if data.get(name) is not None and not isinstance(data[name], kind)
+    ]
+    latency = data.get("latency_ms")
+    samples = latency.get("samples_ms") if isinstance(latency, dict) else None
+    if isinstance(latency, dict) and not (
+        isinstance(samples, list)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in samples)
+    ):
+        wrong.append("latency_ms.samples_ms (not a list of numbers)")
+    if isinstance(data.get("layers"), list) and not all(
+        isinstance(r, dict) for r in data["layers"]
+    ):
+        wrong.append("layers (not a list of objects)")
+    if wrong:
+        raise InputError(
+            f"not a workbench Profile: {'; '.join(wrong)}; Profile.to_json and "
+            "`workbench profile --json` write one"
+        )

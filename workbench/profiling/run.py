@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench.argtypes import MAX_REPEATS, check_input_bytes, seconds, whole
+from workbench.argtypes import batch_size as checked_batch
 from workbench.backends.base import Inputs, get_backend, settings_of
 from workbench.errors import InputError
 from workbench.model import Model
@@ -83,13 +85,15 @@ def profile(
     from workbench.loaders import load
     from workbench.machine import environment
 
+    batch_size = checked_batch(batch_size)
+    budget_s = seconds("budget_s", budget_s)
+    layer_repeats = whole("layer_repeats", layer_repeats, maximum=MAX_REPEATS)
+    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
     given = isinstance(model, Model)
     started = time.perf_counter()
     model = load(model)
     # load time only when this call loaded the model (a given Model was loaded before)
     load_s = None if given else time.perf_counter() - started
-    if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or batch_size < 1:
-        raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if inputs is not None:
         staged = model.check_inputs(inputs)
         batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
@@ -100,6 +104,7 @@ def profile(
                 f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
                 "pass inputs= with arrays of the shapes you want timed"
             )
+        check_input_bytes(model, batch_size)
         staged = model.example_inputs(batch_size)
         # a fixed-batch model's inputs keep their own batch: time only what is asked for
         fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}

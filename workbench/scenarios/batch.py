@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.argtypes import batch_size as checked_batch
+from workbench.argtypes import check_input_bytes, seconds
 from workbench.backends.base import get_backend
 from workbench.errors import InputError
 from workbench.model import Model
@@ -133,10 +135,12 @@ def batch_sweep(
     from workbench.data import batch_inputs, input_pool
     from workbench.loaders import load
 
-    sizes = sorted({int(b) for b in batch_sizes})
-    if not sizes or sizes[0] < 1:
-        raise InputError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
+    sizes = sorted({checked_batch(b, "each of batch_sizes") for b in batch_sizes})
+    if not sizes:
+        raise InputError("batch_sizes must name at least one batch size, got none")
+    budget_s = seconds("budget_s", budget_s)
     model = load(model)
+    check_input_bytes(model, sizes[-1])
     pool = None if inputs is None else input_pool(model, inputs)
     session = get_backend(backend).compile(model, device, **(options or {}))
     measured: list[Measurement] = []

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from workbench.argtypes import MAX_REPEATS, MAX_SECONDS, check_input_bytes, number, whole
+from workbench.argtypes import batch_size as checked_batch
 from workbench.backends.base import Session, get_backend
 from workbench.errors import InputError
 from workbench.model import Model
@@ -34,6 +36,10 @@ LATE_ISSUE_SHARE = 0.01
 ISSUED_RATE_SHARE = 0.95
 #: the first arrival is scheduled this long after the start, so the generator thread is up
 LEAD_S = 0.005
+#: highest offered rate a server run may ask for (its arrival schedule is made up front)
+MAX_RATE_PER_S = 1e6
+#: most queries a run's minimum may ask for
+MAX_QUERIES = 10**8
 
 
 class SystemUnderTest:
@@ -316,8 +322,12 @@ def minimums_for(
     base = MINIMUMS[kind]
     return replace(
         base,
-        queries=base.queries if min_queries is None else int(min_queries),
-        duration_s=base.duration_s if min_duration_s is None else float(min_duration_s),
+        queries=base.queries
+        if min_queries is None
+        else whole("min_queries", min_queries, maximum=MAX_QUERIES),
+        duration_s=base.duration_s
+        if min_duration_s is None
+        else number("min_duration_s", min_duration_s, minimum=0.0, maximum=MAX_SECONDS),
     )
 
 
@@ -418,11 +428,15 @@ def scenario(
         "batch_size": batch_size,
     }
     settings = _settings(kind, every)
+    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
     if price_per_hour is not None:
         cost_per_million(price_per_hour, 1.0)  # checks the price before the run
+    if tdp_watts is not None:
+        tdp_watts = number("tdp_watts", tdp_watts, above=0.0)
     meter = EnergyMeter(device, tdp_watts=tdp_watts)
     model = load(model)
     pool = None if inputs is None else input_pool(model, inputs)
+    check_input_bytes(model, max(_batch_sizes(kind, settings)))
     clock = clock or RealClock()
     session = get_backend(backend).compile(model, device, **(options or {}))
     try:
@@ -467,11 +481,18 @@ def _settings(kind: str, given: dict[str, Any]) -> dict[str, Any]:
         ),
     }[kind]
     settings = {name: given[name] for name in names}
-    for name in ("samples_per_query", "batch_size", "max_batch"):
-        if name in settings and int(settings[name]) < 1:
-            raise InputError(f"{name} must be at least 1, got {settings[name]}")
     if kind == "server" and settings["rate_per_s"] is None:
         raise InputError("the server scenario needs rate_per_s (queries per second)")
+    for name, value in settings.items():
+        if name in ("samples_per_query", "batch_size", "max_batch"):
+            settings[name] = checked_batch(value, name)
+        elif name == "seed":
+            settings[name] = whole(name, value, minimum=0)
+        elif name == "rate_per_s":
+            settings[name] = number(name, value, above=0.0, maximum=MAX_RATE_PER_S)
+        elif value is not None:  # milliseconds; the batching window may be 0
+            floor = {"minimum": 0.0} if name == "batch_window_ms" else {"above": 0.0}
+            settings[name] = number(name, value, maximum=MAX_SECONDS * 1e3, **floor)
     return settings
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.argtypes import MAX_REPEATS, MAX_SECONDS, number, whole
 from workbench.backends.base import get_backend
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import CancelledError, WorkbenchError
 from workbench.model import Model
 from workbench.profiling.display import frame_html, frame_text
 from workbench.progress import CancelToken, ProgressCallback
@@ -31,6 +32,8 @@ from workbench.scenarios.run import SystemUnderTest, minimums_for, server
 
 #: calls timed per batch size to estimate capacity before searching
 CAPACITY_PROBES = 20
+#: most server runs one bisection may take
+MAX_STEPS = 100
 
 TABLE_COLUMNS = [
     "variant", "backend", "device", "max_rate_per_s", "max_batch", "batch_window_ms",
@@ -243,10 +246,11 @@ def slo(
     from workbench.data import input_pool
     from workbench.loaders import load
 
-    if not (p99_ms > 0 and math.isfinite(p99_ms)):
-        raise InputError(f"p99_ms must be a positive number of milliseconds, got {p99_ms}")
-    if steps < 1:
-        raise InputError(f"steps must be at least 1, got {steps}")
+    p99_ms = number("p99_ms", p99_ms, above=0.0, maximum=MAX_SECONDS * 1e3)
+    steps = whole("steps", steps, maximum=MAX_STEPS)
+    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
+    if drop_after_ms is not None:
+        drop_after_ms = number("drop_after_ms", drop_after_ms, above=0.0)
     if price_per_hour is not None:
         cost_per_million(price_per_hour, 1.0)  # validates the price before any run
     minimums = minimums_for("server", min_queries, min_duration_s)
@@ -331,6 +335,10 @@ class _Search:
             sizes = sorted({b.max_batch for b in self.batching})
             sut.warm(sizes, warmup)
             found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
+        except CancelledError:
+            raise
+        except WorkbenchError as exc:  # this configuration fails to run: the others go on
+            return {**row, "max_rate_per_s": math.nan, "limited_by": f"failed: {exc}"}
         finally:
             session.close()
         best = max(found, key=lambda f: f["max_rate_per_s"])
