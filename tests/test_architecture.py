@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"machine"},
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster"},
-    {"viz", "viz_serving", "viz_backends", "viz_graph", "reports"},
+    {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "reports"},
     {"dashboards", "notebook", "magics", "cli", "cli_scenarios", "testing", "__init__"},
 ]
 #: runtime packages under backends/ that must not import one another

@@ -361,3 +361,9 @@ def test_the_dashboard_cells_render_each_kind_exactly_as_the_notebook_does(kind)
     )
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [format_value(kind, v) for v in values]
+
+
+def test_the_sweep_figures_accuracy_axis_stops_at_100_percent() -> None:
+    svg = _figure(_sweep([("baseline", 1.0, 0.98, True), ("int8", 0.5, 0.979, True)]))
+    ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)%<", svg)]
+    assert ticks and max(ticks) <= 100 and min(ticks) >= 90, ticks

@@ -427,3 +427,49 @@ def test_comparison_puts_the_fused_note_between_the_axis_and_the_legend(count):
 def test_long_legend_names_take_more_legend_rows():
     assert viz._legend_rows(["a", "b"]) == 1
     assert viz._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
+
+
+def test_one_run_has_one_colour_in_every_figure():
+    a, b = synthetic({"conv1": 1.0, "fc": 2.0}), synthetic({"conv1": 0.5, "fc": 2.5})
+    comparison = viz.layer_comparison([a, b])
+    distribution = viz.latency_distribution([b, a])  # another order, another figure
+    in_comparison = {t.name.removesuffix(" (baseline)"): t.marker.color for t in comparison.data}
+    in_distribution = {t.name: t.marker.color for t in distribution.data if t.type == "box"}
+    names = viz.labels([a, b])
+    assert in_comparison[names[0]] == in_distribution[names[0]] == viz.run_color(a)
+    assert in_comparison[names[1]] == in_distribution[names[1]] == viz.run_color(b)
+    assert viz.run_color(a) != viz.run_color(b)
+
+
+def test_torch_and_onnx_op_types_colour_and_group_as_one():
+    torch_like = synthetic({"conv1": 1.0, "fc": 2.0})
+    torch_like.layers["op_type"] = ["Conv2d", "Linear"]
+    onnx_like = synthetic({"conv1": 1.0, "fc": 2.0})
+    for fig in (viz.layer_latency(torch_like), viz.op_type_breakdown([torch_like, onnx_like])):
+        groups = {t.name: t.marker.color for t in fig.data if t.type == "bar"}
+        assert set(groups) == {"Conv", "Gemm"}, groups
+        assert groups["Conv"] == viz.op_type_color("Conv")
+    bars = viz.layer_latency(torch_like)
+    conv = next(t for t in bars.data if t.name == "Conv")
+    assert conv.customdata[0][0] == "Conv2d"  # the runtime's own name stays in the hover
+
+
+def test_the_cold_start_colours_mean_one_thing_each():
+    from workbench import viz_backends
+    from workbench.viz_style import QUALITATIVE
+
+    assert not set(viz_backends.COLD_START_COLORS) & set(QUALITATIVE)
+
+
+def test_sensitivity_axes_put_zero_at_one_height():
+    report = pd.DataFrame(
+        {"layer": ["a", "b", "c"], "op_type": ["Conv", "Gemm", "Gemm"],
+         "metric_delta": [-0.05, 0.002, -0.01], "speedup": [1.3, 0.9, 1.05],
+         "sqnr_db": [30.0, 40.0, 35.0], "error": [None, None, None]}
+    )  # fmt: skip
+    report.attrs["metric"] = "accuracy"
+    fig = viz.sensitivity(report)
+    (y0, y1), (z0, z1) = fig.layout.yaxis.range, fig.layout.yaxis2.range
+    assert -y0 / (y1 - y0) == pytest.approx(-z0 / (z1 - z0))
+    assert y0 <= min(fig.data[0].y) and y1 >= max(fig.data[0].y)
+    assert z0 <= min(fig.data[1].y) and z1 >= max(fig.data[1].y)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
 import workbench as wb
-from workbench import viz_graph
+from workbench import viz, viz_graph
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
 from workbench.testing.foreign import foreign_resnet50
@@ -78,8 +80,9 @@ def test_the_figure_colours_nodes_by_the_summed_value_and_outlines_the_selection
     widths = dict(zip(nodes.text, nodes.marker.line.width, strict=True))
     assert widths["features.0"] == 3 and sum(w == 3 for w in widths.values()) == 1
     assert dict(zip(nodes.text, nodes.customdata, strict=True))["features.0"] == "features.0"
-    by_type = viz_graph.graph_figure(layout, {}, what="op type").data[1]
-    assert len(by_type.text) == len(layout.nodes) and len(set(by_type.marker.color)) > 3
+    by_type = [t for t in viz_graph.graph_figure(layout, {}, what="op type").data[1:]]
+    assert sum(len(t.text) for t in by_type) == len(layout.nodes)
+    assert len({t.marker.color for t in by_type}) == len(by_type) > 3
     edges = fig.data[0]
     assert sum(v is None for v in edges.x) == len(layout.edges)
 
@@ -93,3 +96,32 @@ def test_layer_values_for_change_and_sensitivity():
     report = pd.DataFrame({"layer": ["conv1"], "metric_delta": [-0.02]})
     report.attrs["metric"] = "accuracy"
     assert viz_graph.layer_values(report, "sensitivity") == {"conv1": pytest.approx(2.0)}
+
+
+def test_op_type_colouring_has_a_legend_in_one_vocabulary_and_light_nodes_stay_visible():
+    """Each op type is a legend entry (ONNX names: torch's Conv2d is Conv) and the
+    fastest node is a visible colour with an outline, never white on white."""
+    cnn = wb.samples.load("digits-cnn")
+    layout = viz_graph.graph_layout(cnn)
+    torch_names = layout.nodes.assign(
+        op_type=layout.nodes["op_type"].replace({"Conv": "Conv2d", "Gemm": "Linear"})
+    )
+    layout = dataclasses.replace(layout, nodes=torch_names)
+    fig = viz_graph.graph_figure(layout, {}, what="op type")
+    entries = {t.name: t.marker.color for t in fig.data if t.showlegend}
+    assert "Conv" in entries and "Conv2d" not in entries and "Gemm" in entries
+    assert entries["Conv"] == viz.op_type_color("Conv") and fig.layout.legend.title.text
+    profile = fused_profile({"features.0": (0.001, None), "features.3": (2.0, None)})
+    heat = viz_graph.graph_figure(layout, viz_graph.layer_values(profile, "latency"))
+    lowest = heat.data[1].marker.colorscale[0][1]
+    assert _lightness(lowest) < 0.9, lowest  # YlOrRd's lowest colour is near white
+    assert set(heat.data[1].marker.line.color) == {"#666666"}
+
+
+def _lightness(colour: str) -> float:
+    """0 (black) to 1 (white) for ``#RRGGBB`` or ``rgb(r,g,b)``."""
+    if colour.startswith("#"):
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [int(float(x)) for x in colour[colour.index("(") + 1 : -1].split(",")]
+    return (max(rgb) + min(rgb)) / 2 / 255

@@ -16,10 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import colorsys
 import math
 import textwrap
-import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,11 +28,23 @@ import plotly.graph_objects as go
 
 from workbench.evaluation.pareto import pareto_mask
 from workbench.profiling.profile import UNATTRIBUTED, Profile
-from workbench.profiling.sparkfig import PALETTE
+from workbench.viz_style import (
+    LAYOUT,
+    OP_TYPE_ALIASES,
+    OP_TYPE_COLORS,
+    PRECISION_COLORS,
+    WARMUP_COLOR,
+    canonical_op_type,
+    op_type_color,
+    precision_color,
+    run_color,
+)
 
 __all__ = [
+    "OP_TYPE_ALIASES",
     "OP_TYPE_COLORS",
     "PRECISION_COLORS",
+    "canonical_op_type",
     "empty_figure",
     "labels",
     "latency_distribution",
@@ -49,118 +59,13 @@ __all__ = [
     "precision_color",
     "precision_of",
     "roofline",
+    "run_color",
     "sensitivity",
+    "technique_of",
     "time_share",
     "tradeoff",
     "unattributed_ms",
 ]
-
-# One palette for op types. Aliases (torch's module names) map to the ONNX op type, every
-# canonical op type has its own colour: fixed ones for the common types, then colours
-# handed out in first-seen order from a generated sequence that skips every colour in
-# use, so two op types never share one (a hash into a short list did: Shape and
-# BatchNormalization collided).
-_QUALITATIVE = (*PALETTE, "#1F77B4", "#BCBD22")  # the inline SVG figures' palette, then two
-OP_TYPE_ALIASES: dict[str, str] = {
-    "Conv2d": "Conv",
-    "Conv1d": "Conv",
-    "Linear": "Gemm",
-    "BatchNorm2d": "BatchNormalization",
-    "BatchNorm1d": "BatchNormalization",
-    "ReLU": "Relu",
-    "LayerNorm": "LayerNormalization",
-    "MaxPool2d": "MaxPool",
-    "Flatten": "Reshape",
-}
-OP_TYPE_COLORS: dict[str, str] = {
-    "Conv": "#4C78A8",
-    "Gemm": "#F58518",
-    "MatMul": "#E45756",
-    "BatchNormalization": "#72B7B2",
-    "Relu": "#54A24B",
-    "Add": "#EECA3B",
-    "MultiheadAttention": "#B279A2",
-    "LayerNormalization": "#FF9DA6",
-    "MaxPool": "#9D755D",
-    "Reshape": "#BCBD22",
-    "Shape": "#8C6D31",
-    "QLinearConv": "#2E5A88",
-    "ConvInteger": "#17BECF",
-    "QLinearMatMul": "#B23A3A",
-    "MatMulInteger": "#D62728",
-    "Softmax": "#9467BD",
-    "ReorderOutput": "#7F7F7F",
-    "(other)": "#C7C7C7",
-    UNATTRIBUTED: "#BBBBBB",
-}
-_assigned: dict[str, str] = {}
-_assign_lock = threading.Lock()
-# One palette for precisions, shared by trade-off plots and badges.
-PRECISION_COLORS: dict[str, str] = {
-    "fp32": "#4C78A8",
-    "fp16": "#54A24B",
-    "bf16": "#72B7B2",
-    "int8": "#E45756",
-    "int8-dynamic": "#E45756",
-    "int8-static": "#F58518",
-    "int8-weight": "#9D755D",
-    "int4": "#8C6D31",
-    "sparse": "#B279A2",
-    "other": "#79706E",
-    "estimate": "#C7C7C7",
-}
-_WARMUP_COLOR = "#BBBBBB"
-# A small template of our own: as readable as plotly_white, but applying it costs ~1 ms
-# instead of ~15 ms (plotly deep-copies a template on every figure), which keeps a
-# dashboard update from the cache well under its 300 ms.
-_AXIS = {"gridcolor": "#EBEBEB", "linecolor": "#BBBBBB", "zerolinecolor": "#CCCCCC",
-         "automargin": True}  # fmt: skip
-_TEMPLATE = go.layout.Template(
-    layout={
-        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12, "color": "#2A3F5F"},
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "white",
-        "colorway": list(_QUALITATIVE),
-        "xaxis": _AXIS,
-        "yaxis": _AXIS,
-        "hoverlabel": {"align": "left"},
-        "title": {"x": 0.02, "font": {"size": 15}},
-    }
-)
-_LAYOUT = {"template": _TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
-
-
-def op_type_color(op_type: str) -> str:
-    """The colour of ``op_type``, never shared with another op type in this process.
-
-    Common op types have fixed colours; torch names share their ONNX op type's colour
-    (``Conv2d`` is ``Conv``); any other op type gets the next unused colour of a
-    generated sequence the first time it is drawn, and keeps it.
-
-    Example:
-        >>> viz.op_type_color("Conv")
-        '#4C78A8'
-    """
-    name = OP_TYPE_ALIASES.get(str(op_type), str(op_type))
-    if name in OP_TYPE_COLORS:
-        return OP_TYPE_COLORS[name]
-    with _assign_lock:
-        if name not in _assigned:
-            used = {*OP_TYPE_COLORS.values(), *_assigned.values()}
-            _assigned[name] = next(c for c in _generated_colors() if c not in used)
-        return _assigned[name]
-
-
-def _generated_colors() -> Any:
-    """An endless sequence of distinct colours: golden-angle hues over three lightnesses."""
-    n = 0
-    while True:
-        hue = (n * 0.381966 + 0.07) % 1.0
-        lightness = (0.45, 0.6, 0.35)[(n // 3) % 3]
-        saturation = (0.65, 0.5)[n % 2]
-        r, g, b = colorsys.hls_to_rgb(hue, lightness, saturation)
-        yield f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
-        n += 1
 
 
 def precision_of(recipe: Mapping[str, Any] | None) -> str:
@@ -179,16 +84,6 @@ def precision_of(recipe: Mapping[str, Any] | None) -> str:
     return "sparse" if "prune" in text else "other"
 
 
-def precision_color(precision: str) -> str:
-    """The colour of a precision (``fp32``, ``fp16``, ``bf16``, ``int8``, ``sparse``).
-
-    Example:
-        >>> viz.precision_color("int8")
-        '#E45756'
-    """
-    return PRECISION_COLORS.get(precision, PRECISION_COLORS["other"])
-
-
 def empty_figure(message: str, title: str = "") -> go.Figure:
     """A blank figure that says what is missing (and how to get it) in its middle.
 
@@ -199,7 +94,7 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     fig.add_annotation(
         text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font_size=14
     )
-    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
     return fig
 
 
@@ -319,7 +214,7 @@ def layer_latency(
     if order == "time":
         rows = rows.sort_values("latency_ms", ascending=False, kind="stable")
     total = float(rows["latency_ms"].sum()) or 1.0
-    op_types = rows["op_type"].fillna("")
+    op_types = rows["op_type"].map(canonical_op_type)
     rows = rows.assign(
         group=rows["layer"].map(_block) if color_by == "block" else op_types,
         pct=100 * rows["latency_ms"] / total,
@@ -365,7 +260,7 @@ def layer_latency(
         yaxis={"categoryorder": "array", "categoryarray": shown[::-1]},
         height=max(320, 22 * len(shown) + 140),
         legend_title=color_by.replace("_", " "),
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -460,6 +355,7 @@ def time_share(profile: Profile) -> go.Figure:
     rows = table[(table["layer"] != UNATTRIBUTED) & (table["latency_ms"].fillna(0) > 0)]
     if rows.empty:
         return empty_figure("No layer took measurable time.", title)
+    rows = rows.assign(op_type=rows["op_type"].map(canonical_op_type))
     by_type = rows.groupby("op_type", sort=False)["latency_ms"].sum()
     ids = [f"type/{t}" for t in by_type.index] + [f"layer/{n}" for n in rows["layer"]]
     fig = go.Figure(
@@ -475,7 +371,7 @@ def time_share(profile: Profile) -> go.Figure:
             "%{percentRoot:.1%} of layer time<extra></extra>",
         )
     )
-    fig.update_layout(title=title, **_LAYOUT)
+    fig.update_layout(title=title, **LAYOUT)
     return fig
 
 
@@ -495,6 +391,7 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
         table = _layers(p, ("layer", "op_type", "latency_ms"))
         if table is not None:
             table = table[table["layer"] != UNATTRIBUTED]
+            table = table.assign(op_type=table["op_type"].map(canonical_op_type))
             sums = table.groupby("op_type", sort=False)["latency_ms"].sum().reset_index()
             frames.append(sums.assign(profile=name))
     if not frames:
@@ -521,7 +418,7 @@ def op_type_breakdown(profiles: Sequence[Profile]) -> go.Figure:
             hovertemplate="%{x}<br>end-to-end median %{y:.4g} ms<extra></extra>",
         )
     )
-    fig.update_layout(title=title, barmode="stack", yaxis_title="latency (ms)", **_LAYOUT)
+    fig.update_layout(title=title, barmode="stack", yaxis_title="latency (ms)", **LAYOUT)
     return fig
 
 
@@ -578,6 +475,7 @@ def layer_comparison(
                 x=values,
                 orientation="h",
                 name=names[id(p)] + (" (baseline)" if p is base else ""),
+                marker_color=run_color(p),
                 marker_line_width=[3 if layer == selected else 0 for layer in wide.index],
                 marker_line_color="black",
                 customdata=speedup.to_numpy(),
@@ -592,7 +490,7 @@ def layer_comparison(
         xaxis={"title": {"text": "median latency (ms)", "standoff": 6}, "automargin": True},
         yaxis={"autorange": "reversed"},
         height=max(320, 18 * len(wide) * len(usable) + 160),
-        **_LAYOUT,
+        **LAYOUT,
     )
     fig.update_layout(margin_t=50 + 16 * len(usable))
     _note_unattributed(fig, usable)
@@ -634,7 +532,7 @@ def _below_axis(fig: go.Figure, note: str, legend: Sequence[str]) -> None:
     legend_px = _LEGEND_ROW_PX * _legend_rows(legend)
     bottom = _AXIS_PX + note_px + legend_px + 8
     fig.update_layout(
-        height=fig.layout.height + bottom - _LAYOUT["margin"]["b"],
+        height=fig.layout.height + bottom - LAYOUT["margin"]["b"],
         margin_b=bottom,
         # anchored to the figure's bottom edge, under the note whatever the plot's height
         legend={"orientation": "h", "x": 0, "y": 0, "yref": "container", "yanchor": "bottom"},
@@ -716,7 +614,7 @@ def memory(profile: Profile) -> go.Figure:
         )
     elif peak:  # a peak far above the bars would flatten them: state it instead
         title += f" (model peak {peak:.3g} MiB)"
-    fig.update_layout(title=title, barmode="stack", yaxis_title="MiB", **_LAYOUT)
+    fig.update_layout(title=title, barmode="stack", yaxis_title="MiB", **LAYOUT)
     return fig
 
 
@@ -755,6 +653,7 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
     if points.empty:
         return empty_figure("No layer has both FLOPs and bytes counted.", title)
     fig = go.Figure()
+    points = points.assign(op_type=points["op_type"].map(canonical_op_type))
     for op_type, part in points.groupby("op_type", sort=False):
         fig.add_trace(
             go.Scatter(
@@ -787,7 +686,7 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
         xaxis=log_axis(_drawn(fig, "x"), "", title="arithmetic intensity (FLOP/byte)"),
         yaxis=log_axis(_drawn(fig, "y"), "", title="achieved FLOP/s"),
         legend_title="op type",
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -977,7 +876,7 @@ def tradeoff(
         yaxis_title=f"{name} — {'higher' if higher_is_better else 'lower'} is better",
         legend_title="technique, backend",
         clickmode="event+select",
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -1170,6 +1069,8 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
         common = {
             "y": list(lat.samples_ms),
             "name": name,
+            "marker_color": run_color(p),
+            "line_color": run_color(p),
             "hovertemplate": f"%{{y:.4g}} ms<br>n={lat.n}<extra>{name}</extra>",
         }
         if kind == "violin":
@@ -1184,7 +1085,7 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
                     x=[name] * len(lat.warmup_ms),
                     y=list(lat.warmup_ms),
                     mode="markers",
-                    marker={"color": _WARMUP_COLOR, "symbol": "x", "size": 8},
+                    marker={"color": WARMUP_COLOR, "symbol": "x", "size": 8},
                     name="warm-up",
                     legendgroup="warm-up",
                     showlegend=p is profiles[0],
@@ -1194,7 +1095,7 @@ def latency_distribution(profiles: Sequence[Profile] | Profile, *, kind: str = "
     fig.update_layout(
         title="End-to-end latency distribution",
         yaxis=_latency_axis([p.latency for p in profiles]),
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -1223,7 +1124,7 @@ def latency_timeline(profile: Profile) -> go.Figure:
                 x=list(range(1, warm + 1)),
                 y=list(lat.warmup_ms),
                 mode="markers",
-                marker_color=_WARMUP_COLOR,
+                marker_color=WARMUP_COLOR,
                 name="warm-up",
                 hovertemplate="warm-up call %{x}: %{y:.4g} ms<extra></extra>",
             )
@@ -1243,7 +1144,7 @@ def latency_timeline(profile: Profile) -> go.Figure:
         title=f"Latency per call — {profile.label}",
         xaxis_title="call",
         yaxis=_latency_axis([lat]),
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -1329,6 +1230,37 @@ def sensitivity(
         },
         legend={"orientation": "h", "y": -0.25},
         clickmode="event",
-        **_LAYOUT,
+        **LAYOUT,
     )
+    if gain is not None:  # one zero line for both axes: bars and diamonds read alike
+        drop_range, gain_range = zero_aligned_ranges(list(drop), list(gain))
+        fig.update_layout(yaxis_range=drop_range, yaxis2_range=gain_range)
     return fig
+
+
+def zero_aligned_ranges(
+    left: Sequence[float], right: Sequence[float], pad: float = 0.1
+) -> tuple[list[float], list[float]]:
+    """Ranges for two y axes that put zero at the same height, each covering its values
+    (and zero) with a ``pad`` margin.
+
+    Example:
+        >>> zero_aligned_ranges([-1.0, 3.0], [10.0, 20.0])[1][0] < 0
+        True
+    """
+
+    def extent(values: Sequence[float]) -> tuple[float, float]:
+        finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+        low, high = min([0.0, *finite]), max([0.0, *finite])
+        if low == high:
+            high = 1.0
+        return -low * (1 + pad), high * (1 + pad)
+
+    axes = [extent(left), extent(right)]
+    # the same below-to-above ratio on both: the larger one, stretching the other's ends
+    ratio = max((neg / pos for neg, pos in axes if pos > 0), default=1.0)
+    if ratio == 0 and any(pos == 0 for _, pos in axes):
+        ratio = 1.0  # one axis all below zero, the other all above: zero in the middle
+    ranges = [[-(neg if pos == 0 else ratio * pos), neg / ratio if pos == 0 else pos]
+              for neg, pos in axes]  # fmt: skip
+    return ranges[0], ranges[1]

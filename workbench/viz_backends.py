@@ -15,9 +15,13 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz import _LAYOUT, _QUALITATIVE, empty_figure
+from workbench.viz import empty_figure
+from workbench.viz_style import LAYOUT, QUALITATIVE
 
 __all__ = ["backend_comparison_figure"]
+
+#: compile and first inference: greys, apart from every colour of the throughput panel
+COLD_START_COLORS = ("#5F5F5F", "#B4B4B4")
 
 
 def backend_comparison_figure(result: Any) -> go.Figure:
@@ -50,7 +54,9 @@ def backend_comparison_figure(result: Any) -> go.Figure:
                 x=rows["runtime"],
                 y=rows["throughput_per_s"],
                 name=f"batch {batch}",
-                marker_color=_QUALITATIVE[i % len(_QUALITATIVE)],
+                legendgroup="throughput",
+                legendgrouptitle_text="throughput",
+                marker_color=QUALITATIVE[i % len(QUALITATIVE)],
                 error_y={"type": "data", "array": high, "arrayminus": low},
                 text=["*" if best else "" for best in rows["best_throughput"]],
                 textposition="outside",
@@ -62,15 +68,18 @@ def backend_comparison_figure(result: Any) -> go.Figure:
             col=1,
         )
     first = table[table["batch_size"] == result.batch_sizes[0]]
+    # greys: no colour of the batch sizes means a second thing here
     for column, label, scale, colour in (
-        ("compile_s", "compile", 1.0, "#4C78A8"),
-        ("first_inference_ms", "first inference", 1e-3, "#F58518"),
+        ("compile_s", "compile", 1.0, COLD_START_COLORS[0]),
+        ("first_inference_ms", "first inference", 1e-3, COLD_START_COLORS[1]),
     ):
         fig.add_trace(
             go.Bar(
                 x=first["runtime"],
                 y=first[column] * scale,
                 name=label,
+                legendgroup="cold start",
+                legendgrouptitle_text="cold start",
                 marker_color=colour,
                 text=[
                     "*" if best and column == "first_inference_ms" else ""
@@ -85,7 +94,7 @@ def backend_comparison_figure(result: Any) -> go.Figure:
     fig.update_layout(
         title=f"{title} (* best per batch size; each runtime in its own processes)",
         barmode="group",
-        **_LAYOUT,
+        **LAYOUT,
     )
     fig.update_yaxes(type="log", row=1, col=1)
     # cold start stacks its two parts: barmode is per figure, so one offset group and a base

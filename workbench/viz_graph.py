@@ -27,7 +27,8 @@ import plotly.graph_objects as go
 
 from workbench.model import Model
 from workbench.profiling.profile import UNATTRIBUTED, Profile
-from workbench.viz import _LAYOUT, empty_figure, op_type_color
+from workbench.viz import empty_figure
+from workbench.viz_style import LAYOUT, canonical_op_type, op_type_color
 
 __all__ = ["COLOR_BY", "GraphLayout", "graph_figure", "graph_layout", "layer_values"]
 
@@ -253,6 +254,10 @@ def layer_values(
     return latency.dropna().to_dict()
 
 
+#: every node has a grey outline: a light node never melts into the page
+_OUTLINE = "#666666"
+#: light orange to dark red: the fastest node is still a visible colour
+_HEAT = [[0.0, "#FDD49E"], [0.35, "#FDBB84"], [0.65, "#EF6548"], [1.0, "#990000"]]
 _UNITS = {"latency": "ms", "memory": "bytes", "change vs baseline": "ms", "sensitivity": "pts"}
 
 
@@ -303,23 +308,30 @@ def graph_figure(
     frame = nodes.assign(total=totals)
     by_type = what == "op type" or not values
     valued = frame if by_type else frame[frame["total"].notna()]
-    marker: dict[str, Any] = {}
-    if by_type:
-        marker["color"] = [op_type_color(str(t)) for t in valued["op_type"]]
+    labelled = len(nodes) <= 60
+    if by_type:  # one trace per op type (canonical: torch's Conv2d is Conv), in the legend
+        kinds = valued["op_type"].map(canonical_op_type)
+        for kind, part in valued.groupby(kinds, sort=False):
+            marker = {"color": op_type_color(str(kind)), "line_color": _OUTLINE}
+            trace = _node_trace(part, marker, what, chosen, labelled)
+            trace.update(name=str(kind) or "?", showlegend=True, legendgroup=str(kind))
+            fig.add_trace(trace)
     else:
         signed = what == "change vs baseline"
-        marker.update(
-            color=list(valued["total"]),
-            colorscale="RdBu_r" if signed else "YlOrRd",
-            cmid=0 if signed else None,
-            colorbar={"title": f"{what} ({_UNITS.get(what, '')})"},
-            showscale=True,
-        )
-    fig.add_trace(_node_trace(valued, marker, what, chosen, len(nodes) <= 60))
+        marker = {
+            "color": list(valued["total"]),
+            # the lowest values stay visible on the white page (YlOrRd starts near white)
+            "colorscale": "RdBu_r" if signed else _HEAT,
+            "cmid": 0 if signed else None,
+            "colorbar": {"title": f"{what} ({_UNITS.get(what, '')})"},
+            "showscale": True,
+            "line_color": _OUTLINE,
+        }
+        fig.add_trace(_node_trace(valued, marker, what, chosen, labelled))
     missing = frame.drop(index=valued.index)
     if not missing.empty:  # no value: hollow grey, never coloured as if zero
         hollow = {"color": "white", "line_color": "#AAAAAA"}
-        fig.add_trace(_node_trace(missing, hollow, what, chosen, len(nodes) <= 60))
+        fig.add_trace(_node_trace(missing, hollow, what, chosen, labelled))
     note = f" (collapsed: {layout.collapsed})" if layout.collapsed else ""
     fig.update_layout(
         title=f"{title}{note}",
@@ -328,7 +340,8 @@ def graph_figure(
         yaxis={"visible": False},
         height=max(420, min(1400, 40 * int(-nodes["y"].min() + 1) + 120)),
         clickmode="event",
-        **_LAYOUT,
+        legend_title="op type",
+        **LAYOUT,
     )
     return fig
 

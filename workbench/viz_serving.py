@@ -14,7 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz import _LAYOUT, empty_figure
+from workbench.viz import empty_figure
+from workbench.viz_style import LAYOUT
 
 __all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]
 
@@ -62,7 +63,7 @@ def slo_figure(result: Any) -> go.Figure:
         xaxis_title="offered rate (queries/s)",
         yaxis_title="p99 latency (ms)",
         yaxis_type="log",
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -104,7 +105,7 @@ def batch_sweep_figure(sweep: Any) -> go.Figure:
         xaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
         yaxis_title="latency (ms)",
         yaxis2={"title": "throughput (samples/s)", "overlaying": "y", "side": "right"},
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
 
@@ -146,6 +147,6 @@ def scenario_figure(result: Any) -> go.Figure:
         title=f"{result.label}: {verdict}, p99 {result.p99_ms:.4g} ms",
         xaxis_title="time since start (s)",
         yaxis_title="latency (ms)",
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig

@@ -231,7 +231,7 @@ def scatter_svg(
         return ""
     xs, ys = [float(p.x) for p in shown], [float(p.y) for p in shown]
     x_lo, x_hi = _padded(min(xs), max(xs))
-    y_lo, y_hi = _padded(min(ys), max(ys))
+    y_lo, y_hi = _padded(min(ys), max(ys), fraction=all(0.0 <= y <= 1.0 for y in ys))
     y_ticks = [y_lo + (y_hi - y_lo) * i / 2 for i in range(3)]  # the ends and the middle
     # the y ticks' text sets the left margin, so a long one never runs into the axis title
     left = 30 + 6.5 * max(len(y_fmt(y)) for y in y_ticks)
@@ -274,8 +274,12 @@ def scatter_svg(
     return _svg(width, height, f"{y_axis} vs {x_axis}", parts)
 
 
-def _padded(lo: float, hi: float) -> tuple[float, float]:
+def _padded(lo: float, hi: float, fraction: bool = False) -> tuple[float, float]:
     """An axis range around ``[lo, hi]`` with a margin, never empty, never below 0 for
-    data that is not (latencies)."""
+    data that is not (latencies); a ``fraction`` (accuracy: every value in [0, 1]) gets a
+    margin of at least a point and never runs past 1 (100%)."""
+    if fraction:
+        pad = max((hi - lo) * 0.08, 0.01)
+        return max(lo - pad, 0.0), min(hi + pad, 1.0)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
     return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad

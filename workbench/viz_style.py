@@ -1,0 +1,215 @@
+"""The one style of every figure: template, palettes and the colour of each thing drawn.
+
+A thing keeps its colour in every figure of a session: an op type (`op_type_color`, by
+its canonical ONNX name, so torch's ``Conv2d`` and ONNX Runtime's ``Conv`` are one
+colour), a precision or technique (`precision_color`), and a run (`run_color`, by the
+run's id: one profile is one colour in the layer comparison, the latency distribution and
+the op-type breakdown alike).
+
+Example:
+    >>> from workbench.viz_style import op_type_color, run_color
+    >>> op_type_color("Conv2d") == op_type_color("Conv")
+    True
+"""
+
+from __future__ import annotations
+
+import colorsys
+import threading
+from typing import Any
+
+import plotly.graph_objects as go
+
+from workbench.profiling.profile import UNATTRIBUTED
+from workbench.profiling.sparkfig import PALETTE
+
+__all__ = [
+    "LAYOUT",
+    "OP_TYPE_ALIASES",
+    "OP_TYPE_COLORS",
+    "PRECISION_COLORS",
+    "QUALITATIVE",
+    "RUN_PALETTE",
+    "canonical_op_type",
+    "op_type_color",
+    "precision_color",
+    "run_color",
+]
+
+# One palette for op types. Aliases (torch's module names) map to the ONNX op type, every
+# canonical op type has its own colour: fixed ones for the common types, then colours
+# handed out in first-seen order from a generated sequence that skips every colour in
+# use, so two op types never share one (a hash into a short list did: Shape and
+# BatchNormalization collided).
+QUALITATIVE = (*PALETTE, "#1F77B4", "#BCBD22")  # the inline SVG figures' palette, then two
+#: torch module types -> the ONNX op type they export to: one vocabulary for colouring
+OP_TYPE_ALIASES: dict[str, str] = {
+    "Conv1d": "Conv",
+    "Conv2d": "Conv",
+    "Conv3d": "Conv",
+    "ConvTranspose1d": "ConvTranspose",
+    "ConvTranspose2d": "ConvTranspose",
+    "Linear": "Gemm",
+    "BatchNorm1d": "BatchNormalization",
+    "BatchNorm2d": "BatchNormalization",
+    "BatchNorm3d": "BatchNormalization",
+    "LayerNorm": "LayerNormalization",
+    "GroupNorm": "GroupNormalization",
+    "ReLU": "Relu",
+    "ReLU6": "Clip",
+    "LeakyReLU": "LeakyRelu",
+    "GELU": "Gelu",
+    "SiLU": "Sigmoid",
+    "Hardswish": "HardSwish",
+    "Hardsigmoid": "HardSigmoid",
+    "Tanh": "Tanh",
+    "Softmax": "Softmax",
+    "MaxPool1d": "MaxPool",
+    "MaxPool2d": "MaxPool",
+    "AvgPool2d": "AveragePool",
+    "AdaptiveAvgPool2d": "GlobalAveragePool",
+    "Flatten": "Reshape",
+    "Dropout": "Identity",
+    "Identity": "Identity",
+    "Embedding": "Gather",
+    "MultiheadAttention": "MultiheadAttention",
+}
+
+
+def canonical_op_type(op_type: Any) -> str:
+    """The op type's name in one vocabulary for every runtime (ONNX's): torch's
+    ``Conv2d`` is ``Conv``, ``Linear`` is ``Gemm``; ONNX names stay as they are. Figures
+    colour and group by it and keep the original name in their hover text.
+
+    Example:
+        >>> canonical_op_type("Conv2d"), canonical_op_type("Conv")
+        ('Conv', 'Conv')
+    """
+    text = "" if op_type is None or op_type != op_type else str(op_type)  # NaN: unknown
+    return OP_TYPE_ALIASES.get(text, text)
+
+
+OP_TYPE_COLORS: dict[str, str] = {
+    "Conv": "#4C78A8",
+    "Gemm": "#F58518",
+    "MatMul": "#E45756",
+    "BatchNormalization": "#72B7B2",
+    "Relu": "#54A24B",
+    "Add": "#EECA3B",
+    "MultiheadAttention": "#B279A2",
+    "LayerNormalization": "#FF9DA6",
+    "MaxPool": "#9D755D",
+    "Reshape": "#BCBD22",
+    "Shape": "#8C6D31",
+    "QLinearConv": "#2E5A88",
+    "ConvInteger": "#17BECF",
+    "QLinearMatMul": "#B23A3A",
+    "MatMulInteger": "#D62728",
+    "Softmax": "#9467BD",
+    "ReorderOutput": "#7F7F7F",
+    "(other)": "#C7C7C7",
+    UNATTRIBUTED: "#BBBBBB",
+}
+_assigned: dict[str, str] = {}
+_assign_lock = threading.Lock()
+# One palette for precisions, shared by trade-off plots and badges.
+PRECISION_COLORS: dict[str, str] = {
+    "fp32": "#4C78A8",
+    "fp16": "#54A24B",
+    "bf16": "#72B7B2",
+    "int8": "#E45756",
+    "int8-dynamic": "#E45756",
+    "int8-static": "#F58518",
+    "int8-weight": "#9D755D",
+    "int4": "#8C6D31",
+    "sparse": "#B279A2",
+    "other": "#79706E",
+    "estimate": "#C7C7C7",
+}
+WARMUP_COLOR = "#BBBBBB"
+# A small template of our own: as readable as plotly_white, but applying it costs ~1 ms
+# instead of ~15 ms (plotly deep-copies a template on every figure), which keeps a
+# dashboard update from the cache well under its 300 ms.
+_AXIS = {"gridcolor": "#EBEBEB", "linecolor": "#BBBBBB", "zerolinecolor": "#CCCCCC",
+         "automargin": True}  # fmt: skip
+TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12, "color": "#2A3F5F"},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "colorway": list(QUALITATIVE),
+        "xaxis": _AXIS,
+        "yaxis": _AXIS,
+        "hoverlabel": {"align": "left"},
+        "title": {"x": 0.02, "font": {"size": 15}},
+    }
+)
+LAYOUT = {"template": TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+
+
+def op_type_color(op_type: str) -> str:
+    """The colour of ``op_type``, never shared with another op type in this process.
+
+    Common op types have fixed colours; torch names share their ONNX op type's colour
+    (``Conv2d`` is ``Conv``); any other op type gets the next unused colour of a
+    generated sequence the first time it is drawn, and keeps it.
+
+    Example:
+        >>> viz.op_type_color("Conv")
+        '#4C78A8'
+    """
+    name = canonical_op_type(op_type)
+    if name in OP_TYPE_COLORS:
+        return OP_TYPE_COLORS[name]
+    with _assign_lock:
+        if name not in _assigned:
+            used = {*OP_TYPE_COLORS.values(), *_assigned.values()}
+            _assigned[name] = next(c for c in _generated_colors() if c not in used)
+        return _assigned[name]
+
+
+def _generated_colors() -> Any:
+    """An endless sequence of distinct colours: golden-angle hues over three lightnesses."""
+    n = 0
+    while True:
+        hue = (n * 0.381966 + 0.07) % 1.0
+        lightness = (0.45, 0.6, 0.35)[(n // 3) % 3]
+        saturation = (0.65, 0.5)[n % 2]
+        r, g, b = colorsys.hls_to_rgb(hue, lightness, saturation)
+        yield f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
+        n += 1
+
+
+def precision_color(precision: str) -> str:
+    """The colour of a precision (``fp32``, ``fp16``, ``bf16``, ``int8``, ``sparse``).
+
+    Example:
+        >>> viz.precision_color("int8")
+        '#E45756'
+    """
+    return PRECISION_COLORS.get(precision, PRECISION_COLORS["other"])
+
+
+#: colours of runs, handed out in first-seen order (then generated ones)
+RUN_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#B279A2", "#72B7B2", "#9D755D",
+               "#EECA3B", "#FF9DA6", "#79706E")  # fmt: skip
+_runs: dict[str, str] = {}
+_runs_lock = threading.Lock()
+
+
+def run_color(run: Any) -> str:
+    """The colour of one run (a `Profile` or its run id) in every figure of this process:
+    the first run drawn gets the first colour, the next run the next, and each keeps its
+    colour wherever it is drawn again.
+
+    Example:
+        >>> run_color(p) == run_color(p.run_id)
+        True
+    """
+    key = str(getattr(run, "run_id", run))
+    with _runs_lock:
+        if key not in _runs:
+            used = set(_runs.values())
+            free = [c for c in RUN_PALETTE if c not in used]
+            _runs[key] = free[0] if free else next(c for c in _generated_colors() if c not in used)
+        return _runs[key]
