@@ -312,7 +312,7 @@ def graph_figure(
     if by_type:  # one trace per op type (canonical: torch's Conv2d is Conv), in the legend
         kinds = valued["op_type"].map(canonical_op_type)
         for kind, part in valued.groupby(kinds, sort=False):
-            marker = {"color": op_type_color(str(kind)), "line_color": _OUTLINE}
+            marker: dict[str, Any] = {"color": op_type_color(str(kind)), "line_color": _OUTLINE}
             trace = _node_trace(part, marker, what, chosen, labelled)
             trace.update(name=str(kind) or "?", showlegend=True, legendgroup=str(kind))
             fig.add_trace(trace)
