@@ -147,3 +147,19 @@ def test_closing_the_session_removes_its_upload_folder(make_app):
     assert os.path.isdir(folder)
     app.close()
     assert not os.path.exists(folder)
+
+
+def test_a_very_long_name_is_cut_and_never_shows_the_server_folder(tmp_path):
+    data = work.load_sample("digits-mlp").onnx_bytes
+    model = load_upload("m" * 300 + ".onnx", data, tmp_path)  # past the 255-byte file name limit
+    assert model.framework == "onnx"
+    (stored,) = tmp_path.iterdir()
+    assert len(stored.name) == 100 and stored.name.endswith("m.onnx")
+
+
+def test_a_file_that_cannot_be_written_is_one_line_without_the_folder(tmp_path):
+    with pytest.raises(ModelLoadError) as error:
+        load_upload("mine.onnx", b"data", tmp_path / "gone")  # the session folder is missing
+    assert (
+        str(error.value) == "mine.onnx could not be stored for loading (No such file or directory)"
+    )

@@ -26,6 +26,8 @@ CHUNK_BYTES = 2 * 2**20
 UPLOAD_TIMEOUT_S = 120.0
 #: uploads a session may have in flight at once
 MAX_PENDING = 2
+#: longest file name kept from the browser (file systems refuse names past 255 bytes)
+MAX_NAME_CHARS = 100
 #: file types a user may upload, and what each is
 SUFFIXES = {".onnx": "ONNX", ".pt2": "torch.export"}
 #: file types refused because loading them runs code (they need ``trust=True`` locally)
@@ -33,8 +35,13 @@ CODE_SUFFIXES = {".pt": "TorchScript or pickle", ".pth": "pickle", ".ts": "Torch
 
 
 def safe_name(filename: str) -> str:
-    """The client's file name reduced to a safe base name (no folders, no odd characters)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename.replace("\\", "/")).name) or "upload"
+    """The client's file name reduced to a safe base name: no folders, no odd characters,
+    at most `MAX_NAME_CHARS` characters (a long stem is cut, the suffix is kept)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename.replace("\\", "/")).name) or "upload"
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    suffix = Path(name).suffix[:16]
+    return name[: MAX_NAME_CHARS - len(suffix)] + suffix
 
 
 def check_name(filename: str) -> str:
@@ -90,7 +97,10 @@ def load_upload(
     if not data:
         raise ModelLoadError(f"{name} is empty")
     path = Path(folder) / name
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:  # the message names the server's folder: say only what failed
+        raise ModelLoadError(f"{name} could not be stored for loading ({exc.strerror})") from exc
     from workbench.loaders import load
 
     try:
