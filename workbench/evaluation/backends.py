@@ -251,6 +251,8 @@ _COLUMNS = [
     "cold_start_s",
     "memory_mib",
     "rounds",
+    "noisy",
+    "verdict",
     "errors",
 ]
 
@@ -298,6 +300,9 @@ def _row(
         "cold_start_s": compile_s + first_ms / 1e3,
         "memory_mib": startup("runtime_bytes") / 2**20,
         "rounds": len(medians),
+        # the fair protocol's verdict: a noisy row's numbers are read with their range
+        "noisy": runtime.name in comparison.uncertain(),
+        "verdict": comparison.verdict(runtime.name),
         "errors": "; ".join(sorted({r.error for r in rounds if r.error})),
     }
 

@@ -30,6 +30,7 @@ TABLE_COLUMNS = [
     "best_throughput",
     "best_cold_start",
     "best_memory",
+    "verdict",
     "errors",
 ]
 
@@ -51,7 +52,9 @@ class RuntimesView(Viewer):
     batch_sizes = param.ListSelector(
         default=[1, 32], objects=[1, 8, 32, 128], doc="batch sizes to compare at"
     )
-    rounds = param.Integer(default=2, bounds=(1, 10), doc="child processes per runtime and batch")
+    rounds = param.Integer(
+        default=3, bounds=(1, 10), doc="child processes per runtime and batch (3: a median)"
+    )
     budget_s = param.Number(default=0.3, bounds=(0.01, None), doc="timing budget per child (s)")
     result = param.ClassSelector(class_=BackendComparison, default=None, doc="last comparison")
 
