@@ -7,6 +7,7 @@ tests/test_notebooks_browser.py, which shares its JupyterLab.
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,22 @@ def test_the_prebuilt_frontend_is_committed_with_what_it_loads():
     source = json.loads((folder / "package.json").read_text())
     assert (built["name"], built["version"]) == (source["name"], source["version"])
     assert (folder / "wb_jupyterlab/labextension" / built["jupyterlab"]["_build"]["load"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [
+        ("models/m.onnx", "workbench cannot open models/m.onnx: models/m.onnx is not a valid ONNX"),
+        ("../outside.onnx", "'../outside.onnx' is outside the Jupyter root"),
+        ("m.pt2", "'m.pt2' may run code when loaded; open it as trusted"),
+    ],
+)
+def test_the_preview_page_says_one_line_without_server_folders(root, relative, message):
+    # this checkout's app script (the installed extension may be an older copy); run with
+    # no query, as Panel would outside a session, it shows its one line too
+    script = Path(__file__).parents[1] / "extensions/workbench-jupyterlab/wb_jupyterlab/app.py"
+    page = runpy.run_path(str(script))["page"]
+    shown = page(str(root), relative, trusted=False)
+    text = str(shown.object)
+    assert text.startswith("workbench cannot open ") and message in text and "\n" not in text
+    assert str(root) not in text and "Traceback" not in text

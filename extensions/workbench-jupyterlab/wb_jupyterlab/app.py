@@ -8,12 +8,16 @@ query names the model (``?path=`` relative to the Jupyter root, ``&trust=1`` for
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
+from typing import Any
 
 import panel as pn
 
 from wb_jupyterlab.paths import ROOT_ENV, model_path
 from workbench.dashboards.serve import app_factory
+from workbench.errors import WorkbenchError
 
 
 def _argument(name: str) -> str:
@@ -21,6 +25,27 @@ def _argument(name: str) -> str:
     return values[0].decode()
 
 
+def page(root: str, relative: str, trusted: bool) -> Any:
+    """The dashboard on ``relative``, or one line saying why it cannot open.
+
+    The page never shows a traceback: it would show the server's folders to the browser.
+    The full error goes to the server's log.
+    """
+    try:
+        path = model_path(root, relative, trusted)
+        return app_factory(str(path), trust=trusted)()
+    except Exception as exc:
+        logging.getLogger(__name__).exception("workbench could not open %r", relative)
+        text = str(exc) if isinstance(exc, WorkbenchError) else type(exc).__name__
+        for folder in {str(Path(root).expanduser().resolve()), str(root)}:
+            text = text.replace(folder + os.sep, "").replace(folder, ".")
+        line = " ".join(text.split())[:500]
+        # a plain-text pane: the message may quote the file name, never rendered as HTML
+        return pn.pane.Str(f"workbench cannot open {relative}: {line}")
+
+
 trusted = _argument("trust") == "1"
-path = model_path(os.environ.get(ROOT_ENV, os.getcwd()), _argument("path"), trusted)
-app_factory(str(path), trust=trusted)().servable(title=f"workbench: {path.name}")
+relative = _argument("path")
+page(os.environ.get(ROOT_ENV, os.getcwd()), relative, trusted).servable(
+    title=f"workbench: {Path(relative).name}"
+)
