@@ -239,7 +239,7 @@ def _statistics(p: Profile) -> str:
     lat = p.latency
     lo, hi = lat.median_ci
     rows = {
-        "samples": f"{lat.n}{' (noisy: IQR over 10% of the median)' if lat.noisy else ''}",
+        "samples": f"{lat.n}{' (' + lat.verdict + ')' if lat.noisy else ''}",
         "median": f"{lat.median:.4g} ms (95% CI {lo:.4g}–{hi:.4g})",
         "mean ± std": f"{lat.mean:.4g} ± {lat.std:.3g} ms",
         "p90 / p99": f"{lat.p90:.4g} / {lat.p99:.4g} ms",

@@ -112,3 +112,21 @@ def test_a_speedup_from_a_quiet_pair_stays_a_number() -> None:
     # points stored before the CIs were recorded: no range, and nothing made up
     old = table_from_rows([{k: v for k, v in r.items() if "ci" not in k} for r in rows], "a", True)
     assert np.isnan(old.df["speedup_low"]).all()
+
+
+def test_a_per_layer_comparison_names_its_noisy_profiles() -> None:
+    import pandas as pd
+
+    from workbench.backends.cpus import Contention
+    from workbench.profiling.profile import Profile
+    from workbench.profiling.timer import Measurement
+
+    layers = pd.DataFrame([{"layer": "fc", "op_type": "Linear", "latency_ms": 1.0}])
+    busy = Measurement((1.0, 1.0), contention=Contention(2, 2, others_cpus=1.5))
+    quiet = Profile("m", "torch", "cpu", 8, Measurement((1.0, 1.0)), layers=layers)
+    noisy = Profile("m", "onnxruntime", "cpu", 8, busy, layers=layers)
+    comparison = wb.compare([quiet, noisy])
+    assert comparison.verdicts() == ["onnxruntime: noisy: other work took 1.5 of 2 CPUs"]
+    assert "uncertain ratios, onnxruntime: noisy: other work took 1.5" in repr(comparison)
+    assert "uncertain ratios" in comparison._repr_html_()
+    assert wb.compare([quiet, quiet]).verdicts() == []

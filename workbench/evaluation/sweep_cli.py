@@ -98,7 +98,12 @@ def _run(args: argparse.Namespace) -> int:
     where = ["host"] if "host" in table.df else []  # on a cluster: the machine of each row
     from workbench.profiling.display import frame_text
 
-    print(frame_text(table.df[[*columns, "delta", "pareto", *where]]))
+    # "~" marks a noisy row's numbers; its verdict says why, below the table
+    print(frame_text(table.df[[*columns, "delta", "pareto", *where, "noisy"]]))
+    for row in table.df[table.df["noisy"].fillna(False).astype(bool)].itertuples():
+        verdict = getattr(row, "verdict", None)
+        said = verdict if isinstance(verdict, str) and verdict else "noisy"
+        print(f"{row.variant} on {row.backend}/{row.device}: {said}")
     failed = table.failed()
     for row in failed.itertuples():
         print(f"failed: {row.variant} on {row.backend}/{row.device}: {row.error}")

@@ -8,6 +8,7 @@ detectors can be added with `register_reason` (e.g. quantization's added Q/DQ no
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,10 +55,21 @@ class Comparison:
     labels: list[str]
     profiles: list[Profile] = field(repr=False, default_factory=list)
 
+    def verdicts(self) -> list[str]:
+        """``"<label>: noisy: load 3.8 on 2 CPUs"`` for each profile measured noisy: the
+        ratios against or of that profile are uncertain (read them with its CI)."""
+        return [
+            f"{label}: {p.latency.verdict}"
+            for label, p in zip(self.labels, self.profiles, strict=False)
+            if p.latency.noisy
+        ]
+
     def __repr__(self) -> str:
         from workbench.profiling.display import frame_text
 
-        return f"Comparison({self.labels}, {len(self.table)} layers)\n{frame_text(self.table)}"
+        notes = "".join(f"\nuncertain ratios, {v}" for v in self.verdicts())
+        head = f"Comparison({self.labels}, {len(self.table)} layers)"
+        return f"{head}\n{frame_text(self.table)}{notes}"
 
     def _repr_html_(self) -> str:
         from workbench.profiling.display import frame_html, summary_html
@@ -76,7 +88,9 @@ class Comparison:
             for label, profile in zip(self.labels, self.profiles, strict=False)
         ]
         figure = bars_svg([("", bars)], "end-to-end median latency; whisker: 95% CI of the median")
-        return summary_html(title, facts, figure + frame_html(self.table))
+        notes = "".join(f"<li>uncertain ratios, {html.escape(v)}</li>" for v in self.verdicts())
+        notes = f"<ul class='noisy'>{notes}</ul>" if notes else ""
+        return summary_html(title, facts, figure + notes + frame_html(self.table))
 
 
 def compare(

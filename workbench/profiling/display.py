@@ -254,7 +254,8 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         An HTML fragment (with its own scoped style) for ``_repr_html_``.
     """
     lat = profile.latency
-    samples = f"{lat.n:,}" + (" <span class='noisy'>(noisy)</span>" if lat.noisy else "")
+    verdict = f" <span class='noisy'>({html.escape(lat.verdict)})</span>" if lat.noisy else ""
+    samples = f"{lat.n:,}{verdict}"
     headline = [
         ("p50", format_ms(lat.median)),
         ("p90", format_ms(lat.p90)),
