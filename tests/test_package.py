@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 
 def _run(code: str) -> str:
@@ -71,3 +74,49 @@ def test_public_names_are_never_shadowed_by_submodules() -> None:
         print(",".join(wrong))
     """)
     assert out == ""
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: an install command naming the bare distribution "workbench" (someone else's on PyPI)
+_BARE_INSTALL = re.compile(r"""pip install\s+(-\S+\s+)*["']?workbench(\[|["'\s]|$)""", re.M)
+
+
+def _pyproject(path: Path) -> dict:
+    return tomllib.loads(path.read_text())["project"]
+
+
+def test_the_distribution_name_is_ours_everywhere() -> None:
+    """``workbench`` on PyPI is an unrelated project: installs, plugins and version lookups
+    all name `DISTRIBUTION`, and no document tells anyone to install ``workbench``."""
+    from packaging.requirements import Requirement
+
+    from workbench.machine import DISTRIBUTION
+
+    project = _pyproject(ROOT / "pyproject.toml")
+    assert project["name"] == DISTRIBUTION != "workbench"
+    own = [Requirement(r) for reqs in project["optional-dependencies"].values() for r in reqs]
+    assert all(r.name != "workbench" for r in own)
+    plugins = sorted((ROOT / "extensions").glob("*/pyproject.toml"))
+    assert len(plugins) >= 3
+    for path in plugins:
+        names = [Requirement(r).name for r in _pyproject(path)["dependencies"]]
+        assert DISTRIBUTION in names and "workbench" not in names, path
+    texts = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("extensions/*/README.md")]
+    texts += [*ROOT.glob("workbench/**/*.py"), *ROOT.glob("binder/*")]
+    bare = [
+        str(p.relative_to(ROOT))
+        for p in texts
+        if p.is_file() and _BARE_INSTALL.search(p.read_text())
+    ]
+    assert bare == []
+    assert _BARE_INSTALL.search('pip install "workbench[cluster]"')  # the pattern finds one
+
+
+def test_versions_are_read_from_our_distribution() -> None:
+    from importlib import metadata
+
+    from workbench.machine import DISTRIBUTION, library_versions
+
+    version = _pyproject(ROOT / "pyproject.toml")["version"]
+    assert metadata.version(DISTRIBUTION) == version
+    assert library_versions()["workbench"] == version

@@ -84,8 +84,14 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
+#: the distribution workbench is installed as (``pip install inference-workbench``; the import
+#: name stays ``workbench``): "workbench" on PyPI is an unrelated project
+DISTRIBUTION = "inference-workbench"
+
+
 def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape a measurement."""
+    """Installed versions of the libraries that shape a measurement (workbench's own under
+    ``"workbench"``)."""
     versions = {"python": platform.python_version()}
     for package in (
         "workbench",
@@ -98,7 +104,9 @@ def library_versions() -> dict[str, str]:
         "numba-cuda",
     ):
         try:
-            versions[package] = metadata.version(package)
+            versions[package] = metadata.version(
+                DISTRIBUTION if package == "workbench" else package
+            )
         except metadata.PackageNotFoundError:
             continue
     return versions

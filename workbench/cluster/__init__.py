@@ -4,7 +4,7 @@
 on the cluster's workers and streams the results into this machine's store;
 ``wb.devices(cluster=...)`` lists every worker's backends and devices with its host;
 ``wb.compare_runtimes(..., cluster=...)`` runs the fair comparison on one worker.
-Dask is imported only when a cluster is used (``pip install "workbench[cluster]"``).
+Dask is imported only when a cluster is used (``pip install "inference-workbench[cluster]"``).
 See docs/cluster.md.
 """
 

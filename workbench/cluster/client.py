@@ -32,7 +32,8 @@ def connect(cluster: Any) -> Iterator[Any]:
         from distributed import Client
     except ImportError as exc:
         raise WorkbenchError(
-            'running on a cluster needs Dask distributed: pip install "workbench[cluster]"'
+            "running on a cluster needs Dask distributed: "
+            'pip install "inference-workbench[cluster]"'
         ) from exc
     if isinstance(cluster, Client):
         announce(cluster)

@@ -528,11 +528,12 @@ def _versions(backends: list[str]) -> dict[str, str]:
 
     from workbench.backends.base import get_backend
     from workbench.backends.spec import parse_backend
+    from workbench.machine import DISTRIBUTION
 
     found = {"python": platform.python_version()}
     for package in ("workbench", "numpy", "onnx"):
         try:
-            found[package] = metadata.version(package)
+            found[package] = metadata.version(DISTRIBUTION if package == "workbench" else package)
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
     for name in backends:

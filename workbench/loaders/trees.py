@@ -59,7 +59,7 @@ PROBE_ROWS = 512
 # default-domain opset each converter writes (onnxmltools' tree converters stop at 15)
 _SKL2ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 _ONNXMLTOOLS_OPSET = 15
-_INSTALL = "pip install 'workbench[trees]'"
+_INSTALL = "pip install 'inference-workbench[trees]'"
 
 
 @dataclass(frozen=True)
