@@ -473,3 +473,15 @@ def test_sensitivity_axes_put_zero_at_one_height():
     assert -y0 / (y1 - y0) == pytest.approx(-z0 / (z1 - z0))
     assert y0 <= min(fig.data[0].y) and y1 >= max(fig.data[0].y)
     assert z0 <= min(fig.data[1].y) and z1 >= max(fig.data[1].y)
+
+
+def test_the_roofline_draws_the_profiles_own_ceilings_unless_given_others():
+    measured = {"peak_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10}
+    profile = synthetic({"conv1": 1.0, "fc": 2.0}, environment={"machine_ceilings": measured})
+    roof = next(t for t in viz.roofline(profile).data if t.name == "roof")
+    assert max(roof.y) == pytest.approx(1e11)  # the same roofs on every page and report
+    given = next(t for t in viz.roofline(profile, {**measured, "peak_flops_per_s": 5e11}).data
+                 if t.name == "roof")  # fmt: skip
+    assert max(given.y) == pytest.approx(5e11)
+    bare = viz.roofline(synthetic({"conv1": 1.0}), missing="press 'Measure ceilings' above")
+    assert [a.text for a in bare.layout.annotations] == ["press 'Measure ceilings' above"]

@@ -174,8 +174,7 @@ def _profile_report(out: Report, p: Profile, ceilings: Any, prefix: str = "") ->
             _table(p.layers, LAYER_COLUMNS),
         )
         # without ceilings given, the ones measured with the profile (if any) draw the roofs
-        roofs = ceilings or p.environment.get("machine_ceilings")
-        out.add(f"{prefix}Memory and roofline", viz.memory(p), viz.roofline(p, roofs))
+        out.add(f"{prefix}Memory and roofline", viz.memory(p), viz.roofline(p, ceilings))
     else:
         out.add(f"{prefix}Per layer", "<p>Profiled end to end only (layers=False).</p>")
     if p.notes:

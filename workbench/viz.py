@@ -626,7 +626,17 @@ def _ceiling(ceilings: Mapping[str, Any], *names: str) -> float | None:
     return None
 
 
-def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = None) -> go.Figure:
+#: what a roofline without ceilings says, unless its caller knows better
+MEASURE_CEILINGS = "no measured ceilings: measure them with wb.machine_ceilings(device)"
+
+
+def roofline(
+    profile: Profile,
+    ceilings: Any = None,
+    *,
+    selected: str | None = None,
+    missing: str = MEASURE_CEILINGS,
+) -> go.Figure:
     """The roofline: each layer at (arithmetic intensity, achieved FLOP/s), log-log.
 
     Marker size is the layer's share of time and colour its op type (the legend lists op
@@ -638,9 +648,11 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
 
     Args:
         profile: a profile with ``flops``, ``intensity`` and ``latency_ms`` per layer.
-        ceilings: measured machine ceilings (a `Ceilings` or a mapping); without them
-            only the points are drawn.
+        ceilings: measured machine ceilings (a `Ceilings` or a mapping); by default the
+            ones measured with the profile (``environment["machine_ceilings"]``), so
+            every page and report draws the same roofs; without any, only the points.
         selected: a layer to outline (each point's ``text`` is its layer, for clicks).
+        missing: the note shown without ceilings (how to get them, where it is read).
 
     Example:
         >>> viz.roofline(p, wb.machine_ceilings("cpu"))
@@ -678,9 +690,11 @@ def roofline(profile: Profile, ceilings: Any = None, *, selected: str | None = N
                 "%{customdata[1]:.0f}% of roof (%{customdata[2]})<extra></extra>",
             )
         )
+    if ceilings is None:
+        ceilings = (profile.environment or {}).get("machine_ceilings")
     if ceilings is not None and not isinstance(ceilings, Mapping):
         ceilings = ceilings.to_dict() if hasattr(ceilings, "to_dict") else vars(ceilings)
-    _add_roofs(fig, points, ceilings or {})
+    _add_roofs(fig, points, ceilings or {}, missing)
     fig.update_layout(
         title=title,
         xaxis=log_axis(_drawn(fig, "x"), "", title="arithmetic intensity (FLOP/byte)"),
@@ -723,12 +737,14 @@ def _roof_points(table: pd.DataFrame) -> pd.DataFrame:
     return points
 
 
-def _add_roofs(fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any]) -> None:
+def _add_roofs(
+    fig: go.Figure, points: pd.DataFrame, ceilings: Mapping[str, Any], missing: str
+) -> None:
     peak = _ceiling(ceilings, "peak_flops_per_s", "flops_per_s", "peak_flops")
     bandwidth = _ceiling(ceilings, "bandwidth_bytes_per_s", "memory_bytes_per_s", "bandwidth")
     if not (peak and bandwidth):
         fig.add_annotation(
-            text="no measured ceilings: see the Devices page",
+            text=missing,
             showarrow=False,
             x=0.02,
             y=0.98,

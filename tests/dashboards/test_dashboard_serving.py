@@ -19,7 +19,12 @@ def test_serving_page_runs_a_scenario_and_an_slo_search(make_app) -> None:  # ty
     assert page.result is not None and page.result.kind == "offline"
     assert page.result.backend == app.state.backend
     assert "cost per million" in page.summary.object
-    assert len(page.table.value) == len(page.result.queries)
+    # the queries in a few summary rows (not one row per query), in the one formatting layer
+    summary, queries = page.slot.table.value, page.result.queries
+    assert summary["queries"].iloc[0] == "all" and summary["n"].iloc[0] == len(queries)
+    assert len(summary) <= 1 + queries["batch"].nunique() < len(queries)
+    assert summary["p99_ms"].iloc[0] == queries["latency_ms"].quantile(0.99)
+    assert set(page.slot.table.formatters) >= {"p99_ms", "n", "samples"}
 
     page.p99_ms = 50.0
     page.find_rate()

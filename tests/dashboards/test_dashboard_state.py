@@ -401,3 +401,33 @@ def test_structured_pruning_fine_tunes_by_default_and_says_so_in_the_recipe(make
     # the epochs belong to structured pruning only: other recipes keep their labels
     page.param.update(structured=False)
     assert work.variant_label(*page.recipe()) == "prune-magnitude(50%)"
+
+
+def test_the_baseline_picker_names_the_baseline_in_use_without_pinning_it(make_app):
+    app = make_app("digits-mlp")
+    app.state.backend = "torch"
+    app.state.jobs.wait()
+    ort, torch_ = app.state.history
+    page = app.compare
+    legend = next(t.name for t in page.layers.object.data if t.name.endswith("(baseline)"))
+    picked = {v: k for k, v in page.baseline_picker.options.items()}[page.baseline_picker.value]
+    assert page.baseline_picker.value == ort.run_id and legend.startswith(ort.label)
+    assert picked.startswith(ort.label) and app.state.baseline is None  # shown, not pinned
+    page.baseline_picker.value = torch_.run_id  # a person's pick pins it
+    assert app.state.baseline == torch_.run_id
+    assert page.layers.object.data[0].name == f"{torch_.label} (baseline)"
+
+
+def test_the_sensitivity_recipe_text_follows_the_transform(make_app):
+    page = make_app("digits-mlp").sensitivity
+    page.transform = "int8-static"
+    assert "int8-static on every layer" in page.recipe_pane.object
+    page.transform = "prune-channels"
+    assert "prune-channels 50% on every layer" in page.recipe_pane.object
+    assert "int8-static" not in page.recipe_pane.object
+
+
+def test_the_devices_page_never_sends_you_to_itself(make_app):
+    app = make_app("digits-cnn")
+    texts = [a.text for a in app.devices.roofline.object.layout.annotations]
+    assert not any("Devices page" in t for t in texts), texts

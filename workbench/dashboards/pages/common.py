@@ -39,6 +39,8 @@ def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]
             f"var v=cell.getValue(),t=String(({js_formatter(kind)})(v))"
             ".replace(/&/g,'&amp;').replace(/</g,'&lt;').replace(/>/g,'&gt;');"
         )
+        if kind == "text" and str(column) in _wrapped(frame):  # long words wrap in place
+            text += "t='<div style=\"white-space:normal;word-break:break-word\">'+t+'</div>';"
         if kind == "share":  # a share also reads as a bar behind its percentage
             text += (
                 "var w=Math.max(0,Math.min(100,100*Number(v)))||0;"
@@ -48,6 +50,20 @@ def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]
         formatters[str(column)] = JSCode(f"function(cell){{{text}return t;}}")
         align[str(column)] = "left" if kind == "text" else "right"
     return formatters, align
+
+
+#: a text column whose longest cell is longer than this wraps in a fixed width
+WRAP_CHARS = 40
+WRAP_PX = 320
+
+
+def _wrapped(frame: pd.DataFrame) -> list[str]:
+    """Text columns long enough to push the table past the screen: they wrap instead."""
+    return [
+        str(c)
+        for c in frame.columns
+        if max((len(v) for v in frame[c] if isinstance(v, str)), default=0) > WRAP_CHARS
+    ]
 
 
 def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
@@ -63,6 +79,7 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
         "layout": "fit_data_stretch",
         "formatters": formatters,
         "text_align": align,
+        "widths": dict.fromkeys(_wrapped(frame), WRAP_PX),
     }
     given = options.pop("formatters", {})
     return pn.widgets.Tabulator(

@@ -61,6 +61,8 @@ class ComparePage(Viewer):
             label="Profiles to compare", options={}, sizing_mode="stretch_width"
         )
         self.baseline_picker = pn.widgets.Select(label="Baseline", options={})
+        #: set while the page shows the baseline in use (not a pin by the user)
+        self._showing = False
         self.layers = figure_pane(viz.empty_figure("Choose two or more profiles."))
         self.by_type = figure_pane(viz.empty_figure(""), height=380)
         self.latency = figure_pane(viz.empty_figure(""), height=380)
@@ -94,7 +96,8 @@ class ComparePage(Viewer):
         self.state.shown = list(event.new)
 
     def _pinned(self, event: param.parameterized.Event) -> None:
-        self.state.baseline = event.new
+        if not self._showing:  # a person picked it: pin it
+            self.state.baseline = event.new
 
     def profiles(self) -> list[Profile]:
         """The profiles shown, baseline first."""
@@ -110,9 +113,15 @@ class ComparePage(Viewer):
 
     def _refresh(self, *_: Any) -> None:
         self.picker.value = [r for r in self.state.shown if r in self.picker.options.values()]
-        if self.state.baseline in self.baseline_picker.options.values():
-            self.baseline_picker.value = self.state.baseline
         chosen = self.profiles()
+        # the picker names the baseline in use: the pinned one, else the first shown
+        in_use = chosen[0].run_id if len(chosen) >= 2 else self.state.baseline
+        if in_use in self.baseline_picker.options.values():
+            self._showing = True
+            try:
+                self.baseline_picker.value = in_use
+            finally:
+                self._showing = False
         if len(chosen) < 2:
             self.layers.object = viz.empty_figure(
                 "Choose two or more profiles (each picker change on the Profile page adds one; "

@@ -81,7 +81,10 @@ class DevicesPage(Viewer):
             self.ceilings_text.object = "<p><i>Press 'Measure ceilings' for the roofs.</i></p>"
         if self.state.current is not None:
             self.roofline.object = viz.roofline(
-                self.state.current, self.ceilings, selected=self.state.selected_layer
+                self.state.current,
+                self.ceilings,
+                selected=self.state.selected_layer,
+                missing="no measured ceilings: press 'Measure ceilings' above",
             )
 
     def _clicked(self, event: param.parameterized.Event) -> None:

@@ -79,6 +79,10 @@ class SensitivityPage(Viewer):
         self.figure = figure_pane(viz.sensitivity(pd.DataFrame()), height=420)
         self.table = table(pd.DataFrame(columns=SHOWN), height=260)
         self.plan = pn.pane.Markdown("", sizing_mode="stretch_width")
+        #: the recipe the controls and ticks make, in words (follows every one of them)
+        self.recipe_pane = pn.pane.Markdown("", width=250)
+        self.param.watch(self._show_recipe, ["transform", "sparsity", "kept", "ratios"])
+        self._show_recipe()
         self.figure.param.watch(self._bar_clicked, "click_data")
         self.param.watch(self._ticked, "kept")
         self.param.watch(self._refresh, ["report", "kept"])
@@ -167,6 +171,9 @@ class SensitivityPage(Viewer):
             )
         return f"{self.transform} on every layer" + (f" except {', '.join(kept)}" if kept else "")
 
+    def _show_recipe(self, *_: Any) -> None:
+        self.recipe_pane.object = f"*{self.recipe_text()}*"
+
     def _ticked(self, event: param.parameterized.Event) -> None:
         """A newly ticked layer takes the current ratio for ticked layers; unticked, none."""
         ratios = {k: self.ratios.get(k, self.layer_ratio) for k in event.new}
@@ -232,7 +239,7 @@ class SensitivityPage(Viewer):
             suggest,
             ticked_ratio,
             pn.widgets.CheckBoxGroup.from_param(self.param.kept, inline=False),
-            pn.pane.Markdown(pn.bind(lambda *_: f"*{self.recipe_text()}*", self.param.ratios)),
+            self.recipe_pane,
             send,
             pn.indicators.Progress(value=self.jobs.param.progress, max=100, width=200),
             pn.pane.Markdown(self.jobs.param.message, styles={"font-size": "12px"}),

@@ -11,7 +11,7 @@ from panel.viewable import Viewer
 
 from workbench import viz, viz_serving
 from workbench.dashboards.jobs import Jobs
-from workbench.dashboards.pages.common import figure_pane, table
+from workbench.dashboards.pages.common import TableSlot, figure_pane
 from workbench.dashboards.state import AppState
 from workbench.scenarios import KINDS, ScenarioResult, SloResult
 
@@ -55,7 +55,7 @@ class ServingPage(Viewer):
         )
         # measured numbers: the visual regression test masks them by this class
         self.summary = pn.pane.HTML(css_classes=["wb-volatile"])
-        self.table = table(pd.DataFrame())
+        self.slot = TableSlot(pd.DataFrame(columns=["queries"]), height=260)
         self.param.watch(self._show_scenario, "result")
         self.param.watch(self._show_slo, "slo_result")
         self.jobs.param.watch(self._waiting, "running")
@@ -109,14 +109,15 @@ class ServingPage(Viewer):
             return
         self.figure.object = viz_serving.scenario_figure(self.result)
         self.summary.object = self.result._repr_html_()
-        self.table.value = self.result.queries
+        # a few summary rows, not one per query (the figure draws every query)
+        self.slot.update(query_summary(self.result.queries))
 
     def _show_slo(self, *_: Any) -> None:
         if self.slo_result is None:
             return
         self.figure.object = viz_serving.slo_figure(self.slo_result)
         self.summary.object = self.slo_result._repr_html_()
-        self.table.value = self.slo_result.points
+        self.slot.update(self.slo_result.points)
 
     def _waiting(self, *_: Any) -> None:
         self.figure.loading = self.jobs.running
@@ -149,6 +150,34 @@ class ServingPage(Viewer):
             ),
             self.figure,
             self.summary,
-            self.table,
+            self.slot.layout,
             sizing_mode="stretch_width",
         )
+
+
+def query_summary(queries: pd.DataFrame) -> pd.DataFrame:
+    """A scenario's queries in a few rows: all of them, then one row per batch size run
+    (count, samples, latency percentiles, service time, late and dropped).
+
+    Example:
+        >>> query_summary(result.queries)["p99_ms"].iloc[0]   # all queries' p99
+    """
+
+    def row(name: str, part: pd.DataFrame) -> dict[str, Any]:
+        done = part.loc[~part["dropped"], "latency_ms"]
+        return {
+            "queries": name,
+            "n": len(part),
+            "samples": int(part["samples"].sum()),
+            "p50_ms": done.quantile(0.5) if len(done) else None,
+            "p90_ms": done.quantile(0.9) if len(done) else None,
+            "p99_ms": done.quantile(0.99) if len(done) else None,
+            "service_p50_ms": part["service_ms"].median() if len(part) else None,
+            "late": int(part["late"].sum()),
+            "dropped": int(part["dropped"].sum()),
+        }
+
+    rows = [row("all", queries)]
+    if queries["batch"].nunique() > 1:
+        rows += [row(f"batch {b}", part) for b, part in queries.groupby("batch", sort=True)]
+    return pd.DataFrame(rows)
