@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.backends.cpus import cpu_budget
+from workbench.backends.cpus import Contention, cpu_budget
 
 _SIMD_LEVELS = (  # best first: (cpuinfo flag, display name)
     ("amx_tile", "AMX"),
@@ -112,7 +112,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def environment(threads: int | None = None, root: str = "/") -> dict[str, Any]:
+def environment(
+    threads: int | None = None, root: str = "/", contention: Contention | None = None
+) -> dict[str, Any]:
     """Everything a result records about where it ran.
 
     Besides versions and the CPU: ``cpus`` (the CPUs the process may use: affinity,
@@ -124,6 +126,8 @@ def environment(threads: int | None = None, root: str = "/") -> dict[str, Any]:
     Args:
         threads: the thread count the measured runtime used.
         root: the file-system root ``/proc`` and ``/sys`` are read under (tests).
+        contention: how busy the machine was during a run that has no `Measurement`
+            of its own (a scenario): recorded as ``contention``, with its ``reasons``.
     """
     import sys
 
@@ -143,6 +147,8 @@ def environment(threads: int | None = None, root: str = "/") -> dict[str, Any]:
     }
     if threads is not None:
         env["threads"] = threads
+    if contention is not None:
+        env["contention"] = {**contention.to_dict(), "reasons": list(contention.reasons)}
     if "torch" in sys.modules:  # only describe GPUs/threads when torch is already loaded
         import torch
 

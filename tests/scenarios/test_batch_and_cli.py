@@ -74,3 +74,15 @@ def test_workbench_scenario_refuses_a_server_without_rate(
 ) -> None:
     assert main(["scenario", "digits-cnn", "--kind", "server"]) == 2
     assert "needs rate_per_s" in capsys.readouterr().err
+
+
+def test_a_scenario_records_the_cpus_and_how_busy_they_were(clock: VirtualClock) -> None:
+    result = scenario(
+        toy_mlp(), "single-stream", "latency-model", min_queries=8, min_duration_s=0.01,
+        clock=clock, warmup=1,
+    )  # fmt: skip
+    env = result.environment
+    assert env["cpus"]["available"] >= 1 and len(env["load"]) == 3
+    assert {"others_cpus", "load", "steal", "reasons"} <= set(env["contention"])
+    again = ScenarioResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.environment["contention"] == env["contention"]

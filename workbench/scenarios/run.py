@@ -411,6 +411,7 @@ def scenario(
         >>> r = wb.scenario("digits-cnn", "server", rate_per_s=500, target_latency_ms=5)
         >>> r.p99_ms, r.valid, r.reasons
     """
+    from workbench.backends.cpus import contention_between, cpu_budget, read_sample
     from workbench.data import input_pool
     from workbench.loaders import load
     from workbench.machine import environment
@@ -445,8 +446,12 @@ def scenario(
         sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
         sut.warm(sizes, 1)
         meter.start()
+        before = read_sample()
         run = _dispatch(kind, sut, minimums, settings)
         energy = meter.stop(run.duration_s)
+        threads = getattr(session, "threads", None)
+        # how busy the machine was while the queries ran, next to where it ran
+        busy = contention_between(before, read_sample(), cpu_budget(), threads)
     finally:
         session.close()
     return ScenarioResult(
@@ -461,7 +466,7 @@ def scenario(
         reasons=run.reasons,
         energy=energy,
         price_per_hour=price_per_hour,
-        environment=environment(),
+        environment=environment(threads=threads, contention=busy),
     )
 
 
