@@ -8,6 +8,7 @@ and leave no marker.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tracemalloc
 import zipfile
@@ -20,7 +21,7 @@ import workbench as wb
 from workbench.cli import main
 from workbench.errors import ModelLoadError, UnsafeModelError
 from workbench.loaders.pt2 import load_program
-from workbench.loaders.trust import _allowed_target, expression_problem
+from workbench.loaders.trust import _allowed_target, check_program, expression_problem
 from workbench.testing.hostile import HOSTILE_FILES, build, pt2_python_call
 
 NAMES = sorted(HOSTILE_FILES)
@@ -239,3 +240,17 @@ def test_graph_targets_are_an_allow_list(target: str, allowed: bool) -> None:
 )
 def test_shape_expressions_are_parsed_against_a_grammar(expr: object, ok: bool) -> None:
     assert (expression_problem(expr) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("expr", "count"),
+    [("s0", 20_001), ("Max(" + ", ".join(f"s{i}*s{i + 1} + {i}" for i in range(8)) + ")", 300)],
+    ids=["many", "costly"],
+)
+def test_shape_expressions_are_bounded_per_program(expr: str, count: int) -> None:
+    # torch parses each occurrence again: sympify takes about 1.4 ms for "s0", 150 ms for
+    # a Max of eight sums, so their number and cost are bounded together
+    nodes = [{"meta": {"as_expr": {"expr_str": expr, "hint": None}}}] * count
+    with pytest.raises(UnsafeModelError, match="more shape expressions than torch parses"):
+        check_program(json.dumps({"graph": nodes}).encode(), "m.pt2")
+    check_program(json.dumps({"graph": nodes[: count // 20]}).encode(), "m.pt2")

@@ -148,6 +148,17 @@ _ASSUMPTIONS = {
     "zero",
 }
 # fmt: on
+# sympy compares these functions' arguments pair by pair, with assumptions: a Max of 16
+# sums costs it a second
+_COMPARED = {"Max", "Min", "Piecewise", "And", "Or"}
+_MAX_COMPARED_ARGS = 8
+_COMPARE_COST = 16
+# torch parses every occurrence of an expression again (sympify costs 1 to 150 ms), so a
+# program's expressions are bounded in number and in cost together: about half a minute
+# of sympy at worst (a 4-layer transformer with dynamic batch and length has 459, costing
+# 9,000)
+_MAX_PROGRAM_EXPRESSIONS = 20_000
+_MAX_PROGRAM_EXPR_COST = 300_000
 _MAX_EXPR_CHARS = 4096
 _MAX_EXPR_NODES = 1024
 _MAX_EXPR_DEPTH = 64
@@ -283,13 +294,28 @@ def check_program(payload: bytes, label: str) -> Any:
                 f"{label} has a range for {symbol[:40]!r}, which is not a symbol torch writes "
                 f"(torch counts up to a symbol's number one by one); {OPT_IN}"
             )
+    costs: dict[str, int] = {}
+    count = total = 0
     for key, value in _items(program):
         if key == "target" and isinstance(value, str) and not _allowed_target(value):
             raise refuse_code(label, f"calls {value[:80]!r}, which is not a plain operator")
-        if key == "expr_str" and (problem := expression_problem(value)):
+        if key != "expr_str":
+            continue
+        try:
+            cost = costs.get(value) if isinstance(value, str) else None
+            if cost is None:
+                cost = costs[value] = _expression_cost(value)
+        except _Refused as exc:
             raise UnsafeModelError(
-                f"{label} has a shape expression {str(value)[:60]!r} that {problem} (sympy "
+                f"{label} has a shape expression {str(value)[:60]!r} that {exc} (sympy "
                 f"evaluates these while loading: it could run code or never finish); {OPT_IN}"
+            ) from exc
+        count, total = count + 1, total + cost
+        if count > _MAX_PROGRAM_EXPRESSIONS or total > _MAX_PROGRAM_EXPR_COST:
+            raise UnsafeModelError(
+                f"{label} has more shape expressions than torch parses in reasonable time "
+                f"(over {count:,}, costing {total:,}; at most {_MAX_PROGRAM_EXPRESSIONS:,} "
+                f"costing {_MAX_PROGRAM_EXPR_COST:,}); {OPT_IN}"
             )
     return program
 
@@ -329,27 +355,61 @@ def expression_problem(expr: object) -> str | None:
     Returns:
         None for an expression inside the grammar, else a short reason.
     """
-    if not isinstance(expr, str):
-        return "is not a string"
-    if len(expr) > _MAX_EXPR_CHARS:
-        return f"is longer than {_MAX_EXPR_CHARS:,} characters"
     try:
-        tree = ast.parse(expr.strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return "is not an expression"
-    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
-    count = 0
-    while stack:  # without recursion: the tree's size and depth are not known yet
-        node, depth = stack.pop()
-        count += 1
-        if depth > _MAX_EXPR_DEPTH or count > _MAX_EXPR_NODES:
-            return "is nested too deeply or too long"
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    try:
-        bits = _bits(tree)
+        _expression_cost(expr)
     except _Refused as exc:
         return str(exc)
-    return None if bits <= _MAX_EXPR_BITS else "reaches numbers too large for a shape"
+    return None
+
+
+def _expression_cost(expr: object) -> int:
+    """What sympy's parse of ``expr`` costs, in about syntax nodes; `_Refused` if unsafe."""
+    if not isinstance(expr, str):
+        raise _Refused("is not a string")
+    if len(expr) > _MAX_EXPR_CHARS:
+        raise _Refused(f"is longer than {_MAX_EXPR_CHARS:,} characters")
+    try:
+        tree = ast.parse(expr.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise _Refused("is not an expression") from exc
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    nodes = cost = 0
+    while stack:  # without recursion: the tree's size and depth are not known yet
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > _MAX_EXPR_DEPTH or nodes > _MAX_EXPR_NODES:
+            raise _Refused("is nested too deeply or too long")
+        cost += 1
+        if isinstance(node, ast.Call) and _name(node) in _COMPARED:
+            cost += _COMPARE_COST * len(node.args) ** 2  # sympy compares them pair by pair
+        family = _chain_op(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.operator | ast.cmpop | ast.unaryop | ast.expr_context):
+                continue  # part of its parent
+            # a chain a + b + c nests to the left: as deep as it is long, yet flat to sympy
+            chained = family and child is getattr(node, "left", None) and _chain_op(child) == family
+            stack.append((child, depth if chained else depth + 1))
+    try:
+        bits = _bits(tree)
+    except RecursionError as exc:
+        raise _Refused("is nested too deeply or too long") from exc
+    if bits > _MAX_EXPR_BITS:
+        raise _Refused("reaches numbers too large for a shape")
+    return cost
+
+
+def _name(node: ast.Call) -> str:
+    return node.func.id if isinstance(node.func, ast.Name) else ""
+
+
+def _chain_op(node: ast.AST) -> str | None:
+    """The family of a binary operation sympy flattens (``+ -`` or ``* / //``), if it is one."""
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Add | ast.Sub):
+            return "add"
+        if isinstance(node.op, ast.Mult | ast.Div | ast.FloorDiv):
+            return "mul"
+    return None
 
 
 def _bits(node: ast.AST) -> int:
@@ -371,12 +431,17 @@ def _bits(node: ast.AST) -> int:
         raise _Refused(f"names {node.id[:40]!r}")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd | ast.Invert):
         return _bits(node.operand)
+    if family := _chain_op(node):
+        operands = []
+        while isinstance(node, ast.BinOp) and _chain_op(node) == family:  # not by recursion
+            operands.append(node.right)
+            node = node.left
+        sizes = [_bits(n) for n in (node, *operands)]
+        return sum(sizes) if family == "mul" else max(sizes) + len(sizes)
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Pow):
             return _bits(node.left) * _exponent(node.right)
-        if isinstance(node.op, ast.Mult | ast.Div | ast.FloorDiv):
-            return _bits(node.left) + _bits(node.right)
-        if isinstance(node.op, ast.Add | ast.Sub | ast.Mod | ast.BitAnd | ast.BitOr):
+        if isinstance(node.op, ast.Mod | ast.BitAnd | ast.BitOr):
             return max(_bits(node.left), _bits(node.right)) + 1
     if isinstance(node, ast.Compare) and all(isinstance(op, _COMPARISONS) for op in node.ops):
         return max(_bits(n) for n in (node.left, *node.comparators)) + 1
@@ -391,7 +456,7 @@ _COMPARISONS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 
 def _call_bits(node: ast.Call) -> int:
-    name = node.func.id if isinstance(node.func, ast.Name) else ""
+    name = _name(node)
     if name == "Symbol":  # Symbol('s0', positive=True, integer=True)
         symbol = node.args[0] if len(node.args) == 1 else None
         if not (
@@ -407,7 +472,8 @@ def _call_bits(node: ast.Call) -> int:
         ):
             raise _Refused("declares a symbol torch does not write")
         return _SYMBOL_BITS
-    if node.keywords or len(node.args) > _MAX_CALL_ARGS or not node.args:
+    most = _MAX_COMPARED_ARGS if name in _COMPARED else _MAX_CALL_ARGS
+    if node.keywords or len(node.args) > most or not node.args:
         raise _Refused(f"calls {name or 'something'} with arguments torch does not write")
     if any(isinstance(arg, ast.Starred) for arg in node.args):
         raise _Refused("unpacks arguments")
