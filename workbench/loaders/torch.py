@@ -1,7 +1,8 @@
 """Load PyTorch models: an ``nn.Module``, a TorchScript file or a ``torch.export`` program.
 
-Untrusted files run no code (see `workbench.loaders.trust`): ``.pt2`` archives are checked
-before torch reads them, TorchScript and pickles holding Python objects need ``trust=True``.
+Untrusted files run no code (see `workbench.loaders.trust`): ``.pt2`` archives are read by
+`workbench.loaders.pt2` instead of torch's loader, TorchScript and pickles holding Python
+objects need ``trust=True``.
 """
 
 from __future__ import annotations
