@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown sample(s) {sorted(unknown)}; choose from {list(SAMPLES)}")
     args.names = args.names or list(SAMPLES)
     import workbench as wb
-    from workbench.loaders.tree_graph import ensembles
+    from workbench.loaders.trees import ensembles
 
     for dataset, make in DATASETS.items():
         path = HERE / dataset / f"{dataset}.npz"

@@ -102,8 +102,7 @@ def test_numba_supports_tree_ops_but_not_the_isolation_forest_label_encoder(tree
 def test_opset5_tree_ensemble_runs_like_the_legacy_op(tree_models, tree_data) -> None:
     """The ai.onnx.ml opset-5 ``TreeEnsemble`` op, built from a regressor's trees (whose
     base value moves into the leaves: the newer op has none)."""
-    from workbench.loaders.tree_graph import ensembles
-    from workbench.loaders.trees import to_opset5
+    from workbench.loaders.trees import ensembles, to_opset5
 
     model = tree_models["gbm-regressor"]
     new = to_opset5(model)

@@ -167,6 +167,8 @@ def scope_to_layer(name_scopes: str) -> str:
 
 def onnx_layers(proto: onnx.ModelProto) -> list[Layer]:
     """Canonical layers of a graph in execution order, with the nodes and weights each owns."""
+    from workbench.loaders.tree_graph import TREE_OPS, tree_size
+
     sizes = {
         init.name: (_numel(init.dims), _itemsize(init.data_type) * _numel(init.dims))
         for init in proto.graph.initializer
@@ -185,12 +187,14 @@ def onnx_layers(proto: onnx.ModelProto) -> list[Layer]:
         members = nodes[layer]
         weights = [i for n in members for i in n.input if i in sizes and i not in claimed]
         claimed.update(weights)
+        # tree ensembles hold their trees in attributes: their nodes are the parameters
+        trees = [tree_size(n) for n in members if n.op_type in TREE_OPS]
         layers.append(
             Layer(
                 name=layer,
                 op_type=_main_op(members, sizes),
-                params=sum(sizes[w][0] for w in set(weights)),
-                params_bytes=sum(sizes[w][1] for w in set(weights)),
+                params=sum(sizes[w][0] for w in set(weights)) + sum(t[0] for t in trees),
+                params_bytes=sum(sizes[w][1] for w in set(weights)) + sum(t[1] for t in trees),
                 nodes=tuple(n.name or f"{n.op_type}_{i}" for i, n in enumerate(members)),
             )
         )

@@ -1,16 +1,16 @@
 """The trees inside an ONNX-ML ``TreeEnsemble*`` node, as flat node arrays.
 
-`ensemble_of` reads one ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (ai.onnx.ml
-opsets 1-3) or ``TreeEnsemble`` (opset 5) node into a `TreeArrays`: one row per node of
-every tree, renumbered depth first so that a node's true child is the next row (the
-walk down a tree then reads memory forwards), with leaf weights in compressed rows.
-The Numba kernels, the profiling facts (nodes, depths) and the tree transforms all read
-this one form.
+`ensemble_from_attrs` (through `workbench.loaders.trees.ensemble_of`) reads one
+``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (ai.onnx.ml opsets 1-3) or
+``TreeEnsemble`` (opset 5) node into a `TreeArrays`: one row per node of every tree,
+renumbered depth first so that a node's true child is the next row (the walk down a
+tree then reads memory forwards), with leaf weights in compressed rows. The Numba
+kernels, the profiling facts (nodes, depths) and the tree transforms all read this one
+form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,25 +89,6 @@ class TreeArrays:
     def max_depth(self) -> int:
         """Depth of the deepest leaf (a single-leaf tree has depth 0)."""
         return int(self.depth.max(initial=0))
-
-
-def ensembles(proto: onnx.ModelProto) -> Iterator[TreeArrays]:
-    """Every tree-ensemble node of ``proto``'s main graph, in graph order."""
-    for node in proto.graph.node:
-        if node.op_type in TREE_OPS and node.domain == "ai.onnx.ml":
-            yield ensemble_of(node)
-
-
-def ensemble_of(node: onnx.NodeProto | Any) -> TreeArrays:
-    """The `TreeArrays` of one ensemble node (an ``onnx.NodeProto``).
-
-    Raises:
-        UnsupportedModelError: string class labels, set-membership splits or a node id
-            that no tree lists (a malformed graph).
-    """
-    from workbench.loaders.onnx import node_attributes
-
-    return ensemble_from_attrs(node.op_type, node_attributes(node))
 
 
 def ensemble_from_attrs(op_type: str, attrs: dict[str, Any]) -> TreeArrays:
@@ -365,3 +346,17 @@ def opset5_node(trees: TreeArrays, name: str, inputs: list[str], outputs: list[s
         aggregate_function=_NEW_AGGREGATES.index(AGGREGATES[trees.aggregate]),
         post_transform=trees.post_transform,
     )
+
+
+def tree_size(node: onnx.NodeProto | Any) -> tuple[int, int]:
+    """A tree-ensemble node's size as a layer's parameters: ``(tree nodes, bytes)``.
+
+    The trees live in the node's attributes, not in initializers, so without this an
+    ensemble would show 0 parameters; the bytes are the attributes' serialised size.
+    """
+    counts = {a.name: len(a.ints) for a in node.attribute}
+    if node.op_type == "TreeEnsemble":
+        nodes = counts.get("nodes_featureids", 0) + counts.get("leaf_targetids", 0)
+    else:
+        nodes = counts.get("nodes_treeids", 0)
+    return nodes, sum(a.ByteSize() for a in node.attribute)

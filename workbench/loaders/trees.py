@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from workbench.errors import ModelLoadError
-from workbench.loaders.tree_graph import TREE_OPS, ensembles
+from workbench.loaders.tree_graph import TREE_OPS, TreeArrays
 from workbench.loaders.trust import refuse_code
 from workbench.model import Model, set_layer_name, to_numpy
 
@@ -290,7 +290,7 @@ def to_opset5(model: Model) -> Model:
 
     from workbench.errors import UnsupportedModelError
     from workbench.loaders.onnx import load_onnx
-    from workbench.loaders.tree_graph import ensemble_of, opset5_node
+    from workbench.loaders.tree_graph import opset5_node
 
     proto = onnx.ModelProto.FromString(model.onnx_bytes)
     for i, node in enumerate(proto.graph.node):
@@ -310,6 +310,26 @@ def to_opset5(model: Model) -> Model:
     new_model.source, new_model.metadata = model.source, dict(model.metadata)
     new_model.metadata.pop("native", None)
     return new_model
+
+
+def ensembles(proto: onnx.ModelProto) -> Iterator[TreeArrays]:
+    """Every tree-ensemble node of ``proto``'s main graph, in graph order."""
+    for node in proto.graph.node:
+        if node.op_type in TREE_OPS and node.domain == "ai.onnx.ml":
+            yield ensemble_of(node)
+
+
+def ensemble_of(node: onnx.NodeProto | Any) -> TreeArrays:
+    """The `TreeArrays` of one ensemble node (an ``onnx.NodeProto``).
+
+    Raises:
+        UnsupportedModelError: string class labels, set-membership splits or a node id
+            that no tree lists (a malformed graph).
+    """
+    from workbench.loaders.onnx import node_attributes
+    from workbench.loaders.tree_graph import ensemble_from_attrs
+
+    return ensemble_from_attrs(node.op_type, node_attributes(node))
 
 
 def stage_of(proto: onnx.ModelProto) -> dict[str, str]:

@@ -172,6 +172,12 @@ def _add_costs(
         table[column] = costs[column].reindex(table.index) if column in costs else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         table["intensity"] = table["flops"] / table["bytes"].where(table["bytes"] > 0)
+    from workbench.profiling.trees import node_visits
+
+    visits = node_visits(session.model, inputs)  # trees' work: nodes visited per input row
+    if visits:
+        table["node_visits"] = table.index.map(visits).astype(float)
+        result.notes.append("tree layers: work is node_visits per input row, not FLOPs")
     result.layers = order_columns(table.reset_index())
     result.notes.extend(notes)
     result.memory["params_bytes"] = int(np.nansum(result.layers["params_bytes"]))
