@@ -225,6 +225,8 @@ def torch_profiler_layer_timings(
         from torch.profiler import ProfilerActivity, profile, record_function
     except ImportError as exc:  # pragma: no cover - every supported torch has it
         raise BackendError(f"torch.profiler is unavailable: {exc}") from exc
+    from workbench.backends.torch.trace import quiet_profiler
+
     cuda = session.device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     tensors = session._stage(inputs)
@@ -243,6 +245,7 @@ def torch_profiler_layer_timings(
     with torch.inference_mode():
         _forward(module, tensors, recorder)  # warm-up without hooks or profiler
         with (
+            quiet_profiler(),
             _hook_pair(module, pre, post),
             profile(activities=activities, profile_memory=True) as prof,
         ):

@@ -86,10 +86,12 @@ def _cpu_memory(
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from workbench.backends.torch.trace import quiet_profiler
+
     module = session.module
     session._forward(tensors)  # warm-up: lazy buffers (mkldnn, caches) are not the model's run
     memory = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _leaf_ranges(module), memory as p, torch.inference_mode():
+    with quiet_profiler(), _leaf_ranges(module), memory as p, torch.inference_mode():
         session._call(*tensors)
     records = sorted(
         (e.start_ns(), int(e.nbytes()))

@@ -1,18 +1,76 @@
-"""``torch.profiler`` Chrome traces written outside workbench, read into per-layer timings.
+"""``torch.profiler`` glue: Chrome traces written outside workbench read into per-layer
+timings, and the profiler's native chatter kept off the terminal.
 
-`workbench.profiling.profile.Profile.from_torch_trace` turns the result into a `Profile`.
+`workbench.profiling.profile.Profile.from_torch_trace` turns an import into a `Profile`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import tempfile
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from workbench.backends.base import ImportedTrace, LayerTiming
 
 _RUN_MARKERS = ("ProfilerStep#", "wb::run#")
+
+#: what kineto prints on every profiler start and stop, whatever the log level says
+PROFILER_NOISE = (b"USDT:", b"STAGE:", b"External init callback must run in same thread")
+
+
+class _QuietStderr:
+    """File descriptor 2 sent to a temporary file while any thread profiles (counted)."""
+
+    lock = threading.Lock()
+    depth = 0
+    saved = -1
+    sink: IO[bytes] | None = None
+
+
+@contextmanager
+def quiet_profiler() -> Iterator[None]:
+    """Keep the native profiler's start/stop lines off the terminal and the server's log.
+
+    Kineto writes ``USDT: ... profiler_start`` and "External init callback must run in
+    same thread" to file descriptor 2 from C++, past ``sys.stderr`` and past every log
+    level. While any thread is inside this block, descriptor 2 goes to a temporary file;
+    when the last one leaves, everything else written meanwhile (by any thread) is passed
+    on to the real stderr, so nothing but the profiler's chatter is lost.
+    """
+    state = _QuietStderr
+    with state.lock:
+        if state.depth == 0:
+            sys.stderr.flush()
+            state.sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the last to leave
+            state.saved = os.dup(2)
+            os.dup2(state.sink.fileno(), 2)
+        state.depth += 1
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.depth -= 1
+            if state.depth == 0 and state.sink is not None:
+                sys.stderr.flush()
+                os.dup2(state.saved, 2)
+                os.close(state.saved)
+                state.sink.seek(0)
+                kept = [
+                    line
+                    for line in state.sink.read().splitlines(keepends=True)
+                    if not any(noise in line for noise in PROFILER_NOISE)
+                ]
+                state.sink.close()
+                state.sink = None
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 def import_trace(path: str | Path) -> ImportedTrace:
