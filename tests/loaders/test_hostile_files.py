@@ -22,7 +22,7 @@ from workbench.cli import main
 from workbench.errors import ModelLoadError, UnsafeModelError
 from workbench.loaders.pt2 import load_program
 from workbench.loaders.trust import _allowed_target, check_program, expression_problem
-from workbench.testing.hostile import HOSTILE_FILES, build, pt2_python_call
+from workbench.testing.hostile import HOSTILE_FILES, build, marker_pickle, pt2_python_call
 
 NAMES = sorted(HOSTILE_FILES)
 
@@ -137,6 +137,31 @@ def test_tied_weights_and_constants_load_as_torch_loads_them() -> None:
         assert tied[0].data_ptr() == tied[1].data_ptr()
     assert torch.equal(program.constants["offset"], reference.constants["offset"])
     assert program.state_dict["steps"].dtype == torch.int64
+
+
+def _legacy_weights(data: bytes, weights: bytes) -> bytes:
+    """``data`` in the older layout: one pickled state dict instead of a payload table."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if "/data/weights/" not in info.filename:
+                dst.writestr(info, src.read(info))
+        dst.writestr("archive/data/weights/model.pt", weights)
+    return out.getvalue()
+
+
+def test_legacy_weights_are_read_weights_only(tmp_path: Path) -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    buffer = io.BytesIO()
+    torch.save(dict(module.named_parameters()), buffer)
+    data = _legacy_weights(_saved(module, torch.rand(2, 3)), buffer.getvalue())
+    program = load_program(data, "m.pt2", None)
+    x = torch.rand(2, 3)
+    assert torch.equal(program.module()(x), torch.export.load(io.BytesIO(data)).module()(x))
+    marker = tmp_path / "marker"
+    with pytest.raises(UnsafeModelError, match=r"more than weights \(data/weights/model.pt\)"):
+        load_program(_legacy_weights(data, marker_pickle(marker)), "m.pt2", None)
+    assert not marker.exists()
 
 
 def test_a_graph_calling_python_is_refused(tmp_path: Path) -> None:

@@ -105,13 +105,20 @@ def load_program(data: bytes, label: str, max_bytes: int | None) -> Any:
     """
     from torch._export.serde import schema
     from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+    from torch.export.pt2_archive.constants import ARCHIVE_FORMAT_VALUE, ARCHIVE_VERSION_VALUE
 
     archive = _Archive(data, label, max_bytes)
     for name in archive.entries:
         if name.startswith(_CODE_FOLDERS):
             raise refuse_code(label, f"holds compiled code ({name})")
-    if archive.read("archive_format", 64).strip() != b"pt2":
+    if archive.read("archive_format", 64).strip() != ARCHIVE_FORMAT_VALUE.encode():
         raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive")
+    version = archive.read("archive_version", 64).decode(errors="replace")
+    if version != ARCHIVE_VERSION_VALUE:
+        raise ModelLoadError(
+            f"{label} is a version {version[:20]!r} torch.export archive; this torch reads "
+            f"version {ARCHIVE_VERSION_VALUE}"
+        )
     program = check_program(archive.read(f"models/{MODEL}.json", MAX_JSON_BYTES), label)
     weights = _payloads(archive, "weights")
     constants = _payloads(archive, "constants")
@@ -160,6 +167,8 @@ def _payloads(archive: _Archive, kind: str) -> dict[str, Any]:
     loaded = {}
     for fqn, item in config.items():
         path = item.path_name
+        if isinstance(path, str) and path.startswith(("custom_obj_", "opaque_obj_")):
+            raise refuse_code(archive.label, f"holds Python or TorchBind objects ({folder}{path})")
         if not (isinstance(path, str) and _PAYLOAD_NAMES[kind].fullmatch(path)):
             raise UnsafeModelError(
                 f"{archive.label} names a payload {str(path)[:60]!r} for {fqn[:60]}, which "
@@ -228,11 +237,11 @@ def _view(archive: _Archive, storage: torch.Tensor, item: Any, fqn: str) -> torc
             deserialize_stride(meta.strides),
             deserialize_storage_offset(meta.storage_offset),
         )
+        if item.is_param:
+            return torch.nn.Parameter(view, requires_grad=bool(meta.requires_grad))
+        return view
     except Exception as exc:
         raise ModelLoadError(f"{archive.label} has a corrupt payload entry for {fqn}") from exc
-    if item.is_param:
-        return torch.nn.Parameter(view, requires_grad=bool(meta.requires_grad))
-    return view
 
 
 def _weights_only(archive: _Archive, name: str) -> Any:
