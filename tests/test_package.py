@@ -120,3 +120,43 @@ def test_versions_are_read_from_our_distribution() -> None:
     version = _pyproject(ROOT / "pyproject.toml")["version"]
     assert metadata.version(DISTRIBUTION) == version
     assert library_versions()["workbench"] == version
+
+
+def _installed(*args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/installed.py, setup.sh's check of what is already installed."""
+    script = ROOT / "scripts" / "installed.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_setup_finds_this_checkout_installed_and_skips_it() -> None:
+    done = _installed(str(ROOT), "", "--editable")
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_setup_reinstalls_what_is_missing_or_installed_from_elsewhere(tmp_path: Path) -> None:
+    from workbench.machine import DISTRIBUTION
+
+    project = tmp_path / "project"
+    project.mkdir()
+    toml = '[project]\nname = "{}"\nversion = "0.1.0"\ndependencies = [{}]\n'
+    (project / "pyproject.toml").write_text(toml.format("wb-test-never-installed", ""))
+    done = _installed(str(project))
+    assert done.returncode == 1 and "wb-test-never-installed is not installed" in done.stdout
+    # our own name, but this folder is not where it was installed from
+    (project / "pyproject.toml").write_text(toml.format(DISTRIBUTION, ""))
+    done = _installed(str(project))
+    assert done.returncode == 1 and f"not from {project}" in done.stdout
+
+
+def test_setup_names_each_requirement_not_met() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("installed", ROOT / "scripts" / "installed.py")
+    assert spec is not None and spec.loader is not None
+    installed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(installed)
+    unmet = installed._unmet(["numpy>=1.26", "numpy<1", "wb-test-absent-dependency"], set())
+    assert [u.split(" (")[0] for u in unmet] == ["numpy<1", "wb-test-absent-dependency"]
+    assert "(not installed)" in unmet[1]
