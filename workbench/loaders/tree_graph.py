@@ -11,6 +11,7 @@ form.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -360,3 +361,73 @@ def tree_size(node: onnx.NodeProto | Any) -> tuple[int, int]:
     else:
         nodes = counts.get("nodes_treeids", 0)
     return nodes, sum(a.ByteSize() for a in node.attribute)
+
+
+def select_trees(trees: TreeArrays, keep: np.ndarray) -> TreeArrays:
+    """Only the trees whose indexes are in ``keep`` (in their order), rows renumbered."""
+    bounds = np.append(trees.roots, trees.n_nodes)
+    rows = np.concatenate([np.arange(bounds[t], bounds[t + 1]) for t in keep])
+    new_row = np.full(trees.n_nodes, -1, dtype=np.int64)
+    new_row[rows] = np.arange(len(rows))
+    false_child = trees.false_child[rows]
+    starts = trees.leaf_start[rows]
+    counts = trees.leaf_count[rows]
+    weights = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts, strict=True)])
+    return dataclasses.replace(
+        trees,
+        roots=new_row[trees.roots[keep]].astype(np.int32),
+        feature=trees.feature[rows],
+        threshold=trees.threshold[rows],
+        mode=trees.mode[rows],
+        false_child=np.where(false_child >= 0, new_row[false_child], -1).astype(np.int32),
+        missing_true=trees.missing_true[rows],
+        leaf_start=(np.cumsum(counts) - counts).astype(np.int32),
+        leaf_count=counts,
+        leaf_target=trees.leaf_target[weights.astype(np.int64)],
+        leaf_weight=trees.leaf_weight[weights.astype(np.int64)],
+        depth=trees.depth[rows],
+    )
+
+
+def legacy_node(trees: TreeArrays, like: onnx.NodeProto | Any) -> Any:
+    """A ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` node holding ``trees``.
+
+    The node keeps ``like``'s name, inputs, outputs, metadata and every attribute that
+    is not about nodes or leaves (labels, base values, post-transform, aggregation).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    prefix = "class" if like.op_type == "TreeEnsembleClassifier" else "target"
+    tree_of = np.repeat(np.arange(trees.n_trees), np.diff(np.append(trees.roots, trees.n_nodes)))
+    local = np.arange(trees.n_nodes) - trees.roots[tree_of]
+    split = trees.mode != LEAF
+    leaf_rows = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
+    double = trees.threshold.dtype == np.float64
+    values: dict[str, Any] = {
+        "nodes_treeids": tree_of.tolist(),
+        "nodes_nodeids": local.tolist(),
+        "nodes_featureids": np.where(split, trees.feature, 0).tolist(),
+        "nodes_modes": [MODES[m] if m != LEAF else "LEAF" for m in trees.mode],
+        "nodes_truenodeids": np.where(split, local + 1, 0).tolist(),
+        "nodes_falsenodeids": np.where(split, local[np.maximum(trees.false_child, 0)], 0).tolist(),
+        "nodes_missing_value_tracks_true": trees.missing_true.astype(int).tolist(),
+        f"{prefix}_treeids": tree_of[leaf_rows].tolist(),
+        f"{prefix}_nodeids": local[leaf_rows].tolist(),
+        f"{prefix}_ids": trees.leaf_target.tolist(),
+    }
+    thresholds = np.where(split, trees.threshold, 0)
+    if double:
+        values["nodes_values_as_tensor"] = numpy_helper.from_array(thresholds.astype(np.float64))
+        values[f"{prefix}_weights_as_tensor"] = numpy_helper.from_array(trees.leaf_weight)
+    else:
+        values["nodes_values"] = thresholds.astype(np.float32).tolist()
+        values[f"{prefix}_weights"] = trees.leaf_weight.astype(np.float32).tolist()
+    replaced = {name.removesuffix("_as_tensor") for name in values} | set(values)
+    replaced |= {f"{n}_as_tensor" for n in list(replaced)} | {"nodes_hitrates"}
+    node = helper.make_node(like.op_type, list(like.input), list(like.output), name=like.name,
+                            domain=like.domain, **values)  # fmt: skip
+    node.attribute.extend(a for a in like.attribute if a.name not in replaced)
+    node.metadata_props.extend(like.metadata_props)
+    assert isinstance(node, onnx.NodeProto)
+    return node

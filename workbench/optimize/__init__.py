@@ -1,4 +1,4 @@
-"""Transforms that trade accuracy for speed: quantization, pruning, sensitivity.
+"""Transforms that trade accuracy for speed: quantization, pruning, trees, sensitivity.
 
 Each transform is a config dataclass registered under a short name (see `base`); the
 public entry points are ``wb.transform`` (with its aliases ``wb.quantize`` and
@@ -34,6 +34,9 @@ _EXPORTS = {
     "MagnitudePrune": "prune",
     "ChannelPrune": "prune",
     "sqnr_db": "sensitivity",
+    "TreeThresholds": "trees",
+    "TreePrune": "trees",
+    "TreeDepth": "trees",
 }
 
 __all__ = sorted(_EXPORTS)

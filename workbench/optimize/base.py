@@ -40,7 +40,11 @@ ConfigSpec: TypeAlias = "Transform | str | Mapping[str, Any]"
 T = TypeVar("T", bound="type[Transform]")
 
 _REGISTRY: dict[str, type[Transform]] = {}
-_BUILTIN_MODULES = ("workbench.optimize.quantize", "workbench.optimize.prune")
+_BUILTIN_MODULES = (
+    "workbench.optimize.quantize",
+    "workbench.optimize.prune",
+    "workbench.optimize.trees",
+)
 _builtins_loaded = False
 _entry_points_loaded = False
 

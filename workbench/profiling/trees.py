@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from workbench.loaders.trees import ensemble_of
 if TYPE_CHECKING:
     from workbench.model import Model
 
-__all__ = ["TreeStats", "node_visits", "tree_stats", "visits_of"]
+__all__ = ["TreeStats", "node_visits", "reach_counts", "tree_stats", "visits_of"]
 
 
 @dataclass(frozen=True)
@@ -75,22 +76,34 @@ def visits_of(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
     Follows the kernels' rules: NaN takes the true branch where missing values track
     true, and otherwise fails every test except ``BRANCH_NEQ``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    rows = np.arange(len(x))
     visits = np.zeros(len(x))
+    for rows, _ in _walks(trees, x):
+        visits[rows] += 1
+    return visits
+
+
+def reach_counts(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
+    """How many rows of ``x`` pass through each node (row of ``trees``), float64."""
+    counts = np.zeros(trees.n_nodes)
+    for _, nodes in _walks(trees, x):
+        np.add.at(counts, nodes, 1)
+    return counts
+
+
+def _walks(trees: TreeArrays, x: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every step of every row down every tree: ``(row indexes, node rows)`` per level."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     threshold = trees.threshold.astype(np.float64)
     for root in trees.roots:
+        rows = np.arange(len(x))
         node = np.full(len(x), root, dtype=np.int64)
-        active = trees.mode[node] != LEAF
-        visits += 1
-        while active.any():
-            at = node[active]
-            v = x[rows[active], trees.feature[at]]
+        while len(rows):
+            yield rows, node
+            split = trees.mode[node] != LEAF
+            rows, at = rows[split], node[split]
+            v = x[rows, trees.feature[at]]
             go = _test(trees.mode[at], v, threshold[at], trees.missing_true[at])
-            node[active] = np.where(go, at + 1, trees.false_child[at])
-            visits[active] += 1
-            active = trees.mode[node] != LEAF
-    return visits
+            node = np.where(go, at + 1, trees.false_child[at])
 
 
 def _test(mode: np.ndarray, v: np.ndarray, t: np.ndarray, missing: np.ndarray) -> np.ndarray:
