@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import io
+import tarfile
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -161,6 +162,10 @@ def load_torch_file(
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     data = path.read_bytes()  # read once: what is checked is what torch loads
+    if not trust and tarfile.is_tarfile(io.BytesIO(data)):
+        # torch's oldest format (torch.load unpacks files from it, then unpickles), whatever
+        # a zip directory at its end says
+        raise refuse_code(path, "is a legacy tar torch.save, which holds Python objects")
     names = _zip_names(data)
     if names is not None:  # torch allocates each entry at its declared size: bound them first
         open_zip(data, str(path), max_bytes, untrusted=not trust).close()

@@ -249,6 +249,21 @@ def _torchscript(marker: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _legacy_tar(marker: Path) -> bytes:
+    """torch's oldest save format: a tar whose members are pickles (each writes the marker)."""
+    import pickle
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name in ("storages", "tensors", "pickle"):
+            data = pickle.dumps(_Payload(marker))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 #: file name -> builder of its bytes (given the marker path it must never create)
 HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "sample_inputs.pt2": _pt2_sample_inputs,
@@ -263,6 +278,7 @@ HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "inflating.pt2": _pt2_inflating,
     "setstate.pt": _torchscript,
     "setstate.ts": _torchscript,
+    "legacy_tar.pt": _legacy_tar,
     "plain_pickle.pt": marker_pickle,
     "plain_pickle.pth": marker_pickle,
 }
