@@ -45,13 +45,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"workbench serve exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            # the first page builds a whole session: seconds on a loaded machine
+            with urllib.request.urlopen(url, timeout=60) as response:
                 if response.status == 200:
                     return
         except OSError:
