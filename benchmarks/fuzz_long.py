@@ -54,6 +54,7 @@ def run_atheris(seconds: int) -> int:
     # instrument the code under test (imported here first), not the libraries below it
     with atheris.instrument_imports(include=["workbench"]):
         import workbench.loaders.onnx
+        import workbench.loaders.pt2
         import workbench.loaders.torch
         import workbench.loaders.trust  # noqa: F401
         from workbench.testing import fuzz
