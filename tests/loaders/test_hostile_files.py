@@ -171,6 +171,14 @@ def test_a_graph_calling_python_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_an_operator_argument_is_checked_like_a_target() -> None:
+    # higher-order ops (auto_functionalized, ...) take the op they call as an argument
+    node = {"target": "torch.ops.higher_order.auto_functionalized", "inputs": []}
+    node["inputs"].append({"name": "_mutable_op", "arg": {"as_operator": "torch.os.system"}})
+    with pytest.raises(UnsafeModelError, match=r"calls 'torch.os.system'"):
+        check_program(json.dumps({"graph": {"nodes": [node]}}).encode(), "m.pt2")
+
+
 def test_an_inflating_entry_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
     path = build("inflating.pt2", tmp_path, tmp_path / "marker")
     assert path.stat().st_size < 2**17  # 64 MiB of zeros in under 128 KiB

@@ -297,7 +297,13 @@ def check_program(payload: bytes, label: str) -> Any:
     costs: dict[str, int] = {}
     count = total = 0
     for key, value in _items(program):
-        if key == "target" and isinstance(value, str) and not _allowed_target(value):
+        # a node's target, and an operator passed to a higher-order op, are both resolved
+        # by attribute lookup from torch, operator or math
+        if (
+            key in ("target", "as_operator")
+            and isinstance(value, str)
+            and not _allowed_target(value)
+        ):
             raise refuse_code(label, f"calls {value[:80]!r}, which is not a plain operator")
         if key != "expr_str":
             continue
