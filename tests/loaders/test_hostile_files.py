@@ -287,3 +287,25 @@ def test_shape_expressions_are_bounded_per_program(expr: str, count: int) -> Non
     with pytest.raises(UnsafeModelError, match="more shape expressions than torch parses"):
         check_program(json.dumps({"graph": nodes}).encode(), "m.pt2")
     check_program(json.dumps({"graph": nodes[: count // 20]}).encode(), "m.pt2")
+
+
+def _end_record_count(data: bytes, count: int) -> bytes:
+    """``data`` (a zip archive) whose end record claims ``count`` entries."""
+    out = bytearray(data)
+    end = out.rfind(b"PK\x05\x06")
+    out[end + 8 : end + 12] = count.to_bytes(2, "little") * 2
+    return bytes(out)
+
+
+@pytest.mark.parametrize("lie", ["count", "size"])
+def test_a_zip_directory_is_bounded_before_it_is_read(tmp_path: Path, lie: str) -> None:
+    # zipfile builds an object per entry its directory holds, whatever the end record's
+    # count says: both the count and the directory's size are bounded
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for i in range(2 if lie == "count" else 5300):
+            archive.writestr(f"archive/{i:01250d}", b"")
+    path = tmp_path / "m.pt2"
+    path.write_bytes(_end_record_count(out.getvalue(), 60_000 if lie == "count" else 1))
+    with pytest.raises(ModelLoadError, match="entries or more, over the 50,000"):
+        wb.load(path)

@@ -48,7 +48,8 @@ ZIP_ERRORS = (
 OPT_IN = "pass trust=True to wb.load (CLI: --trust) only if you trust its author"
 
 #: most entries a zip archive may list (each costs memory before anything is read)
-MAX_ZIP_ENTRIES = 100_000
+MAX_ZIP_ENTRIES = 50_000
+_DIRECTORY_BYTES_PER_ENTRY = 128  # an entry's directory record and a name of 80 characters
 
 #: largest JSON entry (program, payload tables) of an untrusted archive: parsing takes
 #: several times its size in memory
@@ -239,14 +240,21 @@ def open_zip(data: bytes, label: str, max_bytes: int | None, *, untrusted: bool)
 
 
 def _counted(data: bytes, label: str) -> io.BytesIO:
-    """``data`` as a file, once its directory says it lists at most `MAX_ZIP_ENTRIES`."""
+    """``data`` as a file, once its directory is known to list at most `MAX_ZIP_ENTRIES`.
+
+    zipfile reads as many entries as the directory's size holds, whatever count the end
+    record gives, so both are bounded (an entry takes at least 46 bytes there).
+    """
     stream = io.BytesIO(data)
-    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]  # read before the directory
-    if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:  # type: ignore[attr-defined]
-        raise ModelLoadError(
-            f"{label} lists {end[zipfile._ECD_ENTRIES_TOTAL]:,} entries, over the "  # type: ignore[attr-defined]
-            f"{MAX_ZIP_ENTRIES:,} a model archive may hold"
-        )
+    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]
+    if end is not None:
+        count = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+        size = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+        if count > MAX_ZIP_ENTRIES or size > MAX_ZIP_ENTRIES * _DIRECTORY_BYTES_PER_ENTRY:
+            raise ModelLoadError(
+                f"{label} lists {max(count, size // 46):,} entries or more, over the "
+                f"{MAX_ZIP_ENTRIES:,} a model archive may hold"
+            )
     return stream
 
 
