@@ -171,12 +171,16 @@ class NumbaBackend:
     name = "numba"
 
     def availability(self) -> Availability:
-        """Numba's version and the CPU threads it uses."""
+        """Numba's version, the CPU threads it uses and its threading layer."""
         try:
             import numba
         except ImportError as exc:
             return Availability(False, reason=f"numba is not installed ({exc}); pip install numba")
-        details = {"cpu": f"{numba.get_num_threads()} threads"}
+        from workbench.backends.numba.pool import load_tbb
+
+        load_tbb()  # before get_num_threads starts Numba's threads
+        threads = numba.get_num_threads()
+        details = {"cpu": f"{threads} threads ({numba.threading_layer()} layer)"}
         return Availability(True, version=numba.__version__, details=details)
 
     def devices(self) -> list[str]:

@@ -20,7 +20,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from workbench.backends.numba.pool import load_tbb
 from workbench.backends.numba.rows import layer_norm_row, lrn_strip, softmax_strip
+
+# importing Numba starts no thread: this still comes first, so the tbb layer is used
+# wherever the tbb wheel is installed (see `pool`)
+load_tbb()
 
 ACT_NONE, ACT_RELU = 0, 1
 ACTIVATIONS = {"": ACT_NONE, "Relu": ACT_RELU}
