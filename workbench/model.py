@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -564,9 +565,62 @@ def _torch_bounds(model: Model) -> dict[str, int]:
     return found
 
 
+def named_outputs(value: Any) -> list[tuple[str, Any]]:
+    """The arrays a model's forward returned, with names, in order.
+
+    A tensor is ``output_0``; a tuple or list is flattened in order (``output_i``, the
+    i-th array found); a mapping, such as a Hugging Face ``ModelOutput``, gives its
+    keys (``logits``), nested ones joined by dots (``hidden_states.0``). What holds no
+    array (None, a KV cache object) is not an output.
+
+    Example:
+        >>> [name for name, _ in named_outputs(gpt2(ids))]
+        ['logits']
+    """
+    found: list[tuple[tuple[str, ...], Any]] = []
+
+    def walk(item: Any, path: tuple[str, ...]) -> None:
+        if is_array(item):
+            found.append((path, item))
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                walk(inner, (*path, str(key)))
+        elif isinstance(item, list | tuple):
+            for index, inner in enumerate(item):  # inside a mapping: key.0, key.1 ...
+                walk(inner, (*path, str(index)) if path else path)
+
+    walk(value, ())
+    return [
+        (".".join(path) if path else f"output_{i}", array) for i, (path, array) in enumerate(found)
+    ]
+
+
+def map_arrays(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``value`` with ``fn`` applied to every array in it (tuples, lists, mappings and
+    Hugging Face ``ModelOutput`` objects keep their type); anything else is kept."""
+    if is_array(value):
+        return fn(value)
+    if isinstance(value, Mapping):
+        mapped = {key: map_arrays(inner, fn) for key, inner in value.items()}
+        try:
+            return type(value)(**mapped)  # a dataclass-like ModelOutput, or a dict
+        except TypeError:
+            return mapped
+    if isinstance(value, list | tuple) and type(value) in (list, tuple):
+        return type(value)(map_arrays(inner, fn) for inner in value)
+    return value
+
+
 def is_array(value: Any) -> bool:
-    """Whether ``value`` is a numpy array or a torch tensor (checked without importing torch)."""
-    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
+    """Whether ``value`` is a numpy array or a torch tensor (checked without importing torch).
+
+    Tensor subclasses count (the fake and functional tensors torch.export traces with):
+    a tensor exists only where torch is already imported.
+    """
+    if isinstance(value, np.ndarray):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ def load(
     onnx_path: str | Path | None = None,
     trust: bool = False,
     max_bytes: int | None = MAX_MODEL_BYTES,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Model:
     """Load a model from an ``nn.Module``, a file, ONNX bytes or a sample name.
 
@@ -48,6 +49,9 @@ def load(
         trust: the file's author is trusted: TorchScript and pickled modules may load
             (they run code); see docs/security.md.
         max_bytes: largest file loaded, in bytes (None: no limit).
+        dynamic_axes: for a torch module, axes beyond the batch that may vary, per input:
+            ``{"input_ids": {1: "seq"}, "attention_mask": {1: "seq"}}``; one load then
+            runs (and exports to ONNX for) every sequence length.
 
     Returns:
         A `Model`. The source object is never changed (torch modules are copied).
@@ -85,7 +89,12 @@ def load(
         from workbench.loaders.torch import from_module
 
         return from_module(
-            source, example_inputs, name=name, input_names=input_names, onnx_path=onnx_path
+            source,
+            example_inputs,
+            name=name,
+            input_names=input_names,
+            onnx_path=onnx_path,
+            dynamic_axes=dynamic_axes,
         )
     from workbench.loaders.trees import is_tree_object
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ModelLoadError
-from workbench.model import Model, set_layer_name
+from workbench.model import Model, TensorSpec, named_outputs, set_layer_name
 
 if TYPE_CHECKING:
     import onnx
@@ -20,7 +22,8 @@ def export_torch(model: Model) -> Model:
 
     Reuses ``model.onnx_path`` when set (e.g. the committed export of a sample).
     Otherwise tries the torch.export-based exporter, then the TorchScript exporter.
-    The batch dimension stays dynamic.
+    The batch dimension stays dynamic, and so does every axis declared with
+    ``dynamic_axes`` at load (a symbolic dimension of the input's spec).
 
     Raises:
         ModelLoadError: both exporters failed; the message carries both reasons.
@@ -34,13 +37,15 @@ def export_torch(model: Model) -> Model:
     errors = []
     for exporter in (_export_dynamo, _export_torchscript):
         try:
-            proto = exporter(model)
+            with _tensor_outputs(model):
+                proto = exporter(model)
         except Exception as exc:  # each exporter fails in its own ways; keep both reasons
             errors.append(
                 f"{exporter.__name__.removeprefix('_export_')}: {type(exc).__name__}: {exc}"
             )
             continue
         annotate_layers(proto)
+        _name_dims(proto, model)
         return model_from_proto(
             proto, name=model.name, source=f"ONNX export of {model.source}", recipe=model.recipe
         )
@@ -57,11 +62,90 @@ def annotate_layers(proto: onnx.ModelProto) -> None:
         set_layer_name(node, canonical_layer_name(node, index))
 
 
+def with_dynamic_axes(
+    specs: Sequence[TensorSpec], dynamic_axes: Mapping[str, Mapping[int, str]]
+) -> list[TensorSpec]:
+    """``specs`` with the axes named in ``dynamic_axes`` made symbolic.
+
+    Args:
+        specs: the inputs, as recorded from the example inputs.
+        dynamic_axes: per input name, axis -> dimension name (``{"input_ids": {1:
+            "seq"}}``); inputs sharing a name share the dimension.
+
+    Raises:
+        ModelLoadError: an unknown input or an axis the input does not have.
+    """
+    by_name = {spec.name: spec for spec in specs}
+    unknown = sorted(set(dynamic_axes) - set(by_name))
+    if unknown:
+        raise ModelLoadError(
+            f"dynamic_axes names input(s) {unknown}; the inputs are {list(by_name)}"
+        )
+    out = []
+    for spec in specs:
+        shape = list(spec.shape)
+        for axis, dim in dynamic_axes.get(spec.name, {}).items():
+            if not isinstance(axis, int) or not -len(shape) <= axis < len(shape):
+                raise ModelLoadError(
+                    f"dynamic_axes gives input {spec.name!r} axis {axis!r}; it has "
+                    f"{len(shape)} axes {list(spec.shape)}"
+                )
+            shape[axis] = str(dim)
+        out.append(dataclasses.replace(spec, shape=tuple(shape)))
+    return out
+
+
 def _example_args(model: Model) -> tuple:
     import torch
 
-    # batch 2: torch.export specialises a dimension of size 1, which would fix the batch
-    return tuple(torch.from_numpy(a) for a in model.example_inputs(batch_size=2).values())
+    # batch 2: torch.export specialises a dimension of size 1, which would fix the batch;
+    # other dynamic axes keep the example inputs' sizes, for the same reason
+    shapes = model.metadata.get("example_shapes", {})
+    specs = [
+        dataclasses.replace(
+            spec,
+            shape=tuple(
+                shapes[spec.name][i] if i and isinstance(d, str) and spec.name in shapes else d
+                for i, d in enumerate(spec.shape)
+            ),
+        )
+        for spec in model.inputs
+    ]
+    sized = dataclasses.replace(model, inputs=specs)
+    return tuple(torch.from_numpy(a) for a in sized.example_inputs(batch_size=2).values())
+
+
+@contextlib.contextmanager
+def _tensor_outputs(model: Model) -> Iterator[None]:
+    """While exporting, the module returns its output tensors as a flat tuple.
+
+    A Hugging Face model returns a ``ModelOutput`` holding a KV cache object that
+    neither exporter can trace (torch.export: "Found DynamicCache in output"); the
+    tensors are what `Model.outputs` lists, in the same order (`named_outputs`). A hook
+    on the root keeps every module path, so the canonical layer names stay the same;
+    it is removed afterwards (the module is the model's private copy).
+    """
+    assert model.module is not None
+
+    def flatten(module: Any, args: Any, output: Any) -> tuple[Any, ...]:
+        return tuple(array for _, array in named_outputs(output))
+
+    handle = model.module.register_forward_hook(flatten)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _output_names(model: Model) -> list[str] | None:
+    """The outputs' names when the module gave them (``logits``), else the exporter's."""
+    names = [spec.name for spec in model.outputs]
+    return names if any(not n.startswith("output_") for n in names) else None
+
+
+def _dims(model: Model) -> list[dict[int, str]]:
+    """Per input, its symbolic axes and their names (the batch first)."""
+    return [{i: d for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in model.inputs]
 
 
 @contextlib.contextmanager
@@ -88,7 +172,18 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
 
     assert model.module is not None
     args = _example_args(model)
-    dynamic = tuple({0: torch.export.Dim("batch", min=1)} for _ in args)
+    # one Dim per name: inputs sharing "seq" share it
+    dims: dict[str, Any] = {}
+    dynamic = tuple(
+        {
+            i: dims.setdefault(
+                name,
+                torch.export.Dim(_identifier(name), min=1) if i == 0 else torch.export.Dim.DYNAMIC,
+            )
+            for i, name in axes.items()
+        }
+        for axes in _dims(model)
+    )
     with _quiet():
         program = torch.onnx.export(
             model.module,
@@ -97,6 +192,7 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
             optimize=False,
             dynamic_shapes=dynamic,
             input_names=[s.name for s in model.inputs],
+            output_names=_output_names(model),
             verbose=False,
         )
     if program is None:
@@ -108,6 +204,27 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
         optimizer.fold_constants(graph)
         optimizer.remove_unused_nodes(graph)
     return onnx_ir.to_proto(graph)
+
+
+def _name_dims(proto: onnx.ModelProto, model: Model) -> None:
+    """Give the graph's symbolic dimensions the names declared at load (``seq``), where
+    the exporter chose its own (torch.export's ``s70`` for a ``Dim.DYNAMIC``)."""
+    graph = proto.graph
+    renamed: dict[str, str] = {}
+    for value, spec in zip(graph.input, model.inputs, strict=False):
+        for dim, want in zip(value.type.tensor_type.shape.dim, spec.shape, strict=False):
+            if isinstance(want, str) and dim.dim_param and dim.dim_param != want:
+                renamed.setdefault(dim.dim_param, want)
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
+
+
+def _identifier(name: str) -> str:
+    """A torch.export dimension name (a Python identifier) for a dimension name."""
+    text = "".join(c if c.isalnum() else "_" for c in name)
+    return text if text.isidentifier() else f"d_{text}"
 
 
 def _export_torchscript(model: Model) -> onnx.ModelProto:
@@ -125,7 +242,8 @@ def _export_torchscript(model: Model) -> onnx.ModelProto:
             buffer,  # type: ignore[arg-type]  # the TorchScript exporter accepts file objects
             dynamo=False,
             input_names=names,
-            dynamic_axes={n: {0: "batch"} for n in names},
+            output_names=_output_names(model),
+            dynamic_axes=dict(zip(names, _dims(model), strict=True)),
             opset_version=17,
         )
     return onnx.load_model_from_string(buffer.getvalue())

@@ -92,9 +92,13 @@ def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...], tie: boo
         traced = fx.symbolic_trace(module)
         ShapeProp(traced).propagate(*example)
     except Exception as exc:  # fx fails on data-dependent control flow, among others
+        # one line: fx's own messages span many (and Hugging Face models always fail here)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise TransformError(
-            f"structured pruning traces the model with torch.fx, which failed: {exc}; "
-            "use unstructured pruning (prune-magnitude) instead"
+            f"no layer of {type(module).__name__} can be channel-pruned: structured pruning "
+            "follows each layer's channels through a torch.fx trace, and torch.fx cannot "
+            f"trace this model's Python code ({type(exc).__name__}: {why}); prune single "
+            "weights instead: wb.prune(m, sparsity=..., structured=False)"
         ) from exc
     modules = dict(traced.named_modules())
     groups, skipped = [], {}

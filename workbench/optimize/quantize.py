@@ -159,6 +159,8 @@ class Int8Static(Transform):
         }[self.calibration]
 
         def run(source: onnx.ModelProto, out: Path) -> None:
+            # tensors a histogram cannot bin (a mask fill) stay float, out of the calibration
+            kept, cache = _extreme_tensors(source, reader, method, out.parent)
             quantize_static(
                 source,
                 out,
@@ -172,9 +174,10 @@ class Int8Static(Transform):
                 if self.activations == "uint8"
                 else QuantType.QInt8,
                 weight_type=QuantType.QInt8,
-                nodes_to_exclude=nodes_for_layers(model, self.exclude),
+                nodes_to_exclude=nodes_for_layers(model, self.exclude) + kept,
                 calibrate_method=method,
                 extra_options={"CalibTensorRangeSymmetric": False},
+                **({"calibration_cache_path": cache} if cache else {}),
             )
 
         return _quantize_onnx(model, self, run, fold=self.fold_batchnorm)
@@ -322,6 +325,81 @@ def _folded(proto: onnx.ModelProto) -> onnx.ModelProto:
     return folded
 
 
+#: an activation reaching this magnitude is a fill value, not a signal: an attention mask
+#: filled with float32's lowest value (-3.4e38, GPT-2), or infinities
+EXTREME = 1e30
+
+
+def _extreme_tensors(
+    source: onnx.ModelProto, reader: Any, method: Any, folder: Path
+) -> tuple[list[str], Path | None]:
+    """Nodes to keep in float, and calibration ranges computed without their tensors.
+
+    ONNX Runtime calibrates every float tensor of a quantizable node. The histogram
+    methods (entropy, percentile) bin each over ``[-max|x|, max|x|]``; for a tensor
+    holding values near float32's limits (GPT-2's causal mask, filled with its lowest
+    value) that width overflows float32 and the calibration fails with "Too many bins
+    for data range". The first calibration batch shows such tensors (|x| >= `EXTREME`
+    or not finite); the nodes reading or writing them stay float, and the ranges of the
+    rest are calibrated here and handed to the quantizer as its calibration cache.
+    MinMax needs no histogram and is left to the quantizer.
+
+    Returns:
+        ``(node names, cache path)``; ``([], None)`` for MinMax or when no tensor is
+        extreme.
+
+    Raises:
+        TransformError: extreme tensors with an onnxruntime whose quantizer takes no
+            calibration cache, for the histogram methods.
+    """
+    import inspect
+
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    if method == CalibrationMethod.MinMax:
+        return [], None
+    path = folder / "calibrate.onnx"
+    onnx.save(source, str(path))
+    calibrator = create_calibrator(
+        path,
+        sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+        augmented_model_path=str(folder / "augmented.onnx"),
+        calibrate_method=method,
+        extra_options={"symmetric": False},
+    )
+    reader.rewind()
+    session = calibrator.infer_session
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(None, reader.get_next())
+    reader.rewind()
+    extreme = {
+        name
+        for name, value in zip(names, values, strict=True)
+        if name in calibrator.tensors_to_calibrate
+        and np.asarray(value).dtype.kind == "f"
+        and not (np.abs(np.asarray(value)) < EXTREME).all()
+    }
+    if not extreme:
+        return [], None
+    kept = [n.name for n in source.graph.node if extreme & {*n.input, *n.output}]
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        raise TransformError(
+            f"tensors {sorted(extreme)[:3]} hold values beyond ±{EXTREME:g} (a mask fill), "
+            "which this onnxruntime's histogram calibration cannot bin: use "
+            "calibration='minmax', or onnxruntime with calibration_cache_path"
+        )
+    calibrator.tensors_to_calibrate -= extreme
+    calibrator.collect_data(reader)
+    reader.rewind()
+    cache = folder / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return kept, cache
+
+
 def _reader(feeds: list[dict[str, Any]]) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -379,9 +457,10 @@ def _cast_inputs(module: torch.nn.Module, args: tuple[Any, ...], dtype: Any) -> 
 
 
 def _cast_outputs(module: torch.nn.Module, args: Any, output: Any, dtype: Any) -> Any:
-    if isinstance(output, tuple | list):
-        return type(output)(o.to(dtype) if o.is_floating_point() else o for o in output)
-    return output.to(dtype) if output.is_floating_point() else output
+    from workbench.model import map_arrays
+
+    # a Hugging Face ModelOutput, a tuple or dict of tensors: every float tensor in it
+    return map_arrays(output, lambda t: t.to(dtype) if t.is_floating_point() else t)
 
 
 def torch_variant(parent: Model, module: torch.nn.Module, recipe: dict[str, Any]) -> Model:

@@ -18,6 +18,7 @@ import numpy as np
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.torch.layers import torch_layer_timings, torch_profiler_layer_timings
 from workbench.errors import InputError, out_of_memory
+from workbench.model import named_outputs, to_numpy
 
 if TYPE_CHECKING:
     import torch
@@ -126,8 +127,8 @@ class TorchSession:
     def run(self, inputs: Inputs) -> list[np.ndarray]:
         with self.settings():
             outputs = self._forward(self._stage(inputs))
-        flat = outputs if isinstance(outputs, list | tuple) else (outputs,)
-        return [o.detach().cpu().numpy() for o in flat]
+        # a Hugging Face ModelOutput, a tuple or dict: its tensors in order, as `outputs`
+        return [to_numpy(o) for _, o in named_outputs(outputs)]
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
         tensors = self._stage(inputs)
