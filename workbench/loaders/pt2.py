@@ -110,7 +110,7 @@ def load_program(data: bytes, label: str, max_bytes: int | None) -> Any:
     archive = _Archive(data, label, max_bytes)
     for name in archive.entries:
         if name.startswith(_CODE_FOLDERS):
-            raise refuse_code(label, f"holds compiled code ({name})")
+            raise refuse_code(label, f"holds compiled code ({name[:80]!r})")
     if archive.read("archive_format", 64).strip() != ARCHIVE_FORMAT_VALUE.encode():
         raise ModelLoadError(f"{label} is not a torch.export (.pt2) archive")
     version = archive.read("archive_version", 64).decode(errors="replace")
@@ -171,7 +171,7 @@ def _payloads(archive: _Archive, kind: str) -> dict[str, Any]:
             raise refuse_code(archive.label, f"holds Python or TorchBind objects ({folder}{path})")
         if not (isinstance(path, str) and _PAYLOAD_NAMES[kind].fullmatch(path)):
             raise UnsafeModelError(
-                f"{archive.label} names a payload {str(path)[:60]!r} for {fqn[:60]}, which "
+                f"{archive.label} names a payload {str(path)[:60]!r} for {fqn[:60]!r}, which "
                 f"is not a file of {folder}; {OPT_IN}"
             )
         if encodings.setdefault(path, item.use_pickle) != item.use_pickle:
@@ -241,7 +241,9 @@ def _view(archive: _Archive, storage: torch.Tensor, item: Any, fqn: str) -> torc
             return torch.nn.Parameter(view, requires_grad=bool(meta.requires_grad))
         return view
     except Exception as exc:
-        raise ModelLoadError(f"{archive.label} has a corrupt payload entry for {fqn}") from exc
+        raise ModelLoadError(
+            f"{archive.label} has a corrupt payload entry for {fqn[:60]!r}"
+        ) from exc
 
 
 def _weights_only(archive: _Archive, name: str) -> Any:
@@ -278,6 +280,6 @@ def _check_bytes(archive: _Archive, value: Any, what: str) -> None:
 def _check_numel(archive: _Archive, size: int, what: str) -> None:
     if archive.max_bytes is not None and size > archive.max_bytes:
         raise ModelLoadError(
-            f"{archive.label} describes a tensor of {size:,} bytes ({what[:60]}), over the "
+            f"{archive.label} describes a tensor of {size:,} bytes ({what[:60]!r}), over the "
             f"{archive.max_bytes:,}-byte limit; pass max_bytes= (CLI: --max-size MB)"
         )

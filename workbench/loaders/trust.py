@@ -227,12 +227,12 @@ def open_zip(data: bytes, label: str, max_bytes: int | None, *, untrusted: bool)
         if max_bytes is not None and total > max_bytes:
             raise ModelLoadError(
                 f"{label} expands to more than the {_mib(max_bytes)} limit when unpacked "
-                f"(at {info.filename}); pass max_bytes= (CLI: --max-size MB) to allow more"
+                f"(at {info.filename[:80]!r}); pass max_bytes= (CLI: --max-size MB) to allow more"
             )
         ratio = info.file_size / max(info.compress_size, 1)
         if untrusted and info.file_size > RATIO_FLOOR_BYTES and ratio > MAX_ZIP_RATIO:
             raise UnsafeModelError(
-                f"{label} has an entry that expands {ratio:,.0f} times ({info.filename}: "
+                f"{label} has an entry that expands {ratio:,.0f} times ({info.filename[:80]!r}: "
                 f"{_mib(info.compress_size)} to {_mib(info.file_size)}), a decompression "
                 f"bomb; {OPT_IN}"
             )
@@ -268,7 +268,7 @@ def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> b
         with archive.open(info) as stream:
             return stream.read(info.file_size)
     except (*ZIP_ERRORS, RuntimeError) as exc:  # zlib.error is neither; RuntimeError: encrypted
-        raise ModelLoadError(f"{label} has a corrupt entry {info.filename}") from exc
+        raise ModelLoadError(f"{label} has a corrupt entry {info.filename[:80]!r}") from exc
 
 
 def check_program(payload: bytes, label: str) -> Any:
