@@ -219,7 +219,7 @@ def input_pool(model: Model, inputs: Any) -> dict[str, np.ndarray]:
         arrays = inputs.inputs
     elif isinstance(inputs, Mapping) or is_array(inputs):
         arrays = inputs
-    elif isinstance(inputs, list | tuple) and inputs and all(is_array(v) for v in inputs):
+    elif _is_arrays(inputs):
         arrays = tuple(inputs)
     else:
         arrays = Dataset.from_batches(inputs).inputs
@@ -227,6 +227,22 @@ def input_pool(model: Model, inputs: Any) -> dict[str, np.ndarray]:
     if not pool or any(a.ndim == 0 or len(a) == 0 for a in pool.values()):
         raise InputError(f"the inputs for {model.name} hold no samples")
     return pool
+
+
+def timing_inputs(model: Model, inputs: Any, batch_size: int) -> dict[str, np.ndarray]:
+    """What one timed call runs: arrays as given (their batch is the batch timed), or
+    the first ``batch_size`` samples of a `Dataset` / iterable of batches.
+
+    Raises:
+        InputError: inputs that do not fit the model.
+    """
+    if isinstance(inputs, Mapping) or is_array(inputs) or _is_arrays(inputs):
+        return model.check_inputs(inputs)
+    return batch_inputs(model, input_pool(model, inputs), batch_size)
+
+
+def _is_arrays(inputs: Any) -> bool:
+    return isinstance(inputs, list | tuple) and bool(inputs) and all(is_array(v) for v in inputs)
 
 
 def batch_inputs(

@@ -134,3 +134,29 @@ def test_a_fair_child_times_the_inputs_it_was_sent(tmp_path) -> None:
     np.testing.assert_array_equal(next(iter(_child_inputs(model, spec).values())), x)
     generated = _child_inputs(model, {"batch_size": 3})
     assert next(iter(generated.values())).max() < 1.0
+
+
+def test_profile_takes_a_dataset_and_times_its_first_batch(monkeypatch) -> None:
+    from workbench.backends import base
+    from workbench.testing.fake_backend import FakeBackend, FakeSession
+
+    seen: list[np.ndarray] = []
+    real = FakeSession.runner
+
+    def recording(self: FakeSession, inputs: Any) -> Any:
+        seen.append(np.array(next(iter(self.model.check_inputs(inputs).values()))))
+        return real(self, inputs)
+
+    monkeypatch.setattr(FakeSession, "runner", recording)
+    base.register("fake-inputs")(FakeBackend)
+    try:
+        pool = _pool()
+        data = wb.Dataset.from_arrays(pool, np.zeros(5), batch_size=2)
+        p = wb.profile(toy_mlp(), "fake-inputs", batch_size=3, inputs=data, layers=False)
+        assert p.batch_size == 3
+        np.testing.assert_array_equal(seen[0], pool[:3])
+        arrays = wb.profile(toy_mlp(), "fake-inputs", batch_size=3, inputs=pool, layers=False)
+        assert arrays.batch_size == 5  # arrays set their own batch, as before
+    finally:
+        base._FACTORIES.pop("fake-inputs", None)
+        base._INSTANCES.pop("fake-inputs", None)

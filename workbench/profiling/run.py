@@ -49,8 +49,11 @@ def profile(
         model: a `Model` or anything `workbench.load` accepts.
         backend: backend name (see `workbench.devices()`).
         device: device name, e.g. ``"cpu"`` or ``"cuda:0"``.
-        batch_size: batch size of the generated inputs (ignored when ``inputs`` is given).
-        inputs: real inputs to time with instead of generated ones.
+        batch_size: batch size of the generated inputs, or of the samples taken from a
+            dataset given as ``inputs`` (arrays given as ``inputs`` set their own).
+        inputs: real inputs to time with instead of generated ones: arrays (by input
+            name, in input order, or one array), or a `Dataset` / iterable of
+            ``(inputs, labels)`` batches, whose first ``batch_size`` samples are timed.
         layers: also profile per layer (fills `Profile.layers` and `Profile.memory`).
         layer_repeats: instrumented runs for the per-layer statistics.
         layer_view: ``"leaves"`` (leaf modules plus containers' own code) or
@@ -82,6 +85,7 @@ def profile(
         >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
         >>> p.latency.median
     """
+    from workbench.data import timing_inputs
     from workbench.loaders import load
     from workbench.machine import environment
 
@@ -95,7 +99,7 @@ def profile(
     # load time only when this call loaded the model (a given Model was loaded before)
     load_s = None if given else time.perf_counter() - started
     if inputs is not None:
-        staged = model.check_inputs(inputs)
+        staged = timing_inputs(model, inputs, batch_size)
         batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
     else:
         unsized = [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]
