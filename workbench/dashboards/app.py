@@ -32,6 +32,8 @@ __all__ = ["App"]
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 EXTENSIONS = ("plotly", "tabulator", "filedropper")
+#: how often a served session drops uploads that stopped arriving, in milliseconds
+EXPIRY_CHECK_MS = 30_000
 
 
 class App(Viewer):
@@ -107,9 +109,10 @@ class App(Viewer):
         self.upload = bounded_dropper(
             self._uploaded, self._upload_refused, sizing_mode="stretch_width", height=90
         )
-        self._expiry = None
-        if dispatch is not None:  # served: drop uploads that stop arriving
-            self._expiry = pn.state.add_periodic_callback(self.upload.buffer.expire, 30_000)
+        # served: drop uploads that stop arriving (a timeout re-armed each time, not a
+        # periodic callback: Bokeh keeps a stopped periodic's session alive a period longer)
+        self._session_doc = pn.state.curdoc if dispatch is not None else None
+        self._arm_expiry()
 
     # ---- pickers ------------------------------------------------------------------------
     def pickers(self, horizontal: bool = False) -> pn.layout.ListPanel:
@@ -165,6 +168,14 @@ class App(Viewer):
             lambda model: self.state.add_model(model, key=f"{filename} (uploaded)"),
         )
 
+    def _arm_expiry(self) -> None:
+        if self._session_doc is not None:
+            self._session_doc.add_timeout_callback(self._expire_uploads, EXPIRY_CHECK_MS)
+
+    def _expire_uploads(self) -> None:
+        self.upload.buffer.expire()
+        self._arm_expiry()
+
     def _upload_refused(self, message: str) -> None:
         self.state.jobs.error = message
         self.notify("error", message)
@@ -208,8 +219,9 @@ class App(Viewer):
         pages = (self.optimize, self.devices, self.serving, self.sensitivity)
         for jobs in (self.state.jobs, *(page.jobs for page in pages)):
             jobs.close()
-        if self._expiry is not None:
-            self._expiry.stop()
+        # Bokeh removes a session's callbacks as it destroys it; a timeout still pending
+        # after a close outside that finds no document and does not re-arm
+        self._session_doc = None
         self.upload.buffer.clear()
         shutil.rmtree(self._upload_dir, ignore_errors=True)
 

@@ -8,6 +8,7 @@ Only formats that load without running code are accepted (ONNX and checked ``.pt
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -206,12 +207,24 @@ def bounded_dropper(
     ``value`` (so one upload never makes earlier ones load again); each refusal goes to
     ``on_error(message)``.
     """
+    dropper = _dropper_class()(
+        max_file_size=f"{limit // 2**20}MB", chunk_size=CHUNK_BYTES, multiple=False, **params
+    )
+    dropper.buffer = UploadBuffer(limit=limit)
+    dropper.on_file, dropper.on_error = on_file, on_error
+    return dropper
+
+
+@functools.cache
+def _dropper_class() -> Any:
+    """The bounded drop zone's class, made once: Panel caches per class (its design's
+    modifiers), so a class made per session would keep every session alive."""
     import panel as pn
 
     class BoundedFileDropper(pn.widgets.FileDropper):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.buffer = UploadBuffer(limit=limit)
+        buffer: UploadBuffer
+        on_file: Callable[[str, bytes], None]
+        on_error: Callable[[str], None]
 
         def _process_event(self, event: Any) -> None:
             data = event.data if isinstance(event.data, dict) else {}
@@ -220,7 +233,7 @@ def bounded_dropper(
             try:
                 chunk, total = int(data.get("chunk", 0)), int(data.get("total_chunks", 0))
             except (TypeError, ValueError):
-                on_error("bad upload message")
+                self.on_error("bad upload message")
                 return
             self.receive(str(data.get("name", "")), chunk, total, data.get("data"))
 
@@ -229,11 +242,9 @@ def bounded_dropper(
             try:
                 done = self.buffer.add(name, chunk, total, data)
             except ModelLoadError as exc:
-                on_error(str(exc))
+                self.on_error(str(exc))
                 return
             if done is not None:
-                on_file(*done)
+                self.on_file(*done)
 
-    return BoundedFileDropper(
-        max_file_size=f"{limit // 2**20}MB", chunk_size=CHUNK_BYTES, multiple=False, **params
-    )
+    return BoundedFileDropper
