@@ -431,3 +431,18 @@ def legacy_node(trees: TreeArrays, like: onnx.NodeProto | Any) -> Any:
     node.metadata_props.extend(like.metadata_props)
     assert isinstance(node, onnx.NodeProto)
     return node
+
+
+def subtree_ends(trees: TreeArrays) -> np.ndarray:
+    """Row after the last row of each node's subtree (depth-first rows are contiguous)."""
+    ends = np.empty(trees.n_nodes, dtype=np.int64)
+    stack: list[int] = []
+    bounds = np.append(trees.roots, trees.n_nodes)
+    for t in range(trees.n_trees):
+        for i in range(bounds[t], bounds[t + 1]):
+            while stack and trees.depth[stack[-1]] >= trees.depth[i]:
+                ends[stack.pop()] = i
+            stack.append(i)
+        while stack:
+            ends[stack.pop()] = bounds[t + 1]
+    return ends

@@ -44,6 +44,7 @@ _BUILTIN_MODULES = (
     "workbench.optimize.quantize",
     "workbench.optimize.prune",
     "workbench.optimize.trees",
+    "workbench.optimize.tree_tensors",
 )
 _builtins_loaded = False
 _entry_points_loaded = False

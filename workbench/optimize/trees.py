@@ -30,7 +30,14 @@ from typing import Any, Literal
 import numpy as np
 
 from workbench.errors import TransformError
-from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays, legacy_node, select_trees
+from workbench.loaders.tree_graph import (
+    LEAF,
+    TREE_OPS,
+    TreeArrays,
+    legacy_node,
+    select_trees,
+    subtree_ends,
+)
 from workbench.model import Model
 from workbench.optimize.base import Transform, config_to_dict, register
 
@@ -222,7 +229,7 @@ def _cut(trees: TreeArrays, max_depth: int, rows: np.ndarray | None) -> TreeArra
     reach = reach_counts(trees, rows) if rows is not None else np.ones(trees.n_nodes)
     keep = trees.depth <= max_depth
     cut = keep & (trees.depth == max_depth) & (trees.mode != LEAF)
-    subtree_end = _subtree_ends(trees)
+    subtree_end = subtree_ends(trees)
     targets: list[int] = []
     weights: list[float] = []
     starts = np.zeros(trees.n_nodes, dtype=np.int32)
@@ -270,21 +277,6 @@ def _mean_leaf(trees: TreeArrays, leaves: np.ndarray, reach: np.ndarray) -> dict
             target = int(trees.leaf_target[k])
             mean[target] = mean.get(target, 0.0) + share * float(trees.leaf_weight[k])
     return mean
-
-
-def _subtree_ends(trees: TreeArrays) -> np.ndarray:
-    """Row after the last row of each node's subtree (depth-first rows are contiguous)."""
-    ends = np.empty(trees.n_nodes, dtype=np.int64)
-    stack: list[int] = []
-    bounds = np.append(trees.roots, trees.n_nodes)
-    for t in range(trees.n_trees):
-        for i in range(bounds[t], bounds[t + 1]):
-            while stack and trees.depth[stack[-1]] >= trees.depth[i]:
-                ends[stack.pop()] = i
-            stack.append(i)
-        while stack:
-            ends[stack.pop()] = bounds[t + 1]
-    return ends
 
 
 def _rows(data: Any, model: Model) -> np.ndarray | None:

@@ -1,0 +1,301 @@
+"""Tree ensembles compiled to tensor operations on torch (Hummingbird's strategies).
+
+``wb.transform(m, "tree-tensors")`` turns a tree model's ensemble into a torch `Model`
+that the ``torch`` and ``torch-compile`` backends run (and that exports back to an ONNX
+graph of plain tensor ops). Two strategies, as in Hummingbird (Nakandala et al., OSDI
+2020), chosen by depth unless named:
+
+- ``gemm`` (depth <= 3 by default): every split of every tree tested at once (one gather
+  of the features, one comparison), then a batched product with each tree's
+  path matrix finds the leaf whose path agrees with all its ancestors' tests.
+  Work grows with the number of nodes, not the depth, and is all dense tensor maths.
+- ``tree_trav``: all rows walk all trees together, one level per step (a gather of the
+  current nodes' features and thresholds, a comparison, a gather of the next nodes):
+  work grows with the depth.
+
+The outputs are the converted graph's (label and probabilities for a classifier,
+scores for a regressor) with ONNX Runtime's rules for base values, post-transforms and
+binary classifiers; the module's submodules are named after the graph's stages
+(``ensemble``, then the finishing step in ``post-transform``), so per-layer rows line up
+with the ONNX model's. Exact in float32 up to summation order: a compilation, not an
+approximation (its recipe says which strategy).
+
+Example:
+    >>> t = wb.transform(wb.samples.load("trees-gbm"), "tree-tensors")
+    >>> wb.profile(t, backend="torch-compile", batch_size=10_000)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+
+from workbench.errors import TransformError
+from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays, subtree_ends
+from workbench.model import Model
+from workbench.optimize.base import Transform, config_to_dict, register
+
+__all__ = ["TreeTensors"]
+
+#: deepest trees the ``auto`` strategy compiles with ``gemm`` (Hummingbird's default)
+GEMM_MAX_DEPTH = 3
+
+
+@register("tree-tensors")
+@dataclasses.dataclass(frozen=True)
+class TreeTensors(Transform):
+    """Compile the trees to torch tensor operations.
+
+    Attributes:
+        strategy: ``"auto"`` (``gemm`` up to depth 3, else ``tree_trav``), ``"gemm"`` or
+            ``"tree_trav"``.
+    """
+
+    strategy: Literal["auto", "gemm", "tree_trav"] = "auto"
+
+    def label(self) -> str:
+        return f"tree-tensors({self.strategy})"
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        from workbench.loaders.torch import from_module
+        from workbench.loaders.trees import ensemble_of
+
+        if self.strategy not in ("auto", "gemm", "tree_trav"):
+            raise TransformError(
+                f"tree-tensors strategy is auto, gemm or tree_trav, not {self.strategy!r}"
+            )
+        proto = model.to_onnx().proto
+        nodes = [n for n in proto.graph.node if n.op_type in TREE_OPS] if proto else []
+        if len(proto.graph.node if proto else []) != 1 or len(nodes) != 1:
+            raise TransformError(
+                f"tree-tensors compiles a graph that is one tree-ensemble node; {model.name!r} "
+                f"has {len(proto.graph.node) if proto else 0} nodes"
+            )
+        trees = ensemble_of(nodes[0])
+        if trees.aggregate > 1:
+            raise TransformError("tree-tensors compiles summed or averaged ensembles only")
+        strategy = self.strategy
+        if strategy == "auto":
+            strategy = "gemm" if trees.max_depth <= GEMM_MAX_DEPTH else "tree_trav"
+        module = tree_module(trees, nodes[0].op_type == "TreeEnsembleClassifier", strategy)
+        import torch
+
+        example = torch.zeros(1, int(model.inputs[0].shape[1]))
+        compiled = from_module(module, (example,), name=model.name, input_names=["input"])
+        recipe = config_to_dict(self, chosen=strategy)
+        derived = model.derive(
+            framework="torch", module=compiled.module, proto=None, layers=compiled.layers,
+            inputs=compiled.inputs, outputs=compiled.outputs, recipe=recipe,
+        )  # fmt: skip
+        derived.metadata.pop("native", None)
+        return derived
+
+
+def _module_classes() -> tuple[type, type, type]:
+    """The torch modules, built on first use so that importing this file needs no torch."""
+    import torch
+    from torch import nn
+
+    class Gemm(nn.Module):
+        """Hummingbird's GEMM strategy: all tests at once, leaves found by path products."""
+
+        index: torch.Tensor
+        path: torch.Tensor
+        wanted: torch.Tensor
+        weights: torch.Tensor
+
+        def __init__(self, t: TreeArrays, values: np.ndarray) -> None:
+            super().__init__()
+            tree_of = np.repeat(np.arange(t.n_trees), np.diff(np.append(t.roots, t.n_nodes)))
+            splits = [np.flatnonzero((tree_of == k) & (t.mode != LEAF)) for k in range(t.n_trees)]
+            leaves = [np.flatnonzero((tree_of == k) & (t.mode == LEAF)) for k in range(t.n_trees)]
+            n_i = max(1, max(len(s) for s in splits))
+            n_l = max(len(s) for s in leaves)
+            index = np.zeros((t.n_trees, n_i), np.int64)  # padded splits test row 0: masked by C
+            path = np.zeros((t.n_trees, n_i, n_l), np.float32)
+            wanted = np.zeros((t.n_trees, n_l), np.float32)
+            weights = np.zeros((t.n_trees, n_l, values.shape[1]), np.float32)
+            ends = subtree_ends(t)
+            for k in range(t.n_trees):
+                index[k, : len(splits[k])] = splits[k]
+                for j, leaf in enumerate(leaves[k]):
+                    weights[k, j] = values[leaf]
+                    for i, node in enumerate(splits[k]):
+                        if node < leaf < ends[node]:  # an ancestor: true side is node + 1 ...
+                            true_side = leaf < t.false_child[node]
+                            path[k, i, j] = 1.0 if true_side else -1.0
+                            wanted[k, j] += 1.0 if true_side else 0.0
+                wanted[k, len(leaves[k]) :] = -1  # padded leaves never match
+            self.n_trees = t.n_trees
+            self.register_buffer("index", torch.from_numpy(index.reshape(-1)))
+            self.register_buffer("path", torch.from_numpy(path))
+            self.register_buffer("wanted", torch.from_numpy(wanted).unsqueeze(1))
+            self.register_buffer("weights", torch.from_numpy(weights))
+            _register_tests(self, t)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            go = _tests(self, x, self.index).to(torch.float32)  # (N, trees * splits)
+            go = go.reshape(x.shape[0], self.n_trees, -1).transpose(0, 1)
+            reached = torch.eq(torch.bmm(go, self.path), self.wanted).to(torch.float32)
+            return torch.bmm(reached, self.weights).sum(0)  # (N, targets)
+
+    class TreeTrav(nn.Module):
+        """Hummingbird's tree-traversal strategy: all rows down all trees, a level a step."""
+
+        roots: torch.Tensor
+        false_child: torch.Tensor
+        leaf: torch.Tensor
+        values: torch.Tensor
+        depth: int
+
+        def __init__(self, t: TreeArrays, values: np.ndarray) -> None:
+            super().__init__()
+            self.depth = t.max_depth
+            self.register_buffer("roots", torch.from_numpy(t.roots.astype(np.int64)))
+            false_child = np.maximum(t.false_child, 0).astype(np.int64)
+            self.register_buffer("false_child", torch.from_numpy(false_child))
+            self.register_buffer("leaf", torch.from_numpy(t.mode == LEAF))
+            self.register_buffer("values", torch.from_numpy(values.astype(np.float32)))
+            _register_tests(self, t)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            node = self.roots.expand(x.shape[0], -1)
+            for _ in range(self.depth):
+                go = _tests(self, x, node)
+                step = torch.where(go, node + 1, self.false_child[node])
+                node = torch.where(self.leaf[node], node, step)
+            return self.values[node].sum(1)  # (N, targets)
+
+    class Finish(nn.Module):
+        """Base values, post-transform and labels, with ONNX Runtime's rules."""
+
+        base: torch.Tensor
+        labels: torch.Tensor
+
+        def __init__(self, t: TreeArrays, classifier: bool) -> None:
+            super().__init__()
+            self.classifier, self.post = classifier, t.post_transform
+            self.divide = float(t.n_trees) if t.aggregate == 1 else 1.0
+            scored = np.zeros(t.n_targets, bool)
+            scored[np.unique(t.leaf_target)] = True
+            self.scored = [bool(s) for s in scored]
+            self.binary = classifier and t.n_targets == 2 and int(scored.sum()) == 1
+            self.all_positive = bool((t.leaf_weight >= 0).all())
+            self.register_buffer("base", torch.from_numpy(t.base_values.astype(np.float32)))
+            labels = t.class_labels if len(t.class_labels) else np.zeros(1, np.int64)
+            self.register_buffer("labels", torch.from_numpy(labels))
+
+        def forward(self, s: torch.Tensor) -> Any:
+            s = s / self.divide
+            n, k = int(s.shape[1]), int(self.base.shape[0])
+            if not self.classifier:
+                s = s + self.base if k == n else s
+                return _transform(s, self.post) if n >= 2 else _probit_only(s, self.post)
+            if n > 2:
+                s = s + self.base if k else s
+                return self.labels[s.argmax(1)], _transform(s, self.post)
+            return self._binary(s, k)
+
+        def _binary(self, s: torch.Tensor, k: int) -> Any:
+            s0, s1, size, add = s[:, 0], s[:, 1], 2, -1
+            if k == 2 and self.scored[1]:
+                s1 = self.base[1] + s0
+                s0 = -s1
+            elif k == 2:
+                s0, s1 = s0 + self.base[0], s1 + self.base[1]
+            elif k == 1:
+                s0 = s0 + self.base[0]
+                size = 2 if self.scored[1] else 1
+            else:
+                add, size = 3, 2 if self.scored[1] else 1
+            zero = torch.zeros_like(s0)
+            positive = s1 if size == 2 and self.scored[1] else (s0 if self.scored[0] else zero)
+            limit = 0.5 if self.binary and self.all_positive else 0.0
+            high = positive > limit
+            if self.binary:
+                label = torch.where(high, self.labels[1], self.labels[0])
+                add = (0 if self.all_positive else 2) if size == 1 else add
+            else:
+                label = high.to(torch.int64)
+            if size == 2:
+                return label, _transform(torch.stack([s0, s1], 1), self.post)
+            if self.post == 4:
+                return label, _probit_only(s0[:, None], 4)
+            if self.binary and self.all_positive:  # ORT: 1 - p beside p
+                return label, torch.stack([1 - s0, s0], 1)
+            if add in (2, 3) and self.post == 2:
+                return label, torch.stack([torch.sigmoid(-s0), torch.sigmoid(s0)], 1)
+            if add in (2, 3):
+                return label, torch.stack([-s0, s0], 1)
+            return label, s0[:, None]
+
+    return Gemm, TreeTrav, Finish
+
+
+def tree_module(trees: TreeArrays, classifier: bool, strategy: str) -> Any:
+    """The compiled ensemble: ``ensemble`` (the strategy) then ``post-transform``."""
+    from torch import nn
+
+    gemm, trav, finish = _module_classes()
+    values = np.zeros((trees.n_nodes, trees.n_targets))
+    rows = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
+    np.add.at(values, (rows, trees.leaf_target), trees.leaf_weight)
+    ensemble = (gemm if strategy == "gemm" else trav)(trees, values)
+    module = nn.Sequential()
+    module.add_module("ensemble", ensemble)
+    module.add_module("post-transform", finish(trees, classifier))
+    return module.eval()
+
+
+def _register_tests(module: Any, t: TreeArrays) -> None:
+    import torch
+
+    module.register_buffer("feature", torch.from_numpy(np.maximum(t.feature, 0).astype(np.int64)))
+    module.register_buffer("threshold", torch.from_numpy(t.threshold.astype(np.float32)))
+    module.register_buffer("mode", torch.from_numpy(np.maximum(t.mode, 0).astype(np.int64)))
+    module.register_buffer("missing_true", torch.from_numpy(t.missing_true))
+    module.single_mode = int(t.mode[t.mode != LEAF][0]) if (t.mode != LEAF).any() else 0
+    module.same_mode = bool((t.mode[t.mode != LEAF] == module.single_mode).all())
+
+
+def _tests(module: Any, x: Any, node: Any) -> Any:
+    """Each node's split test on its row of ``x``: ``node`` is ``(N, k)`` or flat ``(k,)``."""
+    import torch
+
+    feature = module.feature[node]
+    v = x[:, feature] if node.dim() == 1 else torch.gather(x, 1, feature)
+    t = module.threshold[node]
+    if module.same_mode:
+        go = _compare(v, t, module.single_mode)
+    else:
+        mode = module.mode[node]
+        go = torch.zeros_like(v, dtype=torch.bool)
+        for m in range(6):
+            go = torch.where(mode == m, _compare(v, t, m), go)
+        go = go | (torch.isnan(v) & (mode == 5))
+    return torch.where(torch.isnan(v), module.missing_true[node] | go, go)
+
+
+def _compare(v: Any, t: Any, mode: int) -> Any:
+    return [v <= t, v < t, v >= t, v > t, v == t, v != t][mode]
+
+
+def _transform(s: Any, post: int) -> Any:
+    import torch
+
+    if post == 2:
+        return torch.sigmoid(s)
+    if post == 1:
+        return torch.softmax(s, 1)
+    if post == 3:
+        e = torch.where(s == 0, torch.zeros_like(s), torch.exp(s - s.max(1, keepdim=True).values))
+        return e / e.sum(1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
+    return _probit_only(s, post)
+
+
+def _probit_only(s: Any, post: int) -> Any:
+    import torch
+
+    return torch.special.ndtri(s) if post == 4 else s
