@@ -147,3 +147,39 @@ def test_stores_opened_at_once_on_a_new_file_agree(tmp_path: Path) -> None:
     for i, store in enumerate(stores):
         store.save_profile(_profile(f"m{i}"))
     assert len(runs(path)) == 8 and _tables(path) == ["points", "profiles", "sweeps"]
+
+
+_WRITER = """
+import sys
+from workbench.profiling.profile import Profile
+from workbench.profiling.timer import Measurement
+from workbench.store import Store
+store = Store(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.save_profile(Profile(f"{sys.argv[2]}-{i}", "onnxruntime", "cpu", 1, Measurement((1.0,))))
+    print(i, flush=True)
+"""
+
+
+def test_processes_writing_at_once_and_one_killed_leave_a_readable_store(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.sqlite"  # new: the writers race to create and mark it
+
+    def writer(name: str, count: int, out: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-c", _WRITER, str(path), name, str(count)]
+        return subprocess.Popen(argv, stdout=out, text=True)
+
+    writers = [writer(f"w{n}", 20) for n in range(3)]
+    with writer("killed", 10_000, subprocess.PIPE) as victim:
+        assert victim.stdout is not None and victim.stdout.readline()  # it is writing
+        victim.send_signal(signal.SIGKILL)
+    assert all(w.wait(timeout=120) == 0 for w in writers)
+    table = runs(path)
+    assert sum(table["model"].str.startswith("w")) == 60
+    assert table["model"].str.startswith("killed").sum() >= 1
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID

@@ -281,6 +281,8 @@ def _claim(db: sqlite3.Connection, path: Path) -> None:
     Runs in one immediate transaction, so two processes opening a new file at once
     agree on it; refuses, without writing, any database with other tables.
     """
+    if db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+        return  # our own store (the common case): nothing to write, no lock taken
     db.execute("BEGIN IMMEDIATE")
     mark = db.execute("PRAGMA application_id").fetchone()[0]
     found = {
