@@ -98,9 +98,9 @@ def test_a_metric_that_does_not_fit_the_named_output_is_refused_in_one_line() ->
     with pytest.raises(InputError, match=r"top2 does not fit output 'label' \[20\] int64") as info:
         evaluate(_converted_classifier(), data, metric="top2", output="label", bar=False)
     assert "\n" not in str(info.value)
-    with pytest.raises(InputError, match="no output 'proba'.*'probabilities' \\[20, 3\\]"):
+    with pytest.raises(InputError, match=r"no output 'proba'.*'probabilities' \[20, 3\]"):
         evaluate(_converted_classifier(), data, output="proba", bar=False)
-    with pytest.raises(InputError, match="mse does not fit output 'label'.*float"):
+    with pytest.raises(InputError, match=r"mse does not fit output 'label'.*float"):
         evaluate(_converted_classifier(), data, metric="mse", output="label", bar=False)
 
 
@@ -117,7 +117,7 @@ def test_anomaly_scores_go_to_a_metric_of_your_own_and_never_to_accuracy() -> No
     result = evaluate(_anomaly_detector(), data, metric=mean_score_gap, bar=False)
     assert result.output == "scores"
     assert result.value == pytest.approx(x[x[:, 0] >= 0, 0].mean() - x[x[:, 0] < 0, 0].mean())
-    with pytest.raises(InputError, match="accuracy does not fit output 'scores'.*class scores"):
+    with pytest.raises(InputError, match=r"accuracy does not fit output 'scores'.*class scores"):
         evaluate(_anomaly_detector(), data, output="scores", bar=False)
     # accuracy fits only the predicted labels (-1 / 1 here), compared as labels
     signs = np.where(outlier == 1, -1, 1)
@@ -158,3 +158,18 @@ def test_sweep_scores_the_named_output_and_records_it(tmp_path) -> None:
         store=tmp_path / "a.sqlite",
     )
     assert "top2 does not fit output 'label'" in refused.df["error"].iloc[0]
+
+
+def test_workbench_sweep_output_flag(tmp_path, capsys) -> None:
+    from workbench.cli import main
+
+    x, labels, _ = _classifier_data()
+    _converted_classifier().to_onnx(tmp_path / "classifier.onnx")
+    np.savez(tmp_path / "data.npz", x=x, y=labels)
+    argv = ["sweep", str(tmp_path / "classifier.onnx"), "--variants", "baseline"]
+    argv += ["--backends", "onnxruntime", "--data", str(tmp_path / "data.npz")]
+    argv += ["--budget-s", "0.01", "--store", str(tmp_path / "s.sqlite")]
+    main([*argv, "--metric", "top2", "--output", "0"])  # a failed point, said so
+    assert "top2 does not fit output 'label'" in capsys.readouterr().out
+    assert main([*argv, "--output", "probabilities"]) == 0
+    assert "75" in capsys.readouterr().out  # the accuracy, 0.75
