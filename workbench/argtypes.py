@@ -1,4 +1,4 @@
-"""The command line's boundary, shared with the public API (ground layer, stdlib only).
+"""The command line's boundary, shared with the public API (ground layer: stdlib imports only).
 
 - Validators (`whole`, `number`, `seconds`, `batch_size`, `check_input_bytes`) check a
   parameter where it enters the public API and raise `ParameterError` with one line

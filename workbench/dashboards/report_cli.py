@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report`` to the ``workbench`` command line."""
-    from workbench.argtypes import add_model_options, positive_float, positive_int
+    from workbench.argtypes import add_model_options, batch_int, duration_s
 
     p = subparsers.add_parser(
         "report", help="write a self-contained HTML report of a model, a stored run or a sweep"
@@ -32,8 +32,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.add_argument("--backend", default="onnxruntime", help="backend when profiling a model")
     p.add_argument("--device", default="cpu", help="device when profiling a model")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default 1)")
-    p.add_argument("--budget", type=positive_float, default=1.0, help="timing budget in seconds")
+    p.add_argument("--batch-size", type=batch_int, default=1, help="batch size (default 1)")
+    p.add_argument("--budget", type=duration_s, default=1.0, help="timing budget in seconds")
     add_model_options(p)
     p.set_defaults(func=_report_command)
 

@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.argtypes import add_model_options, positive_float, positive_int
+from workbench.argtypes import add_model_options, batch_int, duration_s, positive_int
 
 
 def parse_variant(text: str) -> Any:
@@ -128,7 +128,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
     p.add_argument("--devices", nargs="+", default=["cpu"])
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=batch_int, default=32)
     p.add_argument("--metric", default="accuracy")
     p.add_argument(
         "--output",
@@ -139,9 +139,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", default=None, help=".npz with arrays x and y (default: a sample's test split)"
     )
-    p.add_argument(
-        "--budget-s", type=positive_float, default=0.5, help="seconds of timing per point"
-    )
+    p.add_argument("--budget-s", type=duration_s, default=0.5, help="seconds of timing per point")
     p.add_argument(
         "--threads", type=positive_int, default=None, help="intra-op threads per backend"
     )
