@@ -264,6 +264,11 @@ OTHER_COMMANDS = [
     ),
     ("negative rate", ["scenario", "digits-mlp", "--rate", "-1"], "--rate: must be greater"),
     (
+        "missing data file",
+        ["sweep", "digits-mlp", "--data", "{dir}/none.npz", "--store", "{dir}/s.sqlite"],
+        "No such file or directory: {dir}/none.npz",
+    ),
+    (
         "misspelt backend",
         ["sweep", "digits-mlp", "--backends", "torhc", "--store", "{dir}/s.sqlite"],
         "unknown backend 'torhc'; did you mean 'torch'?",
@@ -279,7 +284,7 @@ def test_other_commands_bad_input_one_line(bad_stores, capsys, args, message) ->
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("workbench: error: "), err
-    assert message in err and "Traceback" not in err
+    assert message.format(dir=bad_stores) in err and "Traceback" not in err
 
 
 def test_foreign_store_is_left_untouched(bad_stores) -> None:

@@ -219,6 +219,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return _fail(str(exc))
     except MemoryError as exc:
         return _fail(f"out of memory ({exc or 'no detail'}); use a smaller --batch-size")
+    except OSError as exc:  # a file named on the command line cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:
         # a runtime's own error (e.g. onnxruntime's on a shape it cannot run) is the
         # user's to read in one line; anything else is a bug and keeps its traceback
