@@ -173,3 +173,11 @@ def test_workbench_sweep_output_flag(tmp_path, capsys) -> None:
     assert "top2 does not fit output 'label'" in capsys.readouterr().out
     assert main([*argv, "--output", "probabilities"]) == 0
     assert "75" in capsys.readouterr().out  # the accuracy, 0.75
+
+
+def test_sensitivity_scores_its_baseline_on_the_output_the_metric_fits() -> None:
+    x, labels, _ = _classifier_data()
+    data = wb.Dataset.from_arrays(x, labels, batch_size=20)
+    model = _converted_classifier()
+    report = wb.sensitivity(model, data, "int8-dynamic", backend="onnxruntime", budget_s=0.01)
+    assert report.attrs["baseline"] == pytest.approx(0.75)

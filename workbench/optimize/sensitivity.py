@@ -153,18 +153,27 @@ class _Bench:
 
     def outputs(self, model: Model) -> tuple[np.ndarray, np.ndarray]:
         from workbench.backends.base import get_backend
+        from workbench.evaluation.metrics import output_names, pick_output
         from workbench.optimize.data_source import to_numpy
 
         session = get_backend(self.backend).compile(model, self.device, **self.options)
         try:
             outs, labels = [], []
+            index = None
             for inputs, target in self.data:
                 feeds = inputs if isinstance(inputs, dict) else _as_tuple(inputs)
-                outs.append(session.run(feeds)[0])
+                ran = session.run(feeds)
+                # the output the metric fits (a classifier's probabilities, not its labels)
+                if index is None:
+                    index, _ = pick_output(output_names(model, len(ran)), ran, self.metric)
+                outs.append(ran[index])
                 labels.append(np.atleast_1d(to_numpy(target)))
         finally:
             session.close()
-        return np.concatenate(outs).astype(np.float64), np.concatenate(labels)
+        scored = np.concatenate(outs)
+        if scored.dtype.kind == "f":  # float64 for the metric's sums; labels stay integers
+            scored = scored.astype(np.float64)
+        return scored, np.concatenate(labels)
 
     def latency(self, model: Model, budget_s: float | None = None) -> float:
         from workbench.profiling.run import profile
