@@ -126,6 +126,29 @@ def test_a_clean_pt2_loads_untrusted_as_torch_loads_it(tmp_path: Path) -> None:
     assert wb.load(path).inputs[0].shape == ("batch", 3)
 
 
+class _SizeArithmetic(torch.nn.Module):
+    """Sizes that torch writes as powers, ratios, floats and maxima of symbols."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        sizes = (n * n, n * n * n, max(n, y.shape[0]), (n + 1) // 2)
+        total = sum(torch.ones(size).sum() for size in sizes)
+        return total + x.mean() * (n / 3) + x.mean() * n**0.5
+
+
+def test_torchs_own_shape_expressions_pass_the_grammar() -> None:
+    dims = ({0: torch.export.Dim("b", min=3, max=99)}, {0: torch.export.Dim("c", min=2)})
+    program = torch.export.export(
+        _SizeArithmetic(), (torch.rand(5, 4), torch.rand(6, 4)), dynamic_shapes=dims
+    )
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    assert "Pow(Symbol(" in buffer.getvalue().decode("latin-1")  # the forms checked here
+    loaded = load_program(buffer.getvalue(), "m.pt2", None)
+    x, y = torch.rand(7, 4), torch.rand(3, 4)
+    assert torch.allclose(loaded.module()(x, y), program.module()(x, y))
+
+
 def test_tied_weights_and_constants_load_as_torch_loads_them() -> None:
     data = _saved(_TiedWithConstant().eval(), torch.rand(2, 3))
     program, reference = load_program(data, "m.pt2", None), torch.export.load(io.BytesIO(data))
@@ -248,6 +271,20 @@ def test_graph_targets_are_an_allow_list(target: str, allowed: bool) -> None:
         ("s0**2 + PowByNatural(s1, 3) + s2**(-3/2) + 2**64", True),
         ("Piecewise((s0, Eq(s1, 2)), (s1, True))", True),
         ("IsNonOverlappingAndDenseIndicator(s0, 3, 1, 1)", True),
+        # as torch writes them (sympy's srepr)
+        ("Pow(Symbol('s0', positive=True, integer=True), Integer(-1))", True),
+        ("Pow(Symbol('s0', positive=True, integer=True), Rational(3, 2))", True),
+        ("FloatPow(ToFloat(Symbol('s7', positive=True)), Float('0.5', precision=53))", True),
+        (
+            "Piecewise(ExprCondPair(Symbol('s0'), Equality(Symbol('s0'), Integer(2))), "
+            "ExprCondPair(Integer(1), true))",
+            True,
+        ),
+        ("And(StrictGreaterThan(Symbol('s0'), Integer(2)), Unequality(Symbol('s0'), 5))", True),
+        ("Pow(Integer(10), Pow(Integer(10), Integer(10)))", False),
+        ("Float('1e99999', precision=53)", False),
+        ("Float('0.5', precision=10**10)", False),
+        ("Symbol('s0', positive='yes')", False),
         ("__import__('os').system('x')", False),
         ("eval('1')", False),
         ("s0.__class__", False),

@@ -64,20 +64,14 @@ MAX_ZIP_RATIO = 100
 # Graph targets an untrusted program may call. Operators outside these namespaces, and the
 # two aten operators that touch the file system, are refused (a target such as
 # ``torch.os.system`` would otherwise be resolved by attribute lookup and called).
-# fmt: off  (name tables, several names a line)
+# fmt: off
 _OP_NAMESPACES = {"aten", "prims", "quantized", "quantized_decomposed", "_quantized"}
 _FILE_OPS = {"from_file", "save"}
 _HIGHER_ORDER = {
-    "cond",
-    "while_loop",
-    "map_impl",
-    "scan",
-    "invoke_subgraph",
-    "wrap_with_set_grad_enabled",
-    "wrap_with_autocast",
-    "auto_functionalized",
-    "auto_functionalized_v2",
+    "cond", "while_loop", "map_impl", "scan", "invoke_subgraph", "wrap_with_set_grad_enabled",
+    "wrap_with_autocast", "auto_functionalized", "auto_functionalized_v2"
 }
+# fmt: on
 _PYTHON_TARGETS = re.compile(
     r"_operator\.(add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|"
     r"and_|or_|not_|lshift|rshift|getitem)|math\.[a-z0-9_]+|torch\.sym_[a-z_]+|torch\._sym_sqrt"
@@ -89,66 +83,30 @@ _PYTHON_TARGETS = re.compile(
 # ``eval`` and computes constant powers exactly (``10**10**10`` never returns), so every
 # exponent must be a small number and the size of the numbers an expression can reach is
 # bounded (a symbol, a tensor size, counts as 64 bits).
+# torch writes expressions with sympy's srepr: Mul(Integer(4), Symbol('s0', positive=True,
+# integer=True)), Pow(Symbol(...), Integer(2)), Equality(...), ExprCondPair(...), true
 _SYMBOL = re.compile(r"[a-z]+[0-9]{1,7}")
-_CONSTANTS = {"oo", "zoo", "nan", "pi", "E"}
+# sympy's constants, and torch's int_oo (which sympify reads as a symbol)
+_CONSTANTS = {"oo", "zoo", "nan", "pi", "E", "true", "false", "int_oo"}
+# fmt: off
 # functions whose result is about as large as their largest argument
 _ADDITIVE = {
-    "Max",
-    "Min",
-    "Abs",
-    "Mod",
-    "PythonMod",
-    "ModularIndexing",
-    "Where",
-    "Eq",
-    "Ne",
-    "Lt",
-    "Le",
-    "Gt",
-    "Ge",
-    "And",
-    "Or",
-    "Not",
-    "Piecewise",
-    "floor",
-    "ceiling",
-    "sqrt",
-    "Integer",
-    "Float",
-    "CeilToInt",
-    "FloorToInt",
-    "RShift",
-    "TruncToFloat",
-    "TruncToInt",
-    "RoundToInt",
-    "ToFloat",
-    "Identity",
-    "IsNonOverlappingAndDenseIndicator",
-    "Add",
+    "Add", "Max", "Min", "Abs", "Mod", "PythonMod", "ModularIndexing", "Where", "Eq", "Ne",
+    "Lt", "Le", "Gt", "Ge", "Equality", "Unequality", "StrictLessThan", "LessThan",
+    "StrictGreaterThan", "GreaterThan", "And", "Or", "Not", "Piecewise", "ExprCondPair",
+    "floor", "ceiling", "sqrt", "Integer", "CeilToInt", "FloorToInt", "RShift", "TruncToFloat",
+    "TruncToInt", "RoundToInt", "ToFloat", "Identity", "IsNonOverlappingAndDenseIndicator"
 }
 # functions whose result can need their arguments' sizes added up
 _MULTIPLICATIVE = {
-    "Mul",
-    "Rational",
-    "FloorDiv",
-    "CleanDiv",
-    "CeilDiv",
-    "FloatTrueDiv",
-    "IntTrueDiv",
-}
-# functions whose second argument is an exponent (or a shift, or a count of digits)
-_POWERS = {"Pow", "PowByNatural", "FloatPow", "LShift", "RoundDecimal"}
-_ASSUMPTIONS = {
-    "positive",
-    "negative",
-    "nonnegative",
-    "nonpositive",
-    "integer",
-    "real",
-    "finite",
-    "zero",
+    "Mul", "Rational", "FloorDiv", "CleanDiv", "CeilDiv", "FloatTrueDiv", "IntTrueDiv"
 }
 # fmt: on
+# functions whose second argument is an exponent (or a shift, or a count of digits)
+_POWERS = {"Pow", "PowByNatural", "FloatPow", "LShift", "RoundDecimal"}
+# a Float's digits as srepr writes them: Float('0.5', precision=53)
+_FLOAT_TEXT = re.compile(r"[-+]?[0-9]{1,40}(\.[0-9]{0,40})?(e[-+]?[0-9]{1,3})?")
+_MAX_FLOAT_PRECISION = 256
 # sympy compares these functions' arguments pair by pair, with assumptions: a Max of 16
 # sums costs it a second
 _COMPARED = {"Max", "Min", "Piecewise", "And", "Or"}
@@ -477,15 +435,13 @@ def _call_bits(node: ast.Call) -> int:
             isinstance(symbol, ast.Constant)
             and isinstance(symbol.value, str)
             and _SYMBOL.fullmatch(symbol.value)
-            and all(
-                k.arg in _ASSUMPTIONS
-                and isinstance(k.value, ast.Constant)
-                and isinstance(k.value.value, bool)
-                for k in node.keywords
-            )
+            and all(_is_flag(k) for k in node.keywords)
         ):
             raise _Refused("declares a symbol torch does not write")
         return _SYMBOL_BITS
+    if name == "Float":  # Float('0.5', precision=53)
+        _float_value(node)
+        return 64
     most = _MAX_COMPARED_ARGS if name in _COMPARED else _MAX_CALL_ARGS
     if node.keywords or len(node.args) > most or not node.args:
         raise _Refused(f"calls {name or 'something'} with arguments torch does not write")
@@ -501,18 +457,50 @@ def _call_bits(node: ast.Call) -> int:
     raise _Refused(f"calls {name[:40] or 'something'!r}")
 
 
+def _is_flag(keyword: ast.keyword) -> bool:
+    """An assumption such as ``positive=True``."""
+    value = keyword.value
+    return keyword.arg is not None and isinstance(value, ast.Constant) and type(value.value) is bool
+
+
+def _float_value(node: ast.Call) -> float:
+    """The value of ``Float('0.5', precision=53)``; `_Refused` for any other form."""
+    text = node.args[0] if len(node.args) == 1 else None
+    precision = [k.value for k in node.keywords if k.arg == "precision"]
+    if (
+        isinstance(text, ast.Constant)
+        and isinstance(text.value, str)
+        and _FLOAT_TEXT.fullmatch(text.value)
+        and len(precision) == len(node.keywords) <= 1
+        and all(
+            isinstance(p, ast.Constant)
+            and type(p.value) is int
+            and 0 < p.value <= _MAX_FLOAT_PRECISION
+            for p in precision
+        )
+    ):
+        return float(text.value)
+    raise _Refused("writes a Float torch does not write")
+
+
 def _exponent(node: ast.AST) -> int:
-    """A small number (an exponent, a shift): a literal, signed, or a ratio of two."""
+    """A small number (an exponent, a shift), as srepr or str writes one: ``2``, ``-2``,
+    ``Integer(2)``, ``Rational(1, 2)``, ``1/2``, ``Float('0.5', precision=53)``."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         return _exponent(node.operand)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         return max(_exponent(node.left), _exponent(node.right))
-    value = node.value if isinstance(node, ast.Constant) else None
     if (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and abs(value) <= _MAX_EXPONENT
+        isinstance(node, ast.Call)
+        and _name(node) in ("Integer", "Rational")
+        and not node.keywords
+        and 1 <= len(node.args) <= 2
     ):
+        return max(_exponent(arg) for arg in node.args)
+    value: Any = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(node, ast.Call) and _name(node) == "Float":
+        value = _float_value(node)
+    if isinstance(value, int | float) and type(value) is not bool and abs(value) <= _MAX_EXPONENT:
         return max(math.ceil(abs(value)), 1)
     raise _Refused(f"has an exponent that is not a number up to {_MAX_EXPONENT}")
 

@@ -178,9 +178,11 @@ def _pt2_symbol_index(marker: Path) -> bytes:
     )
 
 
-def _pt2_inflating(marker: Path) -> bytes:
-    """A weight entry deflated from 64 MiB of zeros to 64 KiB (the program reads 128 bytes
-    of it); a 1.5 MB file with a 1.5 GiB entry is the same attack, slower to build."""
+@cache
+def _inflating() -> bytes:
+    """A .pt2 whose weight entry is deflated from 64 MiB of zeros to 64 KiB (the program
+    reads 128 bytes of it); a 1.5 MB file with a 1.5 GiB entry is the same attack, slower
+    to build."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(_exported())) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
@@ -189,6 +191,10 @@ def _pt2_inflating(marker: Path) -> bytes:
             else:
                 dst.writestr(info, src.read(info))
     return out.getvalue()
+
+
+def _pt2_inflating(marker: Path) -> bytes:
+    return _inflating()
 
 
 def pt2_python_call(marker: Path) -> bytes:
