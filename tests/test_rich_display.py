@@ -368,3 +368,25 @@ def test_the_sweep_figures_accuracy_axis_stops_at_100_percent() -> None:
     svg = _figure(_sweep([("baseline", 1.0, 0.98, False), ("int8", 0.5, 0.98, True)]))
     ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)%<", svg)]
     assert ticks and max(ticks) <= 100 and min(ticks) >= 90, ticks
+
+
+@pytest.mark.skipif(not __import__("shutil").which("node"), reason="node not installed")
+def test_a_dashboard_cell_shows_its_unit_a_share_bar_and_the_noisy_mark() -> None:
+    """The whole Tabulator formatter of a column (run in node on a stand-in cell)."""
+    import json
+    import subprocess
+
+    from workbench.dashboards.pages.common import cell_formatters
+
+    frame = pd.DataFrame({"latency_ms": [1.5], "share": [0.25], "noisy": [True]})
+    formatters, align = cell_formatters(frame)
+    cells = []
+    for column, row in (("latency_ms", {"noisy": True}), ("latency_ms", {}), ("share", {})):
+        value = float(frame[column].iloc[0])
+        cell = f"{{getValue:()=>{value},getRow:()=>({{getData:()=>({json.dumps(row)})}})}}"
+        script = f"const f={formatters[column].js_code};console.log(JSON.stringify(f({cell})));"
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+        cells.append(json.loads(out.stdout))
+    assert cells[0] == "~1.5 ms" and cells[1] == "1.5 ms"
+    assert "25%" in cells[2] and "#C6DBEF 25%" in cells[2]  # the bar behind the number
+    assert align == {"latency_ms": "right", "share": "right", "noisy": "left"}

@@ -970,6 +970,9 @@ def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.Dat
     largest = float(size.max()) if size.notna().any() else 1.0
     # an unknown size gets the smallest marker, not a failed figure
     frame["marker"] = (10 + 30 * np.sqrt(size / max(largest, 1.0))).fillna(10.0)
+    # neighbours in latency take turns above and below their points: labels stay apart
+    rank = frame["latency_ms"].rank(method="first").fillna(0).astype(int)
+    frame["label_at"] = np.where(rank % 2 == 0, "bottom center", "top center")
     return frame
 
 
@@ -1028,7 +1031,7 @@ def _tradeoff_trace(
         y=part["metric"],
         mode="markers+text",
         text=[_short_variant(v) for v in part["variant"]],
-        textposition="top center",
+        textposition=list(part["label_at"]),
         textfont={"size": 10, "color": "#555"},
         name=f"{precision}, {backend}" if backend else precision,
         error_x=error,

@@ -10,7 +10,7 @@ import panel as pn
 
 from workbench.profiling.display import memory_rows
 from workbench.profiling.profile import UNATTRIBUTED, Profile
-from workbench.units import column_kind, js_formatter
+from workbench.units import MISSING, UNCERTAIN, column_kind, js_formatter
 
 #: rows per page of every table (big unpaginated tables freeze notebooks)
 PAGE_SIZE = 50
@@ -27,8 +27,8 @@ def figure_pane(figure: Any, height: int | None = None) -> pn.pane.Plotly:
 def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]]:
     """Each column's Tabulator formatter and alignment, from its kind (`column_kind`):
     the browser renders a cell exactly as the notebook and terminal views do (units,
-    separators, % for shares, "—" when missing), while the cell keeps its number, so
-    sorting stays numeric."""
+    separators, % for shares, "—" when missing, ``~`` before the numbers of a row whose
+    ``noisy`` column is true), while the cell keeps its number, so sorting stays numeric."""
     from panel.io.model import JSCode
 
     formatters: dict[str, Any] = {}
@@ -39,6 +39,11 @@ def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]
             f"var v=cell.getValue(),t=String(({js_formatter(kind)})(v))"
             ".replace(/&/g,'&amp;').replace(/</g,'&lt;').replace(/>/g,'&gt;');"
         )
+        if kind != "text":  # a row flagged noisy (a boolean `noisy` column) marks its numbers
+            text += (
+                "var d=cell.getRow().getData();"
+                f"if(d&&d.noisy===true&&t!=='{MISSING}')t='{UNCERTAIN}'+t;"
+            )
         if kind == "text" and str(column) in _wrapped(frame):  # long words wrap in place
             text += "t='<div style=\"white-space:normal;word-break:break-word\">'+t+'</div>';"
         if kind == "share":  # a share also reads as a bar behind its percentage
@@ -54,7 +59,8 @@ def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]
 
 #: a text column whose longest cell is longer than this wraps in a fixed width
 WRAP_CHARS = 40
-WRAP_PX = 320
+#: percent of the table's width the long text columns share
+WRAP_SHARE = 60
 
 
 def _wrapped(frame: pd.DataFrame) -> list[str]:
@@ -70,6 +76,7 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
     """A paginated, read-only Tabulator (~50 rows a page), each column in its unit
     (`cell_formatters`); long text wraps instead of widening the table."""
     formatters, align = cell_formatters(frame)
+    wrapped = _wrapped(frame)
     defaults = {
         "pagination": "remote",
         "page_size": PAGE_SIZE,
@@ -79,7 +86,8 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
         "layout": "fit_data_stretch",
         "formatters": formatters,
         "text_align": align,
-        "widths": dict.fromkeys(_wrapped(frame), WRAP_PX),
+        # the long text columns share a fixed part of the width and wrap within it
+        "widths": dict.fromkeys(wrapped, f"{WRAP_SHARE // max(len(wrapped), 1)}%"),
     }
     given = options.pop("formatters", {})
     return pn.widgets.Tabulator(

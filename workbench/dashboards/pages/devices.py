@@ -77,8 +77,15 @@ class DevicesPage(Viewer):
                 for k, v in self.ceilings.items()
             )
             self.ceilings_text.object = f"<table>{rows}</table>"
-        elif not self.ceilings_text.object:
-            self.ceilings_text.object = "<p><i>Press 'Measure ceilings' for the roofs.</i></p>"
+        elif "not installed" not in str(self.ceilings_text.object or ""):
+            current = self.state.current
+            own = current is not None and current.environment.get("machine_ceilings")
+            self.ceilings_text.object = (
+                "<p><i>Roofs from the ceilings measured with this profile; press "
+                "'Measure ceilings' to measure the device now.</i></p>"
+                if own
+                else "<p><i>Press 'Measure ceilings' for the roofs.</i></p>"
+            )
         if self.state.current is not None:
             self.roofline.object = viz.roofline(
                 self.state.current,
