@@ -179,3 +179,34 @@ def test_a_token_is_required_then_kept_in_a_cookie(server):
     assert cookie == f"workbench_token={token}" and "HttpOnly" in headers["Set-Cookie"]
     assert _request(port, Cookie=cookie)[0] == 200
     assert _request(port, Cookie="workbench_token=" + "x" * 24)[0] == 403
+
+
+@pytest.mark.slow
+def test_panel_serve_of_the_module_serves_no_dashboard(tmp_path):
+    """`panel serve serve.py` has none of the access policy: it must not serve the app."""
+    from workbench.dashboards import serve as serve_module
+
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "WORKBENCH_STORE": str(tmp_path / "s.db")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", serve_module.__file__, "--port", str(port),
+         "--address", "127.0.0.1", "--allow-websocket-origin", f"localhost:{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(1200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.request("GET", "/serve", headers={"Host": f"localhost:{port}"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        assert response.status == 200  # the session ran the script (its content comes later)
+        assert _upload_folders(tmp_path) == []  # and built no App
+    finally:
+        process.kill()
+        output = process.communicate()[0]
+    assert "not `panel serve`" in output

@@ -6,7 +6,8 @@ first: its Host must be one the server answers to, a websocket must carry an Ori
 when the server is bound beyond loopback without a named origin, an access token is
 required (printed as a URL, as Jupyter does). See docs/security.md.
 
-Also usable as ``panel serve workbench/dashboards/serve.py``.
+``panel serve`` of this file serves no dashboard, only a line saying to use
+``workbench serve``: Panel's own server would apply none of the policy.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import argparse
 import hmac
 import ipaddress
-import os
 import secrets
 import signal
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -331,5 +332,17 @@ def _url(address: str, port: int, policy: AccessPolicy) -> str:
     return f"http://{host}:{port}/{query}"
 
 
+#: what ``panel serve`` of this file shows instead of the dashboard
+PANEL_SERVE_REFUSAL = (
+    "The workbench dashboard is served by `workbench serve`, not `panel serve`: only "
+    "`workbench serve` binds loopback by default, checks the Host and Origin of every "
+    "request and asks for a token beyond loopback (docs/security.md)."
+)
+
 if __name__.startswith("bokeh"):  # `panel serve workbench/dashboards/serve.py`
-    app_factory(os.environ.get("WORKBENCH_MODEL"))().servable()
+    # Panel's own server has none of the access policy above, so this file serves no
+    # dashboard there (it once did, open to every interface without a Host check or token)
+    import panel as pn
+
+    print(f"workbench: {PANEL_SERVE_REFUSAL}", file=sys.stderr)
+    pn.pane.Markdown(PANEL_SERVE_REFUSAL).servable(title="workbench")
