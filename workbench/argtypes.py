@@ -145,7 +145,11 @@ def check_input_bytes(model: Any, batch: int) -> int:
                 f"dimension in {list(spec.shape)}; give its real shape (--shape, or inputs=) "
                 "or re-export it with a named dynamic dimension"
             )
-        total += math.prod(dims) * np.dtype(spec.dtype).itemsize
+        try:
+            itemsize = np.dtype(spec.dtype).itemsize
+        except TypeError:  # a type numpy lacks (bfloat16, float8): counted as the widest
+            itemsize = 8
+        total += math.prod(dims) * itemsize
     limit = input_limit()
     if total > limit:
         raise ParameterError(
