@@ -74,11 +74,17 @@ class TensorSpec:
     shape: tuple[int | str, ...]
     dtype: str = "float32"
 
-    def concrete_shape(self, batch_size: int) -> tuple[int, ...]:
-        """The shape with the first symbolic dimension set to ``batch_size`` (others to 1)."""
+    def concrete_shape(
+        self, batch_size: int, sizes: Mapping[str, int] | None = None
+    ) -> tuple[int, ...]:
+        """The shape with the first symbolic dimension set to ``batch_size``, the others
+        to their size in ``sizes`` (by dimension name, e.g. ``{"seq": 128}``), else 1."""
         dims: list[int] = []
         for i, d in enumerate(self.shape):
-            dims.append(d if isinstance(d, int) else (batch_size if i == 0 else 1))
+            if isinstance(d, int):
+                dims.append(d)
+            else:
+                dims.append(batch_size if i == 0 else int((sizes or {}).get(d, 1)))
         return tuple(dims)
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,7 +217,11 @@ class Model:
         return [spec for spec in self.inputs if any(isinstance(d, str) for d in spec.shape[1:])]
 
     def example_inputs(
-        self, batch_size: int = 1, seed: int = 0, ids: IdDistribution = "uniform"
+        self,
+        batch_size: int = 1,
+        seed: int = 0,
+        ids: IdDistribution = "uniform",
+        sizes: Mapping[str, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """Random inputs of the right names, shapes and dtypes, and of the right meaning.
 
@@ -230,6 +240,9 @@ class Model:
             ids: how ids are drawn over a table's rows: ``"uniform"``, or ``"zipf"``
                 (row ``r`` with weight ``1 / (r + 1) ** 1.1``: a few hot rows, a long
                 tail, as word frequencies and item popularity are).
+            sizes: sizes of symbolic dimensions beyond the batch, by name (a sequence
+                length declared with ``dynamic_axes``: ``{"seq": 128}``); unnamed ones
+                are 1.
 
         Returns:
             A dict of input name to numpy array.
@@ -242,7 +255,7 @@ class Model:
         if ids not in ("uniform", "zipf"):
             raise InputError(f"ids must be 'uniform' or 'zipf', got {ids!r}")
         bounds = self.index_bounds()
-        return _generated(self.inputs, batch_size, seed, bounds, ids)
+        return _generated(self.inputs, batch_size, seed, bounds, ids, sizes)
 
     def index_bounds(self) -> dict[str, int]:
         """Rows of the table each integer input indexes, for the inputs where one is found.
@@ -465,11 +478,12 @@ def _generated(
     seed: int,
     bounds: Mapping[str, int],
     ids: IdDistribution = "uniform",
+    sizes: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
-        shape = spec.concrete_shape(batch_size)
+        shape = spec.concrete_shape(batch_size, sizes)
         dtype = np.dtype(spec.dtype)
         role, rows = _role(spec.name), bounds.get(spec.name)
         if np.issubdtype(dtype, np.floating):

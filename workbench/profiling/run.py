@@ -106,7 +106,8 @@ def profile(
         if unsized:
             raise InputError(
                 f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
-                "pass inputs= with arrays of the shapes you want timed"
+                "pass inputs= with arrays of the shapes you want timed, e.g. "
+                "inputs=m.example_inputs(8, sizes={'seq': 128})"
             )
         check_input_bytes(model, batch_size)
         staged = model.example_inputs(batch_size)
