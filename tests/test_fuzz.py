@@ -93,8 +93,10 @@ def test_random_archives_are_refused(tmp_path: Path, entries: Any, suffix: str) 
 # ---- structure-aware .pt2 archives ----------------------------------------------------
 
 # Shape expressions from a small grammar: symbols, numbers small and huge, arithmetic and
-# powers, the calls torch writes and a few it never does.
-atoms = st.sampled_from(["s0", "s31", "u0", "2", "64", "10", "10**10", "(1/2)", "oo", "-1"])
+# powers, the calls torch writes (sympy's srepr) and a few it never does.
+ATOMS = "s0 s31 u0 2 64 10 10**10 (1/2) oo -1 Integer(2) true Float('0.5',precision=53)"
+CALLS = "Max Pow Mul Add PowByNatural LShift FloorDiv Equality Integer S eval Symbol"
+atoms = st.sampled_from([*ATOMS.split(), "Symbol('s0', positive=True, integer=True)"])
 expressions = st.recursive(
     atoms,
     lambda inner: st.one_of(
@@ -102,7 +104,7 @@ expressions = st.recursive(
             lambda t: f"({t[0]}){t[1]}({t[2]})"
         ),
         st.tuples(
-            st.sampled_from(["Max", "PowByNatural", "LShift", "FloorDiv", "S", "eval", "Symbol"]),
+            st.sampled_from(CALLS.split()),
             st.lists(inner, min_size=1, max_size=3),
         ).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
     ),
