@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ModelLoadError, WorkbenchError
 from workbench.loaders.export import with_dynamic_axes
-from workbench.loaders.export import with_dynamic_axes
 from workbench.loaders.trust import MAX_MODEL_BYTES, ZIP_ERRORS, open_zip, refuse_code
 from workbench.model import Layer, Model, TensorSpec, named_outputs
 
@@ -55,10 +54,6 @@ def from_module(
         fixed_batch: the module only runs the example inputs' batch size (a program
             exported without a dynamic batch dimension), so the inputs' first dimension
             is recorded as that number instead of ``"batch"``.
-        dynamic_axes: axes beyond the batch that may vary, per input name:
-            ``{"input_ids": {1: "seq"}}`` (see `workbench.loaders.export.with_dynamic_axes`).
-        dynamic_axes: axes beyond the batch that may vary, per input name:
-            ``{"input_ids": {1: "seq"}}`` (see `workbench.loaders.export.with_dynamic_axes`).
         dynamic_axes: axes beyond the batch that may vary, per input name:
             ``{"input_ids": {1: "seq"}}`` (see `workbench.loaders.export.with_dynamic_axes`).
 
