@@ -287,6 +287,8 @@ def test_integers_are_exact_and_units_come_from_the_column_kind() -> None:
     assert format_cell("latency_ms", 999.7) == "1 s"
     assert format_cell("latency_ms", 0.9997) == "1 ms"
     assert format_cell("count", 999.7) == "1,000"  # never 1e+03
+    assert format_cell("peak_flops_per_s", 1.234e11) == "123 GFLOP/s"
+    assert format_cell("bandwidth_bytes_per_s", 2.5 * 2**30) == "2.5 GiB/s"
 
 
 def test_a_noisy_measurement_marks_its_numbers_not_its_words() -> None:
@@ -342,8 +344,8 @@ def test_the_slo_and_batch_summaries_use_the_same_layer() -> None:
 
 @pytest.mark.skipif(not __import__("shutil").which("node"), reason="node not installed")
 @pytest.mark.parametrize(
-    "kind", ["ms", "seconds", "bytes", "mib", "flops", "share", "percent", "ratio", "db",
-             "rate", "integer", "number", "text"],
+    "kind", ["ms", "seconds", "bytes", "mib", "flops", "flops_rate", "bytes_rate", "share",
+             "percent", "ratio", "db", "rate", "integer", "number", "text"],
 )  # fmt: skip
 def test_the_dashboard_cells_render_each_kind_exactly_as_the_notebook_does(kind) -> None:
     """The Tabulator formatter (JavaScript, run in node) against `format_value`."""

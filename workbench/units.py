@@ -175,6 +175,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _per_second(text: str) -> str:
+    return text if text in (MISSING, "0") else f"{text}/s"
+
+
 #: each kind's text formatter
 _FORMATS: dict[str, Any] = {
     "ms": format_ms,
@@ -182,6 +186,8 @@ _FORMATS: dict[str, Any] = {
     "bytes": format_bytes,
     "mib": lambda v: format_bytes(None if number(v) is None else number(v) * 2.0**20),  # type: ignore[operator]
     "flops": format_flops,
+    "flops_rate": lambda v: _per_second(format_flops(v)),
+    "bytes_rate": lambda v: _per_second(format_bytes(v)),
     "share": format_share,
     "percent": format_percent,
     "ratio": format_ratio,
@@ -235,7 +241,9 @@ _NAME_RULES: list[tuple[Any, str]] = [
     (lambda n: n.endswith("_ms") or n in ("ms", "latency", "median", "p50", "p90", "p99"), "ms"),
     (lambda n: n.endswith("_s") and not n.endswith("per_s"), "seconds"),
     (lambda n: n.endswith("_mib"), "mib"),
+    (lambda n: "bytes" in n and n.endswith("per_s"), "bytes_rate"),
     (lambda n: "bytes" in n, "bytes"),
+    (lambda n: "flops" in n and n.endswith("per_s"), "flops_rate"),
     (lambda n: "flops" in n and not n.endswith("per_s"), "flops"),
     (lambda n: n.endswith("_pct") or n.endswith("_percent"), "percent"),
     (lambda n: "share" in n or n.endswith("_fraction") or "accuracy" in n, "share"),
@@ -309,14 +317,15 @@ _JS_NUMBER = (
 )
 
 
-def _js_scaled(units: list[tuple[float, str]], prefix: str = "") -> str:
+def _js_scaled(units: list[tuple[float, str]], prefix: str = "", per_second: bool = False) -> str:
     table = ",".join(f"[{scale!r},'{unit}']" for scale, unit in units)
+    suffix = "+'/s'" if per_second else ""
     return (
         f"{prefix}if(x===0)return '0';var u=[{table}];"
         "var pick=function(y){var s=u[0];for(var i=0;i<u.length;i++){"
         "if(Math.abs(y)>=u[i][0])s=u[i];}return s;};"
         "var s=pick(x);s=pick(Number((x/s[0]).toPrecision(3))*s[0]);"
-        "return num(x/s[0])+' '+s[1];"
+        f"return num(x/s[0])+' '+s[1]{suffix};"
     )
 
 
@@ -326,6 +335,10 @@ _JS_BODY: dict[str, str] = {
     "bytes": _js_scaled(_BYTE, "if(x!==0&&Math.abs(x)<1024)return Math.round(x)+' B';"),
     "mib": _js_scaled(_BYTE, "x=x*1048576;if(x!==0&&Math.abs(x)<1024)return Math.round(x)+' B';"),
     "flops": _js_scaled(_FLOP),
+    "flops_rate": _js_scaled(_FLOP, per_second=True),
+    "bytes_rate": _js_scaled(
+        _BYTE, "if(x!==0&&Math.abs(x)<1024)return Math.round(x)+' B/s';", per_second=True
+    ),
     "share": "return num(100*x)+'%';",
     "percent": "return num(x)+'%';",
     "ratio": "return num(x)+'×';",

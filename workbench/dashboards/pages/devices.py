@@ -15,6 +15,7 @@ from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.pages.runtimes import RuntimesView
 from workbench.dashboards.state import AppState
+from workbench.profiling.display import format_cell
 
 
 def ceilings_function() -> Any | None:
@@ -73,7 +74,8 @@ class DevicesPage(Viewer):
     def _refresh(self, *_: Any) -> None:
         if self.ceilings:
             rows = "".join(
-                f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
+                f"<tr><th>{html.escape(str(k))}</th>"
+                f"<td>{html.escape(format_cell(str(k), v))}</td></tr>"
                 for k, v in self.ceilings.items()
             )
             self.ceilings_text.object = f"<table>{rows}</table>"
@@ -118,7 +120,3 @@ class DevicesPage(Viewer):
 
 def _plain(ceilings: Any) -> dict[str, Any]:
     return dict(ceilings.to_dict() if hasattr(ceilings, "to_dict") else ceilings)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
