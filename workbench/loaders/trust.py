@@ -254,7 +254,8 @@ def check_program(payload: bytes, label: str) -> Any:
     if program.get("guards_code"):
         raise refuse_code(label, "carries guard code")
     # torch counts unbacked symbols up to the largest index named here, one by one
-    for symbol in program.get("range_constraints") or {}:
+    ranges = program.get("range_constraints")
+    for symbol in ranges if isinstance(ranges, dict) else ():
         if not _SYMBOL.fullmatch(symbol):
             raise UnsafeModelError(
                 f"{label} has a range for {symbol[:40]!r}, which is not a symbol torch writes "
