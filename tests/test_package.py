@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import textwrap
 import tomllib
 from pathlib import Path
+
+import pytest
 
 
 def _run(code: str) -> str:
@@ -160,3 +163,61 @@ def test_setup_names_each_requirement_not_met() -> None:
     unmet = installed._unmet(["numpy>=1.26", "numpy<1", "wb-test-absent-dependency"], set())
     assert [u.split(" (")[0] for u in unmet] == ["numpy<1", "wb-test-absent-dependency"]
     assert "(not installed)" in unmet[1]
+
+
+def _fake_torchvision(folder: Path, failure: str, anywhere: bool = False) -> dict[str, str]:
+    """A torchvision that fails to import as PyPI's CUDA build does beside a CPU torch
+    (``failure`` raised from its operator registrations, or from the package itself
+    ``anywhere``), and an environment that finds it."""
+    package = folder / "torchvision"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        ("raise " + failure if anywhere else "from torchvision import _meta_registrations")
+        + "\nfrom torchvision import models\n"
+    )
+    (package / "_meta_registrations.py").write_text(f"raise {failure}\n")
+    (package / "models.py").write_text("def mobilenet_v3_small():\n    return 'a model'\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_a_torchvision_whose_operators_do_not_load_still_gives_its_models(tmp_path) -> None:
+    env = _fake_torchvision(tmp_path, 'RuntimeError("operator torchvision::nms does not exist")')
+    plain = _python("import torchvision", env)
+    assert plain.returncode != 0 and "torchvision::nms" in plain.stderr
+    guarded = _python(
+        """
+        from workbench.loaders.thirdparty import torchvision
+        print(torchvision().models.mobilenet_v3_small())
+        """,
+        env,
+    )
+    assert guarded.stdout.strip() == "a model", guarded.stderr
+
+
+@pytest.mark.slow  # imports transformers' BERT (several seconds)
+def test_a_broken_torchvision_does_not_stop_transformers(tmp_path) -> None:
+    """Without the guard, ``from transformers import BertModel`` fails in this environment:
+    transformers imports torchvision whenever it finds one."""
+    pytest.importorskip("transformers")
+    error = 'OSError("libcudart.so.13: cannot open shared object")'
+    env = _fake_torchvision(tmp_path, error, anywhere=True)
+    guarded = _python(
+        """
+        from workbench.loaders.thirdparty import transformers
+        transformers()
+        from transformers import BertConfig, BertModel
+        print(BertModel.__name__)
+        """,
+        env,
+    )
+    assert guarded.stdout.strip() == "BertModel", guarded.stderr[-2000:]

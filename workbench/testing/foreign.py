@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -125,7 +126,8 @@ def torchvision_classifier(name: str, batch_size: int = 1, seed: int = 0) -> Mod
     Args:
         name: a name from ``torchvision.models.list_models(module=torchvision.models)``.
         batch_size: the batch of the example input (224 x 224 RGB; 299 for inception_v3).
-        seed: seed of the weights and of the example input.
+        seed: seed of the weights and of the example input. Batch-norm statistics are
+            measured on random images, so that activations keep their scale.
 
     Raises:
         ModelLoadError: torchvision is not installed or does not import.
@@ -139,10 +141,29 @@ def torchvision_classifier(name: str, batch_size: int = 1, seed: int = 0) -> Mod
     torch.manual_seed(seed)
     # googlenet and inception_v3 warn that their default init will change: it is random anyway
     extra = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
-    net = models.get_model(name, weights=None, **extra).eval()
+    net = models.get_model(name, weights=None, **extra)
     side = 299 if name == "inception_v3" else 224
+    _calibrate_norms(net, torch.randn(4, 3, side, side))
     example = torch.randn(batch_size, 3, side, side)
-    return load(net, example_inputs=(example,), name=name)
+    return load(net.eval(), example_inputs=(example,), name=name)
+
+
+def _calibrate_norms(net: Any, images: Any) -> None:
+    """Set ``net``'s batch-norm statistics to those of its activations on ``images``.
+
+    With the initial ones (mean 0, variance 1) activations shrink layer by layer: a fresh
+    mobilenet_v3_small's logits are about 1e-9, which any runtime matches within any
+    absolute tolerance, so a comparison would prove nothing.
+    """
+    import torch
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the batches seen
+    net.train()
+    with torch.no_grad():
+        net(images)
 
 
 def _role(name: str, ndim: int) -> str:
@@ -171,3 +192,79 @@ def _init(name: str, shape: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     else:
         values = rng.standard_normal(dims) * 0.05
     return values.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How one runtime did on one model against ONNX Runtime.
+
+    Attributes:
+        backend: the runtime (``torch`` runs an ONNX model through the converter).
+        ok: it ran and its outputs match ONNX Runtime's within the ``model`` tolerances.
+        detail: the largest absolute difference and output when it ran, else why not
+            (one line).
+    """
+
+    backend: str
+    ok: bool
+    detail: str
+
+
+#: the runtimes every ONNX model is tried on, ONNX Runtime (the reference) first
+RUNTIMES = ("onnxruntime", "torch", "numba")
+
+
+def runtime_coverage(model: Model, batch_size: int = 1, seed: int = 0) -> list[Coverage]:
+    """Run ``model``'s ONNX graph on each of `RUNTIMES`, each checked against ONNX Runtime.
+
+    Args:
+        model: any `Model` (a torch one is exported first).
+        batch_size: the batch of the seeded random inputs.
+        seed: seed of the inputs.
+
+    Returns:
+        One `Coverage` per runtime, in `RUNTIMES` order; a runtime that refuses the model
+        (``supports``) or fails says so, naming the ops it lacks.
+    """
+    from workbench.backends.base import get_backend
+    from workbench.errors import WorkbenchError
+    from workbench.tolerances import allclose
+
+    graph = model.to_onnx()
+    rng = np.random.default_rng(seed)
+    inputs = {
+        name: rng.standard_normal(value.shape).astype(value.dtype)
+        if np.issubdtype(value.dtype, np.floating)
+        else value
+        for name, value in graph.example_inputs(batch_size).items()
+    }
+    reference: list[np.ndarray] | None = None
+    rows = []
+    for name in RUNTIMES:
+        backend = get_backend(name)
+        support = backend.supports(graph)
+        if not support.ok:
+            rows.append(Coverage(name, False, "; ".join(support.reasons)))
+            continue
+        try:
+            session = backend.compile(graph, "cpu")
+            try:
+                outputs = [np.asarray(o) for o in session.run(inputs)]
+            finally:
+                session.close()
+        except (WorkbenchError, RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
+            rows.append(Coverage(name, False, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            continue
+        if name == "onnxruntime":
+            reference = outputs
+        if reference is None:
+            rows.append(Coverage(name, False, "ran; no reference (ONNX Runtime failed)"))
+            continue
+        matches = len(outputs) == len(reference) and all(
+            allclose(o, r, "model") for o, r in zip(outputs, reference, strict=False)
+        )
+        pairs = list(zip(outputs, reference, strict=False))
+        error = max((float(np.max(np.abs(o - r))) for o, r in pairs), default=0.0)
+        scale = max((float(np.max(np.abs(r))) for _, r in pairs), default=0.0)
+        rows.append(Coverage(name, matches, f"max abs diff {error:.1e}, outputs up to {scale:.2g}"))
+    return rows

@@ -47,6 +47,8 @@ _STATIC_MAX = 64
 _SERIAL = itertools.count()
 #: ops whose extra outputs (training statistics, masks, indices) are never computed
 _FIRST_OUTPUT_ONLY = {"BatchNormalization", "Dropout", "MaxPool", "LayerNormalization"}
+#: ops whose kernel returns a tuple, one value per output (``_outputs`` of them)
+_MULTI_OUTPUT = {"Split"}
 
 
 class OnnxNode(torch.nn.Module):
@@ -93,7 +95,7 @@ class OnnxModule(torch.nn.Module):
         for name, value in constants.items():
             self._constant(name, value)
         self.nodes = torch.nn.ModuleDict()
-        self.plan: list[tuple[str, tuple[str, ...], str]] = []
+        self.plan: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
         self.layer_of: dict[str, str] = {}
         self.kernel_of: dict[str, str] = {}
         self.layer_ops = {layer.name: layer.op_type for layer in model.layers}
@@ -105,9 +107,10 @@ class OnnxModule(torch.nn.Module):
                 self._constant(node.output[0], folded)
                 continue
             key = self._key(node, index)
-            attrs.update(_opset=opset, **_configuration(node, constants))
+            attrs.update(_opset=opset, _outputs=len(node.output), **_configuration(node, constants))
             self.nodes[key] = OnnxNode(node.op_type, attrs)
-            self.plan.append((key, tuple(node.input), node.output[0]))
+            outputs = tuple(node.output) if node.op_type in _MULTI_OUTPUT else node.output[:1]
+            self.plan.append((key, tuple(node.input), tuple(outputs)))
             self.layer_of[f"nodes.{key}"] = canonical_layer_name(node, index)
             name = node.name or f"{node.op_type}_{index}"
             self.kernel_of[f"nodes.{key}"] = f"{name}:{node.op_type}"
@@ -137,8 +140,12 @@ class OnnxModule(torch.nn.Module):
         for value, attr in self.tensors.items():
             env[value] = getattr(self, attr)
         env.update(zip(self.input_names, inputs, strict=True))
-        for key, names, output in self.plan:
-            env[output] = self.nodes[key](*[env[n] if n else None for n in names])
+        for key, names, outputs in self.plan:
+            result = self.nodes[key](*[env[n] if n else None for n in names])
+            if len(outputs) == 1:
+                env[outputs[0]] = result
+            else:
+                env.update(zip(outputs, result, strict=True))
         return tuple(as_tensor(env[name]) for name in self.output_names)
 
     def _own_forward(self) -> None:

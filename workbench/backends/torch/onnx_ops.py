@@ -109,6 +109,13 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "Sub": operator.sub,
     "Mul": operator.mul,
     "Pow": torch.pow,
+    "Equal": operator.eq,
+    "Less": operator.lt,
+    "Greater": operator.gt,
+    "LessOrEqual": operator.le,
+    "GreaterOrEqual": operator.ge,
+    "And": operator.and_,
+    "Or": operator.or_,
 }
 
 
@@ -139,6 +146,27 @@ KERNELS.update({name: functools.partial(_elementwise, fn) for name, fn in _BINAR
 def _div(attrs: Attrs, a: Any, b: Any) -> Any:
     # ONNX integer division truncates toward zero, as Python's int(a / b) does
     return _binary(lambda x, y: int(x / y) if isinstance(x, int) else x / y, a, b)
+
+
+@_op("Mod")
+def _mod(attrs: Attrs, a: Any, b: Any) -> Any:
+    if attrs.get("fmod", 0):  # C's fmod: the sign of the dividend
+        return _binary(
+            lambda x, y: math.fmod(x, y) if isinstance(x, int) else torch.fmod(x, y), a, b
+        )
+    return _binary(operator.mod, a, b)  # Python's and torch's %: the sign of the divisor
+
+
+@_op("Not")
+def _not(attrs: Attrs, x: Any) -> Any:
+    return torch.logical_not(as_tensor(x).bool())
+
+
+@_op("Where")
+def _where(attrs: Attrs, condition: Any, x: Any, y: Any) -> Any:
+    like = next((v for v in (x, y, condition) if not is_static(v)), None)
+    # a comparison of shape values is a Python 0 or 1, not a bool
+    return torch.where(as_tensor(condition, like).bool(), as_tensor(x, like), as_tensor(y, like))
 
 
 @_op("Sum")
@@ -180,6 +208,13 @@ def _hard_swish(attrs: Attrs, x: Any) -> Any:
 @_op("Identity", "Dropout")
 def _identity(attrs: Attrs, x: Any, *unused: Any) -> Any:
     return x
+
+
+@_op("CastLike")
+def _cast_like(attrs: Attrs, x: Any, target: Any) -> Any:
+    if is_static(x) and is_static(target):
+        return x
+    return as_tensor(x).to(as_tensor(target).dtype)
 
 
 @_op("Cast")
@@ -247,17 +282,38 @@ def _pool_args(
     return x, rank, kernel, padding
 
 
+def _ceil_windows(attrs: Attrs, x: Any, y: Any) -> Any:
+    """``y`` without the windows ONNX drops in ceil mode: those starting in the end padding.
+
+    torch drops a window only when it starts past the input and its own (begin) padding;
+    asymmetric end padding, added by F.pad, counts as input to it.
+    """
+    if not attrs.get("ceil_mode", 0) or _padding(attrs, y.dim() - 2)[1] is None:
+        return y
+    rank = y.dim() - 2
+    pads = list(attrs["pads"])
+    strides = attrs.get("strides", [1] * rank)
+    for i in range(rank):
+        size, begin, stride = x.shape[2 + i], pads[i], strides[i]
+        keep = y.shape[2 + i]
+        while keep > 1 and (keep - 1) * stride >= size + begin:
+            keep -= 1
+        y = y.narrow(2 + i, 0, keep)
+    return y
+
+
 @_op("MaxPool")
 def _max_pool(attrs: Attrs, x: Any) -> Any:
-    x, rank, kernel, padding = _pool_args(attrs, x, -math.inf)
-    return _MAX_POOL[rank](
-        x,
+    padded, rank, kernel, padding = _pool_args(attrs, x, -math.inf)
+    y = _MAX_POOL[rank](
+        padded,
         kernel,
         stride=tuple(attrs.get("strides", [1] * rank)),
         padding=padding,
         dilation=tuple(attrs.get("dilations", [1] * rank)),
         ceil_mode=bool(attrs.get("ceil_mode", 0)),
     )
+    return _ceil_windows(attrs, x, y)
 
 
 @_op("AveragePool")
@@ -276,11 +332,11 @@ def _avg_pool(attrs: Attrs, x: Any) -> Any:
         )
 
     if padded is x or include_pad:
-        return pool(padded)
+        return _ceil_windows(attrs, x, pool(padded))
     # asymmetric pads that must not count: F.pad's zeros would, so each window's mean is
     # divided by the share of it that lies on the input (a padded mask of ones)
     mask, *_ = _pool_args(attrs, torch.ones_like(x[:1, :1]), 0.0)
-    return pool(padded) / pool(mask)
+    return _ceil_windows(attrs, x, pool(padded) / pool(mask))
 
 
 @_op("GlobalAveragePool")
@@ -305,6 +361,16 @@ def _lrn(attrs: Attrs, x: Any) -> Any:
     total = F.avg_pool2d(squares, (size, 1), stride=1) * size
     scale = attrs.get("bias", 1.0) + attrs.get("alpha", 1e-4) / size * total
     return x / scale.reshape(x.shape) ** attrs.get("beta", 0.75)
+
+
+@_op("ReduceL2")
+def _reduce_l2(attrs: Attrs, x: Any, axes: Any = None) -> Any:
+    dims = _axes(attrs, axes)
+    if not dims:
+        if attrs.get("noop_with_empty_axes", 0):
+            return x
+        dims = tuple(range(x.dim()))
+    return torch.linalg.vector_norm(x, dim=dims, keepdim=bool(attrs.get("keepdims", 1)))
 
 
 @_op("ReduceMean")
@@ -348,6 +414,11 @@ def _gemm(attrs: Attrs, a: Any, b: Any, c: Any = None) -> Any:
 @_op("MatMul")
 def _matmul(attrs: Attrs, a: Any, b: Any) -> Any:
     return torch.matmul(a, b)
+
+
+@_op("Einsum")
+def _einsum(attrs: Attrs, *xs: Any) -> Any:
+    return torch.einsum(attrs["equation"], *xs)
 
 
 @_op("Softmax")
@@ -478,6 +549,64 @@ def _slice(
     return data[tuple(index)]
 
 
+@_op("Expand")
+def _expand(attrs: Attrs, x: Any, shape: Any) -> Any:
+    x = as_tensor(x)
+    # ONNX broadcasts both ways: a 1 in ``shape`` keeps the input's dimension
+    return x.expand(torch.broadcast_shapes(tuple(x.shape), _ints(shape)))
+
+
+@_op("Split")
+def _split(attrs: Attrs, x: Any, split: Any = None) -> tuple[Any, ...]:
+    axis = attrs.get("axis", 0)
+    if split is not None and not _empty(split):
+        sizes: Any = list(_ints(split))
+    elif "split" in attrs:  # opset < 13
+        sizes = list(attrs["split"])
+    else:  # equal parts; opset 18's num_outputs lets the last one be smaller
+        parts = attrs.get("num_outputs", attrs["_outputs"])
+        sizes = -(-x.shape[axis] // parts)
+    return tuple(torch.split(x, sizes, dim=axis))
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
+@_op("Pad")
+def _pad(attrs: Attrs, x: Any, pads: Any = None, value: Any = None, axes: Any = None) -> Any:
+    amounts = _ints(pads) if pads is not None else tuple(attrs["pads"])  # opset < 11: attribute
+    dims = _ints(axes) if axes is not None else tuple(range(x.dim()))
+    half = len(amounts) // 2
+    width = [0] * (2 * x.dim())  # F.pad: the last dimension first, (begin, end) each
+    for i, d in enumerate(dims):
+        d %= x.dim()
+        width[2 * (x.dim() - 1 - d)] = amounts[i]
+        width[2 * (x.dim() - 1 - d) + 1] = amounts[half + i]
+    mode = _PAD_MODES[attrs.get("mode", "constant")]
+    if mode != "constant":  # torch pads the dimensions after batch and channels only
+        return F.pad(x, width[: 2 * max(x.dim() - 2, 1)], mode=mode)
+    fill = attrs.get("value", 0.0) if value is None else value
+    if isinstance(fill, torch.Tensor):
+        fill = fill.item()
+    return F.pad(x, width, value=fill)
+
+
+@_op("ScatterND")
+def _scatter_nd(attrs: Attrs, data: Any, indices: Any, updates: Any) -> Any:
+    data, index = as_tensor(data), as_tensor(indices)
+    depth = index.shape[-1]
+    index = index.reshape(-1, depth)
+    out = data.clone()
+    out[tuple(index.t())] = as_tensor(updates).reshape(-1, *data.shape[depth:])
+    return out
+
+
+@_op("GatherND")
+def _gather_nd(attrs: Attrs, data: Any, indices: Any) -> Any:
+    data, index = as_tensor(data), as_tensor(indices, data)
+    return data[tuple(index.unbind(-1))]
+
+
 def attribute_problem(op_type: str, attrs: Attrs) -> str | None:
     """What about a node's attributes the kernels do not implement, or None when nothing."""
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
@@ -490,6 +619,12 @@ def attribute_problem(op_type: str, attrs: Attrs) -> str | None:
         and attrs["value"].data_type not in _DTYPES
     ):
         return f"value of type {attrs['value'].data_type}"
+    if op_type == "ScatterND" and attrs.get("reduction", "none") != "none":
+        return f"reduction={attrs['reduction']}"
+    if op_type == "GatherND" and attrs.get("batch_dims", 0):
+        return f"batch_dims={attrs['batch_dims']}"
+    if op_type == "Pad" and attrs.get("mode", "constant") not in _PAD_MODES:
+        return f"mode={attrs['mode']}"
     if op_type == "Resize":
         mode = attrs.get("mode", "nearest")
         transform = attrs.get("coordinate_transformation_mode", "half_pixel")
