@@ -1,8 +1,8 @@
 """Which foreign model runs on which runtime: the table in docs/backends.md.
 
-    python scripts/model_coverage.py                  # rewrite the table in docs/backends.md
-    python scripts/model_coverage.py --all            # every torchvision classifier, not one a family
-    python scripts/model_coverage.py --print          # print the table only
+    python scripts/model_coverage.py           # rewrite the table in docs/backends.md
+    python scripts/model_coverage.py --all     # every torchvision classifier, not one a family
+    python scripts/model_coverage.py --print   # print the table only
 
 Models: the light models of the ONNX model zoo shipped in the ``onnx`` wheel (random
 weights; biases still made by their ``ConstantOfShape`` nodes) and torchvision's
