@@ -30,6 +30,8 @@ __all__ = ["TREE_OPS", "TreePlan", "bind_tree_ensemble", "plan_of"]
 
 #: rows below which one thread walks the whole batch (a parallel region costs more)
 PARALLEL_MIN_ROWS = 64
+#: rows walked together down each tree in turn, so a tree is read once per block
+ROW_BLOCK = 32
 
 _KIND_REGRESSOR, _KIND_CLASSIFIER = 0, 1
 _AGG_SUM, _AGG_AVERAGE, _AGG_MIN, _AGG_MAX = 0, 1, 2, 3
@@ -186,18 +188,23 @@ def _predict_rows(start: int, stop: int, x: Any, roots: Any, feature: Any, thres
                   leaf_count: Any, leaf_target: Any, leaf_weight: Any, aggregate: int,
                   post: int, base: Any, kind: int, scored: Any, binary_case: bool,
                   all_positive: bool, labels: Any, z: Any, y: Any) -> None:  # fmt: skip
+    # a block of rows walks one tree after the other: the tree stays in cache for the block
     n_targets = scored.shape[0]
-    acc = np.zeros(n_targets)
-    has = np.zeros(n_targets, dtype=np.bool_)
-    for r in range(start, stop):
+    acc = np.zeros((ROW_BLOCK, n_targets))
+    has = np.zeros((ROW_BLOCK, n_targets), dtype=np.bool_)
+    for first in range(start, stop, ROW_BLOCK):
+        last = min(stop, first + ROW_BLOCK)
         acc[:] = 0.0
         has[:] = False
         for t in range(roots.shape[0]):
-            leaf = _leaf_of(x, r, roots[t], feature, threshold, mode, false_child, missing_true)
-            _accumulate(acc, has, leaf_start[leaf], leaf_count[leaf], leaf_target, leaf_weight,
-                        aggregate)  # fmt: skip
-        y[r] = finish_row(acc, roots.shape[0], aggregate, post, base, kind, scored, binary_case,
-                          all_positive, labels, z[r])  # fmt: skip
+            for r in range(first, last):
+                leaf = _leaf_of(x, r, roots[t], feature, threshold, mode, false_child,
+                                missing_true)  # fmt: skip
+                _accumulate(acc[r - first], has[r - first], leaf_start[leaf], leaf_count[leaf],
+                            leaf_target, leaf_weight, aggregate)  # fmt: skip
+        for r in range(first, last):
+            y[r] = finish_row(acc[r - first], roots.shape[0], aggregate, post, base, kind, scored,
+                              binary_case, all_positive, labels, z[r])  # fmt: skip
 
 
 @njit(parallel=True, cache=True, nogil=True)
