@@ -22,7 +22,13 @@ from workbench.cli import main
 from workbench.errors import ModelLoadError, UnsafeModelError
 from workbench.loaders.pt2 import load_program
 from workbench.loaders.trust import _allowed_target, check_program, expression_problem
-from workbench.testing.hostile import HOSTILE_FILES, build, marker_pickle, pt2_python_call
+from workbench.testing.hostile import (
+    HOSTILE_FILES,
+    build,
+    marker_pickle,
+    payload_item,
+    pt2_python_call,
+)
 
 NAMES = sorted(HOSTILE_FILES)
 
@@ -346,3 +352,27 @@ def test_a_zip_directory_is_bounded_before_it_is_read(tmp_path: Path, lie: str) 
     path.write_bytes(_end_record_count(out.getvalue(), 60_000 if lie == "count" else 1))
     with pytest.raises(ModelLoadError, match="entries or more, over the 50,000"):
         wb.load(path)
+
+
+def test_pickled_entries_unpack_within_the_limit_together() -> None:
+    # two pickled weights, each a torch.save archive of 256 KiB of zeros deflated to ~1 KiB:
+    # each alone fits a 320 KiB limit, the two together do not
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(2**16), buffer)
+    nested = _deflated(buffer.getvalue())
+    base = _saved(torch.nn.Sequential(torch.nn.Linear(3, 2)).eval(), torch.rand(2, 3))
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(base)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("model_weights_config.json"):
+                config = json.loads(data)
+                for path_name in ("weight_8", "weight_9"):
+                    config["config"][path_name] = payload_item(path_name, 0, use_pickle=True)
+                data = json.dumps(config).encode()
+            dst.writestr(info, data)
+        for path_name in ("weight_8", "weight_9"):
+            dst.writestr(f"archive/data/weights/{path_name}", nested)
+    assert len(out.getvalue()) < 2**15
+    with pytest.raises(ModelLoadError, match=r"weight_9\) expands to more than"):
+        load_program(out.getvalue(), "m.pt2", 320 * 2**10)

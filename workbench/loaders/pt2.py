@@ -64,6 +64,7 @@ class _Archive:
     def __init__(self, data: bytes, label: str, max_bytes: int | None) -> None:
         self.label = label
         self.max_bytes = max_bytes
+        self.nested_left = max_bytes  # what pickled entries may still unpack to
         self.zip = open_zip(data, label, max_bytes, untrusted=True)
         infos = self.zip.infolist()
         self.entries = {i.filename.partition("/")[2]: i for i in infos}
@@ -256,7 +257,11 @@ def _weights_only(archive: _Archive, name: str) -> Any:
     label = f"{archive.label} ({name})"
     if not zipfile.is_zipfile(io.BytesIO(data)):  # torch.save has written zip archives since 1.6
         raise ModelLoadError(f"{label} is not a torch.save archive")
-    open_zip(data, label, archive.max_bytes, untrusted=True).close()  # torch inflates it next
+    # torch inflates it next: bounded like the archive, and all pickled entries together
+    # within the limit too (each could otherwise inflate up to the limit)
+    with open_zip(data, label, archive.nested_left, untrusted=True) as nested:
+        if archive.nested_left is not None:
+            archive.nested_left -= sum(info.file_size for info in nested.infolist())
     try:
         return torch.load(io.BytesIO(data), weights_only=True)
     except pickle.UnpicklingError as exc:
