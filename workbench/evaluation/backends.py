@@ -181,6 +181,7 @@ class BackendComparison:
             f"{format_ms(lo)} – {format_ms(hi)}" if pd.notna(lo) else "—"
             for lo, hi in zip(table["latency_min_ms"], table["latency_max_ms"], strict=True)
         ]
+        shown["verdict"] = table["verdict"]  # why a row's numbers are to be read with care
         shown["errors"] = table["errors"]
         return shown
 
