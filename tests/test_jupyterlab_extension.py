@@ -1,13 +1,24 @@
-"""workbench-jupyterlab's path check: only model files under the Jupyter root open.
+"""workbench-jupyterlab: only model files under the root open, and trust is never a URL.
 
-The browser half (right-click, "Open in workbench", the dashboard in a tab) is in
-tests/test_notebooks_browser.py, which shares its JupyterLab.
+The unit tests check the path rules and the grants; the server tests start a real
+Jupyter server with the extension and check that a GET cannot confer trust (a page on
+another site can make a logged-in browser GET anything) while a POST needs Jupyter's XSRF
+token. The browser half (right-click, "Open in workbench", the dashboard in a tab, the
+trust dialog) is in tests/test_notebooks_browser.py, which shares its JupyterLab.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
-import runpy
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +26,9 @@ import pytest
 from workbench.errors import ModelLoadError, UnsafeModelError
 
 paths = pytest.importorskip("wb_jupyterlab.paths", reason="workbench-jupyterlab not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "extensions/workbench-jupyterlab"
 
 
 @pytest.fixture
@@ -39,10 +53,9 @@ def test_paths_leaving_the_root_are_refused(root, relative):
         paths.model_path(root, relative)
 
 
-def test_a_pt2_needs_trust(root):
-    with pytest.raises(UnsafeModelError, match="may run code"):
-        paths.model_path(root, "m.pt2")
-    assert paths.model_path(root, "m.pt2", trust=True).name == "m.pt2"
+def test_a_pt2_opens_checked_without_trust(root):
+    """Untrusted, the dashboard's loader inspects a .pt2 before torch reads it."""
+    assert paths.model_path(root, "m.pt2").name == "m.pt2"
 
 
 @pytest.mark.parametrize(
@@ -54,29 +67,179 @@ def test_other_files_are_refused_with_the_reason(root, relative, message):
         paths.model_path(root, relative)
 
 
+# ---- grants of trust --------------------------------------------------------------------------
+
+
+def test_a_grant_names_one_file_and_is_used_once(root, tmp_path):
+    folder = paths.grants_folder(tmp_path / "runtime")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    pt2 = paths.model_path(root, "m.pt2")
+    grant = paths.grant_trust(folder, pt2)
+    assert (folder / grant).stat().st_mode & 0o777 == 0o600
+    assert not paths.granted(folder, grant, paths.model_path(root, "models/m.onnx"))
+    assert paths.granted(folder, grant, pt2)  # checking does not use it up
+    assert paths.granted(folder, grant, pt2, consume=True)
+    assert not paths.granted(folder, grant, pt2, consume=True)  # used
+
+
+def test_an_expired_unknown_or_malformed_grant_grants_nothing(root, tmp_path):
+    folder = paths.grants_folder(tmp_path / "runtime")
+    pt2 = paths.model_path(root, "m.pt2")
+    old = paths.grant_trust(folder, pt2, now=time.time() - paths.GRANT_TTL_S - 1)
+    assert not paths.granted(folder, old, pt2)
+    (tmp_path / "runtime" / "forged").write_text(json.dumps({"path": str(pt2), "created": 0}))
+    for grant in ("", "1", "../forged", "trust", "x" * 43):
+        assert not paths.granted(folder, grant, pt2)
+    assert not paths.granted(None, paths.grant_trust(folder, pt2), pt2)
+
+
+# ---- the frontend and the versions it needs ---------------------------------------------------
+
+
 def test_the_prebuilt_frontend_is_committed_with_what_it_loads():
     """What ``pip install`` ships: the built package.json and the entry point it names."""
-    folder = Path(__file__).resolve().parents[1] / "extensions/workbench-jupyterlab"
-    built = json.loads((folder / "wb_jupyterlab/labextension/package.json").read_text())
-    source = json.loads((folder / "package.json").read_text())
+    built = json.loads((FOLDER / "wb_jupyterlab/labextension/package.json").read_text())
+    source = json.loads((FOLDER / "package.json").read_text())
     assert (built["name"], built["version"]) == (source["name"], source["version"])
-    assert (folder / "wb_jupyterlab/labextension" / built["jupyterlab"]["_build"]["load"]).is_file()
+    assert (FOLDER / "wb_jupyterlab/labextension" / built["jupyterlab"]["_build"]["load"]).is_file()
+    # the build is of the current source: trust is asked for by POST, never put in a URL
+    bundle = "".join(p.read_text() for p in (FOLDER / "wb_jupyterlab/labextension").rglob("*.js"))
+    assert "workbench/trust" in bundle and '"1":"0"' not in bundle
 
 
-@pytest.mark.parametrize(
-    ("relative", "message"),
-    [
-        ("models/m.onnx", "workbench cannot open models/m.onnx: models/m.onnx is not a valid ONNX"),
-        ("../outside.onnx", "'../outside.onnx' is outside the Jupyter root"),
-        ("m.pt2", "'m.pt2' may run code when loaded; open it as trusted"),
-    ],
-)
-def test_the_preview_page_says_one_line_without_server_folders(root, relative, message):
-    # this checkout's app script (the installed extension may be an older copy); run with
-    # no query, as Panel would outside a session, it shows its one line too
-    script = Path(__file__).parents[1] / "extensions/workbench-jupyterlab/wb_jupyterlab/app.py"
-    page = runpy.run_path(str(script))["page"]
-    shown = page(str(root), relative, trusted=False)
-    text = str(shown.object)
-    assert text.startswith("workbench cannot open ") and message in text and "\n" not in text
-    assert str(root) not in text and "Traceback" not in text
+def _lower_bound(requirements: list[str], name: str) -> tuple[int, ...]:
+    (spec,) = [r for r in requirements if re.match(rf"{name}\b", r)]
+    return tuple(int(p) for p in re.search(r">=([\d.]+)", spec).group(1).split("."))
+
+
+def test_the_lab_extra_and_the_extension_need_the_same_jupyterlab():
+    """The prebuilt frontend shares JupyterLab's packages at the versions it was built on."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extension = tomllib.loads((FOLDER / "pyproject.toml").read_text())["project"]
+    lab = _lower_bound(project["optional-dependencies"]["lab"], "jupyterlab")
+    assert lab == _lower_bound(extension["dependencies"], "jupyterlab")
+    # the file browser's version is JupyterLab's: what the build asks for (^4.6.6 -> [1,4,6,6])
+    (entry,) = (FOLDER / "wb_jupyterlab/labextension/static").glob("remoteEntry.*.js")
+    built = re.search(r'"@jupyterlab/filebrowser",!1,\[1,(\d+),(\d+)', entry.read_text())
+    assert lab >= (int(built.group(1)), int(built.group(2)))
+
+
+# ---- a real Jupyter server --------------------------------------------------------------------
+
+TOKEN = "workbench-extension-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory):
+    """A Jupyter server with the extension over a folder holding m.onnx and m.pt2."""
+    pytest.importorskip("jupyter_server")
+    folder = tmp_path_factory.mktemp("jupyter")
+    (folder / "root").mkdir()
+    (folder / "root" / "m.onnx").write_bytes(b"onnx")
+    (folder / "root" / "m.pt2").write_bytes(b"pt2")
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "jupyter", "server", "--no-browser", f"--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={folder / 'root'}",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(folder / "runtime")}
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"no Jupyter server; see {folder / 'server.log'}") from None
+                time.sleep(0.3)
+        yield base, folder
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _browser(base: str) -> tuple[urllib.request.OpenerDirector, dict[str, str]]:
+    """A logged-in browser: Jupyter's login cookie and its _xsrf cookie, no token after."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+    opener.open(f"{base}/login").read()  # the login form sets the _xsrf cookie it needs
+    xsrf = {c.name: c.value for c in jar}["_xsrf"]
+    try:
+        opener.open(f"{base}/login", data=f"password={TOKEN}&_xsrf={xsrf}".encode())
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 302, exc.read()
+    return opener, {c.name: c.value for c in jar}
+
+
+def _call(opener, method: str, url: str, body: bytes | None = None, **headers: str):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        response = opener.open(request)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+    return response.status, dict(response.headers), response.read().decode()
+
+
+@pytest.mark.slow
+def test_a_get_with_trust_1_does_not_trust(jupyter):
+    base, _ = jupyter
+    opener, _ = _browser(base)
+    status, headers, _ = _call(opener, "GET", f"{base}/workbench/open?path=m.pt2&trust=1")
+    assert status == 302
+    query = headers["Location"].split("?", 1)[1]
+    assert "trust" not in query and "grant=&" not in query and query.endswith("grant=")
+
+
+@pytest.mark.slow
+def test_a_post_without_the_xsrf_token_is_refused(jupyter):
+    base, _ = jupyter
+    opener, _ = _browser(base)
+    body = json.dumps({"path": "m.pt2"}).encode()
+    # what a page on another site can send with the user's cookie: no X-XSRFToken
+    status, _, _ = _call(opener, "POST", f"{base}/workbench/trust", body, Origin=base)
+    assert status == 403
+    forged = f"{base}/workbench/open?path=m.pt2&grant=made-up-grant-xxxxxxxxxxxx"
+    assert _call(opener, "GET", forged)[0] == 403
+
+
+@pytest.mark.slow
+def test_a_confirmed_post_with_the_xsrf_token_grants_trust_once(jupyter):
+    base, folder = jupyter
+    opener, cookies = _browser(base)
+    body = json.dumps({"path": "m.pt2"}).encode()
+    xsrf = {"X-XSRFToken": cookies["_xsrf"], "Content-Type": "application/json"}
+    status, _, text = _call(opener, "POST", f"{base}/workbench/trust", body, **xsrf)
+    assert status == 200, text
+    grant = json.loads(text)["grant"]
+    outside = json.dumps({"path": "../m.pt2"}).encode()
+    assert _call(opener, "POST", f"{base}/workbench/trust", outside, **xsrf)[0] == 403
+    status, headers, _ = _call(opener, "GET", f"{base}/workbench/open?path=m.pt2&grant={grant}")
+    assert status == 302 and f"grant={grant}" in headers["Location"]
+    other = f"{base}/workbench/open?path=m.onnx&grant={grant}"
+    assert _call(opener, "GET", other)[0] == 403  # a grant names one file
+    # the dashboard's kernel consumes it: trusted once, never again
+    grants = paths.grants_folder(folder / "runtime")
+    pt2 = (folder / "root" / "m.pt2").resolve()
+    assert paths.granted(grants, grant, pt2, consume=True)
+    assert not paths.granted(grants, grant, pt2, consume=True)

@@ -4,7 +4,8 @@ The frontend (prebuilt, in ``labextension/``) adds the context-menu entry and op
 ``<base>/workbench/open?path=…`` in a tab; this server extension checks the path and
 redirects to Panel's Jupyter server extension, which runs the dashboard in a kernel of
 the same Jupyter server and relays it (so no other port is opened and Jupyter's own
-authentication guards it).
+authentication guards it). Trust in a file is granted only by ``POST
+<base>/workbench/trust``, which Jupyter checks for its XSRF token (see ``paths``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     from jupyter_server.utils import url_path_join
 
-    from wb_jupyterlab.handlers import OpenHandler
-    from wb_jupyterlab.paths import ROOT_ENV
+    from wb_jupyterlab.handlers import OpenHandler, TrustHandler
+    from wb_jupyterlab.paths import GRANTS_ENV, ROOT_ENV, grants_folder
 
+    grants = grants_folder(server_app.runtime_dir)
     # kernels inherit the server's environment: the app re-checks paths against this root
+    # and takes trust only from a grant in this folder
     os.environ[ROOT_ENV] = str(server_app.root_dir)
+    os.environ[GRANTS_ENV] = str(grants)
     web_app = server_app.web_app
-    route = url_path_join(web_app.settings["base_url"], "workbench/open")
-    web_app.add_handlers(".*$", [(route, OpenHandler)])
+    web_app.settings["workbench_grants"] = str(grants)
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "workbench/open"), OpenHandler),
+            (url_path_join(base, "workbench/trust"), TrustHandler),
+        ],
+    )
