@@ -168,4 +168,5 @@ def test_contention_round_trips_through_json_data() -> None:
     data = seen.to_dict()
     assert data["load_before"] is None  # nan as JSON null
     assert Contention.from_dict(data).to_dict() == data
+    assert Contention.from_dict(data) == seen  # nan (not measured) equals itself
     assert Contention.from_dict(data).reasons == seen.reasons

@@ -161,6 +161,13 @@ class Contention:
         """True when any reason applies."""
         return bool(self._reasons)
 
+    def __eq__(self, other: object) -> bool:
+        # by the JSON form: a field not measured (nan) equals itself after a round trip
+        return isinstance(other, Contention) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.to_dict().items()))
+
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "_reasons"}
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
