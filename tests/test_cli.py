@@ -263,6 +263,7 @@ OTHER_COMMANDS = [
         "--min-duration: must be at most 86,400",
     ),
     ("negative rate", ["scenario", "digits-mlp", "--rate", "-1"], "--rate: must be greater"),
+    ("port past 65535", ["serve", "--port", "99999"], "--port: must be at most 65,535"),
     (
         "missing data file",
         ["sweep", "digits-mlp", "--data", "{dir}/none.npz", "--store", "{dir}/s.sqlite"],

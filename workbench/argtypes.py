@@ -215,6 +215,8 @@ positive_int = _argtype("a whole number", int, lambda v: whole("value", v, minim
 count_int = _argtype("a whole number", int, lambda v: whole("value", v, minimum=0))
 #: an argparse type: a batch size (1 to `MAX_BATCH`)
 batch_int = _argtype("a whole number", int, lambda v: batch_size(v, "value"))
+#: an argparse type: a TCP port (1 to 65535)
+port_int = _argtype("a whole number", int, lambda v: whole("value", v, minimum=1, maximum=65535))
 #: an argparse type: a finite number greater than zero
 positive_float = _argtype("a number", float, lambda v: number("value", v, above=0.0))
 #: an argparse type: a finite number of zero or more

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from workbench.argtypes import positive_float, positive_int
+from workbench.argtypes import duration_s, port_int
 from workbench.errors import WorkbenchError
 
 DEFAULT_PORT = 5006
@@ -41,7 +41,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``workbench`` command line."""
     p = sub.add_parser("serve", help="serve the dashboard (localhost only unless --address)")
     p.add_argument(
-        "--port", type=positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+        "--port", type=port_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
     p.add_argument("--model", default=None, help="sample name or model file to open first")
     p.add_argument(
@@ -66,7 +66,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="open a browser tab")
     p.add_argument("--store", default=None, help="results store file (default: the user's)")
     p.add_argument(
-        "--budget", type=positive_float, default=0.5, help="timing budget per measurement (s)"
+        "--budget", type=duration_s, default=0.5, help="timing budget per measurement (s)"
     )
     p.set_defaults(func=_serve_command)
 
