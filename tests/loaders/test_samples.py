@@ -140,6 +140,9 @@ def test_a_sample_name_is_the_sample_beside_a_file_of_that_name(
     for path in ("./digits-cnn", Path("digits-cnn")):
         with pytest.raises(ModelLoadError, match=r"folder|unknown model file type"):
             wb.load(path)
+    planted.rmdir() if shadow == "folder" else planted.unlink()
+    with pytest.raises(ModelLoadError, match="for the sample, pass its name as a str"):
+        wb.load(Path("digits-cnn"))
 
 
 def test_dataset_is_the_stratified_digits_split() -> None:

@@ -122,6 +122,8 @@ def _load_path(
     if not path.exists():
         from workbench.loaders import samples
 
+        if str(path) in samples.names():  # a pathlib.Path names a file, never a sample
+            raise ModelLoadError(f"no such file: {path} (for the sample, pass its name as a str)")
         raise ModelLoadError(
             f"no such file: {path} (and not a sample name; samples: {', '.join(samples.names())})"
         )
