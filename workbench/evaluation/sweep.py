@@ -55,8 +55,6 @@ COLUMNS = [
 ]  # fmt: skip
 
 BASELINE = "baseline"
-#: a noisy point is measured at most this many times before it is kept, noisy and saying so
-NOISY_ATTEMPTS = 3
 #: a point still to measure: ``((label, variant spec), backend, device)``
 Point = tuple[tuple[str, Any], str, str]
 #: saves one finished point's row and its `Profile` (None for a failed point)
@@ -102,9 +100,9 @@ class TradeoffTable:
             median latency over this one's, ``speedup_low`` / ``speedup_high`` the range
             the two medians' 95% CIs allow; ``samples`` is the number of timed runs,
             ``noisy`` flags a latency whose verdict (``verdict``: its spread, or a
-            contended machine, see `Measurement.verdict`) survived `NOISY_ATTEMPTS`
-            measurements, and a speed-up from a noisy pair is shown with its range;
-            failed points have ``error``.
+            contended machine, see `Measurement.verdict`) survived
+            `workbench.profiling.timer.NOISY_ATTEMPTS` measurements, and a speed-up
+            from a noisy pair is shown with its range; failed points have ``error``.
         metric: the metric's name.
         higher_is_better: the metric's direction.
         sweep_id: the id under which the points are stored.
@@ -683,6 +681,7 @@ class _PointRunner:
         from workbench.backends.spec import parse_backend
         from workbench.evaluation.metrics import evaluate
         from workbench.profiling.run import profile
+        from workbench.profiling.timer import NOISY_ATTEMPTS
 
         # "onnxruntime[optimization=basic]": one backend under its own option set
         backend, own = parse_backend(backend)

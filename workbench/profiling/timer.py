@@ -28,6 +28,8 @@ from workbench.backends.cpus import read_sample as read_cpu_sample
 
 #: IQR / median above which a run is flagged noisy (torch.utils.benchmark uses the same).
 NOISE_THRESHOLD = 0.10
+#: how many times a sweep measures a noisy point at most before keeping it, noisy
+NOISY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from workbench.backends.base import get_backend
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.display import frame_html, frame_text
-from workbench.profiling.timer import Measurement, Timer
+from workbench.profiling.timer import NOISY_ATTEMPTS, Measurement, Timer, remeasure
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.scenarios.result import json_rows
 
@@ -149,9 +149,15 @@ def batch_sweep(
             sizes, description="batch sizes", progress=progress, cancel=cancel, bar=False
         ):
             runner = session.runner(batch_inputs(model, pool, batch))
-            measured.append(
-                Timer(runner, budget_s=budget_s, device=device, label=f"bs={batch}").measure()
+            timer = Timer(
+                runner,
+                budget_s=budget_s,
+                device=device,
+                label=f"bs={batch}",
+                threads=getattr(session, "threads", None) if device == "cpu" else None,
             )
+            # a noisy batch size is measured again (bounded), as a sweep's points are
+            measured.append(remeasure(timer.measure, NOISY_ATTEMPTS))
     finally:
         session.close()
     throughputs = [m.throughput(b) for m, b in zip(measured, sizes, strict=True)]
@@ -163,6 +169,7 @@ def batch_sweep(
             "throughput_per_s": throughputs,
             "n": [m.n for m in measured],
             "noisy": [m.noisy for m in measured],
+            "verdict": [m.verdict for m in measured],
         }
     )
     return BatchSweep(
