@@ -94,8 +94,9 @@ def test_points_rows_and_colours_are_drawn_as_measured(server, browser):  # noqa
     # Devices: the devices table fits the page (its "why not" column is on screen)
     page.locator(".bk-tab", has_text="Devices").first.click()
     page.locator(".gtitle", has_text="Roofline").first.wait_for()
-    holder = page.locator(".tabulator").first
-    columns = holder.locator(".tabulator-col").evaluate_all(
+    reason = page.locator(".tabulator-col[tabulator-field='reason']")
+    holder = page.locator(".tabulator", has=reason).first
+    columns = holder.locator(".tabulator-headers .tabulator-col[tabulator-field]").evaluate_all(
         "els => els.map(e => [e.innerText.trim(), e.getBoundingClientRect().left,"
         " e.getBoundingClientRect().right])"
     )
