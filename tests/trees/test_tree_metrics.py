@@ -1,0 +1,32 @@
+"""Tabular metrics against scikit-learn's, and through wb.evaluate on a tree model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.evaluation.tabular import log_loss, rmse, roc_auc
+
+
+def test_metrics_equal_scikit_learns() -> None:
+    from sklearn import metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    p1 = np.clip(labels * 0.3 + rng.random(300) * 0.7, 0, 1).round(2)  # ties included
+    proba = np.stack([1 - p1, p1], axis=1).astype(np.float32)
+    assert roc_auc(proba, labels) == pytest.approx(metrics.roc_auc_score(labels, p1))
+    assert log_loss(proba, labels) == pytest.approx(metrics.log_loss(labels, proba), rel=1e-6)
+    values = rng.normal(size=300)
+    assert rmse(values + 0.5, values) == pytest.approx(0.5)
+
+
+def test_evaluate_scores_the_probabilities_of_a_tree_model(cancer, forest) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    x, y = cancer
+    data = wb.Dataset.from_arrays(x, y)
+    result = wb.evaluate(wb.load(forest), data, metric=roc_auc, backend="numba")
+    assert result.output == "probabilities"
+    assert result.value == pytest.approx(roc_auc_score(y, forest.predict_proba(x)[:, 1]))

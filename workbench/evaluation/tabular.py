@@ -1,0 +1,75 @@
+"""Tabular metrics for tree models: ROC-AUC, log loss and RMSE as `Metric` objects.
+
+Pass one to ``wb.evaluate`` or ``wb.sweep`` (``metric=roc_auc``); the evaluation picks
+the model output the metric fits (a converted classifier's ``probabilities`` before its
+``label``). Plain NumPy/SciPy: no scikit-learn needed at run time.
+
+Example:
+    >>> from workbench.evaluation.tabular import roc_auc
+    >>> wb.evaluate(wb.samples.load("trees-gbm"), wb.samples.dataset("trees-gbm"), metric=roc_auc)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.evaluation.metrics import Metric
+
+__all__ = ["log_loss", "rmse", "roc_auc"]
+
+#: probabilities are clipped to [EPS, 1] before the logarithm (as scikit-learn does)
+EPS = 1e-15
+
+
+def _positive_scores(outputs: np.ndarray) -> np.ndarray:
+    scores = np.asarray(outputs, dtype=np.float64)
+    return scores[:, 1] if scores.ndim == 2 and scores.shape[1] == 2 else scores.ravel()
+
+
+def _binary_scores_misfit(outputs: np.ndarray) -> str:
+    if outputs.dtype.kind != "f":
+        return f"it scores float outputs, not {outputs.dtype}"
+    if outputs.ndim == 2 and outputs.shape[1] not in (1, 2):
+        return f"it scores a binary model (1 or 2 columns), not {outputs.shape[1]} columns"
+    return ""
+
+
+def _probabilities_misfit(outputs: np.ndarray) -> str:
+    if outputs.dtype.kind != "f" or outputs.ndim != 2:
+        return f"it scores float (rows, classes) probabilities, not {outputs.dtype} {outputs.shape}"
+    if not np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
+        return "its rows do not sum to 1 (not probabilities)"
+    return ""
+
+
+def _roc_auc(outputs: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    scores = _positive_scores(outputs)
+    positive = np.asarray(labels).ravel() == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")  # undefined with one class
+    ranks = rankdata(scores)  # ties get their average rank (Mann-Whitney U)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _log_loss(outputs: np.ndarray, labels: np.ndarray) -> float:
+    proba = np.asarray(outputs, dtype=np.float64)
+    picked = proba[np.arange(len(proba)), np.asarray(labels).astype(np.int64).ravel()]
+    return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
+
+
+def _rmse(outputs: np.ndarray, labels: np.ndarray) -> float:
+    error = np.asarray(outputs, np.float64).reshape(len(labels), -1) - np.asarray(
+        labels, np.float64
+    ).reshape(len(labels), -1)
+    return float(np.sqrt(np.mean(error**2)))
+
+
+#: area under the ROC curve of a binary classifier's positive-class score (higher is better)
+roc_auc = Metric("roc_auc", _roc_auc, True, 100.0, _binary_scores_misfit)
+#: mean negative log-likelihood of the true class (lower is better)
+log_loss = Metric("log_loss", _log_loss, False, 1.0, _probabilities_misfit)
+#: root mean squared error of a regressor (lower is better)
+rmse = Metric("rmse", _rmse, False, 1.0, None)
