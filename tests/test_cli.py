@@ -265,6 +265,16 @@ OTHER_COMMANDS = [
     ("negative rate", ["scenario", "digits-mlp", "--rate", "-1"], "--rate: must be greater"),
     ("port past 65535", ["serve", "--port", "99999"], "--port: must be at most 65,535"),
     (
+        "data that is not an .npz",
+        ["sweep", "digits-mlp", "--data", "{dir}/wrong.json", "--store", "{dir}/s.sqlite"],
+        "wrong.json is not an .npz file of arrays x and y",
+    ),
+    (
+        "unknown layer method",
+        ["profile", "digits-mlp", "--layer-method", "nsight", "--budget", "0.05"],
+        "unknown layer method 'nsight' for backend 'onnxruntime'",
+    ),
+    (
         "missing data file",
         ["sweep", "digits-mlp", "--data", "{dir}/none.npz", "--store", "{dir}/s.sqlite"],
         "No such file or directory: {dir}/none.npz",
@@ -282,7 +292,7 @@ OTHER_COMMANDS = [
 )
 def test_other_commands_bad_input_one_line(bad_stores, capsys, args, message) -> None:
     code = main([a.format(dir=bad_stores) for a in args])
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]  # after any progress bar's last redraw
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("workbench: error: "), err
     assert message.format(dir=bad_stores) in err and "Traceback" not in err

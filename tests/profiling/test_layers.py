@@ -14,7 +14,7 @@ import pytest
 
 import workbench as wb
 from workbench.backends.base import LayerTiming
-from workbench.errors import BackendError
+from workbench.errors import BackendError, InputError
 from workbench.profiling.layers import UNATTRIBUTED, attribution, profile_layers
 from workbench.testing import toy_cnn
 
@@ -129,7 +129,7 @@ def test_containers_view_and_torch_profiler_method() -> None:
     assert "torch.profiler" in other.layer_method
     assert other.memory["allocated_bytes_by_layer"]
     assert other.layers.query("layer == 'blocks.0.mlp.fc1'")["latency_ms"].iloc[0] > 0
-    with pytest.raises(ValueError, match="unknown layer method"):
+    with pytest.raises(InputError, match="unknown layer method"):
         profile_layers(other, session, inputs, repeats=1, method="nsight")
 
 

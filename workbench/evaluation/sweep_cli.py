@@ -51,7 +51,13 @@ def load_data(path: str, batch_size: int = 64) -> Any:
     from workbench.errors import InputError
     from workbench.evaluation.data import Dataset
 
-    with np.load(path) as arrays:
+    try:
+        arrays = np.load(path)  # allow_pickle stays off: an .npz never runs code
+    except (ValueError, EOFError) as exc:  # not an .npz (a text file, a pickle)
+        raise InputError(f"{path} is not an .npz file of arrays x and y ({exc})") from exc
+    if not hasattr(arrays, "files"):  # a single .npy array
+        raise InputError(f"{path} is not an .npz file of arrays x and y (it holds one array)")
+    with arrays:
         keys = ("x", "y") if "x" in arrays else ("inputs", "labels")
         if not set(keys) <= set(arrays.files):
             raise InputError(

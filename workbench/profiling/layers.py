@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.backends.base import LayerMethod, LayerTiming, Session, layer_methods_of
-from workbench.errors import BackendError
+from workbench.errors import BackendError, InputError
 from workbench.profiling.table import UNATTRIBUTED, VIEWS, layer_table, order_columns
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def profile_layers(
             cached on disk).
 
     Raises:
-        ValueError: an unknown ``view`` or ``method``.
+        InputError: an unknown ``view`` or ``method``.
 
     Example:
         >>> p = wb.profile(m, "torch", batch_size=32, layers=False)
@@ -70,7 +70,7 @@ def profile_layers(
     from workbench.profiling.memory import measure_memory
 
     if view not in VIEWS:
-        raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
+        raise InputError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
     timer = _timing_method(session, method)
     result.memory.update(measure_memory(session, inputs))
     try:
@@ -98,7 +98,7 @@ def _timing_method(session: Any, method: str | None) -> LayerMethod:
         return methods[name]
     if name == "default":
         return _unavailable(f"backend {session.backend!r} has no per-layer profiler")
-    raise ValueError(
+    raise InputError(
         f"unknown layer method {method!r} for backend {session.backend!r}; "
         f"known: {['default', *(m for m in methods if m != 'default')]}"
     )
