@@ -37,6 +37,7 @@ from workbench.loaders.trust import (
     MAX_JSON_BYTES,
     OPT_IN,
     check_program,
+    is_module_path,
     open_zip,
     read_entry,
     refuse_code,
@@ -167,6 +168,11 @@ def _payloads(archive: _Archive, kind: str) -> dict[str, Any]:
     storages: dict[str, torch.Tensor] = {}
     loaded = {}
     for fqn, item in config.items():
+        if not is_module_path(fqn):  # torch pastes it into the code module() generates
+            raise UnsafeModelError(
+                f"{archive.label} names a {kind[:-1]} {fqn[:60]!r}, which is not a module "
+                f"path; {OPT_IN}"
+            )
         path = item.path_name
         if isinstance(path, str) and path.startswith(("custom_obj_", "opaque_obj_")):
             raise refuse_code(archive.label, f"holds Python or TorchBind objects ({folder}{path})")

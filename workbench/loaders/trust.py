@@ -77,6 +77,13 @@ _PYTHON_TARGETS = re.compile(
     r"and_|or_|not_|lshift|rshift|getitem)|math\.[a-z0-9_]+|torch\.sym_[a-z_]+|torch\._sym_sqrt"
 )
 
+# Names torch pastes into the Python it generates for ExportedProgram.module() and then
+# runs with exec: a placeholder's name goes into ``def forward(self, <name>)`` and a module
+# path into ``getattr(self, "<segment>")``, unescaped. Node and argument names must be
+# identifiers (or empty), module paths identifier-like segments joined by dots.
+_IDENTIFIER = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,255})?")
+_MODULE_PATH = re.compile(r"([A-Za-z0-9_]{1,255}(\.[A-Za-z0-9_]{1,255}){0,63})?")
+
 # Shape expressions are parsed here with `ast` (which evaluates nothing) against a grammar
 # of what torch writes: numbers, symbols, arithmetic, comparisons and calls of sympy's and
 # torch's sympy functions. torch hands the string to ``sympy.sympify``, which calls
@@ -241,8 +248,8 @@ def check_program(payload: bytes, label: str) -> Any:
 
     Raises:
         UnsafeModelError: guard code, a node calling something that is not a plain
-            operator, a shape expression outside the grammar, or a symbol name torch
-            would count up to.
+            operator, a shape expression outside the grammar, a symbol name torch would
+            count up to, or a name torch would paste into the code it generates.
         ModelLoadError: the payload is not JSON.
     """
     try:
@@ -272,6 +279,11 @@ def check_program(payload: bytes, label: str) -> Any:
             and not _allowed_target(value)
         ):
             raise refuse_code(label, f"calls {value[:80]!r}, which is not a plain operator")
+        if isinstance(value, str) and not _safe_name(key, value):
+            raise UnsafeModelError(
+                f"{label} names {value[:60]!r} ({key}), which torch would paste into the code "
+                f"it generates and runs; {OPT_IN}"
+            )
         if key != "expr_str":
             continue
         try:
@@ -291,6 +303,20 @@ def check_program(payload: bytes, label: str) -> Any:
                 f"costing {_MAX_PROGRAM_EXPR_COST:,}); {OPT_IN}"
             )
     return program
+
+
+def _safe_name(key: str, value: str) -> bool:
+    """Whether a name at ``key`` in a program is safe to paste into generated Python."""
+    if key == "name":
+        return bool(_IDENTIFIER.fullmatch(value))
+    if key == "fqn" or key.endswith("_name"):
+        return bool(_MODULE_PATH.fullmatch(value))
+    return True
+
+
+def is_module_path(fqn: str) -> bool:
+    """Whether ``fqn`` (a weight's or constant's name) is safe as a module path."""
+    return bool(_MODULE_PATH.fullmatch(fqn))
 
 
 def _items(node: Any) -> Iterator[tuple[str, Any]]:

@@ -5,8 +5,8 @@ never return: a pickle torch would retry without ``weights_only``, pickled weigh
 constants that torch unpickles with full pickle (listed twice, once raw and once pickled,
 or named by an absolute or ``..`` path outside their folder), a graph that calls Python, a
 shape expression ``sympy`` would ``eval`` or never finish computing, a symbol index torch
-counts up to, an entry that inflates a thousand times, a TorchScript ``__setstate__`` and
-a plain pickle.
+counts up to, a weight name that breaks out of the code torch generates for the program,
+an entry that inflates a thousand times, a TorchScript ``__setstate__`` and a plain pickle.
 """
 
 from __future__ import annotations
@@ -197,6 +197,20 @@ def _pt2_inflating(marker: Path) -> bytes:
     return _inflating()
 
 
+def _pt2_module_path(marker: Path) -> bytes:
+    """A weight whose name ends the string torch pastes it into: the forward torch
+    generates for the program reads ``getattr(getattr(self, "0"), "training"); open(...)``."""
+    opener = f'open(bytes({list(str(marker).encode())}), "w")'  # no dots: torch splits on them
+    evil = f'0.training"); {opener}; ("'
+
+    def change(name: str, data: bytes) -> bytes:
+        if name.startswith("models/") or name.endswith("_weights_config.json"):
+            return data.replace(b'"0.bias"', json.dumps(evil).encode())
+        return data
+
+    return _rewrite(_exported(), change)
+
+
 def pt2_python_call(marker: Path) -> bytes:
     """A ``.pt2`` whose graph calls ``torch.os.system`` (torch's verifier refuses it too)."""
     code = f"open({str(marker)!r}, 'w').write('ran')"
@@ -281,6 +295,7 @@ HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "weight_dotdot_path.pt2": _pt2_weight_outside("../../evil", "data/weights/../../evil"),
     "power_tower.pt2": _pt2_power_tower,
     "symbol_index.pt2": _pt2_symbol_index,
+    "module_path.pt2": _pt2_module_path,
     "inflating.pt2": _pt2_inflating,
     "setstate.pt": _torchscript,
     "setstate.ts": _torchscript,
