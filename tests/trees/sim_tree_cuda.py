@@ -1,23 +1,25 @@
 """Run by test_tree_kernels.py in a child process with NUMBA_ENABLE_CUDASIM=1 (the
-simulator must be chosen before numba.cuda is imported): the numba-cuda tree kernel
-against ONNX Runtime on a small forest, NaNs included. Prints ``OK`` on success."""
+simulator must be chosen before numba.cuda is imported): the numba-cuda tree kernel on
+the model and rows the parent wrote, against the outputs ONNX Runtime gave the parent.
+
+    python sim_tree_cuda.py <folder with model.onnx and io.npz>
+
+Prints ``OK`` on success."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
-from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import GradientBoostingClassifier
 
 import workbench as wb
-from workbench.loaders.trees import run_onnx
 
-x, y = load_breast_cancer(return_X_y=True)
-x = x.astype(np.float32)
-model = wb.load(GradientBoostingClassifier(n_estimators=5, max_depth=3).fit(x, y))
-rows = x[:24].copy()
-rows[::5, 7] = np.nan
-session = wb.backend("numba-cuda").compile(model, "cuda:0")
-got, want = session.run({"input": rows}), run_onnx(model, rows)
-np.testing.assert_array_equal(got[0], want[0])
-np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+folder = Path(sys.argv[1])
+model = wb.load(folder / "model.onnx")
+with np.load(folder / "io.npz") as io:
+    rows, label, proba = io["rows"], io["label"], io["proba"]
+got = wb.backend("numba-cuda").compile(model, "cuda:0").run({"input": rows})
+np.testing.assert_array_equal(got[0], label)
+np.testing.assert_allclose(got[1], proba, rtol=1e-5, atol=1e-6)
 print("OK")

@@ -52,13 +52,18 @@ def _models(cancer: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tree_models(cancer) -> dict[str, Any]:
-    return {name: wb.load(est) for name, (est, _) in _models(cancer).items()}
+def trained(cancer) -> dict[str, Any]:
+    return _models(cancer)
 
 
 @pytest.fixture(scope="module")
-def tree_data(cancer) -> dict[str, np.ndarray]:
-    return {name: data for name, (_, data) in _models(cancer).items()}
+def tree_models(trained) -> dict[str, Any]:
+    return {name: wb.load(est) for name, (est, _) in trained.items()}
+
+
+@pytest.fixture(scope="module")
+def tree_data(trained) -> dict[str, np.ndarray]:
+    return {name: data for name, (_, data) in trained.items()}
 
 
 CASES = [
@@ -114,11 +119,23 @@ def test_opset5_tree_ensemble_runs_like_the_legacy_op(tree_models, tree_data) ->
     np.testing.assert_allclose(got, run_onnx(new, x)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_cuda_kernel_in_the_simulator() -> None:
+def test_cuda_kernel_in_the_simulator(tmp_path: Path, tree_models, tree_data) -> None:
+    """A boosted classifier (base value, LOGISTIC, NaNs) on numba-cuda in the simulator,
+    in a child process that imports no tree library."""
     pytest.importorskip("numba.cuda")
+    model = tree_models["gbm-binary"]
+    rows = tree_data["gbm-binary"][:16].copy()
+    rows[::5, 7] = np.nan
+    model.to_onnx(tmp_path / "model.onnx")
+    label, proba = run_onnx(model, rows)
+    np.savez(tmp_path / "io.npz", rows=rows, label=label, proba=proba)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     script = Path(__file__).with_name("sim_tree_cuda.py")
     done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-2000:]
