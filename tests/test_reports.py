@@ -16,6 +16,7 @@ from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
 from workbench.reports import report
 from workbench.store import Store
+from workbench.units import format_ms
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,12 @@ def test_a_profile_report_holds_its_sections_and_figures_and_needs_no_network(me
     assert get_plotlyjs() in text
     rest = text.replace(get_plotlyjs(), "")
     assert "<script src" not in rest and "http://" not in rest and "https://" not in rest
-    assert f"{measured.latency.median:.4g} ms" in text
+    assert format_ms(measured.latency.median) in text  # the notebook's units, not .4g
     assert measured.cold_start_text() in text
     slowest = measured.top_layers(1).iloc[0]["layer"]
-    assert f"<td>{slowest}</td>" in text
+    assert f"<td class=text>{slowest}</td>" in text
+    tables = " ".join(re.findall(r"<table class='data'>.*?</table>", text, re.S))
+    assert tables and not re.search(r"\bnan\b|\d[eE][+-]?\d", tables, re.I)  # one layer
 
 
 def test_a_comparison_report_aligns_the_profiles_and_a_sweep_report_marks_the_front():
@@ -79,7 +82,7 @@ def test_a_comparison_report_aligns_the_profiles_and_a_sweep_report_marks_the_fr
         }
     )
     text = report(rows).html()
-    assert text.count("<tr class=strong>") == 2
+    assert text.count("<tr class=bold>") == 2
     assert "accuracy vs latency" in text
 
 
@@ -114,7 +117,7 @@ def test_the_report_command_writes_a_stored_sweep_with_its_front(tmp_path):
     out = tmp_path / "sweep.html"
     assert main(["report", "s1", "--store", str(store.path), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Trade-offs — sweep s1" in text and text.count("<tr class=strong>") == 2
+    assert "Trade-offs — sweep s1" in text and text.count("<tr class=bold>") == 2
 
 
 _NETWORK = re.compile(r"<(?:script|link|img)\b[^>]*(?:src|href)\s*=\s*['\"]?(?:https?:)?//", re.I)
@@ -155,7 +158,7 @@ def test_tradeoff_table_to_html_is_the_sweep_report_with_its_front(tmp_path):
     assert not _NETWORK.search(text) and get_plotlyjs() in text
     (figure,) = figures_in(text)
     assert {trace["type"] for trace in figure} >= {"scatter"}
-    assert text.count("<tr class=strong>") == 2
+    assert text.count("<tr class=bold>") == 2
     table.to_html(tmp_path / "t.html")
     assert without_timestamp((tmp_path / "t.html").read_text(encoding="utf-8")) == (
         without_timestamp(text)

@@ -27,7 +27,9 @@ import pandas as pd
 
 import workbench.viz as viz
 from workbench.errors import InputError
+from workbench.profiling.display import frame_html
 from workbench.profiling.profile import Profile
+from workbench.units import format_count, format_ms
 
 __all__ = ["Report", "report", "report_html"]
 
@@ -238,12 +240,12 @@ def _statistics(p: Profile) -> str:
     lat = p.latency
     lo, hi = lat.median_ci
     rows = {
-        "samples": f"{lat.n}{' (' + lat.verdict + ')' if lat.noisy else ''}",
-        "median": f"{lat.median:.4g} ms (95% CI {lo:.4g}–{hi:.4g})",
-        "mean ± std": f"{lat.mean:.4g} ± {lat.std:.3g} ms",
-        "p90 / p99": f"{lat.p90:.4g} / {lat.p99:.4g} ms",
-        "min / max": f"{lat.min:.4g} / {lat.max:.4g} ms",
-        "throughput": f"{p.throughput:,.1f} samples/s",
+        "samples": f"{lat.n:,}{' (' + lat.verdict + ')' if lat.noisy else ''}",
+        "median": f"{format_ms(lat.median)} (95% CI {format_ms(lo)} – {format_ms(hi)})",
+        "mean ± std": f"{format_ms(lat.mean)} ± {format_ms(lat.std)}",
+        "p90 / p99": f"{format_ms(lat.p90)} / {format_ms(lat.p99)}",
+        "min / max": f"{format_ms(lat.min)} / {format_ms(lat.max)}",
+        "throughput": f"{format_count(p.throughput)} samples/s",
         "warm-up calls": str(len(lat.warmup_ms)),
     }
     return _key_values(rows)
@@ -259,25 +261,11 @@ def _key_values(values: dict[str, Any]) -> str:
 
 
 def _table(frame: pd.DataFrame, columns: Sequence[str], bold: str | None = None) -> str:
-    """An HTML table of ``columns`` of ``frame`` (numbers at 4 significant digits)."""
+    """An HTML table of ``columns`` of ``frame``, every number in its unit (the notebook
+    views' formatting layer); rows whose ``bold`` column is true in bold."""
     shown = frame[[c for c in columns if c in frame]]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
-    body = []
-    for _, row in shown.iterrows():
-        strong = bold is not None and bool(frame.loc[row.name, bold])
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
-        body.append(f"<tr{' class=strong' if strong else ''}>{cells}</tr>")
-    return (
-        f"<table class='data'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    flags = None if bold is None else [bool(v) for v in frame[bold].fillna(False)]
+    return frame_html(shown, bold=flags).replace("<table>", "<table class='data'>", 1)
 
 
 _CSS = """
@@ -286,5 +274,5 @@ h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:
 .meta{color:#777;font-size:12px}table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #e3e3e3;padding:3px 8px;text-align:left}
 table.kv th{background:#f6f8fa;width:180px}table.data thead th{background:#f6f8fa}
-tr.strong td{font-weight:bold}section{margin-bottom:28px}
+tr.bold td{font-weight:bold}section{margin-bottom:28px}
 """
