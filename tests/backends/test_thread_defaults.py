@@ -50,3 +50,15 @@ def test_numba_runs_its_loops_on_the_free_cpus_only_while_running(one_free_cpu) 
         inside = numba.get_num_threads()
     assert inside == 1 and numba.get_num_threads() == before
     assert session.run(model.example_inputs(4))[0].shape == (4, 10)
+
+
+def test_openvino_cpu_threads_are_capped_by_the_free_cpus(one_free_cpu) -> None:
+    pytest.importorskip("openvino")
+    if "openvino" not in wb.backend_names():
+        pytest.skip("the openvino plugin is not installed")
+    import psutil
+
+    if (psutil.cpu_count(logical=False) or 1) < 2:
+        pytest.skip("OpenVINO's own default is one thread here: nothing to cap")
+    session = wb.backend("openvino").compile(wb.samples.load("digits-mlp"), "cpu")
+    assert session.threads == 1
