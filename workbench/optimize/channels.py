@@ -9,7 +9,9 @@ outputs meet in an ``add`` (residual connections) are tied into one group that k
 the same channels, when every input of those adds comes from the group. A producer
 whose output reaches anything else (a reshape, a concat, a LayerNorm, the model output,
 an add with a model input or a parameter) is left whole, and the reason goes into the
-recipe's notes.
+recipe's notes. A module torch.fx cannot trace (Python control flow: every Hugging Face
+model) is exported with ``torch.export`` instead, and its Linear layers are followed
+through the aten graph (`_plan_exported`): a transformer's MLP hidden layers shrink.
 """
 
 from __future__ import annotations
@@ -91,15 +93,8 @@ def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...], tie: boo
     try:
         traced = fx.symbolic_trace(module)
         ShapeProp(traced).propagate(*example)
-    except Exception as exc:  # fx fails on data-dependent control flow, among others
-        # one line: fx's own messages span many (and Hugging Face models always fail here)
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise TransformError(
-            f"no layer of {type(module).__name__} can be channel-pruned: structured pruning "
-            "follows each layer's channels through a torch.fx trace, and torch.fx cannot "
-            f"trace this model's Python code ({type(exc).__name__}: {why}); prune single "
-            "weights instead: wb.prune(m, sparsity=..., structured=False)"
-        ) from exc
+    except Exception as exc:  # fx fails on Python control flow (every Hugging Face model)
+        return _plan_exported(module, example, exc)
     modules = dict(traced.named_modules())
     groups, skipped = [], {}
     for node in traced.graph.nodes:
@@ -113,6 +108,102 @@ def plan_channels(module: nn.Module, example: tuple[torch.Tensor, ...], tie: boo
     if tie:
         groups = _tie(groups, skipped)
     return Plan(groups, skipped)
+
+
+#: aten ops that keep channels independent (elementwise, dropout in eval mode)
+_ATEN_PASS = frozenset(
+    {"relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu"}
+    | {"elu", "relu6", "dropout", "clone", "contiguous", "alias", "identity"}
+)
+
+
+def _plan_exported(
+    module: nn.Module, example: tuple[torch.Tensor, ...], fx_error: Exception
+) -> Plan:
+    """The plan from a torch.export graph, for modules torch.fx cannot trace.
+
+    torch.export records Python control flow away, leaving aten ops whose weights name
+    their modules: each ``aten.linear`` of an ``nn.Linear`` is followed through
+    elementwise ops to the ``aten.linear`` layers reading it. Anything else it reaches (a
+    reshape, a LayerNorm, an add) keeps it whole, said in the notes; residual ties and
+    convolutions are left to the torch.fx route.
+
+    Raises:
+        TransformError: torch.export fails too; one line with both reasons.
+    """
+    import torch
+    from torch import nn
+
+    try:
+        program = torch.export.export(module, example, strict=False)
+    except Exception as exc:
+        raise TransformError(
+            f"no layer of {type(module).__name__} can be channel-pruned: structured pruning "
+            f"follows each layer's channels through a torch.fx trace ({_first(fx_error)}) "
+            f"or a torch.export graph ({_first(exc)}), and neither works on this model; "
+            "prune single weights instead: wb.prune(m, sparsity=..., structured=False)"
+        ) from exc
+    params = program.graph_signature.inputs_to_parameters
+    modules = dict(module.named_modules())
+
+    def linear_of(node: Any) -> str:
+        """The module path of the nn.Linear an ``aten.linear`` node applies, or ""."""
+        if node.op != "call_function" or _aten(node) != "linear" or len(node.args) < 2:
+            return ""
+        path = params.get(getattr(node.args[1], "name", ""), "").removesuffix(".weight")
+        return path if isinstance(modules.get(path), nn.Linear) else ""
+
+    groups: list[ChannelGroup] = []
+    skipped: dict[str, str] = {}
+    calls = [(node, linear_of(node)) for node in program.graph.nodes]
+    counts: dict[str, int] = {}
+    for _, path in calls:
+        counts[path] = counts.get(path, 0) + 1
+    for node, path in calls:
+        if not path:
+            continue
+        if counts[path] > 1:
+            skipped[path] = "it runs more than once (shared weights)"
+            continue
+        group = ChannelGroup(path, channels=int(modules[path].weight.shape[0]))
+        reason = _follow_exported(node, group, linear_of)
+        if reason:
+            skipped[path] = reason
+        else:
+            groups.append(group)
+    return Plan(groups, skipped)
+
+
+def _follow_exported(start: Any, group: ChannelGroup, linear_of: Any) -> str:
+    """Walk an ``aten.linear`` output to the linear layers reading its features, or why not."""
+    pending, seen = [start], set()
+    while pending:
+        node = pending.pop()
+        seen.add(node)
+        for user in node.users:
+            if user.op == "output":
+                return "its output is a model output"
+            first = user.args[0] if user.args else None
+            if linear_of(user) and first is node:
+                group.consumers.append((linear_of(user), 1))
+            elif user.op == "call_function" and _aten(user) in _ATEN_PASS and first is node:
+                if user not in seen:
+                    pending.append(user)
+            else:
+                return f"its output feeds {_aten(user) or user.op}"
+    return "" if group.consumers else "no layer consumes its features"
+
+
+def _aten(node: Any) -> str:
+    """``gelu`` for ``aten.gelu.default``; "" for anything not an aten op."""
+    parts = str(node.target).split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "aten" else ""
+
+
+def _first(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, cut short (tracers' messages span pages)."""
+    line = (str(exc).strip().splitlines() or [""])[0][:160]
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def _tie(groups: list[ChannelGroup], skipped: dict[str, str]) -> list[ChannelGroup]:

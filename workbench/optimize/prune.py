@@ -24,7 +24,7 @@ import numpy as np
 
 from workbench.argtypes import MAX_EPOCHS, number, whole
 from workbench.errors import TransformError
-from workbench.model import Model
+from workbench.model import Model, named_outputs
 from workbench.optimize.base import (
     Migration,
     Transform,
@@ -327,7 +327,8 @@ def finetune(module: torch.nn.Module, model: Model, data: Any, epochs: int, lr: 
         for inputs, labels in data:
             tensors = [torch.from_numpy(a) for a in model.check_inputs(inputs).values()]
             target = torch.from_numpy(np.ascontiguousarray(to_numpy(labels)))
-            output = module(*tensors)
+            # a Hugging Face ModelOutput (or a tuple): its first tensor, the logits
+            output = named_outputs(module(*tensors))[0][1]
             if target.dtype.is_floating_point:
                 loss = torch.nn.functional.mse_loss(output, target.to(output.dtype))
             else:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import workbench as wb
-from workbench.errors import ModelLoadError, TransformError
+from workbench.errors import ModelLoadError
 
 transformers = pytest.importorskip("transformers")
 
@@ -127,11 +127,23 @@ def test_histogram_calibration_of_gpt2_keeps_its_mask_in_float(
     assert (ours.argmax(-1) == reference.argmax(-1)).mean() > 0.8
 
 
-def test_structured_pruning_says_in_one_line_why_it_cannot(bert: wb.Model) -> None:
-    with pytest.raises(TransformError, match=r"torch\.fx cannot trace") as info:
-        wb.prune(bert, sparsity=0.5, structured=True)
-    message = str(info.value)
-    assert "\n" not in message and "structured=False" in message
-    assert "BertForSequenceClassification" in message
-    sparse = wb.prune(bert, sparsity=0.5)  # what it suggests works
-    assert sparse.recipe["achieved_sparsity"] == pytest.approx(0.5, abs=0.01)
+def test_structured_pruning_shrinks_the_mlp_through_torch_export(
+    bert: wb.Model, data: wb.Dataset
+) -> None:
+    """torch.fx cannot trace BERT; its torch.export graph shows each MLP's hidden layer."""
+    small = wb.prune(bert, sparsity=0.5, structured=True, finetune_epochs=1, data=data)
+    channels = small.recipe["channels"]
+    for block in (0, 1):
+        assert channels[f"bert.encoder.layer.{block}.intermediate.dense"] == [64, 32]
+        assert (
+            small.module.get_submodule(f"bert.encoder.layer.{block}.output.dense").in_features == 32
+        )
+    notes = small.recipe["notes"]
+    assert "bert.encoder.layer.0.attention.output.dense: not pruned, its output feeds add" in notes
+    assert small.params < bert.params
+    x = bert.example_inputs(4)
+    (pruned,) = wb.backend("torch").compile(small, "cpu").run(x)
+    (exported,) = wb.backend("onnxruntime").compile(small, "cpu").run(x)
+    assert pruned.shape == (4, 3)
+    np.testing.assert_allclose(exported, pruned, atol=1e-4)
+    assert bert.module.get_submodule("bert.encoder.layer.0.output.dense").in_features == 64
