@@ -147,6 +147,14 @@ pt2_edits = st.lists(
         st.tuples(
             st.just("range"), st.integers(0, 7), st.sampled_from(["s0", "u7", "u99999999999"])
         ),
+        st.tuples(
+            st.just("rename"),
+            st.integers(0, 7),
+            st.tuples(
+                st.sampled_from(["0.bias", "0.weight", "input", "linear", "relu"]),
+                st.sampled_from(['0.training"); {open}; ("', "x={open}", "a b", "ok_2", "0.x.y"]),
+            ),
+        ),
         st.tuples(st.sampled_from(["deflate", "drop", "repeat"]), st.integers(0, 15), st.none()),
         st.tuples(st.just("inflate"), st.integers(0, 15), st.sampled_from([2**20 + 1, 2**22])),
     ),

@@ -119,6 +119,7 @@ PT2_EDITS = (
     "expr",  # replace a shape expression
     "target",  # replace a graph node's target
     "range",  # add a range for a symbol name
+    "rename",  # rename a weight, node or input everywhere ({open} writes the marker)
     "deflate",  # store an entry deflated
     "inflate",  # an entry that inflates to megabytes of zeros
     "drop",  # remove an entry
@@ -246,6 +247,15 @@ def _inflate(entries: _Entries, index: int, value: Any, marker: Path, deflated: 
     deflated.add(position)
 
 
+def _rename(entries: _Entries, index: int, value: Any, marker: Path, _: set[int]) -> None:
+    old, new = value
+    opener = f'open(bytes({list(str(marker).encode())}), "w")'  # no dots: torch splits on them
+    new = json.dumps(new.replace("{open}", opener)).encode()
+    for position, (name, data) in enumerate(entries):
+        if name.endswith(".json"):
+            entries[position] = (name, data.replace(json.dumps(old).encode(), new))
+
+
 def _drop(entries: _Entries, index: int, value: Any, marker: Path, _: set[int]) -> None:
     if len(entries) > 1:
         del entries[index % len(entries)]
@@ -258,6 +268,7 @@ _PT2_EDITORS: dict[str, Callable[[_Entries, int, Any, Path, set[int]], None]] = 
     "expr": lambda e, i, v, m, d: _edit_program(e, "expr_str", i, v),
     "target": lambda e, i, v, m, d: _edit_program(e, "target", i, v),
     "range": _add_range,
+    "rename": _rename,
     "deflate": lambda e, i, v, m, d: d.add(i % len(e)),
     "inflate": _inflate,
     "drop": _drop,
