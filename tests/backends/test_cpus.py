@@ -126,22 +126,45 @@ def test_too_short_a_window_tells_nothing_about_other_work(tmp_path: Path) -> No
     assert math.isnan(seen.others_cpus) and not seen.contended
 
 
-def test_free_cpus_subtracts_what_others_use(tmp_path: Path) -> None:
-    proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
+def test_free_cpus_subtracts_what_others_use(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cpus, "_held", {})
+    now = [0.0]
+    idle = {0: (0, 0, 0), 1: (0, 0, 0)}
 
-    def one_neighbour_per_core(seconds: float) -> None:
-        proc_tree(tmp_path, {0: (10, 0, 0), 1: (10, 0, 0)}, own=0)
+    def watch(tree: dict[int, tuple[int, int, int]]):
+        def sleep(seconds: float) -> None:  # time passes; meanwhile the CPUs did this
+            now[0] += seconds
+            proc_tree(tmp_path, tree)
 
-    def one_neighbour(seconds: float) -> None:
-        proc_tree(tmp_path, {0: (10, 0, 0), 1: (0, 10, 0)}, own=0)
+        return {"affinity": {0, 1}, "sleep": sleep, "clock": lambda: now[0]}
 
-    free = cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=one_neighbour_per_core)
-    assert free == 1  # never 0: the run still needs a thread
-    proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
-    assert cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=one_neighbour) == 1
-    proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
+    proc_tree(tmp_path, idle)
+    # one busy neighbour per core: never 0, the run still needs a thread
+    assert cpus.free_cpus(tmp_path, **watch({0: (10, 0, 0), 1: (10, 0, 0)})) == 1
+    now[0] += 60  # the last reading is stale: a new window is watched
+    proc_tree(tmp_path, idle)
+    assert cpus.free_cpus(tmp_path, **watch({0: (10, 0, 0), 1: (0, 10, 0)})) == 1
+    now[0] += 60
+    proc_tree(tmp_path, idle)
     # no tick seen: the whole budget
-    assert cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=lambda s: None) == 2
+    assert cpus.free_cpus(tmp_path, **watch(idle)) == 2
+
+
+def test_a_recent_reading_opens_the_window_without_waiting(tmp_path: Path, monkeypatch) -> None:
+    """A fresh process reads the counters on import; compiling a second later waits for
+    nothing, the window since then tells who was busy."""
+    monkeypatch.setattr(cpus, "_held", {})
+    now = [0.0]
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
+    cpus._held[(str(tmp_path), (0, 1))] = (0.0, cpus.read_sample(tmp_path, {0, 1}))
+    now[0] = 1.0
+    proc_tree(tmp_path, {0: (100, 0, 0), 1: (100, 0, 0)})
+    free = cpus.free_cpus(tmp_path, affinity={0, 1}, sleep=no_sleep, clock=lambda: now[0])
+    assert free == 1
 
 
 def test_default_threads_never_raises_the_runtimes_own_count(

@@ -339,6 +339,10 @@ def _ticks_per_s() -> int:
 
 # ---- thread counts ---------------------------------------------------------------------
 _reused: dict[str, tuple[float, int]] = {}
+#: the last reading of the counters per root and mask, with when it was taken
+_held: dict[tuple[str, tuple[int, ...] | None], tuple[float, CpuSample]] = {}
+#: a held reading older than this says nothing about now (s)
+HELD_S = 5.0
 
 
 def free_cpus(
@@ -347,16 +351,27 @@ def free_cpus(
     affinity: Collection[int] | None = None,
     window_s: float = WINDOW_S,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Whole CPUs of this process's budget that other work is not using right now.
 
-    Watches the CPU counters for ``window_s``; at least 1, at most `CpuBudget.available`.
-    Where the counters cannot be read (not Linux), the whole budget.
+    Watches the CPU counters over at least ``window_s``: since the last reading when it
+    is recent (`HELD_S`; one is taken when this module is imported, so a fresh process
+    that loads a model before compiling it waits for nothing), else by waiting. At least
+    1, at most `CpuBudget.available`; where the counters cannot be read (not Linux), the
+    whole budget.
     """
     budget = cpu_budget(root, affinity)
-    before = read_sample(root, affinity)
-    sleep(window_s)
-    seen = contention_between(before, read_sample(root, affinity), budget)
+    key = (str(root), tuple(sorted(affinity)) if affinity is not None else None)
+    now = clock()
+    held_at, before = _held.get(key, (-math.inf, None))
+    if before is None or now - held_at > HELD_S:
+        held_at, before = now, read_sample(root, affinity)
+    if now - held_at < window_s:
+        sleep(window_s - (now - held_at))
+    after = read_sample(root, affinity)
+    _held[key] = (clock(), after)
+    seen = contention_between(before, after, budget)
     if math.isnan(seen.others_cpus):
         return budget.available
     return max(1, round(budget.available - seen.others_cpus))
@@ -386,6 +401,10 @@ def default_threads(runtime_default: int | None = None, root: str | Path = "/") 
         count = free_cpus(root)
         _reused[key] = (now, count)
     return count if runtime_default is None else max(1, min(runtime_default, count))
+
+
+# the first reading, so that the first `free_cpus` finds a window already open
+_held[("/", None)] = (time.monotonic(), read_sample())
 
 
 def oversubscribed(

@@ -9,6 +9,7 @@ from typing import Any
 from workbench.argtypes import MAX_REPEATS, check_input_bytes, seconds, whole
 from workbench.argtypes import batch_size as checked_batch
 from workbench.backends.base import Inputs, get_backend, settings_of
+from workbench.backends.cpus import default_threads
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.profile import Profile
@@ -132,6 +133,7 @@ def profile(
         progress, close_bar = phase_bar(f"profile {model.name}")
     try:
         step(0.0, f"compiling on {backend}/{device}")
+        default_threads()  # the CPUs free are looked at before the compile is timed
         started = time.perf_counter()
         session = get_backend(backend).compile(model, device, **(options or {}))
         compile_s = time.perf_counter() - started
