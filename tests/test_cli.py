@@ -181,6 +181,7 @@ BAD_INPUTS = [
     ("fractional batch", ["digits-mlp", "--batch-size", "2.5"], "'2.5' is not a whole number"),
     ("negative budget", ["digits-mlp", "--budget", "-1"], "--budget: must be greater than 0"),
     ("negative threads", ["digits-mlp", "--threads", "-2"], "--threads: must be at least 1"),
+    ("100,000 threads", ["digits-mlp", "--threads", "100000"], "--threads: must be at most 1,024"),
     ("too large", ["{dir}/fixed.pt2", "--max-size", "0.0001"], "over the 104 bytes limit"),
     ("huge batch", ["digits-mlp", "--batch-size", "4000000000"], "must be at most 16,777,216"),
     ("nan budget", ["digits-mlp", "--budget", "nan"], "--budget: must be a finite number"),

@@ -29,6 +29,8 @@ MAX_BATCH = 2**24
 MAX_SECONDS = 24 * 3600
 #: most repeats (warm-up calls, instrumented runs) a timing call may ask for
 MAX_REPEATS = 100_000
+#: most intra-op threads a run may ask a runtime for (more only spawns idle threads)
+MAX_THREADS = 1024
 #: most fine-tuning epochs a transform may ask for
 MAX_EPOCHS = 1000
 #: largest generated input batch, in bytes, unless ``$WORKBENCH_MAX_INPUT_MB`` says otherwise
@@ -215,6 +217,10 @@ positive_int = _argtype("a whole number", int, lambda v: whole("value", v, minim
 count_int = _argtype("a whole number", int, lambda v: whole("value", v, minimum=0))
 #: an argparse type: a batch size (1 to `MAX_BATCH`)
 batch_int = _argtype("a whole number", int, lambda v: batch_size(v, "value"))
+#: an argparse type: a thread count (1 to `MAX_THREADS`)
+threads_int = _argtype(
+    "a whole number", int, lambda v: whole("value", v, minimum=1, maximum=MAX_THREADS)
+)
 #: an argparse type: a TCP port (1 to 65535)
 port_int = _argtype("a whole number", int, lambda v: whole("value", v, minimum=1, maximum=65535))
 #: an argparse type: a finite number greater than zero

@@ -20,6 +20,7 @@ from workbench.argtypes import (
     input_shape,
     positive_int,
     printable,
+    threads_int,
 )
 from workbench.errors import InputError, WorkbenchError
 
@@ -118,7 +119,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
     p.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default cpu)")
     p.add_argument("--batch-size", type=batch_int, default=1, help="batch size (default 1)")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+    p.add_argument("--threads", type=threads_int, default=None, help="intra-op threads")
     p.add_argument("--budget", type=duration_s, default=2.0, help="timing budget in seconds")
     p.add_argument("--top", type=positive_int, default=10, help="layers to print (default 10)")
     p.add_argument(

@@ -18,6 +18,7 @@ from workbench.argtypes import (
     nonnegative_float,
     positive_float,
     positive_int,
+    threads_int,
 )
 
 
@@ -129,7 +130,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-duration", type=duration_s, default=None, help="override the minimum seconds"
     )
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+    p.add_argument("--threads", type=threads_int, default=None, help="intra-op threads")
     p.add_argument(
         "--price-per-hour",
         type=positive_float,

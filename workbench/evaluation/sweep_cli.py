@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.argtypes import add_model_options, batch_int, duration_s, positive_int
+from workbench.argtypes import add_model_options, batch_int, duration_s, threads_int
 
 
 def parse_variant(text: str) -> Any:
@@ -146,9 +146,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "--data", default=None, help=".npz with arrays x and y (default: a sample's test split)"
     )
     p.add_argument("--budget-s", type=duration_s, default=0.5, help="seconds of timing per point")
-    p.add_argument(
-        "--threads", type=positive_int, default=None, help="intra-op threads per backend"
-    )
+    p.add_argument("--threads", type=threads_int, default=None, help="intra-op threads per backend")
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.add_argument("--sweep-id", default=None, help="resume or name this sweep")
     p.add_argument(
