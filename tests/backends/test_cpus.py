@@ -94,6 +94,8 @@ def test_a_quiet_machine_has_no_reasons(tmp_path: Path) -> None:
     seen = cpus.contention_between(before, after, CpuBudget(2, None, 2), threads=1)
     assert seen.others_cpus == pytest.approx(0.02)
     assert not seen.contended
+    # a runtime's own 2 threads on 2 CPUs, plus a little, is a quiet machine at work
+    assert Contention(cpus=2, logical=2, others_cpus=0.1, load=2.6, threads=2).reasons == ()
 
 
 def test_steal_oversubscription_and_throttling_are_reasons(tmp_path: Path) -> None:

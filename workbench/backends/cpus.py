@@ -41,6 +41,10 @@ __all__ = [
 
 #: other processes' work on our CPUs (in CPUs) from which a run is called contended
 BUSY_CPUS = 0.5
+#: a 1-minute load average above this many times the CPUs is called contended: the run's
+#: own threads count in it (2 on 2 CPUs is a quiet machine at work), and it lags by about
+#: a minute, so it is the coarse signal; `BUSY_CPUS` is the sharp one
+LOAD_FACTOR = 1.5
 #: share of CPU time the hypervisor stole from which a run is called contended
 STEAL_SHARE = 0.05
 #: share of a run's wall time the cgroup quota throttled from which it is called contended
@@ -141,7 +145,7 @@ class Contention:
         if self.others_cpus >= BUSY_CPUS:
             reasons.append(f"other work took {self.others_cpus:.1f} of {self.cpus} CPUs")
         load = max(self.load, self.load_before)
-        if load > self.logical:
+        if load > LOAD_FACTOR * self.logical:
             reasons.append(f"load {load:.1f} on {self.logical} CPUs")
         if self.steal >= STEAL_SHARE:
             reasons.append(f"CPU steal {self.steal:.0%}")
