@@ -155,6 +155,22 @@ def test_torchs_own_shape_expressions_pass_the_grammar() -> None:
     assert torch.allclose(loaded.module()(x, y), program.module()(x, y))
 
 
+class _KeywordsAndBranches(torch.nn.Module):
+    """Keyword inputs (named in the input spec) and a cond (subgraphs read as attributes)."""
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.sum() > 0, lambda y: y * mask, lambda y: y - mask, (x,))
+
+
+def test_keyword_inputs_and_subgraphs_load_untrusted() -> None:
+    x, mask = torch.rand(3), torch.ones(3)
+    program = torch.export.export(_KeywordsAndBranches(), (x,), {"mask": mask})
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    loaded = load_program(buffer.getvalue(), "m.pt2", None)
+    assert torch.equal(loaded.module()(x, mask=mask), program.module()(x, mask=mask))
+
+
 def test_tied_weights_and_constants_load_as_torch_loads_them() -> None:
     data = _saved(_TiedWithConstant().eval(), torch.rand(2, 3))
     program, reference = load_program(data, "m.pt2", None), torch.export.load(io.BytesIO(data))

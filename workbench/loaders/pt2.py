@@ -37,6 +37,7 @@ from workbench.loaders.trust import (
     MAX_JSON_BYTES,
     OPT_IN,
     check_program,
+    is_identifier,
     is_module_path,
     open_zip,
     read_entry,
@@ -130,7 +131,9 @@ def load_program(data: bytes, label: str, max_bytes: int | None) -> Any:
     _check_bytes(archive, inputs, "sample inputs")
     try:
         serialized = _dict_to_dataclass(schema.ExportedProgram, program)
-        return ExportedProgramDeserializer().deserialize(serialized, weights, constants, inputs)
+        loaded = ExportedProgramDeserializer().deserialize(serialized, weights, constants, inputs)
+        _check_generated_names(loaded, label)
+        return loaded
     except WorkbenchError:
         raise
     except Exception as exc:  # torch's deserializer raises bare errors of many kinds
@@ -138,6 +141,35 @@ def load_program(data: bytes, label: str, max_bytes: int | None) -> Any:
         raise ModelLoadError(
             f"{label} is not a loadable torch.export program ({type(exc).__name__}: {first})"
         ) from exc
+
+
+def _check_generated_names(program: Any, label: str) -> None:
+    """Refuse names that ``program.module()`` would paste into the Python it generates and
+    runs (torch 2.13, ``torch/export/_unlift.py``): the forward's argument names (from the
+    call graph's signature, or the keyword names of the input spec), placeholders, and the
+    module paths of everything it reads as an attribute."""
+    import torch
+
+    signature = program.module_call_graph[0].signature if program.module_call_graph else None
+    names = list(getattr(signature, "forward_arg_names", None) or [])
+    spec = program.call_spec.in_spec
+    if spec is not None and spec.num_children == 2 and spec.child(1).type is dict:
+        names += list(spec.child(1).context)
+    paths = [*program.state_dict, *program.constants]
+    paths += [s.target for s in program.graph_signature.input_specs if s.target is not None]
+    for module in program.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            for node in module.graph.nodes:
+                if node.op == "placeholder":
+                    names.append(node.target)
+                elif node.op == "get_attr":
+                    paths.append(node.target)
+    bad = [n for n in names if not is_identifier(n)] + [p for p in paths if not is_module_path(p)]
+    if bad:
+        raise UnsafeModelError(
+            f"{label} names {str(bad[0])[:60]!r}, which torch would paste into the code it "
+            f"generates and runs; {OPT_IN}"
+        )
 
 
 def _payloads(archive: _Archive, kind: str) -> dict[str, Any]:

@@ -314,9 +314,14 @@ def _safe_name(key: str, value: str) -> bool:
     return True
 
 
-def is_module_path(fqn: str) -> bool:
+def is_module_path(fqn: object) -> bool:
     """Whether ``fqn`` (a weight's or constant's name) is safe as a module path."""
-    return bool(_MODULE_PATH.fullmatch(fqn))
+    return isinstance(fqn, str) and bool(_MODULE_PATH.fullmatch(fqn))
+
+
+def is_identifier(name: object) -> bool:
+    """Whether ``name`` (an input's) is safe as a parameter of a generated function."""
+    return isinstance(name, str) and bool(name) and bool(_IDENTIFIER.fullmatch(name))
 
 
 def _items(node: Any) -> Iterator[tuple[str, Any]]:

@@ -5,7 +5,8 @@ never return: a pickle torch would retry without ``weights_only``, pickled weigh
 constants that torch unpickles with full pickle (listed twice, once raw and once pickled,
 or named by an absolute or ``..`` path outside their folder), a graph that calls Python, a
 shape expression ``sympy`` would ``eval`` or never finish computing, a symbol index torch
-counts up to, a weight name that breaks out of the code torch generates for the program,
+counts up to, weight and argument names that break out of the code torch generates for
+the program,
 an entry that inflates a thousand times, a TorchScript ``__setstate__`` and a plain pickle.
 """
 
@@ -211,6 +212,18 @@ def _pt2_module_path(marker: Path) -> bytes:
     return _rewrite(_exported(), change)
 
 
+def _pt2_argument_name(marker: Path) -> bytes:
+    """A forward argument named ``x=open(...)``: torch pastes argument names into the
+    ``def forward(self, ...)`` it generates and runs."""
+    opener = f'open(bytes({list(str(marker).encode())}), "w")'
+
+    def edit(program: dict[str, Any]) -> None:
+        signature = program["graph_module"]["module_call_graph"][0]["signature"]
+        signature["forward_arg_names"] = [f"x={opener}"]
+
+    return _program_edit(edit, dynamic=False)
+
+
 def pt2_python_call(marker: Path) -> bytes:
     """A ``.pt2`` whose graph calls ``torch.os.system`` (torch's verifier refuses it too)."""
     code = f"open({str(marker)!r}, 'w').write('ran')"
@@ -296,6 +309,7 @@ HOSTILE_FILES: dict[str, Callable[[Path], bytes]] = {
     "power_tower.pt2": _pt2_power_tower,
     "symbol_index.pt2": _pt2_symbol_index,
     "module_path.pt2": _pt2_module_path,
+    "argument_name.pt2": _pt2_argument_name,
     "inflating.pt2": _pt2_inflating,
     "setstate.pt": _torchscript,
     "setstate.ts": _torchscript,
