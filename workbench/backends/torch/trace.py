@@ -48,9 +48,13 @@ def quiet_profiler() -> Iterator[None]:
     with state.lock:
         if state.depth == 0:
             sys.stderr.flush()
-            state.sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the last to leave
-            state.saved = os.dup(2)
-            os.dup2(state.sink.fileno(), 2)
+            try:
+                state.saved = os.dup(2)
+            except OSError:  # no descriptor 2 (a daemon): nothing reaches a terminal anyway
+                state.saved = -1
+            else:
+                state.sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the last to leave
+                os.dup2(state.sink.fileno(), 2)
         state.depth += 1
     try:
         yield
