@@ -179,15 +179,6 @@ def test_default_threads_never_raises_the_runtimes_own_count(
     assert cpus.default_threads(None, tmp_path) == 2
 
 
-def test_oversubscribed_warns_only_above_the_budget(tmp_path: Path) -> None:
-    proc_tree(tmp_path, {0: (0, 0, 0), 1: (0, 0, 0)})
-    cgroup_v2(tmp_path, "100000 100000")
-    assert cpus.oversubscribed(1, tmp_path, affinity={0, 1}) == ""
-    assert cpus.oversubscribed(None, tmp_path, affinity={0, 1}) == ""
-    warning = cpus.oversubscribed(2, tmp_path, affinity={0, 1})
-    assert warning.startswith("oversubscribed: 2 threads on 1 CPUs (cgroup quota 1 of 2)")
-
-
 def test_contention_round_trips_through_json_data() -> None:
     seen = Contention(cpus=2, logical=2, others_cpus=1.5, load=3.8, threads=2, window_s=1.0)
     data = seen.to_dict()

@@ -35,7 +35,6 @@ __all__ = [
     "cpu_budget",
     "default_threads",
     "free_cpus",
-    "oversubscribed",
     "read_sample",
 ]
 
@@ -409,16 +408,3 @@ def default_threads(runtime_default: int | None = None, root: str | Path = "/") 
 
 # the first reading, so that the first `free_cpus` finds a window already open
 _held[("/", None)] = (time.monotonic(), read_sample())
-
-
-def oversubscribed(
-    threads: int | None, root: str | Path = "/", affinity: Collection[int] | None = None
-) -> str:
-    """A warning when ``threads`` exceeds the CPUs this process may use; "" otherwise."""
-    budget = cpu_budget(root, affinity)
-    if threads is None or threads <= budget.available:
-        return ""
-    return (
-        f"oversubscribed: {threads} threads on {budget.text()}; threads wait for cores "
-        "and the timings swing (leave threads unset to size them to the free CPUs)"
-    )
