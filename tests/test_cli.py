@@ -373,10 +373,12 @@ def test_scenario_invalid_run_says_why_and_what_to_try(capsys) -> None:
     assert "for a valid run try a lower --rate, a larger --target-ms" in err
 
 
-def test_slo_keeps_the_variants_that_build(capsys) -> None:
+def test_slo_keeps_the_variants_and_backends_that_run(capsys) -> None:
     argv = ["slo", "digits-mlp", "--p99-ms", "50", "--variants", "baseline", "nope"]
     argv += ["--steps", "1", "--min-queries", "20", "--min-duration", "0.1"]
-    assert main(argv) == 0
+    assert main([*argv, "--backends", "onnxruntime", "torhc"]) == 0
     captured = capsys.readouterr()
     assert "failed: variant nope: unknown transform 'nope'" in captured.err
     assert "highest sustained server rate" in captured.out
+    assert "failed: baseline on torhc/cpu: unknown backend 'torhc'; did you mean" in captured.out
+    assert main([*argv, "--backends", "torhc"]) == 1  # nothing ran

@@ -329,7 +329,7 @@ class _Search:
         try:
             session = get_backend(backend).compile(model, device, **(options or {}))
         except WorkbenchError as exc:
-            return {**row, "max_rate_per_s": math.nan, "limited_by": str(exc)}
+            return {**row, "max_rate_per_s": math.nan, "limited_by": f"failed: {exc}"}
         try:
             sut = SystemUnderTest(session, model, self.clock, inputs)
             sizes = sorted({b.max_batch for b in self.batching})
