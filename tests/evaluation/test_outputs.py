@@ -181,3 +181,24 @@ def test_sensitivity_scores_its_baseline_on_the_output_the_metric_fits() -> None
     model = _converted_classifier()
     report = wb.sensitivity(model, data, "int8-dynamic", backend="onnxruntime", budget_s=0.01)
     assert report.attrs["baseline"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("zipmap", [False, True], ids=["probabilities", "zipmap"])
+def test_a_converted_random_forest_scores_its_real_accuracy(zipmap: bool) -> None:
+    """skl2onnx puts the label first; with ZipMap the probabilities are a sequence of
+    maps, which no built-in metric fits, so the labels are compared as labels."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    forest = RandomForestClassifier(20, random_state=0).fit(x[:400], y[:400])
+    options = {id(forest): {"zipmap": zipmap}}
+    model = wb.load(skl2onnx.to_onnx(forest, x[:1], options=options).SerializeToString())
+    assert model.outputs[0].dtype == "int64"  # the label comes first
+    data = wb.Dataset.from_arrays(x[400:], y[400:], batch_size=32)
+    result = evaluate(model, data, bar=False)
+    labels = wb.backend("onnxruntime").compile(model, "cpu").run(x[400:])[0]
+    assert result.value == pytest.approx((labels == y[400:]).mean())
+    assert result.value == pytest.approx(forest.score(x[400:], y[400:]), abs=0.02)
