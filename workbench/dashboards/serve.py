@@ -121,6 +121,26 @@ def app_factory(
     return session
 
 
+def _resources_from_this_server() -> None:
+    """Make every stylesheet of this session link this server's copy, never Panel's CDN.
+
+    Panel links its stylesheets on its CDN while a document is built and rewrites the
+    links to the server's ``static/`` only when it writes the page; a stylesheet object
+    made during the build and sent later (``loading.css`` when a pane re-renders after a
+    profile arrives) kept its CDN link, so the page asked the internet for it. Naming the
+    server's folder (as Panel does when it writes the page) before building means no link
+    is ever made to the CDN.
+    """
+    import panel as pn
+    from panel.io.resources import LOCAL_DIST
+
+    doc = pn.state.curdoc
+    if doc is not None:
+        rel_path = pn.state.rel_path
+        dist_url = f"{rel_path}/{LOCAL_DIST}" if rel_path else LOCAL_DIST
+        doc._template_variables.setdefault("dist_url", dist_url)
+
+
 def _close(app: Any, live: set[Any] | None) -> None:
     app.close()
     if live is not None:
@@ -288,7 +308,12 @@ def serve(
     import panel as pn
 
     live: set[Any] = set()
-    factory = app_factory(model, live=live, trust=trust, store=store, budget_s=budget_s)
+    session = app_factory(model, live=live, trust=trust, store=store, budget_s=budget_s)
+
+    def factory() -> Any:
+        _resources_from_this_server()
+        return session()
+
     origins = websocket_origins(port, address, allow_websocket_origin)
     policy = access_policy(address, origins, allow_websocket_origin, token)
     server = pn.serve(
