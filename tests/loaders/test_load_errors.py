@@ -220,9 +220,9 @@ def _sequence_model() -> wb.Model:
 
 API_CASES = [
     ("fractional batch", lambda _: wb.profile(toy_mlp(), batch_size=2.5), InputError,
-     "batch_size must be a whole number of at least 1, got 2.5"),
+     "batch_size must be a whole number, got 2.5 (float)"),
     ("zero batch", lambda _: wb.profile(toy_mlp(), batch_size=0), InputError,
-     "batch_size must be a whole number of at least 1, got 0"),
+     "batch_size must be at least 1, got 0"),
     ("ort out of memory", lambda _: _ort_out_of_memory(), BackendError,
      "out of memory on cpu running 'toy-cnn' with inputs x [64, 1, 8, 8] (0.0 MiB)"),
     ("torch out of memory", lambda _: _torch_out_of_memory(), BackendError,
