@@ -7,13 +7,14 @@ same checks (tests/test_cli.py covers the command line).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import workbench as wb
-from workbench.argtypes import MAX_INPUT_BYTES, check_input_bytes, printable
+from workbench.argtypes import MAX_INPUT_BYTES, check_input_bytes, input_limit, printable
 from workbench.backends import base
 from workbench.errors import BackendError, ParameterError, TransformError, WorkbenchError
 from workbench.model import Model, TensorSpec
@@ -116,6 +117,7 @@ def _model(name: str, shape: tuple[int | str, ...]) -> Model:
 
 
 def test_inputs_over_the_limit_are_refused_before_allocating(monkeypatch) -> None:
+    monkeypatch.setenv("WORKBENCH_MAX_INPUT_MB", str(MAX_INPUT_BYTES // 2**20))
     wide = _model("wide", ("batch", 1000, 1000))
     # 1,250 x 1000 x 1000 float32 = 4.66 GiB, past the 4 GiB default: nothing is allocated
     with pytest.raises(ParameterError) as error:
@@ -126,6 +128,9 @@ def test_inputs_over_the_limit_are_refused_before_allocating(monkeypatch) -> Non
         "to allow more"
     )
     assert check_input_bytes(wide, 1000) == 4 * 10**9 < MAX_INPUT_BYTES
+    monkeypatch.delenv("WORKBENCH_MAX_INPUT_MB")  # by default, never past a quarter of memory
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert input_limit() == min(MAX_INPUT_BYTES, memory // 4)
     monkeypatch.setenv("WORKBENCH_MAX_INPUT_MB", "8192")
     assert check_input_bytes(wide, 1250) == 5 * 10**9
     negative = _model("neg", (-1, 4))

@@ -100,14 +100,19 @@ def batch_size(value: Any, name: str = "batch_size") -> int:
 
 
 def input_limit() -> int:
-    """The most bytes generated inputs may take: ``$WORKBENCH_MAX_INPUT_MB`` or the default.
+    """The most bytes generated inputs may take: ``$WORKBENCH_MAX_INPUT_MB`` if set, else
+    `MAX_INPUT_BYTES` or a quarter of this machine's memory, whichever is less.
 
     Raises:
         ParameterError: the environment variable is not a positive number.
     """
     configured = os.environ.get(INPUT_LIMIT_ENV)
     if not configured:
-        return MAX_INPUT_BYTES
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not POSIX: the fixed limit
+            return MAX_INPUT_BYTES
+        return min(MAX_INPUT_BYTES, memory // 4) if memory > 0 else MAX_INPUT_BYTES
     try:
         mib = float(configured)
     except ValueError:
