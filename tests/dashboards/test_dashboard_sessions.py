@@ -45,9 +45,12 @@ def _wait_for(condition: Any, what: str, limit_s: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    """A dashboard server whose unused sessions are discarded at once; its live `App`s."""
+@pytest.fixture(params=[1], ids=["discarded-at-once"])
+def served(request, tmp_path, monkeypatch):
+    """A dashboard server as `workbench serve` builds its sessions; its live `App`s.
+
+    Unused sessions are discarded after ``request.param`` milliseconds.
+    """
     from workbench.dashboards import app as app_module
     from workbench.dashboards.serve import app_factory
 
@@ -64,13 +67,13 @@ def served(tmp_path, monkeypatch):
     live: set[Any] = set()
     port = _free_port()
     server = pn.serve(
-        {"/": app_factory("digits-mlp", live=live, store=False)},
+        {"/": app_factory("digits-mlp", live=live, local_resources=True, store=False)},
         port=port,
         address="127.0.0.1",
         websocket_origin=[f"localhost:{port}"],
         show=False,
         start=False,
-        unused_session_lifetime_milliseconds=1,
+        unused_session_lifetime_milliseconds=request.param,
         check_unused_sessions_milliseconds=50,
     )
     loop = server.io_loop
@@ -108,3 +111,21 @@ def test_every_page_view_releases_its_app_and_memory_levels_off(served, tmp_path
     # that stays: a leak of the kind fixed here grew it by about 4.4 MB per view
     growth = rss[-1] - rss[WARM_UP - 1]
     assert growth < 1.5 * (VIEWS - WARM_UP), f"{growth:.1f} MB kept over {VIEWS - WARM_UP} views"
+
+
+@pytest.mark.parametrize("served", [600_000], ids=["kept"], indirect=True)
+def test_a_served_session_links_no_stylesheet_on_panels_cdn(served):
+    """Panel links its stylesheets on its CDN while a document is built and fixes only the
+    ones the written page holds; one kept for a later update (``loading.css`` when a pane
+    re-renders) still asked the internet. The browser half: test_dashboard_offline.py."""
+    from bokeh.models import ImportedStyleSheet
+    from panel.io.resources import CDN_DIST
+
+    server, port, _, _ = served
+    _view(port)
+    (session,) = server.get_sessions()
+    document = session.document
+    held = list(pn.state._stylesheets.get(document, {}).values())
+    held += [s for m in document.models for s in getattr(m, "stylesheets", ())]
+    urls = {str(s.url) for s in held if isinstance(s, ImportedStyleSheet)}
+    assert urls and not [u for u in urls if u.startswith(CDN_DIST)]

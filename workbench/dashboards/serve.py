@@ -87,7 +87,12 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 
 def app_factory(
-    model: Any = None, *, live: set[Any] | None = None, trust: bool = False, **options: Any
+    model: Any = None,
+    *,
+    live: set[Any] | None = None,
+    trust: bool = False,
+    local_resources: bool = False,
+    **options: Any,
 ) -> Callable[[], Any]:
     """A function building one session's served layout (called once per browser session).
 
@@ -97,6 +102,8 @@ def app_factory(
         live: a set that holds each session's `App` while the session lives, so that a
             server shutting down can close them all (and delete their upload folders).
         trust: the model file is trusted (it may run code when loaded).
+        local_resources: the session's stylesheets link this server's ``static/`` folder,
+            never Panel's CDN (a server of its own; Panel's Jupyter preview has its own).
         **options: `App` options (``store``, ``budget_s``).
     """
     model = _initial_model(model, trust)
@@ -106,6 +113,8 @@ def app_factory(
 
         from workbench.dashboards.app import EXTENSIONS, App
 
+        if local_resources:
+            _resources_from_this_server()
         pn.extension(*EXTENSIONS, notifications=True)
         app = App(model, start=False, **options)
         if live is not None:
@@ -308,12 +317,9 @@ def serve(
     import panel as pn
 
     live: set[Any] = set()
-    session = app_factory(model, live=live, trust=trust, store=store, budget_s=budget_s)
-
-    def factory() -> Any:
-        _resources_from_this_server()
-        return session()
-
+    factory = app_factory(
+        model, live=live, trust=trust, local_resources=True, store=store, budget_s=budget_s
+    )
     origins = websocket_origins(port, address, allow_websocket_origin)
     policy = access_policy(address, origins, allow_websocket_origin, token)
     server = pn.serve(
