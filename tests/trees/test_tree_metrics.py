@@ -30,3 +30,11 @@ def test_evaluate_scores_the_probabilities_of_a_tree_model(cancer, forest) -> No
     result = wb.evaluate(wb.load(forest), data, metric=roc_auc, backend="numba")
     assert result.output == "probabilities"
     assert result.value == pytest.approx(roc_auc_score(y, forest.predict_proba(x)[:, 1]))
+
+
+def test_tabular_metrics_are_built_in_by_name() -> None:
+    from workbench.evaluation.metrics import get_metric
+
+    assert get_metric("roc_auc") is roc_auc
+    assert get_metric("log_loss") is log_loss
+    assert get_metric("rmse") is rmse

@@ -2,7 +2,8 @@
 
 A metric maps all outputs and labels of a dataset to one number and declares its
 direction (accuracy: higher is better; MSE: lower is better), which sweeps use to find
-the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``;
+the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``, and the tabular
+``roc_auc``, ``log_loss``, ``rmse``;
 any callable ``fn(outputs, labels) -> float`` works too (set ``fn.higher_is_better =
 False`` for an error metric, or wrap it in `Metric`).
 
@@ -25,40 +26,10 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import InputError, WorkbenchError
+from workbench.evaluation.metric_type import Metric
+from workbench.evaluation.tabular import log_loss, rmse, roc_auc
 from workbench.model import to_numpy
 from workbench.progress import CancelToken, ProgressCallback, track
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A named metric with its direction.
-
-    Args:
-        name: display name.
-        fn: ``fn(outputs, labels) -> float``; ``outputs`` is the model's first output
-            for the whole dataset (numpy), ``labels`` the labels.
-        higher_is_better: True for scores (accuracy), False for errors (MSE).
-        points: how many "points" one unit of the metric is, for budgets such as
-            `suggest`'s ``max_drop`` (100 for fractions like accuracy: 1 point = 1%).
-        misfit: ``misfit(output) -> reason``: why the metric cannot score this output
-            (its shape or dtype), or ``""`` when it can; None accepts every output.
-
-    Example:
-        >>> rmse = Metric("rmse", lambda y, t: float(np.sqrt(((y - t) ** 2).mean())), False)
-    """
-
-    name: str
-    fn: Callable[[np.ndarray, np.ndarray], float]
-    higher_is_better: bool = True
-    points: float = 1.0
-    misfit: Callable[[np.ndarray], str] | None = None
-
-    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
-        return float(self.fn(outputs, labels))
-
-    def why_not(self, output: np.ndarray) -> str:
-        """Why this metric cannot score ``output`` (one model output), or ``""``."""
-        return self.misfit(output) if self.misfit is not None else ""
 
 
 def _classes(labels: np.ndarray) -> np.ndarray:
@@ -126,6 +97,9 @@ METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", accuracy, True, 100.0, _accuracy_misfit),
     "mse": Metric("mse", mse, False, misfit=_values_misfit),
     "mae": Metric("mae", mae, False, misfit=_values_misfit),
+    "roc_auc": roc_auc,
+    "log_loss": log_loss,
+    "rmse": rmse,
 }
 
 

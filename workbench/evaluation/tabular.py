@@ -1,19 +1,18 @@
 """Tabular metrics for tree models: ROC-AUC, log loss and RMSE as `Metric` objects.
 
-Pass one to ``wb.evaluate`` or ``wb.sweep`` (``metric=roc_auc``); the evaluation picks
-the model output the metric fits (a converted classifier's ``probabilities`` before its
-``label``). Plain NumPy/SciPy: no scikit-learn needed at run time.
+Name one in ``wb.evaluate`` or ``wb.sweep`` (``metric="roc_auc"``) or pass the object;
+the evaluation picks the model output the metric fits (a converted classifier's
+``probabilities`` before its ``label``). Plain NumPy/SciPy: no scikit-learn needed at run time.
 
 Example:
-    >>> from workbench.evaluation.tabular import roc_auc
-    >>> wb.evaluate(wb.samples.load("trees-gbm"), wb.samples.dataset("trees-gbm"), metric=roc_auc)
+    >>> wb.evaluate(wb.samples.load("trees-gbm"), wb.samples.dataset("trees-gbm"), metric="roc_auc")
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from workbench.evaluation.metrics import Metric
+from workbench.evaluation.metric_type import Metric
 
 __all__ = ["log_loss", "rmse", "roc_auc"]
 
