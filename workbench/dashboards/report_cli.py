@@ -25,8 +25,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         metavar="MODEL_OR_RUN",
-        help="a stored run id or sweep id (wb.runs()), a Profile JSON file, "
-        "or a model file / sample name to profile now",
+        help="a stored run id or sweep id (wb.runs()), a JSON file from `workbench profile "
+        "--json` or `workbench sweep --json`, or a model file / sample name to profile now",
     )
     p.add_argument("--out", required=True, help="the HTML file to write")
     p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
@@ -48,7 +48,8 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> Any:
-    """A stored profile or sweep by id, a Profile JSON file, else a model profiled now."""
+    """A Profile or sweep-table JSON file, a stored profile or sweep by id, else a model
+    profiled now."""
     from workbench.errors import ModelLoadError
     from workbench.evaluation.sweep import load_sweep
     from workbench.store import Store
