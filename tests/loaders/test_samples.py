@@ -48,8 +48,17 @@ def _torch_logits(model: wb.Model, x: np.ndarray) -> np.ndarray:
 
 
 def test_names_are_the_four_architectures() -> None:
-    assert samples.names() == NAMES
-    assert wb.samples.names() == list(ARCHITECTURES)
+    assert samples.names("digits") == NAMES
+    assert wb.samples.names("digits") == list(ARCHITECTURES)
+
+
+def test_names_list_every_kind_and_refuse_an_unknown_one() -> None:
+    trees = wb.samples.names("trees")
+    assert trees and all(name.startswith("trees-") for name in trees)
+    assert wb.samples.names() == NAMES + trees
+    assert wb.load("trees-gbm").framework == "onnx"  # a listed name loads as that sample
+    with pytest.raises(WorkbenchError, match="unknown sample kind"):
+        wb.samples.names("gpt")
 
 
 def test_info_is_the_card(loaded: wb.Model) -> None:

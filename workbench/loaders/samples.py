@@ -11,7 +11,7 @@ editable); set ``WORKBENCH_SAMPLES_DIR`` to use another copy.
 
 Example:
     >>> import workbench as wb
-    >>> wb.samples.names()
+    >>> wb.samples.names("digits")
     ['digits-mlp', 'digits-cnn', 'digits-transformer', 'digits-resnet']
     >>> m = wb.samples.load("digits-cnn")
     >>> data = wb.samples.dataset("digits", split="test")
@@ -41,14 +41,34 @@ _DATASETS = ("digits",)
 _SPLITS = ("train", "test", "all")
 
 
-def names() -> list[str]:
-    """Names of the sample models, smallest first.
+#: sample kinds: the neural networks on digits, and the tree ensembles (docs/trees.md)
+KINDS = ("digits", "trees")
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Names of the sample models, smallest first: every kind, or one of `KINDS`.
+
+    Args:
+        kind: ``"digits"`` (the torch networks on digits) or ``"trees"`` (ONNX-ML tree
+            ensembles); None for all.
+
+    Raises:
+        WorkbenchError: an unknown kind.
 
     Example:
         >>> "digits-cnn" in wb.samples.names()
         True
+        >>> wb.samples.names("trees")
+        ['trees-forest', 'trees-gbm', 'trees-anomaly']
     """
-    return list(_NAMES)
+    from workbench.loaders import tree_samples
+
+    by_kind = {"digits": list(_NAMES), "trees": list(tree_samples.NAMES)}
+    if kind is None:
+        return [name for kind_names in by_kind.values() for name in kind_names]
+    if kind not in by_kind:
+        raise WorkbenchError(f"unknown sample kind {kind!r}; kinds: {', '.join(KINDS)}")
+    return by_kind[kind]
 
 
 def samples_dir() -> Path:
