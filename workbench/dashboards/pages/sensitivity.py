@@ -81,10 +81,11 @@ class SensitivityPage(Viewer):
         self.plan = pn.pane.Markdown("", sizing_mode="stretch_width")
         #: the recipe the controls and ticks make, in words (follows every one of them)
         self.recipe_pane = pn.pane.Markdown("", width=250)
-        self.param.watch(self._show_recipe, ["transform", "sparsity", "kept", "ratios"])
-        self._show_recipe()
         self.figure.param.watch(self._bar_clicked, "click_data")
         self.param.watch(self._ticked, "kept")
+        # after `_ticked`: a newly ticked layer has its ratio before the text reads it
+        self.param.watch(self._show_recipe, ["transform", "sparsity", "kept", "ratios"])
+        self._show_recipe()
         self.param.watch(self._refresh, ["report", "kept"])
         self.param.watch(self._forget, ["transform", "sparsity"])
         self.state.param.watch(self._forget, ["model_name", "backend", "device", "batch_size"])
