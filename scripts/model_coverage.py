@@ -59,7 +59,7 @@ FAMILIES = (
 
 def _cell(ok: bool, detail: str, backend: str = "") -> str:
     if ok:
-        return "reference" if backend == "onnxruntime" else f"yes ({detail.split(',')[0]})"
+        return "reference" if backend == "onnxruntime" else f"yes ({detail})"
     return "no: " + re.sub(r"\s+", " ", detail).replace("|", "\\|")[:160]
 
 

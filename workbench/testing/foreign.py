@@ -142,6 +142,10 @@ def torchvision_classifier(name: str, batch_size: int = 1, seed: int = 0) -> Mod
     # googlenet and inception_v3 warn that their default init will change: it is random anyway
     extra = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
     net = models.get_model(name, weights=None, **extra)
+    with torch.no_grad():
+        for weight in net.parameters():
+            if weight.dim() >= 2 and not weight.any():  # ViT's head starts at zero:
+                weight.normal_(0.0, weight[0].numel() ** -0.5)  # every output would be 0
     side = 299 if name == "inception_v3" else 224
     _calibrate_norms(net, torch.randn(4, 3, side, side))
     example = torch.randn(batch_size, 3, side, side)
