@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"backends"},
     {"machine"},
     {"profiling"},
-    {"optimize", "evaluation", "store", "scenarios", "cluster"},
+    {"optimize", "evaluation", "store", "scenarios", "cluster", "planning"},
     {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "reports"},
     {"dashboards", "notebook", "magics", "cli", "cli_scenarios", "testing", "__init__"},
 ]

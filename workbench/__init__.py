@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "batch_sweep": "workbench.scenarios:batch_sweep",
     "ScenarioResult": "workbench.scenarios:ScenarioResult",
     "SloResult": "workbench.scenarios:SloResult",
+    "plan": "workbench.planning:plan",  # fleet size and 1-/3-year cost from measured SLO rates
     "dashboard": "workbench.dashboards:dashboard",
     "report": "workbench.reports:report",  # one self-contained HTML file
     "WorkbenchError": "workbench.errors:WorkbenchError",

@@ -1,0 +1,387 @@
+"""`plan`: how many of which machine a workload needs, and what it costs over its life.
+
+A plan measures nothing: it combines the highest rate each (machine, variant, backend,
+device) sustained within a p99 budget (an `SloResult`, measured on that machine) with the
+machine's economics (`Machine`). The arithmetic, per candidate:
+
+- design rate = target x peak-to-average x (1 + growth per year) ** years;
+- machines = ceil(design rate / measured rate) + redundancy (the k of N+k);
+- utilization = target / (machines x measured rate), at the average of year one;
+- total cost over y years = capital (rental, or a purchase per machine per lifetime
+  started) + upkeep + energy (power x hours x PUE x electricity price, when all known);
+- cost per 1M predictions = total cost over the horizon / predictions served in it;
+- energy per prediction = power / measured rate (the machine at its measured rate),
+  labelled declared or measured, or unavailable.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.argtypes import number, whole
+from workbench.errors import InputError
+from workbench.planning.economics import HOURS_PER_YEAR, Machine, load_machine
+
+#: relative slack when comparing a recorded budget with the objective (JSON rounding)
+_SAME = 1e-9
+
+COLUMNS = [
+    "machine", "variant", "backend", "device", "rate_per_s", "machines", "utilization",
+    "peak_utilization", "cost_per_million", "tco_1y", "tco_3y", "tco_horizon",
+    "capital_horizon", "upkeep_horizon", "energy_cost_horizon", "energy_j_per_prediction",
+    "predictions_per_joule", "power_basis", "currency", "meets", "why_not",
+]  # fmt: skip
+
+
+class PlanError(InputError):
+    """Candidates that cannot be planned together, or a workload that is out of range."""
+
+
+class UnreachableError(PlanError):
+    """No candidate meets the workload: the message names the nearest and what it takes."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The traffic to serve and its latency objective.
+
+    Attributes:
+        target_rate_per_s: average predictions per second in year one.
+        p99_ms: the p99 latency objective, in milliseconds.
+        peak_to_average: the peak rate over the average (>= 1).
+        growth_per_year: yearly traffic growth as a fraction (0.3 = +30% a year).
+        redundancy: spare machines on top of those the peak needs (the k of N+k).
+        years: the horizon the fleet is sized for and costed over (1 to 20).
+        max_machines: most machines the plan may use (a rack, a quota); None: no limit.
+    """
+
+    target_rate_per_s: float
+    p99_ms: float
+    peak_to_average: float = 1.0
+    growth_per_year: float = 0.0
+    redundancy: int = 0
+    years: int = 3
+    max_machines: int | None = None
+
+    def __post_init__(self) -> None:
+        number("target_rate_per_s", self.target_rate_per_s, above=0.0)
+        number("p99_ms", self.p99_ms, above=0.0)
+        number("peak_to_average", self.peak_to_average, minimum=1.0)
+        number("growth_per_year", self.growth_per_year, minimum=0.0, maximum=100.0)
+        whole("redundancy", self.redundancy, minimum=0, maximum=10_000)
+        whole("years", self.years, minimum=1, maximum=20)
+        if self.max_machines is not None:
+            whole("max_machines", self.max_machines, minimum=1)
+
+    @property
+    def design_rate_per_s(self) -> float:
+        """The peak rate at the end of the horizon: what the fleet must sustain."""
+        growth = (1.0 + self.growth_per_year) ** self.years
+        return self.target_rate_per_s * self.peak_to_average * growth
+
+    @property
+    def predictions(self) -> float:
+        """Predictions served over the horizon (year y at the target x growth ** y)."""
+        yearly = self.target_rate_per_s * 3600.0 * HOURS_PER_YEAR
+        return sum(yearly * (1.0 + self.growth_per_year) ** y for y in range(self.years))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every candidate costed for one workload, and the cheapest that meets it.
+
+    Attributes:
+        workload: the workload planned for.
+        table: one row per candidate (columns `COLUMNS`), cheapest meeting one first.
+        machines: the economics every row's costs came from.
+        notes: what the figures rest on (example prices, energy not included...).
+    """
+
+    workload: Workload
+    table: pd.DataFrame
+    machines: tuple[Machine, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def choice(self) -> pd.Series:
+        """The chosen candidate's row (the cheapest over the horizon that meets it)."""
+        return self.table.iloc[0]
+
+    def summary(self) -> str:
+        """The choice, the runners-up and why each loses, and what the figures rest on."""
+        from workbench.profiling.display import frame_text
+
+        best = self.choice
+        w = self.workload
+        lines = [
+            f"plan for {w.target_rate_per_s:g}/s average (peak x{w.peak_to_average:g}, "
+            f"+{w.growth_per_year:.0%}/year over {w.years} years: {w.design_rate_per_s:.4g}/s), "
+            f"p99 <= {w.p99_ms:g} ms, N+{w.redundancy}",
+            f"cheapest: {_label(best)}: {int(best['machines'])} machine(s), "
+            f"{best['tco_horizon']:,.0f} {best['currency']} over {w.years} years, "
+            f"{best['cost_per_million']:.4g} {best['currency']} per 1M predictions",
+            frame_text(self.table.drop(columns=["why_not"])),
+        ]
+        losers = self.table.iloc[1:]
+        if len(losers):
+            lines.append("runners-up:")
+            lines += [f"  {_label(row)}: {row['why_not']}" for _, row in losers.iterrows()]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        from workbench.profiling.display import frame_html
+
+        return (
+            "<pre>"
+            + html.escape(self.summary().split("\n")[1])
+            + "</pre>"
+            + frame_html(self.table)
+            + "".join(f"<br><small>{html.escape(n)}</small>" for n in self.notes)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        from workbench.scenarios.result import json_rows
+
+        return {
+            "workload": asdict(self.workload),
+            "table": json_rows(self.table),
+            "machines": [m.to_dict() for m in self.machines],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The plan as JSON text, also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> Plan:
+        """Read a plan from `to_json` text or from a file holding it."""
+        text = str(source)
+        if isinstance(source, Path) or not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        data = json.loads(text)
+        table = pd.DataFrame(data["table"], columns=COLUMNS)
+        numeric = [c for c in COLUMNS if c not in ("machine", "variant", "backend", "device",
+                                                     "power_basis", "currency", "meets",
+                                                     "why_not")]  # fmt: skip
+        return cls(
+            workload=Workload(**data["workload"]),
+            table=table.astype(dict.fromkeys(numeric, "float64")),
+            machines=tuple(Machine.from_dict(m) for m in data["machines"]),
+            notes=tuple(data["notes"]),
+        )
+
+
+def _label(row: Any) -> str:
+    return f"{row['machine']} {row['variant']} {row['backend']}/{row['device']}"
+
+
+Pair = tuple[Machine | str | Path, Any]
+
+
+def plan(
+    candidates: Sequence[Pair],
+    target_rate_per_s: float,
+    p99_ms: float,
+    *,
+    peak_to_average: float = 1.0,
+    growth_per_year: float = 0.0,
+    redundancy: int = 0,
+    years: int = 3,
+    max_machines: int | None = None,
+) -> Plan:
+    """Size and cost a fleet for a workload from measured SLO results.
+
+    Args:
+        candidates: ``(machine, slo_result)`` pairs: the machine's economics (a `Machine`
+            or a TOML path) and the `SloResult` measured on it (or its JSON path); every
+            row of the result (variant, backend, device) is a candidate.
+        target_rate_per_s: average predictions per second in year one.
+        p99_ms: the p99 objective; each SLO result must have been measured at this
+            budget or a tighter one.
+        peak_to_average: peak rate over average rate.
+        growth_per_year: yearly growth as a fraction (0.3 = +30% a year).
+        redundancy: spare machines (N+k).
+        years: horizon to size and cost for.
+        max_machines: most machines a plan may use.
+
+    Returns:
+        A `Plan`; its table's first row is the cheapest candidate over ``years`` that
+        meets the workload, the others say why they lose.
+
+    Raises:
+        PlanError: no candidates, an SLO result measured at a looser budget, results of
+            different models, prices in different currencies.
+        UnreachableError: no candidate meets the workload (names the nearest and what
+            it would take).
+        EconomicsError: a machine file that is not valid.
+
+    Example:
+        >>> p = wb.plan([("box.toml", "slo.json")], target_rate_per_s=2000, p99_ms=5,
+        ...             peak_to_average=2, redundancy=1)
+        >>> p.table[["machine", "machines", "tco_3y", "why_not"]]
+    """
+    workload = Workload(
+        target_rate_per_s, p99_ms, peak_to_average, growth_per_year, redundancy, years,
+        max_machines,
+    )  # fmt: skip
+    pairs = [_resolve(machine, result) for machine, result in candidates]
+    if not pairs:
+        raise PlanError("plan needs at least one (machine, SLO result) candidate")
+    _check_comparable(pairs, workload)
+    rows = [_row(m, row, workload) for m, result in pairs for _, row in result.table.iterrows()]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    meeting = table[table["meets"]]
+    if meeting.empty:
+        raise UnreachableError(_unreachable(table, workload))
+    table = pd.concat(
+        [meeting.sort_values(["tco_horizon", "machines"], kind="stable"), table[~table["meets"]]]
+    ).reset_index(drop=True)
+    best = table.iloc[0]
+    for index in table.index[1:]:
+        if table.at[index, "meets"]:
+            more = table.at[index, "tco_horizon"] - best["tco_horizon"]
+            table.at[index, "why_not"] = (
+                f"costs {more:,.0f} {best['currency']} more over {years} years "
+                f"(+{more / best['tco_horizon']:.0%}) than {_label(best)}"
+                if more > 0
+                else f"costs the same as {_label(best)} with at least as many machines"
+            )
+    machines = tuple({m.name: m for m, _ in pairs}.values())
+    return Plan(workload, table, machines, _notes(machines))
+
+
+def _resolve(machine: Machine | str | Path, result: Any) -> tuple[Machine, Any]:
+    from workbench.scenarios.slo import SloResult
+
+    if not isinstance(machine, Machine):
+        machine = load_machine(machine)
+    if isinstance(result, str | Path):
+        try:
+            result = SloResult.from_json(result)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanError(
+                f"{result}: not an SLO result written by `workbench slo --json` ({exc})"
+            ) from None
+    if not isinstance(result, SloResult):
+        raise PlanError(f"candidate for {machine.name!r}: want an SloResult, got {result!r}")
+    return machine, result
+
+
+def _check_comparable(pairs: list[tuple[Machine, Any]], workload: Workload) -> None:
+    for machine, result in pairs:
+        if result.p99_ms > workload.p99_ms * (1 + _SAME):
+            raise PlanError(
+                f"the SLO result for {machine.name!r} was measured at p99 <= {result.p99_ms:g} "
+                f"ms, looser than the {workload.p99_ms:g} ms objective; rerun workbench slo "
+                f"--p99-ms {workload.p99_ms:g} there"
+            )
+    models = {str(r.settings["model"]) for _, r in pairs if r.settings.get("model")}
+    if len(models) > 1:
+        raise PlanError(f"the SLO results are of different models {sorted(models)}; plan one")
+    currencies = {m.currency for m, _ in pairs if m.currency}
+    if len(currencies) > 1:
+        raise PlanError(
+            f"machine prices are in different currencies {sorted(currencies)}; convert them"
+        )
+
+
+def _row(machine: Machine, measured: pd.Series, workload: Workload) -> dict[str, Any]:
+    rate = float(measured["max_rate_per_s"])
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
+    row.update(
+        machine=machine.name,
+        variant=measured["variant"],
+        backend=measured["backend"],
+        device=measured["device"],
+        rate_per_s=rate,
+        power_basis=machine.power_label,
+        currency=machine.currency,
+        meets=False,
+        why_not="",
+    )
+    if not rate > 0:  # NaN: could not run; 0: no rate met the budget
+        row["why_not"] = f"no rate met p99 <= {workload.p99_ms:g} ms: {measured['limited_by']}"
+        return row
+    needed = math.ceil(workload.design_rate_per_s / rate - _SAME) + workload.redundancy
+    capacity = needed * rate
+    horizon = machine.cost(needed, workload.years)
+    row.update(
+        machines=needed,
+        utilization=workload.target_rate_per_s / capacity,
+        peak_utilization=workload.design_rate_per_s / capacity,
+        cost_per_million=horizon.total / workload.predictions * 1e6,
+        tco_1y=machine.cost(needed, 1).total,
+        tco_3y=machine.cost(needed, 3).total,
+        tco_horizon=horizon.total,
+        capital_horizon=horizon.capital,
+        upkeep_horizon=horizon.upkeep,
+        energy_cost_horizon=math.nan if horizon.energy is None else horizon.energy,
+        meets=True,
+    )
+    if machine.power_watts is not None and machine.power_watts > 0:
+        row["energy_j_per_prediction"] = machine.power_watts / rate
+        row["predictions_per_joule"] = rate / machine.power_watts
+    limit = workload.max_machines
+    if limit is not None and needed > limit:
+        row["meets"] = False
+        row["why_not"] = f"needs {needed} machines, over the limit of {limit}"
+    return row
+
+
+def _unreachable(table: pd.DataFrame, workload: Workload) -> str:
+    """One line: why nothing meets the workload, the nearest candidate and what it takes."""
+    design = workload.design_rate_per_s
+    running = table[table["rate_per_s"] > 0]
+    if running.empty:
+        why = "; ".join(f"{_label(r)}: {r['why_not']}" for _, r in table.head(3).iterrows())
+        return (
+            f"no candidate sustains any rate within p99 <= {workload.p99_ms:g} ms ({why}); "
+            "it would take a looser objective, a faster variant or a faster machine"
+        )
+    assert workload.max_machines is not None  # with no limit, any positive rate can scale
+    usable = workload.max_machines - workload.redundancy
+    nearest = running.loc[running["rate_per_s"].idxmax()]
+    reach = max(usable, 0) * nearest["rate_per_s"]
+    per_machine = design / usable if usable > 0 else math.inf
+    return (
+        f"no candidate reaches the design peak of {design:.4g}/s within {workload.max_machines} "
+        f"machines (N+{workload.redundancy}); nearest: {_label(nearest)} serves "
+        f"{reach:.4g}/s with them; it would take {int(nearest['machines'])} machines of it, "
+        f"or {per_machine:.4g}/s per machine"
+    )
+
+
+def _notes(machines: tuple[Machine, ...]) -> tuple[str, ...]:
+    notes = []
+    for m in machines:
+        if m.example:
+            notes.append(
+                f"{m.name}: EXAMPLE figures, not prices to plan with ({m.source or 'no source'})"
+            )
+        if m.power_watts is None:
+            notes.append(f"{m.name}: energy unavailable (no power in its machine file)")
+            continue
+        if m.power_basis == "declared":
+            notes.append(f"{m.name}: energy from DECLARED power {m.power_watts:g} W, not measured")
+        if m.electricity_per_kwh is None:
+            notes.append(
+                f"{m.name}: energy cost not included (no electricity_price; a rental price "
+                "usually includes it)"
+            )
+    return tuple(notes)
