@@ -26,6 +26,8 @@ import pytest
 from workbench.errors import ModelLoadError, UnsafeModelError
 
 paths = pytest.importorskip("wb_jupyterlab.paths", reason="workbench-jupyterlab not installed")
+# the JupyterLab and Chromium of the notebooks' browser tests (same folder: tests/)
+from test_notebooks_browser import browser, lab  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "extensions/workbench-jupyterlab"
@@ -118,12 +120,12 @@ def test_the_lab_extra_and_the_extension_need_the_same_jupyterlab():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extension = tomllib.loads((FOLDER / "pyproject.toml").read_text())["project"]
-    lab = _lower_bound(project["optional-dependencies"]["lab"], "jupyterlab")
-    assert lab == _lower_bound(extension["dependencies"], "jupyterlab")
+    needed = _lower_bound(project["optional-dependencies"]["lab"], "jupyterlab")
+    assert needed == _lower_bound(extension["dependencies"], "jupyterlab")
     # the file browser's version is JupyterLab's: what the build asks for (^4.6.6 -> [1,4,6,6])
     (entry,) = (FOLDER / "wb_jupyterlab/labextension/static").glob("remoteEntry.*.js")
     built = re.search(r'"@jupyterlab/filebrowser",!1,\[1,(\d+),(\d+)', entry.read_text())
-    assert lab >= (int(built.group(1)), int(built.group(2)))
+    assert needed >= (int(built.group(1)), int(built.group(2)))
 
 
 # ---- a real Jupyter server --------------------------------------------------------------------
@@ -243,3 +245,38 @@ def test_a_confirmed_post_with_the_xsrf_token_grants_trust_once(jupyter):
     pt2 = (folder / "root" / "m.pt2").resolve()
     assert paths.granted(grants, grant, pt2, consume=True)
     assert not paths.granted(grants, grant, pt2, consume=True)
+
+
+# ---- the dialog, in a real JupyterLab and Chromium --------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Chromium not found")
+def test_the_dialog_opens_a_pt2_checked_or_trusted_by_a_post(lab, browser):  # noqa: F811
+    """'Open checked' carries no grant; 'Trust and open' POSTs with the XSRF token first."""
+    from test_notebooks_browser import TOKEN, _page
+
+    page, _, remote = _page(browser, lab)
+    page.goto(f"{lab}/lab?reset&token={TOKEN}")
+
+    def open_pt2(button: str) -> None:
+        page.locator(".jp-DirListing-item", has_text="tiny-export.pt2").click(button="right")
+        page.get_by_role("menuitem", name="Open in workbench").click()
+        page.locator(".jp-Dialog", has_text="Trust this model file?").wait_for()
+        page.get_by_role("button", name=button).click()
+
+    open_pt2("Open checked")
+    page.locator(".lm-TabBar-tab", has_text=re.compile(r"tiny-export\.pt2$")).wait_for()
+    with page.expect_request(lambda r: "/workbench/trust" in r.url) as posted:
+        open_pt2("Trust and open")
+    assert posted.value.method == "POST" and posted.value.headers.get("x-xsrftoken")
+    page.locator(".lm-TabBar-tab", has_text="tiny-export.pt2 (trusted)").wait_for()
+    sources = page.locator("iframe[src*='workbench/open']").evaluate_all(
+        "frames => frames.map(f => f.getAttribute('src'))"
+    )
+    queries = sorted(s.split("?", 1)[1] for s in sources)
+    assert queries[0] == "path=tiny-export.pt2"
+    assert queries[1].startswith("path=tiny-export.pt2&grant=")
+    assert not [q for q in queries if "trust" in q] and remote == []
+    page.close()
