@@ -1,0 +1,145 @@
+"""Generation profiles: token-by-token timing of a tiny random Llama on torch and ORT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.backends.torch.decoder import causal_lm
+from workbench.errors import (
+    InputError,
+    ParameterError,
+    UnknownBackendError,
+    UnsupportedModelError,
+)
+from workbench.profiling import generate
+from workbench.profiling.generate import GenerationProfile, first_divergence, generate_profile
+from workbench.testing import FakeClock
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+PROMPT, OUTPUT = 8, 4
+
+
+@pytest.fixture(scope="module")
+def llama() -> object:
+    config = transformers.LlamaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_torch_tokens_are_transformers_greedy_and_cache_matches_config(llama: object) -> None:
+    g = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, batch_size=2, runs=1)
+    ids = generate.prompt_ids(causal_lm(llama), None, PROMPT, 2, 0)
+    expected = llama.generate(  # type: ignore[attr-defined]
+        torch.from_numpy(ids), max_new_tokens=OUTPUT, do_sample=False, min_new_tokens=OUTPUT
+    )[:, PROMPT:]
+    assert g.tokens == tuple(tuple(row) for row in expected.tolist())
+    # K and V, 2 layers, 2 kv heads of 8, fp32: per token of one sequence
+    assert g.kv_bytes_per_token == 2 * 2 * 2 * 8 * 4
+    assert g.kv_cache_bytes == g.kv_bytes_per_token * 2 * (PROMPT + OUTPUT - 1)
+    assert g.kv_cache_bytes_measured == g.kv_cache_bytes
+    assert g.weights_bytes == sum(p.numel() * 4 for p in llama.parameters())  # type: ignore[attr-defined]
+    assert g.ttft.n == 1 and g.inter_token is not None and g.inter_token.n == OUTPUT - 1
+
+
+def test_onnxruntime_keeps_the_cache_and_matches_torch_tokens(llama: object) -> None:
+    prompt = np.arange(2 * PROMPT).reshape(2, PROMPT) % 100
+    g = generate_profile(
+        llama, backend="onnxruntime", prompt=prompt, output_length=OUTPUT, runs=1, warmup=0
+    )
+    reference = generate_profile(llama, prompt=prompt, output_length=OUTPUT, runs=1, warmup=0)
+    assert g.reference_backend == "torch" and g.diverges_at is None
+    assert g.tokens == reference.tokens
+    assert g.kv_cache_bytes_measured == reference.kv_cache_bytes_measured == g.kv_cache_bytes
+
+
+def test_timing_arithmetic_on_a_fake_clock(llama: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock([0.010, 0.002, 0.004, 0.006])  # prefill, then three decode steps
+
+    class Ticking:
+        def prefill(self, ids: np.ndarray) -> np.ndarray:
+            clock.tick()
+            return np.zeros(len(ids), np.int64)
+
+        def step(self, tokens: np.ndarray) -> np.ndarray:
+            clock.tick()
+            return tokens + 1
+
+        def cache_bytes(self) -> int:
+            return 7
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(generate, "_decoder", lambda *args: Ticking())
+    with clock.installed():
+        g = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, runs=2)
+    assert g.ttft.samples_ms == pytest.approx((10.0, 10.0))
+    assert g.inter_token is not None and g.tpot is not None
+    assert g.inter_token.samples_ms == pytest.approx((2.0, 4.0, 6.0) * 2)
+    assert g.e2e.median == pytest.approx(22.0)
+    assert g.tpot.median == pytest.approx((22.0 - 10.0) / (OUTPUT - 1))
+    assert g.prefill_tokens_per_s == pytest.approx(PROMPT * 1000 / 10.0)
+    assert g.decode_tokens_per_s == pytest.approx(1000 / 4.0)
+    assert g.tokens == ((0, 1, 2, 3),)
+    assert g.kv_cache_bytes_measured == 7
+
+
+def test_one_output_token_has_no_decode_phase(llama: object) -> None:
+    g = generate_profile(llama, prompt_length=PROMPT, output_length=1, runs=1, warmup=0)
+    assert g.inter_token is None and g.tpot is None and g.decode_tokens_per_s is None
+    assert "unavailable" in g.summary()
+
+
+def test_json_round_trip(llama: object, tmp_path: object) -> None:
+    g = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, runs=2, warmup=0)
+    path = tmp_path / "g.json"  # type: ignore[operator]
+    g.to_json(path)
+    back = GenerationProfile.from_json(path)
+    assert back.tokens == g.tokens and back.kv_cache_bytes == g.kv_cache_bytes
+    assert back.ttft.samples_ms == g.ttft.samples_ms
+    assert back.tpot is not None and g.tpot is not None and back.tpot.median == g.tpot.median
+    assert "TTFT" in g._repr_html_() and "TPOT" in g.summary()
+    with pytest.raises(InputError, match="not a generation profile"):
+        GenerationProfile.from_json('{"kind": "profile"}')
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"prompt_length": 14, "output_length": 4}, InputError, "exceed .* context of 16"),
+        ({"output_length": 0}, ParameterError, "output_length"),
+        ({"prompt": [[1, 2, 3], [1, 2]]}, InputError, "different lengths"),
+        ({"prompt": [[1, 200]]}, InputError, r"\[0, 100\)"),
+        ({"backend": "numba"}, UnknownBackendError, "cannot generate yet"),
+    ],
+)
+def test_bad_input_is_one_line(
+    llama: object, kwargs: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words) as caught:
+        generate_profile(llama, **kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused() -> None:
+    with pytest.raises(UnsupportedModelError, match="not a causal language model"):
+        generate_profile(torch.nn.Linear(4, 4))
+
+
+def test_first_divergence_names_the_step() -> None:
+    reference = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    other = reference.copy()
+    assert first_divergence(other, reference) is None
+    other[1, 2] = 0
+    assert first_divergence(other, reference) == 2

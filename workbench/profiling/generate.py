@@ -1,0 +1,459 @@
+"""Generation profiles: a causal LM timed token by token (TTFT, TPOT, inter-token latencies).
+
+One generation is a prefill call on the prompt (which yields the first token) and then
+one decode step per further token, the KV cache carried between calls. Every call is
+timed with `Timer.clock` (so a fake clock checks the arithmetic exactly), the machine's
+CPU counters are read around the timed runs as `Timer` does, and each quantity is a
+`Measurement`:
+
+- ``ttft``: time to first token (the prefill call and its argmax), one sample per run;
+- ``inter_token``: every decode step of every timed run (the inter-token latencies);
+- ``tpot``: per run, TPOT = (E2E − TTFT) / (N − 1);
+- ``e2e``: the whole generation, one sample per run.
+
+Decoding is greedy. Backends: ``"torch"`` (eager) and ``"onnxruntime"`` (the decoder
+exported with past key/values, the cache kept bound in ORT between steps); the tokens of
+any other backend are checked against torch's, naming the first step that differs.
+
+Example:
+    >>> g = wb.generate_profile(model, backend="onnxruntime", prompt_length=8, output_length=4)
+    >>> g.ttft.median, g.tpot.median, g.decode_tokens_per_s
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from workbench.argtypes import batch_size as check_batch_size
+from workbench.argtypes import whole
+from workbench.errors import InputError, UnknownBackendError
+from workbench.profiling.timer import Measurement, Timer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from workbench.backends.torch.decoder import CausalLM
+
+#: backends that can generate today
+GENERATION_BACKENDS = ("torch", "onnxruntime")
+
+
+class Decoder(Protocol):
+    """What a runtime offers generation: a prefill, then steps, the cache kept between."""
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def step(self, tokens: np.ndarray) -> np.ndarray: ...
+
+    def cache_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class GenerationProfile:
+    """A causal LM's greedy generation, timed token by token on one backend.
+
+    Attributes:
+        model: the model's name (its class).
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        device: where it ran.
+        batch_size: sequences generated together.
+        prompt_length: tokens in each prompt.
+        output_length: tokens generated per sequence (N).
+        tokens: the generated token ids, one tuple per sequence (the last timed run).
+        ttft: time to first token, one sample per timed run (ms).
+        inter_token: the decode steps' latencies, every step of every timed run (ms);
+            None when N is 1 (no decode step).
+        tpot: time per output token, (E2E − TTFT) / (N − 1) per run (ms); None when N is 1.
+        e2e: the whole generation, one sample per run (ms).
+        kv_bytes_per_token: KV-cache bytes one token of one sequence adds (from the config).
+        kv_cache_bytes: the cache at the end, from the config: per token × batch ×
+            (prompt + N − 1) (the last token is generated, never fed back).
+        kv_cache_bytes_measured: the bytes the runtime's cache tensors held at the end.
+        weights_bytes: bytes of the model's distinct parameter tensors.
+        reference_backend: the backend whose greedy tokens these were checked against.
+        diverges_at: the first generated step (0-based) where the tokens differ from the
+            reference's, or None when they agree (or were not checked).
+    """
+
+    model: str
+    backend: str
+    device: str
+    batch_size: int
+    prompt_length: int
+    output_length: int
+    tokens: tuple[tuple[int, ...], ...]
+    ttft: Measurement
+    inter_token: Measurement | None
+    tpot: Measurement | None
+    e2e: Measurement
+    kv_bytes_per_token: int
+    kv_cache_bytes: int
+    kv_cache_bytes_measured: int
+    weights_bytes: int
+    reference_backend: str | None = None
+    diverges_at: int | None = None
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        """Prompt tokens processed per second, at the median TTFT."""
+        return self.ttft.throughput(self.batch_size * self.prompt_length)
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens generated per second in the decode phase, at the median TPOT."""
+        return None if self.tpot is None else self.tpot.throughput(self.batch_size)
+
+    # ---- data ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: every field, each Measurement with its raw samples."""
+
+        def measured(m: Measurement | None) -> dict[str, Any] | None:
+            return None if m is None else m.to_dict()
+
+        return {
+            "kind": "generation",
+            "model": self.model,
+            "backend": self.backend,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "prompt_length": self.prompt_length,
+            "output_length": self.output_length,
+            "tokens": [list(row) for row in self.tokens],
+            "ttft": measured(self.ttft),
+            "inter_token": measured(self.inter_token),
+            "tpot": measured(self.tpot),
+            "e2e": measured(self.e2e),
+            "prefill_tokens_per_s": self.prefill_tokens_per_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "kv_cache_bytes_measured": self.kv_cache_bytes_measured,
+            "weights_bytes": self.weights_bytes,
+            "reference_backend": self.reference_backend,
+            "diverges_at": self.diverges_at,
+        }
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
+        """The profile as JSON; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationProfile:
+        """Rebuild from `to_dict` output (statistics are recomputed from the samples).
+
+        Raises:
+            InputError: the data is not a generation profile.
+        """
+        if not isinstance(data, dict) or data.get("kind") != "generation":
+            raise InputError(
+                'not a generation profile (no "kind": "generation"); '
+                "give the JSON GenerationProfile.to_json wrote"
+            )
+
+        def measured(key: str) -> Measurement | None:
+            value = data.get(key)
+            return None if value is None else Measurement.from_dict(value)
+
+        try:
+            return cls(
+                model=str(data["model"]),
+                backend=str(data["backend"]),
+                device=str(data["device"]),
+                batch_size=int(data["batch_size"]),
+                prompt_length=int(data["prompt_length"]),
+                output_length=int(data["output_length"]),
+                tokens=tuple(tuple(int(t) for t in row) for row in data["tokens"]),
+                ttft=Measurement.from_dict(data["ttft"]),
+                inter_token=measured("inter_token"),
+                tpot=measured("tpot"),
+                e2e=Measurement.from_dict(data["e2e"]),
+                kv_bytes_per_token=int(data["kv_bytes_per_token"]),
+                kv_cache_bytes=int(data["kv_cache_bytes"]),
+                kv_cache_bytes_measured=int(data["kv_cache_bytes_measured"]),
+                weights_bytes=int(data["weights_bytes"]),
+                reference_backend=data.get("reference_backend"),
+                diverges_at=data.get("diverges_at"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> GenerationProfile:
+        """Rebuild from `to_json` output or a path to it."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"a generation profile must be JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    # ---- display ---------------------------------------------------------------------
+    def facts(self) -> list[tuple[str, str]]:
+        """The key numbers, formatted: (name, text)."""
+        from workbench.units import format_bytes, format_ms, format_number
+
+        def ms(m: Measurement | None) -> str:
+            return "unavailable (N = 1)" if m is None else format_ms(m.median)
+
+        decode = self.decode_tokens_per_s
+        facts = [
+            ("TTFT", format_ms(self.ttft.median)),
+            ("TPOT", ms(self.tpot)),
+            (
+                "ITL p90",
+                "unavailable (N = 1)"
+                if self.inter_token is None
+                else format_ms(self.inter_token.p90),
+            ),
+            (
+                "ITL p99",
+                "unavailable (N = 1)"
+                if self.inter_token is None
+                else format_ms(self.inter_token.p99),
+            ),
+            ("E2E", format_ms(self.e2e.median)),
+            ("prefill tok/s", format_number(self.prefill_tokens_per_s)),
+            ("decode tok/s", "unavailable (N = 1)" if decode is None else format_number(decode)),
+            ("KV / token", format_bytes(self.kv_bytes_per_token)),
+            ("KV cache", format_bytes(self.kv_cache_bytes_measured)),
+            ("weights", format_bytes(self.weights_bytes)),
+        ]
+        if self.reference_backend is not None:
+            facts.append(
+                (
+                    f"tokens vs {self.reference_backend}",
+                    "identical"
+                    if self.diverges_at is None
+                    else f"differ from step {self.diverges_at}",
+                )
+            )
+        return facts
+
+    def title(self) -> str:
+        return (
+            f"{self.model} generation on {self.backend} {self.device}: batch {self.batch_size}, "
+            f"prompt {self.prompt_length}, output {self.output_length} (greedy)"
+        )
+
+    def summary(self) -> str:
+        """Plain text: the title, one line per number, and any noise verdict."""
+        width = max(len(name) for name, _ in self.facts())
+        lines = [self.title()] + [f"  {name:<{width}}  {text}" for name, text in self.facts()]
+        noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
+        lines += [f"  {text}" for text in noisy]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from workbench.profiling.display import summary_html
+
+        noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
+        body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)
+        return summary_html(self.title(), self.facts(), body)
+
+
+def prompt_ids(
+    lm: CausalLM,
+    prompt: Sequence[Sequence[int]] | np.ndarray | None,
+    prompt_length: int,
+    batch_size: int,
+    seed: int,
+) -> np.ndarray:
+    """The prompt as a (batch, length) int64 array: the given token ids, or random ones.
+
+    Raises:
+        InputError: rows of different lengths (no padding is done), an empty prompt,
+            or a token id outside the vocabulary.
+    """
+    if prompt is None:
+        rng = np.random.default_rng(seed)
+        return rng.integers(0, lm.vocab_size, (batch_size, prompt_length), dtype=np.int64)
+    rows = [list(np.asarray(row).reshape(-1)) for row in prompt]
+    lengths = sorted({len(row) for row in rows})
+    if not rows or lengths == [0]:
+        raise InputError("the prompt is empty; give at least one token id per sequence")
+    if len(lengths) > 1:
+        raise InputError(
+            f"the prompts have different lengths {lengths} and padding is not supported; "
+            "give prompts of one length"
+        )
+    ids = np.asarray(rows)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"a prompt is token ids (integers), got {ids.dtype}")
+    if ids.min() < 0 or ids.max() >= lm.vocab_size:
+        raise InputError(
+            f"token ids must be in [0, {lm.vocab_size}) for {lm.name}'s vocabulary; "
+            f"got {int(ids.min())} … {int(ids.max())}"
+        )
+    return ids.astype(np.int64)
+
+
+def greedy(decoder: Decoder, ids: np.ndarray, output_length: int) -> tuple[np.ndarray, list[float]]:
+    """Generate ``output_length`` tokens; (tokens (batch, N), [TTFT, step, step, …] in ms)."""
+    clock = Timer.clock
+    times: list[float] = []
+    start = clock()
+    token = decoder.prefill(ids)
+    times.append((clock() - start) * 1000.0)
+    tokens = [token]
+    for _ in range(output_length - 1):
+        start = clock()
+        token = decoder.step(token)
+        times.append((clock() - start) * 1000.0)
+        tokens.append(token)
+    return np.stack(tokens, axis=1), times
+
+
+def first_divergence(tokens: np.ndarray, reference: np.ndarray) -> int | None:
+    """The first step (column) where any sequence's token differs, or None."""
+    differ = np.nonzero((tokens != reference).any(axis=0))[0]
+    return int(differ[0]) if differ.size else None
+
+
+def _decoder(model: Any, lm: CausalLM, backend: str, threads: int | None, folder: str) -> Decoder:
+    from workbench.backends.torch.decoder import TorchDecoder, export_decoder
+
+    if backend == "torch":
+        return TorchDecoder(model)
+    from workbench.backends.onnxruntime.decoder import OrtDecoder
+
+    path = Path(folder) / "decoder.onnx"
+    export_decoder(model, path)
+    past, present = lm.cache_names
+    dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
+    return OrtDecoder(path, past, present, lm.kv_heads, lm.head_dim, dtype, threads)
+
+
+def generate_profile(
+    model: Any,
+    *,
+    backend: str = "torch",
+    prompt: Sequence[Sequence[int]] | np.ndarray | None = None,
+    prompt_length: int = 8,
+    output_length: int = 16,
+    batch_size: int = 1,
+    runs: int = 3,
+    warmup: int = 1,
+    threads: int | None = None,
+    check_tokens: bool = True,
+    seed: int = 0,
+) -> GenerationProfile:
+    """Time a causal LM's greedy generation token by token on one backend (CPU).
+
+    Args:
+        model: a ``transformers`` causal LM object (e.g. ``LlamaForCausalLM``); not changed.
+        backend: ``"torch"`` (eager) or ``"onnxruntime"`` (exported with its KV cache).
+        prompt: token ids, one row per sequence, all of one length; None: random ids
+            of ``prompt_length`` for ``batch_size`` sequences (``seed``).
+        prompt_length: tokens per random prompt (ignored when ``prompt`` is given).
+        output_length: tokens to generate per sequence (N ≥ 1; TPOT needs N ≥ 2).
+        batch_size: sequences per random prompt (ignored when ``prompt`` is given).
+        runs: timed generations.
+        warmup: untimed generations first.
+        threads: ONNX Runtime intra-op threads (None: the onnxruntime backend's default).
+        check_tokens: on a backend other than torch, generate once in torch and record
+            the first step where the greedy tokens differ (``diverges_at``).
+        seed: of the random prompt.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a causal LM.
+        InputError: prompt + output longer than the model's context, prompts of
+            different lengths, token ids outside the vocabulary.
+        ParameterError: output_length, prompt_length, batch_size, runs ≤ 0 (or not whole).
+        UnknownBackendError: a backend that cannot generate yet.
+    """
+    from workbench.backends.cpus import contention_between
+    from workbench.backends.torch.decoder import TorchDecoder, causal_lm
+
+    output_length = whole("output_length", output_length, minimum=1)
+    runs = whole("runs", runs, minimum=1)
+    warmup = whole("warmup", warmup, minimum=0)
+    if backend not in GENERATION_BACKENDS:
+        raise UnknownBackendError(
+            f"backend {backend!r} cannot generate yet; use one of {list(GENERATION_BACKENDS)}"
+        )
+    lm = causal_lm(model)
+    if prompt is None:
+        prompt_length = whole("prompt_length", prompt_length, minimum=1)
+        batch_size = check_batch_size(batch_size)
+    ids = prompt_ids(lm, prompt, prompt_length, batch_size, seed)
+    batch_size, prompt_length = ids.shape
+    # the last token is generated, never fed back: the positions used are P + N − 1
+    if prompt_length + output_length - 1 > lm.context:
+        raise InputError(
+            f"prompt ({prompt_length}) + output ({output_length}) tokens exceed {lm.name}'s "
+            f"context of {lm.context}; shorten the prompt or the output"
+        )
+    with tempfile.TemporaryDirectory(prefix="wb-generate-") as folder:
+        decoder = _decoder(model, lm, backend, threads, folder)
+        try:
+            for _ in range(warmup):
+                greedy(decoder, ids, output_length)
+            timed: list[list[float]] = []
+            gc_was_enabled = gc.isenabled()
+            gc.collect()
+            gc.disable()
+            before = Timer.probe()
+            try:
+                for _ in range(runs):
+                    tokens, times = greedy(decoder, ids, output_length)
+                    timed.append(times)
+            finally:
+                after = Timer.probe()
+                if gc_was_enabled:
+                    gc.enable()
+            cache_measured = decoder.cache_bytes()
+        finally:
+            decoder.close()
+    contention = contention_between(before, after, Timer.budget(), threads)
+    label = f"{lm.name} {backend} cpu bs={batch_size}"
+    ttft = Measurement(tuple(t[0] for t in timed), (), f"{label} TTFT", contention)
+    e2e = Measurement(tuple(sum(t) for t in timed), (), f"{label} E2E", contention)
+    inter_token = tpot = None
+    if output_length > 1:
+        steps = tuple(step for t in timed for step in t[1:])
+        inter_token = Measurement(steps, (), f"{label} inter-token", contention)
+        per_run = tuple((sum(t) - t[0]) / (output_length - 1) for t in timed)
+        tpot = Measurement(per_run, (), f"{label} TPOT", contention)
+    reference = diverges = None
+    if check_tokens and backend != "torch":
+        reference = "torch"
+        expected, _ = greedy(TorchDecoder(model), ids, output_length)
+        diverges = first_divergence(tokens, expected)
+    return GenerationProfile(
+        model=lm.name,
+        backend=backend,
+        device="cpu",
+        batch_size=batch_size,
+        prompt_length=prompt_length,
+        output_length=output_length,
+        tokens=tuple(tuple(int(t) for t in row) for row in tokens),
+        ttft=ttft,
+        inter_token=inter_token,
+        tpot=tpot,
+        e2e=e2e,
+        kv_bytes_per_token=lm.kv_bytes_per_token,
+        kv_cache_bytes=lm.kv_bytes_per_token * batch_size * (prompt_length + output_length - 1),
+        kv_cache_bytes_measured=cache_measured,
+        weights_bytes=lm.weights_bytes,
+        reference_backend=reference,
+        diverges_at=diverges,
+    )
