@@ -182,6 +182,7 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
         "workbench.dashboards.serve",
         "workbench.cli_scenarios",
         "workbench.dashboards.report_cli",
+        "workbench.cli_plan",
     ):
         try:
             module = __import__(module_name, fromlist=["add_command"])

@@ -123,10 +123,10 @@ class Plan:
         w = self.workload
         lines = [
             f"plan for {w.target_rate_per_s:g}/s average (peak x{w.peak_to_average:g}, "
-            f"+{w.growth_per_year:.0%}/year over {w.years} years: {w.design_rate_per_s:.4g}/s), "
+            f"+{w.growth_per_year:.0%}/year over {_years(w.years)}: {w.design_rate_per_s:.4g}/s), "
             f"p99 <= {w.p99_ms:g} ms, N+{w.redundancy}",
             f"cheapest: {_label(best)}: {int(best['machines'])} machine(s), "
-            f"{best['tco_horizon']:,.0f} {best['currency']} over {w.years} years, "
+            f"{best['tco_horizon']:,.0f} {best['currency']} over {_years(w.years)}, "
             f"{best['cost_per_million']:.4g} {best['currency']} per 1M predictions",
             frame_text(self.table.drop(columns=["why_not"])),
         ]
@@ -185,6 +185,10 @@ class Plan:
             machines=tuple(Machine.from_dict(m) for m in data["machines"]),
             notes=tuple(data["notes"]),
         )
+
+
+def _years(count: int) -> str:
+    return f"{count} year" + ("" if count == 1 else "s")
 
 
 def _label(row: Any) -> str:
@@ -257,7 +261,7 @@ def plan(
         if table.at[index, "meets"]:
             more = table.at[index, "tco_horizon"] - best["tco_horizon"]
             table.at[index, "why_not"] = (
-                f"costs {more:,.0f} {best['currency']} more over {years} years "
+                f"costs {more:,.0f} {best['currency']} more over {_years(years)} "
                 f"(+{more / best['tco_horizon']:.0%}) than {_label(best)}"
                 if more > 0
                 else f"costs the same as {_label(best)} with at least as many machines"

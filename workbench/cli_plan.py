@@ -1,0 +1,60 @@
+"""``workbench plan``: fleet size and 1-/3-year cost from measured SLO results.
+
+Example:
+    workbench slo digits-cnn --p99-ms 5 --json here.json
+    workbench plan --candidate here.json docs/machines/example-rented-cpu.toml \\
+        --rate 2000 --p99-ms 5 --peak 2 --growth 0.3 --redundancy 1 --json plan.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.argtypes import count_int, nonnegative_float, positive_float, positive_int
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from workbench.planning import plan
+
+    result = plan(
+        [(machine, slo_json) for slo_json, machine in args.candidate],
+        args.rate,
+        args.p99_ms,
+        peak_to_average=args.peak,
+        growth_per_year=args.growth,
+        redundancy=args.redundancy,
+        years=args.years,
+        max_machines=args.max_machines,
+    )
+    print(result.summary())
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``plan`` on the ``workbench`` command."""
+    p = sub.add_parser(
+        "plan", help="which machine, how many, and its 1-/3-year cost, from workbench slo --json"
+    )
+    p.add_argument(
+        "--candidate",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("SLO_JSON", "MACHINE_TOML"),
+        help="a `workbench slo --json` file and the economics of the machine it was measured "
+        "on (repeatable; see docs/plan.md for the TOML keys)",
+    )
+    p.add_argument("--rate", type=positive_float, required=True, help="average predictions/s")
+    p.add_argument("--p99-ms", type=positive_float, required=True, help="the p99 objective (ms)")
+    p.add_argument("--peak", type=positive_float, default=1.0, help="peak-to-average (>= 1)")
+    p.add_argument(
+        "--growth", type=nonnegative_float, default=0.0, help="yearly growth, 0.3 = +30%%"
+    )
+    p.add_argument("--redundancy", type=count_int, default=0, help="spare machines (N+k)")
+    p.add_argument("--years", type=positive_int, default=3, help="horizon (default 3)")
+    p.add_argument("--max-machines", type=positive_int, default=None, help="fleet size limit")
+    p.add_argument("--json", default=None, help="write the plan as JSON to this path")
+    p.set_defaults(func=_plan)
