@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"machine"},
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster", "planning"},
-    {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "reports"},
+    {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "viz_plan", "reports"},
     {"dashboards", "notebook", "magics", "cli", "cli_scenarios", "cli_plan", "testing", "__init__"},
 ]
 #: runtime packages under backends/ that must not import one another

@@ -248,7 +248,9 @@ def plan(
     if not pairs:
         raise PlanError("plan needs at least one (machine, SLO result) candidate")
     _check_comparable(pairs, workload)
-    rows = [_row(m, row, workload) for m, result in pairs for _, row in result.table.iterrows()]
+    rows = [
+        candidate_row(m, row, workload) for m, result in pairs for _, row in result.table.iterrows()
+    ]
     table = pd.DataFrame(rows, columns=COLUMNS)
     meeting = table[table["meets"]]
     if meeting.empty:
@@ -305,7 +307,10 @@ def _check_comparable(pairs: list[tuple[Machine, Any]], workload: Workload) -> N
         )
 
 
-def _row(machine: Machine, measured: pd.Series, workload: Workload) -> dict[str, Any]:
+def candidate_row(machine: Machine, measured: Any, workload: Workload) -> dict[str, Any]:
+    """One table row: a measured configuration (a row of an `SloResult` table, or any
+    mapping with its variant, backend, device, max_rate_per_s and limited_by) sized and
+    costed on ``machine`` for ``workload``."""
     rate = float(measured["max_rate_per_s"])
     row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
     row.update(
