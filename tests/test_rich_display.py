@@ -392,3 +392,11 @@ def test_a_dashboard_cell_shows_its_unit_a_share_bar_and_the_noisy_mark() -> Non
     assert cells[0] == "~1.5 ms" and cells[1] == "1.5 ms"
     assert "25%" in cells[2] and "#C6DBEF 25%" in cells[2]  # the bar behind the number
     assert align == {"latency_ms": "right", "share": "right", "noisy": "left"}
+
+
+def test_the_command_lines_profile_summary_reads_in_units(results) -> None:
+    """`workbench profile` prints `Profile.summary`: its layer table through the same layer."""
+    text = results["Profile"].summary(top=5)
+    assert not RAW.search(text), text
+    table = text.split("Top layers", 1)[1]
+    assert "%" in table and "FLOP" in table and " µs" in table + text

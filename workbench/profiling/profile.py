@@ -13,10 +13,11 @@ import pandas as pd
 
 from workbench.errors import InputError
 from workbench.model import recipe_label
-from workbench.profiling.display import memory_rows
+from workbench.profiling.display import frame_text, memory_rows
 from workbench.profiling.memory import upgrade_memory
 from workbench.profiling.table import LAYER_COLUMNS, UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
+from workbench.units import format_count, format_ms
 
 if TYPE_CHECKING:
     from workbench.backends.base import ImportedTrace
@@ -278,9 +279,10 @@ class Profile:
         lat = self.latency
         lines = [
             f"{self.label}",
-            f"  latency  median {lat.median:.4g} ms  p90 {lat.p90:.4g}  p99 {lat.p99:.4g}  "
-            f"std {lat.std:.3g}  (n={lat.n}{'; ' + lat.verdict if lat.noisy else ''})",
-            f"  throughput {self.throughput:,.1f} items/s",
+            f"  latency  median {format_ms(lat.median)}  p90 {format_ms(lat.p90)}  "
+            f"p99 {format_ms(lat.p99)}  std {format_ms(lat.std)}  "
+            f"(n={lat.n:,}{'; ' + lat.verdict if lat.noisy else ''})",
+            f"  throughput {format_count(self.throughput)} items/s",
         ]
         if self.compile_s is not None:
             lines.append(f"  cold start {self.cold_start_text()}")
@@ -296,14 +298,12 @@ class Profile:
             lines += [
                 "",
                 f"Top layers ({self.layer_method or 'instrumented'}):",
-                table.to_string(index=False),
+                frame_text(table),
             ]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        from workbench.units import format_ms
-
         return (
             f"Profile({self.label}: median {format_ms(self.latency.median)}, "
             f"n={self.latency.n:,}, layers={len(self.layers)})"
