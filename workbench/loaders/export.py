@@ -21,7 +21,8 @@ def export_torch(model: Model) -> Model:
     """The ONNX version of a torch `Model`, with canonical layer names on every node.
 
     Reuses ``model.onnx_path`` when set (e.g. the committed export of a sample).
-    Otherwise tries the torch.export-based exporter, then the TorchScript exporter.
+    Otherwise tries the torch.export-based exporter, then the TorchScript exporter
+    (``nn.EmbeddingBag`` goes out as Gather + a reduction: `gather_bags`).
     The batch dimension stays dynamic, and so does every axis declared with
     ``dynamic_axes`` at load (a symbolic dimension of the input's spec).
 
@@ -34,10 +35,13 @@ def export_torch(model: Model) -> Model:
         exported = load_onnx(model.onnx_path, name=model.name)
         exported.recipe = model.recipe
         return exported
+    from workbench.loaders.embedding_export import gather_bags
+
     errors = []
     for exporter in (_export_dynamo, _export_torchscript):
         try:
-            with _tensor_outputs(model):
+            # EmbeddingBag as Gather + reduction, not a Loop (docs/recommendation.md)
+            with _tensor_outputs(model), gather_bags(model.module):
                 proto = exporter(model)
         except Exception as exc:  # each exporter fails in its own ways; keep both reasons
             errors.append(
