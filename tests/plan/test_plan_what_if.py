@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from workbench.planning import Machine, plan
-from workbench.planning.what_if import cost_against_traffic, electricity_sensitivity
+from workbench.planning.what_if import (
+    cost_against_traffic,
+    electricity_sensitivity,
+    utilization_sensitivity,
+)
 from workbench.scenarios import SloResult
 from workbench.scenarios.result import Minimums
 from workbench.scenarios.slo import TABLE_COLUMNS
@@ -49,6 +53,21 @@ def test_a_dearer_tariff_can_change_the_choice() -> None:
     ]
     assert list(table["tco_horizon"]) == pytest.approx([10876.0, 35040.0])
     assert table["runner_up_margin"].iloc[1] == pytest.approx(36280 / 35040 - 1)
+
+
+def test_headroom_sizes_for_a_share_of_the_measured_rate() -> None:
+    # rented: 100/s per machine; owned: 1000/s. At 250/s for 1 year: rented 3 (26,280)
+    # against owned 1 (10,876). Capped at 50%: rented 5 (43,800), owned still 1
+    p = plan([(RENTED, measured(100.0)), (OWNED, measured(1000.0))], 250.0, 5.0, years=1)
+    table = utilization_sensitivity(p, caps=[1.0, 0.5])
+    assert list(table["machines"]) == [1, 1]
+    assert table["runner_up_margin"].iloc[0] == pytest.approx(26280 / 10876 - 1)
+    assert table["runner_up_margin"].iloc[1] == pytest.approx(43800 / 10876 - 1)
+    # a cap can turn the choice: at 250/s one rented machine at 250/s (8,760) wins until
+    # a 90% cap needs two (17,520), when one owned at 600/s (10,876) is cheaper
+    p = plan([(RENTED, measured(250.0)), (OWNED, measured(600.0))], 250.0, 5.0, years=1)
+    turned = utilization_sensitivity(p, caps=[1.0, 0.9])
+    assert [c.split()[0] for c in turned["cheapest"]] == ["rented", "owned"]
 
 
 def test_the_cost_figure_draws_one_line_per_candidate_with_the_target() -> None:

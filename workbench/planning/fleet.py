@@ -125,7 +125,7 @@ class Plan:
             f"plan for {w.target_rate_per_s:g}/s average (peak x{w.peak_to_average:g}, "
             f"+{w.growth_per_year:.0%}/year over {_years(w.years)}: {w.design_rate_per_s:.4g}/s), "
             f"p99 <= {w.p99_ms:g} ms, N+{w.redundancy}",
-            f"cheapest: {_label(best)}: {int(best['machines'])} machine(s), "
+            f"cheapest: {candidate_label(best)}: {int(best['machines'])} machine(s), "
             f"{best['tco_horizon']:,.0f} {best['currency']} over {_years(w.years)}, "
             f"{best['cost_per_million']:.4g} {best['currency']} per 1M predictions",
             frame_text(self.table.drop(columns=["why_not"])),
@@ -133,7 +133,7 @@ class Plan:
         losers = self.table.iloc[1:]
         if len(losers):
             lines.append("runners-up:")
-            lines += [f"  {_label(row)}: {row['why_not']}" for _, row in losers.iterrows()]
+            lines += [f"  {candidate_label(row)}: {row['why_not']}" for _, row in losers.iterrows()]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def __repr__(self) -> str:
@@ -191,7 +191,8 @@ def _years(count: int) -> str:
     return f"{count} year" + ("" if count == 1 else "s")
 
 
-def _label(row: Any) -> str:
+def candidate_label(row: Any) -> str:
+    """``machine variant backend/device`` of a table row."""
     return f"{row['machine']} {row['variant']} {row['backend']}/{row['device']}"
 
 
@@ -264,9 +265,9 @@ def plan(
             more = table.at[index, "tco_horizon"] - best["tco_horizon"]
             table.at[index, "why_not"] = (
                 f"costs {more:,.0f} {best['currency']} more over {_years(years)} "
-                f"(+{more / best['tco_horizon']:.0%}) than {_label(best)}"
+                f"(+{more / best['tco_horizon']:.0%}) than {candidate_label(best)}"
                 if more > 0
-                else f"costs the same as {_label(best)} with at least as many machines"
+                else f"costs the same as {candidate_label(best)} with at least as many machines"
             )
     machines = tuple({m.name: m for m, _ in pairs}.values())
     return Plan(workload, table, machines, _notes(machines))
@@ -358,7 +359,9 @@ def _unreachable(table: pd.DataFrame, workload: Workload) -> str:
     design = workload.design_rate_per_s
     running = table[table["rate_per_s"] > 0]
     if running.empty:
-        why = "; ".join(f"{_label(r)}: {r['why_not']}" for _, r in table.head(3).iterrows())
+        why = "; ".join(
+            f"{candidate_label(r)}: {r['why_not']}" for _, r in table.head(3).iterrows()
+        )
         return (
             f"no candidate sustains any rate within p99 <= {workload.p99_ms:g} ms ({why}); "
             "it would take a looser objective, a faster variant or a faster machine"
@@ -370,7 +373,7 @@ def _unreachable(table: pd.DataFrame, workload: Workload) -> str:
     per_machine = design / usable if usable > 0 else math.inf
     return (
         f"no candidate reaches the design peak of {design:.4g}/s within {workload.max_machines} "
-        f"machines (N+{workload.redundancy}); nearest: {_label(nearest)} serves "
+        f"machines (N+{workload.redundancy}); nearest: {candidate_label(nearest)} serves "
         f"{reach:.4g}/s with them; it would take {int(nearest['machines'])} machines of it, "
         f"or {per_machine:.4g}/s per machine"
     )
