@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "Profile": "workbench.profiling.profile:Profile",
     "profile": "workbench.profiling.run:profile",
     "compare": "workbench.profiling.compare:compare",
+    "generate_profile": "workbench.profiling.generate:generate_profile",
+    "GenerationProfile": "workbench.profiling.generate:GenerationProfile",
     "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
     "Runtime": "workbench.profiling.fair:Runtime",
     "compare_backends": "workbench.evaluation.backends:compare_backends",

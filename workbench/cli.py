@@ -181,6 +181,7 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
         "workbench.evaluation.sweep_cli",
         "workbench.dashboards.serve",
         "workbench.cli_scenarios",
+        "workbench.cli_generate",
         "workbench.dashboards.report_cli",
         "workbench.cli_plan",
     ):

@@ -1,0 +1,56 @@
+"""``workbench generate`` and the language-model loaders it uses (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.errors import UnsafeModelError
+from workbench.loaders.language import load_causal_lm, random_llama
+from workbench.profiling.generate import GenerationProfile
+
+pytest.importorskip("transformers")
+
+FAST = ["--prompt-length", "4", "--output-length", "3", "--runs", "1", "--warmup", "0"]
+
+
+def test_generate_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gen.json"
+    assert main(["generate", "llama-tiny", *FAST, "--batch-size", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "TTFT" in printed and "TPOT" in printed
+    g = GenerationProfile.from_json(out)
+    assert (g.batch_size, g.prompt_length, g.output_length) == (2, 4, 3)
+    assert len(g.tokens) == 2 and all(len(row) == 3 for row in g.tokens)
+    assert g.kv_cache_bytes_measured == g.kv_cache_bytes
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["generate", "llama-tiny", "--output-length", "0"], "--output-length"),
+        (["generate", "llama-tiny", "--prompt-length", "300"], "context of 256"),
+        (["generate", "no-such-folder"], "not a model folder"),
+    ],
+)
+def test_bad_input_is_one_line(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_a_saved_folder_loads_and_pickles_are_refused(tmp_path: Path) -> None:
+    model = random_llama("llama-tiny")
+    model.save_pretrained(tmp_path / "safe")
+    loaded = load_causal_lm(tmp_path / "safe")
+    assert type(loaded).__name__ == "LlamaForCausalLM"
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tmp_path / "safe" / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(UnsafeModelError, match="pickled weights"):
+        load_causal_lm(pickled)

@@ -1,0 +1,66 @@
+"""``workbench generate``: a causal LM's greedy generation, timed token by token.
+
+Example:
+    workbench generate llama-tiny --backend onnxruntime --prompt-length 32 --output-length 16
+    workbench generate ./my-llama-folder --json gen.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.argtypes import batch_int, count_int, positive_int, threads_int
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from workbench.loaders.language import RANDOM_LLAMAS, load_causal_lm, random_llama
+    from workbench.profiling.generate import generate_profile
+
+    if args.model in RANDOM_LLAMAS and not Path(args.model).exists():
+        model = random_llama(args.model, seed=args.seed)
+    else:
+        model = load_causal_lm(args.model)
+    result = generate_profile(
+        model,
+        backend=args.backend,
+        prompt_length=args.prompt_length,
+        output_length=args.output_length,
+        batch_size=args.batch_size,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        check_tokens=not args.no_check,
+        seed=args.seed,
+    )
+    print(result.summary())
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``generate`` on the ``workbench`` command."""
+    from workbench.loaders.language import RANDOM_LLAMAS
+    from workbench.profiling.generate import GENERATION_BACKENDS
+
+    p = sub.add_parser("generate", help="time a language model's generation token by token")
+    p.add_argument(
+        "model",
+        help="a local transformers folder (config.json + *.safetensors) or a random-weight "
+        f"config for speed only: {', '.join(sorted(RANDOM_LLAMAS))}",
+    )
+    p.add_argument("--backend", default="torch", choices=GENERATION_BACKENDS, help="runtime")
+    p.add_argument("--prompt-length", type=positive_int, default=32, help="prompt tokens")
+    p.add_argument("--output-length", type=positive_int, default=16, help="tokens to generate")
+    p.add_argument("--batch-size", type=batch_int, default=1, help="sequences (default 1)")
+    p.add_argument("--runs", type=positive_int, default=3, help="timed generations (default 3)")
+    p.add_argument("--warmup", type=count_int, default=1, help="untimed generations first")
+    p.add_argument("--threads", type=threads_int, default=None, help="ORT intra-op threads")
+    p.add_argument("--seed", type=count_int, default=0, help="random prompt and weights seed")
+    p.add_argument(
+        "--no-check", action="store_true", help="do not check the tokens against torch's"
+    )
+    p.add_argument("--json", default=None, help="write the generation profile as JSON here")
+    p.set_defaults(func=_generate)

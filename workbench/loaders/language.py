@@ -1,0 +1,89 @@
+"""Causal language models with no download: random-weight Llama configs and local folders.
+
+- `random_llama`: a Llama-architecture model built from a config with random weights
+  (``"llama-tiny"``, ``"llama-100m"``): for speed only, never for accuracy.
+- `load_causal_lm`: a local ``transformers`` folder (``config.json`` and ``*.safetensors``),
+  read with ``local_files_only`` and without remote code; pickled weights (``*.bin``)
+  are refused, as every file that would run code on load is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import ModelLoadError, UnsafeModelError
+
+#: random-weight Llama configs by name: speed measurements only, never accuracy
+RANDOM_LLAMAS: dict[str, dict[str, Any]] = {
+    "llama-tiny": {
+        "vocab_size": 256,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+    },
+    # ~110M parameters (embeddings tied), the shape of a small Llama
+    "llama-100m": {
+        "vocab_size": 32000,
+        "hidden_size": 768,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 12,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def random_llama(name: str, seed: int = 0) -> Any:
+    """The named random-weight Llama (see `RANDOM_LLAMAS`), in eval mode.
+
+    Raises:
+        ModelLoadError: an unknown name (lists the known ones).
+    """
+    if name not in RANDOM_LLAMAS:
+        raise ModelLoadError(
+            f"no random Llama config named {name!r}; known: {sorted(RANDOM_LLAMAS)}"
+        )
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**RANDOM_LLAMAS[name])).eval()
+
+
+def load_causal_lm(folder: str | Path) -> Any:
+    """A ``transformers`` causal LM from a local folder, safetensors weights only.
+
+    Raises:
+        ModelLoadError: no such folder, no ``config.json``, or transformers cannot build it.
+        UnsafeModelError: the weights are pickled (``*.bin``, ``*.pt``) rather than safetensors.
+    """
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{folder} is not a model folder (no config.json); give a transformers folder "
+            f"or one of {sorted(RANDOM_LLAMAS)}"
+        )
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*") if p.suffix in {".bin", ".pt", ".pth"})
+        if pickled:
+            raise UnsafeModelError(
+                f"{folder} holds pickled weights ({', '.join(pickled)}), which run code when "
+                "loaded; convert them to safetensors"
+            )
+        raise ModelLoadError(f"{folder} has no *.safetensors weights")
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ModelLoadError(f"transformers cannot load {folder} as a causal LM: {first}") from exc
+    return model.eval()
