@@ -24,7 +24,17 @@ LAYERS: list[set[str]] = [
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster", "planning"},
     {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "viz_plan", "reports"},
-    {"dashboards", "notebook", "magics", "cli", "cli_scenarios", "cli_plan", "cli_generate", "testing", "__init__"},
+    {
+        "dashboards",
+        "notebook",
+        "magics",
+        "cli",
+        "cli_scenarios",
+        "cli_plan",
+        "cli_generate",
+        "testing",
+        "__init__",
+    },
 ]
 #: runtime packages under backends/ that must not import one another
 BACKEND_PACKAGES = ("torch", "onnxruntime", "numba")
