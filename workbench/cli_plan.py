@@ -15,6 +15,8 @@ from workbench.argtypes import count_int, nonnegative_float, positive_float, pos
 
 def _plan(args: argparse.Namespace) -> int:
     from workbench.planning import plan
+    from workbench.planning.what_if import electricity_sensitivity, utilization_sensitivity
+    from workbench.profiling.display import frame_text
 
     result = plan(
         [(machine, slo_json) for slo_json, machine in args.candidate],
@@ -27,6 +29,11 @@ def _plan(args: argparse.Namespace) -> int:
         max_machines=args.max_machines,
     )
     print(result.summary())
+    if args.what_if:
+        print("\nthe cheapest when every electricity price is scaled by a factor:")
+        print(frame_text(electricity_sensitivity(result)))
+        print("\nthe cheapest when no machine may run above a share of its measured rate:")
+        print(frame_text(utilization_sensitivity(result)))
     if args.json:
         result.to_json(args.json)
         print(f"\nwrote {args.json}")
@@ -56,5 +63,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redundancy", type=count_int, default=0, help="spare machines (N+k)")
     p.add_argument("--years", type=positive_int, default=3, help="horizon (default 3)")
     p.add_argument("--max-machines", type=positive_int, default=None, help="fleet size limit")
+    p.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also print the choice against the electricity price and a utilization cap",
+    )
     p.add_argument("--json", default=None, help="write the plan as JSON to this path")
     p.set_defaults(func=_plan)

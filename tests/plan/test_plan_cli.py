@@ -59,6 +59,12 @@ def test_plan_prints_the_choice_and_writes_json(
     assert "a baseline onnxruntime/cpu: costs 17,520 USD more over 1 year (+50%)" in text
     assert Plan.from_json(out).choice["machines"] == 4
     assert json.loads(out.read_text())["workload"]["target_rate_per_s"] == 900.0
+    assert "utilization" not in text.split("runners-up:")[1]
+    assert main([*argv, "--candidate", *map(str, a), "--candidate", *map(str, b), "--what-if"]) == 0
+    what_if = capsys.readouterr().out.split("runners-up:")[1]
+    # capped at half its measured rate, b needs ceil(900/200)+1 = 6 (52,560), a 5 (87,600)
+    assert "no machine may run above a share of its measured rate" in what_if
+    assert "52,560" in what_if and "electricity price is scaled" in what_if
 
 
 @pytest.mark.parametrize(
