@@ -32,6 +32,7 @@ def _generate(args: argparse.Namespace) -> int:
         threads=args.threads,
         check_tokens=not args.no_check,
         seed=args.seed,
+        roofline=args.roofline,
     )
     print(result.summary())
     if args.json:
@@ -61,6 +62,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=count_int, default=0, help="random prompt and weights seed")
     p.add_argument(
         "--no-check", action="store_true", help="do not check the tokens against torch's"
+    )
+    p.add_argument(
+        "--roofline",
+        action="store_true",
+        help="decode's memory traffic as a fraction of this machine's measured bandwidth",
     )
     p.add_argument("--json", default=None, help="write the generation profile as JSON here")
     p.set_defaults(func=_generate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,8 @@ def test_torch_tokens_are_transformers_greedy_and_cache_matches_config(llama: ob
     assert g.kv_cache_bytes == g.kv_bytes_per_token * 2 * (PROMPT + OUTPUT - 1)
     assert g.kv_cache_bytes_measured == g.kv_cache_bytes
     assert g.weights_bytes == sum(p.numel() * 4 for p in llama.parameters())  # type: ignore[attr-defined]
+    # untied: a step looks up rows of the 100 x 32 input embedding, never reads it whole
+    assert g.step_weights_bytes == g.weights_bytes - 100 * 32 * 4
     assert g.ttft.n == 1 and g.inter_token is not None and g.inter_token.n == OUTPUT - 1
 
 
@@ -82,8 +86,14 @@ def test_timing_arithmetic_on_a_fake_clock(llama: object, monkeypatch: pytest.Mo
             pass
 
     monkeypatch.setattr(generate, "_decoder", lambda *args: Ticking())
+    monkeypatch.setattr(
+        "workbench.profiling.ceilings.machine_ceilings",
+        lambda device: SimpleNamespace(bandwidth_bytes_per_s=1e9),
+    )
     with clock.installed():
-        g = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, runs=2)
+        g = generate_profile(
+            llama, prompt_length=PROMPT, output_length=OUTPUT, runs=2, roofline=True
+        )
     assert g.ttft.samples_ms == pytest.approx((10.0, 10.0))
     assert g.inter_token is not None and g.tpot is not None
     assert g.inter_token.samples_ms == pytest.approx((2.0, 4.0, 6.0) * 2)
@@ -93,11 +103,17 @@ def test_timing_arithmetic_on_a_fake_clock(llama: object, monkeypatch: pytest.Mo
     assert g.decode_tokens_per_s == pytest.approx(1000 / 4.0)
     assert g.tokens == ((0, 1, 2, 3),)
     assert g.kv_cache_bytes_measured == 7
+    # decode roofline: weights once per step, the cache over P + N/2 tokens on average
+    per_step = g.step_weights_bytes + g.kv_bytes_per_token * (PROMPT + OUTPUT / 2)
+    assert g.decode_bytes_per_step == pytest.approx(per_step)
+    assert g.bandwidth_fraction == pytest.approx(per_step / 0.004 / 1e9)
+    assert "of 954 MiB/s" in g.summary()
 
 
 def test_one_output_token_has_no_decode_phase(llama: object) -> None:
     g = generate_profile(llama, prompt_length=PROMPT, output_length=1, runs=1, warmup=0)
     assert g.inter_token is None and g.tpot is None and g.decode_tokens_per_s is None
+    assert g.decode_bytes_per_step is None and g.bandwidth_fraction is None
     assert "unavailable" in g.summary()
 
 
@@ -109,6 +125,7 @@ def test_json_round_trip(llama: object, tmp_path: object) -> None:
     assert back.tokens == g.tokens and back.kv_cache_bytes == g.kv_cache_bytes
     assert back.ttft.samples_ms == g.ttft.samples_ms
     assert back.tpot is not None and g.tpot is not None and back.tpot.median == g.tpot.median
+    assert back.decode_bytes_per_s == g.decode_bytes_per_s and back.bandwidth_fraction is None
     assert "TTFT" in g._repr_html_() and "TPOT" in g.summary()
     with pytest.raises(InputError, match="not a generation profile"):
         GenerationProfile.from_json('{"kind": "profile"}')

@@ -79,9 +79,13 @@ class GenerationProfile:
             (prompt + N − 1) (the last token is generated, never fed back).
         kv_cache_bytes_measured: the bytes the runtime's cache tensors held at the end.
         weights_bytes: bytes of the model's distinct parameter tensors.
+        step_weights_bytes: the weight bytes a decode step reads (an input embedding
+            not shared with the output head is looked up, not read whole).
         reference_backend: the backend whose greedy tokens these were checked against.
         diverges_at: the first generated step (0-based) where the tokens differ from the
             reference's, or None when they agree (or were not checked).
+        bandwidth_bytes_per_s: this machine's measured memory bandwidth
+            (`machine_ceilings`), the decode roofline's bound; None when not asked for.
     """
 
     model: str
@@ -99,8 +103,10 @@ class GenerationProfile:
     kv_cache_bytes: int
     kv_cache_bytes_measured: int
     weights_bytes: int
+    step_weights_bytes: int
     reference_backend: str | None = None
     diverges_at: int | None = None
+    bandwidth_bytes_per_s: float | None = None
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -111,6 +117,33 @@ class GenerationProfile:
     def decode_tokens_per_s(self) -> float | None:
         """Tokens generated per second in the decode phase, at the median TPOT."""
         return None if self.tpot is None else self.tpot.throughput(self.batch_size)
+
+    @property
+    def decode_bytes_per_step(self) -> float | None:
+        """Bytes a decode step reads, averaged over the steps: the weights once, and each
+        sequence's K and V over the tokens it attends to (past and new: P + i + 1 at step
+        i, P + N/2 on average). None without a decode step."""
+        if self.output_length < 2:
+            return None
+        attended = self.prompt_length + self.output_length / 2
+        return self.step_weights_bytes + self.kv_bytes_per_token * self.batch_size * attended
+
+    @property
+    def decode_bytes_per_s(self) -> float | None:
+        """The memory traffic decoding attains: bytes per step over the median TPOT."""
+        per_step = self.decode_bytes_per_step
+        if per_step is None or self.tpot is None or self.tpot.median <= 0:
+            return None
+        return per_step * 1000.0 / self.tpot.median
+
+    @property
+    def bandwidth_fraction(self) -> float | None:
+        """Decode's attained memory traffic over the machine's measured bandwidth (the
+        decode roofline); None without a decode step or a measured bandwidth."""
+        attained = self.decode_bytes_per_s
+        if attained is None or not self.bandwidth_bytes_per_s:
+            return None
+        return attained / self.bandwidth_bytes_per_s
 
     # ---- data ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +171,11 @@ class GenerationProfile:
             "kv_cache_bytes": self.kv_cache_bytes,
             "kv_cache_bytes_measured": self.kv_cache_bytes_measured,
             "weights_bytes": self.weights_bytes,
+            "step_weights_bytes": self.step_weights_bytes,
+            "decode_bytes_per_step": self.decode_bytes_per_step,
+            "decode_bytes_per_s": self.decode_bytes_per_s,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "bandwidth_fraction": self.bandwidth_fraction,
             "reference_backend": self.reference_backend,
             "diverges_at": self.diverges_at,
         }
@@ -183,8 +221,10 @@ class GenerationProfile:
                 kv_cache_bytes=int(data["kv_cache_bytes"]),
                 kv_cache_bytes_measured=int(data["kv_cache_bytes_measured"]),
                 weights_bytes=int(data["weights_bytes"]),
+                step_weights_bytes=int(data["step_weights_bytes"]),
                 reference_backend=data.get("reference_backend"),
                 diverges_at=data.get("diverges_at"),
+                bandwidth_bytes_per_s=data.get("bandwidth_bytes_per_s"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -231,6 +271,7 @@ class GenerationProfile:
             ("KV / token", format_bytes(self.kv_bytes_per_token)),
             ("KV cache", format_bytes(self.kv_cache_bytes_measured)),
             ("weights", format_bytes(self.weights_bytes)),
+            ("decode bandwidth", self._bandwidth_text()),
         ]
         if self.reference_backend is not None:
             facts.append(
@@ -242,6 +283,17 @@ class GenerationProfile:
                 )
             )
         return facts
+
+    def _bandwidth_text(self) -> str:
+        from workbench.units import format_bytes, format_share
+
+        attained, fraction = self.decode_bytes_per_s, self.bandwidth_fraction
+        if attained is None:
+            return "unavailable (N = 1)"
+        text = f"{format_bytes(attained)}/s"
+        if fraction is None:
+            return f"{text} (bound not measured: roofline=True)"
+        return f"{text}, {format_share(fraction)} of {format_bytes(self.bandwidth_bytes_per_s)}/s"
 
     def title(self) -> str:
         return (
@@ -355,6 +407,7 @@ def generate_profile(
     threads: int | None = None,
     check_tokens: bool = True,
     seed: int = 0,
+    roofline: bool = False,
 ) -> GenerationProfile:
     """Time a causal LM's greedy generation token by token on one backend (CPU).
 
@@ -372,6 +425,9 @@ def generate_profile(
         check_tokens: on a backend other than torch, generate once in torch and record
             the first step where the greedy tokens differ (``diverges_at``).
         seed: of the random prompt.
+        roofline: also read this machine's measured memory bandwidth (`machine_ceilings`,
+            cached; measured the first time, after the timed runs) for the decode
+            roofline (``bandwidth_fraction``).
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM.
@@ -438,6 +494,11 @@ def generate_profile(
         reference = "torch"
         expected, _ = greedy(TorchDecoder(model), ids, output_length)
         diverges = first_divergence(tokens, expected)
+    bandwidth = None
+    if roofline:
+        from workbench.profiling.ceilings import machine_ceilings
+
+        bandwidth = machine_ceilings("cpu").bandwidth_bytes_per_s
     return GenerationProfile(
         model=lm.name,
         backend=backend,
@@ -454,6 +515,8 @@ def generate_profile(
         kv_cache_bytes=lm.kv_bytes_per_token * batch_size * (prompt_length + output_length - 1),
         kv_cache_bytes_measured=cache_measured,
         weights_bytes=lm.weights_bytes,
+        step_weights_bytes=lm.step_weights_bytes,
         reference_backend=reference,
         diverges_at=diverges,
+        bandwidth_bytes_per_s=bandwidth,
     )

@@ -35,6 +35,9 @@ class CausalLM:
         vocab_size: rows of the embedding; every token id must be below it.
         cache_itemsize: bytes of one cached element (the dtype of the weights).
         weights_bytes: bytes of the distinct parameter tensors (tied weights counted once).
+        step_weights_bytes: the weight bytes one decode step reads: all of them but an
+            input embedding table not shared with the output head (a step reads one row
+            of it per sequence, counted with the activations, i.e. not at all).
     """
 
     name: str
@@ -45,6 +48,7 @@ class CausalLM:
     vocab_size: int
     cache_itemsize: int
     weights_bytes: int
+    step_weights_bytes: int
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -88,6 +92,14 @@ def causal_lm(model: Any) -> CausalLM:
         )
     params = {id(p): p for p in model.parameters()}.values()
     first = next(iter(params), None)
+    weights = sum(p.numel() * p.element_size() for p in params)
+    embedding = getattr(model.get_input_embeddings(), "weight", None)
+    head = getattr(model.get_output_embeddings(), "weight", None)
+    lookup_only = (
+        0
+        if embedding is None or embedding is head
+        else embedding.numel() * embedding.element_size()
+    )
     return CausalLM(
         name=type(model).__name__,
         layers=int(text.num_hidden_layers),
@@ -96,7 +108,8 @@ def causal_lm(model: Any) -> CausalLM:
         context=int(context),
         vocab_size=int(text.vocab_size),
         cache_itemsize=first.element_size() if first is not None else 4,
-        weights_bytes=sum(p.numel() * p.element_size() for p in params),
+        weights_bytes=weights,
+        step_weights_bytes=weights - lookup_only,
     )
 
 
