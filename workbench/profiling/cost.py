@@ -211,8 +211,10 @@ def onnx_costs(
         naming the op types whose cost is unknown.
     """
     from workbench.loaders.onnx import canonical_layer_name, onnx_layers
+    from workbench.profiling.embeddings import untouched_bytes
 
     shapes = tensor_shapes(proto, inputs)
+    untouched = untouched_bytes(proto, inputs)  # a lookup reads its rows, not its table
     graph = proto.graph
     layer_of = {i: canonical_layer_name(n, i) for i, n in enumerate(graph.node)}
     consumers: dict[str, set[str]] = {}
@@ -230,7 +232,7 @@ def onnx_costs(
             unknown.setdefault(node.op_type, set()).add(layer)
             flops = math.nan
         row["flops"] += flops
-        row["bytes"] += _node_bytes(node, shapes)
+        row["bytes"] += _node_bytes(node, shapes) - untouched.get(i, 0.0)
         for t in node.output:
             leaves_layer = t in outputs or bool(consumers.get(t, set()) - {layer})
             if t and leaves_layer:
@@ -297,6 +299,7 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
     import torch
 
     from workbench.backends.torch.layers import module_paths
+    from workbench.profiling.embeddings import is_table, touched_bytes
 
     module = model.module
     assert module is not None
@@ -334,9 +337,12 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
             unknown.setdefault(type(sub).__name__, []).append(path)
         out_bytes = sum(o.numel() * o.element_size() for o in outs)
         in_bytes = sum(a.numel() * a.element_size() for a in args)
+        read: float = params.get(path, 0)
+        if is_table(sub) and args:  # a lookup reads its rows, not its table
+            read = touched_bytes(args[0].numpy(), sub.weight.shape[1], sub.weight.element_size())
         rows[path] = {
             "flops": math.nan if flops is None else float(flops),
-            "bytes": float(in_bytes + out_bytes + params.get(path, 0)),
+            "bytes": float(in_bytes + out_bytes + read),
             "params_bytes": params.get(path, 0),
             "activation_bytes": float(out_bytes),
         }
@@ -348,11 +354,15 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
 
 
 def _module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
+    from workbench.profiling.embeddings import is_table, table_flops
+
     kind = type(sub).__name__
     out = outs[0] if outs else None
     x = args[0] if args else None
     if out is None:
         return None
+    if is_table(sub) and x is not None:
+        return table_flops(sub, x)
     n_out = out.numel()
     if kind.startswith("Conv") and "Transpose" not in kind:
         return 2.0 * n_out * (sub.in_channels // sub.groups) * _prod(sub.kernel_size)
