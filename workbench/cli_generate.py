@@ -33,6 +33,7 @@ def _generate(args: argparse.Namespace) -> int:
         check_tokens=not args.no_check,
         seed=args.seed,
         roofline=args.roofline,
+        depth=args.depth,
     )
     print(result.summary())
     if args.json:
@@ -55,6 +56,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=GENERATION_BACKENDS, help="runtime")
     p.add_argument("--prompt-length", type=positive_int, default=32, help="prompt tokens")
     p.add_argument("--output-length", type=positive_int, default=16, help="tokens to generate")
+    p.add_argument(
+        "--depth", type=count_int, default=0, help="tokens cached before the prompt (default 0)"
+    )
     p.add_argument("--batch-size", type=batch_int, default=1, help="sequences (default 1)")
     p.add_argument("--runs", type=positive_int, default=3, help="timed generations (default 3)")
     p.add_argument("--warmup", type=count_int, default=1, help="untimed generations first")

@@ -15,7 +15,13 @@ from workbench.errors import (
     UnsupportedModelError,
 )
 from workbench.profiling import generate
-from workbench.profiling.generate import GenerationProfile, first_divergence, generate_profile
+from workbench.profiling.generate import (
+    GenerationProfile,
+    depth_sweep,
+    first_divergence,
+    generate_profile,
+    generation_table,
+)
 from workbench.testing import FakeClock
 
 transformers = pytest.importorskip("transformers")
@@ -136,6 +142,7 @@ def test_json_round_trip(llama: object, tmp_path: object) -> None:
     [
         ({"prompt_length": 14, "output_length": 4}, InputError, "exceed .* context of 16"),
         ({"output_length": 0}, ParameterError, "output_length"),
+        ({"depth": 6, "prompt_length": 8, "output_length": 4}, InputError, r"depth \(6\)"),
         ({"prompt": [[1, 2, 3], [1, 2]]}, InputError, "different lengths"),
         ({"prompt": [[1, 200]]}, InputError, r"\[0, 100\)"),
         ({"backend": "numba"}, UnknownBackendError, "cannot generate yet"),
@@ -160,3 +167,31 @@ def test_first_divergence_names_the_step() -> None:
     assert first_divergence(other, reference) is None
     other[1, 2] = 0
     assert first_divergence(other, reference) == 2
+
+
+def test_depth_prefills_a_context_first_and_onnxruntime_agrees(llama: object) -> None:
+    depth = 3
+    sweep = depth_sweep(
+        llama,
+        [0, depth],
+        prompt_length=PROMPT,
+        output_length=OUTPUT,
+        runs=1,
+        warmup=0,
+        backend="onnxruntime",
+    )
+    table = generation_table(sweep)
+    assert table["depth"].tolist() == [0, depth]
+    assert table["diverges_at"].isna().all()  # both depths agree with torch's tokens
+    deep = sweep[1]
+    per_token = deep.kv_bytes_per_token
+    assert deep.kv_cache_bytes_measured == per_token * (depth + PROMPT + OUTPUT - 1)
+    # the same tokens as transformers' greedy on the context and the prompt as one
+    lm = causal_lm(llama)
+    ids = generate.prompt_ids(lm, None, PROMPT, 1, 0)
+    context = generate.prompt_ids(lm, None, depth, 1, 1)
+    full = torch.from_numpy(np.concatenate([context, ids], axis=1))
+    expected = llama.generate(  # type: ignore[attr-defined]
+        full, max_new_tokens=OUTPUT, do_sample=False, min_new_tokens=OUTPUT
+    )[:, depth + PROMPT :]
+    assert deep.tokens == tuple(tuple(row) for row in expected.tolist())

@@ -50,6 +50,8 @@ class Decoder(Protocol):
 
     def prefill(self, ids: np.ndarray) -> np.ndarray: ...
 
+    def extend(self, ids: np.ndarray) -> np.ndarray: ...
+
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
 
     def cache_bytes(self) -> int: ...
@@ -67,6 +69,8 @@ class GenerationProfile:
         device: where it ran.
         batch_size: sequences generated together.
         prompt_length: tokens in each prompt.
+        depth: tokens already in each sequence's cache before the prompt (as llama-bench
+            ``-d``): an untimed prefill puts them there, then the prompt is timed.
         output_length: tokens generated per sequence (N).
         tokens: the generated token ids, one tuple per sequence (the last timed run).
         ttft: time to first token, one sample per timed run (ms).
@@ -76,7 +80,7 @@ class GenerationProfile:
         e2e: the whole generation, one sample per run (ms).
         kv_bytes_per_token: KV-cache bytes one token of one sequence adds (from the config).
         kv_cache_bytes: the cache at the end, from the config: per token × batch ×
-            (prompt + N − 1) (the last token is generated, never fed back).
+            (depth + prompt + N − 1) (the last token is generated, never fed back).
         kv_cache_bytes_measured: the bytes the runtime's cache tensors held at the end.
         weights_bytes: bytes of the model's distinct parameter tensors.
         step_weights_bytes: the weight bytes a decode step reads (an input embedding
@@ -94,6 +98,7 @@ class GenerationProfile:
     batch_size: int
     prompt_length: int
     output_length: int
+    depth: int
     tokens: tuple[tuple[int, ...], ...]
     ttft: Measurement
     inter_token: Measurement | None
@@ -121,11 +126,11 @@ class GenerationProfile:
     @property
     def decode_bytes_per_step(self) -> float | None:
         """Bytes a decode step reads, averaged over the steps: the weights once, and each
-        sequence's K and V over the tokens it attends to (past and new: P + i + 1 at step
-        i, P + N/2 on average). None without a decode step."""
+        sequence's K and V over the tokens it attends to (past and new: D + P + i + 1 at
+        step i, D + P + N/2 on average). None without a decode step."""
         if self.output_length < 2:
             return None
-        attended = self.prompt_length + self.output_length / 2
+        attended = self.depth + self.prompt_length + self.output_length / 2
         return self.step_weights_bytes + self.kv_bytes_per_token * self.batch_size * attended
 
     @property
@@ -160,6 +165,7 @@ class GenerationProfile:
             "batch_size": self.batch_size,
             "prompt_length": self.prompt_length,
             "output_length": self.output_length,
+            "depth": self.depth,
             "tokens": [list(row) for row in self.tokens],
             "ttft": measured(self.ttft),
             "inter_token": measured(self.inter_token),
@@ -212,6 +218,7 @@ class GenerationProfile:
                 batch_size=int(data["batch_size"]),
                 prompt_length=int(data["prompt_length"]),
                 output_length=int(data["output_length"]),
+                depth=int(data.get("depth", 0)),
                 tokens=tuple(tuple(int(t) for t in row) for row in data["tokens"]),
                 ttft=Measurement.from_dict(data["ttft"]),
                 inter_token=measured("inter_token"),
@@ -296,9 +303,10 @@ class GenerationProfile:
         return f"{text}, {format_share(fraction)} of {format_bytes(self.bandwidth_bytes_per_s)}/s"
 
     def title(self) -> str:
+        depth = f", depth {self.depth}" if self.depth else ""
         return (
             f"{self.model} generation on {self.backend} {self.device}: batch {self.batch_size}, "
-            f"prompt {self.prompt_length}, output {self.output_length} (greedy)"
+            f"prompt {self.prompt_length}, output {self.output_length}{depth} (greedy)"
         )
 
     def summary(self) -> str:
@@ -358,12 +366,20 @@ def prompt_ids(
     return ids.astype(np.int64)
 
 
-def greedy(decoder: Decoder, ids: np.ndarray, output_length: int) -> tuple[np.ndarray, list[float]]:
-    """Generate ``output_length`` tokens; (tokens (batch, N), [TTFT, step, step, …] in ms)."""
+def greedy(
+    decoder: Decoder, ids: np.ndarray, output_length: int, context: np.ndarray | None = None
+) -> tuple[np.ndarray, list[float]]:
+    """Generate ``output_length`` tokens; (tokens (batch, N), [TTFT, step, step, …] in ms).
+
+    ``context`` (batch, depth), when given, is prefilled first, untimed; the prompt then
+    runs on that cache.
+    """
     clock = Timer.clock
     times: list[float] = []
+    if context is not None:
+        decoder.prefill(context)
     start = clock()
-    token = decoder.prefill(ids)
+    token = decoder.prefill(ids) if context is None else decoder.extend(ids)
     times.append((clock() - start) * 1000.0)
     tokens = [token]
     for _ in range(output_length - 1):
@@ -408,6 +424,7 @@ def generate_profile(
     check_tokens: bool = True,
     seed: int = 0,
     roofline: bool = False,
+    depth: int = 0,
 ) -> GenerationProfile:
     """Time a causal LM's greedy generation token by token on one backend (CPU).
 
@@ -428,6 +445,8 @@ def generate_profile(
         roofline: also read this machine's measured memory bandwidth (`machine_ceilings`,
             cached; measured the first time, after the timed runs) for the decode
             roofline (``bandwidth_fraction``).
+        depth: tokens (random, ``seed + 1``) prefilled untimed before the prompt, so TTFT
+            and TPOT are measured at that context depth.
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM.
@@ -442,6 +461,7 @@ def generate_profile(
     output_length = whole("output_length", output_length, minimum=1)
     runs = whole("runs", runs, minimum=1)
     warmup = whole("warmup", warmup, minimum=0)
+    depth = whole("depth", depth, minimum=0)
     if backend not in GENERATION_BACKENDS:
         raise UnknownBackendError(
             f"backend {backend!r} cannot generate yet; use one of {list(GENERATION_BACKENDS)}"
@@ -452,17 +472,19 @@ def generate_profile(
         batch_size = check_batch_size(batch_size)
     ids = prompt_ids(lm, prompt, prompt_length, batch_size, seed)
     batch_size, prompt_length = ids.shape
-    # the last token is generated, never fed back: the positions used are P + N − 1
-    if prompt_length + output_length - 1 > lm.context:
+    # the last token is generated, never fed back: the positions used are D + P + N − 1
+    if depth + prompt_length + output_length - 1 > lm.context:
+        at = f"depth ({depth}) + " if depth else ""
         raise InputError(
-            f"prompt ({prompt_length}) + output ({output_length}) tokens exceed {lm.name}'s "
+            f"{at}prompt ({prompt_length}) + output ({output_length}) tokens exceed {lm.name}'s "
             f"context of {lm.context}; shorten the prompt or the output"
         )
+    context = prompt_ids(lm, None, depth, batch_size, seed + 1) if depth else None
     with tempfile.TemporaryDirectory(prefix="wb-generate-") as folder:
         decoder = _decoder(model, lm, backend, threads, folder)
         try:
             for _ in range(warmup):
-                greedy(decoder, ids, output_length)
+                greedy(decoder, ids, output_length, context)
             timed: list[list[float]] = []
             gc_was_enabled = gc.isenabled()
             gc.collect()
@@ -470,7 +492,7 @@ def generate_profile(
             before = Timer.probe()
             try:
                 for _ in range(runs):
-                    tokens, times = greedy(decoder, ids, output_length)
+                    tokens, times = greedy(decoder, ids, output_length, context)
                     timed.append(times)
             finally:
                 after = Timer.probe()
@@ -480,7 +502,7 @@ def generate_profile(
         finally:
             decoder.close()
     contention = contention_between(before, after, Timer.budget(), threads)
-    label = f"{lm.name} {backend} cpu bs={batch_size}"
+    label = f"{lm.name} {backend} cpu bs={batch_size}" + (f" depth={depth}" if depth else "")
     ttft = Measurement(tuple(t[0] for t in timed), (), f"{label} TTFT", contention)
     e2e = Measurement(tuple(sum(t) for t in timed), (), f"{label} E2E", contention)
     inter_token = tpot = None
@@ -492,7 +514,7 @@ def generate_profile(
     reference = diverges = None
     if check_tokens and backend != "torch":
         reference = "torch"
-        expected, _ = greedy(TorchDecoder(model), ids, output_length)
+        expected, _ = greedy(TorchDecoder(model), ids, output_length, context)
         diverges = first_divergence(tokens, expected)
     bandwidth = None
     if roofline:
@@ -506,17 +528,88 @@ def generate_profile(
         batch_size=batch_size,
         prompt_length=prompt_length,
         output_length=output_length,
+        depth=depth,
         tokens=tuple(tuple(int(t) for t in row) for row in tokens),
         ttft=ttft,
         inter_token=inter_token,
         tpot=tpot,
         e2e=e2e,
         kv_bytes_per_token=lm.kv_bytes_per_token,
-        kv_cache_bytes=lm.kv_bytes_per_token * batch_size * (prompt_length + output_length - 1),
+        kv_cache_bytes=lm.kv_bytes_per_token
+        * batch_size
+        * (depth + prompt_length + output_length - 1),
         kv_cache_bytes_measured=cache_measured,
         weights_bytes=lm.weights_bytes,
         step_weights_bytes=lm.step_weights_bytes,
         reference_backend=reference,
         diverges_at=diverges,
         bandwidth_bytes_per_s=bandwidth,
+    )
+
+
+def depth_sweep(
+    model: Any,
+    depths: Sequence[int] | None = None,
+    *,
+    prompt_length: int = 8,
+    output_length: int = 16,
+    **options: Any,
+) -> list[GenerationProfile]:
+    """TTFT and TPOT at several context depths (as llama-bench ``-d``), one profile each.
+
+    Args:
+        model: a ``transformers`` causal LM.
+        depths: tokens already cached before the prompt; None: 0 and every power of two
+            up to the deepest the context allows (context − prompt − output + 1).
+        prompt_length: tokens per prompt.
+        output_length: tokens generated at each depth.
+        options: passed to `generate_profile` (backend, batch_size, runs, ...).
+
+    Example:
+        >>> generation_table(depth_sweep(model, [0, 256, 1024], backend="onnxruntime"))
+    """
+    from workbench.backends.torch.decoder import causal_lm
+
+    if depths is None:
+        deepest = causal_lm(model).context - prompt_length - output_length + 1
+        depths = [0] + [2**k for k in range(30) if 2**k <= deepest]
+        if deepest > 0 and depths[-1] != deepest:
+            depths.append(deepest)
+    return [
+        generate_profile(
+            model, prompt_length=prompt_length, output_length=output_length, depth=d, **options
+        )
+        for d in depths
+    ]
+
+
+def generation_table(profiles: Sequence[GenerationProfile]) -> Any:
+    """One row per generation profile (a pandas DataFrame): the numbers to compare
+    across runtimes, batch sizes and depths, in milliseconds, tokens/s and bytes."""
+    import pandas as pd
+
+    def median(m: Measurement | None) -> float | None:
+        return None if m is None else m.median
+
+    return pd.DataFrame(
+        [
+            {
+                "backend": g.backend,
+                "batch_size": g.batch_size,
+                "depth": g.depth,
+                "prompt_length": g.prompt_length,
+                "output_length": g.output_length,
+                "ttft_ms": g.ttft.median,
+                "tpot_ms": median(g.tpot),
+                "itl_p99_ms": None if g.inter_token is None else g.inter_token.p99,
+                "e2e_ms": g.e2e.median,
+                "prefill_tokens_per_s": g.prefill_tokens_per_s,
+                "decode_tokens_per_s": g.decode_tokens_per_s,
+                "kv_cache_bytes": g.kv_cache_bytes,
+                "bandwidth_fraction": g.bandwidth_fraction,
+                "diverges_at": g.diverges_at,
+                "noisy": g.ttft.noisy or (g.inter_token is not None and g.inter_token.noisy),
+            }
+            for g in profiles
+        ]
     )

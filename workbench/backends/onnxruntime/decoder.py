@@ -81,6 +81,10 @@ class OrtDecoder:
         self._length = 0
         return self._forward(ids)
 
+    def extend(self, ids: np.ndarray) -> np.ndarray:
+        """Run more tokens (batch, length) on the cache; the next token of each row."""
+        return self._forward(ids)
+
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """Feed one token per row; the next token of each row."""
         return self._forward(tokens[:, None])

@@ -171,11 +171,15 @@ class TorchDecoder:
         self._cache, self._length = _new_cache(self.model), 0
         return self._forward(torch.from_numpy(ids))
 
-    def step(self, tokens: np.ndarray) -> np.ndarray:
-        """Feed one token per row; the next token of each row."""
+    def extend(self, ids: np.ndarray) -> np.ndarray:
+        """Run more tokens (batch, length) on the cache; the next token of each row."""
         import torch
 
-        return self._forward(torch.from_numpy(tokens)[:, None])
+        return self._forward(torch.from_numpy(ids))
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per row; the next token of each row."""
+        return self.extend(tokens[:, None])
 
     def cache_bytes(self) -> int:
         """Bytes the cache tensors hold now."""
