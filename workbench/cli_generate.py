@@ -34,6 +34,7 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         roofline=args.roofline,
         depth=args.depth,
+        layers=args.layers,
     )
     print(result.summary())
     if args.json:
@@ -66,6 +67,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=count_int, default=0, help="random prompt and weights seed")
     p.add_argument(
         "--no-check", action="store_true", help="do not check the tokens against torch's"
+    )
+    p.add_argument(
+        "--layers",
+        action="store_true",
+        help="per-layer tables of the prefill and of a decode step (torch only for now)",
     )
     p.add_argument(
         "--roofline",

@@ -195,3 +195,39 @@ def test_depth_prefills_a_context_first_and_onnxruntime_agrees(llama: object) ->
         full, max_new_tokens=OUTPUT, do_sample=False, min_new_tokens=OUTPUT
     )[:, depth + PROMPT :]
     assert deep.tokens == tuple(tuple(row) for row in expected.tolist())
+
+
+def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None:
+    runs = 2
+    g = generate_profile(
+        llama, prompt_length=PROMPT, output_length=OUTPUT, runs=runs, warmup=0, layers=True
+    )
+    assert g.prefill_layers is not None and g.decode_layers is not None
+    leaves = {
+        name
+        for name, module in llama.named_modules()  # type: ignore[attr-defined]
+        if name and not list(module.children())
+    }
+    for table, phase_ms, samples in (
+        (g.prefill_layers, g.ttft.median, runs),
+        (g.decode_layers, g.inter_token.median, runs * (OUTPUT - 1)),  # type: ignore[union-attr]
+    ):
+        assert leaves <= set(table["layer"])
+        assert (table.loc[table["layer"] == "lm_head", "samples"] == samples).all()
+        # the layers and the (unattributed) row add up to the phase's median
+        assert table["latency_ms"].sum() == pytest.approx(phase_ms)
+    assert "prefill top layers" in g.summary()
+    path = tmp_path / "layers.json"  # type: ignore[operator]
+    back = GenerationProfile.from_json(g.to_json(path))
+    assert back.decode_layers["layer"].tolist() == g.decode_layers["layer"].tolist()
+    ort = generate_profile(
+        llama,
+        backend="onnxruntime",
+        prompt_length=PROMPT,
+        output_length=2,
+        runs=1,
+        warmup=0,
+        layers=True,
+        check_tokens=False,
+    )
+    assert ort.prefill_layers is None and "not done yet" in ort.summary()

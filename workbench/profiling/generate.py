@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +90,12 @@ class GenerationProfile:
             reference's, or None when they agree (or were not checked).
         bandwidth_bytes_per_s: this machine's measured memory bandwidth
             (`machine_ceilings`), the decode roofline's bound; None when not asked for.
+        prefill_layers: the per-layer table of the prefill (`layer_table`'s columns,
+            canonical module paths, leaves view, ``(unattributed)`` row: the median
+            TTFT minus the layers' sum); None when not asked for or unavailable.
+        decode_layers: the same for one decode step (against the median inter-token
+            latency).
+        notes: what is missing and why (e.g. per-layer tables on a runtime without them).
     """
 
     model: str
@@ -112,6 +118,9 @@ class GenerationProfile:
     reference_backend: str | None = None
     diverges_at: int | None = None
     bandwidth_bytes_per_s: float | None = None
+    prefill_layers: Any = field(default=None, compare=False)
+    decode_layers: Any = field(default=None, compare=False)
+    notes: tuple[str, ...] = ()
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -182,6 +191,9 @@ class GenerationProfile:
             "decode_bytes_per_s": self.decode_bytes_per_s,
             "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
             "bandwidth_fraction": self.bandwidth_fraction,
+            "prefill_layers": _records(self.prefill_layers),
+            "decode_layers": _records(self.decode_layers),
+            "notes": list(self.notes),
             "reference_backend": self.reference_backend,
             "diverges_at": self.diverges_at,
         }
@@ -232,6 +244,9 @@ class GenerationProfile:
                 reference_backend=data.get("reference_backend"),
                 diverges_at=data.get("diverges_at"),
                 bandwidth_bytes_per_s=data.get("bandwidth_bytes_per_s"),
+                prefill_layers=_frame(data.get("prefill_layers")),
+                decode_layers=_frame(data.get("decode_layers")),
+                notes=tuple(str(n) for n in data.get("notes", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -313,8 +328,12 @@ class GenerationProfile:
         """Plain text: the title, one line per number, and any noise verdict."""
         width = max(len(name) for name, _ in self.facts())
         lines = [self.title()] + [f"  {name:<{width}}  {text}" for name, text in self.facts()]
+        for phase, table in (("prefill", self.prefill_layers), ("decode", self.decode_layers)):
+            top = _top_layers(table)
+            if top:
+                lines.append(f"  {phase} top layers: {top}")
         noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
-        lines += [f"  {text}" for text in noisy]
+        lines += [f"  {text}" for text in (*noisy, *self.notes)]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -328,6 +347,30 @@ class GenerationProfile:
         noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
         body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)
         return summary_html(self.title(), self.facts(), body)
+
+
+def _records(table: Any) -> list[dict[str, Any]] | None:
+    if table is None:
+        return None
+    return list(json.loads(table.to_json(orient="records")))
+
+
+def _frame(records: Any) -> Any:
+    if records is None:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame.from_records(records)
+
+
+def _top_layers(table: Any, count: int = 3) -> str:
+    """``"lm_head 41%, model.layers.0.mlp.up_proj 9%, …"``: the largest shares."""
+    from workbench.units import format_share
+
+    if table is None or not len(table):
+        return ""
+    rows = table.dropna(subset=["share"]).nlargest(count, "share")
+    return ", ".join(f"{row.layer} {format_share(row.share)}" for row in rows.itertuples())
 
 
 def prompt_ids(
@@ -425,6 +468,7 @@ def generate_profile(
     seed: int = 0,
     roofline: bool = False,
     depth: int = 0,
+    layers: bool = False,
 ) -> GenerationProfile:
     """Time a causal LM's greedy generation token by token on one backend (CPU).
 
@@ -447,6 +491,9 @@ def generate_profile(
             roofline (``bandwidth_fraction``).
         depth: tokens (random, ``seed + 1``) prefilled untimed before the prompt, so TTFT
             and TPOT are measured at that context depth.
+        layers: also time every module, in ``runs`` further generations after the plain
+            ones (so the hooks never touch the headline numbers), into per-layer tables
+            of the prefill and of one decode step (torch only for now).
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM.
@@ -456,7 +503,7 @@ def generate_profile(
         UnknownBackendError: a backend that cannot generate yet.
     """
     from workbench.backends.cpus import contention_between
-    from workbench.backends.torch.decoder import TorchDecoder, causal_lm
+    from workbench.backends.torch.decoder import TorchDecoder, causal_lm, phase_layer_timings
 
     output_length = whole("output_length", output_length, minimum=1)
     runs = whole("runs", runs, minimum=1)
@@ -499,6 +546,9 @@ def generate_profile(
                 if gc_was_enabled:
                     gc.enable()
             cache_measured = decoder.cache_bytes()
+            phase_timings = None
+            if layers and isinstance(decoder, TorchDecoder):
+                phase_timings = phase_layer_timings(decoder, ids, output_length, context, runs)
         finally:
             decoder.close()
     contention = contention_between(before, after, Timer.budget(), threads)
@@ -516,6 +566,16 @@ def generate_profile(
         reference = "torch"
         expected, _ = greedy(TorchDecoder(model), ids, output_length, context)
         diverges = first_divergence(tokens, expected)
+    prefill_layers = decode_layers = None
+    notes: list[str] = []
+    if phase_timings is not None:
+        from workbench.profiling.table import layer_table
+
+        prefill_layers = layer_table(phase_timings[0], ttft.median, "leaves")
+        if inter_token is not None:
+            decode_layers = layer_table(phase_timings[1], inter_token.median, "leaves")
+    elif layers:
+        notes.append(f"per-layer tables on {backend} are not done yet (torch only)")
     bandwidth = None
     if roofline:
         from workbench.profiling.ceilings import machine_ceilings
@@ -544,6 +604,9 @@ def generate_profile(
         reference_backend=reference,
         diverges_at=diverges,
         bandwidth_bytes_per_s=bandwidth,
+        prefill_layers=prefill_layers,
+        decode_layers=decode_layers,
+        notes=tuple(notes),
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.backends.base import LayerTiming
 from workbench.errors import BackendError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -258,3 +259,54 @@ def export_decoder(model: Any, path: str | Path) -> CausalLM:
         first = " ".join(str(exc).split())[:300]
         raise BackendError(f"could not export {lm.name} to ONNX with a KV cache: {first}") from exc
     return lm
+
+
+def phase_layer_timings(
+    decoder: TorchDecoder,
+    ids: np.ndarray,
+    output_length: int,
+    context: np.ndarray | None,
+    runs: int,
+) -> tuple[list[LayerTiming], list[LayerTiming]]:
+    """Per-module timings of the prefill and of the decode steps, kept apart.
+
+    The forward hooks of `torch_layer_timings` time every module; one warm-up generation
+    first, then ``runs`` instrumented generations. A prefill is one sample of the prefill
+    phase; each decode step is one sample of the decode phase. A ``context`` prefill (the
+    depth) is run but never recorded.
+
+    Returns:
+        (prefill timings, decode timings), each as `torch_layer_timings` returns them
+        (leaf, container and self rows; decode empty when ``output_length`` is 1).
+    """
+    from workbench.backends.torch.layers import _hook_pair, _Recorder, _timings
+
+    def quiet() -> None:  # CPU: nothing to synchronise
+        pass
+
+    ignored, prefill, decode = (_Recorder(sync=quiet) for _ in range(3))
+    current = [ignored]
+    model = decoder.model
+    with _hook_pair(model, lambda p: current[0].pre(p), lambda p: current[0].post(p)):
+        for run in range(runs + 1):
+            recorded = run > 0  # the first generation warms up
+            current[0] = ignored
+            if context is not None:
+                decoder.prefill(context)
+            current[0] = prefill if recorded else ignored
+            if recorded:
+                prefill.start_run()
+            token = decoder.prefill(ids) if context is None else decoder.extend(ids)
+            current[0] = decode if recorded else ignored
+            for _ in range(output_length - 1):
+                if recorded:
+                    decode.start_run()
+                token = decoder.step(token)
+    phases: list[list[LayerTiming]] = []
+    for recorder in (prefill, decode):
+        if not recorder.inner:
+            phases.append([])
+            continue
+        args = (recorder.order, recorder.parent, recorder.inner, recorder.outer, recorder.calls)
+        phases.append(_timings(model, *args))
+    return phases[0], phases[1]
