@@ -41,16 +41,17 @@ _DATASETS = ("digits",)
 _SPLITS = ("train", "test", "all")
 
 
-#: sample kinds: the neural networks on digits, and the tree ensembles (docs/trees.md)
-KINDS = ("digits", "trees")
+#: sample kinds: the neural networks on digits, the tree ensembles (docs/trees.md) and the
+#: recommendation models (docs/recommendation.md)
+KINDS = ("digits", "trees", "recommendation")
 
 
 def names(kind: str | None = None) -> list[str]:
     """Names of the sample models, smallest first: every kind, or one of `KINDS`.
 
     Args:
-        kind: ``"digits"`` (the torch networks on digits) or ``"trees"`` (ONNX-ML tree
-            ensembles); None for all.
+        kind: ``"digits"`` (the torch networks on digits), ``"trees"`` (ONNX-ML tree
+            ensembles) or ``"recommendation"`` (``dlrm``); None for all.
 
     Raises:
         WorkbenchError: an unknown kind.
@@ -61,9 +62,13 @@ def names(kind: str | None = None) -> list[str]:
         >>> wb.samples.names("trees")
         ['trees-forest', 'trees-gbm', 'trees-anomaly']
     """
-    from workbench.loaders import tree_samples
+    from workbench.loaders import rec_samples, tree_samples
 
-    by_kind = {"digits": list(_NAMES), "trees": list(tree_samples.NAMES)}
+    by_kind = {
+        "digits": list(_NAMES),
+        "trees": list(tree_samples.NAMES),
+        "recommendation": list(rec_samples.NAMES),
+    }
     if kind is None:
         return [name for kind_names in by_kind.values() for name in kind_names]
     if kind not in by_kind:
@@ -111,10 +116,12 @@ def info(name: str) -> dict[str, Any]:
         >>> wb.samples.info("digits-cnn")["test_accuracy"]
         0.993333
     """
-    from workbench.loaders import tree_samples
+    from workbench.loaders import rec_samples, tree_samples
 
     if name in tree_samples.NAMES:
         return tree_samples.info(samples_dir(), name)
+    if name in rec_samples.NAMES:
+        return rec_samples.info(samples_dir(), name)
     path = _folder(name) / "card.json"
     if not path.is_file():
         raise ModelLoadError(
@@ -147,10 +154,12 @@ def load(name: str) -> Model:
         >>> m.to_onnx().framework
         'onnx'
     """
-    from workbench.loaders import tree_samples
+    from workbench.loaders import rec_samples, tree_samples
 
     if name in tree_samples.NAMES:  # ONNX-ML tree ensembles (docs/trees.md)
         return tree_samples.load(samples_dir(), name)
+    if name in rec_samples.NAMES:  # recommendation (docs/recommendation.md)
+        return rec_samples.load(samples_dir(), name)
     folder = _folder(name)
     card = info(name)
     weights = folder / "weights.safetensors"
@@ -205,10 +214,12 @@ def dataset(name: str = "digits", split: str = "test", batch_size: int = 64) -> 
         >>> data.num_samples, len(data)
         (450, 15)
     """
-    from workbench.loaders import tree_samples
+    from workbench.loaders import rec_samples, tree_samples
 
     if name in tree_samples.NAMES or name in tree_samples.DATASETS:
         return tree_samples.dataset(samples_dir(), name, split, batch_size)
+    if name in rec_samples.NAMES or name in rec_samples.DATASETS:
+        return rec_samples.dataset(name, split, batch_size)
     if name in _NAMES:
         name = str(info(name).get("dataset", "digits"))
     if name not in _DATASETS:
