@@ -32,6 +32,8 @@ __all__ = ["App"]
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 EXTENSIONS = ("plotly", "tabulator", "filedropper")
+#: pages built when first opened or asked for (the others are built with the app)
+LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph")
 #: how often a served session drops uploads that stopped arriving, in milliseconds
 EXPIRY_CHECK_MS = 30_000
 
@@ -76,29 +78,18 @@ class App(Viewer):
         self.optimize = OptimizePage(
             state=self.state,
             jobs=Jobs(self.notify, dispatch),
-            sensitivity=lambda: (
-                self.sensitivity.transform,
-                self.sensitivity.report,
-                self.sensitivity.sparsity,
-            ),
+            sensitivity=self._sensitivity_analysis,
         )
-        self.devices = DevicesPage(state=self.state, jobs=Jobs(self.notify, dispatch))
-        self.runs = RunsPage(state=self.state, on_open=lambda: setattr(self.tabs, "active", 1))
-        self.serving = ServingPage(state=self.state, jobs=Jobs(self.notify, dispatch))
-        self.sensitivity = SensitivityPage(
-            state=self.state, jobs=Jobs(self.notify, dispatch), on_send=self._measure_recipe
-        )
-        self.graph = GraphPage(state=self.state, sensitivity=lambda: self.sensitivity.report)
-        self.sensitivity.param.watch(self.graph.refresh, "report")
+        self._dispatch = dispatch
+        # pages a first view does not show are built when first opened (or asked for):
+        # building all eight cost most of each page view's time on the server's one loop
+        self._lazy: dict[str, Any] = {}
+        self._slots = {name: pn.Column(sizing_mode="stretch_width") for name in LAZY_PAGES}
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
             ("Compare", self.compare),
             ("Optimize", self.optimize),
-            ("Devices", self.devices),
-            ("Runs", self.runs),
-            ("Serving", self.serving),
-            ("Sensitivity", self.sensitivity),
-            ("Graph", self.graph),
+            *((name.capitalize(), slot) for name, slot in self._slots.items()),
             dynamic=True,
             sizing_mode="stretch_width",
         )
@@ -180,7 +171,74 @@ class App(Viewer):
         self.state.jobs.error = message
         self.notify("error", message)
 
+    # ---- pages built on first use --------------------------------------------------------
+    @property
+    def devices(self) -> DevicesPage:
+        """The Devices page (built on first use)."""
+        return self._page("devices")  # type: ignore[no-any-return]
+
+    @property
+    def runs(self) -> RunsPage:
+        """The Runs page (built on first use)."""
+        return self._page("runs")  # type: ignore[no-any-return]
+
+    @property
+    def serving(self) -> ServingPage:
+        """The Serving page (built on first use)."""
+        return self._page("serving")  # type: ignore[no-any-return]
+
+    @property
+    def sensitivity(self) -> SensitivityPage:
+        """The Sensitivity page (built on first use)."""
+        return self._page("sensitivity")  # type: ignore[no-any-return]
+
+    @property
+    def graph(self) -> GraphPage:
+        """The Graph page (built on first use)."""
+        return self._page("graph")  # type: ignore[no-any-return]
+
+    def _page(self, name: str) -> Any:
+        if name not in self._lazy:
+            page = self._build(name)
+            self._lazy[name] = page
+            self._slots[name].objects = [page]
+        return self._lazy[name]
+
+    def _build(self, name: str) -> Any:
+        state = self.state
+        if name == "devices":
+            return DevicesPage(state=state, jobs=Jobs(self.notify, self._dispatch))
+        if name == "runs":
+            return RunsPage(state=state, on_open=lambda: setattr(self.tabs, "active", 1))
+        if name == "serving":
+            return ServingPage(state=state, jobs=Jobs(self.notify, self._dispatch))
+        if name == "sensitivity":
+            page = SensitivityPage(
+                state=state, jobs=Jobs(self.notify, self._dispatch), on_send=self._measure_recipe
+            )
+            page.param.watch(self._report_changed, "report")
+            return page
+        return GraphPage(state=state, sensitivity=self._sensitivity_report)
+
+    def _sensitivity_report(self) -> Any:
+        return self._sensitivity_analysis()[1]
+
+    def _sensitivity_analysis(self) -> tuple[Any, Any, Any]:
+        """The Sensitivity page's (transform, report, sparsity); its defaults when unopened."""
+        page = self._lazy.get("sensitivity")
+        if page is None:  # nothing analysed yet: never build a page from a worker thread
+            defaults = SensitivityPage.param
+            return defaults.transform.default, None, defaults.sparsity.default
+        return page.transform, page.report, page.sparsity
+
+    def _report_changed(self, event: param.parameterized.Event) -> None:
+        if "graph" in self._lazy:
+            self.graph.refresh(event)
+
     def _tab_opened(self, event: param.parameterized.Event) -> None:
+        name = self.tabs._names[event.new].lower()
+        if name in LAZY_PAGES:
+            self._page(name)
         self.optimize.active = event.new == 2
         if event.new == 2:
             self.optimize.opened()
@@ -216,8 +274,8 @@ class App(Viewer):
 
     def close(self) -> None:
         """Cancel running jobs and delete uploaded files (called when a session ends)."""
-        pages = (self.optimize, self.devices, self.serving, self.sensitivity)
-        for jobs in (self.state.jobs, *(page.jobs for page in pages)):
+        built = [self._lazy[n] for n in ("devices", "serving", "sensitivity") if n in self._lazy]
+        for jobs in (self.state.jobs, self.optimize.jobs, *(page.jobs for page in built)):
             jobs.close()
         # Bokeh removes a session's callbacks as it destroys it; a timeout still pending
         # after a close outside that finds no document and does not re-arm
