@@ -314,7 +314,7 @@ class GenerationProfile:
             return "unavailable (N = 1)"
         text = f"{format_bytes(attained)}/s"
         if fraction is None:
-            return f"{text} (bound not measured: roofline=True)"
+            return f"{text} (bound not measured: ask with roofline=True, --roofline)"
         return f"{text}, {format_share(fraction)} of {format_bytes(self.bandwidth_bytes_per_s)}/s"
 
     def title(self) -> str:
