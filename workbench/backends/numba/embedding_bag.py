@@ -1,0 +1,128 @@
+"""A fused gather-reduce embedding bag: ``out[b] = reduce(w[k] * table[ids[k]] for k in bag b)``.
+
+One pass reads each looked-up row once and accumulates it into its bag's output (no
+``(ids, width)`` intermediate as Gather then ReduceSum makes). The CPU kernel runs the
+bags in parallel (``prange``); the CUDA kernel runs one thread per (bag, column), grid-
+stride, so a warp reads consecutive columns of one row. Bags are given torch's way:
+2-D ids ``(bags, size)`` (fixed-size bags) or 1-D ids with ``offsets`` (bag ``b`` is
+``ids[offsets[b]:offsets[b + 1]]``; an empty bag gives zeros). Modes ``sum`` and ``mean``;
+``per_sample_weights`` with ``sum``, as in torch.
+
+Ids and offsets are checked on the host before any kernel runs: a bad id would read
+outside the table inside a kernel, where no clear error can be raised.
+
+The CUDA kernel is `workbench.backends.numba.embedding_bag_cuda`. Neither is wired into
+the numba executor's graphs yet (a Gather + ReduceSum pair is still two kernels there);
+call `embedding_bag` directly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from workbench.errors import InputError
+
+__all__ = ["MODES", "checked_bags", "embedding_bag"]
+
+MODES = {"sum": 0, "mean": 1}
+
+
+@numba.njit(parallel=True, cache=False)
+def _bags_cpu(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cover - jitted
+    width = table.shape[1]
+    for b in numba.prange(out.shape[0]):
+        start, end = offsets[b], offsets[b + 1]
+        for c in range(width):
+            out[b, c] = 0.0
+        for k in range(start, end):
+            row = ids[k]
+            scale = weights[k] if weighted else 1.0
+            for c in range(width):
+                out[b, c] += scale * table[row, c]
+        if mode == 1 and end > start:
+            for c in range(width):
+                out[b, c] /= end - start
+
+
+def checked_bags(
+    ids: np.ndarray, offsets: np.ndarray | None, weights: np.ndarray | None, rows: int, table: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """1-D ids, offsets with the end appended, weights (or a dummy) and whether weighted;
+    checked, so that no kernel can read outside the table."""
+    ids = np.asarray(ids)
+    if ids.ndim == 2:
+        if offsets is not None:
+            raise InputError(f"table {table}: 2-D ids are fixed-size bags; give no offsets")
+        offsets = np.arange(0, ids.size + 1, max(ids.shape[1], 1), dtype=np.int64)
+        if ids.shape[1] == 0:
+            offsets = np.zeros(ids.shape[0] + 1, np.int64)
+    elif ids.ndim == 1:
+        if offsets is None:
+            raise InputError(f"table {table}: 1-D ids need offsets (where each bag starts)")
+        offsets = np.append(np.asarray(offsets, np.int64), ids.size)
+    else:
+        raise InputError(f"table {table}: ids must be 1-D (with offsets) or 2-D, got {ids.ndim}-D")
+    flat = ids.reshape(-1).astype(np.int64)
+    bad = np.flatnonzero((flat < 0) | (flat >= rows))
+    if bad.size:
+        raise InputError(
+            f"table {table} ({rows} rows) got id {int(flat[bad[0]])} at position {int(bad[0])}; "
+            f"ids must be in [0, {rows})"
+        )
+    if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise InputError(
+            f"offsets of table {table} must start at 0 and never decrease, and stay within "
+            f"its {flat.size} ids; got {offsets[:-1][:8].tolist()}"
+        )
+    if weights is None:
+        return flat, offsets, np.zeros(1, np.float32), False
+    weights = np.asarray(weights, np.float32).reshape(-1)
+    if weights.size != flat.size:
+        raise InputError(
+            f"per-sample weights of table {table}: {weights.size} for {flat.size} ids "
+            "(one weight per id)"
+        )
+    return flat, offsets, weights, True
+
+
+def checked_mode(mode: str, weighted: bool, table: str) -> int:
+    if mode not in MODES:
+        raise InputError(f"table {table}: mode must be one of {list(MODES)}, got {mode!r}")
+    if weighted and mode != "sum":
+        raise InputError(f"table {table}: per-sample weights need mode 'sum', as in torch")
+    return MODES[mode]
+
+
+def embedding_bag(
+    table: np.ndarray,
+    ids: np.ndarray,
+    offsets: np.ndarray | None = None,
+    per_sample_weights: np.ndarray | None = None,
+    mode: str = "sum",
+    name: str = "table",
+) -> np.ndarray:
+    """The bags of ``ids`` reduced over ``table`` on the CPU, like ``F.embedding_bag``.
+
+    Args:
+        table: float ``(rows, width)``.
+        ids: 2-D ``(bags, size)`` or 1-D with ``offsets``.
+        offsets: start of each bag in 1-D ``ids``.
+        per_sample_weights: one weight per id (mode ``sum``).
+        mode: ``"sum"`` or ``"mean"``.
+        name: the table's layer name, for error messages.
+
+    Returns:
+        ``(bags, width)`` in the table's dtype.
+
+    Raises:
+        InputError: an id outside the table, bad offsets or weights, an unknown mode.
+    """
+    table = np.ascontiguousarray(table)
+    flat, ends, weights, weighted = checked_bags(
+        ids, offsets, per_sample_weights, table.shape[0], name
+    )
+    code = checked_mode(mode, weighted, name)
+    out = np.empty((ends.size - 1, table.shape[1]), table.dtype)
+    _bags_cpu(table, flat, ends, weights, weighted, code, out)
+    return out
