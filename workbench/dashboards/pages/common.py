@@ -59,8 +59,8 @@ def cell_formatters(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]
 
 #: a text column whose longest cell is longer than this wraps in a fixed width
 WRAP_CHARS = 40
-#: percent of the table's width the long text columns share
-WRAP_SHARE = 60
+#: the width (px) a long text column wraps in: three fit beside a few short ones
+WRAP_PX = 200
 
 
 def _wrapped(frame: pd.DataFrame) -> list[str]:
@@ -86,8 +86,9 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
         "layout": "fit_data_stretch",
         "formatters": formatters,
         "text_align": align,
-        # the long text columns share a fixed part of the width and wrap within it
-        "widths": dict.fromkeys(wrapped, f"{WRAP_SHARE // max(len(wrapped), 1)}%"),
+        # long text columns wrap in a fixed width (a share of the table's width would be
+        # taken from a tab not yet laid out, and come out a sliver)
+        "widths": dict.fromkeys(wrapped, WRAP_PX),
     }
     given = options.pop("formatters", {})
     return pn.widgets.Tabulator(
