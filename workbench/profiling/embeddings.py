@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from workbench.model import Model
 
 __all__ = [
-    "TABLE_COLUMNS", "embedding_tables", "is_table", "table_flops", "touched_bytes",
-    "untouched_bytes",
+    "TABLE_COLUMNS", "embedding_tables", "is_table", "table_columns", "table_flops",
+    "touched_bytes", "untouched_bytes",
 ]  # fmt: skip
 
 TABLE_COLUMNS = [
@@ -82,6 +82,26 @@ def embedding_tables(model: Model, inputs: dict[str, np.ndarray]) -> pd.DataFram
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+#: the per-layer table's columns for table layers (`table_columns`), from `TABLE_COLUMNS`
+LAYER_TABLE_COLUMNS = {
+    "rows": "table_rows", "width": "table_width", "lookups": "lookups",
+    "unique_rows": "unique_rows", "bytes_touched": "bytes_touched",
+}  # fmt: skip
+
+
+def table_columns(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per-layer columns for a profile's table (column -> layer -> value), empty when the
+    model has no embedding table (and then nothing runs)."""
+    tables = embedding_tables(model, inputs)
+    if tables.empty:
+        return {}
+    by_layer = tables.drop_duplicates("layer").set_index("layer")
+    return {
+        column: by_layer[source].astype(float).to_dict()
+        for source, column in LAYER_TABLE_COLUMNS.items()
+    }
+
+
 def _torch_tables(model: Model, inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     import torch
 
@@ -89,6 +109,8 @@ def _torch_tables(model: Model, inputs: dict[str, np.ndarray]) -> list[dict[str,
 
     module = model.module
     assert module is not None
+    if not any(is_table(sub) for sub in module.modules()):  # no forward pass for nothing
+        return []
     seen: dict[str, tuple[Any, np.ndarray]] = {}
     handles = []
     try:

@@ -178,6 +178,11 @@ def _add_costs(
     if visits:
         table["node_visits"] = table.index.map(visits).astype(float)
         result.notes.append("tree layers: work is node_visits per input row, not FLOPs")
+    from workbench.profiling.embeddings import table_columns
+
+    # embedding tables: rows, width, and what this batch looked up (docs/recommendation.md)
+    for column, values in table_columns(session.model, inputs).items():
+        table[column] = table.index.map(values).astype(float)
     result.layers = order_columns(table.reset_index())
     result.notes.extend(notes)
     result.memory["params_bytes"] = int(np.nansum(result.layers["params_bytes"]))
