@@ -80,8 +80,11 @@ def test_public_names_are_never_shadowed_by_submodules() -> None:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-#: an install command naming the bare distribution "workbench" (someone else's on PyPI)
-_BARE_INSTALL = re.compile(r"""pip install\s+(-\S+\s+)*["']?workbench(\[|["'\s]|$)""", re.M)
+#: an install command naming the bare distribution "workbench" (someone else's on PyPI), or
+#: the bare name with extras ("workbench[cuda]")
+_BARE_INSTALL = re.compile(
+    r"""pip install\s+(-\S+\s+)*["']?workbench(\[|["'\s]|$)|(?<![\w./-])workbench\[[a-z]""", re.M
+)
 
 
 def _pyproject(path: Path) -> dict:
@@ -112,7 +115,10 @@ def test_the_distribution_name_is_ours_everywhere() -> None:
         if p.is_file() and _BARE_INSTALL.search(p.read_text())
     ]
     assert bare == []
-    assert _BARE_INSTALL.search('pip install "workbench[cluster]"')  # the pattern finds one
+    # the pattern finds them
+    assert _BARE_INSTALL.search('pip install "workbench[cluster]"')
+    assert _BARE_INSTALL.search("e.g. `workbench[cuda]`")
+    assert not _BARE_INSTALL.search('pip install "inference-workbench[cuda]"')
 
 
 def test_versions_are_read_from_our_distribution() -> None:
