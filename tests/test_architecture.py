@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"machine"},
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster", "planning"},
-    {"viz", "viz_style", "viz_serving", "viz_backends", "viz_graph", "viz_plan", "reports"},
+    {"viz", "reports"},
     {
         "dashboards",
         "notebook",

@@ -455,8 +455,8 @@ def test_torch_and_onnx_op_types_colour_and_group_as_one():
 
 
 def test_the_cold_start_colours_mean_one_thing_each():
-    from workbench import viz_backends
-    from workbench.viz_style import QUALITATIVE
+    from workbench.viz import runtimes as viz_backends
+    from workbench.viz.style import QUALITATIVE
 
     assert not set(viz_backends.COLD_START_COLORS) & set(QUALITATIVE)
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 import workbench as wb
-from workbench import viz, viz_graph
+from workbench import viz
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
 from workbench.testing.foreign import foreign_resnet50
+from workbench.viz import graph as viz_graph
 
 
 @pytest.fixture(scope="module")

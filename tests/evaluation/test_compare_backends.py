@@ -15,7 +15,7 @@ import pytest
 import workbench as wb
 from workbench.errors import InputError
 from workbench.evaluation.backends import BackendComparison, candidate_runtimes, compare_backends
-from workbench.viz_backends import backend_comparison_figure
+from workbench.viz.runtimes import backend_comparison_figure
 
 #: per backend: median latency (ms) per batch size, compile s, first inference ms, MiB added
 FAKE = {

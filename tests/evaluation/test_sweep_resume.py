@@ -96,7 +96,8 @@ def test_retry_failed_measures_failed_points_again(tmp_path, monkeypatch) -> Non
 
 def test_cli_retry_failed_flag(tmp_path: Path, capsys) -> None:
     argv = [
-        "sweep", "digits-mlp", "--variants", "baseline", "--backends", "onnxruntime[no_such_option=1]",
+        "sweep", "digits-mlp", "--variants", "baseline",
+        "--backends", "onnxruntime[no_such_option=1]",
         "--budget-s", "0.02", "--store", str(tmp_path / "s.sqlite"),
     ]  # fmt: skip
     assert main(argv) == 1 and main([*argv, "--retry-failed"]) == 1  # no point measured

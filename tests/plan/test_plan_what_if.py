@@ -71,7 +71,7 @@ def test_headroom_sizes_for_a_share_of_the_measured_rate() -> None:
 
 
 def test_the_cost_figure_draws_one_line_per_candidate_with_the_target() -> None:
-    from workbench.viz_plan import plan_cost_figure
+    from workbench.viz.plan import plan_cost_figure
 
     p = plan([(RENTED, measured(100.0)), (OWNED, measured(1000.0))], 50.0, 5.0)
     fig = plan_cost_figure(p)

@@ -11,7 +11,7 @@ from workbench.cli import main
 from workbench.errors import InputError
 from workbench.scenarios import ScenarioResult, VirtualClock, batch_sweep, knee, scenario
 from workbench.testing import toy_mlp
-from workbench.viz_serving import batch_sweep_figure, scenario_figure
+from workbench.viz.serving import batch_sweep_figure, scenario_figure
 
 
 def test_the_knee_is_the_smallest_batch_near_the_best_throughput() -> None:

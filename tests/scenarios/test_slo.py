@@ -13,7 +13,7 @@ from workbench.errors import InputError
 from workbench.scenarios import Batching, SloResult, VirtualClock, slo
 from workbench.testing import toy_mlp
 from workbench.testing.serving import LatencyModelBackend
-from workbench.viz_serving import slo_figure
+from workbench.viz.serving import slo_figure
 
 BUDGET_MS = 5.0
 SHORT = {"min_queries": 200, "min_duration_s": 0.5, "steps": 6, "warmup": 1}

@@ -431,7 +431,7 @@ def compare_backends(
 
     Returns:
         A `BackendComparison` (``.table``, ``.best()``, ``.to_dict()``; a figure with
-        `workbench.viz_backends.backend_comparison_figure`); from a cluster its table
+        `workbench.viz.runtimes.backend_comparison_figure`); from a cluster its table
         has one row per runtime, batch size and host.
 
     Raises:

@@ -15,11 +15,11 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from workbench import viz_graph
 from workbench.dashboards import work
 from workbench.dashboards.pages.common import figure_pane
 from workbench.dashboards.state import AppState
 from workbench.viz import empty_figure
+from workbench.viz import graph as viz_graph
 
 
 class GraphPage(Viewer):

@@ -9,13 +9,14 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from workbench import viz, viz_backends
+from workbench import viz
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
 from workbench.evaluation.backends import BackendComparison
 from workbench.profiling.fair import Launcher
 from workbench.progress import CancelToken, ProgressCallback
+from workbench.viz import runtimes as viz_backends
 
 #: the comparison's columns the table shows (the rest stay in the result)
 TABLE_COLUMNS = [
@@ -41,7 +42,7 @@ class RuntimesView(Viewer):
     The comparison runs on the worker thread (`Jobs`; on the Devices page it shares the
     page's, so a new ceilings measurement cancels it), one child process per runtime,
     batch size and round; the result is drawn with
-    `workbench.viz_backends.backend_comparison_figure` above its table.
+    `workbench.viz.runtimes.backend_comparison_figure` above its table.
 
     Example:
         >>> view = RuntimesView(state=state, rounds=1); view.run(); view.jobs.wait()

@@ -9,11 +9,12 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from workbench import viz, viz_serving
+from workbench import viz
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import TableSlot, figure_pane
 from workbench.dashboards.state import AppState
 from workbench.scenarios import KINDS, ScenarioResult, SloResult
+from workbench.viz import serving as viz_serving
 
 
 class ServingPage(Viewer):

@@ -5,7 +5,7 @@ costs are the plan's own arithmetic replayed at other rates (`cost_against_traff
 nothing is measured.
 
 Example:
-    >>> from workbench import viz_plan
+    >>> from workbench.viz import plan as viz_plan
     >>> viz_plan.plan_cost_figure(wb.plan([("box.toml", "slo.json")], 2000, 5)).show()
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from workbench.viz import empty_figure
-from workbench.viz_style import LAYOUT
+from workbench.viz.style import LAYOUT
 
 __all__ = ["plan_cost_figure"]
 

@@ -9,7 +9,7 @@ Python; no external JavaScript), nodes coloured by any per-layer value: latency,
 memory, change against a baseline, or sensitivity.
 
 Example:
-    >>> from workbench import viz_graph
+    >>> from workbench.viz import graph as viz_graph
     >>> layout = viz_graph.graph_layout(m, profile=p)
     >>> viz_graph.graph_figure(layout, viz_graph.layer_values(p, "latency")).show()
 """
@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 from workbench.model import Model
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.viz import empty_figure
-from workbench.viz_style import LAYOUT, canonical_op_type, op_type_color
+from workbench.viz.style import LAYOUT, canonical_op_type, op_type_color
 
 __all__ = ["COLOR_BY", "GraphLayout", "graph_figure", "graph_layout", "layer_values"]
 

@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 
 from workbench.evaluation.pareto import pareto_mask
 from workbench.profiling.profile import UNATTRIBUTED, Profile
-from workbench.viz_style import (
+from workbench.viz.style import (
     LAYOUT,
     OP_TYPE_ALIASES,
     OP_TYPE_COLORS,

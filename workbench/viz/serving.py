@@ -4,7 +4,7 @@ Pure functions, as in `workbench.viz`: each takes a result object and returns a 
 figure; none measures anything or changes its input.
 
 Example:
-    >>> from workbench import viz_serving
+    >>> from workbench.viz import serving as viz_serving
     >>> viz_serving.slo_figure(wb.slo("digits-cnn", p99_ms=5)).show()
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from workbench.viz import empty_figure
-from workbench.viz_style import LAYOUT
+from workbench.viz.style import LAYOUT
 
 __all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]
 

@@ -4,7 +4,7 @@ A pure function, as in `workbench.viz`: it takes a `BackendComparison` and retur
 figure; it measures nothing and changes nothing.
 
 Example:
-    >>> from workbench import viz_backends
+    >>> from workbench.viz import runtimes as viz_backends
     >>> viz_backends.backend_comparison_figure(wb.compare_backends("digits-cnn")).show()
 """
 
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.viz import empty_figure
-from workbench.viz_style import LAYOUT, QUALITATIVE
+from workbench.viz.style import LAYOUT, QUALITATIVE
 
 __all__ = ["backend_comparison_figure"]
 

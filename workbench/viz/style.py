@@ -7,7 +7,7 @@ run's id: one profile is one colour in the layer comparison, the latency distrib
 the op-type breakdown alike).
 
 Example:
-    >>> from workbench.viz_style import op_type_color, run_color
+    >>> from workbench.viz.style import op_type_color, run_color
     >>> op_type_color("Conv2d") == op_type_color("Conv")
     True
 """
