@@ -2,11 +2,12 @@
 
 One pass reads each looked-up row once and accumulates it into its bag's output (no
 ``(ids, width)`` intermediate as Gather then ReduceSum makes). The CPU kernel runs the
-bags in parallel (``prange``); the CUDA kernel runs one thread per (bag, column), grid-
-stride, so a warp reads consecutive columns of one row. Bags are given torch's way:
-2-D ids ``(bags, size)`` (fixed-size bags) or 1-D ids with ``offsets`` (bag ``b`` is
-``ids[offsets[b]:offsets[b + 1]]``; an empty bag gives zeros). Modes ``sum`` and ``mean``;
-``per_sample_weights`` with ``sum``, as in torch.
+bags in parallel (``prange``) when the batch pays for a parallel region
+(`workbench.backends.numba.cpu.pick`), serially otherwise; the CUDA kernel runs one
+thread per (bag, column), grid-stride, so a warp reads consecutive columns of one row.
+Bags are given torch's way: 2-D ids ``(bags, size)`` (fixed-size bags) or 1-D ids with
+``offsets`` (bag ``b`` is ``ids[offsets[b]:offsets[b + 1]]``; an empty bag gives zeros).
+Modes ``sum`` and ``mean``; ``per_sample_weights`` with ``sum``, as in torch.
 
 Ids and offsets are checked on the host before any kernel runs: a bad id would read
 outside the table inside a kernel, where no clear error can be raised.
@@ -18,9 +19,10 @@ call `embedding_bag` directly.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+from numba import prange
 
+from workbench.backends.numba.cpu import _twin, pick
 from workbench.errors import InputError
 
 __all__ = ["MODES", "checked_bags", "embedding_bag"]
@@ -28,10 +30,9 @@ __all__ = ["MODES", "checked_bags", "embedding_bag"]
 MODES = {"sum": 0, "mean": 1}
 
 
-@numba.njit(parallel=True, cache=False)
-def _bags_cpu(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cover - jitted
+def _bags(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cover - jitted
     width = table.shape[1]
-    for b in numba.prange(out.shape[0]):
+    for b in prange(out.shape[0]):
         start, end = offsets[b], offsets[b + 1]
         for c in range(width):
             out[b, c] = 0.0
@@ -43,6 +44,10 @@ def _bags_cpu(table, ids, offsets, weights, weighted, mode, out):  # pragma: no 
         if mode == 1 and end > start:
             for c in range(width):
                 out[b, c] /= end - start
+
+
+#: parallel over bags, and serial
+_KERNELS = _twin(_bags)
 
 
 def checked_bags(
@@ -124,5 +129,6 @@ def embedding_bag(
     )
     code = checked_mode(mode, weighted, name)
     out = np.empty((ends.size - 1, table.shape[1]), table.dtype)
-    _bags_cpu(table, flat, ends, weights, weighted, code, out)
+    # a parallel region costs more than a small batch of lookups (`cpu.PARALLEL_MIN_WORK`)
+    pick(_KERNELS, flat.size * table.shape[1])(table, flat, ends, weights, weighted, code, out)
     return out
