@@ -81,3 +81,28 @@ def test_padding_idx_bags_are_left_as_they_are() -> None:
     with gather_bags(module) as paths:
         assert paths == []
         assert type(module.tables[0]) is nn.EmbeddingBag
+
+
+class OffsetBag(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = nn.EmbeddingBag(50, 4, mode="mean")
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.table(ids, offsets)
+
+
+def test_offsets_export_without_a_loop_and_match_torch_on_new_sizes() -> None:
+    ids, offsets = torch.tensor([4, 9, 9, 30, 2, 11]), torch.tensor([0, 2, 2, 5])
+    model = wb.load(
+        OffsetBag().eval(),
+        example_inputs=(ids, offsets),
+        input_names=["ids", "offsets"],
+        dynamic_axes={"ids": {0: "n_ids"}, "offsets": {0: "bags"}},  # not one shared batch
+    )
+    exported = model.to_onnx()
+    assert "Loop" not in {node.op_type for node in exported.proto.graph.node}
+    # more ids and bags than at export, empty bags in the middle and at the end
+    inputs = {"ids": np.arange(1, 10), "offsets": np.array([0, 3, 3, 3, 8, 9])}
+    np.testing.assert_allclose(_ort(exported, inputs), _torch(model, inputs), atol=1e-6)
