@@ -2,25 +2,22 @@
 
 Example:
     workbench generate llama-tiny --backend onnxruntime --prompt-length 32 --output-length 16
+    workbench generate llama-stdlib --backend onnxruntime --layers
     workbench generate ./my-llama-folder --json gen.json
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from workbench.argtypes import batch_int, count_int, positive_int, threads_int
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from workbench.loaders.language import RANDOM_LLAMAS, load_causal_lm, random_llama
+    from workbench.loaders.language import language_model
     from workbench.profiling.generate import generate_profile
 
-    if args.model in RANDOM_LLAMAS and not Path(args.model).exists():
-        model = random_llama(args.model, seed=args.seed)
-    else:
-        model = load_causal_lm(args.model)
+    model = language_model(args.model, seed=args.seed)
     result = generate_profile(
         model,
         backend=args.backend,
@@ -45,14 +42,15 @@ def _generate(args: argparse.Namespace) -> int:
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``generate`` on the ``workbench`` command."""
-    from workbench.loaders.language import RANDOM_LLAMAS
+    from workbench.loaders.language import RANDOM_LLAMAS, TRAINED_LLAMAS
     from workbench.profiling.generate import GENERATION_BACKENDS
 
     p = sub.add_parser("generate", help="time a language model's generation token by token")
     p.add_argument(
         "model",
-        help="a local transformers folder (config.json + *.safetensors) or a random-weight "
-        f"config for speed only: {', '.join(sorted(RANDOM_LLAMAS))}",
+        help="a local transformers folder (config.json + *.safetensors), a trained sample "
+        f"({', '.join(TRAINED_LLAMAS)}) or a random-weight config for speed only: "
+        f"{', '.join(sorted(RANDOM_LLAMAS))}",
     )
     p.add_argument("--backend", default="torch", choices=GENERATION_BACKENDS, help="runtime")
     p.add_argument("--prompt-length", type=positive_int, default=32, help="prompt tokens")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,11 @@ def test_generate_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (g.batch_size, g.prompt_length, g.output_length) == (2, 4, 3)
     assert len(g.tokens) == 2 and all(len(row) == 3 for row in g.tokens)
     assert g.kv_cache_bytes_measured == g.kv_cache_bytes
+
+
+def test_the_trained_sample_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "llama-stdlib", "--backend", "onnxruntime", *FAST]) == 0
+    assert re.search(r"tokens vs torch +identical", capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(

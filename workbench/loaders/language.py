@@ -2,6 +2,8 @@
 
 - `random_llama`: a Llama-architecture model built from a config with random weights
   (``"llama-tiny"``, ``"llama-100m"``): for speed only, never for accuracy.
+- ``"llama-stdlib"``: the trained sample (``sample_models/llama-stdlib/``, see
+  ``sample_models/llama_train.py``): for accuracy, not speed.
 - `load_causal_lm`: a local ``transformers`` folder (``config.json`` and ``*.safetensors``),
   read with ``local_files_only`` and without remote code; pickled weights (``*.bin``)
   are refused, as every file that would run code on load is.
@@ -39,6 +41,24 @@ RANDOM_LLAMAS: dict[str, dict[str, Any]] = {
 }
 
 
+#: trained language-model samples, folders under ``sample_models/``
+TRAINED_LLAMAS = ("llama-stdlib",)
+
+
+def language_model(source: str | Path, seed: int = 0) -> Any:
+    """A causal LM by name or folder: a random config (`RANDOM_LLAMAS`, weights from
+    ``seed``), a trained sample (`TRAINED_LLAMAS`), or a local folder (`load_causal_lm`);
+    an existing folder wins over a name."""
+    if not Path(source).exists():
+        if source in RANDOM_LLAMAS:
+            return random_llama(str(source), seed=seed)
+        if source in TRAINED_LLAMAS:
+            from workbench.loaders.samples import samples_dir
+
+            return load_causal_lm(samples_dir() / str(source))
+    return load_causal_lm(source)
+
+
 def random_llama(name: str, seed: int = 0) -> Any:
     """The named random-weight Llama (see `RANDOM_LLAMAS`), in eval mode.
 
@@ -67,7 +87,7 @@ def load_causal_lm(folder: str | Path) -> Any:
     if not (path / "config.json").is_file():
         raise ModelLoadError(
             f"{folder} is not a model folder (no config.json); give a transformers folder "
-            f"or one of {sorted(RANDOM_LLAMAS)}"
+            f"or one of {sorted(RANDOM_LLAMAS) + list(TRAINED_LLAMAS)}"
         )
     if not any(path.glob("*.safetensors")):
         pickled = sorted(p.name for p in path.glob("*") if p.suffix in {".bin", ".pt", ".pth"})
