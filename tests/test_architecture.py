@@ -24,17 +24,7 @@ LAYERS: list[set[str]] = [
     {"profiling"},
     {"optimize", "evaluation", "store", "scenarios", "cluster", "planning"},
     {"viz", "reports"},
-    {
-        "dashboards",
-        "notebook",
-        "magics",
-        "cli",
-        "cli_scenarios",
-        "cli_plan",
-        "cli_generate",
-        "testing",
-        "__init__",
-    },
+    {"dashboards", "notebook", "magics", "cli", "testing", "__init__"},
 ]
 #: runtime packages under backends/ that must not import one another
 BACKEND_PACKAGES = ("torch", "onnxruntime", "numba")

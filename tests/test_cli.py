@@ -387,3 +387,27 @@ def test_slo_keeps_the_variants_and_backends_that_run(capsys) -> None:
     assert "highest sustained server rate" in captured.out
     assert "failed: baseline on torhc/cpu: unknown backend 'torhc'; did you mean" in captured.out
     assert main([*argv, "--backends", "torhc"]) == 1  # nothing ran
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import workbench.dashboards.serve as served
+
+    def no_panel(**_: object) -> None:
+        raise ModuleNotFoundError("No module named 'panel'", name="panel")
+
+    monkeypatch.setattr(served, "serve", no_panel)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "needs panel" in err and "inference-workbench[dashboard]" in err
+
+
+def test_help_lists_every_command_from_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("devices", "profile", "sweep", "scenario", "slo", "generate", "report"):
+        assert name in listed
+    assert all(hasattr(command, "add_command") for command in COMMANDS)

@@ -6,7 +6,7 @@ the network. A profile's report holds its environment, end-to-end statistics, co
 start, per-layer table and figures (bars, distribution, memory, roofline); several
 profiles add the aligned comparison; a `TradeoffTable` adds its trade-off plot and table
 with the Pareto front. ``workbench report MODEL_OR_RUN --out report.html`` does the same
-from the command line (`workbench.dashboards.report_cli`).
+from the command line (`workbench.cli.report`).
 
 Example:
     >>> import workbench as wb

@@ -80,8 +80,8 @@ def _variants(args: argparse.Namespace) -> list[Any] | None:
     if not args.variants:
         return None
     import workbench as wb
+    from workbench.cli.sweep import load_data, parse_variant
     from workbench.errors import TransformError, WorkbenchError
-    from workbench.evaluation.sweep_cli import load_data, parse_variant
 
     model = wb.load(args.model)
     data = load_data(args.data) if args.data else None
