@@ -77,8 +77,7 @@ class BatchSweep:
         return (
             f"<b>{html.escape(self.model)} {html.escape(self.backend)}/{html.escape(self.device)}"
             f"</b>: knee at batch <b>{self.knee_batch_size}</b> (smallest batch with "
-            f"{KNEE_SHARE:.0%} of the best throughput)"
-            + frame_html(self.table)
+            f"{KNEE_SHARE:.0%} of the best throughput)" + frame_html(self.table)
         )
 
     def to_dict(self) -> dict[str, Any]:
