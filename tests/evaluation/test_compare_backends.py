@@ -100,7 +100,7 @@ def test_the_figure_draws_throughput_per_batch_and_cold_start(comparison) -> Non
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"batch_sizes": []}, "batch_sizes must be"),
+        ({"batch_sizes": []}, "batch_sizes must name at least one"),
         ({"batch_sizes": [0]}, "batch_sizes must be"),
         ({"backends": ["numba-cuda"]}, "no backend here can run digits-mlp: numba-cuda"),
     ],

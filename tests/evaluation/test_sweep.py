@@ -187,7 +187,8 @@ def test_changed_settings_restart_a_named_sweep_and_say_which(tmp_path: Path) ->
     first = _one_point(data, store, sweep_id="s")
     assert first.notes == []
     resumed = _one_point(data, store, sweep_id="s")
-    assert resumed.notes == [] and list(resumed.df["run_id"]) == list(first.df["run_id"])
+    assert [n.split(" measured")[0] for n in resumed.notes] == ["resumed sweep s: 1 of 1 points"]
+    assert list(resumed.df["run_id"]) == list(first.df["run_id"])
     fresh = _one_point(data, store, sweep_id="s", options={"threads": 2})
     assert "options" in fresh.notes[0] and list(fresh.df["run_id"]) != list(first.df["run_id"])
     metric = _one_point(data, store, sweep_id="s", options={"threads": 2}, metric="top5")
