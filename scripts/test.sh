@@ -8,4 +8,4 @@ source scripts/setup.sh
 python -m ruff check workbench tests benchmarks extensions
 python -m ruff format --check workbench tests benchmarks extensions
 python -m mypy workbench
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider --durations=25 "$@"
