@@ -82,6 +82,53 @@ def test_rounds_on_two_hosts_are_two_rows_with_best_flags_per_host() -> None:
     assert compared.best(host="box-b") == "torch"
 
 
+class _DoneFuture:
+    def __init__(self, result: dict[str, Any]) -> None:
+        self._result = result
+
+    def result(self) -> dict[str, Any]:
+        return self._result
+
+    def done(self) -> bool:
+        return True
+
+
+class _FakeClient:
+    """Runs each child at once; the torch children's medians alternate 1 ms and 3 ms,
+    so the comparison's rounds disagree and it asks for its extra rounds."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    def submit(self, function: Any, spec: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(spec)
+        torch_runs = sum(s["runtime"]["backend"] == "torch" for s in self.submitted)
+        ms = 1.0 if spec["runtime"]["backend"] == "onnxruntime" else 1.0 + 2.0 * (torch_runs % 2)
+        sample = Measurement((ms, ms, ms)).to_dict()
+        return _DoneFuture({"measurement": sample, "machine": "box: a machine"})
+
+
+def test_the_extra_rounds_of_a_noisy_comparison_are_submitted_when_collected() -> None:
+    from workbench.cluster.backends import FanOutLauncher
+    from workbench.cluster.placement import plan
+    from workbench.profiling.fair import compare_runtimes
+
+    client = _FakeClient()
+    launcher = FanOutLauncher(client, plan({"tcp://a:1": {"host": "a", "resources": {}}}), 60.0)
+    settings: dict[str, Any] = {"rounds": 2, "retries": 2, "launcher": launcher.submit}
+    compare_runtimes("digits-mlp", ["onnxruntime", "torch"], **settings)
+    assert len(client.submitted) == 4  # the first pass has no numbers: no extra rounds
+
+    comparison = compare_runtimes(
+        "digits-mlp", ["onnxruntime", "torch"], **{**settings, "launcher": launcher.collect}
+    )
+    assert comparison.rounds_run == 4 and len(comparison.results) == 8
+    assert len(client.submitted) == 8  # each extra child submitted once, when asked for
+    assert all(r.error == "" and r.measurement is not None for r in comparison.results)
+    assert "after 2 extra round(s)" in comparison.verdict("torch")
+    assert launcher.machines == {"box: a machine"}
+
+
 def test_launcher_and_cluster_together_are_refused() -> None:
     from workbench.errors import InputError
 

@@ -17,12 +17,14 @@ def test_compare_runtimes_runs_every_child_on_the_chosen_worker(client) -> None:
         "digits-mlp",
         ["onnxruntime"],  # one child process: the protocol itself is tested in tests/profiling
         rounds=1,
+        retries=0,  # a noisy round would otherwise run up to two more children
         budget_s=0.05,
         warmup_s=0.01,
         cluster=client,
         worker=worker,
     )
     assert [r.error for r in comparison.results] == [""]
+    assert [r.environment["worker"] for r in comparison.results] == [worker]
     assert all(r.measurement is not None and r.measurement.n > 0 for r in comparison.results)
     assert comparison.machine.startswith(f"{platform.node()}: ")
 

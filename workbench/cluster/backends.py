@@ -6,7 +6,10 @@ submitted at once and placed by `workbench.cluster.placement` like a sweep point
 accelerator child only on workers that declare it, one measurement per machine at a
 time. To keep one protocol, the comparison is planned twice with the same arguments:
 the first pass submits each child spec in the protocol's order, the second collects
-them in that order, so rotation, rounds and tables are the local comparison's own.
+them in that order, so rotation, rounds and tables are the local comparison's own. The
+extra rounds a noisy comparison runs (``retries``) depend on numbers the first pass,
+collecting nothing, never sees: the second pass submits each such child when it asks for
+it, after the rounds before it, as the local comparison would.
 Each round records the worker and host it ran on; `BackendComparison.table` keeps the
 hosts apart.
 """
@@ -83,7 +86,8 @@ class FanOutLauncher:
 
     ``submit`` is the launcher of the first pass (it returns a placeholder at once),
     ``collect`` the launcher of the second, which must ask for the same specs in the
-    same order and waits for each one's result.
+    same order and waits for each one's result; a spec it asks for that was never
+    submitted (a noisy comparison's extra round) it submits then.
 
     Args:
         client: a connected ``distributed.Client``.
@@ -99,28 +103,17 @@ class FanOutLauncher:
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Submit one child (or note why it has nowhere to run); a placeholder result."""
-        from workbench.cluster.worker import run_fair_child
-
-        device = str(spec["runtime"].get("device", "cpu"))
-        needs = self.placement.requirements(device)
-        if needs is None:
-            self._queue.append((spec, {"error": self.placement.missing(device)}))
-            return {}
-        future = self.client.submit(
-            run_fair_child,
-            spec,
-            self.timeout_s,
-            self._model(str(spec["model"])),
-            self.placement.host_slot,
-            resources=needs or None,
-            pure=False,
-            key=f"workbench-fair-{uuid.uuid4().hex[:12]}",
-        )
-        self._queue.append((spec, future))
+        self._queue.append((spec, self._start(spec)))
         return {}
 
     def collect(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The result of the child submitted for ``spec`` (waits for it)."""
+        """The result of the child submitted for ``spec`` (waits for it).
+
+        A spec the first pass never submitted is an extra round of a noisy comparison:
+        it is submitted now.
+        """
+        if not any(submitted == spec for submitted, _ in self._queue):
+            self._queue.appendleft((spec, self._start(spec)))
         submitted, outcome = self._queue.popleft()
         if submitted != spec:  # the two passes planned different children: a bug here
             raise RuntimeError(f"fair child {spec} asked for out of order (expected {submitted})")
@@ -132,6 +125,25 @@ class FanOutLauncher:
             return {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
         self.machines.add(str(result.pop("machine", "")))
         return result
+
+    def _start(self, spec: dict[str, Any]) -> Any:
+        """The child's future, or its error result when no worker can run it."""
+        from workbench.cluster.worker import run_fair_child
+
+        device = str(spec["runtime"].get("device", "cpu"))
+        needs = self.placement.requirements(device)
+        if needs is None:
+            return {"error": self.placement.missing(device)}
+        return self.client.submit(
+            run_fair_child,
+            spec,
+            self.timeout_s,
+            self._model(str(spec["model"])),
+            self.placement.host_slot,
+            resources=needs or None,
+            pure=False,
+            key=f"workbench-fair-{uuid.uuid4().hex[:12]}",
+        )
 
     def cancel(self) -> None:
         """Stop every child not collected yet."""
