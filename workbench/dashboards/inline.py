@@ -108,8 +108,15 @@ def inline_stylesheets() -> None:
     ``Syncable._process_param_change``), so the first render and every later update alike
     carry the CSS instead of links to Panel's CDN. Idempotent; with ``pn.config.inline``
     off, Panel's own behaviour is unchanged.
+
+    ``pn.config.inline`` is global to the process, so a server started after a notebook
+    view (or beside one) sees it too. A served session's document is left to Panel: it
+    links the server's own ``static/`` folder, and only if Panel builds those links can it
+    point the stylesheets it caches per document (and hands out again on later updates)
+    at that folder; made into text here, the cached copies kept their CDN links.
     """
     from panel.config import config
+    from panel.io.state import state
     from panel.reactive import Syncable
 
     original = Syncable._process_param_change
@@ -119,7 +126,8 @@ def inline_stylesheets() -> None:
     @functools.wraps(original)
     def process(self: Any, params: dict[str, Any]) -> dict[str, Any]:
         properties = original(self, params)
-        if config.inline and "stylesheets" in properties:
+        served = state.curdoc is not None and state.curdoc.session_context is not None
+        if config.inline and not served and "stylesheets" in properties:
             properties["stylesheets"] = [_as_text(s) for s in properties["stylesheets"]]
         return properties
 
