@@ -24,6 +24,7 @@ from tests.dashboards.test_dashboard_browser import (  # noqa: F401 (fixtures)
     browser,
     open_page,
     server,
+    unexpected,
     wait_for_point,
 )
 
@@ -106,17 +107,9 @@ def test_every_page_matches_its_reference_and_sensitivity_builds_the_recipe(serv
     wait_for_point(page, "accuracy vs latency", next_variant(page, layer))
     shoot(page, "optimize", shots)
 
-    assert [p for p in problems if not _panel_resize_race(p)] == [], problems
+    assert unexpected(problems) == [], problems
     page.close()
     compare_with_references(shots)
-
-
-def _panel_resize_race(problem: str) -> bool:
-    """Panel 1.9's Plotly view relays out on a resize before Plotly has drawn the figure
-    (a tab shown for the first time while its figure updates): Plotly reads the layout it
-    has not made yet. Panel's code, not ours; seen in about one run in four here. Only
-    that exact failure, raised from Panel's ``resize_layout``, is let through."""
-    return "reading '_guiEditing'" in problem and "resize_layout" in problem
 
 
 def sensitivity_layers(page) -> list[str]:
