@@ -139,7 +139,8 @@ def headline(profile: Profile | None) -> str:
         ("p90", f"{lat.p90:.4g} ms"),
         ("p99", f"{lat.p99:.4g} ms"),
         ("throughput", f"{profile.throughput:,.0f} /s"),
-        ("samples", f"{lat.n}{' (' + lat.verdict + ')' if lat.noisy else ''}"),
+        # the verdict's words are in the notes below; a card keeps its width whatever the load
+        ("samples", f"{lat.n}{' · noisy' if lat.noisy else ''}"),
     ]
     cards += memory_rows(profile.memory, sources=False)
     layers = profile.layers
