@@ -1,5 +1,5 @@
-"""Command line: ``workbench devices | profile | sweep | scenario | slo | batch-sweep |
-generate | report | serve | plan`` (one module per subcommand in this package).
+"""Command line: ``workbench devices | profile | sweep | scenario | slo | generate | report |
+serve | plan`` (one module per subcommand in this package).
 
 Every `WorkbenchError`, bad argument, out-of-memory and runtime failure becomes a one-line
 message on stderr and exit status 2 (never a traceback).

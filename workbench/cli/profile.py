@@ -81,7 +81,6 @@ def inputs_for(
                 f"{len(specs[name].shape)} {list(specs[name].shape)}"
             )
     # every input counts, with the shape it will have, before anything is allocated
-    check_input_bytes(model, batch_size)
     sized = [replace(spec, shape=given.get(spec.name, spec.shape)) for spec in model.inputs]
     check_input_bytes(SimpleNamespace(name=model.name, inputs=sized), batch_size)
     arrays = {n: a for n, a in model.example_inputs(batch_size).items() if n not in given}
