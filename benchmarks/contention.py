@@ -38,7 +38,7 @@ from _common import write_results
 
 import workbench as wb
 from workbench.backends.cpus import contention_between, cpu_budget, read_sample
-from workbench.profiling.fair import Runtime
+from workbench.profiling.compare_runtimes import Runtime
 
 #: the runtimes compared; ratios are against the first
 RUNTIMES = (

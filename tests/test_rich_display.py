@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.evaluation.backends import BEST_COLUMNS, BackendComparison
+from workbench.evaluation.compare_backends import BEST_COLUMNS, BackendComparison
 from workbench.evaluation.metrics import Evaluation
 from workbench.evaluation.sweep import TradeoffTable
 from workbench.optimize.sensitivity import SensitivityReport
-from workbench.profiling.fair import RoundResult, Runtime, RuntimeComparison
+from workbench.profiling.compare_runtimes import RoundResult, Runtime, RuntimeComparison
 from workbench.profiling.timer import Measurement
 from workbench.scenarios.result import MINIMUMS, ScenarioResult, query_frame
 

@@ -35,9 +35,9 @@ _EXPORTS: dict[str, str] = {
     "generate_profile": "workbench.profiling.generate:generate_profile",
     "GenerationProfile": "workbench.profiling.generate:GenerationProfile",
     "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
-    "Runtime": "workbench.profiling.fair:Runtime",
-    "compare_backends": "workbench.evaluation.backends:compare_backends",
-    "BackendComparison": "workbench.evaluation.backends:BackendComparison",
+    "Runtime": "workbench.profiling.compare_runtimes:Runtime",
+    "compare_backends": "workbench.evaluation.compare_backends:compare_backends",
+    "BackendComparison": "workbench.evaluation.compare_backends:BackendComparison",
     "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
     "Transform": "workbench.optimize.base:Transform",
     "transform": "workbench.optimize.base:transform",
@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "prune": "workbench.optimize.prune:prune",
     "sensitivity": "workbench.optimize.sensitivity:sensitivity",
     "suggest": "workbench.optimize.sensitivity:suggest",
-    "Dataset": "workbench.evaluation.data:Dataset",
+    "Dataset": "workbench.data:Dataset",
     "evaluate": "workbench.evaluation.metrics:evaluate",
     "sweep": "workbench.cluster:sweep",  # in process, or on a Dask cluster with cluster=
     "TradeoffTable": "workbench.evaluation.sweep:TradeoffTable",
@@ -89,7 +89,7 @@ def _report_html(obj: Any, path: Any = None) -> str:
 
 def _wire() -> None:
     # the profiling layer cannot import the report (it sits above it): injected from here
-    from workbench.profiling.export import register_renderer
+    from workbench.profiling.html_export import register_renderer
 
     register_renderer(_report_html)
 

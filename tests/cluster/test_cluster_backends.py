@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from workbench.evaluation.backends import BackendComparison, compare_backends
-from workbench.profiling.fair import RoundResult, Runtime, RuntimeComparison
+from workbench.evaluation.compare_backends import BackendComparison, compare_backends
+from workbench.profiling.compare_runtimes import RoundResult, Runtime, RuntimeComparison
 from workbench.profiling.timer import Measurement
 
 SETTINGS: dict[str, Any] = {
@@ -113,9 +113,9 @@ class _FakeClient:
 
 
 def test_the_extra_rounds_of_a_noisy_comparison_are_submitted_when_collected() -> None:
-    from workbench.cluster.backends import FanOutLauncher
+    from workbench.cluster.compare_backends import FanOutLauncher
     from workbench.cluster.placement import plan
-    from workbench.profiling.fair import compare_runtimes
+    from workbench.profiling.compare_runtimes import compare_runtimes
 
     client = _FakeClient()
     launcher = FanOutLauncher(client, plan({"tcp://a:1": {"host": "a", "resources": {}}}), 60.0)

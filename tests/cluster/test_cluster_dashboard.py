@@ -32,9 +32,9 @@ def test_optimize_page_rows_say_which_host_measured_them(tmp_path: Path) -> None
     import platform
 
     import workbench as wb
+    from workbench.dashboards.actions import VariantResult
     from workbench.dashboards.pages.optimize import OptimizePage
     from workbench.dashboards.state import AppState
-    from workbench.dashboards.work import VariantResult
 
     model = wb.samples.load("digits-mlp")
     here = wb.profile(model, backend="onnxruntime", batch_size=1, layers=False, budget_s=0.02)

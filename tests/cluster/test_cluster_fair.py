@@ -7,7 +7,7 @@ import platform
 import pytest
 
 import workbench as wb
-from workbench.cluster.fair import _worker_for
+from workbench.cluster.compare_runtimes import _worker_for
 from workbench.errors import InputError
 
 

@@ -89,7 +89,7 @@ def test_compare_page_aligns_the_last_two_profiles_and_honours_the_pinned_baseli
 def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(
     make_app, monkeypatch
 ):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
 
     app = make_app("digits-mlp")
     page = app.optimize
@@ -112,7 +112,7 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(
     assert page.selected == "int8-dynamic"
 
     measured: list[object] = []
-    monkeypatch.setattr(work, "measure_profile", lambda *a, **k: measured.append(a))
+    monkeypatch.setattr(actions, "measure_profile", lambda *a, **k: measured.append(a))
     page.sparsity = 0.0  # measured before: from the cache
     page.jobs.wait()
     assert measured == [] and page.jobs.error == ""
@@ -120,10 +120,10 @@ def test_optimize_measures_a_variant_beside_the_baseline_and_clicks_select_it(
 
 
 def test_optimize_reports_an_impossible_recipe_as_a_message(make_app):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
 
     app = make_app("digits-mlp")
-    app.state.models["onnx-only"] = work.load_sample("digits-mlp")
+    app.state.models["onnx-only"] = actions.load_sample("digits-mlp")
     onnx = app.state.model().to_onnx()
     app.state.add_model(onnx, key="onnx-only")
     app.state.jobs.wait()
@@ -232,10 +232,10 @@ def test_two_sessions_are_independent_and_a_long_job_does_not_block_the_other(ma
 
 @pytest.mark.parametrize("bad", [1, 2])
 def test_uploaded_model_joins_the_picker(make_app, bad):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
 
     app = make_app("digits-mlp")
-    data = work.load_sample("digits-mlp").onnx_bytes if bad == 1 else b"not a model"
+    data = actions.load_sample("digits-mlp").onnx_bytes if bad == 1 else b"not a model"
     app.upload.receive("mine.onnx", 1, 1, data)
     app.state.jobs.wait()
     if bad == 1:
@@ -305,12 +305,12 @@ def test_optimize_in_view_remeasures_when_the_pickers_change(make_app):
 
 
 def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled():
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
 
     started, release = threading.Event(), threading.Event()
 
     def other_session_measuring():
-        with work.measuring():
+        with actions.measuring():
             started.set()
             release.wait(10)
 
@@ -325,7 +325,7 @@ def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled(
             progress(fraction, message)
             waiting.set()
 
-        with work.measuring(cancel, report):
+        with actions.measuring(cancel, report):
             return "measured"
 
     jobs, results = Jobs(), []
@@ -354,11 +354,11 @@ def test_measurements_take_turns_process_wide_and_a_queued_one_can_be_cancelled(
     ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v)),
 )
 def test_variant_labels_are_the_built_variants_recipe_labels(recipe, label):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
     from workbench.testing import toy_mlp
 
-    assert work.variant_label(*recipe) == label
-    assert work.build_variant(wb.load(toy_mlp()), *recipe).recipe_name == label
+    assert actions.variant_label(*recipe) == label
+    assert actions.build_variant(wb.load(toy_mlp()), *recipe).recipe_name == label
 
 
 def test_optimize_rows_stay_named_and_drawn_while_the_slider_moves_key_by_key(make_app):
@@ -384,23 +384,23 @@ def test_optimize_rows_stay_named_and_drawn_while_the_slider_moves_key_by_key(ma
 
 
 def test_structured_pruning_fine_tunes_by_default_and_says_so_in_the_recipe(make_app):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
     from workbench.evaluation.metrics import evaluate
 
     app = make_app("digits-mlp")
     page = app.optimize
     page.param.update(sparsity=0.5, structured=True)
     page.jobs.wait()
-    label = work.variant_label(*page.recipe())
+    label = actions.variant_label(*page.recipe())
     assert label == f"prune-channels(50%, ft{page.finetune_epochs})" and page.finetune_epochs > 0
     assert page.results[label].metric_value > 0.9  # without fine-tuning: far lower
-    model = work.load_sample("digits-mlp")
-    untuned = work.build_variant(model, "none", "entropy", 0.5, True)
-    data = work.evaluation_data(model)
+    model = actions.load_sample("digits-mlp")
+    untuned = actions.build_variant(model, "none", "entropy", 0.5, True)
+    data = actions.evaluation_data(model)
     assert page.results[label].metric_value > evaluate(untuned, data, bar=False).value + 0.02
     # the epochs belong to structured pruning only: other recipes keep their labels
     page.param.update(structured=False)
-    assert work.variant_label(*page.recipe()) == "prune-magnitude(50%)"
+    assert actions.variant_label(*page.recipe()) == "prune-magnitude(50%)"
 
 
 def test_the_baseline_picker_names_the_baseline_in_use_without_pinning_it(make_app):

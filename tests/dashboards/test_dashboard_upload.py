@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.dashboards import work
+from workbench.dashboards import actions
 from workbench.dashboards.upload import MAX_PENDING, UploadBuffer, load_upload
 from workbench.errors import ModelLoadError
 
@@ -12,7 +12,7 @@ from workbench.errors import ModelLoadError
 def test_a_valid_onnx_upload_loads_and_stays_in_its_folder(tmp_path):
     folder = tmp_path / "uploads"
     folder.mkdir()
-    data = work.load_sample("digits-mlp").onnx_bytes
+    data = actions.load_sample("digits-mlp").onnx_bytes
     model = load_upload("../../escape me.onnx", data, folder)
     assert model.framework == "onnx" and len(model.layers) > 0
     assert [p.name for p in folder.iterdir()] == ["escape_me.onnx"]
@@ -98,7 +98,7 @@ def test_uploads_in_flight_are_capped():
 
 def test_a_complete_upload_comes_out_once_whatever_its_content_type():
     buffer = UploadBuffer()
-    data = work.load_sample("digits-mlp").onnx_bytes
+    data = actions.load_sample("digits-mlp").onnx_bytes
     name, assembled = _send(buffer, "m.onnx", data, chunk_bytes=4096)
     assert (name, assembled) == ("m.onnx", data) and buffer.pending_bytes == 0
 
@@ -114,7 +114,7 @@ def test_the_served_dropper_loads_each_upload_once(make_app, monkeypatch):
     monkeypatch.setattr(
         app_module, "load_upload", lambda *a, **k: loads.append(a[0]) or real(*a, **k)
     )
-    data = work.load_sample("digits-mlp").onnx_bytes
+    data = actions.load_sample("digits-mlp").onnx_bytes
     for name in ("first.onnx", "second.onnx"):
         event = UploadEvent(
             model=None,
@@ -150,7 +150,7 @@ def test_closing_the_session_removes_its_upload_folder(make_app):
 
 
 def test_a_very_long_name_is_cut_and_never_shows_the_server_folder(tmp_path):
-    data = work.load_sample("digits-mlp").onnx_bytes
+    data = actions.load_sample("digits-mlp").onnx_bytes
     model = load_upload("m" * 300 + ".onnx", data, tmp_path)  # past the 255-byte file name limit
     assert model.framework == "onnx"
     (stored,) = tmp_path.iterdir()

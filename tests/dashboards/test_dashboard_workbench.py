@@ -185,7 +185,7 @@ def test_sensitivity_ticks_build_per_layer_prune_ratios_that_optimize_measures(m
 
 
 def test_the_estimate_of_channel_pruning_comes_from_the_cost_model(make_app):
-    from workbench.dashboards import work
+    from workbench.dashboards import actions
     from workbench.profiling.cost import estimate_latency_ms
 
     app = make_app("digits-cnn")
@@ -195,7 +195,7 @@ def test_the_estimate_of_channel_pruning_comes_from_the_cost_model(make_app):
     base = optimize.results["baseline"]
     recipe = ("none", "entropy", 0.5, True, (), (("features.3", 0.25),))
     estimate = optimize.estimate(recipe)
-    flops, nbytes = work.cost_scales(base.profile, "none", 0.5, True, (), recipe[-1])
+    flops, nbytes = actions.cost_scales(base.profile, "none", 0.5, True, (), recipe[-1])
     assert flops["features.3"] == 0.75 and flops["features.0"] == 0.5
     assert "classifier.1" not in flops  # the output layer keeps its outputs
     assert estimate["latency_ms"] == pytest.approx(estimate_latency_ms(base.profile, flops, nbytes))
@@ -203,7 +203,7 @@ def test_the_estimate_of_channel_pruning_comes_from_the_cost_model(make_app):
     assert estimate["metric_value"] is None  # no pruning sensitivity: accuracy unknown
     # INT8 without a sensitivity of it: the cost model shrinks the weights' bytes (to a
     # quarter), so only memory-bound layers with weights get faster
-    flops, nbytes = work.cost_scales(base.profile, "int8-dynamic", 0.0, False, ("classifier.1",))
+    flops, nbytes = actions.cost_scales(base.profile, "int8-dynamic", 0.0, False, ("classifier.1",))
     layers = base.profile.layers.set_index("layer")
     conv = layers.loc["features.0"]
     assert flops == {} and "classifier.1" not in nbytes

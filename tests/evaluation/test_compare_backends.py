@@ -14,7 +14,11 @@ import pytest
 
 import workbench as wb
 from workbench.errors import InputError
-from workbench.evaluation.backends import BackendComparison, candidate_runtimes, compare_backends
+from workbench.evaluation.compare_backends import (
+    BackendComparison,
+    candidate_runtimes,
+    compare_backends,
+)
 from workbench.viz.runtimes import backend_comparison_figure
 
 #: per backend: median latency (ms) per batch size, compile s, first inference ms, MiB added

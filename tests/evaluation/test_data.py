@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import workbench as wb
+from workbench.data import Dataset
 from workbench.errors import InputError
-from workbench.evaluation.data import Dataset
 
 
 def _arrays(n: int = 10) -> tuple[np.ndarray, np.ndarray]:

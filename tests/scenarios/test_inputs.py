@@ -125,7 +125,7 @@ def test_compare_backends_and_runtimes_send_the_inputs_to_every_child() -> None:
 
 
 def test_a_fair_child_times_the_inputs_it_was_sent(tmp_path) -> None:
-    from workbench.profiling.fair import _child_inputs
+    from workbench.profiling.compare_runtimes import _child_inputs
 
     model = wb.samples.load("digits-mlp")
     x = np.full((3, 1, 8, 8), 7.0, np.float32)

@@ -48,8 +48,8 @@ def load_data(path: str, batch_size: int = 64) -> Any:
     """
     import numpy as np
 
+    from workbench.data import Dataset
     from workbench.errors import InputError
-    from workbench.evaluation.data import Dataset
 
     try:
         arrays = np.load(path)  # allow_pickle stays off: an .npz never runs code

@@ -9,7 +9,7 @@ See docs/cluster.md.
 """
 
 from workbench.cluster.client import connect, devices
-from workbench.cluster.fair import WorkerLauncher, compare_runtimes
+from workbench.cluster.compare_runtimes import WorkerLauncher, compare_runtimes
 from workbench.cluster.runner import DaskRunner, sweep
 
 __all__ = ["DaskRunner", "WorkerLauncher", "compare_runtimes", "connect", "devices", "sweep"]

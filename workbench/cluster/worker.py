@@ -78,7 +78,7 @@ def run_fair_child(
     """One child of a fair runtime comparison, started on this worker's machine.
 
     Args:
-        spec: the child's spec (`workbench.profiling.fair.compare_runtimes`).
+        spec: the child's spec (`workbench.profiling.compare_runtimes.compare_runtimes`).
         timeout_s: a child running longer is stopped and reported as failed.
         model: the packed model (`workbench.cluster.transport.pack_reference`) that
             replaces the spec's model reference; None keeps the spec's own.
@@ -86,12 +86,12 @@ def run_fair_child(
             machine runs beside it (False when Dask's ``timing`` resource does that).
 
     Returns:
-        The child's result (`workbench.profiling.fair.run_child`) with ``worker`` and
+        The child's result (`workbench.profiling.compare_runtimes.run_child`) with ``worker`` and
         ``host`` added to its ``environment``, plus ``machine``: this host's name and
         description.
     """
     from workbench.machine import describe_machine
-    from workbench.profiling.fair import run_child
+    from workbench.profiling.compare_runtimes import run_child
 
     if model is not None:
         spec = {**spec, "model": unpack_reference(model)}

@@ -45,9 +45,9 @@ def dashboard(model: Model | str | None = None, **options: Any) -> App:
     """
     import panel as pn
 
+    from workbench.dashboards.actions import sample_names
     from workbench.dashboards.app import EXTENSIONS, App
     from workbench.dashboards.inline import define_notyf, inline_stylesheets
-    from workbench.dashboards.work import sample_names
 
     define_notyf()
     inline_stylesheets()

@@ -106,7 +106,7 @@ def _close(app: Any, live: set[Any] | None) -> None:
 
 
 def _initial_model(model: Any, trust: bool = False) -> Any:
-    from workbench.dashboards.work import sample_names
+    from workbench.dashboards.actions import sample_names
 
     if model is None or not isinstance(model, str) or model in sample_names():
         return model

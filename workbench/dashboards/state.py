@@ -12,7 +12,7 @@ from typing import Any
 
 import param
 
-from workbench.dashboards import work
+from workbench.dashboards import actions
 from workbench.dashboards.cache import RESULTS
 from workbench.dashboards.jobs import Jobs
 from workbench.model import Model
@@ -78,7 +78,7 @@ class AppState(param.Parameterized):
         super().__init__(**params)
         self.param.backend.objects = sorted(self._backends) or ["onnxruntime"]
         self._set_devices()
-        names = work.sample_names()
+        names = actions.sample_names()
         self.param.model_name.objects = names
         if isinstance(model, Model):
             self.add_model(model, select=False)
@@ -107,7 +107,7 @@ class AppState(param.Parameterized):
         """The picked model (a sample is loaded on first use)."""
         if self.model_name in self.models:
             return self.models[self.model_name]
-        return work.load_sample(self.model_name)
+        return actions.load_sample(self.model_name)
 
     # ---- profiling ----------------------------------------------------------------------
     def _set_devices(self, *_: Any) -> None:
@@ -124,14 +124,14 @@ class AppState(param.Parameterized):
         """Show the pickers' profile: from the cache before returning, else measured off-thread."""
         model = self.model()
         args = (model, self.backend, self.device, self.batch_size)
-        cached = RESULTS.get(work.profile_key(*args, self.per_layer))
+        cached = RESULTS.get(actions.profile_key(*args, self.per_layer))
         if cached is not None:
             self.jobs.cancel()  # a job still measuring an older pick is stale now
             self.show(cached)
             return
         self.jobs.submit(
             f"profiling {model.name} on {self.backend}/{self.device}, batch {self.batch_size}",
-            lambda progress, cancel: work.measure_profile(
+            lambda progress, cancel: actions.measure_profile(
                 *args,
                 layers=self.per_layer,
                 budget_s=self.budget_s,

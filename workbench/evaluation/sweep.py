@@ -171,7 +171,7 @@ class TradeoffTable:
         Example:
             >>> table.to_html("sweep.html")
         """
-        from workbench.profiling.export import to_html
+        from workbench.profiling.html_export import to_html
 
         return to_html(self, path)
 

@@ -36,7 +36,7 @@ from workbench.optimize.base import (
 )
 from workbench.optimize.data_source import input_batches, resolve_data
 from workbench.optimize.onnx_graph import nodes_for_layers, onnx_variant, parent_proto
-from workbench.optimize.quiet import quiet_quantizer
+from workbench.optimize.silence_ort import quiet_quantizer
 
 #: most samples a calibration may ask for (each batch is held while calibrating)
 MAX_CALIBRATION_SAMPLES = 10**6

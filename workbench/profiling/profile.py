@@ -137,7 +137,7 @@ class Profile:
         Example:
             >>> p.to_html("digits-cnn.html")
         """
-        from workbench.profiling.export import to_html
+        from workbench.profiling.html_export import to_html
 
         return to_html(self, path)
 

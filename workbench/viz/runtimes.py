@@ -33,7 +33,7 @@ def backend_comparison_figure(result: Any) -> go.Figure:
     batch size, the best starred.
 
     Args:
-        result: a `workbench.evaluation.backends.BackendComparison`.
+        result: a `workbench.evaluation.compare_backends.BackendComparison`.
     """
     table = result.table
     title = f"Which runtime: {result.model}"

@@ -14,7 +14,7 @@ import pytest
 
 import workbench as wb
 from workbench.backends.base import LayerTiming
-from workbench.backends.onnxruntime import OrtSession
+from workbench.backends.onnxruntime import OnnxRuntimeSession
 from workbench.backends.onnxruntime.session import provider_chain
 from workbench.backends.onnxruntime.trace import mark_fallbacks
 from workbench.errors import BackendOptionError, DeviceUnavailableError
@@ -149,7 +149,7 @@ def test_profile_on_tensorrt_reports_engine_build(model: Any, gpu_build: Any) ->
 
 def test_cuda_fallbacks_show_in_the_layer_table(model: Any, gpu_build: Any) -> None:
     session = wb.backend("onnxruntime").compile(model, "cuda:0")
-    assert isinstance(session, OrtSession) and session.engine_build_s is None
+    assert isinstance(session, OnnxRuntimeSession) and session.engine_build_s is None
     assert gpu_build.created[-1] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     timings = session.run_layers(model.example_inputs(2), repeats=2)
     ran = [t for t in timings if t.samples_ms and any(t.samples_ms)]

@@ -25,12 +25,22 @@ from workbench.backends.base import (
     register,
 )
 from workbench.backends.onnxruntime.options import OrtOptions
-from workbench.backends.onnxruntime.session import PROVIDER_DEVICES, OrtSession, provider_for
+from workbench.backends.onnxruntime.session import (
+    PROVIDER_DEVICES,
+    OnnxRuntimeSession,
+    provider_for,
+)
 
 if TYPE_CHECKING:
     from workbench.model import Model
 
-__all__ = ["PROVIDER_DEVICES", "OnnxRuntimeBackend", "OrtOptions", "OrtSession", "provider_for"]
+__all__ = [
+    "PROVIDER_DEVICES",
+    "OnnxRuntimeBackend",
+    "OnnxRuntimeSession",
+    "OrtOptions",
+    "provider_for",
+]
 
 
 @register("onnxruntime")
@@ -61,7 +71,7 @@ class OnnxRuntimeBackend:
     def supports(self, model: Model) -> Support:
         return Support(True)
 
-    def compile(self, model: Model, device: str = "cpu", **options: Any) -> OrtSession:
+    def compile(self, model: Model, device: str = "cpu", **options: Any) -> OnnxRuntimeSession:
         """Load ``model`` into an ORT session on ``device``; never changes ``model``.
 
         Raises:
@@ -71,4 +81,4 @@ class OnnxRuntimeBackend:
         """
         config = parse_options(OrtOptions, self.name, options)
         check_device(self, device)
-        return OrtSession(model, device, config)
+        return OnnxRuntimeSession(model, device, config)

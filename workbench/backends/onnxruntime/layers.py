@@ -21,14 +21,14 @@ from workbench.backends.onnxruntime.trace import (
 )
 
 if TYPE_CHECKING:
-    from workbench.backends.onnxruntime.session import OrtSession
+    from workbench.backends.onnxruntime.session import OnnxRuntimeSession
     from workbench.model import Model
 
 
 def onnxruntime_layer_timings(
-    session: OrtSession, inputs: Inputs, repeats: int
+    session: OnnxRuntimeSession, inputs: Inputs, repeats: int
 ) -> list[LayerTiming]:
-    """Time every layer of an `OrtSession` with ORT's own node profiler.
+    """Time every layer of an `OnnxRuntimeSession` with ORT's own node profiler.
 
     Compiles a separate profiling session (same threads and optimization level), runs it
     ``repeats`` times after one warm-up run, parses the trace, maps each kernel to the

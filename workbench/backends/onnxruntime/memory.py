@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from workbench.backends.base import Inputs, MemoryReport
 
 if TYPE_CHECKING:
-    from workbench.backends.onnxruntime.session import OrtSession
+    from workbench.backends.onnxruntime.session import OnnxRuntimeSession
 
 
-def onnxruntime_memory(session: OrtSession, inputs: Inputs) -> MemoryReport:
+def onnxruntime_memory(session: OnnxRuntimeSession, inputs: Inputs) -> MemoryReport:
     """Measure the steady-state run of a profiling copy of ``session``.
 
     Args:

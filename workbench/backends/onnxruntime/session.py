@@ -1,4 +1,4 @@
-"""`OrtSession`: an ``onnxruntime.InferenceSession`` on one execution provider."""
+"""`OnnxRuntimeSession`: an ``onnxruntime.InferenceSession`` on one execution provider."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def provider_for(device: str) -> str:
     )
 
 
-class OrtSession:
+class OnnxRuntimeSession:
     """An ``onnxruntime.InferenceSession`` on one execution provider.
 
     Attributes:
@@ -153,12 +153,14 @@ class OrtSession:
             )
         return session
 
-    def profiling_copy(self, model: Model) -> OrtSession:
+    def profiling_copy(self, model: Model) -> OnnxRuntimeSession:
         """A new session of ``model`` with these options and ORT's node profiler on.
 
         `run_layers` profiles a copy so that this session's own runs stay unprofiled.
         """
-        return OrtSession(model, self.device, dataclasses.replace(self.options, profiling=True))
+        return OnnxRuntimeSession(
+            model, self.device, dataclasses.replace(self.options, profiling=True)
+        )
 
     def _feeds(self, inputs: Inputs) -> dict[str, np.ndarray]:
         return self.model.check_inputs(inputs)

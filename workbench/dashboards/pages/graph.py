@@ -15,7 +15,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from workbench.dashboards import work
+from workbench.dashboards import actions
 from workbench.dashboards.pages.common import figure_pane
 from workbench.dashboards.state import AppState
 from workbench.viz import empty_figure
@@ -55,7 +55,7 @@ class GraphPage(Viewer):
         fused = ()
         if profile is not None and "fused_into" in profile.layers:
             fused = tuple(profile.layers["fused_into"].dropna().items())
-        key = (work.model_key(model), fused, self.max_nodes)
+        key = (actions.model_key(model), fused, self.max_nodes)
         if key not in self._layouts:
             self._layouts[key] = viz_graph.graph_layout(
                 model, profile=profile, max_nodes=self.max_nodes

@@ -21,7 +21,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboards import work
+from workbench.dashboards import actions
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
@@ -47,11 +47,11 @@ class OptimizePage(Viewer):
 
     state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     method = param.Selector(
-        default="none", objects=list(work.QUANT_METHODS), doc="quantization method"
+        default="none", objects=list(actions.QUANT_METHODS), doc="quantization method"
     )
     calibration = param.Selector(
         default="entropy",
-        objects=list(work.CALIBRATIONS),
+        objects=list(actions.CALIBRATIONS),
         doc="how static INT8 picks activation ranges",
     )
     sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
@@ -86,7 +86,7 @@ class OptimizePage(Viewer):
         #: the label of the recipe asked for last (its estimate is the one shown)
         self.pending: str | None = None
         #: measured variants of the current model/backend/device/batch, by label
-        self.results: dict[str, work.VariantResult] = {}
+        self.results: dict[str, actions.VariantResult] = {}
         self.comparison = pn.pane.HTML(sizing_mode="stretch_width")
         self.tradeoff = figure_pane(viz.tradeoff(pd.DataFrame()), height=440)
         self.diff = figure_pane(viz.empty_figure("Click a point to see its per-layer diff."))
@@ -143,7 +143,7 @@ class OptimizePage(Viewer):
         state = self.state
         model, recipe = state.model(), self.recipe()
         context = (state.backend, state.device, state.batch_size)
-        label = work.variant_label(*recipe)
+        label = actions.variant_label(*recipe)
         self.pending = label
         estimate = self.estimate(recipe)
         if estimate is not None and label not in self.results:
@@ -153,11 +153,11 @@ class OptimizePage(Viewer):
         # before it was measured (a slider moved on) leaves no row behind
         self._refresh()
 
-        def measure(progress: Any, cancel: Any) -> list[work.VariantResult]:
+        def measure(progress: Any, cancel: Any) -> list[actions.VariantResult]:
             done = []
             for i, spec in enumerate(dict.fromkeys([BASELINE, recipe])):
                 done.append(
-                    work.measure_variant(
+                    actions.measure_variant(
                         model,
                         spec,
                         *context,
@@ -168,7 +168,7 @@ class OptimizePage(Viewer):
                 )
             return done
 
-        def show(results: list[work.VariantResult]) -> None:
+        def show(results: list[actions.VariantResult]) -> None:
             for result in results:
                 self.results[result.label] = result
             self.selected = label
@@ -193,7 +193,7 @@ class OptimizePage(Viewer):
         transform, report, analysed = self.sensitivity()
         report = report[report["error"].isna()] if report is not None else None
         measured_quant = report is not None and transform == method
-        flops, nbytes = work.cost_scales(
+        flops, nbytes = actions.cost_scales(
             base.profile, "none" if measured_quant else method, sparsity, structured,
             exclude, ratios,
         )  # fmt: skip
@@ -362,7 +362,7 @@ def _kept_text(exclude: list[str], ratios: dict[str, float]) -> str:
     )
 
 
-def _estimate_error(estimate: dict[str, Any], measured: work.VariantResult) -> str:
+def _estimate_error(estimate: dict[str, Any], measured: actions.VariantResult) -> str:
     """``0.05 ms (measured 12% slower), accuracy 0.97 (−0.4 points)``."""
     latency = float(estimate["latency_ms"])
     off = measured.profile.latency.median / latency - 1 if latency > 0 else float("nan")

@@ -13,8 +13,8 @@ from workbench import viz
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
-from workbench.evaluation.backends import BackendComparison
-from workbench.profiling.fair import Launcher
+from workbench.evaluation.compare_backends import BackendComparison
+from workbench.profiling.compare_runtimes import Launcher
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.viz import runtimes as viz_backends
 

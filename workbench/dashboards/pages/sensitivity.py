@@ -20,7 +20,7 @@ import param
 from panel.viewable import Viewer
 
 from workbench import viz
-from workbench.dashboards import work
+from workbench.dashboards import actions
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.state import AppState
@@ -46,7 +46,7 @@ class SensitivityPage(Viewer):
     state: AppState = param.ClassSelector(class_=AppState, doc="the session's shared state")  # type: ignore[assignment]
     transform = param.Selector(
         default="int8-static",
-        objects=list(work.SENSITIVITY_TRANSFORMS),
+        objects=list(actions.SENSITIVITY_TRANSFORMS),
         doc="the transform applied one layer at a time",
     )
     max_drop = param.Number(
@@ -103,7 +103,7 @@ class SensitivityPage(Viewer):
         sparsity = self.sparsity
         self.jobs.submit(
             f"sensitivity of {model.name} to {transform}",
-            lambda progress, cancel: work.measure_sensitivity(
+            lambda progress, cancel: actions.measure_sensitivity(
                 model, transform, *where, sparsity=sparsity, progress=progress, cancel=cancel
             ),
             self._measured,
@@ -129,7 +129,7 @@ class SensitivityPage(Viewer):
 
         self.jobs.submit(
             f"planning {transform} within {budget:g} points",
-            lambda progress, cancel: work.suggest_kept(
+            lambda progress, cancel: actions.suggest_kept(
                 model,
                 transform,
                 report,
@@ -145,7 +145,7 @@ class SensitivityPage(Viewer):
     @property
     def pruning(self) -> bool:
         """Whether ticks set per-layer prune ratios (else they keep layers whole)."""
-        return self.transform in work.PRUNE_TRANSFORMS
+        return self.transform in actions.PRUNE_TRANSFORMS
 
     def settings(self) -> Settings:
         """The recipe the ticks make, as the Optimize page's parameters."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import workbench as wb
-from workbench.optimize.quiet import quiet_quantizer
+from workbench.optimize.silence_ort import quiet_quantizer
 from workbench.testing import toy_mlp
 
 ORT_FILE = str(Path(onnxruntime.quantization.__file__).parent / "onnx_quantizer.py")

@@ -1,6 +1,6 @@
 """`compare_runtimes` on a Dask worker: the fair protocol, on another machine.
 
-The protocol is unchanged (`workbench.profiling.fair`): each runtime in a fresh child
+The protocol is unchanged (`workbench.profiling.compare_runtimes`): each runtime in a fresh child
 process at its own defaults, rounds alternated. On a cluster every child of one
 comparison starts on one worker, since ratios mean something only on one machine; each
 child holds its host's timing semaphore, so no sweep point on that machine runs beside
@@ -17,8 +17,8 @@ from typing import Any
 from workbench.cluster.client import connect, wait_for_workers
 from workbench.cluster.placement import device_resource
 from workbench.errors import InputError
-from workbench.profiling.fair import Runtime, RuntimeComparison
-from workbench.profiling.fair import compare_runtimes as local_compare_runtimes
+from workbench.profiling.compare_runtimes import Runtime, RuntimeComparison
+from workbench.profiling.compare_runtimes import compare_runtimes as local_compare_runtimes
 
 
 def compare_runtimes(
@@ -30,7 +30,7 @@ def compare_runtimes(
     worker: str | None = None,
     **kwargs: Any,
 ) -> RuntimeComparison:
-    """`workbench.profiling.fair.compare_runtimes`, on one worker of a Dask cluster if given.
+    """`workbench.profiling.compare_runtimes.compare_runtimes`, on one worker of a Dask cluster.
 
     Args:
         model: a sample name or a model file path (present on the worker), or a `Model`

@@ -12,7 +12,7 @@ import pytest
 
 import workbench as wb
 from workbench.errors import InputError
-from workbench.profiling.fair import (
+from workbench.profiling.compare_runtimes import (
     Runtime,
     RuntimeComparison,
     compare_runtimes,

@@ -3,7 +3,7 @@
 `compare_backends` finds every backend on this machine that can run the model (its
 devices, and the option sets a backend offers through an optional
 ``option_sets(device)`` method), measures each at each batch size with the fair protocol
-of `workbench.profiling.fair` (each runtime in its own fresh process at its own
+of `workbench.profiling.compare_runtimes` (each runtime in its own fresh process at its own
 settings, rounds alternated, spread kept), and returns one table: latency, throughput,
 cold start and memory, with the best value of each column flagged per batch size.
 Backends that cannot run the model are listed with their reasons, not measured.
@@ -27,7 +27,7 @@ import pandas as pd
 from workbench.argtypes import MAX_SECONDS, check_input_bytes, number, seconds, whole
 from workbench.argtypes import batch_size as checked_batch
 from workbench.errors import InputError
-from workbench.profiling.fair import (
+from workbench.profiling.compare_runtimes import (
     Launcher,
     RoundResult,
     Runtime,
@@ -498,7 +498,7 @@ def compare_backends(
             "inputs= are timed on this machine only: leave cluster= out, or let the "
             "workers generate inputs"
         )
-    from workbench.cluster.backends import compare_on_cluster
+    from workbench.cluster.compare_backends import compare_on_cluster
 
     return compare_on_cluster(
         cluster, measure, exclusive=exclusive, timeout_s=timeout_s, progress=progress

@@ -22,7 +22,7 @@ or a contended machine), gets a verdict in words and its ratio is uncertain; the
 comparison then runs more rounds (``retries``, bounded) before giving up and saying so.
 
 The model travels to each child as a reference (a sample name or a model file path),
-never as pickled user code. The child is ``python -m workbench.profiling.fair``, reading
+never as pickled user code. The child is ``python -m workbench.profiling.compare_runtimes``, reading
 one JSON spec on stdin and writing one JSON result line on stdout.
 """
 
@@ -549,7 +549,7 @@ def run_child(spec: Mapping[str, Any], timeout_s: float = 600.0) -> dict[str, An
     """Measure one runtime in a fresh Python process; its result, or ``{"error": ...}``."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "workbench.profiling.fair"],
+            [sys.executable, "-m", "workbench.profiling.compare_runtimes"],
             input=json.dumps(spec),
             capture_output=True,
             text=True,
