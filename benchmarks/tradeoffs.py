@@ -45,11 +45,11 @@ from workbench.profiling.timer import Timer
 INT8_VARIANTS = {
     "int8-dynamic": Int8Dynamic(),
     "int8-dynamic per-channel": Int8Dynamic(per_channel=True),
-    "int8-static qdq minmax per-tensor": Int8Static(calibration="minmax", per_channel=False),
-    "int8-static qdq minmax per-channel": Int8Static(calibration="minmax"),
-    "int8-static qdq entropy per-channel": Int8Static(calibration="entropy"),
+    "int8-static qdq minmax per-tensor": Int8Static(method="minmax", per_channel=False),
+    "int8-static qdq minmax per-channel": Int8Static(method="minmax"),
+    "int8-static qdq entropy per-channel": Int8Static(method="entropy"),
     "int8-static qoperator minmax per-tensor": Int8Static(
-        calibration="minmax", per_channel=False, quant_format="qoperator"
+        method="minmax", per_channel=False, quant_format="qoperator"
     ),
 }
 
@@ -186,8 +186,8 @@ def why_slower(args: argparse.Namespace) -> dict[str, Any]:
 
     base = wb.samples.load("digits-cnn")
     train = wb.samples.dataset("digits", split="train")
-    unfolded = wb.quantize(base, Int8Static(calibration="minmax", fold_batchnorm=False), train)
-    folded = wb.quantize(base, Int8Static(calibration="minmax"), train)
+    unfolded = wb.quantize(base, Int8Static(method="minmax", fold_batchnorm=False), train)
+    folded = wb.quantize(base, Int8Static(method="minmax"), train)
     models = {"fp32": base, "int8 unfolded bn": unfolded, "int8 folded bn": folded}
     times = side_by_side(models, "onnxruntime", 32, args.rounds, args.budget_s, args.threads)
     options = {"threads": args.threads}

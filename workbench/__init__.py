@@ -68,6 +68,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     target = _EXPORTS.get(name)
     if target is None:
+        # not a user error: a module's __getattr__ answers a missing name with an
+        # AttributeError (hasattr, getattr with a default and star imports rely on it)
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
     module_name, _, attribute = target.partition(":")
     module = importlib.import_module(module_name)

@@ -30,6 +30,25 @@ class ParameterError(InputError):
     """A numeric setting is of the wrong type or outside what can run (says the range)."""
 
 
+class InvalidArgumentError(ParameterError, ValueError):
+    """An argument is outside what it allows: a range, a set of choices, or another argument.
+
+    Also a `ValueError`, which these arguments raised before, so ``except ValueError``
+    in code written then still catches it.
+    """
+
+
+class NotFoundError(WorkbenchError, KeyError):
+    """Something asked for by name is not there: a layer, a stored run or sweep.
+
+    Also a `KeyError` (what a lookup raised before); printed as its message, without
+    the quotes a `KeyError` adds.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class StoreError(WorkbenchError):
     """A results store cannot be opened, or the file is not a workbench store."""
 

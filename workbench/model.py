@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from workbench.errors import InputError, ModelLoadError
+from workbench.errors import InputError, ModelLoadError, NotFoundError
 
 if TYPE_CHECKING:
     import onnx
@@ -198,11 +198,18 @@ class Model:
         return digest.hexdigest()[:16]
 
     def layer(self, name: str) -> Layer:
-        """The canonical layer called ``name``."""
+        """The canonical layer called ``name``.
+
+        Raises:
+            NotFoundError: no such layer (also a `KeyError`); the message lists some.
+        """
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise KeyError(f"no layer named {name!r}; layers are {[x.name for x in self.layers][:20]}")
+        raise NotFoundError(
+            f"{self.name} has no layer named {name!r}; its layers include "
+            f"{[x.name for x in self.layers][:20]}"
+        )
 
     # ---- inputs ------------------------------------------------------------------
     def unsized_inputs(self) -> list[TensorSpec]:

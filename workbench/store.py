@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench.errors import StoreError, WorkbenchError
+from workbench.errors import NotFoundError, StoreError, WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.profiling.profile import Profile
@@ -110,7 +110,7 @@ class Store:
         """The saved `Profile` with ``run_id``.
 
         Raises:
-            KeyError: no such run.
+            NotFoundError: no such run (also a `KeyError`).
             StoreError: the stored run is not a readable profile.
         """
         from workbench.profiling.profile import Profile
@@ -118,7 +118,10 @@ class Store:
         with self._connect() as db:
             found = db.execute("SELECT payload FROM profiles WHERE run_id=?", (run_id,)).fetchone()
         if found is None:
-            raise KeyError(f"no saved profile with run id {run_id!r} in {self.path}")
+            raise NotFoundError(
+                f"no saved profile with run id {run_id!r} in {self.path}; "
+                "wb.runs() lists the saved runs"
+            )
         try:
             return Profile.from_dict(json.loads(found[0]))
         except (TypeError, ValueError, WorkbenchError) as exc:
@@ -146,12 +149,14 @@ class Store:
         """The settings a sweep was started with (model, variants, backends, metric ...).
 
         Raises:
-            KeyError: no such sweep.
+            NotFoundError: no such sweep (also a `KeyError`).
         """
         with self._connect() as db:
             found = db.execute("SELECT meta FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
         if found is None:
-            raise KeyError(f"no sweep {sweep_id!r} in {self.path}")
+            raise NotFoundError(
+                f"no sweep {sweep_id!r} in {self.path}; wb.runs() lists the saved sweeps"
+            )
         meta: dict[str, Any] = json.loads(found[0])
         return meta
 

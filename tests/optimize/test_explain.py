@@ -122,13 +122,11 @@ def _profile(layers: dict[str, float], **columns: list) -> Profile:
 
 def test_unfolded_batchnorm_is_named_as_a_float_fallback(digits_train) -> None:
     cnn = wb.samples.load("digits-cnn")
-    q = wb.quantize(
-        cnn, Int8Static(calibration="minmax", fold_batchnorm=False), digits_train.take(64)
-    )
+    q = wb.quantize(cnn, Int8Static(method="minmax", fold_batchnorm=False), digits_train.take(64))
     found = graph_reasons(cnn.to_onnx().proto, q.proto)
     assert any("Quantize/Dequantize" in r for r in found["features.3"])
     assert any("BatchNormalization has no INT8 kernel" in r for r in found["features.4"])
-    folded = wb.quantize(cnn, Int8Static(calibration="minmax"), digits_train.take(64))
+    folded = wb.quantize(cnn, Int8Static(method="minmax"), digits_train.take(64))
     assert not any(
         "no INT8 kernel" in r for items in graph_reasons(None, folded.proto).values() for r in items
     )

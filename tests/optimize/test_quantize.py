@@ -16,10 +16,10 @@ from workbench.testing import toy_mlp
 INT8 = [
     Int8Dynamic(),
     Int8Dynamic(per_channel=True),
-    Int8Static(calibration="minmax"),
-    Int8Static(calibration="entropy", per_channel=False),
-    Int8Static(calibration="percentile"),
-    Int8Static(calibration="minmax", quant_format="qoperator", activations="int8"),
+    Int8Static(method="minmax"),
+    Int8Static(method="entropy", per_channel=False),
+    Int8Static(method="percentile"),
+    Int8Static(method="minmax", quant_format="qoperator", activations="int8"),
 ]
 
 
@@ -54,7 +54,7 @@ def test_static_layer_and_op_choice(digits_mlp, digits_train) -> None:
     fc1_ops = {n.op_type for n in q.proto.graph.node if n.name in q.layer("fc1").nodes}
     assert "DequantizeLinear" in fc1_ops
     only_gemm = wb.quantize(
-        digits_mlp, Int8Static(op_types=("Gemm",), calibration="minmax"), digits_train.take(64)
+        digits_mlp, Int8Static(op_types=("Gemm",), method="minmax"), digits_train.take(64)
     )
     relus = [n for n in only_gemm.proto.graph.node if n.op_type == "Relu"]
     assert len(relus) == 2  # activations stay float ops when only Gemm is quantized
@@ -128,7 +128,7 @@ def test_bf16_torch_only(digits_mlp, digits_test) -> None:
 def test_int8_static_conv_net_from_an_onnx_model(digits_train, digits_test) -> None:
     cnn = wb.samples.load("digits-cnn").to_onnx()  # an ONNX input takes the same route
     before = model_state(cnn)
-    q = wb.quantize(cnn, Int8Static(calibration="minmax"), digits_train.take(128))
+    q = wb.quantize(cnn, Int8Static(method="minmax"), digits_train.take(128))
     assert model_state(cnn) == before
     assert "BatchNormalization" not in _ops(q)  # folded into the convs before quantizing
     conv_layers = {x.name for x in q.layers} & {"features.0", "features.3", "features.7"}
@@ -151,7 +151,7 @@ def test_fp16_exclude_keeps_a_layer_in_float32(digits_mlp) -> None:
 def test_added_quantize_nodes_belong_to_the_layer_they_feed(digits_mlp, digits_train) -> None:
     from workbench.model import LAYER_KEY
 
-    q = wb.quantize(digits_mlp, Int8Static(calibration="minmax"), digits_train.take(64))
+    q = wb.quantize(digits_mlp, Int8Static(method="minmax"), digits_train.take(64))
     nodes = list(q.proto.graph.node)
     label = {
         n.name: next(kv.value for kv in n.metadata_props if kv.key == LAYER_KEY) for n in nodes

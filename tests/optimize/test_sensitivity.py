@@ -34,7 +34,7 @@ def test_sensitivity_one_layer_at_a_time(digits_mlp, digits_test, digits_train) 
     report = wb.sensitivity(
         digits_mlp,
         digits_test.take(200),
-        transform=Int8Static(calibration="minmax", calibration_samples=64),
+        transform=Int8Static(method="minmax", calibration_samples=64),
         calibration=digits_train,
         budget_s=0.02,
         options={"threads": 1},
@@ -62,7 +62,7 @@ def test_suggest_keeps_only_layers_that_make_it_faster(
     digits_mlp, digits_test, digits_train
 ) -> None:
     report = _report({"fc1": (0.0, +0.01), "fc2": (0.0, -0.05), "head": (0.0, -0.01)})
-    config = Int8Static(calibration="minmax", calibration_samples=64)
+    config = Int8Static(method="minmax", calibration_samples=64)
     plan = wb.suggest(
         digits_mlp, digits_test, transform=config, max_drop=1.0, report=report,
         calibration=digits_train, budget_s=0.02,
@@ -94,7 +94,7 @@ def test_sensitivity_of_channel_pruning_prunes_one_layer_each(digits_mlp, digits
 
 def test_a_method_name_as_calibration_data_is_refused(digits_mlp, digits_test) -> None:
     for run in (wb.sensitivity, wb.suggest):
-        with pytest.raises(TransformError, match=r"transform=Int8Static\(calibration='minmax'\)"):
+        with pytest.raises(TransformError, match=r"transform=Int8Static\(method='minmax'\)"):
             run(digits_mlp, digits_test, transform="int8-static", calibration="minmax")
 
 

@@ -32,7 +32,7 @@ def test_quantizing_leaves_the_root_logger_and_stdout_as_they_were(caplog) -> No
     root, stdout = logging.getLogger(), sys.stdout
     filters, handlers = list(root.filters), list(root.handlers)
     batches = [(torch.rand(16, 8), torch.zeros(16)) for _ in range(2)]
-    wb.quantize(toy_mlp(), "int8-static", batches, calibration="entropy")  # entropy prints
+    wb.quantize(toy_mlp(), "int8-static", batches, method="entropy")  # entropy prints
     assert root.level == logging.INFO
     assert root.filters == filters and root.handlers == handlers and sys.stdout is stdout
 

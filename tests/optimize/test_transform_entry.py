@@ -55,14 +55,15 @@ def test_structured_must_agree_with_a_given_config() -> None:
     assert wb.prune(model, recipe, structured=False).recipe["config"]["sparsity"] == 0.2
 
 
-def test_data_goes_in_data_and_calibration_names_the_method() -> None:
+def test_data_goes_in_data_and_method_names_the_method() -> None:
     model = toy_mlp()
-    q = wb.quantize(model, "int8-static", data=_batches(), calibration="minmax")
-    assert q.recipe["config"]["calibration"] == "minmax"
-    positional = wb.quantize(model, Int8Static(calibration="percentile"), _batches())
+    q = wb.quantize(model, "int8-static", data=_batches(), method="minmax")
+    assert q.recipe["config"]["method"] == "minmax" and "calibration" not in q.recipe["config"]
+    positional = wb.quantize(model, Int8Static(method="percentile"), _batches())
     assert positional.recipe["label"] == "int8-static(percentile)"
+    refused = r"goes in data=, not calibration=; .* is method=$"
     for scheme in ("int8-static", "int8-dynamic"):
-        with pytest.raises(TransformError, match=r"pass calibration data as data=$"):
+        with pytest.raises(TransformError, match=refused):
             wb.quantize(model, scheme, calibration=_batches())
     with pytest.raises(TransformError, match="as data="):
         wb.transform(model, "int8-static", calibration=wb.Dataset.from_batches(_batches()))
@@ -73,7 +74,7 @@ def test_a_derived_model_records_the_chain_and_it_rebuilds_from_json() -> None:
     before = model_state(model)
     sparse = wb.prune(model, sparsity=0.5)
     small = wb.prune(sparse, "prune-channels", sparsity=0.25)
-    q = wb.quantize(small, "int8-static", _batches(), calibration="minmax")
+    q = wb.quantize(small, "int8-static", _batches(), method="minmax")
     assert model_state(model) == before
     assert q.parent is small and small.parent is sparse
     assert q.recipe_name == "prune-magnitude(50%) → prune-channels(25%) → int8-static(minmax)"
@@ -86,7 +87,7 @@ def test_a_derived_model_records_the_chain_and_it_rebuilds_from_json() -> None:
     assert chain_from_dict(stored) == [
         MagnitudePrune(sparsity=0.5),
         ChannelPrune(sparsity=0.25),
-        Int8Static(calibration="minmax"),
+        Int8Static(method="minmax"),
     ]
     rebuilt = wb.transform(model, stored, data=_batches())
     assert rebuilt.recipe == q.recipe

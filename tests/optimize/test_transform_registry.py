@@ -24,7 +24,7 @@ from workbench.optimize.quantize import Bf16, Fp16, Int8Dynamic, Int8Static
 NON_DEFAULT = [
     Int8Dynamic(per_channel=True, op_types=("MatMul",), exclude=("fc1",), reduce_range=True),
     Int8Static(
-        calibration="percentile",
+        method="percentile",
         per_channel=False,
         op_types=("Conv", "Gemm"),
         exclude=("head",),
@@ -71,13 +71,13 @@ def test_defaults_round_trip_too(name: str) -> None:
 
 def test_labels_are_short_and_informative() -> None:
     assert Int8Static().label() == "int8-static(entropy)"
-    assert Int8Static(calibration="minmax").label() == "int8-static(minmax)"
+    assert Int8Static(method="minmax").label() == "int8-static(minmax)"
     assert ChannelPrune(sparsity=0.5, finetune_epochs=3).label() == "prune-channels(50%, ft3)"
     assert MagnitudePrune(sparsity=0.25).label() == "prune-magnitude(25%)"
 
 
 def test_make_config_from_name_fields_and_recipe() -> None:
-    assert make_config("int8-static", calibration="minmax") == Int8Static(calibration="minmax")
+    assert make_config("int8-static", method="minmax") == Int8Static(method="minmax")
     assert make_config(Int8Static(), per_channel=False) == Int8Static(per_channel=False)
     assert make_config(config_to_dict(Fp16(route="onnx"))) == Fp16(route="onnx")
     # JSON lists become tuples again, so configs stay hashable
@@ -89,8 +89,8 @@ def test_errors_name_the_choices() -> None:
         make_config("int4-magic")
     with pytest.raises(TransformError, match="no field"):
         make_config("int8-static", calibrate="minmax")
-    with pytest.raises(TransformError, match="calibration must be"):
-        make_config("int8-static", calibration="median")
+    with pytest.raises(TransformError, match="method must be"):
+        make_config("int8-static", method="median")
     with pytest.raises(TransformError, match="sparsity"):
         make_config("prune-magnitude", sparsity=1.5)
     newer = {**config_to_dict(Fp16()), "version": 99}
@@ -133,13 +133,13 @@ def test_older_recipes_are_migrated_to_what_they_were_built_with() -> None:
     # version 1 recipes predate BatchNorm folding and residual tying: they were built
     # without them, so they rebuild without them, not with today's defaults
     v1_static = {"name": "int8-static", "version": 1, "config": {"calibration": "minmax"}}
-    assert config_from_dict(v1_static) == Int8Static(calibration="minmax", fold_batchnorm=False)
+    assert config_from_dict(v1_static) == Int8Static(method="minmax", fold_batchnorm=False)
     v1_channels = {"name": "prune-channels", "version": 1, "config": {"sparsity": 0.25}}
     assert config_from_dict(v1_channels) == ChannelPrune(sparsity=0.25, tie_residuals=False)
     # a version 1 recipe that already names the field keeps its value
     named = {"name": "int8-static", "version": 1, "config": {"fold_batchnorm": True}}
     assert config_from_dict(named) == Int8Static()
-    assert config_to_dict(Int8Static())["version"] == Int8Static.version == 2
+    assert config_to_dict(Int8Static())["version"] == Int8Static.version == 3
 
 
 def test_a_recipe_without_a_migration_path_is_refused_in_one_line(monkeypatch) -> None:

@@ -1,6 +1,6 @@
 """``workbench sweep MODEL``: a headless trade-off sweep, written as JSON.
 
-Variants are registry names, optionally with fields: ``int8-static:calibration=minmax``,
+Variants are registry names, optionally with fields: ``int8-static:method=minmax``,
 ``prune-channels:sparsity=0.5,finetune_epochs=3``; ``baseline`` is the model itself.
 
 Example:
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         table.to_json(args.json)
     columns = ["variant", "backend", "device", "latency_ms", "size_bytes", "metric_value"]
     where = ["host"] if "host" in table.df else []  # on a cluster: the machine of each row
-    from workbench.profiling.display import frame_text
+    from workbench.profiling.formatting import frame_text
 
     # "~" marks a noisy row's numbers; its verdict says why, below the table
     print(frame_text(table.df[[*columns, "delta", "pareto", *where, "noisy"]]))
@@ -129,7 +129,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--variants",
         nargs="+",
-        help="baseline and transforms, e.g. int8-dynamic int8-static:calibration=minmax "
+        help="baseline and transforms, e.g. int8-dynamic int8-static:method=minmax "
         "prune-channels:sparsity=0.5,finetune_epochs=3 (default: the standard set)",
     )
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])

@@ -115,7 +115,8 @@ class FanOutLauncher:
         if not any(submitted == spec for submitted, _ in self._queue):
             self._queue.appendleft((spec, self._start(spec)))
         submitted, outcome = self._queue.popleft()
-        if submitted != spec:  # the two passes planned different children: a bug here
+        if submitted != spec:
+            # not a user error: the two passes planned different children, a bug here
             raise RuntimeError(f"fair child {spec} asked for out of order (expected {submitted})")
         if isinstance(outcome, dict):
             return outcome

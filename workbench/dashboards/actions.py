@@ -28,7 +28,7 @@ from workbench.progress import CancelToken, ProgressCallback
 #: quantization methods offered by the Optimize page ("none" keeps full precision)
 QUANT_METHODS = ("none", "int8-dynamic", "int8-static", "fp16")
 #: calibration methods of static INT8
-CALIBRATIONS = ("minmax", "entropy", "percentile")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 _samples: dict[str, Model] = {}
 _samples_lock = threading.Lock()
@@ -128,7 +128,7 @@ def evaluation_data(model: Model, split: str = "test") -> Any | None:
 
 def variant_steps(
     method: str,
-    calibration: str,
+    calibration_method: str,
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
@@ -149,7 +149,7 @@ def variant_steps(
         steps.append(make_config(kind, sparsity=sparsity, **own))
     kept = {"exclude": tuple(exclude)} if exclude else {}
     if method == "int8-static":
-        steps.append(make_config(method, calibration=calibration, **kept))
+        steps.append(make_config(method, method=calibration_method, **kept))
     elif method != "none":
         steps.append(make_config(method, **kept))
     return steps
@@ -157,7 +157,7 @@ def variant_steps(
 
 def variant_label(
     method: str,
-    calibration: str,
+    calibration_method: str,
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
@@ -168,7 +168,13 @@ def variant_label(
     → int8-static(entropy)``, or ``baseline``; ``… except features.0`` when layers are
     kept; ``prune-magnitude(50%, features.0 20%)`` when a layer has its own prune ratio."""
     steps = variant_steps(
-        method, calibration, sparsity, structured, exclude, layer_sparsity, finetune_epochs
+        method,
+        calibration_method,
+        sparsity,
+        structured,
+        exclude,
+        layer_sparsity,
+        finetune_epochs,
     )
     label = recipe_label(chain_to_dict(steps) if steps else None)
     if exclude and method != "none":
@@ -186,7 +192,7 @@ def _digest(names: list[str]) -> str:
 def build_variant(
     model: Model,
     method: str,
-    calibration: str,
+    calibration_method: str,
     sparsity: float,
     structured: bool,
     exclude: tuple[str, ...] = (),
@@ -201,7 +207,13 @@ def build_variant(
         TransformError: the transform cannot apply to this model (explained).
     """
     steps = variant_steps(
-        method, calibration, sparsity, structured, exclude, layer_sparsity, finetune_epochs
+        method,
+        calibration_method,
+        sparsity,
+        structured,
+        exclude,
+        layer_sparsity,
+        finetune_epochs,
     )
     if not steps:
         return model
@@ -297,8 +309,8 @@ def measure_variant(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> VariantResult:
-    """Build the variant ``recipe`` = (method, calibration, sparsity, structured[, exclude[,
-    layer_sparsity[, finetune_epochs]]]) and measure it.
+    """Build the variant ``recipe`` = (method, calibration_method, sparsity, structured[,
+    exclude[, layer_sparsity[, finetune_epochs]]]) and measure it.
 
     Cached by (model, recipe, backend, device, batch size).
     """

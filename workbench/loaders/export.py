@@ -200,7 +200,7 @@ def _export_dynamo(model: Model) -> onnx.ModelProto:
             verbose=False,
         )
     if program is None:
-        raise RuntimeError("torch.onnx.export returned no program")
+        raise ModelLoadError("torch.onnx.export returned no program")
     # Fold constants only: the exporter's full optimizer also fuses batch norm into the
     # preceding conv, which would erase that conv's layer from every per-layer table.
     graph = onnx_ir.from_proto(program.model_proto)

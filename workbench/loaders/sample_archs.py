@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.errors import InvalidArgumentError
+
 __all__ = ["ARCHITECTURES", "DigitsCNN", "DigitsMLP", "DigitsResNet", "DigitsTransformer"]
 
 
@@ -92,7 +94,9 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+            raise InvalidArgumentError(
+                f"dim {dim} is not divisible by heads {heads}; pick a dim that heads divides"
+            )
         self.heads = heads
         self.head_dim = dim // heads
         self.scale = self.head_dim**-0.5

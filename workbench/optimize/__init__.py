@@ -7,9 +7,9 @@ helpers are importable from here (functions stay in their modules):
 
 Example:
     >>> from workbench.optimize import ChannelPrune, Int8Static, chain_from_dict
-    >>> q = wb.quantize(wb.prune(m, ChannelPrune()), Int8Static(calibration="minmax"), train)
+    >>> q = wb.quantize(wb.prune(m, ChannelPrune()), Int8Static(method="minmax"), train)
     >>> chain_from_dict(q.recipe)
-    [ChannelPrune(sparsity=0.5, ...), Int8Static(calibration='minmax', ...)]
+    [ChannelPrune(sparsity=0.5, ...), Int8Static(method='minmax', ...)]
 """
 
 from __future__ import annotations
@@ -45,5 +45,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        # not a user error: a module's __getattr__ answers a missing name with an
+        # AttributeError (hasattr, getattr with a default and star imports rely on it)
         raise AttributeError(f"module 'workbench.optimize' has no attribute {name!r}")
     return getattr(importlib.import_module(f"workbench.optimize.{module}"), name)

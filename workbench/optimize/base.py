@@ -13,13 +13,19 @@ recipes under ``"chain"`` (oldest first), so a pruned-then-quantized model remem
 the pruning. `chain_from_dict` reads the configs back, and ``wb.transform(base, recipe)``
 rebuilds the variant. A recipe written under an older config ``version`` is upgraded
 through the config's ``migrations`` table, or refused with a message saying what to do.
+A field renamed keeps its old keyword for one release (``renamed``), with a
+`DeprecationWarning` naming the new one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 from workbench.errors import TransformError
@@ -73,6 +79,9 @@ class Transform:
     #: ``{v: upgrade}``: ``upgrade`` turns the field values of a version-v recipe into
     #: those of version v + 1; a stored recipe older than the chain of upgrades is refused
     migrations: ClassVar[Mapping[int, Migration]] = {}
+    #: ``{old keyword: field}``: fields renamed; the old keyword still works (a
+    #: DeprecationWarning names the new one) until the next release drops it
+    renamed: ClassVar[Mapping[str, str]] = {}
 
     def label(self) -> str:
         """A short display label such as ``"int8-static(entropy)"``."""
@@ -90,8 +99,14 @@ class Transform:
             A new `Model` whose ``recipe`` is this config and whose ``parent`` is ``model``.
             `transform` (not this method) adds the earlier steps of a derived ``model``
             to the recipe, so call ``wb.transform`` rather than ``apply`` directly.
+
+        Raises:
+            TransformError: the config's class does not define ``apply``.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement apply")
+        raise TransformError(
+            f"{type(self).__name__} does not implement apply; a transform config defines "
+            "apply(model, data=None) returning a new Model"
+        )
 
     def with_exclude(self, layers: tuple[str, ...] | list[str]) -> Transform:
         """A copy of this config with ``exclude`` set (configs without it raise)."""
@@ -112,9 +127,54 @@ def register(name: str) -> Callable[[T], T]:
     def decorate(cls: T) -> T:
         cls.name = name
         _REGISTRY[name] = cls
+        if cls.renamed:
+            _keep_old_keywords(cls)
         return cls
 
     return decorate
+
+
+def _keep_old_keywords(cls: type[Transform]) -> None:
+    """Let ``cls(old=...)`` and ``config.old`` work for one more release, with a warning."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Transform, *args: Any, **fields: Any) -> None:
+        init(self, *args, **_renamed_fields(cls, fields))
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    for old, new in cls.renamed.items():
+
+        def read(self: Transform, old: str = old, new: str = new) -> Any:
+            _warn_renamed(type(self).__name__, old, new)
+            return getattr(self, new)
+
+        setattr(cls, old, property(read, doc=f"Deprecated name of ``{new}``."))
+
+
+def _renamed_fields(cls: type[Transform], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with renamed keywords under their new names (warning once per keyword)."""
+    for old, new in cls.renamed.items():
+        if old not in fields:
+            continue
+        if new in fields:
+            raise TransformError(f"{cls.__name__} got both {old}= and {new}=; give {new}= only")
+        _warn_renamed(cls.__name__, old, new)
+        fields = {(new if k == old else k): v for k, v in fields.items()}
+    return fields
+
+
+def _warn_renamed(owner: str, old: str, new: str) -> None:
+    # point the warning at the user's line, however deep in workbench it was noticed
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = inspect.currentframe(), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"{owner}: {old}= is now {new}=; {old}= stops working in the next release",
+        DeprecationWarning,
+        stacklevel=level,
+    )
 
 
 def field_added(name: str, old_value: Any) -> Migration:
@@ -131,6 +191,19 @@ def field_added(name: str, old_value: Any) -> Migration:
 
     def upgrade(fields: dict[str, Any]) -> dict[str, Any]:
         return {name: old_value, **fields}
+
+    return upgrade
+
+
+def field_renamed(old: str, new: str) -> Migration:
+    """A migration for a field renamed in the next version of a config (same meaning).
+
+    Example:
+        >>> migrations = {2: field_renamed("calibration", "method")}
+    """
+
+    def upgrade(fields: dict[str, Any]) -> dict[str, Any]:
+        return {(new if k == old else k): v for k, v in fields.items()}
 
     return upgrade
 
@@ -185,8 +258,8 @@ def transform(
 
     ``wb.quantize`` and ``wb.prune`` are aliases of this function. Keyword ``fields``
     always override the config's own values. Data goes in ``data``, never in a field:
-    ``calibration`` is `Int8Static`'s method name, so ``calibration=<a dataset>`` is
-    refused with a message pointing at ``data=``.
+    ``calibration=<a dataset>`` is refused with a message pointing at ``data=``
+    (`Int8Static`'s method is ``method=``; ``calibration="minmax"`` is its old name).
 
     Args:
         model: a `Model` or anything `workbench.load` accepts. Never changed.
@@ -363,12 +436,12 @@ def _chained(source: Model, derived: Model) -> Model:
 
 
 def _check_data_fields(fields: dict[str, Any]) -> None:
-    # ``calibration=data`` was the old spelling; data is iterable, method names are strings
+    # ``calibration=data`` was an old spelling; data is iterable, method names are strings
     calibration = fields.get("calibration")
     if isinstance(calibration, Iterable) and not isinstance(calibration, str):
         raise TransformError(
-            "calibration= names the method (minmax, entropy or percentile); "
-            "pass calibration data as data="
+            "calibration data goes in data=, not calibration=; "
+            "the calibration method (minmax, entropy or percentile) is method="
         )
 
 
@@ -390,6 +463,7 @@ def _migrated(cls: type[Transform], version: int, fields: dict[str, Any]) -> dic
 
 
 def _build(cls: type[Transform], fields: dict[str, Any]) -> Transform:
+    fields = _renamed_fields(cls, fields)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - set(known))
     if unknown:
@@ -404,6 +478,7 @@ def _build(cls: type[Transform], fields: dict[str, Any]) -> Transform:
 
 
 def _replace(config: Transform, fields: dict[str, Any]) -> Transform:
+    fields = _renamed_fields(type(config), fields)
     current = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     return _build(type(config), {**current, **fields})
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from workbench.argtypes import MAX_EPOCHS, number, whole
-from workbench.errors import TransformError
+from workbench.errors import InvalidArgumentError, TransformError
 from workbench.model import Model, named_outputs
 from workbench.optimize.base import (
     Migration,
@@ -51,16 +51,16 @@ LayerRatios = tuple[tuple[str, float], ...]
 
 def _check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        raise InvalidArgumentError(f"sparsity must be in [0, 1), got {sparsity}")
 
 
 def _check_layer_sparsity(layer_sparsity: LayerRatios) -> None:
     names = [name for name, _ in layer_sparsity]
     if len(set(names)) != len(names):
-        raise ValueError(f"layer_sparsity names a layer twice: {names}")
+        raise InvalidArgumentError(f"layer_sparsity names a layer twice: {names}; give each once")
     for name, ratio in layer_sparsity:
         if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"layer_sparsity of {name!r} must be in [0, 1), got {ratio}")
+            raise InvalidArgumentError(f"layer_sparsity of {name!r} must be in [0, 1), got {ratio}")
 
 
 def _check_known(layer_sparsity: LayerRatios, known: set[str]) -> None:
@@ -112,7 +112,7 @@ class MagnitudePrune(Transform):
         _check_sparsity(self.sparsity)
         _check_layer_sparsity(self.layer_sparsity)
         if self.scope not in ("global", "layer"):
-            raise ValueError(f"scope must be global or layer, got {self.scope!r}")
+            raise InvalidArgumentError(f"scope must be global or layer, got {self.scope!r}")
 
     def label(self) -> str:
         return f"prune-magnitude({self.sparsity:.0%}{_ratios_label(self.layer_sparsity)})"
@@ -263,7 +263,7 @@ class ChannelPrune(Transform):
         _check_sparsity(self.sparsity)
         _check_layer_sparsity(self.layer_sparsity)
         if self.norm not in ("l1", "l2"):
-            raise ValueError(f"norm must be l1 or l2, got {self.norm!r}")
+            raise InvalidArgumentError(f"norm must be l1 or l2, got {self.norm!r}")
         whole("finetune_epochs", self.finetune_epochs, minimum=0, maximum=MAX_EPOCHS)
         number("learning_rate", self.learning_rate, above=0.0, maximum=1.0)
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from workbench.argtypes import whole
-from workbench.errors import TransformError
+from workbench.errors import InvalidArgumentError, TransformError
 from workbench.model import LAYER_KEY, Model, set_layer_name
 from workbench.optimize.base import (
     Migration,
     Transform,
     config_to_dict,
     field_added,
+    field_renamed,
     register,
     transform,
 )
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-Calibration = Literal["minmax", "entropy", "percentile"]
+#: how static INT8 chooses activation ranges from the calibration data
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 
 
 @register("int8-dynamic")
@@ -97,9 +99,13 @@ class Int8Dynamic(Transform):
 class Int8Static(Transform):
     """INT8 weights and activations with scales calibrated on data (ONNX Runtime).
 
+    The calibration data is the ``data`` of ``wb.quantize`` (or of `apply`); the
+    config holds only settings.
+
     Args:
-        calibration: how activation ranges are chosen: ``"minmax"``, ``"entropy"`` or
-            ``"percentile"`` (99.999th).
+        method: how activation ranges are chosen from the calibration data:
+            ``"minmax"``, ``"entropy"`` or ``"percentile"`` (99.999th). Named
+            ``calibration`` before; that keyword still works, with a DeprecationWarning.
         per_channel: per-output-channel weight scales (else one per tensor).
         op_types: ONNX op types to quantize; None for all that ORT can quantize.
         exclude: canonical layer names to keep in float.
@@ -112,15 +118,20 @@ class Int8Static(Transform):
             float); the folded layer keeps the Conv's name.
 
     Example:
-        >>> q = wb.quantize(m, Int8Static(calibration="minmax"), data=train)
+        >>> q = wb.quantize(m, Int8Static(method="minmax"), data=train)
     """
 
     # version 2: BatchNorm folding (on by default) arrived after version 1 recipes were
-    # written without the field, and those were built unfolded
-    version: ClassVar[int] = 2
-    migrations: ClassVar[Mapping[int, Migration]] = {1: field_added("fold_batchnorm", False)}
+    # written without the field, and those were built unfolded; version 3: the method
+    # field was called ``calibration``, a word that means the data everywhere else
+    version: ClassVar[int] = 3
+    migrations: ClassVar[Mapping[int, Migration]] = {
+        1: field_added("fold_batchnorm", False),
+        2: field_renamed("calibration", "method"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"calibration": "method"}
 
-    calibration: Calibration = "entropy"
+    method: CalibrationMethod = "entropy"
     per_channel: bool = True
     op_types: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
@@ -130,16 +141,18 @@ class Int8Static(Transform):
     fold_batchnorm: bool = True
 
     def __post_init__(self) -> None:
-        if self.calibration not in ("minmax", "entropy", "percentile"):
-            raise ValueError(
-                f"calibration must be minmax, entropy or percentile, got {self.calibration!r}"
+        if self.method not in ("minmax", "entropy", "percentile"):
+            raise InvalidArgumentError(
+                f"method must be minmax, entropy or percentile, got {self.method!r}"
             )
         if self.quant_format not in ("qdq", "qoperator"):
-            raise ValueError(f"quant_format must be qdq or qoperator, got {self.quant_format!r}")
+            raise InvalidArgumentError(
+                f"quant_format must be qdq or qoperator, got {self.quant_format!r}"
+            )
         whole("calibration_samples", self.calibration_samples, maximum=MAX_CALIBRATION_SAMPLES)
 
     def label(self) -> str:
-        return f"int8-static({self.calibration})"
+        return f"int8-static({self.method})"
 
     def apply(self, model: Model, data: Any = None) -> Model:
         from onnxruntime.quantization import (
@@ -156,7 +169,7 @@ class Int8Static(Transform):
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
-        }[self.calibration]
+        }[self.method]
 
         def run(source: onnx.ModelProto, out: Path) -> None:
             # tensors a histogram cannot bin (a mask fill) stay float, out of the calibration
@@ -244,12 +257,12 @@ def quantize(
     Args:
         model: a `Model` or anything `workbench.load` accepts.
         scheme_or_config: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``, ``"bf16"``
-            or a config such as ``Int8Static(calibration="minmax")``.
+            or a config such as ``Int8Static(method="minmax")``.
         data: calibration data for static INT8 (a `Dataset` or an iterable of
             ``(inputs, labels)`` batches); for a sample model its training split is used
             when omitted.
         **fields: config fields, always overriding the config's (``per_channel=False``,
-            ``calibration="minmax"``: the method; the data goes in ``data``).
+            ``method="minmax"``; the data goes in ``data``).
 
     Returns:
         The quantized model; INT8 variants are ONNX models. ``recipe`` holds the config
@@ -260,7 +273,7 @@ def quantize(
             calibration data, or the quantizer failed.
 
     Example:
-        >>> q = wb.quantize(m, "int8-static", data=train, calibration="minmax")
+        >>> q = wb.quantize(m, "int8-static", data=train, method="minmax")
     """
     return transform(model, scheme_or_config, data, **fields)
 
@@ -390,7 +403,7 @@ def _extreme_tensors(
         raise TransformError(
             f"tensors {sorted(extreme)[:3]} hold values beyond ±{EXTREME:g} (a mask fill), "
             "which this onnxruntime's histogram calibration cannot bin: use "
-            "calibration='minmax', or onnxruntime with calibration_cache_path"
+            "method='minmax', or onnxruntime with calibration_cache_path"
         )
     calibrator.tensors_to_calibrate -= extreme
     calibrator.collect_data(reader)

@@ -42,7 +42,7 @@ class SensitivityReport(pd.DataFrame):
         return pd.DataFrame
 
     def _facts(self) -> list[tuple[str, str]]:
-        from workbench.profiling.display import format_cell
+        from workbench.profiling.formatting import format_cell
 
         failed = int(self["error"].notna().sum()) if "error" in self else 0
         return [
@@ -55,7 +55,7 @@ class SensitivityReport(pd.DataFrame):
         ]
 
     def __repr__(self) -> str:
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         facts = ", ".join(f"{name} {text}" for name, text in self._facts())
         note = f"\n{self.attrs['interrupted']}" if "interrupted" in self.attrs else ""
@@ -64,7 +64,7 @@ class SensitivityReport(pd.DataFrame):
     def _repr_html_(self) -> str:
         import html
 
-        from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.formatting import frame_html, summary_html
 
         note = self.attrs.get("interrupted")
         body = frame_html(pd.DataFrame(self)) + (f"<p>{html.escape(note)}</p>" if note else "")
@@ -424,7 +424,7 @@ def _check_calibration_data(calibration: Any) -> None:
     if isinstance(calibration, str):
         raise TransformError(
             f"calibration= takes the transform's data here, got {calibration!r}; set the "
-            f"method in the config: transform=Int8Static(calibration={calibration!r})"
+            f"method in the config: transform=Int8Static(method={calibration!r})"
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.errors import InvalidArgumentError
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.reasons import quantization_reasons
 
@@ -65,14 +66,14 @@ class Comparison:
         ]
 
     def __repr__(self) -> str:
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         notes = "".join(f"\nuncertain ratios, {v}" for v in self.verdicts())
         head = f"Comparison({self.labels}, {len(self.table)} layers)"
         return f"{head}\n{frame_text(self.table)}{notes}"
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.formatting import frame_html, summary_html
         from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
         from workbench.units import format_ms
 
@@ -108,21 +109,25 @@ def compare(
         A `Comparison` (``.table`` is a DataFrame; shows as HTML in a notebook).
 
     Raises:
-        ValueError: fewer than two profiles, a profile without a layer table, or
-            duplicate labels.
+        InvalidArgumentError: fewer than two profiles, a profile without a layer table,
+            or duplicate labels (also a `ValueError`).
 
     Example:
         >>> wb.compare([wb.profile(m, "torch"), wb.profile(m, "onnxruntime")]).table.head()
     """
     profiles = list(profiles)
     if len(profiles) < 2:
-        raise ValueError("compare needs at least two profiles")
+        raise InvalidArgumentError(
+            f"compare needs at least two profiles, got {len(profiles)}; add one to compare with"
+        )
     for p in profiles:
         if p.layers.empty or metric not in p.layers:
-            raise ValueError(f"{p.label} has no per-layer {metric} (profile with layers=True)")
+            raise InvalidArgumentError(
+                f"{p.label} has no per-layer {metric}; profile it with layers=True"
+            )
     names = list(labels) if labels is not None else default_labels(profiles)
     if len(set(names)) != len(names) or len(names) != len(profiles):
-        raise ValueError(f"labels must be unique, one per profile; got {names}")
+        raise InvalidArgumentError(f"labels must be unique, one per profile; got {names}")
     tables = [p.layers.drop_duplicates("layer").set_index("layer") for p in profiles]
     order = _union_order([list(t.index) for t in tables])
     rows = [_row(layer, tables, names, metric) for layer in order]

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Protocol
 
+from workbench.errors import InvalidArgumentError
+
 
 class Clock(Protocol):
     """What a scenario needs of time (seconds, any fixed origin).
@@ -75,6 +77,8 @@ class VirtualClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds`` (what a fake inference of that length does)."""
         if seconds < 0:
-            raise ValueError(f"time cannot go back ({seconds} s)")
+            raise InvalidArgumentError(
+                f"time cannot go back: advance by 0 s or more, got {seconds} s"
+            )
         with self._lock:
             self._now += seconds

@@ -110,15 +110,15 @@ def test_dynamic_axes_that_do_not_fit_are_refused() -> None:
         fixed.check_inputs({"input_ids": np.zeros((2, SEQ + 1), np.int64)})
 
 
-@pytest.mark.parametrize("calibration", ["entropy", "percentile"])
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_calibration_of_gpt2_keeps_its_mask_in_float(
-    gpt2: wb.Model, calibration: str
+    gpt2: wb.Model, method: str
 ) -> None:
     """GPT-2's causal mask holds float32's lowest value: a histogram over it overflowed
     ("Too many bins for data range"); its nodes stay float, the rest is calibrated."""
     ids = np.random.default_rng(0).integers(0, VOCAB, (32, SEQ))
     train = wb.Dataset.from_arrays(ids, np.zeros(32, np.int64), batch_size=8)
-    q = wb.quantize(gpt2, "int8-static", data=train, calibration=calibration)
+    q = wb.quantize(gpt2, "int8-static", data=train, method=method)
     test = {"input_ids": np.random.default_rng(1).integers(0, VOCAB, (4, SEQ))}
     (ours,) = wb.backend("onnxruntime").compile(q, "cpu").run(test)
     (reference,) = wb.backend("onnxruntime").compile(gpt2, "cpu").run(test)

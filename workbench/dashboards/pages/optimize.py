@@ -49,9 +49,9 @@ class OptimizePage(Viewer):
     method = param.Selector(
         default="none", objects=list(actions.QUANT_METHODS), doc="quantization method"
     )
-    calibration = param.Selector(
+    calibration_method = param.Selector(
         default="entropy",
-        objects=list(actions.CALIBRATIONS),
+        objects=list(actions.CALIBRATION_METHODS),
         doc="how static INT8 picks activation ranges",
     )
     sparsity = param.Number(default=0.0, bounds=(0.0, 0.9), step=0.05, doc="fraction pruned")
@@ -98,7 +98,7 @@ class OptimizePage(Viewer):
             self.request,
             [
                 "method",
-                "calibration",
+                "calibration_method",
                 "sparsity",
                 "structured",
                 "finetune_epochs",
@@ -114,7 +114,7 @@ class OptimizePage(Viewer):
         self._refresh()
 
     def recipe(self) -> tuple[Any, ...]:
-        """The controls as (method, calibration, sparsity, structured, kept layers,
+        """The controls as (method, calibration method, sparsity, structured, kept layers,
         per-layer prune ratios, fine-tune epochs); the epochs count only where they apply
         (structured pruning), so other recipes keep one label."""
         sparsity = round(float(self.sparsity), 2)
@@ -123,7 +123,7 @@ class OptimizePage(Viewer):
         epochs = int(self.finetune_epochs) if self.structured and pruned else 0
         return (
             self.method,
-            self.calibration,
+            self.calibration_method,
             sparsity,
             self.structured,
             tuple(sorted(self.exclude)),
@@ -310,7 +310,7 @@ class OptimizePage(Viewer):
         return pn.Column(
             pn.widgets.Select.from_param(self.param.method, label="Quantization", width=250),
             pn.widgets.Select.from_param(
-                self.param.calibration, label="Calibration (static INT8)", width=250
+                self.param.calibration_method, label="Calibration (static INT8)", width=250
             ),
             sparsity,
             pn.widgets.Checkbox.from_param(self.param.structured, label="Structured (channels)"),
