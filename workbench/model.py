@@ -450,6 +450,29 @@ def onnx_dtype_name(elem_type: int) -> str:
     return _ONNX_DTYPES.get(elem_type, f"onnx-type-{elem_type}")
 
 
+#: bytes per element of each fixed-width ONNX element type (``TensorProto.DataType``):
+#: float8 types take one byte; 4-bit types pack two to a byte and count as one (an upper
+#: bound, as for a tensor of odd length)
+_ONNX_ITEMSIZES = {
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16,
+    16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1,
+}  # fmt: skip
+
+
+def onnx_itemsize(elem_type: int) -> int:
+    """Bytes of one element of an ONNX tensor element type (``TensorProto.DataType``).
+
+    The one answer for every byte count of an ONNX graph (parameter bytes, bytes moved,
+    activation memory). A type without a fixed width (strings) or unknown here counts as
+    4 bytes, as a float32 would: a count stays an estimate of the right size, never 0.
+
+    Example:
+        >>> onnx_itemsize(1), onnx_itemsize(16)  # float32, bfloat16
+        (4, 2)
+    """
+    return _ONNX_ITEMSIZES.get(elem_type, 4)
+
+
 def set_layer_name(node: onnx.NodeProto, layer: str) -> None:
     """Record ``layer`` as ``node``'s canonical layer in its ``workbench.layer`` metadata.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ModelLoadError, UnsafeModelError, UnsupportedModelError
-from workbench.model import LAYER_KEY, Layer, Model, TensorSpec, onnx_dtype_name
+from workbench.model import LAYER_KEY, Layer, Model, TensorSpec, onnx_dtype_name, onnx_itemsize
 
 if TYPE_CHECKING:
     import onnx
@@ -170,7 +170,7 @@ def onnx_layers(proto: onnx.ModelProto) -> list[Layer]:
     from workbench.loaders.tree_graph import TREE_OPS, tree_size
 
     sizes = {
-        init.name: (_numel(init.dims), _itemsize(init.data_type) * _numel(init.dims))
+        init.name: (_numel(init.dims), onnx_itemsize(init.data_type) * _numel(init.dims))
         for init in proto.graph.initializer
     }
     order: list[str] = []
@@ -282,12 +282,3 @@ def _numel(dims: Sequence[int]) -> int:
     for d in dims:
         total *= int(d)
     return total
-
-
-def _itemsize(data_type: int) -> int:
-    import numpy as np
-
-    name = onnx_dtype_name(data_type)
-    if name == "bfloat16":
-        return 2
-    return 1 if name.startswith("onnx-type") else np.dtype(name).itemsize

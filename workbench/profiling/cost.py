@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.model import onnx_itemsize
 from workbench.profiling.ceilings import Ceilings, machine_ceilings
 
 if TYPE_CHECKING:
@@ -162,9 +163,9 @@ def tensor_shapes(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Shap
     for value in [*graph.input, *graph.value_info, *graph.output]:
         shape = _static_shape(value)
         if shape is not None:
-            shapes[value.name] = (shape, _itemsize(value.type.tensor_type.elem_type))
+            shapes[value.name] = (shape, onnx_itemsize(value.type.tensor_type.elem_type))
     for init in graph.initializer:
-        shapes[init.name] = (tuple(int(d) for d in init.dims), _itemsize(init.data_type))
+        shapes[init.name] = (tuple(int(d) for d in init.dims), onnx_itemsize(init.data_type))
     missing = [t for n in graph.node for t in n.output if t and t not in shapes]
     if missing:
         shapes.update(_shapes_from_ort(proto, inputs, missing))
@@ -270,15 +271,6 @@ def _static_shape(value: Any) -> tuple[int, ...] | None:
             return None
         dims.append(int(dim.dim_value))
     return tuple(dims)
-
-
-def _itemsize(elem_type: int) -> int:
-    from workbench.model import onnx_dtype_name
-
-    name = onnx_dtype_name(elem_type)
-    if name == "bfloat16":
-        return 2
-    return 4 if name.startswith("onnx-type") else np.dtype(name).itemsize
 
 
 def _prod(values: Any) -> int:
