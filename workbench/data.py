@@ -10,7 +10,7 @@ re-batched with `with_batch_size` without touching the original.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -19,8 +19,12 @@ import numpy as np
 from workbench.errors import InputError
 from workbench.model import Model, is_array, to_numpy
 
-#: One model input as an array, several as a tuple (input order) or a dict (by name).
-Inputs: TypeAlias = np.ndarray | tuple[np.ndarray, ...] | dict[str, np.ndarray]
+#: What a model is fed (a session's ``run`` takes it): one array, several as a sequence
+#: in input order, or a mapping of input name to array (numpy, or what a backend takes).
+Inputs: TypeAlias = Mapping[str, Any] | Sequence[Any] | np.ndarray
+#: A `Dataset`'s inputs as it holds them, first axis the sample: one numpy array, a
+#: tuple of them in input order, or a dict of them by input name.
+SampleArrays: TypeAlias = np.ndarray | tuple[np.ndarray, ...] | dict[str, np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +56,7 @@ class Dataset:
         [(4, 1, 8, 8), (4, 1, 8, 8), (2, 1, 8, 8)]
     """
 
-    inputs: Inputs
+    inputs: SampleArrays
     labels: np.ndarray
     batch_size: int = 64
     name: str = ""
@@ -145,7 +149,7 @@ class Dataset:
         """Number of batches (the last one may be smaller)."""
         return -(-self.num_samples // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Inputs, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[SampleArrays, np.ndarray]]:
         """Yield ``(inputs, labels)`` numpy batches in order (views, not copies)."""
         for start in range(0, self.num_samples, self.batch_size):
             window = slice(start, start + self.batch_size)
@@ -286,7 +290,7 @@ def _map(inputs: Any, fn: Any) -> Any:
     return fn(inputs)
 
 
-def _arrays(inputs: Inputs) -> list[np.ndarray]:
+def _arrays(inputs: SampleArrays) -> list[np.ndarray]:
     if isinstance(inputs, dict):
         return list(inputs.values())
     if isinstance(inputs, tuple):
@@ -294,7 +298,7 @@ def _arrays(inputs: Inputs) -> list[np.ndarray]:
     return [inputs]
 
 
-def _concat(parts: list[Any]) -> Inputs:
+def _concat(parts: list[Any]) -> SampleArrays:
     first = parts[0]
     if isinstance(first, dict):
         return {key: np.concatenate([p[key] for p in parts]) for key in first}

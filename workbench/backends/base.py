@@ -18,7 +18,7 @@ import difflib
 import importlib
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 
 import numpy as np
 
+from workbench.data import Inputs
 from workbench.errors import (
     BackendOptionError,
     DeviceUnavailableError,
@@ -35,9 +36,6 @@ from workbench.errors import (
 
 if TYPE_CHECKING:
     from workbench.model import Model
-
-Inputs = Mapping[str, Any] | Sequence[Any] | np.ndarray
-
 
 @dataclass(frozen=True)
 class Support:
