@@ -33,8 +33,9 @@ from workbench.units import format_count, format_ms
 
 __all__ = ["Report", "report", "report_html"]
 
-#: the per-layer columns a report's table shows
-LAYER_COLUMNS = [
+#: the per-layer columns a report's table shows (a subset of `Profile.layers`' columns,
+#: `workbench.profiling.table.LAYER_COLUMNS`)
+REPORT_LAYER_COLUMNS = [
     "layer", "op_type", "latency_ms", "latency_p90_ms", "share", "flops", "intensity",
     "params_bytes", "activation_bytes", "fused_into", "note",
 ]  # fmt: skip
@@ -173,7 +174,7 @@ def _profile_report(out: Report, p: Profile, ceilings: Any, prefix: str = "") ->
             f"{prefix}Per layer",
             viz.layer_latency(p, top=None),
             viz.time_share(p),
-            _table(p.layers, LAYER_COLUMNS),
+            _table(p.layers, REPORT_LAYER_COLUMNS),
         )
         # without ceilings given, the ones measured with the profile (if any) draw the roofs
         out.add(f"{prefix}Memory and roofline", viz.memory(p), viz.roofline(p, ceilings))
