@@ -242,7 +242,7 @@ def test_a_tradeoff_table_draws_every_point_and_highlights_the_pareto_front(resu
 
 
 def test_the_figures_escape_text_and_draw_nothing_without_data():
-    from workbench.profiling.sparkfig import Bar, Point, bars_svg, scatter_svg
+    from workbench.viz.inline import Bar, Point, bars_svg, scatter_svg
 
     svg = bars_svg([("<i>", [Bar("<script>x</script>", 1.0)])], "a & b")
     assert "<script" not in svg and "&lt;script&gt;" in svg and "a &amp; b" in svg
@@ -276,7 +276,7 @@ def test_a_sensitivity_report_draws_the_layers_that_cost_the_most_first() -> Non
 
 
 def test_integers_are_exact_and_units_come_from_the_column_kind() -> None:
-    from workbench.profiling.display import format_cell
+    from workbench.profiling.formatting import format_cell
 
     assert format_cell("batch_size", 32.0) == "32"  # a float after a NaN elsewhere
     assert format_cell("params", 65_536.0) == "65,536"  # exact, not 65540
@@ -292,7 +292,7 @@ def test_integers_are_exact_and_units_come_from_the_column_kind() -> None:
 
 
 def test_a_noisy_measurement_marks_its_numbers_not_its_words() -> None:
-    from workbench.profiling.display import format_cell, frame_text
+    from workbench.profiling.formatting import format_cell, frame_text
     from workbench.units import UNCERTAIN
 
     assert format_cell("latency_ms", 1.5, uncertain=True) == f"{UNCERTAIN}1.5 ms"
@@ -302,7 +302,7 @@ def test_a_noisy_measurement_marks_its_numbers_not_its_words() -> None:
 
 
 def test_the_terminal_table_fits_its_width_by_wrapping_the_long_text_column() -> None:
-    from workbench.profiling.display import frame_text
+    from workbench.profiling.formatting import frame_text
 
     reason = "no CUDA GPU found (set NUMBA_ENABLE_CUDASIM=1 for the slow simulator) " * 2
     frame = pd.DataFrame(

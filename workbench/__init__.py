@@ -89,11 +89,27 @@ def _report_html(obj: Any, path: Any = None) -> str:
     return str(report_html(obj, path))
 
 
+# the figure in each result's notebook view, drawn by workbench.viz.reprs: registered
+# by name, so neither plotly nor viz loads at ``import workbench``
+_REPR_FIGURES: dict[str, str] = {
+    "workbench.profiling.profile:Profile": "profile_svg",
+    "workbench.profiling.timer:Measurement": "measurement_svg",
+    "workbench.profiling.compare:Comparison": "comparison_svg",
+    "workbench.profiling.compare_runtimes:RuntimeComparison": "runtime_comparison_svg",
+    "workbench.evaluation.compare_backends:BackendComparison": "backend_comparison_svg",
+    "workbench.evaluation.sweep:TradeoffTable": "tradeoff_svg",
+    "workbench.optimize.sensitivity:SensitivityReport": "sensitivity_svg",
+}
+
+
 def _wire() -> None:
     # the profiling layer cannot import the report (it sits above it): injected from here
     from workbench.profiling.html_export import register_renderer
+    from workbench.profiling.results import register_figure
 
     register_renderer(_report_html)
+    for result_class, function in _REPR_FIGURES.items():
+        register_figure(result_class, f"workbench.viz.reprs:{function}")
 
 
 _wire()

@@ -27,7 +27,7 @@ import pandas as pd
 
 import workbench.viz as viz
 from workbench.errors import InputError
-from workbench.profiling.display import frame_html
+from workbench.profiling.formatting import frame_html
 from workbench.profiling.profile import Profile
 from workbench.units import format_count, format_ms
 

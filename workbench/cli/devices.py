@@ -20,7 +20,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 def _devices(args: argparse.Namespace) -> int:
     from workbench.cluster import devices
     from workbench.machine import describe_machine
-    from workbench.profiling.display import frame_text
+    from workbench.profiling.formatting import frame_text
 
     if args.cluster is None:
         print(describe_machine())

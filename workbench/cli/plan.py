@@ -16,7 +16,7 @@ from workbench.argtypes import count_int, nonnegative_float, positive_float, pos
 def _plan(args: argparse.Namespace) -> int:
     from workbench.planning import plan
     from workbench.planning.what_if import electricity_sensitivity, utilization_sensitivity
-    from workbench.profiling.display import frame_text
+    from workbench.profiling.formatting import frame_text
 
     result = plan(
         [(machine, slo_json) for slo_json, machine in args.candidate],

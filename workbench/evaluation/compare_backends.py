@@ -20,6 +20,7 @@ import html
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,7 @@ from workbench.profiling.compare_runtimes import (
     compare_runtimes,
     model_reference,
 )
+from workbench.profiling.results import dump_json, load_json
 
 __all__ = ["BEST_COLUMNS", "BackendComparison", "candidate_runtimes", "compare_backends"]
 
@@ -153,6 +155,15 @@ class BackendComparison:
             skipped=[(str(b), str(d), str(r)) for b, d, r in data.get("skipped", [])],
         )
 
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The comparison, every sample included, as JSON; also written to ``path``."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> BackendComparison:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a backend comparison"))
+
     def _header(self) -> str:
         rounds = {len({r.round for r in c.results}) for c in self.comparisons.values()}
         return (
@@ -167,7 +178,7 @@ class BackendComparison:
     def _shown(self, table: pd.DataFrame) -> pd.DataFrame:
         """The display form of `table`: measured columns in their units, the best of
         each starred."""
-        from workbench.profiling.display import format_cell
+        from workbench.profiling.formatting import format_cell
         from workbench.units import format_ms
 
         shown = table[["runtime", "batch_size", *(["host"] if "host" in table else [])]].copy()
@@ -186,14 +197,15 @@ class BackendComparison:
         return shown
 
     def __repr__(self) -> str:
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         skipped = "".join(f"\n  skipped {b}/{d}: {r}" for b, d, r in self.skipped)
         text = frame_text(self._shown(self.table))
         return f"BackendComparison({self._header()})\n{text}{skipped}"
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.formatting import frame_html, summary_html
+        from workbench.profiling.results import figure_html
         from workbench.units import format_ms
 
         table = self.table
@@ -209,31 +221,7 @@ class BackendComparison:
         body = frame_html(self._shown(table)) + (
             f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else ""
         )
-        return summary_html(self._header(), facts, self._figure(table) + body)
-
-    def _figure(self, table: pd.DataFrame) -> str:
-        """Small multiples: per batch size, each runtime's median latency and its range."""
-        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
-
-        colors, hosts = colors_for(table["runtime"]), "host" in table
-        groups = [
-            (
-                f"batch {batch}",
-                [
-                    Bar(
-                        f"{row['runtime']} @ {row['host']}" if hosts else row["runtime"],
-                        row["latency_ms"],
-                        row["latency_min_ms"],
-                        row["latency_max_ms"],
-                        colors[row["runtime"]],
-                    )
-                    for row in rows.to_dict(orient="records")
-                ],
-            )
-            for batch, rows in table.groupby("batch_size", sort=True)
-        ]
-        axis = "median of the round medians per batch; whisker: range over rounds"
-        return bars_svg(groups, axis)
+        return summary_html(self._header(), facts, figure_html(self) + body)
 
 
 _COLUMNS = [

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from workbench.errors import InputError, WorkbenchError
 from workbench.evaluation.metric_type import Metric
 from workbench.evaluation.tabular import log_loss, rmse, roc_auc
 from workbench.model import to_numpy
+from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback, track
 
 
@@ -160,6 +162,15 @@ class Evaluation:
         """Plain data."""
         return asdict(self)
 
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The evaluation as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Evaluation:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls(**load_json(text_or_path, "an evaluation"))
+
     def __repr__(self) -> str:
         return (
             f"Evaluation({self.metric}={self._value_text()} for {self.model}[{self.recipe}] on "
@@ -170,7 +181,7 @@ class Evaluation:
         return metric_text(self.metric, self.value)
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import summary_html
+        from workbench.profiling.formatting import summary_html
         from workbench.units import format_seconds
 
         facts = [

@@ -41,6 +41,7 @@ from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
 from workbench.evaluation.pareto import pareto_mask
 from workbench.model import Model, to_numpy
+from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback, say_interrupted, track
 from workbench.store import Store, point_key
 
@@ -151,12 +152,22 @@ class TradeoffTable:
             "rows": rows,
         }
 
-    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
         """The table as JSON (``rows`` holds the columns above); also written to ``path``."""
-        text = json.dumps(self.to_dict(), indent=indent, default=_json_default)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> TradeoffTable:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        data = load_json(text_or_path, "a trade-off table")
+        return cls(
+            pd.DataFrame.from_records(data["rows"]),
+            metric=data["metric"],
+            higher_is_better=data["higher_is_better"],
+            sweep_id=data["sweep_id"],
+            meta=dict(data["meta"]),
+            notes=list(data["notes"]),
+        )
 
     def to_html(self, path: str | Path | None = None) -> str:
         """The table's self-contained report (trade-off plot, table, Pareto front), as
@@ -179,7 +190,7 @@ class TradeoffTable:
         return len(self.df)
 
     def __repr__(self) -> str:
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         shown = self._shown()
         notes = "".join(f"\nnote: {n}" for n in self.notes)
@@ -204,7 +215,8 @@ class TradeoffTable:
         return shown
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import frame_html, summary_html
+        from workbench.profiling.formatting import frame_html, summary_html
+        from workbench.profiling.results import figure_html
 
         shown = self._shown()
         if "error" in shown:
@@ -223,34 +235,7 @@ class TradeoffTable:
         ]
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         body = frame_html(shown, bold=list(front)) + (f"<ul>{notes}</ul>" if notes else "")
-        return summary_html(
-            f"Trade-offs, sweep {self.sweep_id}", facts, self._figure(list(front)) + body
-        )
-
-    def _figure(self, front: list[bool]) -> str:
-        """The metric against the median latency, the Pareto front (one flag per row)
-        highlighted and joined."""
-        from workbench.evaluation.metrics import metric_text
-        from workbench.profiling.sparkfig import Point, scatter_svg
-
-        if not {"latency_ms", "metric_value"} <= set(self.df):
-            return ""
-        points = [
-            Point(
-                row["latency_ms"],
-                row["metric_value"],
-                f"{row.get('variant', '?')} on {row.get('backend', '?')}/{row.get('device', '?')}",
-                on_front,
-            )
-            for row, on_front in zip(self.df.to_dict(orient="records"), front, strict=True)
-        ]
-        return scatter_svg(
-            points,
-            "median latency",
-            self.metric,
-            y_fmt=lambda v: metric_text(self.metric, v),
-            highlight="Pareto front",
-        )
+        return summary_html(f"Trade-offs, sweep {self.sweep_id}", facts, figure_html(self) + body)
 
 
 def sweep(
@@ -850,9 +835,3 @@ def _key(label: str, backend: str, device: str, batch_size: int) -> str:
 def _sweep_id(settings: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return f"{settings['model']}-{digest}"
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -65,36 +65,12 @@ class SensitivityReport(pd.DataFrame):
         import html
 
         from workbench.profiling.formatting import frame_html, summary_html
+        from workbench.profiling.results import figure_html
 
         note = self.attrs.get("interrupted")
         body = frame_html(pd.DataFrame(self)) + (f"<p>{html.escape(note)}</p>" if note else "")
         return summary_html(
-            "Sensitivity, one layer at a time", self._facts(), self._drop_svg() + body
-        )
-
-    def _drop_svg(self) -> str:
-        """The key figure: the layers whose transform costs the most of the metric."""
-        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
-
-        if "metric_delta" not in self or not self["metric_delta"].notna().any():
-            return ""
-        # a drop is a fall of the metric, in points (x100); a rise shows as no drop
-        drops = (-100 * self["metric_delta"].astype(float)).clip(lower=0) + 0.0  # no -0.00
-        rows = pd.DataFrame(self).assign(drop=drops).dropna(subset=["drop"])
-        if "error" in rows:  # a layer whose transform failed measured nothing
-            rows = rows[rows["error"].isna()]
-        rows = rows.sort_values("drop", ascending=False).head(8)
-        colors = colors_for(str(op) for op in rows["op_type"])
-        bars = [
-            Bar(str(r.layer), float(r.drop), color=colors[str(r.op_type)])
-            for r in rows.itertuples()
-        ]
-        metric = self.attrs.get("metric", "metric")
-        return bars_svg(
-            [("", bars)],
-            f"{metric} drop with only this layer transformed (points)",
-            fmt=lambda v: f"{v:.2f}",
-            legend=sorted(colors.items()),
+            "Sensitivity, one layer at a time", self._facts(), figure_html(self) + body
         )
 
 

@@ -17,7 +17,6 @@ machine's economics (`Machine`). The arithmetic, per candidate:
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import pandas as pd
 from workbench.argtypes import number, whole
 from workbench.errors import InputError
 from workbench.planning.economics import HOURS_PER_YEAR, Machine, load_machine
+from workbench.profiling.results import dump_json, load_json
 
 #: relative slack when comparing a recorded budget with the objective (JSON rounding)
 _SAME = 1e-9
@@ -117,7 +117,7 @@ class Plan:
 
     def summary(self) -> str:
         """The choice, the runners-up and why each loses, and what the figures rest on."""
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         best = self.choice
         w = self.workload
@@ -140,7 +140,7 @@ class Plan:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import frame_html
+        from workbench.profiling.formatting import frame_html
 
         return (
             "<pre>"
@@ -161,20 +161,14 @@ class Plan:
             "notes": list(self.notes),
         }
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The plan as JSON text, also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The plan as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
-    def from_json(cls, source: str | Path) -> Plan:
-        """Read a plan from `to_json` text or from a file holding it."""
-        text = str(source)
-        if isinstance(source, Path) or not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        data = json.loads(text)
+    def from_json(cls, text_or_path: str | Path) -> Plan:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        data = load_json(text_or_path, "a plan")
         table = pd.DataFrame(data["table"], columns=COLUMNS)
         numeric = [c for c in COLUMNS if c not in ("machine", "variant", "backend", "device",
                                                      "power_basis", "currency", "meets",

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.profiling.results import dump_json, load_json
+
 #: a cached entry older than this is measured again
 MAX_AGE = dt.timedelta(days=7)
 #: a probe is stable when its best rate moved less than this over its last `STABLE_RUNS`
@@ -157,6 +159,15 @@ class Ceilings:
             (int(size), float(rate)) for size, rate in kwargs.get("bandwidth_by_bytes", ())
         )
         return cls(**kwargs)
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The ceilings as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Ceilings:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "machine ceilings"))
 
 
 def cache_dir() -> Path:

@@ -74,7 +74,7 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         from workbench.profiling.formatting import frame_html, summary_html
-        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
+        from workbench.profiling.results import figure_html
         from workbench.units import format_ms
 
         facts = [
@@ -83,12 +83,7 @@ class Comparison:
         ]
         facts.append(("layers", f"{len(self.table):,}"))
         title = f"Per-layer comparison: {' vs '.join(self.labels)}"
-        colors = colors_for(self.labels)
-        bars = [
-            Bar(label, profile.latency.median, *profile.latency.median_ci, colors[label])
-            for label, profile in zip(self.labels, self.profiles, strict=False)
-        ]
-        figure = bars_svg([("", bars)], "end-to-end median latency; whisker: 95% CI of the median")
+        figure = figure_html(self)
         notes = "".join(f"<li>uncertain ratios, {html.escape(v)}</li>" for v in self.verdicts())
         notes = f"<ul class='noisy'>{notes}</ul>" if notes else ""
         return summary_html(title, facts, figure + notes + frame_html(self.table))

@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import InputError
+from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement
 
 __all__ = [
@@ -304,6 +305,15 @@ class RuntimeComparison:
             planned_rounds=int(data.get("planned_rounds", 0)),
         )
 
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The comparison, every sample included, as JSON; also written to ``path``."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> RuntimeComparison:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a runtime comparison"))
+
     def _header(self) -> str:
         rounds = self.rounds_run
         extra = rounds - self.planned_rounds if self.planned_rounds else 0
@@ -316,7 +326,7 @@ class RuntimeComparison:
         )
 
     def __repr__(self) -> str:
-        from workbench.profiling.display import frame_text
+        from workbench.profiling.formatting import frame_text
 
         columns = [
             "median_ms", "min_ms", "max_ms", "ratio", "ratio_min", "ratio_max", "load_max",
@@ -326,18 +336,13 @@ class RuntimeComparison:
         return f"RuntimeComparison({self._header()})\n{text}"
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import frame_html, summary_html
-        from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
+        from workbench.profiling.formatting import frame_html, summary_html
+        from workbench.profiling.results import figure_html
         from workbench.units import format_ms
 
         table = self.table.drop(columns=["backend", "device"])
         facts = [(str(name), format_ms(row["median_ms"])) for name, row in table.iterrows()]
-        colors = colors_for(str(name) for name in table.index)
-        bars = [
-            Bar(str(name), row["median_ms"], row["min_ms"], row["max_ms"], colors[str(name)])
-            for name, row in table.iterrows()
-        ]
-        figure = bars_svg([("", bars)], "median of the round medians; whisker: range over rounds")
+        figure = figure_html(self)
         return summary_html(self._header(), facts, figure + frame_html(table, index=True))
 
 

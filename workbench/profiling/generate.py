@@ -34,6 +34,7 @@ import numpy as np
 from workbench.argtypes import batch_size as check_batch_size
 from workbench.argtypes import whole
 from workbench.errors import InputError, UnknownBackendError
+from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement, Timer
 
 if TYPE_CHECKING:
@@ -198,12 +199,9 @@ class GenerationProfile:
             "diverges_at": self.diverges_at,
         }
 
-    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
-        """The profile as JSON; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The generation profile as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationProfile:
@@ -253,15 +251,8 @@ class GenerationProfile:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> GenerationProfile:
-        """Rebuild from `to_json` output or a path to it."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"a generation profile must be JSON: {exc}") from exc
-        return cls.from_dict(data)
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a generation profile"))
 
     # ---- display ---------------------------------------------------------------------
     def facts(self) -> list[tuple[str, str]]:
@@ -342,7 +333,7 @@ class GenerationProfile:
     def _repr_html_(self) -> str:
         import html
 
-        from workbench.profiling.display import summary_html
+        from workbench.profiling.formatting import summary_html
 
         noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
         body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,9 @@ import pandas as pd
 
 from workbench.errors import InputError
 from workbench.model import recipe_label
-from workbench.profiling.display import frame_text, memory_rows
+from workbench.profiling.formatting import frame_text, memory_rows
 from workbench.profiling.memory import upgrade_memory
+from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.table import LAYER_COLUMNS, UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
 from workbench.units import format_count, format_ms
@@ -117,12 +117,9 @@ class Profile:
             "options": self.options,
         }
 
-    def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
-        """The profile as JSON; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, default=_json_default)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The profile as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
 
     def to_html(self, path: str | Path | None = None) -> str:
         """The profile's self-contained report, as ``workbench report`` writes it.
@@ -230,11 +227,8 @@ class Profile:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> Profile:
-        """Rebuild a profile from `to_json` output or a path to it."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        return cls.from_dict(json.loads(text))
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a profile"))
 
     # ---- display ---------------------------------------------------------------------
     def headline(self) -> dict[str, Any]:
@@ -310,17 +304,9 @@ class Profile:
         )
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import profile_html
+        from workbench.profiling.formatting import profile_html
 
         return profile_html(self)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 # the fields a Profile needs, and the optional ones, with their JSON types

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from workbench.backends.cpus import Contention, CpuSample, contention_between, cpu_budget
 from workbench.backends.cpus import read_sample as read_cpu_sample
+from workbench.profiling.results import dump_json, load_json
 
 #: IQR / median above which a run is flagged noisy (torch.utils.benchmark uses the same).
 NOISE_THRESHOLD = 0.10
@@ -188,6 +190,15 @@ class Measurement:
             int(data.get("attempts", 1)),
         )
 
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The measurement, samples included, as JSON; also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Measurement:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a measurement"))
+
     def with_attempts(self, attempts: int) -> Measurement:
         """The same measurement, saying it was measured ``attempts`` times."""
         return dataclasses.replace(self, attempts=attempts)
@@ -203,7 +214,8 @@ class Measurement:
         )
 
     def _repr_html_(self) -> str:
-        from workbench.profiling.display import summary_html
+        from workbench.profiling.formatting import summary_html
+        from workbench.profiling.results import figure_html
         from workbench.units import format_ms
 
         lo, hi = self.median_ci
@@ -214,23 +226,7 @@ class Measurement:
         facts += [(k, format_ms(getattr(self, k))) for k in ("mean", "p90", "p99", "std", "min")]
         facts.append(("samples", f"{self.n:,}"))
         warn = f"<i>{html.escape(self.verdict)}</i>" if self.noisy else ""
-        return summary_html(self.label or "Measurement", facts, self._histogram_svg() + warn)
-
-    def _histogram_svg(self) -> str:
-        """The key figure: how the timed runs spread, as runs per latency bin."""
-        import numpy as np
-
-        from workbench.profiling.sparkfig import Bar, bars_svg
-        from workbench.units import format_count, format_ms
-
-        if self.n < 2:
-            return ""
-        counts, edges = np.histogram(self.samples_ms, bins=min(8, self.n))
-        bars = [
-            Bar(f"{format_ms(lo)} – {format_ms(hi)}", float(count))
-            for count, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True)
-        ]
-        return bars_svg([("", bars)], "runs per latency bin", fmt=format_count)
+        return summary_html(self.label or "Measurement", facts, figure_html(self) + warn)
 
 
 class Timer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from workbench.argtypes import check_input_bytes, seconds
 from workbench.backends.base import get_backend
 from workbench.errors import InputError
 from workbench.model import Model
-from workbench.profiling.display import frame_html, frame_text
+from workbench.profiling.formatting import frame_html, frame_text
+from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import NOISY_ATTEMPTS, Measurement, Timer, remeasure
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.scenarios.result import json_rows
@@ -90,9 +90,21 @@ class BatchSweep:
             "table": json_rows(self.table),
         }
 
-    def to_json(self, path: str | Path) -> None:
-        """Write `to_dict` as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The batch sweep as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> BatchSweep:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        data = load_json(text_or_path, "a batch sweep")
+        return cls(
+            model=data["model"],
+            backend=data["backend"],
+            device=data["device"],
+            table=pd.DataFrame.from_records(data["table"]),
+            knee_batch_size=int(data["knee_batch_size"]),
+        )
 
 
 def batch_sweep(

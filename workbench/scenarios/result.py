@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement
 from workbench.scenarios.energy import Energy, cost_per_million
 from workbench.units import format_count, format_ms, format_seconds
@@ -322,9 +322,9 @@ class ScenarioResult:
             },
         }
 
-    def to_json(self, path: str | Path) -> None:
-        """Write `to_dict` as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The result (every query) as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
@@ -347,9 +347,9 @@ class ScenarioResult:
         )
 
     @classmethod
-    def from_json(cls, path: str | Path) -> ScenarioResult:
-        """Read a result written by `to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def from_json(cls, text_or_path: str | Path) -> ScenarioResult:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "a scenario result"))
 
 
 def json_rows(frame: pd.DataFrame, *, as_dicts: bool = True) -> list[Any]:

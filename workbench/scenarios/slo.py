@@ -9,7 +9,6 @@ p99 within the budget. Every point run is kept, for the figure and for the recor
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from workbench.argtypes import MAX_REPEATS, MAX_SECONDS, number, whole
 from workbench.backends.base import get_backend
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.model import Model
-from workbench.profiling.display import frame_html, frame_text
+from workbench.profiling.formatting import frame_html, frame_text
+from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
@@ -152,14 +152,14 @@ class SloResult:
             "points": json_rows(self.points),
         }
 
-    def to_json(self, path: str | Path) -> None:
-        """Write `to_dict` as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The result (every point) as JSON (`to_dict`), also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> SloResult:
-        """Read a result written by `to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def from_json(cls, text_or_path: str | Path) -> SloResult:
+        """Rebuild from `to_json` output, or from the file at a path holding it."""
+        return cls.from_dict(load_json(text_or_path, "an SLO result"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SloResult:

@@ -15,7 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz import empty_figure
+from workbench.viz.figures import empty_figure
 from workbench.viz.style import LAYOUT
 
 __all__ = ["plan_cost_figure"]

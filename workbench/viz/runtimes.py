@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz import empty_figure
+from workbench.viz.figures import empty_figure
 from workbench.viz.style import LAYOUT, QUALITATIVE
 
 __all__ = ["backend_comparison_figure"]

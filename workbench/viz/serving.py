@@ -14,7 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz import empty_figure
+from workbench.viz.figures import empty_figure
 from workbench.viz.style import LAYOUT
 
 __all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]

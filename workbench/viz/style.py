@@ -1,4 +1,9 @@
-"""The one style of every figure: template, palettes and the colour of each thing drawn.
+"""The one style of every figure: template, palettes, fonts and the colour of each thing drawn.
+
+The plotly figures (through `LAYOUT` and its template) and the inline SVG figures of the
+notebook views (`workbench.viz.inline`) take their palette, ink and font from here;
+numbers on every axis and label are written by `workbench.units`. Only `LAYOUT` needs
+plotly, and its template is built on first use, so the inline figures draw without it.
 
 A thing keeps its colour in every figure of a session: an op type (`op_type_color`, by
 its canonical ONNX name, so torch's ``Conv2d`` and ONNX Runtime's ``Conv`` are one
@@ -16,17 +21,19 @@ from __future__ import annotations
 
 import colorsys
 import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import plotly.graph_objects as go
-
-from workbench.profiling.profile import UNATTRIBUTED
-from workbench.profiling.sparkfig import PALETTE
+from workbench.profiling.table import UNATTRIBUTED
 
 __all__ = [
+    "FONT_FAMILY",
+    "INK",
     "LAYOUT",
+    "MUTED",
     "OP_TYPE_ALIASES",
     "OP_TYPE_COLORS",
+    "PALETTE",
     "PRECISION_COLORS",
     "QUALITATIVE",
     "RUN_PALETTE",
@@ -36,12 +43,24 @@ __all__ = [
     "run_color",
 ]
 
+# A fixed qualitative palette: readable on white and in print. Keys get colours in
+# first-seen order (`workbench.viz.inline.colors_for`), so one figure never repeats a
+# colour before all are used.
+PALETTE = (
+    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",
+    "#B279A2", "#FF9DA6", "#9D755D", "#79706E",
+)  # fmt: skip
+#: the colour of text and marks (plotly's default ink), and of axes, ticks and notes
+INK = "#2A3F5F"
+MUTED = "#8A8A8A"
+FONT_FAMILY = "Helvetica, Arial, sans-serif"
+
 # One palette for op types. Aliases (torch's module names) map to the ONNX op type, every
 # canonical op type has its own colour: fixed ones for the common types, then colours
 # handed out in first-seen order from a generated sequence that skips every colour in
 # use, so two op types never share one (a hash into a short list did: Shape and
 # BatchNormalization collided).
-QUALITATIVE = (*PALETTE, "#1F77B4", "#BCBD22")  # the inline SVG figures' palette, then two
+QUALITATIVE = (*PALETTE, "#1F77B4", "#BCBD22")  # the palette, then two more
 #: torch module types -> the ONNX op type they export to: one vocabulary for colouring
 OP_TYPE_ALIASES: dict[str, str] = {
     "Conv1d": "Conv",
@@ -132,19 +151,48 @@ WARMUP_COLOR = "#BBBBBB"
 # dashboard update from the cache well under its 300 ms.
 _AXIS = {"gridcolor": "#EBEBEB", "linecolor": "#BBBBBB", "zerolinecolor": "#CCCCCC",
          "automargin": True}  # fmt: skip
-TEMPLATE = go.layout.Template(
-    layout={
-        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12, "color": "#2A3F5F"},
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "white",
-        "colorway": list(QUALITATIVE),
-        "xaxis": _AXIS,
-        "yaxis": _AXIS,
-        "hoverlabel": {"align": "left"},
-        "title": {"x": 0.02, "font": {"size": 15}},
-    }
-)
-LAYOUT = {"template": TEMPLATE, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+
+
+class _Layout(Mapping[str, Any]):
+    """The layout every plotly figure starts from: ``fig.update_layout(**LAYOUT)``.
+
+    Its template is built when a plotly figure first reads it: the inline figures import
+    this module for its colours and must not load plotly.
+    """
+
+    def __init__(self) -> None:
+        self._layout: dict[str, Any] | None = None
+
+    def _built(self) -> dict[str, Any]:
+        if self._layout is None:
+            import plotly.graph_objects as go
+
+            template = go.layout.Template(
+                layout={
+                    "font": {"family": FONT_FAMILY, "size": 12, "color": INK},
+                    "paper_bgcolor": "white",
+                    "plot_bgcolor": "white",
+                    "colorway": list(QUALITATIVE),
+                    "xaxis": _AXIS,
+                    "yaxis": _AXIS,
+                    "hoverlabel": {"align": "left"},
+                    "title": {"x": 0.02, "font": {"size": 15}},
+                }
+            )
+            self._layout = {"template": template, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+        return self._layout
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+LAYOUT: Mapping[str, Any] = _Layout()
 
 
 def op_type_color(op_type: str) -> str:

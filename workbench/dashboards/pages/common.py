@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from workbench.profiling.display import memory_rows
+from workbench.profiling.formatting import memory_rows
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.units import MISSING, UNCERTAIN, column_kind, js_formatter
 

@@ -15,7 +15,7 @@ from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import figure_pane, table
 from workbench.dashboards.pages.runtimes import RuntimesView
 from workbench.dashboards.state import AppState
-from workbench.profiling.display import format_cell
+from workbench.profiling.formatting import format_cell
 
 
 def ceilings_function() -> Any | None:

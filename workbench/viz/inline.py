@@ -1,10 +1,13 @@
 """Small inline figures for the notebook views of results: self-contained SVG from Python.
 
 A result's ``_repr_html_`` shows its key figure between the compact summary and the
-table. The figures are plain SVG text: no JavaScript, no network, no plotting library,
-so a notebook works offline and stays small (a few KB per figure). Every text is
-escaped and every number is written in its unit (`workbench.units`). The interactive
-figures live in `workbench.viz`; these only give the shape at a glance.
+table (`workbench.viz.reprs` picks the figure of each result class). The figures are
+plain SVG text: no JavaScript, no network, no plotting library, so a notebook works
+offline, renders on GitHub and nbviewer and in exported HTML, and stays small (a few KB
+per figure). They share the plotly figures' style (`workbench.viz.style`: palette, ink,
+font); every text is escaped and every number is written in its unit
+(`workbench.units`). The interactive figures are the plotly ones (`workbench.viz`);
+these only give the shape at a glance.
 
 Example:
     >>> svg = bars_svg([("", [Bar("conv1", 1.23), Bar("fc", 0.41)])], "latency")
@@ -19,19 +22,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from workbench.units import format_ms, number
+from workbench.viz.style import FONT_FAMILY, INK, MUTED, PALETTE
 
-__all__ = ["PALETTE", "Bar", "Point", "bars_svg", "colors_for", "scatter_svg"]
+__all__ = ["Bar", "Point", "bars_svg", "colors_for", "scatter_svg"]
 
-# A fixed qualitative palette (`workbench.viz` starts its own from it): readable on white
-# and in print; keys get colours in first-seen order, so one figure never repeats a colour
-# before all are used.
-PALETTE = (
-    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B",
-    "#B279A2", "#FF9DA6", "#9D755D", "#79706E",
-)  # fmt: skip
-_INK = "#2A3F5F"
-_MUTED = "#8A8A8A"
-_FONT = "font-family:Helvetica,Arial,sans-serif;font-size:11px"
+# a notch under the plotly figures' 12 px: these sit inline among a table's rows
+_FONT = f"font-family:{FONT_FAMILY};font-size:11px"
 _ROW = 18  # px per bar
 _LABEL_CHARS = 28  # longer labels are cut (the full text is the tooltip)
 
@@ -81,7 +77,7 @@ def _f(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", fill: str = _INK) -> str:
+def _text(x: float, y: float, text: str, anchor: str = "start", fill: str = INK) -> str:
     return (
         f"<text x='{_f(x)}' y='{_f(y)}' text-anchor='{anchor}' fill='{fill}' "
         f"dominant-baseline='middle'>{html.escape(text)}</text>"
@@ -113,7 +109,7 @@ def _legend(
             x, y = x0, y + 16
         parts.append(
             f"<rect x='{_f(x)}' y='{_f(y - 5)}' width='10' height='10' fill='{color}' "
-            f"stroke='{_MUTED}' stroke-width='0.5'/>"
+            f"stroke='{MUTED}' stroke-width='0.5'/>"
         )
         parts.append(_text(x + 14, y, name))
         x += step
@@ -158,10 +154,10 @@ def bars_svg(
             y += _ROW
         parts.append(
             f"<line x1='{_f(left)}' x2='{_f(right)}' y1='{_f(y + 2)}' y2='{_f(y + 2)}' "
-            f"stroke='{_MUTED}'/>"
+            f"stroke='{MUTED}'/>"
         )
-        parts.append(_text(left, y + 11, "0", "middle", _MUTED))
-        parts.append(_text(right, y + 11, fmt(scale), "middle", _MUTED))
+        parts.append(_text(left, y + 11, "0", "middle", MUTED))
+        parts.append(_text(right, y + 11, fmt(scale), "middle", MUTED))
         y += 20
     parts.append(_text((left + right) / 2, y + 4, axis, "middle"))
     y += 12
@@ -192,7 +188,7 @@ def _bar(bar: Bar, left: float, y: float, px: float, fmt: Callable[[float], str]
         x1, x2 = left + low * px, left + high * px
         parts.append(
             f"<path d='M{_f(x1)} {_f(mid)}H{_f(x2)}M{_f(x1)} {_f(mid - 4)}V{_f(mid + 4)}"
-            f"M{_f(x2)} {_f(mid - 4)}V{_f(mid + 4)}' stroke='{_INK}' fill='none'/>"
+            f"M{_f(x2)} {_f(mid - 4)}V{_f(mid + 4)}' stroke='{INK}' fill='none'/>"
         )
         end = max(end, x2)
     parts.append(_text(end + 5, mid, fmt(value) if value is not None else "—"))
@@ -244,16 +240,16 @@ def scatter_svg(
         return bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)
 
     parts = [
-        f"<path d='M{_f(left)} {_f(top)}V{_f(bottom)}H{_f(right)}' stroke='{_MUTED}' fill='none'/>"
+        f"<path d='M{_f(left)} {_f(top)}V{_f(bottom)}H{_f(right)}' stroke='{MUTED}' fill='none'/>"
     ]
     for i, y in enumerate(y_ticks):
         x = x_lo + (x_hi - x_lo) * i / 2
-        parts.append(_text(px(x), bottom + 10, x_fmt(x), "middle", _MUTED))
-        parts.append(_text(left - 4, py(y), y_fmt(y), "end", _MUTED))
+        parts.append(_text(px(x), bottom + 10, x_fmt(x), "middle", MUTED))
+        parts.append(_text(left - 4, py(y), y_fmt(y), "end", MUTED))
     parts.append(_text((left + right) / 2, bottom + 26, x_axis, "middle"))
     parts.append(
         f"<text transform='translate(12 {_f((top + bottom) / 2)}) rotate(-90)' "
-        f"text-anchor='middle' fill='{_INK}'>{html.escape(y_axis)}</text>"
+        f"text-anchor='middle' fill='{INK}'>{html.escape(y_axis)}</text>"
     )
     front = sorted((p for p in shown if p.highlight), key=lambda p: float(p.x))
     if len(front) > 1:

@@ -1,4 +1,4 @@
-"""Readable units in `Profile`'s notebook view (workbench.profiling.display)."""
+"""Readable units in `Profile`'s notebook view (workbench.profiling.formatting)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from workbench.profiling.display import (
+from workbench.profiling.formatting import (
     MISSING,
     format_bytes,
     format_count,

@@ -11,6 +11,7 @@ import workbench as wb
 from workbench import viz
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
+from workbench.viz import figures
 
 
 @pytest.fixture(scope="module")
@@ -411,22 +412,22 @@ def test_comparison_puts_the_fused_note_between_the_axis_and_the_legend(count):
     lines = note.text.split("<br>")
     assert sum(line.count("encoder.block.") for line in lines) == count  # names kept whole
     assert (len(lines) > 1) == (count > 1)  # wrapped, not run off to the right
-    assert all(len(line) <= viz._NOTE_CHARS for line in lines)
+    assert all(len(line) <= figures._NOTE_CHARS for line in lines)
     # hung from the plot's bottom edge, under the tick labels and the axis title ...
-    assert (note.yref, note.y, note.yanchor, note.yshift) == ("paper", 0, "top", -viz._AXIS_PX)
+    assert (note.yref, note.y, note.yanchor, note.yshift) == ("paper", 0, "top", -figures._AXIS_PX)
     # ... and the legend, anchored to the figure's bottom edge, under the note's last line
     legend = fig.layout.legend
     assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
-    below_note = fig.layout.margin.b - viz._AXIS_PX - viz._NOTE_LINE_PX * len(lines)
-    assert below_note >= viz._LEGEND_ROW_PX * viz._legend_rows([t.name for t in fig.data])
+    below_note = fig.layout.margin.b - figures._AXIS_PX - figures._NOTE_LINE_PX * len(lines)
+    assert below_note >= figures._LEGEND_ROW_PX * figures._legend_rows([t.name for t in fig.data])
     # the plot itself keeps its size: the figure grows by what the note takes
     assert fig.layout.height - fig.layout.margin.b == plain.layout.height - plain.layout.margin.b
     assert not [a for a in plain.layout.annotations if a.name == "fused"]
 
 
 def test_long_legend_names_take_more_legend_rows():
-    assert viz._legend_rows(["a", "b"]) == 1
-    assert viz._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
+    assert figures._legend_rows(["a", "b"]) == 1
+    assert figures._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
 
 
 def test_one_run_has_one_colour_in_every_figure():

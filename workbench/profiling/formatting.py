@@ -1,10 +1,15 @@
-"""The notebook (HTML) and terminal views of results: a `Profile`, and any result table.
+"""The notebook (HTML) and terminal views of results as tables: a `Profile`, and any result table.
 
 The numbers come from `workbench.units` (re-exported here): times in s/ms/µs with 3
 significant figures, FLOPs in MFLOP/GFLOP, bytes in KiB/MiB, shares in %, "—" for a
 missing value. `format_cell` picks the unit from a column's name (``latency_ms``,
 ``size_bytes``, ``share``, ``speedup``...), so `frame_html` and `frame_text` show every
 result table (comparisons, trade-offs, sensitivity) the same way.
+
+This is formatting only: the key figure a notebook view shows between its summary and its
+table is drawn by `workbench.viz` and reaches a view through `workbench.profiling.results`
+(`figure_html`), so no result class imports drawing code. It sits in the profiling layer,
+the lowest whose results show tables.
 
 Example:
     >>> format_cell("latency_ms", 0.4867)
@@ -19,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.profiling.memory import PROCESS_RSS_LABEL
-from workbench.profiling.table import UNATTRIBUTED
+from workbench.profiling.results import figure_html
 from workbench.units import (
     MISSING,
     column_kind,
@@ -48,7 +53,6 @@ __all__ = [
     "frame_html",
     "frame_text",
     "memory_rows",
-    "profile_figure",
     "profile_html",
     "summary_html",
 ]
@@ -205,8 +209,8 @@ def summary_html(title: str, facts: Sequence[tuple[str, str]], body: str = "") -
     return f"{STYLE}<div class='wb-profile'><b>{html.escape(title)}</b>{table}{body}</div>"
 
 
-# per-layer columns shown, in order: (column, header, formatter)
-LAYER_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+# the per-layer columns a profile's view shows, in order: (column, header, formatter)
+_SHOWN_LAYER_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("latency_ms", "latency", format_ms),
     ("share", "share", format_share),
     ("flops", "FLOPs", format_flops),
@@ -244,7 +248,8 @@ def memory_rows(memory: Mapping[str, Any], *, sources: bool = True) -> list[tupl
 
 
 def profile_html(profile: Profile, top: int = 15) -> str:
-    """The notebook view of a profile: headline numbers, then the slowest layers.
+    """The notebook view of a profile: headline numbers, its key figure (drawn by
+    `workbench.viz.reprs.profile_svg`), then the slowest layers.
 
     Args:
         profile: the `Profile` to show.
@@ -274,7 +279,7 @@ def profile_html(profile: Profile, top: int = 15) -> str:
         "<div class='wb-profile'>",
         f"<b>{html.escape(profile.label)}</b>",
         f"<table><tr>{head}</tr><tr>{values}</tr></table>",
-        profile_figure(profile),
+        figure_html(profile),
     ]
     layers = profile.top_layers(top)
     if not layers.empty:
@@ -287,46 +292,8 @@ def profile_html(profile: Profile, top: int = 15) -> str:
     return "".join(parts)
 
 
-def profile_figure(profile: Profile, top: int = 8) -> str:
-    """The key figure of a profile: its slowest layers as bars, coloured by op type.
-
-    Fused layers (timed inside another) and the ``(unattributed)`` row are left out.
-
-    Args:
-        profile: the `Profile` to draw.
-        top: how many layers (the slowest first).
-
-    Returns:
-        An inline ``<svg>`` (see `workbench.profiling.sparkfig`), or "" without layer times.
-    """
-    from workbench.profiling.sparkfig import Bar, bars_svg, colors_for
-
-    layers = profile.layers
-    if layers.empty or "latency_ms" not in layers:
-        return ""
-    timed = layers[layers["layer"] != UNATTRIBUTED]
-    if "fused_into" in timed:
-        fused = timed["fused_into"].fillna("").astype(str) != ""
-        timed = timed[~fused]
-    timed = timed.sort_values("latency_ms", ascending=False).head(top)
-    ops = [str(op or "?") for op in timed.get("op_type", ["?"] * len(timed))]
-    colors = colors_for(ops)
-    bars = [
-        Bar(str(layer), latency, color=colors[op], note=f"{op}, {format_share(share)}")
-        for layer, latency, op, share in zip(
-            timed["layer"],
-            timed["latency_ms"],
-            ops,
-            timed.get("share", [None] * len(timed)),
-            strict=True,
-        )
-    ]
-    axis = f"layer latency, slowest {len(bars)} ({profile.layer_method or 'instrumented'})"
-    return bars_svg([("", bars)], axis, format_ms, legend=list(colors.items()))
-
-
 def _layer_table(layers: pd.DataFrame) -> str:
-    columns = [c for c in LAYER_COLUMNS if c[0] in layers]
+    columns = [c for c in _SHOWN_LAYER_COLUMNS if c[0] in layers]
     head = "<th class='text'>layer</th><th class='text'>op type</th>"
     head += "".join(f"<th>{header}</th>" for _, header, _ in columns)
     rows = [f"<tr>{head}</tr>"]
