@@ -111,19 +111,6 @@ def open_page(browser, url):
     return page, problems
 
 
-def panel_resize_race(problem: str) -> bool:
-    """Panel 1.9's Plotly view relays out on a resize before Plotly has drawn the figure
-    (a tab shown for the first time while its figure updates): Plotly reads the layout it
-    has not made yet. Panel's code, not ours; seen in about one run in four here. Only
-    that exact failure, raised from Panel's ``resize_layout``, is let through."""
-    return "reading '_guiEditing'" in problem and "resize_layout" in problem
-
-
-def unexpected(problems: list[str]) -> list[str]:
-    """The console errors of a page (`open_page`) less Panel's known `panel_resize_race`."""
-    return [p for p in problems if not panel_resize_race(p)]
-
-
 def figure_title(page) -> str:
     return page.locator(".gtitle", has_text="Per-layer latency").first.text_content()
 

@@ -15,7 +15,6 @@ from tests.dashboards.test_dashboard_browser import (  # noqa: F401 (fixtures)
     browser,
     open_page,
     server,
-    unexpected,
     wait_for_point,
 )
 
@@ -31,6 +30,18 @@ FIGURES_JS = """els => els.map(e => ({
         n: t.x ? t.x.length : 0,
     })),
 }))"""
+
+
+#: a figure drawn, purged as a tab switch does, then relaid out as Panel's late resize does
+PURGED_RESIZE_JS = """async () => {
+    const gd = document.createElement("div")
+    document.body.appendChild(gd)
+    await window.Plotly.newPlot(gd, [{x: [1], y: [1]}], {})
+    window.Plotly.purge(gd)
+    try { await window.Plotly.relayout(gd, {width: 100, height: 100}) }
+    catch (error) { return String(error) } finally { gd.remove() }
+    return "dropped"
+}"""
 
 
 def figures(page) -> dict[str, list[dict]]:
@@ -106,5 +117,9 @@ def test_points_rows_and_colours_are_drawn_as_measured(server, browser):  # noqa
     for _name, left, right in named:  # every column on screen and wide enough to read
         assert right <= page.viewport_size["width"] and right - left >= 60, columns
     page.screenshot(path=str(ARTIFACTS / "drawn-devices.png"), full_page=True)
-    assert unexpected(problems) == [], problems
+    # a resize that lands after a tab switch purged its figure: dropped by the app's guard
+    # (Panel's late resize made Plotly read the purged layout, about one view in four)
+    late = page.evaluate(PURGED_RESIZE_JS)
+    assert late == "dropped", late
+    assert problems == [], problems
     page.close()

@@ -24,7 +24,6 @@ from tests.dashboards.test_dashboard_browser import (  # noqa: F401 (fixtures)
     browser,
     open_page,
     server,
-    unexpected,
     wait_for_point,
 )
 
@@ -107,7 +106,7 @@ def test_every_page_matches_its_reference_and_sensitivity_builds_the_recipe(serv
     wait_for_point(page, "accuracy vs latency", next_variant(page, layer))
     shoot(page, "optimize", shots)
 
-    assert unexpected(problems) == [], problems
+    assert problems == [], problems
     page.close()
     compare_with_references(shots)
 

@@ -36,6 +36,23 @@ EXTENSIONS = ("plotly", "tabulator", "filedropper")
 LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph")
 #: how often a served session drops uploads that stopped arriving, in milliseconds
 EXPIRY_CHECK_MS = 30_000
+#: Panel 1.9's Plotly view throttles its resize by 25 ms; a tab switched away from in
+#: that time removes the view and purges its figure, and the late resize then makes
+#: Plotly read the layout the purge deleted (``reading '_guiEditing'``). Installed in the
+#: browser at the first tab click (before any tab's views are removed): a relayout of a
+#: purged figure is dropped, as nothing is left to lay out.
+PURGED_RELAYOUT_GUARD = """
+const plotly = window.Plotly
+if (plotly == null || plotly.__workbench_guard) { return }
+const relayout = plotly.relayout
+plotly.relayout = function (gd, ...rest) {
+  if (gd != null && typeof gd === 'object' && gd._fullLayout == null) {
+    return Promise.resolve(gd)
+  }
+  return relayout.call(this, gd, ...rest)
+}
+plotly.__workbench_guard = true
+"""
 
 
 class App(Viewer):
@@ -94,6 +111,7 @@ class App(Viewer):
             sizing_mode="stretch_width",
         )
         self.tabs.param.watch(self._tab_opened, "active")
+        self.tabs.jscallback(active=PURGED_RELAYOUT_GUARD)
         # No `accepted_filetypes`: browsers give .onnx/.pt2 files no MIME type, so the
         # drop zone would refuse them; the server checks the suffix (with a clear message)
         # and counts every chunk against the limit as it arrives.

@@ -70,10 +70,12 @@ def random_llama(name: str, seed: int = 0) -> Any:
             f"no random Llama config named {name!r}; known: {sorted(RANDOM_LLAMAS)}"
         )
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
+    from workbench.loaders.thirdparty import transformers
+
+    hf = transformers()  # a torchvision built for another torch must not stop it
     torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(**RANDOM_LLAMAS[name])).eval()
+    return hf.LlamaForCausalLM(hf.LlamaConfig(**RANDOM_LLAMAS[name])).eval()
 
 
 def load_causal_lm(folder: str | Path) -> Any:
@@ -97,10 +99,10 @@ def load_causal_lm(folder: str | Path) -> Any:
                 "loaded; convert them to safetensors"
             )
         raise ModelLoadError(f"{folder} has no *.safetensors weights")
-    from transformers import AutoModelForCausalLM
+    from workbench.loaders.thirdparty import transformers
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = transformers().AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True
         )
     except (OSError, ValueError, KeyError) as exc:
