@@ -108,20 +108,33 @@ for wb_plugin in workbench-reference workbench-openvino workbench-jupyterlab; do
     fi
 done
 
-# 4. torchvision for the tests of its models: only the build that matches torch from
-#    PyTorch's CPU index. PyPI's torchvision is a CUDA build whose operators do not load
-#    beside a CPU torch, and it breaks `from transformers import ...` (docs/backends.md).
+# 4. torchvision for the tests of its models: the build that matches torch from PyTorch's
+#    CPU index where it is reachable. Else PyPI's wheel of the matching release, without its
+#    dependencies, in an overlay environment (.venv-torchvision: this one's packages plus
+#    torchvision) where only the tests of torchvision's models run (scripts/test.sh). That
+#    wheel is a CUDA build: beside a CPU torch its compiled operators do not load and a
+#    plain `from transformers import BertModel` fails, so it stays out of this environment;
+#    the model definitions need none of those operators (docs/backends.md).
 wb_t=$(wb_now)
+wb_overlay=.venv-torchvision
 if python -c "import importlib.util, sys; sys.exit(not importlib.util.find_spec('torchvision'))"; then
     wb_say "torchvision already installed, kept ($(wb_elapsed "$wb_t"))"
-elif wb_torch_index_reachable; then
-    wb_say "torchvision (CPU build, matching torch) ..."
-    wb_torch_release=$(python -c "import torch; print(torch.__version__.split('+')[0])")
-    wb_pip torchvision "torch==$wb_torch_release" --index-url "$wb_torch_index"
-    wb_say "torchvision done ($(wb_elapsed "$wb_t"))"
+elif [ -x "$wb_overlay/bin/python" ] && "$wb_overlay/bin/python" -c "import torchvision" 2>/dev/null; then
+    wb_say "torchvision already in $wb_overlay, kept ($(wb_elapsed "$wb_t"))"
 else
-    wb_say "torchvision skipped: PyTorch's CPU index is unreachable (the tests of" \
-        "torchvision's models skip) ($(wb_elapsed "$wb_t"))"
+    wb_torch_release=$(python -c "import torch; print(torch.__version__.split('+')[0])")
+    if wb_torch_index_reachable; then
+        wb_say "torchvision (CPU build, matching torch) ..."
+        wb_pip torchvision "torch==$wb_torch_release" --index-url "$wb_torch_index"
+    else
+        # torchvision 0.(N+15) goes with torch 2.N
+        wb_vision=$(python -c "import sys; print(f'0.{int(sys.argv[1].split(\".\")[1]) + 15}.*')" "$wb_torch_release")
+        wb_say "torchvision $wb_vision from PyPI into $wb_overlay (PyTorch's CPU index is unreachable) ..."
+        python -m venv --system-site-packages "$wb_overlay"
+        "$wb_overlay/bin/python" -m pip install -q --disable-pip-version-check --no-deps "torchvision==$wb_vision" ||
+            wb_say "torchvision not installed (the tests of torchvision's models skip)"
+    fi
+    wb_say "torchvision done ($(wb_elapsed "$wb_t"))"
 fi
 
 # 5. Browser tests drive Debian's Chromium; Playwright cannot download its own browsers here.

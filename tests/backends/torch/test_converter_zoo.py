@@ -68,6 +68,7 @@ def test_a_runtime_that_lacks_an_op_says_which() -> None:
     assert not coverage["numba"].ok and "ScatterND" in coverage["numba"].detail
 
 
+@pytest.mark.torchvision
 @pytest.mark.slow  # the ONNX export takes 10-50 s on 2 busy cores
 def test_torchvision_mobilenet_v3_small_matches_onnxruntime_on_every_runtime() -> None:
     try:
