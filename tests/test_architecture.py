@@ -169,3 +169,28 @@ def test_the_checker_sees_imports_inside_functions() -> None:
     known = {"workbench.viz", "workbench.dashboards", "workbench.dashboards.app"}
     found = _imports_in(source, "workbench.profiling.probe", False, known)
     assert found == {"workbench.dashboards", "workbench.dashboards.app"}
+
+
+def test_a_bare_builtin_raise_is_rare_and_says_why_it_is_no_user_error() -> None:
+    """A mistake a user can make is a `WorkbenchError` (one line saying what to do); a
+    bare builtin is raised only where no user is addressed (a protocol such as a module's
+    ``__getattr__``, an internal invariant), with a comment on or above it saying why."""
+    import re
+
+    bare = re.compile(
+        r"^\s*raise (ValueError|TypeError|RuntimeError|KeyError|IndexError|"
+        r"NotImplementedError|AttributeError|OSError|FileNotFoundError)\b"
+    )
+    found, unexplained = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if not bare.match(line):
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{number + 1}"
+            found.append(where)
+            commented_above = number > 0 and lines[number - 1].lstrip().startswith("#")
+            if "#" not in line and not commented_above:
+                unexplained.append(where)
+    assert len(found) <= 3, f"bare builtin raises (a WorkbenchError subclass is due): {found}"
+    assert unexplained == [], f"say in a comment why these are no user error: {unexplained}"

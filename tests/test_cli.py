@@ -290,6 +290,16 @@ OTHER_COMMANDS = [
         ["sweep", "digits-mlp", "--backends", "torhc", "--store", "{dir}/s.sqlite"],
         "unknown backend 'torhc'; did you mean 'torch'?",
     ),
+    (
+        "unknown calibration method",
+        ["sweep", "digits-mlp", "--variants", "int8-static:method=median"],
+        "method must be minmax, entropy or percentile, got 'median'",
+    ),
+    (
+        "sparsity past 1",
+        ["sweep", "digits-mlp", "--variants", "prune-magnitude:sparsity=2"],
+        "sparsity must be in [0, 1), got 2",
+    ),
 ]
 
 

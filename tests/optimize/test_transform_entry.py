@@ -65,7 +65,7 @@ def test_data_goes_in_data_and_method_names_the_method() -> None:
     for scheme in ("int8-static", "int8-dynamic"):
         with pytest.raises(TransformError, match=refused):
             wb.quantize(model, scheme, calibration=_batches())
-    with pytest.raises(TransformError, match="as data="):
+    with pytest.raises(TransformError, match="goes in data="):
         wb.transform(model, "int8-static", calibration=wb.Dataset.from_batches(_batches()))
 
 

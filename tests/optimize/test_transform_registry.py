@@ -162,3 +162,34 @@ def test_a_recipe_without_a_migration_path_is_refused_in_one_line(monkeypatch) -
     assert "\n" not in str(info.value)
     with pytest.raises(TransformError, match="format 9, newer than this workbench's 1"):
         config_from_dict({**config_to_dict(Fp16()), "format": 9})
+
+
+def test_the_old_calibration_keyword_still_works_for_a_release_and_names_method() -> None:
+    with pytest.warns(DeprecationWarning, match=r"calibration= is now method=") as caught:
+        old = Int8Static(calibration="minmax")
+    assert old == Int8Static(method="minmax")
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    with pytest.warns(DeprecationWarning, match="method="):
+        assert old.calibration == "minmax"
+    with pytest.warns(DeprecationWarning, match="method=") as caught:
+        assert make_config("int8-static", calibration="percentile").method == "percentile"
+    assert caught[0].filename == __file__  # however deep in workbench it was noticed
+    with pytest.warns(DeprecationWarning, match="method="):
+        assert make_config(Int8Static(), calibration="minmax") == old
+    with pytest.raises(TransformError, match="both calibration= and method=; give method= only"):
+        Int8Static(calibration="minmax", method="entropy")
+
+
+def test_recipes_stored_before_the_rename_load_silently_as_they_were() -> None:
+    import warnings
+
+    stored = {
+        "name": "int8-static", "version": 2, "format": 1, "label": "int8-static(percentile)",
+        "config": {"calibration": "percentile", "per_channel": False, "fold_batchnorm": True},
+    }  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user wrote no old keyword: nothing to warn
+        config = config_from_dict(stored)
+    assert config == Int8Static(method="percentile", per_channel=False)
+    assert config.label() == stored["label"]
+    assert config_to_dict(config)["config"]["method"] == "percentile"

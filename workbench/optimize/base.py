@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
@@ -166,7 +167,7 @@ def _renamed_fields(cls: type[Transform], fields: dict[str, Any]) -> dict[str, A
 
 def _warn_renamed(owner: str, old: str, new: str) -> None:
     # point the warning at the user's line, however deep in workbench it was noticed
-    package = str(Path(__file__).resolve().parents[1])
+    package = str(Path(__file__).parents[1]) + os.sep  # as this module's own frames name it
     frame, level = inspect.currentframe(), 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
