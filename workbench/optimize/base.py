@@ -143,7 +143,7 @@ def _keep_old_keywords(cls: type[Transform]) -> None:
     def __init__(self: Transform, *args: Any, **fields: Any) -> None:
         init(self, *args, **_renamed_fields(cls, fields))
 
-    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.__init__ = __init__  # type: ignore[method-assign, assignment]
     for old, new in cls.renamed.items():
 
         def read(self: Transform, old: str = old, new: str = new) -> Any:
