@@ -37,6 +37,7 @@ from workbench.errors import (
 if TYPE_CHECKING:
     from workbench.model import Model
 
+
 @dataclass(frozen=True)
 class Support:
     """Whether a backend can run a model, and if not, why.
@@ -177,7 +178,9 @@ class Session(Protocol):
 
     Optional: ``memory(inputs) -> MemoryReport | None``, the model's own memory in one
     inference as the runtime measures it; it is left out of the protocol so sessions
-    without it still satisfy ``isinstance``, and callers go through `memory_of`.
+    without it still satisfy ``isinstance``, and callers go through `memory_of`. A session
+    whose own helpers (per-layer timing, memory) run it on inputs staged once is also a
+    `StagedSession`; those helpers take it through a protocol, never its private members.
 
     Attributes:
         model: the `Model` it was compiled from.
@@ -221,6 +224,25 @@ class Session(Protocol):
         ...
 
 
+@runtime_checkable
+class StagedSession(Protocol):
+    """A session that stages inputs once and runs on them as often as asked.
+
+    What a backend's own measuring helpers need (its per-layer timing and memory
+    modules), as public methods: the torch and onnxruntime sessions are staged sessions.
+    ``runner`` is the timed form of the same two steps.
+    """
+
+    def stage(self, inputs: Inputs) -> Any:
+        """The inputs validated and placed where the runtime reads them (numpy feeds by
+        name, tensors on the device), once."""
+        ...
+
+    def run_staged(self, staged: Any) -> Any:
+        """One inference on what `stage` returned; the runtime's own outputs."""
+        ...
+
+
 def layer_methods_of(session: Any) -> Mapping[str, LayerMethod]:
     """``session.layer_methods()``, or `run_layers` alone for a session written before it.
 
@@ -257,7 +279,12 @@ def memory_of(session: Any, inputs: Inputs) -> MemoryReport:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A runtime that can execute models on one or more devices."""
+    """A runtime that can execute models on one or more devices.
+
+    Optional: ``half_precision_fallback() -> str``, how the runtime runs a half-precision
+    op on a CPU without native half arithmetic, in words (`half_precision_fallback_of`
+    gives the generic wording for a backend without it).
+    """
 
     name: str
 
@@ -276,6 +303,29 @@ class Backend(Protocol):
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> Session:
         """Prepare ``model`` to run on ``device``; never changes ``model``."""
         ...
+
+
+#: how a runtime without native half-precision arithmetic computes, unless it says otherwise
+HALF_PRECISION_FALLBACK = "falls back to slow reference kernels that convert element by element"
+
+
+def half_precision_fallback_of(name: str) -> str:
+    """How backend ``name`` runs half-precision ops on a CPU without native half arithmetic.
+
+    The backend's own ``half_precision_fallback()`` when it has one, else
+    `HALF_PRECISION_FALLBACK`; a backend unknown here (a profile read on a machine without
+    its plugin) gets the generic wording too, so explaining a profile never fails.
+
+    Example:
+        >>> half_precision_fallback_of("onnxruntime")
+        'inserts Cast nodes to float32 and back around ops without a half kernel'
+    """
+    try:
+        backend = get_backend(name)
+    except Exception:  # unknown here, or a plugin that fails to load: the wording stands
+        return HALF_PRECISION_FALLBACK
+    own = getattr(backend, "half_precision_fallback", None)
+    return str(own()) if callable(own) else HALF_PRECISION_FALLBACK
 
 
 OptionsT = TypeVar("OptionsT")

@@ -320,14 +320,12 @@ def _prepared(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _folded(proto: onnx.ModelProto) -> onnx.ModelProto:
     """``proto`` after ONNX Runtime's basic graph optimizations (Conv+BatchNorm folding)."""
     import onnx
-    import onnxruntime as ort
 
-    from workbench.backends.onnxruntime.options import session_options
+    from workbench.backends.onnxruntime.plain import plain_session
 
     with tempfile.TemporaryDirectory(prefix="wb-fold-") as folder:
-        options = session_options("basic", optimized_model_filepath=f"{folder}/folded.onnx")
-        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        folded = onnx.load(options.optimized_model_filepath)
+        plain_session(proto, optimization="basic", optimized_model_filepath=f"{folder}/folded.onnx")
+        folded = onnx.load(f"{folder}/folded.onnx")
     # the optimizer drops node metadata; names survive, so carry the layer labels over
     labels = {
         n.name: kv.value for n in proto.graph.node for kv in n.metadata_props if kv.key == LAYER_KEY

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import InvalidArgumentError
 from workbench.profiling.results import dump_json, load_json
 
 #: a cached entry older than this is measured again
@@ -568,12 +569,13 @@ def _ort_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], Any] | None:
 def _ort_run(graph: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
     """One run of ``graph`` (an ONNX ``GraphProto``) on ``feeds`` in ONNX Runtime's CPU
     provider at its own defaults: the ceiling is the best a library attains as shipped."""
-    import onnxruntime as ort
     from onnx import helper
+
+    from workbench.backends.onnxruntime.plain import plain_session
 
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = min(proto.ir_version, 9)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = plain_session(proto)
     return lambda: session.run(None, feeds)
 
 
@@ -629,7 +631,9 @@ def _torch_memory(src: np.ndarray, dst: np.ndarray) -> dict[str, Probe]:
 
 def _cuda_probes(device: str) -> ProbeSet:
     if not device.startswith("cuda"):
-        raise ValueError(f"cannot measure ceilings of device {device!r}: only cpu and cuda:N")
+        raise InvalidArgumentError(
+            f"cannot measure ceilings of device {device!r}: only cpu and cuda:N"
+        )
     import torch
 
     dev = torch.device(device)

@@ -170,9 +170,8 @@ def _values(
 ) -> dict[str, np.ndarray]:
     """The named tensors at ``inputs``: graph inputs directly, others from one ORT run."""
     import onnx
-    import onnxruntime as ort
 
-    from workbench.backends.onnxruntime.options import session_options
+    from workbench.backends.onnxruntime.plain import run_plain
 
     found = {n: inputs[n] for n in names if n in inputs}
     missing = [n for n in dict.fromkeys(names) if n not in found]
@@ -182,10 +181,8 @@ def _values(
     copy.CopyFrom(proto)
     known = {o.name for o in copy.graph.output}
     copy.graph.output.extend(onnx.ValueInfoProto(name=n) for n in missing if n not in known)
-    session = ort.InferenceSession(
-        copy.SerializeToString(), session_options("disable"), ["CPUExecutionProvider"]
-    )
-    found.update(zip(missing, session.run(missing, inputs), strict=True))
+    values = run_plain(copy, inputs, missing, optimization="disabled")
+    found.update(zip(missing, values, strict=True))
     return found
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from workbench.backends.base import half_precision_fallback_of
 from workbench.loaders.onnx import LAYOUT_LAYER
 
 #: ops that quantize or dequantize activations (each one is a pass over the data)
@@ -96,7 +97,8 @@ def half_precision_reason(
 
     Args:
         dtype: ``"float16"`` or ``"bfloat16"`` (other dtypes: None).
-        backend: the backend's name, for the wording.
+        backend: the backend's name; the backend words how it computes
+            (`workbench.backends.base.half_precision_fallback_of`).
         device: the profile's device (only ``cpu`` devices are judged).
         flags: the CPU's feature flags (`workbench.machine.cpu_info` ``["flags"]``).
 
@@ -106,11 +108,7 @@ def half_precision_reason(
     native = NATIVE_HALF_FLAGS.get(dtype)
     if native is None or not device.startswith("cpu") or any(f in flags for f in native):
         return None
-    how = (
-        "inserts Cast nodes to float32 and back around ops without a half kernel"
-        if backend == "onnxruntime"
-        else "falls back to slow reference kernels that convert element by element"
-    )
+    how = half_precision_fallback_of(backend)
     return (
         f"computes in {dtype} on a CPU without native {dtype} arithmetic (none of "
         f"{', '.join(native)}): {backend} {how}, so {dtype} is slower than float32 here"

@@ -13,17 +13,45 @@ as ``fused_into`` their executed layer exactly as on ONNX Runtime.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workbench.backends.base import Inputs, LayerTiming
 from workbench.backends.onnxruntime.trace import NodeMap, TraceRun, timings_from_runs
 from workbench.loaders.onnx import LAYOUT_LAYER, canonical_layer_name, onnx_layers
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
     import openvino
 
-    from wb_openvino.session import OpenVinoSession
+    from workbench.model import Model
+
+
+class CountedSession(Protocol):
+    """What per-layer timing needs of an OpenVINO session (`OpenVinoSession` is one).
+
+    Attributes:
+        model: the model it was compiled from.
+        compiled: the ``openvino.CompiledModel`` (its runtime graph names the kernels).
+        request: the infer request whose ``profiling_info`` holds the counters.
+    """
+
+    model: Model
+    compiled: Any
+    request: Any
+
+    def profiling_copy(self) -> CountedSession:
+        """A new session with the same options and the performance counters on."""
+        ...
+
+    def feeds(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """The inputs validated, by input name."""
+        ...
+
+    def close(self) -> None:
+        """Release the compiled model and its request."""
+        ...
+
 
 #: runtime nodes that compute nothing (weights, graph inputs and outputs)
 _NOT_KERNELS = {"Const", "Input", "Output", "Parameter", "Result"}
@@ -40,9 +68,9 @@ _WALK_DEPTH = 3
 
 
 def openvino_layer_timings(
-    session: OpenVinoSession, inputs: Inputs, repeats: int
+    session: CountedSession, inputs: Inputs, repeats: int
 ) -> list[LayerTiming]:
-    """Time every layer of an `OpenVinoSession` with OpenVINO's performance counters.
+    """Time every layer of an OpenVINO session with its performance counters.
 
     Compiles a profiling copy (same device and options, counters on), runs it once to
     warm up and then ``repeats`` times, reading the counters after each run, and maps the

@@ -145,7 +145,7 @@ def test_reduce_overhead_on_a_gpu_marks_each_inference_step(
     session.compiled = lambda *t: t[0] * 2  # stands in for the CUDA-graph module
     session._cuda_graphs = True
     x = torch.ones(2)
-    assert session._call(x).tolist() == [2.0, 2.0] and steps == [1]
+    assert session.call(x).tolist() == [2.0, 2.0] and steps == [1]
 
 
 def test_profile_reports_compile_time_and_eager_layers(model: Any) -> None:

@@ -41,7 +41,7 @@ GEMM_TILE_N = 64
 GEMM_TILE_K = 256
 
 
-def _twin(fn: Callable[..., Any]) -> tuple[Any, Any]:
+def twin(fn: Callable[..., Any]) -> tuple[Any, Any]:
     """Compile ``fn`` parallel and serial; separate names keep their disk caches apart."""
     serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
     serial_fn.__qualname__ = fn.__qualname__ + "_serial"
@@ -150,7 +150,7 @@ def _gemm_tiled(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
                 out[i0 + i, j0 + j] = acc[i, j]
 
 
-gemm_tiled = _twin(_gemm_tiled)
+gemm_tiled = twin(_gemm_tiled)
 
 
 def _bias_act_rows(y: np.ndarray, bias: np.ndarray, act: int) -> None:
@@ -161,7 +161,7 @@ def _bias_act_rows(y: np.ndarray, bias: np.ndarray, act: int) -> None:
             y[i, j] = _activate(y[i, j] + bias[j], act)
 
 
-bias_act_rows = _twin(_bias_act_rows)
+bias_act_rows = twin(_bias_act_rows)
 
 
 def _gemm_epilogue(
@@ -174,7 +174,7 @@ def _gemm_epilogue(
             out[i, j] = _activate(alpha * y[i, j] + beta * c[i, j], act)
 
 
-gemm_epilogue = _twin(_gemm_epilogue)
+gemm_epilogue = twin(_gemm_epilogue)
 
 
 @njit(cache=True, nogil=True)
@@ -282,7 +282,7 @@ def _im2col(x: np.ndarray, geometry: tuple[int, ...], col: np.ndarray) -> None:
                     dest[start + ox] = plane[iy, ox * sw + shift]
 
 
-im2col = _twin(_im2col)
+im2col = twin(_im2col)
 
 
 def _conv_epilogue(y: np.ndarray, bias: np.ndarray, act: int, out: np.ndarray) -> None:
@@ -296,7 +296,7 @@ def _conv_epilogue(y: np.ndarray, bias: np.ndarray, act: int, out: np.ndarray) -
             out[b, ch, q] = _activate(y[ch, b * p + q] + bv, act)
 
 
-conv_epilogue = _twin(_conv_epilogue)
+conv_epilogue = twin(_conv_epilogue)
 
 
 def _conv_direct(
@@ -333,7 +333,7 @@ def _conv_direct(
                 out[b, oc, oy, ox] = _activate(acc, act)
 
 
-conv_direct = _twin(_conv_direct)
+conv_direct = twin(_conv_direct)
 
 
 def _im2col_nhwc(
@@ -375,7 +375,7 @@ def _im2col_nhwc(
                             dest[ci] = 0
 
 
-im2col_nhwc = _twin(_im2col_nhwc)
+im2col_nhwc = twin(_im2col_nhwc)
 
 
 # Winograd F(2x2, 3x3): a 3x3 convolution computed on 4x4 input tiles, 2x2 outputs
@@ -418,7 +418,7 @@ def _winograd_input(xp: np.ndarray, tiles_w: int, first: int, last: int, v: np.n
                         )
 
 
-winograd_input = _twin(_winograd_input)
+winograd_input = twin(_winograd_input)
 
 
 def _winograd_output(
@@ -461,7 +461,7 @@ def _winograd_output(
                         out[b, y + 1, x + 1, k] = _activate(e1 - e2 - e3 + bk, act)
 
 
-winograd_output = _twin(_winograd_output)
+winograd_output = twin(_winograd_output)
 
 
 def _pad_interior(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
@@ -478,7 +478,7 @@ def _pad_interior(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
                 dest[i, ci] = src[i, ci]
 
 
-pad_interior = _twin(_pad_interior)
+pad_interior = twin(_pad_interior)
 
 
 # ---- pooling ---------------------------------------------------------------------
@@ -539,7 +539,7 @@ def _pool2d(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> None:
                 out[b, ch, oy, ox] = total / max(count, 1)
 
 
-pool2d = _twin(_pool2d)
+pool2d = twin(_pool2d)
 
 
 def _max_pool2d_unpadded(
@@ -566,7 +566,7 @@ def _max_pool2d_unpadded(
                 dest[oy, ox] = best
 
 
-max_pool2d_unpadded = _twin(_max_pool2d_unpadded)
+max_pool2d_unpadded = twin(_max_pool2d_unpadded)
 
 
 def _pool2d_nhwc(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> None:
@@ -605,7 +605,7 @@ def _pool2d_nhwc(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> Non
                 dest[ci] *= scale
 
 
-pool2d_nhwc = _twin(_pool2d_nhwc)
+pool2d_nhwc = twin(_pool2d_nhwc)
 
 
 def _mean_middle(x: np.ndarray, out: np.ndarray) -> None:
@@ -623,7 +623,7 @@ def _mean_middle(x: np.ndarray, out: np.ndarray) -> None:
             dest[ci] /= p
 
 
-mean_middle = _twin(_mean_middle)
+mean_middle = twin(_mean_middle)
 
 
 def _mean_last(x: np.ndarray, out: np.ndarray) -> None:
@@ -636,7 +636,7 @@ def _mean_last(x: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc / cols
 
 
-mean_last = _twin(_mean_last)
+mean_last = twin(_mean_last)
 
 
 # ---- normalisation and softmax ----------------------------------------------------
@@ -646,7 +646,7 @@ def _softmax(x: np.ndarray, out: np.ndarray) -> None:
         softmax_strip(x, out, t)
 
 
-softmax = _twin(_softmax)
+softmax = twin(_softmax)
 
 
 def _layer_norm(
@@ -663,7 +663,7 @@ def _layer_norm(
         layer_norm_row(x, scale, bias, eps, out, mean_out, inv_out, i)
 
 
-layer_norm = _twin(_layer_norm)
+layer_norm = twin(_layer_norm)
 
 
 def _lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float, out: np.ndarray) -> None:
@@ -672,7 +672,7 @@ def _lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float, out: 
         lrn_strip(x, out, t, size, alpha, beta, bias)
 
 
-lrn = _twin(_lrn)
+lrn = twin(_lrn)
 
 
 def _channel_affine(x: np.ndarray, mul: np.ndarray, add: np.ndarray, out: np.ndarray) -> None:
@@ -685,7 +685,7 @@ def _channel_affine(x: np.ndarray, mul: np.ndarray, add: np.ndarray, out: np.nda
             out[b, ch, q] = x[b, ch, q] * mul[ch] + add[ch]
 
 
-channel_affine = _twin(_channel_affine)
+channel_affine = twin(_channel_affine)
 
 
 def _gather4(
@@ -711,4 +711,4 @@ def _gather4(
                     out[a, b, c, d] = x[i0[a], i1[b], i2[c], i3[d]]
 
 
-gather4 = _twin(_gather4)
+gather4 = twin(_gather4)

@@ -73,9 +73,8 @@ SPLIT_MIN_WORK = 1 << 20
 def _gemm_fn(kind: str, threads: int) -> GemmFn:
     if kind == "blas":
         return BlasGemm(threads)
-    if kind == "tiled":
-        return lambda a, b, out: cpu.pick(cpu.gemm_tiled, out.size * a.shape[1])(a, b, out)
-    raise ValueError(f"gemm must be 'blas' or 'tiled', got {kind!r}")
+    # "tiled": `NumbaOptions.gemm` admits no third value (compile validates it)
+    return lambda a, b, out: cpu.pick(cpu.gemm_tiled, out.size * a.shape[1])(a, b, out)
 
 
 def _splits(gemm: GemmFn, work: int) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from numba import njit, vectorize
 
+from workbench.errors import UnsupportedModelError
+
 _FLOAT_UNARY = ["float32(float32)", "float64(float64)"]
 _FLOAT_BINARY = ["float32(float32, float32)", "float64(float64, float64)"]
 _FLOAT_TERNARY = ["float32(float32, float32, float32)", "float64(float64, float64, float64)"]
@@ -283,4 +285,6 @@ def _integer_fallback(op: str) -> Any:
         return lambda x: np.maximum(x, 0)
     if op == "AddRelu":
         return lambda x, y: np.maximum(x + y, 0)
-    raise TypeError(f"{op} on non-float tensors is not supported")
+    raise UnsupportedModelError(
+        f"the numba backend has no {op} kernel for integer tensors; run this model on onnxruntime"
+    )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from workbench.backends.numba.cpu import _twin, pick
+from workbench.backends.numba.cpu import pick, twin
 from workbench.errors import InputError
 
 __all__ = ["MODES", "checked_bags", "embedding_bag"]
@@ -47,7 +47,7 @@ def _bags(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cove
 
 
 #: parallel over bags, and serial
-_KERNELS = _twin(_bags)
+_KERNELS = twin(_bags)
 
 
 def checked_bags(

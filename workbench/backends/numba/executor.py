@@ -24,7 +24,7 @@ import numpy as np
 
 from workbench.backends.base import LayerTiming
 from workbench.backends.numba.graph import ALIAS_OPS, Graph, Node
-from workbench.errors import BackendError
+from workbench.errors import BackendError, InvalidArgumentError
 
 #: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays. Given
 #: outputs, it must write into them. It may have a ``bind`` attribute: the same
@@ -171,7 +171,7 @@ class Executor:
     def layer_timings(self, plan: Plan, repeats: int) -> list[LayerTiming]:
         """Per-layer timings over ``repeats`` runs, one `LayerTiming` per canonical layer."""
         if repeats < 1:
-            raise ValueError(f"repeats must be at least 1, got {repeats}")
+            raise InvalidArgumentError(f"repeats must be at least 1, got {repeats}")
         runs = [self.execute_timed(plan) for _ in range(repeats)]
         order: dict[str, list[int]] = {}
         for index, step in enumerate(plan.steps):

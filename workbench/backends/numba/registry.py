@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.numba.graph import ALIAS_OPS, Node
-from workbench.errors import BackendError
+from workbench.errors import BackendError, InvalidArgumentError
 
 CustomFn = Callable[..., Any]
 _KERNELS: dict[tuple[str, str, str], CustomFn] = {}
@@ -46,8 +46,9 @@ def register_kernel(
         ``fn`` (or a decorator when ``fn`` is omitted).
 
     Raises:
-        ValueError: neither or both of ``op_type`` and ``node``, an unknown device, or
-            a view op (Reshape and friends have no output buffer to write).
+        InvalidArgumentError: (also a ``ValueError``) neither or both of ``op_type``
+            and ``node``, an unknown device, or a view op (Reshape and friends have no
+            output buffer to write).
 
     Example:
         >>> @register_kernel(op_type="Relu")
@@ -57,11 +58,13 @@ def register_kernel(
         ...         out.flat[i] = max(x.flat[i], 0.0)
     """
     if (op_type is None) == (node is None):
-        raise ValueError("give exactly one of op_type= or node=")
+        raise InvalidArgumentError("give exactly one of op_type= or node=")
     if device not in _DEVICES:
-        raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
+        raise InvalidArgumentError(f"device must be one of {_DEVICES}, got {device!r}")
     if op_type in ALIAS_OPS:
-        raise ValueError(f"{op_type} returns a view of its input; it cannot take a custom kernel")
+        raise InvalidArgumentError(
+            f"{op_type} returns a view of its input; it cannot take a custom kernel"
+        )
 
     def decorate(function: CustomFn) -> CustomFn:
         key = ("node", node) if node is not None else ("op", str(op_type))

@@ -71,6 +71,10 @@ class OnnxRuntimeBackend:
     def supports(self, model: Model) -> Support:
         return Support(True)
 
+    def half_precision_fallback(self) -> str:
+        """How ORT runs a half-precision op without a half kernel for it on this CPU."""
+        return "inserts Cast nodes to float32 and back around ops without a half kernel"
+
     def compile(self, model: Model, device: str = "cpu", **options: Any) -> OnnxRuntimeSession:
         """Load ``model`` into an ORT session on ``device``; never changes ``model``.
 

@@ -39,13 +39,11 @@ class OrtDecoder:
         cache_dtype: Any = np.float32,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
-
-        from workbench.backends.onnxruntime.options import intra_op_threads, session_options
+        from workbench.backends.onnxruntime.options import intra_op_threads
+        from workbench.backends.onnxruntime.plain import plain_session
 
         # the onnxruntime backend's own defaults, so a decoder runs as a profile's session does
-        options = session_options("all", threads=intra_op_threads(threads))
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = plain_session(Path(path), threads=intra_op_threads(threads))
         self.past_names, self.present_names = past_names, present_names
         self.kv_heads, self.head_dim = kv_heads, head_dim
         self.cache_dtype = np.dtype(cache_dtype)

@@ -7,9 +7,9 @@ its trace is parsed and each kernel is mapped back to the canonical layers it co
 
 from __future__ import annotations
 
-import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from workbench.backends.base import Inputs, LayerTiming
 from workbench.backends.onnxruntime.trace import (
@@ -21,14 +21,36 @@ from workbench.backends.onnxruntime.trace import (
 )
 
 if TYPE_CHECKING:
-    from workbench.backends.onnxruntime.session import OnnxRuntimeSession
+    import numpy as np
+
+    from workbench.backends.onnxruntime.options import OrtOptions
     from workbench.model import Model
 
 
+class TracedSession(Protocol):
+    """What per-layer timing and memory need of an ORT session (`OnnxRuntimeSession` is one).
+
+    Attributes:
+        model: the model it was compiled from.
+        provider: the execution provider it runs on.
+        options: its compile options (the optimisation level maps fused kernels back).
+    """
+
+    model: Model
+    provider: str
+    options: OrtOptions
+
+    def profiled_trace(
+        self, inputs: Inputs, runs: int, model: Model | None = None
+    ) -> AbstractContextManager[tuple[Path, dict[str, np.ndarray]]]:
+        """The node profiler's trace of ``runs`` runs of a profiling copy, and its feeds."""
+        ...
+
+
 def onnxruntime_layer_timings(
-    session: OnnxRuntimeSession, inputs: Inputs, repeats: int
+    session: TracedSession, inputs: Inputs, repeats: int
 ) -> list[LayerTiming]:
-    """Time every layer of an `OnnxRuntimeSession` with ORT's own node profiler.
+    """Time every layer of an ORT session with ORT's own node profiler.
 
     Compiles a separate profiling session (same threads and optimization level), runs it
     ``repeats`` times after one warm-up run, parses the trace, maps each kernel to the
@@ -56,23 +78,12 @@ def onnxruntime_layer_timings(
         >>> [(t.layer, t.detail.get("fused_into")) for t in s.run_layers(x, repeats=10)]
     """
     onnx_model = _named_nodes(session.model.to_onnx())
-    prof = session.profiling_copy(onnx_model)
-    trace_path: str | None = None
-    try:
-        feeds = prof._feeds(inputs)
-        prof._run(feeds)
-        for _ in range(repeats):
-            prof._run(feeds)
-        trace_path = prof.session.end_profiling()
+    with session.profiled_trace(inputs, repeats + 1, onnx_model) as (trace_path, _):
         runs = read_trace(trace_path)
-        runs = runs[-repeats:] if len(runs) > repeats else runs  # drop the warm-up run
-        optimized = optimized_graph(onnx_model, session.options.optimization, session.provider)
-        assert onnx_model.proto is not None
-        node_map = map_kernels(onnx_model.proto, optimized)
-    finally:
-        prof.close()
-        if trace_path:
-            shutil.rmtree(Path(trace_path).parent, ignore_errors=True)
+    runs = runs[-repeats:] if len(runs) > repeats else runs  # drop the warm-up run
+    optimized = optimized_graph(onnx_model, session.options.optimization, session.provider)
+    assert onnx_model.proto is not None
+    node_map = map_kernels(onnx_model.proto, optimized)
     return mark_fallbacks(timings_from_runs(runs, node_map), session.provider)
 
 

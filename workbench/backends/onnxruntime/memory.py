@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.backends.base import Inputs, MemoryReport
 
 if TYPE_CHECKING:
-    from workbench.backends.onnxruntime.session import OnnxRuntimeSession
+    from workbench.backends.onnxruntime.layers import TracedSession
 
 
-def onnxruntime_memory(session: OnnxRuntimeSession, inputs: Inputs) -> MemoryReport:
+def onnxruntime_memory(session: TracedSession, inputs: Inputs) -> MemoryReport:
     """Measure the steady-state run of a profiling copy of ``session``.
 
     Args:
@@ -38,18 +36,8 @@ def onnxruntime_memory(session: OnnxRuntimeSession, inputs: Inputs) -> MemoryRep
         return MemoryReport.unavailable(
             f"onnxruntime's profiler reports only the CPU arena, not {session.provider}'s memory"
         )
-    prof = session.profiling_copy(session.model)
-    trace_path = ""
-    try:
-        feeds = prof._feeds(inputs)
-        for _ in range(2):
-            prof._run(feeds)
-        trace_path = prof.session.end_profiling()
-        events = json.loads(Path(trace_path).read_text())
-    finally:
-        prof.close()
-        if trace_path:
-            shutil.rmtree(Path(trace_path).parent, ignore_errors=True)
+    with session.profiled_trace(inputs, 2) as (trace_path, feeds):
+        events = json.loads(trace_path.read_text())
     report = arena_report(events)
     if not report.measured:
         return report

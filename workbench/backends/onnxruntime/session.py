@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.onnxruntime.layers import onnxruntime_layer_timings
+from workbench.backends.onnxruntime.memory import onnxruntime_memory
 from workbench.backends.onnxruntime.options import (
     OrtOptions,
     intra_op_threads,
     ort_default_threads,
-    session_options,
 )
+from workbench.backends.onnxruntime.plain import plain_session
 from workbench.errors import BackendError, DeviceUnavailableError, InputError, out_of_memory
 
 if TYPE_CHECKING:
@@ -95,28 +98,26 @@ class OnnxRuntimeSession:
         self.threads = intra_op_threads(self.options.threads, device)
         #: facts a profile of this session reports (TensorRT's engine build)
         self.notes: list[str] = []
-        self.engine_build_s: float | None = None
         self.session = self._create()
         if self.provider == TENSORRT:
-            self.engine_build_s = self._build_engine()
+            self._build_engine()
 
-    def _build_engine(self) -> float:
+    def _build_engine(self) -> None:
         """Run once so TensorRT builds its engine now: ``compile`` (compile_s) holds it.
 
         TensorRT builds an engine for the shapes it first meets; another batch size
         builds again, which `runner` does before timing and reports in `notes`.
         """
-        seconds = self._warm(self._feeds(self.model.example_inputs(1)))
+        seconds = self._warm(self.stage(self.model.example_inputs(1)))
         self.notes.append(
             f"TensorRT built its engine in {seconds:.2f} s while compiling (in compile_s), "
             "for batch 1"
         )
-        return seconds
 
     def _warm(self, feeds: dict[str, np.ndarray]) -> float:
         """Seconds of one run on ``feeds`` (for TensorRT: an engine build for new shapes)."""
         started = time.perf_counter()
-        self._run(feeds)
+        self.run_staged(feeds)
         self._built_shapes.add(_shapes(feeds))
         return time.perf_counter() - started
 
@@ -131,16 +132,15 @@ class OnnxRuntimeSession:
                 f"available: {', '.join(available)}"
             )
         own = ort_default_threads()
-        opts = session_options(
-            self.options.optimization,
-            # ORT's own default stays ORT's choice; only a cap or the user's count is set
-            threads=self.options.threads or (self.threads if self.threads < own else None),
-            profiling=self.options.profiling,
-        )
-        providers = provider_chain(self.provider, available)
+        graph = self.model.to_onnx().onnx_bytes  # an export failure says so itself
         try:
-            session = ort.InferenceSession(
-                self.model.to_onnx().onnx_bytes, opts, providers=providers
+            session = plain_session(
+                graph,
+                optimization=self.options.optimization,
+                # ORT's own default stays ORT's choice; only a cap or the user's count is set
+                threads=self.options.threads or (self.threads if self.threads < own else None),
+                profiling=self.options.profiling,
+                providers=provider_chain(self.provider, available),
             )
         except Exception as exc:  # ORT raises its own exception types per failure kind
             raise BackendError(
@@ -162,10 +162,51 @@ class OnnxRuntimeSession:
             model, self.device, dataclasses.replace(self.options, profiling=True)
         )
 
-    def _feeds(self, inputs: Inputs) -> dict[str, np.ndarray]:
+    @contextlib.contextmanager
+    def profiled_trace(
+        self, inputs: Inputs, runs: int, model: Model | None = None
+    ) -> Iterator[tuple[Path, dict[str, np.ndarray]]]:
+        """ORT's node-profiler trace of ``runs`` runs of a profiling copy (`profiling_copy`).
+
+        Args:
+            inputs: model inputs.
+            runs: runs to trace (all of them, warm-up runs included).
+            model: the model the copy runs (default: this session's; the per-layer timing
+                passes one with every node named).
+
+        Yields:
+            The trace file ``end_profiling()`` wrote and the staged feeds it ran. The copy
+            is closed and the trace's folder deleted on exit; this session is never
+            profiled.
+        """
+        prof = self.profiling_copy(model or self.model)
+        trace_path = ""
+        try:
+            feeds = prof.stage(inputs)
+            for _ in range(runs):
+                prof.run_staged(feeds)
+            trace_path = prof.session.end_profiling()
+            yield Path(trace_path), feeds
+        finally:
+            prof.close()
+            if trace_path:
+                shutil.rmtree(Path(trace_path).parent, ignore_errors=True)
+
+    def stage(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """The inputs validated, by input name: what `run_staged` takes.
+
+        Raises:
+            InputError: an input is missing or has the wrong shape or dtype.
+        """
         return self.model.check_inputs(inputs)
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run_staged(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One run on `stage`'s feeds; the outputs as numpy arrays (synchronises).
+
+        Raises:
+            BackendError: the provider ran out of memory (the line gives the input sizes).
+            InputError: ORT failed on these inputs (its message quoted).
+        """
         try:
             return list(self.session.run(None, feeds))
         except Exception as exc:
@@ -175,10 +216,10 @@ class OnnxRuntimeSession:
             raise InputError(f"onnxruntime failed to run {self.model.name!r}: {text}") from exc
 
     def run(self, inputs: Inputs) -> list[np.ndarray]:
-        return self._run(self._feeds(inputs))
+        return self.run_staged(self.stage(inputs))
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
-        feeds = self._feeds(inputs)
+        feeds = self.stage(inputs)
         if self.provider == TENSORRT and _shapes(feeds) not in self._built_shapes:
             seconds = self._warm(feeds)  # an engine build must never be timed as inference
             self.notes.append(
@@ -220,8 +261,6 @@ class OnnxRuntimeSession:
 
     def memory(self, inputs: Inputs) -> MemoryReport:
         """ORT's arena statistics of a profiled copy (see `onnxruntime_memory`)."""
-        from workbench.backends.onnxruntime.memory import onnxruntime_memory
-
         return onnxruntime_memory(self, inputs)
 
     def settings(self) -> AbstractContextManager[None]:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.backends.base import ImportedTrace, LayerTiming
-from workbench.backends.onnxruntime.options import session_options
+from workbench.backends.onnxruntime.plain import plain_session
+from workbench.errors import InvalidArgumentError
 from workbench.loaders.onnx import LAYOUT_LAYER
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def read_trace(path: str | Path) -> list[TraceRun]:
         One `TraceRun` per ``model_run`` event (a single run when the trace has none).
 
     Raises:
-        ValueError: the file is not an ORT trace (no ``Node`` kernel events).
+        InvalidArgumentError: the file is not an ORT trace (no ``Node`` kernel events);
+            also a ``ValueError``.
     """
     events = json.loads(Path(path).read_text())
     if isinstance(events, dict):  # some tools wrap the list in {"traceEvents": [...]}
@@ -83,7 +85,10 @@ def read_trace(path: str | Path) -> list[TraceRun]:
         if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
     ]
     if not kernels:
-        raise ValueError(f"{path} holds no ONNX Runtime node events (cat 'Node', '*_kernel_time')")
+        raise InvalidArgumentError(
+            f"{path} holds no ONNX Runtime node events (cat 'Node', '*_kernel_time'): pass "
+            "the JSON file a session with enable_profiling wrote (end_profiling() names it)"
+        )
     runs_spans = sorted(
         (e["ts"], e["ts"] + e["dur"], e["dur"])
         for e in events
@@ -409,13 +414,15 @@ def optimized_graph(onnx_model: Model, optimization: str, provider: str) -> onnx
         provider: the execution provider whose fusions apply.
     """
     import onnx
-    import onnxruntime as ort
 
     folder = tempfile.mkdtemp(prefix="wb-ort-opt-")
     try:
-        opts = session_options(optimization, optimized_model_filepath=f"{folder}/optimized.onnx")
-        providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
-        ort.InferenceSession(onnx_model.onnx_bytes, opts, providers=providers)
+        plain_session(
+            onnx_model.onnx_bytes,
+            optimization=optimization,
+            optimized_model_filepath=f"{folder}/optimized.onnx",
+            providers=list(dict.fromkeys([provider, "CPUExecutionProvider"])),
+        )
         return onnx.load(f"{folder}/optimized.onnx", load_external_data=False)
     except Exception:  # without the optimized graph, kernels still map by their names
         return None

@@ -124,7 +124,7 @@ class TorchCompiledSession(TorchSession):
         self._shapes: set[tuple[tuple[int, ...], ...]] = set()
         example = model.example_inputs(options.batch_size or 1)
         with self.settings():
-            self.compile_s, _ = self._compile_for(self._stage(example))
+            self.compile_s, _ = self._compile_for(self.stage(example))
 
     @property
     def notes(self) -> list[str]:
@@ -138,7 +138,8 @@ class TorchCompiledSession(TorchSession):
             )
         return notes
 
-    def _call(self, *tensors: torch.Tensor) -> Any:
+    def call(self, *tensors: torch.Tensor) -> Any:
+        """One bare call of the compiled module (a CUDA-graph step marked first)."""
         if self._cuda_graphs:
             import torch
 
@@ -151,7 +152,7 @@ class TorchCompiledSession(TorchSession):
         before = _graphs_compiled()
         started = time.perf_counter()
         try:
-            self._forward(tensors)
+            self.run_staged(tensors)
             self.synchronize()
         except Exception as exc:  # Dynamo and Inductor raise their own types
             if isinstance(exc, BackendError):
@@ -167,7 +168,7 @@ class TorchCompiledSession(TorchSession):
     def _checked(self, tensors: list[torch.Tensor]) -> Any:
         """A forward pass that must not compile: raise `RecompileError` when it did."""
         before = _graphs_compiled()
-        out = self._forward(tensors)
+        out = self.run_staged(tensors)
         if _graphs_compiled() > before:
             raise RecompileError(
                 f"torch recompiled {self.model.name!r} during a timed call (input shapes "
@@ -186,36 +187,27 @@ class TorchCompiledSession(TorchSession):
 
     def run(self, inputs: Inputs) -> list[Any]:
         with self.settings():
-            tensors = self._stage(inputs)
+            tensors = self.stage(inputs)
             self._prepare(tensors)
         return super().run(inputs)
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
-        tensors = self._stage(inputs)
+        tensors = self.stage(inputs)
         with self.settings():
             self._prepare(tensors)
-
-        def run_once() -> Any:
-            if self._applied or not self.threads:
-                out = self._checked(tensors)
-            else:
-                with self.settings():
-                    out = self._checked(tensors)
-            self.synchronize()
-            return out
-
-        return run_once
+        return self.timed_runner(tensors, self._checked)
 
     def run_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
         """Eager-equivalent per-module timings (hooks on the eager module), each noted so."""
         return [_noted(t) for t in super().run_layers(inputs, repeats)]
 
-    def _profiler_layers(self, inputs: Inputs, repeats: int) -> list[LayerTiming]:
-        return [_noted(t) for t in super()._profiler_layers(inputs, repeats)]
+    def profiler_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
+        """``torch.profiler`` per-module timings on the eager module, each noted so."""
+        return [_noted(t) for t in super().profiler_layers(inputs, repeats)]
 
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """``"default"`` (hooks) and ``"torch.profiler"``, both on the eager module."""
-        return {"default": self.run_layers, "torch.profiler": self._profiler_layers}
+        return {"default": self.run_layers, "torch.profiler": self.profiler_layers}
 
     def close(self) -> None:
         self.compiled = None  # type: ignore[assignment]

@@ -279,15 +279,15 @@ def phase_layer_timings(
         (prefill timings, decode timings), each as `torch_layer_timings` returns them
         (leaf, container and self rows; decode empty when ``output_length`` is 1).
     """
-    from workbench.backends.torch.layers import _hook_pair, _Recorder, _timings
+    from workbench.backends.torch.layers import HookRecorder, module_hooks
 
     def quiet() -> None:  # CPU: nothing to synchronise
         pass
 
-    ignored, prefill, decode = (_Recorder(sync=quiet) for _ in range(3))
+    ignored, prefill, decode = (HookRecorder(sync=quiet) for _ in range(3))
     current = [ignored]
     model = decoder.model
-    with _hook_pair(model, lambda p: current[0].pre(p), lambda p: current[0].post(p)):
+    with module_hooks(model, lambda p: current[0].pre(p), lambda p: current[0].post(p)):
         for run in range(runs + 1):
             recorded = run > 0  # the first generation warms up
             current[0] = ignored
@@ -302,11 +302,5 @@ def phase_layer_timings(
                 if recorded:
                     decode.start_run()
                 token = decoder.step(token)
-    phases: list[list[LayerTiming]] = []
-    for recorder in (prefill, decode):
-        if not recorder.inner:
-            phases.append([])
-            continue
-        args = (recorder.order, recorder.parent, recorder.inner, recorder.outer, recorder.calls)
-        phases.append(_timings(model, *args))
+    phases = [recorder.timings(model) if recorder.inner else [] for recorder in (prefill, decode)]
     return phases[0], phases[1]

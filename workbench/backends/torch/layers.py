@@ -14,21 +14,39 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from workbench.backends.base import Inputs, LayerTiming
+from workbench.backends.base import Inputs, LayerTiming, StagedSession
 from workbench.errors import BackendError
 
 if TYPE_CHECKING:
     import torch
 
-    from workbench.backends.torch.session import TorchSession
-
 _PURE_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 
 
+class HookedSession(StagedSession, Protocol):
+    """What per-module timing needs of a torch session (`TorchSession` is one).
+
+    Attributes:
+        module: the eager module whose submodules are hooked.
+        device: the device string (``"cuda:0"`` turns on device timing).
+    """
+
+    module: torch.nn.Module
+    device: str
+
+    def stage(self, inputs: Inputs) -> list[torch.Tensor]:
+        """The inputs as tensors on the device, in input order."""
+        ...
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work."""
+        ...
+
+
 @dataclass
-class _Recorder:
+class HookRecorder:
     """Hook state: open calls and, per run, inner and outer time per module path (ms).
 
     A call's *inner* time runs from the end of its pre-hook to the start of its post-hook
@@ -71,13 +89,17 @@ class _Recorder:
                 self.calls[path] += 1
             outer[path] = outer.get(path, 0.0) + (time.perf_counter() - entered) * 1e3
 
+    def timings(self, module: torch.nn.Module) -> list[LayerTiming]:
+        """Leaf, container and self timings of ``module`` from the runs recorded."""
+        return _timings(module, self.order, self.parent, self.inner, self.outer, self.calls)
+
 
 def module_paths(module: torch.nn.Module) -> dict[str, Any]:
     """Path -> module for every module; the root is named after its class, as in `Model.layers`."""
     return {path or type(module).__name__: sub for path, sub in module.named_modules()}
 
 
-def torch_layer_timings(session: TorchSession, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+def torch_layer_timings(session: HookedSession, inputs: Inputs, repeats: int) -> list[LayerTiming]:
     """Time every module of a `TorchSession` over ``repeats`` forward passes.
 
     Each module call is bracketed by forward pre/post hooks reading ``perf_counter``;
@@ -104,10 +126,10 @@ def torch_layer_timings(session: TorchSession, inputs: Inputs, repeats: int) -> 
     """
     import torch
 
-    recorder = _Recorder(sync=session.synchronize)
-    tensors = session._stage(inputs)
+    recorder = HookRecorder(sync=session.synchronize)
+    tensors = session.stage(inputs)
     module = session.module
-    with _hook_pair(module, recorder.pre, recorder.post), torch.inference_mode():
+    with module_hooks(module, recorder.pre, recorder.post), torch.inference_mode():
         for _ in range(2):  # warm-up (first calls allocate and pick kernels); fixes the order
             _forward(module, tensors, recorder)
         for _ in range(repeats):
@@ -118,12 +140,10 @@ def torch_layer_timings(session: TorchSession, inputs: Inputs, repeats: int) -> 
             "no module hook fired: per-module timing needs an eager nn.Module "
             "(TorchScript modules cannot be hooked); use the onnxruntime backend"
         )
-    return _timings(
-        module, recorder.order, recorder.parent, recorder.inner, recorder.outer, recorder.calls
-    )
+    return recorder.timings(module)
 
 
-def _forward(module: torch.nn.Module, tensors: list[Any], recorder: _Recorder) -> None:
+def _forward(module: torch.nn.Module, tensors: list[Any], recorder: HookRecorder) -> None:
     try:
         module(*tensors)
     except Exception as exc:
@@ -207,7 +227,7 @@ def _parent(path: str, paths: dict[str, Any]) -> str | None:
 
 
 def torch_profiler_layer_timings(
-    session: TorchSession, inputs: Inputs, repeats: int
+    session: HookedSession, inputs: Inputs, repeats: int
 ) -> list[LayerTiming]:
     """Like `torch_layer_timings`, timed by ``torch.profiler`` with memory per module.
 
@@ -229,10 +249,10 @@ def torch_profiler_layer_timings(
 
     cuda = session.device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    tensors = session._stage(inputs)
+    tensors = session.stage(inputs)
     module = session.module
     ranges: list[Any] = []
-    recorder = _Recorder(sync=lambda: None)
+    recorder = HookRecorder(sync=lambda: None)
 
     def pre(path: str) -> None:
         recorder.pre(path)
@@ -246,7 +266,7 @@ def torch_profiler_layer_timings(
         _forward(module, tensors, recorder)  # warm-up without hooks or profiler
         with (
             quiet_profiler(),
-            _hook_pair(module, pre, post),
+            module_hooks(module, pre, post),
             profile(activities=activities, profile_memory=True) as prof,
         ):
             for run in range(repeats):
@@ -260,10 +280,16 @@ def torch_profiler_layer_timings(
 
 
 @contextmanager
-def _hook_pair(
+def module_hooks(
     module: torch.nn.Module, pre: Callable[[str], None], post: Callable[[str], None]
 ) -> Iterator[None]:
-    """Install timing hooks on every module; always removed, so the user's module stays clean."""
+    """``pre(path)`` and ``post(path)`` around every call of every submodule while inside.
+
+    The hooks are always removed on exit, so the user's module stays clean.
+
+    Raises:
+        BackendError: the module refuses hooks (a TorchScript module).
+    """
     handles = []
     try:
         for path, sub in module_paths(module).items():

@@ -11,19 +11,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from workbench.backends.base import Inputs, MemoryReport
+from workbench.backends.base import Inputs, MemoryReport, StagedSession
 
 if TYPE_CHECKING:
     import torch
 
-    from workbench.backends.torch.session import TorchSession
-
 _RANGE = "wbmem::"
 
 
-def torch_memory(session: TorchSession, inputs: Inputs) -> MemoryReport:
+class MeasuredSession(StagedSession, Protocol):
+    """What the memory measurement needs of a torch session (`TorchSession` is one).
+
+    Attributes:
+        module: the module that runs (its weights are counted).
+        device: the device string (``"cuda:N"`` reads the allocator's counters).
+    """
+
+    module: torch.nn.Module
+    device: str
+
+    def stage(self, inputs: Inputs) -> list[torch.Tensor]:
+        """The inputs as tensors on the device, in input order."""
+        ...
+
+    def call(self, *tensors: torch.Tensor) -> Any:
+        """One bare forward pass (no inference mode, no error mapping)."""
+        ...
+
+
+def torch_memory(session: MeasuredSession, inputs: Inputs) -> MemoryReport:
     """Measure one forward pass of ``session`` (CPU: torch.profiler; CUDA: allocator peaks).
 
     Args:
@@ -34,14 +52,14 @@ def torch_memory(session: TorchSession, inputs: Inputs) -> MemoryReport:
         A `MemoryReport`; unavailable (with the reason) when torch's profiler cannot
         record memory here. The module is never changed (hooks are removed).
     """
-    tensors = session._stage(inputs)
+    tensors = session.stage(inputs)
     weights = _weights_bytes(session.module)
     input_bytes = sum(int(t.nbytes) for t in tensors)
     if session.device.startswith("cuda"):
         import torch
 
         return cuda_memory(
-            torch.cuda, session.device, lambda: session._forward(tensors), weights, input_bytes
+            torch.cuda, session.device, lambda: session.run_staged(tensors), weights, input_bytes
         )
     try:
         return _cpu_memory(session, tensors, weights, input_bytes)
@@ -81,7 +99,7 @@ def cuda_memory(
 
 
 def _cpu_memory(
-    session: TorchSession, tensors: list[Any], weights: int, input_bytes: int
+    session: MeasuredSession, tensors: list[Any], weights: int, input_bytes: int
 ) -> MemoryReport:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -89,17 +107,19 @@ def _cpu_memory(
     from workbench.backends.torch.trace import quiet_profiler
 
     module = session.module
-    session._forward(tensors)  # warm-up: lazy buffers (mkldnn, caches) are not the model's run
+    session.run_staged(tensors)  # warm-up: lazy buffers (mkldnn, caches) are not the model's run
     memory = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with quiet_profiler(), _leaf_ranges(module), memory as p, torch.inference_mode():
-        session._call(*tensors)
+        session.call(*tensors)
     records = sorted(
         (e.start_ns(), int(e.nbytes()))
         for e in p.profiler.kineto_results.events()
         if e.name() == "[memory]"
     )
     if not records:
-        raise RuntimeError("the profiler saw no allocation")
+        return MemoryReport.unavailable(
+            "torch.profiler recorded no memory events: the profiler saw no allocation"
+        )
     by_layer = {
         e.name[len(_RANGE) :]: max(0, int(e.cpu_memory_usage))
         for e in p.events()

@@ -17,6 +17,7 @@ import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
 from workbench.backends.torch.layers import torch_layer_timings, torch_profiler_layer_timings
+from workbench.backends.torch.memory import torch_memory
 from workbench.errors import InputError, out_of_memory
 from workbench.model import named_outputs, to_numpy
 
@@ -91,18 +92,30 @@ class TorchSession:
             self._applied = False
             torch.set_num_threads(before)
 
-    def _stage(self, inputs: Inputs) -> list[torch.Tensor]:
+    def stage(self, inputs: Inputs) -> list[torch.Tensor]:
+        """The inputs validated and placed on the session's device, in input order.
+
+        Raises:
+            InputError: an input is missing or has the wrong shape or dtype.
+        """
         import torch
 
         arrays = self.model.check_inputs(inputs)
         return [torch.from_numpy(a).to(self._torch_device) for a in arrays.values()]
 
-    def _forward(self, tensors: list[torch.Tensor]) -> Any:
+    def run_staged(self, tensors: list[torch.Tensor]) -> Any:
+        """One forward pass on `stage`'s tensors under ``torch.inference_mode``; the
+        module's raw outputs (not synchronised, thread settings not applied).
+
+        Raises:
+            BackendError: the device or the CPU allocator ran out of memory.
+            InputError: the module failed on these inputs.
+        """
         import torch
 
         try:
             with torch.inference_mode():
-                return self._call(*tensors)
+                return self.call(*tensors)
         except (RuntimeError, MemoryError) as exc:
             # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
             if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or (
@@ -113,8 +126,10 @@ class TorchSession:
                 raise out_of_memory(self.device, self.model.name, pairs) from exc
             raise InputError(f"torch failed to run {self.model.name!r}: {exc}") from exc
 
-    def _call(self, *tensors: torch.Tensor) -> Any:
-        """One forward pass of what this session runs (the eager module here)."""
+    def call(self, *tensors: torch.Tensor) -> Any:
+        """One bare forward pass of what this session runs (the eager module here; a
+        compiled session's compiled wrapper): no inference mode, no error mapping, for
+        measuring code that sets up its own context (the memory profiler)."""
         return self.module(*tensors)
 
     def synchronize(self) -> None:
@@ -126,19 +141,30 @@ class TorchSession:
 
     def run(self, inputs: Inputs) -> list[np.ndarray]:
         with self.settings():
-            outputs = self._forward(self._stage(inputs))
+            outputs = self.run_staged(self.stage(inputs))
         # a Hugging Face ModelOutput, a tuple or dict: its tensors in order, as `outputs`
         return [to_numpy(o) for _, o in named_outputs(outputs)]
 
     def runner(self, inputs: Inputs) -> Callable[[], Any]:
-        tensors = self._stage(inputs)
+        return self.timed_runner(self.stage(inputs), self.run_staged)
+
+    def timed_runner(
+        self, tensors: list[torch.Tensor], forward: Callable[[list[torch.Tensor]], Any]
+    ) -> Callable[[], Any]:
+        """The callable `runner` returns: ``forward(tensors)``, then a synchronisation.
+
+        Inside `settings` (a profile's measurement) the thread count is already set and
+        the call times the forward pass alone; outside, it sets and restores the count on
+        each call. A subclass passes its own ``forward`` (a compiled session: one that
+        must not recompile).
+        """
 
         def run_once() -> Any:
             if self._applied or not self.threads:
-                out = self._forward(tensors)
+                out = forward(tensors)
             else:
                 with self.settings():
-                    out = self._forward(tensors)
+                    out = forward(tensors)
             self.synchronize()
             return out
 
@@ -149,7 +175,9 @@ class TorchSession:
         with self.settings():
             return self._canonical(torch_layer_timings(self, inputs, repeats))
 
-    def _profiler_layers(self, inputs: Inputs, repeats: int) -> list[LayerTiming]:
+    def profiler_layers(self, inputs: Inputs, repeats: int = 10) -> list[LayerTiming]:
+        """Per-module timings by ``torch.profiler``, with memory per module (see
+        `torch_profiler_layer_timings`): the ``"torch.profiler"`` layer method."""
         with self.settings():
             return self._canonical(torch_profiler_layer_timings(self, inputs, repeats))
 
@@ -161,12 +189,10 @@ class TorchSession:
 
     def layer_methods(self) -> Mapping[str, LayerMethod]:
         """``"default"`` (forward hooks) and ``"torch.profiler"`` (with memory per module)."""
-        return {"default": self.run_layers, "torch.profiler": self._profiler_layers}
+        return {"default": self.run_layers, "torch.profiler": self.profiler_layers}
 
     def memory(self, inputs: Inputs) -> MemoryReport:
         """The model's own memory in one forward pass (see `torch_memory`)."""
-        from workbench.backends.torch.memory import torch_memory
-
         with self.settings():
             report = torch_memory(self, inputs)
         if self.model.module is not None:

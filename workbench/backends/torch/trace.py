@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from workbench.backends.base import ImportedTrace, LayerTiming
+from workbench.errors import InvalidArgumentError
 
 _RUN_MARKERS = ("ProfilerStep#", "wb::run#")
 
@@ -94,7 +95,7 @@ def import_trace(path: str | Path) -> ImportedTrace:
         An `ImportedTrace` (batch size unknown: 0).
 
     Raises:
-        ValueError: the file holds no usable events.
+        InvalidArgumentError: the file holds no usable events; also a ``ValueError``.
 
     Example:
         >>> [t.layer for t in import_trace("trace.json").timings]
@@ -105,7 +106,10 @@ def import_trace(path: str | Path) -> ImportedTrace:
     markers = [e for e in spans if str(e.get("name", "")).startswith(_RUN_MARKERS)]
     layers, how = _torch_layer_events(spans)
     if not layers:
-        raise ValueError(f"{path} holds no torch.profiler ranges or ops")
+        raise InvalidArgumentError(
+            f"{path} holds no torch.profiler ranges or ops: pass a Chrome trace that "
+            "torch.profiler wrote (prof.export_chrome_trace)"
+        )
     samples = _exclusive_samples(layers, markers)
     timings = [
         LayerTiming(name, op, tuple(s), {"scope": "leaf"}) for (name, op), s in samples.items()
