@@ -176,9 +176,8 @@ def _shapes_from_ort(
     proto: onnx.ModelProto, inputs: dict[str, np.ndarray], names: list[str]
 ) -> Shapes:
     import onnx
-    import onnxruntime as ort
 
-    from workbench.backends.onnxruntime.options import session_options
+    from workbench.backends.onnxruntime.plain import plain_session
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -186,9 +185,8 @@ def _shapes_from_ort(
     for name in names:
         if name not in known:
             model.graph.output.append(onnx.ValueInfoProto(name=name))
-    opts = session_options("disable")
     try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, ["CPUExecutionProvider"])
+        session = plain_session(model, optimization="disabled")
         values = session.run(names, inputs)
     except Exception:  # an op ORT cannot run here: those shapes stay unknown
         return {}
