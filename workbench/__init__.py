@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "Timer": "workbench.profiling.timer:Timer",
     "Profile": "workbench.profiling.profile:Profile",
     "profile": "workbench.profiling.run:profile",
+    "TimingOptions": "workbench.profiling.measure:TimingOptions",
     "compare": "workbench.profiling.compare:compare",
     "generate_profile": "workbench.profiling.generate:generate_profile",
     "GenerationProfile": "workbench.profiling.generate:GenerationProfile",

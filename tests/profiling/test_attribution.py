@@ -85,12 +85,12 @@ def test_layers_without_timings_are_named_in_a_note(missing: int) -> None:
     model = toy_mlp()
     timings = [LayerTiming("0", "Linear", (1.0, 1.0))]  # toy_mlp's first layer, 8 -> 16
     timings += [LayerTiming(f"never{i}", "Relu", ()) for i in range(missing)]
-    p = Profile("m", "hand", "cpu", 2, Measurement((2.0, 2.0, 2.0)))
-    profile_layers(p, _HandTimings(model, timings), model.example_inputs(2), 2, roofline=False)
-    notes = [n for n in p.notes if "have no timing" in n]
+    session = _HandTimings(model, timings)
+    found = profile_layers(session, model.example_inputs(2), 2.0, 2, roofline=False)
+    notes = [n for n in found.notes if "have no timing" in n]
     if not missing:
         assert notes == []
-        first = p.layers.set_index("layer").loc["0"]
+        first = found.layers.set_index("layer").loc["0"]
         assert first["flops"] == 2 * 2 * 8 * 16  # batch 2, one multiply-add per weight
         assert first["bytes"] >= (8 * 16 + 16) * 4  # at least its float32 weights are read
         assert first["intensity"] == pytest.approx(first["flops"] / first["bytes"])

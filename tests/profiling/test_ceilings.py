@@ -200,7 +200,7 @@ def test_a_layer_above_the_roof_makes_the_ceilings_be_measured_again(monkeypatch
 
     monkeypatch.setattr(cost, "machine_ceilings", fake)
     p = profile_with([150e6], [1.0])  # 150 GFLOP/s, compute bound at 150 FLOP/byte
-    cost.add_roofline(p)
+    p = cost.add_roofline(p)
     assert calls == [False, True]
     assert p.layers.loc[0, "roof_fraction"] == pytest.approx(0.75)
     assert not p.notes and "above_roof" not in p.environment["machine_ceilings"]
@@ -215,7 +215,7 @@ def test_a_layer_still_above_the_roof_keeps_its_fraction_and_is_flagged(monkeypa
 
     monkeypatch.setattr(cost, "machine_ceilings", fake)
     p = profile_with([150e6, 10e6], [1.0, 1.0])
-    cost.add_roofline(p)
+    p = cost.add_roofline(p)
     assert calls == [False, True]  # measured again exactly once
     assert p.layers.loc[0, "roof_fraction"] == pytest.approx(1.5)
     assert p.environment["machine_ceilings"]["above_roof"] == {"l0": pytest.approx(1.5)}
@@ -228,14 +228,14 @@ def test_given_ceilings_are_never_replaced(monkeypatch) -> None:
 
     monkeypatch.setattr(cost, "machine_ceilings", fail)
     p = profile_with([150e6], [1.0])
-    cost.add_roofline(p, ceilings(100e9))
+    p = cost.add_roofline(p, ceilings(100e9))
     assert p.layers.loc[0, "roof_fraction"] == pytest.approx(1.5) and p.notes
 
 
 def test_the_roofline_uses_executed_flops_where_a_backend_reported_them() -> None:
     # a Winograd F(2x2, 3x3) conv executes 4/9 of its nominal multiply-adds
     p = profile_with([90e6, 90e6], [1.0, 1.0], executed_flops=[40e6, np.nan])
-    cost.add_roofline(p, ceilings(100e9))
+    p = cost.add_roofline(p, ceilings(100e9))
     table = p.layers.set_index("layer")
     assert table.loc["l0", "achieved_flops_per_s"] == pytest.approx(40e9)
     assert table.loc["l1", "achieved_flops_per_s"] == pytest.approx(90e9)
@@ -250,7 +250,7 @@ def test_the_roofline_figure_shows_measured_and_theoretical_roofs_and_executed_w
     c = Ceilings(
         "cpu", 100e9, 1e12, theoretical_flops_per_s=160e9, bandwidth_by_bytes=((1 << 20, 3e12),)
     )
-    cost.add_roofline(p, c)
+    p = cost.add_roofline(p, c)
     fig = viz.roofline(p, c)
     names = [t.name for t in fig.data]
     assert "roof" in names and "theoretical peak" in names
@@ -324,11 +324,11 @@ def test_a_layer_whose_bytes_fit_a_cache_is_held_to_that_caches_roof() -> None:
     # within the 150 GB/s a 16 MiB working set attains
     c = Ceilings("cpu", 1e12, 20e9, bandwidth_by_bytes=((16 << 20, 150e9),))
     p = profile_with([1e6], [0.01])
-    cost.add_roofline(p, c)
+    p = cost.add_roofline(p, c)
     assert p.layers.loc[0, "roof_fraction"] == pytest.approx(100 / 150)
     assert p.layers.loc[0, "bound"] == "memory" and not p.notes
     p = profile_with([1e6], [0.01])
-    cost.add_roofline(p, Ceilings("cpu", 1e12, 20e9))  # without cache roofs: 5x the roof
+    p = cost.add_roofline(p, Ceilings("cpu", 1e12, 20e9))  # without cache roofs: 5x the roof
     assert p.layers.loc[0, "roof_fraction"] == pytest.approx(5.0)
 
 

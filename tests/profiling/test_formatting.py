@@ -17,6 +17,7 @@ from workbench.profiling.formatting import (
     format_share,
     profile_html,
 )
+from workbench.profiling.memory import ProfileMemory
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
 
@@ -78,8 +79,8 @@ def profile():
         32,
         Measurement((0.45, 0.5, 0.55, 7.0)),
         layers=layers,
-        memory={"model_peak_bytes": 3 * 2**19, "process_rss_bytes": 478 * 2**20},
-        notes=["per-layer times are instrumented"],
+        memory=ProfileMemory(model_peak_bytes=3 * 2**19, process_rss_bytes=478 * 2**20),
+        notes=("per-layer times are instrumented",),
     )
 
 

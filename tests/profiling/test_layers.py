@@ -55,7 +55,7 @@ def test_every_sample_on_every_backend(sample: str, backend: str) -> None:
     assert numbers["layers_sum_ms"] == pytest.approx(rows["latency_ms"].sum(), rel=1e-9)
     assert numbers["ratio"] > 0
     assert "instrumented" in p.layer_method and any("ratio" in n for n in p.notes)
-    assert p.memory["model_peak_bytes"] > 0 and p.memory["params_bytes"] > 0
+    assert p.memory.model_peak_bytes > 0 and p.memory.params_bytes > 0
     # Conv/Linear layers always get FLOPs, counted as 2 per multiply-add
     matmuls = rows[rows["op_type"].isin(["Conv2d", "Linear", "Conv", "Gemm"])]
     assert (matmuls["flops"] > 0).all()
@@ -117,20 +117,19 @@ def test_containers_view_and_torch_profiler_method() -> None:
     model = wb.samples.load("digits-transformer")
     session = wb.backend("torch").compile(model, "cpu")
     inputs = model.example_inputs(4)
-    base = _profile(model, "torch", layers=False)
-    profile_layers(base, session, inputs, repeats=3, view="containers", roofline=False)
-    rows = base.layers.set_index("layer")
+    end_to_end = _profile(model, "torch", layers=False).latency.median
+    found = profile_layers(session, inputs, end_to_end, 3, view="containers", roofline=False)
+    rows = found.layers.set_index("layer")
     assert {"blocks.0", "blocks.0.attn", "blocks.0.attn.q"} <= set(rows.index)
     # a container's inclusive time covers its children
     assert rows.loc["blocks.0", "latency_ms"] >= rows.loc["blocks.0.attn", "latency_ms"]
     assert rows.loc["DigitsTransformer", "share"] == pytest.approx(1.0)
-    other = _profile(model, "torch", layers=False)
-    profile_layers(other, session, inputs, repeats=3, method="torch.profiler", roofline=False)
-    assert "torch.profiler" in other.layer_method
-    assert other.memory["allocated_bytes_by_layer"]
+    other = profile_layers(session, inputs, end_to_end, 3, method="torch.profiler", roofline=False)
+    assert "torch.profiler" in other.method
+    assert other.memory.allocated_bytes_by_layer
     assert other.layers.query("layer == 'blocks.0.mlp.fc1'")["latency_ms"].iloc[0] > 0
     with pytest.raises(InputError, match="unknown layer method"):
-        profile_layers(other, session, inputs, repeats=1, method="nsight")
+        profile_layers(session, inputs, end_to_end, 1, method="nsight")
 
 
 def test_leaves_view_gives_containers_their_own_code() -> None:
@@ -166,13 +165,12 @@ class _NoProfiler:
 )
 def test_missing_profiler_gives_a_partial_profile_that_says_so(fail: bool | str) -> None:
     model = toy_cnn()
-    p = _profile(model, "torch", layers=False)
-    profile_layers(p, _NoProfiler(model, fail), model.example_inputs(4), repeats=2)
-    assert p.layers.empty and p.layer_method == "failed"
-    assert any("per-layer timing failed" in n for n in p.notes)
+    found = profile_layers(_NoProfiler(model, fail), model.example_inputs(4), 1.0, repeats=2)
+    assert found.layers.empty and found.method == "failed"
+    assert any("per-layer timing failed" in n for n in found.notes)
     expected = {False: "no per-layer profiler", True: "not installed", "empty": "no per-layer"}
-    assert expected[fail] in p.notes[-1]
-    assert p.latency.n > 0  # the end-to-end numbers stay
+    assert expected[fail] in found.notes[-1]
+    assert found.memory.process_rss_bytes  # the memory measured before it stays
 
 
 def test_ratio_of_layers_to_end_to_end_is_reported() -> None:
@@ -212,10 +210,11 @@ def test_per_layer_profile_on_a_gpu(backend: str) -> None:
     assert rows["share"].sum() == pytest.approx(1.0)
     assert (rows.set_index("layer").loc[["stem.0", "fc"], "latency_ms"] > 0).all()
     if backend == "torch":
-        assert p.memory["model_peak_bytes"] > 0
+        assert p.memory.model_peak_bytes > 0
         session = wb.backend("torch").compile(model, devices[0])
-        other = _profile(model, backend, device=devices[0], layers=False)
-        profile_layers(other, session, model.example_inputs(8), 3, method="torch.profiler")
+        other = profile_layers(
+            session, model.example_inputs(8), p.latency.median, 3, method="torch.profiler"
+        )
         assert other.layers.set_index("layer").loc["stem.0", "latency_ms"] > 0
 
 

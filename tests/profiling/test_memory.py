@@ -54,10 +54,10 @@ class _Bare:
 def test_a_session_without_memory_says_why_and_a_failing_run_is_reported() -> None:
     report = memory_of(_Bare(), {})
     assert not report.measured and report.peak_bytes is None and "'bare'" in report.reason
-    assert "boom" in process_rss(_Bare(fail=True), {})["process_rss_error"]
+    assert "boom" in process_rss(_Bare(fail=True), {}).process_rss_error
     out = measure_memory(_Bare(model=wb.samples.load("digits-mlp")), {"x": np.zeros((2, 64))})
-    assert "does not measure" in out["model_memory_unavailable"]
-    assert "model_peak_bytes" not in out and out["process_rss_bytes"] > 0
+    assert "does not measure" in out.model_memory_unavailable
+    assert out.model_peak_bytes is None and out.process_rss_bytes > 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKENDS)
@@ -68,14 +68,14 @@ def test_each_backend_measures_the_model_not_the_process(backend: str) -> None:
         out = measure_memory(session, model.example_inputs(32))
     finally:
         session.close()
-    assert out["model_peak_source"] and out["model_activation_peak_bytes"] > 0
-    assert out["model_peak_bytes"] == (
-        out["model_weights_bytes"] + out["model_input_bytes"] + out["model_activation_peak_bytes"]
+    assert out.model_peak_source and out.model_activation_peak_bytes > 0
+    assert out.model_peak_bytes == (
+        out.model_weights_bytes + out.model_input_bytes + out.model_activation_peak_bytes
     )
-    assert out["model_input_bytes"] == 32 * 64 * 4
+    assert out.model_input_bytes == 32 * 64 * 4
     # the model is a few MiB at most; the process (Python, torch, ORT, numba) is far more
-    assert out["model_peak_bytes"] < 16 * 2**20 < out["process_rss_bytes"]
-    assert out["estimate_weights_bytes"] == pytest.approx(265_896, rel=0.01)
+    assert out.model_peak_bytes < 16 * 2**20 < out.process_rss_bytes
+    assert out.estimate_weights_bytes == pytest.approx(265_896, rel=0.01)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
@@ -85,7 +85,7 @@ def test_measured_peak_is_near_the_liveness_estimate(backend: str, sample: str) 
     model = wb.samples.load(sample)
     session = wb.backend(backend).compile(model, "cpu")
     out = measure_memory(session, model.example_inputs(32))
-    assert 0.5 <= out["model_peak_bytes"] / out["estimate_peak_bytes"] <= 2.0
+    assert 0.5 <= out.model_peak_bytes / out.estimate_peak_bytes <= 2.0
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])
@@ -192,9 +192,9 @@ def test_estimate_frees_values_after_their_last_reader(tmp_path) -> None:
     model = wb.load(path)
     out = estimate_memory(model, {"x": np.zeros((1, 256), np.float32)})
     # peak: a and b together (1 KiB each); the Reshape allocates nothing
-    assert out["estimate_activation_peak_bytes"] == 2 * 1024
-    assert out["estimate_weights_bytes"] == 16 and out["estimate_input_bytes"] == 1024
-    assert out["estimate_peak_bytes"] == 16 + 1024 + 2048
+    assert out.estimate_activation_peak_bytes == 2 * 1024
+    assert out.estimate_weights_bytes == 16 and out.estimate_input_bytes == 1024
+    assert out.estimate_peak_bytes == 16 + 1024 + 2048
 
 
 def test_old_profiles_load_with_their_rss_labelled_as_the_process() -> None:
@@ -202,8 +202,9 @@ def test_old_profiles_load_with_their_rss_labelled_as_the_process() -> None:
     data = json.loads(p.to_json())
     data["memory"] = {"peak_bytes": 450 * 2**20, "rss_before_bytes": 400 * 2**20}
     old = Profile.from_json(json.dumps(data))
-    assert old.memory["process_rss_bytes"] == 450 * 2**20 and "peak_bytes" not in old.memory
-    assert old.memory["process_rss_before_bytes"] == 400 * 2**20
+    assert old.memory.process_rss_bytes == 450 * 2**20 and "peak_bytes" not in old.memory.extra
+    assert "peak_bytes" not in json.loads(old.to_json())["memory"]
+    assert old.memory.process_rss_before_bytes == 400 * 2**20
     summary = old.summary(top=0)
     assert "process RSS (not the model): 450 MiB" in summary
     assert "model peak: unavailable (not measured" in summary
@@ -218,7 +219,7 @@ def test_summary_and_html_show_the_model_first_and_label_the_rss() -> None:
     assert summary.index("model peak") < summary.index("process RSS (not the model)")
     assert "estimated peak" in summary
     assert "process RSS (not the model)" in p._repr_html_()
-    assert p.headline()["model_peak_bytes"] == p.memory["model_peak_bytes"]
+    assert p.headline()["model_peak_bytes"] == p.memory.model_peak_bytes
 
 
 def test_memory_report_peak_is_none_when_unmeasured() -> None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from workbench.backends.cpus import Contention, CpuBudget, CpuSample
-from workbench.profiling.timer import Measurement, Ratio, Timer, remeasure
+from workbench.errors import InvalidArgumentError
+from workbench.profiling.measure import remeasure
+from workbench.profiling.timer import Measurement, Ratio, Timer
 from workbench.testing import FakeClock
 
 QUIET = (CpuSample({0: (0, 0, 0), 1: (0, 0, 0)}, 0, (0.2,)),) * 2
@@ -108,7 +110,7 @@ def test_round_trip_keeps_samples() -> None:
 
 
 def test_empty_measurement_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="at least one sample"):
         Measurement(())
 
 

@@ -9,7 +9,7 @@ from workbench.errors import InputError
 from workbench.scenarios.clock import VirtualClock
 from workbench.scenarios.loadgen import LoadGenerator, ScheduledArrivals, poisson_arrivals
 from workbench.scenarios.result import MINIMUMS, ScenarioResult, query_frame
-from workbench.scenarios.run import server_checks
+from workbench.scenarios.run import ServerLoad, server_checks
 
 RATE = 250.0
 
@@ -83,14 +83,14 @@ def test_a_late_generator_is_seen_and_makes_the_run_invalid() -> None:
         0.0, schedule, generator.issue_s, generator.issue_s, done, samples=1, batch=1
     )
     minimums = MINIMUMS["server"]
-    reasons = server_checks(frame, 2.0, minimums, RATE, None, 1000.0)
+    reasons = server_checks(frame, 2.0, minimums, ServerLoad(RATE))
     share = (schedule[-1] - schedule[0]) / (generator.issue_s[-1] - generator.issue_s[0])
     assert reasons == [
         f"the load generator fell behind: median lag {np.median(lag_ms):.3g} ms "
         f"(allowed 4 ms), issued {share:.1%} of the scheduled rate"
     ]
     on_time = query_frame(0.0, schedule, schedule, schedule, schedule + 0.001, samples=1, batch=1)
-    assert server_checks(on_time, 2.0, minimums, RATE, None, 1000.0) == []
+    assert server_checks(on_time, 2.0, minimums, ServerLoad(RATE)) == []
 
 
 def test_a_stall_the_generator_caught_up_from_is_shown_but_keeps_the_run_valid() -> None:
@@ -98,7 +98,7 @@ def test_a_stall_the_generator_caught_up_from_is_shown_but_keeps_the_run_valid()
     issue = schedule.copy()
     issue[100:110] = schedule[110]  # stalled for ten arrivals, then issued them at once
     frame = query_frame(0.0, schedule, issue, issue, issue + 0.001, samples=1, batch=1)
-    assert server_checks(frame, 2.0, MINIMUMS["server"], RATE, None, 1000.0) == []
+    assert server_checks(frame, 2.0, MINIMUMS["server"], ServerLoad(RATE)) == []
     stalled_ms = (issue - schedule).max() * 1e3
     result = ScenarioResult("server", "m", "b", "cpu", {}, MINIMUMS["server"], frame, 2.0)
     assert f"max {stalled_ms:.3g} ms" in result.summary()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -9,6 +11,7 @@ import pytest
 
 import workbench as wb
 from workbench import viz
+from workbench.profiling.memory import ProfileMemory
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
 from workbench.viz import figures
@@ -183,7 +186,7 @@ def test_memory_stacks_params_and_activations_in_mib(real):
 
 
 def test_memory_draws_a_peak_line_when_it_fits():
-    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"model_peak_bytes": 16384})
+    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory=ProfileMemory(model_peak_bytes=16384))
     fig = viz.memory(p)
     assert any(s.type == "line" for s in fig.layout.shapes)
 
@@ -385,8 +388,7 @@ def test_time_share_treemap_nests_layers_under_their_op_type(real):
 
 
 def test_comparison_leaves_out_layers_fused_everywhere_and_names_them(real):
-    other = Profile.from_json(real.to_json())
-    other.run_id = "other"
+    other = dataclasses.replace(Profile.from_json(real.to_json()), run_id="other")
     fig = viz.layer_comparison([real, other], top=None)
     fused = real.layers[real.layers["fused_into"].notna() & (real.layers["latency_ms"] <= 0)]
     assert not fused.empty and not set(fused["layer"]) & set(fig.data[0].y)

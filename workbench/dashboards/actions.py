@@ -7,6 +7,7 @@ on a worker thread; none mutates the model it is given.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import threading
 import zlib
@@ -112,7 +113,8 @@ def measure_profile(
             cancel=cancel,
         )
     if not (layers and layers_available()) and layers:
-        result.notes.append("per-layer profiling is not installed in this build")
+        missing = "per-layer profiling is not installed in this build"
+        result = dataclasses.replace(result, notes=(*result.notes, missing))
     RESULTS.put(key, result)
     if store is not None:
         store.save_profile(result)

@@ -28,19 +28,20 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from workbench.argtypes import batch_size as checked_batch
-from workbench.argtypes import check_input_bytes, seconds
+from workbench.argtypes import check_input_bytes
 from workbench.backends.base import get_backend
 from workbench.backends.spec import parse_backend
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.evaluation.metrics import get_metric
 from workbench.evaluation.pareto import pareto_mask
 from workbench.model import Model, to_numpy
+from workbench.profiling.measure import NOISY_ATTEMPTS, TimingOptions, timing_of
 from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback, say_interrupted, track
 from workbench.store import Store, point_key
@@ -102,7 +103,7 @@ class TradeoffTable:
             the two medians' 95% CIs allow; ``samples`` is the number of timed runs,
             ``noisy`` flags a latency whose verdict (``verdict``: its spread, or a
             contended machine, see `Measurement.verdict`) survived
-            `workbench.profiling.timer.NOISY_ATTEMPTS` measurements, and a speed-up
+            `workbench.profiling.measure.NOISY_ATTEMPTS` measurements, and a speed-up
             from a noisy pair is shown with its range; failed points have ``error``.
         metric: the metric's name.
         higher_is_better: the metric's direction.
@@ -258,6 +259,7 @@ def sweep(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     runner: PointsRunner | None = None,
+    timing: TimingOptions | None = None,
 ) -> TradeoffTable:
     """Evaluate and time every variant on every backend and device.
 
@@ -298,6 +300,9 @@ def sweep(
         runner: runs the points still to measure (default `run_points`, in this
             process); ``wb.sweep(..., cluster=...)`` passes one that runs them on Dask
             workers (`workbench.cluster`).
+        timing: a `TimingOptions` shared with `profile`, `scenario` and `slo`; a sweep
+            reads its ``budget_s`` (a noisy point is measured up to
+            `workbench.profiling.measure.NOISY_ATTEMPTS` times).
 
     Returns:
         A `TradeoffTable`.
@@ -313,7 +318,7 @@ def sweep(
     from workbench.optimize.data_source import resolve_data
 
     batch_size = checked_batch(batch_size)
-    budget_s = seconds("budget_s", budget_s)
+    budget_s = cast(float, timing_of(sweep, timing, budget_s=budget_s).budget_s)
     for name in backends:  # a misspelt backend is refused before any variant is built
         get_backend(parse_backend(name)[0])
     model = load(model)
@@ -666,7 +671,6 @@ class _PointRunner:
         from workbench.backends.spec import parse_backend
         from workbench.evaluation.metrics import evaluate
         from workbench.profiling.run import profile
-        from workbench.profiling.timer import NOISY_ATTEMPTS
 
         # "onnxruntime[optimization=basic]": one backend under its own option set
         backend, own = parse_backend(backend)

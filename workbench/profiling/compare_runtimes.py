@@ -373,7 +373,8 @@ def compare_runtimes(
     Every round starts one child process per runtime, in a rotated order (round ``r``
     starts with runtime ``r mod n``); each child loads the model, compiles it with only
     that runtime's options, warms up for ``warmup_s`` and times end-to-end inferences
-    with `Timer` (adaptive repeats within ``budget_s``). A runtime's settings are never
+    with the measuring lifecycle (`workbench.profiling.measure`: adaptive repeats within
+    ``budget_s``, one attempt: the rounds are the repeats). A runtime's settings are never
     changed for another's sake. A failing child is recorded with its error, not raised.
     Nothing in this process is changed; the model is never mutated.
 
@@ -580,11 +581,14 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     import psutil
 
-    from workbench.backends.base import get_backend, settings_of
-    from workbench.backends.cpus import default_threads
     from workbench.loaders import load, samples
     from workbench.machine import environment
-    from workbench.profiling.timer import Timer
+    from workbench.profiling.measure import (
+        TimingOptions,
+        compiled,
+        first_inference_ms,
+        measure,
+    )
 
     reference, runtime = str(spec["model"]), dict(spec["runtime"])
     started = time.perf_counter()
@@ -592,46 +596,33 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - started
     inputs = _child_inputs(model, spec)
     device = runtime.get("device", "cpu")
+    timing = TimingOptions(
+        budget_s=float(spec.get("budget_s", 1.0)), warmup_s=float(spec.get("warmup_s", 0.5))
+    )
+    label = f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}"
     rss_before = psutil.Process().memory_info().rss
-    default_threads()  # the CPUs free are looked at before the compile is timed
-    started = time.perf_counter()
-    session = get_backend(runtime["backend"]).compile(model, device, **runtime.get("options", {}))
-    compile_s = time.perf_counter() - started
-    threads = getattr(session, "threads", None)
     # the session's process-wide settings (torch's, Numba's threads) hold while timing, as
     # in `profile`: the runner then times the forward pass alone
-    try:
-        with settings_of(session):
-            runner = session.runner(inputs)
-            started = time.perf_counter()
-            runner()
-            first_inference_ms = (time.perf_counter() - started) * 1e3
-            load_before = os.getloadavg()
-            measurement = Timer(
-                runner,
-                warmup_s=float(spec.get("warmup_s", 0.5)),
-                budget_s=float(spec.get("budget_s", 1.0)),
-                device=device,
-                label=f"{model.name} {runtime['backend']}/{device} bs={spec['batch_size']}",
-                threads=threads if device == "cpu" else None,
-            ).measure()
-            load_after = os.getloadavg()
-            rss_after = psutil.Process().memory_info().rss
-    finally:
-        session.close()
+    with compiled(model, runtime["backend"], device, runtime.get("options", {})) as run:
+        runner = run.session.runner(inputs)
+        first_ms = first_inference_ms(runner)
+        load_before = os.getloadavg()
+        measurement = measure(runner, timing, device=device, label=label, threads=run.threads)
+        load_after = os.getloadavg()
+        rss_after = psutil.Process().memory_info().rss
     return {
         "measurement": measurement.to_dict(),
         "startup": {
             "load_s": load_s,
-            "compile_s": compile_s,
-            "first_inference_ms": first_inference_ms,
+            "compile_s": run.compile_s,
+            "first_inference_ms": first_ms,
             "rss_before_bytes": rss_before,
             "runtime_bytes": max(0, rss_after - rss_before),
         },
         "load_before": load_before,
         "load_after": load_after,
         "pid": os.getpid(),
-        "environment": environment(threads=threads),
+        "environment": environment(threads=run.threads),
     }
 
 

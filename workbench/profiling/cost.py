@@ -13,8 +13,10 @@ names it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,12 +33,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Ceilings",
+    "Roofline",
     "add_roofline",
     "estimate_latency_ms",
     "layer_costs",
     "machine_ceilings",
     "onnx_costs",
     "onnx_node_flops",
+    "roofline",
     "torch_costs",
 ]
 
@@ -498,10 +502,31 @@ def estimate_latency_ms(
 ROOF_TOLERANCE = 1.05
 
 
-def add_roofline(
-    profile: Profile, ceilings: Ceilings | None = None, *, remeasure: bool = True
-) -> None:
-    """Add ``achieved_flops_per_s``, ``bound`` and ``roof_fraction`` to a profile's layers.
+@dataclass(frozen=True)
+class Roofline:
+    """A layer table placed on the roofline.
+
+    Attributes:
+        layers: the table with ``achieved_flops_per_s``, ``bound`` and ``roof_fraction``.
+        ceilings: the ceilings used, as a profile's ``environment["machine_ceilings"]``
+            records them (``above_roof`` and ``flops_basis`` when they apply); None: the
+            roofline was not drawn.
+        notes: layers still above the roof, in words.
+    """
+
+    layers: pd.DataFrame
+    ceilings: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+def roofline(
+    layers: pd.DataFrame,
+    device: str,
+    ceilings: Ceilings | None = None,
+    *,
+    remeasure: bool = True,
+) -> Roofline:
+    """Place each layer on the roofline: ``achieved_flops_per_s``, ``bound``, ``roof_fraction``.
 
     A layer's work is its ``executed_flops`` where the backend reported them (a Winograd
     convolution executes fewer multiply-adds than its nominal ``flops``), else the nominal
@@ -513,38 +538,58 @@ def add_roofline(
     A fraction above `ROOF_TOLERANCE` means the ceilings were measured low (a busy machine,
     a stale cache): unless ``ceilings`` were given or ``remeasure`` is False, they are
     measured again once. A layer still above the roof keeps its measured fraction, and a
-    note in ``profile.notes`` and ``environment["machine_ceilings"]["above_roof"]`` name it.
-    Changes ``profile`` in place.
+    note and the ceilings' ``above_roof`` name it. ``layers`` is not changed.
 
     Args:
-        profile: a profile with per-layer ``flops``, ``bytes`` and ``latency_ms``.
-        ceilings: the ceilings to use (default `machine_ceilings` of the profile's device).
+        layers: a per-layer table with ``flops``, ``bytes`` and ``latency_ms``.
+        device: the device the layers ran on (whose ceilings to use).
+        ceilings: the ceilings to use (default `machine_ceilings` of ``device``).
         remeasure: re-measure cached ceilings once when a layer is above the roof.
 
     Example:
-        >>> add_roofline(p)
-        >>> p.layers[["layer", "roof_fraction", "bound"]]
+        >>> roofline(p.layers, p.device).layers[["layer", "roof_fraction", "bound"]]
     """
     given = ceilings is not None
-    ceilings = ceilings or machine_ceilings(profile.device)
-    table = profile.layers
+    ceilings = ceilings or machine_ceilings(device)
+    table = layers.copy()
     _roof_columns(table, ceilings)
     if not given and remeasure and (table["roof_fraction"] > ROOF_TOLERANCE).any():
-        ceilings = machine_ceilings(profile.device, refresh=True)
+        ceilings = machine_ceilings(device, refresh=True)
         _roof_columns(table, ceilings)
     record = ceilings.to_dict()
+    notes: list[str] = []
     above = table.loc[table["roof_fraction"] > ROOF_TOLERANCE, ["layer", "roof_fraction"]]
     if len(above):
         named = ", ".join(f"{r.layer} ({r.roof_fraction:.2f})" for r in above.itertuples())
         record["above_roof"] = dict(zip(above["layer"], above["roof_fraction"], strict=True))
-        profile.notes.append(
+        notes.append(
             f"above the measured roof even after re-measuring the ceilings: {named}; "
             "the ceilings are likely low (a busy machine), the fractions are as measured"
         )
     executed = _executed_flops(table)
     if executed.notna().any():
         record["flops_basis"] = "executed FLOPs where the backend reported them, else nominal"
-    profile.environment["machine_ceilings"] = record
+    return Roofline(table, record, tuple(notes))
+
+
+def add_roofline(
+    profile: Profile, ceilings: Ceilings | None = None, *, remeasure: bool = True
+) -> Profile:
+    """A new profile whose layers are placed on the roofline (see `roofline`).
+
+    Its notes name any layer still above the roof, and ``environment["machine_ceilings"]``
+    records the ceilings used. ``profile`` is not changed.
+
+    Example:
+        >>> add_roofline(p).layers[["layer", "roof_fraction", "bound"]]
+    """
+    found = roofline(profile.layers, profile.device, ceilings, remeasure=remeasure)
+    return dataclasses.replace(
+        profile,
+        layers=found.layers,
+        notes=(*profile.notes, *found.notes),
+        environment={**profile.environment, "machine_ceilings": found.ceilings},
+    )
 
 
 def _executed_flops(table: pd.DataFrame) -> pd.Series:

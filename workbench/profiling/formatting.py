@@ -20,10 +20,10 @@ Example:
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workbench.profiling.memory import PROCESS_RSS_LABEL
+from workbench.profiling.memory import PROCESS_RSS_LABEL, ProfileMemory
 from workbench.profiling.results import figure_html
 from workbench.units import (
     MISSING,
@@ -219,12 +219,12 @@ _SHOWN_LAYER_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 
 
-def memory_rows(memory: Mapping[str, Any], *, sources: bool = True) -> list[tuple[str, str]]:
+def memory_rows(memory: ProfileMemory, *, sources: bool = True) -> list[tuple[str, str]]:
     """``(label, text)`` rows every view shows: the model's peak (or why it is missing),
     the cost model's estimate, and the process's RSS, labelled as not the model.
 
     Args:
-        memory: a `Profile.memory` mapping (bytes).
+        memory: a profile's `ProfileMemory` (bytes).
         sources: say how the model's peak was measured (off for small cards).
 
     Example:
@@ -232,18 +232,18 @@ def memory_rows(memory: Mapping[str, Any], *, sources: bool = True) -> list[tupl
         [('model peak', '1.51 MiB (torch.profiler memory events ...)'), ...]
     """
     rows: list[tuple[str, str]] = []
-    if memory.get("model_peak_bytes") is not None:
-        text = format_bytes(memory["model_peak_bytes"])
-        source = memory.get("model_peak_source")
+    if memory.model_peak_bytes is not None:
+        text = format_bytes(memory.model_peak_bytes)
+        source = memory.model_peak_source
         rows.append(("model peak", f"{text} ({source})" if sources and source else text))
-    elif memory.get("model_memory_unavailable"):
-        rows.append(("model peak", f"unavailable ({memory['model_memory_unavailable']})"))
+    elif memory.model_memory_unavailable:
+        rows.append(("model peak", f"unavailable ({memory.model_memory_unavailable})"))
     else:  # not measured (a profile without layers): shown missing, never guessed
         rows.append(("model peak", MISSING))
-    if memory.get("estimate_peak_bytes") is not None:
-        rows.append(("estimated peak", format_bytes(memory["estimate_peak_bytes"])))
-    if memory.get("process_rss_bytes"):
-        rows.append((PROCESS_RSS_LABEL, format_bytes(memory["process_rss_bytes"])))
+    if memory.estimate_peak_bytes is not None:
+        rows.append(("estimated peak", format_bytes(memory.estimate_peak_bytes)))
+    if memory.process_rss_bytes:
+        rows.append((PROCESS_RSS_LABEL, format_bytes(memory.process_rss_bytes)))
     return rows
 
 

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from workbench.argtypes import batch_size as check_batch_size
 from workbench.argtypes import whole
 from workbench.errors import InputError, UnknownBackendError
 from workbench.profiling.results import dump_json, load_json
-from workbench.profiling.timer import Measurement, Timer
+from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -493,8 +492,8 @@ def generate_profile(
         ParameterError: output_length, prompt_length, batch_size, runs ≤ 0 (or not whole).
         UnknownBackendError: a backend that cannot generate yet.
     """
-    from workbench.backends.cpus import contention_between
     from workbench.backends.torch.decoder import TorchDecoder, causal_lm, phase_layer_timings
+    from workbench.profiling.measure import warm_up
 
     output_length = whole("output_length", output_length, minimum=1)
     runs = whole("runs", runs, minimum=1)
@@ -521,28 +520,20 @@ def generate_profile(
     with tempfile.TemporaryDirectory(prefix="wb-generate-") as folder:
         decoder = _decoder(model, lm, backend, threads, folder)
         try:
-            for _ in range(warmup):
-                greedy(decoder, ids, output_length, context)
+            warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
             timed: list[list[float]] = []
-            gc_was_enabled = gc.isenabled()
-            gc.collect()
-            gc.disable()
-            before = Timer.probe()
-            try:
+            # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
+            with gc_paused(), Watch(threads) as watch:
                 for _ in range(runs):
                     tokens, times = greedy(decoder, ids, output_length, context)
                     timed.append(times)
-            finally:
-                after = Timer.probe()
-                if gc_was_enabled:
-                    gc.enable()
             cache_measured = decoder.cache_bytes()
             phase_timings = None
             if layers and isinstance(decoder, TorchDecoder):
                 phase_timings = phase_layer_timings(decoder, ids, output_length, context, runs)
         finally:
             decoder.close()
-    contention = contention_between(before, after, Timer.budget(), threads)
+    contention = watch.contention
     label = f"{lm.name} {backend} cpu bs={batch_size}" + (f" depth={depth}" if depth else "")
     ttft = Measurement(tuple(t[0] for t in timed), (), f"{label} TTFT", contention)
     e2e = Measurement(tuple(sum(t) for t in timed), (), f"{label} E2E", contention)

@@ -11,43 +11,96 @@ per-layer medians (instrumented pass), negative when instrumentation inflates la
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from workbench.backends.base import LayerMethod, LayerTiming, Session, layer_methods_of
 from workbench.errors import BackendError, InputError
-from workbench.profiling.table import UNATTRIBUTED, VIEWS, layer_table, order_columns
+from workbench.profiling.memory import ProfileMemory
+from workbench.profiling.table import (
+    LAYER_COLUMNS,
+    UNATTRIBUTED,
+    VIEWS,
+    layer_table,
+    order_columns,
+)
 
 if TYPE_CHECKING:
     from workbench.profiling.profile import Profile
 
-__all__ = ["UNATTRIBUTED", "attribution", "layer_table", "profile_layers"]
+__all__ = [
+    "UNATTRIBUTED",
+    "LayerReport",
+    "LayersInterrupted",
+    "attribution",
+    "layer_table",
+    "profile_layers",
+]
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame(columns=LAYER_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What the per-layer pass found, for the `Profile` built from it.
+
+    Attributes:
+        layers: the per-layer table (`LAYER_COLUMNS`); empty when timing failed.
+        method: how the layers were timed (``Profile.layer_method``); ``"failed"``.
+        memory: the memory report measured on the way.
+        notes: what is missing or approximate, in words.
+        ceilings: the machine ceilings of the roofline (``environment["machine_ceilings"]``),
+            None when it was not drawn.
+    """
+
+    layers: pd.DataFrame = field(default_factory=_empty_table)
+    method: str = ""
+    memory: ProfileMemory = field(default_factory=ProfileMemory)
+    notes: tuple[str, ...] = ()
+    ceilings: dict[str, Any] | None = None
+
+    def with_note(self, *notes: str) -> LayerReport:
+        """The same report with ``notes`` added at the end."""
+        return dataclasses.replace(self, notes=(*self.notes, *notes))
+
+
+class LayersInterrupted(KeyboardInterrupt):
+    """Ctrl+C (a kernel interrupt) during the per-layer pass; ``found`` is what it had."""
+
+    def __init__(self, found: LayerReport) -> None:
+        super().__init__()
+        self.found = found
 
 
 def profile_layers(
-    result: Profile,
     session: Session,
     inputs: dict[str, np.ndarray],
+    end_to_end_ms: float,
     repeats: int,
     *,
     view: str = "leaves",
     method: str | None = None,
     roofline: bool = True,
-) -> None:
-    """Fill ``result.layers``, ``result.memory``, ``result.layer_method`` and ``result.notes``.
+) -> LayerReport:
+    """Time each layer of ``session``'s model; the table, memory and notes as data.
 
     Works for any backend through ``session.layer_methods()`` (a session that predates
     it through ``session.run_layers``). When per-layer timing fails
-    (a layer raises, the backend has no profiler), the profile keeps its end-to-end
-    numbers, the table stays empty and a note says what is missing.
+    (a layer raises, the backend has no profiler), the report has an empty table and a
+    note says what is missing; the profile keeps its end-to-end numbers.
 
     Args:
-        result: the profile to complete (changed in place; its ``latency`` must be set).
-        session: a compiled `Session` of ``result``'s model.
+        session: a compiled `Session`.
         inputs: the inputs the end-to-end pass used.
+        end_to_end_ms: the uninstrumented end-to-end median, for the ``(unattributed)`` row.
         repeats: instrumented runs (the median and p90 are over these).
         view: ``"leaves"`` (default: leaf modules plus the own code of containers, which
             partition the forward pass) or ``"containers"`` (every module, inclusive
@@ -57,37 +110,44 @@ def profile_layers(
         roofline: add attained FLOP/s and bound from `machine_ceilings` (measured once,
             cached on disk).
 
+    Returns:
+        A `LayerReport`.
+
     Raises:
         InputError: an unknown ``view`` or ``method``.
+        LayersInterrupted: Ctrl+C during the pass, carrying what it had found.
 
     Example:
-        >>> p = wb.profile(m, "torch", batch_size=32, layers=False)
         >>> s = wb.backend("torch").compile(m, "cpu")
-        >>> profile_layers(p, s, m.example_inputs(32), 20, method="torch.profiler")
+        >>> found = profile_layers(s, m.example_inputs(32), 1.2, 20, method="torch.profiler")
         >>> s.close()
-        >>> p.layers.head()
+        >>> found.layers.head()
     """
     from workbench.profiling.memory import measure_memory
 
     if view not in VIEWS:
         raise InputError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
     timer = _timing_method(session, method)
-    result.memory.update(measure_memory(session, inputs))
+    found = LayerReport(memory=measure_memory(session, inputs))
     try:
-        timings = timer(inputs, repeats)
-        if not timings:
-            raise BackendError(f"backend {session.backend!r} returned no per-layer timings")
-    except Exception as exc:  # a partial profile that says what is missing beats no profile
-        result.layer_method = "failed"
-        result.notes.append(f"per-layer timing failed, no layer table: {exc}")
-        return
-    label = method or f"{session.backend} default"
-    result.layer_method = f"instrumented ({label}, {repeats} runs, view={view})"
-    result.layers = layer_table(timings, result.latency.median, view)
-    result.notes.extend(_timing_notes(timings))
-    _add_costs(result, session, inputs, roofline)
-    result.notes.append(_overhead_note(attribution(result)))
-    result.memory.update(_memory_from_timings(timings))
+        try:
+            timings = timer(inputs, repeats)
+            if not timings:
+                raise BackendError(f"backend {session.backend!r} returned no per-layer timings")
+        except Exception as exc:  # a partial profile that says what is missing beats none
+            note = f"per-layer timing failed, no layer table: {exc}"
+            return dataclasses.replace(found, method="failed").with_note(note)
+        label = method or f"{session.backend} default"
+        found = dataclasses.replace(
+            found,
+            method=f"instrumented ({label}, {repeats} runs, view={view})",
+            layers=layer_table(timings, end_to_end_ms, view),
+        ).with_note(*_timing_notes(timings))
+        found = _with_costs(found, session, inputs, roofline)
+        found = found.with_note(_overhead_note(_attributed(found.layers, end_to_end_ms)))
+        return dataclasses.replace(found, memory=found.memory.merged(_memory_from_timings(timings)))
+    except KeyboardInterrupt as exc:
+        raise LayersInterrupted(found) from exc
 
 
 def _timing_method(session: Any, method: str | None) -> LayerMethod:
@@ -123,8 +183,10 @@ def attribution(profile: Profile) -> dict[str, float]:
     """The per-layer pass against the end-to-end pass: ``layers_sum_ms``, ``end_to_end_ms``,
     ``ratio`` (layers / end to end; above 1 when instrumentation inflates layers).
     """
-    table = profile.layers
-    end_to_end = profile.latency.median
+    return _attributed(profile.layers, profile.latency.median)
+
+
+def _attributed(table: pd.DataFrame, end_to_end: float) -> dict[str, float]:
     if table.empty or "latency_ms" not in table:
         return {"layers_sum_ms": math.nan, "end_to_end_ms": end_to_end, "ratio": math.nan}
     gap = table.loc[table["layer"] == UNATTRIBUTED, "latency_ms"]
@@ -141,7 +203,7 @@ def _overhead_note(numbers: dict[str, float]) -> str:
     )
 
 
-def _memory_from_timings(timings: Sequence[LayerTiming]) -> dict[str, Any]:
+def _memory_from_timings(timings: Sequence[LayerTiming]) -> ProfileMemory:
     """Backend-reported memory: ORT's arena peak, torch.profiler's per-layer allocations."""
     peaks = [int(t.detail["peak_bytes"]) for t in timings if t.detail.get("peak_bytes")]
     allocated = {
@@ -149,25 +211,23 @@ def _memory_from_timings(timings: Sequence[LayerTiming]) -> dict[str, Any]:
         for t in timings
         if t.detail.get("allocated_bytes") and t.detail.get("scope", "leaf") == "leaf"
     }
-    out: dict[str, Any] = {}
-    if peaks:
-        out["backend_peak_bytes"] = max(peaks)
-    if allocated:
-        out["allocated_bytes_by_layer"] = allocated
-    return out
+    return ProfileMemory(
+        backend_peak_bytes=max(peaks) if peaks else None,
+        allocated_bytes_by_layer=allocated or None,
+    )
 
 
-def _add_costs(
-    result: Profile, session: Session, inputs: dict[str, np.ndarray], roofline: bool
-) -> None:
-    from workbench.profiling.cost import add_roofline, layer_costs
+def _with_costs(
+    found: LayerReport, session: Session, inputs: dict[str, np.ndarray], roofline: bool
+) -> LayerReport:
+    """``found`` with FLOPs, bytes, tree and embedding columns and, asked, the roofline."""
+    from workbench.profiling import cost
 
     try:
-        costs, notes = layer_costs(session.model, inputs, list(result.layers["layer"]))
+        costs, notes = cost.layer_costs(session.model, inputs, list(found.layers["layer"]))
     except Exception as exc:  # costs are extra information: the timings stand without them
-        result.notes.append(f"cost model failed, FLOPs and bytes unknown: {exc}")
-        return
-    table = result.layers.set_index("layer")
+        return found.with_note(f"cost model failed, FLOPs and bytes unknown: {exc}")
+    table = found.layers.set_index("layer")
     for column in ("flops", "bytes", "params_bytes", "activation_bytes"):
         table[column] = costs[column].reindex(table.index) if column in costs else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -177,17 +237,21 @@ def _add_costs(
     visits = node_visits(session.model, inputs)  # trees' work: nodes visited per input row
     if visits:
         table["node_visits"] = table.index.map(visits).astype(float)
-        result.notes.append("tree layers: work is node_visits per input row, not FLOPs")
+        found = found.with_note("tree layers: work is node_visits per input row, not FLOPs")
     from workbench.profiling.embeddings import table_columns
 
     # embedding tables: rows, width, and what this batch looked up (docs/recommendation.md)
     for column, values in table_columns(session.model, inputs).items():
         table[column] = table.index.map(values).astype(float)
-    result.layers = order_columns(table.reset_index())
-    result.notes.extend(notes)
-    result.memory["params_bytes"] = int(np.nansum(result.layers["params_bytes"]))
-    if roofline:
-        try:
-            add_roofline(result)
-        except Exception as exc:
-            result.notes.append(f"roofline unavailable: {exc}")
+    layers = order_columns(table.reset_index())
+    params = ProfileMemory(params_bytes=int(np.nansum(layers["params_bytes"])))
+    found = dataclasses.replace(found, layers=layers, memory=found.memory.merged(params))
+    found = found.with_note(*notes)
+    if not roofline:
+        return found
+    try:
+        placed = cost.roofline(layers, session.device)
+    except Exception as exc:
+        return found.with_note(f"roofline unavailable: {exc}")
+    found = dataclasses.replace(found, layers=placed.layers, ceilings=placed.ceilings)
+    return found.with_note(*placed.notes)

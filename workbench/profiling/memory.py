@@ -13,12 +13,16 @@ for another.
   (Python, every imported library, other sessions). Fields ``process_rss_*``.
 
 All in bytes. Each is measured in its own run, so no sampling competes with a timed pass.
+A profile holds them as one `ProfileMemory` record, written to JSON as the flat fields
+named above (``to_dict``), the ones not measured left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +52,93 @@ _LEGACY_KEYS = {
     "rss_before_bytes": "process_rss_before_bytes",
     "run_delta_bytes": "process_rss_delta_bytes",
 }
+
+
+@dataclass(frozen=True)
+class ProfileMemory:
+    """The memory report of a profile (bytes); None: not measured (left out of JSON).
+
+    Attributes:
+        model_peak_bytes: the model's own peak, measured by its backend
+            (`workbench.backends.base.MemoryReport.peak_bytes`).
+        model_peak_source: how the backend measured it.
+        model_weights_bytes, model_input_bytes, model_activation_peak_bytes,
+            model_reserved_bytes: the parts of the model's peak, as the backend told.
+        model_memory_notes: what the backend's numbers leave out.
+        model_memory_unavailable: why the backend measured nothing.
+        activation_bytes_by_layer: per layer, the memory the backend saw it allocate.
+        estimate_peak_bytes, estimate_weights_bytes, estimate_input_bytes,
+            estimate_activation_peak_bytes: the cost model's peak and its parts.
+        estimate_source: how the estimate is made.
+        estimate_unavailable: why there is no estimate.
+        process_rss_bytes: the whole process's resident set at its peak (not the model).
+        process_rss_before_bytes, process_rss_delta_bytes: before the run, and what it added.
+        process_rss_error: why the process's resident set was not read.
+        backend_peak_bytes: a per-layer trace's own peak (ORT's arena).
+        allocated_bytes_by_layer: per leaf layer, what torch.profiler saw it allocate.
+        params_bytes: the layers' parameter bytes, summed.
+        extra: fields this version does not know (a newer file's), kept as read.
+
+    Example:
+        >>> p.memory.model_peak_bytes, p.memory.process_rss_bytes
+    """
+
+    model_peak_bytes: int | None = None
+    model_peak_source: str | None = None
+    model_weights_bytes: int | None = None
+    model_input_bytes: int | None = None
+    model_activation_peak_bytes: int | None = None
+    model_reserved_bytes: int | None = None
+    model_memory_notes: tuple[str, ...] | None = None
+    model_memory_unavailable: str | None = None
+    activation_bytes_by_layer: Mapping[str, int] | None = None
+    estimate_peak_bytes: int | None = None
+    estimate_weights_bytes: int | None = None
+    estimate_input_bytes: int | None = None
+    estimate_activation_peak_bytes: int | None = None
+    estimate_source: str | None = None
+    estimate_unavailable: str | None = None
+    process_rss_bytes: int | None = None
+    process_rss_before_bytes: int | None = None
+    process_rss_delta_bytes: int | None = None
+    process_rss_error: str | None = None
+    backend_peak_bytes: int | None = None
+    allocated_bytes_by_layer: Mapping[str, int] | None = None
+    params_bytes: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def merged(self, other: ProfileMemory) -> ProfileMemory:
+        """This report with every field ``other`` measured taken from ``other``."""
+        given = {
+            f.name: value
+            for f in dataclasses.fields(other)
+            if f.name != "extra" and (value := getattr(other, f.name)) is not None
+        }
+        return dataclasses.replace(self, **given, extra={**self.extra, **other.extra})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON fields: the measured ones, by the names profiles have always used."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or value is None:
+                continue
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ProfileMemory:
+        """Read `to_dict` output, a stored profile's older keys upgraded (`upgrade_memory`)."""
+        data = upgrade_memory(data)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("model_memory_notes"), list):
+            values["model_memory_notes"] = tuple(values["model_memory_notes"])
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
 
 class RssSampler:
@@ -88,7 +179,7 @@ class RssSampler:
         self._sample()
 
 
-def measure_memory(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def measure_memory(session: Any, inputs: dict[str, np.ndarray]) -> ProfileMemory:
     """The model's memory, the estimate and the process's RSS for ``session.run(inputs)``.
 
     Args:
@@ -96,28 +187,27 @@ def measure_memory(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any
         inputs: the inputs to measure at.
 
     Returns:
-        ``Profile.memory`` fields (bytes; see the module docstring). Never raises: what
-        fails is reported as ``model_memory_unavailable``, ``estimate_unavailable`` or
+        A `ProfileMemory` (bytes; see the module docstring). Never raises: what fails
+        is reported as ``model_memory_unavailable``, ``estimate_unavailable`` or
         ``process_rss_error``, with the reason.
 
     Example:
         >>> measure_memory(wb.backend("torch").compile(m, "cpu"), m.example_inputs(32))
-        {'process_rss_bytes': ..., 'model_peak_bytes': ..., 'estimate_peak_bytes': ...}
+        ProfileMemory(model_peak_bytes=..., estimate_peak_bytes=..., process_rss_bytes=...)
     """
     out = process_rss(session, inputs)
     try:
         report = memory_of(session, inputs)
     except Exception as exc:  # memory is a side report; the timing pass reports failures
         report = MemoryReport.unavailable(f"the backend's measurement failed: {exc}")
-    out.update(report_fields(report))
+    out = out.merged(model_memory(report))
     try:
-        out.update(estimate_memory(session.model, inputs))
+        return out.merged(estimate_memory(session.model, inputs))
     except Exception as exc:  # a graph the cost model cannot shape: say so, never guess
-        out["estimate_unavailable"] = f"cost model failed: {exc}"
-    return out
+        return dataclasses.replace(out, estimate_unavailable=f"cost model failed: {exc}")
 
 
-def process_rss(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def process_rss(session: Any, inputs: dict[str, np.ndarray]) -> ProfileMemory:
     """The process's resident set during one ``session.run(inputs)`` (not the model's).
 
     Returns:
@@ -128,33 +218,33 @@ def process_rss(session: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         with RssSampler() as rss:
             session.run(inputs)
     except Exception as exc:  # memory is a side report; the timing pass reports failures
-        return {"process_rss_error": f"memory run failed: {exc}"}
-    return {
-        "process_rss_bytes": rss.peak_bytes,
-        "process_rss_before_bytes": rss.before_bytes,
-        "process_rss_delta_bytes": max(0, rss.peak_bytes - rss.before_bytes),
-    }
+        return ProfileMemory(process_rss_error=f"memory run failed: {exc}")
+    return ProfileMemory(
+        process_rss_bytes=rss.peak_bytes,
+        process_rss_before_bytes=rss.before_bytes,
+        process_rss_delta_bytes=max(0, rss.peak_bytes - rss.before_bytes),
+    )
 
 
-def report_fields(report: MemoryReport) -> dict[str, Any]:
-    """A backend's `MemoryReport` as ``model_*`` profile fields (bytes)."""
+def model_memory(report: MemoryReport) -> ProfileMemory:
+    """A backend's `MemoryReport` as the ``model_*`` fields of a profile's memory."""
     if not report.measured:
-        return {"model_memory_unavailable": report.reason or "the backend measured nothing"}
-    fields: dict[str, Any] = {
-        "model_peak_bytes": report.peak_bytes,
-        "model_peak_source": report.source,
-        "model_weights_bytes": report.weights_bytes,
-        "model_input_bytes": report.input_bytes,
-        "model_activation_peak_bytes": report.activation_peak_bytes,
-        "model_reserved_bytes": report.reserved_bytes,
-        "model_memory_notes": list(report.notes),
-    }
-    if report.by_layer_bytes:
-        fields["activation_bytes_by_layer"] = dict(report.by_layer_bytes)
-    return {k: v for k, v in fields.items() if v is not None}
+        return ProfileMemory(
+            model_memory_unavailable=report.reason or "the backend measured nothing"
+        )
+    return ProfileMemory(
+        model_peak_bytes=report.peak_bytes,
+        model_peak_source=report.source,
+        model_weights_bytes=report.weights_bytes,
+        model_input_bytes=report.input_bytes,
+        model_activation_peak_bytes=report.activation_peak_bytes,
+        model_reserved_bytes=report.reserved_bytes,
+        model_memory_notes=tuple(report.notes),
+        activation_bytes_by_layer=dict(report.by_layer_bytes) if report.by_layer_bytes else None,
+    )
 
 
-def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> ProfileMemory:
     """The cost model's peak: weights + inputs + live activations by execution order.
 
     Walks the model's ONNX graph in node order at the inputs' shapes: each node's outputs
@@ -167,7 +257,8 @@ def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, An
 
     Returns:
         ``estimate_peak_bytes``, ``estimate_weights_bytes``, ``estimate_input_bytes``,
-        ``estimate_activation_peak_bytes`` and ``estimate_source``.
+        ``estimate_activation_peak_bytes`` and ``estimate_source`` (or
+        ``estimate_unavailable``) of a `ProfileMemory`.
     """
     from workbench.profiling.cost import tensor_shapes
 
@@ -211,14 +302,14 @@ def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, An
     weight_bytes = sum(size(name) for name in weights)
     if unknown:  # a partial sum would understate the peak: say what is missing instead
         shown = ", ".join(sorted(set(unknown))[:5])
-        return {"estimate_unavailable": f"cost model could not size tensor(s) {shown}"}
-    return {
-        "estimate_peak_bytes": weight_bytes + input_bytes + peak,
-        "estimate_weights_bytes": weight_bytes,
-        "estimate_input_bytes": input_bytes,
-        "estimate_activation_peak_bytes": peak,
-        "estimate_source": "cost model: weights + inputs + live activations by execution order",
-    }
+        return ProfileMemory(estimate_unavailable=f"cost model could not size tensor(s) {shown}")
+    return ProfileMemory(
+        estimate_peak_bytes=weight_bytes + input_bytes + peak,
+        estimate_weights_bytes=weight_bytes,
+        estimate_input_bytes=input_bytes,
+        estimate_activation_peak_bytes=peak,
+        estimate_source="cost model: weights + inputs + live activations by execution order",
+    )
 
 
 def upgrade_memory(memory: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -246,7 +337,7 @@ def activation_agreement(profile: Profile) -> pd.DataFrame:
     """
     import pandas as pd
 
-    measured = profile.memory.get("activation_bytes_by_layer") or {}
+    measured = profile.memory.activation_bytes_by_layer or {}
     layers = profile.layers
     if not measured or layers.empty or "activation_bytes" not in layers:
         return pd.DataFrame(

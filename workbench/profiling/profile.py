@@ -13,7 +13,7 @@ import pandas as pd
 from workbench.errors import InputError
 from workbench.model import recipe_label
 from workbench.profiling.formatting import frame_text, memory_rows
-from workbench.profiling.memory import upgrade_memory
+from workbench.profiling.memory import ProfileMemory
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.table import LAYER_COLUMNS, UNATTRIBUTED, layer_table
 from workbench.profiling.timer import Measurement
@@ -26,9 +26,13 @@ __all__ = ["LAYER_COLUMNS", "UNATTRIBUTED", "Profile"]
 
 
 # eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Profile:
     """Measured performance of one model on one backend and device at one batch size.
+
+    Built once, by `workbench.profile` (or a trace import), and never changed after:
+    a step that adds to a profile (`workbench.profiling.cost.add_roofline`) returns a
+    new one (`dataclasses.replace`).
 
     Attributes:
         model: the model's name.
@@ -37,9 +41,10 @@ class Profile:
         batch_size: batch size profiled.
         latency: end-to-end `Measurement`, from an uninstrumented pass (ms).
         layers: per-layer table (see `LAYER_COLUMNS`); empty when not profiled.
-        memory: memory report (bytes): the model's own (``model_peak_bytes``, measured by
-            the backend), the cost model's ``estimate_peak_bytes`` and the process's
-            resident set ``process_rss_bytes`` (not the model); see `workbench.profiling.memory`.
+        memory: memory report (a `ProfileMemory`, bytes): the model's own
+            (``model_peak_bytes``, measured by the backend), the cost model's
+            ``estimate_peak_bytes`` and the process's resident set ``process_rss_bytes``
+            (not the model); see `workbench.profiling.memory`.
         environment: library versions, CPU/GPU, thread counts.
         recipe: the model's recipe (None for a loaded model).
         model_fingerprint: hash of the model's weights and graph.
@@ -60,11 +65,11 @@ class Profile:
     batch_size: int
     latency: Measurement
     layers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LAYER_COLUMNS))
-    memory: dict[str, Any] = field(default_factory=dict)
+    memory: ProfileMemory = field(default_factory=ProfileMemory)
     environment: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] | None = None
     model_fingerprint: str = ""
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     layer_method: str = ""
     load_s: float | None = None
@@ -111,9 +116,9 @@ class Profile:
             "first_inference_ms": self.first_inference_ms,
             "layers": layers.to_dict(orient="records"),
             "layer_method": self.layer_method,
-            "memory": self.memory,
+            "memory": self.memory.to_dict(),
             "environment": self.environment,
-            "notes": self.notes,
+            "notes": list(self.notes),
             "options": self.options,
         }
 
@@ -156,11 +161,11 @@ class Profile:
             batch_size=int(data["batch_size"]),
             latency=Measurement.from_dict(data["latency_ms"]),
             layers=layers,
-            memory=upgrade_memory(data.get("memory")),
+            memory=ProfileMemory.from_dict(data.get("memory")),
             environment=dict(data.get("environment") or {}),
             recipe=data.get("recipe"),
             model_fingerprint=data.get("model_fingerprint", ""),
-            notes=list(data.get("notes") or []),
+            notes=tuple(data.get("notes") or ()),
             options=dict(data.get("options") or {}),
             layer_method=data.get("layer_method", ""),
             load_s=data.get("load_s"),
@@ -212,18 +217,17 @@ class Profile:
         note says so); the layer table uses the ``leaves`` view.
         """
         latency = Measurement(trace.run_ms, label=f"{trace.model} {trace.backend} trace")
-        result = cls(
+        return cls(
             model=trace.model,
             backend=trace.backend,
             device=trace.device,
             batch_size=trace.batch_size,
             latency=latency,
+            layers=layer_table(trace.timings, latency.median, "leaves"),
+            layer_method=trace.method,
+            notes=tuple(trace.notes),
+            memory=ProfileMemory.from_dict(trace.memory),
         )
-        result.layers = layer_table(trace.timings, latency.median, "leaves")
-        result.layer_method = trace.method
-        result.notes.extend(trace.notes)
-        result.memory.update(trace.memory)
-        return result
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> Profile:
@@ -242,8 +246,8 @@ class Profile:
             "throughput_per_s": self.throughput,
             "noisy": lat.noisy,
             "verdict": lat.verdict,
-            "model_peak_bytes": self.memory.get("model_peak_bytes"),
-            "process_rss_bytes": self.memory.get("process_rss_bytes"),
+            "model_peak_bytes": self.memory.model_peak_bytes,
+            "process_rss_bytes": self.memory.process_rss_bytes,
             "compile_s": self.compile_s,
             "first_inference_ms": self.first_inference_ms,
         }

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from workbench.argtypes import MAX_REPEATS, check_input_bytes, seconds, whole
+from workbench.argtypes import MAX_REPEATS, check_input_bytes, whole
 from workbench.argtypes import batch_size as checked_batch
-from workbench.backends.base import Inputs, get_backend, settings_of
-from workbench.backends.cpus import default_threads
+from workbench.backends.base import Inputs, Session
 from workbench.errors import InputError
 from workbench.model import Model
+from workbench.profiling.layers import LayerReport
+from workbench.profiling.measure import (
+    TimingOptions,
+    compiled,
+    first_inference_ms,
+    measure,
+    timing_of,
+)
 from workbench.profiling.profile import Profile
-from workbench.profiling.timer import Timer, remeasure
+from workbench.profiling.timer import Measurement
 from workbench.progress import CancelToken, ProgressCallback, phase_bar, say_interrupted
 
 
@@ -34,6 +42,7 @@ def profile(
     attempts: int = 1,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    timing: TimingOptions | None = None,
 ) -> Profile:
     """Profile ``model`` end to end and, by default, per layer.
 
@@ -74,52 +83,106 @@ def profile(
         cancel: a `CancelToken` checked between phases. Interrupted (Ctrl+C, a kernel
             interrupt) during the per-layer pass, the end-to-end profile is returned
             without layers, and a line says so.
+        timing: ``budget_s``, ``warmup`` and ``attempts`` as one `TimingOptions` (shared
+            with `sweep`, `scenario`, `slo`); its fields set win over the keywords left
+            at their defaults.
 
     Returns:
         A `Profile`.
 
     Raises:
         UnknownBackendError, BackendOptionError, DeviceUnavailableError,
-        UnsupportedModelError, InputError.
+        UnsupportedModelError, InputError (ParameterError: a setting given both as a
+        keyword and in ``timing``).
 
     Example:
         >>> p = wb.profile(wb.samples.load("digits-cnn"), "onnxruntime", "cpu", batch_size=32)
         >>> p.latency.median
     """
-    from workbench.data import timing_inputs
-    from workbench.loaders import load
     from workbench.machine import environment
 
     batch_size = checked_batch(batch_size)
-    budget_s = seconds("budget_s", budget_s)
+    timing = timing_of(profile, timing, budget_s=budget_s, warmup=warmup, attempts=attempts)
     layer_repeats = whole("layer_repeats", layer_repeats, maximum=MAX_REPEATS)
-    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
-    given = isinstance(model, Model)
+    model, load_s = _loaded(model)
+    staged, batch_size = _staged(model, inputs, batch_size)
+    label = f"{model.name} {backend}/{device} bs={batch_size}"
+    with _reporting(progress, cancel, f"profile {model.name}" if layers else None) as step:
+        step(0.0, f"compiling on {backend}/{device}")
+        with compiled(model, backend, device, options) as run:
+            step(0.1, "timing end to end")
+            runner = run.session.runner(staged)
+            first_ms = first_inference_ms(runner)
+            latency = measure(runner, timing, device=device, label=label, threads=run.threads)
+            # read while the session's settings hold (torch's threads), as timed
+            env, said = environment(threads=run.threads), getattr(run.session, "notes", ())
+            found = None
+            if layers:
+                step(0.6, "timing each layer")
+                found = _layer_pass(
+                    run.session, staged, latency, layer_repeats, layer_view, layer_method
+                )
+            step(1.0, "done")
+    return _assemble(
+        model, backend, device, batch_size, latency, found, env, said,
+        options=dict(options or {}), load_s=load_s, compile_s=run.compile_s,
+        first_inference_ms=first_ms,
+    )  # fmt: skip
+
+
+def _loaded(model: Model | Any) -> tuple[Model, float | None]:
+    """The model loaded, and the seconds loading took (None: it was given loaded)."""
+    from workbench.loaders import load
+
+    if isinstance(model, Model):
+        return load(model), None
     started = time.perf_counter()
-    model = load(model)
-    # load time only when this call loaded the model (a given Model was loaded before)
-    load_s = None if given else time.perf_counter() - started
+    loaded = load(model)
+    return loaded, time.perf_counter() - started
+
+
+def _staged(model: Model, inputs: Inputs | None, batch_size: int) -> tuple[dict[str, Any], int]:
+    """The inputs one timed call runs, and the batch they hold.
+
+    Raises:
+        InputError: symbolic dimensions beyond the batch without ``inputs``, a fixed
+            batch other than ``batch_size``, or inputs that do not fit the model.
+    """
+    from workbench.data import timing_inputs
+
     if inputs is not None:
         staged = timing_inputs(model, inputs, batch_size)
-        batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
-    else:
-        unsized = [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]
-        if unsized:
-            raise InputError(
-                f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
-                "pass inputs= with arrays of the shapes you want timed, e.g. "
-                "inputs=m.example_inputs(8, sizes={'seq': 128})"
-            )
-        check_input_bytes(model, batch_size)
-        staged = model.example_inputs(batch_size)
-        # a fixed-batch model's inputs keep their own batch: time only what is asked for
-        fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
-        if fixed:
-            raise InputError(
-                f"{model.name} runs only batch {next(iter(fixed.values()))} (input shapes are "
-                f"fixed: {fixed}), not {batch_size}; use that batch size or re-export it "
-                "with a dynamic batch dimension"
-            )
+        return staged, int(next(iter(staged.values())).shape[0]) if staged else batch_size
+    unsized = [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]
+    if unsized:
+        raise InputError(
+            f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
+            "pass inputs= with arrays of the shapes you want timed, e.g. "
+            "inputs=m.example_inputs(8, sizes={'seq': 128})"
+        )
+    check_input_bytes(model, batch_size)
+    staged = model.example_inputs(batch_size)
+    # a fixed-batch model's inputs keep their own batch: time only what is asked for
+    fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
+    if fixed:
+        raise InputError(
+            f"{model.name} runs only batch {next(iter(fixed.values()))} (input shapes are "
+            f"fixed: {fixed}), not {batch_size}; use that batch size or re-export it "
+            "with a dynamic batch dimension"
+        )
+    return staged, batch_size
+
+
+@contextlib.contextmanager
+def _reporting(
+    progress: ProgressCallback | None, cancel: CancelToken | None, bar: str | None
+) -> Iterator[ProgressCallback]:
+    """A ``step(fraction, message)`` that checks ``cancel`` and reports progress; without
+    a ``progress`` callback, a tqdm bar named ``bar`` when given (a per-layer profile
+    takes a while), closed on the way out."""
+    close: Callable[[], None] | None = None
+    if bar is not None and progress is None:
+        progress, close = phase_bar(bar)
 
     def step(fraction: float, message: str) -> None:
         if cancel is not None:
@@ -127,76 +190,64 @@ def profile(
         if progress is not None:
             progress(fraction, message)
 
-    # a per-layer profile takes a while: show a bar unless the caller reports progress
-    close_bar: Callable[[], None] | None = None
-    if layers and progress is None:
-        progress, close_bar = phase_bar(f"profile {model.name}")
     try:
-        step(0.0, f"compiling on {backend}/{device}")
-        default_threads()  # the CPUs free are looked at before the compile is timed
-        started = time.perf_counter()
-        session = get_backend(backend).compile(model, device, **(options or {}))
-        compile_s = time.perf_counter() - started
-        # the session's process-wide settings (torch's threads) hold for the measurement only
-        with settings_of(session):
-            try:
-                step(0.1, "timing end to end")
-                label = f"{model.name} {backend}/{device} bs={batch_size}"
-                runner = session.runner(staged)
-                started = time.perf_counter()
-                runner()  # the first inference: lazy allocation, JIT, caches cold
-                first_inference_ms = (time.perf_counter() - started) * 1e3
-                threads = getattr(session, "threads", None)
-                latency = remeasure(
-                    Timer(
-                        runner,
-                        warmup=warmup,
-                        budget_s=budget_s,
-                        device=device,
-                        label=label,
-                        threads=threads if device == "cpu" else None,
-                    ).measure,
-                    attempts,
-                )
-                result = Profile(
-                    model=model.name,
-                    backend=backend,
-                    device=device,
-                    batch_size=batch_size,
-                    latency=latency,
-                    environment=environment(threads=threads),
-                    recipe=model.recipe,
-                    model_fingerprint=model.fingerprint(),
-                    options=dict(options or {}),
-                    load_s=load_s,
-                    compile_s=compile_s,
-                    first_inference_ms=first_inference_ms,
-                )
-                # what the session itself reports (torch-compile's recompilations)
-                result.notes.extend(getattr(session, "notes", ()))
-                if latency.noisy:  # the verdict in words, where every reader sees notes
-                    result.notes.append(latency.verdict)
-                if layers:
-                    from workbench.profiling.layers import profile_layers
-
-                    step(0.6, "timing each layer")
-                    try:
-                        profile_layers(
-                            result,
-                            session,
-                            staged,
-                            repeats=layer_repeats,
-                            view=layer_view,
-                            method=layer_method,
-                        )
-                    except KeyboardInterrupt:  # Ctrl+C or a kernel interrupt: keep end to end
-                        kept = "the end-to-end measurement is returned"
-                        kept += ", without layers" if result.layers.empty else ", with its layers"
-                        result.notes.append(say_interrupted("per-layer profile", kept))
-                step(1.0, "done")
-                return result
-            finally:
-                session.close()
+        yield step
     finally:
-        if close_bar is not None:
-            close_bar()
+        if close is not None:
+            close()
+
+
+def _layer_pass(
+    session: Session,
+    staged: dict[str, Any],
+    latency: Measurement,
+    repeats: int,
+    view: str,
+    method: str | None,
+) -> LayerReport:
+    """The per-layer pass; interrupted (Ctrl+C, a kernel interrupt), what it had found,
+    with a note that says the end-to-end measurement is kept."""
+    from workbench.profiling.layers import LayersInterrupted, profile_layers
+
+    try:
+        return profile_layers(session, staged, latency.median, repeats, view=view, method=method)
+    except KeyboardInterrupt as exc:
+        found = exc.found if isinstance(exc, LayersInterrupted) else LayerReport()
+        kept = "the end-to-end measurement is returned"
+        kept += ", without layers" if found.layers.empty else ", with its layers"
+        return found.with_note(say_interrupted("per-layer profile", kept))
+
+
+def _assemble(
+    model: Model,
+    backend: str,
+    device: str,
+    batch_size: int,
+    latency: Measurement,
+    found: LayerReport | None,
+    environment: dict[str, Any],
+    session_notes: Iterable[str],
+    **measured: Any,
+) -> Profile:
+    """The `Profile`, built once from what each step measured."""
+    found = found or LayerReport()
+    if found.ceilings is not None:
+        environment = {**environment, "machine_ceilings": found.ceilings}
+    # what the session itself reports (torch-compile's recompilations), then the verdict
+    # in words, where every reader sees notes, then the per-layer pass's
+    verdict = [latency.verdict] if latency.noisy else []
+    return Profile(
+        model=model.name,
+        backend=backend,
+        device=device,
+        batch_size=batch_size,
+        latency=latency,
+        layers=found.layers,
+        memory=found.memory,
+        environment=environment,
+        recipe=model.recipe,
+        model_fingerprint=model.fingerprint(),
+        notes=(*session_notes, *verdict, *found.notes),
+        layer_method=found.method,
+        **measured,
+    )

@@ -1,5 +1,9 @@
 """Honest timing: warm-up, adaptive repeats, kept samples, lazy statistics, noise verdict.
 
+The pieces of one timed stretch live here (`Measurement`, `Timer`, `gc_paused`, `Watch`);
+the lifecycle around them (compile, thread settings, the first inference, re-measuring
+while noisy) is `workbench.profiling.measure`.
+
 `Timer.clock` is a class attribute so tests can swap in a fake clock
 (`workbench.testing.FakeClock`) and check the statistics exactly; `Timer.probe` likewise
 reads the CPU counters around each measurement (tests: a fake ``/proc`` tree).
@@ -11,12 +15,13 @@ processes on our CPUs, the load, steal, quota throttling, more threads than CPUs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import html
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,12 +31,11 @@ import numpy as np
 
 from workbench.backends.cpus import Contention, CpuSample, contention_between, cpu_budget
 from workbench.backends.cpus import read_sample as read_cpu_sample
+from workbench.errors import InvalidArgumentError
 from workbench.profiling.results import dump_json, load_json
 
 #: IQR / median above which a run is flagged noisy (torch.utils.benchmark uses the same).
 NOISE_THRESHOLD = 0.10
-#: how many times a sweep measures a noisy point at most before keeping it, noisy
-NOISY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Measurement:
         contention: how busy the machine was while the samples were taken (None: not
             watched, e.g. a measurement rebuilt from samples alone).
         attempts: how many times it was measured (a noisy one is measured again, bounded;
-            see `remeasure`): this is the last or the least noisy.
+            see `workbench.profiling.measure.remeasure`): this is the last or the least noisy.
     """
 
     samples_ms: tuple[float, ...]
@@ -60,7 +64,9 @@ class Measurement:
 
     def __post_init__(self) -> None:
         if not self.samples_ms:
-            raise ValueError("a Measurement needs at least one sample")
+            raise InvalidArgumentError(
+                "a Measurement needs at least one sample; time at least one call"
+            )
         object.__setattr__(self, "_sorted", np.sort(np.asarray(self.samples_ms, dtype=float)))
 
     @property
@@ -299,10 +305,7 @@ class Timer:
         """Warm up, then time repeatedly; return the `Measurement`."""
         clock = type(self).clock
         sample = self._sampler()
-        gc_was_enabled = gc.isenabled()
-        gc.collect()
-        gc.disable()
-        try:
+        with gc_paused():
             warm: list[float] = []
             start = clock()
             while len(warm) < self.warmup or (clock() - start) < self.warmup_s:
@@ -310,49 +313,62 @@ class Timer:
                 if len(warm) >= 100 * max(1, self.warmup):
                     break
             samples: list[float] = []
-            cls = type(self)
-            before = cls.probe()
-            start = clock()
-            while len(samples) < self.max_repeats:
-                samples.append(sample())
-                if len(samples) < self.min_repeats:
-                    continue
-                if (clock() - start) >= self.budget_s:
-                    break
-                if (
-                    len(samples) % 5 == 0
-                    and Measurement(tuple(samples)).relative_ci <= self.target_rel_ci
-                ):
-                    break
-            contention = contention_between(before, cls.probe(), cls.budget(), self.threads)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        return Measurement(tuple(samples), tuple(warm), self.label, contention)
+            with Watch(self.threads) as watch:
+                start = clock()
+                while len(samples) < self.max_repeats:
+                    samples.append(sample())
+                    if len(samples) < self.min_repeats:
+                        continue
+                    if (clock() - start) >= self.budget_s:
+                        break
+                    if (
+                        len(samples) % 5 == 0
+                        and Measurement(tuple(samples)).relative_ci <= self.target_rel_ci
+                    ):
+                        break
+        return Measurement(tuple(samples), tuple(warm), self.label, watch.contention)
 
 
-def remeasure(measure: Callable[[], Measurement], attempts: int = 3) -> Measurement:
-    """Measure again while the result is noisy, at most ``attempts`` times in all.
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Garbage collection collected first, then paused while inside (a collection in the
+    middle of a timed run would be timed with it); re-enabled after if it was on."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
-    Returns the first clean measurement, or else the least noisy one (the narrowest
-    confidence interval of the median), saying how many times it was measured: a
-    noisy result that survives its retries is shown as noisy, never as clean.
 
-    Args:
-        measure: takes one measurement (e.g. ``Timer(...).measure``).
-        attempts: at most this many measurements (1: no retry).
+class Watch:
+    """How busy the machine was while the work inside ran: ``contention``, set on exit.
+
+    Reads `Timer.probe` before and after (so tests swap in fake counters for every
+    measurement at once) and checks ``threads`` against `Timer.budget`.
 
     Example:
-        >>> m = remeasure(Timer(runner, budget_s=1.0).measure)
-        >>> m.verdict  # "" or "noisy: ... (measured 3 times)"
+        >>> with Watch(threads=4) as watch:
+        ...     run_queries()
+        >>> watch.contention.reasons
     """
-    tried: list[Measurement] = []
-    for _ in range(max(1, attempts)):
-        tried.append(measure())
-        if not tried[-1].noisy:
-            break
-    best = tried[-1] if not tried[-1].noisy else min(tried, key=lambda m: m.relative_ci)
-    return best.with_attempts(len(tried))
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        self.contention: Contention | None = None
+        self._before: CpuSample | None = None
+
+    def __enter__(self) -> Watch:
+        self._before = Timer.probe()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._before is not None
+        self.contention = contention_between(
+            self._before, Timer.probe(), Timer.budget(), self.threads
+        )
 
 
 def _torch_has_cuda() -> bool:

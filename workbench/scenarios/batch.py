@@ -12,12 +12,12 @@ import pandas as pd
 
 from workbench.argtypes import batch_size as checked_batch
 from workbench.argtypes import check_input_bytes, seconds
-from workbench.backends.base import get_backend
 from workbench.errors import InputError
 from workbench.model import Model
 from workbench.profiling.formatting import frame_html, frame_text
+from workbench.profiling.measure import NOISY_ATTEMPTS, TimingOptions, compiled, measure
 from workbench.profiling.results import dump_json, load_json
-from workbench.profiling.timer import NOISY_ATTEMPTS, Measurement, Timer, remeasure
+from workbench.profiling.timer import Measurement
 from workbench.progress import CancelToken, ProgressCallback, track
 from workbench.scenarios.result import json_rows
 
@@ -153,24 +153,18 @@ def batch_sweep(
     model = load(model)
     check_input_bytes(model, sizes[-1])
     pool = None if inputs is None else input_pool(model, inputs)
-    session = get_backend(backend).compile(model, device, **(options or {}))
+    # a noisy batch size is measured again (bounded), as a sweep's points are
+    timing = TimingOptions(budget_s=budget_s, attempts=NOISY_ATTEMPTS)
     measured: list[Measurement] = []
-    try:
+    with compiled(model, backend, device, options) as run:
         for batch in track(
             sizes, description="batch sizes", progress=progress, cancel=cancel, bar=False
         ):
-            runner = session.runner(batch_inputs(model, pool, batch))
-            timer = Timer(
-                runner,
-                budget_s=budget_s,
-                device=device,
-                label=f"bs={batch}",
-                threads=getattr(session, "threads", None) if device == "cpu" else None,
+            runner = run.session.runner(batch_inputs(model, pool, batch))
+            label = f"bs={batch}"
+            measured.append(
+                measure(runner, timing, device=device, label=label, threads=run.threads)
             )
-            # a noisy batch size is measured again (bounded), as a sweep's points are
-            measured.append(remeasure(timer.measure, NOISY_ATTEMPTS))
-    finally:
-        session.close()
     throughputs = [m.throughput(b) for m, b in zip(measured, sizes, strict=True)]
     table = pd.DataFrame(
         {

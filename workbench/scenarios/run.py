@@ -11,17 +11,18 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
 
-from workbench.argtypes import MAX_REPEATS, MAX_SECONDS, check_input_bytes, number, whole
+from workbench.argtypes import MAX_SECONDS, check_input_bytes, number, whole
 from workbench.argtypes import batch_size as checked_batch
-from workbench.backends.base import Session, get_backend
+from workbench.backends.base import Session
 from workbench.errors import InputError
 from workbench.model import Model
+from workbench.profiling.measure import TimingOptions, timing_of, warm_up
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
@@ -82,8 +83,7 @@ class SystemUnderTest:
     def warm(self, batches: range | list[int], calls: int) -> None:
         """Run each batch size ``calls`` times, untimed (first-call allocation, caches)."""
         for batch in batches:
-            for _ in range(calls):
-                self.runner(batch)()
+            warm_up(self.runner(batch), calls)
 
 
 class Run(NamedTuple):
@@ -209,28 +209,44 @@ def _responsive_threads(clock: Clock) -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def server(
-    sut: SystemUnderTest,
-    minimums: Minimums,
-    *,
-    rate_per_s: float,
-    max_batch: int = 1,
-    batch_window_s: float = 0.0,
-    target_latency_ms: float | None = None,
-    drop_after_ms: float = 1000.0,
-    seed: int = 0,
-) -> Run:
-    """Poisson arrivals at ``rate_per_s`` from a load generator; dynamic batching optional.
+@dataclass(frozen=True)
+class ServerLoad:
+    """How a server run offers its queries: the settings that travel together from
+    `scenario`, and from every point of `workbench.scenarios.slo`'s search, to `server`.
+
+    Attributes:
+        rate_per_s: offered queries per second (Poisson arrivals).
+        max_batch: most queries batched together.
+        batch_window_ms: the dynamic-batching window, in ms.
+        target_latency_ms: a query over it is late (None: no target).
+        drop_after_ms: a query waiting longer is dropped unrun.
+        seed: seed of the arrival schedule.
+    """
+
+    rate_per_s: float
+    max_batch: int = 1
+    batch_window_ms: float = 0.0
+    target_latency_ms: float | None = None
+    drop_after_ms: float = 1000.0
+    seed: int = 0
+
+
+def server(sut: SystemUnderTest, minimums: Minimums, load: ServerLoad) -> Run:
+    """Poisson arrivals at ``load.rate_per_s`` from a load generator; dynamic batching
+    optional.
 
     The system under test takes the oldest waiting query, then waits until
-    ``batch_window_s`` after that query's arrival (or until ``max_batch`` queries are
+    ``batch_window_ms`` after that query's arrival (or until ``max_batch`` queries are
     in hand) before running the batch. A query that waited over ``drop_after_ms`` is
     dropped unrun. Latency is completion minus issue time.
     """
     clock = sut.clock
     origin = clock.now() + LEAD_S
     schedule = origin + poisson_arrivals(
-        rate_per_s, min_queries=minimums.queries, min_duration_s=minimums.duration_s, seed=seed
+        load.rate_per_s,
+        min_queries=minimums.queries,
+        min_duration_s=minimums.duration_s,
+        seed=load.seed,
     )
     n = schedule.size
     start, done = np.full(n, np.nan), np.full(n, np.nan)
@@ -238,26 +254,28 @@ def server(
     with _responsive_threads(clock), arrivals_for(schedule, clock) as source:
         while (first := source.next_query(None)) is not None:
             batch = [first]
-            deadline = source.issue_s[first] + batch_window_s
-            while len(batch) < max_batch and (more := source.next_query(deadline)) is not None:
+            deadline = source.issue_s[first] + load.batch_window_ms / 1e3
+            while len(batch) < load.max_batch:
+                if (more := source.next_query(deadline)) is None:
+                    break
                 batch.append(more)
             now = clock.now()
             waited = np.asarray([(now - source.issue_s[q]) * 1e3 for q in batch])
-            live = [q for q, wait in zip(batch, waited, strict=True) if wait <= drop_after_ms]
+            live = [q for q, wait in zip(batch, waited, strict=True) if wait <= load.drop_after_ms]
             dropped[[q for q in batch if q not in live]] = True
             if live:
                 start[live], done[live] = sut.run(len(live))
                 batch_of[live] = len(live)
     issue = source.issue_s
     latency_ms = (done - issue) * 1e3
-    late = latency_ms > target_latency_ms if target_latency_ms is not None else None
+    target = load.target_latency_ms
+    late = latency_ms > target if target is not None else None
     frame = query_frame(
         origin, schedule, issue, start, done, samples=1, batch=batch_of, dropped=dropped, late=late
     )
     last = np.nanmax(done) if np.isfinite(done).any() else np.nanmax(issue)
     duration = float(last - origin)
-    checks = server_checks(frame, duration, minimums, rate_per_s, target_latency_ms, drop_after_ms)
-    return Run(frame, duration, tuple(checks))
+    return Run(frame, duration, tuple(server_checks(frame, duration, minimums, load)))
 
 
 def issued_rate_share(frame: pd.DataFrame) -> float:
@@ -270,12 +288,7 @@ def issued_rate_share(frame: pd.DataFrame) -> float:
 
 
 def server_checks(
-    frame: pd.DataFrame,
-    duration_s: float,
-    minimums: Minimums,
-    rate_per_s: float,
-    target_latency_ms: float | None,
-    drop_after_ms: float,
+    frame: pd.DataFrame, duration_s: float, minimums: Minimums, load: ServerLoad
 ) -> list[str]:
     """Why a server run is invalid: short of its minimums (completed queries), the load
     generator fell behind, queries dropped, or p99 over the target. Empty when valid.
@@ -289,7 +302,7 @@ def server_checks(
     completed = frame.loc[~frame["dropped"], "latency_ms"]
     reasons = _too_short(len(completed), duration_s, minimums, "completed queries")
     lag_ms = (frame["issue_s"] - frame["scheduled_s"]).to_numpy() * 1e3
-    tolerance_ms = max(ISSUE_TOLERANCE_MS, 1e3 / rate_per_s)
+    tolerance_ms = max(ISSUE_TOLERANCE_MS, 1e3 / load.rate_per_s)
     share = issued_rate_share(frame)
     if np.median(lag_ms) > tolerance_ms or share < ISSUED_RATE_SHARE:
         reasons.append(
@@ -298,12 +311,12 @@ def server_checks(
         )
     dropped = int(frame["dropped"].sum())
     if dropped:
-        reasons.append(f"{dropped} queries dropped after waiting over {drop_after_ms:g} ms")
-    if target_latency_ms is not None:
+        reasons.append(f"{dropped} queries dropped after waiting over {load.drop_after_ms:g} ms")
+    if load.target_latency_ms is not None:
         p99 = float(np.percentile(completed, 99)) if len(completed) else math.inf
-        if p99 > target_latency_ms:
+        if p99 > load.target_latency_ms:
             reasons.append(
-                f"p99 latency {p99:.4g} ms is over the target {target_latency_ms:g} ms "
+                f"p99 latency {p99:.4g} ms is over the target {load.target_latency_ms:g} ms "
                 f"({int(frame['late'].sum())} queries late)"
             )
     return reasons
@@ -354,6 +367,7 @@ def scenario(
     price_per_hour: float | None = None,
     tdp_watts: float | None = None,
     clock: Clock | None = None,
+    timing: TimingOptions | None = None,
 ) -> ScenarioResult:
     """Run one LoadGen scenario on ``model`` and return every query with its verdict.
 
@@ -398,6 +412,8 @@ def scenario(
         price_per_hour: the machine's price per hour, for the cost per million.
         tdp_watts: ask for a labelled TDP x time energy estimate.
         clock: a `Clock`; a `VirtualClock` simulates the run exactly (tests).
+        timing: a `TimingOptions` shared with `profile`, `sweep` and `slo`; a scenario
+            reads its ``warmup`` (its queries are timed by the minimums, not a budget).
 
     Returns:
         A `ScenarioResult`.
@@ -411,10 +427,10 @@ def scenario(
         >>> r = wb.scenario("digits-cnn", "server", rate_per_s=500, target_latency_ms=5)
         >>> r.p99_ms, r.valid, r.reasons
     """
-    from workbench.backends.cpus import contention_between, cpu_budget, read_sample
     from workbench.data import input_pool
     from workbench.loaders import load
     from workbench.machine import environment
+    from workbench.profiling.measure import Watch, compiled
 
     minimums = minimums_for(kind, min_queries, min_duration_s)
     every = {
@@ -429,7 +445,7 @@ def scenario(
         "batch_size": batch_size,
     }
     settings = _settings(kind, every)
-    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
+    warmup = cast(int, timing_of(scenario, timing, warmup=warmup).warmup)
     if price_per_hour is not None:
         cost_per_million(price_per_hour, 1.0)  # checks the price before the run
     if tdp_watts is not None:
@@ -439,21 +455,18 @@ def scenario(
     pool = None if inputs is None else input_pool(model, inputs)
     check_input_bytes(model, max(_batch_sizes(kind, settings)))
     clock = clock or RealClock()
-    session = get_backend(backend).compile(model, device, **(options or {}))
-    try:
-        sut = SystemUnderTest(session, model, clock, pool)
+    # the measuring lifecycle: compiled, its thread settings held while the queries run
+    with compiled(model, backend, device, options) as compiled_session:
+        sut = SystemUnderTest(compiled_session.session, model, clock, pool)
         sizes = _batch_sizes(kind, settings)
         sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
         sut.warm(sizes, 1)
+        threads = compiled_session.threads
         meter.start()
-        before = read_sample()
-        run = _dispatch(kind, sut, minimums, settings)
-        energy = meter.stop(run.duration_s)
-        threads = getattr(session, "threads", None)
         # how busy the machine was while the queries ran, next to where it ran
-        busy = contention_between(before, read_sample(), cpu_budget(), threads)
-    finally:
-        session.close()
+        with Watch(threads) as busy:
+            run = _dispatch(kind, sut, minimums, settings)
+        energy = meter.stop(run.duration_s)
     return ScenarioResult(
         kind=kind,
         model=f"{model.name} ({model.recipe_name})",
@@ -466,7 +479,7 @@ def scenario(
         reasons=run.reasons,
         energy=energy,
         price_per_hour=price_per_hour,
-        environment=environment(threads=threads, contention=busy),
+        environment=environment(threads=threads, contention=busy.contention),
     )
 
 
@@ -523,13 +536,4 @@ def _dispatch(kind: str, sut: SystemUnderTest, minimums: Minimums, settings: dic
         )
     if kind == "offline":
         return offline(sut, minimums, batch_size=settings["batch_size"])
-    return server(
-        sut,
-        minimums,
-        rate_per_s=settings["rate_per_s"],
-        max_batch=settings["max_batch"],
-        batch_window_s=settings["batch_window_ms"] / 1e3,
-        target_latency_ms=settings["target_latency_ms"],
-        drop_after_ms=settings["drop_after_ms"],
-        seed=settings["seed"],
-    )
+    return server(sut, minimums, ServerLoad(**settings))

@@ -13,22 +13,22 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from workbench.argtypes import MAX_REPEATS, MAX_SECONDS, number, whole
-from workbench.backends.base import get_backend
+from workbench.argtypes import MAX_SECONDS, number, whole
 from workbench.errors import CancelledError, WorkbenchError
 from workbench.model import Model
 from workbench.profiling.formatting import frame_html, frame_text
+from workbench.profiling.measure import TimingOptions, compiled, timing_of
 from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
 from workbench.scenarios.result import Minimums, json_rows
-from workbench.scenarios.run import SystemUnderTest, minimums_for, server
+from workbench.scenarios.run import ServerLoad, SystemUnderTest, minimums_for, server
 
 #: calls timed per batch size to estimate capacity before searching
 CAPACITY_PROBES = 20
@@ -200,6 +200,7 @@ def slo(
     clock: Clock | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    timing: TimingOptions | None = None,
 ) -> SloResult:
     """Find the highest offered rate each configuration sustains within ``p99_ms``.
 
@@ -232,6 +233,8 @@ def slo(
         clock: a `Clock`; a `VirtualClock` simulates every run exactly (tests).
         progress: ``progress(fraction, message)`` callback.
         cancel: a `CancelToken` checked between points.
+        timing: a `TimingOptions` shared with `profile`, `sweep` and `scenario`; a search
+            reads its ``warmup``.
 
     Returns:
         An `SloResult`.
@@ -248,7 +251,7 @@ def slo(
 
     p99_ms = number("p99_ms", p99_ms, above=0.0, maximum=MAX_SECONDS * 1e3)
     steps = whole("steps", steps, maximum=MAX_STEPS)
-    warmup = whole("warmup", warmup, minimum=0, maximum=MAX_REPEATS)
+    warmup = cast(int, timing_of(slo, timing, warmup=warmup).warmup)
     if drop_after_ms is not None:
         drop_after_ms = number("drop_after_ms", drop_after_ms, above=0.0)
     if price_per_hour is not None:
@@ -327,20 +330,15 @@ class _Search:
             "points": 0,
         }
         try:
-            session = get_backend(backend).compile(model, device, **(options or {}))
-        except WorkbenchError as exc:
-            return {**row, "max_rate_per_s": math.nan, "limited_by": f"failed: {exc}"}
-        try:
-            sut = SystemUnderTest(session, model, self.clock, inputs)
-            sizes = sorted({b.max_batch for b in self.batching})
-            sut.warm(sizes, warmup)
-            found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
+            with compiled(model, backend, device, options) as run:
+                sut = SystemUnderTest(run.session, model, self.clock, inputs)
+                sizes = sorted({b.max_batch for b in self.batching})
+                sut.warm(sizes, warmup)
+                found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
         except CancelledError:
             raise
-        except WorkbenchError as exc:  # this configuration fails to run: the others go on
+        except WorkbenchError as exc:  # it fails to compile or to run: the others go on
             return {**row, "max_rate_per_s": math.nan, "limited_by": f"failed: {exc}"}
-        finally:
-            session.close()
         best = max(found, key=lambda f: f["max_rate_per_s"])
         return {**row, **best, "points": sum(f["points"] for f in found)}
 
@@ -382,16 +380,10 @@ class _Search:
             if cancel is not None:
                 cancel.check()
             rate = (passed_rate + failed_rate) / 2
-            run = server(
-                sut,
-                self.minimums,
-                rate_per_s=rate,
-                max_batch=choice.max_batch,
-                batch_window_s=choice.window_ms / 1e3,
-                target_latency_ms=self.p99_ms,
-                drop_after_ms=self.drop_after_ms,
-                seed=self.seed,
+            load = ServerLoad(
+                rate, choice.max_batch, choice.window_ms, self.p99_ms, self.drop_after_ms, self.seed
             )
+            run = server(sut, self.minimums, load)
             completed = run.queries.loc[~run.queries["dropped"], "latency_ms"]
             p50, p99 = np.percentile(completed, [50, 99]) if len(completed) else (math.nan,) * 2
             throughput = int((~run.queries["dropped"]).sum()) / run.duration_s
