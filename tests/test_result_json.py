@@ -106,7 +106,9 @@ def _plan() -> Plan:
         columns=TABLE_COLUMNS,
     )  # fmt: skip
     measured = SloResult(5.0, table, pd.DataFrame(), MINIMUMS["server"])
-    rented = Machine("rented", "USD", rental_per_hour=3.6, power_watts=200.0)
+    rented = Machine(
+        "rented", "USD", rental_per_hour=3.6, power_watts=200.0, power_basis="declared"
+    )
     return plan([(rented, measured)], target_rate_per_s=700.0, p99_ms=5.0)
 
 

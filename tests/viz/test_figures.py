@@ -11,10 +11,9 @@ import pytest
 
 import workbench as wb
 from workbench import viz
-from workbench.profiling.memory import ProfileMemory
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
-from workbench.viz import figures
+from workbench.viz import compare as vc
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +185,7 @@ def test_memory_stacks_params_and_activations_in_mib(real):
 
 
 def test_memory_draws_a_peak_line_when_it_fits():
-    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory=ProfileMemory(model_peak_bytes=16384))
+    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"model_peak_bytes": 16384})
     fig = viz.memory(p)
     assert any(s.type == "line" for s in fig.layout.shapes)
 
@@ -414,22 +413,27 @@ def test_comparison_puts_the_fused_note_between_the_axis_and_the_legend(count):
     lines = note.text.split("<br>")
     assert sum(line.count("encoder.block.") for line in lines) == count  # names kept whole
     assert (len(lines) > 1) == (count > 1)  # wrapped, not run off to the right
-    assert all(len(line) <= figures._NOTE_CHARS for line in lines)
+    assert all(len(line) <= vc._NOTE_CHARS for line in lines)
     # hung from the plot's bottom edge, under the tick labels and the axis title ...
-    assert (note.yref, note.y, note.yanchor, note.yshift) == ("paper", 0, "top", -figures._AXIS_PX)
+    assert (note.yref, note.y, note.yanchor, note.yshift) == (
+        "paper",
+        0,
+        "top",
+        -vc._AXIS_PX,
+    )
     # ... and the legend, anchored to the figure's bottom edge, under the note's last line
     legend = fig.layout.legend
     assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
-    below_note = fig.layout.margin.b - figures._AXIS_PX - figures._NOTE_LINE_PX * len(lines)
-    assert below_note >= figures._LEGEND_ROW_PX * figures._legend_rows([t.name for t in fig.data])
+    below_note = fig.layout.margin.b - vc._AXIS_PX - vc._NOTE_LINE_PX * len(lines)
+    assert below_note >= vc._LEGEND_ROW_PX * vc._legend_rows([t.name for t in fig.data])
     # the plot itself keeps its size: the figure grows by what the note takes
     assert fig.layout.height - fig.layout.margin.b == plain.layout.height - plain.layout.margin.b
     assert not [a for a in plain.layout.annotations if a.name == "fused"]
 
 
 def test_long_legend_names_take_more_legend_rows():
-    assert figures._legend_rows(["a", "b"]) == 1
-    assert figures._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
+    assert vc._legend_rows(["a", "b"]) == 1
+    assert vc._legend_rows(["digits-cnn[prune-magnitude(50%)] onnxruntime/cpu bs=4"] * 2) == 2
 
 
 def test_one_run_has_one_colour_in_every_figure():
@@ -488,3 +492,15 @@ def test_the_roofline_draws_the_profiles_own_ceilings_unless_given_others():
     assert max(given.y) == pytest.approx(5e11)
     bare = viz.roofline(synthetic({"conv1": 1.0}), missing="press 'Measure ceilings' above")
     assert [a.text for a in bare.layout.annotations] == ["press 'Measure ceilings' above"]
+
+
+def test_every_name_of_viz_reaches_its_figure_and_no_module_hides_one():
+    import importlib
+    import pkgutil
+
+    modules = {info.name for info in pkgutil.iter_modules(viz.__path__)}
+    assert modules.isdisjoint(viz.__all__)  # an imported submodule would shadow the name
+    for name in modules:
+        importlib.import_module(f"workbench.viz.{name}")
+    assert all(callable(getattr(viz, name)) or name.isupper() for name in viz.__all__)
+    assert viz.tradeoff.__module__ == "workbench.viz.tradeoffs"

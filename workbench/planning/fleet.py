@@ -171,11 +171,14 @@ class Plan:
         data = load_json(text_or_path, "a plan")
         table = pd.DataFrame(data["table"], columns=COLUMNS)
         numeric = [c for c in COLUMNS if c not in ("machine", "variant", "backend", "device",
-                                                     "power_basis", "currency", "meets",
-                                                     "why_not")]  # fmt: skip
+                                                     "machines", "power_basis", "currency",
+                                                     "meets", "why_not")]  # fmt: skip
+        # machine counts stay whole (2, not 2.0) unless one is missing, as when planned
+        whole = table["machines"].notna().all()
+        types = {**dict.fromkeys(numeric, "float64"), "machines": "int64" if whole else "float64"}
         return cls(
             workload=Workload(**data["workload"]),
-            table=table.astype(dict.fromkeys(numeric, "float64")),
+            table=table.astype(types),
             machines=tuple(Machine.from_dict(m) for m in data["machines"]),
             notes=tuple(data["notes"]),
         )

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,6 +95,8 @@ def dump_json(data: Any, path: str | Path | None = None, indent: int | None = 1)
     Returns:
         The JSON text.
     """
+    import json  # here: the package root imports this module for `register_figure`
+
     text = json.dumps(data, indent=indent, default=json_default)
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
@@ -115,6 +116,8 @@ def load_json(text_or_path: str | Path, what: str) -> Any:
     Raises:
         InputError: no such file, or the text is not JSON.
     """
+    import json
+
     text = str(text_or_path)
     if isinstance(text_or_path, Path) or not text.lstrip().startswith("{"):
         try:

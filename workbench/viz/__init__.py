@@ -1,17 +1,22 @@
 """Every figure of workbench: pure functions from result objects to pictures.
 
-Two kinds, one style (`workbench.viz.style`: palettes, fonts, axis formats):
+One module per family, one style (`style`: palettes, ink, font, axis formats, the empty
+figure):
 
-- **plotly figures** (`figures`: profile, compare, roofline, trade-off, sensitivity;
-  `graph`, `serving`, `runtimes`, `plan`): interactive, for the dashboard and reports.
-  Each takes measured data and returns a new ``plotly.graph_objects.Figure``; none
-  measures anything or mutates its input; missing data gives a figure that says so.
+- **plotly figures**, interactive, for the dashboard and reports: `profile` (per-layer
+  latency, time shares, op types, memory, latency distribution and timeline), `compare`
+  (aligned layers of several profiles), `rooflines`, `tradeoffs` (Pareto front,
+  sensitivity), `graph`, `serving`, `runtimes`, `plan`. Each takes measured data and
+  returns a new ``plotly.graph_objects.Figure``; none measures anything or mutates its
+  input; missing data gives a figure that says so.
 - **inline SVG figures** (`inline` draws, `reprs` picks each result's key figure): the
   figure in a result's notebook view. Plain SVG text, so it renders offline, on GitHub
   and nbviewer and in exported HTML without JavaScript, and needs no plotting library.
 
-The plotly names below (``viz.layer_latency``...) load plotly on first use, so importing
-this package, or its inline figures, costs nothing.
+The names below (``viz.layer_latency``, ``viz.op_type_color``...) load their module on
+first use, so importing this package, or its inline figures, loads no plotly. A module
+is never named like a figure (``rooflines`` holds ``roofline``): an imported submodule
+would hide the function of the same name.
 
 Example:
     >>> import workbench as wb
@@ -24,36 +29,55 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.viz.figures import (
+    from workbench.evaluation.pareto import pareto_mask
+    from workbench.viz.compare import layer_comparison
+    from workbench.viz.profile import (
+        labels,
+        latency_distribution,
+        latency_timeline,
+        layer_latency,
+        memory,
+        op_type_breakdown,
+        time_share,
+        unattributed_ms,
+    )
+    from workbench.viz.rooflines import roofline
+    from workbench.viz.style import (
         OP_TYPE_ALIASES,
         OP_TYPE_COLORS,
         PRECISION_COLORS,
         canonical_op_type,
         empty_figure,
-        labels,
-        latency_distribution,
-        latency_timeline,
-        layer_comparison,
-        layer_latency,
         log_axis,
-        memory,
-        op_type_breakdown,
         op_type_color,
-        pareto_mask,
         precision_color,
         precision_of,
-        roofline,
         run_color,
-        sensitivity,
-        technique_of,
-        time_share,
-        tradeoff,
-        unattributed_ms,
     )
+    from workbench.viz.tradeoffs import sensitivity, technique_of, tradeoff
 
+#: each public name -> the module that defines it (imported when the name is first used)
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(
+        ("OP_TYPE_ALIASES", "OP_TYPE_COLORS", "PRECISION_COLORS", "canonical_op_type",
+         "empty_figure", "log_axis", "op_type_color", "precision_color", "precision_of",
+         "run_color"),
+        "workbench.viz.style",
+    ),
+    **dict.fromkeys(
+        ("labels", "latency_distribution", "latency_timeline", "layer_latency", "memory",
+         "op_type_breakdown", "time_share", "unattributed_ms"),
+        "workbench.viz.profile",
+    ),
+    "layer_comparison": "workbench.viz.compare",
+    "roofline": "workbench.viz.rooflines",
+    **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
+    "pareto_mask": "workbench.evaluation.pareto",
+}  # fmt: skip
 __all__ = [
     "OP_TYPE_ALIASES",
     "OP_TYPE_COLORS",
@@ -83,11 +107,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # a submodule is imported as itself (``from workbench.viz import inline`` must not
-    # load plotly); any other name is one of the plotly figures'
+    # a figure's name loads its module (plotly with it), a submodule's name the submodule
+    # (``from workbench.viz import inline`` loads no plotly); any other name gets the
+    # module's own AttributeError, so hasattr() keeps working
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
-    return getattr(importlib.import_module("workbench.viz.figures"), name)
+    return object.__getattribute__(sys.modules[__name__], name)
 
 
 def __dir__() -> list[str]:

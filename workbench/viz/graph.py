@@ -27,8 +27,7 @@ import plotly.graph_objects as go
 
 from workbench.model import Model
 from workbench.profiling.profile import UNATTRIBUTED, Profile
-from workbench.viz.figures import empty_figure
-from workbench.viz.style import LAYOUT, canonical_op_type, op_type_color
+from workbench.viz.style import LAYOUT, canonical_op_type, empty_figure, op_type_color
 
 __all__ = ["COLOR_BY", "GraphLayout", "graph_figure", "graph_layout", "layer_values"]
 

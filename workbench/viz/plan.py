@@ -15,8 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz.figures import empty_figure
-from workbench.viz.style import LAYOUT
+from workbench.viz.style import LAYOUT, empty_figure
 
 __all__ = ["plan_cost_figure"]
 

@@ -15,8 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz.figures import empty_figure
-from workbench.viz.style import LAYOUT, QUALITATIVE
+from workbench.viz.style import LAYOUT, QUALITATIVE, empty_figure
 
 __all__ = ["backend_comparison_figure"]
 

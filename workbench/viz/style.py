@@ -1,9 +1,11 @@
 """The one style of every figure: template, palettes, fonts and the colour of each thing drawn.
 
 The plotly figures (through `LAYOUT` and its template) and the inline SVG figures of the
-notebook views (`workbench.viz.inline`) take their palette, ink and font from here;
-numbers on every axis and label are written by `workbench.units`. Only `LAYOUT` needs
-plotly, and its template is built on first use, so the inline figures draw without it.
+notebook views (`workbench.viz.inline`) take their palette, ink and font from here, and
+the plotly ones their axis formats (`log_axis`, `zero_aligned_ranges`) and the figure
+that says what is missing (`empty_figure`); numbers on every label are written by
+`workbench.units`. Plotly is imported only when a plotly figure is built, so the inline
+figures draw without it.
 
 A thing keeps its colour in every figure of a session: an op type (`op_type_color`, by
 its canonical ONNX name, so torch's ``Conv2d`` and ONNX Runtime's ``Conv`` are one
@@ -20,11 +22,17 @@ Example:
 from __future__ import annotations
 
 import colorsys
+import math
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from workbench.profiling.table import UNATTRIBUTED
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = [
     "FONT_FAMILY",
@@ -38,9 +46,13 @@ __all__ = [
     "QUALITATIVE",
     "RUN_PALETTE",
     "canonical_op_type",
+    "empty_figure",
+    "log_axis",
     "op_type_color",
     "precision_color",
+    "precision_of",
     "run_color",
+    "zero_aligned_ranges",
 ]
 
 # A fixed qualitative palette: readable on white and in print. Keys get colours in
@@ -261,3 +273,108 @@ def run_color(run: Any) -> str:
             free = [c for c in RUN_PALETTE if c not in used]
             _runs[key] = free[0] if free else next(c for c in _generated_colors() if c not in used)
         return _runs[key]
+
+
+# ---- axes and the empty figure, shared by every plotly figure ----------------------------
+def precision_of(recipe: Mapping[str, Any] | None) -> str:
+    """A display precision for a model recipe: ``fp32`` (none), ``int8``, ``fp16``, ``sparse``…
+
+    Example:
+        >>> viz.precision_of(wb.quantize(m, "int8-dynamic").recipe)
+        'int8'
+    """
+    if not recipe:
+        return "fp32"
+    text = " ".join(str(v) for v in recipe.values()).lower() + " " + str(recipe.get("name", ""))
+    for key in ("int8", "fp16", "bf16"):
+        if key in text:
+            return key
+    return "sparse" if "prune" in text else "other"
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A blank figure that says what is missing (and how to get it) in its middle.
+
+    Example:
+        >>> viz.empty_figure("No profile yet: run wb.profile(m).")
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font_size=14
+    )
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
+    return fig
+
+
+_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def _si(value: float) -> str:
+    """``value`` with an SI prefix: 2e9 -> ``2G``, 0.5 -> ``0.5``."""
+    for scale, prefix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:g}{prefix}"
+    return f"{value:g}"
+
+
+def log_axis(values: Sequence[float], unit: str, **axis: Any) -> dict[str, Any]:
+    """A log axis whose ticks read 1, 2, 5, 10, 20… with ``unit`` (powers of ten alone
+    when the values span more than three decades), instead of plotly's bare minor digits.
+
+    Args:
+        values: the values drawn on the axis (non-positive ones are ignored).
+        unit: appended to each tick label (``"ms"``; SI prefixes for large numbers).
+        **axis: other axis properties (``title``…).
+
+    Example:
+        >>> viz.log_axis([0.4, 12.0], "ms")["ticktext"][:3]
+        ['0.2 ms', '0.5 ms', '1 ms']
+    """
+    positive = [float(v) for v in values if v is not None and np.isfinite(v) and v > 0]
+    if not positive:
+        return {"type": "log", **axis}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    steps = (1.0,) if high - low > 3 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in steps]
+    # one tick below and above the data keeps the labels framing it
+    below = [t for t in ticks if t <= min(positive)][-1:]
+    above = [t for t in ticks if t >= max(positive)][:1]
+    ticks = [*below, *[t for t in ticks if min(positive) < t < max(positive)], *above]
+    suffix = f" {unit}" if unit else ""
+    return {
+        "type": "log",
+        "tickmode": "array",
+        "tickvals": ticks,
+        "ticktext": [f"{_si(float(f'{t:.3g}'))}{suffix}" for t in ticks],
+        **axis,
+    }
+
+
+def zero_aligned_ranges(
+    left: Sequence[float], right: Sequence[float], pad: float = 0.1
+) -> tuple[list[float], list[float]]:
+    """Ranges for two y axes that put zero at the same height, each covering its values
+    (and zero) with a ``pad`` margin.
+
+    Example:
+        >>> zero_aligned_ranges([-1.0, 3.0], [10.0, 20.0])[1][0] < 0
+        True
+    """
+
+    def extent(values: Sequence[float]) -> tuple[float, float]:
+        finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+        low, high = min([0.0, *finite]), max([0.0, *finite])
+        if low == high:
+            high = 1.0
+        return -low * (1 + pad), high * (1 + pad)
+
+    axes = [extent(left), extent(right)]
+    # the same below-to-above ratio on both: the larger one, stretching the other's ends
+    ratio = max((neg / pos for neg, pos in axes if pos > 0), default=1.0)
+    if ratio == 0 and any(pos == 0 for _, pos in axes):
+        ratio = 1.0  # one axis all below zero, the other all above: zero in the middle
+    ranges = [[-(neg if pos == 0 else ratio * pos), neg / ratio if pos == 0 else pos]
+              for neg, pos in axes]  # fmt: skip
+    return ranges[0], ranges[1]
