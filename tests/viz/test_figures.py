@@ -11,6 +11,7 @@ import pytest
 
 import workbench as wb
 from workbench import viz
+from workbench.profiling.memory import ProfileMemory
 from workbench.profiling.profile import UNATTRIBUTED, Profile
 from workbench.profiling.timer import Measurement
 from workbench.viz import compare as vc
@@ -185,7 +186,7 @@ def test_memory_stacks_params_and_activations_in_mib(real):
 
 
 def test_memory_draws_a_peak_line_when_it_fits():
-    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory={"model_peak_bytes": 16384})
+    p = synthetic({"conv1": 1.0, "fc": 1.0}, memory=ProfileMemory(model_peak_bytes=16384))
     fig = viz.memory(p)
     assert any(s.type == "line" for s in fig.layout.shapes)
 

@@ -369,7 +369,7 @@ def memory(profile: Profile) -> go.Figure:
             hovertemplate="<b>%{x}</b><br>cumulative parameters %{y:.4g} MiB<extra></extra>",
         )
     )
-    peak = float(profile.memory.get("model_peak_bytes") or 0) / mib
+    peak = float(profile.memory.model_peak_bytes or 0) / mib
     tallest = float((table["params_bytes"].fillna(0) + table["activation_bytes"].fillna(0)).max())
     if peak and peak <= 10 * max(tallest / mib, float(table["params_bytes"].sum()) / mib):
         fig.add_hline(
