@@ -104,7 +104,8 @@ _REPR_FIGURES: dict[str, str] = {
 
 
 def _wire() -> None:
-    # the profiling layer cannot import the report (it sits above it): injected from here
+    # the result classes cannot import the report or the figures (they sit above them):
+    # both are injected from here
     from workbench.profiling.html_export import register_renderer
     from workbench.profiling.results import register_figure
 
