@@ -190,7 +190,7 @@ def test_estimate_frees_values_after_their_last_reader(tmp_path) -> None:
     path = tmp_path / "chain.onnx"
     onnx.save(proto, path)
     model = wb.load(path)
-    out = estimate_memory(model, {"x": np.zeros((1, 256), np.float32)})
+    out = estimate_memory(model.to_onnx().proto, {"x": np.zeros((1, 256), np.float32)})
     # peak: a and b together (1 KiB each); the Reshape allocates nothing
     assert out.estimate_activation_peak_bytes == 2 * 1024
     assert out.estimate_weights_bytes == 16 and out.estimate_input_bytes == 1024

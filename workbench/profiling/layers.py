@@ -234,7 +234,9 @@ def _with_costs(
         table["intensity"] = table["flops"] / table["bytes"].where(table["bytes"] > 0)
     from workbench.profiling.trees import node_visits
 
-    visits = node_visits(session.model, inputs)  # trees' work: nodes visited per input row
+    graph = session.model.to_onnx().proto
+    # trees' work: nodes visited per input row
+    visits = node_visits(graph, inputs) if graph is not None else {}
     if visits:
         table["node_visits"] = table.index.map(visits).astype(float)
         found = found.with_note("tree layers: work is node_visits per input row, not FLOPs")

@@ -19,10 +19,10 @@ pieces `Timer` is made of.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,36 +125,53 @@ def timing_of(
     return TimingOptions(**values).checked()
 
 
-@dataclass(frozen=True)
 class Compiled:
-    """A compiled session and what compiling it took.
+    """A compiled session and what compiling it took; a context manager: the session's
+    process-wide settings hold inside, and it is closed on the way out.
 
     Attributes:
-        session: the `Session` (closed when `compiled` exits).
+        session: the `Session`.
         compile_s: seconds the backend's ``compile`` took.
     """
 
-    session: Session
-    compile_s: float
+    def __init__(self, session: Session, compile_s: float) -> None:
+        self.session, self.compile_s = session, compile_s
+        self._settings: AbstractContextManager[None] | None = None
 
     @property
     def threads(self) -> int | None:
         """The runtime's thread count, when it says (None: unknown)."""
         return getattr(self.session, "threads", None)
 
+    def __enter__(self) -> Compiled:
+        self._settings = settings_of(self.session)
+        try:
+            self._settings.__enter__()
+        except BaseException:
+            self.session.close()
+            raise
+        return self
 
-@contextlib.contextmanager
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._settings is not None:
+                self._settings.__exit__(*exc)
+        finally:
+            self.session.close()
+
+
 def compiled(
     model: Any, backend: str, device: str, options: dict[str, Any] | None = None
-) -> Iterator[Compiled]:
-    """Compile ``model`` (timed), hold the session's settings while inside, close it after.
+) -> Compiled:
+    """Compile ``model`` (timed); use the result in a ``with``: the session's settings hold
+    inside, and it is closed after.
 
     Args:
         model: a loaded `Model` (not changed).
         backend: backend name.
         device: device name.
         options: backend options for ``compile``; process-wide ones (torch's threads)
-            apply while inside only.
+            apply inside the ``with`` only.
 
     Raises:
         UnknownBackendError, BackendOptionError, DeviceUnavailableError,
@@ -169,12 +186,7 @@ def compiled(
     default_threads()  # the CPUs free are looked at before the compile is timed
     started = time.perf_counter()
     session = get_backend(backend).compile(model, device, **(options or {}))
-    compile_s = time.perf_counter() - started
-    try:
-        with settings_of(session):
-            yield Compiled(session, compile_s)
-    finally:
-        session.close()
+    return Compiled(session, time.perf_counter() - started)
 
 
 def warm_up(runner: Callable[[], Any], calls: int) -> None:

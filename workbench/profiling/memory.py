@@ -30,9 +30,9 @@ import numpy as np
 from workbench.backends.base import MemoryReport, memory_of
 
 if TYPE_CHECKING:
+    import onnx
     import pandas as pd
 
-    from workbench.model import Model
     from workbench.profiling.profile import Profile
 
 #: ops whose output shares its input's memory (nothing allocated)
@@ -202,7 +202,9 @@ def measure_memory(session: Any, inputs: dict[str, np.ndarray]) -> ProfileMemory
         report = MemoryReport.unavailable(f"the backend's measurement failed: {exc}")
     out = out.merged(model_memory(report))
     try:
-        return out.merged(estimate_memory(session.model, inputs))
+        proto = session.model.to_onnx().proto
+        assert proto is not None  # an exported Model always carries its graph
+        return out.merged(estimate_memory(proto, inputs))
     except Exception as exc:  # a graph the cost model cannot shape: say so, never guess
         return dataclasses.replace(out, estimate_unavailable=f"cost model failed: {exc}")
 
@@ -244,15 +246,16 @@ def model_memory(report: MemoryReport) -> ProfileMemory:
     )
 
 
-def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> ProfileMemory:
+def estimate_memory(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> ProfileMemory:
     """The cost model's peak: weights + inputs + live activations by execution order.
 
-    Walks the model's ONNX graph in node order at the inputs' shapes: each node's outputs
-    are allocated when it runs and freed after their last reader (graph outputs live to
-    the end); views (`ALIAS_OPS`) allocate nothing and keep their source alive.
+    Walks the ONNX graph in node order at the inputs' shapes: each node's outputs are
+    allocated when it runs and freed after their last reader (graph outputs live to the
+    end); views (`ALIAS_OPS`) allocate nothing and keep their source alive.
 
     Args:
-        model: the model (a torch model is walked through its ONNX export).
+        proto: the model's ONNX graph (a torch model's export: ``model.to_onnx().proto``);
+            not changed.
         inputs: the inputs that fix the shapes.
 
     Returns:
@@ -262,8 +265,6 @@ def estimate_memory(model: Model, inputs: dict[str, np.ndarray]) -> ProfileMemor
     """
     from workbench.profiling.cost import tensor_shapes
 
-    proto = model.to_onnx().proto
-    assert proto is not None
     graph = proto.graph
     shapes = tensor_shapes(proto, inputs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from workbench.argtypes import MAX_REPEATS, check_input_bytes, whole
@@ -104,14 +105,13 @@ def profile(
     batch_size = checked_batch(batch_size)
     timing = timing_of(profile, timing, budget_s=budget_s, warmup=warmup, attempts=attempts)
     layer_repeats = whole("layer_repeats", layer_repeats, maximum=MAX_REPEATS)
-    model, load_s = _loaded(model)
-    staged, batch_size = _staged(model, inputs, batch_size)
-    label = f"{model.name} {backend}/{device} bs={batch_size}"
-    with _reporting(progress, cancel, f"profile {model.name}" if layers else None) as step:
+    model, timed = _subject(model, inputs, batch_size)  # all read from the model, once
+    label = f"{timed.name} {backend}/{device} bs={timed.batch_size}"
+    with _reporting(progress, cancel, f"profile {timed.name}" if layers else None) as step:
         step(0.0, f"compiling on {backend}/{device}")
         with compiled(model, backend, device, options) as run:
             step(0.1, "timing end to end")
-            runner = run.session.runner(staged)
+            runner = run.session.runner(timed.staged)
             first_ms = first_inference_ms(runner)
             latency = measure(runner, timing, device=device, label=label, threads=run.threads)
             # read while the session's settings hold (torch's threads), as timed
@@ -120,57 +120,66 @@ def profile(
             if layers:
                 step(0.6, "timing each layer")
                 found = _layer_pass(
-                    run.session, staged, latency, layer_repeats, layer_view, layer_method
+                    run.session, timed.staged, latency, layer_repeats, layer_view, layer_method
                 )
             step(1.0, "done")
     return _assemble(
-        model, backend, device, batch_size, latency, found, env, said,
-        options=dict(options or {}), load_s=load_s, compile_s=run.compile_s,
-        first_inference_ms=first_ms,
+        timed, backend, device, latency, found, env, said,
+        options=dict(options or {}), compile_s=run.compile_s, first_inference_ms=first_ms,
     )  # fmt: skip
 
 
-def _loaded(model: Model | Any) -> tuple[Model, float | None]:
-    """The model loaded, and the seconds loading took (None: it was given loaded)."""
-    from workbench.loaders import load
+@dataclass(frozen=True)
+class _Subject:
+    """What the profile records of the timed model, read once: its name, recipe and
+    fingerprint, the staged inputs of one call and their batch, and the seconds loading
+    took (None: it was given loaded)."""
 
-    if isinstance(model, Model):
-        return load(model), None
-    started = time.perf_counter()
-    loaded = load(model)
-    return loaded, time.perf_counter() - started
+    name: str
+    recipe: dict[str, Any] | None
+    fingerprint: str
+    staged: dict[str, Any]
+    batch_size: int
+    load_s: float | None
 
 
-def _staged(model: Model, inputs: Inputs | None, batch_size: int) -> tuple[dict[str, Any], int]:
-    """The inputs one timed call runs, and the batch they hold.
+def _subject(source: Model | Any, inputs: Inputs | None, batch_size: int) -> tuple[Model, _Subject]:
+    """Load ``source`` and read from it all the later steps need, in one pass (so the
+    model goes on to the backend with nothing left to ask of it).
 
     Raises:
         InputError: symbolic dimensions beyond the batch without ``inputs``, a fixed
             batch other than ``batch_size``, or inputs that do not fit the model.
     """
     from workbench.data import timing_inputs
+    from workbench.loaders import load
 
+    started = time.perf_counter()
+    model = load(source)
+    # load time only when this call loaded the model (a given Model was loaded before)
+    load_s = None if isinstance(source, Model) else time.perf_counter() - started
     if inputs is not None:
         staged = timing_inputs(model, inputs, batch_size)
-        return staged, int(next(iter(staged.values())).shape[0]) if staged else batch_size
-    unsized = [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]
-    if unsized:
+        batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
+    elif unsized := [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]:
         raise InputError(
             f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
             "pass inputs= with arrays of the shapes you want timed, e.g. "
             "inputs=m.example_inputs(8, sizes={'seq': 128})"
         )
-    check_input_bytes(model, batch_size)
-    staged = model.example_inputs(batch_size)
-    # a fixed-batch model's inputs keep their own batch: time only what is asked for
-    fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
-    if fixed:
-        raise InputError(
-            f"{model.name} runs only batch {next(iter(fixed.values()))} (input shapes are "
-            f"fixed: {fixed}), not {batch_size}; use that batch size or re-export it "
-            "with a dynamic batch dimension"
-        )
-    return staged, batch_size
+    else:
+        check_input_bytes(model, batch_size)
+        staged = model.example_inputs(batch_size)
+        # a fixed-batch model's inputs keep their own batch: time only what is asked for
+        fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
+        if fixed:
+            raise InputError(
+                f"{model.name} runs only batch {next(iter(fixed.values()))} (input shapes are "
+                f"fixed: {fixed}), not {batch_size}; use that batch size or re-export it "
+                "with a dynamic batch dimension"
+            )
+    facts = _Subject(model.name, model.recipe, model.fingerprint(), staged, batch_size, load_s)
+    return model, facts
 
 
 @contextlib.contextmanager
@@ -219,10 +228,9 @@ def _layer_pass(
 
 
 def _assemble(
-    model: Model,
+    timed: _Subject,
     backend: str,
     device: str,
-    batch_size: int,
     latency: Measurement,
     found: LayerReport | None,
     environment: dict[str, Any],
@@ -237,17 +245,18 @@ def _assemble(
     # in words, where every reader sees notes, then the per-layer pass's
     verdict = [latency.verdict] if latency.noisy else []
     return Profile(
-        model=model.name,
+        model=timed.name,
         backend=backend,
         device=device,
-        batch_size=batch_size,
+        batch_size=timed.batch_size,
         latency=latency,
         layers=found.layers,
         memory=found.memory,
         environment=environment,
-        recipe=model.recipe,
-        model_fingerprint=model.fingerprint(),
+        recipe=timed.recipe,
+        model_fingerprint=timed.fingerprint,
         notes=(*session_notes, *verdict, *found.notes),
         layer_method=found.method,
+        load_s=timed.load_s,
         **measured,
     )

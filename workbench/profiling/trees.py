@@ -25,6 +25,8 @@ from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays
 from workbench.loaders.trees import ensemble_of
 
 if TYPE_CHECKING:
+    import onnx
+
     from workbench.model import Model
 
 __all__ = ["TreeStats", "node_visits", "reach_counts", "tree_stats", "visits_of"]
@@ -113,20 +115,21 @@ def _test(mode: np.ndarray, v: np.ndarray, t: np.ndarray, missing: np.ndarray) -
     return np.where(np.isnan(v), missing | (mode == 5), go)
 
 
-def node_visits(model: Model, inputs: dict[str, np.ndarray]) -> dict[str, float]:
+def node_visits(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean node visits per input row of each canonical layer holding trees.
 
     Only ensembles that read a graph input directly are measured (a pipeline's scaler
     would otherwise have to run first); others are left out.
+
+    Args:
+        proto: the model's ONNX graph (not changed).
+        inputs: the rows, by input name.
 
     Returns:
         layer -> mean visits per row (empty for a model without trees).
     """
     from workbench.loaders.onnx import canonical_layer_name
 
-    proto = model.to_onnx().proto
-    if proto is None:
-        return {}
     visits: dict[str, float] = {}
     for index, node in enumerate(proto.graph.node):
         if node.op_type not in TREE_OPS or node.input[0] not in inputs:
@@ -153,7 +156,8 @@ def tree_stats(model: Model, rows: np.ndarray | None = None) -> TreeStats | None
     by_layer: dict[str, float] = {}
     visits = None
     if rows is not None:
-        by_layer = node_visits(model, {model.inputs[0].name: np.asarray(rows)})
+        assert proto is not None  # it holds tree ensembles
+        by_layer = node_visits(proto, {model.inputs[0].name: np.asarray(rows)})
         visits = float(sum(by_layer.values())) if by_layer else None
     return TreeStats(
         trees=sum(t.n_trees for t in ensembles),
