@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS: list[set[str]] = [
     {"errors", "progress", "argtypes", "units"},
     {"model"},
-    {"loaders", "data", "tolerances"},
+    {"loaders", "data", "tolerances", "numerics"},
     {"backends"},
     {"machine"},
     {"profiling"},

@@ -106,9 +106,12 @@ _REPR_FIGURES: dict[str, str] = {
 def _wire() -> None:
     # the result classes cannot import the report or the figures (they sit above them):
     # both are injected from here
+    from workbench.numerics import register_reference
     from workbench.profiling.html_export import register_renderer
     from workbench.profiling.results import register_figure
 
+    # the tree loaders check conversions on ONNX Runtime, a layer above them
+    register_reference("workbench.backends.onnxruntime.plain:run_plain")
     register_renderer(_report_html)
     for result_class, function in _REPR_FIGURES.items():
         register_figure(result_class, f"workbench.viz.reprs:{function}")

@@ -242,12 +242,12 @@ def check_against_native(model: Model, native: Native, rows: np.ndarray) -> dict
 def run_onnx(model: Model, rows: np.ndarray) -> list[np.ndarray]:
     """The graph's outputs on ``rows`` through ONNX Runtime (the reference runtime).
 
-    A bare ORT session, not the ``onnxruntime`` backend: loaders sit below backends.
+    ONNX Runtime is asked through `workbench.numerics`, which the package root wires to
+    the backend package: loaders sit below backends.
     """
-    import onnxruntime as ort
+    from workbench.numerics import reference_outputs
 
-    session = ort.InferenceSession(model.onnx_bytes, providers=["CPUExecutionProvider"])
-    return [np.asarray(out) for out in session.run(None, {INPUT: rows})]
+    return [np.asarray(out) for out in reference_outputs(model.onnx_bytes, {INPUT: rows})]
 
 
 def probe_rows(model: Model, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:

@@ -76,11 +76,6 @@ def test_a_profiled_trace_is_deleted_after_use(model: wb.Model) -> None:
     assert session.session.get_session_options().enable_profiling is False
 
 
-#: still builds its own session: the tree loaders check a converted graph at load time,
-#: and loaders (layer 2) cannot ask the backend package (layer 3); open in issue 25
-NOT_YET = ["workbench/loaders/trees.py"]
-
-
 def test_only_the_onnxruntime_package_builds_inference_sessions() -> None:
     package = ROOT / "workbench"
     builders = sorted(
@@ -89,4 +84,4 @@ def test_only_the_onnxruntime_package_builds_inference_sessions() -> None:
         if re.search(r"InferenceSession\(", path.read_text())
         and not path.is_relative_to(package / "backends" / "onnxruntime")
     )
-    assert builders == NOT_YET
+    assert builders == []
