@@ -102,6 +102,8 @@ class App(Viewer):
         # building all eight cost most of each page view's time on the server's one loop
         self._lazy: dict[str, Any] = {}
         self._slots = {name: pn.Column(sizing_mode="stretch_width") for name in LAZY_PAGES}
+        #: the tabs' pages, in order (Panel keeps the titles only in a private list)
+        self.tab_pages = ("profile", "compare", "optimize", *LAZY_PAGES)
         self.tabs = pn.Tabs(
             ("Profile", self.profile),
             ("Compare", self.compare),
@@ -254,7 +256,7 @@ class App(Viewer):
             self.graph.refresh(event)
 
     def _tab_opened(self, event: param.parameterized.Event) -> None:
-        name = self.tabs._names[event.new].lower()
+        name = self.tab_pages[event.new]
         if name in LAZY_PAGES:
             self._page(name)
         self.optimize.active = event.new == 2

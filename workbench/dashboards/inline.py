@@ -120,7 +120,7 @@ def inline_stylesheets() -> None:
     from panel.reactive import Syncable
 
     original = Syncable._process_param_change
-    if getattr(original, "_workbench_inline", False):
+    if getattr(original, "workbench_inline", False):
         return
 
     @functools.wraps(original)
@@ -131,5 +131,5 @@ def inline_stylesheets() -> None:
             properties["stylesheets"] = [_as_text(s) for s in properties["stylesheets"]]
         return properties
 
-    process._workbench_inline = True  # type: ignore[attr-defined]
+    process.workbench_inline = True  # type: ignore[attr-defined]
     Syncable._process_param_change = process  # type: ignore[method-assign]
