@@ -414,7 +414,10 @@ _TORCH_MOVE = {
 
 # ---- choosing and combining ---------------------------------------------------------------
 def layer_costs(
-    model: Model, inputs: dict[str, np.ndarray], layers: Sequence[str]
+    model: Model,
+    inputs: dict[str, np.ndarray],
+    layers: Sequence[str],
+    graph: onnx.ModelProto | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Costs for the given canonical layers, from the source whose layers match best.
 
@@ -422,16 +425,23 @@ def layer_costs(
     for a model run on onnxruntime or numba) has node-level costs. Layers one source does
     not know are filled from the other.
 
+    Args:
+        model: the model (not changed).
+        inputs: the inputs whose sizes fix the shapes.
+        layers: the canonical layers to cost.
+        graph: the model's ONNX graph when the caller holds it already; None: the
+            model's own when it has been exported (never exported here).
+
     Returns:
         A DataFrame indexed by layer with `COST_COLUMNS`, and notes.
     """
     sources: list[tuple[pd.DataFrame, list[str]]] = []
     if model.framework == "torch":
         sources.append(torch_costs(model, inputs))
-    if model.has_onnx:
-        proto = model.to_onnx().proto
-        assert proto is not None  # an ONNX Model always carries its graph
-        sources.append(onnx_costs(proto, inputs))
+    if graph is None and model.has_onnx:
+        graph = model.to_onnx().proto
+    if graph is not None:
+        sources.append(onnx_costs(graph, inputs))
     wanted = list(dict.fromkeys(layers))
     sources.sort(key=lambda s: -len(set(wanted) & set(s[0].index)))
     table = pd.DataFrame(index=pd.Index(wanted, dtype=object), columns=COST_COLUMNS, dtype=float)

@@ -223,8 +223,11 @@ def _with_costs(
     """``found`` with FLOPs, bytes, tree and embedding columns and, asked, the roofline."""
     from workbench.profiling import cost
 
+    model = session.model
+    # the graph, read once: its node-level costs when the model has been exported
+    graph = model.to_onnx().proto if model.has_onnx else None
     try:
-        costs, notes = cost.layer_costs(session.model, inputs, list(found.layers["layer"]))
+        costs, notes = cost.layer_costs(model, inputs, list(found.layers["layer"]), graph)
     except Exception as exc:  # costs are extra information: the timings stand without them
         return found.with_note(f"cost model failed, FLOPs and bytes unknown: {exc}")
     table = found.layers.set_index("layer")
@@ -234,7 +237,7 @@ def _with_costs(
         table["intensity"] = table["flops"] / table["bytes"].where(table["bytes"] > 0)
     from workbench.profiling.trees import node_visits
 
-    graph = session.model.to_onnx().proto
+    graph = graph if graph is not None else model.to_onnx().proto
     # trees' work: nodes visited per input row
     visits = node_visits(graph, inputs) if graph is not None else {}
     if visits:
@@ -243,7 +246,7 @@ def _with_costs(
     from workbench.profiling.embeddings import table_columns
 
     # embedding tables: rows, width, and what this batch looked up (docs/recommendation.md)
-    for column, values in table_columns(session.model, inputs).items():
+    for column, values in table_columns(model, inputs).items():
         table[column] = table.index.map(values).astype(float)
     layers = order_columns(table.reset_index())
     params = ProfileMemory(params_bytes=int(np.nansum(layers["params_bytes"])))
