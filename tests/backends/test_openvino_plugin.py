@@ -160,3 +160,28 @@ def test_supports_names_the_ops_openvino_cannot_convert(tmp_path: Path) -> None:
     support = wb.backend("openvino").supports(wb.load(tmp_path / "foo.onnx"))
     assert not support.ok
     assert "custom.ops.Foo" in support.reasons[0]
+
+
+def test_the_backend_imports_openvino_without_its_telemetry_sending_tools() -> None:
+    """``import openvino`` imports the conversion tools, whose import sends a usage event
+    from a forked process; the backend runs without them, and they load when asked for."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, threading, sys\n"
+        "forks = []\n"
+        "os.register_at_fork(before=lambda: forks.append(threading.current_thread().name))\n"
+        "import workbench as wb\n"
+        "m = wb.samples.load('digits-mlp')\n"
+        "assert wb.backend('openvino').availability().ok\n"
+        "wb.backend('openvino').compile(m, 'cpu').run(m.example_inputs(2))\n"
+        "assert 'openvino.tools.ovc' not in sys.modules and forks == [], forks\n"
+        "import openvino\n"
+        "assert callable(openvino.convert_model)  # loaded on demand, as OpenVINO does\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -59,9 +59,9 @@ class OpenVinoBackend:
 
     def _core(self) -> openvino.Core:
         if self._core_ is None:
-            import openvino as ov
+            from wb_openvino.runtime import openvino as runtime
 
-            self._core_ = ov.Core()
+            self._core_ = runtime().Core()
         return self._core_
 
     def _ov_devices(self) -> dict[str, str]:
@@ -69,8 +69,10 @@ class OpenVinoBackend:
         return {device_name(d): d for d in self._core().available_devices}
 
     def availability(self) -> Availability:
+        from wb_openvino.runtime import openvino as runtime
+
         try:
-            import openvino as ov
+            ov = runtime()
         except ImportError:
             return Availability(False, "openvino is not installed: pip install openvino")
         core = self._core()

@@ -50,8 +50,9 @@ def compile_config(options: OpenVinoOptions, ov_device: str) -> dict[str, Any]:
     Returns:
         A property dict; nothing process-wide is changed.
     """
-    import openvino as ov
+    from wb_openvino.runtime import openvino
 
+    ov = openvino()
     props = ov.properties
     config: dict[str, Any] = {
         props.hint.performance_mode(): getattr(props.hint.PerformanceMode, options.hint.upper()),
