@@ -161,14 +161,14 @@ def _subject(source: Model | Any, inputs: Inputs | None, batch_size: int) -> tup
     if inputs is not None:
         staged = timing_inputs(model, inputs, batch_size)
         batch_size = int(next(iter(staged.values())).shape[0]) if staged else batch_size
-    elif unsized := [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]:
-        raise InputError(
-            f"{model.name} has symbolic dimensions beyond the batch in {', '.join(unsized)}; "
-            "pass inputs= with arrays of the shapes you want timed, e.g. "
-            "inputs=m.example_inputs(8, sizes={'seq': 128})"
-        )
     else:
-        check_input_bytes(model, batch_size)
+        check_input_bytes(model, batch_size)  # before anything is allocated
+        if unsized := [f"{spec.name} {list(spec.shape)}" for spec in model.unsized_inputs()]:
+            raise InputError(
+                f"{model.name} has symbolic dimensions beyond the batch in "
+                f"{', '.join(unsized)}; pass inputs= with arrays of the shapes you want "
+                "timed, e.g. inputs=m.example_inputs(8, sizes={'seq': 128})"
+            )
         staged = model.example_inputs(batch_size)
         # a fixed-batch model's inputs keep their own batch: time only what is asked for
         fixed = {n: a.shape[0] for n, a in staged.items() if a.ndim and a.shape[0] != batch_size}
