@@ -36,7 +36,7 @@ def openvino() -> types.ModuleType:
         if held_back:
             del sys.modules[TOOLS]
     if held_back and "convert_model" not in vars(module):
-        setattr(module, "__getattr__", _tools_on_demand)  # PEP 562: names not found
+        vars(module)["__getattr__"] = _tools_on_demand  # PEP 562: names not found
     return module
 
 
