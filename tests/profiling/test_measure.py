@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import inspect
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,3 +129,28 @@ def test_profile_is_a_short_composition_of_named_steps() -> None:
     source = inspect.getsource(profile)
     docstring = inspect.getdoc(profile) or ""
     assert len(source.splitlines()) - len(docstring.splitlines()) < 60
+
+
+def test_the_model_is_handed_to_each_profiling_room_once(monkeypatch) -> None:
+    """wb.profile's data path: each room of profiling gets the model once and hands data
+    on (a room it returns to is a step that asks the model again for what it was told)."""
+    monkeypatch.setattr(cost, "roofline", lambda layers, device: cost.Roofline(layers))
+    model, rooms = toy_mlp(), []
+
+    def follow(frame: Any, event: str, arg: Any) -> None:
+        room = frame.f_globals.get("__name__", "")
+        if event != "call" or not room.startswith("workbench."):
+            return
+        code = frame.f_code
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        if any(frame.f_locals.get(name) is model for name in names) and rooms[-1:] != [room]:
+            rooms.append(room)
+
+    sys.setprofile(follow)
+    try:
+        wb.profile(model, "fake", batch_size=2, budget_s=0.01, layer_repeats=2)
+    finally:
+        sys.setprofile(None)
+    profiling = [room for room in rooms if room.startswith("workbench.profiling.")]
+    assert profiling[:2] == ["workbench.profiling.run", "workbench.profiling.measure"], rooms
+    assert len(profiling) == len(set(profiling)), rooms
