@@ -313,3 +313,13 @@ def test_variant_labels_are_unique_and_none_is_the_baseline() -> None:
         "baseline", "baseline#2", "int8-dynamic", "int8-dynamic#2",
     ]  # fmt: skip
     assert [spec for _, spec in labelled][:2] == ["baseline", "baseline"]
+
+
+def test_a_sweep_takes_its_budget_from_the_shared_timing_options(tmp_path) -> None:
+    from workbench.errors import ParameterError
+
+    quick = wb.TimingOptions(budget_s=0.2, warmup=1)
+    with pytest.raises(ParameterError, match="budget_s is given twice"):
+        wb.sweep("digits-mlp", budget_s=1.0, timing=quick, store=tmp_path / "s.db")
+    with pytest.raises(ParameterError, match="budget_s"):
+        wb.sweep("digits-mlp", timing=wb.TimingOptions(budget_s=-1.0), store=tmp_path / "s.db")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from workbench.backends import base
-from workbench.errors import InputError
-from workbench.scenarios import ScenarioResult, VirtualClock, scenario
+from workbench.errors import InputError, ParameterError
+from workbench.profiling.measure import TimingOptions
+from workbench.scenarios import ScenarioResult, VirtualClock, scenario, slo
 from workbench.testing import toy_mlp
 from workbench.testing.serving import LatencyModelBackend
 
@@ -179,3 +180,15 @@ def test_a_closed_loop_run_never_stops_short_of_its_minimum_duration(
         assert result.duration_s >= minimum_ms / 1e3 and not any(
             "shorter than the minimum" in r for r in result.reasons
         ), (minimum_ms, result.reasons)
+
+
+def test_the_warm_up_comes_from_the_shared_timing_options(clock: VirtualClock) -> None:
+    quick = TimingOptions(warmup=0, budget_s=5.0)  # a scenario reads the warm-up only
+    result = scenario(
+        toy_mlp(), "single-stream", "latency-model", clock=clock, timing=quick, min_queries=10
+    )
+    assert result.valid and len(result.queries) >= 10
+    with pytest.raises(ParameterError, match="warmup is given twice"):
+        scenario(toy_mlp(), "single-stream", "latency-model", clock=clock, warmup=1, timing=quick)
+    with pytest.raises(ParameterError, match="warmup is given twice"):
+        slo(toy_mlp(), 5.0, ["latency-model"], clock=clock, warmup=1, timing=quick)
