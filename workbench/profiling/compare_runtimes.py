@@ -211,13 +211,14 @@ class RuntimeComparison:
         """
         count = len(self._round_medians(runtime))
         reasons = [f"{count} round(s): fewer than 3, no median of rounds"] if count < 3 else []
-        reasons += self._noise_reasons(runtime)
+        reasons += self.curable_reasons(runtime)
         if reasons and self.rounds_run > self.planned_rounds > 0:
             reasons.append(f"after {self.rounds_run - self.planned_rounds} extra round(s)")
         return "noisy: " + "; ".join(reasons) if reasons else ""
 
-    def _noise_reasons(self, runtime: str) -> list[str]:
-        """What more rounds may cure: disagreeing rounds, noisy rounds."""
+    def curable_reasons(self, runtime: str) -> list[str]:
+        """What more rounds may cure, in words: disagreeing rounds, noisy rounds (empty:
+        nothing; `compare_runtimes` runs more rounds while any runtime has some)."""
         reasons = []
         values = list(self._round_medians(runtime).values())
         ratios = self._ratios(runtime) if runtime != self.baseline else []
@@ -438,7 +439,7 @@ def compare_runtimes(
         for r in range(rounds + max(0, retries)):
             if r >= rounds:
                 partial = dataclasses.replace(partial, results=tuple(results))
-                if not any(partial._noise_reasons(runtime.name) for runtime in chosen):
+                if not any(partial.curable_reasons(runtime.name) for runtime in chosen):
                     break
                 total += len(chosen)
             for position in range(len(chosen)):
