@@ -194,3 +194,58 @@ def test_a_bare_builtin_raise_is_rare_and_says_why_it_is_no_user_error() -> None
                 unexplained.append(where)
     assert len(found) <= 3, f"bare builtin raises (a WorkbenchError subclass is due): {found}"
     assert unexplained == [], f"say in a comment why these are no user error: {unexplained}"
+
+
+#: third-party private names workbench reaches on purpose, each for a reason it documents
+#: where it does (a type for annotations, a zip reader's end-of-archive record, Panel and
+#: Bokeh internals the served app configures)
+THIRD_PARTY_PRIVATE = {"argparse", "zipfile", "Syncable", "server", "doc", "torch", "np", "sys"}
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """``_names`` of other modules that ``path`` imports or reaches through an attribute."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("workbench"):
+            found += [
+                f"{path.name}:{node.lineno} imports {node.module}.{alias.name}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not node.attr.startswith("_repr_")  # IPython's display protocol
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and not (isinstance(node.value, ast.Call) and ast.unparse(node.value) == "super()")
+            and ast.unparse(node.value).split(".")[0] not in THIRD_PARTY_PRIVATE
+        ):
+            found.append(f"{path.name}:{node.lineno} reaches {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in _private_reaches(path)]
+    assert found == []
+
+
+def test_the_private_name_check_sees_imports_and_attributes() -> None:
+    source = "from workbench.x import _y\n\ndef f(session):\n    return session._stage(1)\n"
+    probe = PACKAGE.parent / "build" / "probe_private.py"
+    probe.parent.mkdir(exist_ok=True)
+    probe.write_text(source)
+    try:
+        assert [hit.split(" ", 1)[1] for hit in _private_reaches(probe)] == [
+            "imports workbench.x._y",
+            "reaches session._stage",
+        ]
+    finally:
+        probe.unlink()
+
+
+def test_figures_and_commands_are_packages() -> None:
+    assert (PACKAGE / "viz" / "__init__.py").exists() and (PACKAGE / "cli" / "__init__.py").exists()
+    assert sorted(p.name for p in PACKAGE.glob("viz_*.py")) == []
+    assert sorted(p.name for p in PACKAGE.glob("cli_*.py")) == []

@@ -36,9 +36,9 @@ def test_an_interrupted_sweep_returns_its_stored_points_and_resumes(
     tmp_path, monkeypatch, capsys
 ) -> None:
     model = wb.samples.load("digits-mlp")
-    real = sweep_module._PointRunner.point
+    real = sweep_module.PointRunner.point
     point, calls = _interrupt_on_call(2, real)
-    monkeypatch.setattr(sweep_module._PointRunner, "point", point)
+    monkeypatch.setattr(sweep_module.PointRunner, "point", point)
     kwargs: dict[str, Any] = {
         "variants": ["baseline", "fp16"],
         "backends": ["onnxruntime"],
@@ -54,7 +54,7 @@ def test_an_interrupted_sweep_returns_its_stored_points_and_resumes(
     err = capsys.readouterr().err.strip().splitlines()
     assert [e for e in err if e.startswith("workbench:")] == [partial.notes[-1]]
     assert partial.notes[-1].startswith(line)
-    monkeypatch.setattr(sweep_module._PointRunner, "point", real)
+    monkeypatch.setattr(sweep_module.PointRunner, "point", real)
     resumed = wb.sweep(model, **kwargs)
     assert sorted(resumed.df["variant"]) == ["baseline", "fp16"]
     assert not [n for n in resumed.notes if "sweep interrupted" in n]  # (the tmp path says it)
@@ -117,8 +117,8 @@ def test_an_interrupted_cli_sweep_prints_what_it_stored_and_exits_130(
 ) -> None:
     from workbench.cli import main
 
-    point, _ = _interrupt_on_call(2, sweep_module._PointRunner.point)
-    monkeypatch.setattr(sweep_module._PointRunner, "point", point)
+    point, _ = _interrupt_on_call(2, sweep_module.PointRunner.point)
+    monkeypatch.setattr(sweep_module.PointRunner, "point", point)
     argv = [
         "sweep", "digits-mlp", "--variants", "baseline", "fp16", "--backends", "onnxruntime",
         "--budget-s", "0.02", "--store", str(tmp_path / "s.sqlite"),

@@ -86,13 +86,13 @@ def test_interrupted_sweep_resumes_without_redoing_points(tmp_path: Path, monkey
     model = wb.samples.load("digits-mlp")
     data = wb.samples.dataset("digits").take(64)
     measured: list[tuple[str, str]] = []
-    real = sweep_module._PointRunner._measure
+    real = sweep_module.PointRunner._measure
 
     def counting(self, variant, backend, device):  # type: ignore[no-untyped-def]
         measured.append((variant.recipe_name, backend))
         return real(self, variant, backend, device)
 
-    monkeypatch.setattr(sweep_module._PointRunner, "_measure", counting)
+    monkeypatch.setattr(sweep_module.PointRunner, "_measure", counting)
     token = CancelToken()
 
     def stop_after_two(fraction: float, message: str) -> None:

@@ -77,13 +77,13 @@ def test_an_interrupt_while_saving_leaves_no_duplicate_profile(tmp_path, monkeyp
 def test_retry_failed_measures_failed_points_again(tmp_path, monkeypatch) -> None:
     model = wb.samples.load("digits-mlp")
     attempts: list[str] = []
-    real = sweep_module._PointRunner.point
+    real = sweep_module.PointRunner.point
 
     def counting(self, label, variant, backend, device):  # type: ignore[no-untyped-def]
         attempts.append(f"{label}/{backend}")
         return real(self, label, variant, backend, device)
 
-    monkeypatch.setattr(sweep_module._PointRunner, "point", counting)
+    monkeypatch.setattr(sweep_module.PointRunner, "point", counting)
     kwargs = _kwargs(tmp_path, ["onnxruntime", "onnxruntime[no_such_option=1]"])
     first = sweep(model, **kwargs)
     assert len(first.failed()) == 2 and len(attempts) == 4

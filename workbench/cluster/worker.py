@@ -126,14 +126,14 @@ def _sweep(shared: SweepPayload) -> tuple[Any, dict[str, Any]]:
     from workbench.evaluation.metrics import get_metric
 
     # the same runner the in-process sweep uses, so a point measures the same either way
-    from workbench.evaluation.sweep import _PointRunner
+    from workbench.evaluation.sweep import PointRunner
 
     with _sweeps_lock:
         if shared.token not in _sweeps:
             while len(_sweeps) >= KEPT_SWEEPS:
                 _sweeps.pop(next(iter(_sweeps)))  # the oldest sweep's models
             data: Dataset = shared.data
-            runner = _PointRunner(
+            runner = PointRunner(
                 unpack_model(shared.model),
                 data,
                 get_metric(shared.metric),

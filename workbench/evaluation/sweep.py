@@ -352,9 +352,7 @@ def sweep(
             "(workbench sweep --fresh) measures every point again"
         )
         log.warning(notes[-1])
-    run = _PointRunner(
-        model, data, scorer, batch_size, budget_s, options or {}, calibration, output
-    )
+    run = PointRunner(model, data, scorer, batch_size, budget_s, options or {}, calibration, output)
     # the point and its profile are saved atomically, as each point finishes
     save = functools.partial(store.save_point, sweep_id)
     try:
@@ -370,7 +368,7 @@ def sweep(
 
 
 def run_points(
-    run: _PointRunner,
+    run: PointRunner,
     todo: list[Point],
     save: SavePoint,
     *,
@@ -603,7 +601,7 @@ def load_sweep(sweep_id: str, store: Store | str | Path | None = None) -> Tradeo
     return table
 
 
-class _PointRunner:
+class PointRunner:
     """Builds variants and measures points; never raises for a failed point."""
 
     def __init__(

@@ -111,9 +111,7 @@ def test_dynamic_axes_that_do_not_fit_are_refused() -> None:
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
-def test_histogram_calibration_of_gpt2_keeps_its_mask_in_float(
-    gpt2: wb.Model, method: str
-) -> None:
+def test_histogram_calibration_of_gpt2_keeps_its_mask_in_float(gpt2: wb.Model, method: str) -> None:
     """GPT-2's causal mask holds float32's lowest value: a histogram over it overflowed
     ("Too many bins for data range"); its nodes stay float, the rest is calibrated."""
     ids = np.random.default_rng(0).integers(0, VOCAB, (32, SEQ))
