@@ -39,15 +39,16 @@ def load(
         source: a ``torch.nn.Module`` (with ``example_inputs``), an
             ``ExportedProgram``, a path to ``.onnx`` / ``.pt2`` / TorchScript, ONNX bytes,
             an ``onnx.ModelProto``, a fitted scikit-learn / XGBoost / LightGBM model, an
-            XGBoost ``.json`` / ``.ubj`` or LightGBM text file (docs/trees.md), or a
+            XGBoost ``.json`` / ``.ubj``, LightGBM text or ``.skops`` file (docs/trees.md), or a
             sample name such as ``"digits-cnn"``.
         example_inputs: a tensor or tuple of tensors (torch modules and TorchScript);
             for a tree model, feature rows its ONNX conversion is checked on.
         name: display name.
         input_names: input names for a torch module (default: ``forward``'s arguments).
         onnx_path: a ready ONNX export of the torch module, reused by `Model.to_onnx`.
-        trust: the file's author is trusted: TorchScript and pickled modules may load
-            (they run code); see docs/security.md.
+        trust: the file's author is trusted: TorchScript, pickles and skops files
+            naming types outside workbench's list may load (they run code); see
+            docs/security.md.
         max_bytes: largest file loaded, in bytes (None: no limit).
         dynamic_axes: for a torch module, axes beyond the batch that may vary, per input:
             ``{"input_ids": {1: "seq"}, "attention_mask": {1: "seq"}}``; one load then
@@ -143,8 +144,10 @@ def _load_path(
     from workbench.loaders.trees import TREE_SUFFIXES, load_tree_file
 
     if path.suffix.lower() in TREE_SUFFIXES:
-        return load_tree_file(path, data=example_inputs, name=name, trust=trust)
+        return load_tree_file(
+            path, data=example_inputs, name=name, trust=trust, max_bytes=max_bytes
+        )
     raise ModelLoadError(
         f"unknown model file type {path.suffix!r} for {path}: expected .onnx, .pt2, .pt "
-        "(TorchScript), a tree model (.json, .ubj, .txt) or a sample name"
+        "(TorchScript), a tree model (.json, .ubj, .txt, .skops) or a sample name"
     )

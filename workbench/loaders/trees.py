@@ -14,9 +14,11 @@ the trees, e.g. a pipeline's scaler), ``ensemble`` (the ``TreeEnsemble*`` nodes)
 ``post-transform`` (what follows them). A ZipMap (a list of dicts, which no tensor
 runtime returns) is removed so the probabilities come out as a tensor.
 
-Files that run no code load without trust: XGBoost ``.json`` / ``.ubj`` and LightGBM
-text models. Pickles (``.pkl``, ``.joblib``) run their author's code and load only with
-``trust=True`` (see `workbench.loaders.trust`).
+Files that run no code load without trust: XGBoost ``.json`` / ``.ubj``, LightGBM
+text models, and skops files (``.skops``) whose every type is on `SKOPS_TRUSTED` or on
+skops's own audited list. Pickles (``.pkl``, ``.joblib``) run their author's code and load
+only with ``trust=True`` (see `workbench.loaders.trust`), as does a skops file naming any
+other type.
 
 Example:
     >>> clf = RandomForestClassifier(20, max_depth=4).fit(x, y)
@@ -35,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from workbench.errors import ModelLoadError
+from workbench.errors import ModelLoadError, UnsafeModelError
 from workbench.loaders.tree_graph import TREE_OPS, TreeArrays
-from workbench.loaders.trust import refuse_code
+from workbench.loaders.trust import MAX_MODEL_BYTES, OPT_IN, open_zip, refuse_code
 from workbench.model import Model, set_layer_name, to_numpy
 
 if TYPE_CHECKING:
@@ -52,8 +54,27 @@ INPUT = "input"
 #: libraries whose objects `from_estimator` takes (the root of the object's module)
 LIBRARIES = ("sklearn", "xgboost", "lightgbm")
 #: file suffixes `load_tree_file` reads
-TREE_SUFFIXES = frozenset({".json", ".ubj", ".txt", ".lgb", ".pkl", ".pickle", ".joblib"})
+TREE_SUFFIXES = frozenset({".json", ".ubj", ".txt", ".lgb", ".skops", ".pkl", ".pickle", ".joblib"})
 _PICKLES = frozenset({".pkl", ".pickle", ".joblib"})
+#: types a skops file may need beyond those skops itself trusts (scikit-learn estimators,
+#: numpy arrays, builtin containers): the tree libraries' own model types, whose state is
+#: data (node arrays, a booster's serialised model) and which run no code of the file's
+#: author when restored. Any other type (a function, a class of the author's) needs trust.
+SKOPS_TRUSTED = frozenset(
+    {
+        "collections.OrderedDict",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRFClassifier",
+        "xgboost.sklearn.XGBRFRegressor",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+    }
+)
 #: rows drawn around the trees' thresholds when no data is given for the check
 PROBE_ROWS = 512
 # default-domain opset each converter writes (onnxmltools' tree converters stop at 15)
@@ -138,25 +159,38 @@ def from_estimator(
 
 
 def load_tree_file(
-    path: Path, *, data: Any = None, name: str | None = None, trust: bool = False
+    path: Path,
+    *,
+    data: Any = None,
+    name: str | None = None,
+    trust: bool = False,
+    max_bytes: int | None = MAX_MODEL_BYTES,
 ) -> Model:
-    """Load an XGBoost (``.json``, ``.ubj``), LightGBM (text) or pickled tree model.
+    """Load an XGBoost (``.json``, ``.ubj``), LightGBM (text), skops or pickled tree model.
 
     Args:
         path: the model file.
         data: feature rows to check the conversion on (see `from_estimator`).
         name: display name (default: the file's stem).
-        trust: allow pickles (``.pkl``, ``.pickle``, ``.joblib``), which run code.
+        trust: allow pickles (``.pkl``, ``.pickle``, ``.joblib``), which run code, and
+            skops files naming types outside `SKOPS_TRUSTED`.
+        max_bytes: most bytes a skops archive's entries may expand to (None: no limit).
 
     Returns:
         An ONNX `Model` (see `from_estimator`), with ``source`` the path.
 
     Raises:
-        UnsafeModelError: a pickle without ``trust=True``.
+        UnsafeModelError: a pickle, or a skops file needing untrusted types, without
+            ``trust=True``.
         ModelLoadError: the file is not a model of the library its suffix names.
+
+    Example:
+        >>> m = wb.load("forest.skops")   # sklearn's trees: no trust needed
     """
     suffix = path.suffix.lower()
-    if suffix in _PICKLES:
+    if suffix == ".skops":
+        estimator = _load_skops(path, trust, max_bytes)
+    elif suffix in _PICKLES:
         if not trust:
             raise refuse_code(path, "is a pickle")
         import joblib
@@ -181,6 +215,34 @@ def load_tree_file(
     model = from_estimator(estimator, data=data, name=name or path.stem)
     model.source = str(path)
     return model
+
+
+def _load_skops(path: Path, trust: bool, max_bytes: int | None) -> Any:
+    """The object in a skops file, restored only from types workbench trusts (or ``trust``).
+
+    skops reads the archive's schema without creating anything; the types it would need
+    beyond its own audited list are checked before any object is built.
+    """
+    import io
+
+    sio = _import("skops.io")
+    data = path.read_bytes()
+    open_zip(data, str(path), max_bytes, untrusted=not trust).close()  # bounded before skops
+    try:
+        needed = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # skops raises anything on a damaged archive or schema
+        raise ModelLoadError(f"{path} is not a readable skops file: {_first_line(exc)}") from exc
+    refused = sorted(set(needed) - SKOPS_TRUSTED)
+    if refused and not trust:
+        shown = ", ".join(t[:80] for t in refused[:6]) + (" …" if len(refused) > 6 else "")
+        raise UnsafeModelError(
+            f"{path} is a skops file that needs types workbench does not trust ({shown}); "
+            f"restoring them could run code; {OPT_IN}"
+        )
+    try:
+        return sio.load(io.BytesIO(data), trusted=list(needed))
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a readable skops file: {_first_line(exc)}") from exc
 
 
 def native_of(estimator: Any) -> Native:
