@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from workbench.backends.torch.decoder import causal_lm
+from workbench.backends.base import generation_backends, register
+from workbench.backends.torch.decoder import TorchDecoder, causal_lm
 from workbench.errors import (
     InputError,
     ParameterError,
@@ -22,7 +23,7 @@ from workbench.profiling.generate import (
     generate_profile,
     generation_table,
 )
-from workbench.testing import FakeClock
+from workbench.testing import FakeBackend, FakeClock
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -91,14 +92,26 @@ def test_timing_arithmetic_on_a_fake_clock(llama: object, monkeypatch: pytest.Mo
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(generate, "_decoder", lambda *args: Ticking())
+    class TickingBackend(FakeBackend):
+        name = "fake-ticking"
+
+        def decoder(self, model: object, device: str = "cpu", *, threads: object = None) -> Ticking:
+            return Ticking()
+
+    register("fake-ticking")(TickingBackend)
     monkeypatch.setattr(
         "workbench.profiling.ceilings.machine_ceilings",
         lambda device: SimpleNamespace(bandwidth_bytes_per_s=1e9),
     )
     with clock.installed():
         g = generate_profile(
-            llama, prompt_length=PROMPT, output_length=OUTPUT, runs=2, roofline=True
+            llama,
+            backend="fake-ticking",
+            prompt_length=PROMPT,
+            output_length=OUTPUT,
+            runs=2,
+            roofline=True,
+            check_tokens=False,
         )
     assert g.ttft.samples_ms == pytest.approx((10.0, 10.0))
     assert g.inter_token is not None and g.tpot is not None
@@ -145,7 +158,9 @@ def test_json_round_trip(llama: object, tmp_path: object) -> None:
         ({"depth": 6, "prompt_length": 8, "output_length": 4}, InputError, r"depth \(6\)"),
         ({"prompt": [[1, 2, 3], [1, 2]]}, InputError, "different lengths"),
         ({"prompt": [[1, 200]]}, InputError, r"\[0, 100\)"),
-        ({"backend": "numba"}, UnknownBackendError, "cannot generate yet"),
+        ({"backend": "numba"}, UnsupportedModelError, "'numba' cannot generate.*onnxruntime"),
+        ({"backend": "torch-compile"}, UnsupportedModelError, "can: .*torch(?!-compile)"),
+        ({"backend": "nope"}, UnknownBackendError, "unknown backend 'nope'"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -231,3 +246,70 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
         check_tokens=False,
     )
     assert ort.prefill_layers is None and "not done yet" in ort.summary()
+
+
+class _PluginDecoder(TorchDecoder):
+    """A plugin's decoder: torch eager underneath, so its tokens are checkable."""
+
+    calls = 0
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        type(self).calls += 1
+        return super().step(tokens)
+
+
+class _DecodingPlugin(FakeBackend):
+    """What a plugin adds to its backend to generate: one ``decoder`` method."""
+
+    name = "fake-decoding"
+
+    def decoder(
+        self, model: object, device: str = "cpu", *, threads: int | None = None
+    ) -> _PluginDecoder:
+        return _PluginDecoder(model)
+
+
+def test_a_plugin_backend_generates_through_its_decoder(llama: object) -> None:
+    register("fake-decoding")(_DecodingPlugin)
+    assert "fake-decoding" in generation_backends()
+    before = _PluginDecoder.calls
+    g = generate_profile(
+        llama,
+        backend="fake-decoding",
+        prompt_length=PROMPT,
+        output_length=OUTPUT,
+        runs=1,
+        warmup=0,
+        layers=True,
+    )
+    assert _PluginDecoder.calls - before >= OUTPUT - 1  # its decoder ran the steps
+    reference = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, runs=1)
+    assert g.backend == "fake-decoding" and g.tokens == reference.tokens
+    assert g.reference_backend == "torch" and g.diverges_at is None
+    # a decoder with per-layer timings (this one inherits torch's) gives the tables
+    assert g.prefill_layers is not None
+
+
+def test_a_backend_without_a_decoder_is_one_line_naming_those_that_can(llama: object) -> None:
+    class Plain(FakeBackend):  # a plugin without generation
+        name = "fake-plain"
+
+    register("fake-plain")(Plain)
+    with pytest.raises(UnsupportedModelError) as caught:
+        generate_profile(llama, backend="fake-plain")
+    message = str(caught.value)
+    assert "\n" not in message and "'fake-plain' cannot generate" in message
+    can = message.split("can: ")[1].split(", ")
+    assert {"torch", "onnxruntime"} <= set(can) and "torch-compile" not in can
+    assert "fake-plain" not in can
+
+
+def test_generation_is_refused_off_the_cpu_in_one_line(llama: object) -> None:
+    from workbench.backends.base import get_backend
+    from workbench.errors import DeviceUnavailableError
+
+    for name in ("torch", "onnxruntime"):
+        backend = get_backend(name)
+        with pytest.raises(DeviceUnavailableError, match="CPU only") as caught:
+            backend.decoder(llama, "cuda:0")  # type: ignore[attr-defined]
+        assert "\n" not in str(caught.value)

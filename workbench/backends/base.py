@@ -284,6 +284,9 @@ class Backend(Protocol):
     Optional: ``half_precision_fallback() -> str``, how the runtime runs a half-precision
     op on a CPU without native half arithmetic, in words (`half_precision_fallback_of`
     gives the generic wording for a backend without it).
+
+    Optional: ``decoder(model, device, *, threads) -> Decoder``, token-by-token generation
+    of a causal LM (`GenerativeBackend`; `generative` finds it).
     """
 
     name: str
@@ -509,4 +512,123 @@ def check_supported(backend: Backend, model: Model) -> None:
     if not support.ok:
         raise UnsupportedModelError(
             f"backend {backend.name!r} cannot run {model.name!r}: " + "; ".join(support.reasons)
+        )
+
+
+# ---- generation: an optional capability of a backend ----------------------------------
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A causal language model ready to generate on one runtime, greedy, token by token.
+
+    One generation is `prefill` on the prompt, then one `step` per further token, the KV
+    cache kept inside the runtime between calls. Token ids are int64 arrays; each call
+    returns the next token of every sequence (argmax of the last position's logits), as a
+    (batch,) array, and returns only when the runtime has finished (it synchronises).
+    `workbench.profiling.generate` times each call; a decoder never times itself.
+
+    Optional: ``phase_layer_timings(ids, output_length, context, runs) -> (prefill,
+    decode)``, per-layer `LayerTiming` lists of each phase (canonical layer names), for
+    ``generate_profile(..., layers=True)``; a decoder without it gets a note instead.
+
+    Example:
+        >>> d = wb.backend("onnxruntime").decoder(model)
+        >>> token = d.prefill(prompt_ids)       # (batch, length) -> (batch,)
+        >>> token = d.step(token)               # (batch,) -> (batch,)
+        >>> d.close()
+    """
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        """Run the prompt (batch, length) on a new, empty cache; the next tokens."""
+        ...
+
+    def extend(self, ids: np.ndarray) -> np.ndarray:
+        """Run more tokens (batch, length) on the cache as it is; the next tokens."""
+        ...
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per sequence (batch,); the next tokens."""
+        ...
+
+    def cache_bytes(self) -> int:
+        """Bytes the runtime's KV-cache tensors hold now (measured, not from the config)."""
+        ...
+
+    def close(self) -> None:
+        """Release the cache and the runtime's resources."""
+        ...
+
+
+@runtime_checkable
+class GenerativeBackend(Protocol):
+    """A backend that can generate: the optional ``decoder`` method of a `Backend`.
+
+    A plugin adds generation by giving its backend this one method; `generative` finds
+    it, and `generation_backends` lists every registered backend that has it.
+    """
+
+    name: str
+
+    def decoder(self, model: Any, device: str = "cpu", *, threads: int | None = None) -> Decoder:
+        """A `Decoder` of ``model`` (a ``transformers`` causal LM) on ``device``; never
+        changes ``model``.
+
+        Args:
+            model: the causal LM object.
+            device: where it generates.
+            threads: intra-op threads where the runtime has a per-decoder setting
+                (None: the runtime's own default).
+
+        Raises:
+            UnsupportedModelError: ``model`` is not a causal LM this runtime can run.
+            DeviceUnavailableError: the runtime cannot generate on ``device``.
+        """
+        ...
+
+
+def generation_backends() -> list[str]:
+    """Names of the registered backends that can generate (those with ``decoder``).
+
+    A plugin that fails to load is left out rather than failing the listing.
+    """
+    names = []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+        except Exception:  # a broken plugin must not stop the others being listed
+            continue
+        if callable(getattr(backend, "decoder", None)):
+            names.append(name)
+    return names
+
+
+def generative(backend: Backend) -> GenerativeBackend:
+    """``backend`` as a `GenerativeBackend`, when it can generate.
+
+    Raises:
+        UnsupportedModelError: the backend has no ``decoder``; one line naming the
+            backends that can generate.
+
+    Example:
+        >>> decoder = generative(get_backend("torch")).decoder(model)
+    """
+    if not callable(getattr(backend, "decoder", None)):
+        raise UnsupportedModelError(
+            f"backend {backend.name!r} cannot generate (it has no decoder); backends that "
+            f"can: {', '.join(generation_backends())}"
+        )
+    return typing.cast(GenerativeBackend, backend)
+
+
+def generation_device(backend: Backend, device: str) -> None:
+    """Raise unless ``device`` is one ``backend`` generates on (the CPU, for now).
+
+    Raises:
+        DeviceUnavailableError: one line naming the device and what works.
+    """
+    if device != "cpu":
+        raise DeviceUnavailableError(
+            f"backend {backend.name!r} generates on the CPU only for now, not {device!r}; "
+            'use device="cpu"'
         )

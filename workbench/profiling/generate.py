@@ -11,9 +11,11 @@ CPU counters are read around the timed runs as `Timer` does, and each quantity i
 - ``tpot``: per run, TPOT = (E2E − TTFT) / (N − 1);
 - ``e2e``: the whole generation, one sample per run.
 
-Decoding is greedy. Backends: ``"torch"`` (eager) and ``"onnxruntime"`` (the decoder
-exported with past key/values, the cache kept bound in ORT between steps); the tokens of
-any other backend are checked against torch's, naming the first step that differs.
+Decoding is greedy. A backend generates through its optional ``decoder`` method (the
+`Decoder` protocol of `workbench.backends.base`): ``"torch"`` (eager) and
+``"onnxruntime"`` (the decoder exported with past key/values, the cache kept bound in ORT
+between steps) have one, and so may a plugin's; the tokens of any backend but torch are
+checked against torch's, naming the first step that differs.
 
 Example:
     >>> g = wb.generate_profile(model, backend="onnxruntime", prompt_length=8, output_length=4)
@@ -23,40 +25,28 @@ Example:
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench.argtypes import batch_size as check_batch_size
 from workbench.argtypes import whole
-from workbench.errors import InputError, UnknownBackendError
+from workbench.backends.base import Decoder, generative, get_backend
+from workbench.errors import InputError
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from workbench.backends.torch.decoder import CausalLM
+    from workbench.loaders.causal_lm import CausalLM
 
-#: backends that can generate today
+#: the built-in backends that can generate (a plugin adds its own: `generation_backends`)
 GENERATION_BACKENDS = ("torch", "onnxruntime")
-
-
-class Decoder(Protocol):
-    """What a runtime offers generation: a prefill, then steps, the cache kept between."""
-
-    def prefill(self, ids: np.ndarray) -> np.ndarray: ...
-
-    def extend(self, ids: np.ndarray) -> np.ndarray: ...
-
-    def step(self, tokens: np.ndarray) -> np.ndarray: ...
-
-    def cache_bytes(self) -> int: ...
-
-    def close(self) -> None: ...
+#: whose greedy tokens another backend's are checked against
+REFERENCE_BACKEND = "torch"
 
 
 @dataclass(frozen=True)
@@ -429,20 +419,6 @@ def first_divergence(tokens: np.ndarray, reference: np.ndarray) -> int | None:
     return int(differ[0]) if differ.size else None
 
 
-def _decoder(model: Any, lm: CausalLM, backend: str, threads: int | None, folder: str) -> Decoder:
-    from workbench.backends.torch.decoder import TorchDecoder, export_decoder
-
-    if backend == "torch":
-        return TorchDecoder(model)
-    from workbench.backends.onnxruntime.decoder import OrtDecoder
-
-    path = Path(folder) / "decoder.onnx"
-    export_decoder(model, path)
-    past, present = lm.cache_names
-    dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
-    return OrtDecoder(path, past, present, lm.kv_heads, lm.head_dim, dtype, threads)
-
-
 def generate_profile(
     model: Any,
     *,
@@ -464,7 +440,8 @@ def generate_profile(
 
     Args:
         model: a ``transformers`` causal LM object (e.g. ``LlamaForCausalLM``); not changed.
-        backend: ``"torch"`` (eager) or ``"onnxruntime"`` (exported with its KV cache).
+        backend: a backend that generates (its ``decoder``; `generation_backends`):
+            ``"torch"`` (eager), ``"onnxruntime"`` (exported with its KV cache), a plugin's.
         prompt: token ids, one row per sequence, all of one length; None: random ids
             of ``prompt_length`` for ``batch_size`` sequences (``seed``).
         prompt_length: tokens per random prompt (ignored when ``prompt`` is given).
@@ -472,7 +449,8 @@ def generate_profile(
         batch_size: sequences per random prompt (ignored when ``prompt`` is given).
         runs: timed generations.
         warmup: untimed generations first.
-        threads: ONNX Runtime intra-op threads (None: the onnxruntime backend's default).
+        threads: intra-op threads of the backend's decoder where it has a per-decoder
+            setting (ONNX Runtime; None: the backend's default).
         check_tokens: on a backend other than torch, generate once in torch and record
             the first step where the greedy tokens differ (``diverges_at``).
         seed: of the random prompt.
@@ -483,26 +461,25 @@ def generate_profile(
             and TPOT are measured at that context depth.
         layers: also time every module, in ``runs`` further generations after the plain
             ones (so the hooks never touch the headline numbers), into per-layer tables
-            of the prefill and of one decode step (torch only for now).
+            of the prefill and of one decode step (on a decoder with
+            ``phase_layer_timings``: torch only for now; otherwise a note says so).
 
     Raises:
-        UnsupportedModelError: ``model`` is not a causal LM.
+        UnsupportedModelError: ``model`` is not a causal LM, or the backend cannot
+            generate (the message names those that can).
         InputError: prompt + output longer than the model's context, prompts of
             different lengths, token ids outside the vocabulary.
         ParameterError: output_length, prompt_length, batch_size, runs ≤ 0 (or not whole).
-        UnknownBackendError: a backend that cannot generate yet.
+        UnknownBackendError: no backend of that name.
     """
-    from workbench.backends.torch.decoder import TorchDecoder, causal_lm, phase_layer_timings
+    from workbench.loaders.causal_lm import causal_lm
     from workbench.profiling.measure import warm_up
 
     output_length = whole("output_length", output_length, minimum=1)
     runs = whole("runs", runs, minimum=1)
     warmup = whole("warmup", warmup, minimum=0)
     depth = whole("depth", depth, minimum=0)
-    if backend not in GENERATION_BACKENDS:
-        raise UnknownBackendError(
-            f"backend {backend!r} cannot generate yet; use one of {list(GENERATION_BACKENDS)}"
-        )
+    runtime = generative(get_backend(backend))
     lm = causal_lm(model)
     if prompt is None:
         prompt_length = whole("prompt_length", prompt_length, minimum=1)
@@ -517,22 +494,22 @@ def generate_profile(
             f"context of {lm.context}; shorten the prompt or the output"
         )
     context = prompt_ids(lm, None, depth, batch_size, seed + 1) if depth else None
-    with tempfile.TemporaryDirectory(prefix="wb-generate-") as folder:
-        decoder = _decoder(model, lm, backend, threads, folder)
-        try:
-            warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
-            timed: list[list[float]] = []
-            # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
-            with gc_paused(), Watch(threads) as watch:
-                for _ in range(runs):
-                    tokens, times = greedy(decoder, ids, output_length, context)
-                    timed.append(times)
-            cache_measured = decoder.cache_bytes()
-            phase_timings = None
-            if layers and isinstance(decoder, TorchDecoder):
-                phase_timings = phase_layer_timings(decoder, ids, output_length, context, runs)
-        finally:
-            decoder.close()
+    decoder = runtime.decoder(model, "cpu", threads=threads)
+    try:
+        warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
+        timed: list[list[float]] = []
+        # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
+        with gc_paused(), Watch(threads) as watch:
+            for _ in range(runs):
+                tokens, times = greedy(decoder, ids, output_length, context)
+                timed.append(times)
+        cache_measured = decoder.cache_bytes()
+        phase_timings = None
+        per_layer = getattr(decoder, "phase_layer_timings", None)
+        if layers and callable(per_layer):
+            phase_timings = per_layer(ids, output_length, context, runs)
+    finally:
+        decoder.close()
     contention = watch.contention
     label = f"{lm.name} {backend} cpu bs={batch_size}" + (f" depth={depth}" if depth else "")
     ttft = Measurement(tuple(t[0] for t in timed), (), f"{label} TTFT", contention)
@@ -544,9 +521,13 @@ def generate_profile(
         per_run = tuple((sum(t) - t[0]) / (output_length - 1) for t in timed)
         tpot = Measurement(per_run, (), f"{label} TPOT", contention)
     reference = diverges = None
-    if check_tokens and backend != "torch":
-        reference = "torch"
-        expected, _ = greedy(TorchDecoder(model), ids, output_length, context)
+    if check_tokens and backend != REFERENCE_BACKEND:
+        reference = REFERENCE_BACKEND
+        checker = generative(get_backend(reference)).decoder(model)
+        try:
+            expected, _ = greedy(checker, ids, output_length, context)
+        finally:
+            checker.close()
         diverges = first_divergence(tokens, expected)
     prefill_layers = decode_layers = None
     notes: list[str] = []
@@ -557,7 +538,7 @@ def generate_profile(
         if inter_token is not None:
             decode_layers = layer_table(phase_timings[1], inter_token.median, "leaves")
     elif layers:
-        notes.append(f"per-layer tables on {backend} are not done yet (torch only)")
+        notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
     bandwidth = None
     if roofline:
         from workbench.profiling.ceilings import machine_ceilings
@@ -613,7 +594,7 @@ def depth_sweep(
     Example:
         >>> generation_table(depth_sweep(model, [0, 256, 1024], backend="onnxruntime"))
     """
-    from workbench.backends.torch.decoder import causal_lm
+    from workbench.loaders.causal_lm import causal_lm
 
     if depths is None:
         deepest = causal_lm(model).context - prompt_length - output_length + 1

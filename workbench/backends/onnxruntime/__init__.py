@@ -32,6 +32,7 @@ from workbench.backends.onnxruntime.session import (
 )
 
 if TYPE_CHECKING:
+    from workbench.backends.onnxruntime.decoder import OrtDecoder
     from workbench.model import Model
 
 __all__ = [
@@ -86,3 +87,12 @@ class OnnxRuntimeBackend:
         config = parse_options(OrtOptions, self.name, options)
         check_device(self, device)
         return OnnxRuntimeSession(model, device, config)
+
+    def decoder(self, model: Any, device: str = "cpu", *, threads: int | None = None) -> OrtDecoder:
+        """Greedy generation of a ``transformers`` causal LM exported with its KV cache,
+        the cache kept bound inside ORT between steps (`decoder.exported_decoder`; CPU)."""
+        from workbench.backends.base import generation_device
+        from workbench.backends.onnxruntime.decoder import exported_decoder
+
+        generation_device(self, device)
+        return exported_decoder(model, threads)

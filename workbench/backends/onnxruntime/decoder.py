@@ -1,5 +1,6 @@
-"""Greedy decoding of an exported ONNX decoder (`workbench.backends.torch.decoder.export_decoder`)
-in ONNX Runtime, the KV cache kept inside ORT between steps.
+"""Greedy decoding of an exported ONNX decoder (`workbench.loaders.causal_lm.export_decoder`)
+in ONNX Runtime, the KV cache kept inside ORT between steps: the onnxruntime backend's
+`Decoder` (`workbench.backends.base`), built by `exported_decoder`.
 
 Each call runs through an IOBinding: the ``present`` values ORT returns stay ORT values
 and are bound as the next step's ``past`` inputs, so no step copies the cache to numpy
@@ -10,6 +11,7 @@ a preallocated cache updated in place is not done here.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,23 @@ class OrtDecoder:
 
     def close(self) -> None:
         self._past = []
+
+
+def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
+    """``model`` (a ``transformers`` causal LM) exported with its KV cache and loaded
+    into ORT at the onnxruntime backend's defaults; never changes ``model``.
+
+    The ONNX file lives in a temporary folder only until the session has read it.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a causal LM.
+        BackendError: torch.onnx could not export it.
+    """
+    from workbench.loaders.causal_lm import export_decoder
+
+    with tempfile.TemporaryDirectory(prefix="wb-decoder-") as folder:
+        path = Path(folder) / "decoder.onnx"
+        lm = export_decoder(model, path)
+        past, present = lm.cache_names
+        dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
+        return OrtDecoder(path, past, present, lm.kv_heads, lm.head_dim, dtype, threads)

@@ -28,6 +28,7 @@ from workbench.backends.base import (
 from workbench.backends.torch.session import TorchOptions, TorchSession
 
 if TYPE_CHECKING:
+    from workbench.backends.torch.decoder import TorchDecoder
     from workbench.model import Model
 
 __all__ = ["TorchBackend", "TorchOptions", "TorchSession"]
@@ -86,3 +87,16 @@ class TorchBackend:
         check_supported(self, model)
         check_device(self, device)
         return TorchSession(model, device, config)
+
+    def decoder(
+        self, model: Any, device: str = "cpu", *, threads: int | None = None
+    ) -> TorchDecoder:
+        """Greedy generation of a ``transformers`` causal LM in torch eager, its
+        ``DynamicCache`` kept between steps (`decoder.TorchDecoder`; CPU; ``threads`` is
+        not applied: torch's count is process-wide)."""
+        from workbench.backends.base import generation_device
+        from workbench.backends.torch.decoder import TorchDecoder, causal_lm
+
+        generation_device(self, device)
+        causal_lm(model)  # refuses what is not a causal LM, in one line
+        return TorchDecoder(model)

@@ -259,6 +259,8 @@ class TorchCompileBackend(TorchBackend):
     name = "torch-compile"
     #: compiles for one batch size (its ``batch_size`` option); another recompiles
     compiles_for_batch = True
+    #: no compiled generation yet: the eager decoder it would inherit would be mislabelled
+    decoder = None  # type: ignore[assignment]
 
     def availability(self) -> Availability:
         eager = super().availability()

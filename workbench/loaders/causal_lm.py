@@ -1,0 +1,207 @@
+"""What generation knows of a ``transformers`` causal LM, and its ONNX decoder export.
+
+`causal_lm` reads the facts generation needs from the model's config (layers, KV heads,
+context, vocabulary, weight bytes); `export_decoder` writes the ONNX graph a runtime
+generates with: inputs ``input_ids``, ``attention_mask``, ``position_ids`` and
+``past.<layer>.key|value``, outputs ``logits`` (the last position only) and
+``present.<layer>.key|value``. Both sit with the loaders (below every backend), so each
+runtime's decoder reaches them without reaching into another runtime's package.
+torch and transformers are imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import BackendError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class CausalLM:
+    """What generation needs to know of a causal LM, read from its config.
+
+    Attributes:
+        name: the model's class name.
+        layers: decoder layers (one K and one V cache tensor each).
+        kv_heads: key/value heads (fewer than attention heads under grouped-query attention).
+        head_dim: width of one head.
+        context: the longest sequence (prompt + output) the model's positions cover.
+        vocab_size: rows of the embedding; every token id must be below it.
+        cache_itemsize: bytes of one cached element (the dtype of the weights).
+        weights_bytes: bytes of the distinct parameter tensors (tied weights counted once).
+        step_weights_bytes: the weight bytes one decode step reads: all of them but an
+            input embedding table not shared with the output head (a step reads one row
+            of it per sequence, counted with the activations, i.e. not at all).
+    """
+
+    name: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    context: int
+    vocab_size: int
+    cache_itemsize: int
+    weights_bytes: int
+    step_weights_bytes: int
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache bytes one token of one sequence adds: K and V in every layer."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.cache_itemsize
+
+    @property
+    def cache_names(self) -> tuple[list[str], list[str]]:
+        """The exported graph's past (input) and present (output) cache names, in order."""
+        kinds = [(i, kv) for i in range(self.layers) for kv in ("key", "value")]
+        return [f"past.{i}.{kv}" for i, kv in kinds], [f"present.{i}.{kv}" for i, kv in kinds]
+
+
+def causal_lm(model: Any) -> CausalLM:
+    """The facts of a ``transformers`` causal LM object.
+
+    Raises:
+        UnsupportedModelError: the object is not a decoder-only ``transformers`` model
+            that can generate (e.g. a plain ``nn.Module``, an encoder, a seq2seq model).
+    """
+    config = getattr(model, "config", None)
+    can_generate = getattr(model, "can_generate", None)
+    if (
+        config is None
+        or not callable(can_generate)
+        or not can_generate()
+        or getattr(config, "is_encoder_decoder", False)
+    ):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is not a causal language model; give a transformers "
+            "decoder-only model (e.g. LlamaForCausalLM or AutoModelForCausalLM.from_pretrained)"
+        )
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = int(text.num_attention_heads)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    context = getattr(text, "max_position_embeddings", None)
+    if not context:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}'s config has no max_position_embeddings; "
+            "generation needs the model's context length"
+        )
+    params = {id(p): p for p in model.parameters()}.values()
+    first = next(iter(params), None)
+    weights = sum(p.numel() * p.element_size() for p in params)
+    embedding = getattr(model.get_input_embeddings(), "weight", None)
+    head = getattr(model.get_output_embeddings(), "weight", None)
+    lookup_only = (
+        0
+        if embedding is None or embedding is head
+        else embedding.numel() * embedding.element_size()
+    )
+    return CausalLM(
+        name=type(model).__name__,
+        layers=int(text.num_hidden_layers),
+        kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
+        head_dim=int(head_dim),
+        context=int(context),
+        vocab_size=int(text.vocab_size),
+        cache_itemsize=first.element_size() if first is not None else 4,
+        weights_bytes=weights,
+        step_weights_bytes=weights - lookup_only,
+    )
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword a model's ``forward`` takes its KV cache by."""
+    # transformers 5 renamed ``past_key_values`` to ``cache`` (argument and output)
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def new_cache(model: Any, pairs: list[tuple[Any, Any]] | None = None) -> Any:
+    """A ``transformers`` ``DynamicCache`` for ``model``: empty, or holding (key, value)
+    pairs, one per layer."""
+    from transformers import DynamicCache
+
+    if pairs is None:
+        return DynamicCache(config=model.config)
+    return DynamicCache(ddp_cache_data=pairs, config=model.config)
+
+
+def cache_tensors(cache: Any) -> list[torch.Tensor]:
+    """The K and V tensors of a ``transformers`` cache, layer by layer."""
+    if hasattr(cache, "layers"):
+        return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    return [t for pair in cache for t in pair]  # a legacy tuple of (key, value) pairs
+
+
+def export_decoder(model: Any, path: str | Path) -> CausalLM:
+    """Export ``model`` as an ONNX decoder with past/present key-values (see module doc).
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a causal LM (see `causal_lm`).
+        BackendError: torch.onnx could not export it (the exporter's message, one line).
+    """
+    import torch
+
+    lm = causal_lm(model)
+    past_names, present_names = lm.cache_names
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.keyword = cache_keyword(model)
+
+        def forward(
+            self, input_ids: Any, attention_mask: Any, position_ids: Any, *past: Any
+        ) -> Any:
+            pairs = [(past[2 * i], past[2 * i + 1]) for i in range(lm.layers)]
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.keyword: new_cache(self.model, pairs)},
+            )
+            return (out.logits, *cache_tensors(getattr(out, self.keyword)))
+
+    # traced at 2 new tokens after 3 cached ones so that neither length is specialised
+    batch, new, cached = 1, 2, 3
+    dtype = next(model.parameters()).dtype
+    past = [torch.zeros(batch, lm.kv_heads, cached, lm.head_dim, dtype=dtype) for _ in past_names]
+    example = (
+        torch.zeros(batch, new, dtype=torch.long),
+        torch.ones(batch, cached + new, dtype=torch.long),
+        torch.arange(cached, cached + new)[None],
+        *past,
+    )
+    axes: dict[str, dict[int, str]] = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total"},
+        "position_ids": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"},
+    }
+    axes.update({name: {0: "batch", 2: "past"} for name in past_names})
+    axes.update({name: {0: "batch", 2: "total"} for name in present_names})
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's warnings on transformers' branches
+            torch.onnx.export(
+                Wrapper().eval(),
+                example,
+                str(path),
+                input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+                output_names=["logits", *present_names],
+                dynamic_axes=axes,
+                dynamo=False,
+                opset_version=17,
+            )
+    except Exception as exc:  # the exporter raises many kinds; the user needs its one line
+        first = " ".join(str(exc).split())[:300]
+        raise BackendError(f"could not export {lm.name} to ONNX with a KV cache: {first}") from exc
+    return lm
