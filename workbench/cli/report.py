@@ -97,10 +97,10 @@ def _from_json_file(path: Path) -> Any:
                 str(data["metric"]),
                 bool(data.get("higher_is_better", True)),
                 str(data.get("sweep_id") or path.stem),
+                dict(data.get("meta") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path} is not {accepted}: its rows are malformed ({exc})") from exc
-        table.meta = dict(data.get("meta") or {})
         return table
     if isinstance(data, dict) and "latency_ms" in data:
         return Profile.from_dict(data)

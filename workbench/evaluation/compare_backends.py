@@ -53,7 +53,7 @@ BEST_COLUMNS: dict[str, tuple[str, bool]] = {
 
 
 # eq=False: == is identity; a generated __eq__ would compare DataFrames
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class BackendComparison:
     """Every runnable backend x device x option set, measured fairly at each batch size.
 

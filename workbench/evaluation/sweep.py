@@ -91,7 +91,7 @@ def default_variants(model: Model | None = None) -> list[Any]:
 
 
 # eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class TradeoffTable:
     """One row per variant x backend x device (see `COLUMNS`), with the Pareto front.
 
@@ -362,9 +362,9 @@ def sweep(
         notes.append(say_interrupted("sweep", f"{kept}; rerun with sweep_id={sweep_id!r}"))
     if cancel is not None and cancel.cancelled:
         raise CancelledError("sweep cancelled; rerun with the same sweep_id to resume")
-    table = table_from_rows(store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id)
-    table.meta, table.notes = settings, notes
-    return table
+    return table_from_rows(
+        store.points(sweep_id), scorer.name, scorer.higher_is_better, sweep_id, settings, notes
+    )
 
 
 def run_points(
@@ -596,9 +596,7 @@ def load_sweep(sweep_id: str, store: Store | str | Path | None = None) -> Tradeo
     store = store if isinstance(store, Store) else Store(store)
     meta = store.sweep_meta(sweep_id)
     metric, higher = str(meta.get("metric", "metric")), bool(meta.get("higher_is_better", True))
-    table = table_from_rows(store.points(sweep_id), metric, higher, sweep_id)
-    table.meta = meta
-    return table
+    return table_from_rows(store.points(sweep_id), metric, higher, sweep_id, meta)
 
 
 class PointRunner:
@@ -716,8 +714,13 @@ def table_from_rows(
     metric: str,
     higher_is_better: bool,
     sweep_id: str = "",
+    meta: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> TradeoffTable:
-    """A `TradeoffTable` from stored points: adds ``delta``, ``speedup`` and ``pareto``."""
+    """A `TradeoffTable` from stored points: adds ``delta``, ``speedup`` and ``pareto``.
+
+    ``meta`` (the sweep's settings) and ``notes`` travel with it, as the table is frozen.
+    """
     df = pd.DataFrame(rows).copy()
     for column in COLUMNS:
         if column not in df:
@@ -737,7 +740,9 @@ def table_from_rows(
         df["latency_ms"], df["metric_value"], higher_is_better=higher_is_better
     )
     extra = [c for c in df.columns if c not in COLUMNS]
-    return TradeoffTable(df[COLUMNS + extra], metric, higher_is_better, sweep_id)
+    return TradeoffTable(
+        df[COLUMNS + extra], metric, higher_is_better, sweep_id, dict(meta or {}), list(notes or [])
+    )
 
 
 def _relative_to_baseline(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

@@ -39,7 +39,7 @@ def register_reason(fn: ReasonFn) -> ReasonFn:
 
 
 # eq=False: == is identity; a generated __eq__ would compare DataFrames and raise
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Comparison:
     """An aligned per-layer comparison.
 
