@@ -96,6 +96,7 @@ _REPR_FIGURES: dict[str, str] = {
     "workbench.profiling.profile:Profile": "profile_svg",
     "workbench.profiling.timer:Measurement": "measurement_svg",
     "workbench.profiling.compare:Comparison": "comparison_svg",
+    "workbench.profiling.generate:GenerationProfile": "generation_svg",
     "workbench.profiling.compare_runtimes:RuntimeComparison": "runtime_comparison_svg",
     "workbench.evaluation.compare_backends:BackendComparison": "backend_comparison_svg",
     "workbench.evaluation.sweep:TradeoffTable": "tradeoff_svg",

@@ -149,6 +149,16 @@ class GenerationProfile:
             return None
         return attained / self.bandwidth_bytes_per_s
 
+    def token_times(self) -> np.ndarray:
+        """Each timed run's per-token latencies (ms), shape (runs, N): column 0 is the
+        TTFT (the prefill), column i the decode step that produced token i + 1."""
+        runs = self.ttft.n
+        first = np.asarray(self.ttft.samples_ms, dtype=float).reshape(runs, 1)
+        if self.inter_token is None:
+            return first
+        steps = np.asarray(self.inter_token.samples_ms, dtype=float)
+        return np.concatenate([first, steps.reshape(runs, self.output_length - 1)], axis=1)
+
     # ---- data ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain data: every field, each Measurement with its raw samples."""
@@ -325,8 +335,10 @@ class GenerationProfile:
         from workbench.profiling.formatting import summary_html
 
         noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
+        from workbench.profiling.results import figure_html
+
         body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)
-        return summary_html(self.title(), self.facts(), body)
+        return summary_html(self.title(), self.facts(), figure_html(self) + body)
 
 
 def _records(table: Any) -> list[dict[str, Any]] | None:

@@ -5,7 +5,8 @@ figure):
 
 - **plotly figures**, interactive, for the dashboard and reports: `profile` (per-layer
   latency, time shares, op types, memory, latency distribution and timeline), `compare`
-  (aligned layers of several profiles), `rooflines`, `tradeoffs` (Pareto front,
+  (aligned layers of several profiles), `generate` (per-token latency, per-layer per
+  phase, context depth of generation profiles), `rooflines`, `tradeoffs` (Pareto front,
   sensitivity), `graph`, `serving`, `runtimes`, `plan`. Each takes measured data and
   returns a new ``plotly.graph_objects.Figure``; none measures anything or mutates its
   input; missing data gives a figure that says so.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.evaluation.pareto import pareto_mask
     from workbench.viz.compare import layer_comparison
+    from workbench.viz.generate import context_depth, phase_layer_latency, token_latency
     from workbench.viz.profile import (
         labels,
         latency_distribution,
@@ -74,6 +76,9 @@ _HOMES: dict[str, str] = {
         "workbench.viz.profile",
     ),
     "layer_comparison": "workbench.viz.compare",
+    **dict.fromkeys(
+        ("context_depth", "phase_layer_latency", "token_latency"), "workbench.viz.generate"
+    ),
     "roofline": "workbench.viz.rooflines",
     **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
     "pareto_mask": "workbench.evaluation.pareto",
@@ -83,6 +88,7 @@ __all__ = [
     "OP_TYPE_COLORS",
     "PRECISION_COLORS",
     "canonical_op_type",
+    "context_depth",
     "empty_figure",
     "labels",
     "latency_distribution",
@@ -94,6 +100,7 @@ __all__ = [
     "op_type_breakdown",
     "op_type_color",
     "pareto_mask",
+    "phase_layer_latency",
     "precision_color",
     "precision_of",
     "roofline",
@@ -101,6 +108,7 @@ __all__ = [
     "sensitivity",
     "technique_of",
     "time_share",
+    "token_latency",
     "tradeoff",
     "unattributed_ms",
 ]

@@ -28,12 +28,14 @@ if TYPE_CHECKING:
     from workbench.optimize.sensitivity import SensitivityReport
     from workbench.profiling.compare import Comparison
     from workbench.profiling.compare_runtimes import RuntimeComparison
+    from workbench.profiling.generate import GenerationProfile
     from workbench.profiling.profile import Profile
     from workbench.profiling.timer import Measurement
 
 __all__ = [
     "backend_comparison_svg",
     "comparison_svg",
+    "generation_svg",
     "measurement_svg",
     "profile_svg",
     "runtime_comparison_svg",
@@ -192,3 +194,30 @@ def sensitivity_svg(report: SensitivityReport) -> str:
         fmt=lambda v: f"{v:.2f}",
         legend=sorted(colors.items()),
     )
+
+
+def generation_svg(profile: GenerationProfile, tokens: int = 16) -> str:
+    """A generation's first ``tokens`` tokens, one bar each: the prefill (TTFT) first,
+    then each decode step; the median over the timed runs, whiskers their range.
+
+    Args:
+        profile: the `GenerationProfile` to draw.
+        tokens: how many tokens from the start (a long generation is cut, and says so).
+    """
+    import numpy as np
+
+    times = profile.token_times()[:, :tokens]
+    colors = colors_for(["prefill", "decode"])
+    bars = [
+        Bar(
+            "token 1 (prefill)" if i == 0 else f"token {i + 1}",
+            float(np.median(column)),
+            float(column.min()),
+            float(column.max()),
+            colors["prefill" if i == 0 else "decode"],
+        )
+        for i, column in enumerate(times.T)
+    ]
+    cut = f", first {tokens} of {profile.output_length}" if profile.output_length > tokens else ""
+    axis = f"latency per generated token{cut}: median of {profile.ttft.n} runs; whisker: range"
+    return bars_svg([("", bars)], axis, legend=list(colors.items()))
