@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import workbench as wb
 from workbench.profiling.trees import tree_stats
@@ -42,3 +43,86 @@ def test_profile_table_has_node_visits_for_the_profiled_rows(forest) -> None:
 
 def test_models_without_trees_have_no_tree_stats() -> None:
     assert tree_stats(wb.samples.load("digits-mlp")) is None
+
+
+def test_tree_groups_are_consecutive_trees_with_their_own_node_visits(cancer, forest) -> None:
+    from workbench.profiling.trees import node_visits, tree_groups
+
+    x, _ = cancer
+    m = wb.load(forest)
+    proto, inputs = m.to_onnx().proto, {"input": x}
+    groups = tree_groups(proto, inputs)
+    assert [g.layer for g in groups] == [f"ensemble[{i}:{i + 2}]" for i in range(0, 20, 2)]
+    for g in groups:  # each group's visits are its trees' decision paths, per row
+        trees = forest.estimators_[g.first : g.first + g.trees]
+        paths = sum(t.decision_path(x).sum(axis=1).A1 for t in trees)
+        assert g.node_visits == pytest.approx(np.mean(paths), rel=1e-12)
+        assert g.nodes == sum(t.tree_.node_count for t in trees)
+    assert sum(g.node_visits for g in groups) == pytest.approx(
+        node_visits(proto, inputs)["ensemble"]
+    )
+    assert [g.trees for g in tree_groups(proto, inputs, group_size=8)] == [8, 8, 4]
+
+
+def test_boosted_groups_hold_whole_rounds() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from workbench.profiling.trees import GROUPS, tree_groups
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)  # three classes: one tree each a round
+    gbm = GradientBoostingClassifier(n_estimators=36, max_depth=2, random_state=0).fit(x, y)
+    m = wb.load(gbm, example_inputs=x)
+    groups = tree_groups(m.to_onnx().proto, {"input": x})
+    assert len(groups) == GROUPS and {g.trees for g in groups} == {9}  # 3 rounds of 3
+    rounds = [gbm.estimators_[r, k] for r in range(3) for k in range(3)]
+    paths = sum(t.decision_path(x).sum(axis=1).A1 for t in rounds)
+    assert groups[0].node_visits == pytest.approx(np.mean(paths), rel=1e-12)
+    # a binary booster's trees all write one class: a round is one tree
+    binary = GradientBoostingClassifier(n_estimators=36, max_depth=2, random_state=0)
+    m = wb.load(binary.fit(x, y > 0), example_inputs=x)
+    assert [g.trees for g in tree_groups(m.to_onnx().proto, {"input": x})] == [3] * GROUPS
+
+
+def test_profile_rows_name_tree_groups_attributed_not_measured(forest) -> None:
+    from workbench.profiling.profile import Profile
+    from workbench.profiling.trees import GROUP_OP
+
+    m = wb.load(forest)
+    x = m.example_inputs(batch_size=16)
+    tables = {}
+    for backend in ("onnxruntime", "numba"):
+        p = wb.profile(m, backend=backend, inputs=x, layer_repeats=2, budget_s=0.1)
+        table = p.layers.set_index("layer")
+        groups = table[table["op_type"] == GROUP_OP]
+        ensemble = table.loc["ensemble"]
+        assert list(table.index[:11]) == ["ensemble", *groups.index]  # right after their layer
+        assert groups["latency_ms"].isna().all() and (groups["samples"] == 0).all()
+        assert (groups["fused_into"] == "ensemble").all() and groups["params_bytes"].isna().all()
+        assert groups["attributed_ms"].sum() == pytest.approx(ensemble["latency_ms"])
+        assert groups["node_visits"].sum() == pytest.approx(ensemble["node_visits"])
+        assert groups["note"].str.startswith("attributed, not measured").all()
+        assert any("attributed, not measured" in note for note in p.notes)
+        assert p.memory.params_bytes == ensemble["params_bytes"]  # not counted twice
+        back = Profile.from_json(p.to_json()).layers.set_index("layer")
+        assert back.loc[groups.index, "attributed_ms"].tolist() == groups["attributed_ms"].tolist()
+        tables[backend] = groups
+    # the same groups, the same measured work on every runtime
+    assert list(tables["onnxruntime"].index) == list(tables["numba"].index)
+    assert tables["onnxruntime"]["node_visits"].equals(tables["numba"]["node_visits"])
+
+
+def test_trees_fed_by_preprocessing_say_their_visits_are_not_measured(cancer) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = cancer
+    pipe = make_pipeline(StandardScaler(), RandomForestClassifier(4, max_depth=2, random_state=0))
+    m = wb.load(pipe.fit(x, y), example_inputs=x)
+    p = wb.profile(
+        m, backend="onnxruntime", inputs={"input": x[:16]}, layer_repeats=2, budget_s=0.1
+    )
+    assert "node_visits" not in p.layers and "trees" not in p.layers
+    assert any("not measured for tree layers fed by other nodes (ensemble" in n for n in p.notes)

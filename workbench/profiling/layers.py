@@ -235,14 +235,12 @@ def _with_costs(
         table[column] = costs[column].reindex(table.index) if column in costs else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         table["intensity"] = table["flops"] / table["bytes"].where(table["bytes"] > 0)
-    from workbench.profiling.trees import node_visits
+    from workbench.profiling.trees import with_tree_groups
 
     graph = graph if graph is not None else model.to_onnx().proto
-    # trees' work: nodes visited per input row
-    visits = node_visits(graph, inputs) if graph is not None else {}
-    if visits:
-        table["node_visits"] = table.index.map(visits).astype(float)
-        found = found.with_note("tree layers: work is node_visits per input row, not FLOPs")
+    # trees' work (node visits per input row) and their groups of trees, attributed
+    table, tree_notes = with_tree_groups(table, graph, inputs)
+    found = found.with_note(*tree_notes)
     from workbench.profiling.embeddings import table_columns
 
     # embedding tables: rows, width, and what this batch looked up (docs/recommendation.md)

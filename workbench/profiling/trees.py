@@ -7,6 +7,14 @@ its leaf, so deep paths cost more than the tree's size says). `node_visits` fill
 per-layer ``node_visits`` column; `tree_stats` gives the model-level facts (trees, nodes,
 leaves, depth histogram, model bytes, visits per prediction).
 
+An ensemble is one kernel on every runtime (ONNX Runtime's ``TreeEnsemble*`` node cannot
+be split, nor can the Numba kernel's or a library's predict), so its groups of trees
+(`tree_groups`: ~12 groups of consecutive trees, whole boosting rounds) are rows of the
+per-layer table with their node visits measured and their time **attributed**: the
+ensemble's measured median split by the groups' share of node visits, in the
+``attributed_ms`` column; their ``latency_ms`` stays empty, and they are marked as run
+inside the ensemble's kernel (``fused_into``), as any layer a runtime fuses away.
+
 Example:
     >>> stats = tree_stats(wb.samples.load("trees-gbm"), data.inputs)
     >>> stats.trees, stats.nodes, stats.visits_per_row
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays
 from workbench.loaders.trees import ensemble_of
@@ -29,7 +38,23 @@ if TYPE_CHECKING:
 
     from workbench.model import Model
 
-__all__ = ["TreeStats", "node_visits", "reach_counts", "tree_stats", "visits_of"]
+__all__ = [
+    "GROUPS",
+    "TreeGroup",
+    "TreeStats",
+    "node_visits",
+    "reach_counts",
+    "tree_groups",
+    "tree_stats",
+    "visits_of",
+    "with_tree_groups",
+]
+
+#: groups of trees an ensemble is split into by default (about; whole boosting rounds)
+GROUPS = 12
+MAX_GROUPS = 16
+#: ``op_type`` of a group-of-trees row in the per-layer table
+GROUP_OP = "TreeGroup"
 
 
 @dataclass(frozen=True)
@@ -79,28 +104,36 @@ def visits_of(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
     true, and otherwise fails every test except ``BRANCH_NEQ``.
     """
     visits = np.zeros(len(x))
-    for rows, _ in _walks(trees, x):
+    for _, rows, _ in _walks(trees, x):
         visits[rows] += 1
     return visits
+
+
+def visits_by_tree(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
+    """Mean nodes a row of ``x`` visits in each tree (leaf included), float64 ``(trees,)``."""
+    per_tree = np.zeros(trees.n_trees)
+    for tree, rows, _ in _walks(trees, x):
+        per_tree[tree] += len(rows)
+    return per_tree / max(len(x), 1)
 
 
 def reach_counts(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
     """How many rows of ``x`` pass through each node (row of ``trees``), float64."""
     counts = np.zeros(trees.n_nodes)
-    for _, nodes in _walks(trees, x):
+    for _, _, nodes in _walks(trees, x):
         np.add.at(counts, nodes, 1)
     return counts
 
 
-def _walks(trees: TreeArrays, x: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Every step of every row down every tree: ``(row indexes, node rows)`` per level."""
+def _walks(trees: TreeArrays, x: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Every step of every row down every tree: ``(tree, row indexes, node rows)`` per level."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     threshold = trees.threshold.astype(np.float64)
-    for root in trees.roots:
+    for tree, root in enumerate(trees.roots):
         rows = np.arange(len(x))
         node = np.full(len(x), root, dtype=np.int64)
         while len(rows):
-            yield rows, node
+            yield tree, rows, node
             split = trees.mode[node] != LEAF
             rows, at = rows[split], node[split]
             v = x[rows, trees.feature[at]]
@@ -170,3 +203,188 @@ def tree_stats(model: Model, rows: np.ndarray | None = None) -> TreeStats | None
         visits_per_row=visits,
         by_layer=by_layer,
     )
+
+
+@dataclass(frozen=True)
+class TreeGroup:
+    """Consecutive trees of one tree layer, a row of the per-layer table.
+
+    Attributes:
+        layer: the row's name, the tree layer and the trees' range: ``"ensemble[0:25]"``
+            holds trees 0 to 24 (in graph order).
+        parent: the tree layer (``"ensemble"``) whose measured time the group shares.
+        first: index of the group's first tree.
+        trees: number of trees.
+        nodes: tree nodes (splits and leaves).
+        node_visits: mean nodes a row visits in these trees, measured on the rows given.
+    """
+
+    layer: str
+    parent: str
+    first: int
+    trees: int
+    nodes: int
+    node_visits: float
+
+
+def tree_groups(
+    proto: onnx.ModelProto, inputs: dict[str, np.ndarray], group_size: int | None = None
+) -> list[TreeGroup]:
+    """The groups of consecutive trees of each tree layer, with node visits measured.
+
+    Trees are numbered in graph order across a layer's nodes. A boosted multi-class
+    ensemble writes one tree per class a round, so a group holds whole rounds.
+
+    Args:
+        proto: the model's ONNX graph (not changed).
+        inputs: the rows, by input name; as for `node_visits`, only ensembles reading a
+            graph input directly are measured, and only they are grouped.
+        group_size: trees a group (None: whole rounds, so that there are about `GROUPS`).
+
+    Returns:
+        The groups, layer by layer in graph order (empty for a model without trees).
+
+    Example:
+        >>> [g.layer for g in tree_groups(m.to_onnx().proto, m.example_inputs(64))][:2]
+        ['ensemble[0:25]', 'ensemble[25:50]']
+    """
+    from workbench.loaders.onnx import canonical_layer_name
+
+    visits: dict[str, list[np.ndarray]] = {}
+    nodes: dict[str, list[np.ndarray]] = {}
+    rounds: dict[str, int] = {}
+    for index, node in enumerate(proto.graph.node):
+        if node.op_type not in TREE_OPS or node.input[0] not in inputs:
+            continue
+        x = np.asarray(inputs[node.input[0]]).reshape(len(inputs[node.input[0]]), -1)
+        trees = ensemble_of(node)
+        layer = canonical_layer_name(node, index)
+        visits.setdefault(layer, []).append(visits_by_tree(trees, x))
+        nodes.setdefault(layer, []).append(np.diff([*trees.roots, trees.n_nodes]))
+        rounds[layer] = max(rounds.get(layer, 1), _trees_a_round(trees))
+    groups = []
+    for layer, per_tree in visits.items():
+        tree_visits, tree_nodes = np.concatenate(per_tree), np.concatenate(nodes[layer])
+        size = group_size or _group_size(len(tree_visits), rounds[layer])
+        for first in range(0, len(tree_visits), size):
+            stop = min(first + size, len(tree_visits))
+            groups.append(
+                TreeGroup(
+                    layer=f"{layer}[{first}:{stop}]",
+                    parent=layer,
+                    first=first,
+                    trees=stop - first,
+                    nodes=int(tree_nodes[first:stop].sum()),
+                    node_visits=float(tree_visits[first:stop].sum()),
+                )
+            )
+    return groups
+
+
+def _group_size(trees: int, per_round: int) -> int:
+    """Trees a group: whole rounds, about `GROUPS` groups and never more than `MAX_GROUPS`."""
+    rounds = max(trees // per_round, 1)
+    size = max(1, round(rounds / GROUPS))
+    if -(-rounds // size) > MAX_GROUPS:
+        size += 1
+    return size * per_round
+
+
+def _trees_a_round(trees: TreeArrays) -> int:
+    """Trees a boosting round adds: one per class when tree t writes only class t mod
+    classes (a forest's leaves write every class, a binary booster's trees one class: their
+    rounds are one tree)."""
+    if trees.n_targets <= 1 or trees.n_trees % trees.n_targets:
+        return 1
+    leaves = np.flatnonzero(trees.leaf_count > 0)
+    if len(leaves) == 0 or (trees.leaf_count[leaves] > 1).any():
+        return 1
+    tree_of = np.searchsorted(trees.roots, leaves, side="right") - 1
+    target = trees.leaf_target[trees.leaf_start[leaves]]
+    cycle = np.arange(trees.n_trees) % trees.n_targets  # tree t adds to class t mod classes
+    return trees.n_targets if bool((target == cycle[tree_of]).all()) else 1
+
+
+def with_tree_groups(
+    table: pd.DataFrame, graph: onnx.ModelProto | None, inputs: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, list[str]]:
+    """A per-layer table with the trees' work and their groups, and notes saying how.
+
+    Tree layers get ``node_visits`` (measured) and ``trees``; after each, one row per
+    `tree_groups` group: ``op_type`` `GROUP_OP`, ``fused_into`` the tree layer,
+    ``latency_ms`` empty (no runtime times part of an ensemble), ``node_visits``,
+    ``trees`` and ``tree_nodes`` counted, and ``attributed_ms``: the tree layer's measured
+    median times the group's share of its node visits, an attribution and not a
+    measurement. Group rows hold no parameter bytes (their layer's row does).
+
+    Args:
+        table: the per-layer table indexed by layer (not changed).
+        graph: the model's ONNX graph (None: no trees to find).
+        inputs: the profiled rows, by input name.
+
+    Returns:
+        The new table (indexed by layer) and the notes for the profile.
+    """
+    if graph is None:
+        return table, []
+    notes = _unmeasured_note(graph, inputs)
+    visits = node_visits(graph, inputs)
+    if not visits:
+        return table, notes
+    table = table.copy()
+    table["node_visits"] = table.index.map(visits).astype(float)
+    notes.append("tree layers: work is node_visits per input row, not FLOPs")
+    groups: dict[str, list[TreeGroup]] = {}
+    for group in tree_groups(graph, inputs):
+        if group.parent in table.index:
+            groups.setdefault(group.parent, []).append(group)
+    if not groups:
+        return table, notes
+    table["trees"] = table.index.map({k: sum(g.trees for g in v) for k, v in groups.items()})
+    records = []
+    for layer, row in table.iterrows():
+        records.append({"layer": layer, **row.to_dict()})
+        for group in groups.get(str(layer), []):
+            share = group.node_visits / visits[group.parent] if visits[group.parent] else np.nan
+            records.append(
+                {
+                    "layer": group.layer,
+                    "op_type": GROUP_OP,
+                    "samples": 0,
+                    "fused_into": group.parent,
+                    "node_visits": group.node_visits,
+                    "trees": group.trees,
+                    "tree_nodes": group.nodes,
+                    "attributed_ms": float(row["latency_ms"]) * share,
+                    "note": f"attributed, not measured: {share:.1%} of {group.parent}'s node "
+                    "visits times its measured time",
+                }
+            )
+    sizes = sorted({g.trees for v in groups.values() for g in v}, reverse=True)
+    notes.append(
+        f"groups of trees ({', '.join(groups)}: {sum(map(len, groups.values()))} groups of "
+        f"{'/'.join(map(str, sizes[:2]))} trees) are attributed, not measured: every "
+        "runtime runs a tree ensemble as one kernel (ONNX Runtime's TreeEnsemble node, the "
+        "Numba kernel and a library's predict cannot be split), so a group's attributed_ms "
+        "is its layer's measured median split by the group's share of node visits "
+        "(measured on the profiled rows); its latency_ms stays empty"
+    )
+    return pd.DataFrame.from_records(records).set_index("layer"), notes
+
+
+def _unmeasured_note(graph: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[str]:
+    """Why a tree layer has no node visits: it reads what other nodes compute."""
+    from workbench.loaders.onnx import canonical_layer_name
+
+    fed = {
+        canonical_layer_name(node, index)
+        for index, node in enumerate(graph.graph.node)
+        if node.op_type in TREE_OPS and node.input[0] not in inputs
+    }
+    if not fed:
+        return []
+    return [
+        f"node visits and groups of trees not measured for tree layers fed by other nodes "
+        f"({', '.join(sorted(fed))}, e.g. after a scaler or a feature selection): their rows "
+        "are computed inside the runtime"
+    ]
