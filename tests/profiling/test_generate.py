@@ -313,3 +313,37 @@ def test_generation_is_refused_off_the_cpu_in_one_line(llama: object) -> None:
         with pytest.raises(DeviceUnavailableError, match="CPU only") as caught:
             backend.decoder(llama, "cuda:0")  # type: ignore[attr-defined]
         assert "\n" not in str(caught.value)
+
+
+def test_the_decoders_settings_hold_while_it_generates(llama: object) -> None:
+    import contextlib
+
+    inside: list[bool] = []
+    state = {"on": False}
+
+    class Setting(_PluginDecoder):
+        @contextlib.contextmanager
+        def settings(self):  # type: ignore[no-untyped-def]
+            state["on"] = True
+            yield
+            state["on"] = False
+
+        def step(self, tokens: np.ndarray) -> np.ndarray:
+            inside.append(state["on"])
+            return super().step(tokens)
+
+    class Plugin(_DecodingPlugin):
+        name = "fake-setting"
+
+        def decoder(self, model: object, device: str = "cpu", *, threads: object = None) -> Setting:
+            return Setting(model)
+
+    register("fake-setting")(Plugin)
+    generate_profile(llama, backend="fake-setting", prompt_length=PROMPT, output_length=3, runs=2)
+    assert len(inside) >= 2 * 2 and all(inside) and not state["on"]
+    # torch's own: the count applies inside and is restored after
+    before = torch.get_num_threads()
+    decoder = TorchDecoder(llama, threads=1)
+    with decoder.settings():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -531,6 +531,9 @@ class Decoder(Protocol):
     Optional: ``phase_layer_timings(ids, output_length, context, runs) -> (prefill,
     decode)``, per-layer `LayerTiming` lists of each phase (canonical layer names), for
     ``generate_profile(..., layers=True)``; a decoder without it gets a note instead.
+    Optional: ``settings() -> context manager``, process-wide settings (torch's thread
+    count) applied while generating and restored after, as `Session.settings`
+    (`settings_of` gives a no-op for a decoder without it).
 
     Example:
         >>> d = wb.backend("onnxruntime").decoder(model)

@@ -33,7 +33,7 @@ import numpy as np
 
 from workbench.argtypes import batch_size as check_batch_size
 from workbench.argtypes import whole
-from workbench.backends.base import Decoder, generative, get_backend
+from workbench.backends.base import Decoder, generative, get_backend, settings_of
 from workbench.errors import InputError
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
@@ -461,8 +461,8 @@ def generate_profile(
         batch_size: sequences per random prompt (ignored when ``prompt`` is given).
         runs: timed generations.
         warmup: untimed generations first.
-        threads: intra-op threads of the backend's decoder where it has a per-decoder
-            setting (ONNX Runtime; None: the backend's default).
+        threads: intra-op threads of the backend's decoder (None: the backend's own
+            default, e.g. torch's and ORT's count capped by the free CPUs).
         check_tokens: on a backend other than torch, generate once in torch and record
             the first step where the greedy tokens differ (``diverges_at``).
         seed: of the random prompt.
@@ -508,18 +508,19 @@ def generate_profile(
     context = prompt_ids(lm, None, depth, batch_size, seed + 1) if depth else None
     decoder = runtime.decoder(model, "cpu", threads=threads)
     try:
-        warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
-        timed: list[list[float]] = []
-        # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
-        with gc_paused(), Watch(threads) as watch:
-            for _ in range(runs):
-                tokens, times = greedy(decoder, ids, output_length, context)
-                timed.append(times)
-        cache_measured = decoder.cache_bytes()
-        phase_timings = None
-        per_layer = getattr(decoder, "phase_layer_timings", None)
-        if layers and callable(per_layer):
-            phase_timings = per_layer(ids, output_length, context, runs)
+        with settings_of(decoder):
+            warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
+            timed: list[list[float]] = []
+            # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
+            with gc_paused(), Watch(threads) as watch:
+                for _ in range(runs):
+                    tokens, times = greedy(decoder, ids, output_length, context)
+                    timed.append(times)
+            cache_measured = decoder.cache_bytes()
+            phase_timings = None
+            per_layer = getattr(decoder, "phase_layer_timings", None)
+            if layers and callable(per_layer):
+                phase_timings = per_layer(ids, output_length, context, runs)
     finally:
         decoder.close()
     contention = watch.contention
@@ -537,7 +538,8 @@ def generate_profile(
         reference = REFERENCE_BACKEND
         checker = generative(get_backend(reference)).decoder(model)
         try:
-            expected, _ = greedy(checker, ids, output_length, context)
+            with settings_of(checker):
+                expected, _ = greedy(checker, ids, output_length, context)
         finally:
             checker.close()
         diverges = first_divergence(tokens, expected)

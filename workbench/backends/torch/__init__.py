@@ -92,11 +92,11 @@ class TorchBackend:
         self, model: Any, device: str = "cpu", *, threads: int | None = None
     ) -> TorchDecoder:
         """Greedy generation of a ``transformers`` causal LM in torch eager, its
-        ``DynamicCache`` kept between steps (`decoder.TorchDecoder`; CPU; ``threads`` is
-        not applied: torch's count is process-wide)."""
+        ``DynamicCache`` kept between steps (`decoder.TorchDecoder`; CPU; ``threads``, or
+        the backend's default, applies inside the decoder's ``settings()``)."""
         from workbench.backends.base import generation_device
         from workbench.backends.torch.decoder import TorchDecoder, causal_lm
 
         generation_device(self, device)
         causal_lm(model)  # refuses what is not a causal LM, in one line
-        return TorchDecoder(model)
+        return TorchDecoder(model, threads)

@@ -9,6 +9,7 @@ backend, and are re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from workbench.loaders.causal_lm import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
 
 __all__ = [
@@ -45,11 +48,35 @@ class TorchDecoder:
         >>> second = d.step(first)
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, threads: int | None = None) -> None:
+        import torch
+
+        from workbench.backends.cpus import default_threads
+
         self.model = model
+        # the torch backend's own default, as its sessions run: torch's count capped by
+        # the free CPUs (OpenMP threads waiting on a busy core cost 10-100x)
+        self.threads = threads or default_threads(torch.get_num_threads())
         self._keyword = cache_keyword(model)
         self._cache: Any = None
         self._length = 0
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        """Apply `threads` process-wide while inside (torch has no per-decoder count);
+        the count before is restored on exit. `generate_profile` enters it around the
+        timed generations (the optional ``settings`` of the `Decoder` protocol)."""
+        import torch
+
+        before = torch.get_num_threads()
+        if before == self.threads:
+            yield
+            return
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _forward(self, ids: torch.Tensor) -> np.ndarray:
         import torch
