@@ -120,3 +120,22 @@ def test_a_damaged_skops_file_is_one_line(tmp_path: Path) -> None:
         wb.load(path)
     line = str(refusal.value)
     assert "\n" not in line and "broken.skops is not a readable" in line
+
+
+def test_lightgbm_files_need_trust_where_lightgbm_can_run_code_from_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lgb_regressor: Any
+) -> None:
+    import lightgbm
+
+    path = tmp_path / "model.txt"
+    lgb_regressor.booster_.save_model(str(path))
+    monkeypatch.setattr(lightgbm, "__version__", "4.5.0")
+    with pytest.raises(UnsafeModelError) as refusal:
+        wb.load(path)
+    line = str(refusal.value)
+    assert "\n" not in line and "CVE-2024-43598" in line and "trust=True" in line
+    assert wb.load(path, trust=True).metadata["trees"]["library"] == "lightgbm"
+    booster = tmp_path / "booster.skops"  # skops restores a booster with the same parser
+    sio.dump(lgb_regressor.booster_, booster)
+    with pytest.raises(UnsafeModelError, match="CVE-2024-43598"):
+        wb.load(booster)

@@ -75,6 +75,9 @@ SKOPS_TRUSTED = frozenset(
         "lightgbm.sklearn.LGBMRegressor",
     }
 )
+#: oldest LightGBM whose model-file parser may read an untrusted file (CVE-2024-43598:
+#: a crafted model file ran code in lightgbm up to 4.5.0)
+SAFE_LIGHTGBM = (4, 6)
 #: rows drawn around the trees' thresholds when no data is given for the check
 PROBE_ROWS = 512
 # default-domain opset each converter writes (onnxmltools' tree converters stop at 15)
@@ -211,6 +214,8 @@ def load_tree_file(
                 f"{path} is not a LightGBM text model (it should start with 'tree'); "
                 "save one with booster.save_model(path)"
             )
+        if not trust:
+            _check_lightgbm(path)
         estimator = lgb.Booster(model_file=str(path))
     model = from_estimator(estimator, data=data, name=name or path.stem)
     model.source = str(path)
@@ -233,6 +238,8 @@ def _load_skops(path: Path, trust: bool, max_bytes: int | None) -> Any:
     except Exception as exc:  # skops raises anything on a damaged archive or schema
         raise ModelLoadError(f"{path} is not a readable skops file: {_first_line(exc)}") from exc
     refused = sorted(set(needed) - SKOPS_TRUSTED)
+    if not trust and any(t.startswith("lightgbm.") for t in needed):
+        _check_lightgbm(path)  # a booster is restored by LightGBM's model-file parser
     if refused and not trust:
         shown = ", ".join(t[:80] for t in refused[:6]) + (" …" if len(refused) > 6 else "")
         raise UnsafeModelError(
@@ -596,6 +603,27 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ModelLoadError(f"{module} is not installed ({exc}); {_INSTALL}") from exc
+
+
+def _check_lightgbm(path: Path) -> None:
+    """Refuse an untrusted LightGBM model where the installed parser can run code from it."""
+    lgb = _import("lightgbm")
+    if _version(lgb.__version__) < SAFE_LIGHTGBM:
+        raise UnsafeModelError(
+            f"{path} holds a LightGBM model and lightgbm {lgb.__version__} can run code from "
+            f"a crafted model (CVE-2024-43598, fixed in 4.6.0): pip install 'lightgbm>=4.6', "
+            f"or {OPT_IN}"
+        )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """A release's leading numbers: ``"4.6.0"`` -> ``(4, 6, 0)``, ``"4.6rc1"`` -> ``(4,)``."""
+    numbers = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
 
 
 def _first_line(exc: BaseException) -> str:
