@@ -361,9 +361,10 @@ def with_tree_groups(
                 }
             )
     sizes = sorted({g.trees for v in groups.values() for g in v}, reverse=True)
+    of_trees = f"{'/'.join(map(str, sizes[:2]))} tree{'' if sizes == [1] else 's'}"
     notes.append(
         f"groups of trees ({', '.join(groups)}: {sum(map(len, groups.values()))} groups of "
-        f"{'/'.join(map(str, sizes[:2]))} trees) are attributed, not measured: every "
+        f"{of_trees}) are attributed, not measured: every "
         "runtime runs a tree ensemble as one kernel (ONNX Runtime's TreeEnsemble node, the "
         "Numba kernel and a library's predict cannot be split), so a group's attributed_ms "
         "is its layer's measured median split by the group's share of node visits "
