@@ -347,3 +347,19 @@ def test_the_decoders_settings_hold_while_it_generates(llama: object) -> None:
     with decoder.settings():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_the_builtin_decoders_satisfy_the_protocol(llama: object) -> None:
+    from workbench.backends.base import Decoder, GenerativeBackend, get_backend
+
+    for name in ("torch", "onnxruntime"):
+        backend = get_backend(name)
+        assert isinstance(backend, GenerativeBackend)
+        decoder = backend.decoder(llama)  # type: ignore[attr-defined]
+        try:
+            assert isinstance(decoder, Decoder)
+            first = decoder.prefill(np.arange(PROMPT, dtype=np.int64)[None])
+            assert first.shape == (1,) and decoder.step(first).shape == (1,)
+        finally:
+            decoder.close()
+    assert get_backend("torch-compile").decoder is None  # type: ignore[attr-defined]

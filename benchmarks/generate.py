@@ -1,0 +1,269 @@
+"""Generation speed: TTFT, TPOT and decode tokens/s, torch eager against ONNX Runtime.
+
+For each random-weight Llama config (`workbench.loaders.language.RANDOM_LLAMAS`:
+``llama-tiny``, and ``llama-100m`` unless ``--models`` says otherwise; random weights are
+for speed only) `wb.generate_profile` generates greedily at batch 1 on each runtime with
+the fair protocol of ``benchmarks/runtimes.py``: each runtime in its own fresh process
+per round at its own defaults (torch: transformers eager with its ``DynamicCache``; ONNX
+Runtime: the exported decoder, the cache kept bound between steps, the onnxruntime
+backend's default threads and optimisation), the order of the runtimes alternated from
+round to round, the range over rounds kept. Each process also checks its greedy tokens
+against torch's (``diverges_at``) and reads this machine's memory bandwidth for the
+decode roofline (`wb.machine_ceilings`, cached on disk; measured by the first process
+that needs it).
+
+Reported per model and runtime: TTFT, TPOT and the inter-token p90 (the median of the
+rounds' medians, with the range over rounds), prefill and decode tokens/s at those
+medians, the fraction of the measured bandwidth decoding attains, whether the tokens
+match torch's, the per-layer medians' sum over each phase's median (where the runtime
+times layers: torch; the per-layer generations run after the timed ones, so the headline
+numbers carry no hooks), noisy rounds; and ONNX Runtime's decode tokens/s over torch's
+(issue 28's target: >= 1.2x at batch 1).
+
+    python benchmarks/generate.py [--rounds 3] [--runs 3] [--models llama-tiny,llama-100m]
+        [--prompt-length 32] [--output-length 32] [--quick]
+
+``--quick`` proves the script works (llama-tiny only, one round, one run, 8 tokens) and
+writes ``results/generate.quick.*``; it is not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from _common import write_results
+
+RUNTIMES = ("torch", "onnxruntime")
+UNATTRIBUTED = "(unattributed)"  # workbench.profiling.table's gap row
+
+
+def child(args: argparse.Namespace) -> None:
+    """One runtime, one model, one round, in this fresh process: the profile as JSON."""
+    from workbench.loaders.language import language_model
+    from workbench.profiling.generate import generate_profile
+
+    started = time.perf_counter()
+    model = language_model(args.child_model, seed=0)
+    built = time.perf_counter()
+    g = generate_profile(
+        model,
+        backend=args.child_backend,
+        prompt_length=args.prompt_length,
+        output_length=args.output_length,
+        runs=args.runs,
+        warmup=1,
+        roofline=True,
+        layers=True,  # timed after the plain runs: the headline numbers never carry hooks
+    )
+    data = g.to_dict()
+    data["build_s"] = built - started
+    data["process_s"] = time.perf_counter() - started  # build, export, check and timing
+    print("RESULT " + json.dumps(data), flush=True)
+
+
+def run_child(model: str, runtime: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child-model",
+        model,
+        "--child-backend",
+        runtime,
+        "--prompt-length",
+        str(args.prompt_length),
+        "--output-length",
+        str(args.output_length),
+        "--runs",
+        str(args.runs),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {out.returncode}: {last}"}
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per runtime: medians over the rounds of each round's median, and ranges."""
+    rows = []
+    for runtime, results in rounds.items():
+        good = [r for r in results if "error" not in r]
+        row: dict[str, Any] = {"model": model, "runtime": runtime, "rounds": len(good)}
+        row["errors"] = sorted({r["error"] for r in results if "error" in r})
+        if not good:
+            rows.append(row)
+            continue
+        for key, field, stat in (
+            ("ttft", "ttft", "median"),
+            ("tpot", "tpot", "median"),
+            ("itl_p90", "inter_token", "p90"),
+        ):
+            values = [r[field][stat] for r in good if r[field] is not None]
+            row[f"{key}_ms"] = statistics.median(values) if values else None
+            row[f"{key}_min_ms"] = min(values) if values else None
+            row[f"{key}_max_ms"] = max(values) if values else None
+        first = good[0]
+        batch = first["batch_size"]
+        row["prefill_tokens_per_s"] = batch * first["prompt_length"] * 1000.0 / row["ttft_ms"]
+        row["decode_tokens_per_s"] = batch * 1000.0 / row["tpot_ms"] if row["tpot_ms"] else None
+        fractions = [r["bandwidth_fraction"] for r in good if r["bandwidth_fraction"] is not None]
+        row["bandwidth_fraction"] = statistics.median(fractions) if fractions else None
+        row["bandwidth_bytes_per_s"] = first["bandwidth_bytes_per_s"]
+        row["decode_bytes_per_step"] = first["decode_bytes_per_step"]
+        row["weights_bytes"] = first["weights_bytes"]
+        row["diverges_at"] = [r["diverges_at"] for r in good]
+        row["noisy_rounds"] = sum(
+            bool(r["ttft"]["noisy"] or (r["inter_token"] and r["inter_token"]["noisy"]))
+            for r in good
+        )
+        row["process_s"] = statistics.median(r["process_s"] for r in good)
+        for phase, field, stat in (
+            ("prefill", "ttft", "median"),
+            ("decode", "inter_token", "median"),
+        ):
+            ratios = [
+                _layer_sum(r[f"{phase}_layers"]) / r[field][stat]
+                for r in good
+                if r[f"{phase}_layers"] and r[field]
+            ]
+            row[f"{phase}_layer_sum_ratio"] = statistics.median(ratios) if ratios else None
+        rows.append(row)
+    torch = next((r for r in rows if r["runtime"] == "torch"), None)
+    for row in rows:
+        base = torch.get("decode_tokens_per_s") if torch else None
+        own = row.get("decode_tokens_per_s")
+        row["decode_vs_torch"] = own / base if own and base else None
+    return rows
+
+
+def _layer_sum(records: list[dict[str, Any]]) -> float:
+    """The per-layer medians of a phase added up, the ``(unattributed)`` gap left out."""
+    return sum(r["latency_ms"] for r in records if r["layer"] != UNATTRIBUTED)
+
+
+def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [
+        f"Batch 1, prompt {settings['prompt_length']} tokens, output "
+        f"{settings['output_length']} tokens, greedy; {settings['rounds']} rounds, each "
+        f"runtime in its own fresh process per round (order alternated), "
+        f"{settings['runs']} timed generations after 1 warm-up per process; fp32, random "
+        "weights (speed only). Latencies: median of the rounds' medians (range over rounds).",
+        "",
+        "| model | runtime | TTFT ms | TPOT ms | ITL p90 ms | prefill tok/s | decode tok/s "
+        "| decode vs torch | bandwidth fraction | tokens vs torch | layer sums / phase "
+        "(prefill, decode) | noisy rounds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row["rounds"]:
+            lines.append(f"| {row['model']} | {row['runtime']} | failed: {row['errors']} |")
+            continue
+        diverged = [d for d in row["diverges_at"] if d is not None]
+        tokens = (
+            "reference"
+            if row["runtime"] == "torch"
+            else ("identical" if not diverged else f"differ from step {min(diverged)}")
+        )
+        fraction = row["bandwidth_fraction"]
+        lines.append(
+            f"| {row['model']} | {row['runtime']} | {_range(row, 'ttft')} | {_range(row, 'tpot')} "
+            f"| {_range(row, 'itl_p90')} | {row['prefill_tokens_per_s']:,.0f} "
+            f"| {row['decode_tokens_per_s']:,.1f} | {_ratio(row['decode_vs_torch'])} "
+            f"| {'unavailable' if fraction is None else f'{fraction:.0%}'} | {tokens} "
+            f"| {_sums(row)} | {row['noisy_rounds']}/{row['rounds']} |"
+        )
+    bandwidth = next(
+        (r["bandwidth_bytes_per_s"] for r in rows if r.get("bandwidth_bytes_per_s")), 0
+    )
+    if bandwidth:
+        lines += [
+            "",
+            f"- bandwidth fraction: bytes a decode step reads (weights once + the KV cache "
+            f"attended) / TPOT, over this machine's measured bandwidth "
+            f"({bandwidth / 2**30:.1f} GiB/s, `wb.machine_ceilings`, measured under the load "
+            "noted above)",
+        ]
+    return "\n".join(lines)
+
+
+def _range(row: dict[str, Any], key: str) -> str:
+    value = row.get(f"{key}_ms")
+    if value is None:
+        return "unavailable"
+    return f"{value:.3g} ({row[f'{key}_min_ms']:.3g}-{row[f'{key}_max_ms']:.3g})"
+
+
+def _sums(row: dict[str, Any]) -> str:
+    prefill, decode = row["prefill_layer_sum_ratio"], row["decode_layer_sum_ratio"]
+    if prefill is None:
+        return "not done on this runtime"
+    return f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--prompt-length", type=int, default=32)
+    parser.add_argument("--output-length", type=int, default=32)
+    parser.add_argument(
+        "--models", type=lambda text: text.split(","), default=["llama-tiny", "llama-100m"]
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
+    parser.add_argument("--child-model", help=argparse.SUPPRESS)
+    parser.add_argument("--child-backend", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_model:
+        child(args)
+        return
+    if args.quick:
+        args.rounds, args.runs, args.output_length, args.prompt_length = 1, 1, 8, 8
+        args.models = ["llama-tiny"]
+    rows = []
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for model in args.models:
+        rounds: dict[str, list[dict[str, Any]]] = {runtime: [] for runtime in RUNTIMES}
+        for index in range(args.rounds):
+            # alternate which runtime goes first, so neither always meets a warmer machine
+            order = RUNTIMES if index % 2 == 0 else tuple(reversed(RUNTIMES))
+            for runtime in order:
+                started = time.perf_counter()
+                result = run_child(model, runtime, args)
+                rounds[runtime].append(result)
+                took = time.perf_counter() - started
+                what = result.get("error") or f"TPOT {result['tpot']['median']:.3g} ms"
+                print(f"{model} round {index + 1} {runtime}: {what} ({took:.0f} s)", flush=True)
+        rows += summarise(model, rounds)
+        raw[model] = rounds
+    settings = {
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "prompt_length": args.prompt_length,
+        "output_length": args.output_length,
+        "batch_size": 1,
+        "models": args.models,
+    }
+    table = markdown(rows, settings)
+    write_results(
+        "generate",
+        {"settings": settings, "rows": rows, "rounds": raw},
+        table,
+        quick=args.quick,
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
