@@ -139,3 +139,15 @@ def test_lightgbm_files_need_trust_where_lightgbm_can_run_code_from_them(
     sio.dump(lgb_regressor.booster_, booster)
     with pytest.raises(UnsafeModelError, match="CVE-2024-43598"):
         wb.load(booster)
+
+
+def test_a_skops_archive_is_bounded_before_skops_reads_it(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "bomb.skops"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", b"{}" + b" " * (4 * 2**20))  # inflates ~1000 times
+    with pytest.raises(UnsafeModelError, match="decompression bomb"):
+        wb.load(path)
+    with pytest.raises(ModelLoadError, match=r"more than the 1\.0 MiB limit when unpacked"):
+        wb.load(path, trust=True, max_bytes=2**20)
