@@ -138,3 +138,18 @@ def test_the_figures_are_reached_through_the_lazy_names() -> None:
     assert viz.phase_layer_latency is figures.phase_layer_latency
     assert viz.context_depth is figures.context_depth
     assert np.array_equal(_profile().token_times(), np.array(RUNS))
+
+
+def test_decode_roofline_puts_each_attained_traffic_under_the_measured_bound() -> None:
+    torch_g = _profile(backend="torch", bandwidth_bytes_per_s=4e9)
+    ort_g = _profile(bandwidth_bytes_per_s=4e9)
+    unmeasured = _profile(backend="numba")  # no roofline=True: left out
+    fig = viz.decode_roofline([torch_g, ort_g, unmeasured])
+    (bars,) = fig.data
+    assert list(bars.y) == ["Tiny torch b1", "Tiny onnxruntime b1"]
+    expected = [g.decode_bytes_per_s / 1e9 for g in (torch_g, ort_g)]  # type: ignore[operator]
+    assert list(bars.x) == pytest.approx(expected)
+    assert list(bars.text) == [f"{torch_g.bandwidth_fraction:.0%}"] * 2
+    (bound,) = [s for s in fig.layout.shapes if s.type == "line"]
+    assert bound.x0 == pytest.approx(4.0)
+    assert "roofline=True" in viz.decode_roofline([unmeasured]).layout.annotations[0].text

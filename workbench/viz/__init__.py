@@ -5,9 +5,9 @@ figure):
 
 - **plotly figures**, interactive, for the dashboard and reports: `profile` (per-layer
   latency, time shares, op types, memory, latency distribution and timeline), `compare`
-  (aligned layers of several profiles), `generate` (per-token latency, per-layer per
-  phase, context depth of generation profiles), `rooflines`, `tradeoffs` (Pareto front,
-  sensitivity), `graph`, `serving`, `runtimes`, `plan`. Each takes measured data and
+  (aligned layers of several profiles), `generate` (generation profiles: per-token
+  latency, per-layer per phase, context depth, decode roofline), `rooflines`, `tradeoffs`
+  (Pareto front, sensitivity), `graph`, `serving`, `runtimes`, `plan`. Each takes measured data and
   returns a new ``plotly.graph_objects.Figure``; none measures anything or mutates its
   input; missing data gives a figure that says so.
 - **inline SVG figures** (`inline` draws, `reprs` picks each result's key figure): the
@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.evaluation.pareto import pareto_mask
     from workbench.viz.compare import layer_comparison
-    from workbench.viz.generate import context_depth, phase_layer_latency, token_latency
+    from workbench.viz.generate import (
+        context_depth,
+        decode_roofline,
+        phase_layer_latency,
+        token_latency,
+    )
     from workbench.viz.profile import (
         labels,
         latency_distribution,
@@ -77,7 +82,8 @@ _HOMES: dict[str, str] = {
     ),
     "layer_comparison": "workbench.viz.compare",
     **dict.fromkeys(
-        ("context_depth", "phase_layer_latency", "token_latency"), "workbench.viz.generate"
+        ("context_depth", "decode_roofline", "phase_layer_latency", "token_latency"),
+        "workbench.viz.generate",
     ),
     "roofline": "workbench.viz.rooflines",
     **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
@@ -89,6 +95,7 @@ __all__ = [
     "PRECISION_COLORS",
     "canonical_op_type",
     "context_depth",
+    "decode_roofline",
     "empty_figure",
     "labels",
     "latency_distribution",

@@ -7,7 +7,8 @@ missing data gives a figure that says how to get it.
 - `token_latency`: each generated token's latency, the first one being the prefill
   (TTFT), every timed run and their median, the decode steps' p50 and p90;
 - `phase_layer_latency`: the per-layer tables of the prefill and of one decode step;
-- `context_depth`: TTFT and TPOT against the context depth, with the KV cache's bytes.
+- `context_depth`: TTFT and TPOT against the context depth, with the KV cache's bytes;
+- `decode_roofline`: decoding's attained memory traffic against the measured bandwidth.
 
 Example:
     >>> from workbench import viz
@@ -37,7 +38,7 @@ from workbench.viz.style import (
 if TYPE_CHECKING:
     from workbench.profiling.generate import GenerationProfile
 
-__all__ = ["context_depth", "phase_layer_latency", "token_latency"]
+__all__ = ["context_depth", "decode_roofline", "phase_layer_latency", "token_latency"]
 
 #: the prefill's colour, apart from the decode steps'
 PREFILL_COLOR = PALETTE[1]
@@ -259,4 +260,54 @@ def context_depth(profiles: Sequence[GenerationProfile]) -> go.Figure:
     fig.update_layout(title=title, xaxis_title="context depth (tokens cached)", **LAYOUT)
     fig.update_yaxes(title_text="median latency (ms)", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title_text="KV cache (bytes)", showgrid=False, secondary_y=True)
+    return fig
+
+
+def decode_roofline(profiles: Sequence[GenerationProfile]) -> go.Figure:
+    """The decode roofline: each profile's attained memory traffic while decoding (bytes a
+    step reads over the median TPOT) against this machine's measured bandwidth, the
+    fraction of the bound written on each bar.
+
+    Args:
+        profiles: generation profiles made with ``roofline=True`` (others are left out,
+            and the figure says how to get them); not changed.
+
+    Example:
+        >>> viz.decode_roofline([g_torch, g_ort])
+    """
+    title = "Decode roofline: memory traffic against the measured bandwidth"
+    rows = [g for g in profiles if g.bandwidth_fraction is not None]
+    if not rows:
+        return empty_figure(
+            "No decode roofline: generate with roofline=True (--roofline) and N ≥ 2.", title
+        )
+    labels = [
+        f"{g.model} {g.backend} b{g.batch_size}" + (f" d{g.depth}" if g.depth else "") for g in rows
+    ]
+    attained = [float(g.decode_bytes_per_s or 0.0) / 1e9 for g in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=attained,
+            y=labels,
+            orientation="h",
+            marker_color=DECODE_COLOR,
+            text=[f"{g.bandwidth_fraction:.0%}" for g in rows],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.3g} GB/s, %{text} of the bound<extra></extra>",
+            showlegend=False,
+        )
+    )
+    bound = max(float(g.bandwidth_bytes_per_s or 0.0) for g in rows) / 1e9
+    fig.add_vline(
+        x=bound,
+        line={"dash": "dash", "color": MUTED},
+        annotation_text=f"measured bandwidth {bound:.3g} GB/s",
+        annotation_position="top left",
+    )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "attained while decoding (GB/s)", "range": [0, bound * 1.1]},
+        height=max(260, 40 * len(rows) + 140),
+        **LAYOUT,
+    )
     return fig
