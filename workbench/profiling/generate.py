@@ -333,10 +333,9 @@ class GenerationProfile:
         import html
 
         from workbench.profiling.formatting import summary_html
-
-        noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
         from workbench.profiling.results import figure_html
 
+        noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
         body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)
         return summary_html(self.title(), self.facts(), figure_html(self) + body)
 
