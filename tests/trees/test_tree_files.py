@@ -54,6 +54,7 @@ def test_a_sklearn_forest_in_skops_loads_without_trust(tmp_path: Path) -> None:
     m = wb.load(path)
     assert m.source == str(path) and m.metadata["trees"]["estimator"] == "RandomForestClassifier"
     np.testing.assert_allclose(run_onnx(m, x)[1], forest.predict_proba(x), atol=1e-6)
+    assert m.onnx_bytes == wb.load(forest).onnx_bytes  # the same model as the object's
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
