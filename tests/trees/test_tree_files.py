@@ -81,7 +81,7 @@ def test_boosters_and_wrappers_in_skops_load_without_trust(tmp_path: Path, libra
         np.testing.assert_allclose(run_onnx(m, x)[1], wrapper.predict_proba(x), atol=1e-5)
 
 
-def test_a_skops_file_with_a_type_off_the_list_is_refused_until_trusted(tmp_path: Path) -> None:
+def test_a_skops_file_with_a_function_off_the_list_is_refused(tmp_path: Path) -> None:
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
