@@ -375,6 +375,7 @@ def compare_backends(
     backends: Iterable[str] | None = None,
     options: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     rounds: int = 3,
+    retries: int = 2,
     budget_s: float = 0.5,
     warmup_s: float = 0.2,
     timeout_s: float = 600.0,
@@ -399,6 +400,8 @@ def compare_backends(
         options: option sets per backend name (``{"openvino": [{}, {"hint":
             "throughput"}]}``), overriding the backend's own ``option_sets(device)``.
         rounds: processes per runtime and batch size.
+        retries: at most this many more rounds per batch size while a runtime's rounds
+            are noisy (`workbench.compare_runtimes`); 0 takes the rounds as they come.
         budget_s: time budget of each child's measurement, in seconds.
         warmup_s: minimum warm-up time in each child, in seconds.
         timeout_s: a child running longer is stopped and its round recorded as failed.
@@ -440,6 +443,7 @@ def compare_backends(
     if not sizes:
         raise InputError("batch_sizes must name at least one batch size, got none")
     rounds = whole("rounds", rounds, maximum=MAX_ROUNDS)
+    retries = whole("retries", retries, minimum=0, maximum=MAX_ROUNDS)
     budget_s, timeout_s = seconds("budget_s", budget_s), seconds("timeout_s", timeout_s)
     warmup_s = number("warmup_s", warmup_s, minimum=0.0, maximum=MAX_SECONDS)
     loaded = samples.load(reference) if reference in samples.names() else load(reference)
@@ -468,6 +472,7 @@ def compare_backends(
                 [_for_batch(runtime, batch) for runtime in runtimes],
                 batch,
                 rounds=rounds,
+                retries=retries,
                 budget_s=budget_s,
                 warmup_s=warmup_s,
                 timeout_s=timeout_s,
