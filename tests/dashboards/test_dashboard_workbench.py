@@ -16,7 +16,7 @@ def test_the_profile_page_downloads_the_current_profile_as_one_report(make_app):
 
 
 def test_sensitivity_ticks_build_the_recipe_that_optimize_measures(make_app):
-    app = make_app("digits-cnn")
+    app = make_app("digits-mlp")
     page = app.sensitivity
     page.transform = "int8-static"
     page.analyse()
@@ -140,7 +140,7 @@ def test_runs_filter_by_model_backend_machine_and_day_and_ticked_runs_are_delete
 
 
 def test_sensitivity_ticks_build_per_layer_prune_ratios_that_optimize_measures(make_app):
-    app = make_app("digits-cnn")
+    app = make_app("digits-mlp")
     page, optimize = app.sensitivity, app.optimize
     page.param.update(transform="prune-magnitude", sparsity=0.5)
     page.analyse()
