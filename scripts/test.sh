@@ -12,5 +12,5 @@ python -m pytest -q -p no:cacheprovider --durations=25 "$@"
 # torchvision's models, where setup put a PyPI torchvision in an overlay environment (they
 # skip in the run above, which has no torchvision)
 if [ -x .venv-torchvision/bin/python ] && [ "$#" = 0 ]; then
-    .venv-torchvision/bin/python -m pytest -q -p no:cacheprovider -m torchvision tests
+    .venv-torchvision/bin/python -m pytest -q -p no:cacheprovider -m torchvision tests/backends/torch
 fi
