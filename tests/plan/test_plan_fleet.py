@@ -117,8 +117,8 @@ def test_an_unreachable_target_names_the_nearest_and_what_it_takes() -> None:
     with pytest.raises(UnreachableError) as caught:
         plan(pairs, target_rate_per_s=10_000.0, p99_ms=5.0, redundancy=1, max_machines=5)
     text = str(caught.value)
-    assert "nearest: owned a onnxruntime/cpu serves 3200/s" in text
-    assert "it would take 14 machines of it, or 2500/s per machine" in text
+    assert "nearest: owned a onnxruntime/cpu serves 3,200/s" in text
+    assert "it would take 14 machines of it, or 2,500/s per machine" in text
     with pytest.raises(UnreachableError, match="no candidate sustains any rate"):
         plan([(RENTED, measured(5.0, ("baseline", 0.0)))], target_rate_per_s=1.0, p99_ms=5.0)
 

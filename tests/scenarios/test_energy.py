@@ -67,7 +67,7 @@ def test_rapl_counters_give_joules_per_inference_across_a_wrap(tmp_path: Path) -
     assert energy.joules == pytest.approx(0.5)
     assert energy.per_inference(1000) == pytest.approx(0.5e-3)
     text = energy.describe(1000)
-    assert "0.5 mJ per inference, 2000 inferences/J (RAPL package-0" in text
+    assert "0.5 mJ per inference, 2,000 inferences/J (RAPL package-0" in text
     assert "ESTIMATE, not measured: 5 mJ per inference (TDP 10 W x 0.5 s" in text
     assert Energy.from_dict(energy.to_dict()) == energy
 

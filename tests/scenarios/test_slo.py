@@ -13,6 +13,7 @@ from workbench.errors import InputError
 from workbench.scenarios import Batching, SloResult, VirtualClock, slo
 from workbench.testing import toy_mlp
 from workbench.testing.serving import LatencyModelBackend
+from workbench.units import format_number
 from workbench.viz.serving import slo_figure
 
 BUDGET_MS = 5.0
@@ -45,7 +46,8 @@ def test_the_rate_found_is_a_verified_point_within_the_budget(result: SloResult)
     assert len(above) > 0 and not above["passed"].any() and above["reasons"].str.len().gt(0).all()
     lowest_failure = above.loc[above["rate_per_s"].idxmin()]
     assert (
-        row["limited_by"] == f"at {lowest_failure['rate_per_s']:.4g}/s: {lowest_failure['reasons']}"
+        row["limited_by"]
+        == f"at {format_number(lowest_failure['rate_per_s'])}/s: {lowest_failure['reasons']}"
     )
 
 

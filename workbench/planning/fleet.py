@@ -29,6 +29,7 @@ from workbench.argtypes import number, whole
 from workbench.errors import InputError
 from workbench.planning.economics import HOURS_PER_YEAR, Machine, load_machine
 from workbench.profiling.results import dump_json, load_json
+from workbench.units import format_number
 
 #: relative slack when comparing a recorded budget with the objective (JSON rounding)
 _SAME = 1e-9
@@ -123,11 +124,12 @@ class Plan:
         w = self.workload
         lines = [
             f"plan for {w.target_rate_per_s:g}/s average (peak x{w.peak_to_average:g}, "
-            f"+{w.growth_per_year:.0%}/year over {_years(w.years)}: {w.design_rate_per_s:.4g}/s), "
+            f"+{w.growth_per_year:.0%}/year over {_years(w.years)}: "
+            f"{format_number(w.design_rate_per_s)}/s), "
             f"p99 <= {w.p99_ms:g} ms, N+{w.redundancy}",
             f"cheapest: {candidate_label(best)}: {int(best['machines'])} machine(s), "
             f"{best['tco_horizon']:,.0f} {best['currency']} over {_years(w.years)}, "
-            f"{best['cost_per_million']:.4g} {best['currency']} per 1M predictions",
+            f"{format_number(best['cost_per_million'])} {best['currency']} per 1M predictions",
             frame_text(self.table.drop(columns=["why_not"])),
         ]
         losers = self.table.iloc[1:]
@@ -369,10 +371,11 @@ def _unreachable(table: pd.DataFrame, workload: Workload) -> str:
     reach = max(usable, 0) * nearest["rate_per_s"]
     per_machine = design / usable if usable > 0 else math.inf
     return (
-        f"no candidate reaches the design peak of {design:.4g}/s within {workload.max_machines} "
-        f"machines (N+{workload.redundancy}); nearest: {candidate_label(nearest)} serves "
-        f"{reach:.4g}/s with them; it would take {int(nearest['machines'])} machines of it, "
-        f"or {per_machine:.4g}/s per machine"
+        f"no candidate reaches the design peak of {format_number(design)}/s within "
+        f"{workload.max_machines} machines (N+{workload.redundancy}); nearest: "
+        f"{candidate_label(nearest)} serves {format_number(reach)}/s with them; it would take "
+        f"{int(nearest['machines'])} machines of it, or "
+        + (f"{format_number(per_machine)}/s per machine" if math.isfinite(per_machine) else "more")
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import InputError
+from workbench.units import format_number
 
 #: where Linux exposes RAPL energy counters
 POWERCAP = Path("/sys/class/powercap")
@@ -81,12 +82,13 @@ class Energy:
         else:
             per_joule = inferences / self.joules if self.joules else math.inf
             text = (
-                f"energy: {per * 1e3:.4g} mJ per inference, {per_joule:.4g} inferences/J "
-                f"({self.source})"
+                f"energy: {format_number(per * 1e3)} mJ per inference, "
+                f"{format_number(per_joule)} inferences/J ({self.source})"
             )
         if self.estimate_joules is not None and inferences > 0:
             text += (
-                f"; ESTIMATE, not measured: {self.estimate_joules / inferences * 1e3:.4g} mJ "
+                "; ESTIMATE, not measured: "
+                f"{format_number(self.estimate_joules / inferences * 1e3)} mJ "
                 f"per inference ({self.estimate_basis})"
             )
         return text

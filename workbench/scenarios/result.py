@@ -15,7 +15,7 @@ import pandas as pd
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement
 from workbench.scenarios.energy import Energy, cost_per_million
-from workbench.units import format_count, format_ms, format_seconds
+from workbench.units import format_count, format_ms, format_number, format_seconds
 
 KINDS = ("single-stream", "multi-stream", "offline", "server")
 
@@ -254,7 +254,7 @@ class ScenarioResult:
         ]
         if self.cost_per_million is not None:
             lines.append(
-                f"  cost: {self.cost_per_million:.4g} per million predictions "
+                f"  cost: {format_number(self.cost_per_million)} per million predictions "
                 f"at {self.price_per_hour:g} per hour"
             )
         return "\n".join(lines)
@@ -289,7 +289,10 @@ class ScenarioResult:
         ]
         if self.cost_per_million is not None:
             rows.append(
-                ("cost per million", f"{self.cost_per_million:.4g} at {self.price_per_hour:g}/h")
+                (
+                    "cost per million",
+                    f"{format_number(self.cost_per_million)} at {self.price_per_hour:g}/h",
+                )
             )
         cells = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"

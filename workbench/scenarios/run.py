@@ -27,6 +27,7 @@ from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
 from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult, query_frame
+from workbench.units import format_number
 
 #: a multi-stream query starting more than this late missed its interval; a server's load
 #: generator whose median lag is over this (or one mean inter-arrival gap) fell behind
@@ -316,8 +317,8 @@ def server_checks(
         p99 = float(np.percentile(completed, 99)) if len(completed) else math.inf
         if p99 > load.target_latency_ms:
             reasons.append(
-                f"p99 latency {p99:.4g} ms is over the target {load.target_latency_ms:g} ms "
-                f"({int(frame['late'].sum())} queries late)"
+                f"p99 latency {format_number(p99)} ms is over the target "
+                f"{load.target_latency_ms:g} ms ({int(frame['late'].sum())} queries late)"
             )
     return reasons
 

@@ -29,6 +29,7 @@ from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
 from workbench.scenarios.result import Minimums, json_rows
 from workbench.scenarios.run import ServerLoad, SystemUnderTest, minimums_for, server
+from workbench.units import format_number
 
 #: calls timed per batch size to estimate capacity before searching
 CAPACITY_PROBES = 20
@@ -128,7 +129,7 @@ class SloResult:
         )
         best = self.best()
         headline = (
-            f"best: <b>{best['max_rate_per_s']:.4g} queries/s</b> on "
+            f"best: <b>{format_number(best['max_rate_per_s'])} queries/s</b> on "
             f"{html.escape(str(best['variant']))} {html.escape(str(best['backend']))}/"
             f"{html.escape(str(best['device']))}"
             if best["max_rate_per_s"] > 0
@@ -370,8 +371,8 @@ class _Search:
             # (and a search would spend minutes at the few queries/s such a model serves)
             return {
                 **found,
-                "limited_by": f"a batch of {choice.max_batch} takes {batch_ms:.4g} ms (median "
-                f"of {CAPACITY_PROBES}), over the {self.p99_ms:g} ms budget",
+                "limited_by": f"a batch of {choice.max_batch} takes {format_number(batch_ms)} "
+                f"ms (median of {CAPACITY_PROBES}), over the {self.p99_ms:g} ms budget",
             }
         passed_rate, failed_rate = 0.0, 1.25 * capacity
         best: dict[str, Any] = {"p99_ms": math.nan, "throughput_per_s": math.nan}
@@ -409,7 +410,7 @@ class _Search:
                 best = {"p99_ms": float(p99), "throughput_per_s": throughput}
             else:
                 failed_rate = rate
-                limited_by = f"at {rate:.4g}/s: " + "; ".join(run.reasons)
+                limited_by = f"at {format_number(rate)}/s: " + "; ".join(run.reasons)
         return {
             **found,
             **best,
