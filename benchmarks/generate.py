@@ -246,7 +246,11 @@ def main() -> None:
                 what = result.get("error") or f"TPOT {result['tpot']['median']:.3g} ms"
                 print(f"{model} round {index + 1} {runtime}: {what} ({took:.0f} s)", flush=True)
         rows += summarise(model, rounds)
-        raw[model] = rounds
+        # the per-layer tables are summed into the rows; kept whole they would be most of the file
+        raw[model] = {
+            runtime: [{k: v for k, v in r.items() if not k.endswith("_layers")} for r in results]
+            for runtime, results in rounds.items()
+        }
     settings = {
         "rounds": args.rounds,
         "runs": args.runs,
