@@ -111,39 +111,10 @@ def test_every_import_goes_down_the_layers() -> None:
 
 
 def test_no_import_cycles() -> None:
-    cycles: list[list[str]] = []
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
+    from tests.backends.test_package_imports import cycles
 
-    def visit(node: str) -> None:  # Tarjan's strongly connected components
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in GRAPH[node]:
-            if _is_ancestor_package(node, nxt):
-                continue
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
-
-    for module in sorted(GRAPH):
-        if module not in index:
-            visit(module)
-    assert cycles == []
+    graph = {m: {t for t in ts if not _is_ancestor_package(m, t)} for m, ts in GRAPH.items()}
+    assert cycles(graph) == []
 
 
 @pytest.mark.parametrize("runtime", BACKEND_PACKAGES)
