@@ -7,8 +7,17 @@ source scripts/setup.sh
 
 python -m ruff check workbench tests benchmarks extensions
 python -m ruff format --check workbench tests benchmarks extensions
-python -m mypy workbench
+# mypy (about a minute from a cold cache, one core) checks beside the tests; its verdict
+# is waited for and fails the run like any other step
+mypy_log=$(mktemp)
+python -m mypy workbench >"$mypy_log" 2>&1 &
+mypy_pid=$!
 python -m pytest -q -p no:cacheprovider --durations=25 "$@"
+if ! wait "$mypy_pid"; then
+    cat "$mypy_log"
+    exit 1
+fi
+cat "$mypy_log"
 # torchvision's models, where setup put a PyPI torchvision in an overlay environment (they
 # skip in the run above, which has no torchvision)
 if [ -x .venv-torchvision/bin/python ] && [ "$#" = 0 ]; then
