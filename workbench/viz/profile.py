@@ -25,6 +25,7 @@ from workbench.viz.style import (
     LAYOUT,
     WARMUP_COLOR,
     canonical_op_type,
+    corner_note,
     empty_figure,
     log_axis,
     op_type_color,
@@ -230,19 +231,14 @@ def note_unattributed(fig: go.Figure, profiles: Sequence[Profile]) -> None:
                 "unattributed"
             )
     if parts:
-        fig.add_annotation(
-            text="<br>".join(parts)
+        corner_note(
+            fig,
+            "<br>".join(parts)
             + "<br><i>(per-layer times come from an instrumented pass; see the note above)</i>",
-            showarrow=False,
-            x=1.0,
-            y=1.0,
-            xref="paper",
-            yref="paper",
-            xanchor="right",
-            yanchor="bottom",
+            "unattributed",
+            size=11,
+            color="#555",
             align="right",
-            font={"size": 11, "color": "#555"},
-            name="unattributed",
         )
 
 

@@ -308,6 +308,25 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     return fig
 
 
+def corner_note(
+    fig: go.Figure, text: str, name: str, *, size: int, color: str, **extra: Any
+) -> None:
+    """A small note just above the plot's top-right corner (what a figure leaves out)."""
+    fig.add_annotation(
+        text=text,
+        showarrow=False,
+        x=1.0,
+        y=1.0,
+        xref="paper",
+        yref="paper",
+        xanchor="right",
+        yanchor="bottom",
+        font={"size": size, "color": color},
+        name=name,
+        **extra,
+    )
+
+
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 

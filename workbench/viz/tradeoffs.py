@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from workbench.evaluation.pareto import pareto_mask
 from workbench.viz.style import (
     LAYOUT,
+    corner_note,
     empty_figure,
     op_type_color,
     precision_color,
@@ -224,17 +225,12 @@ def _fit_latency_axis(fig: go.Figure, frame: pd.DataFrame) -> None:
         f"{v} (p90 {p:.3g} ms)"
         for v, p in zip(long["variant"], long["latency_p90_ms"], strict=True)
     )
-    fig.add_annotation(
-        text=textwrap.shorten(f"p90 whiskers clipped at the edge: {names}", 160),
-        showarrow=False,
-        x=1.0,
-        y=1.0,
-        xref="paper",
-        yref="paper",
-        xanchor="right",
-        yanchor="bottom",
-        font={"size": 10, "color": "#777"},
-        name="clipped",
+    corner_note(
+        fig,
+        textwrap.shorten(f"p90 whiskers clipped at the edge: {names}", 160),
+        "clipped",
+        size=10,
+        color="#777",
     )
 
 
