@@ -39,7 +39,7 @@ from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from workbench.loaders.causal_lm import CausalLM
 
@@ -400,6 +400,28 @@ def prompt_ids(
     return ids.astype(np.int64)
 
 
+def token_steps(
+    decoder: Decoder, ids: np.ndarray, output_length: int, context: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Greedy generation one token at a time: yields (tokens (batch,), ms) per step.
+
+    The first yield is the prefill (its time is the TTFT), then one per decode step, so
+    a caller can show each token as it arrives (the dashboard's Generate page) while the
+    times stay exactly those `greedy` records. ``context`` (batch, depth), when given, is
+    prefilled first, untimed; the prompt then runs on that cache.
+    """
+    clock = Timer.clock
+    if context is not None:
+        decoder.prefill(context)
+    start = clock()
+    token = decoder.prefill(ids) if context is None else decoder.extend(ids)
+    yield token, (clock() - start) * 1000.0
+    for _ in range(output_length - 1):
+        start = clock()
+        token = decoder.step(token)
+        yield token, (clock() - start) * 1000.0
+
+
 def greedy(
     decoder: Decoder, ids: np.ndarray, output_length: int, context: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[float]]:
@@ -408,20 +430,8 @@ def greedy(
     ``context`` (batch, depth), when given, is prefilled first, untimed; the prompt then
     runs on that cache.
     """
-    clock = Timer.clock
-    times: list[float] = []
-    if context is not None:
-        decoder.prefill(context)
-    start = clock()
-    token = decoder.prefill(ids) if context is None else decoder.extend(ids)
-    times.append((clock() - start) * 1000.0)
-    tokens = [token]
-    for _ in range(output_length - 1):
-        start = clock()
-        token = decoder.step(token)
-        times.append((clock() - start) * 1000.0)
-        tokens.append(token)
-    return np.stack(tokens, axis=1), times
+    steps = list(token_steps(decoder, ids, output_length, context))
+    return np.stack([token for token, _ in steps], axis=1), [ms for _, ms in steps]
 
 
 def first_divergence(tokens: np.ndarray, reference: np.ndarray) -> int | None:
