@@ -12,6 +12,8 @@ import pytest
 from workbench.backends import base
 from workbench.errors import ParameterError
 from workbench.planning import Machine, Plan, PlanError, UnreachableError, plan
+from workbench.profiling.generate import GenerationProfile
+from workbench.profiling.timer import Measurement
 from workbench.scenarios import Batching, SloResult, VirtualClock, slo
 from workbench.scenarios.result import Minimums
 from workbench.scenarios.slo import TABLE_COLUMNS
@@ -153,3 +155,36 @@ def test_the_plan_round_trips_through_json(tmp_path: Path) -> None:
     assert back.machines == p.machines and back.notes == p.notes
     assert "cheapest: rented baseline onnxruntime/cpu: 3 machine(s)" in p.summary()
     assert any("DECLARED power 200 W" in n for n in p.notes)
+
+
+def generation(tpot_ms: float, step_ms: tuple[float, ...], batch: int = 4) -> GenerationProfile:
+    """A generation profile of 3 runs x 5 tokens: the TPOTs and inter-token steps given."""
+    once = Measurement((10.0, 10.0, 10.0))
+    return GenerationProfile(
+        "tiny-lm", "onnxruntime", "cpu", batch, 8, 5, 0, ((1, 2, 3, 4, 5),) * batch, once,
+        Measurement(step_ms), Measurement((tpot_ms,) * 3), once, 64, 4096, 4096, 10**6, 10**6,
+    )  # fmt: skip
+
+
+def test_a_generative_candidate_is_costed_per_million_tokens(tmp_path: Path) -> None:
+    # batch 4 at a median TPOT of 20 ms: 200 tokens/s; every step within 25 ms
+    fast = generation(20.0, (20.0,) * 11 + (25.0,))
+    p = plan([(RENTED, fast)], target_rate_per_s=500.0, p99_ms=30.0, years=1)
+    best = p.choice
+    assert best["unit"] == "tokens" and best["rate_per_s"] == pytest.approx(200.0)
+    assert best["machines"] == 3  # ceil(500 / 200)
+    served = 500 * 3600 * 8760  # tokens in one year
+    assert best["cost_per_million"] == pytest.approx(3 * 3.6 * 8760 / served * 1e6)
+    assert best["energy_j_per_prediction"] == pytest.approx(200 / 200.0)  # joules per token
+    assert "per 1M tokens" in p.summary() and "500 tokens/s average" in p.summary()
+    assert any("decode rate of one generation profile (batch 4" in n for n in p.notes)
+    # the JSON of a generation profile is a candidate too, and the plan round-trips
+    fast.to_json(tmp_path / "gen.json")
+    again = plan([(RENTED, tmp_path / "gen.json")], 500.0, 30.0, years=1)
+    assert Plan.from_json(again.to_json()).unit == "tokens"
+    # a step over the objective: no rate within it, said with the measured p99
+    slow = generation(20.0, (20.0,) * 11 + (40.0,))
+    with pytest.raises(UnreachableError, match=r"inter-token p99 .* ms is over the objective"):
+        plan([(RENTED, slow)], target_rate_per_s=500.0, p99_ms=30.0)
+    with pytest.raises(PlanError, match=r"count different things \(predictions/s and tokens/s\)"):
+        plan([(RENTED, fast), (OWNED, measured(30.0, ("b", 500.0)))], 500.0, 30.0)

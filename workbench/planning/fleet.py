@@ -12,6 +12,10 @@ machine's economics (`Machine`). The arithmetic, per candidate:
 - cost per 1M predictions = total cost over the horizon / predictions served in it;
 - energy per prediction = power / measured rate (the machine at its measured rate),
   labelled declared or measured, or unavailable.
+
+A generative model's candidate is measured in tokens/s (a `GenerationProfile`'s decode
+rate, or a result whose rows say ``unit = "tokens"``): its workload's rate is tokens/s
+and every "per prediction" figure is per token (cost per 1M tokens, joules per token).
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from workbench.units import format_number
 
 #: relative slack when comparing a recorded budget with the objective (JSON rounding)
 _SAME = 1e-9
+#: what a candidate's rate counts: forward models' predictions, generative models' tokens
+UNITS = ("predictions", "tokens")
 
 COLUMNS = [
-    "machine", "variant", "backend", "device", "rate_per_s", "machines", "utilization",
+    "machine", "variant", "backend", "device", "rate_per_s", "unit", "machines", "utilization",
     "peak_utilization", "cost_per_million", "tco_1y", "tco_3y", "tco_horizon",
     "capital_horizon", "upkeep_horizon", "energy_cost_horizon", "energy_j_per_prediction",
     "predictions_per_joule", "power_basis", "currency", "meets", "why_not",
@@ -112,6 +118,11 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def unit(self) -> str:
+        """What the rates and "per 1M" costs count: ``"predictions"`` or ``"tokens"``."""
+        return str(self.table["unit"].iloc[0]) if len(self.table) else "predictions"
+
+    @property
     def choice(self) -> pd.Series:
         """The chosen candidate's row (the cheapest over the horizon that meets it)."""
         return self.table.iloc[0]
@@ -123,13 +134,13 @@ class Plan:
         best = self.choice
         w = self.workload
         lines = [
-            f"plan for {w.target_rate_per_s:g}/s average (peak x{w.peak_to_average:g}, "
+            f"plan for {w.target_rate_per_s:g} {self.unit}/s average (peak x{w.peak_to_average:g}, "
             f"+{w.growth_per_year:.0%}/year over {_years(w.years)}: "
             f"{format_number(w.design_rate_per_s)}/s), "
             f"p99 <= {w.p99_ms:g} ms, N+{w.redundancy}",
             f"cheapest: {candidate_label(best)}: {int(best['machines'])} machine(s), "
             f"{best['tco_horizon']:,.0f} {best['currency']} over {_years(w.years)}, "
-            f"{format_number(best['cost_per_million'])} {best['currency']} per 1M predictions",
+            f"{format_number(best['cost_per_million'])} {best['currency']} per 1M {self.unit}",
             frame_text(self.table.drop(columns=["why_not"])),
         ]
         losers = self.table.iloc[1:]
@@ -173,8 +184,9 @@ class Plan:
         data = load_json(text_or_path, "a plan")
         table = pd.DataFrame(data["table"], columns=COLUMNS)
         numeric = [c for c in COLUMNS if c not in ("machine", "variant", "backend", "device",
-                                                     "machines", "power_basis", "currency",
-                                                     "meets", "why_not")]  # fmt: skip
+                                                     "unit", "machines", "power_basis",
+                                                     "currency", "meets", "why_not")]  # fmt: skip
+        table["unit"] = table["unit"].fillna("predictions")  # plans written before tokens
         # machine counts stay whole (2, not 2.0) unless one is missing, as when planned
         whole = table["machines"].notna().all()
         types = {**dict.fromkeys(numeric, "float64"), "machines": "int64" if whole else "float64"}
@@ -214,8 +226,11 @@ def plan(
     Args:
         candidates: ``(machine, slo_result)`` pairs: the machine's economics (a `Machine`
             or a TOML path) and the `SloResult` measured on it (or its JSON path); every
-            row of the result (variant, backend, device) is a candidate.
-        target_rate_per_s: average predictions per second in year one.
+            row of the result (variant, backend, device) is a candidate. For a generative
+            model, a `GenerationProfile` (or its JSON) in place of the SLO result: its
+            decode tokens/s is the rate, within the objective when its inter-token p99 is.
+        target_rate_per_s: average predictions per second in year one (tokens per
+            second when the candidates are generation profiles).
         p99_ms: the p99 objective; each SLO result must have been measured at this
             budget or a tighter one.
         peak_to_average: peak rate over average rate.
@@ -230,7 +245,7 @@ def plan(
 
     Raises:
         PlanError: no candidates, an SLO result measured at a looser budget, results of
-            different models, prices in different currencies.
+            different models, prices in different currencies, predictions mixed with tokens.
         UnreachableError: no candidate meets the workload (names the nearest and what
             it would take).
         EconomicsError: a machine file that is not valid.
@@ -249,7 +264,9 @@ def plan(
         raise PlanError("plan needs at least one (machine, SLO result) candidate")
     _check_comparable(pairs, workload)
     rows = [
-        candidate_row(m, row, workload) for m, result in pairs for _, row in result.table.iterrows()
+        candidate_row(m, row, workload)
+        for m, result in pairs
+        for row in measured_rows(result, p99_ms)
     ]
     table = pd.DataFrame(rows, columns=COLUMNS)
     meeting = table[table["meets"]]
@@ -269,35 +286,93 @@ def plan(
                 else f"costs the same as {candidate_label(best)} with at least as many machines"
             )
     machines = tuple({m.name: m for m, _ in pairs}.values())
-    return Plan(workload, table, machines, _notes(machines))
+    return Plan(workload, table, machines, _notes(machines) + _token_notes(pairs))
 
 
 def _resolve(machine: Machine | str | Path, result: Any) -> tuple[Machine, Any]:
+    from workbench.profiling.generate import GenerationProfile
     from workbench.scenarios.slo import SloResult
 
     if not isinstance(machine, Machine):
         machine = load_machine(machine)
     if isinstance(result, str | Path):
         try:
-            result = SloResult.from_json(result)
-        except (KeyError, TypeError, ValueError) as exc:
+            data = load_json(result, "an SLO result")
+            kind = GenerationProfile if data.get("kind") == "generation" else SloResult
+            result = kind.from_dict(data)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise PlanError(
-                f"{result}: not an SLO result written by `workbench slo --json` ({exc})"
+                f"{result}: not an SLO result written by `workbench slo --json` "
+                f"nor a generation profile ({exc})"
             ) from None
-    if not isinstance(result, SloResult):
-        raise PlanError(f"candidate for {machine.name!r}: want an SloResult, got {result!r}")
+    if not isinstance(result, SloResult | GenerationProfile):
+        raise PlanError(
+            f"candidate for {machine.name!r}: want an SloResult or a GenerationProfile, "
+            f"got {result!r}"
+        )
     return machine, result
 
 
+def rate_unit(measured: Any) -> str:
+    """What a measured row's rate counts (``"predictions"`` unless it says ``unit``)."""
+    unit = measured.get("unit")
+    if not isinstance(unit, str):  # absent, or NaN in a table without the column filled
+        return "predictions"
+    if unit not in UNITS:
+        raise PlanError(f"a measured rate in {unit!r}/s: want one of {list(UNITS)}")
+    return unit
+
+
+def _generation(result: Any) -> bool:
+    from workbench.profiling.generate import GenerationProfile
+
+    return isinstance(result, GenerationProfile)
+
+
+def measured_rows(result: Any, p99_ms: float) -> list[Any]:
+    """The measured configurations of a candidate's result, as `candidate_row` takes them.
+
+    An `SloResult` gives its table's rows. A `GenerationProfile` gives one row in tokens/s:
+    its decode rate (batch / median TPOT), or 0 when its inter-token p99 is over
+    ``p99_ms`` (the objective then holds for every token after the first), NaN without
+    a decode step.
+    """
+    if not _generation(result):
+        return [row for _, row in result.table.iterrows()]
+    step, rate = result.inter_token, result.decode_tokens_per_s
+    if step is None or rate is None:
+        rate, why = math.nan, "no decode step (generate at least 2 tokens)"
+    elif step.p99 > p99_ms * (1 + _SAME):
+        rate = 0.0
+        why = f"inter-token p99 {format_number(step.p99)} ms is over the objective"
+    else:
+        why = f"decode at batch {result.batch_size}, one stream (not a server run under load)"
+    return [
+        {"variant": result.model, "backend": result.backend, "device": result.device,
+         "max_rate_per_s": rate, "limited_by": why, "unit": "tokens"}
+    ]  # fmt: skip
+
+
 def _check_comparable(pairs: list[tuple[Machine, Any]], workload: Workload) -> None:
+    units = {rate_unit(row) for _, r in pairs for row in measured_rows(r, workload.p99_ms)}
+    if len(units) > 1:
+        raise PlanError(
+            "the candidates count different things (predictions/s and tokens/s); plan forward "
+            "models and generative models separately"
+        )
     for machine, result in pairs:
+        if _generation(result):  # measured without a budget: its p99 is checked per row
+            continue
         if result.p99_ms > workload.p99_ms * (1 + _SAME):
             raise PlanError(
                 f"the SLO result for {machine.name!r} was measured at p99 <= {result.p99_ms:g} "
                 f"ms, looser than the {workload.p99_ms:g} ms objective; rerun workbench slo "
                 f"--p99-ms {workload.p99_ms:g} there"
             )
-    models = {str(r.settings["model"]) for _, r in pairs if r.settings.get("model")}
+    models = {str(r.model) for _, r in pairs if _generation(r)}
+    models |= {
+        str(r.settings["model"]) for _, r in pairs if not _generation(r) and r.settings.get("model")
+    }
     if len(models) > 1:
         raise PlanError(f"the SLO results are of different models {sorted(models)}; plan one")
     currencies = {m.currency for m, _ in pairs if m.currency}
@@ -310,7 +385,8 @@ def _check_comparable(pairs: list[tuple[Machine, Any]], workload: Workload) -> N
 def candidate_row(machine: Machine, measured: Any, workload: Workload) -> dict[str, Any]:
     """One table row: a measured configuration (a row of an `SloResult` table, or any
     mapping with its variant, backend, device, max_rate_per_s and limited_by) sized and
-    costed on ``machine`` for ``workload``."""
+    costed on ``machine`` for ``workload``; a ``unit`` of ``"tokens"`` makes its rate
+    tokens/s and its per-1M and per-prediction figures per token."""
     rate = float(measured["max_rate_per_s"])
     row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
     row.update(
@@ -319,6 +395,7 @@ def candidate_row(machine: Machine, measured: Any, workload: Workload) -> dict[s
         backend=measured["backend"],
         device=measured["device"],
         rate_per_s=rate,
+        unit=rate_unit(measured),
         power_basis=machine.power_label,
         currency=machine.currency,
         meets=False,
@@ -397,3 +474,15 @@ def _notes(machines: tuple[Machine, ...]) -> tuple[str, ...]:
                 "usually includes it)"
             )
     return tuple(notes)
+
+
+def _token_notes(pairs: list[tuple[Machine, Any]]) -> tuple[str, ...]:
+    """What a rate in tokens/s from a generation profile rests on (and leaves out)."""
+    return tuple(
+        f"{m.name} {r.model} {r.backend}/{r.device}: tokens/s is the decode rate of one "
+        f"generation profile (batch {r.batch_size}, prompt {r.prompt_length}, "
+        f"{r.output_length} tokens; batch / median TPOT), not a server run under load; "
+        "the prompt's prefill is not counted, and cost per 1M tokens counts generated tokens"
+        for m, r in pairs
+        if _generation(r)
+    )

@@ -28,6 +28,7 @@ def _candidates(plan: Plan) -> list[tuple[Any, dict[str, Any]]]:
                 "backend": row["backend"],
                 "device": row["device"],
                 "max_rate_per_s": row["rate_per_s"],
+                "unit": row["unit"],
                 "limited_by": row["why_not"],
             },
         )
