@@ -119,6 +119,7 @@ def main() -> None:
         "architecture": "transformers.LlamaForCausalLM",
         "params": sum(p.numel() for p in model.parameters()),
         "tokens": "bytes: token id = byte value (vocabulary 256), no tokenizer files",
+        "tokenizer": "bytes",  # workbench.loaders.tokenizers reads it: a ByteTokenizer
         "dataset": f"Python {sys.version.split()[0]} Lib/*.py, sorted; every tenth file held out",
         "train_bytes": len(train),
         "held_out_bytes": len(held),

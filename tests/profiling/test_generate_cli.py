@@ -28,9 +28,18 @@ def test_generate_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert g.kv_cache_bytes_measured == g.kv_cache_bytes
 
 
-def test_the_trained_sample_by_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate", "llama-stdlib", "--backend", "onnxruntime", *FAST]) == 0
-    assert re.search(r"tokens vs torch +identical", capsys.readouterr().out)
+def test_the_trained_sample_by_name_with_a_text_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "gen.json"
+    argv = ["generate", "llama-stdlib", "--backend", "onnxruntime", *FAST, "--json", str(out)]
+    assert main([*argv, "--prompt", "def main(args):"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"tokens vs torch +identical", printed)
+    # the sample's card names its byte-level tokenizer: the prompt is its 15 bytes
+    g = GenerationProfile.from_json(out)
+    assert g.tokenizer == "bytes" and g.prompt_length == len("def main(args):")
+    assert g.text is not None and re.search(r"text +" + re.escape(repr(g.text[0])[:20]), printed)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +48,7 @@ def test_the_trained_sample_by_name(capsys: pytest.CaptureFixture[str]) -> None:
         (["generate", "llama-tiny", "--output-length", "0"], "--output-length"),
         (["generate", "llama-tiny", "--prompt-length", "300"], "context of 256"),
         (["generate", "no-such-folder"], "not a model folder"),
+        (["generate", "llama-tiny", "--prompt", "hello"], "needs a tokenizer"),
     ],
 )
 def test_bad_input_is_one_line(

@@ -3,6 +3,7 @@
 Example:
     workbench generate llama-tiny --backend onnxruntime --prompt-length 32 --output-length 16
     workbench generate llama-stdlib --backend onnxruntime --layers
+    workbench generate llama-stdlib --prompt "def main(args):" --output-length 24
     workbench generate ./my-llama-folder --json gen.json
 """
 
@@ -21,6 +22,8 @@ def _generate(args: argparse.Namespace) -> int:
     result = generate_profile(
         model,
         backend=args.backend,
+        prompt=args.prompt,
+        tokenizer=args.tokenizer,
         prompt_length=args.prompt_length,
         output_length=args.output_length,
         batch_size=args.batch_size,
@@ -53,7 +56,22 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         f"{', '.join(sorted(RANDOM_LLAMAS))}",
     )
     p.add_argument("--backend", default="torch", choices=GENERATION_BACKENDS, help="runtime")
-    p.add_argument("--prompt-length", type=positive_int, default=32, help="prompt tokens")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a text prompt (repeat for a batch; all must encode to one length), encoded by "
+        "the model folder's tokenizer or --tokenizer; replaces the random --prompt-length ids",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="FOLDER",
+        help="a local tokenizer folder (tokenizer.json, ...) or 'bytes' (token id = byte "
+        "value); default: the model folder's own",
+    )
+    p.add_argument("--prompt-length", type=positive_int, default=32, help="random prompt tokens")
     p.add_argument("--output-length", type=positive_int, default=16, help="tokens to generate")
     p.add_argument(
         "--depth", type=count_int, default=0, help="tokens cached before the prompt (default 0)"

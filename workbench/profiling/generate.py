@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from workbench.loaders.causal_lm import CausalLM
+    from workbench.loaders.tokenizers import Tokenizer
 
 #: the built-in backends that can generate (a plugin adds its own: `generation_backends`)
 GENERATION_BACKENDS = ("torch", "onnxruntime")
@@ -86,6 +87,11 @@ class GenerationProfile:
         decode_layers: the same for one decode step (against the median inter-token
             latency).
         notes: what is missing and why (e.g. per-layer tables on a runtime without them).
+        tokenizer: the name of the tokenizer that encoded the prompt and decoded `text`
+            (``"bytes"``, a folder's name), or None without one.
+        prompt_text: the prompts as given, when they were text.
+        text: the generated tokens decoded, one string per sequence; None without a
+            tokenizer.
     """
 
     model: str
@@ -111,6 +117,9 @@ class GenerationProfile:
     prefill_layers: Any = field(default=None, compare=False)
     decode_layers: Any = field(default=None, compare=False)
     notes: tuple[str, ...] = ()
+    tokenizer: str | None = None
+    prompt_text: tuple[str, ...] | None = None
+    text: tuple[str, ...] | None = None
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -196,6 +205,9 @@ class GenerationProfile:
             "notes": list(self.notes),
             "reference_backend": self.reference_backend,
             "diverges_at": self.diverges_at,
+            "tokenizer": self.tokenizer,
+            "prompt_text": None if self.prompt_text is None else list(self.prompt_text),
+            "text": None if self.text is None else list(self.text),
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -244,6 +256,9 @@ class GenerationProfile:
                 prefill_layers=_frame(data.get("prefill_layers")),
                 decode_layers=_frame(data.get("decode_layers")),
                 notes=tuple(str(n) for n in data.get("notes", ())),
+                tokenizer=data.get("tokenizer"),
+                prompt_text=_strings(data.get("prompt_text")),
+                text=_strings(data.get("text")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -285,6 +300,10 @@ class GenerationProfile:
             ("weights", format_bytes(self.weights_bytes)),
             ("decode bandwidth", self._bandwidth_text()),
         ]
+        if self.prompt_text is not None:
+            facts.append(("prompt", _shortened(self.prompt_text[0])))
+        if self.text is not None:
+            facts.append(("text", _shortened(self.text[0])))
         if self.reference_backend is not None:
             facts.append(
                 (
@@ -338,6 +357,16 @@ class GenerationProfile:
         noisy = [m.verdict for m in (self.ttft, self.inter_token) if m is not None and m.noisy]
         body = "".join(f"<div><i>{html.escape(text)}</i></div>" for text in noisy)
         return summary_html(self.title(), self.facts(), figure_html(self) + body)
+
+
+def _strings(values: Any) -> tuple[str, ...] | None:
+    return None if values is None else tuple(str(v) for v in values)
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    """``repr`` of the text (newlines visible), cut to ``limit`` characters."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _records(table: Any) -> list[dict[str, Any]] | None:
@@ -400,6 +429,56 @@ def prompt_ids(
     return ids.astype(np.int64)
 
 
+def prompt_texts(prompt: Any) -> list[str] | None:
+    """The prompt as a list of texts when it is text (a string or strings), else None."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    return None
+
+
+def prompt_tokenizer(
+    lm: CausalLM, model: Any, tokenizer: Any, texts: list[str] | None
+) -> Tokenizer | None:
+    """The tokenizer a generation uses: the one named, else the model folder's own.
+
+    Raises:
+        InputError: text is given and there is no tokenizer (token ids still work), or
+            the tokenizer's vocabulary is larger than the model's.
+        ModelLoadError: the named tokenizer folder holds none.
+    """
+    from workbench.loaders.tokenizers import check_vocabulary, load_tokenizer, model_tokenizer
+
+    found = load_tokenizer(tokenizer) if tokenizer is not None else model_tokenizer(model)
+    if found is None:
+        if texts is not None:
+            raise InputError(
+                f"a text prompt needs a tokenizer and {lm.name} was not loaded from a folder "
+                "with one; pass tokenizer= (a folder with tokenizer.json, or 'bytes' for a "
+                "byte-level model), or give token ids"
+            )
+        return None
+    check_vocabulary(found, lm.vocab_size, lm.name)
+    return found
+
+
+def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's token ids.
+
+    Raises:
+        InputError: the texts encode to different lengths (no padding is done).
+    """
+    rows = [tokenizer.encode(text) for text in texts]
+    lengths = sorted({len(row) for row in rows})
+    if len(lengths) > 1:
+        raise InputError(
+            f"the prompts encode to different lengths {lengths} (tokens) and padding is not "
+            "supported; give texts of one length in tokens"
+        )
+    return rows
+
+
 def token_steps(
     decoder: Decoder, ids: np.ndarray, output_length: int, context: np.ndarray | None = None
 ) -> Iterator[tuple[np.ndarray, float]]:
@@ -444,7 +523,7 @@ def generate_profile(
     model: Any,
     *,
     backend: str = "torch",
-    prompt: Sequence[Sequence[int]] | np.ndarray | None = None,
+    prompt: str | Sequence[str] | Sequence[Sequence[int]] | np.ndarray | None = None,
     prompt_length: int = 8,
     output_length: int = 16,
     batch_size: int = 1,
@@ -456,6 +535,7 @@ def generate_profile(
     roofline: bool = False,
     depth: int = 0,
     layers: bool = False,
+    tokenizer: Any = None,
 ) -> GenerationProfile:
     """Time a causal LM's greedy generation token by token on one backend (CPU).
 
@@ -463,8 +543,10 @@ def generate_profile(
         model: a ``transformers`` causal LM object (e.g. ``LlamaForCausalLM``); not changed.
         backend: a backend that generates (its ``decoder``; `generation_backends`):
             ``"torch"`` (eager), ``"onnxruntime"`` (exported with its KV cache), a plugin's.
-        prompt: token ids, one row per sequence, all of one length; None: random ids
-            of ``prompt_length`` for ``batch_size`` sequences (``seed``).
+        prompt: a text, or a list of texts (one sequence each; encoded by the
+            tokenizer, all to one length), or token ids, one row per sequence, all of
+            one length; None: random ids of ``prompt_length`` for ``batch_size``
+            sequences (``seed``).
         prompt_length: tokens per random prompt (ignored when ``prompt`` is given).
         output_length: tokens to generate per sequence (N ≥ 1; TPOT needs N ≥ 2).
         batch_size: sequences per random prompt (ignored when ``prompt`` is given).
@@ -484,12 +566,18 @@ def generate_profile(
             ones (so the hooks never touch the headline numbers), into per-layer tables
             of the prefill and of one decode step (on a decoder with
             ``phase_layer_timings``: torch only for now; otherwise a note says so).
+        tokenizer: encodes a text prompt and decodes the generated tokens into
+            ``text``: a folder with tokenizer files, ``"bytes"`` (token id = byte value)
+            or a `workbench.loaders.tokenizers.Tokenizer`; None: the tokenizer of the
+            folder the model was loaded from, if it has one (token ids need none).
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM, or the backend cannot
             generate (the message names those that can).
         InputError: prompt + output longer than the model's context, prompts of
-            different lengths, token ids outside the vocabulary.
+            different lengths, token ids outside the vocabulary, a text prompt without
+            a tokenizer, a tokenizer with a larger vocabulary than the model's.
+        ModelLoadError: the ``tokenizer`` folder holds no tokenizer.
         ParameterError: output_length, prompt_length, batch_size, runs ≤ 0 (or not whole).
         UnknownBackendError: no backend of that name.
     """
@@ -505,7 +593,12 @@ def generate_profile(
     if prompt is None:
         prompt_length = whole("prompt_length", prompt_length, minimum=1)
         batch_size = check_batch_size(batch_size)
-    ids = prompt_ids(lm, prompt, prompt_length, batch_size, seed)
+    texts = prompt_texts(prompt)
+    tokens_of = prompt_tokenizer(lm, model, tokenizer, texts)
+    given = cast("Sequence[Sequence[int]] | np.ndarray | None", prompt)
+    if texts is not None and tokens_of is not None:  # prompt_tokenizer refuses text without
+        given = encode_texts(tokens_of, texts)
+    ids = prompt_ids(lm, given, prompt_length, batch_size, seed)
     batch_size, prompt_length = ids.shape
     # the last token is generated, never fed back: the positions used are D + P + N − 1
     if depth + prompt_length + output_length - 1 > lm.context:
@@ -593,6 +686,9 @@ def generate_profile(
         prefill_layers=prefill_layers,
         decode_layers=decode_layers,
         notes=tuple(notes),
+        tokenizer=None if tokens_of is None else tokens_of.name,
+        prompt_text=None if texts is None else tuple(texts),
+        text=None if tokens_of is None else tuple(tokens_of.decode(row) for row in tokens),
     )
 
 
