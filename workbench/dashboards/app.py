@@ -15,6 +15,7 @@ from workbench.dashboards.pages.compare import ComparePage
 from workbench.dashboards.pages.devices import DevicesPage
 from workbench.dashboards.pages.graph import GraphPage
 from workbench.dashboards.pages.optimize import OptimizePage
+from workbench.dashboards.pages.plan import PlanPage
 from workbench.dashboards.pages.profile import ProfilePage
 from workbench.dashboards.pages.runs import RunsPage
 from workbench.dashboards.pages.sensitivity import SensitivityPage
@@ -33,7 +34,7 @@ __all__ = ["App"]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 EXTENSIONS = ("plotly", "tabulator", "filedropper")
 #: pages built when first opened or asked for (the others are built with the app)
-LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph")
+LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph", "plan")
 #: how often a served session drops uploads that stopped arriving, in milliseconds
 EXPIRY_CHECK_MS = 30_000
 #: Panel 1.9's Plotly view throttles its resize by 25 ms; a tab switched away from in
@@ -217,6 +218,11 @@ class App(Viewer):
         """The Graph page (built on first use)."""
         return self._page("graph")  # type: ignore[no-any-return]
 
+    @property
+    def plan(self) -> PlanPage:
+        """The Plan page (built on first use, or with the Serving page it follows)."""
+        return self._page("plan")  # type: ignore[no-any-return]
+
     def _page(self, name: str) -> Any:
         if name not in self._lazy:
             page = self._build(name)
@@ -231,7 +237,11 @@ class App(Viewer):
         if name == "runs":
             return RunsPage(state=state, on_open=lambda: setattr(self.tabs, "active", 1))
         if name == "serving":
-            return ServingPage(state=state, jobs=Jobs(self.notify, self._dispatch))
+            serving = ServingPage(state=state, jobs=Jobs(self.notify, self._dispatch))
+            self.plan.follow(serving)  # every SLO search measured here is a plan candidate
+            return serving
+        if name == "plan":
+            return PlanPage(state=state)
         if name == "sensitivity":
             page = SensitivityPage(
                 state=state, jobs=Jobs(self.notify, self._dispatch), on_send=self._measure_recipe

@@ -48,7 +48,7 @@ def plan_cost_figure(plan: Any) -> go.Figure:
                 line_shape="hv",
                 name=str(label),
                 customdata=group[["machines"]].to_numpy(),
-                hovertemplate="%{x:.4g}/s: %{customdata[0]} machines, %{y:,.0f} "
+                hovertemplate=f"%{{x:.4g}} {plan.unit}/s: %{{customdata[0]}} machines, %{{y:,.0f}} "
                 + str(currency)
                 + "<extra></extra>",
             )
@@ -60,7 +60,7 @@ def plan_cost_figure(plan: Any) -> go.Figure:
     )
     fig.update_layout(
         title=title,
-        xaxis_title="average traffic (predictions/s)",
+        xaxis_title=f"average traffic ({plan.unit}/s)",
         yaxis_title=f"cost over {w.years} years ({currency})",
         xaxis_type="log",
         **LAYOUT,
