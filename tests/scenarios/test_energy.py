@@ -1,14 +1,28 @@
-"""Energy is read from counters or reported unavailable with the reason; cost is arithmetic."""
+"""Energy is read from counters over exactly the timed run, idle apart, or reported
+unavailable with the reason; cost is arithmetic.
+
+The counters are a fake powercap tree (``tmp_path``) driven by a fake wall clock at
+known wattages, so every joule is known exactly.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
 
 from workbench.errors import InputError
+from workbench.scenarios import energy as energy_module
+from workbench.scenarios import scenario
+from workbench.scenarios.clock import VirtualClock
 from workbench.scenarios.energy import POWERCAP, Energy, EnergyMeter, cost_per_million
+from workbench.testing import toy_mlp
+
+#: a plain ONNX file: onnxruntime runs it without importing torch
+ONNX_MLP = str(Path(__file__).parents[2] / "sample_models" / "digits-mlp" / "model.onnx")
+RANGE_UJ = 100_000_000  # each fake counter wraps at 100 J
 
 
 def test_cost_per_million_is_price_over_predictions_per_hour() -> None:
@@ -19,6 +33,118 @@ def test_cost_per_million_is_price_over_predictions_per_hour() -> None:
         cost_per_million(0.0, 100.0)
     with pytest.raises(InputError, match="tdp_watts must be positive"):
         EnergyMeter("cpu", tdp_watts=0.0)
+    with pytest.raises(InputError, match="idle_s must be 0 or more"):
+        EnergyMeter("cpu", idle_s=-1.0)
+
+
+def _tree(root: Path, start_uj: dict[str, int], dram: bool = True) -> None:
+    """package-0 with core (inside it) and dram sub-domains, and psys beside it."""
+    domains = {"intel-rapl:0": "package-0", "intel-rapl:0:0": "core", "intel-rapl:1": "psys"}
+    if dram:
+        domains["intel-rapl:0:1"] = "dram"
+    for folder, name in domains.items():
+        path = root / folder
+        path.mkdir(parents=True)
+        (path / "name").write_text(f"{name}\n")
+        (path / "max_energy_range_uj").write_text(f"{RANGE_UJ}\n")
+        (path / "energy_uj").write_text(f"{start_uj.get(folder, 0)}\n")
+
+
+class PoweredClock:
+    """A wall clock that moves only when slept on; each move adds watts x seconds to the
+    fake counters (wrapping at their range), as hardware would."""
+
+    simulated = False
+
+    def __init__(self, root: Path, watts: dict[str, float]) -> None:
+        self.root, self.watts, self.t = root, watts, 100.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep_until(self, t: float) -> None:
+        self.advance(max(0.0, t - self.t))
+
+    def advance(self, seconds: float) -> None:
+        for folder, watts in self.watts.items():
+            counter = self.root / folder / "energy_uj"
+            value = int(counter.read_text()) + round(watts * seconds * 1e6)
+            counter.write_text(f"{value % RANGE_UJ}\n")
+        self.t += seconds
+
+
+IDLE = {"intel-rapl:0": 10.0, "intel-rapl:0:1": 2.0, "intel-rapl:0:0": 6.0, "intel-rapl:1": 90.0}
+LOAD = {"intel-rapl:0": 30.0, "intel-rapl:0:1": 5.0, "intel-rapl:0:0": 25.0, "intel-rapl:1": 99.0}
+
+
+def _metered_run(tmp_path: Path, run_s: float, timed_s: float) -> Energy:
+    # both counters start close to their top, so each wraps during the run
+    _tree(tmp_path, {"intel-rapl:0": RANGE_UJ - 7_000_000, "intel-rapl:0:1": RANGE_UJ - 2_000_000})
+    clock = PoweredClock(tmp_path, dict(IDLE))
+    meter = EnergyMeter("cpu", tdp_watts=50.0, powercap=tmp_path, clock=clock, idle_s=0.5)
+    meter.start()  # 0.5 s of idle, then the first read
+    clock.watts = dict(LOAD)
+    clock.advance(run_s)  # the run
+    clock.watts = dict(IDLE)
+    return meter.stop(seconds=timed_s)  # the last read, then 0.5 s more of idle
+
+
+def test_package_and_dram_apart_over_the_run_with_idle_and_wraps(tmp_path: Path) -> None:
+    energy = _metered_run(tmp_path, 2.0, 2.0)
+    # package 30 W and DRAM 5 W for 2 s; core is inside the package and psys holds both
+    assert energy.parts == pytest.approx({"package": 60.0, "dram": 10.0})
+    assert energy.joules == pytest.approx(70.0) and energy.watts == pytest.approx(35.0)
+    assert energy.interval_s == pytest.approx(2.0) and energy.timed_s == 2.0
+    assert energy.idle_watts == pytest.approx(12.0) and energy.idle_s == pytest.approx(1.0)
+    assert energy.above_idle_joules == pytest.approx(70.0 - 12.0 * 2.0)
+    assert energy.per_inference(1000) == pytest.approx(0.07)
+    assert energy.above_idle_per_inference(1000) == pytest.approx(0.046)
+    text = energy.describe(1000)
+    assert "70 mJ per inference (package 60 + DRAM 10), 14.3 inferences/J, 35 W over" in text
+    assert "RAPL package-0+dram (whole package and DRAM, all processes)" in text
+    assert "idle 12 W (measured over 1" in text and "46 mJ per inference above idle" in text
+    assert "ESTIMATE, not measured: 100 mJ per inference (TDP 50 W x 2 s" in text
+    assert Energy.from_dict(energy.to_dict()) == energy
+
+
+def test_counters_read_over_another_interval_than_the_timed_one_are_not_reported(
+    tmp_path: Path,
+) -> None:
+    near = _metered_run(tmp_path / "near", 2.0, 1.95)  # 2.6% apart: the run's energy
+    assert near.joules == pytest.approx(70.0) and near.interval_s == pytest.approx(2.0)
+    far = _metered_run(tmp_path / "far", 2.0, 1.8)  # 11% apart: not the run's energy
+    assert far.joules is None and far.per_inference(10) is None and far.interval_s == 2.0
+    assert "read over 2 s but the run was timed over 1.8 s, more than 5% apart" in far.reason
+    assert far.describe(10).startswith("energy: unavailable (the counters were read over")
+
+
+def test_a_scenario_reads_the_counters_over_its_timed_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real run on the real clock: the counter ticks at 40 W of real time, so the
+    energy must be 40 W x the interval, and that interval the run's duration +-5%."""
+    _tree(tmp_path, {}, dram=False)
+    monkeypatch.setattr(energy_module, "POWERCAP", tmp_path)
+    monkeypatch.setattr(energy_module, "IDLE_S", 0.02)
+    monkeypatch.setattr(
+        energy_module, "read_uj", lambda domain: int(time.perf_counter() * 40e6) % RANGE_UJ
+    )
+    result = scenario(ONNX_MLP, "single-stream", "onnxruntime", min_queries=16,
+                      min_duration_s=0.5, warmup=1)  # fmt: skip
+    used = result.energy
+    assert used.timed_s == result.duration_s and used.joules is not None
+    assert used.interval_s == pytest.approx(result.duration_s, rel=0.05)
+    assert used.joules == pytest.approx(40.0 * used.interval_s, rel=0.01)
+    assert used.idle_watts == pytest.approx(40.0, rel=0.05) and "no DRAM domain" in used.source
+    assert result.metrics()["joules_per_inference"] == pytest.approx(used.joules / result.samples)
+
+
+def test_a_simulated_run_measures_no_energy(clock: VirtualClock, tmp_path: Path) -> None:
+    _tree(tmp_path, {})
+    assert not EnergyMeter("cpu", powercap=tmp_path, clock=clock).available
+    result = scenario(toy_mlp(), "single-stream", "latency-model", clock=clock, warmup=1)
+    assert result.energy.joules is None and result.joules_per_inference is None
+    assert "simulated run takes no real time" in result.energy.describe(1)
 
 
 @pytest.mark.skipif(POWERCAP.is_dir(), reason="this machine exposes RAPL")
@@ -26,9 +152,10 @@ def test_energy_is_unavailable_here_and_says_why() -> None:
     meter = EnergyMeter("cpu")
     meter.start()
     energy = meter.stop(seconds=1.0)
-    assert not meter.available and energy.joules is None
+    assert not meter.available and energy.joules is None and energy.idle_watts is None
     assert energy.describe(100).startswith("energy: unavailable (no RAPL counters")
     assert energy.per_inference(100) is None and energy.estimate_joules is None
+    assert energy.above_idle_per_inference(100) is None and energy.watts is None
 
 
 def test_a_gpu_without_nvml_is_unavailable_with_the_fix() -> None:
@@ -41,41 +168,25 @@ def test_a_gpu_without_nvml_is_unavailable_with_the_fix() -> None:
         pytest.skip("NVML is installed here")
 
 
-def _rapl(root: Path, values_uj: list[int], max_uj: int = 1_000_000) -> Path:
-    domain = root / "intel-rapl:0"
-    domain.mkdir(parents=True, exist_ok=True)
-    (domain / "name").write_text("package-0\n")
-    (domain / "max_energy_range_uj").write_text(f"{max_uj}\n")
-    (domain / "energy_uj").write_text(f"{values_uj[0]}\n")
-    core = root / "intel-rapl:0:0"  # a sub-domain, and psys: neither counted again
-    psys = root / "intel-rapl:1"
-    for other, name in ((core, "core"), (psys, "psys")):
-        other.mkdir(exist_ok=True)
-        (other / "name").write_text(f"{name}\n")
-        (other / "max_energy_range_uj").write_text(f"{max_uj}\n")
-        (other / "energy_uj").write_text("5\n")
-    return domain
+def test_unreadable_rapl_says_how_to_grant_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path, {})
 
+    def refused(domain: Path) -> int:  # what a non-root user gets since Linux 5.10
+        raise PermissionError(13, "Permission denied", str(domain / "energy_uj"))
 
-def test_rapl_counters_give_joules_per_inference_across_a_wrap(tmp_path: Path) -> None:
-    domain = _rapl(tmp_path, [900_000])
-    meter = EnergyMeter("cpu", tdp_watts=10.0, powercap=tmp_path)
-    meter.start()
-    (domain / "energy_uj").write_text("400000\n")  # wrapped: 100000 to the top, 400000 after
-    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("900000\n")  # psys: not counted
-    energy = meter.stop(seconds=0.5)
-    assert energy.joules == pytest.approx(0.5)
-    assert energy.per_inference(1000) == pytest.approx(0.5e-3)
-    text = energy.describe(1000)
-    assert "0.5 mJ per inference, 2,000 inferences/J (RAPL package-0" in text
-    assert "ESTIMATE, not measured: 5 mJ per inference (TDP 10 W x 0.5 s" in text
-    assert Energy.from_dict(energy.to_dict()) == energy
-
-
-def test_unreadable_rapl_says_so(tmp_path: Path) -> None:
-    domain = _rapl(tmp_path, [1])
-    (domain / "energy_uj").chmod(0)
+    monkeypatch.setattr(energy_module, "read_uj", refused)
     meter = EnergyMeter("cpu", powercap=tmp_path)
-    if meter.available:  # root reads anything
-        pytest.skip("running as root: the file stays readable")
-    assert "readable by root only" in meter.reason
+    assert not meter.available and "\n" not in meter.reason
+    assert meter.reason.startswith(f"RAPL counters under {tmp_path} are readable by root only")
+    assert f"sudo chmod o+r {tmp_path}/intel-rapl:*/energy_uj" in meter.reason
+    assert 'RUN+="/bin/chmod o+r /sys%p/energy_uj"' in meter.reason
+
+
+def test_an_energy_written_before_parts_and_idle_still_reads() -> None:
+    old = {"joules": 0.5, "source": "RAPL package-0", "reason": "", "estimate_joules": None,
+           "estimate_basis": ""}  # fmt: skip
+    energy = Energy.from_dict(old)
+    assert energy.joules == 0.5 and energy.parts == {} and energy.idle_watts is None
+    assert "idle not measured" in energy.describe(10)

@@ -451,11 +451,12 @@ def scenario(
         cost_per_million(price_per_hour, 1.0)  # checks the price before the run
     if tdp_watts is not None:
         tdp_watts = number("tdp_watts", tdp_watts, above=0.0)
-    meter = EnergyMeter(device, tdp_watts=tdp_watts)
     model = load(model)
     pool = None if inputs is None else input_pool(model, inputs)
     check_input_bytes(model, max(_batch_sizes(kind, settings)))
     clock = clock or RealClock()
+    # read on the run's clock, so the energy covers the interval the queries are timed over
+    meter = EnergyMeter(device, tdp_watts=tdp_watts, clock=clock)
     # the measuring lifecycle: compiled, its thread settings held while the queries run
     with compiled(model, backend, device, options) as compiled_session:
         sut = SystemUnderTest(compiled_session.session, model, clock, pool)
