@@ -1,0 +1,206 @@
+"""Placement across two processors: the arithmetic by hand, the split graph's outputs, refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from onnx import TensorProto, helper
+
+import workbench as wb
+from workbench.backends.onnxruntime.plain import run_plain
+from workbench.model import set_layer_name
+from workbench.planning.placement import (
+    Link,
+    Placement,
+    PlacementError,
+    chained,
+    place,
+    possible_cuts,
+    split_model,
+)
+from workbench.profiling.profile import Profile
+from workbench.profiling.timer import Measurement
+from workbench.testing.tolerances import assert_close
+
+
+def chain_model(interleaved: bool = False) -> wb.Model:
+    """x[b,4] -> fc1 (4x8) -> act -> fc2 (8x16) -> fc3 (16x2); node names are the layers.
+
+    ``interleaved``: a two-layer graph whose first layer also runs after the second.
+    """
+    rng = np.random.default_rng(0)
+    weights = {n: rng.standard_normal(s).astype(np.float32)
+               for n, s in (("w1", (4, 8)), ("w2", (8, 16)), ("w3", (16, 2)))}  # fmt: skip
+    if interleaved:
+        nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="a"),
+                 helper.make_node("Relu", ["h1"], ["h2"], name="b"),
+                 helper.make_node("Relu", ["h2"], ["y"], name="a")]  # fmt: skip
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
+                 helper.make_node("Relu", ["h1"], ["h2"], name="act"),
+                 helper.make_node("MatMul", ["h2", "w2"], ["h3"], name="fc2"),
+                 helper.make_node("MatMul", ["h3", "w3"], ["y"], name="fc3")]  # fmt: skip
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])
+    graph = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])], [y],
+        [onnx.numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return wb.load(proto.SerializeToString(), name="toy")
+
+
+def fake_profile(backend: str, layer_ms: dict[str, float], end_to_end_ms: float,
+                 model: str = "toy", batch_size: int = 2) -> Profile:  # fmt: skip
+    layers = pd.DataFrame({"layer": list(layer_ms), "latency_ms": list(layer_ms.values())})
+    return Profile(model, backend, "cpu", batch_size, Measurement([end_to_end_ms] * 5), layers)
+
+
+# A: scale 1, per layer [1, 1, 5, 1]; B: layers sum to 4.25 of 8.5 ms: scale 2, [3.5, .5, .5, 4]
+A = fake_profile("rt-a", {"fc1": 1.0, "act": 1.0, "fc2": 5.0, "fc3": 1.0}, 8.0)
+B = fake_profile("rt-b", {"fc1": 1.75, "act": 0.25, "fc2": 0.25, "fc3": 2.0, "(layout)": 0.1}, 8.5)
+# 64 B (a [2, 8] float32) cost 0.5 + 1 ms; 128 B (the [2, 16] before fc3) 0.5 + 2 ms
+LINK = Link(64_000.0, latency_ms=0.5)
+
+
+def test_a_worked_single_cut_adds_up_by_hand() -> None:
+    p = place(A, B, model=chain_model(), link=LINK)
+    assert p.scale_a == pytest.approx(1.0) and p.scale_b == pytest.approx(2.0)
+    assert p.layers["crossing_bytes"].tolist()[1:] == [64.0, 64.0, 128.0]
+    rows = p.table.set_index("order")
+    # fc1 on A (1), 64 B over (1.5), act, fc2, fc3 on B (0.5 + 0.5 + 4)
+    best = p.best
+    assert (best["order"], best["cuts"]) == ("a,b", "act")
+    assert best["predicted_ms"] == pytest.approx(7.5)
+    assert (best["compute_a_ms"], best["compute_b_ms"]) == pytest.approx((1.0, 5.0))
+    assert (best["transfer_bytes"], best["transfer_ms"]) == pytest.approx((64.0, 1.5))
+    # no cut predicts each profile's own end-to-end median
+    assert rows.at["a", "predicted_ms"] == pytest.approx(8.0)
+    assert rows.at["b", "predicted_ms"] == pytest.approx(8.5)
+    # B then A, cut before fc3: 3.5 + .5 + .5, 128 B (2.5), fc3 on A (1)
+    b_then_a = p.table[(p.table["order"] == "b,a") & (p.table["cuts"] == "fc3")]
+    assert b_then_a["predicted_ms"].item() == pytest.approx(8.0)
+    assert len(p.table) == 2 + 2 * 3  # each alone, each of 3 cuts in both directions
+    assert p.table["predicted_ms"].iloc[1:].is_monotonic_increasing
+    assert p.layers["runs_on"].tolist() == ["a", "b", "b", "b"]
+
+
+def test_two_cuts_send_the_middle_away_and_back() -> None:
+    p = place(A, B, model=chain_model(), link=LINK, max_cuts=2)
+    best = p.best
+    # fc1 on A (1), 64 B (1.5), act and fc2 on B (1), 128 B (2.5), fc3 on A (1)
+    assert (best["order"], best["cuts"]) == ("a,b,a", "act, fc3")
+    assert best["predicted_ms"] == pytest.approx(7.0)
+    assert (best["transfer_bytes"], best["transfer_ms"]) == pytest.approx((192.0, 4.0))
+    assert p.layers["runs_on"].tolist() == ["a", "b", "b", "a"]
+
+
+def test_a_free_link_and_json_round_trip() -> None:
+    p = place(A, B, model=chain_model(), link=Link.same_memory(), max_cuts=3)
+    # every layer on the processor faster for it: 1 + .5 + .5 + 1
+    assert p.best["predicted_ms"] == pytest.approx(3.0)
+    again = Placement.from_json(p.to_json())
+    pd.testing.assert_frame_equal(again.table, p.table)
+    pd.testing.assert_frame_equal(again.layers, p.layers)
+    assert again.link == p.link and math.isinf(again.link.bandwidth_bytes_per_s)
+    assert "best:" in p.summary()
+
+
+def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
+    assert Link.pcie(4, 16).bandwidth_bytes_per_s == pytest.approx(16 * 16e9 * 128 / 130 / 8)
+    assert Link.parse("pcie3x8").bandwidth_bytes_per_s == pytest.approx(8 * 8e9 * 128 / 130 / 8)
+    assert Link.parse("12GB/s", latency_ms=0.01).transfer_ms(12e6) == pytest.approx(1.01)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Link(-1.0), "bandwidth must be above 0"),
+        (lambda: Link(1e9, latency_ms=-1), "latency_ms"),
+        (lambda: Link.pcie(7, 16), "PCIe 7 x16 is not a link"),
+        (lambda: Link.parse("fast"), "not same-memory"),
+        (lambda: place(A, fake_profile("rt-b", {"fc1": 1}, 1, model="other"),
+                       model=chain_model()), "different models"),
+        (lambda: place(A, fake_profile("rt-b", {"fc1": 1}, 1, batch_size=8),
+                       model=chain_model()), "different batch sizes"),
+        (lambda: place(A, fake_profile("rt-b", {"conv": 1}, 1), model=chain_model()),
+         "layers are not the graph's"),
+        (lambda: place(A, B, model=chain_model(), max_cuts=0), "max_cuts"),
+    ],
+    ids=["negative-bandwidth", "negative-latency", "pcie-7", "link-text", "two-models",
+         "two-batches", "other-layers", "no-cuts"],
+)  # fmt: skip
+def test_bad_input_is_one_line(make: object, message: str) -> None:
+    with pytest.raises(PlacementError, match=message) as caught:
+        make()  # type: ignore[operator]
+    assert "\n" not in str(caught.value)
+
+
+def test_a_graph_with_no_possible_cut_says_why() -> None:
+    model = chain_model(interleaved=True)
+    a = fake_profile("rt-a", {"a": 1.0, "b": 1.0}, 2.0)
+    with pytest.raises(PlacementError, match=r"no layer boundary can be cut.*a uses h2 made by b"):
+        place(a, a, model=model)
+    with pytest.raises(PlacementError, match="possible cuts are before: none"):
+        split_model(model, ["b"])
+
+
+def residual_model() -> wb.Model:
+    """x[b,4] -> fc1 -> act -> add(fc1's, act's) -> flatten (batch read by Shape) -> fc2.
+
+    The (shape) layer runs first and its batch size is used by flatten: every part
+    recomputes it from x rather than receiving it.
+    """
+    rng = np.random.default_rng(1)
+    w1, w2 = (rng.standard_normal(s).astype(np.float32) for s in ((4, 8), (8, 3)))
+    layers = ["(shape)", "(shape)", "(shape)", "fc1", "act", "add", "flatten", "fc2"]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="n0"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="n1"),
+        helper.make_node("Concat", ["n", "minus_one"], ["target"], axis=0, name="n2"),
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="n3"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="n4"),
+        helper.make_node("Add", ["h1", "h2"], ["h3"], name="n5"),
+        helper.make_node("Reshape", ["h3", "target"], ["h4"], name="n6"),
+        helper.make_node("MatMul", ["h4", "w2"], ["y"], name="n7"),
+    ]
+    for node, layer in zip(nodes, layers, strict=True):
+        set_layer_name(node, layer)
+    weights = {"w1": w1, "w2": w2, "zero": np.array([0]), "minus_one": np.array([-1])}
+    graph = helper.make_graph(
+        nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [onnx.numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return wb.load(proto.SerializeToString(), name="residual")
+
+
+def test_split_parts_give_the_whole_models_outputs() -> None:
+    model = residual_model()
+    # nothing crosses before fc1: the (shape) layer's batch size is recomputed after it
+    assert possible_cuts(model) == ["act", "add", "flatten", "fc2"]
+    p = place(*[fake_profile(b, dict.fromkeys(["fc1", "act", "add", "flatten", "fc2"], 1.0), 5.0,
+                             model="residual") for b in ("rt-a", "rt-b")], model=model)  # fmt: skip
+    # before add both the skip (h1) and the branch (h2) cross: 2 x [2, 8] float32
+    crossing = p.layers.set_index("layer")
+    assert crossing.at["add", "crossing_tensors"] == "h1, h2"
+    assert crossing.at["add", "crossing_bytes"] == 128.0
+    assert "nothing made before it" in crossing.at["fc1", "why_not"]
+    x = model.example_inputs(2)
+    whole = run_plain(model, x)
+    for cuts in (["add"], ["act", "add", "flatten", "fc2"]):
+        parts = split_model(model, cuts)
+        assert len(parts) == len(cuts) + 1
+        runs = [lambda feeds, p=p: run_plain(p, feeds) for p in parts]
+        (got,) = chained(parts, runs, ["y"])(x)
+        assert_close(got, whole[0], "model", what=f"split before {cuts}")
+    assert [i.name for i in split_model(model, ["flatten"])[1].inputs] == ["h3", "x"]
+    with pytest.raises(PlacementError, match="not a layer of its graph; possible cuts"):
+        split_model(model, ["features.9"])
+    with pytest.raises(PlacementError, match="not in graph order"):
+        split_model(model, ["fc2", "act"])
