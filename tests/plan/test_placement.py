@@ -110,6 +110,15 @@ def test_a_free_link_and_json_round_trip() -> None:
     assert "best:" in p.summary()
 
 
+def test_a_cut_through_a_fused_kernel_says_so() -> None:
+    fused = fake_profile("rt-a", {"fc1": 2.0, "act": 0.0, "fc2": 5.0, "fc3": 1.0}, 8.0)
+    fused.layers["fused_into"] = [None, "fc1", None, None]
+    notes = place(fused, B, model=chain_model(), link=LINK).table.set_index("cuts")["note"]
+    # both directions of the cut before act separate it from fc1 on rt-a
+    assert notes[["act"]].str.startswith("cuts rt-a/cpu's fused fc1+act").tolist() == [True] * 2
+    assert set(notes[["fc2", "fc3", ""]]) == {""}
+
+
 def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
     assert Link.pcie(4, 16).bandwidth_bytes_per_s == pytest.approx(16 * 16e9 * 128 / 130 / 8)
     assert Link.parse("pcie3x8").bandwidth_bytes_per_s == pytest.approx(8 * 8e9 * 128 / 130 / 8)

@@ -75,7 +75,7 @@ PCIE_LANES = (1, 2, 4, 8, 16)
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error",
+    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error", "note",
 ]  # fmt: skip
 LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
@@ -295,6 +295,8 @@ class _Side:
     profiled: np.ndarray  # the profile's own per-layer medians (0 when absent)
     scale: float
     end_to_end_ms: float
+    # cut positions that separate layers this processor runs as one fused kernel
+    splits_fusion: dict[int, str] = field(default_factory=dict)
 
 
 def place(
@@ -466,7 +468,21 @@ def _side(profile: Profile, layers: list[str], notes: list[str]) -> _Side:
         f"{label}: layers sum to {format_ms(total)} of {format_ms(end_to_end)} end to end "
         f"(scale {scale:.3f}; {format_ms(outside)} in rows outside the graph's layers)"
     )
-    return _Side(label, profiled * scale, profiled, scale, end_to_end)
+    return _Side(label, profiled * scale, profiled, scale, end_to_end, _fusions(table, layers))
+
+
+def _fusions(table: pd.DataFrame, layers: list[str]) -> dict[int, str]:
+    """Cut positions inside a fused kernel (a layer ``fused_into`` another) -> the pair."""
+    if "fused_into" not in table:
+        return {}
+    position = {name: k for k, name in enumerate(layers)}
+    found: dict[int, str] = {}
+    for layer, into in zip(table["layer"], table["fused_into"], strict=True):
+        if layer in position and isinstance(into, str) and into in position:
+            low, high = sorted((position[layer], position[into]))
+            for k in range(low + 1, high + 1):
+                found.setdefault(k, f"{into}+{layer}")
+    return found
 
 
 def _bytes(tensors: Sequence[str], shapes: dict[str, tuple[tuple[int, ...], int]]) -> float:
@@ -531,6 +547,13 @@ def _candidate(
     compute_a = float(sum(a.ms[k] for k, s in enumerate(order) if s == "a"))
     compute_b = float(sum(b.ms[k] for k, s in enumerate(order) if s == "b"))
     transfer_ms = float(sum(switch[k] for k in cuts))
+    split_fusions = [
+        f"cuts {side.label}'s fused {side.splits_fusion[k]} (those layers run unfused, "
+        "which their profiled 0 ms does not predict)"
+        for k in cuts
+        for side in (a, b)
+        if k in side.splits_fusion
+    ]
     return {
         "split": split,
         "order": ",".join(s for s, _, _ in segments),
@@ -544,6 +567,7 @@ def _candidate(
         "measured_ms": math.nan,
         "measured_n": math.nan,
         "error": math.nan,
+        "note": "; ".join(split_fusions),
     }
 
 
@@ -653,7 +677,7 @@ class Placement:
         data = load_json(text_or_path, "a placement")
         try:
             table = pd.DataFrame(data["table"], columns=CANDIDATE_COLUMNS)
-            text = ["split", "order", "cuts", "best"]
+            text = ["split", "order", "cuts", "best", "note"]
             table = table.astype({c: "float64" for c in CANDIDATE_COLUMNS if c not in text})
             layers = pd.DataFrame(data["layers"], columns=LAYER_COLUMNS)
             numeric = ["a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "crossing_bytes"]
