@@ -11,12 +11,23 @@ batches run serially, where a parallel region would cost more than it saves.
 
 A NaN feature takes the true branch where the node says missing values track true, and
 otherwise fails every comparison except ``BRANCH_NEQ``, as in ONNX Runtime.
+
+Two walks. A walk down a tree branches at every node on data the CPU cannot predict, so
+the plain walk (`walk`) pays a mispredicted branch at about every other level. Where
+the ensemble allows it (sums or averages of leaves, ``<``/``<=``/``>``/``>=`` splits,
+depth at most `PERFECT_MAX_DEPTH`), the trees are padded once into perfect trees of one
+depth (`PerfectTrees`, Hummingbird's "perfect tree traversal"): every split rewritten
+as ``x < threshold`` (``<=`` via the next float up, ``>``/``>=`` by swapping children),
+children of node ``i`` at ``2i + 1`` and ``2i + 2``, a leaf above the bottom copied into
+every bottom slot below it. A block of rows then walks each tree level by level with
+no branch at all (the next node is an index computed from the comparison), the rows'
+independent loads overlapping: 4-5x faster on `trees-gbm` at large batches.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -32,10 +43,108 @@ __all__ = ["TREE_OPS", "TreePlan", "bind_tree_ensemble", "plan_of"]
 PARALLEL_MIN_ROWS = 64
 #: rows walked together down each tree in turn, so a tree is read once per block
 ROW_BLOCK = 32
+#: deepest ensemble padded into perfect trees (each tree then takes 2**depth slots)
+PERFECT_MAX_DEPTH = 10
+#: most bottom slots x targets (float64) the padded leaves may take (64 MiB)
+PERFECT_MAX_LEAF_VALUES = 1 << 23
+#: rows walking the perfect trees together (their independent loads overlap)
+PERFECT_ROW_BLOCK = 64
 
 _KIND_REGRESSOR, _KIND_CLASSIFIER = 0, 1
 _AGG_SUM, _AGG_AVERAGE, _AGG_MIN, _AGG_MAX = 0, 1, 2, 3
 _POST_NONE, _POST_SOFTMAX, _POST_LOGISTIC, _POST_SOFTMAX_ZERO, _POST_PROBIT = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class PerfectTrees:
+    """An ensemble padded to perfect trees of one depth, every split ``x < threshold``.
+
+    Attributes:
+        depth: levels walked per tree (the ensemble's deepest leaf).
+        feature: uint32 ``(trees, 2**depth - 1)``: feature each split reads (0 in padding).
+        threshold: ``(trees, 2**depth - 1)``: go to child ``2i + 1`` when ``x < threshold``.
+        missing_left: bool ``(trees, 2**depth - 1)``: a NaN goes to child ``2i + 1``.
+        leaves: float64 ``(trees, 2**depth, columns)``: each bottom slot's summed weights.
+        columns: int64 ``(columns,)``: the target each leaf column adds to (scored only).
+    """
+
+    depth: int
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    leaves: np.ndarray
+    columns: np.ndarray
+
+
+def perfect_trees(trees: TreeArrays, dtype: Any) -> PerfectTrees | None:
+    """``trees`` padded into perfect trees compared in ``dtype``, or None where the
+    ensemble does not allow it (min / max aggregation, ``==`` / ``!=`` splits, deeper than
+    `PERFECT_MAX_DEPTH`, padded leaves over `PERFECT_MAX_LEAF_VALUES`)."""
+    splits = trees.mode >= 0
+    depth = trees.max_depth
+    columns = np.unique(trees.leaf_target).astype(np.int64)
+    n_trees = int(trees.roots.shape[0])
+    if (
+        trees.aggregate > _AGG_AVERAGE
+        or (trees.mode[splits] > 3).any()
+        or depth > PERFECT_MAX_DEPTH
+        or n_trees * (1 << depth) * max(1, columns.size) > PERFECT_MAX_LEAF_VALUES
+    ):
+        return None
+    # compared in the wider of input and threshold types, as ONNX Runtime promotes them
+    kind = np.result_type(dtype, trees.threshold.dtype)
+    threshold = trees.threshold.astype(kind)
+    # x <= t  <=>  x < nextafter(t, +inf): exact for every x of that type
+    inclusive = (trees.mode == 0) | (trees.mode == 3)
+    threshold = np.where(inclusive, np.nextafter(threshold, kind.type(np.inf)), threshold)
+    swapped = (trees.mode == 2) | (trees.mode == 3)  # x > t is not (x <= t): children swap
+    column_of = np.zeros(max(trees.n_targets, 1), dtype=np.int64)
+    column_of[columns] = np.arange(columns.size)
+    slots = (1 << depth) - 1
+    feature = np.zeros((n_trees, slots), dtype=np.uint32)
+    thresholds = np.zeros((n_trees, slots), dtype=kind)
+    missing_left = np.zeros((n_trees, slots), dtype=np.bool_)
+    leaves = np.zeros((n_trees, slots + 1, columns.size), dtype=np.float64)
+    _pad(trees.roots, trees.feature, threshold, trees.mode, trees.false_child,
+         trees.missing_true, swapped, trees.leaf_start, trees.leaf_count, trees.leaf_target,
+         trees.leaf_weight, column_of, depth, feature, thresholds, missing_left,
+         leaves)  # fmt: skip
+    return PerfectTrees(depth, feature, thresholds, missing_left, leaves, columns)
+
+
+@njit(cache=True, nogil=True)
+def _pad(roots: Any, feature: Any, threshold: Any, mode: Any, false_child: Any,
+         missing_true: Any, swapped: Any, leaf_start: Any, leaf_count: Any, leaf_target: Any,
+         leaf_weight: Any, column_of: Any, depth: int, out_feature: Any, out_threshold: Any,
+         out_missing: Any, out_leaves: Any) -> None:  # fmt: skip
+    slots = (1 << depth) - 1
+    stack = np.empty((2 * depth + 2, 3), dtype=np.int64)  # (node, slot, level)
+    for t in range(roots.shape[0]):
+        top = 0
+        stack[0, 0], stack[0, 1], stack[0, 2] = roots[t], 0, 0
+        while top >= 0:
+            node, slot, level = stack[top, 0], stack[top, 1], stack[top, 2]
+            top -= 1
+            if mode[node] < 0:
+                # a leaf at `level` owns the 2**(depth - level) bottom slots below `slot`
+                span = 1 << (depth - level)
+                first = slot * span + span - 1 - slots
+                for k in range(leaf_start[node], leaf_start[node] + leaf_count[node]):
+                    column = column_of[leaf_target[k]]
+                    for j in range(first, first + span):
+                        out_leaves[t, j, column] += leaf_weight[k]
+                continue
+            out_feature[t, slot] = feature[node]
+            out_threshold[t, slot] = threshold[node]
+            left, right = node + 1, false_child[node]
+            out_missing[t, slot] = missing_true[node]
+            if swapped[node]:
+                left, right = right, left
+                out_missing[t, slot] = not missing_true[node]
+            top += 1
+            stack[top, 0], stack[top, 1], stack[top, 2] = right, 2 * slot + 2, level + 1
+            top += 1
+            stack[top, 0], stack[top, 1], stack[top, 2] = left, 2 * slot + 1, level + 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +158,8 @@ class TreePlan:
         binary_case: two classes, and the leaves score only one of them (ORT's rule).
         all_positive: every leaf weight is >= 0.
         out_width: columns of the score output.
+        perfect: the trees padded for the branch-free walk, per input dtype (None: the
+            ensemble does not allow it), filled on first use.
     """
 
     trees: TreeArrays
@@ -57,6 +168,14 @@ class TreePlan:
     binary_case: bool
     all_positive: bool
     out_width: int
+    perfect: dict[Any, PerfectTrees | None] = field(default_factory=dict)
+
+    def perfect_for(self, dtype: Any) -> PerfectTrees | None:
+        """The padded trees compared in ``dtype`` (built once per dtype)."""
+        key = np.dtype(dtype)
+        if key not in self.perfect:
+            self.perfect[key] = perfect_trees(self.trees, key)
+        return self.perfect[key]
 
 
 def plan_of(node: Node) -> TreePlan:
@@ -97,18 +216,7 @@ def bind_tree_ensemble(node: Node, ins: list[Any], outs: list[Any] | None) -> tu
         label = np.empty(rows, dtype=np.int64)  # unused by regressors
         results = [scores]
     t = plan.trees
-    args = (
-        x,
-        t.roots,
-        t.feature,
-        t.threshold,
-        t.mode,
-        t.false_child,
-        t.missing_true,
-        t.leaf_start,
-        t.leaf_count,
-        t.leaf_target,
-        t.leaf_weight,
+    finish = (
         t.aggregate,
         t.post_transform,
         np.ascontiguousarray(t.base_values, dtype=np.float64),
@@ -120,17 +228,28 @@ def bind_tree_ensemble(node: Node, ins: list[Any], outs: list[Any] | None) -> tu
         scores,
         label,
     )
+    perfect = plan.perfect_for(x.dtype)
+    if perfect is not None:
+        rows_kernel, parallel_kernel = _perfect_rows, _perfect_parallel
+        args: tuple[Any, ...] = (
+            x, perfect.depth, perfect.feature, perfect.threshold, perfect.missing_left,
+            perfect.leaves, perfect.columns, *finish,
+        )  # fmt: skip
+    else:
+        rows_kernel, parallel_kernel = _predict_rows, _predict_parallel
+        args = (x, t.roots, t.feature, t.threshold, t.mode, t.false_child, t.missing_true,
+                t.leaf_start, t.leaf_count, t.leaf_target, t.leaf_weight, *finish)  # fmt: skip
     threads = numba.get_num_threads()
     if rows >= PARALLEL_MIN_ROWS and threads > 1:
         chunks = min(threads, rows)
 
         def run() -> None:
-            _predict_parallel(chunks, *args)
+            parallel_kernel(chunks, *args)
 
     else:
 
         def run() -> None:
-            _predict_rows(0, rows, *args)
+            rows_kernel(0, rows, *args)
 
     return run, results
 
@@ -213,6 +332,66 @@ def _predict_parallel(chunks: int, x: Any, *rest: Any) -> None:
     step = (rows + chunks - 1) // chunks
     for c in prange(chunks):
         _predict_rows(c * step, min(rows, (c + 1) * step), x, *rest)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _perfect_rows(start: int, stop: int, x: Any, depth: int, feature: Any, threshold: Any,
+                  missing_left: Any, leaves: Any, columns: Any, aggregate: int, post: int,
+                  base: Any, kind: int, scored: Any, binary_case: bool, all_positive: bool,
+                  labels: Any, z: Any, y: Any) -> None:  # fmt: skip
+    # A block of rows walks each tree level by level; the next slot is computed, not
+    # branched to, so the rows' loads overlap instead of waiting on a mispredicted branch.
+    # The block is copied feature-major and indexed with unsigned integers: signed
+    # indices make Numba test each one for wrap-around, which halved the speed.
+    block = PERFECT_ROW_BLOCK
+    width = np.uint32(block)
+    one, two = np.uint32(1), np.uint32(2)
+    slots = np.uint32(feature.shape[1])
+    features = x.shape[1]
+    acc = np.zeros((block, scored.shape[0]))
+    at = np.zeros(block, dtype=np.uint32)
+    xb = np.zeros(features * block, dtype=x.dtype)
+    for first in range(start, stop, block):
+        n = min(stop, first + block) - first
+        has_nan = False
+        for r in range(n):
+            for f in range(features):
+                v = x[first + r, f]
+                xb[f * block + r] = v
+                has_nan |= v != v
+        acc[:] = 0.0
+        for t in range(feature.shape[0]):
+            tree_feature, tree_threshold, tree_missing = feature[t], threshold[t], missing_left[t]
+            at[:] = 0
+            for _ in range(depth):
+                if has_nan:
+                    for r in range(block):
+                        i = at[r]
+                        v = xb[tree_feature[i] * width + np.uint32(r)]
+                        left = (v < tree_threshold[i]) | ((v != v) & tree_missing[i])  # no branch
+                        at[r] = two * i + two - (one if left else np.uint32(0))
+                else:
+                    for r in range(block):
+                        i = at[r]
+                        left = xb[tree_feature[i] * width + np.uint32(r)] < tree_threshold[i]
+                        at[r] = two * i + two - (one if left else np.uint32(0))
+            tree_leaves = leaves[t]
+            for r in range(n):
+                slot = at[r] - slots
+                for k in range(columns.shape[0]):
+                    acc[r, columns[k]] += tree_leaves[slot, k]
+        for r in range(n):
+            y[first + r] = finish_row(acc[r], feature.shape[0], aggregate, post, base, kind,
+                                      scored, binary_case, all_positive, labels,
+                                      z[first + r])  # fmt: skip
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _perfect_parallel(chunks: int, x: Any, *rest: Any) -> None:
+    rows = x.shape[0]
+    step = (rows + chunks - 1) // chunks
+    for c in prange(chunks):
+        _perfect_rows(c * step, min(rows, (c + 1) * step), x, *rest)
 
 
 @njit(cache=True, nogil=True)
