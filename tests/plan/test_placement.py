@@ -119,6 +119,23 @@ def test_a_cut_through_a_fused_kernel_says_so() -> None:
     assert set(notes[["fc2", "fc3", ""]]) == {""}
 
 
+def test_the_figure_draws_the_placements_own_numbers() -> None:
+    from workbench.viz.placement import placement_figure
+
+    p = place(A, B, model=chain_model(), link=LINK, max_cuts=2)
+    fig = placement_figure(p)
+    bars = {t.name: list(t.y) for t in fig.data if t.type == "bar"}
+    assert bars == {"rt-a/cpu": [1.0, 1.0, 5.0, 1.0], "rt-b/cpu": [3.5, 0.5, 0.5, 4.0]}
+    lines = {t.name: dict(zip(t.x, t.y, strict=True)) for t in fig.data if t.type == "scatter"}
+    assert lines["rt-a/cpu then rt-b/cpu"] == pytest.approx({"act": 7.5, "fc2": 8.0, "fc3": 13.5})
+    # the best split (A, B, A) is three bands behind the bars
+    assert [s.fillcolor for s in fig.layout.shapes if s.type == "rect"] == [
+        fig.data[0].marker.color,
+        fig.data[1].marker.color,
+        fig.data[0].marker.color,
+    ]
+
+
 def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
     assert Link.pcie(4, 16).bandwidth_bytes_per_s == pytest.approx(16 * 16e9 * 128 / 130 / 8)
     assert Link.parse("pcie3x8").bandwidth_bytes_per_s == pytest.approx(8 * 8e9 * 128 / 130 / 8)
