@@ -365,13 +365,13 @@ def _perfect_rows(start: int, stop: int, x: Any, depth: int, feature: Any, thres
             at[:] = 0
             for _ in range(depth):
                 if has_nan:
-                    for r in range(block):
+                    for r in range(n):
                         i = at[r]
                         v = xb[tree_feature[i] * width + np.uint32(r)]
                         left = (v < tree_threshold[i]) | ((v != v) & tree_missing[i])  # no branch
                         at[r] = two * i + two - (one if left else np.uint32(0))
                 else:
-                    for r in range(block):
+                    for r in range(n):
                         i = at[r]
                         left = xb[tree_feature[i] * width + np.uint32(r)] < tree_threshold[i]
                         at[r] = two * i + two - (one if left else np.uint32(0))
