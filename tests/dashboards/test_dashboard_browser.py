@@ -239,3 +239,39 @@ def test_uploading_a_model_file_profiles_it_and_a_corrupt_one_is_explained(
     page.screenshot(path=str(ARTIFACTS / "dashboard-upload.png"))
     assert problems == [], problems
     page.close()
+
+
+def test_the_plan_page_plans_uploaded_results_on_uploaded_machines(server, browser, tmp_path):
+    from tests.plan.test_plan_fleet import measured
+    from workbench.planning import plan
+    from workbench.planning.what_if import cost_against_traffic
+
+    machine = Path(__file__).resolve().parents[2] / "docs" / "machines" / "example-rented-cpu.toml"
+    result = tmp_path / "slo.json"
+    measured(5.0, ("baseline", 40.0), ("int8", 70.0)).to_json(result)
+    page, problems = open_page(browser, server[0])
+    page.locator(".bk-tab", has_text="Plan").first.click()
+    page.locator("input[type=file][accept='.json']").first.set_input_files(str(result))
+    page.locator("input[type=file][accept='.toml']").first.set_input_files(str(machine))
+    # both offered in the pickers (the candidate pairs the picked two)
+    page.locator("option[value='slo.json']").first.wait_for(state="attached")
+    page.locator("option[value='example-rented-cpu']").first.wait_for(state="attached")
+    page.locator("button", has_text="Add candidate").first.click()
+    page.locator(".gtitle", has_text="3-year cost against traffic").first.wait_for()
+    page.get_by_text("cheapest: example-rented-cpu int8 onnxruntime/cpu").first.wait_for()
+    # the figure draws the plan's own arithmetic: each candidate's cost at each rate
+    expected = cost_against_traffic(plan([(machine, result)], 100.0, 5.0))
+    traces = figure_traces(page, "3-year cost against traffic")
+    for trace, (_, group) in zip(traces, expected.groupby("candidate", sort=False), strict=True):
+        assert trace["x"] == pytest.approx(list(group["target_rate_per_s"]))
+        assert trace["y"] == pytest.approx(list(group["tco_horizon"]))
+    # the log axis spans the traffic drawn (a mislaid annotation once stretched it to 1e100)
+    low, high = page.locator(".js-plotly-plot").evaluate_all(
+        """els => els.filter(e => String(e.layout.title.text).includes("3-year cost"))
+                     .map(e => e._fullLayout.xaxis.range)[0]"""
+    )
+    assert 0 < low < 1 and 3 < high < 4  # log10 of 10/s ... 1,000/s, with a margin
+    page.locator(".gtitle", has_text="3-year cost").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-plan.png"))
+    assert problems == [], problems
+    page.close()

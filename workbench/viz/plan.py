@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import plotly.graph_objects as go
@@ -53,10 +54,17 @@ def plan_cost_figure(plan: Any) -> go.Figure:
                 + "<extra></extra>",
             )
         )
-    fig.add_vline(
-        x=w.target_rate_per_s,
-        line_dash="dash",
-        annotation_text=f"target {w.target_rate_per_s:g}/s",
+    fig.add_vline(x=w.target_rate_per_s, line_dash="dash")
+    # an annotation on a log axis takes the log of its position (a shape takes the value):
+    # add_vline's own annotation_text would sit at 10^target and stretch the axis there
+    fig.add_annotation(
+        x=math.log10(w.target_rate_per_s),
+        y=1,
+        yref="paper",
+        text=f"target {w.target_rate_per_s:g}/s",
+        showarrow=False,
+        xanchor="left",
+        yanchor="bottom",
     )
     fig.update_layout(
         title=title,

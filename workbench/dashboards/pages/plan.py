@@ -59,17 +59,50 @@ class PlanPage(Viewer):
         class_=AppState, allow_None=True, doc="the session's shared state (a plan needs none)"
     )
     target_rate_per_s = param.Number(
-        default=100.0, bounds=(0.0, None), inclusive_bounds=(False, True),
-        doc="average rate in year one (predictions/s, or tokens/s for generation profiles)",
-    )  # fmt: skip
-    p99_ms = param.Number(default=5.0, bounds=(0.0, None), inclusive_bounds=(False, True),
-                          doc="the p99 latency objective (ms)")  # fmt: skip
-    peak_to_average = param.Number(default=1.0, bounds=(1.0, None), doc="peak rate / average")
-    growth_per_year = param.Number(default=0.0, bounds=(0.0, 100.0), doc="0.3 = +30% a year")
-    redundancy = param.Integer(default=0, bounds=(0, 10_000), doc="spare machines (the k of N+k)")
-    years = param.Integer(default=3, bounds=(1, 20), doc="horizon to size and cost for")
-    max_machines = param.Integer(default=None, allow_None=True, bounds=(1, None),
-                                 doc="most machines a plan may use (none: no limit)")  # fmt: skip
+        default=100.0,
+        bounds=(0.0, None),
+        inclusive_bounds=(False, True),
+        label="average rate in year one (/s)",
+        doc="predictions/s (tokens/s when the candidates are generation profiles)",
+    )
+    p99_ms = param.Number(
+        default=5.0,
+        bounds=(0.0, None),
+        inclusive_bounds=(False, True),
+        label="p99 objective (ms)",
+        doc="the p99 latency objective",
+    )
+    peak_to_average = param.Number(
+        default=1.0,
+        bounds=(1.0, None),
+        label="peak / average",
+        doc="the peak rate over the average rate (>= 1)",
+    )
+    growth_per_year = param.Number(
+        default=0.0,
+        bounds=(0.0, 100.0),
+        label="growth per year",
+        doc="yearly traffic growth as a fraction: 0.3 = +30% a year",
+    )
+    redundancy = param.Integer(
+        default=0,
+        bounds=(0, 10_000),
+        label="spare machines (N+k)",
+        doc="machines on top of those the peak needs",
+    )
+    years = param.Integer(
+        default=3,
+        bounds=(1, 20),
+        label="years",
+        doc="the horizon the fleet is sized for and costed over",
+    )
+    max_machines = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(1, None),
+        label="most machines",
+        doc="a rack or quota; empty: no limit",
+    )
     result_name = param.Selector(default=None, objects=[], doc="a measured result")
     machine_name = param.Selector(default=None, objects=[], doc="the machine it ran on")
     candidates = param.List(default=[], doc="(result, machine) pairs the plan costs")
@@ -245,6 +278,8 @@ class PlanPage(Viewer):
             self.param,
             parameters=["target_rate_per_s", "p99_ms", "peak_to_average", "growth_per_year",
                         "redundancy", "years", "max_machines"],
+            widgets={"growth_per_year": pn.widgets.FloatInput, "redundancy": pn.widgets.IntInput,
+                     "years": pn.widgets.IntInput},
             show_name=False, default_layout=pn.FlexBox,
         )  # fmt: skip
         error = pn.pane.Alert(self.param.error, alert_type="danger",
@@ -265,7 +300,14 @@ class PlanPage(Viewer):
                 "(every value with its unit)"
             ),
             machines,
-            pn.FlexBox(self.machine_label, *self.economics.values(), self.pue, self.example, add),
+            pn.Card(
+                pn.FlexBox(
+                    self.machine_label, *self.economics.values(), self.pue, self.example, add
+                ),
+                title="or type a machine's economics",
+                collapsed=True,
+                sizing_mode="stretch_width",
+            ),
             pn.Row(
                 pn.widgets.Select.from_param(self.param.result_name, label="result", width=260),
                 pn.widgets.Select.from_param(
