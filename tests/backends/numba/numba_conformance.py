@@ -94,6 +94,22 @@ OPS = frozenset(
         "Range",
         "ArgMax",
         "ArgMin",
+        "GatherND",
+        "GatherElements",
+        "ScatterND",
+        "ScatterElements",
+        "CumSum",
+        "IsNaN",
+        "IsInf",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
     ]
 )
 

@@ -115,12 +115,38 @@ CPU_OPS = frozenset(
         "Or",
         "Xor",
         "Not",
+        # index arithmetic (index_ops) and QDQ INT8 (quant_ops)
+        "GatherND",
+        "GatherElements",
+        "ScatterND",
+        "ScatterElements",
+        "CumSum",
+        "IsNaN",
+        "IsInf",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
     ]
     # ai.onnx.ml tree ensembles (tree_ops, tree_cuda): the graph checks support by the
     # domain-qualified name, the executor looks kernels up by the bare op type
     + [f"{domain}{op}" for op in TREE_OPS for domain in ("", "ai.onnx.ml.")]
 )
-CUDA_OPS = CPU_OPS
+#: CPU ops that numba-cuda has no kernel for yet.
+CPU_ONLY_OPS = frozenset(
+    [
+        *("GatherND", "GatherElements", "ScatterND", "ScatterElements", "CumSum"),
+        *("IsNaN", "IsInf", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"),
+        *("MatMulInteger", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum"),
+        "ReduceLogSumExp",
+    ]
+)
+CUDA_OPS = CPU_OPS - CPU_ONLY_OPS
 
 
 def _supports(model: Model, ops: frozenset[str]) -> Support:

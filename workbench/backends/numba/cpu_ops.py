@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.backends.numba import cpu, elementwise, shapes, tree_ops
+from workbench.backends.numba import cpu, elementwise, index_ops, quant_ops, shapes, tree_ops
 from workbench.backends.numba.executor import Kernel, nothing
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
@@ -829,13 +829,20 @@ REDUCERS = {
 
 
 def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
-    """ReduceMean/Sum/Max/Min/Prod over the node's axes (see `shapes.reduce_axes`)."""
+    """Reduce* over the node's axes (see `shapes.reduce_axes`): Mean/Sum/Max/Min/Prod,
+    and L1/L2/SumSquare/LogSum/LogSumExp (`index_ops.reduce_extra`)."""
     x = ins[0]
     axes, shape = shapes.reduce_axes(node, ins, x.ndim)
     out = _out(outs, shape, x.dtype)
     if not axes:
         return functools.partial(np.copyto, out, x), [out]
     keep = bool(node.attrs.get("keepdims", 1))
+    if node.op_type in index_ops.EXTRA_REDUCTIONS:
+
+        def norm() -> None:
+            np.copyto(out, index_ops.reduce_extra(node.op_type, x, tuple(axes), keep), "unsafe")
+
+        return norm, [out]
     if node.op_type == "ReduceMean":  # float64 sums: means of long rows stay exact
 
         def mean() -> None:
@@ -951,8 +958,23 @@ def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
         "ArgMax": _bindable(arg_reduce),
         "ArgMin": _bindable(arg_reduce),
     }
-    for op in ("ReduceMean", *REDUCERS):
+    for op in ("ReduceMean", *REDUCERS, *index_ops.EXTRA_REDUCTIONS):
         table[op] = _bindable(reduce_op)
+    table.update(
+        {
+            "GatherND": index_ops.gather_nd,
+            "GatherElements": index_ops.gather_elements,
+            "ScatterND": index_ops.scatter_nd,
+            "ScatterElements": index_ops.scatter_elements,
+            "CumSum": index_ops.cumsum,
+            "IsNaN": index_ops.is_nan,
+            "IsInf": index_ops.is_inf,
+            "QuantizeLinear": quant_ops.quantize_linear,
+            "DequantizeLinear": quant_ops.dequantize_linear,
+            "DynamicQuantizeLinear": quant_ops.dynamic_quantize_linear,
+            "MatMulInteger": quant_ops.matmul_integer,
+        }
+    )
     for op in UNARY_OPS:
         table[op] = unary(op)
     for op in elementwise.PARAMETRIC:

@@ -57,6 +57,11 @@ HOST_INPUTS: dict[str, frozenset[int]] = {
     "Split": frozenset({1}),
     "Tile": frozenset({1}),
     "Range": frozenset({0, 1, 2}),
+    "CumSum": frozenset({1}),
+    **{
+        op: frozenset({1})
+        for op in ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
+    },
 }
 
 

@@ -1,0 +1,139 @@
+"""QDQ INT8 on the CPU: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear and
+MatMulInteger.
+
+The workbench's INT8 variants are QDQ graphs: ``Int8Static`` puts a Quantize/Dequantize
+pair on every activation and a DequantizeLinear on every weight, ``Int8Dynamic``
+quantizes activations at run time and multiplies with MatMulInteger. A weight's
+DequantizeLinear has constant inputs, so compiling folds it to a float weight once; the
+activations' pairs run here on every run, rounding half to even and saturating exactly
+as ONNX Runtime does, so the variants' outputs match its own within a quantization step.
+MatMulInteger is computed exactly: ``(a - a_zero) @ (b - b_zero)`` in float64, whose
+53-bit mantissa holds every int32 sum of 8-bit products, through BLAS.
+
+Blocked quantization (``block_size``, opset 21) repeats each scale over its block. Not
+supported (`UnsupportedModelError` on the first run): the float8/int4 types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workbench.backends.numba.graph import Node
+from workbench.errors import UnsupportedModelError
+
+Arrays = list[Any]
+
+#: Integer types QuantizeLinear writes and DequantizeLinear reads (DequantizeLinear also
+#: reads int32: bias vectors).
+QUANT_TYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32"})
+
+
+def _out(outs: Arrays | None, shape: tuple[int, ...], dtype: Any, index: int = 0) -> np.ndarray:
+    return outs[index] if outs is not None else np.empty(shape, dtype=dtype)
+
+
+def _per_axis(node: Node, value: Any, x_shape: tuple[int, ...]) -> np.ndarray:
+    """A scale or zero point shaped to broadcast against ``x``: a scalar, or a 1-D vector
+    along ``axis`` (default 1)."""
+    value = np.asarray(value)
+    axis = int(node.attrs.get("axis", 1)) % max(len(x_shape), 1)
+    block = int(node.attrs.get("block_size", 0))
+    if block:  # same rank as x, one value per block of ``block`` along ``axis``
+        return np.repeat(value, block, axis=axis)[
+            (slice(None),) * axis + (slice(0, x_shape[axis]),)
+        ]
+    if value.size == 1 or value.ndim == 0:
+        return value.reshape(())
+    return value.reshape((-1,) + (1,) * (len(x_shape) - axis - 1))
+
+
+def _checked(node: Node, dtype: Any) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.name not in QUANT_TYPES:
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: {dtype} values")
+    return dtype
+
+
+def _quantized_type(node: Node, ins: Arrays) -> np.dtype:
+    """QuantizeLinear's output type: its zero point's, else ``output_dtype``, else uint8."""
+    if len(ins) > 2 and ins[2] is not None:
+        return _checked(node, ins[2].dtype)
+    code = int(node.attrs.get("output_dtype", 0))
+    if code:
+        from onnx import helper
+
+        return _checked(node, helper.tensor_dtype_to_np_dtype(code))
+    return np.dtype(np.uint8)
+
+
+def quantize(
+    x: np.ndarray, scale: Any, zero: Any, dtype: np.dtype, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``saturate(round_half_even(x / scale) + zero)`` as ``dtype``, in ``x``'s float type."""
+    info = np.iinfo(dtype)
+    values = np.rint(x / scale) + np.asarray(zero, x.dtype)
+    values = np.clip(values, info.min, info.max)
+    if out is None:
+        return values.astype(dtype)
+    np.copyto(out, values, casting="unsafe")
+    return out
+
+
+def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    dtype = _quantized_type(node, ins)
+    scale = _per_axis(node, ins[1], x.shape).astype(x.dtype)
+    zero = _per_axis(node, ins[2], x.shape) if len(ins) > 2 and ins[2] is not None else 0
+    out = _out(outs, x.shape, dtype)
+    quantize(x, scale, zero, dtype, out)
+    return [out]
+
+
+def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """``(x - zero) * scale`` with the subtraction in integers, as ONNX Runtime does."""
+    x = ins[0]
+    _checked(node, x.dtype)
+    scale = _per_axis(node, ins[1], x.shape)
+    out = _out(outs, x.shape, scale.dtype)
+    if len(ins) > 2 and ins[2] is not None:
+        shifted = x.astype(np.int64) - _per_axis(node, ins[2], x.shape).astype(np.int64)
+    else:
+        shifted = x
+    np.multiply(shifted, scale, out=out, casting="unsafe")
+    return [out]
+
+
+def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """uint8 quantization with a scale and zero point from the tensor's own range (which
+    always includes 0), as the spec defines them."""
+    x = ins[0]
+    low = min(0.0, float(np.min(x))) if x.size else 0.0
+    high = max(0.0, float(np.max(x))) if x.size else 0.0
+    scale = np.float32((high - low) / 255.0)
+    zero = np.uint8(np.clip(np.rint(-low / scale), 0, 255)) if scale else np.uint8(0)
+    y = _out(outs, x.shape, np.uint8)
+    quantize(x, scale if scale else np.float32(1), zero, np.dtype(np.uint8), y)
+    scale_out = _out(outs, (), np.float32, 1)
+    zero_out = _out(outs, (), np.uint8, 2)
+    scale_out[...] = scale
+    zero_out[...] = zero
+    return [y, scale_out, zero_out]
+
+
+def matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    """int32 ``(a - a_zero) @ (b - b_zero)``; ``a_zero`` per row of ``a`` or a scalar,
+    ``b_zero`` per column of ``b`` or a scalar."""
+    a, b = ins[0], ins[1]
+    a_wide = a.astype(np.float64)
+    b_wide = b.astype(np.float64)
+    if len(ins) > 2 and ins[2] is not None:
+        zero = np.asarray(ins[2], np.float64)
+        a_wide -= zero.reshape(-1, 1) if zero.size > 1 else zero.reshape(())
+    if len(ins) > 3 and ins[3] is not None:
+        b_wide -= np.asarray(ins[3], np.float64).reshape(-1)
+    product = np.matmul(a_wide, b_wide)
+    out = _out(outs, product.shape, np.int32)
+    np.copyto(out, product, casting="unsafe")
+    return [out]
