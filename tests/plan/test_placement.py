@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,16 +13,19 @@ from onnx import TensorProto, helper
 
 import workbench as wb
 from workbench.backends.onnxruntime.plain import run_plain
+from workbench.cli import main
 from workbench.model import set_layer_name
 from workbench.planning.placement import (
     Link,
     Placement,
     PlacementError,
     chained,
+    measure_placement,
     place,
     possible_cuts,
     split_model,
 )
+from workbench.profiling.measure import TimingOptions
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
 from workbench.testing.tolerances import assert_close
@@ -230,3 +234,42 @@ def test_split_parts_give_the_whole_models_outputs() -> None:
         split_model(model, ["features.9"])
     with pytest.raises(PlacementError, match="not in graph order"):
         split_model(model, ["fc2", "act"])
+
+
+def test_a_measured_split_runs_both_parts_and_keeps_its_samples() -> None:
+    model = chain_model()
+    a, b = (fake_profile(name, {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}, 4.0)
+            for name in ("onnxruntime", "onnxruntime"))  # fmt: skip
+    p = place(a, b, model=model)
+    cut = p.table[p.table["cuts"] == "fc2"]["split"].iloc[0]
+    measured = measure_placement(p, model, which=[cut], timing=TimingOptions(0.05, warmup=1))
+    row = measured.table.set_index("split").loc[cut]
+    assert row["measured_n"] >= 1 and row["measured_ms"] > 0
+    assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
+    assert measured.table["measured_ms"].notna().sum() == 1  # only the split asked for
+    assert p.table["measured_ms"].isna().all()  # the placement given is not changed
+    with pytest.raises(PlacementError, match="no candidate split 'nowhere'"):
+        measure_placement(p, model, which="nowhere")
+
+
+def test_the_command_line_places_two_profile_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "toy.onnx"
+    model.write_bytes(chain_model().onnx_bytes)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    A.to_json(a)
+    B.to_json(b)
+    out = tmp_path / "placement.json"
+    argv = ["plan", "--place", str(a), str(b), "--model", str(model)]
+    code = main([*argv, "--link", "64000", "--link-latency-ms", "0.5", "--json", str(out)])
+    assert code == 0
+    assert "best: rt-a/cpu[fc1] → rt-b/cpu[act … fc3]: 7.5 ms predicted" in capsys.readouterr().out
+    assert Placement.from_json(out).best["cuts"] == "act"
+    for extra, message in ((["--link=-5GB/s"], "bandwidth must be above 0"),
+                           (["--model", "digits-mlp"], "not of the model given ('digits-mlp')")):  # fmt: skip
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert main(["plan", "--rate", "9"]) == 2
+    assert "needs --candidate, --rate and --p99-ms (or --place" in capsys.readouterr().err

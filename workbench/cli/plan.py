@@ -1,9 +1,11 @@
-"""``workbench plan``: fleet size and 1-/3-year cost from measured SLO results.
+"""``workbench plan``: fleet size and 1-/3-year cost from measured SLO results, or, with
+``--place``, the split of one model's layers across two processors.
 
 Example:
     workbench slo digits-cnn --p99-ms 5 --json here.json
     workbench plan --candidate here.json docs/machines/example-rented-cpu.toml \\
         --rate 2000 --p99-ms 5 --peak 2 --growth 0.3 --redundancy 1 --json plan.json
+    workbench plan --place ort.json numba.json --model digits-cnn --measure
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ from workbench.argtypes import count_int, nonnegative_float, positive_float, pos
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from workbench.planning import plan
+    from workbench.planning import PlanError, plan
     from workbench.planning.what_if import electricity_sensitivity, utilization_sensitivity
     from workbench.profiling.formatting import frame_text
 
+    if args.place:
+        return _place(args)
+    if not (args.candidate and args.rate and args.p99_ms):
+        raise PlanError(
+            "workbench plan needs --candidate, --rate and --p99-ms (or --place A.json B.json "
+            "--model MODEL to split a model across two processors)"
+        )
     result = plan(
         [(machine, slo_json) for slo_json, machine in args.candidate],
         args.rate,
@@ -40,6 +49,26 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _place(args: argparse.Namespace) -> int:
+    from workbench.loaders import load
+    from workbench.planning.placement import Link, PlacementError, measure_placement, place
+    from workbench.profiling.profile import Profile
+
+    if not args.model:
+        raise PlacementError("--place needs --model: the model both profiles are of")
+    model = load(args.model)
+    a, b = (Profile.from_json(path) for path in args.place)
+    link = Link.parse(args.link, args.link_latency_ms)
+    result = place(a, b, model=model, link=link, max_cuts=args.max_cuts)
+    if args.measure:
+        result = measure_placement(result, model, which=args.measure)
+    print(result.summary())
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``plan`` on the ``workbench`` command."""
     p = sub.add_parser(
@@ -49,13 +78,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--candidate",
         nargs=2,
         action="append",
-        required=True,
         metavar=("SLO_JSON", "MACHINE_TOML"),
         help="a `workbench slo --json` file and the economics of the machine it was measured "
         "on (repeatable; see docs/plan.md for the TOML keys)",
     )
-    p.add_argument("--rate", type=positive_float, required=True, help="average predictions/s")
-    p.add_argument("--p99-ms", type=positive_float, required=True, help="the p99 objective (ms)")
+    p.add_argument("--rate", type=positive_float, help="average predictions/s")
+    p.add_argument("--p99-ms", type=positive_float, help="the p99 objective (ms)")
     p.add_argument("--peak", type=positive_float, default=1.0, help="peak-to-average (>= 1)")
     p.add_argument(
         "--growth", type=nonnegative_float, default=0.0, help="yearly growth, 0.3 = +30%%"
@@ -69,4 +97,29 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="also print the choice against the electricity price and a utilization cap",
     )
     p.add_argument("--json", default=None, help="write the plan as JSON to this path")
+    q = p.add_argument_group("placement (docs/placement.md)")
+    q.add_argument(
+        "--place",
+        nargs=2,
+        metavar=("PROFILE_A", "PROFILE_B"),
+        help="split --model's layers across the processors of two `workbench profile --json` "
+        "files (per-layer, same model and batch size)",
+    )
+    q.add_argument("--model", help="the profiled model: a sample name or a file")
+    q.add_argument(
+        "--link",
+        default="same-memory",
+        help="same-memory (default), pcie<gen>x<lanes> or a bandwidth such as 12GB/s",
+    )
+    q.add_argument(
+        "--link-latency-ms", type=nonnegative_float, default=0.0, help="per transfer (ms)"
+    )
+    q.add_argument("--max-cuts", type=positive_int, default=1, help="changes of processor")
+    q.add_argument(
+        "--measure",
+        nargs="?",
+        const="best",
+        choices=["best", "all"],
+        help="run the best (or all) splits here and print measured against predicted",
+    )
     p.set_defaults(func=_plan)

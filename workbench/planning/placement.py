@@ -428,6 +428,11 @@ def _check_profiles(a: Profile, b: Profile, model: Model) -> None:
         )
     prints = {model.fingerprint()} | ({model.to_onnx().fingerprint()} if model.module else set())
     for p in (a, b):
+        if not p.model_fingerprint and p.model != model.name:
+            raise PlacementError(
+                f"the {p.backend}/{p.device} profile is of {p.model!r}, not of the model given "
+                f"({model.name!r}); profile the model you place"
+            )
         if p.model_fingerprint and p.model_fingerprint not in prints:
             raise PlacementError(
                 f"the {p.backend}/{p.device} profile is of another {p.model!r} (weights or "
