@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["GatherBag", "gather_bags"]
+__all__ = ["GatherBag", "gather_bags", "reduce_bags"]
 
 
 def _module_class() -> type:
@@ -42,17 +42,8 @@ def _module_class() -> type:
             offsets: torch.Tensor | None = None,
             per_sample_weights: torch.Tensor | None = None,
         ) -> torch.Tensor:
-            rows = F.embedding(input, self.weight)
-            if per_sample_weights is not None:
-                rows = rows * per_sample_weights.unsqueeze(-1)
-            if input.dim() == 2:
-                if self.mode == "sum":
-                    return rows.sum(dim=1)
-                if self.mode == "mean":
-                    return rows.mean(dim=1)
-                return rows.amax(dim=1)
-            assert offsets is not None  # torch requires offsets with 1-D input
-            if self.mode == "max":  # no scatter-max here: torch's own op (the Loop)
+            if input.dim() == 1 and self.mode == "max":  # no scatter-max: torch's op (the Loop)
+                assert offsets is not None  # torch requires offsets with 1-D input
                 return F.embedding_bag(
                     input,
                     self.weight,
@@ -60,23 +51,50 @@ def _module_class() -> type:
                     mode="max",
                     include_last_offset=self.include_last_offset,
                 )
-            starts = offsets[:-1] if self.include_last_offset else offsets
-            bags = starts.shape[0]
-            # bag of each id: count the bag starts at or before it (empty bags repeat a
-            # start, so they are skipped)
-            marks = input.new_zeros(input.shape[0] + 1).scatter_add(
-                0, starts[1:], input.new_ones(bags - 1)
+            rows = F.embedding(input, self.weight)
+            return reduce_bags(
+                rows, input, offsets, per_sample_weights, self.mode, self.include_last_offset
             )
-            segment = marks.cumsum(0)[:-1]
-            index = segment.unsqueeze(-1).expand(-1, rows.shape[1])
-            zeros = rows.new_zeros(bags, rows.shape[1])
-            total = zeros.scatter_add(0, index, rows)
-            if self.mode == "sum":
-                return total
-            counts = rows.new_zeros(bags).scatter_add(0, segment, rows.new_ones(segment.shape))
-            return total / counts.clamp(min=1.0).unsqueeze(-1)
 
     return GatherBag
+
+
+def reduce_bags(
+    rows: Any,
+    input: Any,
+    offsets: Any,
+    per_sample_weights: Any,
+    mode: str,
+    include_last_offset: bool,
+) -> Any:
+    """Looked-up ``rows`` of ``input``'s ids reduced into their bags, in export-friendly ops.
+
+    2-D ids (fixed-size bags): a sum, mean or max over the bag axis. 1-D ids with
+    ``offsets``: a scatter-add over segments, ``sum`` or ``mean`` (empty bags give zeros).
+    Shared with `workbench.optimize.embeddings`, whose compressed tables look rows up
+    their own way.
+    """
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.unsqueeze(-1)
+    if input.dim() == 2:
+        if mode == "sum":
+            return rows.sum(dim=1)
+        if mode == "mean":
+            return rows.mean(dim=1)
+        return rows.amax(dim=1)
+    assert offsets is not None  # torch requires offsets with 1-D input
+    starts = offsets[:-1] if include_last_offset else offsets
+    bags = starts.shape[0]
+    # bag of each id: count the bag starts at or before it (empty bags repeat a start, so
+    # they are skipped)
+    marks = input.new_zeros(input.shape[0] + 1).scatter_add(0, starts[1:], input.new_ones(bags - 1))
+    segment = marks.cumsum(0)[:-1]
+    index = segment.unsqueeze(-1).expand(-1, rows.shape[1])
+    total = rows.new_zeros(bags, rows.shape[1]).scatter_add(0, index, rows)
+    if mode == "sum":
+        return total
+    counts = rows.new_zeros(bags).scatter_add(0, segment, rows.new_ones(segment.shape))
+    return total / counts.clamp(min=1.0).unsqueeze(-1)
 
 
 GatherBag: Any = None  # the class, built on first use (torch is imported lazily)

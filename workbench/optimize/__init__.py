@@ -37,6 +37,11 @@ _EXPORTS = {
     "TreeThresholds": "trees",
     "TreePrune": "trees",
     "TreeDepth": "trees",
+    "TableInt8": "embeddings",
+    "TableInt4": "embeddings",
+    "TableFp16": "embeddings",
+    "TablePrune": "embeddings",
+    "table_bytes": "embeddings",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,6 +52,7 @@ _BUILTIN_MODULES = (
     "workbench.optimize.prune",
     "workbench.optimize.trees",
     "workbench.optimize.tree_tensors",
+    "workbench.optimize.embeddings",
 )
 _builtins_loaded = False
 _entry_points_loaded = False

@@ -1,0 +1,480 @@
+"""Compression of embedding tables: row-wise int8 / int4, fp16, pruning rare rows.
+
+Each transform builds a NEW torch `Model` in which every ``nn.EmbeddingBag`` (``sum`` or
+``mean``, no ``padding_idx``) becomes a `CompressedBag` at the same module path, so the
+canonical layer names (``tables.3``) stay; the given model is never changed.
+
+- ``table-int8`` (`TableInt8`): each row as uint8 with its own float32 scale and bias
+  (FBGEMM's row-wise layout: ``d + 8`` bytes a row).
+- ``table-int4`` (`TableInt4`): each row as 4-bit values packed two per byte (the even
+  element in the low nibble) with a float16 scale and bias (``d / 2 + 4`` bytes a row).
+- ``table-fp16`` (`TableFp16`): rows as float16 (``2 d`` bytes a row).
+- ``table-prune`` (`TablePrune`): keep each table's most used rows, counted on the
+  training ids; the others share one fallback row (their mean, weighted by use) through
+  an int32 remap of every original id (4 bytes a row).
+
+Two forms of the same arrays: eager torch runs FBGEMM's quantized embedding-bag CPU ops
+(``torch.ops.quantized.embedding_bag_byte_rowwise_offsets`` /
+``embedding_bag_4bit_rowwise_offsets``; ``F.embedding_bag`` for fp16 and pruned float
+tables), while the ONNX export (``Model.to_onnx``, run by ONNX Runtime and the other ONNX
+backends) is written with plain ops: a ``Gather`` of the stored rows (and of the remap),
+int4 bytes unpacked by a ``Gather`` of their two nibbles from a 256-entry table, a
+``Cast``, the per-row scale and bias as ``Mul`` / ``Add`` (DequantizeLinear per row),
+then the bag's reduction. A layer's
+``params_bytes`` is its stored bytes, so ``Model.params_bytes`` and a sweep's
+``size_bytes`` show the compression. Transforms chain: ``["table-prune", "table-int8"]``
+quantizes the kept rows and the fallback row.
+
+Example:
+    >>> q = wb.transform(wb.samples.load("dlrm"), "table-int8")
+    >>> table_bytes(q) / table_bytes(q.parent)
+    0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from workbench.errors import TransformError
+from workbench.model import Layer, Model
+from workbench.optimize.base import Transform, config_to_dict, register
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TableFp16", "TableInt4", "TableInt8", "TablePrune", "table_bytes"]
+
+#: samples per forward pass while counting the training ids
+_COUNT_CHUNK = 8192
+#: how a compressed table stores its rows
+Storage = Literal["fp32", "fp16", "int8", "int4"]
+
+
+@register("table-int8")
+@dataclasses.dataclass(frozen=True)
+class TableInt8(Transform):
+    """Row-wise int8 embedding tables: uint8 values, a float32 scale and bias per row.
+
+    Attributes:
+        exclude: canonical table layers kept as they are.
+
+    Example:
+        >>> q = wb.transform(m, "table-int8")
+    """
+
+    exclude: tuple[str, ...] = ()
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        return _compress(model, self, lambda bag, _counts: _requantized(bag, "int8"))
+
+
+@register("table-int4")
+@dataclasses.dataclass(frozen=True)
+class TableInt4(Transform):
+    """Row-wise int4 embedding tables: two values a byte, a float16 scale and bias per row.
+
+    Attributes:
+        exclude: canonical table layers kept as they are.
+
+    Example:
+        >>> q = wb.transform(m, "table-int4")
+    """
+
+    exclude: tuple[str, ...] = ()
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        return _compress(model, self, lambda bag, _counts: _requantized(bag, "int4"))
+
+
+@register("table-fp16")
+@dataclasses.dataclass(frozen=True)
+class TableFp16(Transform):
+    """float16 embedding tables (the rest of the model stays float32).
+
+    Attributes:
+        exclude: canonical table layers kept as they are.
+
+    Example:
+        >>> h = wb.transform(m, "table-fp16")
+    """
+
+    exclude: tuple[str, ...] = ()
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        return _compress(model, self, lambda bag, _counts: _requantized(bag, "fp16"))
+
+
+@register("table-prune")
+@dataclasses.dataclass(frozen=True)
+class TablePrune(Transform):
+    """Keep each table's most used rows; the rest share one fallback row.
+
+    Rows are ranked by how often the training ids look them up (``data``, or a sample's
+    training split); ties keep the lower row. The fallback row is the mean of the pruned
+    rows weighted by their counts plus one, so rows never seen still count.
+
+    Attributes:
+        keep: share of each table's rows kept, in (0, 1].
+        min_rows: tables with fewer rows are kept whole (the 4-byte remap of every row
+            would cost more than pruning saves).
+        exclude: canonical table layers kept as they are.
+
+    Example:
+        >>> p = wb.transform(m, "table-prune", keep=0.25)
+    """
+
+    keep: float = 0.5
+    min_rows: int = 1000
+    exclude: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        return f"table-prune({self.keep:.0%})"
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        if not 0 < self.keep <= 1 or self.min_rows < 1:
+            raise TransformError(
+                f"table-prune keeps a share in (0, 1] of tables of at least 1 row, got "
+                f"keep={self.keep}, min_rows={self.min_rows}"
+            )
+
+        def prune(bag: Any, counts: np.ndarray | None) -> Any:
+            rows = _stored_rows(bag)
+            if rows < self.min_rows:
+                return None
+            assert counts is not None
+            return _pruned(bag, counts, max(1, round(self.keep * rows)))
+
+        return _compress(model, self, prune, count_ids=data if data is not None else True)
+
+
+def table_bytes(model: Model) -> int:
+    """Bytes of a torch model's embedding tables as stored (remaps and scales included).
+
+    Example:
+        >>> table_bytes(wb.transform(m, "table-int4")) / table_bytes(m)
+    """
+    if model.module is None:
+        raise TransformError(f"table_bytes reads a torch model's tables; {model.name!r} is ONNX")
+    return sum(_bag_bytes(bag) for _path, bag in _tables(model.module))
+
+
+# ---- the compressed bag -------------------------------------------------------------
+_BAG_CLASS: Any = None
+
+
+def _bag_class() -> type:
+    """`CompressedBag`, built on first use (torch is imported lazily)."""
+    global _BAG_CLASS
+    if _BAG_CLASS is not None:
+        return _BAG_CLASS  # type: ignore[no-any-return]
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from workbench.loaders.embedding_export import reduce_bags
+
+    class CompressedBag(nn.Module):
+        """An embedding bag over compressed rows: FBGEMM's ops in eager torch, plain ONNX
+        ops (Gather, unpack, Cast, Mul, Add, reduce) when exported.
+
+        Buffers: ``values`` (float32 / float16 rows, or uint8 codes: ``(rows, d)`` for
+        int8, ``(rows, ceil(d / 2))`` for int4), ``scale`` and ``bias`` ``(rows, 1)``
+        (int8: float32, int4: float16), ``remap`` int32 ``(original rows,)`` for a
+        pruned table.
+        """
+
+        def __init__(
+            self,
+            storage: str,
+            width: int,
+            values: torch.Tensor,
+            scale: torch.Tensor | None,
+            bias: torch.Tensor | None,
+            remap: torch.Tensor | None,
+            mode: str,
+            include_last_offset: bool,
+        ) -> None:
+            super().__init__()
+            self.storage, self.width, self.mode = storage, width, mode
+            self.include_last_offset = include_last_offset
+            self.register_buffer("values", values)
+            self.register_buffer("scale", scale)
+            self.register_buffer("bias", bias)
+            self.register_buffer("remap", remap)
+            self._packed: torch.Tensor | None = None
+
+        @property
+        def num_embeddings(self) -> int:
+            return int(self.remap.shape[0] if self.remap is not None else self.values.shape[0])
+
+        def forward(
+            self,
+            input: torch.Tensor,
+            offsets: torch.Tensor | None = None,
+            per_sample_weights: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+                return self._portable(input, offsets, per_sample_weights)
+            ids, offsets = _flat_bags(input, offsets)
+            if self.remap is not None:
+                ids = self._remapped(ids)
+            if self.storage in ("fp32", "fp16"):
+                weights = per_sample_weights
+                if weights is not None:
+                    weights = weights.reshape(-1).to(self.values.dtype)
+                return F.embedding_bag(
+                    ids, self.values, offsets, mode=self.mode,
+                    per_sample_weights=weights, include_last_offset=self.include_last_offset,
+                ).float()  # fmt: skip
+            op = (
+                torch.ops.quantized.embedding_bag_byte_rowwise_offsets
+                if self.storage == "int8"
+                else torch.ops.quantized.embedding_bag_4bit_rowwise_offsets
+            )
+            weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
+            mode = {"sum": 0, "mean": 1}[self.mode]
+            return op(  # type: ignore[no-any-return]
+                self.packed(), ids, offsets, False, mode, False, weights, None,
+                self.include_last_offset,
+            )  # fmt: skip
+
+        def _remapped(self, ids: torch.Tensor) -> torch.Tensor:
+            assert self.remap is not None
+            return F.embedding(ids, self.remap.unsqueeze(1)).squeeze(-1).long()
+
+        def packed(self) -> torch.Tensor:
+            """FBGEMM's fused rows (codes, then scale and bias), built on first use."""
+            if self._packed is None:
+                assert self.scale is not None and self.bias is not None
+                self._packed = torch.cat(
+                    [self.values, self.scale.view(torch.uint8), self.bias.view(torch.uint8)], 1
+                ).contiguous()
+            return self._packed
+
+        def rows(self, ids: torch.Tensor) -> torch.Tensor:
+            """The float32 rows of ``ids`` (in this table's stored row space)."""
+            # F.embedding, not indexing: it exports as Gather (indexing may give GatherND)
+            codes = F.embedding(ids, self.values)
+            if self.storage == "int4":
+                # unpacked by a lookup of each byte's two nibbles: one Gather in ONNX
+                # (BitwiseAnd needs opset 18, which the exporters here do not all write)
+                byte = torch.arange(256)
+                nibbles = torch.stack([byte % 16, byte // 16], 1).float()
+                rows = F.embedding(codes.long(), nibbles).flatten(-2)[..., : self.width]
+            else:
+                rows = codes.float()
+            if self.scale is not None and self.bias is not None:
+                scale, bias = F.embedding(ids, self.scale), F.embedding(ids, self.bias)
+                rows = rows * scale.float() + bias.float()
+            return rows
+
+        def _portable(
+            self,
+            input: torch.Tensor,
+            offsets: torch.Tensor | None,
+            per_sample_weights: torch.Tensor | None,
+        ) -> torch.Tensor:
+            ids = input if self.remap is None else self._remapped(input)
+            return reduce_bags(  # type: ignore[no-any-return]
+                self.rows(ids), input, offsets, per_sample_weights, self.mode,
+                self.include_last_offset,
+            )  # fmt: skip
+
+    _BAG_CLASS = CompressedBag
+    return CompressedBag
+
+
+def _flat_bags(input: torch.Tensor, offsets: torch.Tensor | None) -> tuple[Any, Any]:
+    """1-D ids and bag offsets (the form FBGEMM's ops take) from 2-D fixed-size bags."""
+    import torch
+
+    if input.dim() == 1:
+        return input, offsets
+    bags, size = input.shape
+    return input.reshape(-1), torch.arange(0, bags * size, size, dtype=input.dtype)
+
+
+# ---- shared -------------------------------------------------------------------------
+def _tables(module: Any) -> list[tuple[str, Any]]:
+    """``(path, bag)`` of every table a compression transform can take."""
+    from torch import nn
+
+    found = []
+    for path, sub in module.named_modules():
+        plain = type(sub) is nn.EmbeddingBag and sub.padding_idx is None and sub.mode != "max"
+        if plain or isinstance(sub, _bag_class()):
+            found.append((path, sub))
+    return found
+
+
+def _float_rows(bag: Any) -> np.ndarray:
+    """The table's stored rows as float32 (dequantized), in its stored row order."""
+    import torch
+
+    if not isinstance(bag, _bag_class()):
+        return np.asarray(bag.weight.detach().float().numpy())
+    with torch.no_grad():
+        return np.asarray(bag.rows(torch.arange(bag.values.shape[0])).numpy())
+
+
+def _stored_rows(bag: Any) -> int:
+    return int(bag.values.shape[0] if isinstance(bag, _bag_class()) else bag.weight.shape[0])
+
+
+def _bag_bytes(bag: Any) -> int:
+    if not isinstance(bag, _bag_class()):
+        return int(bag.weight.numel() * bag.weight.element_size())
+    return sum(int(b.numel() * b.element_size()) for b in bag.buffers())
+
+
+def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
+    """A `CompressedBag` storing float32 ``rows`` as ``storage``, with ``like``'s reduction."""
+    import torch
+
+    weight = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+    width = weight.shape[1]
+    scale = bias = None
+    if storage in ("fp32", "fp16"):
+        values = weight.to(torch.float16 if storage == "fp16" else torch.float32)
+    else:
+        # FBGEMM's own quantizer, so both forms share the eager ops' exact codes
+        if storage == "int8":
+            packed, tail, dtype = (
+                torch.ops.quantized.embedding_bag_byte_prepack(weight),
+                8,
+                torch.float32,
+            )
+        else:
+            packed, tail, dtype = (
+                torch.ops.quantized.embedding_bag_4bit_prepack(weight),
+                4,
+                torch.float16,
+            )
+        values = packed[:, :-tail].contiguous()
+        pair = packed[:, -tail:].contiguous().view(dtype)
+        scale, bias = pair[:, :1].contiguous(), pair[:, 1:].contiguous()
+    return _bag_class()(
+        storage, width, values, scale, bias, remap, like.mode, like.include_last_offset
+    )
+
+
+def _requantized(bag: Any, storage: str) -> Any:
+    current = bag.storage if isinstance(bag, _bag_class()) else "fp32"
+    if current != "fp32":
+        raise TransformError(f"this table is already {current}; compress its float parent instead")
+    remap = bag.remap if isinstance(bag, _bag_class()) else None
+    return _made(storage, _float_rows(bag), remap, bag)
+
+
+def _pruned(bag: Any, counts: np.ndarray, keep: int) -> Any:
+    import torch
+
+    rows = _float_rows(bag)
+    order = np.argsort(-counts, kind="stable")
+    kept, dropped = order[:keep], order[keep:]
+    mapping = np.full(len(rows), keep, dtype=np.int32)  # dropped rows -> the fallback
+    mapping[kept] = np.arange(keep, dtype=np.int32)
+    parts = [rows[kept]]
+    if len(dropped):
+        weights = counts[dropped].astype(np.float64) + 1.0
+        parts.append((weights @ rows[dropped] / weights.sum())[None, :])
+    old = bag.remap if isinstance(bag, _bag_class()) else None
+    remap = mapping if old is None else mapping[old.numpy()]
+    storage = bag.storage if isinstance(bag, _bag_class()) else "fp32"
+    return _made(storage, np.concatenate(parts), torch.from_numpy(remap), bag)
+
+
+def _id_counts(model: Model, data: Any, tables: list[tuple[str, Any]]) -> dict[str, np.ndarray]:
+    """How often each stored row of each table is looked up by ``data``'s ids."""
+    import torch
+
+    from workbench.optimize.data_source import input_batches, resolve_data
+
+    source = resolve_data(model, None if data is True else data, "train", "table-prune")
+    counts = {path: np.zeros(_stored_rows(bag), dtype=np.int64) for path, bag in tables}
+
+    def counter(path: str) -> Any:
+        def hook(bag: Any, args: tuple[Any, ...]) -> None:
+            ids = args[0].reshape(-1)
+            if isinstance(bag, _bag_class()) and bag.remap is not None:
+                ids = bag.remap[ids].long()
+            counts[path] += np.bincount(ids.numpy(), minlength=len(counts[path]))
+
+        return hook
+
+    def run(chunk: list[dict[str, np.ndarray]]) -> None:
+        assert model.module is not None
+        arrays = (np.concatenate([feeds[s.name] for feeds in chunk]) for s in model.inputs)
+        model.module(*(torch.from_numpy(a) for a in arrays))
+
+    assert model.module is not None
+    handles = [bag.register_forward_pre_hook(counter(path)) for path, bag in tables]
+    try:
+        chunk: list[dict[str, np.ndarray]] = []
+        with torch.no_grad():
+            # a dataset's small batches joined: a call per few thousand samples, not per 64
+            for feeds in input_batches(model, source):
+                chunk.append(feeds)
+                if sum(len(f[model.inputs[0].name]) for f in chunk) >= _COUNT_CHUNK:
+                    run(chunk)
+                    chunk = []
+            if chunk:
+                run(chunk)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
+def _compress(model: Model, config: Transform, change: Any, count_ids: Any = None) -> Model:
+    """A new torch model whose tables are ``change(bag, counts)`` (None: left as is)."""
+    import copy
+
+    from workbench.loaders.torch import module_layers
+
+    if model.framework != "torch" or model.module is None:
+        raise TransformError(
+            f"{config.name} compresses the nn.EmbeddingBag tables of a torch model; "
+            f"{model.name!r} is {model.framework}: load the torch model"
+        )
+    exclude = set(getattr(config, "exclude", ()))
+    tables = _tables(model.module)
+    unknown = sorted(exclude - {path for path, _ in tables})
+    if unknown:
+        raise TransformError(
+            f"{config.name}: {unknown} are not tables of {model.name!r}; tables are "
+            f"{[path for path, _ in tables]}"
+        )
+    tables = [(path, bag) for path, bag in tables if path not in exclude]
+    if not tables:
+        raise TransformError(
+            f"{config.name}: {model.name!r} has no embedding tables to compress "
+            "(nn.EmbeddingBag with mode sum or mean and no padding_idx)"
+        )
+    counts = _id_counts(model, count_ids, tables) if count_ids is not None else {}
+    module = copy.deepcopy(model.module).eval()  # the caller's model stays untouched
+    changed: list[str] = []
+    for path, _bag in tables:
+        parent_path, _, attr = path.rpartition(".")
+        parent = module.get_submodule(parent_path) if parent_path else module
+        new = change(getattr(parent, attr), counts.get(path))
+        if new is not None:
+            setattr(parent, attr, new)
+            changed.append(path)
+    bags = dict(_tables(module))
+    layers = [
+        _table_layer(layer, bags[layer.name]) if layer.name in bags else layer
+        for layer in module_layers(module)
+    ]
+    recipe = config_to_dict(config, tables=changed)
+    return model.derive(module=module, layers=layers, recipe=recipe, proto=None)
+
+
+def _table_layer(layer: Layer, bag: Any) -> Layer:
+    # parameters: the values stored (kept rows and the fallback for a pruned table)
+    rows = _stored_rows(bag)
+    width = bag.width if isinstance(bag, _bag_class()) else bag.weight.shape[1]
+    return dataclasses.replace(layer, params=int(rows * width), params_bytes=_bag_bytes(bag))
