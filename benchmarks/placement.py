@@ -1,0 +1,138 @@
+"""Placement: a model's layers split across two CPU runtimes, predicted against measured.
+
+For each model and pair of runtimes, the model's ONNX graph is profiled per layer on both
+runtimes (each at its own defaults, in this process: the split runs both in one
+process, so that is what is predicted), `wb.place` predicts every single-cut split over
+a zero-cost link (`Link.same_memory`: the parts hand numpy arrays over in one process),
+and `measure_placement` runs splits for real (each part compiled on its runtime, chained
+with ``session.run``, timed by the measuring core). The issue's must-hold (#32): the
+predicted latency within 15% of the measured one wherever it can be measured here; the
+verdict counts every measured split, and the rows whose cut separates a fused kernel
+(the ``note`` column) are listed apart, since their parts run unfused.
+
+    python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--quick]
+
+On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
+and the ``--measure-top`` best-predicted splits. ``--quick`` proves the script works
+(digits-cnn at batch 8 on onnxruntime and torch, tiny budgets, the best split and each
+runtime alone) and writes ``results/placement.quick.*``; it is not a measurement. Run the
+full one on a quiet machine: the numbers are only as good as the machine was idle (the
+load average is written with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from _common import write_results
+
+import workbench as wb
+from workbench.planning.placement import Link, measure_placement, place
+from workbench.units import format_ms
+
+BOUND = 0.15
+#: (model, batch size, which splits to measure: "all" or "top")
+CASES = [("digits-cnn", 64, "all"), ("digits-resnet", 16, "top")]
+PAIRS = [("onnxruntime", "numba"), ("onnxruntime", "torch")]
+
+
+def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
+             args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    # every runtime runs the same ONNX graph the split cuts (torch through its converter)
+    model = wb.samples.load(model_name).to_onnx()
+    timing = wb.TimingOptions(budget_s=args.budget_s, warmup=args.warmup)
+    a, b = (wb.profile(model, backend=name, batch_size=batch, timing=timing,
+                       layer_repeats=args.layer_repeats) for name in pair)  # fmt: skip
+    placement = place(a, b, model=model, link=Link.same_memory())
+    table = placement.table
+    if which == "all":
+        chosen: Any = "all"
+    elif which == "best":
+        chosen = list(table["split"][table["best"] | table["order"].isin(["a", "b"])])
+    else:
+        top = table.head(args.measure_top)["split"]
+        chosen = list(dict.fromkeys([*top, *table["split"][table["order"].isin(["a", "b"])]]))
+    measured = measure_placement(placement, model, which=chosen, timing=timing)
+    rows = measured.table[measured.table["measured_ms"].notna()]
+    clean = rows[rows["note"] == ""]
+    worst = float(rows["error"].abs().max())
+    print(measured.summary(), flush=True)
+    return {
+        "model": model_name,
+        "batch_size": batch,
+        "pair": list(pair),
+        "measured": len(rows),
+        "within_bound": int((rows["error"].abs() <= BOUND).sum()),
+        "worst_error": worst,
+        "worst_error_unfused_cuts_excluded": float(clean["error"].abs().max()),
+        "best_split": str(measured.best["split"]),
+        "best_predicted_ms": float(measured.best["predicted_ms"]),
+        "best_measured_ms": float(measured.best["measured_ms"]),
+        "scales": [placement.scale_a, placement.scale_b],
+        "placement": measured.to_dict(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=1.0, help="timing budget per run")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up calls per measurement")
+    parser.add_argument("--layer-repeats", type=int, default=30, help="per-layer runs")
+    parser.add_argument("--measure-top", type=int, default=8, help="resnet: best splits run")
+    parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
+    args = parser.parse_args()
+    cases, pairs = CASES, PAIRS
+    if args.quick:
+        args.budget_s, args.warmup, args.layer_repeats = 0.05, 1, 3
+        cases, pairs = [("digits-cnn", 8, "best")], [("onnxruntime", "torch")]
+    results = [run_case(m, bs, pair, which, args) for m, bs, which in cases for pair in pairs]
+    held = all(r["within_bound"] == r["measured"] for r in results)
+    verdict = f"predicted within {BOUND:.0%} of measured on every measured split: " + (
+        "yes" if held else "NO"
+    )
+    table = markdown(results)
+    print(f"\n{table}\n\n{verdict}")
+    write_results(
+        "placement",
+        {"bound": BOUND, "held": held, "cases": results, "settings": vars(args)},
+        f"{table}\n\n{verdict}",
+        quick=args.quick,
+    )
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """One summary row per case, then each case's measured splits."""
+    lines = [
+        "| model | batch | runtimes (A + B) | measured | within 15% | worst error | worst, "
+        "fused cuts excluded | best split | predicted | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['batch_size']} | {' + '.join(r['pair'])} | {r['measured']} | "
+        f"{r['within_bound']} | {r['worst_error']:+.1%} | "
+        f"{r['worst_error_unfused_cuts_excluded']:+.1%} | {r['best_split']} | "
+        f"{format_ms(r['best_predicted_ms'])} | {format_ms(r['best_measured_ms'])} |"
+        for r in results
+    ]
+    for r in results:
+        rows = [row for row in r["placement"]["table"] if row["measured_ms"] is not None]
+        lines += [
+            "",
+            f"{r['model']} batch {r['batch_size']}, {' + '.join(r['pair'])} (scales "
+            f"{r['scales'][0]:.2f}, {r['scales'][1]:.2f}):",
+            "",
+            "| split | predicted | measured (n) | error | note |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
+            f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | {row['error']:+.1%} | "
+            f"{row['note']} |"
+            for row in rows
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
