@@ -165,7 +165,7 @@ def table_bytes(model: Model) -> int:
 _BAG_CLASS: Any = None
 
 
-def _bag_class() -> type:
+def _bag_class() -> Any:
     """`CompressedBag`, built on first use (torch is imported lazily)."""
     global _BAG_CLASS
     if _BAG_CLASS is not None:
@@ -185,6 +185,11 @@ def _bag_class() -> type:
         (int8: float32, int4: float16), ``remap`` int32 ``(original rows,)`` for a
         pruned table.
         """
+
+        values: torch.Tensor
+        scale: torch.Tensor | None
+        bias: torch.Tensor | None
+        remap: torch.Tensor | None
 
         def __init__(
             self,
