@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from workbench.backends.numba import tree_ops
+from workbench.loaders import tree_graph
 from workbench.loaders.trees import ensemble_of, run_onnx
 
 #: (tree, node, feature, threshold, mode, true, false, missing tracks true); leaves: mode LEAF
@@ -87,7 +87,7 @@ def _rows(count: int) -> np.ndarray:
 @pytest.mark.parametrize("rows", [5, 300], ids=["serial", "parallel"])
 def test_perfect_walk_equals_onnxruntime_on_every_split_mode(rows: int) -> None:
     model = _ensemble()
-    perfect = tree_ops.perfect_trees(ensemble_of(model.proto.graph.node[0]), np.float32)
+    perfect = tree_graph.perfect_trees(ensemble_of(model.proto.graph.node[0]), np.float32)
     assert perfect is not None and perfect.depth == 3  # tree 0's deepest leaf
     x = _rows(rows)
     (got,) = wb.backend("numba").compile(model, "cpu").run({"input": x})
@@ -96,7 +96,7 @@ def test_perfect_walk_equals_onnxruntime_on_every_split_mode(rows: int) -> None:
 
 
 def test_perfect_padding_copies_a_shallow_leaf_into_every_slot_below_it() -> None:
-    perfect = tree_ops.perfect_trees(ensemble_of(_ensemble().proto.graph.node[0]), np.float32)
+    perfect = tree_graph.perfect_trees(ensemble_of(_ensemble().proto.graph.node[0]), np.float32)
     assert perfect is not None
     # tree 1 has depth 2, padded to 3: its leaf under `x1 < 0` owns the first 4 slots
     np.testing.assert_array_equal(perfect.leaves[1, :4, 0], [10.0] * 4)
@@ -115,12 +115,13 @@ def test_ensembles_the_perfect_walk_cannot_take_run_on_the_plain_walk(
     aggregate: str, modes: dict[int, str] | None
 ) -> None:
     model = _ensemble(aggregate, modes)
-    assert tree_ops.perfect_trees(ensemble_of(model.proto.graph.node[0]), np.float32) is None
+    assert tree_graph.perfect_trees(ensemble_of(model.proto.graph.node[0]), np.float32) is None
     x = _rows(100)
     (got,) = wb.backend("numba").compile(model, "cpu").run({"input": x})
     np.testing.assert_allclose(got, run_onnx(model, x)[0], rtol=1e-6, atol=1e-6)
 
 
 def test_too_deep_ensembles_are_not_padded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tree_ops, "PERFECT_MAX_DEPTH", 2)
-    assert tree_ops.perfect_trees(ensemble_of(_ensemble().proto.graph.node[0]), np.float32) is None
+    monkeypatch.setattr(tree_graph, "PERFECT_MAX_DEPTH", 2)
+    trees = ensemble_of(_ensemble().proto.graph.node[0])
+    assert tree_graph.perfect_trees(trees, np.float32) is None

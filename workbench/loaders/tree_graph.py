@@ -92,6 +92,88 @@ class TreeArrays:
         return int(self.depth.max(initial=0))
 
 
+#: deepest ensemble padded into perfect trees (each tree then takes 2**depth slots)
+PERFECT_MAX_DEPTH = 10
+#: most bottom slots x targets (float64) the padded leaves may take (64 MiB)
+PERFECT_MAX_LEAF_VALUES = 1 << 23
+
+
+@dataclass(frozen=True)
+class PerfectTrees:
+    """An ensemble padded to perfect trees of one depth, every split ``x < threshold``.
+
+    Hummingbird's "perfect tree traversal" form: children of slot ``i`` at ``2i + 1``
+    (taken when ``x < threshold``, or when ``x`` is NaN and ``missing_left``) and
+    ``2i + 2``; a walk is ``depth`` computed steps with no branch. ``<=`` became ``<`` the
+    next float up (exact for every ``x`` of the comparison type), ``>`` and ``>=`` swapped
+    their children (and the missing-value direction with them), and a leaf above the
+    bottom is copied into every bottom slot under it.
+
+    Attributes:
+        depth: levels walked per tree (the ensemble's deepest leaf).
+        feature: uint32 ``(trees, 2**depth - 1)``: feature each split reads (0 in padding).
+        threshold: ``(trees, 2**depth - 1)`` in the comparison type.
+        missing_left: bool ``(trees, 2**depth - 1)``: a NaN goes to child ``2i + 1``.
+        leaves: float64 ``(trees, 2**depth, columns)``: each bottom slot's summed weights.
+        columns: int64 ``(columns,)``: the target each leaf column adds to (scored only).
+    """
+
+    depth: int
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    leaves: np.ndarray
+    columns: np.ndarray
+
+
+def perfect_trees(trees: TreeArrays, dtype: Any) -> PerfectTrees | None:
+    """``trees`` padded into `PerfectTrees` compared in ``dtype`` (the inputs' type, widened
+    to the thresholds' as ONNX Runtime promotes them), or None where the ensemble does not
+    allow it: min / max aggregation, ``==`` / ``!=`` splits, deeper than
+    `PERFECT_MAX_DEPTH`, padded leaves over `PERFECT_MAX_LEAF_VALUES`."""
+    splits = trees.mode != LEAF
+    depth = trees.max_depth
+    columns = np.unique(trees.leaf_target).astype(np.int64)
+    n_trees = trees.n_trees
+    if (
+        trees.aggregate > AGGREGATES.index("AVERAGE")
+        or (trees.mode[splits] > MODES.index("BRANCH_GT")).any()
+        or depth > PERFECT_MAX_DEPTH
+        or n_trees * (1 << depth) * max(1, columns.size) > PERFECT_MAX_LEAF_VALUES
+    ):
+        return None
+    kind = np.result_type(dtype, trees.threshold.dtype)
+    threshold = trees.threshold.astype(kind)
+    leq, gte, gt = (MODES.index(m) for m in ("BRANCH_LEQ", "BRANCH_GTE", "BRANCH_GT"))
+    inclusive = (trees.mode == leq) | (trees.mode == gt)
+    threshold = np.where(inclusive, np.nextafter(threshold, kind.type(np.inf)), threshold)
+    swapped = (trees.mode == gte) | (trees.mode == gt)
+    left = np.where(swapped, trees.false_child, np.arange(trees.n_nodes) + 1)
+    right = np.where(swapped, np.arange(trees.n_nodes) + 1, trees.false_child)
+    missing_left = trees.missing_true ^ swapped
+    slots = (1 << depth) - 1
+    feature = np.zeros((n_trees, slots), dtype=np.uint32)
+    thresholds = np.zeros((n_trees, slots), dtype=kind)
+    missing = np.zeros((n_trees, slots), dtype=np.bool_)
+    # level by level: the node at every slot of every tree (a leaf above the bottom
+    # stays in both children's slots, so it reaches every bottom slot under it)
+    at = trees.roots.astype(np.int64)[:, None]
+    for level in range(depth):
+        first = (1 << level) - 1
+        split = splits[at]
+        feature[:, first : first + at.shape[1]] = np.where(split, trees.feature[at], 0)
+        thresholds[:, first : first + at.shape[1]] = np.where(split, threshold[at], 0)
+        missing[:, first : first + at.shape[1]] = split & missing_left[at]
+        children = np.stack([np.where(split, left[at], at), np.where(split, right[at], at)], 2)
+        at = children.reshape(n_trees, -1)
+    column_of = np.zeros(max(trees.n_targets, 1), dtype=np.int64)
+    column_of[columns] = np.arange(columns.size)
+    values = np.zeros((trees.n_nodes, columns.size))
+    owner = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
+    np.add.at(values, (owner, column_of[trees.leaf_target]), trees.leaf_weight)
+    return PerfectTrees(depth, feature, thresholds, missing, values[at], columns)
+
+
 def ensemble_from_attrs(op_type: str, attrs: dict[str, Any]) -> TreeArrays:
     """The `TreeArrays` of an ensemble node given its attributes (from ``node_attributes``)."""
     if op_type == "TreeEnsemble":

@@ -15,13 +15,12 @@ otherwise fails every comparison except ``BRANCH_NEQ``, as in ONNX Runtime.
 Two walks. A walk down a tree branches at every node on data the CPU cannot predict, so
 the plain walk (`walk`) pays a mispredicted branch at about every other level. Where
 the ensemble allows it (sums or averages of leaves, ``<``/``<=``/``>``/``>=`` splits,
-depth at most `PERFECT_MAX_DEPTH`), the trees are padded once into perfect trees of one
-depth (`PerfectTrees`, Hummingbird's "perfect tree traversal"): every split rewritten
-as ``x < threshold`` (``<=`` via the next float up, ``>``/``>=`` by swapping children),
-children of node ``i`` at ``2i + 1`` and ``2i + 2``, a leaf above the bottom copied into
-every bottom slot below it. A block of rows then walks each tree level by level with
-no branch at all (the next node is an index computed from the comparison), the rows'
-independent loads overlapping: 4-5x faster on `trees-gbm` at large batches.
+no leaf deeper than ten), the trees are padded once into perfect trees of one depth
+(`workbench.loaders.tree_graph.PerfectTrees`, Hummingbird's "perfect tree traversal":
+every split ``x < threshold``, children of slot ``i`` at ``2i + 1`` and ``2i + 2``). A
+block of rows then walks each tree level by level with no branch at all (the next slot
+is computed from the comparison), the rows' independent loads overlapping: 4-5x faster
+on `trees-gbm` at large batches.
 """
 
 from __future__ import annotations
@@ -35,7 +34,13 @@ import numpy as np
 from numba import njit, prange
 
 from workbench.backends.numba.graph import Node
-from workbench.loaders.tree_graph import TREE_OPS, TreeArrays, ensemble_from_attrs
+from workbench.loaders.tree_graph import (
+    TREE_OPS,
+    PerfectTrees,
+    TreeArrays,
+    ensemble_from_attrs,
+    perfect_trees,
+)
 
 __all__ = ["TREE_OPS", "TreePlan", "bind_tree_ensemble", "plan_of"]
 
@@ -43,108 +48,12 @@ __all__ = ["TREE_OPS", "TreePlan", "bind_tree_ensemble", "plan_of"]
 PARALLEL_MIN_ROWS = 64
 #: rows walked together down each tree in turn, so a tree is read once per block
 ROW_BLOCK = 32
-#: deepest ensemble padded into perfect trees (each tree then takes 2**depth slots)
-PERFECT_MAX_DEPTH = 10
-#: most bottom slots x targets (float64) the padded leaves may take (64 MiB)
-PERFECT_MAX_LEAF_VALUES = 1 << 23
 #: rows walking the perfect trees together (their independent loads overlap)
 PERFECT_ROW_BLOCK = 64
 
 _KIND_REGRESSOR, _KIND_CLASSIFIER = 0, 1
 _AGG_SUM, _AGG_AVERAGE, _AGG_MIN, _AGG_MAX = 0, 1, 2, 3
 _POST_NONE, _POST_SOFTMAX, _POST_LOGISTIC, _POST_SOFTMAX_ZERO, _POST_PROBIT = 0, 1, 2, 3, 4
-
-
-@dataclass(frozen=True)
-class PerfectTrees:
-    """An ensemble padded to perfect trees of one depth, every split ``x < threshold``.
-
-    Attributes:
-        depth: levels walked per tree (the ensemble's deepest leaf).
-        feature: uint32 ``(trees, 2**depth - 1)``: feature each split reads (0 in padding).
-        threshold: ``(trees, 2**depth - 1)``: go to child ``2i + 1`` when ``x < threshold``.
-        missing_left: bool ``(trees, 2**depth - 1)``: a NaN goes to child ``2i + 1``.
-        leaves: float64 ``(trees, 2**depth, columns)``: each bottom slot's summed weights.
-        columns: int64 ``(columns,)``: the target each leaf column adds to (scored only).
-    """
-
-    depth: int
-    feature: np.ndarray
-    threshold: np.ndarray
-    missing_left: np.ndarray
-    leaves: np.ndarray
-    columns: np.ndarray
-
-
-def perfect_trees(trees: TreeArrays, dtype: Any) -> PerfectTrees | None:
-    """``trees`` padded into perfect trees compared in ``dtype``, or None where the
-    ensemble does not allow it (min / max aggregation, ``==`` / ``!=`` splits, deeper than
-    `PERFECT_MAX_DEPTH`, padded leaves over `PERFECT_MAX_LEAF_VALUES`)."""
-    splits = trees.mode >= 0
-    depth = trees.max_depth
-    columns = np.unique(trees.leaf_target).astype(np.int64)
-    n_trees = int(trees.roots.shape[0])
-    if (
-        trees.aggregate > _AGG_AVERAGE
-        or (trees.mode[splits] > 3).any()
-        or depth > PERFECT_MAX_DEPTH
-        or n_trees * (1 << depth) * max(1, columns.size) > PERFECT_MAX_LEAF_VALUES
-    ):
-        return None
-    # compared in the wider of input and threshold types, as ONNX Runtime promotes them
-    kind = np.result_type(dtype, trees.threshold.dtype)
-    threshold = trees.threshold.astype(kind)
-    # x <= t  <=>  x < nextafter(t, +inf): exact for every x of that type
-    inclusive = (trees.mode == 0) | (trees.mode == 3)
-    threshold = np.where(inclusive, np.nextafter(threshold, kind.type(np.inf)), threshold)
-    swapped = (trees.mode == 2) | (trees.mode == 3)  # x > t is not (x <= t): children swap
-    column_of = np.zeros(max(trees.n_targets, 1), dtype=np.int64)
-    column_of[columns] = np.arange(columns.size)
-    slots = (1 << depth) - 1
-    feature = np.zeros((n_trees, slots), dtype=np.uint32)
-    thresholds = np.zeros((n_trees, slots), dtype=kind)
-    missing_left = np.zeros((n_trees, slots), dtype=np.bool_)
-    leaves = np.zeros((n_trees, slots + 1, columns.size), dtype=np.float64)
-    _pad(trees.roots, trees.feature, threshold, trees.mode, trees.false_child,
-         trees.missing_true, swapped, trees.leaf_start, trees.leaf_count, trees.leaf_target,
-         trees.leaf_weight, column_of, depth, feature, thresholds, missing_left,
-         leaves)  # fmt: skip
-    return PerfectTrees(depth, feature, thresholds, missing_left, leaves, columns)
-
-
-@njit(cache=True, nogil=True)
-def _pad(roots: Any, feature: Any, threshold: Any, mode: Any, false_child: Any,
-         missing_true: Any, swapped: Any, leaf_start: Any, leaf_count: Any, leaf_target: Any,
-         leaf_weight: Any, column_of: Any, depth: int, out_feature: Any, out_threshold: Any,
-         out_missing: Any, out_leaves: Any) -> None:  # fmt: skip
-    slots = (1 << depth) - 1
-    stack = np.empty((2 * depth + 2, 3), dtype=np.int64)  # (node, slot, level)
-    for t in range(roots.shape[0]):
-        top = 0
-        stack[0, 0], stack[0, 1], stack[0, 2] = roots[t], 0, 0
-        while top >= 0:
-            node, slot, level = stack[top, 0], stack[top, 1], stack[top, 2]
-            top -= 1
-            if mode[node] < 0:
-                # a leaf at `level` owns the 2**(depth - level) bottom slots below `slot`
-                span = 1 << (depth - level)
-                first = slot * span + span - 1 - slots
-                for k in range(leaf_start[node], leaf_start[node] + leaf_count[node]):
-                    column = column_of[leaf_target[k]]
-                    for j in range(first, first + span):
-                        out_leaves[t, j, column] += leaf_weight[k]
-                continue
-            out_feature[t, slot] = feature[node]
-            out_threshold[t, slot] = threshold[node]
-            left, right = node + 1, false_child[node]
-            out_missing[t, slot] = missing_true[node]
-            if swapped[node]:
-                left, right = right, left
-                out_missing[t, slot] = not missing_true[node]
-            top += 1
-            stack[top, 0], stack[top, 1], stack[top, 2] = right, 2 * slot + 2, level + 1
-            top += 1
-            stack[top, 0], stack[top, 1], stack[top, 2] = left, 2 * slot + 1, level + 1
 
 
 @dataclass(frozen=True)
