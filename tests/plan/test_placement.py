@@ -107,7 +107,9 @@ def test_a_free_link_and_json_round_trip() -> None:
     p = place(A, B, model=chain_model(), link=Link.same_memory(), max_cuts=3)
     # every layer on the processor faster for it: 1 + .5 + .5 + 1
     assert p.best["predicted_ms"] == pytest.approx(3.0)
-    again = Placement.from_json(p.to_json())
+    text = p.to_json()
+    again = Placement.from_json(text)
+    assert again.to_json() == text  # nothing lost or changed
     pd.testing.assert_frame_equal(again.table, p.table)
     pd.testing.assert_frame_equal(again.layers, p.layers)
     assert again.link == p.link and math.isinf(again.link.bandwidth_bytes_per_s)
@@ -160,9 +162,10 @@ def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
         (lambda: place(A, fake_profile("rt-b", {"conv": 1}, 1), model=chain_model()),
          "layers are not the graph's"),
         (lambda: place(A, B, model=chain_model(), max_cuts=0), "max_cuts"),
+        (lambda: Placement.from_json('{"table": []}'), "not a placement written by"),
     ],
     ids=["negative-bandwidth", "negative-latency", "pcie-7", "link-text", "two-models",
-         "two-batches", "other-layers", "no-cuts"],
+         "two-batches", "other-layers", "no-cuts", "not-a-placement"],
 )  # fmt: skip
 def test_bad_input_is_one_line(make: object, message: str) -> None:
     with pytest.raises(PlacementError, match=message) as caught:
