@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "ScenarioResult": "workbench.scenarios:ScenarioResult",
     "SloResult": "workbench.scenarios:SloResult",
     "plan": "workbench.planning:plan",  # fleet size and 1-/3-year cost from measured SLO rates
+    "import_results": "workbench.planning.records:import_results",  # measured elsewhere
+    "records": "workbench.planning.records:records",  # every record, saying where measured
     "place": "workbench.planning.placement:place",  # split a model's layers over 2 processors
     "dashboard": "workbench.dashboards:dashboard",
     "report": "workbench.reports:report",  # one self-contained HTML file

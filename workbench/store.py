@@ -48,6 +48,16 @@ _TABLES = {
     "sweeps": "sweep_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, meta TEXT",
 }
 
+#: measured results (SLO searches, scenario runs) from any machine, created on first use
+#: so that stores written before it, and `_claim`'s check of them, stay as they were
+_RECORDS = (
+    "record_id TEXT PRIMARY KEY, saved_at TEXT, kind TEXT, model TEXT, machine TEXT, "
+    "machine_id TEXT, p99_ms REAL, source TEXT, payload TEXT"
+)
+RECORD_COLUMNS = [
+    "record_id", "saved_at", "kind", "model", "machine", "machine_id", "p99_ms", "source",
+]  # fmt: skip
+
 _RUN_COLUMNS = [
     "run_id", "kind", "created_at", "model", "recipe", "backend", "device", "batch_size",
     "latency_ms", "points", "sweep_id", "host",
@@ -205,23 +215,100 @@ class Store:
             return {key for key, row in rows if failed or not json.loads(row).get("error")}
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete saved profiles and sweeps (a sweep with its points and profiles) by id.
+        """Delete saved profiles, sweeps (a sweep with its points and profiles) and records
+        by id.
 
         Returns:
-            How many profiles and sweeps were deleted (unknown ids are ignored).
+            How many profiles, sweeps and records were deleted (unknown ids are ignored).
         """
         ids = [str(i) for i in run_ids]
         marks = ",".join("?" * len(ids))
         if not ids:
             return 0
         with self._connect() as db:
+            records = 0
+            if _has_records(db):
+                records = db.execute(
+                    f"DELETE FROM records WHERE record_id IN ({marks})", ids
+                ).rowcount
             sweeps = db.execute(f"DELETE FROM sweeps WHERE sweep_id IN ({marks})", ids).rowcount
             db.execute(f"DELETE FROM points WHERE sweep_id IN ({marks})", ids)
             profiles = db.execute(
                 f"DELETE FROM profiles WHERE run_id IN ({marks}) OR sweep_id IN ({marks})",
                 ids + ids,
             ).rowcount
-        return int(sweeps + profiles)
+        return int(sweeps + profiles + records)
+
+    # ---- records of measured results -----------------------------------------------------
+    def save_record(
+        self,
+        record_id: str,
+        payload: dict[str, Any],
+        *,
+        kind: str,
+        model: str,
+        machine: str,
+        machine_id: str,
+        p99_ms: float | None,
+        source: str,
+    ) -> str:
+        """Save one measured result (its JSON data) with the columns it is found by.
+
+        A record with the same ``record_id`` is replaced, so importing a file twice keeps
+        one copy. `workbench.planning.records` builds the columns from the result.
+
+        Args:
+            record_id: the record's identity (a hash of its content).
+            payload: the result's ``to_dict()``.
+            kind: ``"slo"``, or the scenario kind (``"server"``, ``"offline"`` ...).
+            model: the model measured.
+            machine: the name of the machine it was measured on.
+            machine_id: that machine's id (`workbench.scenarios.result.machine_record`).
+            p99_ms: the p99 objective it was measured against (None: none).
+            source: where the record came from (``"imported from box-b.json"``).
+
+        Returns:
+            ``record_id``.
+        """
+        with self._connect() as db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS records ({_RECORDS})")
+            db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    record_id, _now(), kind, model, machine, machine_id, p99_ms, source,
+                    json.dumps(_jsonable(payload)),
+                ),
+            )  # fmt: skip
+        return record_id
+
+    def records(self) -> pd.DataFrame:
+        """The saved records, newest first: one row each (`RECORD_COLUMNS`, no payload)."""
+        with self._connect() as db:
+            if not _has_records(db):
+                return pd.DataFrame(columns=RECORD_COLUMNS)
+            rows = db.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM records").fetchall()
+        frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+        return frame.sort_values("saved_at", ascending=False, ignore_index=True)
+
+    def load_record(self, record_id: str) -> tuple[str, dict[str, Any]]:
+        """The kind and JSON data of the record ``record_id``.
+
+        Raises:
+            NotFoundError: no such record (also a `KeyError`).
+        """
+        with self._connect() as db:
+            found = (
+                db.execute(
+                    "SELECT kind, payload FROM records WHERE record_id=?", (record_id,)
+                ).fetchone()
+                if _has_records(db)
+                else None
+            )
+        if found is None:
+            raise NotFoundError(
+                f"no record {record_id!r} in {self.path}; `workbench import --list` lists them"
+            )
+        return str(found[0]), dict(json.loads(found[1]))
 
     # ---- listing -----------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
@@ -278,6 +365,11 @@ def _insert_profile(db: sqlite3.Connection, profile: Profile, sweep_id: str | No
             profile.to_json(indent=None),
         ),
     )
+
+
+def _has_records(db: sqlite3.Connection) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'")
+    return found.fetchone() is not None
 
 
 def _claim(db: sqlite3.Connection, path: Path) -> None:

@@ -1,5 +1,5 @@
 """Command line: ``workbench devices | profile | sweep | scenario | slo | generate | report |
-serve | plan`` (one module per subcommand in this package).
+serve | plan | import`` (one module per subcommand in this package).
 
 Every `WorkbenchError`, bad argument, out-of-memory and runtime failure becomes a one-line
 message on stderr and exit status 2 (never a traceback).
@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from workbench.argtypes import printable
-from workbench.cli import devices, generate, plan, profile, report, scenarios, serve, sweep
+from workbench.cli import (
+    devices,
+    generate,
+    plan,
+    profile,
+    records,
+    report,
+    scenarios,
+    serve,
+    sweep,
+)
 from workbench.errors import WorkbenchError
 
 
@@ -42,7 +52,7 @@ _EXTRAS = {
 
 #: every subcommand, in the order ``workbench --help`` lists them: a module each, with
 #: ``add_command(subparsers)``; a module imports its feature (and its extra) only when run
-COMMANDS = (devices, profile, sweep, scenarios, generate, report, serve, plan)
+COMMANDS = (devices, profile, sweep, scenarios, generate, report, serve, plan, records)
 
 
 def build_parser() -> argparse.ArgumentParser:

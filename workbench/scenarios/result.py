@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
+import os
+import platform
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +22,57 @@ from workbench.scenarios.energy import Energy, cost_per_million
 from workbench.units import format_count, format_ms, format_number, format_seconds
 
 KINDS = ("single-stream", "multi-stream", "offline", "server")
+
+#: environment variable naming this machine in the results it records (default: host name)
+MACHINE_ENV = "WORKBENCH_MACHINE"
+
+
+def machine_record() -> dict[str, Any]:
+    """Where a result is measured: a name to read, an id that tells machines apart, and
+    what the machine has, recorded in every `ScenarioResult` and `SloResult`.
+
+    The name is ``$WORKBENCH_MACHINE`` when set (``"gpu-box-3"``, or a label that hides
+    the host when results leave the building), else the plain host name: a comparison
+    of results from several machines is read by people, who know their hosts by name
+    (profiles already record it as ``environment["hostname"]``). The ``id`` is a hash of
+    the host name and the hardware, so two machines both called ``localhost`` (two
+    containers) still differ, and a renamed label still matches its machine.
+
+    Returns:
+        ``name``, ``id`` (12 hex digits), ``cpu`` (model), ``arch``, ``cores`` (logical),
+        ``usable_cores`` (affinity and cgroup quota), ``memory_bytes`` and ``gpus``
+        (names; listed only when torch is loaded, as `environment` does).
+
+    Example:
+        >>> machine_record()["name"]
+        'build-server-2'
+    """
+    from workbench.machine import cpu_info, gpu_info
+
+    cpu = cpu_info()
+    host = platform.node()
+    gpus = [g["name"] for g in gpu_info()] if "torch" in sys.modules else []
+    hardware = [host, cpu["model"], cpu["arch"], cpu["logical_cores"], cpu["memory_bytes"], *gpus]
+    digest = hashlib.sha256("|".join(map(str, hardware)).encode()).hexdigest()
+    return {
+        "name": os.environ.get(MACHINE_ENV) or host or "unnamed",
+        "id": digest[:12],
+        "cpu": cpu["model"],
+        "arch": cpu["arch"],
+        "cores": cpu["logical_cores"],
+        "usable_cores": cpu["usable_cores"],
+        "memory_bytes": cpu["memory_bytes"],
+        "gpus": gpus,
+    }
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """One line: ``name (cpu, N cores[, gpus])``, or "an unrecorded machine"."""
+    if not machine:
+        return "an unrecorded machine"
+    gear = [str(machine.get("cpu", "?")), f"{machine.get('cores', '?')} cores"]
+    return f"{machine.get('name', '?')} ({', '.join(gear + list(machine.get('gpus', [])))})"
+
 
 #: columns of `ScenarioResult.queries` and their dtypes (times in seconds from the run's start)
 QUERY_COLUMNS: dict[str, str] = {
@@ -121,6 +176,8 @@ class ScenarioResult:
         energy: measured energy, or why it is unavailable.
         price_per_hour: the price the user gave, for `cost_per_million`.
         environment: where it ran (versions, CPU).
+        machine: the machine it was measured on (`machine_record`; empty in results
+            written before machines were recorded).
     """
 
     kind: str
@@ -135,6 +192,7 @@ class ScenarioResult:
     energy: Energy = field(default_factory=lambda: Energy(None, reason="not measured"))
     price_per_hour: float | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -233,6 +291,8 @@ class ScenarioResult:
             "late": self.late,
             "dropped": self.dropped,
             "joules_per_inference": self.joules_per_inference,
+            "joules_above_idle_per_inference": self.energy.above_idle_per_inference(self.samples),
+            "idle_watts": self.energy.idle_watts,
             "cost_per_million": self.cost_per_million,
         }
 
@@ -242,6 +302,7 @@ class ScenarioResult:
         what = "per batch" if self.kind == "offline" else "per query"
         lines = [
             f"{self.label}: {verdict}",
+            f"  measured on {machine_text(self.machine)}",
             *([f"  {self._settings_text()}"] if self._settings_text() else []),
             f"  {len(self.queries):,} queries, {self.samples:,} samples in "
             f"{format_seconds(self.duration_s)}; latency {what} p50 {format_ms(self.p50_ms)}, "
@@ -280,6 +341,7 @@ class ScenarioResult:
         )
         latency = (format_ms(v) for v in (self.p50_ms, self.p90_ms, self.p99_ms))
         rows = [
+            ("measured on", machine_text(self.machine)),
             ("queries / samples", f"{len(self.queries):,} / {self.samples:,}"),
             ("duration", format_seconds(self.duration_s)),
             ("latency p50 / p90 / p99", " / ".join(latency)),
@@ -318,6 +380,7 @@ class ScenarioResult:
             "energy": self.energy.to_dict(),
             "price_per_hour": self.price_per_hour,
             "environment": self.environment,
+            "machine": self.machine,
             "metrics": _json_safe(self.metrics()),
             "queries": {
                 "columns": list(self.queries.columns),
@@ -347,6 +410,7 @@ class ScenarioResult:
             energy=Energy.from_dict(data["energy"]),
             price_per_hour=data.get("price_per_hour"),
             environment=dict(data.get("environment", {})),
+            machine=dict(data.get("machine") or {}),
         )
 
     @classmethod

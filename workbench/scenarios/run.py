@@ -26,7 +26,14 @@ from workbench.profiling.measure import TimingOptions, timing_of, warm_up
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
-from workbench.scenarios.result import KINDS, MINIMUMS, Minimums, ScenarioResult, query_frame
+from workbench.scenarios.result import (
+    KINDS,
+    MINIMUMS,
+    Minimums,
+    ScenarioResult,
+    machine_record,
+    query_frame,
+)
 from workbench.units import format_number
 
 #: a multi-stream query starting more than this late missed its interval; a server's load
@@ -482,6 +489,7 @@ def scenario(
         energy=energy,
         price_per_hour=price_per_hour,
         environment=environment(threads=threads, contention=busy.contention),
+        machine=machine_record(),
     )
 
 

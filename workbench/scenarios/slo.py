@@ -27,7 +27,7 @@ from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
-from workbench.scenarios.result import Minimums, json_rows
+from workbench.scenarios.result import Minimums, json_rows, machine_record, machine_text
 from workbench.scenarios.run import ServerLoad, SystemUnderTest, minimums_for, server
 from workbench.units import format_number
 
@@ -85,6 +85,9 @@ class SloResult:
         points: every server run of the search: rate, p50/p99, passed, reasons.
         minimums: the minimums each point had to meet.
         price_per_hour: the price the user gave (None: no cost column).
+        settings: how the search ran, and ``model``: the name of the model measured.
+        machine: the machine it was measured on (`machine_record`; empty in results
+            written before machines were recorded).
     """
 
     p99_ms: float
@@ -93,6 +96,12 @@ class SloResult:
     minimums: Minimums
     price_per_hour: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The name of the model measured (empty in results written before it was kept)."""
+        return str(self.settings.get("model") or "")
 
     def best(self) -> pd.Series:
         """The configuration with the highest sustained rate."""
@@ -109,7 +118,9 @@ class SloResult:
         ]
         return "\n".join(
             [
-                f"highest sustained server rate with p99 <= {self.p99_ms:g} ms",
+                f"highest sustained server rate with p99 <= {self.p99_ms:g} ms"
+                + (f" for {self.model}" if self.model else "")
+                + f", measured on {machine_text(self.machine)}",
                 frame_text(shown),
                 "limited by (the next rate up failed because):",
                 *limits,
@@ -136,7 +147,8 @@ class SloResult:
             else "no configuration met the budget"
         )
         return (
-            f"<b>Highest sustained server rate with p99 &le; {self.p99_ms:g} ms</b><br>{headline}"
+            f"<b>Highest sustained server rate with p99 &le; {self.p99_ms:g} ms</b> "
+            f"<small>measured on {html.escape(machine_text(self.machine))}</small><br>{headline}"
             + frame_html(shown)
             + f"<small>{html.escape(self.minimums.describe())} per point; "
             f"{len(self.points)} verified server runs</small>"
@@ -149,6 +161,7 @@ class SloResult:
             "minimums": self.minimums.__dict__,
             "price_per_hour": self.price_per_hour,
             "settings": self.settings,
+            "machine": self.machine,
             "table": json_rows(self.table),
             "points": json_rows(self.points),
         }
@@ -172,6 +185,7 @@ class SloResult:
             minimums=Minimums(**data["minimums"]),
             price_per_hour=data.get("price_per_hour"),
             settings=dict(data.get("settings", {})),
+            machine=dict(data.get("machine") or {}),
         )
 
 
@@ -287,7 +301,13 @@ def slo(
         points=pd.DataFrame(search.points, columns=POINT_COLUMNS),
         minimums=minimums,
         price_per_hour=price_per_hour,
-        settings={"steps": steps, "batching": [b.label for b in choices], "seed": seed},
+        settings={
+            "model": ", ".join(sorted({m.name for m in models})),
+            "steps": steps,
+            "batching": [b.label for b in choices],
+            "seed": seed,
+        },
+        machine=machine_record(),
     )
 
 
