@@ -269,8 +269,11 @@ def test_the_command_line_places_two_profile_files(
     assert code == 0
     assert "best: rt-a/cpu[fc1] → rt-b/cpu[act … fc3]: 7.5 ms predicted" in capsys.readouterr().out
     assert Placement.from_json(out).best["cuts"] == "act"
-    for extra, message in ((["--link=-5GB/s"], "bandwidth must be above 0"),
-                           (["--model", "digits-mlp"], "not of the model given ('digits-mlp')")):  # fmt: skip
+    refused = [
+        (["--link=-5GB/s"], "bandwidth must be above 0"),
+        (["--model", "digits-mlp"], "not of the model given ('digits-mlp')"),
+    ]
+    for extra, message in refused:
         assert main([*argv, *extra]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
