@@ -13,6 +13,7 @@ from panel.viewable import Viewer
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.compare import ComparePage
 from workbench.dashboards.pages.devices import DevicesPage
+from workbench.dashboards.pages.generate import GeneratePage
 from workbench.dashboards.pages.graph import GraphPage
 from workbench.dashboards.pages.optimize import OptimizePage
 from workbench.dashboards.pages.plan import PlanPage
@@ -34,7 +35,7 @@ __all__ = ["App"]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 EXTENSIONS = ("plotly", "tabulator", "filedropper")
 #: pages built when first opened or asked for (the others are built with the app)
-LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph", "plan")
+LAZY_PAGES = ("devices", "runs", "serving", "sensitivity", "graph", "generate", "plan")
 #: how often a served session drops uploads that stopped arriving, in milliseconds
 EXPIRY_CHECK_MS = 30_000
 #: Panel 1.9's Plotly view throttles its resize by 25 ms; a tab switched away from in
@@ -223,6 +224,11 @@ class App(Viewer):
         """The Plan page (built on first use, or with the Serving page it follows)."""
         return self._page("plan")  # type: ignore[no-any-return]
 
+    @property
+    def generate(self) -> GeneratePage:
+        """The Generate page (built on first use)."""
+        return self._page("generate")  # type: ignore[no-any-return]
+
     def _page(self, name: str) -> Any:
         if name not in self._lazy:
             page = self._build(name)
@@ -248,6 +254,8 @@ class App(Viewer):
             )
             page.param.watch(self._report_changed, "report")
             return page
+        if name == "generate":
+            return GeneratePage(jobs=Jobs(self.notify, self._dispatch), dispatch=self._dispatch)
         return GraphPage(state=state, sensitivity=self._sensitivity_report)
 
     def _sensitivity_report(self) -> Any:
@@ -304,7 +312,8 @@ class App(Viewer):
 
     def close(self) -> None:
         """Cancel running jobs and delete uploaded files (called when a session ends)."""
-        built = [self._lazy[n] for n in ("devices", "serving", "sensitivity") if n in self._lazy]
+        with_jobs = ("devices", "serving", "sensitivity", "generate")
+        built = [self._lazy[n] for n in with_jobs if n in self._lazy]
         for jobs in (self.state.jobs, self.optimize.jobs, *(page.jobs for page in built)):
             jobs.close()
         # Bokeh removes a session's callbacks as it destroys it; a timeout still pending
