@@ -55,7 +55,8 @@ def test_names_are_the_four_architectures() -> None:
 def test_names_list_every_kind_and_refuse_an_unknown_one() -> None:
     trees = wb.samples.names("trees")
     assert trees and all(name.startswith("trees-") for name in trees)
-    assert wb.samples.names() == NAMES + trees + wb.samples.names("recommendation")
+    rec = wb.samples.names("recommendation") + wb.samples.names("anomaly")
+    assert wb.samples.names() == NAMES + trees + rec
     assert wb.load("trees-gbm").framework == "onnx"  # a listed name loads as that sample
     with pytest.raises(WorkbenchError, match="unknown sample kind"):
         wb.samples.names("gpt")

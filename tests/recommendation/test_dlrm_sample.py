@@ -14,7 +14,7 @@ from workbench.errors import WorkbenchError
 def test_dlrm_sample_loads_scores_and_exports_fast() -> None:
     from sklearn.metrics import roc_auc_score
 
-    assert wb.samples.names("recommendation") == ["dlrm"]
+    assert wb.samples.names("recommendation") == ["dlrm", "two-tower"]
     assert "dlrm" in wb.samples.names()
     model = wb.samples.load("dlrm")
     card = model.metadata["card"]

@@ -3,7 +3,8 @@
 A metric maps all outputs and labels of a dataset to one number and declares its
 direction (accuracy: higher is better; MSE: lower is better), which sweeps use to find
 the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``, and the tabular
-``roc_auc``, ``log_loss``, ``rmse``;
+``roc_auc``, ``log_loss``, ``rmse``, ``f1`` (of predicted 0/1 labels) and the retrieval
+``recall@{k}`` (``recall@10``);
 any callable ``fn(outputs, labels) -> float`` works too (set ``fn.higher_is_better =
 False`` for an error metric, or wrap it in `Metric`).
 
@@ -28,7 +29,8 @@ import numpy as np
 
 from workbench.errors import InputError, WorkbenchError
 from workbench.evaluation.metric_type import Metric
-from workbench.evaluation.tabular import log_loss, rmse, roc_auc
+from workbench.evaluation.ranking import recall_at_k
+from workbench.evaluation.tabular import f1, log_loss, rmse, roc_auc
 from workbench.model import to_numpy
 from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback, track
@@ -102,6 +104,7 @@ METRICS: dict[str, Metric] = {
     "roc_auc": roc_auc,
     "log_loss": log_loss,
     "rmse": rmse,
+    "f1": f1,
 }
 
 
@@ -120,11 +123,14 @@ def get_metric(metric: str | Metric | Callable[..., float]) -> Metric:
     if found:
         k = int(found.group(1))
         return Metric(f"top{k}", top_k(k), True, 100.0, _class_scores_misfit)
+    found = re.fullmatch(r"recall@(\d+)", str(metric).lower())
+    if found and int(found.group(1)) > 0:
+        return recall_at_k(int(found.group(1)))
     if metric in METRICS:
         return METRICS[metric]
     raise WorkbenchError(
-        f"unknown metric {metric!r}; built-in metrics: {sorted(METRICS)} and top<k> "
-        "(e.g. top5), or pass a callable fn(outputs, labels) -> float"
+        f"unknown metric {metric!r}; built-in metrics: {sorted(METRICS)}, top<k> "
+        "(e.g. top5) and recall@<k> (recall@10), or pass a callable fn(outputs, labels) -> float"
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from workbench.evaluation.metric_type import Metric
 
-__all__ = ["log_loss", "rmse", "roc_auc"]
+__all__ = ["f1", "log_loss", "rmse", "roc_auc"]
 
 #: probabilities are clipped to [EPS, 1] before the logarithm (as scikit-learn does)
 EPS = 1e-15
@@ -59,6 +59,23 @@ def _log_loss(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
 
 
+def _f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    predicted = np.asarray(outputs).ravel() == 1
+    actual = np.asarray(labels).ravel() == 1
+    true_positives = int((predicted & actual).sum())
+    flagged = int(predicted.sum()) + int(actual.sum())
+    return 2.0 * true_positives / flagged if flagged else float("nan")
+
+
+def _binary_labels_misfit(outputs: np.ndarray) -> str:
+    if outputs.dtype.kind not in "iub" or (outputs.ndim == 2 and outputs.shape[1] != 1):
+        return f"it scores predicted 0/1 labels (N,), not {outputs.dtype} {list(outputs.shape)}"
+    if outputs.ndim > 2 or not np.isin(outputs, (0, 1)).all():
+        # scikit-learn's outlier detectors predict -1 for an outlier: 1 would mean "normal"
+        return "its predicted labels are not all 0 or 1 (1 marks the positive class)"
+    return ""
+
+
 def _rmse(outputs: np.ndarray, labels: np.ndarray) -> float:
     error = np.asarray(outputs, np.float64).reshape(len(labels), -1) - np.asarray(
         labels, np.float64
@@ -70,5 +87,7 @@ def _rmse(outputs: np.ndarray, labels: np.ndarray) -> float:
 roc_auc = Metric("roc_auc", _roc_auc, True, 100.0, _binary_scores_misfit)
 #: mean negative log-likelihood of the true class (lower is better)
 log_loss = Metric("log_loss", _log_loss, False, 1.0, _probabilities_misfit)
+#: F1 of predicted 0/1 labels for the positive class 1 (an anomaly, a click); higher is better
+f1 = Metric("f1", _f1, True, 100.0, _binary_labels_misfit)
 #: root mean squared error of a regressor (lower is better)
 rmse = Metric("rmse", _rmse, False, 1.0, None)

@@ -1,4 +1,7 @@
-"""The DLRM-style click model of the ``dlrm`` sample (imports torch at import time).
+"""The recommendation samples' modules (imports torch at import time): `DLRM`,
+`TwoTower` and `AnomalyAutoencoder`.
+
+The DLRM-style click model of the ``dlrm`` sample:
 
 Inputs: ``dense`` float32 ``(N, 13)`` and one int64 ``(N, BAG)`` bag of ids per sparse
 feature, ``ids_0`` ... ``ids_7`` (one input per table, so each input's ids are bounded by
@@ -11,9 +14,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.loaders.rec_data import BAG, DENSE, TABLE_ROWS
+from workbench.loaders.rec_data import (
+    AGES,
+    BAG,
+    DENSE,
+    HISTORY,
+    ITEMS,
+    READING_LATENT,
+    READINGS,
+    REGIONS,
+    TABLE_ROWS,
+)
 
-__all__ = ["DLRM"]
+__all__ = ["DLRM", "AnomalyAutoencoder", "TwoTower", "two_tower_inputs"]
 
 
 class DLRM(nn.Module):
@@ -54,3 +67,93 @@ def example_inputs(batch: int = 2) -> tuple[torch.Tensor, ...]:
 
 
 INPUT_NAMES = ["dense", *(f"ids_{t}" for t in range(len(TABLE_ROWS)))]
+
+
+class TwoTower(nn.Module):
+    """A user tower and an item tower whose dot products score every item for a user.
+
+    User tower: ``users.region`` and ``users.age`` (``nn.Embedding``) and ``users.history``
+    (``nn.EmbeddingBag``, mean of the user's past items), concatenated, through the MLP
+    ``users.mlp``. Item tower: ``items.table`` (one row per item) through ``items.mlp``.
+    Inputs ``region``, ``age`` int64 ``(N,)`` and ``history`` int64 ``(N, HISTORY)``;
+    output ``scores`` ``(N, ITEMS)``, the items already in the history set to -inf (a
+    retrieval service does not recommend them again).
+
+    Example:
+        >>> TwoTower()(*two_tower_inputs(3))["scores"].shape
+        torch.Size([3, 2000])
+    """
+
+    all_items: torch.Tensor
+
+    def __init__(self, items: int = ITEMS, dim: int = 32) -> None:
+        super().__init__()
+        self.users = nn.ModuleDict(
+            {
+                "region": nn.Embedding(REGIONS, 16),
+                "age": nn.Embedding(AGES, 8),
+                "history": nn.EmbeddingBag(items, dim, mode="mean"),
+                "mlp": nn.Sequential(nn.Linear(16 + 8 + dim, 64), nn.ReLU(), nn.Linear(64, dim)),
+            }
+        )
+        self.items = nn.ModuleDict(
+            {"table": nn.Embedding(items, dim), "mlp": nn.Sequential(nn.Linear(dim, dim))}
+        )
+        self.register_buffer("all_items", torch.arange(items), persistent=False)
+
+    def user_vectors(
+        self, region: torch.Tensor, age: torch.Tensor, history: torch.Tensor
+    ) -> torch.Tensor:
+        """The user tower: ``(N, dim)``."""
+        users = self.users
+        parts = [users["region"](region), users["age"](age), users["history"](history)]
+        return users["mlp"](torch.cat(parts, dim=1))  # type: ignore[no-any-return]
+
+    def item_vectors(self) -> torch.Tensor:
+        """The item tower over every item: ``(ITEMS, dim)``."""
+        return self.items["mlp"](self.items["table"](self.all_items))  # type: ignore[no-any-return]
+
+    def forward(
+        self, region: torch.Tensor, age: torch.Tensor, history: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        scores = self.user_vectors(region, age, history) @ self.item_vectors().T
+        return {"scores": scores.scatter(1, history, float("-inf"))}
+
+
+def two_tower_inputs(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Zeros of `TwoTower`'s input shapes (id 0 is valid everywhere)."""
+    zeros = torch.zeros(batch, dtype=torch.long)
+    return zeros, zeros.clone(), torch.zeros(batch, HISTORY, dtype=torch.long)
+
+
+TWO_TOWER_INPUTS = ["region", "age", "history"]
+
+
+class AnomalyAutoencoder(nn.Module):
+    """An MLP autoencoder whose reconstruction error is an anomaly score.
+
+    ``encoder`` READINGS-32-READING_LATENT, ``decoder`` back; input ``x`` float32
+    ``(N, READINGS)``. Outputs ``scores`` ``(N,)``, the mean squared reconstruction
+    error (higher: more anomalous), and ``label`` int64 ``(N,)``, 1 where the score is
+    above ``threshold`` (a buffer saved with the weights, chosen on the validation split).
+
+    Example:
+        >>> AnomalyAutoencoder()(torch.zeros(2, 24))["label"].tolist()
+        [0, 0]
+    """
+
+    threshold: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(READINGS, 32), nn.ReLU(), nn.Linear(32, READING_LATENT)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(READING_LATENT, 32), nn.ReLU(), nn.Linear(32, READINGS)
+        )
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        scores = (self.decoder(self.encoder(x)) - x).pow(2).mean(dim=1)
+        return {"scores": scores, "label": (scores > self.threshold).long()}

@@ -1,4 +1,9 @@
-"""A seeded click-log generator for the recommendation samples (numpy only, no downloads).
+"""Seeded generators for the recommendation and anomaly samples (numpy only, no downloads).
+
+`click_log` (the ``dlrm`` sample), `interactions` (``two-tower``) and `sensor_readings`
+(``anomaly-autoencoder``); each returns the same arrays for the same seed.
+
+The click log:
 
 Each sample has 13 dense features (standard normal) and one bag of ``BAG`` ids per
 sparse feature, drawn from that feature's table with Zipf popularity (row weight
@@ -77,3 +82,99 @@ def zipf_ids(
     weights = 1.0 / np.arange(1, rows + 1, dtype=np.float64) ** ZIPF_EXPONENT
     drawn = rng.choice(rows, size=shape, p=weights / weights.sum())
     return drawn if rank is None else rank[drawn]
+
+
+# --- two-tower retrieval: users with a taste, items with a position in the same space ---
+ITEMS = 2_000
+REGIONS = 30
+AGES = 8
+HISTORY = 10
+HELD_OUT = 5
+TASTE = 8
+INTERACTION_SPLITS = {"train": (0, 12_000), "test": (1, 3_000)}
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Users and the items they chose: ``region``, ``age`` int64 (N,), ``history`` int64
+    (N, HISTORY) and the held-out next choices ``held_out`` int64 (N, HELD_OUT), disjoint
+    from the history; ``affinity`` (N, ITEMS) is the true preference (the best ranking)."""
+
+    region: np.ndarray
+    age: np.ndarray
+    history: np.ndarray
+    held_out: np.ndarray
+    affinity: np.ndarray
+
+
+def interactions(split: str = "train", seed: int = 0, users: int | None = None) -> Interactions:
+    """Users of ``split`` (``"train"`` or ``"test"``, disjoint users of one world).
+
+    Each item has a position in a ``TASTE``-dimensional space and a popularity; each user
+    a taste: their region's and age group's tastes plus their own. A user chooses
+    ``HISTORY + HELD_OUT`` distinct items with probability proportional to
+    ``exp(1.5 <taste, item> / sqrt(TASTE) + popularity)`` (Gumbel top-k), the first
+    ``HISTORY`` as their history, the rest held out. A two-tower model can learn this:
+    the history and the user's features reveal the taste, and an item's vector its position.
+    """
+    stream, default = INTERACTION_SPLITS[split]
+    world = np.random.default_rng([seed, 100])
+    items = world.normal(0.0, 1.0, (ITEMS, TASTE))
+    popularity = world.normal(0.0, 1.0, ITEMS)
+    region_taste = world.normal(0.0, 0.8, (REGIONS, TASTE))
+    age_taste = world.normal(0.0, 0.6, (AGES, TASTE))
+    rng = np.random.default_rng([seed, 101 + stream])
+    n = default if users is None else users
+    region, age = rng.integers(0, REGIONS, n), rng.integers(0, AGES, n)
+    taste = region_taste[region] + age_taste[age] + rng.normal(0.0, 0.7, (n, TASTE))
+    affinity = 1.5 * taste @ items.T / np.sqrt(TASTE) + popularity
+    gumbel = -np.log(-np.log(rng.random((n, ITEMS))))
+    chosen = np.argsort(-(affinity + gumbel), axis=1)[:, : HISTORY + HELD_OUT]
+    return Interactions(
+        region.astype(np.int64),
+        age.astype(np.int64),
+        np.ascontiguousarray(chosen[:, :HISTORY]).astype(np.int64),
+        np.ascontiguousarray(chosen[:, HISTORY:]).astype(np.int64),
+        affinity.astype(np.float32),
+    )
+
+
+# --- anomaly detection: readings on a low-dimensional manifold, some knocked off it ---
+READINGS = 24
+READING_LATENT = 4
+ANOMALY_RATE = 0.03
+READING_SPLITS = {"train": (0, 10_000), "validation": (1, 2_000), "test": (2, 2_000)}
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Sensor readings ``x`` float32 (N, READINGS) and ``labels`` int64 (1: an anomaly)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+
+
+def sensor_readings(split: str = "train", seed: int = 0, samples: int | None = None) -> Readings:
+    """Readings of ``split`` (``"train"``, ``"validation"`` or ``"test"``), one world.
+
+    A normal reading is ``tanh(z W1) W2 + noise`` with ``z`` standard normal in
+    ``READING_LATENT`` dimensions: 24 sensors driven by 4 hidden causes. An anomaly
+    (``ANOMALY_RATE`` of every split, the training split included) is a normal reading
+    with 2 to 6 sensors replaced by independent draws of the same spread: each value is
+    plausible alone, only the relations between sensors are broken, which is what an
+    autoencoder's reconstruction error can see.
+    """
+    stream, default = READING_SPLITS[split]
+    world = np.random.default_rng([seed, 200])
+    first = world.normal(0.0, 1.0, (READING_LATENT, 16))
+    second = world.normal(0.0, 1.0 / np.sqrt(16), (16, READINGS))
+    rng = np.random.default_rng([seed, 201 + stream])
+    n = default if samples is None else samples
+    x = np.tanh(rng.normal(0.0, 1.0, (n, READING_LATENT)) @ first) @ second
+    x += rng.normal(0.0, 0.05, x.shape)
+    labels = (rng.random(n) < ANOMALY_RATE).astype(np.int64)
+    spread = x.std(axis=0)
+    for row in np.flatnonzero(labels):
+        broken = rng.choice(READINGS, size=rng.integers(2, 7), replace=False)
+        x[row, broken] = rng.normal(0.0, spread[broken])
+    return Readings(x.astype(np.float32), labels)

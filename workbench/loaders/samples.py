@@ -41,9 +41,9 @@ _DATASETS = ("digits",)
 _SPLITS = ("train", "test", "all")
 
 
-#: sample kinds: the neural networks on digits, the tree ensembles (docs/trees.md) and the
-#: recommendation models (docs/recommendation.md)
-KINDS = ("digits", "trees", "recommendation")
+#: sample kinds: the neural networks on digits, the tree ensembles (docs/trees.md), the
+#: recommendation models and the anomaly autoencoder (docs/recommendation.md)
+KINDS = ("digits", "trees", "recommendation", "anomaly")
 
 
 def names(kind: str | None = None) -> list[str]:
@@ -51,7 +51,8 @@ def names(kind: str | None = None) -> list[str]:
 
     Args:
         kind: ``"digits"`` (the torch networks on digits), ``"trees"`` (ONNX-ML tree
-            ensembles) or ``"recommendation"`` (``dlrm``); None for all.
+            ensembles), ``"recommendation"`` (``dlrm``, ``two-tower``) or ``"anomaly"``
+            (``anomaly-autoencoder``); None for all.
 
     Raises:
         WorkbenchError: an unknown kind.
@@ -67,7 +68,8 @@ def names(kind: str | None = None) -> list[str]:
     by_kind = {
         "digits": list(_NAMES),
         "trees": list(tree_samples.NAMES),
-        "recommendation": list(rec_samples.NAMES),
+        "recommendation": list(rec_samples.RECOMMENDATION),
+        "anomaly": list(rec_samples.ANOMALY),
     }
     if kind is None:
         return [name for kind_names in by_kind.values() for name in kind_names]
