@@ -56,16 +56,16 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
     measured = measure_placement(placement, model, which=chosen, timing=timing)
     rows = measured.table[measured.table["measured_ms"].notna()]
     clean = rows[rows["note"] == ""]
-    worst = float(rows["error"].abs().max())
+    worst = float(rows["error_fraction"].abs().max())
     print(measured.summary(), flush=True)
     return {
         "model": model_name,
         "batch_size": batch,
         "pair": list(pair),
         "measured": len(rows),
-        "within_bound": int((rows["error"].abs() <= BOUND).sum()),
+        "within_bound": int((rows["error_fraction"].abs() <= BOUND).sum()),
         "worst_error": worst,
-        "worst_error_unfused_cuts_excluded": float(clean["error"].abs().max()),
+        "worst_error_unfused_cuts_excluded": float(clean["error_fraction"].abs().max()),
         "best_split": str(measured.best["split"]),
         "best_predicted_ms": float(measured.best["predicted_ms"]),
         "best_measured_ms": float(measured.best["measured_ms"]),
@@ -127,8 +127,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         ]
         lines += [
             f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
-            f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | {row['error']:+.1%} | "
-            f"{row['note']} |"
+            f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
+            f"{row['error_fraction']:+.1%} | {row['note']} |"
             for row in rows
         ]
     return "\n".join(lines)

@@ -248,7 +248,7 @@ def test_a_measured_split_runs_both_parts_and_keeps_its_samples() -> None:
     measured = measure_placement(p, model, which=[cut], timing=TimingOptions(0.05, warmup=1))
     row = measured.table.set_index("split").loc[cut]
     assert row["measured_n"] >= 1 and row["measured_ms"] > 0
-    assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
+    assert row["error_fraction"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
     assert measured.table["measured_ms"].notna().sum() == 1  # only the split asked for
     assert p.table["measured_ms"].isna().all()  # the placement given is not changed
     with pytest.raises(PlacementError, match="no candidate split 'nowhere'"):

@@ -75,7 +75,7 @@ PCIE_LANES = (1, 2, 4, 8, 16)
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error", "note",
+    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error_fraction", "note",
 ]  # fmt: skip
 LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
@@ -571,7 +571,7 @@ def _candidate(
         "best": False,
         "measured_ms": math.nan,
         "measured_n": math.nan,
-        "error": math.nan,
+        "error_fraction": math.nan,
         "note": "; ".join(split_fusions),
     }
 
@@ -640,7 +640,7 @@ class Placement:
         ]
         columns = ["split", "predicted_ms", "transfer_bytes"]
         if self.table["measured_ms"].notna().any():
-            columns += ["measured_ms", "error"]
+            columns += ["measured_ms", "error_fraction"]
         lines.append(frame_text(self.table[columns].head(12)))
         if len(self.table) > 12:
             lines.append(f"… {len(self.table) - 12} more candidates in .table")
@@ -701,7 +701,7 @@ class Placement:
 def _measured_text(row: pd.Series) -> str:
     if math.isnan(row["measured_ms"]):
         return ""
-    return f", {format_ms(row['measured_ms'])} measured ({row['error']:+.1%})"
+    return f", {format_ms(row['measured_ms'])} measured ({row['error_fraction']:+.1%})"
 
 
 # ---- splitting and measuring --------------------------------------------------------------
@@ -800,7 +800,7 @@ def measure_placement(
 
     Returns:
         A new `Placement` whose rows measured have ``measured_ms`` (the median),
-        ``measured_n`` and ``error`` (predicted / measured - 1).
+        ``measured_n`` and ``error_fraction`` (predicted / measured - 1).
 
     Raises:
         PlacementError: a ``which`` naming no row; DeviceUnavailableError and the backend's
@@ -808,7 +808,7 @@ def measure_placement(
 
     Example:
         >>> measured = measure_placement(wb.place(a, b, model=m), m, which="all")
-        >>> measured.table[["split", "predicted_ms", "measured_ms", "error"]]
+        >>> measured.table[["split", "predicted_ms", "measured_ms", "error_fraction"]]
     """
     from workbench.loaders import load
     from workbench.profiling.measure import TimingOptions as Options
@@ -833,7 +833,7 @@ def measure_placement(
             placement, loaded, cuts, str(row["order"]).split(","), inputs, timing or Options()
         )
         table.loc[index, ["measured_ms", "measured_n"]] = [m.median, m.n]
-        table.loc[index, "error"] = row["predicted_ms"] / m.median - 1.0
+        table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
     return replace(placement, table=table)
 
 
