@@ -96,3 +96,23 @@ def test_an_slo_search_on_the_serving_page_becomes_a_candidate(make_app) -> None
     app.serving.slo_result = measured(5.0, ("baseline", 350.0))
     assert [r for r in app.plan.results.values()] == [first, app.serving.slo_result]
     assert app.tab_pages[-1] == "plan"
+
+
+def test_stored_slo_records_are_offered_with_where_they_were_measured(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from workbench.dashboards.state import AppState
+    from workbench.planning.records import save_result
+    from workbench.scenarios.result import machine_record
+    from workbench.store import Store
+
+    store = Store(tmp_path / "runs.sqlite")
+    run = replace(measured(5.0, ("baseline", 500.0), model="digits-mlp"), machine=machine_record())
+    save_result(run, store)
+    page = PlanPage(state=AppState("digits-mlp", store=store, start=False))
+    assert page.add_stored() == 1
+    (name,) = page.results
+    assert name.startswith(f"digits-mlp p99<=5 ms on {machine_record()['name']} (here, record")
+    back = page.results[name].table
+    assert list(back["max_rate_per_s"]) == [500.0] and page.results[name].model == "digits-mlp"
+    assert PlanPage(state=AppState("digits-mlp", start=False)).add_stored() == 0  # no store

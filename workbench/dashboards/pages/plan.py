@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -162,6 +163,29 @@ class PlanPage(Viewer):
             return None
         return self.add_result(result, filename)
 
+    def add_stored(self) -> int:
+        """Offer every SLO record of the session's store (measured here, or imported with
+        `wb.import_results`); returns how many. A session without a store has none."""
+        from workbench.planning.records import load_record, records
+
+        if self.state is not None and self.state.store is None:
+            self.error = "this session keeps no results store: upload the results instead"
+            return 0
+        store = None if self.state is None else self.state.store
+        try:
+            table = records(store)
+            table = table[table["kind"] == "slo"].drop_duplicates("record_id")
+            for row in table.itertuples():
+                name = (
+                    f"{row.model} p99<={row.objective_p99_ms:g} ms on {row.measured_on} "
+                    f"({row.where}, record {str(row.record_id)[:8]})"
+                )
+                self.add_result(load_record(str(row.record_id), store), name)
+        except WorkbenchError as exc:
+            self.error = str(exc)
+            return 0
+        return len(table)
+
     def add_machine(self, machine: Any) -> str:
         """Offer a `workbench.planning.Machine` (one of that name is replaced)."""
         self.machines[machine.name] = machine
@@ -269,9 +293,11 @@ class PlanPage(Viewer):
         machines = pn.widgets.FileInput(accept=".toml", multiple=True)
         machines.param.watch(lambda e: self._uploaded(e, self.add_machine_file), "value")
         add = pn.widgets.Button(label="Add machine")
-        add.on_click(self._add_typed)
+        add.on_click(_clicked(self.add_typed_machine))
+        stored = pn.widgets.Button(label="Add stored SLO records")
+        stored.on_click(_clicked(self.add_stored))
         pair = pn.widgets.Button(label="Add candidate", color="primary")
-        pair.on_click(lambda _: self.pair())
+        pair.on_click(_clicked(self.pair))
         clear = pn.widgets.Button(label="Clear candidates")
         clear.on_click(self.clear)
         workload = pn.Param(
@@ -292,9 +318,10 @@ class PlanPage(Viewer):
             workload,
             pn.pane.Markdown(
                 "**Measured results**: SLO searches of the Serving page appear here; or "
-                "upload `workbench slo --json` files / generation profiles"
+                "upload `workbench slo --json` files / generation profiles, or add the SLO "
+                "records of the results store (measured here or imported)"
             ),
-            results,
+            pn.Row(results, stored),
             pn.pane.Markdown(
                 "**Machines**: upload machine TOML files (docs/plan.md), or type one "
                 "(every value with its unit)"
@@ -329,9 +356,6 @@ class PlanPage(Viewer):
             sizing_mode="stretch_width",
         )
 
-    def _add_typed(self, _: Any) -> None:
-        self.add_typed_machine()
-
     def _uploaded(self, event: Any, read: Any) -> None:
         widget = event.obj
         values = event.new if isinstance(event.new, list) else [event.new]
@@ -342,6 +366,15 @@ class PlanPage(Viewer):
 
 
 _EMPTY = "Add a measured result and its machine as a candidate to see the plan."
+
+
+def _clicked(action: Callable[[], object]) -> Callable[[Any], None]:
+    """A button's callback that runs ``action`` (its result is for code, not the button)."""
+
+    def run(_: Any) -> None:
+        action()
+
+    return run
 
 
 def _text(filename: str, data: bytes) -> str:
@@ -368,10 +401,15 @@ def _describe(result: Any) -> str:
     """A default name for a result: its objective and what it measured."""
     if hasattr(result, "decode_tokens_per_s"):
         return f"generation {result.model} {result.backend}/{result.device}"
-    table = result.table
-    setups = ", ".join(f"{r.backend}/{r.device}" for r in table.drop_duplicates(
-        ["backend", "device"]).itertuples())  # fmt: skip
-    return f"SLO p99<={result.p99_ms:g} ms {setups}"
+    table = result.table.drop_duplicates(["backend", "device"])
+    setups = ", ".join(f"{r.backend}/{r.device}" for r in table.itertuples())
+    where = (getattr(result, "machine", None) or {}).get("name")
+    return " ".join(
+        part
+        for part in (getattr(result, "model", ""), f"p99<={result.p99_ms:g} ms", setups,
+                     f"on {where}" if where else "")
+        if part
+    )  # fmt: skip
 
 
 def _candidate_list(candidates: list[tuple[str, str]]) -> str:
