@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from workbench.planning.placement import (
     Placement,
     PlacementError,
     chained,
+    measure_link,
     measure_placement,
     place,
     possible_cuts,
@@ -28,7 +30,14 @@ from workbench.planning.placement import (
 from workbench.profiling.measure import TimingOptions
 from workbench.profiling.profile import Profile
 from workbench.profiling.timer import Measurement
+from workbench.testing.clock import FakeClock
 from workbench.testing.tolerances import assert_close
+
+
+def torch_has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def chain_model(interleaved: bool = False) -> wb.Model:
@@ -273,9 +282,31 @@ def test_the_command_line_places_two_profile_files(
         (["--link=-5GB/s"], "bandwidth must be above 0"),
         (["--model", "digits-mlp"], "not of the model given ('digits-mlp')"),
     ]
+    if not torch_has_cuda():
+        refused.append((["--link", "cuda:0"], "no CUDA device here to measure a link to cuda:0"))
     for extra, message in refused:
         assert main([*argv, *extra]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert main(["plan", "--rate", "9"]) == 2
     assert "needs --candidate, --rate and --p99-ms (or --place" in capsys.readouterr().err
+
+
+def test_a_measured_link_is_the_line_through_its_transfer_times() -> None:
+    clock = FakeClock([0.0])
+
+    def copy(size: int) -> Callable[[], None]:
+        def run() -> None:  # 20 µs + size at 10 GB/s, on the fake clock
+            clock.now += 20e-6 + size / 10e9
+
+        return run
+
+    with clock.installed():
+        link = measure_link(copy, timing=TimingOptions(budget_s=1.0, warmup=0))
+        assert link.basis == "measured"
+        assert link.bandwidth_bytes_per_s == pytest.approx(10e9)
+        assert link.latency_ms == pytest.approx(0.02)
+        with pytest.raises(PlacementError, match="did not take longer as they grew"):
+            measure_link(lambda size: lambda: setattr(clock, "now", clock.now + 1e-3))
+    with pytest.raises(PlacementError, match="two or more sizes"):
+        measure_link(copy, [4096])

@@ -51,17 +51,21 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _place(args: argparse.Namespace) -> int:
     from workbench.loaders import load
-    from workbench.planning.placement import Link, PlacementError, measure_placement, place
+    from workbench.planning import placement as pl
     from workbench.profiling.profile import Profile
 
     if not args.model:
-        raise PlacementError("--place needs --model: the model both profiles are of")
+        raise pl.PlacementError("--place needs --model: the model both profiles are of")
     model = load(args.model)
     a, b = (Profile.from_json(path) for path in args.place)
-    link = Link.parse(args.link, args.link_latency_ms)
-    result = place(a, b, model=model, link=link, max_cuts=args.max_cuts)
+    if args.link.startswith("cuda"):  # both ends are here: measure the copy to the GPU
+        link = pl.measure_link(pl.cuda_copy(args.link), device=args.link,
+                               name=f"host to {args.link}")  # fmt: skip
+    else:
+        link = pl.Link.parse(args.link, args.link_latency_ms)
+    result = pl.place(a, b, model=model, link=link, max_cuts=args.max_cuts)
     if args.measure:
-        result = measure_placement(result, model, which=args.measure)
+        result = pl.measure_placement(result, model, which=args.measure)
     print(result.summary())
     if args.json:
         result.to_json(args.json)
@@ -109,7 +113,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--link",
         default="same-memory",
-        help="same-memory (default), pcie<gen>x<lanes> or a bandwidth such as 12GB/s",
+        help="same-memory (default), pcie<gen>x<lanes> or a bandwidth such as 12GB/s "
+        "(declared), or cuda:N (host-to-GPU copies measured here)",
     )
     q.add_argument(
         "--link-latency-ms", type=nonnegative_float, default=0.0, help="per transfer (ms)"

@@ -55,6 +55,8 @@ __all__ = [
     "Placement",
     "PlacementError",
     "chained",
+    "cuda_copy",
+    "measure_link",
     "measure_placement",
     "place",
     "possible_cuts",
@@ -196,6 +198,90 @@ class Link:
         return cls(
             **{**data, "bandwidth_bytes_per_s": math.inf if bandwidth is None else bandwidth}
         )
+
+
+#: the transfer sizes a link is measured at: small enough to be quick, large enough that
+#: the bandwidth term dominates the last
+LINK_SIZES_BYTES = (64 << 10, 1 << 20, 8 << 20, 32 << 20)
+
+
+def measure_link(
+    copy: Callable[[int], Callable[[], Any]],
+    sizes_bytes: Sequence[int] = LINK_SIZES_BYTES,
+    *,
+    timing: TimingOptions | None = None,
+    device: str = "cpu",
+    name: str = "measured",
+) -> Link:
+    """Measure a link: time one transfer at each size, fit time = latency + bytes / bandwidth.
+
+    Args:
+        copy: given a size in bytes, returns a zero-argument callable that moves that many
+            bytes across the link and returns when they have arrived (it synchronises);
+            buffers are allocated once, outside the callable.
+        sizes_bytes: the sizes timed (at least two different ones).
+        timing: budget and warm-up per size (default: the measuring core's).
+        device: the device the copies end on (CUDA is timed with events).
+        name: the link's name.
+
+    Returns:
+        A ``"measured"`` `Link`: the least-squares line through the median times, its
+        slope the inverse bandwidth, its intercept the latency (0 when below).
+
+    Raises:
+        PlacementError: fewer than two sizes, or times that do not grow with the size.
+
+    Example:
+        >>> link = measure_link(cuda_copy("cuda:0"), name="host to cuda:0")
+    """
+    from workbench.profiling.measure import TimingOptions as Options
+    from workbench.profiling.measure import measure
+
+    sizes = sorted({int(size) for size in sizes_bytes})
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise PlacementError(f"measuring a link needs two or more sizes above 0, got {sizes}")
+    medians = [
+        measure(copy(size), timing or Options(), device=device, label=f"{name}: {size} B").median
+        for size in sizes
+    ]
+    slope, intercept = np.polyfit(np.asarray(sizes, float), np.asarray(medians), 1)
+    if not slope > 0:
+        shown = ", ".join(
+            f"{size} B: {format_ms(ms)}" for size, ms in zip(sizes, medians, strict=True)
+        )
+        raise PlacementError(
+            f"the transfers did not take longer as they grew ({shown}); measure larger sizes "
+            "or declare the link"
+        )
+    return Link(1e3 / slope, max(float(intercept), 0.0), "measured", name)
+
+
+def cuda_copy(device: str = "cuda:0") -> Callable[[int], Callable[[], Any]]:
+    """Copies from pageable host memory (as a runtime copies a numpy array) to ``device``,
+    for `measure_link`.
+
+    Raises:
+        PlacementError: torch has no CUDA device ``device`` here.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PlacementError(
+            f"no CUDA device here to measure a link to {device}; declare it (Link.pcie, or "
+            "--link pcie4x16)"
+        )
+
+    def sized(size: int) -> Callable[[], Any]:
+        host = torch.from_numpy(np.ones(size, dtype=np.uint8))
+        target = torch.empty(size, dtype=torch.uint8, device=device)
+
+        def run() -> None:
+            target.copy_(host)
+            torch.cuda.synchronize(device)
+
+        return run
+
+    return sized
 
 
 # ---- the graph: layers in order, which cuts are possible, what crosses each ---------------
