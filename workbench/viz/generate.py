@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,17 +106,18 @@ def token_latency(profile: GenerationProfile) -> go.Figure:
         )
     )
     fig.add_vrect(x0=0.5, x1=1.5, fillcolor=PREFILL_COLOR, opacity=0.08, line_width=0)
+    values = times.ravel().tolist()
+    positive = [v for v in values if v > 0]
+    wide = bool(positive) and max(positive) > 20 * min(positive)
     if profile.inter_token is not None:
         for value, label in ((profile.inter_token.median, "p50"), (profile.inter_token.p90, "p90")):
             fig.add_hline(
-                y=value,
+                # a shape on a log axis is placed in log10 units (plotly), not in ms
+                y=math.log10(value) if wide and value > 0 else value,
                 line={"dash": "dash" if label == "p50" else "dot", "color": DECODE_COLOR},
                 annotation_text=f"decode {label} {value:.4g} ms",
                 annotation_position="top right",
             )
-    values = times.ravel().tolist()
-    positive = [v for v in values if v > 0]
-    wide = bool(positive) and max(positive) > 20 * min(positive)
     yaxis = log_axis(values, "ms", title="latency") if wide else {"title": "latency (ms)"}
     fig.update_layout(
         title=f"Latency per token — {profile.model} on {profile.backend}, batch "
