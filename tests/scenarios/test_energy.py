@@ -8,17 +8,21 @@ known wattages, so every joule is known exactly.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from workbench.backends import base
 from workbench.errors import InputError
 from workbench.scenarios import energy as energy_module
 from workbench.scenarios import scenario
 from workbench.scenarios.clock import VirtualClock
 from workbench.scenarios.energy import POWERCAP, Energy, EnergyMeter, cost_per_million
 from workbench.testing import toy_mlp
+from workbench.testing.serving import LatencyModelBackend
 
 #: a plain ONNX file: onnxruntime runs it without importing torch
 ONNX_MLP = str(Path(__file__).parents[2] / "sample_models" / "digits-mlp" / "model.onnx")
@@ -121,8 +125,10 @@ def test_counters_read_over_another_interval_than_the_timed_one_are_not_reported
 def test_a_scenario_reads_the_counters_over_its_timed_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A real run on the real clock: the counter ticks at 40 W of real time, so the
-    energy must be 40 W x the interval, and that interval the run's duration +-5%."""
+    """A real run on the real clock: the counter ticks at 40 W of real time. The two
+    reads bracket the run; its energy is reported only when their interval is the run's
+    duration +-5% (a loaded machine that deschedules us around the run is refused, not
+    reported), and then it is 40 W x that interval."""
     _tree(tmp_path, {}, dram=False)
     monkeypatch.setattr(energy_module, "POWERCAP", tmp_path)
     monkeypatch.setattr(energy_module, "IDLE_S", 0.02)
@@ -132,11 +138,42 @@ def test_a_scenario_reads_the_counters_over_its_timed_interval(
     result = scenario(ONNX_MLP, "single-stream", "onnxruntime", min_queries=16,
                       min_duration_s=0.5, warmup=1)  # fmt: skip
     used = result.energy
-    assert used.timed_s == result.duration_s and used.joules is not None
-    assert used.interval_s == pytest.approx(result.duration_s, rel=0.05)
-    assert used.joules == pytest.approx(40.0 * used.interval_s, rel=0.01)
+    assert used.timed_s == result.duration_s and used.interval_s is not None
+    assert result.duration_s <= used.interval_s  # read before the first query, after the last
     assert used.idle_watts == pytest.approx(40.0, rel=0.05) and "no DRAM domain" in used.source
+    if used.interval_s > 1.05 * result.duration_s:
+        assert used.joules is None and "more than 5% apart" in used.reason
+        return
+    assert used.joules == pytest.approx(40.0 * used.interval_s, rel=0.01)
     assert result.metrics()["joules_per_inference"] == pytest.approx(used.joules / result.samples)
+
+
+class WallClock(VirtualClock):
+    """Exact time that the meter takes for a wall clock: it moves only when the fake
+    session runs or someone sleeps, so every interval is known exactly."""
+
+    simulated = False
+
+
+def test_the_counters_cover_exactly_the_timed_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm-up and idle windows move this clock too: a read taken anywhere but at the
+    run's edges would give an interval other than the run's duration."""
+    clock = WallClock(50.0)
+    base.register("wall-model")(lambda: LatencyModelBackend(clock, 1.0, 0.25))  # type: ignore[arg-type]
+    try:
+        _tree(tmp_path, {}, dram=False)
+        monkeypatch.setattr(energy_module, "POWERCAP", tmp_path)
+        monkeypatch.setattr(energy_module, "read_uj", lambda domain: round(clock.now() * 40e6))
+        result = scenario(toy_mlp(), "single-stream", "wall-model", clock=clock, warmup=5)
+    finally:
+        base._FACTORIES.pop("wall-model", None)
+        base._INSTANCES.pop("wall-model", None)
+    used = result.energy
+    assert used.interval_s == pytest.approx(result.duration_s, abs=1e-9)
+    assert used.joules == pytest.approx(40.0 * result.duration_s, abs=1e-5)
+    assert used.idle_s == pytest.approx(2 * energy_module.IDLE_S) and used.idle_watts == 40.0
 
 
 def test_a_simulated_run_measures_no_energy(clock: VirtualClock, tmp_path: Path) -> None:
@@ -166,6 +203,39 @@ def test_a_gpu_without_nvml_is_unavailable_with_the_fix() -> None:
         assert "pip install nvidia-ml-py" in energy.describe(10)
     else:
         pytest.skip("NVML is installed here")
+
+
+def test_nvml_reads_the_gpu_over_the_run_with_idle_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    class GpuClock:  # a wall clock moved by sleeps; the GPU draws `watts` meanwhile
+        simulated = False
+        t, joules, watts = 0.0, 1000.0, 60.0
+
+        def now(self) -> float:
+            return self.t
+
+        def sleep_until(self, t: float) -> None:
+            self.joules += self.watts * max(0.0, t - self.t)
+            self.t = max(self.t, t)
+
+    clock = GpuClock()
+    nvml = SimpleNamespace(
+        NVMLError=RuntimeError,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda index: index,
+        nvmlDeviceGetTotalEnergyConsumption=lambda handle: round(clock.joules * 1e3),  # mJ
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    meter = EnergyMeter("cuda:1", clock=clock, idle_s=0.25)
+    meter.start()
+    clock.watts = 300.0
+    clock.sleep_until(clock.t + 4.0)  # the run
+    clock.watts = 60.0
+    energy = meter.stop(seconds=4.0)
+    assert energy.parts == {"gpu": pytest.approx(1200.0)} and energy.source.startswith(
+        "NVML cuda:1"
+    )
+    assert energy.idle_watts == pytest.approx(60.0) and energy.idle_s == pytest.approx(0.5)
+    assert energy.above_idle_joules == pytest.approx(1200.0 - 240.0)
 
 
 def test_unreadable_rapl_says_how_to_grant_access(
