@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "compare_backends": "workbench.evaluation.compare_backends:compare_backends",
     "BackendComparison": "workbench.evaluation.compare_backends:BackendComparison",
     "machine_ceilings": "workbench.profiling.cost:machine_ceilings",
+    "cache_sweep": "workbench.profiling.cache_sweep:cache_sweep",  # embedding lookups x caches
+    "CacheSweep": "workbench.profiling.cache_sweep:CacheSweep",
     "Transform": "workbench.optimize.base:Transform",
     "transform": "workbench.optimize.base:transform",
     "register_transform": "workbench.optimize.base:register",

@@ -61,6 +61,40 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
+@cache
+def cache_sizes() -> dict[str, int]:
+    """The CPU caches one core sees, in bytes: ``{"L1d": ..., "L2": ..., "L3": ...}``.
+
+    Read from Linux's sysfs for CPU 0 (one instance of each level: a core's own L2, the
+    L3 it shares); empty where the system does not say (not Linux, a sandbox).
+
+    Example:
+        >>> wb.machine.cache_sizes()["L2"]
+        1048576
+    """
+    sizes: dict[str, int] = {}
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return sizes
+    for entry in entries:
+        try:
+            with open(f"{root}/{entry}/level") as f:
+                level = f.read().strip()
+            with open(f"{root}/{entry}/type") as f:
+                kind = f.read().strip()
+            with open(f"{root}/{entry}/size") as f:
+                size = f.read().strip().upper()
+        except OSError:
+            continue
+        if kind == "Instruction" or not size[:-1].isdigit():
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1], 0)
+        sizes[f"L{level}d" if kind == "Data" else f"L{level}"] = int(size[:-1]) * unit
+    return sizes
+
+
 def gpu_info() -> list[dict[str, Any]]:
     """Each CUDA GPU torch can see: name, memory, compute capability (empty without one)."""
     try:
