@@ -10,11 +10,16 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 PLOTLY = "application/vnd.plotly.v1+json"
 # figures each notebook must render (the plotly JSON is in its outputs)
-MIN_FIGURES = {"01_quick_start": 4, "02_layers_across_backends": 4, "03_accuracy_vs_speed": 2}
+MIN_FIGURES = {
+    "01_quick_start": 4,
+    "02_layers_across_backends": 4,
+    "03_accuracy_vs_speed": 2,
+    "07_generation": 4,
+}
 
 
 def test_the_numbered_notebooks_are_all_here():
-    assert [p.stem[:3] for p in NOTEBOOKS] == [f"{n:02d}_" for n in (1, 2, 3, 4, 5, 6, 8, 9)]
+    assert [p.stem[:3] for p in NOTEBOOKS] == [f"{n:02d}_" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9)]
 
 
 @pytest.mark.slow
