@@ -3,6 +3,7 @@
 Example:
     workbench scenario digits-cnn --kind server --rate 200 --target-ms 10 --json run.json
     workbench slo digits-cnn --p99-ms 5 --backends onnxruntime torch --price-per-hour 0.10
+    workbench scenario dlrm --kind server --rate 20 --candidates 500 --target-ms 50
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _scenario(args: argparse.Namespace) -> int:
         options={"threads": args.threads} if args.threads else None,
         price_per_hour=args.price_per_hour,
         tdp_watts=args.tdp_watts,
+        **_ranking(args),
     )
     print(result.summary())
     if args.json:
@@ -111,6 +113,7 @@ def _slo(args: argparse.Namespace) -> int:
         min_duration_s=args.min_duration,
         options={"threads": args.threads} if args.threads else None,
         price_per_hour=args.price_per_hour,
+        **_ranking(args),
     )
     print(result.summary())
     failed = result.table[result.table["limited_by"].astype(str).str.startswith("failed: ")]
@@ -120,6 +123,12 @@ def _slo(args: argparse.Namespace) -> int:
         result.to_json(args.json)
         print(f"\nwrote {args.json}")
     return 0 if len(failed) < len(result.table) else 1
+
+
+def _ranking(args: argparse.Namespace) -> dict[str, Any]:
+    """``candidates`` and ``user_inputs`` for a ranking run (none without --candidates)."""
+    user = args.user_inputs.split(",") if args.user_inputs else None
+    return {"candidates": args.candidates, "user_inputs": user}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -136,6 +145,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=None,
         help="the machine's price per hour (from your provider's price list) for cost per million",
+    )
+    p.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=None,
+        help="ranking: items each request scores (one user's features over N candidates)",
+    )
+    p.add_argument(
+        "--user-inputs",
+        default=None,
+        help="ranking: comma-separated inputs holding the user's features (default the float ones)",
     )
     p.add_argument("--json", default=None, help="write the result as JSON to this path")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
@@ -26,6 +26,7 @@ from workbench.profiling.measure import TimingOptions, timing_of, warm_up
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import EnergyMeter, cost_per_million
 from workbench.scenarios.loadgen import arrivals_for, poisson_arrivals
+from workbench.scenarios.ranking import ranking_settings, request_inputs
 from workbench.scenarios.result import (
     KINDS,
     MINIMUMS,
@@ -60,6 +61,8 @@ class SystemUnderTest:
         clock: the clock every time is read from.
         inputs: the samples batches are cut from (`workbench.data.input_pool`), or None
             for the model's generated inputs.
+        ranking: `workbench.scenarios.ranking.ranking_settings` (a batch of ``b`` is then
+            ``b`` requests of ``candidates`` rows each), or None.
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class SystemUnderTest:
         model: Model,
         clock: Clock,
         inputs: Mapping[str, np.ndarray] | None = None,
+        ranking: Mapping[str, Any] | None = None,
     ) -> None:
         self.session, self.model, self.clock, self.inputs = session, model, clock, inputs
+        self.ranking = ranking
         self._runners: dict[int, Callable[[], Any]] = {}
 
     def runner(self, batch: int) -> Callable[[], Any]:
@@ -77,7 +82,13 @@ class SystemUnderTest:
         from workbench.data import batch_inputs
 
         if batch not in self._runners:
-            staged = batch_inputs(self.model, self.inputs, batch)
+            if self.ranking:
+                staged = request_inputs(
+                    self.model, self.inputs, batch, self.ranking["candidates"],
+                    self.ranking["user_inputs"],
+                )  # fmt: skip
+            else:
+                staged = batch_inputs(self.model, self.inputs, batch)
             self._runners[batch] = self.session.runner(staged)
         return self._runners[batch]
 
@@ -376,6 +387,8 @@ def scenario(
     tdp_watts: float | None = None,
     clock: Clock | None = None,
     timing: TimingOptions | None = None,
+    candidates: int | None = None,
+    user_inputs: Sequence[str] | None = None,
 ) -> ScenarioResult:
     """Run one LoadGen scenario on ``model`` and return every query with its verdict.
 
@@ -394,6 +407,11 @@ def scenario(
     load generator fell behind its schedule, when queries were dropped, or when p99 is
     over ``target_latency_ms``. The model is never changed; the session is warmed up
     (``warmup`` untimed calls per batch size) and closed afterwards.
+
+    With ``candidates=N`` every query is a ranking request: one user's features
+    (``user_inputs``) broadcast over ``N`` candidate items, scored in one call
+    (`workbench.scenarios.ranking`). Latencies are per request; a query's samples are
+    its candidates, so throughput is items per second.
 
     Args:
         model: a `Model` or anything `workbench.load` accepts (``"digits-cnn"``).
@@ -422,6 +440,10 @@ def scenario(
         clock: a `Clock`; a `VirtualClock` simulates the run exactly (tests).
         timing: a `TimingOptions` shared with `profile`, `sweep` and `slo`; a scenario
             reads its ``warmup`` (its queries are timed by the minimums, not a budget).
+        candidates: items each query (a ranking request) scores; None: one sample a
+            query as above.
+        user_inputs: the inputs holding the user's features, the same for all of a
+            request's candidates (default the float inputs); with ``candidates`` only.
 
     Returns:
         A `ScenarioResult`.
@@ -434,6 +456,9 @@ def scenario(
     Example:
         >>> r = wb.scenario("digits-cnn", "server", rate_per_s=500, target_latency_ms=5)
         >>> r.p99_ms, r.valid, r.reasons
+        >>> rank = wb.scenario("dlrm", "server", rate_per_s=50, candidates=500,
+        ...                    target_latency_ms=20)
+        >>> rank.p99_ms, rank.throughput_per_s  # per request; items per second
     """
     from workbench.data import input_pool
     from workbench.loaders import load
@@ -460,13 +485,15 @@ def scenario(
         tdp_watts = number("tdp_watts", tdp_watts, above=0.0)
     model = load(model)
     pool = None if inputs is None else input_pool(model, inputs)
-    check_input_bytes(model, max(_batch_sizes(kind, settings)))
+    ranking = ranking_settings(model, candidates, user_inputs)
+    rows = ranking.get("candidates", 1)
+    check_input_bytes(model, max(_batch_sizes(kind, settings)) * rows)
     clock = clock or RealClock()
     # read on the run's clock, so the energy covers the interval the queries are timed over
     meter = EnergyMeter(device, tdp_watts=tdp_watts, clock=clock)
     # the measuring lifecycle: compiled, its thread settings held while the queries run
     with compiled(model, backend, device, options) as compiled_session:
-        sut = SystemUnderTest(compiled_session.session, model, clock, pool)
+        sut = SystemUnderTest(compiled_session.session, model, clock, pool, ranking)
         sizes = _batch_sizes(kind, settings)
         sut.warm(sorted({sizes[0], sizes[-1]}), warmup)
         sut.warm(sizes, 1)
@@ -475,6 +502,9 @@ def scenario(
         # how busy the machine was while the queries ran, next to where it ran
         with Watch(threads) as busy:
             run = _dispatch(kind, sut, minimums, settings)
+        # a request's samples are its candidates: throughput counts items
+        run = run._replace(queries=run.queries.assign(samples=run.queries["samples"] * rows))
+        settings = {**settings, **ranking}
         energy = meter.stop(run.duration_s)
     return ScenarioResult(
         kind=kind,

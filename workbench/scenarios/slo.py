@@ -27,6 +27,7 @@ from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback
 from workbench.scenarios.clock import Clock, RealClock
 from workbench.scenarios.energy import cost_per_million
+from workbench.scenarios.ranking import ranking_settings
 from workbench.scenarios.result import Minimums, json_rows, machine_record, machine_text
 from workbench.scenarios.run import ServerLoad, SystemUnderTest, minimums_for, server
 from workbench.units import format_number
@@ -216,6 +217,8 @@ def slo(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     timing: TimingOptions | None = None,
+    candidates: int | None = None,
+    user_inputs: Sequence[str] | None = None,
 ) -> SloResult:
     """Find the highest offered rate each configuration sustains within ``p99_ms``.
 
@@ -250,6 +253,9 @@ def slo(
         cancel: a `CancelToken` checked between points.
         timing: a `TimingOptions` shared with `profile`, `sweep` and `scenario`; a search
             reads its ``warmup``.
+        candidates: items each query (a ranking request) scores, as `scenario` takes
+            it: rates are requests per second, ``throughput_per_s`` items per second.
+        user_inputs: the inputs holding the user's features (`scenario`).
 
     Returns:
         An `SloResult`.
@@ -275,6 +281,7 @@ def slo(
     choices = tuple(batching or default_batching(p99_ms))
     models = [load(v) for v in (variants or [model])]
     pools = {id(m): None if inputs is None else input_pool(m, inputs) for m in models}
+    rankings = {id(m): ranking_settings(m, candidates, user_inputs) for m in models}
     search = _Search(
         p99_ms, choices, steps, minimums, drop_after_ms or 4 * p99_ms, seed, clock or RealClock()
     )
@@ -286,7 +293,11 @@ def slo(
         if progress is not None:
             progress(index / len(configs), f"{variant.recipe_name} {backend}/{device}")
         pool = pools[id(variant)]
-        rows.append(search.configuration(variant, backend, device, warmup, options, cancel, pool))
+        rows.append(
+            search.configuration(
+                variant, backend, device, warmup, options, cancel, pool, rankings[id(variant)]
+            )
+        )
     if progress is not None:
         progress(1.0, "done")
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -306,6 +317,7 @@ def slo(
             "steps": steps,
             "batching": [b.label for b in choices],
             "seed": seed,
+            **next(iter(rankings.values())),
         },
         machine=machine_record(),
     )
@@ -342,6 +354,7 @@ class _Search:
         options: dict[str, Any] | None,
         cancel: CancelToken | None,
         inputs: Mapping[str, np.ndarray] | None = None,
+        ranking: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The table row of one variant x backend x device: its best batching choice."""
         row: dict[str, Any] = {
@@ -352,7 +365,7 @@ class _Search:
         }
         try:
             with compiled(model, backend, device, options) as run:
-                sut = SystemUnderTest(run.session, model, self.clock, inputs)
+                sut = SystemUnderTest(run.session, model, self.clock, inputs, ranking)
                 sizes = sorted({b.max_batch for b in self.batching})
                 sut.warm(sizes, warmup)
                 found = [self._bisect(sut, row, choice, cancel) for choice in self.batching]
@@ -407,7 +420,8 @@ class _Search:
             run = server(sut, self.minimums, load)
             completed = run.queries.loc[~run.queries["dropped"], "latency_ms"]
             p50, p99 = np.percentile(completed, [50, 99]) if len(completed) else (math.nan,) * 2
-            throughput = int((~run.queries["dropped"]).sum()) / run.duration_s
+            items = (sut.ranking or {}).get("candidates", 1)  # samples a query
+            throughput = int((~run.queries["dropped"]).sum()) * items / run.duration_s
             passed = not run.reasons
             self.points.append(
                 {
