@@ -259,6 +259,7 @@ def test_the_plan_page_plans_uploaded_results_on_uploaded_machines(server, brows
     page.locator("button", has_text="Add candidate").first.click()
     page.locator(".gtitle", has_text="3-year cost against traffic").first.wait_for()
     page.get_by_text("cheapest: example-rented-cpu int8 onnxruntime/cpu").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-plan-inputs.png"))
     # the figure draws the plan's own arithmetic: each candidate's cost at each rate
     expected = cost_against_traffic(plan([(machine, result)], 100.0, 5.0))
     traces = figure_traces(page, "3-year cost against traffic")

@@ -304,8 +304,8 @@ class PlanPage(Viewer):
             self.param,
             parameters=["target_rate_per_s", "p99_ms", "peak_to_average", "growth_per_year",
                         "redundancy", "years", "max_machines"],
-            widgets={"growth_per_year": pn.widgets.FloatInput, "redundancy": pn.widgets.IntInput,
-                     "years": pn.widgets.IntInput},
+            widgets={"growth_per_year": {"type": pn.widgets.FloatInput, "step": 0.05},
+                     "redundancy": pn.widgets.IntInput, "years": pn.widgets.IntInput},
             show_name=False, default_layout=pn.FlexBox,
         )  # fmt: skip
         error = pn.pane.Alert(self.param.error, alert_type="danger",
