@@ -159,7 +159,6 @@ def test_json_round_trip(llama: object, tmp_path: object) -> None:
         ({"prompt": [[1, 2, 3], [1, 2]]}, InputError, "different lengths"),
         ({"prompt": [[1, 200]]}, InputError, r"\[0, 100\)"),
         ({"backend": "numba"}, UnsupportedModelError, "'numba' cannot generate.*onnxruntime"),
-        ({"backend": "torch-compile"}, UnsupportedModelError, "can: .*torch(?!-compile)"),
         ({"backend": "nope"}, UnknownBackendError, "unknown backend 'nope'"),
     ],
 )
@@ -300,8 +299,8 @@ def test_a_backend_without_a_decoder_is_one_line_naming_those_that_can(llama: ob
     message = str(caught.value)
     assert "\n" not in message and "'fake-plain' cannot generate" in message
     can = message.split("can: ")[1].split(", ")
-    assert {"torch", "onnxruntime"} <= set(can) and "torch-compile" not in can
-    assert "fake-plain" not in can
+    assert {"torch", "onnxruntime", "torch-compile"} <= set(can)
+    assert "fake-plain" not in can and "numba" not in can
 
 
 def test_generation_is_refused_off_the_cpu_in_one_line(llama: object) -> None:
@@ -362,4 +361,11 @@ def test_the_builtin_decoders_satisfy_the_protocol(llama: object) -> None:
             assert first.shape == (1,) and decoder.step(first).shape == (1,)
         finally:
             decoder.close()
-    assert get_backend("torch-compile").decoder is None  # type: ignore[attr-defined]
+    compiled = get_backend("torch-compile")
+    assert isinstance(compiled, GenerativeBackend)
+    if "cpu" in compiled.devices():  # a C++ compiler is here; its graphs compile on use
+        from workbench.backends.torch.compiled import CompiledDecoder
+
+        decoder = compiled.decoder(llama)  # type: ignore[attr-defined]
+        assert isinstance(decoder, CompiledDecoder) and isinstance(decoder, Decoder)
+        assert decoder.call is not llama and decoder.compiles == 0

@@ -534,6 +534,9 @@ class Decoder(Protocol):
     Optional: ``settings() -> context manager``, process-wide settings (torch's thread
     count) applied while generating and restored after, as `Session.settings`
     (`settings_of` gives a no-op for a decoder without it).
+    Optional: ``prepare(ids, output_length, context)``, work done once before any
+    timing (torch-compile compiles every graph a generation takes), its seconds in a
+    ``compile_s`` attribute; ``notes``, lines a profile of the decoder reports.
 
     Example:
         >>> d = wb.backend("onnxruntime").decoder(model)

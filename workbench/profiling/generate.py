@@ -92,6 +92,9 @@ class GenerationProfile:
         prompt_text: the prompts as given, when they were text.
         text: the generated tokens decoded, one string per sequence; None without a
             tokenizer.
+        compile_s: seconds the backend spent compiling (torch-compile), before and
+            apart from every timed and warm-up generation; None for a runtime that
+            does not compile as it generates.
     """
 
     model: str
@@ -120,6 +123,7 @@ class GenerationProfile:
     tokenizer: str | None = None
     prompt_text: tuple[str, ...] | None = None
     text: tuple[str, ...] | None = None
+    compile_s: float | None = None
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -208,6 +212,7 @@ class GenerationProfile:
             "tokenizer": self.tokenizer,
             "prompt_text": None if self.prompt_text is None else list(self.prompt_text),
             "text": None if self.text is None else list(self.text),
+            "compile_s": self.compile_s,
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -259,6 +264,7 @@ class GenerationProfile:
                 tokenizer=data.get("tokenizer"),
                 prompt_text=_strings(data.get("prompt_text")),
                 text=_strings(data.get("text")),
+                compile_s=data.get("compile_s"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -300,6 +306,8 @@ class GenerationProfile:
             ("weights", format_bytes(self.weights_bytes)),
             ("decode bandwidth", self._bandwidth_text()),
         ]
+        if self.compile_s is not None:
+            facts.append(("compile", f"{self.compile_s:.2f} s (before timing, in no number above)"))
         if self.prompt_text is not None:
             facts.append(("prompt", _shortened(self.prompt_text[0])))
         if self.text is not None:
@@ -611,6 +619,9 @@ def generate_profile(
     decoder = runtime.decoder(model, "cpu", threads=threads)
     try:
         with settings_of(decoder):
+            prepare = getattr(decoder, "prepare", None)
+            if callable(prepare):  # e.g. torch-compile compiles every graph now, untimed
+                prepare(ids, output_length, context)
             warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
             timed: list[list[float]] = []
             # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
@@ -619,6 +630,7 @@ def generate_profile(
                     tokens, times = greedy(decoder, ids, output_length, context)
                     timed.append(times)
             cache_measured = decoder.cache_bytes()
+            compile_s = getattr(decoder, "compile_s", None)
             phase_timings = None
             per_layer = getattr(decoder, "phase_layer_timings", None)
             if layers and callable(per_layer):
@@ -655,6 +667,7 @@ def generate_profile(
             decode_layers = layer_table(phase_timings[1], inter_token.median, "leaves")
     elif layers:
         notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
+    notes.extend(str(note) for note in getattr(decoder, "notes", ()))
     bandwidth = None
     if roofline:
         from workbench.profiling.ceilings import machine_ceilings
@@ -689,6 +702,7 @@ def generate_profile(
         tokenizer=None if tokens_of is None else tokens_of.name,
         prompt_text=None if texts is None else tuple(texts),
         text=None if tokens_of is None else tuple(tokens_of.decode(row) for row in tokens),
+        compile_s=None if compile_s is None else float(compile_s),
     )
 
 

@@ -13,6 +13,13 @@ Per-layer times are *eager-equivalent*: Inductor fuses modules into generated ke
 that no longer carry module boundaries, so the per-layer pass times the user's eager
 module with the same hooks as the ``torch`` backend, and says so.
 
+Generation (`CompiledDecoder`, the backend's ``decoder``): the causal LM's forward is
+compiled as it is called, once per new shape (the prefill, the first decode step, then
+one graph with the cache length symbolic). `generate_profile` has the decoder
+``prepare`` first: one untimed generation of the same prompt compiles every graph the
+timed ones will use, its seconds kept apart in ``compile_s``; a compile after that
+raises `RecompileError`.
+
 Example:
     >>> s = wb.backend("torch-compile").compile(m, "cpu", mode="max-autotune", batch_size=32)
     >>> s.compile_s, s.run(m.example_inputs(32))[0].shape
@@ -40,10 +47,12 @@ from workbench.backends.base import (
     register,
 )
 from workbench.backends.torch import TorchBackend
+from workbench.backends.torch.decoder import TorchDecoder, phase_layer_timings
 from workbench.backends.torch.session import TorchOptions, TorchSession
-from workbench.errors import BackendError
+from workbench.errors import BackendError, DeviceUnavailableError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from workbench.model import Model
@@ -214,6 +223,107 @@ class TorchCompiledSession(TorchSession):
         super().close()
 
 
+class CompiledDecoder(TorchDecoder):
+    """Greedy decoding with the causal LM's forward compiled by ``torch.compile``.
+
+    A private copy of the model compiles (Dynamo guards on the module it traced, so
+    hooks the eager per-layer pass puts on the user's model never invalidate it); the
+    user's model is never changed. Each call that compiled a graph adds its seconds to
+    `compile_s` and to `compiles`; after `prepare`, a call that compiles raises
+    `RecompileError` rather than time a compile.
+
+    Args:
+        model: a ``transformers`` causal LM.
+        threads: as `TorchDecoder` (process-wide while inside `settings`).
+        mode: ``torch.compile``'s mode.
+        dynamic: ``torch.compile``'s ``dynamic`` (None: static first, symbolic after a
+            shape changes, so the growing cache compiles once more, not every step).
+        compiler: ``torch.compile``'s ``backend`` (``"inductor"``; ``"eager"`` traces
+            with Dynamo and runs eagerly, for checking the capture without code
+            generation).
+
+    Example:
+        >>> d = CompiledDecoder(model)
+        >>> d.prepare(ids, output_length=16, context=None)  # compiles, untimed
+        >>> d.compile_s, d.step(d.prefill(ids))
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        threads: int | None = None,
+        mode: Mode = "default",
+        dynamic: bool | None = None,
+        compiler: str = "inductor",
+    ) -> None:
+        import torch
+
+        super().__init__(model, threads)
+        self.call = torch.compile(
+            copy.deepcopy(model), mode=mode, dynamic=dynamic, backend=compiler
+        )
+        self.mode = mode
+        #: seconds spent in calls that compiled a graph, and how many did
+        self.compile_s = 0.0
+        self.compiles = 0
+        self._sealed = False
+        self._eager_layers = False
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What a generation profile of this decoder says next to its numbers."""
+        return (EAGER_EQUIVALENT,) if self._eager_layers else ()
+
+    def _forward(self, ids: torch.Tensor) -> np.ndarray:
+        before = _graphs_compiled()
+        started = time.perf_counter()
+        try:
+            token = super()._forward(ids)
+        except Exception as exc:  # Dynamo and Inductor raise their own types
+            if isinstance(exc, BackendError):
+                raise
+            first = " ".join(str(exc).split())[:300]
+            raise BackendError(
+                f"torch.compile failed on {type(self.model).__name__} (mode={self.mode}) "
+                f"while generating: {type(exc).__name__}: {first}"
+            ) from exc
+        if _graphs_compiled() > before:
+            if self._sealed:
+                raise RecompileError(
+                    f"torch recompiled {type(self.model).__name__} for input shape "
+                    f"{tuple(ids.shape)} after prepare(); the time would include a compile: "
+                    "prepare with the prompt and output length that are then timed"
+                )
+            self.compile_s += time.perf_counter() - started
+            self.compiles += 1
+        return token
+
+    def prepare(self, ids: np.ndarray, output_length: int, context: np.ndarray | None) -> None:
+        """Compile every graph a generation of ``ids`` takes, now, untimed: one
+        generation of ``output_length`` tokens (``context`` prefilled first). Later
+        calls of the same shapes never compile; one that does raises `RecompileError`."""
+        with self.settings():
+            token = self.prefill(ids) if context is None else self._after(context, ids)
+            for _ in range(output_length - 1):
+                token = self.step(token)
+        self._sealed = True
+
+    def _after(self, context: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        self.prefill(context)
+        return self.extend(ids)
+
+    def phase_layer_timings(
+        self, ids: np.ndarray, output_length: int, context: np.ndarray | None, runs: int
+    ) -> tuple[list[LayerTiming], list[LayerTiming]]:
+        """Eager-equivalent per-module timings of each phase (Inductor's kernels carry
+        no module boundaries): the user's model run eagerly with the torch backend's
+        hooks, each timing noted so, and the profile's notes say it."""
+        eager = TorchDecoder(self.model, self.threads)
+        prefill, decode = phase_layer_timings(eager, ids, output_length, context, runs)
+        self._eager_layers = True
+        return [_noted(t) for t in prefill], [_noted(t) for t in decode]
+
+
 def _noted(timing: LayerTiming) -> LayerTiming:
     detail = {**timing.detail, "timed": "eager"}
     return LayerTiming(timing.layer, timing.op_type, timing.samples_ms, detail)
@@ -259,8 +369,6 @@ class TorchCompileBackend(TorchBackend):
     name = "torch-compile"
     #: compiles for one batch size (its ``batch_size`` option); another recompiles
     compiles_for_batch = True
-    #: no compiled generation yet: the eager decoder it would inherit would be mislabelled
-    decoder = None  # type: ignore[assignment]
 
     def availability(self) -> Availability:
         eager = super().availability()
@@ -277,6 +385,28 @@ class TorchCompileBackend(TorchBackend):
         if not details:
             return Availability(False, "; ".join(missing), eager.version)
         return Availability(True, "; ".join(missing), eager.version, details)
+
+    def decoder(
+        self, model: Any, device: str = "cpu", *, threads: int | None = None
+    ) -> CompiledDecoder:
+        """Greedy generation of a ``transformers`` causal LM with its forward compiled by
+        Inductor (`CompiledDecoder`; CPU; never changes ``model``).
+
+        Raises:
+            DeviceUnavailableError: not the CPU, or Inductor cannot generate CPU code here.
+            UnsupportedModelError: ``model`` is not a causal LM.
+        """
+        from workbench.backends.base import generation_device
+        from workbench.loaders.causal_lm import causal_lm
+
+        generation_device(self, device)
+        availability = self.availability()
+        if "cpu" not in availability.details:
+            raise DeviceUnavailableError(
+                f"torch-compile cannot generate here: {availability.reason or 'no CPU device'}"
+            )
+        causal_lm(model)  # refuses what is not a causal LM, in one line
+        return CompiledDecoder(model, threads)
 
     def supports(self, model: Model) -> Support:
         """As the torch backend, and not at all when Inductor cannot generate code here."""

@@ -54,6 +54,8 @@ class TorchDecoder:
         from workbench.backends.cpus import default_threads
 
         self.model = model
+        #: what each call runs: the model itself here, its compiled copy in torch-compile's
+        self.call: Any = model
         # the torch backend's own default, as its sessions run: torch's count capped by
         # the free CPUs (OpenMP threads waiting on a busy core cost 10-100x)
         self.threads = threads or default_threads(torch.get_num_threads())
@@ -83,7 +85,7 @@ class TorchDecoder:
 
         positions = torch.arange(self._length, self._length + ids.shape[1]).expand(ids.shape[0], -1)
         with torch.inference_mode():
-            out = self.model(
+            out = self.call(
                 input_ids=ids,
                 position_ids=positions,
                 use_cache=True,
