@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -78,6 +80,24 @@ def test_every_slo_and_scenario_result_records_its_machine_and_model(
     monkeypatch.delenv(MACHINE_ENV)
     assert machine_record()["id"] == here["id"]  # a label renames, the machine stays the same
     assert machine_text({}) == "an unrecorded machine"
+
+
+def test_a_gpu_box_serving_without_torch_names_its_gpus_from_nvml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu_only = machine_record()
+    nvml = SimpleNamespace(
+        NVMLError=RuntimeError,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda index: index,
+        nvmlDeviceGetName=lambda handle: [b"NVIDIA H100", "NVIDIA L4"][handle],
+    )
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    boxed = machine_record()
+    assert boxed["gpus"] == ["NVIDIA H100", "NVIDIA L4"] and boxed["id"] != cpu_only["id"]
+    assert machine_text(boxed).endswith("cores, NVIDIA H100, NVIDIA L4)")
 
 
 def test_results_from_another_machine_import_and_compare_with_local_ones(

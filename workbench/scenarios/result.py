@@ -41,17 +41,17 @@ def machine_record() -> dict[str, Any]:
     Returns:
         ``name``, ``id`` (12 hex digits), ``cpu`` (model), ``arch``, ``cores`` (logical),
         ``usable_cores`` (affinity and cgroup quota), ``memory_bytes`` and ``gpus``
-        (names; listed only when torch is loaded, as `environment` does).
+        (names: torch's when it is loaded, else NVML's when installed; never imports torch).
 
     Example:
         >>> machine_record()["name"]
         'build-server-2'
     """
-    from workbench.machine import cpu_info, gpu_info
+    from workbench.machine import cpu_info
 
     cpu = cpu_info()
     host = platform.node()
-    gpus = [g["name"] for g in gpu_info()] if "torch" in sys.modules else []
+    gpus = _gpu_names()
     hardware = [host, cpu["model"], cpu["arch"], cpu["logical_cores"], cpu["memory_bytes"], *gpus]
     digest = hashlib.sha256("|".join(map(str, hardware)).encode()).hexdigest()
     return {
@@ -64,6 +64,26 @@ def machine_record() -> dict[str, Any]:
         "memory_bytes": cpu["memory_bytes"],
         "gpus": gpus,
     }
+
+
+def _gpu_names() -> list[str]:
+    """GPU names from torch when it is loaded, else from NVML (a GPU box serving with
+    onnxruntime alone still says which GPU it has); importing torch here would cost seconds."""
+    from workbench.machine import gpu_info
+
+    if "torch" in sys.modules:
+        return [g["name"] for g in gpu_info()]
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        names = [pynvml.nvmlDeviceGetName(h) for h in handles]
+    except pynvml.NVMLError:  # a driver that is not loaded: no usable GPU
+        return []
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
 def machine_text(machine: dict[str, Any]) -> str:
