@@ -18,8 +18,8 @@ The arithmetic, per processor P and split:
   already fed its own. A tensor crossing several cuts is counted at each change of
   processor: exact for chains, an upper bound when a skip connection spans a segment.
 
-A cut is possible before a layer when no layer before it uses a tensor made by a layer at
-or after it (layers whose graph nodes interleave cannot be separated there).
+Which cuts are possible and what crosses them: `workbench.planning.cuts`; links, declared
+or measured: `workbench.planning.links` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -27,23 +27,30 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.argtypes import number, whole
+from workbench.argtypes import whole
 from workbench.errors import InputError
+from workbench.planning.cuts import (
+    chained,
+    graph_cuts,
+    onnx_proto,
+    output_names,
+    possible_cuts,
+    split_model,
+)
+from workbench.planning.links import Link, PlacementError, cuda_copy, measure_link
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.table import UNATTRIBUTED
 from workbench.units import format_bytes, format_ms
 
 if TYPE_CHECKING:
-    import onnx
-
     from workbench.model import Model
     from workbench.profiling.measure import TimingOptions
     from workbench.profiling.profile import Profile
@@ -63,18 +70,6 @@ __all__ = [
     "split_model",
 ]
 
-#: bytes per second of one PCIe lane, per generation: transfer rate x line-code efficiency
-#: (8b/10b to gen 2, 128b/130b to gen 5, gen 6's 242/256 FLIT), before packet overheads
-PCIE_LANE_BYTES_PER_S = {
-    1: 2.5e9 * 8 / 10 / 8,
-    2: 5e9 * 8 / 10 / 8,
-    3: 8e9 * 128 / 130 / 8,
-    4: 16e9 * 128 / 130 / 8,
-    5: 32e9 * 128 / 130 / 8,
-    6: 64e9 * 242 / 256 / 8,
-}
-PCIE_LANES = (1, 2, 4, 8, 16)
-
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
     "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error_fraction", "note",
@@ -83,294 +78,6 @@ LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
     "crossing_tensors", "crossing_bytes", "why_not", "runs_on",
 ]  # fmt: skip
-
-
-class PlacementError(InputError):
-    """Profiles, a link or a graph that cannot be placed (the message says which and why)."""
-
-
-@dataclass(frozen=True)
-class Link:
-    """The link between the two processors: what moving an activation across costs.
-
-    Attributes:
-        bandwidth_bytes_per_s: sustained bytes per second (``math.inf``: shared memory).
-        latency_ms: fixed cost of one transfer (one change of processor), in ms.
-        basis: ``"declared"`` (a datasheet, a PCIe generation) or ``"measured"``.
-        name: what the link is, in words.
-
-    Raises:
-        PlacementError: a bandwidth not above 0, a negative or non-finite latency.
-
-    Example:
-        >>> Link.pcie(4, 16, latency_ms=0.01)   # declared: 31.5 GB/s
-        >>> Link.same_memory()                  # two runtimes in one process
-    """
-
-    bandwidth_bytes_per_s: float
-    latency_ms: float = 0.0
-    basis: str = "declared"
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        bandwidth = self.bandwidth_bytes_per_s
-        if isinstance(bandwidth, bool) or not isinstance(bandwidth, int | float):
-            raise PlacementError(f"link bandwidth must be a number of bytes/s, got {bandwidth!r}")
-        if not bandwidth > 0:  # NaN too
-            raise PlacementError(
-                f"link bandwidth must be above 0 bytes/s, got {bandwidth!r}; give the "
-                "link's bytes per second (math.inf for shared memory)"
-            )
-        try:
-            number("link latency_ms", self.latency_ms, minimum=0.0)
-        except InputError as exc:
-            raise PlacementError(str(exc)) from None
-        if self.basis not in ("declared", "measured"):
-            raise PlacementError(f"link basis must be 'declared' or 'measured', got {self.basis!r}")
-
-    @classmethod
-    def pcie(cls, generation: int, lanes: int, latency_ms: float = 0.0) -> Link:
-        """A declared PCIe link: the theoretical rate of ``lanes`` lanes of ``generation``.
-
-        Args:
-            generation: PCIe generation, 1 to 6.
-            lanes: link width, 1, 2, 4, 8 or 16.
-            latency_ms: the per-transfer latency you expect (declared; 0 when unknown).
-
-        Raises:
-            PlacementError: an unknown generation or width.
-        """
-        if generation not in PCIE_LANE_BYTES_PER_S or lanes not in PCIE_LANES:
-            raise PlacementError(
-                f"PCIe {generation!r} x{lanes!r} is not a link: generations "
-                f"{sorted(PCIE_LANE_BYTES_PER_S)}, widths {list(PCIE_LANES)}"
-            )
-        rate = PCIE_LANE_BYTES_PER_S[generation] * lanes
-        return cls(rate, latency_ms, "declared", f"PCIe {generation}.0 x{lanes} (theoretical)")
-
-    @classmethod
-    def same_memory(cls) -> Link:
-        """Two runtimes in one process: an array is handed over, nothing is copied."""
-        return cls(math.inf, 0.0, "declared", "same process memory (zero cost)")
-
-    @classmethod
-    def parse(cls, text: str, latency_ms: float = 0.0) -> Link:
-        """A link from a short text: ``same-memory``, ``pcie4x16``, or bytes/s
-        (``12e9``, ``12GB/s``, ``900MiB/s``).
-
-        Raises:
-            PlacementError: text that is none of these.
-        """
-        spec = text.strip().lower().replace(" ", "")
-        if spec == "same-memory":
-            return cls.same_memory()
-        if spec.startswith("pcie") and "x" in spec:
-            generation, _, lanes = spec[4:].partition("x")
-            if generation.isdigit() and lanes.isdigit():
-                return cls.pcie(int(generation), int(lanes), latency_ms)
-        units = {"gib/s": 2**30, "mib/s": 2**20, "gb/s": 1e9, "mb/s": 1e6, "b/s": 1.0}
-        scale = next((units[u] for u in units if spec.endswith(u)), 1.0)
-        figure = next((spec[: -len(u)] for u in units if spec.endswith(u)), spec)
-        try:
-            bandwidth = float(figure) * scale
-        except ValueError:
-            raise PlacementError(
-                f"link {text!r} is not same-memory, pcie<gen>x<lanes> or a bandwidth such as 12GB/s"
-            ) from None
-        return cls(bandwidth, latency_ms, "declared", f"{text} (declared)")
-
-    def transfer_ms(self, size_bytes: float) -> float:
-        """The time one transfer of ``size_bytes`` takes, in ms."""
-        return self.latency_ms + size_bytes / self.bandwidth_bytes_per_s * 1e3
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (an infinite bandwidth is written as None)."""
-        bandwidth = self.bandwidth_bytes_per_s
-        return {
-            **asdict(self),
-            "bandwidth_bytes_per_s": None if math.isinf(bandwidth) else bandwidth,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Link:
-        """Rebuild from `to_dict`."""
-        bandwidth = data["bandwidth_bytes_per_s"]
-        return cls(
-            **{**data, "bandwidth_bytes_per_s": math.inf if bandwidth is None else bandwidth}
-        )
-
-
-#: the transfer sizes a link is measured at: small enough to be quick, large enough that
-#: the bandwidth term dominates the last
-LINK_SIZES_BYTES = (64 << 10, 1 << 20, 8 << 20, 32 << 20)
-
-
-def measure_link(
-    copy: Callable[[int], Callable[[], Any]],
-    sizes_bytes: Sequence[int] = LINK_SIZES_BYTES,
-    *,
-    timing: TimingOptions | None = None,
-    device: str = "cpu",
-    name: str = "measured",
-) -> Link:
-    """Measure a link: time one transfer at each size, fit time = latency + bytes / bandwidth.
-
-    Args:
-        copy: given a size in bytes, returns a zero-argument callable that moves that many
-            bytes across the link and returns when they have arrived (it synchronises);
-            buffers are allocated once, outside the callable.
-        sizes_bytes: the sizes timed (at least two different ones).
-        timing: budget and warm-up per size (default: the measuring core's).
-        device: the device the copies end on (CUDA is timed with events).
-        name: the link's name.
-
-    Returns:
-        A ``"measured"`` `Link`: the least-squares line through the median times, its
-        slope the inverse bandwidth, its intercept the latency (0 when below).
-
-    Raises:
-        PlacementError: fewer than two sizes, or times that do not grow with the size.
-
-    Example:
-        >>> link = measure_link(cuda_copy("cuda:0"), name="host to cuda:0")
-    """
-    from workbench.profiling.measure import TimingOptions as Options
-    from workbench.profiling.measure import measure
-
-    sizes = sorted({int(size) for size in sizes_bytes})
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise PlacementError(f"measuring a link needs two or more sizes above 0, got {sizes}")
-    medians = [
-        measure(copy(size), timing or Options(), device=device, label=f"{name}: {size} B").median
-        for size in sizes
-    ]
-    slope, intercept = np.polyfit(np.asarray(sizes, float), np.asarray(medians), 1)
-    if not slope > 0:
-        shown = ", ".join(
-            f"{size} B: {format_ms(ms)}" for size, ms in zip(sizes, medians, strict=True)
-        )
-        raise PlacementError(
-            f"the transfers did not take longer as they grew ({shown}); measure larger sizes "
-            "or declare the link"
-        )
-    return Link(1e3 / slope, max(float(intercept), 0.0), "measured", name)
-
-
-def cuda_copy(device: str = "cuda:0") -> Callable[[int], Callable[[], Any]]:
-    """Copies from pageable host memory (as a runtime copies a numpy array) to ``device``,
-    for `measure_link`.
-
-    Raises:
-        PlacementError: torch has no CUDA device ``device`` here.
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        raise PlacementError(
-            f"no CUDA device here to measure a link to {device}; declare it (Link.pcie, or "
-            "--link pcie4x16)"
-        )
-
-    def sized(size: int) -> Callable[[], Any]:
-        host = torch.from_numpy(np.ones(size, dtype=np.uint8))
-        target = torch.empty(size, dtype=torch.uint8, device=device)
-
-        def run() -> None:
-            target.copy_(host)
-            torch.cuda.synchronize(device)
-
-        return run
-
-    return sized
-
-
-# ---- the graph: layers in order, which cuts are possible, what crosses each ---------------
-@dataclass(frozen=True)
-class _Cuts:
-    layers: list[str]  # canonical layers in graph order
-    crossing: dict[int, list[str]]  # cut position k (before layers[k]) -> tensors crossing
-    why_not: dict[int, str]  # impossible cut positions -> the reason
-    # tensors made from model inputs' shapes and constants alone (a batch size read by
-    # Shape for a Reshape): every part recomputes them from these model inputs
-    recomputed: dict[str, set[str]]
-
-
-def _used(node: onnx.NodeProto) -> Iterable[str]:
-    """Tensors a node reads, its subgraphs' outer-scope reads included."""
-    yield from (t for t in node.input if t)
-    for attribute in node.attribute:
-        for graph in [attribute.g, *attribute.graphs] if attribute.type in (5, 10) else []:
-            for inner in graph.node:
-                yield from _used(inner)
-
-
-def _recomputed(graph: onnx.GraphProto) -> dict[str, set[str]]:
-    """Tensors computed only from model inputs' shapes and constants, with those inputs."""
-    inputs = {i.name for i in graph.input}
-    weights = {t.name for t in graph.initializer}
-    found: dict[str, set[str]] = {}
-    for node in graph.node:
-        used = list(_used(node))
-        if node.op_type in ("Shape", "Size") and used and used[0] in inputs:
-            roots = {used[0]}
-        elif all(t in weights or t in found for t in used):
-            roots = set().union(*(found.get(t, set()) for t in used))
-        else:
-            continue
-        found.update({t: roots for t in node.output if t})
-    return found
-
-
-def _graph_cuts(proto: onnx.ModelProto) -> _Cuts:
-    from workbench.loaders.onnx import canonical_layer_name
-
-    graph = proto.graph
-    layer_of = [canonical_layer_name(n, i) for i, n in enumerate(graph.node)]
-    layers = list(dict.fromkeys(layer_of))
-    position = {name: k for k, name in enumerate(layers)}
-    recomputed = _recomputed(graph)
-    made_at = {
-        t: position[layer_of[i]]
-        for i, n in enumerate(graph.node)
-        for t in n.output
-        if t and t not in recomputed
-    }
-    last_use: dict[str, int] = {}
-    why_not: dict[int, str] = {}
-    for i, node in enumerate(graph.node):
-        here = position[layer_of[i]]
-        for tensor in _used(node):
-            made = made_at.get(tensor)
-            if made is None:  # a model input, a weight or recomputed: each part has its own
-                continue
-            last_use[tensor] = max(last_use.get(tensor, here), here)
-            for k in range(here + 1, made + 1):  # a layer reads what a later one makes
-                why_not.setdefault(
-                    k,
-                    f"{layers[here]} uses {tensor} made by {layers[made]}, which runs after it "
-                    "(their graph nodes interleave)",
-                )
-    crossing = {
-        k: [t for t, made in made_at.items() if made < k <= last_use.get(t, -1)]
-        for k in range(1, len(layers))
-        if k not in why_not
-    }
-    for k in [k for k, tensors in crossing.items() if not tensors]:
-        del crossing[k]
-        why_not[k] = "nothing made before it is used after it (a part would hand nothing on)"
-    return _Cuts(layers, crossing, why_not, recomputed)
-
-
-def possible_cuts(model: Model) -> list[str]:
-    """The layers of ``model``'s graph a second segment can start at, in graph order."""
-    cuts = _graph_cuts(_onnx_proto(model))
-    return [cuts.layers[k] for k in sorted(cuts.crossing)]
-
-
-def _onnx_proto(model: Model) -> onnx.ModelProto:
-    proto = model.to_onnx().proto
-    assert proto is not None  # to_onnx always holds a graph
-    return proto
 
 
 # ---- placing ------------------------------------------------------------------------------
@@ -430,8 +137,8 @@ def place(
         raise PlacementError(str(exc)) from None
     loaded = model if not isinstance(model, str | Path) else load(model)
     _check_profiles(profile_a, profile_b, loaded)
-    proto = _onnx_proto(loaded)
-    cuts = _graph_cuts(proto)
+    proto = onnx_proto(loaded)
+    cuts = graph_cuts(proto)
     if not cuts.crossing:
         reasons = "; ".join(
             f"before {cuts.layers[k]}: {w}" for k, w in sorted(cuts.why_not.items())
@@ -790,80 +497,7 @@ def _measured_text(row: pd.Series) -> str:
     return f", {format_ms(row['measured_ms'])} measured ({row['error_fraction']:+.1%})"
 
 
-# ---- splitting and measuring --------------------------------------------------------------
-def split_model(model: Model, cuts: Sequence[str]) -> list[Model]:
-    """``model``'s ONNX graph cut into consecutive parts, each a new `Model`.
-
-    Each part's inputs are the model inputs it uses and the tensors earlier parts make
-    for it; its outputs, the tensors later parts use and the model outputs it makes.
-    Running the parts in order, each fed from what came before, gives the model's outputs.
-    ``model`` is not changed.
-
-    Args:
-        model: the model (a torch model is exported to ONNX first).
-        cuts: the layers the second, third… parts start at, in graph order.
-
-    Raises:
-        PlacementError: a layer that is not in the graph, cuts out of order, or a cut that
-            is not possible (names why, and the possible ones).
-
-    Example:
-        >>> first, second = split_model(m, ["features.6"])
-    """
-    from onnx.utils import Extractor
-
-    from workbench.loaders import load
-
-    proto = _onnx_proto(model)
-    found = _graph_cuts(proto)
-    position = {name: k for k, name in enumerate(found.layers)}
-    starts = []
-    for layer in cuts:
-        k = position.get(layer)
-        if k is None or k not in found.crossing:
-            possible = ", ".join(found.layers[j] for j in sorted(found.crossing)) or "none"
-            why = (
-                "not a layer of its graph" if k is None else found.why_not.get(k, "its first layer")
-            )
-            raise PlacementError(
-                f"cannot cut {model.name} before {layer!r}: {why}; possible cuts "
-                f"are before: {possible}"
-            )
-        starts.append(k)
-    if starts != sorted(set(starts)):
-        raise PlacementError(f"cuts {list(cuts)} are not in graph order (or repeat a layer)")
-    from workbench.loaders.onnx import canonical_layer_name
-
-    graph = proto.graph
-    bounds = [0, *starts, len(found.layers)]
-    # the part a node runs in: the last part starting at or before its layer
-    part_of = [
-        sum(start <= position[canonical_layer_name(n, i)] for start in starts)
-        for i, n in enumerate(graph.node)
-    ]
-    weights = {t.name for t in graph.initializer}  # each part keeps the weights it uses
-    outputs = [o.name for o in graph.output]
-    extractor = Extractor(proto)
-    parts = []
-    for j in range(len(bounds) - 1):
-        nodes = [n for n, p in zip(graph.node, part_of, strict=True) if p == j]
-        made = {t for n in nodes for t in n.output if t}
-        later = {t for n, p in zip(graph.node, part_of, strict=True) if p > j for t in _used(n)}
-        needs = [t for n in nodes for t in _used(n) if t not in made and t not in weights]
-        # a recomputed tensor is made again in this part from the model inputs it came from
-        roots = [r for t in needs for r in sorted(found.recomputed.get(t, {t}))]
-        part_inputs = list(dict.fromkeys(roots))
-        kept = [
-            t
-            for t in dict.fromkeys([*later, *outputs])
-            if t in outputs or t not in found.recomputed
-        ]
-        part_outputs = [t for t in kept if t in made]
-        sub = extractor.extract_model(part_inputs, part_outputs)
-        parts.append(load(sub, name=f"{model.name}[part {j + 1}/{len(bounds) - 1}]"))
-    return parts
-
-
+# ---- measuring ------------------------------------------------------------------------------
 def measure_placement(
     placement: Placement,
     model: Model | str | Path,
@@ -946,44 +580,8 @@ def _time_split(
             processor, options = where[side]
             backend, _, device = processor.partition("/")
             sessions.append(stack.enter_context(compiled(part, backend, device, options)).session)
-        run = chained(parts, [s.run for s in sessions], _output_names(model.to_onnx()))
+        run = chained(parts, [s.run for s in sessions], output_names(model.to_onnx()))
         label = " → ".join(f"{where[s][0]}" for s in sides)
         return measure(
             lambda: run(inputs), timing, device="cpu", label=f"{placement.model} {label}"
         )
-
-
-def chained(
-    parts: Sequence[Model],
-    runs: Sequence[Callable[[dict[str, Any]], list[Any]]],
-    outputs: list[str],
-) -> Callable[[dict[str, Any]], list[Any]]:
-    """One call running ``parts`` in turn, each fed the model inputs and earlier parts'
-    outputs it takes, returning the tensors named ``outputs`` (the whole model's).
-
-    Args:
-        parts: from `split_model`.
-        runs: one function per part, feeds by name -> outputs in the part's output order
-            (a `Session.run`).
-        outputs: the names to return, in order.
-
-    Example:
-        >>> run = chained(parts, [s.run for s in sessions], ["linear"])
-        >>> (logits,) = run(m.example_inputs(8))
-    """
-    steps = [
-        ([i.name for i in p.inputs], _output_names(p), fn)
-        for p, fn in zip(parts, runs, strict=True)
-    ]
-
-    def run(inputs: dict[str, Any]) -> list[Any]:
-        known: dict[str, Any] = dict(inputs)
-        for names, produced, fn in steps:
-            known.update(zip(produced, fn({n: known[n] for n in names}), strict=True))
-        return [known[n] for n in outputs]
-
-    return run
-
-
-def _output_names(part: Model) -> list[str]:
-    return [o.name for o in _onnx_proto(part).graph.output]
