@@ -116,3 +116,17 @@ def test_stored_slo_records_are_offered_with_where_they_were_measured(tmp_path: 
     back = page.results[name].table
     assert list(back["max_rate_per_s"]) == [500.0] and page.results[name].model == "digits-mlp"
     assert PlanPage(state=AppState("digits-mlp", start=False)).add_stored() == 0  # no store
+
+
+def test_an_uploaded_generation_profile_plans_in_tokens() -> None:
+    from tests.plan.test_plan_fleet import generation
+
+    page = PlanPage()
+    page.add_machine_file("m.toml", (MACHINES / "example-rented-cpu.toml").read_bytes())
+    profile = generation(20.0, (20.0,) * 12)  # batch 4 at a 20 ms TPOT: 200 tokens/s
+    assert page.add_result_file("gen.json", profile.to_json().encode()) == "gen.json"
+    page.param.update(target_rate_per_s=500.0, p99_ms=30.0)
+    page.pair()
+    assert page.plan.unit == "tokens" and page.plan.choice["machines"] == 3
+    assert "per 1M tokens" in page.summary.object
+    assert page.figure.object.layout.xaxis.title.text == "average traffic (tokens/s)"

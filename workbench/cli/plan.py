@@ -83,7 +83,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         action="append",
         metavar=("SLO_JSON", "MACHINE_TOML"),
-        help="a `workbench slo --json` file and the economics of the machine it was measured "
+        help="a `workbench slo --json` file (or a generation profile's JSON: planned in "
+        "tokens/s, costed per 1M tokens) and the economics of the machine it was measured "
         "on (repeatable; see docs/plan.md for the TOML keys)",
     )
     p.add_argument("--rate", type=positive_float, help="average predictions/s")
