@@ -193,3 +193,19 @@ def test_bad_requests_get_one_clear_line(toy: wb.Model) -> None:
         wb.transform(toy.to_onnx(), "table-int8")
     with pytest.raises(TransformError, match="needs data"):
         wb.transform(toy, "table-prune")
+
+
+def test_a_sweep_takes_the_table_transforms_like_any_other(toy: wb.Model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x = _inputs(256, seed=11)
+    labels = (_eager(toy, x).ravel() > np.median(_eager(toy, x))).astype(np.int64)
+    data = Dataset.from_arrays(x, labels, batch_size=128)
+    table = wb.sweep(
+        toy, variants=["baseline", "table-int8", "table-int4"], backends=["torch"], data=data,
+        metric="roc_auc", batch_size=8, budget_s=0.02, store=tmp_path / "s.sqlite",
+    )  # fmt: skip
+    rows = table.df.set_index("variant")
+    assert rows["error"].isna().all()
+    assert rows.loc["table-int8", "size_bytes"] < rows.loc["baseline", "size_bytes"]
+    assert rows.loc["table-int4", "size_bytes"] < rows.loc["table-int8", "size_bytes"]
+    assert rows.loc["baseline", "metric_value"] == 1.0  # the labels are its own ranking
+    assert rows["pareto"].dtype == bool and rows["pareto"].any()
