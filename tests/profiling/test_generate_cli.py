@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from workbench.backends.base import register
 from workbench.cli import main
 from workbench.errors import UnsafeModelError
 from workbench.loaders.language import load_causal_lm, random_llama
 from workbench.profiling.generate import GenerationProfile
+from workbench.testing import FakeBackend
 
 pytest.importorskip("transformers")
 
@@ -70,3 +72,35 @@ def test_a_saved_folder_loads_and_pickles_are_refused(tmp_path: Path) -> None:
     (pickled / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(UnsafeModelError, match="pickled weights"):
         load_causal_lm(pickled)
+
+
+class _CliDecoding(FakeBackend):
+    """A plugin that generates (torch eager underneath)."""
+
+    name = "fake-cli-decoding"
+
+    def decoder(self, model: object, device: str = "cpu", *, threads: object = None) -> object:
+        from workbench.backends.torch.decoder import TorchDecoder
+
+        return TorchDecoder(model)
+
+
+def test_backends_that_generate_come_from_the_registry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    register("fake-cli-decoding")(_CliDecoding)
+    assert main(["generate", "llama-tiny", "--backend", "fake-cli-decoding", *FAST]) == 0
+    assert "on fake-cli-decoding cpu" in capsys.readouterr().out
+    assert main(["generate", "llama-tiny", "--backend", "numba"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'numba'" in err and "'torch-compile'" in err
+    assert "'fake-cli-decoding'" in err and err.count("\n") == 1
+    assert main(["devices"]) == 0
+    rows = {
+        line.split()[0]: line.split()[1:4]
+        for line in capsys.readouterr().out.splitlines()
+        if line.split()[:1] and line.split()[0] in {"torch-compile", "numba", "fake-cli-decoding"}
+    }
+    # device, available, generates
+    assert rows["torch-compile"][2] == "True" and rows["numba"][2] == "False"
+    assert rows["fake-cli-decoding"][2] == "True"

@@ -1,4 +1,8 @@
-"""``workbench devices``: backends x devices on this machine (or a Dask cluster's workers)."""
+"""``workbench devices``: backends x devices on this machine (or a Dask cluster's workers).
+
+On this machine the table also says which backends generate (``workbench generate
+--backend``): every registered backend with a decoder, plugins included.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,14 @@ def _devices(args: argparse.Namespace) -> int:
     from workbench.machine import describe_machine
     from workbench.profiling.formatting import frame_text
 
+    table = devices(args.cluster)
     if args.cluster is None:
         print(describe_machine())
         print()
-    print(frame_text(devices(args.cluster)))
+        from workbench.backends.base import generation_backends
+
+        # whether `workbench generate --backend` takes it: a backend with a decoder
+        # (plugins included); a worker's registry may differ, so only this machine's
+        table.insert(3, "generates", table["backend"].isin(generation_backends()))
+    print(frame_text(table))
     return 0

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 from workbench.argtypes import batch_int, count_int, positive_int, threads_int
 
@@ -43,10 +44,31 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class GenerationBackends:
+    """``--backend``'s choices: every registered backend that can generate, plugins
+    included (`generation_backends`), looked up only when the option is checked or
+    listed, so building the parser loads no backend."""
+
+    def __init__(self) -> None:
+        self._names: list[str] | None = None
+
+    def names(self) -> list[str]:
+        if self._names is None:
+            from workbench.backends.base import generation_backends
+
+            self._names = generation_backends()
+        return self._names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``generate`` on the ``workbench`` command."""
     from workbench.loaders.language import RANDOM_LLAMAS, TRAINED_LLAMAS
-    from workbench.profiling.generate import GENERATION_BACKENDS
 
     p = sub.add_parser("generate", help="time a language model's generation token by token")
     p.add_argument(
@@ -55,7 +77,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         f"({', '.join(TRAINED_LLAMAS)}) or a random-weight config for speed only: "
         f"{', '.join(sorted(RANDOM_LLAMAS))}",
     )
-    p.add_argument("--backend", default="torch", choices=GENERATION_BACKENDS, help="runtime")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=GenerationBackends(),
+        metavar="NAME",
+        help="a runtime that generates: torch (default), torch-compile, onnxruntime, or a "
+        "plugin's (`workbench devices` marks them in its generates column)",
+    )
     p.add_argument(
         "--prompt",
         action="append",

@@ -12,9 +12,10 @@ CPU counters are read around the timed runs as `Timer` does, and each quantity i
 - ``e2e``: the whole generation, one sample per run.
 
 Decoding is greedy. A backend generates through its optional ``decoder`` method (the
-`Decoder` protocol of `workbench.backends.base`): ``"torch"`` (eager) and
-``"onnxruntime"`` (the decoder exported with past key/values, the cache kept bound in ORT
-between steps) have one, and so may a plugin's; the tokens of any backend but torch are
+`Decoder` protocol of `workbench.backends.base`): ``"torch"`` (eager), ``"torch-compile"``
+(Inductor, compiled before timing) and ``"onnxruntime"`` (the decoder exported with past
+key/values, the cache kept bound in ORT between steps) have one, and so may a plugin's
+(`generation_backends` lists them); the tokens of any backend but torch are
 checked against torch's, naming the first step that differs.
 
 Example:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from workbench.loaders.causal_lm import CausalLM
     from workbench.loaders.tokenizers import Tokenizer
 
-#: the built-in backends that can generate (a plugin adds its own: `generation_backends`)
-GENERATION_BACKENDS = ("torch", "onnxruntime")
 #: whose greedy tokens another backend's are checked against
 REFERENCE_BACKEND = "torch"
 
