@@ -31,11 +31,19 @@ __all__ = ["Cuts", "chained", "graph_cuts", "onnx_proto", "output_names", "possi
 
 @dataclass(frozen=True)
 class Cuts:
-    layers: list[str]  # canonical layers in graph order
-    crossing: dict[int, list[str]]  # cut position k (before layers[k]) -> tensors crossing
-    why_not: dict[int, str]  # impossible cut positions -> the reason
-    # tensors made from model inputs' shapes and constants alone (a batch size read by
-    # Shape for a Reshape): every part recomputes them from these model inputs
+    """Where one graph can be cut.
+
+    Attributes:
+        layers: the canonical layers in graph order; cut position k is before ``layers[k]``.
+        crossing: each possible cut position -> the tensors crossing it.
+        why_not: each impossible cut position (1 to len - 1) -> the reason, in words.
+        recomputed: tensors made from model inputs' shapes and constants alone (a batch
+            size read by Shape for a Reshape) -> those inputs: every part recomputes them.
+    """
+
+    layers: list[str]
+    crossing: dict[int, list[str]]
+    why_not: dict[int, str]
     recomputed: dict[str, set[str]]
 
 
@@ -43,6 +51,7 @@ def used_tensors(node: onnx.NodeProto) -> Iterable[str]:
     """Tensors a node reads, its subgraphs' outer-scope reads included."""
     yield from (t for t in node.input if t)
     for attribute in node.attribute:
+        # AttributeProto.GRAPH and GRAPHS: an If's branches, a Loop's body
         for graph in [attribute.g, *attribute.graphs] if attribute.type in (5, 10) else []:
             for inner in graph.node:
                 yield from used_tensors(inner)
@@ -66,6 +75,7 @@ def _recomputed(graph: onnx.GraphProto) -> dict[str, set[str]]:
 
 
 def graph_cuts(proto: onnx.ModelProto) -> Cuts:
+    """The possible cuts of ``proto`` (not changed), what crosses each, and why not."""
     from workbench.loaders.onnx import canonical_layer_name
 
     graph = proto.graph
@@ -112,6 +122,7 @@ def possible_cuts(model: Model) -> list[str]:
 
 
 def onnx_proto(model: Model) -> onnx.ModelProto:
+    """``model``'s ONNX graph (a torch model's export, cached on the model)."""
     proto = model.to_onnx().proto
     assert proto is not None  # to_onnx always holds a graph
     return proto
@@ -187,7 +198,13 @@ def split_model(model: Model, cuts: Sequence[str]) -> list[Model]:
             if t in outputs or t not in found.recomputed
         ]
         part_outputs = [t for t in kept if t in made]
-        sub = extractor.extract_model(part_inputs, part_outputs)
+        try:
+            sub = extractor.extract_model(part_inputs, part_outputs)
+        except KeyError as exc:  # the Extractor needs every boundary tensor's type
+            raise PlacementError(
+                f"cannot cut {model.name} there: ONNX shape inference gives no type for "
+                f"{exc}, which crosses a cut; choose another cut"
+            ) from None
         parts.append(load(sub, name=f"{model.name}[part {j + 1}/{len(bounds) - 1}]"))
     return parts
 
@@ -224,4 +241,5 @@ def chained(
 
 
 def output_names(part: Model) -> list[str]:
+    """The names of ``part``'s graph outputs, in order (what its session returns)."""
     return [o.name for o in onnx_proto(part).graph.output]
