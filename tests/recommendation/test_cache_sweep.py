@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import ParameterError
-from workbench.profiling.cache_sweep import CacheSweep, _cliffs_of, cache_sweep, find_cliffs
+from workbench.profiling.cache_sweep import CacheSweep, cache_sweep, cliffs_table, find_cliffs
 
 CACHES = {"L1d": 32 << 10, "L2": 1 << 20, "L3": 32 << 20}
 SIZES = [1 << e for e in range(16, 30)]  # 64 KiB to 512 MiB
@@ -26,7 +26,7 @@ def _curve(l2: float, l3: float, seed: int = 0, noise: float = 0.05) -> np.ndarr
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_cliffs_of_a_three_plateau_curve_land_at_the_caches(seed: int) -> None:
+def testcliffs_table_a_three_plateau_curve_land_at_the_caches(seed: int) -> None:
     cliffs = find_cliffs(SIZES, _curve(1.5 * (1 << 20), 48 << 20, seed), CACHES)
     assert [c["level"] for c in cliffs] == ["L2", "L3"]
     assert all(c["within_2x"] for c in cliffs)
@@ -64,7 +64,7 @@ def _sweep() -> CacheSweep:
     points = pd.DataFrame(
         {"runtime": "numba", "batch": 2048, "table_bytes": SIZES, "gb_per_s": rates}
     )
-    return CacheSweep(points, _cliffs_of(points, CACHES, 0.2), CACHES, 30e9, 32, 8)
+    return CacheSweep(points, cliffs_table(points, CACHES, 0.2), CACHES, 30e9, 32, 8)
 
 
 def test_sweep_round_trips_json_and_checks_each_level() -> None:

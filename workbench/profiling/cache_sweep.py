@@ -35,7 +35,14 @@ import pandas as pd
 from workbench.errors import ParameterError
 from workbench.profiling.results import dump_json, load_json
 
-__all__ = ["RUNTIMES", "CacheSweep", "cache_sweep", "default_table_bytes", "find_cliffs"]
+__all__ = [
+    "RUNTIMES",
+    "CacheSweep",
+    "cache_sweep",
+    "cliffs_table",
+    "default_table_bytes",
+    "find_cliffs",
+]
 
 #: the lookups the sweep can time: torch eager and the fused Numba kernel
 RUNTIMES = ("torch", "numba")
@@ -351,7 +358,7 @@ def cache_sweep(
                 rows.append(_point(runtime, table, pool, batch, bag, budget_s))
         del table
     points = pd.DataFrame(rows)
-    cliffs = _cliffs_of(points, caches, min_drop)
+    cliffs = cliffs_table(points, caches, min_drop)
     environment = {
         "cpu": cpu_info()["model"],
         "load_average_before": list(load_before),
@@ -420,7 +427,11 @@ def _runner(runtime: str, table: np.ndarray, pool: np.ndarray) -> Callable[[], A
     return run_numba
 
 
-def _cliffs_of(points: pd.DataFrame, caches: Mapping[str, int], min_drop: float) -> pd.DataFrame:
+def cliffs_table(
+    points: pd.DataFrame, caches: Mapping[str, int], min_drop: float = MIN_DROP
+) -> pd.DataFrame:
+    """`find_cliffs` on each (runtime, batch) curve of ``points`` (`CacheSweep.points`):
+    one row per cliff, the columns of `CacheSweep.cliffs`."""
     rows = []
     for (runtime, batch), curve in points.groupby(["runtime", "batch"], sort=False):
         for cliff in find_cliffs(curve["table_bytes"], curve["gb_per_s"], caches, min_drop):

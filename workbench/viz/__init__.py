@@ -5,7 +5,8 @@ figure):
 
 - **plotly figures**, interactive, for the dashboard and reports: `profile` (per-layer
   latency, time shares, op types, memory, latency distribution and timeline), `compare`
-  (aligned layers of several profiles), `generate` (generation profiles: per-token
+  (aligned layers of several profiles), `embeddings` (cache cliffs of embedding lookups,
+  bytes per table), `generate` (generation profiles: per-token
   latency, per-layer per phase, context depth, decode roofline), `rooflines`, `tradeoffs`
   (Pareto front, sensitivity), `graph`, `serving`, `runtimes`, `plan`. Each takes measured data and
   returns a new ``plotly.graph_objects.Figure``; none measures anything or mutates its
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.evaluation.pareto import pareto_mask
     from workbench.viz.compare import layer_comparison
+    from workbench.viz.embeddings import cache_cliffs, table_bytes
     from workbench.viz.generate import (
         context_depth,
         decode_roofline,
@@ -86,6 +88,7 @@ _HOMES: dict[str, str] = {
         "workbench.viz.generate",
     ),
     "roofline": "workbench.viz.rooflines",
+    **dict.fromkeys(("cache_cliffs", "table_bytes"), "workbench.viz.embeddings"),
     **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
     "pareto_mask": "workbench.evaluation.pareto",
 }  # fmt: skip
@@ -93,6 +96,7 @@ __all__ = [
     "OP_TYPE_ALIASES",
     "OP_TYPE_COLORS",
     "PRECISION_COLORS",
+    "cache_cliffs",
     "canonical_op_type",
     "context_depth",
     "decode_roofline",
@@ -113,6 +117,7 @@ __all__ = [
     "roofline",
     "run_color",
     "sensitivity",
+    "table_bytes",
     "technique_of",
     "time_share",
     "token_latency",
