@@ -30,7 +30,7 @@ from workbench.scenarios.result import (
 )
 from workbench.scenarios.result import MINIMUMS as SCENARIO_MINIMUMS
 from workbench.scenarios.slo import TABLE_COLUMNS
-from workbench.store import Store
+from workbench.store import STORE_ENV, Store
 from workbench.testing import toy_mlp
 from workbench.testing.serving import LatencyModelBackend
 
@@ -150,8 +150,11 @@ def test_records_measuring_other_things_are_refused_with_the_reason(tmp_path: Pa
     assert len(store.records()) == 3  # fine.json was not imported either
 
 
-def test_a_plan_takes_imported_records_as_candidates(tmp_path: Path) -> None:
-    store = Store(tmp_path / "runs.sqlite")
+def test_a_plan_takes_imported_records_as_candidates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "runs.sqlite"))  # the default store
+    store = Store()
     far = rec.save_result(measured(GPU_BOX, 1000.0), store)
     near = rec.save_result(measured(machine_record(), 400.0), store)
     other = rec.save_result(measured(GPU_BOX, 400.0, model="digits-mlp"), store)
@@ -162,6 +165,12 @@ def test_a_plan_takes_imported_records_as_candidates(tmp_path: Path) -> None:
         plan([(RENTED, rec.load_record(r, store)) for r in (far, other)], 900.0, 5.0)
     with pytest.raises(rec.NotFoundError, match="no record 'nope'"):
         rec.load_record("nope", store)
+    # by id, from Python and from the command line
+    by_id = plan([(RENTED, far), (RENTED, near)], target_rate_per_s=900.0, p99_ms=5.0, years=1)
+    assert by_id.table.equals(p.table)
+    toml = str(Path(__file__).parents[2] / "docs" / "machines" / "example-rented-cpu.toml")
+    assert main(["plan", "--candidate", far, toml, "--rate", "900", "--p99-ms", "5"]) == 0
+    assert "cheapest: " in capsys.readouterr().out
 
 
 def test_workbench_import_prints_where_each_row_was_measured(

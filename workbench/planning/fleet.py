@@ -32,6 +32,7 @@ import pandas as pd
 from workbench.argtypes import number, whole
 from workbench.errors import InputError
 from workbench.planning.economics import HOURS_PER_YEAR, Machine, load_machine
+from workbench.planning.records import is_record_id, load_record
 from workbench.profiling.results import dump_json, load_json
 from workbench.units import format_number
 
@@ -225,7 +226,8 @@ def plan(
 
     Args:
         candidates: ``(machine, slo_result)`` pairs: the machine's economics (a `Machine`
-            or a TOML path) and the `SloResult` measured on it (or its JSON path); every
+            or a TOML path) and the `SloResult` measured on it (or its JSON path, or the
+            id of a record in the store: `workbench.planning.records`); every
             row of the result (variant, backend, device) is a candidate. For a generative
             model, a `GenerationProfile` (or its JSON) in place of the SLO result: its
             decode tokens/s is the rate, within the objective when its inter-token p99 is.
@@ -295,6 +297,8 @@ def _resolve(machine: Machine | str | Path, result: Any) -> tuple[Machine, Any]:
 
     if not isinstance(machine, Machine):
         machine = load_machine(machine)
+    if isinstance(result, str) and is_record_id(result) and not Path(result).exists():
+        result = load_record(result)  # a record in the store, imported from any machine
     if isinstance(result, str | Path):
         try:
             data = load_json(result, "an SLO result")

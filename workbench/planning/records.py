@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ COLUMNS = [
 
 #: relative slack when comparing two objectives (JSON rounding)
 _SAME = 1e-9
+#: a record's id: the first 16 hex digits of its content's SHA-256
+_RECORD_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class RecordError(InputError):
@@ -121,6 +124,11 @@ def import_results(
     ids = [save_result(result, target, source=source) for result, source in results]
     table = records(target)
     return table[table["record_id"].isin(ids)].reset_index(drop=True)
+
+
+def is_record_id(text: str) -> bool:
+    """Whether ``text`` has the form of a record id (16 lowercase hex digits)."""
+    return _RECORD_ID.fullmatch(text) is not None
 
 
 def load_record(record_id: str, store: Store | str | Path | None = None) -> Any:
