@@ -39,7 +39,7 @@ def page():
 def test_tokens_stream_in_order_then_the_profile_shows_the_same_tokens(page):
     updates: list[int] = []
     page.param.watch(lambda e: updates.append(len(e.new)), "streamed")
-    page.prompt = "import os\n"
+    page.param.update(prompt="import os\n", depth=4)  # the stream shares the profile's context
     page.generate()
     page.jobs.wait()
     assert page.jobs.error == ""
@@ -47,7 +47,7 @@ def test_tokens_stream_in_order_then_the_profile_shows_the_same_tokens(page):
     streamed = [token for token, _ in page.streamed]
     assert updates == sorted(updates) and updates[-1] == 6  # shown as they came, in order
     assert all(ms > 0 for _, ms in page.streamed)
-    assert (g.backend, g.prompt_length, g.output_length) == ("torch", 10, 6)
+    assert (g.backend, g.prompt_length, g.output_length, g.depth) == ("torch", 10, 6, 4)
     assert tuple(streamed) == g.tokens[0]  # greedy: the stream is the profiled generation
     assert html.escape(bytes(streamed).decode("utf-8", errors="replace")) in page.stream.object
     assert "Phase split" in page.summary.object and "TPOT" in page.summary.object
@@ -67,6 +67,15 @@ def test_onnxruntime_streams_the_tokens_torch_generates(page):
     assert g.diverges_at is None and tuple(t for t, _ in page.streamed) == g.tokens[0]
     assert g.prefill_layers is None and "not done yet" in " ".join(g.notes)
     assert "not done yet" in page.layers_figure.object.layout.annotations[0].text
+
+
+def test_cancel_stops_the_stream_at_the_next_token_and_shows_no_profile(page):
+    page.output_length = 20
+    page.param.watch(lambda e: page.jobs.cancel(), "streamed")  # at the first token shown
+    page.generate()
+    page.jobs.wait()
+    assert 1 <= len(page.streamed) < 20 and page.profile is None
+    assert page.jobs.message.endswith("cancelled") and page.jobs.error == ""
 
 
 @pytest.mark.parametrize(
