@@ -138,6 +138,8 @@ def bind_tree_ensemble(node: Node, ins: list[Any], outs: list[Any] | None) -> tu
         label,
     )
     perfect = plan.perfect_for(x.dtype)
+    rows_kernel: Any
+    parallel_kernel: Any
     if perfect is not None:
         rows_kernel, parallel_kernel = _perfect_rows, _perfect_parallel
         args: tuple[Any, ...] = (
