@@ -109,6 +109,82 @@ TINY_CASES = {
         {"b": np.float32(7.0).reshape(())},
         20,
     ),
+    # index arithmetic and QDQ INT8 (issue 27): the forms the model set uses, and the
+    # attributes their conformance cases leave out
+    "gathernd-batch-negative": (
+        "GatherND",
+        {"x": _tiny((2, 3, 4))},
+        {"batch_dims": 1},
+        {"i": np.array([[[-1], [0]], [[2], [1]]], np.int64)},
+        20,
+    ),
+    "gather-elements-negative": (
+        "GatherElements",
+        {"x": _tiny((3, 4))},
+        {"axis": 1},
+        {"i": np.array([[0, -1], [3, 1], [-4, 2]], np.int64)},
+        20,
+    ),
+    "scatternd-add-duplicates": (
+        "ScatterND",
+        {"x": _tiny((4, 3))},
+        {"reduction": "add"},
+        {"i": np.array([[1], [-1], [1]], np.int64), "u": _tiny((3, 3), 1)},
+        18,
+    ),
+    "scatter-elements-max-axis1": (
+        "ScatterElements",
+        {"x": _tiny((2, 5))},
+        {"axis": 1, "reduction": "max"},
+        {"i": np.array([[4, 4], [0, -2]], np.int64), "u": _tiny((2, 2), 1)},
+        18,
+    ),
+    "cumsum-exclusive-reverse": (
+        "CumSum",
+        {"x": _tiny((2, 4, 3))},
+        {"exclusive": 1, "reverse": 1},
+        {"axis": np.array(1, np.int64)},
+        14,
+    ),
+    "isinf-positive-only": (
+        "IsInf",
+        {"x": np.array([[np.inf, -np.inf, 1.0], [np.nan, 0.0, np.inf]], np.float32)},
+        {"detect_negative": 0},
+        {},
+        20,
+    ),
+    "reduce-logsumexp-large": (
+        "ReduceLogSumExp",
+        {"x": 80 * _tiny((2, 3, 4))},
+        {"keepdims": 0},
+        {"axes": np.array([0, 2], np.int64)},
+        18,
+    ),
+    "quantize-per-channel-int8": (
+        "QuantizeLinear",
+        {"x": 3 * _tiny((2, 3, 4))},
+        {"axis": 1},
+        {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([0, -3, 5], np.int8)},
+        13,
+    ),
+    "dequantize-per-channel-uint8": (
+        "DequantizeLinear",
+        {"x": np.arange(24, dtype=np.uint8).reshape(2, 3, 4) * 10},
+        {"axis": -2},
+        {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([0, 128, 255], np.uint8)},
+        13,
+    ),
+    "matmul-integer-batched": (
+        "MatMulInteger",
+        {"a": np.arange(24, dtype=np.uint8).reshape(2, 3, 4) * 9},
+        {},
+        {
+            "b": (np.arange(20, dtype=np.int16).reshape(4, 5) * 13 - 120).astype(np.int8),
+            "az": np.array(7, np.uint8),
+            "bz": np.array([1, -2, 0, 3, 5], np.int8),
+        },
+        10,
+    ),
 }
 
 

@@ -137,16 +137,7 @@ CPU_OPS = frozenset(
     # domain-qualified name, the executor looks kernels up by the bare op type
     + [f"{domain}{op}" for op in TREE_OPS for domain in ("", "ai.onnx.ml.")]
 )
-#: CPU ops that numba-cuda has no kernel for yet.
-CPU_ONLY_OPS = frozenset(
-    [
-        *("GatherND", "GatherElements", "ScatterND", "ScatterElements", "CumSum"),
-        *("IsNaN", "IsInf", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"),
-        *("MatMulInteger", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum"),
-        "ReduceLogSumExp",
-    ]
-)
-CUDA_OPS = CPU_OPS - CPU_ONLY_OPS
+CUDA_OPS = CPU_OPS
 
 
 def _supports(model: Model, ops: frozenset[str]) -> Support:

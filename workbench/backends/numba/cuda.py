@@ -61,6 +61,12 @@ LOGICAL_CODES = {
     "Or": 6,
     "Xor": 7,
     "Not": 8,
+    # unary tests (IsNaN, IsInf by the signs it detects, and IsInf detecting neither)
+    "IsNaN": 9,
+    "IsInf": 10,
+    "IsPosInf": 11,
+    "IsNegInf": 12,
+    "Never": 13,
 }
 #: From this magnitude on every float is an integer (and math.floor's int64 overflows).
 INTEGRAL = 2.0**52
@@ -339,6 +345,12 @@ def _compare(code: int, x: Any, y: Any) -> bool:
         return bool(x) or bool(y)
     if code == 7:
         return bool(x) != bool(y)
+    if code == 9:
+        return x != x
+    if code == 13:
+        return False
+    if code >= 10:
+        return (code != 12 and x == math.inf) or (code != 11 and x == -math.inf)
     return not x
 
 

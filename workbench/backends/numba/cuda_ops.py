@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda
 
 from workbench.backends.numba import cuda as kernels
-from workbench.backends.numba import shapes
+from workbench.backends.numba import index_cuda, index_ops, quant_ops, shapes
 from workbench.backends.numba.elementwise import LOGICAL, PARAMETRIC, parameters
 from workbench.backends.numba.executor import Kernel
 from workbench.backends.numba.graph import Node
@@ -500,6 +500,10 @@ def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         _copy(node, "same", x, out, tuple(x.shape) or (1,), _contiguous_strides(x.shape or (1,)))
         return [out]
     rows = _axes_last(node, x, axes)
+    if node.op_type in index_cuda.NORM_CODES:
+        code = index_cuda.NORM_CODES[node.op_type]
+        _launch(index_cuda.norm_rows, max(rows.shape[0], 1), rows, out.reshape(out.size), code)
+        return [out]
     code = kernels.REDUCE_CODES[node.op_type]
     # what an empty row reduces to: NaN (mean), 0, the lowest, the highest, 1
     empty = (np.nan, 0, *shapes.dtype_extremes(np.dtype(x.dtype)), 1)[code]
@@ -811,6 +815,237 @@ def constant_of_shape(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out]
 
 
+# ---- index arithmetic (`index_cuda`; the CPU's `index_ops`) -----------------------------------
+def _reduction_code(node: Node) -> int:
+    reduction = node.attrs.get("reduction", "none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+    if reduction not in index_cuda.SCATTER_CODES:
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: reduction={reduction!r}")
+    return index_cuda.SCATTER_CODES[reduction]
+
+
+def _copy_all(node: Node, src: Any, dst: Any) -> None:
+    shape = tuple(src.shape) or (1,)
+    _copy(node, "all", src, dst, shape, _contiguous_strides(shape))
+
+
+def _element_meta(node: Node, index_shape: tuple[int, ...], data_shape: tuple[int, ...]) -> Any:
+    """[index shape, data strides] of GatherElements/ScatterElements, uploaded once."""
+    return _meta(
+        node,
+        ("elements", index_shape, data_shape),
+        lambda: np.array([index_shape, _contiguous_strides(data_shape)], np.int64),
+    )
+
+
+def gather_elements(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, index = ins
+    axis = int(node.attrs.get("axis", 0)) % x.ndim
+    out = _out(node, outs, tuple(index.shape), x.dtype)
+    meta = _element_meta(node, tuple(index.shape), tuple(x.shape))
+    if out.size:
+        flat = (x.reshape(x.size), index.reshape(index.size), out.reshape(out.size))
+        _launch(index_cuda.gather_elements, out.size, *flat, *meta, axis, x.shape[axis])
+    return [out]
+
+
+def scatter_elements(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, index, updates = ins
+    axis = int(node.attrs.get("axis", 0)) % x.ndim
+    out = _out(node, outs, tuple(x.shape), x.dtype)
+    _copy_all(node, x, out)
+    meta = _element_meta(node, tuple(index.shape), tuple(x.shape))
+    if updates.size:
+        flat = (out.reshape(out.size), index.reshape(index.size), updates.reshape(updates.size))
+        code = _reduction_code(node)
+        _launch(index_cuda.scatter_elements, updates.size, *flat, *meta, axis, x.shape[axis], code)
+    return [out]
+
+
+def _nd_meta(node: Node, data_shape: tuple[int, ...], depth: int, batch_dims: int) -> Any:
+    """[dims, strides in slices] of the ``depth`` axes an index row addresses."""
+    if batch_dims + depth > len(data_shape):
+        raise UnsupportedModelError(
+            f"{node.op_type} {node.name!r}: index depth {depth} exceeds the data's rank"
+        )
+    dims = data_shape[batch_dims : batch_dims + depth]
+    return _meta(
+        node,
+        ("nd", data_shape, depth, batch_dims),
+        lambda: np.array([dims, _contiguous_strides(dims)], np.int64).reshape(2, depth),
+    )
+
+
+def gather_nd(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    data, index = ins
+    batch_dims = int(node.attrs.get("batch_dims", 0))
+    depth = int(tuple(index.shape)[-1])  # the simulator's shapes take no negative index
+    dims, strides = _nd_meta(node, tuple(data.shape), depth, batch_dims)
+    batch = math.prod(data.shape[:batch_dims])
+    width = math.prod(data.shape[batch_dims + depth :])
+    rows = index.size // max(batch * depth, 1)
+    out_shape = tuple(index.shape)[:-1] + tuple(data.shape)[batch_dims + depth :]
+    out = _out(node, outs, out_shape, data.dtype)
+    if out.size:
+        _launch(
+            index_cuda.gather_nd,
+            out.size,
+            data.reshape(batch, data.size // max(batch * width, 1), width),
+            index.reshape(batch, rows, depth),
+            out.reshape(batch, rows, width),
+            dims,
+            strides,
+        )
+    return [out]
+
+
+def scatter_nd(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    data, index, updates = ins
+    depth = int(tuple(index.shape)[-1])
+    dims, strides = _nd_meta(node, tuple(data.shape), depth, 0)
+    width = math.prod(data.shape[depth:])
+    out = _out(node, outs, tuple(data.shape), data.dtype)
+    _copy_all(node, data, out)
+    rows = index.size // max(depth, 1)
+    if updates.size:
+        _launch(
+            index_cuda.scatter_nd,
+            updates.size,
+            out.reshape(out.size // max(width, 1), width),
+            index.reshape(rows, depth),
+            updates.reshape(rows, width),
+            dims,
+            strides,
+            _reduction_code(node),
+        )
+    return [out]
+
+
+def cumsum(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    axis = int(np.asarray(ins[1]).reshape(-1)[0]) % x.ndim
+    out = _out(node, outs, tuple(x.shape), x.dtype)
+    view = (math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1 :]))
+    if x.size:
+        exclusive, reverse = (bool(node.attrs.get(a, 0)) for a in ("exclusive", "reverse"))
+        strips = view[0] * view[2]
+        _launch(index_cuda.cumsum, strips, x.reshape(view), out.reshape(view), exclusive, reverse)
+    return [out]
+
+
+def is_inf(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    negative, positive = index_ops.inf_signs(node)
+    op = "IsInf" if negative and positive else "IsPosInf" if positive else "IsNegInf"
+    return _elementwise(node, op if negative or positive else "Never", [ins[0]], outs)
+
+
+# ---- QDQ INT8 (`index_cuda`; the CPU's `quant_ops`) -------------------------------------------
+def _quant_view(node: Node, x: Any, param: Any) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``x`` as [outer, dim, inner] around the quantization axis, and the steps through a
+    scale or zero point of ``param``'s shape (`index_cuda._param`)."""
+    shape = tuple(x.shape) or (1,)
+    axis = int(node.attrs.get("axis", 1)) % len(shape)
+    view = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
+    block = int(node.attrs.get("block_size", 0))
+    if param.size == 1 and not block:
+        return view, np.array([0, 0, 0, 1], np.int64)
+    if not block:  # one value per index along the axis
+        return view, np.array([0, 1, 0, 1], np.int64)
+    blocks = param.shape[axis]
+    return view, np.array([blocks * view[2], view[2], 1, block], np.int64)
+
+
+def _zero_point(node: Node, ins: Arrays, dtype: Any) -> Any:
+    if len(ins) > 2 and ins[2] is not None:
+        return ins[2].reshape(ins[2].size)
+    return _meta(node, ("zero", np.dtype(dtype).name), lambda: np.zeros(1, dtype))
+
+
+def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, scale = ins[0], ins[1]
+    dtype = quant_ops.quantized_type(node, ins)
+    out = _out(node, outs, tuple(x.shape), dtype)
+    view, steps = _quant_view(node, x, scale)
+    info = np.iinfo(dtype)
+    if x.size:
+        _launch(
+            index_cuda.quantize,
+            x.size,
+            x.reshape(view),
+            scale.reshape(scale.size),
+            _zero_point(node, ins, dtype),
+            _meta(node, ("steps", steps.tobytes()), lambda: steps),
+            float(info.min),
+            float(info.max),
+            out.reshape(view),
+        )
+    return [out]
+
+
+def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x, scale = ins[0], ins[1]
+    quant_ops.checked_type(node, x.dtype)
+    out = _out(node, outs, tuple(x.shape), scale.dtype)
+    view, steps = _quant_view(node, x, scale)
+    if x.size:
+        _launch(
+            index_cuda.dequantize,
+            x.size,
+            x.reshape(view),
+            scale.reshape(scale.size),
+            _zero_point(node, ins, x.dtype),
+            _meta(node, ("steps", steps.tobytes()), lambda: steps),
+            out.reshape(view),
+        )
+    return [out]
+
+
+def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    x = ins[0]
+    y = _out(node, outs, tuple(x.shape), np.uint8)
+    scale = _out(node, outs, (), np.float32, 1)
+    zero = _out(node, outs, (), np.uint8, 2)
+    divisor = _workspace(node, "divisor", (1,), np.float32)
+    flat = x.reshape(max(x.size, 1)) if x.size else x
+    index_cuda.dynamic_parameters[1, 1](flat, scale.reshape(1), zero.reshape(1), divisor)
+    if x.size:
+        view = (1, 1, x.size)
+        steps = _meta(node, "steps", lambda: np.array([0, 0, 0, 1], np.int64))
+        _launch(
+            index_cuda.quantize,
+            x.size,
+            x.reshape(view),
+            divisor,
+            zero.reshape(1),
+            steps,
+            0.0,
+            255.0,
+            y.reshape(view),
+        )
+    return [y, scale, zero]
+
+
+def matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
+    a, b = ins[0], ins[1]
+    if a.ndim < 2 or b.ndim < 2:
+        raise UnsupportedModelError(f"MatMulInteger {node.name!r}: 1-D operands")
+    a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+    batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    count = math.prod(batch)
+    out = _out(node, outs, (*batch, a_shape[-2], b_shape[-1]), np.int32)
+    a3, b3 = (_expand_batch(node, i, t, batch, count) for i, t in ((0, a), (1, b)))
+    zeros = [
+        ins[i].reshape(ins[i].size)
+        if len(ins) > i and ins[i] is not None
+        else _meta(node, ("zero", i), lambda t=t: np.zeros(1, t.dtype))
+        for i, t in ((2, a), (3, b))
+    ]
+    if out.size:
+        out3 = out.reshape(count, a_shape[-2], b_shape[-1])
+        _launch(index_cuda.matmul_integer, out.size, a3, b3, *zeros, out3)
+    return [out]
+
+
 def make_kernels() -> dict[str, Kernel]:
     """The CUDA op table (shape-only ops share the CPU's view kernels)."""
     from workbench.backends.numba import cpu_ops
@@ -849,8 +1084,23 @@ def make_kernels() -> dict[str, Kernel]:
     # views and Shape only touch metadata: the CPU kernels work on device arrays too
     for op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"):
         table[op] = cpu_ops.REFERENCE[op]
-    for op in kernels.REDUCE_CODES:
+    for op in (*kernels.REDUCE_CODES, *index_cuda.NORM_CODES):
         table[op] = reduce_op
+    table.update(
+        {
+            "GatherND": gather_nd,
+            "GatherElements": gather_elements,
+            "ScatterND": scatter_nd,
+            "ScatterElements": scatter_elements,
+            "CumSum": cumsum,
+            "IsNaN": unary("IsNaN"),
+            "IsInf": is_inf,
+            "QuantizeLinear": quantize_linear,
+            "DequantizeLinear": dequantize_linear,
+            "DynamicQuantizeLinear": dynamic_quantize_linear,
+            "MatMulInteger": matmul_integer,
+        }
+    )
     table["ArgMax"] = table["ArgMin"] = arg_reduce
     for op in (*cpu_ops.UNARY_OPS, *PARAMETRIC, "Not"):
         table[op] = unary(op)

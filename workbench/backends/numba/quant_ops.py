@@ -49,22 +49,22 @@ def _per_axis(node: Node, value: Any, x_shape: tuple[int, ...]) -> np.ndarray:
     return value.reshape((-1,) + (1,) * (len(x_shape) - axis - 1))
 
 
-def _checked(node: Node, dtype: Any) -> np.dtype:
+def checked_type(node: Node, dtype: Any) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.name not in QUANT_TYPES:
         raise UnsupportedModelError(f"{node.op_type} {node.name!r}: {dtype} values")
     return dtype
 
 
-def _quantized_type(node: Node, ins: Arrays) -> np.dtype:
+def quantized_type(node: Node, ins: Arrays) -> np.dtype:
     """QuantizeLinear's output type: its zero point's, else ``output_dtype``, else uint8."""
     if len(ins) > 2 and ins[2] is not None:
-        return _checked(node, ins[2].dtype)
+        return checked_type(node, ins[2].dtype)
     code = int(node.attrs.get("output_dtype", 0))
     if code:
         from onnx import helper
 
-        return _checked(node, helper.tensor_dtype_to_np_dtype(code))
+        return checked_type(node, helper.tensor_dtype_to_np_dtype(code))
     return np.dtype(np.uint8)
 
 
@@ -83,7 +83,7 @@ def quantize(
 
 def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
-    dtype = _quantized_type(node, ins)
+    dtype = quantized_type(node, ins)
     scale = _per_axis(node, ins[1], x.shape).astype(x.dtype)
     zero = _per_axis(node, ins[2], x.shape) if len(ins) > 2 and ins[2] is not None else 0
     out = _out(outs, x.shape, dtype)
@@ -94,7 +94,7 @@ def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
 def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     """``(x - zero) * scale`` with the subtraction in integers, as ONNX Runtime does."""
     x = ins[0]
-    _checked(node, x.dtype)
+    checked_type(node, x.dtype)
     scale = _per_axis(node, ins[1], x.shape)
     out = _out(outs, x.shape, scale.dtype)
     if len(ins) > 2 and ins[2] is not None:
