@@ -181,14 +181,13 @@ def _bag_class() -> Any:
         ops (Gather, unpack, Cast, Mul, Add, reduce) when exported.
 
         Buffers: ``values`` (float32 / float16 rows, or uint8 codes: ``(rows, d)`` for
-        int8, ``(rows, ceil(d / 2))`` for int4), ``scale`` and ``bias`` ``(rows, 1)``
-        (int8: float32, int4: float16), ``remap`` int32 ``(original rows,)`` for a
-        pruned table.
+        int8, ``(rows, ceil(d / 2))`` for int4), ``scale_bias`` ``(rows, 2)``: each
+        row's scale and bias (int8: float32, int4: float16), one Gather for both,
+        ``remap`` int32 ``(original rows,)`` for a pruned table.
         """
 
         values: torch.Tensor
-        scale: torch.Tensor | None
-        bias: torch.Tensor | None
+        scale_bias: torch.Tensor | None
         remap: torch.Tensor | None
 
         def __init__(
@@ -196,8 +195,7 @@ def _bag_class() -> Any:
             storage: str,
             width: int,
             values: torch.Tensor,
-            scale: torch.Tensor | None,
-            bias: torch.Tensor | None,
+            scale_bias: torch.Tensor | None,
             remap: torch.Tensor | None,
             mode: str,
             include_last_offset: bool,
@@ -206,8 +204,7 @@ def _bag_class() -> Any:
             self.storage, self.width, self.mode = storage, width, mode
             self.include_last_offset = include_last_offset
             self.register_buffer("values", values)
-            self.register_buffer("scale", scale)
-            self.register_buffer("bias", bias)
+            self.register_buffer("scale_bias", scale_bias)
             self.register_buffer("remap", remap)
             self._packed: torch.Tensor | None = None
 
@@ -253,9 +250,9 @@ def _bag_class() -> Any:
         def packed(self) -> torch.Tensor:
             """FBGEMM's fused rows (codes, then scale and bias), built on first use."""
             if self._packed is None:
-                assert self.scale is not None and self.bias is not None
+                assert self.scale_bias is not None
                 self._packed = torch.cat(
-                    [self.values, self.scale.view(torch.uint8), self.bias.view(torch.uint8)], 1
+                    [self.values, self.scale_bias.view(torch.uint8)], 1
                 ).contiguous()
             return self._packed
 
@@ -271,9 +268,11 @@ def _bag_class() -> Any:
                 rows = F.embedding(codes.long(), nibbles).flatten(-2)[..., : self.width]
             else:
                 rows = codes.float()
-            if self.scale is not None and self.bias is not None:
-                scale, bias = F.embedding(ids, self.scale), F.embedding(ids, self.bias)
-                rows = rows * scale.float() + bias.float()
+            if self.scale_bias is not None:
+                pair = F.embedding(ids, self.scale_bias)
+                if pair.dtype != torch.float32:  # no Cast node for int8's float32 pairs
+                    pair = pair.float()
+                rows = rows * pair[..., :1] + pair[..., 1:]
             return rows
 
         def _portable(
@@ -341,7 +340,7 @@ def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
 
     weight = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
     width = weight.shape[1]
-    scale = bias = None
+    scale_bias = None
     if storage in ("fp32", "fp16"):
         values = weight.to(torch.float16 if storage == "fp16" else torch.float32)
     else:
@@ -359,10 +358,9 @@ def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
                 torch.float16,
             )
         values = packed[:, :-tail].contiguous()
-        pair = packed[:, -tail:].contiguous().view(dtype)
-        scale, bias = pair[:, :1].contiguous(), pair[:, 1:].contiguous()
+        scale_bias = packed[:, -tail:].contiguous().view(dtype)
     return _bag_class()(
-        storage, width, values, scale, bias, remap, like.mode, like.include_last_offset
+        storage, width, values, scale_bias, remap, like.mode, like.include_last_offset
     )
 
 
