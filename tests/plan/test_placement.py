@@ -172,9 +172,11 @@ def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
          "layers are not the graph's"),
         (lambda: place(A, B, model=chain_model(), max_cuts=0), "max_cuts"),
         (lambda: Placement.from_json('{"table": []}'), "not a placement written by"),
+        (lambda: place(A, B), "'toy', not a sample: give model="),
     ],
     ids=["negative-bandwidth", "negative-latency", "pcie-7", "link-text", "two-models",
-         "two-batches", "other-layers", "no-cuts", "not-a-placement"],
+         "two-batches", "other-layers", "no-cuts", "not-a-placement",
+         "no-model"],
 )  # fmt: skip
 def test_bad_input_is_one_line(make: object, message: str) -> None:
     with pytest.raises(PlacementError, match=message) as caught:

@@ -96,7 +96,7 @@ def place(
     profile_a: Profile,
     profile_b: Profile,
     *,
-    model: Model | str | Path,
+    model: Model | str | Path | None = None,
     link: Link | None = None,
     max_cuts: int = 1,
 ) -> Placement:
@@ -107,6 +107,7 @@ def place(
         profile_b: the same model at the same batch size profiled on processor B.
         model: the model both profiles are of (a `Model`, a path or a sample name): its
             ONNX graph gives the layer order, the possible cuts and the bytes crossing each.
+            None: the sample the profiles name (a profile records only a model's name).
         link: the link between A and B; default `Link.same_memory` (two runtimes in one
             process).
         max_cuts: most changes of processor (1: A then B, or B then A; more split the
@@ -135,6 +136,15 @@ def place(
         max_cuts = whole("max_cuts", max_cuts, minimum=1, maximum=1000)
     except InputError as exc:
         raise PlacementError(str(exc)) from None
+    if model is None:
+        from workbench.loaders.samples import names
+
+        if profile_a.model not in names():
+            raise PlacementError(
+                f"the profiles are of {profile_a.model!r}, not a sample: give model= (the "
+                "model or its file) for its graph"
+            )
+        model = profile_a.model
     loaded = model if not isinstance(model, str | Path) else load(model)
     _check_profiles(profile_a, profile_b, loaded)
     proto = onnx_proto(loaded)
