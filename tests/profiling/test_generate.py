@@ -369,3 +369,24 @@ def test_the_builtin_decoders_satisfy_the_protocol(llama: object) -> None:
         decoder = compiled.decoder(llama)  # type: ignore[attr-defined]
         assert isinstance(decoder, CompiledDecoder) and isinstance(decoder, Decoder)
         assert decoder.call is not llama and decoder.compiles == 0
+
+
+def test_the_memory_split_rest_is_measured_or_says_why(llama: object) -> None:
+    from workbench.profiling.generate import memory_rest
+
+    # what generating added, less the cache and the runtime's own weight copy
+    assert memory_rest(1000, 5000, 700, 2000) == (1300, None)
+    rest, why = memory_rest(1000, 1500, 700, 2000)
+    assert rest is None and why is not None and "reused memory freed earlier" in why
+    rest, why = memory_rest(1000, None, 700, 0)
+    assert rest is None and why is not None and "clear_refs" in why
+    g = generate_profile(llama, prompt_length=PROMPT, output_length=OUTPUT, runs=1, warmup=0)
+    if g.memory_rest_bytes is None:  # a process that reuses freed memory says so
+        assert g.memory_rest_unavailable
+    else:
+        assert g.process_rss_added_bytes is not None
+        assert g.memory_rest_bytes == g.process_rss_added_bytes - g.kv_cache_bytes_measured
+    assert "rest" in dict(g.facts())
+    back = GenerationProfile.from_json(g.to_json())
+    assert back.memory_rest_bytes == g.memory_rest_bytes
+    assert back.memory_rest_unavailable == g.memory_rest_unavailable

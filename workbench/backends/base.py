@@ -536,7 +536,9 @@ class Decoder(Protocol):
     (`settings_of` gives a no-op for a decoder without it).
     Optional: ``prepare(ids, output_length, context)``, work done once before any
     timing (torch-compile compiles every graph a generation takes), its seconds in a
-    ``compile_s`` attribute; ``notes``, lines a profile of the decoder reports.
+    ``compile_s`` attribute; ``notes``, lines a profile of the decoder reports;
+    ``weights_copied``, True when the runtime holds its own copy of the weights (ORT's
+    initializers), which the memory split's rest leaves out.
 
     Example:
         >>> d = wb.backend("onnxruntime").decoder(model)

@@ -94,6 +94,14 @@ class GenerationProfile:
         compile_s: seconds the backend spent compiling (torch-compile), before and
             apart from every timed and warm-up generation; None for a runtime that
             does not compile as it generates.
+        process_rss_added_bytes: the process's peak resident set over the warm-up and
+            timed generations minus its resident set before the decoder was built (the
+            runtime's own weights, cache, activations, workspaces); None when unmeasured.
+        memory_rest_bytes: the memory split's rest: ``process_rss_added_bytes`` less
+            the measured KV cache and the runtime's own copy of the weights (ORT,
+            torch-compile; torch eager uses the model's): activations, logits,
+            workspaces, allocator caches. None when unavailable (see next).
+        memory_rest_unavailable: why ``memory_rest_bytes`` is None.
     """
 
     model: str
@@ -123,6 +131,9 @@ class GenerationProfile:
     prompt_text: tuple[str, ...] | None = None
     text: tuple[str, ...] | None = None
     compile_s: float | None = None
+    process_rss_added_bytes: int | None = None
+    memory_rest_bytes: int | None = None
+    memory_rest_unavailable: str | None = None
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -212,6 +223,9 @@ class GenerationProfile:
             "prompt_text": None if self.prompt_text is None else list(self.prompt_text),
             "text": None if self.text is None else list(self.text),
             "compile_s": self.compile_s,
+            "process_rss_added_bytes": self.process_rss_added_bytes,
+            "memory_rest_bytes": self.memory_rest_bytes,
+            "memory_rest_unavailable": self.memory_rest_unavailable,
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -264,6 +278,9 @@ class GenerationProfile:
                 prompt_text=_strings(data.get("prompt_text")),
                 text=_strings(data.get("text")),
                 compile_s=data.get("compile_s"),
+                process_rss_added_bytes=data.get("process_rss_added_bytes"),
+                memory_rest_bytes=data.get("memory_rest_bytes"),
+                memory_rest_unavailable=data.get("memory_rest_unavailable"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -303,6 +320,13 @@ class GenerationProfile:
             ("KV / token", format_bytes(self.kv_bytes_per_token)),
             ("KV cache", format_bytes(self.kv_cache_bytes_measured)),
             ("weights", format_bytes(self.weights_bytes)),
+            (
+                "rest",
+                f"unavailable ({self.memory_rest_unavailable or 'not measured'})"
+                if self.memory_rest_bytes is None
+                else format_bytes(self.memory_rest_bytes)
+                + " (activations, workspaces: peak resident set less weights and cache)",
+            ),
             ("decode bandwidth", self._bandwidth_text()),
         ]
         if self.compile_s is not None:
@@ -486,6 +510,66 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     return rows
 
 
+def resident_bytes() -> int:
+    """This process's resident set now (bytes)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def reset_peak_resident() -> bool:
+    """Reset the kernel's peak resident set of this process to its current one (Linux's
+    ``/proc/self/clear_refs``); False where there is no such counter. Reading it later
+    costs nothing while timing, unlike a sampling thread that would take the GIL."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_resident_bytes() -> int | None:
+    """The peak resident set since `reset_peak_resident` (``VmHWM``), or None."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def memory_rest(
+    rss_before: int, peak: int | None, cache_bytes: int, copied_weights: int
+) -> tuple[int | None, str | None]:
+    """The memory split's rest: what generating added to the process beyond the KV
+    cache and the runtime's own copy of the weights (the model's were resident before),
+    as (bytes, None), or (None, why it is unavailable).
+
+    Args:
+        rss_before: the resident set before the decoder was built.
+        peak: the peak resident set over the warm-up and timed generations (None: no
+            peak counter here).
+        cache_bytes: the KV cache the runtime held at the end.
+        copied_weights: the weight bytes the runtime holds as its own copy (ORT's
+            initializers, torch-compile's private module; 0 for torch eager).
+    """
+    from workbench.units import format_bytes
+
+    if peak is None:
+        return None, "no resettable peak resident set on this OS (Linux /proc/self/clear_refs)"
+    rest = peak - rss_before - cache_bytes - copied_weights
+    if rest < 0:
+        return None, (
+            f"the process grew by {format_bytes(max(0, peak - rss_before))}, less than the "
+            "cache and the runtime's weights it holds: it reused memory freed earlier; "
+            "measure in a fresh process"
+        )
+    return rest, None
+
+
 def token_steps(
     decoder: Decoder, ids: np.ndarray, output_length: int, context: np.ndarray | None = None
 ) -> Iterator[tuple[np.ndarray, float]]:
@@ -615,12 +699,15 @@ def generate_profile(
             f"context of {lm.context}; shorten the prompt or the output"
         )
     context = prompt_ids(lm, None, depth, batch_size, seed + 1) if depth else None
+    rss_before = resident_bytes()
     decoder = runtime.decoder(model, "cpu", threads=threads)
     try:
         with settings_of(decoder):
             prepare = getattr(decoder, "prepare", None)
             if callable(prepare):  # e.g. torch-compile compiles every graph now, untimed
                 prepare(ids, output_length, context)
+            # the peak counts from here: the export's or compiler's transient is left out
+            peak_reset = reset_peak_resident()
             warm_up(lambda: greedy(decoder, ids, output_length, context), warmup)
             timed: list[list[float]] = []
             # the measuring lifecycle's pieces: GC paused, the machine watched meanwhile
@@ -629,6 +716,7 @@ def generate_profile(
                     tokens, times = greedy(decoder, ids, output_length, context)
                     timed.append(times)
             cache_measured = decoder.cache_bytes()
+            peak = peak_resident_bytes() if peak_reset else None
             compile_s = getattr(decoder, "compile_s", None)
             phase_timings = None
             per_layer = getattr(decoder, "phase_layer_timings", None)
@@ -667,6 +755,8 @@ def generate_profile(
     elif layers:
         notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
     notes.extend(str(note) for note in getattr(decoder, "notes", ()))
+    copied = lm.weights_bytes if getattr(decoder, "weights_copied", False) else 0
+    rest, rest_why = memory_rest(rss_before, peak, cache_measured, copied)
     bandwidth = None
     if roofline:
         from workbench.profiling.ceilings import machine_ceilings
@@ -702,6 +792,9 @@ def generate_profile(
         prompt_text=None if texts is None else tuple(texts),
         text=None if tokens_of is None else tuple(tokens_of.decode(row) for row in tokens),
         compile_s=None if compile_s is None else float(compile_s),
+        process_rss_added_bytes=None if peak is None else peak - rss_before,
+        memory_rest_bytes=rest,
+        memory_rest_unavailable=rest_why,
     )
 
 

@@ -21,6 +21,9 @@ import numpy as np
 class OrtDecoder:
     """Prefill, then one step per token, on an exported decoder in ONNX Runtime (CPU).
 
+    ORT holds the weights as its own initializers (``weights_copied``: the memory split
+    counts them apart from the rest).
+
     Args:
         path: the ONNX file `export_decoder` wrote.
         past_names: its past key/value inputs, in order.
@@ -46,6 +49,7 @@ class OrtDecoder:
 
         # the onnxruntime backend's own defaults, so a decoder runs as a profile's session does
         self.session = plain_session(Path(path), threads=intra_op_threads(threads))
+        self.weights_copied = True
         self.past_names, self.present_names = past_names, present_names
         self.kv_heads, self.head_dim = kv_heads, head_dim
         self.cache_dtype = np.dtype(cache_dtype)

@@ -263,6 +263,8 @@ class CompiledDecoder(TorchDecoder):
             copy.deepcopy(model), mode=mode, dynamic=dynamic, backend=compiler
         )
         self.mode = mode
+        #: the private copy holds its own weights (the memory split counts them apart)
+        self.weights_copied = True
         #: seconds spent in calls that compiled a graph, and how many did
         self.compile_s = 0.0
         self.compiles = 0
