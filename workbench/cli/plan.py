@@ -54,9 +54,7 @@ def _place(args: argparse.Namespace) -> int:
     from workbench.planning import placement as pl
     from workbench.profiling.profile import Profile
 
-    if not args.model:
-        raise pl.PlacementError("--place needs --model: the model both profiles are of")
-    model = load(args.model)
+    model = load(args.model) if args.model else None  # None: the sample the profiles name
     a, b = (Profile.from_json(path) for path in args.place)
     if args.link.startswith("cuda"):  # both ends are here: measure the copy to the GPU
         link = pl.measure_link(pl.cuda_copy(args.link), device=args.link,
@@ -110,7 +108,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="split --model's layers across the processors of two `workbench profile --json` "
         "files (per-layer, same model and batch size)",
     )
-    q.add_argument("--model", help="the profiled model: a sample name or a file")
+    q.add_argument(
+        "--model", help="the profiled model: a file, or a sample (default: the profiles' sample)"
+    )
     q.add_argument(
         "--link",
         default="same-memory",

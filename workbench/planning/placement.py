@@ -128,7 +128,6 @@ def place(
         >>> p = wb.place(a, b, model=m, link=Link.same_memory())
         >>> p.best["split"], p.best["predicted_ms"]
     """
-    from workbench.loaders import load
     from workbench.profiling.cost import tensor_shapes
 
     link = link or Link.same_memory()
@@ -136,16 +135,7 @@ def place(
         max_cuts = whole("max_cuts", max_cuts, minimum=1, maximum=1000)
     except InputError as exc:
         raise PlacementError(str(exc)) from None
-    if model is None:
-        from workbench.loaders.samples import names
-
-        if profile_a.model not in names():
-            raise PlacementError(
-                f"the profiles are of {profile_a.model!r}, not a sample: give model= (the "
-                "model or its file) for its graph"
-            )
-        model = profile_a.model
-    loaded = model if not isinstance(model, str | Path) else load(model)
+    loaded = _model_of(model, profile_a.model)
     _check_profiles(profile_a, profile_b, loaded)
     proto = onnx_proto(loaded)
     cuts = graph_cuts(proto)
@@ -216,6 +206,21 @@ def place(
         table=table,
         notes=tuple(notes),
     )
+
+
+def _model_of(model: Model | str | Path | None, name: str) -> Model:
+    """``model`` loaded; None: the sample called ``name``, the only model a profile names."""
+    from workbench.loaders import load
+    from workbench.loaders.samples import names
+
+    if model is None:
+        if name not in names():
+            raise PlacementError(
+                f"the profiles are of {name!r}, not a sample: give model= (the model or its "
+                "file) for its graph"
+            )
+        model = name
+    return model if not isinstance(model, str | Path) else load(model)
 
 
 def _check_profiles(a: Profile, b: Profile, model: Model) -> None:
@@ -510,7 +515,7 @@ def _measured_text(row: pd.Series) -> str:
 # ---- measuring ------------------------------------------------------------------------------
 def measure_placement(
     placement: Placement,
-    model: Model | str | Path,
+    model: Model | str | Path | None = None,
     *,
     which: str | Sequence[str] = "best",
     timing: TimingOptions | None = None,
@@ -524,7 +529,7 @@ def measure_placement(
 
     Args:
         placement: from `place`.
-        model: the model placed.
+        model: the model placed (None: the sample the placement names).
         which: ``"best"``, ``"all"``, or the ``split`` texts of the rows to measure.
         timing: budget and warm-up (default: the measuring core's).
 
@@ -540,10 +545,9 @@ def measure_placement(
         >>> measured = measure_placement(wb.place(a, b, model=m), m, which="all")
         >>> measured.table[["split", "predicted_ms", "measured_ms", "error_fraction"]]
     """
-    from workbench.loaders import load
     from workbench.profiling.measure import TimingOptions as Options
 
-    loaded = model if not isinstance(model, str | Path) else load(model)
+    loaded = _model_of(model, placement.model)
     table = placement.table.copy()
     wanted = {"best": [0], "all": list(table.index)}.get(which) if isinstance(which, str) else None
     if wanted is None:
