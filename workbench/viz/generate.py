@@ -112,11 +112,17 @@ def token_latency(profile: GenerationProfile) -> go.Figure:
     if profile.inter_token is not None:
         for value, label in ((profile.inter_token.median, "p50"), (profile.inter_token.p90, "p90")):
             fig.add_hline(
-                # a shape on a log axis is placed in log10 units (plotly), not in ms
+                y=value, line={"dash": "dash" if label == "p50" else "dot", "color": DECODE_COLOR}
+            )
+            # plotly places a line in ms but an annotation on a log axis in log10 units
+            fig.add_annotation(
+                x=1,
+                xref="x domain",
                 y=math.log10(value) if wide and value > 0 else value,
-                line={"dash": "dash" if label == "p50" else "dot", "color": DECODE_COLOR},
-                annotation_text=f"decode {label} {value:.4g} ms",
-                annotation_position="top right",
+                text=f"decode {label} {value:.4g} ms",
+                showarrow=False,
+                xanchor="right",
+                yanchor="bottom",
             )
     yaxis = log_axis(values, "ms", title="latency") if wide else {"title": "latency (ms)"}
     fig.update_layout(

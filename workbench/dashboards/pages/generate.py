@@ -154,7 +154,7 @@ def stream_tokens(
 
     The timing and the context are those of `wb.generate_profile` (`token_steps`; the
     ``depth`` tokens are the same random ones, prefilled untimed), so its tokens equal
-    the profile's. One untimed-by-anyone-else generation: its first call is cold.
+    the profile's. A fresh decoder with no warm-up: its first calls are cold.
 
     Raises:
         InputError: an empty prompt, token ids outside the vocabulary, or prompt plus
