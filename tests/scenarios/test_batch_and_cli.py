@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ def test_batch_sweep_on_onnxruntime() -> None:
         "throughput (samples/s)",
     ]
     assert fig.layout.shapes[0].x0 == sweep.knee_batch_size
+    # on the log axis the label sits at log10(knee); at the knee itself plotly would put
+    # it at 10**knee and stretch the axis out to there
+    (label,) = fig.layout.annotations
+    assert label.text.startswith("knee") and label.x == pytest.approx(
+        math.log10(sweep.knee_batch_size)
+    )
     with pytest.raises(InputError, match="at least 1"):
         batch_sweep("digits-cnn", batch_sizes=[0])
 

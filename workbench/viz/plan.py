@@ -11,12 +11,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz.style import LAYOUT, empty_figure
+from workbench.viz.style import LAYOUT, empty_figure, log_axis_vline
 
 __all__ = ["plan_cost_figure"]
 
@@ -54,18 +53,7 @@ def plan_cost_figure(plan: Any) -> go.Figure:
                 + "<extra></extra>",
             )
         )
-    fig.add_vline(x=w.target_rate_per_s, line_dash="dash")
-    # an annotation on a log axis takes the log of its position (a shape takes the value):
-    # add_vline's own annotation_text would sit at 10^target and stretch the axis there
-    fig.add_annotation(
-        x=math.log10(w.target_rate_per_s),
-        y=1,
-        yref="paper",
-        text=f"target {w.target_rate_per_s:g}/s",
-        showarrow=False,
-        xanchor="left",
-        yanchor="bottom",
-    )
+    log_axis_vline(fig, w.target_rate_per_s, f"target {w.target_rate_per_s:g}/s")
     fig.update_layout(
         title=title,
         xaxis_title=f"average traffic ({plan.unit}/s)",

@@ -14,7 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz.style import LAYOUT, empty_figure
+from workbench.viz.style import LAYOUT, empty_figure, log_axis_vline
 
 __all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]
 
@@ -94,11 +94,7 @@ def batch_sweep_figure(sweep: Any) -> go.Figure:
             line_color="#F58518",
         )
     )
-    fig.add_vline(
-        x=sweep.knee_batch_size,
-        line_dash="dash",
-        annotation_text=f"knee: batch {sweep.knee_batch_size}",
-    )
+    log_axis_vline(fig, sweep.knee_batch_size, f"knee: batch {sweep.knee_batch_size}")
     fig.update_layout(
         title=f"{sweep.model} {sweep.backend}/{sweep.device}: latency and throughput by batch size",
         xaxis={"title": "batch size", "type": "log", "dtick": 0.30103},

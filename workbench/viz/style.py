@@ -330,6 +330,20 @@ def corner_note(
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
+def log_axis_vline(fig: go.Figure, x: float, text: str) -> None:
+    """A dashed vertical line at ``x`` on a log x axis, labelled at its top.
+
+    An annotation on a log axis takes the log of its position while a shape takes the
+    value, so plotly's ``add_vline(annotation_text=...)`` puts the label at ``10**x`` and
+    stretches the axis out to there; the label is placed at ``log10(x)`` instead.
+    """
+    fig.add_vline(x=x, line_dash="dash")
+    fig.add_annotation(
+        x=math.log10(x), y=1, yref="paper", text=text, showarrow=False,
+        xanchor="left", yanchor="bottom",
+    )  # fmt: skip
+
+
 def _si(value: float) -> str:
     """``value`` with an SI prefix: 2e9 -> ``2G``, 0.5 -> ``0.5``."""
     for scale, prefix in _SI:
