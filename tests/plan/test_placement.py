@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ LINK = Link(64_000.0, latency_ms=0.5)
 
 
 def test_a_worked_single_cut_adds_up_by_hand() -> None:
-    p = place(A, B, model=chain_model(), link=LINK)
+    model = chain_model()
+    # a profile that records the model's fingerprint is checked against it
+    p = place(replace(A, model_fingerprint=model.fingerprint()), B, model=model, link=LINK)
     assert p.scale_a == pytest.approx(1.0) and p.scale_b == pytest.approx(2.0)
     assert p.layers["crossing_bytes"].tolist()[1:] == [64.0, 64.0, 128.0]
     rows = p.table.set_index("order")
@@ -173,10 +176,12 @@ def test_a_pcie_link_is_its_lanes_times_the_rate() -> None:
         (lambda: place(A, B, model=chain_model(), max_cuts=0), "max_cuts"),
         (lambda: Placement.from_json('{"table": []}'), "not a placement written by"),
         (lambda: place(A, B), "'toy', not a sample: give model="),
+        (lambda: place(replace(A, model_fingerprint="0" * 16), B, model=chain_model()),
+         "rt-a/cpu profile is of another 'toy' \\(weights or graph differ"),
     ],
     ids=["negative-bandwidth", "negative-latency", "pcie-7", "link-text", "two-models",
          "two-batches", "other-layers", "no-cuts", "not-a-placement",
-         "no-model"],
+         "no-model", "other-weights"],
 )  # fmt: skip
 def test_bad_input_is_one_line(make: object, message: str) -> None:
     with pytest.raises(PlacementError, match=message) as caught:
