@@ -93,6 +93,7 @@ def test_slo_reports_requests_per_second_and_items_per_second(
     points = result.points[result.points["passed"]]
     assert (points["throughput_per_s"] > 150 * points["rate_per_s"]).all()
     assert result.settings["candidates"] == 200
+    assert "ranking requests of 200 candidates" in result.summary()
 
 
 def test_bad_ranking_settings_get_one_line(clock: VirtualClock, ranker: wb.Model) -> None:

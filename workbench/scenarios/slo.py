@@ -117,11 +117,21 @@ class SloResult:
             f"  {row.variant} {row.backend}/{row.device}: {row.limited_by}"
             for row in self.table.itertuples()
         ]
+        candidates = self.settings.get("candidates")
+        ranking = (
+            [
+                f"ranking requests of {candidates:,} candidates: rates in requests/s, "
+                "throughput in items/s"
+            ]
+            if candidates
+            else []
+        )
         return "\n".join(
             [
                 f"highest sustained server rate with p99 <= {self.p99_ms:g} ms"
                 + (f" for {self.model}" if self.model else "")
                 + f", measured on {machine_text(self.machine)}",
+                *ranking,
                 frame_text(shown),
                 "limited by (the next rate up failed because):",
                 *limits,
