@@ -238,13 +238,27 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
         llama,
         backend="onnxruntime",
         prompt_length=PROMPT,
-        output_length=2,
-        runs=1,
+        output_length=3,
+        runs=runs,
         warmup=0,
         layers=True,
         check_tokens=False,
     )
-    assert ort.prefill_layers is None and "not done yet" in ort.summary()
+    assert ort.prefill_layers is not None and ort.decode_layers is not None
+    for table, torch_table, samples in (
+        (ort.prefill_layers, g.prefill_layers, runs),
+        (ort.decode_layers, g.decode_layers, runs * 2),
+    ):
+        timed = table[table["latency_ms"] > 0]
+        # ORT's kernels land on the torch tables' module paths: the projections, the
+        # attention's own code (matmuls, cache concat), the norms and the head
+        assert {"lm_head", "model.layers.0.self_attn.q_proj", "model.norm"} <= set(timed["layer"])
+        assert "model.layers.1.self_attn" in set(timed["layer"])
+        assert set(table["layer"]) <= set(torch_table["layer"])
+        assert (table.loc[table["layer"] == "lm_head", "samples"] == samples).all()
+        assert table["latency_ms"].sum() == pytest.approx(
+            ort.ttft.median if table is ort.prefill_layers else ort.inter_token.median  # type: ignore[union-attr]
+        )
 
 
 class _PluginDecoder(TorchDecoder):

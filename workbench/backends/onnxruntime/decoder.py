@@ -7,15 +7,26 @@ and are bound as the next step's ``past`` inputs, so no step copies the cache to
 and back. Only the last position's logits come out (batch × vocabulary) for the argmax.
 The graph concatenates the cache, so each step's present is a new buffer ORT allocates;
 a preallocated cache updated in place is not done here.
+
+Per-layer tables of each phase (`OrtDecoder.phase_layer_timings`) come from ORT's node
+profiler on a profiling copy of the session: every kernel is mapped to the module path
+the exporter recorded in its node's name (``/model/model/layers.0/self_attn/q_proj/MatMul``
+is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from workbench.backends.base import LayerTiming
+
+if TYPE_CHECKING:
+    import onnx
 
 
 class OrtDecoder:
@@ -32,6 +43,9 @@ class OrtDecoder:
         head_dim: the cache's last dimension.
         cache_dtype: the cache's element type (the weights').
         threads: intra-op threads (None: the onnxruntime backend's own default).
+        profiling: turn ORT's node profiler on (the per-layer copy; never a timed one).
+        modules: the exported model's module paths, its root named after its class
+            (`phase_layer_timings` maps kernels to them); empty: no per-layer tables.
     """
 
     def __init__(
@@ -43,13 +57,22 @@ class OrtDecoder:
         head_dim: int,
         cache_dtype: Any = np.float32,
         threads: int | None = None,
+        profiling: bool = False,
+        modules: Collection[str] = (),
     ) -> None:
         from workbench.backends.onnxruntime.options import intra_op_threads
         from workbench.backends.onnxruntime.plain import plain_session
 
         # the onnxruntime backend's own defaults, so a decoder runs as a profile's session does
-        self.session = plain_session(Path(path), threads=intra_op_threads(threads))
+        self.path = Path(path)
+        self.threads = threads
+        self.session = plain_session(
+            self.path, threads=intra_op_threads(threads), profiling=profiling
+        )
         self.weights_copied = True
+        self.modules = modules
+        #: keeps the exported file (and its folder) for the per-layer copy until `close`
+        self.folder: tempfile.TemporaryDirectory[str] | None = None
         self.past_names, self.present_names = past_names, present_names
         self.kv_heads, self.head_dim = kv_heads, head_dim
         self.cache_dtype = np.dtype(cache_dtype)
@@ -100,13 +123,103 @@ class OrtDecoder:
 
     def close(self) -> None:
         self._past = []
+        if self.folder is not None:
+            self.folder.cleanup()
+            self.folder = None
+
+    def phase_layer_timings(
+        self, ids: np.ndarray, output_length: int, context: np.ndarray | None, runs: int
+    ) -> tuple[list[LayerTiming], list[LayerTiming]]:
+        """Per-layer timings of the prefill and of the decode steps from ORT's node
+        profiler, on a profiling copy of this session (same threads and optimisation),
+        one warm-up generation then ``runs``; a ``context`` prefill is run, never recorded.
+
+        Returns:
+            (prefill, decode) `LayerTiming` lists: one sample per prefill / per decode
+            step, each kernel's time on the module path it was exported from (fused
+            kernels on the first module they cover, as the onnxruntime backend's tables).
+        """
+        import shutil
+
+        import onnx
+
+        from workbench.backends.onnxruntime.trace import (
+            map_kernels,
+            optimized_graph,
+            read_trace,
+            timings_from_runs,
+        )
+        from workbench.loaders.onnx import model_from_proto
+
+        labelled = self.path.with_name("layers.onnx")
+        proto = onnx.load(str(self.path))
+        label_modules(proto, self.modules)
+        onnx.save(proto, str(labelled))
+        copy = OrtDecoder(
+            labelled,
+            self.past_names,
+            self.present_names,
+            self.kv_heads,
+            self.head_dim,
+            self.cache_dtype,
+            self.threads,
+            profiling=True,
+        )
+        try:
+            calls = []  # per generation: the calls ORT traced, in order, and their phase
+            for run in range(runs + 1):
+                if context is not None:
+                    copy.prefill(context)
+                    calls.append("context")
+                token = copy.prefill(ids) if context is None else copy.extend(ids)
+                calls.append("prefill" if run else "warm-up")
+                for _ in range(output_length - 1):
+                    token = copy.step(token)
+                    calls.append("decode" if run else "warm-up")
+            trace = copy.session.end_profiling()
+        finally:
+            copy.close()
+            labelled.unlink(missing_ok=True)
+        try:
+            traced = read_trace(trace)
+        finally:  # the profiler wrote into a folder of its own
+            shutil.rmtree(Path(trace).parent, ignore_errors=True)
+        node_map = map_kernels(
+            proto,
+            optimized_graph(model_from_proto(proto, "decoder"), "all", "CPUExecutionProvider"),
+        )
+        phases = [
+            [t for t, c in zip(traced, calls, strict=True) if c == k] for k in ("prefill", "decode")
+        ]
+        prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases)
+        return prefill, decode
+
+
+def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
+    """Record each node's module path as its canonical layer (``workbench.layer``).
+
+    torch's TorchScript exporter names a node after the module scopes it ran in,
+    ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the wrapper's,
+    cut back to the deepest one in ``modules`` (the first entry is the root, named after
+    its class, which holds what no module scope claims).
+    """
+    from workbench.model import set_layer_name
+
+    known = set(modules)
+    root = next(iter(modules), "")
+    for node in proto.graph.node:
+        scopes = node.name.split("/")[2:-1] if node.name.startswith("/") else []
+        while scopes and ".".join(scopes) not in known:
+            scopes.pop()
+        set_layer_name(node, ".".join(scopes) or root)
 
 
 def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
     """``model`` (a ``transformers`` causal LM) exported with its KV cache and loaded
     into ORT at the onnxruntime backend's defaults; never changes ``model``.
 
-    The ONNX file lives in a temporary folder only until the session has read it.
+    The ONNX file lives in a temporary folder until the decoder is closed (its per-layer
+    pass builds a profiling copy from it).
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM.
@@ -114,9 +227,19 @@ def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
     """
     from workbench.loaders.causal_lm import export_decoder
 
-    with tempfile.TemporaryDirectory(prefix="wb-decoder-") as folder:
-        path = Path(folder) / "decoder.onnx"
+    folder = tempfile.TemporaryDirectory(prefix="wb-decoder-")
+    try:
+        path = Path(folder.name) / "decoder.onnx"
         lm = export_decoder(model, path)
         past, present = lm.cache_names
         dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
-        return OrtDecoder(path, past, present, lm.kv_heads, lm.head_dim, dtype, threads)
+        # the root first, named after its class (as the torch tables name it)
+        modules = [path or type(model).__name__ for path, _ in model.named_modules()]
+        decoder = OrtDecoder(
+            path, past, present, lm.kv_heads, lm.head_dim, dtype, threads, modules=modules
+        )
+    except BaseException:
+        folder.cleanup()
+        raise
+    decoder.folder = folder
+    return decoder
