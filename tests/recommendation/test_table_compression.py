@@ -91,6 +91,11 @@ def test_eager_form_is_the_documented_rows_and_onnx_runs_the_same(toy: wb.Model,
     assert "Loop" not in ops and "Gather" in ops
     onnx_out = wb.backend("onnxruntime").compile(variant, "cpu").run(x)[0]
     np.testing.assert_allclose(onnx_out, eager, atol=tol)
+    # generated inputs spread over the tables' rows, as for the parent (not all row 0)
+    drawn = variant.example_inputs(64, ids="zipf")
+    assert drawn["a"].max() > 0 and np.array_equal(
+        drawn["a"], toy.example_inputs(64, ids="zipf")["a"]
+    )
     # the layers keep their canonical names, in torch and in the ONNX form
     assert {"tables.0", "tables.1"} <= {layer.name for layer in variant.to_onnx().layers}
 

@@ -473,7 +473,10 @@ def _compress(model: Model, config: Transform, change: Any, count_ids: Any = Non
         for layer in module_layers(module)
     ]
     recipe = config_to_dict(config, tables=changed)
-    return model.derive(module=module, layers=layers, recipe=recipe, proto=None)
+    # ids still index the original rows (a pruned table remaps them), so generated inputs
+    # keep spreading over them; the bounds finder knows only nn.Embedding(Bag) modules
+    bounds = model.index_bounds()
+    return model.derive(module=module, layers=layers, recipe=recipe, proto=None, _bounds=bounds)
 
 
 def _table_layer(layer: Layer, bag: Any) -> Layer:
