@@ -116,7 +116,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layers",
         action="store_true",
-        help="per-layer tables of the prefill and of a decode step (torch only for now)",
+        help="per-layer tables of the prefill and of a decode step (module paths; torch, "
+        "torch-compile eager-equivalent, onnxruntime)",
     )
     p.add_argument(
         "--roofline",

@@ -653,10 +653,11 @@ def generate_profile(
             roofline (``bandwidth_fraction``).
         depth: tokens (random, ``seed + 1``) prefilled untimed before the prompt, so TTFT
             and TPOT are measured at that context depth.
-        layers: also time every module, in ``runs`` further generations after the plain
-            ones (so the hooks never touch the headline numbers), into per-layer tables
-            of the prefill and of one decode step (on a decoder with
-            ``phase_layer_timings``: torch only for now; otherwise a note says so).
+        layers: also time every layer, in ``runs`` further generations after the plain
+            ones (so the instruments never touch the headline numbers), into per-layer
+            tables of the prefill and of one decode step (on a decoder with
+            ``phase_layer_timings``: torch's hooks, torch-compile's eager-equivalent
+            ones, ORT's node profiler; otherwise a note says so).
         tokenizer: encodes a text prompt and decodes the generated tokens into
             ``text``: a folder with tokenizer files, ``"bytes"`` (token id = byte value)
             or a `workbench.loaders.tokenizers.Tokenizer`; None: the tokenizer of the
