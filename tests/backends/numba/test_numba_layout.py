@@ -103,6 +103,23 @@ def test_activations_and_lrn_after_a_convolution_run_nhwc(op: str, attrs: dict[s
     assert len(layout_nodes) == 2  # into NHWC at the input, back at the output
 
 
+def test_per_tensor_quantize_dequantize_pairs_stay_in_the_nhwc_chain() -> None:
+    """An INT8 CNN's activation pairs between convolutions; a per-channel pair (its axis
+    is NCHW's) goes back to NCHW."""
+    qdq = {"with": ["s", "z"]}
+    tail = [("QuantizeLinear", qdq), ("DequantizeLinear", qdq)]
+    tail += [("Conv", {"with": ["w2"], "kernel_shape": [1, 1]})]
+    per_tensor = {"s": np.array(0.05, np.float32), "z": np.array(3, np.int8)}
+    weight = RNG.standard_normal((2, 4, 1, 1)).astype(np.float32)
+    session = _check(_chain_model(tail, {**per_tensor, "w2": weight}))
+    assert all(n.channels_last for n in session.graph.nodes if n.op_type != "Transpose")
+    assert len([n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]) == 2
+    per_channel = {"s": np.full(4, 0.05, np.float32), "z": np.arange(4, dtype=np.int8)}
+    session = _check(_chain_model(tail, {**per_channel, "w2": weight}))
+    quantize = next(n for n in session.graph.nodes if n.op_type == "QuantizeLinear")
+    assert not quantize.channels_last
+
+
 def test_global_average_pool_reads_nhwc_and_writes_nchw() -> None:
     session = _check(_chain_model([("Sigmoid", {}), ("GlobalAveragePool", {})], {}))
     ops = [(n.op_type, n.channels_last) for n in session.graph.nodes]

@@ -10,10 +10,10 @@ of a 3x3 convolution went from 0.57 ms to 0.08 ms.
 
 `channels_last` rewrites a `Graph` so every 2-D convolution with ``group == 1`` runs
 NHWC, and so do the ops between such convolutions that do not care which axis holds
-the channels (pooling, LRN, elementwise ops, Concat). An NHWC value is named
-``<value>::nhwc``; `Transpose` nodes in the ``(layout)`` layer convert at the
-boundaries, once per value whatever the number of consumers, and graph outputs are
-always NCHW.
+the channels (pooling, LRN, elementwise ops, per-tensor Quantize/DequantizeLinear,
+Concat). An NHWC value is named ``<value>::nhwc``; `Transpose` nodes in the
+``(layout)`` layer convert at the boundaries, once per value whatever the number of
+consumers, and graph outputs are always NCHW.
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ POINTWISE = frozenset(
     {
         *("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "Exp", "Gelu", "Identity", "Cast", "Clip"),
         *("Neg", "Abs", "Reciprocal", "Log", "Floor", "Ceil"),
-        *("LeakyRelu", "HardSigmoid", "HardSwish"),
+        *("LeakyRelu", "HardSigmoid", "HardSwish", "IsNaN", "IsInf"),
     }
 )
+#: Pointwise where their scale and zero point are one number (`_Rewriter._per_tensor`).
+QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 #: Pointwise ops with two or more inputs, which broadcast (the same in either layout,
 #: since every 4-D operand is permuted alike).
 BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum"})
@@ -101,6 +103,8 @@ class _Rewriter:
             return self._rewrite(node, [first], nhwc_output=False)
         if op in POINTWISE or (op == "Dropout" and len(node.inputs) == 1):
             return self._rewrite(node, [first], nhwc_output=True)
+        if op in QDQ and self._per_tensor(node):  # an INT8 CNN's pairs between convolutions
+            return self._rewrite(node, [first], nhwc_output=True)
         if op in BROADCASTING:
             return self._broadcasting(node)
         if op == "Concat":
@@ -109,6 +113,12 @@ class _Rewriter:
             node.attrs = {**node.attrs, "axis": NHWC_AXIS[int(node.attrs["axis"]) % 4]}
             return self._rewrite(node, list(node.inputs), nhwc_output=True)
         return False
+
+    def _per_tensor(self, node: Node) -> bool:
+        """Whether a Quantize/DequantizeLinear has one constant scale and zero point (a
+        per-channel one follows its ``axis``, which is NCHW's)."""
+        params = [name for name in node.inputs[1:] if name]
+        return all(name in self.consts and self.consts[name].size == 1 for name in params)
 
     def _conv(self, node: Node) -> bool:
         weight = self.consts.get(node.inputs[1])
