@@ -9,6 +9,7 @@ Everything runs on the page's worker thread (`Jobs`), so the page stays live.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import threading
@@ -234,6 +235,42 @@ def phase_split(profile: GenerationProfile) -> str:
     )
 
 
+def named(profile: GenerationProfile, name: str) -> GenerationProfile:
+    """The profile under the name it was picked by (its class, ``LlamaForCausalLM``, is
+    the same for every model offered), so titles and labels tell the models apart."""
+    return dataclasses.replace(profile, model=name)
+
+
+#: the runs table's measured columns (`generation_table`'s), after a text label
+RUN_COLUMNS = [
+    "ttft_ms",
+    "tpot_ms",
+    "itl_p99_ms",
+    "e2e_ms",
+    "decode_tokens_per_s",
+    "kv_cache_bytes",
+    "bandwidth_fraction",
+    "diverges_at",
+    "noisy",
+]
+
+
+def runs_rows(profiles: list[GenerationProfile]) -> pd.DataFrame:
+    """One row per generation: what ran, as text (so a noisy row's ``~`` marks only the
+    measured numbers), then `generation_table`'s measurements."""
+    from workbench.profiling.generate import generation_table
+
+    if not profiles:
+        return pd.DataFrame(columns=["run", *RUN_COLUMNS])
+    table = generation_table(profiles)[RUN_COLUMNS]
+    runs = [
+        f"{g.model} on {g.backend}, batch {g.batch_size}, depth {g.depth}, "
+        f"{g.prompt_length} + {g.output_length} tokens"
+        for g in profiles
+    ]
+    return table.assign(run=runs)[["run", *RUN_COLUMNS]]
+
+
 def layer_rows(table: Any) -> pd.DataFrame:
     """A phase's per-layer table, slowest first, in the shown columns."""
     if table is None:
@@ -290,7 +327,7 @@ class GeneratePage(Viewer):
         self.roofline_figure = figure_pane(viz.empty_figure("Generate to see decode's roofline."))
         self.prefill_slot = TableSlot(layer_rows(None), height=300)
         self.decode_slot = TableSlot(layer_rows(None), height=300)
-        self.runs_slot = TableSlot(pd.DataFrame(columns=["backend"]), height=200)
+        self.runs_slot = TableSlot(runs_rows([]), height=200)
         self.param.watch(self._model_changed, "model_name")
         self.param.watch(self._show_stream, "streamed")
         self.param.watch(self._show_profile, "profile")
@@ -333,7 +370,7 @@ class GeneratePage(Viewer):
             with measuring(cancel, progress):
                 stream_tokens(model, backend, ids, output_length, depth, arrived, cancel)
                 progress(0.5, f"profiling ({runs} timed generations)")
-                return wb.generate_profile(
+                profile = wb.generate_profile(
                     model,
                     backend=backend,
                     prompt=[ids],
@@ -343,6 +380,7 @@ class GeneratePage(Viewer):
                     layers=layers,
                     roofline=roofline,
                 )
+            return named(profile, name)
 
         self.jobs.submit(f"generating with {name} on {backend}", work, self._profiled)
 
@@ -359,7 +397,7 @@ class GeneratePage(Viewer):
             depths = integers(written, "sweep depths are token counts", "0 32 64") or None
             model = load_language_model(name)
             with measuring(cancel, progress):
-                return depth_sweep(
+                found = depth_sweep(
                     model,
                     depths,
                     prompt_length=length,
@@ -369,6 +407,7 @@ class GeneratePage(Viewer):
                     roofline=roofline,
                     check_tokens=False,  # random prompts: the Generate run checks tokens
                 )
+            return [named(g, name) for g in found]
 
         self.jobs.submit(
             f"depth sweep of {name} on {backend}", work, lambda found: setattr(self, "sweep", found)
@@ -408,9 +447,7 @@ class GeneratePage(Viewer):
         self.decode_slot.update(layer_rows(g.decode_layers))
 
     def _show_history(self, *_: Any) -> None:
-        from workbench.profiling.generate import generation_table
-
-        self.runs_slot.update(generation_table(self.history))
+        self.runs_slot.update(runs_rows(self.history))
         self.roofline_figure.object = viz.decode_roofline(self.history)
 
     def _show_sweep(self, *_: Any) -> None:
