@@ -195,7 +195,7 @@ def test_bad_requests_get_one_clear_line(toy: wb.Model) -> None:
     with pytest.raises(TransformError, match="no embedding tables"):
         wb.transform(toy, "table-int8", exclude=["tables.0", "tables.1"])
     with pytest.raises(TransformError, match="is onnx: load the torch model"):
-        wb.transform(toy.to_onnx(), "table-int8")
+        wb.transform(toy.to_onnx(), "table-prune", data=_train())
     with pytest.raises(TransformError, match="needs data"):
         wb.transform(toy, "table-prune")
 
@@ -214,3 +214,20 @@ def test_a_sweep_takes_the_table_transforms_like_any_other(toy: wb.Model, tmp_pa
     assert rows.loc["table-int4", "size_bytes"] < rows.loc["table-int8", "size_bytes"]
     assert rows.loc["baseline", "metric_value"] == 1.0  # the labels are its own ranking
     assert rows["pareto"].dtype == bool and rows["pareto"].any()
+
+
+@pytest.mark.parametrize("name", ["table-int8", "table-int4", "table-fp16"])
+def test_an_onnx_model_gets_the_same_lookups_as_the_torch_export(toy: wb.Model, name: str) -> None:
+    onnx_model = toy.to_onnx()
+    before = onnx_model.onnx_bytes
+    variant = wb.transform(onnx_model, name)
+    assert onnx_model.proto.SerializeToString() == before  # type: ignore[union-attr]
+    assert variant.framework == "onnx" and variant.recipe["tables"] == ["tables.0", "tables.1"]
+    graph = variant.proto.graph  # type: ignore[union-attr]
+    assert "tables.0.weight" not in {t.name for t in graph.initializer}
+    x = _inputs(64, seed=2)
+    ort = wb.backend("onnxruntime")
+    got = ort.compile(variant, "cpu").run(x)[0]
+    expected = ort.compile(wb.transform(toy, name), "cpu").run(x)[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert variant.layer("tables.0").params_bytes < onnx_model.layer("tables.0").params_bytes

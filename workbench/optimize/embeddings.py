@@ -68,6 +68,8 @@ class TableInt8(Transform):
     exclude: tuple[str, ...] = ()
 
     def apply(self, model: Model, data: Any = None) -> Model:
+        if model.framework == "onnx":
+            return _compress_onnx(model, self, "int8")
         return _compress(model, self, lambda bag, _counts: _requantized(bag, "int8"))
 
 
@@ -86,6 +88,8 @@ class TableInt4(Transform):
     exclude: tuple[str, ...] = ()
 
     def apply(self, model: Model, data: Any = None) -> Model:
+        if model.framework == "onnx":
+            return _compress_onnx(model, self, "int4")
         return _compress(model, self, lambda bag, _counts: _requantized(bag, "int4"))
 
 
@@ -104,6 +108,8 @@ class TableFp16(Transform):
     exclude: tuple[str, ...] = ()
 
     def apply(self, model: Model, data: Any = None) -> Model:
+        if model.framework == "onnx":
+            return _compress_onnx(model, self, "fp16")
         return _compress(model, self, lambda bag, _counts: _requantized(bag, "fp16"))
 
 
@@ -338,7 +344,7 @@ def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
     """A `CompressedBag` storing float32 ``rows`` as ``storage``, with ``like``'s reduction."""
     import torch
 
-    weight = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+    weight = torch.from_numpy(np.array(rows, dtype=np.float32))  # a copy torch may own
     width = weight.shape[1]
     scale_bias = None
     if storage in ("fp32", "fp16"):
@@ -484,3 +490,114 @@ def _table_layer(layer: Layer, bag: Any) -> Layer:
     rows = _stored_rows(bag)
     width = bag.width if isinstance(bag, _bag_class()) else bag.weight.shape[1]
     return dataclasses.replace(layer, params=int(rows * width), params_bytes=_bag_bytes(bag))
+
+
+# ---- ONNX models --------------------------------------------------------------------
+def _compress_onnx(model: Model, config: Transform, storage: str) -> Model:
+    """A new ONNX model whose table lookups read ``storage`` rows.
+
+    A table is a ``Gather`` (axis 0) of a 2-D float32 initializer that nothing else
+    reads (a weight tied to an output projection stays float32). Its lookup becomes the
+    ONNX form of `CompressedBag`: the same codes, scales and ops as a torch model's export.
+    """
+    from onnx import TensorProto
+
+    from workbench.loaders.onnx import canonical_layer_name
+    from workbench.optimize.onnx_graph import onnx_variant, parent_proto
+
+    proto = parent_proto(model)  # a private copy to edit
+    graph = proto.graph
+    weights = {t.name: t for t in graph.initializer}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    exclude = set(getattr(config, "exclude", ()))
+    nodes, changed, used = [], [], set()
+    for index, node in enumerate(graph.node):
+        layer = canonical_layer_name(node, index)
+        table = weights.get(node.input[0]) if node.op_type == "Gather" and node.input else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if (
+            table is None or axis != 0 or len(table.dims) != 2 or layer in exclude
+            or table.data_type != TensorProto.FLOAT or readers[table.name] != 1
+        ):  # fmt: skip
+            nodes.append(node)
+            continue
+        new_nodes, new_weights = _onnx_lookup(node, table, storage, layer)
+        nodes.extend(new_nodes)
+        graph.initializer.extend(new_weights)
+        used.add(table.name)
+        changed.append(layer)
+    if not changed:
+        raise TransformError(
+            f"{config.name}: {model.name!r} has no table lookups to compress (a Gather on "
+            "axis 0 of a 2-D float32 initializer read by nothing else)"
+        )
+    kept = [t for t in graph.initializer if t.name not in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return onnx_variant(model, proto, config_to_dict(config, tables=changed))
+
+
+def _onnx_lookup(node: Any, table: Any, storage: str, layer: str) -> tuple[list[Any], list[Any]]:
+    """The nodes and initializers that look ``node``'s ids up in compressed rows."""
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.model import set_layer_name
+
+    base, ids, out = table.name, node.input[1], node.output[0]
+    rows = numpy_helper.to_array(table)
+    bag = _made(storage, rows, None, _Plain())
+    inits = [numpy_helper.from_array(bag.values.numpy(), f"{base}.values")]
+    made: list[Any] = []
+
+    def add(op: str, inputs: list[str], **attrs: Any) -> str:
+        name = f"{base}/{op}_{len(made)}"
+        made.append(helper.make_node(op, inputs, [f"{name}_out"], name=name, **attrs))
+        return f"{name}_out"
+
+    def const(name: str, value: Any) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), f"{base}.{name}"))
+        return f"{base}.{name}"
+
+    codes = add("Gather", [f"{base}.values", ids])
+    if storage == "int4":
+        byte = np.arange(256)
+        nibbles = np.stack([byte % 16, byte // 16], 1).astype(np.float32)
+        inits.append(numpy_helper.from_array(nibbles, f"{base}.nibbles"))
+        pairs = add("Gather", [f"{base}.nibbles", add("Cast", [codes], to=TensorProto.INT64)])
+        packed = 2 * int(bag.values.shape[1])
+        shape = add("Concat", [add("Shape", [ids]), const("packed", [packed])], axis=0)
+        flat = add("Reshape", [pairs, shape])
+        value = add("Slice", [flat, const("zero", [0]), const("width", [rows.shape[1]]),
+                              const("last", [-1])])  # fmt: skip
+    else:
+        value = add("Cast", [codes], to=TensorProto.FLOAT)
+    if bag.scale_bias is None:
+        made[-1].output[0] = out
+    else:
+        inits.append(numpy_helper.from_array(bag.scale_bias.numpy(), f"{base}.scale_bias"))
+        pair = add("Gather", [f"{base}.scale_bias", ids])
+        if bag.scale_bias.dtype != torch.float32:
+            pair = add("Cast", [pair], to=TensorProto.FLOAT)
+        last, one, two = const("last", [-1]), const("one", [1]), const("two", [2])
+        scale = add("Slice", [pair, const("zero", [0]), one, last])
+        bias = add("Slice", [pair, one, two, last])
+        add("Add", [add("Mul", [value, scale]), bias])
+        made[-1].output[0] = out
+    for new in made:
+        set_layer_name(new, layer)
+    unique = {t.name: t for t in inits}  # a constant asked for twice is stored once
+    return made, list(unique.values())
+
+
+@dataclasses.dataclass
+class _Plain:
+    """The reduction settings `_made` copies; an ONNX lookup reduces nothing itself."""
+
+    mode: str = "sum"
+    include_last_offset: bool = False
