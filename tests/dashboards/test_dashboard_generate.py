@@ -103,14 +103,19 @@ def test_bad_input_is_one_line_and_shows_nothing_half_done(page, settings, expec
 def test_random_weights_never_show_accuracy_and_take_token_ids():
     choices = language_choices()
     trained, tiny = choices["llama-stdlib"], choices["llama-tiny"]
-    assert trained.byte_level and "perplexity" in trained.describe()
-    assert not tiny.trained and "perplexity" not in tiny.describe()
-    assert prompt_tokens("é!", byte_level=True) == [0xC3, 0xA9, 0x21]
-    assert prompt_tokens("5, 7 9", byte_level=False) == [5, 7, 9]
+    assert trained.tokenizer is not None and "perplexity" in trained.describe()
+    assert not tiny.trained and tiny.tokenizer is None and "perplexity" not in tiny.describe()
+    assert prompt_tokens("é!", trained.tokenizer) == [0xC3, 0xA9, 0x21]  # its UTF-8 bytes
+    assert prompt_tokens("5, 7 9", None) == [5, 7, 9]
     with pytest.raises(InputError, match="token ids"):
-        prompt_tokens("5 x", byte_level=False)
-    assert [token_text(t, True) for t in (10, 32, 97)] == ["\\n", "␣", "a"]
-    assert token_text(10, False) == "10"
+        prompt_tokens("5 x", None)
+    assert [token_text(t, trained.tokenizer) for t in (10, 32, 97, 0xC3)] == [
+        "\\n",
+        "␣",
+        "a",
+        "\\xc3",
+    ]
+    assert token_text(10, None) == "10"
     page = GeneratePage()
     page.model_name = "llama-tiny"  # the text prompt makes no ids: ids are offered
     assert page.prompt == IDS_PROMPT and "random weights" in page.card.object

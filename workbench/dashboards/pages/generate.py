@@ -32,6 +32,7 @@ from workbench.dashboards.jobs import Dispatch, Jobs
 from workbench.dashboards.pages.common import TableSlot, figure_pane
 from workbench.errors import InputError
 from workbench.loaders.language import RANDOM_LLAMAS, TRAINED_LLAMAS
+from workbench.loaders.tokenizers import Tokenizer
 from workbench.profiling.generate import GenerationProfile
 from workbench.progress import CancelToken, ProgressCallback
 
@@ -42,7 +43,9 @@ MAX_HISTORY = 20
 #: the stream is redrawn at most this often (s): a fast runtime yields a token in
 #: well under a millisecond, faster than a browser can take messages
 STREAM_INTERVAL_S = 0.05
-#: the first prompt of a byte-level model, and of one that takes token ids
+#: what a stream was started with: prompt, output length, tokenizer
+Streaming = tuple[str, int, Tokenizer | None]
+#: the first prompt of a model with a tokenizer, and of one that takes token ids
 TEXT_PROMPT = "    def __init__(self"
 IDS_PROMPT = "1 2 3 4 5 6 7 8"
 
@@ -58,13 +61,14 @@ class LanguageChoice:
         name: what `workbench.loaders.language.language_model` loads.
         trained: trained weights (its card's accuracy is shown); False: random weights,
             for speed only, never for accuracy.
-        byte_level: token id = byte value, so a prompt is text (UTF-8 bytes); else ids.
+        tokenizer: the sample's own (`folder_tokenizer`: the prompt is text), or None
+            (the prompt is token ids).
         card: the sample's ``card.json`` (empty for a random config).
     """
 
     name: str
     trained: bool
-    byte_level: bool
+    tokenizer: Tokenizer | None
     card: dict[str, Any]
 
     def describe(self) -> str:
@@ -80,23 +84,23 @@ class LanguageChoice:
                 f" Held-out perplexity {self.card['held_out_perplexity']:.3g} per token "
                 f"(chance {self.card.get('uniform_perplexity', '?')}), from its card."
             )
-        return text + (" The prompt is text (UTF-8 bytes)." if self.byte_level else "")
+        if self.tokenizer is not None:
+            text += f" The prompt is text (tokenizer: {self.tokenizer.name})."
+        return text
 
 
 def language_choices() -> dict[str, LanguageChoice]:
     """The trained samples, then the random configs, by name."""
     from workbench.loaders.samples import samples_dir
+    from workbench.loaders.tokenizers import folder_tokenizer
 
     choices = {}
     for name in TRAINED_LLAMAS:
         card_path = samples_dir() / name / "card.json"
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        byte_level = card.get("tokenizer") == "bytes" or str(card.get("tokens", "")).startswith(
-            "bytes"
-        )
-        choices[name] = LanguageChoice(name, True, byte_level, card)
+        choices[name] = LanguageChoice(name, True, folder_tokenizer(samples_dir() / name), card)
     for name in RANDOM_LLAMAS:
-        choices[name] = LanguageChoice(name, False, False, {})
+        choices[name] = LanguageChoice(name, False, None, {})
     return choices
 
 
@@ -110,15 +114,15 @@ def load_language_model(name: str) -> Any:
         return _models[name]
 
 
-def prompt_tokens(prompt: str, byte_level: bool) -> list[int]:
-    """The prompt's token ids: its UTF-8 bytes for a byte-level model, else the integers
-    written in it (separated by spaces or commas).
+def prompt_tokens(prompt: str, tokenizer: Tokenizer | None) -> list[int]:
+    """The prompt's token ids: the tokenizer's encoding of the text, or, for a model
+    without one, the integers written in it (separated by spaces or commas).
 
     Raises:
         InputError: a model without a tokenizer given something other than integers.
     """
-    if byte_level:
-        return list(prompt.encode("utf-8"))
+    if tokenizer is not None:
+        return tokenizer.encode(prompt)
     return integers(prompt, "this model has no tokenizer: give the prompt as token ids", IDS_PROMPT)
 
 
@@ -134,12 +138,19 @@ def integers(text: str, what: str, example: str) -> list[int]:
         raise InputError(f"{what}, separated by spaces or commas (e.g. {example!r})") from None
 
 
-def token_text(token: int, byte_level: bool) -> str:
-    """How one token reads: its byte, escaped when not printable (``\\n``), a space as
-    ``␣`` (a chip of blank would not show), or its id."""
-    if not byte_level:
+def token_text(token: int, tokenizer: Tokenizer | None) -> str:
+    """How one token reads on its own: its id without a tokenizer; else its text, with
+    spaces as ``␣`` (a blank chip would not show) and what does not print escaped (a
+    newline as ``\\n``, a byte that is part of a UTF-8 character as ``\\xc3``)."""
+    from workbench.loaders.tokenizers import ByteTokenizer
+
+    if tokenizer is None:
         return str(token)
-    return "␣" if token == 0x20 else repr(bytes([token]))[2:-1]
+    if isinstance(tokenizer, ByteTokenizer):
+        piece = repr(bytes([token]))[2:-1]  # one byte may be part of a character
+    else:
+        piece = repr(tokenizer.decode([token]))[1:-1]
+    return piece.replace(" ", "␣")
 
 
 def stream_tokens(
@@ -194,7 +205,10 @@ def stream_tokens(
 
 
 def stream_html(
-    tokens: list[tuple[int, float]], prompt: str, output_length: int, byte_level: bool
+    tokens: list[tuple[int, float]],
+    prompt: str,
+    output_length: int,
+    tokenizer: Tokenizer | None,
 ) -> str:
     """The prompt, then each generated token as a chip with its latency under it."""
     if not tokens:
@@ -202,7 +216,7 @@ def stream_html(
     chips = "".join(
         f"<span class='wb-tok{' wb-first' if i == 0 else ''}' "
         f"title='token {i + 1}: {ms:.4g} ms{' (prefill: TTFT)' if i == 0 else ''}'>"
-        f"<b>{html.escape(token_text(t, byte_level))}</b><small>{ms:.3g}</small></span>"
+        f"<b>{html.escape(token_text(t, tokenizer))}</b><small>{ms:.3g}</small></span>"
         for i, (t, ms) in enumerate(tokens)
     )
     times = [ms for _, ms in tokens]
@@ -210,8 +224,8 @@ def stream_html(
     if len(times) > 1:
         status += f" · median step {float(np.median(times[1:])):.4g} ms"
     text = ""
-    if byte_level:
-        generated = bytes(t for t, _ in tokens).decode("utf-8", errors="replace")
+    if tokenizer is not None:
+        generated = tokenizer.decode([t for t, _ in tokens])
         text = (
             f"<pre class='wb-gen'><span class='wb-prompt'>{html.escape(prompt)}</span>"
             f"{html.escape(generated)}</pre>"
@@ -313,7 +327,7 @@ class GeneratePage(Viewer):
         self._dispatch: Dispatch = dispatch or (lambda callback: callback())
         self._run = 0  # a stream's tokens are shown only while it is the latest
         # what the stream shows: (prompt, output length, byte-level) of its run
-        self._streaming: tuple[str, int, bool] = (self.prompt, self.output_length, False)
+        self._streaming: Streaming = (self.prompt, self.output_length, None)
         self.choices = language_choices()
         self.param.model_name.objects = list(self.choices)
         self.model_name = self.model_name or next(iter(self.choices))
@@ -349,10 +363,10 @@ class GeneratePage(Viewer):
         layers, roofline = self.layers, self.roofline
         self._run += 1
         run = self._run
-        started = (prompt, output_length, choice.byte_level)
+        started = (prompt, output_length, choice.tokenizer)
 
         def work(progress: ProgressCallback, cancel: CancelToken) -> GenerationProfile:
-            ids = prompt_tokens(prompt, choice.byte_level)
+            ids = prompt_tokens(prompt, choice.tokenizer)
             progress(0.0, f"loading {name}")
             model = load_language_model(name)
             shown: list[tuple[int, float]] = []
@@ -393,7 +407,7 @@ class GeneratePage(Viewer):
         written = self.sweep_depths
 
         def work(progress: ProgressCallback, cancel: CancelToken) -> list[GenerationProfile]:
-            length = len(prompt_tokens(prompt, choice.byte_level))
+            length = len(prompt_tokens(prompt, choice.tokenizer))
             depths = integers(written, "sweep depths are token counts", "0 32 64") or None
             model = load_language_model(name)
             with measuring(cancel, progress):
@@ -414,7 +428,7 @@ class GeneratePage(Viewer):
         )
 
     # ---- showing ------------------------------------------------------------------------
-    def _streamed(self, run: int, started: tuple[str, int, bool], rows: list[Any]) -> None:
+    def _streamed(self, run: int, started: Streaming, rows: list[Any]) -> None:
         if run == self._run:
             self._streaming = started
             self.streamed = rows
@@ -427,10 +441,10 @@ class GeneratePage(Viewer):
         choice = self.choice
         self.card.object = html.escape(choice.describe())
         try:
-            prompt_tokens(self.prompt, choice.byte_level)
+            prompt_tokens(self.prompt, choice.tokenizer)
         except InputError:  # text left from a byte-level model: offer ids instead
             self.prompt = IDS_PROMPT
-        if choice.byte_level and self.prompt == IDS_PROMPT:
+        if choice.tokenizer is not None and self.prompt == IDS_PROMPT:
             self.prompt = TEXT_PROMPT
 
     def _show_stream(self, *_: Any) -> None:
