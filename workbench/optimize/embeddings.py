@@ -2,7 +2,9 @@
 
 Each transform builds a NEW torch `Model` in which every ``nn.EmbeddingBag`` (``sum`` or
 ``mean``, no ``padding_idx``) becomes a `CompressedBag` at the same module path, so the
-canonical layer names (``tables.3``) stay; the given model is never changed.
+canonical layer names (``tables.3``) stay; the given model is never changed. The first
+three also take an ONNX model: each ``Gather`` of a 2-D float32 initializer nothing else
+reads becomes the lookup a torch model's export would write (`_compress_onnx`).
 
 - ``table-int8`` (`TableInt8`): each row as uint8 with its own float32 scale and bias
   (FBGEMM's row-wise layout: ``d + 8`` bytes a row).
