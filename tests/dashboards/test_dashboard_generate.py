@@ -49,6 +49,9 @@ def test_tokens_stream_in_order_then_the_profile_shows_the_same_tokens(page):
     assert all(ms > 0 for _, ms in page.streamed)
     assert (g.backend, g.prompt_length, g.output_length, g.depth) == ("torch", 10, 6, 4)
     assert tuple(streamed) == g.tokens[0]  # greedy: the stream is the profiled generation
+    assert g.prompt_text == ("import os\n",) and g.text == (
+        bytes(streamed).decode("utf-8", "replace"),
+    )
     assert html.escape(bytes(streamed).decode("utf-8", errors="replace")) in page.stream.object
     assert "Phase split" in page.summary.object and "TPOT" in page.summary.object
     prefill, decode = page.prefill_slot.table.value, page.decode_slot.table.value

@@ -387,7 +387,9 @@ class GeneratePage(Viewer):
                 profile = wb.generate_profile(
                     model,
                     backend=backend,
-                    prompt=[ids],
+                    # text when there is a tokenizer, so the profile keeps it and the output's
+                    prompt=[ids] if choice.tokenizer is None else prompt,
+                    tokenizer=choice.tokenizer,
                     output_length=output_length,
                     depth=depth,
                     runs=runs,
