@@ -4,6 +4,8 @@ and their committed ONNX exports agree with torch."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,17 @@ def test_readings_splits_and_unknown_split_are_one_line() -> None:
     assert validation.num_samples == 2000 and 0 < validation.labels.mean() < 0.1
     with pytest.raises(WorkbenchError, match="unknown split 'validation' of interactions"):
         wb.samples.dataset("two-tower", split="validation")
+
+
+def test_a_sweep_reports_f1_on_the_autoencoder(tmp_path: Path) -> None:
+    from workbench.evaluation.sweep import sweep
+
+    model = wb.samples.load("anomaly-autoencoder")
+    data = wb.samples.dataset("anomaly-autoencoder", split="test", batch_size=1000)
+    table = sweep(
+        model, ["baseline"], ["onnxruntime"], data, metric="f1", budget_s=0.05,
+        store=tmp_path / "runs.sqlite",
+    )  # fmt: skip
+    assert table.metric == "f1" and len(table.df) == 1
+    value = table.df["metric_value"].iloc[0]
+    assert value == pytest.approx(model.metadata["card"]["test_f1"], abs=1e-4)
