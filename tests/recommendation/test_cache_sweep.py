@@ -75,6 +75,7 @@ def test_sweep_round_trips_json_and_checks_each_level() -> None:
     check = sweep.level_check().set_index("level")
     assert check.loc["L2", "within_2x"] and check.loc["L3", "within_2x"]
     assert check.loc["L3", "reported_bytes"] == 32 << 20
+    assert repr(sweep).startswith(f"CacheSweep: {len(SIZES)} points; L2 1 MiB: cliff at ")
 
 
 def test_bad_sweeps_are_refused_before_allocating() -> None:

@@ -227,6 +227,19 @@ class CacheSweep:
             )
         return pd.DataFrame(rows)
 
+    def __repr__(self) -> str:
+        from workbench.units import format_bytes
+
+        parts = [f"CacheSweep: {len(self.points)} points"]
+        for row in self.level_check().itertuples():
+            found = (
+                "no cliff found"
+                if row.ratio is None
+                else f"cliff at {format_bytes(row.detected_bytes)} ({row.ratio:.2f}x)"
+            )
+            parts.append(f"{row.level} {format_bytes(row.reported_bytes)}: {found}")
+        return "; ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return {
