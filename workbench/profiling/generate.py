@@ -562,10 +562,10 @@ def memory_rest(
         return None, "no resettable peak resident set on this OS (Linux /proc/self/clear_refs)"
     rest = peak - rss_before - cache_bytes - copied_weights
     if rest < 0:
+        held = "the cache and the runtime's own weights" if copied_weights else "the cache"
         return None, (
-            f"the process grew by {format_bytes(max(0, peak - rss_before))}, less than the "
-            "cache and the runtime's weights it holds: it reused memory freed earlier; "
-            "measure in a fresh process"
+            f"the process grew by {format_bytes(max(0, peak - rss_before))}, less than "
+            f"{held} it holds: it reused memory freed earlier; measure in a fresh process"
         )
     return rest, None
 
