@@ -13,18 +13,29 @@ With ``--variants`` numba's other configurations run as further runtimes of thei
 can use, BLAS called from ``@njit`` and our cache-blocked kernel, one after the other in
 this process (they are two kernels of one runtime, not two runtimes), in GFLOP/s.
 
-    python benchmarks/numba_cpu.py [--rounds 5] [--budget-s 1.0] [--variants] [--quick]
+With ``--model-set`` the models are the Numba path's model set (issue 27,
+``tests/backends/numba/model_set.py``: samples, their INT8 variants, the ONNX zoo's
+light models, a transformers BERT, torchvision's mobilenet_v3_small and resnet18 where
+torchvision imports), each written to an ONNX file the children load; a coverage table
+comes first: the ops numba refuses, and its largest difference from ORT at batch 1.
 
-``--quick`` proves the script works (one model, two rounds, tiny budgets) and writes
-``results/numba_cpu.quick.*``; it is not a measurement.
+    python benchmarks/numba_cpu.py [--rounds 5] [--budget-s 1.0] [--variants] [--quick]
+                                   [--model-set]
+
+``--quick`` proves the script works (one model, two rounds, tiny budgets; with
+``--model-set`` the set's cheap models at batch 1) and writes
+``results/numba_cpu.quick.*`` (``numba_model_set.quick.*``); it is not a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,12 +54,13 @@ VARIANTS = (
 
 
 def compare_model(
-    name: str, batch: int, rounds: int, budget_s: float, variants: bool
+    name: str, batch: int, rounds: int, budget_s: float, variants: bool, model: Any = None
 ) -> dict[str, Any]:
-    """ORT (the baseline) and numba, each in its own processes, alternated over rounds."""
+    """ORT (the baseline) and numba, each in its own processes, alternated over rounds
+    (on the sample ``name``, or on ``model``, a file path, when given)."""
     runtimes = [wb.Runtime("onnxruntime"), wb.Runtime("numba"), *(VARIANTS if variants else ())]
     comparison = wb.compare_runtimes(
-        name,
+        model or name,
         runtimes,
         batch,
         rounds=rounds,
@@ -56,6 +68,103 @@ def compare_model(
         progress=lambda _, message: print(f"  {name} b{batch} {message}", flush=True),
     )
     return comparison.to_dict() | {"table": comparison.table.reset_index().to_dict("records")}
+
+
+def model_set(quick: bool) -> list[tuple[Any, wb.Model | None, str]]:
+    """(entry, model or None, why not) for each model of the set; ``quick`` keeps the
+    cheap ones (no zoo, no torchvision)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "backends" / "numba"))
+    from model_set import entries
+
+    from workbench.errors import ModelLoadError
+
+    built = []
+    for entry in entries():
+        if quick and (entry.heavy or (entry.family == "sample" and entry.name != "digits-cnn")):
+            continue
+        try:
+            model = entry.make() if entry.family != "zoo" else _weighted_zoo(entry.name)
+        except (ModelLoadError, ImportError) as exc:
+            built.append((entry, None, str(exc).splitlines()[0]))
+            continue
+        built.append((entry, model, ""))
+    return built
+
+
+def _weighted_zoo(name: str) -> wb.Model:
+    """A zoo model with seeded random weights (the shipped ones are all 0.02)."""
+    from workbench.testing.foreign import light_model
+
+    short = name.removeprefix("zoo ")
+    folder = Path(tempfile.mkdtemp(prefix="wb-zoo-"))
+    return wb.load(light_model(short, folder / f"{short}.onnx"))
+
+
+def coverage(entry: Any, model: wb.Model | None, why: str) -> dict[str, Any]:
+    """What numba refuses of ``model``; where it runs, whether its outputs at batch 1
+    equal ORT's within the ``model`` tolerances (NaN and inf in the same places), and
+    the largest difference between their finite values."""
+    from model_set import refused_ops
+
+    from workbench.tolerances import allclose
+
+    row: dict[str, Any] = {"model": entry.name, "family": entry.family, "refused": []}
+    if model is None:
+        return row | {"status": f"not built: {why}"}
+    row["refused"] = refused_ops(model)
+    if row["refused"]:
+        return row | {"status": "refused"}
+    x = model.example_inputs(1)
+    expected = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+    got = wb.backend("numba").compile(model, "cpu").run(x)
+    pairs = list(zip(got, expected, strict=True))
+    gaps = [np.abs(np.asarray(a, np.float64) - b) for a, b in pairs]
+    return row | {
+        "status": "runs",
+        "matches": all(allclose(a, b, "model") for a, b in pairs),
+        "max_abs_diff": max(float(np.max(g, where=np.isfinite(g), initial=0)) for g in gaps),
+        "nonfinite": any(not np.isfinite(b).all() for _, b in pairs),
+    }
+
+
+def run_model_set(args: argparse.Namespace) -> None:
+    """Coverage of the model set, then ORT against numba on every model numba runs."""
+    folder = Path(tempfile.mkdtemp(prefix="wb-model-set-"))
+    rows, results = [], []
+    rounds, budget_s = (2, 0.05) if args.quick else (args.rounds, args.budget_s)
+    for entry, model, why in model_set(args.quick):
+        row = coverage(entry, model, why)
+        rows.append(row)
+        print(row, flush=True)
+        if row["status"] != "runs" or model is None:
+            continue
+        path = folder / f"{entry.name.replace(' ', '_')}.onnx"
+        path.write_bytes(model.to_onnx().onnx_bytes)
+        for batch in (1,) if args.quick else BATCHES:
+            result = compare_model(entry.name, batch, rounds, budget_s, args.variants, path)
+            results.append(result | {"model": entry.name})
+    lines = [
+        "| model | family | numba | ops refused | equals ORT (batch 1) | max abs diff |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        same = "-"
+        if "matches" in row:
+            same = "yes" if row["matches"] else "NO"
+            same += " (NaN/inf in ORT's too)" if row["nonfinite"] else ""
+        diff = f"{row['max_abs_diff']:.1e}" if "max_abs_diff" in row else "-"
+        refused = ", ".join(row["refused"]) or "-"
+        cells = [row["model"], row["family"], row["status"], refused, same, diff]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n\n" + table(results, [])
+    print(text)
+    write_results(
+        "numba_model_set",
+        {"protocol": "wb.compare_runtimes", "rounds": rounds, "budget_s": budget_s,
+         "coverage": rows, "models": results},
+        text,
+        quick=args.quick,
+    )  # fmt: skip
 
 
 def gemm_shapes() -> list[tuple[str, int, int, int]]:
@@ -157,7 +266,11 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=1.0, help="per process, seconds")
     parser.add_argument("--variants", action="store_true", help="also numba nchw / own GEMM")
     parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
+    parser.add_argument("--model-set", action="store_true", help="the issue-27 model set")
     args = parser.parse_args()
+    if args.model_set:
+        run_model_set(args)
+        return
     models, rounds, budget_s = MODELS, args.rounds, args.budget_s
     if args.quick:
         models, rounds, budget_s = MODELS[:1], 2, 0.05

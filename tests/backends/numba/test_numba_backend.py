@@ -399,3 +399,13 @@ def test_float32_erf_and_gelu_are_vectorisable_and_within_stated_error() -> None
     nan = elementwise.apply("Gelu", [np.array([np.nan, 0.0], np.float32)], None)
     assert np.isnan(nan[0]) and nan[1] == 0
     assert (elementwise.apply("Erf", [x.astype(np.float64)], None) == exact).all()
+
+
+def test_nan_and_infinite_rows_give_nan_as_in_onnxruntime(backend) -> None:
+    """IEEE division in the kernels: a Softmax over a row of NaN or of -inf is NaN (it
+    raised ZeroDivisionError from inside the kernel, on the zoo's Inception v2)."""
+    x = np.array([[np.nan] * 4, [1, 2, 3, 4], [-np.inf] * 4], np.float32)
+    model = single_node_model("Softmax", {"x": x}, {"axis": 1})
+    (got,) = backend.compile(model, "cpu").run({"x": x})
+    assert_close(got, ort_outputs(model, {"x": x})[0])
+    assert np.isnan(got[[0, 2]]).all()

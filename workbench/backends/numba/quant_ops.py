@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
@@ -68,15 +69,39 @@ def quantized_type(node: Node, ins: Arrays) -> np.dtype:
     return np.dtype(np.uint8)
 
 
+@njit(cache=True, nogil=True)
+def _quantize_flat(x: Any, scale: Any, zero: Any, low: float, high: float, out: Any) -> None:
+    """`quantize` of a contiguous tensor with one scale and zero point, in one pass."""
+    for i in range(x.size):
+        q = np.rint(x[i] / scale) + zero
+        out[i] = min(max(q, low), high)
+
+
+@njit(cache=True, nogil=True)
+def _dequantize_flat(x: Any, scale: Any, zero: Any, out: Any) -> None:
+    """``out = (x - zero) * scale`` over a contiguous tensor, one scale and zero point."""
+    for i in range(x.size):
+        out[i] = (np.int64(x[i]) - zero) * scale
+
+
+def _flat(*arrays: Any) -> bool:
+    return all(a.flags.c_contiguous for a in arrays)
+
+
 def quantize(
     x: np.ndarray, scale: Any, zero: Any, dtype: np.dtype, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """``saturate(round_half_even(x / scale) + zero)`` as ``dtype``, in ``x``'s float type."""
+    """``saturate(round_half_even(x / scale) + zero)`` as ``dtype``, in ``x``'s float type
+    (one compiled pass for a contiguous tensor with one scale, NumPy otherwise)."""
     info = np.iinfo(dtype)
-    values = np.rint(x / scale) + np.asarray(zero, x.dtype)
-    values = np.clip(values, info.min, info.max)
     if out is None:
-        return values.astype(dtype)
+        out = np.empty(x.shape, dtype)
+    scale, zero = np.asarray(scale, x.dtype), np.asarray(zero, x.dtype)
+    if scale.ndim == 0 and zero.ndim == 0 and x.dtype.kind == "f" and _flat(x, out):
+        low, high = float(info.min), float(info.max)
+        _quantize_flat(x.reshape(-1), scale[()], zero[()], low, high, out.reshape(-1))
+        return out
+    values = np.clip(np.rint(x / scale) + zero, info.min, info.max)
     np.copyto(out, values, casting="unsafe")
     return out
 
@@ -97,10 +122,12 @@ def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     checked_type(node, x.dtype)
     scale = _per_axis(node, ins[1], x.shape)
     out = _out(outs, x.shape, scale.dtype)
-    if len(ins) > 2 and ins[2] is not None:
-        shifted = x.astype(np.int64) - _per_axis(node, ins[2], x.shape).astype(np.int64)
-    else:
-        shifted = x
+    zero = _per_axis(node, ins[2], x.shape) if len(ins) > 2 and ins[2] is not None else None
+    if scale.ndim == 0 and (zero is None or zero.ndim == 0) and _flat(x, out):
+        shift = 0 if zero is None else int(zero)
+        _dequantize_flat(x.reshape(-1), scale[()], shift, out.reshape(-1))
+        return [out]
+    shifted = x if zero is None else x.astype(np.int64) - zero.astype(np.int64)
     np.multiply(shifted, scale, out=out, casting="unsafe")
     return [out]
 
@@ -127,12 +154,24 @@ def matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     ``b_zero`` per column of ``b`` or a scalar."""
     a, b = ins[0], ins[1]
     a_wide = a.astype(np.float64)
-    b_wide = b.astype(np.float64)
     if len(ins) > 2 and ins[2] is not None:
         zero = np.asarray(ins[2], np.float64)
         a_wide -= zero.reshape(-1, 1) if zero.size > 1 else zero.reshape(())
-    if len(ins) > 3 and ins[3] is not None:
-        b_wide -= np.asarray(ins[3], np.float64).reshape(-1)
+
+    def widen() -> np.ndarray:
+        wide = b.astype(np.float64)
+        if len(ins) > 3 and ins[3] is not None:
+            wide -= np.asarray(ins[3], np.float64).reshape(-1)
+        return wide
+
+    # a constant weight (the usual case) is widened once per session, not every run
+    needed = {1, 3} if len(ins) > 3 and ins[3] is not None else {1}
+    if not needed <= node.const_inputs:
+        b_wide = widen()
+    elif "wide_b" in node.cache:
+        b_wide = node.cache["wide_b"]
+    else:
+        b_wide = node.cache["wide_b"] = widen()
     product = np.matmul(a_wide, b_wide)
     out = _out(outs, product.shape, np.int32)
     np.copyto(out, product, casting="unsafe")
