@@ -83,6 +83,8 @@ def test_bad_sweeps_are_refused_before_allocating() -> None:
         cache_sweep([1 << 20], runtimes=["tensorflow"])
     with pytest.raises(ParameterError, match="free memory"):
         cache_sweep([1 << 50], bandwidth_bytes_per_s=1e9)
+    with pytest.raises(ParameterError, match="ids must be 'uniform' or 'zipf'"):
+        cache_sweep([1 << 20], ids="normal")
     with pytest.raises(ParameterError, match="batches must be positive"):
         cache_sweep([1 << 20], batches=[0], bandwidth_bytes_per_s=1e9)
 
@@ -98,3 +100,20 @@ def test_a_tiny_sweep_has_one_measured_point_per_runtime_batch_and_size() -> Non
         points["gb_per_s"], points["bytes_read"] / (points["latency_ms"] * 1e-3) / 1e9
     )
     assert set(points["rows"]) == {(64 << 10) // 128, (256 << 10) // 128}
+
+
+def test_zipf_pools_concentrate_on_scattered_hot_rows() -> None:
+    from workbench.profiling.cache_sweep import _ids_pool
+
+    rng = np.random.default_rng(0)
+    uniform, zipf = _ids_pool(rng, 10_000, 256, 8), _ids_pool(rng, 10_000, 256, 8, "zipf")
+    assert uniform.shape == zipf.shape == (10, 256, 8)  # 2 x rows ids at least
+    assert zipf.min() >= 0 and zipf.max() < 10_000
+
+    def top_100_share(pool: np.ndarray) -> float:
+        counts = np.sort(np.bincount(pool.ravel(), minlength=10_000))[::-1]
+        return float(counts[:100].sum() / pool.size)
+
+    assert top_100_share(zipf) > 0.4 and top_100_share(uniform) < 0.05
+    hot = np.argsort(np.bincount(zipf.ravel(), minlength=10_000))[-10:]
+    assert hot.max() - hot.min() > 1_000  # the hot rows are spread over the table

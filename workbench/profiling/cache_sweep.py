@@ -190,7 +190,7 @@ class CacheSweep:
         width: the tables' width (columns).
         bag: ids per bag.
         itemsize: bytes per table element (4: float32).
-        ids: how ids were drawn (``"uniform"``).
+        ids: how ids were drawn (``"uniform"`` or ``"zipf"``).
         environment: the CPU, the load average during the sweep, the threads.
     """
 
@@ -288,6 +288,7 @@ def cache_sweep(
     runtimes: Sequence[str] = RUNTIMES,
     width: int = 32,
     bag: int = 8,
+    ids: str = "uniform",
     budget_s: float = 0.3,
     seed: int = 0,
     caches: Mapping[str, int] | None = None,
@@ -297,7 +298,7 @@ def cache_sweep(
     """Time embedding-bag lookups over table size x batch and find the cache cliffs.
 
     Runs on the CPU, in this process; allocates one float32 table at a time (the
-    largest is ``max(table_bytes)``) and a pool of uniform ids covering it. Each point
+    largest is ``max(table_bytes)``) and a pool of ids covering it. Each point
     is a `Measurement` (median of repeats within ``budget_s``, after warm-up).
 
     Args:
@@ -307,6 +308,10 @@ def cache_sweep(
         runtimes: a subset of `RUNTIMES`.
         width: columns per row (float32).
         bag: ids per bag (lookups per call = batch x bag).
+        ids: ``"uniform"`` (every row equally likely: the working set is the table, so
+            the cliffs show) or ``"zipf"`` (hot rows scattered over the table, weight
+            ``1 / (rank + 1) ** 1.1`` as in the samples' data: the hot rows stay cached,
+            which softens the cliffs).
         budget_s: time budget of each point's repeats, in seconds.
         seed: the ids' seed.
         caches: cache sizes by level; default: the ones this machine reports
@@ -319,7 +324,7 @@ def cache_sweep(
         A frozen `CacheSweep`.
 
     Raises:
-        ParameterError: an unknown runtime, a size, batch, width or bag not positive,
+        ParameterError: an unknown runtime or ids, a size, batch, width or bag not positive,
             or a table too large for this machine's free memory (said before allocating).
 
     Example:
@@ -335,6 +340,8 @@ def cache_sweep(
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown or not runtimes:
         raise ParameterError(f"runtimes must be some of {list(RUNTIMES)}, got {list(runtimes)}")
+    if ids not in ("uniform", "zipf"):
+        raise ParameterError(f"ids must be 'uniform' or 'zipf', got {ids!r}")
     caches = dict(cache_sizes() if caches is None else caches)
     sizes = sorted(set(default_table_bytes(caches) if table_bytes is None else table_bytes))
     for name, values in (
@@ -366,7 +373,7 @@ def cache_sweep(
         table_rows = max(1, size // (width * 4))
         table = rng.standard_normal((table_rows, width), dtype=np.float32)
         for batch in batches:
-            pool = _ids_pool(rng, table_rows, batch, bag)
+            pool = _ids_pool(rng, table_rows, batch, bag, ids)
             for runtime in runtimes:
                 rows.append(_point(runtime, table, pool, batch, bag, budget_s))
         del table
@@ -378,15 +385,21 @@ def cache_sweep(
         "load_average_after": list(os.getloadavg()),
     }
     return CacheSweep(
-        points, cliffs, caches, bandwidth_bytes_per_s, width, bag, 4, "uniform", note, environment
+        points, cliffs, caches, bandwidth_bytes_per_s, width, bag, 4, ids, note, environment
     )
 
 
-def _ids_pool(rng: np.random.Generator, rows: int, batch: int, bag: int) -> np.ndarray:
-    """Batches of uniform ids, ``(calls, batch, bag)``: enough calls to touch every row
-    about twice (so a call does not find the last one's rows cached), within `MAX_POOL_IDS`."""
+def _ids_pool(
+    rng: np.random.Generator, rows: int, batch: int, bag: int, ids: str = "uniform"
+) -> np.ndarray:
+    """Batches of ids, ``(calls, batch, bag)``: enough calls to draw twice as many ids as
+    rows (so a call does not find the last one's rows cached), within `MAX_POOL_IDS`."""
     per_call = batch * bag
     calls = int(np.clip(math.ceil(2 * rows / per_call), 4, max(4, MAX_POOL_IDS // per_call)))
+    if ids == "zipf":
+        from workbench.loaders.rec_data import zipf_ids
+
+        return zipf_ids(rng, rows, (calls, batch, bag), rng.permutation(rows))
     return rng.integers(0, rows, (calls, batch, bag), dtype=np.int64)
 
 
