@@ -108,7 +108,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=batch_int, default=1, help="sequences (default 1)")
     p.add_argument("--runs", type=positive_int, default=3, help="timed generations (default 3)")
     p.add_argument("--warmup", type=count_int, default=1, help="untimed generations first")
-    p.add_argument("--threads", type=threads_int, default=None, help="ORT intra-op threads")
+    p.add_argument(
+        "--threads",
+        type=threads_int,
+        default=None,
+        help="the runtime's intra-op threads (default: its own)",
+    )
     p.add_argument("--seed", type=count_int, default=0, help="random prompt and weights seed")
     p.add_argument(
         "--no-check", action="store_true", help="do not check the tokens against torch's"
