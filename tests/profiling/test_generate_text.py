@@ -58,6 +58,7 @@ def test_bytes_encode_decode_round_trip() -> None:
     assert tok.encode("é(") == [0xC3, 0xA9, 0x28]
     assert tok.decode(tok.encode("def f():\n")) == "def f():\n"
     assert tok.decode([0xC3]) == "\ufffd"  # a cut UTF-8 sequence still decodes
+    assert tok.decode([0x61, 300, 0x62]) == "a\ufffdb"  # an id from a larger vocabulary
 
 
 def test_a_text_prompt_is_its_bytes_and_the_output_is_decoded(byte_llama: object) -> None:

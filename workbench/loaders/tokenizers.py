@@ -56,8 +56,8 @@ class Tokenizer(Protocol):
 class ByteTokenizer:
     """Byte-level: each UTF-8 byte is one token whose id is the byte's value.
 
-    Decoding replaces an incomplete or invalid UTF-8 sequence with U+FFFD, so any ids
-    a byte-level model generates decode to text.
+    Decoding replaces an incomplete or invalid UTF-8 sequence, and an id that is no
+    byte (a model with a larger vocabulary), with U+FFFD, so any ids decode to text.
     """
 
     name = "bytes"
@@ -67,7 +67,9 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+        # a non-byte id becomes an invalid byte, so it decodes as U+FFFD as well
+        raw = bytes(int(i) if 0 <= int(i) < 256 else 0xFF for i in ids)
+        return raw.decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
         return "ByteTokenizer()"
