@@ -81,3 +81,16 @@ def test_a_sweep_reports_f1_on_the_autoencoder(tmp_path: Path) -> None:
     assert table.metric == "f1" and len(table.df) == 1
     value = table.df["metric_value"].iloc[0]
     assert value == pytest.approx(model.metadata["card"]["test_f1"], abs=1e-4)
+
+
+def test_the_autoencoders_threshold_is_the_best_f1_cut_halfway_between_scores() -> None:
+    import importlib.util
+
+    script = Path(__file__).parents[2] / "sample_models" / "autoencoder_train.py"
+    spec = importlib.util.spec_from_file_location("autoencoder_train", script)
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7])
+    assert train.best_threshold(scores, np.array([0, 1, 1, 0, 0])) == pytest.approx(0.75)
+    assert train.best_threshold(scores, np.array([0, 1, 1, 0, 1])) == pytest.approx(0.45)
