@@ -231,3 +231,37 @@ def test_an_onnx_model_gets_the_same_lookups_as_the_torch_export(toy: wb.Model, 
     expected = ort.compile(wb.transform(toy, name), "cpu").run(x)[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert variant.layer("tables.0").params_bytes < onnx_model.layer("tables.0").params_bytes
+
+
+class Tower(nn.Module):
+    """An item tower: an ``nn.Embedding`` lookup (no bag), as the two-tower sample has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.table = nn.Embedding(ROWS[0], 8)
+        self.mlp = nn.Linear(8, 4)
+
+    def forward(self, item: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.table(item))
+
+
+@pytest.mark.parametrize("name", ["table-int8", "table-int4", "table-prune"])
+def test_an_embedding_lookup_is_compressed_too(name: str) -> None:
+    item = torch.from_numpy(_inputs(2)["a"][:, 0])
+    model = wb.load(Tower(), example_inputs=(item,), input_names=["item"])
+    train = Dataset.from_arrays(_inputs(4000, seed=7)["a"][:, 0], np.zeros(4000), batch_size=500)
+    variant = wb.transform(model, name, data=train)
+    assert variant.recipe["tables"] == ["table"]
+    x = {"item": _inputs(64, seed=4)["a"][:, 0]}
+    eager = _eager(variant, x)
+    assert eager.shape == (64, 4)
+    if name != "table-prune":
+        reference = Tower()
+        reference.load_state_dict(model.module.state_dict())  # type: ignore[union-attr]
+        rows = _dequantized(reference.table.weight.detach(), name.removeprefix("table-"))
+        reference.table.weight.data = torch.from_numpy(rows)
+        with torch.no_grad():
+            np.testing.assert_allclose(eager, reference(torch.from_numpy(x["item"])), atol=1e-5)
+    onnx_out = wb.backend("onnxruntime").compile(variant, "cpu").run(x)[0]
+    np.testing.assert_allclose(onnx_out, eager, atol=1e-5)

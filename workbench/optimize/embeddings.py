@@ -51,6 +51,8 @@ __all__ = ["TableFp16", "TableInt4", "TableInt8", "TablePrune", "table_bytes"]
 
 #: samples per forward pass while counting the training ids
 _COUNT_CHUNK = 8192
+#: the ``mode`` of a compressed ``nn.Embedding``: rows looked up, no bag reduction
+LOOKUP = "lookup"
 #: how a compressed table stores its rows
 Storage = Literal["fp32", "fp16", "int8", "int4"]
 
@@ -228,6 +230,8 @@ def _bag_class() -> Any:
         ) -> torch.Tensor:
             if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
                 return self._portable(input, offsets, per_sample_weights)
+            if self.mode == LOOKUP:
+                return self._lookup(input)
             ids, offsets = _flat_bags(input, offsets)
             if self.remap is not None:
                 ids = self._remapped(ids)
@@ -250,6 +254,21 @@ def _bag_class() -> Any:
                 self.packed(), ids, offsets, False, mode, False, weights, None,
                 self.include_last_offset,
             )  # fmt: skip
+
+        def _lookup(self, input: torch.Tensor) -> torch.Tensor:
+            """An ``nn.Embedding``'s rows: FBGEMM's bag ops with bags of one id."""
+            ids = input if self.remap is None else self._remapped(input)
+            if self.storage in ("fp32", "fp16"):
+                return F.embedding(ids, self.values).float()
+            flat = ids.reshape(-1).contiguous()  # FBGEMM's ops take contiguous ids only
+            op = (
+                torch.ops.quantized.embedding_bag_byte_rowwise_offsets
+                if self.storage == "int8"
+                else torch.ops.quantized.embedding_bag_4bit_rowwise_offsets
+            )
+            one = torch.arange(flat.shape[0], dtype=flat.dtype)
+            rows = op(self.packed(), flat, one, False, 0, False, None, None, False)
+            return rows.reshape(*input.shape, self.width)  # type: ignore[no-any-return]
 
         def _remapped(self, ids: torch.Tensor) -> torch.Tensor:
             assert self.remap is not None
@@ -290,6 +309,8 @@ def _bag_class() -> Any:
             per_sample_weights: torch.Tensor | None,
         ) -> torch.Tensor:
             ids = input if self.remap is None else self._remapped(input)
+            if self.mode == LOOKUP:
+                return self.rows(ids)
             return reduce_bags(  # type: ignore[no-any-return]
                 self.rows(ids), input, offsets, per_sample_weights, self.mode,
                 self.include_last_offset,
@@ -303,10 +324,10 @@ def _flat_bags(input: torch.Tensor, offsets: torch.Tensor | None) -> tuple[Any, 
     """1-D ids and bag offsets (the form FBGEMM's ops take) from 2-D fixed-size bags."""
     import torch
 
-    if input.dim() == 1:
-        return input, offsets
+    if input.dim() == 1:  # FBGEMM's ops take contiguous ids and offsets only
+        return input.contiguous(), None if offsets is None else offsets.contiguous()
     bags, size = input.shape
-    return input.reshape(-1), torch.arange(0, bags * size, size, dtype=input.dtype)
+    return input.reshape(-1).contiguous(), torch.arange(0, bags * size, size, dtype=input.dtype)
 
 
 # ---- shared -------------------------------------------------------------------------
@@ -316,7 +337,9 @@ def _tables(module: Any) -> list[tuple[str, Any]]:
 
     found = []
     for path, sub in module.named_modules():
-        plain = type(sub) is nn.EmbeddingBag and sub.padding_idx is None and sub.mode != "max"
+        bag = type(sub) is nn.EmbeddingBag and sub.mode != "max"
+        lookup = type(sub) is nn.Embedding and sub.max_norm is None
+        plain = (bag or lookup) and sub.padding_idx is None
         if plain or isinstance(sub, _bag_class()):
             found.append((path, sub))
     return found
@@ -343,7 +366,8 @@ def _bag_bytes(bag: Any) -> int:
 
 
 def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
-    """A `CompressedBag` storing float32 ``rows`` as ``storage``, with ``like``'s reduction."""
+    """A `CompressedBag` storing float32 ``rows`` as ``storage``, reducing as the bag
+    ``like`` does (an ``nn.Embedding`` or None: no reduction, `LOOKUP`)."""
     import torch
 
     weight = torch.from_numpy(np.array(rows, dtype=np.float32))  # a copy torch may own
@@ -368,7 +392,13 @@ def _made(storage: str, rows: np.ndarray, remap: Any, like: Any) -> Any:
         values = packed[:, :-tail].contiguous()
         scale_bias = packed[:, -tail:].contiguous().view(dtype)
     return _bag_class()(
-        storage, width, values, scale_bias, remap, like.mode, like.include_last_offset
+        storage,
+        width,
+        values,
+        scale_bias,
+        remap,
+        getattr(like, "mode", LOOKUP),
+        getattr(like, "include_last_offset", False),
     )
 
 
@@ -553,7 +583,7 @@ def _onnx_lookup(node: Any, table: Any, storage: str, layer: str) -> tuple[list[
 
     base, ids, out = table.name, node.input[1], node.output[0]
     rows = numpy_helper.to_array(table)
-    bag = _made(storage, rows, None, _Plain())
+    bag = _made(storage, rows, None, None)  # a lookup: the graph reduces (or not) after it
     inits = [numpy_helper.from_array(bag.values.numpy(), f"{base}.values")]
     made: list[Any] = []
 
@@ -595,11 +625,3 @@ def _onnx_lookup(node: Any, table: Any, storage: str, layer: str) -> tuple[list[
         set_layer_name(new, layer)
     unique = {t.name: t for t in inits}  # a constant asked for twice is stored once
     return made, list(unique.values())
-
-
-@dataclasses.dataclass
-class _Plain:
-    """The reduction settings `_made` copies; an ONNX lookup reduces nothing itself."""
-
-    mode: str = "sum"
-    include_last_offset: bool = False
