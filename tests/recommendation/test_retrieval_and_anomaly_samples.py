@@ -94,3 +94,18 @@ def test_the_autoencoders_threshold_is_the_best_f1_cut_halfway_between_scores() 
     scores = np.array([0.1, 0.9, 0.8, 0.2, 0.7])
     assert train.best_threshold(scores, np.array([0, 1, 1, 0, 0])) == pytest.approx(0.75)
     assert train.best_threshold(scores, np.array([0, 1, 1, 0, 1])) == pytest.approx(0.45)
+
+
+def test_generators_are_seeded_and_keep_their_invariants() -> None:
+    from workbench.loaders.rec_data import ITEMS, interactions, sensor_readings
+
+    users = interactions("test", users=200)
+    again = interactions("test", users=200)
+    np.testing.assert_array_equal(users.history, again.history)
+    chosen = np.concatenate([users.history, users.held_out], axis=1)
+    assert all(len(set(row)) == chosen.shape[1] for row in chosen)  # no item twice
+    assert chosen.min() >= 0 and chosen.max() < ITEMS
+    assert not np.array_equal(interactions("train", users=200).history, users.history)
+    readings = sensor_readings("validation", samples=3000)
+    np.testing.assert_array_equal(readings.x, sensor_readings("validation", samples=3000).x)
+    assert 0.01 < readings.labels.mean() < 0.05
