@@ -154,7 +154,8 @@ def norm_rows(x, out, code):
         if code == 4 and cols:
             top = float64(x[i, 0])
             for j in range(1, cols):
-                top = max(top, float64(x[i, j]))
+                v = float64(x[i, j])
+                top = v if v > top else top
             if math.isinf(top):
                 top = 0.0
         acc = float64(0.0)
@@ -191,6 +192,12 @@ def _round_half_even(v):
     return r
 
 
+@cuda.jit(device=True)
+def _clamp(v, low, high):
+    # no min/max: NVVM rejects the builtins' typing here (see `cuda._scalar_op`)
+    return low if v < low else (high if v > high else v)
+
+
 @cuda.jit
 def quantize(x, scale, zero, steps, low, high, out):
     """``out = clip(round_half_even(x / scale) + zero, low, high)`` over [outer, dim, inner]."""
@@ -202,7 +209,7 @@ def quantize(x, scale, zero, steps, low, high, out):
         o = e // (inner * dim)
         q = float64(_round_half_even(x[o, d, i] / _param(scale, o, d, i, steps)))
         q += float64(_param(zero, o, d, i, steps))  # in floats: no 8-bit wrap-around
-        out[o, d, i] = min(max(q, low), high)
+        out[o, d, i] = _clamp(q, low, high)
 
 
 @cuda.jit
@@ -227,12 +234,13 @@ def dynamic_parameters(x, scale, zero, divisor):
         low = float64(0.0)
         high = float64(0.0)
         for e in range(x.size):
-            low = min(low, float64(x[e]))
-            high = max(high, float64(x[e]))
+            v = float64(x[e])
+            low = v if v < low else low
+            high = v if v > high else high
         s = float64(float32((high - low) / 255.0))  # the float32 scale, as the CPU's
         scale[0] = s
         divisor[0] = s if s > 0 else 1.0
-        zero[0] = min(max(_round_half_even(-low / s), 0.0), 255.0) if s > 0 else 0.0
+        zero[0] = _clamp(float64(_round_half_even(-low / s)), 0.0, 255.0) if s > 0 else 0.0
 
 
 @cuda.jit
