@@ -194,6 +194,9 @@ def stream_tokens(
     tokens: list[int] = []
     try:
         with settings_of(decoder):
+            prepare = getattr(decoder, "prepare", None)
+            if callable(prepare):  # as generate_profile: e.g. torch-compile compiles now
+                prepare(prompt, output_length, context)
             for token, ms in token_steps(decoder, prompt, output_length, context):
                 tokens.append(int(token[0]))
                 on_token(tokens[-1], ms)
