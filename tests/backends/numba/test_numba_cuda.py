@@ -156,6 +156,7 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch) -> None:
         kernels.where_nd: (nt.Array(flag, 1, "C"), arr[1], arr[1], arr[1], idx, idx, idx, idx),
         kernels.gather_axis: (arr[3], idx, arr[3]),
         kernels.fill: (arr[1], f32),
+        **_index_and_qdq_signatures(),
     }
     for kernel, signature in signatures.items():
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
@@ -166,6 +167,31 @@ def test_cuda_kernels_compile_to_ptx_for_hopper(monkeypatch) -> None:
         cc=(9, 0),
     )[0]
     assert "ld.local" not in large  # the register tile really is in registers
+
+
+def _index_and_qdq_signatures() -> dict[object, tuple[object, ...]]:
+    """The `index_cuda` kernels with their int8/uint8/int32 operands (issue 27)."""
+    from numba import types as nt
+
+    from workbench.backends.numba import index_cuda as k
+
+    def a(dtype: object, ndim: int) -> object:
+        return nt.Array(dtype, ndim, "C")
+
+    f32, i64, u8, i8 = nt.float32, nt.int64, nt.uint8, nt.int8
+    idx, flag = a(i64, 1), nt.boolean
+    return {
+        k.gather_elements: (a(f32, 1), idx, a(f32, 1), idx, idx, i64, i64),
+        k.scatter_elements: (a(f32, 1), idx, a(f32, 1), idx, idx, i64, i64, i64),
+        k.gather_nd: (a(f32, 3), a(i64, 3), a(f32, 3), idx, idx),
+        k.scatter_nd: (a(f32, 2), a(i64, 2), a(f32, 2), idx, idx, i64),
+        k.cumsum: (a(f32, 3), a(f32, 3), flag, flag),
+        k.norm_rows: (a(f32, 2), a(f32, 1), i64),
+        k.quantize: (a(f32, 3), a(f32, 1), a(i8, 1), idx, nt.float64, nt.float64, a(i8, 3)),
+        k.dequantize: (a(u8, 3), a(f32, 1), a(u8, 1), idx, a(f32, 3)),
+        k.dynamic_parameters: (a(f32, 1), a(f32, 1), a(u8, 1), a(f32, 1)),
+        k.matmul_integer: (a(u8, 3), a(i8, 3), a(u8, 1), a(i8, 1), a(nt.int32, 3)),
+    }
 
 
 @pytest.mark.gpu
