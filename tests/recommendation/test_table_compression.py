@@ -162,17 +162,26 @@ def test_prune_keeps_the_most_used_rows_and_a_weighted_fallback(toy: wb.Model) -
     np.testing.assert_allclose(onnx_out, _eager(pruned, x), atol=1e-5)
 
 
-def test_offsets_and_per_sample_weights_in_both_forms() -> None:
+@pytest.mark.parametrize(
+    ("mode", "last", "storage"),
+    [
+        ("sum", False, "int8"),
+        ("mean", False, "int8"),
+        ("mean", True, "int4"),
+        ("sum", True, "int4"),
+    ],
+)
+def test_offsets_and_per_sample_weights_in_both_forms(mode: str, last: bool, storage: str) -> None:
     from workbench.optimize.embeddings import _made
 
-    bag = nn.EmbeddingBag(50, 8, mode="sum")
+    bag = nn.EmbeddingBag(50, 8, mode=mode, include_last_offset=last)
     ids = torch.tensor([3, 7, 7, 49, 0, 12])
-    offsets = torch.tensor([0, 2, 2, 5])  # the third bag is empty
-    weights = torch.rand(6)
-    compressed = _made("int8", bag.weight.detach().numpy(), None, bag)
-    rows = torch.from_numpy(_dequantized(bag.weight.detach(), "int8"))
+    offsets = torch.tensor([0, 2, 2, 5, 6] if last else [0, 2, 2, 5])  # the third bag is empty
+    weights = torch.rand(6) if mode == "sum" else None
+    compressed = _made(storage, bag.weight.detach().numpy(), None, bag)
+    rows = torch.from_numpy(_dequantized(bag.weight.detach(), storage))
     expected = nn.functional.embedding_bag(
-        ids, rows, offsets, mode="sum", per_sample_weights=weights
+        ids, rows, offsets, mode=mode, per_sample_weights=weights, include_last_offset=last
     )
     torch.testing.assert_close(compressed(ids, offsets, weights), expected)
     portable = compressed._portable(ids, offsets, weights)

@@ -249,11 +249,16 @@ def _bag_class() -> Any:
                 else torch.ops.quantized.embedding_bag_4bit_rowwise_offsets
             )
             weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
-            mode = {"sum": 0, "mean": 1}[self.mode]
-            return op(  # type: ignore[no-any-return]
-                self.packed(), ids, offsets, False, mode, False, weights, None,
+            # mode 0 (sum): these ops take a mode but sum for "mean" too (torch 2.13)
+            sums = op(
+                self.packed(), ids, offsets, False, 0, False, weights, None,
                 self.include_last_offset,
             )  # fmt: skip
+            if self.mode == "sum":
+                return sums  # type: ignore[no-any-return]
+            ends = torch.cat([offsets[1:], offsets.new_tensor([ids.shape[0]])])
+            sizes = (ends - offsets)[: sums.shape[0]].clamp(min=1)
+            return sums / sizes.unsqueeze(1)  # type: ignore[no-any-return]
 
         def _lookup(self, input: torch.Tensor) -> torch.Tensor:
             """An ``nn.Embedding``'s rows: FBGEMM's bag ops with bags of one id."""
