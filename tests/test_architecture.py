@@ -174,6 +174,10 @@ def test_a_bare_builtin_raise_is_rare_and_says_why_it_is_no_user_error() -> None
 THIRD_PARTY_PRIVATE = {"argparse", "zipfile", "Syncable", "server", "doc", "torch", "np", "sys"}
 
 
+#: a NamedTuple's public methods, underscored only to keep out of its fields' way
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+
+
 def _private_reaches(path: Path) -> list[str]:
     """``_names`` of other modules that ``path`` imports or reaches through an attribute."""
     tree = ast.parse(path.read_text())
@@ -190,6 +194,7 @@ def _private_reaches(path: Path) -> list[str]:
             and node.attr.startswith("_")
             and not node.attr.startswith("__")
             and not node.attr.startswith("_repr_")  # IPython's display protocol
+            and node.attr not in NAMEDTUPLE_API
             and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
             and not (isinstance(node.value, ast.Call) and ast.unparse(node.value) == "super()")
             and ast.unparse(node.value).split(".")[0] not in THIRD_PARTY_PRIVATE
