@@ -112,6 +112,13 @@ def _plan() -> Plan:
     return plan([(rented, measured)], target_rate_per_s=700.0, p99_ms=5.0)
 
 
+def _placement() -> Any:
+    from tests.plan.test_placement import LINK, A, B, chain_model
+    from workbench.planning.placement import place
+
+    return place(A, B, model=chain_model(), link=LINK, max_cuts=2)
+
+
 RESULTS: dict[str, Callable[[], Any]] = {
     "Profile": _profile,
     "GenerationProfile": _generation,
@@ -124,6 +131,7 @@ RESULTS: dict[str, Callable[[], Any]] = {
     "ScenarioResult": _scenario,
     "SloResult": _slo,
     "Plan": _plan,
+    "Placement": _placement,
     "Ceilings": lambda: Ceilings("cpu", 1e12, 20e9, bandwidth_by_bytes=((16 << 20, 150e9),)),
 }
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         phase_layer_latency,
         token_latency,
     )
+    from workbench.viz.placement import placement_figure
+    from workbench.viz.plan import plan_cost_figure
     from workbench.viz.profile import (
         labels,
         latency_distribution,
@@ -88,6 +90,8 @@ _HOMES: dict[str, str] = {
         "workbench.viz.generate",
     ),
     "roofline": "workbench.viz.rooflines",
+    "placement_figure": "workbench.viz.placement",
+    "plan_cost_figure": "workbench.viz.plan",
     **dict.fromkeys(("cache_cliffs", "table_bytes"), "workbench.viz.embeddings"),
     **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
     "pareto_mask": "workbench.evaluation.pareto",
@@ -112,6 +116,8 @@ __all__ = [
     "op_type_color",
     "pareto_mask",
     "phase_layer_latency",
+    "placement_figure",
+    "plan_cost_figure",
     "precision_color",
     "precision_of",
     "roofline",
