@@ -166,9 +166,11 @@ KNOWN_RACE = "isn't known"
 # displaying it; the next update renders.
 DROPPED_PARTS_RACE = ("is not iterable", "_apply_json_patch", "msg_handler")
 # Thrown by Notebook 7.6's own bundle (notebook_core.js), whatever the notebook holds: its
-# keyboard-shortcuts plugin on every /notebooks/ page (an empty notebook's too), and, on a
-# server where JupyterLab ran first, JupyterLab's file-browser restore on a page that has
-# no file browser.
+# keyboard-shortcuts plugin on every /notebooks/ page (an empty notebook's too: the race
+# reported upstream as jupyter/notebook#7862, "registry.plugins[shortcuts.id] is
+# undefined", open in 7.6.5, the newest release on PyPI), and, on a server where
+# JupyterLab ran first, JupyterLab's file-browser restore on a page that has no file
+# browser.
 NOTEBOOK7_OWN = ("(reading 'schema')", "Command 'filebrowser:open-path' not registered")
 
 
