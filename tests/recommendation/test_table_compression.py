@@ -255,6 +255,15 @@ class Tower(nn.Module):
         return self.mlp(self.table(item))
 
 
+def test_prune_keeps_a_table_whose_rows_are_all_read_equally_whole(toy: wb.Model) -> None:
+    x = _inputs(1200)
+    x["a"][:] = np.arange(1200)[:, None]  # every row of tables.0 read three times
+    data = Dataset.from_arrays(x, np.zeros(1200, dtype=np.int64), batch_size=600)
+    with pytest.raises(TransformError, match="pruned no table of 'toy'"):
+        wb.transform(toy, "table-prune", data=data)
+    assert wb.transform(toy, "table-prune", data=_train()).recipe["tables"] == ["tables.0"]
+
+
 @pytest.mark.parametrize("name", ["table-int8", "table-int4", "table-prune"])
 def test_an_embedding_lookup_is_compressed_too(name: str) -> None:
     item = torch.from_numpy(_inputs(2)["a"][:, 0])

@@ -123,8 +123,11 @@ class TablePrune(Transform):
     """Keep each table's most used rows; the rest share one fallback row.
 
     Rows are ranked by how often the training ids look them up (``data``, or a sample's
-    training split); ties keep the lower row. The fallback row is the mean of the pruned
-    rows weighted by their counts plus one, so rows never seen still count.
+    training split); ties keep the lower row. A table whose rows are all looked up
+    equally often (a retrieval item tower reads every row once a call) is kept whole:
+    its counts rank nothing. The recipe's ``tables`` lists the tables pruned. The
+    fallback row is the mean of the pruned rows weighted by their counts plus one, so
+    rows never seen still count.
 
     Attributes:
         keep: share of each table's rows kept, in (0, 1].
@@ -152,9 +155,10 @@ class TablePrune(Transform):
 
         def prune(bag: Any, counts: np.ndarray | None) -> Any:
             rows = _stored_rows(bag)
-            if rows < self.min_rows:
-                return None
             assert counts is not None
+            # equal counts rank nothing (an item tower looks every row up once a call)
+            if rows < self.min_rows or counts.min() == counts.max():
+                return None
             return _pruned(bag, counts, max(1, round(self.keep * rows)))
 
         return _compress(model, self, prune, count_ids=data if data is not None else True)
@@ -510,6 +514,11 @@ def _compress(model: Model, config: Transform, change: Any, count_ids: Any = Non
         if new is not None:
             setattr(parent, attr, new)
             changed.append(path)
+    if not changed:
+        raise TransformError(
+            f"{config.name} pruned no table of {model.name!r}: tables under min_rows rows, "
+            "or whose rows the data reads equally often, are kept whole"
+        )
     bags = dict(_tables(module))
     layers = [
         _table_layer(layer, bags[layer.name]) if layer.name in bags else layer
