@@ -969,8 +969,8 @@ def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
             "CumSum": index_ops.cumsum,
             "IsNaN": index_ops.is_nan,
             "IsInf": index_ops.is_inf,
-            "QuantizeLinear": quant_ops.quantize_linear,
-            "DequantizeLinear": quant_ops.dequantize_linear,
+            "QuantizeLinear": _bindable(quant_ops.bind_quantize_linear),
+            "DequantizeLinear": _bindable(quant_ops.bind_dequantize_linear),
             "DynamicQuantizeLinear": quant_ops.dynamic_quantize_linear,
             "MatMulInteger": quant_ops.matmul_integer,
         }

@@ -16,6 +16,8 @@ supported (`UnsupportedModelError` on the first run): the float8/int4 types.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,8 @@ from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
 
 Arrays = list[Any]
+#: A bound step and the node's outputs (see `cpu_ops._bindable`).
+Bound = tuple[Callable[[], Any], Arrays]
 
 #: Integer types QuantizeLinear writes and DequantizeLinear reads (DequantizeLinear also
 #: reads int32: bias vectors).
@@ -106,6 +110,11 @@ def quantize(
     return out
 
 
+def _fixed(node: Node, ins: Arrays) -> bool:
+    """Whether the scale and zero point are constants, so a bound step may keep them."""
+    return all(i in node.const_inputs for i in range(1, len(ins)) if ins[i] is not None)
+
+
 def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     x = ins[0]
     dtype = quantized_type(node, ins)
@@ -114,6 +123,25 @@ def quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     out = _out(outs, x.shape, dtype)
     quantize(x, scale, zero, dtype, out)
     return [out]
+
+
+def bind_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """QuantizeLinear as a bound step: with a constant scale and zero point of one value
+    each, the compiled pass alone (no Python per run); else `quantize_linear`."""
+    x = ins[0]
+    dtype = quantized_type(node, ins)
+    out = _out(outs, x.shape, dtype)
+    scale = np.asarray(ins[1])
+    zero = np.asarray(ins[2]) if len(ins) > 2 and ins[2] is not None else np.zeros((), dtype)
+    flat = scale.size == 1 and zero.size == 1 and x.dtype.kind == "f" and _flat(x, out)
+    if flat and _fixed(node, ins) and not node.attrs.get("block_size", 0):
+        info = np.iinfo(dtype)
+        params = (x.dtype.type(scale.reshape(())), x.dtype.type(zero.reshape(())))
+        bounds = (float(info.min), float(info.max))
+        return functools.partial(
+            _quantize_flat, x.reshape(-1), *params, *bounds, out.reshape(-1)
+        ), [out]
+    return functools.partial(quantize_linear, node, ins, [out]), [out]
 
 
 def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
@@ -130,6 +158,23 @@ def dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     shifted = x if zero is None else x.astype(np.int64) - zero.astype(np.int64)
     np.multiply(shifted, scale, out=out, casting="unsafe")
     return [out]
+
+
+def bind_dequantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """DequantizeLinear as a bound step: the compiled pass alone where the scale and zero
+    point are constants of one value each, else `dequantize_linear`."""
+    x = ins[0]
+    checked_type(node, x.dtype)
+    scale = _per_axis(node, ins[1], x.shape)
+    out = _out(outs, x.shape, scale.dtype)
+    zero = _per_axis(node, ins[2], x.shape) if len(ins) > 2 and ins[2] is not None else None
+    one = scale.ndim == 0 and (zero is None or zero.ndim == 0)
+    if one and _fixed(node, ins) and _flat(x, out):
+        shift = 0 if zero is None else int(zero)
+        return functools.partial(
+            _dequantize_flat, x.reshape(-1), scale[()], shift, out.reshape(-1)
+        ), [out]
+    return functools.partial(dequantize_linear, node, ins, [out]), [out]
 
 
 def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
