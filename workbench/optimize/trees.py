@@ -12,12 +12,16 @@ changed), with its config as the recipe:
 - ``tree-prune`` (`TreePrune`): keep the first ``trees`` trees (or a ``fraction``). A
   boosted ensemble is a sum, so its first trees are a shorter boosting run; an averaging
   forest has each leaf pre-divided by the tree count, so the kept leaves are rescaled.
+  ``order="useful"`` keeps instead the trees chosen greedily on data to stay closest to
+  the whole ensemble (a forest's trees are interchangeable, so its first ones are an
+  arbitrary subset); the chosen indexes are recorded in the recipe.
 - ``tree-depth`` (`TreeDepth`): every tree cut at ``max_depth``; a cut split becomes a
   leaf holding the mean of the leaves below it, weighted by how many rows of ``data``
   reach each (uniformly without data).
 
 Example:
     >>> small = wb.transform(m, "tree-prune", fraction=0.5)
+    >>> useful = wb.transform(m, "tree-prune", fraction=0.2, order="useful", data=valid)
     >>> q = wb.transform(m, "tree-thresholds", bits="int16")
 """
 
@@ -40,6 +44,7 @@ from workbench.loaders.tree_graph import (
 )
 from workbench.model import Model
 from workbench.optimize.base import Transform, config_to_dict, register
+from workbench.optimize.data_source import resolve_data
 
 __all__ = ["TreeDepth", "TreePrune", "TreeThresholds"]
 
@@ -47,6 +52,8 @@ __all__ = ["TreeDepth", "TreePrune", "TreeThresholds"]
 THRESHOLD_BYTES = {"fp16": 2, "int16": 2, "int8": 1}
 #: estimators whose leaves hold their share of an average (the converter divides by trees)
 _AVERAGING = ("RandomForest", "ExtraTrees", "Bagging")
+#: rows of the data that usefulness is measured on (enough to rank trees, bounded work)
+_SELECTION_ROWS = 4096
 
 
 @register("tree-thresholds")
@@ -87,43 +94,128 @@ class TreeThresholds(Transform):
 @register("tree-prune")
 @dataclasses.dataclass(frozen=True)
 class TreePrune(Transform):
-    """Keep the first trees of each ensemble.
+    """Keep the first trees of each ensemble, or the most useful ones on given data.
+
+    ``order="useful"`` chooses the trees by greedy forward selection on ``data`` (a
+    sample model's training split when omitted): starting from none, each step adds the
+    tree that brings the pruned ensemble's raw scores (rescaled for averaging forests)
+    closest, in squared error over the rows, to the full ensemble's. Fidelity to the full
+    model rather than fit to labels: it needs no labels, treats boosted sums, averaging
+    forests, classifiers and regressors alike, and cannot overfit the labels of a small
+    selection set; a single tree's own usefulness (say its mean |contribution|) would
+    ignore that forest trees repeat each other. The chosen indexes go in ``kept``, so
+    the recipe rebuilds the variant without the data.
 
     Attributes:
         trees: how many trees to keep (0: use ``fraction``).
         fraction: the share of trees kept when ``trees`` is 0, in (0, 1].
+        order: ``"first"`` (the first trees in the graph) or ``"useful"``.
+        kept: the tree indexes to keep (set by ``order="useful"``); overrides the rest.
     """
 
     trees: int = 0
     fraction: float = 0.5
+    order: Literal["first", "useful"] = "first"
+    kept: tuple[int, ...] = ()
 
     def label(self) -> str:
-        return (
-            f"tree-prune({self.trees} trees)" if self.trees else f"tree-prune({self.fraction:.0%})"
-        )
+        size = f"{self.trees} trees" if self.trees else f"{self.fraction:.0%}"
+        return f"tree-prune({size}{', useful' if self.order == 'useful' else ''})"
 
     def apply(self, model: Model, data: Any = None) -> Model:
-        if self.trees < 0 or not 0 < self.fraction <= 1:
+        if self.trees < 0 or not 0 < self.fraction <= 1 or self.order not in ("first", "useful"):
             raise TransformError(
-                f"tree-prune keeps trees > 0 or a fraction in (0, 1], got trees={self.trees}, "
-                f"fraction={self.fraction}"
+                f"tree-prune keeps trees > 0 or a fraction in (0, 1], in order 'first' or "
+                f"'useful'; got trees={self.trees}, fraction={self.fraction}, order={self.order!r}"
             )
         averaging = _is_averaging(model)
+        config = self
+        if self.order == "useful" and not self.kept:
+            _check_fed_by_input(model)
+            rows = _rows(resolve_data(model, data, "train", "tree-prune(order='useful')"), model)
+            if rows is None or not len(rows):
+                raise TransformError("tree-prune(order='useful') got no rows in its data")
+            for trees in _ensembles(model)[:1]:  # `_rewrite` refuses graphs with several
+                keep = self._size(trees.n_trees)
+                chosen = useful_trees(trees, rows, keep, averaging or trees.aggregate == 1)
+                config = dataclasses.replace(self, kept=tuple(int(i) for i in chosen))
 
         def pruned(trees: TreeArrays) -> TreeArrays:
-            keep = self.trees or max(1, round(self.fraction * trees.n_trees))
-            if keep > trees.n_trees:
-                raise TransformError(
-                    f"tree-prune: cannot keep {keep} trees of an ensemble of {trees.n_trees}"
-                )
-            kept = select_trees(trees, np.arange(keep))
+            keep = config._size(trees.n_trees)
+            if config.kept:
+                indexes = _checked_indexes(config.kept, trees.n_trees)
+            else:
+                indexes = np.arange(keep)
+            kept = select_trees(trees, indexes)
             if averaging and trees.aggregate == 0:  # SUM of pre-divided leaves
                 kept = dataclasses.replace(
                     kept, leaf_weight=kept.leaf_weight * trees.n_trees / keep
                 )
             return kept
 
-        return _rewrite(model, self, pruned, rescaled=averaging)
+        return _rewrite(model, config, pruned, rescaled=averaging)
+
+    def _size(self, n_trees: int) -> int:
+        keep = len(self.kept) or self.trees or max(1, round(self.fraction * n_trees))
+        if keep > n_trees:
+            raise TransformError(
+                f"tree-prune: cannot keep {keep} trees of an ensemble of {n_trees}"
+            )
+        return keep
+
+
+def useful_trees(trees: TreeArrays, rows: np.ndarray, keep: int, averaging: bool) -> np.ndarray:
+    """Indexes (ascending) of ``keep`` trees chosen greedily to match the full ensemble.
+
+    Each step adds the tree whose addition brings the pruned ensemble's raw scores on
+    ``rows`` closest (squared error) to the full ensemble's; an averaging ensemble's
+    pruned sum is scaled by ``trees / kept`` first, as `TreePrune` rescales it.
+    """
+    from workbench.profiling.trees import leaves_of
+
+    rows = np.asarray(rows, dtype=np.float64)[:_SELECTION_ROWS]
+    values = np.zeros((trees.n_nodes, trees.n_targets))
+    np.add.at(
+        values, (np.repeat(np.arange(trees.n_nodes), trees.leaf_count), trees.leaf_target),
+        trees.leaf_weight,
+    )  # fmt: skip
+    contributions = values[leaves_of(trees, rows)]  # (rows, trees, targets)
+    full = contributions.sum(axis=1)
+    squares = np.einsum("ntk,ntk->t", contributions, contributions)
+    total = np.zeros_like(full)
+    free = np.ones(trees.n_trees, dtype=bool)
+    for step in range(keep):
+        scale = trees.n_trees / (step + 1) if averaging else 1.0
+        gap = scale * total - full  # error of (total + c) * scale is |gap + scale c|^2
+        error = 2 * scale * np.einsum("nk,ntk->t", gap, contributions) + scale**2 * squares
+        error[~free] = np.inf
+        best = int(np.argmin(error))
+        free[best] = False
+        total += contributions[:, best]
+    return np.flatnonzero(~free)
+
+
+def _checked_indexes(kept: tuple[int, ...], n_trees: int) -> np.ndarray:
+    indexes = np.asarray(sorted(set(kept)), dtype=np.int64)
+    if len(indexes) != len(kept) or indexes[0] < 0 or indexes[-1] >= n_trees:
+        raise TransformError(
+            f"tree-prune: kept names trees by distinct indexes in [0, {n_trees}), got {kept!r:.80}"
+        )
+    return indexes
+
+
+def _check_fed_by_input(model: Model) -> None:
+    """Usefulness walks the data down the trees: their node must read the model's input."""
+    proto = model.to_onnx().proto
+    if proto is None:
+        return
+    graph_inputs = {i.name for i in proto.graph.input}
+    for node in proto.graph.node:
+        if node.op_type in TREE_OPS and node.input[0] not in graph_inputs:
+            raise TransformError(
+                f"tree-prune(order='useful') walks the data down the trees, but {model.name!r} "
+                f"feeds them from {node.input[0]!r} (a preprocessing step): use order='first'"
+            )
 
 
 @register("tree-depth")

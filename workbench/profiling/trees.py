@@ -117,6 +117,14 @@ def visits_by_tree(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
     return per_tree / max(len(x), 1)
 
 
+def leaves_of(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
+    """The leaf (row of ``trees``) each row of ``x`` ends in, per tree: int64 ``(rows, trees)``."""
+    leaves = np.zeros((len(x), trees.n_trees), dtype=np.int64)
+    for tree, rows, nodes in _walks(trees, x):
+        leaves[rows, tree] = nodes  # the last level a row reaches is its leaf
+    return leaves
+
+
 def reach_counts(trees: TreeArrays, x: np.ndarray) -> np.ndarray:
     """How many rows of ``x`` pass through each node (row of ``trees``), float64."""
     counts = np.zeros(trees.n_nodes)
