@@ -1,5 +1,5 @@
 """Command line: ``workbench devices | profile | sweep | scenario | slo | generate | report |
-serve | plan | import`` (one module per subcommand in this package).
+serve | plan | import | serve-lm | lm-load`` (one module per subcommand in this package).
 
 Every `WorkbenchError`, bad argument, out-of-memory and runtime failure becomes a one-line
 message on stderr and exit status 2 (never a traceback).
@@ -17,12 +17,14 @@ from workbench.argtypes import printable
 from workbench.cli import (
     devices,
     generate,
+    lm_load,
     plan,
     profile,
     records,
     report,
     scenarios,
     serve,
+    serve_lm,
     sweep,
 )
 from workbench.errors import WorkbenchError
@@ -52,7 +54,9 @@ _EXTRAS = {
 
 #: every subcommand, in the order ``workbench --help`` lists them: a module each, with
 #: ``add_command(subparsers)``; a module imports its feature (and its extra) only when run
-COMMANDS = (devices, profile, sweep, scenarios, generate, report, serve, plan, records)
+COMMANDS = (
+    devices, profile, sweep, scenarios, generate, report, serve, plan, records, serve_lm, lm_load,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

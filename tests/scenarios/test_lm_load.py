@@ -1,0 +1,300 @@
+"""The OpenAI-compatible streaming load generator, against a tiny asyncio fake server and
+against ``workbench serve-lm`` on llama-tiny."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import socket
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.cli import main
+from workbench.errors import InputError
+from workbench.scenarios.lm_load import (
+    REQUEST_COLUMNS,
+    Endpoint,
+    LmLoadResult,
+    LmSloResult,
+    Objective,
+    lm_load,
+    lm_slo,
+    objective_of,
+)
+
+TOKENS = 4
+
+
+def _chunk(text: str, server_ms: float) -> bytes:
+    data = {"choices": [{"index": 0, "text": text}], "workbench": {"server_ms": server_ms}}
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+async def _fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers by the first path component: how a real endpoint can go wrong."""
+    line = await reader.readline()
+    length = 0
+    while (header := await reader.readline()) not in (b"\r\n", b""):
+        if header.lower().startswith(b"content-length"):
+            length = int(header.split(b":")[1])
+    body = json.loads(await reader.readexactly(length))
+    mode = line.split()[1].decode().split("/")[1]
+    stream_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    try:
+        await _answer(reader, writer, mode, stream_head, body)
+    finally:
+        writer.close()
+
+
+async def _answer(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    mode: str,
+    stream_head: bytes,
+    body: dict,
+) -> None:
+    if mode == "hang":  # answers nothing until the client gives up and closes
+        await reader.read()
+    elif mode == "status":
+        writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 12\r\n\r\noverloaded\r\n")
+    elif mode == "plain":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}")
+    elif mode == "malformed":
+        writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + b"data: {not json\n\n")
+    elif mode == "drop":
+        writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + _chunk("b", 2.0))
+    elif mode == "slow":  # the first token after 50 ms
+        writer.write(stream_head + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(_chunk("a", 50.0) + _chunk("b", 50.0) + b"data: [DONE]\n\n")
+    else:  # "ok": chunked transfer, one token a chunk, a usage chunk, then [DONE]
+        writer.write(stream_head + b"Transfer-Encoding: chunked\r\n\r\n")
+        events = [_chunk(f"t{i}", 1.0 + i) for i in range(body["max_tokens"])]
+        usage = {"choices": [], "usage": {"completion_tokens": body["max_tokens"]}}
+        events += [b"data: " + json.dumps(usage).encode() + b"\n\n", b"data: [DONE]\n\n"]
+        for event in events:
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+class _Fake:
+    """The fake endpoint on a thread with its own event loop (as `LmServer.start`)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(_fake, "127.0.0.1", 0, backlog=1024)
+        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[str]:
+    endpoint = _Fake()
+    yield f"http://127.0.0.1:{endpoint.server.sockets[0].getsockname()[1]}"
+    endpoint.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
+    r = lm_load(f"{fake}/ok", concurrency=3, requests=6, max_tokens=TOKENS)
+    assert r.failed == 0 and r.valid
+    assert (r.requests["output_tokens"] == TOKENS).all()
+    assert (r.requests["chunks"] == TOKENS).all()
+    assert all(len(gaps) == TOKENS - 1 for gaps in r.requests["inter_token_ms"])
+    assert (r.requests["server_ttft_ms"] == 1.0).all()
+    assert (r.requests["ttft_ms"] > 0).all() and (
+        r.requests["e2e_ms"] >= r.requests["ttft_ms"]
+    ).all()
+    assert np.isfinite(r.client_overhead_ms)
+    assert r.goodput_per_s == pytest.approx(6 / r.duration_s)
+    assert r.meets_objective
+    assert "goodput" in r.summary()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("hang", "timed out after 0.3 s"),
+        ("status", "HTTP 503: overloaded"),
+        ("plain", "not a stream"),
+        ("malformed", "malformed chunk"),
+        ("drop", "ended before data: [DONE] after 2 content chunks"),
+    ],
+    ids=["times-out", "refuses-with-status", "not-streaming", "malformed", "drops-mid-stream"],
+)
+def test_a_broken_endpoint_fails_requests_never_fast_ones(
+    fake: str, mode: str, message: str
+) -> None:
+    r = lm_load(f"{fake}/{mode}", burst_size=3, requests=3, timeout_s=0.3)
+    assert r.failed == 3
+    assert all(message in e for e in r.requests["error"]), r.requests["error"].tolist()
+    assert r.requests["ttft_ms"].isna().all() and r.goodput_per_s == 0
+    assert not r.meets_objective
+    assert f"failed 3: {r.requests['error'].iloc[0]}" in r.summary()
+
+
+def test_a_refused_connection_is_a_failed_request() -> None:
+    r = lm_load(f"http://127.0.0.1:{_closed_port()}", burst_size=2, requests=2)
+    assert r.failed == 2 and "connection refused" in r.requests["error"].iloc[0]
+
+
+def test_a_rate_the_client_cannot_generate_is_said_not_lowered() -> None:
+    r = lm_load(f"http://127.0.0.1:{_closed_port()}", rate_per_s=1e7, requests=400)
+    assert not r.valid
+    assert "the client cannot generate" in r.reasons[0]
+    assert r.settings["rate_per_s"] == 1e7
+    assert "INVALID: the client cannot generate" in r.summary()
+
+
+def _result(ttft: list[float], tpot: list[float], ok: list[bool]) -> LmLoadResult:
+    n = len(ttft)
+    frame = pd.DataFrame(
+        {
+            "request": range(n),
+            "scheduled_s": 0.0,
+            "issue_s": 0.0,
+            "first_token_s": np.array(ttft) / 1e3,
+            "completion_s": 2.0,
+            "ttft_ms": ttft,
+            "tpot_ms": tpot,
+            "e2e_ms": 2000.0,
+            "output_tokens": 5,
+            "chunks": 5,
+            "server_ttft_ms": math.nan,
+            "ok": ok,
+            "error": ["" if k else "refused" for k in ok],
+            "inter_token_ms": [[1.0, 2.0]] * n,
+        },
+        columns=REQUEST_COLUMNS,
+    )
+    return LmLoadResult("http://x", Objective(100.0, 10.0), frame, price_per_hour=3.6)
+
+
+def test_goodput_counts_requests_meeting_both_objectives() -> None:
+    r = _result([50, 150, 50, 50], [5, 5, 20, math.nan], [True, True, True, True])
+    # over TTFT, over TPOT, and a one-token answer (no TPOT) that met its TTFT
+    assert r.good.tolist() == [True, False, False, True]
+    assert r.goodput_per_s == pytest.approx(2 / 2.0)
+    assert not r.meets_objective  # p99s over both
+    assert r.cost_per_million_tokens == pytest.approx(3.6 / 3600 / (20 / 2.0) * 1e6)
+    failed = _result([50, 50], [5, 5], [True, False])
+    assert failed.failed == 1 and not failed.meets_objective
+
+
+def test_results_round_trip_through_json(fake: str) -> None:
+    r = lm_load(f"{fake}/ok", rate_per_s=200, requests=4, max_tokens=3, price_per_hour=1.0)
+    back = LmLoadResult.from_json(r.to_json())
+    pd.testing.assert_frame_equal(back.requests, r.requests)
+    assert back.metrics() == pytest.approx(r.metrics(), nan_ok=True)
+    assert back.machine == r.machine and back.machine["cores"] >= 1
+
+
+def test_arguments_are_checked_in_one_line() -> None:
+    with pytest.raises(InputError, match="give one of rate_per_s"):
+        lm_load("http://x:1", rate_per_s=1, concurrency=2)
+    with pytest.raises(InputError, match="not an http"):
+        lm_load("ftp://x", rate_per_s=1)
+    with pytest.raises(InputError, match="unknown objective"):
+        objective_of("fastest")
+    assert objective_of("interactive") == Objective(450.0, 40.0, "interactive")
+    assert Endpoint.parse("http://h:9").path == "/v1/completions"
+    assert Endpoint.parse("https://h/v1/chat/completions").chat
+
+
+def test_slo_search_finds_a_rate_or_says_what_limited_it(fake: str) -> None:
+    fast = lm_slo(f"{fake}/ok", steps=2, requests=6, max_tokens=2, price_per_hour=1.0)
+    assert fast.max_rate_per_s > 0 and fast.points["passed"].any()
+    # a point fails for a reason it names (here: at most the client falling behind)
+    assert (fast.points["passed"] | (fast.points["reasons"] != "")).all()
+    assert fast.cost_per_million_tokens is not None
+    back = LmSloResult.from_json(fast.to_json())
+    assert back.max_rate_per_s == fast.max_rate_per_s
+    slow = lm_slo(f"{fake}/slow", (10.0, 1000.0), steps=2, requests=4, probe_concurrency=4)
+    assert slow.max_rate_per_s == 0
+    assert "TTFT p99" in slow.limited_by
+
+
+def test_cli_prints_the_summary_and_fails_on_a_dead_endpoint(
+    fake: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lm-load", f"{fake}/ok", "--concurrency", "2", "--requests", "2"]) == 0
+    assert "goodput" in capsys.readouterr().out
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["lm-load", dead, "--burst", "2", "--requests", "2"]) == 1
+    assert "connection refused" in capsys.readouterr().out
+    assert main(["lm-load", dead, "--rate", "1", "--concurrency", "2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, object]]:
+    from workbench.cli.lm_server import LmServer
+    from workbench.loaders.language import language_model
+
+    server = LmServer(language_model("llama-tiny"), "torch", name="llama-tiny", batch_window_ms=50)
+    url, stop = server.start()
+    yield url, server
+    stop()
+
+
+def test_serve_lm_streams_batches_and_matches_its_plain_answer(
+    served: tuple[str, object],
+) -> None:
+    url, server = served
+    r = lm_load(url, burst_size=4, requests=4, max_tokens=3, prompt="hello")
+    assert r.failed == 0 and (r.requests["output_tokens"] == 3).all()
+    assert r.requests["server_ttft_ms"].notna().all()
+    assert max(server.batch_sizes) > 1  # type: ignore[attr-defined]
+    chat = lm_load(f"{url}/v1/chat/completions", concurrency=1, requests=1, max_tokens=2)
+    assert chat.failed == 0 and chat.requests["output_tokens"].iloc[0] == 2
+
+    async def post(body: dict[str, object]) -> tuple[bytes, bytes]:
+        reader, writer = await asyncio.open_connection(*url[7:].split(":"))
+        data = json.dumps(body).encode()
+        writer.write(
+            b"POST /v1/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
+        )
+        answer = await reader.read()
+        writer.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        return head, payload
+
+    head, payload = asyncio.run(post({"prompt": "hello", "max_tokens": 3}))
+    assert b"200" in head.split(b"\r\n")[0]
+    streamed = asyncio.run(post({"prompt": "hello", "max_tokens": 3, "stream": True}))[1]
+    texts = [
+        json.loads(line[6:])["choices"][0]["text"]
+        for line in streamed.split(b"\n")
+        if line.startswith(b"data: {")
+    ]
+    assert json.loads(payload)["choices"][0]["text"] == "".join(texts)
+    head, payload = asyncio.run(post({"prompt": "hello", "max_tokens": 0}))
+    assert b"400" in head and b"max_tokens must be a positive integer" in payload
