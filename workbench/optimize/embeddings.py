@@ -543,7 +543,8 @@ def _compress_onnx(model: Model, config: Transform, storage: str) -> Model:
     """A new ONNX model whose table lookups read ``storage`` rows.
 
     A table is a ``Gather`` (axis 0) of a 2-D float32 initializer that nothing else
-    reads (a weight tied to an output projection stays float32). Its lookup becomes the
+    reads (a weight tied to an output projection stays float32) and that is not also a
+    graph input. Its lookup becomes the
     ONNX form of `CompressedBag`: the same codes, scales and ops as a torch model's export.
     """
     from onnx import TensorProto
@@ -559,6 +560,8 @@ def _compress_onnx(model: Model, config: Transform, storage: str) -> Model:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
     exclude = set(getattr(config, "exclude", ()))
+    # an initializer also listed as a graph input (old exporters) may be fed by the caller
+    fed = {value.name for value in graph.input}
     nodes, changed, used = [], [], set()
     for index, node in enumerate(graph.node):
         layer = canonical_layer_name(node, index)
@@ -567,6 +570,7 @@ def _compress_onnx(model: Model, config: Transform, storage: str) -> Model:
         if (
             table is None or axis != 0 or len(table.dims) != 2 or layer in exclude
             or table.data_type != TensorProto.FLOAT or readers[table.name] != 1
+            or table.name in fed
         ):  # fmt: skip
             nodes.append(node)
             continue
