@@ -409,3 +409,19 @@ def test_nan_and_infinite_rows_give_nan_as_in_onnxruntime(backend) -> None:
     (got,) = backend.compile(model, "cpu").run({"x": x})
     assert_close(got, ort_outputs(model, {"x": x})[0])
     assert np.isnan(got[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("op", ["GatherElements", "ScatterElements"])
+def test_an_index_out_of_range_is_a_clear_error_on_any_run(backend, op: str) -> None:
+    """Indices are activations: the check holds on runs after the first, never writing
+    or reading past the data."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    index = np.array([[0, 2], [1, -3]], np.int64)
+    inputs = {"x": x, "i": index}
+    extra = {"u": np.ones((2, 2), np.float32)} if op == "ScatterElements" else {}
+    model = single_node_model(op, {**inputs, **extra}, {"axis": 1})
+    session = backend.compile(model, "cpu")
+    (got,) = session.run({**inputs, **extra})
+    assert_close(got, ort_outputs(model, {**inputs, **extra})[0])
+    with pytest.raises(BackendError, match=f"{op} .*out of range"):
+        session.run({**inputs, "i": np.array([[0, 3], [1, 0]], np.int64), **extra})

@@ -5,7 +5,7 @@ NumPy fancy-index tuples (`nd_index`, `element_index`, shared with the CUDA kern
 checks) and let NumPy's C loops move the data; indices are activations in the models
 that use them (BERT's pooled token, a mask's positions), so they are read on every run.
 Negative indices count from the end, as the spec says; an index out of range raises
-`BackendError` through the executor (NumPy's IndexError), never reads past a buffer.
+`BackendError` on any run, never reads or writes past a buffer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.numba.graph import Node
-from workbench.errors import UnsupportedModelError
+from workbench.errors import BackendError, UnsupportedModelError
 
 Arrays = list[Any]
 
@@ -59,10 +59,19 @@ def element_index(indices: np.ndarray, axis: int, axis_size: int) -> tuple[Any, 
     return tuple(grid)
 
 
+def _take(node: Node, data: np.ndarray, index: tuple[Any, ...]) -> np.ndarray:
+    """``data[index]``; an index outside the data is a `BackendError` on every run."""
+    try:
+        return data[index]
+    except IndexError as exc:
+        what = f"{node.op_type} {node.name!r}"
+        raise BackendError(f"{what}: an index is out of range ({exc})") from exc
+
+
 def gather_nd(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     data, indices = ins
     index = nd_index(data.shape, np.asarray(indices), int(node.attrs.get("batch_dims", 0)))
-    values = data[index]
+    values = _take(node, data, index)
     out = _out(outs, values.shape, data.dtype)
     np.copyto(out, values)
     return [out]
@@ -72,7 +81,7 @@ def gather_elements(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     data, indices = ins
     axis = int(node.attrs.get("axis", 0)) % data.ndim
     out = _out(outs, indices.shape, data.dtype)
-    np.copyto(out, data[element_index(np.asarray(indices), axis, data.shape[axis])])
+    np.copyto(out, _take(node, data, element_index(np.asarray(indices), axis, data.shape[axis])))
     return [out]
 
 
@@ -83,12 +92,13 @@ def _scatter(node: Node, data: np.ndarray, index: tuple[Any, ...], updates: np.n
     reduction = node.attrs.get("reduction", "none")
     if isinstance(reduction, bytes):
         reduction = reduction.decode()
+    if reduction not in SCATTER_REDUCTIONS and reduction != "none":
+        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: reduction={reduction!r}")
+    _take(node, out, index)  # checks the indices before anything is written
     if reduction == "none":
         out[index] = updates
-    elif reduction in SCATTER_REDUCTIONS:
-        SCATTER_REDUCTIONS[reduction].at(out, index, updates)
     else:
-        raise UnsupportedModelError(f"{node.op_type} {node.name!r}: reduction={reduction!r}")
+        SCATTER_REDUCTIONS[reduction].at(out, index, updates)
     return [out]
 
 
