@@ -35,6 +35,11 @@ _EXPORTS: dict[str, str] = {
     "compare": "workbench.profiling.compare:compare",
     "generate_profile": "workbench.profiling.generate:generate_profile",
     "GenerationProfile": "workbench.profiling.generate:GenerationProfile",
+    "lm_quantize": "workbench.optimize.lm_quantize:lm_quantize",  # int4/int8/bf16 LM variants
+    "lm_methods": "workbench.optimize.lm_quantize:lm_methods",
+    "LMVariant": "workbench.optimize.lm_quantize:LMVariant",
+    "lm_accuracy": "workbench.evaluation.lm_accuracy:lm_accuracy",  # KL, top-1, Δ perplexity
+    "LMAccuracy": "workbench.evaluation.lm_accuracy:LMAccuracy",
     "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
     "Runtime": "workbench.profiling.compare_runtimes:Runtime",
     "compare_backends": "workbench.evaluation.compare_backends:compare_backends",
@@ -59,6 +64,10 @@ _EXPORTS: dict[str, str] = {
     "batch_sweep": "workbench.scenarios:batch_sweep",
     "ScenarioResult": "workbench.scenarios:ScenarioResult",
     "SloResult": "workbench.scenarios:SloResult",
+    "lm_load": "workbench.scenarios.lm_load:lm_load",
+    "lm_slo": "workbench.scenarios.lm_load:lm_slo",
+    "LmLoadResult": "workbench.scenarios.lm_load:LmLoadResult",
+    "LmSloResult": "workbench.scenarios.lm_load:LmSloResult",
     "plan": "workbench.planning:plan",  # fleet size and 1-/3-year cost from measured SLO rates
     "import_results": "workbench.planning.records:import_results",  # measured elsewhere
     "records": "workbench.planning.records:records",  # every record, saying where measured

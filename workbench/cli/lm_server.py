@@ -382,6 +382,10 @@ def _respond(writer: asyncio.StreamWriter, status: int, data: dict[str, Any]) ->
     )
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, also into a pipe: a script waits for this line
+
+
 def serve_lm(
     source: str,
     backend: str = "torch",
@@ -393,7 +397,7 @@ def serve_lm(
     threads: int | None = None,
     tokenizer: Any = None,
     seed: int = 0,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
     """Load ``source`` (`language_model`) and serve it until interrupted.
 
@@ -414,7 +418,7 @@ def serve_lm(
     )
 
     def ready(bound: int) -> None:
-        announce(
+        (announce or _say)(
             f"serving {source} on {backend} at http://{host}:{bound}/v1/completions "
             f"(batches of up to {max_batch}, {batch_window_ms:g} ms window; Ctrl-C stops)"
         )
