@@ -420,6 +420,7 @@ _BUILTINS = {
     "numba": "workbench.backends.numba",
     "numba-cuda": "workbench.backends.numba",
     "native": "workbench.backends.native",
+    "treelite": "workbench.backends.treelite",
 }
 _entry_points_loaded = False
 

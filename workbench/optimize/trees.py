@@ -136,12 +136,12 @@ class TreePrune(Transform):
             if rows is None or not len(rows):
                 raise TransformError("tree-prune(order='useful') got no rows in its data")
             for trees in _ensembles(model)[:1]:  # `_rewrite` refuses graphs with several
-                keep = self._size(trees.n_trees)
+                keep = self.trees_kept(trees.n_trees)
                 chosen = useful_trees(trees, rows, keep, averaging or trees.aggregate == 1)
                 config = dataclasses.replace(self, kept=tuple(int(i) for i in chosen))
 
         def pruned(trees: TreeArrays) -> TreeArrays:
-            keep = config._size(trees.n_trees)
+            keep = config.trees_kept(trees.n_trees)
             if config.kept:
                 indexes = _checked_indexes(config.kept, trees.n_trees)
             else:
@@ -155,7 +155,8 @@ class TreePrune(Transform):
 
         return _rewrite(model, config, pruned, rescaled=averaging)
 
-    def _size(self, n_trees: int) -> int:
+    def trees_kept(self, n_trees: int) -> int:
+        """How many trees of an ensemble of ``n_trees`` this config keeps."""
         keep = len(self.kept) or self.trees or max(1, round(self.fraction * n_trees))
         if keep > n_trees:
             raise TransformError(
