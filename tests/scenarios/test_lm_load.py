@@ -66,6 +66,8 @@ async def _answer(
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}")
     elif mode == "malformed":
         writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + b"data: {not json\n\n")
+    elif mode == "odd":  # JSON, but not shaped as a completions chunk
+        writer.write(stream_head + b"\r\n" + b'data: {"choices": [5], "workbench": 3}\n\n')
     elif mode == "drop":
         writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + _chunk("b", 2.0))
     elif mode == "slow":  # the first token after 50 ms
@@ -146,9 +148,17 @@ def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
         ("status", "HTTP 503: overloaded"),
         ("plain", "not a stream"),
         ("malformed", "malformed chunk"),
+        ("odd", "malformed chunk (a choice without text)"),
         ("drop", "ended before data: [DONE] after 2 content chunks"),
     ],
-    ids=["times-out", "refuses-with-status", "not-streaming", "malformed", "drops-mid-stream"],
+    ids=[
+        "times-out",
+        "refuses-with-status",
+        "not-streaming",
+        "malformed",
+        "odd-chunk",
+        "drops-mid-stream",
+    ],
 )
 def test_a_broken_endpoint_fails_requests_never_fast_ones(
     fake: str, mode: str, message: str
@@ -253,6 +263,20 @@ def test_cli_prints_the_summary_and_fails_on_a_dead_endpoint(
     assert "connection refused" in capsys.readouterr().out
     assert main(["lm-load", dead, "--rate", "1", "--concurrency", "2"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_serve_lm_says_in_one_line_what_it_cannot_serve(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve-lm", "llama-tiny", "--backend", "profile-only"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve-lm", "llama-tiny", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"workbench: error: cannot listen on 127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="module")

@@ -177,24 +177,42 @@ async def _body_chunks(reader: asyncio.StreamReader, chunked: bool) -> Any:
 
 
 def _delta(chunk: Any, chat: bool) -> tuple[str, int | None, float | None]:
-    """(text, usage's completion tokens, the server's ms since the request) of one event."""
+    """(text, usage's completion tokens, the server's ms since the request) of one event.
+
+    Raises:
+        _Failed: an error event, or one that is not shaped as an OpenAI stream's chunk.
+    """
     if not isinstance(chunk, dict):
-        raise _Failed(f"a chunk is not a JSON object: {str(chunk)[:80]}")
+        raise _Failed(f"malformed chunk (not a JSON object): {str(chunk)[:80]}")
     if "error" in chunk:
         raise _Failed(f"the server sent an error: {str(chunk['error'])[:200]}")
-    usage = chunk.get("usage") or {}
-    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    stamp = (chunk.get("workbench") or {}).get("server_ms")
     choices = chunk.get("choices")
     if not isinstance(choices, list):
-        raise _Failed("a chunk has no 'choices' list: not an OpenAI completions stream")
-    text = ""
+        raise _Failed("malformed chunk (no 'choices' list): not an OpenAI completions stream")
+    text: Any = ""
     if choices:
         choice = choices[0]
-        text = (choice.get("delta") or {}).get("content") or "" if chat else choice.get("text")
-        if text is None or not isinstance(text, str):
-            raise _Failed(f"a chunk's choice has no text: {json.dumps(choice)[:80]}")
-    return text, tokens, stamp
+        delta = choice.get("delta") if isinstance(choice, dict) and chat else None
+        text = (
+            (delta.get("content") or "" if isinstance(delta, dict) else None)
+            if chat
+            else (choice.get("text") if isinstance(choice, dict) else None)
+        )
+        if not isinstance(text, str):
+            raise _Failed(f"malformed chunk (a choice without text): {json.dumps(choice)[:80]}")
+    return (
+        text,
+        _field(chunk, "usage", "completion_tokens"),
+        _field(chunk, "workbench", "server_ms"),
+    )
+
+
+def _field(chunk: dict[str, Any], outer: str, inner: str) -> Any:
+    """``chunk[outer][inner]`` when it is a number, else None (optional extras a server may
+    send or shape differently: never a reason to fail a request)."""
+    holder = chunk.get(outer)
+    value = holder.get(inner) if isinstance(holder, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 async def _connect(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
