@@ -42,8 +42,17 @@ async def _fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     while (header := await reader.readline()) not in (b"\r\n", b""):
         if header.lower().startswith(b"content-length"):
             length = int(header.split(b":")[1])
-    body = json.loads(await reader.readexactly(length))
+    body = json.loads(await reader.readexactly(length) or b"{}")
     mode = line.split()[1].decode().split("/")[1]
+    if line.startswith(b"GET"):  # the model listing, on the well-behaved endpoint only
+        listing = b'{"data": [{"id": "fake-model"}]}' if mode == "ok" else b"no"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(listing), listing))
+        writer.close()
+        return
+    if mode == "ok" and body.get("model") != "fake-model":
+        writer.write(b"HTTP/1.1 400 Bad\r\nContent-Length: 16\r\n\r\nmodel is missing")
+        writer.close()
+        return
     stream_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
     try:
         await _answer(reader, writer, mode, stream_head, body)
@@ -128,6 +137,7 @@ def _closed_port() -> int:
 def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
     r = lm_load(f"{fake}/ok", concurrency=3, requests=6, max_tokens=TOKENS)
     assert r.failed == 0 and r.valid
+    assert r.settings["model"] == "fake-model"  # asked of GET /v1/models, then sent
     assert (r.requests["output_tokens"] == TOKENS).all()
     assert (r.requests["chunks"] == TOKENS).all()
     assert all(len(gaps) == TOKENS - 1 for gaps in r.requests["inter_token_ms"])
@@ -138,7 +148,7 @@ def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
     assert np.isfinite(r.client_overhead_ms)
     assert r.goodput_per_s == pytest.approx(6 / r.duration_s)
     assert r.meets_objective
-    assert "goodput" in r.summary()
+    assert "goodput" in r.summary() and "goodput" in r._repr_html_()
 
 
 @pytest.mark.parametrize(

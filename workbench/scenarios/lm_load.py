@@ -19,6 +19,7 @@ time the result says so and is invalid (the rate is never silently lowered).
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import math
 import ssl
@@ -249,6 +250,28 @@ async def _response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(parts[1]), headers
+
+
+async def _served_model(endpoint: Endpoint, api_key: str | None, timeout_s: float) -> str | None:
+    """The first model ``GET /v1/models`` lists (vLLM and most servers need the ``model``
+    field to name it), or None when the server does not say."""
+    base = endpoint.path[: endpoint.path.index("/v1/") + 3] if "/v1/" in endpoint.path else "/v1"
+    listing = Endpoint(endpoint.scheme, endpoint.host, endpoint.port, base + "/models")
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await _connect(listing)
+            try:
+                writer.write(_request_bytes(listing, b"", api_key, "GET"))
+                status, headers = await _response_head(reader)
+                chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+                body = b"".join([c async for c in _body_chunks(reader, chunked)])
+            finally:
+                writer.close()
+        data = json.loads(body) if status == 200 else {}
+        first = data["data"][0]["id"]
+    except (_Failed, TimeoutError, ConnectionError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return first if isinstance(first, str) else None
 
 
 async def _stream(
@@ -667,6 +690,9 @@ class LmLoadResult:
     def __repr__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON, every request included."""
         return {
@@ -740,7 +766,9 @@ def lm_load(
         requests: how many requests to send.
         prompt: the prompt, or prompts used in turn.
         max_tokens: tokens asked for per request.
-        model: the ``model`` field (vLLM and most servers need their served model's name).
+        model: the ``model`` field (vLLM and most servers need their served model's
+            name); None: the first model the server's ``GET /v1/models`` lists, or no
+            field when it lists none.
         objective: a preset of `OBJECTIVES`, an `Objective` or ``(ttft_ms, tpot_ms)``.
         price_per_hour: the serving machine's hourly price, for the cost per 1M tokens.
         timeout_s: a request not finished by then fails.
@@ -782,6 +810,8 @@ def lm_load(
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts:
         raise InputError("no prompt given; give a text or a list of texts")
+    if model is None:
+        model = run_async(_served_model(endpoint, api_key, timeout_s))
     bodies = _bodies(endpoint, model, prompts, requests, max_tokens, extra_body or {})
     schedule = (
         None if concurrency is not None else _schedule(requests, rate_per_s, burst_size, seed)
@@ -879,6 +909,9 @@ class LmSloResult:
 
     def __repr__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.summary())}</pre>"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
