@@ -89,7 +89,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=positive_int, default=64, help="requests per run")
     p.add_argument("--prompt", default=None, help="the prompt text")
     p.add_argument("--max-tokens", type=positive_int, default=32, help="tokens per request")
-    p.add_argument("--model", default=None, help="the request's model field (vLLM needs it)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="the request's model field (default: the first GET /v1/models lists)",
+    )
     p.add_argument(
         "--objective",
         default="mlperf-llama2",
