@@ -100,8 +100,14 @@ def causal_lm(model: Any) -> CausalLM:
         if embedding is None or embedding is head
         else embedding.numel() * embedding.element_size()
     )
+    step = weights - lookup_only
+    # a variant (`workbench.optimize.lm_quantize`) names itself, and when its runtime
+    # holds the weights in another form (int4 in its ONNX decoder) says what they take
+    stored = getattr(model, "stored_weights_bytes", None)
+    if stored is not None:
+        weights, step = stored
     return CausalLM(
-        name=type(model).__name__,
+        name=getattr(model, "variant_name", None) or type(model).__name__,
         layers=int(text.num_hidden_layers),
         kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
         head_dim=int(head_dim),
@@ -109,7 +115,7 @@ def causal_lm(model: Any) -> CausalLM:
         vocab_size=int(text.vocab_size),
         cache_itemsize=first.element_size() if first is not None else 4,
         weights_bytes=weights,
-        step_weights_bytes=weights - lookup_only,
+        step_weights_bytes=step,
     )
 
 

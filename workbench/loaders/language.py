@@ -75,7 +75,9 @@ def random_llama(name: str, seed: int = 0) -> Any:
 
     hf = transformers()  # a torchvision built for another torch must not stop it
     torch.manual_seed(seed)
-    return hf.LlamaForCausalLM(hf.LlamaConfig(**RANDOM_LLAMAS[name])).eval()
+    model = hf.LlamaForCausalLM(hf.LlamaConfig(**RANDOM_LLAMAS[name])).eval()
+    model.config.workbench_random_weights = True  # for speed only: accuracy refuses it
+    return model
 
 
 def load_causal_lm(folder: str | Path) -> Any:

@@ -57,6 +57,11 @@ class _QuantizerFilter(logging.Filter):
         )
 
 
+#: the root logger, and the quantizer modules that log through a logger of their own (a
+#: logger's filter sees only the records logged on it, not those its children propagate)
+_LOGGERS = ("", "onnxruntime.quantization.matmul_nbits_quantizer")
+
+
 class _Silencer:
     """The shared state of `quiet_quantizer`: quieted threads (with nesting depth)."""
 
@@ -70,7 +75,8 @@ class _Silencer:
         with self.lock:
             if not self.threads:
                 self.filter = _QuantizerFilter(self.threads)
-                logging.getLogger().addFilter(self.filter)
+                for name in _LOGGERS:
+                    logging.getLogger(name).addFilter(self.filter)
                 self.stdout = _QuietStdout(sys.stdout, self.threads)
                 sys.stdout = cast(TextIO, self.stdout)
             self.threads[ident] += 1
@@ -82,7 +88,8 @@ class _Silencer:
                 del self.threads[ident]
             if self.threads or self.filter is None or self.stdout is None:
                 return
-            logging.getLogger().removeFilter(self.filter)
+            for name in _LOGGERS:
+                logging.getLogger(name).removeFilter(self.filter)
             # someone who replaced sys.stdout meanwhile keeps their stream
             if sys.stdout is cast(TextIO, self.stdout):
                 sys.stdout = self.stdout.target

@@ -35,7 +35,7 @@ import numpy as np
 from workbench.argtypes import batch_size as check_batch_size
 from workbench.argtypes import whole
 from workbench.backends.base import Decoder, generative, get_backend, settings_of
-from workbench.errors import InputError
+from workbench.errors import InputError, UnsupportedModelError
 from workbench.profiling.results import dump_json, load_json
 from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
 
@@ -681,6 +681,12 @@ def generate_profile(
     warmup = whole("warmup", warmup, minimum=0)
     depth = whole("depth", depth, minimum=0)
     runtime = generative(get_backend(backend))
+    runs_on = getattr(model, "runtimes", None)  # a variant (`lm_quantize`) runs on these
+    if runs_on is not None and backend not in runs_on:
+        raise UnsupportedModelError(
+            f"{model.variant_name} runs on {', '.join(runs_on)}, not {backend}; "
+            f"give backend={runs_on[0]!r}"
+        )
     lm = causal_lm(model)
     if prompt is None:
         prompt_length = whole("prompt_length", prompt_length, minimum=1)
@@ -736,9 +742,11 @@ def generate_profile(
         per_run = tuple((sum(t) - t[0]) / (output_length - 1) for t in timed)
         tpot = Measurement(per_run, (), f"{label} TPOT", contention)
     reference = diverges = None
-    if check_tokens and backend != REFERENCE_BACKEND:
+    # a variant's tokens are checked against its fp32 reference's, on torch too
+    fp32 = getattr(model, "reference", model)
+    if check_tokens and (backend != REFERENCE_BACKEND or fp32 is not model):
         reference = REFERENCE_BACKEND
-        checker = generative(get_backend(reference)).decoder(model)
+        checker = generative(get_backend(reference)).decoder(fp32)
         try:
             with settings_of(checker):
                 expected, _ = greedy(checker, ids, output_length, context)

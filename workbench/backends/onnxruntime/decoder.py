@@ -79,7 +79,10 @@ class OrtDecoder:
         self._past: list[Any] = []
         self._length = 0
 
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """Run more tokens (batch, length) on the cache (`start` empties it first); the
+        last position's logits (batch × vocabulary), e.g. to score a variant's
+        next-token distributions against its reference's."""
         batch, new = ids.shape
         binding = self.session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
@@ -97,16 +100,23 @@ class OrtDecoder:
         outputs = binding.get_outputs()
         self._past = list(outputs[1:])
         self._length += new
-        return np.asarray(outputs[0].numpy()[:, -1].argmax(-1))
+        return np.asarray(outputs[0].numpy()[:, -1])
+
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.logits(ids).argmax(-1))
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Run the prompt (batch, length) on an empty cache; the next token of each row."""
+        self.start(ids.shape[0])
+        return self._forward(ids)
+
+    def start(self, batch: int) -> None:
+        """Empty the cache for ``batch`` new sequences (`prefill` starts with it)."""
         import onnxruntime as ort
 
-        empty = np.zeros((ids.shape[0], self.kv_heads, 0, self.head_dim), self.cache_dtype)
+        empty = np.zeros((batch, self.kv_heads, 0, self.head_dim), self.cache_dtype)
         self._past = [ort.OrtValue.ortvalue_from_numpy(empty) for _ in self.past_names]
         self._length = 0
-        return self._forward(ids)
 
     def extend(self, ids: np.ndarray) -> np.ndarray:
         """Run more tokens (batch, length) on the cache; the next token of each row."""
@@ -216,7 +226,10 @@ def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
 
 def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
     """``model`` (a ``transformers`` causal LM) exported with its KV cache and loaded
-    into ORT at the onnxruntime backend's defaults; never changes ``model``.
+    into ORT at the onnxruntime backend's defaults; never changes ``model``. A model
+    with an ``onnx_decoder`` (a path: a language-model variant's pre-made decoder, in a
+    folder of its own, as `workbench.optimize.lm_quantize` writes it) loads that file
+    instead of exporting.
 
     The ONNX file lives in a temporary folder until the decoder is closed (its per-layer
     pass builds a profiling copy from it).
@@ -225,12 +238,18 @@ def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
         UnsupportedModelError: ``model`` is not a causal LM.
         BackendError: torch.onnx could not export it.
     """
-    from workbench.loaders.causal_lm import export_decoder
+    from workbench.loaders.causal_lm import causal_lm, export_decoder
 
     folder = tempfile.TemporaryDirectory(prefix="wb-decoder-")
     try:
         path = Path(folder.name) / "decoder.onnx"
-        lm = export_decoder(model, path)
+        # a variant (`workbench.optimize.lm_quantize`) brings its own decoder, e.g.
+        # quantized; the per-layer pass writes its labelled copy beside it, then removes it
+        made = getattr(model, "onnx_decoder", None)
+        if made is not None:
+            path, lm = Path(made), causal_lm(model)
+        else:
+            lm = export_decoder(model, path)
         past, present = lm.cache_names
         dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
         # the root first, named after its class (as the torch tables name it)

@@ -1,0 +1,292 @@
+"""What a language-model variant costs in quality: its next-token distributions against
+the fp32 reference's on held-out text.
+
+`lm_accuracy` cuts ``windows`` windows of ``window_length`` tokens from held-out text
+(by default the trained ``llama-stdlib`` sample's held-out split: the standard library
+files its training script left out), scores every position of every window with both
+models, and reports
+
+- KL(reference ‖ variant) of the next-token distributions, in nats per token: the mean
+  over all positions, with a 95% bootstrap interval over windows (windows are the
+  independent units; positions within one are not);
+- top-1 agreement: the share of positions where both models' most likely token is the same;
+- perplexity of each model on the text's true next tokens, and their difference.
+
+An ONNX variant is scored through its ONNX Runtime decoder, teacher-forced one token per
+call on its KV cache (the decoder returns the last position's logits only), i.e. exactly
+the graph that generation times; the reference and torch variants in one forward pass.
+A random-weight model (``llama-100m``, ``llama-tiny``: speed only) is refused.
+
+Example:
+    >>> from workbench.loaders.language import language_model
+    >>> q = wb.lm_quantize(language_model("llama-stdlib"), "int4")
+    >>> a = wb.lm_accuracy(q, windows=64)
+    >>> a.kl_mean, a.kl_ci95, a.top1_agreement, a.delta_perplexity
+"""
+
+from __future__ import annotations
+
+import math
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.argtypes import whole
+from workbench.errors import InputError, UnsupportedModelError
+from workbench.profiling.results import dump_json, load_json
+
+#: the held-out split of ``sample_models/llama_train.py``: every tenth standard-library
+#: file (sorted), joined by newlines, the first this many bytes
+HELD_OUT_BYTES = 400_000
+#: bootstrap resamples of the windows for the KL interval
+BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class LMAccuracy:
+    """A variant's next-token distributions against its fp32 reference's.
+
+    Attributes:
+        variant: the variant's name (its class and recipe label).
+        reference: the reference's name.
+        runtime: where the variant's logits came from (``"onnxruntime"``, ``"torch"``).
+        text: what the windows were cut from.
+        windows: windows scored (the bootstrap's units).
+        window_length: tokens per window; each window scores ``window_length − 1``
+            next-token predictions.
+        positions: predictions scored in all (the sample size).
+        kl_mean: mean KL(reference ‖ variant) per position, in nats.
+        kl_ci95: 95% bootstrap interval of ``kl_mean`` over windows (nats).
+        kl_max: the largest KL at any position (nats).
+        top1_agreement: share of positions where the argmax tokens agree (0–1).
+        reference_perplexity: the reference's perplexity on the true next tokens.
+        variant_perplexity: the variant's.
+        seed: of the window starts and the bootstrap.
+    """
+
+    variant: str
+    reference: str
+    runtime: str
+    text: str
+    windows: int
+    window_length: int
+    positions: int
+    kl_mean: float
+    kl_ci95: tuple[float, float]
+    kl_max: float
+    top1_agreement: float
+    reference_perplexity: float
+    variant_perplexity: float
+    seed: int
+
+    @property
+    def delta_perplexity(self) -> float:
+        """Variant's perplexity minus the reference's (positive: worse)."""
+        return self.variant_perplexity - self.reference_perplexity
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the interval as a list)."""
+        data = asdict(self)
+        data["kl_ci95"] = list(self.kl_ci95)
+        return data
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The fields as JSON; also written to ``path`` when given."""
+        return dump_json(self.to_dict(), path, indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LMAccuracy:
+        """Read `to_dict`'s output back."""
+        values = dict(data)
+        values["kl_ci95"] = tuple(values["kl_ci95"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> LMAccuracy:
+        """Read `to_json`'s output (a JSON string or a file) back."""
+        return cls.from_dict(load_json(text_or_path, "a language-model accuracy"))
+
+    def __str__(self) -> str:
+        low, high = self.kl_ci95
+        return (
+            f"{self.variant} vs {self.reference} ({self.runtime}): KL {self.kl_mean:.4g} nats "
+            f"[95% CI {low:.4g}, {high:.4g}], top-1 agreement {self.top1_agreement:.1%}, "
+            f"perplexity {self.variant_perplexity:.4g} vs {self.reference_perplexity:.4g} "
+            f"(Δ {self.delta_perplexity:+.3g}); {self.positions} positions in "
+            f"{self.windows} windows of {self.text}"
+        )
+
+
+def stdlib_held_out() -> np.ndarray:
+    """The trained sample's held-out bytes (token ids 0–255): the standard-library files
+    ``sample_models/llama_train.py`` held out (every tenth, sorted)."""
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    held = b"\n".join(path.read_bytes() for path in files[::10])[:HELD_OUT_BYTES]
+    return np.frombuffer(held, dtype=np.uint8).astype(np.int64)
+
+
+def lm_accuracy(
+    variant: Any,
+    reference: Any = None,
+    *,
+    windows: int = 64,
+    window_length: int = 64,
+    text: str | np.ndarray | None = None,
+    seed: int = 1,
+) -> LMAccuracy:
+    """Score a variant's next-token distributions against its fp32 reference's.
+
+    Args:
+        variant: an `LMVariant` (`wb.lm_quantize`) or a ``transformers`` causal LM.
+        reference: the fp32 model; None: the variant's own ``reference``.
+        windows: windows of held-out text scored (the sample of the interval).
+        window_length: tokens per window (≥ 2, within the model's context).
+        text: held-out text (encoded by the reference's tokenizer) or token ids (1-D);
+            None: the trained sample's held-out split (a byte-level model).
+        seed: of the window starts and the bootstrap.
+
+    Returns:
+        A frozen `LMAccuracy` (``to_json`` / ``from_json``).
+
+    Raises:
+        UnsupportedModelError: accuracy asked for a random-weight model, or a model
+            that is not a causal LM.
+        InputError: no reference, no text for a model without a byte tokenizer, a text
+            shorter than one window, a window longer than the context.
+        ParameterError: ``windows`` < 1 or ``window_length`` < 2.
+    """
+    from workbench.loaders.causal_lm import causal_lm
+
+    windows = whole("windows", windows, minimum=1)
+    window_length = whole("window_length", window_length, minimum=2)
+    reference = getattr(variant, "reference", None) if reference is None else reference
+    if reference is None:
+        raise InputError("no fp32 reference: give reference= (the model the variant came from)")
+    for model in (reference, variant):
+        if getattr(getattr(model, "config", None), "workbench_random_weights", False):
+            raise UnsupportedModelError(
+                f"accuracy asked for a random-weight model ({causal_lm(model).name}: for "
+                "speed only); measure accuracy on a trained model such as llama-stdlib"
+            )
+    lm = causal_lm(reference)
+    if window_length > lm.context:
+        raise InputError(
+            f"window_length {window_length} exceeds {lm.name}'s context of {lm.context}"
+        )
+    ids, source = _held_out(reference, text)
+    if len(ids) < window_length:
+        raise InputError(f"the text has {len(ids)} tokens, fewer than one window ({window_length})")
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(ids) - window_length + 1, windows)
+    batch = np.stack([ids[s : s + window_length] for s in starts])
+    expected = _torch_logits(reference, batch)
+    runtime, observed = _variant_logits(variant, batch)
+    return _compare(
+        expected,
+        observed,
+        batch,
+        rng,
+        seed=seed,
+        source=source,
+        runtime=runtime,
+        names=(causal_lm(variant).name, lm.name),
+    )
+
+
+def _held_out(reference: Any, text: str | np.ndarray | None) -> tuple[np.ndarray, str]:
+    from workbench.loaders.tokenizers import model_tokenizer
+
+    if text is not None and not isinstance(text, str):
+        return np.asarray(text, dtype=np.int64).ravel(), "the given token ids"
+    tokenizer = model_tokenizer(reference)
+    if text is not None:
+        if tokenizer is None:
+            raise InputError("a text needs the reference's tokenizer, and it has none; give ids")
+        return np.asarray(tokenizer.encode(text), dtype=np.int64), "the given text"
+    if tokenizer is None or tokenizer.name != "bytes":
+        raise InputError(
+            "the default held-out text is the byte-level sample's (llama-stdlib); "
+            "give text= (held-out text or token ids) for this model"
+        )
+    return stdlib_held_out(), "the standard library's held-out files (llama-stdlib's split)"
+
+
+def _torch_logits(model: Any, batch: np.ndarray, chunk: int = 32) -> np.ndarray:
+    """Every position's logits (windows, length, vocabulary) as float32, in one forward
+    pass per chunk of windows."""
+    import torch
+
+    parts = []
+    with torch.inference_mode():
+        for rows in torch.from_numpy(batch).split(chunk):
+            parts.append(model(input_ids=rows).logits.float().numpy())
+    return np.concatenate(parts)
+
+
+def _variant_logits(variant: Any, batch: np.ndarray) -> tuple[str, np.ndarray]:
+    """(runtime, every position's logits) of the variant on its own runtime."""
+    runtimes = getattr(variant, "runtimes", ("torch",))
+    if "torch" in runtimes:
+        return "torch", _torch_logits(variant, batch)
+    from workbench.backends.base import generative, get_backend
+
+    decoder = generative(get_backend(runtimes[0])).decoder(variant)
+    try:
+        start, logits = getattr(decoder, "start", None), getattr(decoder, "logits", None)
+        if not callable(start) or not callable(logits):
+            raise UnsupportedModelError(
+                f"{runtimes[0]}'s decoder gives no logits (start/logits); score it on torch"
+            )
+        start(batch.shape[0])
+        steps = [logits(batch[:, i : i + 1]) for i in range(batch.shape[1])]
+    finally:
+        decoder.close()
+    return runtimes[0], np.stack(steps, axis=1).astype(np.float32)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def _compare(
+    expected: np.ndarray,
+    observed: np.ndarray,
+    batch: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    seed: int,
+    source: str,
+    runtime: str,
+    names: tuple[str, str],
+) -> LMAccuracy:
+    """The statistics of two models' logits on the same windows (the last position
+    predicts past the window and is not scored)."""
+    log_p = _log_softmax(expected[:, :-1].astype(np.float64))
+    log_q = _log_softmax(observed[:, :-1].astype(np.float64))
+    kl = (np.exp(log_p) * (log_p - log_q)).sum(-1)  # (windows, length - 1)
+    per_window = kl.mean(1)
+    resampled = rng.integers(0, len(per_window), (BOOTSTRAP, len(per_window)))
+    means = per_window[resampled].mean(1)
+    truth = batch[:, 1:, None]
+    nll_p = -np.take_along_axis(log_p, truth, -1).mean()
+    nll_q = -np.take_along_axis(log_q, truth, -1).mean()
+    return LMAccuracy(
+        variant=names[0],
+        reference=names[1],
+        runtime=runtime,
+        text=source,
+        windows=batch.shape[0],
+        window_length=batch.shape[1],
+        positions=int(kl.size),
+        kl_mean=float(kl.mean()),
+        kl_ci95=(float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))),
+        kl_max=float(kl.max()),
+        top1_agreement=float((log_p.argmax(-1) == log_q.argmax(-1)).mean()),
+        reference_perplexity=math.exp(nll_p),
+        variant_perplexity=math.exp(nll_q),
+        seed=seed,
+    )
