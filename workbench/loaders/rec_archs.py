@@ -11,9 +11,12 @@ its own table's rows). Output: ``(N, 1)`` click logits. Layers read as canonical
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from workbench.errors import ParameterError
 from workbench.loaders.rec_data import (
     AGES,
     BAG,
@@ -26,7 +29,40 @@ from workbench.loaders.rec_data import (
     TABLE_ROWS,
 )
 
-__all__ = ["DLRM", "AnomalyAutoencoder", "TwoTower", "two_tower_inputs"]
+__all__ = ["DLRM", "AnomalyAutoencoder", "TwoTower", "check_tables_fit", "two_tower_inputs"]
+
+
+def check_tables_fit(tables: Mapping[str, tuple[int, int]], itemsize: int = 4) -> None:
+    """Refuse, before anything is allocated, tables that do not fit the free memory.
+
+    Args:
+        tables: ``{layer: (rows, width)}`` of the tables a module is about to build.
+        itemsize: bytes per element (float32: 4).
+
+    Raises:
+        ParameterError: rows or width not positive, or the tables' bytes above the
+            memory free now (the line names the largest table).
+
+    Example:
+        >>> check_tables_fit({"tables.0": (10**12, 8)})
+        ParameterError: table tables.0 (1,000,000,000,000 rows x 8) needs 29,802,322 MiB; ...
+    """
+    import psutil
+
+    for layer, (rows, width) in tables.items():
+        if rows <= 0 or width <= 0:
+            raise ParameterError(
+                f"table {layer} needs positive rows and width, got {rows} x {width}"
+            )
+    need = sum(rows * width * itemsize for rows, width in tables.values())
+    free = psutil.virtual_memory().available
+    if need > free:
+        layer, (rows, width) = max(tables.items(), key=lambda item: item[1][0] * item[1][1])
+        raise ParameterError(
+            f"table {layer} ({rows:,} rows x {width}) needs {rows * width * itemsize / 2**20:,.0f} "
+            f"MiB, the tables {need / 2**20:,.0f} MiB in all, more than the {free / 2**20:,.0f} "
+            "MiB of free memory; declare fewer rows or a smaller width"
+        )
 
 
 class DLRM(nn.Module):
@@ -41,6 +77,7 @@ class DLRM(nn.Module):
     pair_index: torch.Tensor
 
     def __init__(self, table_rows: tuple[int, ...] = TABLE_ROWS, dim: int = 8) -> None:
+        check_tables_fit({f"tables.{i}": (rows, dim) for i, rows in enumerate(table_rows)})
         super().__init__()
         self.bottom = nn.Sequential(nn.Linear(DENSE, 32), nn.ReLU(), nn.Linear(32, dim), nn.ReLU())
         self.tables = nn.ModuleList(nn.EmbeddingBag(rows, dim, mode="sum") for rows in table_rows)
@@ -87,6 +124,7 @@ class TwoTower(nn.Module):
     all_items: torch.Tensor
 
     def __init__(self, items: int = ITEMS, dim: int = 32) -> None:
+        check_tables_fit({"users.history": (items, dim), "items.table": (items, dim)})
         super().__init__()
         self.users = nn.ModuleDict(
             {

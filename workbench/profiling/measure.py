@@ -173,6 +173,9 @@ def compiled(
         options: backend options for ``compile``; process-wide ones (torch's threads)
             apply inside the ``with`` only.
 
+    The session of a model with embedding tables checks its ids (`check_lookups`) once
+    per input set given to ``runner``, and on each ``run``.
+
     Raises:
         UnknownBackendError, BackendOptionError, DeviceUnavailableError,
         UnsupportedModelError: from the backend's ``compile``.
@@ -182,11 +185,15 @@ def compiled(
         ...     latency = measure(c.session.runner(x), TimingOptions(budget_s=1.0))
     """
     from workbench.backends.cpus import default_threads
+    from workbench.profiling.embedding_checks import lookup_checked
 
     default_threads()  # the CPUs free are looked at before the compile is timed
     started = time.perf_counter()
     session = get_backend(backend).compile(model, device, **(options or {}))
-    return Compiled(session, time.perf_counter() - started)
+    compile_s = time.perf_counter() - started
+    # every runtime gets the same ids check, once per input set and outside the timed
+    # calls: a bad id is one line naming the table, never a clamp or a kernel's crash
+    return Compiled(lookup_checked(session), compile_s)
 
 
 def warm_up(runner: Callable[[], Any], calls: int) -> None:
