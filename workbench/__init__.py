@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "LMVariant": "workbench.optimize.lm_quantize:LMVariant",
     "lm_accuracy": "workbench.evaluation.lm_accuracy:lm_accuracy",  # KL, top-1, Δ perplexity
     "LMAccuracy": "workbench.evaluation.lm_accuracy:LMAccuracy",
+    "lm_tradeoff": "workbench.evaluation.lm_accuracy:lm_tradeoff",  # tokens/s vs KL, Pareto
     "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
     "Runtime": "workbench.profiling.compare_runtimes:Runtime",
     "compare_backends": "workbench.evaluation.compare_backends:compare_backends",

@@ -64,3 +64,26 @@ def test_bad_input_is_one_line(sample):
         lm_accuracy(sample, sample, text=np.arange(10), **SMALL)
     with pytest.raises(InputError, match="exceeds"):
         lm_accuracy(sample, sample, windows=1, window_length=500)
+
+
+def test_tradeoff_table_one_row_per_variant_and_runtime(sample):
+    import workbench as wb
+    from workbench.evaluation.lm_accuracy import lm_tradeoff
+
+    fast = {"prompt_length": 4, "output_length": 3, "runs": 2, "warmup": 0, "check_tokens": False}
+    q = lm_quantize(sample, "int4")
+    points = [
+        (sample, wb.generate_profile(sample, **fast), None),
+        (q, wb.generate_profile(q, backend="onnxruntime", **fast), lm_accuracy(q, **SMALL)),
+    ]
+    t = lm_tradeoff(points)
+    assert list(t.df["variant"]) == ["baseline", q.label]
+    assert list(t.df["backend"]) == ["torch", "onnxruntime"] and t.metric == "kl"
+    row = t.df.iloc[1]
+    assert row["metric_value"] == points[1][2].kl_mean and row["size_bytes"] == q.size_bytes
+    assert row["memory_bytes"] == points[1][1].weights_bytes + points[1][1].kv_cache_bytes
+    assert row["throughput_per_s"] == points[1][1].decode_tokens_per_s
+    assert t.df.iloc[0]["metric_value"] == 0.0 and t.df.iloc[0]["speedup_vs_baseline"] == 1.0
+    # the baseline has the lowest KL, so it is always on the front; int4 is iff faster
+    faster = row["latency_ms"] < t.df.iloc[0]["latency_ms"]
+    assert list(t.df["pareto"]) == [True, bool(faster)]

@@ -28,15 +28,20 @@ from __future__ import annotations
 
 import math
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench.argtypes import whole
 from workbench.errors import InputError, UnsupportedModelError
 from workbench.profiling.results import dump_json, load_json
+
+if TYPE_CHECKING:
+    from workbench.evaluation.sweep import TradeoffTable
+    from workbench.profiling.generate import GenerationProfile
 
 #: the held-out split of ``sample_models/llama_train.py``: every tenth standard-library
 #: file (sorted), joined by newlines, the first this many bytes
@@ -290,3 +295,75 @@ def _compare(
         variant_perplexity=math.exp(nll_q),
         seed=seed,
     )
+
+
+def lm_tradeoff(
+    points: Sequence[tuple[Any, GenerationProfile, LMAccuracy | None]],
+) -> TradeoffTable:
+    """The generative trade-off: one row per (variant, runtime), decode speed against KL.
+
+    Args:
+        points: ``(model, generation profile, accuracy)`` triples: the model profiled (an
+            `LMVariant`, or the fp32 reference itself: the ``"baseline"`` row, KL 0 by
+            definition), its `GenerationProfile` on one runtime, and its `LMAccuracy`
+            (None where accuracy is not measured, e.g. random weights: no KL is shown and
+            the row is never on the Pareto front). The accuracy of a recipe measured on
+            the trained sample may stand beside the speed of the same recipe on a
+            random-weight config; the row's ``kl_model`` says which model the KL is of.
+
+    Returns:
+        A `TradeoffTable` (``metric`` ``"kl"``, lower is better) whose ``latency_ms`` is
+        the median TPOT and ``throughput_per_s`` the decode tokens/s, with ``ttft_ms``,
+        ``weights_bytes``, ``kv_cache_bytes``, ``memory_bytes`` (weights + KV cache),
+        ``kl_ci_low`` / ``kl_ci_high``, ``top1_agreement``, ``delta_perplexity`` and
+        ``kl_model`` beside the shared columns; ``speedup`` is against the baseline on
+        the same runtime (the sweep's rule), ``speedup_vs_baseline`` against the
+        baseline row on whatever runtime it ran (e.g. torch eager fp32).
+
+    Example:
+        >>> q = wb.lm_quantize(model, "int4")
+        >>> lm_tradeoff([(model, wb.generate_profile(model), None),
+        ...              (q, wb.generate_profile(q, backend="onnxruntime"), wb.lm_accuracy(q))])
+    """
+    from workbench.evaluation.sweep import BASELINE, table_from_rows
+
+    rows: list[dict[str, Any]] = []
+    for model, profile, accuracy in points:
+        label = getattr(model, "label", None)
+        decode = profile.tpot or profile.ttft  # one token: the prefill is all there is
+        low, high = decode.median_ci
+        kl: float | None = accuracy.kl_mean if accuracy else (None if label else 0.0)
+        rows.append(
+            {
+                "variant": label or BASELINE,
+                "backend": profile.backend,
+                "device": profile.device,
+                "batch_size": profile.batch_size,
+                "latency_ms": decode.median,
+                "latency_p90_ms": decode.p90,
+                "latency_ci_low_ms": low,
+                "latency_ci_high_ms": high,
+                "throughput_per_s": profile.decode_tokens_per_s,
+                "size_bytes": getattr(model, "size_bytes", None) or profile.weights_bytes,
+                "metric": "kl",
+                "metric_value": kl,
+                "recipe": getattr(model, "recipe", None),
+                "samples": decode.n,
+                "noisy": decode.noisy,
+                "ttft_ms": profile.ttft.median,
+                "weights_bytes": profile.weights_bytes,
+                "kv_cache_bytes": profile.kv_cache_bytes,
+                "memory_bytes": profile.weights_bytes + profile.kv_cache_bytes,
+                "kl_ci_low": accuracy.kl_ci95[0] if accuracy else None,
+                "kl_ci_high": accuracy.kl_ci95[1] if accuracy else None,
+                "top1_agreement": accuracy.top1_agreement if accuracy else None,
+                "delta_perplexity": accuracy.delta_perplexity if accuracy else None,
+                "kl_model": accuracy.reference if accuracy else None,
+            }
+        )
+    base = next((r["latency_ms"] for r in rows if r["variant"] == BASELINE), None)
+    for row in rows:  # across runtimes too: the question is "how much faster than eager fp32"
+        row["speedup_vs_baseline"] = base / row["latency_ms"] if base else None
+    unmeasured = [str(r["variant"]) for r in rows if r["metric_value"] is None]
+    notes = [f"no KL for {', '.join(unmeasured)}: accuracy not measured"] if unmeasured else []
+    return table_from_rows(rows, "kl", False, meta={"kind": "generative"}, notes=notes)
