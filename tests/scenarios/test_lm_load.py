@@ -244,6 +244,10 @@ def test_arguments_are_checked_in_one_line() -> None:
         lm_load("http://x:1", rate_per_s=1, concurrency=2)
     with pytest.raises(InputError, match="not an http"):
         lm_load("ftp://x", rate_per_s=1)
+    with pytest.raises(InputError, match="the chat API takes text prompts"):
+        lm_load("http://x:1/v1/chat/completions", rate_per_s=1, prompt=[1, 2])
+    with pytest.raises(InputError, match="lists of token ids"):
+        lm_load("http://x:1", rate_per_s=1, prompt=[[1, 2.5]])
     with pytest.raises(InputError, match="unknown objective"):
         objective_of("fastest")
     assert objective_of("interactive") == Objective(450.0, 40.0, "interactive")
@@ -294,7 +298,9 @@ def served() -> Iterator[tuple[str, object]]:
     from workbench.cli.lm_server import LmServer
     from workbench.loaders.language import language_model
 
-    server = LmServer(language_model("llama-tiny"), "torch", name="llama-tiny", batch_window_ms=50)
+    server = LmServer(
+        language_model("llama-tiny"), "torch", name="llama-tiny", max_batch=4, batch_window_ms=200
+    )
     url, stop = server.start()
     yield url, server
     stop()
@@ -306,6 +312,8 @@ def test_serve_lm_streams_batches_and_matches_its_plain_answer(
     url, server = served
     r = lm_load(url, burst_size=4, requests=4, max_tokens=3, prompt="hello")
     assert r.failed == 0 and (r.requests["output_tokens"] == 3).all()
+    ids = lm_load(url, concurrency=1, requests=2, max_tokens=2, prompt=[[1, 2, 3], [4, 5]])
+    assert ids.failed == 0 and (ids.requests["output_tokens"] == 2).all()
     assert r.requests["server_ttft_ms"].notna().all()
     assert max(server.batch_sizes) > 1  # type: ignore[attr-defined]
     chat = lm_load(f"{url}/v1/chat/completions", concurrency=1, requests=1, max_tokens=2)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 from collections import Counter
@@ -306,10 +307,19 @@ class LmServer:
     # -- running -----------------------------------------------------------------------------
 
     async def serve(
-        self, host: str = "127.0.0.1", port: int = 8000, ready: Callable[[int], None] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        ready: Callable[[int], None] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        """Serve until cancelled; ``ready(port)`` is called once listening."""
-        server = await asyncio.start_server(self.handle, host, port, backlog=1024)
+        """Serve until cancelled (on ``sock`` when given, already listening); ``ready(port)``
+        is called once listening."""
+        server = await (
+            asyncio.start_server(self.handle, sock=sock, backlog=1024)
+            if sock is not None
+            else asyncio.start_server(self.handle, host, port, backlog=1024)
+        )
         async with server:
             if ready is not None:
                 ready(server.sockets[0].getsockname()[1])
@@ -406,7 +416,15 @@ def serve_lm(
     """
     from workbench.loaders.language import language_model
 
-    model = language_model(source, seed=seed)
+    try:  # the port first: a taken one is said before a model is loaded for minutes
+        sock = socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        model = language_model(source, seed=seed)
+    except BaseException:
+        sock.close()
+        raise
     server = LmServer(
         model,
         backend,
@@ -424,8 +442,6 @@ def serve_lm(
         )
 
     try:
-        asyncio.run(server.serve(host, port, ready))
-    except OSError as exc:
-        raise WorkbenchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        asyncio.run(server.serve(host, port, ready, sock))
     finally:
         server.close()

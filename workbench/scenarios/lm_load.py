@@ -25,7 +25,7 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -440,7 +440,7 @@ def run_async(work: Coroutine[Any, Any, T]) -> T:
 def _bodies(
     endpoint: Endpoint,
     model: str | None,
-    prompts: list[str],
+    prompts: list[str | list[int]],
     count: int,
     max_tokens: int,
     extra: Mapping[str, Any],
@@ -462,6 +462,32 @@ def _bodies(
             body["prompt"] = prompt
         bodies.append(json.dumps({**body, **extra}).encode())
     return bodies
+
+
+def _prompts(prompt: Any, chat: bool) -> list[str | list[int]]:
+    """The prompts used in turn: texts, or token-id lists (one flat list is one prompt).
+
+    Raises:
+        InputError: no prompt, something else than texts or ids, ids for the chat API.
+    """
+    if isinstance(prompt, str):
+        return [prompt]
+    items = list(prompt)
+    if items and all(type(i) is int for i in items):
+        items = [items]
+    found: list[str | list[int]] = []
+    for item in items:
+        if isinstance(item, str):
+            found.append(item)
+        elif not isinstance(item, Sequence) or not item or any(type(i) is not int for i in item):
+            raise InputError("prompt= takes a text, texts, or lists of token ids (integers)")
+        elif chat:
+            raise InputError("the chat API takes text prompts, not token ids")
+        else:
+            found.append(list(item))
+    if not found:
+        raise InputError("no prompt given; give a text or a list of texts")
+    return found
 
 
 def _schedule(
@@ -739,7 +765,9 @@ def lm_load(
     concurrency: int | None = None,
     burst_size: int | None = None,
     requests: int = 64,
-    prompt: str | list[str] = "The quick brown fox jumps over the lazy dog.",
+    prompt: str
+    | Sequence[str]
+    | Sequence[Sequence[int]] = "The quick brown fox jumps over the lazy dog.",
     max_tokens: int = 32,
     model: str | None = None,
     objective: str | Objective | tuple[float, float] = "mlperf-llama2",
@@ -764,7 +792,9 @@ def lm_load(
         concurrency: requests kept in flight instead (closed loop).
         burst_size: requests per burst.
         requests: how many requests to send.
-        prompt: the prompt, or prompts used in turn.
+        prompt: a text, texts used in turn, or token ids (one list of ints, or lists of
+            them used in turn: the completions API takes ids, so a prompt's length in
+            tokens is exact; not with the chat API).
         max_tokens: tokens asked for per request.
         model: the ``model`` field (vLLM and most servers need their served model's
             name); None: the first model the server's ``GET /v1/models`` lists, or no
@@ -807,9 +837,7 @@ def lm_load(
         )
     if concurrency is not None and burst_size is not None:
         raise InputError("burst_size goes with a rate or alone, not with concurrency")
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    if not prompts:
-        raise InputError("no prompt given; give a text or a list of texts")
+    prompts = _prompts(prompt, endpoint.chat)
     if model is None:
         model = run_async(_served_model(endpoint, api_key, timeout_s))
     bodies = _bodies(endpoint, model, prompts, requests, max_tokens, extra_body or {})
