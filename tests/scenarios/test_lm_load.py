@@ -77,6 +77,8 @@ async def _answer(
         writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + b"data: {not json\n\n")
     elif mode == "odd":  # JSON, but not shaped as a completions chunk
         writer.write(stream_head + b"\r\n" + b'data: {"choices": [5], "workbench": 3}\n\n')
+    elif mode == "huge":  # one line past asyncio's 64 KiB line limit
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 70000 + b"\r\n\r\n")
     elif mode == "drop":
         writer.write(stream_head + b"\r\n" + _chunk("a", 1.0) + _chunk("b", 2.0))
     elif mode == "slow":  # the first token after 50 ms
@@ -159,6 +161,7 @@ def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
         ("plain", "not a stream"),
         ("malformed", "malformed chunk"),
         ("odd", "malformed chunk (a choice without text)"),
+        ("huge", "malformed answer"),
         ("drop", "ended before data: [DONE] after 2 content chunks"),
     ],
     ids=[
@@ -167,6 +170,7 @@ def test_every_token_of_a_chunked_stream_is_timed(fake: str) -> None:
         "not-streaming",
         "malformed",
         "odd-chunk",
+        "overlong-line",
         "drops-mid-stream",
     ],
 )

@@ -356,8 +356,10 @@ async def _timed_request(
         record["error"] = str(exc)
     except TimeoutError:
         record["error"] = f"timed out after {timeout_s:g} s"
-    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+    except (asyncio.IncompleteReadError, OSError) as exc:  # reset, broken pipe, TLS
         record["error"] = f"the connection dropped mid-stream ({type(exc).__name__})"
+    except ValueError as exc:  # a header or event line over asyncio's 64 KiB line limit
+        record["error"] = f"malformed answer: {' '.join(str(exc).split())[:120]}"
     else:
         record["ok"] = True
 
