@@ -9,6 +9,7 @@ import math
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -323,16 +324,18 @@ def test_serve_lm_streams_batches_and_matches_its_plain_answer(
     chat = lm_load(f"{url}/v1/chat/completions", concurrency=1, requests=1, max_tokens=2)
     assert chat.failed == 0 and chat.requests["output_tokens"].iloc[0] == 2
 
-    async def post(body: dict[str, object]) -> tuple[bytes, bytes]:
+    async def send(request: bytes) -> tuple[bytes, bytes]:
         reader, writer = await asyncio.open_connection(*url[7:].split(":"))
-        data = json.dumps(body).encode()
-        writer.write(
-            b"POST /v1/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
-        )
+        writer.write(request)
         answer = await reader.read()
         writer.close()
         head, _, payload = answer.partition(b"\r\n\r\n")
         return head, payload
+
+    def post(body: dict[str, object], header: bytes = b"") -> Any:
+        data = json.dumps(body).encode()
+        head = b"POST /v1/completions HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n"
+        return send(head % (header, len(data)) + data)
 
     head, payload = asyncio.run(post({"prompt": "hello", "max_tokens": 3}))
     assert b"200" in head.split(b"\r\n")[0]
@@ -345,3 +348,9 @@ def test_serve_lm_streams_batches_and_matches_its_plain_answer(
     assert json.loads(payload)["choices"][0]["text"] == "".join(texts)
     head, payload = asyncio.run(post({"prompt": "hello", "max_tokens": 0}))
     assert b"400" in head and b"max_tokens must be a positive integer" in payload
+    head, payload = asyncio.run(post({"prompt": "x" * 300, "max_tokens": 2}))
+    assert b"400" in head and b"exceed the context of 256" in payload
+    head, payload = asyncio.run(post({"prompt": "hi", "pad": "x" * 70000}))
+    assert b"200" in head  # a long body is fine: only lines are limited
+    head, payload = asyncio.run(post({"prompt": "hi"}, b"X-Pad: %s\r\n" % (b"x" * 70000)))
+    assert b"400" in head and b"too long" in payload

@@ -176,6 +176,8 @@ class LmServer:
             await self._answer(writer, job, chat, stream, usage, received)
         except InputError as exc:
             _respond(writer, 400, _error(str(exc)))
+        except ValueError:  # a request line or header over asyncio's 64 KiB line limit
+            _respond(writer, 400, _error("a request line or header is too long"))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away: nothing to answer
         finally:
