@@ -20,6 +20,14 @@ binary classifiers; the module's submodules are named after the graph's stages
 with the ONNX model's. Exact in float32 up to summation order: a compilation, not an
 approximation (its recipe says which strategy).
 
+A graph with nodes besides the tree node (LightGBM's and scikit-learn's boosted models
+add Identity, Cast and Mul after it) keeps them: they are cut out as ONNX graphs of
+their own and converted by the torch backends' ONNX converter
+(`workbench.backends.torch.from_onnx`) into ``preprocess`` (before the trees) and
+``postprocess`` (after) submodules, one layer each. Ops that converter lacks (a
+pipeline's ``Scaler``) are refused in one line naming them; a graph of several tree
+nodes (an IsolationForest) is refused too.
+
 Example:
     >>> t = wb.transform(wb.samples.load("trees-gbm"), "tree-tensors")
     >>> wb.profile(t, backend="torch-compile", batch_size=10_000)
@@ -68,10 +76,10 @@ class TreeTensors(Transform):
             )
         proto = model.to_onnx().proto
         nodes = [n for n in proto.graph.node if n.op_type in TREE_OPS] if proto else []
-        if len(proto.graph.node if proto else []) != 1 or len(nodes) != 1:
+        if proto is None or len(nodes) != 1:
             raise TransformError(
-                f"tree-tensors compiles a graph that is one tree-ensemble node; {model.name!r} "
-                f"has {len(proto.graph.node) if proto else 0} nodes"
+                f"tree-tensors compiles a graph with one tree-ensemble node; {model.name!r} "
+                f"has {len(nodes)} (an IsolationForest converts to one node a tree)"
             )
         trees = ensemble_of(nodes[0])
         if trees.aggregate > 1:
@@ -79,7 +87,8 @@ class TreeTensors(Transform):
         strategy = self.strategy
         if strategy == "auto":
             strategy = "gemm" if trees.max_depth <= GEMM_MAX_DEPTH else "tree_trav"
-        module = tree_module(trees, nodes[0].op_type == "TreeEnsembleClassifier", strategy)
+        classifier = nodes[0].op_type == "TreeEnsembleClassifier"
+        module = tree_module(trees, classifier, strategy, _surroundings(model, nodes[0], trees))
         import torch
 
         example = torch.zeros(1, int(model.inputs[0].shape[1]))
@@ -93,7 +102,7 @@ class TreeTensors(Transform):
         return derived
 
 
-def _module_classes() -> tuple[type, type, type]:
+def _module_classes() -> tuple[type, type, type, type]:
     """The torch modules, built on first use so that importing this file needs no torch."""
     import torch
     from torch import nn
@@ -231,22 +240,198 @@ def _module_classes() -> tuple[type, type, type]:
                 return label, torch.stack([-s0, s0], 1)
             return label, s0[:, None]
 
-    return Gemm, TreeTrav, Finish
+    class OnnxGraph(nn.Module):
+        """The graph's nodes around the trees, as one layer: the converted ONNX module is
+        held out of the module tree, so the profile times it once instead of as a
+        container row that also counts each of its nodes again."""
+
+        def __init__(self, graph: nn.Module) -> None:
+            super().__init__()
+            self.graph = (graph,)
+
+        def forward(self, *inputs: torch.Tensor) -> Any:
+            return self.graph[0](*inputs)
+
+    class Stages(nn.Module):
+        """``preprocess`` (the graph's nodes before the trees), ``ensemble``,
+        ``post-transform`` (the tree node's own), ``postprocess`` (the nodes after it)."""
+
+        def __init__(self, ensemble: nn.Module, finish: nn.Module, wiring: Wiring | None) -> None:
+            super().__init__()
+            if wiring is not None and wiring.pre is not None:
+                self.add_module("preprocess", OnnxGraph(wiring.pre))
+            self.add_module("ensemble", ensemble)
+            self.add_module("post-transform", finish)
+            if wiring is not None and wiring.post is not None:
+                self.add_module("postprocess", OnnxGraph(wiring.post))
+            # only the names: the modules are children (a copy of this module copies them once)
+            self.wiring = dataclasses.replace(wiring, pre=None, post=None) if wiring else None
+
+        def forward(self, x: torch.Tensor) -> Any:
+            stage: dict[str, Any] = self._modules  # the stage names are not identifiers
+            pre, post = stage.get("preprocess"), stage.get("postprocess")
+            h = pre(x)[0] if pre is not None else x
+            out = stage["post-transform"](stage["ensemble"](h))
+            if post is None or self.wiring is None:
+                return out
+            w = self.wiring
+            values = dict(
+                zip(w.tree_outputs, out if isinstance(out, tuple) else (out,), strict=True)
+            )
+            values[w.input_name] = x
+            computed = post(*[values[n] for n in w.post_inputs])
+            values.update(zip(w.post_outputs, computed, strict=True))
+            return tuple(values[n] for n in w.graph_outputs)
+
+    return Gemm, TreeTrav, Finish, Stages
 
 
-def tree_module(trees: TreeArrays, classifier: bool, strategy: str) -> Any:
-    """The compiled ensemble: ``ensemble`` (the strategy) then ``post-transform``."""
+@dataclasses.dataclass(frozen=True)
+class Wiring:
+    """How the graph's other nodes, converted to torch, sit around the compiled trees.
+
+    Attributes:
+        pre: the nodes computing the trees' input from the graph's (None: the trees read it).
+        post: the nodes after the trees (None: the tree node's outputs are the graph's).
+        input_name: the graph's input.
+        tree_outputs: the tree node's outputs, in order.
+        post_inputs: the values ``post`` takes (tree outputs or the graph's input).
+        post_outputs: the graph outputs ``post`` computes.
+        graph_outputs: the graph's outputs, in order.
+    """
+
+    pre: Any
+    post: Any
+    input_name: str
+    tree_outputs: tuple[str, ...]
+    post_inputs: tuple[str, ...]
+    post_outputs: tuple[str, ...]
+    graph_outputs: tuple[str, ...]
+
+
+def tree_module(
+    trees: TreeArrays, classifier: bool, strategy: str, wiring: Wiring | None = None
+) -> Any:
+    """The compiled ensemble: ``ensemble`` (the strategy) then ``post-transform``, with the
+    graph's other nodes before (``preprocess``) and after (``postprocess``) when given."""
+    from collections import OrderedDict
+
     from torch import nn
 
-    gemm, trav, finish = _module_classes()
+    gemm, trav, finish, stages = _module_classes()
     values = np.zeros((trees.n_nodes, trees.n_targets))
     rows = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
     np.add.at(values, (rows, trees.leaf_target), trees.leaf_weight)
     ensemble = (gemm if strategy == "gemm" else trav)(trees, values)
-    module = nn.Sequential()
-    module.add_module("ensemble", ensemble)
-    module.add_module("post-transform", finish(trees, classifier))
-    return module.eval()
+    if wiring is None:  # a pure container: no routing code of its own to time
+        return nn.Sequential(
+            OrderedDict([("ensemble", ensemble), ("post-transform", finish(trees, classifier))])
+        ).eval()
+    return stages(ensemble, finish(trees, classifier), wiring).eval()
+
+
+def _surroundings(model: Model, node: Any, trees: TreeArrays) -> Wiring | None:
+    """The graph's nodes other than the tree node, converted to torch, or None if none."""
+    import onnx
+
+    proto = model.to_onnx().proto
+    assert proto is not None
+    graph = proto.graph
+    others = [n for n in graph.node if n is not node]
+    if not others:
+        return None
+    if len(graph.input) != 1:
+        raise TransformError(
+            f"tree-tensors compiles graphs of one input; {model.name!r} has {len(graph.input)}"
+        )
+    produced_by = {out: n for n in others for out in n.output}
+    before: list[Any] = []
+    wanted = [node.input[0]]
+    while wanted:  # the nodes the trees' input depends on
+        producer = produced_by.get(wanted.pop())
+        if producer is not None and producer not in before:
+            before.append(producer)
+            wanted.extend(producer.input)
+    before = [n for n in others if n in before]
+    after = [n for n in others if n not in before]
+    values = {v.name: v for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
+    values.update({v.name: v for v in [*graph.input, *graph.output]})
+    tree_values = _tree_values(node, trees)
+    pre = None
+    if before:
+        tree_input = values.get(node.input[0]) or onnx.helper.make_tensor_value_info(
+            node.input[0], onnx.TensorProto.FLOAT, ["batch", None]
+        )
+        pre = _torch_part(model, proto, before, [graph.input[0]], [tree_input], "preprocess")
+    post = None
+    post_inputs: tuple[str, ...] = ()
+    post_outputs: tuple[str, ...] = ()
+    if after:
+        made = {out for n in after for out in n.output}
+        known = {**tree_values, graph.input[0].name: graph.input[0]}
+        initializers = {i.name for i in graph.initializer}
+        needed = [
+            name for n in after for name in n.input
+            if name and name not in made and name not in initializers
+        ]  # fmt: skip
+        missing = sorted({name for name in needed if name not in known})
+        if missing:
+            raise TransformError(
+                f"tree-tensors: the nodes after the trees in {model.name!r} read {missing}, "
+                "computed before the trees; not supported"
+            )
+        post_inputs = tuple(dict.fromkeys(needed))
+        post_outputs = tuple(o.name for o in graph.output if o.name in made)
+        post = _torch_part(
+            model, proto, after, [known[n] for n in post_inputs],
+            [values[n] for n in post_outputs], "postprocess",
+        )  # fmt: skip
+    return Wiring(
+        pre=pre, post=post, input_name=graph.input[0].name, tree_outputs=tuple(node.output),
+        post_inputs=post_inputs, post_outputs=post_outputs,
+        graph_outputs=tuple(o.name for o in graph.output),
+    )  # fmt: skip
+
+
+def _tree_values(node: Any, trees: TreeArrays) -> dict[str, Any]:
+    """The tree node's outputs as ONNX value infos (label int64, scores float32)."""
+    from onnx import TensorProto, helper
+
+    if node.op_type == "TreeEnsembleClassifier":
+        label, *scores = node.output
+        found = {label: helper.make_tensor_value_info(label, TensorProto.INT64, ["batch"])}
+        for name in scores:
+            found[name] = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", None])
+        return found
+    return {
+        name: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", trees.n_targets])
+        for name in node.output
+    }
+
+
+def _torch_part(
+    model: Model, proto: Any, nodes: list[Any], inputs: list[Any], outputs: list[Any], part: str
+) -> Any:
+    """``nodes`` of ``proto`` as their own ONNX graph, converted by the torch backends."""
+    from onnx import helper
+
+    from workbench.backends.torch.from_onnx import onnx_module
+    from workbench.errors import UnsupportedModelError
+    from workbench.loaders.onnx import model_from_proto
+
+    used = {name for n in nodes for name in n.input}
+    graph = helper.make_graph(
+        nodes,
+        part,
+        inputs,
+        outputs,
+        initializer=[i for i in proto.graph.initializer if i.name in used],
+    )
+    sub = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    try:
+        return onnx_module(model_from_proto(sub, f"{model.name}:{part}"))
+    except UnsupportedModelError as error:
+        raise TransformError(f"tree-tensors: the {part} nodes around the trees: {error}") from None
 
 
 def _register_tests(module: Any, t: TreeArrays) -> None:
