@@ -261,15 +261,16 @@ def test_arguments_are_checked_in_one_line() -> None:
 
 
 def test_slo_search_finds_a_rate_or_says_what_limited_it(fake: str) -> None:
-    fast = lm_slo(f"{fake}/ok", steps=2, requests=6, max_tokens=2, price_per_hour=1.0)
-    assert fast.max_rate_per_s > 0 and fast.points["passed"].any()
-    # a point fails for a reason it names (here: at most the client falling behind)
-    assert (fast.points["passed"] | (fast.points["reasons"] != "")).all()
-    assert fast.cost_per_million_tokens is not None
-    assert LmSloResult.from_json(fast.to_json()).to_json() == fast.to_json()
-    slow = lm_slo(f"{fake}/slow", (10.0, 1000.0), steps=2, requests=4, probe_concurrency=4)
-    assert slow.max_rate_per_s == 0
-    assert "TTFT p99" in slow.limited_by
+    # a server of ~20 requests/s (50 ms each, one at a time in the probe): rates any
+    # client generates on time, so the search's verdicts come from the objective alone
+    url = f"{fake}/slow"
+    found = lm_slo(url, steps=2, requests=6, probe_concurrency=1, price_per_hour=1.0)
+    assert found.max_rate_per_s > 0 and found.points["passed"].any()
+    assert found.cost_per_million_tokens is not None
+    assert LmSloResult.from_json(found.to_json()).to_json() == found.to_json()
+    strict = lm_slo(url, (10.0, 1000.0), steps=2, requests=4, probe_concurrency=1)
+    assert strict.max_rate_per_s == 0
+    assert "TTFT p99" in strict.limited_by
 
 
 def test_cli_prints_the_summary_and_fails_on_a_dead_endpoint(
