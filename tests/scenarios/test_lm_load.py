@@ -199,6 +199,20 @@ def test_a_rate_the_client_cannot_generate_is_said_not_lowered() -> None:
     assert "INVALID: the client cannot generate" in r.summary()
 
 
+def test_the_client_is_behind_on_lag_or_a_rate_it_fell_short_of_not_on_jitter() -> None:
+    from workbench.scenarios.lm_load import _generator_checks
+
+    scheduled = np.arange(6) * 0.008  # 125 requests/s
+    jitter = scheduled + np.array([0, 0, 0, 0, 0, 0.003])  # the last one 3 ms late
+    behind = scheduled * 2  # issued at half the rate
+    frame = pd.DataFrame({"scheduled_s": scheduled, "issue_s": jitter})
+    assert _generator_checks(frame, 125.0) == []
+    frame["issue_s"] = behind
+    assert "cannot generate 125 requests/s" in _generator_checks(frame, 125.0)[0]
+    frame["issue_s"] = scheduled + 0.02  # every request 20 ms late
+    assert "median issue lag 20 ms" in _generator_checks(frame, 125.0)[0]
+
+
 def _result(ttft: list[float], tpot: list[float], ok: list[bool]) -> LmLoadResult:
     n = len(ttft)
     frame = pd.DataFrame(
