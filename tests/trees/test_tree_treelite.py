@@ -71,8 +71,11 @@ def test_the_compiled_library_is_cached_per_model(
     assert len(timings) == 1 and len(timings[0].samples_ms) == 3  # one row: the whole call
 
 
+@compiles  # compile() checks the device (a compiler) before the model
 def test_models_without_a_library_object_are_unsupported_with_the_reason(cancer, forest) -> None:
     from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     m = wb.load(forest)
     backend = wb.backend("treelite")
@@ -84,6 +87,9 @@ def test_models_without_a_library_object_are_unsupported_with_the_reason(cancer,
     assert "outlier detector" in backend.supports(iso).reasons[0]
     with pytest.raises(UnsupportedModelError, match="not ONNX"):
         backend.compile(onnx_only)
+    scaled = make_pipeline(StandardScaler(), forest.__class__(3, max_depth=2, random_state=0))
+    with pytest.raises(UnsupportedModelError, match="cannot read Pipeline: Not supported model"):
+        backend.compile(wb.load(scaled.fit(*cancer)))
 
 
 def test_unavailable_without_a_compiler_or_the_packages(forest, monkeypatch) -> None:

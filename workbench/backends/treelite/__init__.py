@@ -157,9 +157,9 @@ def compiled_library(model: Model) -> Path:
     if path.is_file():
         return path
     trees = _treelite_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{key}.{os.getpid()}.tmp.so")  # renamed when whole
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         files = max(1, trees.num_tree // TREES_PER_FILE)
         tl2cgen.export_lib(
             trees, toolchain=compiler, libpath=str(partial), params={"parallel_comp": files}
@@ -167,7 +167,7 @@ def compiled_library(model: Model) -> Path:
     except (tl2cgen.TL2cgenError, OSError) as error:
         partial.unlink(missing_ok=True)
         raise BackendError(
-            f"treelite: compiling {model.name!r} failed: {_first_line(error)}"
+            f"treelite: compiling {model.name!r} failed: {_message_line(error)}"
         ) from None
     os.replace(partial, path)
     return path
@@ -189,7 +189,7 @@ def _treelite_model(model: Model) -> Any:
         return treelite.sklearn.import_model(estimator)
     except (treelite.TreeliteError, TypeError, ValueError, NotImplementedError) as error:
         raise UnsupportedModelError(
-            f"treelite cannot read {type(estimator).__name__}: {_first_line(error)}"
+            f"treelite cannot read {type(estimator).__name__}: {_message_line(error)}"
         ) from None
 
 
@@ -228,6 +228,7 @@ def _cache_dir() -> Path:
     return Path(root) / "treelite"
 
 
-def _first_line(error: BaseException) -> str:
+def _message_line(error: BaseException) -> str:
+    """The error's last non-empty line: compilers and treelite end with the error itself."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
