@@ -87,3 +87,9 @@ def test_tradeoff_table_one_row_per_variant_and_runtime(sample):
     # the baseline has the lowest KL, so it is always on the front; int4 is iff faster
     faster = row["latency_ms"] < t.df.iloc[0]["latency_ms"]
     assert list(t.df["pareto"]) == [True, bool(faster)]
+
+
+def test_a_variant_of_a_random_weight_model_is_refused_too():
+    q = lm_quantize(language_model("llama-tiny"), "int8")
+    with pytest.raises(UnsupportedModelError, match="accuracy asked for a random-weight model"):
+        lm_accuracy(q, **SMALL)

@@ -127,3 +127,10 @@ def test_torchao_int8_where_installed(sample):
     assert q.stored_weights_bytes[0] < sum(p.numel() * 4 for p in sample.parameters()) / 2
     g = wb.generate_profile(q, backend="torch", **FAST)
     assert g.weights_bytes == q.stored_weights_bytes[0]
+
+
+def test_per_layer_tables_of_a_variant_use_the_reference_module_paths(int4):
+    g = wb.generate_profile(int4, backend="onnxruntime", layers=True, **FAST)
+    ops = dict(zip(g.decode_layers["layer"], g.decode_layers["op_type"], strict=False))
+    assert ops["model.layers.0.self_attn.q_proj"] == "MatMulNBits"
+    assert "LlamaForCausalLM" in ops and "LMVariant" not in ops

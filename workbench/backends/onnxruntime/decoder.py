@@ -252,8 +252,10 @@ def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
             lm = export_decoder(model, path)
         past, present = lm.cache_names
         dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
-        # the root first, named after its class (as the torch tables name it)
-        modules = [path or type(model).__name__ for path, _ in model.named_modules()]
+        # the root first, named after its class (as the torch tables name it; a variant's
+        # after its reference's, so its tables align with the fp32 model's)
+        root = type(getattr(model, "reference", model)).__name__
+        modules = [path or root for path, _ in model.named_modules()]
         decoder = OrtDecoder(
             path, past, present, lm.kv_heads, lm.head_dim, dtype, threads, modules=modules
         )
