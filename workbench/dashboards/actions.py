@@ -19,7 +19,7 @@ import pandas as pd
 
 import workbench as wb
 from workbench.dashboards.cache import RESULTS, RunKey
-from workbench.errors import InputError, TransformError
+from workbench.errors import InputError, TransformError, WorkbenchError
 from workbench.model import Model, recipe_label
 from workbench.optimize.base import Transform, chain_to_dict, make_config
 from workbench.optimize.prune import LayerRatios
@@ -27,7 +27,11 @@ from workbench.profiling.profile import Profile
 from workbench.progress import CancelToken, ProgressCallback
 
 #: quantization methods offered by the Optimize page ("none" keeps full precision)
-QUANT_METHODS = ("none", "int8-dynamic", "int8-static", "fp16")
+QUANT_METHODS = (
+    "none", "int8-dynamic", "int8-static", "fp16",
+    # embedding tables (recommendation models): row-wise int8 / int4, fp16, rare rows pruned
+    "table-int8", "table-int4", "table-fp16", "table-prune",
+)  # fmt: skip
 #: calibration methods of static INT8
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -122,10 +126,46 @@ def measure_profile(
 
 
 def evaluation_data(model: Model, split: str = "test") -> Any | None:
-    """The digits data when the model takes (N, 1, 8, 8) images, else None."""
-    if len(model.inputs) != 1 or tuple(model.inputs[0].shape[1:]) != (1, 8, 8):
+    """The digits data when the model takes (N, 1, 8, 8) images; a sample's own held-out
+    data (``dlrm``'s clicks, ``two-tower``'s users); else None."""
+    if len(model.inputs) == 1 and tuple(model.inputs[0].shape[1:]) == (1, 8, 8):
+        return wb.samples.dataset("digits", split=split)
+    name = _sample_name(model)
+    if name is None or not _card_metrics(model):
         return None
-    return wb.samples.dataset("digits", split=split)
+    try:
+        return wb.samples.dataset(name, split=split)
+    except WorkbenchError:  # a sample without data of its own (or without this split)
+        return None
+
+
+def evaluation_metric(model: Model) -> str:
+    """The metric the dashboard scores ``model`` by: the first its sample card records
+    on the held-out split (``test_roc_auc`` -> ``"roc_auc"``, ``test_recall@10``), else
+    ``"accuracy"``."""
+    return next(iter(_card_metrics(model)), "accuracy")
+
+
+def _sample_name(model: Model) -> str | None:
+    source = str(getattr(model, "source", "") or "")
+    return source.removeprefix("sample:") if source.startswith("sample:") else None
+
+
+def _card_metrics(model: Model) -> list[str]:
+    """The metrics a sample's card records on its test split, by name, in card order."""
+    from workbench.evaluation.metrics import get_metric
+
+    card = model.metadata.get("card") or {}
+    found = []
+    for key in card:
+        name = str(key).removeprefix("test_")
+        if key.startswith("test_") and isinstance(card[key], (int, float)):
+            try:
+                get_metric(name)
+            except WorkbenchError:
+                continue
+            found.append(name)
+    return found
 
 
 def variant_steps(
@@ -334,7 +374,8 @@ def measure_variant(
             cancel=cancel,
             progress=lambda f, m: step(0.4 + 0.6 * f, m),
         )
-    result = VariantResult(label, variant.size_bytes, "accuracy", value, profile, tuple(notes))
+    metric = evaluation_metric(model)
+    result = VariantResult(label, variant.size_bytes, metric, value, profile, tuple(notes))
     RESULTS.put(key, result)
     return result
 
@@ -352,13 +393,15 @@ def _build_and_score(
     variant = build_variant(model, *recipe)
     if cancel is not None:
         cancel.check()
-    data = evaluation_data(model)
+    data, metric = evaluation_data(model), evaluation_metric(model)
     if data is None:
-        return variant, None, ["no labelled data for this model's inputs: accuracy not measured"]
-    step(0.2, "evaluating accuracy")
+        return variant, None, [f"no labelled data for this model's inputs: {metric} not measured"]
+    step(0.2, f"evaluating {metric}")
     from workbench.evaluation.metrics import evaluate
 
-    scored = evaluate(variant, data, backend=backend, device=device, cancel=cancel, bar=False)
+    scored = evaluate(
+        variant, data, metric=metric, backend=backend, device=device, cancel=cancel, bar=False
+    )
     return variant, float(scored.value), []
 
 
@@ -388,7 +431,8 @@ def _labelled_data(model: Model) -> Any:
     if data is None:
         raise InputError(
             f"{model.name} has no labelled data here (the dashboard knows the digits "
-            "samples' inputs only); run wb.sensitivity(model, data) in a notebook"
+            "inputs and the samples' own data only); run wb.sensitivity(model, data) in a "
+            "notebook"
         )
     return data
 
@@ -422,6 +466,7 @@ def measure_sensitivity(
             model,
             data,
             config,
+            metric=evaluation_metric(model),
             backend=backend,
             device=device,
             batch_size=batch_size,

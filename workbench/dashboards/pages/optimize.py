@@ -257,8 +257,10 @@ class OptimizePage(Viewer):
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
         if base is not None and chosen is not None and chosen is not base:
             self.diff.object = viz.layer_comparison([base.profile, chosen.profile])
-        # fixed columns: Tabulator cannot reset the columns of a table it has not drawn
+        # fixed columns: Tabulator cannot reset the columns of a table it has not drawn;
+        # the metric column is titled by the metric measured (roc_auc on a click model)
         self.table.value = _shown(frame)
+        self.table.titles = {"accuracy": self._metric()}
 
     def _numbers(self) -> str:
         base, chosen = self.results.get("baseline"), self.results.get(self.selected or "")
@@ -267,7 +269,11 @@ class OptimizePage(Viewer):
         chosen = None if chosen is base else chosen
         rows: list[tuple[str, ...]] = [("", "baseline", chosen.label if chosen else "—")]
         for name, get, kind in (
-            ("accuracy", lambda r: r.metric_value, "share"),
+            (
+                base.metric,
+                lambda r: r.metric_value,
+                "share" if base.metric == "accuracy" else "number",
+            ),
             ("latency p50", lambda r: r.profile.latency.median, "ms"),
             ("size", lambda r: r.size_bytes, "bytes"),
         ):
@@ -279,6 +285,10 @@ class OptimizePage(Viewer):
         body = "".join(f"<tr><th>{a}</th><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
         notes = "".join(f"<li>{n}</li>" for n in (chosen.notes if chosen else ()))
         return f"<table class='wb-compare'>{body}</table><ul>{notes}</ul>"
+
+    def _metric(self) -> str:
+        """The measured variants' metric (``accuracy`` until one is measured)."""
+        return next((r.metric for r in self.results.values()), "accuracy")
 
     def _point_clicked(self, event: param.parameterized.Event) -> None:
         points = (event.new or {}).get("points") or []
