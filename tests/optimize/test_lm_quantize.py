@@ -41,6 +41,7 @@ def test_int4_is_a_new_model_with_its_recipe_and_the_input_untouched(sample):
         "block_size": 16,
         "symmetric": True,
         "accuracy_level": 4,
+        "exclude": [],
     }
     nodes = [n for n in onnx.load(str(q.onnx_decoder)).graph.node if n.op_type == "MatMulNBits"]
     # 3 layers x 7 projections + lm_head, each with the block size and accuracy level asked for
@@ -134,3 +135,14 @@ def test_per_layer_tables_of_a_variant_use_the_reference_module_paths(int4):
     ops = dict(zip(g.decode_layers["layer"], g.decode_layers["op_type"], strict=False))
     assert ops["model.layers.0.self_attn.q_proj"] == "MatMulNBits"
     assert "LlamaForCausalLM" in ops and "LMVariant" not in ops
+
+
+def test_layers_kept_in_fp32_stay_matmuls(sample):
+    q = lm_quantize(sample, WeightOnly(bits=4, exclude=("lm_head", "model.layers.2.mlp")))
+    graph = onnx.load(str(q.onnx_decoder)).graph
+    quantized = [n.name for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(quantized) == 22 - 1 - 3
+    assert not any("lm_head" in n or "layers.2/mlp" in n for n in quantized)
+    assert q.label == "int4(block 32, acc 4, 2 kept fp32)"
+    with pytest.raises(InvalidArgumentError, match="no module 'lm_heads'"):
+        lm_quantize(sample, WeightOnly(exclude=("lm_heads",)))

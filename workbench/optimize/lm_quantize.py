@@ -82,6 +82,8 @@ class WeightOnly(LMTransform):
         symmetric: no zero point.
         accuracy_level: the activations' type inside ``MatMulNBits`` (0: unset, 1:
             fp32, 2: fp16, 3: bf16, 4: int8; 4 uses the CPU's int8 dot products).
+        exclude: module paths kept in fp32 (``"lm_head"``, ``"model.layers.0"``: a
+            module and everything under it), a per-layer combination.
     """
 
     name: ClassVar[str] = "weight-only"
@@ -89,9 +91,11 @@ class WeightOnly(LMTransform):
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
+    exclude: tuple[str, ...] = ()
 
     def label(self) -> str:
-        return f"int{self.bits}(block {self.block_size}, acc {self.accuracy_level})"
+        kept = f", {len(self.exclude)} kept fp32" if self.exclude else ""
+        return f"int{self.bits}(block {self.block_size}, acc {self.accuracy_level}{kept})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +104,17 @@ class DynamicInt8(LMTransform):
 
     Args:
         per_channel: one scale per output channel of each weight.
+        exclude: module paths kept in fp32 (as `WeightOnly`'s).
     """
 
     name: ClassVar[str] = "int8-dynamic"
     per_channel: bool = False
+    exclude: tuple[str, ...] = ()
 
     def label(self) -> str:
-        return "int8-dynamic" + ("(per-channel)" if self.per_channel else "")
+        options = ["per-channel"] * self.per_channel
+        options += [f"{len(self.exclude)} kept fp32"] if self.exclude else []
+        return "int8-dynamic" + (f"({', '.join(options)})" if options else "")
 
 
 #: the CPU flags a dtype's arithmetic needs (any one of them) for `Cast`
@@ -183,7 +191,8 @@ def lm_config_from_recipe(recipe: dict[str, Any]) -> LMTransform:
             f"{recipe.get('name')!r} is not a language-model variant's recipe; "
             f"known: {sorted(kinds)}"
         )
-    return kind(**recipe.get("config", {}))
+    values = recipe.get("config", {})  # JSON made the tuples lists
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def lm_methods() -> dict[str, str | None]:
@@ -351,6 +360,7 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
     path = folder / "decoder.onnx"
     try:
         export_decoder(model, path)
+        kept = _excluded_nodes(model, path, getattr(config, "exclude", ()))
         with quiet_quantizer():
             if isinstance(config, WeightOnly):
                 from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -363,6 +373,7 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
                     block_size=config.block_size,
                     is_symmetric=config.symmetric,
                     accuracy_level=config.accuracy_level,
+                    nodes_to_exclude=kept,
                 )
                 quantizer.process()
                 onnx.save(quantizer.model.model, str(path))
@@ -375,6 +386,7 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
                     weight_type=QuantType.QInt8,
                     per_channel=config.per_channel,
                     op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=kept,
                 )
     except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
@@ -392,6 +404,36 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
         stored_weights_bytes=decoder_weight_bytes(onnx.load(str(path))),
         size_bytes=path.stat().st_size,
     )
+
+
+def _excluded_nodes(model: Any, path: Path, exclude: tuple[str, ...]) -> list[str]:
+    """The exported decoder's nodes under the module paths in ``exclude``.
+
+    Raises:
+        InvalidArgumentError: a path that is no module of ``model``.
+    """
+    if not exclude:
+        return []
+    import onnx
+
+    from workbench.backends.onnxruntime.decoder import label_modules
+    from workbench.model import LAYER_KEY
+
+    modules = [name or type(model).__name__ for name, _ in model.named_modules()]
+    unknown = [name for name in exclude if name not in modules[1:]]
+    if unknown:
+        raise InvalidArgumentError(
+            f"{type(model).__name__} has no module {unknown[0]!r}; give module paths such "
+            "as 'lm_head' or 'model.layers.0.mlp'"
+        )
+    proto = onnx.load(str(path))
+    label_modules(proto, modules)  # each node's module path, as the per-layer tables name it
+    kept = []
+    for node in proto.graph.node:
+        layer = next((p.value for p in node.metadata_props if p.key == LAYER_KEY), "")
+        if any(layer == name or layer.startswith(name + ".") for name in exclude):
+            kept.append(node.name)
+    return kept
 
 
 def _check_weight_only(config: WeightOnly) -> None:
