@@ -356,11 +356,13 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
 
     if isinstance(config, WeightOnly):
         _check_weight_only(config)
+    exclude = getattr(config, "exclude", ())
+    modules = _module_paths(model, exclude)  # before the export: a typo fails at once
     folder = Path(tempfile.mkdtemp(prefix="wb-lm-variant-"))
     path = folder / "decoder.onnx"
     try:
         export_decoder(model, path)
-        kept = _excluded_nodes(model, path, getattr(config, "exclude", ()))
+        kept = _excluded_nodes(path, modules, exclude)
         with quiet_quantizer():
             if isinstance(config, WeightOnly):
                 from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -406,19 +408,12 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
     )
 
 
-def _excluded_nodes(model: Any, path: Path, exclude: tuple[str, ...]) -> list[str]:
-    """The exported decoder's nodes under the module paths in ``exclude``.
+def _module_paths(model: Any, exclude: tuple[str, ...]) -> list[str]:
+    """``model``'s module paths, the root first (named after its class).
 
     Raises:
-        InvalidArgumentError: a path that is no module of ``model``.
+        InvalidArgumentError: a path in ``exclude`` that is no module of ``model``.
     """
-    if not exclude:
-        return []
-    import onnx
-
-    from workbench.backends.onnxruntime.decoder import label_modules
-    from workbench.model import LAYER_KEY
-
     modules = [name or type(model).__name__ for name, _ in model.named_modules()]
     unknown = [name for name in exclude if name not in modules[1:]]
     if unknown:
@@ -426,6 +421,18 @@ def _excluded_nodes(model: Any, path: Path, exclude: tuple[str, ...]) -> list[st
             f"{type(model).__name__} has no module {unknown[0]!r}; give module paths such "
             "as 'lm_head' or 'model.layers.0.mlp'"
         )
+    return modules
+
+
+def _excluded_nodes(path: Path, modules: list[str], exclude: tuple[str, ...]) -> list[str]:
+    """The exported decoder's nodes under the module paths in ``exclude``."""
+    if not exclude:
+        return []
+    import onnx
+
+    from workbench.backends.onnxruntime.decoder import label_modules
+    from workbench.model import LAYER_KEY
+
     proto = onnx.load(str(path))
     label_modules(proto, modules)  # each node's module path, as the per-layer tables name it
     kept = []
