@@ -97,3 +97,12 @@ def test_sweep_puts_useful_pruning_on_the_front_with_the_others(tmp_path: Path, 
     assert table.failed().empty and df["pareto"].dtype == bool
     assert set(df.index) == {"baseline", "tree-prune(5 trees)", "tree-prune(5 trees, useful)"}
     assert df.loc["tree-prune(5 trees, useful)", "metric_value"] > 0.9
+
+
+def test_a_sample_model_is_pruned_on_its_own_training_split() -> None:
+    m = wb.samples.load("trees-forest")
+    implicit = wb.transform(m, "tree-prune", trees=4, order="useful")
+    train = wb.samples.dataset("trees-forest", split="train")
+    explicit = wb.transform(m, "tree-prune", trees=4, order="useful", data=train)
+    assert implicit.recipe["config"]["kept"] == explicit.recipe["config"]["kept"]
+    assert implicit.recipe["config"]["kept"] != [0, 1, 2, 3]  # not merely the first trees
