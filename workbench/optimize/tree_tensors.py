@@ -88,7 +88,9 @@ class TreeTensors(Transform):
         if strategy == "auto":
             strategy = "gemm" if trees.max_depth <= GEMM_MAX_DEPTH else "tree_trav"
         classifier = nodes[0].op_type == "TreeEnsembleClassifier"
-        module = tree_module(trees, classifier, strategy, _surroundings(model, nodes[0], trees))
+        module = tree_module(
+            trees, classifier, strategy, _surroundings(model, proto, nodes[0], trees)
+        )
         import torch
 
         example = torch.zeros(1, int(model.inputs[0].shape[1]))
@@ -330,12 +332,11 @@ def tree_module(
     return stages(ensemble, finish(trees, classifier), wiring).eval()
 
 
-def _surroundings(model: Model, node: Any, trees: TreeArrays) -> Wiring | None:
-    """The graph's nodes other than the tree node, converted to torch, or None if none."""
+def _surroundings(model: Model, proto: Any, node: Any, trees: TreeArrays) -> Wiring | None:
+    """The nodes of ``proto`` (``model``'s graph) other than the tree ``node``, converted to
+    torch, or None if there are none."""
     import onnx
 
-    proto = model.to_onnx().proto
-    assert proto is not None
     graph = proto.graph
     others = [n for n in graph.node if n is not node]
     if not others:
