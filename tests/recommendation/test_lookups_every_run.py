@@ -104,3 +104,14 @@ def test_a_table_too_large_for_memory_is_refused_before_allocating(build, table)
     # without the check torch tries to allocate terabytes and raises from its allocator
     with pytest.raises(ParameterError, match=rf"table {table} \(1,000,000,000,000 rows x \d+\)"):
         build()
+
+
+def test_a_check_that_cannot_run_leaves_the_run_to_the_runtime_and_says_why(dlrm, monkeypatch):
+    def broken(*_):
+        raise RuntimeError("module on another device")
+
+    monkeypatch.setattr(embedding_checks, "_check_torch", broken)
+    with compiled(dlrm, "onnxruntime", "cpu") as run:
+        run.session.runner(dlrm.example_inputs(4))()
+        said = "the ids check's forward pass failed: RuntimeError"
+        assert run.session.unchecked == said and said in run.session.notes

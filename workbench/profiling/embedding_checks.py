@@ -196,6 +196,8 @@ class LookupChecked:
 
     Attributes:
         session: the wrapped session.
+        unchecked: why this session's ids are not checked ("" while they are), also in
+            its ``notes`` (and so in a profile's).
 
     Raises:
         InputError: from ``run`` / ``runner`` / ``run_layers``: a bad lookup (its table and
@@ -206,18 +208,34 @@ class LookupChecked:
         self.session = session
         # the lookups learned at the first torch check: later inputs skip the forward pass
         self._direct: Lookups | None = None
+        #: why this session's ids are not checked ("" while they are): the check's own
+        #: forward pass on the CPU failed where the runtime may not (a CUDA-only module)
+        self.unchecked = ""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The wrapped session's notes, and why the ids are not checked when they are not."""
+        said = tuple(getattr(self.session, "notes", ()))
+        return (*said, self.unchecked) if self.unchecked else said
+
     def _checked(self, inputs: Inputs) -> Inputs:
         model = self.session.model
         named = model.check_inputs(inputs)
+        if self.unchecked:
+            return inputs
         if self._direct is not None:
             for layer, rows, source in self._direct:
                 check_ids(named[source], rows, layer, source)
         elif model.module is not None:
-            self._direct = _check_torch(model, named)
+            try:
+                self._direct = _check_torch(model, named)
+            except InputError:
+                raise
+            except Exception as exc:  # the runtime itself decides, as before the check
+                self.unchecked = f"the ids check's forward pass failed: {type(exc).__name__}"
         else:
             self._direct = _onnx_lookups(model)
             _check_onnx(model, named)
