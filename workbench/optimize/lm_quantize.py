@@ -160,8 +160,8 @@ class TorchaoInt8(LMTransform):
             import torchao  # noqa: F401
         except ImportError:
             return (
-                "torchao-int8: torchao is not installed (its CPU wheels need a torch of the "
-                "same release; pip install torchao)"
+                "torchao-int8: torchao is not installed (an optional extra: "
+                'pip install "inference-workbench[torchao]")'
             )
         return None
 
