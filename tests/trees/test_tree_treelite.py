@@ -101,4 +101,4 @@ def test_unavailable_without_a_compiler_or_the_packages(forest, monkeypatch) -> 
     with pytest.raises(DeviceUnavailableError):
         backend.compile(wb.load(forest))
     monkeypatch.setitem(sys.modules, "tl2cgen", None)
-    assert "pip install 'workbench[trees]'" in backend.availability().reason
+    assert "pip install 'inference-workbench[trees]'" in backend.availability().reason

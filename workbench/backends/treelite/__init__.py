@@ -13,7 +13,7 @@ of the model's graph, the treelite and tl2cgen versions and the compiler: a seco
 ``compile`` of the same model loads it at once.
 
 Unavailable, with the reason, when treelite or tl2cgen is not installed (``pip install
-'workbench[trees]'``) or no C compiler (``gcc`` or ``clang``) is on the ``PATH``. A model
+'inference-workbench[trees]'``) or no C compiler (``gcc`` or ``clang``) is on the ``PATH``. A model
 loaded from an ONNX file or derived by a transform has no library object for treelite's
 frontends to read (treelite has no ONNX frontend), and an IsolationForest's scores follow
 rules the compiled code does not: `supports` says so.
@@ -78,7 +78,8 @@ class TreeliteBackend:
             import treelite
         except ImportError:
             return Availability(
-                False, "treelite and tl2cgen are not installed: pip install 'workbench[trees]'"
+                False,
+                "treelite and tl2cgen are not installed: pip install 'inference-workbench[trees]'",
             )
         if _compiler() is None:
             return Availability(
