@@ -66,3 +66,15 @@ def test_optimize_scores_the_retrieval_and_anomaly_samples_by_their_metric(
     assert base.metric == variant.metric == metric
     assert base.metric_value == pytest.approx(card[f"test_{metric}"], abs=1e-4)
     assert variant.metric_value == pytest.approx(base.metric_value, abs=0.02)
+
+
+def test_a_metric_that_does_not_reproduce_the_sample_card_is_not_shown(make_app):
+    # the IsolationForest's scores fall with anomaly: ROC-AUC on them reads 1 - AUC
+    pytest.importorskip("sklearn")
+    app = make_app("trees-anomaly")
+    optimize = app.optimize
+    optimize.request()
+    optimize.jobs.wait()
+    base = optimize.results["baseline"]
+    assert base.metric == "roc_auc" and base.metric_value is None
+    assert "does not reproduce the sample card's (0.9815" in base.notes[0]

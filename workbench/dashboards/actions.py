@@ -128,7 +128,7 @@ def measure_profile(
 def evaluation_data(model: Model, split: str = "test") -> Any | None:
     """The digits data when the model takes (N, 1, 8, 8) images; a sample's own held-out
     data (``dlrm``'s clicks, ``two-tower``'s users); else None."""
-    if len(model.inputs) == 1 and tuple(model.inputs[0].shape[1:]) == (1, 8, 8):
+    if _takes_digits(model):
         return wb.samples.dataset("digits", split=split)
     name = _sample_name(model)
     if name is None or not _card_metrics(model):
@@ -144,6 +144,10 @@ def evaluation_metric(model: Model) -> str:
     on the held-out split (``test_roc_auc`` -> ``"roc_auc"``, ``test_recall@10``), else
     ``"accuracy"``."""
     return next(iter(_card_metrics(model)), "accuracy")
+
+
+def _takes_digits(model: Model) -> bool:
+    return len(model.inputs) == 1 and tuple(model.inputs[0].shape[1:]) == (1, 8, 8)
 
 
 def _sample_name(model: Model) -> str | None:
@@ -399,10 +403,42 @@ def _build_and_score(
     step(0.2, f"evaluating {metric}")
     from workbench.evaluation.metrics import evaluate
 
-    scored = evaluate(
-        variant, data, metric=metric, backend=backend, device=device, cancel=cancel, bar=False
-    )
-    return variant, float(scored.value), []
+    def score(of: Model) -> float:
+        found = evaluate(
+            of, data, metric=metric, backend=backend, device=device, cancel=cancel, bar=False
+        )
+        return float(found.value)
+
+    value = score(variant)
+    differs = _card_disagrees(model, metric, value if variant is model else None, score)
+    return (variant, None, [differs]) if differs else (variant, value, [])
+
+
+#: per (model, metric): "" when the dashboard's scoring reproduces the sample card's
+#: number, else why not (scored here on the same data, so it must agree)
+_card_checks: dict[tuple[str, str], str] = {}
+#: how far the dashboard's metric may be from the card's (runtimes differ in rounding)
+CARD_TOLERANCE = 0.01
+
+
+def _card_disagrees(model: Model, metric: str, baseline: float | None, score: Any) -> str:
+    """Why ``metric`` is not shown for ``model`` ("" when it is): a sample scored on its
+    own data must reproduce its card's ``test_<metric>``; where it does not (an
+    IsolationForest's scores fall with anomaly, so ROC-AUC reads 1 - AUC) the number
+    would mislead."""
+    expected = (model.metadata.get("card") or {}).get(f"test_{metric}")
+    if _takes_digits(model) or _sample_name(model) is None or not isinstance(expected, float):
+        return ""
+    key = (model_key(model), metric)
+    if key not in _card_checks:
+        value = score(model) if baseline is None else baseline
+        _card_checks[key] = (
+            ""
+            if abs(value - expected) <= CARD_TOLERANCE
+            else f"{metric} scored here ({value:.4f}) does not reproduce the sample card's "
+            f"({expected:.4f}; the outputs mean something else to it): not shown"
+        )
+    return _card_checks[key]
 
 
 #: the Sensitivity page's transforms whose ticks set per-layer ratios (the others' ticks
