@@ -165,6 +165,11 @@ KNOWN_RACE = "isn't known"
 # Seen once in CI under load, when "Run All" changes the dashboard's state right after
 # displaying it; the next update renders.
 DROPPED_PARTS_RACE = ("is not iterable", "_apply_json_patch", "msg_handler")
+# The same race seen by the Receiver itself: the parts it gets are out of step with the
+# header it expects ("Expected binary fragment but received text fragment", and the
+# reverse). Seen once in a fresh-clone CI run (Notebook 7, notebook 05), not in 4 reruns;
+# the test still checks that the figures draw and redraw afterwards.
+OUT_OF_STEP_RACE = ("fragment but received", "msg_handler")
 # Thrown by Notebook 7.6's own bundle (notebook_core.js), whatever the notebook holds: its
 # keyboard-shortcuts plugin on every /notebooks/ page (an empty notebook's too: the race
 # reported upstream as jupyter/notebook#7862, "registry.plugins[shortcuts.id] is
@@ -181,6 +186,7 @@ def _unexpected(problems: list[str], remote: list[str]) -> tuple[list[str], list
         for p in problems
         if KNOWN_RACE not in p
         and not all(part in p for part in DROPPED_PARTS_RACE)
+        and not all(part in p for part in OUT_OF_STEP_RACE)
         and not ("/static/notebook/notebook_core." in p and any(e in p for e in NOTEBOOK7_OWN))
     ]
     return problems, remote
