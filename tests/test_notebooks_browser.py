@@ -167,7 +167,7 @@ KNOWN_RACE = "isn't known"
 DROPPED_PARTS_RACE = ("is not iterable", "_apply_json_patch", "msg_handler")
 # The same race seen by the Receiver itself: the parts it gets are out of step with the
 # header it expects ("Expected binary fragment but received text fragment", and the
-# reverse). Seen once in a fresh-clone CI run (Notebook 7, notebook 05), not in 4 reruns;
+# reverse). Seen once in a fresh-clone CI run (Notebook 7, notebook 05), not in 3 reruns;
 # the test still checks that the figures draw and redraw afterwards.
 OUT_OF_STEP_RACE = ("fragment but received", "msg_handler")
 # Thrown by Notebook 7.6's own bundle (notebook_core.js), whatever the notebook holds: its
