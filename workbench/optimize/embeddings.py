@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -57,9 +57,22 @@ LOOKUP = "lookup"
 Storage = Literal["fp32", "fp16", "int8", "int4"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _StoredTables(Transform):
+    """Every table stored in `storage` (int8, int4, fp16 differ only in that)."""
+
+    storage: ClassVar[Storage]
+    exclude: tuple[str, ...] = ()
+
+    def apply(self, model: Model, data: Any = None) -> Model:
+        if model.framework == "onnx":
+            return _compress_onnx(model, self, self.storage)
+        return _compress(model, self, lambda bag, _counts: _requantized(bag, self.storage))
+
+
 @register("table-int8")
 @dataclasses.dataclass(frozen=True)
-class TableInt8(Transform):
+class TableInt8(_StoredTables):
     """Row-wise int8 embedding tables: uint8 values, a float32 scale and bias per row.
 
     Attributes:
@@ -69,17 +82,12 @@ class TableInt8(Transform):
         >>> q = wb.transform(m, "table-int8")
     """
 
-    exclude: tuple[str, ...] = ()
-
-    def apply(self, model: Model, data: Any = None) -> Model:
-        if model.framework == "onnx":
-            return _compress_onnx(model, self, "int8")
-        return _compress(model, self, lambda bag, _counts: _requantized(bag, "int8"))
+    storage: ClassVar[Storage] = "int8"
 
 
 @register("table-int4")
 @dataclasses.dataclass(frozen=True)
-class TableInt4(Transform):
+class TableInt4(_StoredTables):
     """Row-wise int4 embedding tables: two values a byte, a float16 scale and bias per row.
 
     Attributes:
@@ -89,17 +97,12 @@ class TableInt4(Transform):
         >>> q = wb.transform(m, "table-int4")
     """
 
-    exclude: tuple[str, ...] = ()
-
-    def apply(self, model: Model, data: Any = None) -> Model:
-        if model.framework == "onnx":
-            return _compress_onnx(model, self, "int4")
-        return _compress(model, self, lambda bag, _counts: _requantized(bag, "int4"))
+    storage: ClassVar[Storage] = "int4"
 
 
 @register("table-fp16")
 @dataclasses.dataclass(frozen=True)
-class TableFp16(Transform):
+class TableFp16(_StoredTables):
     """float16 embedding tables (the rest of the model stays float32).
 
     Attributes:
@@ -109,12 +112,7 @@ class TableFp16(Transform):
         >>> h = wb.transform(m, "table-fp16")
     """
 
-    exclude: tuple[str, ...] = ()
-
-    def apply(self, model: Model, data: Any = None) -> Model:
-        if model.framework == "onnx":
-            return _compress_onnx(model, self, "fp16")
-        return _compress(model, self, lambda bag, _counts: _requantized(bag, "fp16"))
+    storage: ClassVar[Storage] = "fp16"
 
 
 @register("table-prune")
