@@ -12,6 +12,8 @@ torch and transformers are imported only inside the functions.
 from __future__ import annotations
 
 import inspect
+import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import BackendError, UnsupportedModelError
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
 
@@ -211,3 +214,75 @@ def export_decoder(model: Any, path: str | Path) -> CausalLM:
         first = " ".join(str(exc).split())[:300]
         raise BackendError(f"could not export {lm.name} to ONNX with a KV cache: {first}") from exc
     return lm
+
+
+@dataclass
+class DecoderFile:
+    """An exported decoder on disk, as every runtime's decoder loads it (`decoder_file`).
+
+    Attributes:
+        path: the ONNX file (inputs and outputs as `export_decoder` names them).
+        lm: the facts of the model it came from (cache names, heads, context, ...).
+        modules: the model's module paths, the root first named after its class (a
+            variant's after its reference's, so its tables align with the fp32 model's):
+            the canonical layers `label_modules` puts nodes on.
+        folder: a temporary folder of the decoder's own until `cleanup`: it holds the
+            export, or what a runtime writes beside a file the model brought (e.g. a
+            quantized variant's, which is never removed).
+    """
+
+    path: Path
+    lm: CausalLM
+    modules: list[str]
+    folder: tempfile.TemporaryDirectory[str] | None
+
+    def cleanup(self) -> None:
+        """Remove the temporary folder (the file with it); a second call does nothing."""
+        if self.folder is not None:
+            self.folder.cleanup()
+            self.folder = None
+
+
+def decoder_file(model: Any) -> DecoderFile:
+    """``model`` (a ``transformers`` causal LM) exported with its KV cache into a
+    temporary folder (`export_decoder`); never changes ``model``. A model with an
+    ``onnx_decoder`` (a path: a language-model variant's pre-made decoder, in a folder of
+    its own, as `workbench.optimize.lm_quantize` writes it) gives that file instead.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a causal LM.
+        BackendError: torch.onnx could not export it.
+    """
+    folder = tempfile.TemporaryDirectory(prefix="wb-decoder-")
+    try:
+        path = Path(folder.name) / "decoder.onnx"
+        made = getattr(model, "onnx_decoder", None)
+        if made is not None:
+            path, lm = Path(made), causal_lm(model)
+        else:
+            lm = export_decoder(model, path)
+        root = type(getattr(model, "reference", model)).__name__
+        modules = [name or root for name, _ in model.named_modules()]
+    except BaseException:
+        folder.cleanup()
+        raise
+    return DecoderFile(path, lm, modules, folder)
+
+
+def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
+    """Record each node's module path as its canonical layer (``workbench.layer``).
+
+    torch's TorchScript exporter names a node after the module scopes it ran in,
+    ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the wrapper's,
+    cut back to the deepest one in ``modules`` (the first entry is the root, named after
+    its class, which holds what no module scope claims).
+    """
+    from workbench.model import set_layer_name
+
+    known = set(modules)
+    root = next(iter(modules), "")
+    for node in proto.graph.node:
+        scopes = node.name.split("/")[2:-1] if node.name.startswith("/") else []
+        while scopes and ".".join(scopes) not in known:
+            scopes.pop()
+        set_layer_name(node, ".".join(scopes) or root)

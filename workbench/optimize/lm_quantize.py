@@ -430,7 +430,7 @@ def _excluded_nodes(path: Path, modules: list[str], exclude: tuple[str, ...]) ->
         return []
     import onnx
 
-    from workbench.backends.onnxruntime.decoder import label_modules
+    from workbench.loaders.causal_lm import label_modules
     from workbench.model import LAYER_KEY
 
     proto = onnx.load(str(path))

@@ -19,14 +19,12 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from workbench.backends.base import LayerTiming
-
-if TYPE_CHECKING:
-    import onnx
+from workbench.loaders.causal_lm import label_modules
 
 
 class OrtDecoder:
@@ -205,25 +203,6 @@ class OrtDecoder:
         return prefill, decode
 
 
-def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
-    """Record each node's module path as its canonical layer (``workbench.layer``).
-
-    torch's TorchScript exporter names a node after the module scopes it ran in,
-    ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the wrapper's,
-    cut back to the deepest one in ``modules`` (the first entry is the root, named after
-    its class, which holds what no module scope claims).
-    """
-    from workbench.model import set_layer_name
-
-    known = set(modules)
-    root = next(iter(modules), "")
-    for node in proto.graph.node:
-        scopes = node.name.split("/")[2:-1] if node.name.startswith("/") else []
-        while scopes and ".".join(scopes) not in known:
-            scopes.pop()
-        set_layer_name(node, ".".join(scopes) or root)
-
-
 def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
     """``model`` (a ``transformers`` causal LM) exported with its KV cache and loaded
     into ORT at the onnxruntime backend's defaults; never changes ``model``. A model
@@ -238,29 +217,25 @@ def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
         UnsupportedModelError: ``model`` is not a causal LM.
         BackendError: torch.onnx could not export it.
     """
-    from workbench.loaders.causal_lm import causal_lm, export_decoder
+    from workbench.loaders.causal_lm import decoder_file
 
-    folder = tempfile.TemporaryDirectory(prefix="wb-decoder-")
+    exported = decoder_file(model)
     try:
-        path = Path(folder.name) / "decoder.onnx"
-        # a variant (`workbench.optimize.lm_quantize`) brings its own decoder, e.g.
-        # quantized; the per-layer pass writes its labelled copy beside it, then removes it
-        made = getattr(model, "onnx_decoder", None)
-        if made is not None:
-            path, lm = Path(made), causal_lm(model)
-        else:
-            lm = export_decoder(model, path)
+        lm = exported.lm
         past, present = lm.cache_names
         dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
-        # the root first, named after its class (as the torch tables name it; a variant's
-        # after its reference's, so its tables align with the fp32 model's)
-        root = type(getattr(model, "reference", model)).__name__
-        modules = [path or root for path, _ in model.named_modules()]
         decoder = OrtDecoder(
-            path, past, present, lm.kv_heads, lm.head_dim, dtype, threads, modules=modules
+            exported.path,
+            past,
+            present,
+            lm.kv_heads,
+            lm.head_dim,
+            dtype,
+            threads,
+            modules=exported.modules,
         )
     except BaseException:
-        folder.cleanup()
+        exported.cleanup()
         raise
-    decoder.folder = folder
+    decoder.folder = exported.folder
     return decoder
