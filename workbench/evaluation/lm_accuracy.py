@@ -163,19 +163,88 @@ def lm_accuracy(
             shorter than one window, a window longer than the context.
         ParameterError: ``windows`` < 1 or ``window_length`` < 2.
     """
+    _refuse_random_weights(variant)  # before the reference's logits are computed
+    return held_out_windows(
+        reference if reference is not None else getattr(variant, "reference", None),
+        windows=windows,
+        window_length=window_length,
+        text=text,
+        seed=seed,
+    ).score(variant)
+
+
+@dataclass(frozen=True)
+class HeldOutWindows:
+    """Windows of held-out text and the fp32 reference's logits on them: what
+    `lm_accuracy` scores a variant against, computed once for many variants of one
+    reference (`score`), as a per-layer sensitivity needs.
+
+    Attributes:
+        reference: the fp32 model.
+        batch: the windows' token ids (windows, window_length).
+        expected: the reference's logits on them (windows, window_length, vocabulary).
+        source: what the windows were cut from.
+        seed: of the window starts and the bootstrap.
+        rng_state: the generator's state after drawing the starts (each score's
+            bootstrap starts from it, so every variant is resampled alike).
+    """
+
+    reference: Any
+    batch: np.ndarray
+    expected: np.ndarray
+    source: str
+    seed: int
+    rng_state: dict[str, Any]
+
+    def score(self, variant: Any) -> LMAccuracy:
+        """`lm_accuracy` of ``variant`` on these windows (an `LMVariant` or a causal LM).
+
+        Raises:
+            UnsupportedModelError: a random-weight or non-causal-LM variant.
+        """
+        from workbench.loaders.causal_lm import causal_lm
+
+        _refuse_random_weights(variant)
+        runtime, observed = _variant_logits(variant, self.batch)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
+        return _compare(
+            self.expected,
+            observed,
+            self.batch,
+            rng,
+            seed=self.seed,
+            source=self.source,
+            runtime=runtime,
+            names=(causal_lm(variant).name, causal_lm(self.reference).name),
+        )
+
+
+def held_out_windows(
+    reference: Any,
+    *,
+    windows: int = 64,
+    window_length: int = 64,
+    text: str | np.ndarray | None = None,
+    seed: int = 1,
+) -> HeldOutWindows:
+    """The windows `lm_accuracy` scores and the reference's logits on them (arguments as
+    `lm_accuracy`'s); ``.score(variant)`` gives a variant's `LMAccuracy`.
+
+    Raises:
+        as `lm_accuracy`.
+
+    Example:
+        >>> held = held_out_windows(model, windows=64)
+        >>> [held.score(wb.lm_quantize(model, c)).kl_mean for c in ("int4", "int8")]
+    """
     from workbench.loaders.causal_lm import causal_lm
 
     windows = whole("windows", windows, minimum=1)
     window_length = whole("window_length", window_length, minimum=2)
-    reference = getattr(variant, "reference", None) if reference is None else reference
     if reference is None:
         raise InputError("no fp32 reference: give reference= (the model the variant came from)")
-    for model in (reference, variant):
-        if getattr(getattr(model, "config", None), "workbench_random_weights", False):
-            raise UnsupportedModelError(
-                f"accuracy asked for a random-weight model ({causal_lm(model).name}: for "
-                "speed only); measure accuracy on a trained model such as llama-stdlib"
-            )
+    _refuse_random_weights(reference)
     lm = causal_lm(reference)
     if window_length > lm.context:
         raise InputError(
@@ -188,17 +257,17 @@ def lm_accuracy(
     starts = rng.integers(0, len(ids) - window_length + 1, windows)
     batch = np.stack([ids[s : s + window_length] for s in starts])
     expected = _torch_logits(reference, batch)
-    runtime, observed = _variant_logits(variant, batch)
-    return _compare(
-        expected,
-        observed,
-        batch,
-        rng,
-        seed=seed,
-        source=source,
-        runtime=runtime,
-        names=(causal_lm(variant).name, lm.name),
-    )
+    return HeldOutWindows(reference, batch, expected, source, seed, rng.bit_generator.state)
+
+
+def _refuse_random_weights(model: Any) -> None:
+    from workbench.loaders.causal_lm import causal_lm
+
+    if getattr(getattr(model, "config", None), "workbench_random_weights", False):
+        raise UnsupportedModelError(
+            f"accuracy asked for a random-weight model ({causal_lm(model).name}: for "
+            "speed only); measure accuracy on a trained model such as llama-stdlib"
+        )
 
 
 def _held_out(reference: Any, text: str | np.ndarray | None) -> tuple[np.ndarray, str]:
