@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from workbench.backends.numba import cpu, elementwise, index_ops, quant_ops, shapes, tree_ops
+from workbench.backends.numba import (
+    cpu,
+    elementwise,
+    embedding_bag,
+    index_ops,
+    quant_ops,
+    shapes,
+    tree_ops,
+)
 from workbench.backends.numba.executor import Kernel, nothing
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
@@ -973,6 +981,8 @@ def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
             "DequantizeLinear": _bindable(quant_ops.bind_dequantize_linear),
             "DynamicQuantizeLinear": quant_ops.dynamic_quantize_linear,
             "MatMulInteger": quant_ops.matmul_integer,
+            # not ONNX: an exported bag's Gather + reduction, fused by `embedding_bag_graph`
+            "EmbeddingBag": _bindable(embedding_bag.bind_embedding_bag),
         }
     )
     for op in UNARY_OPS:

@@ -12,22 +12,32 @@ Modes ``sum`` and ``mean``; ``per_sample_weights`` with ``sum``, as in torch.
 Ids and offsets are checked on the host before any kernel runs: a bad id would read
 outside the table inside a kernel, where no clear error can be raised.
 
-The CUDA kernel is `workbench.backends.numba.embedding_bag_cuda`. Neither is wired into
-the numba executor's graphs yet (a Gather + ReduceSum pair is still two kernels there);
-call `embedding_bag` directly.
+The numba backend's executor runs an exported bag (Gather + ReduceSum/ReduceMean, see
+`workbench.backends.numba.embedding_bag_graph`) through the same kernel
+(`bind_embedding_bag`), checking the ids of every run with one pass before it. The CUDA
+kernel is `workbench.backends.numba.embedding_bag_cuda`, a function only (the numba-cuda
+executor still runs the Gather and the reduction apart).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from workbench.backends.numba.cpu import pick, twin
 from workbench.errors import InputError
 
-__all__ = ["MODES", "checked_bags", "embedding_bag"]
+__all__ = ["MODES", "bind_embedding_bag", "checked_bags", "embedding_bag"]
 
 MODES = {"sum": 0, "mean": 1}
+
+#: Elements (lookups x width) from which the bags run in parallel. Lower than the other
+#: kernels' `cpu.PARALLEL_MIN_WORK`: bags are independent reads of scattered rows, with
+#: no BLAS call beside them whose threads would want the same cores.
+BAG_PARALLEL_MIN_WORK = 1 << 16
 
 
 def _bags(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cover - jitted
@@ -48,6 +58,99 @@ def _bags(table, ids, offsets, weights, weighted, mode, out):  # pragma: no cove
 
 #: parallel over bags, and serial
 _KERNELS = twin(_bags)
+
+
+@njit(cache=True, nogil=True)
+def _first_bad(ids, rows):  # pragma: no cover - jitted
+    for k in range(ids.size):
+        if ids[k] < 0 or ids[k] >= rows:
+            return k
+    return -1
+
+
+def _check_run(ids: np.ndarray, rows: int, table: str) -> None:
+    """One pass over a run's ids; the first outside ``[0, rows)`` raises, named."""
+    bad = _first_bad(ids.reshape(-1), rows)
+    if bad >= 0:
+        where = [int(i) for i in np.unravel_index(bad, ids.shape)]
+        raise InputError(
+            f"table {table} ({rows} rows) got id {int(ids.flat[bad])} at {where}; "
+            f"ids must be in [0, {rows})"
+        )
+
+
+def bind_embedding_bag(
+    node: Any, ins: list[Any], outs: list[Any] | None
+) -> tuple[Callable[[], None], list[np.ndarray]]:
+    """The executor's kernel for a fused bag node (`embedding_bag_graph.FUSED_OP`).
+
+    ``ins`` is ``[table, ids, weights or None]``: 2-D ids ``(bags, size)`` run the fused
+    kernel over fixed-size bags (parallel over bags for big batches); other ranks run the
+    Gather and the reduction as the graph wrote them. Every run first checks its ids.
+
+    Returns:
+        ``(run, outputs)``: a callable doing one run into ``outputs``.
+
+    Raises:
+        InputError: an id outside the table (negative included: ONNX's Gather would count
+            it from the end), or weights that do not match the ids, naming the table.
+    """
+    table, ids, weights = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    rows, width = table.shape
+    name, mode = node.layer, node.attrs["mode"]
+    if weights is not None and weights.shape != ids.shape:
+        raise InputError(
+            f"per-sample weights of table {name} have shape {list(weights.shape)}; its ids "
+            f"have {list(ids.shape)} (one weight per id)"
+        )
+    keep = bool(node.attrs["keepdims"])
+    if ids.ndim != 2:
+        return _bind_unfused(table, ids, weights, mode, keep, name, outs)
+    bags, size = ids.shape
+    out = (
+        outs[0]
+        if outs is not None
+        else np.empty((bags, 1, width) if keep else (bags, width), table.dtype)
+    )
+    flat_out = out.reshape(bags, width)
+    offsets = np.arange(bags + 1, dtype=np.int64) * size
+    dummy = np.zeros(1, table.dtype)
+    kernel = _KERNELS[0] if bags * size * width >= BAG_PARALLEL_MIN_WORK else _KERNELS[1]
+    code = MODES[mode]
+
+    def run() -> None:
+        _check_run(ids, rows, name)
+        scale = dummy if weights is None else weights.reshape(-1)
+        kernel(table, ids.reshape(-1), offsets, scale, weights is not None, code, flat_out)
+
+    return run, [out]
+
+
+def _bind_unfused(
+    table: np.ndarray,
+    ids: np.ndarray,
+    weights: np.ndarray | None,
+    mode: str,
+    keep: bool,
+    name: str,
+    outs: list[Any] | None,
+) -> tuple[Callable[[], None], list[np.ndarray]]:
+    """Gather then reduce over axis 1, as the graph wrote them (ids not 2-D)."""
+
+    def value() -> np.ndarray:
+        _check_run(ids, table.shape[0], name)
+        rows = np.take(table, ids, axis=0)
+        if weights is not None:
+            rows = rows * weights[..., None]
+        reduce = np.sum if mode == "sum" else np.mean
+        return np.asarray(reduce(rows, axis=1, keepdims=keep), table.dtype)
+
+    out = outs[0] if outs is not None else np.empty_like(value())
+
+    def run() -> None:
+        np.copyto(out, value())
+
+    return run, [out]
 
 
 def checked_bags(
