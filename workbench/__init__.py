@@ -38,6 +38,11 @@ _EXPORTS: dict[str, str] = {
     "lm_quantize": "workbench.optimize.lm_quantize:lm_quantize",  # int4/int8/bf16 LM variants
     "lm_methods": "workbench.optimize.lm_quantize:lm_methods",
     "LMVariant": "workbench.optimize.lm_quantize:LMVariant",
+    "lm_sensitivity": "workbench.optimize.lm_sensitivity:lm_sensitivity",  # KL per layer alone
+    "lm_mixed_plan": "workbench.optimize.lm_sensitivity:lm_mixed_plan",  # under a KL budget
+    "lm_layers": "workbench.optimize.lm_sensitivity:lm_layers",
+    "LMSensitivity": "workbench.optimize.lm_sensitivity:LMSensitivity",
+    "LMMixedPlan": "workbench.optimize.lm_sensitivity:LMMixedPlan",
     "lm_accuracy": "workbench.evaluation.lm_accuracy:lm_accuracy",  # KL, top-1, Δ perplexity
     "LMAccuracy": "workbench.evaluation.lm_accuracy:LMAccuracy",
     "lm_tradeoff": "workbench.evaluation.lm_accuracy:lm_tradeoff",  # tokens/s vs KL, Pareto

@@ -257,7 +257,8 @@ def held_out_windows(
     starts = rng.integers(0, len(ids) - window_length + 1, windows)
     batch = np.stack([ids[s : s + window_length] for s in starts])
     expected = _torch_logits(reference, batch)
-    return HeldOutWindows(reference, batch, expected, source, seed, rng.bit_generator.state)
+    state = dict(rng.bit_generator.state)
+    return HeldOutWindows(reference, batch, expected, source, seed, state)
 
 
 def _refuse_random_weights(model: Any) -> None:

@@ -99,6 +99,28 @@ class WeightOnly(LMTransform):
 
 
 @dataclasses.dataclass(frozen=True)
+class MixedWeightOnly(WeightOnly):
+    """Per-layer precisions: ``bits`` (int4) for every MatMul but those under ``int8``
+    (8-bit, the same block size and accuracy level) and ``exclude`` (fp32): the plan
+    `lm_mixed_plan` finds under a KL budget, or one written by hand.
+
+    Args:
+        int8: module paths quantized to 8 bits instead (a module and everything under it).
+        bits, block_size, symmetric, accuracy_level, exclude: as `WeightOnly`'s.
+    """
+
+    name: ClassVar[str] = "weight-only-mixed"
+    int8: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        kept = [f"{len(self.int8)} int8"] * bool(self.int8)
+        kept += [f"{len(self.exclude)} fp32"] * bool(self.exclude)
+        return f"int{self.bits}-mixed(block {self.block_size}, acc {self.accuracy_level}" + (
+            f", {', '.join(kept)})" if kept else ")"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class DynamicInt8(LMTransform):
     """int8 weights, activations quantized per call (ORT ``quantize_dynamic``).
 
@@ -184,7 +206,8 @@ def lm_config_from_recipe(recipe: dict[str, Any]) -> LMTransform:
     Raises:
         TransformError: not a language-model variant's recipe.
     """
-    kinds = {type(config).name: type(config) for config in LM_METHODS.values()}
+    kinds: dict[str, type[LMTransform]] = {type(c).name: type(c) for c in LM_METHODS.values()}
+    kinds[MixedWeightOnly.name] = MixedWeightOnly
     kind = kinds.get(str(recipe.get("name")))
     if kind is None:
         raise TransformError(
@@ -269,14 +292,20 @@ class LMVariant:
         return f"LMVariant({self.variant_name!r}, runtimes={list(self.runtimes)})"
 
 
-def lm_quantize(model: Any, config: str | LMTransform = "int4") -> LMVariant:
+def lm_quantize(
+    model: Any, config: str | LMTransform = "int4", *, decoder: str | Path | None = None
+) -> LMVariant:
     """A variant of a causal LM, built by ``config``; never changes ``model``.
 
     Args:
         model: a ``transformers`` causal LM (fp32).
         config: a short name (`LM_METHODS`: ``"int4"``, ``"int8"``, ``"int8-dynamic"``,
             ``"fp32"``, ``"bf16"``, ``"fp16"``, ``"torchao-int8"``) or a config
-            (`WeightOnly`, `DynamicInt8`, `ExportOnly`, `Cast`, `TorchaoInt8`).
+            (`WeightOnly`, `MixedWeightOnly`, `DynamicInt8`, `ExportOnly`, `Cast`,
+            `TorchaoInt8`).
+        decoder: the ONNX decoder ``export_decoder`` wrote for ``model``, copied instead
+            of exporting again (many variants of one model, as `lm_sensitivity` builds);
+            ORT variants only, not read otherwise.
 
     Returns:
         An `LMVariant` whose ``recipe`` is the config's (`config_to_dict`).
@@ -310,7 +339,7 @@ def lm_quantize(model: Any, config: str | LMTransform = "int4") -> LMVariant:
     recipe = config_to_dict(config)
     if isinstance(config, Cast | TorchaoInt8):
         return _torch_variant(model, config, recipe)
-    return _onnx_variant(model, config, recipe)
+    return _onnx_variant(model, config, recipe, None if decoder is None else Path(decoder))
 
 
 def _torch_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LMVariant:
@@ -348,7 +377,9 @@ def tensor_bytes(tensor: Any) -> int:
     return int(tensor.numel() * tensor.element_size())
 
 
-def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LMVariant:
+def _onnx_variant(
+    model: Any, config: LMTransform, recipe: dict[str, Any], decoder: Path | None
+) -> LMVariant:
     import onnx
 
     from workbench.loaders.causal_lm import export_decoder
@@ -357,28 +388,29 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
     if isinstance(config, WeightOnly):
         _check_weight_only(config)
     exclude = getattr(config, "exclude", ())
-    modules = _module_paths(model, exclude)  # before the export: a typo fails at once
+    int8 = getattr(config, "int8", ())
+    both = sorted(set(int8) & set(exclude))
+    if both:
+        raise InvalidArgumentError(
+            f"{both[0]!r} is in both int8 and exclude; give it one precision"
+        )
+    modules = _module_paths(model, (*exclude, *int8))  # before the export: a typo fails at once
     folder = Path(tempfile.mkdtemp(prefix="wb-lm-variant-"))
     path = folder / "decoder.onnx"
     try:
-        export_decoder(model, path)
+        if decoder is None:
+            export_decoder(model, path)
+        else:
+            shutil.copyfile(decoder, path)
         kept = _excluded_nodes(path, modules, exclude)
         with quiet_quantizer():
             if isinstance(config, WeightOnly):
-                from onnxruntime.quantization.matmul_nbits_quantizer import (
-                    MatMulNBitsQuantizer,
-                )
-
-                quantizer = MatMulNBitsQuantizer(
-                    onnx.load(str(path)),
-                    bits=config.bits,
-                    block_size=config.block_size,
-                    is_symmetric=config.symmetric,
-                    accuracy_level=config.accuracy_level,
-                    nodes_to_exclude=kept,
-                )
-                quantizer.process()
-                onnx.save(quantizer.model.model, str(path))
+                # the 8-bit layers are left out of the first pass; the second quantizes
+                # the MatMuls still left but those kept in fp32
+                wider = _excluded_nodes(path, modules, int8)
+                _matmul_nbits(path, config, config.bits, [*kept, *wider])
+                if wider:
+                    _matmul_nbits(path, config, 8, kept)
             elif isinstance(config, DynamicInt8):
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -406,6 +438,24 @@ def _onnx_variant(model: Any, config: LMTransform, recipe: dict[str, Any]) -> LM
         stored_weights_bytes=decoder_weight_bytes(onnx.load(str(path))),
         size_bytes=path.stat().st_size,
     )
+
+
+def _matmul_nbits(path: Path, config: WeightOnly, bits: int, exclude: list[str]) -> None:
+    """Quantize the decoder's MatMul weights at ``path`` in place to ``bits``, but the
+    nodes in ``exclude``."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(path)),
+        bits=bits,
+        block_size=config.block_size,
+        is_symmetric=config.symmetric,
+        accuracy_level=config.accuracy_level,
+        nodes_to_exclude=exclude,
+    )
+    quantizer.process()
+    onnx.save(quantizer.model.model, str(path))
 
 
 def _module_paths(model: Any, exclude: tuple[str, ...]) -> list[str]:
