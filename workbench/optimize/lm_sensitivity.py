@@ -516,6 +516,10 @@ def lm_mixed_plan(
         raise InvalidArgumentError(
             "this sensitivity was read back without its model; give model= (the reference)"
         )
+    if text is None and sensitivity.full.text.startswith("the given"):
+        raise InvalidArgumentError(
+            f"this sensitivity was measured on {sensitivity.full.text}; give the same text="
+        )
     measured = [c for c in sensitivity.layers if c.accuracy is not None]
     order = [
         c.layer
