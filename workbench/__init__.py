@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "lm_accuracy": "workbench.evaluation.lm_accuracy:lm_accuracy",  # KL, top-1, Δ perplexity
     "LMAccuracy": "workbench.evaluation.lm_accuracy:LMAccuracy",
     "lm_tradeoff": "workbench.evaluation.lm_accuracy:lm_tradeoff",  # tokens/s vs KL, Pareto
+    "lm_sweep": "workbench.evaluation.lm_sweep:lm_sweep",  # the same, measured and stored
+    "why_not_faster": "workbench.evaluation.lm_why:why_not_faster",  # per phase and layer
     "compare_runtimes": "workbench.cluster:compare_runtimes",  # here, or on a Dask worker
     "Runtime": "workbench.profiling.compare_runtimes:Runtime",
     "compare_backends": "workbench.evaluation.compare_backends:compare_backends",

@@ -395,45 +395,81 @@ def lm_tradeoff(
         >>> lm_tradeoff([(model, wb.generate_profile(model), None),
         ...              (q, wb.generate_profile(q, backend="onnxruntime"), wb.lm_accuracy(q))])
     """
+    return lm_table([tradeoff_row(model, profile, accuracy) for model, profile, accuracy in points])
+
+
+def tradeoff_row(
+    model: Any, profile: GenerationProfile, accuracy: LMAccuracy | None
+) -> dict[str, Any]:
+    """One row of the generative trade-off (`lm_tradeoff`'s columns) for a model measured
+    on one runtime: the reference itself (no ``label``: the ``"baseline"`` row, KL 0) or
+    an `LMVariant` (its KL from ``accuracy``; None: not measured)."""
+    from workbench.evaluation.sweep import BASELINE
+
+    label = getattr(model, "label", None)
+    decode = profile.tpot or profile.ttft  # one token: the prefill is all there is
+    low, high = decode.median_ci
+    kl: float | None = accuracy.kl_mean if accuracy else (None if label else 0.0)
+    return {
+        "variant": label or BASELINE,
+        "backend": profile.backend,
+        "device": profile.device,
+        "batch_size": profile.batch_size,
+        "latency_ms": decode.median,
+        "latency_p90_ms": decode.p90,
+        "latency_ci_low_ms": low,
+        "latency_ci_high_ms": high,
+        "throughput_per_s": profile.decode_tokens_per_s,
+        "size_bytes": getattr(model, "size_bytes", None) or profile.weights_bytes,
+        "metric": "kl",
+        "metric_value": kl,
+        "recipe": getattr(model, "recipe", None),
+        "samples": decode.n,
+        "noisy": decode.noisy,
+        "ttft_ms": profile.ttft.median,
+        "weights_bytes": profile.weights_bytes,
+        "kv_cache_bytes": profile.kv_cache_bytes,
+        "memory_bytes": profile.weights_bytes + profile.kv_cache_bytes,
+        "kl_ci_low": accuracy.kl_ci95[0] if accuracy else None,
+        "kl_ci_high": accuracy.kl_ci95[1] if accuracy else None,
+        "top1_agreement": accuracy.top1_agreement if accuracy else None,
+        "delta_perplexity": accuracy.delta_perplexity if accuracy else None,
+        "kl_model": accuracy.reference if accuracy else None,
+    }
+
+
+def lm_table(
+    rows: Any,
+    sweep_id: str = "",
+    meta: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> TradeoffTable:
+    """The generative `TradeoffTable` of `tradeoff_row` rows (a list or a DataFrame of
+    stored points): ``speedup_vs_baseline`` against the baseline row whatever runtime it
+    ran on, and a note naming the rows without a KL."""
+    import pandas as pd
+
     from workbench.evaluation.sweep import BASELINE, table_from_rows
 
-    rows: list[dict[str, Any]] = []
-    for model, profile, accuracy in points:
-        label = getattr(model, "label", None)
-        decode = profile.tpot or profile.ttft  # one token: the prefill is all there is
-        low, high = decode.median_ci
-        kl: float | None = accuracy.kl_mean if accuracy else (None if label else 0.0)
-        rows.append(
-            {
-                "variant": label or BASELINE,
-                "backend": profile.backend,
-                "device": profile.device,
-                "batch_size": profile.batch_size,
-                "latency_ms": decode.median,
-                "latency_p90_ms": decode.p90,
-                "latency_ci_low_ms": low,
-                "latency_ci_high_ms": high,
-                "throughput_per_s": profile.decode_tokens_per_s,
-                "size_bytes": getattr(model, "size_bytes", None) or profile.weights_bytes,
-                "metric": "kl",
-                "metric_value": kl,
-                "recipe": getattr(model, "recipe", None),
-                "samples": decode.n,
-                "noisy": decode.noisy,
-                "ttft_ms": profile.ttft.median,
-                "weights_bytes": profile.weights_bytes,
-                "kv_cache_bytes": profile.kv_cache_bytes,
-                "memory_bytes": profile.weights_bytes + profile.kv_cache_bytes,
-                "kl_ci_low": accuracy.kl_ci95[0] if accuracy else None,
-                "kl_ci_high": accuracy.kl_ci95[1] if accuracy else None,
-                "top1_agreement": accuracy.top1_agreement if accuracy else None,
-                "delta_perplexity": accuracy.delta_perplexity if accuracy else None,
-                "kl_model": accuracy.reference if accuracy else None,
-            }
-        )
-    base = next((r["latency_ms"] for r in rows if r["variant"] == BASELINE), None)
-    for row in rows:  # across runtimes too: the question is "how much faster than eager fp32"
-        row["speedup_vs_baseline"] = base / row["latency_ms"] if base else None
-    unmeasured = [str(r["variant"]) for r in rows if r["metric_value"] is None]
-    notes = [f"no KL for {', '.join(unmeasured)}: accuracy not measured"] if unmeasured else []
-    return table_from_rows(rows, "kl", False, meta={"kind": "generative"}, notes=notes)
+    frame = pd.DataFrame(rows)
+    if "variant" not in frame:  # no points yet: the table's columns, no rows
+        return table_from_rows(frame, "kl", False, sweep_id, {"kind": "generative", **(meta or {})})
+    ok = frame["error"].isna() if "error" in frame else pd.Series(True, index=frame.index)
+    base = frame.loc[(frame["variant"] == BASELINE) & ok, "latency_ms"]
+    # across runtimes too: the question is "how much faster than eager fp32"
+    first = float(base.iloc[0]) if len(base) else None
+    frame["speedup_vs_baseline"] = [
+        first / ms if first and ms == ms and ms else None for ms in frame["latency_ms"]
+    ]
+    why = frame.get("accuracy_unavailable", pd.Series(None, index=frame.index, dtype=object))
+    unmeasured: dict[str, list[str]] = {}
+    for variant, value, reason, good in zip(
+        frame["variant"], frame["metric_value"], why, ok, strict=True
+    ):
+        if good and (value is None or value != value):
+            reason = reason if isinstance(reason, str) and reason else "accuracy not measured"
+            unmeasured.setdefault(reason, []).append(str(variant))
+    own = [f"no KL for {', '.join(names)}: {reason}" for reason, names in unmeasured.items()]
+    return table_from_rows(
+        frame, "kl", False, sweep_id, {"kind": "generative", **(meta or {})}, [*(notes or []), *own]
+    )

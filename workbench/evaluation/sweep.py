@@ -341,7 +341,7 @@ def sweep(
         options=options,
     )
     sweep_id = sweep_id or _sweep_id(settings)
-    notes = _open_sweep(store, sweep_id, model.name, settings, resume)
+    notes = open_sweep(store, sweep_id, model.name, settings, resume)
     done = store.done_keys(sweep_id, failed=not retry_failed)
     points = [(v, b, d) for v in specs for b in backends for d in devices]
     todo = [p for p in points if _key(p[0][0], p[1], p[2], batch_size) not in done]
@@ -531,7 +531,7 @@ def _versions(backends: list[str]) -> dict[str, str]:
     return found
 
 
-def _open_sweep(
+def open_sweep(
     store: Store, sweep_id: str, model: str, identity: dict[str, Any], resume: bool
 ) -> list[str]:
     """Record the sweep in the store, resuming it only when its identity is unchanged.
