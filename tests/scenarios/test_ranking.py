@@ -65,6 +65,22 @@ def test_a_single_stream_request_scores_all_its_candidates_in_one_call(
     assert back.settings["candidates"] == 100 and back.samples == 100 * len(result.queries)
 
 
+def test_a_ranking_result_shows_requests_and_items_per_second(
+    clock: VirtualClock, ranker: wb.Model
+) -> None:
+    run = dict(clock=clock, warmup=1, min_queries=10, min_duration_s=0.1)
+    ranking = scenario(ranker, "single-stream", "latency-model", candidates=100, **run)
+    plain = scenario(ranker, "single-stream", "latency-model", **run)
+    text, page = ranking.summary(), ranking._repr_html_()
+    assert "items/s" in text and "samples/s" not in text
+    assert f"{len(ranking.queries):,} requests, {ranking.samples:,} items" in text
+    assert "latency per request" in text
+    assert "items/s" in page and "requests / items" in page and "samples/s" not in page
+    assert json.loads(ranking.to_json())["metrics"]["throughput_unit"] == "items/s"
+    assert "samples/s" in plain.summary() and "samples/s" in plain._repr_html_()
+    assert plain.metrics()["throughput_unit"] == "samples/s"
+
+
 def test_a_server_holds_its_p99_budget_per_request_or_says_so(
     clock: VirtualClock, ranker: wb.Model
 ) -> None:
@@ -108,12 +124,17 @@ def test_bad_ranking_settings_get_one_line(clock: VirtualClock, ranker: wb.Model
         scenario(ranker, "single-stream", "latency-model", candidates=0, **run)
 
 
-def test_workbench_scenario_candidates_on_the_dlrm_sample(tmp_path: Path) -> None:
+def test_workbench_scenario_candidates_on_the_dlrm_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "rank.json"
     args = ["scenario", "dlrm", "--candidates", "100", "--user-inputs", "dense,ids_0"]
     code = main([*args, "--min-queries", "5", "--min-duration", "0.01", "--json", str(out)])
     assert code == 0
+    printed = capsys.readouterr().out
+    assert "items/s" in printed and "samples/s" not in printed
     data = json.loads(out.read_text())
+    assert data["metrics"]["throughput_unit"] == "items/s"
     assert data["settings"]["candidates"] == 100
     assert data["settings"]["user_inputs"] == ["dense", "ids_0"]
     back = wb.ScenarioResult.from_json(out)

@@ -261,8 +261,20 @@ class ScenarioResult:
 
     @property
     def throughput_per_s(self) -> float:
-        """Samples completed per second over the whole run."""
+        """Samples completed per second over the whole run (items/s for ranking requests)."""
         return self.samples / self.duration_s if self.duration_s > 0 else math.nan
+
+    @property
+    def units(self) -> tuple[str, str]:
+        """What a query and a sample are, as shown: ``("requests", "items")`` for ranking
+        requests (``candidates`` set: each request scores that many items), else
+        ``("queries", "samples")``."""
+        return ("requests", "items") if self.settings.get("candidates") else ("queries", "samples")
+
+    @property
+    def throughput_unit(self) -> str:
+        """The unit of `throughput_per_s`: ``"items/s"`` for ranking, else ``"samples/s"``."""
+        return f"{self.units[1]}/s"
 
     @property
     def late(self) -> int:
@@ -308,6 +320,7 @@ class ScenarioResult:
             "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
             "throughput_per_s": self.throughput_per_s,
+            "throughput_unit": self.throughput_unit,
             "late": self.late,
             "dropped": self.dropped,
             "joules_per_inference": self.joules_per_inference,
@@ -319,16 +332,17 @@ class ScenarioResult:
     def summary(self) -> str:
         """A few lines: verdict, latency percentiles, throughput, late/dropped, energy, cost."""
         verdict = "VALID" if self.valid else "INVALID: " + "; ".join(self.reasons)
-        what = "per batch" if self.kind == "offline" else "per query"
+        queries, samples = self.units
+        what = "per batch" if self.kind == "offline" else f"per {queries.removesuffix('s')}"
         lines = [
             f"{self.label}: {verdict}",
             f"  measured on {machine_text(self.machine)}",
             *([f"  {self._settings_text()}"] if self._settings_text() else []),
-            f"  {len(self.queries):,} queries, {self.samples:,} samples in "
+            f"  {len(self.queries):,} {queries}, {self.samples:,} {samples} in "
             f"{format_seconds(self.duration_s)}; latency {what} p50 {format_ms(self.p50_ms)}, "
             f"p90 {format_ms(self.p90_ms)}, p99 {format_ms(self.p99_ms)}",
-            f"  throughput {format_count(self.throughput_per_s)} samples/s; late {self.late}, "
-            f"dropped {self.dropped}",
+            f"  throughput {format_count(self.throughput_per_s)} {self.throughput_unit}; "
+            f"late {self.late}, dropped {self.dropped}",
             *([f"  {self._generator_text()}"] if self.kind == "server" else []),
             f"  {self.energy.describe(self.samples)}",
             f"  {self.minimums.describe('samples' if self.kind == 'offline' else 'queries')}",
@@ -362,10 +376,10 @@ class ScenarioResult:
         latency = (format_ms(v) for v in (self.p50_ms, self.p90_ms, self.p99_ms))
         rows = [
             ("measured on", machine_text(self.machine)),
-            ("queries / samples", f"{len(self.queries):,} / {self.samples:,}"),
+            (" / ".join(self.units), f"{len(self.queries):,} / {self.samples:,}"),
             ("duration", format_seconds(self.duration_s)),
             ("latency p50 / p90 / p99", " / ".join(latency)),
-            ("throughput", f"{format_count(self.throughput_per_s)} samples/s"),
+            ("throughput", f"{format_count(self.throughput_per_s)} {self.throughput_unit}"),
             ("late / dropped", f"{self.late} / {self.dropped}"),
             ("energy", self.energy.describe(self.samples).removeprefix("energy: ")),
         ]
