@@ -14,7 +14,6 @@ from numba_conformance import CUDA_EXPECTED_SKIPS, EXPECTED_SKIPS, expected_skip
 import workbench as wb
 from workbench.errors import DeviceUnavailableError
 
-SIMULATOR_TESTS = Path(__file__).with_name("sim_numba_cuda.py")
 #: The simulator tests that may skip, by test-id pattern (``*`` is any run of characters),
 #: with a phrase of the reason: the conformance cases both backends or numba-cuda decline.
 #: Any other skip in the child run fails `test_cuda_kernels_in_the_simulator`.
@@ -41,20 +40,13 @@ def test_without_a_gpu_the_backend_says_why() -> None:
         backend.compile(wb.samples.load("digits-mlp"), "cuda:0")
 
 
-def test_cuda_kernels_in_the_simulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs sim_numba_cuda.py in a fresh process with NUMBA_ENABLE_CUDASIM=1; its skips
-    must all be in `SIMULATOR_EXPECTED_SKIPS`, and the counts are printed here."""
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    report = tmp_path / "simulator.xml"
-    command = [
-        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
-        *(f"--junitxml={report}", str(SIMULATOR_TESTS)),
-    ]
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[3]
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    passed, skipped = _outcomes(report)
+def test_cuda_kernels_in_the_simulator(simulator_run, capsys: pytest.CaptureFixture[str]) -> None:
+    """sim_numba_cuda.py in a fresh process with NUMBA_ENABLE_CUDASIM=1 (started by conftest
+    when collection ends); its skips must all be in `SIMULATOR_EXPECTED_SKIPS`, and the counts
+    are printed here."""
+    returncode, output = simulator_run.wait(timeout=900)
+    assert returncode == 0, output
+    passed, skipped = _outcomes(simulator_run.report)
     unexpected = _unexpected_skips(skipped)
     assert not unexpected, "unexpected skips in the simulator run:\n" + "\n".join(unexpected)
     assert passed
