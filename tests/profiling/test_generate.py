@@ -228,12 +228,20 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
     ):
         assert leaves <= set(table["layer"])
         assert (table.loc[table["layer"] == "lm_head", "samples"] == samples).all()
+        # each layer's KV write is a row of its own, under the attention that makes it
+        updates = table[table["layer"].str.endswith(".self_attn.cache_update")]
+        assert len(updates) == 2 and (updates["latency_ms"] > 0).all()
         # the layers and the (unattributed) row add up to the phase's median
         assert table["latency_ms"].sum() == pytest.approx(phase_ms)
     assert "prefill top layers" in g.summary()
+    # what the breakdown costs: the instrumented generations' own TPOT, one per run
+    assert g.layers_tpot is not None and g.layers_tpot.n == runs
+    assert g.profiling_cost == pytest.approx(g.layers_tpot.median / g.tpot.median)  # type: ignore[union-attr]
+    assert "TPOT, layers timed" in g.summary()
     path = tmp_path / "layers.json"  # type: ignore[operator]
     back = GenerationProfile.from_json(g.to_json(path))
     assert back.decode_layers["layer"].tolist() == g.decode_layers["layer"].tolist()
+    assert back.layers_tpot == g.layers_tpot
     ort = generate_profile(
         llama,
         backend="onnxruntime",
@@ -253,12 +261,30 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
         # ORT's kernels land on the torch tables' module paths: the projections, the
         # attention's own code (matmuls, cache concat), the norms and the head
         assert {"lm_head", "model.layers.0.self_attn.q_proj", "model.norm"} <= set(timed["layer"])
+        # the cache's Concat nodes on the row torch's cache writes take
+        assert {f"model.layers.{i}.self_attn.cache_update" for i in (0, 1)} <= set(timed["layer"])
         assert "model.layers.1.self_attn" in set(timed["layer"])
         assert set(table["layer"]) <= set(torch_table["layer"])
         assert (table.loc[table["layer"] == "lm_head", "samples"] == samples).all()
         assert table["latency_ms"].sum() == pytest.approx(
             ort.ttft.median if table is ort.prefill_layers else ort.inter_token.median  # type: ignore[union-attr]
         )
+    assert ort.layers_tpot is not None and ort.layers_tpot.n == runs
+
+
+def test_cache_updates_are_taken_out_of_their_callers_own_code() -> None:
+    from workbench.backends.base import LayerTiming
+    from workbench.backends.torch.decoder import with_cache_updates
+
+    own = LayerTiming("attn", "Attention", (5.0, 3.0), {"scope": "self", "parent": None})
+    whole = LayerTiming("attn", "Attention", (9.0, 7.0), {"scope": "container"})
+    leaf = LayerTiming("attn.q", "Linear", (4.0, 4.0), {"scope": "leaf", "parent": "attn"})
+    rows = with_cache_updates([whole, leaf, own], [{"attn": 1.5}, {"attn": 0.5}])
+    by_scope = {(t.layer, t.detail.get("scope")): t.samples_ms for t in rows}
+    assert by_scope[("attn", "container")] == (9.0, 7.0)  # the whole call keeps its time
+    assert by_scope[("attn", "self")] == (3.5, 2.5)
+    assert by_scope[("attn.cache_update", "leaf")] == (1.5, 0.5)
+    assert [t.layer for t in rows][-1] == "attn.cache_update"
 
 
 class _PluginDecoder(TorchDecoder):

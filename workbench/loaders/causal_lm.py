@@ -20,6 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import BackendError, UnsupportedModelError
 
+#: the last segment of the row that holds a layer's KV-cache write, under the attention
+#: module that makes it (torch: the cache's ``update``; an exported decoder: the Concat
+#: nodes that write ``present.*``), so the runtimes' phase tables align on it
+CACHE_UPDATE = "cache_update"
+
 if TYPE_CHECKING:
     import onnx
     import torch
@@ -275,14 +280,20 @@ def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
     torch's TorchScript exporter names a node after the module scopes it ran in,
     ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the wrapper's,
     cut back to the deepest one in ``modules`` (the first entry is the root, named after
-    its class, which holds what no module scope claims).
+    its class, which holds what no module scope claims). A node that writes a
+    ``present.*`` output (the cache's concatenation) goes on its own row,
+    ``<module>.cache_update``, as the torch decoder's cache writes do.
     """
     from workbench.model import set_layer_name
 
     known = set(modules)
     root = next(iter(modules), "")
+    present = {out.name for out in proto.graph.output if out.name.startswith("present.")}
     for node in proto.graph.node:
         scopes = node.name.split("/")[2:-1] if node.name.startswith("/") else []
         while scopes and ".".join(scopes) not in known:
             scopes.pop()
-        set_layer_name(node, ".".join(scopes) or root)
+        layer = ".".join(scopes) or root
+        if present.intersection(node.output):
+            layer = f"{layer}.{CACHE_UPDATE}"
+        set_layer_name(node, layer)

@@ -102,6 +102,10 @@ class GenerationProfile:
             torch-compile; torch eager uses the model's): activations, logits,
             workspaces, allocator caches. None when unavailable (see next).
         memory_rest_unavailable: why ``memory_rest_bytes`` is None.
+        layers_tpot: TPOT of the per-layer pass's own generations, instruments on
+            (hooks, ORT's node profiler), one sample per instrumented generation (ms);
+            None without per-layer tables or a decode step. Against ``tpot``: what
+            the breakdown costs (`profiling_cost`).
     """
 
     model: str
@@ -134,6 +138,7 @@ class GenerationProfile:
     process_rss_added_bytes: int | None = None
     memory_rest_bytes: int | None = None
     memory_rest_unavailable: str | None = None
+    layers_tpot: Measurement | None = None
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -171,6 +176,14 @@ class GenerationProfile:
         if attained is None or not self.bandwidth_bytes_per_s:
             return None
         return attained / self.bandwidth_bytes_per_s
+
+    @property
+    def profiling_cost(self) -> float | None:
+        """TPOT with the per-layer breakdown on over the plain TPOT (medians); None
+        without both."""
+        if self.layers_tpot is None or self.tpot is None or self.tpot.median <= 0:
+            return None
+        return self.layers_tpot.median / self.tpot.median
 
     def token_times(self) -> np.ndarray:
         """Each timed run's per-token latencies (ms), shape (runs, N): column 0 is the
@@ -226,6 +239,8 @@ class GenerationProfile:
             "process_rss_added_bytes": self.process_rss_added_bytes,
             "memory_rest_bytes": self.memory_rest_bytes,
             "memory_rest_unavailable": self.memory_rest_unavailable,
+            "layers_tpot": measured(self.layers_tpot),
+            "profiling_cost": self.profiling_cost,
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -281,6 +296,7 @@ class GenerationProfile:
                 process_rss_added_bytes=data.get("process_rss_added_bytes"),
                 memory_rest_bytes=data.get("memory_rest_bytes"),
                 memory_rest_unavailable=data.get("memory_rest_unavailable"),
+                layers_tpot=measured("layers_tpot"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -329,6 +345,14 @@ class GenerationProfile:
             ),
             ("decode bandwidth", self._bandwidth_text()),
         ]
+        if self.layers_tpot is not None:
+            facts.append(
+                (
+                    "TPOT, layers timed",
+                    f"{format_ms(self.layers_tpot.median)} ({self.profiling_cost:.2f}x the "
+                    "plain run: what the per-layer breakdown costs)",
+                )
+            )
         if self.compile_s is not None:
             facts.append(("compile", f"{self.compile_s:.2f} s (before timing, in no number above)"))
         if self.prompt_text is not None:
@@ -729,6 +753,7 @@ def generate_profile(
             per_layer = getattr(decoder, "phase_layer_timings", None)
             if layers and callable(per_layer):
                 phase_timings = per_layer(ids, output_length, context, runs)
+            layer_times = getattr(decoder, "layer_times", None) if phase_timings else None
     finally:
         decoder.close()
     contention = watch.contention
@@ -753,6 +778,14 @@ def generate_profile(
         finally:
             checker.close()
         diverges = first_divergence(tokens, expected)
+    layers_tpot = None
+    if layer_times and output_length > 1:
+        layers_tpot = Measurement(
+            tuple((sum(t) - t[0]) / (output_length - 1) for t in layer_times),
+            (),
+            f"{label} TPOT, layers timed",
+            contention,
+        )
     prefill_layers = decode_layers = None
     notes: list[str] = []
     if phase_timings is not None:
@@ -804,6 +837,7 @@ def generate_profile(
         process_rss_added_bytes=None if peak is None else peak - rss_before,
         memory_rest_bytes=rest,
         memory_rest_unavailable=rest_why,
+        layers_tpot=layers_tpot,
     )
 
 

@@ -17,6 +17,7 @@ is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables us
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ class OrtDecoder:
         self.cache_dtype = np.dtype(cache_dtype)
         self._past: list[Any] = []
         self._length = 0
+        #: the per-layer pass's own generations, timed as the plain ones are ([TTFT,
+        #: step, ...] per recorded generation, ms)
+        self.layer_times: list[list[float]] = []
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Run more tokens (batch, length) on the cache (`start` empties it first); the
@@ -141,6 +145,8 @@ class OrtDecoder:
         """Per-layer timings of the prefill and of the decode steps from ORT's node
         profiler, on a profiling copy of this session (same threads and optimisation),
         one warm-up generation then ``runs``; a ``context`` prefill is run, never recorded.
+        Each recorded call is also timed whole, profiler and all, into `layer_times`
+        (what the breakdown costs, against the plain generations).
 
         Returns:
             (prefill, decode) `LayerTiming` lists: one sample per prefill / per decode
@@ -173,17 +179,25 @@ class OrtDecoder:
             self.threads,
             profiling=True,
         )
+        clock = time.perf_counter
+        self.layer_times = []
         try:
             calls = []  # per generation: the calls ORT traced, in order, and their phase
             for run in range(runs + 1):
                 if context is not None:
                     copy.prefill(context)
                     calls.append("context")
+                began = clock()
                 token = copy.prefill(ids) if context is None else copy.extend(ids)
+                times = [(clock() - began) * 1000.0]
                 calls.append("prefill" if run else "warm-up")
                 for _ in range(output_length - 1):
+                    began = clock()
                     token = copy.step(token)
+                    times.append((clock() - began) * 1000.0)
                     calls.append("decode" if run else "warm-up")
+                if run:
+                    self.layer_times.append(times)
             trace = copy.session.end_profiling()
         finally:
             copy.close()

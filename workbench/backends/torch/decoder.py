@@ -10,12 +10,14 @@ backend, and are re-exported here.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench.backends.base import LayerTiming
 from workbench.loaders.causal_lm import (
+    CACHE_UPDATE,
     CausalLM,
     cache_keyword,
     cache_tensors,
@@ -25,11 +27,12 @@ from workbench.loaders.causal_lm import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import torch
 
 __all__ = [
+    "CACHE_UPDATE",
     "CausalLM",
     "TorchDecoder",
     "cache_tensors",
@@ -62,6 +65,11 @@ class TorchDecoder:
         self._keyword = cache_keyword(model)
         self._cache: Any = None
         self._length = 0
+        #: called with every new cache (the per-layer pass times its updates)
+        self.on_new_cache: Callable[[Any], None] | None = None
+        #: the per-layer pass's own generations, timed as the plain ones are ([TTFT,
+        #: step, ...] per recorded generation, ms): what the instruments cost
+        self.layer_times: list[list[float]] = []
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
@@ -101,6 +109,8 @@ class TorchDecoder:
         import torch
 
         self._cache, self._length = new_cache(self.model), 0
+        if self.on_new_cache is not None:
+            self.on_new_cache(self._cache)
         return self._forward(torch.from_numpy(ids))
 
     def extend(self, ids: np.ndarray) -> np.ndarray:
@@ -140,11 +150,17 @@ def phase_layer_timings(
     The forward hooks of `torch_layer_timings` time every module; one warm-up generation
     first, then ``runs`` instrumented generations. A prefill is one sample of the prefill
     phase; each decode step is one sample of the decode phase. A ``context`` prefill (the
-    depth) is run but never recorded.
+    depth) is run but never recorded. Each layer's KV-cache write (the cache's ``update``,
+    called by the attention module) is timed too, as its own row
+    ``<attention path>.cache_update`` (`CACHE_UPDATE`), taken out of the attention
+    module's own-code row, so the rows still add up to the same time. Every recorded
+    call is also timed whole, hooks and all, into ``decoder.layer_times`` (what the
+    breakdown costs, against the plain generations).
 
     Returns:
         (prefill timings, decode timings), each as `torch_layer_timings` returns them
-        (leaf, container and self rows; decode empty when ``output_length`` is 1).
+        (leaf, container and self rows, plus the cache-update rows; decode empty when
+        ``output_length`` is 1).
     """
     from workbench.backends.torch.layers import HookRecorder, module_hooks
 
@@ -153,21 +169,84 @@ def phase_layer_timings(
 
     ignored, prefill, decode = (HookRecorder(sync=quiet) for _ in range(3))
     current = [ignored]
+    # per recorder and run: the cache writes' time under each calling module's path
+    updates: dict[int, list[dict[str, float]]] = {id(prefill): [], id(decode): []}
+
+    def timed_updates(cache: Any) -> None:
+        update = cache.update
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            recorder = current[0]
+            start = time.perf_counter()
+            try:
+                return update(*args, **kwargs)
+            finally:
+                runs_of = updates.get(id(recorder))
+                if recorder.recording and runs_of and recorder.open:
+                    caller = recorder.open[-1][0]
+                    spent = (time.perf_counter() - start) * 1e3
+                    runs_of[-1][caller] = runs_of[-1].get(caller, 0.0) + spent
+
+        cache.update = timed
+
+    def start(recorder: HookRecorder) -> None:
+        recorder.start_run()
+        updates[id(recorder)].append({})
+
     model = decoder.model
-    with module_hooks(model, lambda p: current[0].pre(p), lambda p: current[0].post(p)):
-        for run in range(runs + 1):
-            recorded = run > 0  # the first generation warms up
-            current[0] = ignored
-            if context is not None:
-                decoder.prefill(context)
-            current[0] = prefill if recorded else ignored
-            if recorded:
-                prefill.start_run()
-            token = decoder.prefill(ids) if context is None else decoder.extend(ids)
-            current[0] = decode if recorded else ignored
-            for _ in range(output_length - 1):
+    clock = time.perf_counter
+    decoder.on_new_cache = timed_updates
+    decoder.layer_times = []
+    try:
+        with module_hooks(model, lambda p: current[0].pre(p), lambda p: current[0].post(p)):
+            for run in range(runs + 1):
+                recorded = run > 0  # the first generation warms up
+                current[0] = ignored
+                if context is not None:
+                    decoder.prefill(context)
+                current[0] = prefill if recorded else ignored
                 if recorded:
-                    decode.start_run()
-                token = decoder.step(token)
-    phases = [recorder.timings(model) if recorder.inner else [] for recorder in (prefill, decode)]
+                    start(prefill)
+                began = clock()
+                token = decoder.prefill(ids) if context is None else decoder.extend(ids)
+                times = [(clock() - began) * 1000.0]
+                current[0] = decode if recorded else ignored
+                for _ in range(output_length - 1):
+                    if recorded:
+                        start(decode)
+                    began = clock()
+                    token = decoder.step(token)
+                    times.append((clock() - began) * 1000.0)
+                if recorded:
+                    decoder.layer_times.append(times)
+    finally:
+        decoder.on_new_cache = None
+    phases = [
+        with_cache_updates(recorder.timings(model), updates[id(recorder)]) if recorder.inner else []
+        for recorder in (prefill, decode)
+    ]
     return phases[0], phases[1]
+
+
+def with_cache_updates(
+    timings: list[LayerTiming], updates: list[dict[str, float]]
+) -> list[LayerTiming]:
+    """``timings`` with a ``<caller>.cache_update`` row after each caller's own-code row,
+    whose samples (one per run, from ``updates``) are taken out of that row."""
+    callers = {path for run in updates for path in run}
+    result = []
+    for timing in timings:
+        path = timing.layer
+        if path not in callers or timing.detail.get("scope") == "container":
+            result.append(timing)
+            continue
+        spent = tuple(run.get(path, 0.0) for run in updates)
+        own = tuple(max(0.0, a - b) for a, b in zip(timing.samples_ms, spent, strict=True))
+        result.append(LayerTiming(path, timing.op_type, own, timing.detail))
+        detail = {
+            "scope": "leaf",
+            "parent": path,
+            "note": "the KV cache's write (the cache's update: a concatenation)",
+        }
+        result.append(LayerTiming(f"{path}.{CACHE_UPDATE}", "CacheUpdate", spent, detail))
+    return result
