@@ -127,3 +127,17 @@ def test_a_budget_no_plan_meets_says_the_closest(blocks):
         r"measures KL .* nats \[95% CI .*\]; raise the budget or keep='fp32'",
     ):
         wb.lm_mixed_plan(blocks, kl_budget=1e-12)
+
+
+def test_cli_writes_the_sensitivity_and_the_plan(tmp_path, capsys):
+    from workbench.cli import main
+
+    out = tmp_path / "s.json"
+    args = ["lm-sensitivity", "llama-stdlib", "--layer", "lm_head", "--windows", "2"]
+    assert main([*args, "--window-length", "8", "--budget", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [c["layer"] for c in data["sensitivity"]["layers"]] == ["lm_head"]
+    assert LMMixedPlan.from_dict(data["plan"]).kl_budget == 1.0
+    assert "plan: int4-mixed(block 32, acc 4)" in capsys.readouterr().out
+    assert main(["lm-sensitivity", "llama-tiny"]) == 2
+    assert "random-weight model" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""Command line: ``workbench devices | profile | sweep | scenario | slo | generate | report |
-serve | plan | import | serve-lm | lm-load`` (one module per subcommand in this package).
+"""Command line: ``workbench devices | profile | sweep | scenario | slo | generate |
+lm-sensitivity | report | serve | plan | import | serve-lm | lm-load`` (one module per
+subcommand in this package).
 
 Every `WorkbenchError`, bad argument, out-of-memory and runtime failure becomes a one-line
 message on stderr and exit status 2 (never a traceback).
@@ -18,6 +19,7 @@ from workbench.cli import (
     devices,
     generate,
     lm_load,
+    lm_sensitivity,
     plan,
     profile,
     records,
@@ -55,7 +57,8 @@ _EXTRAS = {
 #: every subcommand, in the order ``workbench --help`` lists them: a module each, with
 #: ``add_command(subparsers)``; a module imports its feature (and its extra) only when run
 COMMANDS = (
-    devices, profile, sweep, scenarios, generate, report, serve, plan, records, serve_lm, lm_load,
+    devices, profile, sweep, scenarios, generate, lm_sensitivity, report, serve, plan, records,
+    serve_lm, lm_load,
 )  # fmt: skip
 
 
