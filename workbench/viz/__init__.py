@@ -69,7 +69,7 @@ if TYPE_CHECKING:
         precision_of,
         run_color,
     )
-    from workbench.viz.tradeoffs import sensitivity, technique_of, tradeoff
+    from workbench.viz.tradeoffs import lm_tradeoff_figure, sensitivity, technique_of, tradeoff
 
 #: each public name -> the module that defines it (imported when the name is first used)
 _HOMES: dict[str, str] = {
@@ -93,7 +93,9 @@ _HOMES: dict[str, str] = {
     "placement_figure": "workbench.viz.placement",
     "plan_cost_figure": "workbench.viz.plan",
     **dict.fromkeys(("cache_cliffs", "table_bytes"), "workbench.viz.embeddings"),
-    **dict.fromkeys(("sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"),
+    **dict.fromkeys(
+        ("lm_tradeoff_figure", "sensitivity", "technique_of", "tradeoff"), "workbench.viz.tradeoffs"
+    ),
     "pareto_mask": "workbench.evaluation.pareto",
 }  # fmt: skip
 __all__ = [
@@ -110,6 +112,7 @@ __all__ = [
     "latency_timeline",
     "layer_comparison",
     "layer_latency",
+    "lm_tradeoff_figure",
     "log_axis",
     "memory",
     "op_type_breakdown",

@@ -28,10 +28,14 @@ from workbench.viz.style import (
 )
 
 __all__ = [
+    "lm_tradeoff_figure",
     "sensitivity",
     "technique_of",
     "tradeoff",
 ]
+
+#: the share of the plot's height the strip of unscored points takes (below the main plot)
+UNSCORED_STRIP = 0.14
 
 
 def _tradeoff_frame(table: Any) -> tuple[pd.DataFrame, str | None]:
@@ -62,6 +66,9 @@ def tradeoff(
     higher_is_better: bool = True,
     selected: str | None = None,
     band: float | None = 0.01,
+    latency_title: str = "median latency (ms)",
+    size_column: str = "size_bytes",
+    unscored: str | None = None,
 ) -> go.Figure:
     """Metric against median latency, one point per (variant, backend, device), with the front.
 
@@ -80,6 +87,11 @@ def tradeoff(
         selected: a variant to outline.
         band: half-width of the shaded band around the ``baseline`` row's metric (0.01:
             one accuracy point either side); None draws none.
+        latency_title: the latency axis's title (what ``latency_ms`` measures).
+        size_column: the column of bytes that sizes the markers.
+        unscored: why some rows have no metric (e.g. ``"random weights"``): those rows
+            are drawn hollow in a strip under the plot, on the same latency axis, with
+            the reason, never on the metric axis or the front; None leaves them out.
 
     The metric axis is fitted to the points and the band (a metric that lies in [0, 1],
     such as accuracy, never runs past them), so variants a point apart stay apart.
@@ -96,13 +108,22 @@ def tradeoff(
     needed = ("variant", "latency_ms", "metric")
     if frame.empty or any(c not in frame for c in needed):
         return empty_figure("No variants measured yet: build one on the Optimize page.", title)
-    frame = frame.dropna(subset=["latency_ms", "metric"]).reset_index(drop=True)
-    if frame.empty:
+    timed = frame.dropna(subset=["latency_ms"]).reset_index(drop=True)
+    frame = timed.dropna(subset=["metric"]).reset_index(drop=True)
+    speed_only = timed[timed["metric"].isna()] if unscored else timed.iloc[:0]
+    if frame.empty and speed_only.empty:
         return empty_figure(f"No variant has both a latency and a {name}.", title)
-    frame = _with_display_columns(frame, higher_is_better)
+    frame = _with_display_columns(frame, higher_is_better, size_column)
     fig = go.Figure()
     for (precision, backend), part in frame.groupby(["precision", "backend"], sort=False):
         fig.add_trace(_tradeoff_trace(part, precision, backend, selected, name))
+    if len(speed_only):
+        _unscored_strip(
+            fig,
+            _with_display_columns(speed_only, higher_is_better, size_column),
+            name,
+            str(unscored),
+        )
     front = frame[frame["pareto"]].sort_values("latency_ms")
     fig.add_trace(
         go.Scatter(
@@ -114,16 +135,48 @@ def tradeoff(
             hoverinfo="skip",
         )
     )
-    _fit_metric_axis(fig, frame, band)
-    _fit_latency_axis(fig, frame)
+    if len(frame):
+        _fit_metric_axis(fig, frame, band)
+    _fit_latency_axis(fig, pd.concat([frame, speed_only]) if len(speed_only) else frame)
     fig.update_layout(
         title=title,
-        xaxis_title="median latency (ms) — lower is better",
+        xaxis_title=f"{latency_title} — lower is better",
         yaxis_title=f"{name} — {'higher' if higher_is_better else 'lower'} is better",
         legend_title="technique, backend",
         clickmode="event+select",
         **LAYOUT,
     )
+    return fig
+
+
+def lm_tradeoff_figure(table: Any, *, selected: str | None = None) -> go.Figure:
+    """The generative trade-off: KL against median time per output token, one point per
+    (variant, runtime), the Pareto front as a step line; marker size is weights + KV
+    cache memory. Rows without a KL (random weights) are drawn in a strip under the plot
+    with the reason, speed only.
+
+    Args:
+        table: `wb.lm_sweep`'s or `wb.lm_tradeoff`'s `TradeoffTable` (or its DataFrame).
+        selected: a variant to outline.
+
+    Example:
+        >>> viz.lm_tradeoff_figure(wb.lm_sweep(model, ["int4", "int8-dynamic"]))
+    """
+    frame = getattr(table, "df", table)
+    reasons = frame.get("accuracy_unavailable", pd.Series(dtype=object)).dropna()
+    why = "; ".join(dict.fromkeys(str(r) for r in reasons if r)) or "accuracy not measured"
+    fig = tradeoff(
+        table,
+        metric_name="KL vs fp32 (nats)",
+        higher_is_better=False,
+        selected=selected,
+        band=None,
+        latency_title="median time per output token (ms)",
+        size_column="memory_bytes" if "memory_bytes" in frame else "size_bytes",
+        unscored=why,
+    )
+    if fig.data:
+        fig.update_layout(title="Generative trade-off: KL against time per output token")
     return fig
 
 
@@ -177,7 +230,57 @@ def technique_of(variant: str) -> str:
     return "sparse" if "prune" in text or "sparse" in text else "fp32"
 
 
-def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+def _unscored_strip(fig: go.Figure, part: pd.DataFrame, metric: str, why: str) -> None:
+    """Rows without a metric, hollow in a strip under the plot on the same latency axis."""
+    fig.add_trace(
+        go.Scatter(
+            x=part["latency_ms"],
+            y=[0.0] * len(part),
+            yaxis="y2",
+            mode="markers+text",
+            text=[_short_variant(v) for v in part["variant"]],
+            textposition="top center",
+            textfont={"size": 10, "color": "#555"},
+            name=f"no {metric}: {why}",
+            marker={
+                "size": part["marker"],
+                "symbol": "circle-open",
+                "color": [precision_color(p) for p in part["precision"]],
+                "line": {"width": 2},
+            },
+            customdata=np.stack([part["variant"], part["backend"], part["size_mib"]], -1),
+            hovertemplate=f"<b>%{{customdata[0]}}</b> on %{{customdata[1]}}<br>median "
+            f"%{{x:.4g}} ms<br>{metric} unavailable: {why}<br>size %{{customdata[2]:.3g}} MiB"
+            "<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        yaxis={"domain": [UNSCORED_STRIP + 0.1, 1.0]},
+        yaxis2={
+            "domain": [0.0, UNSCORED_STRIP],
+            "anchor": "x",
+            "range": [-1, 1.6],
+            "showticklabels": False,
+            "showgrid": False,
+            "zeroline": False,
+            "title": {"text": f"no {metric}", "font": {"size": 10}},
+        },
+    )
+    fig.add_annotation(
+        text=f"{metric} unavailable: {why} (speed only)",
+        xref="paper",
+        yref="paper",
+        x=0.0,
+        y=UNSCORED_STRIP + 0.02,
+        xanchor="left",
+        showarrow=False,
+        font={"size": 10, "color": "#777"},
+    )
+
+
+def _with_display_columns(
+    frame: pd.DataFrame, higher_is_better: bool, size_column: str = "size_bytes"
+) -> pd.DataFrame:
     frame = frame.copy()
     # a missing backend or precision never drops a point (groupby leaves out NaN keys)
     frame["backend"] = frame["backend"].fillna("") if "backend" in frame else ""
@@ -195,7 +298,7 @@ def _with_display_columns(frame: pd.DataFrame, higher_is_better: bool) -> pd.Dat
             frame["latency_ms"], frame["metric"], higher_is_better=higher_is_better
         )
     frame["pareto"] = frame["pareto"].fillna(False).astype(bool)
-    size = frame.get("size_bytes", pd.Series(1.0, index=frame.index)).astype(float)
+    size = pd.to_numeric(frame.get(size_column, pd.Series(1.0, index=frame.index)), errors="coerce")
     frame["size_mib"] = size / 2**20
     largest = float(size.max()) if size.notna().any() else 1.0
     # an unknown size gets the smallest marker, not a failed figure
