@@ -85,3 +85,12 @@ def test_only_the_onnxruntime_package_builds_inference_sessions() -> None:
         and not path.is_relative_to(package / "backends" / "onnxruntime")
     )
     assert builders == []
+
+
+def test_spinning_off_is_the_sessions_option(model: wb.Model) -> None:
+    entry = "session.intra_op.allow_spinning"
+    quiet = wb.backend("onnxruntime").compile(model, "cpu", spinning=False).session
+    assert quiet.get_session_options().get_session_config_entry(entry) == "0"
+    default = wb.backend("onnxruntime").compile(model, "cpu").session.get_session_options()
+    with pytest.raises(Exception, match="does not have"):  # unset: ORT's own default, spin
+        default.get_session_config_entry(entry)

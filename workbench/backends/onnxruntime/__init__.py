@@ -51,7 +51,8 @@ class OnnxRuntimeBackend:
     Options for `compile` are the fields of `OrtOptions`: ``threads`` (intra-op
     threads), ``optimization`` (``"disabled" | "basic" | "extended" | "all"``, default
     ``"all"``), ``provider`` (another execution provider of this build for the device),
-    ``profiling`` (enable ORT's node profiler).
+    ``profiling`` (enable ORT's node profiler), ``spinning`` (False: idle intra-op threads
+    sleep instead of spin-waiting).
     """
 
     name = "onnxruntime"

@@ -41,6 +41,10 @@ class OrtOptions:
             own, e.g. ``"TensorrtExecutionProvider"`` on ``cuda:0``; nodes it cannot run
             fall back to the CPU provider (the per-layer ``provider`` column shows where).
         profiling: enable ORT's node profiler (the trace `run_layers` reads).
+        spinning: whether idle intra-op threads spin-wait for work (ORT's default, True)
+            or sleep. A spinning pool keeps a core busy for a while after each run, which
+            slows whatever runs next on that core: another runtime's part in a pipeline
+            placed on the same CPU (docs/placement.md).
 
     Example:
         >>> wb.backend("onnxruntime").compile(m, "cpu", threads=1, optimization="basic")
@@ -50,6 +54,7 @@ class OrtOptions:
     optimization: Optimization = "all"
     provider: str | None = None
     profiling: bool = False
+    spinning: bool = True
 
     def __post_init__(self) -> None:
         if self.optimization == "disable":  # one spelling downstream (labels, stored options)
@@ -89,6 +94,7 @@ def session_options(
     threads: int | None = None,
     profiling: bool = False,
     optimized_model_filepath: str | None = None,
+    spinning: bool = True,
 ) -> onnxruntime.SessionOptions:
     """``onnxruntime.SessionOptions`` for an optimisation level name, quiet (errors only).
 
@@ -98,6 +104,8 @@ def session_options(
         profiling: enable the node profiler, writing into a new temporary folder (the
             caller deletes it: it is the parent of ``end_profiling()``'s path).
         optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
+        spinning: False: idle intra-op threads sleep instead of spin-waiting (ORT's
+            ``session.intra_op.allow_spinning``).
 
     Returns:
         New options; nothing process-wide is changed.
@@ -120,4 +128,6 @@ def session_options(
         opts.profile_file_prefix = tempfile.mkdtemp(prefix="wb-ort-") + "/ort"
     if optimized_model_filepath:
         opts.optimized_model_filepath = optimized_model_filepath
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

@@ -41,6 +41,7 @@ def plain_session(
     profiling: bool = False,
     optimized_model_filepath: str | None = None,
     providers: Sequence[str] = CPU_PROVIDERS,
+    spinning: bool = True,
 ) -> onnxruntime.InferenceSession:
     """A new ``onnxruntime.InferenceSession`` of ``graph`` (by default on the CPU).
 
@@ -53,6 +54,7 @@ def plain_session(
         profiling: turn on ORT's node profiler (see `options.session_options`).
         optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
         providers: execution providers in preference order.
+        spinning: False: idle intra-op threads sleep instead of spin-waiting.
 
     Returns:
         The session; nothing process-wide is changed. ORT's own exceptions propagate
@@ -68,6 +70,7 @@ def plain_session(
         threads=threads,
         profiling=profiling,
         optimized_model_filepath=optimized_model_filepath,
+        spinning=spinning,
     )
     return ort.InferenceSession(_source(graph), options, providers=list(providers))
 

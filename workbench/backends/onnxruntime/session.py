@@ -141,6 +141,7 @@ class OnnxRuntimeSession:
                 threads=self.options.threads or (self.threads if self.threads < own else None),
                 profiling=self.options.profiling,
                 providers=provider_chain(self.provider, available),
+                spinning=self.options.spinning,
             )
         except Exception as exc:  # ORT raises its own exception types per failure kind
             raise BackendError(
