@@ -142,6 +142,40 @@ def test_depth_sweep_draws_ttft_and_tpot_per_depth(page):
     assert "exceed" in page.jobs.error and [g.depth for g in page.sweep] == depths
 
 
+def test_the_tradeoff_section_measures_variants_into_the_store_and_says_why(tmp_path):
+    from workbench.store import Store
+
+    store = Store(tmp_path / "runs.sqlite")
+    page = GeneratePage(store=store, output_length=3, runs=1, layers=False, roofline=False)
+    try:
+        page.model_name = "llama-tiny"  # random weights: speed only
+        section = page.tradeoff_section
+        assert "baseline" in section.param.variants.objects
+        section.param.update(variants=["baseline", "bf16"], backends=["torch"])
+        section.measure()
+        page.jobs.wait()
+        assert page.jobs.error == ""
+        shown = section.rows_slot.table.value.set_index("variant")
+        assert shown.loc["bf16", "kl"] == "unavailable: random weights"
+        assert shown.loc["baseline", "kl"] == "0 (the reference)"
+        assert shown.loc["bf16", "decode_tokens_per_s"] > 0 and not shown.loc["bf16", "pareto"]
+        figure = section.figure.object
+        assert figure.layout.title.text.startswith("Generative trade-off")
+        assert [t.name for t in figure.data if t.yaxis == "y2"] == [
+            "no KL vs fp32 (nats): random weights"
+        ]
+        assert section.why_for == "bf16 on torch"
+        assert "Why is bf16 on torch not faster?" in section.why.object
+        assert "random weights" in section.notes.object
+        first = section.table
+        section.measure()  # the same sweep again: the stored points, nothing measured
+        page.jobs.wait()
+        assert section.table is not first and section.table.sweep_id == first.sweep_id
+        assert any("2 of 2 points" in n for n in section.table.notes)
+    finally:
+        page.jobs.close()
+
+
 def test_the_app_opens_the_page_as_a_tab_and_closes_its_worker(make_app):
     app = make_app()
     assert "generate" in app.tab_pages and isinstance(app.generate, GeneratePage)

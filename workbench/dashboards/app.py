@@ -255,7 +255,9 @@ class App(Viewer):
             page.param.watch(self._report_changed, "report")
             return page
         if name == "generate":
-            return GeneratePage(jobs=Jobs(self.notify, self._dispatch), dispatch=self._dispatch)
+            return GeneratePage(
+                jobs=Jobs(self.notify, self._dispatch), dispatch=self._dispatch, store=state.store
+            )
         return GraphPage(state=state, sensitivity=self._sensitivity_report)
 
     def _sensitivity_report(self) -> Any:

@@ -4,6 +4,8 @@
 with its latency (`token_steps`, the timing `generate_profile` records), then profiles
 the same generation (`wb.generate_profile`: TTFT, TPOT, E2E, tokens/s, KV cache, the
 per-layer tables of each phase) and draws it with `workbench.viz`'s generation figures.
+Its trade-off section (`LmTradeoffSection`) measures quantized variants of the model on
+each runtime (`wb.lm_sweep`, stored) and says why each is not faster.
 Everything runs on the page's worker thread (`Jobs`), so the page stays live.
 """
 
@@ -30,6 +32,7 @@ from workbench.argtypes import whole
 from workbench.dashboards.actions import measuring
 from workbench.dashboards.jobs import Dispatch, Jobs
 from workbench.dashboards.pages.common import TableSlot, figure_pane
+from workbench.dashboards.pages.lm_tradeoff import LmTradeoffSection
 from workbench.errors import InputError
 from workbench.loaders.language import RANDOM_LLAMAS, TRAINED_LLAMAS
 from workbench.loaders.tokenizers import Tokenizer
@@ -321,8 +324,14 @@ class GeneratePage(Viewer):
     )
 
     def __init__(
-        self, jobs: Jobs | None = None, dispatch: Dispatch | None = None, **params: Any
+        self,
+        jobs: Jobs | None = None,
+        dispatch: Dispatch | None = None,
+        store: Any = None,
+        **params: Any,
     ) -> None:
+        """Args: ``jobs`` the page's worker, ``dispatch`` runs a callback on the session's
+        thread, ``store`` keeps the trade-off sweeps (None: the default results store)."""
         from workbench.backends.base import generation_backends
 
         super().__init__(**params)
@@ -345,6 +354,9 @@ class GeneratePage(Viewer):
         self.prefill_slot = TableSlot(layer_rows(None), height=300)
         self.decode_slot = TableSlot(layer_rows(None), height=300)
         self.runs_slot = TableSlot(runs_rows([]), height=200)
+        self.tradeoff_section = LmTradeoffSection(
+            self, self.jobs, store, load_language_model, prompt_tokens
+        )
         self.param.watch(self._model_changed, "model_name")
         self.param.watch(self._show_stream, "streamed")
         self.param.watch(self._show_profile, "profile")
@@ -473,7 +485,7 @@ class GeneratePage(Viewer):
         self.depth_figure.object = viz.context_depth(self.sweep)
 
     def _waiting(self, *_: Any) -> None:
-        for pane in (self.tokens_figure, self.layers_figure):
+        for pane in (self.tokens_figure, self.layers_figure, self.tradeoff_section.figure):
             pane.loading = self.jobs.running
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -529,6 +541,7 @@ class GeneratePage(Viewer):
             self.runs_slot.layout,
             self.roofline_figure,
             self.depth_figure,
+            self.tradeoff_section,
             sizing_mode="stretch_width",
         )
 
