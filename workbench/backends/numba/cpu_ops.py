@@ -20,6 +20,7 @@ import numpy as np
 
 from workbench.backends.numba import (
     cpu,
+    depthwise,
     elementwise,
     embedding_bag,
     index_ops,
@@ -229,14 +230,25 @@ def conv_geometry(geo: shapes.Window) -> tuple[int, ...]:
 
 
 def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
-    """A 2-D, ``group == 1`` Conv on NHWC data (see `layout`): im2col, one GEMM whose
-    ``[N*OH*OW, M]`` result is the NHWC output, then bias and activation in place."""
+    """A 2-D Conv on NHWC data (see `layout`): im2col, one GEMM whose ``[N*OH*OW, M]``
+    result is the NHWC output, then bias and activation in place; Winograd for 3x3
+    stride 1; grouped and depthwise ones by their direct kernels (`depthwise`)."""
     x, w = ins[0], ins[1]
     n, h, wid, c = x.shape
     m, _, kh, kw = w.shape
     geo = shapes.window(node, (h, wid), (kh, kw))
     oh, ow = geo.out
     out = _out(outs, (n, oh, ow, m), x.dtype)
+    bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if int(node.attrs.get("group", 1)) != 1:  # depthwise and grouped: direct kernels
+        if bias is None:
+            bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
+
+        def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+            return _cached(node, key, 1, make)  # type: ignore[no-any-return]
+
+        geometry = conv_geometry(geo)
+        return depthwise.bind(node, x, w, bias, geometry, out, rearranged), [out]
     k = kh * kw * c
     # taps then channels, matching the im2col columns
     w2t = _cached(
@@ -245,7 +257,6 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
     (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
     geometry = conv_geometry(geo)
     y = out.reshape(n * oh * ow, m)
-    bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if kh == kw == 3 and sh == sw == dh == dw == 1 and min(c, m) >= WINOGRAD_MIN_CHANNELS:
         if bias is None:
             bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
@@ -839,6 +850,8 @@ REDUCERS = {
 def reduce_op(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """Reduce* over the node's axes (see `shapes.reduce_axes`): Mean/Sum/Max/Min/Prod,
     and L1/L2/SumSquare/LogSum/LogSumExp (`index_ops.reduce_extra`)."""
+    if node.channels_last:  # a spatial mean in an NHWC chain (see `layout`)
+        return global_average_pool(node, ins, outs)
     x = ins[0]
     axes, shape = shapes.reduce_axes(node, ins, x.ndim)
     out = _out(outs, shape, x.dtype)

@@ -8,12 +8,15 @@ im2col entry is a pixel's C contiguous channel values, and the GEMM's
 and nothing is copied back. Measured on the sample CNN (batch 32, 2 cores) the im2col
 of a 3x3 convolution went from 0.57 ms to 0.08 ms.
 
-`channels_last` rewrites a `Graph` so every 2-D convolution with ``group == 1`` runs
-NHWC, and so do the ops between such convolutions that do not care which axis holds
-the channels (pooling, LRN, elementwise ops, per-tensor Quantize/DequantizeLinear,
-Concat). An NHWC value is named ``<value>::nhwc``; `Transpose` nodes in the
+`channels_last` rewrites a `Graph` so every 2-D convolution (grouped and depthwise
+ones included, see `depthwise`) runs NHWC, and so do the ops between convolutions that
+do not care which axis holds the channels (pooling, LRN, elementwise ops, per-tensor
+Quantize/DequantizeLinear, Concat) and the spatial means of squeeze-and-excitation
+blocks (GlobalAveragePool, ReduceMean over H and W). The layout is chosen once for the
+whole graph: an NHWC value is named ``<value>::nhwc``; `Transpose` nodes in the
 ``(layout)`` layer convert at the boundaries, once per value whatever the number of
-consumers, and graph outputs are always NCHW.
+consumers (a ``Reshape`` view where the value is 1x1 in space), and graph outputs are
+always NCHW.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class _Rewriter:
         # value names available NHWC (as name + NHWC_SUFFIX) and NCHW (as name)
         self.nhwc: set[str] = set()
         self.nchw: set[str] = set(graph.inputs) | set(graph.consts)
+        # values whose spatial size is 1x1 ([N, C, 1, 1], a squeeze-and-excitation's
+        # channel weights): the same bytes in both layouts, so a Reshape converts them
+        self.unit: set[str] = set()
 
     def keep_nchw(self, node: Node) -> None:
         for name in node.inputs:
@@ -98,10 +104,12 @@ class _Rewriter:
             return self._rewrite(node, [first], nhwc_output=True)
         if op == "LRN":  # its channel window runs along the contiguous axis in NHWC
             return self._rewrite(node, [first], nhwc_output=True)
-        if op == "GlobalAveragePool":
+        if op == "GlobalAveragePool" or (op == "ReduceMean" and self._spatial_mean(node)):
             # [N, 1, 1, C] in NHWC is [N, C, 1, 1] in NCHW, byte for byte
+            self.unit.add(node.outputs[0])
             return self._rewrite(node, [first], nhwc_output=False)
         if op in POINTWISE or (op == "Dropout" and len(node.inputs) == 1):
+            self._keep_unit(node, [first])
             return self._rewrite(node, [first], nhwc_output=True)
         if op in QDQ and self._per_tensor(node):  # an INT8 CNN's pairs between convolutions
             return self._rewrite(node, [first], nhwc_output=True)
@@ -114,6 +122,22 @@ class _Rewriter:
             return self._rewrite(node, list(node.inputs), nhwc_output=True)
         return False
 
+    def _spatial_mean(self, node: Node) -> bool:
+        """Whether a ReduceMean averages a 4-D value over its two spatial axes, keeping
+        them (what exporters make of an adaptive average pool to 1x1)."""
+        if len(node.inputs) > 1 and node.inputs[1]:
+            if node.inputs[1] not in self.consts:
+                return False
+            axes = [int(a) for a in self.consts[node.inputs[1]].reshape(-1)]
+        else:
+            axes = [int(a) for a in node.attrs.get("axes", [])]
+        return bool(node.attrs.get("keepdims", 1)) and sorted(a % 4 for a in axes) == [2, 3]
+
+    def _keep_unit(self, node: Node, activations: list[str]) -> None:
+        """A pointwise op of 1x1 values makes a 1x1 value."""
+        if activations and all(name in self.unit for name in activations):
+            self.unit.add(node.outputs[0])
+
     def _per_tensor(self, node: Node) -> bool:
         """Whether a Quantize/DequantizeLinear has one constant scale and zero point (a
         per-channel one follows its ``axis``, which is NCHW's)."""
@@ -123,12 +147,13 @@ class _Rewriter:
     def _conv(self, node: Node) -> bool:
         weight = self.consts.get(node.inputs[1])
         x = node.inputs[0]
-        if weight is None or weight.ndim != 4 or int(node.attrs.get("group", 1)) != 1:
-            return False
-        if x in self.consts:
+        if weight is None or weight.ndim != 4 or x in self.consts:
             return False
         if x not in self.nhwc:
             self.convert(x, to_nhwc=True)
+        pointwise = weight.shape[2:] == (1, 1) and set(node.attrs.get("strides", [1])) == {1}
+        if pointwise and not any(node.attrs.get("pads", [])):
+            self._keep_unit(node, [x])
         return self._rewrite(node, [x], nhwc_output=True)
 
     def _broadcasting(self, node: Node) -> bool:
@@ -142,6 +167,7 @@ class _Rewriter:
                 value = self.consts[name]
                 value4 = value.reshape((1,) * (4 - value.ndim) + value.shape)
                 self.consts[name + NHWC_SUFFIX] = np.ascontiguousarray(value4.transpose(TO_NHWC))
+        self._keep_unit(node, activations)
         return self._rewrite(node, list(node.inputs), nhwc_output=True)
 
     def _rewrite(self, node: Node, nhwc_inputs: list[str], nhwc_output: bool) -> bool:
@@ -168,6 +194,10 @@ class _Rewriter:
             attrs={"perm": TO_NHWC if to_nhwc else TO_NCHW},
             layer=LAYOUT_LAYER,
         )
+        if name in self.unit:  # 1x1 spatial: a view with the other shape, nothing copied
+            shape = f"{node.name}::shape"
+            self.consts[shape] = np.array([0, 1, 1, -1] if to_nhwc else [0, -1, 1, 1], np.int64)
+            node.op_type, node.inputs, node.attrs = "Reshape", [source, shape], {}
         self.nodes.append(node)
         self.inserted.append(node)
         (self.nhwc if to_nhwc else self.nchw).add(name)
