@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,61 @@ def test_a_measured_split_runs_both_parts_and_keeps_its_samples() -> None:
     assert p.table["measured_ms"].isna().all()  # the placement given is not changed
     with pytest.raises(PlacementError, match="no candidate split 'nowhere'"):
         measure_placement(p, model, which="nowhere")
+
+
+def test_a_split_runs_each_part_as_its_profile_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.profiling.measure as measuring
+
+    model = chain_model()
+    layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
+    a = replace(fake_profile("onnxruntime", layer_ms, 4.0), environment={"threads": 1},
+                options={"spinning": False})  # fmt: skip
+    b = replace(fake_profile("onnxruntime", layer_ms, 4.0), environment={"threads": 1})
+    p = place(a, b, model=model)
+    # the thread count each profile ran at is kept, so the CPUs free at compile time
+    # cannot give a part another pool than its profile had
+    assert p.options_a == {"spinning": False, "threads": 1} and p.options_b == {"threads": 1}
+    given = place(a, replace(b, options={"threads": 2}), model=model)
+    assert given.options_b == {"threads": 2}  # a count the user gave stays
+    compiled_with: list[dict[str, object]] = []
+    original = measuring.compiled
+
+    def spy(part: wb.Model, backend: str, device: str, options: dict[str, object]) -> object:
+        compiled_with.append(dict(options))
+        return original(part, backend, device, options)
+
+    monkeypatch.setattr(measuring, "compiled", spy)
+    cut = p.table[(p.table["cuts"] == "fc2") & (p.table["order"] == "a,b")]["split"].iloc[0]
+    measured = measure_placement(p, model, which=[cut], timing=TimingOptions(0.05, warmup=1),
+                                 parts=True)  # fmt: skip
+    assert compiled_with == [p.options_a, p.options_b]
+    row = measured.table.set_index("split").loc[cut]
+    assert row["parts_ms"] > 0 and measured.table["parts_ms"].notna().sum() == 1
+    assert "parts" in measured.summary().splitlines()[2]  # the table's header
+    back = Placement.from_json(measured.to_json())
+    assert back.table.set_index("split").loc[cut, "parts_ms"] == row["parts_ms"]
+
+
+def test_a_spinning_runtime_beside_another_on_the_cpu_is_noted() -> None:
+    layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
+    ort, other = fake_profile("onnxruntime", layer_ms, 4.0), fake_profile("rt-b", layer_ms, 4.0)
+    spins = "onnxruntime/cpu was profiled with its idle threads spinning"
+    assert any(spins in n for n in place(ort, other, model=chain_model()).notes)
+    quiet = replace(ort, options={"spinning": False})
+    assert not any(spins in n for n in place(quiet, other, model=chain_model()).notes)
+    on_gpu = replace(other, device="cuda:0")  # no cores shared: nothing to say
+    assert not any(spins in n for n in place(ort, on_gpu, model=chain_model()).notes)
+
+
+def test_a_chain_hands_each_part_its_feeds() -> None:
+    model = chain_model()
+    parts = split_model(model, ["fc2"])
+    runs = [partial(run_plain, p.to_onnx().onnx_bytes) for p in parts]
+    fed: list[dict[str, np.ndarray]] = []
+    x = model.example_inputs(2)
+    (y,) = chained(parts, runs, ["y"])(x, fed)
+    assert [sorted(f) for f in fed] == [["x"], sorted(i.name for i in parts[1].inputs)]
+    assert_close(runs[1](fed[1])[0], y)
 
 
 def test_the_command_line_places_two_profile_files(

@@ -213,9 +213,12 @@ def chained(
     parts: Sequence[Model],
     runs: Sequence[Callable[[dict[str, Any]], list[Any]]],
     outputs: list[str],
-) -> Callable[[dict[str, Any]], list[Any]]:
+) -> Callable[..., list[Any]]:
     """One call running ``parts`` in turn, each fed the model inputs and earlier parts'
     outputs it takes, returning the tensors named ``outputs`` (the whole model's).
+
+    The call takes the model inputs by name and, optionally, ``fed``: a list to which
+    each part's feeds are appended in turn (to run a part again on its own).
 
     Args:
         parts: from `split_model`.
@@ -231,10 +234,13 @@ def chained(
         ([i.name for i in p.inputs], output_names(p), fn) for p, fn in zip(parts, runs, strict=True)
     ]
 
-    def run(inputs: dict[str, Any]) -> list[Any]:
+    def run(inputs: dict[str, Any], fed: list[dict[str, Any]] | None = None) -> list[Any]:
         known: dict[str, Any] = dict(inputs)
         for names, produced, fn in steps:
-            known.update(zip(produced, fn({n: known[n] for n in names}), strict=True))
+            feeds = {n: known[n] for n in names}
+            if fed is not None:
+                fed.append(feeds)
+            known.update(zip(produced, fn(feeds), strict=True))
         return [known[n] for n in outputs]
 
     return run

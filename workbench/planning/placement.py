@@ -29,6 +29,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from workbench.model import Model
     from workbench.profiling.measure import TimingOptions
     from workbench.profiling.profile import Profile
+    from workbench.profiling.timer import Measurement
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -72,7 +74,8 @@ __all__ = [
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error_fraction", "note",
+    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error_fraction",
+    "parts_ms", "note",
 ]  # fmt: skip
 LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
@@ -189,6 +192,7 @@ def place(
             f"{impossible} of {len(cuts.layers) - 1} layer boundaries cannot be cut "
             "(see the layers table's why_not)"
         )
+    notes += _shared_core_notes(profile_a, profile_b)
     return Placement(
         model=loaded.name,
         batch_size=profile_a.batch_size,
@@ -200,8 +204,8 @@ def place(
         scale_b=b.scale,
         end_to_end_a_ms=a.end_to_end_ms,
         end_to_end_b_ms=b.end_to_end_ms,
-        options_a=dict(profile_a.options),
-        options_b=dict(profile_b.options),
+        options_a=_as_profiled(profile_a),
+        options_b=_as_profiled(profile_b),
         layers=layer_rows,
         table=table,
         notes=tuple(notes),
@@ -252,6 +256,35 @@ def _check_profiles(a: Profile, b: Profile, model: Model) -> None:
                 f"the {p.backend}/{p.device} profile has no per-layer table; profile with "
                 "layers (wb.profile(..., layers=True))"
             )
+
+
+def _as_profiled(profile: Profile) -> dict[str, Any]:
+    """The options a part must be compiled with to run as ``profile`` measured it.
+
+    Without ``threads`` a runtime sizes its pool to the CPUs free when it compiles
+    (`workbench.backends.cpus.default_threads`), which another process's work can change
+    between the profile and the measurement (a model profiled at 2 threads and measured
+    at 1 takes up to twice as long); the count the profile ran at is fixed instead.
+    """
+    options = dict(profile.options)
+    threads = profile.environment.get("threads")
+    if profile.device == "cpu" and not options.get("threads") and isinstance(threads, int):
+        options["threads"] = threads
+    return options
+
+
+def _shared_core_notes(a: Profile, b: Profile) -> list[str]:
+    """What a pipeline of two runtimes on the same CPU does that neither profile saw."""
+    if a.device != "cpu" or b.device != "cpu":
+        return []
+    return [
+        f"{p.backend}/cpu was profiled with its idle threads spinning (its default): in a "
+        "pipeline sharing the CPU they keep cores busy after each of its parts and slow the "
+        "other runtime's next part, which no profile sees; profile it with "
+        "options={'spinning': False} to predict (and run) the pipeline without that"
+        for p in (a, b)
+        if p.backend == "onnxruntime" and p.options.get("spinning", True)
+    ]
 
 
 def _side(profile: Profile, layers: list[str], notes: list[str]) -> _Side:
@@ -380,6 +413,7 @@ def _candidate(
         "measured_ms": math.nan,
         "measured_n": math.nan,
         "error_fraction": math.nan,
+        "parts_ms": math.nan,
         "note": "; ".join(split_fusions),
     }
 
@@ -449,6 +483,8 @@ class Placement:
         columns = ["split", "predicted_ms", "transfer_bytes"]
         if self.table["measured_ms"].notna().any():
             columns += ["measured_ms", "error_fraction"]
+        if self.table["parts_ms"].notna().any():
+            columns.append("parts_ms")
         lines.append(frame_text(self.table[columns].head(12)))
         if len(self.table) > 12:
             lines.append(f"… {len(self.table) - 12} more candidates in .table")
@@ -519,12 +555,14 @@ def measure_placement(
     *,
     which: str | Sequence[str] = "best",
     timing: TimingOptions | None = None,
+    parts: bool = False,
 ) -> Placement:
     """Run splits for real: each part on its processor, fed by the last, timed end to end.
 
-    Each part is compiled on its profile's backend and device with the profile's options,
-    and the chain (``session.run`` of each part in turn, outputs handed over as arrays)
-    is timed by the measuring core (`workbench.profiling.measure`). Both processors must
+    Each part is compiled on its profile's backend and device as the profile ran (its
+    options, and on the CPU the thread count it recorded: `Placement.options_a`), and
+    the chain (``session.run`` of each part in turn, outputs handed over as arrays) is
+    timed by the measuring core (`workbench.profiling.measure`). Both processors must
     exist here; the link is then whatever really joins them.
 
     Args:
@@ -532,10 +570,16 @@ def measure_placement(
         model: the model placed (None: the sample the placement names).
         which: ``"best"``, ``"all"``, or the ``split`` texts of the rows to measure.
         timing: budget and warm-up (default: the measuring core's).
+        parts: also time each part alone on its own feeds, right before the chain:
+            ``parts_ms``, the sum of their medians. Predicted against ``parts_ms`` is the
+            per-layer model's miss (fused kernels a cut splits, each part's call);
+            ``parts_ms`` against ``measured_ms`` is the pipeline's (the runtimes
+            disturbing each other, the hand-over).
 
     Returns:
         A new `Placement` whose rows measured have ``measured_ms`` (the median),
-        ``measured_n`` and ``error_fraction`` (predicted / measured - 1).
+        ``measured_n``, ``error_fraction`` (predicted / measured - 1) and, with
+        ``parts``, ``parts_ms``.
 
     Raises:
         PlacementError: a ``which`` naming no row; DeviceUnavailableError and the backend's
@@ -563,10 +607,16 @@ def measure_placement(
     for index in wanted:
         row = table.loc[index]
         cuts = [c for c in str(row["cuts"]).split(", ") if c]
-        m = _time_split(
-            placement, loaded, cuts, str(row["order"]).split(","), inputs, timing or Options()
+        m, alone = _time_split(
+            placement,
+            loaded,
+            cuts,
+            str(row["order"]).split(","),
+            inputs,
+            timing or Options(),
+            parts=parts,
         )
-        table.loc[index, ["measured_ms", "measured_n"]] = [m.median, m.n]
+        table.loc[index, ["measured_ms", "measured_n", "parts_ms"]] = [m.median, m.n, alone]
         table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
     return replace(placement, table=table)
 
@@ -578,24 +628,36 @@ def _time_split(
     sides: list[str],
     inputs: dict[str, np.ndarray],
     timing: TimingOptions,
-) -> Any:
+    *,
+    parts: bool,
+) -> tuple[Measurement, float]:
+    """The chain's measurement, and the sum of each part's median alone (NaN: not asked)."""
     from contextlib import ExitStack
 
     from workbench.profiling.measure import compiled, measure
 
-    parts = split_model(model, cuts) if cuts else [model.to_onnx()]
+    pieces = split_model(model, cuts) if cuts else [model.to_onnx()]
     where = {
         "a": (placement.processor_a, placement.options_a),
         "b": (placement.processor_b, placement.options_b),
     }
     with ExitStack() as stack:
         sessions = []
-        for part, side in zip(parts, sides, strict=True):
+        for part, side in zip(pieces, sides, strict=True):
             processor, options = where[side]
             backend, _, device = processor.partition("/")
             sessions.append(stack.enter_context(compiled(part, backend, device, options)).session)
-        run = chained(parts, [s.run for s in sessions], output_names(model.to_onnx()))
+        run = chained(pieces, [s.run for s in sessions], output_names(model.to_onnx()))
         label = " → ".join(f"{where[s][0]}" for s in sides)
-        return measure(
+        alone = math.nan
+        if parts:
+            fed: list[dict[str, Any]] = []
+            run(inputs, fed)
+            alone = sum(
+                measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
+                for k, (s, f) in enumerate(zip(sessions, fed, strict=True))
+            )
+        chain = measure(
             lambda: run(inputs), timing, device="cpu", label=f"{placement.model} {label}"
         )
+        return chain, alone
