@@ -1,7 +1,12 @@
-"""The Serving page, driven through its parameters: a scenario run and an SLO search."""
+"""The Serving page, driven through its parameters: a scenario run and an SLO search; its
+language-model section against a local ``serve-lm``."""
 
 from __future__ import annotations
 
+import pytest
+
+from workbench.dashboards.jobs import Jobs
+from workbench.dashboards.pages.lm_serving import LmServingSection
 from workbench.dashboards.pages.serving import ServingPage
 
 
@@ -33,3 +38,45 @@ def test_serving_page_runs_a_scenario_and_an_slo_search(make_app) -> None:  # ty
     assert page.slo_result is not None and page.slo_result.p99_ms == 50.0
     assert "Highest sustained server rate" in page.summary.object
     assert page.figure.object.layout.shapes[0].y0 == 50.0
+
+
+def test_the_lm_section_loads_a_local_serve_lm_and_searches_its_rate() -> None:
+    pytest.importorskip("transformers")
+    section = LmServingSection(jobs=Jobs())
+    try:
+        section.run_load()  # no endpoint yet: said in one line, nothing shown
+        section.jobs.wait()
+        assert "no endpoint: give a URL, or start a local serve-lm" in section.jobs.error
+        assert "\n" not in section.jobs.error and section.result is None
+        section.param.update(model="llama-tiny", backend="torch")
+        section.start_server()
+        section.jobs.wait()
+        assert (
+            section.url.startswith("http://127.0.0.1:")
+            and "llama-tiny" in section.server_note.object
+        )
+        section.param.update(
+            arrivals="concurrency", concurrency=2, requests=6, max_tokens=4, prompt="1 2 3 4"
+        )
+        section.price_per_hour = 1.0
+        section.run_load()
+        section.jobs.wait()
+        assert section.jobs.error == ""
+        r = section.result
+        assert r.failed == 0 and len(r.ok) == 6 and r.settings["concurrency"] == 2
+        metrics = section.slot.table.value
+        assert metrics["requests"].iloc[0] == 6 and metrics["goodput_per_s"].iloc[0] > 0
+        assert section.figure.object.layout.title.text.startswith("6 requests: meets mlperf-llama2")
+        assert "cost" in section.summary.object  # the price gives a cost per 1M tokens
+        section.param.update(objective="custom", ttft_ms=1e5, tpot_ms=1e5, steps=2, requests=4)
+        section.find_rate()
+        section.jobs.wait()
+        s = section.slo_result
+        assert section.jobs.error == "" and len(s.points) == 2
+        assert s.objective.ttft_ms == 1e5 and s.max_rate_per_s > 0  # a lenient goal passes
+        assert section.figure.object.layout.title.text.startswith("Highest rate within custom")
+        assert list(section.slot.table.value["rate_per_s"]) == list(s.points["rate_per_s"])
+    finally:
+        section.close()
+        section.jobs.close()
+    assert section.url == ""  # the local server is stopped with the section

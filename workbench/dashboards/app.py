@@ -318,6 +318,8 @@ class App(Viewer):
         built = [self._lazy[n] for n in with_jobs if n in self._lazy]
         for jobs in (self.state.jobs, self.optimize.jobs, *(page.jobs for page in built)):
             jobs.close()
+        if "serving" in self._lazy:  # a local serve-lm it started
+            self.serving.close()
         # Bokeh removes a session's callbacks as it destroys it; a timeout still pending
         # after a close outside that finds no document and does not re-arm
         self._session_doc = None

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from workbench.viz.style import LAYOUT, empty_figure, log_axis_vline
 
-__all__ = ["batch_sweep_figure", "scenario_figure", "slo_figure"]
+__all__ = ["batch_sweep_figure", "lm_load_figure", "lm_slo_figure", "scenario_figure", "slo_figure"]
 
 
 def slo_figure(result: Any) -> go.Figure:
@@ -144,4 +144,130 @@ def scenario_figure(result: Any) -> go.Figure:
         yaxis_title="latency (ms)",
         **LAYOUT,
     )
+    return fig
+
+
+#: colours of a request that met both objectives, missed one, and failed
+_MET, _MISSED, _FAILED = "#4C78A8", "#F58518", "#c33"
+
+
+def lm_load_figure(result: Any) -> go.Figure:
+    """Each request's TTFT (top) and TPOT (bottom) against the time it was issued, the
+    objectives as dashed lines; requests that missed one are orange, failed ones are
+    crosses on the time axis (hover: why).
+
+    Args:
+        result: a `workbench.scenarios.lm_load.LmLoadResult`.
+    """
+    from plotly.subplots import make_subplots
+
+    frame = result.requests
+    goal = result.objective
+    verdict = "meets" if result.meets_objective else "misses"
+    title = (
+        f"{len(frame)} requests: {verdict} {goal.describe()} (p99); goodput "
+        f"{result.goodput_per_s:.3g} requests/s"
+    )
+    if frame.empty:
+        return empty_figure("No requests were sent.", title)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    ok = frame[frame["ok"]]
+    good = result.good[frame["ok"]]
+    colours = [_MET if g else _MISSED for g in good]
+    for row, column, limit in ((1, "ttft_ms", goal.ttft_ms), (2, "tpot_ms", goal.tpot_ms)):
+        name = column.removesuffix("_ms").upper()
+        fig.add_trace(
+            go.Scatter(
+                x=ok["issue_s"],
+                y=ok[column],
+                mode="markers",
+                name=f"{name} per request",
+                marker={"color": colours, "size": 6},
+                customdata=ok[["request", "output_tokens"]].to_numpy(),
+                hovertemplate=f"request %{{customdata[0]}}<br>{name} %{{y:.4g}} ms<br>"
+                "%{customdata[1]} tokens<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_hline(
+            y=limit,
+            line_dash="dash",
+            line_color="#c33",
+            annotation_text=f"{name} objective {limit:g} ms",
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(title_text=f"{name} (ms)", rangemode="tozero", row=row, col=1)
+    failed = frame[~frame["ok"]]
+    if len(failed):
+        fig.add_trace(
+            go.Scatter(
+                x=failed["issue_s"].fillna(failed["scheduled_s"]),
+                y=[0.0] * len(failed),
+                mode="markers",
+                name=f"failed ({len(failed)})",
+                marker={"symbol": "x", "color": _FAILED, "size": 9},
+                customdata=failed[["request", "error"]].to_numpy(),
+                hovertemplate="request %{customdata[0]} failed: %{customdata[1]}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_xaxes(title_text="issued at (s from the start)", row=2, col=1)
+    fig.update_layout(title=title, **LAYOUT)
+    return fig
+
+
+def lm_slo_figure(result: Any) -> go.Figure:
+    """A rate search: p99 TTFT (top) and p99 TPOT (bottom) against the offered rate, the
+    objectives as dashed lines, the rate found as a vertical line; filled points passed,
+    open ones failed (hover: why).
+
+    Args:
+        result: a `workbench.scenarios.lm_load.LmSloResult`.
+    """
+    from plotly.subplots import make_subplots
+
+    points = result.points.sort_values("rate_per_s")
+    goal = result.objective
+    title = f"Highest rate within {goal.describe()} (p99): {result.max_rate_per_s:.3g} requests/s"
+    if points.empty:
+        return empty_figure("The search ran no load points.", title)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    symbols = ["circle" if ok else "circle-open" for ok in points["passed"]]
+    for row, column, limit in ((1, "ttft_p99_ms", goal.ttft_ms), (2, "tpot_p99_ms", goal.tpot_ms)):
+        name = column.split("_")[0].upper()
+        fig.add_trace(
+            go.Scatter(
+                x=points["rate_per_s"],
+                y=points[column],
+                mode="lines+markers",
+                name=f"{name} p99",
+                marker={"symbol": symbols, "size": 10},
+                customdata=points[["goodput_per_s", "reasons"]].to_numpy(),
+                hovertemplate=f"%{{x:.3g}} requests/s<br>{name} p99 %{{y:.4g}} ms<br>goodput "
+                "%{customdata[0]:.3g}/s<br>%{customdata[1]}<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_hline(
+            y=limit,
+            line_dash="dash",
+            line_color="#c33",
+            annotation_text=f"objective {limit:g} ms",
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(title_text=f"{name} p99 (ms)", type="log", row=row, col=1)
+    if result.max_rate_per_s > 0:
+        fig.add_vline(
+            x=result.max_rate_per_s,
+            line_dash="dot",
+            line_color="#54A24B",
+            annotation_text=f"found {result.max_rate_per_s:.3g}/s",
+        )
+    fig.update_xaxes(title_text="offered rate (requests/s, Poisson)", row=2, col=1)
+    fig.update_layout(title=title, **LAYOUT)
     return fig

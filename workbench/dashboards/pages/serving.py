@@ -1,4 +1,6 @@
-"""Serving page: run a LoadGen-style scenario, or find the highest rate within a p99 budget."""
+"""Serving page: run a LoadGen-style scenario, or find the highest rate within a p99 budget;
+and, for language models, TTFT/TPOT/goodput under load against an endpoint or a local
+``serve-lm`` (`LmServingSection`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from panel.viewable import Viewer
 from workbench import viz
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.common import TableSlot, figure_pane
+from workbench.dashboards.pages.lm_serving import LmServingSection
 from workbench.dashboards.state import AppState
 from workbench.scenarios import KINDS, ScenarioResult, SloResult
 from workbench.viz import serving as viz_serving
@@ -60,6 +63,12 @@ class ServingPage(Viewer):
         self.param.watch(self._show_scenario, "result")
         self.param.watch(self._show_slo, "slo_result")
         self.jobs.param.watch(self._waiting, "running")
+        #: language models under load: an endpoint's TTFT, TPOT, goodput and SLO rate
+        self.lm = LmServingSection(jobs=self.jobs)
+
+    def close(self) -> None:
+        """Stop what the page started (the language-model section's local server)."""
+        self.lm.close()
 
     def run_scenario(self, *_: Any) -> None:
         """Run `kind` on the picked model/backend/device (worker thread)."""
@@ -122,6 +131,7 @@ class ServingPage(Viewer):
 
     def _waiting(self, *_: Any) -> None:
         self.figure.loading = self.jobs.running
+        self.lm.figure.loading = self.jobs.running
 
     def __panel__(self) -> pn.viewable.Viewable:
         run = pn.widgets.Button(label="Run scenario", color="primary")
@@ -152,6 +162,7 @@ class ServingPage(Viewer):
             self.figure,
             self.summary,
             self.slot.layout,
+            self.lm,
             sizing_mode="stretch_width",
         )
 
