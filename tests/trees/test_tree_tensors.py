@@ -10,7 +10,7 @@ from workbench.errors import TransformError
 from workbench.loaders.trees import run_onnx
 
 
-@pytest.mark.parametrize("strategy", ["gemm", "tree_trav"])
+@pytest.mark.parametrize("strategy", ["gemm", "perf_tree_trav", "tree_trav"])
 @pytest.mark.parametrize("which", ["forest", "xgb_classifier", "gbm_regressor"])
 def test_tensor_trees_equal_onnxruntime(request, cancer, which: str, strategy: str) -> None:
     x, y = cancer
@@ -34,14 +34,45 @@ def test_tensor_trees_equal_onnxruntime(request, cancer, which: str, strategy: s
         np.testing.assert_allclose(g.reshape(w.shape), w, rtol=1e-5, atol=1e-6)
 
 
-def test_auto_picks_gemm_for_shallow_trees_only(cancer) -> None:
+def test_auto_picks_the_strategy_by_depth_and_says_which(cancer) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     x, y = cancer
-    shallow = wb.load(RandomForestClassifier(5, max_depth=3, random_state=0).fit(x, y))
-    deep = wb.load(RandomForestClassifier(5, max_depth=6, random_state=0).fit(x, y))
-    assert wb.transform(shallow, "tree-tensors").recipe["chosen"] == "gemm"
-    assert wb.transform(deep, "tree-tensors").recipe["chosen"] == "tree_trav"
+    noise = np.random.default_rng(0).integers(0, 2, len(y))  # memorised: trees deeper than 10
+    chosen = {}
+    for depth, labels in [(3, y), (6, y), (None, noise)]:
+        forest = RandomForestClassifier(3, max_depth=depth, random_state=0).fit(x, labels)
+        t = wb.transform(wb.load(forest), "tree-tensors")
+        chosen[depth] = t.recipe["chosen"]
+        assert t.recipe_name == f"tree-tensors(auto: {chosen[depth]})"
+        assert f"strategy={chosen[depth]}" in repr(t.module)
+    assert chosen == {3: "gemm", 6: "perf_tree_trav", None: "tree_trav"}
+    with pytest.raises(TransformError, match=r"do not pad into perfect trees \(depth 1\d"):
+        wb.transform(wb.load(forest), "tree-tensors", strategy="perf_tree_trav")
+
+
+@pytest.mark.parametrize("library", ["xgboost", "sklearn"])
+def test_perfect_trees_send_missing_values_both_ways_and_sum_several_targets(library) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = (x[:, 0] > 0.3).astype(np.int64) + (x[:, 2] > 1)  # three classes
+    if library == "xgboost":  # one class a tree; learned NaN directions, left and right
+        xgb = pytest.importorskip("xgboost")
+        pytest.importorskip("onnxmltools")
+        x[rng.random(x.shape) < 0.2] = np.nan
+        y = y + np.isnan(x[:, 1]) * (y == 0)
+        estimator = xgb.XGBClassifier(n_estimators=6, max_depth=5, random_state=0)
+    else:  # every leaf adds to all three classes
+        estimator = RandomForestClassifier(4, max_depth=5, random_state=0)
+    m = wb.load(estimator.fit(x, y))
+    t = wb.transform(m, "tree-tensors", strategy="perf_tree_trav")
+    assert t.recipe["chosen"] == "perf_tree_trav"
+    rows = x[:128]
+    got = wb.backend("torch").compile(t, "cpu").run({"input": rows})
+    for g, w in zip(got, run_onnx(m, rows), strict=True):
+        np.testing.assert_allclose(g.reshape(w.shape), w, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("which", ["lgb_regressor", "lgb_classifier", "gbm_classifier"])

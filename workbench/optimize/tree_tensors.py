@@ -2,16 +2,19 @@
 
 ``wb.transform(m, "tree-tensors")`` turns a tree model's ensemble into a torch `Model`
 that the ``torch`` and ``torch-compile`` backends run (and that exports back to an ONNX
-graph of plain tensor ops). Two strategies, as in Hummingbird (Nakandala et al., OSDI
-2020), chosen by depth unless named:
+graph of plain tensor ops). Three strategies, as in Hummingbird (Nakandala et al., OSDI
+2020), chosen by depth with Hummingbird's rule unless named:
 
-- ``gemm`` (depth <= 3 by default): every split of every tree tested at once (one gather
+- ``gemm`` (depth <= 3): every split of every tree tested at once (one gather
   of the features, one comparison), then a batched product with each tree's
   path matrix finds the leaf whose path agrees with all its ancestors' tests.
   Work grows with the number of nodes, not the depth, and is all dense tensor maths.
-- ``tree_trav``: all rows walk all trees together, one level per step (a gather of the
-  current nodes' features and thresholds, a comparison, a gather of the next nodes):
-  work grows with the depth.
+- ``perf_tree_trav`` (depth 4 to 10, `workbench.optimize.tree_perfect`): the trees
+  padded to perfect trees, walked a level a step with no branch (``p = 2p + test``).
+- ``tree_trav`` (deeper, or trees that do not pad: ``==`` / ``!=`` splits, padding over
+  `PERFECT_MAX_LEAF_VALUES`): all rows walk all trees together, one level per step (a
+  gather of the current nodes' features and thresholds, a comparison, a gather of the
+  next nodes, a test for leaves): work grows with the depth.
 
 The outputs are the converted graph's (label and probabilities for a classifier,
 scores for a regressor) with ONNX Runtime's rules for base values, post-transforms and
@@ -41,7 +44,14 @@ from typing import Any, Literal
 import numpy as np
 
 from workbench.errors import TransformError
-from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays, subtree_ends
+from workbench.loaders.tree_graph import (
+    LEAF,
+    PERFECT_MAX_DEPTH,
+    PERFECT_MAX_LEAF_VALUES,
+    TREE_OPS,
+    TreeArrays,
+    subtree_ends,
+)
 from workbench.model import Model
 from workbench.optimize.base import Transform, config_to_dict, register
 
@@ -49,6 +59,9 @@ __all__ = ["TreeTensors"]
 
 #: deepest trees the ``auto`` strategy compiles with ``gemm`` (Hummingbird's default)
 GEMM_MAX_DEPTH = 3
+#: deepest trees ``auto`` pads into perfect trees (Hummingbird's default, as the Numba kernel)
+PERF_TREE_TRAV_MAX_DEPTH = PERFECT_MAX_DEPTH
+STRATEGIES = ("auto", "gemm", "perf_tree_trav", "tree_trav")
 
 
 @register("tree-tensors")
@@ -57,11 +70,13 @@ class TreeTensors(Transform):
     """Compile the trees to torch tensor operations.
 
     Attributes:
-        strategy: ``"auto"`` (``gemm`` up to depth 3, else ``tree_trav``), ``"gemm"`` or
-            ``"tree_trav"``.
+        strategy: ``"auto"`` (``gemm`` up to depth 3, ``perf_tree_trav`` up to depth 10
+            where the trees pad into perfect trees, else ``tree_trav``), ``"gemm"``,
+            ``"perf_tree_trav"`` or ``"tree_trav"``. The recipe's ``chosen`` (and its
+            label) names the strategy used, the ensemble layer's repr too.
     """
 
-    strategy: Literal["auto", "gemm", "tree_trav"] = "auto"
+    strategy: Literal["auto", "gemm", "perf_tree_trav", "tree_trav"] = "auto"
 
     def label(self) -> str:
         return f"tree-tensors({self.strategy})"
@@ -70,9 +85,9 @@ class TreeTensors(Transform):
         from workbench.loaders.torch import from_module
         from workbench.loaders.trees import ensemble_of
 
-        if self.strategy not in ("auto", "gemm", "tree_trav"):
+        if self.strategy not in STRATEGIES:
             raise TransformError(
-                f"tree-tensors strategy is auto, gemm or tree_trav, not {self.strategy!r}"
+                f"tree-tensors strategy is one of {', '.join(STRATEGIES)}, not {self.strategy!r}"
             )
         proto = model.to_onnx().proto
         nodes = [n for n in proto.graph.node if n.op_type in TREE_OPS] if proto else []
@@ -84,18 +99,17 @@ class TreeTensors(Transform):
         trees = ensemble_of(nodes[0])
         if trees.aggregate > 1:
             raise TransformError("tree-tensors compiles summed or averaged ensembles only")
-        strategy = self.strategy
-        if strategy == "auto":
-            strategy = "gemm" if trees.max_depth <= GEMM_MAX_DEPTH else "tree_trav"
         classifier = nodes[0].op_type == "TreeEnsembleClassifier"
+        ensemble, strategy = _ensemble(trees, self.strategy)
         module = tree_module(
-            trees, classifier, strategy, _surroundings(model, proto, nodes[0], trees)
+            trees, classifier, ensemble, _surroundings(model, proto, nodes[0], trees)
         )
         import torch
 
         example = torch.zeros(1, int(model.inputs[0].shape[1]))
         compiled = from_module(module, (example,), name=model.name, input_names=["input"])
-        recipe = config_to_dict(self, chosen=strategy)
+        label = f"tree-tensors({'auto: ' if self.strategy == 'auto' else ''}{strategy})"
+        recipe = config_to_dict(self, chosen=strategy, label=label)
         derived = model.derive(
             framework="torch", module=compiled.module, proto=None, layers=compiled.layers,
             inputs=compiled.inputs, outputs=compiled.outputs, recipe=recipe,
@@ -146,6 +160,9 @@ def _module_classes() -> tuple[type, type, type, type]:
             self.register_buffer("weights", torch.from_numpy(weights))
             _register_tests(self, t)
 
+        def extra_repr(self) -> str:
+            return f"strategy=gemm, trees={self.n_trees}"
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             go = _tests(self, x, self.index).to(torch.float32)  # (N, trees * splits)
             go = go.reshape(x.shape[0], self.n_trees, -1).transpose(0, 1)
@@ -170,6 +187,9 @@ def _module_classes() -> tuple[type, type, type, type]:
             self.register_buffer("leaf", torch.from_numpy(t.mode == LEAF))
             self.register_buffer("values", torch.from_numpy(values.astype(np.float32)))
             _register_tests(self, t)
+
+        def extra_repr(self) -> str:
+            return f"strategy=tree_trav, trees={len(self.roots)}, depth={self.depth}"
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             node = self.roots.expand(x.shape[0], -1)
@@ -311,20 +331,46 @@ class Wiring:
     graph_outputs: tuple[str, ...]
 
 
+def _ensemble(trees: TreeArrays, strategy: str) -> tuple[Any, str]:
+    """The ensemble module of ``strategy`` (``auto`` resolved by depth) and its name.
+
+    Raises:
+        TransformError: ``perf_tree_trav`` named for trees that do not pad.
+    """
+    from workbench.optimize.tree_perfect import perfect_ensemble
+
+    depth = trees.max_depth
+    if strategy == "auto" and depth <= GEMM_MAX_DEPTH:
+        strategy = "gemm"
+    if strategy in ("auto", "perf_tree_trav") and depth <= PERF_TREE_TRAV_MAX_DEPTH:
+        perfect = perfect_ensemble(trees)
+        if perfect is not None:
+            return perfect, "perf_tree_trav"
+    if strategy == "perf_tree_trav":
+        raise TransformError(
+            f"tree-tensors: these trees do not pad into perfect trees (depth {depth}, at most "
+            f"{PERF_TREE_TRAV_MAX_DEPTH}; no == / != splits; at most "
+            f"{PERFECT_MAX_LEAF_VALUES:,} padded leaf values): use strategy='tree_trav'"
+        )
+    strategy = "gemm" if strategy == "gemm" else "tree_trav"
+    gemm, trav, _, _ = _module_classes()
+    values = np.zeros((trees.n_nodes, trees.n_targets))
+    rows = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
+    np.add.at(values, (rows, trees.leaf_target), trees.leaf_weight)
+    return (gemm if strategy == "gemm" else trav)(trees, values), strategy
+
+
 def tree_module(
-    trees: TreeArrays, classifier: bool, strategy: str, wiring: Wiring | None = None
+    trees: TreeArrays, classifier: bool, ensemble: Any, wiring: Wiring | None = None
 ) -> Any:
-    """The compiled ensemble: ``ensemble`` (the strategy) then ``post-transform``, with the
-    graph's other nodes before (``preprocess``) and after (``postprocess``) when given."""
+    """The compiled ensemble: ``ensemble`` (the strategy's module) then ``post-transform``,
+    with the graph's other nodes before (``preprocess``) and after (``postprocess``) when
+    given."""
     from collections import OrderedDict
 
     from torch import nn
 
-    gemm, trav, finish, stages = _module_classes()
-    values = np.zeros((trees.n_nodes, trees.n_targets))
-    rows = np.repeat(np.arange(trees.n_nodes), trees.leaf_count)
-    np.add.at(values, (rows, trees.leaf_target), trees.leaf_weight)
-    ensemble = (gemm if strategy == "gemm" else trav)(trees, values)
+    _, _, finish, stages = _module_classes()
     if wiring is None:  # a pure container: no routing code of its own to time
         return nn.Sequential(
             OrderedDict([("ensemble", ensemble), ("post-transform", finish(trees, classifier))])
