@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "compare": "workbench.profiling.compare:compare",
     "generate_profile": "workbench.profiling.generate:generate_profile",
     "GenerationProfile": "workbench.profiling.generate:GenerationProfile",
+    "genai_build": "workbench.loaders.genai:genai_build",  # onnxruntime-genai's builder, offline
+    "load_genai": "workbench.loaders.genai:load_genai",  # an onnxruntime-genai model folder
     "lm_quantize": "workbench.optimize.lm_quantize:lm_quantize",  # int4/int8/bf16 LM variants
     "lm_methods": "workbench.optimize.lm_quantize:lm_methods",
     "LMVariant": "workbench.optimize.lm_quantize:LMVariant",

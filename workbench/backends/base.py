@@ -417,6 +417,7 @@ _BUILTINS = {
     "torch": "workbench.backends.torch",
     "torch-compile": "workbench.backends.torch.compiled",
     "onnxruntime": "workbench.backends.onnxruntime",
+    "genai": "workbench.backends.genai",
     "numba": "workbench.backends.numba",
     "numba-cuda": "workbench.backends.numba",
     "native": "workbench.backends.native",

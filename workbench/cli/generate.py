@@ -16,10 +16,16 @@ from workbench.argtypes import batch_int, count_int, positive_int, threads_int
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.loaders.genai import load_genai
     from workbench.loaders.language import language_model
     from workbench.profiling.generate import generate_profile
 
-    model = language_model(args.model, seed=args.seed)
+    if (Path(args.model) / "genai_config.json").is_file():  # an onnxruntime-genai folder
+        model = load_genai(args.model)
+    else:
+        model = language_model(args.model, seed=args.seed)
     result = generate_profile(
         model,
         backend=args.backend,

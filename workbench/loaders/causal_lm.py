@@ -71,12 +71,16 @@ class CausalLM:
 
 
 def causal_lm(model: Any) -> CausalLM:
-    """The facts of a ``transformers`` causal LM object.
+    """The facts of a ``transformers`` causal LM object (or of a model that carries
+    them as ``lm_facts``, e.g. a `workbench.loaders.genai.GenaiModel`).
 
     Raises:
         UnsupportedModelError: the object is not a decoder-only ``transformers`` model
             that can generate (e.g. a plain ``nn.Module``, an encoder, a seq2seq model).
     """
+    facts = getattr(model, "lm_facts", None)
+    if isinstance(facts, CausalLM):  # a model a runtime loaded whole (an onnxruntime-genai
+        return facts  # folder, `workbench.loaders.genai`): its facts come with it
     config = getattr(model, "config", None)
     can_generate = getattr(model, "can_generate", None)
     if (

@@ -769,7 +769,8 @@ def generate_profile(
     reference = diverges = None
     # a variant's tokens are checked against its fp32 reference's, on torch too
     fp32 = getattr(model, "reference", model)
-    if check_tokens and (backend != REFERENCE_BACKEND or fp32 is not model):
+    unchecked = check_tokens and fp32 is None  # e.g. an onnxruntime-genai folder alone
+    if check_tokens and fp32 is not None and (backend != REFERENCE_BACKEND or fp32 is not model):
         reference = REFERENCE_BACKEND
         checker = generative(get_backend(reference)).decoder(fp32)
         try:
@@ -796,6 +797,11 @@ def generate_profile(
             decode_layers = layer_table(phase_timings[1], inter_token.median, "leaves")
     elif layers:
         notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
+    if unchecked:
+        notes.append(
+            f"tokens not checked: {lm.name} has no torch reference to check them against "
+            "(load_genai(folder, reference=<its transformers folder>))"
+        )
     notes.extend(str(note) for note in getattr(decoder, "notes", ()))
     copied = lm.weights_bytes if getattr(decoder, "weights_copied", False) else 0
     rest, rest_why = memory_rest(rss_before, peak, cache_measured, copied)
