@@ -87,9 +87,11 @@ def test_timer_respects_the_time_budget() -> None:
     assert 1.0 <= sum(m.samples_ms) / 1000 < 1.06
 
 
-def test_gc_is_paused_while_timing_and_restored() -> None:
+def test_gc_is_paused_while_timing_and_restored(monkeypatch) -> None:
     seen = []
     clock = FakeClock([0.001])
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: collected.append(generation) or 0)
 
     def body() -> None:
         seen.append(gc.isenabled())
@@ -99,6 +101,8 @@ def test_gc_is_paused_while_timing_and_restored() -> None:
         Timer(body, warmup=1, warmup_s=0, min_repeats=3, max_repeats=3).measure()
     assert seen and not any(seen)
     assert gc.isenabled()
+    # the young generations only: a full collection costs every measurement up to a second
+    assert collected == [1]
 
 
 def test_round_trip_keeps_samples() -> None:
