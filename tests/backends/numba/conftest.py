@@ -1,4 +1,4 @@
-"""Starts the CUDA-simulator child run as soon as collection ends, and moves
+"""Queues the CUDA-simulator child run on the background lane when collection ends, and moves
 `test_cuda_kernels_in_the_simulator` (which waits for it and checks its report) to the end of
 the session, so the child's minutes (the simulator executes every kernel thread as Python)
 overlap the rest of the suite instead of adding to it."""
@@ -10,9 +10,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import background_lane
 import pytest
 
 SIMULATOR_TESTS = Path(__file__).with_name("sim_numba_cuda.py")
@@ -25,35 +27,42 @@ class SimulatorRun:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="wb-cudasim-"))
         self.report = self.folder / "simulator.xml"
-        self._log = (self.folder / "output.txt").open("w+")
+        self.process: subprocess.Popen[str] | None = None
+        self.stopped = False
+
+    def __call__(self) -> tuple[int, str]:
+        """Runs the child to its end: its exit status and the tail of its output."""
         command = [
             *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
             *(f"--junitxml={self.report}", str(SIMULATOR_TESTS)),
         ]
-        self.process = subprocess.Popen(
-            command,
-            env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=Path(__file__).parents[3],
-        )
-
-    def wait(self, timeout: float) -> tuple[int, str]:
-        """The child's exit status and the tail of its output."""
-        returncode = self.process.wait(timeout=timeout)
-        self._log.seek(0)
-        return returncode, self._log.read()[-9000:]
+        with (self.folder / "output.txt").open("w+") as log:
+            if self.stopped:
+                return -1, "stopped before it started"
+            self.process = subprocess.Popen(
+                command,
+                env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=Path(__file__).parents[3],
+            )
+            returncode = self.process.wait(timeout=900)
+            log.seek(0)
+            return returncode, log.read()[-9000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        self.stopped = True
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
-        self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-_run: SimulatorRun | None = None
+_run = SimulatorRun()
+
+
+def _queued() -> Future[tuple[int, str]]:
+    return background_lane.queue(_CHECK, _run)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,22 +73,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    global _run
     if session.config.option.collectonly or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return
     if any(item.name == _CHECK for item in session.items):
-        _run = SimulatorRun()
+        _queued()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
-    if _run is not None:
-        _run.stop()
+    _run.stop()
 
 
 @pytest.fixture
-def simulator_run() -> SimulatorRun:
-    """The child run started at the end of collection (or now, where it was not)."""
-    global _run
-    if _run is None:
-        _run = SimulatorRun()
-    return _run
+def simulator_run() -> tuple[Future[tuple[int, str]], Path]:
+    """The child run queued when collection ended (or now, where it was not), and the path of
+    its JUnit report."""
+    return _queued(), _run.report
