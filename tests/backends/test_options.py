@@ -15,7 +15,10 @@ from workbench.testing import toy_mlp
 #: backend -> (its options dataclass's field names, a good value for one of them)
 BACKENDS = {
     "torch": ("threads", {"threads": 1}),
-    "onnxruntime": ("threads, optimization, provider, profiling", {"optimization": "basic"}),
+    "onnxruntime": (
+        "threads, optimization, provider, profiling, spinning",
+        {"optimization": "basic"},
+    ),
     "numba": ("gemm, layout, threads", {"layout": "nchw"}),
 }
 

@@ -12,11 +12,12 @@ reading each looked-up row once. The node keeps the Gather's name and layer
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from workbench.backends.numba.graph import Node
+from workbench.backends.numba.graph import Graph, Node
 
 __all__ = ["FUSED_OP", "fuse_embedding_bags"]
 
@@ -47,18 +48,14 @@ def _table(gather: Node, consts: Mapping[str, np.ndarray]) -> bool:
     )
 
 
-def fuse_embedding_bags(
-    nodes: list[Node],
-    consts: Mapping[str, np.ndarray],
-    outputs: set[str],
-    no_fuse: Callable[[Node], bool],
-) -> list[Node]:
+def fuse_embedding_bags(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
     """Replace each Gather (+ weights Mul) + ReduceSum/ReduceMean over axis 1 by one bag node.
 
     The bag node's inputs are ``[table, ids, weights]`` (``""`` without weights) and its
     attributes ``mode`` (``"sum"``/``"mean"``) and ``keepdims``. Nodes with a custom kernel
     (``no_fuse``) and intermediates read by anything else are left alone.
     """
+    nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
     users: dict[str, list[Node]] = {}
     producer: dict[str, Node] = {}
     for node in nodes:
@@ -111,4 +108,5 @@ def fuse_embedding_bags(
         # at the reduction's place: every input of the chain is computed by then
         fused[id(reduce)] = bag
         dropped.update(id(n) for n in chain)
-    return [fused.get(id(n), n) for n in nodes if id(n) not in dropped]
+    kept = [fused.get(id(n), n) for n in nodes if id(n) not in dropped]
+    return dataclasses.replace(graph, nodes=kept)

@@ -3,9 +3,9 @@
 `build_graph` turns an ``onnx.ModelProto`` into a `Graph`: constants gathered,
 sub-graphs that depend only on constants evaluated once, BatchNormalization folded
 into the convolution before it, and a trailing Relu fused into Conv/Gemm/MatMul (with
-a constant bias Add folded into MatMul) and into the Add of residual blocks; an exported
-embedding bag (Gather + ReduceSum) becomes one node (`embedding_bag_graph`). Execution
-lives in `executor`.
+a constant bias Add folded into MatMul) and into the Add of residual blocks. Passes a
+device's kernels decide on (`conv_fusion`, `embedding_bag_graph`, `layout`) run on the
+`Graph` afterwards, in `session`. Execution lives in `executor`.
 """
 
 from __future__ import annotations
@@ -136,10 +136,6 @@ def build_graph(
     nodes = _fold_batchnorm(nodes, consts, set(outputs), no_fuse)
     nodes = _fuse_bias(nodes, consts, set(outputs), no_fuse)
     nodes = _fuse_activations(nodes, set(outputs), no_fuse)
-    from workbench.backends.numba.embedding_bag_graph import FUSED_OP, fuse_embedding_bags
-
-    if FUSED_OP in supported:  # the device has the fused gather-reduce kernel
-        nodes = fuse_embedding_bags(nodes, consts, set(outputs), no_fuse)
     return Graph(nodes, consts, inputs, outputs, layer_nodes)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
-from workbench.backends.numba import conv_fusion, layout, registry
+from workbench.backends.numba import conv_fusion, embedding_bag_graph, layout, registry
 from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
 from workbench.errors import BackendError, out_of_memory
@@ -52,6 +52,8 @@ class NumbaSession:
             return registry.custom_kernel(node, custom_device) is not None
 
         self.graph = build_graph(proto, cpu_ops.fold, kernels, has_custom)
+        if embedding_bag_graph.FUSED_OP in kernels:  # the device has the fused gather-reduce
+            self.graph = embedding_bag_graph.fuse_embedding_bags(self.graph, has_custom)
         if custom_device == "cpu":  # epilogues only the CPU kernels apply
             self.graph = conv_fusion.fuse_conv_activations(self.graph, has_custom)
         if channels_last:

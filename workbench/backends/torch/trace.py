@@ -22,8 +22,16 @@ from workbench.errors import InvalidArgumentError
 
 _RUN_MARKERS = ("ProfilerStep#", "wb::run#")
 
-#: what kineto prints on every profiler start and stop, whatever the log level says
-PROFILER_NOISE = (b"USDT:", b"STAGE:", b"External init callback must run in same thread")
+#: what kineto prints on every profiler start and stop, whatever the log level says, and
+#: the allocator's line when a tensor made before the profiler started (the model's cache,
+#: garbage a collection frees meanwhile) is freed inside it: memory is read from the
+#: allocations recorded inside, so a free of an unrecorded block changes no number shown
+PROFILER_NOISE = (
+    b"USDT:",
+    b"STAGE:",
+    b"External init callback must run in same thread",
+    b"allocated before the profiling started",
+)
 
 
 class _QuietStderr:
