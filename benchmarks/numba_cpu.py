@@ -20,7 +20,14 @@ torchvision imports), each written to an ONNX file the children load; a coverage
 comes first: the ops numba refuses, and its largest difference from ORT at batch 1.
 
     python benchmarks/numba_cpu.py [--rounds 5] [--budget-s 1.0] [--variants] [--quick]
-                                   [--model-set]
+                                   [--model-set [--only NAME ...] [--batches 1 32]]
+
+``--only`` keeps the named models of the set (heavy ones included, also with
+``--quick``); ``--batches`` sets the batch sizes (default 1 and 32, ``--quick`` 1). In
+``--model-set`` mode Numba's disk cache starts empty for each model and batch
+(``NUMBA_CACHE_DIR`` is a fresh folder the children share), so the first Numba child's
+compile is a cold one and the later ones are the cached second compile; the table gives
+both (load + compile + first inference, seconds).
 
 ``--quick`` proves the script works (one model, two rounds, tiny budgets; with
 ``--model-set`` the set's cheap models at batch 1) and writes
@@ -30,6 +37,7 @@ comes first: the ops numba refuses, and its largest difference from ORT at batch
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -70,9 +78,9 @@ def compare_model(
     return comparison.to_dict() | {"table": comparison.table.reset_index().to_dict("records")}
 
 
-def model_set(quick: bool) -> list[tuple[Any, wb.Model | None, str]]:
+def model_set(quick: bool, only: list[str] | None = None) -> list[tuple[Any, wb.Model | None, str]]:
     """(entry, model or None, why not) for each model of the set; ``quick`` keeps the
-    cheap ones (no zoo, no torchvision)."""
+    cheap ones (no zoo, no torchvision), ``only`` the named ones whatever their cost."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "backends" / "numba"))
     from model_set import entries
 
@@ -80,7 +88,10 @@ def model_set(quick: bool) -> list[tuple[Any, wb.Model | None, str]]:
 
     built = []
     for entry in entries():
-        if quick and (entry.heavy or (entry.family == "sample" and entry.name != "digits-cnn")):
+        if only is not None:
+            if entry.name not in only:
+                continue
+        elif quick and (entry.heavy or (entry.family == "sample" and entry.name != "digits-cnn")):
             continue
         try:
             model = entry.make() if entry.family != "zoo" else _weighted_zoo(entry.name)
@@ -132,7 +143,8 @@ def run_model_set(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="wb-model-set-"))
     rows, results = [], []
     rounds, budget_s = (2, 0.05) if args.quick else (args.rounds, args.budget_s)
-    for entry, model, why in model_set(args.quick):
+    batches = args.batches or ((1,) if args.quick else BATCHES)
+    for entry, model, why in model_set(args.quick, args.only):
         row = coverage(entry, model, why)
         rows.append(row)
         print(row, flush=True)
@@ -140,7 +152,10 @@ def run_model_set(args: argparse.Namespace) -> None:
             continue
         path = folder / f"{entry.name.replace(' ', '_')}.onnx"
         path.write_bytes(model.to_onnx().onnx_bytes)
-        for batch in (1,) if args.quick else BATCHES:
+        for batch in batches:
+            # an empty disk cache for the children (this process keeps its own): the
+            # first numba child compiles cold, the later ones reuse what it wrote
+            os.environ["NUMBA_CACHE_DIR"] = str(folder / f"numba-cache-{path.stem}-{batch}")
             result = compare_model(entry.name, batch, rounds, budget_s, args.variants, path)
             results.append(result | {"model": entry.name})
     lines = [
@@ -225,6 +240,22 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
     return rows
 
 
+def compile_seconds(result: dict[str, Any], runtime: str) -> tuple[str, str]:
+    """A runtime's start-up seconds (load + compile + first inference) in its first child
+    process of ``result`` and the fastest of its later ones ("-" where none ran)."""
+    starts = []
+    for run in sorted(result.get("results", []), key=lambda r: (r["round"], r["position"])):
+        startup = run.get("startup") or {}
+        if run["runtime"] == runtime and "compile_s" in startup:
+            starts.append(
+                startup.get("load_s", 0.0)
+                + startup["compile_s"]
+                + startup.get("first_inference_ms", 0.0) / 1e3
+            )
+    first = f"{starts[0]:.2f}" if starts else "-"
+    return first, f"{min(starts[1:]):.2f}" if len(starts) > 1 else "-"
+
+
 def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
     """The Markdown report: one row per model, batch and runtime; then the GEMMs."""
     lines = [
@@ -233,17 +264,22 @@ def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
         "in the same round, median over rounds (range); load = highest 1-min load average",
         "any of the runtime's processes saw.",
         "",
-        "| model | batch | runtime | rounds | ms | ms range | ratio vs ORT | ratio range | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "compile s = load + compile + first inference in the runtime's first child / the",
+        "fastest later child (for numba in --model-set mode: cold disk cache / cached).",
+        "",
+        "| model | batch | runtime | rounds | ms | ms range | ratio vs ORT | ratio range | load "
+        "| compile s first / later |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in models:
         for row in result["table"]:
+            first, later = compile_seconds(result, row["runtime"])
             lines.append(
                 f"| {result['model']} | {result['batch_size']} | {row['runtime']} "
                 f"| {row['rounds']} | {row['median_ms']:.3f} "
                 f"| {row['min_ms']:.3f}-{row['max_ms']:.3f} | {row['ratio']:.2f}x "
-                f"| {row['ratio_min']:.2f}-{row['ratio_max']:.2f}x | {row['load_max']:.1f} |"
-                + (f" {row['errors']}" if row["errors"] else "")
+                f"| {row['ratio_min']:.2f}-{row['ratio_max']:.2f}x | {row['load_max']:.1f} "
+                f"| {first} / {later} |" + (f" {row['errors']}" if row["errors"] else "")
             )
     if gemms:
         lines += [
@@ -267,6 +303,8 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="also numba nchw / own GEMM")
     parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
     parser.add_argument("--model-set", action="store_true", help="the issue-27 model set")
+    parser.add_argument("--only", nargs="+", help="with --model-set: these models of the set")
+    parser.add_argument("--batches", nargs="+", type=int, help="with --model-set: batch sizes")
     args = parser.parse_args()
     if args.model_set:
         run_model_set(args)

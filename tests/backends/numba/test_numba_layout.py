@@ -18,7 +18,10 @@ RNG = np.random.default_rng(7)
 
 
 def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.ndarray]) -> Model:
-    """x [2, 3, 9, 7] -> Conv(3->4, 3x3, pad 1) -> each (op, attrs) of ``tail`` in turn.
+    """x [2, 5, 9, 7] -> Conv(5->4, 3x3, pad 1) -> each (op, attrs) of ``tail`` in turn.
+
+    Five input channels: a convolution on fewer reads its input NCHW (`layout`), and
+    these tests follow the conversions of a chain that starts with one.
 
     A tail op's inputs are the previous output plus the values its ``"with"`` entry
     names: ``extra`` constants (broadcasting) or earlier outputs such as ``"t0"``.
@@ -27,7 +30,7 @@ def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.nda
 
     from workbench.loaders.onnx import model_from_proto
 
-    weight = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    weight = RNG.standard_normal((4, 5, 3, 3)).astype(np.float32)
     bias = RNG.standard_normal(4).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t0"], name="conv", pads=[1, 1, 1, 1])]
     for i, (op, attrs) in enumerate(tail):
@@ -40,7 +43,7 @@ def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.nda
     graph = helper.make_graph(
         nodes,
         "chain",
-        [helper.make_tensor_value_info("x", 1, [2, 3, 9, 7])],
+        [helper.make_tensor_value_info("x", 1, [2, 5, 9, 7])],
         [helper.make_tensor_value_info(out, 1, None)],
         initializers,
     )
@@ -49,7 +52,7 @@ def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.nda
 
 
 def _check(model: Model) -> Any:
-    inputs = {"x": RNG.standard_normal((2, 3, 9, 7)).astype(np.float32)}
+    inputs = {"x": RNG.standard_normal((2, 5, 9, 7)).astype(np.float32)}
     (expected,) = ort_outputs(model, inputs)
     session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
     (got,) = session.run(inputs)
@@ -159,7 +162,7 @@ def test_layout_conversions_are_shared_and_profiled_as_one_layer() -> None:
     session = _check(_chain_model([("Relu", {}), ("Softmax", {"axis": 1})], {}))
     names = [n.name for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
     assert names == ["x::to_nhwc", "t1::to_nchw"]
-    inputs = {"x": RNG.standard_normal((2, 3, 9, 7)).astype(np.float32)}
+    inputs = {"x": RNG.standard_normal((2, 5, 9, 7)).astype(np.float32)}
     layers = [t.layer for t in session.run_layers(inputs, repeats=2)]
     assert layers.count(LAYOUT_LAYER) == 1
 

@@ -155,3 +155,34 @@ def test_a_spatial_mean_feeding_an_nchw_head_is_not_copied() -> None:
     ]
     ops = _ops(_check(_model(nodes, consts)))
     assert [op[0] for op in ops] == ["Transpose", "Conv", "ReduceMean", "Flatten"]
+
+
+@pytest.mark.parametrize("strides", [[1, 1], [2, 2]], ids=["stride 1", "stride 2"])
+def test_an_image_convolution_reads_its_few_channels_without_a_transpose(
+    strides: list[int],
+) -> None:
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    weight = RNG.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], strides=strides, pads=[1, 0, 1, 1]),
+        helper.make_node("HardSwish", ["y"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("x", 1, [2, 3, 11, 10])],
+        [helper.make_tensor_value_info("z", 1, None)],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    model = model_from_proto(proto, name="stem")
+    inputs = {"x": RNG.standard_normal((2, 3, 11, 10)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu")
+    (got,) = session.run(inputs)
+    assert_close(got, expected, scope="op")
+    # the image is read as it is; only the output goes back to NCHW
+    assert _ops(session) == [("Conv", True, "HardSwish"), ("Transpose", False, "")]

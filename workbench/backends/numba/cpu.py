@@ -97,7 +97,7 @@ def logistic(value: Any) -> Any:
 
 
 @njit(inline="always", fastmath=True)
-def _activate(value: Any, act: int) -> Any:
+def activate(value: Any, act: int) -> Any:
     """``act`` (an `ACTIVATIONS` code) of ``value``; branch-free per code, so a loop
     applying one activation vectorises (division included, under ``error_model="numpy"``)."""
     if act == ACT_RELU:
@@ -210,7 +210,7 @@ def _bias_act_rows(y: np.ndarray, bias: np.ndarray, act: int) -> None:
     m, n = y.shape
     for i in prange(m):
         for j in range(n):
-            y[i, j] = _activate(y[i, j] + bias[j], act)
+            y[i, j] = activate(y[i, j] + bias[j], act)
 
 
 bias_act_rows = twin(_bias_act_rows)
@@ -223,7 +223,7 @@ def _gemm_epilogue(
     m, n = out.shape
     for i in prange(m):
         for j in range(n):
-            out[i, j] = _activate(alpha * y[i, j] + beta * c[i, j], act)
+            out[i, j] = activate(alpha * y[i, j] + beta * c[i, j], act)
 
 
 gemm_epilogue = twin(_gemm_epilogue)
@@ -281,7 +281,7 @@ def gemm_panels(
         first = part * width
         for i in range(m):
             for j in range(min(width, n - first)):
-                out[i, first + j] = _activate(ys[part, i, j] + bias[first + j], act)
+                out[i, first + j] = activate(ys[part, i, j] + bias[first + j], act)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -345,7 +345,7 @@ def _conv_epilogue(y: np.ndarray, bias: np.ndarray, act: int, out: np.ndarray) -
         ch = t % m
         bv = bias[ch]
         for q in range(p):
-            out[b, ch, q] = _activate(y[ch, b * p + q] + bv, act)
+            out[b, ch, q] = activate(y[ch, b * p + q] + bv, act)
 
 
 conv_epilogue = twin(_conv_epilogue)
@@ -382,7 +382,7 @@ def _conv_direct(
                             ix = ox * sw - pw + kj * dw
                             if 0 <= ix < wid:
                                 acc += x[b, c0 + ci, iy, ix] * w[oc, ci, ki, kj]
-                out[b, oc, oy, ox] = _activate(acc, act)
+                out[b, oc, oy, ox] = activate(acc, act)
 
 
 conv_direct = twin(_conv_direct)
@@ -504,13 +504,13 @@ def _winograd_output(
                 e2 = m[6, t, k] - m[10, t, k] - m[14, t, k]
                 e3 = m[7, t, k] - m[11, t, k] - m[15, t, k]
                 bk = bias[k]
-                out[b, y, x, k] = _activate(s0 + s1 + s2 + bk, act)
+                out[b, y, x, k] = activate(s0 + s1 + s2 + bk, act)
                 if wide:
-                    out[b, y, x + 1, k] = _activate(s1 - s2 - s3 + bk, act)
+                    out[b, y, x + 1, k] = activate(s1 - s2 - s3 + bk, act)
                 if tall:
-                    out[b, y + 1, x, k] = _activate(e0 + e1 + e2 + bk, act)
+                    out[b, y + 1, x, k] = activate(e0 + e1 + e2 + bk, act)
                     if wide:
-                        out[b, y + 1, x + 1, k] = _activate(e1 - e2 - e3 + bk, act)
+                        out[b, y + 1, x + 1, k] = activate(e1 - e2 - e3 + bk, act)
 
 
 winograd_output = twin(_winograd_output)
@@ -535,7 +535,7 @@ pad_interior = twin(_pad_interior)
 
 # ---- pooling ---------------------------------------------------------------------
 @njit(inline="always")
-def _taps_inside(start: int, dilation: int, taps: int, size: int) -> tuple[int, int]:
+def taps_inside(start: int, dilation: int, taps: int, size: int) -> tuple[int, int]:
     """The window taps ``k0 <= k < k1`` whose position ``start + k * dilation`` lies in
     ``[0, size)``."""
     return max(0, (-start + dilation - 1) // dilation), min(
@@ -572,10 +572,10 @@ def _pool2d(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> None:
         ch = t % c
         for oy in range(oh):
             y0 = oy * sh - pt
-            ky0, ky1 = _taps_inside(y0, dh, kh, h)
+            ky0, ky1 = taps_inside(y0, dh, kh, h)
             for ox in range(ow):
                 x0 = ox * sw - pl
-                kx0, kx1 = _taps_inside(x0, dw, kw, w)
+                kx0, kx1 = taps_inside(x0, dw, kw, w)
                 if is_max:
                     best = x[b, ch, y0 + ky0 * dh, x0 + kx0 * dw]
                     for ki in range(ky0, ky1):
@@ -632,10 +632,10 @@ def _pool2d_nhwc(x: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> Non
         b = t // oh
         oy = t % oh
         y0 = oy * sh - pt
-        ky0, ky1 = _taps_inside(y0, dh, kh, h)
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
         for ox in range(ow):
             x0 = ox * sw - pl
-            kx0, kx1 = _taps_inside(x0, dw, kw, w)
+            kx0, kx1 = taps_inside(x0, dw, kw, w)
             dest = out[b, oy, ox]
             first = x[b, y0 + ky0 * dh, x0 + kx0 * dw]
             for ci in range(c):

@@ -24,6 +24,7 @@ from workbench.backends.numba import (
     elementwise,
     embedding_bag,
     index_ops,
+    layout,
     quant_ops,
     shapes,
     tree_ops,
@@ -234,13 +235,15 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
     result is the NHWC output, then bias and activation in place; Winograd for 3x3
     stride 1; grouped and depthwise ones by their direct kernels (`depthwise`)."""
     x, w = ins[0], ins[1]
-    n, h, wid, c = x.shape
+    # an image's first convolution reads its few channels NCHW (`layout`), the rest NHWC
+    nchw_input = not node.inputs[0].endswith(layout.NHWC_SUFFIX)
+    n, h, wid, c = (x.shape[0], *x.shape[2:], x.shape[1]) if nchw_input else x.shape
     m, _, kh, kw = w.shape
     geo = shapes.window(node, (h, wid), (kh, kw))
     oh, ow = geo.out
     out = _out(outs, (n, oh, ow, m), x.dtype)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
-    if int(node.attrs.get("group", 1)) != 1:  # depthwise and grouped: direct kernels
+    if int(node.attrs.get("group", 1)) != 1 or nchw_input:  # direct kernels
         if bias is None:
             bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
 
@@ -248,7 +251,7 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
             return _cached(node, key, 1, make)  # type: ignore[no-any-return]
 
         geometry = conv_geometry(geo)
-        return depthwise.bind(node, x, w, bias, geometry, out, rearranged), [out]
+        return depthwise.bind(node, x, w, bias, geometry, out, rearranged, nchw_input), [out]
     k = kh * kw * c
     # taps then channels, matching the im2col columns
     w2t = _cached(

@@ -99,7 +99,7 @@ def pick_config(m: int, n: int) -> GemmConfig:
 
 
 @cuda.jit(device=True, inline=True)
-def _activate(value: Any, act: int) -> Any:
+def activate(value: Any, act: int) -> Any:
     if act == ACT_RELU:
         return value if value > 0 else value - value  # NaN stays NaN
     return value
@@ -159,7 +159,7 @@ def _store(
     value = float32(alpha) * value
     if bias.size > 0:
         value += float32(beta) * bias[row * rs + col * cs]
-    value = _activate(value, act)
+    value = activate(value, act)
     if plane > 0:
         c[((col // plane) * m + row) * plane + col % plane] = value
     else:
@@ -271,7 +271,7 @@ def conv_direct(x, w, bias, geo, group, act, out):
                     ix = ox * sw - pw + kj * dw
                     if 0 <= ix < x.shape[3]:
                         acc += x[b, c0 + ci, iy, ix] * w[oc, ci, ki, kj]
-        out[b, oc, oy, ox] = _activate(acc, act)
+        out[b, oc, oy, ox] = activate(acc, act)
 
 
 @cuda.jit(device=True)
@@ -364,7 +364,7 @@ def elementwise_nd(a, b, out, shape, a_strides, b_strides, code, act, alpha, bet
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for e in range(start, out.size, stride):
         ia, ib = _offsets(e, shape, a_strides, b_strides)
-        out[e] = _activate(_scalar_op(code, a[ia], b[ib], alpha, beta), act)
+        out[e] = activate(_scalar_op(code, a[ia], b[ib], alpha, beta), act)
 
 
 @cuda.jit(device=True)

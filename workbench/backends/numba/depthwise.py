@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from workbench.backends.numba import cpu
-from workbench.backends.numba.cpu import _activate, _taps_inside, twin
+from workbench.backends.numba.cpu import activate, taps_inside, twin
 
 
 @njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -35,7 +35,15 @@ def _activate_all(values: np.ndarray, act: int) -> None:
     if act == cpu.ACT_NONE:
         return
     for i in range(values.size):
-        values[i] = _activate(values[i], act)
+        values[i] = activate(values[i], act)
+
+
+@njit(inline="always")
+def _columns_inside(shift: int, stride: int, size: int, count: int) -> tuple[int, int]:
+    """The outputs ``lo <= o < hi`` (of ``count``) whose input ``o * stride + shift``
+    lies in ``[0, size)``."""
+    lo = min(max(0, (-shift + stride - 1) // stride), count)
+    return lo, max(min(count, (size - 1 - shift) // stride + 1), lo)
 
 
 def _depthwise_nhwc(
@@ -44,28 +52,35 @@ def _depthwise_nhwc(
 ) -> None:  # fmt: skip
     """``out[b, y, x, c] = act(bias[c] + sum over taps of x[b, y', x', c] * w[ki, kj, c])``:
     a depthwise convolution (one channel per group, multiplier 1). ``w`` is [kh, kw, C];
-    ``geometry`` as for `cpu._im2col`. Taps in the padding are skipped, not multiplied."""
+    ``geometry`` as for `cpu._im2col`. Taps in the padding are skipped, not multiplied.
+
+    A task is one output row: each tap adds its input row, shifted, to the whole output
+    row (in L1), so views are made per tap, not per pixel: with a few channels (16 in
+    mobilenet's first blocks) the per-pixel views had cost more than the arithmetic.
+    """
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     n, h, wid, c = x.shape
     for t in prange(n * oh):
         b = t // oh
         oy = t % oh
         y0 = oy * sh - ph
-        ky0, ky1 = _taps_inside(y0, dh, kh, h)
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
+        row = out[b, oy]
         for ox in range(ow):
-            x0 = ox * sw - pw
-            kx0, kx1 = _taps_inside(x0, dw, kw, wid)
-            dest = out[b, oy, ox]
             for ci in range(c):
-                dest[ci] = bias[ci]
-            for ki in range(ky0, ky1):
-                row = x[b, y0 + ki * dh]
-                for kj in range(kx0, kx1):
-                    pixel = row[x0 + kj * dw]
-                    tap = w[ki, kj]
+                row[ox, ci] = bias[ci]
+        for ki in range(ky0, ky1):
+            source = x[b, y0 + ki * dh]
+            for kj in range(kw):
+                shift = kj * dw - pw
+                lo, hi = _columns_inside(shift, sw, wid, ow)
+                tap = w[ki, kj]
+                for ox in range(lo, hi):
+                    pixel = source[ox * sw + shift]
+                    dest = row[ox]
                     for ci in range(c):
                         dest[ci] += pixel[ci] * tap[ci]
-            _activate_all(dest, act)
+        _activate_all(row.reshape(-1), act)
 
 
 depthwise_nhwc = twin(_depthwise_nhwc)
@@ -85,10 +100,10 @@ def _grouped_nhwc(
         b = t // oh
         oy = t % oh
         y0 = oy * sh - ph
-        ky0, ky1 = _taps_inside(y0, dh, kh, h)
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
         for ox in range(ow):
             x0 = ox * sw - pw
-            kx0, kx1 = _taps_inside(x0, dw, kw, wid)
+            kx0, kx1 = taps_inside(x0, dw, kw, wid)
             dest = out[b, oy, ox]
             for oc in range(m):
                 dest[oc] = bias[oc]
@@ -108,25 +123,70 @@ def _grouped_nhwc(
 grouped_nhwc = twin(_grouped_nhwc)
 
 
+def _conv_nchw_to_nhwc(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...], act: int,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """A dense convolution reading NCHW ``x`` and writing NHWC ``out``; ``w`` is
+    [C, kh, kw, M]. For a network's first convolution on its few input channels (an
+    RGB image): no transpose of the input, and no im2col whose rows would be 27 values
+    long; each input value is spread over the M output channels of its output pixel."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
+    n, c, h, wid = x.shape
+    m = w.shape[3]
+    for t in prange(n * oh):
+        b = t // oh
+        oy = t % oh
+        y0 = oy * sh - ph
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
+        row = out[b, oy]
+        for ox in range(ow):
+            for j in range(m):
+                row[ox, j] = bias[j]
+        for ci in range(c):
+            for ki in range(ky0, ky1):
+                source = x[b, ci, y0 + ki * dh]
+                for kj in range(kw):
+                    shift = kj * dw - pw
+                    lo, hi = _columns_inside(shift, sw, wid, ow)
+                    taps = w[ci, ki, kj]
+                    for ox in range(lo, hi):
+                        value = source[ox * sw + shift]
+                        dest = row[ox]
+                        for j in range(m):
+                            dest[j] += value * taps[j]
+        _activate_all(row.reshape(-1), act)
+
+
+conv_nchw_to_nhwc = twin(_conv_nchw_to_nhwc)
+
+
 def bind(
     node: Any, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...],
     out: np.ndarray, cached: Callable[[str, Callable[[], np.ndarray]], np.ndarray],
+    nchw_input: bool = False,
 ) -> Callable[[], Any]:  # fmt: skip
-    """The bound call of a grouped NHWC Conv (``group > 1``) with its fused activation.
+    """The bound call of a direct NHWC Conv with its fused activation: grouped (``group
+    > 1``), or dense on an NCHW input with few channels (``nchw_input``).
 
     Args:
         node: the Conv node (its ``group`` attribute and ``activation``).
-        x: the NHWC input [N, H, W, C].
+        x: the NHWC input [N, H, W, C] (NCHW with ``nchw_input``).
         w: the ONNX weight [M, C/group, kh, kw].
         bias: [M].
         geometry: (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), see `cpu._im2col`.
         out: the NHWC output [N, OH, OW, M].
         cached: ``cached(key, make)``, the rearranged weight made once per constant.
+        nchw_input: ``x`` is NCHW (a network's first convolution, see `layout`).
     """
     group = int(node.attrs.get("group", 1))
     m, cg, kh, kw = w.shape
     act = cpu.ACTIVATIONS[node.activation]
     work = out.size * cg * kh * kw
+    if nchw_input:
+        spread = cached("nchw_w", lambda: np.ascontiguousarray(w.transpose(1, 2, 3, 0)))
+        kernel = cpu.pick(conv_nchw_to_nhwc, work)
+        return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
         kernel = cpu.pick(depthwise_nhwc, work)
