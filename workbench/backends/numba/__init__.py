@@ -218,24 +218,51 @@ class NumbaBackend:
         """
         config = parse_options(NumbaOptions, self.name, options)
         check_device(self, device)
-        import numba
-
         from workbench.backends.numba.cpu_ops import make_kernels
         from workbench.backends.numba.executor import CpuDevice
         from workbench.backends.numba.session import NumbaSession
 
-        threads = config.threads
+        threads = self._threads(config.threads)
+        kernels = make_kernels(config.gemm, threads)
+        channels_last = config.layout == "nhwc"
+        return NumbaSession(
+            model, self.name, device, kernels, CpuDevice(), "cpu", channels_last, threads
+        )
+
+    def decoder(self, model: Any, device: str = "cpu", *, threads: int | None = None) -> Any:
+        """A greedy `Decoder` of ``model`` (a ``transformers`` causal LM): its exported
+        ONNX decoder run by the Numba executor, the KV cache preallocated to the model's
+        context and written in place (`decoder.NumbaDecoder`; CPU). Never changes ``model``.
+
+        Args:
+            model: the causal LM object.
+            device: ``"cpu"`` (the only one).
+            threads: threads the kernels run on (default as `NumbaOptions.threads`).
+
+        Raises:
+            DeviceUnavailableError: ``device`` is not the CPU.
+            UnsupportedModelError: not a causal LM, or ops the executor cannot run.
+            BackendOptionError: ``threads`` below 1.
+        """
+        from workbench.backends.base import generation_device
+
+        generation_device(self, device)
+        check_device(self, device)
+        from workbench.backends.numba.decoder import numba_decoder
+
+        return numba_decoder(model, self._threads(threads))
+
+    def _threads(self, threads: int | None) -> int:
+        """``threads``, or Numba's count capped by the free CPUs; refused below 1."""
+        import numba
+
         if threads is None:
             from workbench.backends.cpus import default_threads
 
             threads = default_threads(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
         if threads < 1:
             raise BackendOptionError(f"numba: threads must be at least 1, got {threads}")
-        kernels = make_kernels(config.gemm, threads)
-        channels_last = config.layout == "nhwc"
-        return NumbaSession(
-            model, self.name, device, kernels, CpuDevice(), "cpu", channels_last, threads
-        )
+        return threads
 
     def register_kernel(
         self, op_type: str | None = None, fn: Any = None, *, node: str | None = None

@@ -29,6 +29,8 @@ from workbench.errors import BackendError, InvalidArgumentError
 #: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays. Given
 #: outputs, it must write into them. It may have a ``bind`` attribute: the same
 #: arguments (outputs given) -> a zero-argument callable doing the work on those arrays.
+#: A kernel with ``owns_outputs`` true returns views of memory it keeps (the Numba
+#: decoder's KV cache): the plan gives it no buffer and binds it to those views.
 Kernel = Callable[[Node, list[Any], list[Any] | None], list[Any]]
 Binder = Callable[[Node, list[Any], list[Any]], Callable[[], Any]]
 
@@ -156,6 +158,15 @@ class Executor:
             else:
                 self.device.upload_into(buffer, inputs[name])
         return plan
+
+    @property
+    def plans(self) -> list[Plan]:
+        """The plans made so far, one per set of input shapes, in the order made."""
+        return list(self._plans.values())
+
+    def drop_plans(self) -> None:
+        """Forget every plan (their buffers go with them); the next run plans again."""
+        self._plans.clear()
 
     def execute(self, plan: Plan) -> list[Any]:
         """Run every step into the plan's buffers; return the device outputs (no sync)."""
@@ -340,7 +351,10 @@ class Executor:
         total = 0
         for index, step in enumerate(plan.steps):
             node = step.node
-            if node.op_type not in ALIAS_OPS:
+            if getattr(step.kernel, "owns_outputs", False):
+                # views of memory the kernel keeps (a KV cache): no buffer, never freed
+                step.outs = [env[name] for name in node.outputs]
+            elif node.op_type not in ALIAS_OPS:
                 step.outs = []
                 for name in node.outputs:
                     value = env[name]
