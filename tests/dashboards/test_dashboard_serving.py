@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dashboards.test_dashboard_browser import (  # noqa: F401 (fixtures)
+    ARTIFACTS,
+    browser,
+    figure_traces,
+    open_page,
+    server,
+)
 from workbench.dashboards.jobs import Jobs
 from workbench.dashboards.pages.lm_serving import LmServingSection
 from workbench.dashboards.pages.serving import ServingPage
@@ -68,7 +75,10 @@ def test_the_lm_section_loads_a_local_serve_lm_and_searches_its_rate() -> None:
         assert metrics["requests"].iloc[0] == 6 and metrics["goodput_per_s"].iloc[0] > 0
         assert section.figure.object.layout.title.text.startswith("6 requests: meets mlperf-llama2")
         assert "cost" in section.summary.object  # the price gives a cost per 1M tokens
-        section.param.update(objective="custom", ttft_ms=1e5, tpot_ms=1e5, steps=2, requests=4)
+        section.objective = "interactive"  # a preset shows its limits; editing one is custom
+        assert (section.ttft_ms, section.tpot_ms) == (450.0, 40.0)
+        section.param.update(ttft_ms=1e5, tpot_ms=1e5, steps=2, requests=4)
+        assert section.objective == "custom"
         section.find_rate()
         section.jobs.wait()
         s = section.slo_result
@@ -80,3 +90,25 @@ def test_the_lm_section_loads_a_local_serve_lm_and_searches_its_rate() -> None:
         section.close()
         section.jobs.close()
     assert section.url == ""  # the local server is stopped with the section
+
+
+@pytest.mark.browser
+def test_the_served_page_loads_a_local_serve_lm_and_draws_each_request(server, browser):  # noqa: F811
+    pytest.importorskip("transformers")
+    page, problems = open_page(browser, server[0])
+    page.locator(".bk-tab", has_text="Serving").first.click()
+    page.locator("select:has(option[value='llama-tiny'])").first.select_option("llama-tiny")
+    page.get_by_role("button", name="Start local serve-lm").click()
+    page.get_by_text("on torch at http://127.0.0.1:").first.wait_for()
+    page.get_by_role("button", name="Run load", exact=True).click()
+    page.locator(".gtitle", has_text="16 requests").first.wait_for()
+    ttft, tpot = figure_traces(page, "16 requests")[:2]
+    assert len(ttft["y"]) == len(tpot["y"]) == 16 and min(ttft["y"]) > 0
+    page.get_by_text("goodput").first.wait_for()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".gtitle", has_text="16 requests").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-serving-lm.png"))
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("No local server.").first.wait_for()
+    assert problems == [], problems
+    page.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.viz.style import LAYOUT, empty_figure, log_axis_vline
+from workbench.viz.style import LAYOUT, corner_note, empty_figure, log_axis_vline
 
 __all__ = ["batch_sweep_figure", "lm_load_figure", "lm_slo_figure", "scenario_figure", "slo_figure"]
 
@@ -182,6 +182,7 @@ def lm_load_figure(result: Any) -> go.Figure:
                 y=ok[column],
                 mode="markers",
                 name=f"{name} per request",
+                showlegend=False,  # the axis says which; the legend keeps the failures
                 marker={"color": colours, "size": 6},
                 customdata=ok[["request", "output_tokens"]].to_numpy(),
                 hovertemplate=f"request %{{customdata[0]}}<br>{name} %{{y:.4g}} ms<br>"
@@ -215,6 +216,13 @@ def lm_load_figure(result: Any) -> go.Figure:
             col=1,
         )
     fig.update_xaxes(title_text="issued at (s from the start)", row=2, col=1)
+    corner_note(
+        fig,
+        "blue: met both objectives · orange: missed one · ×: failed",
+        "legend",
+        size=10,
+        color="#777",
+    )
     fig.update_layout(title=title, **LAYOUT)
     return fig
 

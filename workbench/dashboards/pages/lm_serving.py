@@ -53,23 +53,35 @@ class LmServingSection(Viewer):
         >>> section.result.goodput_per_s
     """
 
-    url = param.String(default="", doc="the endpoint (http://host:port); empty: none yet")
+    url = param.String(
+        default="", label="Endpoint URL", doc="http://host:port or a full completions URL"
+    )
     model = param.Selector(default=None, objects=[], doc="local serve-lm: the language model")
     backend = param.Selector(default="torch", objects=["torch"], doc="local serve-lm: runtime")
     max_batch = param.Integer(default=8, bounds=(1, 256), doc="local serve-lm: batch limit")
     objective = param.Selector(
-        default="mlperf-llama2", objects=[*OBJECTIVES, CUSTOM], doc="TTFT/TPOT objective (p99)"
+        default="mlperf-llama2",
+        objects=[*OBJECTIVES, CUSTOM],
+        doc="TTFT/TPOT objective (p99): a preset, or custom (edit the two limits)",
     )
-    ttft_ms = param.Number(default=2000.0, bounds=(0.001, None), doc="custom TTFT objective (ms)")
-    tpot_ms = param.Number(default=200.0, bounds=(0.001, None), doc="custom TPOT objective (ms)")
+    ttft_ms = param.Number(
+        default=2000.0, bounds=(0.001, None), label="TTFT objective (ms)", doc="p99 TTFT limit"
+    )
+    tpot_ms = param.Number(
+        default=200.0, bounds=(0.001, None), label="TPOT objective (ms)", doc="p99 TPOT limit"
+    )
     arrivals = param.Selector(default="poisson", objects=list(ARRIVALS), doc="how requests arrive")
-    rate_per_s = param.Number(default=4.0, bounds=(0.001, None), doc="Poisson/burst: requests/s")
+    rate_per_s = param.Number(
+        default=4.0, bounds=(0.001, None), label="Rate (requests/s)", doc="Poisson or bursts"
+    )
     concurrency = param.Integer(default=4, bounds=(1, 1024), doc="requests kept in flight")
     burst_size = param.Integer(default=4, bounds=(1, 1024), doc="requests per burst")
     requests = param.Integer(default=16, bounds=(1, 100_000), doc="requests per run")
     max_tokens = param.Integer(default=16, bounds=(1, 4096), doc="tokens asked per request")
     prompt = param.String(default="def main(args):", doc="the prompt (text)")
-    steps = param.Integer(default=4, bounds=(1, 20), doc="search: load runs in the bisection")
+    steps = param.Integer(
+        default=4, bounds=(1, 20), label="Search steps", doc="load runs in the rate bisection"
+    )
     price_per_hour = param.Number(
         default=None, allow_None=True, bounds=(0.0, None), doc="machine price per hour (cost)"
     )
@@ -94,6 +106,20 @@ class LmServingSection(Viewer):
         self.server_note = pn.pane.Markdown("No local server.", css_classes=["wb-volatile"])
         self.param.watch(self._show_load, "result")
         self.param.watch(self._show_slo, "slo_result")
+        self.param.watch(self._preset, "objective")
+        self.param.watch(self._edited, ["ttft_ms", "tpot_ms"])
+
+    def _preset(self, *_: Any) -> None:
+        """A preset shows its limits in the two fields."""
+        preset = OBJECTIVES.get(str(self.objective))
+        if preset is not None:
+            self.param.update(ttft_ms=preset.ttft_ms, tpot_ms=preset.tpot_ms)
+
+    def _edited(self, *_: Any) -> None:
+        """Limits edited away from the preset's make the objective custom."""
+        preset = OBJECTIVES.get(str(self.objective))
+        if preset is not None and (self.ttft_ms, self.tpot_ms) != (preset.ttft_ms, preset.tpot_ms):
+            self.objective = CUSTOM
 
     # ---- the local server -----------------------------------------------------------
     def start_server(self, *_: Any) -> None:
@@ -237,6 +263,11 @@ class LmServingSection(Viewer):
             ],
             show_name=False,
             default_layout=pn.FlexBox,
+            # typed numbers: a slider over 1 to 100,000 cannot pick 16
+            widgets=dict.fromkeys(
+                ("concurrency", "burst_size", "requests", "max_tokens", "steps"),
+                pn.widgets.IntInput,
+            ),
         )
         return pn.Column(
             pn.pane.Markdown(
