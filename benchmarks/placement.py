@@ -1,8 +1,8 @@
 """Placement: a model's layers split across two runtimes, predicted against measured.
 
 For each model and pair of runtimes, the model's ONNX graph is profiled per layer on both
-runtimes (each at its own defaults, in this process: the split runs both in one
-process, so that is what is predicted), `wb.place` predicts every single-cut split over
+runtimes (in this process: the split runs both in one process, so that is what is
+predicted), `wb.place` predicts every single-cut split over
 a zero-cost link (`Link.same_memory`: the parts hand numpy arrays over in one process) or,
 where torch sees a GPU, ONNX Runtime on the CPU + torch on ``cuda:0`` over the
 host-to-GPU link measured here (`measure_link`), and `measure_placement` runs splits for
@@ -12,12 +12,21 @@ predicted latency within 15% of the measured one wherever it can be measured her
 verdict counts every measured split, and the rows whose cut separates a fused kernel
 (the ``note`` column) are listed apart, since their parts run unfused.
 
-    python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--quick]
+Two runtimes on one CPU form one pipeline, and its settings are the pipeline's, the same
+in the profile that predicts and in the run that measures (each part is compiled with
+its profile's options and thread count): ONNX Runtime's idle threads do not spin
+(``spinning=False``), since a spinning pool keeps the cores busy after each ORT part and
+slows the other runtime's next part, which no profile sees. ``--ort-spinning`` profiles and
+runs ORT at its default instead, to measure what that costs. Each measured split's parts
+are also timed alone (``parts``): predicted against parts is the per-layer model's miss,
+parts against measured the pipeline's.
+
+    python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--ort-spinning] [--quick]
 
 On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
-and the ``--measure-top`` best-predicted splits. ``--quick`` proves the script works
-(digits-cnn at batch 8 on onnxruntime and torch, tiny budgets, the best split and each
-runtime alone) and writes ``results/placement.quick.*``; it is not a measurement. Run the
+and the ``--measure-top`` best-predicted splits. ``--quick`` is a small run (digits-cnn at
+batch 64 on both CPU pairs, short budgets, each runtime alone and the 3 best-predicted
+splits) that writes ``results/placement.quick.*``; read its ratios, not its times. Run the
 full one on a quiet machine: the numbers are only as good as the machine was idle (the
 load average is written with them).
 """
@@ -46,10 +55,11 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
     # every runtime runs the same ONNX graph the split cuts (torch through its converter)
     model = wb.samples.load(model_name).to_onnx()
     timing = wb.TimingOptions(budget_s=args.budget_s, warmup=args.warmup)
-    a, b = (wb.profile(model, backend=name.split("/")[0], device=name.split("/")[1],
-                       batch_size=batch, timing=timing, layer_repeats=args.layer_repeats)
-            for name in pair)  # fmt: skip
     devices = {name.split("/")[1] for name in pair}
+    a, b = (wb.profile(model, backend=name.split("/")[0], device=name.split("/")[1],
+                       batch_size=batch, timing=timing, layer_repeats=args.layer_repeats,
+                       options=pipeline_options(name, devices, args))
+            for name in pair)  # fmt: skip
     gpu = next((d for d in devices if d.startswith("cuda")), None)
     # two CPU runtimes hand arrays over in one process; a GPU's link is measured here
     link = measure_link(cuda_copy(gpu), device=gpu, name=f"host to {gpu}") if gpu else (
@@ -63,7 +73,7 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
     else:
         top = table.head(args.measure_top)["split"]
         chosen = list(dict.fromkeys([*top, *table["split"][table["order"].isin(["a", "b"])]]))
-    measured = measure_placement(placement, model, which=chosen, timing=timing)
+    measured = measure_placement(placement, model, which=chosen, timing=timing, parts=True)
     rows = measured.table[measured.table["measured_ms"].notna()]
     clean = rows[rows["note"] == ""]
     worst = float(rows["error_fraction"].abs().max())
@@ -81,8 +91,18 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
         "best_predicted_ms": float(measured.best["predicted_ms"]),
         "best_measured_ms": float(measured.best["measured_ms"]),
         "scales": [placement.scale_a, placement.scale_b],
+        "options": [placement.options_a, placement.options_b],
         "placement": measured.to_dict(),
     }
+
+
+def pipeline_options(processor: str, devices: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The options a runtime is profiled (and so run) with in this pipeline: ORT's idle
+    threads sleep when it shares the CPU with another runtime, unless --ort-spinning."""
+    shares_cpu = devices == {"cpu"}
+    if processor.startswith("onnxruntime/") and shares_cpu and not args.ort_spinning:
+        return {"spinning": False}
+    return {}
 
 
 def main() -> None:
@@ -91,14 +111,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up calls per measurement")
     parser.add_argument("--layer-repeats", type=int, default=30, help="per-layer runs")
     parser.add_argument("--measure-top", type=int, default=8, help="resnet: best splits run")
-    parser.add_argument("--quick", action="store_true", help="smoke test, not a measurement")
+    parser.add_argument("--ort-spinning", action="store_true",
+                        help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
     args = parser.parse_args()
     import torch
 
     cases, pairs = CASES, PAIRS + [GPU_PAIR] * torch.cuda.is_available()
     if args.quick:
-        args.budget_s, args.warmup, args.layer_repeats = 0.05, 1, 3
-        cases, pairs = [("digits-cnn", 8, "best")], [PAIRS[1]]
+        args.budget_s, args.warmup, args.layer_repeats, args.measure_top = 0.2, 2, 10, 3
+        cases, pairs = [("digits-cnn", 64, "top")], PAIRS
     results = [run_case(m, bs, pair, which, args) for m, bs, which in cases for pair in pairs]
     held = all(r["within_bound"] == r["measured"] for r in results)
     verdict = f"predicted within {BOUND:.0%} of measured on every measured split: " + (
@@ -135,13 +157,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{r['model']} batch {r['batch_size']}, {' + '.join(r['pair'])} (scales "
             f"{r['scales'][0]:.2f}, {r['scales'][1]:.2f}):",
             "",
-            "| split | predicted | measured (n) | error | note |",
-            "|---|---|---|---|---|",
+            f"options {r['options'][0]}, {r['options'][1]}",
+            "",
+            "| split | predicted | parts alone | measured (n) | error | within 15% | note |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
+            f"{format_ms(row['parts_ms'])} | "
             f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
-            f"{row['error_fraction']:+.1%} | {row['note']} |"
+            f"{row['error_fraction']:+.1%} | "
+            f"{'yes' if abs(row['error_fraction']) <= BOUND else 'NO'} | {row['note']} |"
             for row in rows
         ]
     return "\n".join(lines)
