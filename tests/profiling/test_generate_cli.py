@@ -91,16 +91,19 @@ def test_backends_that_generate_come_from_the_registry(
     register("fake-cli-decoding")(_CliDecoding)
     assert main(["generate", "llama-tiny", "--backend", "fake-cli-decoding", *FAST]) == 0
     assert "on fake-cli-decoding cpu" in capsys.readouterr().out
-    assert main(["generate", "llama-tiny", "--backend", "numba"]) == 2
+    assert main(["generate", "llama-tiny", "--backend", "numba-cuda"]) == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'numba'" in err and "'torch-compile'" in err
+    assert "invalid choice: 'numba-cuda'" in err and "'torch-compile'" in err
+    assert "'numba'" in err
     assert "'fake-cli-decoding'" in err and err.count("\n") == 1
     assert main(["devices"]) == 0
     rows = {
         line.split()[0]: line.split()[1:4]
         for line in capsys.readouterr().out.splitlines()
-        if line.split()[:1] and line.split()[0] in {"torch-compile", "numba", "fake-cli-decoding"}
+        if line.split()[:1]
+        and line.split()[0] in {"torch-compile", "numba", "numba-cuda", "fake-cli-decoding"}
     }
     # device, available, generates
-    assert rows["torch-compile"][2] == "True" and rows["numba"][2] == "False"
+    assert rows["torch-compile"][2] == "True" and rows["numba"][2] == "True"
+    assert rows["numba-cuda"][2] == "False"
     assert rows["fake-cli-decoding"][2] == "True"
