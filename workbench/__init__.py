@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "GenerationProfile": "workbench.profiling.generate:GenerationProfile",
     "genai_build": "workbench.loaders.genai:genai_build",  # onnxruntime-genai's builder, offline
     "load_genai": "workbench.loaders.genai:load_genai",  # an onnxruntime-genai model folder
+    "load_optimum": "workbench.loaders.optimum:load_optimum",  # an optimum ONNX decoder folder
     "lm_quantize": "workbench.optimize.lm_quantize:lm_quantize",  # int4/int8/bf16 LM variants
     "lm_methods": "workbench.optimize.lm_quantize:lm_methods",
     "LMVariant": "workbench.optimize.lm_quantize:LMVariant",

@@ -5,6 +5,7 @@ Example:
     workbench generate llama-stdlib --backend onnxruntime --layers
     workbench generate llama-stdlib --prompt "def main(args):" --output-length 24
     workbench generate ./my-llama-folder --json gen.json
+    workbench generate ./my-llama-onnx --reference ./my-llama-folder   # optimum's export
 """
 
 from __future__ import annotations
@@ -16,19 +17,15 @@ from workbench.argtypes import batch_int, count_int, positive_int, threads_int
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from workbench.loaders.genai import load_genai
     from workbench.loaders.language import language_model
     from workbench.profiling.generate import generate_profile
 
-    if (Path(args.model) / "genai_config.json").is_file():  # an onnxruntime-genai folder
-        model = load_genai(args.model)
-    else:
-        model = language_model(args.model, seed=args.seed)
+    model = language_model(args.model, seed=args.seed, trust=args.trust, reference=args.reference)
+    # an ONNX folder (onnxruntime-genai's, optimum's) runs on its own runtimes only
+    backend = args.backend or next(iter(getattr(model, "runtimes", ())), "torch")
     result = generate_profile(
         model,
-        backend=args.backend,
+        backend=backend,
         prompt=args.prompt,
         tokenizer=args.tokenizer,
         prompt_length=args.prompt_length,
@@ -79,17 +76,32 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="time a language model's generation token by token")
     p.add_argument(
         "model",
-        help="a local transformers folder (config.json + *.safetensors), a trained sample "
-        f"({', '.join(TRAINED_LLAMAS)}) or a random-weight config for speed only: "
-        f"{', '.join(sorted(RANDOM_LLAMAS))}",
+        help="a local transformers folder (config.json + *.safetensors), an ONNX decoder "
+        "folder (optimum's export: config.json + model.onnx; onnxruntime-genai's: "
+        f"genai_config.json), a trained sample ({', '.join(TRAINED_LLAMAS)}) or a "
+        f"random-weight config for speed only: {', '.join(sorted(RANDOM_LLAMAS))}",
     )
     p.add_argument(
         "--backend",
-        default="torch",
+        default=None,
         choices=GenerationBackends(),
         metavar="NAME",
-        help="a runtime that generates: torch (default), torch-compile, onnxruntime, or a "
-        "plugin's (`workbench devices` marks them in its generates column)",
+        help="a runtime that generates: torch (the default), torch-compile, onnxruntime, "
+        "numba, genai, or a plugin's (`workbench devices` marks them in its generates "
+        "column); an ONNX folder's default is its first runtime (onnxruntime, genai)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="load an ONNX decoder folder that holds files other than data, or reads "
+        "external data outside itself (only if you trust its author)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="FOLDER",
+        help="the transformers folder an ONNX decoder folder was exported from: its greedy "
+        "tokens are checked against it (default: the folder's own safetensors, if any)",
     )
     p.add_argument(
         "--prompt",

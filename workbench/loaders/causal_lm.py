@@ -6,7 +6,9 @@ generates with: inputs ``input_ids``, ``attention_mask``, ``position_ids`` and
 ``past.<layer>.key|value``, outputs ``logits`` (the last position only) and
 ``present.<layer>.key|value``. Both sit with the loaders (below every backend), so each
 runtime's decoder reaches them without reaching into another runtime's package.
-torch and transformers are imported only inside the functions.
+`load_causal_lm` reads a local ``transformers`` folder (safetensors only), for every
+loader that needs the model a decoder came from. torch and transformers are imported
+only inside the functions.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from workbench.errors import BackendError, UnsupportedModelError
+from workbench.errors import BackendError, ModelLoadError, UnsafeModelError, UnsupportedModelError
 
 #: the last segment of the row that holds a layer's KV-cache write, under the attention
 #: module that makes it (torch: the cache's ``update``; an exported decoder: the Concat
@@ -46,6 +48,10 @@ class CausalLM:
         step_weights_bytes: the weight bytes one decode step reads: all of them but an
             input embedding table not shared with the output head (a step reads one row
             of it per sequence, counted with the activations, i.e. not at all).
+        past_name: how the ONNX decoder names a layer's past input, a format of
+            ``layer`` and ``kind`` (``key``/``value``): ``past.{layer}.{kind}`` in the
+            workbench's export, ``past_key_values.{layer}.{kind}`` in optimum's.
+        present_name: the same for the present outputs (``present.{layer}.{kind}``).
     """
 
     name: str
@@ -57,6 +63,8 @@ class CausalLM:
     cache_itemsize: int
     weights_bytes: int
     step_weights_bytes: int
+    past_name: str = "past.{layer}.{kind}"
+    present_name: str = "present.{layer}.{kind}"
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -65,9 +73,12 @@ class CausalLM:
 
     @property
     def cache_names(self) -> tuple[list[str], list[str]]:
-        """The exported graph's past (input) and present (output) cache names, in order."""
+        """The ONNX decoder's past (input) and present (output) cache names, in order."""
         kinds = [(i, kv) for i in range(self.layers) for kv in ("key", "value")]
-        return [f"past.{i}.{kv}" for i, kv in kinds], [f"present.{i}.{kv}" for i, kv in kinds]
+        return (
+            [self.past_name.format(layer=i, kind=kv) for i, kv in kinds],
+            [self.present_name.format(layer=i, kind=kv) for i, kv in kinds],
+        )
 
 
 def causal_lm(model: Any) -> CausalLM:
@@ -131,6 +142,39 @@ def causal_lm(model: Any) -> CausalLM:
     )
 
 
+def load_causal_lm(folder: str | Path) -> Any:
+    """A ``transformers`` causal LM from a local folder, safetensors weights only.
+
+    Raises:
+        ModelLoadError: no such folder, no ``config.json``, or transformers cannot build it.
+        UnsafeModelError: the weights are pickled (``*.bin``, ``*.pt``) rather than safetensors.
+    """
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{folder} is not a model folder (no config.json); give a transformers folder "
+            "(config.json and *.safetensors)"
+        )
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*") if p.suffix in {".bin", ".pt", ".pth"})
+        if pickled:
+            raise UnsafeModelError(
+                f"{folder} holds pickled weights ({', '.join(pickled)}), which run code when "
+                "loaded; convert them to safetensors"
+            )
+        raise ModelLoadError(f"{folder} has no *.safetensors weights")
+    from workbench.loaders.thirdparty import transformers
+
+    try:
+        model = transformers().AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ModelLoadError(f"transformers cannot load {folder} as a causal LM: {first}") from exc
+    return model.eval()
+
+
 def cache_keyword(model: Any) -> str:
     """The keyword a model's ``forward`` takes its KV cache by."""
     # transformers 5 renamed ``past_key_values`` to ``cache`` (argument and output)
@@ -154,8 +198,15 @@ def cache_tensors(cache: Any) -> list[torch.Tensor]:
     return [t for pair in cache for t in pair]  # a legacy tuple of (key, value) pairs
 
 
-def export_decoder(model: Any, path: str | Path) -> CausalLM:
+def export_decoder(model: Any, path: str | Path, *, logits_to_keep: int = 1) -> CausalLM:
     """Export ``model`` as an ONNX decoder with past/present key-values (see module doc).
+
+    Args:
+        model: a ``transformers`` causal LM; not changed.
+        path: the ONNX file to write.
+        logits_to_keep: the positions whose logits come out, as ``transformers`` means
+            it: 1, the last one (all generation needs); 0, every position (as optimum's
+            export writes them).
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM (see `causal_lm`).
@@ -181,7 +232,7 @@ def export_decoder(model: Any, path: str | Path) -> CausalLM:
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=logits_to_keep,
                 **{self.keyword: new_cache(self.model, pairs)},
             )
             return (out.logits, *cache_tensors(getattr(out, self.keyword)))
@@ -200,7 +251,7 @@ def export_decoder(model: Any, path: str | Path) -> CausalLM:
         "input_ids": {0: "batch", 1: "sequence"},
         "attention_mask": {0: "batch", 1: "total"},
         "position_ids": {0: "batch", 1: "sequence"},
-        "logits": {0: "batch"},
+        "logits": {0: "batch"} if logits_to_keep == 1 else {0: "batch", 1: "sequence"},
     }
     axes.update({name: {0: "batch", 2: "past"} for name in past_names})
     axes.update({name: {0: "batch", 2: "total"} for name in present_names})
@@ -238,12 +289,16 @@ class DecoderFile:
         folder: a temporary folder of the decoder's own until `cleanup`: it holds the
             export, or what a runtime writes beside a file the model brought (e.g. a
             quantized variant's, which is never removed).
+        outer_scopes: the node-name scopes before the model's own modules
+            (`label_modules`): 1 in the workbench's export (its wrapper's attribute),
+            0 in a graph exported from the model itself (optimum's).
     """
 
     path: Path
     lm: CausalLM
     modules: list[str]
     folder: tempfile.TemporaryDirectory[str] | None
+    outer_scopes: int = 1
 
     def cleanup(self) -> None:
         """Remove the temporary folder (the file with it); a second call does nothing."""
@@ -256,12 +311,17 @@ def decoder_file(model: Any) -> DecoderFile:
     """``model`` (a ``transformers`` causal LM) exported with its KV cache into a
     temporary folder (`export_decoder`); never changes ``model``. A model with an
     ``onnx_decoder`` (a path: a language-model variant's pre-made decoder, in a folder of
-    its own, as `workbench.optimize.lm_quantize` writes it) gives that file instead.
+    its own, as `workbench.optimize.lm_quantize` writes it) gives that file instead, and a
+    model that brings its own decoder file (a ``decoder_file()`` method: an optimum
+    folder, `workbench.loaders.optimum`) gives what that returns.
 
     Raises:
         UnsupportedModelError: ``model`` is not a causal LM.
         BackendError: torch.onnx could not export it.
     """
+    own = getattr(model, "decoder_file", None)
+    if callable(own):
+        return cast("DecoderFile", own())
     folder = tempfile.TemporaryDirectory(prefix="wb-decoder-")
     try:
         path = Path(folder.name) / "decoder.onnx"
@@ -278,15 +338,18 @@ def decoder_file(model: Any) -> DecoderFile:
     return DecoderFile(path, lm, modules, folder)
 
 
-def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
+def label_modules(
+    proto: onnx.ModelProto, modules: Collection[str], *, outer_scopes: int = 1
+) -> None:
     """Record each node's module path as its canonical layer (``workbench.layer``).
 
     torch's TorchScript exporter names a node after the module scopes it ran in,
-    ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the wrapper's,
-    cut back to the deepest one in ``modules`` (the first entry is the root, named after
-    its class, which holds what no module scope claims). A node that writes a
-    ``present.*`` output (the cache's concatenation) goes on its own row,
-    ``<module>.cache_update``, as the torch decoder's cache writes do.
+    ``/<wrapper attribute>/<child>/.../<op>``; the path is the scopes after the
+    ``outer_scopes`` outer ones (the workbench export's wrapper: 1; a graph exported from
+    the model itself, as optimum's: 0), cut back to the deepest one in ``modules`` (the
+    first entry is the root, named after its class, which holds what no module scope
+    claims). A node that writes a ``present.*`` output (the cache's concatenation) goes
+    on its own row, ``<module>.cache_update``, as the torch decoder's cache writes do.
     """
     from workbench.model import set_layer_name
 
@@ -294,10 +357,43 @@ def label_modules(proto: onnx.ModelProto, modules: Collection[str]) -> None:
     root = next(iter(modules), "")
     present = {out.name for out in proto.graph.output if out.name.startswith("present.")}
     for node in proto.graph.node:
-        scopes = node.name.split("/")[2:-1] if node.name.startswith("/") else []
+        scopes = node.name.split("/")[1 + outer_scopes : -1] if node.name.startswith("/") else []
         while scopes and ".".join(scopes) not in known:
             scopes.pop()
         layer = ".".join(scopes) or root
         if present.intersection(node.output):
             layer = f"{layer}.{CACHE_UPDATE}"
         set_layer_name(node, layer)
+
+
+def graph_weight_bytes(proto: onnx.ModelProto, ids_input: str = "input_ids") -> tuple[int, int]:
+    """(all weights, what a decode step reads) of an ONNX decoder, in bytes, from its
+    initializers (external data by its recorded length, never read): the step leaves out
+    an embedding only looked up (a Gather on ``ids_input`` and used by nothing else),
+    as `CausalLM.step_weights_bytes` does."""
+    import numpy as np
+    from onnx import external_data_helper, helper
+
+    sizes: dict[str, int] = {}
+    for tensor in proto.graph.initializer:
+        if external_data_helper.uses_external_data(tensor):
+            info = {e.key: e.value for e in tensor.external_data}
+            sizes[tensor.name] = int(info.get("length", 0))
+        else:
+            sizes[tensor.name] = len(tensor.raw_data) or int(
+                np.prod(tensor.dims) * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            )
+    users: dict[str, list[str]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node.op_type)
+    lookup = sum(
+        sizes.get(node.input[0], 0)
+        for node in proto.graph.node
+        if node.op_type == "Gather"
+        and len(node.input) > 1
+        and node.input[1] == ids_input
+        and users.get(node.input[0]) == ["Gather"]
+    )
+    weights = sum(sizes.values())
+    return weights, weights - lookup

@@ -45,8 +45,8 @@ from workbench.errors import (
     UnsafeModelError,
     UnsupportedModelError,
 )
-from workbench.loaders.causal_lm import CausalLM
-from workbench.loaders.trust import check_size
+from workbench.loaders.causal_lm import CausalLM, graph_weight_bytes
+from workbench.loaders.trust import check_data_folder, check_size
 
 #: how to install the optional runtime
 GENAI_EXTRA = "pip install 'inference-workbench[genai]'"
@@ -101,6 +101,8 @@ class GenaiModel:
     """
 
     runtimes = ("genai",)
+    #: what a profile without a reference suggests
+    reference_hint = "load_genai(folder, reference=<its transformers folder>)"
 
     def __init__(self, folder: Path, config: dict[str, Any], reference: Any = None) -> None:
         self.folder = folder
@@ -165,7 +167,7 @@ def load_genai(
     if reference is None:
         reference = _recorded_reference(path)
     elif isinstance(reference, (str, Path)):
-        from workbench.loaders.language import load_causal_lm
+        from workbench.loaders.causal_lm import load_causal_lm
 
         reference = load_causal_lm(reference)
     return GenaiModel(path, config, reference)
@@ -173,12 +175,7 @@ def load_genai(
 
 def _check_untrusted(folder: Path, config: dict[str, Any]) -> None:
     """Refuse what could run code when an untrusted folder is loaded (module doc)."""
-    for file in sorted(folder.rglob("*")):
-        if file.is_file() and not file.name.endswith(DATA_SUFFIXES):
-            raise UnsafeModelError(
-                f"{file} is not a file onnxruntime-genai reads as data (JSON, ONNX, "
-                f"tokenizer files): a folder holding it may carry code; {OPT_IN}"
-            )
+    check_data_folder(folder, DATA_SUFFIXES, "onnxruntime-genai", OPT_IN)
     for key, value in _items(config):
         if key == "custom_ops_library" and value:
             raise UnsafeModelError(
@@ -219,7 +216,7 @@ def _recorded_reference(folder: Path) -> Any:
         return None
     if not source or not (Path(source) / "config.json").is_file():
         return None
-    from workbench.loaders.language import load_causal_lm
+    from workbench.loaders.causal_lm import load_causal_lm
 
     return load_causal_lm(source)
 
@@ -228,7 +225,7 @@ def _facts(folder: Path, config: dict[str, Any]) -> tuple[CausalLM, str]:
     """What generation needs from the folder: the config's shape and the ONNX weights."""
     import numpy as np
     import onnx
-    from onnx import external_data_helper, helper
+    from onnx import helper
 
     model = config["model"]
     decoder = model["decoder"]
@@ -236,30 +233,7 @@ def _facts(folder: Path, config: dict[str, Any]) -> tuple[CausalLM, str]:
         proto = onnx.load(str(folder / decoder["filename"]), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, OSError, ...: one line
         raise ModelLoadError(f"cannot read {decoder['filename']} in {folder}: {exc}") from exc
-    sizes: dict[str, int] = {}
-    for tensor in proto.graph.initializer:
-        if external_data_helper.uses_external_data(tensor):
-            info = {e.key: e.value for e in tensor.external_data}
-            sizes[tensor.name] = int(info.get("length", 0))
-        else:
-            sizes[tensor.name] = len(tensor.raw_data) or int(
-                np.prod(tensor.dims) * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-            )
-    users: dict[str, list[str]] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node.op_type)
-    # an embedding only looked up (a Gather on input_ids, used by nothing else) is not
-    # read whole by a decode step
-    lookup = sum(
-        sizes.get(node.input[0], 0)
-        for node in proto.graph.node
-        if node.op_type == "Gather"
-        and len(node.input) > 1
-        and node.input[1] == decoder["inputs"].get("input_ids", "input_ids")
-        and users.get(node.input[0]) == ["Gather"]
-    )
-    weights = sum(sizes.values())
+    weights, step = graph_weight_bytes(proto, decoder["inputs"].get("input_ids", "input_ids"))
     past = decoder["inputs"]["past_key_names"] % 0
     itemsize = 4
     for value in proto.graph.input:
@@ -277,7 +251,7 @@ def _facts(folder: Path, config: dict[str, Any]) -> tuple[CausalLM, str]:
         vocab_size=int(model["vocab_size"]),
         cache_itemsize=itemsize,
         weights_bytes=weights,
-        step_weights_bytes=weights - lookup,
+        step_weights_bytes=step,
     )
     return facts, precision
 
@@ -324,8 +298,7 @@ def genai_build(
         >>> m.precision
         'int4'
     """
-    from workbench.loaders.causal_lm import causal_lm
-    from workbench.loaders.language import load_causal_lm
+    from workbench.loaders.causal_lm import causal_lm, load_causal_lm
 
     _require_genai()
     if precision not in PRECISIONS:

@@ -4,9 +4,12 @@
   (``"llama-tiny"``, ``"llama-100m"``): for speed only, never for accuracy.
 - ``"llama-stdlib"``: the trained sample (``sample_models/llama-stdlib/``, see
   ``sample_models/llama_train.py``): for accuracy, not speed.
-- `load_causal_lm`: a local ``transformers`` folder (``config.json`` and ``*.safetensors``),
-  read with ``local_files_only`` and without remote code; pickled weights (``*.bin``)
-  are refused, as every file that would run code on load is.
+- `load_causal_lm` (from `workbench.loaders.causal_lm`): a local ``transformers`` folder
+  (``config.json`` and ``*.safetensors``), read with ``local_files_only`` and without
+  remote code; pickled weights (``*.bin``) are refused, as every file that would run
+  code on load is.
+- `language_model`: any of these by name or folder, and the ONNX folders of
+  onnxruntime-genai and optimum.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import ModelLoadError, UnsafeModelError
+from workbench.errors import ModelLoadError
+from workbench.loaders.causal_lm import load_causal_lm
 
 #: random-weight Llama configs by name: speed measurements only, never accuracy
 RANDOM_LLAMAS: dict[str, dict[str, Any]] = {
@@ -45,17 +49,35 @@ RANDOM_LLAMAS: dict[str, dict[str, Any]] = {
 TRAINED_LLAMAS = ("llama-stdlib",)
 
 
-def language_model(source: str | Path, seed: int = 0) -> Any:
+def language_model(
+    source: str | Path, seed: int = 0, *, trust: bool = False, reference: Any = None
+) -> Any:
     """A causal LM by name or folder: a random config (`RANDOM_LLAMAS`, weights from
-    ``seed``), a trained sample (`TRAINED_LLAMAS`), or a local folder (`load_causal_lm`);
-    an existing folder wins over a name."""
-    if not Path(source).exists():
+    ``seed``), a trained sample (`TRAINED_LLAMAS`), an onnxruntime-genai folder
+    (``genai_config.json``: `workbench.loaders.genai.load_genai`), an optimum decoder
+    folder (``config.json`` and ``model.onnx``: `workbench.loaders.optimum.load_optimum`)
+    or a local ``transformers`` folder (`load_causal_lm`); an existing folder wins over a
+    name. ``trust`` and ``reference`` go to the genai and optimum loaders."""
+    path = Path(source)
+    if not path.exists():
         if source in RANDOM_LLAMAS:
             return random_llama(str(source), seed=seed)
         if source in TRAINED_LLAMAS:
             from workbench.loaders.samples import samples_dir
 
             return load_causal_lm(samples_dir() / str(source))
+        raise ModelLoadError(
+            f"{source} is not a model folder or name; give a transformers folder, an ONNX "
+            f"decoder folder or one of {sorted(RANDOM_LLAMAS) + list(TRAINED_LLAMAS)}"
+        )
+    if (path / "genai_config.json").is_file():
+        from workbench.loaders.genai import load_genai
+
+        return load_genai(path, trust=trust, reference=reference)
+    from workbench.loaders.optimum import decoder_onnx, load_optimum
+
+    if decoder_onnx(path) is not None:
+        return load_optimum(path, trust=trust, reference=reference)
     return load_causal_lm(source)
 
 
@@ -78,36 +100,3 @@ def random_llama(name: str, seed: int = 0) -> Any:
     model = hf.LlamaForCausalLM(hf.LlamaConfig(**RANDOM_LLAMAS[name])).eval()
     model.config.workbench_random_weights = True  # for speed only: accuracy refuses it
     return model
-
-
-def load_causal_lm(folder: str | Path) -> Any:
-    """A ``transformers`` causal LM from a local folder, safetensors weights only.
-
-    Raises:
-        ModelLoadError: no such folder, no ``config.json``, or transformers cannot build it.
-        UnsafeModelError: the weights are pickled (``*.bin``, ``*.pt``) rather than safetensors.
-    """
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"{folder} is not a model folder (no config.json); give a transformers folder "
-            f"or one of {sorted(RANDOM_LLAMAS) + list(TRAINED_LLAMAS)}"
-        )
-    if not any(path.glob("*.safetensors")):
-        pickled = sorted(p.name for p in path.glob("*") if p.suffix in {".bin", ".pt", ".pth"})
-        if pickled:
-            raise UnsafeModelError(
-                f"{folder} holds pickled weights ({', '.join(pickled)}), which run code when "
-                "loaded; convert them to safetensors"
-            )
-        raise ModelLoadError(f"{folder} has no *.safetensors weights")
-    from workbench.loaders.thirdparty import transformers
-
-    try:
-        model = transformers().AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        first = " ".join(str(exc).split())[:300]
-        raise ModelLoadError(f"transformers cannot load {folder} as a causal LM: {first}") from exc
-    return model.eval()

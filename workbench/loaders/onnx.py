@@ -255,22 +255,32 @@ def _check_and_infer(proto: onnx.ModelProto, path: Path | None) -> onnx.ModelPro
         return proto
 
 
+def external_files(proto: onnx.ModelProto, folder: Path) -> list[tuple[str, str, Path]]:
+    """(tensor, location as written, resolved file) of every initializer whose data lies
+    outside the graph, its location taken relative to ``folder`` (the model's)."""
+    root = folder.resolve()
+    found = []
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == 1:
+            location = next((kv.value for kv in tensor.external_data if kv.key == "location"), "")
+            found.append((tensor.name, location, (root / location).resolve()))
+    return found
+
+
 def _load_external_data(proto: onnx.ModelProto, folder: Path) -> None:
     from onnx.external_data_helper import load_external_data_for_model
 
     root = folder.resolve()
-    external = [t for t in proto.graph.initializer if t.data_location == 1]
-    for tensor in external:
-        location = next((kv.value for kv in tensor.external_data if kv.key == "location"), "")
-        target = (root / location).resolve()
+    external = external_files(proto, folder)
+    for name, location, target in external:
         if not target.is_relative_to(root):
             raise UnsafeModelError(
-                f"external data of tensor {tensor.name!r} points outside the model's folder "
+                f"external data of tensor {name!r} points outside the model's folder "
                 f"({location!r}); refusing to read it. Keep external data next to the .onnx file."
             )
         if not target.is_file():
             raise ModelLoadError(
-                f"external data file {location!r} of tensor {tensor.name!r} is missing "
+                f"external data file {location!r} of tensor {name!r} is missing "
                 f"next to the model in {root}"
             )
     if external:

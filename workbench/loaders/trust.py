@@ -157,6 +157,22 @@ def check_size(path: Path, max_bytes: int | None) -> None:
         )
 
 
+def check_data_folder(folder: Path, suffixes: tuple[str, ...], reader: str, opt_in: str) -> None:
+    """Refuse a model folder loaded untrusted that holds a file whose name does not end
+    in one of ``suffixes`` (the data ``reader`` reads: JSON, ONNX, tokenizer files): a
+    runtime never loads such a file from a clean folder, so its presence is a sign of code.
+
+    Raises:
+        UnsafeModelError: one line naming the file and how to opt in (``opt_in``).
+    """
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and not file.name.endswith(suffixes):
+            raise UnsafeModelError(
+                f"{file} is not a file {reader} reads as data (JSON, ONNX, tokenizer files): "
+                f"a folder holding it may carry code; {opt_in}"
+            )
+
+
 def refuse_code(path: Path | str, what: str) -> UnsafeModelError:
     """The one-line refusal of a file whose loading would run code."""
     return UnsafeModelError(f"{path} {what}: loading it could run arbitrary code; {OPT_IN}")

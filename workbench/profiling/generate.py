@@ -655,7 +655,10 @@ def generate_profile(
     """Time a causal LM's greedy generation token by token on one backend (CPU).
 
     Args:
-        model: a ``transformers`` causal LM object (e.g. ``LlamaForCausalLM``); not changed.
+        model: a ``transformers`` causal LM object (e.g. ``LlamaForCausalLM``; not
+            changed), a loaded ONNX generation model (`load_genai`, `load_optimum`), or
+            a name or folder `language_model` loads (untrusted; load a folder yourself
+            with ``trust=True`` to lift the trust rules).
         backend: a backend that generates (its ``decoder``; `generation_backends`):
             ``"torch"`` (eager), ``"onnxruntime"`` (exported with its KV cache), a plugin's.
         prompt: a text, or a list of texts (one sequence each; encoded by the
@@ -705,6 +708,10 @@ def generate_profile(
     warmup = whole("warmup", warmup, minimum=0)
     depth = whole("depth", depth, minimum=0)
     runtime = generative(get_backend(backend))
+    if isinstance(model, (str, Path)):
+        from workbench.loaders.language import language_model
+
+        model = language_model(model, seed=seed)
     runs_on = getattr(model, "runtimes", None)  # a variant (`lm_quantize`) runs on these
     if runs_on is not None and backend not in runs_on:
         raise UnsupportedModelError(
@@ -798,9 +805,9 @@ def generate_profile(
     elif layers:
         notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
     if unchecked:
+        hint = getattr(model, "reference_hint", "give its transformers model as reference=")
         notes.append(
-            f"tokens not checked: {lm.name} has no torch reference to check them against "
-            "(load_genai(folder, reference=<its transformers folder>))"
+            f"tokens not checked: {lm.name} has no torch reference to check them against ({hint})"
         )
     notes.extend(str(note) for note in getattr(decoder, "notes", ()))
     copied = lm.weights_bytes if getattr(decoder, "weights_copied", False) else 0

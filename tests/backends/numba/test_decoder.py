@@ -107,6 +107,9 @@ def test_generate_profile_on_numba_checks_tokens_and_times_layers(llama: object)
     assert g.kv_cache_bytes_measured == g.kv_cache_bytes
     assert g.compile_s is not None and g.compile_s > 0
     assert g.prefill_layers is not None and g.decode_layers is not None
+    # what the breakdown costs: the instrumented generations' own TPOT, as torch and ORT
+    assert g.layers_tpot is not None and g.layers_tpot.n == 1
+    assert g.profiling_cost == pytest.approx(g.layers_tpot.median / g.tpot.median)  # type: ignore[union-attr]
     layers = set(g.decode_layers["layer"])
     assert {
         "lm_head",

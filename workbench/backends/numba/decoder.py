@@ -58,7 +58,7 @@ class NumbaDecoder:
         dtype = {2: np.float16, 4: np.float32, 8: np.float64}[lm.cache_itemsize]
         self.cache = decoder_ops.KvCache(len(past), lm.kv_heads, lm.head_dim, lm.context, dtype)
         proto = onnx.load(str(exported.path))
-        label_modules(proto, exported.modules)
+        label_modules(proto, exported.modules, outer_scopes=exported.outer_scopes)
         table = {**make_kernels(gemm, threads), **decoder_ops.kernels(self.cache)}
         table["MatMulColumns"] = decoder_ops.matmul_columns(table["MatMul"])
         fold = decoder_ops.fold_with(table)
@@ -67,6 +67,9 @@ class NumbaDecoder:
         self.graph = decoder_ops.weights_by_columns(graph)
         self.executor = Executor(self.graph, table, fold, CpuDevice())
         self.compile_s: float | None = None
+        #: the per-layer pass's own generations, timed whole as the plain ones are
+        #: ([TTFT, step, ...] per recorded generation, ms): what the breakdown costs
+        self.layer_times: list[list[float]] = []
         self._batch = 0
         self._length = 0
 
@@ -167,7 +170,8 @@ class NumbaDecoder:
     ) -> tuple[list[LayerTiming], list[LayerTiming]]:
         """Per-layer timings of the prefill and of the decode steps: ``runs`` generations
         with every executor step timed (`Executor.execute_timed`), after one untimed;
-        a ``context`` prefill is run, never recorded.
+        a ``context`` prefill is run, never recorded. Each recorded call is also timed
+        whole, instruments and all, into `layer_times`.
 
         Returns:
             (prefill, decode) `LayerTiming` lists: one sample per prefill / per decode
@@ -176,14 +180,19 @@ class NumbaDecoder:
         """
         self._generate(ids, output_length, context)
         phases: dict[str, list[tuple[Any, list[float]]]] = {"prefill": [], "decode": []}
+        clock = time.perf_counter
+        self.layer_times = []
         for _ in range(runs):
             if context is not None:
                 self.prefill(context)
+            began = clock()
             phases["prefill"].append(self._timed(ids, first=context is None))
-            token = self._last
+            times = [(clock() - began) * 1000.0]
             for _ in range(output_length - 1):
-                phases["decode"].append(self._timed(token[:, None], first=False))
-                token = self._last
+                began = clock()
+                phases["decode"].append(self._timed(self._last[:, None], first=False))
+                times.append((clock() - began) * 1000.0)
+            self.layer_times.append(times)
         return _timings(phases["prefill"]), _timings(phases["decode"])
 
     def _timed(self, ids: np.ndarray, first: bool) -> tuple[Any, list[float]]:

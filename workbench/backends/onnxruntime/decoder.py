@@ -45,6 +45,7 @@ class OrtDecoder:
         profiling: turn ORT's node profiler on (the per-layer copy; never a timed one).
         modules: the exported model's module paths, its root named after its class
             (`phase_layer_timings` maps kernels to them); empty: no per-layer tables.
+        outer_scopes: node-name scopes before the model's own (`label_modules`).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class OrtDecoder:
         threads: int | None = None,
         profiling: bool = False,
         modules: Collection[str] = (),
+        outer_scopes: int = 1,
     ) -> None:
         from workbench.backends.onnxruntime.options import intra_op_threads
         from workbench.backends.onnxruntime.plain import plain_session
@@ -69,7 +71,7 @@ class OrtDecoder:
             self.path, threads=intra_op_threads(threads), profiling=profiling
         )
         self.weights_copied = True
-        self.modules = modules
+        self.modules, self.outer_scopes = modules, outer_scopes
         #: keeps the exported file (and its folder) for the per-layer copy until `close`
         self.folder: tempfile.TemporaryDirectory[str] | None = None
         self.past_names, self.present_names = past_names, present_names
@@ -165,9 +167,11 @@ class OrtDecoder:
         )
         from workbench.loaders.onnx import model_from_proto
 
-        labelled = self.path.with_name("layers.onnx")
+        # beside the decoder's own files, never in a folder the model brought
+        where = Path(self.folder.name) if self.folder is not None else self.path.parent
+        labelled = where / "layers.onnx"
         proto = onnx.load(str(self.path))
-        label_modules(proto, self.modules)
+        label_modules(proto, self.modules, outer_scopes=self.outer_scopes)
         onnx.save(proto, str(labelled))
         copy = OrtDecoder(
             labelled,
@@ -247,6 +251,7 @@ def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
             dtype,
             threads,
             modules=exported.modules,
+            outer_scopes=exported.outer_scopes,
         )
     except BaseException:
         exported.cleanup()
