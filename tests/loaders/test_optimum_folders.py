@@ -117,11 +117,22 @@ def test_numba_generates_from_the_folder_named_by_path(
         if file.suffix == ".safetensors":
             shutil.move(str(file), folder / file.name)
     shutil.rmtree(folder / "weights")
+    # optimum copies the tokenizer's files into the folder: a text prompt goes through them
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(100)}, "w0"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0").save_pretrained(
+        folder
+    )
     g = generate_profile(
-        str(folder), backend="numba", prompt_length=PROMPT, output_length=OUTPUT, runs=1,
+        str(folder), backend="numba", prompt="w5 w6 w7 w8 w9", output_length=OUTPUT, runs=1,
         warmup=0, layers=True,
     )  # fmt: skip
     assert g.model == "llama-onnx optimum"
+    assert g.tokenizer == folder.name and g.prompt_length == 5
+    # decoded by the folder's tokenizer (w0, its unknown token, is special: left out)
+    assert g.text == (" ".join(f"w{t}" for t in g.tokens[0] if t),)
     assert g.reference_backend == "torch" and g.diverges_at is None  # the folder's weights
     assert {"lm_head", "model.layers.1.self_attn.cache_update"} <= set(g.decode_layers["layer"])
     assert g.layers_tpot is not None and g.layers_tpot.n == 1
