@@ -140,7 +140,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--layers",
         action="store_true",
         help="per-layer tables of the prefill and of a decode step (module paths; torch, "
-        "torch-compile eager-equivalent, onnxruntime)",
+        "torch-compile eager-equivalent, onnxruntime, numba)",
     )
     p.add_argument(
         "--roofline",
