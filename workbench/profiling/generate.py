@@ -684,7 +684,8 @@ def generate_profile(
             ones (so the instruments never touch the headline numbers), into per-layer
             tables of the prefill and of one decode step (on a decoder with
             ``phase_layer_timings``: torch's hooks, torch-compile's eager-equivalent
-            ones, ORT's node profiler; otherwise a note says so).
+            ones, ORT's node profiler, the Numba executor's step timing; otherwise a
+            note says so), and the TPOT of those generations (``layers_tpot``).
         tokenizer: encodes a text prompt and decodes the generated tokens into
             ``text``: a folder with tokenizer files, ``"bytes"`` (token id = byte value)
             or a `workbench.loaders.tokenizers.Tokenizer`; None: the tokenizer of the
