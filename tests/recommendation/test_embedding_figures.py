@@ -61,7 +61,7 @@ def test_table_bytes_of_the_dlrm_sample_has_one_row_per_table() -> None:
     fig = table_bytes(tables)
     held, touched = fig.data
     assert len(held.y) == len(tables) == 8
-    assert held.y[-1].startswith("tables.7 (20,000 x 8)")  # the largest table last
+    assert held.y[-1].startswith("tables.7 (20,000 x 64)")  # the largest table last
     np.testing.assert_array_equal(held.x, np.sort(tables["table_bytes"].to_numpy()))
     by_label = dict(zip(touched.y, touched.x, strict=True))
     assert by_label[held.y[-1]] == tables.set_index("layer").loc["tables.7", "bytes_touched"]

@@ -116,7 +116,7 @@ def test_table_bytes_meet_the_targets_at_width_64(name: str, width: int, most: f
     assert variant.params_bytes - model.params_bytes == table_bytes(variant) - table_bytes(model)
 
 
-def test_row_layouts_at_the_samples_width(toy: wb.Model) -> None:
+def test_row_layouts_of_narrow_tables(toy: wb.Model) -> None:
     # width 8: a row is 32 bytes in fp32; int8 keeps 8 codes + fp32 scale and bias (16),
     # int4 4 bytes of nibbles + fp16 scale and bias (8): the scales dominate narrow rows
     fp32 = table_bytes(toy)

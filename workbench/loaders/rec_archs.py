@@ -6,7 +6,9 @@ The DLRM-style click model of the ``dlrm`` sample:
 Inputs: ``dense`` float32 ``(N, 13)`` and one int64 ``(N, BAG)`` bag of ids per sparse
 feature, ``ids_0`` ... ``ids_7`` (one input per table, so each input's ids are bounded by
 its own table's rows). Output: ``(N, 1)`` click logits. Layers read as canonical names:
-``bottom.0``, ``tables.3`` (an ``nn.EmbeddingBag``, sum over the bag), ``top.2``.
+``bottom.0``, ``tables.3`` (an ``nn.EmbeddingBag``, sum over the bag), ``top.2``. Every
+table is ``EMBEDDING_DIM`` wide unless built with another ``dim`` (a sample's card records
+its width, and loading builds that).
 """
 
 from __future__ import annotations
@@ -29,7 +31,18 @@ from workbench.loaders.rec_data import (
     TABLE_ROWS,
 )
 
-__all__ = ["DLRM", "AnomalyAutoencoder", "TwoTower", "check_tables_fit", "two_tower_inputs"]
+__all__ = [
+    "DLRM",
+    "EMBEDDING_DIM",
+    "AnomalyAutoencoder",
+    "TwoTower",
+    "check_tables_fit",
+    "two_tower_inputs",
+]
+
+#: the DLRM tables' width: DLRM's own tables are 64-128 wide, and at width 64 a row-wise
+#: int8 row (64 codes + an fp32 scale and bias) is 28% of its fp32 bytes
+EMBEDDING_DIM = 64
 
 
 def check_tables_fit(tables: Mapping[str, tuple[int, int]], itemsize: int = 4) -> None:
@@ -68,6 +81,14 @@ def check_tables_fit(tables: Mapping[str, tuple[int, int]], itemsize: int = 4) -
 class DLRM(nn.Module):
     """Bottom MLP, EmbeddingBag tables, pairwise dot interaction, top MLP.
 
+    Args:
+        table_rows: each table's rows.
+        dim: every table's width, and the bottom MLP's output width (the dot interaction
+            pairs the bottom vector with each table's bag).
+
+    Raises:
+        ParameterError: rows or ``dim`` not positive, or tables larger than free memory.
+
     Example:
         >>> model = DLRM()
         >>> model(torch.zeros(2, 13), *[torch.zeros(2, 2, dtype=torch.long)] * 8).shape
@@ -76,7 +97,7 @@ class DLRM(nn.Module):
 
     pair_index: torch.Tensor
 
-    def __init__(self, table_rows: tuple[int, ...] = TABLE_ROWS, dim: int = 8) -> None:
+    def __init__(self, table_rows: tuple[int, ...] = TABLE_ROWS, dim: int = EMBEDDING_DIM) -> None:
         check_tables_fit({f"tables.{i}": (rows, dim) for i, rows in enumerate(table_rows)})
         super().__init__()
         self.bottom = nn.Sequential(nn.Linear(DENSE, 32), nn.ReLU(), nn.Linear(32, dim), nn.ReLU())

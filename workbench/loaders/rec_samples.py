@@ -66,7 +66,7 @@ def load(folder: Path, name: str) -> Model:
     weights = folder / name / "weights.safetensors"
     if not weights.is_file():
         raise ModelLoadError(f"sample {name!r} has no weights at {weights}; run {_SCRIPTS[name]}")
-    module, example_inputs, input_names = _architecture(name)
+    module, example_inputs, input_names = _architecture(name, card)
     try:
         module.load_state_dict(load_file(str(weights)))
     except (RuntimeError, OSError) as exc:
@@ -85,12 +85,14 @@ def load(folder: Path, name: str) -> Model:
     return model
 
 
-def _architecture(name: str) -> tuple[Any, tuple[Any, ...], list[str]]:
-    """A fresh module of sample ``name``, example inputs and input names."""
+def _architecture(name: str, card: dict[str, Any]) -> tuple[Any, tuple[Any, ...], list[str]]:
+    """A fresh module of sample ``name`` as its card describes it, example inputs and
+    input names."""
     from workbench.loaders import rec_archs
 
     if name == "dlrm":
-        return rec_archs.DLRM(), rec_archs.example_inputs(), rec_archs.INPUT_NAMES
+        dim = int(card.get("embedding_dim", rec_archs.EMBEDDING_DIM))
+        return rec_archs.DLRM(dim=dim), rec_archs.example_inputs(), rec_archs.INPUT_NAMES
     if name == "two-tower":
         return rec_archs.TwoTower(), rec_archs.two_tower_inputs(), rec_archs.TWO_TOWER_INPUTS
     import torch
