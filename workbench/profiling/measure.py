@@ -131,12 +131,18 @@ class Compiled:
 
     Attributes:
         session: the `Session`.
-        compile_s: seconds the backend's ``compile`` took.
     """
 
     def __init__(self, session: Session, compile_s: float) -> None:
-        self.session, self.compile_s = session, compile_s
+        self.session, self._compile_s = session, compile_s
         self._settings: AbstractContextManager[None] | None = None
+
+    @property
+    def compile_s(self) -> float:
+        """Seconds the backend's ``compile`` took, plus the planning a session that
+        compiles per input shape did since (its ``plan_s``: numba loads or compiles its
+        kernels on the first run at each shape, when `runner` is made)."""
+        return self._compile_s + float(getattr(self.session, "plan_s", 0.0))
 
     @property
     def threads(self) -> int | None:

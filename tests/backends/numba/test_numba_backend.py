@@ -290,6 +290,26 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path) -> None:
     assert second_misses == 0 and second_hits > 0
 
 
+def test_compile_seconds_count_the_plan_of_each_new_shape(backend) -> None:
+    """Numba loads (or compiles) its kernels on the first run at a shape: that planning
+    is compile time, measured per new shape, and the profile's compile_s includes it."""
+    from workbench.profiling.measure import compiled
+
+    model = wb.samples.load("digits-cnn")
+    with compiled(model, "numba", "cpu") as run:
+        session, before = run.session, run.compile_s
+        assert session.graph_s > 0 and session.plan_s == 0
+        replay = session.runner(model.example_inputs(2))
+        planned = session.plan_s
+        assert planned > 0 and run.compile_s == pytest.approx(before + planned)
+        replay()
+        session.run(model.example_inputs(2))  # the same shapes: no new plan
+        assert session.plan_s == planned
+        session.run(model.example_inputs(3))
+        assert session.plan_s > planned
+        assert session.compile_s == pytest.approx(session.graph_s + session.plan_s)
+
+
 def test_replayed_plans_read_each_runs_inputs(backend) -> None:
     """Steps are bound to fixed buffers once; every run must still see its own inputs."""
     model = wb.samples.load("digits-cnn")

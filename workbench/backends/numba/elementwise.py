@@ -1,6 +1,7 @@
 """Elementwise ops as Numba ufuncs: NumPy broadcasting and ``out=`` for free.
 
-Each ufunc is compiled on first use (and cached on disk), for float32 and float64.
+Each ufunc is compiled on first use for the one float dtype it meets (float32 or
+float64; its scalar kernel cached on disk).
 Integer tensors (shape arithmetic that is not constant) fall back to NumPy's own
 ufuncs, which are exact.
 """
@@ -16,10 +17,6 @@ import numpy as np
 from numba import njit, vectorize
 
 from workbench.errors import UnsupportedModelError
-
-_FLOAT_UNARY = ["float32(float32)", "float64(float64)"]
-_FLOAT_BINARY = ["float32(float32, float32)", "float64(float64, float64)"]
-_FLOAT_TERNARY = ["float32(float32, float32, float32)", "float64(float64, float64, float64)"]
 
 
 def _relu(x: float) -> float:
@@ -222,23 +219,21 @@ _erf_rational_jit = njit(inline="always")(_erf_rational)
 def ufunc(op: str, dtype: Any = np.float64) -> Any:
     """The compiled Numba ufunc for ``op`` (an entry of `UNARY`, `PARAMETRIC` or `BINARY`)
     on ``dtype`` operands (float32 takes `FLOAT32_UNARY`'s version where there is one)."""
-    if op in FLOAT32_UNARY and np.dtype(dtype) == np.float32:
-        return _float32_ufunc(op)
-    return _ufunc(op)  # one ufunc per op, compiled for both float dtypes
+    name = np.dtype(dtype).name
+    if op in FLOAT32_UNARY and name == "float32":
+        return _ufunc(op, name, FLOAT32_UNARY[op])
+    scalar = (UNARY.get(op) or PARAMETRIC.get(op) or BINARY[op])[0]
+    return _ufunc(op, name, scalar)
 
 
 @functools.cache
-def _float32_ufunc(op: str) -> Any:
-    return vectorize(["float32(float32)"], cache=True)(FLOAT32_UNARY[op])
-
-
-@functools.cache
-def _ufunc(op: str) -> Any:
-    if op in UNARY:
-        return vectorize(_FLOAT_UNARY, cache=True)(UNARY[op][0])
-    if op in PARAMETRIC:
-        return vectorize(_FLOAT_TERNARY, cache=True)(PARAMETRIC[op][0])
-    return vectorize(_FLOAT_BINARY, cache=True)(BINARY[op][0])
+def _ufunc(op: str, dtype: str, scalar: Callable[..., Any]) -> Any:
+    """``scalar`` as a ufunc of one signature, on ``dtype`` only: Numba builds a ufunc's
+    loop for each signature when it is made, an LLVM compile its disk cache does not keep
+    (50-80 ms each: a compile from cache spent most of its time there with both float
+    dtypes built for every op)."""
+    arity = 3 if op in PARAMETRIC else 1 if op in UNARY else 2
+    return vectorize([f"{dtype}({', '.join([dtype] * arity)})"], cache=True)(scalar)
 
 
 def parameters(op: str, attrs: dict[str, Any]) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -24,6 +25,11 @@ class NumbaSession:
         backend: ``"numba"`` or ``"numba-cuda"``.
         device: ``"cpu"`` or ``"cuda:N"``.
         graph: the executed graph after folding and fusion (for inspection).
+        graph_s: seconds ``compile`` spent building ``graph`` (reading the ONNX graph,
+            folding constants, fusion, layout).
+        plan_s: seconds spent planning so far: at each new set of input shapes, the
+            first run's kernels loaded from Numba's disk cache (or compiled), its
+            buffers allocated and its steps bound, and the runner's first replay.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class NumbaSession:
     ) -> None:
         from workbench.backends.numba import cpu_ops
 
+        started = time.perf_counter()
         self.model = model
         #: Numba threads its parallel loops run on (None: Numba's own count, on a GPU)
         self.threads = threads
@@ -69,6 +76,15 @@ class NumbaSession:
         self._executor: Executor | None = Executor(
             self.graph, kernels, cpu_ops.fold, device_api, overrides
         )
+        self.graph_s = time.perf_counter() - started
+        self.plan_s = 0.0
+
+    @property
+    def compile_s(self) -> float:
+        """Seconds compiling took so far: `graph_s` plus `plan_s` (the Numba kernels are
+        loaded or compiled on the first run at each set of input shapes, not in
+        ``compile``)."""
+        return self.graph_s + self.plan_s
 
     def _empty_like(self, array: Any) -> Any:
         return self._device.view(
@@ -78,15 +94,25 @@ class NumbaSession:
     def _to_host(self, array: Any) -> np.ndarray:
         return self._device.download(array)
 
-    def _stage(self, inputs: Inputs) -> tuple[Executor, Plan]:
-        if self._executor is None:
+    def _stage(self, inputs: Inputs, warm: bool = False) -> tuple[Executor, Plan]:
+        """The executor and the plan for ``inputs``, staged into its buffers; a new plan
+        (and with ``warm`` its first replay, which may compile too) counts in `plan_s`."""
+        executor = self._executor
+        if executor is None:
             raise BackendError("this session is closed; compile the model again")
         checked = self.model.check_inputs(inputs)
         by_graph_name = dict(zip(self.graph.inputs, checked.values(), strict=True))
         # binding picks serial or parallel kernels by the thread count in force
         with self._memory_guard(checked), self.settings():
+            started, known = time.perf_counter(), len(executor.plans)
             # staging allocates every planned buffer: where a too-large batch fails
-            return self._executor, self._executor.stage(by_graph_name)
+            plan = executor.stage(by_graph_name)
+            if len(executor.plans) > known:
+                if warm:
+                    executor.execute(plan)  # compile outside the timed calls
+                    self._device.synchronize()
+                self.plan_s += time.perf_counter() - started
+            return executor, plan
 
     @contextlib.contextmanager
     def _memory_guard(self, checked: Mapping[str, np.ndarray]) -> Any:
@@ -117,9 +143,7 @@ class NumbaSession:
         The callable returns when the device has finished; outputs stay on the device
         in the session's planned buffers (overwritten by the next call).
         """
-        executor, plan = self._stage(inputs)
-        with self.settings():
-            executor.execute(plan)  # compile outside the timed calls
+        executor, plan = self._stage(inputs, warm=True)
         device = self._device
 
         def run_once() -> list[Any]:
