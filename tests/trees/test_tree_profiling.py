@@ -85,32 +85,68 @@ def test_boosted_groups_hold_whole_rounds() -> None:
     assert [g.trees for g in tree_groups(m.to_onnx().proto, {"input": x})] == [3] * GROUPS
 
 
-def test_profile_rows_name_tree_groups_attributed_not_measured(forest) -> None:
+def test_profile_rows_time_tree_groups_alone_where_the_runtime_can(forest) -> None:
     from workbench.profiling.profile import Profile
     from workbench.profiling.trees import GROUP_OP
 
     m = wb.load(forest)
     x = m.example_inputs(batch_size=16)
     tables = {}
-    for backend in ("onnxruntime", "numba"):
+    for backend in ("onnxruntime", "numba", "native"):
         p = wb.profile(m, backend=backend, inputs=x, layer_repeats=2, budget_s=0.1)
         table = p.layers.set_index("layer")
         groups = table[table["op_type"] == GROUP_OP]
         ensemble = table.loc["ensemble"]
         assert list(table.index[:11]) == ["ensemble", *groups.index]  # right after their layer
-        assert groups["latency_ms"].isna().all() and (groups["samples"] == 0).all()
         assert (groups["fused_into"] == "ensemble").all() and groups["params_bytes"].isna().all()
         assert groups["attributed_ms"].sum() == pytest.approx(ensemble["latency_ms"])
         assert groups["node_visits"].sum() == pytest.approx(ensemble["node_visits"])
-        assert groups["note"].str.startswith("attributed, not measured").all()
-        assert any("attributed, not measured" in note for note in p.notes)
         assert p.memory.params_bytes == ensemble["params_bytes"]  # not counted twice
+        (note,) = [n for n in p.notes if n.startswith("groups of trees (ensemble: 10 groups")]
+        if backend == "native":  # the library's own object cannot be cut into groups
+            assert groups["latency_ms"].isna().all() and (groups["samples"] == 0).all()
+            assert groups["note"].str.startswith("attributed, not measured (native cannot").all()
+            assert "are attributed, not measured (native cannot run" in note
+        else:  # each group's trees timed alone on the same rows, beside the attribution
+            assert (groups["latency_ms"] > 0).all() and np.isfinite(groups["latency_ms"]).all()
+            assert (groups["samples"] > 0).all()
+            assert groups["note"].str.startswith("measured: these 2 trees alone").all()
+            ratio = groups["latency_ms"].sum() / ensemble["latency_ms"]
+            assert f"(ratio {ratio:.2f};" in note and 0.1 < ratio < 1000
         back = Profile.from_json(p.to_json()).layers.set_index("layer")
         assert back.loc[groups.index, "attributed_ms"].tolist() == groups["attributed_ms"].tolist()
         tables[backend] = groups
     # the same groups, the same measured work on every runtime
     assert list(tables["onnxruntime"].index) == list(tables["numba"].index)
-    assert tables["onnxruntime"]["node_visits"].equals(tables["numba"]["node_visits"])
+    assert tables["onnxruntime"]["node_visits"].equals(tables["native"]["node_visits"])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numba"])
+def test_group_models_add_up_to_the_whole_ensembles_raw_scores(backend) -> None:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from workbench.loaders.onnx import model_from_proto
+    from workbench.profiling.trees import group_models, tree_groups
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    gbm = GradientBoostingRegressor(n_estimators=24, max_depth=3, random_state=0)
+    m = wb.load(gbm.fit(x, x[:, 0] * 2 + np.sin(x[:, 1])), example_inputs=x)
+    proto = m.to_onnx().proto
+    groups = tree_groups(proto, {"input": x})
+    models = group_models(proto, groups)
+    assert list(models) == [g.layer for g in groups] and len(groups) > 1
+    runtime = wb.backend(backend)
+    parts = [
+        runtime.compile(model_from_proto(models[g.layer], g.layer), "cpu").run({"input": x})[0]
+        for g in groups
+    ]
+    whole = runtime.compile(m, "cpu").run({"input": x})[0]
+    # a sum of the groups' raw scores plus the ensemble's base value (no post-transform)
+    np.testing.assert_allclose(sum(parts) + gbm.init_.constant_[0][0], whole, rtol=1e-5, atol=1e-5)
+    tree = gbm.estimators_[: groups[0].trees, 0]
+    first = sum(t.predict(x) for t in tree) * gbm.learning_rate
+    np.testing.assert_allclose(parts[0][:, 0], first, rtol=1e-5, atol=1e-5)
 
 
 def test_trees_fed_by_preprocessing_say_their_visits_are_not_measured(cancer) -> None:

@@ -238,8 +238,8 @@ def _with_costs(
     from workbench.profiling.trees import with_tree_groups
 
     graph = graph if graph is not None else model.to_onnx().proto
-    # trees' work (node visits per input row) and their groups of trees, attributed
-    table, tree_notes = with_tree_groups(table, graph, inputs)
+    # trees' work (node visits per row) and their groups of trees, timed where the runtime can
+    table, tree_notes = with_tree_groups(table, graph, inputs, session)
     found = found.with_note(*tree_notes)
     from workbench.profiling.embeddings import table_columns
 

@@ -7,13 +7,24 @@ its leaf, so deep paths cost more than the tree's size says). `node_visits` fill
 per-layer ``node_visits`` column; `tree_stats` gives the model-level facts (trees, nodes,
 leaves, depth histogram, model bytes, visits per prediction).
 
-An ensemble is one kernel on every runtime (ONNX Runtime's ``TreeEnsemble*`` node cannot
-be split, nor can the Numba kernel's or a library's predict), so its groups of trees
-(`tree_groups`: ~12 groups of consecutive trees, whole boosting rounds) are rows of the
-per-layer table with their node visits measured and their time **attributed**: the
-ensemble's measured median split by the groups' share of node visits, in the
-``attributed_ms`` column; their ``latency_ms`` stays empty, and they are marked as run
-inside the ensemble's kernel (``fused_into``), as any layer a runtime fuses away.
+Every runtime runs an ensemble as one kernel, so its groups of trees (`tree_groups`: ~12
+groups of consecutive trees, whole boosting rounds) are rows of the per-layer table
+marked as run inside the ensemble's kernel (``fused_into``), with their node visits
+measured and two times side by side:
+
+- ``attributed_ms``, always: the ensemble's measured median split by the groups' share
+  of node visits, an attribution and not a measurement;
+- ``latency_ms`` / ``samples``, **measured** where the runtime can run part of an
+  ensemble: each group is cut out as a model of its own (`group_models`: the group's
+  trees alone, summed raw scores, no post-transform or base values) and timed on the
+  profiled rows with the measuring core (`workbench.profiling.measure`). ONNX Runtime
+  and the Numba kernel run them; ``native`` and ``treelite`` run the library's own
+  object, which cannot be cut, so their rows stay attributed and say so. A note gives
+  the groups' measured sum against the whole layer's median (a ratio, not forced to 1:
+  each group pays its own call overhead, and a group's trees run without the others').
+
+Group timing is on whenever layers are profiled and bounded: one compile per group and
+about `GROUP_BUDGET_S` seconds of timed repeats for all the groups of a layer together.
 
 Example:
     >>> stats = tree_stats(wb.samples.load("trees-gbm"), data.inputs)
@@ -23,25 +34,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays
+from workbench.loaders.tree_graph import LEAF, TREE_OPS, TreeArrays, legacy_node, select_trees
 from workbench.loaders.trees import ensemble_of
 
 if TYPE_CHECKING:
     import onnx
 
+    from workbench.backends.base import Session
     from workbench.model import Model
+    from workbench.profiling.timer import Measurement
 
 __all__ = [
     "GROUPS",
     "TreeGroup",
     "TreeStats",
+    "group_models",
     "node_visits",
     "reach_counts",
     "tree_groups",
@@ -55,6 +69,10 @@ GROUPS = 12
 MAX_GROUPS = 16
 #: ``op_type`` of a group-of-trees row in the per-layer table
 GROUP_OP = "TreeGroup"
+#: seconds of timed repeats shared by all the groups of one tree layer (each its part)
+GROUP_BUDGET_S = 0.5
+#: untimed calls before a group's timed ones
+GROUP_WARMUP = 2
 
 
 @dataclass(frozen=True)
@@ -313,22 +331,113 @@ def _trees_a_round(trees: TreeArrays) -> int:
     return trees.n_targets if bool((target == cycle[tree_of]).all()) else 1
 
 
+def group_models(graph: onnx.ModelProto, groups: Sequence[TreeGroup]) -> dict[str, onnx.ModelProto]:
+    """One ONNX model per group: the group's trees alone, cut out of their tree layer.
+
+    Each model reads the layer's graph input and returns the group's summed raw scores
+    ``(rows, targets)`` (``scores``): the node's attributes restricted to the group's
+    trees, aggregated by ``SUM`` with no post-transform and no base values, so the
+    groups of a summed ensemble add up to the whole layer's raw scores minus its base
+    values. Groups of a layer made of several tree nodes (an IsolationForest converts to
+    one node a tree) are left out.
+
+    Args:
+        graph: the model's ONNX graph (not changed).
+        groups: from `tree_groups` on the same graph.
+
+    Returns:
+        group layer -> its model.
+    """
+    from onnx import TensorProto, helper
+
+    from workbench.loaders.onnx import canonical_layer_name
+
+    nodes: dict[str, list[onnx.NodeProto]] = {}
+    for index, node in enumerate(graph.graph.node):
+        if node.op_type in TREE_OPS:
+            nodes.setdefault(canonical_layer_name(node, index), []).append(node)
+    inputs = {v.name: v for v in graph.graph.input}
+    models = {}
+    for group in groups:
+        if len(nodes.get(group.parent, [])) != 1:
+            continue
+        (node,) = nodes[group.parent]
+        trees = ensemble_of(node)
+        part = select_trees(trees, np.arange(group.first, group.first + group.trees))
+        like = helper.make_node(
+            "TreeEnsembleRegressor", [node.input[0]], ["scores"], domain="ai.onnx.ml",
+            n_targets=trees.n_targets, aggregate_function="SUM", post_transform="NONE",
+        )  # fmt: skip
+        raw = legacy_node(part, like)
+        raw.name = group.layer
+        scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, trees.n_targets])
+        body = helper.make_graph([raw], group.layer, [inputs[node.input[0]]], [scores])
+        models[group.layer] = helper.make_model(
+            body, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+        )
+    return models
+
+
+def _measure_groups(
+    session: Session,
+    graph: onnx.ModelProto,
+    groups: Sequence[TreeGroup],
+    inputs: dict[str, np.ndarray],
+) -> tuple[dict[str, Measurement], str]:
+    """Each group's trees timed alone on ``session``'s runtime, or why they cannot be.
+
+    The group models are compiled at the backend's defaults on the session's device and
+    timed on the profiled rows, `GROUP_BUDGET_S` shared by the groups.
+    """
+    from workbench.backends.base import get_backend
+    from workbench.loaders.onnx import model_from_proto
+    from workbench.profiling.measure import TimingOptions, compiled, measure
+
+    models = group_models(graph, groups)
+    if len(models) < len(groups):
+        return {}, "its tree layer is made of several tree nodes"
+    backend = get_backend(session.backend)
+    timing = TimingOptions(budget_s=GROUP_BUDGET_S / max(len(groups), 1), warmup=GROUP_WARMUP)
+    measured = {}
+    for group in groups:
+        model = model_from_proto(models[group.layer], f"{session.model.name}{group.layer}")
+        support = backend.supports(model)
+        if not support:
+            return (
+                {},
+                f"{session.backend} cannot run a group's trees alone: {'; '.join(support.reasons)}",
+            )
+        name = model.inputs[0].name
+        with compiled(model, session.backend, session.device) as c:
+            runner = c.session.runner({name: inputs[name]})
+            measured[group.layer] = measure(
+                runner, timing, device=session.device, label=group.layer, threads=c.threads
+            )
+    return measured, ""
+
+
 def with_tree_groups(
-    table: pd.DataFrame, graph: onnx.ModelProto | None, inputs: dict[str, np.ndarray]
+    table: pd.DataFrame,
+    graph: onnx.ModelProto | None,
+    inputs: dict[str, np.ndarray],
+    session: Session | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """A per-layer table with the trees' work and their groups, and notes saying how.
 
     Tree layers get ``node_visits`` (measured) and ``trees``; after each, one row per
     `tree_groups` group: ``op_type`` `GROUP_OP`, ``fused_into`` the tree layer,
-    ``latency_ms`` empty (no runtime times part of an ensemble), ``node_visits``,
-    ``trees`` and ``tree_nodes`` counted, and ``attributed_ms``: the tree layer's measured
-    median times the group's share of its node visits, an attribution and not a
-    measurement. Group rows hold no parameter bytes (their layer's row does).
+    ``node_visits``, ``trees`` and ``tree_nodes`` counted, ``attributed_ms`` (the tree
+    layer's measured median times the group's share of its node visits, an attribution)
+    and, where ``session``'s runtime can run a group's trees alone, ``latency_ms`` and
+    ``samples`` measured on them (`group_models`); else ``latency_ms`` stays empty and
+    the note says why. Group rows hold no parameter bytes (their layer's row does).
 
     Args:
         table: the per-layer table indexed by layer (not changed).
         graph: the model's ONNX graph (None: no trees to find).
         inputs: the profiled rows, by input name.
+        session: the profiled session, to time the groups on its runtime (None: the
+            groups are only attributed).
 
     Returns:
         The new table (indexed by layer) and the notes for the profile.
@@ -352,33 +461,79 @@ def with_tree_groups(
     records = []
     for layer, row in table.iterrows():
         records.append({"layer": layer, **row.to_dict()})
-        for group in groups.get(str(layer), []):
+        if str(layer) not in groups:
+            continue
+        measured, why = _timed(session, graph, groups[str(layer)], inputs)
+        for group in groups[str(layer)]:
             share = group.node_visits / visits[group.parent] if visits[group.parent] else np.nan
-            records.append(
-                {
-                    "layer": group.layer,
-                    "op_type": GROUP_OP,
-                    "samples": 0,
-                    "fused_into": group.parent,
-                    "node_visits": group.node_visits,
-                    "trees": group.trees,
-                    "tree_nodes": group.nodes,
-                    "attributed_ms": float(row["latency_ms"]) * share,
-                    "note": f"attributed, not measured: {share:.1%} of {group.parent}'s node "
-                    "visits times its measured time",
-                }
-            )
-    sizes = sorted({g.trees for v in groups.values() for g in v}, reverse=True)
-    of_trees = f"{'/'.join(map(str, sizes[:2]))} tree{'' if sizes == [1] else 's'}"
-    notes.append(
-        f"groups of trees ({', '.join(groups)}: {sum(map(len, groups.values()))} groups of "
-        f"{of_trees}) are attributed, not measured: every "
-        "runtime runs a tree ensemble as one kernel (ONNX Runtime's TreeEnsemble node, the "
-        "Numba kernel and a library's predict cannot be split), so a group's attributed_ms "
-        "is its layer's measured median split by the group's share of node visits "
-        "(measured on the profiled rows); its latency_ms stays empty"
-    )
+            records.append(_group_record(group, float(row["latency_ms"]) * share, share,
+                                         measured.get(group.layer), why))  # fmt: skip
+        notes.append(_groups_note(str(layer), groups[str(layer)], row, measured, why))
     return pd.DataFrame.from_records(records).set_index("layer"), notes
+
+
+def _timed(
+    session: Session | None,
+    graph: onnx.ModelProto,
+    groups: list[TreeGroup],
+    inputs: dict[str, np.ndarray],
+) -> tuple[dict[str, Measurement], str]:
+    if session is None:
+        return {}, "group timing was not asked for"
+    try:
+        return _measure_groups(session, graph, groups, inputs)
+    except Exception as exc:  # the attribution stands without the measurement
+        return {}, f"timing the groups failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+
+
+def _group_record(
+    group: TreeGroup, attributed_ms: float, share: float, measured: Measurement | None, why: str
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "layer": group.layer,
+        "op_type": GROUP_OP,
+        "samples": 0,
+        "fused_into": group.parent,
+        "node_visits": group.node_visits,
+        "trees": group.trees,
+        "tree_nodes": group.nodes,
+        "attributed_ms": attributed_ms,
+    }
+    if measured is None:
+        record["note"] = (
+            f"attributed, not measured ({why}): {share:.1%} of {group.parent}'s node visits "
+            "times its measured time"
+        )
+        return record
+    record.update(
+        latency_ms=measured.median,
+        latency_p90_ms=measured.p90,
+        samples=measured.n,
+        note=f"measured: these {group.trees} trees alone on the profiled rows, raw scores",
+    )
+    return record
+
+
+def _groups_note(
+    layer: str, groups: list[TreeGroup], row: pd.Series, measured: dict[str, Measurement], why: str
+) -> str:
+    sizes = sorted({g.trees for g in groups}, reverse=True)
+    of_trees = f"{'/'.join(map(str, sizes[:2]))} tree{'' if sizes == [1] else 's'}"
+    head = f"groups of trees ({layer}: {len(groups)} groups of {of_trees})"
+    if not measured:
+        return (
+            f"{head} are attributed, not measured ({why}): their attributed_ms is the "
+            "layer's measured median split by the group's share of node visits (measured on "
+            "the profiled rows); their latency_ms stays empty"
+        )
+    total = sum(m.median for m in measured.values())
+    whole = float(row["latency_ms"])
+    return (
+        f"{head} are measured, each group's trees alone (raw scores, no post-transform): "
+        f"their medians sum to {total:.4g} ms against {whole:.4g} ms for the whole layer "
+        f"(ratio {total / whole:.2f}; each group pays its own call); attributed_ms beside "
+        "them splits the layer's median by node visits"
+    )
 
 
 def _unmeasured_note(graph: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[str]:
