@@ -162,3 +162,14 @@ def test_trees_fed_by_preprocessing_say_their_visits_are_not_measured(cancer) ->
     )
     assert "node_visits" not in p.layers and "trees" not in p.layers
     assert any("not measured for tree layers fed by other nodes (ensemble" in n for n in p.notes)
+
+
+def test_group_timing_false_leaves_the_groups_attributed(forest) -> None:
+    from workbench.profiling.trees import GROUP_OP
+
+    m = wb.load(forest)
+    x = m.example_inputs(batch_size=8)
+    p = wb.profile(m, "onnxruntime", inputs=x, layer_repeats=2, budget_s=0.1, group_timing=False)
+    groups = p.layers[p.layers["op_type"] == GROUP_OP]
+    assert len(groups) == 10 and groups["latency_ms"].isna().all()
+    assert groups["note"].str.startswith("attributed, not measured (group_timing=False)").all()

@@ -89,6 +89,7 @@ def profile_layers(
     view: str = "leaves",
     method: str | None = None,
     roofline: bool = True,
+    group_timing: bool = True,
 ) -> LayerReport:
     """Time each layer of ``session``'s model; the table, memory and notes as data.
 
@@ -109,6 +110,8 @@ def profile_layers(
             torch's ``"torch.profiler"`` (with per-layer memory).
         roofline: add attained FLOP/s and bound from `machine_ceilings` (measured once,
             cached on disk).
+        group_timing: time each group of trees alone where the runtime can
+            (`workbench.profiling.trees.with_tree_groups`).
 
     Returns:
         A `LayerReport`.
@@ -143,7 +146,7 @@ def profile_layers(
             method=f"instrumented ({label}, {repeats} runs, view={view})",
             layers=layer_table(timings, end_to_end_ms, view),
         ).with_note(*_timing_notes(timings))
-        found = _with_costs(found, session, inputs, roofline)
+        found = _with_costs(found, session, inputs, roofline, group_timing)
         found = found.with_note(_overhead_note(_attributed(found.layers, end_to_end_ms)))
         return dataclasses.replace(found, memory=found.memory.merged(_memory_from_timings(timings)))
     except KeyboardInterrupt as exc:
@@ -218,7 +221,11 @@ def _memory_from_timings(timings: Sequence[LayerTiming]) -> ProfileMemory:
 
 
 def _with_costs(
-    found: LayerReport, session: Session, inputs: dict[str, np.ndarray], roofline: bool
+    found: LayerReport,
+    session: Session,
+    inputs: dict[str, np.ndarray],
+    roofline: bool,
+    group_timing: bool = True,
 ) -> LayerReport:
     """``found`` with FLOPs, bytes, tree and embedding columns and, asked, the roofline."""
     from workbench.profiling import cost
@@ -239,7 +246,7 @@ def _with_costs(
 
     graph = graph if graph is not None else model.to_onnx().proto
     # trees' work (node visits per row) and their groups of trees, timed where the runtime can
-    table, tree_notes = with_tree_groups(table, graph, inputs, session)
+    table, tree_notes = with_tree_groups(table, graph, inputs, session if group_timing else None)
     found = found.with_note(*tree_notes)
     from workbench.profiling.embeddings import table_columns
 

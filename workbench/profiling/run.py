@@ -37,6 +37,7 @@ def profile(
     layer_repeats: int = 20,
     layer_view: str = "leaves",
     layer_method: str | None = None,
+    group_timing: bool = True,
     budget_s: float = 2.0,
     warmup: int = 3,
     options: dict[str, Any] | None = None,
@@ -71,6 +72,9 @@ def profile(
             ``"containers"`` (every module, inclusive times); torch models.
         layer_method: another per-layer timing method, e.g. ``"torch.profiler"`` (with
             per-layer memory); the session's ``layer_methods()`` lists them.
+        group_timing: with ``layers``, time each group of trees of a tree ensemble alone
+            where the runtime can run part of one (ONNX Runtime, Numba; about half a
+            second a tree layer); False leaves the groups attributed only.
         budget_s: time budget of the end-to-end measurement, in seconds.
         warmup: minimum warm-up calls.
         options: backend options for ``compile`` (e.g. ``{"threads": 2}``); process-wide
@@ -120,8 +124,9 @@ def profile(
             if layers:
                 step(0.6, "timing each layer")
                 found = _layer_pass(
-                    run.session, timed.staged, latency, layer_repeats, layer_view, layer_method
-                )
+                    run.session, timed.staged, latency, layer_repeats, layer_view, layer_method,
+                    group_timing,
+                )  # fmt: skip
             step(1.0, "done")
     return _assemble(
         timed, backend, device, latency, found, env, said,
@@ -213,13 +218,17 @@ def _layer_pass(
     repeats: int,
     view: str,
     method: str | None,
+    group_timing: bool = True,
 ) -> LayerReport:
     """The per-layer pass; interrupted (Ctrl+C, a kernel interrupt), what it had found,
     with a note that says the end-to-end measurement is kept."""
     from workbench.profiling.layers import LayersInterrupted, profile_layers
 
     try:
-        return profile_layers(session, staged, latency.median, repeats, view=view, method=method)
+        return profile_layers(
+            session, staged, latency.median, repeats, view=view, method=method,
+            group_timing=group_timing,
+        )  # fmt: skip
     except KeyboardInterrupt as exc:
         found = exc.found if isinstance(exc, LayersInterrupted) else LayerReport()
         kept = "the end-to-end measurement is returned"

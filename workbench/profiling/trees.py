@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,9 +71,9 @@ MAX_GROUPS = 16
 #: ``op_type`` of a group-of-trees row in the per-layer table
 GROUP_OP = "TreeGroup"
 #: seconds of timed repeats shared by all the groups of one tree layer (each its part)
-GROUP_BUDGET_S = 0.5
+GROUP_BUDGET_S = 0.25
 #: untimed calls before a group's timed ones
-GROUP_WARMUP = 2
+GROUP_WARMUP = 1
 
 
 @dataclass(frozen=True)
@@ -386,8 +387,9 @@ def _measure_groups(
 ) -> tuple[dict[str, Measurement], str]:
     """Each group's trees timed alone on ``session``'s runtime, or why they cannot be.
 
-    The group models are compiled at the backend's defaults on the session's device and
-    timed on the profiled rows, `GROUP_BUDGET_S` shared by the groups.
+    The group models are compiled on the session's device with the options it was
+    compiled with where it shows them (`_options_of`), and timed on the profiled rows,
+    `GROUP_BUDGET_S` shared by the groups.
     """
     from workbench.backends.base import get_backend
     from workbench.loaders.onnx import model_from_proto
@@ -408,7 +410,7 @@ def _measure_groups(
                 f"{session.backend} cannot run a group's trees alone: {'; '.join(support.reasons)}",
             )
         name = model.inputs[0].name
-        with compiled(model, session.backend, session.device) as c:
+        with compiled(model, session.backend, session.device, _options_of(session)) as c:
             runner = c.session.runner({name: inputs[name]})
             measured[group.layer] = measure(
                 runner, timing, device=session.device, label=group.layer, threads=c.threads
@@ -472,6 +474,20 @@ def with_tree_groups(
     return pd.DataFrame.from_records(records).set_index("layer"), notes
 
 
+def _options_of(session: Session) -> dict[str, Any]:
+    """The options ``session`` was compiled with that differ from its backend's defaults
+    (ONNX Runtime's `OrtOptions`); none for a session that does not show them."""
+    options = getattr(session, "options", None)
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
+        return {}
+    default = type(options)()
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != getattr(default, f.name)
+    }
+
+
 def _timed(
     session: Session | None,
     graph: onnx.ModelProto,
@@ -479,7 +495,7 @@ def _timed(
     inputs: dict[str, np.ndarray],
 ) -> tuple[dict[str, Measurement], str]:
     if session is None:
-        return {}, "group timing was not asked for"
+        return {}, "group_timing=False"
     try:
         return _measure_groups(session, graph, groups, inputs)
     except Exception as exc:  # the attribution stands without the measurement
