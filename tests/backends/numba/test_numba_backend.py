@@ -310,6 +310,39 @@ def test_compile_seconds_count_the_plan_of_each_new_shape(backend) -> None:
         assert session.compile_s == pytest.approx(session.graph_s + session.plan_s)
 
 
+@pytest.mark.parametrize(
+    ("op", "x_shape", "y_shape"),
+    [
+        ("Add", (2, 3, 8), (2, 3, 8)),  # a residual: whole operands
+        ("Div", (2, 3, 8), (8,)),  # a bias: a row repeated
+        ("Sub", (2, 3, 8), (2, 3, 1)),  # a mean: a column repeated
+        ("Max", (2, 3, 8), ()),  # a scalar (NaN kept, as np.maximum does)
+        ("Gelu", (2, 3, 8), None),
+        ("HardSwish", (2, 3, 8), None),
+    ],
+)
+def test_elementwise_ops_run_cached_loops_equal_to_their_ufuncs(op, x_shape, y_shape) -> None:
+    """Broadcasts that are rows and columns of a matrix run an ``@njit`` loop cached on
+    disk (a ufunc's loop is compiled by LLVM in every process), bit for bit the ufunc's."""
+    from workbench.backends.numba import elementwise
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    x.flat[0] = np.nan
+    args = [x]
+    if y_shape is not None:
+        args.append(rng.standard_normal(y_shape).astype(np.float32))
+    if op in elementwise.PARAMETRIC:
+        args += [np.asarray(p, np.float32) for p in elementwise.parameters(op, {})]
+    out = np.empty(x_shape, np.float32)
+    run = elementwise.bind(op, args, out)
+    assert run.func is elementwise._row_kernel(op, "float32")
+    run()
+    with np.errstate(invalid="ignore"):  # the ufunc warns of the NaN (the loop does not)
+        expected = elementwise.ufunc(op, np.float32)(*args)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_replayed_plans_read_each_runs_inputs(backend) -> None:
     """Steps are bound to fixed buffers once; every run must still see its own inputs."""
     model = wb.samples.load("digits-cnn")
