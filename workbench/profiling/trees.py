@@ -14,14 +14,17 @@ measured and two times side by side:
 
 - ``attributed_ms``, always: the ensemble's measured median split by the groups' share
   of node visits, an attribution and not a measurement;
-- ``latency_ms`` / ``samples``, **measured** where the runtime can run part of an
-  ensemble: each group is cut out as a model of its own (`group_models`: the group's
+- ``alone_ms`` / ``alone_p90_ms`` / ``samples``, **measured** where the runtime can run
+  part of an ensemble: each group is cut out as a model of its own (`group_models`: the group's
   trees alone, summed raw scores, no post-transform or base values) and timed on the
   profiled rows with the measuring core (`workbench.profiling.measure`). ONNX Runtime
   and the Numba kernel run them; ``native`` and ``treelite`` run the library's own
   object, which cannot be cut, so their rows stay attributed and say so. A note gives
   the groups' measured sum against the whole layer's median (a ratio, not forced to 1:
   each group pays its own call overhead, and a group's trees run without the others').
+  Their ``latency_ms`` stays empty, so that sums over a table's ``latency_ms`` (the
+  layer bars, the breakdown by op type, the cost model's estimates) keep counting the
+  ensemble's time once.
 
 Group timing is on whenever layers are profiled and bounded: one compile per group and
 about `GROUP_BUDGET_S` seconds of timed repeats for all the groups of a layer together.
@@ -430,9 +433,11 @@ def with_tree_groups(
     `tree_groups` group: ``op_type`` `GROUP_OP`, ``fused_into`` the tree layer,
     ``node_visits``, ``trees`` and ``tree_nodes`` counted, ``attributed_ms`` (the tree
     layer's measured median times the group's share of its node visits, an attribution)
-    and, where ``session``'s runtime can run a group's trees alone, ``latency_ms`` and
-    ``samples`` measured on them (`group_models`); else ``latency_ms`` stays empty and
-    the note says why. Group rows hold no parameter bytes (their layer's row does).
+    and, where ``session``'s runtime can run a group's trees alone, ``alone_ms``,
+    ``alone_p90_ms`` and ``samples`` measured on them (`group_models`); else those stay
+    empty (0 samples) and the note says why. ``latency_ms`` stays empty on group rows: the
+    layer's row holds their time, and sums over ``latency_ms`` count it once. Group rows
+    hold no parameter bytes (their layer's row does).
 
     Args:
         table: the per-layer table indexed by layer (not changed).
@@ -514,6 +519,8 @@ def _group_record(
         "trees": group.trees,
         "tree_nodes": group.nodes,
         "attributed_ms": attributed_ms,
+        "alone_ms": np.nan,
+        "alone_p90_ms": np.nan,
     }
     if measured is None:
         record["note"] = (
@@ -522,8 +529,8 @@ def _group_record(
         )
         return record
     record.update(
-        latency_ms=measured.median,
-        latency_p90_ms=measured.p90,
+        alone_ms=measured.median,
+        alone_p90_ms=measured.p90,
         samples=measured.n,
         note=f"measured: these {group.trees} trees alone on the profiled rows, raw scores",
     )
@@ -540,15 +547,16 @@ def _groups_note(
         return (
             f"{head} are attributed, not measured ({why}): their attributed_ms is the "
             "layer's measured median split by the group's share of node visits (measured on "
-            "the profiled rows); their latency_ms stays empty"
+            "the profiled rows); their alone_ms stays empty"
         )
     total = sum(m.median for m in measured.values())
     whole = float(row["latency_ms"])
     return (
-        f"{head} are measured, each group's trees alone (raw scores, no post-transform): "
-        f"their medians sum to {total:.4g} ms against {whole:.4g} ms for the whole layer "
-        f"(ratio {total / whole:.2f}; each group pays its own call); attributed_ms beside "
-        "them splits the layer's median by node visits"
+        f"{head} are measured, each group's trees alone (alone_ms: raw scores, no "
+        f"post-transform; latency_ms stays the layer's): their medians sum to {total:.4g} "
+        f"ms against {whole:.4g} ms for the whole layer (ratio {total / whole:.2f}, not "
+        "forced to 1: each group is a call of its own, with raw scores and its own "
+        "threading); attributed_ms beside them splits the layer's median by node visits"
     )
 
 
