@@ -516,6 +516,35 @@ def _winograd_output(
 winograd_output = twin(_winograd_output)
 
 
+@njit(cache=True, nogil=True)
+def winograd_weights(w: np.ndarray, u: np.ndarray) -> None:
+    """``u[4i + j, c, m] = (G.g.G')[i, j]`` for each 3x3 filter ``g = w[m, c]``, with
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] written out as sums,
+    in float64, rounded once to ``u``'s dtype. One pass, no temporaries: NumPy's
+    ``einsum`` took 0.47 s of resnet18's 0.9 s planning from the disk cache, NumPy
+    sums over whole planes 0.3 s (their float64 temporaries)."""
+    t = np.empty((4, 3))
+    for c in range(w.shape[1]):
+        for m in range(w.shape[0]):  # innermost: u's contiguous axis
+            g = w[m, c]
+            for col in range(3):
+                g0, g1, g2 = np.float64(g[0, col]), np.float64(g[1, col]), np.float64(g[2, col])
+                half = 0.5 * (g0 + g2)
+                t[0, col], t[1, col], t[2, col], t[3, col] = (
+                    g0,
+                    half + 0.5 * g1,
+                    half - 0.5 * g1,
+                    g2,
+                )
+            for i in range(4):
+                a0, a1, a2 = t[i, 0], t[i, 1], t[i, 2]
+                half = 0.5 * (a0 + a2)
+                u[4 * i, c, m] = a0
+                u[4 * i + 1, c, m] = half + 0.5 * a1
+                u[4 * i + 2, c, m] = half - 0.5 * a1
+                u[4 * i + 3, c, m] = a2
+
+
 def _pad_interior(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
     """Copy NHWC ``x`` into ``xp`` at offset (top, left); the border is left as it is
     (zeros written once), so only the interior is written each run."""

@@ -302,16 +302,6 @@ def _one_blas_thread(run: Callable[[], None], work: int) -> Callable[[], None]:
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def _winograd_g(taps: np.ndarray) -> np.ndarray:
-    """``G.taps`` along the first axis (3 taps to 4) for the Winograd weight transform
-    U = G.g.G', with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    written out as sums over whole planes of filters. ``np.einsum`` took 0.47 s of
-    resnet18's 0.9 s of planning from the disk cache; a GEMM with G was no faster there
-    (BLAS's threads beside Numba's: see `cpu.single_threaded_blas`)."""
-    half = 0.5 * (taps[0] + taps[2])
-    return np.stack([taps[0], half + 0.5 * taps[1], half - 0.5 * taps[1], taps[2]])
-
-
 def _conv_winograd(
     node: Node,
     x: np.ndarray,
@@ -337,10 +327,9 @@ def _conv_winograd(
     tiles_h, tiles_w = (oh + 1) // 2, (ow + 1) // 2
 
     def transform_weights() -> np.ndarray:
-        taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=np.float64)
-        rows = _winograd_g(taps.reshape(3, 3, c * m))  # [4 (i), 3, C*M]: G.g
-        u = _winograd_g(rows.transpose(1, 0, 2))  # [4 (j), 4 (i), C*M]: (G.g).G'
-        return np.ascontiguousarray(u.transpose(1, 0, 2), dtype=w.dtype).reshape(16, c, m)
+        u = np.empty((16, c, m), w.dtype)
+        cpu.winograd_weights(np.ascontiguousarray(w), u)
+        return u
 
     u = _cached(node, "winograd_u", 1, transform_weights)
     # the work really done: 16 tile GEMMs, 4/9 of the nominal 3x3 multiply-adds (profiling
