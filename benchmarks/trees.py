@@ -1,12 +1,16 @@
-"""Tree ensembles: our Numba kernel against ONNX Runtime and the library's own predict.
+"""Tree ensembles: our Numba kernel against ONNX Runtime, treelite and the library's predict.
 
 On the ``trees-gbm`` sample (XGBoost, 300 trees of depth 5, loaded from its own
 ``model.ubj`` so the ``native`` backend is XGBoost itself), `wb.compare_backends` runs
 each runtime in its own fresh process per round at its own default settings (XGBoost's
-and ONNX Runtime's thread pools, Numba's threads), rounds alternated, at batch 1, 1,024
-and 10,000. Then the transforms, in this process, one runtime after the other: keeping
-half the trees (time ratio to the full model on numba and ONNX Runtime) and int16 / int8
-thresholds (share of changed predictions on the held-out split). Last the trees compiled
+and ONNX Runtime's thread pools, Numba's threads, treelite's compiled library with its
+own threads), rounds alternated, at batch 1, 1,024 and 10,000. ``treelite`` (the trees
+compiled to C by tl2cgen; the library is cached, so its first compile is paid once, in
+the cold-start column of its first round) is listed as skipped, with the reason, where
+treelite, tl2cgen or a C compiler is missing. Then the transforms, in this process, one
+runtime after the other: keeping half the trees (time ratio to the full model on numba
+and ONNX Runtime) and int16 / int8 thresholds (share of changed predictions on the
+held-out split). Last the trees compiled
 to torch tensor ops (``tree-tensors``: the strategy ``auto`` picks, on torch and
 torch-compile, and the plain tree traversal on torch) against ONNX Runtime at batch
 10,000, in-process (not the fair protocol): the four sessions held open, their
@@ -39,10 +43,13 @@ import workbench as wb
 from workbench.loaders.trees import run_onnx
 
 MODEL = Path(__file__).resolve().parents[1] / "sample_models" / "trees-gbm" / "model.ubj"
-BACKENDS = ["native", "onnxruntime", "numba"]
+BACKENDS = ["native", "onnxruntime", "numba", "treelite"]
 
 
-def runtimes(batch_sizes: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+def runtimes(
+    batch_sizes: list[int], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The fair protocol's rows, and a line for each runtime it could not run here."""
     comparison = wb.compare_backends(
         str(MODEL),
         batch_sizes=batch_sizes,
@@ -53,7 +60,7 @@ def runtimes(batch_sizes: list[int], args: argparse.Namespace) -> list[dict[str,
         progress=lambda fraction, message: print(f"  {fraction:4.0%} {message}", flush=True),
     )
     rows: list[dict[str, Any]] = comparison.table.to_dict(orient="records")
-    return rows
+    return rows, [f"{b} not measured: {reason}" for b, _, reason in comparison.skipped]
 
 
 def transforms(budget_s: float, rounds: int) -> dict[str, Any]:
@@ -123,6 +130,9 @@ def verdicts(rows: list[dict[str, Any]], extra: dict[str, Any]) -> list[str]:
     if ("numba", big) in latency:
         ratio = latency[("numba", big)] / best
         lines.append(f"numba / best(ORT, native) at batch {big}: {ratio:.2f} (target <= 1)")
+    if ("treelite", big) in latency and ("numba", big) in latency:
+        ratio = latency[("treelite", big)] / latency[("numba", big)]
+        lines.append(f"treelite / numba at batch {big}: {ratio:.2f} (no target)")
     if ("numba", 1) in latency and ("onnxruntime", 1) in latency:
         ratio = latency[("numba", 1)] / latency[("onnxruntime", 1)]
         lines.append(f"numba / ORT at batch 1: {ratio:.2f} (target <= 1.5)")
@@ -178,9 +188,9 @@ def main() -> None:
     if args.quick:
         args.rounds, args.budget_s, args.warmup_s = 1, 0.05, 0.02
         batch_sizes = [1, 1024]
-    rows = runtimes(batch_sizes, args)
+    rows, skipped = runtimes(batch_sizes, args)
     extra = transforms(args.budget_s, args.rounds)
-    lines = verdicts(rows, extra)
+    lines = [*verdicts(rows, extra), *skipped]
     table = markdown(rows, lines)
     settings = {"rounds": args.rounds, "budget_s": args.budget_s, "batch_sizes": batch_sizes}
     data = {"settings": settings, "rows": rows, "transforms": extra, "verdicts": lines}

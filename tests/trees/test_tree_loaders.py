@@ -115,3 +115,11 @@ def test_pipelines_label_the_scaler_as_preprocess(cancer) -> None:
     pipe = make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=10)).fit(x, y)
     m = wb.load(pipe, example_inputs=x)
     assert [layer.name for layer in m.layers][:2] == ["preprocess", "ensemble"]
+
+
+def test_converted_boosters_have_the_same_fingerprint_each_load(
+    xgb_classifier, lgb_regressor
+) -> None:
+    # treelite's compiled libraries are cached by fingerprint, across processes
+    for estimator in (xgb_classifier, lgb_regressor):
+        assert wb.load(estimator).fingerprint() == wb.load(estimator).fingerprint()

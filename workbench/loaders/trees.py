@@ -543,6 +543,9 @@ def _convert(native: Native) -> tuple[onnx.ModelProto, dict[str, str]]:
             kwargs = {"zipmap": False} if native.library == "lightgbm" else {}
             proto = convert(
                 native.estimator,
+                # the converters' default graph name is a random uuid: the model's
+                # fingerprint (treelite's library cache key) must not change by process
+                name=type(native.estimator).__name__,
                 initial_types=[(INPUT, FloatTensorType([None, n]))],
                 target_opset=_ONNXMLTOOLS_OPSET,
                 **kwargs,
