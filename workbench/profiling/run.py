@@ -73,8 +73,8 @@ def profile(
         layer_method: another per-layer timing method, e.g. ``"torch.profiler"`` (with
             per-layer memory); the session's ``layer_methods()`` lists them.
         group_timing: with ``layers``, time each group of trees of a tree ensemble alone
-            where the runtime can run part of one (ONNX Runtime, Numba; about half a
-            second a tree layer); False leaves the groups attributed only.
+            where the runtime can run part of one (ONNX Runtime, Numba: a compile per
+            group and 0.25 s of repeats a tree layer); False leaves them attributed only.
         budget_s: time budget of the end-to-end measurement, in seconds.
         warmup: minimum warm-up calls.
         options: backend options for ``compile`` (e.g. ``{"threads": 2}``); process-wide
