@@ -317,12 +317,13 @@ def test_compile_seconds_count_the_plan_of_each_new_shape(backend) -> None:
         ("Div", (2, 3, 8), (8,)),  # a bias: a row repeated
         ("Sub", (2, 3, 8), (2, 3, 1)),  # a mean: a column repeated
         ("Max", (2, 3, 8), ()),  # a scalar (NaN kept, as np.maximum does)
+        ("Mul", (2, 3, 8), (2, 1, 8)),  # a squeeze-and-excitation scale, NHWC
         ("Gelu", (2, 3, 8), None),
         ("HardSwish", (2, 3, 8), None),
     ],
 )
 def test_elementwise_ops_run_cached_loops_equal_to_their_ufuncs(op, x_shape, y_shape) -> None:
-    """Broadcasts that are rows and columns of a matrix run an ``@njit`` loop cached on
+    """Contiguous operands, whole or repeated along axes, run an ``@njit`` loop cached on
     disk (a ufunc's loop is compiled by LLVM in every process), bit for bit the ufunc's."""
     from workbench.backends.numba import elementwise
 
@@ -336,7 +337,7 @@ def test_elementwise_ops_run_cached_loops_equal_to_their_ufuncs(op, x_shape, y_s
         args += [np.asarray(p, np.float32) for p in elementwise.parameters(op, {})]
     out = np.empty(x_shape, np.float32)
     run = elementwise.bind(op, args, out)
-    assert run.func is elementwise._row_kernel(op, "float32")
+    assert run.func is elementwise._loop(op, "float32")
     run()
     with np.errstate(invalid="ignore"):  # the ufunc warns of the NaN (the loop does not)
         expected = elementwise.ufunc(op, np.float32)(*args)

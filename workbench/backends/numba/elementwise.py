@@ -255,20 +255,22 @@ def _compiled(args: list[np.ndarray]) -> bool:
 def bind(op: str, args: list[np.ndarray], out: np.ndarray) -> Callable[[], Any]:
     """`apply` into ``out`` with its dispatch decided once: a zero-argument callable.
 
-    Operands that are rows and columns of one matrix (`_as_rows`) run a cached ``@njit``
-    loop (`_row_kernel`); other broadcasts run the op's ufunc, whose loop Numba builds
-    with LLVM in every process (50-80 ms per op and dtype, where loading a cached
-    kernel takes a few).
+    Contiguous operands run a cached ``@njit`` loop (`_loop`): a unary or parametric op
+    over the flat arrays, a binary one over ``[outer, middle, inner]`` views in which
+    each operand is whole or repeated on each axis (`_as_blocks`: a bias, a mean, a
+    squeeze-and-excitation scale, an attention mask). Other operands run the op's ufunc,
+    whose loop Numba builds with LLVM in every process (50-100 ms per op and dtype,
+    where loading a cached kernel takes a few).
     """
     if not _compiled(args):
         return functools.partial(apply, op, args, out)
     dtype = args[0].dtype.name
-    rows = _as_rows(args, out) if op not in PARAMETRIC else None
-    if rows is not None:
-        return functools.partial(_row_kernel(op, dtype), *rows)
-    if op in PARAMETRIC and args[0].shape == out.shape and _contiguous(args[0], out):
-        x, alpha, beta = (a.reshape(-1) for a in args)
-        return functools.partial(_row_kernel(op, dtype), x, alpha, beta, out.reshape(-1))
+    if op not in BINARY and args[0].shape == out.shape and _contiguous(args[0], out):
+        flat = [a.reshape(-1) for a in args]
+        return functools.partial(_loop(op, dtype), *flat, out.reshape(-1))
+    blocks = _as_blocks(args, out) if op in BINARY else None
+    if blocks is not None:
+        return functools.partial(_loop(op, dtype), *blocks)
     return functools.partial(ufunc(op, args[0].dtype), *args, out=out)
 
 
@@ -276,59 +278,41 @@ def _contiguous(*arrays: np.ndarray) -> bool:
     return all(a.flags.c_contiguous for a in arrays)
 
 
-def _as_rows(args: list[np.ndarray], out: np.ndarray) -> list[np.ndarray] | None:
-    """``args`` and ``out`` as 2-D views ``[rows, cols]`` in which each operand is whole,
-    a row repeated (``[1, cols]``: a bias), a column repeated (``[rows, 1]``: a mean) or
-    a scalar (``[1, 1]``); None when the broadcast has no such split or a view would
-    copy."""
+def _as_blocks(args: list[np.ndarray], out: np.ndarray) -> list[np.ndarray] | None:
+    """``args`` and ``out`` as 3-D views ``[outer, middle, inner]`` in which each
+    operand is whole or repeated (size 1) on each axis; None when the broadcast has no
+    such split or an operand is not contiguous (a view would copy)."""
     if not _contiguous(*args, out):
         return None
     shape = out.shape
     padded = [(1,) * (len(shape) - a.ndim) + a.shape for a in args]
-    for split in range(len(shape) + 1):
-        head, tail = shape[:split], shape[split:]
-        if all(
-            p[:split] in (head, (1,) * split) and p[split:] in (tail, (1,) * len(tail))
-            for p in padded
-        ):
-            rows, cols = int(np.prod(head, dtype=np.int64)), int(np.prod(tail, dtype=np.int64))
-            views = [
-                a.reshape(rows if p[:split] == head else 1, cols if p[split:] == tail else 1)
-                for a, p in zip(args, padded, strict=True)
-            ]
-            return [*views, out.reshape(rows, cols)]
+    for first in range(len(shape) + 1):
+        for second in range(first, len(shape) + 1):
+            parts = (shape[:first], shape[first:second], shape[second:])
+            cuts = [(p[:first], p[first:second], p[second:]) for p in padded]
+            if all(
+                c in (part, (1,) * len(part))
+                for cut in cuts
+                for c, part in zip(cut, parts, strict=True)
+            ):
+                sizes = [math.prod(part) for part in parts]
+                views = [
+                    a.reshape(
+                        [
+                            n if c == part else 1
+                            for c, part, n in zip(cut, parts, sizes, strict=True)
+                        ]
+                    )
+                    for a, cut in zip(args, cuts, strict=True)
+                ]
+                return [*views, out.reshape(sizes)]
     return None
 
 
-def _unary_rows(x: np.ndarray, out: np.ndarray) -> None:
-    """``out = scalar(x)`` over [rows, cols] (``scalar`` is this copy's global)."""
-    for i in range(out.shape[0]):
-        source, dest = x[i], out[i]
-        for j in range(out.shape[1]):
-            dest[j] = scalar(source[j])  # type: ignore[name-defined]  # noqa: F821
-
-
-def _binary_rows(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    """``out = scalar(x, y)`` over [rows, cols], each operand [rows or 1, cols or 1]: one
-    loop per kind of broadcast, each over contiguous values (so LLVM vectorises it)."""
-    rows, cols = out.shape
-    for i in range(rows):
-        a, b, dest = x[min(i, x.shape[0] - 1)], y[min(i, y.shape[0] - 1)], out[i]
-        if a.size == cols and b.size == cols:
-            for j in range(cols):
-                dest[j] = scalar(a[j], b[j])  # type: ignore[name-defined]  # noqa: F821
-        elif a.size == cols:
-            value = b[0]
-            for j in range(cols):
-                dest[j] = scalar(a[j], value)  # type: ignore[name-defined]  # noqa: F821
-        elif b.size == cols:
-            value = a[0]
-            for j in range(cols):
-                dest[j] = scalar(value, b[j])  # type: ignore[name-defined]  # noqa: F821
-        else:
-            result = scalar(a[0], b[0])  # type: ignore[name-defined]  # noqa: F821
-            for j in range(cols):
-                dest[j] = result
+def _unary_flat(x: np.ndarray, out: np.ndarray) -> None:
+    """``out = scalar(x)`` over flat arrays (``scalar`` is this copy's global)."""
+    for j in range(out.size):
+        out[j] = scalar(x[j])  # type: ignore[name-defined]  # noqa: F821
 
 
 def _parametric_flat(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray, out: np.ndarray) -> None:
@@ -338,20 +322,47 @@ def _parametric_flat(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray, out: np
         out[j] = scalar(x[j], a, b)  # type: ignore[name-defined]  # noqa: F821
 
 
+def _binary_blocks(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """``out = scalar(x, y)`` over [outer, middle, inner], each operand's axes whole or 1:
+    one loop per kind of row (both whole, one repeated value), each over contiguous
+    values, so LLVM vectorises it."""
+    outer, middle, inner = out.shape
+    for i in range(outer):
+        for k in range(middle):
+            a = x[min(i, x.shape[0] - 1), min(k, x.shape[1] - 1)]
+            b = y[min(i, y.shape[0] - 1), min(k, y.shape[1] - 1)]
+            dest = out[i, k]
+            if a.size == inner and b.size == inner:
+                for j in range(inner):
+                    dest[j] = scalar(a[j], b[j])  # type: ignore[name-defined]  # noqa: F821
+            elif a.size == inner:
+                value = b[0]
+                for j in range(inner):
+                    dest[j] = scalar(a[j], value)  # type: ignore[name-defined]  # noqa: F821
+            elif b.size == inner:
+                value = a[0]
+                for j in range(inner):
+                    dest[j] = scalar(value, b[j])  # type: ignore[name-defined]  # noqa: F821
+            else:
+                result = scalar(a[0], b[0])  # type: ignore[name-defined]  # noqa: F821
+                for j in range(inner):
+                    dest[j] = result
+
+
 @functools.cache
-def _row_kernel(op: str, dtype: str) -> Any:
-    """The cached ``@njit`` loop of ``op`` on ``dtype``: a copy of `_unary_rows`,
-    `_binary_rows` or `_parametric_flat` whose global ``scalar`` is the op's function
+def _loop(op: str, dtype: str) -> Any:
+    """The cached ``@njit`` loop of ``op`` on ``dtype``: a copy of `_unary_flat`,
+    `_parametric_flat` or `_binary_blocks` whose global ``scalar`` is the op's function
     (float32 takes `FLOAT32_UNARY`'s version where there is one), inlined. Each copy has
     its own name, so its own disk cache (as `cpu.twin` does)."""
     template: Callable[..., None]
     if op in PARAMETRIC:
         template, fn = _parametric_flat, PARAMETRIC[op][0]
     elif op in UNARY:
-        template = _unary_rows
+        template = _unary_flat
         fn = FLOAT32_UNARY[op] if op in FLOAT32_UNARY and dtype == "float32" else UNARY[op][0]
     else:
-        template, fn = _binary_rows, BINARY[op][0]
+        template, fn = _binary_blocks, BINARY[op][0]
     name = f"{template.__name__}_{op}_{dtype}"
     scalar = njit(inline="always", error_model="numpy")(fn)
     copy = types.FunctionType(template.__code__, {**template.__globals__, "scalar": scalar}, name)
