@@ -362,11 +362,14 @@ def group_models(graph: onnx.ModelProto, groups: Sequence[TreeGroup]) -> dict[st
             nodes.setdefault(canonical_layer_name(node, index), []).append(node)
     inputs = {v.name: v for v in graph.graph.input}
     models = {}
+    parsed: dict[str, TreeArrays] = {}  # each layer's trees read once, not once a group
     for group in groups:
         if len(nodes.get(group.parent, [])) != 1:
             continue
         (node,) = nodes[group.parent]
-        trees = ensemble_of(node)
+        if group.parent not in parsed:
+            parsed[group.parent] = ensemble_of(node)
+        trees = parsed[group.parent]
         part = select_trees(trees, np.arange(group.first, group.first + group.trees))
         like = helper.make_node(
             "TreeEnsembleRegressor", [node.input[0]], ["scores"], domain="ai.onnx.ml",
