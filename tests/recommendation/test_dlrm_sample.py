@@ -86,3 +86,23 @@ def test_loading_builds_the_width_the_card_records(tmp_path) -> None:
 def test_unknown_recommendation_split_is_one_line() -> None:
     with pytest.raises(WorkbenchError, match="unknown split 'all'"):
         wb.samples.dataset("dlrm", split="all")
+
+
+def test_log_loss_of_the_logit_output_is_the_cards_and_plain_log_loss_points_to_it() -> None:
+    """The sample's output is a logit: ``log_loss_logit`` scores it as the training script
+    did (scikit-learn's log loss of the sigmoid); ``log_loss``, which wants probabilities,
+    refuses it in one line naming the metric that fits."""
+    from sklearn.metrics import log_loss
+
+    from workbench.errors import InputError
+
+    model = wb.samples.load("dlrm")
+    data = wb.samples.dataset("dlrm", split="test", batch_size=4096)
+    value = wb.evaluate(model, data, "onnxruntime", metric="log_loss_logit", bar=False).value
+    assert value == pytest.approx(model.metadata["card"]["test_log_loss"], abs=1e-4)
+    logits = _logits(model, data)
+    expected = log_loss(data.labels, 1 / (1 + np.exp(-logits.astype(np.float64))))
+    assert value == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(InputError, match="log_loss_logit") as refused:
+        wb.evaluate(model, data, "onnxruntime", metric="log_loss", bar=False)
+    assert "\n" not in str(refused.value)

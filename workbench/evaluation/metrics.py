@@ -3,7 +3,8 @@
 A metric maps all outputs and labels of a dataset to one number and declares its
 direction (accuracy: higher is better; MSE: lower is better), which sweeps use to find
 the Pareto front. Built-ins: ``accuracy``, ``top{k}`` (``top5``), ``mse``, ``mae``, and the tabular
-``roc_auc``, ``log_loss``, ``rmse``, ``f1`` (of predicted 0/1 labels) and the retrieval
+``roc_auc``, ``log_loss``, ``log_loss_logit`` (of a binary logit), ``rmse``, ``f1`` (of
+predicted 0/1 labels) and the retrieval
 ``recall@{k}`` (``recall@10``);
 any callable ``fn(outputs, labels) -> float`` works too (set ``fn.higher_is_better =
 False`` for an error metric, or wrap it in `Metric`).
@@ -30,7 +31,7 @@ import numpy as np
 from workbench.errors import InputError, WorkbenchError
 from workbench.evaluation.metric_type import Metric
 from workbench.evaluation.ranking import recall_at_k
-from workbench.evaluation.tabular import f1, log_loss, rmse, roc_auc
+from workbench.evaluation.tabular import f1, log_loss, log_loss_logit, rmse, roc_auc
 from workbench.model import to_numpy
 from workbench.profiling.results import dump_json, load_json
 from workbench.progress import CancelToken, ProgressCallback, track
@@ -103,6 +104,7 @@ METRICS: dict[str, Metric] = {
     "mae": Metric("mae", mae, False, misfit=_values_misfit),
     "roc_auc": roc_auc,
     "log_loss": log_loss,
+    "log_loss_logit": log_loss_logit,
     "rmse": rmse,
     "f1": f1,
 }

@@ -1,4 +1,5 @@
-"""Tabular metrics for tree models: ROC-AUC, log loss and RMSE as `Metric` objects.
+"""Tabular metrics for tree and click models: ROC-AUC, log loss (of probabilities, or of a
+binary model's logit), F1 and RMSE as `Metric` objects.
 
 Name one in ``wb.evaluate`` or ``wb.sweep`` (``metric="roc_auc"``) or pass the object;
 the evaluation picks the model output the metric fits (a converted classifier's
@@ -14,7 +15,7 @@ import numpy as np
 
 from workbench.evaluation.metric_type import Metric
 
-__all__ = ["f1", "log_loss", "rmse", "roc_auc"]
+__all__ = ["f1", "log_loss", "log_loss_logit", "rmse", "roc_auc"]
 
 #: probabilities are clipped to [EPS, 1] before the logarithm (as scikit-learn does)
 EPS = 1e-15
@@ -34,10 +35,22 @@ def _binary_scores_misfit(outputs: np.ndarray) -> str:
 
 
 def _probabilities_misfit(outputs: np.ndarray) -> str:
+    one_column = outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1)
+    if outputs.dtype.kind == "f" and one_column:
+        # one score per row: a click model's logit, which only the logit metric may read
+        return "it scores (rows, classes) probabilities; for one logit per row use 'log_loss_logit'"
     if outputs.dtype.kind != "f" or outputs.ndim != 2:
         return f"it scores float (rows, classes) probabilities, not {outputs.dtype} {outputs.shape}"
     if not np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
         return "its rows do not sum to 1 (not probabilities)"
+    return ""
+
+
+def _logit_misfit(outputs: np.ndarray) -> str:
+    if outputs.dtype.kind != "f" or not (
+        outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1)
+    ):
+        return f"it scores one float logit per row, not {outputs.dtype} {list(outputs.shape)}"
     return ""
 
 
@@ -57,6 +70,13 @@ def _log_loss(outputs: np.ndarray, labels: np.ndarray) -> float:
     proba = np.asarray(outputs, dtype=np.float64)
     picked = proba[np.arange(len(proba)), np.asarray(labels).astype(np.int64).ravel()]
     return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
+
+
+def _log_loss_logit(outputs: np.ndarray, labels: np.ndarray) -> float:
+    logits = np.asarray(outputs, dtype=np.float64).ravel()
+    positive = np.asarray(labels).ravel() == 1
+    # -log(sigmoid(z)) = log(1 + exp(-z)), computed without overflow for large |z|
+    return float(np.mean(np.logaddexp(0.0, np.where(positive, -logits, logits))))
 
 
 def _f1(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -87,6 +107,8 @@ def _rmse(outputs: np.ndarray, labels: np.ndarray) -> float:
 roc_auc = Metric("roc_auc", _roc_auc, True, 100.0, _binary_scores_misfit)
 #: mean negative log-likelihood of the true class (lower is better)
 log_loss = Metric("log_loss", _log_loss, False, 1.0, _probabilities_misfit)
+#: log loss of a binary model whose output is a logit (the sigmoid applied here; lower is better)
+log_loss_logit = Metric("log_loss_logit", _log_loss_logit, False, 1.0, _logit_misfit)
 #: F1 of predicted 0/1 labels for the positive class 1 (an anomaly, a click); higher is better
 f1 = Metric("f1", _f1, True, 100.0, _binary_labels_misfit)
 #: root mean squared error of a regressor (lower is better)
