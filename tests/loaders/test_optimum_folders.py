@@ -19,6 +19,7 @@ import pytest
 from workbench.errors import InputError, ModelLoadError, UnsafeModelError, UnsupportedModelError
 from workbench.loaders.optimum import load_optimum
 from workbench.profiling.generate import generate_profile
+from workbench.testing import tiny_llama
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -28,17 +29,7 @@ PROMPT, OUTPUT = 8, 4
 
 
 def _llama(vocab_size: int = 100) -> object:
-    config = transformers.LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=vocab_size, context=16)
 
 
 def optimum_layout(model: object, folder: Path) -> Path:

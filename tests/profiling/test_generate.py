@@ -23,7 +23,7 @@ from workbench.profiling.generate import (
     generate_profile,
     generation_table,
 )
-from workbench.testing import FakeBackend, FakeClock
+from workbench.testing import FakeBackend, FakeClock, tiny_llama
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -33,17 +33,7 @@ PROMPT, OUTPUT = 8, 4
 
 @pytest.fixture(scope="module")
 def llama() -> object:
-    config = transformers.LlamaConfig(
-        vocab_size=100,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=100, context=16)
 
 
 def test_torch_tokens_are_transformers_greedy_and_cache_matches_config(llama: object) -> None:

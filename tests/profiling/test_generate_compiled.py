@@ -12,7 +12,7 @@ import pytest
 from workbench.backends.base import register
 from workbench.backends.torch.compiled import CompiledDecoder, RecompileError
 from workbench.profiling.generate import generate_profile
-from workbench.testing import FakeBackend
+from workbench.testing import FakeBackend, tiny_llama
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -22,17 +22,7 @@ PROMPT, OUTPUT = 6, 3
 
 @pytest.fixture(scope="module")
 def llama() -> object:
-    config = transformers.LlamaConfig(
-        vocab_size=100,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=100, context=16)
 
 
 class _Traced(FakeBackend):

@@ -10,6 +10,7 @@ from workbench.errors import InputError, ModelLoadError
 from workbench.loaders.language import load_causal_lm
 from workbench.loaders.tokenizers import ByteTokenizer, HFTokenizer, load_tokenizer
 from workbench.profiling.generate import GenerationProfile, generate_profile
+from workbench.testing import tiny_llama
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -20,17 +21,7 @@ WORDS = ["[UNK]", "def", "main", "return", "args", "(", ")", ":", "x", "y"]
 
 
 def _llama(vocab: int) -> object:
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=vocab, context=32)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,6 @@
 
 from workbench.testing.clock import FakeClock
 from workbench.testing.fake_backend import FakeBackend
-from workbench.testing.toys import toy_cnn, toy_mlp
+from workbench.testing.toys import tiny_llama, toy_cnn, toy_mlp
 
-__all__ = ["FakeBackend", "FakeClock", "toy_cnn", "toy_mlp"]
+__all__ = ["FakeBackend", "FakeClock", "tiny_llama", "toy_cnn", "toy_mlp"]

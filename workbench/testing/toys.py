@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.model import Model
@@ -46,3 +46,22 @@ def toy_cnn(seed: int = 0) -> Model:
     from workbench.loaders import load
 
     return load(module, example_inputs=(torch.rand(1, 1, 8, 8),), name="toy-cnn")
+
+
+def tiny_llama(vocab_size: int = 100, context: int = 16, seed: int = 0) -> Any:
+    """A 2-layer ``transformers`` Llama (hidden 32, 4 heads over 2 key/value heads),
+    random weights seeded, in eval mode: a causal LM that generates in milliseconds."""
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+    )
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(config).eval()
