@@ -200,6 +200,7 @@ class Executor:
         for layer, indices in order.items():
             steps = [plan.steps[i].node for i in indices]
             executed = [n.cache.get("executed_flops") for n in steps]  # set by e.g. Winograd
+            notes = [d.note() for d in (self.decision(plan, n) for n in steps) if d]
             timings.append(
                 LayerTiming(
                     layer=layer,
@@ -209,6 +210,7 @@ class Executor:
                         "nodes": [n.name for n in steps],
                         "fused": [f for n in steps for f in n.fused],
                         **({"executed_flops": sum(executed)} if None not in executed else {}),
+                        **({"note": "; ".join(notes)} if notes else {}),
                     },
                 )
             )
@@ -227,6 +229,16 @@ class Executor:
                     )
                 )
         return timings
+
+    @staticmethod
+    def decision(plan: Plan, node: Node) -> Any:
+        """The kernel strategy (`strategy.Decision`) ``node`` runs in ``plan``, or None:
+        kernels that choose among strategies keep it under ``("conv_strategy", the
+        shape of input 0)``."""
+        if not node.inputs or not node.cache:
+            return None
+        first = plan.inputs.get(node.inputs[0], plan.env.get(node.inputs[0]))
+        return None if first is None else node.cache.get(("conv_strategy", first.shape))
 
     def _layer_of(self, node_name: str) -> str:
         for layer, names in self.graph.layer_nodes.items():

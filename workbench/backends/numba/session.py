@@ -213,6 +213,23 @@ class NumbaSession:
             self._applied = False
             numba.set_num_threads(before)
 
+    @property
+    def conv_strategies(self) -> list[dict[str, Any]]:
+        """The kernel each convolution runs and why, per plan (input shapes) made so far:
+        node, layer, the plan's batch (its first input's leading dimension), ``strategy``,
+        the candidates' measured ``times_ms`` and ``source`` (see
+        `workbench.backends.numba.strategy.Decision`)."""
+        executor, rows = self._executor, []
+        for plan in executor.plans if executor is not None else []:
+            for step in plan.steps:
+                decision = executor.decision(plan, step.node)  # type: ignore[union-attr]
+                if decision is not None:
+                    node, shape = step.node, next(iter(plan.inputs.values())).shape
+                    batch = int(shape[0]) if shape else None
+                    rows.append({"node": node.name, "layer": node.layer, "batch": batch})
+                    rows[-1].update(decision.to_dict())
+        return rows
+
     def close(self) -> None:
         """Drop the plans and their buffers (device memory is freed with them)."""
         self._executor = None
