@@ -97,11 +97,18 @@ def test_numba_kernel_equals_onnxruntime(tree_models, tree_data, name: str, rows
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
-def test_numba_supports_tree_ops_but_not_the_isolation_forest_label_encoder(tree_models) -> None:
-    backend = wb.backend("numba")
-    assert backend.supports(tree_models["forest-binary"]).ok
-    support = backend.supports(tree_models["isolation-forest"])
-    assert not support.ok and "LabelEncoder" in support.reasons[0]
+def test_numba_runs_the_isolation_forest_graph_like_onnxruntime(tree_models, tree_data) -> None:
+    """200-odd nodes a forest: a Gather, a tree and two LabelEncoders (leaf -> sample count,
+    leaf -> path length) a tree, then the anomaly score's arithmetic."""
+    model = tree_models["isolation-forest"]
+    assert wb.backend("numba").supports(model).ok
+    assert "LabelEncoder" in {n.op_type for n in model.proto.graph.node}
+    x = tree_data["isolation-forest"][:64].astype(np.float32)
+    got = wb.backend("numba").compile(model, "cpu").run({"input": x})
+    for g, w in zip(got, run_onnx(model, x), strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert not wb.backend("numba-cuda").supports(model).ok  # no CUDA LabelEncoder
 
 
 def test_opset5_tree_ensemble_runs_like_the_legacy_op(tree_models, tree_data) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import workbench as wb
@@ -153,19 +154,78 @@ def test_group_models_add_up_to_the_whole_ensembles_raw_scores(backend) -> None:
     np.testing.assert_allclose(parts[0][:, 0], first, rtol=1e-5, atol=1e-5)
 
 
-def test_trees_fed_by_preprocessing_say_their_visits_are_not_measured(cancer) -> None:
+def test_trees_fed_by_a_scaler_walk_the_scaled_rows(cancer) -> None:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from workbench.profiling.trees import GROUP_OP
+
     x, y = cancer
-    pipe = make_pipeline(StandardScaler(), RandomForestClassifier(4, max_depth=2, random_state=0))
+    pipe = make_pipeline(StandardScaler(), RandomForestClassifier(4, max_depth=3, random_state=0))
     m = wb.load(pipe.fit(x, y), example_inputs=x)
-    p = wb.profile(
-        m, backend="onnxruntime", inputs={"input": x[:16]}, layer_repeats=2, budget_s=0.1
+    rows = x[:64]
+    p = wb.profile(m, backend="onnxruntime", inputs={"input": rows}, layer_repeats=2, budget_s=0.1)
+    table = p.layers.set_index("layer")
+    (ensemble,) = [n for n in table.index if table.loc[n, "op_type"].startswith("TreeEnsemble")]
+    forest = pipe[-1]
+    scaled = pipe[0].transform(rows).astype(np.float32)
+    visited = forest.decision_path(scaled)[0].sum(axis=1).A1
+    # the scaler runs in float32 in the graph, in float64 in scikit-learn: a row on a
+    # threshold could go the other way, none of these does
+    assert table.loc[ensemble, "node_visits"] == pytest.approx(np.mean(visited), rel=1e-12)
+    groups = table[table["op_type"] == GROUP_OP]
+    assert len(groups) == 4 and (groups["fused_into"] == ensemble).all()
+    assert (groups["alone_ms"] > 0).all()  # each group reads the scaler's output, timed alone
+    assert not any("not measured" in n for n in p.notes)
+
+
+def test_isolation_forest_visits_are_its_path_lengths() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from workbench.profiling.trees import node_visits, tree_groups
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    forest = IsolationForest(n_estimators=12, max_samples=64, random_state=0).fit(x)
+    m = wb.load(forest, example_inputs=x)
+    proto = m.to_onnx().proto
+    # each tree reads the features in its own order, selected by a Gather in the graph
+    paths = [
+        t.decision_path(x[:, f]).sum(axis=1).A1
+        for t, f in zip(forest.estimators_, forest.estimators_features_, strict=True)
+    ]
+    (visits,) = node_visits(proto, {"input": x}).values()
+    assert visits == pytest.approx(np.mean(sum(paths)), rel=1e-12)
+    groups = tree_groups(proto, {"input": x}, group_size=1)
+    assert [g.trees for g in groups] == [1] * 12
+    # the converter writes the trees in its own order: compare them as a set
+    np.testing.assert_allclose(
+        sorted(g.node_visits for g in groups), sorted(np.mean(p) for p in paths), rtol=1e-12
     )
-    assert "node_visits" not in p.layers and "trees" not in p.layers
-    assert any("not measured for tree layers fed by other nodes (ensemble" in n for n in p.notes)
+
+
+def test_trees_fed_by_an_op_the_evaluator_lacks_say_why_not_measured(cancer) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from workbench.profiling.trees import ensemble_rows, node_visits, with_tree_groups
+
+    x, y = cancer
+    pipe = make_pipeline(StandardScaler(), RandomForestClassifier(2, max_depth=2, random_state=0))
+    proto = wb.load(pipe.fit(x, y), example_inputs=x).to_onnx().proto
+    (scaler,) = [n for n in proto.graph.node if n.op_type == "Scaler"]
+    scaler.domain, scaler.op_type = "com.example", "MyScaler"
+    rows, failed = ensemble_rows(proto, {"input": x[:8]})
+    assert scaler.output[0] not in rows and list(failed) == [scaler.output[0]]
+    assert "MyScaler" in failed[scaler.output[0]]
+    assert node_visits(proto, {"input": x[:8]}) == {}
+    table = pd.DataFrame({"latency_ms": [1.0]}, index=["ensemble"])
+    same, notes = with_tree_groups(table, proto, {"input": x[:8]})
+    assert same is table
+    assert notes[0].startswith("node visits and groups of trees not measured for ensemble")
+    assert "MyScaler" in notes[0]
 
 
 def test_group_timing_false_leaves_the_groups_attributed(forest) -> None:

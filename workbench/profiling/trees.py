@@ -178,11 +178,71 @@ def _test(mode: np.ndarray, v: np.ndarray, t: np.ndarray, missing: np.ndarray) -
     return np.where(np.isnan(v), missing | (mode == 5), go)
 
 
+def ensemble_rows(
+    proto: onnx.ModelProto, inputs: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The rows every tree node reads: ``inputs`` and the tensors other nodes compute.
+
+    A pipeline's scaler or an IsolationForest's feature selection sits between the
+    graph input and the trees; its nodes (and only them) are run on ``inputs`` with
+    ONNX's reference evaluator, so node visits are walked on the rows the trees see.
+
+    Args:
+        proto: the model's ONNX graph (not changed).
+        inputs: the rows, by graph input name.
+
+    Returns:
+        ``inputs`` plus each computed tree input by tensor name, and, for tree inputs
+        that could not be computed, tensor name -> why (an op the evaluator lacks).
+    """
+    nodes = proto.graph.node
+    wanted = sorted({n.input[0] for n in nodes if n.op_type in TREE_OPS} - set(inputs))
+    if not wanted:
+        return dict(inputs), {}
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    needed: set[int] = set()
+    stack = list(wanted)
+    while stack:
+        index = producer.get(stack.pop())
+        if index is not None and index not in needed:
+            needed.add(index)
+            stack.extend(nodes[index].input)
+    try:
+        values = _evaluate(proto, sorted(needed), wanted, inputs)
+    except Exception as exc:  # the trees' structure stays; only their visits go
+        why = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        return dict(inputs), dict.fromkeys(wanted, why)
+    return {**inputs, **values}, {}
+
+
+def _evaluate(
+    proto: onnx.ModelProto, keep: list[int], outputs: list[str], inputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``outputs`` of the graph's nodes at indexes ``keep`` (graph order), run on
+    ``inputs`` by `onnx.reference.ReferenceEvaluator`."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    body = [proto.graph.node[i] for i in keep]
+    read = {name for node in body for name in node.input}
+    graph = helper.make_graph(
+        body,
+        "ensemble_rows",
+        [v for v in proto.graph.input if v.name in read],
+        [helper.make_empty_tensor_value_info(name) for name in outputs],
+        initializer=[t for t in proto.graph.initializer if t.name in read],
+    )
+    model = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    feeds = {name: np.asarray(value) for name, value in inputs.items() if name in read}
+    values = ReferenceEvaluator(model).run(outputs, feeds)
+    return {name: np.asarray(v) for name, v in zip(outputs, values, strict=True)}
+
+
 def node_visits(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean node visits per input row of each canonical layer holding trees.
 
-    Only ensembles that read a graph input directly are measured (a pipeline's scaler
-    would otherwise have to run first); others are left out.
+    Ensembles fed by other nodes (a scaler, a feature selection) walk the rows those
+    nodes compute (`ensemble_rows`); one whose rows cannot be computed is left out.
 
     Args:
         proto: the model's ONNX graph (not changed).
@@ -193,14 +253,20 @@ def node_visits(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[s
     """
     from workbench.loaders.onnx import canonical_layer_name
 
+    rows, _ = ensemble_rows(proto, inputs)
     visits: dict[str, float] = {}
     for index, node in enumerate(proto.graph.node):
-        if node.op_type not in TREE_OPS or node.input[0] not in inputs:
+        if node.op_type not in TREE_OPS or node.input[0] not in rows:
             continue
-        x = np.asarray(inputs[node.input[0]]).reshape(len(inputs[node.input[0]]), -1)
+        x = _matrix(rows[node.input[0]])
         layer = canonical_layer_name(node, index)
         visits[layer] = visits.get(layer, 0.0) + float(visits_of(ensemble_of(node), x).mean())
     return visits
+
+
+def _matrix(rows: np.ndarray) -> np.ndarray:
+    x = np.asarray(rows)
+    return x.reshape(len(x), -1)
 
 
 def tree_stats(model: Model, rows: np.ndarray | None = None) -> TreeStats | None:
@@ -267,8 +333,8 @@ def tree_groups(
 
     Args:
         proto: the model's ONNX graph (not changed).
-        inputs: the rows, by input name; as for `node_visits`, only ensembles reading a
-            graph input directly are measured, and only they are grouped.
+        inputs: the rows, by input name; as for `node_visits`, ensembles fed by other
+            nodes walk the rows those compute.
         group_size: trees a group (None: whole rounds, so that there are about `GROUPS`).
 
     Returns:
@@ -283,10 +349,11 @@ def tree_groups(
     visits: dict[str, list[np.ndarray]] = {}
     nodes: dict[str, list[np.ndarray]] = {}
     rounds: dict[str, int] = {}
+    rows, _ = ensemble_rows(proto, inputs)
     for index, node in enumerate(proto.graph.node):
-        if node.op_type not in TREE_OPS or node.input[0] not in inputs:
+        if node.op_type not in TREE_OPS or node.input[0] not in rows:
             continue
-        x = np.asarray(inputs[node.input[0]]).reshape(len(inputs[node.input[0]]), -1)
+        x = _matrix(rows[node.input[0]])
         trees = ensemble_of(node)
         layer = canonical_layer_name(node, index)
         visits.setdefault(layer, []).append(visits_by_tree(trees, x))
@@ -335,19 +402,26 @@ def _trees_a_round(trees: TreeArrays) -> int:
     return trees.n_targets if bool((target == cycle[tree_of]).all()) else 1
 
 
-def group_models(graph: onnx.ModelProto, groups: Sequence[TreeGroup]) -> dict[str, onnx.ModelProto]:
+def group_models(
+    graph: onnx.ModelProto,
+    groups: Sequence[TreeGroup],
+    rows: dict[str, np.ndarray] | None = None,
+) -> dict[str, onnx.ModelProto]:
     """One ONNX model per group: the group's trees alone, cut out of their tree layer.
 
-    Each model reads the layer's graph input and returns the group's summed raw scores
-    ``(rows, targets)`` (``scores``): the node's attributes restricted to the group's
-    trees, aggregated by ``SUM`` with no post-transform and no base values, so the
-    groups of a summed ensemble add up to the whole layer's raw scores minus its base
-    values. Groups of a layer made of several tree nodes (an IsolationForest converts to
-    one node a tree) are left out.
+    Each model reads the layer's input (a graph input, or the tensor a scaler or feature
+    selection computes, then fed as a model input of its own) and returns the group's
+    summed raw scores ``(rows, targets)`` (``scores``): the node's attributes restricted
+    to the group's trees, aggregated by ``SUM`` with no post-transform and no base
+    values, so the groups of a summed ensemble add up to the whole layer's raw scores
+    minus its base values. Groups of a layer made of several tree nodes (an
+    IsolationForest converts to one node a tree) are left out.
 
     Args:
         graph: the model's ONNX graph (not changed).
         groups: from `tree_groups` on the same graph.
+        rows: the layers' rows by tensor name (`ensemble_rows`), for the element type of
+            an input that is no graph input (None: float).
 
     Returns:
         group layer -> its model.
@@ -361,6 +435,10 @@ def group_models(graph: onnx.ModelProto, groups: Sequence[TreeGroup]) -> dict[st
         if node.op_type in TREE_OPS:
             nodes.setdefault(canonical_layer_name(node, index), []).append(node)
     inputs = {v.name: v for v in graph.graph.input}
+    for name, value in (rows or {}).items():
+        if name not in inputs:
+            kind = helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
+            inputs[name] = helper.make_tensor_value_info(name, kind, [None, None])
     models = {}
     parsed: dict[str, TreeArrays] = {}  # each layer's trees read once, not once a group
     for group in groups:
@@ -378,7 +456,10 @@ def group_models(graph: onnx.ModelProto, groups: Sequence[TreeGroup]) -> dict[st
         raw = legacy_node(part, like)
         raw.name = group.layer
         scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, trees.n_targets])
-        body = helper.make_graph([raw], group.layer, [inputs[node.input[0]]], [scores])
+        source = inputs.get(node.input[0])
+        if source is None:
+            source = helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, [None, None])
+        body = helper.make_graph([raw], group.layer, [source], [scores])
         models[group.layer] = helper.make_model(
             body, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
         )
@@ -401,7 +482,7 @@ def _measure_groups(
     from workbench.loaders.onnx import model_from_proto
     from workbench.profiling.measure import TimingOptions, compiled, measure
 
-    models = group_models(graph, groups)
+    models = group_models(graph, groups, inputs)
     if len(models) < len(groups):
         return {}, "its tree layer is made of several tree nodes"
     backend = get_backend(session.backend)
@@ -454,7 +535,8 @@ def with_tree_groups(
     """
     if graph is None:
         return table, []
-    notes = _unmeasured_note(graph, inputs)
+    inputs, failed = ensemble_rows(graph, inputs)
+    notes = _unmeasured_note(graph, failed)
     visits = node_visits(graph, inputs)
     if not visits:
         return table, notes
@@ -563,19 +645,21 @@ def _groups_note(
     )
 
 
-def _unmeasured_note(graph: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[str]:
-    """Why a tree layer has no node visits: it reads what other nodes compute."""
+def _unmeasured_note(graph: onnx.ModelProto, failed: dict[str, str]) -> list[str]:
+    """Why tree layers have no node visits: the rows they read could not be computed
+    (``failed``: tensor -> why, from `ensemble_rows`)."""
     from workbench.loaders.onnx import canonical_layer_name
 
-    fed = {
+    layers = {
         canonical_layer_name(node, index)
         for index, node in enumerate(graph.graph.node)
-        if node.op_type in TREE_OPS and node.input[0] not in inputs
+        if node.op_type in TREE_OPS and node.input[0] in failed
     }
-    if not fed:
+    if not layers:
         return []
+    why = next(iter(failed.values()))
     return [
-        f"node visits and groups of trees not measured for tree layers fed by other nodes "
-        f"({', '.join(sorted(fed))}, e.g. after a scaler or a feature selection): their rows "
-        "are computed inside the runtime"
+        f"node visits and groups of trees not measured for {', '.join(sorted(layers))}: the "
+        f"rows they read are computed by other nodes, which ONNX's reference evaluator "
+        f"could not run here ({why})"
     ]

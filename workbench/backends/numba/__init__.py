@@ -136,8 +136,10 @@ CPU_OPS = frozenset(
     # ai.onnx.ml tree ensembles (tree_ops, tree_cuda): the graph checks support by the
     # domain-qualified name, the executor looks kernels up by the bare op type
     + [f"{domain}{op}" for op in TREE_OPS for domain in ("", "ai.onnx.ml.")]
+    + ["LabelEncoder", "ai.onnx.ml.LabelEncoder"]
 )
-CUDA_OPS = CPU_OPS
+#: LabelEncoder (numeric keys, `label_encoder`) has no CUDA kernel.
+CUDA_OPS = CPU_OPS - {"LabelEncoder", "ai.onnx.ml.LabelEncoder"}
 
 
 def _supports(model: Model, ops: frozenset[str]) -> Support:

@@ -24,6 +24,7 @@ from workbench.backends.numba import (
     elementwise,
     embedding_bag,
     index_ops,
+    label_encoder,
     layout,
     quant_ops,
     shapes,
@@ -1009,6 +1010,8 @@ def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
     for op in tree_ops.TREE_OPS:  # ai.onnx.ml tree ensembles: our traversal kernel
         # the graph checks support by domain-qualified name, the executor runs by op type
         table[op] = table[f"ai.onnx.ml.{op}"] = _bindable(tree_ops.bind_tree_ensemble)
+    encode = _bindable(label_encoder.bind_label_encoder)  # an IsolationForest's leaf maps
+    table["LabelEncoder"] = table["ai.onnx.ml.LabelEncoder"] = encode
     return table
 
 
