@@ -88,3 +88,12 @@ def simulator_run() -> tuple[Future[tuple[int, str]], Path]:
     """The child run queued when collection ended (or now, where it was not), and the path of
     its JUnit report."""
     return _queued(), _run.report
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _strategy_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The convolution strategies these tests measure go to a temporary cache, not the
+    user's (`workbench.backends.numba.strategy`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("wb-cache")))
+        yield

@@ -168,11 +168,16 @@ class NumbaOptions:
             over, one single-threaded BLAS call each (default: Numba's thread count
             capped by the CPUs free here, see `workbench.backends.cpus.default_threads`).
             1 keeps every kernel on one core.
+        conv_strategy: ``"measure"`` (default; each channels-last convolution runs the
+            fastest of its candidate kernels, timed on this machine at the first compile
+            and cached on disk, see `workbench.backends.numba.strategy`) or ``"rules"``
+            (fixed rules: plans that do not depend on timings).
     """
 
     gemm: Literal["blas", "tiled"] = "blas"
     layout: Literal["nhwc", "nchw"] = "nhwc"
     threads: int | None = None
+    conv_strategy: Literal["measure", "rules"] = "measure"
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,7 @@ class NumbaBackend:
         from workbench.backends.numba.session import NumbaSession
 
         threads = self._threads(config.threads)
-        kernels = make_kernels(config.gemm, threads)
+        kernels = make_kernels(config.gemm, threads, config.conv_strategy)
         channels_last = config.layout == "nhwc"
         return NumbaSession(
             model, self.name, device, kernels, CpuDevice(), "cpu", channels_last, threads

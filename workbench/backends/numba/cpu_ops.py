@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from workbench.backends.numba import (
@@ -28,6 +29,7 @@ from workbench.backends.numba import (
     layout,
     quant_ops,
     shapes,
+    strategy,
     tree_ops,
 )
 from workbench.backends.numba.executor import Kernel, nothing
@@ -167,11 +169,14 @@ def _sequence(*calls: Callable[[], Any]) -> Callable[[], None]:
 
 
 # ---- linear algebra -----------------------------------------------------------------
-def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
-    """Conv (1-D/2-D, groups, strides, pads, dilations) with fused bias and activation."""
+def conv(
+    node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, strategy_mode: str = "rules"
+) -> Bound:
+    """Conv (1-D/2-D, groups, strides, pads, dilations) with fused bias and activation;
+    ``strategy_mode`` says how a dense NHWC one picks its kernel (`strategy`)."""
     x, w = ins[0], ins[1]
     if node.channels_last:
-        return _conv_nhwc(node, ins, outs, gemm)
+        return _conv_nhwc(node, ins, outs, gemm, strategy_mode)
     if w.ndim not in (3, 4):
         raise UnsupportedModelError(f"Conv {node.name!r}: only 1-D and 2-D convolutions")
     x4, w4 = shapes.as_4d(x), shapes.as_4d(w)
@@ -218,10 +223,11 @@ def conv(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
 IM2COL_BLOCK_BYTES = 2 << 20
 
 
-def _row_blocks(rows: int, row_bytes: int) -> list[tuple[int, int]]:
-    """``(first, last)`` blocks of ``rows`` with at most `IM2COL_BLOCK_BYTES` each (at
-    least one row); only the last may be shorter."""
-    per_block = max(1, min(rows, IM2COL_BLOCK_BYTES // max(row_bytes, 1)))
+def _row_blocks(rows: int, row_bytes: int, block_bytes: int = 0) -> list[tuple[int, int]]:
+    """``(first, last)`` blocks of ``rows`` with at most ``block_bytes`` each (default
+    `IM2COL_BLOCK_BYTES`; at least one row); only the last may be shorter."""
+    block_bytes = block_bytes or IM2COL_BLOCK_BYTES
+    per_block = max(1, min(rows, block_bytes // max(row_bytes, 1)))
     return [(first, min(first + per_block, rows)) for first in range(0, rows, per_block)]
 
 
@@ -231,10 +237,11 @@ def conv_geometry(geo: shapes.Window) -> tuple[int, ...]:
     return (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, *geo.out)
 
 
-def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
-    """A 2-D Conv on NHWC data (see `layout`): im2col, one GEMM whose ``[N*OH*OW, M]``
-    result is the NHWC output, then bias and activation in place; Winograd for 3x3
-    stride 1; grouped and depthwise ones by their direct kernels (`depthwise`)."""
+def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode: str) -> Bound:
+    """A 2-D Conv on NHWC data (see `layout`): grouped and depthwise ones, and a network's
+    first one on its NCHW input, by their direct kernels (`depthwise`); a dense one by
+    the strategy `strategy.choose` picks among `_dense_nhwc_candidates` (``mode``
+    ``"measure"``), or by the fixed rules (`_rule_strategy`)."""
     x, w = ins[0], ins[1]
     # an image's first convolution reads its few channels NCHW (`layout`), the rest NHWC
     nchw_input = not node.inputs[0].endswith(layout.NHWC_SUFFIX)
@@ -244,33 +251,118 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
     oh, ow = geo.out
     out = _out(outs, (n, oh, ow, m), x.dtype)
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if bias is None:
+        bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
     if int(node.attrs.get("group", 1)) != 1 or nchw_input:  # direct kernels
-        if bias is None:
-            bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
 
         def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
             return _cached(node, key, 1, make)  # type: ignore[no-any-return]
 
         geometry = conv_geometry(geo)
         return depthwise.bind(node, x, w, bias, geometry, out, rearranged, nchw_input), [out]
+    candidates = _dense_nhwc_candidates(node, x, w, bias, geo, gemm, out)
+    facts = {
+        "x": x.shape, "w": w.shape, "geometry": conv_geometry(geo), "dtype": x.dtype.str,
+        "activation": node.activation, "gemm": type(gemm).__name__,
+        "threads": numba.get_num_threads(), "split": getattr(gemm, "threads", 1),
+    }  # fmt: skip
+    decided = node.cache.get(("conv_strategy", x.shape))
+    if decided is None or decided.strategy not in candidates:
+        if mode == "rules":
+            decided = strategy.Decision(_rule_strategy(c, m, geo), {}, "rules")
+        else:
+            decided = _measure(node, strategy.layer_key(facts), candidates)
+        node.cache[("conv_strategy", x.shape)] = decided
+    return candidates[decided.strategy](), [out]
+
+
+def _rule_strategy(c: int, m: int, geo: shapes.Window) -> str:
+    """The fixed rules: Winograd for 3x3 stride 1 with enough channels, a plain GEMM for
+    an unpadded 1x1, else im2col in `IM2COL_BLOCK_BYTES` blocks."""
+    if _winograd_fits(geo) and min(c, m) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "gemm" if _pointwise(geo) else "im2col"
+
+
+def _winograd_fits(geo: shapes.Window) -> bool:
+    return geo.kernel == (3, 3) and geo.strides == (1, 1) and geo.dilations == (1, 1)
+
+
+def _pointwise(geo: shapes.Window) -> bool:
+    return geo.kernel == (1, 1) and geo.strides == (1, 1) and not any(geo.pads)
+
+
+#: A dense convolution of at most this many multiply-adds also tries the direct loop
+#: (`depthwise.grouped_nhwc`, one group): above it the loop only loses, and slowly.
+DIRECT_MAX_WORK = 1 << 23
+
+
+def _dense_nhwc_candidates(
+    node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geo: shapes.Window,
+    gemm: GemmFn, out: np.ndarray,
+) -> dict[str, Callable[[], Callable[[], None]]]:  # fmt: skip
+    """The ways a dense NHWC Conv can run: name -> builder of its bound call.
+
+    ``"gemm"`` (an unpadded 1x1 is one GEMM over the pixels), ``"im2col"`` (blocks of
+    `IM2COL_BLOCK_BYTES`) and ``"im2col:small"`` (a quarter of that, when the matrix
+    is larger), ``"winograd"`` (3x3 stride 1), ``"direct"`` (small convolutions).
+    """
+    n, _, _, c = x.shape
+    m, _, kh, kw = w.shape
+    oh, ow = geo.out
     k = kh * kw * c
-    # taps then channels, matching the im2col columns
-    w2t = _cached(
-        node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k, m))
-    )
-    (sh, sw), (dh, dw), (pt, pl) = geo.strides, geo.dilations, geo.pads[:2]
-    geometry = conv_geometry(geo)
     y = out.reshape(n * oh * ow, m)
-    if kh == kw == 3 and sh == sw == dh == dw == 1 and min(c, m) >= WINOGRAD_MIN_CHANNELS:
-        if bias is None:
-            bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
-        return _conv_winograd(node, x, w, (oh, ow), (pt, pl), bias, gemm, out), [out]
-    if kh == kw == sh == sw == 1 and not any(geo.pads):
-        col = x.reshape(n * h * wid, c)  # a 1x1 convolution is a plain GEMM over pixels
-        product = _blas_scope(gemm, _product(gemm, col, w2t, y), y.size * c)
-        return _sequence(product, _bias_act(node, y, bias)), [out]
-    # blocks of whole output rows whose im2col stays in cache until the GEMM reads it
-    blocks = _row_blocks(n * oh, ow * k * x.dtype.itemsize)
+    found: dict[str, Callable[[], Callable[[], None]]] = {}
+    if _pointwise(geo):
+        col = x.reshape(-1, c)
+        found["gemm"] = lambda: _sequence(
+            _blas_scope(gemm, _product(gemm, col, _w2t(node, w), y), y.size * c),
+            _bias_act(node, y, bias),
+        )
+    else:
+        found["im2col"] = lambda: _conv_im2col(node, x, w, bias, geo, gemm, out, 0)
+        if n * oh * ow * k * x.dtype.itemsize > IM2COL_BLOCK_BYTES // 4:
+            small = IM2COL_BLOCK_BYTES // 4
+            found["im2col:small"] = lambda: _conv_im2col(node, x, w, bias, geo, gemm, out, small)
+    if _winograd_fits(geo):
+        (pt, pl) = geo.pads[:2]
+        found["winograd"] = lambda: _conv_winograd(node, x, w, geo.out, (pt, pl), bias, gemm, out)
+    if out.size * k <= DIRECT_MAX_WORK:
+
+        def direct() -> Callable[[], None]:
+            spread = _cached(
+                node, "grouped_w", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+            )
+            kernel = cpu.pick(depthwise.grouped_nhwc, out.size * k)
+            act = cpu.ACTIVATIONS[node.activation]
+            return functools.partial(kernel, x, spread, bias, conv_geometry(geo), 1, act, out)
+
+        found["direct"] = direct
+    return found
+
+
+def _w2t(node: Node, w: np.ndarray) -> np.ndarray:
+    """The weight as the ``[kh*kw*C, M]`` GEMM operand: taps then channels, matching
+    the im2col columns."""
+    m = w.shape[0]
+    return _cached(  # type: ignore[no-any-return]
+        node, "w2t", 1, lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, m))
+    )
+
+
+def _conv_im2col(
+    node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geo: shapes.Window,
+    gemm: GemmFn, out: np.ndarray, block_bytes: int,
+) -> Callable[[], None]:  # fmt: skip
+    """im2col + GEMM, a block of whole output rows at a time (``block_bytes``, see
+    `_row_blocks`) so that the im2col is still in cache when the GEMM reads it; the
+    ``[N*OH*OW, M]`` result is the NHWC output, bias and activation run in place."""
+    n, _, _, c = x.shape
+    m, _, kh, kw = w.shape
+    oh, ow = geo.out
+    k = kh * kw * c
+    w2t, y, geometry = _w2t(node, w), out.reshape(n * oh * ow, m), conv_geometry(geo)
+    blocks = _row_blocks(n * oh, ow * k * x.dtype.itemsize, block_bytes)
     col = _workspace(node, "col", ((blocks[0][1] - blocks[0][0]) * ow, k), x.dtype)
     steps: list[Callable[[], Any]] = []
     for first, last in blocks:
@@ -282,7 +374,29 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bo
             _bias_act(node, block_y, bias),
         ]
     gemm_work = (blocks[0][1] - blocks[0][0]) * ow * k * m
-    return _blas_scope(gemm, _sequence(*steps), gemm_work), [out]
+    return _blas_scope(gemm, _sequence(*steps), gemm_work)
+
+
+def _measure(
+    node: Node, key: str, candidates: dict[str, Callable[[], Callable[[], None]]]
+) -> strategy.Decision:
+    """`strategy.choose` with each candidate's packed weights and workspaces kept apart:
+    only the winner's stay in ``node.cache`` (they count in the session's memory)."""
+    base = {k: v for k, v in node.cache.items() if k != "executed_flops"}
+    built: dict[str, dict[Any, Any]] = {}
+
+    def isolated(name: str) -> Callable[[], Callable[[], None]]:
+        def build() -> Callable[[], None]:
+            node.cache = dict(base)
+            run = candidates[name]()
+            built[name] = node.cache
+            return run
+
+        return build
+
+    decision = strategy.choose(key, {name: isolated(name) for name in candidates})
+    node.cache = built.get(decision.strategy, base)
+    return decision
 
 
 def _blas_scope(gemm: GemmFn, run: Callable[[], None], work: int) -> Callable[[], None]:
@@ -929,19 +1043,23 @@ def range_op(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
     return [out]
 
 
-def make_kernels(gemm: str = "blas", threads: int = 1) -> dict[str, Kernel]:
+def make_kernels(
+    gemm: str = "blas", threads: int = 1, conv_strategy: str = "rules"
+) -> dict[str, Kernel]:
     """The CPU op table.
 
     Args:
         gemm: ``"blas"`` (NumPy's BLAS called from Numba) or ``"tiled"`` (our own kernel).
         threads: cores a big BLAS product is split over (one BLAS call per core).
+        conv_strategy: ``"measure"`` (time each dense NHWC convolution's candidate
+            kernels once per machine, see `strategy`) or ``"rules"`` (fixed rules).
 
     Returns:
         op type -> kernel.
     """
     gemm_fn = _gemm_fn(gemm, threads)
     table: dict[str, Kernel] = {
-        "Conv": _bindable(functools.partial(conv, gemm=gemm_fn)),
+        "Conv": _bindable(functools.partial(conv, gemm=gemm_fn, strategy_mode=conv_strategy)),
         "Gemm": _bindable(functools.partial(gemm_op, gemm=gemm_fn)),
         "MatMul": _bindable(functools.partial(matmul, gemm=gemm_fn)),
         "MaxPool": _bindable(pool),
