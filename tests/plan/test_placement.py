@@ -18,13 +18,16 @@ import workbench as wb
 from workbench.backends.onnxruntime.plain import run_plain
 from workbench.cli import main
 from workbench.model import set_layer_name
+from workbench.planning.economics import Machine
 from workbench.planning.placement import (
     Link,
     Placement,
     PlacementError,
+    Switch,
     chained,
     measure_link,
     measure_placement,
+    measure_switch,
     place,
     possible_cuts,
     split_model,
@@ -373,3 +376,105 @@ def test_a_measured_link_is_the_line_through_its_transfer_times() -> None:
             measure_link(lambda size: lambda: setattr(clock, "now", clock.now + 1e-3))
     with pytest.raises(PlacementError, match="two or more sizes"):
         measure_link(copy, [4096])
+
+
+def fake_switch(ms: float, processors: tuple[str, str] = ("rt-a/cpu", "rt-b/cpu")) -> Switch:
+    return Switch(ms, 2 * ms, (1.0, 1.0), (1.0, 1.0), "toy cut before fc2, both ways", processors)
+
+
+def test_each_change_of_runtime_pays_the_measured_switch() -> None:
+    p = place(A, B, model=chain_model(), link=LINK, max_cuts=2, switch=fake_switch(0.25))
+    rows = p.table.set_index(["order", "cuts"])
+    # back to back, a single cut changes runtime twice per call: at the cut and back
+    assert rows.loc[("a,b", "act"), ["switches", "switch_ms"]].tolist() == [2, 0.5]
+    assert rows.loc[("a,b", "act"), "predicted_ms"] == pytest.approx(7.5 + 0.5)
+    assert rows.loc[("a", ""), ["switches", "switch_ms", "predicted_ms"]].tolist() == [0, 0, 8.0]
+    # away and back within one call: two changes, none to the next call's first part
+    assert rows.loc[("a,b,a", "act, fc3"), "switches"] == 2
+    assert p.best["predicted_ms"] == pytest.approx(7.0 + 0.5)
+    assert any("each change of runtime costs 250 µs" in n for n in p.notes)
+    # a costly enough hand-over leaves the whole model on one processor
+    assert place(A, B, model=chain_model(), link=LINK, switch=fake_switch(1.0)).best["order"] == "a"
+    back = Placement.from_json(p.to_json())
+    assert back.switch == p.switch
+    with pytest.raises(PlacementError, match="measured between rt-a/cpu and rt-c/cpu"):
+        place(A, B, model=chain_model(), switch=fake_switch(0.1, ("rt-a/cpu", "rt-c/cpu")))
+
+
+def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.profiling.measure as measuring
+
+    model = chain_model()
+    layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
+    a = fake_profile("onnxruntime", layer_ms, 4.0)
+    b = replace(fake_profile("onnxruntime", layer_ms, 4.0), options={"spinning": False})
+    # the measuring core's medians, by what is timed: each order's chain is 0.6 or 1.0 ms
+    # slower than its parts (1 + 2 ms), each round trip two changes of runtime
+    medians = iter([1.0, 2.0, 3.6, 1.0, 2.0, 4.0])
+    timed: list[str] = []
+
+    def fake_measure(runner: Callable[[], object], timing: object, **kw: str) -> Measurement:
+        runner()  # the real call still runs
+        timed.append(kw["label"])
+        return Measurement([next(medians)] * 3)
+
+    monkeypatch.setattr(measuring, "measure", fake_measure)
+    switch = measure_switch(a, b, model, cut="fc2", timing=TimingOptions(0.05, warmup=1))
+    assert timed == ["part 1", "part 2", "toy onnxruntime/cpu → onnxruntime/cpu"] * 2
+    assert switch.chain_ms == (3.6, 4.0) and switch.parts_ms == (3.0, 3.0)
+    assert switch.round_trip_ms == pytest.approx(0.8) and switch.ms == pytest.approx(0.4)
+    assert switch.probe == "toy cut before fc2, both ways"
+
+
+def test_a_real_switch_is_measured_between_the_profiles_runtimes() -> None:
+    model = chain_model()
+    layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
+    a = fake_profile("onnxruntime", layer_ms, 4.0)
+    b = replace(a, options={"spinning": False})
+    switch = measure_switch(a, b, model, timing=TimingOptions(0.02, warmup=1))
+    assert switch.processors == ("onnxruntime/cpu", "onnxruntime/cpu")
+    assert "cut before fc2" in switch.probe  # the middle possible cut of act, fc2, fc3
+    assert min(*switch.chain_ms, *switch.parts_ms) > 0
+    assert switch.ms == max(switch.round_trip_ms, 0.0) / 2
+    assert place(a, b, model=model, switch=switch).switch == switch
+
+
+def test_the_cheapest_split_is_not_the_fastest() -> None:
+    fast = Machine("fast", "USD", rental_per_hour=10.0)
+    # bought for 4 years of hours at 1 USD/h: 1 USD per hour used
+    cheap = Machine("cheap", "USD", purchase=4 * 8760.0, lifetime_years=4.0)
+    model = chain_model()
+    quick = place(A, B, model=model)
+    # fastest: fc1, act, fc2 on B (3.5 + .5 + .5), fc3 on A (1)
+    assert (quick.best["order"], quick.best["predicted_ms"]) == ("b,a", pytest.approx(5.5))
+    p = place(A, B, model=model, objective="cost", prices=(fast, cheap))
+    assert p.prices_per_hour == pytest.approx((10.0, 1.0))
+    rows = p.table.set_index(["order", "cuts"])
+    # USD per 1M calls = price per hour x ms per call / 3.6e6 ms per hour x 1e6
+    assert rows.loc[("b,a", "fc3"), "cost_per_1m_calls"] == pytest.approx((4.5 + 10 * 1) / 3.6)
+    assert rows.loc[("a", ""), "cost_per_1m_calls"] == pytest.approx(10 * 8.0 / 3.6)
+    # cheapest: all on B, slower (8.5 ms) and 8.5 / 3.6 USD per 1M calls
+    assert p.best["order"] == "b" and p.best["cost_per_1m_calls"] == pytest.approx(8.5 / 3.6)
+    assert p.table["cost_per_1m_calls"].iloc[1:].is_monotonic_increasing
+    # a hand-over holds both ends: (1 x 4.5 + 10 x 1 + 11 x (2.5 transfer + 2 x .25)) / 3.6
+    priced = place(A, B, model=model, link=LINK, switch=fake_switch(0.25), objective="cost",
+                   prices=(fast, cheap))  # fmt: skip
+    row = priced.table.set_index(["order", "cuts"]).loc[("b,a", "fc3")]
+    assert row["cost_per_1m_calls"] == pytest.approx((4.5 + 10 + 11 * 3.0) / 3.6)
+    assert "cost per 1m calls" in priced.summary()
+    assert Placement.from_json(p.to_json()).prices_per_hour == p.prices_per_hour
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"objective": "speed"}, "objective must be one of latency, cost"),
+        ({"objective": "cost"}, "objective='cost' needs prices"),
+        ({"prices": (Machine("x", "USD", rental_per_hour=1.0),
+                     Machine("y", "EUR", rental_per_hour=1.0))}, "in USD and EUR"),
+    ],
+    ids=["unknown", "no-prices", "two-currencies"],
+)  # fmt: skip
+def test_a_bad_objective_is_one_line(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(PlacementError, match=message):
+        place(A, B, model=chain_model(), **kwargs)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""`place`: split one model's layers across two processors to minimise its latency.
+"""`place`: split one model's layers across two processors to minimise its latency (or cost).
 
 From the per-layer profiles of one model on two processors (two devices, or two runtimes
 on one device) and the link between them, every way of cutting the layer sequence is
@@ -16,7 +16,15 @@ The arithmetic, per processor P and split:
   crossing the cut (produced before it, used after it; shapes from the ONNX graph at the
   profiled batch) / the link's bandwidth. Model inputs are not counted: each profile
   already fed its own. A tensor crossing several cuts is counted at each change of
-  processor: exact for chains, an upper bound when a skip connection spans a segment.
+  processor: exact for chains, an upper bound when a skip connection spans a segment;
+- each change of runtime also costs the hand-over measured here (`measure_switch`, none
+  when not given): calls timed back to back change runtime at every cut and once more
+  from the last part to the next call's first, so a split pays ``switches`` = its changes
+  + 1 when it ends on the other processor than it starts on, each ``Switch.ms``.
+
+With ``objective="cost"`` the split with the least money per call wins: each processor's
+price per hour (`workbench.planning.economics.Machine`) x the time it is occupied (its
+own layers, and every hand-over, which holds both ends).
 
 Which cuts are possible and what crosses them: `workbench.planning.cuts`; links, declared
 or measured: `workbench.planning.links` (both re-exported here).
@@ -53,6 +61,7 @@ from workbench.units import format_bytes, format_ms
 
 if TYPE_CHECKING:
     from workbench.model import Model
+    from workbench.planning.economics import Machine
     from workbench.profiling.measure import TimingOptions
     from workbench.profiling.profile import Profile
     from workbench.profiling.timer import Measurement
@@ -60,13 +69,16 @@ if TYPE_CHECKING:
 __all__ = [
     "CANDIDATE_COLUMNS",
     "LAYER_COLUMNS",
+    "OBJECTIVES",
     "Link",
     "Placement",
     "PlacementError",
+    "Switch",
     "chained",
     "cuda_copy",
     "measure_link",
     "measure_placement",
+    "measure_switch",
     "place",
     "possible_cuts",
     "split_model",
@@ -74,9 +86,11 @@ __all__ = [
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "predicted_ms", "best", "measured_ms", "measured_n", "error_fraction",
-    "parts_ms", "note",
+    "transfer_ms", "switches", "switch_ms", "predicted_ms", "cost_per_1m_calls", "best",
+    "measured_ms", "measured_n", "error_fraction", "parts_ms", "note",
 ]  # fmt: skip
+#: what `place` minimises: the predicted latency, or the money per call
+OBJECTIVES = ("latency", "cost")
 LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
     "crossing_tensors", "crossing_bytes", "why_not", "runs_on",
@@ -84,6 +98,51 @@ LAYER_COLUMNS = [
 
 
 # ---- placing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Switch:
+    """What one change of runtime costs in one process, measured here (`measure_switch`).
+
+    Two runtimes in one process hand over at every cut: the next runtime's threads wake
+    from sleep, and the last one's may still hold the cores (a pool spinning after its
+    part). No per-layer profile sees either, so it is timed: a probe split, both ways,
+    as a chain of calls back to back against its parts each timed alone.
+
+    Attributes:
+        ms: the cost of one change of runtime (>= 0): half the round trip, since a
+            single-cut chain timed back to back changes runtime twice per call (at the
+            cut, and from its last part to the next call's first).
+        round_trip_ms: chain median - the sum of the parts' medians alone, averaged over
+            both orders (A then B, B then A); below 0 only through noise.
+        chain_ms, parts_ms: those medians, per order (A then B first).
+        probe: the split timed (the cut it was made at).
+        processors: the two ``backend/device`` it was measured between.
+    """
+
+    ms: float
+    round_trip_ms: float
+    chain_ms: tuple[float, float]
+    parts_ms: tuple[float, float]
+    probe: str
+    processors: tuple[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {**self.__dict__, "chain_ms": list(self.chain_ms), "parts_ms": list(self.parts_ms),
+                "processors": list(self.processors)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Switch:
+        """Rebuild from `to_dict`."""
+        return cls(
+            ms=float(data["ms"]),
+            round_trip_ms=float(data["round_trip_ms"]),
+            chain_ms=(data["chain_ms"][0], data["chain_ms"][1]),
+            parts_ms=(data["parts_ms"][0], data["parts_ms"][1]),
+            probe=str(data["probe"]),
+            processors=(data["processors"][0], data["processors"][1]),
+        )
+
+
 @dataclass(frozen=True)
 class _Side:
     label: str  # "onnxruntime/cpu"
@@ -102,8 +161,11 @@ def place(
     model: Model | str | Path | None = None,
     link: Link | None = None,
     max_cuts: int = 1,
+    switch: Switch | None = None,
+    objective: str = "latency",
+    prices: tuple[Machine, Machine] | None = None,
 ) -> Placement:
-    """The split of ``model``'s layers across two processors with the lowest latency.
+    """The split of ``model``'s layers across two processors with the lowest latency (or cost).
 
     Args:
         profile_a: the model profiled per layer on processor A (`wb.profile`).
@@ -116,19 +178,29 @@ def place(
         max_cuts: most changes of processor (1: A then B, or B then A; more split the
             layers into more segments, each one more session call whose fixed cost the
             profiles do not see: give it as the link's latency).
+        switch: the hand-over between the two runtimes measured here (`measure_switch`):
+            ``switch.ms`` per change of runtime is added to each split's prediction
+            (``switch_ms``). None: not counted (0).
+        objective: ``"latency"`` (the least predicted ms per call) or ``"cost"`` (the
+            least money per call, ``cost_per_1m_calls``; needs ``prices``).
+        prices: the economics of the machine each processor is (`load_machine`), in one
+            currency: each costs its price per hour (rental, or purchase over its lifetime
+            + upkeep, + energy where known) for the time it is occupied.
 
     Returns:
         A `Placement`: every single-cut split (and the best with up to ``max_cuts``),
-        predicted, fastest first; the per-layer table it came from.
+        predicted, the best first, then by the objective; the per-layer table it came from.
 
     Raises:
         PlacementError: profiles of different models or batch sizes, a profile with no
             per-layer table or whose layers are not the graph's, a graph with no possible
-            cut (says why for each), ``max_cuts`` below 1.
+            cut (says why for each), ``max_cuts`` below 1, an unknown ``objective``,
+            ``"cost"`` without ``prices``, prices in two currencies, a ``switch`` measured
+            between other processors.
 
     Example:
         >>> a = wb.profile(m, backend="onnxruntime"); b = wb.profile(m, backend="numba")
-        >>> p = wb.place(a, b, model=m, link=Link.same_memory())
+        >>> p = wb.place(a, b, model=m, link=Link.same_memory(), switch=measure_switch(a, b, m))
         >>> p.best["split"], p.best["predicted_ms"]
     """
     from workbench.profiling.cost import tensor_shapes
@@ -138,6 +210,7 @@ def place(
         max_cuts = whole("max_cuts", max_cuts, minimum=1, maximum=1000)
     except InputError as exc:
         raise PlacementError(str(exc)) from None
+    hourly = _hourly_prices(objective, prices)
     loaded = _model_of(model, profile_a.model)
     _check_profiles(profile_a, profile_b, loaded)
     proto = onnx_proto(loaded)
@@ -154,20 +227,23 @@ def place(
     notes: list[str] = []
     a = _side(profile_a, cuts.layers, notes)
     b = _side(profile_b, cuts.layers, notes)
+    switch_ms = _switch_ms(switch, (a.label, b.label), notes)
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     crossing_bytes = {k: _bytes(ts, shapes) for k, ts in cuts.crossing.items()}
     if any(math.isnan(v) for v in crossing_bytes.values()):
         notes.append("some crossing tensors have no known shape: those cuts are left out")
         crossing_bytes = {k: v for k, v in crossing_bytes.items() if not math.isnan(v)}
-    switch = {k: link.transfer_ms(v) for k, v in crossing_bytes.items()}
-    best_order = _best_assignment(a.ms, b.ms, switch, max_cuts)
+    transfer = {k: link.transfer_ms(v) for k, v in crossing_bytes.items()}
+    costs = _Costs(transfer, switch_ms, hourly)
+    best_order = _best_assignment(a.ms, b.ms, costs, max_cuts)
     rows = [
-        _candidate(order, a, b, cuts.layers, crossing_bytes, switch)
-        for order in _single_cut_orders(len(cuts.layers), sorted(switch))
+        _candidate(order, a, b, cuts.layers, crossing_bytes, costs)
+        for order in _single_cut_orders(len(cuts.layers), sorted(transfer))
     ]
-    best = _candidate(best_order, a, b, cuts.layers, crossing_bytes, switch)
+    best = _candidate(best_order, a, b, cuts.layers, crossing_bytes, costs)
     table = pd.DataFrame([*rows, best], columns=CANDIDATE_COLUMNS)
-    table = table.drop_duplicates("split").sort_values("predicted_ms", kind="stable")
+    key = "predicted_ms" if objective == "latency" else "cost_per_1m_calls"
+    table = table.drop_duplicates("split").sort_values(key, kind="stable")
     table["best"] = table["split"] == best["split"]
     table = pd.concat([table[table["best"]], table[~table["best"]]]).reset_index(drop=True)
     positions = range(len(cuts.layers))
@@ -209,7 +285,56 @@ def place(
         layers=layer_rows,
         table=table,
         notes=tuple(notes),
+        switch=switch,
+        objective=objective,
+        prices_per_hour=hourly,
     )
+
+
+def _hourly_prices(
+    objective: str, prices: tuple[Machine, Machine] | None
+) -> tuple[float, float] | None:
+    """Each processor's price per hour, or None without ``prices``; the objective checked."""
+    if objective not in OBJECTIVES:
+        raise PlacementError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if prices is None:
+        if objective == "cost":
+            raise PlacementError(
+                "objective='cost' needs prices=(machine A, machine B) "
+                "(workbench.planning.economics.load_machine)"
+            )
+        return None
+    first, second = prices
+    if first.currency != second.currency:
+        raise PlacementError(
+            f"the prices are in {first.currency} and {second.currency}; give both machines "
+            "in one currency"
+        )
+    return _per_hour(first), _per_hour(second)
+
+
+def _per_hour(machine: Machine) -> float:
+    """What ``machine`` costs per hour it is used: its cost over one lifetime (a rented
+    one: a year) spread over every hour of it."""
+    from workbench.planning.economics import HOURS_PER_YEAR
+
+    years = machine.lifetime_years or 1.0
+    return machine.cost(1, years).total / (years * HOURS_PER_YEAR)
+
+
+def _switch_ms(switch: Switch | None, labels: tuple[str, str], notes: list[str]) -> float:
+    if switch is None:
+        return 0.0
+    if set(switch.processors) != set(labels):
+        raise PlacementError(
+            f"the switch was measured between {' and '.join(switch.processors)}, not "
+            f"{' and '.join(labels)}; measure_switch the profiles placed"
+        )
+    notes.append(
+        f"each change of runtime costs {format_ms(switch.ms)} (measured: {switch.probe}, "
+        f"chain minus parts alone {format_ms(switch.round_trip_ms)} per call, both ways)"
+    )
+    return switch.ms
 
 
 def _model_of(model: Model | str | Path | None, name: str) -> Model:
@@ -345,24 +470,55 @@ def _single_cut_orders(n: int, cuts: Sequence[int]) -> list[str]:
     return orders
 
 
-def _best_assignment(a: np.ndarray, b: np.ndarray, switch: dict[int, float], max_cuts: int) -> str:
-    """The assignment of layers to ``a``/``b`` with the least total time and at most
-    ``max_cuts`` changes of processor (a change only where ``switch`` has a cost)."""
+@dataclass(frozen=True)
+class _Costs:
+    """What a split pays besides its layers, and how the objective weighs each part."""
+
+    transfer: dict[int, float]  # cut position -> ms of the link's transfer there
+    switch_ms: float  # per change of runtime
+    hourly: tuple[float, float] | None  # price per hour of A, of B (objective "cost")
+
+    def weights(self) -> tuple[float, float, float]:
+        """Per ms on A, on B, and on a hand-over (which occupies both)."""
+        if self.hourly is None:
+            return 1.0, 1.0, 1.0
+        return self.hourly[0], self.hourly[1], self.hourly[0] + self.hourly[1]
+
+
+def _best_assignment(a: np.ndarray, b: np.ndarray, costs: _Costs, max_cuts: int) -> str:
+    """The assignment of layers to ``a``/``b`` with the least weighted total and at most
+    ``max_cuts`` changes of processor (a change only where a transfer is costed), the
+    switch back to the first processor for the next call counted."""
     times = {"a": a, "b": b}
-    # cost[(side, changes)] = (least time of layers 0..k ending on side, assignment)
-    cost = {(s, 0): (float(times[s][0]), s) for s in "ab"}
-    for k in range(1, len(a)):
-        step: dict[tuple[str, int], tuple[float, str]] = {}
-        for (side, changes), (total, order) in cost.items():
-            moves = [(side, changes, 0.0)]
-            if k in switch and changes < max_cuts:
-                moves.append(("b" if side == "a" else "a", changes + 1, switch[k]))
-            for to, used, extra in moves:
-                value = total + extra + float(times[to][k])
-                if (to, used) not in step or value < step[(to, used)][0]:
-                    step[(to, used)] = (value, order + to)
-        cost = step
-    return min(cost.values(), key=lambda item: (item[0], _changes(item[1])))[1]
+    weight_a, weight_b, both = costs.weights()
+    weight = {"a": weight_a, "b": weight_b}
+    found: list[tuple[float, str]] = []
+    for first in "ab":
+        # cost[(side, changes)] = (least total of layers 0..k ending on side, assignment)
+        cost = {(first, 0): (weight[first] * float(times[first][0]), first)}
+        for k in range(1, len(a)):
+            step: dict[tuple[str, int], tuple[float, str]] = {}
+            for (side, changes), (total, order) in cost.items():
+                moves = [(side, changes, 0.0)]
+                if k in costs.transfer and changes < max_cuts:
+                    change = both * (costs.transfer[k] + costs.switch_ms)
+                    moves.append(("b" if side == "a" else "a", changes + 1, change))
+                for to, used, extra in moves:
+                    value = total + extra + weight[to] * float(times[to][k])
+                    if (to, used) not in step or value < step[(to, used)][0]:
+                        step[(to, used)] = (value, order + to)
+            cost = step
+        found += [
+            (total + (both * costs.switch_ms if order[-1] != first else 0.0), order)
+            for total, order in cost.values()
+        ]
+    return min(found, key=lambda item: (item[0], _changes(item[1])))[1]
+
+
+def _switches(order: str) -> int:
+    """Changes of runtime per call of a chain timed back to back: its cuts, and one more
+    from its last part to the next call's first when they run on different processors."""
+    return _changes(order) + (order[0] != order[-1])
 
 
 def _changes(order: str) -> int:
@@ -381,7 +537,7 @@ def _candidate(
     b: _Side,
     layers: list[str],
     crossing_bytes: dict[int, float],
-    switch: dict[int, float],
+    costs: _Costs,
 ) -> dict[str, Any]:
     segments = _segments(order)
     cuts = [start for _, start, _ in segments[1:]]
@@ -392,7 +548,19 @@ def _candidate(
     )
     compute_a = float(sum(a.ms[k] for k, s in enumerate(order) if s == "a"))
     compute_b = float(sum(b.ms[k] for k, s in enumerate(order) if s == "b"))
-    transfer_ms = float(sum(switch[k] for k in cuts))
+    transfer_ms = float(sum(costs.transfer[k] for k in cuts))
+    switches = float(_switches(order))
+    switch_ms = switches * costs.switch_ms
+    cost = math.nan
+    if costs.hourly is not None:
+        # a hand-over occupies both ends; a processor that runs nothing costs nothing
+        handover = transfer_ms + switch_ms
+        occupied = [
+            (compute_a + handover) * ("a" in order),
+            (compute_b + handover) * ("b" in order),
+        ]
+        # price per hour x ms / 3.6e6 ms per hour, per million calls
+        cost = sum(h * ms for h, ms in zip(costs.hourly, occupied, strict=True)) / 3.6
     split_fusions = [
         f"cuts {side.label}'s fused {side.splits_fusion[k]} (those layers run unfused, "
         "which their profiled 0 ms does not predict)"
@@ -408,7 +576,10 @@ def _candidate(
         "compute_b_ms": compute_b,
         "transfer_bytes": float(sum(crossing_bytes[k] for k in cuts)),
         "transfer_ms": transfer_ms,
-        "predicted_ms": compute_a + compute_b + transfer_ms,
+        "switches": switches,
+        "switch_ms": switch_ms,
+        "predicted_ms": compute_a + compute_b + transfer_ms + switch_ms,
+        "cost_per_1m_calls": cost,
         "best": False,
         "measured_ms": math.nan,
         "measured_n": math.nan,
@@ -436,8 +607,14 @@ class Placement:
             processor, whether a cut is possible before it (and why not), the tensors and
             bytes crossing that cut, and the processor the best split runs it on.
         table: one row per candidate split (`CANDIDATE_COLUMNS`), the best first, then by
-            predicted latency; measured columns NaN until `measure_placement`.
+            the objective; measured columns NaN until `measure_placement`.
+            ``switches``: changes of runtime per call timed back to back; ``switch_ms``:
+            those x the measured `switch` (0 without); ``cost_per_1m_calls``: money per
+            million calls in the prices' currency (NaN without prices).
         notes: what the prediction rests on.
+        switch: the measured hand-over between the runtimes (None: not counted).
+        objective: ``"latency"`` or ``"cost"``: what the best split minimises.
+        prices_per_hour: A's and B's price per hour (None: no prices given).
     """
 
     model: str
@@ -455,6 +632,9 @@ class Placement:
     layers: pd.DataFrame
     table: pd.DataFrame
     notes: tuple[str, ...] = field(default_factory=tuple)
+    switch: Switch | None = None
+    objective: str = "latency"
+    prices_per_hour: tuple[float, float] | None = None
 
     @property
     def best(self) -> pd.Series:
@@ -481,6 +661,10 @@ class Placement:
             f"{format_ms(self.end_to_end_b_ms)} measured)",
         ]
         columns = ["split", "predicted_ms", "transfer_bytes"]
+        if self.switch is not None:
+            columns.insert(2, "switch_ms")
+        if self.prices_per_hour is not None:
+            columns.insert(2, "cost_per_1m_calls")
         if self.table["measured_ms"].notna().any():
             columns += ["measured_ms", "error_fraction"]
         if self.table["parts_ms"].notna().any():
@@ -507,10 +691,13 @@ class Placement:
         """Plain data for JSON."""
         from workbench.scenarios.result import json_rows
 
-        data = {k: v for k, v in self.__dict__.items() if k not in ("link", "layers", "table")}
+        skip = ("link", "layers", "table", "switch", "prices_per_hour")
+        data = {k: v for k, v in self.__dict__.items() if k not in skip}
         return {
             **data,
             "notes": list(self.notes),
+            "switch": None if self.switch is None else self.switch.to_dict(),
+            "prices_per_hour": None if self.prices_per_hour is None else list(self.prices_per_hour),
             "link": self.link.to_dict(),
             "layers": json_rows(self.layers),
             "table": json_rows(self.table),
@@ -531,9 +718,13 @@ class Placement:
             layers = pd.DataFrame(data["layers"], columns=LAYER_COLUMNS)
             numeric = ["a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "crossing_bytes"]
             layers = layers.astype(dict.fromkeys(numeric, "float64"))
-            fields = {k: v for k, v in data.items() if k not in ("link", "layers", "table")}
+            skip = ("link", "layers", "table", "switch", "prices_per_hour")
+            fields = {k: v for k, v in data.items() if k not in skip}
+            switch, prices = data.get("switch"), data.get("prices_per_hour")
             return cls(
                 **{**fields, "notes": tuple(data["notes"])},
+                switch=None if switch is None else Switch.from_dict(switch),
+                prices_per_hour=None if prices is None else (prices[0], prices[1]),
                 link=Link.from_dict(data["link"]),
                 layers=layers,
                 table=table.astype({"best": bool}),
@@ -604,51 +795,107 @@ def measure_placement(
             )
         wanted = list(table.index[table["split"].isin(names)])
     inputs = loaded.example_inputs(placement.batch_size)
+    where = {
+        "a": (placement.processor_a, placement.options_a),
+        "b": (placement.processor_b, placement.options_b),
+    }
     for index in wanted:
         row = table.loc[index]
         cuts = [c for c in str(row["cuts"]).split(", ") if c]
-        m, alone = _time_split(
-            placement,
-            loaded,
-            cuts,
-            str(row["order"]).split(","),
-            inputs,
-            timing or Options(),
-            parts=parts,
-        )
+        sides = [where[s] for s in str(row["order"]).split(",")]
+        m, alone = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
         table.loc[index, ["measured_ms", "measured_n", "parts_ms"]] = [m.median, m.n, alone]
         table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
     return replace(placement, table=table)
 
 
+def measure_switch(
+    profile_a: Profile,
+    profile_b: Profile,
+    model: Model | str | Path | None = None,
+    *,
+    cut: str | None = None,
+    timing: TimingOptions | None = None,
+) -> Switch:
+    """Measure here what one change of runtime costs in one process, for `place`.
+
+    The model is cut in two (at ``cut``, default the middle possible cut); each order
+    (A's part then B's, B's then A's) is compiled as the profiles ran (`measure_placement`)
+    and its chain timed back to back, right after each part is timed alone. Per call the
+    chain changes runtime twice (at the cut, and back for the next call), so the chain's
+    median minus the parts' medians, averaged over both orders, is two changes.
+
+    Args:
+        profile_a, profile_b: the profiles to place (their processors, options, batch size).
+        model: the model profiled (None: the sample the profiles name).
+        cut: the layer the probe's second part starts at (`possible_cuts`).
+        timing: budget and warm-up per measurement (default: the measuring core's).
+
+    Returns:
+        A `Switch`; ``ms`` is 0 when the chain was no slower than its parts (noise).
+
+    Raises:
+        PlacementError: the profiles do not fit the model (as `place`), a cut that is not
+            possible; DeviceUnavailableError and the backend's errors when a processor is
+            not here.
+
+    Example:
+        >>> switch = measure_switch(a, b, m)
+        >>> p = wb.place(a, b, model=m, switch=switch)
+    """
+    from workbench.profiling.measure import TimingOptions as Options
+
+    loaded = _model_of(model, profile_a.model)
+    _check_profiles(profile_a, profile_b, loaded)
+    if cut is None:
+        found = graph_cuts(onnx_proto(loaded))
+        possible = sorted(found.crossing)
+        if not possible:
+            raise PlacementError(f"{loaded.name}: no layer boundary can be cut (see place)")
+        cut = found.layers[possible[len(possible) // 2]]
+    a = (f"{profile_a.backend}/{profile_a.device}", _as_profiled(profile_a))
+    b = (f"{profile_b.backend}/{profile_b.device}", _as_profiled(profile_b))
+    inputs = loaded.example_inputs(profile_a.batch_size)
+    chains, parts = [], []
+    for sides in ([a, b], [b, a]):
+        chain, alone = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True)
+        chains.append(chain.median)
+        parts.append(alone)
+    round_trip = float(np.mean(chains) - np.mean(parts))
+    return Switch(
+        ms=max(round_trip, 0.0) / 2,
+        round_trip_ms=round_trip,
+        chain_ms=(chains[0], chains[1]),
+        parts_ms=(parts[0], parts[1]),
+        probe=f"{loaded.name} cut before {cut}, both ways",
+        processors=(a[0], b[0]),
+    )
+
+
 def _time_split(
-    placement: Placement,
     model: Model,
     cuts: list[str],
-    sides: list[str],
+    sides: list[tuple[str, dict[str, Any]]],
     inputs: dict[str, np.ndarray],
     timing: TimingOptions,
     *,
     parts: bool,
 ) -> tuple[Measurement, float]:
-    """The chain's measurement, and the sum of each part's median alone (NaN: not asked)."""
+    """The chain's measurement, and the sum of each part's median alone (NaN: not asked).
+
+    ``sides``: each part's ``backend/device`` and compile options, in order."""
     from contextlib import ExitStack
 
     from workbench.profiling.measure import compiled, measure
 
     pieces = split_model(model, cuts) if cuts else [model.to_onnx()]
-    where = {
-        "a": (placement.processor_a, placement.options_a),
-        "b": (placement.processor_b, placement.options_b),
-    }
     with ExitStack() as stack:
         sessions = []
-        for part, side in zip(pieces, sides, strict=True):
-            processor, options = where[side]
+        for part, (processor, options) in zip(pieces, sides, strict=True):
             backend, _, device = processor.partition("/")
             sessions.append(stack.enter_context(compiled(part, backend, device, options)).session)
         run = chained(pieces, [s.run for s in sessions], output_names(model.to_onnx()))
-        label = " → ".join(f"{where[s][0]}" for s in sides)
+        label = " → ".join(processor for processor, _ in sides)
         alone = math.nan
         if parts:
             fed: list[dict[str, Any]] = []
@@ -657,7 +904,5 @@ def _time_split(
                 measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
                 for k, (s, f) in enumerate(zip(sessions, fed, strict=True))
             )
-        chain = measure(
-            lambda: run(inputs), timing, device="cpu", label=f"{placement.model} {label}"
-        )
+        chain = measure(lambda: run(inputs), timing, device="cpu", label=f"{model.name} {label}")
         return chain, alone
