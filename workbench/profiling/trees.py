@@ -641,7 +641,9 @@ def _groups_note(
         f"post-transform; latency_ms stays the layer's): their medians sum to {total:.4g} "
         f"ms against {whole:.4g} ms for the whole layer (ratio {total / whole:.2f}, not "
         "forced to 1: each group is a call of its own, with raw scores and its own "
-        "threading); attributed_ms beside them splits the layer's median by node visits"
+        "threading; above 50 rows ONNX Runtime loops by rows over 80 trees or fewer and "
+        "by trees over more, docs/trees.md); attributed_ms beside them splits the "
+        "layer's median by node visits"
     )
 
 
