@@ -39,7 +39,14 @@ from typing import Any
 from _common import write_results
 
 import workbench as wb
-from workbench.planning.placement import Link, cuda_copy, measure_link, measure_placement, place
+from workbench.planning.placement import (
+    Link,
+    cuda_copy,
+    measure_link,
+    measure_placement,
+    measure_switch,
+    place,
+)
 from workbench.units import format_ms
 
 BOUND = 0.15
@@ -64,7 +71,10 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
     # two CPU runtimes hand arrays over in one process; a GPU's link is measured here
     link = measure_link(cuda_copy(gpu), device=gpu, name=f"host to {gpu}") if gpu else (
         Link.same_memory())  # fmt: skip
-    placement = place(a, b, model=model, link=link)
+    # what a change of runtime costs in this process, beyond the parts alone: measured once
+    # per pair on a probe split (the middle cut, both ways) and added per change
+    switch = measure_switch(a, b, model, timing=timing)
+    placement = place(a, b, model=model, link=link, switch=switch)
     table = placement.table
     if which == "all":
         chosen: Any = "all"
@@ -91,6 +101,7 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
         "best_predicted_ms": float(measured.best["predicted_ms"]),
         "best_measured_ms": float(measured.best["measured_ms"]),
         "scales": [placement.scale_a, placement.scale_b],
+        "switch": switch.to_dict(),
         "options": [placement.options_a, placement.options_b],
         "placement": measured.to_dict(),
     }
@@ -159,11 +170,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "",
             f"options {r['options'][0]}, {r['options'][1]}",
             "",
-            "| split | predicted | parts alone | measured (n) | error | within 15% | note |",
-            "|---|---|---|---|---|---|---|",
+            f"switch: {format_ms(r['switch']['ms'])} per change of runtime (measured: "
+            f"{r['switch']['probe']}; chains {', '.join(map(format_ms, r['switch']['chain_ms']))}"
+            f" against parts alone {', '.join(map(format_ms, r['switch']['parts_ms']))})",
+            "",
+            "| split | predicted | of it switches (n) | parts alone | measured (n) | error | "
+            "within 15% | note |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
+            f"{format_ms(row['switch_ms'])} ({int(row['switches'])}) | "
             f"{format_ms(row['parts_ms'])} | "
             f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
             f"{row['error_fraction']:+.1%} | "

@@ -91,6 +91,8 @@ CANDIDATE_COLUMNS = [
 ]  # fmt: skip
 #: what `place` minimises: the predicted latency, or the money per call
 OBJECTIVES = ("latency", "cost")
+#: rounds of (each part alone, the chain) per order in `measure_switch`
+SWITCH_ROUNDS = 3
 LAYER_COLUMNS = [
     "layer", "a_ms", "b_ms", "a_profiled_ms", "b_profiled_ms", "cut_before",
     "crossing_tensors", "crossing_bytes", "why_not", "runs_on",
@@ -111,9 +113,11 @@ class Switch:
         ms: the cost of one change of runtime (>= 0): half the round trip, since a
             single-cut chain timed back to back changes runtime twice per call (at the
             cut, and from its last part to the next call's first).
-        round_trip_ms: chain median - the sum of the parts' medians alone, averaged over
+        round_trip_ms: the chain's median - the sum of its parts' medians alone, each
+            part timed right before the chain, the median over `SWITCH_ROUNDS` rounds of
             both orders (A then B, B then A); below 0 only through noise.
-        chain_ms, parts_ms: those medians, per order (A then B first).
+        chain_ms, parts_ms: the chain's and the parts' medians, the median over rounds,
+            per order (A then B first).
         probe: the split timed (the cut it was made at).
         processors: the two ``backend/device`` it was measured between.
     """
@@ -803,7 +807,7 @@ def measure_placement(
         row = table.loc[index]
         cuts = [c for c in str(row["cuts"]).split(", ") if c]
         sides = [where[s] for s in str(row["order"]).split(",")]
-        m, alone = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
+        [(m, alone)] = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
         table.loc[index, ["measured_ms", "measured_n", "parts_ms"]] = [m.median, m.n, alone]
         table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
     return replace(placement, table=table)
@@ -821,9 +825,10 @@ def measure_switch(
 
     The model is cut in two (at ``cut``, default the middle possible cut); each order
     (A's part then B's, B's then A's) is compiled as the profiles ran (`measure_placement`)
-    and its chain timed back to back, right after each part is timed alone. Per call the
-    chain changes runtime twice (at the cut, and back for the next call), so the chain's
-    median minus the parts' medians, averaged over both orders, is two changes.
+    and its chain timed back to back, right after each part is timed alone, in
+    `SWITCH_ROUNDS` rounds. Per call the chain changes runtime twice (at the cut, and back
+    for the next call), so the chain's median minus the parts' medians (the median over
+    the rounds of both orders) is two changes.
 
     Args:
         profile_a, profile_b: the profiles to place (their processors, options, batch size).
@@ -856,12 +861,16 @@ def measure_switch(
     a = (f"{profile_a.backend}/{profile_a.device}", _as_profiled(profile_a))
     b = (f"{profile_b.backend}/{profile_b.device}", _as_profiled(profile_b))
     inputs = loaded.example_inputs(profile_a.batch_size)
-    chains, parts = [], []
+    chains, parts, trips = [], [], []
     for sides in ([a, b], [b, a]):
-        chain, alone = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True)
-        chains.append(chain.median)
-        parts.append(alone)
-    round_trip = float(np.mean(chains) - np.mean(parts))
+        timed = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True,
+                            rounds=SWITCH_ROUNDS)  # fmt: skip
+        chains.append(float(np.median([chain.median for chain, _ in timed])))
+        parts.append(float(np.median([alone for _, alone in timed])))
+        trips += [chain.median - alone for chain, alone in timed]
+    # a difference of medians: the median over rounds and orders, so one disturbed
+    # measurement does not make the switch
+    round_trip = float(np.median(trips))
     return Switch(
         ms=max(round_trip, 0.0) / 2,
         round_trip_ms=round_trip,
@@ -880,8 +889,10 @@ def _time_split(
     timing: TimingOptions,
     *,
     parts: bool,
-) -> tuple[Measurement, float]:
-    """The chain's measurement, and the sum of each part's median alone (NaN: not asked).
+    rounds: int = 1,
+) -> list[tuple[Measurement, float]]:
+    """Per round, the chain's measurement and the sum of each part's median alone timed
+    right before it (NaN: not asked); the sessions are compiled once for every round.
 
     ``sides``: each part's ``backend/device`` and compile options, in order."""
     from contextlib import ExitStack
@@ -895,14 +906,17 @@ def _time_split(
             backend, _, device = processor.partition("/")
             sessions.append(stack.enter_context(compiled(part, backend, device, options)).session)
         run = chained(pieces, [s.run for s in sessions], output_names(model.to_onnx()))
-        label = " → ".join(processor for processor, _ in sides)
-        alone = math.nan
-        if parts:
-            fed: list[dict[str, Any]] = []
-            run(inputs, fed)
-            alone = sum(
-                measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
-                for k, (s, f) in enumerate(zip(sessions, fed, strict=True))
-            )
-        chain = measure(lambda: run(inputs), timing, device="cpu", label=f"{model.name} {label}")
-        return chain, alone
+        label = f"{model.name} {' → '.join(processor for processor, _ in sides)}"
+        fed: list[dict[str, Any]] = []
+        run(inputs, fed)
+        timed = []
+        for _ in range(rounds):
+            alone = math.nan
+            if parts:
+                alone = sum(
+                    measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
+                    for k, (s, f) in enumerate(zip(sessions, fed, strict=True))
+                )
+            chain = measure(lambda: run(inputs), timing, device="cpu", label=label)
+            timed.append((chain, alone))
+        return timed
