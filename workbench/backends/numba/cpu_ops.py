@@ -1112,7 +1112,9 @@ def make_kernels(
             "QuantizeLinear": _bindable(quant_ops.bind_quantize_linear),
             "DequantizeLinear": _bindable(quant_ops.bind_dequantize_linear),
             "DynamicQuantizeLinear": quant_ops.dynamic_quantize_linear,
-            "MatMulInteger": quant_ops.matmul_integer,
+            "MatMulInteger": _bindable(quant_ops.bind_matmul_integer),
+            # not ONNX: a QDQ Gemm/MatMul in integers, fused by `qdq_fusion`
+            "Int8Gemm": _bindable(quant_ops.bind_int8_gemm),
             # not ONNX: an exported bag's Gather + reduction, fused by `embedding_bag_graph`
             "EmbeddingBag": _bindable(embedding_bag.bind_embedding_bag),
         }

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from workbench.backends.numba import cpu, int8
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
 
@@ -194,9 +195,100 @@ def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arr
     return [y, scale_out, zero_out]
 
 
-def matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
-    """int32 ``(a - a_zero) @ (b - b_zero)``; ``a_zero`` per row of ``a`` or a scalar,
-    ``b_zero`` per column of ``b`` or a scalar."""
+def _int8_workspace(node: Node, rows: int, k: int) -> np.ndarray:
+    """The int16 copy of an activation's rows, padded with zeros to a whole vector; the
+    padding is zeroed once (the kernel writes only the first ``k`` columns)."""
+    key = ("x16", rows, k)
+    if key not in node.cache:
+        node.cache[key] = np.zeros((rows, int8.padded(k)), np.int16)
+    return node.cache[key]  # type: ignore[no-any-return]
+
+
+def _int8_product(
+    node: Node, x: np.ndarray, x_zero: np.ndarray, w16: np.ndarray, acc: np.ndarray
+) -> list[Callable[[], Any]]:
+    """The calls computing ``acc = (x - x_zero) @ w`` in int32 on the rows of ``x``
+    (``w16`` packed by `int8.pack_weight`; ``x_zero`` read on every run)."""
+    k = x.shape[-1]
+    rows = x.reshape(-1, k)
+    x16 = _int8_workspace(node, rows.shape[0], k)
+    work = acc.size * x16.shape[1]
+    zero = x_zero.reshape(1)  # a view: a DynamicQuantizeLinear writes it each run
+    return [
+        functools.partial(cpu.pick(int8.widen, rows.size), rows, zero, x16),
+        functools.partial(cpu.pick(int8.gemm, work), x16, w16, acc),
+    ]
+
+
+def _sequence(calls: list[Callable[[], Any]]) -> Callable[[], None]:
+    def run() -> None:
+        for call in calls:
+            call()
+
+    return run
+
+
+def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """A fused QDQ product (`qdq_fusion`): ``[x_q, x_zero, packed weight, scale, bias]``
+    in, ``act(acc * scale + bias)`` out, quantized by the node's ``y_scale``/``y_zero``
+    unless its ``dtype`` is float32."""
+    x, x_zero, w16, scale, bias = ins
+    n = w16.shape[0]
+    dtype = np.dtype(node.attrs["dtype"])
+    out = _out(outs, (*x.shape[:-1], n), dtype)
+    acc = node.cache.get(("acc", out.shape))
+    if acc is None:
+        acc = node.cache[("acc", out.shape)] = np.empty((out.size // n, n), np.int32)
+    quantized = dtype.kind in "iu"
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if quantized else (0, 0)
+    params = (node.attrs["y_scale"], node.attrs["y_zero"], low, high)
+    epilogue = functools.partial(
+        cpu.pick(int8.epilogue, acc.size),
+        acc, scale, bias, cpu.ACTIVATIONS[node.activation], quantized,
+        *(np.float32(p) for p in params), out.reshape(-1, n),
+    )  # fmt: skip
+    return _sequence([*_int8_product(node, x, np.asarray(x_zero), w16, acc), epilogue]), [out]
+
+
+def _integer_weight(node: Node, ins: Arrays) -> bool:
+    """Whether MatMulInteger's ``b`` (and its zero point) is a constant 2-D 8-bit
+    matrix and ``a``'s zero point one value: what the integer kernel takes."""
+    b = ins[1]
+    a_zero = ins[2] if len(ins) > 2 else None
+    needed = {1, 3} if len(ins) > 3 and ins[3] is not None else {1}
+    return (
+        needed <= node.const_inputs
+        and b.ndim == 2
+        and b.dtype.name in ("int8", "uint8")
+        and ins[0].dtype.name in ("int8", "uint8")
+        and (a_zero is None or np.size(a_zero) == 1)
+    )
+
+
+def bind_matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """MatMulInteger: int32 ``(a - a_zero) @ (b - b_zero)``; ``a_zero`` per row of ``a``
+    or a scalar, ``b_zero`` per column of ``b`` or a scalar.
+
+    A constant 8-bit ``b`` (what ``int8-dynamic`` writes) runs the integer kernels
+    (`int8`), packed once; anything else sums in float64 through BLAS, whose 53-bit
+    mantissa holds every int32 sum of 8-bit products exactly."""
+    a, b = ins[0], ins[1]
+    out = _out(
+        outs, (*a.shape[:-1], b.shape[-1]) if b.ndim == 2 else np.matmul(a, b).shape, np.int32
+    )
+    if not _integer_weight(node, ins):
+        return functools.partial(_matmul_integer_wide, node, ins, out), [out]
+    b_zero = ins[3] if len(ins) > 3 and ins[3] is not None else np.zeros((), b.dtype)
+    w16 = node.cache.get("w16")
+    if w16 is None:
+        w16 = node.cache["w16"] = int8.pack_weight(b, np.asarray(b_zero).reshape(-1), axis=1)
+    a_zero = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), a.dtype)
+    acc = out.reshape(-1, b.shape[1])
+    return _sequence(_int8_product(node, a, np.asarray(a_zero), w16, acc)), [out]
+
+
+def _matmul_integer_wide(node: Node, ins: Arrays, out: np.ndarray) -> None:
+    """`bind_matmul_integer` in float64 (a ``b`` computed in the graph, or batched)."""
     a, b = ins[0], ins[1]
     a_wide = a.astype(np.float64)
     if len(ins) > 2 and ins[2] is not None:
@@ -217,7 +309,4 @@ def matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         b_wide = node.cache["wide_b"]
     else:
         b_wide = node.cache["wide_b"] = widen()
-    product = np.matmul(a_wide, b_wide)
-    out = _out(outs, product.shape, np.int32)
-    np.copyto(out, product, casting="unsafe")
-    return [out]
+    np.copyto(out, np.matmul(a_wide, b_wide), casting="unsafe")

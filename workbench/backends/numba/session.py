@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.base import Inputs, LayerMethod, LayerTiming, MemoryReport
-from workbench.backends.numba import conv_fusion, embedding_bag_graph, layout, registry
+from workbench.backends.numba import (
+    conv_fusion,
+    embedding_bag_graph,
+    layout,
+    qdq_fusion,
+    registry,
+)
 from workbench.backends.numba.executor import Device, Executor, Kernel, Plan
 from workbench.backends.numba.graph import Node, build_graph
 from workbench.errors import BackendError, out_of_memory
@@ -63,6 +69,8 @@ class NumbaSession:
             self.graph = embedding_bag_graph.fuse_embedding_bags(self.graph, has_custom)
         if custom_device == "cpu":  # epilogues only the CPU kernels apply
             self.graph = conv_fusion.fuse_conv_activations(self.graph, has_custom)
+        if qdq_fusion.FUSED_OP in kernels:  # the device multiplies INT8 in integers
+            self.graph = qdq_fusion.fuse_int8_products(self.graph, proto, has_custom)
         if channels_last:
             self.graph = layout.channels_last(self.graph, has_custom)
         overrides = {}

@@ -1,0 +1,167 @@
+"""QDQ INT8 in integer arithmetic on the Numba CPU backend, checked against ONNX Runtime.
+
+Small hand-built QDQ graphs (what ORT's static and dynamic quantizers write) keep these
+fast. A fused product's quantized output may differ from ORT's by one quantization step
+where the two round a value lying at a step's midpoint differently (ORT requantizes its
+int32 sums with one float multiplier, ONNX's float reading divides): that is the bound
+checked, with almost every value equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from numba_helpers import ort_outputs
+
+import workbench as wb
+from workbench.backends.numba import int8, qdq_fusion
+
+#: At most this share of outputs may differ from ORT's, each by one quantization step.
+ONE_STEP_SHARE = 0.02
+
+
+def _qdq_model(activations: str, trans_b: int, seed: int = 0) -> tuple[wb.Model, float]:
+    """``x -> Q -> DQ -> Gemm(W1 per-channel, b1) -> Relu -> Q -> DQ -> MatMul(W2 one
+    scale) -> Q -> DQ -> y``, as ORT's QDQ quantizer writes it; the output's scale too."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    rng = np.random.default_rng(seed)
+    qtype = np.uint8 if activations == "uint8" else np.int8
+    zero = 7 if activations == "uint8" else -3
+    k, hidden, n = 40, 72, 10
+    w1 = rng.integers(-127, 128, (hidden, k) if trans_b else (k, hidden)).astype(np.int8)
+    w2 = rng.integers(-127, 128, (hidden, n)).astype(np.int8)
+    w1_scale = rng.uniform(0.002, 0.004, hidden).astype(np.float32)
+    consts = {
+        "x_s": np.float32(0.02), "x_z": qtype(zero),
+        "w1_q": w1, "w1_s": w1_scale, "w1_z": np.zeros(hidden, np.int8),
+        "b1_q": rng.integers(-300, 300, hidden).astype(np.int32),
+        "b1_s": np.float32(0.02) * w1_scale, "b1_z": np.zeros(hidden, np.int32),
+        "h_s": np.float32(0.03), "h_z": qtype(0 if activations == "uint8" else -128),
+        "w2_q": w2, "w2_s": np.float32(0.003), "w2_z": np.int8(0),
+        "y_s": np.float32(0.01), "y_z": qtype(zero),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w1_q", "w1_s", "w1_z"], ["w1"], axis=1 - trans_b),
+        helper.make_node("DequantizeLinear", ["b1_q", "b1_s", "b1_z"], ["b1"], axis=0),
+        helper.make_node("DequantizeLinear", ["w2_q", "w2_s", "w2_z"], ["w2"]),
+        helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+        helper.make_node("Gemm", ["xd", "w1", "b1"], ["h"], name="fc1", transB=trans_b),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("QuantizeLinear", ["hr", "h_s", "h_z"], ["hq"]),
+        helper.make_node("DequantizeLinear", ["hq", "h_s", "h_z"], ["hd"]),
+        helper.make_node("MatMul", ["hd", "w2"], ["y0"], name="fc2"),
+        helper.make_node("QuantizeLinear", ["y0", "y_s", "y_z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
+        [numpy_helper.from_array(np.asarray(v), name) for name, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    return model_from_proto(proto, name="qdq-test"), float(consts["y_s"])
+
+
+def _within_one_step(got: np.ndarray, expected: np.ndarray, step: float) -> None:
+    steps = np.abs(got.astype(np.float64) - expected) / step
+    assert steps.max() <= 1.0 + 1e-4, f"{steps.max():.2f} steps apart"
+    assert np.mean(steps > 0.5) <= ONE_STEP_SHARE, f"{np.mean(steps > 0.5):.1%} differ"
+
+
+@pytest.mark.parametrize("activations", ["uint8", "int8"])
+@pytest.mark.parametrize("trans_b", [1, 0], ids=["transB", "plain"])
+def test_qdq_products_run_in_integers_within_one_step_of_ort(
+    activations: str, trans_b: int
+) -> None:
+    model, step = _qdq_model(activations, trans_b)
+    x = np.random.default_rng(1).uniform(-1, 2.5, (33, 40)).astype(np.float32)
+    session = wb.backend("numba").compile(model, "cpu")
+    products = [n for n in session.graph.nodes if n.op_type == qdq_fusion.FUSED_OP]
+    assert [n.name for n in products] == ["fc1", "fc2"]
+    # the activation's dequantize, the Relu and the output's quantize ran inside fc1
+    assert set(products[0].fused) >= {"DequantizeLinear_4", "QuantizeLinear_7"}
+    assert products[0].activation == "Relu"
+    (got,) = session.run({"x": x})
+    (expected,) = ort_outputs(model, {"x": x})
+    _within_one_step(got, expected, step)
+
+
+def test_int8_gemm_kernels_are_exact_on_both_twins() -> None:
+    """The int32 sums equal NumPy's in int64, zero points of both operands included,
+    for a depth that is not a multiple of the vector width."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (5, 37)).astype(np.uint8)
+    w = rng.integers(-128, 128, (37, 70)).astype(np.int8)
+    w_zero = rng.integers(-4, 5, 70).astype(np.int8)
+    expected = (x.astype(np.int64) - 9) @ (w.astype(np.int64) - w_zero)
+    packed = int8.pack_weight(w, w_zero, axis=1)
+    for twin in (0, 1):
+        x16 = np.zeros((5, int8.padded(37)), np.int16)
+        acc = np.empty((5, 70), np.int32)
+        int8.widen[twin](x, np.array([9], np.uint8), x16)
+        int8.gemm[twin](x16, packed, acc)
+        np.testing.assert_array_equal(acc, expected)
+
+
+def test_the_int8_dot_product_compiles_to_vector_multiply_adds() -> None:
+    """The inner loop is int16 pairs multiplied and added into int32 lanes (SSE2's
+    pmaddwd; AVX-512 VNNI's vpdpwssd), not widened 32-bit multiplies."""
+    import platform
+
+    import numba
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the instructions named are x86's")
+    fresh = numba.njit(int8._gemm)  # uncached: Numba shows no assembly for cached code
+    x16 = np.zeros((2, 64), np.int16)
+    fresh(x16, np.zeros((3, 64), np.int16), np.empty((2, 3), np.int32))
+    asm = fresh.inspect_asm(fresh.signatures[0])
+    assert "pmaddwd" in asm or "vpdpwssd" in asm, "no int16 multiply-add in the GEMM loop"
+
+
+def _dynamic_model(seed: int = 3) -> tuple[wb.Model, dict[str, np.ndarray]]:
+    """``DynamicQuantizeLinear -> MatMulInteger`` with a constant int8 weight and one
+    zero point per column (ORT's ``int8-dynamic`` writes this pair)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    rng = np.random.default_rng(seed)
+    consts: dict[str, Any] = {
+        "w": rng.integers(-128, 128, (50, 24)).astype(np.int8),
+        "w_z": rng.integers(-3, 4, 24).astype(np.int8),
+    }
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz", "w_z"], ["y"], name="mm"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dynamic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 50])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [2, 3, 24])],
+        [numpy_helper.from_array(v, name) for name, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    x = rng.normal(0.3, 1.0, (2, 3, 50)).astype(np.float32)
+    return model_from_proto(proto, name="dynamic-test"), {"x": x}
+
+
+def test_matmul_integer_with_a_constant_weight_runs_the_integer_kernel_exactly() -> None:
+    model, feeds = _dynamic_model()
+    session = wb.backend("numba").compile(model, "cpu")
+    (got,) = session.run(feeds)
+    (expected,) = ort_outputs(model, feeds)
+    np.testing.assert_array_equal(got, expected)
+    (node,) = [n for n in session.graph.nodes if n.op_type == "MatMulInteger"]
+    assert node.cache["w16"].dtype == np.int16  # packed once: the integer path ran
+    feeds2 = {"x": feeds["x"] * 3 - 1}  # a new range: scale and zero point change per run
+    np.testing.assert_array_equal(session.run(feeds2)[0], ort_outputs(model, feeds2)[0])

@@ -1,0 +1,208 @@
+"""Find the QDQ products of an INT8 graph and make each one integer ``Int8Gemm`` node.
+
+ONNX Runtime's static quantizer (``int8-static``, QDQ format) writes every quantized
+MatMul and Gemm as ``DequantizeLinear(x_q) -> Gemm(x, DequantizeLinear(w_q), bias) ->
+QuantizeLinear``: the activation comes in quantized, the weight is a constant int8
+tensor (one scale per output channel, or one), the bias a constant. Run as written, the
+activation is dequantized into a float tensor, the weight was folded to float at compile
+time, and the product is a float GEMM. `fuse_int8_products` replaces the chain by one
+node whose kernel (`quant_ops.bind_int8_gemm`) multiplies the quantized activation by
+the int8 weight in int32 (`int8`) and applies, per output channel, ``acc * x_scale *
+w_scale[n] + bias[n]``, the fused activation and, where the product's lone reader is a
+QuantizeLinear, that quantization: what ONNX says the QDQ graph computes, up to the
+float summation order of the product (see docs/numba.md, INT8). The node keeps the
+product's name and layer; the DequantizeLinear goes where nothing else reads its float
+output (a ``Shape`` reads the quantized tensor instead: same shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workbench.backends.numba import int8
+from workbench.backends.numba.graph import Graph, Node
+
+__all__ = ["FUSED_OP", "fuse_int8_products"]
+
+#: The op type of a fused product (not an ONNX op: only this executor knows it).
+FUSED_OP = "Int8Gemm"
+#: Activation types the integer kernels read (uint8: ORT's default; int8).
+ACTIVATION_TYPES = frozenset({"uint8", "int8"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Weight:
+    """A constant weight's DequantizeLinear: its integer tensor, scale, zero and axis."""
+
+    values: np.ndarray
+    scale: np.ndarray
+    zero: np.ndarray
+    axis: int
+
+
+def _weights(proto: Any, consts: dict[str, np.ndarray]) -> dict[str, _Weight]:
+    """Folded DequantizeLinear outputs of 2-D integer constants, by output name."""
+    from workbench.loaders.onnx import node_attributes
+
+    found = {}
+    for node in proto.graph.node:
+        if node.op_type != "DequantizeLinear" or not all(n in consts for n in node.input if n):
+            continue
+        values = consts[node.input[0]]
+        if values.ndim != 2 or values.dtype.name not in ("int8", "uint8"):
+            continue
+        attrs = node_attributes(node)
+        if attrs.get("block_size", 0):
+            continue
+        zero = (
+            consts[node.input[2]]
+            if len(node.input) > 2 and node.input[2]
+            else np.zeros((), np.int8)
+        )
+        axis = int(attrs.get("axis", 1)) % 2
+        found[node.output[0]] = _Weight(values, consts[node.input[1]], zero, axis)
+    return found
+
+
+def _scalar(consts: dict[str, np.ndarray], name: str) -> bool:
+    return name in consts and consts[name].size == 1
+
+
+def _per_tensor(node: Node, consts: dict[str, np.ndarray]) -> bool:
+    """A Quantize/DequantizeLinear with one constant scale and a constant integer zero
+    point of the types the kernels read (the zero point fixes the type)."""
+    if len(node.inputs) < 3 or not node.inputs[2] or node.attrs.get("block_size", 0):
+        return False
+    scale, zero = node.inputs[1], node.inputs[2]
+    return (
+        _scalar(consts, scale)
+        and consts[scale].dtype == np.float32
+        and _scalar(consts, zero)
+        and consts[zero].dtype.name in ACTIVATION_TYPES
+    )
+
+
+def _product(node: Node, consts: dict[str, np.ndarray], weights: dict[str, _Weight]) -> Any:
+    """``(weight, output-channel axis of its [rows, cols], bias name)`` of a Gemm or
+    MatMul that the integer kernel computes, else None."""
+    if len(node.inputs) < 2 or node.inputs[1] not in weights:
+        return None
+    weight = weights[node.inputs[1]]
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else ""
+    if node.op_type == "Gemm":
+        if node.attrs.get("transA", 0) or node.attrs.get("alpha", 1.0) != 1.0:
+            return None
+        if bias and node.attrs.get("beta", 1.0) != 1.0:
+            return None
+        out_axis = 0 if node.attrs.get("transB", 0) else 1
+    elif node.op_type == "MatMul":
+        out_axis = 1
+    else:
+        return None
+    channels = weight.values.shape[out_axis]
+    if weight.scale.size not in (1, channels) or weight.zero.size not in (1, channels):
+        return None
+    if weight.scale.size > 1 and weight.axis != out_axis:
+        return None  # one scale per input channel: no per-output-channel epilogue
+    if bias and (bias not in consts or consts[bias].size != channels):
+        return None
+    return weight, out_axis, bias
+
+
+def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]) -> Graph:
+    """Replace each QDQ Gemm/MatMul (see the module docstring) by one ``Int8Gemm`` node.
+
+    The node's inputs are ``[x_q, x_zero, packed weight, scale, bias]`` (the last three
+    new constants named after it) and its attributes ``y_scale``, ``y_zero`` and
+    ``dtype`` (``float32`` when no QuantizeLinear is fused). Nodes with a custom kernel
+    (``no_fuse``) are left alone; the graph's own nodes are changed in place.
+    """
+    nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
+    weights = _weights(proto, consts)
+    users: dict[str, list[Node]] = {}
+    producer: dict[str, Node] = {}
+    for node in nodes:
+        for name in node.inputs:
+            users.setdefault(name, []).append(node)
+        for name in node.outputs:
+            producer[name] = node
+    dropped: set[int] = set()
+    fused: dict[int, Node] = {}
+    for node in nodes:
+        found = None if no_fuse(node) else _product(node, consts, weights)
+        dq = producer.get(node.inputs[0])
+        if found is None or dq is None or dq.op_type != "DequantizeLinear" or no_fuse(dq):
+            continue
+        if not _per_tensor(dq, consts):
+            continue
+        weight, out_axis, bias = found
+        readers = users.get(node.outputs[0], [])
+        quantize = readers[0] if len(readers) == 1 else None
+        if quantize is not None and (
+            quantize.op_type != "QuantizeLinear"
+            or no_fuse(quantize)
+            or not _per_tensor(quantize, consts)
+            or node.outputs[0] in outputs
+        ):
+            quantize = None
+        fused[id(node)] = _fused_node(node, dq, quantize, weight, out_axis, bias, consts)
+        others = [n for n in users.get(dq.outputs[0], []) if n is not node]
+        if dq.outputs[0] not in outputs and all(n.op_type == "Shape" for n in others):
+            for reader in others:  # the quantized tensor has the same shape
+                reader.inputs = [dq.inputs[0] if n == dq.outputs[0] else n for n in reader.inputs]
+            dropped.add(id(dq))
+            fused[id(node)].fused.insert(0, dq.name)
+        if quantize is not None:
+            dropped.add(id(quantize))
+    kept = [fused.get(id(n), n) for n in nodes if id(n) not in dropped]
+    return dataclasses.replace(graph, nodes=kept)
+
+
+def _fused_node(
+    node: Node,
+    dq: Node,
+    quantize: Node | None,
+    weight: _Weight,
+    out_axis: int,
+    bias: str,
+    consts: dict[str, np.ndarray],
+) -> Node:
+    """The ``Int8Gemm`` node and its constants (packed weight, per-channel scale, bias)."""
+    channels = weight.values.shape[out_axis]
+    x_scale = consts[dq.inputs[1]].reshape(()).astype(np.float32)
+    w_scale = np.broadcast_to(weight.scale.astype(np.float32).reshape(-1), (channels,))
+    names = {key: f"{node.name}::int8_{key}" for key in ("weight", "scale", "bias")}
+    consts[names["weight"]] = int8.pack_weight(weight.values, weight.zero.reshape(-1), out_axis)
+    consts[names["scale"]] = np.ascontiguousarray(x_scale * w_scale, np.float32)
+    consts[names["bias"]] = (
+        np.ascontiguousarray(consts[bias].reshape(-1), np.float32)
+        if bias
+        else np.zeros(channels, np.float32)
+    )
+    attrs: dict[str, Any] = {"y_scale": 1.0, "y_zero": 0.0, "dtype": "float32"}
+    outputs = list(node.outputs)
+    fused = list(node.fused)
+    if quantize is not None:
+        zero = consts[quantize.inputs[2]]
+        attrs = {
+            "y_scale": float(consts[quantize.inputs[1]].reshape(())),
+            "y_zero": float(zero.reshape(())),
+            "dtype": zero.dtype.name,
+        }
+        outputs = list(quantize.outputs)
+        fused.append(quantize.name)
+    return Node(
+        name=node.name,
+        op_type=FUSED_OP,
+        inputs=[dq.inputs[0], dq.inputs[2], names["weight"], names["scale"], names["bias"]],
+        outputs=outputs,
+        attrs=attrs,
+        layer=node.layer,
+        fused=fused,
+        activation=node.activation,
+        opset=node.opset,
+    )
