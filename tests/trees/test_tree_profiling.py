@@ -205,6 +205,38 @@ def test_isolation_forest_visits_are_its_path_lengths() -> None:
     )
 
 
+def test_isolation_forest_groups_are_cut_across_its_tree_nodes() -> None:
+    """One tree node a tree, each reading its own feature order: a group's model holds
+    its nodes with their own inputs and sums their raw outputs (here leaf ids)."""
+    from sklearn.ensemble import IsolationForest
+
+    from workbench.loaders.onnx import model_from_proto
+    from workbench.profiling.trees import GROUP_OP, ensemble_rows, group_models, tree_groups
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    forest = IsolationForest(n_estimators=12, max_samples=64, random_state=0).fit(x)
+    m = wb.load(forest, example_inputs=x)
+    proto = m.to_onnx().proto
+    rows, _ = ensemble_rows(proto, {"input": x})
+    groups = tree_groups(proto, {"input": x}, group_size=5)
+    models = group_models(proto, groups, rows)
+    parts = []
+    for g in groups:
+        part = model_from_proto(models[g.layer], g.layer)
+        assert len(part.inputs) == g.trees  # each tree's own selection of the features
+        feeds = {v.name: rows[v.name] for v in part.inputs}
+        parts.append(wb.backend("onnxruntime").compile(part, "cpu").run(feeds)[0])
+    leaves = sum(
+        t.apply(x[:, f])
+        for t, f in zip(forest.estimators_, forest.estimators_features_, strict=True)
+    )
+    np.testing.assert_array_equal(sum(parts)[:, 0], leaves)
+    p = wb.profile(m, "numba", inputs={"input": x[:32]}, layer_repeats=2, budget_s=0.1)
+    table = p.layers[p.layers["op_type"] == GROUP_OP]
+    assert len(table) == 12 and (table["alone_ms"] > 0).all() and (table["samples"] > 0).all()
+
+
 def test_trees_fed_by_an_op_the_evaluator_lacks_say_why_not_measured(cancer) -> None:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline

@@ -414,8 +414,10 @@ def group_models(
     summed raw scores ``(rows, targets)`` (``scores``): the node's attributes restricted
     to the group's trees, aggregated by ``SUM`` with no post-transform and no base
     values, so the groups of a summed ensemble add up to the whole layer's raw scores
-    minus its base values. Groups of a layer made of several tree nodes (an
-    IsolationForest converts to one node a tree) are left out.
+    minus its base values. A layer made of several tree nodes (an IsolationForest
+    converts to one node a tree, each reading its own feature selection) gives each
+    group's nodes reading their own inputs, their raw scores summed (``Sum``); layers
+    whose nodes have different target counts are left out.
 
     Args:
         graph: the model's ONNX graph (not changed).
@@ -440,30 +442,58 @@ def group_models(
             kind = helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
             inputs[name] = helper.make_tensor_value_info(name, kind, [None, None])
     models = {}
-    parsed: dict[str, TreeArrays] = {}  # each layer's trees read once, not once a group
+    parsed: dict[str, list[TreeArrays]] = {}  # each layer's trees read once, not once a group
     for group in groups:
-        if len(nodes.get(group.parent, [])) != 1:
-            continue
-        (node,) = nodes[group.parent]
+        layer_nodes = nodes.get(group.parent, [])
         if group.parent not in parsed:
-            parsed[group.parent] = ensemble_of(node)
-        trees = parsed[group.parent]
-        part = select_trees(trees, np.arange(group.first, group.first + group.trees))
-        like = helper.make_node(
-            "TreeEnsembleRegressor", [node.input[0]], ["scores"], domain="ai.onnx.ml",
-            n_targets=trees.n_targets, aggregate_function="SUM", post_transform="NONE",
-        )  # fmt: skip
-        raw = legacy_node(part, like)
-        raw.name = group.layer
-        scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, trees.n_targets])
-        source = inputs.get(node.input[0])
-        if source is None:
-            source = helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, [None, None])
-        body = helper.make_graph([raw], group.layer, [source], [scores])
+            parsed[group.parent] = [ensemble_of(node) for node in layer_nodes]
+        ensembles = parsed[group.parent]
+        if len({t.n_targets for t in ensembles}) != 1:
+            continue  # their scores could not be summed into one output
+        parts = _group_parts(layer_nodes, ensembles, group)
+        targets = ensembles[0].n_targets
+        body_nodes = []
+        for k, (node, part) in enumerate(parts):
+            like = helper.make_node(
+                "TreeEnsembleRegressor", [node.input[0]], [f"scores_{k}"], domain="ai.onnx.ml",
+                n_targets=targets, aggregate_function="SUM", post_transform="NONE",
+            )  # fmt: skip
+            raw = legacy_node(part, like)
+            raw.name = f"{group.layer}#{k}" if len(parts) > 1 else group.layer
+            body_nodes.append(raw)
+        if len(parts) > 1:  # a layer of several tree nodes: their raw scores summed
+            body_nodes.append(
+                helper.make_node("Sum", [n.output[0] for n in body_nodes], ["scores"])
+            )
+        else:
+            body_nodes[0].output[0] = "scores"
+        sources = []
+        for name in dict.fromkeys(node.input[0] for node, _ in parts):
+            source = inputs.get(name)
+            if source is None:
+                source = helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, None])
+            sources.append(source)
+        scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, targets])
+        body = helper.make_graph(body_nodes, group.layer, sources, [scores])
         models[group.layer] = helper.make_model(
             body, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
         )
     return models
+
+
+def _group_parts(
+    nodes: list[onnx.NodeProto], ensembles: list[TreeArrays], group: TreeGroup
+) -> list[tuple[onnx.NodeProto, TreeArrays]]:
+    """The group's trees node by node: trees are numbered in graph order across the
+    layer's nodes, so a group may take the end of one node and the start of the next."""
+    parts, offset = [], 0
+    for node, trees in zip(nodes, ensembles, strict=True):
+        first = max(group.first - offset, 0)
+        stop = min(group.first + group.trees - offset, trees.n_trees)
+        if first < stop:
+            parts.append((node, select_trees(trees, np.arange(first, stop))))
+        offset += trees.n_trees
+    return parts
 
 
 def _measure_groups(
@@ -484,7 +514,7 @@ def _measure_groups(
 
     models = group_models(graph, groups, inputs)
     if len(models) < len(groups):
-        return {}, "its tree layer is made of several tree nodes"
+        return {}, "its tree nodes have different numbers of targets"
     backend = get_backend(session.backend)
     timing = TimingOptions(budget_s=GROUP_BUDGET_S / max(len(groups), 1), warmup=GROUP_WARMUP)
     measured = {}
@@ -496,9 +526,9 @@ def _measure_groups(
                 {},
                 f"{session.backend} cannot run a group's trees alone: {'; '.join(support.reasons)}",
             )
-        name = model.inputs[0].name
+        feeds = {v.name: inputs[v.name] for v in model.inputs}
         with compiled(model, session.backend, session.device, _options_of(session)) as c:
-            runner = c.session.runner({name: inputs[name]})
+            runner = c.session.runner(feeds)
             measured[group.layer] = measure(
                 runner, timing, device=session.device, label=group.layer, threads=c.threads
             )
