@@ -406,12 +406,13 @@ def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatc
 
     model = chain_model()
     layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
-    a = fake_profile("onnxruntime", layer_ms, 4.0)
-    b = replace(fake_profile("onnxruntime", layer_ms, 4.0), options={"spinning": False})
-    # the measuring core's medians, by what is timed: three rounds of (part 1, part 2,
-    # chain) per order; the chain is 0.6 ms (A then B) or 1.0 ms (B then A) slower than
-    # its parts, one round of the second disturbed: a round trip, two changes of runtime
-    rounds = [(1.0, 2.0, 3.6)] * 3 + [(1.0, 2.0, 4.0), (1.0, 2.0, 9.0), (1.0, 2.0, 4.0)]
+    a = replace(fake_profile("onnxruntime", layer_ms, 4.0), options={"spinning": False})
+    b = fake_profile("torch", layer_ms, 4.0)
+    # the measuring core's medians, per round: each part alone (session.run), each part
+    # on staged inputs (its runner, as the profile times), the chain. A then B: the chain
+    # is 0.6 ms slower than its parts (1 + 2); B then A: 1.0 ms, one round disturbed
+    ab, ba = (1.0, 2.0, 0.9, 1.8, 3.6), (1.0, 2.0, 0.7, 1.9, 4.0)
+    rounds = [ab] * 3 + [ba, (1.0, 2.0, 0.7, 1.9, 9.0), ba]
     medians = iter([ms for one in rounds for ms in one])
     timed: list[str] = []
 
@@ -422,11 +423,25 @@ def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(measuring, "measure", fake_measure)
     switch = measure_switch(a, b, model, cut="fc2", timing=TimingOptions(0.05, warmup=1))
-    assert timed == ["part 1", "part 2", "toy onnxruntime/cpu → onnxruntime/cpu"] * 6
+    labels = ["part 1", "part 2", "part 1 staged", "part 2 staged"]
+    assert timed[:5] == [*labels, "toy onnxruntime/cpu → torch/cpu"]
+    assert timed[-1] == "toy torch/cpu → onnxruntime/cpu" and len(timed) == 30
     assert switch.chain_ms == (3.6, 4.0) and switch.parts_ms == (3.0, 3.0)
-    # the median of the six rounds' differences: the disturbed one does not make it
+    # the median of the six rounds' differences: the disturbed one does not make it;
+    # a round trip is two changes of runtime
     assert switch.round_trip_ms == pytest.approx(0.8) and switch.ms == pytest.approx(0.4)
+    # a call beyond the staged one: ORT 0.1 in both orders, torch 0.2 then 0.3
+    assert switch.call_ms == pytest.approx((0.1, 0.25))
     assert switch.probe == "toy cut before fc2, both ways"
+    p = place(a, b, model=model, switch=switch)
+    rows = p.table.set_index(["order", "cuts"])
+    assert rows.loc[("a", ""), ["call_ms", "predicted_ms"]].tolist() == pytest.approx([0.1, 4.1])
+    split = rows.loc[("b,a", "fc2")]  # one call on each, two changes of runtime
+    assert split[["call_ms", "switch_ms"]].tolist() == pytest.approx([0.35, 0.8])
+    assert split["predicted_ms"] == pytest.approx(4.0 + 0.35 + 0.8)
+    # the switch's figures belong to its processors, whichever profile is A
+    swapped = place(b, a, model=model, switch=switch).table.set_index(["order", "cuts"])
+    assert swapped.loc[("a", ""), "call_ms"] == pytest.approx(0.25)
 
 
 def test_a_real_switch_is_measured_between_the_profiles_runtimes() -> None:

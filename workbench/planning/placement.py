@@ -86,8 +86,8 @@ __all__ = [
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "switches", "switch_ms", "predicted_ms", "cost_per_1m_calls", "best",
-    "measured_ms", "measured_n", "error_fraction", "parts_ms", "note",
+    "transfer_ms", "switches", "switch_ms", "call_ms", "predicted_ms", "cost_per_1m_calls",
+    "best", "measured_ms", "measured_n", "error_fraction", "parts_ms", "note",
 ]  # fmt: skip
 #: what `place` minimises: the predicted latency, or the money per call
 OBJECTIVES = ("latency", "cost")
@@ -120,6 +120,11 @@ class Switch:
             per order (A then B first).
         probe: the split timed (the cut it was made at).
         processors: the two ``backend/device`` it was measured between.
+        call_ms: per processor (A, B), what one part's ``session.run`` costs beyond the
+            profile's timed call (its runner, on inputs staged once, outputs left in the
+            runtime's buffers): inputs checked and copied in, outputs copied out. The
+            median of each part's difference over rounds and orders (>= 0); a split pays
+            it once per part.
     """
 
     ms: float
@@ -128,11 +133,12 @@ class Switch:
     parts_ms: tuple[float, float]
     probe: str
     processors: tuple[str, str]
+    call_ms: tuple[float, float] = (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
-        return {**self.__dict__, "chain_ms": list(self.chain_ms), "parts_ms": list(self.parts_ms),
-                "processors": list(self.processors)}  # fmt: skip
+        pairs = ("chain_ms", "parts_ms", "processors", "call_ms")
+        return {**self.__dict__, **{k: list(getattr(self, k)) for k in pairs}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Switch:
@@ -144,6 +150,7 @@ class Switch:
             parts_ms=(data["parts_ms"][0], data["parts_ms"][1]),
             probe=str(data["probe"]),
             processors=(data["processors"][0], data["processors"][1]),
+            call_ms=(data["call_ms"][0], data["call_ms"][1]),
         )
 
 
@@ -231,14 +238,14 @@ def place(
     notes: list[str] = []
     a = _side(profile_a, cuts.layers, notes)
     b = _side(profile_b, cuts.layers, notes)
-    switch_ms = _switch_ms(switch, (a.label, b.label), notes)
+    switch_ms, call_ms = _switch_ms(switch, (a.label, b.label), notes)
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     crossing_bytes = {k: _bytes(ts, shapes) for k, ts in cuts.crossing.items()}
     if any(math.isnan(v) for v in crossing_bytes.values()):
         notes.append("some crossing tensors have no known shape: those cuts are left out")
         crossing_bytes = {k: v for k, v in crossing_bytes.items() if not math.isnan(v)}
     transfer = {k: link.transfer_ms(v) for k, v in crossing_bytes.items()}
-    costs = _Costs(transfer, switch_ms, hourly)
+    costs = _Costs(transfer, switch_ms, call_ms, hourly)
     best_order = _best_assignment(a.ms, b.ms, costs, max_cuts)
     rows = [
         _candidate(order, a, b, cuts.layers, crossing_bytes, costs)
@@ -326,9 +333,12 @@ def _per_hour(machine: Machine) -> float:
     return machine.cost(1, years).total / (years * HOURS_PER_YEAR)
 
 
-def _switch_ms(switch: Switch | None, labels: tuple[str, str], notes: list[str]) -> float:
+def _switch_ms(
+    switch: Switch | None, labels: tuple[str, str], notes: list[str]
+) -> tuple[float, tuple[float, float]]:
+    """The ms of one change of runtime, and of one part's call on A and on B (0 without)."""
     if switch is None:
-        return 0.0
+        return 0.0, (0.0, 0.0)
     if set(switch.processors) != set(labels):
         raise PlacementError(
             f"the switch was measured between {' and '.join(switch.processors)}, not "
@@ -338,7 +348,13 @@ def _switch_ms(switch: Switch | None, labels: tuple[str, str], notes: list[str])
         f"each change of runtime costs {format_ms(switch.ms)} (measured: {switch.probe}, "
         f"chain minus parts alone {format_ms(switch.round_trip_ms)} per call, both ways)"
     )
-    return switch.ms
+    call = dict(zip(switch.processors, switch.call_ms, strict=True))
+    notes += [
+        f"each part's call on {label} costs {format_ms(call[label])} beyond its profile's "
+        "timed call (measured: session.run against its runner on staged inputs)"
+        for label in dict.fromkeys(labels)
+    ]
+    return switch.ms, (call[labels[0]], call[labels[1]])
 
 
 def _model_of(model: Model | str | Path | None, name: str) -> Model:
@@ -480,6 +496,7 @@ class _Costs:
 
     transfer: dict[int, float]  # cut position -> ms of the link's transfer there
     switch_ms: float  # per change of runtime
+    call_ms: tuple[float, float]  # per part run on A, on B
     hourly: tuple[float, float] | None  # price per hour of A, of B (objective "cost")
 
     def weights(self) -> tuple[float, float, float]:
@@ -496,17 +513,19 @@ def _best_assignment(a: np.ndarray, b: np.ndarray, costs: _Costs, max_cuts: int)
     times = {"a": a, "b": b}
     weight_a, weight_b, both = costs.weights()
     weight = {"a": weight_a, "b": weight_b}
+    call = dict(zip("ab", costs.call_ms, strict=True))
     found: list[tuple[float, str]] = []
     for first in "ab":
         # cost[(side, changes)] = (least total of layers 0..k ending on side, assignment)
-        cost = {(first, 0): (weight[first] * float(times[first][0]), first)}
+        cost = {(first, 0): (weight[first] * (call[first] + float(times[first][0])), first)}
         for k in range(1, len(a)):
             step: dict[tuple[str, int], tuple[float, str]] = {}
             for (side, changes), (total, order) in cost.items():
                 moves = [(side, changes, 0.0)]
                 if k in costs.transfer and changes < max_cuts:
-                    change = both * (costs.transfer[k] + costs.switch_ms)
-                    moves.append(("b" if side == "a" else "a", changes + 1, change))
+                    to = "b" if side == "a" else "a"
+                    change = both * (costs.transfer[k] + costs.switch_ms) + weight[to] * call[to]
+                    moves.append((to, changes + 1, change))
                 for to, used, extra in moves:
                     value = total + extra + weight[to] * float(times[to][k])
                     if (to, used) not in step or value < step[(to, used)][0]:
@@ -555,13 +574,16 @@ def _candidate(
     transfer_ms = float(sum(costs.transfer[k] for k in cuts))
     switches = float(_switches(order))
     switch_ms = switches * costs.switch_ms
+    # one session call per part: its cost beyond the profile's timed call
+    parts_on = [sum(side == s for s, _, _ in segments) for side in "ab"]
+    calls = [n * ms for n, ms in zip(parts_on, costs.call_ms, strict=True)]
     cost = math.nan
     if costs.hourly is not None:
         # a hand-over occupies both ends; a processor that runs nothing costs nothing
         handover = transfer_ms + switch_ms
         occupied = [
-            (compute_a + handover) * ("a" in order),
-            (compute_b + handover) * ("b" in order),
+            (compute_a + calls[0] + handover) * ("a" in order),
+            (compute_b + calls[1] + handover) * ("b" in order),
         ]
         # price per hour x ms / 3.6e6 ms per hour, per million calls
         cost = sum(h * ms for h, ms in zip(costs.hourly, occupied, strict=True)) / 3.6
@@ -582,7 +604,8 @@ def _candidate(
         "transfer_ms": transfer_ms,
         "switches": switches,
         "switch_ms": switch_ms,
-        "predicted_ms": compute_a + compute_b + transfer_ms + switch_ms,
+        "call_ms": sum(calls),
+        "predicted_ms": compute_a + compute_b + transfer_ms + switch_ms + sum(calls),
         "cost_per_1m_calls": cost,
         "best": False,
         "measured_ms": math.nan,
@@ -613,8 +636,10 @@ class Placement:
         table: one row per candidate split (`CANDIDATE_COLUMNS`), the best first, then by
             the objective; measured columns NaN until `measure_placement`.
             ``switches``: changes of runtime per call timed back to back; ``switch_ms``:
-            those x the measured `switch` (0 without); ``cost_per_1m_calls``: money per
-            million calls in the prices' currency (NaN without prices).
+            those x the measured `switch` (0 without); ``call_ms``: each part's call
+            beyond its profile's timed one (`Switch.call_ms`; 0 without);
+            ``cost_per_1m_calls``: money per million calls in the prices' currency (NaN
+            without prices).
         notes: what the prediction rests on.
         switch: the measured hand-over between the runtimes (None: not counted).
         objective: ``"latency"`` or ``"cost"``: what the best split minimises.
@@ -807,7 +832,8 @@ def measure_placement(
         row = table.loc[index]
         cuts = [c for c in str(row["cuts"]).split(", ") if c]
         sides = [where[s] for s in str(row["order"]).split(",")]
-        [(m, alone)] = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
+        [timed] = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
+        m, alone = timed.chain, sum(timed.parts_ms) if parts else math.nan
         table.loc[index, ["measured_ms", "measured_n", "parts_ms"]] = [m.median, m.n, alone]
         table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
     return replace(placement, table=table)
@@ -862,15 +888,22 @@ def measure_switch(
     b = (f"{profile_b.backend}/{profile_b.device}", _as_profiled(profile_b))
     inputs = loaded.example_inputs(profile_a.batch_size)
     chains, parts, trips = [], [], []
+    calls: dict[str, list[float]] = {a[0]: [], b[0]: []}
     for sides in ([a, b], [b, a]):
         timed = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True,
-                            rounds=SWITCH_ROUNDS)  # fmt: skip
-        chains.append(float(np.median([chain.median for chain, _ in timed])))
-        parts.append(float(np.median([alone for _, alone in timed])))
-        trips += [chain.median - alone for chain, alone in timed]
-    # a difference of medians: the median over rounds and orders, so one disturbed
-    # measurement does not make the switch
+                            staged=True, rounds=SWITCH_ROUNDS)  # fmt: skip
+        chains.append(float(np.median([t.chain.median for t in timed])))
+        parts.append(float(np.median([sum(t.parts_ms) for t in timed])))
+        trips += [t.chain.median - sum(t.parts_ms) for t in timed]
+        for t in timed:
+            for (processor, _), run_ms, staged_ms in zip(
+                sides, t.parts_ms, t.staged_ms, strict=True
+            ):
+                calls[processor].append(run_ms - staged_ms)
+    # differences of medians: the median over rounds and orders, so one disturbed
+    # measurement does not make them
     round_trip = float(np.median(trips))
+    call_a, call_b = (max(float(np.median(calls[p])), 0.0) for p in (a[0], b[0]))  # noise: >= 0
     return Switch(
         ms=max(round_trip, 0.0) / 2,
         round_trip_ms=round_trip,
@@ -878,7 +911,18 @@ def measure_switch(
         parts_ms=(parts[0], parts[1]),
         probe=f"{loaded.name} cut before {cut}, both ways",
         processors=(a[0], b[0]),
+        call_ms=(call_a, call_b),
     )
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of timing a split: the chain, and each part alone (``session.run`` on the
+    feeds the chain hands it; with ``staged``, also its runner on them staged once)."""
+
+    chain: Measurement
+    parts_ms: list[float]
+    staged_ms: list[float]
 
 
 def _time_split(
@@ -889,12 +933,11 @@ def _time_split(
     timing: TimingOptions,
     *,
     parts: bool,
+    staged: bool = False,
     rounds: int = 1,
-) -> list[tuple[Measurement, float]]:
-    """Per round, the chain's measurement and the sum of each part's median alone timed
-    right before it (NaN: not asked); the sessions are compiled once for every round.
-
-    ``sides``: each part's ``backend/device`` and compile options, in order."""
+) -> list[_Round]:
+    """``rounds`` rounds of each part alone (when asked) and then the chain, on sessions
+    compiled once. ``sides``: each part's ``backend/device`` and compile options."""
     from contextlib import ExitStack
 
     from workbench.profiling.measure import compiled, measure
@@ -909,14 +952,20 @@ def _time_split(
         label = f"{model.name} {' → '.join(processor for processor, _ in sides)}"
         fed: list[dict[str, Any]] = []
         run(inputs, fed)
+        steps = list(enumerate(zip(sessions, fed, strict=True)))
         timed = []
         for _ in range(rounds):
-            alone = math.nan
-            if parts:
-                alone = sum(
-                    measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
-                    for k, (s, f) in enumerate(zip(sessions, fed, strict=True))
-                )
+            alone = [
+                measure(partial(s.run, f), timing, device="cpu", label=f"part {k + 1}").median
+                for k, (s, f) in steps
+                if parts
+            ]
+            # the profile's way: inputs staged once, outputs left where the runtime put them
+            held = [
+                measure(s.runner(f), timing, device="cpu", label=f"part {k + 1} staged").median
+                for k, (s, f) in steps
+                if staged
+            ]
             chain = measure(lambda: run(inputs), timing, device="cpu", label=label)
-            timed.append((chain, alone))
+            timed.append(_Round(chain, alone, held))
         return timed
