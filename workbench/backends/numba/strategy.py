@@ -116,17 +116,21 @@ def choose(key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]]) 
 def layer_key(geometry: Mapping[str, Any]) -> str:
     """The cache key of a layer: its ``geometry`` (shapes, strides, dtype, batch, threads,
     GEMM kind...) with this machine's CPU model and the workbench and Numba versions."""
+    return json.dumps({**geometry, **_machine()}, sort_keys=True, separators=(",", ":"))
+
+
+@functools.cache
+def _machine() -> dict[str, str]:
+    """This machine's part of a key: CPU model, workbench's and Numba's versions."""
+    from importlib import metadata
+
     import numba
 
-    from workbench import __version__
-
-    facts = {
-        **geometry,
-        "cpu": cpu_model(),
-        "workbench": __version__,
-        "numba": numba.__version__,
-    }
-    return json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    try:  # the distribution's name (`workbench.machine.DISTRIBUTION`, a layer above)
+        version = metadata.version("inference-workbench")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"cpu": cpu_model(), "workbench": version, "numba": numba.__version__}
 
 
 @functools.cache
