@@ -21,6 +21,12 @@ runs ORT at its default instead, to measure what that costs. Each measured split
 are also timed alone (``parts``): predicted against parts is the per-layer model's miss,
 parts against measured the pipeline's.
 
+What no per-layer profile sees is measured once per pair and added to the prediction
+(`measure_switch`: the model cut at its middle cut, both ways, three rounds): each change
+of runtime (the chain against its parts alone; a chain timed back to back changes twice
+per call), and each part's ``session.run`` beyond the profile's timed call on staged
+inputs (the ``switch`` line, the "of it" columns).
+
     python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--ort-spinning] [--quick]
 
 On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
@@ -170,17 +176,19 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "",
             f"options {r['options'][0]}, {r['options'][1]}",
             "",
-            f"switch: {format_ms(r['switch']['ms'])} per change of runtime (measured: "
+            f"switch: {format_ms(r['switch']['ms'])} per change of runtime, and per part's call "
+            f"{' and '.join(map(format_ms, r['switch']['call_ms']))} (measured: "
             f"{r['switch']['probe']}; chains {', '.join(map(format_ms, r['switch']['chain_ms']))}"
             f" against parts alone {', '.join(map(format_ms, r['switch']['parts_ms']))})",
             "",
-            "| split | predicted | of it switches (n) | parts alone | measured (n) | error | "
-            "within 15% | note |",
-            "|---|---|---|---|---|---|---|---|",
+            "| split | predicted | of it switches (n) | of it calls | parts alone | measured (n) | "
+            "error | within 15% | note |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
             f"{format_ms(row['switch_ms'])} ({int(row['switches'])}) | "
+            f"{format_ms(row['call_ms'])} | "
             f"{format_ms(row['parts_ms'])} | "
             f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
             f"{row['error_fraction']:+.1%} | "
