@@ -94,37 +94,51 @@ def test_qdq_products_run_in_integers_within_one_step_of_ort(
     _within_one_step(got, expected, step)
 
 
-def test_int8_gemm_kernels_are_exact_on_both_twins() -> None:
-    """The int32 sums equal NumPy's in int64, zero points of both operands included,
-    for a depth that is not a multiple of the vector width."""
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("activations", ["uint8", "int8"])
+def test_int8_products_are_exact(activations: str, parallel: bool, monkeypatch: Any) -> None:
+    """The int32 sums equal NumPy's in int64, zero points of both operands included
+    (VNNI where the CPU has it and the weight is symmetric, int16 dot products else),
+    for a depth and a width that are not multiples of the vectors'."""
+    from workbench.backends.numba import cpu
+
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 0 if parallel else 1 << 62)
     rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (5, 37)).astype(np.uint8)
+    low, high, x_zero = (0, 256, 9) if activations == "uint8" else (-128, 128, -5)
+    x = rng.integers(low, high, (6, 37)).astype(activations)
     w = rng.integers(-128, 128, (37, 70)).astype(np.int8)
-    w_zero = rng.integers(-4, 5, 70).astype(np.int8)
-    expected = (x.astype(np.int64) - 9) @ (w.astype(np.int64) - w_zero)
-    packed = int8.pack_weight(w, w_zero, axis=1)
-    for twin in (0, 1):
-        x16 = np.zeros((5, int8.padded(37)), np.int16)
-        acc = np.empty((5, 70), np.int32)
-        int8.widen[twin](x, np.array([9], np.uint8), x16)
-        int8.gemm[twin](x16, packed, acc)
-        np.testing.assert_array_equal(acc, expected)
+    for zero in (rng.integers(-4, 5, 70).astype(np.int8), np.zeros(70, np.int8)):
+        weight = int8.pack(w, zero, axis=1)
+        product = int8.product(weight, x, np.array(x_zero, x.dtype), {})
+        product.run()
+        result = np.empty((6, 70), np.int32)
+        fix = cpu.pick(int8.offset, 1)
+        fix(product.acc, product.zero, product.shift, product.column_sums, result)
+        expected = (x.astype(np.int64) - x_zero) @ (w.astype(np.int64) - zero)
+        np.testing.assert_array_equal(result, expected)
 
 
-def test_the_int8_dot_product_compiles_to_vector_multiply_adds() -> None:
-    """The inner loop is int16 pairs multiplied and added into int32 lanes (SSE2's
-    pmaddwd; AVX-512 VNNI's vpdpwssd), not widened 32-bit multiplies."""
+def test_the_int8_kernels_compile_to_integer_multiply_adds() -> None:
+    """The int16 kernel's inner loop is pairs of int16 products added into int32 lanes
+    (pmaddwd, or AVX-512 VNNI's vpdpwssd), not widened 32-bit multiplies; where the CPU
+    has AVX-512 VNNI the uint8 x int8 kernel is vpdpbusd."""
     import platform
 
     import numba
 
+    from workbench.backends.numba import vnni
+
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("the instructions named are x86's")
-    fresh = numba.njit(int8._gemm)  # uncached: Numba shows no assembly for cached code
-    x16 = np.zeros((2, 64), np.int16)
-    fresh(x16, np.zeros((3, 64), np.int16), np.empty((2, 3), np.int32))
-    asm = fresh.inspect_asm(fresh.signatures[0])
+    # uncached copies: Numba shows no assembly for code loaded from its disk cache
+    dots = numba.njit(int8._gemm)
+    dots(np.zeros((2, 64), np.int16), np.zeros((3, 64), np.int16), np.empty((2, 3), np.int32))
+    asm = dots.inspect_asm(dots.signatures[0])
     assert "pmaddwd" in asm or "vpdpwssd" in asm, "no int16 multiply-add in the GEMM loop"
+    if vnni.AVAILABLE:
+        bytes_ = numba.njit(int8._gemm_vnni)
+        bytes_(np.zeros((5, 8), np.uint8), np.zeros((1, 32), np.int32), np.empty((5, 16), np.int32))
+        assert "vpdpbusd" in bytes_.inspect_asm(bytes_.signatures[0])
 
 
 def _dynamic_model(seed: int = 3) -> tuple[wb.Model, dict[str, np.ndarray]]:
@@ -162,6 +176,6 @@ def test_matmul_integer_with_a_constant_weight_runs_the_integer_kernel_exactly()
     (expected,) = ort_outputs(model, feeds)
     np.testing.assert_array_equal(got, expected)
     (node,) = [n for n in session.graph.nodes if n.op_type == "MatMulInteger"]
-    assert node.cache["w16"].dtype == np.int16  # packed once: the integer path ran
+    assert isinstance(node.cache["weight"], int8.PackedWeight)  # the integer path ran
     feeds2 = {"x": feeds["x"] * 3 - 1}  # a new range: scale and zero point change per run
     np.testing.assert_array_equal(session.run(feeds2)[0], ort_outputs(model, feeds2)[0])

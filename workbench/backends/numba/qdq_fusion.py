@@ -116,9 +116,10 @@ def _product(node: Node, consts: dict[str, np.ndarray], weights: dict[str, _Weig
 def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]) -> Graph:
     """Replace each QDQ Gemm/MatMul (see the module docstring) by one ``Int8Gemm`` node.
 
-    The node's inputs are ``[x_q, x_zero, packed weight, scale, bias]`` (the last three
-    new constants named after it) and its attributes ``y_scale``, ``y_zero`` and
-    ``dtype`` (``float32`` when no QuantizeLinear is fused). Nodes with a custom kernel
+    The node's inputs are ``[x_q, x_zero, packed weight, its column sums, scale, bias]``
+    (the last four new constants named after it, see `int8.pack`) and its attributes
+    ``y_scale``, ``y_zero``, ``dtype`` (``float32`` when no QuantizeLinear is fused) and
+    the packed weight's ``channels``, ``depth`` and ``vnni``. Nodes with a custom kernel
     (``no_fuse``) are left alone; the graph's own nodes are changed in place.
     """
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
@@ -175,15 +176,18 @@ def _fused_node(
     channels = weight.values.shape[out_axis]
     x_scale = consts[dq.inputs[1]].reshape(()).astype(np.float32)
     w_scale = np.broadcast_to(weight.scale.astype(np.float32).reshape(-1), (channels,))
-    names = {key: f"{node.name}::int8_{key}" for key in ("weight", "scale", "bias")}
-    consts[names["weight"]] = int8.pack_weight(weight.values, weight.zero.reshape(-1), out_axis)
+    names = {key: f"{node.name}::int8_{key}" for key in ("weight", "sums", "scale", "bias")}
+    packed = int8.pack(weight.values, weight.zero.reshape(-1), out_axis)
+    consts[names["weight"]] = packed.values
+    consts[names["sums"]] = packed.column_sums
     consts[names["scale"]] = np.ascontiguousarray(x_scale * w_scale, np.float32)
     consts[names["bias"]] = (
         np.ascontiguousarray(consts[bias].reshape(-1), np.float32)
         if bias
         else np.zeros(channels, np.float32)
     )
-    attrs: dict[str, Any] = {"y_scale": 1.0, "y_zero": 0.0, "dtype": "float32"}
+    shape = {"channels": packed.channels, "depth": packed.depth, "vnni": packed.vnni}
+    attrs: dict[str, Any] = {"y_scale": 1.0, "y_zero": 0.0, "dtype": "float32", **shape}
     outputs = list(node.outputs)
     fused = list(node.fused)
     if quantize is not None:
@@ -192,13 +196,14 @@ def _fused_node(
             "y_scale": float(consts[quantize.inputs[1]].reshape(())),
             "y_zero": float(zero.reshape(())),
             "dtype": zero.dtype.name,
+            **shape,
         }
         outputs = list(quantize.outputs)
         fused.append(quantize.name)
     return Node(
         name=node.name,
         op_type=FUSED_OP,
-        inputs=[dq.inputs[0], dq.inputs[2], names["weight"], names["scale"], names["bias"]],
+        inputs=[dq.inputs[0], dq.inputs[2], *names.values()],
         outputs=outputs,
         attrs=attrs,
         layer=node.layer,

@@ -195,59 +195,35 @@ def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arr
     return [y, scale_out, zero_out]
 
 
-def _int8_workspace(node: Node, rows: int, k: int) -> np.ndarray:
-    """The int16 copy of an activation's rows, padded with zeros to a whole vector; the
-    padding is zeroed once (the kernel writes only the first ``k`` columns)."""
-    key = ("x16", rows, k)
-    if key not in node.cache:
-        node.cache[key] = np.zeros((rows, int8.padded(k)), np.int16)
-    return node.cache[key]  # type: ignore[no-any-return]
+def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """A fused QDQ product (`qdq_fusion`): ``[x_q, x_zero, packed weight, column sums,
+    scale, bias]`` in, ``act(acc * scale + bias)`` out, quantized by the node's
+    ``y_scale``/``y_zero`` unless its ``dtype`` is float32."""
+    x, x_zero, values, sums, scale, bias = ins
+    attrs = node.attrs
+    weight = int8.PackedWeight(values, sums, attrs["channels"], attrs["depth"], attrs["vnni"])
+    n = weight.channels
+    dtype = np.dtype(node.attrs["dtype"])
+    out = _out(outs, (*x.shape[:-1], n), dtype)
+    product = int8.product(weight, x, np.asarray(x_zero), node.cache)
+    quantized = dtype.kind in "iu"
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if quantized else (0, 0)
+    params = (node.attrs["y_scale"], node.attrs["y_zero"], low, high)
+    epilogue = functools.partial(
+        cpu.pick(int8.epilogue, out.size),
+        product.acc, product.zero, product.shift, product.column_sums, scale, bias,
+        cpu.ACTIVATIONS[node.activation], quantized, *(np.float32(p) for p in params),
+        out.reshape(-1, n),
+    )  # fmt: skip
+    return _sequence(product.run, epilogue), [out]
 
 
-def _int8_product(
-    node: Node, x: np.ndarray, x_zero: np.ndarray, w16: np.ndarray, acc: np.ndarray
-) -> list[Callable[[], Any]]:
-    """The calls computing ``acc = (x - x_zero) @ w`` in int32 on the rows of ``x``
-    (``w16`` packed by `int8.pack_weight`; ``x_zero`` read on every run)."""
-    k = x.shape[-1]
-    rows = x.reshape(-1, k)
-    x16 = _int8_workspace(node, rows.shape[0], k)
-    work = acc.size * x16.shape[1]
-    zero = x_zero.reshape(1)  # a view: a DynamicQuantizeLinear writes it each run
-    return [
-        functools.partial(cpu.pick(int8.widen, rows.size), rows, zero, x16),
-        functools.partial(cpu.pick(int8.gemm, work), x16, w16, acc),
-    ]
-
-
-def _sequence(calls: list[Callable[[], Any]]) -> Callable[[], None]:
+def _sequence(*calls: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         for call in calls:
             call()
 
     return run
-
-
-def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
-    """A fused QDQ product (`qdq_fusion`): ``[x_q, x_zero, packed weight, scale, bias]``
-    in, ``act(acc * scale + bias)`` out, quantized by the node's ``y_scale``/``y_zero``
-    unless its ``dtype`` is float32."""
-    x, x_zero, w16, scale, bias = ins
-    n = w16.shape[0]
-    dtype = np.dtype(node.attrs["dtype"])
-    out = _out(outs, (*x.shape[:-1], n), dtype)
-    acc = node.cache.get(("acc", out.shape))
-    if acc is None:
-        acc = node.cache[("acc", out.shape)] = np.empty((out.size // n, n), np.int32)
-    quantized = dtype.kind in "iu"
-    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if quantized else (0, 0)
-    params = (node.attrs["y_scale"], node.attrs["y_zero"], low, high)
-    epilogue = functools.partial(
-        cpu.pick(int8.epilogue, acc.size),
-        acc, scale, bias, cpu.ACTIVATIONS[node.activation], quantized,
-        *(np.float32(p) for p in params), out.reshape(-1, n),
-    )  # fmt: skip
-    return _sequence([*_int8_product(node, x, np.asarray(x_zero), w16, acc), epilogue]), [out]
 
 
 def _integer_weight(node: Node, ins: Arrays) -> bool:
@@ -279,12 +255,17 @@ def bind_matmul_integer(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     if not _integer_weight(node, ins):
         return functools.partial(_matmul_integer_wide, node, ins, out), [out]
     b_zero = ins[3] if len(ins) > 3 and ins[3] is not None else np.zeros((), b.dtype)
-    w16 = node.cache.get("w16")
-    if w16 is None:
-        w16 = node.cache["w16"] = int8.pack_weight(b, np.asarray(b_zero).reshape(-1), axis=1)
+    weight = node.cache.get("weight")
+    if weight is None:
+        weight = node.cache["weight"] = int8.pack(b, np.asarray(b_zero).reshape(-1), axis=1)
     a_zero = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros((), a.dtype)
-    acc = out.reshape(-1, b.shape[1])
-    return _sequence(_int8_product(node, a, np.asarray(a_zero), w16, acc)), [out]
+    product = int8.product(weight, a, np.asarray(a_zero), node.cache)
+    result = out.reshape(-1, weight.channels)
+    fix = functools.partial(
+        cpu.pick(int8.offset, out.size),
+        product.acc, product.zero, product.shift, product.column_sums, result,
+    )  # fmt: skip
+    return _sequence(product.run, fix), [out]
 
 
 def _matmul_integer_wide(node: Node, ins: Arrays, out: np.ndarray) -> None:
