@@ -56,8 +56,7 @@ def _address(context: Any, builder: Any, array_type: Any, array: Any, index: Any
     return builder.gep(data, [index])
 
 
-@intrinsic
-def zeros(typingctx: Any) -> Any:
+def _zeros(typingctx: Any) -> Any:
     """A vector of zeros."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -66,8 +65,10 @@ def zeros(typingctx: Any) -> Any:
     return i32x16(), codegen
 
 
-@intrinsic
-def load(typingctx: Any, array: Any, index: Any) -> Any:
+zeros: Any = intrinsic(_zeros)
+
+
+def _load(typingctx: Any, array: Any, index: Any) -> Any:
     """The 16 int32 values of a 1-D int32 ``array`` from ``index`` on."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -77,8 +78,10 @@ def load(typingctx: Any, array: Any, index: Any) -> Any:
     return i32x16(array, index), codegen
 
 
-@intrinsic
-def broadcast(typingctx: Any, array: Any, index: Any) -> Any:
+load: Any = intrinsic(_load)
+
+
+def _broadcast(typingctx: Any, array: Any, index: Any) -> Any:
     """``array[index]`` (int32: four uint8 activations) in every lane."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -94,8 +97,10 @@ def broadcast(typingctx: Any, array: Any, index: Any) -> Any:
     return i32x16(array, index), codegen
 
 
-@intrinsic
-def dot_add(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
+broadcast: Any = intrinsic(_broadcast)
+
+
+def _dot_add(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
     """``vpdpbusd``: each lane of ``acc`` plus the four products of ``unsigned``'s bytes
     (uint8) with ``signed``'s (int8) in that lane."""
 
@@ -107,8 +112,10 @@ def dot_add(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
     return i32x16(i32x16, i32x16, i32x16), codegen
 
 
-@intrinsic
-def store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
+dot_add: Any = intrinsic(_dot_add)
+
+
+def _store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
     """Write ``vector`` to a 1-D int32 ``array`` from ``index`` on."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -117,6 +124,9 @@ def store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
         return context.get_dummy_value()
 
     return types.void(array, index, vector), codegen
+
+
+store: Any = intrinsic(_store)
 
 
 @njit(inline="always")
