@@ -402,6 +402,7 @@ def test_each_change_of_runtime_pays_the_measured_switch() -> None:
 
 
 def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.planning.placement as placement
     import workbench.profiling.measure as measuring
 
     model = chain_model()
@@ -422,6 +423,13 @@ def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatc
         return Measurement([next(medians)] * 3)
 
     monkeypatch.setattr(measuring, "measure", fake_measure)
+    # each part's layout conversions, per round: A's prefix converts 0.3 ms out, B's
+    # suffix 0.1 in; B's prefix 0.2 out, A's suffix 0.5 in, of which 0.4 ms are the whole
+    # model's own (its profile's (layout) row)
+    layouts = iter([0.3, 0.1] * 3 + [0.2, 0.5] * 3)
+    monkeypatch.setattr(placement, "_layout_ms", lambda timings: next(layouts))
+    a = replace(a, layers=pd.DataFrame({"layer": [*layer_ms, "(layout)"],
+                                        "latency_ms": [*layer_ms.values(), 0.4]}))  # fmt: skip
     switch = measure_switch(a, b, model, cut="fc2", timing=TimingOptions(0.05, warmup=1))
     labels = ["part 1", "part 2", "part 1 staged", "part 2 staged"]
     assert timed[:5] == [*labels, "toy onnxruntime/cpu → torch/cpu"]
@@ -432,13 +440,17 @@ def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatc
     assert switch.round_trip_ms == pytest.approx(0.8) and switch.ms == pytest.approx(0.4)
     # a call beyond the staged one: ORT 0.1 in both orders, torch 0.2 then 0.3
     assert switch.call_ms == pytest.approx((0.1, 0.25))
-    assert switch.probe == "toy cut before fc2, both ways"
+    assert switch.layout_ms == pytest.approx((0.3 + 0.5 - 0.4, 0.1 + 0.2))
+    assert switch.probe == "toy cut before fc2, both ways" and switch.probe_bytes == 64  # [2, 8]
     p = place(a, b, model=model, switch=switch)
     rows = p.table.set_index(["order", "cuts"])
     assert rows.loc[("a", ""), ["call_ms", "predicted_ms"]].tolist() == pytest.approx([0.1, 4.1])
     split = rows.loc[("b,a", "fc2")]  # one call on each, two changes of runtime
     assert split[["call_ms", "switch_ms"]].tolist() == pytest.approx([0.35, 0.8])
-    assert split["predicted_ms"] == pytest.approx(4.0 + 0.35 + 0.8)
+    # half of each side's conversions at a cut of the probe's bytes (64)
+    assert split["layout_ms"] == pytest.approx(0.2 + 0.15)
+    assert rows.loc[("b,a", "fc3"), "layout_ms"] == pytest.approx(2 * 0.35)  # 128 bytes
+    assert split["predicted_ms"] == pytest.approx(4.0 + 0.35 + 0.8 + 0.35)
     # the switch's figures belong to its processors, whichever profile is A
     swapped = place(b, a, model=model, switch=switch).table.set_index(["order", "cuts"])
     assert swapped.loc[("a", ""), "call_ms"] == pytest.approx(0.25)

@@ -60,6 +60,7 @@ from workbench.profiling.table import UNATTRIBUTED
 from workbench.units import format_bytes, format_ms
 
 if TYPE_CHECKING:
+    from workbench.backends.base import LayerTiming
     from workbench.model import Model
     from workbench.planning.economics import Machine
     from workbench.profiling.measure import TimingOptions
@@ -86,8 +87,9 @@ __all__ = [
 
 CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
-    "transfer_ms", "switches", "switch_ms", "call_ms", "predicted_ms", "cost_per_1m_calls",
-    "best", "measured_ms", "measured_n", "error_fraction", "parts_ms", "note",
+    "transfer_ms", "switches", "switch_ms", "call_ms", "layout_ms", "predicted_ms",
+    "cost_per_1m_calls", "best", "measured_ms", "measured_n", "error_fraction", "parts_ms",
+    "note",
 ]  # fmt: skip
 #: what `place` minimises: the predicted latency, or the money per call
 OBJECTIVES = ("latency", "cost")
@@ -125,6 +127,13 @@ class Switch:
             runtime's buffers): inputs checked and copied in, outputs copied out. The
             median of each part's difference over rounds and orders (>= 0); a split pays
             it once per part.
+        layout_ms: per processor (A, B), its layout conversions at the probe's cut, out
+            of its first part and into its second (the ``(layout)`` rows of its parts'
+            per-layer timing over both orders, less its whole-model profile's, >= 0): a
+            runtime that keeps activations in its own layout (ORT's blocked NCHWc,
+            Numba's NHWC) converts every tensor crossing a cut. A cut pays half of it on
+            each side, scaled by its bytes over ``probe_bytes``.
+        probe_bytes: the bytes crossing the probe's cut.
     """
 
     ms: float
@@ -134,10 +143,12 @@ class Switch:
     probe: str
     processors: tuple[str, str]
     call_ms: tuple[float, float] = (0.0, 0.0)
+    layout_ms: tuple[float, float] = (0.0, 0.0)
+    probe_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
-        pairs = ("chain_ms", "parts_ms", "processors", "call_ms")
+        pairs = ("chain_ms", "parts_ms", "processors", "call_ms", "layout_ms")
         return {**self.__dict__, **{k: list(getattr(self, k)) for k in pairs}}
 
     @classmethod
@@ -151,6 +162,8 @@ class Switch:
             probe=str(data["probe"]),
             processors=(data["processors"][0], data["processors"][1]),
             call_ms=(data["call_ms"][0], data["call_ms"][1]),
+            layout_ms=(data["layout_ms"][0], data["layout_ms"][1]),
+            probe_bytes=float(data["probe_bytes"]),
         )
 
 
@@ -238,14 +251,17 @@ def place(
     notes: list[str] = []
     a = _side(profile_a, cuts.layers, notes)
     b = _side(profile_b, cuts.layers, notes)
-    switch_ms, call_ms = _switch_ms(switch, (a.label, b.label), notes)
+    switch_ms, call_ms, layout_per_byte = _switch_ms(switch, (a.label, b.label), notes)
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     crossing_bytes = {k: _bytes(ts, shapes) for k, ts in cuts.crossing.items()}
     if any(math.isnan(v) for v in crossing_bytes.values()):
         notes.append("some crossing tensors have no known shape: those cuts are left out")
         crossing_bytes = {k: v for k, v in crossing_bytes.items() if not math.isnan(v)}
     transfer = {k: link.transfer_ms(v) for k, v in crossing_bytes.items()}
-    costs = _Costs(transfer, switch_ms, call_ms, hourly)
+    layout = {
+        k: (v * layout_per_byte[0], v * layout_per_byte[1]) for k, v in crossing_bytes.items()
+    }
+    costs = _Costs(transfer, switch_ms, call_ms, layout, hourly)
     best_order = _best_assignment(a.ms, b.ms, costs, max_cuts)
     rows = [
         _candidate(order, a, b, cuts.layers, crossing_bytes, costs)
@@ -335,10 +351,11 @@ def _per_hour(machine: Machine) -> float:
 
 def _switch_ms(
     switch: Switch | None, labels: tuple[str, str], notes: list[str]
-) -> tuple[float, tuple[float, float]]:
-    """The ms of one change of runtime, and of one part's call on A and on B (0 without)."""
+) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """The ms of one change of runtime, of one part's call on A and on B, and of A's and
+    B's layout conversions at a cut per byte crossing it (0 without a switch)."""
     if switch is None:
-        return 0.0, (0.0, 0.0)
+        return 0.0, (0.0, 0.0), (0.0, 0.0)
     if set(switch.processors) != set(labels):
         raise PlacementError(
             f"the switch was measured between {' and '.join(switch.processors)}, not "
@@ -354,7 +371,22 @@ def _switch_ms(
         "timed call (measured: session.run against its runner on staged inputs)"
         for label in dict.fromkeys(labels)
     ]
-    return switch.ms, (call[labels[0]], call[labels[1]])
+    # a cut converts on each side once: out of one part, or into the next
+    per_byte = {
+        label: ms / 2 / switch.probe_bytes if switch.probe_bytes > 0 else 0.0
+        for label, ms in zip(switch.processors, switch.layout_ms, strict=True)
+    }
+    notes += [
+        f"{label} converts the layout of what crosses a cut: {format_ms(per_byte[label] * 2**20)}"
+        " per MiB on each side (measured: its parts' (layout) rows at the probe's cut)"
+        for label in dict.fromkeys(labels)
+        if per_byte[label] > 0
+    ]
+    return (
+        switch.ms,
+        (call[labels[0]], call[labels[1]]),
+        (per_byte[labels[0]], per_byte[labels[1]]),
+    )
 
 
 def _model_of(model: Model | str | Path | None, name: str) -> Model:
@@ -497,6 +529,7 @@ class _Costs:
     transfer: dict[int, float]  # cut position -> ms of the link's transfer there
     switch_ms: float  # per change of runtime
     call_ms: tuple[float, float]  # per part run on A, on B
+    layout: dict[int, tuple[float, float]]  # cut position -> ms converting on A, on B
     hourly: tuple[float, float] | None  # price per hour of A, of B (objective "cost")
 
     def weights(self) -> tuple[float, float, float]:
@@ -524,7 +557,13 @@ def _best_assignment(a: np.ndarray, b: np.ndarray, costs: _Costs, max_cuts: int)
                 moves = [(side, changes, 0.0)]
                 if k in costs.transfer and changes < max_cuts:
                     to = "b" if side == "a" else "a"
-                    change = both * (costs.transfer[k] + costs.switch_ms) + weight[to] * call[to]
+                    on_a, on_b = costs.layout[k]
+                    change = (
+                        both * (costs.transfer[k] + costs.switch_ms)
+                        + weight[to] * call[to]
+                        + weight_a * on_a
+                        + weight_b * on_b
+                    )
                     moves.append((to, changes + 1, change))
                 for to, used, extra in moves:
                     value = total + extra + weight[to] * float(times[to][k])
@@ -577,13 +616,14 @@ def _candidate(
     # one session call per part: its cost beyond the profile's timed call
     parts_on = [sum(side == s for s, _, _ in segments) for side in "ab"]
     calls = [n * ms for n, ms in zip(parts_on, costs.call_ms, strict=True)]
+    layout = [sum(costs.layout[k][side] for k in cuts) for side in (0, 1)]
     cost = math.nan
     if costs.hourly is not None:
         # a hand-over occupies both ends; a processor that runs nothing costs nothing
         handover = transfer_ms + switch_ms
         occupied = [
-            (compute_a + calls[0] + handover) * ("a" in order),
-            (compute_b + calls[1] + handover) * ("b" in order),
+            (compute_a + calls[0] + layout[0] + handover) * ("a" in order),
+            (compute_b + calls[1] + layout[1] + handover) * ("b" in order),
         ]
         # price per hour x ms / 3.6e6 ms per hour, per million calls
         cost = sum(h * ms for h, ms in zip(costs.hourly, occupied, strict=True)) / 3.6
@@ -605,7 +645,8 @@ def _candidate(
         "switches": switches,
         "switch_ms": switch_ms,
         "call_ms": sum(calls),
-        "predicted_ms": compute_a + compute_b + transfer_ms + switch_ms + sum(calls),
+        "layout_ms": sum(layout),
+        "predicted_ms": compute_a + compute_b + transfer_ms + switch_ms + sum(calls) + sum(layout),
         "cost_per_1m_calls": cost,
         "best": False,
         "measured_ms": math.nan,
@@ -637,7 +678,8 @@ class Placement:
             the objective; measured columns NaN until `measure_placement`.
             ``switches``: changes of runtime per call timed back to back; ``switch_ms``:
             those x the measured `switch` (0 without); ``call_ms``: each part's call
-            beyond its profile's timed one (`Switch.call_ms`; 0 without);
+            beyond its profile's timed one (`Switch.call_ms`; 0 without); ``layout_ms``:
+            the layout conversions of what crosses the cuts (`Switch.layout_ms`);
             ``cost_per_1m_calls``: money per million calls in the prices' currency (NaN
             without prices).
         notes: what the prediction rests on.
@@ -878,17 +920,25 @@ def measure_switch(
 
     loaded = _model_of(model, profile_a.model)
     _check_profiles(profile_a, profile_b, loaded)
+    from workbench.profiling.cost import tensor_shapes
+
+    proto = onnx_proto(loaded)
+    found = graph_cuts(proto)
     if cut is None:
-        found = graph_cuts(onnx_proto(loaded))
         possible = sorted(found.crossing)
         if not possible:
             raise PlacementError(f"{loaded.name}: no layer boundary can be cut (see place)")
         cut = found.layers[possible[len(possible) // 2]]
+    split_model(loaded, [cut])  # a cut that is not possible: one line naming the possible
+    shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
+    probe_bytes = _bytes(found.crossing[found.layers.index(cut)], shapes)
     a = (f"{profile_a.backend}/{profile_a.device}", _as_profiled(profile_a))
     b = (f"{profile_b.backend}/{profile_b.device}", _as_profiled(profile_b))
     inputs = loaded.example_inputs(profile_a.batch_size)
     chains, parts, trips = [], [], []
     calls: dict[str, list[float]] = {a[0]: [], b[0]: []}
+    # the whole model's own layout conversions are in its profile: only the cut's count
+    layout = {a[0]: -_profiled_layout_ms(profile_a), b[0]: -_profiled_layout_ms(profile_b)}
     for sides in ([a, b], [b, a]):
         timed = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True,
                             staged=True, rounds=SWITCH_ROUNDS)  # fmt: skip
@@ -900,6 +950,8 @@ def measure_switch(
                 sides, t.parts_ms, t.staged_ms, strict=True
             ):
                 calls[processor].append(run_ms - staged_ms)
+        for k, (processor, _) in enumerate(sides):
+            layout[processor] += float(np.median([t.layout_ms[k] for t in timed]))
     # differences of medians: the median over rounds and orders, so one disturbed
     # measurement does not make them
     round_trip = float(np.median(trips))
@@ -912,7 +964,22 @@ def measure_switch(
         probe=f"{loaded.name} cut before {cut}, both ways",
         processors=(a[0], b[0]),
         call_ms=(call_a, call_b),
+        layout_ms=(max(layout[a[0]], 0.0), max(layout[b[0]], 0.0)),
+        probe_bytes=probe_bytes,
     )
+
+
+def _profiled_layout_ms(profile: Profile) -> float:
+    from workbench.loaders.onnx import LAYOUT_LAYER
+
+    return float(profile.layers.loc[profile.layers["layer"] == LAYOUT_LAYER, "latency_ms"].sum())
+
+
+def _layout_ms(timings: Sequence[LayerTiming]) -> float:
+    """The median ms of the layout conversions (``(layout)`` rows) of one per-layer run."""
+    from workbench.loaders.onnx import LAYOUT_LAYER
+
+    return float(sum(np.median(t.samples_ms) for t in timings if t.layer == LAYOUT_LAYER))
 
 
 @dataclass(frozen=True)
@@ -923,6 +990,7 @@ class _Round:
     chain: Measurement
     parts_ms: list[float]
     staged_ms: list[float]
+    layout_ms: list[float]  # with ``staged``: each part's ``(layout)`` rows, per-layer timed
 
 
 def _time_split(
@@ -966,6 +1034,7 @@ def _time_split(
                 for k, (s, f) in steps
                 if staged
             ]
+            layout = [_layout_ms(s.run_layers(f)) for _, (s, f) in steps if staged]
             chain = measure(lambda: run(inputs), timing, device="cpu", label=label)
-            timed.append(_Round(chain, alone, held))
+            timed.append(_Round(chain, alone, held, layout))
         return timed
