@@ -24,8 +24,9 @@ parts against measured the pipeline's.
 What no per-layer profile sees is measured once per pair and added to the prediction
 (`measure_switch`: the model cut at its middle cut, both ways, three rounds): each change
 of runtime (the chain against its parts alone; a chain timed back to back changes twice
-per call), and each part's ``session.run`` beyond the profile's timed call on staged
-inputs (the ``switch`` line, the "of it" columns).
+per call), each part's ``session.run`` beyond the profile's timed call on staged inputs,
+and each runtime's layout conversions of the tensors crossing a cut, per byte (the
+``switch`` line, the "of it" columns).
 
     python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--ort-spinning] [--quick]
 
@@ -53,7 +54,7 @@ from workbench.planning.placement import (
     measure_switch,
     place,
 )
-from workbench.units import format_ms
+from workbench.units import format_bytes, format_ms
 
 BOUND = 0.15
 #: (model, batch size, which splits to measure: "all" or "top")
@@ -176,19 +177,21 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "",
             f"options {r['options'][0]}, {r['options'][1]}",
             "",
-            f"switch: {format_ms(r['switch']['ms'])} per change of runtime, and per part's call "
-            f"{' and '.join(map(format_ms, r['switch']['call_ms']))} (measured: "
+            f"switch: {format_ms(r['switch']['ms'])} per change of runtime, per part's call "
+            f"{' and '.join(map(format_ms, r['switch']['call_ms']))}, layout conversions at the "
+            f"probe's cut ({format_bytes(r['switch']['probe_bytes'])}) "
+            f"{' and '.join(map(format_ms, r['switch']['layout_ms']))} (measured: "
             f"{r['switch']['probe']}; chains {', '.join(map(format_ms, r['switch']['chain_ms']))}"
             f" against parts alone {', '.join(map(format_ms, r['switch']['parts_ms']))})",
             "",
-            "| split | predicted | of it switches (n) | of it calls | parts alone | measured (n) | "
-            "error | within 15% | note |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| split | predicted | of it switches (n) | of it calls | of it layout | parts alone | "
+            "measured (n) | error | within 15% | note |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {row['split']} | {format_ms(row['predicted_ms'])} | "
             f"{format_ms(row['switch_ms'])} ({int(row['switches'])}) | "
-            f"{format_ms(row['call_ms'])} | "
+            f"{format_ms(row['call_ms'])} | {format_ms(row['layout_ms'])} | "
             f"{format_ms(row['parts_ms'])} | "
             f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
             f"{row['error_fraction']:+.1%} | "
