@@ -319,11 +319,11 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
     for path, (sub, args, out) in seen.items():
         flat = out if isinstance(out, tuple | list) else (out,)
         outs = [o for o in flat if hasattr(o, "numel")]
-        flops = _module_flops(sub, args, outs)
+        flops = module_flops(sub, args, outs)
         if flops is not None and list(sub.children()):
             # a container's own code: its formula less the children that ran as modules
             flops -= sum(
-                _module_flops(c, seen[p][1], [seen[p][2]]) or 0.0
+                module_flops(c, seen[p][1], [seen[p][2]]) or 0.0
                 for p, c in module_paths(module).items()
                 if p in seen and p.rsplit(".", 1)[0] == path and c is not sub
             )
@@ -347,7 +347,9 @@ def torch_costs(model: Model, inputs: dict[str, np.ndarray]) -> tuple[pd.DataFra
     return pd.DataFrame.from_dict(rows, orient="index", columns=COST_COLUMNS), notes
 
 
-def _module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
+def module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
+    """FLOPs of one torch module's call by its kind (None: a kind the model does not
+    know), from its tensor ``args`` and outputs ``outs`` (module docstring's rules)."""
     from workbench.profiling.embeddings import is_table, table_flops
 
     kind = type(sub).__name__
@@ -372,8 +374,10 @@ def _module_flops(sub: Any, args: list[Any], outs: list[Any]) -> float | None:
         "InstanceNorm"
     ):
         return 5.0 * n_out
-    if kind in _TORCH_ELEMENTWISE:
-        return float(n_out)
+    if kind.endswith(("RMSNorm", "LayerNorm")):  # transformers' own (LlamaRMSNorm ...)
+        return 5.0 * n_out
+    if kind in _TORCH_ELEMENTWISE or kind.endswith("Activation") or kind.startswith("GELU"):
+        return float(n_out)  # transformers' activations: SiLUActivation, GELUTanh ...
     if kind in _TORCH_MOVE:
         return 0.0
     if kind.startswith(("MaxPool", "AvgPool")) and x is not None:

@@ -27,6 +27,7 @@ from workbench.viz.style import (
 __all__ = [
     "MEASURE_CEILINGS",
     "roofline",
+    "table_roofline",
 ]
 
 
@@ -73,6 +74,26 @@ def roofline(
     table = layers_with(profile, ("layer", "op_type", "flops", "latency_ms"))
     if table is None:
         return no_layers_figure(profile, title)
+    if ceilings is None:
+        ceilings = (profile.environment or {}).get("machine_ceilings")
+    return table_roofline(table, title, ceilings, selected=selected, missing=missing)
+
+
+def table_roofline(
+    table: pd.DataFrame,
+    title: str,
+    ceilings: Any = None,
+    *,
+    selected: str | None = None,
+    missing: str = MEASURE_CEILINGS,
+) -> go.Figure:
+    """The roofline of any per-layer table with ``layer``, ``op_type``, ``flops``,
+    ``bytes`` and ``latency_ms`` (a profile's, a generation phase's), as `roofline`
+    draws it.
+
+    Example:
+        >>> table_roofline(g.prefill_layers, "prefill", g.ceilings)
+    """
     points = _roof_points(table)
     if points.empty:
         return empty_figure("No layer has both FLOPs and bytes counted.", title)
@@ -102,8 +123,6 @@ def roofline(
                 "%{customdata[1]:.0f}% of roof (%{customdata[2]})<extra></extra>",
             )
         )
-    if ceilings is None:
-        ceilings = (profile.environment or {}).get("machine_ceilings")
     if ceilings is not None and not isinstance(ceilings, Mapping):
         ceilings = ceilings.to_dict() if hasattr(ceilings, "to_dict") else vars(ceilings)
     _add_roofs(fig, points, ceilings or {}, missing)

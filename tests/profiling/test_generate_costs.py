@@ -1,0 +1,75 @@
+"""FLOPs and bytes of a prefill and a decode step, per module, checked by hand against the
+Llama formulas (2 FLOPs per multiply-add), and placed on the roofline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.profiling.generate_costs import phase_costs, with_costs
+from workbench.testing import tiny_llama
+
+# tiny_llama: hidden 32, MLP 64, 4 heads of 8 over 2 key/value heads, vocabulary 100
+D, MLP, H, KV, HD, V = 32, 64, 4, 2, 8, 100
+
+
+@pytest.fixture(scope="module")
+def config():
+    return tiny_llama().config
+
+
+def test_prefill_costs_follow_the_llama_formulas(config) -> None:
+    b, p = 2, 8
+    costs, notes = phase_costs(config, b, p, 0)
+    block = "model.layers.1"
+    assert costs.loc[f"{block}.self_attn.q_proj", "flops"] == 2 * b * p * D * H * HD
+    assert costs.loc[f"{block}.self_attn.k_proj", "flops"] == 2 * b * p * D * KV * HD
+    assert costs.loc[f"{block}.mlp.down_proj", "flops"] == 2 * b * p * MLP * D
+    # attention's own code: Q K^T and the weighted sum of V over the whole context
+    assert costs.loc[f"{block}.self_attn", "flops"] == 2 * 2 * b * H * p * p * HD
+    queries_and_output, keys_and_values = 2 * b * H * p * HD, 2 * b * KV * p * HD
+    assert costs.loc[f"{block}.self_attn", "bytes"] == 4 * (queries_and_output + keys_and_values)
+    assert costs.loc[f"{block}.self_attn.cache_update", "bytes"] == 4 * 2 * b * KV * p * HD
+    # the decoders call lm_head on the last position only
+    assert costs.loc["lm_head", "flops"] == 2 * b * 1 * D * V
+    q_proj = costs.loc[f"{block}.self_attn.q_proj"]
+    assert q_proj["params_bytes"] == 4 * D * H * HD
+    assert q_proj["bytes"] == 4 * (b * p * D + D * H * HD + b * p * H * HD)
+    assert costs.loc[f"{block}.input_layernorm", "flops"] == 5 * b * p * D  # elementwise rule
+    # containers' own code (residual adds) is not counted: NaN bytes keep it off the roof
+    assert costs.loc[block, "flops"] == 0 and np.isnan(costs.loc[block, "bytes"])
+    embed = costs.loc["model.embed_tokens"]
+    assert embed["bytes"] == 8 * b * p + 4 * b * p * D * 2  # ids, rows read, rows written
+    assert notes and "FlopCounterMode" in notes[0]
+
+
+def test_a_decode_step_reads_the_whole_cache(config) -> None:
+    b, past = 1, 11
+    costs, _ = phase_costs(config, b, 1, past)
+    attention = costs.loc["model.layers.0.self_attn"]
+    assert attention["flops"] == 2 * 2 * b * H * 1 * (past + 1) * HD
+    assert attention["bytes"] == 4 * (2 * b * H * HD + 2 * b * KV * (past + 1) * HD)
+    assert costs.loc["model.layers.0.mlp.up_proj", "flops"] == 2 * b * D * MLP
+
+
+def test_with_costs_places_the_phase_on_the_roofline(config) -> None:
+    from workbench.profiling.ceilings import Ceilings
+
+    costs, _ = phase_costs(config, 1, 8, 0)
+    table = pd.DataFrame(
+        {
+            "layer": ["model.layers.0.self_attn.q_proj", "model.layers.0", "(unattributed)"],
+            "latency_ms": [0.01, 0.02, 0.5],
+        }
+    )
+    ceilings = Ceilings("cpu", peak_flops_per_s=1e11, bandwidth_bytes_per_s=1e10)
+    out = with_costs(table, costs, ceilings).set_index("layer")
+    q = out.loc["model.layers.0.self_attn.q_proj"]
+    assert q["flops"] == 2 * 8 * D * H * HD
+    assert q["intensity"] == pytest.approx(q["flops"] / q["bytes"])
+    assert q["achieved_flops_per_s"] == pytest.approx(q["flops"] / 1e-5)
+    roof = min(1e11, q["intensity"] * 1e10)
+    assert q["roof_fraction"] == pytest.approx(q["achieved_flops_per_s"] / roof)
+    assert np.isnan(out.loc["(unattributed)", "flops"])
+    assert "flops" not in table  # the given table is not changed

@@ -1,0 +1,226 @@
+"""FLOPs and bytes of a language model's prefill and decode step, per module.
+
+A generation profile's phase tables time the model's modules; this module counts their
+work, so that each phase can be placed on the roofline (the prefill on the compute
+roof, a decode step mostly on the bandwidth roof). The counts come from the model's
+architecture, not its weights: the `transformers` model is rebuilt from its config on
+PyTorch's ``meta`` device (no memory, no arithmetic) and run once at the phase's shape,
+after a cache of the phase's depth is filled the same way:
+
+- ``flops``: matrix products (``mm``, ``bmm``, attention) as torch's ``FlopCounterMode``
+  counts them per module, 2 per multiply-add, a container's own code being its count less
+  its children's; a leaf module with no product (a norm, an activation) gets the cost
+  model's elementwise count (`workbench.profiling.cost`), and containers' other own code
+  (residual adds, the gate's product) counts none.
+- ``bytes``: what a leaf module reads and writes (its tensor inputs, its own weights, its
+  outputs; an embedding's rows looked up, not its table); an attention block's own code
+  reads the queries and the cache's keys and values at the phase's length and writes its
+  output; the cache update writes the phase's new keys and values (a runtime that copies
+  the whole cache on append, as torch's concatenating cache does, moves more). Other
+  containers' own code stays NaN (unknown): they are left off the roofline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from workbench.loaders.causal_lm import CACHE_UPDATE
+from workbench.profiling.cost import COST_COLUMNS
+
+__all__ = ["phase_costs"]
+
+
+def phase_costs(
+    config: Any, batch_size: int, new_tokens: int, past_tokens: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """The costs of one forward pass of ``new_tokens`` per sequence after ``past_tokens``.
+
+    Args:
+        config: the model's `transformers` config (a causal LM's).
+        batch_size: sequences.
+        new_tokens: tokens each sequence feeds (the prompt for a prefill, 1 for a step).
+        past_tokens: tokens already in each sequence's cache.
+
+    Returns:
+        A DataFrame indexed by module path (the root named after its class, as in the
+        phase tables) with `COST_COLUMNS`, and notes on what is counted.
+
+    Example:
+        >>> phase_costs(model.config, 1, 128, 0)[0].loc["lm_head", "flops"]
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM
+
+    from workbench.loaders.causal_lm import cache_keyword
+
+    with torch.device("meta"):
+        module = AutoModelForCausalLM.from_config(config)
+    module.eval()
+    root = type(module).__name__
+    keyword = cache_keyword(module)
+    seen: dict[str, tuple[Any, list[Any], list[Any]]] = {}
+
+    def forward(length: int, cache: Any) -> Any:
+        ids = torch.zeros((batch_size, length), dtype=torch.long, device="meta")
+        # as the decoders call it: lm_head on the last position only
+        out = module(input_ids=ids, use_cache=True, logits_to_keep=1, **{keyword: cache})
+        return getattr(out, keyword)
+
+    with torch.inference_mode():
+        cache = forward(past_tokens, None) if past_tokens else None
+        handles = [
+            sub.register_forward_hook(_recorder(seen, path or root), with_kwargs=True)
+            for path, sub in module.named_modules()
+        ]
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter:
+                forward(new_tokens, cache)
+        finally:
+            for handle in handles:
+                handle.remove()
+    totals = {
+        _path(key, root): float(sum(v.values()))
+        for key, v in counter.get_flop_counts().items()
+        if key != "Global"
+    }
+    shape = _Shape.of(config, batch_size, new_tokens, past_tokens)
+    children: dict[str, list[str]] = {}
+    for path in seen:  # the nearest ancestor that ran (a ModuleList is never called)
+        parent = path
+        while parent != root:
+            parent = parent.rsplit(".", 1)[0] if "." in parent else root
+            if parent in seen:
+                children.setdefault(parent, []).append(path)
+                break
+    rows: dict[str, dict[str, float]] = {}
+    for path, (sub, inputs, outputs) in seen.items():
+        below = children.get(path, [])
+        own = totals.get(path, 0.0) - sum(totals.get(p, 0.0) for p in below)
+        rows[path] = _row(sub, inputs, outputs, own, shape, leaf=not list(sub.children()))
+        if _is_attention(sub):
+            rows[f"{path}.{CACHE_UPDATE}"] = {
+                "flops": 0.0,
+                "bytes": float(shape.new_kv_bytes),
+                "params_bytes": 0.0,
+                "activation_bytes": float(shape.new_kv_bytes),
+            }
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=COST_COLUMNS)
+    notes = [
+        "FLOPs: matrix products per module (torch's FlopCounterMode on the architecture "
+        "rebuilt on the meta device), elementwise counts for norms and activations; "
+        "bytes: each module's inputs, weights and outputs, attention's cache reads at the "
+        "phase's length; lm_head on the last position only (docs/generate.md)"
+    ]
+    return table, notes
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The phase's attention geometry (float32, as the workbench exports and runs it)."""
+
+    batch: int
+    new: int
+    past: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    itemsize: int = 4
+
+    @classmethod
+    def of(cls, config: Any, batch: int, new: int, past: int) -> _Shape:
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        heads = int(text.num_attention_heads)
+        kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
+        return cls(batch, new, past, heads, kv_heads, head_dim)
+
+    @property
+    def new_kv_bytes(self) -> int:
+        return 2 * self.batch * self.kv_heads * self.new * self.head_dim * self.itemsize
+
+    @property
+    def attention_bytes(self) -> int:
+        """Queries and output of the new tokens, keys and values of the whole context."""
+        queries = self.batch * self.heads * self.new * self.head_dim
+        cache = 2 * self.batch * self.kv_heads * (self.past + self.new) * self.head_dim
+        return (2 * queries + cache) * self.itemsize
+
+
+def _recorder(seen: dict[str, tuple[Any, list[Any], list[Any]]], path: str) -> Any:
+    def hook(sub: Any, args: Any, kwargs: Any, out: Any) -> None:
+        inputs = [a for a in (*args, *kwargs.values()) if _is_tensor(a)]
+        flat = out if isinstance(out, tuple | list) else (out,)
+        seen.setdefault(path, (sub, inputs, [o for o in flat if _is_tensor(o)]))
+
+    return hook
+
+
+def _row(
+    sub: Any, inputs: list[Any], outputs: list[Any], own_flops: float, shape: _Shape, leaf: bool
+) -> dict[str, float]:
+    from workbench.profiling.cost import module_flops
+
+    out_bytes = float(sum(_nbytes(o) for o in outputs))
+    params = float(sum(_nbytes(p) for p in sub.parameters(recurse=False)))
+    flops: float = own_flops
+    if leaf and not own_flops:  # a norm or an activation: the cost model's elementwise count
+        counted = module_flops(sub, inputs, outputs)
+        flops = math.nan if counted is None else counted
+    if _is_attention(sub):
+        nbytes = float(shape.attention_bytes)
+    elif not leaf:
+        nbytes = math.nan  # residual adds, the gate's product: not counted
+    elif type(sub).__name__ == "Embedding" and inputs:  # the rows looked up, not the table
+        rows = inputs[0].numel() * sub.weight.shape[1] * sub.weight.element_size()
+        nbytes = _nbytes(inputs[0]) + rows + out_bytes
+    else:
+        nbytes = sum(_nbytes(a) for a in inputs) + params + out_bytes
+    return {
+        "flops": flops,
+        "bytes": float(nbytes),
+        "params_bytes": params,
+        "activation_bytes": out_bytes,
+    }
+
+
+def _is_attention(sub: Any) -> bool:
+    return type(sub).__name__.endswith("Attention") and hasattr(sub, "o_proj")
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "numel") and hasattr(value, "element_size")
+
+
+def _nbytes(tensor: Any) -> int:
+    return int(tensor.numel() * tensor.element_size())
+
+
+def _path(key: str, root: str) -> str:
+    """FlopCounterMode names a module ``Root.a.b``; the phase tables ``a.b`` (root:
+    its class name)."""
+    return key if key == root else key.removeprefix(f"{root}.")
+
+
+def with_costs(table: pd.DataFrame, costs: pd.DataFrame, ceilings: Any = None) -> pd.DataFrame:
+    """A phase table with ``costs`` (`phase_costs`) in its cost columns, ``intensity``,
+    and, given measured ``ceilings``, each row placed on the roofline
+    (`workbench.profiling.cost.roofline`: ``achieved_flops_per_s``, ``bound``,
+    ``roof_fraction``). Rows the costs do not name (``(unattributed)``, a runtime's own
+    rows) keep NaN. ``table`` is not changed."""
+    from workbench.profiling.cost import roofline
+
+    out = table.copy()
+    index = out["layer"]
+    for column in COST_COLUMNS:
+        out[column] = index.map(costs[column]).astype(float)
+    with_bytes = out["bytes"].where(out["bytes"] > 0)
+    out["intensity"] = out["flops"] / with_bytes
+    if ceilings is None:
+        return out
+    return roofline(out, "cpu", ceilings, remeasure=False).layers
