@@ -244,9 +244,11 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
     assert ort.prefill_layers is not None and ort.decode_layers is not None
     for table, torch_table, samples in (
         (ort.prefill_layers, g.prefill_layers, runs),
-        (ort.decode_layers, g.decode_layers, runs * 2),
+        # the copy profiles one decode step in 8, or the last of fewer: step 2 of 2
+        (ort.decode_layers, g.decode_layers, runs),
     ):
-        timed = table[table["latency_ms"] > 0]
+        # a kernel net of the profiler's own cost can be 0 on this tiny model
+        timed = table[table["samples"] > 0]
         # ORT's kernels land on the torch tables' module paths: the projections, the
         # attention's own code (matmuls, cache concat), the norms and the head
         assert {"lm_head", "model.layers.0.self_attn.q_proj", "model.norm"} <= set(timed["layer"])
@@ -259,6 +261,16 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
             ort.ttft.median if table is ort.prefill_layers else ort.inter_token.median  # type: ignore[union-attr]
         )
     assert ort.layers_tpot is not None and ort.layers_tpot.n == runs
+    method = ort.layers_method
+    assert method is not None and method["profiled_steps"] == [2]
+    assert method["decode"]["calls"] == runs and method["prefill"]["calls"] == runs
+    assert method["decode"]["net_sum_ms"] <= method["decode"]["raw_sum_ms"]
+    assert "per kernel (a chain of 200 one-float Neg nodes" in method["calibration"]
+    assert "1 of 2 decode steps profiled" in ort.summary()
+    assert "as reported: prefill" in ort.summary()
+    back = GenerationProfile.from_json(ort.to_json())
+    assert back.layers_method == method
+    assert back.layer_sum_ratio("decode") == pytest.approx(ort.layer_sum_ratio("decode"))
 
 
 def test_cache_updates_are_taken_out_of_their_callers_own_code() -> None:

@@ -106,6 +106,10 @@ class GenerationProfile:
             (hooks, ORT's node profiler), one sample per instrumented generation (ms);
             None without per-layer tables or a decode step. Against ``tpot``: what
             the breakdown costs (`profiling_cost`).
+        layers_method: how a decoder measured its per-layer tables, when it says
+            (ORT: the decode steps it profiled, the node profiler's per-kernel cost
+            subtracted and its calibration, each phase's kernel sums before and after,
+            ms); None otherwise.
     """
 
     model: str
@@ -139,6 +143,7 @@ class GenerationProfile:
     memory_rest_bytes: int | None = None
     memory_rest_unavailable: str | None = None
     layers_tpot: Measurement | None = None
+    layers_method: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -184,6 +189,19 @@ class GenerationProfile:
         if self.layers_tpot is None or self.tpot is None or self.tpot.median <= 0:
             return None
         return self.layers_tpot.median / self.tpot.median
+
+    def layer_sum_ratio(self, phase: str) -> float | None:
+        """The per-layer medians of ``phase`` (``"prefill"`` or ``"decode"``) added up,
+        over that phase's plain median (TTFT, or the median inter-token latency); None
+        without its table."""
+        table = self.prefill_layers if phase == "prefill" else self.decode_layers
+        timed = self.ttft if phase == "prefill" else self.inter_token
+        if table is None or timed is None or timed.median <= 0:
+            return None
+        from workbench.profiling.table import UNATTRIBUTED
+
+        layers = table.loc[table["layer"] != UNATTRIBUTED, "latency_ms"]
+        return float(layers.sum()) / timed.median
 
     def token_times(self) -> np.ndarray:
         """Each timed run's per-token latencies (ms), shape (runs, N): column 0 is the
@@ -241,6 +259,7 @@ class GenerationProfile:
             "memory_rest_unavailable": self.memory_rest_unavailable,
             "layers_tpot": measured(self.layers_tpot),
             "profiling_cost": self.profiling_cost,
+            "layers_method": self.layers_method,
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -297,6 +316,7 @@ class GenerationProfile:
                 memory_rest_bytes=data.get("memory_rest_bytes"),
                 memory_rest_unavailable=data.get("memory_rest_unavailable"),
                 layers_tpot=measured("layers_tpot"),
+                layers_method=data.get("layers_method"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -353,6 +373,9 @@ class GenerationProfile:
                     "plain run: what the per-layer breakdown costs)",
                 )
             )
+        sums = [(p, self.layer_sum_ratio(p)) for p in ("prefill", "decode")]
+        if any(ratio is not None for _, ratio in sums):
+            facts.append(("layers / phase", self._sums_text(sums)))
         if self.compile_s is not None:
             facts.append(("compile", f"{self.compile_s:.2f} s (before timing, in no number above)"))
         if self.prompt_text is not None:
@@ -369,6 +392,24 @@ class GenerationProfile:
                 )
             )
         return facts
+
+    def _sums_text(self, sums: list[tuple[str, float | None]]) -> str:
+        """``"prefill 0.98, decode 1.01"``, and the sums before the profiler's cost
+        was taken off, where it was."""
+        text = ", ".join(f"{p} {r:.2f}" for p, r in sums if r is not None)
+        method = self.layers_method or {}
+        raw = []
+        for phase, timed in (("prefill", self.ttft), ("decode", self.inter_token)):
+            reported = (method.get(phase) or {}).get("raw_sum_ms")
+            if reported and timed is not None and timed.median > 0:
+                raw.append(f"{phase} {reported / timed.median:.2f}")
+        text += " of the plain phase times"
+        if raw:
+            text += (
+                "; kernels net of the profiler's own cost (the median call's kernels as "
+                f"reported: {', '.join(raw)})"
+            )
+        return text
 
     def _bandwidth_text(self) -> str:
         from workbench.units import format_bytes, format_share
@@ -762,6 +803,7 @@ def generate_profile(
             if layers and callable(per_layer):
                 phase_timings = per_layer(ids, output_length, context, runs)
             layer_times = getattr(decoder, "layer_times", None) if phase_timings else None
+            method = getattr(decoder, "layers_method", None) if phase_timings else None
     finally:
         decoder.close()
     contention = watch.contention
@@ -852,6 +894,7 @@ def generate_profile(
         memory_rest_bytes=rest,
         memory_rest_unavailable=rest_why,
         layers_tpot=layers_tpot,
+        layers_method=dict(method) if method else None,
     )
 
 

@@ -11,7 +11,11 @@ a preallocated cache updated in place is not done here.
 Per-layer tables of each phase (`OrtDecoder.phase_layer_timings`) come from ORT's node
 profiler on a profiling copy of the session: every kernel is mapped to the module path
 the exporter recorded in its node's name (``/model/model/layers.0/self_attn/q_proj/MatMul``
-is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use.
+is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use. The
+copy shares the bound cache with this session and runs every prefill but only one decode
+step in `PROFILE_EVERY` (the rest run plain), so the breakdown costs the decode phase
+little; each kernel's time is taken net of the profiler's own per-kernel cost, measured on
+this machine (`workbench.backends.onnxruntime.trace.profiler_overhead`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ import numpy as np
 
 from workbench.backends.base import LayerTiming
 from workbench.loaders.causal_lm import label_modules
+
+#: the per-layer pass profiles one decode step in this many (the others run plain)
+PROFILE_EVERY = 8
+
+
+def profiled_steps(steps: int, every: int = PROFILE_EVERY) -> list[int]:
+    """The decode steps (1-based, of ``steps``) the per-layer pass profiles: every
+    ``every``-th, or the last one when there are fewer than ``every``."""
+    chosen = list(range(every, steps + 1, every))
+    return chosen or ([steps] if steps > 0 else [])
 
 
 class OrtDecoder:
@@ -42,7 +56,6 @@ class OrtDecoder:
         head_dim: the cache's last dimension.
         cache_dtype: the cache's element type (the weights').
         threads: intra-op threads (None: the onnxruntime backend's own default).
-        profiling: turn ORT's node profiler on (the per-layer copy; never a timed one).
         modules: the exported model's module paths, its root named after its class
             (`phase_layer_timings` maps kernels to them); empty: no per-layer tables.
         outer_scopes: node-name scopes before the model's own (`label_modules`).
@@ -57,7 +70,6 @@ class OrtDecoder:
         head_dim: int,
         cache_dtype: Any = np.float32,
         threads: int | None = None,
-        profiling: bool = False,
         modules: Collection[str] = (),
         outer_scopes: int = 1,
     ) -> None:
@@ -67,9 +79,7 @@ class OrtDecoder:
         # the onnxruntime backend's own defaults, so a decoder runs as a profile's session does
         self.path = Path(path)
         self.threads = threads
-        self.session = plain_session(
-            self.path, threads=intra_op_threads(threads), profiling=profiling
-        )
+        self.session = plain_session(self.path, threads=intra_op_threads(threads))
         self.weights_copied = True
         self.modules, self.outer_scopes = modules, outer_scopes
         #: keeps the exported file (and its folder) for the per-layer copy until `close`
@@ -82,13 +92,21 @@ class OrtDecoder:
         #: the per-layer pass's own generations, timed as the plain ones are ([TTFT,
         #: step, ...] per recorded generation, ms)
         self.layer_times: list[list[float]] = []
+        #: how the per-layer pass measured (`phase_layer_timings` fills it)
+        self.layers_method: dict[str, Any] = {}
+        #: lines the generation profile reports
+        self.notes: list[str] = []
+        self.profile_every = PROFILE_EVERY
 
-    def logits(self, ids: np.ndarray) -> np.ndarray:
+    def logits(self, ids: np.ndarray, session: Any = None) -> np.ndarray:
         """Run more tokens (batch, length) on the cache (`start` empties it first); the
         last position's logits (batch × vocabulary), e.g. to score a variant's
-        next-token distributions against its reference's."""
+        next-token distributions against its reference's. ``session``: another session
+        of the same graph to run it on (the per-layer pass's profiling copy), the cache
+        bound to it as it is to this one's."""
         batch, new = ids.shape
-        binding = self.session.io_binding()
+        session = self.session if session is None else session
+        binding = session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
         binding.bind_cpu_input("attention_mask", np.ones((batch, self._length + new), np.int64))
         positions = np.arange(self._length, self._length + new, dtype=np.int64)
@@ -100,14 +118,14 @@ class OrtDecoder:
         binding.bind_output("logits", "cpu")
         for name in self.present_names:
             binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         self._past = list(outputs[1:])
         self._length += new
         return np.asarray(outputs[0].numpy()[:, -1])
 
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.logits(ids).argmax(-1))
+    def _forward(self, ids: np.ndarray, session: Any = None) -> np.ndarray:
+        return np.asarray(self.logits(ids, session).argmax(-1))
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Run the prompt (batch, length) on an empty cache; the next token of each row."""
@@ -145,79 +163,113 @@ class OrtDecoder:
         self, ids: np.ndarray, output_length: int, context: np.ndarray | None, runs: int
     ) -> tuple[list[LayerTiming], list[LayerTiming]]:
         """Per-layer timings of the prefill and of the decode steps from ORT's node
-        profiler, on a profiling copy of this session (same threads and optimisation),
-        one warm-up generation then ``runs``; a ``context`` prefill is run, never recorded.
-        Each recorded call is also timed whole, profiler and all, into `layer_times`
-        (what the breakdown costs, against the plain generations).
+        profiler, one warm-up generation then ``runs``.
+
+        A profiling copy of this session (same threads and optimisation, its nodes
+        labelled with module paths) shares the bound cache: it runs every prefill and
+        the decode steps `profiled_steps` picks (one in ``profile_every``), this session
+        the other steps and any ``context`` prefill, so the instrumented generations'
+        TPOT stays near the plain one's. Every call is timed whole into `layer_times`
+        (what the breakdown costs). Each kernel's time is the profiler's reported time
+        less its own per-kernel cost on this machine (`profiler_overhead`, floored at
+        0); `layers_method` records the calibration, the profiled steps and the
+        kernels' sums before and after, and `notes` says so in words.
 
         Returns:
-            (prefill, decode) `LayerTiming` lists: one sample per prefill / per decode
-            step, each kernel's time on the module path it was exported from (fused
-            kernels on the first module they cover, as the onnxruntime backend's tables).
+            (prefill, decode) `LayerTiming` lists: one sample per prefill / per profiled
+            decode step, each kernel's time on the module path it was exported from
+            (fused kernels on the first module they cover, as the onnxruntime backend's
+            tables).
         """
         import shutil
 
         import onnx
 
+        from workbench.backends.onnxruntime.options import intra_op_threads
+        from workbench.backends.onnxruntime.plain import plain_session
         from workbench.backends.onnxruntime.trace import (
+            less_overhead,
             map_kernels,
             optimized_graph,
+            profiler_overhead,
             read_trace,
             timings_from_runs,
         )
         from workbench.loaders.onnx import model_from_proto
 
+        threads = intra_op_threads(self.threads)
         # beside the decoder's own files, never in a folder the model brought
         where = Path(self.folder.name) if self.folder is not None else self.path.parent
         labelled = where / "layers.onnx"
         proto = onnx.load(str(self.path))
         label_modules(proto, self.modules, outer_scopes=self.outer_scopes)
         onnx.save(proto, str(labelled))
-        copy = OrtDecoder(
-            labelled,
-            self.past_names,
-            self.present_names,
-            self.kv_heads,
-            self.head_dim,
-            self.cache_dtype,
-            self.threads,
-            profiling=True,
-        )
+        steps = output_length - 1
+        chosen = set(profiled_steps(steps, self.profile_every))
         clock = time.perf_counter
-        self.layer_times = []
+        self.layer_times, self.layers_method = [], {}
+        calls = []  # the phase of each call the profiler traced, in order
         try:
-            calls = []  # per generation: the calls ORT traced, in order, and their phase
+            profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
-                if context is not None:
-                    copy.prefill(context)
-                    calls.append("context")
                 began = clock()
-                token = copy.prefill(ids) if context is None else copy.extend(ids)
+                if context is None:
+                    self.start(ids.shape[0])
+                else:  # on the plain session: untimed, untraced
+                    self.prefill(context)
+                    began = clock()
+                token = self._forward(ids, profiler)
                 times = [(clock() - began) * 1000.0]
                 calls.append("prefill" if run else "warm-up")
-                for _ in range(output_length - 1):
+                for step in range(1, output_length):
+                    traced = step in chosen
                     began = clock()
-                    token = copy.step(token)
+                    token = self._forward(token[:, None], profiler if traced else None)
                     times.append((clock() - began) * 1000.0)
-                    calls.append("decode" if run else "warm-up")
+                    if traced:
+                        calls.append("decode" if run else "warm-up")
                 if run:
                     self.layer_times.append(times)
-            trace = copy.session.end_profiling()
+            trace = profiler.end_profiling()
         finally:
-            copy.close()
             labelled.unlink(missing_ok=True)
         try:
-            traced = read_trace(trace)
+            raw = read_trace(trace)
         finally:  # the profiler wrote into a folder of its own
             shutil.rmtree(Path(trace).parent, ignore_errors=True)
+        overhead = profiler_overhead(threads)
+        traced_runs = less_overhead(raw, overhead.kernel_ms)
         node_map = map_kernels(
             proto,
             optimized_graph(model_from_proto(proto, "decoder"), "all", "CPUExecutionProvider"),
         )
-        phases = [
-            [t for t, c in zip(traced, calls, strict=True) if c == k] for k in ("prefill", "decode")
-        ]
-        prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases)
+        phases = {}
+        for phase in ("prefill", "decode"):
+            keep = [c == phase for c in calls]
+            phases[phase] = [t for t, k in zip(traced_runs, keep, strict=True) if k]
+            before = [sum(e[3] for e in t.events) for t, k in zip(raw, keep, strict=True) if k]
+            after = [sum(e[3] for e in t.events) for t in phases[phase]]
+            kernels = [len(t.events) for t in phases[phase]]
+            self.layers_method[phase] = {
+                "calls": len(after),
+                "kernels_per_call": float(np.median(kernels)) if kernels else None,
+                "raw_sum_ms": float(np.median(before)) if before else None,
+                "net_sum_ms": float(np.median(after)) if after else None,
+            }
+        self.layers_method.update(
+            profile_every=self.profile_every,
+            profiled_steps=sorted(chosen),
+            decode_steps=steps,
+            profiler_overhead_ms=overhead.kernel_ms,
+            calibration=overhead.describe(),
+        )
+        self.notes.append(
+            f"per-layer tables (ORT node profiler): every prefill and {len(chosen)} of "
+            f"{steps} decode steps profiled (one in {self.profile_every}), the other steps "
+            f"plain on the same bound cache; each kernel's time less the profiler's own "
+            f"cost, {overhead.describe()}"
+        )
+        prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases.values())
         return prefill, decode
 
 

@@ -23,6 +23,8 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,103 @@ def _run_index(spans: Sequence[tuple[float, float, float]], ts: float) -> int:
         if start <= ts <= end:
             return i
     return max(0, len(spans) - 1) if spans else 0
+
+
+@dataclass(frozen=True)
+class ProfilerOverhead:
+    """What ORT's node profiler adds to every kernel's reported time, measured here.
+
+    A chain of cheap nodes (``Neg`` of one float: no work to speak of) runs plain and
+    profiled at the same threads; the profiled run reports each node at ``reported_ms``,
+    while the plain run spends ``plain_ms`` per node, the executor's dispatch included.
+    The difference, ``kernel_ms``, is the profiler's own cost inside a kernel's
+    reported time (its timestamps, the event's arguments, the thread pool's
+    statistics): a lower bound, since the plain time also holds the dispatch that the
+    reported one leaves out.
+
+    Attributes:
+        kernel_ms: ``reported_ms - plain_ms``, floored at 0 (ms per kernel event).
+        reported_ms: a node's reported time, profiled (the median run's sum / nodes).
+        plain_ms: a node's time in the plain run (the median run / nodes).
+        nodes: nodes in the chain.
+        runs: timed runs of each session (after a few untimed).
+        threads: intra-op threads of both sessions.
+    """
+
+    kernel_ms: float
+    reported_ms: float
+    plain_ms: float
+    nodes: int
+    runs: int
+    threads: int
+
+    def describe(self) -> str:
+        """One line: the calibration and how it was measured."""
+        return (
+            f"{self.kernel_ms * 1e3:.2f} us per kernel (a chain of {self.nodes} one-float Neg "
+            f"nodes at {self.threads} thread(s): {self.reported_ms * 1e3:.2f} us reported per "
+            f"node profiled, {self.plain_ms * 1e3:.2f} us per node plain, medians of "
+            f"{self.runs} runs)"
+        )
+
+
+@lru_cache(maxsize=8)
+def profiler_overhead(threads: int, nodes: int = 200, runs: int = 30) -> ProfilerOverhead:
+    """Measure `ProfilerOverhead` on this machine (once per process and thread count).
+
+    Takes a few tenths of a second: two sessions of a ``nodes``-long chain, each run
+    ``runs`` times after 5 untimed runs.
+    """
+    import time
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = ["x"] + [f"t{i}" for i in range(nodes)]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Neg", [a], [b], name=f"n{i}")
+            for i, (a, b) in enumerate(pairwise(names))
+        ],
+        "profiler-calibration",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [1])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = min(proto.ir_version, onnx.IR_VERSION)
+    feeds = {"x": np.ones(1, np.float32)}
+    plain = plain_session(proto, threads=threads)
+    for _ in range(5):
+        plain.run(None, feeds)
+    wall = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        plain.run(None, feeds)
+        wall.append((time.perf_counter() - began) * 1000.0)
+    profiled = plain_session(proto, threads=threads, profiling=True)
+    for _ in range(runs + 5):
+        profiled.run(None, feeds)
+    trace = profiled.end_profiling()
+    try:
+        traced = read_trace(trace)[-runs:]
+    finally:  # the profiler wrote into a folder of its own
+        shutil.rmtree(Path(trace).parent, ignore_errors=True)
+    reported = float(np.median([sum(e[3] for e in run.events) for run in traced])) / nodes
+    per_node = float(np.median(wall)) / nodes
+    return ProfilerOverhead(max(0.0, reported - per_node), reported, per_node, nodes, runs, threads)
+
+
+def less_overhead(runs: Sequence[TraceRun], kernel_ms: float) -> list[TraceRun]:
+    """``runs`` with ``kernel_ms`` taken off every kernel event (floored at 0): the
+    kernels' times without the node profiler's own per-kernel cost (`profiler_overhead`)."""
+    return [
+        TraceRun(
+            [(name, op, where, max(0.0, ms - kernel_ms)) for name, op, where, ms in run.events],
+            run.total_ms,
+            run.peak_bytes,
+        )
+        for run in runs
+    ]
 
 
 @dataclass
