@@ -21,7 +21,9 @@ Reported per model and runtime: TTFT, TPOT and the inter-token p90 (the median o
 rounds' medians, with the range over rounds), prefill and decode tokens/s at those
 medians, the fraction of the measured bandwidth decoding attains, whether the tokens
 match torch's, the per-layer medians' sum over each phase's median (where the runtime
-times layers: torch's hooks, ORT's node profiler; the per-layer generations run after
+times layers: torch's hooks, the Numba executor's step timing, ORT's node profiler on
+every prefill and one decode step in 8, each kernel net of the profiler's own per-kernel
+cost, with the sums as ORT reported them beside; the per-layer generations run after
 the timed ones, so the headline numbers carry no instruments; issue 28's target: 0.95 to
 1.05), the KV-cache writes' share of a decode step (the ``*.cache_update`` rows), the
 TPOT of the per-layer generations against the plain TPOT (what the breakdown costs;
@@ -153,12 +155,28 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
                 if r[f"{phase}_layers"] and r[field]
             ]
             row[f"{phase}_layer_sum_ratio"] = statistics.median(ratios) if ratios else None
+            # ORT: the median call's kernels as the node profiler reported them, before
+            # its own per-kernel cost was taken off (`layers_method`)
+            reported = [
+                r["layers_method"][phase]["raw_sum_ms"] / r[field][stat]
+                for r in good
+                if (r.get("layers_method") or {}).get(phase, {}).get("raw_sum_ms") and r[field]
+            ]
+            row[f"{phase}_reported_sum_ratio"] = statistics.median(reported) if reported else None
             shares = [
                 _cache_updates(r[f"{phase}_layers"]) / r[field][stat]
                 for r in good
                 if r[f"{phase}_layers"] and r[field]
             ]
             row[f"{phase}_cache_update_share"] = statistics.median(shares) if shares else None
+        methods = [r["layers_method"] for r in good if r.get("layers_method")]
+        row["profiled_steps"] = (
+            f"{len(methods[0]['profiled_steps'])} of {methods[0]['decode_steps']}"
+            if methods
+            else None
+        )
+        overheads = [m["profiler_overhead_ms"] * 1000.0 for m in methods]
+        row["profiler_overhead_us"] = statistics.median(overheads) if overheads else None
         costs = [r["profiling_cost"] for r in good if r.get("profiling_cost")]
         row["profiling_cost"] = statistics.median(costs) if costs else None
         layered = [r["layers_tpot"]["median"] for r in good if r.get("layers_tpot")]
@@ -242,7 +260,11 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     lines += [
         "- layer sums / phase: the per-layer medians added up over the phase's plain median "
         "(prefill: TTFT; decode: the inter-token latency), from generations timed after the "
-        "plain ones with the instruments on (torch: module hooks; ORT: its node profiler)",
+        "plain ones with the instruments on (torch: module hooks; numba: its step timing; "
+        "ORT: its node profiler on a copy of the session sharing the bound cache, run on "
+        "every prefill and one decode step in 8, each kernel's time less the profiler's own "
+        "per-kernel cost measured on a chain of cheap nodes; 'as reported': the median "
+        "call's kernels before that cost is taken off)",
         "- cache update / decode step: the `*.cache_update` rows (the KV write: the cache's "
         "update on torch, the Concat nodes writing `present.*` on ORT) over the inter-token "
         "median",
@@ -263,7 +285,15 @@ def _sums(row: dict[str, Any]) -> str:
     prefill, decode = row["prefill_layer_sum_ratio"], row["decode_layer_sum_ratio"]
     if prefill is None:
         return "not done on this runtime"
-    return f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
+    text = f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
+    raw = row.get("prefill_reported_sum_ratio"), row.get("decode_reported_sum_ratio")
+    if raw[0] is not None:
+        text += (
+            f" (as reported: {raw[0]:.2f}, {'-' if raw[1] is None else f'{raw[1]:.2f}'}; "
+            f"{row['profiler_overhead_us']:.1f} us/kernel off; decode steps profiled: "
+            f"{row['profiled_steps']})"
+        )
+    return text
 
 
 def _share(value: float | None) -> str:
