@@ -435,10 +435,12 @@ def test_supports_lists_exactly_the_ops_with_kernels() -> None:
     (less the executor's own fused ops, which no ONNX file contains)."""
     from workbench.backends.numba import CPU_OPS, CUDA_OPS, cpu_ops, cuda_ops
     from workbench.backends.numba.embedding_bag_graph import FUSED_OP
+    from workbench.backends.numba.qdq_fusion import FUSED_CONV
     from workbench.backends.numba.qdq_fusion import FUSED_OP as INT8_OP
 
-    assert set(cpu_ops.make_kernels()) - {FUSED_OP, INT8_OP} == CPU_OPS
-    assert FUSED_OP not in CPU_OPS and INT8_OP not in CPU_OPS
+    fused = {FUSED_OP, INT8_OP, FUSED_CONV}
+    assert set(cpu_ops.make_kernels()) - fused == CPU_OPS
+    assert not fused & CPU_OPS
     assert set(cuda_ops.make_kernels()) == CUDA_OPS
 
 

@@ -94,6 +94,57 @@ def test_qdq_products_run_in_integers_within_one_step_of_ort(
     _within_one_step(got, expected, step)
 
 
+def _qdq_conv_model(activations: str, seed: int = 4) -> tuple[wb.Model, float]:
+    """``x -> Q -> DQ -> Conv(3x3, stride 2, pads 1, per-channel weight, bias) -> Q -> DQ``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    rng = np.random.default_rng(seed)
+    qtype = np.uint8 if activations == "uint8" else np.int8
+    c, m = 5, 12
+    geometry: dict[str, Any] = {"pads": [1, 1, 1, 1], "strides": [2, 2]}
+    w_scale = rng.uniform(0.004, 0.008, m).astype(np.float32)
+    consts = {
+        "x_s": np.float32(0.02), "x_z": qtype(11 if activations == "uint8" else -7),
+        "w_q": rng.integers(-127, 128, (m, c, 3, 3)).astype(np.int8), "w_s": w_scale,
+        "w_z": np.zeros(m, np.int8),
+        "b_q": rng.integers(-500, 500, m).astype(np.int32), "b_s": np.float32(0.02) * w_scale,
+        "b_z": np.zeros(m, np.int32), "y_s": np.float32(0.05), "y_z": qtype(3),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+        helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b"], axis=0),
+        helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+        helper.make_node("Conv", ["xd", "w", "b"], ["c"], name="conv", **geometry),
+        helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "qdq_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, 9, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), name) for name, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    return model_from_proto(proto, name="qdq-conv-test"), float(consts["y_s"])
+
+
+@pytest.mark.parametrize("activations", ["uint8", "int8"])
+def test_qdq_convolutions_run_in_integers_within_one_step_of_ort(activations: str) -> None:
+    model, step = _qdq_conv_model(activations)
+    x = np.random.default_rng(5).uniform(-1, 3, (3, 5, 9, 8)).astype(np.float32)
+    session = wb.backend("numba").compile(model, "cpu")
+    (conv,) = [n for n in session.graph.nodes if n.op_type == qdq_fusion.FUSED_CONV]
+    assert conv.name == "conv" and "QuantizeLinear_5" in conv.fused
+    (got,) = session.run({"x": x})
+    (expected,) = ort_outputs(model, {"x": x})
+    assert got.shape == expected.shape == (3, 12, 5, 4)
+    _within_one_step(got, expected, step)
+
+
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 @pytest.mark.parametrize("activations", ["uint8", "int8"])
 def test_int8_products_are_exact(activations: str, parallel: bool, monkeypatch: Any) -> None:

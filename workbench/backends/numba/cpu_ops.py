@@ -1113,8 +1113,9 @@ def make_kernels(
             "DequantizeLinear": _bindable(quant_ops.bind_dequantize_linear),
             "DynamicQuantizeLinear": quant_ops.dynamic_quantize_linear,
             "MatMulInteger": _bindable(quant_ops.bind_matmul_integer),
-            # not ONNX: a QDQ Gemm/MatMul in integers, fused by `qdq_fusion`
+            # not ONNX: QDQ Gemm/MatMul and Conv in integers, fused by `qdq_fusion`
             "Int8Gemm": _bindable(quant_ops.bind_int8_gemm),
+            "Int8Conv": _bindable(quant_ops.bind_int8_conv),
             # not ONNX: an exported bag's Gather + reduction, fused by `embedding_bag_graph`
             "EmbeddingBag": _bindable(embedding_bag.bind_embedding_bag),
         }

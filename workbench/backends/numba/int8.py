@@ -131,6 +131,37 @@ def _to_unsigned(x: np.ndarray, shift: int, xu: np.ndarray) -> None:
 to_unsigned = _twin(_to_unsigned)
 
 
+def _im2col(x: np.ndarray, geometry: tuple[int, ...], zero: np.ndarray, cols: np.ndarray) -> None:
+    """The rows of a 2-D convolution over quantized NHWC ``x``: ``cols[(n, oy, ox), (i,
+    j, c)]`` is the tap's value, or the zero point where the tap falls in the padding
+    (the quantized 0.0); each tap a run of C contiguous values. ``geometry``: (kh, kw,
+    sh, sw, ph, pw, dh, dw, oh, ow)."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    pad = zero[0]
+    pixels = oh * ow
+    for row in prange(x.shape[0] * pixels):
+        b = row // pixels
+        oy = (row - b * pixels) // ow
+        ox = row - b * pixels - oy * ow
+        target = cols[row]
+        for i in range(kh):
+            y = oy * sh - ph + i * dh
+            for j in range(kw):
+                xx = ox * sw - pw + j * dw
+                first = (i * kw + j) * channels
+                if 0 <= y < height and 0 <= xx < width:
+                    source = x[b, y, xx]
+                    for c in range(channels):
+                        target[first + c] = source[c]
+                else:
+                    for c in range(channels):
+                        target[first + c] = pad
+
+
+im2col = _twin(_im2col)
+
+
 @njit(inline="always")
 def _dot(x: np.ndarray, w: np.ndarray) -> Any:
     """The int32 sum of the products of two int16 rows: the loop LLVM makes ``vpmaddwd``

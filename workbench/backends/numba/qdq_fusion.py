@@ -26,26 +26,31 @@ import numpy as np
 from workbench.backends.numba import int8
 from workbench.backends.numba.graph import Graph, Node
 
-__all__ = ["FUSED_OP", "fuse_int8_products"]
+__all__ = ["FUSED_CONV", "FUSED_OP", "fuse_int8_products"]
 
-#: The op type of a fused product (not an ONNX op: only this executor knows it).
+#: The op types of a fused product and convolution (not ONNX ops: only this executor
+#: knows them).
 FUSED_OP = "Int8Gemm"
+FUSED_CONV = "Int8Conv"
 #: Activation types the integer kernels read (uint8: ORT's default; int8).
 ACTIVATION_TYPES = frozenset({"uint8", "int8"})
 
 
 @dataclasses.dataclass(frozen=True)
 class _Weight:
-    """A constant weight's DequantizeLinear: its integer tensor, scale, zero and axis."""
+    """A constant weight's DequantizeLinear: its integer matrix, scale, zero and axis;
+    a 2-D convolution's ``[M, C, kh, kw]`` weight is seen as ``[M, kh * kw * C]`` (axis
+    0), its ``kernel`` kept."""
 
     values: np.ndarray
     scale: np.ndarray
     zero: np.ndarray
     axis: int
+    kernel: tuple[int, ...] = ()
 
 
 def _weights(proto: Any, consts: dict[str, np.ndarray]) -> dict[str, _Weight]:
-    """Folded DequantizeLinear outputs of 2-D integer constants, by output name."""
+    """Folded DequantizeLinear outputs of 2-D and 4-D integer constants, by output name."""
     from workbench.loaders.onnx import node_attributes
 
     found = {}
@@ -53,7 +58,7 @@ def _weights(proto: Any, consts: dict[str, np.ndarray]) -> dict[str, _Weight]:
         if node.op_type != "DequantizeLinear" or not all(n in consts for n in node.input if n):
             continue
         values = consts[node.input[0]]
-        if values.ndim != 2 or values.dtype.name not in ("int8", "uint8"):
+        if values.ndim not in (2, 4) or values.dtype.name not in ("int8", "uint8"):
             continue
         attrs = node_attributes(node)
         if attrs.get("block_size", 0):
@@ -63,8 +68,17 @@ def _weights(proto: Any, consts: dict[str, np.ndarray]) -> dict[str, _Weight]:
             if len(node.input) > 2 and node.input[2]
             else np.zeros((), np.int8)
         )
-        axis = int(attrs.get("axis", 1)) % 2
-        found[node.output[0]] = _Weight(values, consts[node.input[1]], zero, axis)
+        axis = int(attrs.get("axis", 1)) % values.ndim
+        scale = consts[node.input[1]]
+        if values.ndim == 4:  # a convolution's: one scale per output channel, or one
+            if axis != 0 and scale.size > 1:
+                continue
+            kernel = tuple(values.shape[2:])
+            # taps in (i, j, c) order: each one C values of an NHWC pixel (`int8._im2col`)
+            matrix = values.transpose(0, 2, 3, 1).reshape(values.shape[0], -1)
+            found[node.output[0]] = _Weight(matrix, scale, zero, 0, kernel)
+            continue
+        found[node.output[0]] = _Weight(values, scale, zero, axis)
     return found
 
 
@@ -93,7 +107,13 @@ def _product(node: Node, consts: dict[str, np.ndarray], weights: dict[str, _Weig
         return None
     weight = weights[node.inputs[1]]
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else ""
-    if node.op_type == "Gemm":
+    if (node.op_type == "Conv") != bool(weight.kernel):
+        return None
+    if node.op_type == "Conv":
+        if int(node.attrs.get("group", 1)) != 1:
+            return None  # grouped and depthwise convolutions stay float
+        out_axis = 0
+    elif node.op_type == "Gemm":
         if node.attrs.get("transA", 0) or node.attrs.get("alpha", 1.0) != 1.0:
             return None
         if bias and node.attrs.get("beta", 1.0) != 1.0:
@@ -200,9 +220,13 @@ def _fused_node(
         }
         outputs = list(quantize.outputs)
         fused.append(quantize.name)
+    if weight.kernel:  # the convolution's geometry, for its im2col
+        keys = ("kernel_shape", "strides", "pads", "dilations", "auto_pad")
+        attrs.update({k: node.attrs[k] for k in keys if k in node.attrs})
+        attrs["kernel_shape"] = list(weight.kernel)
     return Node(
         name=node.name,
-        op_type=FUSED_OP,
+        op_type=FUSED_CONV if weight.kernel else FUSED_OP,
         inputs=[dq.inputs[0], dq.inputs[2], *names.values()],
         outputs=outputs,
         attrs=attrs,

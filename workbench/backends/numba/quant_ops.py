@@ -17,13 +17,14 @@ supported (`UnsupportedModelError` on the first run): the float8/int4 types.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numba import njit
 
-from workbench.backends.numba import cpu, int8
+from workbench.backends.numba import cpu, int8, shapes
 from workbench.backends.numba.graph import Node
 from workbench.errors import UnsupportedModelError
 
@@ -206,16 +207,56 @@ def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     dtype = np.dtype(node.attrs["dtype"])
     out = _out(outs, (*x.shape[:-1], n), dtype)
     product = int8.product(weight, x, np.asarray(x_zero), node.cache)
-    quantized = dtype.kind in "iu"
-    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if quantized else (0, 0)
+    epilogue = _int8_epilogue(node, product, scale, bias, out.reshape(-1, n))
+    return _sequence(product.run, epilogue), [out]
+
+
+def bind_int8_conv(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    """A fused QDQ 2-D convolution (`qdq_fusion`, inputs as `bind_int8_gemm`'s) on NCHW
+    data: the quantized input copied to NHWC, its im2col (padding with its zero point),
+    the integer product, the epilogue, and the ``[N * OH * OW, M]`` result (NHWC)
+    copied to NCHW."""
+    x, x_zero, values, sums, scale, bias = ins
+    attrs = node.attrs
+    if x.ndim != 4:
+        raise UnsupportedModelError(f"Int8Conv {node.name!r}: only 2-D convolutions")
+    weight = int8.PackedWeight(values, sums, attrs["channels"], attrs["depth"], attrs["vnni"])
+    geo = shapes.window(node, x.shape[2:], attrs["kernel_shape"])
+    n, m, pixels = x.shape[0], weight.channels, geo.out[0] * geo.out[1]
+    dtype = np.dtype(attrs["dtype"])
+    out = _out(outs, (n, m, *geo.out), dtype)
+    taps = x.shape[1] * math.prod(attrs["kernel_shape"])
+    key = ("im2col", x.shape, taps)
+    if key not in node.cache:
+        node.cache[key] = (
+            np.empty((n, *x.shape[2:], x.shape[1]), x.dtype),
+            np.empty((n * pixels, taps), x.dtype),
+            np.empty((n * pixels, m), dtype),
+        )
+    nhwc, cols, rows_out = node.cache[key]
+    zero = np.asarray(x_zero).reshape(1)
+    geometry = (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, *geo.out)
+    to_nhwc = functools.partial(np.copyto, nhwc, x.transpose(0, 2, 3, 1))
+    unfold = functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, cols)
+    product = int8.product(weight, cols, zero, node.cache)
+    epilogue = _int8_epilogue(node, product, scale, bias, rows_out)
+    nchw = rows_out.reshape(n, pixels, m).transpose(0, 2, 1)
+    to_nchw = functools.partial(np.copyto, out.reshape(n, m, pixels), nchw)
+    return _sequence(to_nhwc, unfold, product.run, epilogue, to_nchw), [out]
+
+
+def _int8_epilogue(
+    node: Node, product: int8.Product, scale: Any, bias: Any, out: np.ndarray
+) -> Callable[[], Any]:
+    """`int8.epilogue` of ``product`` into the 2-D ``out``, as a bound call."""
+    quantized = out.dtype.kind in "iu"
+    low, high = (np.iinfo(out.dtype).min, np.iinfo(out.dtype).max) if quantized else (0, 0)
     params = (node.attrs["y_scale"], node.attrs["y_zero"], low, high)
-    epilogue = functools.partial(
+    return functools.partial(
         cpu.pick(int8.epilogue, out.size),
         product.acc, product.zero, product.shift, product.column_sums, scale, bias,
-        cpu.ACTIVATIONS[node.activation], quantized, *(np.float32(p) for p in params),
-        out.reshape(-1, n),
+        cpu.ACTIVATIONS[node.activation], quantized, *(np.float32(p) for p in params), out,
     )  # fmt: skip
-    return _sequence(product.run, epilogue), [out]
 
 
 def _sequence(*calls: Callable[[], Any]) -> Callable[[], None]:
