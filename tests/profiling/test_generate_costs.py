@@ -42,6 +42,8 @@ def test_prefill_costs_follow_the_llama_formulas(config) -> None:
     embed = costs.loc["model.embed_tokens"]
     assert embed["bytes"] == 8 * b * p + 4 * b * p * D * 2  # ids, rows read, rows written
     assert notes and "FlopCounterMode" in notes[0]
+    every, _ = phase_costs(config, b, p, 0, every_logit=True)  # an optimum graph's logits
+    assert every.loc["lm_head", "flops"] == 2 * b * p * D * V
 
 
 def test_a_decode_step_reads_the_whole_cache(config) -> None:

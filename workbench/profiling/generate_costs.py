@@ -35,7 +35,7 @@ __all__ = ["phase_costs"]
 
 
 def phase_costs(
-    config: Any, batch_size: int, new_tokens: int, past_tokens: int
+    config: Any, batch_size: int, new_tokens: int, past_tokens: int, *, every_logit: bool = False
 ) -> tuple[pd.DataFrame, list[str]]:
     """The costs of one forward pass of ``new_tokens`` per sequence after ``past_tokens``.
 
@@ -44,6 +44,9 @@ def phase_costs(
         batch_size: sequences.
         new_tokens: tokens each sequence feeds (the prompt for a prefill, 1 for a step).
         past_tokens: tokens already in each sequence's cache.
+        every_logit: the decoder computes every position's logits (an optimum or
+            onnxruntime-genai graph); False: the last position's only (the workbench's
+            export and the torch decoders).
 
     Returns:
         A DataFrame indexed by module path (the root named after its class, as in the
@@ -67,8 +70,8 @@ def phase_costs(
 
     def forward(length: int, cache: Any) -> Any:
         ids = torch.zeros((batch_size, length), dtype=torch.long, device="meta")
-        # as the decoders call it: lm_head on the last position only
-        out = module(input_ids=ids, use_cache=True, logits_to_keep=1, **{keyword: cache})
+        keep = 0 if every_logit else 1  # transformers: 0 keeps every position
+        out = module(input_ids=ids, use_cache=True, logits_to_keep=keep, **{keyword: cache})
         return getattr(out, keyword)
 
     with torch.inference_mode():
@@ -115,7 +118,8 @@ def phase_costs(
         "FLOPs: matrix products per module (torch's FlopCounterMode on the architecture "
         "rebuilt on the meta device), elementwise counts for norms and activations; "
         "bytes: each module's inputs, weights and outputs, attention's cache reads at the "
-        "phase's length; lm_head on the last position only (docs/generate.md)"
+        f"phase's length; lm_head on {'every' if every_logit else 'the last'} position "
+        "(docs/generate.md)"
     ]
     return table, notes
 
