@@ -251,7 +251,7 @@ def place(
     notes: list[str] = []
     a = _side(profile_a, cuts.layers, notes)
     b = _side(profile_b, cuts.layers, notes)
-    switch_ms, call_ms, layout_per_byte = _switch_ms(switch, (a.label, b.label), notes)
+    switch_ms, call_ms, layout_per_byte = _handover(switch, (a.label, b.label), notes)
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     crossing_bytes = {k: _bytes(ts, shapes) for k, ts in cuts.crossing.items()}
     if any(math.isnan(v) for v in crossing_bytes.values()):
@@ -349,7 +349,7 @@ def _per_hour(machine: Machine) -> float:
     return machine.cost(1, years).total / (years * HOURS_PER_YEAR)
 
 
-def _switch_ms(
+def _handover(
     switch: Switch | None, labels: tuple[str, str], notes: list[str]
 ) -> tuple[float, tuple[float, float], tuple[float, float]]:
     """The ms of one change of runtime, of one part's call on A and on B, and of A's and
