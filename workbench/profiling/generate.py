@@ -103,7 +103,8 @@ class GenerationProfile:
             workspaces, allocator caches. None when unavailable (see next).
         memory_rest_unavailable: why ``memory_rest_bytes`` is None.
         layers_tpot: TPOT of the per-layer pass's own generations, instruments on
-            (hooks, ORT's node profiler), one sample per instrumented generation (ms);
+            (hooks, the Numba executor's step timing, ORT's node profiler on one decode
+            step in 8), one sample per instrumented generation (ms);
             None without per-layer tables or a decode step. Against ``tpot``: what
             the breakdown costs (`profiling_cost`).
         layers_method: how a decoder measured its per-layer tables, when it says
@@ -725,8 +726,10 @@ def generate_profile(
             ones (so the instruments never touch the headline numbers), into per-layer
             tables of the prefill and of one decode step (on a decoder with
             ``phase_layer_timings``: torch's hooks, torch-compile's eager-equivalent
-            ones, ORT's node profiler, the Numba executor's step timing; otherwise a
-            note says so), and the TPOT of those generations (``layers_tpot``).
+            ones, ORT's node profiler on every prefill and one decode step in 8, each
+            kernel net of the profiler's own cost (``layers_method``), the Numba
+            executor's step timing; otherwise a note says so), and the TPOT of those
+            generations (``layers_tpot``).
         tokenizer: encodes a text prompt and decodes the generated tokens into
             ``text``: a folder with tokenizer files, ``"bytes"`` (token id = byte value)
             or a `workbench.loaders.tokenizers.Tokenizer`; None: the tokenizer of the
