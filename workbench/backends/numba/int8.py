@@ -244,9 +244,13 @@ offset = _twin(_offset)
 @dataclasses.dataclass(frozen=True)
 class Product:
     """``(x - x_zero) @ w`` bound to fixed arrays: `run` fills `acc` (int32, `width`
-    columns); `zero`, `shift` and `column_sums` are what `epilogue` and `offset` take."""
+    columns); `zero`, `shift` and `column_sums` are what `epilogue` and `offset` take.
+    `multiply` is `run` without its copy of ``x`` into `workspace` (uint8 for VNNI,
+    int16 else), for a caller that writes the workspace itself (an im2col)."""
 
     run: Callable[[], None]
+    multiply: Callable[[], None]
+    workspace: np.ndarray
     acc: np.ndarray
     zero: np.ndarray
     shift: int
@@ -284,4 +288,4 @@ def product(
         copy()
         multiply()
 
-    return Product(run, acc, zero, shift, weight.column_sums)
+    return Product(run, multiply, xw, acc, zero, shift, weight.column_sums)

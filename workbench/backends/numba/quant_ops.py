@@ -237,12 +237,16 @@ def bind_int8_conv(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     zero = np.asarray(x_zero).reshape(1)
     geometry = (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, *geo.out)
     to_nhwc = functools.partial(np.copyto, nhwc, x.transpose(0, 2, 3, 1))
-    unfold = functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, cols)
     product = int8.product(weight, cols, zero, node.cache)
+    # uint8 taps are what the VNNI kernel reads: im2col writes its workspace directly
+    direct = weight.vnni and x.dtype == np.uint8
+    target = product.workspace if direct else cols
+    unfold = functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, target)
     epilogue = _int8_epilogue(node, product, scale, bias, rows_out)
     nchw = rows_out.reshape(n, pixels, m).transpose(0, 2, 1)
     to_nchw = functools.partial(np.copyto, out.reshape(n, m, pixels), nchw)
-    return _sequence(to_nhwc, unfold, product.run, epilogue, to_nchw), [out]
+    multiply = product.multiply if direct else product.run
+    return _sequence(to_nhwc, unfold, multiply, epilogue, to_nchw), [out]
 
 
 def _int8_epilogue(
