@@ -106,7 +106,7 @@ def test_the_cache_is_written_then_read_without_measuring(
     timer = _fake(monkeypatch, "im2col")
     wb.backend("numba").compile(model, "cpu").run(INPUTS)  # measure is the default
     measured = len(timer.calls)
-    assert measured == strategy.REPEATS * len(CANDIDATES)
+    assert measured and measured % len(CANDIDATES) == 0  # rounds of every candidate
     (entry,) = json.loads((cache_dir / strategy.CACHE_FILE).read_text())["entries"].values()
     assert entry["strategy"] == "im2col"
     again = wb.backend("numba").compile(model, "cpu")

@@ -30,11 +30,12 @@ from typing import Any
 
 #: The two ways to choose (`NumbaOptions.conv_strategy`).
 MODES = ("measure", "rules")
-#: Timed calls per candidate after one warm-up call (which loads or compiles its kernels),
-#: in alternated rounds; `FEW_REPEATS` when a warm-up took longer than `SLOW_CALL_S`.
+#: After one warm-up call each (which loads or compiles the kernels), the candidates take
+#: turns for at most `REPEATS` rounds, fewer (at least one) when the warm-up round times
+#: that many rounds would pass `ROUNDS_BUDGET_S`: at resnet18's batch 32 five rounds made
+#: the first compile 20 s longer on the loaded 2-core VM.
 REPEATS = 5
-FEW_REPEATS = 3
-SLOW_CALL_S = 0.01
+ROUNDS_BUDGET_S = 0.2
 CACHE_FILE = "numba_conv_strategy.json"
 
 
@@ -95,15 +96,15 @@ def choose(key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]]) 
     cached = _read_cache(_cache_path()).get(key)
     if cached is not None and cached.get("strategy") in candidates:
         return Decision(cached["strategy"], cached.get("times_ms", {}), "cache")
-    runs, slow = {}, False
-    for name, build in candidates.items():
-        runs[name] = build()
-        started = time.perf_counter()
-        runs[name]()  # warm-up: the kernels load (or compile) and the workspaces are touched
-        slow = slow or time.perf_counter() - started >= SLOW_CALL_S
+    runs = {name: build() for name, build in candidates.items()}
+    started = time.perf_counter()
+    for run in runs.values():
+        run()  # warm-up: the kernels load (or compile) and the workspaces are touched
+    warm_round_s = time.perf_counter() - started
+    rounds = max(1, min(REPEATS, int(ROUNDS_BUDGET_S / max(warm_round_s, 1e-9))))
     # rounds of one call each, so that a load change on the machine hits every candidate
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(FEW_REPEATS if slow else REPEATS):
+    for _ in range(rounds):
         for name, run in runs.items():
             samples[name].append(TIMER(name, run))
     times = {name: statistics.median(values) for name, values in samples.items()}
