@@ -263,11 +263,15 @@ class OrtDecoder:
             profiler_overhead_ms=overhead.kernel_ms,
             calibration=overhead.describe(),
         )
+        sampled = (
+            f"every prefill and {len(chosen)} of {steps} decode steps profiled (one in "
+            f"{self.profile_every}), the other steps plain on the same bound cache"
+            if steps
+            else "the prefill profiled (no decode step)"
+        )
         self.notes.append(
-            f"per-layer tables (ORT node profiler): every prefill and {len(chosen)} of "
-            f"{steps} decode steps profiled (one in {self.profile_every}), the other steps "
-            f"plain on the same bound cache; each kernel's time less the profiler's own "
-            f"cost, {overhead.describe()}"
+            f"per-layer tables (ORT node profiler): {sampled}; each kernel's time less the "
+            f"profiler's own cost, {overhead.describe()}"
         )
         prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases.values())
         return prefill, decode
