@@ -51,10 +51,10 @@ def _chain_model(tail: list[tuple[str, dict[str, Any]]], extra: dict[str, np.nda
     return model_from_proto(proto, name="chain")
 
 
-def _check(model: Model) -> Any:
+def _check(model: Model, **options: Any) -> Any:
     inputs = {"x": RNG.standard_normal((2, 5, 9, 7)).astype(np.float32)}
     (expected,) = ort_outputs(model, inputs)
-    session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
+    session = wb.backend("numba").compile(model, "cpu", layout="nhwc", **options)
     (got,) = session.run(inputs)
     assert got.shape == expected.shape
     assert_close(got, expected, scope="op")
@@ -194,7 +194,7 @@ def test_im2col_in_row_blocks_matches(monkeypatch, block_bytes: int) -> None:
     from workbench.backends.numba import cpu_ops
 
     monkeypatch.setattr(cpu_ops, "IM2COL_BLOCK_BYTES", block_bytes)
-    _check(_chain_model([("Sigmoid", {})], {}))
+    _check(_chain_model([("Sigmoid", {})], {}), conv_strategy="rules")  # the rules: im2col
 
 
 @pytest.mark.parametrize(
