@@ -58,6 +58,9 @@ def test_tokens_stream_in_order_then_the_profile_shows_the_same_tokens(page):
     assert prefill["layer"].str.startswith("model.layers.0").any() and len(decode) > 3
     assert page.tokens_figure.object.layout.title.text.startswith("Latency per token")
     assert page.layers_figure.object.layout.title.text.startswith("Per-layer latency by phase")
+    assert prefill["flops"].notna().any() and "roof_fraction" in prefill
+    roof = page.prefill_roofline.object
+    assert roof.layout.title.text.startswith("Roofline of the prefill") and len(roof.data) > 2
     assert list(page.runs_slot.table.value["run"]) == [
         "llama-stdlib on torch, batch 1, depth 4, 10 + 6 tokens"
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -88,10 +86,12 @@ def test_timing_arithmetic_on_a_fake_clock(llama: object, monkeypatch: pytest.Mo
         def decoder(self, model: object, device: str = "cpu", *, threads: object = None) -> Ticking:
             return Ticking()
 
+    from workbench.profiling.ceilings import Ceilings
+
     register("fake-ticking")(TickingBackend)
     monkeypatch.setattr(
         "workbench.profiling.ceilings.machine_ceilings",
-        lambda device: SimpleNamespace(bandwidth_bytes_per_s=1e9),
+        lambda device: Ceilings(device, peak_flops_per_s=1e10, bandwidth_bytes_per_s=1e9),
     )
     with clock.installed():
         g = generate_profile(

@@ -75,3 +75,29 @@ def test_with_costs_places_the_phase_on_the_roofline(config) -> None:
     assert q["roof_fraction"] == pytest.approx(q["achieved_flops_per_s"] / roof)
     assert np.isnan(out.loc["(unattributed)", "flops"])
     assert "flops" not in table  # the given table is not changed
+
+
+def test_generate_profile_puts_costs_in_both_phase_tables(monkeypatch) -> None:
+    import workbench as wb
+    from workbench import viz
+    from workbench.profiling.ceilings import Ceilings
+    from workbench.profiling.generate import GenerationProfile
+
+    ceilings = Ceilings("cpu", peak_flops_per_s=1e11, bandwidth_bytes_per_s=1e10)
+    monkeypatch.setattr("workbench.profiling.ceilings.machine_ceilings", lambda device: ceilings)
+    g = wb.generate_profile(
+        tiny_llama(), backend="torch", prompt_length=6, output_length=4, layers=True, roofline=True
+    )
+    prefill = g.prefill_layers.set_index("layer")
+    decode = g.decode_layers.set_index("layer")
+    assert prefill.loc["model.layers.0.mlp.up_proj", "flops"] == 2 * 6 * D * MLP
+    assert decode.loc["model.layers.0.mlp.up_proj", "flops"] == 2 * 1 * D * MLP
+    # the middle decode step of 3 attends to prompt + 1 + 1 tokens
+    assert decode.loc["model.layers.0.self_attn", "flops"] == 2 * 2 * H * 1 * (6 + 2) * HD
+    placed = prefill["roof_fraction"].notna()
+    assert placed.sum() > 10 and (prefill.loc[placed, "achieved_flops_per_s"] > 0).all()
+    assert g.machine_ceilings["peak_flops_per_s"] == 1e11
+    back = GenerationProfile.from_json(g.to_json())
+    assert back.machine_ceilings == g.machine_ceilings
+    figure = viz.phase_roofline(back, "prefill")
+    assert any(t.name == "roof" for t in figure.data) and len(figure.data) > 2

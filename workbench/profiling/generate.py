@@ -111,6 +111,9 @@ class GenerationProfile:
             (ORT: the decode steps it profiled, the node profiler's per-kernel cost
             subtracted and its calibration, each phase's kernel sums before and after,
             ms); None otherwise.
+        machine_ceilings: this machine's measured ceilings (`machine_ceilings`, as a
+            profile records them) with ``roofline=True``, so the phase tables' modules
+            sit on the roofline (`workbench.viz.phase_roofline`); None otherwise.
     """
 
     model: str
@@ -145,6 +148,7 @@ class GenerationProfile:
     memory_rest_unavailable: str | None = None
     layers_tpot: Measurement | None = None
     layers_method: dict[str, Any] | None = field(default=None, compare=False)
+    machine_ceilings: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -261,6 +265,7 @@ class GenerationProfile:
             "layers_tpot": measured(self.layers_tpot),
             "profiling_cost": self.profiling_cost,
             "layers_method": self.layers_method,
+            "machine_ceilings": self.machine_ceilings,
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
@@ -318,6 +323,7 @@ class GenerationProfile:
                 memory_rest_unavailable=data.get("memory_rest_unavailable"),
                 layers_tpot=measured("layers_tpot"),
                 layers_method=data.get("layers_method"),
+                machine_ceilings=data.get("machine_ceilings"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"a generation profile's JSON lacks or garbles {exc}") from exc
@@ -840,14 +846,24 @@ def generate_profile(
             f"{label} TPOT, layers timed",
             contention,
         )
+    ceilings = None
+    if roofline:
+        from workbench.profiling.ceilings import machine_ceilings
+
+        ceilings = machine_ceilings("cpu")
     prefill_layers = decode_layers = None
     notes: list[str] = []
     if phase_timings is not None:
+        from workbench.profiling.generate_costs import costed_phases
         from workbench.profiling.table import layer_table
 
         prefill_layers = layer_table(phase_timings[0], ttft.median, "leaves")
         if inter_token is not None:
             decode_layers = layer_table(phase_timings[1], inter_token.median, "leaves")
+        shape = (batch_size, prompt_length, depth, output_length)
+        phases, cost_notes = costed_phases(model, (prefill_layers, decode_layers), shape, ceilings)
+        prefill_layers, decode_layers = phases
+        notes.extend(cost_notes)
     elif layers:
         notes.append(f"per-layer tables on {backend} are not done yet (its decoder has none)")
     if unchecked:
@@ -858,11 +874,6 @@ def generate_profile(
     notes.extend(str(note) for note in getattr(decoder, "notes", ()))
     copied = lm.weights_bytes if getattr(decoder, "weights_copied", False) else 0
     rest, rest_why = memory_rest(rss_before, peak, cache_measured, copied)
-    bandwidth = None
-    if roofline:
-        from workbench.profiling.ceilings import machine_ceilings
-
-        bandwidth = machine_ceilings("cpu").bandwidth_bytes_per_s
     return GenerationProfile(
         model=lm.name,
         backend=backend,
@@ -885,7 +896,7 @@ def generate_profile(
         step_weights_bytes=lm.step_weights_bytes,
         reference_backend=reference,
         diverges_at=diverges,
-        bandwidth_bytes_per_s=bandwidth,
+        bandwidth_bytes_per_s=None if ceilings is None else ceilings.bandwidth_bytes_per_s,
         prefill_layers=prefill_layers,
         decode_layers=decode_layers,
         notes=tuple(notes),
@@ -898,6 +909,7 @@ def generate_profile(
         memory_rest_unavailable=rest_why,
         layers_tpot=layers_tpot,
         layers_method=dict(method) if method else None,
+        machine_ceilings=None if ceilings is None else ceilings.to_dict(),
     )
 
 

@@ -228,3 +228,63 @@ def with_costs(table: pd.DataFrame, costs: pd.DataFrame, ceilings: Any = None) -
     if ceilings is None:
         return out
     return roofline(out, "cpu", ceilings, remeasure=False).layers
+
+
+def costed_phases(
+    model: Any,
+    phases: tuple[pd.DataFrame | None, pd.DataFrame | None],
+    shape: tuple[int, int, int, int],
+    ceilings: Any = None,
+) -> tuple[tuple[pd.DataFrame | None, pd.DataFrame | None], list[str]]:
+    """A generation's prefill and decode tables with their modules' costs (`with_costs`).
+
+    The decode step is costed at the middle step's context (the table holds the median
+    step). Quantized variants keep their tables as they are: their weights are not the
+    architecture's float32 bytes.
+
+    Args:
+        model: what was generated from (a ``transformers`` model, a loaded folder, a
+            variant).
+        phases: the prefill and decode tables (None where there is none).
+        shape: batch size, prompt length, depth and output length.
+        ceilings: measured ceilings to place the rows on the roofline (None: costs only).
+
+    Returns:
+        The two tables and notes saying how they were costed, or why not.
+    """
+    batch, prompt, depth, output = shape
+    if getattr(model, "recipe", None) or getattr(model, "precision", "fp32") != "fp32":
+        return phases, ["phase costs not counted for a quantized variant: its weights' bytes "
+                        "are not the architecture's"]  # fmt: skip
+    config = config_of(model)
+    if config is None:
+        return phases, ["phase costs unavailable: no transformers config to rebuild the "
+                        "architecture from (give reference=)"]  # fmt: skip
+    every_logit = type(model).__name__ in ("OptimumModel", "GenaiModel")
+    prefill, decode = phases
+    notes: list[str] = []
+    if prefill is not None:
+        costs, notes = phase_costs(config, batch, prompt, depth, every_logit=every_logit)
+        prefill = with_costs(prefill, costs, ceilings)
+    if decode is not None:
+        past = depth + prompt + (output - 2) // 2  # the middle decode step's context
+        costs, notes = phase_costs(config, batch, 1, past, every_logit=every_logit)
+        decode = with_costs(decode, costs, ceilings)
+    return (prefill, decode), notes
+
+
+def config_of(model: Any) -> Any:
+    """The ``transformers`` config of ``model`` or of its reference, or of a loaded
+    folder's ``config.json`` (JSON, no code); None when there is none."""
+    from pathlib import Path
+
+    from transformers import AutoConfig, PretrainedConfig
+
+    for candidate in (model, getattr(model, "reference", None)):
+        config = getattr(candidate, "config", None)
+        if isinstance(config, PretrainedConfig):
+            return config
+    folder = getattr(model, "folder", None)
+    if folder is not None and (Path(folder) / "config.json").is_file():
+        return AutoConfig.from_pretrained(folder)
+    return None

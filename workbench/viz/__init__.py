@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         context_depth,
         decode_roofline,
         phase_layer_latency,
+        phase_roofline,
         token_latency,
     )
     from workbench.viz.placement import placement_figure
@@ -86,7 +87,10 @@ _HOMES: dict[str, str] = {
     ),
     "layer_comparison": "workbench.viz.compare",
     **dict.fromkeys(
-        ("context_depth", "decode_roofline", "phase_layer_latency", "token_latency"),
+        (
+            "context_depth", "decode_roofline", "phase_layer_latency", "phase_roofline",
+            "token_latency",
+        ),
         "workbench.viz.generate",
     ),
     "roofline": "workbench.viz.rooflines",
@@ -119,6 +123,7 @@ __all__ = [
     "op_type_color",
     "pareto_mask",
     "phase_layer_latency",
+    "phase_roofline",
     "placement_figure",
     "plan_cost_figure",
     "precision_color",

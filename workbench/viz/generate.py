@@ -8,7 +8,8 @@ missing data gives a figure that says how to get it.
   (TTFT), every timed run and their median, the decode steps' p50 and p90;
 - `phase_layer_latency`: the per-layer tables of the prefill and of one decode step;
 - `context_depth`: TTFT and TPOT against the context depth, with the KV cache's bytes;
-- `decode_roofline`: decoding's attained memory traffic against the measured bandwidth.
+- `decode_roofline`: decoding's attained memory traffic against the measured bandwidth;
+- `phase_roofline`: the prefill's (or a decode step's) modules on the roofline.
 
 Example:
     >>> from workbench import viz
@@ -39,7 +40,13 @@ from workbench.viz.style import (
 if TYPE_CHECKING:
     from workbench.profiling.generate import GenerationProfile
 
-__all__ = ["context_depth", "decode_roofline", "phase_layer_latency", "token_latency"]
+__all__ = [
+    "context_depth",
+    "decode_roofline",
+    "phase_layer_latency",
+    "phase_roofline",
+    "token_latency",
+]
 
 #: the prefill's colour, apart from the decode steps'
 PREFILL_COLOR = PALETTE[1]
@@ -319,3 +326,27 @@ def decode_roofline(profiles: Sequence[GenerationProfile]) -> go.Figure:
         **LAYOUT,
     )
     return fig
+
+
+def phase_roofline(profile: GenerationProfile, phase: str = "prefill") -> go.Figure:
+    """One phase's modules on the roofline (as `workbench.viz.rooflines.roofline` draws a
+    profile's layers): the prefill mostly near the compute roof, a decode step's matrix
+    products on the bandwidth roof.
+
+    Args:
+        profile: a generation profile made with ``layers=True`` (its phase tables carry
+            each module's FLOPs and bytes) and ``roofline=True`` (the measured ceilings
+            draw the roofs); not changed.
+        phase: ``"prefill"`` or ``"decode"``.
+
+    Example:
+        >>> viz.phase_roofline(g, "prefill")
+    """
+    from workbench.viz.rooflines import table_roofline
+
+    table = profile.prefill_layers if phase == "prefill" else profile.decode_layers
+    title = f"Roofline of the {phase}: {profile.model} on {profile.backend}"
+    if table is None or "flops" not in table or table["flops"].isna().all():
+        return empty_figure(f"No {phase} costs: generate with layers=True (--layers).", title)
+    missing = "no measured ceilings: generate with roofline=True (--roofline)"
+    return table_roofline(table, title, profile.machine_ceilings, missing=missing)

@@ -40,7 +40,10 @@ from workbench.profiling.generate import GenerationProfile
 from workbench.progress import CancelToken, ProgressCallback
 
 #: the per-layer table columns shown (the others stay in the data)
-LAYER_COLUMNS = ["layer", "op_type", "latency_ms", "latency_p90_ms", "share", "samples"]
+LAYER_COLUMNS = [
+    "layer", "op_type", "latency_ms", "latency_p90_ms", "share", "flops", "bytes",
+    "roof_fraction", "samples",
+]  # fmt: skip
 #: generation profiles a page keeps for its runs table and roofline
 MAX_HISTORY = 20
 #: the stream is redrawn at most this often (s): a fast runtime yields a token in
@@ -351,6 +354,9 @@ class GeneratePage(Viewer):
         self.layers_figure = figure_pane(viz.empty_figure("Generate to see each phase's layers."))
         self.depth_figure = figure_pane(viz.empty_figure("Sweep the depth to draw TTFT and TPOT."))
         self.roofline_figure = figure_pane(viz.empty_figure("Generate to see decode's roofline."))
+        self.prefill_roofline = figure_pane(
+            viz.empty_figure("Generate with layers and roofline to place the prefill's layers.")
+        )
         self.prefill_slot = TableSlot(layer_rows(None), height=300)
         self.decode_slot = TableSlot(layer_rows(None), height=300)
         self.runs_slot = TableSlot(runs_rows([]), height=200)
@@ -474,6 +480,7 @@ class GeneratePage(Viewer):
         self.summary.object = g._repr_html_() + phase_split(g)
         self.tokens_figure.object = viz.token_latency(g)
         self.layers_figure.object = viz.phase_layer_latency(g)
+        self.prefill_roofline.object = viz.phase_roofline(g, "prefill")
         self.prefill_slot.update(layer_rows(g.prefill_layers))
         self.decode_slot.update(layer_rows(g.decode_layers))
 
@@ -535,6 +542,7 @@ class GeneratePage(Viewer):
             self.layers_figure,
             heading("Prefill: per layer (slowest first)"),
             self.prefill_slot.layout,
+            self.prefill_roofline,
             heading("One decode step: per layer (slowest first)"),
             self.decode_slot.layout,
             heading("This page's generations"),
