@@ -19,9 +19,11 @@ from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
 RNG = np.random.default_rng(11)
-#: a 3x3 stride-1 Conv with 16 channels in and out: the rules pick Winograd; im2col,
-#: Winograd and the direct loop are the candidates (small enough for the direct one)
-CANDIDATES = ("direct", "im2col", "winograd")
+#: a 3x3 stride-1 Conv with 16 channels in and out: the rules pick Winograd; im2col in
+#: two block sizes (blocks of 2 and 1 output rows with `BLOCK_BYTES`), Winograd and the
+#: direct loop (small enough) are the candidates
+CANDIDATES = ("direct", "im2col", "im2col:small", "winograd")
+BLOCK_BYTES = 8192
 
 
 def _conv_model() -> Model:
@@ -62,7 +64,10 @@ class FakeTimer:
 
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from workbench.backends.numba import cpu_ops
+
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_ops, "IM2COL_BLOCK_BYTES", BLOCK_BYTES)
     return tmp_path
 
 
