@@ -261,16 +261,17 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
         geometry = conv_geometry(geo)
         return depthwise.bind(node, x, w, bias, geometry, out, rearranged, nchw_input), [out]
     candidates = _dense_nhwc_candidates(node, x, w, bias, geo, gemm, out)
-    facts = {
-        "x": x.shape, "w": w.shape, "geometry": conv_geometry(geo), "dtype": x.dtype.str,
-        "activation": node.activation, "gemm": type(gemm).__name__,
-        "threads": numba.get_num_threads(), "split": getattr(gemm, "threads", 1),
-    }  # fmt: skip
     decided = node.cache.get(("conv_strategy", x.shape))
     if decided is None or decided.strategy not in candidates:
         if mode == "rules":
             decided = strategy.Decision(_rule_strategy(c, m, geo), {}, "rules")
-        else:
+        else:  # the key: what the candidates' speed depends on (the machine's part added)
+            facts = {
+                "x": x.shape, "w": w.shape, "geometry": conv_geometry(geo),
+                "dtype": x.dtype.str, "activation": node.activation,
+                "gemm": type(gemm).__name__, "threads": numba.get_num_threads(),
+                "split": getattr(gemm, "threads", 1),
+            }  # fmt: skip
             decided = _measure(node, strategy.layer_key(facts), candidates)
         node.cache[("conv_strategy", x.shape)] = decided
     return candidates[decided.strategy](), [out]
