@@ -344,9 +344,17 @@ def test_the_command_line_places_two_profile_files(
     assert code == 0
     assert "best: rt-a/cpu[fc1] → rt-b/cpu[act … fc3]: 7.5 ms predicted" in capsys.readouterr().out
     assert Placement.from_json(out).best["cuts"] == "act"
+    # the same split by money: both example machines' economics, read from their TOML
+    examples = Path(__file__).parents[2] / "docs" / "machines"
+    machines = [str(examples / f) for f in ("example-owned-gpu.toml", "example-rented-cpu.toml")]
+    assert main([*argv, "--objective", "cost", "--prices", *machines, "--json", str(out)]) == 0
+    priced = Placement.from_json(out)
+    assert priced.objective == "cost" and priced.best["cost_per_1m_calls"] > 0
+    assert "cost per 1m calls" in capsys.readouterr().out
     refused = [
         (["--link=-5GB/s"], "bandwidth must be above 0"),
         (["--model", "digits-mlp"], "not of the model given ('digits-mlp')"),
+        (["--objective", "cost"], "objective='cost' needs prices"),
     ]
     if not torch_has_cuda():
         refused.append((["--link", "cuda:0"], "no CUDA device here to measure a link to cuda:0"))

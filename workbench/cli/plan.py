@@ -6,6 +6,8 @@ Example:
     workbench plan --candidate here.json docs/machines/example-rented-cpu.toml \\
         --rate 2000 --p99-ms 5 --peak 2 --growth 0.3 --redundancy 1 --json plan.json
     workbench plan --place ort.json numba.json --model digits-cnn --measure
+    workbench plan --place ort.json numba.json --switch --objective cost \\
+        --prices box-a.toml box-b.toml
 """
 
 from __future__ import annotations
@@ -61,7 +63,16 @@ def _place(args: argparse.Namespace) -> int:
                                name=f"host to {args.link}")  # fmt: skip
     else:
         link = pl.Link.parse(args.link, args.link_latency_ms)
-    result = pl.place(a, b, model=model, link=link, max_cuts=args.max_cuts)
+    switch = pl.measure_switch(a, b, model) if args.switch else None
+    prices = None
+    if args.prices:
+        from workbench.planning.economics import load_machine
+
+        prices = (load_machine(args.prices[0]), load_machine(args.prices[1]))
+    result = pl.place(
+        a, b, model=model, link=link, max_cuts=args.max_cuts, switch=switch,
+        objective=args.objective, prices=prices,
+    )  # fmt: skip
     if args.measure:
         result = pl.measure_placement(result, model, which=args.measure)
     print(result.summary())
@@ -121,6 +132,24 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--link-latency-ms", type=nonnegative_float, default=0.0, help="per transfer (ms)"
     )
     q.add_argument("--max-cuts", type=positive_int, default=1, help="changes of processor")
+    q.add_argument(
+        "--switch",
+        action="store_true",
+        help="measure here what one change of runtime costs in one process and add it per "
+        "change (both runtimes must run here)",
+    )
+    q.add_argument(
+        "--objective",
+        choices=["latency", "cost"],
+        default="latency",
+        help="the least ms per call (default) or the least money per call (needs --prices)",
+    )
+    q.add_argument(
+        "--prices",
+        nargs=2,
+        metavar=("MACHINE_A_TOML", "MACHINE_B_TOML"),
+        help="the economics of each processor's machine (docs/plan.md's TOML keys)",
+    )
     q.add_argument(
         "--measure",
         nargs="?",
