@@ -196,6 +196,38 @@ def dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays | None) -> Arr
     return [y, scale_out, zero_out]
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dynamic_quantize_flat(x: Any, y: Any, scale_out: Any, zero_out: Any) -> None:
+    """`dynamic_quantize_linear` of a contiguous tensor in two compiled passes, with the
+    same arithmetic (the range in float64, the scale rounded to float32)."""
+    low, high = 0.0, 0.0
+    for i in range(x.size):
+        low = min(low, np.float64(x[i]))
+        high = max(high, np.float64(x[i]))
+    scale = np.float32((high - low) / 255.0)
+    zero = min(max(np.rint(-low / np.float64(scale)), 0.0), 255.0) if scale else 0.0
+    divisor = scale if scale else np.float32(1.0)
+    shift = np.float32(zero)
+    for i in range(x.size):
+        y[i] = min(max(np.rint(x[i] / divisor) + shift, np.float32(0.0)), np.float32(255.0))
+    scale_out[0] = scale
+    zero_out[0] = zero
+
+
+def _bind_dynamic_quantize_linear(node: Node, ins: Arrays, outs: Arrays) -> Callable[[], Any]:
+    """DynamicQuantizeLinear as a bound step: the compiled passes for a contiguous
+    float32 tensor (no NumPy reductions and temporaries per run), else the kernel."""
+    x = ins[0]
+    y, scale, zero = outs
+    if x.dtype == np.float32 and _flat(x, y):
+        flat = (x.reshape(-1), y.reshape(-1), scale.reshape(1), zero.reshape(1))
+        return functools.partial(_dynamic_quantize_flat, *flat)
+    return functools.partial(dynamic_quantize_linear, node, ins, outs)
+
+
+dynamic_quantize_linear.bind = _bind_dynamic_quantize_linear  # type: ignore[attr-defined]
+
+
 def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """A fused QDQ product (`qdq_fusion`): ``[x_q, x_zero, packed weight, column sums,
     scale, bias]`` in, ``act(acc * scale + bias)`` out, quantized by the node's
