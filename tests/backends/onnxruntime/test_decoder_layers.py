@@ -13,10 +13,11 @@ from workbench.testing import tiny_llama
 pytest.importorskip("transformers")
 
 
-def test_profiled_steps_are_one_in_every_or_the_last() -> None:
-    assert profiled_steps(31, 8) == [8, 16, 24]
-    assert profiled_steps(16, 8) == [8, 16]
-    assert profiled_steps(2, 8) == [2]  # fewer steps than the stride: the last one
+def test_profiled_steps_are_one_in_every_consecutive_in_the_middle() -> None:
+    assert profiled_steps(31, 8) == [14, 15, 16, 17]
+    assert profiled_steps(16, 8) == [8, 9]
+    assert profiled_steps(7, 8) == [4]  # fewer steps than the stride: one, the middle
+    assert profiled_steps(2, 8) == [1]
     assert profiled_steps(0, 8) == []  # no decode step (N = 1)
 
 
@@ -57,15 +58,15 @@ def test_sampled_steps_share_the_cache_and_record_the_calibration() -> None:
     finally:
         decoder.close()
     head = {t.layer: t for t in decode}["lm_head"]
-    assert len(head.samples_ms) == runs * 2  # steps 3 and 6 of 7, in each recorded run
+    assert len(head.samples_ms) == runs * 3  # steps 3, 4 and 5 of 7, in each recorded run
     assert len({t.layer: t for t in prefill}["lm_head"].samples_ms) == runs
     assert [len(t) for t in decoder.layer_times] == [output] * runs  # every call timed
     method = decoder.layers_method
-    assert method["profiled_steps"] == [3, 6] and method["decode_steps"] == output - 1
-    assert method["decode"]["calls"] == runs * 2 and method["prefill"]["calls"] == runs
+    assert method["profiled_steps"] == [3, 4, 5] and method["decode_steps"] == output - 1
+    assert method["decode"]["calls"] == runs * 3 and method["prefill"]["calls"] == runs
     for phase in ("prefill", "decode"):
         facts = method[phase]
         taken = facts["raw_sum_ms"] - facts["net_sum_ms"]
         # at most the calibrated cost on every kernel (less where a kernel was shorter)
         assert 0 <= taken <= facts["kernels_per_call"] * method["profiler_overhead_ms"] + 1e-9
-    assert "2 of 7 decode steps profiled" in decoder.notes[-1]
+    assert "3 of 7 decode steps profiled (one in 3, steps 3-5)" in decoder.notes[-1]

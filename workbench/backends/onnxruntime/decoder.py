@@ -13,9 +13,10 @@ profiler on a profiling copy of the session: every kernel is mapped to the modul
 the exporter recorded in its node's name (``/model/model/layers.0/self_attn/q_proj/MatMul``
 is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use. The
 copy shares the bound cache with this session and runs every prefill but only one decode
-step in `PROFILE_EVERY` (the rest run plain), so the breakdown costs the decode phase
-little; each kernel's time is taken net of the profiler's own per-kernel cost, measured on
-this machine (`workbench.backends.onnxruntime.trace.profiler_overhead`).
+step in `PROFILE_EVERY`, consecutive ones in the middle of the decode (the rest run
+plain), so the breakdown costs the decode phase little; each kernel's time is taken net
+of the profiler's own per-kernel cost, measured on this machine
+(`workbench.backends.onnxruntime.trace.profiler_overhead`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,19 @@ PROFILE_EVERY = 8
 
 
 def profiled_steps(steps: int, every: int = PROFILE_EVERY) -> list[int]:
-    """The decode steps (1-based, of ``steps``) the per-layer pass profiles: every
-    ``every``-th, or the last one when there are fewer than ``every``."""
-    chosen = list(range(every, steps + 1, every))
-    return chosen or ([steps] if steps > 0 else [])
+    """The decode steps (1-based, of ``steps``) the per-layer pass profiles: one run of
+    ``ceil(steps / every)`` consecutive steps in the middle of the decode.
+
+    One run, not every ``every``-th step: each switch between the two sessions wakes
+    the other's sleeping thread pool, so fewer switches cost less and leave fewer
+    samples slowed by a wake; in the middle, the steps' cache lengths average the
+    decode's.
+    """
+    if steps <= 0:
+        return []
+    count = -(-steps // every)
+    first = (steps - count) // 2 + 1
+    return list(range(first, first + count))
 
 
 class OrtDecoder:
@@ -167,13 +177,14 @@ class OrtDecoder:
 
         A profiling copy of this session (same threads and optimisation, its nodes
         labelled with module paths) shares the bound cache: it runs every prefill and
-        the decode steps `profiled_steps` picks (one in ``profile_every``), this session
-        the other steps and any ``context`` prefill, so the instrumented generations'
-        TPOT stays near the plain one's. Every call is timed whole into `layer_times`
-        (what the breakdown costs). Each kernel's time is the profiler's reported time
-        less its own per-kernel cost on this machine (`profiler_overhead`, floored at
-        0); `layers_method` records the calibration, the profiled steps and the
-        kernels' sums before and after, and `notes` says so in words.
+        the decode steps `profiled_steps` picks (one in ``profile_every``, consecutive,
+        in the middle), this session the other steps and any ``context`` prefill, so
+        the instrumented generations' TPOT stays near the plain one's. Every call is
+        timed whole into `layer_times` (what the breakdown costs). Each kernel's time is
+        the profiler's reported time less its own per-kernel cost on this machine
+        (`profiler_overhead`, floored at 0); `layers_method` records the calibration,
+        the profiled steps and the kernels' sums before and after, and `notes` says so
+        in words.
 
         Returns:
             (prefill, decode) `LayerTiming` lists: one sample per prefill / per profiled
@@ -265,7 +276,8 @@ class OrtDecoder:
         )
         sampled = (
             f"every prefill and {len(chosen)} of {steps} decode steps profiled (one in "
-            f"{self.profile_every}), the other steps plain on the same bound cache"
+            f"{self.profile_every}, steps {min(chosen)}-{max(chosen)}), the other steps plain "
+            "on the same bound cache"
             if steps
             else "the prefill profiled (no decode step)"
         )
