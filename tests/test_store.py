@@ -183,3 +183,38 @@ def test_processes_writing_at_once_and_one_killed_leave_a_readable_store(tmp_pat
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def _generation(e2e: float = 9.0):
+    from workbench.profiling.generate import GenerationProfile
+
+    def ms(*samples: float) -> Measurement:
+        return Measurement(samples, (), "toy")
+
+    return GenerationProfile(
+        model="LlamaForCausalLM", backend="onnxruntime", device="cpu", batch_size=2,
+        prompt_length=4, output_length=3, depth=0, tokens=((1, 2, 3), (4, 5, 6)),
+        ttft=ms(3.0), inter_token=ms(2.0, 2.5), tpot=ms(2.25), e2e=ms(e2e),
+        kv_bytes_per_token=64, kv_cache_bytes=64 * 2 * 6, kv_cache_bytes_measured=768,
+        weights_bytes=1000, step_weights_bytes=900,
+    )  # fmt: skip
+
+
+def test_generation_profiles_are_saved_listed_and_deleted(tmp_path: Path) -> None:
+    from workbench.errors import NotFoundError
+
+    store = Store(tmp_path / "runs.sqlite")
+    assert store.runs().empty  # no generations table yet: nothing breaks
+    g = _generation()
+    run_id = store.save_generation(g)
+    assert store.save_generation(g) == run_id  # the same content: one copy
+    other = store.save_generation(_generation(e2e=11.0))
+    back = store.load_generation(run_id)
+    assert back == g and back.tokens == g.tokens
+    listed = store.runs().set_index("run_id")
+    assert list(listed["kind"]) == ["generation", "generation"]
+    assert listed.loc[run_id, "latency_ms"] == 9.0 and listed.loc[other, "batch_size"] == 2
+    assert store.delete_runs([run_id]) == 1
+    with pytest.raises(NotFoundError, match="no saved generation with run id"):
+        store.load_generation(run_id)
+    assert list(store.runs()["run_id"]) == [other]

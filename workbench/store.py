@@ -1,9 +1,9 @@
 """A local SQLite store of results: profiles and sweep points, written as they finish.
 
 One file (default ``~/.cache/workbench/runs.sqlite``; set ``WORKBENCH_STORE`` or pass a
-path) holds every saved `Profile` (as its JSON) and every finished sweep point, so an
-interrupted sweep resumes where it stopped and the dashboard's Runs page can list
-what was measured before; and records of SLO and scenario results from any machine
+path) holds every saved `Profile` and `GenerationProfile` (as their JSON) and every
+finished sweep point, so an interrupted sweep resumes where it stopped and the
+dashboard's Runs page can list what was measured before; and records of SLO and scenario results from any machine
 (`workbench.planning.records`: imported, compared, planned from). Each call opens its
 own short connection, so a store can be used from several threads (a dashboard) and
 processes (a CLI sweep) at once.
@@ -32,6 +32,7 @@ import pandas as pd
 from workbench.errors import NotFoundError, StoreError, WorkbenchError
 
 if TYPE_CHECKING:
+    from workbench.profiling.generate import GenerationProfile
     from workbench.profiling.profile import Profile
 
 #: environment variable naming the store file
@@ -59,6 +60,12 @@ _RECORDS = (
 RECORD_COLUMNS = [
     "record_id", "saved_at", "kind", "model", "machine", "machine_id", "p99_ms", "source",
 ]  # fmt: skip
+
+#: generation profiles (`wb.generate_profile`), created on first use like the records
+_GENERATIONS = (
+    "run_id TEXT PRIMARY KEY, created_at TEXT, model TEXT, backend TEXT, device TEXT, "
+    "batch_size INTEGER, e2e_ms REAL, host TEXT, payload TEXT"
+)
 
 _RUN_COLUMNS = [
     "run_id", "kind", "created_at", "model", "recipe", "backend", "device", "batch_size",
@@ -136,6 +143,51 @@ class Store:
             )
         try:
             return Profile.from_dict(json.loads(found[0]))
+        except (TypeError, ValueError, WorkbenchError) as exc:
+            raise StoreError(f"run {run_id!r} in {self.path} is damaged: {exc}") from exc
+
+    # ---- generation profiles -----------------------------------------------------------
+    def save_generation(self, profile: GenerationProfile) -> str:
+        """Save a `GenerationProfile`; returns its run id, a hash of its content (saving
+        the same profile again keeps one copy)."""
+        import hashlib
+        import socket
+
+        payload = profile.to_json(indent=None)
+        run_id = "g" + hashlib.sha256(payload.encode()).hexdigest()[:15]
+        with self._connect() as db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS generations ({_GENERATIONS})")
+            db.execute(
+                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id, _now(), profile.model, profile.backend, profile.device,
+                    profile.batch_size, profile.e2e.median, socket.gethostname(), payload,
+                ),
+            )  # fmt: skip
+        return run_id
+
+    def load_generation(self, run_id: str) -> GenerationProfile:
+        """The saved `GenerationProfile` with ``run_id``.
+
+        Raises:
+            NotFoundError: no such generation (also a `KeyError`).
+            StoreError: the stored generation is not readable.
+        """
+        from workbench.profiling.generate import GenerationProfile
+
+        with self._connect() as db:
+            found = (
+                db.execute("SELECT payload FROM generations WHERE run_id=?", (run_id,)).fetchone()
+                if _has_table(db, "generations")
+                else None
+            )
+        if found is None:
+            raise NotFoundError(
+                f"no saved generation with run id {run_id!r} in {self.path}; "
+                "wb.runs() lists the saved runs"
+            )
+        try:
+            return GenerationProfile.from_json(found[0])
         except (TypeError, ValueError, WorkbenchError) as exc:
             raise StoreError(f"run {run_id!r} in {self.path} is damaged: {exc}") from exc
 
@@ -217,11 +269,11 @@ class Store:
             return {key for key, row in rows if failed or not json.loads(row).get("error")}
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete saved profiles, sweeps (a sweep with its points and profiles) and records
-        by id.
+        """Delete saved profiles, sweeps (a sweep with its points and profiles), generation
+        profiles and records by id.
 
         Returns:
-            How many profiles, sweeps and records were deleted (unknown ids are ignored).
+            How many were deleted (unknown ids are ignored).
         """
         ids = [str(i) for i in run_ids]
         marks = ",".join("?" * len(ids))
@@ -232,6 +284,10 @@ class Store:
             if _has_records(db):
                 records = db.execute(
                     f"DELETE FROM records WHERE record_id IN ({marks})", ids
+                ).rowcount
+            if _has_table(db, "generations"):
+                records += db.execute(
+                    f"DELETE FROM generations WHERE run_id IN ({marks})", ids
                 ).rowcount
             sweeps = db.execute(f"DELETE FROM sweeps WHERE sweep_id IN ({marks})", ids).rowcount
             db.execute(f"DELETE FROM points WHERE sweep_id IN ({marks})", ids)
@@ -316,9 +372,10 @@ class Store:
     def runs(self) -> pd.DataFrame:
         """Past runs, newest first: one row per saved profile and one per sweep.
 
-        Columns: run_id, kind (``"profile"`` or ``"sweep"``), created_at, model, recipe,
-        backend, device, batch_size, latency_ms (median), points (sweeps), sweep_id, host
-        (the machine a profile ran on; a sweep's hosts, comma-separated).
+        Columns: run_id, kind (``"profile"``, ``"sweep"`` or ``"generation"``), created_at,
+        model, recipe, backend, device, batch_size, latency_ms (median; a generation's
+        end to end), points (sweeps), sweep_id, host (the machine a profile or generation
+        ran on; a sweep's hosts, comma-separated).
         """
         with self._connect() as db:
             profiles = db.execute(
@@ -333,7 +390,15 @@ class Store:
                 "'$.environment.hostname')) FROM profiles r WHERE r.sweep_id = s.sweep_id) "
                 "FROM sweeps s"
             ).fetchall()
-        frame = pd.DataFrame(profiles + sweeps, columns=_RUN_COLUMNS)
+            generations = (
+                db.execute(
+                    "SELECT run_id, 'generation', created_at, model, NULL, backend, device, "
+                    "batch_size, e2e_ms, NULL, NULL, host FROM generations"
+                ).fetchall()
+                if _has_table(db, "generations")
+                else []
+            )
+        frame = pd.DataFrame(profiles + sweeps + generations, columns=_RUN_COLUMNS)
         return frame.sort_values("created_at", ascending=False, ignore_index=True)
 
 
@@ -370,7 +435,11 @@ def _insert_profile(db: sqlite3.Connection, profile: Profile, sweep_id: str | No
 
 
 def _has_records(db: sqlite3.Connection) -> bool:
-    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'")
+    return _has_table(db, "records")
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
     return found.fetchone() is not None
 
 

@@ -209,3 +209,28 @@ def test_the_served_page_streams_and_draws(server, browser):  # noqa: F811
     page.screenshot(path=str(ARTIFACTS / "dashboard-generate-roofline.png"))
     assert problems == [], problems
     page.close()
+
+
+def test_generations_are_saved_to_the_store_and_reopen_from_the_runs_page(make_app, tmp_path):
+    from workbench.store import Store
+
+    store = Store(tmp_path / "runs.sqlite")
+    saving = GeneratePage(output_length=3, runs=1, roofline=False, layers=False, store=store)
+    try:
+        saving.generate()
+        saving.jobs.wait()
+        assert saving.jobs.error == ""
+        g = saving.profile
+    finally:
+        saving.jobs.close()
+    stored = store.runs()
+    (row,) = stored[stored["kind"] == "generation"].itertuples()
+    assert (row.model, row.backend, row.batch_size) == (g.model, "torch", 1)
+    assert row.latency_ms == g.e2e.median
+    app = make_app("digits-mlp", store=store.path)
+    app.runs.refresh()
+    app.runs.open_runs([row.run_id])
+    assert app.tabs.active == app.tab_pages.index("generate")
+    shown = app.generate.profile
+    assert shown.tokens == g.tokens and app.generate.history[-1] is shown
+    assert app.generate.runs_slot.table.value.shape[0] == 1

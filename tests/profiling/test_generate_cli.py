@@ -20,11 +20,16 @@ FAST = ["--prompt-length", "4", "--output-length", "3", "--runs", "1", "--warmup
 
 
 def test_generate_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "gen.json"
-    assert main(["generate", "llama-tiny", *FAST, "--batch-size", "2", "--json", str(out)]) == 0
+    from workbench.store import Store
+
+    out, store = tmp_path / "gen.json", tmp_path / "runs.sqlite"
+    argv = ["generate", "llama-tiny", *FAST, "--batch-size", "2", "--json", str(out)]
+    assert main([*argv, "--save", "--store", str(store)]) == 0
     printed = capsys.readouterr().out
     assert "TTFT" in printed and "TPOT" in printed
     g = GenerationProfile.from_json(out)
+    (run_id,) = Store(store).runs()["run_id"]
+    assert f"saved as run {run_id}" in printed and Store(store).load_generation(run_id) == g
     assert (g.batch_size, g.prompt_length, g.output_length) == (2, 4, 3)
     assert len(g.tokens) == 2 and all(len(row) == 3 for row in g.tokens)
     assert g.kv_cache_bytes_measured == g.kv_cache_bytes

@@ -44,6 +44,11 @@ def _generate(args: argparse.Namespace) -> int:
     if args.json:
         result.to_json(args.json)
         print(f"\nwrote {args.json}")
+    if args.save:
+        from workbench.store import Store
+
+        store = Store(args.store)
+        print(f"\nsaved as run {store.save_generation(result)} in {store.path}")
     return 0
 
 
@@ -148,4 +153,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="decode's memory traffic as a fraction of this machine's measured bandwidth",
     )
     p.add_argument("--json", default=None, help="write the generation profile as JSON here")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="also save it in the results store (the dashboard's Runs page lists it)",
+    )
+    p.add_argument("--store", default=None, help="results database (default $WORKBENCH_STORE)")
     p.set_defaults(func=_generate)

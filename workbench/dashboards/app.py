@@ -241,7 +241,11 @@ class App(Viewer):
         if name == "devices":
             return DevicesPage(state=state, jobs=Jobs(self.notify, self._dispatch))
         if name == "runs":
-            return RunsPage(state=state, on_open=lambda: setattr(self.tabs, "active", 1))
+            return RunsPage(
+                state=state,
+                on_open=lambda: setattr(self.tabs, "active", 1),
+                on_open_generations=self._open_generations,
+            )
         if name == "serving":
             serving = ServingPage(state=state, jobs=Jobs(self.notify, self._dispatch))
             self.plan.follow(serving)  # every SLO search measured here is a plan candidate
@@ -259,6 +263,11 @@ class App(Viewer):
                 jobs=Jobs(self.notify, self._dispatch), dispatch=self._dispatch, store=state.store
             )
         return GraphPage(state=state, sensitivity=self._sensitivity_report)
+
+    def _open_generations(self, profiles: list[Any]) -> None:
+        """Show stored generation profiles on the Generate page (its runs and roofline)."""
+        self.generate.show_generations(profiles)
+        self.tabs.active = self.tab_pages.index("generate")
 
     def _sensitivity_report(self) -> Any:
         return self._sensitivity_analysis()[1]

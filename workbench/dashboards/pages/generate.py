@@ -33,11 +33,12 @@ from workbench.dashboards.actions import measuring
 from workbench.dashboards.jobs import Dispatch, Jobs
 from workbench.dashboards.pages.common import TableSlot, figure_pane
 from workbench.dashboards.pages.lm_tradeoff import LmTradeoffSection
-from workbench.errors import InputError
+from workbench.errors import InputError, WorkbenchError
 from workbench.loaders.language import RANDOM_LLAMAS, TRAINED_LLAMAS
 from workbench.loaders.tokenizers import Tokenizer
 from workbench.profiling.generate import GenerationProfile
 from workbench.progress import CancelToken, ProgressCallback
+from workbench.store import Store
 
 #: the per-layer table columns shown (the others stay in the data)
 LAYER_COLUMNS = [
@@ -334,13 +335,16 @@ class GeneratePage(Viewer):
         **params: Any,
     ) -> None:
         """Args: ``jobs`` the page's worker, ``dispatch`` runs a callback on the session's
-        thread, ``store`` keeps the trade-off sweeps (None: the default results store)."""
+        thread, ``store`` keeps the trade-off sweeps (None: the default results store)
+        and, when it is a `Store`, every generation profile the page measures (the Runs
+        page lists them)."""
         from workbench.backends.base import generation_backends
 
         super().__init__(**params)
         self.jobs = jobs or Jobs()
         self._dispatch: Dispatch = dispatch or (lambda callback: callback())
         self._run = 0  # a stream's tokens are shown only while it is the latest
+        self._store = store if isinstance(store, Store) else None
         # what the stream shows: (prompt, output length, byte-level) of its run
         self._streaming: Streaming = (self.prompt, self.output_length, None)
         self.choices = language_choices()
@@ -459,6 +463,19 @@ class GeneratePage(Viewer):
     def _profiled(self, profile: GenerationProfile) -> None:
         self.profile = profile
         self.history = [*self.history, profile][-MAX_HISTORY:]
+        if self._store is not None:
+            try:
+                self._store.save_generation(profile)
+            except WorkbenchError as exc:  # the profile stays shown; only saving failed
+                self.jobs.message = f"not saved to the results store: {exc}"
+
+    def show_generations(self, profiles: list[GenerationProfile]) -> None:
+        """Show generation profiles measured before (the Runs page's, from the store):
+        the last as this page's profile, all of them in its runs table and roofline."""
+        if not profiles:
+            return
+        self.history = [*self.history, *profiles][-MAX_HISTORY:]
+        self.profile = profiles[-1]
 
     def _model_changed(self, *_: Any) -> None:
         choice = self.choice

@@ -36,7 +36,8 @@ POINT_COLUMNS = [
 
 
 class RunsPage(Viewer):
-    """The store's runs; selected profiles reopen in Compare, a sweep shows its trade-offs.
+    """The store's runs; selected profiles reopen in Compare, generation profiles in
+    Generate, a sweep shows its trade-offs.
 
     Example:
         >>> page = RunsPage(state=state); page.refresh()
@@ -49,9 +50,16 @@ class RunsPage(Viewer):
     host = param.Selector(default="all", objects=["all"], doc="show runs on this machine")
     since = param.CalendarDate(default=None, allow_None=True, doc="show runs from this day on")
 
-    def __init__(self, on_open: Callable[[], None] | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        on_open: Callable[[], None] | None = None,
+        on_open_generations: Callable[[list[Any]], None] | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.on_open = on_open
+        #: shows stored generation profiles (the app's Generate page)
+        self.on_open_generations = on_open_generations
         self.runs = pd.DataFrame(columns=["run_id", *SHOWN])
         self.stored = self.runs
         self.table = table(self.runs[SHOWN], selectable="checkbox", height=420)
@@ -112,16 +120,24 @@ class RunsPage(Viewer):
         return [str(self.runs.iloc[i]["run_id"]) for i in self.table.selection]
 
     def open_runs(self, run_ids: list[str]) -> None:
-        """Reopen stored profiles into this session and show them on the Compare page."""
-        opened = []
+        """Reopen stored profiles into this session and show them on the Compare page;
+        stored generation profiles go to the Generate page."""
+        opened, generations = [], []
         for run_id in run_ids:
             row = self.runs[self.runs["run_id"] == run_id]
-            if row.empty or row.iloc[0]["kind"] != "profile":
-                continue
-            profile = self.state.profile_by_id(run_id) or self.state.store.load_profile(run_id)
-            opened.append(profile)
+            kind = None if row.empty else row.iloc[0]["kind"]
+            if kind == "generation":
+                generations.append(self.state.store.load_generation(run_id))
+            elif kind == "profile":
+                profile = self.state.profile_by_id(run_id) or self.state.store.load_profile(run_id)
+                opened.append(profile)
+        if generations and self.on_open_generations is not None:
+            self.on_open_generations(generations)
         if not opened:
-            self.message.object = "<p>Select one or more <b>profile</b> rows to open.</p>"
+            if not generations:
+                self.message.object = (
+                    "<p>Select one or more <b>profile</b> or <b>generation</b> rows to open.</p>"
+                )
             return
         for profile in opened:
             self.state.show(profile)
@@ -141,7 +157,7 @@ class RunsPage(Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         refresh = pn.widgets.Button(label="Refresh")
         refresh.on_click(self.refresh)
-        open_button = pn.widgets.Button(label="Open in Compare", color="primary")
+        open_button = pn.widgets.Button(label="Open", color="primary")
         open_button.on_click(lambda _: self.open_runs(self.selected_ids()))
         delete = pn.widgets.Button(label="Delete ticked", color="danger")
         delete.on_click(self.delete_selected)
