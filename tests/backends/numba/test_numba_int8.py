@@ -132,11 +132,14 @@ def _qdq_conv_model(activations: str, seed: int = 4) -> tuple[wb.Model, float]:
     return model_from_proto(proto, name="qdq-conv-test"), float(consts["y_s"])
 
 
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 @pytest.mark.parametrize("activations", ["uint8", "int8"])
-def test_qdq_convolutions_run_in_integers_within_one_step_of_ort(activations: str) -> None:
+def test_qdq_convolutions_run_in_integers_within_one_step_of_ort(
+    activations: str, layout: str
+) -> None:
     model, step = _qdq_conv_model(activations)
     x = np.random.default_rng(5).uniform(-1, 3, (3, 5, 9, 8)).astype(np.float32)
-    session = wb.backend("numba").compile(model, "cpu")
+    session = wb.backend("numba").compile(model, "cpu", layout=layout)
     (conv,) = [n for n in session.graph.nodes if n.op_type == qdq_fusion.FUSED_CONV]
     assert conv.name == "conv" and "QuantizeLinear_5" in conv.fused
     (got,) = session.run({"x": x})
@@ -230,3 +233,34 @@ def test_matmul_integer_with_a_constant_weight_runs_the_integer_kernel_exactly()
     assert isinstance(node.cache["weight"], int8.PackedWeight)  # the integer path ran
     feeds2 = {"x": feeds["x"] * 3 - 1}  # a new range: scale and zero point change per run
     np.testing.assert_array_equal(session.run(feeds2)[0], ort_outputs(model, feeds2)[0])
+
+
+def test_max_pool_between_a_dequantize_and_the_same_quantize_runs_on_quantized_values() -> None:
+    """``DQ -> MaxPool -> Q`` with one scale and zero point is the pool of the quantized
+    values: no float tensor in between, and the outputs equal ORT's exactly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    params = {"s": np.float32(0.03), "z": np.uint8(5)}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("MaxPool", ["xd"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2]*2),
+        helper.make_node("QuantizeLinear", ["p", "s", "z"], ["pq"]),
+        helper.make_node("DequantizeLinear", ["pq", "s", "z"], ["y"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), name) for name, v in params.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    model = model_from_proto(proto, name="qdq-pool-test")
+    x = np.random.default_rng(6).uniform(-1, 5, (2, 3, 6, 6)).astype(np.float32)
+    session = wb.backend("numba").compile(model, "cpu")
+    (pool,) = [n for n in session.graph.nodes if n.op_type == "MaxPool"]
+    assert pool.inputs[0] == "xq" and pool.outputs == ["pq"]
+    np.testing.assert_array_equal(session.run({"x": x})[0], ort_outputs(model, {"x": x})[0])

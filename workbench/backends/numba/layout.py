@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from workbench.backends.numba.graph import Graph, Node
+from workbench.backends.numba.qdq_fusion import FUSED_CONV
 from workbench.loaders.onnx import LAYOUT_LAYER
 
 TO_NHWC = [0, 2, 3, 1]
@@ -100,6 +101,10 @@ class _Rewriter:
         op = node.op_type
         if op == "Conv":
             return self._conv(node)
+        if op == FUSED_CONV:  # its im2col reads NHWC taps and its rows are NHWC pixels
+            if node.inputs[0] not in self.nhwc:
+                self.convert(node.inputs[0], to_nhwc=True)
+            return self._rewrite(node, [node.inputs[0]], nhwc_output=True)
         first = node.inputs[0] if node.inputs else ""
         if first not in self.nhwc or len(node.outputs) != 1:
             return False  # only continue an NHWC chain, never start one for these ops

@@ -32,6 +32,8 @@ __all__ = ["FUSED_CONV", "FUSED_OP", "fuse_int8_products"]
 #: knows them).
 FUSED_OP = "Int8Gemm"
 FUSED_CONV = "Int8Conv"
+#: Ops that run on quantized values unchanged between a Dequantize/Quantize pair.
+PASSTHROUGH = frozenset({"MaxPool", "Reshape", "Flatten"})
 #: Activation types the integer kernels read (uint8: ORT's default; int8).
 ACTIVATION_TYPES = frozenset({"uint8", "int8"})
 
@@ -133,6 +135,61 @@ def _product(node: Node, consts: dict[str, np.ndarray], weights: dict[str, _Weig
     return weight, out_axis, bias
 
 
+def _links(nodes: list[Node]) -> tuple[dict[str, list[Node]], dict[str, Node]]:
+    """Each value's readers and its producer."""
+    users: dict[str, list[Node]] = {}
+    producer: dict[str, Node] = {}
+    for node in nodes:
+        for name in node.inputs:
+            users.setdefault(name, []).append(node)
+        for name in node.outputs:
+            producer[name] = node
+    return users, producer
+
+
+def _same_quantization(dq: Node, q: Node, consts: dict[str, np.ndarray]) -> bool:
+    """Whether a QuantizeLinear undoes a DequantizeLinear: both per tensor, with equal
+    scales and zero points (of one type)."""
+    if not (_per_tensor(dq, consts) and _per_tensor(q, consts)):
+        return False
+    pairs = [(consts[dq.inputs[i]], consts[q.inputs[i]]) for i in (1, 2)]
+    return all(a.dtype == b.dtype and a.reshape(()) == b.reshape(()) for a, b in pairs)
+
+
+def _quantized_passthrough(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
+    """Run each MaxPool, Reshape or Flatten that sits between a DequantizeLinear and a
+    QuantizeLinear of the same scale and zero point on the quantized values.
+
+    Exact: the maximum of dequantized values is the dequantized maximum (a positive
+    scale keeps order), a view moves no value, and quantizing a dequantized value gives
+    it back. The sample CNN's pooling and its flatten before the classifier ran in float
+    between such pairs."""
+    nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
+    users, producer = _links(nodes)
+    dropped: set[int] = set()
+    for node in nodes:
+        if node.op_type not in PASSTHROUGH or no_fuse(node) or len(node.outputs) != 1:
+            continue
+        dq = producer.get(node.inputs[0])
+        readers = users.get(node.outputs[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(readers) != 1:
+            continue
+        (q,) = readers
+        if q.op_type != "QuantizeLinear" or no_fuse(dq) or no_fuse(q):
+            continue
+        if node.outputs[0] in outputs or not _same_quantization(dq, q, consts):
+            continue
+        node.inputs = [dq.inputs[0], *node.inputs[1:]]
+        node.outputs = list(q.outputs)
+        node.fused.append(q.name)
+        dropped.add(id(q))
+        if users.get(dq.outputs[0]) == [node] and dq.outputs[0] not in outputs:
+            node.fused.insert(0, dq.name)
+            dropped.add(id(dq))
+    kept = [n for n in nodes if id(n) not in dropped]
+    return dataclasses.replace(graph, nodes=kept)
+
+
 def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]) -> Graph:
     """Replace each QDQ Gemm/MatMul (see the module docstring) by one ``Int8Gemm`` node.
 
@@ -142,15 +199,10 @@ def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]
     the packed weight's ``channels``, ``depth`` and ``vnni``. Nodes with a custom kernel
     (``no_fuse``) are left alone; the graph's own nodes are changed in place.
     """
+    graph = _quantized_passthrough(graph, no_fuse)
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
     weights = _weights(proto, consts)
-    users: dict[str, list[Node]] = {}
-    producer: dict[str, Node] = {}
-    for node in nodes:
-        for name in node.inputs:
-            users.setdefault(name, []).append(node)
-        for name in node.outputs:
-            producer[name] = node
+    users, producer = _links(nodes)
     dropped: set[int] = set()
     fused: dict[int, Node] = {}
     for node in nodes:

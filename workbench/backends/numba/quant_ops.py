@@ -244,41 +244,49 @@ def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
 
 
 def bind_int8_conv(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
-    """A fused QDQ 2-D convolution (`qdq_fusion`, inputs as `bind_int8_gemm`'s) on NCHW
-    data: the quantized input copied to NHWC, its im2col (padding with its zero point),
-    the integer product, the epilogue, and the ``[N * OH * OW, M]`` result (NHWC)
-    copied to NCHW."""
+    """A fused QDQ 2-D convolution (`qdq_fusion`, inputs as `bind_int8_gemm`'s): the
+    quantized input's im2col (padding with its zero point), the integer product and the
+    epilogue, whose ``[N * OH * OW, M]`` rows are the NHWC output. On NHWC data (see
+    `layout`, which runs it channels-last) nothing else is copied; on NCHW data the
+    input is copied to NHWC first and the rows back to NCHW."""
     x, x_zero, values, sums, scale, bias = ins
     attrs = node.attrs
     if x.ndim != 4:
         raise UnsupportedModelError(f"Int8Conv {node.name!r}: only 2-D convolutions")
     weight = int8.PackedWeight(values, sums, attrs["channels"], attrs["depth"], attrs["vnni"])
-    geo = shapes.window(node, x.shape[2:], attrs["kernel_shape"])
-    n, m, pixels = x.shape[0], weight.channels, geo.out[0] * geo.out[1]
+    n, m = x.shape[0], weight.channels
+    nhwc_shape = x.shape if node.channels_last else (n, *x.shape[2:], x.shape[1])
+    geo = shapes.window(node, nhwc_shape[1:3], attrs["kernel_shape"])
+    pixels = geo.out[0] * geo.out[1]
     dtype = np.dtype(attrs["dtype"])
-    out = _out(outs, (n, m, *geo.out), dtype)
-    taps = x.shape[1] * math.prod(attrs["kernel_shape"])
+    out = _out(outs, (n, *geo.out, m) if node.channels_last else (n, m, *geo.out), dtype)
+    taps = nhwc_shape[3] * math.prod(attrs["kernel_shape"])
     key = ("im2col", x.shape, taps)
     if key not in node.cache:
         node.cache[key] = (
-            np.empty((n, *x.shape[2:], x.shape[1]), x.dtype),
+            np.empty(nhwc_shape, x.dtype),
             np.empty((n * pixels, taps), x.dtype),
             np.empty((n * pixels, m), dtype),
         )
     nhwc, cols, rows_out = node.cache[key]
+    steps: list[Callable[[], Any]] = []
+    if node.channels_last:
+        nhwc, rows_out = x, out.reshape(n * pixels, m)
+    else:
+        steps.append(functools.partial(np.copyto, nhwc, x.transpose(0, 2, 3, 1)))
     zero = np.asarray(x_zero).reshape(1)
     geometry = (*geo.kernel, *geo.strides, *geo.pads[:2], *geo.dilations, *geo.out)
-    to_nhwc = functools.partial(np.copyto, nhwc, x.transpose(0, 2, 3, 1))
     product = int8.product(weight, cols, zero, node.cache)
     # uint8 taps are what the VNNI kernel reads: im2col writes its workspace directly
     direct = weight.vnni and x.dtype == np.uint8
     target = product.workspace if direct else cols
-    unfold = functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, target)
-    epilogue = _int8_epilogue(node, product, scale, bias, rows_out)
-    nchw = rows_out.reshape(n, pixels, m).transpose(0, 2, 1)
-    to_nchw = functools.partial(np.copyto, out.reshape(n, m, pixels), nchw)
-    multiply = product.multiply if direct else product.run
-    return _sequence(to_nhwc, unfold, multiply, epilogue, to_nchw), [out]
+    steps.append(functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, target))
+    steps.append(product.multiply if direct else product.run)
+    steps.append(_int8_epilogue(node, product, scale, bias, rows_out))
+    if not node.channels_last:
+        nchw = rows_out.reshape(n, pixels, m).transpose(0, 2, 1)
+        steps.append(functools.partial(np.copyto, out.reshape(n, m, pixels), nchw))
+    return _sequence(*steps), [out]
 
 
 def _int8_epilogue(
