@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workbench.backends.base import LayerTiming
 from workbench.loaders.causal_lm import label_modules
+
+if TYPE_CHECKING:
+    from workbench.backends.onnxruntime.trace import TraceRun
 
 #: the per-layer pass profiles one decode step in this many (the others run plain)
 PROFILE_EVERY = 8
@@ -256,17 +259,10 @@ class OrtDecoder:
         )
         phases = {}
         for phase in ("prefill", "decode"):
-            keep = [c == phase for c in calls]
-            phases[phase] = [t for t, k in zip(traced_runs, keep, strict=True) if k]
-            before = [sum(e[3] for e in t.events) for t, k in zip(raw, keep, strict=True) if k]
-            after = [sum(e[3] for e in t.events) for t in phases[phase]]
-            kernels = [len(t.events) for t in phases[phase]]
-            self.layers_method[phase] = {
-                "calls": len(after),
-                "kernels_per_call": float(np.median(kernels)) if kernels else None,
-                "raw_sum_ms": float(np.median(before)) if before else None,
-                "net_sum_ms": float(np.median(after)) if after else None,
-            }
+            phases[phase] = [t for t, c in zip(traced_runs, calls, strict=True) if c == phase]
+            self.layers_method[phase] = kernel_sums(
+                [t for t, c in zip(raw, calls, strict=True) if c == phase], phases[phase]
+            )
         self.layers_method.update(
             profile_every=self.profile_every,
             profiled_steps=sorted(chosen),
@@ -287,6 +283,22 @@ class OrtDecoder:
         )
         prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases.values())
         return prefill, decode
+
+
+def kernel_sums(raw: Sequence[TraceRun], net: Sequence[TraceRun]) -> dict[str, Any]:
+    """A phase's profiled calls: how many, the median call's kernels, and the median of
+    their summed times as the profiler reported them (``raw``) and net of its own cost
+    (``net``, the same calls after `less_overhead`), in ms; None where no call was."""
+
+    def median(values: list[float]) -> float | None:
+        return float(np.median(values)) if values else None
+
+    return {
+        "calls": len(net),
+        "kernels_per_call": median([len(t.events) for t in net]),
+        "raw_sum_ms": median([sum(e[3] for e in t.events) for t in raw]),
+        "net_sum_ms": median([sum(e[3] for e in t.events) for t in net]),
+    }
 
 
 def exported_decoder(model: Any, threads: int | None = None) -> OrtDecoder:
