@@ -187,7 +187,7 @@ def test_what_is_not_an_optimum_decoder_is_one_line(
     flag = onnx.helper.make_tensor_value_info("use_cache_branch", onnx.TensorProto.BOOL, [1])
     proto.graph.input.append(flag)
     onnx.save(proto, str(folder / "model.onnx"))
-    with pytest.raises(UnsupportedModelError, match=r"legacy merged decoder.*use_cache_branch"):
+    with pytest.raises(UnsupportedModelError, match=r"use_cache_branch input that does not"):
         load_optimum(folder)
     shutil.rmtree(folder)
     folder = _copy(exported, tmp_path)
@@ -219,3 +219,69 @@ def test_the_runtimes_read_the_last_of_every_positions_logits(
     with torch.no_grad():
         expected = llama(torch.from_numpy(feeds["input_ids"])).logits.numpy()  # type: ignore[operator]
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def merged_layout(folder: Path) -> Path:
+    """Turn an optimum folder's ``model.onnx`` into the legacy ``decoder_model_merged.onnx``:
+    an ``If`` on ``use_cache_branch`` whose two branches are the decoder (optimum's are the
+    decoders with and without a cache; either runs a first pass here)."""
+    from onnx import helper
+
+    proto = onnx.load(str(folder / "model.onnx"))
+    graph = proto.graph
+
+    def branch(tag: str) -> onnx.GraphProto:
+        # a branch's values are its own: none may shadow the outer graph's
+        made = {out for node in graph.node for out in node.output}
+        nodes = []
+        for node in graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.input[:] = [f"{tag}/{n}" if n in made else n for n in node.input]
+            copy.output[:] = [f"{tag}/{n}" for n in node.output]
+            nodes.append(copy)
+        typed = [helper.make_empty_tensor_value_info(f"{tag}/{v.name}") for v in graph.output]
+        return helper.make_graph(nodes, tag, [], typed)
+
+    flag = helper.make_tensor_value_info("use_cache_branch", onnx.TensorProto.BOOL, [1])
+    choose = helper.make_node(
+        "If", ["use_cache_branch"], [v.name for v in graph.output], name="optimum::if",
+        then_branch=branch("with_past"), else_branch=branch("without_past"),
+    )  # fmt: skip
+    merged = helper.make_graph(
+        [choose], graph.name, [*graph.input, flag], list(graph.output), list(graph.initializer)
+    )
+    out = helper.make_model(merged, opset_imports=list(proto.opset_import))
+    out.ir_version = proto.ir_version
+    (folder / "model.onnx").unlink()
+    onnx.save(out, str(folder / "decoder_model_merged.onnx"))
+    return folder
+
+
+def test_a_legacy_merged_decoder_runs_through_its_cache_branch(
+    llama: object, exported: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    folder = merged_layout(_copy(exported, tmp_path))
+    # the folder is a valid merged decoder: ORT runs it as it is, on either branch
+    session = ort.InferenceSession(str(folder / "decoder_model_merged.onnx"))
+    feeds = {
+        "input_ids": np.arange(PROMPT, dtype=np.int64)[None],
+        "attention_mask": np.ones((1, PROMPT), np.int64),
+        "position_ids": np.arange(PROMPT, dtype=np.int64)[None],
+    }
+    empty = np.zeros((1, 2, 0, 8), np.float32)
+    feeds.update({i.name: empty for i in session.get_inputs() if i.name.startswith("past_")})
+    for flag in (True, False):
+        logits = session.run(["logits"], {**feeds, "use_cache_branch": np.array([flag])})[0]
+        assert logits.shape == (1, PROMPT, 100)
+    before = sorted(p.name for p in folder.iterdir())
+    m = load_optimum(folder, reference=llama)
+    assert m.legacy and m.path.name == "decoder_model_merged.onnx"
+    for backend in ("onnxruntime", "numba"):
+        g = generate_profile(
+            m, backend=backend, prompt_length=PROMPT, output_length=OUTPUT, runs=1, warmup=0
+        )
+        assert g.reference_backend == "torch" and g.diverges_at is None, backend
+    assert sorted(p.name for p in folder.iterdir()) == before  # written to its own scratch

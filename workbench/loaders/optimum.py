@@ -2,8 +2,8 @@
 
 ``optimum-cli export onnx --task text-generation-with-past`` writes a folder with
 ``config.json``, ``generation_config.json``, the tokenizer's files and the decoder,
-``model.onnx`` (older versions: ``decoder_model_merged.onnx``; its weights may lie in
-``model.onnx_data``). The decoder takes ``input_ids``, ``attention_mask``,
+``model.onnx`` (older versions: ``decoder_model_merged.onnx``, read through its
+with-cache branch, `cache_branch`; its weights may lie in ``model.onnx_data``). The decoder takes ``input_ids``, ``attention_mask``,
 ``position_ids`` and ``past_key_values.<layer>.key|value`` and returns ``logits`` (every
 position) and ``present.<layer>.key|value``: the workbench's own export
 (`workbench.loaders.causal_lm.export_decoder`) under other cache names. `load_optimum`
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: the decoder file optimum writes, newest layout first
 DECODER_FILES = ("model.onnx", "decoder_model_merged.onnx")
+#: a legacy merged decoder's flag choosing its branch (`cache_branch`)
+BRANCH_INPUT = "use_cache_branch"
 
 #: how a refusal tells the user to opt in
 OPT_IN = "pass trust=True to load_optimum (CLI: --trust) only if you trust its author"
@@ -85,9 +87,16 @@ class OptimumModel:
     reference_hint = "load_optimum(folder, reference=<its transformers model or folder>)"
 
     def __init__(
-        self, folder: Path, path: Path, lm_facts: CausalLM, modules: list[str], reference: Any
+        self,
+        folder: Path,
+        path: Path,
+        lm_facts: CausalLM,
+        modules: list[str],
+        reference: Any,
+        *,
+        legacy: bool = False,
     ) -> None:
-        self.folder, self.path = folder, path
+        self.folder, self.path, self.legacy = folder, path, legacy
         self.lm_facts, self.modules, self.reference = lm_facts, modules, reference
         self.variant_name = lm_facts.name
         # where `model_tokenizer` finds the folder's tokenizer files
@@ -97,7 +106,15 @@ class OptimumModel:
         """The decoder as the runtimes load it: the folder's file, never changed or
         removed, with a temporary folder of its own for what a runtime writes."""
         scratch = tempfile.TemporaryDirectory(prefix="wb-decoder-")
-        return DecoderFile(self.path, self.lm_facts, self.modules, scratch, outer_scopes=0)
+        path = self.path
+        if self.legacy:  # its cache branch written out as a decoder of its own
+            import onnx
+
+            path = Path(scratch.name) / "model.onnx"
+            merged = onnx.load(str(self.path))  # the folder's external data, read in
+            onnx.save(cache_branch(merged, self.path.name), str(path),
+                      save_as_external_data=True, location="model.onnx_data")  # fmt: skip
+        return DecoderFile(path, self.lm_facts, self.modules, scratch, outer_scopes=0)
 
     def __repr__(self) -> str:
         return f"OptimumModel({str(self.folder)!r})"
@@ -129,7 +146,8 @@ def load_optimum(
         UnsafeModelError: untrusted, and the folder holds a file that is not data, or
             the graph's external data lies outside the folder.
         UnsupportedModelError: the graph is not a decoder with past key/values the
-            runtimes can feed (e.g. a legacy merged decoder's ``use_cache_branch``).
+            runtimes can feed (a legacy merged decoder is read through its with-cache
+            branch, `cache_branch`).
         InputError: the reference is not the model the graph was exported from.
 
     Example:
@@ -170,9 +188,12 @@ def load_optimum(
             )
         if not target.is_file():
             raise ModelLoadError(f"{onnx_file.name}'s external data {location!r} is missing")
+    legacy = BRANCH_INPUT in {v.name for v in proto.graph.input}
+    if legacy:
+        proto = cache_branch(proto, onnx_file.name)
     lm = _facts(path, onnx_file, config, proto)
     root = str((config.get("architectures") or ["model"])[0])
-    model = OptimumModel(path, onnx_file, lm, _module_paths(proto, root), None)
+    model = OptimumModel(path, onnx_file, lm, _module_paths(proto, root), None, legacy=legacy)
     model.reference = _reference(model, reference)
     return model
 
@@ -198,11 +219,6 @@ def _facts(
             "heads, context and vocabulary of a causal LM"
         ) from exc
     inputs = {v.name: v for v in proto.graph.input}
-    if "use_cache_branch" in inputs:
-        raise UnsupportedModelError(
-            f"{onnx_file.name} is a legacy merged decoder (a use_cache_branch input and two "
-            "subgraphs); re-export with a current optimum, which writes model.onnx"
-        )
     lm = CausalLM(
         name=f"{folder.name} optimum",
         layers=layers,
@@ -240,6 +256,52 @@ def _facts(
     itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(cache.elem_type)).itemsize
     weights, step = graph_weight_bytes(proto)
     return replace(lm, cache_itemsize=itemsize, weights_bytes=weights, step_weights_bytes=step)
+
+
+def cache_branch(proto: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """A legacy merged decoder's with-cache branch as a decoder of its own.
+
+    Older optimum versions wrote ``decoder_model_merged.onnx``: an ``If`` on a
+    ``use_cache_branch`` input choosing between the decoder without a cache (the first
+    pass) and the one with it. The with-cache branch also runs the first pass, on a cache
+    of length 0 (as current exports do), so that branch alone is the decoder: its nodes
+    take the ``If``'s place (reading the outer graph's inputs and weights, as they did),
+    their outputs renamed to the ``If``'s, and ``use_cache_branch`` is dropped. ``proto``
+    is not changed.
+
+    Raises:
+        UnsupportedModelError: ``use_cache_branch`` feeds anything but one ``If``.
+    """
+    from onnx import helper
+
+    graph = proto.graph
+    users = [n for n in graph.node if BRANCH_INPUT in n.input]
+    if len(users) != 1 or users[0].op_type != "If" or users[0].input[0] != BRANCH_INPUT:
+        raise UnsupportedModelError(
+            f"{name} has a {BRANCH_INPUT} input that does not choose one If's branch: not a "
+            "merged decoder the workbench can read; re-export with a current optimum"
+        )
+    (branch_node,) = users
+    branch = next(a.g for a in branch_node.attribute if a.name == "then_branch")
+    renames = [
+        helper.make_node("Identity", [inner.name], [outer], name=f"/{BRANCH_INPUT}/{outer}")
+        for inner, outer in zip(branch.output, branch_node.output, strict=True)
+        if inner.name != outer
+    ]
+    nodes = []
+    for node in graph.node:
+        nodes.extend([*branch.node, *renames] if node is branch_node else [node])
+    new = helper.make_graph(
+        nodes,
+        graph.name,
+        [v for v in graph.input if v.name != BRANCH_INPUT],
+        list(graph.output),
+        initializer=[*graph.initializer, *branch.initializer],
+        value_info=[*graph.value_info, *branch.value_info],
+    )
+    out = helper.make_model(new, opset_imports=list(proto.opset_import))
+    out.ir_version = proto.ir_version
+    return out
 
 
 def _module_paths(proto: onnx.ModelProto, root: str) -> list[str]:
