@@ -175,7 +175,7 @@ def run_model_set(args: argparse.Namespace) -> None:
     text = "\n".join(lines) + "\n\n" + table(results, [])
     print(text)
     write_results(
-        "numba_model_set",
+        args.results,
         {"protocol": "wb.compare_runtimes", "rounds": rounds, "budget_s": budget_s,
          "coverage": rows, "models": results},
         text,
@@ -306,6 +306,12 @@ def main() -> None:
     parser.add_argument("--model-set", action="store_true", help="the issue-27 model set")
     parser.add_argument("--only", nargs="+", help="with --model-set: these models of the set")
     parser.add_argument("--batches", nargs="+", type=int, help="with --model-set: batch sizes")
+    parser.add_argument(
+        "--results",
+        default="numba_model_set",
+        help="with --model-set: the results file's name (results/<name>.md/.json), so runs "
+        "of different models of the set (the zoo, torchvision) do not replace each other",
+    )
     args = parser.parse_args()
     if args.model_set:
         run_model_set(args)
