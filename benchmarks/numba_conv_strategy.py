@@ -41,8 +41,11 @@ RUNTIMES = (
 MODELS = ("digits-cnn", "digits-resnet", "mobilenet_v3_small", "resnet18")
 
 
-def _decisions(path: Path) -> dict[str, int]:
-    """How many layers the measuring gave each strategy (from the strategy cache)."""
+def _decisions(path: Path) -> dict[str, Any]:
+    """From the strategy cache the children wrote: how many layer keys (a layer at one
+    thread count) got each strategy, how many differ from the rules' pick, and the
+    candidates' timings summed over those keys: the rules' kernels against the chosen
+    ones, timed in the same alternated rounds."""
     import json
 
     from workbench.backends.numba.strategy import CACHE_FILE
@@ -52,9 +55,13 @@ def _decisions(path: Path) -> dict[str, int]:
     except (OSError, ValueError, KeyError):
         return {}
     counts: dict[str, int] = {}
+    changed, rules_ms, chosen_ms = 0, 0.0, 0.0
     for entry in entries:
         counts[entry["strategy"]] = counts.get(entry["strategy"], 0) + 1
-    return counts
+        changed += entry["strategy"] != entry["rules"]
+        rules_ms += entry["times_ms"][entry["rules"]]
+        chosen_ms += entry["times_ms"][entry["strategy"]]
+    return {"counts": counts, "changed": changed, "rules_ms": rules_ms, "chosen_ms": chosen_ms}
 
 
 def _progress(what: str, _: Any, message: str) -> None:
@@ -77,7 +84,9 @@ def main() -> None:
         "Each runtime in its own fresh processes, alternated; ms = median of the per-round",
         "medians (range); ratio = measure / rules in the same round (range); compile s =",
         "compile + plan + first inference in the first child (empty strategy cache) / the",
-        "fastest later one (strategy cache read).",
+        "fastest later one (strategy cache read). Strategies chosen: per layer key (a layer",
+        "at one thread count) in the strategy cache, with the candidates' own timings summed",
+        "(the rules' kernels against the chosen ones, timed in the same alternated rounds).",
         "",
         "| model | batch | rules ms | measure ms | measure / rules | compile s rules "
         "| compile s measure | strategies chosen | load |",
@@ -102,7 +111,13 @@ def main() -> None:
                 row["runtime"]: row for row in comparison.table.reset_index().to_dict("records")
             }
             rules, measure = rows["numba rules"], rows["numba measure"]
-            chosen = ", ".join(f"{k} {v}" for k, v in sorted(result["decisions"].items()))
+            decided = result["decisions"]
+            chosen = ", ".join(f"{k} {v}" for k, v in sorted(decided.get("counts", {}).items()))
+            if decided.get("rules_ms"):
+                chosen += (
+                    f"; {decided['changed']} not the rules' pick; conv kernels "
+                    f"{decided['chosen_ms']:.3g} ms chosen / {decided['rules_ms']:.3g} rules'"
+                )
             lines.append(
                 f"| {entry.name} | {batch} | {rules['median_ms']:.3f} "
                 f"({rules['min_ms']:.3f}-{rules['max_ms']:.3f}) | {measure['median_ms']:.3f} "

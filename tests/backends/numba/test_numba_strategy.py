@@ -96,12 +96,14 @@ def test_measuring_runs_the_fastest_candidate_with_the_rules_results(
     assert_close(measured, rules, scope="op")
     (row,) = session.conv_strategies
     assert (row["strategy"], row["source"], row["batch"]) == (fastest, "measured", 2)
+    assert row["rules"] == "winograd"  # what the rules would have run, beside the choice
     assert set(row["times_ms"]) == set(CANDIDATES) == set(timer.calls)
     assert row["times_ms"][fastest] == 1.0
     conv = next(n for n in session.graph.nodes if n.op_type == "Conv")
     assert ("winograd_u" in conv.cache) == (fastest == "winograd")
     (timing,) = [t for t in session.run_layers(INPUTS, repeats=1) if t.op_type == "Conv"]
-    assert timing.detail["note"].startswith(f"conv strategy {fastest} (measured; ms: ")
+    why = "measured" if fastest == "winograd" else "measured, the rules' winograd"
+    assert timing.detail["note"].startswith(f"conv strategy {fastest} ({why}; ms: ")
 
 
 def test_the_cache_is_written_then_read_without_measuring(
@@ -113,7 +115,7 @@ def test_the_cache_is_written_then_read_without_measuring(
     measured = len(timer.calls)
     assert measured and measured % len(CANDIDATES) == 0  # rounds of every candidate
     (entry,) = json.loads((cache_dir / strategy.CACHE_FILE).read_text())["entries"].values()
-    assert entry["strategy"] == "im2col"
+    assert (entry["strategy"], entry["rules"]) == ("im2col", "winograd")
     again = wb.backend("numba").compile(model, "cpu")
     again.run(INPUTS)
     assert len(timer.calls) == measured  # nothing timed

@@ -272,7 +272,8 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
                 "gemm": type(gemm).__name__, "threads": numba.get_num_threads(),
                 "split": getattr(gemm, "threads", 1),
             }  # fmt: skip
-            decided = _measure(node, strategy.layer_key(facts), candidates)
+            rules = _rule_strategy(c, m, geo)
+            decided = _measure(node, strategy.layer_key(facts), candidates, rules)
         node.cache[("conv_strategy", x.shape)] = decided
     return candidates[decided.strategy](), [out]
 
@@ -379,7 +380,7 @@ def _conv_im2col(
 
 
 def _measure(
-    node: Node, key: str, candidates: dict[str, Callable[[], Callable[[], None]]]
+    node: Node, key: str, candidates: dict[str, Callable[[], Callable[[], None]]], rules: str
 ) -> strategy.Decision:
     """`strategy.choose` with each candidate's packed weights and workspaces kept apart:
     only the winner's stay in ``node.cache`` (they count in the session's memory)."""
@@ -395,7 +396,7 @@ def _measure(
 
         return build
 
-    decision = strategy.choose(key, {name: isolated(name) for name in candidates})
+    decision = strategy.choose(key, {name: isolated(name) for name in candidates}, rules)
     node.cache = built.get(decision.strategy, base)
     return decision
 

@@ -44,27 +44,34 @@ class Decision:
     """The strategy a convolution runs and why.
 
     Attributes:
-        strategy: the candidate's name (``"winograd"``, ``"im2col:2MB"``, ...).
+        strategy: the candidate's name (``"winograd"``, ``"im2col:small"``, ...).
         times_ms: median milliseconds per call of each candidate timed (empty under
             the rules, or when a layer has one candidate).
         source: ``"measured"`` (timed in this compile), ``"cache"`` (read from the
             strategy cache on disk), ``"rules"`` (the fixed rules) or ``"only
             candidate"`` (nothing to choose from).
+        rules: what the fixed rules would run (empty: the same as ``strategy``).
     """
 
     strategy: str
     times_ms: Mapping[str, float] = field(default_factory=dict)
     source: str = "rules"
+    rules: str = ""
 
     def note(self) -> str:
         """One line for a profile's note column: the choice and the candidates' times."""
+        why = self.source
+        if self.rules and self.rules != self.strategy:
+            why += f", the rules' {self.rules}"
         if not self.times_ms:
-            return f"conv strategy {self.strategy} ({self.source})"
+            return f"conv strategy {self.strategy} ({why})"
         times = ", ".join(f"{name} {ms:.3g}" for name, ms in sorted(self.times_ms.items()))
-        return f"conv strategy {self.strategy} ({self.source}; ms: {times})"
+        return f"conv strategy {self.strategy} ({why}; ms: {times})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "times_ms": dict(self.times_ms), "source": self.source}
+        rules = self.rules or self.strategy
+        return {"strategy": self.strategy, "times_ms": dict(self.times_ms), "source": self.source,
+                "rules": rules}  # fmt: skip
 
 
 def time_call_ms(name: str, run: Callable[[], Any]) -> float:
@@ -79,7 +86,9 @@ def time_call_ms(name: str, run: Callable[[], Any]) -> float:
 TIMER: Callable[[str, Callable[[], Any]], float] = time_call_ms
 
 
-def choose(key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]]) -> Decision:
+def choose(
+    key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]], rules: str = ""
+) -> Decision:
     """The fastest of ``candidates`` on this machine: read from the cache, else timed.
 
     Args:
@@ -87,15 +96,16 @@ def choose(key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]]) 
         candidates: name -> a builder returning the bound call of that strategy (on the
             layer's real arrays). Builders run in order; each call's output overwrites the
             last, so the caller's output holds a valid result whichever wins.
+        rules: the candidate the fixed rules pick, recorded beside the choice.
 
     Returns:
         The `Decision`; a cached decision naming a strategy no longer offered is timed again.
     """
     if len(candidates) == 1:
-        return Decision(next(iter(candidates)), {}, "only candidate")
+        return Decision(next(iter(candidates)), {}, "only candidate", rules)
     cached = _read_cache(_cache_path()).get(key)
     if cached is not None and cached.get("strategy") in candidates:
-        return Decision(cached["strategy"], cached.get("times_ms", {}), "cache")
+        return Decision(cached["strategy"], cached.get("times_ms", {}), "cache", rules)
     runs = {name: build() for name, build in candidates.items()}
     started = time.perf_counter()
     for run in runs.values():
@@ -109,7 +119,7 @@ def choose(key: str, candidates: Mapping[str, Callable[[], Callable[[], Any]]]) 
             samples[name].append(TIMER(name, run))
     times = {name: statistics.median(values) for name, values in samples.items()}
     best = min(times, key=lambda name: times[name])
-    decision = Decision(best, times, "measured")
+    decision = Decision(best, times, "measured", rules)
     _write_cache(_cache_path(), key, decision)
     return decision
 
@@ -175,7 +185,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
 def _write_cache(path: Path, key: str, decision: Decision) -> None:
     """Add one entry (read, merge, replace atomically); an unwritable folder is skipped."""
     entries = dict(_read_cache(path))
-    entries[key] = {"strategy": decision.strategy, "times_ms": dict(decision.times_ms)}
+    entries[key] = decision.to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
