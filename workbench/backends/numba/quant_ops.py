@@ -280,7 +280,8 @@ def bind_int8_conv(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     # uint8 taps are what the VNNI kernel reads: im2col writes its workspace directly
     direct = weight.vnni and x.dtype == np.uint8
     target = product.workspace if direct else cols
-    steps.append(functools.partial(cpu.pick(int8.im2col, cols.size), nhwc, geometry, zero, target))
+    unfold = cpu.pick(int8.im2col, cols.size)
+    steps.append(functools.partial(unfold, nhwc, geometry, zero, target))
     steps.append(product.multiply if direct else product.run)
     steps.append(_int8_epilogue(node, product, scale, bias, rows_out))
     if not node.channels_last:
