@@ -72,6 +72,9 @@ GROUPED = {
     ),
     "channel multiplier 2": (C, 2 * C, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
     "two groups of four": (2, 4, {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1]}),
+    # ShuffleNet's pointwise group convolutions: one GEMM per group
+    "pointwise, four groups": (4, 8, {"kernel_shape": [1, 1]}),
+    "pointwise, two groups widening": (2, 12, {"kernel_shape": [1, 1]}),
 }
 
 
@@ -82,11 +85,15 @@ def test_grouped_and_depthwise_convolutions_run_nhwc(case: str) -> None:
     consts = _weights("w", (out_channels, C // group, kh, kw))
     model = _model([("Conv", ["x", "w", "w_b"], {"group": group, **attrs})], consts)
     # one conversion in and one out: the convolution itself runs channels-last
-    assert _ops(_check(model)) == [
+    session = _check(model)
+    assert _ops(session) == [
         ("Transpose", False, ""),
         ("Conv", True, ""),
         ("Transpose", False, ""),
     ]
+    conv = session.graph.nodes[1]
+    per_group = any(key[0] == "group_in" for key in conv.cache if isinstance(key, tuple))
+    assert per_group == (kh == kw == 1)  # pointwise: per-group GEMMs, not the direct loop
 
 
 #: (tail nodes after Conv t0, the activation fused into it)

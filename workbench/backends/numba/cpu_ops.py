@@ -253,7 +253,10 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
     bias = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if bias is None:
         bias = _cached(node, ("zeros", m), None, lambda: np.zeros(m, x.dtype))
-    if int(node.attrs.get("group", 1)) != 1 or nchw_input:  # direct kernels
+    group = int(node.attrs.get("group", 1))
+    if 1 < group < m and _pointwise(geo) and not nchw_input:
+        return _grouped_pointwise(node, x, w, bias, group, gemm, out), [out]
+    if group != 1 or nchw_input:  # direct kernels
 
         def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
             return _cached(node, key, 1, make)  # type: ignore[no-any-return]
@@ -341,6 +344,37 @@ def _dense_nhwc_candidates(
 
         found["direct"] = direct
     return found
+
+
+def _grouped_pointwise(
+    node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, group: int, gemm: GemmFn,
+    out: np.ndarray,
+) -> Callable[[], None]:  # fmt: skip
+    """A grouped 1x1 Conv on NHWC data (ShuffleNet's) as one GEMM per group: the group's
+    channels copied out contiguous, multiplied by its weights, copied into its output
+    channels; then bias and activation. The direct loop (`depthwise.grouped_nhwc`)
+    spent 0.5 ms on each of the zoo ShuffleNet's 4-group layers at batch 1 (about 30
+    GFLOP/s, a loaded 2-core VM), 80% of the model's time."""
+    n, h, wid, c = x.shape
+    m = w.shape[0]
+    per_in, per_out, rows = c // group, m // group, n * h * wid
+    col, y = x.reshape(rows, c), out.reshape(rows, m)
+    part_in = _workspace(node, "group_in", (rows, per_in), x.dtype)
+    part_out = _workspace(node, "group_out", (rows, per_out), x.dtype)
+    steps: list[Callable[[], Any]] = []
+
+    def taps_of(g: int) -> Callable[[], np.ndarray]:
+        return lambda: np.ascontiguousarray(w[g * per_out : (g + 1) * per_out, :, 0, 0].T)
+
+    for g in range(group):
+        taps = _cached(node, ("group_w", g), 1, taps_of(g))
+        steps += [
+            functools.partial(np.copyto, part_in, col[:, g * per_in : (g + 1) * per_in]),
+            _product(gemm, part_in, taps, part_out),
+            functools.partial(np.copyto, y[:, g * per_out : (g + 1) * per_out], part_out),
+        ]
+    steps.append(_bias_act(node, y, bias))
+    return _blas_scope(gemm, _sequence(*steps), rows * per_in * per_out)
 
 
 def _w2t(node: Node, w: np.ndarray) -> np.ndarray:
