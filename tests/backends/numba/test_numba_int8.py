@@ -264,3 +264,46 @@ def test_max_pool_between_a_dequantize_and_the_same_quantize_runs_on_quantized_v
     (pool,) = [n for n in session.graph.nodes if n.op_type == "MaxPool"]
     assert pool.inputs[0] == "xq" and pool.outputs == ["pq"]
     np.testing.assert_array_equal(session.run({"x": x})[0], ort_outputs(model, {"x": x})[0])
+
+
+def test_dynamic_products_fuse_their_float_tail_and_match_ort() -> None:
+    """``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale) -> Add(bias) ->
+    Relu`` (ORT's ``int8-dynamic`` with one weight scale per channel) is one node whose
+    epilogue does the same float32 arithmetic: equal to ORT's outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    rng = np.random.default_rng(7)
+    consts = {
+        "w": rng.integers(-127, 128, (30, 20)).astype(np.int8),
+        "w_s": rng.uniform(0.001, 0.01, 20).astype(np.float32),
+        "w_z": np.zeros(20, np.int8),
+        "b": rng.normal(0, 0.5, 20).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("Mul", ["xs", "w_s"], ["m"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz", "w_z"], ["acc"], name="mm"),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "m"], ["y0"]),
+        helper.make_node("Add", ["y0", "b"], ["y1"]),
+        helper.make_node("Relu", ["y1"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dynamic_tail",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 30])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, name) for name, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    model = model_from_proto(proto, name="dynamic-tail-test")
+    session = wb.backend("numba").compile(model, "cpu")
+    (product,) = [n for n in session.graph.nodes if n.op_type == qdq_fusion.FUSED_OP]
+    assert product.name == "mm" and product.activation == "Relu"
+    for seed in (8, 9):  # a new range each run: the scale is read every time
+        x = {"x": np.random.default_rng(seed).normal(0, 2, (5, 30)).astype(np.float32)}
+        np.testing.assert_allclose(
+            session.run(x)[0], ort_outputs(model, x)[0], rtol=1e-6, atol=1e-6
+        )

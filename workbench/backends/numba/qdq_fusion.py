@@ -190,6 +190,72 @@ def _quantized_passthrough(graph: Graph, no_fuse: Callable[[Node], bool]) -> Gra
     return dataclasses.replace(graph, nodes=kept)
 
 
+def _dynamic_products(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
+    """``MatMulInteger(x_q, w) -> Cast(float) -> Mul(scale) [-> Add(bias)]`` (what ORT's
+    dynamic quantizer writes after each DynamicQuantizeLinear) as one ``Int8Gemm`` node
+    with a computed scale: the same float32 arithmetic (``float(acc) * scale + bias``)
+    in one pass instead of four over the output."""
+    nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
+    users, _ = _links(nodes)
+
+    def only_reader(node: Node, op: str) -> Node | None:
+        found = users.get(node.outputs[0], [])
+        ok = len(found) == 1 and found[0].op_type == op and node.outputs[0] not in outputs
+        return found[0] if ok and not no_fuse(found[0]) else None
+
+    dropped: set[int] = set()
+    fused: dict[int, Node] = {}
+    for mm in nodes:
+        if mm.op_type != "MatMulInteger" or no_fuse(mm) or mm.inputs[1] not in consts:
+            continue
+        weight = consts[mm.inputs[1]]
+        zero_w = mm.inputs[3] if len(mm.inputs) > 3 and mm.inputs[3] else ""
+        a_zero = mm.inputs[2] if len(mm.inputs) > 2 and mm.inputs[2] else ""
+        if weight.ndim != 2 or weight.dtype.name not in ("int8", "uint8") or not a_zero:
+            continue
+        if zero_w and zero_w not in consts:
+            continue
+        cast = only_reader(mm, "Cast")
+        mul = only_reader(cast, "Mul") if cast is not None else None
+        if cast is None or mul is None or int(cast.attrs.get("to", 0)) != 1 or mul.activation:
+            continue  # 1: float32
+        scale = mul.inputs[1] if mul.inputs[0] == cast.outputs[0] else mul.inputs[0]
+        channels = weight.shape[1]
+        add = only_reader(mul, "Add")
+        bias = ""
+        if add is not None:
+            bias = add.inputs[1] if add.inputs[0] == mul.outputs[0] else add.inputs[0]
+            if bias not in consts or consts[bias].size != channels:
+                add, bias = None, ""
+        zeros = consts[zero_w].reshape(-1) if zero_w else np.zeros(1, np.int8)
+        packed = int8.pack(weight, zeros, axis=1)
+        names = {k: f"{mm.name}::int8_{k}" for k in ("weight", "sums", "bias")}
+        consts[names["weight"]] = packed.values
+        consts[names["sums"]] = packed.column_sums
+        consts[names["bias"]] = (
+            np.ascontiguousarray(consts[bias].reshape(-1), np.float32)
+            if bias
+            else np.zeros(channels, np.float32)
+        )
+        last = add if add is not None else mul
+        chain = [cast, mul, *([add] if add is not None else [])]
+        fused[id(mm)] = Node(
+            name=mm.name,
+            op_type=FUSED_OP,
+            inputs=[mm.inputs[0], a_zero, names["weight"], names["sums"], scale, names["bias"]],
+            outputs=list(last.outputs),
+            attrs={"y_scale": 1.0, "y_zero": 0.0, "dtype": "float32", "channels": channels,
+                   "depth": packed.depth, "vnni": packed.vnni},
+            layer=mm.layer,
+            fused=[*mm.fused, *(name for n in chain for name in (n.name, *n.fused))],
+            activation=last.activation,
+            opset=mm.opset,
+        )  # fmt: skip
+        dropped.update(id(n) for n in chain)
+    kept = [fused.get(id(n), n) for n in nodes if id(n) not in dropped]
+    return dataclasses.replace(graph, nodes=kept)
+
+
 def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]) -> Graph:
     """Replace each QDQ Gemm/MatMul (see the module docstring) by one ``Int8Gemm`` node.
 
@@ -199,7 +265,7 @@ def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]
     the packed weight's ``channels``, ``depth`` and ``vnni``. Nodes with a custom kernel
     (``no_fuse``) are left alone; the graph's own nodes are changed in place.
     """
-    graph = _quantized_passthrough(graph, no_fuse)
+    graph = _dynamic_products(_quantized_passthrough(graph, no_fuse), no_fuse)
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
     weights = _weights(proto, consts)
     users, producer = _links(nodes)

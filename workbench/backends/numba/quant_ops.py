@@ -231,7 +231,8 @@ dynamic_quantize_linear.bind = _bind_dynamic_quantize_linear  # type: ignore[att
 def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     """A fused QDQ product (`qdq_fusion`): ``[x_q, x_zero, packed weight, column sums,
     scale, bias]`` in, ``act(acc * scale + bias)`` out, quantized by the node's
-    ``y_scale``/``y_zero`` unless its ``dtype`` is float32."""
+    ``y_scale``/``y_zero`` unless its ``dtype`` is float32. A computed ``scale`` (one
+    value or one per channel: a dynamic product's) is read on every run."""
     x, x_zero, values, sums, scale, bias = ins
     attrs = node.attrs
     weight = int8.PackedWeight(values, sums, attrs["channels"], attrs["depth"], attrs["vnni"])
@@ -239,8 +240,14 @@ def bind_int8_gemm(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     dtype = np.dtype(node.attrs["dtype"])
     out = _out(outs, (*x.shape[:-1], n), dtype)
     product = int8.product(weight, x, np.asarray(x_zero), node.cache)
-    epilogue = _int8_epilogue(node, product, scale, bias, out.reshape(-1, n))
-    return _sequence(product.run, epilogue), [out]
+    if 4 in node.const_inputs:
+        epilogue = _int8_epilogue(node, product, scale, bias, out.reshape(-1, n))
+        return _sequence(product.run, epilogue), [out]
+    # a dynamic product's scale (activation scale x weight scales) changes every run
+    per_channel = node.cache.setdefault(("scale", n), np.empty(n, np.float32))
+    spread = functools.partial(np.copyto, per_channel, np.broadcast_to(scale.reshape(-1), (n,)))
+    epilogue = _int8_epilogue(node, product, per_channel, bias, out.reshape(-1, n))
+    return _sequence(product.run, spread, epilogue), [out]
 
 
 def bind_int8_conv(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
