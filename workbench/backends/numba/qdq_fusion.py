@@ -196,7 +196,19 @@ def _dynamic_products(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
     with a computed scale: the same float32 arithmetic (``float(acc) * scale + bias``)
     in one pass instead of four over the output."""
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
-    users, _ = _links(nodes)
+    users, producer = _links(nodes)
+
+    def per_channel(name: str, channels: int) -> bool:
+        """A scale of one value or one per channel: a constant, a DynamicQuantizeLinear's
+        scale, or their product (what ORT writes)."""
+        if name in consts:
+            return consts[name].size in (1, channels)
+        source = producer.get(name)
+        if source is not None and source.op_type == "DynamicQuantizeLinear":
+            return source.outputs[1] == name
+        if source is None or source.op_type != "Mul":
+            return False
+        return all(per_channel(n, channels) for n in source.inputs)
 
     def only_reader(node: Node, op: str) -> Node | None:
         found = users.get(node.outputs[0], [])
@@ -221,6 +233,8 @@ def _dynamic_products(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
             continue  # 1: float32
         scale = mul.inputs[1] if mul.inputs[0] == cast.outputs[0] else mul.inputs[0]
         channels = weight.shape[1]
+        if not per_channel(scale, channels):
+            continue
         add = only_reader(mul, "Add")
         bias = ""
         if add is not None:
