@@ -60,6 +60,18 @@ def optimum_layout(model: object, folder: Path) -> Path:
     return folder
 
 
+def first_pass(session: object) -> dict[str, np.ndarray]:
+    """A decoder session's feeds for the prompt's pass: ``PROMPT`` tokens, an empty cache."""
+    feeds = {
+        "input_ids": np.arange(PROMPT, dtype=np.int64)[None],
+        "attention_mask": np.ones((1, PROMPT), np.int64),
+        "position_ids": np.arange(PROMPT, dtype=np.int64)[None],
+    }
+    empty = np.zeros((1, 2, 0, 8), np.float32)
+    names = [i.name for i in session.get_inputs()]  # type: ignore[attr-defined]
+    return feeds | {name: empty for name in names if name.startswith("past_")}
+
+
 @pytest.fixture(scope="module")
 def llama() -> object:
     return _llama()
@@ -207,13 +219,7 @@ def test_the_runtimes_read_the_last_of_every_positions_logits(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(exported / "model.onnx"))
-    feeds = {
-        "input_ids": np.arange(PROMPT, dtype=np.int64)[None],
-        "attention_mask": np.ones((1, PROMPT), np.int64),
-        "position_ids": np.arange(PROMPT, dtype=np.int64)[None],
-    }
-    empty = np.zeros((1, 2, 0, 8), np.float32)
-    feeds.update({i.name: empty for i in session.get_inputs() if i.name.startswith("past_")})
+    feeds = first_pass(session)
     logits = session.run(["logits"], feeds)[0]
     assert logits.shape == (1, PROMPT, 100)  # optimum's layout: every position
     with torch.no_grad():
@@ -266,13 +272,7 @@ def test_a_legacy_merged_decoder_runs_through_its_cache_branch(
     folder = merged_layout(_copy(exported, tmp_path))
     # the folder is a valid merged decoder: ORT runs it as it is, on either branch
     session = ort.InferenceSession(str(folder / "decoder_model_merged.onnx"))
-    feeds = {
-        "input_ids": np.arange(PROMPT, dtype=np.int64)[None],
-        "attention_mask": np.ones((1, PROMPT), np.int64),
-        "position_ids": np.arange(PROMPT, dtype=np.int64)[None],
-    }
-    empty = np.zeros((1, 2, 0, 8), np.float32)
-    feeds.update({i.name: empty for i in session.get_inputs() if i.name.startswith("past_")})
+    feeds = first_pass(session)
     for flag in (True, False):
         logits = session.run(["logits"], {**feeds, "use_cache_branch": np.array([flag])})[0]
         assert logits.shape == (1, PROMPT, 100)
