@@ -3,8 +3,9 @@
 One file (default ``~/.cache/workbench/runs.sqlite``; set ``WORKBENCH_STORE`` or pass a
 path) holds every saved `Profile` and `GenerationProfile` (as their JSON) and every
 finished sweep point, so an interrupted sweep resumes where it stopped and the
-dashboard's Runs page can list what was measured before; and records of SLO and scenario results from any machine
-(`workbench.planning.records`: imported, compared, planned from). Each call opens its
+dashboard's Runs page can list what was measured before; and records of SLO and
+scenario results from any machine (`workbench.planning.records`: imported, compared,
+planned from). Each call opens its
 own short connection, so a store can be used from several threads (a dashboard) and
 processes (a CLI sweep) at once.
 

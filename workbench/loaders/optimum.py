@@ -3,9 +3,10 @@
 ``optimum-cli export onnx --task text-generation-with-past`` writes a folder with
 ``config.json``, ``generation_config.json``, the tokenizer's files and the decoder,
 ``model.onnx`` (older versions: ``decoder_model_merged.onnx``, read through its
-with-cache branch, `cache_branch`; its weights may lie in ``model.onnx_data``). The decoder takes ``input_ids``, ``attention_mask``,
-``position_ids`` and ``past_key_values.<layer>.key|value`` and returns ``logits`` (every
-position) and ``present.<layer>.key|value``: the workbench's own export
+with-cache branch, `cache_branch`; its weights may lie in ``model.onnx_data``). The
+decoder takes ``input_ids``, ``attention_mask``, ``position_ids`` and
+``past_key_values.<layer>.key|value`` and returns ``logits`` (every position) and
+``present.<layer>.key|value``: the workbench's own export
 (`workbench.loaders.causal_lm.export_decoder`) under other cache names. `load_optimum`
 reads such a folder as an `OptimumModel`, whose facts name optimum's cache inputs, so
 the onnxruntime and numba decoders run the file as it is
