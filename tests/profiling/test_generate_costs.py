@@ -101,3 +101,23 @@ def test_generate_profile_puts_costs_in_both_phase_tables(monkeypatch) -> None:
     assert back.machine_ceilings == g.machine_ceilings
     figure = viz.phase_roofline(back, "prefill")
     assert any(t.name == "roof" for t in figure.data) and len(figure.data) > 2
+
+
+def test_costs_that_cannot_be_counted_leave_the_times_and_say_why() -> None:
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    from workbench.profiling.generate_costs import costed_phases
+
+    table = pd.DataFrame({"layer": ["lm_head"], "latency_ms": [1.0]})
+    shape = (1, 4, 0, 3)
+    odd = SimpleNamespace(config=PretrainedConfig())  # no causal LM class for it
+    (prefill, decode), notes = costed_phases(odd, (table, None), shape)
+    assert prefill is table and decode is None
+    assert notes[0].startswith("phase costs unavailable: rebuilding the architecture failed")
+    (prefill, _), notes = costed_phases(SimpleNamespace(), (table, None), shape)
+    assert prefill is table and "no transformers config" in notes[0]
+    variant = SimpleNamespace(recipe={"label": "int4"}, config=tiny_llama().config)
+    (prefill, _), notes = costed_phases(variant, (table, None), shape)
+    assert prefill is table and "quantized variant" in notes[0]

@@ -256,20 +256,24 @@ def costed_phases(
     if getattr(model, "recipe", None) or getattr(model, "precision", "fp32") != "fp32":
         return phases, ["phase costs not counted for a quantized variant: its weights' bytes "
                         "are not the architecture's"]  # fmt: skip
-    config = config_of(model)
-    if config is None:
-        return phases, ["phase costs unavailable: no transformers config to rebuild the "
-                        "architecture from (give reference=)"]  # fmt: skip
-    every_logit = type(model).__name__ in ("OptimumModel", "GenaiModel")
-    prefill, decode = phases
-    notes: list[str] = []
-    if prefill is not None:
-        costs, notes = phase_costs(config, batch, prompt, depth, every_logit=every_logit)
-        prefill = with_costs(prefill, costs, ceilings)
-    if decode is not None:
-        past = depth + prompt + (output - 2) // 2  # the middle decode step's context
-        costs, notes = phase_costs(config, batch, 1, past, every_logit=every_logit)
-        decode = with_costs(decode, costs, ceilings)
+    try:
+        config = config_of(model)
+        if config is None:
+            return phases, ["phase costs unavailable: no transformers config to rebuild the "
+                            "architecture from (give reference=)"]  # fmt: skip
+        every_logit = type(model).__name__ in ("OptimumModel", "GenaiModel")
+        prefill, decode = phases
+        notes: list[str] = []
+        if prefill is not None:
+            costs, notes = phase_costs(config, batch, prompt, depth, every_logit=every_logit)
+            prefill = with_costs(prefill, costs, ceilings)
+        if decode is not None:
+            past = depth + prompt + (output - 2) // 2  # the middle decode step's context
+            costs, notes = phase_costs(config, batch, 1, past, every_logit=every_logit)
+            decode = with_costs(decode, costs, ceilings)
+    except Exception as exc:  # an architecture transformers cannot rebuild: times stand
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return phases, [f"phase costs unavailable: rebuilding the architecture failed ({first})"]
     return (prefill, decode), notes
 
 
