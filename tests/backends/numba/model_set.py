@@ -6,9 +6,9 @@
   exports; `workbench.testing.foreign`), full size;
 - a transformers BERT for sequence classification from a small config (random weights,
   exported to ONNX): its attention mask is IsNaN/Where, its pooler a GatherND;
-- torchvision's mobilenet_v3_small, efficientnet_b0 and resnet18 (random weights, batch
-  norms calibrated),
-  where torchvision imports (CI runs them in the ``.venv-torchvision`` overlay; here
+- torchvision's mobilenet_v3_small, efficientnet_b0, resnet18 and vit_b_32 (random
+  weights, batch norms calibrated), where torchvision imports (CI runs them in the
+  ``.venv-torchvision`` overlay; here
   ``PYTHONPATH=.venv-torchvision/lib/python3.11/site-packages``); their export takes a
   minute or more on 2 cores.
 
@@ -106,7 +106,7 @@ def entries() -> list[Entry]:
     found.append(Entry("bert-tiny (transformers)", "transformers", bert))
     found += [
         Entry(n, "torchvision", functools.partial(_torchvision, n), heavy=True)
-        for n in ("mobilenet_v3_small", "efficientnet_b0", "resnet18")
+        for n in ("mobilenet_v3_small", "efficientnet_b0", "resnet18", "vit_b_32")
     ]
     return found
 

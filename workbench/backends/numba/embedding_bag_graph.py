@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from workbench.backends.numba.graph import Graph, Node
+from workbench.backends.numba.graph import Graph, Node, value_links
 
 __all__ = ["FUSED_OP", "fuse_embedding_bags"]
 
@@ -56,13 +56,7 @@ def fuse_embedding_bags(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
     (``no_fuse``) and intermediates read by anything else are left alone.
     """
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
-    users: dict[str, list[Node]] = {}
-    producer: dict[str, Node] = {}
-    for node in nodes:
-        for name in node.inputs:
-            users.setdefault(name, []).append(node)
-        for name in node.outputs:
-            producer[name] = node
+    users, producer = value_links(nodes)
 
     def only_user(value: str) -> Node | None:
         found = users.get(value, [])

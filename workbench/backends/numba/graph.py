@@ -155,12 +155,20 @@ def _to_node(proto_node: Any, index: int, opset: int) -> Node:
     )
 
 
-def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
+def value_links(nodes: list[Node]) -> tuple[dict[str, list[Node]], dict[str, Node]]:
+    """Each value's readers (in node order) and its producer, for the fusion passes."""
     users: dict[str, list[Node]] = {}
+    producer: dict[str, Node] = {}
     for node in nodes:
         for name in node.inputs:
             users.setdefault(name, []).append(node)
-    return users
+        for name in node.outputs:
+            producer[name] = node
+    return users, producer
+
+
+def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
+    return value_links(nodes)[0]
 
 
 def _fold_constants(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from workbench.backends.numba import int8
-from workbench.backends.numba.graph import Graph, Node
+from workbench.backends.numba.graph import Graph, Node, value_links
 
 __all__ = ["FUSED_CONV", "FUSED_OP", "fuse_int8_products"]
 
@@ -135,18 +135,6 @@ def _product(node: Node, consts: dict[str, np.ndarray], weights: dict[str, _Weig
     return weight, out_axis, bias
 
 
-def _links(nodes: list[Node]) -> tuple[dict[str, list[Node]], dict[str, Node]]:
-    """Each value's readers and its producer."""
-    users: dict[str, list[Node]] = {}
-    producer: dict[str, Node] = {}
-    for node in nodes:
-        for name in node.inputs:
-            users.setdefault(name, []).append(node)
-        for name in node.outputs:
-            producer[name] = node
-    return users, producer
-
-
 def _same_quantization(dq: Node, q: Node, consts: dict[str, np.ndarray]) -> bool:
     """Whether a QuantizeLinear undoes a DequantizeLinear: both per tensor, with equal
     scales and zero points (of one type)."""
@@ -165,7 +153,7 @@ def _quantized_passthrough(graph: Graph, no_fuse: Callable[[Node], bool]) -> Gra
     it back. The sample CNN's pooling and its flatten before the classifier ran in float
     between such pairs."""
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
-    users, producer = _links(nodes)
+    users, producer = value_links(nodes)
     dropped: set[int] = set()
     for node in nodes:
         if node.op_type not in PASSTHROUGH or no_fuse(node) or len(node.outputs) != 1:
@@ -196,7 +184,7 @@ def _dynamic_products(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
     with a computed scale: the same float32 arithmetic (``float(acc) * scale + bias``)
     in one pass instead of four over the output."""
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
-    users, producer = _links(nodes)
+    users, producer = value_links(nodes)
 
     def per_channel(name: str, channels: int) -> bool:
         """A scale of one value or one per channel: a constant, a DynamicQuantizeLinear's
@@ -282,7 +270,7 @@ def fuse_int8_products(graph: Graph, proto: Any, no_fuse: Callable[[Node], bool]
     graph = _dynamic_products(_quantized_passthrough(graph, no_fuse), no_fuse)
     nodes, consts, outputs = graph.nodes, graph.consts, set(graph.outputs)
     weights = _weights(proto, consts)
-    users, producer = _links(nodes)
+    users, producer = value_links(nodes)
     dropped: set[int] = set()
     fused: dict[int, Node] = {}
     for node in nodes:
