@@ -19,7 +19,7 @@ BACKENDS = {
         "threads, optimization, provider, profiling, spinning",
         {"optimization": "basic"},
     ),
-    "numba": ("gemm, layout, threads", {"layout": "nchw"}),
+    "numba": ("gemm, layout, threads, conv_strategy", {"layout": "nchw"}),
 }
 
 
