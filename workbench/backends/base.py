@@ -16,12 +16,14 @@ import contextlib
 import dataclasses
 import difflib
 import importlib
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -241,6 +243,13 @@ class StagedSession(Protocol):
     def run_staged(self, staged: Any) -> Any:
         """One inference on what `stage` returned; the runtime's own outputs."""
         ...
+
+
+def cache_dir() -> Path:
+    """Where workbench keeps what it measured or built on this machine (the ceilings, the
+    Numba convolutions' kernel choices, treelite's compiled libraries); the environment
+    variable ``WORKBENCH_CACHE_DIR`` overrides ``~/.cache/workbench``."""
+    return Path(os.environ.get("WORKBENCH_CACHE_DIR") or Path.home() / ".cache" / "workbench")
 
 
 def layer_methods_of(session: Any) -> Mapping[str, LayerMethod]:

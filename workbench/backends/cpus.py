@@ -19,8 +19,10 @@ from it; `workbench.machine` records it in each result's environment.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import platform
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,7 @@ __all__ = [
     "CpuSample",
     "contention_between",
     "cpu_budget",
+    "cpu_model",
     "default_threads",
     "free_cpus",
     "read_sample",
@@ -408,3 +411,16 @@ def default_threads(runtime_default: int | None = None, root: str | Path = "/") 
 
 # the first reading, so that the first `free_cpus` finds a window already open
 _held[("/", None)] = (time.monotonic(), read_sample())
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what `platform` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.backends.base import cache_dir
 from workbench.errors import InvalidArgumentError
 from workbench.profiling.results import dump_json, load_json
 
@@ -169,11 +170,6 @@ class Ceilings:
     def from_json(cls, text_or_path: str | Path) -> Ceilings:
         """Rebuild from `to_json` output, or from the file at a path holding it."""
         return cls.from_dict(load_json(text_or_path, "machine ceilings"))
-
-
-def cache_dir() -> Path:
-    """Where workbench caches measurements (env ``WORKBENCH_CACHE_DIR`` overrides)."""
-    return Path(os.environ.get("WORKBENCH_CACHE_DIR") or Path.home() / ".cache" / "workbench")
 
 
 def machine_ceilings(

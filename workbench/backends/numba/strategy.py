@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -137,6 +136,8 @@ def _machine() -> dict[str, str]:
 
     import numba
 
+    from workbench.backends.cpus import cpu_model
+
     try:  # the distribution's name (`workbench.machine.DISTRIBUTION`, a layer above)
         version = metadata.version("inference-workbench")
     except metadata.PackageNotFoundError:
@@ -144,23 +145,10 @@ def _machine() -> dict[str, str]:
     return {"cpu": cpu_model(), "workbench": version, "numba": numba.__version__}
 
 
-@functools.cache
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what `platform` says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cache_path() -> Path:
-    # the same folder as `workbench.profiling.ceilings.cache_dir` (a layer above this one)
-    root = os.environ.get("WORKBENCH_CACHE_DIR") or Path.home() / ".cache" / "workbench"
-    return Path(root) / CACHE_FILE
+    from workbench.backends.base import cache_dir
+
+    return cache_dir() / CACHE_FILE
 
 
 #: path -> (modification time, entries): the file is parsed once per process and change.

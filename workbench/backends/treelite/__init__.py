@@ -39,6 +39,7 @@ import numpy as np
 from workbench.backends.base import (
     Availability,
     Support,
+    cache_dir,
     check_device,
     check_supported,
     parse_options,
@@ -224,9 +225,7 @@ def _compiler() -> str | None:
 
 
 def _cache_dir() -> Path:
-    # the same root as the measurement caches (profiling.ceilings.cache_dir, a layer up)
-    root = os.environ.get("WORKBENCH_CACHE_DIR") or Path.home() / ".cache" / "workbench"
-    return Path(root) / "treelite"
+    return cache_dir() / "treelite"
 
 
 def _message_line(error: BaseException) -> str:
