@@ -55,15 +55,29 @@ def phase_costs(
     Example:
         >>> phase_costs(model.config, 1, 128, 0)[0].loc["lm_head", "flops"]
     """
+    return _count(_architecture(config), batch_size, new_tokens, past_tokens, every_logit)
+
+
+def _architecture(config: Any) -> Any:
+    """The ``transformers`` causal LM of ``config`` on PyTorch's ``meta`` device: its
+    modules and shapes, no memory and no arithmetic (built once, counted for each phase)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM
 
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config).eval()
+
+
+def _count(
+    module: Any, batch_size: int, new_tokens: int, past_tokens: int, every_logit: bool
+) -> tuple[pd.DataFrame, list[str]]:
+    """`phase_costs` on a built `_architecture`."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from workbench.backends.torch.layers import module_paths
     from workbench.loaders.causal_lm import cache_keyword
 
-    with torch.device("meta"):
-        module = AutoModelForCausalLM.from_config(config)
-    module.eval()
     root = type(module).__name__
     keyword = cache_keyword(module)
     seen: dict[str, tuple[Any, list[Any], list[Any]]] = {}
@@ -77,8 +91,8 @@ def phase_costs(
     with torch.inference_mode():
         cache = forward(past_tokens, None) if past_tokens else None
         handles = [
-            sub.register_forward_hook(_recorder(seen, path or root), with_kwargs=True)
-            for path, sub in module.named_modules()
+            sub.register_forward_hook(_recorder(seen, path), with_kwargs=True)
+            for path, sub in module_paths(module).items()
         ]
         counter = FlopCounterMode(display=False)
         try:
@@ -92,7 +106,7 @@ def phase_costs(
         for key, v in counter.get_flop_counts().items()
         if key != "Global"
     }
-    shape = _Shape.of(config, batch_size, new_tokens, past_tokens)
+    shape = _Shape.of(module, batch_size, new_tokens, past_tokens)
     children: dict[str, list[str]] = {}
     for path in seen:  # the nearest ancestor that ran (a ModuleList is never called)
         parent = path
@@ -126,7 +140,7 @@ def phase_costs(
 
 @dataclass(frozen=True)
 class _Shape:
-    """The phase's attention geometry (float32, as the workbench exports and runs it)."""
+    """The phase's attention geometry."""
 
     batch: int
     new: int
@@ -134,15 +148,17 @@ class _Shape:
     heads: int
     kv_heads: int
     head_dim: int
-    itemsize: int = 4
+    itemsize: int
 
     @classmethod
-    def of(cls, config: Any, batch: int, new: int, past: int) -> _Shape:
+    def of(cls, module: Any, batch: int, new: int, past: int) -> _Shape:
+        from workbench.loaders.causal_lm import causal_lm
+
+        facts = causal_lm(module)  # the cache's geometry, as generation reads it
+        config = module.config
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = int(text.num_attention_heads)
-        kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-        head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
-        return cls(batch, new, past, heads, kv_heads, head_dim)
+        return cls(batch, new, past, heads, facts.kv_heads, facts.head_dim, facts.cache_itemsize)
 
     @property
     def new_kv_bytes(self) -> int:
@@ -262,14 +278,15 @@ def costed_phases(
             return phases, ["phase costs unavailable: no transformers config to rebuild the "
                             "architecture from (give reference=)"]  # fmt: skip
         every_logit = type(model).__name__ in ("OptimumModel", "GenaiModel")
+        module = _architecture(config)
         prefill, decode = phases
         notes: list[str] = []
         if prefill is not None:
-            costs, notes = phase_costs(config, batch, prompt, depth, every_logit=every_logit)
+            costs, notes = _count(module, batch, prompt, depth, every_logit)
             prefill = with_costs(prefill, costs, ceilings)
         if decode is not None:
             past = depth + prompt + (output - 2) // 2  # the middle decode step's context
-            costs, notes = phase_costs(config, batch, 1, past, every_logit=every_logit)
+            costs, notes = _count(module, batch, 1, past, every_logit)
             decode = with_costs(decode, costs, ceilings)
     except Exception as exc:  # an architecture transformers cannot rebuild: times stand
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
