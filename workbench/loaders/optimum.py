@@ -26,7 +26,9 @@ Example:
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +101,7 @@ class OptimumModel:
     ) -> None:
         self.folder, self.path, self.legacy = folder, path, legacy
         self.lm_facts, self.modules, self.reference = lm_facts, modules, reference
+        self._branch: Path | None = None  # a legacy file's cache branch, written once
         self.variant_name = lm_facts.name
         # where `model_tokenizer` finds the folder's tokenizer files
         self.name_or_path = str(folder)
@@ -107,15 +110,22 @@ class OptimumModel:
         """The decoder as the runtimes load it: the folder's file, never changed or
         removed, with a temporary folder of its own for what a runtime writes."""
         scratch = tempfile.TemporaryDirectory(prefix="wb-decoder-")
-        path = self.path
-        if self.legacy:  # its cache branch written out as a decoder of its own
+        path = self._cache_branch() if self.legacy else self.path
+        return DecoderFile(path, self.lm_facts, self.modules, scratch, outer_scopes=0)
+
+    def _cache_branch(self) -> Path:
+        """A legacy merged decoder's cache branch as a file of its own (`cache_branch`),
+        written once per model into a folder that goes with it, never into the model's."""
+        if self._branch is None:
             import onnx
 
-            path = Path(scratch.name) / "model.onnx"
+            folder = Path(tempfile.mkdtemp(prefix="wb-optimum-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
             merged = onnx.load(str(self.path))  # the folder's external data, read in
-            onnx.save(cache_branch(merged, self.path.name), str(path),
+            onnx.save(cache_branch(merged, self.path.name), str(folder / "model.onnx"),
                       save_as_external_data=True, location="model.onnx_data")  # fmt: skip
-        return DecoderFile(path, self.lm_facts, self.modules, scratch, outer_scopes=0)
+            self._branch = folder / "model.onnx"
+        return self._branch
 
     def __repr__(self) -> str:
         return f"OptimumModel({str(self.folder)!r})"
