@@ -18,7 +18,10 @@ in the profile that predicts and in the run that measures (each part is compiled
 its profile's options and thread count): ONNX Runtime's idle threads do not spin
 (``spinning=False``), since a spinning pool keeps the cores busy after each ORT part and
 slows the other runtime's next part, which no profile sees. ``--ort-spinning`` profiles and
-runs ORT at its default instead, to measure what that costs. Each measured split's parts
+runs ORT at its default instead, to measure what that costs. Every split asked for is
+measured ``--rounds`` times, round-robin (each round compiles its parts afresh), and the
+median of the rounds is compared with the prediction: a stretch in which the VM runs a
+runtime at half speed then meets one round of each split. Each measured split's parts
 are also timed alone (``parts``): predicted against parts is the per-layer model's miss,
 parts against measured the pipeline's.
 
@@ -29,7 +32,8 @@ per call), each part's ``session.run`` beyond the profile's timed call on staged
 and each runtime's layout conversions of the tensors crossing a cut, per byte (the
 ``switch`` line, the "of it" columns).
 
-    python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--ort-spinning] [--quick]
+    python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--rounds 3]
+                                   [--ort-spinning] [--quick]
 
 On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
 and the ``--measure-top`` best-predicted splits. ``--quick`` is a small run (digits-cnn at
@@ -100,7 +104,8 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
     else:
         top = table.head(args.measure_top)["split"]
         chosen = list(dict.fromkeys([*top, *table["split"][table["order"].isin(["a", "b"])]]))
-    measured = measure_placement(placement, model, which=chosen, timing=timing, parts=True)
+    measured = measure_placement(placement, model, which=chosen, timing=timing, parts=True,
+                                 rounds=args.rounds)  # fmt: skip
     rows = measured.table[measured.table["measured_ms"].notna()]
     clean = rows[rows["note"] == ""]
     worst = float(rows["error_fraction"].abs().max())
@@ -146,6 +151,8 @@ def main() -> None:
     parser.add_argument("--measure-top", type=int, default=8, help="resnet: best splits run")
     parser.add_argument("--profile-rounds", type=int, default=3,
                         help="profiles per runtime, alternated; the median predicts")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each split measured this many times, round-robin; the median")  # fmt: skip
     parser.add_argument("--ort-spinning", action="store_true",
                         help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
@@ -155,6 +162,7 @@ def main() -> None:
     cases, pairs = CASES, PAIRS + [GPU_PAIR] * torch.cuda.is_available()
     if args.quick:
         args.budget_s, args.warmup, args.layer_repeats, args.measure_top = 0.2, 2, 10, 3
+        args.rounds = 1
         cases, pairs = [("digits-cnn", 64, "top")], PAIRS
     results = [run_case(m, bs, pair, which, args) for m, bs, which in cases for pair in pairs]
     held = all(r["within_bound"] == r["measured"] for r in results)
@@ -205,7 +213,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f" against parts alone {', '.join(map(format_ms, r['switch']['parts_ms']))})",
             "",
             "| split | predicted | of it switches (n) | of it calls | of it layout | parts alone | "
-            "measured (n) | error | within 15% | note |",
+            "measured (range over rounds; calls) | error | within 15% | note |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
@@ -213,7 +221,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{format_ms(row['switch_ms'])} ({int(row['switches'])}) | "
             f"{format_ms(row['call_ms'])} | {format_ms(row['layout_ms'])} | "
             f"{format_ms(row['parts_ms'])} | "
-            f"{format_ms(row['measured_ms'])} ({int(row['measured_n'])}) | "
+            f"{format_ms(row['measured_ms'])} ({format_ms(row['measured_min_ms'])}-"
+            f"{format_ms(row['measured_max_ms'])}; {int(row['measured_n'])}) | "
             f"{row['error_fraction']:+.1%} | "
             f"{'yes' if abs(row['error_fraction']) <= BOUND else 'NO'} | {row['note']} |"
             for row in rows

@@ -275,6 +275,42 @@ def test_a_measured_split_runs_both_parts_and_keeps_its_samples() -> None:
         measure_placement(p, model, which="nowhere")
 
 
+def test_rounds_measure_every_split_round_robin_and_keep_the_median(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import workbench.planning.placement as placement
+
+    model = chain_model()
+    a, b = (fake_profile("onnxruntime", {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}, 4.0)
+            for _ in range(2))  # fmt: skip
+    p = place(a, b, model=model)
+    splits = list(p.table[p.table["order"] == "a,b"]["split"][:2])
+    # each split's rounds read 3, 9 and 5 ms, the other's 1 ms: a slow stretch in one round
+    chain_ms = {splits[0]: iter([3.0, 9.0, 5.0]), splits[1]: iter([1.0, 1.0, 1.0])}
+    cuts_of = dict(zip(p.table["cuts"], p.table["split"], strict=False))
+    order: list[str] = []
+
+    def fake_time_split(model: wb.Model, cuts: list[str], *args: object, **kw: object) -> list:
+        split = cuts_of[", ".join(cuts)]
+        order.append(split)
+        ms = next(chain_ms[split])
+        return [placement._Round(Measurement((ms, ms)), [ms / 2, ms / 2], [], [])]
+
+    monkeypatch.setattr(placement, "_time_split", fake_time_split)
+    measured = measure_placement(p, model, which=splits, parts=True, rounds=3).table
+    assert order == splits * 3  # round-robin: a slow stretch meets each split once
+    row = measured.set_index("split").loc[splits[0]]
+    assert (row["measured_ms"], row["measured_min_ms"], row["measured_max_ms"]) == (5.0, 3.0, 9.0)
+    assert row["measured_n"] == 6 and row["parts_ms"] == 5.0
+    assert row["error_fraction"] == pytest.approx(row["predicted_ms"] / 5.0 - 1)
+    back = Placement.from_json(replace(p, table=measured).to_json()).table
+    assert back.set_index("split").loc[splits[0], "measured_max_ms"] == 9.0
+    with pytest.raises(wb.WorkbenchError, match="rounds must be a whole number"):
+        measure_placement(p, model, which=splits, rounds=1.5)  # type: ignore[arg-type]
+    with pytest.raises(wb.WorkbenchError, match="rounds"):
+        measure_placement(p, model, which=splits, rounds=0)
+
+
 def test_a_split_runs_each_part_as_its_profile_ran(monkeypatch: pytest.MonkeyPatch) -> None:
     import workbench.profiling.measure as measuring
 

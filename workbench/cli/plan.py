@@ -74,7 +74,8 @@ def _place(args: argparse.Namespace) -> int:
         objective=args.objective, prices=prices,
     )  # fmt: skip
     if args.measure:
-        result = pl.measure_placement(result, model, which=args.measure)
+        result = pl.measure_placement(result, model, which=args.measure,
+                                      rounds=args.measure_rounds)  # fmt: skip
     print(result.summary())
     if args.json:
         result.to_json(args.json)
@@ -156,5 +157,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         const="best",
         choices=["best", "all"],
         help="run the best (or all) splits here and print measured against predicted",
+    )
+    p.add_argument(
+        "--measure-rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --measure: time every split N times, round-robin; the median is shown",
     )
     p.set_defaults(func=_plan)

@@ -89,7 +89,7 @@ CANDIDATE_COLUMNS = [
     "split", "order", "cuts", "compute_a_ms", "compute_b_ms", "transfer_bytes",
     "transfer_ms", "switches", "switch_ms", "call_ms", "layout_ms", "predicted_ms",
     "cost_per_1m_calls", "best", "measured_ms", "measured_n", "error_fraction", "parts_ms",
-    "note",
+    "measured_min_ms", "measured_max_ms", "note",
 ]  # fmt: skip
 #: what `place` minimises: the predicted latency, or the money per call
 OBJECTIVES = ("latency", "cost")
@@ -653,6 +653,8 @@ def _candidate(
         "measured_n": math.nan,
         "error_fraction": math.nan,
         "parts_ms": math.nan,
+        "measured_min_ms": math.nan,
+        "measured_max_ms": math.nan,
         "note": "; ".join(split_fusions),
     }
 
@@ -818,6 +820,7 @@ def measure_placement(
     which: str | Sequence[str] = "best",
     timing: TimingOptions | None = None,
     parts: bool = False,
+    rounds: int = 1,
 ) -> Placement:
     """Run splits for real: each part on its processor, fed by the last, timed end to end.
 
@@ -837,15 +840,21 @@ def measure_placement(
             per-layer model's miss (fused kernels a cut splits, each part's call);
             ``parts_ms`` against ``measured_ms`` is the pipeline's (the runtimes
             disturbing each other, the hand-over).
+        rounds: how many times every split asked for is measured, round-robin (each
+            round compiles its parts afresh), so that a stretch of minutes in which the
+            machine or a runtime runs slow (a VM's neighbours; on the 2-core development
+            VM numba's digits-cnn read 2.1 ms and 4.1 ms in stretches of one run) sits in
+            one round of each split rather than in every round of some splits.
 
     Returns:
-        A new `Placement` whose rows measured have ``measured_ms`` (the median),
-        ``measured_n``, ``error_fraction`` (predicted / measured - 1) and, with
-        ``parts``, ``parts_ms``.
+        A new `Placement` whose rows measured have ``measured_ms`` (the median over the
+        rounds of each round's median), ``measured_min_ms`` / ``measured_max_ms`` (the
+        rounds' spread), ``measured_n`` (calls timed, all rounds), ``error_fraction``
+        (predicted / measured - 1) and, with ``parts``, ``parts_ms`` (median over rounds).
 
     Raises:
-        PlacementError: a ``which`` naming no row; DeviceUnavailableError and the backend's
-            errors when a processor is not here.
+        PlacementError: a ``which`` naming no row, ``rounds`` below 1;
+            DeviceUnavailableError and the backend's errors when a processor is not here.
 
     Example:
         >>> measured = measure_placement(wb.place(a, b, model=m), m, which="all")
@@ -865,19 +874,30 @@ def measure_placement(
                 "or texts of the table's split column"
             )
         wanted = list(table.index[table["split"].isin(names)])
+    rounds = whole("rounds", rounds, minimum=1, maximum=100)
     inputs = loaded.example_inputs(placement.batch_size)
     where = {
         "a": (placement.processor_a, placement.options_a),
         "b": (placement.processor_b, placement.options_b),
     }
+    chains: dict[int, list[Measurement]] = {index: [] for index in wanted}
+    alone: dict[int, list[float]] = {index: [] for index in wanted}
+    for _ in range(rounds):
+        for index in wanted:
+            row = table.loc[index]
+            cuts = [c for c in str(row["cuts"]).split(", ") if c]
+            sides = [where[s] for s in str(row["order"]).split(",")]
+            [timed] = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
+            chains[index].append(timed.chain)
+            alone[index].append(sum(timed.parts_ms) if parts else math.nan)
     for index in wanted:
-        row = table.loc[index]
-        cuts = [c for c in str(row["cuts"]).split(", ") if c]
-        sides = [where[s] for s in str(row["order"]).split(",")]
-        [timed] = _time_split(loaded, cuts, sides, inputs, timing or Options(), parts=parts)
-        m, alone = timed.chain, sum(timed.parts_ms) if parts else math.nan
-        table.loc[index, ["measured_ms", "measured_n", "parts_ms"]] = [m.median, m.n, alone]
-        table.loc[index, "error_fraction"] = row["predicted_ms"] / m.median - 1.0
+        medians = [m.median for m in chains[index]]
+        median = float(np.median(medians))
+        table.loc[index, ["measured_ms", "measured_min_ms", "measured_max_ms"]] = [
+            median, min(medians), max(medians)]  # fmt: skip
+        table.loc[index, "measured_n"] = sum(m.n for m in chains[index])
+        table.loc[index, "parts_ms"] = float(np.median(alone[index]))
+        table.loc[index, "error_fraction"] = table.loc[index, "predicted_ms"] / median - 1.0
     return replace(placement, table=table)
 
 
