@@ -86,6 +86,53 @@ def _depthwise_nhwc(
 depthwise_nhwc = twin(_depthwise_nhwc)
 
 
+def _depthwise_rows_nhwc(
+    x: np.ndarray, tiled: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...], act: int,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """`_depthwise_nhwc` at horizontal stride 1, each tap one loop along whole rows.
+
+    At stride 1 a tap reads a run of input pixels as long as the output row, so output
+    row and input row, both flat, line up value for value: with ``tiled`` [kh, kw,
+    OW*C] (each tap's filter repeated OW times) the tap is one ``dest[j] += src[j] *
+    tiled[j]`` loop of OW*C values. Over the channels alone that loop was C values long,
+    too short for the vector loop LLVM makes (16-88 channels in mobilenet_v3_small,
+    which ran its remainder scalar): measured on one core, 0.055 instead of 0.14 ms for
+    56x56x16 (3x3), 0.046 instead of 0.063 for 14x14x120 (5x5), the same at 240
+    channels and more.
+    """
+    kh, kw, sh, _sw, ph, pw, dh, dw, oh, ow = geometry
+    n, h, wid, c = x.shape
+    for t in prange(n * oh):
+        b = t // oh
+        y0 = (t % oh) * sh - ph
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
+        row = out[b, t % oh].reshape(-1)
+        for ox in range(ow):
+            for ci in range(c):
+                row[ox * c + ci] = bias[ci]
+        for ki in range(ky0, ky1):
+            source = x[b, y0 + ki * dh].reshape(-1)
+            for kj in range(kw):
+                shift = kj * dw - pw
+                lo, hi = _columns_inside(shift, 1, wid, ow)
+                if hi > lo:
+                    dest = row[lo * c : hi * c]
+                    src = source[(lo + shift) * c : (hi + shift) * c]
+                    taps = tiled[ki, kj]
+                    for j in range(dest.size):
+                        dest[j] += src[j] * taps[j]
+        _activate_all(row, act)
+
+
+depthwise_rows_nhwc = twin(_depthwise_rows_nhwc)
+
+#: Depthwise convolutions at stride 1 with fewer channels than this run
+#: `depthwise_rows_nhwc`: at 240 and more the channel loop vectorises as well, and the
+#: tiled filters (kh*kw*OW*C values) only cost memory.
+ROWS_MAX_CHANNELS = 192
+
+
 def _grouped_nhwc(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...], group: int,
     act: int, out: np.ndarray,
@@ -189,6 +236,11 @@ def bind(
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
+        if geometry[3] == 1 and m < ROWS_MAX_CHANNELS:
+            ow = geometry[9]
+            tiled = cached("depthwise_rows_w", lambda: np.tile(taps, (1, 1, ow)))
+            kernel = cpu.pick(depthwise_rows_nhwc, work)
+            return functools.partial(kernel, x, tiled, bias, geometry, act, out)
         kernel = cpu.pick(depthwise_nhwc, work)
         return functools.partial(kernel, x, taps, bias, geometry, act, out)
     spread = cached("grouped_w", lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0)))
