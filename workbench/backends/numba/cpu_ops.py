@@ -27,6 +27,7 @@ from workbench.backends.numba import (
     index_ops,
     label_encoder,
     layout,
+    packed_gemm,
     quant_ops,
     shapes,
     strategy,
@@ -129,6 +130,26 @@ def _panel_product(
         bias = _cached(node, ("zeros", n), None, lambda: np.zeros(n, a.dtype))
     act = cpu.ACTIVATIONS[node.activation]
     return functools.partial(cpu.gemm_panels, a, panels, ys, bias, act, out)
+
+
+def _packed_product(
+    node: Node, kind: GemmFn, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None, out: np.ndarray
+) -> Callable[[], None] | None:
+    """``out = act(a @ b + bias)`` by `packed_gemm.gemm_packed`, ``b`` and ``bias``
+    (input 2) packed once; None where either is not a constant or BLAS serves better
+    (see `packed_gemm.worthwhile`)."""
+    m, k = a.shape
+    n = b.shape[1]
+    constant = 1 in node.const_inputs and (bias is None or 2 in node.const_inputs)
+    fits = a.flags.c_contiguous and packed_gemm.worthwhile(m, k, n, b.dtype)
+    if not (isinstance(kind, BlasGemm) and constant and fits):
+        return None
+    weight = _cached(node, "packed", 1, lambda: packed_gemm.pack(b, bias))
+    tasks = _splits(kind, m * k * n)
+    tiles = _workspace(node, "packed_tiles", (tasks, packed_gemm.MC, packed_gemm.NR), a.dtype)
+    run = packed_gemm.gemm_packed[0 if tasks > 1 else 1]
+    act = cpu.ACTIVATIONS[node.activation]
+    return functools.partial(run, a, weight.panels, weight.bias, act, tiles, out)
 
 
 def _cached(node: Node, key: Any, index: int | None, make: Callable[[], Any]) -> Any:
@@ -600,6 +621,9 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
     simple_bias = c is None or beta == 0 or (c.size == out.shape[1] and c.ndim <= 2 and beta == 1)
     if alpha == 1 and simple_bias:
         bias = None if c is None or beta == 0 else c.reshape(-1)
+        packed = _packed_product(node, gemm, a, b, bias, out)
+        if packed is not None:
+            return _sequence(*copies, packed), [out]
         panels = _panel_product(node, gemm, a, b, bias, out) if 1 in node.const_inputs else None
         if panels is not None:
             return _sequence(*copies, _blas_scope(gemm, panels, work)), [out]
@@ -640,6 +664,10 @@ def matmul(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound:
     if b.ndim == 2:
         # one GEMM over all rows of a: [batch*M, K] @ [K, N]
         rows, copy_a = _operand(node, "a", a, a.shape, (-1, k))
+        flat_bias = None if bias is None else bias.reshape(-1)
+        packed = _packed_product(node, gemm, rows, b, flat_bias, out.reshape(-1, n))
+        if packed is not None:
+            return _sequence(copy_a, packed), [out]
         product = _blas_scope(gemm, _product(gemm, rows, b, out.reshape(-1, n)), out.size * k)
         return _sequence(copy_a, product, epilogue), [out]
     count = math.prod(batch)

@@ -1,0 +1,301 @@
+"""A float32 GEMM with pre-packed weights for products with a constant right operand.
+
+Why not BLAS: a transformer at batch 1 multiplies a few dozen token rows by a weight of
+768 x 768 to 3072. OpenBLAS (SciPy's, which Numba's ``np.dot`` calls) packs that whole
+weight again on every call and, on one thread, ran vit_b_32's products at 24-27
+multiply-adds per ns on the 2-core AMD EPYC where ONNX Runtime's MLAS, which packs
+its weights once, ran them at 80 on two; OpenBLAS's own two threads were slower still
+under load (see docs/numba.md). So the weight is packed once, at compile time, into
+panels of `NR` columns ``[N / NR, K, NR]`` (the last zero-padded), and the product is
+
+- tasks over (row blocks of `MC`, a share of the panels), one per thread or more;
+- within a task, K in slices of `KC`: the slice of one panel (KC x NR floats) stays in
+  L1 while every `MR` rows of the row block pass over it;
+- a micro-kernel of `MR` rows x `NR` columns whose sums are `MR` x 2 vectors of 16
+  floats (``f32x16``, an LLVM ``<16 x float>``: one zmm register with AVX-512, two ymm
+  with AVX2) carried in registers across the K slice: per depth, two weight loads, one
+  broadcast per row, 2 `MR` fused multiply-adds;
+- on the last K slice the bias and the activation run on the tile while it is in L1.
+
+The vector code is plain LLVM IR (vector loads, ``llvm.fmuladd``), so it compiles on any
+CPU; `worthwhile` says where it is the faster choice (AVX-512: 32 vector registers
+hold the 12 sums).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+from workbench.backends.numba.cpu import activate, twin
+
+#: float32 lanes of one vector, vectors per micro-tile row, rows per micro-tile
+LANES = 16
+NR = 2 * LANES
+MR = 6
+#: depth of a K slice (a panel's slice: KC x NR x 4 bytes = 32 KiB, L1) and the most rows
+#: (an A slice of MC x KC floats: 128 KiB, L2)
+KC = 256
+MC = 128
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+#: shuffle mask taking lane 0 into every lane
+_SPLAT = ir.Constant(ir.VectorType(ir.IntType(32), LANES), None)
+
+
+class _F32x16(types.Type):
+    def __init__(self) -> None:
+        super().__init__(name="f32x16")
+
+
+f32x16 = _F32x16()
+
+
+@register_model(_F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm: Any, fe_type: Any) -> None:
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _address(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+def _zeros(typingctx: Any) -> Any:
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return ir.Constant(_VECTOR, None)
+
+    return f32x16(), codegen
+
+
+zeros: Any = intrinsic(_zeros)
+
+
+def _load(typingctx: Any, array: Any, index: Any) -> Any:
+    """The 16 floats of a 1-D float32 ``array`` from ``index`` on."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        address = _address(context, builder, sig.args[0], args[0], args[1])
+        return builder.load(builder.bitcast(address, _VECTOR.as_pointer()), align=4)
+
+    return f32x16(array, index), codegen
+
+
+load: Any = intrinsic(_load)
+
+
+def _broadcast(typingctx: Any, array: Any, index: Any) -> Any:
+    """``array[index]`` in every lane."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        address = _address(context, builder, sig.args[0], args[0], args[1])
+        value = builder.load(address, align=4)
+        first = builder.insert_element(
+            ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)
+        )
+        return builder.shuffle_vector(first, ir.Constant(_VECTOR, ir.Undefined), _SPLAT)
+
+    return f32x16(array, index), codegen
+
+
+broadcast: Any = intrinsic(_broadcast)
+
+
+def _fma(typingctx: Any, acc: Any, x: Any, y: Any) -> Any:
+    """``acc + x * y`` lane by lane (``llvm.fmuladd``: one FMA where the CPU has it)."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        kind = ir.FunctionType(_VECTOR, [_VECTOR] * 3)
+        fn = cgutils.get_or_insert_function(builder.module, kind, "llvm.fmuladd.v16f32")
+        return builder.call(fn, [args[1], args[2], args[0]])
+
+    return f32x16(f32x16, f32x16, f32x16), codegen
+
+
+fma: Any = intrinsic(_fma)
+
+
+def _add(typingctx: Any, x: Any, y: Any) -> Any:
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fadd(args[0], args[1])
+
+    return f32x16(f32x16, f32x16), codegen
+
+
+add: Any = intrinsic(_add)
+
+
+def _store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
+    """Write ``vector`` to a 1-D float32 ``array`` from ``index`` on."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        address = _address(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(address, _VECTOR.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.void(array, index, vector), codegen
+
+
+store: Any = intrinsic(_store)
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A constant ``[K, N]`` float32 weight in panels: ``panels[p, k, :]`` holds columns
+    ``p * NR`` to ``p * NR + NR`` of row ``k`` (zeros past ``N``); ``bias`` is padded too."""
+
+    panels: np.ndarray
+    bias: np.ndarray
+    n: int
+
+
+def pack(w: np.ndarray, bias: np.ndarray | None) -> PackedWeight:
+    """Pack a ``[K, N]`` weight (any layout, any float dtype: cast to float32) and its
+    optional ``[N]`` bias for `gemm_packed`."""
+    k, n = w.shape
+    count = -(-n // NR)
+    padded = np.zeros((k, count * NR), np.float32)
+    padded[:, :n] = w
+    panels = np.ascontiguousarray(padded.reshape(k, count, NR).transpose(1, 0, 2))
+    full_bias = np.zeros(count * NR, np.float32)
+    if bias is not None:
+        full_bias[:n] = bias.reshape(-1)
+    return PackedWeight(panels, full_bias, n)
+
+
+@njit(inline="always")
+def _tile(
+    a: np.ndarray,
+    i0: int,
+    rows: int,
+    panel: np.ndarray,
+    k0: int,
+    k1: int,
+    first: bool,
+    c: np.ndarray,
+    c0: int,
+    ldc: int,
+) -> None:
+    """``c[r * ldc + c0 : +NR] (+)= a[i0 + r, k0:k1] @ panel[k0:k1]`` for ``r < rows``
+    (``rows`` at most `MR`; fewer rows take the one-row loop); ``first``: the sums start
+    at zero, else at what ``c`` holds."""
+    k = a.shape[1]
+    flat_a = a.reshape(-1)
+    flat_p = panel.reshape(-1)
+    if rows == MR:
+        r0 = i0 * k
+        s00, s01, s10, s11, s20, s21 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
+        s30, s31, s40, s41, s50, s51 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
+        for d in range(k0, k1):
+            w0 = load(flat_p, d * NR)
+            w1 = load(flat_p, d * NR + LANES)
+            x = broadcast(flat_a, r0 + d)
+            s00, s01 = fma(s00, x, w0), fma(s01, x, w1)
+            x = broadcast(flat_a, r0 + k + d)
+            s10, s11 = fma(s10, x, w0), fma(s11, x, w1)
+            x = broadcast(flat_a, r0 + 2 * k + d)
+            s20, s21 = fma(s20, x, w0), fma(s21, x, w1)
+            x = broadcast(flat_a, r0 + 3 * k + d)
+            s30, s31 = fma(s30, x, w0), fma(s31, x, w1)
+            x = broadcast(flat_a, r0 + 4 * k + d)
+            s40, s41 = fma(s40, x, w0), fma(s41, x, w1)
+            x = broadcast(flat_a, r0 + 5 * k + d)
+            s50, s51 = fma(s50, x, w0), fma(s51, x, w1)
+        _put(c, c0, first, s00, s01)
+        _put(c, c0 + ldc, first, s10, s11)
+        _put(c, c0 + 2 * ldc, first, s20, s21)
+        _put(c, c0 + 3 * ldc, first, s30, s31)
+        _put(c, c0 + 4 * ldc, first, s40, s41)
+        _put(c, c0 + 5 * ldc, first, s50, s51)
+        return
+    for r in range(rows):
+        base = (i0 + r) * k
+        s0, s1 = zeros(), zeros()
+        for d in range(k0, k1):
+            x = broadcast(flat_a, base + d)
+            s0 = fma(s0, x, load(flat_p, d * NR))
+            s1 = fma(s1, x, load(flat_p, d * NR + LANES))
+        _put(c, c0 + r * ldc, first, s0, s1)
+
+
+@njit(inline="always")
+def _put(c: np.ndarray, at: int, first: bool, s0: Any, s1: Any) -> None:
+    if not first:
+        s0 = add(s0, load(c, at))
+        s1 = add(s1, load(c, at + LANES))
+    store(c, at, s0)
+    store(c, at + LANES, s1)
+
+
+def _gemm_packed(
+    a: np.ndarray,
+    panels: np.ndarray,
+    bias: np.ndarray,
+    act: int,
+    tiles: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out = act(a @ w + bias)`` for ``a`` [M, K] (C-contiguous float32, M at most
+    `MC`) and ``w`` packed into ``panels`` [P, K, NR] with its ``bias`` (`pack`); ``out``
+    [M, N] may be any view whose rows are contiguous.
+
+    The panels are cut into ``len(tiles)`` contiguous shares, one task each (a thread's
+    share, in the parallel twin); ``tiles`` [tasks, MC, NR] is each task's scratch: one
+    panel's sums, which the epilogue copies to ``out`` with the bias and activation.
+    """
+    m, k = a.shape
+    count = panels.shape[0]
+    n = out.shape[1]
+    shares = tiles.shape[0]
+    per_share = -(-count // shares)
+    for share in prange(shares):
+        tile = tiles[share].reshape(-1)
+        for p in range(share * per_share, min(count, (share + 1) * per_share)):
+            panel = panels[p]
+            for k0 in range(0, k, KC):
+                k1 = min(k, k0 + KC)
+                for i0 in range(0, m, MR):
+                    _tile(a, i0, min(MR, m - i0), panel, k0, k1, k0 == 0, tile, i0 * NR, NR)
+            j0 = p * NR
+            width = min(NR, n - j0)
+            for i in range(m):
+                row = tile[i * NR : i * NR + width]
+                dest = out[i, j0 : j0 + width]
+                shift = bias[j0 : j0 + width]
+                for j in range(width):
+                    dest[j] = activate(row[j] + shift[j], act)
+
+
+gemm_packed = twin(_gemm_packed)
+
+
+def _available() -> bool:
+    """Whether Numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512:
+    32 vector registers hold the micro-kernel's 12 sums and its operands (with AVX2's
+    16 they would spill)."""
+    import llvmlite.binding
+    import numba
+
+    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:  # type: ignore[attr-defined]
+        return False
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
+
+
+AVAILABLE = _available()
+
+
+def worthwhile(m: int, k: int, n: int, dtype: Any) -> bool:
+    """Whether `gemm_packed` beats BLAS on ``[m, k] @ [k, n]`` here.
+
+    Measured on the 2-core AMD EPYC (one thread each, min of 15 calls): 0.49-0.85x
+    OpenBLAS's time from 8 to 128 rows at K = 512 and 768, 1.06-1.17x at 256-512 rows
+    (OpenBLAS packs the rows too), 1.3x on one row (its GEMV), and 2-3x below K = 64
+    (each tile's epilogue weighs more than its few depths).
+    """
+    return AVAILABLE and dtype == np.float32 and 2 <= m <= MC and k >= KC and n >= NR
