@@ -51,17 +51,19 @@ GEMM_TILE_N = 64
 GEMM_TILE_K = 256
 
 
-def twin(fn: Callable[..., Any]) -> tuple[Any, Any]:
+def twin(fn: Callable[..., Any], fastmath: Any = True) -> tuple[Any, Any]:
     """Compile ``fn`` parallel and serial; separate names keep their disk caches apart.
 
     Division follows IEEE (``error_model="numpy"``): a NaN or zero in a tensor gives
     NaN or inf as in ONNX Runtime, never a ZeroDivisionError from inside a kernel (a
-    Softmax over a row of NaN raised one).
+    Softmax over a row of NaN raised one). ``fastmath``: Numba's flags (a set keeps
+    some, e.g. without ``nnan`` where a kernel tests for NaN).
     """
     serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
     serial_fn.__qualname__ = fn.__qualname__ + "_serial"
-    parallel = njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")(fn)
-    serial = njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(serial_fn)
+    options = {"fastmath": fastmath, "cache": True, "nogil": True, "error_model": "numpy"}
+    parallel = njit(parallel=True, **options)(fn)
+    serial = njit(**options)(serial_fn)
     return parallel, serial
 
 
