@@ -9,7 +9,18 @@ Meant for a session with a lent GPU: a few minutes end to end. Prints a table an
 Targets on an H100: our FP32 GEMM at >= 10% of cuBLAS FP32 (TF32 off on both sides),
 the sample ResNet within 3x of PyTorch CUDA.
 
+The model set (#27: the Numba path's model set, ``tests/backends/numba/model_set.py``, as
+``benchmarks/numba_cpu.py --model-set`` runs it on the CPU: the samples, trees,
+recommendation and anomaly models among them, their INT8 variants, the ONNX zoo, a
+transformers BERT and torchvision's CNNs and ViT) on numba-cuda: what it refuses, its
+outputs against ONNX Runtime on the CPU (the ``model`` tolerances), its latency against
+ONNX Runtime's CUDA provider where installed. Generation is CPU-only in the workbench
+(``wb.generate_profile``), so it has no row here. torchvision's models need its
+definitions importable (``PYTHONPATH=.venv-torchvision/lib/python3.11/site-packages``);
+without them their rows say why.
+
     python benchmarks/gpu_check.py [--out gpu_check.json] [--sizes 1024 2048 4096]
+                                   [--model-set-only NAME ...] [--no-model-set]
 """
 
 from __future__ import annotations
@@ -178,6 +189,48 @@ def check_models(batches: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def check_model_set(batches: list[int], only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Each model of the Numba path's model set on numba-cuda: refused ops, outputs
+    against ORT on the CPU, latency against ORT's CUDA provider (rows, one per model and
+    batch; a model that cannot be built or compiled is one row saying why)."""
+    from numba_cpu import agreement, model_set
+
+    import workbench as wb
+
+    rows = []
+    for entry, model, why in model_set(quick=False, only=only):
+        row: dict[str, Any] = {"model": entry.name, "family": entry.family}
+        if model is None:
+            rows.append(row | {"status": f"not built: {why}"})
+            continue
+        try:
+            session = wb.backend("numba-cuda").compile(model, "cuda:0")
+        except wb.WorkbenchError as exc:  # refused ops: the message names them
+            rows.append(row | {"status": f"refused: {str(exc).splitlines()[0]}"})
+            continue
+        reference = wb.backend("onnxruntime").compile(model, "cpu")
+        try:
+            ort_cuda = _ort_cuda_session(model)
+        except Exception as exc:  # e.g. an op the CUDA provider lacks: the row says so
+            ort_cuda, row["ort_cuda_error"] = None, f"{type(exc).__name__}: {exc}"
+        for batch in batches:
+            inputs = model.example_inputs(batch)
+            try:
+                ours = session.run(inputs)
+            except Exception as exc:  # one model failing must not hide the others
+                rows.append(row | {"batch": batch, "status": f"{type(exc).__name__}: {exc}"})
+                continue
+            result = row | {"batch": batch, "status": "runs"}
+            result |= agreement(ours, reference.run(inputs))
+            result["ours_ms"] = cuda_ms(session.runner(inputs), 20)
+            if ort_cuda is not None:
+                result["ort_cuda_ms"] = cuda_ms(lambda s=ort_cuda, i=inputs: s.run(None, i), 20)
+                result["ratio_vs_ort_cuda"] = result["ours_ms"] / result["ort_cuda_ms"]
+            rows.append(result)
+        session.close()
+    return rows
+
+
 def _ort_cuda_session(model: Any) -> Any:
     import onnxruntime as ort
 
@@ -287,6 +340,21 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['model']:20s} {r['batch']:5d} {r['ours_ms']:8.3f} {r['torch_ms']:9.3f} "
                 f"{ort_ms} {r['ratio_vs_torch']:10.2f}x  {r['match_torch']}"
             )
+    model_set = results.get("model_set")
+    if isinstance(model_set, list):
+        lines += [
+            "model set on numba-cuda        batch  ours ms  ort-cuda ms  ours/ort  matches ORT"
+        ]
+        for r in model_set:
+            if r.get("status") != "runs":
+                lines.append(f"{r['model']:30s} {r.get('batch', '-')!s:>5}  {r['status']}")
+                continue
+            ort_ms = f"{r['ort_cuda_ms']:11.3f}" if "ort_cuda_ms" in r else "          -"
+            ratio = f"{r['ratio_vs_ort_cuda']:7.2f}x" if "ratio_vs_ort_cuda" in r else "       -"
+            lines.append(
+                f"{r['model']:30s} {r['batch']:5d} {r['ours_ms']:8.3f} {ort_ms} {ratio}  "
+                f"{r['matches']} ({r['max_abs_diff']:.1e})"
+            )
     runtimes = results.get("runtimes")
     if isinstance(runtimes, list):
         from workbench.backends.spec import backend_spec
@@ -312,6 +380,14 @@ def main() -> int:
     parser.add_argument("--out", help="write the results as JSON to this path")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--model-set-batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--model-set-only",
+        nargs="+",
+        metavar="NAME",
+        help="only these models of the set (names as in numba_cpu.py)",
+    )
+    parser.add_argument("--no-model-set", action="store_true", help="skip the model set")
     args = parser.parse_args()
     why = gpu_missing()
     if why:
@@ -324,6 +400,12 @@ def main() -> int:
     run_section(results, "conv", check_conv)
     run_section(results, "models", lambda: check_models(args.batches))
     run_section(results, "runtimes", lambda: check_runtimes(args.batches))
+    if not args.no_model_set:
+        run_section(
+            results,
+            "model_set",
+            lambda: check_model_set(args.model_set_batches, args.model_set_only),
+        )
     print(f"device: {results['device']}")
     print(render(results))
     if args.out:

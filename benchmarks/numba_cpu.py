@@ -118,7 +118,6 @@ def coverage(entry: Any, model: wb.Model | None, why: str) -> dict[str, Any]:
     the largest difference between their finite values."""
     from model_set import refused_ops
 
-    from workbench.tolerances import allclose
 
     row: dict[str, Any] = {"model": entry.name, "family": entry.family, "refused": []}
     if model is None:
@@ -129,10 +128,18 @@ def coverage(entry: Any, model: wb.Model | None, why: str) -> dict[str, Any]:
     x = model.example_inputs(1)
     expected = wb.backend("onnxruntime").compile(model, "cpu").run(x)
     got = wb.backend("numba").compile(model, "cpu").run(x)
+    return row | {"status": "runs", **agreement(got, expected)}
+
+
+def agreement(got: list[Any], expected: list[Any]) -> dict[str, Any]:
+    """Whether outputs equal the reference's within the ``model`` tolerances (NaN and
+    inf in the same places), the largest difference between their finite values, and
+    whether the reference has non-finite values."""
+    from workbench.tolerances import allclose
+
     pairs = list(zip(got, expected, strict=True))
     gaps = [np.abs(np.asarray(a, np.float64) - b) for a, b in pairs]
-    return row | {
-        "status": "runs",
+    return {
         "matches": all(allclose(a, b, "model") for a, b in pairs),
         "max_abs_diff": max(float(np.max(g, where=np.isfinite(g), initial=0)) for g in gaps),
         "nonfinite": any(not np.isfinite(b).all() for _, b in pairs),
