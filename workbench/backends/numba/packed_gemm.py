@@ -1,25 +1,25 @@
-"""A float32 GEMM with pre-packed weights for products with a constant right operand.
+"""A float32 GEMM with pre-packed weights, for products with a constant right operand.
 
-Why not BLAS: a transformer at batch 1 multiplies a few dozen token rows by a weight of
-768 x 768 to 3072. OpenBLAS (SciPy's, which Numba's ``np.dot`` calls) packs that whole
-weight again on every call and, on one thread, ran vit_b_32's products at 24-27
-multiply-adds per ns on the 2-core AMD EPYC where ONNX Runtime's MLAS, which packs
-its weights once, ran them at 80 on two; OpenBLAS's own two threads were slower still
-under load (see docs/numba.md). So the weight is packed once, at compile time, into
-panels of `NR` columns ``[N / NR, K, NR]`` (the last zero-padded), and the product is
+Why not BLAS: a transformer at batch 1 multiplies a few dozen token rows by weights of
+768 x 768 to 3072. OpenBLAS (SciPy's, which Numba's ``np.dot`` calls) packs the whole
+weight again on every call, which with 50 rows costs about as much as the product: it
+ran vit_b_32's products at 24-27 multiply-adds per ns on one core of the 2-core AMD
+EPYC where ONNX Runtime's MLAS, which packs its weights once, ran them at 80 on two. So
+the weight is packed once, at compile time, into panels of `NR` columns
+``[N / NR, K, NR]`` (the last zero-padded), and the product is
 
-- tasks over (row blocks of `MC`, a share of the panels), one per thread or more;
-- within a task, K in slices of `KC`: the slice of one panel (KC x NR floats) stays in
-  L1 while every `MR` rows of the row block pass over it;
+- the panels cut into one contiguous share per task (a thread's, in the parallel twin);
+- within a share, each panel in slices of `KC` depths (a slice: KC x NR floats, 32 KiB,
+  stays in L1) while every `MR` rows pass over it;
 - a micro-kernel of `MR` rows x `NR` columns whose sums are `MR` x 2 vectors of 16
-  floats (``f32x16``, an LLVM ``<16 x float>``: one zmm register with AVX-512, two ymm
-  with AVX2) carried in registers across the K slice: per depth, two weight loads, one
-  broadcast per row, 2 `MR` fused multiply-adds;
-- on the last K slice the bias and the activation run on the tile while it is in L1.
+  floats (``f32x16``, an LLVM ``<16 x float>``: one zmm register with AVX-512) carried in
+  registers across the slice: per depth two weight loads, one broadcast per row and
+  2 `MR` fused multiply-adds;
+- after the last slice the bias and the activation run on the panel's tile (in L1) as it
+  is copied to the output.
 
-The vector code is plain LLVM IR (vector loads, ``llvm.fmuladd``), so it compiles on any
-CPU; `worthwhile` says where it is the faster choice (AVX-512: 32 vector registers
-hold the 12 sums).
+The vector code is plain LLVM IR (vector loads, ``llvm.fmuladd``), so it compiles and
+is exact on any CPU; `worthwhile` says where it is the faster choice.
 """
 
 from __future__ import annotations
