@@ -351,9 +351,8 @@ def _dense_nhwc_candidates(
     found: dict[str, Callable[[], Callable[[], None]]] = {}
     if _pointwise(geo):
         col = x.reshape(-1, c)
-        found["gemm"] = lambda: _sequence(
-            _blas_scope(gemm, _product(gemm, col, _w2t(node, w), y), y.size * c),
-            _bias_act(node, y, bias),
+        found["gemm"] = lambda: _blas_scope(
+            gemm, _conv_product(node, gemm, col, _w2t(node, w), bias, y), y.size * c
         )
     else:
         found["im2col"] = lambda: _conv_im2col(node, x, w, bias, geo, gemm, out, 0)
@@ -472,11 +471,23 @@ def _conv_im2col(
         steps += [
             # serial: a parallel region beside BLAS's threads fights them for the cores
             functools.partial(cpu.im2col_nhwc[1], x, geometry, first, last, block_col),
-            _product(gemm, block_col, w2t, block_y),
-            _bias_act(node, block_y, bias),
+            _conv_product(node, gemm, block_col, w2t, bias, block_y),
         ]
     gemm_work = (blocks[0][1] - blocks[0][0]) * ow * k * m
     return _blas_scope(gemm, _sequence(*steps), gemm_work)
+
+
+def _conv_product(
+    node: Node, gemm: GemmFn, col: np.ndarray, w2t: np.ndarray, bias: np.ndarray, y: np.ndarray
+) -> Callable[[], None]:
+    """``y = act(col @ w2t + bias)`` for a convolution: in column panels, one per thread,
+    when ``col`` has too few rows to split (`_panel_product`: a 7x7 map at batch 1,
+    resnet18's layer4 or mobilenet's last 1x1 convolutions, ran on one core), else row
+    blocks (`_product`) and the epilogue."""
+    panels = _panel_product(node, gemm, col, w2t, bias, y) if 1 in node.const_inputs else None
+    if panels is not None:
+        return panels
+    return _sequence(_product(gemm, col, w2t, y), _bias_act(node, y, bias))
 
 
 def _measure(
