@@ -1,6 +1,6 @@
-"""Dense convolutions on a small map (few GEMM rows, as at batch 1 on a 7x7 map) split
-their product into column panels, one per thread (`cpu_ops._conv_product`); against
-ONNX Runtime within the ``op`` tolerances."""
+"""Dense convolutions on a small map (few GEMM rows, as at batch 1 on a 7x7 map) run their
+product by the packed GEMM where it beats BLAS, else split into column panels, one per
+thread (`cpu_ops._conv_product`); against ONNX Runtime within the ``op`` tolerances."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
+from workbench.backends.numba import packed_gemm
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
@@ -46,8 +47,8 @@ def _conv(c: int, m: int, kernel: int, stride: int) -> Model:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
     ("c", "m", "kernel", "stride"),
-    [(96, 300, 1, 1), (48, 260, 3, 2)],
-    ids=["1x1 gemm", "3x3 stride 2 im2col"],
+    [(96, 300, 1, 1), (300, 96, 1, 1), (48, 260, 3, 2)],
+    ids=["1x1, depth 96", "1x1, depth 300", "3x3 stride 2 (im2col)"],
 )
 def test_few_rows_split_into_column_panels(
     c: int, m: int, kernel: int, stride: int, threads: int
@@ -60,4 +61,7 @@ def test_few_rows_split_into_column_panels(
         (got,) = session.run(inputs)
         assert_close(got, expected, scope="op")
     conv = next(n for n in session.graph.nodes if n.name == "conv")
-    assert (("panels", 2) in conv.cache) == (threads == 2)
+    rows, depth = (7 // stride + (stride > 1)) ** 2, kernel * kernel * c
+    packed = packed_gemm.worthwhile(rows, depth, m, np.dtype(np.float32))
+    assert ("packed" in conv.cache) == packed
+    assert (("panels", 2) in conv.cache) == (threads == 2 and not packed)

@@ -480,10 +480,14 @@ def _conv_im2col(
 def _conv_product(
     node: Node, gemm: GemmFn, col: np.ndarray, w2t: np.ndarray, bias: np.ndarray, y: np.ndarray
 ) -> Callable[[], None]:
-    """``y = act(col @ w2t + bias)`` for a convolution: in column panels, one per thread,
-    when ``col`` has too few rows to split (`_panel_product`: a 7x7 map at batch 1,
-    resnet18's layer4 or mobilenet's last 1x1 convolutions, ran on one core), else row
-    blocks (`_product`) and the epilogue."""
+    """``y = act(col @ w2t + bias)`` for a convolution. With few rows (a 7x7 map at batch
+    1: resnet18's layer4, mobilenet's last 1x1 convolutions, which ran on one core): by
+    the packed GEMM where it beats BLAS (`_packed_product`), else in column panels, one
+    per thread (`_panel_product`); with rows enough, row blocks (`_product`) and the
+    epilogue."""
+    packed = _packed_product(node, gemm, col, w2t, bias if 2 in node.const_inputs else None, y)
+    if packed is not None:
+        return packed
     panels = _panel_product(node, gemm, col, w2t, bias, y) if 1 in node.const_inputs else None
     if panels is not None:
         return panels
