@@ -1,10 +1,13 @@
-"""Depthwise convolutions along whole rows (`depthwise.depthwise_rows_nhwc` at stride 1,
-`depthwise_rows_s2_nhwc` at stride 2) against ONNX Runtime within the ``op`` tolerances,
+"""Depthwise convolutions on NHWC data against ONNX Runtime within the ``op`` tolerances,
 serial and parallel, at the edges of the image (pads, dilations, odd widths, an image
-narrower than the filter), and at two image sizes in one session."""
+narrower than the filter), and at two image sizes in one session; each case names the
+kernel that runs it (`depthwise.bind`): ``vector`` (float32, a multiple of 16 channels,
+AVX-512), ``rows`` (stride 1) and ``rows_s2`` (stride 2) along whole rows, or
+``channels`` (the loop over the channels)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,41 +15,89 @@ import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
-from workbench.backends.numba import cpu, depthwise
+from workbench.backends.numba import cpu, depthwise, packed_gemm
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
 RNG = np.random.default_rng(17)
+KERNELS = {
+    "vector": depthwise.depthwise_vector_nhwc,
+    "rows": depthwise.depthwise_rows_nhwc,
+    "rows_s2": depthwise.depthwise_rows_s2_nhwc,
+    "channels": depthwise.depthwise_nhwc,
+}
 
-#: (input [N, C, H, W], Conv attributes, fused activation)
+#: (input [N, C, H, W], Conv attributes, fused activation, the kernel that runs it)
 CASES = {
-    "3x3, 16 channels": ((2, 16, 9, 8), {"kernel_shape": [3, 3], "pads": [1] * 4}, "HardSwish"),
+    "3x3, 16 channels": (
+        (2, 16, 9, 8),
+        {"kernel_shape": [3, 3], "pads": [1] * 4},
+        "HardSwish",
+        "vector",
+    ),
+    "5x5, 32 channels, stride 2": (
+        (1, 32, 13, 15),
+        {"kernel_shape": [5, 5], "strides": [2, 2], "pads": [2] * 4},
+        "Relu",
+        "vector",
+    ),
+    "3x3, 48 channels, dilated, uneven pads": (
+        (1, 48, 9, 11),
+        {"kernel_shape": [3, 3], "dilations": [1, 2], "pads": [1, 2, 0, 1]},
+        "Sigmoid",
+        "vector",
+    ),
     "5x5, 24 channels, stride 2 rows": (
         (1, 24, 11, 7),
         {"kernel_shape": [5, 5], "strides": [2, 1], "pads": [2] * 4},
         "Relu",
+        "rows",
     ),
     "dilated, uneven pads": (
         (2, 8, 7, 9),
         {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [0, 2, 1, 0]},
         "",
+        "rows",
     ),
     "stride 2, odd width": (
-        (2, 16, 9, 11),
+        (2, 24, 9, 11),
         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1] * 4},
         "HardSwish",
+        "rows_s2",
     ),
     "5x5 stride 2, dilated, uneven pads": (
         (1, 8, 12, 13),
         {"kernel_shape": [5, 5], "strides": [1, 2], "dilations": [1, 2], "pads": [2, 3, 1, 0]},
         "Relu",
+        "rows_s2",
     ),
     "narrower than the filter": (
         (1, 8, 6, 4),
         {"kernel_shape": [5, 5], "pads": [2, 1, 2, 1]},
         "Sigmoid",
+        "rows",
+    ),
+    "many channels": ((1, 200, 5, 6), {"kernel_shape": [3, 3], "pads": [1] * 4}, "", "channels"),
+    "many channels, stride 2": (
+        (1, 72, 5, 6),
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1] * 4},
+        "",
+        "channels",
     ),
 }
+
+
+def _picked(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The kernel pairs `cpu.pick` chooses from, recorded."""
+    seen: list[Any] = []
+    pick: Callable[..., Any] = cpu.pick
+
+    def spy(kernels: Any, work: int) -> Any:
+        seen.append(kernels)
+        return pick(kernels, work)
+
+    monkeypatch.setattr(cpu, "pick", spy)
+    return seen
 
 
 def _depthwise(x_shape: tuple[Any, ...], attrs: dict[str, Any], act: str) -> Model:
@@ -76,13 +127,16 @@ def _depthwise(x_shape: tuple[Any, ...], attrs: dict[str, Any], act: str) -> Mod
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_stride_one_depthwise_runs_along_rows(
+def test_depthwise_matches_onnxruntime(
     monkeypatch: pytest.MonkeyPatch, case: str, parallel: bool
 ) -> None:
     if parallel:  # small shapes, the parallel kernel all the same
         monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 0)
-    x_shape, attrs, act = CASES[case]
-    model = _depthwise(x_shape, attrs, act)
+    x_shape, attrs, act, kernel = CASES[case]
+    if kernel == "vector" and not packed_gemm.AVAILABLE:
+        pytest.skip("the vector kernel needs AVX-512 (and Numba compiling for this CPU)")
+    picked = _picked(monkeypatch)
+    model = _depthwise(x_shape, {**attrs}, act)
     inputs = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
     (expected,) = ort_outputs(model, inputs)
     session = wb.backend("numba").compile(model, "cpu")
@@ -90,23 +144,9 @@ def test_stride_one_depthwise_runs_along_rows(
         (got,) = session.run(inputs)
         assert got.shape == expected.shape
         assert_close(got, expected, scope="op")
+    assert KERNELS[kernel] in picked
     conv = next(n for n in session.graph.nodes if n.op_type == "Conv")
-    assert any(str(key).startswith("depthwise_rows_w") for key in conv.cache)
     assert conv.activation == act
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-def test_many_channels_keep_the_channel_loop(stride: int) -> None:
-    c = depthwise.ROWS_MAX_CHANNELS[stride]
-    attrs = {"kernel_shape": [3, 3], "strides": [stride] * 2, "pads": [1] * 4}
-    model = _depthwise((1, c, 5, 5), attrs, "")
-    inputs = {"x": RNG.standard_normal((1, c, 5, 5)).astype(np.float32)}
-    (expected,) = ort_outputs(model, inputs)
-    session = wb.backend("numba").compile(model, "cpu")
-    (got,) = session.run(inputs)
-    assert_close(got, expected, scope="op")
-    conv = next(n for n in session.graph.nodes if n.op_type == "Conv")
-    assert list(conv.cache) == ["depthwise_w"]
 
 
 @pytest.mark.parametrize("stride", [1, 2])

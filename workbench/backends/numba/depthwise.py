@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from workbench.backends.numba import cpu
 from workbench.backends.numba.cpu import activate, taps_inside, twin
+from workbench.backends.numba.packed_gemm import AVAILABLE, LANES, fma, load, store
 
 
 @njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -172,6 +173,64 @@ def _depthwise_rows_s2_nhwc(
 
 depthwise_rows_s2_nhwc = twin(_depthwise_rows_s2_nhwc)
 
+
+def _depthwise_vector_nhwc(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...], act: int,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """`_depthwise_nhwc` for float32 with a multiple of 16 channels, its sums in vector
+    registers (`packed_gemm`'s ``f32x16``, one zmm with AVX-512): for each output pixel
+    and block of 16 channels, bias, then one fused multiply-add per tap, one store.
+    Inside the image four neighbouring pixels are summed at once, four independent
+    chains that hide the FMA's latency (one chain at a time: 0.47 against 0.35 ms on
+    112x112x32, 3x3). The loops over the channels (`_depthwise_nhwc`,
+    `_depthwise_rows_nhwc`) load and store every sum once per tap."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
+    n, h, wid, c = x.shape
+    xf, wf, step = x.reshape(-1), w.reshape(-1), sw * c
+    for t in prange(n * oh):
+        b = t // oh
+        y0 = (t % oh) * sh - ph
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
+        flat = out[b, t % oh].reshape(-1)
+        ox = 0
+        while ox < ow:
+            x0 = ox * sw - pw
+            kx0, kx1 = taps_inside(x0, dw, kw, wid)
+            inside = kx0 == 0 and kx1 == kw and x0 + 3 * sw + (kw - 1) * dw < wid
+            if inside and ox + 3 < ow:
+                for c0 in range(0, c, LANES):
+                    s0 = s1 = s2 = s3 = load(bias, c0)
+                    for ki in range(ky0, ky1):
+                        base = (b * h + y0 + ki * dh) * wid + x0
+                        for kj in range(kw):
+                            at = (base + kj * dw) * c + c0
+                            tap = load(wf, (ki * kw + kj) * c + c0)
+                            s0 = fma(s0, load(xf, at), tap)
+                            s1 = fma(s1, load(xf, at + step), tap)
+                            s2 = fma(s2, load(xf, at + 2 * step), tap)
+                            s3 = fma(s3, load(xf, at + 3 * step), tap)
+                    at = ox * c + c0
+                    store(flat, at, s0)
+                    store(flat, at + c, s1)
+                    store(flat, at + 2 * c, s2)
+                    store(flat, at + 3 * c, s3)
+                ox += 4
+                continue
+            for c0 in range(0, c, LANES):
+                total = load(bias, c0)
+                for ki in range(ky0, ky1):
+                    base = (b * h + y0 + ki * dh) * wid + x0
+                    for kj in range(kx0, kx1):
+                        tap = load(wf, (ki * kw + kj) * c + c0)
+                        total = fma(total, load(xf, (base + kj * dw) * c + c0), tap)
+                store(flat, ox * c + c0, total)
+            ox += 1
+        _activate_all(flat, act)
+
+
+depthwise_vector_nhwc = twin(_depthwise_vector_nhwc)
+
 #: Depthwise convolutions with fewer channels than this, by horizontal stride, run along
 #: rows (`depthwise_rows_nhwc`, `depthwise_rows_s2_nhwc`). Measured on one core: at
 #: stride 1 the channel loop vectorises as well from 240 channels up, and the tiled
@@ -284,6 +343,9 @@ def bind(
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
+        if AVAILABLE and m % LANES == 0 and x.dtype == np.float32:
+            kernel = cpu.pick(depthwise_vector_nhwc, work)
+            return functools.partial(kernel, x, taps, bias.astype(np.float32), geometry, act, out)
         stride, ow = geometry[3], geometry[9]
         if m < ROWS_MAX_CHANNELS.get(stride, 0):
             tiled = cached(f"depthwise_rows_w{ow}", lambda: np.tile(taps, (1, 1, ow)))
