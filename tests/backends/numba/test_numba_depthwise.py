@@ -1,9 +1,9 @@
 """Depthwise convolutions on NHWC data against ONNX Runtime within the ``op`` tolerances,
 serial and parallel, at the edges of the image (pads, dilations, odd widths, an image
 narrower than the filter), and at two image sizes in one session; each case names the
-kernel that runs it (`depthwise.bind`): ``vector`` (float32, a multiple of 16 channels,
-AVX-512), ``rows`` (stride 1) and ``rows_s2`` (stride 2) along whole rows, or
-``channels`` (the loop over the channels)."""
+kernel that runs it (`depthwise.bind`): ``vector`` (float32, 16 channels or more, an
+output 8 or more wide, AVX-512), ``rows`` (stride 1) and ``rows_s2`` (stride 2) along
+whole rows, or ``channels`` (the loop over the channels)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ CASES = {
         {"kernel_shape": [3, 3], "dilations": [1, 2], "pads": [1, 2, 0, 1]},
         "Sigmoid",
         "vector",
+    ),
+    "3x3, 72 channels: the last block overlaps": (
+        (1, 72, 6, 12),
+        {"kernel_shape": [3, 3], "pads": [1] * 4},
+        "Relu",
+        "vector",
+    ),
+    "5x5, 32 channels on a 7x7 map": (
+        (1, 32, 7, 7),
+        {"kernel_shape": [5, 5], "pads": [2] * 4},
+        "HardSwish",
+        "rows",
     ),
     "5x5, 24 channels, stride 2 rows": (
         (1, 24, 11, 7),
