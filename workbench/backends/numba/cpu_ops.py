@@ -387,12 +387,25 @@ def _nchw_input_candidates(
     gemm: GemmFn, out: np.ndarray,
 ) -> dict[str, Callable[[], Callable[[], None]]]:  # fmt: skip
     """A network's first convolution, on its NCHW image: im2col + BLAS in two block
-    sizes (`cpu.conv_nchw_gemm`), beside the direct loop the caller adds. Only with
-    BLAS (``gemm="tiled"`` keeps the direct loop)."""
+    sizes (`cpu.conv_nchw_gemm`) and, for float32 with 16 or more output channels on
+    AVX-512, the direct loop with its sums in vector registers
+    (`depthwise.conv_nchw_vector`), beside the plain direct loop the caller adds. Only
+    with BLAS (``gemm="tiled"`` keeps the direct loop)."""
     if not isinstance(gemm, BlasGemm):
         return {}
     n, c = x.shape[:2]
     m, _, kh, kw = w.shape
+    found: dict[str, Callable[[], Callable[[], None]]] = {}
+    if packed_gemm.AVAILABLE and m >= packed_gemm.LANES and x.dtype == np.float32:
+
+        def vector() -> Callable[[], None]:
+            def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+                return _cached(node, key, 1, make)  # type: ignore[no-any-return]
+
+            geometry = conv_geometry(geo)
+            return depthwise.bind(node, x, w, bias, geometry, out, rearranged, True, vector=True)
+
+        found["vector"] = vector
     oh, ow = geo.out
     k = c * kh * kw
     work = n * oh * ow * k * m
@@ -408,7 +421,8 @@ def _nchw_input_candidates(
         run = functools.partial(kernel, x, conv_geometry(geo), w2, bias, act, cols, y, rows)
         return cpu.single_threaded_blas(run) if parts > 1 else _one_blas_thread(run, work)
 
-    return {name: functools.partial(build, size) for name, size in NCHW_BLOCK_BYTES.items()}
+    found.update({name: functools.partial(build, size) for name, size in NCHW_BLOCK_BYTES.items()})
+    return found
 
 
 def _grouped_pointwise(

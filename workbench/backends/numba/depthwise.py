@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from workbench.backends.numba import cpu
 from workbench.backends.numba.cpu import activate, taps_inside, twin
-from workbench.backends.numba.packed_gemm import AVAILABLE, LANES, fma, load, store
+from workbench.backends.numba.packed_gemm import AVAILABLE, LANES, broadcast, fma, load, store
 
 
 @njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -325,10 +325,71 @@ def _conv_nchw_to_nhwc(
 conv_nchw_to_nhwc = twin(_conv_nchw_to_nhwc)
 
 
+def _conv_nchw_vector(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...], act: int,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """`_conv_nchw_to_nhwc` for float32 with at least 16 output channels, its sums in
+    vector registers as in `_depthwise_vector_nhwc`: per output pixel and block of 16
+    output channels, one fused multiply-add per input value (broadcast) and tap, four
+    neighbouring pixels at once inside the image; the last block overlaps the one
+    before where 16 does not divide the channels. ``w`` is [C, kh, kw, M]."""
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
+    n, c, h, wid = x.shape
+    m = w.shape[3]
+    xf, wf = x.reshape(-1), w.reshape(-1)
+    blocks = (m + LANES - 1) // LANES
+    for t in prange(n * oh):
+        b = t // oh
+        y0 = (t % oh) * sh - ph
+        ky0, ky1 = taps_inside(y0, dh, kh, h)
+        flat = out[b, t % oh].reshape(-1)
+        ox = 0
+        while ox < ow:
+            x0 = ox * sw - pw
+            kx0, kx1 = taps_inside(x0, dw, kw, wid)
+            if kx0 == 0 and kx1 == kw and x0 + 3 * sw + (kw - 1) * dw < wid and ox + 3 < ow:
+                for block in range(blocks):
+                    m0 = min(block * LANES, m - LANES)
+                    s0 = s1 = s2 = s3 = load(bias, m0)
+                    for ci in range(c):
+                        for ki in range(ky0, ky1):
+                            base = ((b * c + ci) * h + y0 + ki * dh) * wid + x0
+                            for kj in range(kw):
+                                tap = load(wf, ((ci * kh + ki) * kw + kj) * m + m0)
+                                at = base + kj * dw
+                                s0 = fma(s0, broadcast(xf, at), tap)
+                                s1 = fma(s1, broadcast(xf, at + sw), tap)
+                                s2 = fma(s2, broadcast(xf, at + 2 * sw), tap)
+                                s3 = fma(s3, broadcast(xf, at + 3 * sw), tap)
+                    at = ox * m + m0
+                    store(flat, at, s0)
+                    store(flat, at + m, s1)
+                    store(flat, at + 2 * m, s2)
+                    store(flat, at + 3 * m, s3)
+                ox += 4
+                continue
+            for block in range(blocks):
+                m0 = min(block * LANES, m - LANES)
+                total = load(bias, m0)
+                for ci in range(c):
+                    for ki in range(ky0, ky1):
+                        base = ((b * c + ci) * h + y0 + ki * dh) * wid + x0
+                        for kj in range(kx0, kx1):
+                            tap = load(wf, ((ci * kh + ki) * kw + kj) * m + m0)
+                            total = fma(total, broadcast(xf, base + kj * dw), tap)
+                store(flat, ox * m + m0, total)
+            ox += 1
+        _activate_all(flat, act)
+
+
+conv_nchw_vector = twin(_conv_nchw_vector)
+
+
 def bind(
     node: Any, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geometry: tuple[int, ...],
     out: np.ndarray, cached: Callable[[str, Callable[[], np.ndarray]], np.ndarray],
-    nchw_input: bool = False,
+    nchw_input: bool = False, *, vector: bool = False,
 ) -> Callable[[], Any]:  # fmt: skip
     """The bound call of a direct NHWC Conv with its fused activation: grouped (``group
     > 1``), or dense on an NCHW input with few channels (``nchw_input``).
@@ -342,6 +403,8 @@ def bind(
         out: the NHWC output [N, OH, OW, M].
         cached: ``cached(key, make)``, the rearranged weight made once per constant.
         nchw_input: ``x`` is NCHW (a network's first convolution, see `layout`).
+        vector: with ``nchw_input``, `conv_nchw_vector` (float32, 16 or more output
+            channels, AVX-512: the caller checks) instead of `conv_nchw_to_nhwc`.
     """
     group = int(node.attrs.get("group", 1))
     m, cg, kh, kw = w.shape
@@ -349,13 +412,17 @@ def bind(
     work = out.size * cg * kh * kw
     if nchw_input:
         spread = cached("nchw_w", lambda: np.ascontiguousarray(w.transpose(1, 2, 3, 0)))
-        kernel = cpu.pick(conv_nchw_to_nhwc, work)
+        if vector:  # its sums start from a vector load of the bias
+            bias = np.ascontiguousarray(bias, np.float32)
+        kernel = cpu.pick(conv_nchw_vector if vector else conv_nchw_to_nhwc, work)
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
         if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and x.dtype == np.float32:
             kernel = cpu.pick(depthwise_vector_nhwc, work)
-            return functools.partial(kernel, x, taps, bias.astype(np.float32), geometry, act, out)
+            return functools.partial(
+                kernel, x, taps, np.ascontiguousarray(bias, np.float32), geometry, act, out
+            )
         stride, ow = geometry[3], geometry[9]
         if m < ROWS_MAX_CHANNELS.get(stride, 0):
             tiled = cached(f"depthwise_rows_w{ow}", lambda: np.tile(taps, (1, 1, ow)))
