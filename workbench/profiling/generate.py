@@ -103,14 +103,16 @@ class GenerationProfile:
             workspaces, allocator caches. None when unavailable (see next).
         memory_rest_unavailable: why ``memory_rest_bytes`` is None.
         layers_tpot: TPOT of the per-layer pass's own generations, instruments on
-            (hooks, the Numba executor's step timing, ORT's node profiler on one decode
-            step in 8), one sample per instrumented generation (ms);
+            (hooks, the Numba executor's step timing; on ORT the generations run plain
+            and the blocks and the profiler run between them), one sample per
+            instrumented generation (ms);
             None without per-layer tables or a decode step. Against ``tpot``: what
             the breakdown costs (`profiling_cost`).
         layers_method: how a decoder measured its per-layer tables, when it says
-            (ORT: the decode steps it profiled, the node profiler's per-kernel cost
-            subtracted and its calibration, each phase's kernel sums before and after,
-            ms); None otherwise.
+            (ORT: its blocks, the decode step whose inputs were kept, each phase's
+            blocks' plain sum and per-block scale factors, the profiler's kernel sums
+            as reported and net of its calibrated per-kernel cost, the pass's own
+            seconds); None otherwise.
         machine_ceilings: this machine's measured ceilings (`machine_ceilings`, as a
             profile records them) with ``roofline=True``, so the phase tables' modules
             sit on the roofline (`workbench.viz.phase_roofline`); None otherwise.
@@ -380,6 +382,15 @@ class GenerationProfile:
                     "plain run: what the per-layer breakdown costs)",
                 )
             )
+        pass_s = (self.layers_method or {}).get("pass_s")
+        if pass_s is not None:
+            facts.append(
+                (
+                    "the per-layer pass",
+                    f"{pass_s:.2f} s beside the generations (blocks and profiler on the "
+                    "kept inputs, between generations)",
+                )
+            )
         sums = [(p, self.layer_sum_ratio(p)) for p in ("prefill", "decode")]
         if any(ratio is not None for _, ratio in sums):
             facts.append(("layers / phase", self._sums_text(sums)))
@@ -401,21 +412,27 @@ class GenerationProfile:
         return facts
 
     def _sums_text(self, sums: list[tuple[str, float | None]]) -> str:
-        """``"prefill 0.98, decode 1.01"``, and the sums before the profiler's cost
-        was taken off, where it was."""
+        """``"prefill 0.98, decode 1.01 of the plain phase times"``, and how a decoder
+        that says so (`layers_method`) measured them: ORT's blocks timed plain, and its
+        profiler's kernel sums as reported and net of its own cost."""
         text = ", ".join(f"{p} {r:.2f}" for p, r in sums if r is not None)
-        method = self.layers_method or {}
-        raw = []
-        for phase, timed in (("prefill", self.ttft), ("decode", self.inter_token)):
-            reported = (method.get(phase) or {}).get("raw_sum_ms")
-            if reported and timed is not None and timed.median > 0:
-                raw.append(f"{phase} {reported / timed.median:.2f}")
         text += " of the plain phase times"
-        if raw:
+        method = self.layers_method or {}
+        kernels = []
+        for phase, timed in (("prefill", self.ttft), ("decode", self.inter_token)):
+            facts = method.get(phase) or {}
+            if facts.get("raw_sum_ms") and timed is not None and timed.median > 0:
+                kernels.append(
+                    f"{phase} {facts['raw_sum_ms'] / timed.median:.2f} as reported, "
+                    f"{facts['net_sum_ms'] / timed.median:.2f} net"
+                )
+        if method.get("method") == "blocks":
             text += (
-                "; kernels net of the profiler's own cost (the median call's kernels as "
-                f"reported: {', '.join(raw)})"
+                f"; {len(method.get('blocks', ()))} blocks timed plain, each split among its "
+                "modules by the node profiler's kernels (scaled per block)"
             )
+        if kernels:
+            text += f"; the profiler's kernels: {', '.join(kernels)}"
         return text
 
     def _bandwidth_text(self) -> str:
@@ -732,10 +749,11 @@ def generate_profile(
             ones (so the instruments never touch the headline numbers), into per-layer
             tables of the prefill and of one decode step (on a decoder with
             ``phase_layer_timings``: torch's hooks, torch-compile's eager-equivalent
-            ones, ORT's node profiler on every prefill and one decode step in 8, each
-            kernel net of the profiler's own cost (``layers_method``), the Numba
-            executor's step timing; otherwise a note says so), and the TPOT of those
-            generations (``layers_tpot``).
+            ones, the Numba executor's step timing; on ORT, between plain generations,
+            the decoder's blocks timed in plain sessions on the kept inputs of the
+            prefill and of the middle decode step, each block's time split among its
+            modules by the node profiler (``layers_method``); otherwise a note says so),
+            and the TPOT of those generations (``layers_tpot``).
         tokenizer: encodes a text prompt and decodes the generated tokens into
             ``text``: a folder with tokenizer files, ``"bytes"`` (token id = byte value)
             or a `workbench.loaders.tokenizers.Tokenizer`; None: the tokenizer of the

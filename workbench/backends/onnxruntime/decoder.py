@@ -8,21 +8,22 @@ and back. Only the last position's logits come out (batch × vocabulary) for the
 The graph concatenates the cache, so each step's present is a new buffer ORT allocates;
 a preallocated cache updated in place is not done here.
 
-Per-layer tables of each phase (`OrtDecoder.phase_layer_timings`) come from ORT's node
-profiler on a profiling copy of the session: every kernel is mapped to the module path
-the exporter recorded in its node's name (``/model/model/layers.0/self_attn/q_proj/MatMul``
-is ``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use. The
-copy shares the bound cache with this session and runs every prefill but only one decode
-step in `PROFILE_EVERY`, consecutive ones in the middle of the decode (the rest run
-plain), so the breakdown costs the decode phase little; each kernel's time is taken net
-of the profiler's own per-kernel cost, measured on this machine
-(`workbench.backends.onnxruntime.trace.profiler_overhead`).
+Per-layer tables of each phase (`OrtDecoder.phase_layer_timings`) are measured off the
+timed generation, on the saved inputs of its prefill and of its middle decode step (the
+cache those saw is kept, not copied): the decoder graph cut into blocks (each decoder
+layer, the embeddings, the final norm, the head; `decoder_blocks`) runs as a chain of
+plain sessions whose calls are timed, and ORT's node profiler, on a profiling copy of
+the session, splits each block's time among the module paths its kernels were exported
+from (``/model/model/layers.0/self_attn/q_proj/MatMul`` is
+``model.layers.0.self_attn.q_proj``), the names the torch decoder's tables use. The
+generations themselves run plain throughout.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,26 +34,17 @@ from workbench.backends.base import LayerTiming
 from workbench.loaders.causal_lm import label_modules
 
 if TYPE_CHECKING:
-    from workbench.backends.onnxruntime.trace import TraceRun
-
-#: the per-layer pass profiles one decode step in this many (the others run plain)
-PROFILE_EVERY = 8
+    from workbench.backends.onnxruntime.trace import NodeMap, TraceRun
 
 
-def profiled_steps(steps: int, every: int = PROFILE_EVERY) -> list[int]:
-    """The decode steps (1-based, of ``steps``) the per-layer pass profiles: one run of
-    ``ceil(steps / every)`` consecutive steps in the middle of the decode.
+#: block chains per kept call: each block's time is the median of these
+CHAIN_REPEATS = 3
 
-    One run, not every ``every``-th step: each switch between the two sessions wakes
-    the other's sleeping thread pool, so fewer switches cost less and leave fewer
-    samples slowed by a wake; in the middle, the steps' cache lengths average the
-    decode's.
-    """
-    if steps <= 0:
-        return []
-    count = -(-steps // every)
-    first = (steps - count) // 2 + 1
-    return list(range(first, first + count))
+
+def middle_step(steps: int) -> int | None:
+    """The decode step (1-based, of ``steps``) whose inputs the per-layer pass keeps: the
+    middle one, whose cache length is the decode's average; None without a step."""
+    return (steps + 1) // 2 if steps > 0 else None
 
 
 class OrtDecoder:
@@ -109,36 +101,31 @@ class OrtDecoder:
         self.layers_method: dict[str, Any] = {}
         #: lines the generation profile reports
         self.notes: list[str] = []
-        self.profile_every = PROFILE_EVERY
 
-    def logits(self, ids: np.ndarray, session: Any = None) -> np.ndarray:
+    def logits(self, ids: np.ndarray) -> np.ndarray:
         """Run more tokens (batch, length) on the cache (`start` empties it first); the
         last position's logits (batch × vocabulary), e.g. to score a variant's
-        next-token distributions against its reference's. ``session``: another session
-        of the same graph to run it on (the per-layer pass's profiling copy), the cache
-        bound to it as it is to this one's."""
-        batch, new = ids.shape
-        session = self.session if session is None else session
-        binding = session.io_binding()
-        binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
-        binding.bind_cpu_input("attention_mask", np.ones((batch, self._length + new), np.int64))
-        positions = np.arange(self._length, self._length + new, dtype=np.int64)
-        binding.bind_cpu_input(
-            "position_ids", np.ascontiguousarray(np.broadcast_to(positions, ids.shape))
-        )
-        for name, value in zip(self.past_names, self._past, strict=True):
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output("logits", "cpu")
-        for name in self.present_names:
-            binding.bind_output(name, "cpu")
-        session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
+        next-token distributions against its reference's."""
+        outputs = run_bound(self.session, self.feeds(ids))
         self._past = list(outputs[1:])
-        self._length += new
+        self._length += ids.shape[1]
         return np.asarray(outputs[0].numpy()[:, -1])
 
-    def _forward(self, ids: np.ndarray, session: Any = None) -> np.ndarray:
-        return np.asarray(self.logits(ids, session).argmax(-1))
+    def feeds(self, ids: np.ndarray) -> dict[str, Any]:
+        """The graph's inputs for running ``ids`` (batch, length) on the cache as it is
+        now: numpy arrays, and the cache's ORT values (bound, never copied)."""
+        batch, new = ids.shape
+        positions = np.arange(self._length, self._length + new, dtype=np.int64)
+        feeds: dict[str, Any] = {
+            "input_ids": np.ascontiguousarray(ids, dtype=np.int64),
+            "attention_mask": np.ones((batch, self._length + new), np.int64),
+            "position_ids": np.ascontiguousarray(np.broadcast_to(positions, ids.shape)),
+        }
+        feeds.update(zip(self.past_names, self._past, strict=True))
+        return feeds
+
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.logits(ids).argmax(-1))
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Run the prompt (batch, length) on an empty cache; the next token of each row."""
@@ -175,30 +162,30 @@ class OrtDecoder:
     def phase_layer_timings(
         self, ids: np.ndarray, output_length: int, context: np.ndarray | None, runs: int
     ) -> tuple[list[LayerTiming], list[LayerTiming]]:
-        """Per-layer timings of the prefill and of the decode steps from ORT's node
-        profiler, one warm-up generation then ``runs``.
+        """Per-layer timings of the prefill and of a decode step, one warm-up generation
+        then ``runs``, each generation plain and timed call by call into `layer_times`.
 
-        A profiling copy of this session (same threads and optimisation, its nodes
-        labelled with module paths) shares the bound cache: it runs every prefill and
-        the decode steps `profiled_steps` picks (one in ``profile_every``, consecutive,
-        in the middle), this session the other steps and any ``context`` prefill, so
-        the instrumented generations' TPOT stays near the plain one's. Every call is
-        timed whole into `layer_times` (what the breakdown costs). Each kernel's time is
-        the profiler's reported time less its own per-kernel cost on this machine
-        (`profiler_overhead`, floored at 0); `layers_method` records the calibration,
-        the profiled steps and the kernels' sums before and after, and `notes` says so
-        in words.
+        After each generation, on the inputs its prefill and its middle decode step
+        (`middle_step`) were given (their cache kept, not copied), two things run:
+        the graph cut into blocks (`BlockChain`: each decoder layer, the embeddings, the
+        final norm, the head), every block's call timed alone in a plain session; and a
+        profiling copy of the session (same threads and optimisation), whose kernels,
+        each less the profiler's own per-kernel cost (`profiler_overhead`), split each
+        block's time among the module paths they were exported from. So each layer's
+        time is its share of its block's plain time: the table is scaled per block, by
+        the block's plain time over its kernels' net sum, and `layers_method` records
+        the factors, the blocks' and kernels' sums and the pass's own seconds.
 
         Returns:
-            (prefill, decode) `LayerTiming` lists: one sample per prefill / per profiled
-            decode step, each kernel's time on the module path it was exported from
-            (fused kernels on the first module they cover, as the onnxruntime backend's
-            tables).
+            (prefill, decode) `LayerTiming` lists, one sample per recorded generation;
+            fused kernels on the first module they cover, as the onnxruntime backend's
+            tables.
         """
         import shutil
 
         import onnx
 
+        from workbench.backends.onnxruntime.decoder_blocks import BlockChain
         from workbench.backends.onnxruntime.options import intra_op_threads
         from workbench.backends.onnxruntime.plain import plain_session
         from workbench.backends.onnxruntime.trace import (
@@ -207,7 +194,6 @@ class OrtDecoder:
             optimized_graph,
             profiler_overhead,
             read_trace,
-            timings_from_runs,
         )
         from workbench.loaders.onnx import model_from_proto
 
@@ -218,32 +204,41 @@ class OrtDecoder:
         proto = onnx.load(str(self.path))
         label_modules(proto, self.modules, outer_scopes=self.outer_scopes)
         onnx.save(proto, str(labelled))
+        chain = BlockChain(proto, threads)
         steps = output_length - 1
-        chosen = set(profiled_steps(steps, self.profile_every))
+        kept = middle_step(steps)
         clock = time.perf_counter
         self.layer_times, self.layers_method = [], {}
-        calls = []  # the phase of each call the profiler traced, in order
+        calls: list[str] = []  # the phase of each call the profiler traced, in order
+        blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
+        pass_s = 0.0
         try:
             profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
-                began = clock()
-                if context is None:
-                    self.start(ids.shape[0])
-                else:  # on the plain session: untimed, untraced
+                if context is not None:  # untimed, as in the plain generations
                     self.prefill(context)
-                    began = clock()
-                token = self._forward(ids, profiler)
+                else:
+                    self.start(ids.shape[0])
+                saved = {"prefill": self.feeds(ids)}
+                began = clock()
+                token = self._forward(ids)
                 times = [(clock() - began) * 1000.0]
-                calls.append("prefill" if run else "warm-up")
                 for step in range(1, output_length):
-                    traced = step in chosen
+                    if step == kept:
+                        saved["decode"] = self.feeds(token[:, None])
                     began = clock()
-                    token = self._forward(token[:, None], profiler if traced else None)
+                    token = self._forward(token[:, None])
                     times.append((clock() - began) * 1000.0)
-                    if traced:
-                        calls.append("decode" if run else "warm-up")
+                began = clock()
+                for phase, feeds in saved.items():
+                    block_ms = chain.median_run(feeds, CHAIN_REPEATS)
+                    run_bound(profiler, feeds)
+                    calls.append(phase if run else "warm-up")
+                    if run:
+                        blocks[phase].append(block_ms)
                 if run:
                     self.layer_times.append(times)
+                    pass_s += clock() - began
             trace = profiler.end_profiling()
         finally:
             labelled.unlink(missing_ok=True)
@@ -252,52 +247,128 @@ class OrtDecoder:
         finally:  # the profiler wrote into a folder of its own
             shutil.rmtree(Path(trace).parent, ignore_errors=True)
         overhead = profiler_overhead(threads)
-        traced_runs = less_overhead(raw, overhead.kernel_ms)
+        net = less_overhead(raw, overhead.kernel_ms)
         node_map = map_kernels(
             proto,
             optimized_graph(model_from_proto(proto, "decoder"), "all", "CPUExecutionProvider"),
         )
-        phases = {}
+        tables = {}
         for phase in ("prefill", "decode"):
-            phases[phase] = [t for t, c in zip(traced_runs, calls, strict=True) if c == phase]
-            self.layers_method[phase] = kernel_sums(
-                [t for t, c in zip(raw, calls, strict=True) if c == phase], phases[phase]
+            chosen = [k for k, c in enumerate(calls) if c == phase]
+            tables[phase], scales = block_scaled(
+                [raw[k] for k in chosen], [net[k] for k in chosen], blocks[phase], node_map
             )
+            self.layers_method[phase] = {
+                **kernel_sums([raw[k] for k in chosen], [net[k] for k in chosen]),
+                "blocks_sum_ms": _median([sum(b.values()) for b in blocks[phase]]),
+                "block_scale": scales,
+            }
         self.layers_method.update(
-            profile_every=self.profile_every,
-            profiled_steps=sorted(chosen),
+            method="blocks",
+            blocks=chain.blocks,
+            block_calls=len(chain.graphs),
+            decode_step=kept,
             decode_steps=steps,
             profiler_overhead_ms=overhead.kernel_ms,
             calibration=overhead.describe(),
-        )
-        sampled = (
-            f"every prefill and {len(chosen)} of {steps} decode steps profiled (one in "
-            f"{self.profile_every}, steps {min(chosen)}-{max(chosen)}), the other steps plain "
-            "on the same bound cache"
-            if steps
-            else "the prefill profiled (no decode step)"
+            pass_s=pass_s,
         )
         self.notes.append(
-            f"per-layer tables (ORT node profiler): {sampled}; each kernel's time less the "
-            f"profiler's own cost, {overhead.describe()}"
+            "per-layer tables: off the timed generations, on the inputs of each prefill"
+            + (f" and of decode step {kept} of {steps}" if kept else "")
+            + f"; {len(chain.blocks)} blocks ({len(chain.graphs)} sub-graphs) timed in plain "
+            "sessions, each block's time split among its modules by ORT's node profiler "
+            f"(kernels less {overhead.kernel_ms * 1e3:.2f} us each): the layers are scaled "
+            f"per block (factors in layers_method); the pass took {pass_s:.2f} s beside "
+            f"{runs} generation(s)"
         )
-        prefill, decode = (timings_from_runs(p, node_map) if p else [] for p in phases.values())
-        return prefill, decode
+        return tables["prefill"], tables["decode"]
+
+
+def run_bound(session: Any, feeds: dict[str, Any]) -> list[Any]:
+    """One call of ``session`` on ``feeds`` (numpy arrays or ORT values, bound as they
+    are), every output left in ORT on the CPU; the outputs as ORT values, in order."""
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        if isinstance(value, np.ndarray):
+            binding.bind_cpu_input(name, value)
+        else:
+            binding.bind_ortvalue_input(name, value)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cpu")
+    session.run_with_iobinding(binding)
+    return list(binding.get_outputs())
+
+
+def block_scaled(
+    raw: Sequence[TraceRun],
+    net: Sequence[TraceRun],
+    block_ms: Sequence[dict[str, float]],
+    node_map: NodeMap,
+) -> tuple[list[LayerTiming], dict[str, float]]:
+    """Per-layer timings whose every sample is the layer's share of its block's plain
+    time: call i's kernels (``net``, less the profiler's cost; ``raw`` where a block's
+    net kernels add up to 0) split ``block_ms[i][block]`` among the layers of that
+    block (`block_of`). A layer whose block was not timed keeps its net kernel time.
+
+    Returns:
+        (`LayerTiming` per layer in graph order, one sample per call; each block's
+        median factor: its plain time over its net kernels' sum, or over its reported
+        kernels' sum where that was used; 1.0 for a block not timed).
+    """
+    from workbench.backends.onnxruntime.decoder_blocks import block_of
+    from workbench.backends.onnxruntime.trace import timings_from_runs
+
+    if not net:
+        return [], {}
+    merged: dict[str, list[float]] = {}
+    factors: dict[str, list[float]] = {}
+    first: list[LayerTiming] = []
+    for raw_call, net_call, times in zip(raw, net, block_ms, strict=True):
+        timings = timings_from_runs([net_call], node_map)
+        reported = {t.layer: sum(t.samples_ms) for t in timings_from_runs([raw_call], node_map)}
+        first = first or timings
+        kernels: dict[str, float] = defaultdict(float)
+        for t in timings:
+            kernels[block_of(t.layer)] += sum(t.samples_ms)
+        for t in timings:
+            if not t.samples_ms:
+                continue
+            block = block_of(t.layer)
+            share = sum(t.samples_ms)
+            if block in times and kernels[block] > 0:
+                factor = times[block] / kernels[block]
+                value = share * factor
+            elif block in times:  # every kernel shorter than the profiler's cost
+                total = sum(v for k, v in reported.items() if block_of(k) == block)
+                factor = times[block] / total if total else 0.0
+                value = reported.get(t.layer, 0.0) * factor
+            else:
+                factor, value = 1.0, share
+            merged.setdefault(t.layer, []).append(value)
+            factors.setdefault(block, []).append(factor)
+    scaled = [
+        LayerTiming(t.layer, t.op_type, tuple(merged[t.layer]), t.detail)
+        if t.layer in merged
+        else t
+        for t in first
+    ]
+    return scaled, {block: float(np.median(f)) for block, f in factors.items()}
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def kernel_sums(raw: Sequence[TraceRun], net: Sequence[TraceRun]) -> dict[str, Any]:
     """A phase's profiled calls: how many, the median call's kernels, and the median of
     their summed times as the profiler reported them (``raw``) and net of its own cost
     (``net``, the same calls after `less_overhead`), in ms; None where no call was."""
-
-    def median(values: list[float]) -> float | None:
-        return float(np.median(values)) if values else None
-
     return {
         "calls": len(net),
-        "kernels_per_call": median([len(t.events) for t in net]),
-        "raw_sum_ms": median([sum(e[3] for e in t.events) for t in raw]),
-        "net_sum_ms": median([sum(e[3] for e in t.events) for t in net]),
+        "kernels_per_call": _median([len(t.events) for t in net]),
+        "raw_sum_ms": _median([sum(e[3] for e in t.events) for t in raw]),
+        "net_sum_ms": _median([sum(e[3] for e in t.events) for t in net]),
     }
 
 

@@ -95,6 +95,7 @@ def session_options(
     profiling: bool = False,
     optimized_model_filepath: str | None = None,
     spinning: bool = True,
+    stop_spinning: bool = False,
 ) -> onnxruntime.SessionOptions:
     """``onnxruntime.SessionOptions`` for an optimisation level name, quiet (errors only).
 
@@ -106,6 +107,9 @@ def session_options(
         optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
         spinning: False: idle intra-op threads sleep instead of spin-waiting (ORT's
             ``session.intra_op.allow_spinning``).
+        stop_spinning: True: the intra-op threads spin within a run as usual but stop
+            when it returns (``session.force_spinning_stop``), so many sessions run one
+            after another do not spin against each other.
 
     Returns:
         New options; nothing process-wide is changed.
@@ -130,4 +134,6 @@ def session_options(
         opts.optimized_model_filepath = optimized_model_filepath
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if stop_spinning:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts

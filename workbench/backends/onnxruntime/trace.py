@@ -249,7 +249,7 @@ def map_kernels(original: onnx.ModelProto, optimized: onnx.ModelProto | None) ->
         by_node = [(n.name, n.op_type, [layer_of[i]]) for i, n in enumerate(graph.node)]
         return NodeMap(by_node, {}, layer_ops, order)
     producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
-    dynamic = _dynamic_nodes(original)
+    dynamic = dynamic_nodes(original)
     opt_names = {n.name for n in optimized.graph.node}
     claimed: dict[int, int] = {}
     kernels: list[tuple[str, str, list[int]]] = []
@@ -361,7 +361,7 @@ def _claim_leftovers(
             kernels[owner][2].append(i)
 
 
-def _dynamic_nodes(proto: onnx.ModelProto) -> set[int]:
+def dynamic_nodes(proto: onnx.ModelProto) -> set[int]:
     """Nodes that depend on a graph input (the others fold into constants at load time)."""
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
