@@ -21,13 +21,13 @@ Reported per model and runtime: TTFT, TPOT and the inter-token p90 (the median o
 rounds' medians, with the range over rounds), prefill and decode tokens/s at those
 medians, the fraction of the measured bandwidth decoding attains, whether the tokens
 match torch's, the per-layer medians' sum over each phase's median (where the runtime
-times layers: torch's hooks, the Numba executor's step timing, ORT's node profiler on
-every prefill and one decode step in 8, each kernel net of the profiler's own per-kernel
-cost, with the sums as ORT reported them beside; the per-layer generations run after
-the timed ones, so the headline numbers carry no instruments; issue 28's target: 0.95 to
-1.05), the KV-cache writes' share of a decode step (the ``*.cache_update`` rows), the
-TPOT of the per-layer generations against the plain TPOT (what the breakdown costs;
-target <= 1.1x), noisy rounds; and each runtime's decode tokens/s over torch's (issue
+times layers: torch's hooks, the Numba executor's step timing; on ORT the decoder's
+blocks timed plain between plain generations, each block split among its modules by
+the node profiler, with the profiler's own sums beside; the per-layer generations run
+after the timed ones, so the headline numbers carry no instruments; issue 28's target:
+0.95 to 1.05), the KV-cache writes' share of a decode step (the ``*.cache_update``
+rows), the TPOT of the per-layer generations against the plain TPOT (what the breakdown
+costs; target <= 1.1x), noisy rounds; and each runtime's decode tokens/s over torch's (issue
 28's target for ONNX Runtime: >= 1.2x at batch 1).
 
     python benchmarks/generate.py [--rounds 3] [--runs 3] [--models llama-tiny,llama-100m]
@@ -163,6 +163,12 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
                 if (r.get("layers_method") or {}).get(phase, {}).get("raw_sum_ms") and r[field]
             ]
             row[f"{phase}_reported_sum_ratio"] = statistics.median(reported) if reported else None
+            net = [
+                r["layers_method"][phase]["net_sum_ms"] / r[field][stat]
+                for r in good
+                if (r.get("layers_method") or {}).get(phase, {}).get("net_sum_ms") and r[field]
+            ]
+            row[f"{phase}_net_sum_ratio"] = statistics.median(net) if net else None
             shares = [
                 _cache_updates(r[f"{phase}_layers"]) / r[field][stat]
                 for r in good
@@ -170,13 +176,11 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
             ]
             row[f"{phase}_cache_update_share"] = statistics.median(shares) if shares else None
         methods = [r["layers_method"] for r in good if r.get("layers_method")]
-        row["profiled_steps"] = (
-            f"{len(methods[0]['profiled_steps'])} of {methods[0]['decode_steps']}"
-            if methods
-            else None
-        )
+        row["blocks"] = len(methods[0].get("blocks", ())) if methods else None
         overheads = [m["profiler_overhead_ms"] * 1000.0 for m in methods]
         row["profiler_overhead_us"] = statistics.median(overheads) if overheads else None
+        passes = [m["pass_s"] for m in methods if m.get("pass_s") is not None]
+        row["layers_pass_s"] = statistics.median(passes) if passes else None
         costs = [r["profiling_cost"] for r in good if r.get("profiling_cost")]
         row["profiling_cost"] = statistics.median(costs) if costs else None
         layered = [r["layers_tpot"]["median"] for r in good if r.get("layers_tpot")]
@@ -261,16 +265,19 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         "- layer sums / phase: the per-layer medians added up over the phase's plain median "
         "(prefill: TTFT; decode: the inter-token latency), from generations timed after the "
         "plain ones with the instruments on (torch: module hooks; numba: its step timing; "
-        "ORT: its node profiler on a copy of the session sharing the bound cache, run on "
-        "every prefill and one decode step in 8, each kernel's time less the profiler's own "
-        "per-kernel cost measured on a chain of cheap nodes; 'as reported': the median "
-        "call's kernels before that cost is taken off)",
+        "ORT: between plain generations, on the kept inputs of each prefill and of the "
+        "middle decode step, the decoder cut into blocks (decoder layers, embeddings, final "
+        "norm, head) each timed in a plain session, median of 3 chains, each block's time "
+        "split among its modules by the node profiler's kernels on a profiling copy: the "
+        "sums are the blocks' plain times; the profiler's own kernel sums, as reported and "
+        "net of its per-kernel cost measured on a chain of cheap nodes, are shown beside; "
+        "'pass': the seconds the blocks and the profiler took between the generations)",
         "- cache update / decode step: the `*.cache_update` rows (the KV write: the cache's "
         "update on torch, the Concat nodes writing `present.*` on ORT) over the inter-token "
         "median",
-        "- TPOT layers timed: the TPOT of those instrumented generations (on ORT: 1 decode "
-        "step in 8 profiled, the rest plain on the same bound cache), and its ratio to the "
-        "plain TPOT (what the per-layer breakdown costs)",
+        "- TPOT layers timed: the TPOT of those instrumented generations (on ORT the "
+        "generations run plain, the blocks and the profiler between them), and its ratio to "
+        "the plain TPOT (what the per-layer breakdown costs)",
     ]
     return "\n".join(lines)
 
@@ -288,13 +295,18 @@ def _sums(row: dict[str, Any]) -> str:
         return "not done on this runtime"
     text = f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
     raw = row.get("prefill_reported_sum_ratio"), row.get("decode_reported_sum_ratio")
+    net = row.get("prefill_net_sum_ratio"), row.get("decode_net_sum_ratio")
     if raw[0] is not None:
         text += (
-            f" (as reported: {raw[0]:.2f}, {'-' if raw[1] is None else f'{raw[1]:.2f}'}; "
-            f"{row['profiler_overhead_us']:.1f} us/kernel off; decode steps profiled: "
-            f"{row['profiled_steps']})"
+            f" ({row['blocks']} blocks timed plain; the profiler's kernels as reported: "
+            f"{_pair(raw)}, net of {row['profiler_overhead_us']:.1f} us/kernel: {_pair(net)}; "
+            f"pass {row['layers_pass_s']:.1f} s)"
         )
     return text
+
+
+def _pair(values: tuple[float | None, float | None]) -> str:
+    return ", ".join("-" if v is None else f"{v:.2f}" for v in values)
 
 
 def _share(value: float | None) -> str:
