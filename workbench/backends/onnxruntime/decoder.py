@@ -204,7 +204,6 @@ class OrtDecoder:
         proto = onnx.load(str(self.path))
         label_modules(proto, self.modules, outer_scopes=self.outer_scopes)
         onnx.save(proto, str(labelled))
-        chain = BlockChain(proto, threads)
         steps = output_length - 1
         kept = middle_step(steps)
         clock = time.perf_counter
@@ -213,6 +212,7 @@ class OrtDecoder:
         blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
         pass_s = 0.0
         try:
+            chain = BlockChain(proto, threads)
             profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
                 if context is not None:  # untimed, as in the plain generations
