@@ -185,7 +185,9 @@ def _depthwise_vector_nhwc(
     (channels 56-71 of 72): those are computed twice, to the same values.
     Inside the image four neighbouring pixels are summed at once, four independent
     chains that hide the FMA's latency (one chain at a time: 0.47 against 0.35 ms on
-    112x112x32, 3x3). The loops over the channels (`_depthwise_nhwc`,
+    112x112x32, 3x3), each input row and filter row taken as a view first (indexing
+    the flat arrays from their starts kept more integers live than registers: 0.23
+    against 0.31 ms). The loops over the channels (`_depthwise_nhwc`,
     `_depthwise_rows_nhwc`) load and store every sum once per tap."""
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     n, h, wid, c = x.shape
@@ -206,14 +208,15 @@ def _depthwise_vector_nhwc(
                     c0 = min(block * LANES, c - LANES)
                     s0 = s1 = s2 = s3 = load(bias, c0)
                     for ki in range(ky0, ky1):
-                        base = (b * h + y0 + ki * dh) * wid + x0
+                        line = xf[((b * h + y0 + ki * dh) * wid + x0) * c + c0 :]
+                        taps = wf[ki * kw * c + c0 :]
                         for kj in range(kw):
-                            at = (base + kj * dw) * c + c0
-                            tap = load(wf, (ki * kw + kj) * c + c0)
-                            s0 = fma(s0, load(xf, at), tap)
-                            s1 = fma(s1, load(xf, at + step), tap)
-                            s2 = fma(s2, load(xf, at + 2 * step), tap)
-                            s3 = fma(s3, load(xf, at + 3 * step), tap)
+                            at = kj * dw * c
+                            tap = load(taps, kj * c)
+                            s0 = fma(s0, load(line, at), tap)
+                            s1 = fma(s1, load(line, at + step), tap)
+                            s2 = fma(s2, load(line, at + 2 * step), tap)
+                            s3 = fma(s3, load(line, at + 3 * step), tap)
                     at = ox * c + c0
                     store(flat, at, s0)
                     store(flat, at + c, s1)
@@ -225,10 +228,11 @@ def _depthwise_vector_nhwc(
                 c0 = min(block * LANES, c - LANES)
                 total = load(bias, c0)
                 for ki in range(ky0, ky1):
-                    base = (b * h + y0 + ki * dh) * wid + x0
+                    # from the row's start: x0 is negative at the left edge
+                    line = xf[(b * h + y0 + ki * dh) * wid * c + c0 :]
+                    taps = wf[ki * kw * c + c0 :]
                     for kj in range(kx0, kx1):
-                        tap = load(wf, (ki * kw + kj) * c + c0)
-                        total = fma(total, load(xf, (base + kj * dw) * c + c0), tap)
+                        total = fma(total, load(line, (x0 + kj * dw) * c), load(taps, kj * c))
                 store(flat, ox * c + c0, total)
             ox += 1
         _activate_all(flat, act)
@@ -354,14 +358,15 @@ def _conv_nchw_vector(
                     s0 = s1 = s2 = s3 = load(bias, m0)
                     for ci in range(c):
                         for ki in range(ky0, ky1):
-                            base = ((b * c + ci) * h + y0 + ki * dh) * wid + x0
+                            line = xf[((b * c + ci) * h + y0 + ki * dh) * wid + x0 :]
+                            taps = wf[(ci * kh + ki) * kw * m + m0 :]
                             for kj in range(kw):
-                                tap = load(wf, ((ci * kh + ki) * kw + kj) * m + m0)
-                                at = base + kj * dw
-                                s0 = fma(s0, broadcast(xf, at), tap)
-                                s1 = fma(s1, broadcast(xf, at + sw), tap)
-                                s2 = fma(s2, broadcast(xf, at + 2 * sw), tap)
-                                s3 = fma(s3, broadcast(xf, at + 3 * sw), tap)
+                                tap = load(taps, kj * m)
+                                at = kj * dw
+                                s0 = fma(s0, broadcast(line, at), tap)
+                                s1 = fma(s1, broadcast(line, at + sw), tap)
+                                s2 = fma(s2, broadcast(line, at + 2 * sw), tap)
+                                s3 = fma(s3, broadcast(line, at + 3 * sw), tap)
                     at = ox * m + m0
                     store(flat, at, s0)
                     store(flat, at + m, s1)
@@ -374,10 +379,12 @@ def _conv_nchw_vector(
                 total = load(bias, m0)
                 for ci in range(c):
                     for ki in range(ky0, ky1):
-                        base = ((b * c + ci) * h + y0 + ki * dh) * wid + x0
+                        # from the row's start: x0 is negative at the left edge
+                        line = xf[((b * c + ci) * h + y0 + ki * dh) * wid :]
+                        taps = wf[(ci * kh + ki) * kw * m + m0 :]
                         for kj in range(kx0, kx1):
-                            tap = load(wf, ((ci * kh + ki) * kw + kj) * m + m0)
-                            total = fma(total, broadcast(xf, base + kj * dw), tap)
+                            at = x0 + kj * dw
+                            total = fma(total, broadcast(line, at), load(taps, kj * m))
                 store(flat, ox * m + m0, total)
             ox += 1
         _activate_all(flat, act)
