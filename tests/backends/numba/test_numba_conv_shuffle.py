@@ -1,0 +1,84 @@
+"""ShuffleNet's channel shuffle (Reshape -> Transpose -> Reshape) between channels-last
+convolutions runs NHWC itself (`layout._channel_shuffles`) instead of converting to NCHW
+and back; against ONNX Runtime within the ``op`` tolerances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba_helpers import OPSET, ort_outputs
+
+import workbench as wb
+from workbench.backends.numba.layout import LAYOUT_LAYER
+from workbench.model import Model
+from workbench.testing.tolerances import assert_close
+
+RNG = np.random.default_rng(29)
+SHAPE = (2, 8, 5, 6)
+
+
+def _shuffled(split: list[int], merge: list[int], extra_reader: bool = False) -> Model:
+    """x -> 1x1 Conv -> Relu -> Reshape(split) -> Transpose(0, 2, 1, 3, 4) ->
+    Reshape(merge) -> depthwise 3x3 Conv; with ``extra_reader`` the Transpose's output
+    is also a graph output (so the shuffle must stay NCHW)."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    c = SHAPE[1]
+    consts = {
+        "w0": RNG.standard_normal((c, c, 1, 1)).astype(np.float32),
+        "w1": RNG.standard_normal((c, 1, 3, 3)).astype(np.float32),
+        "split": np.array(split, np.int64),
+        "merge": np.array(merge, np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="pointwise"),
+        helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        helper.make_node("Reshape", ["b", "split"], ["c"], name="split"),
+        helper.make_node("Transpose", ["c"], ["d"], name="swap", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["d", "merge"], ["e"], name="merge"),
+        helper.make_node("Conv", ["e", "w1"], ["y"], name="dw", group=c, pads=[1] * 4),
+    ]
+    outputs = [helper.make_tensor_value_info("y", 1, None)]
+    if extra_reader:
+        outputs.append(helper.make_tensor_value_info("d", 1, None))
+    graph = helper.make_graph(
+        nodes,
+        "shuffle",
+        [helper.make_tensor_value_info("x", 1, list(SHAPE))],
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    return model_from_proto(proto, name="shuffle")
+
+
+@pytest.mark.parametrize(
+    ("split", "merge", "extra_reader", "nhwc"),
+    [
+        ([0, 2, 4, 5, 6], [0, 8, 5, 6], False, True),
+        ([2, 4, 2, 5, 6], [2, -1, 5, 6], False, True),
+        # a 0 past the batch copies an input dimension, which NHWC would move: kept NCHW
+        ([0, 2, 4, 0, -1], [0, 8, 5, 6], False, False),
+        ([0, 2, 4, 5, 6], [0, 8, 5, 6], True, False),
+    ],
+    ids=["batch 0", "explicit, -1", "0 past the batch", "transposed value read twice"],
+)
+def test_a_channel_shuffle_runs_channels_last(
+    split: list[int], merge: list[int], extra_reader: bool, nhwc: bool
+) -> None:
+    model = _shuffled(split, merge, extra_reader)
+    inputs = {"x": RNG.standard_normal(SHAPE).astype(np.float32)}
+    expected = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu")
+    got = session.run(inputs)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape
+        assert_close(g, e, scope="op")
+    shuffle = [n for n in session.graph.nodes if n.name in ("split", "swap", "merge")]
+    assert [n.channels_last for n in shuffle] == [nhwc] * 3
+    conversions = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
+    # into NHWC before the first convolution and back for the output; around the
+    # shuffle too when it stays NCHW
+    assert len(conversions) == (2 if nhwc else 4)
