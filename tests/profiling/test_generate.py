@@ -272,6 +272,7 @@ def test_per_layer_tables_of_each_phase(llama: object, tmp_path: object) -> None
         assert rows["latency_ms"].sum() == pytest.approx(blocks, rel=1e-6)  # 2 runs: means
     summary = ort.summary()
     assert "blocks timed plain" in summary and "decode step 1 of 2" in summary
+    assert "rows are scaled per block (prefill " in summary
     assert "the per-layer pass" in summary
     back = GenerationProfile.from_json(ort.to_json())
     assert back.layers_method == method

@@ -427,9 +427,15 @@ class GenerationProfile:
                     f"{facts['net_sum_ms'] / timed.median:.2f} net"
                 )
         if method.get("method") == "blocks":
+            scales = [
+                f"{phase} {min(factors):.2f}-{max(factors):.2f}x"
+                for phase in ("prefill", "decode")
+                if (factors := list(((method.get(phase) or {}).get("block_scale") or {}).values()))
+            ]
             text += (
                 f"; {len(method.get('blocks', ()))} blocks timed plain, each split among its "
-                "modules by the node profiler's kernels (scaled per block)"
+                "modules by the node profiler's kernels, so the rows are scaled per block "
+                f"({', '.join(scales)}: a block's plain time over its kernels' net sum)"
             )
         if kernels:
             text += f"; the profiler's kernels: {', '.join(kernels)}"
