@@ -78,6 +78,8 @@ def test_a_channel_shuffle_runs_channels_last(
         assert_close(g, e, scope="op")
     shuffle = [n for n in session.graph.nodes if n.name in ("split", "swap", "merge")]
     assert [n.channels_last for n in shuffle] == [nhwc] * 3
+    swap = next(n for n in shuffle if n.name == "swap")
+    assert any(key[0] == "shuffle" for key in swap.cache) == nhwc  # the gather ran
     conversions = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
     # into NHWC before the first convolution and back for the output; around the
     # shuffle too when it stays NCHW

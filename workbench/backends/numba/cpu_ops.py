@@ -1026,6 +1026,15 @@ def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     perm = node.attrs.get("perm", list(range(ins[0].ndim))[::-1])
     moved = ins[0].transpose(perm)
     out = _out(outs, moved.shape, moved.dtype)
+    if list(perm) == layout.SHUFFLE_NHWC_PERM and ins[0].flags.c_contiguous:
+        # a channel shuffle in NHWC: each pixel's channels permuted alike
+        a, b = ins[0].shape[3:]
+        order = _cached(
+            node, ("shuffle", a, b), None, lambda: np.arange(a * b).reshape(a, b).T.ravel()
+        )
+        kernel = cpu.pick(cpu.permute_rows, out.size)
+        rows = (ins[0].reshape(-1, a * b), order, out.reshape(-1, a * b))
+        return functools.partial(kernel, *rows), [out]
     return functools.partial(np.copyto, out, moved), [out]
 
 

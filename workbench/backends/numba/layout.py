@@ -83,6 +83,8 @@ def channels_last(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
 #: shuffles: 1.2 ms of its layout conversions at batch 1, loaded, against ORT's 0.45 ms
 #: for its own reorders).
 SHUFFLE_PERM = [0, 2, 1, 3, 4]
+#: The shuffle's Transpose in NHWC (`cpu_ops.transpose` gathers each pixel's channels).
+SHUFFLE_NHWC_PERM = [0, 1, 2, 4, 3]
 
 
 def _channel_shuffles(graph: Graph) -> dict[str, list[int]]:
@@ -118,7 +120,7 @@ def _channel_shuffles(graph: Graph) -> dict[str, list[int]]:
         if merge is None or shape(merge, 4) is None:
             continue
         found[split.name] = [0, 3, 4, 1, 2]
-        found[swap.name] = [0, 1, 2, 4, 3]
+        found[swap.name] = SHUFFLE_NHWC_PERM
         found[merge.name] = TO_NHWC
     return found
 
