@@ -106,3 +106,24 @@ def test_the_rules_run_im2col_and_tiled_gemm_keeps_the_direct_loop(tmp_path: Pat
         (got,) = session.run(inputs)
         assert_close(got, expected, scope="op")
         assert session.conv_strategies[0]["strategy"] == chosen
+
+
+def test_a_changed_set_of_candidates_is_measured_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cache key holds the candidates' names: a kernel added later is timed, not
+    passed over for a decision made without it."""
+    from workbench.backends.numba import cpu_ops
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(strategy, "TIMER", FakeTimer("im2col"))
+    x_shape, m, attrs, act = STEMS["resnet 7x7 stride 2"]
+    model = _stem(x_shape, m, attrs, act)
+    inputs = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
+    sources = []
+    for blocks in ({"im2col": 1 << 20}, {"im2col": 1 << 20}, cpu_ops.NCHW_BLOCK_BYTES):
+        monkeypatch.setattr(cpu_ops, "NCHW_BLOCK_BYTES", blocks)
+        session = wb.backend("numba").compile(model, "cpu", conv_strategy="measure")
+        session.run(inputs)
+        sources.append(session.conv_strategies[0]["source"])
+    assert sources == ["measured", "cache", "measured"]

@@ -303,6 +303,8 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
                 "dtype": x.dtype.str, "activation": node.activation,
                 "gemm": type(gemm).__name__, "threads": numba.get_num_threads(),
                 "split": getattr(gemm, "threads", 1),
+                # a kernel added in a later version is measured, not passed over
+                "candidates": sorted(candidates),
             }  # fmt: skip
             if nchw_input:
                 facts["input"] = "nchw"
