@@ -65,3 +65,45 @@ def test_few_rows_split_into_column_panels(
     packed = packed_gemm.worthwhile(rows, depth, m, np.dtype(np.float32))
     assert ("packed" in conv.cache) == packed
     assert (("panels", 2) in conv.cache) == (threads == 2 and not packed)
+
+
+@pytest.mark.parametrize(
+    ("c", "m", "group", "dense"),
+    [(24, 112, 4, True), (64, 32, 4, False), (32, 48, 2, False)],
+    ids=["6 per group: one dense GEMM", "16 per group: one GEMM each", "two groups of 16"],
+)
+def test_grouped_pointwise_convolutions(c: int, m: int, group: int, dense: bool) -> None:
+    """ShuffleNet's grouped 1x1 convolutions: one GEMM with a block-diagonal weight when
+    the groups are narrow (`cpu_ops.GROUPED_DENSE_MAX_CHANNELS`), else one per group."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    consts = {
+        "w0": RNG.standard_normal((c, c, 1, 1)).astype(np.float32) * 0.2,
+        "w": RNG.standard_normal((m, c // group, 1, 1)).astype(np.float32),
+        "b": RNG.standard_normal(m).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["x0"], name="first"),
+        helper.make_node("Conv", ["x0", "w", "b"], ["y0"], name="conv", group=group),
+        helper.make_node("Relu", ["y0"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "grouped",
+        [helper.make_tensor_value_info("x", 1, [2, c, 6, 5])],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    model = model_from_proto(proto, name="grouped")
+    inputs = {"x": RNG.standard_normal((2, c, 6, 5)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu")
+    for _ in range(2):
+        (got,) = session.run(inputs)
+        assert_close(got, expected, scope="op")
+    conv = next(n for n in session.graph.nodes if n.name == "conv")
+    assert ("block_diagonal_w" in conv.cache) == dense
+    assert (("group_w", 0) in conv.cache) == (not dense)
