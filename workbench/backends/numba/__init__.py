@@ -160,8 +160,11 @@ class NumbaOptions:
     """Options of the ``numba`` backend's ``compile``.
 
     Attributes:
-        gemm: ``"blas"`` (default; NumPy's BLAS called from Numba) or ``"tiled"``
-            (our cache-blocked kernel).
+        gemm: ``"blas"`` (default; NumPy's BLAS called from Numba, and, on AVX-512
+            CPUs, MatMul/Gemm with a constant float32 weight and 2-128 rows on our
+            kernel with the weight packed once, see
+            `workbench.backends.numba.packed_gemm`) or ``"tiled"`` (our cache-blocked
+            kernel).
         layout: ``"nhwc"`` (default; convolutions run channels-last, see
             `workbench.backends.numba.layout`) or ``"nchw"`` (the ONNX layout throughout).
         threads: threads the parallel loops run on and a big BLAS product is split
