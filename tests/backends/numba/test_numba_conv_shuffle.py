@@ -1,6 +1,7 @@
-"""ShuffleNet's channel shuffle (Reshape -> Transpose -> Reshape) between channels-last
-convolutions runs NHWC itself (`layout._channel_shuffles`) instead of converting to NCHW
-and back; against ONNX Runtime within the ``op`` tolerances."""
+"""Between channels-last convolutions, ShuffleNet's channel shuffle (Reshape -> Transpose
+-> Reshape, `layout._channel_shuffles`) and SqueezeNet's opset-9 Dropout with an unread
+mask run NHWC themselves instead of converting to NCHW and back; against ONNX Runtime
+within the ``op`` tolerances."""
 
 from __future__ import annotations
 
@@ -84,3 +85,45 @@ def test_a_channel_shuffle_runs_channels_last(
     # into NHWC before the first convolution and back for the output; around the
     # shuffle too when it stays NCHW
     assert len(conversions) == (2 if nhwc else 4)
+
+
+@pytest.mark.parametrize("mask_read", [False, True], ids=["mask unused", "mask an output"])
+def test_a_dropout_whose_mask_nothing_reads_stays_channels_last(mask_read: bool) -> None:
+    """An opset-9 Dropout between convolutions (SqueezeNet's) with its mask output unread
+    runs NHWC; a mask that is a graph output keeps it NCHW."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    c = SHAPE[1]
+    consts = {
+        "w0": RNG.standard_normal((c, c, 3, 3)).astype(np.float32),
+        "w1": RNG.standard_normal((c, c, 1, 1)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="conv0", pads=[1] * 4),
+        helper.make_node("Dropout", ["a"], ["b", "mask"], name="drop", ratio=0.5),
+        helper.make_node("Conv", ["b", "w1"], ["y"], name="conv1"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", 1, None)]
+    if mask_read:
+        outputs.append(helper.make_tensor_value_info("mask", 1, None))  # opset 9: float
+    graph = helper.make_graph(
+        nodes,
+        "dropout",
+        [helper.make_tensor_value_info("x", 1, list(SHAPE))],
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=7)
+    model = model_from_proto(proto, name="dropout")
+    inputs = {"x": RNG.standard_normal(SHAPE).astype(np.float32)}
+    expected = ort_outputs(model, inputs)[0]
+    session = wb.backend("numba").compile(model, "cpu")
+    got = session.run(inputs)[0]
+    assert got.shape == expected.shape
+    assert_close(got, expected, scope="op")
+    drop = next(n for n in session.graph.nodes if n.name == "drop")
+    assert drop.channels_last == (not mask_read)
+    conversions = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
+    assert len(conversions) == (4 if mask_read else 2)

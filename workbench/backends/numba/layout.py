@@ -64,6 +64,7 @@ def channels_last(graph: Graph, no_fuse: Callable[[Node], bool]) -> Graph:
     """
     rewriter = _Rewriter(graph)
     rewriter.shuffles = _channel_shuffles(graph)
+    rewriter.read = {name for node in graph.nodes for name in node.inputs} | set(graph.outputs)
     for node in graph.nodes:
         if no_fuse(node) or not rewriter.try_channels_last(node):
             rewriter.keep_nchw(node)
@@ -140,6 +141,8 @@ class _Rewriter:
         self.unit: set[str] = set()
         # nodes of channel shuffles (`_channel_shuffles`)
         self.shuffles: dict[str, list[int]] = {}
+        # values some node or the graph's outputs read
+        self.read: set[str] = set()
 
     def keep_nchw(self, node: Node) -> None:
         for name in node.inputs:
@@ -158,6 +161,10 @@ class _Rewriter:
                 self.convert(node.inputs[0], to_nhwc=True)
             return self._rewrite(node, [node.inputs[0]], nhwc_output=True)
         first = node.inputs[0] if node.inputs else ""
+        if op == "Dropout" and first in self.nhwc and not self.read.intersection(node.outputs[1:]):
+            # an opset-9 export's mask output that nothing reads (SqueezeNet's): without
+            # it the Dropout is pointwise, not two conversions of its input
+            node.outputs = node.outputs[:1]
         if first not in self.nhwc or len(node.outputs) != 1:
             return False  # only continue an NHWC chain, never start one for these ops
         if op in ("MaxPool", "AveragePool"):
