@@ -681,6 +681,7 @@ def gemm_op(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn) -> Bound
         bias = None if c is None or beta == 0 else c.reshape(-1)
         packed = _packed_product(node, gemm, a, b, bias, out)
         if packed is not None:
+            node.cache.pop("bT", None)  # packed from it: the panels are the weight's copy
             return _sequence(*copies, packed), [out]
         panels = _panel_product(node, gemm, a, b, bias, out) if 1 in node.const_inputs else None
         if panels is not None:

@@ -154,6 +154,16 @@ class PackedWeight:
     bias: np.ndarray
     n: int
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The panels' shape; with `nbytes`, what `memory.planned_memory` counts."""
+        return tuple(self.panels.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the panels and the padded bias."""
+        return int(self.panels.nbytes + self.bias.nbytes)
+
 
 def pack(w: np.ndarray, bias: np.ndarray | None) -> PackedWeight:
     """Pack a ``[K, N]`` weight (any layout, any float dtype: cast to float32) and its
