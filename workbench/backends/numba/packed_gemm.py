@@ -29,82 +29,24 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, prange
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic
 
+from workbench.backends.numba import simd
 from workbench.backends.numba.cpu import activate, twin
 
 #: float32 lanes of one vector, vectors per micro-tile row, rows per micro-tile
-LANES = 16
+LANES = simd.LANES
 NR = 2 * LANES
 MR = 6
 #: depth of a K slice (a panel's slice: KC x NR x 4 bytes = 32 KiB, L1) and the most rows
 #: (an A slice of MC x KC floats: 128 KiB, L2)
 KC = 256
 MC = 128
-_VECTOR = ir.VectorType(ir.FloatType(), LANES)
-#: shuffle mask taking lane 0 into every lane
-_SPLAT = ir.Constant(ir.VectorType(ir.IntType(32), LANES), None)
-
-
-class _F32x16(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="f32x16")
-
-
-f32x16 = _F32x16()
-
-
-@register_model(_F32x16)
-class _F32x16Model(models.PrimitiveModel):
-    def __init__(self, dmm: Any, fe_type: Any) -> None:
-        super().__init__(dmm, fe_type, _VECTOR)
-
-
-def _address(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(data, [index])
-
-
-def _zeros(typingctx: Any) -> Any:
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return ir.Constant(_VECTOR, None)
-
-    return f32x16(), codegen
-
-
-zeros: Any = intrinsic(_zeros)
-
-
-def _load(typingctx: Any, array: Any, index: Any) -> Any:
-    """The 16 floats of a 1-D float32 ``array`` from ``index`` on."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        return builder.load(builder.bitcast(address, _VECTOR.as_pointer()), align=4)
-
-    return f32x16(array, index), codegen
-
-
-load: Any = intrinsic(_load)
-
-
-def _broadcast(typingctx: Any, array: Any, index: Any) -> Any:
-    """``array[index]`` in every lane."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        value = builder.load(address, align=4)
-        first = builder.insert_element(
-            ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)
-        )
-        return builder.shuffle_vector(first, ir.Constant(_VECTOR, ir.Undefined), _SPLAT)
-
-    return f32x16(array, index), codegen
-
-
-broadcast: Any = intrinsic(_broadcast)
+_F32 = simd.lanes("f32", scalar_align=4)
+f32x16, _VECTOR = _F32.type, _F32.vector
+zeros, load, broadcast, store = _F32.zeros, _F32.load, _F32.broadcast, _F32.store
 
 
 def _fma(typingctx: Any, acc: Any, x: Any, y: Any) -> Any:
@@ -129,20 +71,6 @@ def _add(typingctx: Any, x: Any, y: Any) -> Any:
 
 
 add: Any = intrinsic(_add)
-
-
-def _store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
-    """Write ``vector`` to a 1-D float32 ``array`` from ``index`` on."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        builder.store(args[2], builder.bitcast(address, _VECTOR.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.void(array, index, vector), codegen
-
-
-store: Any = intrinsic(_store)
 
 
 @dataclass(frozen=True)
@@ -292,19 +220,9 @@ def _gemm_packed(
 gemm_packed = twin(_gemm_packed)
 
 
-def _available() -> bool:
-    """Whether Numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512:
-    32 vector registers hold the micro-kernel's 12 sums and its operands (with AVX2's
-    16 they would spill)."""
-    import llvmlite.binding
-    import numba
-
-    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:  # type: ignore[attr-defined]
-        return False
-    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
-
-
-AVAILABLE = _available()
+#: AVX-512's 32 vector registers hold the micro-kernel's 12 sums and its operands (with
+#: AVX2's 16 they would spill)
+AVAILABLE = simd.compiles_for_host("avx512f")
 
 
 def worthwhile(m: int, k: int, n: int, dtype: Any) -> bool:

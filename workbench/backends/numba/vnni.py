@@ -14,90 +14,19 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic
+
+from workbench.backends.numba import simd
 
 #: int32 lanes of one 512-bit vector: output channels per `block_product` block.
-LANES = 16
-_VECTOR = ir.VectorType(ir.IntType(32), LANES)
-
-
-def _available() -> bool:
-    """Whether Numba compiles for this CPU (no ``NUMBA_CPU_NAME``, as for a portable
-    cache) and the CPU has AVX-512 VNNI."""
-    import llvmlite.binding
-    import numba
-
-    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:  # type: ignore[attr-defined]
-        return False
-    return bool(llvmlite.binding.get_host_cpu_features().get("avx512vnni", False))
-
-
-AVAILABLE = _available()
-
-
-class _I32x16(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="i32x16")
-
-
-i32x16 = _I32x16()
-
-
-@register_model(_I32x16)
-class _I32x16Model(models.PrimitiveModel):
-    def __init__(self, dmm: Any, fe_type: Any) -> None:
-        super().__init__(dmm, fe_type, _VECTOR)
-
-
-def _address(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(data, [index])
-
-
-def _zeros(typingctx: Any) -> Any:
-    """A vector of zeros."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return ir.Constant(_VECTOR, None)
-
-    return i32x16(), codegen
-
-
-zeros: Any = intrinsic(_zeros)
-
-
-def _load(typingctx: Any, array: Any, index: Any) -> Any:
-    """The 16 int32 values of a 1-D int32 ``array`` from ``index`` on."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        return builder.load(builder.bitcast(address, _VECTOR.as_pointer()), align=4)
-
-    return i32x16(array, index), codegen
-
-
-load: Any = intrinsic(_load)
-
-
-def _broadcast(typingctx: Any, array: Any, index: Any) -> Any:
-    """``array[index]`` (int32: four uint8 activations) in every lane."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        value = builder.load(address, align=1)
-        first = builder.insert_element(
-            ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)
-        )
-        return builder.shuffle_vector(
-            first, ir.Constant(_VECTOR, ir.Undefined), ir.Constant(_VECTOR, None)
-        )
-
-    return i32x16(array, index), codegen
-
-
-broadcast: Any = intrinsic(_broadcast)
+LANES = simd.LANES
+#: the broadcast reads four uint8 activations as one int32, at any address
+_I32 = simd.lanes("i32", scalar_align=1)
+i32x16, _VECTOR = _I32.type, _I32.vector
+zeros, load, broadcast, store = _I32.zeros, _I32.load, _I32.broadcast, _I32.store
+AVAILABLE = simd.compiles_for_host("avx512vnni")
 
 
 def _dot_add(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
@@ -113,20 +42,6 @@ def _dot_add(typingctx: Any, acc: Any, unsigned: Any, signed: Any) -> Any:
 
 
 dot_add: Any = intrinsic(_dot_add)
-
-
-def _store(typingctx: Any, array: Any, index: Any, vector: Any) -> Any:
-    """Write ``vector`` to a 1-D int32 ``array`` from ``index`` on."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        address = _address(context, builder, sig.args[0], args[0], args[1])
-        builder.store(args[2], builder.bitcast(address, _VECTOR.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.void(array, index, vector), codegen
-
-
-store: Any = intrinsic(_store)
 
 
 @njit(inline="always")
