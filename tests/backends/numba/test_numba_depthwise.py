@@ -104,9 +104,9 @@ def _picked(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     seen: list[Any] = []
     pick: Callable[..., Any] = cpu.pick
 
-    def spy(kernels: Any, work: int) -> Any:
+    def spy(kernels: Any, work: int, min_work: int = 0) -> Any:
         seen.append(kernels)
-        return pick(kernels, work)
+        return pick(kernels, work, min_work)
 
     monkeypatch.setattr(cpu, "pick", spy)
     return seen
@@ -142,8 +142,9 @@ def _depthwise(x_shape: tuple[Any, ...], attrs: dict[str, Any], act: str) -> Mod
 def test_depthwise_matches_onnxruntime(
     monkeypatch: pytest.MonkeyPatch, case: str, parallel: bool
 ) -> None:
-    if parallel:  # small shapes, the parallel kernel all the same
-        monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 0)
+    if parallel:  # small shapes, the parallel kernels all the same
+        monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 1)
+        monkeypatch.setattr(depthwise, "VECTOR_PARALLEL_MIN_WORK", 1)
     x_shape, attrs, act, kernel = CASES[case]
     if kernel == "vector" and not packed_gemm.AVAILABLE:
         pytest.skip("the vector kernel needs AVX-512 (and Numba compiling for this CPU)")

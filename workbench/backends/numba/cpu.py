@@ -67,9 +67,11 @@ def twin(fn: Callable[..., Any], fastmath: Any = True) -> tuple[Any, Any]:
     return parallel, serial
 
 
-def pick(kernels: tuple[Any, Any], work: int) -> Any:
-    """The parallel kernel for big jobs, the serial one for small."""
-    return kernels[0] if work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1 else kernels[1]
+def pick(kernels: tuple[Any, Any], work: int, min_work: int = 0) -> Any:
+    """The parallel kernel for big jobs (``work`` from ``min_work`` on, by default
+    `PARALLEL_MIN_WORK`), the serial one for small."""
+    threshold = min_work or PARALLEL_MIN_WORK
+    return kernels[0] if work >= threshold and numba.get_num_threads() > 1 else kernels[1]
 
 
 #: ONNX Runtime's (MLAS's) rational approximation of the logistic function: x p(x^2) /

@@ -245,6 +245,14 @@ depthwise_vector_nhwc = twin(_depthwise_vector_nhwc)
 #: loop over the channels (576 channels: 0.061 against 0.052 ms on one core).
 VECTOR_MIN_WIDTH = 8
 
+#: The vector kernels (`depthwise_vector_nhwc`, `conv_nchw_vector`) run on the threads
+#: from this many multiply-adds, lower than `cpu.PARALLEL_MIN_WORK` (whose reason, BLAS
+#: threads beside Numba's, does not apply: they call no BLAS). Alternating two sessions
+#: in one process (2-core AMD EPYC, load 1-1.2): mobilenet_v3_small at batch 1 3.14 and
+#: 3.25 ms at 2^22, 2.95 and 3.06 at 2^19; efficientnet_b0 14.6 against 13.0, then 18.7
+#: both.
+VECTOR_PARALLEL_MIN_WORK = 1 << 19
+
 #: Depthwise convolutions with fewer channels than this, by horizontal stride, run along
 #: rows (`depthwise_rows_nhwc`, `depthwise_rows_s2_nhwc`). Measured on one core: at
 #: stride 1 the channel loop vectorises as well from 240 channels up, and the tiled
@@ -419,14 +427,15 @@ def bind(
     work = out.size * cg * kh * kw
     if nchw_input:
         spread = cached("nchw_w", lambda: np.ascontiguousarray(w.transpose(1, 2, 3, 0)))
+        kernel = cpu.pick(conv_nchw_to_nhwc, work)
         if vector:  # its sums start from a vector load of the bias
             bias = np.ascontiguousarray(bias, np.float32)
-        kernel = cpu.pick(conv_nchw_vector if vector else conv_nchw_to_nhwc, work)
+            kernel = cpu.pick(conv_nchw_vector, work, VECTOR_PARALLEL_MIN_WORK)
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
         if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and x.dtype == np.float32:
-            kernel = cpu.pick(depthwise_vector_nhwc, work)
+            kernel = cpu.pick(depthwise_vector_nhwc, work, VECTOR_PARALLEL_MIN_WORK)
             return functools.partial(
                 kernel, x, taps, np.ascontiguousarray(bias, np.float32), geometry, act, out
             )
