@@ -398,7 +398,9 @@ def _nchw_input_candidates(
     n, c = x.shape[:2]
     m, _, kh, kw = w.shape
     found: dict[str, Callable[[], Callable[[], None]]] = {}
-    if packed_gemm.AVAILABLE and m >= packed_gemm.LANES and x.dtype == np.float32:
+    # the vector loop reads the image as one flat array
+    contiguous = x.flags.c_contiguous and x.dtype == np.float32
+    if packed_gemm.AVAILABLE and m >= packed_gemm.LANES and contiguous:
 
         def vector() -> Callable[[], None]:
             def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:

@@ -434,7 +434,8 @@ def bind(
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
-        if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and x.dtype == np.float32:
+        flat = x.flags.c_contiguous and x.dtype == np.float32  # read as one flat array
+        if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and flat:
             kernel = cpu.pick(depthwise_vector_nhwc, work, VECTOR_PARALLEL_MIN_WORK)
             return functools.partial(
                 kernel, x, taps, np.ascontiguousarray(bias, np.float32), geometry, act, out
