@@ -144,7 +144,7 @@ def test_depthwise_matches_onnxruntime(
 ) -> None:
     if parallel:  # small shapes, the parallel kernels all the same
         monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 1)
-        monkeypatch.setattr(depthwise, "VECTOR_PARALLEL_MIN_WORK", 1)
+        monkeypatch.setattr(depthwise, "PARALLEL_MIN_WORK", 1)
     x_shape, attrs, act, kernel = CASES[case]
     if kernel == "vector" and not packed_gemm.AVAILABLE:
         pytest.skip("the vector kernel needs AVX-512 (and Numba compiling for this CPU)")

@@ -245,13 +245,15 @@ depthwise_vector_nhwc = twin(_depthwise_vector_nhwc)
 #: loop over the channels (576 channels: 0.061 against 0.052 ms on one core).
 VECTOR_MIN_WIDTH = 8
 
-#: The vector kernels (`depthwise_vector_nhwc`, `conv_nchw_vector`) run on the threads
-#: from this many multiply-adds, lower than `cpu.PARALLEL_MIN_WORK` (whose reason, BLAS
-#: threads beside Numba's, does not apply: they call no BLAS). Alternating two sessions
-#: in one process (2-core AMD EPYC, load 1-1.2): mobilenet_v3_small at batch 1 3.14 and
-#: 3.25 ms at 2^22, 2.95 and 3.06 at 2^19; efficientnet_b0 14.6 against 13.0, then 18.7
-#: both.
-VECTOR_PARALLEL_MIN_WORK = 1 << 19
+#: The vector kernels (`depthwise_vector_nhwc`, `conv_nchw_vector`) and the depthwise
+#: channel loop run on the threads from this many multiply-adds, lower than
+#: `cpu.PARALLEL_MIN_WORK` (whose reason, BLAS threads beside Numba's, does not apply:
+#: they call no BLAS). Alternating two sessions in one process (2-core AMD EPYC, load
+#: 1-1.2): mobilenet_v3_small at batch 1 3.14 and 3.25 ms at 2^22, 2.95 and 3.06 at
+#: 2^19; efficientnet_b0 14.6 against 13.0, then 18.7 both. The channel loop on a 7x7
+#: map, one core against two: 576 channels (5x5) 0.048 against 0.039 ms, 1152 0.096
+#: against 0.067.
+PARALLEL_MIN_WORK = 1 << 19
 
 #: Depthwise convolutions with fewer channels than this, by horizontal stride, run along
 #: rows (`depthwise_rows_nhwc`, `depthwise_rows_s2_nhwc`). Measured on one core: at
@@ -430,13 +432,13 @@ def bind(
         kernel = cpu.pick(conv_nchw_to_nhwc, work)
         if vector:  # its sums start from a vector load of the bias
             bias = np.ascontiguousarray(bias, np.float32)
-            kernel = cpu.pick(conv_nchw_vector, work, VECTOR_PARALLEL_MIN_WORK)
+            kernel = cpu.pick(conv_nchw_vector, work, PARALLEL_MIN_WORK)
         return functools.partial(kernel, x, spread, bias, geometry, act, out)
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
         flat = x.flags.c_contiguous and x.dtype == np.float32  # read as one flat array
         if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and flat:
-            kernel = cpu.pick(depthwise_vector_nhwc, work, VECTOR_PARALLEL_MIN_WORK)
+            kernel = cpu.pick(depthwise_vector_nhwc, work, PARALLEL_MIN_WORK)
             return functools.partial(
                 kernel, x, taps, np.ascontiguousarray(bias, np.float32), geometry, act, out
             )
@@ -451,7 +453,7 @@ def bind(
             planes = cached(f"depthwise_planes{split}", lambda: np.empty(split, x.dtype))
             kernel = cpu.pick(depthwise_rows_s2_nhwc, work)
             return functools.partial(kernel, x, planes, tiled, bias, geometry, act, out)
-        kernel = cpu.pick(depthwise_nhwc, work)
+        kernel = cpu.pick(depthwise_nhwc, work, PARALLEL_MIN_WORK)
         return functools.partial(kernel, x, taps, bias, geometry, act, out)
     spread = cached("grouped_w", lambda: np.ascontiguousarray(w.transpose(2, 3, 1, 0)))
     kernel = cpu.pick(grouped_nhwc, work)
