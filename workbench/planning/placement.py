@@ -841,10 +841,10 @@ def measure_placement(
             ``parts_ms`` against ``measured_ms`` is the pipeline's (the runtimes
             disturbing each other, the hand-over).
         rounds: how many times every split asked for is measured, round-robin (each
-            round compiles its parts afresh), so that a stretch of minutes in which the
-            machine or a runtime runs slow (a VM's neighbours; on the 2-core development
-            VM numba's digits-cnn read 2.1 ms and 4.1 ms in stretches of one run) sits in
-            one round of each split rather than in every round of some splits.
+            round compiles its parts afresh), so that a stretch of seconds in which the
+            machine runs slow (a VM's neighbours: on the 2-core development VM every
+            runtime ran at about half speed for ten seconds at a time) sits in one
+            round of each split rather than in every round of some splits.
 
     Returns:
         A new `Placement` whose rows measured have ``measured_ms`` (the median over the
