@@ -118,7 +118,6 @@ def coverage(entry: Any, model: wb.Model | None, why: str) -> dict[str, Any]:
     the largest difference between their finite values."""
     from model_set import refused_ops
 
-
     row: dict[str, Any] = {"model": entry.name, "family": entry.family, "refused": []}
     if model is None:
         return row | {"status": f"not built: {why}"}

@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--profile-rounds", type=int, default=3,
                         help="profiles per runtime, alternated; the median predicts")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3,
-                        help="each split measured this many times, round-robin; the median")  # fmt: skip
+                        help="times each split is measured, round-robin")  # fmt: skip
     parser.add_argument("--ort-spinning", action="store_true",
                         help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
