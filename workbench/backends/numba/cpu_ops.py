@@ -282,21 +282,23 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
     def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
         return _cached(node, key, 1, make)  # type: ignore[no-any-return]
 
-    def direct() -> Callable[[], None]:
-        return depthwise.bind(node, x, w, bias, conv_geometry(geo), out, rearranged, nchw_input)
+    def direct(vector: bool = False) -> Callable[[], None]:
+        geometry = conv_geometry(geo)
+        return depthwise.bind(
+            node, x, w, bias, geometry, out, rearranged, nchw_input, vector=vector
+        )
 
     if group != 1:
         return direct(), [out]
     if nchw_input:
-        candidates = _nchw_input_candidates(node, x, w, bias, geo, gemm, out)
-        candidates["direct"] = direct
+        candidates = _nchw_input_candidates(node, x, w, bias, geo, gemm, out, direct)
     else:
         candidates = _dense_nhwc_candidates(node, x, w, bias, geo, gemm, out)
     decided = node.cache.get(("conv_strategy", x.shape))
     if decided is None or decided.strategy not in candidates:
+        rules = "im2col" if nchw_input and "im2col" in candidates else _rule_strategy(c, m, geo)
         if mode == "rules":
-            rule = "im2col" if nchw_input and "im2col" in candidates else _rule_strategy(c, m, geo)
-            decided = strategy.Decision(rule, {}, "rules")
+            decided = strategy.Decision(rules, {}, "rules")
         else:  # the key: what the candidates' speed depends on (the machine's part added)
             facts = {
                 "x": x.shape, "w": w.shape, "geometry": conv_geometry(geo),
@@ -308,7 +310,6 @@ def _conv_nhwc(node: Node, ins: Arrays, outs: Arrays | None, gemm: GemmFn, mode:
             }  # fmt: skip
             if nchw_input:
                 facts["input"] = "nchw"
-            rules = "im2col" if nchw_input and "im2col" in candidates else _rule_strategy(c, m, geo)
             decided = _measure(node, strategy.layer_key(facts), candidates, rules)
         node.cache[("conv_strategy", x.shape)] = decided
     return candidates[decided.strategy](), [out]
@@ -386,30 +387,22 @@ NCHW_BLOCK_BYTES = {"im2col": 1 << 20, "im2col:small": 1 << 16}
 
 def _nchw_input_candidates(
     node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geo: shapes.Window,
-    gemm: GemmFn, out: np.ndarray,
+    gemm: GemmFn, out: np.ndarray, direct: Callable[..., Callable[[], None]],
 ) -> dict[str, Callable[[], Callable[[], None]]]:  # fmt: skip
-    """A network's first convolution, on its NCHW image: im2col + BLAS in two block
-    sizes (`cpu.conv_nchw_gemm`) and, for float32 with 16 or more output channels on
-    AVX-512, the direct loop with its sums in vector registers
-    (`depthwise.conv_nchw_vector`), beside the plain direct loop the caller adds. Only
-    with BLAS (``gemm="tiled"`` keeps the direct loop)."""
+    """A network's first convolution, on its NCHW image: the direct loop (``direct()``,
+    `depthwise.conv_nchw_to_nhwc`) and, with BLAS (``gemm="tiled"`` keeps the direct
+    loop alone), im2col + BLAS in two block sizes (`cpu.conv_nchw_gemm`) and, for float32
+    with 16 or more output channels on AVX-512, the direct loop with its sums in vector
+    registers (``direct(vector=True)``, `depthwise.conv_nchw_vector`)."""
+    found: dict[str, Callable[[], Callable[[], None]]] = {"direct": direct}
     if not isinstance(gemm, BlasGemm):
-        return {}
+        return found
     n, c = x.shape[:2]
     m, _, kh, kw = w.shape
-    found: dict[str, Callable[[], Callable[[], None]]] = {}
     # the vector loop reads the image as one flat array
     contiguous = x.flags.c_contiguous and x.dtype == np.float32
     if packed_gemm.AVAILABLE and m >= packed_gemm.LANES and contiguous:
-
-        def vector() -> Callable[[], None]:
-            def rearranged(key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
-                return _cached(node, key, 1, make)  # type: ignore[no-any-return]
-
-            geometry = conv_geometry(geo)
-            return depthwise.bind(node, x, w, bias, geometry, out, rearranged, True, vector=True)
-
-        found["vector"] = vector
+        found["vector"] = functools.partial(direct, vector=True)
     oh, ow = geo.out
     k = c * kh * kw
     work = n * oh * ow * k * m

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from workbench.backends.numba.graph import Graph, Node
+from workbench.backends.numba.graph import Graph, Node, value_links
 from workbench.backends.numba.qdq_fusion import FUSED_CONV
 from workbench.loaders.onnx import LAYOUT_LAYER
 
@@ -92,10 +92,7 @@ def _channel_shuffles(graph: Graph) -> dict[str, list[int]]:
     """The nodes of each channel shuffle whose shapes are constants, by name, with the
     permutation that takes each one's NCHW shape (or perm) to its NHWC one. A 0 in a
     shape (copy the input's dimension) is taken only for the batch, which stays first."""
-    users: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        for name in node.inputs:
-            users.setdefault(name, []).append(node)
+    users = value_links(graph.nodes)[0]
     outputs = set(graph.outputs)
 
     def only_reader(name: str, op: str) -> Node | None:
