@@ -138,6 +138,65 @@ def test_global_average_pool_reads_nhwc_and_writes_nchw() -> None:
     ]
 
 
+def _feature_map_model(channels: int, ops: list[str], conv: bool) -> Model:
+    """x [2, channels, 8, 6] -> each op of ``ops`` (Relu, or a 2x2 MaxPool) -> a 3x3
+    Conv to 3 channels when ``conv``: a model cut mid-network starts so."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    nodes, value = [], "x"
+    for i, op in enumerate(ops):
+        attrs = {"kernel_shape": [2, 2], "strides": [2, 2]} if op == "MaxPool" else {}
+        nodes.append(helper.make_node(op, [value], [f"t{i}"], name=f"{op}{i}", **attrs))
+        value = f"t{i}"
+    weight = RNG.standard_normal((3, channels, 3, 3)).astype(np.float32)
+    if conv:
+        nodes.append(helper.make_node("Conv", [value, "w"], ["y"], name="conv", pads=[1] * 4))
+        value = "y"
+    graph = helper.make_graph(
+        nodes,
+        "feature_map",
+        [helper.make_tensor_value_info("x", 1, [2, channels, 8, 6])],
+        [helper.make_tensor_value_info(value, 1, None)],
+        [numpy_helper.from_array(weight, "w")] if conv else [],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    return model_from_proto(proto, name="feature_map")
+
+
+@pytest.mark.parametrize("ops", [["MaxPool"], ["Relu", "MaxPool"]], ids=str)
+def test_a_feature_map_input_converts_where_its_chain_starts(ops: list[str]) -> None:
+    """A model cut before a pooling (`workbench.planning.cuts`) gets an NCHW feature map
+    that a convolution reads after it: it converts once, first, and the chain runs NHWC
+    as inside the whole model, not the NCHW pooling and a conversion before the Conv."""
+    model = _feature_map_model(16, ops, conv=True)
+    inputs = {"x": RNG.standard_normal((2, 16, 8, 6)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
+    (got,) = session.run(inputs)
+    assert_close(got, expected, scope="op")
+    ops_run = [(n.op_type, n.channels_last) for n in session.graph.nodes]
+    assert ops_run[0] == ("Transpose", False) and session.graph.nodes[0].inputs == ["x"]
+    assert all(nhwc for op, nhwc in ops_run[1:] if op != "Transpose")
+
+
+@pytest.mark.parametrize(
+    ("channels", "conv"), [(3, True), (16, False)], ids=["image-conv", "no-conv"]
+)
+def test_a_chain_not_feeding_a_converting_conv_stays_nchw(channels: int, conv: bool) -> None:
+    """An image's pooling before its first convolution (which reads NCHW) and a pooling
+    whose output leaves the graph keep NCHW: nothing is converted to NHWC for them."""
+    model = _feature_map_model(channels, ["MaxPool"], conv=conv)
+    inputs = {"x": RNG.standard_normal((2, channels, 8, 6)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu", layout="nhwc")
+    (got,) = session.run(inputs)
+    assert_close(got, expected, scope="op")
+    assert not any(n.name.endswith("::to_nhwc") for n in session.graph.nodes)
+    assert not next(n for n in session.graph.nodes if n.op_type == "MaxPool").channels_last
+
+
 @pytest.mark.parametrize(
     "shape", [(4, 1, 1), (1, 4, 1, 1), (7,), (9, 1), (), (1, 1, 9, 7)], ids=str
 )

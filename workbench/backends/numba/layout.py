@@ -49,6 +49,11 @@ POINTWISE = frozenset(
         *("LeakyRelu", "HardSigmoid", "HardSwish", "IsNaN", "IsInf"),
     }
 )
+#: Ops on an NCHW value that start an NHWC chain when a convolution converting the
+#: value reads their output (`_Rewriter._feeds_converting_conv`): they keep the channels,
+#: and 2-D pooling runs faster NHWC. On digits-cnn cut before its MaxPool (batch 64, the
+#: loaded 2-core VM) the NCHW MaxPool took 0.3-0.6 ms against 0.07-0.12 ms NHWC.
+STARTS_CHAIN = frozenset({"MaxPool", "AveragePool", *POINTWISE})
 #: Pointwise where their scale and zero point are one number (`_Rewriter._per_tensor`).
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 #: Pointwise ops with two or more inputs, which broadcast (the same in either layout,
@@ -140,6 +145,9 @@ class _Rewriter:
         self.shuffles: dict[str, list[int]] = {}
         # values some node or the graph's outputs read
         self.read: set[str] = set()
+        # each value's readers, by the names the graph had before the rewrite
+        self.users: dict[str, list[Node]] = value_links(graph.nodes)[0]
+        self.outputs = set(graph.outputs)
 
     def keep_nchw(self, node: Node) -> None:
         for name in node.inputs:
@@ -162,8 +170,14 @@ class _Rewriter:
             # an opset-9 export's mask output that nothing reads (SqueezeNet's): without
             # it the Dropout is pointwise, not two conversions of its input
             node.outputs = node.outputs[:1]
-        if first not in self.nhwc or len(node.outputs) != 1:
-            return False  # only continue an NHWC chain, never start one for these ops
+        if len(node.outputs) != 1:
+            return False
+        if first not in self.nhwc:
+            # only continue an NHWC chain, never start one for these ops, unless a
+            # convolution that converts the value anyway reads what they make
+            if op not in STARTS_CHAIN or not self._feeds_converting_conv(node):
+                return False
+            self.convert(first, to_nhwc=True)
         if op in ("MaxPool", "AveragePool"):
             if len(node.attrs.get("kernel_shape", ())) != 2:
                 return False
@@ -189,6 +203,30 @@ class _Rewriter:
             node.attrs = {**node.attrs, "axis": NHWC_AXIS[int(node.attrs["axis"]) % 4]}
             return self._rewrite(node, list(node.inputs), nhwc_output=True)
         return False
+
+    def _feeds_converting_conv(self, node: Node) -> bool:
+        """Whether ``node`` and the ops after it (each its predecessor's only reader)
+        are `STARTS_CHAIN` ops leading to a convolution that converts its input to NHWC
+        (not an image's first one, see `NCHW_INPUT_MAX_CHANNELS`). A model cut
+        mid-network (`workbench.planning.cuts`) starts with such a chain on an NCHW
+        feature map: converted where the chain starts, its ops run the NHWC kernels the
+        whole model ran, at the price of converting a pooling's input, not its output."""
+        while node.op_type != "Conv":
+            pooling = node.op_type in ("MaxPool", "AveragePool")
+            if (
+                node.op_type not in STARTS_CHAIN
+                or len(node.outputs) != 1
+                or (pooling and len(node.attrs.get("kernel_shape", ())) != 2)
+            ):
+                return False
+            readers = self.users.get(node.outputs[0], [])
+            if len(readers) != 1 or node.outputs[0] in self.outputs:
+                return False
+            node = readers[0]
+        weight = self.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        if weight is None or weight.ndim != 4:
+            return False
+        return int(node.attrs.get("group", 1)) != 1 or weight.shape[1] > NCHW_INPUT_MAX_CHANNELS
 
     def _spatial_mean(self, node: Node) -> bool:
         """Whether a ReduceMean averages a 4-D value over its two spatial axes, keeping
