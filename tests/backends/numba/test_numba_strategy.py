@@ -13,16 +13,18 @@ import pytest
 from numba_helpers import OPSET
 
 import workbench as wb
-from workbench.backends.numba import strategy
+from workbench.backends.numba import packed_gemm, strategy
 from workbench.errors import BackendOptionError
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
 RNG = np.random.default_rng(11)
 #: a 3x3 stride-1 Conv with 16 channels in and out: the rules pick Winograd; im2col in
-#: two block sizes (blocks of 2 and 1 output rows with `BLOCK_BYTES`), Winograd and the
-#: direct loop (small enough) are the candidates
-CANDIDATES = ("direct", "im2col", "im2col:small", "winograd")
+#: two block sizes (blocks of 2 and 1 output rows with `BLOCK_BYTES`), Winograd, the
+#: direct loop (small enough) and, on AVX-512, the implicit GEMM are the candidates
+CANDIDATES = ("direct", "im2col", "im2col:small", "winograd") + (
+    ("packed",) if packed_gemm.AVAILABLE else ()
+)
 BLOCK_BYTES = 8192
 
 

@@ -28,6 +28,7 @@ from workbench.backends.numba import (
     label_encoder,
     layout,
     packed_gemm,
+    max_pool,
     quant_ops,
     shapes,
     softmax_rows,
@@ -344,7 +345,8 @@ def _dense_nhwc_candidates(
 
     ``"gemm"`` (an unpadded 1x1 is one GEMM over the pixels), ``"im2col"`` (blocks of
     `IM2COL_BLOCK_BYTES`) and ``"im2col:small"`` (a quarter of that, when the matrix
-    is larger), ``"winograd"`` (3x3 stride 1), ``"direct"`` (small convolutions).
+    is larger), ``"winograd"`` (3x3 stride 1), ``"packed"`` (an implicit GEMM on the
+    packed weight, `_conv_implicit`), ``"direct"`` (small convolutions).
     """
     n, _, _, c = x.shape
     m, _, kh, kw = w.shape
@@ -365,6 +367,8 @@ def _dense_nhwc_candidates(
     if _winograd_fits(geo):
         (pt, pl) = geo.pads[:2]
         found["winograd"] = lambda: _conv_winograd(node, x, w, geo.out, (pt, pl), bias, gemm, out)
+    if _implicit_fits(node, x, m, gemm):
+        found["packed"] = lambda: _conv_implicit(node, x, w, bias, geo, gemm, out)
     if out.size * k <= DIRECT_MAX_WORK:
 
         def direct() -> Callable[[], None]:
@@ -377,6 +381,48 @@ def _dense_nhwc_candidates(
 
         found["direct"] = direct
     return found
+
+
+def _implicit_fits(node: Node, x: np.ndarray, m: int, gemm: GemmFn) -> bool:
+    """Whether `_conv_implicit` may run: float32 on AVX-512, a C-contiguous input (the
+    kernel reads it flat), constant weight and bias (packed once), at least one vector
+    of output channels (a panel is 2 vectors wide), and BLAS chosen (``gemm="tiled"``
+    keeps the convolutions on the portable kernels, as for the packed GEMM)."""
+    bias_input = len(node.inputs) > 2 and bool(node.inputs[2])
+    constant = 1 in node.const_inputs and (not bias_input or 2 in node.const_inputs)
+    return (
+        packed_gemm.AVAILABLE and isinstance(gemm, BlasGemm) and constant
+        and x.dtype == np.float32 and x.flags.c_contiguous and m >= packed_gemm.LANES
+    )  # fmt: skip
+
+
+def _conv_implicit(
+    node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geo: shapes.Window,
+    gemm: GemmFn, out: np.ndarray,
+) -> Callable[[], None]:  # fmt: skip
+    """A dense NHWC Conv as `packed_gemm.conv_packed`: the weight packed once, blocks of
+    at most `packed_gemm.MC` output pixels (whole output rows) unfolded and multiplied
+    in each thread's cache, the output rows shared over the threads; an unpadded
+    stride-1 1x1 multiplies the input's rows without unfolding them."""
+    n, _, _, c = x.shape
+    m = w.shape[0]
+    oh, ow = geo.out
+    k = c * geo.kernel[0] * geo.kernel[1]
+    weight = _cached(
+        node, "packed", 1, lambda: packed_gemm.pack(w.transpose(2, 3, 1, 0).reshape(k, m), bias)
+    )
+    tasks = _splits(gemm, n * oh * ow * k * m)
+    # blocks of whole output rows, enough of them for every task to have one
+    per_block = max(1, min(packed_gemm.MC // ow, -(-n * oh // tasks)))
+    unfold = not _pointwise(geo)
+    cols = _workspace(node, "packed_cols", (tasks, per_block * ow, k if unfold else 0), x.dtype)
+    tiles = _workspace(node, "packed_tiles", (tasks, per_block * ow * packed_gemm.NR), x.dtype)
+    act = cpu.ACTIVATIONS[node.activation]
+    run = packed_gemm.conv_packed[0 if tasks > 1 else 1]
+    y = out.reshape(n * oh * ow, m)
+    return functools.partial(
+        run, x, conv_geometry(geo), unfold, weight.panels, weight.bias, act, cols, tiles, y
+    )
 
 
 #: The im2col blocks of a first convolution on an NCHW image (`cpu.conv_nchw_gemm`),
@@ -763,7 +809,8 @@ def pool(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     window = (kh, kw, sh, sw, *geo.pads, dh, dw, int(is_max), count_pad)
     if node.channels_last:
         out = _out(outs, (x.shape[0], *geo.out, x.shape[3]), x.dtype)
-        nhwc = cpu.pick(cpu.pool2d_nhwc, out.size * kh * kw)
+        kernels = max_pool.max_pool2d_vector_nhwc if is_max and max_pool.fits(x) else None
+        nhwc = cpu.pick(kernels or cpu.pool2d_nhwc, out.size * kh * kw)
         return functools.partial(nhwc, x, window, out), [out]
     out_shape = (*x.shape[:2], *geo.out) if x.ndim == 4 else (*x.shape[:2], geo.out[1])
     out = _out(outs, out_shape, x.dtype)

@@ -34,7 +34,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from workbench.backends.numba import simd
-from workbench.backends.numba.cpu import activate, twin
+from workbench.backends.numba.cpu import activate, twin, unfold_nhwc_row
 
 #: float32 lanes of one vector, vectors per micro-tile row, rows per micro-tile
 LANES = simd.LANES
@@ -194,30 +194,101 @@ def _gemm_packed(
     share, in the parallel twin); ``tiles`` [tasks, MC, NR] is each task's scratch: one
     panel's sums, which the epilogue copies to ``out`` with the bias and activation.
     """
-    m, k = a.shape
+    m = a.shape[0]
     count = panels.shape[0]
-    n = out.shape[1]
     shares = tiles.shape[0]
     per_share = -(-count // shares)
     for share in prange(shares):
         tile = tiles[share].reshape(-1)
         for p in range(share * per_share, min(count, (share + 1) * per_share)):
-            panel = panels[p]
-            for k0 in range(0, k, KC):
-                k1 = min(k, k0 + KC)
-                for i0 in range(0, m, MR):
-                    _tile(a, i0, min(MR, m - i0), panel, k0, k1, k0 == 0, tile, i0 * NR, NR)
-            j0 = p * NR
-            width = min(NR, n - j0)
-            for i in range(m):
-                row = tile[i * NR : i * NR + width]
-                dest = out[i, j0 : j0 + width]
-                shift = bias[j0 : j0 + width]
-                for j in range(width):
-                    dest[j] = activate(row[j] + shift[j], act)
+            _panel_rows(a, 0, m, panels, p, bias, act, tile, out, 0)
 
 
 gemm_packed = twin(_gemm_packed)
+
+
+@njit(inline="always")
+def _panel_rows(
+    a: np.ndarray,
+    i0: int,
+    rows: int,
+    panels: np.ndarray,
+    p: int,
+    bias: np.ndarray,
+    act: int,
+    tile: np.ndarray,
+    out: np.ndarray,
+    o0: int,
+) -> None:
+    """``out[o0 + i, panel p's columns] = act(a[i0 + i] @ panel + bias)`` for ``i < rows``
+    (at most the flat ``tile``'s ``rows * NR`` sums): the panel's K slices over every
+    `MR` rows, then the epilogue on the tile while it is in L1."""
+    k = a.shape[1]
+    n = out.shape[1]
+    panel = panels[p]
+    # slices of KC to 2 KC depths: a short last slice would cost a pass over the tile
+    step = -(-k // max(1, k // KC))
+    for k0 in range(0, k, step):
+        k1 = min(k, k0 + step)
+        for r in range(0, rows, MR):
+            _tile(a, i0 + r, min(MR, rows - r), panel, k0, k1, k0 == 0, tile, r * NR, NR)
+    j0 = p * NR
+    width = min(NR, n - j0)
+    for i in range(rows):
+        row = tile[i * NR : i * NR + width]
+        dest = out[o0 + i, j0 : j0 + width]
+        shift = bias[j0 : j0 + width]
+        for j in range(width):
+            dest[j] = activate(row[j] + shift[j], act)
+
+
+def _conv_packed(
+    x: np.ndarray,
+    geometry: tuple[int, ...],
+    unfold: bool,
+    panels: np.ndarray,
+    bias: np.ndarray,
+    act: int,
+    cols: np.ndarray,
+    tiles: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """A dense NHWC convolution as an implicit GEMM on the packed weight: ``out``
+    [N*OH*OW, M] ``= act(im2col(x) @ w + bias)``, ``w`` packed (`pack`) from the
+    ``[kh*kw*C, M]`` operand (taps then channels, as `cpu.unfold_nhwc_row` lays them).
+
+    The output rows go in blocks of whole output-image rows, ``len(cols)`` contiguous
+    shares of blocks, one task each (a thread's, in the parallel twin). Each block's
+    im2col rows are unfolded into the task's ``cols`` [MB, K] scratch (L2) and multiplied
+    there, panel by panel, so the full im2col matrix never exists and no GEMM packs
+    anything at run time; ``unfold`` False (an unpadded, stride-1 1x1) multiplies the
+    rows of ``x`` itself. ``tiles`` [tasks, MB * NR]: each task's sums. ``geometry`` as
+    for `cpu._im2col`; a block holds ``MB // OW`` output rows (at least one: MB >= OW).
+    """
+    ow = geometry[9]
+    lines = x.shape[0] * geometry[8]
+    per_block = cols.shape[1] // ow
+    blocks = -(-lines // per_block)
+    shares = cols.shape[0]
+    per_share = -(-blocks // shares)
+    flat = x.reshape(-1, x.shape[3])
+    for share in prange(shares):
+        col = cols[share]
+        tile = tiles[share]
+        for block in range(share * per_share, min(blocks, (share + 1) * per_share)):
+            first = block * per_block
+            last = min(lines, first + per_block)
+            rows = (last - first) * ow
+            a, i0 = flat, first * ow
+            if unfold:
+                for t in range(first, last):
+                    unfold_nhwc_row(x, geometry, t, col, (t - first) * ow)
+                a, i0 = col, 0
+            for p in range(panels.shape[0]):
+                _panel_rows(a, i0, rows, panels, p, bias, act, tile, out, first * ow)
+
+
+conv_packed = twin(_conv_packed)
 
 
 #: AVX-512's 32 vector registers hold the micro-kernel's 12 sums and its operands (with
