@@ -5,11 +5,15 @@ within the ``op`` tolerances."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
+from workbench.backends.numba import cpu
 from workbench.backends.numba.layout import LAYOUT_LAYER
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
@@ -67,8 +71,15 @@ def _shuffled(split: list[int], merge: list[int], extra_reader: bool = False) ->
     ids=["batch 0", "explicit, -1", "0 past the batch", "transposed value read twice"],
 )
 def test_a_channel_shuffle_runs_channels_last(
-    split: list[int], merge: list[int], extra_reader: bool, nhwc: bool
+    monkeypatch: pytest.MonkeyPatch,
+    split: list[int],
+    merge: list[int],
+    extra_reader: bool,
+    nhwc: bool,
 ) -> None:
+    picked: list[Any] = []
+    pick: Callable[..., Any] = cpu.pick
+    monkeypatch.setattr(cpu, "pick", lambda k, *a: picked.append(k) or pick(k, *a))
     model = _shuffled(split, merge, extra_reader)
     inputs = {"x": RNG.standard_normal(SHAPE).astype(np.float32)}
     expected = ort_outputs(model, inputs)
@@ -79,8 +90,7 @@ def test_a_channel_shuffle_runs_channels_last(
         assert_close(g, e, scope="op")
     shuffle = [n for n in session.graph.nodes if n.name in ("split", "swap", "merge")]
     assert [n.channels_last for n in shuffle] == [nhwc] * 3
-    swap = next(n for n in shuffle if n.name == "swap")
-    assert any(key[0] == "shuffle" for key in swap.cache) == nhwc  # the gather ran
+    assert (cpu.shuffle_rows in picked) == nhwc
     conversions = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
     # into NHWC before the first convolution and back for the output; around the
     # shuffle too when it stays NCHW
@@ -127,3 +137,14 @@ def test_a_dropout_whose_mask_nothing_reads_stays_channels_last(mask_read: bool)
     assert drop.channels_last == (not mask_read)
     conversions = [n for n in session.graph.nodes if n.layer == LAYOUT_LAYER]
     assert len(conversions) == (4 if mask_read else 2)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize(("groups", "size"), [(3, 5), (2, 16), (4, 1)])
+def test_the_shuffle_kernel_transposes_each_row(groups: int, size: int, parallel: bool) -> None:
+    """`cpu.shuffle_rows` equals NumPy's transpose of each row seen as [groups, size]."""
+    x = RNG.standard_normal((7, groups * size)).astype(np.float32)
+    out = np.full_like(x, np.nan)
+    cpu.shuffle_rows[0 if parallel else 1](x, groups, out)
+    expected = x.reshape(7, groups, size).transpose(0, 2, 1).reshape(7, -1)
+    np.testing.assert_array_equal(out, expected)

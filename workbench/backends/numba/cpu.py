@@ -647,20 +647,26 @@ def _pad_interior(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
 pad_interior = twin(_pad_interior)
 
 
-def _permute_rows(x: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
-    """``out[p, i] = x[p, order[i]]`` over [P, C]: each row's values permuted alike (a
-    channel shuffle in NHWC, a pixel's C channels per row). A gather along the row,
-    which LLVM vectorises: NumPy's strided copy of the same shuffle as a transpose of
-    [P, g, C/g] took 2.5x longer (0.35 against 0.14 ms on 56x56 x 112, 4 groups)."""
+def _shuffle_rows(x: np.ndarray, groups: int, out: np.ndarray) -> None:
+    """``out[p, j * groups + i] = x[p, i * size + j]`` over [P, groups * size]: each row's
+    values seen as [groups, size] and transposed (a channel shuffle in NHWC, a pixel's
+    channels per row). Each group is read contiguously and written with a stride, which
+    LLVM vectorises as a scatter: one core, loaded, 0.21 against 0.30 ms for the gather
+    of a permutation (``out[p, i] = x[p, order[i]]``) on 56x56 x 240 in 3 groups, 0.031
+    against 0.052 on 14x14 x 480; the loads strided instead took 0.55. NumPy's strided
+    copy of the same transpose had taken 2.5x the gather's time."""
     rows, c = x.shape
+    size = c // groups
     for p in prange(rows):
         source = x[p]
         dest = out[p]
-        for i in range(c):
-            dest[i] = source[order[i]]
+        for i in range(groups):
+            part = source[i * size : (i + 1) * size]
+            for j in range(size):
+                dest[j * groups + i] = part[j]
 
 
-permute_rows = twin(_permute_rows)
+shuffle_rows = twin(_shuffle_rows)
 
 
 # ---- pooling ---------------------------------------------------------------------

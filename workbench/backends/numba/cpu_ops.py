@@ -1100,11 +1100,8 @@ def transpose(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
     if list(perm) == layout.SHUFFLE_NHWC_PERM and ins[0].flags.c_contiguous:
         # a channel shuffle in NHWC: each pixel's channels permuted alike
         a, b = ins[0].shape[3:]
-        order = _cached(
-            node, ("shuffle", a, b), None, lambda: np.arange(a * b).reshape(a, b).T.ravel()
-        )
-        kernel = cpu.pick(cpu.permute_rows, out.size)
-        rows = (ins[0].reshape(-1, a * b), order, out.reshape(-1, a * b))
+        kernel = cpu.pick(cpu.shuffle_rows, out.size)
+        rows = (ins[0].reshape(-1, a * b), a, out.reshape(-1, a * b))
         return functools.partial(kernel, *rows), [out]
     return functools.partial(np.copyto, out, moved), [out]
 
