@@ -3,19 +3,18 @@
 
 For each random-weight Llama config (`workbench.loaders.language.RANDOM_LLAMAS`:
 ``llama-tiny``, and ``llama-100m`` unless ``--models`` says otherwise; random weights are
-for speed only) `wb.generate_profile` generates greedily at batch 1 on each runtime with
-the fair protocol of ``benchmarks/runtimes.py``: each runtime in its own fresh process
-per round at its own defaults (torch: transformers eager with its ``DynamicCache``; ONNX
-Runtime: the exported decoder, the cache kept bound between steps, the onnxruntime
-backend's default threads and optimisation; numba: the same exported decoder run by the
-Numba executor, its KV cache preallocated and written in place, every step's plan made
-in an untimed generation first; onnxruntime-genai, where installed: the
-model built by its model builder (fp32, CPU) in the child before timing, its own
-generation loop), the order of the runtimes alternated from
-round to round, the range over rounds kept. Each process also checks its greedy tokens
-against torch's (``diverges_at``) and reads this machine's memory bandwidth for the
-decode roofline (`wb.machine_ceilings`, cached on disk; measured by the first process
-that needs it).
+for speed only) `wb.generate_profile` generates greedily (batch 1 unless ``--batch-size``
+says otherwise) on each runtime with the fair protocol of ``benchmarks/runtimes.py``: each
+runtime in its own fresh process per round at its own defaults (torch: transformers eager
+with its ``DynamicCache``; ONNX Runtime: the exported decoder, the cache kept bound between
+steps, the onnxruntime backend's default threads and optimisation; numba: the same exported
+decoder run by the Numba executor, its KV cache preallocated and written in place, every
+step's plan made in an untimed generation first; onnxruntime-genai, where installed: the
+model built by its model builder (fp32, CPU) in the child before timing, its own generation
+loop), the order of the runtimes alternated from round to round, the range over rounds kept.
+Each process also checks its greedy tokens against torch's (``diverges_at``) and reads this
+machine's memory bandwidth for the decode roofline (`wb.machine_ceilings`, cached on disk;
+measured by the first process that needs it).
 
 Reported per model and runtime: TTFT, TPOT and the inter-token p90 (the median of the
 rounds' medians, with the range over rounds), prefill and decode tokens/s at those
@@ -31,7 +30,10 @@ costs; target <= 1.1x), noisy rounds; and each runtime's decode tokens/s over to
 28's target for ONNX Runtime: >= 1.2x at batch 1).
 
     python benchmarks/generate.py [--rounds 3] [--runs 3] [--models llama-tiny,llama-100m]
-        [--prompt-length 32] [--output-length 32] [--quick]
+        [--prompt-length 32] [--output-length 32] [--batch-size 1] [--quick]
+
+``--batch-size N`` generates N sequences at once (random prompts of one length) and writes
+``results/generate_bN.*``; issue 28's speed targets are stated at batch 1.
 
 ``--quick`` proves the script works (llama-tiny only, one round, one run, 8 tokens) and
 writes ``results/generate.quick.*``; it is not a measurement.
@@ -76,6 +78,7 @@ def child(args: argparse.Namespace) -> None:
         backend=args.child_backend,
         prompt_length=args.prompt_length,
         output_length=args.output_length,
+        batch_size=args.batch_size,
         runs=args.runs,
         warmup=1,
         roofline=True,
@@ -99,6 +102,8 @@ def run_child(model: str, runtime: str, args: argparse.Namespace) -> dict[str, A
         str(args.prompt_length),
         "--output-length",
         str(args.output_length),
+        "--batch-size",
+        str(args.batch_size),
         "--runs",
         str(args.runs),
     ]
@@ -163,6 +168,14 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
                 if (r.get("layers_method") or {}).get(phase, {}).get("raw_sum_ms") and r[field]
             ]
             row[f"{phase}_reported_sum_ratio"] = statistics.median(reported) if reported else None
+            # ORT: the blocks' plain times before the chain's calibrated per-call cost
+            plain = [
+                r["layers_method"][phase]["blocks_plain_sum_ms"] / r[field][stat]
+                for r in good
+                if (r.get("layers_method") or {}).get(phase, {}).get("blocks_plain_sum_ms")
+                and r[field]
+            ]
+            row[f"{phase}_blocks_plain_ratio"] = statistics.median(plain) if plain else None
             net = [
                 r["layers_method"][phase]["net_sum_ms"] / r[field][stat]
                 for r in good
@@ -179,6 +192,8 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
         row["blocks"] = len(methods[0].get("blocks", ())) if methods else None
         overheads = [m["profiler_overhead_ms"] * 1000.0 for m in methods]
         row["profiler_overhead_us"] = statistics.median(overheads) if overheads else None
+        call_costs = [m["call_overhead_ms"] * 1000.0 for m in methods if "call_overhead_ms" in m]
+        row["call_overhead_us"] = statistics.median(call_costs) if call_costs else None
         passes = [m["pass_s"] for m in methods if m.get("pass_s") is not None]
         row["layers_pass_s"] = statistics.median(passes) if passes else None
         costs = [r["profiling_cost"] for r in good if r.get("profiling_cost")]
@@ -211,7 +226,7 @@ def _cache_updates(records: list[dict[str, Any]]) -> float:
 
 def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     lines = [
-        f"Batch 1, prompt {settings['prompt_length']} tokens, output "
+        f"Batch {settings['batch_size']}, prompt {settings['prompt_length']} tokens, output "
         f"{settings['output_length']} tokens, greedy; {settings['rounds']} rounds, each "
         f"runtime in its own fresh process per round (order alternated), "
         f"{settings['runs']} timed generations after 1 warm-up per process; fp32, random "
@@ -267,9 +282,12 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         "plain ones with the instruments on (torch: module hooks; numba: its step timing; "
         "ORT: between plain generations, on the kept inputs of each prefill and of the "
         "middle decode step, the decoder cut into blocks (decoder layers, embeddings, final "
-        "norm, head) each timed in a plain session, median of 3 chains, each block's time "
+        "norm, head) each timed in a plain session, median of 3 chains, less the chain's "
+        "own cost per session call (a synthetic chain of matrix-vector products timed as "
+        "block sessions and as one session: the excess per extra call; the blocks' times "
+        "before it shown beside), each block's time "
         "split among its modules by the node profiler's kernels on a profiling copy: the "
-        "sums are the blocks' plain times; the profiler's own kernel sums, as reported and "
+        "sums are the blocks' times; the profiler's own kernel sums, as reported and "
         "net of its per-kernel cost measured on a chain of cheap nodes, are shown beside; "
         "'pass': the seconds the blocks and the profiler took between the generations)",
         "- cache update / decode step: the `*.cache_update` rows (the KV write: the cache's "
@@ -296,6 +314,12 @@ def _sums(row: dict[str, Any]) -> str:
     text = f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
     raw = row.get("prefill_reported_sum_ratio"), row.get("decode_reported_sum_ratio")
     net = row.get("prefill_net_sum_ratio"), row.get("decode_net_sum_ratio")
+    if row.get("call_overhead_us") is not None:
+        plain = row.get("prefill_blocks_plain_ratio"), row.get("decode_blocks_plain_ratio")
+        text += (
+            f" (less {row['call_overhead_us']:.0f} us per block call; "
+            f"the blocks as timed: {_pair(plain)})"
+        )
     if raw[0] is not None:
         text += (
             f" ({row['blocks']} blocks timed plain; the profiler's kernels as reported: "
@@ -330,6 +354,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt-length", type=int, default=32)
     parser.add_argument("--output-length", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="sequences per generation (results: generate_bN)"
+    )
     parser.add_argument(
         "--models", type=lambda text: text.split(","), default=["llama-tiny", "llama-100m"]
     )
@@ -369,12 +396,12 @@ def main() -> None:
         "runs": args.runs,
         "prompt_length": args.prompt_length,
         "output_length": args.output_length,
-        "batch_size": 1,
+        "batch_size": args.batch_size,
         "models": args.models,
     }
     table = markdown(rows, settings)
     write_results(
-        "generate",
+        "generate" if args.batch_size == 1 else f"generate_b{args.batch_size}",
         {"settings": settings, "rows": rows, "rounds": raw},
         table,
         quick=args.quick,

@@ -171,10 +171,13 @@ class OrtDecoder:
         final norm, the head), every block's call timed alone in a plain session; and a
         profiling copy of the session (same threads and optimisation), whose kernels,
         each less the profiler's own per-kernel cost (`profiler_overhead`), split each
-        block's time among the module paths they were exported from. So each layer's
-        time is its share of its block's plain time: the table is scaled per block, by
-        the block's plain time over its kernels' net sum, and `layers_method` records
-        the factors, the blocks' and kernels' sums and the pass's own seconds.
+        block's time among the module paths they were exported from. Each block's time
+        is its plain time less what its session calls cost the chain beyond the whole
+        graph's one call (`call_overhead`, measured here on a synthetic chain;
+        `BlockChain.less_calls`). So each layer's time is its share of its block's time:
+        the table is scaled per block, by the block's time over its kernels' net sum, and
+        `layers_method` records the factors, the blocks' sums (plain and less the calls),
+        both calibrations, the kernels' sums and the pass's own seconds.
 
         Returns:
             (prefill, decode) `LayerTiming` lists, one sample per recorded generation;
@@ -185,7 +188,7 @@ class OrtDecoder:
 
         import onnx
 
-        from workbench.backends.onnxruntime.decoder_blocks import BlockChain
+        from workbench.backends.onnxruntime.decoder_blocks import BlockChain, call_overhead
         from workbench.backends.onnxruntime.options import intra_op_threads
         from workbench.backends.onnxruntime.plain import plain_session
         from workbench.backends.onnxruntime.trace import (
@@ -210,9 +213,11 @@ class OrtDecoder:
         self.layer_times, self.layers_method = [], {}
         calls: list[str] = []  # the phase of each call the profiler traced, in order
         blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
+        plain_blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
         pass_s = 0.0
         try:
             chain = BlockChain(proto, threads)
+            per_call = call_overhead(threads)
             profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
                 if context is not None:  # untimed, as in the plain generations
@@ -235,7 +240,8 @@ class OrtDecoder:
                     run_bound(profiler, feeds)
                     calls.append(phase if run else "warm-up")
                     if run:
-                        blocks[phase].append(block_ms)
+                        plain_blocks[phase].append(block_ms)
+                        blocks[phase].append(chain.less_calls(block_ms, per_call.call_ms))
                 if run:
                     self.layer_times.append(times)
                     pass_s += clock() - began
@@ -261,6 +267,7 @@ class OrtDecoder:
             self.layers_method[phase] = {
                 **kernel_sums([raw[k] for k in chosen], [net[k] for k in chosen]),
                 "blocks_sum_ms": _median([sum(b.values()) for b in blocks[phase]]),
+                "blocks_plain_sum_ms": _median([sum(b.values()) for b in plain_blocks[phase]]),
                 "block_scale": scales,
             }
         self.layers_method.update(
@@ -271,13 +278,16 @@ class OrtDecoder:
             decode_steps=steps,
             profiler_overhead_ms=overhead.kernel_ms,
             calibration=overhead.describe(),
+            call_overhead_ms=per_call.call_ms,
+            call_calibration=per_call.describe(),
             pass_s=pass_s,
         )
         self.notes.append(
             "per-layer tables: off the timed generations, on the inputs of each prefill"
             + (f" and of decode step {kept} of {steps}" if kept else "")
             + f"; {len(chain.blocks)} blocks ({len(chain.graphs)} sub-graphs) timed in plain "
-            "sessions, each block's time split among its modules by ORT's node profiler "
+            f"sessions, less the chain's cost per session call ({per_call.describe()}), "
+            "each block's time split among its modules by ORT's node profiler "
             f"(kernels less {overhead.kernel_ms * 1e3:.2f} us each): the layers are scaled "
             f"per block (factors in layers_method); the pass took {pass_s:.2f} s beside "
             f"{runs} generation(s)"

@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -279,7 +280,112 @@ class BlockChain:
             values.update(zip(graph.outputs, binding.get_outputs(), strict=True))
         return values, dict(times)
 
+    def less_calls(self, block_ms: Mapping[str, float], call_ms: float) -> dict[str, float]:
+        """Each block's time less what its session calls cost the chain beyond the whole
+        graph's one call (`CallOverhead.call_ms` per extra call, shared by every call:
+        a block of k sub-graphs gives up ``k * call_ms * (n - 1) / n`` of n calls), floored
+        at 0: the blocks' times as the whole graph spends them."""
+        calls = len(self.graphs)
+        each = call_ms * (calls - 1) / calls
+        counts: dict[str, int] = defaultdict(int)
+        for graph in self.graphs:
+            counts[graph.block] += 1
+        return {block: max(0.0, ms - each * counts[block]) for block, ms in block_ms.items()}
+
     def median_run(self, feeds: Mapping[str, Any], repeats: int) -> dict[str, float]:
         """Each block's median time (ms) over ``repeats`` runs of the chain on ``feeds``."""
         runs = [self.run(feeds)[1] for _ in range(repeats)]
         return {block: float(np.median([r[block] for r in runs])) for block in runs[0]}
+
+
+@dataclass(frozen=True)
+class CallOverhead:
+    """What running a graph as a chain of block sessions adds per extra session call,
+    measured here.
+
+    A chain of ``calls`` matrix-vector products (one row of ``width`` by a ``width``
+    square weight each, enough work for ORT to share among its threads, every weight
+    its own) runs once as one plain session, called back to back as a generation calls
+    its decoder, and once as a `BlockChain` of one block per product. Each block call
+    pays its own ``run`` entry, output allocation and, its session having stopped
+    spinning when the previous call returned, the wake of its thread pool; the whole
+    graph pays them once. So ``call_ms`` is the chain's excess over the whole graph per
+    extra call.
+
+    Attributes:
+        call_ms: ``(chain_ms - whole_ms) / (calls - 1)``, floored at 0 (ms per call).
+        chain_ms: the chain's summed block times (median over ``runs``).
+        whole_ms: the whole graph's call (median over ``runs``).
+        calls: products, and so blocks, in the chain.
+        width: the products' width.
+        runs: timed runs of each, alternated, after a few untimed.
+        threads: intra-op threads of every session.
+    """
+
+    call_ms: float
+    chain_ms: float
+    whole_ms: float
+    calls: int
+    width: int
+    runs: int
+    threads: int
+
+    def describe(self) -> str:
+        """One line: the calibration and how it was measured."""
+        return (
+            f"{self.call_ms * 1e3:.1f} us per block call (a chain of {self.calls} "
+            f"{self.width}-wide matrix-vector products at {self.threads} thread(s): "
+            f"{self.chain_ms:.3f} ms as block sessions, {self.whole_ms:.3f} ms as one "
+            f"session, medians of {self.runs} runs)"
+        )
+
+
+@lru_cache(maxsize=8)
+def call_overhead(threads: int, calls: int = 20, width: int = 512, runs: int = 30) -> CallOverhead:
+    """Measure `CallOverhead` on this machine (once per process and thread count).
+
+    Takes a few tenths of a second.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.backends.onnxruntime.plain import plain_session
+
+    names = [f"t{i}" for i in range(calls + 1)]
+    # the identity keeps the values as they are however long the chain; ORT cannot tell
+    weight = np.eye(width, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "MatMul", [names[i], f"w{i}"], [names[i + 1]], name=f"/calls.{i}/MatMul"
+            )
+            for i in range(calls)
+        ],
+        "block-call-calibration",
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [1, width])],
+        [numpy_helper.from_array(weight, f"w{i}") for i in range(calls)],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {names[0]: np.ones((1, width), np.float32)}
+    whole = plain_session(proto, threads=threads)
+    chain = BlockChain(proto, threads)
+    clock = time.perf_counter
+    whole_ms, chain_ms = [], []
+    for run in range(runs + 5):
+        began = clock()
+        whole.run(None, feeds)
+        took = (clock() - began) * 1000.0
+        chained = sum(chain.run(feeds)[1].values())
+        if run >= 5:
+            whole_ms.append(took)
+            chain_ms.append(chained)
+    chain_median, whole_median = float(np.median(chain_ms)), float(np.median(whole_ms))
+    return CallOverhead(
+        max(0.0, (chain_median - whole_median) / (calls - 1)),
+        chain_median,
+        whole_median,
+        calls,
+        width,
+        runs,
+        threads,
+    )
