@@ -2,7 +2,8 @@
 
 A channels-last convolution can often run several ways (`cpu_ops._conv_nhwc`): im2col +
 GEMM in blocks of output rows (two block sizes when its matrix outgrows the smaller),
-Winograd F(2x2, 3x3) for a 3x3 stride-1 one, a plain GEMM for a 1x1, and a direct loop
+Winograd F(2x2, 3x3) for a 3x3 stride-1 one, a plain GEMM for a 1x1, an implicit GEMM
+on the packed weight (`packed_gemm.conv_packed`, float32 on AVX-512) and a direct loop
 (`depthwise.grouped_nhwc` with one group) for small ones. Which is fastest depends on
 the shape, the thread count and the CPU, so with ``conv_strategy="measure"`` (the
 default) the planning run builds every candidate on the layer's real input and packed
