@@ -192,8 +192,13 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
         row["blocks"] = len(methods[0].get("blocks", ())) if methods else None
         overheads = [m["profiler_overhead_ms"] * 1000.0 for m in methods]
         row["profiler_overhead_us"] = statistics.median(overheads) if overheads else None
-        call_costs = [m["call_overhead_ms"] * 1000.0 for m in methods if "call_overhead_ms" in m]
-        row["call_overhead_us"] = statistics.median(call_costs) if call_costs else None
+        for phase in ("prefill", "decode"):
+            costs_us = [
+                m[phase]["call_overhead_ms"] * 1000.0
+                for m in methods
+                if "call_overhead_ms" in m.get(phase, {})
+            ]
+            row[f"{phase}_call_overhead_us"] = statistics.median(costs_us) if costs_us else None
         passes = [m["pass_s"] for m in methods if m.get("pass_s") is not None]
         row["layers_pass_s"] = statistics.median(passes) if passes else None
         costs = [r["profiling_cost"] for r in good if r.get("profiling_cost")]
@@ -314,11 +319,12 @@ def _sums(row: dict[str, Any]) -> str:
     text = f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
     raw = row.get("prefill_reported_sum_ratio"), row.get("decode_reported_sum_ratio")
     net = row.get("prefill_net_sum_ratio"), row.get("decode_net_sum_ratio")
-    if row.get("call_overhead_us") is not None:
+    costs = row.get("prefill_call_overhead_us"), row.get("decode_call_overhead_us")
+    if costs[0] is not None:
         plain = row.get("prefill_blocks_plain_ratio"), row.get("decode_blocks_plain_ratio")
         text += (
-            f" (less {row['call_overhead_us']:.0f} us per block call; "
-            f"the blocks as timed: {_pair(plain)})"
+            f" (less {', '.join('-' if c is None else f'{c:.0f}' for c in costs)} us per "
+            f"block call; the blocks as timed: {_pair(plain)})"
         )
     if raw[0] is not None:
         text += (

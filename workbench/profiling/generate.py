@@ -435,9 +435,15 @@ class GenerationProfile:
             text += (
                 f"; {len(method.get('blocks', ()))} blocks timed plain"
                 + (
-                    f", each less {method['call_overhead_ms'] * 1e3:.0f} us per session call "
-                    "(the chain's own cost, calibrated)"
-                    if method.get("call_overhead_ms") is not None
+                    f", each less {', '.join(calls)} per session call (the chain's own "
+                    "cost, calibrated)"
+                    if (
+                        calls := [
+                            f"{phase} {facts['call_overhead_ms'] * 1e3:.0f} us"
+                            for phase in ("prefill", "decode")
+                            if "call_overhead_ms" in (facts := method.get(phase) or {})
+                        ]
+                    )
                     else ""
                 )
                 + ", each split among its modules by the node profiler's kernels, so the rows "

@@ -60,11 +60,11 @@ def test_profiler_overhead_is_reported_less_plain_per_node() -> None:
 
 
 def test_call_overhead_is_the_chain_s_excess_per_extra_call() -> None:
-    o = call_overhead(1, calls=4, width=64, runs=3)
-    assert (o.calls, o.width, o.runs, o.threads) == (4, 64, 3, 1)
+    o = call_overhead(1, rows=2, calls=4, width=64, runs=3)
+    assert (o.calls, o.rows, o.width, o.runs, o.threads) == (4, 2, 64, 3, 1)
     assert o.chain_ms > 0 and o.whole_ms > 0
     assert o.call_ms == pytest.approx(max(0.0, (o.chain_ms - o.whole_ms) / 3))
-    assert "a chain of 4 64-wide matrix-vector products at 1 thread(s)" in o.describe()
+    assert "a chain of 4 2x64 by 64x64 products at 1 thread(s)" in o.describe()
 
 
 def test_less_calls_shares_one_call_among_all_and_takes_the_rest_off_each() -> None:
@@ -184,8 +184,8 @@ def test_per_layer_pass_keeps_the_generations_plain_and_times_every_block() -> N
         assert set(facts["block_scale"]) == set(method["blocks"])
         # the rows add up to the blocks' times less the chain's calls, never more than timed
         assert 0 <= facts["blocks_sum_ms"] <= facts["blocks_plain_sum_ms"]
+        assert facts["call_overhead_ms"] >= 0 and "per block call" in facts["call_calibration"]
         taken = facts["raw_sum_ms"] - facts["net_sum_ms"]
         assert 0 <= taken <= facts["kernels_per_call"] * method["profiler_overhead_ms"] + 1e-9
     assert method["pass_s"] > 0
-    assert method["call_overhead_ms"] >= 0 and "per block call" in method["call_calibration"]
     assert "decode step 4 of 7" in decoder.notes[-1]

@@ -217,7 +217,12 @@ class OrtDecoder:
         pass_s = 0.0
         try:
             chain = BlockChain(proto, threads)
-            per_call = call_overhead(threads)
+            # at each phase's rows: a prefill's products share out among the threads, a
+            # decode step's single rows mostly do not
+            per_call = {
+                "prefill": call_overhead(threads, rows=ids.size),
+                "decode": call_overhead(threads, rows=ids.shape[0]),
+            }
             profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
                 if context is not None:  # untimed, as in the plain generations
@@ -241,7 +246,7 @@ class OrtDecoder:
                     calls.append(phase if run else "warm-up")
                     if run:
                         plain_blocks[phase].append(block_ms)
-                        blocks[phase].append(chain.less_calls(block_ms, per_call.call_ms))
+                        blocks[phase].append(chain.less_calls(block_ms, per_call[phase].call_ms))
                 if run:
                     self.layer_times.append(times)
                     pass_s += clock() - began
@@ -269,6 +274,8 @@ class OrtDecoder:
                 "blocks_sum_ms": _median([sum(b.values()) for b in blocks[phase]]),
                 "blocks_plain_sum_ms": _median([sum(b.values()) for b in plain_blocks[phase]]),
                 "block_scale": scales,
+                "call_overhead_ms": per_call[phase].call_ms,
+                "call_calibration": per_call[phase].describe(),
             }
         self.layers_method.update(
             method="blocks",
@@ -278,15 +285,15 @@ class OrtDecoder:
             decode_steps=steps,
             profiler_overhead_ms=overhead.kernel_ms,
             calibration=overhead.describe(),
-            call_overhead_ms=per_call.call_ms,
-            call_calibration=per_call.describe(),
             pass_s=pass_s,
         )
         self.notes.append(
             "per-layer tables: off the timed generations, on the inputs of each prefill"
             + (f" and of decode step {kept} of {steps}" if kept else "")
             + f"; {len(chain.blocks)} blocks ({len(chain.graphs)} sub-graphs) timed in plain "
-            f"sessions, less the chain's cost per session call ({per_call.describe()}), "
+            "sessions, less the chain's cost per session call ("
+            + "; ".join(f"{phase}: {c.describe()}" for phase, c in per_call.items())
+            + "), "
             "each block's time split among its modules by ORT's node profiler "
             f"(kernels less {overhead.kernel_ms * 1e3:.2f} us each): the layers are scaled "
             f"per block (factors in layers_method); the pass took {pass_s:.2f} s beside "

@@ -303,20 +303,22 @@ class CallOverhead:
     """What running a graph as a chain of block sessions adds per extra session call,
     measured here.
 
-    A chain of ``calls`` matrix-vector products (one row of ``width`` by a ``width``
-    square weight each, enough work for ORT to share among its threads, every weight
-    its own) runs once as one plain session, called back to back as a generation calls
-    its decoder, and once as a `BlockChain` of one block per product. Each block call
-    pays its own ``run`` entry, output allocation and, its session having stopped
-    spinning when the previous call returned, the wake of its thread pool; the whole
-    graph pays them once. So ``call_ms`` is the chain's excess over the whole graph per
-    extra call.
+    A chain of ``calls`` matrix products (``rows`` by ``width`` times a ``width``
+    square weight each, every weight its own: at a phase's rows, ORT shares a product
+    among its threads where it would share the phase's own, a prefill's, and runs a
+    decode step's one row on the calling thread) runs once as one plain session, called
+    back to back as a generation calls its decoder, and once as a `BlockChain` of one
+    block per product. Each block call pays its own ``run`` entry, output allocation
+    and, its session having stopped spinning when the previous call returned, any wake
+    of its thread pool; the whole graph pays them once. So ``call_ms`` is the chain's
+    excess over the whole graph per extra call.
 
     Attributes:
         call_ms: ``(chain_ms - whole_ms) / (calls - 1)``, floored at 0 (ms per call).
         chain_ms: the chain's summed block times (median over ``runs``).
         whole_ms: the whole graph's call (median over ``runs``).
         calls: products, and so blocks, in the chain.
+        rows: the products' rows (a phase's tokens).
         width: the products' width.
         runs: timed runs of each, alternated, after a few untimed.
         threads: intra-op threads of every session.
@@ -326,6 +328,7 @@ class CallOverhead:
     chain_ms: float
     whole_ms: float
     calls: int
+    rows: int
     width: int
     runs: int
     threads: int
@@ -334,15 +337,18 @@ class CallOverhead:
         """One line: the calibration and how it was measured."""
         return (
             f"{self.call_ms * 1e3:.1f} us per block call (a chain of {self.calls} "
-            f"{self.width}-wide matrix-vector products at {self.threads} thread(s): "
+            f"{self.rows}x{self.width} by {self.width}x{self.width} products at "
+            f"{self.threads} thread(s): "
             f"{self.chain_ms:.3f} ms as block sessions, {self.whole_ms:.3f} ms as one "
             f"session, medians of {self.runs} runs)"
         )
 
 
 @lru_cache(maxsize=8)
-def call_overhead(threads: int, calls: int = 20, width: int = 512, runs: int = 30) -> CallOverhead:
-    """Measure `CallOverhead` on this machine (once per process and thread count).
+def call_overhead(
+    threads: int, rows: int = 1, calls: int = 20, width: int = 512, runs: int = 30
+) -> CallOverhead:
+    """Measure `CallOverhead` on this machine (once per process, thread count and rows).
 
     Takes a few tenths of a second.
     """
@@ -361,12 +367,12 @@ def call_overhead(threads: int, calls: int = 20, width: int = 512, runs: int = 3
             for i in range(calls)
         ],
         "block-call-calibration",
-        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, width])],
-        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [rows, width])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [rows, width])],
         [numpy_helper.from_array(weight, f"w{i}") for i in range(calls)],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    feeds = {names[0]: np.ones((1, width), np.float32)}
+    feeds = {names[0]: np.ones((rows, width), np.float32)}
     whole = plain_session(proto, threads=threads)
     chain = BlockChain(proto, threads)
     clock = time.perf_counter
@@ -385,6 +391,7 @@ def call_overhead(threads: int, calls: int = 20, width: int = 512, runs: int = 3
         chain_median,
         whole_median,
         calls,
+        rows,
         width,
         runs,
         threads,
