@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
+from workbench.backends.numba import cpu
 from workbench.backends.numba.layout import LAYOUT_LAYER, NHWC_SUFFIX
 from workbench.errors import BackendOptionError
 from workbench.model import Model
@@ -214,6 +216,37 @@ def test_concat_over_channels_and_residual_add() -> None:
     assert all(n.channels_last for n in session.graph.nodes if n.op_type != "Transpose")
     concat = next(n for n in session.graph.nodes if n.op_type == "Concat")
     assert concat.attrs["axis"] == 3
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_concat_over_channels_copies_each_input_into_its_columns(
+    monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """Inputs 16 channels wide run `cpu.copy_columns`, the 4-wide one NumPy's copy; one
+    input read twice."""
+    if parallel:  # small shapes, the parallel kernel all the same
+        monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 1)
+    picked: list[Any] = []
+    pick: Callable[..., Any] = cpu.pick
+    monkeypatch.setattr(cpu, "pick", lambda k, *a: picked.append(k) or pick(k, *a))
+    w2 = RNG.standard_normal((16, 4, 1, 1)).astype(np.float32)
+    tail = [
+        ("Conv", {"with": ["w2"], "kernel_shape": [1, 1]}),
+        ("Concat", {"axis": 1, "with": ["t0", "t1"]}),
+    ]
+    session = _check(_chain_model(tail, {"w2": w2}))
+    concat = next(n for n in session.graph.nodes if n.op_type == "Concat")
+    assert concat.channels_last
+    assert cpu.copy_columns in picked
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_copy_columns_fills_only_its_columns(parallel: bool) -> None:
+    part = RNG.standard_normal((5, 16)).astype(np.float32)
+    out = np.full((5, 40), np.nan, np.float32)
+    cpu.copy_columns[0 if parallel else 1](part, out, 8)
+    np.testing.assert_array_equal(out[:, 8:24], part)
+    assert np.isnan(out[:, :8]).all() and np.isnan(out[:, 24:]).all()
 
 
 def test_layout_conversions_are_shared_and_profiled_as_one_layer() -> None:
