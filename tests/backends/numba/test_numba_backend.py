@@ -88,6 +88,45 @@ def test_folding_and_fusion(backend) -> None:
     assert convs and all(n.activation == "Relu" and len(n.fused) == 2 for n in convs)
 
 
+def test_a_folded_batch_norm_is_within_two_ulp_of_float64(backend) -> None:
+    """The folded weight is made in float32 (no float64 copy of each weight): within two
+    float32 roundings of the float64 product, and the session equals ORT's outputs."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    rng = np.random.default_rng(41)
+    consts = {
+        "w": rng.standard_normal((6, 3, 3, 3)).astype(np.float32),
+        "scale": rng.standard_normal(6).astype(np.float32),
+        "beta": rng.standard_normal(6).astype(np.float32),
+        "mean": rng.standard_normal(6).astype(np.float32),
+        "var": rng.uniform(0.1, 2.0, 6).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+        helper.make_node("BatchNormalization", ["y", "scale", "beta", "mean", "var"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bn",
+        [helper.make_tensor_value_info("x", 1, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("z", 1, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = model_from_proto(helper.make_model(graph, ir_version=10), name="bn")
+    session = backend.compile(model, "cpu", layout="nchw")
+    conv = next(n for n in session.graph.nodes if n.op_type == "Conv")
+    c = {k: v.astype(np.float64) for k, v in consts.items()}
+    factor = c["scale"] / np.sqrt(c["var"] + 1e-5)
+    exact = c["w"] * factor.reshape(-1, 1, 1, 1)
+    folded = session.graph.consts[conv.inputs[1]]
+    assert folded.dtype == np.float32
+    np.testing.assert_allclose(folded, exact, rtol=2 * 2.0**-23, atol=0)
+    inputs = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    assert_close(session.run(inputs)[0], ort_outputs(model, inputs)[0], scope="op")
+
+
 def test_runner_is_a_zero_argument_callable(backend) -> None:
     model = wb.samples.load("digits-mlp")
     session = backend.compile(model, "cpu")

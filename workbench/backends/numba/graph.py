@@ -250,7 +250,11 @@ def _fold_batchnorm(
         bias = consts[conv.inputs[2]] if len(conv.inputs) > 2 and conv.inputs[2] else 0.0
         shape = (-1,) + (1,) * (weight.ndim - 1)
         new_w, new_b = f"{conv.name}::bn_weight", f"{conv.name}::bn_bias"
-        consts[new_w] = (weight * factor.reshape(shape)).astype(weight.dtype)
+        # the factor rounded to the weight's dtype, the product made there: one more
+        # rounding (within 2 ulp of the float64 product), no float64 copy of every
+        # weight (resnet50: 0.2 of the 1.3 s a cached compile took)
+        factor_w = factor.astype(weight.dtype).reshape(shape)
+        consts[new_w] = np.multiply(weight, factor_w, dtype=weight.dtype)
         consts[new_b] = ((bias - mean) * factor + beta).astype(weight.dtype)
         conv.inputs = [conv.inputs[0], new_w, new_b]
         return True
