@@ -45,6 +45,18 @@ def test_packed_product_matches_float64(tasks: int, act: str) -> None:
     assert (wide[:, :2] == 7).all() and (wide[:, 2 + N :] == 7).all()
 
 
+@pytest.mark.parametrize("shape", [(70, 7, 3, 3), (64, 16, 1, 1)], ids=["3x3", "1x1"])
+def test_a_convolution_weight_packs_from_its_own_layout(shape: tuple[int, ...]) -> None:
+    """`pack` of ``w.transpose(2, 3, 1, 0)`` (read-only, strided) equals `pack` of its
+    contiguous ``[kh*kw*C, M]`` copy: the same panels (a partial one for 70 columns)."""
+    w = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    w.flags.writeable = False  # as an ONNX initializer
+    copy = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, shape[0]))
+    np.testing.assert_array_equal(
+        gemm.pack(w.transpose(2, 3, 1, 0), None).panels, gemm.pack(copy, None).panels
+    )
+
+
 def _linear_model(op: str, bias_input: bool = False) -> tuple[wb.Model, dict[str, np.ndarray]]:
     """MatMul(x, W) + b -> Relu over [2, M, K] rows, or Gemm(x, W', C) with transB (C a
     constant, or a graph input when ``bias_input``)."""

@@ -408,9 +408,7 @@ def _conv_implicit(
     m = w.shape[0]
     oh, ow = geo.out
     k = c * geo.kernel[0] * geo.kernel[1]
-    weight = _cached(
-        node, "packed", 1, lambda: packed_gemm.pack(w.transpose(2, 3, 1, 0).reshape(k, m), bias)
-    )
+    weight = _cached(node, "packed", 1, lambda: packed_gemm.pack(w.transpose(2, 3, 1, 0), bias))
     tasks = _splits(gemm, n * oh * ow * k * m)
     # blocks of whole output rows, enough of them for every task to have one
     per_block = max(1, min(packed_gemm.MC // ow, -(-n * oh // tasks)))

@@ -95,19 +95,25 @@ class PackedWeight:
 
 def pack(w: np.ndarray, bias: np.ndarray | None) -> PackedWeight:
     """Pack a ``[K, N]`` weight (any layout, any float dtype: cast to float32) and its
-    optional ``[N]`` bias for `gemm_packed`, in one pass over the weight.
+    optional ``[N]`` bias for `gemm_packed`, in one pass over the weight. ``w`` may
+    also be ``[K1, K2, ..., N]``, its leading axes flattened into K in C order: a
+    convolution's weight as ``w.transpose(2, 3, 1, 0)`` (taps, then channels), packed
+    without a transposed copy first (512 -> 512 3x3: 4.0 against 7.9 ms).
 
     Every plan packs: vit_b_32's 340 MB took 0.4-0.9 s on the 2-core EPYC VM, mostly the
     first touch of the new memory (0.16 s into reused memory). NumPy's copy, not a
     compiled loop: the weights are read-only arrays, and Numba recompiled its read-only
     specialisation in every process (0.34 s) instead of loading it from its cache."""
-    k, n = w.shape
+    lead, n = w.shape[:-1], w.shape[-1]
+    k = int(np.prod(lead))
     full, rest = divmod(n, NR)
     panels = np.empty((full + (rest > 0), k, NR), np.float32)
-    panels[:full] = w[:, : full * NR].reshape(k, full, NR).transpose(1, 0, 2)
+    # panel p, row (k1, k2, ...), lane j = w[k1, k2, ..., p * NR + j]
+    split = w[..., : full * NR].reshape(*lead, full, NR)
+    panels[:full].reshape(full, *lead, NR)[...] = np.moveaxis(split, -2, 0)
     if rest:
         panels[full, :, rest:] = 0
-        panels[full, :, :rest] = w[:, full * NR :]
+        panels[full, :, :rest] = w[..., full * NR :].reshape(k, rest)
     padded_bias = np.zeros(panels.shape[0] * NR, np.float32)
     if bias is not None:
         padded_bias[:n] = bias.reshape(-1)
