@@ -18,10 +18,12 @@ in the profile that predicts and in the run that measures (each part is compiled
 its profile's options and thread count): ONNX Runtime's idle threads do not spin
 (``spinning=False``), since a spinning pool keeps the cores busy after each ORT part and
 slows the other runtime's next part, which no profile sees. ``--ort-spinning`` profiles and
-runs ORT at its default instead, to measure what that costs. Every split asked for is
-measured ``--rounds`` times, round-robin (each round compiles its parts afresh), and the
-median of the rounds is compared with the prediction: a stretch in which the VM runs a
-runtime at half speed then meets one round of each split. Each measured split's parts
+runs ORT at its default instead, to measure what that costs. torch's OpenMP threads sleep
+likewise (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported: `omp_threads_sleep`),
+unless ``--torch-spinning``. Every split asked for is measured ``--rounds`` times,
+round-robin (each round compiles its parts afresh), and the median of the rounds is
+compared with the prediction: a stretch in which the VM runs a runtime at half speed
+then meets one round of each split. Each measured split's parts
 are also timed alone (``parts``): predicted against parts is the per-layer model's miss,
 parts against measured the pipeline's.
 
@@ -33,12 +35,14 @@ and each runtime's layout conversions of the tensors crossing a cut, per byte (t
 ``switch`` line, the "of it" columns).
 
     python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--rounds 3]
-                                   [--ort-spinning] [--quick]
+                                   [--ort-spinning] [--torch-spinning] [--quick]
+                                   [--models M ...] [--pairs B ...]
 
 On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
 and the ``--measure-top`` best-predicted splits. ``--quick`` is a small run (digits-cnn at
 batch 64 on both CPU pairs, short budgets, each runtime alone and the 3 best-predicted
-splits) that writes ``results/placement.quick.*``; read its ratios, not its times. Run the
+splits) that writes ``results/placement.quick.*``; read its ratios, not its times.
+``--models`` and ``--pairs`` run a subset, written to ``results/placement.partial.*``. Run the
 full one on a quiet machine: the numbers are only as good as the machine was idle (the
 load average is written with them).
 """
@@ -46,6 +50,8 @@ load average is written with them).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from _common import write_results
@@ -88,6 +94,9 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
                 options=pipeline_options(name, devices, args)))  # fmt: skip
     a, b = (sorted(rounds[name], key=lambda p: p.latency.median)[len(rounds[name]) // 2]
             for name in pair)  # fmt: skip
+    # each profile's end to end against its layers' sum, kept: a profile whose end to end
+    # alone ran slow (a VM stretch, or a cause not found yet) shows as a scale far from 1
+    profiled = {name: [[p.latency.median, _layers_ms(p)] for p in rounds[name]] for name in pair}
     gpu = next((d for d in devices if d.startswith("cuda")), None)
     # two CPU runtimes hand arrays over in one process; a GPU's link is measured here
     link = measure_link(cuda_copy(gpu), device=gpu, name=f"host to {gpu}") if gpu else (
@@ -128,10 +137,37 @@ def run_case(model_name: str, batch: int, pair: tuple[str, str], which: str,
         "best_predicted_ms": float(measured.best["predicted_ms"]),
         "best_measured_ms": float(measured.best["measured_ms"]),
         "scales": [placement.scale_a, placement.scale_b],
+        "profile_rounds_ms": profiled,
         "switch": switch.to_dict(),
         "options": [placement.options_a, placement.options_b],
+        "omp_wait_policy": args.omp_wait_policy,
         "placement": measured.to_dict(),
     }
+
+
+def _layers_ms(profile: Any) -> float:
+    """The sum of a profile's per-layer medians (its layout rows and gaps included)."""
+    table = profile.layers
+    return float(table.loc[table["layer"] != "(unattributed)", "latency_ms"].sum())
+
+
+def omp_threads_sleep() -> None:
+    """torch's OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``), as ORT's do.
+
+    After each parallel region libgomp's threads spin (``GOMP_SPINCOUNT``) and hold the
+    cores the next runtime's part wants, which no profile of torch alone contains; what
+    it costs the ORT part after a torch part depends on how that part's first layers use
+    the cores. On digits-cnn at batch 64 (the 18:47 quiet run, torch spinning) a chain's
+    time against its parts alone varied from cut to cut, 0.03 to 0.9 ms, where one
+    measured switch is added per change. libgomp reads the policy once, when torch loads
+    it: set here, before the import, for the profiles and the runs alike (an
+    ``OMP_WAIT_POLICY`` already set is kept). Numba's loops run on TBB, ONNX Runtime's
+    on its own pool: only torch's threads change.
+    """
+    if "torch" in sys.modules:
+        raise SystemExit("torch was imported before OMP_WAIT_POLICY could be set; "
+                         "run benchmarks/placement.py as a script")  # fmt: skip
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pipeline_options(processor: str, devices: set[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -155,8 +191,17 @@ def main() -> None:
                         help="times each split is measured, round-robin")  # fmt: skip
     parser.add_argument("--ort-spinning", action="store_true",
                         help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
+    parser.add_argument("--torch-spinning", action="store_true",
+                        help="leave torch's OpenMP threads spinning (the default)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
+    parser.add_argument("--models", nargs="+", choices=[c[0] for c in CASES],
+                        help="only these models: writes results/placement.partial.*")  # fmt: skip
+    parser.add_argument("--pairs", nargs="+", choices=["numba", "torch"],
+                        help="only the pairs with these B runtimes: the same")  # fmt: skip
     args = parser.parse_args()
+    if not args.torch_spinning:
+        omp_threads_sleep()
+    args.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "libgomp's default (spinning)")
     import torch
 
     cases, pairs = CASES, PAIRS + [GPU_PAIR] * torch.cuda.is_available()
@@ -164,6 +209,8 @@ def main() -> None:
         args.budget_s, args.warmup, args.layer_repeats, args.measure_top = 0.2, 2, 10, 3
         args.rounds = 1
         cases, pairs = [("digits-cnn", 64, "top")], PAIRS
+    cases = [c for c in cases if not args.models or c[0] in args.models]
+    pairs = [p for p in pairs if not args.pairs or p[1].split("/")[0] in args.pairs]
     results = [run_case(m, bs, pair, which, args) for m, bs, which in cases for pair in pairs]
     held = all(r["within_bound"] == r["measured"] for r in results)
     verdict = f"predicted within {BOUND:.0%} of measured on every measured split: " + (
@@ -172,7 +219,7 @@ def main() -> None:
     table = markdown(results)
     print(f"\n{table}\n\n{verdict}")
     write_results(
-        "placement",
+        "placement.partial" if args.models or args.pairs else "placement",
         {"bound": BOUND, "held": held, "cases": results, "settings": vars(args)},
         f"{table}\n\n{verdict}",
         quick=args.quick,
@@ -203,7 +250,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{r['model']} batch {r['batch_size']}, {' + '.join(r['pair'])} (scales "
             f"{r['scales'][0]:.2f}, {r['scales'][1]:.2f}):",
             "",
-            f"options {r['options'][0]}, {r['options'][1]}",
+            "profiles, end to end / the sum of the layers: " + _profile_rounds(r),
+            "",
+            f"options {r['options'][0]}, {r['options'][1]}"
+            + (f"; OMP_WAIT_POLICY {r['omp_wait_policy']}" if "torch/cpu" in r["pair"] else ""),
             "",
             f"switch: {format_ms(r['switch']['ms'])} per change of runtime, per part's call "
             f"{' and '.join(map(format_ms, r['switch']['call_ms']))}, layout conversions at the "
@@ -228,6 +278,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
             for row in rows
         ]
     return "\n".join(lines)
+
+
+def _profile_rounds(case: dict[str, Any]) -> str:
+    rounds = case["profile_rounds_ms"]
+    return "; ".join(
+        f"{name} " + ", ".join(f"{format_ms(e2e)} / {format_ms(ms)}" for e2e, ms in rounds[name])
+        for name in case["pair"]
+    )
 
 
 if __name__ == "__main__":
