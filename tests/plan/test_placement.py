@@ -355,6 +355,21 @@ def test_a_spinning_runtime_beside_another_on_the_cpu_is_noted() -> None:
     assert not any(spins in n for n in place(ort, on_gpu, model=chain_model()).notes)
 
 
+def test_torch_threads_spinning_beside_another_runtime_is_noted(monkeypatch) -> None:
+    """libgomp's threads spin unless OMP_WAIT_POLICY is PASSIVE when torch loads it."""
+    layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}
+    ort = replace(fake_profile("onnxruntime", layer_ms, 4.0), options={"spinning": False})
+    torch_cpu = fake_profile("torch", layer_ms, 4.0)
+    spins = "torch's OpenMP threads spin after each parallel region"
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert any(spins in n for n in place(ort, torch_cpu, model=chain_model()).notes)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert not any(spins in n for n in place(ort, torch_cpu, model=chain_model()).notes)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    on_gpu = replace(torch_cpu, device="cuda:0")  # no cores shared: nothing to say
+    assert not any(spins in n for n in place(ort, on_gpu, model=chain_model()).notes)
+
+
 def test_a_chain_hands_each_part_its_feeds() -> None:
     model = chain_model()
     parts = split_model(model, ["fc2"])

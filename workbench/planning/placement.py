@@ -35,6 +35,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -454,14 +455,26 @@ def _shared_core_notes(a: Profile, b: Profile) -> list[str]:
     """What a pipeline of two runtimes on the same CPU does that neither profile saw."""
     if a.device != "cpu" or b.device != "cpu":
         return []
-    return [
-        f"{p.backend}/cpu was profiled with its idle threads spinning (its default): in a "
-        "pipeline sharing the CPU they keep cores busy after each of its parts and slow the "
-        "other runtime's next part, which no profile sees; profile it with "
-        "options={'spinning': False} to predict (and run) the pipeline without that"
+    spin = (
+        "in a pipeline sharing the CPU they keep cores busy after each of its parts and slow "
+        "the other runtime's next part, which no profile sees"
+    )
+    notes = [
+        f"{p.backend}/cpu was profiled with its idle threads spinning (its default): {spin}; "
+        "profile it with options={'spinning': False} to predict (and run) the pipeline "
+        "without that"
         for p in (a, b)
         if p.backend == "onnxruntime" and p.options.get("spinning", True)
     ]
+    # libgomp reads the policy when torch loads it, so this process's is the one in force
+    omp_passive = os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+    if not omp_passive and any(p.backend.startswith("torch") for p in (a, b)):
+        notes.append(
+            f"torch's OpenMP threads spin after each parallel region here (OMP_WAIT_POLICY is "
+            f"not PASSIVE): {spin}; start Python with OMP_WAIT_POLICY=PASSIVE to profile "
+            "(and run) the pipeline without that"
+        )
+    return notes
 
 
 def _side(profile: Profile, layers: list[str], notes: list[str]) -> _Side:
