@@ -57,9 +57,9 @@ GEOMETRIES = [
     "geometry", GEOMETRIES, ids=["3x3", "3x3-stride2", "5x5-dilated", "1x1", "1x1-stride2"]
 )
 def test_implicit_convolution_matches_float64(geometry: tuple[int, ...], tasks: int) -> None:
-    """``relu(conv + bias)`` into a view of a wider array: every output row and channel
+    """``relu(conv + bias)`` into a view of a wider array: every output pixel and channel
     written (float32 `op` tolerances against float64), nothing past the view touched,
-    whatever the block size and the tasks' shares."""
+    whatever the tasks' shares (short micro-tiles at their ends)."""
     n, size, c, m, k, stride, pad, dilation = geometry
     x = RNG.standard_normal((n, size, size, c)).astype(np.float32)
     w = RNG.standard_normal((m, c, k, k)).astype(np.float32)
@@ -67,14 +67,19 @@ def test_implicit_convolution_matches_float64(geometry: tuple[int, ...], tasks: 
     expected = _reference(x, w, bias, stride, pad, dilation)
     _, oh, ow, _ = expected.shape
     packed = gemm.pack(w.transpose(2, 3, 1, 0).reshape(-1, m), bias)
-    unfold = not (k == 1 and stride == 1 and pad == 0)
-    per_block = 2  # output rows a block: several blocks for every task, and a short last
-    cols = np.empty((tasks, per_block * ow, k * k * c if unfold else 0), np.float32)
-    tiles = np.empty((tasks, per_block * ow * gemm.NR), np.float32)
-    wide = np.full((n * oh * ow, m + 5), 7.0, np.float32)
     geo = (k, k, stride, stride, pad, pad, dilation, dilation, oh, ow)
+    plan = gemm.implicit_plan(x.shape, geo)
+    assert (plan.padded is None) == (pad == 0)  # the 1x1s read the input itself
+    src = x
+    if plan.padded is not None:
+        src = np.zeros(plan.padded, np.float32)
+        cpu.pad_interior[1](x, plan.top, plan.left, src)
+    tiles = np.empty((tasks, gemm.MR * gemm.NR), np.float32)
+    bases = np.empty((tasks, gemm.MR), np.int64)
+    wide = np.full((n * oh * ow, m + 5), 7.0, np.float32)
     run = gemm.conv_packed[0 if tasks > 1 else 1]
-    run(x, geo, unfold, packed.panels, packed.bias, cpu.ACTIVATIONS["Relu"], cols, tiles,
+    act = cpu.ACTIVATIONS["Relu"]
+    run(src, geo, plan.segments, plan.length, packed.panels, packed.bias, act, tiles, bases,
         wide[:, 2 : 2 + m])  # fmt: skip
     got = wide[:, 2 : 2 + m].reshape(n, oh, ow, m)
     assert_close(got, expected.astype(np.float32), what="implicit convolution")
@@ -82,17 +87,24 @@ def test_implicit_convolution_matches_float64(geometry: tuple[int, ...], tasks: 
 
 
 def _conv_chain() -> wb.Model:
-    """An image's first Conv (NCHW input), then a 3x3 stride-2 Conv + Relu and a 1x1 Conv
-    on NHWC activations: the last two are dense NHWC convolutions with a ``"packed"``
+    """An image's first Conv (NCHW input), then a 3x3 stride-2 Conv + Relu, a 1x1 Conv
+    and a 2x2 Conv padded only at the end (as exporters write "same") on NHWC
+    activations: the last three are dense NHWC convolutions with a ``"packed"``
     candidate (at least one vector of output channels)."""
     from onnx import helper, numpy_helper
 
     from workbench.loaders.onnx import model_from_proto
 
-    shapes = {"w0": (16, 3, 3, 3), "w1": (40, 16, 3, 3), "w2": (32, 40, 1, 1)}
-    consts = {name: RNG.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+    shapes = {"w0": (16, 3, 3, 3), "w1": (40, 16, 3, 3), "w2": (32, 40, 1, 1), "w3": (16, 32, 2, 2)}
+    rng = np.random.default_rng(3)
+    # weights of unit gain (1 / sqrt(fan-in)): the sums stay near 1, so float32's
+    # rounding stays within the model tolerance of ORT's (summed in another order)
+    consts = {
+        name: (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+        for name, shape in shapes.items()
+    }
     consts |= {
-        f"b{i}": RNG.standard_normal(shapes[f"w{i}"][0]).astype(np.float32) for i in range(3)
+        f"b{i}": rng.standard_normal(shapes[f"w{i}"][0]).astype(np.float32) for i in range(4)
     }
     nodes = [
         helper.make_node("Conv", ["x", "w0", "b0"], ["y0"], name="stem", pads=[1, 1, 1, 1]),
@@ -100,7 +112,8 @@ def _conv_chain() -> wb.Model:
         helper.make_node("Conv", ["r0", "w1", "b1"], ["y1"], name="conv3x3", pads=[1, 1, 1, 1],
                          strides=[2, 2]),
         helper.make_node("Relu", ["y1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], name="conv1x1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y2"], name="conv1x1"),
+        helper.make_node("Conv", ["y2", "w3", "b3"], ["y"], name="conv2x2", pads=[0, 0, 1, 1]),
     ]  # fmt: skip
     graph = helper.make_graph(
         nodes,
@@ -140,9 +153,9 @@ def test_convolutions_measured_fastest_run_packed_and_match_ort(
         (expected,) = ort_outputs(model, feeds)
         assert_close(got, expected, scope="model", what="conv chain")
     chosen = {row["layer"]: row["strategy"] for row in session.conv_strategies}
-    assert chosen["conv3x3"] == chosen["conv1x1"] == "packed"
+    assert chosen["conv3x3"] == chosen["conv1x1"] == chosen["conv2x2"] == "packed"
     for node in session.graph.nodes:
-        if node.name in ("conv3x3", "conv1x1"):
+        if node.name in ("conv3x3", "conv1x1", "conv2x2"):
             assert isinstance(node.cache.get("packed"), gemm.PackedWeight)
 
 

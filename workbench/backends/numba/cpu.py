@@ -397,17 +397,7 @@ def _im2col_nhwc(
 ) -> None:
     """Unfold output rows ``first:last`` of NHWC ``x`` [N, H, W, C] (row ``t`` is output
     row ``t % OH`` of image ``t // OH``) into ``col`` [(last-first)*OW, kh*kw*C], taps
-    then channels (`unfold_nhwc_row`). ``geometry`` as for `_im2col`."""
-    ow = geometry[9]
-    for t in prange(first, last):
-        unfold_nhwc_row(x, geometry, t, col, (t - first) * ow)
-
-
-@njit(inline="always")
-def unfold_nhwc_row(
-    x: np.ndarray, geometry: tuple[int, ...], t: int, col: np.ndarray, at: int
-) -> None:
-    """Unfold output row ``t`` (see `_im2col_nhwc`) into rows ``at:at + OW`` of ``col``.
+    then channels. ``geometry`` as for `_im2col`.
 
     Each tap copies one pixel's C contiguous values. The copies go through views and
     loop indices that start at 0, which LLVM can prove non-negative: with a computed
@@ -416,28 +406,29 @@ def unfold_nhwc_row(
     """
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    b = t // oh
-    oy = t % oh
-    for ox in range(ow):
-        row = col[at + ox]
-        for ki in range(kh):
-            iy = oy * sh - ph + ki * dh
-            for kj in range(kw):
-                ix = ox * sw - pw + kj * dw
-                tap = (ki * kw + kj) * c
-                if c < 8:  # a view per tap costs more than copying a few scalars
-                    inside = 0 <= iy < h and 0 <= ix < w
-                    for ci in range(c):
-                        row[tap + ci] = x[b, iy, ix, ci] if inside else 0
-                    continue
-                dest = row[tap : tap + c]
-                if 0 <= iy < h and 0 <= ix < w:
-                    pixel = x[b, iy, ix]
-                    for ci in range(c):
-                        dest[ci] = pixel[ci]
-                else:
-                    for ci in range(c):
-                        dest[ci] = 0
+    for t in prange(first, last):
+        b = t // oh
+        oy = t % oh
+        for ox in range(ow):
+            row = col[(t - first) * ow + ox]
+            for ki in range(kh):
+                iy = oy * sh - ph + ki * dh
+                for kj in range(kw):
+                    ix = ox * sw - pw + kj * dw
+                    tap = (ki * kw + kj) * c
+                    if c < 8:  # a view per tap costs more than copying a few scalars
+                        inside = 0 <= iy < h and 0 <= ix < w
+                        for ci in range(c):
+                            row[tap + ci] = x[b, iy, ix, ci] if inside else 0
+                        continue
+                    dest = row[tap : tap + c]
+                    if 0 <= iy < h and 0 <= ix < w:
+                        pixel = x[b, iy, ix]
+                        for ci in range(c):
+                            dest[ci] = pixel[ci]
+                    else:
+                        for ci in range(c):
+                            dest[ci] = 0
 
 
 im2col_nhwc = twin(_im2col_nhwc)

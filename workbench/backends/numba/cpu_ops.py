@@ -400,27 +400,31 @@ def _conv_implicit(
     node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, geo: shapes.Window,
     gemm: GemmFn, out: np.ndarray,
 ) -> Callable[[], None]:  # fmt: skip
-    """A dense NHWC Conv as `packed_gemm.conv_packed`: the weight packed once, blocks of
-    at most `packed_gemm.MC` output pixels (whole output rows) unfolded and multiplied
-    in each thread's cache, the output rows shared over the threads; an unpadded
-    stride-1 1x1 multiplies the input's rows without unfolding them."""
+    """A dense NHWC Conv as `packed_gemm.conv_packed`: the weight packed once, each
+    micro-tile of output pixels multiplied straight from the input (copied into a
+    zero-bordered workspace first where the convolution pads), the pixels shared over
+    the threads."""
     n, _, _, c = x.shape
     m = w.shape[0]
     oh, ow = geo.out
     k = c * geo.kernel[0] * geo.kernel[1]
     weight = _cached(node, "packed", 1, lambda: packed_gemm.pack(w.transpose(2, 3, 1, 0), bias))
+    geometry = conv_geometry(geo)
+    plan = packed_gemm.implicit_plan(x.shape, geometry)
     tasks = _splits(gemm, n * oh * ow * k * m)
-    # blocks of whole output rows, enough of them for every task to have one
-    per_block = max(1, min(packed_gemm.MC // ow, -(-n * oh // tasks)))
-    unfold = not _pointwise(geo)
-    cols = _workspace(node, "packed_cols", (tasks, per_block * ow, k if unfold else 0), x.dtype)
-    tiles = _workspace(node, "packed_tiles", (tasks, per_block * ow * packed_gemm.NR), x.dtype)
-    act = cpu.ACTIVATIONS[node.activation]
-    run = packed_gemm.conv_packed[0 if tasks > 1 else 1]
-    y = out.reshape(n * oh * ow, m)
-    return functools.partial(
-        run, x, conv_geometry(geo), unfold, weight.panels, weight.bias, act, cols, tiles, y
-    )
+    tiles = _workspace(node, "packed_tiles", (tasks, packed_gemm.MR * packed_gemm.NR), x.dtype)
+    bases = _workspace(node, "packed_bases", (tasks, packed_gemm.MR), np.int64)
+    src = x if plan.padded is None else _workspace(node, "packed_padded", plan.padded, x.dtype)
+    run = functools.partial(
+        packed_gemm.conv_packed[0 if tasks > 1 else 1], src, geometry, plan.segments,
+        plan.length, weight.panels, weight.bias, cpu.ACTIVATIONS[node.activation], tiles,
+        bases, out.reshape(n * oh * ow, m),
+    )  # fmt: skip
+    if src is x:
+        return run
+    src.fill(0)  # the border, once: each run rewrites only the interior
+    pad = functools.partial(cpu.pick(cpu.pad_interior, x.size), x, plan.top, plan.left, src)
+    return _sequence(pad, run)
 
 
 #: The im2col blocks of a first convolution on an NCHW image (`cpu.conv_nchw_gemm`),
