@@ -18,6 +18,10 @@ the weight is packed once, at compile time, into panels of `NR` columns
 - after the last slice the bias and the activation run on the panel's tile (in L1) as it
   is copied to the output.
 
+`conv_packed` runs a dense NHWC convolution on the same micro-kernel and packed weight
+as an implicit GEMM: a micro-tile's rows are read from the input itself, with no
+im2col matrix (the ``"packed"`` candidate of `strategy`'s measured choice).
+
 The vector code is plain LLVM IR (vector loads, ``llvm.fmuladd``), so it compiles and
 is exact on any CPU; `worthwhile` says where it is the faster choice.
 """
