@@ -48,8 +48,9 @@ Bound = tuple[Callable[[], Any], Arrays]
 
 
 def _bindable(binder: Callable[..., Bound]) -> Kernel:
-    """A kernel from a binder: called, it binds and runs at once (the planning run);
-    its ``bind`` gives the executor the callable alone, to replay every later run."""
+    """A kernel from a binder: called, it binds and runs at once; its ``bind`` gives the
+    executor the callable alone, to replay every later run, and its ``plan`` the new
+    outputs alone, nothing run (a planning run that needs only their shapes)."""
 
     def kernel(node: Node, ins: Arrays, outs: Arrays | None) -> Arrays:
         run, results = binder(node, ins, outs)
@@ -57,6 +58,7 @@ def _bindable(binder: Callable[..., Bound]) -> Kernel:
         return results
 
     kernel.bind = lambda node, ins, outs: binder(node, ins, outs)[0]  # type: ignore[attr-defined]
+    kernel.plan = lambda node, ins: binder(node, ins, None)[1]  # type: ignore[attr-defined]
     return kernel
 
 

@@ -1,9 +1,13 @@
 """Run a `Graph` on a device: plan once per input shapes, then replay bound steps.
 
-The first run at a given set of input shapes is the *planning* run: every node
-executes with freshly allocated outputs, values that depend only on shapes (the
-exporter's Shape/Gather/Concat arithmetic) are evaluated on the host and frozen, and
-the shapes of all intermediates are recorded. From those, one arena of buffers is
+The first run at a given set of input shapes is the *planning* run: every node gets
+freshly allocated outputs, values that depend only on shapes (the exporter's
+Shape/Gather/Concat arithmetic) are evaluated on the host and frozen, and the shapes of
+all intermediates are recorded. A node whose kernel can give its outputs without
+computing them (a ``plan`` attribute) is not run when no later node of the planning run
+reads its values (`values_planning_reads`): a convolution network's planning run
+computes nothing, where it used to cost a whole inference at cold memory (the first
+run at batch 32 paid for two). From those, one arena of buffers is
 allocated with liveness-based reuse, and the inputs get buffers of their own that
 each run copies into. Every array a step touches is then fixed, so each step is
 *bound* once: a kernel with a ``bind`` attribute precomputes its geometry and
@@ -33,6 +37,15 @@ from workbench.errors import BackendError, InvalidArgumentError
 #: decoder's KV cache): the plan gives it no buffer and binds it to those views.
 Kernel = Callable[[Node, list[Any], list[Any] | None], list[Any]]
 Binder = Callable[[Node, list[Any], list[Any]], Callable[[], Any]]
+#: A kernel's optional ``plan`` attribute: (node, inputs) -> new output arrays of the
+#: right shapes and types, nothing computed (their contents are undefined).
+Planner = Callable[[Node, list[Any]], list[Any]]
+
+#: Ops whose outputs' shapes follow from their inputs' shapes and their host inputs
+#: (`HOST_INPUTS`) alone, and which only move values: run on undefined values in a
+#: planning run they give the right shapes, and neither fail nor warn (a Cast of
+#: undefined floats to integers would warn of invalid values: it is computed instead).
+SHAPE_ONLY_OPS = ALIAS_OPS | {"Slice", "Expand"}
 
 
 def nothing() -> None:
@@ -65,6 +78,27 @@ HOST_INPUTS: dict[str, frozenset[int]] = {
         for op in ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
     },
 }
+
+
+def values_planning_reads(graph: Graph, kernel_of: Callable[[Node], Kernel]) -> set[str]:
+    """The values a planning run must compute, not only shape: what a node reads on the
+    host (`HOST_INPUTS`: shapes, axes, pads), every input of a node that has to run
+    for real (its kernel has no ``plan`` and its op is not in `SHAPE_ONLY_OPS`: its
+    outputs' shapes may follow from its inputs' values, as NonZero's, or undefined
+    values could fail it, as Gather's indices), and, back through the graph, every input
+    of a node whose outputs are in the set."""
+    needed: set[str] = set()
+    for node in reversed(graph.nodes):
+        kernel = kernel_of(node)
+        computed = not needed.isdisjoint(node.outputs) or (
+            getattr(kernel, "plan", None) is None and node.op_type not in SHAPE_ONLY_OPS
+        )
+        if computed:
+            needed.update(name for name in node.inputs if name)
+        else:
+            host = HOST_INPUTS.get(node.op_type, frozenset())
+            needed.update(name for i, name in enumerate(node.inputs) if name and i in host)
+    return needed
 
 
 class Device(Protocol):
@@ -137,6 +171,8 @@ class Executor:
         self._plans: dict[tuple[tuple[tuple[int, ...], bytes], ...], Plan] = {}
         self._consts = dict(graph.consts)
         self._host_only = self._host_only_inputs(graph)
+        #: the values planning runs compute (`values_planning_reads`), found at the first
+        self._read_in_planning: set[str] | None = None
 
     def stage(self, inputs: Mapping[str, np.ndarray]) -> Plan:
         """Plan for these inputs if needed, and copy them into the plan's input buffers.
@@ -258,6 +294,9 @@ class Executor:
 
     # ---- planning ----------------------------------------------------------------
     def _plan(self, inputs: Mapping[str, np.ndarray]) -> Plan:
+        if self._read_in_planning is None:
+            self._read_in_planning = values_planning_reads(self.graph, self._kernel_of)
+        read = self._read_in_planning
         staged = {}
         for name in self.graph.inputs:
             value = inputs[name]
@@ -276,12 +315,16 @@ class Executor:
                 host = [self._host_value(name, static, shapes) for name in node.inputs]
                 static.update(zip(node.outputs, self.host_fold(node, host), strict=True))
                 continue
-            kernel = self.overrides.get(node.name) or self.kernels[node.op_type]
+            kernel = self._kernel_of(node)
             node.const_inputs = frozenset(i for i, name in enumerate(node.inputs) if name in static)
             step = Step(node, kernel)
             ins = [self._operand(node, i, name, env, static) for i, name in enumerate(node.inputs)]
+            planner: Planner | None = getattr(kernel, "plan", None)
             try:
-                outs = kernel(node, ins, None)
+                if planner is not None and read.isdisjoint(node.outputs):
+                    outs = planner(node, ins)
+                else:
+                    outs = kernel(node, ins, None)
             except (ValueError, IndexError, TypeError) as exc:
                 raise BackendError(f"node {node.name!r} ({node.op_type}) failed: {exc}") from exc
             for name, value in zip(node.outputs, outs, strict=False):
@@ -292,6 +335,9 @@ class Executor:
         self._allocate(plan, env, static, staged)
         self._bind(plan)
         return plan
+
+    def _kernel_of(self, node: Node) -> Kernel:
+        return self.overrides.get(node.name) or self.kernels[node.op_type]
 
     def _bind(self, plan: Plan) -> None:
         """Fix every step's arrays and make its callable (see the module docstring)."""
