@@ -75,11 +75,10 @@ def test_implicit_convolution_matches_float64(geometry: tuple[int, ...], tasks: 
         src = np.zeros(plan.padded, np.float32)
         cpu.pad_interior[1](x, plan.top, plan.left, src)
     tiles = np.empty((tasks, gemm.MR * gemm.NR), np.float32)
-    bases = np.empty((tasks, gemm.MR), np.int64)
     wide = np.full((n * oh * ow, m + 5), 7.0, np.float32)
     run = gemm.conv_packed[0 if tasks > 1 else 1]
     act = cpu.ACTIVATIONS["Relu"]
-    run(src, geo, plan.segments, plan.length, packed.panels, packed.bias, act, tiles, bases,
+    run(src, geo, plan.segments, plan.length, packed.panels, packed.bias, act, tiles,
         wide[:, 2 : 2 + m])  # fmt: skip
     got = wide[:, 2 : 2 + m].reshape(n, oh, ow, m)
     assert_close(got, expected.astype(np.float32), what="implicit convolution")

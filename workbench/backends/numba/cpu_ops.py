@@ -415,12 +415,11 @@ def _conv_implicit(
     plan = packed_gemm.implicit_plan(x.shape, geometry)
     tasks = _splits(gemm, n * oh * ow * k * m)
     tiles = _workspace(node, "packed_tiles", (tasks, packed_gemm.MR * packed_gemm.NR), x.dtype)
-    bases = _workspace(node, "packed_bases", (tasks, packed_gemm.MR), np.int64)
     src = x if plan.padded is None else _workspace(node, "packed_padded", plan.padded, x.dtype)
     run = functools.partial(
         packed_gemm.conv_packed[0 if tasks > 1 else 1], src, geometry, plan.segments,
         plan.length, weight.panels, weight.bias, cpu.ACTIVATIONS[node.activation], tiles,
-        bases, out.reshape(n * oh * ow, m),
+        out.reshape(n * oh * ow, m),
     )  # fmt: skip
     if src is x:
         return run

@@ -124,6 +124,10 @@ def pack(w: np.ndarray, bias: np.ndarray | None) -> PackedWeight:
     return PackedWeight(panels, padded_bias, n)
 
 
+#: the K axis of a GEMM's row: one run (`_sums`' segments)
+_ONE_RUN = np.zeros(1, np.int64)
+
+
 @njit(inline="always")
 def _tile(
     a: np.ndarray,
@@ -138,30 +142,58 @@ def _tile(
     ldc: int,
 ) -> None:
     """``c[r * ldc + c0 : +NR] (+)= a[i0 + r, k0:k1] @ panel[k0:k1]`` for ``r < rows``
-    (``rows`` at most `MR`; fewer rows take the one-row loop); ``first``: the sums start
-    at zero, else at what ``c`` holds."""
+    (``rows`` at most `MR`); ``first``: the sums start at zero, else at what ``c`` holds."""
     k = a.shape[1]
-    flat_a = a.reshape(-1)
+    at = i0 * k + k0
+    bases = (at, at + k, at + 2 * k, at + 3 * k, at + 4 * k, at + 5 * k)
+    _sums(a.reshape(-1), bases, rows, _ONE_RUN, k1 - k0, panel, k0, first, c, c0, ldc)
+
+
+@njit(inline="always")
+def _sums(
+    src: np.ndarray,
+    bases: Any,
+    rows: int,
+    segments: np.ndarray,
+    length: int,
+    panel: np.ndarray,
+    d0: int,
+    first: bool,
+    c: np.ndarray,
+    c0: int,
+    ldc: int,
+) -> None:
+    """The micro-kernel: ``c[r * ldc + c0 : +NR] (+)= A[r] @ panel[d0 : d0 + depth]`` for
+    ``r < rows`` (at most `MR`; fewer rows take the one-row loop), where row ``r`` of A
+    is the flat ``src``'s runs ``bases[r] + segments[s]`` of ``length`` values in turn
+    (a GEMM's row: one run; a convolution's pixel: one per kernel row or tap) and
+    ``bases`` a tuple of `MR` offsets; ``first``: the sums start at zero, else at what
+    ``c`` holds."""
     flat_p = panel.reshape(-1)
     if rows == MR:
-        r0 = i0 * k
         s00, s01, s10, s11, s20, s21 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
         s30, s31, s40, s41, s50, s51 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
-        for d in range(k0, k1):
-            w0 = load(flat_p, d * NR)
-            w1 = load(flat_p, d * NR + LANES)
-            x = broadcast(flat_a, r0 + d)
-            s00, s01 = fma(s00, x, w0), fma(s01, x, w1)
-            x = broadcast(flat_a, r0 + k + d)
-            s10, s11 = fma(s10, x, w0), fma(s11, x, w1)
-            x = broadcast(flat_a, r0 + 2 * k + d)
-            s20, s21 = fma(s20, x, w0), fma(s21, x, w1)
-            x = broadcast(flat_a, r0 + 3 * k + d)
-            s30, s31 = fma(s30, x, w0), fma(s31, x, w1)
-            x = broadcast(flat_a, r0 + 4 * k + d)
-            s40, s41 = fma(s40, x, w0), fma(s41, x, w1)
-            x = broadcast(flat_a, r0 + 5 * k + d)
-            s50, s51 = fma(s50, x, w0), fma(s51, x, w1)
+        d = d0
+        for s in range(segments.shape[0]):
+            shift = segments[s]
+            r0, r1, r2 = bases[0] + shift, bases[1] + shift, bases[2] + shift
+            r3, r4, r5 = bases[3] + shift, bases[4] + shift, bases[5] + shift
+            for e in range(length):
+                w0 = load(flat_p, d * NR)
+                w1 = load(flat_p, d * NR + LANES)
+                x = broadcast(src, r0 + e)
+                s00, s01 = fma(s00, x, w0), fma(s01, x, w1)
+                x = broadcast(src, r1 + e)
+                s10, s11 = fma(s10, x, w0), fma(s11, x, w1)
+                x = broadcast(src, r2 + e)
+                s20, s21 = fma(s20, x, w0), fma(s21, x, w1)
+                x = broadcast(src, r3 + e)
+                s30, s31 = fma(s30, x, w0), fma(s31, x, w1)
+                x = broadcast(src, r4 + e)
+                s40, s41 = fma(s40, x, w0), fma(s41, x, w1)
+                x = broadcast(src, r5 + e)
+                s50, s51 = fma(s50, x, w0), fma(s51, x, w1)
+                d += 1
         _put(c, c0, first, s00, s01)
         _put(c, c0 + ldc, first, s10, s11)
         _put(c, c0 + 2 * ldc, first, s20, s21)
@@ -170,12 +202,15 @@ def _tile(
         _put(c, c0 + 5 * ldc, first, s50, s51)
         return
     for r in range(rows):
-        base = (i0 + r) * k
         s0, s1 = zeros(), zeros()
-        for d in range(k0, k1):
-            x = broadcast(flat_a, base + d)
-            s0 = fma(s0, x, load(flat_p, d * NR))
-            s1 = fma(s1, x, load(flat_p, d * NR + LANES))
+        d = d0
+        for s in range(segments.shape[0]):
+            base = bases[r] + segments[s]
+            for e in range(length):
+                x = broadcast(src, base + e)
+                s0 = fma(s0, x, load(flat_p, d * NR))
+                s1 = fma(s1, x, load(flat_p, d * NR + LANES))
+                d += 1
         _put(c, c0 + r * ldc, first, s0, s1)
 
 
@@ -267,64 +302,6 @@ def implicit_plan(shape: tuple[int, ...], geometry: tuple[int, ...]) -> Implicit
     return ImplicitPlan(padded, ph, pw, np.array(starts, np.int64), c)
 
 
-@njit(inline="always")
-def _implicit_tile(
-    src: np.ndarray,
-    bases: np.ndarray,
-    rows: int,
-    segments: np.ndarray,
-    length: int,
-    panel: np.ndarray,
-    tile: np.ndarray,
-) -> None:
-    """``tile[r * NR : +NR] = A[r] @ panel`` for ``r < rows`` (at most `MR`), where row
-    ``r`` of A is ``src``'s runs ``bases[r] + segments[s]`` of ``length`` values in turn:
-    `_tile` reading the convolution's input in place of an im2col matrix."""
-    flat_p = panel.reshape(-1)
-    if rows == MR:
-        s00, s01, s10, s11, s20, s21 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
-        s30, s31, s40, s41, s50, s51 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
-        d = 0
-        for s in range(segments.shape[0]):
-            shift = segments[s]
-            r0, r1, r2 = bases[0] + shift, bases[1] + shift, bases[2] + shift
-            r3, r4, r5 = bases[3] + shift, bases[4] + shift, bases[5] + shift
-            for e in range(length):
-                w0 = load(flat_p, d * NR)
-                w1 = load(flat_p, d * NR + LANES)
-                x = broadcast(src, r0 + e)
-                s00, s01 = fma(s00, x, w0), fma(s01, x, w1)
-                x = broadcast(src, r1 + e)
-                s10, s11 = fma(s10, x, w0), fma(s11, x, w1)
-                x = broadcast(src, r2 + e)
-                s20, s21 = fma(s20, x, w0), fma(s21, x, w1)
-                x = broadcast(src, r3 + e)
-                s30, s31 = fma(s30, x, w0), fma(s31, x, w1)
-                x = broadcast(src, r4 + e)
-                s40, s41 = fma(s40, x, w0), fma(s41, x, w1)
-                x = broadcast(src, r5 + e)
-                s50, s51 = fma(s50, x, w0), fma(s51, x, w1)
-                d += 1
-        _put(tile, 0, True, s00, s01)
-        _put(tile, NR, True, s10, s11)
-        _put(tile, 2 * NR, True, s20, s21)
-        _put(tile, 3 * NR, True, s30, s31)
-        _put(tile, 4 * NR, True, s40, s41)
-        _put(tile, 5 * NR, True, s50, s51)
-        return
-    for r in range(rows):
-        s0, s1 = zeros(), zeros()
-        d = 0
-        for s in range(segments.shape[0]):
-            base = bases[r] + segments[s]
-            for e in range(length):
-                x = broadcast(src, base + e)
-                s0 = fma(s0, x, load(flat_p, d * NR))
-                s1 = fma(s1, x, load(flat_p, d * NR + LANES))
-                d += 1
-        _put(tile, r * NR, True, s0, s1)
-
-
 def _conv_packed(
     xp: np.ndarray,
     geometry: tuple[int, ...],
@@ -334,7 +311,6 @@ def _conv_packed(
     bias: np.ndarray,
     act: int,
     tiles: np.ndarray,
-    bases: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """A dense NHWC convolution as an implicit GEMM on the packed weight: ``out``
@@ -347,7 +323,7 @@ def _conv_packed(
     short one runs its rows one at a time), one task each (a thread's, in the parallel
     twin); each micro-tile runs every panel over the whole depth, its `MR` rows of
     input in L1 and the weight streamed from L2, then the epilogue. ``tiles`` [tasks,
-    MR * NR] and ``bases`` [tasks, MR] (int64) are each task's scratch.
+    MR * NR] is each task's scratch.
 
     Against im2col blocks unfolded into each thread's cache and multiplied by the same
     micro-kernel (one core of the 2-core AMD EPYC, loaded, batch 32, 3x3): 49 against
@@ -355,30 +331,39 @@ def _conv_packed(
     maps of 32 -> 32, 51 against 50 on 6x6 maps of 128 -> 128: the unfold's copies
     weighed most where the channels were few.
     """
-    oh, ow = geometry[8], geometry[9]
-    sh, sw = geometry[2], geometry[3]
-    rows_in, cols_in, c = xp.shape[1], xp.shape[2], xp.shape[3]
+    oh, ow, sh, sw = geometry[8], geometry[9], geometry[2], geometry[3]
     src = xp.reshape(-1)
+    # a pixel's first tap in ``src``: (image, row, column) of the zero-bordered input
+    plane = (xp.shape[1], xp.shape[2], xp.shape[3], oh, ow, sh, sw)
     pixels = out.shape[0]
     shares = tiles.shape[0]
     per_share = MR * -(-pixels // (shares * MR))
     for share in prange(shares):
         tile = tiles[share]
-        base = bases[share]
         end = min(pixels, (share + 1) * per_share)
         for q0 in range(share * per_share, end, MR):
             rows = min(MR, end - q0)
-            for i in range(rows):
-                t = (q0 + i) // ow
-                b = t // oh
-                ox = q0 + i - t * ow
-                base[i] = ((b * rows_in + (t - b * oh) * sh) * cols_in + ox * sw) * c
+            bases = (
+                _first_tap(q0, plane), _first_tap(q0 + 1, plane), _first_tap(q0 + 2, plane),
+                _first_tap(q0 + 3, plane), _first_tap(q0 + 4, plane), _first_tap(q0 + 5, plane),
+            )  # fmt: skip
             for p in range(panels.shape[0]):
-                _implicit_tile(src, base, rows, segments, length, panels[p], tile)
+                _sums(src, bases, rows, segments, length, panels[p], 0, True, tile, 0, NR)
                 _epilogue(tile, rows, bias, act, out, q0, p * NR)
 
 
 conv_packed = twin(_conv_packed)
+
+
+@njit(inline="always")
+def _first_tap(q: int, plane: tuple[int, ...]) -> int:
+    """Where output pixel ``q``'s first tap lies in the flat zero-bordered input
+    (``plane``: its rows, columns and channels, the output's rows and columns, the
+    strides); a pixel past the last gives an offset that is never read."""
+    rows_in, cols_in, c, oh, ow, sh, sw = plane
+    t = q // ow
+    b = t // oh
+    return ((b * rows_in + (t - b * oh) * sh) * cols_in + (q - t * ow) * sw) * c
 
 
 #: AVX-512's 32 vector registers hold the micro-kernel's 12 sums and its operands (with
