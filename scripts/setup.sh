@@ -137,7 +137,26 @@ else
     wb_say "torchvision done ($(wb_elapsed "$wb_t"))"
 fi
 
-# 5. Browser tests drive Debian's Chromium; Playwright cannot download its own browsers here.
+# 5. optimum's exporter for the test against a real optimum export
+#    (tests/loaders/test_optimum_folders.py): optimum-onnx pins transformers < 4.58, so it
+#    goes into an overlay environment (.venv-optimum: this one's packages, its own
+#    transformers) whose command line the test runs; nothing imports it here.
+wb_t=$(wb_now)
+wb_optimum=.venv-optimum
+if [ -x "$wb_optimum/bin/optimum-cli" ]; then
+    wb_say "optimum already in $wb_optimum, kept ($(wb_elapsed "$wb_t"))"
+else
+    wb_say "optimum-onnx 0.1.0 with transformers 4.57.6 into $wb_optimum ..."
+    python -m venv --system-site-packages "$wb_optimum"
+    "$wb_optimum/bin/python" -m pip install -q --disable-pip-version-check \
+        "optimum-onnx==0.1.0" "transformers==4.57.6" 2>&1 | grep -v "^WARNING: Location" |
+        grep -v "dependency resolver\|requires huggingface-hub" || true
+    [ -x "$wb_optimum/bin/optimum-cli" ] ||
+        wb_say "optimum not installed (the test against a real optimum export skips)"
+    wb_say "optimum done ($(wb_elapsed "$wb_t"))"
+fi
+
+# 6. Browser tests drive Debian's Chromium; Playwright cannot download its own browsers here.
 wb_t=$(wb_now)
 if [ "${WORKBENCH_SKIP_BROWSER:-0}" = "1" ]; then
     wb_say "chromium not needed (WORKBENCH_SKIP_BROWSER=1)"

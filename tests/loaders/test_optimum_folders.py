@@ -4,8 +4,9 @@ The folders are written here in optimum's layout (``optimum-cli export onnx --ta
 text-generation-with-past``): the workbench's own export with every position's logits,
 its cache inputs renamed ``past_key_values.<layer>.key|value`` and its node names
 scoped from the model itself (no wrapper), beside the model's ``config.json`` and
-``generation_config.json``. optimum itself does not install beside transformers 5
-(docs/generate.md).
+``generation_config.json``; and one folder exported by optimum itself (optimum-onnx
+pins transformers < 4.58, so setup puts it in an overlay environment whose command line
+the test runs; docs/generate.md).
 """
 
 from __future__ import annotations
@@ -285,3 +286,43 @@ def test_a_legacy_merged_decoder_runs_through_its_cache_branch(
         )
         assert g.reference_backend == "torch" and g.diverges_at is None, backend
     assert sorted(p.name for p in folder.iterdir()) == before  # written to its own scratch
+
+
+#: optimum's own command line, in the overlay environment setup makes (optimum-onnx pins
+#: transformers < 4.58, so it lives beside this one's packages with its own transformers)
+OPTIMUM_CLI = Path(__file__).parents[2] / ".venv-optimum" / "bin" / "optimum-cli"
+
+
+@pytest.mark.skipif(not OPTIMUM_CLI.exists(), reason="no .venv-optimum (scripts/setup.sh)")
+def test_a_real_optimum_export_generates_torchs_tokens_on_every_runtime(
+    llama: object, tmp_path: Path
+) -> None:
+    import subprocess
+
+    source = tmp_path / "llama"
+    llama.save_pretrained(source, safe_serialization=True)  # type: ignore[attr-defined]
+    folder = tmp_path / "llama-onnx"
+    done = subprocess.run(
+        [str(OPTIMUM_CLI), "export", "onnx", "--model", str(source), "--task",
+         "text-generation-with-past", str(folder)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = load_optimum(folder, reference=llama)
+    assert m.lm_facts.cache_names[0][:2] == ["past_key_values.0.key", "past_key_values.0.value"]
+    torch_layers = set(
+        generate_profile(
+            llama, backend="torch", prompt_length=PROMPT, output_length=OUTPUT, runs=1,
+            warmup=0, layers=True,
+        ).decode_layers["layer"]
+    )  # fmt: skip
+    for backend in ("onnxruntime", "numba"):
+        g = generate_profile(
+            m, backend=backend, prompt_length=PROMPT, output_length=OUTPUT, runs=1, warmup=0,
+            layers=True,
+        )  # fmt: skip
+        assert g.reference_backend == "torch" and g.diverges_at is None, backend
+        # optimum's node names land on the torch model's module paths, as the workbench's own
+        timed = set(g.decode_layers["layer"]) - {"(unattributed)"}
+        assert {"lm_head", "model.layers.1.mlp.down_proj", "model.norm"} <= timed, backend
+        assert timed <= torch_layers | {"LlamaForCausalLM"}, backend
