@@ -168,14 +168,6 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
                 if (r.get("layers_method") or {}).get(phase, {}).get("raw_sum_ms") and r[field]
             ]
             row[f"{phase}_reported_sum_ratio"] = statistics.median(reported) if reported else None
-            # ORT: the blocks' plain times before the chain's calibrated per-call cost
-            plain = [
-                r["layers_method"][phase]["blocks_plain_sum_ms"] / r[field][stat]
-                for r in good
-                if (r.get("layers_method") or {}).get(phase, {}).get("blocks_plain_sum_ms")
-                and r[field]
-            ]
-            row[f"{phase}_blocks_plain_ratio"] = statistics.median(plain) if plain else None
             net = [
                 r["layers_method"][phase]["net_sum_ms"] / r[field][stat]
                 for r in good
@@ -192,13 +184,6 @@ def summarise(model: str, rounds: dict[str, list[dict[str, Any]]]) -> list[dict[
         row["blocks"] = len(methods[0].get("blocks", ())) if methods else None
         overheads = [m["profiler_overhead_ms"] * 1000.0 for m in methods]
         row["profiler_overhead_us"] = statistics.median(overheads) if overheads else None
-        for phase in ("prefill", "decode"):
-            costs_us = [
-                m[phase]["call_overhead_ms"] * 1000.0
-                for m in methods
-                if "call_overhead_ms" in m.get(phase, {})
-            ]
-            row[f"{phase}_call_overhead_us"] = statistics.median(costs_us) if costs_us else None
         passes = [m["pass_s"] for m in methods if m.get("pass_s") is not None]
         row["layers_pass_s"] = statistics.median(passes) if passes else None
         costs = [r["profiling_cost"] for r in good if r.get("profiling_cost")]
@@ -287,10 +272,9 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         "plain ones with the instruments on (torch: module hooks; numba: its step timing; "
         "ORT: between plain generations, on the kept inputs of each prefill and of the "
         "middle decode step, the decoder cut into blocks (decoder layers, embeddings, final "
-        "norm, head) each timed in a plain session, median of 3 chains, less the chain's "
-        "own cost per session call (a synthetic chain of matrix-vector products timed as "
-        "block sessions and as one session: the excess per extra call; the blocks' times "
-        "before it shown beside), each block's time "
+        "norm, head) each timed in a plain session, in a process of their own whose block "
+        "sessions share one thread pool (ORT's global pool, at the decoder's threads), as "
+        "the whole graph's kernels share its session's, median of 3 chains, each block's time "
         "split among its modules by the node profiler's kernels on a profiling copy: the "
         "sums are the blocks' times; the profiler's own kernel sums, as reported and "
         "net of its per-kernel cost measured on a chain of cheap nodes, are shown beside; "
@@ -319,13 +303,6 @@ def _sums(row: dict[str, Any]) -> str:
     text = f"{prefill:.2f}, {'-' if decode is None else f'{decode:.2f}'}"
     raw = row.get("prefill_reported_sum_ratio"), row.get("decode_reported_sum_ratio")
     net = row.get("prefill_net_sum_ratio"), row.get("decode_net_sum_ratio")
-    costs = row.get("prefill_call_overhead_us"), row.get("decode_call_overhead_us")
-    if costs[0] is not None:
-        plain = row.get("prefill_blocks_plain_ratio"), row.get("decode_blocks_plain_ratio")
-        text += (
-            f" (less {', '.join('-' if c is None else f'{c:.0f}' for c in costs)} us per "
-            f"block call; the blocks as timed: {_pair(plain)})"
-        )
     if raw[0] is not None:
         text += (
             f" ({row['blocks']} blocks timed plain; the profiler's kernels as reported: "

@@ -433,22 +433,9 @@ class GenerationProfile:
                 if (factors := list(((method.get(phase) or {}).get("block_scale") or {}).values()))
             ]
             text += (
-                f"; {len(method.get('blocks', ()))} blocks timed plain"
-                + (
-                    f", each less {', '.join(calls)} per session call (the chain's own "
-                    "cost, calibrated)"
-                    if (
-                        calls := [
-                            f"{phase} {facts['call_overhead_ms'] * 1e3:.0f} us"
-                            for phase in ("prefill", "decode")
-                            if "call_overhead_ms" in (facts := method.get(phase) or {})
-                        ]
-                    )
-                    else ""
-                )
-                + ", each split among its modules by the node profiler's kernels, so the rows "
-                f"are scaled per block ({', '.join(scales)}: a block's time over its kernels' "
-                "net sum)"
+                f"; {len(method.get('blocks', ()))} blocks timed plain, each split among its "
+                "modules by the node profiler's kernels, so the rows are scaled per block "
+                f"({', '.join(scales)}: a block's plain time over its kernels' net sum)"
             )
         if kernels:
             text += f"; the profiler's kernels: {', '.join(kernels)}"

@@ -15,13 +15,14 @@ from workbench.backends.onnxruntime.decoder import (
     middle_step,
     run_bound,
 )
-from workbench.backends.onnxruntime.decoder_blocks import BlockChain, block_of, call_overhead
+from workbench.backends.onnxruntime.decoder_blocks import BlockChain, block_of, time_blocks
 from workbench.backends.onnxruntime.trace import (
     NodeMap,
     TraceRun,
     less_overhead,
     profiler_overhead,
 )
+from workbench.errors import BackendError
 from workbench.loaders.causal_lm import label_modules
 from workbench.testing import tiny_llama
 
@@ -57,39 +58,6 @@ def test_profiler_overhead_is_reported_less_plain_per_node() -> None:
     assert o.reported_ms > 0 and o.plain_ms > 0
     assert o.kernel_ms == pytest.approx(max(0.0, o.reported_ms - o.plain_ms))
     assert "20 one-float Neg nodes at 1 thread(s)" in o.describe()
-
-
-def test_call_overhead_is_the_chain_s_excess_per_extra_call() -> None:
-    o = call_overhead(1, rows=2, calls=4, width=64, runs=3)
-    assert (o.calls, o.rows, o.width, o.runs, o.threads) == (4, 2, 64, 3, 1)
-    assert o.chain_ms > 0 and o.whole_ms > 0
-    assert o.call_ms == pytest.approx(max(0.0, (o.chain_ms - o.whole_ms) / 3))
-    assert "a chain of 4 2x64 by 64x64 products at 1 thread(s)" in o.describe()
-
-
-def test_less_calls_shares_one_call_among_all_and_takes_the_rest_off_each() -> None:
-    from onnx import TensorProto, helper
-
-    # block "a" twice (its nodes split by "b"'s), "b" once: 3 session calls
-    nodes = [
-        helper.make_node("Neg", ["x"], ["t0"], name="/a.0/Neg"),
-        helper.make_node("Neg", ["t0"], ["t1"], name="/b.0/Neg"),
-        helper.make_node("Neg", ["t1"], ["y"], name="/a.0/Neg_1"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    chain = BlockChain(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), 1)
-    assert [g.block for g in chain.graphs] == ["a.0", "b.0", "a.0"]
-    values, times = chain.run({"x": np.array([2.0], np.float32)})
-    assert values["y"].numpy().tolist() == [-2.0]
-    assert set(times) == {"a.0", "b.0"}
-    # 3 calls pay 2 calls more than one graph's: each call gives up 0.03 * 2 / 3
-    net = chain.less_calls({"a.0": 0.5, "b.0": 0.01}, 0.03)
-    assert net == pytest.approx({"a.0": 0.5 - 2 * 0.02, "b.0": 0.0})
 
 
 def test_block_scaled_splits_each_block_s_time_by_its_kernels() -> None:
@@ -147,6 +115,30 @@ def test_block_chain_computes_what_the_whole_graph_does() -> None:
         decoder.close()
 
 
+def test_blocks_are_timed_on_one_shared_pool_in_a_process_of_their_own(tmp_path) -> None:
+    llama = tiny_llama(vocab_size=100, context=16)
+    decoder = exported_decoder(llama, threads=2)
+    try:
+        proto = onnx.load(str(decoder.path))
+        label_modules(proto, decoder.modules, outer_scopes=decoder.outer_scopes)
+        labelled = tmp_path / "layers.onnx"
+        onnx.save(proto, str(labelled))
+        decoder.prefill(np.arange(5, dtype=np.int64).reshape(1, 5))
+        decode = decoder.feeds(np.array([[7]], dtype=np.int64))  # numpy and ORT values
+        decoder.start(1)
+        prefill = decoder.feeds(np.arange(3, dtype=np.int64).reshape(1, 3))
+        blocks, subgraphs, times = time_blocks(labelled, 2, [prefill, decode], 2)
+        chain = BlockChain(proto, threads=1)
+        assert blocks == chain.blocks and subgraphs == len(chain.graphs)
+        assert len(times) == 2  # one per call, every block timed
+        assert all(set(t) == set(blocks) and min(t.values()) > 0 for t in times)
+        assert list(tmp_path.iterdir()) == [labelled]  # its exchange folder is gone
+        with pytest.raises(BackendError, match=r"^timing the decoder's blocks failed: "):
+            time_blocks(tmp_path / "missing.onnx", 2, [decode], 1)
+    finally:
+        decoder.close()
+
+
 def test_per_layer_pass_keeps_the_generations_plain_and_times_every_block() -> None:
     llama = tiny_llama(vocab_size=100, context=16)
     decoder = exported_decoder(llama, threads=1)
@@ -182,9 +174,6 @@ def test_per_layer_pass_keeps_the_generations_plain_and_times_every_block() -> N
                 )
         assert set(method["blocks"]) <= set(per_block)
         assert set(facts["block_scale"]) == set(method["blocks"])
-        # the rows add up to the blocks' times less the chain's calls, never more than timed
-        assert 0 <= facts["blocks_sum_ms"] <= facts["blocks_plain_sum_ms"]
-        assert facts["call_overhead_ms"] >= 0 and "per block call" in facts["call_calibration"]
         taken = facts["raw_sum_ms"] - facts["net_sum_ms"]
         assert 0 <= taken <= facts["kernels_per_call"] * method["profiler_overhead_ms"] + 1e-9
     assert method["pass_s"] > 0

@@ -165,19 +165,18 @@ class OrtDecoder:
         """Per-layer timings of the prefill and of a decode step, one warm-up generation
         then ``runs``, each generation plain and timed call by call into `layer_times`.
 
-        After each generation, on the inputs its prefill and its middle decode step
-        (`middle_step`) were given (their cache kept, not copied), two things run:
-        the graph cut into blocks (`BlockChain`: each decoder layer, the embeddings, the
-        final norm, the head), every block's call timed alone in a plain session; and a
-        profiling copy of the session (same threads and optimisation), whose kernels,
-        each less the profiler's own per-kernel cost (`profiler_overhead`), split each
-        block's time among the module paths they were exported from. Each block's time
-        is its plain time less what its session calls cost the chain beyond the whole
-        graph's one call (`call_overhead`, measured here on a synthetic chain;
-        `BlockChain.less_calls`). So each layer's time is its share of its block's time:
-        the table is scaled per block, by the block's time over its kernels' net sum, and
-        `layers_method` records the factors, the blocks' sums (plain and less the calls),
-        both calibrations, the kernels' sums and the pass's own seconds.
+        The inputs each generation's prefill and middle decode step (`middle_step`)
+        were given are kept (their cache kept, not copied). A profiling copy of the
+        session (same threads and optimisation) runs them after the generation; its
+        kernels, each less the profiler's own per-kernel cost (`profiler_overhead`),
+        split each block's time among the module paths they were exported from. After
+        the generations, the graph cut into blocks (`decoder_blocks`: each decoder layer,
+        the embeddings, the final norm, the head) runs as a chain on every kept call,
+        each block's call timed alone in a plain session, the sessions sharing one
+        thread pool in a process of their own (`time_blocks`). So each layer's
+        time is its share of its block's plain time: the table is scaled per block, by
+        the block's plain time over its kernels' net sum, and `layers_method` records
+        the factors, the blocks' and kernels' sums and the pass's own seconds.
 
         Returns:
             (prefill, decode) `LayerTiming` lists, one sample per recorded generation;
@@ -188,7 +187,7 @@ class OrtDecoder:
 
         import onnx
 
-        from workbench.backends.onnxruntime.decoder_blocks import BlockChain, call_overhead
+        from workbench.backends.onnxruntime.decoder_blocks import time_blocks
         from workbench.backends.onnxruntime.options import intra_op_threads
         from workbench.backends.onnxruntime.plain import plain_session
         from workbench.backends.onnxruntime.trace import (
@@ -213,16 +212,9 @@ class OrtDecoder:
         self.layer_times, self.layers_method = [], {}
         calls: list[str] = []  # the phase of each call the profiler traced, in order
         blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
-        plain_blocks: dict[str, list[dict[str, float]]] = {"prefill": [], "decode": []}
+        kept_calls: list[tuple[str, dict[str, Any]]] = []  # the chains' calls, for after
         pass_s = 0.0
         try:
-            chain = BlockChain(proto, threads)
-            # at each phase's rows: a prefill's products share out among the threads, a
-            # decode step's single rows mostly do not
-            per_call = {
-                "prefill": call_overhead(threads, rows=ids.size),
-                "decode": call_overhead(threads, rows=ids.shape[0]),
-            }
             profiler = plain_session(labelled, threads=threads, profiling=True)
             for run in range(runs + 1):
                 if context is not None:  # untimed, as in the plain generations
@@ -241,16 +233,21 @@ class OrtDecoder:
                     times.append((clock() - began) * 1000.0)
                 began = clock()
                 for phase, feeds in saved.items():
-                    block_ms = chain.median_run(feeds, CHAIN_REPEATS)
                     run_bound(profiler, feeds)
                     calls.append(phase if run else "warm-up")
                     if run:
-                        plain_blocks[phase].append(block_ms)
-                        blocks[phase].append(chain.less_calls(block_ms, per_call[phase].call_ms))
+                        kept_calls.append((phase, feeds))
                 if run:
                     self.layer_times.append(times)
                     pass_s += clock() - began
             trace = profiler.end_profiling()
+            began = clock()
+            block_names, subgraphs, per_call = time_blocks(
+                labelled, threads, [feeds for _, feeds in kept_calls], CHAIN_REPEATS
+            )
+            pass_s += clock() - began
+            for (phase, _), block_ms in zip(kept_calls, per_call, strict=True):
+                blocks[phase].append(block_ms)
         finally:
             labelled.unlink(missing_ok=True)
         try:
@@ -272,15 +269,12 @@ class OrtDecoder:
             self.layers_method[phase] = {
                 **kernel_sums([raw[k] for k in chosen], [net[k] for k in chosen]),
                 "blocks_sum_ms": _median([sum(b.values()) for b in blocks[phase]]),
-                "blocks_plain_sum_ms": _median([sum(b.values()) for b in plain_blocks[phase]]),
                 "block_scale": scales,
-                "call_overhead_ms": per_call[phase].call_ms,
-                "call_calibration": per_call[phase].describe(),
             }
         self.layers_method.update(
             method="blocks",
-            blocks=chain.blocks,
-            block_calls=len(chain.graphs),
+            blocks=block_names,
+            block_calls=subgraphs,
             decode_step=kept,
             decode_steps=steps,
             profiler_overhead_ms=overhead.kernel_ms,
@@ -290,11 +284,9 @@ class OrtDecoder:
         self.notes.append(
             "per-layer tables: off the timed generations, on the inputs of each prefill"
             + (f" and of decode step {kept} of {steps}" if kept else "")
-            + f"; {len(chain.blocks)} blocks ({len(chain.graphs)} sub-graphs) timed in plain "
-            "sessions, less the chain's cost per session call ("
-            + "; ".join(f"{phase}: {c.describe()}" for phase, c in per_call.items())
-            + "), "
-            "each block's time split among its modules by ORT's node profiler "
+            + f"; {len(block_names)} blocks ({subgraphs} sub-graphs) timed in plain sessions "
+            "sharing one thread pool (in a process of their own), each block's time split "
+            "among its modules by ORT's node profiler "
             f"(kernels less {overhead.kernel_ms * 1e3:.2f} us each): the layers are scaled "
             f"per block (factors in layers_method); the pass took {pass_s:.2f} s beside "
             f"{runs} generation(s)"

@@ -12,6 +12,17 @@ inputs of a call (the prompt, or a decode step with its bound cache), each block
 outputs bound as the next blocks' inputs, so the chain computes exactly what the whole
 graph does and each block call is timed alone (`BlockChain.run`).
 
+**One thread pool for all blocks.** Each ORT session has its own intra-op thread pool,
+asleep when the session is called; the whole graph's kernels share one pool that stays
+awake between them. Blocks in sessions of their own paid a pool's wake each: on the
+2-core VM the chain of llama-100m's 19 sub-graphs added up to 1.5-1.7x the whole graph's
+call (0.5 ms a call), whatever the spinning settings. So `time_blocks` times the chain
+in a process of its own that makes ORT's global thread pool, at the decoder's threads,
+before any session, and runs every block's session on it (``use_per_session_threads``
+off): there the chain added up to 0.98-1.01x the whole graph's call run in the same way
+(`docs/generate.md`). A process that has made per-session pools cannot make the global
+one, and one that has made it cannot make per-session ones, so it is never the caller's.
+
 Blocks, not leaf modules: a call to a session costs a fixed few microseconds (and wakes
 its thread pool); a Llama of 12 layers has about 20 blocks but more than 200 runs of leaf
 modules, whose call costs alone added 20-70% to a decode step when each was a session
@@ -20,11 +31,15 @@ modules, whose call costs alone added 20-70% to a decode step when each was a se
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,7 +212,28 @@ def _element_types(proto: onnx.ModelProto, names: set[str]) -> dict[str, int]:
     """
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    graph = proto.graph
+    # types need no weights: inference on the graph with its initializers as typed inputs
+    # (a 400 MB decoder serialised for the inference took most of the cut's seconds)
+    light = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            graph.node,
+            graph.name,
+            [
+                *graph.input,
+                *(
+                    onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                    for t in graph.initializer
+                ),
+            ],
+            graph.output,
+            value_info=graph.value_info,
+        ),
+        opset_imports=list(proto.opset_import),
+        ir_version=proto.ir_version,
+        functions=list(proto.functions),
+    )
+    inferred = onnx.shape_inference.infer_shapes(light).graph
     values = [*inferred.input, *inferred.output, *inferred.value_info]
     types = {v.name: v.type.tensor_type.elem_type for v in values if v.type.tensor_type.elem_type}
     missing = sorted(names - set(types))
@@ -225,24 +261,30 @@ def _unique(items: Any) -> list[str]:
 class BlockChain:
     """The blocks of a labelled decoder graph, each a plain ORT session, run in order.
 
-    Every session has the decoder's threads and optimisation level and spins as ORT
-    does by default within a run, but stops spinning when its run returns, so the
-    sessions run one after another never spin against each other.
+    Every session has the decoder's optimisation level and threads: on the process's
+    global pool with ``shared_pool`` (`time_blocks`' process), else a pool of its own
+    whose idle threads sleep (so sessions run one after another never spin against each
+    other; the times then carry a pool's wake per block: for checking the cut).
 
     Args:
         proto: the decoder graph, its nodes labelled with module paths.
-        threads: intra-op threads of every block's session.
+        threads: intra-op threads of every block's session (the global pool's, shared).
+        shared_pool: run every session on the global thread pool, which this process
+            made before its first session.
 
     Example:
         >>> values, block_ms = BlockChain(proto, threads=2).run(feeds)
     """
 
-    def __init__(self, proto: onnx.ModelProto, threads: int) -> None:
+    def __init__(self, proto: onnx.ModelProto, threads: int, shared_pool: bool = False) -> None:
         from workbench.backends.onnxruntime.plain import plain_session
 
         self.graphs = cut_blocks(proto)
         self.sessions = [
-            plain_session(g.graph, threads=threads, stop_spinning=True) for g in self.graphs
+            plain_session(g.graph, threads=threads, shared_pool=True)
+            if shared_pool
+            else plain_session(g.graph, threads=threads, spinning=False)
+            for g in self.graphs
         ]
 
     @property
@@ -280,119 +322,80 @@ class BlockChain:
             values.update(zip(graph.outputs, binding.get_outputs(), strict=True))
         return values, dict(times)
 
-    def less_calls(self, block_ms: Mapping[str, float], call_ms: float) -> dict[str, float]:
-        """Each block's time less what its session calls cost the chain beyond the whole
-        graph's one call (`CallOverhead.call_ms` per extra call, shared by every call:
-        a block of k sub-graphs gives up ``k * call_ms * (n - 1) / n`` of n calls), floored
-        at 0: the blocks' times as the whole graph spends them."""
-        calls = len(self.graphs)
-        each = call_ms * (calls - 1) / calls
-        counts: dict[str, int] = defaultdict(int)
-        for graph in self.graphs:
-            counts[graph.block] += 1
-        return {block: max(0.0, ms - each * counts[block]) for block, ms in block_ms.items()}
-
     def median_run(self, feeds: Mapping[str, Any], repeats: int) -> dict[str, float]:
         """Each block's median time (ms) over ``repeats`` runs of the chain on ``feeds``."""
         runs = [self.run(feeds)[1] for _ in range(repeats)]
         return {block: float(np.median([r[block] for r in runs])) for block in runs[0]}
 
 
-@dataclass(frozen=True)
-class CallOverhead:
-    """What running a graph as a chain of block sessions adds per extra session call,
-    measured here.
+def time_blocks(
+    labelled: Path, threads: int, calls: Sequence[Mapping[str, Any]], repeats: int
+) -> tuple[list[str], int, list[dict[str, float]]]:
+    """Each block's median time (ms) over ``repeats`` chains on each of ``calls``, the
+    chain timed in a new Python process whose block sessions share ORT's global thread
+    pool (the module's docstring says why).
 
-    A chain of ``calls`` matrix products (``rows`` by ``width`` times a ``width``
-    square weight each, every weight its own: at a phase's rows, ORT shares a product
-    among its threads where it would share the phase's own, a prefill's, and runs a
-    decode step's one row on the calling thread) runs once as one plain session, called
-    back to back as a generation calls its decoder, and once as a `BlockChain` of one
-    block per product. Each block call pays its own ``run`` entry, output allocation
-    and, its session having stopped spinning when the previous call returned, any wake
-    of its thread pool; the whole graph pays them once. So ``call_ms`` is the chain's
-    excess over the whole graph per extra call.
+    Args:
+        labelled: the decoder graph's file, its nodes labelled with module paths.
+        threads: intra-op threads of the pool (the decoder's).
+        calls: each a call's feeds: the graph's inputs as numpy arrays or ORT values
+            (copied to the process through a file beside ``labelled``).
+        repeats: chains per call.
 
-    Attributes:
-        call_ms: ``(chain_ms - whole_ms) / (calls - 1)``, floored at 0 (ms per call).
-        chain_ms: the chain's summed block times (median over ``runs``).
-        whole_ms: the whole graph's call (median over ``runs``).
-        calls: products, and so blocks, in the chain.
-        rows: the products' rows (a phase's tokens).
-        width: the products' width.
-        runs: timed runs of each, alternated, after a few untimed.
-        threads: intra-op threads of every session.
+    Returns:
+        (the blocks in order, the sub-graphs, per call each block's median ms).
+
+    Raises:
+        BackendError: the process failed (its last line said why).
     """
-
-    call_ms: float
-    chain_ms: float
-    whole_ms: float
-    calls: int
-    rows: int
-    width: int
-    runs: int
-    threads: int
-
-    def describe(self) -> str:
-        """One line: the calibration and how it was measured."""
-        return (
-            f"{self.call_ms * 1e3:.1f} us per block call (a chain of {self.calls} "
-            f"{self.rows}x{self.width} by {self.width}x{self.width} products at "
-            f"{self.threads} thread(s): "
-            f"{self.chain_ms:.3f} ms as block sessions, {self.whole_ms:.3f} ms as one "
-            f"session, medians of {self.runs} runs)"
+    with tempfile.TemporaryDirectory(prefix="wb-blocks-", dir=labelled.parent) as folder:
+        where = Path(folder)
+        names: list[list[str]] = []
+        arrays: dict[str, np.ndarray] = {}
+        for k, feeds in enumerate(calls):
+            names.append(list(feeds))
+            for i, value in enumerate(feeds.values()):
+                arrays[f"c{k}_{i}"] = value if isinstance(value, np.ndarray) else value.numpy()
+        np.savez(where / "feeds.npz", **arrays)  # type: ignore[arg-type]
+        (where / "job.json").write_text(
+            json.dumps(
+                {"graph": str(labelled), "threads": threads, "repeats": repeats, "names": names}
+            ),
+            encoding="utf-8",
         )
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BackendError(f"timing the decoder's blocks failed: {last}")
+        result = json.loads((where / "times.json").read_text(encoding="utf-8"))
+    return result["blocks"], result["subgraphs"], result["times"]
 
 
-@lru_cache(maxsize=8)
-def call_overhead(
-    threads: int, rows: int = 1, calls: int = 20, width: int = 512, runs: int = 30
-) -> CallOverhead:
-    """Measure `CallOverhead` on this machine (once per process, thread count and rows).
+def _time_blocks_here(folder: Path) -> None:
+    """`time_blocks`' process: the global pool first, then the chain on every call."""
+    import onnx
+    import onnxruntime.capi._pybind_state as ort_state
 
-    Takes a few tenths of a second.
-    """
-    from onnx import TensorProto, helper, numpy_helper
-
-    from workbench.backends.onnxruntime.plain import plain_session
-
-    names = [f"t{i}" for i in range(calls + 1)]
-    # the identity keeps the values as they are however long the chain; ORT cannot tell
-    weight = np.eye(width, dtype=np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node(
-                "MatMul", [names[i], f"w{i}"], [names[i + 1]], name=f"/calls.{i}/MatMul"
-            )
-            for i in range(calls)
-        ],
-        "block-call-calibration",
-        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [rows, width])],
-        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [rows, width])],
-        [numpy_helper.from_array(weight, f"w{i}") for i in range(calls)],
+    job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+    # before any session: ORT makes the global pool with the process's environment
+    ort_state.set_global_thread_pool_sizes(job["threads"], 1)
+    chain = BlockChain(onnx.load(job["graph"]), job["threads"], shared_pool=True)
+    with np.load(folder / "feeds.npz") as stored:
+        calls = [
+            {name: stored[f"c{k}_{i}"] for i, name in enumerate(names)}
+            for k, names in enumerate(job["names"])
+        ]
+    times = [chain.median_run(feeds, job["repeats"]) for feeds in calls]
+    (folder / "times.json").write_text(
+        json.dumps({"blocks": chain.blocks, "subgraphs": len(chain.graphs), "times": times}),
+        encoding="utf-8",
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    feeds = {names[0]: np.ones((rows, width), np.float32)}
-    whole = plain_session(proto, threads=threads)
-    chain = BlockChain(proto, threads)
-    clock = time.perf_counter
-    whole_ms, chain_ms = [], []
-    for run in range(runs + 5):
-        began = clock()
-        whole.run(None, feeds)
-        took = (clock() - began) * 1000.0
-        chained = sum(chain.run(feeds)[1].values())
-        if run >= 5:
-            whole_ms.append(took)
-            chain_ms.append(chained)
-    chain_median, whole_median = float(np.median(chain_ms)), float(np.median(whole_ms))
-    return CallOverhead(
-        max(0.0, (chain_median - whole_median) / (calls - 1)),
-        chain_median,
-        whole_median,
-        calls,
-        rows,
-        width,
-        runs,
-        threads,
-    )
+
+
+if __name__ == "__main__":
+    _time_blocks_here(Path(sys.argv[1]))

@@ -95,7 +95,7 @@ def session_options(
     profiling: bool = False,
     optimized_model_filepath: str | None = None,
     spinning: bool = True,
-    stop_spinning: bool = False,
+    shared_pool: bool = False,
 ) -> onnxruntime.SessionOptions:
     """``onnxruntime.SessionOptions`` for an optimisation level name, quiet (errors only).
 
@@ -107,9 +107,11 @@ def session_options(
         optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
         spinning: False: idle intra-op threads sleep instead of spin-waiting (ORT's
             ``session.intra_op.allow_spinning``).
-        stop_spinning: True: the intra-op threads spin within a run as usual but stop
-            when it returns (``session.force_spinning_stop``), so many sessions run one
-            after another do not spin against each other.
+        shared_pool: True: the session runs on the process's global thread pool
+            (``use_per_session_threads`` off; ``threads`` is the pool's), which the process
+            must have made before its first session
+            (`workbench.backends.onnxruntime.decoder_blocks.time_blocks` does, in a
+            process of its own: ORT refuses per-session pools after it).
 
     Returns:
         New options; nothing process-wide is changed.
@@ -125,7 +127,7 @@ def session_options(
     # fatal only: a failed run reaches the caller as an exception (one line on the CLI);
     # ORT's own error log would print the same failure a second time
     opts.log_severity_level = 4
-    if threads:
+    if threads and not shared_pool:
         opts.intra_op_num_threads = threads
     if profiling:
         opts.enable_profiling = True
@@ -134,6 +136,6 @@ def session_options(
         opts.optimized_model_filepath = optimized_model_filepath
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if stop_spinning:
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
+    if shared_pool:
+        opts.use_per_session_threads = False
     return opts

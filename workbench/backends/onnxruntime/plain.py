@@ -42,7 +42,7 @@ def plain_session(
     optimized_model_filepath: str | None = None,
     providers: Sequence[str] = CPU_PROVIDERS,
     spinning: bool = True,
-    stop_spinning: bool = False,
+    shared_pool: bool = False,
 ) -> onnxruntime.InferenceSession:
     """A new ``onnxruntime.InferenceSession`` of ``graph`` (by default on the CPU).
 
@@ -56,7 +56,8 @@ def plain_session(
         optimized_model_filepath: where ORT writes the graph it will run, if anywhere.
         providers: execution providers in preference order.
         spinning: False: idle intra-op threads sleep instead of spin-waiting.
-        stop_spinning: True: they spin within a run but stop when it returns.
+        shared_pool: True: the session runs on the process's global thread pool (see
+            `options.session_options`).
 
     Returns:
         The session; nothing process-wide is changed. ORT's own exceptions propagate
@@ -73,7 +74,7 @@ def plain_session(
         profiling=profiling,
         optimized_model_filepath=optimized_model_filepath,
         spinning=spinning,
-        stop_spinning=stop_spinning,
+        shared_pool=shared_pool,
     )
     return ort.InferenceSession(_source(graph), options, providers=list(providers))
 
