@@ -90,6 +90,24 @@ def test_block_scaled_splits_each_block_s_time_by_its_kernels() -> None:
     assert all(isinstance(t, LayerTiming) for t in timings)
 
 
+def test_block_scaled_gives_each_layer_one_share_so_rows_add_up_to_the_block() -> None:
+    layers = [f"model.layers.0.mlp.{name}" for name in ("gate_proj", "up_proj", "down_proj")]
+    node_map = NodeMap([(n, "MatMul", [layer]) for n, layer in zip("abc", layers, strict=True)],
+                       {}, {}, layers)  # fmt: skip
+    # the profiler's calls disagree: each makes another kernel slow
+    calls = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]
+    runs = [
+        TraceRun([(n, "MatMul", "", ms) for n, ms in zip("abc", c, strict=True)]) for c in calls
+    ]
+    blocks = [{"model.layers.0": ms} for ms in (3.0, 3.3, 3.6)]
+    (timings, _) = block_scaled(runs, runs, blocks, node_map)
+    medians = [float(np.median(t.samples_ms)) for t in timings]
+    # one share each (the median share, 0.1 / 0.3 of the block): a third of each call's
+    # time; split call by call, each median would have been 0.1 of a call's, 0.33 in all
+    assert medians == pytest.approx([1.1, 1.1, 1.1])
+    assert sum(medians) == pytest.approx(float(np.median([3.0, 3.3, 3.6])))
+
+
 def test_block_chain_computes_what_the_whole_graph_does() -> None:
     llama = tiny_llama(vocab_size=100, context=16)
     decoder = exported_decoder(llama, threads=1)
