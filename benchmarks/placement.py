@@ -18,9 +18,13 @@ in the profile that predicts and in the run that measures (each part is compiled
 its profile's options and thread count): ONNX Runtime's idle threads do not spin
 (``spinning=False``), since a spinning pool keeps the cores busy after each ORT part and
 slows the other runtime's next part, which no profile sees. ``--ort-spinning`` profiles and
-runs ORT at its default instead, to measure what that costs. torch's OpenMP threads sleep
-likewise (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported: `omp_threads_sleep`),
-unless ``--torch-spinning``. Every split asked for is measured ``--rounds`` times,
+runs ORT at its default instead, to measure what that costs. torch's OpenMP threads keep
+libgomp's default (they spin after each parallel region); ``--torch-passive`` makes them
+sleep (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported: `omp_threads_sleep`).
+In the quiet runs of 21:54 (passive) and 22:11 (spinning), digits-cnn's ORT+torch splits
+were within 15% on 4 and 15 of 24: passive, each torch part's call paid 0.5 ms of
+waking its threads, which the hand-over probe measured at one cut and the splits did not
+all pay alike. Every split asked for is measured ``--rounds`` times,
 round-robin (each round compiles its parts afresh), and the median of the rounds is
 compared with the prediction: a stretch in which the VM runs a runtime at half speed
 then meets one round of each split. Each measured split's parts
@@ -35,7 +39,7 @@ and each runtime's layout conversions of the tensors crossing a cut, per byte (t
 ``switch`` line, the "of it" columns).
 
     python benchmarks/placement.py [--budget-s 1.0] [--measure-top 8] [--rounds 3]
-                                   [--ort-spinning] [--torch-spinning] [--quick]
+                                   [--ort-spinning] [--torch-passive] [--quick]
                                    [--models M ...] [--pairs B ...]
 
 On ``digits-cnn`` every candidate is measured; on ``digits-resnet`` each runtime alone
@@ -210,15 +214,15 @@ def main() -> None:
                         help="times each split is measured, round-robin")  # fmt: skip
     parser.add_argument("--ort-spinning", action="store_true",
                         help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
-    parser.add_argument("--torch-spinning", action="store_true",
-                        help="leave torch's OpenMP threads spinning (the default)")  # fmt: skip
+    parser.add_argument("--torch-passive", action="store_true",
+                        help="torch's OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
     parser.add_argument("--models", nargs="+", choices=[c[0] for c in CASES],
                         help="only these models: writes results/placement.partial.*")  # fmt: skip
     parser.add_argument("--pairs", nargs="+", choices=["numba", "torch"],
                         help="only the pairs with these B runtimes: the same")  # fmt: skip
     args = parser.parse_args()
-    if not args.torch_spinning:
+    if args.torch_passive:
         omp_threads_sleep()
     args.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "libgomp's default (spinning)")
     import torch
