@@ -174,9 +174,9 @@ class OrtDecoder:
         the embeddings, the final norm, the head) runs as a chain on every kept call,
         each block's call timed alone in a plain session, the sessions sharing one
         thread pool in a process of their own (`time_blocks`). So each layer's
-        time is its share of its block's plain time: the table is scaled per block, by
-        the block's plain time over its kernels' net sum, and `layers_method` records
-        the factors, the blocks' and kernels' sums and the pass's own seconds.
+        time is its share of its block's plain time (one share per layer, `block_scaled`),
+        and `layers_method` records each block's plain time over its kernels' net sum,
+        the blocks' and kernels' sums and the pass's own seconds.
 
         Returns:
             (prefill, decode) `LayerTiming` lists, one sample per recorded generation;
@@ -340,9 +340,10 @@ def block_scaled(
     factors: dict[str, list[float]] = defaultdict(list)
     first: list[LayerTiming] = []
     for raw_call, net_call, times in zip(raw, net, block_ms, strict=True):
-        timings = [t for t in timings_from_runs([net_call], node_map) if t.samples_ms]
+        every = timings_from_runs([net_call], node_map)
+        timings = [t for t in every if t.samples_ms]
         reported = {t.layer: sum(t.samples_ms) for t in timings_from_runs([raw_call], node_map)}
-        first = first or timings_from_runs([net_call], node_map)
+        first = first or every
         kernels: dict[str, float] = defaultdict(float)
         totals: dict[str, float] = defaultdict(float)
         for t in timings:

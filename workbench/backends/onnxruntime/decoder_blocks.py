@@ -280,10 +280,9 @@ class BlockChain:
         from workbench.backends.onnxruntime.plain import plain_session
 
         self.graphs = cut_blocks(proto)
+        # a pool of its own sleeps when idle; the shared one spins, as ORT's default
         self.sessions = [
-            plain_session(g.graph, threads=threads, shared_pool=True)
-            if shared_pool
-            else plain_session(g.graph, threads=threads, spinning=False)
+            plain_session(g.graph, threads=threads, shared_pool=shared_pool, spinning=shared_pool)
             for g in self.graphs
         ]
 
