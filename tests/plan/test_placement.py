@@ -132,13 +132,28 @@ def test_a_free_link_and_json_round_trip() -> None:
     assert "best:" in p.summary()
 
 
-def test_a_cut_through_a_fused_kernel_says_so() -> None:
+def test_a_cut_through_a_fused_kernel_is_offered_only_when_asked() -> None:
     fused = fake_profile("rt-a", {"fc1": 2.0, "act": 0.0, "fc2": 5.0, "fc3": 1.0}, 8.0)
     fused.layers["fused_into"] = [None, "fc1", None, None]
-    notes = place(fused, B, model=chain_model(), link=LINK).table.set_index("cuts")["note"]
+    # by default the boundary inside rt-a's fused fc1+act is not a cut, and says why
+    default = place(fused, B, model=chain_model(), link=LINK)
+    assert "act" not in set(default.table["cuts"])
+    layers = default.layers.set_index("layer")
+    assert not layers.loc["act", "cut_before"]
+    assert layers.loc["act", "why_not"].startswith("inside rt-a/cpu's fused fc1+act")
+    assert set(default.table["cuts"]) == {"", "fc2", "fc3"}
+    asked = place(fused, B, model=chain_model(), link=LINK, fused_cuts=True)
+    notes = asked.table.set_index("cuts")["note"]
     # both directions of the cut before act separate it from fc1 on rt-a
     assert notes[["act"]].str.startswith("cuts rt-a/cpu's fused fc1+act").tolist() == [True] * 2
     assert set(notes[["fc2", "fc3", ""]]) == {""}
+
+
+def test_a_model_cut_only_inside_fused_kernels_is_refused_with_the_way_out() -> None:
+    fused = fake_profile("rt-a", {"fc1": 2.0, "act": 0.0, "fc2": 5.0, "fc3": 1.0}, 8.0)
+    fused.layers["fused_into"] = [None, "fc1", "fc1", "fc1"]
+    with pytest.raises(PlacementError, match="fused_cuts=True"):
+        place(fused, B, model=chain_model(), link=LINK)
 
 
 def test_the_figure_draws_the_placements_own_numbers() -> None:

@@ -71,7 +71,7 @@ def _place(args: argparse.Namespace) -> int:
         prices = (load_machine(args.prices[0]), load_machine(args.prices[1]))
     result = pl.place(
         a, b, model=model, link=link, max_cuts=args.max_cuts, switch=switch,
-        objective=args.objective, prices=prices,
+        objective=args.objective, prices=prices, fused_cuts=args.fused_cuts,
     )  # fmt: skip
     if args.measure:
         result = pl.measure_placement(result, model, which=args.measure,
@@ -133,6 +133,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--link-latency-ms", type=nonnegative_float, default=0.0, help="per transfer (ms)"
     )
     q.add_argument("--max-cuts", type=positive_int, default=1, help="changes of processor")
+    q.add_argument(
+        "--fused-cuts",
+        action="store_true",
+        help="also offer cuts inside a kernel a runtime fuses (a convolution and its "
+        "activation): not predictable, each such split's note says so",
+    )
     q.add_argument(
         "--switch",
         action="store_true",

@@ -189,6 +189,7 @@ def place(
     switch: Switch | None = None,
     objective: str = "latency",
     prices: tuple[Machine, Machine] | None = None,
+    fused_cuts: bool = False,
 ) -> Placement:
     """The split of ``model``'s layers across two processors with the lowest latency (or cost).
 
@@ -211,6 +212,12 @@ def place(
         prices: the economics of the machine each processor is (`load_machine`), in one
             currency: each costs its price per hour (rental, or purchase over its lifetime
             + upkeep, + energy where known) for the time it is occupied.
+        fused_cuts: also offer cuts between layers a processor runs as one fused kernel
+            (a convolution and its activation): there both parts run those layers unfused,
+            a cost neither profile holds (it times the fused pair, the second as 0 ms),
+            so such a split is predicted too fast and could be picked for it. False (the
+            default): those boundaries cannot be cut and the layers table's ``why_not``
+            says whose fusion; True: they are candidates whose ``note`` says so.
 
     Returns:
         A `Placement`: every single-cut split (and the best with up to ``max_cuts``),
@@ -255,6 +262,16 @@ def place(
     switch_ms, call_ms, layout_per_byte = _handover(switch, (a.label, b.label), notes)
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     crossing_bytes = {k: _bytes(ts, shapes) for k, ts in cuts.crossing.items()}
+    why_not = dict(cuts.why_not)
+    if not fused_cuts:
+        for k, why in _fused_boundaries(a, b).items():
+            if crossing_bytes.pop(k, None) is not None:
+                why_not[k] = why
+        if not crossing_bytes:
+            raise PlacementError(
+                f"{loaded.name}: every boundary that can be cut is inside a fused kernel "
+                "(a split there is not predictable); place(..., fused_cuts=True) offers them"
+            )
     if any(math.isnan(v) for v in crossing_bytes.values()):
         notes.append("some crossing tensors have no known shape: those cuts are left out")
         crossing_bytes = {k: v for k, v in crossing_bytes.items() if not math.isnan(v)}
@@ -285,12 +302,12 @@ def place(
             "cut_before": [k in crossing_bytes for k in positions],
             "crossing_tensors": [", ".join(cuts.crossing.get(k, [])) for k in positions],
             "crossing_bytes": [crossing_bytes.get(k, math.nan) for k in positions],
-            "why_not": [cuts.why_not.get(k, "") for k in positions],
+            "why_not": [why_not.get(k, "") for k in positions],
             "runs_on": list(best_order),
         },
         columns=LAYER_COLUMNS,
     )
-    impossible = len(cuts.why_not)
+    impossible = len(why_not)
     if impossible:
         notes.append(
             f"{impossible} of {len(cuts.layers) - 1} layer boundaries cannot be cut "
@@ -518,6 +535,17 @@ def _fusions(table: pd.DataFrame, layers: list[str]) -> dict[int, str]:
             low, high = sorted((position[layer], position[into]))
             for k in range(low + 1, high + 1):
                 found.setdefault(k, f"{into}+{layer}")
+    return found
+
+
+def _fused_boundaries(*sides: _Side) -> dict[int, str]:
+    """Cut positions inside a kernel either processor fuses -> why a cut there is not offered."""
+    found: dict[int, str] = {}
+    for side in sides:
+        for k, pair in side.splits_fusion.items():
+            found.setdefault(
+                k, f"inside {side.label}'s fused {pair} (not predictable: place(fused_cuts=True))"
+            )
     return found
 
 
@@ -924,17 +952,18 @@ def measure_switch(
 ) -> Switch:
     """Measure here what one change of runtime costs in one process, for `place`.
 
-    The model is cut in two (at ``cut``, default the middle possible cut); each order
-    (A's part then B's, B's then A's) is compiled as the profiles ran (`measure_placement`)
-    and its chain timed back to back, right after each part is timed alone, in
-    `SWITCH_ROUNDS` rounds. Per call the chain changes runtime twice (at the cut, and back
-    for the next call), so the chain's median minus the parts' medians (the median over
-    the rounds of both orders) is two changes.
+    The model is cut in two (at ``cut``, default the middle cut splitting no fused kernel);
+    each order (A's part then B's, B's then A's) is compiled as the profiles ran
+    (`measure_placement`) and its chain timed back to back, right after each part is timed
+    alone, in `SWITCH_ROUNDS` rounds. Per call the chain changes runtime twice (at the cut,
+    and back for the next call), so the chain's median minus the parts' medians (the median
+    over the rounds of both orders) is two changes.
 
     Args:
         profile_a, profile_b: the profiles to place (their processors, options, batch size).
         model: the model profiled (None: the sample the profiles name).
-        cut: the layer the probe's second part starts at (`possible_cuts`).
+        cut: the layer the probe's second part starts at (`possible_cuts`); default the
+            middle of the cuts that split no fused kernel of either profile.
         timing: budget and warm-up per measurement (default: the measuring core's).
 
     Returns:
@@ -958,7 +987,10 @@ def measure_switch(
     proto = onnx_proto(loaded)
     found = graph_cuts(proto)
     if cut is None:
-        possible = sorted(found.crossing)
+        # the probe times a hand-over, not the unfusing of a kernel the cut would split
+        fused = {k for profile in (profile_a, profile_b)
+                 for k in _fusions(profile.layers, found.layers)}  # fmt: skip
+        possible = sorted(set(found.crossing) - fused) or sorted(found.crossing)
         if not possible:
             raise PlacementError(f"{loaded.name}: no layer boundary can be cut (see place)")
         cut = found.layers[possible[len(possible) // 2]]
