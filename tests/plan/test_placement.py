@@ -530,6 +530,47 @@ def test_the_switch_is_the_chain_beyond_its_parts(monkeypatch: pytest.MonkeyPatc
     assert swapped.loc[("a", ""), "call_ms"] == pytest.approx(0.25)
 
 
+def test_probes_measured_apart_pool_to_their_medians() -> None:
+    one = replace(fake_switch(0.2), round_trip_ms=0.4, call_ms=(0.1, 0.3), layout_ms=(0.2, 0.0))
+    slow = replace(one, ms=1.5, round_trip_ms=3.0, chain_ms=(9.0, 9.0), call_ms=(0.9, 0.9))
+    other = replace(one, ms=0.3, round_trip_ms=0.6, call_ms=(0.2, 0.1), layout_ms=(0.4, 0.2))
+    pooled = Switch.pooled([one, slow, other])
+    # the probe a slow stretch covered sets nothing: each figure is the median of three
+    assert pooled.round_trip_ms == pytest.approx(0.6) and pooled.ms == pytest.approx(0.3)
+    assert pooled.call_ms == pytest.approx((0.2, 0.3)) and pooled.layout_ms == (0.2, 0.0)
+    assert pooled.chain_ms == (1.0, 1.0) and pooled.probe == one.probe
+    assert Switch.pooled([one]) == one
+    with pytest.raises(PlacementError, match="same cut of the same pair"):
+        Switch.pooled([one, replace(one, probe="toy cut before fc3, both ways")])
+    with pytest.raises(PlacementError, match="at least one"):
+        Switch.pooled([])
+
+
+def test_a_placement_predicted_again_keeps_the_runs_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.planning.placement as placement
+
+    model = chain_model()
+    monkeypatch.setattr(placement, "_time_split", lambda *a, **kw: [
+        placement._Round(Measurement((8.0, 8.0)), [7.0], [], [])])  # fmt: skip
+    probes: list[int] = []
+    first = place(A, B, model=model, link=LINK, switch=fake_switch(0.25))
+    measured = measure_placement(first, model, which="all", parts=True, rounds=2,
+                                 before_round=probes.append)  # fmt: skip
+    assert probes == [0, 1]  # the hook runs before each round, then every split
+    again = place(A, B, model=model, link=LINK, switch=fake_switch(0.5))
+    kept = again.with_measurements_of(measured).table.set_index("split")
+    assert (kept["measured_ms"] == 8.0).all() and (kept["measured_n"] == 4).all()
+    # the error is against the new prediction, which pays 0.25 ms more per change
+    row = kept.loc[again.best["split"]]
+    assert row["error_fraction"] == pytest.approx(row["predicted_ms"] / 8.0 - 1)
+    assert (kept["predicted_ms"] - first.table.set_index("split")["predicted_ms"]).max() == (
+        pytest.approx(0.5)
+    )
+    other = place(A, B, model=model, link=LINK)
+    with pytest.raises(PlacementError, match="not toy at batch 3"):
+        replace(other, batch_size=3).with_measurements_of(measured)
+
+
 def test_a_real_switch_is_measured_between_the_profiles_runtimes() -> None:
     model = chain_model()
     layer_ms = {"fc1": 1.0, "act": 1.0, "fc2": 1.0, "fc3": 1.0}

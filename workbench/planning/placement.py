@@ -36,7 +36,7 @@ import html
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -151,6 +151,36 @@ class Switch:
         """Plain data for JSON."""
         pairs = ("chain_ms", "parts_ms", "processors", "call_ms", "layout_ms")
         return {**self.__dict__, **{k: list(getattr(self, k)) for k in pairs}}
+
+    @classmethod
+    def pooled(cls, switches: Sequence[Switch]) -> Switch:
+        """One `Switch` from probes of the same cut measured apart (each `measure_switch`
+        with a round or few, spread over a run): every figure is the median over them, so
+        a slow stretch of the machine that covers one probe does not set the cost."""
+        if not switches:
+            raise PlacementError("pooling switches needs at least one")
+        first = switches[0]
+        if any((s.probe, s.processors) != (first.probe, first.processors) for s in switches):
+            raise PlacementError("pooled switches must probe the same cut of the same pair")
+
+        def median(get: Callable[[Switch], float]) -> float:
+            return float(np.median([get(s) for s in switches]))
+
+        def pair(name: str) -> tuple[float, float]:
+            return (median(lambda s: getattr(s, name)[0]), median(lambda s: getattr(s, name)[1]))
+
+        round_trip = median(lambda s: s.round_trip_ms)
+        return cls(
+            ms=max(round_trip, 0.0) / 2,
+            round_trip_ms=round_trip,
+            chain_ms=pair("chain_ms"),
+            parts_ms=pair("parts_ms"),
+            probe=first.probe,
+            processors=first.processors,
+            call_ms=pair("call_ms"),
+            layout_ms=pair("layout_ms"),
+            probe_bytes=first.probe_bytes,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Switch:
@@ -755,6 +785,24 @@ class Placement:
         """The best split's row of `table`."""
         return self.table.iloc[0]
 
+    def with_measurements_of(self, measured: Placement) -> Placement:
+        """This placement with ``measured``'s measurements of the same splits (its
+        ``measured_*`` and ``parts_ms`` columns), the error against this prediction: a
+        placement predicted again (say with a `Switch` pooled after the run) keeps the
+        runs already made."""
+        if (measured.model, measured.batch_size) != (self.model, self.batch_size):
+            raise PlacementError(
+                f"the measurements are of {measured.model} at batch {measured.batch_size}, "
+                f"not {self.model} at batch {self.batch_size}"
+            )
+        columns = ["measured_ms", "measured_n", "parts_ms", "measured_min_ms", "measured_max_ms"]
+        done = measured.table[measured.table["measured_ms"].notna()].set_index("split")
+        table = self.table.copy()
+        found = table["split"].isin(done.index)
+        table.loc[found, columns] = done.loc[table.loc[found, "split"], columns].to_numpy()
+        table["error_fraction"] = table["predicted_ms"] / table["measured_ms"] - 1.0
+        return replace(self, table=table)
+
     def summary(self) -> str:
         """The best split, its prediction against each processor alone, and the candidates."""
         from workbench.profiling.formatting import frame_text
@@ -862,6 +910,7 @@ def measure_placement(
     timing: TimingOptions | None = None,
     parts: bool = False,
     rounds: int = 1,
+    before_round: Callable[[int], Any] | None = None,
 ) -> Placement:
     """Run splits for real: each part on its processor, fed by the last, timed end to end.
 
@@ -886,6 +935,9 @@ def measure_placement(
             machine runs slow (a VM's neighbours: on the 2-core development VM every
             runtime ran at about half speed for ten seconds at a time) sits in one
             round of each split rather than in every round of some splits.
+        before_round: called with the round's number (0, 1, ...) before each round: what
+            else must meet the machine's slow stretches alike goes there (the benchmark
+            times one round of `measure_switch`'s probe, see `Switch.pooled`).
 
     Returns:
         A new `Placement` whose rows measured have ``measured_ms`` (the median over the
@@ -923,7 +975,9 @@ def measure_placement(
     }
     chains: dict[int, list[Measurement]] = {index: [] for index in wanted}
     alone: dict[int, list[float]] = {index: [] for index in wanted}
-    for _ in range(rounds):
+    for number in range(rounds):
+        if before_round is not None:
+            before_round(number)
         for index in wanted:
             row = table.loc[index]
             cuts = [c for c in str(row["cuts"]).split(", ") if c]
@@ -949,6 +1003,7 @@ def measure_switch(
     *,
     cut: str | None = None,
     timing: TimingOptions | None = None,
+    rounds: int = SWITCH_ROUNDS,
 ) -> Switch:
     """Measure here what one change of runtime costs in one process, for `place`.
 
@@ -965,6 +1020,8 @@ def measure_switch(
         cut: the layer the probe's second part starts at (`possible_cuts`); default the
             middle of the cuts that split no fused kernel of either profile.
         timing: budget and warm-up per measurement (default: the measuring core's).
+        rounds: rounds of both orders (at least 1); rounds taken apart, spread over a
+            longer run, are pooled with `Switch.pooled`.
 
     Returns:
         A `Switch`; ``ms`` is 0 when the chain was no slower than its parts (noise).
@@ -994,6 +1051,7 @@ def measure_switch(
         if not possible:
             raise PlacementError(f"{loaded.name}: no layer boundary can be cut (see place)")
         cut = found.layers[possible[len(possible) // 2]]
+    rounds = whole("rounds", rounds, minimum=1, maximum=100)
     split_model(loaded, [cut])  # a cut that is not possible: one line naming the possible
     shapes = tensor_shapes(proto, loaded.example_inputs(profile_a.batch_size))
     probe_bytes = _bytes(found.crossing[found.layers.index(cut)], shapes)
@@ -1006,7 +1064,7 @@ def measure_switch(
     layout = {a[0]: -_profiled_layout_ms(profile_a), b[0]: -_profiled_layout_ms(profile_b)}
     for sides in ([a, b], [b, a]):
         timed = _time_split(loaded, [cut], sides, inputs, timing or Options(), parts=True,
-                            staged=True, rounds=SWITCH_ROUNDS)  # fmt: skip
+                            staged=True, rounds=rounds)  # fmt: skip
         chains.append(float(np.median([t.chain.median for t in timed])))
         parts.append(float(np.median([sum(t.parts_ms) for t in timed])))
         trips += [t.chain.median - sum(t.parts_ms) for t in timed]
