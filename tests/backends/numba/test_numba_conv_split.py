@@ -68,13 +68,27 @@ def test_few_rows_split_into_column_panels(
 
 
 @pytest.mark.parametrize(
-    ("c", "m", "group", "dense"),
-    [(24, 112, 4, True), (64, 32, 4, False), (32, 48, 2, False)],
-    ids=["6 per group: one dense GEMM", "16 per group: one GEMM each", "two groups of 16"],
+    ("c", "m", "group", "hw", "dense"),
+    [
+        (24, 112, 4, (6, 5), True),
+        (64, 32, 4, (6, 5), False),
+        (32, 48, 2, (6, 5), False),
+        (64, 64, 4, (24, 24), False),
+    ],
+    ids=[
+        "6 per group: one dense GEMM",
+        "16 per group: one GEMM each",
+        "two groups of 16",
+        "1152 pixels: shared over the threads, in blocks",
+    ],
 )
-def test_grouped_pointwise_convolutions(c: int, m: int, group: int, dense: bool) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_grouped_pointwise_convolutions(
+    c: int, m: int, group: int, hw: tuple[int, int], dense: bool, threads: int
+) -> None:
     """ShuffleNet's grouped 1x1 convolutions: one GEMM with a block-diagonal weight when
-    the groups are narrow (`cpu_ops.GROUPED_DENSE_MAX_CHANNELS`), else one per group."""
+    the groups are narrow (`cpu_ops.GROUPED_DENSE_MAX_CHANNELS`), else one per group on
+    blocks of pixels (`cpu.gemm_groups`), the last block of a share a short one."""
     from onnx import helper, numpy_helper
 
     from workbench.loaders.onnx import model_from_proto
@@ -92,18 +106,18 @@ def test_grouped_pointwise_convolutions(c: int, m: int, group: int, dense: bool)
     graph = helper.make_graph(
         nodes,
         "grouped",
-        [helper.make_tensor_value_info("x", 1, [2, c, 6, 5])],
+        [helper.make_tensor_value_info("x", 1, [2, c, *hw])],
         [helper.make_tensor_value_info("y", 1, None)],
         [numpy_helper.from_array(v, k) for k, v in consts.items()],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
     model = model_from_proto(proto, name="grouped")
-    inputs = {"x": RNG.standard_normal((2, c, 6, 5)).astype(np.float32)}
+    inputs = {"x": RNG.standard_normal((2, c, *hw)).astype(np.float32)}
     (expected,) = ort_outputs(model, inputs)
-    session = wb.backend("numba").compile(model, "cpu")
+    session = wb.backend("numba").compile(model, "cpu", threads=threads)
     for _ in range(2):
         (got,) = session.run(inputs)
         assert_close(got, expected, scope="op")
     conv = next(n for n in session.graph.nodes if n.name == "conv")
     assert ("block_diagonal_w" in conv.cache) == dense
-    assert (("group_w", 0) in conv.cache) == (not dense)
+    assert ("group_taps" in conv.cache) == (not dense)

@@ -475,34 +475,45 @@ def _grouped_pointwise(
     node: Node, x: np.ndarray, w: np.ndarray, bias: np.ndarray, group: int, gemm: GemmFn,
     out: np.ndarray,
 ) -> Callable[[], None]:  # fmt: skip
-    """A grouped 1x1 Conv on NHWC data (ShuffleNet's) as one GEMM per group: the group's
-    channels copied out contiguous, multiplied by its weights, copied into its output
-    channels; then bias and activation. The direct loop (`depthwise.grouped_nhwc`)
-    spent 0.5 ms on each of the zoo ShuffleNet's 4-group layers at batch 1 (about 30
-    GFLOP/s, a loaded 2-core VM), 80% of the model's time."""
+    """A grouped 1x1 Conv on NHWC data (ShuffleNet's) as one GEMM per group on blocks of
+    pixels (`cpu.gemm_groups`: the group's channels copied out contiguous, multiplied,
+    written to its output channels with bias and activation while in cache), the
+    pixels shared over the threads. The direct loop (`depthwise.grouped_nhwc`) spent
+    0.5 ms on each of the zoo ShuffleNet's 4-group layers at batch 1 (about 30 GFLOP/s,
+    a loaded 2-core VM), 80% of the model's time; one BLAS call per group over all the
+    pixels, with the copies and the epilogue as passes of their own, 0.34 ms on its
+    28x28 maps of 136 channels at batch 1, where this takes 0.27 (one thread, in the
+    model, alternated; loaded)."""
     n, h, wid, c = x.shape
     m = w.shape[0]
     per_in, per_out, rows = c // group, m // group, n * h * wid
     col, y = x.reshape(rows, c), out.reshape(rows, m)
-    if per_in < GROUPED_DENSE_MAX_CHANNELS:
+    # the portable GEMM (``gemm="tiled"``) takes the dense product: no BLAS per block
+    if per_in < GROUPED_DENSE_MAX_CHANNELS or not isinstance(gemm, BlasGemm):
         dense = _block_diagonal(node, w, group)
         return _blas_scope(gemm, _conv_product(node, gemm, col, dense, bias, y), y.size * c)
-    part_in = _workspace(node, "group_in", (rows, per_in), x.dtype)
-    part_out = _workspace(node, "group_out", (rows, per_out), x.dtype)
-    steps: list[Callable[[], Any]] = []
+    taps = _cached(node, "group_taps", 1, lambda: _group_taps(w, group))
+    tasks = _splits(gemm, rows * per_in * m)
+    block = min(GROUP_BLOCK_ROWS, -(-rows // tasks))
+    ins = _workspace(node, "group_in", (tasks, block, per_in), x.dtype)
+    sums = _workspace(node, "group_sums", (tasks, block, per_out), x.dtype)
+    act = cpu.ACTIVATIONS[node.activation]
+    run = functools.partial(
+        cpu.gemm_groups[0 if tasks > 1 else 1], col, taps, bias, act, ins, sums, y
+    )
+    if tasks > 1:  # one BLAS call per task at a time (see `cpu.gemm_split_rows`)
+        return cpu.single_threaded_blas(run)
+    return _one_blas_thread(run, block * per_in * per_out)
 
-    def taps_of(g: int) -> Callable[[], np.ndarray]:
-        return lambda: np.ascontiguousarray(w[g * per_out : (g + 1) * per_out, :, 0, 0].T)
 
-    for g in range(group):
-        taps = _cached(node, ("group_w", g), 1, taps_of(g))
-        steps += [
-            functools.partial(np.copyto, part_in, col[:, g * per_in : (g + 1) * per_in]),
-            _product(gemm, part_in, taps, part_out),
-            functools.partial(np.copyto, y[:, g * per_out : (g + 1) * per_out], part_out),
-        ]
-    steps.append(_bias_act(node, y, bias))
-    return _blas_scope(gemm, _sequence(*steps), rows * per_in * per_out)
+#: Pixels per block of `cpu.gemm_groups`: a block's copied channels and sums stay in L2.
+GROUP_BLOCK_ROWS = 256
+
+
+def _group_taps(w: np.ndarray, group: int) -> np.ndarray:
+    """A grouped 1x1 weight [M, C/group, 1, 1] as the groups' GEMM operands [G, C/G, M/G]."""
+    m, per_in = w.shape[:2]
+    return np.ascontiguousarray(w.reshape(group, m // group, per_in).transpose(0, 2, 1))
 
 
 #: A grouped 1x1 convolution with fewer input channels per group than this runs as one
