@@ -188,10 +188,16 @@ def omp_threads_sleep() -> None:
     ``OMP_WAIT_POLICY`` already set is kept). Numba's loops run on TBB, ONNX Runtime's
     on its own pool: only torch's threads change.
     """
+    set_before_torch("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def set_before_torch(name: str, value: str) -> None:
+    """Set libgomp's ``name`` for torch, which reads it once when torch loads libgomp (a
+    value already in the environment is kept)."""
     if "torch" in sys.modules:
-        raise SystemExit("torch was imported before OMP_WAIT_POLICY could be set; "
+        raise SystemExit(f"torch was imported before {name} could be set; "
                          "run benchmarks/placement.py as a script")  # fmt: skip
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault(name, value)
 
 
 def torch_spin_ms(rounds: int = 30) -> float:
@@ -234,6 +240,9 @@ def main() -> None:
                         help="profile and run ORT at its default (idle threads spin)")  # fmt: skip
     parser.add_argument("--torch-passive", action="store_true",
                         help="torch's OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE)")  # fmt: skip
+    parser.add_argument("--torch-spincount", type=int, default=None, metavar="N",
+                        help="torch's OpenMP threads spin N loops after a region, then "
+                        "sleep (GOMP_SPINCOUNT; libgomp's default is 300000)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small run: read ratios only")
     parser.add_argument("--models", nargs="+", choices=[c[0] for c in CASES],
                         help="only these models: writes results/placement.partial.*")  # fmt: skip
@@ -242,7 +251,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.torch_passive:
         omp_threads_sleep()
+    if args.torch_spincount is not None:
+        set_before_torch("GOMP_SPINCOUNT", str(args.torch_spincount))
     args.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "libgomp's default (spinning)")
+    if "GOMP_SPINCOUNT" in os.environ:
+        args.omp_wait_policy += f", GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
     import torch
 
     args.torch_idle_cpu_ms = torch_spin_ms()
