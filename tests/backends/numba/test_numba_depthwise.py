@@ -15,7 +15,7 @@ import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
-from workbench.backends.numba import cpu, depthwise, packed_gemm
+from workbench.backends.numba import cpu, depthwise, simd
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
@@ -146,8 +146,8 @@ def test_depthwise_matches_onnxruntime(
         monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 1)
         monkeypatch.setattr(depthwise, "PARALLEL_MIN_WORK", 1)
     x_shape, attrs, act, kernel = CASES[case]
-    if kernel == "vector" and not packed_gemm.AVAILABLE:
-        pytest.skip("the vector kernel needs AVX-512 (and Numba compiling for this CPU)")
+    if kernel == "vector" and not simd.VECTORS:
+        pytest.skip("the vector kernel needs AVX2 (and Numba compiling for this CPU)")
     picked = _picked(monkeypatch)
     model = _depthwise(x_shape, {**attrs}, act)
     inputs = {"x": RNG.standard_normal(x_shape).astype(np.float32)}

@@ -14,12 +14,12 @@ import pytest
 from numba_helpers import OPSET, ort_outputs
 
 import workbench as wb
-from workbench.backends.numba import cpu, max_pool, packed_gemm
+from workbench.backends.numba import cpu, max_pool, simd
 from workbench.model import Model
 from workbench.testing.tolerances import assert_close
 
 pytestmark = pytest.mark.skipif(
-    not packed_gemm.AVAILABLE, reason="the vector kernel needs AVX-512 (and Numba for this CPU)"
+    not simd.VECTORS, reason="the vector kernel needs AVX2 (and Numba for this CPU)"
 )
 RNG = np.random.default_rng(23)
 

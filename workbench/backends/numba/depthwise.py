@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from workbench.backends.numba import cpu
+from workbench.backends.numba import cpu, simd
 from workbench.backends.numba.cpu import activate, taps_inside, twin
-from workbench.backends.numba.packed_gemm import AVAILABLE, LANES, broadcast, fma, load, store
+from workbench.backends.numba.packed_gemm import LANES, broadcast, fma, load, store
 
 
 @njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -437,7 +437,7 @@ def bind(
     if cg == 1 and m == group:  # depthwise: one filter per channel, over the channels
         taps = cached("depthwise_w", lambda: np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)))
         flat = x.flags.c_contiguous and x.dtype == np.float32  # read as one flat array
-        if AVAILABLE and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and flat:
+        if simd.VECTORS and m >= LANES and geometry[9] >= VECTOR_MIN_WIDTH and flat:
             kernel = cpu.pick(depthwise_vector_nhwc, work, PARALLEL_MIN_WORK)
             return functools.partial(
                 kernel, x, taps, np.ascontiguousarray(bias, np.float32), geometry, act, out

@@ -19,8 +19,9 @@ import numpy as np
 from numba import prange
 from numba.extending import intrinsic
 
+from workbench.backends.numba import simd
 from workbench.backends.numba.cpu import taps_inside, twin
-from workbench.backends.numba.packed_gemm import AVAILABLE, LANES, f32x16, load, store
+from workbench.backends.numba.packed_gemm import LANES, f32x16, load, store
 
 
 def _maximum(typingctx: Any, x: Any, y: Any) -> Any:
@@ -71,5 +72,5 @@ max_pool2d_vector_nhwc = twin(_max_pool2d_vector_nhwc)
 
 def fits(x: np.ndarray) -> bool:
     """Whether `max_pool2d_vector_nhwc` runs on the NHWC input ``x``: float32, C-contiguous,
-    at least one vector of channels, on a CPU with AVX-512."""
-    return AVAILABLE and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[-1] >= LANES
+    at least one vector of channels, on a CPU with AVX2 (`simd.VECTORS`)."""
+    return simd.VECTORS and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[-1] >= LANES
