@@ -311,7 +311,10 @@ def _gemm_groups(
             r1 = min(end, r0 + block)
             a, c = ins[share][: r1 - r0], sums[share][: r1 - r0]
             for g in range(groups):
-                a[:] = x[r0:r1, g * k : (g + 1) * k]
+                for i in range(r1 - r0):  # row by row: a 2-D slice copy ran 3-5x slower
+                    src, dest = x[r0 + i, g * k : (g + 1) * k], a[i]
+                    for j in range(k):
+                        dest[j] = src[j]
                 np.dot(a, taps[g], c)
                 _bias_act_into(c, bias[g * n : (g + 1) * n], act, y[r0:r1, g * n : (g + 1) * n])
 
@@ -322,8 +325,9 @@ def _bias_act_into(src: np.ndarray, bias: np.ndarray, act: int, dest: np.ndarray
     that LLVM takes the activation's branch out of the loop (inside `_gemm_groups`
     it did not, and no activation cost 1.7x ReLU's time)."""
     for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dest[i, j] = activate(src[i, j] + bias[j], act)
+        row, into = src[i], dest[i]
+        for j in range(row.shape[0]):
+            into[j] = activate(row[j] + bias[j], act)
 
 
 gemm_groups = twin(_gemm_groups)
