@@ -27,8 +27,9 @@ comes first: the ops numba refuses, and its largest difference from ORT at batch
 ``--model-set`` mode Numba's disk cache starts empty for each model and batch
 (``NUMBA_CACHE_DIR`` is a fresh folder the children share), so the first Numba child's
 compile is a cold one and the later ones are the cached second compile; the table gives
-both (compile, numba's plan at the timed shapes included, + first inference, seconds;
-the file's load is in the JSON).
+both (the runtime's start-up in the process, the model's compile with numba's plan at
+the timed shapes included, and the first inference, apart; the file's load is in the
+JSON).
 
 ``--quick`` proves the script works (one model, two rounds, tiny budgets; with
 ``--model-set`` the set's cheap models at batch 1) and writes
@@ -247,19 +248,25 @@ def compare_gemm(rounds: int, budget_ms: float) -> list[dict[str, Any]]:
     return rows
 
 
-def compile_seconds(result: dict[str, Any], runtime: str) -> tuple[str, str]:
-    """A runtime's compile seconds (its ``compile_s``, for numba with the plan at the
-    timed shapes, where its kernels are loaded or compiled, plus the first inference) in
-    its first child process of ``result`` and the fastest of its later ones ("-" where
-    none ran). Loading the ONNX file (``load_s``, the same for every runtime) is not in
-    it; the JSON keeps it."""
-    starts = []
-    for run in sorted(result.get("results", []), key=lambda r: (r["round"], r["position"])):
-        startup = run.get("startup") or {}
-        if run["runtime"] == runtime and "compile_s" in startup:
-            starts.append(startup["compile_s"] + startup.get("first_inference_ms", 0.0) / 1e3)
-    first = f"{starts[0]:.2f}" if starts else "-"
-    return first, f"{min(starts[1:]):.2f}" if len(starts) > 1 else "-"
+#: the cold-start columns: the child's ``startup`` key, its heading, its format
+COLD_START = (
+    ("startup_s", "runtime start-up s", "{:.2f}"),
+    ("compile_s", "compile s", "{:.2f}"),
+    ("first_inference_ms", "first inference ms", "{:.0f}"),
+)
+
+
+def cold_start(result: dict[str, Any], runtime: str, key: str) -> str:
+    """``key`` of a runtime's ``startup`` in its first child process of ``result`` and
+    the lowest of its later ones, as "first / later" ("-" where none ran)."""
+    values = [
+        float(run["startup"][key])
+        for run in sorted(result.get("results", []), key=lambda r: (r["round"], r["position"]))
+        if run["runtime"] == runtime and key in (run.get("startup") or {})
+    ]
+    form = next(f for k, _, f in COLD_START if k == key)
+    first = form.format(values[0]) if values else "-"
+    return f"{first} / {form.format(min(values[1:])) if len(values) > 1 else '-'}"
 
 
 def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
@@ -270,23 +277,31 @@ def table(models: list[dict[str, Any]], gemms: list[dict[str, Any]]) -> str:
         "in the same round, median over rounds (range); load = highest 1-min load average",
         "any of the runtime's processes saw.",
         "",
-        "compile s = compile (numba: with its plan, kernels loaded or compiled) + first",
-        "inference in the runtime's first child / the fastest later child (for numba in",
-        "--model-set mode: cold disk cache / cached); loading the file is not in it.",
+        "Cold start, each as the runtime's first child / the lowest of its later children",
+        "(for numba in --model-set mode: cold disk cache / cached); loading the file is in",
+        "none of them (the JSON keeps it): runtime start-up s = the runtime's one-off start",
+        "in the process, not the model's (ORT: its import; numba: its import, CPU target,",
+        "BLAS and kernel modules), as `import torch` is not counted; compile s = the model's",
+        "compile, no inference (ORT: session creation; numba: graph + plan at the timed",
+        "shapes, its kernels loaded from the disk cache or compiled); first inference ms =",
+        "the first call after it (first touch of buffers, lazy initialisation).",
         "",
         "| model | batch | runtime | rounds | ms | ms range | ratio vs ORT | ratio range | load "
-        "| compile s first / later |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        + "".join(f"| {title} first / later " for _, title, _ in COLD_START)
+        + "|",
+        "|---|---|---|---|---|---|---|---|---" + "|---" * len(COLD_START) + "|",
     ]
     for result in models:
         for row in result["table"]:
-            first, later = compile_seconds(result, row["runtime"])
+            starts = "".join(
+                f"| {cold_start(result, row['runtime'], key)} " for key, _, _ in COLD_START
+            )
             lines.append(
                 f"| {result['model']} | {result['batch_size']} | {row['runtime']} "
                 f"| {row['rounds']} | {row['median_ms']:.3f} "
                 f"| {row['min_ms']:.3f}-{row['max_ms']:.3f} | {row['ratio']:.2f}x "
                 f"| {row['ratio_min']:.2f}-{row['ratio_max']:.2f}x | {row['load_max']:.1f} "
-                f"| {first} / {later} |" + (f" {row['errors']}" if row["errors"] else "")
+                f"{starts}|" + (f" {row['errors']}" if row["errors"] else "")
             )
     if gemms:
         lines += [

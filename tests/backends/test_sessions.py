@@ -112,3 +112,24 @@ def test_torch_thread_count_is_restored_after_profiling() -> None:
     for method in session.layer_methods().values():
         method(model.example_inputs(2), 2)
         assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "numba"])
+def test_a_runtime_starts_once_per_process_apart_from_the_compile(name: str) -> None:
+    from workbench.backends.base import start_of
+    from workbench.profiling.measure import compiled
+
+    backend = wb.backend(name)
+    assert start_of(backend) >= 0.0
+    assert start_of(backend) == 0.0  # started: nothing left to pay
+    with compiled(toy_cnn(), name, "cpu") as run:
+        assert run.startup_s == 0.0 and run.compile_s > 0
+
+
+def test_a_backend_without_a_start_costs_nothing_to_start() -> None:
+    from workbench.backends.base import once, start_of
+
+    assert start_of(FakeBackend()) == 0.0
+    calls: list[int] = []
+    start = once(lambda: calls.append(1))
+    assert start() > 0.0 and start() == 0.0 and calls == [1]

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import importlib
 import os
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -296,6 +297,10 @@ class Backend(Protocol):
 
     Optional: ``decoder(model, device, *, threads) -> Decoder``, token-by-token generation
     of a causal LM (`GenerativeBackend`; `generative` finds it).
+
+    Optional: ``start() -> float``, the runtime's one-off start in this process (its
+    import, a JIT's target initialisation), done once and apart from any model's compile,
+    as ``import torch`` is; the seconds it took, 0.0 once started (`start_of`, `once`).
     """
 
     name: str
@@ -338,6 +343,34 @@ def half_precision_fallback_of(name: str) -> str:
         return HALF_PRECISION_FALLBACK
     own = getattr(backend, "half_precision_fallback", None)
     return str(own()) if callable(own) else HALF_PRECISION_FALLBACK
+
+
+def start_of(backend: Backend) -> float:
+    """Start ``backend``'s runtime in this process (its optional ``start``); the seconds
+    it took, 0.0 once started or for a backend without a start of its own.
+
+    Example:
+        >>> start_of(get_backend("onnxruntime")) >= 0.0  # imports onnxruntime, once
+        True
+    """
+    own = getattr(backend, "start", None)
+    return float(own()) if callable(own) else 0.0
+
+
+def once(start: Callable[[], object]) -> Callable[[], float]:
+    """``start`` run at the first call only, timed: the seconds it took, 0.0 after."""
+    done = False
+
+    def timed() -> float:
+        nonlocal done
+        if done:
+            return 0.0
+        started = time.perf_counter()
+        start()
+        done = True
+        return time.perf_counter() - started
+
+    return timed
 
 
 OptionsT = TypeVar("OptionsT")

@@ -112,9 +112,12 @@ class RoundResult:
         pid: the child's process id.
         environment: the child's thread settings and library versions.
         error: what went wrong, one line ("" when nothing did).
-        startup: the child's cold start and memory: ``load_s``, ``compile_s``,
-            ``first_inference_ms``, ``rss_before_bytes`` (after loading, before
-            compiling), ``runtime_bytes`` (resident memory compiling and running added).
+        startup: the child's cold start and memory: ``load_s``, ``startup_s`` (the
+            runtime's one-off start in the process: its import, a JIT's target), and
+            apart from it ``compile_s`` (numba's plan at the timed shapes included, no
+            inference), ``first_inference_ms``, ``rss_before_bytes`` (after loading,
+            before compiling), ``runtime_bytes`` (resident memory compiling and running
+            added).
     """
 
     runtime: str
@@ -575,7 +578,7 @@ def run_child(spec: Mapping[str, Any], timeout_s: float = 600.0) -> dict[str, An
 def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The child's work: load, compile with this runtime's options only, time; plain data.
 
-    Cold start (load, compile, first inference) is timed once on the way, and the
+    Cold start (load, runtime start, compile, first inference) is timed once on the way, and the
     resident memory compiling and running added is read after the timed runs.
     """
     import time
@@ -615,6 +618,7 @@ def measure_in_this_process(spec: Mapping[str, Any]) -> dict[str, Any]:
         "measurement": measurement.to_dict(),
         "startup": {
             "load_s": load_s,
+            "startup_s": run.startup_s,
             "compile_s": run.compile_s,
             "first_inference_ms": first_ms,
             "rss_before_bytes": rss_before,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.argtypes import MAX_REPEATS, seconds, whole
-from workbench.backends.base import Session, get_backend, settings_of
+from workbench.backends.base import Session, get_backend, settings_of, start_of
 from workbench.errors import ParameterError
 from workbench.profiling.timer import Measurement, Timer, Watch, gc_paused
 
@@ -133,15 +133,18 @@ class Compiled:
         session: the `Session`.
     """
 
-    def __init__(self, session: Session, compile_s: float) -> None:
+    def __init__(self, session: Session, compile_s: float, startup_s: float = 0.0) -> None:
         self.session, self._compile_s = session, compile_s
+        #: seconds the runtime's one-off start in this process took before the compile
+        #: (`start_of`; 0.0 where it had started already), not in `compile_s`
+        self.startup_s = startup_s
         self._settings: AbstractContextManager[None] | None = None
 
     @property
     def compile_s(self) -> float:
         """Seconds the backend's ``compile`` took, plus the planning a session that
         compiles per input shape did since (its ``plan_s``: numba loads or compiles its
-        kernels on the first run at each shape, when `runner` is made)."""
+        kernels when it plans a new shape, when `runner` is made); no inference."""
         return self._compile_s + float(getattr(self.session, "plan_s", 0.0))
 
     @property
@@ -194,12 +197,14 @@ def compiled(
     from workbench.profiling.embedding_checks import lookup_checked
 
     default_threads()  # the CPUs free are looked at before the compile is timed
+    runtime = get_backend(backend)
+    startup_s = start_of(runtime)  # the runtime's own start is not the model's compile
     started = time.perf_counter()
-    session = get_backend(backend).compile(model, device, **(options or {}))
+    session = runtime.compile(model, device, **(options or {}))
     compile_s = time.perf_counter() - started
     # every runtime gets the same ids check, once per input set and outside the timed
     # calls: a bad id is one line naming the table, never a clamp or a kernel's crash
-    return Compiled(lookup_checked(session), compile_s)
+    return Compiled(lookup_checked(session), compile_s, startup_s)
 
 
 def warm_up(runner: Callable[[], Any], calls: int) -> None:

@@ -54,7 +54,8 @@ def profile(
 
     Cold start is kept apart from the steady state: ``load_s`` (loading the file, when
     given one), ``compile_s`` (the backend's ``compile``: conversion, graph optimisation,
-    engine build) and ``first_inference_ms`` (the first run, with its lazy allocations
+    engine build; the runtime's one-off start in the process, `start_of`, is not in it)
+    and ``first_inference_ms`` (the first run, with its lazy allocations
     and JIT) are measured once and excluded from ``latency``.
 
     Args:

@@ -329,11 +329,16 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path) -> None:
     assert second_misses == 0 and second_hits > 0
 
 
-def test_compile_seconds_count_the_plan_of_each_new_shape(backend) -> None:
-    """Numba loads (or compiles) its kernels on the first run at a shape: that planning
-    is compile time, measured per new shape, and the profile's compile_s includes it."""
+def test_compile_seconds_count_the_plan_of_each_new_shape(backend, monkeypatch) -> None:
+    """Numba loads (or compiles) its kernels when it plans a shape: that planning is
+    compile time, measured per new shape, and the profile's compile_s includes it; the
+    first inference is not in it (making a runner executes nothing)."""
+    from workbench.backends.numba.executor import Executor
     from workbench.profiling.measure import compiled
 
+    executed: list[object] = []
+    execute = Executor.execute
+    monkeypatch.setattr(Executor, "execute", lambda e, p: executed.append(p) or execute(e, p))
     model = wb.samples.load("digits-cnn")
     with compiled(model, "numba", "cpu") as run:
         session, before = run.session, run.compile_s
@@ -341,12 +346,31 @@ def test_compile_seconds_count_the_plan_of_each_new_shape(backend) -> None:
         replay = session.runner(model.example_inputs(2))
         planned = session.plan_s
         assert planned > 0 and run.compile_s == pytest.approx(before + planned)
+        assert not executed  # the warm-up execution is the runner's first call
         replay()
+        assert len(executed) == 1
         session.run(model.example_inputs(2))  # the same shapes: no new plan
         assert session.plan_s == planned
         session.run(model.example_inputs(3))
         assert session.plan_s > planned
         assert session.compile_s == pytest.approx(session.graph_s + session.plan_s)
+
+
+def test_planning_loads_the_kernels_the_first_inference_runs(backend) -> None:
+    """The plan asks Numba for its bound kernels' signatures: the first inference finds
+    them loaded (`preload`), and gives ORT's outputs."""
+    from workbench.backends.numba.preload import _kernel_calls
+
+    model = wb.samples.load("digits-cnn")
+    session = backend.compile(model, "cpu")
+    inputs = model.example_inputs(4)
+    session.runner(inputs)
+    (plan,) = session._executor.plans
+    calls = list(_kernel_calls(plan.thunks, set()))
+    assert calls
+    for kernel, args in calls:
+        assert tuple(kernel.typeof_pyval(a) for a in args) in kernel.overloads
+    assert_close(session.run(inputs)[0], ort_outputs(model, inputs)[0], scope="model")
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ import numpy as np
 
 from workbench.backends.base import LayerTiming
 from workbench.backends.numba.graph import ALIAS_OPS, Graph, Node
+from workbench.backends.numba.preload import load_kernels
 from workbench.errors import BackendError, InvalidArgumentError
 
 #: A kernel: (node, input arrays, preallocated outputs or None) -> output arrays. Given
@@ -334,6 +335,8 @@ class Executor:
         plan = Plan(steps, inputs=staged)
         self._allocate(plan, env, static, staged)
         self._bind(plan)
+        if isinstance(self.device, CpuDevice):  # the first inference then loads nothing
+            load_kernels(plan.thunks)
         return plan
 
     def _kernel_of(self, node: Node) -> Kernel:

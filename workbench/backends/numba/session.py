@@ -34,8 +34,10 @@ class NumbaSession:
         graph_s: seconds ``compile`` spent building ``graph`` (reading the ONNX graph,
             folding constants, fusion, layout).
         plan_s: seconds spent planning so far: at each new set of input shapes, the
-            first run's kernels loaded from Numba's disk cache (or compiled), its
-            buffers allocated and its steps bound, and the runner's first replay.
+            planning run's kernels loaded from Numba's disk cache (or compiled), its
+            buffers allocated and its steps bound; no inference (a runner's first call
+            is the first inference). Numba's one-off start in the process is in
+            neither (`NumbaBackend.start`).
     """
 
     def __init__(
@@ -102,9 +104,9 @@ class NumbaSession:
     def _to_host(self, array: Any) -> np.ndarray:
         return self._device.download(array)
 
-    def _stage(self, inputs: Inputs, warm: bool = False) -> tuple[Executor, Plan]:
+    def _stage(self, inputs: Inputs) -> tuple[Executor, Plan]:
         """The executor and the plan for ``inputs``, staged into its buffers; a new plan
-        (and with ``warm`` its first replay, which may compile too) counts in `plan_s`."""
+        counts in `plan_s`."""
         executor = self._executor
         if executor is None:
             raise BackendError("this session is closed; compile the model again")
@@ -116,9 +118,6 @@ class NumbaSession:
             # staging allocates every planned buffer: where a too-large batch fails
             plan = executor.stage(by_graph_name)
             if len(executor.plans) > known:
-                if warm:
-                    executor.execute(plan)  # compile outside the timed calls
-                    self._device.synchronize()
                 self.plan_s += time.perf_counter() - started
             return executor, plan
 
@@ -149,9 +148,11 @@ class NumbaSession:
         """A zero-argument callable running one inference on inputs staged once.
 
         The callable returns when the device has finished; outputs stay on the device
-        in the session's planned buffers (overwritten by the next call).
+        in the session's planned buffers (overwritten by the next call). Its first call
+        is the first inference (first touch of the buffers, kernels the planning run did
+        not call): measuring warms it up, as for every runtime.
         """
-        executor, plan = self._stage(inputs, warm=True)
+        executor, plan = self._stage(inputs)
         device = self._device
 
         def run_once() -> list[Any]:

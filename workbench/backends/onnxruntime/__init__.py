@@ -15,12 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from workbench.backends.base import (
     Availability,
     Support,
     check_device,
+    once,
     parse_options,
     register,
 )
@@ -42,6 +44,15 @@ __all__ = [
     "OrtOptions",
     "provider_for",
 ]
+
+
+def _import_onnxruntime() -> None:
+    # not installed: `compile` says so in its own words
+    with contextlib.suppress(ImportError):
+        import onnxruntime  # noqa: F401
+
+
+_start = once(_import_onnxruntime)
 
 
 @register("onnxruntime")
@@ -72,6 +83,10 @@ class OnnxRuntimeBackend:
 
     def supports(self, model: Model) -> Support:
         return Support(True)
+
+    def start(self) -> float:
+        """Import onnxruntime, once per process (see `Backend`); seconds, 0.0 after."""
+        return _start()
 
     def half_precision_fallback(self) -> str:
         """How ORT runs a half-precision op without a half kernel for it on this CPU."""
