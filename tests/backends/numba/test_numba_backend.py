@@ -430,30 +430,39 @@ def test_gemm_transposes_activations_on_every_run(backend, trans: dict[str, int]
         assert_close(session.run({"a": a2, "b": b2})[0], left @ right)
 
 
+@pytest.mark.parametrize(
+    ("op", "count", "fused"),
+    [("Add", 2, True), ("Sum", 2, True), ("Sum", 3, False)],
+    ids=["Add", "Sum of two (ShuffleNet's)", "Sum of three: Relu apart"],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
-def test_residual_add_and_relu_run_as_one_fused_op(backend, dtype: type) -> None:
+def test_residual_add_and_relu_run_as_one_fused_op(
+    backend, dtype: type, op: str, count: int, fused: bool
+) -> None:
     from onnx import helper
 
     from workbench.loaders.onnx import model_from_proto
 
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    names = ["a", "b", "c"][:count]
     nodes = [
-        helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+        helper.make_node(op, names, ["s"], name="add"),
         helper.make_node("Relu", ["s"], ["y"], name="relu"),
     ]
     graph = helper.make_graph(
         nodes,
         "residual",
-        [helper.make_tensor_value_info(n, elem, [2, 3, 4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, elem, [2, 3, 4]) for n in names],
         [helper.make_tensor_value_info("y", elem, None)],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
     session = backend.compile(model_from_proto(proto, name="residual"), "cpu")
-    assert [(n.op_type, n.activation) for n in session.graph.nodes] == [("Add", "Relu")]
+    steps = [(n.op_type, n.activation) for n in session.graph.nodes]
+    assert steps == ([(op, "Relu")] if fused else [(op, ""), ("Relu", "")])
     rng = np.random.default_rng(5)
-    a = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
-    b = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
-    np.testing.assert_array_equal(session.run({"a": a, "b": b})[0], np.maximum(a + b, 0))
+    xs = {n: (rng.standard_normal((2, 3, 4)) * 4).astype(dtype) for n in names}
+    expected = np.maximum(sum(xs.values()), 0)
+    np.testing.assert_array_equal(session.run(xs)[0], expected)
 
 
 @pytest.mark.parametrize(

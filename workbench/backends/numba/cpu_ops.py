@@ -1018,22 +1018,26 @@ def gelu(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
 
 
 def binary(op: str) -> Kernel:
-    def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
-        if op == "Add" and node.activation == "Relu":  # residual blocks: one pass
-            out, run = _elementwise("AddRelu", [ins[0], ins[1]], outs)
-            return run, [out]
-        out, run = _elementwise(op, [ins[0], ins[1]], outs)
-        if node.activation:  # a fused activation, in place while the output is in cache
-            return _sequence(run, elementwise.bind(node.activation, [out], out)), [out]
-        return run, [out]
+    return _bindable(functools.partial(_binary, op))
 
-    return _bindable(binder)
+
+def _binary(op: str, node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+    if op == "Add" and node.activation == "Relu":  # residual blocks: one pass
+        out, run = _elementwise("AddRelu", [ins[0], ins[1]], outs)
+        return run, [out]
+    out, run = _elementwise(op, [ins[0], ins[1]], outs)
+    if node.activation:  # a fused activation, in place while the output is in cache
+        return _sequence(run, elementwise.bind(node.activation, [out], out)), [out]
+    return run, [out]
 
 
 def variadic(op: str) -> Kernel:
-    """Sum, Max or Min of any number of inputs, with broadcasting: pairwise into the output."""
+    """Sum, Max or Min of any number of inputs, with broadcasting: pairwise into the output;
+    a Sum of two is an Add (with the Relu `graph` may fuse into it)."""
 
     def binder(node: Node, ins: Arrays, outs: Arrays | None) -> Bound:
+        if len(ins) == 2:
+            return _binary(op, node, ins, outs)
         out = _out(outs, np.broadcast_shapes(*(a.shape for a in ins)), ins[0].dtype)
         if len(ins) == 1:
             return functools.partial(np.copyto, out, ins[0]), [out]

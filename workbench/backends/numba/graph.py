@@ -284,11 +284,13 @@ def _fuse_bias(
 def _fuse_activations(
     nodes: list[Node], outputs: set[str], no_fuse: Callable[[Node], bool]
 ) -> list[Node]:
-    """Apply a Relu that is the only consumer of a Conv/Gemm/MatMul/Add in its epilogue."""
+    """Apply a Relu that is the only consumer of a Conv/Gemm/MatMul/Add (or a Sum of
+    two: ShuffleNet's residual blocks, an Add by another name) in its epilogue."""
     users = _consumers(nodes)
     dropped: set[int] = set()
     for producer in nodes:
-        if producer.op_type not in FUSABLE_PRODUCERS or no_fuse(producer):
+        pair_sum = producer.op_type == "Sum" and len(producer.inputs) == 2
+        if not (producer.op_type in FUSABLE_PRODUCERS or pair_sum) or no_fuse(producer):
             continue
         act = _single_consumer(producer.outputs[0], users, outputs)
         if act is None or act.op_type not in FUSABLE_ACTIVATIONS or no_fuse(act):
