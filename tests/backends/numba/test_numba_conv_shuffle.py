@@ -148,3 +148,62 @@ def test_the_shuffle_kernel_transposes_each_row(groups: int, size: int, parallel
     cpu.shuffle_rows[0 if parallel else 1](x, groups, out)
     expected = x.reshape(7, groups, size).transpose(0, 2, 1).reshape(7, -1)
     np.testing.assert_array_equal(out, expected)
+
+
+def _grouped_then_shuffled(c: int, m: int, group: int, shuffle: int) -> Model:
+    """x [2, c, 6, 5] -> 1x1 Conv (so the next reads NHWC) -> grouped 1x1 Conv -> Relu ->
+    channel shuffle in ``shuffle`` groups -> depthwise 3x3 Conv."""
+    from onnx import helper, numpy_helper
+
+    from workbench.loaders.onnx import model_from_proto
+
+    consts = {
+        "w0": RNG.standard_normal((c, c, 1, 1)).astype(np.float32) * 0.2,
+        "w": RNG.standard_normal((m, c // group, 1, 1)).astype(np.float32),
+        "b": RNG.standard_normal(m).astype(np.float32),
+        "w1": RNG.standard_normal((m, 1, 3, 3)).astype(np.float32),
+        "split": np.array([0, shuffle, m // shuffle, 6, 5], np.int64),
+        "merge": np.array([0, m, 6, 5], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["x0"], name="first"),
+        helper.make_node("Conv", ["x0", "w", "b"], ["a"], name="grouped", group=group),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "split"], ["s"], name="split"),
+        helper.make_node("Transpose", ["s"], ["t"], name="swap", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["t", "merge"], ["e"], name="merge"),
+        helper.make_node("Conv", ["e", "w1"], ["y"], name="dw", group=m, pads=[1] * 4),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "grouped_shuffle",
+        [helper.make_tensor_value_info("x", 1, [2, c, 6, 5])],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    return model_from_proto(proto, name="grouped_shuffle")
+
+
+@pytest.mark.parametrize(
+    ("c", "m", "group", "shuffle"),
+    [(24, 32, 4, 4), (64, 64, 4, 4), (64, 64, 4, 2)],
+    ids=["6 per group (dense product)", "16 per group (one GEMM each)", "shuffled in 2 of 4"],
+)
+def test_a_shuffle_after_a_grouped_convolution_is_its_output_order(
+    c: int, m: int, group: int, shuffle: int
+) -> None:
+    """`conv_fusion.fuse_channel_shuffles`: the grouped Conv writes its channels to their
+    shuffled places, the shuffle's nodes gone; a shuffle in another number of groups
+    than the Conv's stays a node. Against ONNX Runtime within the ``op`` tolerances."""
+    model = _grouped_then_shuffled(c, m, group, shuffle)
+    inputs = {"x": RNG.standard_normal((2, c, 6, 5)).astype(np.float32)}
+    (expected,) = ort_outputs(model, inputs)
+    session = wb.backend("numba").compile(model, "cpu")
+    for _ in range(2):
+        (got,) = session.run(inputs)
+        assert_close(got, expected, scope="op")
+    conv = next(n for n in session.graph.nodes if n.name == "grouped")
+    folded = shuffle == group
+    assert conv.attrs.get("shuffle") == (group if folded else None)
+    assert ("swap" in [n.name for n in session.graph.nodes]) != folded

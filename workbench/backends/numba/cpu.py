@@ -292,8 +292,9 @@ def _gemm_groups(
     x: np.ndarray, taps: np.ndarray, bias: np.ndarray, act: int, ins: np.ndarray,
     sums: np.ndarray, y: np.ndarray,
 ) -> None:  # fmt: skip
-    """A grouped 1x1 convolution's products: ``y[:, g*N : (g+1)*N] = act(x[:, g*K :
-    (g+1)*K] @ taps[g] + bias[g*N : (g+1)*N])`` for ``taps`` [G, K, N].
+    """A grouped 1x1 convolution's products: ``y[:, g] = act(x[:, g*K : (g+1)*K] @
+    taps[g] + bias[g*N : (g+1)*N])`` for ``taps`` [G, K, N] and ``y`` [rows, G, N], a view
+    of the output (a channel shuffle's transposed one, `conv_fusion`).
 
     The rows go in ``len(ins)`` contiguous shares, one task each (a thread's, in the
     parallel twin); a share runs in blocks of ``ins.shape[1]`` rows, each block copying
@@ -316,7 +317,7 @@ def _gemm_groups(
                     for j in range(k):
                         dest[j] = src[j]
                 np.dot(a, taps[g], c)
-                _bias_act_into(c, bias[g * n : (g + 1) * n], act, y[r0:r1, g * n : (g + 1) * n])
+                _bias_act_into(c, bias[g * n : (g + 1) * n], act, y[r0:r1, g])
 
 
 @njit(inline="never", fastmath=True, error_model="numpy", cache=True)

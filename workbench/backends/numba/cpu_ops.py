@@ -484,14 +484,21 @@ def _grouped_pointwise(
     a loaded 2-core VM), 80% of the model's time; one BLAS call per group over all the
     pixels, with the copies and the epilogue as passes of their own, 0.34 ms on its
     28x28 maps of 136 channels at batch 1, where this takes 0.27 (one thread, in the
-    model, alternated; loaded)."""
+    model, alternated; loaded). With a ``shuffle`` attribute (`conv_fusion`) the
+    channels are written in their shuffled order: the dense product's columns reordered
+    once, the GEMMs' blocks through a transposed view of the output."""
     n, h, wid, c = x.shape
     m = w.shape[0]
     per_in, per_out, rows = c // group, m // group, n * h * wid
     col, y = x.reshape(rows, c), out.reshape(rows, m)
+    shuffled = "shuffle" in node.attrs  # channel j of group g goes to j * group + g
     # the portable GEMM (``gemm="tiled"``) takes the dense product: no BLAS per block
     if per_in < GROUPED_DENSE_MAX_CHANNELS or not isinstance(gemm, BlasGemm):
         dense = _block_diagonal(node, w, group)
+        if shuffled:  # the product's columns in their shuffled order
+            order = np.arange(m).reshape(group, per_out).T.reshape(-1)
+            dense = _cached(node, "shuffled_w", 1, lambda: np.ascontiguousarray(dense[:, order]))
+            bias = _cached(node, "shuffled_b", 2, lambda: np.ascontiguousarray(bias[order]))
         return _blas_scope(gemm, _conv_product(node, gemm, col, dense, bias, y), y.size * c)
     taps = _cached(node, "group_taps", 1, lambda: _group_taps(w, group))
     tasks = _splits(gemm, rows * per_in * m)
@@ -499,8 +506,13 @@ def _grouped_pointwise(
     ins = _workspace(node, "group_in", (tasks, block, per_in), x.dtype)
     sums = _workspace(node, "group_sums", (tasks, block, per_out), x.dtype)
     act = cpu.ACTIVATIONS[node.activation]
+    by_group = (
+        out.reshape(rows, per_out, group).transpose(0, 2, 1)
+        if shuffled
+        else out.reshape(rows, group, per_out)
+    )
     run = functools.partial(
-        cpu.gemm_groups[0 if tasks > 1 else 1], col, taps, bias, act, ins, sums, y
+        cpu.gemm_groups[0 if tasks > 1 else 1], col, taps, bias, act, ins, sums, by_group
     )
     if tasks > 1:  # one BLAS call per task at a time (see `cpu.gemm_split_rows`)
         return cpu.single_threaded_blas(run)

@@ -75,6 +75,8 @@ class NumbaSession:
             self.graph = qdq_fusion.fuse_int8_products(self.graph, proto, has_custom)
         if channels_last:
             self.graph = layout.channels_last(self.graph, has_custom)
+            if custom_device == "cpu":  # the shuffled writes are the CPU kernel's
+                self.graph = conv_fusion.fuse_channel_shuffles(self.graph, has_custom)
         overrides = {}
         for node in self.graph.nodes:
             fn = registry.custom_kernel(node, custom_device)
