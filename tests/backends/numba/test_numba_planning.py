@@ -81,3 +81,31 @@ def test_a_network_s_first_run_equals_onnxruntime_with_nothing_computed_to_plan(
     expected = wb.backend("onnxruntime").compile(model, "cpu").run(x)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_a_shape_and_a_gather_do_not_make_planning_compute_their_data() -> None:
+    """Shape is folded from a shape, Gather reads only its indices' values: a ViT's
+    token Gather at the end once made the planning run compute the whole encoder."""
+    import onnx
+    from numba_helpers import ort_outputs
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Reshape", ["r", "s"], ["t"]),
+        helper.make_node("Gather", ["t", "first"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "token",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 5, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor("first", TensorProto.INT64, [], [0])],
+    )
+    model = wb.load(onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32)
+    session = wb.backend("numba").compile(model, "cpu")
+    (got,) = session.run({"x": x})
+    assert session._executor._read_in_planning.isdisjoint({"x", "r", "t"})
+    np.testing.assert_array_equal(got, ort_outputs(model, {"x": x})[0])

@@ -46,7 +46,9 @@ Planner = Callable[[Node, list[Any]], list[Any]]
 #: (`HOST_INPUTS`) alone, and which only move values: run on undefined values in a
 #: planning run they give the right shapes, and neither fail nor warn (a Cast of
 #: undefined floats to integers would warn of invalid values: it is computed instead).
-SHAPE_ONLY_OPS = ALIAS_OPS | {"Slice", "Expand"}
+#: Gather's indices are a host input, computed: a ViT's class-token Gather at the end
+#: made the planning run compute the whole encoder.
+SHAPE_ONLY_OPS = ALIAS_OPS | {"Slice", "Expand", "Gather"}
 
 
 def nothing() -> None:
@@ -86,10 +88,14 @@ def values_planning_reads(graph: Graph, kernel_of: Callable[[Node], Kernel]) -> 
     host (`HOST_INPUTS`: shapes, axes, pads), every input of a node that has to run
     for real (its kernel has no ``plan`` and its op is not in `SHAPE_ONLY_OPS`: its
     outputs' shapes may follow from its inputs' values, as NonZero's, or undefined
-    values could fail it, as Gather's indices), and, back through the graph, every input
-    of a node whose outputs are in the set."""
+    values could fail it, as GatherElements' indices), and, back through the graph,
+    every input of a node whose outputs are in the set."""
     needed: set[str] = set()
     for node in reversed(graph.nodes):
+        # a Shape is folded from its input's shape (`_is_static`), never run: counting its
+        # input made the planning run compute torchvision's whole ViT encoder
+        if node.op_type == "Shape":
+            continue
         kernel = kernel_of(node)
         computed = not needed.isdisjoint(node.outputs) or (
             getattr(kernel, "plan", None) is None and node.op_type not in SHAPE_ONLY_OPS
