@@ -190,13 +190,26 @@ TINY_CASES = {
 
 def tiny_case(name: str) -> tuple[Model, dict[str, np.ndarray], np.ndarray]:
     """The single-node model of `TINY_CASES` ``name``, its inputs and the expected output:
-    ONNX Runtime's, or for LRN `lrn_reference` (ONNX Runtime rejects even sizes and
-    ``onnx.reference`` normalises over the wrong axis)."""
+    ONNX Runtime's, for LRN `lrn_reference` (ONNX Runtime rejects even sizes and
+    ``onnx.reference`` normalises over the wrong axis), for MatMulInteger
+    `matmul_integer_reference` (ONNX Runtime's u8s8 kernel on a CPU with AVX2 but no VNNI
+    sums pairs of products in saturating int16, ``vpmaddubsw``: 15404 for 21202 here)."""
     op, inputs, attrs, constants, opset = TINY_CASES[name]
     model = single_node_model(op, inputs, attrs, constants, opset=opset)
     if op == "LRN":
         return model, inputs, lrn_reference(inputs["x"], **attrs)
+    if op == "MatMulInteger":
+        return model, inputs, matmul_integer_reference(inputs["a"], **constants)
     return model, inputs, ort_outputs(model, inputs)[0]
+
+
+def matmul_integer_reference(
+    a: np.ndarray, b: np.ndarray, az: np.ndarray, bz: np.ndarray
+) -> np.ndarray:
+    """MatMulInteger as the ONNX spec words it: ``(a - az) @ (b - bz)``, exact in int64
+    (every sum of 8-bit products fits int32)."""
+    wide = a.astype(np.int64) - az.astype(np.int64)
+    return (wide @ (b.astype(np.int64) - bz.astype(np.int64))).astype(np.int32)
 
 
 def lrn_reference(

@@ -39,9 +39,12 @@ def _build(name: str) -> wb.Model:
         pytest.skip(str(exc))  # transformers inside it (its lazy import fails there)
 
 
-def _matches_onnxruntime(model: wb.Model, batch_size: int) -> None:
+def _matches_onnxruntime(model: wb.Model, batch_size: int, *, spec: bool = False) -> None:
+    """numba's outputs equal ONNX Runtime's within the ``model`` tolerances; ``spec``:
+    ORT with its graph optimisations off, each op run as the ONNX spec words it."""
     x = model.example_inputs(batch_size)
-    expected = wb.backend("onnxruntime").compile(model, "cpu").run(x)
+    options = {"optimization": "disabled"} if spec else {}
+    expected = wb.backend("onnxruntime").compile(model, "cpu", **options).run(x)
     got = wb.backend("numba").compile(model, "cpu").run(x)
     assert len(got) == len(expected)
     for i, (ours, reference) in enumerate(zip(got, expected, strict=True)):
@@ -64,7 +67,11 @@ def test_refused_ops_are_the_pinned_ones(entry: Entry) -> None:
 
 @pytest.mark.parametrize("entry", RUNNABLE)
 def test_runs_and_matches_onnxruntime(entry: Entry) -> None:
-    _matches_onnxruntime(_build(entry.name), batch_size=2)
+    # INT8 against the spec's QDQ (dequantize, the op in float, quantize): ORT's fused
+    # u8s8 kernels on a CPU with AVX2 but no VNNI sum pairs of products in saturating
+    # int16 (vpmaddubsw): digits-cnn int8-static's logits then differ by up to 1.1 from
+    # the spec's, which numba's integer kernels give exactly (0.0 apart)
+    _matches_onnxruntime(_build(entry.name), batch_size=2, spec=entry.family == "int8")
 
 
 @pytest.mark.torchvision
