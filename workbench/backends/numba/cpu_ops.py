@@ -388,7 +388,7 @@ def _dense_nhwc_candidates(
 def _implicit_fits(node: Node, x: np.ndarray, m: int, gemm: GemmFn) -> bool:
     """Whether `_conv_implicit` may run: float32 on AVX-512, a C-contiguous input (the
     kernel reads it flat), constant weight and bias (packed once), at least one vector
-    of output channels (a panel is 2 vectors wide), and BLAS chosen (``gemm="tiled"``
+    of output channels (a panel is `packed_gemm.VECTORS` wide), and BLAS chosen (``gemm="tiled"``
     keeps the convolutions on the portable kernels, as for the packed GEMM)."""
     bias_input = len(node.inputs) > 2 and bool(node.inputs[2])
     constant = 1 in node.const_inputs and (not bias_input or 2 in node.const_inputs)

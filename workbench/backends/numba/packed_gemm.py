@@ -9,12 +9,12 @@ the weight is packed once, at compile time, into panels of `NR` columns
 ``[N / NR, K, NR]`` (the last zero-padded), and the product is
 
 - the panels cut into one contiguous share per task (a thread's, in the parallel twin);
-- within a share, each panel in slices of `KC` depths (a slice: KC x NR floats, 32 KiB,
-  stays in L1) while every `MR` rows pass over it;
-- a micro-kernel of `MR` rows x `NR` columns whose sums are `MR` x 2 vectors of 16
-  floats (``f32x16``, an LLVM ``<16 x float>``: one zmm register with AVX-512) carried in
-  registers across the slice: per depth two weight loads, one broadcast per row and
-  2 `MR` fused multiply-adds;
+- within a share, each panel in slices of `KC` depths (a slice: KC x NR floats, 32 KiB
+  with AVX-512's `NR`, 16 KiB with AVX2's, stays in L1) while every `MR` rows pass over it;
+- a micro-kernel of `MR` rows x `NR` columns whose sums are `MR` x `VECTORS` vectors of
+  16 floats (``f32x16``, an LLVM ``<16 x float>``: one zmm register with AVX-512, two ymm
+  with AVX2) carried in registers across the slice: per depth `VECTORS` weight loads,
+  one broadcast per row and `VECTORS` x `MR` fused multiply-adds;
 - after the last slice the bias and the activation run on the panel's tile (in L1) as it
   is copied to the output.
 
@@ -40,11 +40,15 @@ from numba.extending import intrinsic
 from workbench.backends.numba import simd
 from workbench.backends.numba.cpu import activate, twin
 
-#: float32 lanes of one vector, vectors per micro-tile row, rows per micro-tile
+#: float32 lanes of one vector; vectors per micro-tile row: with AVX-512's 32 registers
+#: two (the 12 sums of 6 rows in 12 zmm), with AVX2's 16 one (each 16-lane vector is two
+#: ymm halves: 6 sums in 12 ymm, with the weight's two and a broadcast, Haswell's 6x16
+#: kernel; two vectors would spill); rows per micro-tile
 LANES = simd.LANES
-NR = 2 * LANES
+VECTORS = 2 if simd.compiles_for_host("avx512f") else 1
+NR = VECTORS * LANES
 MR = 6
-#: depth of a K slice (a panel's slice: KC x NR x 4 bytes = 32 KiB, L1) and the most rows
+#: depth of a K slice (a panel's slice: KC x NR x 4 bytes, 16-32 KiB, L1) and the most rows
 #: (an A slice of MC x KC floats: 128 KiB, L2)
 KC = 256
 MC = 128
@@ -170,6 +174,29 @@ def _sums(
     ``bases`` a tuple of `MR` offsets; ``first``: the sums start at zero, else at what
     ``c`` holds."""
     flat_p = panel.reshape(-1)
+    if rows == MR and VECTORS == 1:
+        s0, s1, s2, s3, s4, s5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
+        d = d0
+        for s in range(segments.shape[0]):
+            shift = segments[s]
+            r0, r1, r2 = bases[0] + shift, bases[1] + shift, bases[2] + shift
+            r3, r4, r5 = bases[3] + shift, bases[4] + shift, bases[5] + shift
+            for e in range(length):
+                w0 = load(flat_p, d * NR)
+                s0 = fma(s0, broadcast(src, r0 + e), w0)
+                s1 = fma(s1, broadcast(src, r1 + e), w0)
+                s2 = fma(s2, broadcast(src, r2 + e), w0)
+                s3 = fma(s3, broadcast(src, r3 + e), w0)
+                s4 = fma(s4, broadcast(src, r4 + e), w0)
+                s5 = fma(s5, broadcast(src, r5 + e), w0)
+                d += 1
+        _put_one(c, c0, first, s0)
+        _put_one(c, c0 + ldc, first, s1)
+        _put_one(c, c0 + 2 * ldc, first, s2)
+        _put_one(c, c0 + 3 * ldc, first, s3)
+        _put_one(c, c0 + 4 * ldc, first, s4)
+        _put_one(c, c0 + 5 * ldc, first, s5)
+        return
     if rows == MR:
         s00, s01, s10, s11, s20, s21 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
         s30, s31, s40, s41, s50, s51 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
@@ -209,18 +236,26 @@ def _sums(
             for e in range(length):
                 x = broadcast(src, base + e)
                 s0 = fma(s0, x, load(flat_p, d * NR))
-                s1 = fma(s1, x, load(flat_p, d * NR + LANES))
+                if VECTORS == 2:
+                    s1 = fma(s1, x, load(flat_p, d * NR + LANES))
                 d += 1
-        _put(c, c0 + r * ldc, first, s0, s1)
+        if VECTORS == 2:
+            _put(c, c0 + r * ldc, first, s0, s1)
+        else:
+            _put_one(c, c0 + r * ldc, first, s0)
 
 
 @njit(inline="always")
 def _put(c: np.ndarray, at: int, first: bool, s0: Any, s1: Any) -> None:
+    _put_one(c, at, first, s0)
+    _put_one(c, at + LANES, first, s1)
+
+
+@njit(inline="always")
+def _put_one(c: np.ndarray, at: int, first: bool, s0: Any) -> None:
     if not first:
         s0 = add(s0, load(c, at))
-        s1 = add(s1, load(c, at + LANES))
     store(c, at, s0)
-    store(c, at + LANES, s1)
 
 
 def _gemm_packed(
@@ -366,9 +401,9 @@ def _first_tap(q: int, plane: tuple[int, ...]) -> int:
     return ((b * rows_in + (t - b * oh) * sh) * cols_in + (q - t * ow) * sw) * c
 
 
-#: AVX-512's 32 vector registers hold the micro-kernel's 12 sums and its operands (with
-#: AVX2's 16 they would spill)
-AVAILABLE = simd.compiles_for_host("avx512f")
+#: a micro-kernel whose sums and operands fit the vector registers: AVX-512's two
+#: vectors a row, or AVX2's one (`VECTORS`)
+AVAILABLE = VECTORS == 2 or simd.compiles_for_host("fma")
 
 
 def worthwhile(m: int, k: int, n: int, dtype: Any) -> bool:
