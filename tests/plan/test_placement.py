@@ -566,6 +566,13 @@ def test_a_placement_predicted_again_keeps_the_runs_made(monkeypatch: pytest.Mon
     assert (kept["predicted_ms"] - first.table.set_index("split")["predicted_ms"]).max() == (
         pytest.approx(0.5)
     )
+    # two placements measured apart pool to the median, the least, the most, the sum
+    slower = replace(measured, table=measured.table.assign(
+        measured_ms=10.0, measured_min_ms=9.0, measured_max_ms=12.0))  # fmt: skip
+    third = replace(measured, table=measured.table.assign(measured_ms=6.0, measured_min_ms=5.0))
+    pooled = again.with_measurements_of(measured, slower, third).table.set_index("split")
+    assert (pooled["measured_ms"] == 8.0).all() and (pooled["measured_n"] == 12).all()
+    assert (pooled["measured_min_ms"] == 5.0).all() and (pooled["measured_max_ms"] == 12.0).all()
     other = place(A, B, model=model, link=LINK)
     with pytest.raises(PlacementError, match="not toy at batch 3"):
         replace(other, batch_size=3).with_measurements_of(measured)

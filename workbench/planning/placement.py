@@ -785,18 +785,26 @@ class Placement:
         """The best split's row of `table`."""
         return self.table.iloc[0]
 
-    def with_measurements_of(self, measured: Placement) -> Placement:
-        """This placement with ``measured``'s measurements of the same splits (its
+    def with_measurements_of(self, *measured: Placement) -> Placement:
+        """This placement with the measurements of the same splits in ``measured`` (their
         ``measured_*`` and ``parts_ms`` columns), the error against this prediction: a
         placement predicted again (say with a `Switch` pooled after the run) keeps the
-        runs already made."""
-        if (measured.model, measured.batch_size) != (self.model, self.batch_size):
-            raise PlacementError(
-                f"the measurements are of {measured.model} at batch {measured.batch_size}, "
-                f"not {self.model} at batch {self.batch_size}"
-            )
-        columns = ["measured_ms", "measured_n", "parts_ms", "measured_min_ms", "measured_max_ms"]
-        done = measured.table[measured.table["measured_ms"].notna()].set_index("split")
+        runs already made. Several placements, each measured in rounds of its own, pool
+        as `measure_placement`'s rounds do: the median of their medians, the least and
+        the most, the calls summed."""
+        for one in measured:
+            if (one.model, one.batch_size) != (self.model, self.batch_size):
+                raise PlacementError(
+                    f"the measurements are of {one.model} at batch {one.batch_size}, "
+                    f"not {self.model} at batch {self.batch_size}"
+                )
+        runs = pd.concat([one.table[one.table["measured_ms"].notna()] for one in measured])
+        done = runs.groupby("split").agg(
+            measured_ms=("measured_ms", "median"), measured_n=("measured_n", "sum"),
+            parts_ms=("parts_ms", "median"), measured_min_ms=("measured_min_ms", "min"),
+            measured_max_ms=("measured_max_ms", "max"),
+        )  # fmt: skip
+        columns = list(done.columns)
         table = self.table.copy()
         found = table["split"].isin(done.index)
         table.loc[found, columns] = done.loc[table.loc[found, "split"], columns].to_numpy()
