@@ -48,9 +48,26 @@ def test_dlrm_on_profile_compare_optimize_and_serving(make_app):
     assert serving.jobs.error == "" and serving.result.kind == "offline"
 
 
+def _int8_dot() -> bool:
+    from workbench.evaluation.lm_why import INT8_DOT_FLAGS
+    from workbench.machine import cpu_info
+
+    return bool(set(INT8_DOT_FLAGS) & set(cpu_info()["flags"]))
+
+
 @pytest.mark.parametrize(
     "sample, method, metric",
-    [("two-tower", "table-int4", "recall@10"), ("anomaly-autoencoder", "int8-dynamic", "roc_auc")],
+    [
+        ("two-tower", "table-int4", "recall@10"),
+        pytest.param(
+            "anomaly-autoencoder",
+            "int8-dynamic",
+            "roc_auc",
+            # ORT's u8s8 products without VNNI sum pairs in saturating int16: on the
+            # AVX2-only EPYC VM the variant's ROC-AUC read 0.946 against 0.987
+            marks=pytest.mark.xfail(not _int8_dot(), reason="ORT's u8s8 saturates without VNNI"),
+        ),
+    ],
 )
 def test_optimize_scores_the_retrieval_and_anomaly_samples_by_their_metric(
     make_app, sample, method, metric
