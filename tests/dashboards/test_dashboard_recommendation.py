@@ -5,6 +5,7 @@ scored by each sample's own metric, a scenario on Serving."""
 from __future__ import annotations
 
 import pytest
+from int8_cpu import saturates_without_int8_dot
 
 import workbench as wb
 
@@ -48,13 +49,6 @@ def test_dlrm_on_profile_compare_optimize_and_serving(make_app):
     assert serving.jobs.error == "" and serving.result.kind == "offline"
 
 
-def _int8_dot() -> bool:
-    from workbench.evaluation.lm_why import INT8_DOT_FLAGS
-    from workbench.machine import cpu_info
-
-    return bool(set(INT8_DOT_FLAGS) & set(cpu_info()["flags"]))
-
-
 @pytest.mark.parametrize(
     "sample, method, metric",
     [
@@ -63,9 +57,7 @@ def _int8_dot() -> bool:
             "anomaly-autoencoder",
             "int8-dynamic",
             "roc_auc",
-            # ORT's u8s8 products without VNNI sum pairs in saturating int16: on the
-            # AVX2-only EPYC VM the variant's ROC-AUC read 0.946 against 0.987
-            marks=pytest.mark.xfail(not _int8_dot(), reason="ORT's u8s8 saturates without VNNI"),
+            marks=saturates_without_int8_dot,  # ROC-AUC 0.946 against 0.987 without VNNI
         ),
     ],
 )

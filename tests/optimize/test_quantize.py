@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from int8_cpu import saturates_without_int8_dot
 from optimize_helpers import model_state, run
 
 import workbench as wb
@@ -76,6 +77,7 @@ def test_static_needs_data_for_a_non_sample_model() -> None:
         wb.quantize(toy_mlp(), "int8-static")
 
 
+@saturates_without_int8_dot
 def test_static_works_on_a_plain_torch_model_with_torch_batches() -> None:
     import torch
 
@@ -125,6 +127,7 @@ def test_bf16_torch_only(digits_mlp, digits_test) -> None:
         wb.quantize(digits_mlp.to_onnx(), "bf16")
 
 
+@saturates_without_int8_dot
 def test_int8_static_conv_net_from_an_onnx_model(digits_train, digits_test) -> None:
     cnn = wb.samples.load("digits-cnn").to_onnx()  # an ONNX input takes the same route
     before = model_state(cnn)

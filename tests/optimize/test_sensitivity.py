@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from int8_cpu import saturates_without_int8_dot
 
 import workbench as wb
 from workbench.errors import TransformError
@@ -30,6 +31,7 @@ def test_candidates(digits_mlp) -> None:
     assert candidate_layers(digits_mlp, ChannelPrune()) == ["fc1", "fc2"]
 
 
+@saturates_without_int8_dot
 def test_sensitivity_one_layer_at_a_time(digits_mlp, digits_test, digits_train) -> None:
     report = wb.sensitivity(
         digits_mlp,
