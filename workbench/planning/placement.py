@@ -918,7 +918,6 @@ def measure_placement(
     timing: TimingOptions | None = None,
     parts: bool = False,
     rounds: int = 1,
-    before_round: Callable[[int], Any] | None = None,
 ) -> Placement:
     """Run splits for real: each part on its processor, fed by the last, timed end to end.
 
@@ -943,9 +942,6 @@ def measure_placement(
             machine runs slow (a VM's neighbours: on the 2-core development VM every
             runtime ran at about half speed for ten seconds at a time) sits in one
             round of each split rather than in every round of some splits.
-        before_round: called with the round's number (0, 1, ...) before each round: what
-            else must meet the machine's slow stretches alike goes there (the benchmark
-            times one round of `measure_switch`'s probe, see `Switch.pooled`).
 
     Returns:
         A new `Placement` whose rows measured have ``measured_ms`` (the median over the
@@ -983,9 +979,7 @@ def measure_placement(
     }
     chains: dict[int, list[Measurement]] = {index: [] for index in wanted}
     alone: dict[int, list[float]] = {index: [] for index in wanted}
-    for number in range(rounds):
-        if before_round is not None:
-            before_round(number)
+    for _ in range(rounds):
         for index in wanted:
             row = table.loc[index]
             cuts = [c for c in str(row["cuts"]).split(", ") if c]

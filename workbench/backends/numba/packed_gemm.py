@@ -178,9 +178,7 @@ def _sums(
         s0, s1, s2, s3, s4, s5 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
         d = d0
         for s in range(segments.shape[0]):
-            shift = segments[s]
-            r0, r1, r2 = bases[0] + shift, bases[1] + shift, bases[2] + shift
-            r3, r4, r5 = bases[3] + shift, bases[4] + shift, bases[5] + shift
+            r0, r1, r2, r3, r4, r5 = _starts(bases, segments[s])
             for e in range(length):
                 w0 = load(flat_p, d * NR)
                 s0 = fma(s0, broadcast(src, r0 + e), w0)
@@ -202,9 +200,7 @@ def _sums(
         s30, s31, s40, s41, s50, s51 = zeros(), zeros(), zeros(), zeros(), zeros(), zeros()
         d = d0
         for s in range(segments.shape[0]):
-            shift = segments[s]
-            r0, r1, r2 = bases[0] + shift, bases[1] + shift, bases[2] + shift
-            r3, r4, r5 = bases[3] + shift, bases[4] + shift, bases[5] + shift
+            r0, r1, r2, r3, r4, r5 = _starts(bases, segments[s])
             for e in range(length):
                 w0 = load(flat_p, d * NR)
                 w1 = load(flat_p, d * NR + LANES)
@@ -243,6 +239,13 @@ def _sums(
             _put(c, c0 + r * ldc, first, s0, s1)
         else:
             _put_one(c, c0 + r * ldc, first, s0)
+
+
+@njit(inline="always")
+def _starts(bases: Any, shift: int) -> Any:
+    """The `MR` rows' offsets in ``src`` for the run ``shift`` past each row's start."""
+    return (bases[0] + shift, bases[1] + shift, bases[2] + shift,
+            bases[3] + shift, bases[4] + shift, bases[5] + shift)  # fmt: skip
 
 
 @njit(inline="always")
